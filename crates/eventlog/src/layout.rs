@@ -1,0 +1,117 @@
+//! How the log is laid out in sled: tree names and key/value encodings.
+//!
+//! Public so that an outside tool (an auditor's verifier, a repair script)
+//! can read a copy of the database without this crate's writer.
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `events` | stream id (16 bytes) ‖ seq (u64 BE) | the envelope as JSON |
+//! | `global` | position (u64 BE) | stream id ‖ seq |
+//! | `heads` | stream id | last seq (u64 BE) ‖ last hash (32 bytes) |
+//! | `commands` | command id (UTF-8) | the first answer ([`crate::Appended`]) as JSON |
+//! | `outbox` | position (u64 BE) | stream id ‖ seq, until the relay delivered it |
+//! | `inbox` | consumer ‖ 0x00 ‖ message id | empty: that message was applied |
+//!
+//! One `events` tree holds every stream: a tree per stream blows up sled's
+//! disk use (sled #1484).
+
+use crate::envelope::{ChainHash, StreamId};
+use crate::{Error, Head};
+
+/// Every stream's events.
+pub const EVENTS: &str = "events";
+/// The total order of the log.
+pub const GLOBAL: &str = "global";
+/// The last seq and hash of each stream.
+pub const HEADS: &str = "heads";
+/// The answer to each applied command id, kept forever.
+pub const COMMANDS: &str = "commands";
+/// Events still to be published.
+pub const OUTBOX: &str = "outbox";
+/// Incoming messages already applied, per consumer.
+pub const INBOX: &str = "inbox";
+
+/// The `events` key of `stream` at `seq`.
+#[must_use]
+pub fn event_key(stream: StreamId, seq: u64) -> [u8; 24] {
+    pointer(stream, seq)
+}
+
+/// The `global`/`outbox` value pointing at `stream` / `seq`.
+#[must_use]
+pub fn pointer(stream: StreamId, seq: u64) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..16].copy_from_slice(stream.as_bytes());
+    key[16..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// Splits an `events` key into stream and seq.
+///
+/// # Errors
+/// [`Error::Corrupt`] if the key is not 24 bytes.
+pub fn decode_event_key(key: &[u8]) -> Result<(StreamId, u64), Error> {
+    decode_pointer(key)
+}
+
+/// Splits a `global`/`outbox` value into stream and seq.
+///
+/// # Errors
+/// [`Error::Corrupt`] if the value is not 24 bytes.
+pub fn decode_pointer(bytes: &[u8]) -> Result<(StreamId, u64), Error> {
+    let (stream, seq) = bytes
+        .split_first_chunk::<16>()
+        .ok_or_else(|| Error::Corrupt("short event pointer".into()))?;
+    let stream = StreamId::from_uuid(uuid::Uuid::from_bytes(*stream));
+    Ok((stream, decode_u64(seq)?))
+}
+
+/// Decodes a big-endian u64.
+///
+/// # Errors
+/// [`Error::Corrupt`] if `bytes` is not 8 bytes long.
+pub fn decode_u64(bytes: &[u8]) -> Result<u64, Error> {
+    let array: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| Error::Corrupt(format!("expected 8 bytes, found {}", bytes.len())))?;
+    Ok(u64::from_be_bytes(array))
+}
+
+/// The `heads` value for a version and hash.
+#[must_use]
+pub fn encode_head(version: u64, hash: ChainHash) -> [u8; 40] {
+    let mut value = [0u8; 40];
+    value[..8].copy_from_slice(&version.to_be_bytes());
+    value[8..].copy_from_slice(&hash.0);
+    value
+}
+
+/// Decodes a `heads` value.
+///
+/// # Errors
+/// [`Error::Corrupt`] if the value is not 40 bytes.
+pub fn decode_head(stream: StreamId, value: &[u8]) -> Result<Head, Error> {
+    if value.len() != 40 {
+        return Err(Error::Corrupt(format!(
+            "head of {stream} is {} bytes, not 40",
+            value.len()
+        )));
+    }
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(&value[8..]);
+    Ok(Head {
+        stream,
+        version: decode_u64(&value[..8])?,
+        hash: ChainHash(hash),
+    })
+}
+
+/// The `inbox` key of a consumer's message.
+#[must_use]
+pub fn inbox_key(consumer: &str, message_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(consumer.len() + 1 + message_id.len());
+    key.extend_from_slice(consumer.as_bytes());
+    key.push(0);
+    key.extend_from_slice(message_id.as_bytes());
+    key
+}

@@ -1,0 +1,61 @@
+//! baove's event store: per-stream append-only logs in one sled database,
+//! durable before acknowledged, idempotent forever, tamper-evident.
+//!
+//! Each service process opens one [`EventLog`]. A stream (a case, an intake,
+//! a referral) is a sequence of [`Envelope`]s numbered from 1; every event
+//! also gets a position in the log's total order, which relays, projections
+//! and auditors follow.
+//!
+//! # Guarantees
+//! - **Optimistic concurrency**: [`EventLog::append`] names the version it
+//!   expects ([`ExpectedVersion`]); a mismatch is [`Error::Conflict`] with
+//!   the current version. Nothing is merged silently.
+//! - **Idempotency forever**: the first answer to each `command_id` is
+//!   stored; a retry gets it back (`replayed = true`) and writes nothing,
+//!   also after a restart.
+//! - **Durable before acknowledged**: an append returns after sled's flush
+//!   *and* an `fdatasync` of sled's log file (sled's own flush ends in
+//!   `sync_file_range`, which leaves the disk cache unflushed: sled #1452).
+//!   sled's background flush is off; there is no window of loss.
+//! - **Group commit**: one writer thread drains every waiting append, applies
+//!   each in its own sled transaction and makes the group durable with one
+//!   flush; callers wait on a oneshot. Nothing blocking runs on the async
+//!   executor: reads go to tokio's blocking pool.
+//! - **Tamper evidence**: see below; [`EventLog::verify`] names the first seq
+//!   that was altered, removed, reordered or inserted.
+//!
+//! # Verifying a log without this crate
+//! Each envelope carries `prev_hash` and `hash`, with
+//! `hash = SHA-256(prev_hash ‖ canonical_bytes)` and `prev_hash` of seq 1 =
+//! 32 zero bytes. `canonical_bytes` is the ASCII tag `baove-envelope-v1`
+//! followed by thirteen fields, each as a 4-byte big-endian length and the
+//! field's bytes, in this order: event id (16 UUID bytes), stream id (16 UUID
+//! bytes), seq (u64 BE), event type (UTF-8), schema version (u32 BE),
+//! recorded-at (i64 BE, Unix ms), actor user id, actor role, actor agency id,
+//! command id, causation id, correlation id (UTF-8 each), payload (the JSON
+//! text exactly as stored). The global position is not covered: it is an
+//! index of this copy of the log. [`Envelope::canonical_bytes`] is the
+//! reference implementation. The chain proves that no event was changed
+//! relative to a head hash you hold; compare the head with one obtained
+//! independently (for example from the published events on NATS) to detect a
+//! rewrite of the whole stream.
+//!
+//! # Layout
+//! - [`envelope`]: [`StreamId`], [`Actor`], [`NewEvent`], [`Envelope`],
+//!   [`ChainHash`], the canonical encoding.
+//! - `log`: [`EventLog`], [`AppendRequest`], [`Appended`], [`Head`],
+//!   [`Verification`], the writer thread.
+//! - [`layout`]: sled tree names and key encodings.
+//! - `error`: [`Error`].
+
+pub mod envelope;
+mod error;
+pub mod layout;
+mod log;
+
+pub use envelope::{Actor, ChainHash, Envelope, NewEvent, StreamId};
+pub use error::Error;
+pub use log::{
+    AppendRequest, Appended, Clock, EventLog, ExpectedVersion, Head, MAX_EVENTS_PER_APPEND,
+    Options, Verification, verify_copy,
+};

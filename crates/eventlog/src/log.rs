@@ -1,0 +1,938 @@
+//! The event log: one sled database, one writer thread, async callers.
+//!
+//! Every write goes through the writer thread, which takes whatever appends
+//! are waiting, applies each in its own sled transaction (so one bad append
+//! cannot take others down with it), then makes the whole group durable with
+//! one `flush` + `fdatasync` before answering any of them. Concurrent callers
+//! therefore share a flush (group commit) and each still returns only once
+//! its events are on stable storage.
+//!
+//! Reads run on tokio's blocking pool: sled calls block.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use crate::envelope::{Actor, ChainHash, Envelope, MAX_FIELD_BYTES, NewEvent, StreamId};
+use crate::{Error, layout};
+
+/// Most events one append may carry.
+pub const MAX_EVENTS_PER_APPEND: usize = 1000;
+
+/// Most appends one group commit takes from the queue before flushing.
+const MAX_GROUP: usize = 1024;
+
+/// The clock that stamps `recorded_at_ms` (milliseconds since the Unix epoch).
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The stream version an append expects to find.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// The stream must have no events yet.
+    NoStream,
+    /// The stream's last seq must be exactly this (0 = no events).
+    Exact(u64),
+    /// Append whatever the version (for streams with a single writer, such as
+    /// a service's own system stream).
+    Any,
+}
+
+impl std::fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoStream => f.write_str("no stream"),
+            Self::Exact(v) => write!(f, "{v}"),
+            Self::Any => f.write_str("any"),
+        }
+    }
+}
+
+/// One append: events for one stream, produced by one command.
+#[derive(Clone, Debug)]
+pub struct AppendRequest {
+    /// The stream to append to.
+    pub stream: StreamId,
+    /// The version the caller decided on.
+    pub expected: ExpectedVersion,
+    /// The command's idempotency key: appending again with it returns the
+    /// first answer and writes nothing, forever.
+    pub command_id: String,
+    /// Who caused it.
+    pub actor: Actor,
+    /// The event that caused this command, or empty.
+    pub causation_id: String,
+    /// The flow's correlation id.
+    pub correlation_id: String,
+    /// The events, in order; 1 to [`MAX_EVENTS_PER_APPEND`].
+    pub events: Vec<NewEvent>,
+    /// Also put the events in the outbox, for the relay to publish.
+    pub publish: bool,
+}
+
+/// The answer to an append.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appended {
+    /// The stream appended to.
+    pub stream: StreamId,
+    /// Seq of the first event written.
+    pub first_seq: u64,
+    /// Seq of the last event written: the stream's new version.
+    pub last_seq: u64,
+    /// Global position of the first event written.
+    pub first_position: u64,
+    /// Global position of the last event written.
+    pub last_position: u64,
+    /// The stream's new head hash.
+    pub head_hash: ChainHash,
+    /// True when this is the stored answer to a command applied before:
+    /// nothing was written this time.
+    #[serde(skip)]
+    pub replayed: bool,
+}
+
+/// The last event of a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// The stream.
+    pub stream: StreamId,
+    /// Seq of its last event.
+    pub version: u64,
+    /// Hash of its last event.
+    pub hash: ChainHash,
+}
+
+/// What [`EventLog::verify`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verification {
+    /// Every event from seq 1 to the head verifies.
+    Intact(Head),
+    /// The first seq whose event was altered, removed, reordered or inserted.
+    Broken {
+        /// The first seq that does not verify.
+        first_bad_seq: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The stream has no events and no head.
+    NoStream,
+}
+
+/// How to open a log.
+#[derive(Clone)]
+pub struct Options {
+    /// Stamps `recorded_at_ms`; the system clock by default. Tests inject one.
+    pub clock: Clock,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(system_now_ms),
+        }
+    }
+}
+
+fn system_now_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A service's append-only event log. Cheap to clone; all clones share one
+/// database and one writer.
+#[derive(Clone)]
+pub struct EventLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    trees: Trees,
+    jobs: mpsc::Sender<Job>,
+    committed: watch::Receiver<u64>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    path: PathBuf,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The writer exits once every sender is gone (this is the last one
+        // after `jobs` drops). Join it so that the sled lock is released when
+        // the last handle goes: a reopen right after must not find it held.
+        let (tx, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.jobs, tx));
+        if let Ok(mut writer) = self.writer.lock()
+            && let Some(handle) = writer.take()
+        {
+            let _ = handle.join();
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Trees {
+    db: sled::Db,
+    events: sled::Tree,
+    global: sled::Tree,
+    heads: sled::Tree,
+    commands: sled::Tree,
+    outbox: sled::Tree,
+    inbox: sled::Tree,
+}
+
+impl Trees {
+    fn open(db: sled::Db) -> Result<Self, Error> {
+        Ok(Self {
+            events: db.open_tree(layout::EVENTS)?,
+            global: db.open_tree(layout::GLOBAL)?,
+            heads: db.open_tree(layout::HEADS)?,
+            commands: db.open_tree(layout::COMMANDS)?,
+            outbox: db.open_tree(layout::OUTBOX)?,
+            inbox: db.open_tree(layout::INBOX)?,
+            db,
+        })
+    }
+
+    fn last_position(&self) -> Result<u64, Error> {
+        match self.global.last()? {
+            Some((key, _)) => layout::decode_u64(&key),
+            None => Ok(0),
+        }
+    }
+
+    fn head(&self, stream: StreamId) -> Result<Option<Head>, Error> {
+        self.heads
+            .get(stream.as_bytes())?
+            .map(|value| layout::decode_head(stream, &value))
+            .transpose()
+    }
+
+    fn event(&self, stream: StreamId, seq: u64) -> Result<Option<Envelope>, Error> {
+        self.events
+            .get(layout::event_key(stream, seq))?
+            .map(|bytes| Envelope::decode(&bytes))
+            .transpose()
+    }
+
+    fn event_at(&self, pointer: &[u8]) -> Result<Envelope, Error> {
+        let (stream, seq) = layout::decode_pointer(pointer)?;
+        self.event(stream, seq)?.ok_or_else(|| {
+            Error::Corrupt(format!(
+                "global index points at missing event {stream}/{seq}"
+            ))
+        })
+    }
+
+    fn read_stream(
+        &self,
+        stream: StreamId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, Error> {
+        let start = layout::event_key(stream, from.max(1));
+        let end = layout::event_key(stream, u64::MAX);
+        self.events
+            .range(start..=end)
+            .take(limit)
+            .map(|item| Envelope::decode(&item?.1))
+            .collect()
+    }
+
+    fn read_stream_backward(
+        &self,
+        stream: StreamId,
+        from: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, Error> {
+        let start = layout::event_key(stream, 1);
+        let end = layout::event_key(stream, from.unwrap_or(u64::MAX));
+        self.events
+            .range(start..=end)
+            .rev()
+            .take(limit)
+            .map(|item| Envelope::decode(&item?.1))
+            .collect()
+    }
+
+    fn read_all(&self, from: u64, limit: usize) -> Result<Vec<Envelope>, Error> {
+        self.global
+            .range(from.max(1).to_be_bytes()..)
+            .take(limit)
+            .map(|item| self.event_at(&item?.1))
+            .collect()
+    }
+
+    fn outbox(&self, limit: usize) -> Result<Vec<Envelope>, Error> {
+        self.outbox
+            .iter()
+            .take(limit)
+            .map(|item| self.event_at(&item?.1))
+            .collect()
+    }
+
+    fn verify(&self, stream: StreamId) -> Result<Verification, Error> {
+        let broken = |first_bad_seq, reason: String| {
+            Ok(Verification::Broken {
+                first_bad_seq,
+                reason,
+            })
+        };
+        let mut expected_seq = 1u64;
+        let mut prev = ChainHash::GENESIS;
+        for item in self.events.scan_prefix(stream.as_bytes()) {
+            let (key, value) = item?;
+            let key_seq = match layout::decode_event_key(&key) {
+                Ok((_, seq)) => seq,
+                Err(_) => return broken(expected_seq, "malformed key in the stream".into()),
+            };
+            if key_seq != expected_seq {
+                return broken(
+                    expected_seq,
+                    format!("event {expected_seq} is missing (the next stored is {key_seq})"),
+                );
+            }
+            let Ok(event) = Envelope::decode(&value) else {
+                return broken(
+                    expected_seq,
+                    "stored bytes do not decode as an envelope".into(),
+                );
+            };
+            if event.encode()? != value.as_ref() {
+                return broken(
+                    expected_seq,
+                    "stored bytes are not the canonical encoding of the event".into(),
+                );
+            }
+            if event.stream_id != stream || event.seq != key_seq {
+                return broken(
+                    expected_seq,
+                    format!(
+                        "stored at seq {key_seq} but the event says stream {} seq {}",
+                        event.stream_id, event.seq
+                    ),
+                );
+            }
+            let indexed = self.global.get(event.global_position.to_be_bytes())?;
+            if indexed.as_deref() != Some(&layout::pointer(stream, key_seq)[..]) {
+                return broken(
+                    expected_seq,
+                    format!(
+                        "global position {} does not point at this event",
+                        event.global_position
+                    ),
+                );
+            }
+            if event.prev_hash != prev {
+                return broken(
+                    expected_seq,
+                    "prev_hash is not the previous event's hash".into(),
+                );
+            }
+            if event.compute_hash() != event.hash {
+                return broken(
+                    expected_seq,
+                    "hash does not match the event's content".into(),
+                );
+            }
+            prev = event.hash;
+            expected_seq += 1;
+        }
+        let last = expected_seq - 1;
+        match self.head(stream)? {
+            None if last == 0 => Ok(Verification::NoStream),
+            None => broken(1, "events are stored but the stream has no head".into()),
+            Some(head) if head.version > last => broken(
+                last + 1,
+                format!(
+                    "event {} is missing: the head says version {}",
+                    last + 1,
+                    head.version
+                ),
+            ),
+            Some(head) if head.version < last => broken(
+                head.version + 1,
+                format!(
+                    "event {} is beyond the head (version {})",
+                    head.version + 1,
+                    head.version
+                ),
+            ),
+            Some(head) if head.hash != prev => broken(
+                last,
+                "the head hash differs from the last event's hash".into(),
+            ),
+            Some(head) => Ok(Verification::Intact(head)),
+        }
+    }
+}
+
+enum Job {
+    Append(Box<AppendRequest>, oneshot::Sender<Result<Appended, Error>>),
+    RecordApplied {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    Close(oneshot::Sender<Result<(), Error>>),
+}
+
+impl EventLog {
+    /// Opens (or creates) the log in directory `path` with default options.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if sled cannot open the directory (for example
+    /// another process holds it).
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::open_with(path, Options::default()).await
+    }
+
+    /// Opens (or creates) the log in directory `path`.
+    ///
+    /// # Errors
+    /// As [`EventLog::open`].
+    pub async fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
+        let path = path.as_ref().to_path_buf();
+        let opened = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || open_blocking(&path, options))
+                .await
+                .map_err(|e| Error::Storage(format!("open task failed: {e}")))??
+        };
+        let (trees, jobs, committed, writer) = opened;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                trees,
+                jobs,
+                committed,
+                writer: Mutex::new(Some(writer)),
+                path,
+            }),
+        })
+    }
+
+    /// The directory the log lives in.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Appends events to one stream and returns once they are durable.
+    ///
+    /// # Errors
+    /// - [`Error::Conflict`] with the current version when `expected` does
+    ///   not hold; nothing is written.
+    /// - [`Error::CommandIdReused`] when the command id was applied to
+    ///   another stream.
+    /// - [`Error::InvalidArgument`] naming the field that breaks a rule.
+    /// - [`Error::Storage`] or [`Error::Closed`] when the write could not be
+    ///   made durable; the caller must treat the append as not acknowledged
+    ///   and retry with the same command id.
+    pub async fn append(&self, request: AppendRequest) -> Result<Appended, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .jobs
+            .send(Job::Append(Box::new(request), tx))
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// The stream's head, or `None` when it has no events.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] or [`Error::Corrupt`].
+    pub async fn head(&self, stream: StreamId) -> Result<Option<Head>, Error> {
+        self.blocking(move |t| t.head(stream)).await
+    }
+
+    /// Up to `limit` events of a stream in seq order from `from_seq`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] or [`Error::Corrupt`].
+    pub async fn read_stream(
+        &self,
+        stream: StreamId,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, Error> {
+        self.blocking(move |t| t.read_stream(stream, from_seq, limit))
+            .await
+    }
+
+    /// Up to `limit` events of a stream in descending seq order from
+    /// `from_seq`, or from the head when `None`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] or [`Error::Corrupt`].
+    pub async fn read_stream_backward(
+        &self,
+        stream: StreamId,
+        from_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, Error> {
+        self.blocking(move |t| t.read_stream_backward(stream, from_seq, limit))
+            .await
+    }
+
+    /// Up to `limit` events of the whole log in global order from `from_position`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] or [`Error::Corrupt`].
+    pub async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<Envelope>, Error> {
+        self.blocking(move |t| t.read_all(from_position, limit))
+            .await
+    }
+
+    /// The last durable global position (0 when the log is empty).
+    #[must_use]
+    pub fn last_position(&self) -> u64 {
+        *self.inner.committed.borrow()
+    }
+
+    /// A receiver of the last durable global position: `changed().await`
+    /// wakes after each group commit. Relays and projections wait on it
+    /// instead of polling.
+    #[must_use]
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.committed.clone()
+    }
+
+    /// Recomputes the hash chain of a stream from seq 1 to its head.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled fails; altered data is reported as
+    /// [`Verification::Broken`], not as an error.
+    pub async fn verify(&self, stream: StreamId) -> Result<Verification, Error> {
+        self.blocking(move |t| t.verify(stream)).await
+    }
+
+    /// Up to `limit` events still waiting in the outbox, in global order.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] or [`Error::Corrupt`].
+    pub async fn outbox(&self, limit: usize) -> Result<Vec<Envelope>, Error> {
+        self.blocking(move |t| t.outbox(limit)).await
+    }
+
+    /// Removes the event at `position` from the outbox once it was delivered.
+    /// Not flushed: if the removal is lost in a crash the event is published
+    /// again under the same id and the receiver's dedupe drops it.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub async fn outbox_done(&self, position: u64) -> Result<(), Error> {
+        self.blocking(move |t| {
+            t.outbox.remove(position.to_be_bytes())?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Whether `consumer` already recorded `message_id` as applied.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub async fn is_applied(&self, consumer: &str, message_id: &str) -> Result<bool, Error> {
+        let key = layout::inbox_key(consumer, message_id);
+        self.blocking(move |t| Ok(t.inbox.contains_key(key)?)).await
+    }
+
+    /// Durably records that `consumer` applied `message_id`, so that a
+    /// redelivery is recognised (shares the group commit with appends).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] or [`Error::Closed`].
+    pub async fn record_applied(&self, consumer: &str, message_id: &str) -> Result<(), Error> {
+        let (reply, rx) = oneshot::channel();
+        let key = layout::inbox_key(consumer, message_id);
+        self.inner
+            .jobs
+            .send(Job::RecordApplied { key, reply })
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Finishes the appends already queued, flushes, and stops the writer.
+    /// Later appends fail with [`Error::Closed`]; reads keep working until
+    /// the last handle is dropped.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if the final flush fails.
+    pub async fn close(&self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.jobs.send(Job::Close(tx)).await.is_err() {
+            return Ok(()); // already closed
+        }
+        rx.await.unwrap_or(Ok(()))
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Trees) -> Result<T, Error> + Send + 'static,
+    {
+        let trees = self.inner.trees.clone();
+        tokio::task::spawn_blocking(move || f(&trees))
+            .await
+            .map_err(|e| Error::Storage(format!("read task failed: {e}")))?
+    }
+}
+
+/// Verifies a stream in a sled database opened by someone else: an
+/// auditor's copy of a service's data directory, opened with `sled::open`.
+/// Besides the chain, each stored value must be the exact encoding of the
+/// envelope it decodes to, so even a change that decodes to the same
+/// meaning (a hex digit's case, an escaped character) is reported.
+///
+/// # Errors
+/// [`Error::Storage`] when sled fails.
+pub fn verify_copy(db: &sled::Db, stream: StreamId) -> Result<Verification, Error> {
+    Trees::open(db.clone())?.verify(stream)
+}
+
+type Opened = (
+    Trees,
+    mpsc::Sender<Job>,
+    watch::Receiver<u64>,
+    JoinHandle<()>,
+);
+
+fn open_blocking(path: &Path, options: Options) -> Result<Opened, Error> {
+    std::fs::create_dir_all(path)?;
+    let db = sled::Config::new()
+        .path(path)
+        // Our own flush after each group is the only one that counts; a
+        // background flush would add I/O without adding any guarantee.
+        .flush_every_ms(None)
+        .open()?;
+    // sled's flush ends in sync_file_range, which neither syncs metadata nor
+    // flushes the disk's write cache (sled #1452): fdatasync its log file.
+    let data_file = File::open(path.join("db"))?;
+    File::open(path)?.sync_all()?;
+    let trees = Trees::open(db)?;
+    let last = trees.last_position()?;
+    let (jobs, rx) = mpsc::channel(MAX_GROUP);
+    let (committed_tx, committed) = watch::channel(last);
+    let mut writer = Writer {
+        trees: trees.clone(),
+        data_file,
+        clock: options.clock,
+        next_position: last + 1,
+        committed: committed_tx,
+        failed: None,
+    };
+    let handle = std::thread::Builder::new()
+        .name("baove-eventlog-writer".into())
+        .spawn(move || writer.run(rx))?;
+    Ok((trees, jobs, committed, handle))
+}
+
+struct Writer {
+    trees: Trees,
+    data_file: File,
+    clock: Clock,
+    next_position: u64,
+    committed: watch::Sender<u64>,
+    failed: Option<String>,
+}
+
+enum Done {
+    Append(
+        oneshot::Sender<Result<Appended, Error>>,
+        Result<Appended, Error>,
+    ),
+    Record(oneshot::Sender<Result<(), Error>>, Result<(), Error>),
+}
+
+/// What one group commit writes, decided append by append against the
+/// stored state plus what earlier appends of the same group decided.
+#[derive(Default)]
+struct Group {
+    /// (`events` key, envelope bytes, global position, publish)
+    events: Vec<([u8; 24], Vec<u8>, u64, bool)>,
+    heads: HashMap<StreamId, (u64, ChainHash)>,
+    commands: HashMap<String, Appended>,
+    inbox: Vec<Vec<u8>>,
+}
+
+impl Group {
+    fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.inbox.is_empty()
+    }
+}
+
+impl Writer {
+    fn run(&mut self, mut rx: mpsc::Receiver<Job>) {
+        let mut close = None;
+        while close.is_none() {
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_GROUP
+                && let Ok(job) = rx.try_recv()
+            {
+                jobs.push(job);
+            }
+            let mut group = Group::default();
+            let mut done = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                match job {
+                    Job::Append(request, reply) => {
+                        let result = self.decide(&request, &mut group);
+                        done.push(Done::Append(reply, result));
+                    }
+                    Job::RecordApplied { key, reply } => {
+                        let result = self.refuse_if_failed();
+                        if result.is_ok() {
+                            group.inbox.push(key);
+                        }
+                        done.push(Done::Record(reply, result));
+                    }
+                    // Jobs after a Close in the same group are answered
+                    // below; later ones find the channel closed.
+                    Job::Close(reply) => close = Some(reply),
+                }
+            }
+            let written = group.events.len() as u64;
+            let failure = if group.is_empty() && close.is_none() {
+                None
+            } else {
+                self.commit(&group).and_then(|()| self.sync()).err()
+            };
+            if let Some(e) = &failure {
+                tracing::error!(error = %e, "event log write failed; refusing further appends");
+                self.failed = Some(e.clone());
+            } else {
+                self.next_position += written;
+            }
+            // A fresh error per caller: none of them may count its append as
+            // acknowledged when the group's write or flush failed.
+            let outcome = || match &failure {
+                None => Ok(()),
+                Some(e) => Err(Error::Storage(format!("write failed: {e}"))),
+            };
+            for item in done {
+                match item {
+                    Done::Append(reply, result) => {
+                        let _ = reply.send(result.and_then(|a| outcome().map(|()| a)));
+                    }
+                    Done::Record(reply, result) => {
+                        let _ = reply.send(result.and_then(|()| outcome()));
+                    }
+                }
+            }
+            if failure.is_none() {
+                self.committed.send_replace(self.next_position - 1);
+            }
+            if let Some(reply) = close.take() {
+                let _ = reply.send(outcome());
+                break;
+            }
+        }
+        rx.close();
+        if let Err(e) = self.sync() {
+            tracing::error!(error = %e, "event log final flush failed");
+        }
+    }
+
+    /// sled flush, then fdatasync of sled's log file. The error is kept as
+    /// text because it is reported to every caller of the group.
+    fn sync(&self) -> Result<(), String> {
+        self.trees.db.flush().map_err(|e| e.to_string())?;
+        self.data_file.sync_data().map_err(|e| e.to_string())
+    }
+
+    /// Writes the whole group in one sled transaction: after a crash either
+    /// all of it is there or none, across every tree.
+    fn commit(&self, group: &Group) -> Result<(), String> {
+        let t = &self.trees;
+        let heads: Vec<([u8; 16], [u8; 40])> = group
+            .heads
+            .iter()
+            .map(|(stream, (version, hash))| {
+                (*stream.as_bytes(), layout::encode_head(*version, *hash))
+            })
+            .collect();
+        let mut commands = Vec::with_capacity(group.commands.len());
+        for (id, appended) in &group.commands {
+            commands.push((
+                id.as_bytes(),
+                serde_json::to_vec(appended).map_err(|e| e.to_string())?,
+            ));
+        }
+        (
+            &t.events,
+            &t.global,
+            &t.heads,
+            &t.commands,
+            &t.outbox,
+            &t.inbox,
+        )
+            .transaction(
+                |(events, global, heads_tree, commands_tree, outbox, inbox)| {
+                    for (key, bytes, position, publish) in &group.events {
+                        let position = position.to_be_bytes();
+                        events.insert(&key[..], bytes.as_slice())?;
+                        global.insert(&position[..], &key[..])?;
+                        if *publish {
+                            outbox.insert(&position[..], &key[..])?;
+                        }
+                    }
+                    for (stream, head) in &heads {
+                        heads_tree.insert(&stream[..], &head[..])?;
+                    }
+                    for (id, record) in &commands {
+                        commands_tree.insert(*id, record.as_slice())?;
+                    }
+                    for key in &group.inbox {
+                        inbox.insert(key.as_slice(), &[][..])?;
+                    }
+                    Ok(())
+                },
+            )
+            .map_err(|e: sled::transaction::TransactionError<()>| format!("{e:?}"))
+    }
+
+    fn refuse_if_failed(&self) -> Result<(), Error> {
+        match &self.failed {
+            Some(reason) => Err(Error::Storage(format!(
+                "log stopped after a failed write: {reason}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Decides one append against the stored state and the group so far;
+    /// adds its writes to the group when accepted.
+    fn decide(&self, request: &AppendRequest, group: &mut Group) -> Result<Appended, Error> {
+        self.refuse_if_failed()?;
+        validate(request)?;
+        let t = &self.trees;
+        let known = match group.commands.get(&request.command_id) {
+            Some(first) => Some(first.clone()),
+            None => t
+                .commands
+                .get(request.command_id.as_bytes())?
+                .map(|stored| {
+                    serde_json::from_slice::<Appended>(&stored).map_err(|e| {
+                        Error::Corrupt(format!("command record {}: {e}", request.command_id))
+                    })
+                })
+                .transpose()?,
+        };
+        if let Some(mut first) = known {
+            if first.stream != request.stream {
+                return Err(Error::CommandIdReused {
+                    command_id: request.command_id.clone(),
+                    stream: first.stream,
+                });
+            }
+            first.replayed = true;
+            return Ok(first);
+        }
+        let (version, mut prev) = match group.heads.get(&request.stream) {
+            Some(head) => *head,
+            None => t
+                .head(request.stream)?
+                .map_or((0, ChainHash::GENESIS), |h| (h.version, h.hash)),
+        };
+        let ok = match request.expected {
+            ExpectedVersion::NoStream => version == 0,
+            ExpectedVersion::Exact(v) => version == v,
+            ExpectedVersion::Any => true,
+        };
+        if !ok {
+            return Err(Error::Conflict {
+                stream: request.stream,
+                expected: request.expected.to_string(),
+                current: version,
+            });
+        }
+        let recorded_at_ms = (self.clock)();
+        let first_position = self.next_position + group.events.len() as u64;
+        let mut rows = Vec::with_capacity(request.events.len());
+        for (i, event) in (0u64..).zip(&request.events) {
+            let mut envelope = Envelope {
+                event_id: Uuid::now_v7(),
+                stream_id: request.stream,
+                seq: version + 1 + i,
+                global_position: first_position + i,
+                event_type: event.event_type.clone(),
+                schema_version: event.schema_version,
+                recorded_at_ms,
+                actor: request.actor.clone(),
+                command_id: request.command_id.clone(),
+                causation_id: request.causation_id.clone(),
+                correlation_id: request.correlation_id.clone(),
+                payload: event.payload.clone(),
+                prev_hash: prev,
+                hash: ChainHash::GENESIS,
+            };
+            envelope.hash = envelope.compute_hash();
+            prev = envelope.hash;
+            rows.push((
+                layout::event_key(request.stream, envelope.seq),
+                envelope.encode()?,
+                envelope.global_position,
+                request.publish,
+            ));
+        }
+        let count = rows.len() as u64;
+        let appended = Appended {
+            stream: request.stream,
+            first_seq: version + 1,
+            last_seq: version + count,
+            first_position,
+            last_position: first_position + count - 1,
+            head_hash: prev,
+            replayed: false,
+        };
+        group.events.extend(rows);
+        group
+            .heads
+            .insert(request.stream, (appended.last_seq, prev));
+        group
+            .commands
+            .insert(request.command_id.clone(), appended.clone());
+        Ok(appended)
+    }
+}
+
+fn validate(request: &AppendRequest) -> Result<(), Error> {
+    let short = |field: &'static str, value: &str, required: bool| {
+        if required && value.is_empty() {
+            return Err(Error::InvalidArgument {
+                field,
+                rule: "is required".into(),
+            });
+        }
+        if value.len() > MAX_FIELD_BYTES {
+            return Err(Error::InvalidArgument {
+                field,
+                rule: format!("must be at most {MAX_FIELD_BYTES} bytes"),
+            });
+        }
+        Ok(())
+    };
+    short("command_id", &request.command_id, true)?;
+    short("actor.user_id", &request.actor.user_id, true)?;
+    short("actor.role", &request.actor.role, true)?;
+    short("actor.agency_id", &request.actor.agency_id, false)?;
+    short("causation_id", &request.causation_id, false)?;
+    short("correlation_id", &request.correlation_id, false)?;
+    if request.events.is_empty() || request.events.len() > MAX_EVENTS_PER_APPEND {
+        return Err(Error::InvalidArgument {
+            field: "events",
+            rule: format!("must hold 1 to {MAX_EVENTS_PER_APPEND} events"),
+        });
+    }
+    Ok(())
+}

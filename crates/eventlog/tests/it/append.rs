@@ -1,0 +1,254 @@
+//! Appends, conflicts, idempotency and reads.
+
+use baove_eventlog::{Error, EventLog, ExpectedVersion, StreamId, Verification};
+
+use crate::request;
+
+#[tokio::test]
+async fn given_an_empty_log_when_appending_then_seqs_positions_and_chain_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    let a = StreamId::new();
+    let b = StreamId::new();
+
+    let first = log
+        .append(request(a, ExpectedVersion::NoStream, "c1", 2))
+        .await
+        .unwrap();
+    assert_eq!((first.first_seq, first.last_seq), (1, 2));
+    assert_eq!((first.first_position, first.last_position), (1, 2));
+    let other = log
+        .append(request(b, ExpectedVersion::NoStream, "c2", 1))
+        .await
+        .unwrap();
+    assert_eq!((other.first_seq, other.first_position), (1, 3));
+    let second = log
+        .append(request(a, ExpectedVersion::Exact(2), "c3", 1))
+        .await
+        .unwrap();
+    assert_eq!((second.first_seq, second.first_position), (3, 4));
+
+    let events = log.read_stream(a, 1, 100).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(events[1].prev_hash, events[0].hash);
+    assert_eq!(events[2].hash, second.head_hash);
+    assert_eq!(events[0].actor.role, "hotline_operator");
+    assert_eq!(events[2].command_id, "c3");
+
+    let back = log.read_stream_backward(a, None, 2).await.unwrap();
+    assert_eq!(back.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 2]);
+    let back = log.read_stream_backward(a, Some(1), 10).await.unwrap();
+    assert_eq!(back.iter().map(|e| e.seq).collect::<Vec<_>>(), [1]);
+
+    let all = log.read_all(2, 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.global_position).collect::<Vec<_>>(),
+        [2, 3, 4]
+    );
+    assert_eq!(all[1].stream_id, b);
+
+    let head = log.head(a).await.unwrap().unwrap();
+    assert_eq!((head.version, head.hash), (3, second.head_hash));
+    assert!(log.head(StreamId::new()).await.unwrap().is_none());
+    assert_eq!(log.verify(a).await.unwrap(), Verification::Intact(head));
+    assert_eq!(log.last_position(), 4);
+}
+
+#[tokio::test]
+async fn given_a_stream_when_the_expected_version_is_stale_then_conflict_carries_the_current_version()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    let s = StreamId::new();
+    log.append(request(s, ExpectedVersion::NoStream, "c1", 3))
+        .await
+        .unwrap();
+
+    for expected in [
+        ExpectedVersion::NoStream,
+        ExpectedVersion::Exact(2),
+        ExpectedVersion::Exact(4),
+    ] {
+        let err = log
+            .append(request(s, expected, "late", 1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Conflict { current: 3, .. }),
+            "{expected}: {err}"
+        );
+    }
+    // The rejected command id was not consumed: it succeeds once right.
+    let ok = log
+        .append(request(s, ExpectedVersion::Exact(3), "late", 1))
+        .await
+        .unwrap();
+    assert_eq!(ok.last_seq, 4);
+    assert_eq!(log.read_stream(s, 1, 100).await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn given_an_applied_command_when_retried_after_restart_then_the_first_answer_returns_and_nothing_is_written()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let s = StreamId::new();
+    let first = {
+        let log = EventLog::open(dir.path()).await.unwrap();
+        let first = log
+            .append(request(s, ExpectedVersion::NoStream, "report-42", 2))
+            .await
+            .unwrap();
+        assert!(!first.replayed);
+        let again = log
+            .append(request(s, ExpectedVersion::NoStream, "report-42", 2))
+            .await
+            .unwrap();
+        assert!(again.replayed);
+        assert_eq!(Appended::from(again), Appended::from(first.clone()));
+        log.close().await.unwrap();
+        first
+    };
+    let log = EventLog::open(dir.path()).await.unwrap();
+    // Even with an expected version that no longer holds, the retry gets
+    // the stored answer rather than a conflict.
+    let retry = log
+        .append(request(s, ExpectedVersion::NoStream, "report-42", 2))
+        .await
+        .unwrap();
+    assert!(retry.replayed);
+    assert_eq!(Appended::from(retry), Appended::from(first));
+    assert_eq!(log.read_stream(s, 1, 100).await.unwrap().len(), 2);
+    assert_eq!(log.last_position(), 2);
+
+    let err = log
+        .append(request(
+            StreamId::new(),
+            ExpectedVersion::Any,
+            "report-42",
+            1,
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::CommandIdReused { stream, .. } if stream == s),
+        "{err}"
+    );
+}
+
+/// The answer without the `replayed` flag, to compare a retry with the first.
+#[derive(Debug, PartialEq)]
+struct Appended(u64, u64, u64, u64, baove_eventlog::ChainHash);
+
+impl From<baove_eventlog::Appended> for Appended {
+    fn from(a: baove_eventlog::Appended) -> Self {
+        Self(
+            a.first_seq,
+            a.last_seq,
+            a.first_position,
+            a.last_position,
+            a.head_hash,
+        )
+    }
+}
+
+#[tokio::test]
+async fn given_bad_input_when_appending_then_the_error_names_the_field_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    let s = StreamId::new();
+    let mut no_command = request(s, ExpectedVersion::Any, "", 1);
+    let err = log.append(no_command.clone()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                field: "command_id",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    no_command.command_id = "x".into();
+    no_command.events.clear();
+    let err = log.append(no_command).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                field: "events",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(log.last_position(), 0);
+    assert!(log.head(s).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn given_a_subscriber_when_an_append_commits_then_it_wakes_with_the_new_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    let mut rx = log.subscribe();
+    assert_eq!(*rx.borrow_and_update(), 0);
+    let writer = log.clone();
+    let s = StreamId::new();
+    let task = tokio::spawn(async move {
+        writer
+            .append(request(s, ExpectedVersion::NoStream, "c", 3))
+            .await
+    });
+    rx.changed().await.unwrap();
+    assert_eq!(*rx.borrow(), 3);
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn given_published_appends_then_the_outbox_holds_them_in_order_until_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    let s = StreamId::new();
+    log.append(request(s, ExpectedVersion::NoStream, "a", 2))
+        .await
+        .unwrap();
+    let mut private = request(s, ExpectedVersion::Exact(2), "b", 1);
+    private.publish = false;
+    log.append(private).await.unwrap();
+    log.append(request(s, ExpectedVersion::Exact(3), "c", 1))
+        .await
+        .unwrap();
+    let pending = log.outbox(10).await.unwrap();
+    assert_eq!(
+        pending
+            .iter()
+            .map(|e| e.global_position)
+            .collect::<Vec<_>>(),
+        [1, 2, 4]
+    );
+    log.outbox_done(1).await.unwrap();
+    let pending = log.outbox(10).await.unwrap();
+    assert_eq!(
+        pending
+            .iter()
+            .map(|e| e.global_position)
+            .collect::<Vec<_>>(),
+        [2, 4]
+    );
+
+    assert!(!log.is_applied("casework", "m1").await.unwrap());
+    log.record_applied("casework", "m1").await.unwrap();
+    assert!(log.is_applied("casework", "m1").await.unwrap());
+    assert!(!log.is_applied("referral", "m1").await.unwrap());
+}
+
+#[tokio::test]
+async fn given_a_closed_log_when_appending_then_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    log.close().await.unwrap();
+    let err = log
+        .append(request(StreamId::new(), ExpectedVersion::Any, "c", 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Closed), "{err}");
+}

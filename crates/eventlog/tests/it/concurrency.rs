@@ -1,0 +1,70 @@
+//! Many writers racing on one stream with expected versions.
+
+use std::collections::BTreeSet;
+
+use baove_eventlog::{Error, EventLog, ExpectedVersion, StreamId, Verification};
+
+use crate::request;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn given_32_writers_on_one_stream_then_no_gaps_no_duplicates_and_every_loser_gets_a_conflict()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    let stream = StreamId::new();
+    const WRITERS: usize = 32;
+    const WINS_EACH: usize = 3;
+
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut wins, mut conflicts, mut attempt) = (Vec::new(), 0usize, 0usize);
+            while wins.len() < WINS_EACH {
+                let version = log.head(stream).await.unwrap().map_or(0, |h| h.version);
+                attempt += 1;
+                let command = format!("w{w}-a{attempt}");
+                match log
+                    .append(request(
+                        stream,
+                        ExpectedVersion::Exact(version),
+                        &command,
+                        1,
+                    ))
+                    .await
+                {
+                    Ok(a) => {
+                        assert_eq!(a.first_seq, version + 1);
+                        wins.push(a.first_seq);
+                    }
+                    Err(Error::Conflict { current, .. }) => {
+                        assert!(current > version, "conflict must report a newer version");
+                        conflicts += 1;
+                    }
+                    Err(other) => panic!("writer {w}: {other}"),
+                }
+            }
+            (wins, conflicts)
+        }));
+    }
+    let mut seqs = BTreeSet::new();
+    let mut conflicts = 0;
+    for task in tasks {
+        let (wins, lost) = task.await.unwrap();
+        conflicts += lost;
+        for seq in wins {
+            assert!(seqs.insert(seq), "seq {seq} acknowledged twice");
+        }
+    }
+    let total = (WRITERS * WINS_EACH) as u64;
+    assert_eq!(seqs, (1..=total).collect::<BTreeSet<_>>());
+    let stored = log.read_stream(stream, 1, 10_000).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>()
+    );
+    assert!(conflicts > 0, "32 racing writers must produce conflicts");
+    assert!(
+        matches!(log.verify(stream).await.unwrap(), Verification::Intact(h) if h.version == total)
+    );
+}

@@ -1,0 +1,44 @@
+//! Integration tests of baove-eventlog against a real sled database in a
+//! temporary directory. One binary: `cargo test -p baove-eventlog`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod append;
+mod concurrency;
+mod crash;
+mod properties;
+mod tamper;
+
+use baove_eventlog::{Actor, AppendRequest, ExpectedVersion, NewEvent, StreamId};
+
+/// An append of `n` small events, published or not.
+pub fn request(
+    stream: StreamId,
+    expected: ExpectedVersion,
+    command_id: &str,
+    n: usize,
+) -> AppendRequest {
+    AppendRequest {
+        stream,
+        expected,
+        command_id: command_id.to_owned(),
+        actor: Actor {
+            user_id: "op-7".into(),
+            role: "hotline_operator".into(),
+            agency_id: "tongdai-111".into(),
+        },
+        causation_id: String::new(),
+        correlation_id: format!("corr-{command_id}"),
+        events: (0..n)
+            .map(|i| {
+                NewEvent::new(
+                    "NoteAdded",
+                    1,
+                    &serde_json::json!({ "command": command_id, "i": i }),
+                )
+                .unwrap()
+            })
+            .collect(),
+        publish: true,
+    }
+}

@@ -1,0 +1,24 @@
+//! Compiles `proto/baove/v1/*.proto` with protox (no system `protoc`) and
+//! writes the encoded descriptor set for gRPC reflection.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
+    let files = ["common", "audit", "intake", "case", "referral"]
+        .map(|name| root.join(format!("baove/v1/{name}.proto")));
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
+    let fds = protox::compile(&files, [&root])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("baove_descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    Ok(())
+}
