@@ -1,0 +1,47 @@
+//! Connecting with retries.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::BusError;
+
+/// Connects to `url` as client `name`, retrying with backoff (0.25 s doubling
+/// to 5 s) until it succeeds or `cancel` fires. Once connected the client
+/// reconnects on its own, forever.
+///
+/// # Errors
+/// [`BusError::Cancelled`] when cancelled before a connection was made;
+/// [`BusError::Unavailable`] for a URL that can never work (malformed).
+pub async fn connect(
+    url: &str,
+    name: &str,
+    cancel: &CancellationToken,
+) -> Result<async_nats::Client, BusError> {
+    let mut delay = Duration::from_millis(250);
+    let mut attempt = 1u32;
+    loop {
+        let options = async_nats::ConnectOptions::new()
+            .name(name)
+            .connection_timeout(Duration::from_secs(2))
+            .max_reconnects(None);
+        match options.connect(url).await {
+            Ok(client) => {
+                tracing::info!(url, attempt, "connected to nats");
+                return Ok(client);
+            }
+            Err(e) if matches!(e.kind(), async_nats::ConnectErrorKind::ServerParse) => {
+                return Err(BusError::Unavailable(format!("bad nats url {url}: {e}")));
+            }
+            Err(e) => {
+                tracing::warn!(url, attempt, error = %e, retry_in_ms = delay.as_millis() as u64, "nats not reachable yet");
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return Err(BusError::Cancelled),
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+        attempt += 1;
+    }
+}

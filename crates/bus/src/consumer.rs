@@ -1,0 +1,192 @@
+//! Durable pull consumers that apply each event once.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::pull};
+use baove_eventlog::{Envelope, EventLog};
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::{BusError, StreamSpec};
+
+/// Which stream to read, under which durable name.
+#[derive(Clone, Debug)]
+pub struct ConsumerSpec {
+    /// The stream to read.
+    pub stream: StreamSpec,
+    /// Durable consumer name (the reading service, e.g. `casework`); also
+    /// the key of its inbox records.
+    pub durable: String,
+    /// Only these subjects (e.g. `baove.intake.IntakeRecorded`); empty = all.
+    pub filter_subject: String,
+}
+
+/// Why a handler did not apply an event.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// Try again (storage busy, a dependency down): the same event is
+    /// retried with backoff before any later one, so order holds.
+    #[error("retry: {0}")]
+    Retry(String),
+    /// This event can never be applied (it breaks a rule of the receiver):
+    /// logged as an error and not redelivered.
+    #[error("rejected: {0}")]
+    Reject(String),
+}
+
+/// Applies one incoming event.
+///
+/// Contract: return `Ok` only once the effect is durable (for example an
+/// append to the receiver's own log has returned). The handler may be called
+/// again for the same event if the process dies between its return and the
+/// inbox record; appends it makes should therefore use the incoming event id
+/// as (part of) their command id, which makes them idempotent.
+pub trait Handler: Send + Sync + 'static {
+    /// Applies `event`.
+    fn handle(&self, event: Envelope) -> impl Future<Output = Result<(), HandleError>> + Send;
+}
+
+/// Reads `spec`'s stream through a durable pull consumer until `cancel`
+/// fires. For each message: skip (and ack) if `log`'s inbox has it; else
+/// call the handler; on `Ok` record it in the inbox (durably) and ack; on
+/// `Retry` call it again with backoff, before any later message; on
+/// `Reject` or an undecodable message, log an error and terminate it.
+///
+/// # Errors
+/// [`BusError::JetStream`] if the consumer cannot be created.
+pub async fn run_consumer<H: Handler>(
+    js: jetstream::Context,
+    log: EventLog,
+    spec: ConsumerSpec,
+    handler: H,
+    cancel: CancellationToken,
+) -> Result<(), BusError> {
+    let stream = js
+        .get_stream(spec.stream.name)
+        .await
+        .map_err(|e| BusError::JetStream(format!("get stream {}: {e}", spec.stream.name)))?;
+    let config = pull::Config {
+        durable_name: Some(spec.durable.clone()),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        deliver_policy: jetstream::consumer::DeliverPolicy::All,
+        filter_subject: spec.filter_subject.clone(),
+        ack_wait: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let consumer = stream
+        .get_or_create_consumer(&spec.durable, config)
+        .await
+        .map_err(|e| BusError::JetStream(format!("consumer {}: {e}", spec.durable)))?;
+    tracing::info!(stream = spec.stream.name, durable = %spec.durable, "consumer started");
+    loop {
+        let mut messages = tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            messages = consumer.messages() => match messages {
+                Ok(messages) => messages,
+                Err(e) => {
+                    tracing::warn!(error = %e, durable = %spec.durable, "cannot pull messages; retrying");
+                    if pause(&cancel).await { return Ok(()) }
+                    continue;
+                }
+            },
+        };
+        loop {
+            let next = tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                next = messages.next() => next,
+            };
+            match next {
+                None => break,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, durable = %spec.durable, "pull failed; retrying");
+                    if pause(&cancel).await {
+                        return Ok(());
+                    }
+                    break;
+                }
+                Some(Ok(message)) => apply(&log, &spec.durable, &handler, message, &cancel).await,
+            }
+        }
+    }
+}
+
+async fn pause(cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        () = cancel.cancelled() => true,
+        () = tokio::time::sleep(Duration::from_secs(1)) => false,
+    }
+}
+
+async fn apply<H: Handler>(
+    log: &EventLog,
+    durable: &str,
+    handler: &H,
+    message: jetstream::Message,
+    cancel: &CancellationToken,
+) {
+    let envelope = match Envelope::decode(&message.payload) {
+        Ok(envelope) => envelope,
+        Err(e) => {
+            tracing::error!(subject = %message.subject, error = %e, "undecodable message; terminated");
+            ack(&message, AckKind::Term).await;
+            return;
+        }
+    };
+    let id = envelope.event_id.to_string();
+    match log.is_applied(durable, &id).await {
+        Ok(true) => {
+            tracing::debug!(event_id = %id, "already applied; acking the redelivery");
+            ack(&message, AckKind::Ack).await;
+            return;
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!(error = %e, event_id = %id, "cannot read the inbox; will retry");
+            ack(&message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            return;
+        }
+    }
+    // Retried in place rather than NAK'd: a NAK would let later events of
+    // the same stream overtake this one, and receivers rely on order.
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match handler.handle(envelope.clone()).await {
+            Ok(()) => {
+                match log.record_applied(durable, &id).await {
+                    Ok(()) => ack(&message, AckKind::Ack).await,
+                    Err(e) => {
+                        // Not acked: redelivered after ack_wait, and the
+                        // handler's own idempotency absorbs the repeat.
+                        tracing::error!(error = %e, event_id = %id, "cannot record the inbox entry");
+                        ack(&message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    }
+                }
+                return;
+            }
+            Err(HandleError::Retry(reason)) => {
+                tracing::warn!(event_id = %id, reason, retry_in_ms = delay.as_millis() as u64, "handler asked to retry");
+                // Keeps the message ours while we wait.
+                ack(&message, AckKind::Progress).await;
+                tokio::select! {
+                    // Left unacked: redelivered to whoever runs next.
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(HandleError::Reject(reason)) => {
+                tracing::error!(event_id = %id, reason, "handler rejected the event; terminated");
+                ack(&message, AckKind::Term).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn ack(message: &jetstream::Message, kind: AckKind) {
+    if let Err(e) = message.ack_with(kind).await {
+        // The server redelivers after ack_wait; the inbox makes that harmless.
+        tracing::warn!(error = %e, subject = %message.subject, "ack not sent");
+    }
+}

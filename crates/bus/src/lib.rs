@@ -1,0 +1,49 @@
+//! baove's messaging over NATS JetStream.
+//!
+//! sled is the source of truth and NATS the transport: a service appends an
+//! event to its own log with an outbox mark, the [`OutboxRelay`] publishes it
+//! (one envelope per message, `Nats-Msg-Id` = event id) and clears the mark
+//! only after JetStream's ack. A receiver reads through a durable pull
+//! consumer ([`run_consumer`]), applies the event, records it in its own
+//! inbox and only then acks, so a redelivery changes nothing.
+//!
+//! Works against nats-server 2.9 (Debian's package) and newer: no feature
+//! newer than 2.9 is used.
+//!
+//! # Layout
+//! - `connect`: [`connect`] with retries.
+//! - `streams`: [`StreamSpec`], the services' streams, [`ensure_stream`].
+//! - `publish`: [`publish`] one envelope, the headers it carries.
+//! - `relay`: [`OutboxRelay`].
+//! - `consumer`: [`ConsumerSpec`], [`Handler`], [`run_consumer`].
+
+mod connect;
+mod consumer;
+mod publish;
+mod relay;
+mod streams;
+
+pub use connect::connect;
+pub use consumer::{ConsumerSpec, HandleError, Handler, run_consumer};
+pub use publish::{
+    HEADER_CORRELATION_ID, HEADER_EVENT_TYPE, HEADER_STREAM_ID, publish, subject_for,
+};
+pub use relay::OutboxRelay;
+pub use streams::{CASE, INTAKE, REFERRAL, StreamSpec, ensure_stream};
+
+/// What can go wrong on the bus.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// Could not reach NATS (yet).
+    #[error("nats unavailable: {0}")]
+    Unavailable(String),
+    /// JetStream refused or failed a request.
+    #[error("jetstream: {0}")]
+    JetStream(String),
+    /// The event log failed underneath.
+    #[error(transparent)]
+    Log(#[from] baove_eventlog::Error),
+    /// Shut down while waiting.
+    #[error("cancelled")]
+    Cancelled,
+}

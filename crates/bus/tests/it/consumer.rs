@@ -1,0 +1,145 @@
+//! Durable consumers apply each event once, ack only after applying.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::message::PublishMessage;
+use baove_bus::{
+    ConsumerSpec, HandleError, Handler, OutboxRelay, ensure_stream, run_consumer, subject_for,
+};
+use baove_eventlog::{
+    Actor, AppendRequest, Envelope, EventLog, ExpectedVersion, NewEvent, StreamId,
+};
+use baove_testkit::NatsServer;
+use tokio_util::sync::CancellationToken;
+
+use crate::{TEST, append};
+
+/// Copies each incoming event into the receiver's own log (command id =
+/// incoming event id) and counts calls; fails the first call for events
+/// whose payload has i == 1, to exercise redelivery.
+#[derive(Clone)]
+struct Copy {
+    log: EventLog,
+    calls: Arc<Mutex<Vec<uuid::Uuid>>>,
+}
+
+impl Handler for Copy {
+    async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
+        let first_call = {
+            let mut calls = self.calls.lock().unwrap();
+            let first = !calls.contains(&event.event_id);
+            calls.push(event.event_id);
+            first
+        };
+        if first_call && event.payload.contains(r#""i":1"#) {
+            return Err(HandleError::Retry("not yet".into()));
+        }
+        self.log
+            .append(AppendRequest {
+                stream: StreamId::new(),
+                expected: ExpectedVersion::NoStream,
+                command_id: format!("nats:{}", event.event_id),
+                actor: Actor::system("receiver"),
+                causation_id: event.event_id.to_string(),
+                correlation_id: event.correlation_id.clone(),
+                events: vec![NewEvent::from_json("Received", 1, event.payload).unwrap()],
+                publish: false,
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| HandleError::Retry(e.to_string()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_redeliveries_and_duplicates_then_each_event_is_applied_once() {
+    let nats = NatsServer::start().unwrap();
+    let cancel = CancellationToken::new();
+    let js =
+        async_nats::jetstream::new(baove_bus::connect(&nats.url(), "t", &cancel).await.unwrap());
+    ensure_stream(&js, TEST).await.unwrap();
+
+    let sender_dir = tempfile::tempdir().unwrap();
+    let sender = EventLog::open(sender_dir.path()).await.unwrap();
+    let relay =
+        tokio::spawn(OutboxRelay::new(sender.clone(), js.clone(), TEST).run(cancel.clone()));
+    append(&sender, "a", 3).await;
+    append(&sender, "b", 2).await;
+
+    let receiver_dir = tempfile::tempdir().unwrap();
+    let receiver = EventLog::open(receiver_dir.path()).await.unwrap();
+    let handler = Copy {
+        log: receiver.clone(),
+        calls: Arc::default(),
+    };
+    let spec = ConsumerSpec {
+        stream: TEST,
+        durable: "receiver".into(),
+        filter_subject: String::new(),
+    };
+    let consumer_cancel = cancel.child_token();
+    let consumer = tokio::spawn(run_consumer(
+        js.clone(),
+        receiver.clone(),
+        spec.clone(),
+        handler.clone(),
+        consumer_cancel.clone(),
+    ));
+    wait_for(&receiver, 5).await;
+
+    // The same envelope again under another message id gets past
+    // JetStream's dedupe, as a redelivery after a lost ack would: the
+    // receiver's inbox must drop it.
+    let again = sender.read_all(1, 1).await.unwrap().remove(0);
+    js.send_publish(
+        subject_for(TEST, &again),
+        PublishMessage::build()
+            .payload(again.encode().unwrap().into())
+            .message_id("another-id"),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    // And a consumer restart under the same durable name resumes, it does
+    // not start over.
+    consumer_cancel.cancel();
+    consumer.await.unwrap().unwrap();
+    append(&sender, "c", 1).await;
+    let consumer = tokio::spawn(run_consumer(
+        js.clone(),
+        receiver.clone(),
+        spec,
+        handler.clone(),
+        cancel.child_token(),
+    ));
+    wait_for(&receiver, 6).await;
+
+    let received = receiver.read_all(1, 100).await.unwrap();
+    assert_eq!(received.len(), 6, "one received event per sent event");
+    let sent = sender.read_all(1, 100).await.unwrap();
+    for (got, original) in received.iter().zip(&sent) {
+        assert_eq!(got.causation_id, original.event_id.to_string());
+        assert_eq!(got.payload, original.payload);
+    }
+    // Events with i == 1 were refused once, so handled twice; the rest once;
+    // the duplicate never reached the handler.
+    let calls = handler.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 6 + 2, "{calls:?}");
+    cancel.cancel();
+    consumer.await.unwrap().unwrap();
+    relay.await.unwrap();
+}
+
+async fn wait_for(log: &EventLog, events: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while log.last_position() < events {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {events} applied",
+            log.last_position()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,69 @@
+//! Integration tests of baove-bus against a real nats-server started by the
+//! test kit and real sled logs. One binary: `cargo test -p baove-bus`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod consumer;
+mod relay;
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use baove_bus::StreamSpec;
+use baove_eventlog::{
+    Actor, AppendRequest, Envelope, EventLog, ExpectedVersion, NewEvent, StreamId,
+};
+
+/// A test stream, so tests never meet the services' real ones.
+pub const TEST: StreamSpec = StreamSpec {
+    name: "BAOVE_TEST",
+    prefix: "baove.test",
+};
+
+/// Appends `n` published events to a new stream of `log`.
+pub async fn append(log: &EventLog, tag: &str, n: usize) -> StreamId {
+    let stream = StreamId::new();
+    log.append(AppendRequest {
+        stream,
+        expected: ExpectedVersion::NoStream,
+        command_id: format!("{tag}-{stream}"),
+        actor: Actor::system("test"),
+        causation_id: String::new(),
+        correlation_id: tag.to_owned(),
+        events: (0..n)
+            .map(|i| {
+                NewEvent::new("Tested", 1, &serde_json::json!({ "tag": tag, "i": i })).unwrap()
+            })
+            .collect(),
+        publish: true,
+    })
+    .await
+    .unwrap();
+    stream
+}
+
+/// Every message in the test stream, in stream order, decoded. Waits (up to
+/// 30 s) until the stream holds `expected` messages.
+pub async fn stored(js: &jetstream::Context, expected: u64) -> Vec<(Envelope, String)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut stream = js.get_stream(TEST.name).await.unwrap();
+    loop {
+        let count = stream.info().await.unwrap().state.messages;
+        if count >= expected {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stream holds {count} of {expected} messages after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let mut out = Vec::new();
+    for seq in 1..=last {
+        let message = stream.get_raw_message(seq).await.unwrap();
+        let id = message.headers.get("Nats-Msg-Id").unwrap().to_string();
+        out.push((Envelope::decode(&message.payload).unwrap(), id));
+    }
+    out
+}

@@ -1,0 +1,175 @@
+//! Test kit: starts a real `nats-server` with JetStream on a free loopback
+//! port and its own store directory, and stops it when dropped. Tests never
+//! touch a server that may already run on 4222.
+//!
+//! # Layout
+//! - [`NatsServer`]: start, stop, restart on the same port and store.
+//! - [`free_port`]: a loopback port nobody listens on.
+//! - [`wait_for_port`]: wait until something accepts TCP connections.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A nats-server child process with JetStream.
+pub struct NatsServer {
+    port: u16,
+    store: tempfile::TempDir,
+    binary: PathBuf,
+    child: Option<Child>,
+}
+
+/// Where Debian installs nats-server, tried after `PATH`.
+const FALLBACK: &str = "/usr/sbin/nats-server";
+
+fn find_binary() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join("nats-server");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    let fallback = PathBuf::from(FALLBACK);
+    if fallback.is_file() {
+        return Ok(fallback);
+    }
+    Err(
+        "nats-server not found on PATH or at /usr/sbin/nats-server; install it with \
+         `sudo apt-get install nats-server` (Debian) and run the tests again"
+            .to_owned(),
+    )
+}
+
+impl NatsServer {
+    /// Starts nats-server with JetStream on a free port and waits until it
+    /// accepts connections.
+    ///
+    /// # Errors
+    /// When the binary is missing (the message says how to install it) or
+    /// the server does not come up within 10 s.
+    pub fn start() -> Result<Self, String> {
+        let binary = find_binary()?;
+        let store = tempfile::tempdir().map_err(|e| format!("temp dir for the nats store: {e}"))?;
+        let mut server = Self {
+            port: free_port()?,
+            store,
+            binary,
+            child: None,
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let child = Command::new(&self.binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", self.binary.display()))?;
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(10))
+    }
+
+    /// The client URL, `nats://127.0.0.1:<port>`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The port it listens on (kept across [`NatsServer::restart`]).
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The JetStream store directory.
+    #[must_use]
+    pub fn store_dir(&self) -> &Path {
+        self.store.path()
+    }
+
+    /// Stops the server (SIGTERM, so JetStream writes its state) and waits.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(&mut child);
+        }
+    }
+
+    /// Starts it again on the same port with the same store.
+    ///
+    /// # Errors
+    /// As [`NatsServer::start`].
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        self.spawn()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Sends SIGTERM, waits up to 5 s, then SIGKILL.
+fn terminate(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        #[allow(unsafe_code)]
+        // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A loopback TCP port that nothing listens on right now.
+///
+/// # Errors
+/// When the OS gives no port.
+pub fn free_port() -> Result<u16, String> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("binding a free port: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("reading the free port: {e}"))
+}
+
+/// Waits until 127.0.0.1:`port` accepts a TCP connection.
+///
+/// # Errors
+/// When it does not within `timeout`.
+pub fn wait_for_port(port: u16, timeout: Duration) -> Result<(), String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    Err(format!(
+        "nothing accepted connections on 127.0.0.1:{port} within {timeout:?}"
+    ))
+}
