@@ -2,13 +2,16 @@
 
 use std::time::Duration;
 
+use async_nats::Event;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::BusError;
 
 /// Connects to `url` as client `name`, retrying with backoff (0.25 s doubling
 /// to 5 s) until it succeeds or `cancel` fires. Once connected the client
-/// reconnects on its own, forever.
+/// reconnects on its own, forever; `connected`, if given, follows the
+/// connection (true while connected), for health reporting.
 ///
 /// # Errors
 /// [`BusError::Cancelled`] when cancelled before a connection was made;
@@ -17,17 +20,39 @@ pub async fn connect(
     url: &str,
     name: &str,
     cancel: &CancellationToken,
+    connected: Option<watch::Sender<bool>>,
 ) -> Result<async_nats::Client, BusError> {
     let mut delay = Duration::from_millis(250);
     let mut attempt = 1u32;
     loop {
+        let state = connected.clone();
         let options = async_nats::ConnectOptions::new()
             .name(name)
             .connection_timeout(Duration::from_secs(2))
-            .max_reconnects(None);
+            .max_reconnects(None)
+            .event_callback(move |event| {
+                let state = state.clone();
+                async move {
+                    match event {
+                        Event::Connected => tracing::info!("nats connected"),
+                        Event::Disconnected => tracing::warn!("nats connection lost; reconnecting"),
+                        ref other => tracing::debug!(event = %other, "nats event"),
+                    }
+                    if let Some(state) = state {
+                        match event {
+                            Event::Connected => state.send_replace(true),
+                            Event::Disconnected | Event::Closed => state.send_replace(false),
+                            _ => false,
+                        };
+                    }
+                }
+            });
         match options.connect(url).await {
             Ok(client) => {
                 tracing::info!(url, attempt, "connected to nats");
+                if let Some(state) = &connected {
+                    state.send_replace(true);
+                }
                 return Ok(client);
             }
             Err(e) if matches!(e.kind(), async_nats::ConnectErrorKind::ServerParse) => {

@@ -6,6 +6,7 @@
 //!   directory under the system temp dir; choose the disk you deploy on).
 //! - `BAOVE_BENCH_EVENTS`: size of the large log (default 1,000,000).
 //! - `BAOVE_BENCH_SECS`: seconds per throughput run (default 3).
+//! - `BAOVE_BENCH_CACHE_MB`: sled cache of the large log (default 1024).
 //!
 //! Targets (issue 2): 1 writer ≥ 0.5× fdatasync; 64 writers ≥ 8×; appends/s
 //! on the large log within 20% of the empty log; replay ≥ 200,000 events/s.
@@ -52,7 +53,11 @@ fn main() {
         let on_empty = appends(&empty, 8, run).await.rate;
         empty.close().await.unwrap();
 
-        let big = EventLog::open(dir.path().join("large")).await.unwrap();
+        let options = baove_eventlog::Options {
+            cache_capacity: env_or("BAOVE_BENCH_CACHE_MB", 1024) * 1024 * 1024,
+            ..Default::default()
+        };
+        let big = EventLog::open_with(dir.path().join("large"), options).await.unwrap();
         let started = Instant::now();
         fill(&big, large).await;
         println!(

@@ -51,10 +51,19 @@ impl NatsServer {
     /// When the binary is missing (the message says how to install it) or
     /// the server does not come up within 10 s.
     pub fn start() -> Result<Self, String> {
+        Self::start_on(free_port()?)
+    }
+
+    /// Starts nats-server with JetStream on `port` (for a test where a
+    /// client was told the address before the server existed).
+    ///
+    /// # Errors
+    /// As [`NatsServer::start`].
+    pub fn start_on(port: u16) -> Result<Self, String> {
         let binary = find_binary()?;
         let store = tempfile::tempdir().map_err(|e| format!("temp dir for the nats store: {e}"))?;
         let mut server = Self {
-            port: free_port()?,
+            port,
             store,
             binary,
             child: None,

@@ -56,8 +56,11 @@ impl Handler for Copy {
 async fn given_redeliveries_and_duplicates_then_each_event_is_applied_once() {
     let nats = NatsServer::start().unwrap();
     let cancel = CancellationToken::new();
-    let js =
-        async_nats::jetstream::new(baove_bus::connect(&nats.url(), "t", &cancel).await.unwrap());
+    let js = async_nats::jetstream::new(
+        baove_bus::connect(&nats.url(), "t", &cancel, None)
+            .await
+            .unwrap(),
+    );
     ensure_stream(&js, TEST).await.unwrap();
 
     let sender_dir = tempfile::tempdir().unwrap();

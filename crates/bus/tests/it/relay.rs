@@ -15,7 +15,7 @@ async fn given_nats_stops_when_events_are_appended_then_after_restart_each_arriv
     let dir = tempfile::tempdir().unwrap();
     let log = EventLog::open(dir.path()).await.unwrap();
     let cancel = CancellationToken::new();
-    let client = baove_bus::connect(&nats.url(), "relay-test", &cancel)
+    let client = baove_bus::connect(&nats.url(), "relay-test", &cancel, None)
         .await
         .unwrap();
     let js = async_nats::jetstream::new(client);
@@ -60,8 +60,11 @@ async fn given_a_relay_restart_when_the_outbox_was_not_cleared_then_jetstream_dr
     let dir = tempfile::tempdir().unwrap();
     let log = EventLog::open(dir.path()).await.unwrap();
     let cancel = CancellationToken::new();
-    let js =
-        async_nats::jetstream::new(baove_bus::connect(&nats.url(), "t", &cancel).await.unwrap());
+    let js = async_nats::jetstream::new(
+        baove_bus::connect(&nats.url(), "t", &cancel, None)
+            .await
+            .unwrap(),
+    );
     ensure_stream(&js, TEST).await.unwrap();
     ensure_stream(&js, TEST).await.unwrap(); // idempotent
     append(&log, "x", 2).await;

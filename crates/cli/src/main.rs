@@ -1,0 +1,231 @@
+//! `baove`: the command-line client of the baove services.
+//!
+//! # Layout
+//! - `health`: ask a service's `grpc.health.v1` (optionally wait for SERVING).
+//! - `history`: a stream's events through `AuditService.ReadStream`.
+//! - `log`: the whole log in global order through `AuditService.ReadAll`.
+//! - `verify`: a stream's hash chain through `AuditService.VerifyStream`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use baove_proto::v1::{
+    Direction, EventEnvelope, ReadAllRequest, ReadStreamRequest, VerifyStreamRequest,
+    audit_service_client::AuditServiceClient,
+};
+use clap::{Parser, Subcommand};
+use tonic::transport::Channel;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "baove",
+    version,
+    about = "command-line client of the baove services"
+)]
+struct Cli {
+    /// The service's gRPC address.
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "http://127.0.0.1:50051",
+        env = "BAOVE_ADDR"
+    )]
+    addr: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a service's health; exit 1 unless SERVING.
+    Health {
+        /// Health service name: empty for the whole server, `baove.bus` for
+        /// the NATS connection, or a gRPC service name.
+        #[arg(long, default_value = "")]
+        service: String,
+        /// Keep asking until SERVING or this many seconds have passed.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
+    /// Print a stream's events.
+    History {
+        /// The stream id (UUID).
+        stream: String,
+        /// First seq (0 = the start, or the head with --backward).
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Newest first.
+        #[arg(long)]
+        backward: bool,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Print the whole log in global order.
+    Log {
+        /// First global position.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Recompute a stream's hash chain; exit 1 if it does not verify.
+    Verify {
+        /// The stream id (UUID).
+        stream: String,
+    },
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Health { service, wait } => {
+            health(&cli.addr, &service, Duration::from_secs(wait)).await
+        }
+        Command::History {
+            stream,
+            from,
+            backward,
+            limit,
+        } => {
+            let mut client = AuditServiceClient::new(channel(&cli.addr).await?);
+            let direction = if backward {
+                Direction::Backward
+            } else {
+                Direction::Forward
+            };
+            let response = client
+                .read_stream(ReadStreamRequest {
+                    stream_id: stream,
+                    from_seq: from,
+                    limit,
+                    direction: direction.into(),
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            for event in &response.events {
+                print_event(event);
+            }
+            if let Some(head) = response.head {
+                println!(
+                    "head: version {} hash {}",
+                    head.version,
+                    hex::encode(head.hash)
+                );
+            }
+            Ok(())
+        }
+        Command::Log { from, limit } => {
+            let mut client = AuditServiceClient::new(channel(&cli.addr).await?);
+            let response = client
+                .read_all(ReadAllRequest {
+                    from_position: from,
+                    limit,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            for event in &response.events {
+                print_event(event);
+            }
+            println!(
+                "next position {} (last written {})",
+                response.next_position, response.last_position
+            );
+            Ok(())
+        }
+        Command::Verify { stream } => {
+            let mut client = AuditServiceClient::new(channel(&cli.addr).await?);
+            let response = client
+                .verify_stream(VerifyStreamRequest {
+                    stream_id: stream.clone(),
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if response.intact {
+                let head = response.head.unwrap_or_default();
+                println!(
+                    "intact: {stream} version {} head hash {}",
+                    head.version,
+                    hex::encode(head.hash)
+                );
+                Ok(())
+            } else {
+                bail!(
+                    "NOT intact: {stream} first bad seq {}: {}",
+                    response.first_bad_seq,
+                    response.reason
+                )
+            }
+        }
+    }
+}
+
+async fn channel(addr: &str) -> anyhow::Result<Channel> {
+    Channel::from_shared(addr.to_owned())
+        .with_context(|| format!("invalid address {addr}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach {addr}"))
+}
+
+fn status_error(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", status.code(), status.message())
+}
+
+fn print_event(e: &EventEnvelope) {
+    let actor = e.actor.clone().unwrap_or_default();
+    println!(
+        "#{pos} {stream} seq {seq} {ty} v{v} at {at} by {user} ({role}) {payload}",
+        pos = e.global_position,
+        stream = e.stream_id,
+        seq = e.seq,
+        ty = e.event_type,
+        v = e.schema_version,
+        at = e.recorded_at_unix_ms,
+        user = actor.user_id,
+        role = actor.role,
+        payload = e.payload_json,
+    );
+}
+
+async fn health(addr: &str, service: &str, wait: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + wait;
+    let label = if service.is_empty() {
+        "server"
+    } else {
+        service
+    };
+    loop {
+        let answer = match channel(addr).await {
+            Ok(channel) => HealthClient::new(channel)
+                .check(HealthCheckRequest {
+                    service: service.to_owned(),
+                })
+                .await
+                .map(|r| r.into_inner().status())
+                .map_err(status_error),
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(ServingStatus::Serving) => {
+                println!("{addr} {label}: SERVING");
+                return Ok(());
+            }
+            Ok(other) if Instant::now() >= deadline => {
+                bail!("{addr} {label}: {}", other.as_str_name())
+            }
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}

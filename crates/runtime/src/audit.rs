@@ -1,0 +1,165 @@
+//! `baove.v1.AuditService` over a service's own event log, and the
+//! envelope → proto conversion.
+
+use baove_eventlog::{Envelope, EventLog, Head, StreamId, Verification};
+use baove_proto::v1::{
+    self, Direction, ReadAllRequest, ReadAllResponse, ReadStreamRequest, ReadStreamResponse,
+    StreamHead, VerifyStreamRequest, VerifyStreamResponse, audit_service_server::AuditService,
+};
+use tonic::{Request, Response, Status};
+
+use crate::status::{from_log, invalid_argument};
+
+/// Default page size of the read RPCs.
+pub const DEFAULT_LIMIT: u32 = 100;
+/// Largest page size a read RPC accepts.
+pub const MAX_LIMIT: u32 = 1000;
+
+/// Serves `AuditService` on one event log.
+#[derive(Clone)]
+pub struct AuditApi {
+    log: EventLog,
+}
+
+impl AuditApi {
+    /// The API over `log`.
+    #[must_use]
+    pub const fn new(log: EventLog) -> Self {
+        Self { log }
+    }
+
+    /// The tonic service, ready for `add_service`.
+    #[must_use]
+    pub fn into_server(self) -> v1::audit_service_server::AuditServiceServer<Self> {
+        v1::audit_service_server::AuditServiceServer::new(self)
+    }
+}
+
+/// The envelope as the proto message, every field as stored.
+#[must_use]
+pub fn envelope_to_proto(e: &Envelope) -> v1::EventEnvelope {
+    v1::EventEnvelope {
+        event_id: e.event_id.to_string(),
+        stream_id: e.stream_id.to_string(),
+        seq: e.seq,
+        global_position: e.global_position,
+        event_type: e.event_type.clone(),
+        schema_version: e.schema_version,
+        recorded_at_unix_ms: e.recorded_at_ms,
+        actor: Some(v1::Actor {
+            user_id: e.actor.user_id.clone(),
+            role: e.actor.role.clone(),
+            agency_id: e.actor.agency_id.clone(),
+        }),
+        command_id: e.command_id.clone(),
+        causation_id: e.causation_id.clone(),
+        correlation_id: e.correlation_id.clone(),
+        payload_json: e.payload.clone(),
+        prev_hash: e.prev_hash.0.to_vec(),
+        hash: e.hash.0.to_vec(),
+    }
+}
+
+fn head_to_proto(head: &Head) -> StreamHead {
+    StreamHead {
+        stream_id: head.stream.to_string(),
+        version: head.version,
+        hash: head.hash.0.to_vec(),
+    }
+}
+
+fn limit(requested: u32) -> Result<usize, Status> {
+    match requested {
+        0 => Ok(DEFAULT_LIMIT as usize),
+        n if n <= MAX_LIMIT => Ok(n as usize),
+        _ => Err(invalid_argument("limit", "must be at most 1000")),
+    }
+}
+
+fn stream_id(text: &str) -> Result<StreamId, Status> {
+    StreamId::parse("stream_id", text).map_err(|e| from_log(&e))
+}
+
+#[tonic::async_trait]
+impl AuditService for AuditApi {
+    async fn read_stream(
+        &self,
+        request: Request<ReadStreamRequest>,
+    ) -> Result<Response<ReadStreamResponse>, Status> {
+        let request = request.into_inner();
+        let stream = stream_id(&request.stream_id)?;
+        let limit = limit(request.limit)?;
+        let head = self
+            .log
+            .head(stream)
+            .await
+            .map_err(|e| from_log(&e))?
+            .ok_or_else(|| Status::not_found(format!("stream {stream} has no events")))?;
+        let events = match request.direction() {
+            Direction::Backward => {
+                let from = (request.from_seq != 0).then_some(request.from_seq);
+                self.log.read_stream_backward(stream, from, limit).await
+            }
+            Direction::Unspecified | Direction::Forward => {
+                self.log.read_stream(stream, request.from_seq, limit).await
+            }
+        }
+        .map_err(|e| from_log(&e))?;
+        Ok(Response::new(ReadStreamResponse {
+            events: events.iter().map(envelope_to_proto).collect(),
+            head: Some(head_to_proto(&head)),
+        }))
+    }
+
+    async fn read_all(
+        &self,
+        request: Request<ReadAllRequest>,
+    ) -> Result<Response<ReadAllResponse>, Status> {
+        let request = request.into_inner();
+        let limit = limit(request.limit)?;
+        let last_position = self.log.last_position();
+        let from = request.from_position.max(1);
+        let events = self
+            .log
+            .read_all(from, limit)
+            .await
+            .map_err(|e| from_log(&e))?;
+        let next_position = events.last().map_or(from, |e| e.global_position + 1);
+        Ok(Response::new(ReadAllResponse {
+            events: events.iter().map(envelope_to_proto).collect(),
+            next_position,
+            last_position,
+        }))
+    }
+
+    async fn verify_stream(
+        &self,
+        request: Request<VerifyStreamRequest>,
+    ) -> Result<Response<VerifyStreamResponse>, Status> {
+        let stream = stream_id(&request.into_inner().stream_id)?;
+        let response = match self.log.verify(stream).await.map_err(|e| from_log(&e))? {
+            Verification::NoStream => {
+                return Err(Status::not_found(format!("stream {stream} has no events")));
+            }
+            Verification::Intact(head) => VerifyStreamResponse {
+                intact: true,
+                head: Some(head_to_proto(&head)),
+                first_bad_seq: 0,
+                reason: String::new(),
+            },
+            Verification::Broken {
+                first_bad_seq,
+                reason,
+            } => {
+                tracing::error!(stream = %stream, first_bad_seq, reason, "hash chain does not verify");
+                VerifyStreamResponse {
+                    intact: false,
+                    head: None,
+                    first_bad_seq,
+                    reason,
+                }
+            }
+        };
+        Ok(Response::new(response))
+    }
+}

@@ -1,0 +1,213 @@
+//! Service configuration: a TOML file, then `BAOVE_*` environment overrides.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where a service listens, keeps its data and finds NATS.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// gRPC listen address (`BAOVE_LISTEN`), e.g. `127.0.0.1:50051`.
+    pub listen: SocketAddr,
+    /// Directory of the service's sled database (`BAOVE_DATA_DIR`); created
+    /// if missing. Never shared between services.
+    pub data_dir: PathBuf,
+    /// NATS URL (`BAOVE_NATS_URL`), e.g. `nats://127.0.0.1:4222`.
+    pub nats_url: String,
+    /// How long shutdown waits for in-flight requests after health went
+    /// NOT_SERVING (`BAOVE_DRAIN_SECS`); default 10.
+    #[serde(default = "default_drain_secs")]
+    pub drain_secs: u64,
+    /// sled page cache of the event log, in MiB (`BAOVE_CACHE_MB`); default
+    /// 1024. Global-order replay slows sharply once the log outgrows it.
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: u64,
+}
+
+const fn default_cache_mb() -> u64 {
+    1024
+}
+
+const fn default_drain_secs() -> u64 {
+    10
+}
+
+/// A configuration that could not be loaded; says which file or variable
+/// and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for [`Config`].
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said (names the key).
+        message: String,
+    },
+    /// An environment variable does not parse.
+    #[error("invalid {variable}={value}: {rule}")]
+    Env {
+        /// The variable.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+        /// What it must be.
+        rule: &'static str,
+    },
+    /// A required setting is in neither the file nor the environment.
+    #[error("missing setting {key}: set it in the config file or as {variable}")]
+    Missing {
+        /// The key in the file.
+        key: &'static str,
+        /// The environment variable.
+        variable: &'static str,
+    },
+}
+
+/// The file's keys before overrides: everything optional, so that the
+/// environment can supply what the file lacks.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Partial {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    nats_url: Option<String>,
+    drain_secs: Option<u64>,
+    cache_mb: Option<u64>,
+}
+
+impl Config {
+    /// Loads `file` (if given), then applies `BAOVE_LISTEN`,
+    /// `BAOVE_DATA_DIR`, `BAOVE_NATS_URL`, `BAOVE_DRAIN_SECS` and
+    /// `BAOVE_CACHE_MB` from the process environment.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, key or variable at fault.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(file, |name| std::env::var(name).ok())
+    }
+
+    /// As [`Config::load`], reading variables through `env`.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn load_with(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut partial = match file {
+            None => Partial::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?
+            }
+        };
+        if let Some(value) = env("BAOVE_LISTEN") {
+            partial.listen = Some(value.parse().map_err(|_| ConfigError::Env {
+                variable: "BAOVE_LISTEN",
+                value,
+                rule: "must be a socket address such as 127.0.0.1:50051",
+            })?);
+        }
+        if let Some(value) = env("BAOVE_DATA_DIR") {
+            partial.data_dir = Some(value.into());
+        }
+        if let Some(value) = env("BAOVE_NATS_URL") {
+            partial.nats_url = Some(value);
+        }
+        if let Some(value) = env("BAOVE_DRAIN_SECS") {
+            partial.drain_secs = Some(value.parse().map_err(|_| ConfigError::Env {
+                variable: "BAOVE_DRAIN_SECS",
+                value,
+                rule: "must be a whole number of seconds",
+            })?);
+        }
+        if let Some(value) = env("BAOVE_CACHE_MB") {
+            partial.cache_mb = Some(value.parse().map_err(|_| ConfigError::Env {
+                variable: "BAOVE_CACHE_MB",
+                value,
+                rule: "must be a whole number of MiB",
+            })?);
+        }
+        Ok(Self {
+            listen: partial.listen.ok_or(ConfigError::Missing {
+                key: "listen",
+                variable: "BAOVE_LISTEN",
+            })?,
+            data_dir: partial.data_dir.ok_or(ConfigError::Missing {
+                key: "data_dir",
+                variable: "BAOVE_DATA_DIR",
+            })?,
+            nats_url: partial.nats_url.ok_or(ConfigError::Missing {
+                key: "nats_url",
+                variable: "BAOVE_NATS_URL",
+            })?,
+            drain_secs: partial.drain_secs.unwrap_or_else(default_drain_secs),
+            cache_mb: partial.cache_mb.unwrap_or_else(default_cache_mb),
+        })
+    }
+
+    /// [`Config::drain_secs`] as a duration.
+    #[must_use]
+    pub const fn drain(&self) -> Duration {
+        Duration::from_secs(self.drain_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let f = file("listen = \"127.0.0.1:1\"\ndata_dir = \"/a\"\nnats_url = \"nats://x:1\"\n");
+        let config = Config::load_with(Some(f.path()), |name| {
+            (name == "BAOVE_LISTEN").then(|| "127.0.0.1:2".to_owned())
+        })
+        .unwrap();
+        assert_eq!(config.listen.port(), 2);
+        assert_eq!(config.data_dir, PathBuf::from("/a"));
+        assert_eq!(config.drain_secs, 10);
+    }
+
+    #[test]
+    fn errors_name_the_key_or_variable() {
+        let f = file("listen = \"127.0.0.1:1\"\ndata_dir = \"/a\"\n");
+        let err = Config::load_with(Some(f.path()), |_| None).unwrap_err();
+        assert!(
+            err.to_string().contains("nats_url") && err.to_string().contains("BAOVE_NATS_URL"),
+            "{err}"
+        );
+        let err = Config::load_with(Some(f.path()), |n| {
+            (n == "BAOVE_LISTEN").then(|| "nowhere".into())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("BAOVE_LISTEN=nowhere"), "{err}");
+        let f = file("listen = \"127.0.0.1:1\"\nlisten_port = 3\n");
+        let err = Config::load_with(Some(f.path()), |_| None).unwrap_err();
+        assert!(err.to_string().contains("listen_port"), "{err}");
+    }
+}

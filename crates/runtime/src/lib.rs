@@ -1,0 +1,66 @@
+//! What every baove service process shares: configuration (file + environment),
+//! telemetry, the gRPC server with health and reflection, graceful shutdown on
+//! SIGINT/SIGTERM, the mapping of errors to gRPC status codes, and the
+//! `AuditService` over the service's own event log.
+//!
+//! A service's `lib.rs` calls [`node::run`] with its name, its JetStream
+//! stream and the gRPC routes of its own API; its `main.rs` only parses the
+//! command line and calls that.
+//!
+//! # Layout
+//! - [`config`]: [`Config`], loaded from a TOML file with `BAOVE_*`
+//!   environment overrides.
+//! - [`telemetry`]: building and installing the tracing subscriber.
+//! - [`shutdown`]: a cancellation token fired by SIGINT or SIGTERM.
+//! - [`status`]: event log errors → `tonic::Status`, one mapping.
+//! - [`audit`]: `baove.v1.AuditService` and envelope → proto conversion.
+//! - [`node`]: start-up and shutdown order of a service process.
+//! - [`main`]: what a service's `main.rs` calls.
+
+pub mod audit;
+pub mod config;
+pub mod node;
+pub mod shutdown;
+pub mod status;
+pub mod telemetry;
+
+pub use config::Config;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+/// The command line every service binary takes.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "a baove service; settings come from --config and BAOVE_* variables"
+)]
+struct Args {
+    /// TOML file with `listen`, `data_dir`, `nats_url` (and optionally
+    /// `drain_secs`, `cache_mb`); the BAOVE_* variables of the same names
+    /// override it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+/// The body of a service's `main`: parses the command line, installs
+/// logging to stderr, loads the configuration, arms SIGINT/SIGTERM and runs
+/// `service` until it returns.
+///
+/// # Errors
+/// Whatever start-up or `service` fails with, with context.
+pub async fn main<F, Fut>(service: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Config, CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let args = Args::parse();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    telemetry::install(telemetry::subscriber(std::io::stderr, ansi))?;
+    let config = Config::load(args.config.as_deref())?;
+    let shutdown = shutdown::on_signals()?;
+    service(config, shutdown).await
+}

@@ -1,0 +1,219 @@
+//! One service process, from start-up to a clean stop.
+//!
+//! Start-up order:
+//! 1. open the service's event log (`<data_dir>/eventlog`);
+//! 2. bind the gRPC port and serve health, reflection, `AuditService` and
+//!    the service's own API, health SERVING as soon as the log is open;
+//! 3. in the background: connect to NATS with retries, create the
+//!    service's JetStream stream, run the outbox relay. Health service
+//!    [`BUS_HEALTH`] is SERVING while NATS is connected and the stream
+//!    exists.
+//!
+//! Requests are accepted and stored while NATS is away: the outbox keeps
+//! what is to be published until NATS returns. A hotline operator's report
+//! must not wait for the bus.
+//!
+//! Shutdown (SIGINT/SIGTERM): health goes NOT_SERVING for every service
+//! name first; the server stops accepting and waits up to `drain_secs` for
+//! in-flight requests (appends finish); the relay stops; the event log is
+//! closed, which flushes it.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use baove_bus::StreamSpec;
+use baove_eventlog::EventLog;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::Config;
+use crate::audit::AuditApi;
+
+/// Health service name that reports the NATS connection and stream.
+pub const BUS_HEALTH: &str = "baove.bus";
+
+/// What makes one service different from another at start-up.
+#[derive(Clone, Copy, Debug)]
+pub struct ServiceSpec {
+    /// Short name: `intake`, `casework`, `referral` (NATS client name, logs).
+    pub name: &'static str,
+    /// The JetStream stream its events are published to.
+    pub stream: StreamSpec,
+    /// Fully qualified gRPC service names of its own API, for health.
+    pub grpc_services: &'static [&'static str],
+}
+
+/// Runs the service until `shutdown` fires, then stops cleanly.
+/// `routes` builds the service's own gRPC API on its event log.
+///
+/// # Errors
+/// When the event log cannot be opened, the port cannot be bound, or the
+/// server fails; each error says which and where.
+pub async fn run(
+    spec: ServiceSpec,
+    config: Config,
+    shutdown: CancellationToken,
+    routes: impl FnOnce(&EventLog) -> Routes,
+) -> anyhow::Result<()> {
+    let log_dir = config.data_dir.join("eventlog");
+    let options = baove_eventlog::Options {
+        cache_capacity: config.cache_mb.saturating_mul(1024 * 1024),
+        ..Default::default()
+    };
+    let log = EventLog::open_with(&log_dir, options)
+        .await
+        .with_context(|| format!("failed to open the event log in {}", log_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", config.listen))?;
+
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let mut names: Vec<&str> = vec!["", "baove.v1.AuditService"];
+    names.extend(spec.grpc_services);
+    set_all(&reporter, &names, ServingStatus::Serving).await;
+    reporter
+        .set_service_status(BUS_HEALTH, ServingStatus::NotServing)
+        .await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(baove_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("failed to build the reflection service")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(baove_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("failed to build the reflection service")?;
+
+    let stop_serving = CancellationToken::new();
+    let routes = routes(&log)
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(AuditApi::new(log.clone()).into_server());
+    let router = tonic::transport::Server::builder().add_routes(routes);
+    let stop = stop_serving.clone();
+    let mut server = tokio::spawn(
+        router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            stop.cancelled().await
+        }),
+    );
+    tracing::info!(service = spec.name, listen = %config.listen, data_dir = %config.data_dir.display(), "serving");
+
+    let background = CancellationToken::new();
+    let bus = tokio::spawn(bus_task(
+        spec,
+        config.nats_url.clone(),
+        log.clone(),
+        reporter.clone(),
+        background.clone(),
+    ));
+
+    let server_result = tokio::select! {
+        () = shutdown.cancelled() => None,
+        result = &mut server => Some(result),
+    };
+    set_all(&reporter, &names, ServingStatus::NotServing).await;
+    reporter
+        .set_service_status(BUS_HEALTH, ServingStatus::NotServing)
+        .await;
+    let server_result = match server_result {
+        Some(result) => result,
+        None => {
+            stop_serving.cancel();
+            match tokio::time::timeout(config.drain(), &mut server).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!(
+                        drain_secs = config.drain_secs,
+                        "in-flight requests did not finish; closing them"
+                    );
+                    server.abort();
+                    Ok(Ok(()))
+                }
+            }
+        }
+    };
+    background.cancel();
+    if let Err(e) = bus.await {
+        tracing::error!(error = %e, "bus task failed");
+    }
+    log.close()
+        .await
+        .context("failed to flush the event log on shutdown")?;
+    drop(log);
+    server_result
+        .context("the gRPC server task failed")?
+        .context("the gRPC server failed")?;
+    tracing::info!(service = spec.name, "stopped");
+    Ok(())
+}
+
+async fn set_all(reporter: &HealthReporter, names: &[&str], status: ServingStatus) {
+    for name in names {
+        reporter.set_service_status(*name, status).await;
+    }
+}
+
+/// Connects to NATS, ensures the stream, relays the outbox, and keeps the
+/// [`BUS_HEALTH`] status true to the connection.
+async fn bus_task(
+    spec: ServiceSpec,
+    url: String,
+    log: EventLog,
+    reporter: HealthReporter,
+    cancel: CancellationToken,
+) {
+    let (connected_tx, mut connected) = watch::channel(false);
+    let client = match baove_bus::connect(
+        &url,
+        &format!("baove-{}", spec.name),
+        &cancel,
+        Some(connected_tx),
+    )
+    .await
+    {
+        Ok(client) => client,
+        Err(baove_bus::BusError::Cancelled) => return,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot use nats; events stay in the outbox");
+            return;
+        }
+    };
+    let js = async_nats::jetstream::new(client);
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match baove_bus::ensure_stream(&js, spec.stream).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create the jetstream stream yet");
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    let relay = tokio::spawn(baove_bus::OutboxRelay::new(log, js, spec.stream).run(cancel.clone()));
+    loop {
+        let status = if *connected.borrow_and_update() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        reporter.set_service_status(BUS_HEALTH, status).await;
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            changed = connected.changed() => if changed.is_err() { break },
+        }
+    }
+    if let Err(e) = relay.await {
+        tracing::error!(error = %e, "outbox relay failed");
+    }
+}

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Starts baove locally: nats-server with JetStream and the intake, casework
+# and referral services, all state under .baove/ in the repository. Installs
+# nats-server from Debian's packages if it is missing, builds the binaries,
+# shows each service's health, then stays in the foreground: Ctrl-C stops
+# everything cleanly (services first, then NATS).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+state=$root/.baove
+mkdir -p "$state/logs" "$state/nats" "$state/data"
+
+deploy/local/ensure-nats.sh
+nats=$(command -v nats-server 2>/dev/null || echo /usr/sbin/nats-server)
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for port in 14222 50051 50052 50053; do
+  if port_busy "$port"; then
+    echo "port $port is already in use (another baove run?); stop it first" >&2
+    exit 1
+  fi
+done
+
+echo "building (cargo build --bins)..."
+cargo build --quiet --bins
+bin=${CARGO_TARGET_DIR:-$root/target}/debug
+
+pids=()
+nats_pid=""
+stop_all() {
+  trap - EXIT INT TERM
+  echo
+  echo "stopping services..."
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ -n "$nats_pid" ]; then kill -TERM "$nats_pid" 2>/dev/null || true; wait "$nats_pid" 2>/dev/null || true; fi
+  echo "stopped; data kept in $state"
+}
+trap stop_all EXIT INT TERM
+
+# setsid: Ctrl-C reaches only this script, which then stops the services
+# before NATS, in that order.
+setsid "$nats" -c deploy/local/nats.conf -sd "$state/nats" >"$state/logs/nats.log" 2>&1 &
+nats_pid=$!
+for _ in $(seq 100); do port_busy 14222 && break; sleep 0.1; done
+port_busy 14222 || { echo "nats-server did not start; see $state/logs/nats.log" >&2; exit 1; }
+echo "nats-server (JetStream) on nats://127.0.0.1:14222, log $state/logs/nats.log"
+
+for svc in intake casework referral; do
+  setsid "$bin/baove-$svc" --config "deploy/local/$svc.toml" >"$state/logs/$svc.log" 2>&1 &
+  pids+=($!)
+done
+
+port=50051
+for svc in intake casework referral; do
+  "$bin/baove" health --addr "http://127.0.0.1:$port" --wait 60
+  "$bin/baove" health --addr "http://127.0.0.1:$port" --service baove.bus --wait 60
+  echo "  $svc on 127.0.0.1:$port, log $state/logs/$svc.log"
+  port=$((port + 1))
+done
+echo
+echo "baove is up. Try: $bin/baove health --addr http://127.0.0.1:50051"
+echo "Ctrl-C stops everything."
+wait "${pids[@]}"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: installs nats-server if missing (the tests
+# start their own on free ports; they never use one on 4222), builds the
+# service binaries the end-to-end tests drive, then runs cargo test and
+# prints the total over all test binaries.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+deploy/local/ensure-nats.sh
+cargo build --workspace --bins
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+status=0
+cargo test --workspace 2>&1 | tee "$out" || status=$?
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "total: %d passed, %d failed\n", p, f }' "$out"
+exit "$status"

@@ -1,0 +1,157 @@
+//! End-to-end: the service binaries as an operator runs them.
+//! Run `cargo build --bins` first (the README's test command does).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod foundation;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tonic::transport::Channel;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+/// The directory holding the workspace's binaries: this test binary lives in
+/// `<target>/<profile>/deps/`.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .to_path_buf()
+}
+
+/// One service binary running with its own data directory and port.
+pub struct Service {
+    pub name: &'static str,
+    pub addr: String,
+    pub data: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Service {
+    /// Starts `baove-<name>` configured only through the environment.
+    pub fn start(name: &'static str, nats_url: &str) -> Self {
+        Self::start_in(name, nats_url, tempfile::tempdir().unwrap())
+    }
+
+    /// Starts `baove-<name>` on an existing data directory.
+    pub fn start_in(name: &'static str, nats_url: &str, data: tempfile::TempDir) -> Self {
+        let port = baove_testkit::free_port().unwrap();
+        let binary = bin_dir().join(format!("baove-{name}"));
+        assert!(
+            binary.is_file(),
+            "{} is missing: run `cargo build --bins` before the tests",
+            binary.display()
+        );
+        let child = Command::new(&binary)
+            .env("BAOVE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("BAOVE_DATA_DIR", data.path())
+            .env("BAOVE_NATS_URL", nats_url)
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(if std::env::var_os("TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .unwrap();
+        Self {
+            name,
+            addr: format!("http://127.0.0.1:{port}"),
+            data,
+            child: Some(child),
+        }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.addr.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// The health status of `service`, or None while the port does not answer.
+    pub async fn health(&self, service: &str) -> Option<ServingStatus> {
+        let channel = Channel::from_shared(self.addr.clone())
+            .unwrap()
+            .connect()
+            .await
+            .ok()?;
+        let response = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .ok()?;
+        Some(response.into_inner().status())
+    }
+
+    /// Waits (up to 30 s) until `service` reports `status`.
+    pub async fn wait_health(&self, service: &str, status: ServingStatus) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let now = self.health(service).await;
+            if now == Some(status) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} health {service:?} is {now:?}, not {status:?}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let pid = i32::try_from(self.child.as_ref().unwrap().id()).unwrap();
+        #[allow(unsafe_code)]
+        // SAFETY: kill(2) on our own child with a valid signal.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+
+    /// Gives up the data directory (the process must have exited).
+    pub fn into_data(mut self) -> tempfile::TempDir {
+        assert!(self.child.is_none(), "{} still runs", self.name);
+        std::mem::replace(&mut self.data, tempfile::tempdir().unwrap())
+    }
+
+    /// Waits (up to 30 s) for the process to exit.
+    pub async fn exit_status(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let child = self.child.as_mut().unwrap();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within 30 s of SIGTERM",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
