@@ -1,0 +1,240 @@
+//! Cases: opening one from an intake (the hand-over), and folding a case's
+//! events into its state. The procedure's commands come with issue 4.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::intake::{Channel, Concerns, IntakeRecorded};
+
+/// Stored name of the event that opens a case. Never changes.
+pub const CASE_OPENED: &str = "CaseOpened";
+/// Stored name of the event that adds a follow-up report to a case.
+pub const INTAKE_ATTACHED: &str = "IntakeAttached";
+/// Schema version of both case events.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Namespace of case ids derived from intake ids (UUIDv5).
+const CASE_NAMESPACE: Uuid = Uuid::from_u128(0x6261_6f76_652d_6361_7365_2d69_6e74_616b);
+
+/// The id of the case an intake opens: derived from the intake id, so that
+/// however often the report is delivered, it can only ever open this one
+/// case.
+#[must_use]
+pub fn case_id_for_intake(intake_id: Uuid) -> Uuid {
+    Uuid::new_v5(&CASE_NAMESPACE, intake_id.as_bytes())
+}
+
+/// A case is opened from an intake (seq 1 of the case stream).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseOpened {
+    /// The case id.
+    pub case_id: Uuid,
+    /// The intake that opened it.
+    pub intake_id: Uuid,
+    /// Intake's `IntakeRecorded` event id.
+    pub intake_event_id: Uuid,
+    /// How the report came in.
+    pub channel: Channel,
+    /// When the report was received: the procedure's clocks start here.
+    pub received_at_ms: i64,
+    /// Where it happened: the commune that handles it first.
+    pub incident_unit_id: String,
+    /// Where the child lives, if known.
+    pub residence_unit_id: Option<String>,
+    /// The concerns reported.
+    pub concerns: Concerns,
+    /// Immediate danger reported.
+    pub immediate_danger: bool,
+    /// The caregiver is the alleged abuser.
+    pub caregiver_is_alleged_abuser: bool,
+    /// The child is 16 or 17.
+    pub outside_child_law: bool,
+    /// Cases flagged at intake as possibly about the same child.
+    pub possible_duplicate_case_ids: Vec<Uuid>,
+    /// The police case number, when a police notification opened it.
+    pub police_case_number: Option<String>,
+    /// The report named this case as the one it follows up, but that case
+    /// does not exist or is not open: a new case was opened instead.
+    pub follow_up_case_not_found: Option<Uuid>,
+}
+
+/// A follow-up report is added to an open case.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntakeAttached {
+    /// The intake.
+    pub intake_id: Uuid,
+    /// Intake's `IntakeRecorded` event id.
+    pub intake_event_id: Uuid,
+    /// How it came in.
+    pub channel: Channel,
+    /// When it was received.
+    pub received_at_ms: i64,
+    /// The concerns it reports.
+    pub concerns: Concerns,
+    /// Immediate danger reported.
+    pub immediate_danger: bool,
+    /// The police case number, if a police notification.
+    pub police_case_number: Option<String>,
+}
+
+/// Where a case stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaseStatus {
+    /// Being handled.
+    Open,
+}
+
+/// A case's state, folded from its events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaseState {
+    /// The case id.
+    pub case_id: Uuid,
+    /// Status.
+    pub status: CaseStatus,
+    /// The event that opened it.
+    pub opened: CaseOpened,
+    /// The intakes behind it, the opening one first.
+    pub intake_ids: Vec<Uuid>,
+    /// Immediate danger in any report.
+    pub immediate_danger: bool,
+    /// Police case numbers named by its reports.
+    pub police_case_numbers: Vec<String>,
+}
+
+/// A case event, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CaseEvent {
+    /// [`CaseOpened`].
+    Opened(CaseOpened),
+    /// [`IntakeAttached`].
+    Attached(IntakeAttached),
+}
+
+impl CaseEvent {
+    /// Decodes a stored event by its type name.
+    ///
+    /// # Errors
+    /// The reason, for an unknown type or a payload that does not decode.
+    pub fn decode(event_type: &str, payload: &str) -> Result<Self, String> {
+        match event_type {
+            CASE_OPENED => serde_json::from_str(payload)
+                .map(Self::Opened)
+                .map_err(|e| format!("{CASE_OPENED}: {e}")),
+            INTAKE_ATTACHED => serde_json::from_str(payload)
+                .map(Self::Attached)
+                .map_err(|e| format!("{INTAKE_ATTACHED}: {e}")),
+            other => Err(format!("unknown case event type {other}")),
+        }
+    }
+
+    /// The stored type name.
+    #[must_use]
+    pub const fn event_type(&self) -> &'static str {
+        match self {
+            Self::Opened(_) => CASE_OPENED,
+            Self::Attached(_) => INTAKE_ATTACHED,
+        }
+    }
+}
+
+/// Folds one event into the state. No logic: `decide` already checked.
+#[must_use]
+pub fn apply(state: Option<CaseState>, event: &CaseEvent) -> Option<CaseState> {
+    match (state, event) {
+        (None, CaseEvent::Opened(opened)) => Some(CaseState {
+            case_id: opened.case_id,
+            status: CaseStatus::Open,
+            intake_ids: vec![opened.intake_id],
+            immediate_danger: opened.immediate_danger,
+            police_case_numbers: opened.police_case_number.iter().cloned().collect(),
+            opened: opened.clone(),
+        }),
+        (Some(mut state), CaseEvent::Attached(attached)) => {
+            state.intake_ids.push(attached.intake_id);
+            state.immediate_danger |= attached.immediate_danger;
+            if let Some(number) = &attached.police_case_number
+                && !state.police_case_numbers.contains(number)
+            {
+                state.police_case_numbers.push(number.clone());
+            }
+            Some(state)
+        }
+        (state, _) => state,
+    }
+}
+
+/// What casework does with an incoming intake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Routing {
+    /// Open a new case (stream [`CaseOpened::case_id`], which must not exist).
+    Open(CaseOpened),
+    /// Attach it to an open case, expected at `version`.
+    Attach {
+        /// The case.
+        case_id: Uuid,
+        /// Its version when decided.
+        version: u64,
+        /// The event.
+        event: IntakeAttached,
+    },
+    /// Already in that case (a redelivery): nothing to do.
+    AlreadyIn {
+        /// The case that has it.
+        case_id: Uuid,
+    },
+}
+
+/// Decides where an intake goes. `follow_up` is the state and version of
+/// the case the report names as the one it follows up, when it names one
+/// and that case exists.
+#[must_use]
+pub fn route_intake(
+    recorded: &IntakeRecorded,
+    intake_event_id: Uuid,
+    follow_up: Option<(&CaseState, u64)>,
+) -> Routing {
+    let facts = recorded.report.facts();
+    let police_case_number = recorded.report.police_case_number().map(str::to_owned);
+    if let Some((case, version)) = follow_up
+        && Some(case.case_id) == facts.follow_up_case_id
+        && case.status == CaseStatus::Open
+    {
+        if case.intake_ids.contains(&recorded.intake_id) {
+            return Routing::AlreadyIn {
+                case_id: case.case_id,
+            };
+        }
+        return Routing::Attach {
+            case_id: case.case_id,
+            version,
+            event: IntakeAttached {
+                intake_id: recorded.intake_id,
+                intake_event_id,
+                channel: recorded.report.channel(),
+                received_at_ms: facts.received_at_ms,
+                concerns: facts.concerns.clone(),
+                immediate_danger: facts.immediate_danger,
+                police_case_number,
+            },
+        };
+    }
+    Routing::Open(CaseOpened {
+        case_id: case_id_for_intake(recorded.intake_id),
+        intake_id: recorded.intake_id,
+        intake_event_id,
+        channel: recorded.report.channel(),
+        received_at_ms: facts.received_at_ms,
+        incident_unit_id: facts.incident_place.unit_id.clone(),
+        residence_unit_id: facts.residence_place.as_ref().map(|p| p.unit_id.clone()),
+        concerns: facts.concerns.clone(),
+        immediate_danger: facts.immediate_danger,
+        caregiver_is_alleged_abuser: facts.caregiver_is_alleged_abuser,
+        outside_child_law: recorded.outside_child_law,
+        possible_duplicate_case_ids: recorded.possible_duplicate_case_ids.clone(),
+        police_case_number,
+        follow_up_case_not_found: facts.follow_up_case_id,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1080 @@
+//! Intake: Mẫu 01 reports to the 111 hotline and police notifications.
+//!
+//! Raw input (`Raw*`, plain fields as a request carries them) is parsed into
+//! the report types with every violation collected at once; the report types
+//! can only be built that way. [`IntakeRecorded`] and [`IntakeHandedOver`]
+//! are the intake stream's events.
+
+use ::time::Date;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::reference::Directory;
+use crate::text;
+use crate::time::{DAY_MS, age_on, date_serde, parse_date, vietnam_date};
+use crate::violation::Violations;
+
+/// Stored name of the event that records a report. Never changes.
+pub const INTAKE_RECORDED: &str = "IntakeRecorded";
+/// Stored name of the event that closes the hand-over. Never changes.
+pub const INTAKE_HANDED_OVER: &str = "IntakeHandedOver";
+/// Schema version of both intake events.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Oldest age baove records: the Law on Children covers under 16; 16 and
+/// 17 are recorded for general support.
+pub const MAX_AGE: u32 = 17;
+/// Ages from this one are outside the Law on Children (Điều 1).
+pub const CHILD_LAW_AGE_LIMIT: u32 = 16;
+/// Clock skew tolerated on "not in the future" checks.
+pub const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+/// Window of the possible-duplicate check.
+pub const DUPLICATE_WINDOW_MS: i64 = 30 * DAY_MS;
+
+/// How a report arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum Channel {
+    Phone,
+    Zalo,
+    App,
+    Web,
+    InPerson,
+    Letter,
+    Press,
+    /// Police notifications only.
+    Police,
+}
+
+/// Sex on Mẫu 01.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum Sex {
+    Male,
+    Female,
+    Unknown,
+}
+
+/// Forms of abuse (Law on Children Điều 4.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum AbuseType {
+    Violence,
+    SexualAbuse,
+    Exploitation,
+    Trafficking,
+    Abandonment,
+    Neglect,
+    Other,
+}
+
+/// The five forms of sexual abuse (Decree 56).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum SexualAbuseForm {
+    Rape,
+    CoercedIntercourse,
+    IntercourseWithChild,
+    IndecentActs,
+    ProstitutionOrPornography,
+}
+
+/// Injury causes (QĐ 25/2006/QĐ-BYT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum InjuryCause {
+    Traffic,
+    Work,
+    Fall,
+    Drowning,
+    Burn,
+    Poisoning,
+    Animal,
+    Suicide,
+    Violence,
+    Other,
+}
+
+/// Injury outcomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum InjuryOutcome {
+    Died,
+    PermanentlyDisabled,
+    NotDisabled,
+    Undetermined,
+}
+
+/// Special-circumstance groups a–o (Law on Children Điều 10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum SpecialCircumstance {
+    AOrphaned,
+    BAbandoned,
+    CWithoutCarer,
+    DDisabled,
+    DdHivAids,
+    EInConflictWithLaw,
+    GDrugAddicted,
+    HOutOfSchoolWorking,
+    IHarmedByViolence,
+    KExploited,
+    LSexuallyAbused,
+    MTrafficked,
+    NSeriouslyIllPoor,
+    OMigrantUnaccompanied,
+}
+
+/// The child's age as reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Age {
+    /// A known date of birth.
+    DateOfBirth(#[serde(with = "date_serde")] Date),
+    /// An estimate in whole years.
+    EstimatedYears(u32),
+}
+
+/// The child, parsed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Child {
+    /// Full name (NFC), empty when unknown.
+    pub full_name: String,
+    /// Search key of the name (no diacritics, lowercase).
+    pub name_key: String,
+    /// Age as reported.
+    pub age: Age,
+    /// Age in whole years when the report was received.
+    pub age_years: u32,
+    /// Sex.
+    pub sex: Sex,
+    /// Ethnicity, if given.
+    pub ethnicity: String,
+    /// Current condition.
+    pub current_condition: String,
+}
+
+/// A place: a unit in force when the report was received, and an address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Place {
+    /// Administrative unit id.
+    pub unit_id: String,
+    /// Address text.
+    pub address: String,
+}
+
+/// An injury.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Injury {
+    /// Cause.
+    pub cause: InjuryCause,
+    /// Outcome.
+    pub outcome: InjuryOutcome,
+    /// Details.
+    pub detail: String,
+}
+
+/// What the child is at risk of or suffered.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Concerns {
+    /// Forms of abuse.
+    pub abuse_types: Vec<AbuseType>,
+    /// Forms of sexual abuse (only with [`AbuseType::SexualAbuse`]).
+    pub sexual_abuse_forms: Vec<SexualAbuseForm>,
+    /// An injury.
+    pub injury: Option<Injury>,
+    /// Special-circumstance groups.
+    pub special_circumstances: Vec<SpecialCircumstance>,
+}
+
+impl Concerns {
+    /// No concern at all.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.abuse_types.is_empty()
+            && self.injury.is_none()
+            && self.special_circumstances.is_empty()
+    }
+}
+
+/// A parent or caregiver.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    /// Full name (NFC).
+    pub full_name: String,
+    /// Phone as +84..., if given.
+    pub phone: Option<String>,
+    /// Address.
+    pub address: String,
+    /// Relation to the child.
+    pub relation: String,
+}
+
+/// The informant, recorded with consent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Informant {
+    /// Full name.
+    pub full_name: String,
+    /// Phone as +84..., if given.
+    pub phone: Option<String>,
+    /// Relation to the child.
+    pub relation: String,
+}
+
+/// The facts of a report (Mẫu 01), parsed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportFacts {
+    /// When received, Unix ms.
+    pub received_at_ms: i64,
+    /// The child.
+    pub child: Child,
+    /// Where it happened.
+    pub incident_place: Place,
+    /// Where the child lives, if known.
+    pub residence_place: Option<Place>,
+    /// Concerns.
+    pub concerns: Concerns,
+    /// What happened.
+    pub narrative: String,
+    /// Immediate danger.
+    pub immediate_danger: bool,
+    /// The caregiver is the alleged abuser.
+    pub caregiver_is_alleged_abuser: bool,
+    /// Father.
+    pub father: Option<Person>,
+    /// Mother.
+    pub mother: Option<Person>,
+    /// Current caregiver.
+    pub caregiver: Option<Person>,
+    /// Actions already taken.
+    pub actions_taken: String,
+    /// Likely consequence without intervention.
+    pub likely_consequence: String,
+    /// An open case this report adds to.
+    pub follow_up_case_id: Option<Uuid>,
+}
+
+/// A report as recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Report {
+    /// To the 111 hotline.
+    Hotline {
+        /// How it came in (never police).
+        channel: Channel,
+        /// The operator.
+        operator_id: String,
+        /// The facts.
+        facts: ReportFacts,
+        /// The informant, only with consent.
+        informant: Option<Informant>,
+    },
+    /// From the police.
+    Police {
+        /// The police unit.
+        police_agency_id: String,
+        /// The officer.
+        officer_id: String,
+        /// The officer's name.
+        officer_name: String,
+        /// Case / OB number.
+        case_number: String,
+        /// Criminal Code article.
+        offence_article: String,
+        /// The offence in words.
+        offence_description: String,
+        /// When it happened, Unix ms.
+        occurred_at_ms: i64,
+        /// Proceedings opened.
+        criminal_proceedings_opened: bool,
+        /// Support the victim needs.
+        support_needed: String,
+        /// The facts.
+        facts: ReportFacts,
+    },
+}
+
+impl Report {
+    /// The facts.
+    #[must_use]
+    pub const fn facts(&self) -> &ReportFacts {
+        match self {
+            Self::Hotline { facts, .. } | Self::Police { facts, .. } => facts,
+        }
+    }
+
+    /// The channel (police for notifications).
+    #[must_use]
+    pub const fn channel(&self) -> Channel {
+        match self {
+            Self::Hotline { channel, .. } => *channel,
+            Self::Police { .. } => Channel::Police,
+        }
+    }
+
+    /// The police case number, for notifications.
+    #[must_use]
+    pub fn police_case_number(&self) -> Option<&str> {
+        match self {
+            Self::Police { case_number, .. } => Some(case_number),
+            Self::Hotline { .. } => None,
+        }
+    }
+}
+
+/// The event that records a report in its intake stream (seq 1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntakeRecorded {
+    /// The intake id (= the stream id).
+    pub intake_id: Uuid,
+    /// The report.
+    pub report: Report,
+    /// The child is 16 or 17.
+    pub outside_child_law: bool,
+    /// Cases that may be about the same child.
+    pub possible_duplicate_case_ids: Vec<Uuid>,
+    /// Intakes not yet handed over that may be about the same child.
+    pub possible_duplicate_intake_ids: Vec<Uuid>,
+}
+
+/// The event that closes the hand-over: casework's event about this intake
+/// came back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntakeHandedOver {
+    /// The case it went to.
+    pub case_id: Uuid,
+    /// Casework's event that named this intake.
+    pub case_event_id: Uuid,
+    /// That event's type (`CaseOpened` or `IntakeAttached`).
+    pub case_event_type: String,
+}
+
+// ---------------------------------------------------------------------------
+// Raw input and parsing
+
+/// A child as a request carries it. Enum fields are `None` when the request
+/// left them unspecified.
+#[derive(Clone, Debug, Default)]
+#[allow(missing_docs)]
+pub struct RawChild {
+    pub full_name: String,
+    pub date_of_birth: Option<String>,
+    pub estimated_age_years: Option<u32>,
+    pub sex: Option<Sex>,
+    pub ethnicity: String,
+    pub current_condition: String,
+}
+
+/// A place as a request carries it.
+#[derive(Clone, Debug, Default)]
+#[allow(missing_docs)]
+pub struct RawPlace {
+    pub unit_id: String,
+    pub address: String,
+}
+
+/// An injury as a request carries it.
+#[derive(Clone, Debug, Default)]
+#[allow(missing_docs)]
+pub struct RawInjury {
+    pub cause: Option<InjuryCause>,
+    pub outcome: Option<InjuryOutcome>,
+    pub detail: String,
+}
+
+/// Concerns as a request carries them; `None` entries were unspecified.
+#[derive(Clone, Debug, Default)]
+#[allow(missing_docs)]
+pub struct RawConcerns {
+    pub abuse_types: Vec<Option<AbuseType>>,
+    pub sexual_abuse_forms: Vec<Option<SexualAbuseForm>>,
+    pub injury: Option<RawInjury>,
+    pub special_circumstances: Vec<Option<SpecialCircumstance>>,
+}
+
+/// A person as a request carries it.
+#[derive(Clone, Debug, Default)]
+#[allow(missing_docs)]
+pub struct RawPerson {
+    pub full_name: String,
+    pub phone: String,
+    pub address: String,
+    pub relation: String,
+}
+
+/// An informant as a request carries it.
+#[derive(Clone, Debug, Default)]
+#[allow(missing_docs)]
+pub struct RawInformant {
+    pub consent: bool,
+    pub full_name: String,
+    pub phone: String,
+    pub relation: String,
+}
+
+/// The facts as a request carries them.
+#[derive(Clone, Debug, Default)]
+#[allow(missing_docs)]
+pub struct RawFacts {
+    pub received_at_ms: Option<i64>,
+    pub child: Option<RawChild>,
+    pub incident_place: Option<RawPlace>,
+    pub residence_place: Option<RawPlace>,
+    pub concerns: Option<RawConcerns>,
+    pub narrative: String,
+    pub immediate_danger: bool,
+    pub caregiver_is_alleged_abuser: bool,
+    pub father: Option<RawPerson>,
+    pub mother: Option<RawPerson>,
+    pub caregiver: Option<RawPerson>,
+    pub actions_taken: String,
+    pub likely_consequence: String,
+    pub follow_up_case_id: String,
+}
+
+/// A hotline report as a request carries it.
+#[derive(Clone, Debug, Default)]
+#[allow(missing_docs)]
+pub struct RawHotlineReport {
+    pub channel: Option<Channel>,
+    pub operator_id: String,
+    pub facts: Option<RawFacts>,
+    pub informant: Option<RawInformant>,
+}
+
+/// A police notification as a request carries it.
+#[derive(Clone, Debug, Default)]
+#[allow(missing_docs)]
+pub struct RawPoliceNotification {
+    pub police_agency_id: String,
+    pub officer_id: String,
+    pub officer_name: String,
+    pub case_number: String,
+    pub offence_article: String,
+    pub offence_description: String,
+    pub occurred_at_ms: Option<i64>,
+    pub criminal_proceedings_opened: bool,
+    pub support_needed: String,
+    pub facts: Option<RawFacts>,
+}
+
+/// What parsing needs besides the request: the reference data and the time.
+pub struct Context<'a> {
+    /// Units and agencies.
+    pub directory: &'a Directory,
+    /// Now, Unix ms (injected: tests choose it).
+    pub now_ms: i64,
+}
+
+const NAME_MAX: usize = 200;
+const SHORT_MAX: usize = 500;
+const TEXT_MAX: usize = 4000;
+const NARRATIVE_MAX: usize = 8000;
+const ID_MAX: usize = 128;
+
+/// Parses a hotline report; `path` prefixes field names (e.g. `report`).
+///
+/// # Errors
+/// Every violation found.
+pub fn parse_hotline(
+    raw: RawHotlineReport,
+    path: &str,
+    ctx: &Context<'_>,
+) -> Result<Report, Violations> {
+    let mut v = Violations::default();
+    let channel = match raw.channel {
+        None => {
+            v.add(format!("{path}.channel"), "is required");
+            None
+        }
+        Some(Channel::Police) => {
+            v.add(
+                format!("{path}.channel"),
+                "police notifications go through SubmitPoliceNotification",
+            );
+            None
+        }
+        Some(channel) => Some(channel),
+    };
+    let operator_id = required_id(&mut v, &format!("{path}.operator_id"), &raw.operator_id);
+    let facts = parse_facts(raw.facts, &format!("{path}.facts"), ctx, &mut v);
+    let informant = raw
+        .informant
+        .and_then(|i| parse_informant(i, &format!("{path}.informant"), &mut v));
+    match (channel, operator_id, facts) {
+        (Some(channel), Some(operator_id), Some(facts)) if v.is_empty() => Ok(Report::Hotline {
+            channel,
+            operator_id,
+            facts,
+            informant,
+        }),
+        _ => Err(v),
+    }
+}
+
+/// Parses a police notification; `path` prefixes field names.
+///
+/// # Errors
+/// Every violation found.
+pub fn parse_police(
+    raw: RawPoliceNotification,
+    path: &str,
+    ctx: &Context<'_>,
+) -> Result<Report, Violations> {
+    let mut v = Violations::default();
+    let facts = parse_facts(raw.facts, &format!("{path}.facts"), ctx, &mut v);
+    let on = vietnam_date(facts.as_ref().map_or(ctx.now_ms, |f| f.received_at_ms));
+    let agency_field = format!("{path}.police_agency_id");
+    let agency = if raw.police_agency_id.trim().is_empty() {
+        v.add(agency_field, "is required");
+        None
+    } else {
+        v.check(
+            agency_field,
+            ctx.directory
+                .agency_in_force(raw.police_agency_id.trim(), "police", on)
+                .map(|a| a.id.clone()),
+        )
+    };
+    let officer_id = required_id(&mut v, &format!("{path}.officer_id"), &raw.officer_id);
+    let officer_name = v.check(
+        format!("{path}.officer_name"),
+        text::bounded(&raw.officer_name, NAME_MAX),
+    );
+    let case_number = v.check(
+        format!("{path}.case_number"),
+        required_text(&raw.case_number, 100),
+    );
+    let article = v.check(
+        format!("{path}.offence.article"),
+        text::bounded(&raw.offence_article, 50),
+    );
+    let description = v.check(
+        format!("{path}.offence.description"),
+        text::bounded(&raw.offence_description, SHORT_MAX),
+    );
+    let occurred_at_ms = match raw.occurred_at_ms {
+        None => {
+            v.add(format!("{path}.occurred_at"), "is required");
+            None
+        }
+        Some(ms) if ms > ctx.now_ms + CLOCK_SKEW_MS => {
+            v.add(format!("{path}.occurred_at"), "must not be in the future");
+            None
+        }
+        Some(ms) => Some(ms),
+    };
+    if let (Some(occurred), Some(facts)) = (occurred_at_ms, &facts)
+        && occurred > facts.received_at_ms + CLOCK_SKEW_MS
+    {
+        v.add(
+            format!("{path}.occurred_at"),
+            "must not be after facts.received_at",
+        );
+    }
+    let support_needed = v.check(
+        format!("{path}.support_needed"),
+        text::bounded(&raw.support_needed, TEXT_MAX),
+    );
+    match (
+        agency,
+        officer_id,
+        officer_name,
+        case_number,
+        article,
+        description,
+        occurred_at_ms,
+        support_needed,
+        facts,
+    ) {
+        (
+            Some(police_agency_id),
+            Some(officer_id),
+            Some(officer_name),
+            Some(case_number),
+            Some(offence_article),
+            Some(offence_description),
+            Some(occurred_at_ms),
+            Some(support_needed),
+            Some(facts),
+        ) if v.is_empty() => Ok(Report::Police {
+            police_agency_id,
+            officer_id,
+            officer_name,
+            case_number,
+            offence_article,
+            offence_description,
+            occurred_at_ms,
+            criminal_proceedings_opened: raw.criminal_proceedings_opened,
+            support_needed,
+            facts,
+        }),
+        _ => Err(v),
+    }
+}
+
+fn required_id(v: &mut Violations, field: &str, raw: &str) -> Option<String> {
+    let id = raw.trim();
+    if id.is_empty() {
+        v.add(field, "is required");
+        None
+    } else if id.len() > ID_MAX {
+        v.add(field, format!("must be at most {ID_MAX} characters"));
+        None
+    } else {
+        Some(id.to_owned())
+    }
+}
+
+fn required_text(raw: &str, max: usize) -> Result<String, String> {
+    let text = text::bounded(raw, max)?;
+    if text.is_empty() {
+        return Err("is required".into());
+    }
+    Ok(text)
+}
+
+fn parse_facts(
+    raw: Option<RawFacts>,
+    path: &str,
+    ctx: &Context<'_>,
+    v: &mut Violations,
+) -> Option<ReportFacts> {
+    let Some(raw) = raw else {
+        v.add(path, "is required");
+        return None;
+    };
+    let received_at_ms = match raw.received_at_ms {
+        None => {
+            v.add(format!("{path}.received_at"), "is required");
+            None
+        }
+        Some(ms) if ms > ctx.now_ms + CLOCK_SKEW_MS => {
+            v.add(format!("{path}.received_at"), "must not be in the future");
+            None
+        }
+        Some(ms) => Some(ms),
+    };
+    let received_on = vietnam_date(received_at_ms.unwrap_or(ctx.now_ms));
+    let child = match raw.child {
+        None => {
+            v.add(format!("{path}.child"), "is required");
+            None
+        }
+        Some(child) => parse_child(child, &format!("{path}.child"), received_on, v),
+    };
+    let incident_place = match raw.incident_place {
+        None => {
+            v.add(
+                format!("{path}.incident_place"),
+                "is required: the commune where it happened handles the case",
+            );
+            None
+        }
+        Some(place) => parse_place(
+            place,
+            &format!("{path}.incident_place"),
+            received_on,
+            ctx,
+            v,
+        ),
+    };
+    let residence_place = raw
+        .residence_place
+        .filter(|p| !p.unit_id.trim().is_empty() || !p.address.trim().is_empty())
+        .and_then(|p| parse_place(p, &format!("{path}.residence_place"), received_on, ctx, v));
+    let concerns = parse_concerns(
+        raw.concerns.unwrap_or_default(),
+        &format!("{path}.concerns"),
+        v,
+    );
+    let narrative = v.check(
+        format!("{path}.narrative"),
+        text::bounded(&raw.narrative, NARRATIVE_MAX),
+    );
+    if let (Some(concerns), Some(narrative)) = (&concerns, &narrative)
+        && concerns.is_empty()
+        && narrative.is_empty()
+    {
+        v.add(
+            format!("{path}.concerns"),
+            "a report needs at least one concern or a narrative",
+        );
+    }
+    let father = raw
+        .father
+        .and_then(|p| parse_person(p, &format!("{path}.father"), v));
+    let mother = raw
+        .mother
+        .and_then(|p| parse_person(p, &format!("{path}.mother"), v));
+    let caregiver = raw
+        .caregiver
+        .and_then(|p| parse_person(p, &format!("{path}.caregiver"), v));
+    let actions_taken = v.check(
+        format!("{path}.actions_taken"),
+        text::bounded(&raw.actions_taken, TEXT_MAX),
+    );
+    let likely_consequence = v.check(
+        format!("{path}.likely_consequence"),
+        text::bounded(&raw.likely_consequence, TEXT_MAX),
+    );
+    let follow_up_case_id = if raw.follow_up_case_id.trim().is_empty() {
+        Some(None)
+    } else {
+        v.check(
+            format!("{path}.follow_up_case_id"),
+            Uuid::parse_str(raw.follow_up_case_id.trim())
+                .map(Some)
+                .map_err(|_| "must be a case id (UUID)".to_owned()),
+        )
+    };
+    Some(ReportFacts {
+        received_at_ms: received_at_ms?,
+        child: child?,
+        incident_place: incident_place?,
+        residence_place,
+        concerns: concerns?,
+        narrative: narrative?,
+        immediate_danger: raw.immediate_danger,
+        caregiver_is_alleged_abuser: raw.caregiver_is_alleged_abuser,
+        father,
+        mother,
+        caregiver,
+        actions_taken: actions_taken?,
+        likely_consequence: likely_consequence?,
+        follow_up_case_id: follow_up_case_id?,
+    })
+}
+
+fn parse_child(raw: RawChild, path: &str, received_on: Date, v: &mut Violations) -> Option<Child> {
+    let full_name = v.check(
+        format!("{path}.full_name"),
+        text::bounded(&raw.full_name, NAME_MAX),
+    );
+    let age = match (raw.date_of_birth, raw.estimated_age_years) {
+        (Some(dob), None) => {
+            let field = format!("{path}.date_of_birth");
+            match parse_date(dob.trim()) {
+                Err(rule) => {
+                    v.add(field, rule);
+                    None
+                }
+                Ok(date) if date > received_on => {
+                    v.add(field, "must not be in the future");
+                    None
+                }
+                Ok(date) => {
+                    let years = u32::try_from(age_on(date, received_on)).unwrap_or(0);
+                    if years > MAX_AGE {
+                        v.add(
+                            field,
+                            format!("the child must be 0 to {MAX_AGE} years old; this is {years}"),
+                        );
+                        None
+                    } else {
+                        Some((Age::DateOfBirth(date), years))
+                    }
+                }
+            }
+        }
+        (None, Some(years)) if years <= MAX_AGE => Some((Age::EstimatedYears(years), years)),
+        (None, Some(years)) => {
+            v.add(
+                format!("{path}.estimated_age_years"),
+                format!("must be 0 to {MAX_AGE}, not {years}"),
+            );
+            None
+        }
+        (None, None) => {
+            v.add(
+                format!("{path}.age"),
+                "date_of_birth or estimated_age_years is required",
+            );
+            None
+        }
+        (Some(_), Some(_)) => {
+            v.add(
+                format!("{path}.age"),
+                "give date_of_birth or estimated_age_years, not both",
+            );
+            None
+        }
+    };
+    let sex = raw.sex.or_else(|| {
+        v.add(
+            format!("{path}.sex"),
+            "is required (male, female or unknown)",
+        );
+        None
+    });
+    let ethnicity = v.check(
+        format!("{path}.ethnicity"),
+        text::bounded(&raw.ethnicity, 100),
+    );
+    let current_condition = v.check(
+        format!("{path}.current_condition"),
+        text::bounded(&raw.current_condition, TEXT_MAX),
+    );
+    let full_name = full_name?;
+    let (age, age_years) = age?;
+    Some(Child {
+        name_key: text::search_key(&full_name),
+        full_name,
+        age,
+        age_years,
+        sex: sex?,
+        ethnicity: ethnicity?,
+        current_condition: current_condition?,
+    })
+}
+
+fn parse_place(
+    raw: RawPlace,
+    path: &str,
+    on: Date,
+    ctx: &Context<'_>,
+    v: &mut Violations,
+) -> Option<Place> {
+    let field = format!("{path}.unit_id");
+    let unit = if raw.unit_id.trim().is_empty() {
+        v.add(field, "is required");
+        None
+    } else {
+        v.check(
+            field,
+            ctx.directory
+                .unit_in_force(raw.unit_id.trim(), on)
+                .map(|u| u.id.clone()),
+        )
+    };
+    let address = v.check(
+        format!("{path}.address"),
+        text::bounded(&raw.address, SHORT_MAX),
+    );
+    Some(Place {
+        unit_id: unit?,
+        address: address?,
+    })
+}
+
+fn listed<T: Copy + PartialEq>(
+    items: Vec<Option<T>>,
+    field: &str,
+    v: &mut Violations,
+) -> Option<Vec<T>> {
+    let mut out = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, item) in items.into_iter().enumerate() {
+        match item {
+            None => {
+                v.add(format!("{field}[{i}]"), "is unspecified or unknown");
+                ok = false;
+            }
+            Some(value) if out.contains(&value) => {
+                v.add(format!("{field}[{i}]"), "is listed twice");
+                ok = false;
+            }
+            Some(value) => out.push(value),
+        }
+    }
+    ok.then_some(out)
+}
+
+fn parse_concerns(raw: RawConcerns, path: &str, v: &mut Violations) -> Option<Concerns> {
+    let abuse_types = listed(raw.abuse_types, &format!("{path}.abuse_types"), v);
+    let forms = listed(
+        raw.sexual_abuse_forms,
+        &format!("{path}.sexual_abuse_forms"),
+        v,
+    );
+    if let (Some(types), Some(forms)) = (&abuse_types, &forms)
+        && !forms.is_empty()
+        && !types.contains(&AbuseType::SexualAbuse)
+    {
+        v.add(
+            format!("{path}.sexual_abuse_forms"),
+            "only with abuse type sexual abuse",
+        );
+    }
+    let special = listed(
+        raw.special_circumstances,
+        &format!("{path}.special_circumstances"),
+        v,
+    );
+    let injury = match raw.injury {
+        None => Some(None),
+        Some(injury) => {
+            let cause = injury.cause.or_else(|| {
+                v.add(format!("{path}.injury.cause"), "is required for an injury");
+                None
+            });
+            let outcome = injury.outcome.or_else(|| {
+                v.add(
+                    format!("{path}.injury.outcome"),
+                    "is required for an injury",
+                );
+                None
+            });
+            let detail = v.check(
+                format!("{path}.injury.detail"),
+                text::bounded(&injury.detail, SHORT_MAX),
+            );
+            match (cause, outcome, detail) {
+                (Some(cause), Some(outcome), Some(detail)) => Some(Some(Injury {
+                    cause,
+                    outcome,
+                    detail,
+                })),
+                _ => None,
+            }
+        }
+    };
+    Some(Concerns {
+        abuse_types: abuse_types?,
+        sexual_abuse_forms: forms?,
+        injury: injury?,
+        special_circumstances: special?,
+    })
+}
+
+fn optional_phone(raw: &str, field: String, v: &mut Violations) -> Option<Option<String>> {
+    if raw.trim().is_empty() {
+        Some(None)
+    } else {
+        v.check(field, text::phone(raw).map(Some))
+    }
+}
+
+fn parse_person(raw: RawPerson, path: &str, v: &mut Violations) -> Option<Person> {
+    let full_name = v.check(
+        format!("{path}.full_name"),
+        text::bounded(&raw.full_name, NAME_MAX),
+    );
+    let phone = optional_phone(&raw.phone, format!("{path}.phone"), v);
+    let address = v.check(
+        format!("{path}.address"),
+        text::bounded(&raw.address, SHORT_MAX),
+    );
+    let relation = v.check(
+        format!("{path}.relation"),
+        text::bounded(&raw.relation, NAME_MAX),
+    );
+    Some(Person {
+        full_name: full_name?,
+        phone: phone?,
+        address: address?,
+        relation: relation?,
+    })
+}
+
+fn parse_informant(raw: RawInformant, path: &str, v: &mut Violations) -> Option<Informant> {
+    let has_details = !(raw.full_name.trim().is_empty()
+        && raw.phone.trim().is_empty()
+        && raw.relation.trim().is_empty());
+    if !raw.consent {
+        if has_details {
+            v.add(
+                format!("{path}.consent"),
+                "the informant's details may be recorded only with their consent",
+            );
+        }
+        return None;
+    }
+    let full_name = v.check(
+        format!("{path}.full_name"),
+        text::bounded(&raw.full_name, NAME_MAX),
+    );
+    let phone = optional_phone(&raw.phone, format!("{path}.phone"), v);
+    let relation = v.check(
+        format!("{path}.relation"),
+        text::bounded(&raw.relation, NAME_MAX),
+    );
+    Some(Informant {
+        full_name: full_name?,
+        phone: phone?,
+        relation: relation?,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Possible duplicates
+
+/// What the duplicate check knows of an earlier intake.
+#[derive(Clone, Debug)]
+pub struct Prior {
+    /// Its intake id.
+    pub intake_id: Uuid,
+    /// Its child's name key.
+    pub name_key: String,
+    /// Its child's age as reported.
+    pub age: Age,
+    /// Its child's age in years when received.
+    pub age_years: u32,
+    /// Its incident commune.
+    pub incident_unit_id: String,
+    /// When it was received.
+    pub received_at_ms: i64,
+    /// Its case and when that case was opened, once handed over.
+    pub case: Option<(Uuid, i64)>,
+}
+
+/// The earlier reports that may be about the same child as `facts`: same
+/// name without diacritics (a name is needed), same birth date or ages
+/// within one year, same incident commune, and a case opened (or a report
+/// received, if not yet handed over) within 30 days before `facts` was
+/// received. Returns (case ids, intake ids not yet handed over), each sorted
+/// and without repeats. Flagged only: never merged.
+#[must_use]
+pub fn possible_duplicates<'a>(
+    facts: &ReportFacts,
+    priors: impl IntoIterator<Item = &'a Prior>,
+) -> (Vec<Uuid>, Vec<Uuid>) {
+    let child = &facts.child;
+    let mut cases = Vec::new();
+    let mut intakes = Vec::new();
+    if child.name_key.is_empty() {
+        return (cases, intakes);
+    }
+    for prior in priors {
+        let same_age = match (child.age, prior.age) {
+            (Age::DateOfBirth(a), Age::DateOfBirth(b)) => a == b,
+            _ => child.age_years.abs_diff(prior.age_years) <= 1,
+        };
+        let when = prior
+            .case
+            .map_or(prior.received_at_ms, |(_, opened)| opened);
+        let recent = when <= facts.received_at_ms + CLOCK_SKEW_MS
+            && facts.received_at_ms - when <= DUPLICATE_WINDOW_MS;
+        if prior.name_key == child.name_key
+            && same_age
+            && prior.incident_unit_id == facts.incident_place.unit_id
+            && recent
+        {
+            match prior.case {
+                Some((case, _)) => cases.push(case),
+                None => intakes.push(prior.intake_id),
+            }
+        }
+    }
+    cases.sort_unstable();
+    cases.dedup();
+    intakes.sort_unstable();
+    intakes.dedup();
+    (cases, intakes)
+}
+
+/// Whether a child of this age is outside the Law on Children (16 or 17).
+#[must_use]
+pub const fn outside_child_law(age_years: u32) -> bool {
+    age_years >= CHILD_LAW_AGE_LIMIT
+}
+
+#[cfg(test)]
+mod tests;

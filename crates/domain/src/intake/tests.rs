@@ -1,0 +1,378 @@
+//! Given/when/then tests of the intake rules.
+
+use super::*;
+use crate::reference::Directory;
+use ::time::macros::date;
+
+const UNITS: &str = r#"{"units":[
+  {"id":"vn-ct","kind":"city","parent":null,"successor":null,"names":[{"name":"Thành phố Cần Thơ","valid_from":"2004-01-01","valid_to":null}]},
+  {"id":"vn-ct.p-ninh-kieu","kind":"ward","parent":"vn-ct","successor":null,"names":[{"name":"Phường Ninh Kiều","valid_from":"2025-07-01","valid_to":null}]},
+  {"id":"vn-hg.p-1","kind":"ward","parent":null,"successor":"vn-ct.p-ninh-kieu","names":[{"name":"Phường I","valid_from":"2004-01-01","valid_to":"2025-06-30"}]}
+]}"#;
+const AGENCIES: &str = r#"{"agencies":[
+  {"id":"ct.ca-tp","kind":"police","unit":"vn-ct","successor":null,"names":[{"name":"Công an thành phố Cần Thơ","valid_from":"2004-01-01","valid_to":null}]},
+  {"id":"ct.so-yt","kind":"health","unit":"vn-ct","successor":null,"names":[{"name":"Sở Y tế","valid_from":"2004-01-01","valid_to":null}]}
+]}"#;
+
+/// 2026-11-29 02:00 in Vietnam (a 3 a.m. call would be a little later).
+const NOW: i64 = 1_764_356_400_000 + 365 * DAY_MS;
+
+fn directory() -> Directory {
+    Directory::parse(UNITS, AGENCIES).unwrap()
+}
+
+fn facts() -> RawFacts {
+    RawFacts {
+        received_at_ms: Some(NOW - 60_000),
+        child: Some(RawChild {
+            full_name: "Nguyễn Văn An".into(),
+            estimated_age_years: Some(9),
+            sex: Some(Sex::Male),
+            ..Default::default()
+        }),
+        incident_place: Some(RawPlace {
+            unit_id: "vn-ct.p-ninh-kieu".into(),
+            address: "hẻm 51, đường 3/2".into(),
+        }),
+        concerns: Some(RawConcerns {
+            abuse_types: vec![Some(AbuseType::Violence)],
+            ..Default::default()
+        }),
+        narrative: "Hàng xóm nghe tiếng trẻ khóc và tiếng đánh đập".into(),
+        immediate_danger: true,
+        ..Default::default()
+    }
+}
+
+fn hotline(facts: RawFacts) -> RawHotlineReport {
+    RawHotlineReport {
+        channel: Some(Channel::Phone),
+        operator_id: "op-17".into(),
+        facts: Some(facts),
+        informant: None,
+    }
+}
+
+fn parse(raw: RawHotlineReport) -> Result<Report, Violations> {
+    let d = directory();
+    parse_hotline(
+        raw,
+        "report",
+        &Context {
+            directory: &d,
+            now_ms: NOW,
+        },
+    )
+}
+
+fn fields(v: &Violations) -> Vec<&str> {
+    v.0.iter().map(|x| x.field.as_str()).collect()
+}
+
+#[test]
+fn given_a_complete_call_when_parsed_then_the_report_is_normalised() {
+    let mut raw = facts();
+    raw.child.as_mut().unwrap().full_name = "  Nguye\u{0302}\u{0303}n  Va\u{0306}n An ".into();
+    raw.father = Some(RawPerson {
+        full_name: "Nguyễn Văn Bình".into(),
+        phone: "0912 345 678".into(),
+        ..Default::default()
+    });
+    let report = parse(hotline(raw)).unwrap();
+    let facts = report.facts();
+    assert_eq!(facts.child.full_name, "Nguyễn Văn An");
+    assert_eq!(facts.child.name_key, "nguyen van an");
+    assert_eq!(facts.child.age_years, 9);
+    assert_eq!(
+        facts.father.as_ref().unwrap().phone.as_deref(),
+        Some("+84912345678")
+    );
+    assert_eq!(report.channel(), Channel::Phone);
+}
+
+#[test]
+fn given_several_bad_fields_when_parsed_then_every_one_is_reported_at_once() {
+    let mut raw = facts();
+    raw.received_at_ms = Some(NOW + DAY_MS);
+    raw.child.as_mut().unwrap().estimated_age_years = Some(19);
+    raw.child.as_mut().unwrap().sex = None;
+    raw.incident_place.as_mut().unwrap().unit_id = "vn-ct.p-atlantis".into();
+    raw.narrative = "x".repeat(8001);
+    let mut report = hotline(raw);
+    report.channel = None;
+    report.informant = Some(RawInformant {
+        consent: false,
+        full_name: "Trần Thị Cúc".into(),
+        ..Default::default()
+    });
+    let v = parse(report).unwrap_err();
+    assert_eq!(
+        fields(&v),
+        [
+            "report.channel",
+            "report.facts.received_at",
+            "report.facts.child.estimated_age_years",
+            "report.facts.child.sex",
+            "report.facts.incident_place.unit_id",
+            "report.facts.narrative",
+            "report.informant.consent",
+        ],
+        "{v}"
+    );
+}
+
+#[test]
+fn given_no_concern_and_no_narrative_when_parsed_then_the_empty_report_is_refused() {
+    let mut raw = facts();
+    raw.concerns = None;
+    raw.narrative = "   ".into();
+    let v = parse(hotline(raw)).unwrap_err();
+    assert_eq!(fields(&v), ["report.facts.concerns"]);
+    assert!(v.0[0].rule.contains("at least one concern or a narrative"));
+}
+
+#[test]
+fn given_a_birth_date_in_the_future_or_an_adult_then_refused() {
+    let mut raw = facts();
+    let child = raw.child.as_mut().unwrap();
+    child.estimated_age_years = None;
+    child.date_of_birth = Some("2030-01-01".into());
+    let v = parse(hotline(raw.clone())).unwrap_err();
+    assert_eq!(fields(&v), ["report.facts.child.date_of_birth"]);
+    assert!(v.0[0].rule.contains("future"));
+    raw.child.as_mut().unwrap().date_of_birth = Some("2000-01-01".into());
+    let v = parse(hotline(raw)).unwrap_err();
+    assert!(v.0[0].rule.contains("0 to 17"), "{v}");
+}
+
+#[test]
+fn given_a_16_year_old_then_recorded_but_outside_the_child_law() {
+    let mut raw = facts();
+    raw.child.as_mut().unwrap().estimated_age_years = Some(16);
+    let report = parse(hotline(raw)).unwrap();
+    assert!(outside_child_law(report.facts().child.age_years));
+    assert!(!outside_child_law(15));
+}
+
+#[test]
+fn given_an_informant_with_consent_then_recorded_and_without_details_then_nothing() {
+    let mut raw = hotline(facts());
+    raw.informant = Some(RawInformant {
+        consent: true,
+        full_name: "Trần Thị Cúc".into(),
+        phone: "+84 903 111 222".into(),
+        relation: "hàng xóm".into(),
+    });
+    let Report::Hotline { informant, .. } = parse(raw.clone()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(informant.unwrap().phone.as_deref(), Some("+84903111222"));
+    raw.informant = Some(RawInformant::default());
+    let Report::Hotline { informant, .. } = parse(raw).unwrap() else {
+        panic!()
+    };
+    assert_eq!(informant, None);
+}
+
+#[test]
+fn given_a_unit_abolished_before_the_report_then_refused_naming_its_successor() {
+    let mut raw = facts();
+    raw.incident_place.as_mut().unwrap().unit_id = "vn-hg.p-1".into();
+    let v = parse(hotline(raw)).unwrap_err();
+    assert_eq!(fields(&v), ["report.facts.incident_place.unit_id"]);
+    assert!(v.0[0].rule.contains("vn-ct.p-ninh-kieu"), "{v}");
+}
+
+#[test]
+fn given_sexual_abuse_forms_without_sexual_abuse_then_refused() {
+    let mut raw = facts();
+    raw.concerns.as_mut().unwrap().sexual_abuse_forms = vec![Some(SexualAbuseForm::IndecentActs)];
+    let v = parse(hotline(raw.clone())).unwrap_err();
+    assert_eq!(fields(&v), ["report.facts.concerns.sexual_abuse_forms"]);
+    raw.concerns
+        .as_mut()
+        .unwrap()
+        .abuse_types
+        .push(Some(AbuseType::SexualAbuse));
+    assert!(parse(hotline(raw.clone())).is_ok());
+    raw.concerns
+        .as_mut()
+        .unwrap()
+        .abuse_types
+        .push(Some(AbuseType::Violence));
+    let v = parse(hotline(raw)).unwrap_err();
+    assert_eq!(fields(&v), ["report.facts.concerns.abuse_types[2]"]);
+}
+
+#[test]
+fn given_a_police_notification_then_agency_kind_and_case_number_are_checked() {
+    let d = directory();
+    let ctx = Context {
+        directory: &d,
+        now_ms: NOW,
+    };
+    let raw = RawPoliceNotification {
+        police_agency_id: "ct.so-yt".into(),
+        officer_id: "ca-301".into(),
+        officer_name: "Lê Văn Dũng".into(),
+        case_number: " ".into(),
+        offence_article: "146".into(),
+        offence_description: "Tội dâm ô đối với người dưới 16 tuổi".into(),
+        occurred_at_ms: Some(NOW - 2 * DAY_MS),
+        facts: Some(facts()),
+        ..Default::default()
+    };
+    let v = parse_police(raw.clone(), "notification", &ctx).unwrap_err();
+    assert_eq!(
+        fields(&v),
+        ["notification.police_agency_id", "notification.case_number"]
+    );
+    assert!(v.0[0].rule.contains("not police"));
+    let ok = parse_police(
+        RawPoliceNotification {
+            police_agency_id: "ct.ca-tp".into(),
+            case_number: "BB-2026/118".into(),
+            ..raw
+        },
+        "notification",
+        &ctx,
+    )
+    .unwrap();
+    assert_eq!(ok.channel(), Channel::Police);
+    assert_eq!(ok.police_case_number(), Some("BB-2026/118"));
+}
+
+fn prior(
+    name: &str,
+    age: Age,
+    years: u32,
+    unit: &str,
+    received: i64,
+    case: Option<(Uuid, i64)>,
+) -> Prior {
+    Prior {
+        intake_id: Uuid::from_u128(u128::from(years) + received as u128),
+        name_key: crate::text::search_key(name),
+        age,
+        age_years: years,
+        incident_unit_id: unit.into(),
+        received_at_ms: received,
+        case,
+    }
+}
+
+#[test]
+fn given_an_open_case_about_the_same_child_within_30_days_then_flagged_not_merged() {
+    let report = parse(hotline(facts())).unwrap();
+    let case = Uuid::from_u128(7);
+    let other_case = Uuid::from_u128(8);
+    let unit = "vn-ct.p-ninh-kieu";
+    let priors = [
+        // same child, case opened 10 days ago: flagged
+        prior(
+            "NGUYEN VAN AN",
+            Age::EstimatedYears(10),
+            10,
+            unit,
+            NOW - 11 * DAY_MS,
+            Some((case, NOW - 10 * DAY_MS)),
+        ),
+        // same child but case opened 40 days ago: not flagged
+        prior(
+            "Nguyễn Văn An",
+            Age::EstimatedYears(9),
+            9,
+            unit,
+            NOW - 41 * DAY_MS,
+            Some((other_case, NOW - 40 * DAY_MS)),
+        ),
+        // another commune: not flagged
+        prior(
+            "Nguyễn Văn An",
+            Age::EstimatedYears(9),
+            9,
+            "vn-ct",
+            NOW - DAY_MS,
+            Some((other_case, NOW - DAY_MS)),
+        ),
+        // age differs by 2: not flagged
+        prior(
+            "Nguyễn Văn An",
+            Age::EstimatedYears(11),
+            11,
+            unit,
+            NOW - DAY_MS,
+            Some((other_case, NOW - DAY_MS)),
+        ),
+        // same child, not yet handed over: flagged as an intake
+        prior(
+            "Nguyễn Văn An",
+            Age::EstimatedYears(8),
+            8,
+            unit,
+            NOW - 3_600_000,
+            None,
+        ),
+    ];
+    let (cases, intakes) = possible_duplicates(report.facts(), &priors);
+    assert_eq!(cases, [case]);
+    assert_eq!(intakes, [priors[4].intake_id]);
+}
+
+#[test]
+fn given_birth_dates_on_both_then_they_must_match_and_an_unnamed_child_is_never_matched() {
+    let mut raw = facts();
+    let child = raw.child.as_mut().unwrap();
+    child.estimated_age_years = None;
+    child.date_of_birth = Some("2017-03-04".into());
+    let report = parse(hotline(raw.clone())).unwrap();
+    let unit = "vn-ct.p-ninh-kieu";
+    let dob = |d| Age::DateOfBirth(d);
+    let priors = [
+        prior(
+            "Nguyễn Văn An",
+            dob(date!(2017 - 03 - 05)),
+            9,
+            unit,
+            NOW - DAY_MS,
+            Some((Uuid::from_u128(1), NOW - DAY_MS)),
+        ),
+        prior(
+            "Nguyễn Văn An",
+            dob(date!(2017 - 03 - 04)),
+            9,
+            unit,
+            NOW - DAY_MS,
+            Some((Uuid::from_u128(2), NOW - DAY_MS)),
+        ),
+    ];
+    assert_eq!(
+        possible_duplicates(report.facts(), &priors).0,
+        [Uuid::from_u128(2)]
+    );
+    raw.child.as_mut().unwrap().full_name = String::new();
+    let unnamed = parse(hotline(raw)).unwrap();
+    assert_eq!(
+        possible_duplicates(unnamed.facts(), &priors),
+        (vec![], vec![])
+    );
+}
+
+#[test]
+fn events_round_trip_through_their_stored_json() {
+    let report = parse(hotline(facts())).unwrap();
+    let event = IntakeRecorded {
+        intake_id: Uuid::from_u128(1),
+        report,
+        outside_child_law: false,
+        possible_duplicate_case_ids: vec![],
+        possible_duplicate_intake_ids: vec![],
+    };
+    let json = serde_json::to_string(&event).unwrap();
+    assert!(json.contains(r#""kind":"hotline""#), "{json}");
+    assert!(json.contains(r#""estimated_years":9"#), "{json}");
+    assert_eq!(
+        serde_json::from_str::<IntakeRecorded>(&json).unwrap(),
+        event
+    );
+}

@@ -1,0 +1,21 @@
+//! baove's domain: the types and rules of child-protection intake and case
+//! handling, pure (no I/O, no clock, no async). Services turn requests into
+//! these types at the edge, decide with them, and store their events.
+//!
+//! # Layout
+//! - [`text`]: NFC normalisation, diacritic-free search keys, phone numbers.
+//! - [`time`](mod@crate::time): dates and instants in Vietnam time (UTC+7).
+//! - [`violation`]: [`Violation`]/[`Violations`]: every bad field at once.
+//! - [`reference`]: administrative units and agencies, names valid over time.
+//! - [`intake`]: Mẫu 01 reports, police notifications, their rules, the
+//!   intake events, possible-duplicate matching.
+//! - [`case`]: opening a case from an intake (the hand-over), case events.
+
+pub mod case;
+pub mod intake;
+pub mod reference;
+pub mod text;
+pub mod time;
+pub mod violation;
+
+pub use violation::{Violation, Violations};

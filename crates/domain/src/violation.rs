@@ -1,0 +1,68 @@
+//! Rule violations, collected so that a request gets all of them at once.
+
+use std::fmt;
+
+/// One bad field: its path (as in the proto, e.g. `report.child.sex`) and
+/// the rule it breaks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The field's path.
+    pub field: String,
+    /// The rule, in words an operator understands.
+    pub rule: String,
+}
+
+/// Every violation found in one request, in the order found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Violations(pub Vec<Violation>);
+
+impl Violations {
+    /// Records that `field` breaks `rule`.
+    pub fn add(&mut self, field: impl Into<String>, rule: impl Into<String>) {
+        self.0.push(Violation {
+            field: field.into(),
+            rule: rule.into(),
+        });
+    }
+
+    /// Keeps `result`'s value, or records its error against `field`.
+    pub fn check<T>(&mut self, field: impl Into<String>, result: Result<T, String>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(rule) => {
+                self.add(field, rule);
+                None
+            }
+        }
+    }
+
+    /// True when nothing was found.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(value)` when nothing was found.
+    ///
+    /// # Errors
+    /// `self` when anything was found.
+    pub fn into_result<T>(self, value: T) -> Result<T, Self> {
+        if self.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl fmt::Display for Violations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, v) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}", v.field, v.rule)?;
+        }
+        Ok(())
+    }
+}
