@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod foundation;
+mod intake;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -51,6 +52,11 @@ impl Service {
             .env("BAOVE_LISTEN", format!("127.0.0.1:{port}"))
             .env("BAOVE_DATA_DIR", data.path())
             .env("BAOVE_NATS_URL", nats_url)
+            .env(
+                "BAOVE_REFERENCE_DIR",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/reference"),
+            )
+            .env("BAOVE_HANDOVER_RETRY_SECS", "1")
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()),
@@ -109,6 +115,15 @@ impl Service {
                 self.name
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills it with SIGKILL, as a power cut or the OOM killer would, and
+    /// waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
         }
     }
 

@@ -53,15 +53,43 @@ pub trait Handler: Send + Sync + 'static {
 /// `Retry` call it again with backoff, before any later message; on
 /// `Reject` or an undecodable message, log an error and terminate it.
 ///
-/// # Errors
-/// [`BusError::JetStream`] if the consumer cannot be created.
+/// When NATS or JetStream fails (restart, a lost store), it pauses and
+/// creates the stream and the consumer again (both idempotent) and goes on
+/// from where the server says the consumer stands; the inbox makes any
+/// replay harmless.
 pub async fn run_consumer<H: Handler>(
     js: jetstream::Context,
     log: EventLog,
     spec: ConsumerSpec,
     handler: H,
     cancel: CancellationToken,
+) {
+    loop {
+        match consume(&js, &log, &spec, &handler, &cancel).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, durable = %spec.durable, "consumer interrupted; starting it again");
+                if pause(&cancel).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// One life of the consumer: Ok when cancelled, Err when it must be made
+/// again.
+async fn consume<H: Handler>(
+    js: &jetstream::Context,
+    log: &EventLog,
+    spec: &ConsumerSpec,
+    handler: &H,
+    cancel: &CancellationToken,
 ) -> Result<(), BusError> {
+    // The producing service may not have started yet: the stream's
+    // configuration is shared (crate::streams), so creating it here is the
+    // same as waiting for it.
+    crate::ensure_stream(js, spec.stream).await?;
     let stream = js
         .get_stream(spec.stream.name)
         .await
@@ -79,34 +107,19 @@ pub async fn run_consumer<H: Handler>(
         .await
         .map_err(|e| BusError::JetStream(format!("consumer {}: {e}", spec.durable)))?;
     tracing::info!(stream = spec.stream.name, durable = %spec.durable, "consumer started");
+    let mut messages = tokio::select! {
+        () = cancel.cancelled() => return Ok(()),
+        messages = consumer.messages() => messages.map_err(|e| BusError::JetStream(format!("pull: {e}")))?,
+    };
     loop {
-        let mut messages = tokio::select! {
+        let next = tokio::select! {
             () = cancel.cancelled() => return Ok(()),
-            messages = consumer.messages() => match messages {
-                Ok(messages) => messages,
-                Err(e) => {
-                    tracing::warn!(error = %e, durable = %spec.durable, "cannot pull messages; retrying");
-                    if pause(&cancel).await { return Ok(()) }
-                    continue;
-                }
-            },
+            next = messages.next() => next,
         };
-        loop {
-            let next = tokio::select! {
-                () = cancel.cancelled() => return Ok(()),
-                next = messages.next() => next,
-            };
-            match next {
-                None => break,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, durable = %spec.durable, "pull failed; retrying");
-                    if pause(&cancel).await {
-                        return Ok(());
-                    }
-                    break;
-                }
-                Some(Ok(message)) => apply(&log, &spec.durable, &handler, message, &cancel).await,
-            }
+        match next {
+            None => return Err(BusError::JetStream("message stream ended".into())),
+            Some(Err(e)) => return Err(BusError::JetStream(format!("pull: {e}"))),
+            Some(Ok(message)) => apply(log, &spec.durable, handler, message, cancel).await,
         }
     }
 }

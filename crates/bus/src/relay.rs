@@ -76,6 +76,11 @@ impl OutboxRelay {
                         if sleep_or_cancel(&cancel, backoff).await {
                             return;
                         }
+                        // The server may have come back without its store
+                        // (JetStream lost it): make the stream again.
+                        if let Err(e) = crate::ensure_stream(&self.js, self.spec).await {
+                            tracing::debug!(error = %e, "stream not ensured yet");
+                        }
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                         break; // re-read the outbox from its oldest entry
                     }

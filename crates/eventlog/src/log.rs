@@ -455,6 +455,30 @@ impl EventLog {
         self.blocking(move |t| t.head(stream)).await
     }
 
+    /// The stored answer to `command_id`, if that command was applied.
+    /// Lets a caller that derives the stream from the request find the
+    /// stream a retry belongs to.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] or [`Error::Corrupt`].
+    pub async fn command(&self, command_id: &str) -> Result<Option<Appended>, Error> {
+        let key = command_id.as_bytes().to_vec();
+        self.blocking(move |t| {
+            t.commands
+                .get(&key)?
+                .map(|stored| {
+                    serde_json::from_slice::<Appended>(&stored)
+                        .map(|mut a| {
+                            a.replayed = true;
+                            a
+                        })
+                        .map_err(|e| Error::Corrupt(format!("command record: {e}")))
+                })
+                .transpose()
+        })
+        .await
+    }
+
     /// Up to `limit` events of a stream in seq order from `from_seq`.
     ///
     /// # Errors

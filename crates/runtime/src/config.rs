@@ -25,6 +25,23 @@ pub struct Config {
     /// 1024. Global-order replay slows sharply once the log outgrows it.
     #[serde(default = "default_cache_mb")]
     pub cache_mb: u64,
+    /// Directory of the reference data, `units.json` and `agencies.json`
+    /// (`BAOVE_REFERENCE_DIR`); default `deploy/reference`.
+    #[serde(default = "default_reference_dir")]
+    pub reference_dir: PathBuf,
+    /// intake: first wait before re-publishing a report whose hand-over to
+    /// casework has not come back, doubling up to 10 minutes
+    /// (`BAOVE_HANDOVER_RETRY_SECS`); default 30.
+    #[serde(default = "default_handover_retry_secs")]
+    pub handover_retry_secs: u64,
+}
+
+fn default_reference_dir() -> PathBuf {
+    PathBuf::from("deploy/reference")
+}
+
+const fn default_handover_retry_secs() -> u64 {
+    30
 }
 
 const fn default_cache_mb() -> u64 {
@@ -85,12 +102,15 @@ struct Partial {
     nats_url: Option<String>,
     drain_secs: Option<u64>,
     cache_mb: Option<u64>,
+    reference_dir: Option<PathBuf>,
+    handover_retry_secs: Option<u64>,
 }
 
 impl Config {
-    /// Loads `file` (if given), then applies `BAOVE_LISTEN`,
-    /// `BAOVE_DATA_DIR`, `BAOVE_NATS_URL`, `BAOVE_DRAIN_SECS` and
-    /// `BAOVE_CACHE_MB` from the process environment.
+    /// Loads `file` (if given), then applies the `BAOVE_*` variable of each
+    /// key (`BAOVE_LISTEN`, `BAOVE_DATA_DIR`, `BAOVE_NATS_URL`,
+    /// `BAOVE_DRAIN_SECS`, `BAOVE_CACHE_MB`, `BAOVE_REFERENCE_DIR`,
+    /// `BAOVE_HANDOVER_RETRY_SECS`) from the process environment.
     ///
     /// # Errors
     /// [`ConfigError`] naming the file, key or variable at fault.
@@ -146,6 +166,16 @@ impl Config {
                 rule: "must be a whole number of MiB",
             })?);
         }
+        if let Some(value) = env("BAOVE_REFERENCE_DIR") {
+            partial.reference_dir = Some(value.into());
+        }
+        if let Some(value) = env("BAOVE_HANDOVER_RETRY_SECS") {
+            partial.handover_retry_secs = Some(value.parse().map_err(|_| ConfigError::Env {
+                variable: "BAOVE_HANDOVER_RETRY_SECS",
+                value,
+                rule: "must be a whole number of seconds",
+            })?);
+        }
         Ok(Self {
             listen: partial.listen.ok_or(ConfigError::Missing {
                 key: "listen",
@@ -161,7 +191,30 @@ impl Config {
             })?,
             drain_secs: partial.drain_secs.unwrap_or_else(default_drain_secs),
             cache_mb: partial.cache_mb.unwrap_or_else(default_cache_mb),
+            reference_dir: partial.reference_dir.unwrap_or_else(default_reference_dir),
+            handover_retry_secs: partial
+                .handover_retry_secs
+                .unwrap_or_else(default_handover_retry_secs),
         })
+    }
+
+    /// Loads the reference data from [`Config::reference_dir`].
+    ///
+    /// # Errors
+    /// When a file cannot be read or does not parse; names the file.
+    pub fn directory(&self) -> anyhow::Result<baove_domain::reference::Directory> {
+        let read = |name: &str| {
+            let path = self.reference_dir.join(name);
+            std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("cannot read reference data {}: {e}", path.display()))
+        };
+        baove_domain::reference::Directory::parse(&read("units.json")?, &read("agencies.json")?)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "invalid reference data in {}: {e}",
+                    self.reference_dir.display()
+                )
+            })
     }
 
     /// [`Config::drain_secs`] as a duration.

@@ -16,6 +16,7 @@
 //! - [`audit`]: `baove.v1.AuditService` and envelope → proto conversion.
 //! - [`node`]: start-up and shutdown order of a service process.
 //! - [`main`]: what a service's `main.rs` calls.
+//! - [`timestamp`], [`unix_ms`]: protobuf timestamps ↔ Unix milliseconds.
 
 pub mod audit;
 pub mod config;
@@ -31,6 +32,25 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
+
+/// The protobuf timestamp of Unix milliseconds.
+#[must_use]
+pub fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        // In 0..1_000_000_000 by construction.
+        #[allow(clippy::cast_possible_truncation)]
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+/// Unix milliseconds of a protobuf timestamp.
+#[must_use]
+pub fn unix_ms(ts: &prost_types::Timestamp) -> i64 {
+    ts.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(ts.nanos / 1_000_000))
+}
 
 /// The command line every service binary takes.
 #[derive(Debug, Parser)]

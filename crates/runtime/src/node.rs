@@ -47,17 +47,47 @@ pub struct ServiceSpec {
     pub grpc_services: &'static [&'static str],
 }
 
-/// Runs the service until `shutdown` fires, then stops cleanly.
-/// `routes` builds the service's own gRPC API on its event log.
+/// What a service hands its parts at start-up.
+#[derive(Clone)]
+pub struct NodeContext {
+    /// The service's event log.
+    pub log: EventLog,
+    /// Fired at shutdown, after the gRPC server has drained: background
+    /// tasks stop on it.
+    pub cancel: CancellationToken,
+    /// The configuration.
+    pub config: Config,
+}
+
+/// What runs once NATS is connected and the service's stream exists: it
+/// gets the JetStream context and runs until [`NodeContext::cancel`] fires.
+pub type OnBus = Box<dyn FnOnce(async_nats::jetstream::Context) -> BoxFuture + Send>;
+
+/// A boxed future, for [`OnBus`].
+pub type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// The service's own parts, built on its log.
+#[derive(Default)]
+pub struct Parts {
+    /// Its gRPC API.
+    pub routes: Routes,
+    /// Tasks it started (projections...); awaited at shutdown after cancel.
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Its consumers and publishers, started once NATS is there.
+    pub on_bus: Option<OnBus>,
+}
+
+/// Runs the service until `shutdown` fires, then stops cleanly. `build`
+/// makes the service's own parts from its event log.
 ///
 /// # Errors
-/// When the event log cannot be opened, the port cannot be bound, or the
-/// server fails; each error says which and where.
+/// When the event log cannot be opened, the port cannot be bound, the parts
+/// cannot be built, or the server fails; each error says which and where.
 pub async fn run(
     spec: ServiceSpec,
     config: Config,
     shutdown: CancellationToken,
-    routes: impl FnOnce(&EventLog) -> Routes,
+    build: impl FnOnce(&NodeContext) -> anyhow::Result<Parts>,
 ) -> anyhow::Result<()> {
     let log_dir = config.data_dir.join("eventlog");
     let options = baove_eventlog::Options {
@@ -90,8 +120,17 @@ pub async fn run(
         .build_v1alpha()
         .context("failed to build the reflection service")?;
 
+    let background = CancellationToken::new();
+    let context = NodeContext {
+        log: log.clone(),
+        cancel: background.clone(),
+        config: config.clone(),
+    };
+    let parts = build(&context).with_context(|| format!("failed to start {}", spec.name))?;
+
     let stop_serving = CancellationToken::new();
-    let routes = routes(&log)
+    let routes = parts
+        .routes
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -105,13 +144,13 @@ pub async fn run(
     );
     tracing::info!(service = spec.name, listen = %config.listen, data_dir = %config.data_dir.display(), "serving");
 
-    let background = CancellationToken::new();
     let bus = tokio::spawn(bus_task(
         spec,
         config.nats_url.clone(),
         log.clone(),
         reporter.clone(),
         background.clone(),
+        parts.on_bus,
     ));
 
     let server_result = tokio::select! {
@@ -143,6 +182,11 @@ pub async fn run(
     if let Err(e) = bus.await {
         tracing::error!(error = %e, "bus task failed");
     }
+    for task in parts.tasks {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "background task failed");
+        }
+    }
     log.close()
         .await
         .context("failed to flush the event log on shutdown")?;
@@ -160,14 +204,16 @@ async fn set_all(reporter: &HealthReporter, names: &[&str], status: ServingStatu
     }
 }
 
-/// Connects to NATS, ensures the stream, relays the outbox, and keeps the
-/// [`BUS_HEALTH`] status true to the connection.
+/// Connects to NATS, ensures the stream, relays the outbox, runs the
+/// service's `on_bus` part, and keeps the [`BUS_HEALTH`] status true to the
+/// connection.
 async fn bus_task(
     spec: ServiceSpec,
     url: String,
     log: EventLog,
     reporter: HealthReporter,
     cancel: CancellationToken,
+    on_bus: Option<OnBus>,
 ) {
     let (connected_tx, mut connected) = watch::channel(false);
     let client = match baove_bus::connect(
@@ -200,7 +246,9 @@ async fn bus_task(
             }
         }
     }
-    let relay = tokio::spawn(baove_bus::OutboxRelay::new(log, js, spec.stream).run(cancel.clone()));
+    let relay =
+        tokio::spawn(baove_bus::OutboxRelay::new(log, js.clone(), spec.stream).run(cancel.clone()));
+    let own = on_bus.map(|start| tokio::spawn(start(js)));
     loop {
         let status = if *connected.borrow_and_update() {
             ServingStatus::Serving
@@ -215,5 +263,10 @@ async fn bus_task(
     }
     if let Err(e) = relay.await {
         tracing::error!(error = %e, "outbox relay failed");
+    }
+    if let Some(own) = own
+        && let Err(e) = own.await
+    {
+        tracing::error!(error = %e, "service bus task failed");
     }
 }

@@ -116,6 +116,30 @@ impl NatsServer {
         }
     }
 
+    /// Stops it, deletes everything JetStream stored (as a crash of a
+    /// server whose file store had not synced would), and starts it again
+    /// on the same port.
+    ///
+    /// # Errors
+    /// As [`NatsServer::start`], or when the store cannot be emptied.
+    pub fn restart_empty(&mut self) -> Result<(), String> {
+        self.stop();
+        let entries = std::fs::read_dir(self.store.path())
+            .map_err(|e| format!("reading the nats store: {e}"))?;
+        for entry in entries {
+            let path = entry
+                .map_err(|e| format!("reading the nats store: {e}"))?
+                .path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|e| format!("emptying the nats store at {}: {e}", path.display()))?;
+        }
+        self.spawn()
+    }
+
     /// Starts it again on the same port with the same store.
     ///
     /// # Errors

@@ -1,32 +1,75 @@
-//! The intake service: receives 111 hotline reports and police notifications (Mẫu 01), records each durably in its own log and hands it to casework over NATS.
-//!
-//! Today it runs the shared foundation only: its event log, gRPC health,
-//! reflection and `baove.v1.AuditService` over that log, its JetStream
-//! stream and outbox relay. Its own API comes with its issue.
+//! The intake service: receives 111 hotline reports and police
+//! notifications (Mẫu 01), records each durably in its own log before
+//! answering, and hands it to casework over NATS until casework confirms.
 //!
 //! # Layout
-//! - [`SPEC`]: its name, stream and gRPC services.
-//! - [`run`]: runs it until shutdown (see `baove_runtime::node` for the
-//!   start-up and shutdown order).
+//! - [`SPEC`], [`run`]: the service and its start-up (see
+//!   `baove_runtime::node` for the order).
+//! - `api`: `baove.v1.IntakeService`: submit (idempotent on `request_id`),
+//!   get, list.
+//! - `convert`: proto ↔ domain.
+//! - `view`: the in-memory read model folded from intake's log.
+//! - `handover`: applying casework's events, re-publishing unconfirmed
+//!   reports.
 
+mod api;
+mod convert;
+mod handover;
+mod view;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use baove_bus::{ConsumerSpec, run_consumer};
 use baove_runtime::Config;
-use baove_runtime::node::ServiceSpec;
+use baove_runtime::node::{OnBus, Parts, ServiceSpec};
 use tokio_util::sync::CancellationToken;
 
 /// What distinguishes intake at start-up.
 pub const SPEC: ServiceSpec = ServiceSpec {
     name: "intake",
     stream: baove_bus::INTAKE,
-    grpc_services: &[],
+    grpc_services: &["baove.v1.IntakeService"],
 };
 
 /// Runs the service until `shutdown` fires.
 ///
 /// # Errors
-/// When start-up fails (event log, port) or the server fails.
+/// When start-up fails (event log, port, reference data) or the server fails.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    baove_runtime::node::run(SPEC, config, shutdown, |_log| {
-        tonic::service::Routes::default()
+    baove_runtime::node::run(SPEC, config, shutdown, |ctx| {
+        let directory = Arc::new(ctx.config.directory()?);
+        let view = view::View::new();
+        let follower = tokio::spawn(view.clone().follow(ctx.log.clone(), ctx.cancel.clone()));
+        let clock = baove_eventlog::Options::default().clock;
+        let api = api::IntakeApi::new(ctx.log.clone(), view.clone(), directory, clock);
+        let (log, cancel) = (ctx.log.clone(), ctx.cancel.clone());
+        let retry = Duration::from_secs(ctx.config.handover_retry_secs.max(1));
+        let on_bus: OnBus = Box::new(move |js| {
+            Box::pin(async move {
+                let consumer = run_consumer(
+                    js.clone(),
+                    log.clone(),
+                    ConsumerSpec {
+                        stream: baove_bus::CASE,
+                        durable: "intake".into(),
+                        filter_subject: format!("{}.>", baove_bus::CASE.prefix),
+                    },
+                    handover::HandOver {
+                        log: log.clone(),
+                        view: view.clone(),
+                    },
+                    cancel.clone(),
+                );
+                let republisher = handover::republish(log, view, js, retry, cancel);
+                tokio::join!(consumer, republisher);
+            })
+        });
+        Ok(Parts {
+            routes: tonic::service::Routes::new(api::server(api)),
+            tasks: vec![follower],
+            on_bus: Some(on_bus),
+        })
     })
     .await
 }

@@ -25,8 +25,8 @@ pub const SPEC: ServiceSpec = ServiceSpec {
 /// # Errors
 /// When start-up fails (event log, port) or the server fails.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    baove_runtime::node::run(SPEC, config, shutdown, |_log| {
-        tonic::service::Routes::default()
+    baove_runtime::node::run(SPEC, config, shutdown, |_| {
+        Ok(baove_runtime::node::Parts::default())
     })
     .await
 }

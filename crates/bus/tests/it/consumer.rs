@@ -108,7 +108,7 @@ async fn given_redeliveries_and_duplicates_then_each_event_is_applied_once() {
     // And a consumer restart under the same durable name resumes, it does
     // not start over.
     consumer_cancel.cancel();
-    consumer.await.unwrap().unwrap();
+    consumer.await.unwrap();
     append(&sender, "c", 1).await;
     let consumer = tokio::spawn(run_consumer(
         js.clone(),
@@ -131,7 +131,7 @@ async fn given_redeliveries_and_duplicates_then_each_event_is_applied_once() {
     let calls = handler.calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 6 + 2, "{calls:?}");
     cancel.cancel();
-    consumer.await.unwrap().unwrap();
+    consumer.await.unwrap();
     relay.await.unwrap();
 }
 

@@ -1,0 +1,130 @@
+//! Opening cases from intake reports, and reading a case's state.
+
+use baove_bus::{HandleError, Handler};
+use baove_domain::case::{self as c, CaseEvent, CaseState, Routing};
+use baove_domain::intake::{INTAKE_RECORDED, IntakeRecorded};
+use baove_eventlog::{
+    Actor, AppendRequest, Envelope, Error, EventLog, ExpectedVersion, NewEvent, StreamId,
+};
+use uuid::Uuid;
+
+/// Loads a case: its state and version, or `None` if it has no events.
+///
+/// # Errors
+/// A log error, or the reason a stored event does not decode.
+pub async fn load(log: &EventLog, case_id: Uuid) -> Result<Option<(CaseState, u64)>, String> {
+    let stream = StreamId::from_uuid(case_id);
+    let mut state = None;
+    let mut version = 0;
+    let mut from = 1;
+    loop {
+        let events = log
+            .read_stream(stream, from, 1000)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(last) = events.last() else { break };
+        from = last.seq + 1;
+        for envelope in &events {
+            let event = CaseEvent::decode(&envelope.event_type, &envelope.payload)?;
+            state = c::apply(state, &event);
+            version = envelope.seq;
+        }
+    }
+    Ok(state.map(|s| (s, version)))
+}
+
+/// Opens a case for each new intake, or attaches a follow-up to its case.
+pub struct OpenCases {
+    /// casework's log.
+    pub log: EventLog,
+}
+
+/// How many times an attach is retried on a version conflict.
+const ATTEMPTS: usize = 5;
+
+impl Handler for OpenCases {
+    async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
+        if event.event_type != INTAKE_RECORDED {
+            return Ok(());
+        }
+        let recorded: IntakeRecorded = serde_json::from_str(&event.payload)
+            .map_err(|e| HandleError::Reject(format!("undecodable IntakeRecorded: {e}")))?;
+        let command_id = format!("intake:{}", event.event_id);
+        for _ in 0..ATTEMPTS {
+            let follow_up = match recorded.report.facts().follow_up_case_id {
+                Some(id) => load(&self.log, id).await.map_err(HandleError::Retry)?,
+                None => None,
+            };
+            let routing = c::route_intake(
+                &recorded,
+                event.event_id,
+                follow_up.as_ref().map(|(s, v)| (s, *v)),
+            );
+            let (stream, expected, new_event) = match &routing {
+                Routing::AlreadyIn { .. } => return Ok(()),
+                Routing::Open(opened) => (
+                    opened.case_id,
+                    ExpectedVersion::NoStream,
+                    NewEvent::new(c::CASE_OPENED, c::SCHEMA_VERSION, opened),
+                ),
+                Routing::Attach {
+                    case_id,
+                    version,
+                    event,
+                } => (
+                    *case_id,
+                    ExpectedVersion::Exact(*version),
+                    NewEvent::new(c::INTAKE_ATTACHED, c::SCHEMA_VERSION, event),
+                ),
+            };
+            let new_event = new_event.map_err(|e| HandleError::Reject(e.to_string()))?;
+            let appended = self
+                .log
+                .append(AppendRequest {
+                    stream: StreamId::from_uuid(stream),
+                    expected,
+                    command_id: command_id.clone(),
+                    actor: Actor::system("casework"),
+                    causation_id: event.event_id.to_string(),
+                    correlation_id: event.correlation_id.clone(),
+                    events: vec![new_event],
+                    publish: true,
+                })
+                .await;
+            match appended {
+                Ok(a) => {
+                    if !a.replayed {
+                        let what = if matches!(routing, Routing::Open(_)) {
+                            "case opened"
+                        } else {
+                            "intake attached to case"
+                        };
+                        tracing::info!(case_id = %stream, intake_id = %recorded.intake_id, "{what}");
+                    }
+                    return Ok(());
+                }
+                // Applied before under another routing decision: done.
+                Err(Error::CommandIdReused { .. }) => return Ok(()),
+                Err(Error::Conflict { .. }) if matches!(routing, Routing::Open(_)) => {
+                    // The derived case exists: it can only have come from
+                    // this intake.
+                    return match load(&self.log, stream).await.map_err(HandleError::Retry)? {
+                        Some((state, _)) if state.intake_ids.contains(&recorded.intake_id) => {
+                            Ok(())
+                        }
+                        _ => Err(HandleError::Reject(format!(
+                            "case {stream} exists but is not from intake {}",
+                            recorded.intake_id
+                        ))),
+                    };
+                }
+                Err(Error::Conflict { .. }) => {}
+                Err(e) => return Err(HandleError::Retry(e.to_string())),
+            }
+        }
+        Err(HandleError::Retry(format!(
+            "case kept changing while attaching intake {}",
+            recorded.intake_id
+        )))
+    }
+}

@@ -1,0 +1,358 @@
+//! `baove.v1.IntakeService`.
+
+use std::sync::Arc;
+
+use baove_domain::intake::{self as d, Context, INTAKE_RECORDED, IntakeRecorded, Report};
+use baove_domain::reference::Directory;
+use baove_domain::{Violations, text};
+use baove_eventlog::{
+    Actor, AppendRequest, Clock, Error, EventLog, ExpectedVersion, NewEvent, StreamId,
+};
+use baove_proto::v1::{
+    self as p, GetIntakeRequest, Intake, IntakeStatus, IntakeSummary, ListIntakesRequest,
+    ListIntakesResponse, SubmitHotlineReportRequest, SubmitPoliceNotificationRequest,
+    SubmitResponse, intake_service_server::IntakeService,
+};
+use baove_runtime::status::{from_log, invalid_argument};
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+use uuid::Uuid;
+
+use crate::convert::{
+    channel, channel_to_proto, ms, raw_hotline, raw_police, report_to_proto, timestamp,
+};
+use crate::view::{Cursor, Filter, Row, View};
+
+/// The hotline's agency id in the reference data (actor of hotline reports).
+pub const HOTLINE_AGENCY: &str = "tongdai-111";
+
+/// Serves IntakeService on intake's log and read model.
+#[derive(Clone)]
+pub struct IntakeApi {
+    log: EventLog,
+    view: Arc<View>,
+    directory: Arc<Directory>,
+    clock: Clock,
+}
+
+impl IntakeApi {
+    /// The API.
+    #[must_use]
+    pub const fn new(
+        log: EventLog,
+        view: Arc<View>,
+        directory: Arc<Directory>,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            log,
+            view,
+            directory,
+            clock,
+        }
+    }
+
+    /// Records a parsed report under `request_id`, or returns the receipt
+    /// of the first submit with that id.
+    async fn submit(
+        &self,
+        request_id: &str,
+        parse: impl FnOnce(&Context<'_>) -> Result<Report, Violations>,
+    ) -> Result<SubmitResponse, Status> {
+        let mut violations = Violations::default();
+        let request_id = request_id.trim();
+        if request_id.is_empty() || request_id.len() > 128 {
+            violations.add(
+                "request_id",
+                "is required: 1 to 128 characters, a UUID is best",
+            );
+        } else if let Some(receipt) = self.receipt(request_id).await? {
+            return Ok(receipt);
+        }
+        let ctx = Context {
+            directory: &self.directory,
+            now_ms: (self.clock)(),
+        };
+        let report = match parse(&ctx) {
+            Ok(report) if violations.is_empty() => report,
+            Ok(_) => return Err(bad_request(&violations)),
+            Err(mut more) => {
+                violations.0.append(&mut more.0);
+                return Err(bad_request(&violations));
+            }
+        };
+        let facts = report.facts();
+        let (possible_duplicate_case_ids, possible_duplicate_intake_ids) =
+            d::possible_duplicates(facts, &self.view.priors(&facts.incident_place.unit_id));
+        let intake_id = Uuid::now_v7();
+        let actor = match &report {
+            Report::Hotline { operator_id, .. } => Actor {
+                user_id: operator_id.clone(),
+                role: "hotline_operator".into(),
+                agency_id: HOTLINE_AGENCY.into(),
+            },
+            Report::Police {
+                officer_id,
+                police_agency_id,
+                ..
+            } => Actor {
+                user_id: officer_id.clone(),
+                role: "police_officer".into(),
+                agency_id: police_agency_id.clone(),
+            },
+        };
+        let event = IntakeRecorded {
+            intake_id,
+            outside_child_law: d::outside_child_law(facts.child.age_years),
+            report,
+            possible_duplicate_case_ids,
+            possible_duplicate_intake_ids,
+        };
+        let new_event =
+            NewEvent::new(INTAKE_RECORDED, d::SCHEMA_VERSION, &event).map_err(|e| from_log(&e))?;
+        let appended = self
+            .log
+            .append(AppendRequest {
+                stream: StreamId::from_uuid(intake_id),
+                expected: ExpectedVersion::NoStream,
+                command_id: request_id.to_owned(),
+                actor,
+                causation_id: String::new(),
+                correlation_id: intake_id.to_string(),
+                events: vec![new_event],
+                publish: true,
+            })
+            .await;
+        match appended {
+            Ok(appended) => {
+                self.view.wait_for(appended.last_position).await;
+                tracing::info!(intake_id = %intake_id, immediate_danger = event.report.facts().immediate_danger, "intake recorded");
+                self.receipt(request_id)
+                    .await?
+                    .map(|mut receipt| {
+                        receipt.already_recorded = appended.replayed;
+                        receipt
+                    })
+                    .ok_or_else(|| Status::internal("recorded intake missing from the read model"))
+            }
+            // Two submits with the same request_id raced: the other won.
+            Err(Error::CommandIdReused { .. }) => self
+                .receipt(request_id)
+                .await?
+                .ok_or_else(|| Status::internal("request_id used but its intake is missing")),
+            Err(e) => Err(from_log(&e)),
+        }
+    }
+
+    /// The receipt of an earlier submit with `request_id`, if any.
+    async fn receipt(&self, request_id: &str) -> Result<Option<SubmitResponse>, Status> {
+        let Some(first) = self
+            .log
+            .command(request_id)
+            .await
+            .map_err(|e| from_log(&e))?
+        else {
+            return Ok(None);
+        };
+        self.view.wait_for(first.last_position).await;
+        let row = self.view.get(*first.stream.as_uuid()).ok_or_else(|| {
+            Status::internal("request_id recorded but its intake is missing from the read model")
+        })?;
+        Ok(Some(SubmitResponse {
+            intake_id: row.recorded.intake_id.to_string(),
+            recorded_at: Some(timestamp(row.recorded_at_ms)),
+            already_recorded: true,
+            possible_duplicate_case_ids: row
+                .recorded
+                .possible_duplicate_case_ids
+                .iter()
+                .map(Uuid::to_string)
+                .collect(),
+            outside_child_law: row.recorded.outside_child_law,
+        }))
+    }
+}
+
+/// INVALID_ARGUMENT with one field violation per bad field.
+fn bad_request(violations: &Violations) -> Status {
+    let mut details = ErrorDetails::new();
+    for v in &violations.0 {
+        details.add_bad_request_violation(v.field.clone(), v.rule.clone());
+    }
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("invalid report: {violations}"),
+        details,
+    )
+}
+
+fn intake_to_proto(row: &Row) -> Intake {
+    Intake {
+        intake_id: row.recorded.intake_id.to_string(),
+        status: if row.handed_over.is_some() {
+            IntakeStatus::HandedOver
+        } else {
+            IntakeStatus::Recorded
+        } as i32,
+        case_id: row
+            .handed_over
+            .map(|(case, _)| case.to_string())
+            .unwrap_or_default(),
+        recorded_at: Some(timestamp(row.recorded_at_ms)),
+        handed_over_at: row.handed_over.map(|(_, at)| timestamp(at)),
+        channel: channel_to_proto(row.recorded.report.channel()) as i32,
+        report: Some(report_to_proto(&row.recorded.report)),
+        possible_duplicate_case_ids: row
+            .recorded
+            .possible_duplicate_case_ids
+            .iter()
+            .map(Uuid::to_string)
+            .collect(),
+        possible_duplicate_intake_ids: row
+            .recorded
+            .possible_duplicate_intake_ids
+            .iter()
+            .map(Uuid::to_string)
+            .collect(),
+        outside_child_law: row.recorded.outside_child_law,
+        version: row.version,
+    }
+}
+
+fn summary(row: &Row) -> IntakeSummary {
+    let facts = row.recorded.report.facts();
+    IntakeSummary {
+        intake_id: row.recorded.intake_id.to_string(),
+        status: if row.handed_over.is_some() {
+            IntakeStatus::HandedOver
+        } else {
+            IntakeStatus::Recorded
+        } as i32,
+        case_id: row
+            .handed_over
+            .map(|(case, _)| case.to_string())
+            .unwrap_or_default(),
+        channel: channel_to_proto(row.recorded.report.channel()) as i32,
+        received_at: Some(timestamp(facts.received_at_ms)),
+        child_name: facts.child.full_name.clone(),
+        incident_unit_id: facts.incident_place.unit_id.clone(),
+        immediate_danger: facts.immediate_danger,
+    }
+}
+
+fn parse_cursor(token: &str) -> Result<Option<Cursor>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || invalid_argument("page.page_token", "is not a token this service returned");
+    let (received, position) = token.split_once(':').ok_or_else(bad)?;
+    Ok(Some((
+        received.parse().map_err(|_| bad())?,
+        position.parse().map_err(|_| bad())?,
+    )))
+}
+
+#[tonic::async_trait]
+impl IntakeService for IntakeApi {
+    async fn submit_hotline_report(
+        &self,
+        request: Request<SubmitHotlineReportRequest>,
+    ) -> Result<Response<SubmitResponse>, Status> {
+        let request = request.into_inner();
+        let raw = request.report.map(raw_hotline);
+        let receipt = self
+            .submit(&request.request_id, |ctx| match raw {
+                Some(raw) => d::parse_hotline(raw, "report", ctx),
+                None => {
+                    let mut v = Violations::default();
+                    v.add("report", "is required");
+                    Err(v)
+                }
+            })
+            .await?;
+        Ok(Response::new(receipt))
+    }
+
+    async fn submit_police_notification(
+        &self,
+        request: Request<SubmitPoliceNotificationRequest>,
+    ) -> Result<Response<SubmitResponse>, Status> {
+        let request = request.into_inner();
+        let raw = request.notification.map(raw_police);
+        let receipt = self
+            .submit(&request.request_id, |ctx| match raw {
+                Some(raw) => d::parse_police(raw, "notification", ctx),
+                None => {
+                    let mut v = Violations::default();
+                    v.add("notification", "is required");
+                    Err(v)
+                }
+            })
+            .await?;
+        Ok(Response::new(receipt))
+    }
+
+    async fn get_intake(
+        &self,
+        request: Request<GetIntakeRequest>,
+    ) -> Result<Response<Intake>, Status> {
+        let id = request.into_inner().intake_id;
+        let id = Uuid::parse_str(id.trim())
+            .map_err(|_| invalid_argument("intake_id", "must be an intake id (UUID)"))?;
+        let row = self
+            .view
+            .get(id)
+            .ok_or_else(|| Status::not_found(format!("no intake {id}")))?;
+        Ok(Response::new(intake_to_proto(&row)))
+    }
+
+    async fn list_intakes(
+        &self,
+        request: Request<ListIntakesRequest>,
+    ) -> Result<Response<ListIntakesResponse>, Status> {
+        let request = request.into_inner();
+        let page = request.page.unwrap_or_default();
+        let limit = match page.page_size {
+            0 => 100,
+            n @ 1..=1000 => n as usize,
+            _ => return Err(invalid_argument("page.page_size", "must be at most 1000")),
+        };
+        let after = parse_cursor(&page.page_token)?;
+        let channel_filter = match request.channel {
+            0 => None,
+            raw => Some(
+                channel(raw)
+                    .ok_or_else(|| invalid_argument("channel", "is not a known channel"))?,
+            ),
+        };
+        let handed_over = match IntakeStatus::try_from(request.status) {
+            Ok(IntakeStatus::Unspecified) => None,
+            Ok(IntakeStatus::Recorded) => Some(false),
+            Ok(IntakeStatus::HandedOver) => Some(true),
+            Err(_) => return Err(invalid_argument("status", "is not a known status")),
+        };
+        let name_key = text::search_key(&request.child_name);
+        let filter = Filter {
+            received_from_ms: request.received_from.as_ref().map(ms),
+            received_to_ms: request.received_to.as_ref().map(ms),
+            handed_over,
+            incident_unit_id: Some(request.incident_unit_id.trim().to_owned())
+                .filter(|u| !u.is_empty()),
+            channel: channel_filter,
+            name_key: Some(name_key).filter(|k| !k.is_empty()),
+        };
+        let (rows, next) = self.view.list(&filter, after, limit);
+        Ok(Response::new(ListIntakesResponse {
+            intakes: rows.iter().map(summary).collect(),
+            next_page_token: next
+                .map(|(received, position)| format!("{received}:{position}"))
+                .unwrap_or_default(),
+        }))
+    }
+}
+
+/// The proto service, ready for the router.
+#[must_use]
+pub fn server(api: IntakeApi) -> p::intake_service_server::IntakeServiceServer<IntakeApi> {
+    p::intake_service_server::IntakeServiceServer::new(api)
+}

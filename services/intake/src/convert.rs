@@ -1,0 +1,331 @@
+//! Proto ↔ domain for intake: requests become the domain's raw input (the
+//! domain parses and judges them); recorded reports become proto messages.
+
+use baove_domain::intake::{
+    self as d, RawChild, RawConcerns, RawFacts, RawHotlineReport, RawInformant, RawInjury,
+    RawPerson, RawPlace, RawPoliceNotification, Report,
+};
+use baove_proto::v1 as p;
+
+pub use baove_runtime::{timestamp, unix_ms as ms};
+
+/// Proto channel → domain (None when unspecified or unknown).
+#[must_use]
+pub fn channel(raw: i32) -> Option<d::Channel> {
+    Some(match p::Channel::try_from(raw).ok()? {
+        p::Channel::Unspecified => return None,
+        p::Channel::Phone => d::Channel::Phone,
+        p::Channel::Zalo => d::Channel::Zalo,
+        p::Channel::App => d::Channel::App,
+        p::Channel::Web => d::Channel::Web,
+        p::Channel::InPerson => d::Channel::InPerson,
+        p::Channel::Letter => d::Channel::Letter,
+        p::Channel::Press => d::Channel::Press,
+        p::Channel::Police => d::Channel::Police,
+    })
+}
+
+/// Domain channel → proto.
+#[must_use]
+pub fn channel_to_proto(c: d::Channel) -> p::Channel {
+    match c {
+        d::Channel::Phone => p::Channel::Phone,
+        d::Channel::Zalo => p::Channel::Zalo,
+        d::Channel::App => p::Channel::App,
+        d::Channel::Web => p::Channel::Web,
+        d::Channel::InPerson => p::Channel::InPerson,
+        d::Channel::Letter => p::Channel::Letter,
+        d::Channel::Press => p::Channel::Press,
+        d::Channel::Police => p::Channel::Police,
+    }
+}
+
+/// Declares a pair of enum conversions proto i32 ↔ domain, with the
+/// unspecified value mapping to None.
+macro_rules! enum_pair {
+    ($from:ident, $to:ident, $proto:ty, $domain:ty, [$($p:ident <=> $d:ident),+ $(,)?]) => {
+        fn $from(raw: i32) -> Option<$domain> {
+            match <$proto>::try_from(raw).ok()? {
+                $(<$proto>::$p => Some(<$domain>::$d),)+
+                _ => None,
+            }
+        }
+        fn $to(value: $domain) -> i32 {
+            match value {
+                $(<$domain>::$d => <$proto>::$p as i32,)+
+            }
+        }
+    };
+}
+
+enum_pair!(sex, sex_to_proto, p::Sex, d::Sex, [Male <=> Male, Female <=> Female, Unknown <=> Unknown]);
+enum_pair!(abuse_type, abuse_type_to_proto, p::AbuseType, d::AbuseType, [
+    Violence <=> Violence, SexualAbuse <=> SexualAbuse, Exploitation <=> Exploitation,
+    Trafficking <=> Trafficking, Abandonment <=> Abandonment, Neglect <=> Neglect, Other <=> Other,
+]);
+enum_pair!(sexual_form, sexual_form_to_proto, p::SexualAbuseForm, d::SexualAbuseForm, [
+    Rape <=> Rape, CoercedIntercourse <=> CoercedIntercourse, IntercourseWithChild <=> IntercourseWithChild,
+    IndecentActs <=> IndecentActs, ProstitutionOrPornography <=> ProstitutionOrPornography,
+]);
+enum_pair!(injury_cause, injury_cause_to_proto, p::InjuryCause, d::InjuryCause, [
+    Traffic <=> Traffic, Work <=> Work, Fall <=> Fall, Drowning <=> Drowning, Burn <=> Burn,
+    Poisoning <=> Poisoning, Animal <=> Animal, Suicide <=> Suicide, Violence <=> Violence, Other <=> Other,
+]);
+enum_pair!(injury_outcome, injury_outcome_to_proto, p::InjuryOutcome, d::InjuryOutcome, [
+    Died <=> Died, PermanentlyDisabled <=> PermanentlyDisabled, NotDisabled <=> NotDisabled,
+    Undetermined <=> Undetermined,
+]);
+enum_pair!(special, special_to_proto, p::SpecialCircumstance, d::SpecialCircumstance, [
+    AOrphaned <=> AOrphaned, BAbandoned <=> BAbandoned, CWithoutCarer <=> CWithoutCarer,
+    DDisabled <=> DDisabled, DdHivAids <=> DdHivAids, EInConflictWithLaw <=> EInConflictWithLaw,
+    GDrugAddicted <=> GDrugAddicted, HOutOfSchoolWorking <=> HOutOfSchoolWorking,
+    IHarmedByViolence <=> IHarmedByViolence, KExploited <=> KExploited, LSexuallyAbused <=> LSexuallyAbused,
+    MTrafficked <=> MTrafficked, NSeriouslyIllPoor <=> NSeriouslyIllPoor,
+    OMigrantUnaccompanied <=> OMigrantUnaccompanied,
+]);
+
+fn raw_child(c: p::Child) -> RawChild {
+    let (date_of_birth, estimated_age_years) = match c.age {
+        Some(p::child::Age::DateOfBirth(dob)) => (Some(dob), None),
+        Some(p::child::Age::EstimatedAgeYears(years)) => (None, Some(years)),
+        None => (None, None),
+    };
+    RawChild {
+        full_name: c.full_name,
+        date_of_birth,
+        estimated_age_years,
+        sex: sex(c.sex),
+        ethnicity: c.ethnicity,
+        current_condition: c.current_condition,
+    }
+}
+
+fn raw_place(place: p::Place) -> RawPlace {
+    RawPlace {
+        unit_id: place.unit_id,
+        address: place.address,
+    }
+}
+
+fn raw_person(person: p::Person) -> RawPerson {
+    RawPerson {
+        full_name: person.full_name,
+        phone: person.phone,
+        address: person.address,
+        relation: person.relation,
+    }
+}
+
+fn raw_facts(f: p::ReportFacts) -> RawFacts {
+    RawFacts {
+        received_at_ms: f.received_at.as_ref().map(ms),
+        child: f.child.map(raw_child),
+        incident_place: f.incident_place.map(raw_place),
+        residence_place: f.residence_place.map(raw_place),
+        concerns: f.concerns.map(|c| RawConcerns {
+            abuse_types: c.abuse_types.into_iter().map(abuse_type).collect(),
+            sexual_abuse_forms: c.sexual_abuse_forms.into_iter().map(sexual_form).collect(),
+            injury: c.injury.map(|i| RawInjury {
+                cause: injury_cause(i.cause),
+                outcome: injury_outcome(i.outcome),
+                detail: i.detail,
+            }),
+            special_circumstances: c.special_circumstances.into_iter().map(special).collect(),
+        }),
+        narrative: f.narrative,
+        immediate_danger: f.immediate_danger,
+        caregiver_is_alleged_abuser: f.caregiver_is_alleged_abuser,
+        father: f.father.map(raw_person),
+        mother: f.mother.map(raw_person),
+        caregiver: f.caregiver.map(raw_person),
+        actions_taken: f.actions_taken,
+        likely_consequence: f.likely_consequence,
+        follow_up_case_id: f.follow_up_case_id,
+    }
+}
+
+/// A hotline report request → raw input.
+#[must_use]
+pub fn raw_hotline(r: p::HotlineReport) -> RawHotlineReport {
+    RawHotlineReport {
+        channel: channel(r.channel),
+        operator_id: r.operator_id,
+        facts: r.facts.map(raw_facts),
+        informant: r.informant.map(|i| RawInformant {
+            consent: i.consent,
+            full_name: i.full_name,
+            phone: i.phone,
+            relation: i.relation,
+        }),
+    }
+}
+
+/// A police notification request → raw input.
+#[must_use]
+pub fn raw_police(n: p::PoliceNotification) -> RawPoliceNotification {
+    let offence = n.offence.unwrap_or_default();
+    RawPoliceNotification {
+        police_agency_id: n.police_agency_id,
+        officer_id: n.officer_id,
+        officer_name: n.officer_name,
+        case_number: n.case_number,
+        offence_article: offence.article,
+        offence_description: offence.description,
+        occurred_at_ms: n.occurred_at.as_ref().map(ms),
+        criminal_proceedings_opened: n.criminal_proceedings_opened,
+        support_needed: n.support_needed,
+        facts: n.facts.map(raw_facts),
+    }
+}
+
+fn child_to_proto(c: &d::Child) -> p::Child {
+    p::Child {
+        full_name: c.full_name.clone(),
+        age: Some(match c.age {
+            d::Age::DateOfBirth(date) => {
+                p::child::Age::DateOfBirth(baove_domain::time::format_date(date))
+            }
+            d::Age::EstimatedYears(years) => p::child::Age::EstimatedAgeYears(years),
+        }),
+        sex: sex_to_proto(c.sex),
+        ethnicity: c.ethnicity.clone(),
+        current_condition: c.current_condition.clone(),
+    }
+}
+
+fn place_to_proto(place: &d::Place) -> p::Place {
+    p::Place {
+        unit_id: place.unit_id.clone(),
+        address: place.address.clone(),
+    }
+}
+
+fn person_to_proto(person: &d::Person) -> p::Person {
+    p::Person {
+        full_name: person.full_name.clone(),
+        phone: person.phone.clone().unwrap_or_default(),
+        address: person.address.clone(),
+        relation: person.relation.clone(),
+    }
+}
+
+fn facts_to_proto(f: &d::ReportFacts) -> p::ReportFacts {
+    p::ReportFacts {
+        received_at: Some(timestamp(f.received_at_ms)),
+        child: Some(child_to_proto(&f.child)),
+        incident_place: Some(place_to_proto(&f.incident_place)),
+        residence_place: f.residence_place.as_ref().map(place_to_proto),
+        concerns: Some(p::Concerns {
+            abuse_types: f
+                .concerns
+                .abuse_types
+                .iter()
+                .map(|t| abuse_type_to_proto(*t))
+                .collect(),
+            sexual_abuse_forms: f
+                .concerns
+                .sexual_abuse_forms
+                .iter()
+                .map(|t| sexual_form_to_proto(*t))
+                .collect(),
+            injury: f.concerns.injury.as_ref().map(|i| p::Injury {
+                cause: injury_cause_to_proto(i.cause),
+                outcome: injury_outcome_to_proto(i.outcome),
+                detail: i.detail.clone(),
+            }),
+            special_circumstances: f
+                .concerns
+                .special_circumstances
+                .iter()
+                .map(|s| special_to_proto(*s))
+                .collect(),
+        }),
+        narrative: f.narrative.clone(),
+        immediate_danger: f.immediate_danger,
+        caregiver_is_alleged_abuser: f.caregiver_is_alleged_abuser,
+        father: f.father.as_ref().map(person_to_proto),
+        mother: f.mother.as_ref().map(person_to_proto),
+        caregiver: f.caregiver.as_ref().map(person_to_proto),
+        actions_taken: f.actions_taken.clone(),
+        likely_consequence: f.likely_consequence.clone(),
+        follow_up_case_id: f
+            .follow_up_case_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// A recorded report → the proto `oneof report` of `Intake`.
+#[must_use]
+pub fn report_to_proto(report: &Report) -> p::intake::Report {
+    match report {
+        Report::Hotline {
+            channel,
+            operator_id,
+            facts,
+            informant,
+        } => p::intake::Report::Hotline(p::HotlineReport {
+            channel: channel_to_proto(*channel) as i32,
+            operator_id: operator_id.clone(),
+            facts: Some(facts_to_proto(facts)),
+            informant: informant.as_ref().map(|i| p::Informant {
+                consent: true,
+                full_name: i.full_name.clone(),
+                phone: i.phone.clone().unwrap_or_default(),
+                relation: i.relation.clone(),
+            }),
+        }),
+        Report::Police {
+            police_agency_id,
+            officer_id,
+            officer_name,
+            case_number,
+            offence_article,
+            offence_description,
+            occurred_at_ms,
+            criminal_proceedings_opened,
+            support_needed,
+            facts,
+        } => p::intake::Report::Police(p::PoliceNotification {
+            police_agency_id: police_agency_id.clone(),
+            officer_id: officer_id.clone(),
+            officer_name: officer_name.clone(),
+            case_number: case_number.clone(),
+            offence: Some(p::Offence {
+                article: offence_article.clone(),
+                description: offence_description.clone(),
+            }),
+            occurred_at: Some(timestamp(*occurred_at_ms)),
+            criminal_proceedings_opened: *criminal_proceedings_opened,
+            support_needed: support_needed.clone(),
+            facts: Some(facts_to_proto(facts)),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_through_milliseconds() {
+        for value in [0, 1, 999, 1_764_356_400_123, -1, -1001] {
+            assert_eq!(ms(&timestamp(value)), value);
+        }
+    }
+
+    #[test]
+    fn unspecified_and_unknown_enum_values_are_none() {
+        assert_eq!(channel(0), None);
+        assert_eq!(channel(99), None);
+        assert_eq!(channel(p::Channel::Zalo as i32), Some(d::Channel::Zalo));
+        assert_eq!(
+            special(p::SpecialCircumstance::DdHivAids as i32),
+            Some(d::SpecialCircumstance::DdHivAids)
+        );
+        assert_eq!(
+            special_to_proto(d::SpecialCircumstance::OMigrantUnaccompanied),
+            14
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! The hand-over to casework: a report counts as handed over only when
+//! casework's own event naming it (`CaseOpened` or `IntakeAttached`) comes
+//! back over NATS. Until then the report is re-published with backoff, in
+//! case JetStream lost it (its file store syncs lazily); casework
+//! deduplicates, so a re-publish never opens a second case.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use baove_bus::{HandleError, Handler};
+use baove_domain::case::CaseEvent;
+use baove_domain::intake::{self as d, INTAKE_HANDED_OVER, IntakeHandedOver};
+use baove_eventlog::{
+    Actor, AppendRequest, Envelope, EventLog, ExpectedVersion, NewEvent, StreamId,
+};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::view::View;
+
+/// Longest wait between two re-publishes of the same report.
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+/// Applies casework's events about intakes: appends `IntakeHandedOver`.
+pub struct HandOver {
+    /// Intake's log.
+    pub log: EventLog,
+    /// Intake's read model.
+    pub view: Arc<View>,
+}
+
+impl Handler for HandOver {
+    async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
+        // Only the events that name an intake matter here; casework has
+        // many others.
+        let Ok(case_event) = CaseEvent::decode(&event.event_type, &event.payload) else {
+            return Ok(());
+        };
+        let (intake_id, case_id) = match &case_event {
+            CaseEvent::Opened(opened) => (opened.intake_id, opened.case_id),
+            CaseEvent::Attached(attached) => (attached.intake_id, *event.stream_id.as_uuid()),
+        };
+        // The model must have read intake's own log before it can say
+        // whether this intake exists or was already handed over.
+        self.view.wait_for(self.log.last_position()).await;
+        let Some(row) = self.view.get(intake_id) else {
+            return Err(HandleError::Reject(format!(
+                "casework names intake {intake_id}, which intake does not have"
+            )));
+        };
+        if row.handed_over.is_some() {
+            return Ok(());
+        }
+        let payload = IntakeHandedOver {
+            case_id,
+            case_event_id: event.event_id,
+            case_event_type: case_event.event_type().to_owned(),
+        };
+        let new_event = NewEvent::new(INTAKE_HANDED_OVER, d::SCHEMA_VERSION, &payload)
+            .map_err(|e| HandleError::Reject(e.to_string()))?;
+        self.log
+            .append(AppendRequest {
+                stream: StreamId::from_uuid(intake_id),
+                expected: ExpectedVersion::Any,
+                // One hand-over per intake, whatever arrives twice.
+                command_id: format!("handover:{intake_id}"),
+                actor: Actor::system("intake"),
+                causation_id: event.event_id.to_string(),
+                correlation_id: event.correlation_id.clone(),
+                events: vec![new_event],
+                publish: false,
+            })
+            .await
+            .map_err(|e| HandleError::Retry(e.to_string()))?;
+        tracing::info!(intake_id = %intake_id, case_id = %case_id, "intake handed over");
+        Ok(())
+    }
+}
+
+/// Re-publishes each report still waiting for casework: first after
+/// `base`, then doubling up to 10 minutes, until `cancel` fires.
+pub async fn republish(
+    log: EventLog,
+    view: Arc<View>,
+    js: jetstream::Context,
+    base: Duration,
+    cancel: CancellationToken,
+) {
+    let tick = (base / 2).clamp(Duration::from_millis(200), Duration::from_secs(30));
+    let mut waiting: HashMap<Uuid, (u32, Instant)> = HashMap::new();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(tick) => {}
+        }
+        let now = Instant::now();
+        let pending = view.pending();
+        waiting.retain(|id, _| pending.iter().any(|(p, _)| p == id));
+        for (intake_id, _) in pending {
+            let (attempts, due) = waiting.entry(intake_id).or_insert((0, now + base));
+            if now < *due {
+                continue;
+            }
+            let envelope = match log.read_stream(StreamId::from_uuid(intake_id), 1, 1).await {
+                Ok(mut events) if !events.is_empty() => events.remove(0),
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, intake_id = %intake_id, "cannot read intake to re-publish");
+                    continue;
+                }
+            };
+            match baove_bus::publish(&js, baove_bus::INTAKE, &envelope).await {
+                Ok(duplicate) => {
+                    *attempts += 1;
+                    tracing::warn!(intake_id = %intake_id, attempts = *attempts, duplicate, "casework has not confirmed this intake; re-published");
+                }
+                Err(e) => {
+                    tracing::warn!(intake_id = %intake_id, error = %e, "re-publish failed; will retry");
+                    // NATS may have come back without its store.
+                    if let Err(e) = baove_bus::ensure_stream(&js, baove_bus::INTAKE).await {
+                        tracing::debug!(error = %e, "stream not ensured yet");
+                    }
+                }
+            }
+            let backoff = base
+                .saturating_mul(2u32.saturating_pow(*attempts))
+                .min(MAX_BACKOFF);
+            *due = now + backoff;
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The intake read model: every intake and its hand-over state, folded from
+//! intake's own log in global order and kept in memory (a province has tens
+//! of thousands of intakes a year, not millions). Rebuilt from the log at
+//! start-up; it follows new appends through the log's commit notifications.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use baove_domain::intake::{
+    self as d, INTAKE_HANDED_OVER, INTAKE_RECORDED, IntakeHandedOver, IntakeRecorded, Prior,
+};
+use baove_eventlog::{Envelope, EventLog};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// One intake as the read model holds it.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// The `IntakeRecorded` event.
+    pub recorded: IntakeRecorded,
+    /// When intake recorded it, Unix ms.
+    pub recorded_at_ms: i64,
+    /// Its global position in intake's log.
+    pub position: u64,
+    /// The intake stream's version.
+    pub version: u64,
+    /// The case and when casework's event came back, once handed over.
+    pub handed_over: Option<(Uuid, i64)>,
+}
+
+impl Row {
+    /// When the report was received.
+    #[must_use]
+    pub const fn received_at_ms(&self) -> i64 {
+        self.recorded.report.facts().received_at_ms
+    }
+}
+
+/// What ListIntakes asks for.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Received at or after.
+    pub received_from_ms: Option<i64>,
+    /// Received before.
+    pub received_to_ms: Option<i64>,
+    /// `Some(true)`: handed over only; `Some(false)`: not yet.
+    pub handed_over: Option<bool>,
+    /// Incident unit.
+    pub incident_unit_id: Option<String>,
+    /// Channel.
+    pub channel: Option<d::Channel>,
+    /// Search key the child's name must contain.
+    pub name_key: Option<String>,
+}
+
+impl Filter {
+    fn matches(&self, row: &Row) -> bool {
+        let facts = row.recorded.report.facts();
+        let received = facts.received_at_ms;
+        self.received_from_ms.is_none_or(|from| received >= from)
+            && self.received_to_ms.is_none_or(|to| received < to)
+            && self
+                .handed_over
+                .is_none_or(|h| h == row.handed_over.is_some())
+            && self
+                .incident_unit_id
+                .as_ref()
+                .is_none_or(|u| *u == facts.incident_place.unit_id)
+            && self
+                .channel
+                .is_none_or(|c| c == row.recorded.report.channel())
+            && self
+                .name_key
+                .as_ref()
+                .is_none_or(|k| facts.child.name_key.contains(k.as_str()))
+    }
+}
+
+/// A position in the newest-first order: (received at, global position).
+pub type Cursor = (i64, u64);
+
+#[derive(Default)]
+struct State {
+    rows: HashMap<Uuid, Row>,
+}
+
+/// The read model.
+pub struct View {
+    state: RwLock<State>,
+    position: watch::Sender<u64>,
+}
+
+impl View {
+    /// An empty model at position 0.
+    #[must_use]
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            state: RwLock::default(),
+            position: watch::channel(0).0,
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind, still
+        // consistent per row: keep serving rather than poison every reader.
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn apply(&self, envelope: &Envelope) {
+        let mut state = self
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match envelope.event_type.as_str() {
+            INTAKE_RECORDED => match serde_json::from_str::<IntakeRecorded>(&envelope.payload) {
+                Ok(recorded) => {
+                    state.rows.insert(
+                        recorded.intake_id,
+                        Row {
+                            recorded,
+                            recorded_at_ms: envelope.recorded_at_ms,
+                            position: envelope.global_position,
+                            version: envelope.seq,
+                            handed_over: None,
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(event_id = %envelope.event_id, error = %e, "undecodable IntakeRecorded")
+                }
+            },
+            INTAKE_HANDED_OVER => match serde_json::from_str::<IntakeHandedOver>(&envelope.payload)
+            {
+                Ok(handed) => {
+                    if let Some(row) = state.rows.get_mut(envelope.stream_id.as_uuid()) {
+                        row.handed_over = Some((handed.case_id, envelope.recorded_at_ms));
+                        row.version = envelope.seq;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(event_id = %envelope.event_id, error = %e, "undecodable IntakeHandedOver")
+                }
+            },
+            other => tracing::warn!(event_type = other, "unknown event type in intake's log"),
+        }
+    }
+
+    /// Folds the log from where the model stands to its end, then keeps
+    /// following it until `cancel` fires.
+    pub async fn follow(self: Arc<Self>, log: EventLog, cancel: CancellationToken) {
+        let mut committed = log.subscribe();
+        loop {
+            committed.borrow_and_update();
+            let from = *self.position.borrow() + 1;
+            match log.read_all(from, 1000).await {
+                Ok(events) if !events.is_empty() => {
+                    for envelope in &events {
+                        self.apply(envelope);
+                    }
+                    if let Some(last) = events.last() {
+                        self.position.send_replace(last.global_position);
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "intake view cannot read the log"),
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                changed = committed.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
+    /// Waits until the model has applied the log up to `position`, so that a
+    /// reply can be read back at once.
+    pub async fn wait_for(&self, position: u64) {
+        let mut rx = self.position.subscribe();
+        // Err only if the sender is gone, which it is not while `self` lives.
+        let _ = rx.wait_for(|p| *p >= position).await;
+    }
+
+    /// One intake.
+    #[must_use]
+    pub fn get(&self, intake_id: Uuid) -> Option<Row> {
+        self.read().rows.get(&intake_id).cloned()
+    }
+
+    /// Up to `limit` intakes matching `filter`, newest received first,
+    /// strictly after `after`; and the cursor of the next page, if any.
+    #[must_use]
+    pub fn list(
+        &self,
+        filter: &Filter,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> (Vec<Row>, Option<Cursor>) {
+        let state = self.read();
+        let mut rows: Vec<&Row> = state
+            .rows
+            .values()
+            .filter(|row| filter.matches(row))
+            .filter(|row| after.is_none_or(|cursor| (row.received_at_ms(), row.position) < cursor))
+            .collect();
+        rows.sort_unstable_by_key(|row| std::cmp::Reverse((row.received_at_ms(), row.position)));
+        let more = rows.len() > limit;
+        let page: Vec<Row> = rows.into_iter().take(limit).cloned().collect();
+        let next = if more {
+            page.last().map(|row| (row.received_at_ms(), row.position))
+        } else {
+            None
+        };
+        (page, next)
+    }
+
+    /// What the duplicate check needs of earlier intakes in `unit_id`.
+    #[must_use]
+    pub fn priors(&self, unit_id: &str) -> Vec<Prior> {
+        self.read()
+            .rows
+            .values()
+            .filter(|row| row.recorded.report.facts().incident_place.unit_id == unit_id)
+            .map(|row| {
+                let child = &row.recorded.report.facts().child;
+                Prior {
+                    intake_id: row.recorded.intake_id,
+                    name_key: child.name_key.clone(),
+                    age: child.age,
+                    age_years: child.age_years,
+                    incident_unit_id: unit_id.to_owned(),
+                    received_at_ms: row.received_at_ms(),
+                    case: row.handed_over,
+                }
+            })
+            .collect()
+    }
+
+    /// Intakes not yet handed over: (intake id, when recorded).
+    #[must_use]
+    pub fn pending(&self) -> Vec<(Uuid, i64)> {
+        self.read()
+            .rows
+            .values()
+            .filter(|row| row.handed_over.is_none())
+            .map(|row| (row.recorded.intake_id, row.recorded_at_ms))
+            .collect()
+    }
+}

@@ -1,0 +1,453 @@
+//! Intake end to end: reports become cases, whatever fails in between.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use baove_proto::v1::{
+    self as p, GetCaseRequest, GetIntakeRequest, IntakeStatus, ListIntakesRequest, ReadAllRequest,
+    SubmitHotlineReportRequest, SubmitPoliceNotificationRequest,
+    audit_service_client::AuditServiceClient, case_service_client::CaseServiceClient,
+    intake_service_client::IntakeServiceClient,
+};
+use baove_testkit::NatsServer;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_types::StatusExt;
+
+use crate::Service;
+
+fn now() -> prost_types::Timestamp {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    prost_types::Timestamp {
+        seconds: i64::try_from(since.as_secs()).unwrap() - 60,
+        nanos: 0,
+    }
+}
+
+fn facts(name: &str) -> p::ReportFacts {
+    p::ReportFacts {
+        received_at: Some(now()),
+        child: Some(p::Child {
+            full_name: name.into(),
+            age: Some(p::child::Age::EstimatedAgeYears(9)),
+            sex: p::Sex::Female as i32,
+            ..Default::default()
+        }),
+        incident_place: Some(p::Place {
+            unit_id: "vn-ct.p-ninh-kieu".into(),
+            address: "hẻm 51, đường 3/2".into(),
+        }),
+        concerns: Some(p::Concerns {
+            abuse_types: vec![p::AbuseType::Violence as i32],
+            ..Default::default()
+        }),
+        narrative: "Hàng xóm nghe tiếng trẻ khóc và tiếng đánh đập lúc 2 giờ sáng".into(),
+        immediate_danger: true,
+        ..Default::default()
+    }
+}
+
+pub fn hotline(request_id: &str, name: &str) -> SubmitHotlineReportRequest {
+    SubmitHotlineReportRequest {
+        request_id: request_id.into(),
+        report: Some(p::HotlineReport {
+            channel: p::Channel::Phone as i32,
+            operator_id: "op-17".into(),
+            facts: Some(facts(name)),
+            informant: Some(p::Informant {
+                consent: true,
+                full_name: "Trần Thị Cúc".into(),
+                phone: "0903 111 222".into(),
+                relation: "hàng xóm".into(),
+            }),
+        }),
+    }
+}
+
+struct System {
+    nats: NatsServer,
+    intake: Service,
+    casework: Service,
+}
+
+impl System {
+    async fn start() -> Self {
+        let nats = NatsServer::start().unwrap();
+        let intake = Service::start("intake", &nats.url());
+        let casework = Service::start("casework", &nats.url());
+        for s in [&intake, &casework] {
+            s.wait_health("", ServingStatus::Serving).await;
+        }
+        Self {
+            nats,
+            intake,
+            casework,
+        }
+    }
+}
+
+async fn intake_client(s: &Service) -> IntakeServiceClient<tonic::transport::Channel> {
+    IntakeServiceClient::new(s.channel().await)
+}
+
+/// Waits (up to 60 s) until the intake is handed over; returns its case id.
+async fn case_of(intake: &Service, intake_id: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut client) = tonic::transport::Channel::from_shared(intake.addr.clone())
+            .unwrap()
+            .connect()
+            .await
+            .map(IntakeServiceClient::new)
+            && let Ok(found) = client
+                .get_intake(GetIntakeRequest {
+                    intake_id: intake_id.into(),
+                })
+                .await
+        {
+            let found = found.into_inner();
+            if found.status == IntakeStatus::HandedOver as i32 {
+                assert!(!found.case_id.is_empty());
+                assert!(found.handed_over_at.is_some());
+                return found.case_id;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "intake {intake_id} not handed over within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every case event in casework's log: (event type, intake id named).
+async fn case_events(casework: &Service) -> Vec<(String, String)> {
+    let mut audit = AuditServiceClient::new(casework.channel().await);
+    let all = audit
+        .read_all(ReadAllRequest {
+            from_position: 1,
+            limit: 1000,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    all.events
+        .into_iter()
+        .map(|e| {
+            let payload: serde_json::Value = serde_json::from_str(&e.payload_json).unwrap();
+            (
+                e.event_type,
+                payload["intake_id"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_hotline_report_and_a_police_notification_then_each_becomes_a_case() {
+    let system = System::start().await;
+    let mut intake = intake_client(&system.intake).await;
+
+    let receipt = intake
+        .submit_hotline_report(hotline("call-1", "Nguyễn Thị Bé"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!receipt.already_recorded);
+    assert!(receipt.recorded_at.is_some());
+
+    let notification = SubmitPoliceNotificationRequest {
+        request_id: "police-1".into(),
+        notification: Some(p::PoliceNotification {
+            police_agency_id: "ct.ca-p-ninh-kieu".into(),
+            officer_id: "ca-301".into(),
+            officer_name: "Lê Văn Dũng".into(),
+            case_number: "BB-2026/118".into(),
+            offence: Some(p::Offence {
+                article: "146".into(),
+                description: "Dâm ô đối với người dưới 16 tuổi".into(),
+            }),
+            occurred_at: Some(now()),
+            criminal_proceedings_opened: true,
+            support_needed: "tư vấn tâm lý".into(),
+            facts: Some(facts("Lê Văn Tú")),
+        }),
+    };
+    let police = intake
+        .submit_police_notification(notification)
+        .await
+        .unwrap()
+        .into_inner();
+
+    let mut cases = CaseServiceClient::new(system.casework.channel().await);
+    for (receipt, police_number) in [(&receipt, None), (&police, Some("BB-2026/118"))] {
+        let case_id = case_of(&system.intake, &receipt.intake_id).await;
+        let case = cases
+            .get_case(GetCaseRequest {
+                case_id: case_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(case.intake_ids, std::slice::from_ref(&receipt.intake_id));
+        assert_eq!(case.incident_unit_id, "vn-ct.p-ninh-kieu");
+        assert!(case.immediate_danger);
+        assert_eq!(
+            case.police_case_numbers.first().map(String::as_str),
+            police_number
+        );
+    }
+
+    // The report reads back normalised, and the list finds it without diacritics.
+    let got = intake
+        .get_intake(GetIntakeRequest {
+            intake_id: receipt.intake_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(p::intake::Report::Hotline(report)) = got.report else {
+        panic!("not a hotline report")
+    };
+    assert_eq!(report.informant.unwrap().phone, "+84903111222");
+    let listed = intake
+        .list_intakes(ListIntakesRequest {
+            child_name: "nguyen thi be".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        listed
+            .intakes
+            .iter()
+            .map(|i| i.intake_id.as_str())
+            .collect::<Vec<_>>(),
+        [receipt.intake_id.as_str()]
+    );
+    let police_only = intake
+        .list_intakes(ListIntakesRequest {
+            channel: p::Channel::Police as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(police_only.intakes.len(), 1);
+    assert_eq!(police_only.intakes[0].intake_id, police.intake_id);
+    drop(system);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_several_bad_fields_then_all_come_back_and_nothing_is_stored() {
+    let system = System::start().await;
+    let mut intake = intake_client(&system.intake).await;
+    let mut request = hotline("bad-1", "Phạm Văn Khang");
+    let report = request.report.as_mut().unwrap();
+    report.channel = 0;
+    let facts = report.facts.as_mut().unwrap();
+    facts.child.as_mut().unwrap().age = Some(p::child::Age::EstimatedAgeYears(21));
+    facts.incident_place.as_mut().unwrap().unit_id = "vn-ct.p-khong-co".into();
+    facts.received_at = Some(prost_types::Timestamp {
+        seconds: now().seconds + 86_400,
+        nanos: 0,
+    });
+    report.informant.as_mut().unwrap().consent = false;
+
+    let status = intake.submit_hotline_report(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let fields: Vec<String> = status
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "report.channel",
+            "report.facts.received_at",
+            "report.facts.child.estimated_age_years",
+            "report.facts.incident_place.unit_id",
+            "report.informant.consent",
+        ]
+    );
+    let listed = intake
+        .list_intakes(ListIntakesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.intakes.is_empty(), "nothing stored");
+    let mut audit = AuditServiceClient::new(system.intake.channel().await);
+    assert_eq!(
+        audit
+            .read_all(ReadAllRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .last_position,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_the_same_request_id_twice_then_one_intake_and_one_case() {
+    let system = System::start().await;
+    let mut intake = intake_client(&system.intake).await;
+    let first = intake
+        .submit_hotline_report(hotline("double-click", "Võ Thị Mai"))
+        .await
+        .unwrap()
+        .into_inner();
+    let second = intake
+        .submit_hotline_report(hotline("double-click", "Võ Thị Mai"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.intake_id, second.intake_id);
+    assert!(second.already_recorded);
+    case_of(&system.intake, &first.intake_id).await;
+    let listed = intake
+        .list_intakes(ListIntakesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.intakes.len(), 1);
+    let opened: Vec<_> = case_events(&system.casework)
+        .await
+        .into_iter()
+        .filter(|(t, _)| t == "CaseOpened")
+        .collect();
+    assert_eq!(opened, [("CaseOpened".to_owned(), first.intake_id)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_nats_down_while_submitting_then_reports_are_kept_and_each_reaches_casework_once() {
+    let mut system = System::start().await;
+    system
+        .intake
+        .wait_health("baove.bus", ServingStatus::Serving)
+        .await;
+    system.nats.stop();
+    let mut intake = intake_client(&system.intake).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let receipt = intake
+            .submit_hotline_report(hotline(&format!("offline-{i}"), &format!("Trẻ số {i}")))
+            .await
+            .unwrap();
+        ids.push(receipt.into_inner().intake_id);
+    }
+    system.nats.restart().unwrap();
+    for id in &ids {
+        case_of(&system.intake, id).await;
+    }
+    let opened: Vec<String> = case_events(&system.casework)
+        .await
+        .into_iter()
+        .filter(|(t, _)| t == "CaseOpened")
+        .map(|(_, i)| i)
+        .collect();
+    assert_eq!(opened.len(), 5, "{opened:?}");
+    assert_eq!(
+        opened.iter().collect::<HashSet<_>>(),
+        ids.iter().collect::<HashSet<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_services_killed_mid_flight_then_every_acknowledged_report_is_in_exactly_one_case() {
+    let mut system = System::start().await;
+    let mut ids = Vec::new();
+    {
+        let mut intake = intake_client(&system.intake).await;
+        for i in 0..3 {
+            ids.push(
+                intake
+                    .submit_hotline_report(hotline(&format!("k-{i}"), "Đỗ Văn Nam"))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .intake_id,
+            );
+        }
+    }
+    // intake dies right after replying; casework dies while consuming.
+    system.intake.kill();
+    system.casework.kill();
+    let nats_url = system.nats.url();
+    let intake_data = std::mem::replace(&mut system.intake.data, tempfile::tempdir().unwrap());
+    let casework_data = std::mem::replace(&mut system.casework.data, tempfile::tempdir().unwrap());
+    system.intake = Service::start_in("intake", &nats_url, intake_data);
+    system.casework = Service::start_in("casework", &nats_url, casework_data);
+    system.intake.wait_health("", ServingStatus::Serving).await;
+    {
+        let mut intake = intake_client(&system.intake).await;
+        for i in 3..5 {
+            ids.push(
+                intake
+                    .submit_hotline_report(hotline(&format!("k-{i}"), "Đỗ Văn Nam"))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .intake_id,
+            );
+        }
+    }
+    system.casework.kill();
+    let casework_data = std::mem::replace(&mut system.casework.data, tempfile::tempdir().unwrap());
+    system.casework = Service::start_in("casework", &nats_url, casework_data);
+
+    for id in &ids {
+        case_of(&system.intake, id).await;
+    }
+    let opened: Vec<String> = case_events(&system.casework)
+        .await
+        .into_iter()
+        .filter(|(t, _)| t == "CaseOpened")
+        .map(|(_, i)| i)
+        .collect();
+    assert_eq!(opened.len(), ids.len(), "one case per report: {opened:?}");
+    assert_eq!(
+        opened.iter().collect::<HashSet<_>>(),
+        ids.iter().collect::<HashSet<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_jetstream_loses_its_store_before_casework_reads_then_intake_republishes_and_one_case_opens()
+ {
+    let mut system = System::start().await;
+    system.casework.kill(); // not reading yet
+    let mut intake = intake_client(&system.intake).await;
+    let receipt = intake
+        .submit_hotline_report(hotline("lost-1", "Huỳnh Văn Lộc"))
+        .await
+        .unwrap()
+        .into_inner();
+    // Wait until the relay's publish was acknowledged by JetStream...
+    let client = async_nats::connect(system.nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut stream) = js.get_stream("BAOVE_INTAKE").await
+            && stream.info().await.unwrap().state.messages == 1
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "report never reached JetStream");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ...then the server loses everything it had acknowledged.
+    system.nats.restart_empty().unwrap();
+    let casework_data = std::mem::replace(&mut system.casework.data, tempfile::tempdir().unwrap());
+    system.casework = Service::start_in("casework", &system.nats.url(), casework_data);
+
+    let case_id = case_of(&system.intake, &receipt.intake_id).await;
+    let opened: Vec<(String, String)> = case_events(&system.casework).await;
+    assert_eq!(opened, [("CaseOpened".to_owned(), receipt.intake_id)]);
+    assert!(!case_id.is_empty());
+}
