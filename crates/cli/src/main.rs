@@ -5,6 +5,11 @@
 //! - `history`: a stream's events through `AuditService.ReadStream`.
 //! - `log`: the whole log in global order through `AuditService.ReadAll`.
 //! - `verify`: a stream's hash chain through `AuditService.VerifyStream`.
+//! - `intake`: submit a report from a JSON file, show one, list them
+//!   (module `intake`).
+//! - `case`: show a case.
+
+mod intake;
 
 use std::time::{Duration, Instant};
 
@@ -79,11 +84,29 @@ enum Command {
         /// The stream id (UUID).
         stream: String,
     },
+    /// Intake reports (IntakeService).
+    #[command(subcommand)]
+    Intake(intake::Command),
+    /// Cases (CaseService).
+    #[command(subcommand)]
+    Case(intake::CaseCommand),
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}`: the message and its causes on one line, no backtrace:
+            // this is read by an operator, not a developer.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Health { service, wait } => {
             health(&cli.addr, &service, Duration::from_secs(wait)).await
@@ -141,6 +164,8 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Intake(command) => intake::run(&cli.addr, command).await,
+        Command::Case(command) => intake::run_case(&cli.addr, command).await,
         Command::Verify { stream } => {
             let mut client = AuditServiceClient::new(channel(&cli.addr).await?);
             let response = client
@@ -169,7 +194,7 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn channel(addr: &str) -> anyhow::Result<Channel> {
+pub(crate) async fn channel(addr: &str) -> anyhow::Result<Channel> {
     Channel::from_shared(addr.to_owned())
         .with_context(|| format!("invalid address {addr}"))?
         .connect_timeout(Duration::from_secs(2))
@@ -178,7 +203,7 @@ async fn channel(addr: &str) -> anyhow::Result<Channel> {
         .with_context(|| format!("cannot reach {addr}"))
 }
 
-fn status_error(status: tonic::Status) -> anyhow::Error {
+pub(crate) fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", status.code(), status.message())
 }
 
