@@ -376,13 +376,9 @@ async fn given_services_killed_mid_flight_then_every_acknowledged_report_is_in_e
         }
     }
     // intake dies right after replying; casework dies while consuming.
-    system.intake.kill();
-    system.casework.kill();
     let nats_url = system.nats.url();
-    let intake_data = std::mem::replace(&mut system.intake.data, tempfile::tempdir().unwrap());
-    let casework_data = std::mem::replace(&mut system.casework.data, tempfile::tempdir().unwrap());
-    system.intake = Service::start_in("intake", &nats_url, intake_data);
-    system.casework = Service::start_in("casework", &nats_url, casework_data);
+    system.intake.kill_and_restart(&nats_url);
+    system.casework.kill_and_restart(&nats_url);
     system.intake.wait_health("", ServingStatus::Serving).await;
     {
         let mut intake = intake_client(&system.intake).await;
@@ -397,9 +393,7 @@ async fn given_services_killed_mid_flight_then_every_acknowledged_report_is_in_e
             );
         }
     }
-    system.casework.kill();
-    let casework_data = std::mem::replace(&mut system.casework.data, tempfile::tempdir().unwrap());
-    system.casework = Service::start_in("casework", &nats_url, casework_data);
+    system.casework.kill_and_restart(&nats_url);
 
     for id in &ids {
         case_of(&system.intake, id).await;
@@ -443,8 +437,7 @@ async fn given_jetstream_loses_its_store_before_casework_reads_then_intake_repub
     }
     // ...then the server loses everything it had acknowledged.
     system.nats.restart_empty().unwrap();
-    let casework_data = std::mem::replace(&mut system.casework.data, tempfile::tempdir().unwrap());
-    system.casework = Service::start_in("casework", &system.nats.url(), casework_data);
+    system.casework.kill_and_restart(&system.nats.url());
 
     let case_id = case_of(&system.intake, &receipt.intake_id).await;
     let opened: Vec<(String, String)> = case_events(&system.casework).await;

@@ -127,6 +127,14 @@ impl Service {
         }
     }
 
+    /// Kills it with SIGKILL and starts it again on the same data directory
+    /// (on a new port).
+    pub fn kill_and_restart(&mut self, nats_url: &str) {
+        self.kill();
+        let data = std::mem::replace(&mut self.data, tempfile::tempdir().unwrap());
+        *self = Self::start_in(self.name, nats_url, data);
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let pid = i32::try_from(self.child.as_ref().unwrap().id()).unwrap();

@@ -17,6 +17,14 @@ pub struct Violation {
 pub struct Violations(pub Vec<Violation>);
 
 impl Violations {
+    /// Just one violation.
+    #[must_use]
+    pub fn one(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        let mut v = Self::default();
+        v.add(field, rule);
+        v
+    }
+
     /// Records that `field` breaks `rule`.
     pub fn add(&mut self, field: impl Into<String>, rule: impl Into<String>) {
         self.0.push(Violation {

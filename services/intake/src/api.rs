@@ -263,11 +263,7 @@ impl IntakeService for IntakeApi {
         let receipt = self
             .submit(&request.request_id, |ctx| match raw {
                 Some(raw) => d::parse_hotline(raw, "report", ctx),
-                None => {
-                    let mut v = Violations::default();
-                    v.add("report", "is required");
-                    Err(v)
-                }
+                None => Err(Violations::one("report", "is required")),
             })
             .await?;
         Ok(Response::new(receipt))
@@ -282,11 +278,7 @@ impl IntakeService for IntakeApi {
         let receipt = self
             .submit(&request.request_id, |ctx| match raw {
                 Some(raw) => d::parse_police(raw, "notification", ctx),
-                None => {
-                    let mut v = Violations::default();
-                    v.add("notification", "is required");
-                    Err(v)
-                }
+                None => Err(Violations::one("notification", "is required")),
             })
             .await?;
         Ok(Response::new(receipt))
