@@ -1,16 +1,35 @@
-//! Cases: opening one from an intake (the hand-over), and folding a case's
-//! events into its state. The procedure's commands come with issue 4.
+//! Cases: the Decree 56/2017 procedure as events. A case is opened from an
+//! intake (the hand-over, [`route_intake`]); officers' commands are decided
+//! by [`procedure::decide`]; [`apply`] only folds events into [`CaseState`].
+//! Every event has a stable stored name (see `event_names!` below) and
+//! schema version [`SCHEMA_VERSION`].
+//!
+//! # Layout
+//! - this module: events, state, `apply`, the hand-over.
+//! - [`procedure`]: commands, the rules that refuse a step out of order,
+//!   deadlines (set, met, warned, missed).
+
+pub mod procedure;
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::intake::{Channel, Concerns, IntakeRecorded};
 
+pub use procedure::{
+    CaseClosed, CaseReopened, Deadline, DeadlineCleared, DeadlineKind, DeadlineMet, DeadlineMissed,
+    DeadlineSet, DeadlineState, DeadlineWarned, DetailedAssessmentRecorded,
+    EmergencyMeasureRecorded, InitialAssessmentRecorded, InterventionRecorded, NoteAdded,
+    OfficerAssigned, PlanApproved, PlanDrafted, PlanSentBack, ReviewRecorded,
+};
+
 /// Stored name of the event that opens a case. Never changes.
 pub const CASE_OPENED: &str = "CaseOpened";
 /// Stored name of the event that adds a follow-up report to a case.
 pub const INTAKE_ATTACHED: &str = "IntakeAttached";
-/// Schema version of both case events.
+/// Schema version of every case event.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Namespace of case ids derived from intake ids (UUIDv5).
@@ -82,6 +101,8 @@ pub struct IntakeAttached {
 pub enum CaseStatus {
     /// Being handled.
     Open,
+    /// Closed after a review found no risk remaining.
+    Closed,
 }
 
 /// A case's state, folded from its events.
@@ -91,6 +112,8 @@ pub struct CaseState {
     pub case_id: Uuid,
     /// Status.
     pub status: CaseStatus,
+    /// Where it is in the procedure.
+    pub phase: Phase,
     /// The event that opened it.
     pub opened: CaseOpened,
     /// The intakes behind it, the opening one first.
@@ -99,6 +122,54 @@ pub struct CaseState {
     pub immediate_danger: bool,
     /// Police case numbers named by its reports.
     pub police_case_numbers: Vec<String>,
+    /// The responsible officer.
+    pub officer_id: Option<String>,
+    /// Whether the initial assessment found that emergency measures apply
+    /// (`None` until it is recorded).
+    pub emergency_measures_apply: Option<bool>,
+    /// Emergency measures recorded.
+    pub emergency_measures: Vec<EmergencyMeasureRecorded>,
+    /// The current (latest) plan.
+    pub plan: Option<Plan>,
+    /// Interventions recorded against the current plan.
+    pub interventions: Vec<InterventionRecorded>,
+    /// Deadlines, by kind.
+    pub deadlines: BTreeMap<DeadlineKind, Deadline>,
+    /// Notes, in order.
+    pub notes: Vec<String>,
+}
+
+/// Where a case is in the Decree 56 procedure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Opened (or reopened): the initial assessment (Mẫu 02) is next.
+    AwaitingInitialAssessment,
+    /// Initially assessed: the detailed assessment (Mẫu 03) is next.
+    InitiallyAssessed,
+    /// Assessed in detail: a plan (Mẫu 04) is next.
+    DetailedAssessed,
+    /// A plan awaits the commune chair's decision (Mẫu 05).
+    PlanAwaitingDecision,
+    /// The chair sent the plan back: a new draft is next.
+    PlanSentBack,
+    /// The plan is approved: interventions, then a review (Mẫu 06).
+    PlanApproved,
+    /// Reviewed: closing if no risk remains, else a new plan.
+    Reviewed {
+        /// Some risk factor is still rated high or medium.
+        risk_remains: bool,
+    },
+    /// Closed.
+    Closed,
+}
+
+/// A plan and where it stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// The plan as drafted.
+    pub draft: PlanDrafted,
+    /// Approved (with the decision reference), or not yet.
+    pub approved: Option<String>,
 }
 
 /// A case event, decoded.
@@ -108,48 +179,129 @@ pub enum CaseEvent {
     Opened(CaseOpened),
     /// [`IntakeAttached`].
     Attached(IntakeAttached),
+    /// [`OfficerAssigned`].
+    OfficerAssigned(OfficerAssigned),
+    /// [`InitialAssessmentRecorded`].
+    InitialAssessmentRecorded(InitialAssessmentRecorded),
+    /// [`EmergencyMeasureRecorded`].
+    EmergencyMeasureRecorded(EmergencyMeasureRecorded),
+    /// [`DetailedAssessmentRecorded`].
+    DetailedAssessmentRecorded(DetailedAssessmentRecorded),
+    /// [`PlanDrafted`].
+    PlanDrafted(PlanDrafted),
+    /// [`PlanApproved`].
+    PlanApproved(PlanApproved),
+    /// [`PlanSentBack`].
+    PlanSentBack(PlanSentBack),
+    /// [`InterventionRecorded`].
+    InterventionRecorded(InterventionRecorded),
+    /// [`ReviewRecorded`].
+    ReviewRecorded(ReviewRecorded),
+    /// [`CaseClosed`].
+    Closed(CaseClosed),
+    /// [`CaseReopened`].
+    Reopened(CaseReopened),
+    /// [`NoteAdded`].
+    NoteAdded(NoteAdded),
+    /// [`DeadlineSet`].
+    DeadlineSet(DeadlineSet),
+    /// [`DeadlineMet`].
+    DeadlineMet(DeadlineMet),
+    /// [`DeadlineWarned`].
+    DeadlineWarned(DeadlineWarned),
+    /// [`DeadlineMissed`].
+    DeadlineMissed(DeadlineMissed),
+    /// [`DeadlineCleared`].
+    DeadlineCleared(DeadlineCleared),
 }
 
-impl CaseEvent {
-    /// Decodes a stored event by its type name.
-    ///
-    /// # Errors
-    /// The reason, for an unknown type or a payload that does not decode.
-    pub fn decode(event_type: &str, payload: &str) -> Result<Self, String> {
-        match event_type {
-            CASE_OPENED => serde_json::from_str(payload)
-                .map(Self::Opened)
-                .map_err(|e| format!("{CASE_OPENED}: {e}")),
-            INTAKE_ATTACHED => serde_json::from_str(payload)
-                .map(Self::Attached)
-                .map_err(|e| format!("{INTAKE_ATTACHED}: {e}")),
-            other => Err(format!("unknown case event type {other}")),
-        }
-    }
+/// Declares the stored name of each event variant, and its decoding and
+/// encoding, in one place so that they cannot drift apart.
+macro_rules! event_names {
+    ($($variant:ident => $name:literal),+ $(,)?) => {
+        impl CaseEvent {
+            /// Decodes a stored event by its type name.
+            ///
+            /// # Errors
+            /// The reason, for an unknown type or a payload that does not decode.
+            pub fn decode(event_type: &str, payload: &str) -> Result<Self, String> {
+                match event_type {
+                    $($name => serde_json::from_str(payload).map(Self::$variant).map_err(|e| format!("{}: {e}", $name)),)+
+                    other => Err(format!("unknown case event type {other}")),
+                }
+            }
 
-    /// The stored type name.
-    #[must_use]
-    pub const fn event_type(&self) -> &'static str {
-        match self {
-            Self::Opened(_) => CASE_OPENED,
-            Self::Attached(_) => INTAKE_ATTACHED,
+            /// The stored type name. Never changes for a variant.
+            #[must_use]
+            pub const fn event_type(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => $name,)+
+                }
+            }
+
+            /// The payload as JSON.
+            #[must_use]
+            pub fn payload(&self) -> serde_json::Value {
+                match self {
+                    // Serialising these plain structs to a Value cannot fail.
+                    $(Self::$variant(e) => serde_json::to_value(e).unwrap_or(serde_json::Value::Null),)+
+                }
+            }
         }
-    }
+    };
 }
 
-/// Folds one event into the state. No logic: `decide` already checked.
+event_names! {
+    Opened => "CaseOpened",
+    Attached => "IntakeAttached",
+    OfficerAssigned => "OfficerAssigned",
+    InitialAssessmentRecorded => "InitialAssessmentRecorded",
+    EmergencyMeasureRecorded => "EmergencyMeasureRecorded",
+    DetailedAssessmentRecorded => "DetailedAssessmentRecorded",
+    PlanDrafted => "PlanDrafted",
+    PlanApproved => "PlanApproved",
+    PlanSentBack => "PlanSentBack",
+    InterventionRecorded => "InterventionRecorded",
+    ReviewRecorded => "ReviewRecorded",
+    Closed => "CaseClosed",
+    Reopened => "CaseReopened",
+    NoteAdded => "NoteAdded",
+    DeadlineSet => "DeadlineSet",
+    DeadlineMet => "DeadlineMet",
+    DeadlineWarned => "DeadlineWarned",
+    DeadlineMissed => "DeadlineMissed",
+    DeadlineCleared => "DeadlineCleared",
+}
+
+/// Folds one event into the state. No logic: [`procedure::decide`]
+/// already checked.
 #[must_use]
 pub fn apply(state: Option<CaseState>, event: &CaseEvent) -> Option<CaseState> {
-    match (state, event) {
-        (None, CaseEvent::Opened(opened)) => Some(CaseState {
-            case_id: opened.case_id,
-            status: CaseStatus::Open,
-            intake_ids: vec![opened.intake_id],
-            immediate_danger: opened.immediate_danger,
-            police_case_numbers: opened.police_case_number.iter().cloned().collect(),
-            opened: opened.clone(),
-        }),
-        (Some(mut state), CaseEvent::Attached(attached)) => {
+    let mut state = match (state, event) {
+        (None, CaseEvent::Opened(opened)) => {
+            return Some(CaseState {
+                case_id: opened.case_id,
+                status: CaseStatus::Open,
+                phase: Phase::AwaitingInitialAssessment,
+                intake_ids: vec![opened.intake_id],
+                immediate_danger: opened.immediate_danger,
+                police_case_numbers: opened.police_case_number.iter().cloned().collect(),
+                opened: opened.clone(),
+                officer_id: None,
+                emergency_measures_apply: None,
+                emergency_measures: Vec::new(),
+                plan: None,
+                interventions: Vec::new(),
+                deadlines: BTreeMap::new(),
+                notes: Vec::new(),
+            });
+        }
+        (None, _) => return None,
+        (Some(state), _) => state,
+    };
+    match event {
+        CaseEvent::Opened(_) => {}
+        CaseEvent::Attached(attached) => {
             state.intake_ids.push(attached.intake_id);
             state.immediate_danger |= attached.immediate_danger;
             if let Some(number) = &attached.police_case_number
@@ -157,10 +309,81 @@ pub fn apply(state: Option<CaseState>, event: &CaseEvent) -> Option<CaseState> {
             {
                 state.police_case_numbers.push(number.clone());
             }
-            Some(state)
         }
-        (state, _) => state,
+        CaseEvent::OfficerAssigned(e) => state.officer_id = Some(e.officer_id.clone()),
+        CaseEvent::InitialAssessmentRecorded(e) => {
+            state.emergency_measures_apply = Some(e.emergency_measures_apply);
+            state.phase = Phase::InitiallyAssessed;
+        }
+        CaseEvent::EmergencyMeasureRecorded(e) => state.emergency_measures.push(e.clone()),
+        CaseEvent::DetailedAssessmentRecorded(_) => state.phase = Phase::DetailedAssessed,
+        CaseEvent::PlanDrafted(e) => {
+            state.plan = Some(Plan {
+                draft: e.clone(),
+                approved: None,
+            });
+            state.interventions.clear();
+            state.phase = Phase::PlanAwaitingDecision;
+        }
+        CaseEvent::PlanApproved(e) => {
+            if let Some(plan) = &mut state.plan {
+                plan.approved = Some(e.decision_ref.clone());
+            }
+            state.phase = Phase::PlanApproved;
+        }
+        CaseEvent::PlanSentBack(_) => state.phase = Phase::PlanSentBack,
+        CaseEvent::InterventionRecorded(e) => state.interventions.push(e.clone()),
+        CaseEvent::ReviewRecorded(e) => {
+            state.phase = Phase::Reviewed {
+                risk_remains: e.risk_remains,
+            };
+        }
+        CaseEvent::Closed(_) => {
+            state.status = CaseStatus::Closed;
+            state.phase = Phase::Closed;
+        }
+        CaseEvent::Reopened(_) => {
+            state.status = CaseStatus::Open;
+            state.phase = Phase::AwaitingInitialAssessment;
+            state.emergency_measures_apply = None;
+        }
+        CaseEvent::NoteAdded(e) => state.notes.push(e.text.clone()),
+        CaseEvent::DeadlineSet(e) => {
+            state.deadlines.insert(
+                e.kind,
+                Deadline {
+                    kind: e.kind,
+                    start_ms: e.start_ms,
+                    due_at_ms: e.due_at_ms,
+                    warn_at_ms: e.warn_at_ms,
+                    state: DeadlineState::Open,
+                    warned: false,
+                    missed: false,
+                },
+            );
+        }
+        CaseEvent::DeadlineMet(e) => {
+            if let Some(d) = state.deadlines.get_mut(&e.kind) {
+                d.state = DeadlineState::Met;
+            }
+        }
+        CaseEvent::DeadlineCleared(e) => {
+            if let Some(d) = state.deadlines.get_mut(&e.kind) {
+                d.state = DeadlineState::Cleared;
+            }
+        }
+        CaseEvent::DeadlineWarned(e) => {
+            if let Some(d) = state.deadlines.get_mut(&e.kind) {
+                d.warned = true;
+            }
+        }
+        CaseEvent::DeadlineMissed(e) => {
+            if let Some(d) = state.deadlines.get_mut(&e.kind) {
+                d.missed = true;
+            }
+        }
     }
+    Some(state)
 }
 
 /// What casework does with an incoming intake.

@@ -9,8 +9,10 @@
 //! - [`reference`]: administrative units and agencies, names valid over time.
 //! - [`intake`]: Mẫu 01 reports, police notifications, their rules, the
 //!   intake events, possible-duplicate matching.
+//! - [`calendar`]: working days, weekends and holidays for deadlines.
 //! - [`case`]: opening a case from an intake (the hand-over), case events.
 
+pub mod calendar;
 pub mod case;
 pub mod intake;
 pub mod reference;

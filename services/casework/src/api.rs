@@ -55,6 +55,7 @@ impl CaseService for CaseApi {
             case_id: id.to_string(),
             status: match state.status {
                 CaseStatus::Open => p::CaseStatus::Open,
+                CaseStatus::Closed => p::CaseStatus::Closed,
             } as i32,
             version,
             opened_at: Some(timestamp(opened_at)),

@@ -42,6 +42,7 @@ impl Handler for HandOver {
         let (intake_id, case_id) = match &case_event {
             CaseEvent::Opened(opened) => (opened.intake_id, opened.case_id),
             CaseEvent::Attached(attached) => (attached.intake_id, *event.stream_id.as_uuid()),
+            _ => return Ok(()),
         };
         // The model must have read intake's own log before it can say
         // whether this intake exists or was already handed over.

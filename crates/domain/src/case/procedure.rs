@@ -1,0 +1,846 @@
+//! The Decree 56/2017 procedure (Điều 25–32): commands, the rules that
+//! refuse a step out of order, and the legal deadlines.
+//!
+//! | step | rule enforced here |
+//! |---|---|
+//! | initial assessment, Mẫu 02 (Đ26.2) | once, first, after opening or reopening |
+//! | emergency measure (Đ26.3, Đ31–32) | only when Mẫu 02 found that they apply; the commune chair's decision is named; temporary separation at most 15 days unless an extension decision is named |
+//! | detailed assessment, Mẫu 03 + needs meeting (Đ27) | after the initial assessment |
+//! | plan, Mẫu 04 (Đ28.1) | after the detailed assessment, a plan sent back, or a review that found risk remaining |
+//! | approval / sending back, Mẫu 05 (Đ28.2) | only a plan awaiting the chair |
+//! | intervention (Đ29) | only against a measure of the approved plan |
+//! | review, Mẫu 06 (Đ30) | after an approved plan; risk remains while any factor is high or medium |
+//! | close (Đ30) | only after a review with no risk remaining |
+//! | reopen | only a closed case, with a reason; the procedure starts again at Mẫu 02 |
+//!
+//! Deadlines: emergency 12 hours from when the information was received
+//! (when immediate danger or the caregiver is the alleged abuser, or when
+//! Mẫu 02 finds emergency measures apply); plan drafted within 5 working
+//! days and approved within 7 working days of receipt. Children of 16 or 17
+//! (general support) get no procedure deadlines.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::{CaseEvent, CaseOpened, CaseState, CaseStatus, Phase};
+use crate::calendar::{Calendar, TWELVE_HOURS_MS, describe};
+use crate::time::date_serde;
+use crate::violation::Violations;
+
+/// Most days a temporary separation lasts without an extension (Đ32).
+pub const MAX_SEPARATION_DAYS: i64 = 15;
+/// Working days to draft the plan (Đ28.1).
+pub const PLAN_WORKING_DAYS: u32 = 5;
+/// Working days to approve the plan, in total (Đ28.2; procedure pages,
+/// not confirmed verbatim).
+pub const APPROVAL_WORKING_DAYS: u32 = 7;
+
+/// A risk factor's rating on Mẫu 02 and Mẫu 06.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RiskLevel {
+    /// Cao.
+    High,
+    /// Trung bình.
+    Medium,
+    /// Thấp.
+    Low,
+}
+
+/// One rated risk factor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiskRating {
+    /// The factor, in words.
+    pub factor: String,
+    /// Its rating.
+    pub level: RiskLevel,
+}
+
+/// Kinds of emergency measure (Đ31).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeasureKind {
+    /// Medical care.
+    MedicalCare,
+    /// A safe place to stay.
+    SafeShelter,
+    /// Temporary separation from the abuser (Đ32, Mẫu 07).
+    TemporarySeparation,
+    /// Another measure.
+    Other,
+}
+
+/// The dates of a temporary separation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Separation {
+    /// First day.
+    #[serde(with = "date_serde")]
+    pub start_date: ::time::Date,
+    /// Last day.
+    #[serde(with = "date_serde")]
+    pub end_date: ::time::Date,
+    /// The competent body's decision extending it beyond 15 days, if any.
+    pub extension_decision_ref: Option<String>,
+}
+
+/// One measure of a plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanMeasure {
+    /// Its id within the plan (interventions name it).
+    pub id: String,
+    /// What is to be done.
+    pub description: String,
+    /// The agency or person responsible.
+    pub responsible: String,
+    /// By when.
+    #[serde(with = "date_serde")]
+    pub due_date: ::time::Date,
+}
+
+/// The officer responsible for the case changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfficerAssigned {
+    /// The officer now responsible.
+    pub officer_id: String,
+    /// The one before, if any.
+    pub previous_officer_id: Option<String>,
+}
+
+/// Mẫu 02 was recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitialAssessmentRecorded {
+    /// Rated risk factors.
+    pub ratings: Vec<RiskRating>,
+    /// Emergency measures apply (Đ26.2).
+    pub emergency_measures_apply: bool,
+    /// Summary.
+    pub summary: String,
+}
+
+/// An emergency measure was taken.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmergencyMeasureRecorded {
+    /// Which measure.
+    pub kind: MeasureKind,
+    /// What was done.
+    pub description: String,
+    /// The commune chair's (or competent body's) decision.
+    pub decision_ref: String,
+    /// For a temporary separation: its dates.
+    pub separation: Option<Separation>,
+}
+
+/// Mẫu 03 and the needs meeting were recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetailedAssessmentRecorded {
+    /// Summary of the assessment.
+    pub summary: String,
+    /// The child's needs.
+    pub needs: String,
+    /// Who took part in the meeting.
+    pub meeting_participants: Vec<String>,
+    /// Reference of the meeting minutes (biên bản).
+    pub minutes_ref: String,
+}
+
+/// A plan (Mẫu 04) was drafted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanDrafted {
+    /// 1 for the first plan, then 2, 3...
+    pub plan_no: u32,
+    /// Its measures.
+    pub measures: Vec<PlanMeasure>,
+}
+
+/// The commune chair approved the plan (Mẫu 05).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanApproved {
+    /// Which plan.
+    pub plan_no: u32,
+    /// The decision.
+    pub decision_ref: String,
+}
+
+/// The commune chair sent the plan back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSentBack {
+    /// Which plan.
+    pub plan_no: u32,
+    /// Why.
+    pub reason: String,
+}
+
+/// An intervention against a plan measure.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterventionRecorded {
+    /// Which plan.
+    pub plan_no: u32,
+    /// Which measure.
+    pub measure_id: String,
+    /// What was done.
+    pub description: String,
+    /// When.
+    #[serde(with = "date_serde")]
+    pub date: ::time::Date,
+}
+
+/// A review (Mẫu 06) was recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewRecorded {
+    /// Risk factors rated again.
+    pub ratings: Vec<RiskRating>,
+    /// Some factor is still high or medium.
+    pub risk_remains: bool,
+    /// Summary.
+    pub summary: String,
+}
+
+/// The case was closed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseClosed {
+    /// Why.
+    pub reason: String,
+}
+
+/// The case was reopened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseReopened {
+    /// Why.
+    pub reason: String,
+}
+
+/// A note.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoteAdded {
+    /// The note.
+    pub text: String,
+}
+
+/// The legal deadlines a case runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadlineKind {
+    /// Emergency measures within 12 hours (Đ26.3).
+    Emergency,
+    /// Plan drafted within 5 working days (Đ28.1).
+    PlanDrafted,
+    /// Plan approved within 7 working days in total (Đ28.2).
+    PlanApproved,
+}
+
+impl DeadlineKind {
+    /// What satisfies it, in words.
+    #[must_use]
+    pub const fn satisfied_by(self) -> &'static str {
+        match self {
+            Self::Emergency => {
+                "an emergency measure, or an initial assessment finding none applies"
+            }
+            Self::PlanDrafted => "a drafted plan (Mẫu 04)",
+            Self::PlanApproved => "the plan's approval (Mẫu 05)",
+        }
+    }
+}
+
+/// A deadline was set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadlineSet {
+    /// Which.
+    pub kind: DeadlineKind,
+    /// When its clock started, Unix ms.
+    pub start_ms: i64,
+    /// When it falls due, Unix ms.
+    pub due_at_ms: i64,
+    /// When the early warning is due, Unix ms.
+    pub warn_at_ms: i64,
+}
+
+/// A deadline was satisfied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadlineMet {
+    /// Which.
+    pub kind: DeadlineKind,
+    /// Met after it had been missed.
+    pub late: bool,
+}
+
+/// A deadline no longer applies (the case closed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadlineCleared {
+    /// Which.
+    pub kind: DeadlineKind,
+    /// Why.
+    pub reason: String,
+}
+
+/// The configured share of a deadline's time has passed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadlineWarned {
+    /// Which.
+    pub kind: DeadlineKind,
+    /// When it falls due.
+    pub due_at_ms: i64,
+}
+
+/// A deadline passed unmet. Appended once per deadline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadlineMissed {
+    /// Which.
+    pub kind: DeadlineKind,
+    /// When it fell due.
+    pub due_at_ms: i64,
+}
+
+/// Where a deadline stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeadlineState {
+    /// Running (possibly already missed).
+    Open,
+    /// Satisfied.
+    Met,
+    /// No longer applies.
+    Cleared,
+}
+
+/// A deadline of a case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deadline {
+    /// Which.
+    pub kind: DeadlineKind,
+    /// When its clock started.
+    pub start_ms: i64,
+    /// When it falls due.
+    pub due_at_ms: i64,
+    /// When the early warning is due.
+    pub warn_at_ms: i64,
+    /// Where it stands.
+    pub state: DeadlineState,
+    /// The early warning was raised.
+    pub warned: bool,
+    /// It was missed (it may still be met, late).
+    pub missed: bool,
+}
+
+/// What deciding needs besides the state and the command.
+pub struct Context<'a> {
+    /// Now, Unix ms (injected).
+    pub now_ms: i64,
+    /// Working days.
+    pub calendar: &'a Calendar,
+    /// Share of a deadline's time after which the warning is raised (0–1).
+    pub warn_share: f64,
+}
+
+impl Context<'_> {
+    fn deadline(&self, kind: DeadlineKind, start_ms: i64) -> DeadlineSet {
+        let due_at_ms = match kind {
+            DeadlineKind::Emergency => start_ms + TWELVE_HOURS_MS,
+            DeadlineKind::PlanDrafted => self
+                .calendar
+                .working_days_after(start_ms, PLAN_WORKING_DAYS),
+            DeadlineKind::PlanApproved => self
+                .calendar
+                .working_days_after(start_ms, APPROVAL_WORKING_DAYS),
+        };
+        let share = self.warn_share.clamp(0.0, 1.0);
+        // Deadlines span hours to days: far inside f64's exact range.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+        let warn_at_ms = start_ms + ((due_at_ms - start_ms) as f64 * share) as i64;
+        DeadlineSet {
+            kind,
+            start_ms,
+            due_at_ms,
+            warn_at_ms,
+        }
+    }
+}
+
+/// What an officer (or the scheduler) asks of a case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Command {
+    /// Assign or reassign the responsible officer.
+    Assign { officer_id: String },
+    /// Record Mẫu 02.
+    RecordInitialAssessment {
+        ratings: Vec<RiskRating>,
+        emergency_measures_apply: bool,
+        summary: String,
+    },
+    /// Record an emergency measure.
+    RecordEmergencyMeasure {
+        kind: MeasureKind,
+        description: String,
+        decision_ref: String,
+        separation: Option<Separation>,
+    },
+    /// Record Mẫu 03 and the needs meeting.
+    RecordDetailedAssessment {
+        summary: String,
+        needs: String,
+        meeting_participants: Vec<String>,
+        minutes_ref: String,
+    },
+    /// Draft a plan (Mẫu 04).
+    DraftPlan { measures: Vec<PlanMeasure> },
+    /// The chair approves the plan (Mẫu 05).
+    ApprovePlan { decision_ref: String },
+    /// The chair sends the plan back.
+    SendBackPlan { reason: String },
+    /// Record an intervention against a plan measure.
+    RecordIntervention {
+        measure_id: String,
+        description: String,
+        date: ::time::Date,
+    },
+    /// Record a review (Mẫu 06).
+    RecordReview {
+        ratings: Vec<RiskRating>,
+        summary: String,
+    },
+    /// Close the case.
+    Close { reason: String },
+    /// Reopen a closed case.
+    Reopen { reason: String },
+    /// Add a note.
+    AddNote { text: String },
+}
+
+/// Why a command was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Bad input (gRPC `INVALID_ARGUMENT`): every bad field.
+    Invalid(Violations),
+    /// The procedure does not allow this step now (gRPC
+    /// `FAILED_PRECONDITION`): the rule, in words.
+    NotAllowed(String),
+}
+
+impl From<Violations> for Refusal {
+    fn from(v: Violations) -> Self {
+        Self::Invalid(v)
+    }
+}
+
+fn not_allowed(rule: &str) -> Refusal {
+    Refusal::NotAllowed(rule.to_owned())
+}
+
+fn required(v: &mut Violations, field: &str, value: &str) {
+    if value.trim().is_empty() {
+        v.add(field, "is required");
+    } else if value.chars().count() > 4000 {
+        v.add(field, "must be at most 4000 characters");
+    }
+}
+
+fn ratings_valid(v: &mut Violations, ratings: &[RiskRating]) {
+    if ratings.is_empty() {
+        v.add("ratings", "rate at least one risk factor");
+    }
+    for (i, r) in ratings.iter().enumerate() {
+        required(v, &format!("ratings[{i}].factor"), &r.factor);
+    }
+}
+
+/// The events that open a case: [`CaseOpened`] and the deadlines it runs
+/// against (none for a child of 16 or 17: general support).
+#[must_use]
+pub fn opening_events(opened: CaseOpened, ctx: &Context<'_>) -> Vec<CaseEvent> {
+    let received = opened.received_at_ms;
+    let mut events = Vec::new();
+    if !opened.outside_child_law {
+        if opened.immediate_danger || opened.caregiver_is_alleged_abuser {
+            events.push(CaseEvent::DeadlineSet(
+                ctx.deadline(DeadlineKind::Emergency, received),
+            ));
+        }
+        events.push(CaseEvent::DeadlineSet(
+            ctx.deadline(DeadlineKind::PlanDrafted, received),
+        ));
+        events.push(CaseEvent::DeadlineSet(
+            ctx.deadline(DeadlineKind::PlanApproved, received),
+        ));
+    }
+    events.insert(0, CaseEvent::Opened(opened));
+    events
+}
+
+fn meet(state: &CaseState, kind: DeadlineKind, events: &mut Vec<CaseEvent>) {
+    if let Some(d) = state.deadlines.get(&kind)
+        && d.state == DeadlineState::Open
+    {
+        events.push(CaseEvent::DeadlineMet(DeadlineMet {
+            kind,
+            late: d.missed,
+        }));
+    }
+}
+
+/// Decides a command against the case's state: the events to append, or why
+/// not.
+///
+/// # Errors
+/// [`Refusal::Invalid`] for bad input, [`Refusal::NotAllowed`] naming the
+/// rule for a step the procedure does not allow now.
+pub fn decide(
+    state: &CaseState,
+    command: Command,
+    ctx: &Context<'_>,
+) -> Result<Vec<CaseEvent>, Refusal> {
+    let closed = state.status == CaseStatus::Closed;
+    let mut v = Violations::default();
+    let mut events = Vec::new();
+    match command {
+        Command::AddNote { text } => {
+            required(&mut v, "text", &text);
+            v.into_result(())?;
+            events.push(CaseEvent::NoteAdded(NoteAdded { text }));
+        }
+        Command::Assign { officer_id } => {
+            required(&mut v, "officer_id", &officer_id);
+            v.into_result(())?;
+            if closed {
+                return Err(not_allowed(
+                    "a closed case must be reopened before it is assigned",
+                ));
+            }
+            if state.officer_id.as_deref() == Some(officer_id.as_str()) {
+                return Err(not_allowed("the case is already assigned to this officer"));
+            }
+            events.push(CaseEvent::OfficerAssigned(OfficerAssigned {
+                officer_id,
+                previous_officer_id: state.officer_id.clone(),
+            }));
+        }
+        Command::RecordInitialAssessment {
+            ratings,
+            emergency_measures_apply,
+            summary,
+        } => {
+            ratings_valid(&mut v, &ratings);
+            v.into_result(())?;
+            if state.phase != Phase::AwaitingInitialAssessment {
+                return Err(not_allowed(
+                    "the initial assessment (Mẫu 02) is recorded once, first, after the case opens or reopens",
+                ));
+            }
+            events.push(CaseEvent::InitialAssessmentRecorded(
+                InitialAssessmentRecorded {
+                    ratings,
+                    emergency_measures_apply,
+                    summary,
+                },
+            ));
+            match (
+                emergency_measures_apply,
+                state.deadlines.get(&DeadlineKind::Emergency),
+            ) {
+                (false, Some(d)) if d.state == DeadlineState::Open => {
+                    meet(state, DeadlineKind::Emergency, &mut events)
+                }
+                (true, None) if !state.opened.outside_child_law => {
+                    events.push(CaseEvent::DeadlineSet(
+                        ctx.deadline(DeadlineKind::Emergency, state.opened.received_at_ms),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Command::RecordEmergencyMeasure {
+            kind,
+            description,
+            decision_ref,
+            separation,
+        } => {
+            required(&mut v, "description", &description);
+            required(&mut v, "decision_ref", &decision_ref);
+            match (&kind, &separation) {
+                (MeasureKind::TemporarySeparation, None) => {
+                    v.add(
+                        "separation",
+                        "a temporary separation needs its start and end dates",
+                    );
+                }
+                (MeasureKind::TemporarySeparation, Some(s)) => {
+                    let days = (s.end_date - s.start_date).whole_days() + 1;
+                    if s.end_date < s.start_date {
+                        v.add("separation.end_date", "must not be before start_date");
+                    } else if days > MAX_SEPARATION_DAYS
+                        && s.extension_decision_ref
+                            .as_deref()
+                            .is_none_or(|r| r.trim().is_empty())
+                    {
+                        v.add(
+                            "separation.end_date",
+                            format!(
+                                "a temporary separation lasts at most {MAX_SEPARATION_DAYS} days (Đ32) unless extension_decision_ref names the competent body's decision; this is {days} days"
+                            ),
+                        );
+                    }
+                }
+                (_, Some(_)) => v.add("separation", "only for a temporary separation"),
+                (_, None) => {}
+            }
+            v.into_result(())?;
+            if closed {
+                return Err(not_allowed(
+                    "a closed case must be reopened before measures are recorded",
+                ));
+            }
+            if state.emergency_measures_apply != Some(true) {
+                return Err(not_allowed(
+                    "emergency measures need an initial assessment (Mẫu 02) that found they apply",
+                ));
+            }
+            events.push(CaseEvent::EmergencyMeasureRecorded(
+                EmergencyMeasureRecorded {
+                    kind,
+                    description,
+                    decision_ref,
+                    separation,
+                },
+            ));
+            meet(state, DeadlineKind::Emergency, &mut events);
+        }
+        Command::RecordDetailedAssessment {
+            summary,
+            needs,
+            meeting_participants,
+            minutes_ref,
+        } => {
+            required(&mut v, "summary", &summary);
+            required(&mut v, "minutes_ref", &minutes_ref);
+            if meeting_participants.iter().all(|p| p.trim().is_empty()) {
+                v.add(
+                    "meeting_participants",
+                    "name who took part in the needs meeting",
+                );
+            }
+            v.into_result(())?;
+            if state.phase != Phase::InitiallyAssessed {
+                return Err(not_allowed(
+                    "the detailed assessment (Mẫu 03) follows the initial assessment (Mẫu 02), once",
+                ));
+            }
+            events.push(CaseEvent::DetailedAssessmentRecorded(
+                DetailedAssessmentRecorded {
+                    summary,
+                    needs,
+                    meeting_participants,
+                    minutes_ref,
+                },
+            ));
+        }
+        Command::DraftPlan { measures } => {
+            if measures.is_empty() {
+                v.add("measures", "a plan needs at least one measure");
+            }
+            let mut ids = BTreeSet::new();
+            for (i, m) in measures.iter().enumerate() {
+                required(&mut v, &format!("measures[{i}].id"), &m.id);
+                required(
+                    &mut v,
+                    &format!("measures[{i}].description"),
+                    &m.description,
+                );
+                required(
+                    &mut v,
+                    &format!("measures[{i}].responsible"),
+                    &m.responsible,
+                );
+                if !ids.insert(m.id.as_str()) {
+                    v.add(format!("measures[{i}].id"), "is used twice in this plan");
+                }
+            }
+            v.into_result(())?;
+            let allowed = matches!(
+                state.phase,
+                Phase::DetailedAssessed
+                    | Phase::PlanSentBack
+                    | Phase::Reviewed { risk_remains: true }
+            );
+            if !allowed {
+                return Err(not_allowed(
+                    "a plan (Mẫu 04) is drafted after the detailed assessment (Mẫu 03), after the chair sends a plan back, or after a review that found risk remaining",
+                ));
+            }
+            let plan_no = state.plan.as_ref().map_or(1, |p| p.draft.plan_no + 1);
+            events.push(CaseEvent::PlanDrafted(PlanDrafted { plan_no, measures }));
+            meet(state, DeadlineKind::PlanDrafted, &mut events);
+        }
+        Command::ApprovePlan { decision_ref } => {
+            required(&mut v, "decision_ref", &decision_ref);
+            v.into_result(())?;
+            let Some(plan) = state
+                .plan
+                .as_ref()
+                .filter(|_| state.phase == Phase::PlanAwaitingDecision)
+            else {
+                return Err(not_allowed(
+                    "only a drafted plan awaiting the commune chair can be approved",
+                ));
+            };
+            events.push(CaseEvent::PlanApproved(PlanApproved {
+                plan_no: plan.draft.plan_no,
+                decision_ref,
+            }));
+            meet(state, DeadlineKind::PlanApproved, &mut events);
+        }
+        Command::SendBackPlan { reason } => {
+            required(&mut v, "reason", &reason);
+            v.into_result(())?;
+            let Some(plan) = state
+                .plan
+                .as_ref()
+                .filter(|_| state.phase == Phase::PlanAwaitingDecision)
+            else {
+                return Err(not_allowed(
+                    "only a drafted plan awaiting the commune chair can be sent back",
+                ));
+            };
+            events.push(CaseEvent::PlanSentBack(PlanSentBack {
+                plan_no: plan.draft.plan_no,
+                reason,
+            }));
+        }
+        Command::RecordIntervention {
+            measure_id,
+            description,
+            date,
+        } => {
+            required(&mut v, "measure_id", &measure_id);
+            required(&mut v, "description", &description);
+            v.into_result(())?;
+            let Some(plan) = state
+                .plan
+                .as_ref()
+                .filter(|_| state.phase == Phase::PlanApproved)
+            else {
+                return Err(not_allowed(
+                    "the plan must be approved before interventions are recorded",
+                ));
+            };
+            if !plan.draft.measures.iter().any(|m| m.id == measure_id) {
+                return Err(Refusal::Invalid(Violations::one(
+                    "measure_id",
+                    format!("plan {} has no measure {measure_id:?}", plan.draft.plan_no),
+                )));
+            }
+            events.push(CaseEvent::InterventionRecorded(InterventionRecorded {
+                plan_no: plan.draft.plan_no,
+                measure_id,
+                description,
+                date,
+            }));
+        }
+        Command::RecordReview { ratings, summary } => {
+            ratings_valid(&mut v, &ratings);
+            v.into_result(())?;
+            if state.phase != Phase::PlanApproved {
+                return Err(not_allowed("a review (Mẫu 06) follows an approved plan"));
+            }
+            let risk_remains = ratings.iter().any(|r| r.level != RiskLevel::Low);
+            events.push(CaseEvent::ReviewRecorded(ReviewRecorded {
+                ratings,
+                risk_remains,
+                summary,
+            }));
+        }
+        Command::Close { reason } => {
+            required(&mut v, "reason", &reason);
+            v.into_result(())?;
+            if state.phase
+                != (Phase::Reviewed {
+                    risk_remains: false,
+                })
+            {
+                return Err(not_allowed(
+                    "a case closes only after a review (Mẫu 06) that found no risk remaining; otherwise draft a new plan",
+                ));
+            }
+            events.push(CaseEvent::Closed(CaseClosed { reason }));
+            for d in state
+                .deadlines
+                .values()
+                .filter(|d| d.state == DeadlineState::Open)
+            {
+                events.push(CaseEvent::DeadlineCleared(DeadlineCleared {
+                    kind: d.kind,
+                    reason: "case closed".into(),
+                }));
+            }
+        }
+        Command::Reopen { reason } => {
+            required(&mut v, "reason", &reason);
+            v.into_result(())?;
+            if !closed {
+                return Err(not_allowed("only a closed case can be reopened"));
+            }
+            events.push(CaseEvent::Reopened(CaseReopened { reason }));
+        }
+    }
+    Ok(events)
+}
+
+/// The deadline events due at `now_ms`: `DeadlineMissed` for each open
+/// deadline past due and not yet marked missed, `DeadlineWarned` for each
+/// past its warning time and not yet warned. Empty when nothing is due, so
+/// a scheduler tick that finds them already appended appends nothing.
+#[must_use]
+pub fn due_deadline_events(state: &CaseState, now_ms: i64) -> Vec<CaseEvent> {
+    let mut events = Vec::new();
+    if state.status == CaseStatus::Closed {
+        return events;
+    }
+    for d in state
+        .deadlines
+        .values()
+        .filter(|d| d.state == DeadlineState::Open)
+    {
+        if now_ms >= d.due_at_ms {
+            if !d.missed {
+                events.push(CaseEvent::DeadlineMissed(DeadlineMissed {
+                    kind: d.kind,
+                    due_at_ms: d.due_at_ms,
+                }));
+            }
+        } else if now_ms >= d.warn_at_ms && !d.warned {
+            events.push(CaseEvent::DeadlineWarned(DeadlineWarned {
+                kind: d.kind,
+                due_at_ms: d.due_at_ms,
+            }));
+        }
+    }
+    events
+}
+
+/// The earliest instant at which [`due_deadline_events`] would return
+/// something, if any: when the scheduler needs to look at this case next.
+#[must_use]
+pub fn next_deadline_check(state: &CaseState) -> Option<i64> {
+    if state.status == CaseStatus::Closed {
+        return None;
+    }
+    state
+        .deadlines
+        .values()
+        .filter(|d| d.state == DeadlineState::Open && !d.missed)
+        .map(|d| if d.warned { d.due_at_ms } else { d.warn_at_ms })
+        .min()
+}
+
+/// A deadline in words, for alerts and messages.
+#[must_use]
+pub fn describe_deadline(d: &Deadline) -> String {
+    format!(
+        "{:?} due {} ({})",
+        d.kind,
+        describe(d.due_at_ms),
+        d.kind.satisfied_by()
+    )
+}
+
+#[cfg(test)]
+mod tests;

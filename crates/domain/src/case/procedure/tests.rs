@@ -1,0 +1,519 @@
+//! Given/when/then tests of the procedure: given these events, when this
+//! command, then these events or this refusal.
+
+use ::time::macros::date;
+use uuid::Uuid;
+
+use super::*;
+use crate::case::{CaseEvent, CaseOpened, apply};
+use crate::intake::{Channel, Concerns};
+
+/// Thursday 2026-11-26 22:00 in Vietnam.
+const RECEIVED: i64 = 1_795_705_200_000;
+
+fn calendar() -> Calendar {
+    Calendar::parse(include_str!("../../../../../deploy/calendar/vietnam.json")).unwrap()
+}
+
+fn opened(immediate_danger: bool) -> CaseOpened {
+    CaseOpened {
+        case_id: Uuid::from_u128(1),
+        intake_id: Uuid::from_u128(2),
+        intake_event_id: Uuid::from_u128(3),
+        channel: Channel::Phone,
+        received_at_ms: RECEIVED,
+        incident_unit_id: "vn-ct.p-ninh-kieu".into(),
+        residence_unit_id: None,
+        concerns: Concerns::default(),
+        immediate_danger,
+        caregiver_is_alleged_abuser: false,
+        outside_child_law: false,
+        possible_duplicate_case_ids: vec![],
+        police_case_number: None,
+        follow_up_case_not_found: None,
+    }
+}
+
+fn fold(events: &[CaseEvent]) -> CaseState {
+    events.iter().fold(None, apply).unwrap()
+}
+
+struct Case {
+    events: Vec<CaseEvent>,
+    calendar: Calendar,
+    now_ms: i64,
+}
+
+impl Case {
+    /// Given a case opened from a report received at RECEIVED.
+    fn given(immediate_danger: bool) -> Self {
+        let calendar = calendar();
+        let events = {
+            let ctx = Context {
+                now_ms: RECEIVED,
+                calendar: &calendar,
+                warn_share: 0.75,
+            };
+            opening_events(opened(immediate_danger), &ctx)
+        };
+        Self {
+            events,
+            calendar,
+            now_ms: RECEIVED + 60_000,
+        }
+    }
+
+    fn state(&self) -> CaseState {
+        fold(&self.events)
+    }
+
+    /// When `command`: the events it produces (also appended) or the refusal.
+    fn when(&mut self, command: Command) -> Result<Vec<CaseEvent>, Refusal> {
+        let ctx = Context {
+            now_ms: self.now_ms,
+            calendar: &self.calendar,
+            warn_share: 0.75,
+        };
+        let events = decide(&self.state(), command, &ctx)?;
+        self.events.extend(events.clone());
+        Ok(events)
+    }
+
+    fn ok(&mut self, command: Command) -> Vec<CaseEvent> {
+        self.when(command).unwrap()
+    }
+
+    fn refused(&mut self, command: Command) -> String {
+        match self.when(command) {
+            Err(Refusal::NotAllowed(rule)) => rule,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    fn invalid(&mut self, command: Command) -> Vec<String> {
+        match self.when(command) {
+            Err(Refusal::Invalid(v)) => v.0.into_iter().map(|x| x.field).collect(),
+            other => panic!("expected invalid input, got {other:?}"),
+        }
+    }
+}
+
+fn rate(level: RiskLevel) -> Vec<RiskRating> {
+    vec![RiskRating {
+        factor: "cha dượng bạo lực".into(),
+        level,
+    }]
+}
+
+fn initial(apply: bool) -> Command {
+    Command::RecordInitialAssessment {
+        ratings: rate(RiskLevel::High),
+        emergency_measures_apply: apply,
+        summary: "nguy cơ cao".into(),
+    }
+}
+
+fn detailed() -> Command {
+    Command::RecordDetailedAssessment {
+        summary: "đánh giá chi tiết".into(),
+        needs: "chăm sóc y tế, tâm lý".into(),
+        meeting_participants: vec!["cán bộ xã".into(), "mẹ".into()],
+        minutes_ref: "BB-01/2026".into(),
+    }
+}
+
+fn plan() -> Command {
+    Command::DraftPlan {
+        measures: vec![PlanMeasure {
+            id: "m1".into(),
+            description: "tư vấn tâm lý hằng tuần".into(),
+            responsible: "Trung tâm Công tác xã hội".into(),
+            due_date: date!(2026 - 12 - 31),
+        }],
+    }
+}
+
+fn approve() -> Command {
+    Command::ApprovePlan {
+        decision_ref: "QĐ 12/QĐ-UBND".into(),
+    }
+}
+
+fn intervention(measure: &str) -> Command {
+    Command::RecordIntervention {
+        measure_id: measure.into(),
+        description: "buổi tư vấn 1".into(),
+        date: date!(2026 - 12 - 02),
+    }
+}
+
+fn review(level: RiskLevel) -> Command {
+    Command::RecordReview {
+        ratings: rate(level),
+        summary: "rà soát".into(),
+    }
+}
+
+fn kinds(events: &[CaseEvent]) -> Vec<&'static str> {
+    events.iter().map(CaseEvent::event_type).collect()
+}
+
+#[test]
+fn given_a_report_with_immediate_danger_when_opened_then_three_deadlines_run() {
+    let case = Case::given(true);
+    assert_eq!(
+        kinds(&case.events),
+        ["CaseOpened", "DeadlineSet", "DeadlineSet", "DeadlineSet"]
+    );
+    let state = case.state();
+    let emergency = &state.deadlines[&DeadlineKind::Emergency];
+    assert_eq!(
+        emergency.due_at_ms,
+        RECEIVED + TWELVE_HOURS_MS,
+        "12 hours, across midnight"
+    );
+    assert_eq!(describe(emergency.due_at_ms), "2026-11-27 10:00 (UTC+7)");
+    // Thu 26 Nov: Fri 27, Mon 30, Tue 1, Wed 2, Thu 3 → end of Thu 3 Dec; 7 → end of Mon 7 Dec.
+    assert_eq!(
+        describe(state.deadlines[&DeadlineKind::PlanDrafted].due_at_ms),
+        "2026-12-04 00:00 (UTC+7)"
+    );
+    assert_eq!(
+        describe(state.deadlines[&DeadlineKind::PlanApproved].due_at_ms),
+        "2026-12-08 00:00 (UTC+7)"
+    );
+    assert_eq!(emergency.warn_at_ms, RECEIVED + TWELVE_HOURS_MS * 3 / 4);
+}
+
+#[test]
+fn given_a_child_of_16_when_opened_then_no_procedure_deadlines() {
+    let calendar = calendar();
+    let ctx = Context {
+        now_ms: RECEIVED,
+        calendar: &calendar,
+        warn_share: 0.75,
+    };
+    let mut older = opened(true);
+    older.outside_child_law = true;
+    assert_eq!(kinds(&opening_events(older, &ctx)), ["CaseOpened"]);
+}
+
+#[test]
+fn the_whole_procedure_with_a_plan_sent_back_and_a_new_plan_after_review() {
+    let mut case = Case::given(true);
+    case.ok(Command::Assign {
+        officer_id: "cb-ninh-kieu-1".into(),
+    });
+    assert_eq!(
+        kinds(&case.ok(initial(true))),
+        ["InitialAssessmentRecorded"]
+    );
+    let measure = Command::RecordEmergencyMeasure {
+        kind: MeasureKind::SafeShelter,
+        description: "đưa cháu đến nhà bà ngoại".into(),
+        decision_ref: "QĐ 01/QĐ-UBND".into(),
+        separation: None,
+    };
+    assert_eq!(
+        kinds(&case.ok(measure)),
+        ["EmergencyMeasureRecorded", "DeadlineMet"]
+    );
+    case.ok(detailed());
+    assert_eq!(kinds(&case.ok(plan())), ["PlanDrafted", "DeadlineMet"]);
+    assert_eq!(
+        kinds(&case.ok(Command::SendBackPlan {
+            reason: "thiếu biện pháp hỗ trợ học tập".into()
+        })),
+        ["PlanSentBack"]
+    );
+    assert_eq!(
+        case.refused(intervention("m1")),
+        "the plan must be approved before interventions are recorded"
+    );
+    let second = case.ok(plan());
+    assert!(matches!(&second[0], CaseEvent::PlanDrafted(p) if p.plan_no == 2));
+    assert_eq!(second.len(), 1, "the plan deadline was already met");
+    assert_eq!(kinds(&case.ok(approve())), ["PlanApproved", "DeadlineMet"]);
+    case.ok(intervention("m1"));
+    case.ok(review(RiskLevel::Medium));
+    assert_eq!(
+        case.refused(Command::Close {
+            reason: "xong".into()
+        }),
+        "a case closes only after a review (Mẫu 06) that found no risk remaining; otherwise draft a new plan"
+    );
+    let third = case.ok(plan());
+    assert!(matches!(&third[0], CaseEvent::PlanDrafted(p) if p.plan_no == 3));
+    case.ok(approve());
+    case.ok(review(RiskLevel::Low));
+    assert_eq!(
+        kinds(&case.ok(Command::Close {
+            reason: "không còn nguy cơ".into()
+        })),
+        ["CaseClosed"]
+    );
+    assert_eq!(case.state().status, CaseStatus::Closed);
+    assert_eq!(case.state().officer_id.as_deref(), Some("cb-ninh-kieu-1"));
+}
+
+#[test]
+fn given_a_new_case_when_steps_come_out_of_order_then_each_is_refused_naming_the_rule() {
+    let mut case = Case::given(false);
+    assert!(
+        case.refused(detailed())
+            .contains("follows the initial assessment")
+    );
+    assert!(
+        case.refused(plan())
+            .contains("a plan (Mẫu 04) is drafted after the detailed assessment")
+    );
+    assert!(
+        case.refused(approve())
+            .contains("awaiting the commune chair")
+    );
+    assert!(
+        case.refused(Command::SendBackPlan { reason: "x".into() })
+            .contains("awaiting the commune chair")
+    );
+    assert!(
+        case.refused(review(RiskLevel::Low))
+            .contains("follows an approved plan")
+    );
+    assert!(
+        case.refused(Command::Reopen { reason: "x".into() })
+            .contains("only a closed case")
+    );
+    case.ok(initial(false));
+    assert!(case.refused(initial(false)).contains("recorded once"));
+    let measure = Command::RecordEmergencyMeasure {
+        kind: MeasureKind::MedicalCare,
+        description: "khám".into(),
+        decision_ref: "QĐ 2".into(),
+        separation: None,
+    };
+    assert!(case.refused(measure).contains("found they apply"));
+}
+
+#[test]
+fn given_bad_input_then_every_bad_field_is_named() {
+    let mut case = Case::given(true);
+    case.ok(initial(true));
+    let fields = case.invalid(Command::RecordEmergencyMeasure {
+        kind: MeasureKind::TemporarySeparation,
+        description: " ".into(),
+        decision_ref: String::new(),
+        separation: Some(Separation {
+            start_date: date!(2026 - 11 - 27),
+            end_date: date!(2026 - 12 - 20),
+            extension_decision_ref: None,
+        }),
+    });
+    assert_eq!(
+        fields,
+        ["description", "decision_ref", "separation.end_date"]
+    );
+    assert_eq!(
+        case.invalid(Command::AddNote {
+            text: String::new()
+        }),
+        ["text"]
+    );
+    case.ok(detailed());
+    let twice = Command::DraftPlan {
+        measures: vec![
+            PlanMeasure {
+                id: "m1".into(),
+                description: "a".into(),
+                responsible: "b".into(),
+                due_date: date!(2026 - 12 - 01),
+            },
+            PlanMeasure {
+                id: "m1".into(),
+                description: "c".into(),
+                responsible: " ".into(),
+                due_date: date!(2026 - 12 - 01),
+            },
+        ],
+    };
+    assert_eq!(
+        case.invalid(twice),
+        ["measures[1].responsible", "measures[1].id"]
+    );
+    case.ok(plan());
+    case.ok(approve());
+    assert_eq!(case.invalid(intervention("m9")), ["measure_id"]);
+}
+
+#[test]
+fn given_a_temporary_separation_then_15_days_unless_an_extension_is_named() {
+    let mut case = Case::given(true);
+    case.ok(initial(true));
+    let separation = |end, extension: Option<&str>| Command::RecordEmergencyMeasure {
+        kind: MeasureKind::TemporarySeparation,
+        description: "tạm thời cách ly khỏi cha dượng".into(),
+        decision_ref: "QĐ 03/QĐ-UBND (Mẫu 07)".into(),
+        separation: Some(Separation {
+            start_date: date!(2026 - 11 - 27),
+            end_date: end,
+            extension_decision_ref: extension.map(str::to_owned),
+        }),
+    };
+    // 27 Nov to 11 Dec inclusive is 15 days: allowed.
+    assert_eq!(
+        kinds(&case.ok(separation(date!(2026 - 12 - 11), None))),
+        ["EmergencyMeasureRecorded", "DeadlineMet"]
+    );
+    assert_eq!(
+        case.invalid(separation(date!(2026 - 12 - 12), None)),
+        ["separation.end_date"]
+    );
+    assert_eq!(
+        kinds(&case.ok(separation(date!(2026 - 12 - 20), Some("QĐ gia hạn 5/2026")))),
+        ["EmergencyMeasureRecorded"]
+    );
+}
+
+#[test]
+fn given_no_danger_flag_when_mau_02_finds_emergency_measures_apply_then_the_12_hours_start_from_receipt()
+ {
+    let mut case = Case::given(false);
+    assert!(
+        !case
+            .state()
+            .deadlines
+            .contains_key(&DeadlineKind::Emergency)
+    );
+    let events = case.ok(initial(true));
+    let CaseEvent::DeadlineSet(set) = &events[1] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        (set.kind, set.due_at_ms),
+        (DeadlineKind::Emergency, RECEIVED + TWELVE_HOURS_MS)
+    );
+}
+
+#[test]
+fn given_danger_flagged_when_mau_02_finds_no_emergency_measure_applies_then_the_emergency_deadline_is_met()
+ {
+    let mut case = Case::given(true);
+    assert_eq!(
+        kinds(&case.ok(initial(false))),
+        ["InitialAssessmentRecorded", "DeadlineMet"]
+    );
+    assert_eq!(
+        case.state().deadlines[&DeadlineKind::Emergency].state,
+        DeadlineState::Met
+    );
+}
+
+#[test]
+fn given_the_clock_moves_then_one_warning_and_one_miss_per_deadline() {
+    let case = Case::given(true);
+    let state = case.state();
+    let due = RECEIVED + TWELVE_HOURS_MS;
+    assert!(due_deadline_events(&state, RECEIVED + 60_000).is_empty());
+    assert_eq!(
+        next_deadline_check(&state),
+        Some(RECEIVED + TWELVE_HOURS_MS * 3 / 4)
+    );
+
+    let warned = due_deadline_events(&state, due - 1);
+    assert_eq!(
+        warned,
+        [CaseEvent::DeadlineWarned(DeadlineWarned {
+            kind: DeadlineKind::Emergency,
+            due_at_ms: due
+        })]
+    );
+    let state = fold(&[case.events.clone(), warned].concat());
+    assert!(
+        due_deadline_events(&state, due - 1).is_empty(),
+        "warned once"
+    );
+    assert_eq!(next_deadline_check(&state), Some(due));
+
+    let missed = due_deadline_events(&state, due);
+    assert_eq!(
+        missed,
+        [CaseEvent::DeadlineMissed(DeadlineMissed {
+            kind: DeadlineKind::Emergency,
+            due_at_ms: due
+        })]
+    );
+    let state = fold(&[case.events.clone(), missed.clone()].concat());
+    assert!(
+        due_deadline_events(&state, due + 3_600_000).is_empty(),
+        "missed once, however often the clock ticks"
+    );
+    // Five working days later both plan deadlines are missed too, once each.
+    let later = state.deadlines[&DeadlineKind::PlanApproved].due_at_ms;
+    assert_eq!(
+        kinds(&due_deadline_events(&state, later)),
+        ["DeadlineMissed", "DeadlineMissed"]
+    );
+}
+
+#[test]
+fn given_a_missed_deadline_when_the_step_is_done_late_then_it_is_met_late() {
+    let mut case = Case::given(true);
+    case.events.push(CaseEvent::DeadlineMissed(DeadlineMissed {
+        kind: DeadlineKind::Emergency,
+        due_at_ms: RECEIVED + TWELVE_HOURS_MS,
+    }));
+    case.ok(initial(true));
+    let events = case.ok(Command::RecordEmergencyMeasure {
+        kind: MeasureKind::MedicalCare,
+        description: "khám tại bệnh viện Nhi đồng".into(),
+        decision_ref: "QĐ 4".into(),
+        separation: None,
+    });
+    assert_eq!(
+        events[1],
+        CaseEvent::DeadlineMet(DeadlineMet {
+            kind: DeadlineKind::Emergency,
+            late: true
+        })
+    );
+}
+
+#[test]
+fn given_a_closed_case_then_only_notes_and_reopening_are_allowed() {
+    let mut case = Case::given(false);
+    case.ok(initial(false));
+    case.ok(detailed());
+    case.ok(plan());
+    case.ok(approve());
+    case.ok(review(RiskLevel::Low));
+    case.ok(Command::Close {
+        reason: "hết nguy cơ".into(),
+    });
+    assert!(
+        case.refused(Command::Assign {
+            officer_id: "cb-2".into()
+        })
+        .contains("reopened")
+    );
+    case.ok(Command::AddNote {
+        text: "mẹ gọi điện cảm ơn".into(),
+    });
+    assert!(
+        due_deadline_events(&case.state(), i64::MAX).is_empty(),
+        "closed cases raise no alarms"
+    );
+    case.ok(Command::Reopen {
+        reason: "tái diễn bạo lực".into(),
+    });
+    assert_eq!(case.state().phase, Phase::AwaitingInitialAssessment);
+    case.ok(initial(true));
+}
+
+#[test]
+fn case_events_round_trip_through_their_stored_names() {
+    let mut case = Case::given(true);
+    case.ok(initial(true));
+    for event in &case.events {
+        let back = CaseEvent::decode(event.event_type(), &event.payload().to_string()).unwrap();
+        assert_eq!(&back, event);
+    }
+}
