@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod casework;
 mod foundation;
 mod intake;
 
@@ -57,6 +58,17 @@ impl Service {
                 concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/reference"),
             )
             .env("BAOVE_HANDOVER_RETRY_SECS", "1")
+            .env(
+                "BAOVE_CALENDAR_FILE",
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../deploy/calendar/vietnam.json"
+                ),
+            )
+            .env(
+                "BAOVE_CLOCK_OFFSET_FILE",
+                data.path().join("clock-offset-ms"),
+            )
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()),
@@ -116,6 +128,11 @@ impl Service {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Moves this service's clock `ms` ahead of the real one.
+    pub fn move_clock(&self, ms: i64) {
+        std::fs::write(self.data.path().join("clock-offset-ms"), ms.to_string()).unwrap();
     }
 
     /// Kills it with SIGKILL, as a power cut or the OOM killer would, and

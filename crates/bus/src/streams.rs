@@ -32,6 +32,14 @@ pub const REFERRAL: StreamSpec = StreamSpec {
     prefix: "baove.referral",
 };
 
+/// Alerts for people on duty: `baove.alert.deadline.<commune unit id>`
+/// (unit ids contain dots: subscribe to `baove.alert.deadline.>` or to the
+/// full subject).
+pub const ALERT: StreamSpec = StreamSpec {
+    name: "BAOVE_ALERT",
+    prefix: "baove.alert",
+};
+
 /// How long JetStream remembers a `Nats-Msg-Id` to drop a re-publish. The
 /// relay re-publishes whatever it had not seen acknowledged, so this bounds
 /// how long an outage can be without a duplicate reaching the stream;

@@ -625,6 +625,26 @@ pub fn verify_copy(db: &sled::Db, stream: StreamId) -> Result<Verification, Erro
     Trees::open(db.clone())?.verify(stream)
 }
 
+/// Opens sled, waiting up to 5 s for its file lock: after a log of this
+/// process is closed, sled's own I/O threads can hold the database for a
+/// moment longer, and a reopen must not fail because of that.
+fn open_retrying_lock(config: &sled::Config) -> Result<sled::Db, Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::Other
+                    && e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 type Opened = (
     Trees,
     mpsc::Sender<Job>,
@@ -634,13 +654,13 @@ type Opened = (
 
 fn open_blocking(path: &Path, options: Options) -> Result<Opened, Error> {
     std::fs::create_dir_all(path)?;
-    let db = sled::Config::new()
+    let config = sled::Config::new()
         .path(path)
         // Our own flush after each group is the only one that counts; a
         // background flush would add I/O without adding any guarantee.
         .flush_every_ms(None)
-        .cache_capacity(options.cache_capacity)
-        .open()?;
+        .cache_capacity(options.cache_capacity);
+    let db = open_retrying_lock(&config)?;
     // sled's flush ends in sync_file_range, which neither syncs metadata nor
     // flushes the disk's write cache (sled #1452): fdatasync its log file.
     let data_file = File::open(path.join("db"))?;

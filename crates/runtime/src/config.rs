@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// Where a service listens, keeps its data and finds NATS.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// gRPC listen address (`BAOVE_LISTEN`), e.g. `127.0.0.1:50051`.
@@ -34,6 +34,28 @@ pub struct Config {
     /// (`BAOVE_HANDOVER_RETRY_SECS`); default 30.
     #[serde(default = "default_handover_retry_secs")]
     pub handover_retry_secs: u64,
+    /// casework: the working-day calendar (`BAOVE_CALENDAR_FILE`); default
+    /// `deploy/calendar/vietnam.json`.
+    #[serde(default = "default_calendar_file")]
+    pub calendar_file: PathBuf,
+    /// casework: share of a deadline's time after which the early warning is
+    /// raised, 0 to 1 (`BAOVE_DEADLINE_WARN_SHARE`); default 0.75.
+    #[serde(default = "default_warn_share")]
+    pub deadline_warn_share: f64,
+    /// For drills and tests only: a file holding a number of milliseconds
+    /// by which this service's clock runs ahead (`BAOVE_CLOCK_OFFSET_FILE`).
+    /// Read at each tick; missing or empty means no offset. Never set in
+    /// production.
+    #[serde(default)]
+    pub clock_offset_file: Option<PathBuf>,
+}
+
+fn default_calendar_file() -> PathBuf {
+    PathBuf::from("deploy/calendar/vietnam.json")
+}
+
+const fn default_warn_share() -> f64 {
+    0.75
 }
 
 fn default_reference_dir() -> PathBuf {
@@ -104,13 +126,18 @@ struct Partial {
     cache_mb: Option<u64>,
     reference_dir: Option<PathBuf>,
     handover_retry_secs: Option<u64>,
+    calendar_file: Option<PathBuf>,
+    deadline_warn_share: Option<f64>,
+    clock_offset_file: Option<PathBuf>,
 }
 
 impl Config {
     /// Loads `file` (if given), then applies the `BAOVE_*` variable of each
     /// key (`BAOVE_LISTEN`, `BAOVE_DATA_DIR`, `BAOVE_NATS_URL`,
     /// `BAOVE_DRAIN_SECS`, `BAOVE_CACHE_MB`, `BAOVE_REFERENCE_DIR`,
-    /// `BAOVE_HANDOVER_RETRY_SECS`) from the process environment.
+    /// `BAOVE_HANDOVER_RETRY_SECS`, `BAOVE_CALENDAR_FILE`,
+    /// `BAOVE_DEADLINE_WARN_SHARE`, `BAOVE_CLOCK_OFFSET_FILE`) from the
+    /// process environment.
     ///
     /// # Errors
     /// [`ConfigError`] naming the file, key or variable at fault.
@@ -176,6 +203,29 @@ impl Config {
                 rule: "must be a whole number of seconds",
             })?);
         }
+        if let Some(value) = env("BAOVE_CALENDAR_FILE") {
+            partial.calendar_file = Some(value.into());
+        }
+        if let Some(value) = env("BAOVE_DEADLINE_WARN_SHARE") {
+            partial.deadline_warn_share = Some(value.parse().map_err(|_| ConfigError::Env {
+                variable: "BAOVE_DEADLINE_WARN_SHARE",
+                value,
+                rule: "must be a number from 0 to 1",
+            })?);
+        }
+        if let Some(value) = env("BAOVE_CLOCK_OFFSET_FILE") {
+            partial.clock_offset_file = Some(value.into());
+        }
+        let deadline_warn_share = partial
+            .deadline_warn_share
+            .unwrap_or_else(default_warn_share);
+        if !(0.0..=1.0).contains(&deadline_warn_share) {
+            return Err(ConfigError::Env {
+                variable: "deadline_warn_share (BAOVE_DEADLINE_WARN_SHARE)",
+                value: deadline_warn_share.to_string(),
+                rule: "must be a number from 0 to 1",
+            });
+        }
         Ok(Self {
             listen: partial.listen.ok_or(ConfigError::Missing {
                 key: "listen",
@@ -195,6 +245,9 @@ impl Config {
             handover_retry_secs: partial
                 .handover_retry_secs
                 .unwrap_or_else(default_handover_retry_secs),
+            calendar_file: partial.calendar_file.unwrap_or_else(default_calendar_file),
+            deadline_warn_share,
+            clock_offset_file: partial.clock_offset_file,
         })
     }
 
@@ -215,6 +268,38 @@ impl Config {
                     self.reference_dir.display()
                 )
             })
+    }
+
+    /// Loads the working-day calendar from [`Config::calendar_file`].
+    ///
+    /// # Errors
+    /// When the file cannot be read or does not parse; names the file.
+    pub fn calendar(&self) -> anyhow::Result<baove_domain::calendar::Calendar> {
+        let path = &self.calendar_file;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read calendar {}: {e}", path.display()))?;
+        baove_domain::calendar::Calendar::parse(&text)
+            .map_err(|e| anyhow::anyhow!("invalid calendar {}: {e}", path.display()))
+    }
+
+    /// The service's clock (Unix ms): the system clock, ahead by the offset
+    /// in [`Config::clock_offset_file`] when that is set.
+    #[must_use]
+    pub fn clock(&self) -> baove_eventlog::Clock {
+        let system = baove_eventlog::Options::default().clock;
+        match self.clock_offset_file.clone() {
+            None => system,
+            Some(path) => {
+                tracing::warn!(file = %path.display(), "clock offset file set: this service's clock can be moved (drills and tests only)");
+                std::sync::Arc::new(move || {
+                    let offset = std::fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|text| text.trim().parse::<i64>().ok())
+                        .unwrap_or(0);
+                    system().saturating_add(offset)
+                })
+            }
+        }
     }
 
     /// [`Config::drain_secs`] as a duration.

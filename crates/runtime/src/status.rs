@@ -38,3 +38,17 @@ pub fn invalid_argument(field: &str, rule: &str) -> Status {
         ErrorDetails::with_bad_request_violation(field, rule),
     )
 }
+
+/// `INVALID_ARGUMENT` with one `BadRequest` field violation per bad field.
+#[must_use]
+pub fn violations(violations: &baove_domain::Violations) -> Status {
+    let mut details = ErrorDetails::new();
+    for v in &violations.0 {
+        details.add_bad_request_violation(v.field.clone(), v.rule.clone());
+    }
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("invalid request: {violations}"),
+        details,
+    )
+}

@@ -1,27 +1,59 @@
-//! `baove.v1.CaseService` (reading; the procedure's commands come with
-//! issue 4).
+//! `baove.v1.CaseService`: reading a case and one RPC per procedure step.
 
-use baove_domain::case::CaseStatus;
-use baove_eventlog::EventLog;
-use baove_proto::v1::{self as p, GetCaseRequest, case_service_server::CaseService};
-use baove_runtime::status::invalid_argument;
+use std::sync::Arc;
+
+use baove_domain::Violations;
+use baove_domain::calendar::Calendar;
+use baove_domain::case::procedure::{
+    self as proc, Command, Context, MeasureKind, Refusal, RiskLevel,
+};
+use baove_domain::case::{CaseState, CaseStatus, DeadlineKind, DeadlineState, Phase};
+use baove_domain::time::{format_date, parse_date};
+use baove_eventlog::{
+    Actor, AppendRequest, Clock, Error, EventLog, ExpectedVersion, NewEvent, StreamId,
+};
+use baove_proto::v1::{self as p, case_service_server::CaseService};
+use baove_runtime::status::{CURRENT_VERSION_KEY, from_log, invalid_argument};
 use baove_runtime::timestamp;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::cases::load;
 
+/// What deciding a step needs that is not in the case.
+#[derive(Clone)]
+pub struct Rules {
+    /// Working days.
+    pub calendar: Arc<Calendar>,
+    /// The service clock.
+    pub clock: Clock,
+    /// Share of a deadline's time before the warning.
+    pub warn_share: f64,
+}
+
+impl Rules {
+    /// Runs `f` with a decision context at the current time.
+    pub fn with_context<T>(&self, f: impl FnOnce(&Context<'_>) -> T) -> T {
+        f(&Context {
+            now_ms: (self.clock)(),
+            calendar: &self.calendar,
+            warn_share: self.warn_share,
+        })
+    }
+}
+
 /// Serves CaseService on casework's log.
 #[derive(Clone)]
 pub struct CaseApi {
     log: EventLog,
+    rules: Rules,
 }
 
 impl CaseApi {
     /// The API.
     #[must_use]
-    pub const fn new(log: EventLog) -> Self {
-        Self { log }
+    pub const fn new(log: EventLog, rules: Rules) -> Self {
+        Self { log, rules }
     }
 
     /// The proto service, ready for the router.
@@ -29,13 +61,252 @@ impl CaseApi {
     pub fn into_server(self) -> p::case_service_server::CaseServiceServer<Self> {
         p::case_service_server::CaseServiceServer::new(self)
     }
+
+    /// Checks the header, decides the command against the case at the
+    /// expected version and appends what it decided.
+    async fn execute(
+        &self,
+        header: Option<p::CommandHeader>,
+        command: Result<Command, Violations>,
+    ) -> Result<Response<p::CommandResponse>, Status> {
+        let header = header.unwrap_or_default();
+        let mut v = Violations::default();
+        let request_id = header.request_id.trim().to_owned();
+        if request_id.is_empty() || request_id.len() > 128 {
+            v.add(
+                "header.request_id",
+                "is required: 1 to 128 characters, a UUID is best",
+            );
+        }
+        let case_id = Uuid::parse_str(header.case_id.trim()).ok();
+        if case_id.is_none() {
+            v.add("header.case_id", "must be a case id (UUID)");
+        }
+        if header.expected_version == 0 {
+            v.add(
+                "header.expected_version",
+                "is required: the case version you decided on (Case.version)",
+            );
+        }
+        if header.officer_id.trim().is_empty() {
+            v.add("header.officer_id", "is required: who takes this step");
+        }
+        let command = match command {
+            Ok(command) => Some(command),
+            Err(mut more) => {
+                v.0.append(&mut more.0);
+                None
+            }
+        };
+        let (Some(case_id), Some(command)) = (case_id, command) else {
+            return Err(baove_runtime::status::violations(&v));
+        };
+        if !v.is_empty() {
+            return Err(baove_runtime::status::violations(&v));
+        }
+        if let Some(first) = self
+            .log
+            .command(&request_id)
+            .await
+            .map_err(|e| from_log(&e))?
+        {
+            if *first.stream.as_uuid() != case_id {
+                return Err(invalid_argument(
+                    "header.request_id",
+                    "was already used for another case",
+                ));
+            }
+            return Ok(Response::new(p::CommandResponse {
+                version: first.last_seq,
+                event_types: Vec::new(),
+                already_applied: true,
+            }));
+        }
+        let (state, version) = load(&self.log, case_id)
+            .await
+            .map_err(Status::unavailable)?
+            .ok_or_else(|| Status::not_found(format!("no case {case_id}")))?;
+        if version != header.expected_version {
+            return Err(stale(case_id, header.expected_version, version));
+        }
+        let events = self
+            .rules
+            .with_context(|ctx| proc::decide(&state, command, ctx))
+            .map_err(|refusal| match refusal {
+                Refusal::Invalid(v) => baove_runtime::status::violations(&v),
+                Refusal::NotAllowed(rule) => Status::failed_precondition(rule),
+            })?;
+        let event_types: Vec<String> = events.iter().map(|e| e.event_type().to_owned()).collect();
+        let new_events = events
+            .iter()
+            .map(|e| {
+                NewEvent::new(
+                    e.event_type(),
+                    baove_domain::case::SCHEMA_VERSION,
+                    &e.payload(),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| from_log(&e))?;
+        let appended = self
+            .log
+            .append(AppendRequest {
+                stream: StreamId::from_uuid(case_id),
+                expected: ExpectedVersion::Exact(version),
+                command_id: request_id,
+                actor: Actor {
+                    user_id: header.officer_id.trim().to_owned(),
+                    role: "commune_officer".into(),
+                    agency_id: String::new(),
+                },
+                causation_id: String::new(),
+                correlation_id: state.opened.intake_id.to_string(),
+                events: new_events,
+                publish: true,
+            })
+            .await;
+        match appended {
+            Ok(a) => Ok(Response::new(p::CommandResponse {
+                version: a.last_seq,
+                event_types: if a.replayed { Vec::new() } else { event_types },
+                already_applied: a.replayed,
+            })),
+            Err(Error::Conflict { current, .. }) => {
+                Err(stale(case_id, header.expected_version, current))
+            }
+            Err(e) => Err(from_log(&e)),
+        }
+    }
+}
+
+/// ABORTED with the current version, in words and in metadata.
+fn stale(case_id: Uuid, expected: u64, current: u64) -> Status {
+    let mut status = Status::aborted(format!(
+        "case {case_id} is at version {current}, not {expected}: reload it and decide again"
+    ));
+    if let Ok(value) = current.to_string().parse() {
+        status.metadata_mut().insert(CURRENT_VERSION_KEY, value);
+    }
+    status
+}
+
+fn date(v: &mut Violations, field: &str, raw: &str) -> Option<::time::Date> {
+    v.check(field, parse_date(raw.trim()))
+}
+
+fn ratings(v: &mut Violations, raw: Vec<p::RiskRating>) -> Vec<proc::RiskRating> {
+    raw.into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let level = match p::RiskLevel::try_from(r.level) {
+                Ok(p::RiskLevel::High) => RiskLevel::High,
+                Ok(p::RiskLevel::Medium) => RiskLevel::Medium,
+                Ok(p::RiskLevel::Low) => RiskLevel::Low,
+                _ => {
+                    v.add(
+                        format!("ratings[{i}].level"),
+                        "is required: high, medium or low",
+                    );
+                    return None;
+                }
+            };
+            Some(proc::RiskRating {
+                factor: r.factor,
+                level,
+            })
+        })
+        .collect()
+}
+
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::AwaitingInitialAssessment => "awaiting_initial_assessment",
+        Phase::InitiallyAssessed => "initially_assessed",
+        Phase::DetailedAssessed => "detailed_assessed",
+        Phase::PlanAwaitingDecision => "plan_awaiting_decision",
+        Phase::PlanSentBack => "plan_sent_back",
+        Phase::PlanApproved => "plan_approved",
+        Phase::Reviewed { risk_remains: true } => "reviewed_risk_remains",
+        Phase::Reviewed {
+            risk_remains: false,
+        } => "reviewed_no_risk",
+        Phase::Closed => "closed",
+    }
+}
+
+/// The case as the proto message.
+#[must_use]
+pub fn case_to_proto(state: &CaseState, version: u64, opened_at_ms: i64) -> p::Case {
+    let opened = &state.opened;
+    let mut deadlines: Vec<&baove_domain::case::Deadline> = state.deadlines.values().collect();
+    deadlines.sort_by_key(|d| (d.state != DeadlineState::Open, d.due_at_ms));
+    p::Case {
+        case_id: state.case_id.to_string(),
+        status: match state.status {
+            CaseStatus::Open => p::CaseStatus::Open,
+            CaseStatus::Closed => p::CaseStatus::Closed,
+        } as i32,
+        version,
+        opened_at: Some(timestamp(opened_at_ms)),
+        received_at: Some(timestamp(opened.received_at_ms)),
+        intake_ids: state.intake_ids.iter().map(Uuid::to_string).collect(),
+        incident_unit_id: opened.incident_unit_id.clone(),
+        residence_unit_id: opened.residence_unit_id.clone().unwrap_or_default(),
+        immediate_danger: state.immediate_danger,
+        caregiver_is_alleged_abuser: opened.caregiver_is_alleged_abuser,
+        outside_child_law: opened.outside_child_law,
+        possible_duplicate_case_ids: opened
+            .possible_duplicate_case_ids
+            .iter()
+            .map(Uuid::to_string)
+            .collect(),
+        police_case_numbers: state.police_case_numbers.clone(),
+        phase: phase_name(state.phase).to_owned(),
+        officer_id: state.officer_id.clone().unwrap_or_default(),
+        deadlines: deadlines
+            .into_iter()
+            .map(|d| p::Deadline {
+                kind: match d.kind {
+                    DeadlineKind::Emergency => p::DeadlineKind::Emergency,
+                    DeadlineKind::PlanDrafted => p::DeadlineKind::PlanDrafted,
+                    DeadlineKind::PlanApproved => p::DeadlineKind::PlanApproved,
+                } as i32,
+                start_at: Some(timestamp(d.start_ms)),
+                due_at: Some(timestamp(d.due_at_ms)),
+                warn_at: Some(timestamp(d.warn_at_ms)),
+                state: match d.state {
+                    DeadlineState::Open => "open",
+                    DeadlineState::Met => "met",
+                    DeadlineState::Cleared => "cleared",
+                }
+                .to_owned(),
+                warned: d.warned,
+                missed: d.missed,
+                satisfied_by: d.kind.satisfied_by().to_owned(),
+            })
+            .collect(),
+        plan_no: state.plan.as_ref().map_or(0, |p| p.draft.plan_no),
+        plan_measures: state
+            .plan
+            .iter()
+            .flat_map(|plan| &plan.draft.measures)
+            .map(|m| p::PlanMeasure {
+                id: m.id.clone(),
+                description: m.description.clone(),
+                responsible: m.responsible.clone(),
+                due_date: format_date(m.due_date),
+            })
+            .collect(),
+        plan_approved: state.plan.as_ref().is_some_and(|p| p.approved.is_some()),
+        notes: state.notes.clone(),
+    }
 }
 
 #[tonic::async_trait]
 impl CaseService for CaseApi {
     async fn get_case(
         &self,
-        request: Request<GetCaseRequest>,
+        request: Request<p::GetCaseRequest>,
     ) -> Result<Response<p::Case>, Status> {
         let id = request.into_inner().case_id;
         let id = Uuid::parse_str(id.trim())
@@ -46,32 +317,197 @@ impl CaseService for CaseApi {
             .ok_or_else(|| Status::not_found(format!("no case {id}")))?;
         let first = self
             .log
-            .read_stream(baove_eventlog::StreamId::from_uuid(id), 1, 1)
+            .read_stream(StreamId::from_uuid(id), 1, 1)
             .await
-            .map_err(|e| baove_runtime::status::from_log(&e))?;
+            .map_err(|e| from_log(&e))?;
         let opened_at = first.first().map(|e| e.recorded_at_ms).unwrap_or_default();
-        let opened = &state.opened;
-        Ok(Response::new(p::Case {
-            case_id: id.to_string(),
-            status: match state.status {
-                CaseStatus::Open => p::CaseStatus::Open,
-                CaseStatus::Closed => p::CaseStatus::Closed,
-            } as i32,
-            version,
-            opened_at: Some(timestamp(opened_at)),
-            received_at: Some(timestamp(opened.received_at_ms)),
-            intake_ids: state.intake_ids.iter().map(Uuid::to_string).collect(),
-            incident_unit_id: opened.incident_unit_id.clone(),
-            residence_unit_id: opened.residence_unit_id.clone().unwrap_or_default(),
-            immediate_danger: state.immediate_danger,
-            caregiver_is_alleged_abuser: opened.caregiver_is_alleged_abuser,
-            outside_child_law: opened.outside_child_law,
-            possible_duplicate_case_ids: opened
-                .possible_duplicate_case_ids
-                .iter()
-                .map(Uuid::to_string)
-                .collect(),
-            police_case_numbers: state.police_case_numbers.clone(),
-        }))
+        Ok(Response::new(case_to_proto(&state, version, opened_at)))
+    }
+
+    async fn assign_officer(
+        &self,
+        r: Request<p::AssignOfficerRequest>,
+    ) -> Result<Response<p::CommandResponse>, Status> {
+        let r = r.into_inner();
+        self.execute(
+            r.header,
+            Ok(Command::Assign {
+                officer_id: r.assignee_id,
+            }),
+        )
+        .await
+    }
+
+    async fn record_initial_assessment(
+        &self,
+        r: Request<p::RecordInitialAssessmentRequest>,
+    ) -> Result<Response<p::CommandResponse>, Status> {
+        let r = r.into_inner();
+        let mut v = Violations::default();
+        let ratings = ratings(&mut v, r.ratings);
+        let command = v.into_result(Command::RecordInitialAssessment {
+            ratings,
+            emergency_measures_apply: r.emergency_measures_apply,
+            summary: r.summary,
+        });
+        self.execute(r.header, command).await
+    }
+
+    async fn record_emergency_measure(
+        &self,
+        r: Request<p::RecordEmergencyMeasureRequest>,
+    ) -> Result<Response<p::CommandResponse>, Status> {
+        let r = r.into_inner();
+        let mut v = Violations::default();
+        let kind = match p::MeasureKind::try_from(r.kind) {
+            Ok(p::MeasureKind::MedicalCare) => Some(MeasureKind::MedicalCare),
+            Ok(p::MeasureKind::SafeShelter) => Some(MeasureKind::SafeShelter),
+            Ok(p::MeasureKind::TemporarySeparation) => Some(MeasureKind::TemporarySeparation),
+            Ok(p::MeasureKind::Other) => Some(MeasureKind::Other),
+            _ => {
+                v.add("kind", "is required");
+                None
+            }
+        };
+        let separation = r.separation.and_then(|s| {
+            let start = date(&mut v, "separation.start_date", &s.start_date);
+            let end = date(&mut v, "separation.end_date", &s.end_date);
+            Some(proc::Separation {
+                start_date: start?,
+                end_date: end?,
+                extension_decision_ref: Some(s.extension_decision_ref)
+                    .filter(|e| !e.trim().is_empty()),
+            })
+        });
+        let command = match kind {
+            Some(kind) if v.is_empty() => Ok(Command::RecordEmergencyMeasure {
+                kind,
+                description: r.description,
+                decision_ref: r.decision_ref,
+                separation,
+            }),
+            _ => Err(v),
+        };
+        self.execute(r.header, command).await
+    }
+
+    async fn record_detailed_assessment(
+        &self,
+        r: Request<p::RecordDetailedAssessmentRequest>,
+    ) -> Result<Response<p::CommandResponse>, Status> {
+        let r = r.into_inner();
+        let command = Command::RecordDetailedAssessment {
+            summary: r.summary,
+            needs: r.needs,
+            meeting_participants: r.meeting_participants,
+            minutes_ref: r.minutes_ref,
+        };
+        self.execute(r.header, Ok(command)).await
+    }
+
+    async fn draft_plan(
+        &self,
+        r: Request<p::DraftPlanRequest>,
+    ) -> Result<Response<p::CommandResponse>, Status> {
+        let r = r.into_inner();
+        let mut v = Violations::default();
+        let measures: Vec<_> = r
+            .measures
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                let due_date = date(&mut v, &format!("measures[{i}].due_date"), &m.due_date)?;
+                Some(proc::PlanMeasure {
+                    id: m.id,
+                    description: m.description,
+                    responsible: m.responsible,
+                    due_date,
+                })
+            })
+            .collect();
+        let command = v.into_result(Command::DraftPlan { measures });
+        self.execute(r.header, command).await
+    }
+
+    async fn approve_plan(
+        &self,
+        r: Request<p::ApprovePlanRequest>,
+    ) -> Result<Response<p::CommandResponse>, Status> {
+        let r = r.into_inner();
+        self.execute(
+            r.header,
+            Ok(Command::ApprovePlan {
+                decision_ref: r.decision_ref,
+            }),
+        )
+        .await
+    }
+
+    async fn send_back_plan(
+        &self,
+        r: Request<p::SendBackPlanRequest>,
+    ) -> Result<Response<p::CommandResponse>, Status> {
+        let r = r.into_inner();
+        self.execute(r.header, Ok(Command::SendBackPlan { reason: r.reason }))
+            .await
+    }
+
+    async fn record_intervention(
+        &self,
+        r: Request<p::RecordInterventionRequest>,
+    ) -> Result<Response<p::CommandResponse>, Status> {
+        let r = r.into_inner();
+        let mut v = Violations::default();
+        let when = date(&mut v, "date", &r.date);
+        let command = match when {
+            Some(date) if v.is_empty() => Ok(Command::RecordIntervention {
+                measure_id: r.measure_id,
+                description: r.description,
+                date,
+            }),
+            _ => Err(v),
+        };
+        self.execute(r.header, command).await
+    }
+
+    async fn record_review(
+        &self,
+        r: Request<p::RecordReviewRequest>,
+    ) -> Result<Response<p::CommandResponse>, Status> {
+        let r = r.into_inner();
+        let mut v = Violations::default();
+        let ratings = ratings(&mut v, r.ratings);
+        let command = v.into_result(Command::RecordReview {
+            ratings,
+            summary: r.summary,
+        });
+        self.execute(r.header, command).await
+    }
+
+    async fn close_case(
+        &self,
+        r: Request<p::CloseCaseRequest>,
+    ) -> Result<Response<p::CommandResponse>, Status> {
+        let r = r.into_inner();
+        self.execute(r.header, Ok(Command::Close { reason: r.reason }))
+            .await
+    }
+
+    async fn reopen_case(
+        &self,
+        r: Request<p::ReopenCaseRequest>,
+    ) -> Result<Response<p::CommandResponse>, Status> {
+        let r = r.into_inner();
+        self.execute(r.header, Ok(Command::Reopen { reason: r.reason }))
+            .await
+    }
+
+    async fn add_note(
+        &self,
+        r: Request<p::AddNoteRequest>,
+    ) -> Result<Response<p::CommandResponse>, Status> {
+        let r = r.into_inner();
+        self.execute(r.header, Ok(Command::AddNote { text: r.text }))
+            .await
     }
 }

@@ -1,6 +1,7 @@
 //! Opening cases from intake reports, and reading a case's state.
 
 use baove_bus::{HandleError, Handler};
+use baove_domain::case::procedure::opening_events;
 use baove_domain::case::{self as c, CaseEvent, CaseState, Routing};
 use baove_domain::intake::{INTAKE_RECORDED, IntakeRecorded};
 use baove_eventlog::{
@@ -37,6 +38,8 @@ pub async fn load(log: &EventLog, case_id: Uuid) -> Result<Option<(CaseState, u6
 pub struct OpenCases {
     /// casework's log.
     pub log: EventLog,
+    /// Calendar, clock and warning share for the opening deadlines.
+    pub rules: crate::api::Rules,
 }
 
 /// How many times an attach is retried on a version conflict.
@@ -60,12 +63,13 @@ impl Handler for OpenCases {
                 event.event_id,
                 follow_up.as_ref().map(|(s, v)| (s, *v)),
             );
-            let (stream, expected, new_event) = match &routing {
+            let (stream, expected, events) = match &routing {
                 Routing::AlreadyIn { .. } => return Ok(()),
                 Routing::Open(opened) => (
                     opened.case_id,
                     ExpectedVersion::NoStream,
-                    NewEvent::new(c::CASE_OPENED, c::SCHEMA_VERSION, opened),
+                    self.rules
+                        .with_context(|ctx| opening_events(opened.clone(), ctx)),
                 ),
                 Routing::Attach {
                     case_id,
@@ -74,10 +78,14 @@ impl Handler for OpenCases {
                 } => (
                     *case_id,
                     ExpectedVersion::Exact(*version),
-                    NewEvent::new(c::INTAKE_ATTACHED, c::SCHEMA_VERSION, event),
+                    vec![CaseEvent::Attached(event.clone())],
                 ),
             };
-            let new_event = new_event.map_err(|e| HandleError::Reject(e.to_string()))?;
+            let new_events = events
+                .iter()
+                .map(|e| NewEvent::new(e.event_type(), c::SCHEMA_VERSION, &e.payload()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| HandleError::Reject(e.to_string()))?;
             let appended = self
                 .log
                 .append(AppendRequest {
@@ -87,7 +95,7 @@ impl Handler for OpenCases {
                     actor: Actor::system("casework"),
                     causation_id: event.event_id.to_string(),
                     correlation_id: event.correlation_id.clone(),
-                    events: vec![new_event],
+                    events: new_events,
                     publish: true,
                 })
                 .await;

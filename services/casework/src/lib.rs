@@ -1,18 +1,25 @@
 //! The casework service: runs each case through the Decree 56/2017
 //! procedure as one append-only case log.
 //!
-//! Today it opens cases from intake reports (the hand-over: a new report
-//! opens a case whose id derives from the intake's, a follow-up naming an
-//! open case is attached to it) and serves `GetCase`. The procedure's
-//! commands and deadlines come with issue 4.
+//! It opens cases from intake reports (a new report opens a case whose id
+//! derives from the intake's; a follow-up naming an open case is attached),
+//! carries the procedure's steps (`CaseService`, one RPC per step, decided
+//! by `baove_domain::case::procedure`), and keeps the legal deadlines: a
+//! scheduler appends warnings and misses once each, and an alerter publishes
+//! them on `baove.alert.deadline.<commune unit id>`.
 //!
 //! # Layout
 //! - [`SPEC`], [`run`]: the service and its start-up.
 //! - `cases`: the intake consumer's handler; loading a case.
 //! - `api`: `baove.v1.CaseService`.
+//! - `deadlines`: the case read model, the scheduler, the alerter.
 
 mod api;
 mod cases;
+mod deadlines;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use baove_bus::{ConsumerSpec, run_consumer};
 use baove_runtime::Config;
@@ -26,31 +33,72 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     grpc_services: &["baove.v1.CaseService"],
 };
 
+/// How often the scheduler looks for due deadlines.
+const SCHEDULER_TICK: Duration = Duration::from_secs(1);
+
 /// Runs the service until `shutdown` fires.
 ///
 /// # Errors
-/// When start-up fails (event log, port) or the server fails.
+/// When start-up fails (event log, port, calendar) or the server fails.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     baove_runtime::node::run(SPEC, config, shutdown, |ctx| {
-        let (log, cancel) = (ctx.log.clone(), ctx.cancel.clone());
+        let rules = api::Rules {
+            calendar: Arc::new(ctx.config.calendar()?),
+            clock: ctx.config.clock(),
+            warn_share: ctx.config.deadline_warn_share,
+        };
+        let cases = deadlines::Cases::new();
+        let follower = tokio::spawn(cases.clone().follow(ctx.log.clone(), ctx.cancel.clone()));
+        let scheduler = tokio::spawn(deadlines::scheduler(
+            ctx.log.clone(),
+            cases,
+            rules.clone(),
+            SCHEDULER_TICK,
+            ctx.cancel.clone(),
+        ));
+        let (log, cancel, consumer_rules) = (ctx.log.clone(), ctx.cancel.clone(), rules.clone());
         let on_bus: OnBus = Box::new(move |js| {
             Box::pin(async move {
-                let spec = ConsumerSpec {
-                    stream: baove_bus::INTAKE,
-                    durable: "casework".into(),
-                    filter_subject: format!(
-                        "{}.{}",
-                        baove_bus::INTAKE.prefix,
-                        baove_domain::intake::INTAKE_RECORDED
-                    ),
-                };
-                let handler = cases::OpenCases { log: log.clone() };
-                run_consumer(js, log, spec, handler, cancel).await;
+                let intake = run_consumer(
+                    js.clone(),
+                    log.clone(),
+                    ConsumerSpec {
+                        stream: baove_bus::INTAKE,
+                        durable: "casework".into(),
+                        filter_subject: format!(
+                            "{}.{}",
+                            baove_bus::INTAKE.prefix,
+                            baove_domain::intake::INTAKE_RECORDED
+                        ),
+                    },
+                    cases::OpenCases {
+                        log: log.clone(),
+                        rules: consumer_rules,
+                    },
+                    cancel.clone(),
+                );
+                if let Err(e) = baove_bus::ensure_stream(&js, baove_bus::ALERT).await {
+                    tracing::warn!(error = %e, "alert stream not ready yet; the alerter retries");
+                }
+                let alerts = run_consumer(
+                    js.clone(),
+                    log.clone(),
+                    ConsumerSpec {
+                        stream: baove_bus::CASE,
+                        durable: "casework-alerts".into(),
+                        filter_subject: format!("{}.>", baove_bus::CASE.prefix),
+                    },
+                    deadlines::Alerts { log, js },
+                    cancel,
+                );
+                tokio::join!(intake, alerts);
             })
         });
         Ok(Parts {
-            routes: tonic::service::Routes::new(api::CaseApi::new(ctx.log.clone()).into_server()),
-            tasks: Vec::new(),
+            routes: tonic::service::Routes::new(
+                api::CaseApi::new(ctx.log.clone(), rules).into_server(),
+            ),
+            tasks: vec![follower, scheduler],
             on_bus: Some(on_bus),
         })
     })

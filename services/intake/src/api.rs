@@ -14,8 +14,7 @@ use baove_proto::v1::{
     SubmitResponse, intake_service_server::IntakeService,
 };
 use baove_runtime::status::{from_log, invalid_argument};
-use tonic::{Code, Request, Response, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::convert::{
@@ -75,10 +74,10 @@ impl IntakeApi {
         };
         let report = match parse(&ctx) {
             Ok(report) if violations.is_empty() => report,
-            Ok(_) => return Err(bad_request(&violations)),
+            Ok(_) => return Err(baove_runtime::status::violations(&violations)),
             Err(mut more) => {
                 violations.0.append(&mut more.0);
-                return Err(bad_request(&violations));
+                return Err(baove_runtime::status::violations(&violations));
             }
         };
         let facts = report.facts();
@@ -171,19 +170,6 @@ impl IntakeApi {
             outside_child_law: row.recorded.outside_child_law,
         }))
     }
-}
-
-/// INVALID_ARGUMENT with one field violation per bad field.
-fn bad_request(violations: &Violations) -> Status {
-    let mut details = ErrorDetails::new();
-    for v in &violations.0 {
-        details.add_bad_request_violation(v.field.clone(), v.rule.clone());
-    }
-    Status::with_error_details(
-        Code::InvalidArgument,
-        format!("invalid report: {violations}"),
-        details,
-    )
 }
 
 fn intake_to_proto(row: &Row) -> Intake {

@@ -28,6 +28,22 @@ async fn stored_stream() -> (tempfile::TempDir, StreamId) {
     (dir, s)
 }
 
+/// Opens the closed log's database directly, as an auditor's tool would;
+/// sled's I/O threads may hold its lock a moment after the log closed.
+fn open_raw(path: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert!(e.to_string().contains("could not acquire lock"), "{e}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 fn first_bad(db: &sled::Db, s: StreamId) -> Option<u64> {
     match verify_copy(db, s).unwrap() {
         Verification::Broken { first_bad_seq, .. } => Some(first_bad_seq),
@@ -39,7 +55,7 @@ fn first_bad(db: &sled::Db, s: StreamId) -> Option<u64> {
 #[tokio::test]
 async fn changing_any_byte_of_any_event_is_reported_at_its_seq() {
     let (dir, s) = stored_stream().await;
-    let db = sled::open(dir.path()).unwrap();
+    let db = open_raw(dir.path());
     let events = db.open_tree(layout::EVENTS).unwrap();
     assert_eq!(first_bad(&db, s), None);
     for seq in 1..=5 {
@@ -66,7 +82,7 @@ async fn changing_any_byte_of_any_event_is_reported_at_its_seq() {
 async fn deleting_an_event_is_reported_at_its_seq() {
     for seq in 1..=5 {
         let (dir, s) = stored_stream().await;
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_raw(dir.path());
         db.open_tree(layout::EVENTS)
             .unwrap()
             .remove(layout::event_key(s, seq))
@@ -79,7 +95,7 @@ async fn deleting_an_event_is_reported_at_its_seq() {
 async fn swapping_two_events_is_reported_at_the_first_of_them() {
     for (a, b) in [(1, 2), (2, 4), (4, 5), (1, 5)] {
         let (dir, s) = stored_stream().await;
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_raw(dir.path());
         let events = db.open_tree(layout::EVENTS).unwrap();
         let va = events.get(layout::event_key(s, a)).unwrap().unwrap();
         let vb = events.get(layout::event_key(s, b)).unwrap().unwrap();
@@ -92,7 +108,7 @@ async fn swapping_two_events_is_reported_at_the_first_of_them() {
 #[tokio::test]
 async fn inserting_an_event_is_reported() {
     let (dir, s) = stored_stream().await;
-    let db = sled::open(dir.path()).unwrap();
+    let db = open_raw(dir.path());
     let events = db.open_tree(layout::EVENTS).unwrap();
     // A copy of seq 5 stored again as seq 6: well-formed, but past the head.
     let five =
@@ -112,7 +128,7 @@ async fn inserting_an_event_is_reported() {
 async fn an_altered_event_is_reported_through_the_reopened_log() {
     let (dir, s) = stored_stream().await;
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_raw(dir.path());
         let events = db.open_tree(layout::EVENTS).unwrap();
         let key = layout::event_key(s, 3);
         let text = String::from_utf8(events.get(key).unwrap().unwrap().to_vec()).unwrap();

@@ -1,0 +1,212 @@
+//! Deadlines in motion: a read model of every case (folded from
+//! casework's log), the scheduler that appends `DeadlineWarned` and
+//! `DeadlineMissed`, and the alerter that publishes them to the people on
+//! duty on `baove.alert.deadline.<commune unit id>`.
+//!
+//! Exactly once: the scheduler decides from the case as stored, appends at
+//! the version it read (a racing tick or a second scheduler gets a conflict
+//! and finds nothing left to do), and each deadline's `warned`/`missed`
+//! flags are folded from the events themselves, so a restart cannot repeat
+//! them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use baove_bus::{HandleError, Handler};
+use baove_domain::calendar::describe;
+use baove_domain::case::procedure::{due_deadline_events, next_deadline_check};
+use baove_domain::case::{self as c, CaseEvent, CaseState};
+use baove_eventlog::{
+    Actor, AppendRequest, Envelope, Error, EventLog, ExpectedVersion, NewEvent, StreamId,
+};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::api::Rules;
+use crate::cases::load;
+
+/// Every case's state, folded from casework's log in global order.
+pub struct Cases {
+    states: RwLock<HashMap<Uuid, CaseState>>,
+    position: watch::Sender<u64>,
+}
+
+impl Cases {
+    /// An empty model.
+    #[must_use]
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            states: RwLock::default(),
+            position: watch::channel(0).0,
+        })
+    }
+
+    fn apply(&self, envelope: &Envelope) {
+        let event = match CaseEvent::decode(&envelope.event_type, &envelope.payload) {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::error!(event_id = %envelope.event_id, error = %e, "undecodable case event");
+                return;
+            }
+        };
+        let mut states = self
+            .states
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let id = *envelope.stream_id.as_uuid();
+        if let Some(state) = c::apply(states.remove(&id), &event) {
+            states.insert(id, state);
+        }
+    }
+
+    /// Folds the log from where the model stands, then follows it until
+    /// `cancel` fires.
+    pub async fn follow(self: Arc<Self>, log: EventLog, cancel: CancellationToken) {
+        let mut committed = log.subscribe();
+        loop {
+            committed.borrow_and_update();
+            let from = *self.position.borrow() + 1;
+            match log.read_all(from, 1000).await {
+                Ok(events) if !events.is_empty() => {
+                    for envelope in &events {
+                        self.apply(envelope);
+                    }
+                    if let Some(last) = events.last() {
+                        self.position.send_replace(last.global_position);
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "case model cannot read the log"),
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                changed = committed.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
+    /// The cases whose deadlines need a look at `now_ms`.
+    #[must_use]
+    pub fn due(&self, now_ms: i64) -> Vec<Uuid> {
+        self.states
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(_, state)| next_deadline_check(state).is_some_and(|at| at <= now_ms))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+/// Appends due warnings and misses every `tick` until `cancel` fires.
+pub async fn scheduler(
+    log: EventLog,
+    cases: Arc<Cases>,
+    rules: Rules,
+    tick: Duration,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(tick) => {}
+        }
+        let now = (rules.clock)();
+        for case_id in cases.due(now) {
+            if let Err(e) = check(&log, case_id, now).await {
+                tracing::error!(case_id = %case_id, error = %e, "deadline check failed; will retry");
+            }
+        }
+    }
+}
+
+/// Appends what is due on one case, deciding from the case as stored.
+async fn check(log: &EventLog, case_id: Uuid, now: i64) -> Result<(), String> {
+    let Some((state, version)) = load(log, case_id).await? else {
+        return Ok(());
+    };
+    let events = due_deadline_events(&state, now);
+    if events.is_empty() {
+        return Ok(());
+    }
+    for event in &events {
+        if let CaseEvent::DeadlineMissed(missed) = event {
+            tracing::warn!(case_id = %case_id, kind = ?missed.kind, due = describe(missed.due_at_ms), unit = %state.opened.incident_unit_id, "deadline missed");
+        }
+    }
+    let new_events = events
+        .iter()
+        .map(|e| NewEvent::new(e.event_type(), c::SCHEMA_VERSION, &e.payload()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let appended = log
+        .append(AppendRequest {
+            stream: StreamId::from_uuid(case_id),
+            expected: ExpectedVersion::Exact(version),
+            command_id: format!("deadlines:{case_id}:{version}"),
+            actor: Actor::system("casework"),
+            causation_id: String::new(),
+            correlation_id: state.opened.intake_id.to_string(),
+            events: new_events,
+            publish: true,
+        })
+        .await;
+    match appended {
+        // Someone else moved the case on: the next tick decides again.
+        Ok(_) | Err(Error::Conflict { .. }) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Publishes each `DeadlineWarned` / `DeadlineMissed` as an alert to the
+/// commune that handles the case.
+pub struct Alerts {
+    /// casework's log (to find the case's commune).
+    pub log: EventLog,
+    /// Where to publish.
+    pub js: jetstream::Context,
+}
+
+impl Handler for Alerts {
+    async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
+        let (kind, due_at_ms, missed) = match CaseEvent::decode(&event.event_type, &event.payload) {
+            Ok(CaseEvent::DeadlineMissed(e)) => (e.kind, e.due_at_ms, true),
+            Ok(CaseEvent::DeadlineWarned(e)) => (e.kind, e.due_at_ms, false),
+            _ => return Ok(()),
+        };
+        let case_id = *event.stream_id.as_uuid();
+        let Some((state, _)) = load(&self.log, case_id).await.map_err(HandleError::Retry)? else {
+            return Err(HandleError::Reject(format!(
+                "alert for unknown case {case_id}"
+            )));
+        };
+        let unit = &state.opened.incident_unit_id;
+        let alert = serde_json::json!({
+            "case_id": case_id,
+            "kind": kind,
+            "missed": missed,
+            "due_at_ms": due_at_ms,
+            "due": describe(due_at_ms),
+            "satisfied_by": kind.satisfied_by(),
+            "unit_id": unit,
+            "officer_id": state.officer_id,
+            "event_id": event.event_id,
+        });
+        let subject = format!("{}.deadline.{unit}", baove_bus::ALERT.prefix);
+        let message = PublishMessage::build()
+            .payload(alert.to_string().into())
+            .message_id(format!("alert:{}", event.event_id));
+        let ack = self
+            .js
+            .send_publish(subject, message)
+            .await
+            .map_err(|e| HandleError::Retry(format!("alert publish: {e}")))?;
+        ack.await
+            .map_err(|e| HandleError::Retry(format!("alert ack: {e}")))?;
+        Ok(())
+    }
+}

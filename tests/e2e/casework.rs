@@ -1,0 +1,495 @@
+//! Casework end to end: the procedure over gRPC, refusals naming the rule,
+//! racing officers, and a missed 12-hour deadline that raises an alert.
+
+use std::time::{Duration, Instant};
+
+use baove_proto::v1::{self as p, case_service_client::CaseServiceClient};
+use futures_util::StreamExt;
+use tonic::transport::Channel;
+
+use crate::intake::{System, case_of, hotline, intake_client};
+
+struct Officer {
+    client: CaseServiceClient<Channel>,
+    case_id: String,
+    version: u64,
+    n: u32,
+}
+
+impl Officer {
+    fn header(&mut self) -> Option<p::CommandHeader> {
+        self.n += 1;
+        Some(p::CommandHeader {
+            request_id: format!("{}-{}", self.case_id, self.n),
+            case_id: self.case_id.clone(),
+            expected_version: self.version,
+            officer_id: "cb-ninh-kieu-1".into(),
+        })
+    }
+
+    /// Takes the answer of a step: on success the case's new version.
+    fn took(
+        &mut self,
+        result: Result<tonic::Response<p::CommandResponse>, tonic::Status>,
+    ) -> Result<Vec<String>, tonic::Status> {
+        let response = result?.into_inner();
+        self.version = response.version;
+        Ok(response.event_types)
+    }
+
+    async fn case(&mut self) -> p::Case {
+        self.client
+            .get_case(p::GetCaseRequest {
+                case_id: self.case_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+}
+
+fn rating(level: p::RiskLevel) -> Vec<p::RiskRating> {
+    vec![p::RiskRating {
+        factor: "cha dượng bạo lực".into(),
+        level: level as i32,
+    }]
+}
+
+fn measures() -> Vec<p::PlanMeasure> {
+    vec![p::PlanMeasure {
+        id: "m1".into(),
+        description: "tư vấn tâm lý hằng tuần".into(),
+        responsible: "Trung tâm Công tác xã hội".into(),
+        due_date: "2027-01-31".into(),
+    }]
+}
+
+async fn opened_case(system: &System, request_id: &str) -> Officer {
+    let mut intake = intake_client(&system.intake).await;
+    let receipt = intake
+        .submit_hotline_report(hotline(request_id, "Nguyễn Thị Bé"))
+        .await
+        .unwrap()
+        .into_inner();
+    let case_id = case_of(&system.intake, &receipt.intake_id).await;
+    let mut officer = Officer {
+        client: CaseServiceClient::new(system.casework.channel().await),
+        case_id,
+        version: 0,
+        n: 0,
+    };
+    officer.version = officer.case().await.version;
+    officer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_case_when_walked_through_the_procedure_then_out_of_order_steps_are_refused_naming_the_rule()
+ {
+    let system = System::start().await;
+    let mut o = opened_case(&system, "walk-1").await;
+    let case = o.case().await;
+    assert_eq!(case.phase, "awaiting_initial_assessment");
+    assert_eq!(case.deadlines.len(), 3, "12 hours, 5 and 7 working days");
+
+    // Out of order: a plan before any assessment.
+    let header = o.header();
+    let refused = o
+        .client
+        .draft_plan(p::DraftPlanRequest {
+            header,
+            measures: measures(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refused
+            .message()
+            .contains("a plan (Mẫu 04) is drafted after the detailed assessment"),
+        "{}",
+        refused.message()
+    );
+
+    let header = o.header();
+    o.took(
+        o.client
+            .clone()
+            .assign_officer(p::AssignOfficerRequest {
+                header,
+                assignee_id: "cb-ninh-kieu-2".into(),
+            })
+            .await,
+    )
+    .unwrap();
+    let header = o.header();
+    let request = p::RecordInitialAssessmentRequest {
+        header,
+        ratings: rating(p::RiskLevel::High),
+        emergency_measures_apply: true,
+        summary: "nguy cơ cao".into(),
+    };
+    o.took(o.client.clone().record_initial_assessment(request).await)
+        .unwrap();
+    let header = o.header();
+    let request = p::RecordEmergencyMeasureRequest {
+        header,
+        kind: p::MeasureKind::TemporarySeparation as i32,
+        description: "tạm thời cách ly khỏi cha dượng".into(),
+        decision_ref: "QĐ 03/QĐ-UBND".into(),
+        separation: Some(p::Separation {
+            start_date: "2026-11-29".into(),
+            end_date: "2026-12-13".into(),
+            extension_decision_ref: String::new(),
+        }),
+    };
+    let events = o
+        .took(o.client.clone().record_emergency_measure(request).await)
+        .unwrap();
+    assert_eq!(events, ["EmergencyMeasureRecorded", "DeadlineMet"]);
+    let header = o.header();
+    let request = p::RecordDetailedAssessmentRequest {
+        header,
+        summary: "đánh giá chi tiết".into(),
+        needs: "tâm lý".into(),
+        meeting_participants: vec!["cán bộ xã".into()],
+        minutes_ref: "BB-01".into(),
+    };
+    o.took(o.client.clone().record_detailed_assessment(request).await)
+        .unwrap();
+    let header = o.header();
+    o.took(
+        o.client
+            .clone()
+            .draft_plan(p::DraftPlanRequest {
+                header,
+                measures: measures(),
+            })
+            .await,
+    )
+    .unwrap();
+    let header = o.header();
+    o.took(
+        o.client
+            .clone()
+            .send_back_plan(p::SendBackPlanRequest {
+                header,
+                reason: "thiếu hỗ trợ học tập".into(),
+            })
+            .await,
+    )
+    .unwrap();
+    let header = o.header();
+    let refused = o
+        .client
+        .clone()
+        .record_intervention(p::RecordInterventionRequest {
+            header,
+            measure_id: "m1".into(),
+            description: "buổi 1".into(),
+            date: "2026-12-01".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(
+        refused.message(),
+        "the plan must be approved before interventions are recorded"
+    );
+    let header = o.header();
+    o.took(
+        o.client
+            .clone()
+            .draft_plan(p::DraftPlanRequest {
+                header,
+                measures: measures(),
+            })
+            .await,
+    )
+    .unwrap();
+    let header = o.header();
+    o.took(
+        o.client
+            .clone()
+            .approve_plan(p::ApprovePlanRequest {
+                header,
+                decision_ref: "QĐ 12/QĐ-UBND".into(),
+            })
+            .await,
+    )
+    .unwrap();
+    let header = o.header();
+    let request = p::RecordInterventionRequest {
+        header,
+        measure_id: "m1".into(),
+        description: "buổi 1".into(),
+        date: "2026-12-01".into(),
+    };
+    o.took(o.client.clone().record_intervention(request).await)
+        .unwrap();
+    let header = o.header();
+    o.took(
+        o.client
+            .clone()
+            .record_review(p::RecordReviewRequest {
+                header,
+                ratings: rating(p::RiskLevel::Medium),
+                summary: "còn nguy cơ".into(),
+            })
+            .await,
+    )
+    .unwrap();
+    let header = o.header();
+    let refused = o
+        .client
+        .clone()
+        .close_case(p::CloseCaseRequest {
+            header,
+            reason: "xong".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    // Re-plan after the review, approve, review again, close.
+    let header = o.header();
+    o.took(
+        o.client
+            .clone()
+            .draft_plan(p::DraftPlanRequest {
+                header,
+                measures: measures(),
+            })
+            .await,
+    )
+    .unwrap();
+    let header = o.header();
+    o.took(
+        o.client
+            .clone()
+            .approve_plan(p::ApprovePlanRequest {
+                header,
+                decision_ref: "QĐ 15/QĐ-UBND".into(),
+            })
+            .await,
+    )
+    .unwrap();
+    let header = o.header();
+    o.took(
+        o.client
+            .clone()
+            .record_review(p::RecordReviewRequest {
+                header,
+                ratings: rating(p::RiskLevel::Low),
+                summary: "hết nguy cơ".into(),
+            })
+            .await,
+    )
+    .unwrap();
+    let header = o.header();
+    o.took(
+        o.client
+            .clone()
+            .close_case(p::CloseCaseRequest {
+                header,
+                reason: "không còn nguy cơ".into(),
+            })
+            .await,
+    )
+    .unwrap();
+
+    let case = o.case().await;
+    assert_eq!(case.status, p::CaseStatus::Closed as i32);
+    assert_eq!(case.phase, "closed");
+    assert_eq!(case.plan_no, 3);
+    assert_eq!(case.officer_id, "cb-ninh-kieu-2");
+    assert_eq!(case.version, o.version);
+    assert!(
+        case.deadlines.iter().all(|d| d.state != "open"),
+        "{:?}",
+        case.deadlines
+    );
+
+    // The same request again: the first answer, nothing applied twice.
+    o.n -= 1;
+    let header = Some(p::CommandHeader {
+        expected_version: 1,
+        ..o.header().unwrap()
+    });
+    let again = o
+        .client
+        .clone()
+        .close_case(p::CloseCaseRequest {
+            header,
+            reason: "x".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.already_applied);
+    assert_eq!(o.case().await.version, case.version);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_two_officers_with_the_same_version_then_one_wins_and_the_other_gets_aborted_with_the_current_version()
+ {
+    let system = System::start().await;
+    let mut first = opened_case(&system, "race-1").await;
+    let mut second = Officer {
+        client: first.client.clone(),
+        case_id: first.case_id.clone(),
+        version: first.version,
+        n: 100,
+    };
+    let (h1, h2) = (first.header(), second.header());
+    let (mut c1, mut c2) = (first.client.clone(), second.client.clone());
+    let a = c1.add_note(p::AddNoteRequest {
+        header: h1,
+        text: "gọi cho mẹ".into(),
+    });
+    let b = c2.add_note(p::AddNoteRequest {
+        header: h2,
+        text: "gọi cho trường".into(),
+    });
+    let (a, b) = tokio::join!(a, b);
+    let (won, lost) = match (a, b) {
+        (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w.into_inner(), l),
+        other => panic!("exactly one must win: {other:?}"),
+    };
+    assert_eq!(lost.code(), tonic::Code::Aborted);
+    assert_eq!(
+        lost.metadata()
+            .get("baove-current-version")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        won.version.to_string()
+    );
+    assert!(
+        lost.message()
+            .contains(&format!("at version {}", won.version)),
+        "{}",
+        lost.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_immediate_danger_when_the_clock_passes_12_hours_then_the_miss_is_recorded_once_and_alerted()
+ {
+    let system = System::start().await;
+    let client = async_nats::connect(system.nats.url()).await.unwrap();
+    let mut alerts = client.subscribe("baove.alert.deadline.>").await.unwrap();
+    let mut o = opened_case(&system, "late-1").await;
+    let case = o.case().await;
+    let emergency = case
+        .deadlines
+        .iter()
+        .find(|d| d.kind == p::DeadlineKind::Emergency as i32)
+        .unwrap()
+        .clone();
+    let received = case.received_at.unwrap();
+    let due = emergency.due_at.unwrap();
+    assert_eq!(
+        due.seconds - received.seconds,
+        12 * 3600,
+        "12 hours from when the information was received"
+    );
+    assert!(!emergency.missed);
+
+    // Thirteen hours later, nobody acted.
+    system.casework.move_clock(13 * 3_600_000);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let alert = loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), alerts.next())
+            .await
+            .expect("no alert within 30 s")
+            .unwrap();
+        let alert: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+        if alert["missed"] == true && alert["kind"] == "emergency" {
+            assert_eq!(
+                message.subject.as_str(),
+                "baove.alert.deadline.vn-ct.p-ninh-kieu"
+            );
+            break alert;
+        }
+        assert!(Instant::now() < deadline);
+    };
+    assert_eq!(alert["case_id"], o.case_id.as_str());
+    let case = o.case().await;
+    let emergency = case
+        .deadlines
+        .iter()
+        .find(|d| d.kind == p::DeadlineKind::Emergency as i32)
+        .unwrap();
+    assert!(emergency.missed);
+    assert!(
+        !emergency.warned,
+        "past due at once: a miss, not a late warning"
+    );
+
+    // A restart and more ticks: still exactly one DeadlineMissed for it. To
+    // know the restarted scheduler has looked at this case, move the clock
+    // past the plan deadline's warning time and wait for that warning.
+    let nats_url = system.nats.url();
+    let mut system = system;
+    system.casework.kill_and_restart(&nats_url);
+    system
+        .casework
+        .wait_health(
+            "",
+            tonic_health::pb::health_check_response::ServingStatus::Serving,
+        )
+        .await;
+    let plan = case
+        .deadlines
+        .iter()
+        .find(|d| d.kind == p::DeadlineKind::PlanDrafted as i32)
+        .unwrap();
+    let real_now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let warn_ms = plan.warn_at.unwrap().seconds * 1000;
+    system.casework.move_clock(warn_ms - real_now_ms + 60_000);
+    o.client = CaseServiceClient::new(system.casework.channel().await);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let case = o.case().await;
+        if case
+            .deadlines
+            .iter()
+            .any(|d| d.kind == p::DeadlineKind::PlanDrafted as i32 && d.warned)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted scheduler never warned about the plan"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut audit = baove_proto::v1::audit_service_client::AuditServiceClient::new(
+        system.casework.channel().await,
+    );
+    let events = audit
+        .read_stream(p::ReadStreamRequest {
+            stream_id: o.case_id.clone(),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let missed: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == "DeadlineMissed" && e.payload_json.contains("\"emergency\""))
+        .collect();
+    assert_eq!(
+        missed.len(),
+        1,
+        "{:?}",
+        events.iter().map(|e| &e.event_type).collect::<Vec<_>>()
+    );
+}
