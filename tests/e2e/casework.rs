@@ -493,3 +493,102 @@ async fn given_immediate_danger_when_the_clock_passes_12_hours_then_the_miss_is_
         events.iter().map(|e| &e.event_type).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_watcher_when_steps_are_taken_then_it_sees_them_live_and_resumes_after_a_disconnect()
+ {
+    let system = System::start().await;
+    let mut o = opened_case(&system, "watch-1").await;
+    let mut watch = o
+        .client
+        .watch_case(p::WatchCaseRequest {
+            case_id: o.case_id.clone(),
+            from_seq: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = Vec::new();
+    while seen.len() < o.version as usize {
+        let event = watch.next().await.unwrap().unwrap();
+        seen.push((event.seq, event.event_type));
+    }
+    assert_eq!(seen[0], (1, "CaseOpened".to_owned()));
+    let header = o.header();
+    o.took(
+        o.client
+            .clone()
+            .add_note(p::AddNoteRequest {
+                header,
+                text: "đã gọi cho mẹ".into(),
+            })
+            .await,
+    )
+    .unwrap();
+    let live = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("no live event")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (live.seq, live.event_type.as_str()),
+        (o.version, "NoteAdded")
+    );
+    drop(watch);
+
+    // Reconnect from the next seq: only what came after.
+    let header = o.header();
+    o.took(
+        o.client
+            .clone()
+            .assign_officer(p::AssignOfficerRequest {
+                header,
+                assignee_id: "cb-2".into(),
+            })
+            .await,
+    )
+    .unwrap();
+    let mut resumed = o
+        .client
+        .watch_case(p::WatchCaseRequest {
+            case_id: o.case_id.clone(),
+            from_seq: live.seq + 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let next = resumed.next().await.unwrap().unwrap();
+    assert_eq!(
+        (next.seq, next.event_type.as_str()),
+        (live.seq + 1, "OfficerAssigned")
+    );
+
+    // And the list shows the case under its officer.
+    let listed = o
+        .client
+        .list_cases(p::ListCasesRequest {
+            officer_id: "cb-2".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        listed
+            .cases
+            .iter()
+            .map(|c| c.case_id.as_str())
+            .collect::<Vec<_>>(),
+        [o.case_id.as_str()]
+    );
+    assert!(!listed.cases[0].overdue);
+    let unknown = o
+        .client
+        .watch_case(p::WatchCaseRequest {
+            case_id: uuid::Uuid::now_v7().to_string(),
+            from_seq: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+}

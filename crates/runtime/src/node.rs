@@ -55,6 +55,9 @@ pub struct NodeContext {
     /// Fired at shutdown, after the gRPC server has drained: background
     /// tasks stop on it.
     pub cancel: CancellationToken,
+    /// Fired when shutdown begins, before draining: long-lived server
+    /// streams end on it so that the drain does not wait for them.
+    pub stopping: CancellationToken,
     /// The configuration.
     pub config: Config,
 }
@@ -124,6 +127,7 @@ pub async fn run(
     let context = NodeContext {
         log: log.clone(),
         cancel: background.clone(),
+        stopping: shutdown.clone(),
         config: config.clone(),
     };
     let parts = build(&context).with_context(|| format!("failed to start {}", spec.name))?;

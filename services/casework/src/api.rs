@@ -19,6 +19,11 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::cases::load;
+use crate::model::{Cases, Cursor, Filter, Row};
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 
 /// What deciding a step needs that is not in the case.
 #[derive(Clone)]
@@ -47,13 +52,25 @@ impl Rules {
 pub struct CaseApi {
     log: EventLog,
     rules: Rules,
+    cases: Arc<Cases>,
+    stopping: CancellationToken,
 }
 
 impl CaseApi {
-    /// The API.
+    /// The API; `stopping` ends live WatchCase streams at shutdown.
     #[must_use]
-    pub const fn new(log: EventLog, rules: Rules) -> Self {
-        Self { log, rules }
+    pub const fn new(
+        log: EventLog,
+        rules: Rules,
+        cases: Arc<Cases>,
+        stopping: CancellationToken,
+    ) -> Self {
+        Self {
+            log,
+            rules,
+            cases,
+            stopping,
+        }
     }
 
     /// The proto service, ready for the router.
@@ -302,8 +319,136 @@ pub fn case_to_proto(state: &CaseState, version: u64, opened_at_ms: i64) -> p::C
     }
 }
 
+fn summary(row: &Row) -> p::CaseSummary {
+    let s = &row.state;
+    p::CaseSummary {
+        case_id: s.case_id.to_string(),
+        status: match s.status {
+            CaseStatus::Open => p::CaseStatus::Open,
+            CaseStatus::Closed => p::CaseStatus::Closed,
+        } as i32,
+        phase: phase_name(s.phase).to_owned(),
+        version: row.version,
+        opened_at: Some(timestamp(row.opened_at_ms)),
+        incident_unit_id: s.opened.incident_unit_id.clone(),
+        officer_id: s.officer_id.clone().unwrap_or_default(),
+        overdue: row.overdue(),
+        next_due_at: row.next_due_ms().map(timestamp),
+        immediate_danger: s.immediate_danger,
+    }
+}
+
+fn parse_cursor(token: &str) -> Result<Option<Cursor>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || invalid_argument("page.page_token", "is not a token this service returned");
+    let (at, position) = token.split_once(':').ok_or_else(bad)?;
+    Ok(Some((
+        at.parse().map_err(|_| bad())?,
+        position.parse().map_err(|_| bad())?,
+    )))
+}
+
 #[tonic::async_trait]
 impl CaseService for CaseApi {
+    type WatchCaseStream = ReceiverStream<Result<p::EventEnvelope, Status>>;
+
+    async fn list_cases(
+        &self,
+        r: Request<p::ListCasesRequest>,
+    ) -> Result<Response<p::ListCasesResponse>, Status> {
+        let r = r.into_inner();
+        let page = r.page.unwrap_or_default();
+        let limit = match page.page_size {
+            0 => 100,
+            n @ 1..=1000 => n as usize,
+            _ => return Err(invalid_argument("page.page_size", "must be at most 1000")),
+        };
+        let status = match p::CaseStatus::try_from(r.status) {
+            Ok(p::CaseStatus::Unspecified) => None,
+            Ok(p::CaseStatus::Open) => Some(CaseStatus::Open),
+            Ok(p::CaseStatus::Closed) => Some(CaseStatus::Closed),
+            Err(_) => return Err(invalid_argument("status", "is not a known status")),
+        };
+        let filter = Filter {
+            incident_unit_id: Some(r.incident_unit_id.trim().to_owned()).filter(|u| !u.is_empty()),
+            status,
+            officer_id: Some(r.officer_id.trim().to_owned()).filter(|o| !o.is_empty()),
+            overdue: r.overdue,
+            opened_from_ms: r.opened_from.as_ref().map(baove_runtime::unix_ms),
+            opened_to_ms: r.opened_to.as_ref().map(baove_runtime::unix_ms),
+        };
+        // Read-your-writes: the model catches up with what is committed now.
+        self.cases.wait_for(self.log.last_position()).await;
+        let (rows, next) = self
+            .cases
+            .list(&filter, parse_cursor(&page.page_token)?, limit);
+        Ok(Response::new(p::ListCasesResponse {
+            cases: rows.iter().map(summary).collect(),
+            next_page_token: next
+                .map(|(at, position)| format!("{at}:{position}"))
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn watch_case(
+        &self,
+        r: Request<p::WatchCaseRequest>,
+    ) -> Result<Response<Self::WatchCaseStream>, Status> {
+        let r = r.into_inner();
+        let id = Uuid::parse_str(r.case_id.trim())
+            .map_err(|_| invalid_argument("case_id", "must be a case id (UUID)"))?;
+        let stream = StreamId::from_uuid(id);
+        if self
+            .log
+            .head(stream)
+            .await
+            .map_err(|e| from_log(&e))?
+            .is_none()
+        {
+            return Err(Status::not_found(format!("no case {id}")));
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let (log, stopping) = (self.log.clone(), self.stopping.clone());
+        let mut next = r.from_seq.max(1);
+        tokio::spawn(async move {
+            let mut committed = log.subscribe();
+            loop {
+                committed.borrow_and_update();
+                match log.read_stream(stream, next, 100).await {
+                    Ok(events) if !events.is_empty() => {
+                        for event in &events {
+                            next = event.seq + 1;
+                            if tx
+                                .send(Ok(baove_runtime::audit::envelope_to_proto(event)))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(from_log(&e))).await;
+                        return;
+                    }
+                }
+                tokio::select! {
+                    () = tx.closed() => return,
+                    () = stopping.cancelled() => {
+                        let _ = tx.send(Err(Status::unavailable("casework is shutting down: watch again from the next seq"))).await;
+                        return;
+                    }
+                    changed = committed.changed() => if changed.is_err() { return },
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
     async fn get_case(
         &self,
         request: Request<p::GetCaseRequest>,

@@ -1,7 +1,7 @@
-//! Deadlines in motion: a read model of every case (folded from
-//! casework's log), the scheduler that appends `DeadlineWarned` and
-//! `DeadlineMissed`, and the alerter that publishes them to the people on
-//! duty on `baove.alert.deadline.<commune unit id>`.
+//! Deadlines in motion: the scheduler that appends `DeadlineWarned` and
+//! `DeadlineMissed` (finding due cases through the read model), and the
+//! alerter that publishes them to the people on duty on
+//! `baove.alert.deadline.<commune unit id>`.
 //!
 //! Exactly once: the scheduler decides from the case as stored, appends at
 //! the version it read (a racing tick or a second scheduler gets a conflict
@@ -9,98 +9,23 @@
 //! flags are folded from the events themselves, so a restart cannot repeat
 //! them.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use baove_bus::{HandleError, Handler};
 use baove_domain::calendar::describe;
-use baove_domain::case::procedure::{due_deadline_events, next_deadline_check};
-use baove_domain::case::{self as c, CaseEvent, CaseState};
+use baove_domain::case::procedure::due_deadline_events;
+use baove_domain::case::{self as c, CaseEvent};
 use baove_eventlog::{
     Actor, AppendRequest, Envelope, Error, EventLog, ExpectedVersion, NewEvent, StreamId,
 };
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::api::Rules;
 use crate::cases::load;
-
-/// Every case's state, folded from casework's log in global order.
-pub struct Cases {
-    states: RwLock<HashMap<Uuid, CaseState>>,
-    position: watch::Sender<u64>,
-}
-
-impl Cases {
-    /// An empty model.
-    #[must_use]
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self {
-            states: RwLock::default(),
-            position: watch::channel(0).0,
-        })
-    }
-
-    fn apply(&self, envelope: &Envelope) {
-        let event = match CaseEvent::decode(&envelope.event_type, &envelope.payload) {
-            Ok(event) => event,
-            Err(e) => {
-                tracing::error!(event_id = %envelope.event_id, error = %e, "undecodable case event");
-                return;
-            }
-        };
-        let mut states = self
-            .states
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let id = *envelope.stream_id.as_uuid();
-        if let Some(state) = c::apply(states.remove(&id), &event) {
-            states.insert(id, state);
-        }
-    }
-
-    /// Folds the log from where the model stands, then follows it until
-    /// `cancel` fires.
-    pub async fn follow(self: Arc<Self>, log: EventLog, cancel: CancellationToken) {
-        let mut committed = log.subscribe();
-        loop {
-            committed.borrow_and_update();
-            let from = *self.position.borrow() + 1;
-            match log.read_all(from, 1000).await {
-                Ok(events) if !events.is_empty() => {
-                    for envelope in &events {
-                        self.apply(envelope);
-                    }
-                    if let Some(last) = events.last() {
-                        self.position.send_replace(last.global_position);
-                    }
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "case model cannot read the log"),
-            }
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                changed = committed.changed() => if changed.is_err() { return },
-            }
-        }
-    }
-
-    /// The cases whose deadlines need a look at `now_ms`.
-    #[must_use]
-    pub fn due(&self, now_ms: i64) -> Vec<Uuid> {
-        self.states
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .filter(|(_, state)| next_deadline_check(state).is_some_and(|at| at <= now_ms))
-            .map(|(id, _)| *id)
-            .collect()
-    }
-}
+use crate::model::Cases;
 
 /// Appends due warnings and misses every `tick` until `cancel` fires.
 pub async fn scheduler(

@@ -12,11 +12,13 @@
 //! - [`SPEC`], [`run`]: the service and its start-up.
 //! - `cases`: the intake consumer's handler; loading a case.
 //! - `api`: `baove.v1.CaseService`.
-//! - `deadlines`: the case read model, the scheduler, the alerter.
+//! - `model`: the case read model (ListCases, due deadlines).
+//! - `deadlines`: the scheduler, the alerter.
 
 mod api;
 mod cases;
 mod deadlines;
+mod model;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,11 +49,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             clock: ctx.config.clock(),
             warn_share: ctx.config.deadline_warn_share,
         };
-        let cases = deadlines::Cases::new();
+        let cases = model::Cases::new();
         let follower = tokio::spawn(cases.clone().follow(ctx.log.clone(), ctx.cancel.clone()));
         let scheduler = tokio::spawn(deadlines::scheduler(
             ctx.log.clone(),
-            cases,
+            cases.clone(),
             rules.clone(),
             SCHEDULER_TICK,
             ctx.cancel.clone(),
@@ -96,7 +98,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         });
         Ok(Parts {
             routes: tonic::service::Routes::new(
-                api::CaseApi::new(ctx.log.clone(), rules).into_server(),
+                api::CaseApi::new(ctx.log.clone(), rules, cases, ctx.stopping.clone())
+                    .into_server(),
             ),
             tasks: vec![follower, scheduler],
             on_bus: Some(on_bus),
