@@ -1,13 +1,11 @@
-//! `baove intake ...` and `baove case ...`: a real client of IntakeService
-//! and CaseService. Request files are the proto3 JSON of the request
+//! `baove intake ...`: a real client of IntakeService. Request files are the proto3 JSON of the request
 //! message (field names as in `proto/baove/v1/intake.proto`, enums by name,
 //! times in RFC 3339), read through the published descriptors.
 
 use anyhow::{Context as _, bail};
 use baove_proto::v1::{
-    GetCaseRequest, GetIntakeRequest, IntakeStatus, ListIntakesRequest, PageRequest,
-    SubmitHotlineReportRequest, SubmitPoliceNotificationRequest, SubmitResponse,
-    case_service_client::CaseServiceClient, intake_service_client::IntakeServiceClient,
+    GetIntakeRequest, IntakeStatus, ListIntakesRequest, PageRequest, SubmitHotlineReportRequest,
+    SubmitPoliceNotificationRequest, SubmitResponse, intake_service_client::IntakeServiceClient,
 };
 use clap::Subcommand;
 use prost::Message;
@@ -57,16 +55,6 @@ pub enum Command {
     },
 }
 
-/// `baove case ...`
-#[derive(Subcommand)]
-pub enum CaseCommand {
-    /// Show one case as JSON.
-    Show {
-        /// The case id.
-        id: String,
-    },
-}
-
 fn pool() -> anyhow::Result<DescriptorPool> {
     DescriptorPool::decode(baove_proto::FILE_DESCRIPTOR_SET)
         .context("the built-in proto descriptors do not decode")
@@ -91,7 +79,8 @@ fn from_json<T: Message + Default>(
 }
 
 /// Prints message `value` (named `name`) as proto3 JSON.
-fn print_json<T: Message>(pool: &DescriptorPool, name: &str, value: &T) -> anyhow::Result<()> {
+pub fn print_json<T: Message>(name: &str, value: &T) -> anyhow::Result<()> {
+    let pool = pool()?;
     let descriptor = pool
         .get_message_by_name(name)
         .with_context(|| format!("unknown message {name}"))?;
@@ -190,7 +179,7 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 .await
                 .map_err(status_error)?
                 .into_inner();
-            print_json(&pool, "baove.v1.Intake", &intake)
+            print_json("baove.v1.Intake", &intake)
         }
         Command::List {
             status,
@@ -255,25 +244,6 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 println!("more: --page {}", response.next_page_token);
             }
             Ok(())
-        }
-    }
-}
-
-/// Runs `baove case ...` against `addr`.
-///
-/// # Errors
-/// An unknown case or an unreachable service.
-pub async fn run_case(addr: &str, command: CaseCommand) -> anyhow::Result<()> {
-    let pool = pool()?;
-    match command {
-        CaseCommand::Show { id } => {
-            let mut client = CaseServiceClient::new(channel(addr).await?);
-            let case = client
-                .get_case(GetCaseRequest { case_id: id })
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            print_json(&pool, "baove.v1.Case", &case)
         }
     }
 }

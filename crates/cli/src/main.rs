@@ -7,8 +7,10 @@
 //! - `verify`: a stream's hash chain through `AuditService.VerifyStream`.
 //! - `intake`: submit a report from a JSON file, show one, list them
 //!   (module `intake`).
-//! - `case`: show a case.
+//! - `case`: show, list and watch cases, and one command per procedure step
+//!   (module `case`).
 
+mod case;
 mod intake;
 
 use std::time::{Duration, Instant};
@@ -89,7 +91,7 @@ enum Command {
     Intake(intake::Command),
     /// Cases (CaseService).
     #[command(subcommand)]
-    Case(intake::CaseCommand),
+    Case(case::Command),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -165,7 +167,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Intake(command) => intake::run(&cli.addr, command).await,
-        Command::Case(command) => intake::run_case(&cli.addr, command).await,
+        Command::Case(command) => case::run(&cli.addr, command).await,
         Command::Verify { stream } => {
             let mut client = AuditServiceClient::new(channel(&cli.addr).await?);
             let response = client
@@ -207,7 +209,7 @@ pub(crate) fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", status.code(), status.message())
 }
 
-fn print_event(e: &EventEnvelope) {
+pub(crate) fn print_event(e: &EventEnvelope) {
     let actor = e.actor.clone().unwrap_or_default();
     println!(
         "#{pos} {stream} seq {seq} {ty} v{v} at {at} by {user} ({role}) {payload}",
