@@ -517,3 +517,95 @@ fn case_events_round_trip_through_their_stored_names() {
         assert_eq!(&back, event);
     }
 }
+
+#[test]
+fn every_refusal_of_the_procedure_names_its_rule() {
+    // Given a case at each phase, when a step that phase does not allow,
+    // then FAILED_PRECONDITION with the rule.
+    let mut case = Case::given(true);
+    case.ok(Command::Assign {
+        officer_id: "cb-1".into(),
+    });
+    assert_eq!(
+        case.refused(Command::Assign {
+            officer_id: "cb-1".into()
+        }),
+        "the case is already assigned to this officer"
+    );
+    assert!(
+        case.refused(intervention("m1"))
+            .contains("the plan must be approved")
+    );
+    assert!(
+        case.refused(Command::Close { reason: "x".into() })
+            .contains("closes only after a review")
+    );
+    case.ok(initial(true));
+    case.ok(detailed());
+    assert!(case.refused(detailed()).contains("once"));
+    assert!(
+        case.refused(review(RiskLevel::Low))
+            .contains("follows an approved plan")
+    );
+    case.ok(plan());
+    assert!(
+        case.refused(plan())
+            .contains("a plan (Mẫu 04) is drafted after"),
+        "no second draft while one awaits the chair"
+    );
+    case.ok(approve());
+    assert!(
+        case.refused(approve())
+            .contains("awaiting the commune chair")
+    );
+    assert!(
+        case.refused(plan())
+            .contains("a plan (Mẫu 04) is drafted after"),
+        "no new plan before a review"
+    );
+    case.ok(review(RiskLevel::Low));
+    assert!(
+        case.refused(intervention("m1"))
+            .contains("the plan must be approved"),
+        "the reviewed plan is done"
+    );
+    case.ok(Command::Close {
+        reason: "hết nguy cơ".into(),
+    });
+    let measure = Command::RecordEmergencyMeasure {
+        kind: MeasureKind::MedicalCare,
+        description: "khám".into(),
+        decision_ref: "QĐ 9".into(),
+        separation: None,
+    };
+    assert!(case.refused(measure).contains("reopened"));
+    assert!(
+        case.refused(initial(true)).contains("recorded once"),
+        "a closed case is reopened first"
+    );
+}
+
+#[test]
+fn a_separation_field_on_another_measure_or_a_missing_one_is_invalid() {
+    let mut case = Case::given(true);
+    case.ok(initial(true));
+    let dates = Separation {
+        start_date: date!(2026 - 11 - 27),
+        end_date: date!(2026 - 11 - 30),
+        extension_decision_ref: None,
+    };
+    let on_shelter = Command::RecordEmergencyMeasure {
+        kind: MeasureKind::SafeShelter,
+        description: "nhà tạm lánh".into(),
+        decision_ref: "QĐ 5".into(),
+        separation: Some(dates),
+    };
+    assert_eq!(case.invalid(on_shelter), ["separation"]);
+    let without = Command::RecordEmergencyMeasure {
+        kind: MeasureKind::TemporarySeparation,
+        description: "cách ly".into(),
+        decision_ref: "QĐ 6".into(),
+        separation: None,
+    };
+    assert_eq!(case.invalid(without), ["separation"]);
+}
