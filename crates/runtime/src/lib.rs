@@ -15,12 +15,14 @@
 //! - [`status`]: event log errors → `tonic::Status`, one mapping.
 //! - [`audit`]: `baove.v1.AuditService` and envelope → proto conversion.
 //! - [`node`]: start-up and shutdown order of a service process.
+//! - [`projection`]: following the log to keep a read model.
 //! - [`main`]: what a service's `main.rs` calls.
 //! - [`timestamp`], [`unix_ms`]: protobuf timestamps ↔ Unix milliseconds.
 
 pub mod audit;
 pub mod config;
 pub mod node;
+pub mod projection;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;

@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use baove_domain::case::procedure::next_deadline_check;
 use baove_domain::case::{self as c, CaseEvent, CaseState, CaseStatus, DeadlineState};
 use baove_eventlog::{Envelope, EventLog};
-use tokio::sync::watch;
+use baove_runtime::projection::Follower;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -93,7 +93,7 @@ pub type Cursor = (i64, u64);
 /// The model.
 pub struct Cases {
     rows: RwLock<HashMap<Uuid, Row>>,
-    position: watch::Sender<u64>,
+    follower: Follower,
 }
 
 impl Cases {
@@ -102,7 +102,7 @@ impl Cases {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             rows: RwLock::default(),
-            position: watch::channel(0).0,
+            follower: Follower::default(),
         })
     }
 
@@ -141,35 +141,14 @@ impl Cases {
     /// Folds the log from where the model stands, then follows it until
     /// `cancel` fires.
     pub async fn follow(self: Arc<Self>, log: EventLog, cancel: CancellationToken) {
-        let mut committed = log.subscribe();
-        loop {
-            committed.borrow_and_update();
-            let from = *self.position.borrow() + 1;
-            match log.read_all(from, 1000).await {
-                Ok(events) if !events.is_empty() => {
-                    for envelope in &events {
-                        self.apply(envelope);
-                    }
-                    if let Some(last) = events.last() {
-                        self.position.send_replace(last.global_position);
-                    }
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "case model cannot read the log"),
-            }
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                changed = committed.changed() => if changed.is_err() { return },
-            }
-        }
+        self.follower
+            .follow(&log, &cancel, |envelope| self.apply(envelope))
+            .await;
     }
 
     /// Waits until the model has applied the log up to `position`.
     pub async fn wait_for(&self, position: u64) {
-        let mut rx = self.position.subscribe();
-        // Err only if the sender is gone, which it is not while `self` lives.
-        let _ = rx.wait_for(|p| *p >= position).await;
+        self.follower.wait_for(position).await;
     }
 
     /// The cases whose deadlines need a look at `now_ms`.

@@ -10,7 +10,7 @@ use baove_domain::intake::{
     self as d, INTAKE_HANDED_OVER, INTAKE_RECORDED, IntakeHandedOver, IntakeRecorded, Prior,
 };
 use baove_eventlog::{Envelope, EventLog};
-use tokio::sync::watch;
+use baove_runtime::projection::Follower;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -88,7 +88,7 @@ struct State {
 /// The read model.
 pub struct View {
     state: RwLock<State>,
-    position: watch::Sender<u64>,
+    follower: Follower,
 }
 
 impl View {
@@ -97,7 +97,7 @@ impl View {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             state: RwLock::default(),
-            position: watch::channel(0).0,
+            follower: Follower::default(),
         })
     }
 
@@ -148,39 +148,17 @@ impl View {
         }
     }
 
-    /// Folds the log from where the model stands to its end, then keeps
-    /// following it until `cancel` fires.
+    /// Folds the log from where the model stands, then follows it until
+    /// `cancel` fires.
     pub async fn follow(self: Arc<Self>, log: EventLog, cancel: CancellationToken) {
-        let mut committed = log.subscribe();
-        loop {
-            committed.borrow_and_update();
-            let from = *self.position.borrow() + 1;
-            match log.read_all(from, 1000).await {
-                Ok(events) if !events.is_empty() => {
-                    for envelope in &events {
-                        self.apply(envelope);
-                    }
-                    if let Some(last) = events.last() {
-                        self.position.send_replace(last.global_position);
-                    }
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "intake view cannot read the log"),
-            }
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                changed = committed.changed() => if changed.is_err() { return },
-            }
-        }
+        self.follower
+            .follow(&log, &cancel, |envelope| self.apply(envelope))
+            .await;
     }
 
-    /// Waits until the model has applied the log up to `position`, so that a
-    /// reply can be read back at once.
+    /// Waits until the model has applied the log up to `position`.
     pub async fn wait_for(&self, position: u64) {
-        let mut rx = self.position.subscribe();
-        // Err only if the sender is gone, which it is not while `self` lives.
-        let _ = rx.wait_for(|p| *p >= position).await;
+        self.follower.wait_for(position).await;
     }
 
     /// One intake.
