@@ -5,9 +5,8 @@
 use anyhow::{Context as _, bail};
 use baove_proto::v1::{self as p, case_service_client::CaseServiceClient};
 use clap::{Args, Subcommand};
-use tonic_types::StatusExt;
 
-use crate::{channel, status_error};
+use crate::{channel, refusal, status_error};
 
 /// `baove case ...`
 #[derive(Subcommand)]
@@ -235,25 +234,6 @@ fn ratings(raw: &[String]) -> anyhow::Result<Vec<p::RiskRating>> {
             })
         })
         .collect()
-}
-
-/// A refused step, with the rule or the fields.
-fn refusal(status: &tonic::Status) -> anyhow::Error {
-    if let Some(bad) = status.get_details_bad_request() {
-        let mut text = String::from("refused; nothing was changed. Fix these fields:");
-        for v in bad.field_violations {
-            text.push_str(&format!("\n  {}: {}", v.field, v.description));
-        }
-        return anyhow::anyhow!(text);
-    }
-    match status.code() {
-        tonic::Code::FailedPrecondition => anyhow::anyhow!("not allowed now: {}", status.message()),
-        tonic::Code::Aborted => anyhow::anyhow!(
-            "{} (run `baove case show` and decide again)",
-            status.message()
-        ),
-        _ => status_error(status.clone()),
-    }
 }
 
 fn done(

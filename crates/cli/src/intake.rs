@@ -11,9 +11,8 @@ use clap::Subcommand;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use sha2::{Digest, Sha256};
-use tonic_types::StatusExt;
 
-use crate::{channel, status_error};
+use crate::{channel, refusal, status_error};
 
 /// `baove intake ...`
 #[derive(Subcommand)]
@@ -92,19 +91,6 @@ pub fn print_json<T: Message>(name: &str, value: &T) -> anyhow::Result<()> {
     )?;
     println!();
     Ok(())
-}
-
-/// A refused request, printed field by field.
-fn refusal(status: &tonic::Status) -> anyhow::Error {
-    if let Some(bad) = status.get_details_bad_request() {
-        let mut text =
-            String::from("the report was refused; nothing was stored. Fix these fields:");
-        for v in bad.field_violations {
-            text.push_str(&format!("\n  {}: {}", v.field, v.description));
-        }
-        return anyhow::anyhow!(text);
-    }
-    status_error(status.clone())
 }
 
 fn print_receipt(receipt: &SubmitResponse) {

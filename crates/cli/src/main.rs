@@ -205,6 +205,27 @@ pub(crate) async fn channel(addr: &str) -> anyhow::Result<Channel> {
         .with_context(|| format!("cannot reach {addr}"))
 }
 
+/// A refused request: the fields to fix, the procedure's rule, or the
+/// version conflict, in words for the person at the keyboard.
+pub(crate) fn refusal(status: &tonic::Status) -> anyhow::Error {
+    use tonic_types::StatusExt;
+    if let Some(bad) = status.get_details_bad_request() {
+        let mut text = String::from("refused; nothing was stored or changed. Fix these fields:");
+        for v in bad.field_violations {
+            text.push_str(&format!("\n  {}: {}", v.field, v.description));
+        }
+        return anyhow::anyhow!(text);
+    }
+    match status.code() {
+        tonic::Code::FailedPrecondition => anyhow::anyhow!("not allowed now: {}", status.message()),
+        tonic::Code::Aborted => anyhow::anyhow!(
+            "{} (`baove case show` prints the case as it is now)",
+            status.message()
+        ),
+        _ => status_error(status.clone()),
+    }
+}
+
 pub(crate) fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", status.code(), status.message())
 }
