@@ -591,4 +591,18 @@ async fn given_a_watcher_when_steps_are_taken_then_it_sees_them_live_and_resumes
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::NotFound);
+
+    // Shutdown ends the watch (the client is told to come back) instead of
+    // draining on it, and the service exits cleanly.
+    let mut system = system;
+    system.casework.terminate();
+    let ended = tokio::time::timeout(Duration::from_secs(5), resumed.next())
+        .await
+        .expect("the watch outlived shutdown");
+    assert!(
+        matches!(&ended, Some(Err(status)) if status.code() == tonic::Code::Unavailable)
+            || ended.is_none(),
+        "{ended:?}"
+    );
+    assert!(system.casework.exit_status().await.success());
 }
