@@ -606,3 +606,131 @@ async fn given_a_watcher_when_steps_are_taken_then_it_sees_them_live_and_resumes
     );
     assert!(system.casework.exit_status().await.success());
 }
+
+impl Officer {
+    /// Takes the case through the whole procedure to closing.
+    async fn close_after_the_procedure(&mut self) {
+        let mut c = self.client.clone();
+        let h = self.header();
+        let r = p::RecordInitialAssessmentRequest {
+            header: h,
+            ratings: rating(p::RiskLevel::High),
+            emergency_measures_apply: false,
+            summary: String::new(),
+        };
+        self.took(c.record_initial_assessment(r).await).unwrap();
+        let h = self.header();
+        let r = p::RecordDetailedAssessmentRequest {
+            header: h,
+            summary: "đánh giá".into(),
+            needs: String::new(),
+            meeting_participants: vec!["cán bộ xã".into()],
+            minutes_ref: "BB-2".into(),
+        };
+        self.took(c.record_detailed_assessment(r).await).unwrap();
+        let h = self.header();
+        self.took(
+            c.draft_plan(p::DraftPlanRequest {
+                header: h,
+                measures: measures(),
+            })
+            .await,
+        )
+        .unwrap();
+        let h = self.header();
+        self.took(
+            c.approve_plan(p::ApprovePlanRequest {
+                header: h,
+                decision_ref: "QĐ 20".into(),
+            })
+            .await,
+        )
+        .unwrap();
+        let h = self.header();
+        self.took(
+            c.record_review(p::RecordReviewRequest {
+                header: h,
+                ratings: rating(p::RiskLevel::Low),
+                summary: String::new(),
+            })
+            .await,
+        )
+        .unwrap();
+        let h = self.header();
+        self.took(
+            c.close_case(p::CloseCaseRequest {
+                header: h,
+                reason: "hết nguy cơ".into(),
+            })
+            .await,
+        )
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_an_open_case_about_the_same_child_then_a_new_report_is_flagged_until_the_case_closes()
+ {
+    let system = System::start().await;
+    let mut first = opened_case(&system, "dup-1").await;
+    let mut intake = intake_client(&system.intake).await;
+    let second = intake
+        .submit_hotline_report(hotline("dup-2", "NGUYEN THI BE"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        second.possible_duplicate_case_ids,
+        [first.case_id.clone()],
+        "same child, same commune, open case"
+    );
+    // Flagged, never merged: the second report opens its own case.
+    let second_case = case_of(&system.intake, &second.intake_id).await;
+    assert_ne!(second_case, first.case_id);
+
+    first.close_after_the_procedure().await;
+    let mut second_officer = Officer {
+        client: first.client.clone(),
+        case_id: second_case,
+        version: 0,
+        n: 500,
+    };
+    second_officer.version = second_officer.case().await.version;
+    second_officer.close_after_the_procedure().await;
+    // intake hears of the closings over NATS and notes them in its log.
+    let mut audit = baove_proto::v1::audit_service_client::AuditServiceClient::new(
+        system.intake.channel().await,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = audit
+            .read_all(p::ReadAllRequest {
+                from_position: 1,
+                limit: 1000,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if all
+            .events
+            .iter()
+            .filter(|e| e.event_type == "CaseStatusNoted")
+            .count()
+            == 2
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "intake never noted the closings");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let third = intake
+        .submit_hotline_report(hotline("dup-3", "Nguyễn Thị Bé"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        third.possible_duplicate_case_ids.is_empty(),
+        "closed cases are not candidates: {:?}",
+        third.possible_duplicate_case_ids
+    );
+}

@@ -18,7 +18,10 @@ use crate::violation::Violations;
 pub const INTAKE_RECORDED: &str = "IntakeRecorded";
 /// Stored name of the event that closes the hand-over. Never changes.
 pub const INTAKE_HANDED_OVER: &str = "IntakeHandedOver";
-/// Schema version of both intake events.
+/// Stored name of the event that notes a case closing or reopening (for
+/// the duplicate check). Never changes.
+pub const CASE_STATUS_NOTED: &str = "CaseStatusNoted";
+/// Schema version of the intake events.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Oldest age baove records: the Law on Children covers under 16; 16 and
@@ -354,6 +357,19 @@ pub struct IntakeHandedOver {
     pub case_event_id: Uuid,
     /// That event's type (`CaseOpened` or `IntakeAttached`).
     pub case_event_type: String,
+}
+
+/// Casework closed or reopened a case that one of intake's reports went
+/// to. Kept in intake's log (a stream per case id) so that the duplicate
+/// check knows which cases are still open, also after a restart.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseStatusNoted {
+    /// The case.
+    pub case_id: Uuid,
+    /// Closed (true) or reopened (false).
+    pub closed: bool,
+    /// Casework's event that said so.
+    pub case_event_id: Uuid,
 }
 
 // ---------------------------------------------------------------------------
@@ -1023,13 +1039,15 @@ pub struct Prior {
     pub received_at_ms: i64,
     /// Its case and when that case was opened, once handed over.
     pub case: Option<(Uuid, i64)>,
+    /// That case has been closed (and not reopened).
+    pub case_closed: bool,
 }
 
 /// The earlier reports that may be about the same child as `facts`: same
 /// name without diacritics (a name is needed), same birth date or ages
-/// within one year, same incident commune, and a case opened (or a report
+/// within one year, same incident commune, and an open case opened (or a report
 /// received, if not yet handed over) within 30 days before `facts` was
-/// received. Returns (case ids, intake ids not yet handed over), each sorted
+/// received. Closed cases are not candidates. Returns (case ids, intake ids not yet handed over), each sorted
 /// and without repeats. Flagged only: never merged.
 #[must_use]
 pub fn possible_duplicates<'a>(
@@ -1052,7 +1070,8 @@ pub fn possible_duplicates<'a>(
             .map_or(prior.received_at_ms, |(_, opened)| opened);
         let recent = when <= facts.received_at_ms + CLOCK_SKEW_MS
             && facts.received_at_ms - when <= DUPLICATE_WINDOW_MS;
-        if prior.name_key == child.name_key
+        if !prior.case_closed
+            && prior.name_key == child.name_key
             && same_age
             && prior.incident_unit_id == facts.incident_place.unit_id
             && recent

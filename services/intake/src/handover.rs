@@ -11,7 +11,9 @@ use std::time::Duration;
 use async_nats::jetstream;
 use baove_bus::{HandleError, Handler};
 use baove_domain::case::CaseEvent;
-use baove_domain::intake::{self as d, INTAKE_HANDED_OVER, IntakeHandedOver};
+use baove_domain::intake::{
+    self as d, CASE_STATUS_NOTED, CaseStatusNoted, INTAKE_HANDED_OVER, IntakeHandedOver,
+};
 use baove_eventlog::{
     Actor, AppendRequest, Envelope, EventLog, ExpectedVersion, NewEvent, StreamId,
 };
@@ -42,6 +44,8 @@ impl Handler for HandOver {
         let (intake_id, case_id) = match &case_event {
             CaseEvent::Opened(opened) => (opened.intake_id, opened.case_id),
             CaseEvent::Attached(attached) => (attached.intake_id, *event.stream_id.as_uuid()),
+            CaseEvent::Closed(_) => return self.note_case_status(&event, true).await,
+            CaseEvent::Reopened(_) => return self.note_case_status(&event, false).await,
             _ => return Ok(()),
         };
         // The model must have read intake's own log before it can say
@@ -78,6 +82,39 @@ impl Handler for HandOver {
             .map_err(|e| HandleError::Retry(e.to_string()))?;
         tracing::info!(intake_id = %intake_id, case_id = %case_id, "intake handed over");
         Ok(())
+    }
+}
+
+impl HandOver {
+    /// Records that a case intake knows was closed or reopened, so that the
+    /// duplicate check leaves closed cases out.
+    async fn note_case_status(&self, event: &Envelope, closed: bool) -> Result<(), HandleError> {
+        let case_id = *event.stream_id.as_uuid();
+        self.view.wait_for(self.log.last_position()).await;
+        if !self.view.knows_case(case_id) {
+            return Ok(());
+        }
+        let payload = CaseStatusNoted {
+            case_id,
+            closed,
+            case_event_id: event.event_id,
+        };
+        let new_event = NewEvent::new(CASE_STATUS_NOTED, d::SCHEMA_VERSION, &payload)
+            .map_err(|e| HandleError::Reject(e.to_string()))?;
+        self.log
+            .append(AppendRequest {
+                stream: event.stream_id,
+                expected: ExpectedVersion::Any,
+                command_id: format!("case-status:{}", event.event_id),
+                actor: Actor::system("intake"),
+                causation_id: event.event_id.to_string(),
+                correlation_id: event.correlation_id.clone(),
+                events: vec![new_event],
+                publish: false,
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| HandleError::Retry(e.to_string()))
     }
 }
 

@@ -3,11 +3,12 @@
 //! of thousands of intakes a year, not millions). Rebuilt from the log at
 //! start-up; it follows new appends through the log's commit notifications.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use baove_domain::intake::{
-    self as d, INTAKE_HANDED_OVER, INTAKE_RECORDED, IntakeHandedOver, IntakeRecorded, Prior,
+    self as d, CASE_STATUS_NOTED, CaseStatusNoted, INTAKE_HANDED_OVER, INTAKE_RECORDED,
+    IntakeHandedOver, IntakeRecorded, Prior,
 };
 use baove_eventlog::{Envelope, EventLog};
 use baove_runtime::projection::Follower;
@@ -83,6 +84,8 @@ pub type Cursor = (i64, u64);
 #[derive(Default)]
 struct State {
     rows: HashMap<Uuid, Row>,
+    /// Cases casework closed (and did not reopen).
+    closed_cases: HashSet<Uuid>,
 }
 
 /// The read model.
@@ -144,6 +147,17 @@ impl View {
                     tracing::error!(event_id = %envelope.event_id, error = %e, "undecodable IntakeHandedOver")
                 }
             },
+            CASE_STATUS_NOTED => match serde_json::from_str::<CaseStatusNoted>(&envelope.payload) {
+                Ok(noted) if noted.closed => {
+                    state.closed_cases.insert(noted.case_id);
+                }
+                Ok(noted) => {
+                    state.closed_cases.remove(&noted.case_id);
+                }
+                Err(e) => {
+                    tracing::error!(event_id = %envelope.event_id, error = %e, "undecodable CaseStatusNoted")
+                }
+            },
             other => tracing::warn!(event_type = other, "unknown event type in intake's log"),
         }
     }
@@ -197,7 +211,8 @@ impl View {
     /// What the duplicate check needs of earlier intakes in `unit_id`.
     #[must_use]
     pub fn priors(&self, unit_id: &str) -> Vec<Prior> {
-        self.read()
+        let state = self.read();
+        state
             .rows
             .values()
             .filter(|row| row.recorded.report.facts().incident_place.unit_id == unit_id)
@@ -211,9 +226,21 @@ impl View {
                     incident_unit_id: unit_id.to_owned(),
                     received_at_ms: row.received_at_ms(),
                     case: row.handed_over,
+                    case_closed: row
+                        .handed_over
+                        .is_some_and(|(case, _)| state.closed_cases.contains(&case)),
                 }
             })
             .collect()
+    }
+
+    /// Whether one of intake's reports went to `case_id`.
+    #[must_use]
+    pub fn knows_case(&self, case_id: Uuid) -> bool {
+        self.read()
+            .rows
+            .values()
+            .any(|row| row.handed_over.is_some_and(|(case, _)| case == case_id))
     }
 
     /// Intakes not yet handed over: (intake id, when recorded).

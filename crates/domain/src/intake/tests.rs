@@ -258,6 +258,7 @@ fn prior(
         incident_unit_id: unit.into(),
         received_at_ms: received,
         case,
+        case_closed: false,
     }
 }
 
@@ -374,5 +375,29 @@ fn events_round_trip_through_their_stored_json() {
     assert_eq!(
         serde_json::from_str::<IntakeRecorded>(&json).unwrap(),
         event
+    );
+}
+
+#[test]
+fn given_the_matching_case_was_closed_then_it_is_not_a_candidate() {
+    let report = parse(hotline(facts())).unwrap();
+    let unit = "vn-ct.p-ninh-kieu";
+    let mut closed = prior(
+        "Nguyễn Văn An",
+        Age::EstimatedYears(9),
+        9,
+        unit,
+        NOW - DAY_MS,
+        Some((Uuid::from_u128(5), NOW - DAY_MS)),
+    );
+    closed.case_closed = true;
+    assert_eq!(
+        possible_duplicates(report.facts(), [&closed]),
+        (vec![], vec![])
+    );
+    closed.case_closed = false;
+    assert_eq!(
+        possible_duplicates(report.facts(), [&closed]).0,
+        [Uuid::from_u128(5)]
     );
 }
