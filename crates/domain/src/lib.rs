@@ -10,12 +10,14 @@
 //! - [`intake`]: Mẫu 01 reports, police notifications, their rules, the
 //!   intake events, possible-duplicate matching.
 //! - [`calendar`]: working days, weekends and holidays for deadlines.
-//! - [`case`]: opening a case from an intake (the hand-over), case events.
+//! - [`case`]: the case, its procedure and deadlines.
+//! - [`referral`]: interagency handoffs, consent, acknowledgement deadlines.
 
 pub mod calendar;
 pub mod case;
 pub mod intake;
 pub mod reference;
+pub mod referral;
 pub mod text;
 pub mod time;
 pub mod violation;

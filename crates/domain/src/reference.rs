@@ -57,6 +57,37 @@ pub struct Agency {
     pub names: Vec<ValidName>,
     /// The agency that took over its functions.
     pub successor: Option<String>,
+    /// The agency alerted when this one does not acknowledge a referral
+    /// in time.
+    #[serde(default)]
+    pub supervisor: Option<String>,
+}
+
+/// A change to the agency directory, recorded as an event.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "change")]
+pub enum AgencyChange {
+    /// The agency takes a new name from `effective`.
+    Renamed {
+        /// The agency.
+        agency_id: String,
+        /// Its new name.
+        name: String,
+        /// First day of the new name.
+        #[serde(with = "date_serde")]
+        effective: Date,
+    },
+    /// The agency ends the day before `effective`; `into` takes over its
+    /// functions and receives its referrals.
+    Merged {
+        /// The agency that ends.
+        agency_id: String,
+        /// Its successor.
+        into: String,
+        /// First day of the successor's responsibility.
+        #[serde(with = "date_serde")]
+        effective: Date,
+    },
 }
 
 /// Something with names valid over time.
@@ -197,6 +228,92 @@ impl Directory {
         in_force(agency, "agency", id, on)
     }
 
+    /// Applies a directory change.
+    ///
+    /// # Errors
+    /// The rule, when an agency is unknown, the change predates the name in
+    /// force, or a merger names the agency itself or a successor not in
+    /// force on that day.
+    pub fn apply_change(&mut self, change: &AgencyChange) -> Result<(), String> {
+        match change {
+            AgencyChange::Renamed {
+                agency_id,
+                name,
+                effective,
+            } => {
+                if name.trim().is_empty() {
+                    return Err("the new name is required".into());
+                }
+                let agency = self
+                    .agencies
+                    .get_mut(agency_id)
+                    .ok_or_else(|| format!("unknown agency {agency_id:?}"))?;
+                close_current(&mut agency.names, *effective)?;
+                agency.names.push(ValidName {
+                    name: name.trim().to_owned(),
+                    valid_from: *effective,
+                    valid_to: None,
+                });
+                Ok(())
+            }
+            AgencyChange::Merged {
+                agency_id,
+                into,
+                effective,
+            } => {
+                if agency_id == into {
+                    return Err("an agency cannot be merged into itself".into());
+                }
+                self.agency_in_force_any(into, *effective)
+                    .map_err(|e| format!("successor: {e}"))?;
+                let agency = self
+                    .agencies
+                    .get_mut(agency_id)
+                    .ok_or_else(|| format!("unknown agency {agency_id:?}"))?;
+                close_current(&mut agency.names, *effective)?;
+                agency.successor = Some(into.clone());
+                Ok(())
+            }
+        }
+    }
+
+    fn agency_in_force_any(&self, id: &str, on: Date) -> Result<&Agency, String> {
+        let agency = self
+            .agencies
+            .get(id)
+            .ok_or_else(|| format!("unknown agency {id:?}"))?;
+        in_force(agency, "agency", id, on)
+    }
+
+    /// The agency that receives what is addressed to `id` on `on`: itself
+    /// if in force, else its successor (followed through mergers).
+    ///
+    /// # Errors
+    /// The rule, when the agency is unknown or neither it nor a successor is
+    /// in force then.
+    pub fn receiving_agency(&self, id: &str, on: Date) -> Result<&Agency, String> {
+        let mut current = self
+            .agencies
+            .get(id)
+            .ok_or_else(|| format!("unknown agency {id:?}"))?;
+        for _ in 0..16 {
+            if current.names.iter().any(|n| n.covers(on)) {
+                return Ok(current);
+            }
+            let Some(next) = current.successor.as_deref() else {
+                break;
+            };
+            current = self
+                .agencies
+                .get(next)
+                .ok_or_else(|| format!("unknown successor {next:?}"))?;
+        }
+        Err(format!(
+            "agency {id:?} and its successors were not in force on {}",
+            crate::time::format_date(on)
+        ))
+    }
+
     /// The unit's name in force on `on` (the latest one if none was).
     #[must_use]
     pub fn unit_name(&self, id: &str, on: Date) -> Option<&str> {
@@ -208,6 +325,27 @@ impl Directory {
     pub fn agency_name(&self, id: &str, on: Date) -> Option<&str> {
         self.agencies.get(id).and_then(|a| name_on(a, on))
     }
+}
+
+/// Ends the name in force on `effective` the day before.
+fn close_current(names: &mut [ValidName], effective: Date) -> Result<(), String> {
+    let current = names
+        .iter_mut()
+        .find(|n| n.covers(effective))
+        .ok_or_else(|| {
+            format!(
+                "no name in force on {}",
+                crate::time::format_date(effective)
+            )
+        })?;
+    if current.valid_from >= effective {
+        return Err(format!(
+            "the change must start after {}",
+            crate::time::format_date(current.valid_from)
+        ));
+    }
+    current.valid_to = effective.previous_day();
+    Ok(())
 }
 
 fn in_force<'a, T: Dated>(item: &'a T, what: &str, id: &str, on: Date) -> Result<&'a T, String> {
@@ -291,6 +429,60 @@ mod tests {
                 .unwrap_err()
                 .contains("not police")
         );
+    }
+
+    #[test]
+    fn given_an_agency_renamed_then_merged_then_old_dates_show_the_old_name_and_new_referrals_reach_the_successor()
+     {
+        let agencies = r#"{"agencies":[
+          {"id":"a","kind":"police","unit":"vn-ct","successor":null,"names":[{"name":"Công an thị xã","valid_from":"2004-01-01","valid_to":null}]},
+          {"id":"b","kind":"police","unit":"vn-ct","successor":null,"names":[{"name":"Công an thành phố","valid_from":"2004-01-01","valid_to":null}]}
+        ]}"#;
+        let mut d = Directory::parse(UNITS, agencies).unwrap();
+        d.apply_change(&AgencyChange::Renamed {
+            agency_id: "a".into(),
+            name: "Công an thành phố Ngã Bảy".into(),
+            effective: date!(2025 - 01 - 01),
+        })
+        .unwrap();
+        d.apply_change(&AgencyChange::Merged {
+            agency_id: "a".into(),
+            into: "b".into(),
+            effective: date!(2025 - 07 - 01),
+        })
+        .unwrap();
+        assert_eq!(
+            d.agency_name("a", date!(2024 - 06 - 01)),
+            Some("Công an thị xã")
+        );
+        assert_eq!(
+            d.agency_name("a", date!(2025 - 03 - 01)),
+            Some("Công an thành phố Ngã Bảy")
+        );
+        assert_eq!(
+            d.receiving_agency("a", date!(2025 - 03 - 01)).unwrap().id,
+            "a"
+        );
+        assert_eq!(
+            d.receiving_agency("a", date!(2025 - 08 - 01)).unwrap().id,
+            "b"
+        );
+        let err = d
+            .apply_change(&AgencyChange::Merged {
+                agency_id: "b".into(),
+                into: "b".into(),
+                effective: date!(2026 - 01 - 01),
+            })
+            .unwrap_err();
+        assert!(err.contains("itself"), "{err}");
+        let err = d
+            .apply_change(&AgencyChange::Renamed {
+                agency_id: "b".into(),
+                name: "x".into(),
+                effective: date!(2004 - 01 - 01),
+            })
+            .unwrap_err();
+        assert!(err.contains("must start after"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,428 @@
+//! Referrals: interagency handoffs. A referral is requested on a case (a
+//! decision on the case, checked here for consent), offered to the target
+//! agency, acknowledged, accepted or declined with a reason, followed to an
+//! outcome and completed; the requester may revoke it before acceptance.
+//! Each step is an event of the referral's own stream; casework copies each
+//! into the case's log so that one case log tells the whole story.
+//!
+//! Acknowledgement deadline: 2 hours when urgent, 1 working day otherwise;
+//! when it passes unacknowledged the referral is escalated, once.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::calendar::Calendar;
+use crate::violation::Violations;
+
+/// Schema version of every referral event.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Two hours: the acknowledgement deadline of an urgent referral.
+pub const URGENT_ACK_MS: i64 = 2 * 60 * 60 * 1000;
+/// Working days to acknowledge a normal referral.
+pub const NORMAL_ACK_WORKING_DAYS: u32 = 1;
+/// From this age the child's own consent is needed to share their
+/// identifying information (Law on Children Đ6.11, Decree 56 Đ33).
+pub const CHILD_CONSENT_AGE: u32 = 7;
+
+/// What is asked of the other agency.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ReferralKind {
+    /// A service from another agency.
+    Refer {
+        /// Which service.
+        service: Service,
+    },
+    /// Move responsibility for the case to another commune or province; the
+    /// receiving side must accept.
+    Transfer {
+        /// The unit that takes the case over.
+        to_unit_id: String,
+    },
+}
+
+/// Services one agency asks of another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum Service {
+    PoliceInvestigation,
+    MedicalExamination,
+    PsychologicalSupport,
+    LegalAid,
+    SchoolSupport,
+    Shelter,
+}
+
+/// How soon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Urgency {
+    /// Acknowledge within 2 hours.
+    Urgent,
+    /// Acknowledge within 1 working day.
+    Normal,
+}
+
+/// A legal basis for sharing without consent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LegalBasis {
+    /// A criminal investigation (Criminal Procedure Code).
+    CriminalInvestigation,
+    /// An emergency: life or health at serious risk.
+    Emergency,
+}
+
+/// What the referral shares and on what ground.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sharing {
+    /// The child's identifying information (name, birth date, address,
+    /// family) goes to the other agency.
+    pub identifying: bool,
+    /// The child agreed (needed from age 7).
+    pub child_consent: bool,
+    /// The parent or guardian agreed.
+    pub guardian_consent: bool,
+    /// A legal basis that allows sharing without consent.
+    pub legal_basis: Option<LegalBasis>,
+}
+
+/// The request, as the case records it (`ReferralRequested` on the case).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferralRequest {
+    /// What is asked.
+    pub kind: ReferralKind,
+    /// The agency asked (as named by the requester; a merged agency's
+    /// successor receives it).
+    pub to_agency_id: String,
+    /// Why.
+    pub reason: String,
+    /// How soon.
+    pub urgency: Urgency,
+    /// What is shared, on what ground.
+    pub sharing: Sharing,
+}
+
+/// Checks a request against the consent rule and its fields.
+/// `child_age_years` is the child's age on the case.
+///
+/// # Errors
+/// [`RequestRefusal::Invalid`] for bad fields; [`RequestRefusal::NoConsent`]
+/// naming the rule when identifying information would be shared without
+/// consent or a legal basis.
+pub fn check_request(
+    request: &ReferralRequest,
+    child_age_years: u32,
+) -> Result<(), RequestRefusal> {
+    let mut v = Violations::default();
+    if request.to_agency_id.trim().is_empty() {
+        v.add("to_agency_id", "is required");
+    }
+    if request.reason.trim().is_empty() {
+        v.add(
+            "reason",
+            "is required: say what the other agency is asked and why",
+        );
+    }
+    if let ReferralKind::Transfer { to_unit_id } = &request.kind
+        && to_unit_id.trim().is_empty()
+    {
+        v.add("to_unit_id", "is required for a transfer");
+    }
+    v.into_result(()).map_err(RequestRefusal::Invalid)?;
+    let s = &request.sharing;
+    let consented = s.guardian_consent && (child_age_years < CHILD_CONSENT_AGE || s.child_consent);
+    if s.identifying && s.legal_basis.is_none() && !consented {
+        return Err(RequestRefusal::NoConsent(format!(
+            "sharing the child's identifying information needs the consent of the parent or guardian{} (Law on Children Đ6.11, Decree 56 Đ33), or a legal basis (criminal investigation, emergency)",
+            if child_age_years >= CHILD_CONSENT_AGE {
+                " and of the child, who is 7 or older"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(())
+}
+
+/// Why a referral request was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestRefusal {
+    /// Bad fields.
+    Invalid(Violations),
+    /// The consent rule (FAILED_PRECONDITION).
+    NoConsent(String),
+}
+
+/// The acknowledgement deadline of a referral offered at `offered_ms`.
+#[must_use]
+pub fn ack_due(urgency: Urgency, offered_ms: i64, calendar: &Calendar) -> i64 {
+    match urgency {
+        Urgency::Urgent => offered_ms + URGENT_ACK_MS,
+        Urgency::Normal => calendar.working_days_after(offered_ms, NORMAL_ACK_WORKING_DAYS),
+    }
+}
+
+/// The referral's events (stream = referral id).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "step")]
+pub enum ReferralEvent {
+    /// Offered to the target agency's inbox.
+    Offered {
+        /// The referral.
+        referral_id: Uuid,
+        /// The case.
+        case_id: Uuid,
+        /// The commune handling the case.
+        from_unit_id: String,
+        /// The agency that receives it (the successor if the one asked was
+        /// merged).
+        to_agency_id: String,
+        /// The request as the case recorded it.
+        request: ReferralRequest,
+        /// When it must be acknowledged, Unix ms.
+        ack_due_at_ms: i64,
+        /// The supervising agency alerted on escalation, if any.
+        supervisor_agency_id: Option<String>,
+    },
+    /// Seen by the agency.
+    Acknowledged {
+        /// Who.
+        by: String,
+    },
+    /// Taken on.
+    Accepted {
+        /// Who.
+        by: String,
+    },
+    /// Refused, with the reason; back to the requester's side.
+    Declined {
+        /// Who.
+        by: String,
+        /// Why.
+        reason: String,
+    },
+    /// The outcome (for the police: criminal case opened or not).
+    OutcomeReported {
+        /// Who.
+        by: String,
+        /// What came of it.
+        outcome: String,
+        /// A reference (the police case number...).
+        reference: String,
+    },
+    /// Done.
+    Completed {
+        /// Who.
+        by: String,
+    },
+    /// Withdrawn by the requester before acceptance.
+    Revoked {
+        /// Who.
+        by: String,
+        /// Why.
+        reason: String,
+    },
+    /// Not acknowledged in time; the supervising agency was alerted.
+    Escalated {
+        /// The deadline that passed.
+        ack_due_at_ms: i64,
+    },
+}
+
+impl ReferralEvent {
+    /// The stored event type name. Never changes for a variant.
+    #[must_use]
+    pub const fn event_type(&self) -> &'static str {
+        match self {
+            Self::Offered { .. } => "ReferralOffered",
+            Self::Acknowledged { .. } => "ReferralAcknowledged",
+            Self::Accepted { .. } => "ReferralAccepted",
+            Self::Declined { .. } => "ReferralDeclined",
+            Self::OutcomeReported { .. } => "ReferralOutcomeReported",
+            Self::Completed { .. } => "ReferralCompleted",
+            Self::Revoked { .. } => "ReferralRevoked",
+            Self::Escalated { .. } => "ReferralEscalated",
+        }
+    }
+}
+
+/// Where a referral stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// In the target's inbox, not yet seen.
+    Offered,
+    /// Seen.
+    Acknowledged,
+    /// Taken on.
+    Accepted,
+    /// Refused.
+    Declined,
+    /// Outcome reported.
+    OutcomeReported,
+    /// Done.
+    Completed,
+    /// Withdrawn.
+    Revoked,
+}
+
+/// A referral's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReferralState {
+    /// The referral.
+    pub referral_id: Uuid,
+    /// The case.
+    pub case_id: Uuid,
+    /// The requesting commune.
+    pub from_unit_id: String,
+    /// The receiving agency.
+    pub to_agency_id: String,
+    /// The request.
+    pub request: ReferralRequest,
+    /// Status.
+    pub status: Status,
+    /// Acknowledgement deadline.
+    pub ack_due_at_ms: i64,
+    /// Escalated already.
+    pub escalated: bool,
+    /// Who to alert on escalation.
+    pub supervisor_agency_id: Option<String>,
+}
+
+/// Folds one event. No logic: [`decide`] already checked.
+#[must_use]
+pub fn apply(state: Option<ReferralState>, event: &ReferralEvent) -> Option<ReferralState> {
+    if let ReferralEvent::Offered {
+        referral_id,
+        case_id,
+        from_unit_id,
+        to_agency_id,
+        request,
+        ack_due_at_ms,
+        supervisor_agency_id,
+    } = event
+    {
+        return Some(ReferralState {
+            referral_id: *referral_id,
+            case_id: *case_id,
+            from_unit_id: from_unit_id.clone(),
+            to_agency_id: to_agency_id.clone(),
+            request: request.clone(),
+            status: Status::Offered,
+            ack_due_at_ms: *ack_due_at_ms,
+            escalated: false,
+            supervisor_agency_id: supervisor_agency_id.clone(),
+        });
+    }
+    let mut state = state?;
+    match event {
+        ReferralEvent::Offered { .. } => {}
+        ReferralEvent::Acknowledged { .. } => state.status = Status::Acknowledged,
+        ReferralEvent::Accepted { .. } => state.status = Status::Accepted,
+        ReferralEvent::Declined { .. } => state.status = Status::Declined,
+        ReferralEvent::OutcomeReported { .. } => state.status = Status::OutcomeReported,
+        ReferralEvent::Completed { .. } => state.status = Status::Completed,
+        ReferralEvent::Revoked { .. } => state.status = Status::Revoked,
+        ReferralEvent::Escalated { .. } => state.escalated = true,
+    }
+    Some(state)
+}
+
+/// A step on a referral, by someone of the receiving agency (or, for
+/// revoking, the requester).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Command {
+    Acknowledge,
+    Accept,
+    Decline { reason: String },
+    ReportOutcome { outcome: String, reference: String },
+    Complete,
+    Revoke { reason: String },
+}
+
+/// Why a step was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Bad fields.
+    Invalid(Violations),
+    /// Not allowed now: the rule.
+    NotAllowed(String),
+}
+
+/// Decides a step by `by` (user id).
+///
+/// # Errors
+/// [`Refusal::Invalid`] for bad fields, [`Refusal::NotAllowed`] naming the
+/// rule for a step out of order.
+pub fn decide(state: &ReferralState, command: Command, by: &str) -> Result<ReferralEvent, Refusal> {
+    use Status as S;
+    let by = by.to_owned();
+    let not = |rule: &str| Err(Refusal::NotAllowed(rule.to_owned()));
+    let required = |field: &str, value: &str, rule: &str| {
+        if value.trim().is_empty() {
+            Err(Refusal::Invalid(Violations::one(field, rule)))
+        } else {
+            Ok(())
+        }
+    };
+    match command {
+        Command::Acknowledge => match state.status {
+            S::Offered => Ok(ReferralEvent::Acknowledged { by }),
+            _ => not("only a referral still offered can be acknowledged"),
+        },
+        Command::Accept => match state.status {
+            S::Acknowledged => Ok(ReferralEvent::Accepted { by }),
+            S::Offered => not("acknowledge the referral before accepting it"),
+            _ => not("only an acknowledged referral can be accepted"),
+        },
+        Command::Decline { reason } => {
+            required(
+                "reason",
+                &reason,
+                "a decline needs the reason, for the requester",
+            )?;
+            match state.status {
+                S::Offered | S::Acknowledged => Ok(ReferralEvent::Declined { by, reason }),
+                _ => not("only a referral not yet accepted can be declined"),
+            }
+        }
+        Command::ReportOutcome { outcome, reference } => {
+            required("outcome", &outcome, "is required")?;
+            match state.status {
+                S::Accepted | S::OutcomeReported => Ok(ReferralEvent::OutcomeReported {
+                    by,
+                    outcome,
+                    reference,
+                }),
+                _ => not("an outcome is reported on an accepted referral"),
+            }
+        }
+        Command::Complete => match state.status {
+            S::OutcomeReported => Ok(ReferralEvent::Completed { by }),
+            _ => not("report the outcome before completing the referral"),
+        },
+        Command::Revoke { reason } => {
+            required("reason", &reason, "is required")?;
+            match state.status {
+                S::Offered | S::Acknowledged => Ok(ReferralEvent::Revoked { by, reason }),
+                _ => not("a referral can be revoked only before it is accepted"),
+            }
+        }
+    }
+}
+
+/// The escalation due at `now_ms`, if any: not yet acknowledged (still
+/// offered), past its deadline, not escalated before.
+#[must_use]
+pub fn due_escalation(state: &ReferralState, now_ms: i64) -> Option<ReferralEvent> {
+    (state.status == Status::Offered && !state.escalated && now_ms >= state.ack_due_at_ms)
+        .then_some(ReferralEvent::Escalated {
+            ack_due_at_ms: state.ack_due_at_ms,
+        })
+}
+
+#[cfg(test)]
+mod tests;
