@@ -9,15 +9,15 @@ use tonic::transport::Channel;
 
 use crate::intake::{System, case_of, hotline, intake_client};
 
-struct Officer {
-    client: CaseServiceClient<Channel>,
-    case_id: String,
-    version: u64,
-    n: u32,
+pub struct Officer {
+    pub client: CaseServiceClient<Channel>,
+    pub case_id: String,
+    pub version: u64,
+    pub n: u32,
 }
 
 impl Officer {
-    fn header(&mut self) -> Option<p::CommandHeader> {
+    pub fn header(&mut self) -> Option<p::CommandHeader> {
         self.n += 1;
         Some(p::CommandHeader {
             request_id: format!("{}-{}", self.case_id, self.n),
@@ -28,7 +28,7 @@ impl Officer {
     }
 
     /// Takes the answer of a step: on success the case's new version.
-    fn took(
+    pub fn took(
         &mut self,
         result: Result<tonic::Response<p::CommandResponse>, tonic::Status>,
     ) -> Result<Vec<String>, tonic::Status> {
@@ -37,7 +37,7 @@ impl Officer {
         Ok(response.event_types)
     }
 
-    async fn case(&mut self) -> p::Case {
+    pub async fn case(&mut self) -> p::Case {
         self.client
             .get_case(p::GetCaseRequest {
                 case_id: self.case_id.clone(),
@@ -64,7 +64,7 @@ fn measures() -> Vec<p::PlanMeasure> {
     }]
 }
 
-async fn opened_case(system: &System, request_id: &str) -> Officer {
+pub async fn opened_case(system: &System, request_id: &str) -> Officer {
     let mut intake = intake_client(&system.intake).await;
     let receipt = intake
         .submit_hotline_report(hotline(request_id, "Nguyễn Thị Bé"))

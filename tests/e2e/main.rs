@@ -6,6 +6,7 @@
 mod casework;
 mod foundation;
 mod intake;
+mod referral;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};

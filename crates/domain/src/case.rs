@@ -75,6 +75,48 @@ pub struct CaseOpened {
     /// The report named this case as the one it follows up, but that case
     /// does not exist or is not open: a new case was opened instead.
     pub follow_up_case_not_found: Option<Uuid>,
+    /// The child's age in years when reported (for the consent rule of
+    /// referrals). Absent in events written before it existed.
+    #[serde(default)]
+    pub child_age_years: Option<u32>,
+}
+
+/// A referral to another agency was requested on the case.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferralRequested {
+    /// The referral's id (its stream in the referral service).
+    pub referral_id: Uuid,
+    /// The commune responsible for the case when it asked.
+    pub from_unit_id: String,
+    /// What is asked, of whom, sharing what.
+    pub request: crate::referral::ReferralRequest,
+}
+
+/// A step of a referral, copied from the referral service so that the
+/// case's log tells the whole story.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferralStepRecorded {
+    /// The referral.
+    pub referral_id: Uuid,
+    /// The referral event's stored name (`ReferralAccepted`...).
+    pub step: String,
+    /// Who took it.
+    pub by: String,
+    /// Their agency.
+    pub agency_id: String,
+    /// The step's details (reason, outcome...), as JSON text.
+    pub detail: String,
+    /// The referral service's event id.
+    pub referral_event_id: Uuid,
+}
+
+/// A referral as the case sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaseReferral {
+    /// The request.
+    pub request: crate::referral::ReferralRequest,
+    /// The last step recorded (`ReferralRequested` until the first one).
+    pub last_step: String,
 }
 
 /// A follow-up report is added to an open case.
@@ -137,6 +179,11 @@ pub struct CaseState {
     pub deadlines: BTreeMap<DeadlineKind, Deadline>,
     /// Notes, in order.
     pub notes: Vec<String>,
+    /// The commune responsible now: where it happened, until a transfer to
+    /// another commune is accepted.
+    pub responsible_unit_id: String,
+    /// Referrals, by id.
+    pub referrals: BTreeMap<Uuid, CaseReferral>,
 }
 
 /// Where a case is in the Decree 56 procedure.
@@ -213,6 +260,10 @@ pub enum CaseEvent {
     DeadlineMissed(DeadlineMissed),
     /// [`DeadlineCleared`].
     DeadlineCleared(DeadlineCleared),
+    /// [`ReferralRequested`].
+    ReferralRequested(ReferralRequested),
+    /// [`ReferralStepRecorded`].
+    ReferralStepRecorded(ReferralStepRecorded),
 }
 
 /// Declares the stored name of each event variant, and its decoding and
@@ -271,6 +322,8 @@ event_names! {
     DeadlineWarned => "DeadlineWarned",
     DeadlineMissed => "DeadlineMissed",
     DeadlineCleared => "DeadlineCleared",
+    ReferralRequested => "ReferralRequested",
+    ReferralStepRecorded => "ReferralStepRecorded",
 }
 
 /// Folds one event into the state. No logic: [`procedure::decide`]
@@ -294,6 +347,8 @@ pub fn apply(state: Option<CaseState>, event: &CaseEvent) -> Option<CaseState> {
                 interventions: Vec::new(),
                 deadlines: BTreeMap::new(),
                 notes: Vec::new(),
+                responsible_unit_id: opened.incident_unit_id.clone(),
+                referrals: BTreeMap::new(),
             });
         }
         (None, _) => return None,
@@ -382,6 +437,27 @@ pub fn apply(state: Option<CaseState>, event: &CaseEvent) -> Option<CaseState> {
                 d.missed = true;
             }
         }
+        CaseEvent::ReferralRequested(e) => {
+            state.referrals.insert(
+                e.referral_id,
+                CaseReferral {
+                    request: e.request.clone(),
+                    last_step: "ReferralRequested".into(),
+                },
+            );
+        }
+        CaseEvent::ReferralStepRecorded(e) => {
+            if let Some(referral) = state.referrals.get_mut(&e.referral_id) {
+                referral.last_step = e.step.clone();
+                if let (
+                    crate::referral::ReferralKind::Transfer { to_unit_id },
+                    "ReferralAccepted",
+                ) = (&referral.request.kind, e.step.as_str())
+                {
+                    state.responsible_unit_id = to_unit_id.clone();
+                }
+            }
+        }
     }
     Some(state)
 }
@@ -456,6 +532,7 @@ pub fn route_intake(
         possible_duplicate_case_ids: recorded.possible_duplicate_case_ids.clone(),
         police_case_number,
         follow_up_case_not_found: facts.follow_up_case_id,
+        child_age_years: Some(facts.child.age_years),
     })
 }
 

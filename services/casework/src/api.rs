@@ -34,6 +34,8 @@ pub struct Rules {
     pub clock: Clock,
     /// Share of a deadline's time before the warning.
     pub warn_share: f64,
+    /// Agencies and units, to check the ones a referral names.
+    pub directory: Arc<baove_domain::reference::Directory>,
 }
 
 impl Rules {
@@ -196,6 +198,9 @@ impl CaseApi {
     }
 }
 
+/// Namespace of referral ids derived from (case, request_id).
+const REFERRAL_IDS: Uuid = Uuid::from_u128(0x6261_6f76_652d_7265_6665_7272_616c_0002);
+
 /// ABORTED with the current version, in words and in metadata.
 fn stale(case_id: Uuid, expected: u64, current: u64) -> Status {
     let mut status = Status::aborted(format!(
@@ -316,6 +321,34 @@ pub fn case_to_proto(state: &CaseState, version: u64, opened_at_ms: i64) -> p::C
             .collect(),
         plan_approved: state.plan.as_ref().is_some_and(|p| p.approved.is_some()),
         notes: state.notes.clone(),
+        responsible_unit_id: state.responsible_unit_id.clone(),
+        referrals: state
+            .referrals
+            .iter()
+            .map(|(id, r)| p::CaseReferral {
+                referral_id: id.to_string(),
+                to_agency_id: r.request.to_agency_id.clone(),
+                kind: referral_kind_text(&r.request.kind),
+                last_step: r.last_step.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// "refer:<service>" or "transfer:<unit id>".
+#[must_use]
+pub fn referral_kind_text(kind: &baove_domain::referral::ReferralKind) -> String {
+    match kind {
+        baove_domain::referral::ReferralKind::Refer { service } => format!(
+            "refer:{}",
+            serde_json::to_value(service)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        ),
+        baove_domain::referral::ReferralKind::Transfer { to_unit_id } => {
+            format!("transfer:{to_unit_id}")
+        }
     }
 }
 
@@ -645,6 +678,100 @@ impl CaseService for CaseApi {
         let r = r.into_inner();
         self.execute(r.header, Ok(Command::Reopen { reason: r.reason }))
             .await
+    }
+
+    async fn request_referral(
+        &self,
+        r: Request<p::RequestReferralRequest>,
+    ) -> Result<Response<p::RequestReferralResponse>, Status> {
+        use baove_domain::referral::{
+            LegalBasis, ReferralKind, ReferralRequest, Service, Sharing, Urgency,
+        };
+        let r = r.into_inner();
+        let mut v = Violations::default();
+        let today = baove_domain::time::vietnam_date((self.rules.clock)());
+        let service = match p::RequestedService::try_from(r.service) {
+            Ok(p::RequestedService::PoliceInvestigation) => Some(Service::PoliceInvestigation),
+            Ok(p::RequestedService::MedicalExamination) => Some(Service::MedicalExamination),
+            Ok(p::RequestedService::PsychologicalSupport) => Some(Service::PsychologicalSupport),
+            Ok(p::RequestedService::LegalAid) => Some(Service::LegalAid),
+            Ok(p::RequestedService::SchoolSupport) => Some(Service::SchoolSupport),
+            Ok(p::RequestedService::Shelter) => Some(Service::Shelter),
+            _ => None,
+        };
+        let transfer = r.transfer_to_unit_id.trim();
+        let kind = match (service, transfer.is_empty()) {
+            (Some(service), true) => Some(ReferralKind::Refer { service }),
+            (None, false) => {
+                if let Err(rule) = self.rules.directory.unit_in_force(transfer, today) {
+                    v.add("transfer_to_unit_id", rule);
+                }
+                Some(ReferralKind::Transfer {
+                    to_unit_id: transfer.to_owned(),
+                })
+            }
+            (Some(_), false) => {
+                v.add(
+                    "service",
+                    "give a service (a referral) or transfer_to_unit_id (a transfer), not both",
+                );
+                None
+            }
+            (None, true) => {
+                v.add(
+                    "service",
+                    "is required: the service asked, or transfer_to_unit_id for a transfer",
+                );
+                None
+            }
+        };
+        if !r.to_agency_id.trim().is_empty()
+            && let Err(rule) = self
+                .rules
+                .directory
+                .receiving_agency(r.to_agency_id.trim(), today)
+        {
+            v.add("to_agency_id", rule);
+        }
+        let legal_basis = match p::LegalBasis::try_from(r.legal_basis) {
+            Ok(p::LegalBasis::CriminalInvestigation) => Some(LegalBasis::CriminalInvestigation),
+            Ok(p::LegalBasis::Emergency) => Some(LegalBasis::Emergency),
+            _ => None,
+        };
+        let header = r.header.clone().unwrap_or_default();
+        // The same request_id always names the same referral.
+        let referral_id = Uuid::new_v5(
+            &REFERRAL_IDS,
+            format!("{}:{}", header.case_id.trim(), header.request_id.trim()).as_bytes(),
+        );
+        let command = match kind {
+            Some(kind) if v.is_empty() => Ok(Command::RequestReferral {
+                referral_id,
+                request: ReferralRequest {
+                    kind,
+                    to_agency_id: r.to_agency_id.trim().to_owned(),
+                    reason: r.reason,
+                    urgency: if r.urgent {
+                        Urgency::Urgent
+                    } else {
+                        Urgency::Normal
+                    },
+                    sharing: Sharing {
+                        identifying: r.shares_identifying_information,
+                        child_consent: r.child_consent,
+                        guardian_consent: r.guardian_consent,
+                        legal_basis,
+                    },
+                },
+            }),
+            _ => Err(v),
+        };
+        let response = self.execute(r.header, command).await?.into_inner();
+        Ok(Response::new(p::RequestReferralResponse {
+            version: response.version,
+            referral_id: referral_id.to_string(),
+            already_applied: response.already_applied,
+        }))
     }
 
     async fn add_note(

@@ -136,3 +136,65 @@ impl Handler for OpenCases {
         )))
     }
 }
+
+/// Copies each referral step from the referral service into the case's
+/// log, so that one case log tells the whole story. The referral events
+/// carry the case id as their correlation id.
+pub struct RecordReferralSteps {
+    /// casework's log.
+    pub log: EventLog,
+}
+
+impl Handler for RecordReferralSteps {
+    async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
+        let Ok(case_id) = Uuid::parse_str(&event.correlation_id) else {
+            return Err(HandleError::Reject(format!(
+                "referral event {} names no case",
+                event.event_id
+            )));
+        };
+        let Some((state, _)) = load(&self.log, case_id).await.map_err(HandleError::Retry)? else {
+            return Err(HandleError::Reject(format!(
+                "referral event {} names unknown case {case_id}",
+                event.event_id
+            )));
+        };
+        let step = c::ReferralStepRecorded {
+            referral_id: *event.stream_id.as_uuid(),
+            step: event.event_type.clone(),
+            by: event.actor.user_id.clone(),
+            agency_id: event.actor.agency_id.clone(),
+            detail: event.payload.clone(),
+            referral_event_id: event.event_id,
+        };
+        let Some(case_event) = c::procedure::record_referral_step(&state, step) else {
+            return Err(HandleError::Reject(format!(
+                "case {case_id} did not request referral {}",
+                event.stream_id
+            )));
+        };
+        let new_event = NewEvent::new(
+            case_event.event_type(),
+            c::SCHEMA_VERSION,
+            &case_event.payload(),
+        )
+        .map_err(|e| HandleError::Reject(e.to_string()))?;
+        self.log
+            .append(AppendRequest {
+                stream: StreamId::from_uuid(case_id),
+                // A step from another service decides nothing on the case's
+                // state: it is recorded whatever the version. The command id
+                // (the referral event's id) absorbs redeliveries.
+                expected: ExpectedVersion::Any,
+                command_id: format!("referral-step:{}", event.event_id),
+                actor: event.actor.clone(),
+                causation_id: event.event_id.to_string(),
+                correlation_id: event.correlation_id.clone(),
+                events: vec![new_event],
+                publish: false,
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| HandleError::Retry(e.to_string()))
+    }
+}

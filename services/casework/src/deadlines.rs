@@ -109,7 +109,7 @@ impl Handler for Alerts {
                 "alert for unknown case {case_id}"
             )));
         };
-        let unit = &state.opened.incident_unit_id;
+        let unit = &state.responsible_unit_id;
         let alert = serde_json::json!({
             "case_id": case_id,
             "kind": kind,

@@ -14,6 +14,11 @@
 //! - `api`: `baove.v1.CaseService`.
 //! - `model`: the case read model (ListCases, due deadlines).
 //! - `deadlines`: the scheduler, the alerter.
+//!
+//! Referrals: `RequestReferral` records the request on the case (consent
+//! checked); the referral service offers it; each step it publishes comes
+//! back here and is appended to the case's log (`ReferralStepRecorded`). An
+//! accepted transfer moves the case to the receiving commune.
 
 mod api;
 mod cases;
@@ -48,6 +53,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             calendar: Arc::new(ctx.config.calendar()?),
             clock: ctx.config.clock(),
             warn_share: ctx.config.deadline_warn_share,
+            directory: Arc::new(ctx.config.directory()?),
         };
         let cases = model::Cases::new();
         let follower = tokio::spawn(cases.clone().follow(ctx.log.clone(), ctx.cancel.clone()));
@@ -90,10 +96,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                         durable: "casework-alerts".into(),
                         filter_subject: format!("{}.>", baove_bus::CASE.prefix),
                     },
-                    deadlines::Alerts { log, js },
+                    deadlines::Alerts {
+                        log: log.clone(),
+                        js: js.clone(),
+                    },
+                    cancel.clone(),
+                );
+                let referrals = run_consumer(
+                    js,
+                    log.clone(),
+                    ConsumerSpec {
+                        stream: baove_bus::REFERRAL,
+                        durable: "casework-referrals".into(),
+                        filter_subject: format!("{}.>", baove_bus::REFERRAL.prefix),
+                    },
+                    cases::RecordReferralSteps { log },
                     cancel,
                 );
-                tokio::join!(intake, alerts);
+                tokio::join!(intake, alerts, referrals);
             })
         });
         Ok(Parts {

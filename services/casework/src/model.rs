@@ -282,6 +282,7 @@ mod tests {
                     possible_duplicate_case_ids: vec![],
                     police_case_number: None,
                     follow_up_case_not_found: None,
+                    child_age_years: Some(9),
                 },
                 &ctx,
             );

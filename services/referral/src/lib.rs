@@ -1,32 +1,102 @@
-//! The referral service: carries interagency referrals and transfers, each step a durable event.
-//!
-//! Today it runs the shared foundation only: its event log, gRPC health,
-//! reflection and `baove.v1.AuditService` over that log, its JetStream
-//! stream and outbox relay. Its own API comes with its issue.
+//! The referral service: interagency handoffs. It offers each referral a
+//! case requested to the receiving agency's inbox (a merged agency's
+//! successor), carries the agency's steps (acknowledge, accept or decline,
+//! outcome, complete; revoke by the requester), escalates unacknowledged
+//! referrals once and alerts the supervising agency, and keeps the agency
+//! directory's changes (renames, mergers) as events.
 //!
 //! # Layout
-//! - [`SPEC`]: its name, stream and gRPC services.
-//! - [`run`]: runs it until shutdown (see `baove_runtime::node` for the
-//!   start-up and shutdown order).
+//! - [`SPEC`], [`run`]: the service and its start-up.
+//! - `model`: referrals and the directory, folded from referral's log.
+//! - `flows`: offering, escalating, alerting.
+//! - `api`: `baove.v1.ReferralService`.
 
+mod api;
+mod flows;
+mod model;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use baove_bus::{ConsumerSpec, run_consumer};
 use baove_runtime::Config;
-use baove_runtime::node::ServiceSpec;
+use baove_runtime::node::{OnBus, Parts, ServiceSpec};
 use tokio_util::sync::CancellationToken;
 
 /// What distinguishes referral at start-up.
 pub const SPEC: ServiceSpec = ServiceSpec {
     name: "referral",
     stream: baove_bus::REFERRAL,
-    grpc_services: &[],
+    grpc_services: &["baove.v1.ReferralService"],
 };
+
+/// How often escalations are looked for.
+const ESCALATION_TICK: Duration = Duration::from_secs(1);
 
 /// Runs the service until `shutdown` fires.
 ///
 /// # Errors
-/// When start-up fails (event log, port) or the server fails.
+/// When start-up fails (event log, port, reference data, calendar) or the
+/// server fails.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    baove_runtime::node::run(SPEC, config, shutdown, |_| {
-        Ok(baove_runtime::node::Parts::default())
+    baove_runtime::node::run(SPEC, config, shutdown, |ctx| {
+        let referrals = model::Referrals::new(ctx.config.directory()?);
+        let calendar = Arc::new(ctx.config.calendar()?);
+        let clock = ctx.config.clock();
+        let follower = tokio::spawn(
+            referrals
+                .clone()
+                .follow(ctx.log.clone(), ctx.cancel.clone()),
+        );
+        let escalator = tokio::spawn(flows::escalate(
+            ctx.log.clone(),
+            referrals.clone(),
+            clock.clone(),
+            ESCALATION_TICK,
+            ctx.cancel.clone(),
+        ));
+        let api = api::ReferralApi::new(ctx.log.clone(), referrals.clone(), ctx.stopping.clone());
+        let (log, cancel) = (ctx.log.clone(), ctx.cancel.clone());
+        let on_bus: OnBus = Box::new(move |js| {
+            Box::pin(async move {
+                let offers = run_consumer(
+                    js.clone(),
+                    log.clone(),
+                    ConsumerSpec {
+                        stream: baove_bus::CASE,
+                        durable: "referral".into(),
+                        filter_subject: format!("{}.ReferralRequested", baove_bus::CASE.prefix),
+                    },
+                    flows::Offer {
+                        log: log.clone(),
+                        referrals,
+                        calendar,
+                        clock,
+                    },
+                    cancel.clone(),
+                );
+                if let Err(e) = baove_bus::ensure_stream(&js, baove_bus::ALERT).await {
+                    tracing::warn!(error = %e, "alert stream not ready yet; the alerter retries");
+                }
+                let alerts = run_consumer(
+                    js.clone(),
+                    log.clone(),
+                    ConsumerSpec {
+                        stream: baove_bus::REFERRAL,
+                        durable: "referral-alerts".into(),
+                        filter_subject: format!("{}.ReferralEscalated", baove_bus::REFERRAL.prefix),
+                    },
+                    flows::Alerts { log, js },
+                    cancel,
+                );
+                tokio::join!(offers, alerts);
+            })
+        });
+        Ok(Parts {
+            routes: tonic::service::Routes::new(api.into_server()),
+            tasks: vec![follower, escalator],
+            on_bus: Some(on_bus),
+        })
     })
     .await
 }

@@ -405,6 +405,12 @@ pub enum Command {
     Reopen { reason: String },
     /// Add a note.
     AddNote { text: String },
+    /// Request a referral to another agency (or a transfer to another
+    /// commune); `referral_id` is chosen by the caller.
+    RequestReferral {
+        referral_id: uuid::Uuid,
+        request: crate::referral::ReferralRequest,
+    },
 }
 
 /// Why a command was refused.
@@ -493,6 +499,30 @@ pub fn decide(
     let mut v = Violations::default();
     let mut events = Vec::new();
     match command {
+        Command::RequestReferral {
+            referral_id,
+            request,
+        } => {
+            if closed {
+                return Err(not_allowed(
+                    "a closed case must be reopened before a referral is requested",
+                ));
+            }
+            // Without a known age, the stricter rule applies (7 or older).
+            let age = state
+                .opened
+                .child_age_years
+                .unwrap_or(crate::referral::CHILD_CONSENT_AGE);
+            crate::referral::check_request(&request, age).map_err(|refusal| match refusal {
+                crate::referral::RequestRefusal::Invalid(v) => Refusal::Invalid(v),
+                crate::referral::RequestRefusal::NoConsent(rule) => Refusal::NotAllowed(rule),
+            })?;
+            events.push(CaseEvent::ReferralRequested(super::ReferralRequested {
+                referral_id,
+                from_unit_id: state.responsible_unit_id.clone(),
+                request,
+            }));
+        }
         Command::AddNote { text } => {
             required(&mut v, "text", &text);
             v.into_result(())?;
@@ -844,3 +874,17 @@ pub fn describe_deadline(d: &Deadline) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// The case event that records a referral step, or `None` when the case
+/// did not request that referral. (Redeliveries are absorbed by the command
+/// id the caller appends with: the referral event's id.)
+#[must_use]
+pub fn record_referral_step(
+    state: &CaseState,
+    step: super::ReferralStepRecorded,
+) -> Option<CaseEvent> {
+    state
+        .referrals
+        .contains_key(&step.referral_id)
+        .then_some(CaseEvent::ReferralStepRecorded(step))
+}

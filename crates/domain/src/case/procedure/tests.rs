@@ -31,6 +31,7 @@ fn opened(immediate_danger: bool) -> CaseOpened {
         possible_duplicate_case_ids: vec![],
         police_case_number: None,
         follow_up_case_not_found: None,
+        child_age_years: Some(9),
     }
 }
 
@@ -608,4 +609,82 @@ fn a_separation_field_on_another_measure_or_a_missing_one_is_invalid() {
         separation: None,
     };
     assert_eq!(case.invalid(without), ["separation"]);
+}
+
+fn referral(kind: crate::referral::ReferralKind, identifying: bool, consent: bool) -> Command {
+    use crate::referral::{ReferralRequest, Sharing, Urgency};
+    Command::RequestReferral {
+        referral_id: Uuid::from_u128(77),
+        request: ReferralRequest {
+            kind,
+            to_agency_id: "ct.ca-p-ninh-kieu".into(),
+            reason: "dấu hiệu tội phạm".into(),
+            urgency: Urgency::Urgent,
+            sharing: Sharing {
+                identifying,
+                child_consent: consent,
+                guardian_consent: consent,
+                legal_basis: None,
+            },
+        },
+    }
+}
+
+#[test]
+fn given_no_consent_when_a_referral_would_share_identifying_information_then_refused_and_nothing_recorded()
+ {
+    use crate::referral::{ReferralKind, Service};
+    let mut case = Case::given(false);
+    let police = ReferralKind::Refer {
+        service: Service::PoliceInvestigation,
+    };
+    let rule = case.refused(referral(police.clone(), true, false));
+    assert!(
+        rule.contains("consent of the parent or guardian and of the child"),
+        "{rule}"
+    );
+    assert!(case.state().referrals.is_empty());
+    assert_eq!(
+        kinds(&case.ok(referral(police, true, true))),
+        ["ReferralRequested"]
+    );
+}
+
+#[test]
+fn given_an_accepted_transfer_then_the_case_belongs_to_the_childs_commune() {
+    use crate::case::ReferralStepRecorded;
+    use crate::referral::ReferralKind;
+    let mut case = Case::given(false);
+    case.ok(referral(
+        ReferralKind::Transfer {
+            to_unit_id: "vn-ct.p-cai-rang".into(),
+        },
+        false,
+        false,
+    ));
+    assert_eq!(case.state().responsible_unit_id, "vn-ct.p-ninh-kieu");
+    let step = |name: &str| ReferralStepRecorded {
+        referral_id: Uuid::from_u128(77),
+        step: name.into(),
+        by: "cb-cai-rang".into(),
+        agency_id: "ct.ubnd-p-cai-rang".into(),
+        detail: "{}".into(),
+        referral_event_id: Uuid::now_v7(),
+    };
+    for name in [
+        "ReferralOffered",
+        "ReferralAcknowledged",
+        "ReferralAccepted",
+    ] {
+        let event = record_referral_step(&case.state(), step(name)).unwrap();
+        case.events.push(event);
+    }
+    assert_eq!(case.state().responsible_unit_id, "vn-ct.p-cai-rang");
+    let mut unknown = step("ReferralAccepted");
+    unknown.referral_id = Uuid::from_u128(78);
+    assert_eq!(
+        record_referral_step(&case.state(), unknown),
+        None,
+        "a referral this case did not request"
+    );
 }

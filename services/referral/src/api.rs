@@ -1,0 +1,479 @@
+//! `baove.v1.ReferralService`.
+
+use std::sync::Arc;
+
+use baove_domain::Violations;
+use baove_domain::reference::AgencyChange;
+use baove_domain::referral::{self as r, Command, Refusal, Status as RStatus};
+use baove_eventlog::{Actor, AppendRequest, EventLog, ExpectedVersion, NewEvent, StreamId};
+use baove_proto::v1::{self as p, referral_service_server::ReferralService};
+use baove_runtime::status::{CURRENT_VERSION_KEY, from_log, invalid_argument};
+use baove_runtime::timestamp;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::flows::{load, new_event};
+use crate::model::{AGENCY_CHANGED, DIRECTORY_STREAM, Referrals, Row};
+
+/// Serves ReferralService.
+#[derive(Clone)]
+pub struct ReferralApi {
+    log: EventLog,
+    referrals: Arc<Referrals>,
+    stopping: CancellationToken,
+}
+
+impl ReferralApi {
+    /// The API; `stopping` ends live WatchInbox streams at shutdown.
+    #[must_use]
+    pub const fn new(
+        log: EventLog,
+        referrals: Arc<Referrals>,
+        stopping: CancellationToken,
+    ) -> Self {
+        Self {
+            log,
+            referrals,
+            stopping,
+        }
+    }
+
+    /// The proto service.
+    #[must_use]
+    pub fn into_server(self) -> p::referral_service_server::ReferralServiceServer<Self> {
+        p::referral_service_server::ReferralServiceServer::new(self)
+    }
+
+    async fn step(
+        &self,
+        header: Option<p::ReferralHeader>,
+        command: Command,
+        receiving_agency_only: bool,
+    ) -> Result<Response<p::ReferralStepResponse>, Status> {
+        let h = header.unwrap_or_default();
+        let mut v = Violations::default();
+        let request_id = h.request_id.trim().to_owned();
+        if request_id.is_empty() || request_id.len() > 128 {
+            v.add("header.request_id", "is required: 1 to 128 characters");
+        }
+        let id = Uuid::parse_str(h.referral_id.trim()).ok();
+        if id.is_none() {
+            v.add("header.referral_id", "must be a referral id (UUID)");
+        }
+        if h.expected_version == 0 {
+            v.add(
+                "header.expected_version",
+                "is required: the referral version you decided on",
+            );
+        }
+        if h.user_id.trim().is_empty() {
+            v.add("header.user_id", "is required: who takes this step");
+        }
+        if h.agency_id.trim().is_empty() {
+            v.add(
+                "header.agency_id",
+                "is required: the agency taking this step",
+            );
+        }
+        let Some(id) = id.filter(|_| v.is_empty()) else {
+            return Err(baove_runtime::status::violations(&v));
+        };
+        if let Some(first) = self
+            .log
+            .command(&request_id)
+            .await
+            .map_err(|e| from_log(&e))?
+        {
+            let status = load(&self.log, *first.stream.as_uuid())
+                .await
+                .map_err(Status::unavailable)?
+                .map(|(s, _)| status_name(s.status))
+                .unwrap_or_default();
+            return Ok(Response::new(p::ReferralStepResponse {
+                version: first.last_seq,
+                status,
+                already_applied: true,
+            }));
+        }
+        let (state, version) = load(&self.log, id)
+            .await
+            .map_err(Status::unavailable)?
+            .ok_or_else(|| Status::not_found(format!("no referral {id}")))?;
+        if receiving_agency_only && h.agency_id.trim() != state.to_agency_id {
+            return Err(Status::permission_denied(format!(
+                "only the receiving agency ({}) takes this step on referral {id}",
+                state.to_agency_id
+            )));
+        }
+        if version != h.expected_version {
+            return Err(stale(id, h.expected_version, version));
+        }
+        let event =
+            r::decide(&state, command, h.user_id.trim()).map_err(|refusal| match refusal {
+                Refusal::Invalid(v) => baove_runtime::status::violations(&v),
+                Refusal::NotAllowed(rule) => Status::failed_precondition(rule),
+            })?;
+        let status =
+            status_name(r::apply(Some(state.clone()), &event).map_or(state.status, |s| s.status));
+        let appended = self
+            .log
+            .append(AppendRequest {
+                stream: StreamId::from_uuid(id),
+                expected: ExpectedVersion::Exact(version),
+                command_id: request_id,
+                actor: Actor {
+                    user_id: h.user_id.trim().to_owned(),
+                    role: "agency_staff".into(),
+                    agency_id: h.agency_id.trim().to_owned(),
+                },
+                causation_id: String::new(),
+                correlation_id: state.case_id.to_string(),
+                events: vec![new_event(&event).map_err(|e| from_log(&e))?],
+                publish: true,
+            })
+            .await;
+        match appended {
+            Ok(a) => Ok(Response::new(p::ReferralStepResponse {
+                version: a.last_seq,
+                status,
+                already_applied: a.replayed,
+            })),
+            Err(baove_eventlog::Error::Conflict { current, .. }) => {
+                Err(stale(id, h.expected_version, current))
+            }
+            Err(e) => Err(from_log(&e)),
+        }
+    }
+
+    async fn change_directory(
+        &self,
+        request_id: &str,
+        user_id: &str,
+        change: AgencyChange,
+    ) -> Result<Response<p::AgencyChangeResponse>, Status> {
+        if request_id.trim().is_empty() {
+            return Err(invalid_argument("request_id", "is required"));
+        }
+        if user_id.trim().is_empty() {
+            return Err(invalid_argument(
+                "user_id",
+                "is required: the administrator",
+            ));
+        }
+        if self
+            .log
+            .command(request_id.trim())
+            .await
+            .map_err(|e| from_log(&e))?
+            .is_some()
+        {
+            return Ok(Response::new(p::AgencyChangeResponse {
+                already_applied: true,
+            }));
+        }
+        self.referrals.wait_for(self.log.last_position()).await;
+        self.referrals
+            .with_directory(|d| d.clone().apply_change(&change))
+            .map_err(Status::failed_precondition)?;
+        let appended = self
+            .log
+            .append(AppendRequest {
+                stream: StreamId::from_uuid(DIRECTORY_STREAM),
+                expected: ExpectedVersion::Any,
+                command_id: request_id.trim().to_owned(),
+                actor: Actor {
+                    user_id: user_id.trim().to_owned(),
+                    role: "administrator".into(),
+                    agency_id: String::new(),
+                },
+                causation_id: String::new(),
+                correlation_id: String::new(),
+                events: vec![NewEvent::new(AGENCY_CHANGED, 1, &change).map_err(|e| from_log(&e))?],
+                publish: false,
+            })
+            .await
+            .map_err(|e| from_log(&e))?;
+        self.referrals.wait_for(appended.last_position).await;
+        Ok(Response::new(p::AgencyChangeResponse {
+            already_applied: appended.replayed,
+        }))
+    }
+}
+
+fn stale(id: Uuid, expected: u64, current: u64) -> Status {
+    let mut status = Status::aborted(format!(
+        "referral {id} is at version {current}, not {expected}: reload it and decide again"
+    ));
+    if let Ok(value) = current.to_string().parse() {
+        status.metadata_mut().insert(CURRENT_VERSION_KEY, value);
+    }
+    status
+}
+
+fn status_name(status: RStatus) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn parse_status(raw: &str) -> Result<Option<RStatus>, Status> {
+    if raw.trim().is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_value(serde_json::Value::String(raw.trim().to_owned()))
+        .map(Some)
+        .map_err(|_| invalid_argument("status", "must be offered, acknowledged, accepted, declined, outcome_reported, completed or revoked"))
+}
+
+fn kind_text(kind: &r::ReferralKind) -> String {
+    match kind {
+        r::ReferralKind::Refer { service } => format!(
+            "refer:{}",
+            serde_json::to_value(service)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        ),
+        r::ReferralKind::Transfer { to_unit_id } => format!("transfer:{to_unit_id}"),
+    }
+}
+
+/// The referral as the proto message.
+#[must_use]
+pub fn referral_to_proto(row: &Row) -> p::Referral {
+    let s = &row.state;
+    p::Referral {
+        referral_id: s.referral_id.to_string(),
+        case_id: s.case_id.to_string(),
+        from_unit_id: s.from_unit_id.clone(),
+        to_agency_id: s.to_agency_id.clone(),
+        to_agency_name: row.to_agency_name.clone(),
+        requested_agency_id: row.requested_agency_id.clone(),
+        kind: kind_text(&s.request.kind),
+        reason: s.request.reason.clone(),
+        urgent: s.request.urgency == r::Urgency::Urgent,
+        shares_identifying_information: s.request.sharing.identifying,
+        status: status_name(s.status),
+        ack_due_at: Some(timestamp(s.ack_due_at_ms)),
+        escalated: s.escalated,
+        version: row.version,
+        offered_at: Some(timestamp(row.offered_at_ms)),
+        last_detail: row.last_detail.clone(),
+    }
+}
+
+fn date(field: &str, raw: &str) -> Result<::time::Date, Status> {
+    baove_domain::time::parse_date(raw.trim()).map_err(|rule| invalid_argument(field, &rule))
+}
+
+#[tonic::async_trait]
+impl ReferralService for ReferralApi {
+    type WatchInboxStream = ReceiverStream<Result<p::InboxUpdate, Status>>;
+
+    async fn list_inbox(
+        &self,
+        request: Request<p::ListInboxRequest>,
+    ) -> Result<Response<p::ListInboxResponse>, Status> {
+        let request = request.into_inner();
+        if request.agency_id.trim().is_empty() {
+            return Err(invalid_argument("agency_id", "is required"));
+        }
+        let page = request.page.unwrap_or_default();
+        let limit = match page.page_size {
+            0 => 100,
+            n @ 1..=1000 => n as usize,
+            _ => return Err(invalid_argument("page.page_size", "must be at most 1000")),
+        };
+        let after = if page.page_token.is_empty() {
+            None
+        } else {
+            let bad =
+                || invalid_argument("page.page_token", "is not a token this service returned");
+            let (at, id) = page.page_token.split_once('/').ok_or_else(bad)?;
+            Some((
+                at.parse().map_err(|_| bad())?,
+                Uuid::parse_str(id).map_err(|_| bad())?,
+            ))
+        };
+        self.referrals.wait_for(self.log.last_position()).await;
+        let (rows, next) = self.referrals.inbox(
+            request.agency_id.trim(),
+            parse_status(&request.status)?,
+            after,
+            limit,
+        );
+        Ok(Response::new(p::ListInboxResponse {
+            referrals: rows.iter().map(referral_to_proto).collect(),
+            next_page_token: next
+                .map(|(at, id)| format!("{at}/{id}"))
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn get_referral(
+        &self,
+        request: Request<p::GetReferralRequest>,
+    ) -> Result<Response<p::Referral>, Status> {
+        let id = Uuid::parse_str(request.into_inner().referral_id.trim())
+            .map_err(|_| invalid_argument("referral_id", "must be a referral id (UUID)"))?;
+        self.referrals.wait_for(self.log.last_position()).await;
+        let row = self
+            .referrals
+            .get(id)
+            .ok_or_else(|| Status::not_found(format!("no referral {id}")))?;
+        Ok(Response::new(referral_to_proto(&row)))
+    }
+
+    async fn acknowledge(
+        &self,
+        request: Request<p::ReferralStepRequest>,
+    ) -> Result<Response<p::ReferralStepResponse>, Status> {
+        self.step(request.into_inner().header, Command::Acknowledge, true)
+            .await
+    }
+
+    async fn accept(
+        &self,
+        request: Request<p::ReferralStepRequest>,
+    ) -> Result<Response<p::ReferralStepResponse>, Status> {
+        self.step(request.into_inner().header, Command::Accept, true)
+            .await
+    }
+
+    async fn decline(
+        &self,
+        request: Request<p::ReferralStepRequest>,
+    ) -> Result<Response<p::ReferralStepResponse>, Status> {
+        let r = request.into_inner();
+        self.step(r.header, Command::Decline { reason: r.reason }, true)
+            .await
+    }
+
+    async fn report_outcome(
+        &self,
+        request: Request<p::ReportOutcomeRequest>,
+    ) -> Result<Response<p::ReferralStepResponse>, Status> {
+        let r = request.into_inner();
+        self.step(
+            r.header,
+            Command::ReportOutcome {
+                outcome: r.outcome,
+                reference: r.reference,
+            },
+            true,
+        )
+        .await
+    }
+
+    async fn complete(
+        &self,
+        request: Request<p::ReferralStepRequest>,
+    ) -> Result<Response<p::ReferralStepResponse>, Status> {
+        self.step(request.into_inner().header, Command::Complete, true)
+            .await
+    }
+
+    async fn revoke(
+        &self,
+        request: Request<p::ReferralStepRequest>,
+    ) -> Result<Response<p::ReferralStepResponse>, Status> {
+        let r = request.into_inner();
+        self.step(r.header, Command::Revoke { reason: r.reason }, false)
+            .await
+    }
+
+    async fn watch_inbox(
+        &self,
+        request: Request<p::WatchInboxRequest>,
+    ) -> Result<Response<Self::WatchInboxStream>, Status> {
+        let request = request.into_inner();
+        let agency = request.agency_id.trim().to_owned();
+        if agency.is_empty() {
+            return Err(invalid_argument("agency_id", "is required"));
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let (log, referrals, stopping) = (
+            self.log.clone(),
+            self.referrals.clone(),
+            self.stopping.clone(),
+        );
+        let mut next = request.from_position.max(1);
+        tokio::spawn(async move {
+            let mut committed = log.subscribe();
+            loop {
+                committed.borrow_and_update();
+                match log.read_all(next, 200).await {
+                    Ok(events) if !events.is_empty() => {
+                        referrals
+                            .wait_for(events.last().map_or(0, |e| e.global_position))
+                            .await;
+                        for envelope in &events {
+                            next = envelope.global_position + 1;
+                            let Some(row) = referrals.get(*envelope.stream_id.as_uuid()) else {
+                                continue;
+                            };
+                            if row.state.to_agency_id != agency {
+                                continue;
+                            }
+                            let update = p::InboxUpdate {
+                                position: envelope.global_position,
+                                step: envelope.event_type.clone(),
+                                referral: Some(referral_to_proto(&row)),
+                            };
+                            if tx.send(Ok(update)).await.is_err() {
+                                return;
+                            }
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(from_log(&e))).await;
+                        return;
+                    }
+                }
+                tokio::select! {
+                    () = tx.closed() => return,
+                    () = stopping.cancelled() => {
+                        let _ = tx.send(Err(Status::unavailable("referral is shutting down: watch again from the next position"))).await;
+                        return;
+                    }
+                    changed = committed.changed() => if changed.is_err() { return },
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn rename_agency(
+        &self,
+        request: Request<p::RenameAgencyRequest>,
+    ) -> Result<Response<p::AgencyChangeResponse>, Status> {
+        let r = request.into_inner();
+        let change = AgencyChange::Renamed {
+            agency_id: r.agency_id.trim().to_owned(),
+            name: r.name,
+            effective: date("effective_date", &r.effective_date)?,
+        };
+        self.change_directory(&r.request_id, &r.user_id, change)
+            .await
+    }
+
+    async fn merge_agency(
+        &self,
+        request: Request<p::MergeAgencyRequest>,
+    ) -> Result<Response<p::AgencyChangeResponse>, Status> {
+        let r = request.into_inner();
+        let change = AgencyChange::Merged {
+            agency_id: r.agency_id.trim().to_owned(),
+            into: r.into_agency_id.trim().to_owned(),
+            effective: date("effective_date", &r.effective_date)?,
+        };
+        self.change_directory(&r.request_id, &r.user_id, change)
+            .await
+    }
+}

@@ -1,0 +1,211 @@
+//! What moves referrals without a person: offering what casework
+//! requested, escalating unacknowledged referrals, and alerting the
+//! supervising agency.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use baove_bus::{HandleError, Handler};
+use baove_domain::calendar::{Calendar, describe};
+use baove_domain::case::{CaseEvent, ReferralRequested};
+use baove_domain::referral::{self as r, ReferralEvent, ReferralState};
+use baove_eventlog::{
+    Actor, AppendRequest, Clock, Envelope, Error, EventLog, ExpectedVersion, NewEvent, StreamId,
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::model::Referrals;
+
+/// Loads a referral from the log: its state and version.
+///
+/// # Errors
+/// A log error or an undecodable event.
+pub async fn load(log: &EventLog, id: Uuid) -> Result<Option<(ReferralState, u64)>, String> {
+    let events = log
+        .read_stream(StreamId::from_uuid(id), 1, 10_000)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut state = None;
+    let mut version = 0;
+    for envelope in &events {
+        let event: ReferralEvent =
+            serde_json::from_str(&envelope.payload).map_err(|e| format!("referral event: {e}"))?;
+        state = r::apply(state, &event);
+        version = envelope.seq;
+    }
+    Ok(state.map(|s| (s, version)))
+}
+
+/// The new event for `event`.
+///
+/// # Errors
+/// Only if the event does not serialise, which it does.
+pub fn new_event(event: &ReferralEvent) -> Result<NewEvent, Error> {
+    NewEvent::new(event.event_type(), r::SCHEMA_VERSION, event)
+}
+
+/// Offers each referral casework recorded (`ReferralRequested`) to the
+/// receiving agency: the one asked, or its successor if it was merged.
+pub struct Offer {
+    /// referral's log.
+    pub log: EventLog,
+    /// The model (directory with its changes).
+    pub referrals: Arc<Referrals>,
+    /// Working days.
+    pub calendar: Arc<Calendar>,
+    /// The service clock.
+    pub clock: Clock,
+}
+
+impl Handler for Offer {
+    async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
+        let Ok(CaseEvent::ReferralRequested(ReferralRequested {
+            referral_id,
+            from_unit_id,
+            request,
+        })) = CaseEvent::decode(&event.event_type, &event.payload)
+        else {
+            return Ok(());
+        };
+        let now = (self.clock)();
+        // The directory must include every change recorded so far.
+        self.referrals.wait_for(self.log.last_position()).await;
+        let receiving = self.referrals.with_directory(|d| {
+            d.receiving_agency(&request.to_agency_id, baove_domain::time::vietnam_date(now))
+                .map(|a| (a.id.clone(), a.supervisor.clone()))
+        });
+        let (to_agency_id, supervisor_agency_id) =
+            receiving.map_err(|e| HandleError::Reject(format!("referral {referral_id}: {e}")))?;
+        let offered = ReferralEvent::Offered {
+            referral_id,
+            case_id: *event.stream_id.as_uuid(),
+            from_unit_id,
+            to_agency_id: to_agency_id.clone(),
+            ack_due_at_ms: r::ack_due(request.urgency, now, &self.calendar),
+            request,
+            supervisor_agency_id,
+        };
+        let appended = self
+            .log
+            .append(AppendRequest {
+                stream: StreamId::from_uuid(referral_id),
+                expected: ExpectedVersion::NoStream,
+                command_id: format!("offer:{}", event.event_id),
+                actor: Actor::system("referral"),
+                causation_id: event.event_id.to_string(),
+                // Every referral event carries its case id here: casework
+                // files each step under that case.
+                correlation_id: event.stream_id.to_string(),
+                events: vec![new_event(&offered).map_err(|e| HandleError::Reject(e.to_string()))?],
+                publish: true,
+            })
+            .await;
+        match appended {
+            Ok(_) | Err(Error::Conflict { .. }) => {
+                tracing::info!(referral_id = %referral_id, to_agency_id, "referral offered");
+                Ok(())
+            }
+            Err(e) => Err(HandleError::Retry(e.to_string())),
+        }
+    }
+}
+
+/// Escalates every referral whose acknowledgement deadline passed, once,
+/// deciding from the stored referral at its version.
+pub async fn escalate(
+    log: EventLog,
+    referrals: Arc<Referrals>,
+    clock: Clock,
+    tick: Duration,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(tick) => {}
+        }
+        let now = clock();
+        for id in referrals.due_escalations(now) {
+            let result = async {
+                let Some((state, version)) = load(&log, id).await? else { return Ok(()) };
+                let Some(event) = r::due_escalation(&state, now) else { return Ok(()) };
+                tracing::warn!(referral_id = %id, due = describe(state.ack_due_at_ms), agency = state.to_agency_id, "referral not acknowledged in time: escalated");
+                let appended = log
+                    .append(AppendRequest {
+                        stream: StreamId::from_uuid(id),
+                        expected: ExpectedVersion::Exact(version),
+                        command_id: format!("escalate:{id}"),
+                        actor: Actor::system("referral"),
+                        causation_id: String::new(),
+                        correlation_id: state.case_id.to_string(),
+                        events: vec![new_event(&event).map_err(|e| e.to_string())?],
+                        publish: true,
+                    })
+                    .await;
+                match appended {
+                    Ok(_) | Err(Error::Conflict { .. }) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::error!(referral_id = %id, error = %e, "escalation failed; will retry");
+            }
+        }
+    }
+}
+
+/// Publishes each escalation to the supervising agency (or the receiving
+/// agency when it has no supervisor) on `baove.alert.referral.<agency id>`.
+pub struct Alerts {
+    /// referral's log.
+    pub log: EventLog,
+    /// Where to publish.
+    pub js: jetstream::Context,
+}
+
+impl Handler for Alerts {
+    async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
+        let Ok(ReferralEvent::Escalated { ack_due_at_ms }) =
+            serde_json::from_str::<ReferralEvent>(&event.payload)
+        else {
+            return Ok(());
+        };
+        let id = *event.stream_id.as_uuid();
+        let Some((state, _)) = load(&self.log, id).await.map_err(HandleError::Retry)? else {
+            return Err(HandleError::Reject(format!(
+                "escalation of unknown referral {id}"
+            )));
+        };
+        let to = state
+            .supervisor_agency_id
+            .clone()
+            .unwrap_or_else(|| state.to_agency_id.clone());
+        let alert = serde_json::json!({
+            "referral_id": id,
+            "case_id": state.case_id,
+            "not_acknowledged_by": state.to_agency_id,
+            "ack_due_at_ms": ack_due_at_ms,
+            "due": describe(ack_due_at_ms),
+            "from_unit_id": state.from_unit_id,
+            "urgent": state.request.urgency == r::Urgency::Urgent,
+            "event_id": event.event_id,
+        });
+        let message = PublishMessage::build()
+            .payload(alert.to_string().into())
+            .message_id(format!("alert:{}", event.event_id));
+        let ack = self
+            .js
+            .send_publish(
+                format!("{}.referral.{to}", baove_bus::ALERT.prefix),
+                message,
+            )
+            .await
+            .map_err(|e| HandleError::Retry(format!("alert publish: {e}")))?;
+        ack.await
+            .map_err(|e| HandleError::Retry(format!("alert ack: {e}")))?;
+        Ok(())
+    }
+}

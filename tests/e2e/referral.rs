@@ -1,0 +1,593 @@
+//! Referrals end to end: the police flow into the case's history, consent,
+//! declines, escalation with an alert, an agency merger, and a referral
+//! service killed mid-flow with NATS restarted.
+
+use std::time::{Duration, Instant};
+
+use baove_proto::v1::{self as p, referral_service_client::ReferralServiceClient};
+use futures_util::StreamExt;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+use crate::Service;
+use crate::casework::{Officer, opened_case};
+use crate::intake::System;
+
+const POLICE: &str = "ct.ca-p-ninh-kieu";
+
+struct Full {
+    system: System,
+    referral: Service,
+}
+
+async fn start() -> Full {
+    let system = System::start().await;
+    let referral = Service::start("referral", &system.nats.url());
+    referral.wait_health("", ServingStatus::Serving).await;
+    Full { system, referral }
+}
+
+fn police_request(
+    o: &mut Officer,
+    legal_basis: p::LegalBasis,
+    urgent: bool,
+) -> p::RequestReferralRequest {
+    p::RequestReferralRequest {
+        header: o.header(),
+        service: p::RequestedService::PoliceInvestigation as i32,
+        to_agency_id: POLICE.into(),
+        reason: "dấu hiệu tội phạm bạo lực".into(),
+        urgent,
+        shares_identifying_information: true,
+        legal_basis: legal_basis as i32,
+        ..Default::default()
+    }
+}
+
+async fn referral_client(s: &Service) -> ReferralServiceClient<Channel> {
+    ReferralServiceClient::new(s.channel().await)
+}
+
+/// Waits (up to 30 s) for the referral to reach `agency`'s inbox.
+async fn in_inbox(
+    client: &mut ReferralServiceClient<Channel>,
+    agency: &str,
+    id: &str,
+) -> p::Referral {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let inbox = client
+            .list_inbox(p::ListInboxRequest {
+                agency_id: agency.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if let Some(found) = inbox.referrals.into_iter().find(|r| r.referral_id == id) {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "referral {id} never reached {agency}'s inbox"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Requests a police referral as an officer would: on ABORTED (a referral
+/// step landed on the case meanwhile), reload the version and try again.
+async fn request_reloading(o: &mut Officer) -> p::RequestReferralResponse {
+    for _ in 0..10 {
+        o.version = o.case().await.version;
+        let request = police_request(o, p::LegalBasis::CriminalInvestigation, false);
+        match o.client.request_referral(request).await {
+            Ok(r) => return r.into_inner(),
+            Err(status) if status.code() == tonic::Code::Aborted => continue,
+            Err(status) => panic!("{status:?}"),
+        }
+    }
+    panic!("the case kept moving");
+}
+
+struct Agent {
+    client: ReferralServiceClient<Channel>,
+    referral_id: String,
+    version: u64,
+    agency: String,
+    n: u32,
+}
+
+impl Agent {
+    fn header(&mut self) -> Option<p::ReferralHeader> {
+        self.n += 1;
+        Some(p::ReferralHeader {
+            request_id: format!("{}-{}", self.referral_id, self.n),
+            referral_id: self.referral_id.clone(),
+            expected_version: self.version,
+            user_id: "ca-301".into(),
+            agency_id: self.agency.clone(),
+        })
+    }
+
+    fn took(
+        &mut self,
+        r: Result<tonic::Response<p::ReferralStepResponse>, tonic::Status>,
+    ) -> Result<String, tonic::Status> {
+        let r = r?.into_inner();
+        self.version = r.version;
+        Ok(r.status)
+    }
+}
+
+/// The case's referral steps, in the case's own log order.
+async fn case_trail(full: &Full, case_id: &str) -> Vec<(String, String)> {
+    let mut audit =
+        p::audit_service_client::AuditServiceClient::new(full.system.casework.channel().await);
+    let events = audit
+        .read_stream(p::ReadStreamRequest {
+            stream_id: case_id.into(),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    events
+        .into_iter()
+        .filter(|e| e.event_type.starts_with("Referral"))
+        .map(|e| {
+            let payload: serde_json::Value = serde_json::from_str(&e.payload_json).unwrap();
+            let step = payload["step"].as_str().unwrap_or(&e.event_type).to_owned();
+            (step, e.actor.unwrap_or_default().user_id)
+        })
+        .collect()
+}
+
+async fn wait_trail(full: &Full, case_id: &str, last: &str) -> Vec<(String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let trail = case_trail(full, case_id).await;
+        if trail.last().is_some_and(|(step, _)| step == last) {
+            return trail;
+        }
+        assert!(Instant::now() < deadline, "case trail stuck at {trail:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_police_flow_shows_every_step_in_the_case_history() {
+    let full = start().await;
+    let mut o = opened_case(&full.system, "police-flow").await;
+
+    // No consent and no legal basis: refused, nothing recorded or shared.
+    let request = police_request(&mut o, p::LegalBasis::Unspecified, false);
+    let refused = o.client.request_referral(request).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("consent"),
+        "{}",
+        refused.message()
+    );
+    assert!(o.case().await.referrals.is_empty());
+
+    let request = police_request(&mut o, p::LegalBasis::CriminalInvestigation, false);
+    let requested = o
+        .client
+        .request_referral(request)
+        .await
+        .unwrap()
+        .into_inner();
+    o.version = requested.version;
+    let mut police = referral_client(&full.referral).await;
+    let offered = in_inbox(&mut police, POLICE, &requested.referral_id).await;
+    assert_eq!(offered.status, "offered");
+    assert_eq!(offered.to_agency_name, "Công an phường Ninh Kiều");
+    let mut agent = Agent {
+        client: police.clone(),
+        referral_id: offered.referral_id.clone(),
+        version: offered.version,
+        agency: POLICE.into(),
+        n: 0,
+    };
+
+    let h = agent.header();
+    let early = agent
+        .client
+        .accept(p::ReferralStepRequest {
+            header: h,
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(early.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(
+        early.message(),
+        "acknowledge the referral before accepting it"
+    );
+    let h = agent.header();
+    let mut c = agent.client.clone();
+    assert_eq!(
+        agent
+            .took(
+                c.acknowledge(p::ReferralStepRequest {
+                    header: h,
+                    reason: String::new()
+                })
+                .await
+            )
+            .unwrap(),
+        "acknowledged"
+    );
+    let h = agent.header();
+    assert_eq!(
+        agent
+            .took(
+                c.accept(p::ReferralStepRequest {
+                    header: h,
+                    reason: String::new()
+                })
+                .await
+            )
+            .unwrap(),
+        "accepted"
+    );
+    let h = agent.header();
+    let outcome = p::ReportOutcomeRequest {
+        header: h,
+        outcome: "đã khởi tố vụ án".into(),
+        reference: "VA-2026/77".into(),
+    };
+    assert_eq!(
+        agent.took(c.report_outcome(outcome).await).unwrap(),
+        "outcome_reported"
+    );
+    let h = agent.header();
+    assert_eq!(
+        agent
+            .took(
+                c.complete(p::ReferralStepRequest {
+                    header: h,
+                    reason: String::new()
+                })
+                .await
+            )
+            .unwrap(),
+        "completed"
+    );
+
+    let trail = wait_trail(&full, &o.case_id, "ReferralCompleted").await;
+    let steps: Vec<&str> = trail.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        steps,
+        [
+            "ReferralRequested",
+            "ReferralOffered",
+            "ReferralAcknowledged",
+            "ReferralAccepted",
+            "ReferralOutcomeReported",
+            "ReferralCompleted"
+        ]
+    );
+    assert_eq!(trail[0].1, "cb-ninh-kieu-1", "the officer requested it");
+    assert_eq!(trail[3].1, "ca-301", "the police officer accepted it");
+    let case = o.case().await;
+    assert_eq!(case.referrals[0].last_step, "ReferralCompleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decline_needs_a_reason_and_returns_the_referral_to_the_requester() {
+    let full = start().await;
+    let mut o = opened_case(&full.system, "decline").await;
+    let request = police_request(&mut o, p::LegalBasis::Emergency, true);
+    let requested = o
+        .client
+        .request_referral(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let mut police = referral_client(&full.referral).await;
+    let offered = in_inbox(&mut police, POLICE, &requested.referral_id).await;
+    let mut agent = Agent {
+        client: police.clone(),
+        referral_id: offered.referral_id,
+        version: offered.version,
+        agency: POLICE.into(),
+        n: 0,
+    };
+    let mut c = agent.client.clone();
+    let h = agent.header();
+    let bare = c
+        .decline(p::ReferralStepRequest {
+            header: h,
+            reason: "  ".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bare.code(), tonic::Code::InvalidArgument);
+    // Another agency cannot act on it.
+    let mut other = Agent {
+        agency: "ct.so-yt".into(),
+        ..Agent {
+            client: c.clone(),
+            referral_id: agent.referral_id.clone(),
+            version: agent.version,
+            agency: String::new(),
+            n: 50,
+        }
+    };
+    let h = other.header();
+    let denied = c
+        .acknowledge(p::ReferralStepRequest {
+            header: h,
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    let h = agent.header();
+    assert_eq!(
+        agent
+            .took(
+                c.decline(p::ReferralStepRequest {
+                    header: h,
+                    reason: "không thuộc địa bàn".into()
+                })
+                .await
+            )
+            .unwrap(),
+        "declined"
+    );
+    wait_trail(&full, &o.case_id, "ReferralDeclined").await;
+    let got = c
+        .get_referral(p::GetReferralRequest {
+            referral_id: agent.referral_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.last_detail, "không thuộc địa bàn");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_urgent_referral_is_escalated_once_with_one_alert() {
+    let mut full = start().await;
+    let client = async_nats::connect(full.system.nats.url()).await.unwrap();
+    let mut alerts = client.subscribe("baove.alert.referral.>").await.unwrap();
+    let mut o = opened_case(&full.system, "escalate").await;
+    let request = police_request(&mut o, p::LegalBasis::CriminalInvestigation, true);
+    let requested = o
+        .client
+        .request_referral(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let mut police = referral_client(&full.referral).await;
+    in_inbox(&mut police, POLICE, &requested.referral_id).await;
+
+    full.referral.move_clock(3 * 3_600_000);
+    let message = tokio::time::timeout(Duration::from_secs(30), alerts.next())
+        .await
+        .expect("no alert")
+        .unwrap();
+    assert_eq!(
+        message.subject.as_str(),
+        "baove.alert.referral.ct.ca-tp",
+        "the supervising agency"
+    );
+    let alert: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!(alert["referral_id"], requested.referral_id.as_str());
+
+    // After a restart, still one escalation.
+    let url = full.system.nats.url();
+    full.referral.kill_and_restart(&url);
+    full.referral.wait_health("", ServingStatus::Serving).await;
+    full.referral.move_clock(4 * 3_600_000);
+    wait_trail(&full, &o.case_id, "ReferralEscalated").await;
+    let mut police = referral_client(&full.referral).await;
+    let got = police
+        .get_referral(p::GetReferralRequest {
+            referral_id: requested.referral_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(got.escalated);
+    let mut audit = p::audit_service_client::AuditServiceClient::new(full.referral.channel().await);
+    let events = audit
+        .read_stream(p::ReadStreamRequest {
+            stream_id: requested.referral_id.clone(),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.event_type == "ReferralEscalated")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_merger_new_referrals_reach_the_successor_and_old_ones_keep_the_old_name() {
+    let full = start().await;
+    let mut o = opened_case(&full.system, "merger").await;
+    let request = police_request(&mut o, p::LegalBasis::CriminalInvestigation, false);
+    let before = o
+        .client
+        .request_referral(request)
+        .await
+        .unwrap()
+        .into_inner();
+    o.version = before.version;
+    let mut admin = referral_client(&full.referral).await;
+    in_inbox(&mut admin, POLICE, &before.referral_id).await;
+
+    let today = {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 7 * 3600;
+        let days = now / 86_400;
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = days as i64 + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        format!("{y:04}-{m:02}-{d:02}")
+    };
+    admin
+        .merge_agency(p::MergeAgencyRequest {
+            request_id: "merge-1".into(),
+            agency_id: POLICE.into(),
+            into_agency_id: "ct.ca-tp".into(),
+            effective_date: today,
+            user_id: "admin-1".into(),
+        })
+        .await
+        .unwrap();
+    // The offer's step is recorded on the case meanwhile: the officer
+    // decides on the case as it is now.
+    let after = request_reloading(&mut o).await;
+    let reached = in_inbox(&mut admin, "ct.ca-tp", &after.referral_id).await;
+    assert_eq!(reached.requested_agency_id, POLICE);
+    assert_eq!(reached.to_agency_name, "Công an thành phố Cần Thơ");
+    let old = admin
+        .get_referral(p::GetReferralRequest {
+            referral_id: before.referral_id,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (old.to_agency_id.as_str(), old.to_agency_name.as_str()),
+        (POLICE, "Công an phường Ninh Kiều")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referral_killed_and_nats_restarted_mid_flow_loses_and_duplicates_nothing() {
+    let mut full = start().await;
+    let mut o = opened_case(&full.system, "chaos").await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(request_reloading(&mut o).await.referral_id);
+    }
+    let url = full.system.nats.url();
+    full.referral.kill_and_restart(&url);
+    full.system.nats.restart().unwrap();
+    full.referral.wait_health("", ServingStatus::Serving).await;
+    let mut police = referral_client(&full.referral).await;
+    for id in &ids {
+        in_inbox(&mut police, POLICE, id).await;
+    }
+    let inbox = police
+        .list_inbox(p::ListInboxRequest {
+            agency_id: POLICE.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(inbox.referrals.len(), 3, "each referral offered once");
+    // Each offer is in the case's history exactly once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let offered = case_trail(&full, &o.case_id)
+            .await
+            .into_iter()
+            .filter(|(s, _)| s == "ReferralOffered")
+            .count();
+        if offered == 3 {
+            break;
+        }
+        assert!(offered < 3, "an offer recorded twice");
+        assert!(
+            Instant::now() < deadline,
+            "offers missing from the case: {offered}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agency_watching_its_inbox_sees_offers_live_resumes_and_sees_a_revocation() {
+    let full = start().await;
+    let mut o = opened_case(&full.system, "watch-inbox").await;
+    let mut police = referral_client(&full.referral).await;
+    let mut watch = police
+        .watch_inbox(p::WatchInboxRequest {
+            agency_id: POLICE.into(),
+            from_position: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = request_reloading(&mut o).await;
+    let update = tokio::time::timeout(Duration::from_secs(30), watch.next())
+        .await
+        .expect("no live offer")
+        .unwrap()
+        .unwrap();
+    assert_eq!(update.step, "ReferralOffered");
+    assert_eq!(
+        update.referral.as_ref().unwrap().referral_id,
+        first.referral_id
+    );
+    drop(watch);
+
+    // While the agency is away: the requester revokes.
+    let offered = in_inbox(&mut police, POLICE, &first.referral_id).await;
+    let mut requester = Agent {
+        client: police.clone(),
+        referral_id: first.referral_id.clone(),
+        version: offered.version,
+        agency: "ct.ubnd-p-ninh-kieu".into(),
+        n: 0,
+    };
+    let h = requester.header();
+    let mut c = requester.client.clone();
+    assert_eq!(
+        requester
+            .took(
+                c.revoke(p::ReferralStepRequest {
+                    header: h,
+                    reason: "gia đình đã tự trình báo".into()
+                })
+                .await
+            )
+            .unwrap(),
+        "revoked"
+    );
+
+    // Back: resume after the last position seen.
+    let mut resumed = police
+        .watch_inbox(p::WatchInboxRequest {
+            agency_id: POLICE.into(),
+            from_position: update.position + 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let next = tokio::time::timeout(Duration::from_secs(30), resumed.next())
+        .await
+        .expect("no update")
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.step, "ReferralRevoked");
+    assert_eq!(next.referral.unwrap().status, "revoked");
+    wait_trail(&full, &o.case_id, "ReferralRevoked").await;
+}
