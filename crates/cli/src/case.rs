@@ -172,6 +172,39 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Refer the case to another agency, or transfer it to another commune.
+    Refer {
+        #[command(flatten)]
+        step: Step,
+        /// The agency asked.
+        #[arg(long)]
+        to: String,
+        /// police-investigation, medical-examination, psychological-support,
+        /// legal-aid, school-support or shelter (or use --transfer-to).
+        #[arg(long)]
+        service: Option<String>,
+        /// Transfer the case to this commune (unit id).
+        #[arg(long)]
+        transfer_to: Option<String>,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        /// Acknowledge within 2 hours (else 1 working day).
+        #[arg(long)]
+        urgent: bool,
+        /// The child's identifying information is shared.
+        #[arg(long)]
+        identifying: bool,
+        /// The child (7 or older) agreed.
+        #[arg(long)]
+        child_consent: bool,
+        /// The parent or guardian agreed.
+        #[arg(long)]
+        guardian_consent: bool,
+        /// criminal-investigation or emergency: share without consent.
+        #[arg(long)]
+        legal_basis: Option<String>,
+    },
     /// Add a note.
     Note {
         #[command(flatten)]
@@ -519,6 +552,60 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                     })
                     .await,
             )
+        }
+        Command::Refer {
+            step,
+            to,
+            service,
+            transfer_to,
+            reason,
+            urgent,
+            identifying,
+            child_consent,
+            guardian_consent,
+            legal_basis,
+        } => {
+            let id = step.case_id.clone();
+            let service = match service {
+                None => p::RequestedService::Unspecified,
+                Some(name) => p::RequestedService::from_str_name(&format!(
+                    "REQUESTED_SERVICE_{}",
+                    name.to_uppercase().replace('-', "_")
+                ))
+                .with_context(|| format!("--service {name}: unknown service"))?,
+            };
+            let legal_basis = match legal_basis {
+                None => p::LegalBasis::Unspecified,
+                Some(name) => p::LegalBasis::from_str_name(&format!(
+                    "LEGAL_BASIS_{}",
+                    name.to_uppercase().replace('-', "_")
+                ))
+                .with_context(|| {
+                    format!("--legal-basis {name}: criminal-investigation or emergency")
+                })?,
+            };
+            let request = p::RequestReferralRequest {
+                header: step.header(),
+                service: service as i32,
+                transfer_to_unit_id: transfer_to.unwrap_or_default(),
+                to_agency_id: to,
+                reason,
+                urgent,
+                shares_identifying_information: identifying,
+                child_consent,
+                guardian_consent,
+                legal_basis: legal_basis as i32,
+            };
+            let r = client
+                .request_referral(request)
+                .await
+                .map_err(|s| refusal(&s))?
+                .into_inner();
+            println!(
+                "case {id} now at version {}; referral {}",
+                r.version, r.referral_id
+            );
+            Ok(())
         }
         Command::Note { step, text } => {
             let id = step.case_id.clone();

@@ -8,10 +8,13 @@
 //! - `intake`: submit a report from a JSON file, show one, list them
 //!   (module `intake`).
 //! - `case`: show, list and watch cases, and one command per procedure step
-//!   (module `case`).
+//!   (module `case`), including `refer`.
+//! - `referral`: an agency's inbox, watch, and each step of a handoff
+//!   (module `referral`).
 
 mod case;
 mod intake;
+mod referral;
 
 use std::time::{Duration, Instant};
 
@@ -92,6 +95,9 @@ enum Command {
     /// Cases (CaseService).
     #[command(subcommand)]
     Case(case::Command),
+    /// Referrals, for the receiving agency (ReferralService).
+    #[command(subcommand)]
+    Referral(referral::Command),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -168,6 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Intake(command) => intake::run(&cli.addr, command).await,
         Command::Case(command) => case::run(&cli.addr, command).await,
+        Command::Referral(command) => referral::run(&cli.addr, command).await,
         Command::Verify { stream } => {
             let mut client = AuditServiceClient::new(channel(&cli.addr).await?);
             let response = client
