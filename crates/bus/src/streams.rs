@@ -47,7 +47,7 @@ pub const ALERT: StreamSpec = StreamSpec {
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Creates the stream, or updates it to this configuration: file storage,
-/// limits retention (kept), duplicate window [`DUPLICATE_WINDOW`].
+/// limits retention (kept), a duplicate window of 24 hours.
 ///
 /// # Errors
 /// [`BusError::JetStream`] when JetStream refuses (for example JetStream is

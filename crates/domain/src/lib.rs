@@ -6,7 +6,7 @@
 //! - [`text`]: NFC normalisation, diacritic-free search keys, phone numbers.
 //! - [`time`](mod@crate::time): dates and instants in Vietnam time (UTC+7).
 //! - [`violation`]: [`Violation`]/[`Violations`]: every bad field at once.
-//! - [`reference`]: administrative units and agencies, names valid over time.
+//! - [`reference`](mod@crate::reference): administrative units and agencies, names valid over time.
 //! - [`intake`]: Mẫu 01 reports, police notifications, their rules, the
 //!   intake events, possible-duplicate matching.
 //! - [`calendar`]: working days, weekends and holidays for deadlines.

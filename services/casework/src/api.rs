@@ -335,7 +335,7 @@ pub fn case_to_proto(state: &CaseState, version: u64, opened_at_ms: i64) -> p::C
     }
 }
 
-/// "refer:<service>" or "transfer:<unit id>".
+/// "refer:SERVICE" or "transfer:UNIT_ID".
 #[must_use]
 pub fn referral_kind_text(kind: &baove_domain::referral::ReferralKind) -> String {
     match kind {
