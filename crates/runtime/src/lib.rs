@@ -35,6 +35,15 @@ use std::path::PathBuf;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+/// The event log command id of a client's `request_id`. Client keys live
+/// in their own namespace (`req:`), apart from the ids services give their
+/// own appends (`handover:`, `deadlines:`, `offer:`...), so that no client
+/// key can replay, or read the answer of, a service's own command.
+#[must_use]
+pub fn client_command_id(request_id: &str) -> String {
+    format!("req:{}", request_id.trim())
+}
+
 /// The protobuf timestamp of Unix milliseconds.
 #[must_use]
 pub fn timestamp(ms: i64) -> prost_types::Timestamp {

@@ -125,7 +125,7 @@ impl CaseApi {
         }
         if let Some(first) = self
             .log
-            .command(&request_id)
+            .command(&baove_runtime::client_command_id(&request_id))
             .await
             .map_err(|e| from_log(&e))?
         {
@@ -172,7 +172,7 @@ impl CaseApi {
             .append(AppendRequest {
                 stream: StreamId::from_uuid(case_id),
                 expected: ExpectedVersion::Exact(version),
-                command_id: request_id,
+                command_id: baove_runtime::client_command_id(&request_id),
                 actor: Actor {
                     user_id: header.officer_id.trim().to_owned(),
                     role: "commune_officer".into(),

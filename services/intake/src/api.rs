@@ -114,7 +114,7 @@ impl IntakeApi {
             .append(AppendRequest {
                 stream: StreamId::from_uuid(intake_id),
                 expected: ExpectedVersion::NoStream,
-                command_id: request_id.to_owned(),
+                command_id: baove_runtime::client_command_id(request_id),
                 actor,
                 causation_id: String::new(),
                 correlation_id: intake_id.to_string(),
@@ -147,7 +147,7 @@ impl IntakeApi {
     async fn receipt(&self, request_id: &str) -> Result<Option<SubmitResponse>, Status> {
         let Some(first) = self
             .log
-            .command(request_id)
+            .command(&baove_runtime::client_command_id(request_id))
             .await
             .map_err(|e| from_log(&e))?
         else {

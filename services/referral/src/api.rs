@@ -83,7 +83,7 @@ impl ReferralApi {
         };
         if let Some(first) = self
             .log
-            .command(&request_id)
+            .command(&baove_runtime::client_command_id(&request_id))
             .await
             .map_err(|e| from_log(&e))?
         {
@@ -123,7 +123,7 @@ impl ReferralApi {
             .append(AppendRequest {
                 stream: StreamId::from_uuid(id),
                 expected: ExpectedVersion::Exact(version),
-                command_id: request_id,
+                command_id: baove_runtime::client_command_id(&request_id),
                 actor: Actor {
                     user_id: h.user_id.trim().to_owned(),
                     role: "agency_staff".into(),
@@ -165,7 +165,7 @@ impl ReferralApi {
         }
         if self
             .log
-            .command(request_id.trim())
+            .command(&baove_runtime::client_command_id(request_id))
             .await
             .map_err(|e| from_log(&e))?
             .is_some()
@@ -183,7 +183,7 @@ impl ReferralApi {
             .append(AppendRequest {
                 stream: StreamId::from_uuid(DIRECTORY_STREAM),
                 expected: ExpectedVersion::Any,
-                command_id: request_id.trim().to_owned(),
+                command_id: baove_runtime::client_command_id(request_id),
                 actor: Actor {
                     user_id: user_id.trim().to_owned(),
                     role: "administrator".into(),
