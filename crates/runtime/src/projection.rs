@@ -4,6 +4,27 @@ use baove_eventlog::{Envelope, EventLog};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+/// How long a reader waits for a read model to catch up with the log.
+pub const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A read model could not catch up with the log in time.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the read model is behind the log (at position {at}, needed {wanted}); try again, and see the service's log"
+)]
+pub struct Behind {
+    /// Where the model stands.
+    pub at: u64,
+    /// Where it had to be.
+    pub wanted: u64,
+}
+
+impl From<Behind> for tonic::Status {
+    fn from(e: Behind) -> Self {
+        Self::unavailable(e.to_string())
+    }
+}
+
 /// How far a read model has applied the log, and the loop that moves it.
 pub struct Follower {
     position: watch::Sender<u64>,
@@ -55,9 +76,34 @@ impl Follower {
 
     /// Waits until the model has applied the log up to `position`, so that
     /// a reply can read back what was just written.
-    pub async fn wait_for(&self, position: u64) {
+    ///
+    /// # Errors
+    /// [`Behind`] after [`CATCH_UP`] without getting there (the log cannot
+    /// be read, or an event does not decode): the caller answers
+    /// UNAVAILABLE instead of hanging.
+    pub async fn wait_for(&self, position: u64) -> Result<(), Behind> {
         let mut rx = self.position.subscribe();
-        // Err only if the sender is gone, which it is not while `self` lives.
-        let _ = rx.wait_for(|p| *p >= position).await;
+        match tokio::time::timeout(CATCH_UP, rx.wait_for(|p| *p >= position)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(Behind {
+                at: *self.position.borrow(),
+                wanted: position,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn given_a_model_that_cannot_catch_up_then_readers_get_an_answer_not_a_hang() {
+        let follower = Follower::default();
+        follower.position.send_replace(3);
+        assert!(follower.wait_for(3).await.is_ok());
+        let behind = follower.wait_for(4).await.unwrap_err();
+        assert_eq!((behind.at, behind.wanted), (3, 4));
+        assert_eq!(tonic::Status::from(behind).code(), tonic::Code::Unavailable);
     }
 }

@@ -413,7 +413,7 @@ impl CaseService for CaseApi {
             opened_to_ms: r.opened_to.as_ref().map(baove_runtime::unix_ms),
         };
         // Read-your-writes: the model catches up with what is committed now.
-        self.cases.wait_for(self.log.last_position()).await;
+        self.cases.wait_for(self.log.last_position()).await?;
         let (rows, next) = self
             .cases
             .list(&filter, parse_cursor(&page.page_token)?, limit);

@@ -147,8 +147,11 @@ impl Cases {
     }
 
     /// Waits until the model has applied the log up to `position`.
-    pub async fn wait_for(&self, position: u64) {
-        self.follower.wait_for(position).await;
+    ///
+    /// # Errors
+    /// When it does not catch up in time (see [`Follower::wait_for`]).
+    pub async fn wait_for(&self, position: u64) -> Result<(), baove_runtime::projection::Behind> {
+        self.follower.wait_for(position).await
     }
 
     /// The cases whose deadlines need a look at `now_ms`.
@@ -302,11 +305,11 @@ mod tests {
                 append(&log, case, version, &missed).await;
             }
         }
-        live.wait_for(log.last_position()).await;
+        live.wait_for(log.last_position()).await.unwrap();
 
         let rebuilt = Cases::new();
         let again = tokio::spawn(rebuilt.clone().follow(log.clone(), cancel.clone()));
-        rebuilt.wait_for(log.last_position()).await;
+        rebuilt.wait_for(log.last_position()).await.unwrap();
         assert_eq!(rebuilt.snapshot(), live.snapshot());
         assert_eq!(live.snapshot().len(), 3);
 

@@ -124,7 +124,7 @@ impl IntakeApi {
             .await;
         match appended {
             Ok(appended) => {
-                self.view.wait_for(appended.last_position).await;
+                self.view.wait_for(appended.last_position).await?;
                 tracing::info!(intake_id = %intake_id, immediate_danger = event.report.facts().immediate_danger, "intake recorded");
                 self.receipt(request_id)
                     .await?
@@ -153,7 +153,7 @@ impl IntakeApi {
         else {
             return Ok(None);
         };
-        self.view.wait_for(first.last_position).await;
+        self.view.wait_for(first.last_position).await?;
         let row = self.view.get(*first.stream.as_uuid()).ok_or_else(|| {
             Status::internal("request_id recorded but its intake is missing from the read model")
         })?;

@@ -50,7 +50,10 @@ impl Handler for HandOver {
         };
         // The model must have read intake's own log before it can say
         // whether this intake exists or was already handed over.
-        self.view.wait_for(self.log.last_position()).await;
+        self.view
+            .wait_for(self.log.last_position())
+            .await
+            .map_err(|e| HandleError::Retry(e.to_string()))?;
         let Some(row) = self.view.get(intake_id) else {
             return Err(HandleError::Reject(format!(
                 "casework names intake {intake_id}, which intake does not have"
@@ -90,7 +93,10 @@ impl HandOver {
     /// duplicate check leaves closed cases out.
     async fn note_case_status(&self, event: &Envelope, closed: bool) -> Result<(), HandleError> {
         let case_id = *event.stream_id.as_uuid();
-        self.view.wait_for(self.log.last_position()).await;
+        self.view
+            .wait_for(self.log.last_position())
+            .await
+            .map_err(|e| HandleError::Retry(e.to_string()))?;
         if !self.view.knows_case(case_id) {
             return Ok(());
         }

@@ -171,8 +171,11 @@ impl View {
     }
 
     /// Waits until the model has applied the log up to `position`.
-    pub async fn wait_for(&self, position: u64) {
-        self.follower.wait_for(position).await;
+    ///
+    /// # Errors
+    /// When it does not catch up in time (see [`Follower::wait_for`]).
+    pub async fn wait_for(&self, position: u64) -> Result<(), baove_runtime::projection::Behind> {
+        self.follower.wait_for(position).await
     }
 
     /// One intake.

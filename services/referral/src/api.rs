@@ -174,7 +174,7 @@ impl ReferralApi {
                 already_applied: true,
             }));
         }
-        self.referrals.wait_for(self.log.last_position()).await;
+        self.referrals.wait_for(self.log.last_position()).await?;
         self.referrals
             .with_directory(|d| d.clone().apply_change(&change))
             .map_err(Status::failed_precondition)?;
@@ -196,7 +196,7 @@ impl ReferralApi {
             })
             .await
             .map_err(|e| from_log(&e))?;
-        self.referrals.wait_for(appended.last_position).await;
+        self.referrals.wait_for(appended.last_position).await?;
         Ok(Response::new(p::AgencyChangeResponse {
             already_applied: appended.replayed,
         }))
@@ -299,7 +299,7 @@ impl ReferralService for ReferralApi {
                 Uuid::parse_str(id).map_err(|_| bad())?,
             ))
         };
-        self.referrals.wait_for(self.log.last_position()).await;
+        self.referrals.wait_for(self.log.last_position()).await?;
         let (rows, next) = self.referrals.inbox(
             request.agency_id.trim(),
             parse_status(&request.status)?,
@@ -320,7 +320,7 @@ impl ReferralService for ReferralApi {
     ) -> Result<Response<p::Referral>, Status> {
         let id = Uuid::parse_str(request.into_inner().referral_id.trim())
             .map_err(|_| invalid_argument("referral_id", "must be a referral id (UUID)"))?;
-        self.referrals.wait_for(self.log.last_position()).await;
+        self.referrals.wait_for(self.log.last_position()).await?;
         let row = self
             .referrals
             .get(id)
@@ -408,9 +408,18 @@ impl ReferralService for ReferralApi {
                 committed.borrow_and_update();
                 match log.read_all(next, 200).await {
                     Ok(events) if !events.is_empty() => {
-                        referrals
+                        if referrals
                             .wait_for(events.last().map_or(0, |e| e.global_position))
-                            .await;
+                            .await
+                            .is_err()
+                        {
+                            let _ = tx
+                                .send(Err(Status::unavailable(
+                                    "the referral read model is behind the log; watch again",
+                                )))
+                                .await;
+                            return;
+                        }
                         for envelope in &events {
                             next = envelope.global_position + 1;
                             let Some(row) = referrals.get(*envelope.stream_id.as_uuid()) else {

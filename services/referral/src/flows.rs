@@ -71,7 +71,10 @@ impl Handler for Offer {
         };
         let now = (self.clock)();
         // The directory must include every change recorded so far.
-        self.referrals.wait_for(self.log.last_position()).await;
+        self.referrals
+            .wait_for(self.log.last_position())
+            .await
+            .map_err(|e| HandleError::Retry(e.to_string()))?;
         let receiving = self.referrals.with_directory(|d| {
             d.receiving_agency(&request.to_agency_id, baove_domain::time::vietnam_date(now))
                 .map(|a| (a.id.clone(), a.supervisor.clone()))
