@@ -17,10 +17,13 @@
 //!   *and* an `fdatasync` of sled's log file (sled's own flush ends in
 //!   `sync_file_range`, which leaves the disk cache unflushed: sled #1452).
 //!   sled's background flush is off; there is no window of loss.
-//! - **Group commit**: one writer thread drains every waiting append, applies
-//!   each in its own sled transaction and makes the group durable with one
-//!   flush; callers wait on a oneshot. Nothing blocking runs on the async
-//!   executor: reads go to tokio's blocking pool.
+//! - **Group commit**: one writer thread drains every waiting append,
+//!   decides each and writes the group in one sled transaction; a sync
+//!   thread makes every group handed to it durable with one flush +
+//!   fdatasync and only then answers the callers (who wait on a oneshot).
+//!   Deciding the next group overlaps with syncing the previous one.
+//!   Nothing blocking runs on the async executor: reads go to tokio's
+//!   blocking pool.
 //! - **Tamper evidence**: see below; [`EventLog::verify`] names the first seq
 //!   that was altered, removed, reordered or inserted.
 //!

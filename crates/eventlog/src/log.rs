@@ -1,11 +1,12 @@
 //! The event log: one sled database, one writer thread, async callers.
 //!
 //! Every write goes through the writer thread, which takes whatever appends
-//! are waiting, applies each in its own sled transaction (so one bad append
-//! cannot take others down with it), then makes the whole group durable with
-//! one `flush` + `fdatasync` before answering any of them. Concurrent callers
-//! therefore share a flush (group commit) and each still returns only once
-//! its events are on stable storage.
+//! are waiting, decides each (a bad one is answered alone), writes the group
+//! in one sled transaction and hands it to the sync thread, which makes all
+//! groups handed to it durable with one `flush` + `fdatasync` before
+//! answering any of their callers. Concurrent callers therefore share a
+//! flush (group commit) and each still returns only once its events are on
+//! stable storage.
 //!
 //! Reads run on tokio's blocking pool: sled calls block.
 
@@ -669,27 +670,144 @@ fn open_blocking(path: &Path, options: Options) -> Result<Opened, Error> {
     let last = trees.last_position()?;
     let (jobs, rx) = mpsc::channel(MAX_GROUP);
     let (committed_tx, committed) = watch::channel(last);
+    let failed = Arc::new(Mutex::new(None));
+    let (to_syncer, from_writer) = std::sync::mpsc::channel();
+    let mut syncer = Syncer {
+        db: trees.db.clone(),
+        data_file,
+        committed: committed_tx,
+        failed: failed.clone(),
+    };
+    let syncer = std::thread::Builder::new()
+        .name("baove-eventlog-sync".into())
+        .spawn(move || syncer.run(&from_writer))?;
     let mut writer = Writer {
         trees: trees.clone(),
-        data_file,
         clock: options.clock,
         next_position: last + 1,
-        committed: committed_tx,
-        failed: None,
+        failed,
+        to_syncer,
     };
     let handle = std::thread::Builder::new()
         .name("baove-eventlog-writer".into())
-        .spawn(move || writer.run(rx))?;
+        .spawn(move || {
+            writer.run(rx);
+            // Dropping the writer closes the syncer's channel: it makes its
+            // final flush and ends; wait for it so that the database is
+            // released when this thread is joined.
+            drop(writer);
+            let _ = syncer.join();
+        })?;
     Ok((trees, jobs, committed, handle))
 }
 
+/// The write path, in two threads so that deciding and writing the next
+/// group overlaps with making the previous one durable:
+/// - the writer takes waiting jobs, decides them against sled (which holds
+///   every earlier group, durable or not), writes the group in one sled
+///   transaction and hands the answers to the syncer;
+/// - the syncer takes every group handed over so far, makes them durable
+///   with one sled flush + fdatasync, and only then answers their callers.
+///
+/// After a failed write or flush both refuse everything (`failed`): what
+/// reached the disk is then unknown, and no caller may be told otherwise.
 struct Writer {
     trees: Trees,
-    data_file: File,
     clock: Clock,
     next_position: u64,
+    failed: Arc<Mutex<Option<String>>>,
+    to_syncer: std::sync::mpsc::Sender<Batch>,
+}
+
+/// One written group, handed from the writer to the syncer.
+struct Batch {
+    done: Vec<Done>,
+    /// The group wrote something that must be flushed.
+    wrote: bool,
+    /// The last global position written by it and every group before.
+    last_position: u64,
+    close: Option<oneshot::Sender<Result<(), Error>>>,
+}
+
+struct Syncer {
+    db: sled::Db,
+    data_file: File,
     committed: watch::Sender<u64>,
-    failed: Option<String>,
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+fn failure_of(failed: &Mutex<Option<String>>) -> Option<String> {
+    failed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+fn set_failure(failed: &Mutex<Option<String>>, error: &str) {
+    let mut slot = failed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if slot.is_none() {
+        tracing::error!(error, "event log write failed; refusing further appends");
+        *slot = Some(error.to_owned());
+    }
+}
+
+impl Syncer {
+    fn run(&mut self, from_writer: &std::sync::mpsc::Receiver<Batch>) {
+        while let Ok(first) = from_writer.recv() {
+            let mut batches = vec![first];
+            batches.extend(from_writer.try_iter());
+            let close_requested = batches.iter().any(|b| b.close.is_some());
+            let must_sync = close_requested || batches.iter().any(|b| b.wrote);
+            let failure = failure_of(&self.failed).or_else(|| {
+                if must_sync {
+                    self.sync().err().inspect(|e| set_failure(&self.failed, e))
+                } else {
+                    None
+                }
+            });
+            // A fresh error per caller: none may count its append as
+            // acknowledged when its group's write or flush failed.
+            let outcome = || match &failure {
+                None => Ok(()),
+                Some(e) => Err(Error::Storage(format!("write failed: {e}"))),
+            };
+            let last_position = batches.iter().map(|b| b.last_position).max().unwrap_or(0);
+            let mut close = None;
+            for batch in batches {
+                for item in batch.done {
+                    match item {
+                        Done::Append(reply, result) => {
+                            let _ = reply.send(result.and_then(|a| outcome().map(|()| a)));
+                        }
+                        Done::Record(reply, result) => {
+                            let _ = reply.send(result.and_then(|()| outcome()));
+                        }
+                    }
+                }
+                if batch.close.is_some() {
+                    close = batch.close;
+                }
+            }
+            if failure.is_none() {
+                self.committed.send_replace(last_position);
+            }
+            if let Some(reply) = close {
+                let _ = reply.send(outcome());
+            }
+        }
+        if let Err(e) = self.sync() {
+            tracing::error!(error = %e, "event log final flush failed");
+        }
+    }
+
+    /// sled flush, then fdatasync of sled's log file. The error is kept as
+    /// text because it is reported to every caller of the groups.
+    fn sync(&self) -> Result<(), String> {
+        self.db.flush().map_err(|e| e.to_string())?;
+        self.data_file.sync_data().map_err(|e| e.to_string())
+    }
 }
 
 enum Done {
@@ -746,57 +864,30 @@ impl Writer {
                         done.push(Done::Record(reply, result));
                     }
                     // Jobs after a Close in the same group are answered
-                    // below; later ones find the channel closed.
+                    // too; later ones find the channel closed.
                     Job::Close(reply) => close = Some(reply),
                 }
             }
-            let written = group.events.len() as u64;
-            let failure = if group.is_empty() && close.is_none() {
-                None
-            } else {
-                self.commit(&group).and_then(|()| self.sync()).err()
-            };
-            if let Some(e) = &failure {
-                tracing::error!(error = %e, "event log write failed; refusing further appends");
-                self.failed = Some(e.clone());
-            } else {
-                self.next_position += written;
-            }
-            // A fresh error per caller: none of them may count its append as
-            // acknowledged when the group's write or flush failed.
-            let outcome = || match &failure {
-                None => Ok(()),
-                Some(e) => Err(Error::Storage(format!("write failed: {e}"))),
-            };
-            for item in done {
-                match item {
-                    Done::Append(reply, result) => {
-                        let _ = reply.send(result.and_then(|a| outcome().map(|()| a)));
-                    }
-                    Done::Record(reply, result) => {
-                        let _ = reply.send(result.and_then(|()| outcome()));
-                    }
+            let wrote = !group.is_empty();
+            if wrote {
+                match self.commit(&group) {
+                    Ok(()) => self.next_position += group.events.len() as u64,
+                    // Answered by the syncer, which sees the failure.
+                    Err(e) => set_failure(&self.failed, &e),
                 }
             }
-            if failure.is_none() {
-                self.committed.send_replace(self.next_position - 1);
-            }
-            if let Some(reply) = close.take() {
-                let _ = reply.send(outcome());
+            let batch = Batch {
+                done,
+                wrote,
+                last_position: self.next_position - 1,
+                close: close.take(),
+            };
+            let closing = batch.close.is_some();
+            if self.to_syncer.send(batch).is_err() || closing {
                 break;
             }
         }
         rx.close();
-        if let Err(e) = self.sync() {
-            tracing::error!(error = %e, "event log final flush failed");
-        }
-    }
-
-    /// sled flush, then fdatasync of sled's log file. The error is kept as
-    /// text because it is reported to every caller of the group.
-    fn sync(&self) -> Result<(), String> {
-        self.trees.db.flush().map_err(|e| e.to_string())?;
-        self.data_file.sync_data().map_err(|e| e.to_string())
     }
 
     /// Writes the whole group in one sled transaction: after a crash either
@@ -851,7 +942,7 @@ impl Writer {
     }
 
     fn refuse_if_failed(&self) -> Result<(), Error> {
-        match &self.failed {
+        match &failure_of(&self.failed) {
             Some(reason) => Err(Error::Storage(format!(
                 "log stopped after a failed write: {reason}"
             ))),
