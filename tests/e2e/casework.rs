@@ -308,6 +308,40 @@ async fn given_a_case_when_walked_through_the_procedure_then_out_of_order_steps_
         case.deadlines
     );
 
+    // An auditor replays the case as it stood after its first append
+    // (opened, deadlines set) and as it stands now.
+    let mut audit = baove_proto::v1::audit_service_client::AuditServiceClient::new(
+        system.casework.channel().await,
+    );
+    let replay = |seq: u64| p::ReplayCaseRequest {
+        case_id: o.case_id.clone(),
+        as_of: Some(p::replay_case_request::AsOf::AsOfSeq(seq)),
+    };
+    let early = audit
+        .replay_case(replay(4))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(
+        (early.version, early.phase.as_str(), early.status),
+        (4, "awaiting_initial_assessment", p::CaseStatus::Open as i32)
+    );
+    let late = audit
+        .replay_case(replay(case.version))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(late, case);
+    let mut intake_audit = baove_proto::v1::audit_service_client::AuditServiceClient::new(
+        system.intake.channel().await,
+    );
+    let elsewhere = intake_audit.replay_case(replay(1)).await.unwrap_err();
+    assert_eq!(elsewhere.code(), tonic::Code::Unimplemented);
+
     // The same request again: the first answer, nothing applied twice.
     o.n -= 1;
     let header = Some(p::CommandHeader {

@@ -4,8 +4,11 @@
 use baove_eventlog::{Envelope, EventLog, Head, StreamId, Verification};
 use baove_proto::v1::{
     self, Direction, ReadAllRequest, ReadAllResponse, ReadStreamRequest, ReadStreamResponse,
-    StreamHead, VerifyStreamRequest, VerifyStreamResponse, audit_service_server::AuditService,
+    ReplayCaseRequest, ReplayCaseResponse, StreamHead, VerifyStreamRequest, VerifyStreamResponse,
+    audit_service_server::AuditService,
 };
+use std::sync::Arc;
+
 use tonic::{Request, Response, Status};
 
 use crate::status::{from_log, invalid_argument};
@@ -15,17 +18,33 @@ pub const DEFAULT_LIMIT: u32 = 100;
 /// Largest page size a read RPC accepts.
 pub const MAX_LIMIT: u32 = 1000;
 
+/// Computes a case from its events, oldest first (casework provides one);
+/// `Ok(None)` when the events do not make a case.
+pub type Replayer = Arc<dyn Fn(&[Envelope]) -> Result<Option<v1::Case>, String> + Send + Sync>;
+
 /// Serves `AuditService` on one event log.
 #[derive(Clone)]
 pub struct AuditApi {
     log: EventLog,
+    replayer: Option<Replayer>,
 }
 
 impl AuditApi {
-    /// The API over `log`.
+    /// The API over `log`; `ReplayCase` answers UNIMPLEMENTED until a
+    /// replayer is given.
     #[must_use]
     pub const fn new(log: EventLog) -> Self {
-        Self { log }
+        Self {
+            log,
+            replayer: None,
+        }
+    }
+
+    /// The API, replaying cases with `replayer`.
+    #[must_use]
+    pub fn with_replayer(mut self, replayer: Option<Replayer>) -> Self {
+        self.replayer = replayer;
+        self
     }
 
     /// The tonic service, ready for `add_service`.
@@ -129,6 +148,59 @@ impl AuditService for AuditApi {
             events: events.iter().map(envelope_to_proto).collect(),
             next_position,
             last_position,
+        }))
+    }
+
+    async fn replay_case(
+        &self,
+        request: Request<ReplayCaseRequest>,
+    ) -> Result<Response<ReplayCaseResponse>, Status> {
+        let replayer = self
+            .replayer
+            .as_ref()
+            .ok_or_else(|| Status::unimplemented("this service keeps no cases: ask casework"))?;
+        let request = request.into_inner();
+        let stream = StreamId::parse("case_id", &request.case_id).map_err(|e| from_log(&e))?;
+        let mut events = Vec::new();
+        let mut from = 1;
+        loop {
+            let page = self
+                .log
+                .read_stream(stream, from, 1000)
+                .await
+                .map_err(|e| from_log(&e))?;
+            let Some(last) = page.last() else { break };
+            from = last.seq + 1;
+            events.extend(page);
+        }
+        let (cut, moment) = match request.as_of {
+            None => (events.len(), "now".to_owned()),
+            Some(v1::replay_case_request::AsOf::AsOfSeq(seq)) => (
+                events.iter().take_while(|e| e.seq <= seq).count(),
+                format!("seq {seq}"),
+            ),
+            Some(v1::replay_case_request::AsOf::AsOfTime(at)) => {
+                let at_ms = crate::unix_ms(&at);
+                // recorded_at never decreases along a stream: the writer
+                // stamps each append after the ones before it.
+                (
+                    events
+                        .iter()
+                        .take_while(|e| e.recorded_at_ms <= at_ms)
+                        .count(),
+                    at.to_string(),
+                )
+            }
+        };
+        let upto = &events[..cut];
+        let not_yet = || Status::not_found(format!("case {stream} did not exist at {moment}"));
+        let last = upto.last().ok_or_else(not_yet)?;
+        let case = replayer(upto)
+            .map_err(Status::data_loss)?
+            .ok_or_else(not_yet)?;
+        Ok(Response::new(ReplayCaseResponse {
+            case: Some(case),
+            hash: last.hash.0.to_vec(),
         }))
     }
 

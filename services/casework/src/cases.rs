@@ -15,23 +15,35 @@ use uuid::Uuid;
 /// A log error, or the reason a stored event does not decode.
 pub async fn load(log: &EventLog, case_id: Uuid) -> Result<Option<(CaseState, u64)>, String> {
     let stream = StreamId::from_uuid(case_id);
-    let mut state = None;
-    let mut version = 0;
+    let mut events = Vec::new();
     let mut from = 1;
     loop {
-        let events = log
+        let page = log
             .read_stream(stream, from, 1000)
             .await
             .map_err(|e| e.to_string())?;
-        let Some(last) = events.last() else { break };
+        let Some(last) = page.last() else { break };
         from = last.seq + 1;
-        for envelope in &events {
-            let event = CaseEvent::decode(&envelope.event_type, &envelope.payload)?;
-            state = c::apply(state, &event);
-            version = envelope.seq;
-        }
+        events.extend(page);
     }
-    Ok(state.map(|s| (s, version)))
+    Ok(replay(&events)?.map(|(state, version, _)| (state, version)))
+}
+
+/// The case its events make, oldest first: state, version (the last seq)
+/// and when it was opened (the first event's time), or `None` for no case.
+///
+/// # Errors
+/// The reason a stored event does not decode.
+pub fn replay(events: &[Envelope]) -> Result<Option<(CaseState, u64, i64)>, String> {
+    let mut state = None;
+    for envelope in events {
+        let event = CaseEvent::decode(&envelope.event_type, &envelope.payload)?;
+        state = c::apply(state, &event);
+    }
+    let (Some(state), Some(first), Some(last)) = (state, events.first(), events.last()) else {
+        return Ok(None);
+    };
+    Ok(Some((state, last.seq, first.recorded_at_ms)))
 }
 
 /// Opens a case for each new intake, or attaches a follow-up to its case.
@@ -196,5 +208,148 @@ impl Handler for RecordReferralSteps {
             .await
             .map(|_| ())
             .map_err(|e| HandleError::Retry(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use baove_domain::calendar::Calendar;
+    use baove_domain::case::procedure::{Command, Context, decide, opening_events};
+    use baove_domain::case::{CaseOpened, CaseState};
+    use baove_domain::intake::{Channel, Concerns};
+    use baove_eventlog::{
+        Actor, AppendRequest, EventLog, ExpectedVersion, NewEvent, Options, StreamId,
+    };
+    use baove_proto::v1::{self as p, audit_service_server::AuditService};
+    use proptest::prelude::*;
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// A case with `notes` notes, appended one command at a time with the
+    /// clock moving `steps[i]` ms before each; and every event as stored.
+    async fn stored_case(
+        log: &EventLog,
+        clock: &AtomicI64,
+        steps: &[i64],
+    ) -> (Uuid, Vec<Envelope>) {
+        let calendar =
+            Calendar::parse(include_str!("../../../deploy/calendar/vietnam.json")).unwrap();
+        let ctx = Context {
+            now_ms: 1_795_705_200_000,
+            calendar: &calendar,
+            warn_share: 0.75,
+        };
+        let case_id = Uuid::now_v7();
+        let opened = CaseOpened {
+            case_id,
+            intake_id: Uuid::now_v7(),
+            intake_event_id: Uuid::now_v7(),
+            channel: Channel::Phone,
+            received_at_ms: ctx.now_ms,
+            incident_unit_id: "vn-ct.p-ninh-kieu".into(),
+            residence_unit_id: None,
+            concerns: Concerns::default(),
+            immediate_danger: true,
+            caregiver_is_alleged_abuser: false,
+            outside_child_law: false,
+            possible_duplicate_case_ids: vec![],
+            police_case_number: None,
+            follow_up_case_not_found: None,
+            child_age_years: Some(9),
+        };
+        let mut batches = vec![opening_events(opened, &ctx)];
+        let mut state: Option<CaseState> = batches[0].iter().fold(None, c::apply);
+        for (i, _) in steps.iter().enumerate().skip(1) {
+            let events = decide(
+                state.as_ref().unwrap(),
+                Command::AddNote {
+                    text: format!("ghi chú {i}"),
+                },
+                &ctx,
+            )
+            .unwrap();
+            state = events.iter().fold(state, c::apply);
+            batches.push(events);
+        }
+        let mut version = 0;
+        for (batch, step) in batches.iter().zip(steps) {
+            clock.fetch_add(*step, Ordering::SeqCst);
+            version = log
+                .append(AppendRequest {
+                    stream: StreamId::from_uuid(case_id),
+                    expected: ExpectedVersion::Exact(version),
+                    command_id: format!("{case_id}:{version}"),
+                    actor: Actor::system("test"),
+                    causation_id: String::new(),
+                    correlation_id: String::new(),
+                    events: batch
+                        .iter()
+                        .map(|e| {
+                            NewEvent::new(e.event_type(), c::SCHEMA_VERSION, &e.payload()).unwrap()
+                        })
+                        .collect(),
+                    publish: false,
+                })
+                .await
+                .unwrap()
+                .last_seq;
+        }
+        let events = log
+            .read_stream(StreamId::from_uuid(case_id), 1, 10_000)
+            .await
+            .unwrap();
+        (case_id, events)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+        /// ReplayCase at instant T equals folding only the events recorded
+        /// up to T; at seq N, the events up to N.
+        #[test]
+        fn replay_at_an_instant_equals_folding_the_events_recorded_until_then(
+            steps in prop::collection::vec(0i64..5_000, 1..8),
+            probes in prop::collection::vec(0i64..40_000, 1..6),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let clock = Arc::new(AtomicI64::new(1_795_705_200_000));
+                let ticking = clock.clone();
+                let options = Options { clock: Arc::new(move || ticking.load(Ordering::SeqCst)), ..Options::default() };
+                let log = EventLog::open_with(dir.path(), options).await.unwrap();
+                let (case_id, events) = stored_case(&log, &clock, &steps).await;
+                let api = baove_runtime::audit::AuditApi::new(log.clone()).with_replayer(Some(Arc::new(|events| {
+                    Ok(replay(events)?.map(|(s, v, o)| crate::api::case_to_proto(&s, v, o)))
+                })));
+                let start = events[0].recorded_at_ms;
+                // Random instants, and each event's own instant (the edge).
+                let instants: Vec<i64> = probes.iter().map(|p| start - 1_000 + p).chain(events.iter().map(|e| e.recorded_at_ms)).collect();
+                for at in instants {
+                    let expected: Vec<Envelope> = events.iter().filter(|e| e.recorded_at_ms <= at).cloned().collect();
+                    let request = p::ReplayCaseRequest {
+                        case_id: case_id.to_string(),
+                        as_of: Some(p::replay_case_request::AsOf::AsOfTime(baove_runtime::timestamp(at))),
+                    };
+                    let answer = api.replay_case(tonic::Request::new(request)).await;
+                    match replay(&expected).unwrap() {
+                        None => assert_eq!(answer.unwrap_err().code(), tonic::Code::NotFound),
+                        Some((state, version, opened)) => {
+                            let answer = answer.unwrap().into_inner();
+                            assert_eq!(answer.case.unwrap(), crate::api::case_to_proto(&state, version, opened));
+                            assert_eq!(answer.hash, expected.last().unwrap().hash.0.to_vec());
+                        }
+                    }
+                }
+                let seq = events.len() as u64 / 2 + 1;
+                let request = p::ReplayCaseRequest { case_id: case_id.to_string(), as_of: Some(p::replay_case_request::AsOf::AsOfSeq(seq)) };
+                let answer = api.replay_case(tonic::Request::new(request)).await.unwrap().into_inner();
+                assert_eq!(answer.case.unwrap().version, seq);
+            });
+        }
     }
 }

@@ -123,6 +123,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ),
             tasks: vec![follower, scheduler],
             on_bus: Some(on_bus),
+            replayer: Some(Arc::new(|events| {
+                Ok(cases::replay(events)?.map(|(state, version, opened_at)| {
+                    api::case_to_proto(&state, version, opened_at)
+                }))
+            })),
         })
     })
     .await
