@@ -768,3 +768,83 @@ async fn given_an_open_case_about_the_same_child_then_a_new_report_is_flagged_un
         third.possible_duplicate_case_ids
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_bytes_altered_on_disk_then_verify_names_the_case_and_seq() {
+    let mut system = System::start().await;
+    let o = opened_case(&system, "tamper").await;
+    let mut audit = baove_proto::v1::audit_service_client::AuditServiceClient::new(
+        system.casework.channel().await,
+    );
+    let progress = verify_all(&mut audit).await;
+    assert_eq!(
+        (progress.0, progress.1.len()),
+        (progress.2, 0),
+        "a fresh log verifies"
+    );
+
+    // Stop casework, change one byte of the case's second event on disk,
+    // start it again on the same data.
+    system.casework.terminate();
+    assert!(system.casework.exit_status().await.success());
+    {
+        let path = system.casework.data.path().join("eventlog");
+        let db = sled::open(&path).unwrap();
+        let events = db.open_tree(baove_eventlog::layout::EVENTS).unwrap();
+        let stream = baove_eventlog::StreamId::parse("case", &o.case_id).unwrap();
+        let key = baove_eventlog::layout::event_key(stream, 2);
+        let mut value = events.get(key).unwrap().unwrap().to_vec();
+        let at = value.len() / 2;
+        value[at] ^= 0x01;
+        events.insert(key, value).unwrap();
+        db.flush().unwrap();
+    }
+    let nats_url = system.nats.url();
+    let data = std::mem::replace(&mut system.casework.data, tempfile::tempdir().unwrap());
+    system.casework = crate::Service::start_in("casework", &nats_url, data);
+    system
+        .casework
+        .wait_health(
+            "",
+            tonic_health::pb::health_check_response::ServingStatus::Serving,
+        )
+        .await;
+    let mut audit = baove_proto::v1::audit_service_client::AuditServiceClient::new(
+        system.casework.channel().await,
+    );
+    let (_, broken, _) = verify_all(&mut audit).await;
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert_eq!(
+        (broken[0].stream_id.as_str(), broken[0].first_bad_seq),
+        (o.case_id.as_str(), 2)
+    );
+    let one = audit
+        .verify_stream(p::VerifyStreamRequest {
+            stream_id: o.case_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!one.intact);
+    assert_eq!(one.first_bad_seq, 2);
+}
+
+/// Runs VerifyAll to the end: (checked, broken streams, total).
+async fn verify_all(
+    audit: &mut baove_proto::v1::audit_service_client::AuditServiceClient<Channel>,
+) -> (u64, Vec<p::BrokenStream>, u64) {
+    let mut stream = audit
+        .verify_all(p::VerifyAllRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut broken = Vec::new();
+    while let Some(progress) = stream.next().await {
+        let progress = progress.unwrap();
+        broken.extend(progress.broken);
+        if progress.done {
+            return (progress.checked, broken, progress.total);
+        }
+    }
+    panic!("VerifyAll ended without its last message");
+}

@@ -518,6 +518,46 @@ impl EventLog {
             .await
     }
 
+    /// Up to `limit` stream heads in stream-id order, after `after` (for
+    /// walking every stream, e.g. to verify them all).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] or [`Error::Corrupt`].
+    pub async fn heads(&self, after: Option<StreamId>, limit: usize) -> Result<Vec<Head>, Error> {
+        self.blocking(move |t| {
+            let start = after.map_or_else(
+                || [0u8; 16].to_vec(),
+                |s| {
+                    // The smallest key after `s`: its 16 bytes followed by 0.
+                    let mut key = s.as_bytes().to_vec();
+                    key.push(0);
+                    key
+                },
+            );
+            t.heads
+                .range(start..)
+                .take(limit)
+                .map(|item| {
+                    let (key, value) = item?;
+                    let id: [u8; 16] = key
+                        .as_ref()
+                        .try_into()
+                        .map_err(|_| Error::Corrupt("malformed head key".into()))?;
+                    layout::decode_head(StreamId::from_uuid(uuid::Uuid::from_bytes(id)), &value)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// How many streams the log holds.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub async fn stream_count(&self) -> Result<usize, Error> {
+        self.blocking(|t| Ok(t.heads.len())).await
+    }
+
     /// The last durable global position (0 when the log is empty).
     #[must_use]
     pub fn last_position(&self) -> u64 {

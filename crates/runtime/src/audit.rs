@@ -101,6 +101,75 @@ fn stream_id(text: &str) -> Result<StreamId, Status> {
 
 #[tonic::async_trait]
 impl AuditService for AuditApi {
+    type VerifyAllStream =
+        tokio_stream::wrappers::ReceiverStream<Result<v1::VerifyAllProgress, Status>>;
+
+    async fn verify_all(
+        &self,
+        _request: Request<v1::VerifyAllRequest>,
+    ) -> Result<Response<Self::VerifyAllStream>, Status> {
+        let log = self.log.clone();
+        let total = log.stream_count().await.map_err(|e| from_log(&e))? as u64;
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut checked = 0u64;
+            let mut after = None;
+            let mut broken = Vec::new();
+            loop {
+                let heads = match log.heads(after, 100).await {
+                    Ok(heads) => heads,
+                    Err(e) => {
+                        let _ = tx.send(Err(from_log(&e))).await;
+                        return;
+                    }
+                };
+                let Some(last) = heads.last() else { break };
+                after = Some(last.stream);
+                for head in &heads {
+                    checked += 1;
+                    match log.verify(head.stream).await {
+                        Ok(Verification::Broken {
+                            first_bad_seq,
+                            reason,
+                        }) => {
+                            tracing::error!(stream = %head.stream, first_bad_seq, reason, "hash chain does not verify");
+                            broken.push(v1::BrokenStream {
+                                stream_id: head.stream.to_string(),
+                                first_bad_seq,
+                                reason,
+                            });
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            let _ = tx.send(Err(from_log(&e))).await;
+                            return;
+                        }
+                    }
+                }
+                let progress = v1::VerifyAllProgress {
+                    checked,
+                    total,
+                    broken: std::mem::take(&mut broken),
+                    done: false,
+                };
+                if tx.send(Ok(progress)).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tx
+                .send(Ok(v1::VerifyAllProgress {
+                    checked,
+                    total,
+                    broken,
+                    done: true,
+                }))
+                .await;
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
     async fn read_stream(
         &self,
         request: Request<ReadStreamRequest>,
