@@ -5,6 +5,8 @@
 //! - `history`: a stream's events through `AuditService.ReadStream`.
 //! - `log`: the whole log in global order through `AuditService.ReadAll`.
 //! - `verify`: a stream's hash chain through `AuditService.VerifyStream`.
+//! - `verify-all`: every stream of a service's log (`AuditService.VerifyAll`).
+//! - `replay`: a case as it stood at a seq or instant (`AuditService.ReplayCase`).
 //! - `intake`: submit a report from a JSON file, show one, list them
 //!   (module `intake`).
 //! - `case`: show, list and watch cases, and one command per procedure step
@@ -89,6 +91,20 @@ enum Command {
         /// The stream id (UUID).
         stream: String,
     },
+    /// The case as it stood at a seq or an instant (casework's AuditService).
+    Replay {
+        /// The case id.
+        case: String,
+        /// After the event with this seq.
+        #[arg(long, conflicts_with = "at")]
+        seq: Option<u64>,
+        /// After every event recorded at or before this instant (RFC 3339,
+        /// e.g. 2026-11-29T03:00:00+07:00).
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Verify every stream of a service's log; exit 1 if any is broken.
+    VerifyAll,
     /// Intake reports (IntakeService).
     #[command(subcommand)]
     Intake(intake::Command),
@@ -170,6 +186,60 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "next position {} (last written {})",
                 response.next_position, response.last_position
             );
+            Ok(())
+        }
+        Command::Replay { case, seq, at } => {
+            let as_of = match (seq, at) {
+                (Some(seq), _) => Some(baove_proto::v1::replay_case_request::AsOf::AsOfSeq(seq)),
+                (None, Some(at)) => Some(baove_proto::v1::replay_case_request::AsOf::AsOfTime(
+                    at.parse::<prost_types::Timestamp>()
+                        .map_err(|e| anyhow::anyhow!("--at {at}: not an RFC 3339 instant ({e})"))?,
+                )),
+                (None, None) => None,
+            };
+            let mut client = AuditServiceClient::new(channel(&cli.addr).await?);
+            let replayed = client
+                .replay_case(baove_proto::v1::ReplayCaseRequest {
+                    case_id: case,
+                    as_of,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if let Some(case) = &replayed.case {
+                intake::print_json("baove.v1.Case", case)?;
+            }
+            println!(
+                "hash of the last event applied: {}",
+                hex::encode(replayed.hash)
+            );
+            Ok(())
+        }
+        Command::VerifyAll => {
+            let mut client = AuditServiceClient::new(channel(&cli.addr).await?);
+            let mut stream = client
+                .verify_all(baove_proto::v1::VerifyAllRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let mut broken = 0;
+            while let Some(progress) = stream.message().await.map_err(status_error)? {
+                for b in &progress.broken {
+                    broken += 1;
+                    println!(
+                        "NOT intact: {} first bad seq {}: {}",
+                        b.stream_id, b.first_bad_seq, b.reason
+                    );
+                }
+                eprintln!("checked {} of {} streams", progress.checked, progress.total);
+                if progress.done {
+                    break;
+                }
+            }
+            if broken > 0 {
+                bail!("{broken} stream(s) do not verify");
+            }
+            println!("every stream verifies");
             Ok(())
         }
         Command::Intake(command) => intake::run(&cli.addr, command).await,
