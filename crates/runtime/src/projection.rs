@@ -4,6 +4,27 @@ use baove_eventlog::{Envelope, EventLog};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+/// For live server streams (WatchCase, WatchInbox): waits for the log's
+/// next commit. False when the stream should end: the client went away, or
+/// the service is stopping (the client is then told to come back from where
+/// it stopped).
+pub async fn wait_for_commit<T>(
+    committed: &mut watch::Receiver<u64>,
+    client: &tokio::sync::mpsc::Sender<Result<T, tonic::Status>>,
+    stopping: &CancellationToken,
+    service: &str,
+) -> bool {
+    tokio::select! {
+        () = client.closed() => false,
+        () = stopping.cancelled() => {
+            let goodbye = tonic::Status::unavailable(format!("{service} is shutting down: watch again from where you stopped"));
+            let _ = client.send(Err(goodbye)).await;
+            false
+        }
+        changed = committed.changed() => changed.is_ok(),
+    }
+}
+
 /// How long a reader waits for a read model to catch up with the log.
 pub const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(10);
 

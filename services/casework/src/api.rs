@@ -469,13 +469,15 @@ impl CaseService for CaseApi {
                         return;
                     }
                 }
-                tokio::select! {
-                    () = tx.closed() => return,
-                    () = stopping.cancelled() => {
-                        let _ = tx.send(Err(Status::unavailable("casework is shutting down: watch again from the next seq"))).await;
-                        return;
-                    }
-                    changed = committed.changed() => if changed.is_err() { return },
+                if !baove_runtime::projection::wait_for_commit(
+                    &mut committed,
+                    &tx,
+                    &stopping,
+                    "casework",
+                )
+                .await
+                {
+                    return;
                 }
             }
         });

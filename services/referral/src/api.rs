@@ -445,13 +445,15 @@ impl ReferralService for ReferralApi {
                         return;
                     }
                 }
-                tokio::select! {
-                    () = tx.closed() => return,
-                    () = stopping.cancelled() => {
-                        let _ = tx.send(Err(Status::unavailable("referral is shutting down: watch again from the next position"))).await;
-                        return;
-                    }
-                    changed = committed.changed() => if changed.is_err() { return },
+                if !baove_runtime::projection::wait_for_commit(
+                    &mut committed,
+                    &tx,
+                    &stopping,
+                    "referral",
+                )
+                .await
+                {
+                    return;
                 }
             }
         });
