@@ -51,7 +51,17 @@ impl NatsServer {
     /// When the binary is missing (the message says how to install it) or
     /// the server does not come up within 10 s.
     pub fn start() -> Result<Self, String> {
-        Self::start_on(free_port()?)
+        // A free port can be taken by a parallel test between our probe and
+        // the server's bind: then the server exits at once, and we try
+        // another port rather than talk to someone else's server.
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Self::start_on(free_port()?) {
+                Ok(server) => return Ok(server),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     /// Starts nats-server with JetStream on `port` (for a test where a
@@ -88,7 +98,18 @@ impl NatsServer {
             .spawn()
             .map_err(|e| format!("starting {}: {e}", self.binary.display()))?;
         self.child = Some(child);
-        wait_for_port(self.port, Duration::from_secs(10))
+        wait_for_port(self.port, Duration::from_secs(10))?;
+        // Something answers on the port: make sure it is our server.
+        if let Some(child) = self.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            self.child = None;
+            return Err(format!(
+                "nats-server exited ({status}): port {} is taken",
+                self.port
+            ));
+        }
+        Ok(())
     }
 
     /// The client URL, `nats://127.0.0.1:<port>`.
