@@ -43,7 +43,10 @@ impl Service {
 
     /// Starts `baove-<name>` on an existing data directory.
     pub fn start_in(name: &'static str, nats_url: &str, data: tempfile::TempDir) -> Self {
-        let port = baove_testkit::free_port().unwrap();
+        // Port 0: the service binds a port the system chooses and writes it
+        // to a file, so parallel tests can never race for a port.
+        let addr_file = data.path().join("grpc-addr");
+        let _ = std::fs::remove_file(&addr_file);
         let binary = bin_dir().join(format!("baove-{name}"));
         assert!(
             binary.is_file(),
@@ -51,7 +54,8 @@ impl Service {
             binary.display()
         );
         let child = Command::new(&binary)
-            .env("BAOVE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("BAOVE_LISTEN", "127.0.0.1:0")
+            .env("BAOVE_ADDR_FILE", &addr_file)
             .env("BAOVE_DATA_DIR", data.path())
             .env("BAOVE_NATS_URL", nats_url)
             .env(
@@ -82,9 +86,26 @@ impl Service {
             })
             .spawn()
             .unwrap();
+        let mut child = child;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            if let Ok(text) = std::fs::read_to_string(&addr_file)
+                && !text.is_empty()
+            {
+                break text;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("baove-{name} exited ({status}) before listening");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "baove-{name} did not listen within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
         Self {
             name,
-            addr: format!("http://127.0.0.1:{port}"),
+            addr: format!("http://{addr}"),
             data,
             child: Some(child),
         }

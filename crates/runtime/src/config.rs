@@ -48,6 +48,11 @@ pub struct Config {
     /// production.
     #[serde(default)]
     pub clock_offset_file: Option<PathBuf>,
+    /// A file the service writes its bound gRPC address to once listening
+    /// (`BAOVE_ADDR_FILE`): with `listen` on port 0, how a supervisor or a
+    /// test learns the port the system chose.
+    #[serde(default)]
+    pub addr_file: Option<PathBuf>,
 }
 
 fn default_calendar_file() -> PathBuf {
@@ -129,6 +134,7 @@ struct Partial {
     calendar_file: Option<PathBuf>,
     deadline_warn_share: Option<f64>,
     clock_offset_file: Option<PathBuf>,
+    addr_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -136,8 +142,8 @@ impl Config {
     /// key (`BAOVE_LISTEN`, `BAOVE_DATA_DIR`, `BAOVE_NATS_URL`,
     /// `BAOVE_DRAIN_SECS`, `BAOVE_CACHE_MB`, `BAOVE_REFERENCE_DIR`,
     /// `BAOVE_HANDOVER_RETRY_SECS`, `BAOVE_CALENDAR_FILE`,
-    /// `BAOVE_DEADLINE_WARN_SHARE`, `BAOVE_CLOCK_OFFSET_FILE`) from the
-    /// process environment.
+    /// `BAOVE_DEADLINE_WARN_SHARE`, `BAOVE_CLOCK_OFFSET_FILE`,
+    /// `BAOVE_ADDR_FILE`) from the process environment.
     ///
     /// # Errors
     /// [`ConfigError`] naming the file, key or variable at fault.
@@ -216,6 +222,9 @@ impl Config {
         if let Some(value) = env("BAOVE_CLOCK_OFFSET_FILE") {
             partial.clock_offset_file = Some(value.into());
         }
+        if let Some(value) = env("BAOVE_ADDR_FILE") {
+            partial.addr_file = Some(value.into());
+        }
         let deadline_warn_share = partial
             .deadline_warn_share
             .unwrap_or_else(default_warn_share);
@@ -248,6 +257,7 @@ impl Config {
             calendar_file: partial.calendar_file.unwrap_or_else(default_calendar_file),
             deadline_warn_share,
             clock_offset_file: partial.clock_offset_file,
+            addr_file: partial.addr_file,
         })
     }
 

@@ -105,6 +105,18 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("failed to listen on {}", config.listen))?;
+    let listening = listener
+        .local_addr()
+        .with_context(|| format!("failed to read the address bound for {}", config.listen))?;
+    if let Some(file) = &config.addr_file {
+        // Written only now that the port is ours: whoever waits for the file
+        // (a supervisor, a test with port 0) then talks to this process.
+        // Written aside and renamed, so a reader never sees half of it.
+        let aside = file.with_extension("tmp");
+        std::fs::write(&aside, listening.to_string())
+            .and_then(|()| std::fs::rename(&aside, file))
+            .with_context(|| format!("failed to write the address file {}", file.display()))?;
+    }
 
     let (reporter, health) = tonic_health::server::health_reporter();
     let mut names: Vec<&str> = vec!["", "baove.v1.AuditService"];
@@ -152,7 +164,7 @@ pub async fn run(
             stop.cancelled().await
         }),
     );
-    tracing::info!(service = spec.name, listen = %config.listen, data_dir = %config.data_dir.display(), "serving");
+    tracing::info!(service = spec.name, listen = %listening, data_dir = %config.data_dir.display(), "serving");
 
     let bus = tokio::spawn(bus_task(
         spec,
