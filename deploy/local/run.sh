@@ -59,6 +59,9 @@ for svc in intake casework referral; do
   port=$((port + 1))
 done
 echo
-echo "baove is up. Try: $bin/baove health --addr http://127.0.0.1:50051"
+echo "baove is up. Try:"
+echo "  $bin/baove intake submit --file deploy/examples/hotline-report.json"
+echo "  $bin/baove intake list        (the report, then its case id once casework opened it)"
+echo "  $bin/baove case list --addr http://127.0.0.1:50052"
 echo "Ctrl-C stops everything."
 wait "${pids[@]}"
