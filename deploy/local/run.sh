@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 state=$root/.baove
-mkdir -p "$state/logs" "$state/nats" "$state/data"
+mkdir -p "$state/logs" "$state/nats" "$state/data" "$state/keys"
+chmod 700 "$state/keys"
 
 deploy/local/ensure-nats.sh
 nats=$(command -v nats-server 2>/dev/null || echo /usr/sbin/nats-server)
@@ -24,6 +25,17 @@ done
 echo "building (cargo build --bins)..."
 cargo build --quiet --bins
 bin=${CARGO_TARGET_DIR:-$root/target}/debug
+
+# First start: the key pair that signs tokens, and intake's master key.
+keys=$state/keys
+if [ ! -f "$keys/issuer.pem" ]; then
+  "$bin/baove" token keygen --private "$keys/issuer.pem" --public "$keys/issuer.pub.pem" >/dev/null
+  echo "created the token key pair in $keys"
+fi
+if [ ! -f "$keys/master.key" ]; then
+  (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$keys/master.key"; echo >>"$keys/master.key")
+  echo "created intake's master key $keys/master.key"
+fi
 
 pids=()
 nats_pid=""
@@ -59,9 +71,16 @@ for svc in intake casework referral; do
   port=$((port + 1))
 done
 echo
-echo "baove is up. Try:"
+token() { "$bin/baove" token issue --key "$keys/issuer.pem" "$@"; }
+operator=$(token --user op-17 --role hotline_operator --agency tongdai-111)
+department=$(token --user so-yt-1 --role province_officer --agency ct.so-yt)
+echo "baove is up. Every call carries a token; mint one with"
+echo "  $bin/baove token issue --key $keys/issuer.pem --user U --role ROLE [--agency A] [--unit U]"
+echo "(roles: hotline_operator commune_officer province_officer police agency_staff auditor administrator)."
+echo "Try, as a hotline operator and then as the province's department:"
+echo "  export BAOVE_TOKEN=$operator"
 echo "  $bin/baove intake submit --file deploy/examples/hotline-report.json"
 echo "  $bin/baove intake list        (the report, then its case id once casework opened it)"
-echo "  $bin/baove case list --addr http://127.0.0.1:50052"
+echo "  BAOVE_TOKEN=$department $bin/baove case list --addr http://127.0.0.1:50052"
 echo "Ctrl-C stops everything."
 wait "${pids[@]}"

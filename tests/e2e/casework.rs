@@ -5,12 +5,11 @@ use std::time::{Duration, Instant};
 
 use baove_proto::v1::{self as p, case_service_client::CaseServiceClient};
 use futures_util::StreamExt;
-use tonic::transport::Channel;
 
 use crate::intake::{System, case_of, hotline, intake_client};
 
 pub struct Officer {
-    pub client: CaseServiceClient<Channel>,
+    pub client: CaseServiceClient<crate::AuthChannel>,
     pub case_id: String,
     pub version: u64,
     pub n: u32,
@@ -311,7 +310,7 @@ async fn given_a_case_when_walked_through_the_procedure_then_out_of_order_steps_
     // An auditor replays the case as it stood after its first append
     // (opened, deadlines set) and as it stands now.
     let mut audit = baove_proto::v1::audit_service_client::AuditServiceClient::new(
-        system.casework.channel().await,
+        system.casework.channel_as(&crate::auditor()).await,
     );
     let replay = |seq: u64| p::ReplayCaseRequest {
         case_id: o.case_id.clone(),
@@ -337,7 +336,7 @@ async fn given_a_case_when_walked_through_the_procedure_then_out_of_order_steps_
         .unwrap();
     assert_eq!(late, case);
     let mut intake_audit = baove_proto::v1::audit_service_client::AuditServiceClient::new(
-        system.intake.channel().await,
+        system.intake.channel_as(&crate::auditor()).await,
     );
     let elsewhere = intake_audit.replay_case(replay(1)).await.unwrap_err();
     assert_eq!(elsewhere.code(), tonic::Code::Unimplemented);
@@ -504,7 +503,7 @@ async fn given_immediate_danger_when_the_clock_passes_12_hours_then_the_miss_is_
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut audit = baove_proto::v1::audit_service_client::AuditServiceClient::new(
-        system.casework.channel().await,
+        system.casework.channel_as(&crate::auditor()).await,
     );
     let events = audit
         .read_stream(p::ReadStreamRequest {
@@ -733,7 +732,7 @@ async fn given_an_open_case_about_the_same_child_then_a_new_report_is_flagged_un
     second_officer.close_after_the_procedure().await;
     // intake hears of the closings over NATS and notes them in its log.
     let mut audit = baove_proto::v1::audit_service_client::AuditServiceClient::new(
-        system.intake.channel().await,
+        system.intake.channel_as(&crate::auditor()).await,
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -774,7 +773,7 @@ async fn given_bytes_altered_on_disk_then_verify_names_the_case_and_seq() {
     let mut system = System::start().await;
     let o = opened_case(&system, "tamper").await;
     let mut audit = baove_proto::v1::audit_service_client::AuditServiceClient::new(
-        system.casework.channel().await,
+        system.casework.channel_as(&crate::auditor()).await,
     );
     let progress = verify_all(&mut audit).await;
     assert_eq!(
@@ -810,7 +809,7 @@ async fn given_bytes_altered_on_disk_then_verify_names_the_case_and_seq() {
         )
         .await;
     let mut audit = baove_proto::v1::audit_service_client::AuditServiceClient::new(
-        system.casework.channel().await,
+        system.casework.channel_as(&crate::auditor()).await,
     );
     let (_, broken, _) = verify_all(&mut audit).await;
     assert_eq!(broken.len(), 1, "{broken:?}");
@@ -831,7 +830,7 @@ async fn given_bytes_altered_on_disk_then_verify_names_the_case_and_seq() {
 
 /// Runs VerifyAll to the end: (checked, broken streams, total).
 async fn verify_all(
-    audit: &mut baove_proto::v1::audit_service_client::AuditServiceClient<Channel>,
+    audit: &mut baove_proto::v1::audit_service_client::AuditServiceClient<crate::AuthChannel>,
 ) -> (u64, Vec<p::BrokenStream>, u64) {
     let mut stream = audit
         .verify_all(p::VerifyAllRequest {})

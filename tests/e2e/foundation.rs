@@ -60,7 +60,7 @@ async fn given_nats_when_the_three_services_start_then_each_serves_health_reflec
         }
 
         // The audit API answers over the service's own (empty) log.
-        let mut audit = AuditServiceClient::new(service.channel().await);
+        let mut audit = AuditServiceClient::new(service.channel_as(&crate::auditor()).await);
         let all = audit
             .read_all(ReadAllRequest {
                 from_position: 0,
@@ -69,8 +69,14 @@ async fn given_nats_when_the_three_services_start_then_each_serves_health_reflec
             .await
             .unwrap()
             .into_inner();
-        assert!(all.events.is_empty());
-        assert_eq!(all.last_position, 0);
+        // Nothing but this very read, recorded in the access log first.
+        assert_eq!(all.events.len(), 1);
+        assert_eq!(all.events[0].global_position, 1);
+        assert_eq!(all.events[0].event_type, "AccessRecorded");
+        assert_eq!(
+            all.events[0].actor.as_ref().unwrap().user_id,
+            crate::auditor().user
+        );
         let unknown = uuid::Uuid::now_v7().to_string();
         let missing = audit
             .read_stream(ReadStreamRequest {

@@ -87,7 +87,7 @@ impl System {
     }
 }
 
-pub async fn intake_client(s: &Service) -> IntakeServiceClient<tonic::transport::Channel> {
+pub async fn intake_client(s: &Service) -> IntakeServiceClient<crate::AuthChannel> {
     IntakeServiceClient::new(s.channel().await)
 }
 
@@ -95,16 +95,17 @@ pub async fn intake_client(s: &Service) -> IntakeServiceClient<tonic::transport:
 pub async fn case_of(intake: &Service, intake_id: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(mut client) = tonic::transport::Channel::from_shared(intake.addr.clone())
-            .unwrap()
-            .connect()
+        // Any report, whoever logged it: as the province's department.
+        let mut client = IntakeServiceClient::new(
+            intake
+                .channel_as(&crate::province_officer("so-ldtbxh-1"))
+                .await,
+        );
+        if let Ok(found) = client
+            .get_intake(GetIntakeRequest {
+                intake_id: intake_id.into(),
+            })
             .await
-            .map(IntakeServiceClient::new)
-            && let Ok(found) = client
-                .get_intake(GetIntakeRequest {
-                    intake_id: intake_id.into(),
-                })
-                .await
         {
             let found = found.into_inner();
             if found.status == IntakeStatus::HandedOver as i32 {
@@ -123,7 +124,7 @@ pub async fn case_of(intake: &Service, intake_id: &str) -> String {
 
 /// Every case event in casework's log: (event type, intake id named).
 async fn case_events(casework: &Service) -> Vec<(String, String)> {
-    let mut audit = AuditServiceClient::new(casework.channel().await);
+    let mut audit = AuditServiceClient::new(casework.channel_as(&crate::auditor()).await);
     let all = audit
         .read_all(ReadAllRequest {
             from_position: 1,
@@ -174,11 +175,16 @@ async fn given_a_hotline_report_and_a_police_notification_then_each_becomes_a_ca
             facts: Some(facts("Lê Văn Tú")),
         }),
     };
-    let police = intake
-        .submit_police_notification(notification)
-        .await
-        .unwrap()
-        .into_inner();
+    let police = IntakeServiceClient::new(
+        system
+            .intake
+            .channel_as(&crate::police("ca-301", "ct.ca-p-ninh-kieu"))
+            .await,
+    )
+    .submit_police_notification(notification)
+    .await
+    .unwrap()
+    .into_inner();
 
     let mut cases = CaseServiceClient::new(system.casework.channel().await);
     for (receipt, police_number) in [(&receipt, None), (&police, Some("BB-2026/118"))] {
@@ -227,7 +233,14 @@ async fn given_a_hotline_report_and_a_police_notification_then_each_becomes_a_ca
             .collect::<Vec<_>>(),
         [receipt.intake_id.as_str()]
     );
-    let police_only = intake
+    // The hotline operator lists what they logged; the department all.
+    let mut department = IntakeServiceClient::new(
+        system
+            .intake
+            .channel_as(&crate::province_officer("so-yt-1"))
+            .await,
+    );
+    let police_only = department
         .list_intakes(ListIntakesRequest {
             channel: p::Channel::Police as i32,
             ..Default::default()
@@ -281,15 +294,18 @@ async fn given_several_bad_fields_then_all_come_back_and_nothing_is_stored() {
         .unwrap()
         .into_inner();
     assert!(listed.intakes.is_empty(), "nothing stored");
-    let mut audit = AuditServiceClient::new(system.intake.channel().await);
-    assert_eq!(
-        audit
-            .read_all(ReadAllRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .last_position,
-        0
+    let mut audit = AuditServiceClient::new(system.intake.channel_as(&crate::auditor()).await);
+    // The log holds only the access log's entries of the reads above.
+    let all = audit
+        .read_all(ReadAllRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!all.events.is_empty());
+    assert!(
+        all.events.iter().all(|e| e.event_type == "AccessRecorded"),
+        "{:?}",
+        all.events.iter().map(|e| &e.event_type).collect::<Vec<_>>()
     );
 }
 

@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use baove_security::Role;
+pub use baove_security::client::AuthChannel;
 use tonic::transport::Channel;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -25,6 +27,73 @@ fn bin_dir() -> PathBuf {
         .and_then(|deps| deps.parent())
         .unwrap()
         .to_path_buf()
+}
+
+/// The keys every service of this test process trusts: a token issuer
+/// (Ed25519) and the intake master key, in a directory kept for the
+/// process's lifetime.
+struct Keys {
+    dir: PathBuf,
+    issuer: baove_security::Issuer,
+}
+
+fn keys() -> &'static Keys {
+    static KEYS: std::sync::OnceLock<Keys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        baove_security::token::generate_key_pair(
+            &dir.join("issuer.pem"),
+            &dir.join("issuer.pub.pem"),
+        )
+        .unwrap();
+        baove_security::seal::Key::create_master(&dir.join("master.key")).unwrap();
+        let issuer = baove_security::Issuer::from_file(&dir.join("issuer.pem")).unwrap();
+        Keys { dir, issuer }
+    })
+}
+
+/// Who a test client is: the claims of its token.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub user: String,
+    pub role: Role,
+    pub agency: String,
+    pub units: Vec<String>,
+}
+
+impl Identity {
+    pub fn new(user: &str, role: Role, agency: &str, units: &[&str]) -> Self {
+        Self {
+            user: user.into(),
+            role,
+            agency: agency.into(),
+            units: units.iter().map(|u| (*u).to_owned()).collect(),
+        }
+    }
+
+    /// A signed token for this identity, valid for an hour.
+    pub fn token(&self) -> String {
+        keys()
+            .issuer
+            .issue(&self.user, self.role, &self.agency, &self.units, 3600)
+            .unwrap()
+    }
+}
+
+pub fn auditor() -> Identity {
+    Identity::new("kiem-tra-1", Role::Auditor, "ct.thanh-tra", &[])
+}
+
+pub fn hotline_operator(user: &str) -> Identity {
+    Identity::new(user, Role::HotlineOperator, "tongdai-111", &[])
+}
+
+pub fn police(user: &str, agency: &str) -> Identity {
+    Identity::new(user, Role::Police, agency, &[])
+}
+
+pub fn province_officer(user: &str) -> Identity {
+    Identity::new(user, Role::ProvinceOfficer, "ct.so-yt", &[])
 }
 
 /// One service binary running with its own data directory and port.
@@ -57,6 +126,8 @@ impl Service {
             .env("BAOVE_LISTEN", "127.0.0.1:0")
             .env("BAOVE_ADDR_FILE", &addr_file)
             .env("BAOVE_DATA_DIR", data.path())
+            .env("BAOVE_AUTH_PUBLIC_KEYS", keys().dir.join("issuer.pub.pem"))
+            .env("BAOVE_MASTER_KEY_FILE", keys().dir.join("master.key"))
             .env("BAOVE_NATS_URL", nats_url)
             .env(
                 "BAOVE_REFERENCE_DIR",
@@ -111,12 +182,35 @@ impl Service {
         }
     }
 
-    pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.addr.clone())
+    /// A connection as the usual user of this service: a hotline operator
+    /// (`op-17`) on intake, an officer (`cb-ninh-kieu-1`, province scope)
+    /// on casework, a police officer (`ca-301` of Ninh Kiều police) on
+    /// referral. Tests of who may do what use [`Service::channel_as`].
+    pub async fn channel(&self) -> AuthChannel {
+        let identity = match self.name {
+            "intake" => hotline_operator("op-17"),
+            "casework" => province_officer("cb-ninh-kieu-1"),
+            _ => police("ca-301", "ct.ca-p-ninh-kieu"),
+        };
+        self.channel_as(&identity).await
+    }
+
+    /// A connection sending `identity`'s token.
+    pub async fn channel_as(&self, identity: &Identity) -> AuthChannel {
+        self.channel_with_token(&identity.token(), "e2e test").await
+    }
+
+    /// A connection sending exactly `token` (empty: none).
+    pub async fn channel_with_token(&self, token: &str, purpose: &str) -> AuthChannel {
+        // Lazy: a service being restarted answers UNAVAILABLE, it does not
+        // fail the connection here.
+        let channel = Channel::from_shared(self.addr.clone())
             .unwrap()
-            .connect()
-            .await
-            .unwrap()
+            .connect_lazy();
+        tonic::service::interceptor::InterceptedService::new(
+            channel,
+            baove_security::client::Bearer::new(token, purpose).unwrap(),
+        )
     }
 
     /// The health status of `service`, or None while the port does not answer.

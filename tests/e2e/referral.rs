@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use baove_proto::v1::{self as p, referral_service_client::ReferralServiceClient};
 use futures_util::StreamExt;
-use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::Service;
@@ -44,13 +43,13 @@ fn police_request(
     }
 }
 
-async fn referral_client(s: &Service) -> ReferralServiceClient<Channel> {
+async fn referral_client(s: &Service) -> ReferralServiceClient<crate::AuthChannel> {
     ReferralServiceClient::new(s.channel().await)
 }
 
 /// Waits (up to 30 s) for the referral to reach `agency`'s inbox.
 async fn in_inbox(
-    client: &mut ReferralServiceClient<Channel>,
+    client: &mut ReferralServiceClient<crate::AuthChannel>,
     agency: &str,
     id: &str,
 ) -> p::Referral {
@@ -91,7 +90,7 @@ async fn request_reloading(o: &mut Officer) -> p::RequestReferralResponse {
 }
 
 struct Agent {
-    client: ReferralServiceClient<Channel>,
+    client: ReferralServiceClient<crate::AuthChannel>,
     referral_id: String,
     version: u64,
     agency: String,
@@ -105,7 +104,8 @@ impl Agent {
             request_id: format!("{}-{}", self.referral_id, self.n),
             referral_id: self.referral_id.clone(),
             expected_version: self.version,
-            user_id: "ca-301".into(),
+            // Who acts is the token's: the header may leave it empty.
+            user_id: String::new(),
             agency_id: self.agency.clone(),
         })
     }
@@ -122,8 +122,9 @@ impl Agent {
 
 /// The case's referral steps, in the case's own log order.
 async fn case_trail(full: &Full, case_id: &str) -> Vec<(String, String)> {
-    let mut audit =
-        p::audit_service_client::AuditServiceClient::new(full.system.casework.channel().await);
+    let mut audit = p::audit_service_client::AuditServiceClient::new(
+        full.system.casework.channel_as(&crate::auditor()).await,
+    );
     let events = audit
         .read_stream(p::ReadStreamRequest {
             stream_id: case_id.into(),
@@ -395,7 +396,9 @@ async fn an_unacknowledged_urgent_referral_is_escalated_once_with_one_alert() {
         .unwrap()
         .into_inner();
     assert!(got.escalated);
-    let mut audit = p::audit_service_client::AuditServiceClient::new(full.referral.channel().await);
+    let mut audit = p::audit_service_client::AuditServiceClient::new(
+        full.referral.channel_as(&crate::auditor()).await,
+    );
     let events = audit
         .read_stream(p::ReadStreamRequest {
             stream_id: requested.referral_id.clone(),
@@ -427,8 +430,14 @@ async fn after_a_merger_new_referrals_reach_the_successor_and_old_ones_keep_the_
         .unwrap()
         .into_inner();
     o.version = before.version;
-    let mut admin = referral_client(&full.referral).await;
-    in_inbox(&mut admin, POLICE, &before.referral_id).await;
+    // The province's department reads every inbox; the administrator
+    // changes the directory (and reads no case content).
+    let mut department = ReferralServiceClient::new(
+        full.referral
+            .channel_as(&crate::province_officer("so-yt-1"))
+            .await,
+    );
+    in_inbox(&mut department, POLICE, &before.referral_id).await;
 
     let today = {
         let now = std::time::SystemTime::now()
@@ -449,23 +458,32 @@ async fn after_a_merger_new_referrals_reach_the_successor_and_old_ones_keep_the_
         let y = yoe + era * 400 + i64::from(m <= 2);
         format!("{y:04}-{m:02}-{d:02}")
     };
-    admin
-        .merge_agency(p::MergeAgencyRequest {
-            request_id: "merge-1".into(),
-            agency_id: POLICE.into(),
-            into_agency_id: "ct.ca-tp".into(),
-            effective_date: today,
-            user_id: "admin-1".into(),
-        })
-        .await
-        .unwrap();
+    ReferralServiceClient::new(
+        full.referral
+            .channel_as(&crate::Identity::new(
+                "admin-1",
+                baove_security::Role::Administrator,
+                "ct.so-yt",
+                &[],
+            ))
+            .await,
+    )
+    .merge_agency(p::MergeAgencyRequest {
+        request_id: "merge-1".into(),
+        agency_id: POLICE.into(),
+        into_agency_id: "ct.ca-tp".into(),
+        effective_date: today,
+        user_id: "admin-1".into(),
+    })
+    .await
+    .unwrap();
     // The offer's step is recorded on the case meanwhile: the officer
     // decides on the case as it is now.
     let after = request_reloading(&mut o).await;
-    let reached = in_inbox(&mut admin, "ct.ca-tp", &after.referral_id).await;
+    let reached = in_inbox(&mut department, "ct.ca-tp", &after.referral_id).await;
     assert_eq!(reached.requested_agency_id, POLICE);
     assert_eq!(reached.to_agency_name, "Công an thành phố Cần Thơ");
-    let old = admin
+    let old = department
         .get_referral(p::GetReferralRequest {
             referral_id: before.referral_id,
         })
@@ -552,10 +570,14 @@ async fn an_agency_watching_its_inbox_sees_offers_live_resumes_and_sees_a_revoca
     // While the agency is away: the requester revokes.
     let offered = in_inbox(&mut police, POLICE, &first.referral_id).await;
     let mut requester = Agent {
-        client: police.clone(),
+        client: ReferralServiceClient::new(
+            full.referral
+                .channel_as(&crate::province_officer("so-yt-1"))
+                .await,
+        ),
         referral_id: first.referral_id.clone(),
         version: offered.version,
-        agency: "ct.ubnd-p-ninh-kieu".into(),
+        agency: String::new(),
         n: 0,
     };
     let h = requester.header();

@@ -13,10 +13,16 @@
 //!   (module `case`), including `refer`.
 //! - `referral`: an agency's inbox, watch, and each step of a handoff
 //!   (module `referral`).
+//! - `token`: key pairs and tokens; `audit`: the access log, checkpoints,
+//!   export bundles and their offline verification (module `security`).
+//!
+//! Every call but `health` sends the token of `--token` / `BAOVE_TOKEN`
+//! and the stated purpose of `--purpose` / `BAOVE_PURPOSE`.
 
 mod case;
 mod intake;
 mod referral;
+mod security;
 
 use std::time::{Duration, Instant};
 
@@ -47,9 +53,24 @@ struct Cli {
         env = "BAOVE_ADDR"
     )]
     addr: String,
+    /// The bearer token (`baove token issue`).
+    #[arg(
+        long,
+        global = true,
+        default_value = "",
+        env = "BAOVE_TOKEN",
+        hide_env_values = true
+    )]
+    token: String,
+    /// Why you read (recorded in the access log; printable ASCII).
+    #[arg(long, global = true, default_value = "", env = "BAOVE_PURPOSE")]
+    purpose: String,
     #[command(subcommand)]
     command: Command,
 }
+
+/// The token and purpose every call sends, set once from the command line.
+static CREDENTIALS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Command {
@@ -114,6 +135,13 @@ enum Command {
     /// Referrals, for the receiving agency (ReferralService).
     #[command(subcommand)]
     Referral(referral::Command),
+    /// Key pairs and tokens.
+    #[command(subcommand)]
+    Token(security::TokenCommand),
+    /// Access log, checkpoints, export bundles (AuditService), and the
+    /// offline check of a bundle.
+    #[command(subcommand)]
+    Audit(security::AuditCommand),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -131,7 +159,10 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let _ = CREDENTIALS.set((cli.token.clone(), cli.purpose.clone()));
     match cli.command {
+        Command::Token(command) => security::token(command),
+        Command::Audit(command) => security::audit(&cli.addr, command).await,
         Command::Health { service, wait } => {
             health(&cli.addr, &service, Duration::from_secs(wait)).await
         }
@@ -273,7 +304,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-pub(crate) async fn channel(addr: &str) -> anyhow::Result<Channel> {
+pub(crate) async fn channel(addr: &str) -> anyhow::Result<baove_security::client::AuthChannel> {
+    let channel = plain_channel(addr).await?;
+    let (token, purpose) = CREDENTIALS.get().cloned().unwrap_or_default();
+    if token.is_empty() {
+        bail!("no token: pass --token or set BAOVE_TOKEN (mint one with `baove token issue`)");
+    }
+    let bearer = baove_security::client::Bearer::new(&token, &purpose)
+        .map_err(|e| anyhow::anyhow!("--token/--purpose: {e}"))?;
+    Ok(tonic::service::interceptor::InterceptedService::new(
+        channel, bearer,
+    ))
+}
+
+async fn plain_channel(addr: &str) -> anyhow::Result<Channel> {
     Channel::from_shared(addr.to_owned())
         .with_context(|| format!("invalid address {addr}"))?
         .connect_timeout(Duration::from_secs(2))
@@ -331,7 +375,7 @@ async fn health(addr: &str, service: &str, wait: Duration) -> anyhow::Result<()>
         service
     };
     loop {
-        let answer = match channel(addr).await {
+        let answer = match plain_channel(addr).await {
             Ok(channel) => HealthClient::new(channel)
                 .check(HealthCheckRequest {
                     service: service.to_owned(),

@@ -345,6 +345,133 @@ pub struct IntakeRecorded {
     pub possible_duplicate_case_ids: Vec<Uuid>,
     /// Intakes not yet handed over that may be about the same child.
     pub possible_duplicate_intake_ids: Vec<Uuid>,
+    /// The confidential fields, sealed ([`Confidential`] as JSON, encrypted
+    /// by the intake service with the case's data key). When present, those
+    /// fields are blank in `report`. Opaque here: the domain holds no keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<serde_json::Value>,
+}
+
+/// The event that erases a report's confidential fields: its data key was
+/// destroyed (a lawful deletion request or the end of retention).
+pub const CONFIDENTIAL_ERASED: &str = "ConfidentialErased";
+
+/// Payload of [`CONFIDENTIAL_ERASED`]; who erased is the event's actor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfidentialErased {
+    /// The case the erasure was asked for.
+    pub case_id: Option<Uuid>,
+    /// Why: the legal ground (deletion request, end of retention...).
+    pub reason: String,
+}
+
+/// The confidential fields of a report (Law on Children Điều 6.11, Decree
+/// 56 Điều 33, Decree 13/2023): what identifies the child, the family and
+/// the informant, and the free text that may name them. Everything else
+/// (units, concerns, age in years, sex, dates) stays in clear for the
+/// procedure and the statistics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confidential {
+    /// The child's full name.
+    pub child_full_name: String,
+    /// Its search key.
+    pub child_name_key: String,
+    /// The date of birth, when one was given.
+    pub child_date_of_birth: Option<String>,
+    /// Where it happened: the address.
+    pub incident_address: String,
+    /// Where the child lives: the address.
+    pub residence_address: Option<String>,
+    /// What happened.
+    pub narrative: String,
+    /// Father.
+    pub father: Option<Person>,
+    /// Mother.
+    pub mother: Option<Person>,
+    /// Caregiver.
+    pub caregiver: Option<Person>,
+    /// The informant (hotline reports).
+    pub informant: Option<Informant>,
+    /// The offence in words (police notifications).
+    pub offence_description: Option<String>,
+}
+
+impl IntakeRecorded {
+    /// Takes the confidential fields out of the report, leaving them blank
+    /// (a date of birth becomes the age in years).
+    pub fn take_confidential(&mut self) -> Confidential {
+        let age_years = self.report.facts().child.age_years;
+        let (facts, informant, offence) = match &mut self.report {
+            Report::Hotline {
+                facts, informant, ..
+            } => (facts, informant.take(), None),
+            Report::Police {
+                facts,
+                offence_description,
+                ..
+            } => (facts, None, Some(std::mem::take(offence_description))),
+        };
+        let date_of_birth = match facts.child.age {
+            Age::DateOfBirth(date) => Some(crate::time::format_date(date)),
+            Age::EstimatedYears(_) => None,
+        };
+        facts.child.age = Age::EstimatedYears(age_years);
+        Confidential {
+            child_full_name: std::mem::take(&mut facts.child.full_name),
+            child_name_key: std::mem::take(&mut facts.child.name_key),
+            child_date_of_birth: date_of_birth,
+            incident_address: std::mem::take(&mut facts.incident_place.address),
+            residence_address: facts
+                .residence_place
+                .as_mut()
+                .map(|p| std::mem::take(&mut p.address)),
+            narrative: std::mem::take(&mut facts.narrative),
+            father: facts.father.take(),
+            mother: facts.mother.take(),
+            caregiver: facts.caregiver.take(),
+            informant,
+            offence_description: offence,
+        }
+    }
+
+    /// Puts confidential fields back (the inverse of
+    /// [`IntakeRecorded::take_confidential`]).
+    pub fn restore_confidential(&mut self, c: Confidential) {
+        let facts = match &mut self.report {
+            Report::Hotline {
+                facts, informant, ..
+            } => {
+                *informant = c.informant;
+                facts
+            }
+            Report::Police {
+                facts,
+                offence_description,
+                ..
+            } => {
+                *offence_description = c.offence_description.unwrap_or_default();
+                facts
+            }
+        };
+        if let Some(date) = c
+            .child_date_of_birth
+            .as_deref()
+            .and_then(|d| crate::time::parse_date(d).ok())
+        {
+            facts.child.age = Age::DateOfBirth(date);
+        }
+        facts.child.full_name = c.child_full_name;
+        facts.child.name_key = c.child_name_key;
+        facts.incident_place.address = c.incident_address;
+        if let (Some(place), Some(address)) = (facts.residence_place.as_mut(), c.residence_address)
+        {
+            place.address = address;
+        }
+        facts.narrative = c.narrative;
+        facts.father = c.father;
+        facts.mother = c.mother;
+        facts.caregiver = c.caregiver;
+    }
 }
 
 /// The event that closes the hand-over: casework's event about this intake
@@ -369,6 +496,27 @@ pub struct CaseStatusNoted {
     /// Closed (true) or reopened (false).
     pub closed: bool,
     /// Casework's event that said so.
+    pub case_event_id: Uuid,
+}
+
+/// The event type of [`ReferralNoted`].
+pub const REFERRAL_NOTED: &str = "ReferralNoted";
+
+/// Casework asked a referral on a case one of intake's reports went to.
+/// Kept in intake's log (the case's stream) so that intake knows which
+/// agency may read the report, and whether the child's identity is shared
+/// with it (the referral's consent or legal basis).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferralNoted {
+    /// The case.
+    pub case_id: Uuid,
+    /// The referral.
+    pub referral_id: Uuid,
+    /// The agency asked.
+    pub to_agency_id: String,
+    /// The child's identifying information is shared with it.
+    pub shares_identifying_information: bool,
+    /// Casework's event that asked it.
     pub case_event_id: Uuid,
 }
 

@@ -509,6 +509,18 @@ impl EventLog {
             .await
     }
 
+    /// A named side tree of this log's sled database, outside the events
+    /// and the hash chain, for data that must stay deletable (the intake
+    /// service's wrapped data keys). A write to it becomes durable with the
+    /// next append's group flush (sled's flush covers every tree), so write
+    /// it before the append that depends on it.
+    ///
+    /// # Errors
+    /// When sled cannot open the tree.
+    pub fn side_tree(&self, name: &str) -> Result<sled::Tree, Error> {
+        Ok(self.inner.trees.db.open_tree(format!("side:{name}"))?)
+    }
+
     /// Up to `limit` events of the whole log in global order from `from_position`.
     ///
     /// # Errors

@@ -11,6 +11,9 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use crate::access::{ACCESS_STREAM, AccessEntry, AccessLog};
+use crate::auth::caller;
+use crate::checkpoint::Checkpointer;
 use crate::status::{from_log, invalid_argument};
 
 /// Default page size of the read RPCs.
@@ -26,16 +29,21 @@ pub type Replayer = Arc<dyn Fn(&[Envelope]) -> Result<Option<v1::Case>, String> 
 #[derive(Clone)]
 pub struct AuditApi {
     log: EventLog,
+    access: AccessLog,
+    checkpoints: Checkpointer,
     replayer: Option<Replayer>,
 }
 
 impl AuditApi {
-    /// The API over `log`; `ReplayCase` answers UNIMPLEMENTED until a
-    /// replayer is given.
+    /// The API over `log`, recording reads in `access`, signing with
+    /// `checkpoints`; `ReplayCase` answers UNIMPLEMENTED until a replayer
+    /// is given.
     #[must_use]
-    pub const fn new(log: EventLog) -> Self {
+    pub const fn new(log: EventLog, access: AccessLog, checkpoints: Checkpointer) -> Self {
         Self {
             log,
+            access,
+            checkpoints,
             replayer: None,
         }
     }
@@ -76,6 +84,20 @@ pub fn envelope_to_proto(e: &Envelope) -> v1::EventEnvelope {
         payload_json: e.payload.clone(),
         prev_hash: e.prev_hash.0.to_vec(),
         hash: e.hash.0.to_vec(),
+    }
+}
+
+/// The checkpoint as the proto message.
+#[must_use]
+pub fn checkpoint_to_proto(c: &baove_security::checkpoint::Checkpoint) -> v1::Checkpoint {
+    v1::Checkpoint {
+        service: c.service.clone(),
+        global_position: c.global_position,
+        tree_size: c.tree_size,
+        root_hash: hex::decode(&c.root_hash).unwrap_or_default(),
+        signed_at_unix_ms: c.signed_at_unix_ms,
+        public_key: hex::decode(&c.public_key).unwrap_or_default(),
+        signature: hex::decode(&c.signature).unwrap_or_default(),
     }
 }
 
@@ -174,9 +196,18 @@ impl AuditService for AuditApi {
         &self,
         request: Request<ReadStreamRequest>,
     ) -> Result<Response<ReadStreamResponse>, Status> {
+        let caller = caller(&request)?;
         let request = request.into_inner();
         let stream = stream_id(&request.stream_id)?;
         let limit = limit(request.limit)?;
+        self.access
+            .read(
+                &caller,
+                "AuditService/ReadStream",
+                Some(*stream.as_uuid()),
+                &format!("stream:{stream}"),
+            )
+            .await?;
         let head = self
             .log
             .head(stream)
@@ -203,7 +234,11 @@ impl AuditService for AuditApi {
         &self,
         request: Request<ReadAllRequest>,
     ) -> Result<Response<ReadAllResponse>, Status> {
+        let caller = caller(&request)?;
         let request = request.into_inner();
+        self.access
+            .read(&caller, "AuditService/ReadAll", None, "log")
+            .await?;
         let limit = limit(request.limit)?;
         let last_position = self.log.last_position();
         let from = request.from_position.max(1);
@@ -228,8 +263,17 @@ impl AuditService for AuditApi {
             .replayer
             .as_ref()
             .ok_or_else(|| Status::unimplemented("this service keeps no cases: ask casework"))?;
+        let caller = caller(&request)?;
         let request = request.into_inner();
         let stream = StreamId::parse("case_id", &request.case_id).map_err(|e| from_log(&e))?;
+        self.access
+            .read(
+                &caller,
+                "AuditService/ReplayCase",
+                Some(*stream.as_uuid()),
+                &format!("case:{stream}"),
+            )
+            .await?;
         let mut events = Vec::new();
         let mut from = 1;
         loop {
@@ -271,6 +315,149 @@ impl AuditService for AuditApi {
             case: Some(case),
             hash: last.hash.0.to_vec(),
         }))
+    }
+
+    async fn list_access(
+        &self,
+        request: Request<v1::ListAccessRequest>,
+    ) -> Result<Response<v1::ListAccessResponse>, Status> {
+        let request = request.into_inner();
+        let limit = limit(request.limit)?;
+        let case = match request.case_id.trim() {
+            "" => None,
+            text => Some(*stream_id(text)?.as_uuid()),
+        };
+        let user = request.user_id.trim().to_owned();
+        let mut entries = Vec::new();
+        let mut from = (request.before_seq > 0).then(|| request.before_seq - 1);
+        if from == Some(0) {
+            return Ok(Response::new(v1::ListAccessResponse::default()));
+        }
+        // The access log is one stream: scanned backward and filtered. A
+        // province's reads fit; an index per case and user would come with
+        // a projection if it ever does not.
+        let mut next_before_seq = 0;
+        'scan: loop {
+            let page = self
+                .log
+                .read_stream_backward(ACCESS_STREAM, from, 1000)
+                .await
+                .map_err(|e| from_log(&e))?;
+            let Some(last) = page.last() else { break };
+            for event in &page {
+                let Ok(entry) = serde_json::from_str::<AccessEntry>(&event.payload) else {
+                    continue;
+                };
+                if case.is_some_and(|c| entry.case_id != Some(c))
+                    || (!user.is_empty() && event.actor.user_id != user)
+                {
+                    continue;
+                }
+                if entries.len() == limit {
+                    next_before_seq = event.seq + 1;
+                    break 'scan;
+                }
+                entries.push(v1::AccessEntry {
+                    seq: event.seq,
+                    actor: Some(v1::Actor {
+                        user_id: event.actor.user_id.clone(),
+                        role: event.actor.role.clone(),
+                        agency_id: event.actor.agency_id.clone(),
+                    }),
+                    recorded_at_unix_ms: event.recorded_at_ms,
+                    outcome: entry.outcome,
+                    rpc: entry.rpc,
+                    case_id: entry.case_id.map(|c| c.to_string()).unwrap_or_default(),
+                    subject: entry.subject,
+                    purpose: entry.purpose,
+                    reason: entry.reason,
+                });
+            }
+            match last.seq.checked_sub(1).filter(|s| *s > 0) {
+                Some(seq) => from = Some(seq),
+                None => break,
+            }
+        }
+        Ok(Response::new(v1::ListAccessResponse {
+            entries,
+            next_before_seq,
+        }))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        request: Request<v1::GetCheckpointRequest>,
+    ) -> Result<Response<v1::Checkpoint>, Status> {
+        let checkpoint = if request.into_inner().fresh {
+            self.checkpoints
+                .sign_now()
+                .await
+                .map_err(|e| from_log(&e))?
+                .0
+        } else {
+            self.checkpoints
+                .latest()
+                .await
+                .map_err(|e| from_log(&e))?
+                .ok_or_else(|| Status::not_found("no checkpoint signed yet: ask with fresh"))?
+        };
+        Ok(Response::new(checkpoint_to_proto(&checkpoint)))
+    }
+
+    async fn export_case(
+        &self,
+        request: Request<v1::ExportCaseRequest>,
+    ) -> Result<Response<v1::ExportCaseResponse>, Status> {
+        use baove_security::checkpoint::{BUNDLE_FORMAT, Bundle};
+        let caller = caller(&request)?;
+        let stream =
+            StreamId::parse("case_id", &request.into_inner().case_id).map_err(|e| from_log(&e))?;
+        self.access
+            .read(
+                &caller,
+                "AuditService/ExportCase",
+                Some(*stream.as_uuid()),
+                &format!("case:{stream}"),
+            )
+            .await?;
+        let (checkpoint, heads) = self
+            .checkpoints
+            .sign_now()
+            .await
+            .map_err(|e| from_log(&e))?;
+        let index = heads
+            .heads
+            .iter()
+            .position(|(s, _, _)| *s == stream)
+            .ok_or_else(|| Status::not_found(format!("stream {stream} has no events")))?;
+        let version = heads.heads[index].1;
+        let mut events = Vec::new();
+        let mut from = 1;
+        while from <= version {
+            let page = self
+                .log
+                .read_stream(stream, from, 1000)
+                .await
+                .map_err(|e| from_log(&e))?;
+            let Some(last) = page.last() else { break };
+            from = last.seq + 1;
+            events.extend(page.into_iter().filter(|e| e.seq <= version));
+        }
+        let proof = baove_security::merkle::inclusion_proof(&heads.leaves(), index)
+            .iter()
+            .map(hex::encode)
+            .collect();
+        let bundle = Bundle {
+            format: BUNDLE_FORMAT.to_owned(),
+            stream_id: stream.to_string(),
+            events,
+            checkpoint,
+            leaf_index: index as u64,
+            proof,
+        };
+        let bundle_json = serde_json::to_vec_pretty(&bundle)
+            .map_err(|e| Status::internal(format!("cannot encode the bundle: {e}")))?;
+        Ok(Response::new(v1::ExportCaseResponse { bundle_json }))
     }
 
     async fn verify_stream(

@@ -53,6 +53,24 @@ pub struct Config {
     /// test learns the port the system chose.
     #[serde(default)]
     pub addr_file: Option<PathBuf>,
+    /// Public keys (Ed25519, SPKI PEM files) whose tokens are accepted
+    /// (`BAOVE_AUTH_PUBLIC_KEYS`, paths separated by commas). Required:
+    /// without a key every call would be refused.
+    pub auth_public_keys: Vec<PathBuf>,
+    /// intake: the master key (64 hex digits) that wraps the per-case data
+    /// keys of confidential fields (`BAOVE_MASTER_KEY_FILE`).
+    #[serde(default)]
+    pub master_key_file: Option<PathBuf>,
+    /// Seconds between signed checkpoints of the log
+    /// (`BAOVE_CHECKPOINT_SECS`); default 300. The signing key is
+    /// `<data_dir>/checkpoint-key.pem`, created on first start, its public
+    /// half beside it.
+    #[serde(default = "default_checkpoint_secs")]
+    pub checkpoint_secs: u64,
+}
+
+const fn default_checkpoint_secs() -> u64 {
+    300
 }
 
 fn default_calendar_file() -> PathBuf {
@@ -135,6 +153,9 @@ struct Partial {
     deadline_warn_share: Option<f64>,
     clock_offset_file: Option<PathBuf>,
     addr_file: Option<PathBuf>,
+    auth_public_keys: Option<Vec<PathBuf>>,
+    master_key_file: Option<PathBuf>,
+    checkpoint_secs: Option<u64>,
 }
 
 impl Config {
@@ -143,7 +164,8 @@ impl Config {
     /// `BAOVE_DRAIN_SECS`, `BAOVE_CACHE_MB`, `BAOVE_REFERENCE_DIR`,
     /// `BAOVE_HANDOVER_RETRY_SECS`, `BAOVE_CALENDAR_FILE`,
     /// `BAOVE_DEADLINE_WARN_SHARE`, `BAOVE_CLOCK_OFFSET_FILE`,
-    /// `BAOVE_ADDR_FILE`) from the process environment.
+    /// `BAOVE_ADDR_FILE`, `BAOVE_AUTH_PUBLIC_KEYS`, `BAOVE_MASTER_KEY_FILE`,
+    /// `BAOVE_CHECKPOINT_SECS`) from the process environment.
     ///
     /// # Errors
     /// [`ConfigError`] naming the file, key or variable at fault.
@@ -225,6 +247,26 @@ impl Config {
         if let Some(value) = env("BAOVE_ADDR_FILE") {
             partial.addr_file = Some(value.into());
         }
+        if let Some(value) = env("BAOVE_AUTH_PUBLIC_KEYS") {
+            partial.auth_public_keys = Some(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+                    .collect(),
+            );
+        }
+        if let Some(value) = env("BAOVE_MASTER_KEY_FILE") {
+            partial.master_key_file = Some(value.into());
+        }
+        if let Some(value) = env("BAOVE_CHECKPOINT_SECS") {
+            partial.checkpoint_secs = Some(value.parse().map_err(|_| ConfigError::Env {
+                variable: "BAOVE_CHECKPOINT_SECS",
+                value,
+                rule: "must be a whole number of seconds",
+            })?);
+        }
         let deadline_warn_share = partial
             .deadline_warn_share
             .unwrap_or_else(default_warn_share);
@@ -258,6 +300,18 @@ impl Config {
             deadline_warn_share,
             clock_offset_file: partial.clock_offset_file,
             addr_file: partial.addr_file,
+            auth_public_keys: partial
+                .auth_public_keys
+                .filter(|keys| !keys.is_empty())
+                .ok_or(ConfigError::Missing {
+                    key: "auth_public_keys",
+                    variable: "BAOVE_AUTH_PUBLIC_KEYS",
+                })?,
+            master_key_file: partial.master_key_file,
+            checkpoint_secs: partial
+                .checkpoint_secs
+                .unwrap_or_else(default_checkpoint_secs)
+                .max(1),
         })
     }
 
@@ -331,7 +385,9 @@ mod tests {
 
     #[test]
     fn environment_overrides_the_file() {
-        let f = file("listen = \"127.0.0.1:1\"\ndata_dir = \"/a\"\nnats_url = \"nats://x:1\"\n");
+        let f = file(
+            "listen = \"127.0.0.1:1\"\ndata_dir = \"/a\"\nnats_url = \"nats://x:1\"\nauth_public_keys = [\"/k.pem\"]\n",
+        );
         let config = Config::load_with(Some(f.path()), |name| {
             (name == "BAOVE_LISTEN").then(|| "127.0.0.1:2".to_owned())
         })

@@ -13,13 +13,19 @@
 //! - [`telemetry`]: building and installing the tracing subscriber.
 //! - [`shutdown`]: a cancellation token fired by SIGINT or SIGTERM.
 //! - [`status`]: event log errors → `tonic::Status`, one mapping.
+//! - [`auth`]: the token check and the role table in front of every RPC.
+//! - [`access`]: the access log (every read and refusal).
+//! - [`checkpoint`]: signed Merkle checkpoints of the log.
 //! - [`audit`]: `baove.v1.AuditService` and envelope → proto conversion.
 //! - [`node`]: start-up and shutdown order of a service process.
 //! - [`projection`]: following the log to keep a read model.
 //! - [`main`]: what a service's `main.rs` calls.
 //! - [`timestamp`], [`unix_ms`]: protobuf timestamps ↔ Unix milliseconds.
 
+pub mod access;
 pub mod audit;
+pub mod auth;
+pub mod checkpoint;
 pub mod config;
 pub mod node;
 pub mod projection;

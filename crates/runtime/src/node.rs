@@ -4,6 +4,8 @@
 //! 1. open the service's event log (`<data_dir>/eventlog`);
 //! 2. bind the gRPC port and serve health, reflection, `AuditService` and
 //!    the service's own API, health SERVING as soon as the log is open;
+//!    every call but health and reflection passes the token check and the
+//!    role table first ([`crate::auth`]);
 //! 3. in the background: connect to NATS with retries, create the
 //!    service's JetStream stream, run the outbox relay. Health service
 //!    [`BUS_HEALTH`] is SERVING while NATS is connected and the stream
@@ -60,6 +62,9 @@ pub struct NodeContext {
     pub stopping: CancellationToken,
     /// The configuration.
     pub config: Config,
+    /// The access log: handlers record each read of a case and each
+    /// refusal of scope here.
+    pub access: crate::access::AccessLog,
 }
 
 /// What runs once NATS is connected and the service's stream exists: it
@@ -99,9 +104,19 @@ pub async fn run(
         cache_capacity: config.cache_mb.saturating_mul(1024 * 1024),
         ..Default::default()
     };
+    let verifier = baove_security::Verifier::from_files(&config.auth_public_keys)
+        .context("failed to load the token public keys (auth_public_keys)")?;
     let log = EventLog::open_with(&log_dir, options)
         .await
         .with_context(|| format!("failed to open the event log in {}", log_dir.display()))?;
+    let access = crate::access::AccessLog::new(log.clone());
+    let checkpoints = crate::checkpoint::Checkpointer::open(
+        log.clone(),
+        spec.name,
+        &config.data_dir,
+        config.clock(),
+    )
+    .context("failed to open the checkpoint signing key")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("failed to listen on {}", config.listen))?;
@@ -143,9 +158,14 @@ pub async fn run(
         cancel: background.clone(),
         stopping: shutdown.clone(),
         config: config.clone(),
+        access: access.clone(),
     };
     let parts = build(&context).with_context(|| format!("failed to start {}", spec.name))?;
 
+    let checkpointing = tokio::spawn(checkpoints.clone().run(
+        Duration::from_secs(config.checkpoint_secs),
+        background.clone(),
+    ));
     let stop_serving = CancellationToken::new();
     let routes = parts
         .routes
@@ -153,11 +173,16 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
-            AuditApi::new(log.clone())
+            AuditApi::new(log.clone(), access.clone(), checkpoints.clone())
                 .with_replayer(parts.replayer)
                 .into_server(),
         );
-    let router = tonic::transport::Server::builder().add_routes(routes);
+    let router = tonic::transport::Server::builder()
+        .layer(crate::auth::AuthLayer::new(crate::auth::Gate::new(
+            verifier,
+            access.clone(),
+        )))
+        .add_routes(routes);
     let stop = stop_serving.clone();
     let mut server = tokio::spawn(
         router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
@@ -203,6 +228,9 @@ pub async fn run(
     background.cancel();
     if let Err(e) = bus.await {
         tracing::error!(error = %e, "bus task failed");
+    }
+    if let Err(e) = checkpointing.await {
+        tracing::error!(error = %e, "checkpoint task failed");
     }
     for task in parts.tasks {
         if let Err(e) = task.await {

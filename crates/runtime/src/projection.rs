@@ -60,7 +60,9 @@ impl Default for Follower {
 }
 
 impl Follower {
-    /// Applies the log from where the model stands to its end with `apply`,
+    /// Applies the log from where the model stands to its end with `apply`
+    /// (skipping the access log and checkpoints, which are no model's
+    /// business),
     /// then keeps following it (woken by the log's commit notifications, no
     /// polling) until `cancel` fires.
     pub async fn follow(
@@ -75,7 +77,10 @@ impl Follower {
             let from = *self.position.borrow() + 1;
             match log.read_all(from, 1000).await {
                 Ok(events) if !events.is_empty() => {
-                    for envelope in &events {
+                    for envelope in events
+                        .iter()
+                        .filter(|e| !crate::access::is_record_stream(e))
+                    {
                         apply(envelope);
                     }
                     if let Some(last) = events.last() {

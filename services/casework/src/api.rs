@@ -13,8 +13,11 @@ use baove_eventlog::{
     Actor, AppendRequest, Clock, Error, EventLog, ExpectedVersion, NewEvent, StreamId,
 };
 use baove_proto::v1::{self as p, case_service_server::CaseService};
+use baove_runtime::access::AccessLog;
+use baove_runtime::auth::caller;
 use baove_runtime::status::{CURRENT_VERSION_KEY, from_log, invalid_argument};
 use baove_runtime::timestamp;
+use baove_security::{Caller, Role};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -56,6 +59,7 @@ pub struct CaseApi {
     rules: Rules,
     cases: Arc<Cases>,
     stopping: CancellationToken,
+    access: AccessLog,
 }
 
 impl CaseApi {
@@ -66,12 +70,14 @@ impl CaseApi {
         rules: Rules,
         cases: Arc<Cases>,
         stopping: CancellationToken,
+        access: AccessLog,
     ) -> Self {
         Self {
             log,
             rules,
             cases,
             stopping,
+            access,
         }
     }
 
@@ -81,10 +87,50 @@ impl CaseApi {
         p::case_service_server::CaseServiceServer::new(self)
     }
 
+    /// The case, if `caller` may read it: the access is recorded, a refusal
+    /// too. Commune officers read the cases of their units (incident or
+    /// responsible); police and agency staff the cases referred to their
+    /// agency; province officers and auditors every case.
+    async fn may_read(
+        &self,
+        caller: &Caller,
+        rpc: &str,
+        id: Uuid,
+    ) -> Result<(CaseState, u64), Status> {
+        let (state, version) = load(&self.log, id)
+            .await
+            .map_err(Status::unavailable)?
+            .ok_or_else(|| Status::not_found(format!("no case {id}")))?;
+        let subject = format!("case:{id}");
+        let allowed = caller.covers_unit(&state.responsible_unit_id)
+            || caller.covers_unit(&state.opened.incident_unit_id)
+            || (matches!(caller.role, Role::Police | Role::AgencyStaff)
+                && state
+                    .referrals
+                    .values()
+                    .any(|r| caller.is_of_agency(&r.request.to_agency_id)));
+        if !allowed {
+            return Err(self
+                .access
+                .refuse(
+                    caller,
+                    rpc,
+                    Some(id),
+                    &subject,
+                    &format!("case {id} is neither in your units nor referred to your agency"),
+                )
+                .await);
+        }
+        self.access.read(caller, rpc, Some(id), &subject).await?;
+        Ok((state, version))
+    }
+
     /// Checks the header, decides the command against the case at the
     /// expected version and appends what it decided.
     async fn execute(
         &self,
+        caller: &Caller,
+        rpc: &str,
         header: Option<p::CommandHeader>,
         command: Result<Command, Violations>,
     ) -> Result<Response<p::CommandResponse>, Status> {
@@ -107,9 +153,16 @@ impl CaseApi {
                 "is required: the case version you decided on (Case.version)",
             );
         }
-        if header.officer_id.trim().is_empty() {
-            v.add("header.officer_id", "is required: who takes this step");
-        }
+        let officer_id = self
+            .access
+            .own(
+                caller,
+                rpc,
+                "header.officer_id",
+                &header.officer_id,
+                &caller.user_id,
+            )
+            .await?;
         let command = match command {
             Ok(command) => Some(command),
             Err(mut more) => {
@@ -145,6 +198,21 @@ impl CaseApi {
             .await
             .map_err(Status::unavailable)?
             .ok_or_else(|| Status::not_found(format!("no case {case_id}")))?;
+        if !caller.covers_unit(&state.responsible_unit_id) {
+            return Err(self
+                .access
+                .refuse(
+                    caller,
+                    rpc,
+                    Some(case_id),
+                    &format!("case:{case_id}"),
+                    &format!(
+                        "case {case_id} is handled by {}, which is not among your units",
+                        state.responsible_unit_id
+                    ),
+                )
+                .await);
+        }
         if version != header.expected_version {
             return Err(stale(case_id, header.expected_version, version));
         }
@@ -174,9 +242,9 @@ impl CaseApi {
                 expected: ExpectedVersion::Exact(version),
                 command_id: baove_runtime::client_command_id(&request_id),
                 actor: Actor {
-                    user_id: header.officer_id.trim().to_owned(),
-                    role: "commune_officer".into(),
-                    agency_id: String::new(),
+                    user_id: officer_id,
+                    role: caller.role.as_str().to_owned(),
+                    agency_id: caller.agency_id.clone(),
                 },
                 causation_id: String::new(),
                 correlation_id: state.opened.intake_id.to_string(),
@@ -391,6 +459,7 @@ impl CaseService for CaseApi {
         &self,
         r: Request<p::ListCasesRequest>,
     ) -> Result<Response<p::ListCasesResponse>, Status> {
+        let caller = caller(&r)?;
         let r = r.into_inner();
         let page = r.page.unwrap_or_default();
         let limit = match page.page_size {
@@ -411,7 +480,17 @@ impl CaseService for CaseApi {
             overdue: r.overdue,
             opened_from_ms: r.opened_from.as_ref().map(baove_runtime::unix_ms),
             opened_to_ms: r.opened_to.as_ref().map(baove_runtime::unix_ms),
+            // Commune officers see the cases of their units only.
+            units: (caller.role == Role::CommuneOfficer).then(|| caller.units.clone()),
         };
+        self.access
+            .read(
+                &caller,
+                "/baove.v1.CaseService/ListCases",
+                None,
+                "list:cases",
+            )
+            .await?;
         // Read-your-writes: the model catches up with what is committed now.
         self.cases.wait_for(self.log.last_position()).await?;
         let (rows, next) = self
@@ -429,19 +508,13 @@ impl CaseService for CaseApi {
         &self,
         r: Request<p::WatchCaseRequest>,
     ) -> Result<Response<Self::WatchCaseStream>, Status> {
+        let caller = caller(&r)?;
         let r = r.into_inner();
         let id = Uuid::parse_str(r.case_id.trim())
             .map_err(|_| invalid_argument("case_id", "must be a case id (UUID)"))?;
         let stream = StreamId::from_uuid(id);
-        if self
-            .log
-            .head(stream)
-            .await
-            .map_err(|e| from_log(&e))?
-            .is_none()
-        {
-            return Err(Status::not_found(format!("no case {id}")));
-        }
+        self.may_read(&caller, "/baove.v1.CaseService/WatchCase", id)
+            .await?;
         let (tx, rx) = mpsc::channel(64);
         let (log, stopping) = (self.log.clone(), self.stopping.clone());
         let mut next = r.from_seq.max(1);
@@ -488,13 +561,13 @@ impl CaseService for CaseApi {
         &self,
         request: Request<p::GetCaseRequest>,
     ) -> Result<Response<p::Case>, Status> {
+        let caller = caller(&request)?;
         let id = request.into_inner().case_id;
         let id = Uuid::parse_str(id.trim())
             .map_err(|_| invalid_argument("case_id", "must be a case id (UUID)"))?;
-        let (state, version) = load(&self.log, id)
-            .await
-            .map_err(Status::unavailable)?
-            .ok_or_else(|| Status::not_found(format!("no case {id}")))?;
+        let (state, version) = self
+            .may_read(&caller, "/baove.v1.CaseService/GetCase", id)
+            .await?;
         let first = self
             .log
             .read_stream(StreamId::from_uuid(id), 1, 1)
@@ -508,8 +581,11 @@ impl CaseService for CaseApi {
         &self,
         r: Request<p::AssignOfficerRequest>,
     ) -> Result<Response<p::CommandResponse>, Status> {
+        let caller = caller(&r)?;
         let r = r.into_inner();
         self.execute(
+            &caller,
+            "/baove.v1.CaseService/AssignOfficer",
             r.header,
             Ok(Command::Assign {
                 officer_id: r.assignee_id,
@@ -522,6 +598,7 @@ impl CaseService for CaseApi {
         &self,
         r: Request<p::RecordInitialAssessmentRequest>,
     ) -> Result<Response<p::CommandResponse>, Status> {
+        let caller = caller(&r)?;
         let r = r.into_inner();
         let mut v = Violations::default();
         let ratings = ratings(&mut v, r.ratings);
@@ -530,13 +607,20 @@ impl CaseService for CaseApi {
             emergency_measures_apply: r.emergency_measures_apply,
             summary: r.summary,
         });
-        self.execute(r.header, command).await
+        self.execute(
+            &caller,
+            "/baove.v1.CaseService/RecordInitialAssessment",
+            r.header,
+            command,
+        )
+        .await
     }
 
     async fn record_emergency_measure(
         &self,
         r: Request<p::RecordEmergencyMeasureRequest>,
     ) -> Result<Response<p::CommandResponse>, Status> {
+        let caller = caller(&r)?;
         let r = r.into_inner();
         let mut v = Violations::default();
         let kind = match p::MeasureKind::try_from(r.kind) {
@@ -568,13 +652,20 @@ impl CaseService for CaseApi {
             }),
             _ => Err(v),
         };
-        self.execute(r.header, command).await
+        self.execute(
+            &caller,
+            "/baove.v1.CaseService/RecordEmergencyMeasure",
+            r.header,
+            command,
+        )
+        .await
     }
 
     async fn record_detailed_assessment(
         &self,
         r: Request<p::RecordDetailedAssessmentRequest>,
     ) -> Result<Response<p::CommandResponse>, Status> {
+        let caller = caller(&r)?;
         let r = r.into_inner();
         let command = Command::RecordDetailedAssessment {
             summary: r.summary,
@@ -582,13 +673,20 @@ impl CaseService for CaseApi {
             meeting_participants: r.meeting_participants,
             minutes_ref: r.minutes_ref,
         };
-        self.execute(r.header, Ok(command)).await
+        self.execute(
+            &caller,
+            "/baove.v1.CaseService/RecordDetailedAssessment",
+            r.header,
+            Ok(command),
+        )
+        .await
     }
 
     async fn draft_plan(
         &self,
         r: Request<p::DraftPlanRequest>,
     ) -> Result<Response<p::CommandResponse>, Status> {
+        let caller = caller(&r)?;
         let r = r.into_inner();
         let mut v = Violations::default();
         let measures: Vec<_> = r
@@ -606,15 +704,24 @@ impl CaseService for CaseApi {
             })
             .collect();
         let command = v.into_result(Command::DraftPlan { measures });
-        self.execute(r.header, command).await
+        self.execute(
+            &caller,
+            "/baove.v1.CaseService/DraftPlan",
+            r.header,
+            command,
+        )
+        .await
     }
 
     async fn approve_plan(
         &self,
         r: Request<p::ApprovePlanRequest>,
     ) -> Result<Response<p::CommandResponse>, Status> {
+        let caller = caller(&r)?;
         let r = r.into_inner();
         self.execute(
+            &caller,
+            "/baove.v1.CaseService/ApprovePlan",
             r.header,
             Ok(Command::ApprovePlan {
                 decision_ref: r.decision_ref,
@@ -627,15 +734,22 @@ impl CaseService for CaseApi {
         &self,
         r: Request<p::SendBackPlanRequest>,
     ) -> Result<Response<p::CommandResponse>, Status> {
+        let caller = caller(&r)?;
         let r = r.into_inner();
-        self.execute(r.header, Ok(Command::SendBackPlan { reason: r.reason }))
-            .await
+        self.execute(
+            &caller,
+            "/baove.v1.CaseService/SendBackPlan",
+            r.header,
+            Ok(Command::SendBackPlan { reason: r.reason }),
+        )
+        .await
     }
 
     async fn record_intervention(
         &self,
         r: Request<p::RecordInterventionRequest>,
     ) -> Result<Response<p::CommandResponse>, Status> {
+        let caller = caller(&r)?;
         let r = r.into_inner();
         let mut v = Violations::default();
         let when = date(&mut v, "date", &r.date);
@@ -647,13 +761,20 @@ impl CaseService for CaseApi {
             }),
             _ => Err(v),
         };
-        self.execute(r.header, command).await
+        self.execute(
+            &caller,
+            "/baove.v1.CaseService/RecordIntervention",
+            r.header,
+            command,
+        )
+        .await
     }
 
     async fn record_review(
         &self,
         r: Request<p::RecordReviewRequest>,
     ) -> Result<Response<p::CommandResponse>, Status> {
+        let caller = caller(&r)?;
         let r = r.into_inner();
         let mut v = Violations::default();
         let ratings = ratings(&mut v, r.ratings);
@@ -661,25 +782,43 @@ impl CaseService for CaseApi {
             ratings,
             summary: r.summary,
         });
-        self.execute(r.header, command).await
+        self.execute(
+            &caller,
+            "/baove.v1.CaseService/RecordReview",
+            r.header,
+            command,
+        )
+        .await
     }
 
     async fn close_case(
         &self,
         r: Request<p::CloseCaseRequest>,
     ) -> Result<Response<p::CommandResponse>, Status> {
+        let caller = caller(&r)?;
         let r = r.into_inner();
-        self.execute(r.header, Ok(Command::Close { reason: r.reason }))
-            .await
+        self.execute(
+            &caller,
+            "/baove.v1.CaseService/CloseCase",
+            r.header,
+            Ok(Command::Close { reason: r.reason }),
+        )
+        .await
     }
 
     async fn reopen_case(
         &self,
         r: Request<p::ReopenCaseRequest>,
     ) -> Result<Response<p::CommandResponse>, Status> {
+        let caller = caller(&r)?;
         let r = r.into_inner();
-        self.execute(r.header, Ok(Command::Reopen { reason: r.reason }))
-            .await
+        self.execute(
+            &caller,
+            "/baove.v1.CaseService/ReopenCase",
+            r.header,
+            Ok(Command::Reopen { reason: r.reason }),
+        )
+        .await
     }
 
     async fn request_referral(
@@ -689,6 +828,7 @@ impl CaseService for CaseApi {
         use baove_domain::referral::{
             LegalBasis, ReferralKind, ReferralRequest, Service, Sharing, Urgency,
         };
+        let caller = caller(&r)?;
         let r = r.into_inner();
         let mut v = Violations::default();
         let today = baove_domain::time::vietnam_date((self.rules.clock)());
@@ -768,7 +908,15 @@ impl CaseService for CaseApi {
             }),
             _ => Err(v),
         };
-        let response = self.execute(r.header, command).await?.into_inner();
+        let response = self
+            .execute(
+                &caller,
+                "/baove.v1.CaseService/RequestReferral",
+                r.header,
+                command,
+            )
+            .await?
+            .into_inner();
         Ok(Response::new(p::RequestReferralResponse {
             version: response.version,
             referral_id: referral_id.to_string(),
@@ -780,8 +928,14 @@ impl CaseService for CaseApi {
         &self,
         r: Request<p::AddNoteRequest>,
     ) -> Result<Response<p::CommandResponse>, Status> {
+        let caller = caller(&r)?;
         let r = r.into_inner();
-        self.execute(r.header, Ok(Command::AddNote { text: r.text }))
-            .await
+        self.execute(
+            &caller,
+            "/baove.v1.CaseService/AddNote",
+            r.header,
+            Ok(Command::AddNote { text: r.text }),
+        )
+        .await
     }
 }

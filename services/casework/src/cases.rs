@@ -305,6 +305,24 @@ mod tests {
         (case_id, events)
     }
 
+    fn log_clock(clock: &Arc<AtomicI64>) -> baove_eventlog::Clock {
+        let clock = clock.clone();
+        Arc::new(move || clock.load(Ordering::SeqCst))
+    }
+
+    /// A request as it reaches the API past the auth layer: an auditor's.
+    fn as_auditor<T>(message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.extensions_mut().insert(baove_security::Caller {
+            user_id: "kiem-tra-1".into(),
+            role: baove_security::Role::Auditor,
+            agency_id: String::new(),
+            units: Vec::new(),
+            purpose: "property test".into(),
+        });
+        request
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 
@@ -323,7 +341,9 @@ mod tests {
                 let options = Options { clock: Arc::new(move || ticking.load(Ordering::SeqCst)), ..Options::default() };
                 let log = EventLog::open_with(dir.path(), options).await.unwrap();
                 let (case_id, events) = stored_case(&log, &clock, &steps).await;
-                let api = baove_runtime::audit::AuditApi::new(log.clone()).with_replayer(Some(Arc::new(|events| {
+                let keys = tempfile::tempdir().unwrap();
+                let checkpoints = baove_runtime::checkpoint::Checkpointer::open(log.clone(), "casework", keys.path(), log_clock(&clock)).unwrap();
+                let api = baove_runtime::audit::AuditApi::new(log.clone(), baove_runtime::access::AccessLog::new(log.clone()), checkpoints).with_replayer(Some(Arc::new(|events| {
                     Ok(replay(events)?.map(|(s, v, o)| crate::api::case_to_proto(&s, v, o)))
                 })));
                 let start = events[0].recorded_at_ms;
@@ -335,7 +355,7 @@ mod tests {
                         case_id: case_id.to_string(),
                         as_of: Some(p::replay_case_request::AsOf::AsOfTime(baove_runtime::timestamp(at))),
                     };
-                    let answer = api.replay_case(tonic::Request::new(request)).await;
+                    let answer = api.replay_case(as_auditor(request)).await;
                     match replay(&expected).unwrap() {
                         None => assert_eq!(answer.unwrap_err().code(), tonic::Code::NotFound),
                         Some((state, version, opened)) => {
@@ -347,7 +367,7 @@ mod tests {
                 }
                 let seq = events.len() as u64 / 2 + 1;
                 let request = p::ReplayCaseRequest { case_id: case_id.to_string(), as_of: Some(p::replay_case_request::AsOf::AsOfSeq(seq)) };
-                let answer = api.replay_case(tonic::Request::new(request)).await.unwrap().into_inner();
+                let answer = api.replay_case(as_auditor(request)).await.unwrap().into_inner();
                 assert_eq!(answer.case.unwrap().version, seq);
             });
         }

@@ -118,8 +118,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         });
         Ok(Parts {
             routes: tonic::service::Routes::new(
-                api::CaseApi::new(ctx.log.clone(), rules, cases, ctx.stopping.clone())
-                    .into_server(),
+                api::CaseApi::new(
+                    ctx.log.clone(),
+                    rules,
+                    cases,
+                    ctx.stopping.clone(),
+                    ctx.access.clone(),
+                )
+                .into_server(),
             ),
             tasks: vec![follower, scheduler],
             on_bus: Some(on_bus),

@@ -66,12 +66,20 @@ pub struct Filter {
     pub opened_from_ms: Option<i64>,
     /// Opened before.
     pub opened_to_ms: Option<i64>,
+    /// Only cases where one of these units is the incident or the
+    /// responsible unit (a commune officer's scope); `None`: all.
+    pub units: Option<Vec<String>>,
 }
 
 impl Filter {
     fn matches(&self, row: &Row) -> bool {
         let s = &row.state;
-        self.incident_unit_id
+        self.units.as_ref().is_none_or(|units| {
+            units
+                .iter()
+                .any(|u| *u == s.opened.incident_unit_id || *u == s.responsible_unit_id)
+        }) && self
+            .incident_unit_id
             .as_ref()
             .is_none_or(|u| *u == s.opened.incident_unit_id)
             && self.status.is_none_or(|st| st == s.status)

@@ -13,14 +13,18 @@ use baove_proto::v1::{
     ListIntakesResponse, SubmitHotlineReportRequest, SubmitPoliceNotificationRequest,
     SubmitResponse, intake_service_server::IntakeService,
 };
+use baove_runtime::access::AccessLog;
+use baove_runtime::auth::caller;
 use baove_runtime::status::{from_log, invalid_argument};
+use baove_security::{Caller, Role};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::convert::{
     channel, channel_to_proto, ms, raw_hotline, raw_police, report_to_proto, timestamp,
 };
-use crate::view::{Cursor, Filter, Row, View};
+use crate::keys::KeyStore;
+use crate::view::{Confidentiality, Cursor, Filter, Row, View};
 
 /// The hotline's agency id in the reference data (actor of hotline reports).
 pub const HOTLINE_AGENCY: &str = "tongdai-111";
@@ -32,6 +36,8 @@ pub struct IntakeApi {
     view: Arc<View>,
     directory: Arc<Directory>,
     clock: Clock,
+    keys: Arc<KeyStore>,
+    access: AccessLog,
 }
 
 impl IntakeApi {
@@ -42,12 +48,51 @@ impl IntakeApi {
         view: Arc<View>,
         directory: Arc<Directory>,
         clock: Clock,
+        keys: Arc<KeyStore>,
+        access: AccessLog,
     ) -> Self {
         Self {
             log,
             view,
             directory,
             clock,
+            keys,
+            access,
+        }
+    }
+
+    /// Whether `caller` may read `row`: `None` not at all, `Some(true)`
+    /// with its confidential fields, `Some(false)` redacted.
+    ///
+    /// Hotline operators and police read what they logged; commune
+    /// officers the reports of their units; province officers all; police
+    /// and agency staff the reports of a case referred to their agency,
+    /// with the child's identity only where that referral shares it
+    /// (consent or legal basis); auditors all, redacted.
+    fn visibility(&self, caller: &Caller, row: &Row) -> Option<bool> {
+        let facts = row.recorded.report.facts();
+        let logged_by = match &row.recorded.report {
+            Report::Hotline { operator_id, .. } => operator_id,
+            Report::Police { officer_id, .. } => officer_id,
+        };
+        match caller.role {
+            Role::HotlineOperator | Role::Police | Role::AgencyStaff
+                if *logged_by == caller.user_id && caller.role != Role::AgencyStaff =>
+            {
+                Some(true)
+            }
+            Role::Police | Role::AgencyStaff => row
+                .handed_over
+                .and_then(|(case, _)| self.view.referral_to(case, &caller.agency_id)),
+            Role::CommuneOfficer | Role::ProvinceOfficer => (caller
+                .covers_unit(&facts.incident_place.unit_id)
+                || facts
+                    .residence_place
+                    .as_ref()
+                    .is_some_and(|p| caller.covers_unit(&p.unit_id)))
+            .then_some(true),
+            Role::Auditor => Some(false),
+            Role::HotlineOperator | Role::Administrator => None,
         }
     }
 
@@ -55,6 +100,7 @@ impl IntakeApi {
     /// of the first submit with that id.
     async fn submit(
         &self,
+        caller: &Caller,
         request_id: &str,
         parse: impl FnOnce(&Context<'_>) -> Result<Report, Violations>,
     ) -> Result<SubmitResponse, Status> {
@@ -87,8 +133,12 @@ impl IntakeApi {
         let actor = match &report {
             Report::Hotline { operator_id, .. } => Actor {
                 user_id: operator_id.clone(),
-                role: "hotline_operator".into(),
-                agency_id: HOTLINE_AGENCY.into(),
+                role: caller.role.as_str().to_owned(),
+                agency_id: if caller.agency_id.is_empty() {
+                    HOTLINE_AGENCY.into()
+                } else {
+                    caller.agency_id.clone()
+                },
             },
             Report::Police {
                 officer_id,
@@ -96,17 +146,28 @@ impl IntakeApi {
                 ..
             } => Actor {
                 user_id: officer_id.clone(),
-                role: "police_officer".into(),
+                role: caller.role.as_str().to_owned(),
                 agency_id: police_agency_id.clone(),
             },
         };
-        let event = IntakeRecorded {
+        let mut event = IntakeRecorded {
             intake_id,
             outside_child_law: d::outside_child_law(facts.child.age_years),
             report,
             possible_duplicate_case_ids,
             possible_duplicate_intake_ids,
+            sealed: None,
         };
+        // Confidential fields are sealed with the report's own data key
+        // before the event is hashed, stored or published.
+        let immediate_danger = event.report.facts().immediate_danger;
+        let confidential = serde_json::to_vec(&event.take_confidential())
+            .map_err(|e| Status::internal(format!("cannot encode confidential fields: {e}")))?;
+        let sealed = self
+            .keys
+            .seal_new(StreamId::from_uuid(intake_id), &confidential)
+            .map_err(|e| Status::unavailable(format!("cannot store the data key: {e}")))?;
+        event.sealed = serde_json::to_value(sealed).ok();
         let new_event =
             NewEvent::new(INTAKE_RECORDED, d::SCHEMA_VERSION, &event).map_err(|e| from_log(&e))?;
         let appended = self
@@ -125,7 +186,7 @@ impl IntakeApi {
         match appended {
             Ok(appended) => {
                 self.view.wait_for(appended.last_position).await?;
-                tracing::info!(intake_id = %intake_id, immediate_danger = event.report.facts().immediate_danger, "intake recorded");
+                tracing::info!(intake_id = %intake_id, immediate_danger, "intake recorded");
                 self.receipt(request_id)
                     .await?
                     .map(|mut receipt| {
@@ -172,8 +233,27 @@ impl IntakeApi {
     }
 }
 
-fn intake_to_proto(row: &Row) -> Intake {
+/// The confidentiality of `row` for a reader who may (`show`) or may not
+/// see its confidential fields, and the row with them removed if not shown.
+fn redacted(row: &Row, show: bool) -> (Row, p::Confidentiality) {
+    let mut row = row.clone();
+    let state = match row.confidential {
+        Confidentiality::Erased => p::Confidentiality::Erased,
+        Confidentiality::Unreadable => p::Confidentiality::Unreadable,
+        Confidentiality::Readable if show => p::Confidentiality::Shown,
+        Confidentiality::Readable => p::Confidentiality::Redacted,
+    };
+    if state != p::Confidentiality::Shown {
+        drop(row.recorded.take_confidential());
+    }
+    (row, state)
+}
+
+fn intake_to_proto(row: &Row, show: bool) -> Intake {
+    let (row, confidential) = redacted(row, show);
+    let row = &row;
     Intake {
+        confidential: confidential as i32,
         intake_id: row.recorded.intake_id.to_string(),
         status: if row.handed_over.is_some() {
             IntakeStatus::HandedOver
@@ -205,9 +285,12 @@ fn intake_to_proto(row: &Row) -> Intake {
     }
 }
 
-fn summary(row: &Row) -> IntakeSummary {
+fn summary(row: &Row, show: bool) -> IntakeSummary {
+    let (row, confidential) = redacted(row, show);
+    let row = &row;
     let facts = row.recorded.report.facts();
     IntakeSummary {
+        confidential: confidential as i32,
         intake_id: row.recorded.intake_id.to_string(),
         status: if row.handed_over.is_some() {
             IntakeStatus::HandedOver
@@ -244,10 +327,23 @@ impl IntakeService for IntakeApi {
         &self,
         request: Request<SubmitHotlineReportRequest>,
     ) -> Result<Response<SubmitResponse>, Status> {
-        let request = request.into_inner();
+        let caller = caller(&request)?;
+        let mut request = request.into_inner();
+        if let Some(report) = request.report.as_mut() {
+            report.operator_id = self
+                .access
+                .own(
+                    &caller,
+                    "IntakeService/SubmitHotlineReport",
+                    "report.operator_id",
+                    &report.operator_id,
+                    &caller.user_id,
+                )
+                .await?;
+        }
         let raw = request.report.map(raw_hotline);
         let receipt = self
-            .submit(&request.request_id, |ctx| match raw {
+            .submit(&caller, &request.request_id, |ctx| match raw {
                 Some(raw) => d::parse_hotline(raw, "report", ctx),
                 None => Err(Violations::one("report", "is required")),
             })
@@ -259,10 +355,34 @@ impl IntakeService for IntakeApi {
         &self,
         request: Request<SubmitPoliceNotificationRequest>,
     ) -> Result<Response<SubmitResponse>, Status> {
-        let request = request.into_inner();
+        let caller = caller(&request)?;
+        let mut request = request.into_inner();
+        if let Some(n) = request.notification.as_mut() {
+            let rpc = "IntakeService/SubmitPoliceNotification";
+            n.officer_id = self
+                .access
+                .own(
+                    &caller,
+                    rpc,
+                    "notification.officer_id",
+                    &n.officer_id,
+                    &caller.user_id,
+                )
+                .await?;
+            n.police_agency_id = self
+                .access
+                .own(
+                    &caller,
+                    rpc,
+                    "notification.police_agency_id",
+                    &n.police_agency_id,
+                    &caller.agency_id,
+                )
+                .await?;
+        }
         let raw = request.notification.map(raw_police);
         let receipt = self
-            .submit(&request.request_id, |ctx| match raw {
+            .submit(&caller, &request.request_id, |ctx| match raw {
                 Some(raw) => d::parse_police(raw, "notification", ctx),
                 None => Err(Violations::one("notification", "is required")),
             })
@@ -274,6 +394,7 @@ impl IntakeService for IntakeApi {
         &self,
         request: Request<GetIntakeRequest>,
     ) -> Result<Response<Intake>, Status> {
+        let caller = caller(&request)?;
         let id = request.into_inner().intake_id;
         let id = Uuid::parse_str(id.trim())
             .map_err(|_| invalid_argument("intake_id", "must be an intake id (UUID)"))?;
@@ -281,14 +402,44 @@ impl IntakeService for IntakeApi {
             .view
             .get(id)
             .ok_or_else(|| Status::not_found(format!("no intake {id}")))?;
-        Ok(Response::new(intake_to_proto(&row)))
+        let rpc = "IntakeService/GetIntake";
+        let case = row.handed_over.map(|(case, _)| case);
+        let subject = format!("intake:{id}");
+        let Some(show) = self.visibility(&caller, &row) else {
+            return Err(self
+                .access
+                .refuse(
+                    &caller,
+                    rpc,
+                    case,
+                    &subject,
+                    &format!("intake {id} is not yours, not in your units and not referred to your agency"),
+                )
+                .await);
+        };
+        self.access.read(&caller, rpc, case, &subject).await?;
+        Ok(Response::new(intake_to_proto(&row, show)))
     }
 
     async fn list_intakes(
         &self,
         request: Request<ListIntakesRequest>,
     ) -> Result<Response<ListIntakesResponse>, Status> {
+        let caller = caller(&request)?;
         let request = request.into_inner();
+        let rpc = "IntakeService/ListIntakes";
+        if caller.role == Role::Auditor && !request.child_name.trim().is_empty() {
+            return Err(self
+                .access
+                .refuse(
+                    &caller,
+                    rpc,
+                    None,
+                    "list:intakes",
+                    "auditors see children's names redacted and cannot search by them",
+                )
+                .await);
+        }
         let page = request.page.unwrap_or_default();
         let limit = match page.page_size {
             0 => 100,
@@ -318,13 +469,85 @@ impl IntakeService for IntakeApi {
                 .filter(|u| !u.is_empty()),
             channel: channel_filter,
             name_key: Some(name_key).filter(|k| !k.is_empty()),
+            logged_by: matches!(caller.role, Role::HotlineOperator | Role::Police)
+                .then(|| caller.user_id.clone()),
+            units: (caller.role == Role::CommuneOfficer).then(|| caller.units.clone()),
         };
+        self.access.read(&caller, rpc, None, "list:intakes").await?;
+        let show = caller.role != Role::Auditor;
         let (rows, next) = self.view.list(&filter, after, limit);
         Ok(Response::new(ListIntakesResponse {
-            intakes: rows.iter().map(summary).collect(),
+            intakes: rows.iter().map(|row| summary(row, show)).collect(),
             next_page_token: next
                 .map(|(received, position)| format!("{received}:{position}"))
                 .unwrap_or_default(),
+        }))
+    }
+
+    async fn erase_case(
+        &self,
+        request: Request<p::EraseCaseRequest>,
+    ) -> Result<Response<p::EraseCaseResponse>, Status> {
+        use baove_domain::intake::{CONFIDENTIAL_ERASED, ConfidentialErased};
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::default();
+        let request_id = r.request_id.trim();
+        if request_id.is_empty() || request_id.len() > 128 {
+            v.add("request_id", "is required: 1 to 128 characters");
+        }
+        let case_id = Uuid::parse_str(r.case_id.trim()).ok();
+        if case_id.is_none() {
+            v.add("case_id", "must be a case id (UUID)");
+        }
+        let reason = text::normalize(&r.reason);
+        if reason.trim().is_empty() {
+            v.add("reason", "is required: the legal ground of the erasure");
+        }
+        let (Some(case_id), true) = (case_id, v.is_empty()) else {
+            return Err(baove_runtime::status::violations(&v));
+        };
+        self.view.wait_for(self.log.last_position()).await?;
+        let intakes = self.view.intakes_of_case(case_id);
+        if intakes.is_empty() {
+            return Err(Status::not_found(format!(
+                "no report of intake went to case {case_id}"
+            )));
+        }
+        let payload = ConfidentialErased {
+            case_id: Some(case_id),
+            reason,
+        };
+        let mut last = 0;
+        for intake_id in &intakes {
+            let stream = StreamId::from_uuid(*intake_id);
+            self.keys
+                .destroy(stream)
+                .map_err(|e| Status::unavailable(format!("cannot destroy the data key: {e}")))?;
+            // The append's flush makes the key's removal durable too.
+            let appended = self
+                .log
+                .append(AppendRequest {
+                    stream,
+                    expected: ExpectedVersion::Any,
+                    command_id: format!("erase:{request_id}:{intake_id}"),
+                    actor: baove_runtime::access::actor(&caller),
+                    causation_id: String::new(),
+                    correlation_id: case_id.to_string(),
+                    events: vec![
+                        NewEvent::new(CONFIDENTIAL_ERASED, d::SCHEMA_VERSION, &payload)
+                            .map_err(|e| from_log(&e))?,
+                    ],
+                    publish: false,
+                })
+                .await
+                .map_err(|e| from_log(&e))?;
+            last = last.max(appended.last_position);
+        }
+        self.view.wait_for(last).await?;
+        tracing::warn!(case_id = %case_id, user = %caller.user_id, "confidential fields erased");
+        Ok(Response::new(p::EraseCaseResponse {
+            intake_ids: intakes.iter().map(Uuid::to_string).collect(),
         }))
     }
 }

@@ -46,6 +46,9 @@ impl Handler for HandOver {
             CaseEvent::Attached(attached) => (attached.intake_id, *event.stream_id.as_uuid()),
             CaseEvent::Closed(_) => return self.note_case_status(&event, true).await,
             CaseEvent::Reopened(_) => return self.note_case_status(&event, false).await,
+            CaseEvent::ReferralRequested(requested) => {
+                return self.note_referral(&event, requested).await;
+            }
             _ => return Ok(()),
         };
         // The model must have read intake's own log before it can say
@@ -89,6 +92,47 @@ impl Handler for HandOver {
 }
 
 impl HandOver {
+    /// Records a referral asked on a case one of intake's reports went to:
+    /// the receiving agency may then read the report (redacted unless the
+    /// referral shares the child's identity).
+    async fn note_referral(
+        &self,
+        event: &Envelope,
+        requested: &baove_domain::case::ReferralRequested,
+    ) -> Result<(), HandleError> {
+        let case_id = *event.stream_id.as_uuid();
+        self.view
+            .wait_for(self.log.last_position())
+            .await
+            .map_err(|e| HandleError::Retry(e.to_string()))?;
+        if !self.view.knows_case(case_id) || requested.request.to_agency_id.is_empty() {
+            return Ok(());
+        }
+        let payload = d::ReferralNoted {
+            case_id,
+            referral_id: requested.referral_id,
+            to_agency_id: requested.request.to_agency_id.clone(),
+            shares_identifying_information: requested.request.sharing.identifying,
+            case_event_id: event.event_id,
+        };
+        let new_event = NewEvent::new(d::REFERRAL_NOTED, d::SCHEMA_VERSION, &payload)
+            .map_err(|e| HandleError::Reject(e.to_string()))?;
+        self.log
+            .append(AppendRequest {
+                stream: event.stream_id,
+                expected: ExpectedVersion::Any,
+                command_id: format!("referral-noted:{}", event.event_id),
+                actor: Actor::system("intake"),
+                causation_id: event.event_id.to_string(),
+                correlation_id: event.correlation_id.clone(),
+                events: vec![new_event],
+                publish: false,
+            })
+            .await
+            .map_err(|e| HandleError::Retry(e.to_string()))?;
+        Ok(())
+    }
+
     /// Records that a case intake knows was closed or reopened, so that the
     /// duplicate check leaves closed cases out.
     async fn note_case_status(&self, event: &Envelope, closed: bool) -> Result<(), HandleError> {

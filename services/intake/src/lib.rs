@@ -15,6 +15,7 @@
 mod api;
 mod convert;
 mod handover;
+mod keys;
 mod view;
 
 use std::sync::Arc;
@@ -39,10 +40,24 @@ pub const SPEC: ServiceSpec = ServiceSpec {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     baove_runtime::node::run(SPEC, config, shutdown, |ctx| {
         let directory = Arc::new(ctx.config.directory()?);
-        let view = view::View::new();
+        let master_key_file = ctx.config.master_key_file.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "missing setting master_key_file (BAOVE_MASTER_KEY_FILE): intake seals confidential fields with it"
+            )
+        })?;
+        let master = baove_security::seal::Key::read_master(master_key_file)?;
+        let keys = Arc::new(keys::KeyStore::open(&ctx.log, master)?);
+        let view = view::View::new(keys.clone());
         let follower = tokio::spawn(view.clone().follow(ctx.log.clone(), ctx.cancel.clone()));
         let clock = baove_eventlog::Options::default().clock;
-        let api = api::IntakeApi::new(ctx.log.clone(), view.clone(), directory, clock);
+        let api = api::IntakeApi::new(
+            ctx.log.clone(),
+            view.clone(),
+            directory,
+            clock,
+            keys,
+            ctx.access.clone(),
+        );
         let (log, cancel) = (ctx.log.clone(), ctx.cancel.clone());
         let retry = Duration::from_secs(ctx.config.handover_retry_secs.max(1));
         let on_bus: OnBus = Box::new(move |js| {

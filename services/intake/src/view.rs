@@ -7,13 +7,16 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use baove_domain::intake::{
-    self as d, CASE_STATUS_NOTED, CaseStatusNoted, INTAKE_HANDED_OVER, INTAKE_RECORDED,
-    IntakeHandedOver, IntakeRecorded, Prior,
+    self as d, CASE_STATUS_NOTED, CONFIDENTIAL_ERASED, CaseStatusNoted, ConfidentialErased,
+    INTAKE_HANDED_OVER, INTAKE_RECORDED, IntakeHandedOver, IntakeRecorded, Prior, REFERRAL_NOTED,
+    ReferralNoted,
 };
 use baove_eventlog::{Envelope, EventLog};
 use baove_runtime::projection::Follower;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+use crate::keys::{Erased, KeyStore};
 
 /// One intake as the read model holds it.
 #[derive(Clone, Debug)]
@@ -28,6 +31,20 @@ pub struct Row {
     pub version: u64,
     /// The case and when casework's event came back, once handed over.
     pub handed_over: Option<(Uuid, i64)>,
+    /// Whether the confidential fields in `recorded` can be read.
+    pub confidential: Confidentiality,
+}
+
+/// The state of a report's confidential fields in the read model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confidentiality {
+    /// Opened with the report's data key (or never sealed).
+    Readable,
+    /// Erased: the data key was destroyed.
+    Erased,
+    /// The sealed fields do not open (wrong master key or altered bytes):
+    /// an error is logged.
+    Unreadable,
 }
 
 impl Row {
@@ -53,13 +70,32 @@ pub struct Filter {
     pub channel: Option<d::Channel>,
     /// Search key the child's name must contain.
     pub name_key: Option<String>,
+    /// Only reports logged by this user (hotline operators, police).
+    pub logged_by: Option<String>,
+    /// Only reports where it happened or the child lives in one of these
+    /// units (commune officers).
+    pub units: Option<Vec<String>>,
 }
 
 impl Filter {
     fn matches(&self, row: &Row) -> bool {
         let facts = row.recorded.report.facts();
         let received = facts.received_at_ms;
-        self.received_from_ms.is_none_or(|from| received >= from)
+        let logged_by = match &row.recorded.report {
+            d::Report::Hotline { operator_id, .. } => operator_id,
+            d::Report::Police { officer_id, .. } => officer_id,
+        };
+        self.logged_by.as_ref().is_none_or(|u| u == logged_by)
+            && self.units.as_ref().is_none_or(|units| {
+                units.iter().any(|u| {
+                    *u == facts.incident_place.unit_id
+                        || facts
+                            .residence_place
+                            .as_ref()
+                            .is_some_and(|p| p.unit_id == *u)
+                })
+            })
+            && self.received_from_ms.is_none_or(|from| received >= from)
             && self.received_to_ms.is_none_or(|to| received < to)
             && self
                 .handed_over
@@ -84,24 +120,54 @@ pub type Cursor = (i64, u64);
 #[derive(Default)]
 struct State {
     rows: HashMap<Uuid, Row>,
+    /// Referrals asked on each case: (agency, identity shared).
+    referrals: HashMap<Uuid, Vec<(String, bool)>>,
     /// Cases casework closed (and did not reopen).
     closed_cases: HashSet<Uuid>,
 }
 
-/// The read model.
+/// The read model. It holds the confidential fields opened (in memory
+/// only), so that searching by name and the duplicate check work.
 pub struct View {
     state: RwLock<State>,
     follower: Follower,
+    keys: Arc<KeyStore>,
 }
 
 impl View {
-    /// An empty model at position 0.
+    /// An empty model at position 0, opening sealed fields with `keys`.
     #[must_use]
-    pub fn new() -> Arc<Self> {
+    pub fn new(keys: Arc<KeyStore>) -> Arc<Self> {
         Arc::new(Self {
             state: RwLock::default(),
             follower: Follower::default(),
+            keys,
         })
+    }
+
+    /// Opens the sealed fields of `recorded` in place.
+    fn unseal(&self, recorded: &mut IntakeRecorded) -> Confidentiality {
+        let Some(blob) = recorded.sealed.clone() else {
+            return Confidentiality::Readable;
+        };
+        let stream = baove_eventlog::StreamId::from_uuid(recorded.intake_id);
+        let opened = serde_json::from_value::<baove_security::seal::Sealed>(blob)
+            .map_err(|e| Err(e.to_string()))
+            .and_then(|sealed| self.keys.open_sealed(stream, &sealed))
+            .and_then(|bytes| {
+                serde_json::from_slice::<d::Confidential>(&bytes).map_err(|e| Err(e.to_string()))
+            });
+        match opened {
+            Ok(confidential) => {
+                recorded.restore_confidential(confidential);
+                Confidentiality::Readable
+            }
+            Err(Ok(Erased)) => Confidentiality::Erased,
+            Err(Err(e)) => {
+                tracing::error!(intake_id = %recorded.intake_id, error = %e, "confidential fields do not open");
+                Confidentiality::Unreadable
+            }
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -119,7 +185,8 @@ impl View {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match envelope.event_type.as_str() {
             INTAKE_RECORDED => match serde_json::from_str::<IntakeRecorded>(&envelope.payload) {
-                Ok(recorded) => {
+                Ok(mut recorded) => {
+                    let confidential = self.unseal(&mut recorded);
                     state.rows.insert(
                         recorded.intake_id,
                         Row {
@@ -128,6 +195,7 @@ impl View {
                             position: envelope.global_position,
                             version: envelope.seq,
                             handed_over: None,
+                            confidential,
                         },
                     );
                 }
@@ -156,6 +224,25 @@ impl View {
                 }
                 Err(e) => {
                     tracing::error!(event_id = %envelope.event_id, error = %e, "undecodable CaseStatusNoted")
+                }
+            },
+            CONFIDENTIAL_ERASED => {
+                if let Some(row) = state.rows.get_mut(envelope.stream_id.as_uuid()) {
+                    drop(row.recorded.take_confidential());
+                    row.confidential = Confidentiality::Erased;
+                    row.version = envelope.seq;
+                } else if serde_json::from_str::<ConfidentialErased>(&envelope.payload).is_err() {
+                    tracing::error!(event_id = %envelope.event_id, "undecodable ConfidentialErased");
+                }
+            }
+            REFERRAL_NOTED => match serde_json::from_str::<ReferralNoted>(&envelope.payload) {
+                Ok(noted) => state
+                    .referrals
+                    .entry(noted.case_id)
+                    .or_default()
+                    .push((noted.to_agency_id, noted.shares_identifying_information)),
+                Err(e) => {
+                    tracing::error!(event_id = %envelope.event_id, error = %e, "undecodable ReferralNoted")
                 }
             },
             other => tracing::warn!(event_type = other, "unknown event type in intake's log"),
@@ -234,6 +321,33 @@ impl View {
                         .is_some_and(|(case, _)| state.closed_cases.contains(&case)),
                 }
             })
+            .collect()
+    }
+
+    /// The referrals of `case_id` to `agency_id`: `None` when there is
+    /// none, else whether one of them shares the child's identity.
+    #[must_use]
+    pub fn referral_to(&self, case_id: Uuid, agency_id: &str) -> Option<bool> {
+        let state = self.read();
+        let to_agency: Vec<bool> = state
+            .referrals
+            .get(&case_id)
+            .into_iter()
+            .flatten()
+            .filter(|(agency, _)| agency == agency_id)
+            .map(|(_, shares)| *shares)
+            .collect();
+        (!to_agency.is_empty()).then(|| to_agency.contains(&true))
+    }
+
+    /// The intakes handed over to `case_id`.
+    #[must_use]
+    pub fn intakes_of_case(&self, case_id: Uuid) -> Vec<Uuid> {
+        self.read()
+            .rows
+            .values()
+            .filter(|row| row.handed_over.is_some_and(|(case, _)| case == case_id))
+            .map(|row| row.recorded.intake_id)
             .collect()
     }
 

@@ -5,10 +5,13 @@ use std::sync::Arc;
 use baove_domain::Violations;
 use baove_domain::reference::AgencyChange;
 use baove_domain::referral::{self as r, Command, Refusal, Status as RStatus};
-use baove_eventlog::{Actor, AppendRequest, EventLog, ExpectedVersion, NewEvent, StreamId};
+use baove_eventlog::{AppendRequest, EventLog, ExpectedVersion, NewEvent, StreamId};
 use baove_proto::v1::{self as p, referral_service_server::ReferralService};
+use baove_runtime::access::AccessLog;
+use baove_runtime::auth::caller;
 use baove_runtime::status::{CURRENT_VERSION_KEY, from_log, invalid_argument};
 use baove_runtime::timestamp;
+use baove_security::{Caller, Role};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +27,7 @@ pub struct ReferralApi {
     log: EventLog,
     referrals: Arc<Referrals>,
     stopping: CancellationToken,
+    access: AccessLog,
 }
 
 impl ReferralApi {
@@ -33,11 +37,47 @@ impl ReferralApi {
         log: EventLog,
         referrals: Arc<Referrals>,
         stopping: CancellationToken,
+        access: AccessLog,
     ) -> Self {
         Self {
             log,
             referrals,
             stopping,
+            access,
+        }
+    }
+
+    /// The inbox `agency` if `caller` may read it: police and agency staff
+    /// their own agency's, province officers and auditors any.
+    async fn may_read_inbox(&self, caller: &Caller, rpc: &str, agency: &str) -> Result<(), Status> {
+        let subject = format!("inbox:{agency}");
+        let allowed = match caller.role {
+            Role::Police | Role::AgencyStaff => caller.is_of_agency(agency),
+            Role::ProvinceOfficer | Role::Auditor => true,
+            _ => false,
+        };
+        if !allowed {
+            return Err(self
+                .access
+                .refuse(
+                    caller,
+                    rpc,
+                    None,
+                    &subject,
+                    &format!("the inbox of {agency} is not your agency's"),
+                )
+                .await);
+        }
+        self.access.read(caller, rpc, None, &subject).await
+    }
+
+    /// Whether `caller` may see referral `row`: the receiving agency's
+    /// staff, the requesting commune's officers, province officers and
+    /// auditors.
+    fn may_see(caller: &Caller, row: &Row) -> bool {
+        match caller.role {
+            Role::Police | Role::AgencyStaff => caller.is_of_agency(&row.state.to_agency_id),
+            _ => caller.covers_unit(&row.state.from_unit_id),
         }
     }
 
@@ -49,6 +89,8 @@ impl ReferralApi {
 
     async fn step(
         &self,
+        caller: &Caller,
+        rpc: &str,
         header: Option<p::ReferralHeader>,
         command: Command,
         receiving_agency_only: bool,
@@ -69,15 +111,20 @@ impl ReferralApi {
                 "is required: the referral version you decided on",
             );
         }
-        if h.user_id.trim().is_empty() {
-            v.add("header.user_id", "is required: who takes this step");
-        }
-        if h.agency_id.trim().is_empty() {
-            v.add(
+        let user_id = self
+            .access
+            .own(caller, rpc, "header.user_id", &h.user_id, &caller.user_id)
+            .await?;
+        let agency_id = self
+            .access
+            .own(
+                caller,
+                rpc,
                 "header.agency_id",
-                "is required: the agency taking this step",
-            );
-        }
+                &h.agency_id,
+                &caller.agency_id,
+            )
+            .await?;
         let Some(id) = id.filter(|_| v.is_empty()) else {
             return Err(baove_runtime::status::violations(&v));
         };
@@ -102,20 +149,43 @@ impl ReferralApi {
             .await
             .map_err(Status::unavailable)?
             .ok_or_else(|| Status::not_found(format!("no referral {id}")))?;
-        if receiving_agency_only && h.agency_id.trim() != state.to_agency_id {
-            return Err(Status::permission_denied(format!(
-                "only the receiving agency ({}) takes this step on referral {id}",
-                state.to_agency_id
-            )));
+        if receiving_agency_only && agency_id != state.to_agency_id {
+            return Err(self
+                .access
+                .refuse(
+                    caller,
+                    rpc,
+                    Some(state.case_id),
+                    &format!("referral:{id}"),
+                    &format!(
+                        "only the receiving agency ({}) takes this step on referral {id}",
+                        state.to_agency_id
+                    ),
+                )
+                .await);
+        }
+        if !receiving_agency_only && !caller.covers_unit(&state.from_unit_id) {
+            return Err(self
+                .access
+                .refuse(
+                    caller,
+                    rpc,
+                    Some(state.case_id),
+                    &format!("referral:{id}"),
+                    &format!(
+                        "only the requesting commune ({}) revokes referral {id}",
+                        state.from_unit_id
+                    ),
+                )
+                .await);
         }
         if version != h.expected_version {
             return Err(stale(id, h.expected_version, version));
         }
-        let event =
-            r::decide(&state, command, h.user_id.trim()).map_err(|refusal| match refusal {
-                Refusal::Invalid(v) => baove_runtime::status::violations(&v),
-                Refusal::NotAllowed(rule) => Status::failed_precondition(rule),
-            })?;
+        let event = r::decide(&state, command, &user_id).map_err(|refusal| match refusal {
+            Refusal::Invalid(v) => baove_runtime::status::violations(&v),
+            Refusal::NotAllowed(rule) => Status::failed_precondition(rule),
+        })?;
         let status =
             status_name(r::apply(Some(state.clone()), &event).map_or(state.status, |s| s.status));
         let appended = self
@@ -124,11 +194,7 @@ impl ReferralApi {
                 stream: StreamId::from_uuid(id),
                 expected: ExpectedVersion::Exact(version),
                 command_id: baove_runtime::client_command_id(&request_id),
-                actor: Actor {
-                    user_id: h.user_id.trim().to_owned(),
-                    role: "agency_staff".into(),
-                    agency_id: h.agency_id.trim().to_owned(),
-                },
+                actor: baove_runtime::access::actor(caller),
                 causation_id: String::new(),
                 correlation_id: state.case_id.to_string(),
                 events: vec![new_event(&event).map_err(|e| from_log(&e))?],
@@ -150,6 +216,8 @@ impl ReferralApi {
 
     async fn change_directory(
         &self,
+        caller: &Caller,
+        rpc: &str,
         request_id: &str,
         user_id: &str,
         change: AgencyChange,
@@ -157,12 +225,9 @@ impl ReferralApi {
         if request_id.trim().is_empty() {
             return Err(invalid_argument("request_id", "is required"));
         }
-        if user_id.trim().is_empty() {
-            return Err(invalid_argument(
-                "user_id",
-                "is required: the administrator",
-            ));
-        }
+        self.access
+            .own(caller, rpc, "user_id", user_id, &caller.user_id)
+            .await?;
         if self
             .log
             .command(&baove_runtime::client_command_id(request_id))
@@ -184,11 +249,7 @@ impl ReferralApi {
                 stream: StreamId::from_uuid(DIRECTORY_STREAM),
                 expected: ExpectedVersion::Any,
                 command_id: baove_runtime::client_command_id(request_id),
-                actor: Actor {
-                    user_id: user_id.trim().to_owned(),
-                    role: "administrator".into(),
-                    agency_id: String::new(),
-                },
+                actor: baove_runtime::access::actor(caller),
                 causation_id: String::new(),
                 correlation_id: String::new(),
                 events: vec![NewEvent::new(AGENCY_CHANGED, 1, &change).map_err(|e| from_log(&e))?],
@@ -278,10 +339,20 @@ impl ReferralService for ReferralApi {
         &self,
         request: Request<p::ListInboxRequest>,
     ) -> Result<Response<p::ListInboxResponse>, Status> {
-        let request = request.into_inner();
+        let caller = caller(&request)?;
+        let mut request = request.into_inner();
+        if request.agency_id.trim().is_empty() {
+            request.agency_id.clone_from(&caller.agency_id);
+        }
         if request.agency_id.trim().is_empty() {
             return Err(invalid_argument("agency_id", "is required"));
         }
+        self.may_read_inbox(
+            &caller,
+            "ReferralService/ListInbox",
+            request.agency_id.trim(),
+        )
+        .await?;
         let page = request.page.unwrap_or_default();
         let limit = match page.page_size {
             0 => 100,
@@ -318,6 +389,7 @@ impl ReferralService for ReferralApi {
         &self,
         request: Request<p::GetReferralRequest>,
     ) -> Result<Response<p::Referral>, Status> {
+        let caller = caller(&request)?;
         let id = Uuid::parse_str(request.into_inner().referral_id.trim())
             .map_err(|_| invalid_argument("referral_id", "must be a referral id (UUID)"))?;
         self.referrals.wait_for(self.log.last_position()).await?;
@@ -325,6 +397,23 @@ impl ReferralService for ReferralApi {
             .referrals
             .get(id)
             .ok_or_else(|| Status::not_found(format!("no referral {id}")))?;
+        let rpc = "ReferralService/GetReferral";
+        let subject = format!("referral:{id}");
+        if !Self::may_see(&caller, &row) {
+            return Err(self
+                .access
+                .refuse(
+                    &caller,
+                    rpc,
+                    Some(row.state.case_id),
+                    &subject,
+                    &format!("referral {id} is neither to your agency nor from your units"),
+                )
+                .await);
+        }
+        self.access
+            .read(&caller, rpc, Some(row.state.case_id), &subject)
+            .await?;
         Ok(Response::new(referral_to_proto(&row)))
     }
 
@@ -332,33 +421,57 @@ impl ReferralService for ReferralApi {
         &self,
         request: Request<p::ReferralStepRequest>,
     ) -> Result<Response<p::ReferralStepResponse>, Status> {
-        self.step(request.into_inner().header, Command::Acknowledge, true)
-            .await
+        let caller = caller(&request)?;
+        self.step(
+            &caller,
+            "/baove.v1.ReferralService/Acknowledge",
+            request.into_inner().header,
+            Command::Acknowledge,
+            true,
+        )
+        .await
     }
 
     async fn accept(
         &self,
         request: Request<p::ReferralStepRequest>,
     ) -> Result<Response<p::ReferralStepResponse>, Status> {
-        self.step(request.into_inner().header, Command::Accept, true)
-            .await
+        let caller = caller(&request)?;
+        self.step(
+            &caller,
+            "/baove.v1.ReferralService/Accept",
+            request.into_inner().header,
+            Command::Accept,
+            true,
+        )
+        .await
     }
 
     async fn decline(
         &self,
         request: Request<p::ReferralStepRequest>,
     ) -> Result<Response<p::ReferralStepResponse>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
-        self.step(r.header, Command::Decline { reason: r.reason }, true)
-            .await
+        self.step(
+            &caller,
+            "/baove.v1.ReferralService/Decline",
+            r.header,
+            Command::Decline { reason: r.reason },
+            true,
+        )
+        .await
     }
 
     async fn report_outcome(
         &self,
         request: Request<p::ReportOutcomeRequest>,
     ) -> Result<Response<p::ReferralStepResponse>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
         self.step(
+            &caller,
+            "/baove.v1.ReferralService/ReportOutcome",
             r.header,
             Command::ReportOutcome {
                 outcome: r.outcome,
@@ -373,28 +486,48 @@ impl ReferralService for ReferralApi {
         &self,
         request: Request<p::ReferralStepRequest>,
     ) -> Result<Response<p::ReferralStepResponse>, Status> {
-        self.step(request.into_inner().header, Command::Complete, true)
-            .await
+        let caller = caller(&request)?;
+        self.step(
+            &caller,
+            "/baove.v1.ReferralService/Complete",
+            request.into_inner().header,
+            Command::Complete,
+            true,
+        )
+        .await
     }
 
     async fn revoke(
         &self,
         request: Request<p::ReferralStepRequest>,
     ) -> Result<Response<p::ReferralStepResponse>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
-        self.step(r.header, Command::Revoke { reason: r.reason }, false)
-            .await
+        self.step(
+            &caller,
+            "/baove.v1.ReferralService/Revoke",
+            r.header,
+            Command::Revoke { reason: r.reason },
+            false,
+        )
+        .await
     }
 
     async fn watch_inbox(
         &self,
         request: Request<p::WatchInboxRequest>,
     ) -> Result<Response<Self::WatchInboxStream>, Status> {
+        let caller = caller(&request)?;
         let request = request.into_inner();
-        let agency = request.agency_id.trim().to_owned();
+        let mut agency = request.agency_id.trim().to_owned();
+        if agency.is_empty() {
+            agency.clone_from(&caller.agency_id);
+        }
         if agency.is_empty() {
             return Err(invalid_argument("agency_id", "is required"));
         }
+        self.may_read_inbox(&caller, "ReferralService/WatchInbox", &agency)
+            .await?;
         let (tx, rx) = mpsc::channel(64);
         let (log, referrals, stopping) = (
             self.log.clone(),
@@ -464,27 +597,41 @@ impl ReferralService for ReferralApi {
         &self,
         request: Request<p::RenameAgencyRequest>,
     ) -> Result<Response<p::AgencyChangeResponse>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
         let change = AgencyChange::Renamed {
             agency_id: r.agency_id.trim().to_owned(),
             name: r.name,
             effective: date("effective_date", &r.effective_date)?,
         };
-        self.change_directory(&r.request_id, &r.user_id, change)
-            .await
+        self.change_directory(
+            &caller,
+            "/baove.v1.ReferralService/RenameAgency",
+            &r.request_id,
+            &r.user_id,
+            change,
+        )
+        .await
     }
 
     async fn merge_agency(
         &self,
         request: Request<p::MergeAgencyRequest>,
     ) -> Result<Response<p::AgencyChangeResponse>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
         let change = AgencyChange::Merged {
             agency_id: r.agency_id.trim().to_owned(),
             into: r.into_agency_id.trim().to_owned(),
             effective: date("effective_date", &r.effective_date)?,
         };
-        self.change_directory(&r.request_id, &r.user_id, change)
-            .await
+        self.change_directory(
+            &caller,
+            "/baove.v1.ReferralService/MergeAgency",
+            &r.request_id,
+            &r.user_id,
+            change,
+        )
+        .await
     }
 }

@@ -55,7 +55,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ESCALATION_TICK,
             ctx.cancel.clone(),
         ));
-        let api = api::ReferralApi::new(ctx.log.clone(), referrals.clone(), ctx.stopping.clone());
+        let api = api::ReferralApi::new(
+            ctx.log.clone(),
+            referrals.clone(),
+            ctx.stopping.clone(),
+            ctx.access.clone(),
+        );
         let (log, cancel) = (ctx.log.clone(), ctx.cancel.clone());
         let on_bus: OnBus = Box::new(move |js| {
             Box::pin(async move {

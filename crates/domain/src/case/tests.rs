@@ -50,6 +50,7 @@ fn recorded(follow_up: Option<Uuid>) -> IntakeRecorded {
         outside_child_law: false,
         possible_duplicate_case_ids: vec![Uuid::from_u128(9)],
         possible_duplicate_intake_ids: vec![],
+        sealed: None,
     }
 }
 

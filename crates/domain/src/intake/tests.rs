@@ -368,6 +368,7 @@ fn events_round_trip_through_their_stored_json() {
         outside_child_law: false,
         possible_duplicate_case_ids: vec![],
         possible_duplicate_intake_ids: vec![],
+        sealed: None,
     };
     let json = serde_json::to_string(&event).unwrap();
     assert!(json.contains(r#""kind":"hotline""#), "{json}");
@@ -400,4 +401,42 @@ fn given_the_matching_case_was_closed_then_it_is_not_a_candidate() {
         possible_duplicates(report.facts(), [&closed]).0,
         [Uuid::from_u128(5)]
     );
+}
+
+#[test]
+fn given_a_report_when_its_confidential_fields_are_taken_then_none_is_left_and_they_restore_exactly()
+ {
+    let report = parse(hotline(facts())).unwrap();
+    let mut event = IntakeRecorded {
+        intake_id: Uuid::from_u128(1),
+        report,
+        outside_child_law: false,
+        possible_duplicate_case_ids: vec![],
+        possible_duplicate_intake_ids: vec![],
+        sealed: None,
+    };
+    let original = event.clone();
+    let name = original.report.facts().child.full_name.clone();
+    let address = original.report.facts().incident_place.address.clone();
+    assert!(!name.is_empty() && !address.is_empty());
+    let confidential = event.take_confidential();
+    let left = serde_json::to_string(&event).unwrap();
+    assert!(!left.contains(&name), "{left}");
+    assert!(!left.contains(&address), "{left}");
+    assert!(!left.contains(&original.report.facts().narrative), "{left}");
+    // What the procedure and the statistics need stays in clear.
+    assert_eq!(
+        event.report.facts().child.age_years,
+        original.report.facts().child.age_years
+    );
+    assert_eq!(
+        event.report.facts().incident_place.unit_id,
+        original.report.facts().incident_place.unit_id
+    );
+    assert_eq!(
+        event.report.facts().concerns,
+        original.report.facts().concerns
+    );
+    event.restore_confidential(confidential);
+    assert_eq!(event, original);
 }

@@ -1,0 +1,156 @@
+//! Authentication and the role check, in front of every RPC.
+//!
+//! [`AuthLayer`] wraps the whole gRPC server. For each call it:
+//! 1. lets health and reflection through (no token);
+//! 2. verifies the bearer token (`authorization: Bearer <jwt>`): missing,
+//!    malformed, badly signed or expired → UNAUTHENTICATED;
+//! 3. looks the RPC up in the policy table ([`baove_security::policy`]): a
+//!    role the table does not list → PERMISSION_DENIED, recorded in the
+//!    access log;
+//! 4. hands the [`Caller`] to the handler in the request's extensions
+//!    ([`caller`]), where the scope of the record is checked.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use baove_security::policy::Access;
+use baove_security::{Caller, Verifier};
+use tonic::Status;
+
+use crate::access::AccessLog;
+
+/// What the layer needs: the token verifier and the access log.
+pub struct Gate {
+    verifier: Verifier,
+    access: AccessLog,
+}
+
+impl Gate {
+    /// A gate verifying with `verifier`, recording refusals in `access`.
+    #[must_use]
+    pub const fn new(verifier: Verifier, access: AccessLog) -> Self {
+        Self { verifier, access }
+    }
+
+    /// The caller of a request to `path` with `headers`, `None` for open
+    /// paths, or the status to refuse it with.
+    async fn admit(&self, path: &str, headers: &http::HeaderMap) -> Result<Option<Caller>, Status> {
+        if baove_security::policy::is_open(path) {
+            return Ok(None);
+        }
+        let value = headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or(""));
+        let claims = self.verifier.verify_header(value).map_err(|e| {
+            tracing::warn!(rpc = path, error = %e, "unauthenticated call refused");
+            Status::unauthenticated(e.to_string())
+        })?;
+        let mut caller = Caller::from_claims(claims);
+        caller.purpose = headers
+            .get(baove_security::client::PURPOSE_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        match baove_security::allowed(caller.role, path) {
+            Access::Allowed | Access::Open => Ok(Some(caller)),
+            Access::Denied => {
+                let reason = format!(
+                    "role {} may not call {}",
+                    caller.role,
+                    path.trim_start_matches('/')
+                );
+                Err(self
+                    .access
+                    .refuse(&caller, path, None, "rpc", &reason)
+                    .await)
+            }
+        }
+    }
+}
+
+/// The caller of a request that passed [`AuthLayer`].
+///
+/// # Errors
+/// UNAUTHENTICATED when there is none (the server was built without the
+/// layer: refuse rather than serve anonymously).
+pub fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("no authenticated caller"))
+}
+
+/// The tower layer of [`Gate`].
+#[derive(Clone)]
+pub struct AuthLayer {
+    gate: Arc<Gate>,
+}
+
+impl AuthLayer {
+    /// The layer of `gate`.
+    #[must_use]
+    pub fn new(gate: Gate) -> Self {
+        Self {
+            gate: Arc::new(gate),
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            gate: self.gate.clone(),
+        }
+    }
+}
+
+/// The service [`AuthLayer`] makes.
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    gate: Arc<Gate>,
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // The service that was polled ready handles this call; a clone
+        // stays for the next one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let gate = self.gate.clone();
+        Box::pin(async move {
+            let path = request.uri().path().to_owned();
+            match gate.admit(&path, request.headers()).await {
+                Ok(Some(caller)) => {
+                    request.extensions_mut().insert(caller);
+                    inner.call(request).await
+                }
+                Ok(None) => inner.call(request).await,
+                Err(status) => Ok(status.into_http()),
+            }
+        })
+    }
+}

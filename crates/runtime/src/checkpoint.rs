@@ -1,0 +1,208 @@
+//! Signed checkpoints of a service's log.
+//!
+//! Every `checkpoint_secs` (and on demand: `GetCheckpoint { fresh }`,
+//! `ExportCase`) the service computes the heads of all its streams as they
+//! stood at its current global position, builds the Merkle root over them
+//! ([`baove_security::merkle`]), signs it with its Ed25519 key
+//! (`<data_dir>/checkpoint-key.pem`, created on first start, public half in
+//! `checkpoint-key.pub.pem`), appends it as `CheckpointSigned` to its
+//! checkpoint stream and publishes it on NATS with its other events. An
+//! auditor who kept a checkpoint can later recompute the heads at that
+//! position and compare: a rewritten log no longer matches.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use baove_eventlog::{Actor, AppendRequest, EventLog, ExpectedVersion, NewEvent, StreamId};
+use baove_security::checkpoint::{Checkpoint, head_leaf};
+use baove_security::merkle::{self, Hash};
+use ed25519_dalek::SigningKey;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::access::CHECKPOINT_STREAM;
+
+/// The event type of a checkpoint.
+pub const CHECKPOINT_SIGNED: &str = "CheckpointSigned";
+
+/// The heads of every stream at a global position, sorted by stream id.
+pub struct HeadsAt {
+    /// The position.
+    pub position: u64,
+    /// `(stream, version, head hash)`.
+    pub heads: Vec<(StreamId, u64, [u8; 32])>,
+}
+
+impl HeadsAt {
+    /// The leaf hashes, in tree order.
+    #[must_use]
+    pub fn leaves(&self) -> Vec<Hash> {
+        self.heads
+            .iter()
+            .map(|(s, v, h)| merkle::leaf_hash(&head_leaf(s.as_bytes(), *v, h)))
+            .collect()
+    }
+}
+
+/// Signs checkpoints of one log.
+#[derive(Clone)]
+pub struct Checkpointer {
+    log: EventLog,
+    service: String,
+    key: Arc<SigningKey>,
+    clock: baove_eventlog::Clock,
+    /// One checkpoint at a time.
+    busy: Arc<Mutex<()>>,
+}
+
+impl Checkpointer {
+    /// A checkpointer of `log` for `service`, with the key in `data_dir`
+    /// (created if missing).
+    ///
+    /// # Errors
+    /// When the key cannot be read or created.
+    pub fn open(
+        log: EventLog,
+        service: &str,
+        data_dir: &Path,
+        clock: baove_eventlog::Clock,
+    ) -> anyhow::Result<Self> {
+        let private = data_dir.join("checkpoint-key.pem");
+        let public = data_dir.join("checkpoint-key.pub.pem");
+        if !private.exists() {
+            std::fs::create_dir_all(data_dir)?;
+            baove_security::token::generate_key_pair(&private, &public)?;
+            tracing::info!(key = %public.display(), "created the checkpoint signing key");
+        }
+        let key = baove_security::token::read_signing_key(&private)?;
+        Ok(Self {
+            log,
+            service: service.to_owned(),
+            key: Arc::new(key),
+            clock,
+            busy: Arc::default(),
+        })
+    }
+
+    /// The heads of every stream as they stood at the log's current
+    /// position.
+    ///
+    /// # Errors
+    /// When the log cannot be read.
+    pub async fn heads_now(&self) -> Result<HeadsAt, baove_eventlog::Error> {
+        heads_at(&self.log, self.log.last_position()).await
+    }
+
+    /// Signs a checkpoint of the log as it is now and keeps it (appended to
+    /// the checkpoint stream, published on NATS); returns it with the heads
+    /// it covers.
+    ///
+    /// # Errors
+    /// When the log cannot be read or written.
+    pub async fn sign_now(&self) -> Result<(Checkpoint, HeadsAt), baove_eventlog::Error> {
+        let _one = self.busy.lock().await;
+        let heads = self.heads_now().await?;
+        let leaves = heads.leaves();
+        let checkpoint = Checkpoint::sign(
+            &self.key,
+            &self.service,
+            heads.position,
+            leaves.len() as u64,
+            &merkle::root(&leaves),
+            (self.clock)(),
+        );
+        self.log
+            .append(AppendRequest {
+                stream: CHECKPOINT_STREAM,
+                expected: ExpectedVersion::Any,
+                command_id: format!(
+                    "checkpoint:{}:{}",
+                    heads.position, checkpoint.signed_at_unix_ms
+                ),
+                actor: Actor::system(&self.service),
+                causation_id: String::new(),
+                correlation_id: String::new(),
+                events: vec![NewEvent::new(CHECKPOINT_SIGNED, 1, &checkpoint)?],
+                publish: true,
+            })
+            .await?;
+        Ok((checkpoint, heads))
+    }
+
+    /// The newest kept checkpoint.
+    ///
+    /// # Errors
+    /// When the log cannot be read.
+    pub async fn latest(&self) -> Result<Option<Checkpoint>, baove_eventlog::Error> {
+        let last = self
+            .log
+            .read_stream_backward(CHECKPOINT_STREAM, None, 1)
+            .await?;
+        Ok(last
+            .first()
+            .and_then(|e| serde_json::from_str(&e.payload).ok()))
+    }
+
+    /// Signs a checkpoint every `every` while the log moved, until `cancel`.
+    pub async fn run(self, every: std::time::Duration, cancel: CancellationToken) {
+        let mut signed_at = self
+            .latest()
+            .await
+            .ok()
+            .flatten()
+            .map_or(0, |c| c.global_position);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            // The checkpoint's own append moves the log by one.
+            if self.log.last_position() <= signed_at + 1 {
+                continue;
+            }
+            match self.sign_now().await {
+                Ok((checkpoint, _)) => {
+                    signed_at = checkpoint.global_position;
+                    tracing::info!(position = signed_at, root = %checkpoint.root_hash, "checkpoint signed");
+                }
+                Err(e) => tracing::error!(error = %e, "cannot sign a checkpoint"),
+            }
+        }
+    }
+}
+
+/// The heads of every stream of `log` as they stood at `position`: a
+/// stream appended to since is walked back to its last event at or before
+/// it; a stream that began after it is left out.
+///
+/// # Errors
+/// When the log cannot be read.
+pub async fn heads_at(log: &EventLog, position: u64) -> Result<HeadsAt, baove_eventlog::Error> {
+    let mut heads = Vec::new();
+    let mut after = None;
+    loop {
+        let page = log.heads(after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.stream);
+        for head in page {
+            let mut from = Some(head.version);
+            'walk: loop {
+                let events = log.read_stream_backward(head.stream, from, 64).await?;
+                if events.is_empty() {
+                    break;
+                }
+                for event in &events {
+                    if event.global_position <= position {
+                        heads.push((head.stream, event.seq, event.hash.0));
+                        break 'walk;
+                    }
+                    from = event.seq.checked_sub(1).filter(|s| *s > 0);
+                }
+                if from.is_none() {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(HeadsAt { position, heads })
+}

@@ -1,0 +1,508 @@
+//! Bearer tokens: EdDSA (Ed25519) JWTs.
+//!
+//! Claims: `sub` (user id), `role` (see [`Role`]), `agency` (agency id from
+//! the directory), `units` (administrative unit ids in scope, for commune
+//! officers), `iat` and `exp` (Unix seconds). The token travels in the gRPC
+//! metadata `authorization: Bearer <jwt>`.
+//!
+//! Keys are files: the private key as PKCS#8 PEM, the public key as SPKI
+//! PEM (what `openssl genpkey -algorithm ed25519` and `openssl pkey
+//! -pubout` write; [`generate_key_pair`] writes the same).
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// A role a user acts in. The policy table ([`crate::policy`]) says what
+/// each may call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Takes reports on the 111 hotline.
+    HotlineOperator,
+    /// Commune officer (cán bộ cấp xã): the cases of their commune(s).
+    CommuneOfficer,
+    /// Province officer / child-protection department: every case in the
+    /// province.
+    ProvinceOfficer,
+    /// Police (Công an): notifications they send, referrals to their agency.
+    Police,
+    /// Staff of another receiving agency (health, education...): referrals
+    /// to their agency.
+    AgencyStaff,
+    /// Auditor / inspector: reads everything, the audit RPCs, changes nothing.
+    Auditor,
+    /// Keeps the agency directory and reference data; no case content.
+    Administrator,
+}
+
+impl Role {
+    /// Every role, in the order of the README's policy table.
+    pub const ALL: [Self; 7] = [
+        Self::HotlineOperator,
+        Self::CommuneOfficer,
+        Self::ProvinceOfficer,
+        Self::Police,
+        Self::AgencyStaff,
+        Self::Auditor,
+        Self::Administrator,
+    ];
+
+    /// The name in tokens, actors and the access log.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::HotlineOperator => "hotline_operator",
+            Self::CommuneOfficer => "commune_officer",
+            Self::ProvinceOfficer => "province_officer",
+            Self::Police => "police",
+            Self::AgencyStaff => "agency_staff",
+            Self::Auditor => "auditor",
+            Self::Administrator => "administrator",
+        }
+    }
+
+    /// The role of a name, as in tokens.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a token says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: String,
+    /// The role.
+    pub role: Role,
+    /// The agency id (directory), empty when none.
+    #[serde(default)]
+    pub agency: String,
+    /// Administrative unit ids in scope (commune officers).
+    #[serde(default)]
+    pub units: Vec<String>,
+    /// Issued at, Unix seconds.
+    pub iat: u64,
+    /// Expires at, Unix seconds.
+    pub exp: u64,
+}
+
+/// The authenticated caller of one request, with the purpose they stated
+/// (gRPC metadata `baove-purpose`), for the access log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The user id (the token's subject).
+    pub user_id: String,
+    /// The role.
+    pub role: Role,
+    /// The agency id.
+    pub agency_id: String,
+    /// Units in scope.
+    pub units: Vec<String>,
+    /// The stated purpose of the request, empty when none was given.
+    pub purpose: String,
+}
+
+impl Caller {
+    /// The caller of verified claims.
+    #[must_use]
+    pub fn from_claims(claims: Claims) -> Self {
+        Self {
+            user_id: claims.sub,
+            role: claims.role,
+            agency_id: claims.agency,
+            units: claims.units,
+            purpose: String::new(),
+        }
+    }
+
+    /// Whether the caller's scope covers records of `unit_id`: province
+    /// officers and auditors cover the whole province, commune officers
+    /// the units in their token, nobody else any unit.
+    #[must_use]
+    pub fn covers_unit(&self, unit_id: &str) -> bool {
+        match self.role {
+            Role::ProvinceOfficer | Role::Auditor => true,
+            Role::CommuneOfficer => self.units.iter().any(|u| u == unit_id),
+            _ => false,
+        }
+    }
+
+    /// Whether the caller works for `agency_id` (police, agency staff).
+    #[must_use]
+    pub fn is_of_agency(&self, agency_id: &str) -> bool {
+        !self.agency_id.is_empty() && self.agency_id == agency_id
+    }
+}
+
+/// Why a token was not accepted. The message is what the caller reads in
+/// `UNAUTHENTICATED`.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    /// No `authorization` metadata.
+    #[error("missing credentials: send the metadata `authorization: Bearer <token>`")]
+    Missing,
+    /// Not `Bearer <jwt>`, or not a JWT.
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    /// Signed by no configured key, or with another algorithm.
+    #[error("token signature does not verify with any configured key")]
+    BadSignature,
+    /// Past its `exp`.
+    #[error("token expired")]
+    Expired,
+}
+
+/// A key file that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct KeyError {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn key_error(path: &Path, message: impl std::fmt::Display) -> KeyError {
+    KeyError {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+/// Reads an Ed25519 private key (PKCS#8 PEM).
+///
+/// # Errors
+/// When the file cannot be read or is not such a key.
+pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
+    let pem = std::fs::read_to_string(path).map_err(|e| key_error(path, e))?;
+    SigningKey::from_pkcs8_pem(&pem)
+        .map_err(|e| key_error(path, format!("not an Ed25519 PKCS#8 PEM private key ({e})")))
+}
+
+/// Reads an Ed25519 public key (SPKI PEM).
+///
+/// # Errors
+/// When the file cannot be read or is not such a key.
+pub fn read_verifying_key(path: &Path) -> Result<VerifyingKey, KeyError> {
+    let pem = std::fs::read_to_string(path).map_err(|e| key_error(path, e))?;
+    VerifyingKey::from_public_key_pem(&pem)
+        .map_err(|e| key_error(path, format!("not an Ed25519 SPKI PEM public key ({e})")))
+}
+
+/// A new random Ed25519 key.
+#[must_use]
+pub fn new_signing_key() -> SigningKey {
+    SigningKey::from_bytes(&rand::random::<[u8; 32]>())
+}
+
+/// Writes a new key pair: `private` (PKCS#8 PEM, mode 0600) and `public`
+/// (SPKI PEM). Refuses to overwrite an existing private key.
+///
+/// # Errors
+/// When a file exists already or cannot be written.
+pub fn generate_key_pair(private: &Path, public: &Path) -> Result<VerifyingKey, KeyError> {
+    let key = new_signing_key();
+    let pem = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| key_error(private, e))?;
+    write_new_secret(private, pem.as_bytes())?;
+    let verifying = key.verifying_key();
+    let public_pem = verifying
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| key_error(public, e))?;
+    std::fs::write(public, public_pem).map_err(|e| key_error(public, e))?;
+    Ok(verifying)
+}
+
+/// Writes a secret to a file that must not exist yet, readable by its owner
+/// only.
+///
+/// # Errors
+/// When the file exists or cannot be written.
+pub fn write_new_secret(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| key_error(path, e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| key_error(path, e))
+}
+
+/// The SPKI PEM text of a public key.
+#[must_use]
+pub fn public_key_pem(key: &VerifyingKey) -> String {
+    key.to_public_key_pem(LineEnding::LF).unwrap_or_default()
+}
+
+/// Mints tokens with a private key.
+pub struct Issuer {
+    key: EncodingKey,
+}
+
+impl Issuer {
+    /// An issuer signing with `key`.
+    ///
+    /// # Errors
+    /// Never in practice: the key is re-encoded as PKCS#8 for the JWT crate.
+    pub fn new(key: &SigningKey) -> Result<Self, KeyError> {
+        let der = key
+            .to_pkcs8_der()
+            .map_err(|e| key_error(Path::new("<signing key>"), e))?;
+        Ok(Self {
+            key: EncodingKey::from_ed_der(der.as_bytes()),
+        })
+    }
+
+    /// An issuer with the private key in `path`.
+    ///
+    /// # Errors
+    /// When the key cannot be read.
+    pub fn from_file(path: &Path) -> Result<Self, KeyError> {
+        Self::new(&read_signing_key(path)?)
+    }
+
+    /// A token for `user` in `role`, valid for `ttl_secs` from now.
+    ///
+    /// # Errors
+    /// When signing fails (it does not with a valid key).
+    pub fn issue(
+        &self,
+        user: &str,
+        role: Role,
+        agency: &str,
+        units: &[String],
+        ttl_secs: u64,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = now_secs();
+        self.sign(&Claims {
+            sub: user.to_owned(),
+            role,
+            agency: agency.to_owned(),
+            units: units.to_vec(),
+            iat: now,
+            exp: now.saturating_add(ttl_secs),
+        })
+    }
+
+    /// Signs exactly these claims.
+    ///
+    /// # Errors
+    /// When signing fails.
+    pub fn sign(&self, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), claims, &self.key)
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Verifies tokens against the configured public keys (several, so that a
+/// key can be rotated).
+#[derive(Clone)]
+pub struct Verifier {
+    keys: Vec<DecodingKey>,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// A verifier trusting `keys`.
+    #[must_use]
+    pub fn new(keys: &[VerifyingKey]) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_exp = true;
+        validation.leeway = 30;
+        Self {
+            keys: keys
+                .iter()
+                .map(|k| DecodingKey::from_ed_der(k.as_bytes()))
+                .collect(),
+            validation,
+        }
+    }
+
+    /// A verifier trusting the public keys in `paths` (SPKI PEM).
+    ///
+    /// # Errors
+    /// When none is given, or one cannot be read.
+    pub fn from_files(paths: &[PathBuf]) -> Result<Self, KeyError> {
+        if paths.is_empty() {
+            return Err(key_error(
+                Path::new("auth_public_keys"),
+                "no public key configured: every call would be refused",
+            ));
+        }
+        let keys = paths
+            .iter()
+            .map(|p| read_verifying_key(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::new(&keys))
+    }
+
+    /// The claims of the value of an `authorization` metadata entry.
+    ///
+    /// # Errors
+    /// [`TokenError`], saying why.
+    pub fn verify_header(&self, value: Option<&str>) -> Result<Claims, TokenError> {
+        let value = value.ok_or(TokenError::Missing)?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| TokenError::Malformed("expected `Bearer <token>`".into()))?;
+        self.verify(token.trim())
+    }
+
+    /// The claims of a token.
+    ///
+    /// # Errors
+    /// [`TokenError`], saying why.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        use jsonwebtoken::errors::ErrorKind;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::BadSignature);
+        }
+        let mut last = TokenError::BadSignature;
+        for key in &self.keys {
+            match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
+                Ok(data) => return Ok(data.claims),
+                Err(e) => {
+                    last = match e.kind() {
+                        ErrorKind::ExpiredSignature => return Err(TokenError::Expired),
+                        ErrorKind::InvalidSignature
+                        | ErrorKind::InvalidAlgorithm
+                        | ErrorKind::InvalidEddsaKey => TokenError::BadSignature,
+                        _ => TokenError::Malformed(e.to_string()),
+                    };
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn units() -> Vec<String> {
+        vec!["ct.p-ninh-kieu".to_owned()]
+    }
+
+    #[test]
+    fn a_token_signed_by_a_trusted_key_verifies_with_its_claims() {
+        let key = new_signing_key();
+        let token = Issuer::new(&key)
+            .unwrap()
+            .issue("cb-1", Role::CommuneOfficer, "", &units(), 600)
+            .unwrap();
+        let claims = Verifier::new(&[key.verifying_key()])
+            .verify_header(Some(&format!("Bearer {token}")))
+            .unwrap();
+        assert_eq!(claims.sub, "cb-1");
+        assert_eq!(claims.role, Role::CommuneOfficer);
+        assert_eq!(claims.units, units());
+    }
+
+    #[test]
+    fn missing_malformed_foreign_and_expired_tokens_are_refused() {
+        let key = new_signing_key();
+        let other = new_signing_key();
+        let verifier = Verifier::new(&[key.verifying_key()]);
+        assert_eq!(verifier.verify_header(None), Err(TokenError::Missing));
+        assert!(matches!(
+            verifier.verify_header(Some("Basic abc")),
+            Err(TokenError::Malformed(_))
+        ));
+        assert!(matches!(
+            verifier.verify_header(Some("Bearer not.a.jwt")),
+            Err(TokenError::Malformed(_))
+        ));
+        let foreign = Issuer::new(&other)
+            .unwrap()
+            .issue("x", Role::Auditor, "", &[], 600)
+            .unwrap();
+        assert_eq!(verifier.verify(&foreign), Err(TokenError::BadSignature));
+        let expired = Issuer::new(&key)
+            .unwrap()
+            .sign(&Claims {
+                sub: "x".into(),
+                role: Role::Auditor,
+                agency: String::new(),
+                units: Vec::new(),
+                iat: 1,
+                exp: 2,
+            })
+            .unwrap();
+        assert_eq!(verifier.verify(&expired), Err(TokenError::Expired));
+        // A token whose payload was edited no longer verifies.
+        let good = Issuer::new(&key)
+            .unwrap()
+            .issue("x", Role::HotlineOperator, "", &[], 600)
+            .unwrap();
+        let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+        let forged = Issuer::new(&other)
+            .unwrap()
+            .issue("x", Role::Auditor, "", &[], 600)
+            .unwrap();
+        parts[1] = forged.split('.').nth(1).unwrap().to_owned();
+        assert_eq!(
+            verifier.verify(&parts.join(".")),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn key_files_round_trip_and_a_private_key_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("issuer.pem");
+        let public = dir.path().join("issuer.pub.pem");
+        let written = generate_key_pair(&private, &public).unwrap();
+        assert_eq!(read_verifying_key(&public).unwrap(), written);
+        let token = Issuer::from_file(&private)
+            .unwrap()
+            .issue("a", Role::Auditor, "", &[], 60)
+            .unwrap();
+        Verifier::from_files(std::slice::from_ref(&public))
+            .unwrap()
+            .verify(&token)
+            .unwrap();
+        assert!(generate_key_pair(&private, &public).is_err());
+        assert!(Verifier::from_files(&[]).is_err());
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&private).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
