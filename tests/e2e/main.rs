@@ -7,6 +7,7 @@ mod casework;
 mod foundation;
 mod intake;
 mod referral;
+mod security;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};

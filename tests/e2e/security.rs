@@ -1,0 +1,372 @@
+//! Who may see what, end to end: tokens, the role table tried on every RPC
+//! with a generic client, scope and redaction, the access log, erasure, and
+//! an export bundle checked offline.
+
+use baove_proto::v1::{
+    self as p, audit_service_client::AuditServiceClient, case_service_client::CaseServiceClient,
+    intake_service_client::IntakeServiceClient,
+};
+use baove_security::Role;
+use baove_security::policy::POLICY;
+
+use crate::casework::opened_case;
+use crate::intake::System;
+use crate::{Identity, Service, auditor, police, province_officer};
+
+/// Calls `path` with an empty request as `channel`'s caller, whatever its
+/// message types: the way a generic gRPC client probes an API.
+async fn probe(channel: crate::AuthChannel, path: &'static str) -> Result<(), tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    // Server streaming works for unary methods too (one message); only the
+    // answer's status matters, not the messages.
+    grpc.server_streaming(
+        tonic::Request::new(()),
+        http::uri::PathAndQuery::from_static(path),
+        codec,
+    )
+    .await
+    .map(drop)
+}
+
+fn identity_of(role: Role) -> Identity {
+    match role {
+        Role::HotlineOperator => crate::hotline_operator("op-17"),
+        Role::CommuneOfficer => {
+            Identity::new("cb-1", role, "ct.ubnd-p-ninh-kieu", &["vn-ct.p-ninh-kieu"])
+        }
+        Role::ProvinceOfficer => province_officer("so-yt-1"),
+        Role::Police => police("ca-301", "ct.ca-p-ninh-kieu"),
+        Role::AgencyStaff => Identity::new("yt-1", role, "ct.so-yt", &[]),
+        Role::Auditor => auditor(),
+        Role::Administrator => Identity::new("admin-1", role, "ct.so-yt", &[]),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_refuses_what_the_table_forbids_and_records_the_refusal() {
+    let system = System::start().await;
+    let referral = Service::start("referral", &system.nats.url());
+    referral
+        .wait_health(
+            "",
+            tonic_health::pb::health_check_response::ServingStatus::Serving,
+        )
+        .await;
+    let service_of = |path: &str| -> &Service {
+        if path.contains("IntakeService") {
+            &system.intake
+        } else if path.contains("ReferralService") {
+            &referral
+        } else {
+            &system.casework
+        }
+    };
+    let mut denied = 0;
+    for (path, roles) in POLICY {
+        for role in Role::ALL {
+            let service = service_of(path);
+            let answer = probe(service.channel_as(&identity_of(role)).await, path).await;
+            if roles.contains(&role) {
+                if let Err(status) = &answer {
+                    assert!(
+                        !matches!(status.code(), tonic::Code::Unauthenticated)
+                            && !status.message().contains("may not call"),
+                        "{role} on {path}: {status:?}"
+                    );
+                }
+            } else {
+                let status = answer.expect_err(&format!("{role} on {path} must be refused"));
+                assert_eq!(
+                    status.code(),
+                    tonic::Code::PermissionDenied,
+                    "{role} on {path}"
+                );
+                assert!(status.message().contains("may not call"), "{status:?}");
+                denied += 1;
+            }
+        }
+    }
+    assert!(denied > 100, "{denied}");
+    // An RPC the table does not know is refused to everyone.
+    let unknown = probe(
+        system
+            .casework
+            .channel_as(&province_officer("so-yt-1"))
+            .await,
+        "/baove.v1.CaseService/DeleteCase",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::PermissionDenied);
+    // Refusals are in the access log, with who and why.
+    let entries = AuditServiceClient::new(system.casework.channel_as(&auditor()).await)
+        .list_access(p::ListAccessRequest {
+            user_id: "op-17".into(),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert!(
+        entries.iter().any(|e| e.outcome == "refused"
+            && e.rpc == "CaseService/GetCase"
+            && e.reason.contains("hotline_operator may not call")),
+        "{entries:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_malformed_foreign_and_expired_tokens_are_unauthenticated() {
+    let system = System::start().await;
+    let foreign = baove_security::Issuer::new(&baove_security::token::new_signing_key())
+        .unwrap()
+        .issue("x", Role::Auditor, "", &[], 600)
+        .unwrap();
+    for token in ["", "not-a-jwt", foreign.as_str()] {
+        let status = CaseServiceClient::new(system.casework.channel_with_token(token, "").await)
+            .list_cases(p::ListCasesRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            tonic::Code::Unauthenticated,
+            "{token:?}: {status:?}"
+        );
+    }
+    // Health stays open.
+    system
+        .casework
+        .wait_health(
+            "",
+            tonic_health::pb::health_check_response::ServingStatus::Serving,
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confidential_fields_show_only_where_allowed_every_read_is_logged_and_erasure_keeps_the_chain()
+ {
+    let system = System::start().await;
+    let referral = Service::start("referral", &system.nats.url());
+    let mut o = opened_case(&system, "secret-1").await;
+    let intake_id = o.case().await.intake_ids[0].clone();
+    let get = |who: Identity| {
+        let intake = &system.intake;
+        let id = intake_id.clone();
+        async move {
+            IntakeServiceClient::new(intake.channel_as(&who).await)
+                .get_intake(p::GetIntakeRequest { intake_id: id })
+                .await
+        }
+    };
+    let name = |i: &p::Intake| match &i.report {
+        Some(p::intake::Report::Hotline(h)) => h
+            .facts
+            .as_ref()
+            .and_then(|f| f.child.as_ref())
+            .map(|c| c.full_name.clone())
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+
+    // The department and the commune see the child; the auditor does not.
+    let shown = get(province_officer("so-yt-1")).await.unwrap().into_inner();
+    assert_eq!(shown.confidential, p::Confidentiality::Shown as i32);
+    assert_eq!(name(&shown), "Nguyễn Thị Bé");
+    let commune = Identity::new("cb-1", Role::CommuneOfficer, "", &["vn-ct.p-ninh-kieu"]);
+    assert_eq!(
+        name(&get(commune).await.unwrap().into_inner()),
+        "Nguyễn Thị Bé"
+    );
+    let audited = get(auditor()).await.unwrap().into_inner();
+    assert_eq!(audited.confidential, p::Confidentiality::Redacted as i32);
+    assert_eq!(name(&audited), "");
+    // Another commune, and the police before any referral: refused.
+    let elsewhere = Identity::new("cb-9", Role::CommuneOfficer, "", &["vn-ct.p-cai-khe"]);
+    assert_eq!(
+        get(elsewhere).await.unwrap_err().code(),
+        tonic::Code::PermissionDenied
+    );
+    let ca = police("ca-301", "ct.ca-p-ninh-kieu");
+    assert_eq!(
+        get(ca.clone()).await.unwrap_err().code(),
+        tonic::Code::PermissionDenied
+    );
+
+    // A referral to the police under a legal basis shares the identity; one
+    // to the health department without consent does not.
+    o.version = o.case().await.version;
+    let header = o.header();
+    o.client
+        .request_referral(p::RequestReferralRequest {
+            header,
+            service: p::RequestedService::PoliceInvestigation as i32,
+            to_agency_id: "ct.ca-p-ninh-kieu".into(),
+            reason: "dấu hiệu tội phạm".into(),
+            shares_identifying_information: true,
+            legal_basis: p::LegalBasis::CriminalInvestigation as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    o.version = o.case().await.version;
+    let header = o.header();
+    o.client
+        .request_referral(p::RequestReferralRequest {
+            header,
+            service: p::RequestedService::MedicalExamination as i32,
+            to_agency_id: "ct.so-yt".into(),
+            reason: "khám sức khỏe".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let health = Identity::new("yt-1", Role::AgencyStaff, "ct.so-yt", &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (for_police, for_health) = loop {
+        if let (Ok(a), Ok(b)) = (get(ca.clone()).await, get(health.clone()).await) {
+            break (a.into_inner(), b.into_inner());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the referrals never reached intake"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(name(&for_police), "Nguyễn Thị Bé");
+    assert_eq!(for_health.confidential, p::Confidentiality::Redacted as i32);
+    assert_eq!(name(&for_health), "");
+
+    // The stored event holds no name: it is sealed before hashing.
+    let mut audit = AuditServiceClient::new(system.intake.channel_as(&auditor()).await);
+    let stored = audit
+        .read_stream(p::ReadStreamRequest {
+            stream_id: intake_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!stored.events[0].payload_json.contains("Nguyễn Thị Bé"));
+    assert!(stored.events[0].payload_json.contains("XChaCha20-Poly1305"));
+
+    // Every read above is in the access log, the refusals too.
+    let log = audit
+        .list_access(p::ListAccessRequest {
+            case_id: o.case_id.clone(),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let by = |user: &str, outcome: &str| {
+        log.iter()
+            .filter(|e| e.actor.as_ref().is_some_and(|a| a.user_id == user) && e.outcome == outcome)
+            .count()
+    };
+    assert!(by("so-yt-1", "read") >= 1, "{log:?}");
+    assert!(by("kiem-tra-1", "read") >= 1, "{log:?}");
+    assert!(by("ca-301", "refused") >= 1, "{log:?}");
+    assert!(by("ca-301", "read") >= 1, "{log:?}");
+    assert!(log.iter().all(|e| e.purpose == "e2e test"), "{log:?}");
+    // Nobody else: the commune officer elsewhere was refused before the
+    // intake was known to be of this case? No: refusals name the case.
+    assert!(by("cb-9", "refused") >= 1, "{log:?}");
+
+    // Erasure: the fields read as erased for everyone, the chain holds.
+    let refused = IntakeServiceClient::new(system.intake.channel_as(&auditor()).await)
+        .erase_case(p::EraseCaseRequest {
+            request_id: "erase-1".into(),
+            case_id: o.case_id.clone(),
+            reason: "yêu cầu xóa của người giám hộ".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let erased =
+        IntakeServiceClient::new(system.intake.channel_as(&province_officer("so-yt-1")).await)
+            .erase_case(p::EraseCaseRequest {
+                request_id: "erase-1".into(),
+                case_id: o.case_id.clone(),
+                reason: "yêu cầu xóa của người giám hộ".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(erased.intake_ids, std::slice::from_ref(&intake_id));
+    let after = get(province_officer("so-yt-1")).await.unwrap().into_inner();
+    assert_eq!(after.confidential, p::Confidentiality::Erased as i32);
+    assert_eq!(name(&after), "");
+    let verified = audit
+        .verify_stream(p::VerifyStreamRequest {
+            stream_id: intake_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(verified.intact, "{verified:?}");
+    let history = audit
+        .read_stream(p::ReadStreamRequest {
+            stream_id: intake_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let erasure = history
+        .events
+        .iter()
+        .find(|e| e.event_type == "ConfidentialErased")
+        .unwrap();
+    assert_eq!(erasure.actor.as_ref().unwrap().user_id, "so-yt-1");
+    assert!(erasure.payload_json.contains("người giám hộ"));
+    drop(referral);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exported_case_verifies_offline_and_fails_after_any_edit() {
+    let system = System::start().await;
+    let o = opened_case(&system, "export-1").await;
+    let bundle = AuditServiceClient::new(system.casework.channel_as(&auditor()).await)
+        .export_case(p::ExportCaseRequest {
+            case_id: o.case_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .bundle_json;
+    let key = baove_security::token::read_verifying_key(
+        &system.casework.data.path().join("checkpoint-key.pub.pem"),
+    )
+    .unwrap();
+    let parse = |bytes: &[u8]| -> baove_security::checkpoint::Bundle {
+        serde_json::from_slice(bytes).unwrap()
+    };
+    let verified = parse(&bundle).verify(Some(&key)).unwrap();
+    assert_eq!(verified.stream_id, o.case_id);
+    assert!(verified.events >= 1);
+    // Any edit fails: an event's payload, its actor, the proof, the
+    // checkpoint's root, another signing key.
+    let mut edited = parse(&bundle);
+    edited.events[0].payload = edited.events[0].payload.replacen("true", "false", 1);
+    assert!(edited.verify(Some(&key)).unwrap_err().contains("seq 1"));
+    let mut edited = parse(&bundle);
+    edited.events[0].actor.user_id = "someone-else".into();
+    assert!(edited.verify(Some(&key)).is_err());
+    let mut edited = parse(&bundle);
+    edited.events.pop();
+    assert!(edited.verify(Some(&key)).is_err());
+    let mut edited = parse(&bundle);
+    edited.checkpoint.global_position += 1;
+    assert!(edited.verify(Some(&key)).unwrap_err().contains("signature"));
+    let other = baove_security::token::new_signing_key().verifying_key();
+    assert!(parse(&bundle).verify(Some(&other)).is_err());
+}
