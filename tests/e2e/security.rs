@@ -10,6 +10,7 @@ use baove_security::Role;
 use baove_security::policy::POLICY;
 
 use crate::casework::opened_case;
+
 use crate::intake::System;
 use crate::{Identity, Service, auditor, police, province_officer};
 
@@ -369,4 +370,112 @@ async fn an_exported_case_verifies_offline_and_fails_after_any_edit() {
     assert!(edited.verify(Some(&key)).unwrap_err().contains("signature"));
     let other = baove_security::token::new_signing_key().verifying_key();
     assert!(parse(&bundle).verify(Some(&other)).is_err());
+}
+
+/// The log up to `upto`, as an auditor reads it. (Each ReadAll is itself
+/// recorded in the log, so "to the end" would never end.)
+async fn whole_log(
+    audit: &mut AuditServiceClient<crate::AuthChannel>,
+    upto: u64,
+) -> Vec<baove_eventlog::Envelope> {
+    let mut events = Vec::new();
+    let mut from = 1;
+    while from <= upto {
+        let page = audit
+            .read_all(p::ReadAllRequest {
+                from_position: from,
+                limit: 1000,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if page.events.is_empty() {
+            break;
+        }
+        from = page.next_position;
+        events.extend(
+            page.events
+                .iter()
+                .map(|e| baove_security::checkpoint::envelope_from_proto(e).unwrap()),
+        );
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_rewritten_with_a_consistent_chain_no_longer_matches_an_earlier_checkpoint() {
+    let mut system = System::start().await;
+    let o = opened_case(&system, "rewrite-1").await;
+    let mut audit = AuditServiceClient::new(system.casework.channel_as(&auditor()).await);
+    let kept = baove_security::checkpoint::checkpoint_from_proto(
+        &audit
+            .get_checkpoint(p::GetCheckpointRequest { fresh: true })
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    let key = baove_security::token::read_verifying_key(
+        &system.casework.data.path().join("checkpoint-key.pub.pem"),
+    )
+    .unwrap();
+    kept.check_log(
+        whole_log(&mut audit, kept.global_position).await,
+        Some(&key),
+    )
+    .unwrap();
+
+    // Someone with the disk rewrites the case's last event (who took the
+    // step) and recomputes its hash and the head: the chain is consistent.
+    system.casework.terminate();
+    assert!(system.casework.exit_status().await.success());
+    let stream = baove_eventlog::StreamId::parse("case", &o.case_id).unwrap();
+    {
+        use baove_eventlog::layout;
+        let db = sled::open(system.casework.data.path().join("eventlog")).unwrap();
+        let events = db.open_tree(layout::EVENTS).unwrap();
+        let heads = db.open_tree(layout::HEADS).unwrap();
+        let head =
+            layout::decode_head(stream, &heads.get(stream.as_bytes()).unwrap().unwrap()).unwrap();
+        let at = layout::event_key(stream, head.version);
+        let mut event =
+            baove_eventlog::Envelope::decode(&events.get(at).unwrap().unwrap()).unwrap();
+        event.actor.user_id = "someone-else".into();
+        event.hash = event.compute_hash();
+        events.insert(at, event.encode().unwrap()).unwrap();
+        heads
+            .insert(
+                stream.as_bytes(),
+                layout::encode_head(head.version, event.hash).to_vec(),
+            )
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let nats_url = system.nats.url();
+    let data = std::mem::replace(&mut system.casework.data, tempfile::tempdir().unwrap());
+    system.casework = Service::start_in("casework", &nats_url, data);
+    system
+        .casework
+        .wait_health(
+            "",
+            tonic_health::pb::health_check_response::ServingStatus::Serving,
+        )
+        .await;
+    let mut audit = AuditServiceClient::new(system.casework.channel_as(&auditor()).await);
+    // The chain alone cannot tell...
+    let chain = audit
+        .verify_stream(p::VerifyStreamRequest {
+            stream_id: o.case_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(chain.intact, "{chain:?}");
+    // ...the kept checkpoint can.
+    let err = kept
+        .check_log(
+            whole_log(&mut audit, kept.global_position).await,
+            Some(&key),
+        )
+        .unwrap_err();
+    assert!(err.contains("rewritten"), "{err}");
 }

@@ -68,6 +68,20 @@ pub enum AuditCommand {
         /// Sign a new one now.
         #[arg(long)]
         fresh: bool,
+        /// Also keep it in this file (JSON), for `baove audit check-log`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check that the service's log still is what a kept checkpoint signed:
+    /// reads the whole log (ReadAll), checks every event's hash and chain,
+    /// recomputes the Merkle root at the checkpoint's position and compares.
+    /// Exit 1 if the log was rewritten.
+    CheckLog {
+        /// The checkpoint file (from `baove audit checkpoint --out`).
+        checkpoint: PathBuf,
+        /// The service's trusted checkpoint public key (SPKI PEM).
+        #[arg(long)]
+        key: Option<PathBuf>,
     },
     /// Export a case as a self-contained bundle (events, a signed
     /// checkpoint, the inclusion proof).
@@ -173,13 +187,61 @@ pub async fn audit(addr: &str, command: AuditCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        AuditCommand::Checkpoint { fresh } => {
+        AuditCommand::CheckLog { checkpoint, key } => {
+            let text = std::fs::read(&checkpoint)
+                .with_context(|| format!("cannot read {}", checkpoint.display()))?;
+            let checkpoint: baove_security::checkpoint::Checkpoint = serde_json::from_slice(&text)
+                .with_context(|| format!("{} is not a checkpoint", checkpoint.display()))?;
+            let trusted = key
+                .as_deref()
+                .map(baove_security::token::read_verifying_key)
+                .transpose()?;
+            let mut client = AuditServiceClient::new(channel(addr).await?);
+            let mut events = Vec::new();
+            let mut from = 1;
+            while from <= checkpoint.global_position {
+                let page = client
+                    .read_all(p::ReadAllRequest {
+                        from_position: from,
+                        limit: 1000,
+                    })
+                    .await
+                    .map_err(|s| crate::refusal(&s))?
+                    .into_inner();
+                if page.events.is_empty() {
+                    break;
+                }
+                for e in &page.events {
+                    events.push(
+                        baove_security::checkpoint::envelope_from_proto(e)
+                            .map_err(|e| anyhow::anyhow!(e))?,
+                    );
+                }
+                from = page.next_position;
+            }
+            match checkpoint.check_log(events, trusted.as_ref()) {
+                Ok(()) => {
+                    println!(
+                        "OK: the log up to position {} is what {} signed",
+                        checkpoint.global_position, checkpoint.service
+                    );
+                    Ok(())
+                }
+                Err(reason) => bail!("{reason}"),
+            }
+        }
+        AuditCommand::Checkpoint { fresh, out } => {
             let mut client = AuditServiceClient::new(channel(addr).await?);
             let c = client
                 .get_checkpoint(p::GetCheckpointRequest { fresh })
                 .await
                 .map_err(|s| crate::refusal(&s))?
                 .into_inner();
+            if let Some(out) = out {
+                let kept = baove_security::checkpoint::checkpoint_from_proto(&c);
+                std::fs::write(&out, serde_json::to_vec_pretty(&kept)?)
+                    .with_context(|| format!("cannot write {}", out.display()))?;
+            }
             println!(
                 "{} position {} streams {} root {} signed {}ms key {}",
                 c.service,

@@ -227,3 +227,118 @@ impl Bundle {
         })
     }
 }
+
+/// Recomputes, from a log's events in global order (as `ReadAll` returns
+/// them), the Merkle root over every stream's head at `position`, checking
+/// each event's hash and chain on the way: what an auditor does with a
+/// checkpoint kept from earlier, trusting nothing the service says.
+///
+/// # Errors
+/// An event that does not verify, or a gap in a stream, in words.
+pub fn root_at(
+    events: impl IntoIterator<Item = Envelope>,
+    position: u64,
+) -> Result<(Hash, u64), String> {
+    let mut heads: std::collections::BTreeMap<[u8; 16], (u64, [u8; 32])> =
+        std::collections::BTreeMap::new();
+    for event in events {
+        if event.global_position > position {
+            break;
+        }
+        let stream = *event.stream_id.as_bytes();
+        let (seq, prev) = heads.get(&stream).copied().unwrap_or((0, [0; 32]));
+        if event.seq != seq + 1 || event.prev_hash.0 != prev {
+            return Err(format!(
+                "stream {} seq {}: does not follow seq {seq} (missing, reordered or rewritten)",
+                event.stream_id, event.seq
+            ));
+        }
+        if event.compute_hash() != event.hash {
+            return Err(format!(
+                "stream {} seq {}: the content does not match its hash",
+                event.stream_id, event.seq
+            ));
+        }
+        heads.insert(stream, (event.seq, event.hash.0));
+    }
+    let leaves: Vec<Hash> = heads
+        .iter()
+        .map(|(s, (v, h))| merkle::leaf_hash(&head_leaf(s, *v, h)))
+        .collect();
+    Ok((merkle::root(&leaves), leaves.len() as u64))
+}
+
+impl Checkpoint {
+    /// Whether the log given as `events` (global order, from the start)
+    /// still is what this checkpoint signed: the signature holds and the
+    /// root recomputed at its position is the signed one.
+    ///
+    /// # Errors
+    /// What does not hold, in words.
+    pub fn check_log(
+        &self,
+        events: impl IntoIterator<Item = Envelope>,
+        trusted: Option<&VerifyingKey>,
+    ) -> Result<(), String> {
+        self.verify(trusted)?;
+        let (root, size) = root_at(events, self.global_position)?;
+        if size != self.tree_size || root != self.root()? {
+            return Err(format!(
+                "the log at position {} no longer matches the checkpoint signed at {}ms: it was rewritten",
+                self.global_position, self.signed_at_unix_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The stored envelope of a proto `EventEnvelope` (as `ReadAll` returns
+/// it), for checking it offline.
+///
+/// # Errors
+/// A field that is not what the log writes (ids, hash lengths).
+pub fn envelope_from_proto(e: &baove_proto::v1::EventEnvelope) -> Result<Envelope, String> {
+    let uuid = |field: &str, text: &str| {
+        uuid::Uuid::parse_str(text).map_err(|_| format!("{field} {text:?} is not a UUID"))
+    };
+    let hash = |field: &str, bytes: &[u8]| {
+        <[u8; 32]>::try_from(bytes)
+            .map(baove_eventlog::ChainHash)
+            .map_err(|_| format!("{field} is not 32 bytes"))
+    };
+    let actor = e.actor.clone().unwrap_or_default();
+    Ok(Envelope {
+        event_id: uuid("event_id", &e.event_id)?,
+        stream_id: baove_eventlog::StreamId::from_uuid(uuid("stream_id", &e.stream_id)?),
+        seq: e.seq,
+        global_position: e.global_position,
+        event_type: e.event_type.clone(),
+        schema_version: e.schema_version,
+        recorded_at_ms: e.recorded_at_unix_ms,
+        actor: baove_eventlog::Actor {
+            user_id: actor.user_id,
+            role: actor.role,
+            agency_id: actor.agency_id,
+        },
+        command_id: e.command_id.clone(),
+        causation_id: e.causation_id.clone(),
+        correlation_id: e.correlation_id.clone(),
+        payload: e.payload_json.clone(),
+        prev_hash: hash("prev_hash", &e.prev_hash)?,
+        hash: hash("hash", &e.hash)?,
+    })
+}
+
+/// The checkpoint of its proto message (`GetCheckpoint`).
+#[must_use]
+pub fn checkpoint_from_proto(c: &baove_proto::v1::Checkpoint) -> Checkpoint {
+    Checkpoint {
+        service: c.service.clone(),
+        global_position: c.global_position,
+        tree_size: c.tree_size,
+        root_hash: hex::encode(&c.root_hash),
+        signed_at_unix_ms: c.signed_at_unix_ms,
+        public_key: hex::encode(&c.public_key),
+        signature: hex::encode(&c.signature),
+    }
+}
