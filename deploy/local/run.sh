@@ -32,6 +32,19 @@ if [ ! -f "$keys/issuer.pem" ]; then
   "$bin/baove" token keygen --private "$keys/issuer.pem" --public "$keys/issuer.pub.pem" >/dev/null
   echo "created the token key pair in $keys"
 fi
+for svc in intake casework referral; do
+  if [ ! -f "$keys/nats-$svc.password" ]; then
+    (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$keys/nats-$svc.password")
+  fi
+done
+# NATS with one user per service and its permissions (deploy/nats/), the
+# passwords substituted; the file lives with the other secrets.
+sed -e "s/@INTAKE_PASSWORD@/$(cat "$keys/nats-intake.password")/" \
+    -e "s/@CASEWORK_PASSWORD@/$(cat "$keys/nats-casework.password")/" \
+    -e "s/@REFERRAL_PASSWORD@/$(cat "$keys/nats-referral.password")/" \
+    deploy/nats/authorization.conf.in >"$keys/nats-authorization.conf"
+cat deploy/local/nats.conf >"$keys/nats.conf"
+echo "include ./nats-authorization.conf" >>"$keys/nats.conf"
 if [ ! -f "$keys/master.key" ]; then
   (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$keys/master.key"; echo >>"$keys/master.key")
   echo "created intake's master key $keys/master.key"
@@ -52,7 +65,7 @@ trap stop_all EXIT INT TERM
 
 # setsid: Ctrl-C reaches only this script, which then stops the services
 # before NATS, in that order.
-setsid "$nats" -c deploy/local/nats.conf -sd "$state/nats" >"$state/logs/nats.log" 2>&1 &
+setsid "$nats" -c "$keys/nats.conf" -sd "$state/nats" >"$state/logs/nats.log" 2>&1 &
 nats_pid=$!
 for _ in $(seq 100); do port_busy 14222 && break; sleep 0.1; done
 port_busy 14222 || { echo "nats-server did not start; see $state/logs/nats.log" >&2; exit 1; }

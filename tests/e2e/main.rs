@@ -113,6 +113,16 @@ impl Service {
 
     /// Starts `baove-<name>` on an existing data directory.
     pub fn start_in(name: &'static str, nats_url: &str, data: tempfile::TempDir) -> Self {
+        Self::start_with(name, nats_url, data, &[])
+    }
+
+    /// Starts `baove-<name>` on `data` with more environment (`env`).
+    pub fn start_with(
+        name: &'static str,
+        nats_url: &str,
+        data: tempfile::TempDir,
+        env: &[(&str, String)],
+    ) -> Self {
         // Port 0: the service binds a port the system chooses and writes it
         // to a file, so parallel tests can never race for a port.
         let addr_file = data.path().join("grpc-addr");
@@ -126,6 +136,7 @@ impl Service {
         let child = Command::new(&binary)
             .env("BAOVE_LISTEN", "127.0.0.1:0")
             .env("BAOVE_ADDR_FILE", &addr_file)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("BAOVE_DATA_DIR", data.path())
             .env("BAOVE_AUTH_PUBLIC_KEYS", keys().dir.join("issuer.pub.pem"))
             .env("BAOVE_MASTER_KEY_FILE", keys().dir.join("master.key"))

@@ -479,3 +479,82 @@ async fn a_log_rewritten_with_a_consistent_chain_no_longer_matches_an_earlier_ch
         .unwrap_err();
     assert!(err.contains("rewritten"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_nats_each_service_has_its_own_credentials_and_publishes_only_its_own_subjects() {
+    let secrets = tempfile::tempdir().unwrap();
+    let mut config = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/nats/authorization.conf.in"
+    ))
+    .unwrap();
+    let mut env = std::collections::HashMap::new();
+    for service in ["intake", "casework", "referral"] {
+        let password = format!("{service}-{}", uuid::Uuid::now_v7().simple());
+        config = config.replace(&format!("@{}_PASSWORD@", service.to_uppercase()), &password);
+        let file = secrets.path().join(service);
+        std::fs::write(&file, &password).unwrap();
+        env.insert(service, (password, file));
+    }
+    let nats = baove_testkit::NatsServer::start_with_config(&config).unwrap();
+    let start = |name: &'static str| {
+        let (_, file) = &env[name];
+        Service::start_with(
+            name,
+            &nats.url(),
+            tempfile::tempdir().unwrap(),
+            &[
+                ("BAOVE_NATS_USER", name.to_owned()),
+                ("BAOVE_NATS_PASSWORD_FILE", file.display().to_string()),
+            ],
+        )
+    };
+    let (intake, casework, referral) = (start("intake"), start("casework"), start("referral"));
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving;
+    for service in [&intake, &casework, &referral] {
+        service.wait_health("baove.bus", serving).await;
+    }
+    // Under these permissions the flow still works: a report becomes a case.
+    let receipt = IntakeServiceClient::new(intake.channel().await)
+        .submit_hotline_report(crate::intake::hotline("nats-perm-1", "Trần Văn Nam"))
+        .await
+        .unwrap()
+        .into_inner();
+    let case_id = crate::intake::case_of(&intake, &receipt.intake_id).await;
+    assert!(!case_id.is_empty());
+
+    // With intake's credentials: its own subject is accepted, casework's
+    // is not.
+    let client = async_nats::ConnectOptions::with_user_and_password(
+        "intake".into(),
+        env["intake"].0.clone(),
+    )
+    .connect(nats.url())
+    .await
+    .unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.publish("baove.intake.PermissionProbe", "{}".into())
+        .await
+        .unwrap()
+        .await
+        .expect("intake may publish on baove.intake.>");
+    let forged = match js.publish("baove.case.CaseOpened", "{}".into()).await {
+        Ok(ack) => ack.await.is_err(),
+        Err(_) => true,
+    };
+    assert!(forged, "intake must not publish casework's events");
+    // A wrong password, or none, is refused.
+    for options in [
+        async_nats::ConnectOptions::with_user_and_password("intake".into(), "wrong".into()),
+        async_nats::ConnectOptions::new(),
+    ] {
+        assert!(
+            options
+                .max_reconnects(Some(1))
+                .connection_timeout(std::time::Duration::from_secs(2))
+                .connect(nats.url())
+                .await
+                .is_err()
+        );
+    }
+}

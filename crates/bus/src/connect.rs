@@ -22,11 +22,45 @@ pub async fn connect(
     cancel: &CancellationToken,
     connected: Option<watch::Sender<bool>>,
 ) -> Result<async_nats::Client, BusError> {
+    connect_as(url, name, None, cancel, connected).await
+}
+
+/// A NATS user and password (the service's credentials in the deploy
+/// configuration; NATS permissions then limit what it may publish).
+#[derive(Clone)]
+pub struct Credentials {
+    /// The user.
+    pub user: String,
+    /// The password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, ..)", self.user)
+    }
+}
+
+/// As [`connect`], authenticating with `credentials` when given.
+///
+/// # Errors
+/// As [`connect`].
+pub async fn connect_as(
+    url: &str,
+    name: &str,
+    credentials: Option<Credentials>,
+    cancel: &CancellationToken,
+    connected: Option<watch::Sender<bool>>,
+) -> Result<async_nats::Client, BusError> {
     let mut delay = Duration::from_millis(250);
     let mut attempt = 1u32;
     loop {
         let state = connected.clone();
-        let options = async_nats::ConnectOptions::new()
+        let options = match credentials.clone() {
+            Some(c) => async_nats::ConnectOptions::with_user_and_password(c.user, c.password),
+            None => async_nats::ConnectOptions::new(),
+        };
+        let options = options
             .name(name)
             .connection_timeout(Duration::from_secs(2))
             .max_reconnects(None)

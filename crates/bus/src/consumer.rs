@@ -86,10 +86,10 @@ async fn consume<H: Handler>(
     handler: &H,
     cancel: &CancellationToken,
 ) -> Result<(), BusError> {
-    // The producing service may not have started yet: the stream's
-    // configuration is shared (crate::streams), so creating it here is the
-    // same as waiting for it.
-    crate::ensure_stream(js, spec.stream).await?;
+    // The stream is its producer's: a consumer never creates or changes it
+    // (NATS permissions forbid it: each service manages only its own
+    // stream). While the producer has not created it yet this fails and
+    // the caller retries.
     let stream = js
         .get_stream(spec.stream.name)
         .await

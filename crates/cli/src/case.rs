@@ -224,8 +224,9 @@ pub struct Step {
     /// The case version you decided on (`baove case show` prints it).
     #[arg(long)]
     version: u64,
-    /// Who takes the step.
-    #[arg(long, env = "BAOVE_OFFICER")]
+    /// Who takes the step: empty means the token's user (another's id is
+    /// refused).
+    #[arg(long, env = "BAOVE_OFFICER", default_value = "")]
     officer: String,
     /// Idempotency key: pass the same one to retry safely (default: new).
     #[arg(long)]

@@ -52,6 +52,20 @@ pub enum Command {
         #[arg(long, default_value = "")]
         page: String,
     },
+    /// Erase the confidential fields of every report of a case (a lawful
+    /// deletion request, the end of retention): province officers only.
+    /// Cannot be undone.
+    Erase {
+        /// The case id.
+        #[arg(long)]
+        case: String,
+        /// The legal ground.
+        #[arg(long)]
+        reason: String,
+        /// Idempotency key (default: new).
+        #[arg(long)]
+        request_id: Option<String>,
+    },
 }
 
 fn pool() -> anyhow::Result<DescriptorPool> {
@@ -156,6 +170,27 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 client.submit_hotline_report(request).await
             };
             print_receipt(&receipt.map_err(|s| refusal(&s))?.into_inner());
+            Ok(())
+        }
+        Command::Erase {
+            case,
+            reason,
+            request_id,
+        } => {
+            let mut client = IntakeServiceClient::new(channel(addr).await?);
+            let erased = client
+                .erase_case(baove_proto::v1::EraseCaseRequest {
+                    request_id: request_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+                    case_id: case.clone(),
+                    reason,
+                })
+                .await
+                .map_err(|s| refusal(&s))?
+                .into_inner();
+            println!(
+                "erased the confidential fields of case {case}: intakes {}",
+                erased.intake_ids.join(", ")
+            );
             Ok(())
         }
         Command::Show { id } => {

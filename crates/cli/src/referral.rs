@@ -13,8 +13,8 @@ use crate::{channel, refusal, status_error};
 pub enum Command {
     /// An agency's inbox, newest first.
     Inbox {
-        /// The agency id.
-        #[arg(long, env = "BAOVE_AGENCY")]
+        /// The agency id: empty means the token's agency.
+        #[arg(long, env = "BAOVE_AGENCY", default_value = "")]
         agency: String,
         /// Only this status (offered, acknowledged, accepted, declined,
         /// outcome_reported, completed, revoked).
@@ -28,8 +28,8 @@ pub enum Command {
     },
     /// Print an agency's new and changed referrals as they happen.
     Watch {
-        /// The agency id.
-        #[arg(long, env = "BAOVE_AGENCY")]
+        /// The agency id: empty means the token's agency.
+        #[arg(long, env = "BAOVE_AGENCY", default_value = "")]
         agency: String,
         /// Resume from this log position (the last one printed + 1).
         #[arg(long, default_value_t = 0)]
@@ -67,8 +67,8 @@ pub enum Command {
         /// First day, YYYY-MM-DD.
         #[arg(long)]
         from: String,
-        /// Who.
-        #[arg(long, env = "BAOVE_USER")]
+        /// Who: empty means the token's user.
+        #[arg(long, env = "BAOVE_USER", default_value = "")]
         user: String,
     },
     /// Merge an agency into its successor from a date (administrators).
@@ -82,8 +82,8 @@ pub enum Command {
         /// First day of the successor's responsibility, YYYY-MM-DD.
         #[arg(long)]
         from: String,
-        /// Who.
-        #[arg(long, env = "BAOVE_USER")]
+        /// Who: empty means the token's user.
+        #[arg(long, env = "BAOVE_USER", default_value = "")]
         user: String,
     },
 }
@@ -97,11 +97,11 @@ pub struct Step {
     /// The referral version you decided on (`baove referral show`).
     #[arg(long)]
     version: u64,
-    /// Who takes the step.
-    #[arg(long, env = "BAOVE_USER")]
+    /// Who takes the step: empty means the token's user.
+    #[arg(long, env = "BAOVE_USER", default_value = "")]
     user: String,
-    /// Their agency.
-    #[arg(long, env = "BAOVE_AGENCY")]
+    /// Their agency: empty means the token's agency.
+    #[arg(long, env = "BAOVE_AGENCY", default_value = "")]
     agency: String,
     /// Why (decline, revoke).
     #[arg(long, default_value = "")]

@@ -67,6 +67,13 @@ pub struct Config {
     /// half beside it.
     #[serde(default = "default_checkpoint_secs")]
     pub checkpoint_secs: u64,
+    /// The service's NATS user (`BAOVE_NATS_USER`); none: connect
+    /// anonymously (tests, a server without authorization).
+    #[serde(default)]
+    pub nats_user: Option<String>,
+    /// A file holding that user's password (`BAOVE_NATS_PASSWORD_FILE`).
+    #[serde(default)]
+    pub nats_password_file: Option<PathBuf>,
 }
 
 const fn default_checkpoint_secs() -> u64 {
@@ -156,6 +163,8 @@ struct Partial {
     auth_public_keys: Option<Vec<PathBuf>>,
     master_key_file: Option<PathBuf>,
     checkpoint_secs: Option<u64>,
+    nats_user: Option<String>,
+    nats_password_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -165,7 +174,8 @@ impl Config {
     /// `BAOVE_HANDOVER_RETRY_SECS`, `BAOVE_CALENDAR_FILE`,
     /// `BAOVE_DEADLINE_WARN_SHARE`, `BAOVE_CLOCK_OFFSET_FILE`,
     /// `BAOVE_ADDR_FILE`, `BAOVE_AUTH_PUBLIC_KEYS`, `BAOVE_MASTER_KEY_FILE`,
-    /// `BAOVE_CHECKPOINT_SECS`) from the process environment.
+    /// `BAOVE_CHECKPOINT_SECS`, `BAOVE_NATS_USER`, `BAOVE_NATS_PASSWORD_FILE`)
+    /// from the process environment.
     ///
     /// # Errors
     /// [`ConfigError`] naming the file, key or variable at fault.
@@ -260,6 +270,12 @@ impl Config {
         if let Some(value) = env("BAOVE_MASTER_KEY_FILE") {
             partial.master_key_file = Some(value.into());
         }
+        if let Some(value) = env("BAOVE_NATS_USER") {
+            partial.nats_user = Some(value);
+        }
+        if let Some(value) = env("BAOVE_NATS_PASSWORD_FILE") {
+            partial.nats_password_file = Some(value.into());
+        }
         if let Some(value) = env("BAOVE_CHECKPOINT_SECS") {
             partial.checkpoint_secs = Some(value.parse().map_err(|_| ConfigError::Env {
                 variable: "BAOVE_CHECKPOINT_SECS",
@@ -312,6 +328,8 @@ impl Config {
                 .checkpoint_secs
                 .unwrap_or_else(default_checkpoint_secs)
                 .max(1),
+            nats_user: partial.nats_user.filter(|u| !u.trim().is_empty()),
+            nats_password_file: partial.nats_password_file,
         })
     }
 
@@ -364,6 +382,28 @@ impl Config {
                 })
             }
         }
+    }
+
+    /// The NATS credentials: the user and the password read from its file.
+    ///
+    /// # Errors
+    /// When a user is set without a readable password file.
+    pub fn nats_credentials(&self) -> anyhow::Result<Option<baove_bus::Credentials>> {
+        let Some(user) = &self.nats_user else {
+            return Ok(None);
+        };
+        let path = self.nats_password_file.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "nats_user is set but nats_password_file (BAOVE_NATS_PASSWORD_FILE) is not"
+            )
+        })?;
+        let password = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!("cannot read the NATS password {}: {e}", path.display())
+        })?;
+        Ok(Some(baove_bus::Credentials {
+            user: user.clone(),
+            password: password.trim().to_owned(),
+        }))
     }
 
     /// [`Config::drain_secs`] as a duration.

@@ -106,6 +106,9 @@ pub async fn run(
     };
     let verifier = baove_security::Verifier::from_files(&config.auth_public_keys)
         .context("failed to load the token public keys (auth_public_keys)")?;
+    let credentials = config
+        .nats_credentials()
+        .context("failed to read the NATS credentials")?;
     let log = EventLog::open_with(&log_dir, options)
         .await
         .with_context(|| format!("failed to open the event log in {}", log_dir.display()))?;
@@ -194,6 +197,7 @@ pub async fn run(
     let bus = tokio::spawn(bus_task(
         spec,
         config.nats_url.clone(),
+        credentials,
         log.clone(),
         reporter.clone(),
         background.clone(),
@@ -260,15 +264,17 @@ async fn set_all(reporter: &HealthReporter, names: &[&str], status: ServingStatu
 async fn bus_task(
     spec: ServiceSpec,
     url: String,
+    credentials: Option<baove_bus::Credentials>,
     log: EventLog,
     reporter: HealthReporter,
     cancel: CancellationToken,
     on_bus: Option<OnBus>,
 ) {
     let (connected_tx, mut connected) = watch::channel(false);
-    let client = match baove_bus::connect(
+    let client = match baove_bus::connect_as(
         &url,
         &format!("baove-{}", spec.name),
+        credentials,
         &cancel,
         Some(connected_tx),
     )

@@ -18,6 +18,8 @@ pub struct NatsServer {
     store: tempfile::TempDir,
     binary: PathBuf,
     child: Option<Child>,
+    /// A configuration file (`-c`), e.g. with users and permissions.
+    config: Option<PathBuf>,
 }
 
 /// Where Debian installs nats-server, tried after `PATH`.
@@ -70,20 +72,55 @@ impl NatsServer {
     /// # Errors
     /// As [`NatsServer::start`].
     pub fn start_on(port: u16) -> Result<Self, String> {
+        Self::start_on_with(port, None)
+    }
+
+    /// Starts nats-server as [`NatsServer::start`] does, with `config` as
+    /// its configuration file's text (users, permissions...); address, port,
+    /// JetStream and store still come from the command line.
+    ///
+    /// # Errors
+    /// As [`NatsServer::start`].
+    pub fn start_with_config(config: &str) -> Result<Self, String> {
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Self::start_on_with(free_port()?, Some(config)) {
+                Ok(server) => return Ok(server),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn start_on_with(port: u16, config: Option<&str>) -> Result<Self, String> {
         let binary = find_binary()?;
         let store = tempfile::tempdir().map_err(|e| format!("temp dir for the nats store: {e}"))?;
+        let config = match config {
+            None => None,
+            Some(text) => {
+                let path = store.path().join("nats.conf");
+                std::fs::write(&path, text)
+                    .map_err(|e| format!("writing {}: {e}", path.display()))?;
+                Some(path)
+            }
+        };
         let mut server = Self {
             port,
             store,
             binary,
             child: None,
+            config,
         };
         server.spawn()?;
         Ok(server)
     }
 
     fn spawn(&mut self) -> Result<(), String> {
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
+        let child = command
             .args([
                 "-a",
                 "127.0.0.1",
