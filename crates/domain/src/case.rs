@@ -79,6 +79,10 @@ pub struct CaseOpened {
     /// referrals). Absent in events written before it existed.
     #[serde(default)]
     pub child_age_years: Option<u32>,
+    /// The child's sex as reported (for the statistics). Absent in events
+    /// written before it existed.
+    #[serde(default)]
+    pub child_sex: Option<crate::intake::Sex>,
 }
 
 /// A referral to another agency was requested on the case.
@@ -533,6 +537,7 @@ pub fn route_intake(
         police_case_number,
         follow_up_case_not_found: facts.follow_up_case_id,
         child_age_years: Some(facts.child.age_years),
+        child_sex: Some(facts.child.sex),
     })
 }
 

@@ -12,12 +12,14 @@
 //! - [`calendar`]: working days, weekends and holidays for deadlines.
 //! - [`case`]: the case, its procedure and deadlines.
 //! - [`referral`]: interagency handoffs, consent, acknowledgement deadlines.
+//! - [`stats`]: the Thông tư 13 indicators and handling figures from case events.
 
 pub mod calendar;
 pub mod case;
 pub mod intake;
 pub mod reference;
 pub mod referral;
+pub mod stats;
 pub mod text;
 pub mod time;
 pub mod violation;

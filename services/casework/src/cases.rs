@@ -260,6 +260,7 @@ mod tests {
             police_case_number: None,
             follow_up_case_not_found: None,
             child_age_years: Some(9),
+            child_sex: None,
         };
         let mut batches = vec![opening_events(opened, &ctx)];
         let mut state: Option<CaseState> = batches[0].iter().fold(None, c::apply);

@@ -294,6 +294,7 @@ mod tests {
                     police_case_number: None,
                     follow_up_case_not_found: None,
                     child_age_years: Some(9),
+                    child_sex: None,
                 },
                 &ctx,
             );

@@ -32,6 +32,7 @@ fn opened(immediate_danger: bool) -> CaseOpened {
         police_case_number: None,
         follow_up_case_not_found: None,
         child_age_years: Some(9),
+        child_sex: None,
     }
 }
 
