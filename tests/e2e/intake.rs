@@ -15,7 +15,7 @@ use tonic_types::StatusExt;
 
 use crate::Service;
 
-fn now() -> prost_types::Timestamp {
+pub fn now() -> prost_types::Timestamp {
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
@@ -25,7 +25,7 @@ fn now() -> prost_types::Timestamp {
     }
 }
 
-fn facts(name: &str) -> p::ReportFacts {
+pub fn facts(name: &str) -> p::ReportFacts {
     p::ReportFacts {
         received_at: Some(now()),
         child: Some(p::Child {

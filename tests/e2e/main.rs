@@ -7,6 +7,7 @@ mod casework;
 mod foundation;
 mod intake;
 mod referral;
+mod reporting;
 mod security;
 
 use std::path::PathBuf;
@@ -146,6 +147,13 @@ impl Service {
                 concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/reference"),
             )
             .env("BAOVE_HANDOVER_RETRY_SECS", "1")
+            .env(
+                "BAOVE_STATISTICS_FILE",
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../deploy/statistics/indicators.json"
+                ),
+            )
             .env(
                 "BAOVE_CALENDAR_FILE",
                 concat!(

@@ -13,6 +13,7 @@
 //!   (module `case`), including `refer`.
 //! - `referral`: an agency's inbox, watch, and each step of a handoff
 //!   (module `referral`).
+//! - `report`: the statistics (module `report`).
 //! - `token`: key pairs and tokens; `audit`: the access log, checkpoints,
 //!   export bundles and their offline verification (module `security`).
 //!
@@ -22,6 +23,7 @@
 mod case;
 mod intake;
 mod referral;
+mod report;
 mod security;
 
 use std::time::{Duration, Instant};
@@ -135,6 +137,9 @@ enum Command {
     /// Referrals, for the receiving agency (ReferralService).
     #[command(subcommand)]
     Referral(referral::Command),
+    /// Statistics (casework's ReportingService).
+    #[command(subcommand)]
+    Report(report::Command),
     /// Key pairs and tokens.
     #[command(subcommand)]
     Token(security::TokenCommand),
@@ -162,6 +167,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let _ = CREDENTIALS.set((cli.token.clone(), cli.purpose.clone()));
     match cli.command {
         Command::Token(command) => security::token(command),
+        Command::Report(command) => report::run(&cli.addr, command).await,
         Command::Audit(command) => security::audit(&cli.addr, command).await,
         Command::Health { service, wait } => {
             health(&cli.addr, &service, Duration::from_secs(wait)).await

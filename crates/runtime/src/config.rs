@@ -74,6 +74,15 @@ pub struct Config {
     /// A file holding that user's password (`BAOVE_NATS_PASSWORD_FILE`).
     #[serde(default)]
     pub nats_password_file: Option<PathBuf>,
+    /// casework: the statistics definitions (age groups, small-cell
+    /// threshold) (`BAOVE_STATISTICS_FILE`); default
+    /// `deploy/statistics/indicators.json`.
+    #[serde(default = "default_statistics_file")]
+    pub statistics_file: PathBuf,
+}
+
+fn default_statistics_file() -> PathBuf {
+    PathBuf::from("deploy/statistics/indicators.json")
 }
 
 const fn default_checkpoint_secs() -> u64 {
@@ -165,6 +174,7 @@ struct Partial {
     checkpoint_secs: Option<u64>,
     nats_user: Option<String>,
     nats_password_file: Option<PathBuf>,
+    statistics_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -174,7 +184,8 @@ impl Config {
     /// `BAOVE_HANDOVER_RETRY_SECS`, `BAOVE_CALENDAR_FILE`,
     /// `BAOVE_DEADLINE_WARN_SHARE`, `BAOVE_CLOCK_OFFSET_FILE`,
     /// `BAOVE_ADDR_FILE`, `BAOVE_AUTH_PUBLIC_KEYS`, `BAOVE_MASTER_KEY_FILE`,
-    /// `BAOVE_CHECKPOINT_SECS`, `BAOVE_NATS_USER`, `BAOVE_NATS_PASSWORD_FILE`)
+    /// `BAOVE_CHECKPOINT_SECS`, `BAOVE_NATS_USER`, `BAOVE_NATS_PASSWORD_FILE`,
+    /// `BAOVE_STATISTICS_FILE`)
     /// from the process environment.
     ///
     /// # Errors
@@ -270,6 +281,9 @@ impl Config {
         if let Some(value) = env("BAOVE_MASTER_KEY_FILE") {
             partial.master_key_file = Some(value.into());
         }
+        if let Some(value) = env("BAOVE_STATISTICS_FILE") {
+            partial.statistics_file = Some(value.into());
+        }
         if let Some(value) = env("BAOVE_NATS_USER") {
             partial.nats_user = Some(value);
         }
@@ -330,6 +344,9 @@ impl Config {
                 .max(1),
             nats_user: partial.nats_user.filter(|u| !u.trim().is_empty()),
             nats_password_file: partial.nats_password_file,
+            statistics_file: partial
+                .statistics_file
+                .unwrap_or_else(default_statistics_file),
         })
     }
 
@@ -362,6 +379,19 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("cannot read calendar {}: {e}", path.display()))?;
         baove_domain::calendar::Calendar::parse(&text)
             .map_err(|e| anyhow::anyhow!("invalid calendar {}: {e}", path.display()))
+    }
+
+    /// Loads the statistics definitions from [`Config::statistics_file`].
+    ///
+    /// # Errors
+    /// When the file cannot be read or does not parse; names the file.
+    pub fn statistics(&self) -> anyhow::Result<baove_domain::stats::Definitions> {
+        let path = &self.statistics_file;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!("cannot read statistics definitions {}: {e}", path.display())
+        })?;
+        baove_domain::stats::Definitions::parse(&text)
+            .map_err(|e| anyhow::anyhow!("invalid statistics definitions {}: {e}", path.display()))
     }
 
     /// The service's clock (Unix ms): the system clock, ahead by the offset

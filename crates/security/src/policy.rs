@@ -86,6 +86,11 @@ pub const POLICY: &[(&str, &[Role])] = &[
     ("/baove.v1.ReferralService/Revoke", CASE_WRITERS),
     ("/baove.v1.ReferralService/RenameAgency", &[Adm]),
     ("/baove.v1.ReferralService/MergeAgency", &[Adm]),
+    ("/baove.v1.ReportingService/GetIndicators", &[Com, Pro, Aud]),
+    (
+        "/baove.v1.ReportingService/ExportIndicators",
+        &[Com, Pro, Aud],
+    ),
     ("/baove.v1.AuditService/ReadStream", AUDIT),
     ("/baove.v1.AuditService/ReadAll", AUDIT),
     ("/baove.v1.AuditService/VerifyStream", AUDIT),

@@ -24,6 +24,7 @@ mod api;
 mod cases;
 mod deadlines;
 mod model;
+mod reporting;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 pub const SPEC: ServiceSpec = ServiceSpec {
     name: "casework",
     stream: baove_bus::CASE,
-    grpc_services: &["baove.v1.CaseService"],
+    grpc_services: &["baove.v1.CaseService", "baove.v1.ReportingService"],
 };
 
 /// How often the scheduler looks for due deadlines.
@@ -116,6 +117,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 tokio::join!(intake, alerts, referrals);
             })
         });
+        let reporting = reporting::Reporting::new(ctx.log.clone(), ctx.config.statistics()?);
+        let statistics = tokio::spawn(reporting.clone().follow(ctx.cancel.clone()));
         Ok(Parts {
             routes: tonic::service::Routes::new(
                 api::CaseApi::new(
@@ -126,8 +129,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     ctx.access.clone(),
                 )
                 .into_server(),
+            )
+            .add_service(
+                baove_proto::v1::reporting_service_server::ReportingServiceServer::new(
+                    reporting::ReportingApi(reporting),
+                ),
             ),
-            tasks: vec![follower, scheduler],
+            tasks: vec![follower, scheduler, statistics],
             on_bus: Some(on_bus),
             replayer: Some(Arc::new(|events| {
                 Ok(cases::replay(events)?.map(|(state, version, opened_at)| {

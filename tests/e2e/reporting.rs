@@ -1,0 +1,204 @@
+//! Statistics end to end: figures from real reports, the same position
+//! giving the same bytes after more reports, the projection equal to a
+//! recomputation from scratch, and small cells per role.
+
+use baove_proto::v1::{
+    self as p, intake_service_client::IntakeServiceClient,
+    reporting_service_client::ReportingServiceClient,
+};
+use baove_security::Role;
+
+use crate::intake::{System, case_of, hotline};
+use crate::{Identity, province_officer};
+
+/// This year in Vietnam: the period the reports of the test fall in (a
+/// test running across New Year's Eve in Vietnam would see two; it asks
+/// both years and adds them).
+fn periods() -> Vec<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 7 * 3600;
+    // Days since 1970 → civil year (Howard Hinnant's algorithm).
+    let z = (now / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    vec![(y - 1).to_string(), y.to_string()]
+}
+
+fn cell(table: &p::IndicatorTable, indicator: &str, dimension: &str, key: &str) -> p::IndicatorRow {
+    table
+        .rows
+        .iter()
+        .find(|r| r.indicator == indicator && r.dimension == dimension && r.key == key)
+        .cloned()
+        .unwrap_or_else(|| panic!("no cell {indicator}/{dimension}/{key}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn figures_come_from_the_reports_and_a_stated_position_gives_the_same_bytes_later() {
+    let system = System::start().await;
+    let mut intake = IntakeServiceClient::new(system.intake.channel().await);
+    for (i, name) in ["Lê Thị Hoa", "Trần Văn Bình", "Phạm Thị Cúc"]
+        .iter()
+        .enumerate()
+    {
+        let receipt = intake
+            .submit_hotline_report(hotline(&format!("stats-{i}"), name))
+            .await
+            .unwrap()
+            .into_inner();
+        case_of(&system.intake, &receipt.intake_id).await;
+    }
+    let department = province_officer("so-yt-1");
+    let mut reporting = ReportingServiceClient::new(system.casework.channel_as(&department).await);
+    let ask = |period: &str, at: u64| p::GetIndicatorsRequest {
+        period: period.into(),
+        as_of_position: at,
+        ..Default::default()
+    };
+    // Three girls aged 9, violence, reported by phone, this year.
+    let mut abused = 0;
+    let mut first = Vec::new();
+    for period in periods() {
+        let table = reporting
+            .get_indicators(ask(&period, 0))
+            .await
+            .unwrap()
+            .into_inner();
+        abused += cell(&table, "0101", "total", "total").value;
+        assert_eq!(cell(&table, "0101", "sex", "male").value, 0);
+        first.push(table);
+    }
+    assert_eq!(abused, 3);
+    let this_year = first.pop().unwrap();
+    let position = this_year.as_of_position;
+    assert!(position > 0);
+    let period = this_year.period.clone();
+
+    // The projection equals a recomputation from scratch at its position.
+    let rebuilt = reporting
+        .get_indicators(ask(&period, position))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rebuilt, this_year);
+
+    let export = |at: u64| {
+        let mut reporting = reporting.clone();
+        let period = period.clone();
+        async move {
+            reporting
+                .export_indicators(ask(&period, at))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let before = export(position).await;
+    assert!(
+        before.csv.starts_with("\u{feff}".as_bytes()),
+        "a BOM for spreadsheets"
+    );
+    let text = String::from_utf8(before.csv.clone()).unwrap();
+    assert!(
+        text.contains("Số trẻ em bị xâm hại") && text.contains("Abused children"),
+        "{text}"
+    );
+
+    // More reports later: the same position still gives the same bytes;
+    // now gives more.
+    let receipt = intake
+        .submit_hotline_report(hotline("stats-3", "Võ Văn Dũng"))
+        .await
+        .unwrap()
+        .into_inner();
+    case_of(&system.intake, &receipt.intake_id).await;
+    let again = export(position).await;
+    assert_eq!(again.csv, before.csv);
+    assert_eq!(again.as_of_position, position);
+    let now = reporting
+        .get_indicators(ask(&period, 0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(now.as_of_position > position);
+    assert_eq!(
+        cell(&now, "reports", "total", "total").value,
+        cell(&this_year, "reports", "total", "total").value + 1
+    );
+
+    // A position beyond the log is refused, naming the field.
+    let beyond = reporting
+        .get_indicators(ask(&period, now.as_of_position + 1_000_000))
+        .await
+        .unwrap_err();
+    assert_eq!(beyond.code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_counts_of_children_are_hidden_from_communes_not_from_the_department_or_auditors() {
+    let system = System::start().await;
+    let mut intake = IntakeServiceClient::new(system.intake.channel().await);
+    for i in 0..2 {
+        let receipt = intake
+            .submit_hotline_report(hotline(&format!("small-{i}"), "Đỗ Thị Lan"))
+            .await
+            .unwrap()
+            .into_inner();
+        case_of(&system.intake, &receipt.intake_id).await;
+    }
+    let period = periods().pop().unwrap();
+    let table_of = |who: Identity, period: String| {
+        let casework = &system.casework;
+        async move {
+            ReportingServiceClient::new(casework.channel_as(&who).await)
+                .get_indicators(p::GetIndicatorsRequest {
+                    period,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let commune = Identity::new("cb-1", Role::CommuneOfficer, "", &["vn-ct.p-ninh-kieu"]);
+    let seen_by_commune = table_of(commune, period.clone()).await;
+    let hidden = cell(&seen_by_commune, "0101", "total", "total");
+    assert!(seen_by_commune.small_cells_suppressed);
+    assert!(hidden.suppressed && hidden.value == 0, "{hidden:?}");
+    for who in [province_officer("so-yt-1"), crate::auditor()] {
+        let mut total = 0;
+        for period in periods() {
+            let shown = cell(
+                &table_of(who.clone(), period).await,
+                "0101",
+                "total",
+                "total",
+            );
+            assert!(!shown.suppressed);
+            total += shown.value;
+        }
+        assert_eq!(total, 2);
+    }
+    // Hotline operators get no statistics.
+    let refused = ReportingServiceClient::new(
+        system
+            .casework
+            .channel_as(&crate::hotline_operator("op-17"))
+            .await,
+    )
+    .get_indicators(p::GetIndicatorsRequest {
+        period,
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+}
