@@ -829,6 +829,41 @@ pub fn indicators(
             "children",
         );
     }
+    // By month of the report, and by month and form (for charts).
+    let mut by_month: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_month_form: BTreeMap<(String, AbuseKey), u64> = BTreeMap::new();
+    for c in &under16 {
+        let month = month_of(c.received_at_ms);
+        *by_month.entry(month.clone()).or_default() += 1;
+        for form in &c.abuse {
+            *by_month_form.entry((month.clone(), *form)).or_default() += 1;
+        }
+    }
+    for (month, n) in by_month {
+        b.push(
+            ABUSED,
+            "month",
+            &month,
+            &month,
+            &format!("Tháng {month}"),
+            n,
+            0,
+            "children",
+        );
+    }
+    for ((month, form), n) in by_month_form {
+        let (_, key, en, vi) = ABUSE[usize::from(form).min(ABUSE.len() - 1)];
+        b.push(
+            ABUSED,
+            "month_form",
+            &format!("{month}/{key}"),
+            &format!("{month} {en}"),
+            &format!("Tháng {month} {vi}"),
+            n,
+            0,
+            "children",
+        );
+    }
     let units: BTreeSet<&str> = under16.iter().map(|c| c.unit_id.as_str()).collect();
     for u in units {
         b.push(
@@ -1058,12 +1093,7 @@ pub fn indicators(
     }
     let mut months: BTreeMap<String, u64> = BTreeMap::new();
     for (at, _) in &reports {
-        let day = OffsetDateTime::from_unix_timestamp(at.div_euclid(1000))
-            .map(|t| t.to_offset(VIETNAM).date())
-            .unwrap_or(period.first_day);
-        *months
-            .entry(format!("{:04}-{:02}", day.year(), u8::from(day.month())))
-            .or_default() += 1;
+        *months.entry(month_of(*at)).or_default() += 1;
     }
     for (month, n) in months {
         b.push(
@@ -1078,6 +1108,13 @@ pub fn indicators(
         );
     }
     b.rows
+}
+
+/// `YYYY-MM` of an instant, in Vietnam.
+fn month_of(ms: i64) -> String {
+    let day = OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .map_or(Date::MIN, |t| t.to_offset(VIETNAM).date());
+    format!("{:04}-{:02}", day.year(), u8::from(day.month()))
 }
 
 /// Adds the same cells of `earlier` as `previous` (0 where it has none).

@@ -509,6 +509,27 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
         value(&rows, "handling", "first_action", "cases").0,
         first_action_minutes.len() as u64
     );
+    // By month: the months add up to the total, and each form's months
+    // to the form.
+    let sum = |dimension: &str, suffix: &str| -> u64 {
+        rows.iter()
+            .filter(|r| {
+                r.indicator == "0101" && r.dimension == dimension && r.key.ends_with(suffix)
+            })
+            .map(|r| r.value)
+            .sum()
+    };
+    assert_eq!(sum("month", ""), abused_u16);
+    assert_eq!(
+        sum("month_form", "/violence"),
+        by_form[&AbuseType::Violence]
+    );
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.indicator == "0101" && r.dimension == "month")
+            .count(),
+        6
+    );
     // The data set is province-sized and the period holds a good share.
     assert!(abused_u16 > 3_000, "{abused_u16}");
     // Folding the same events again gives the same table.
