@@ -202,32 +202,28 @@ async fn confidential_fields_show_only_where_allowed_every_read_is_logged_and_er
 
     // A referral to the police under a legal basis shares the identity; one
     // to the health department without consent does not.
-    o.version = o.case().await.version;
-    let header = o.header();
-    o.client
-        .request_referral(p::RequestReferralRequest {
-            header,
+    refer(
+        &mut o,
+        p::RequestReferralRequest {
             service: p::RequestedService::PoliceInvestigation as i32,
             to_agency_id: "ct.ca-p-ninh-kieu".into(),
             reason: "dấu hiệu tội phạm".into(),
             shares_identifying_information: true,
             legal_basis: p::LegalBasis::CriminalInvestigation as i32,
             ..Default::default()
-        })
-        .await
-        .unwrap();
-    o.version = o.case().await.version;
-    let header = o.header();
-    o.client
-        .request_referral(p::RequestReferralRequest {
-            header,
+        },
+    )
+    .await;
+    refer(
+        &mut o,
+        p::RequestReferralRequest {
             service: p::RequestedService::MedicalExamination as i32,
             to_agency_id: "ct.so-yt".into(),
             reason: "khám sức khỏe".into(),
             ..Default::default()
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await;
     let health = Identity::new("yt-1", Role::AgencyStaff, "ct.so-yt", &[]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let (for_police, for_health) = loop {
@@ -354,6 +350,30 @@ async fn an_exported_case_verifies_offline_and_fails_after_any_edit() {
     let verified = parse(&bundle).verify(Some(&key)).unwrap();
     assert_eq!(verified.stream_id, o.case_id);
     assert!(verified.events >= 1);
+    // The auditor's other views of the same case agree with the bundle.
+    let mut audit = AuditServiceClient::new(system.casework.channel_as(&auditor()).await);
+    let mut history = audit
+        .stream_history(p::StreamHistoryRequest {
+            case_id: o.case_id.clone(),
+            from_seq: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seqs = Vec::new();
+    while let Some(event) = futures_util::StreamExt::next(&mut history).await {
+        seqs.push(event.unwrap().seq);
+    }
+    assert_eq!(seqs, (1..=verified.events).collect::<Vec<_>>());
+    let chain = audit
+        .verify_case(p::VerifyCaseRequest {
+            case_id: o.case_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(chain.intact);
+    assert_eq!(hex_of(&chain.head.unwrap().hash), verified.head_hash);
     // Any edit fails: an event's payload, its actor, the proof, the
     // checkpoint's root, another signing key.
     let mut edited = parse(&bundle);
@@ -557,4 +577,30 @@ async fn on_nats_each_service_has_its_own_credentials_and_publishes_only_its_own
                 .is_err()
         );
     }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Requests a referral as an officer would: when a referral step landed on
+/// the case meanwhile (ABORTED), reload the version and decide again.
+async fn refer(o: &mut crate::casework::Officer, request: p::RequestReferralRequest) {
+    for _ in 0..10 {
+        o.version = o.case().await.version;
+        let header = o.header();
+        match o
+            .client
+            .request_referral(p::RequestReferralRequest {
+                header,
+                ..request.clone()
+            })
+            .await
+        {
+            Ok(_) => return,
+            Err(status) if status.code() == tonic::Code::Aborted => {}
+            Err(status) => panic!("{status:?}"),
+        }
+    }
+    panic!("the case kept moving");
 }

@@ -317,6 +317,75 @@ impl AuditService for AuditApi {
         }))
     }
 
+    type StreamHistoryStream =
+        tokio_stream::wrappers::ReceiverStream<Result<v1::EventEnvelope, Status>>;
+
+    async fn stream_history(
+        &self,
+        request: Request<v1::StreamHistoryRequest>,
+    ) -> Result<Response<Self::StreamHistoryStream>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let stream = StreamId::parse("case_id", &request.case_id).map_err(|e| from_log(&e))?;
+        if self
+            .log
+            .head(stream)
+            .await
+            .map_err(|e| from_log(&e))?
+            .is_none()
+        {
+            return Err(Status::not_found(format!("case {stream} has no events")));
+        }
+        self.access
+            .read(
+                &caller,
+                "AuditService/StreamHistory",
+                Some(*stream.as_uuid()),
+                &format!("case:{stream}"),
+            )
+            .await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let log = self.log.clone();
+        let mut from = request.from_seq.max(1);
+        tokio::spawn(async move {
+            loop {
+                match log.read_stream(stream, from, 500).await {
+                    Ok(page) if page.is_empty() => return,
+                    Ok(page) => {
+                        for event in &page {
+                            from = event.seq + 1;
+                            if tx.send(Ok(envelope_to_proto(event))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(from_log(&e))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
+    async fn verify_case(
+        &self,
+        request: Request<v1::VerifyCaseRequest>,
+    ) -> Result<Response<VerifyStreamResponse>, Status> {
+        let (metadata, extensions, message) = request.into_parts();
+        self.verify_stream(Request::from_parts(
+            metadata,
+            extensions,
+            VerifyStreamRequest {
+                stream_id: message.case_id,
+            },
+        ))
+        .await
+    }
+
     async fn list_access(
         &self,
         request: Request<v1::ListAccessRequest>,

@@ -97,6 +97,8 @@ pub const POLICY: &[(&str, &[Role])] = &[
     ("/baove.v1.AuditService/ReplayCase", AUDIT),
     ("/baove.v1.AuditService/VerifyAll", AUDIT),
     ("/baove.v1.AuditService/ListAccess", AUDIT),
+    ("/baove.v1.AuditService/StreamHistory", AUDIT),
+    ("/baove.v1.AuditService/VerifyCase", AUDIT),
     ("/baove.v1.AuditService/GetCheckpoint", AUDIT),
     ("/baove.v1.AuditService/ExportCase", AUDIT),
 ];
