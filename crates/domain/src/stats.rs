@@ -1091,6 +1091,28 @@ pub fn indicators(
             "reports",
         );
     }
+    // The plan's grouping: the 111 hotline (any of its channels), the
+    // police, anything else.
+    for (key, en, vi, matches) in [
+        (
+            "111",
+            "Hotline 111",
+            "Tổng đài 111",
+            &(|c: Channel| {
+                matches!(
+                    c,
+                    Channel::Phone | Channel::Zalo | Channel::App | Channel::Web
+                )
+            }) as &dyn Fn(Channel) -> bool,
+        ),
+        ("police", "Police", "Công an", &|c| c == Channel::Police),
+        ("other", "Other", "Khác", &|c| {
+            matches!(c, Channel::InPerson | Channel::Letter | Channel::Press)
+        }),
+    ] {
+        let n = reports.iter().filter(|r| matches(r.1)).count() as u64;
+        b.push(REPORTS, "channel_group", key, en, vi, n, 0, "reports");
+    }
     let mut months: BTreeMap<String, u64> = BTreeMap::new();
     for (at, _) in &reports {
         *months.entry(month_of(*at)).or_default() += 1;

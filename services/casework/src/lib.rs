@@ -117,7 +117,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 tokio::join!(intake, alerts, referrals);
             })
         });
-        let reporting = reporting::Reporting::new(ctx.log.clone(), ctx.config.statistics()?);
+        let reporting = reporting::Reporting::new(
+            ctx.log.clone(),
+            ctx.config.statistics()?,
+            rules.directory.clone(),
+        );
         let statistics = tokio::spawn(reporting.clone().follow(ctx.cancel.clone()));
         Ok(Parts {
             routes: tonic::service::Routes::new(

@@ -44,17 +44,23 @@ pub struct Reporting {
     follower: Follower,
     defs: Definitions,
     log: EventLog,
+    directory: Arc<baove_domain::reference::Directory>,
 }
 
 impl Reporting {
     /// An empty projection over `log`.
     #[must_use]
-    pub fn new(log: EventLog, defs: Definitions) -> Arc<Self> {
+    pub fn new(
+        log: EventLog,
+        defs: Definitions,
+        directory: Arc<baove_domain::reference::Directory>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             state: RwLock::default(),
             follower: Follower::default(),
             defs,
             log,
+            directory,
         })
     }
 
@@ -148,6 +154,19 @@ impl Reporting {
         let (mut rows, position) = self
             .table(&period, unit, r.as_of_position, r.compare_previous_year)
             .await?;
+        // Units and agencies by their names at the end of the period (the
+        // key keeps the stable id).
+        for row in &mut rows {
+            let name = match row.dimension.as_str() {
+                "unit" => self.directory.unit_name(&row.key, period.last_day),
+                "agency" => self.directory.agency_name(&row.key, period.last_day),
+                _ => None,
+            };
+            if let Some(name) = name {
+                row.label_en = name.to_owned();
+                row.label_vi = name.to_owned();
+            }
+        }
         let hidden = Self::small_cells_hidden(caller.role);
         if hidden {
             stats::suppress_small_cells(&mut rows, self.defs.small_cell_threshold);

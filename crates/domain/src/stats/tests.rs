@@ -502,6 +502,17 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
             "{channel}"
         );
     }
+    let group = |key: &str| value(&rows, "reports", "channel_group", key).0;
+    assert_eq!(
+        group("111"),
+        reports_by_channel.get("111_phone").copied().unwrap_or(0)
+            + reports_by_channel.get("111_zalo").copied().unwrap_or(0)
+    );
+    assert_eq!(group("police"), reports_by_channel["police"]);
+    assert_eq!(
+        group("111") + group("police") + group("other"),
+        reports_total
+    );
     first_action_minutes.sort_unstable();
     let median = first_action_minutes[first_action_minutes.len().div_ceil(2) - 1];
     assert_eq!(value(&rows, "handling", "first_action", "median").0, median);
