@@ -159,6 +159,11 @@ pub struct RecordReferralSteps {
 
 impl Handler for RecordReferralSteps {
     async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
+        // The referral service's signed checkpoints travel on its stream
+        // too; they are no referral step.
+        if baove_runtime::access::is_record_stream(&event) {
+            return Ok(());
+        }
         let Ok(case_id) = Uuid::parse_str(&event.correlation_id) else {
             return Err(HandleError::Reject(format!(
                 "referral event {} names no case",

@@ -14,6 +14,7 @@
 //! - `api`: `baove.v1.CaseService`.
 //! - `model`: the case read model (ListCases, due deadlines).
 //! - `deadlines`: the scheduler, the alerter.
+//! - `reporting`: `baove.v1.ReportingService`, the statistics projection.
 //!
 //! Referrals: `RequestReferral` records the request on the case (consent
 //! checked); the referral service offers it; each step it publishes comes

@@ -11,6 +11,11 @@
 //! - `view`: the in-memory read model folded from intake's log.
 //! - `handover`: applying casework's events, re-publishing unconfirmed
 //!   reports.
+//! - `keys`: the per-report data keys that seal confidential fields.
+//!
+//! Confidential fields are sealed before a report is hashed, stored or
+//! published; the read model opens them in memory only, and `GetIntake` /
+//! `ListIntakes` show them according to the caller's role and scope.
 
 mod api;
 mod convert;
