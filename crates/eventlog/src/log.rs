@@ -826,6 +826,13 @@ impl Syncer {
                 Some(e) => Err(Error::Storage(format!("write failed: {e}"))),
             };
             let last_position = batches.iter().map(|b| b.last_position).max().unwrap_or(0);
+            // Published before any caller hears back: a caller that reads
+            // `last_position` (or waits on the watch) right after its
+            // append is acknowledged must see its own append.
+            if failure.is_none() {
+                self.committed
+                    .send_if_modified(|p| std::mem::replace(p, (*p).max(last_position)) != *p);
+            }
             let mut close = None;
             for batch in batches {
                 for item in batch.done {
@@ -841,9 +848,6 @@ impl Syncer {
                 if batch.close.is_some() {
                     close = batch.close;
                 }
-            }
-            if failure.is_none() {
-                self.committed.send_replace(last_position);
             }
             if let Some(reply) = close {
                 let _ = reply.send(outcome());

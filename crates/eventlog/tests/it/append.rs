@@ -252,3 +252,40 @@ async fn given_a_closed_log_when_appending_then_closed() {
         .unwrap_err();
     assert!(matches!(err, Error::Closed), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_an_acknowledged_append_then_last_position_already_includes_it() {
+    // Read-your-writes waits (`wait_for(log.last_position())`) rely on this:
+    // the committed position is published before any caller hears back.
+    // Eight writers, so that groups form and replies race the publication.
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let log = log.clone();
+        writers.push(tokio::spawn(async move {
+            let s = StreamId::new();
+            let mut behind = 0;
+            for n in 0..150u64 {
+                let expected = if n == 0 {
+                    ExpectedVersion::NoStream
+                } else {
+                    ExpectedVersion::Exact(n)
+                };
+                let appended = log
+                    .append(request(s, expected, &format!("w{w}-{n}"), 1))
+                    .await
+                    .unwrap();
+                if log.last_position() < appended.last_position {
+                    behind += 1;
+                }
+            }
+            behind
+        }));
+    }
+    let mut behind = 0;
+    for writer in writers {
+        behind += writer.await.unwrap();
+    }
+    assert_eq!(behind, 0, "acknowledged appends not yet in last_position");
+}
