@@ -44,6 +44,7 @@ pub fn facts(name: &str) -> p::ReportFacts {
         }),
         narrative: "Hàng xóm nghe tiếng trẻ khóc và tiếng đánh đập lúc 2 giờ sáng".into(),
         immediate_danger: true,
+        setting: p::AbuseSetting::Home as i32,
         ..Default::default()
     }
 }

@@ -74,6 +74,10 @@ async fn figures_come_from_the_reports_and_a_stated_position_gives_the_same_byte
             .into_inner();
         abused += cell(&table, "0101", "total", "total").value;
         assert_eq!(cell(&table, "0101", "sex", "male").value, 0);
+        assert_eq!(
+            cell(&table, "0101", "setting", "home").value,
+            cell(&table, "0101", "total", "total").value
+        );
         first.push(table);
     }
     assert_eq!(abused, 3);

@@ -83,6 +83,10 @@ pub struct CaseOpened {
     /// written before it existed.
     #[serde(default)]
     pub child_sex: Option<crate::intake::Sex>,
+    /// Where the abuse happened, as reported. Absent in events written
+    /// before it existed.
+    #[serde(default)]
+    pub setting: Option<crate::intake::Setting>,
 }
 
 /// A referral to another agency was requested on the case.
@@ -538,6 +542,7 @@ pub fn route_intake(
         follow_up_case_not_found: facts.follow_up_case_id,
         child_age_years: Some(facts.child.age_years),
         child_sex: Some(facts.child.sex),
+        setting: Some(facts.setting),
     })
 }
 

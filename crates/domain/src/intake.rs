@@ -262,6 +262,27 @@ pub struct ReportFacts {
     pub likely_consequence: String,
     /// An open case this report adds to.
     pub follow_up_case_id: Option<Uuid>,
+    /// Where the abuse happened. Absent in events written before it existed.
+    #[serde(default)]
+    pub setting: Setting,
+}
+
+/// Where abuse happened (the setting of TT 13 indicator 0101).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum Setting {
+    Home,
+    School,
+    PublicPlace,
+    Online,
+    Workplace,
+    CareInstitution,
+    Other,
+    #[default]
+    Unknown,
 }
 
 /// A report as recorded.
@@ -601,6 +622,7 @@ pub struct RawFacts {
     pub actions_taken: String,
     pub likely_consequence: String,
     pub follow_up_case_id: String,
+    pub setting: Option<Setting>,
 }
 
 /// A hotline report as a request carries it.
@@ -914,6 +936,7 @@ fn parse_facts(
         actions_taken: actions_taken?,
         likely_consequence: likely_consequence?,
         follow_up_case_id: follow_up_case_id?,
+        setting: raw.setting.unwrap_or_default(),
     })
 }
 

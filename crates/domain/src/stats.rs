@@ -39,7 +39,9 @@ use uuid::Uuid;
 
 use crate::case::CaseEvent;
 use crate::case::DeadlineKind;
-use crate::intake::{AbuseType, Channel, InjuryCause, InjuryOutcome, Sex, SpecialCircumstance};
+use crate::intake::{
+    AbuseType, Channel, InjuryCause, InjuryOutcome, Setting, Sex, SpecialCircumstance,
+};
 
 /// One age group of the breakdown.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +71,27 @@ pub struct Definitions {
     /// Counts of children below this (and above 0) are suppressed for
     /// readers outside the child-protection department and auditors.
     pub small_cell_threshold: u64,
+    /// The breakdowns of abused children (0101) shown, besides the total:
+    /// any of `sex`, `age_group`, `form`, `setting`, `unit`, `month`,
+    /// `month_form` (the ministry's breakdowns beyond sex, age and setting
+    /// are not fixed). Default: all.
+    #[serde(default = "all_breakdowns")]
+    pub abused_children_breakdowns: Vec<String>,
+}
+
+/// Every breakdown of indicator 0101.
+pub const BREAKDOWNS: [&str; 7] = [
+    "sex",
+    "age_group",
+    "form",
+    "setting",
+    "unit",
+    "month",
+    "month_form",
+];
+
+fn all_breakdowns() -> Vec<String> {
+    BREAKDOWNS.iter().map(|b| (*b).to_owned()).collect()
 }
 
 impl Definitions {
@@ -79,6 +102,14 @@ impl Definitions {
     /// overlap or are empty.
     pub fn parse(text: &str) -> Result<Self, String> {
         let defs: Self = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        for (i, b) in defs.abused_children_breakdowns.iter().enumerate() {
+            if !BREAKDOWNS.contains(&b.as_str()) {
+                return Err(format!(
+                    "abused_children_breakdowns[{i}]: {b:?} is not one of {}",
+                    BREAKDOWNS.join(", ")
+                ));
+            }
+        }
         if defs.age_groups.is_empty() {
             return Err("age_groups: at least one group is required".into());
         }
@@ -255,6 +286,8 @@ pub struct CaseRecord {
     pub unit_id: String,
     /// Sex (unknown for cases opened before it was recorded).
     pub sex: Sex,
+    /// Where the abuse happened (unknown when not reported).
+    pub setting: Setting,
     /// Age in years when reported.
     pub age_years: Option<u32>,
     /// Forms of abuse, over all its reports.
@@ -463,6 +496,27 @@ const CHANNELS: [(Channel, &str, &str, &str); 8] = [
     (Channel::Press, "press", "Press", "Báo chí"),
 ];
 
+const SETTINGS: [(Setting, &str, &str, &str); 8] = [
+    (Setting::Home, "home", "Home", "Gia đình"),
+    (Setting::School, "school", "School", "Trường học"),
+    (
+        Setting::PublicPlace,
+        "public_place",
+        "Public place",
+        "Nơi công cộng",
+    ),
+    (Setting::Online, "online", "Online", "Môi trường mạng"),
+    (Setting::Workplace, "workplace", "Workplace", "Nơi làm việc"),
+    (
+        Setting::CareInstitution,
+        "care_institution",
+        "Care institution",
+        "Cơ sở trợ giúp xã hội",
+    ),
+    (Setting::Other, "other", "Other", "Khác"),
+    (Setting::Unknown, "unknown", "Unknown", "Không rõ"),
+];
+
 const SEXES: [(Sex, &str, &str, &str); 3] = [
     (Sex::Male, "male", "Male", "Nam"),
     (Sex::Female, "female", "Female", "Nữ"),
@@ -525,6 +579,7 @@ impl Records {
                 received_at_ms: opened.received_at_ms,
                 unit_id: opened.incident_unit_id.clone(),
                 sex: opened.child_sex.unwrap_or(Sex::Unknown),
+                setting: opened.setting.unwrap_or_default(),
                 age_years: opened.child_age_years,
                 abuse: BTreeSet::new(),
                 injury: None,
@@ -829,6 +884,18 @@ pub fn indicators(
             "children",
         );
     }
+    for (setting, key, en, vi) in SETTINGS {
+        b.push(
+            ABUSED,
+            "setting",
+            key,
+            en,
+            vi,
+            count(under16.iter().copied(), |c| c.setting == setting),
+            0,
+            "children",
+        );
+    }
     // By month of the report, and by month and form (for charts).
     let mut by_month: BTreeMap<String, u64> = BTreeMap::new();
     let mut by_month_form: BTreeMap<(String, AbuseKey), u64> = BTreeMap::new();
@@ -877,6 +944,13 @@ pub fn indicators(
             "children",
         );
     }
+
+    // Only the breakdowns the definitions ask for.
+    b.rows.retain(|r| {
+        r.indicator != ABUSED.0
+            || r.dimension == "total"
+            || defs.abused_children_breakdowns.contains(&r.dimension)
+    });
 
     // Injuries, by cause (drowning first) and outcome; deaths apart.
     let injured: Vec<&CaseRecord> = cases

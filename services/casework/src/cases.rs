@@ -266,6 +266,7 @@ mod tests {
             follow_up_case_not_found: None,
             child_age_years: Some(9),
             child_sex: None,
+            setting: None,
         };
         let mut batches = vec![opening_events(opened, &ctx)];
         let mut state: Option<CaseState> = batches[0].iter().fold(None, c::apply);

@@ -295,6 +295,7 @@ mod tests {
                     follow_up_case_not_found: None,
                     child_age_years: Some(9),
                     child_sex: None,
+                    setting: None,
                 },
                 &ctx,
             );

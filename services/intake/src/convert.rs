@@ -59,6 +59,10 @@ macro_rules! enum_pair {
 }
 
 enum_pair!(sex, sex_to_proto, p::Sex, d::Sex, [Male <=> Male, Female <=> Female, Unknown <=> Unknown]);
+enum_pair!(setting, setting_to_proto, p::AbuseSetting, d::Setting, [
+    Home <=> Home, School <=> School, PublicPlace <=> PublicPlace, Online <=> Online,
+    Workplace <=> Workplace, CareInstitution <=> CareInstitution, Other <=> Other, Unknown <=> Unknown,
+]);
 enum_pair!(abuse_type, abuse_type_to_proto, p::AbuseType, d::AbuseType, [
     Violence <=> Violence, SexualAbuse <=> SexualAbuse, Exploitation <=> Exploitation,
     Trafficking <=> Trafficking, Abandonment <=> Abandonment, Neglect <=> Neglect, Other <=> Other,
@@ -140,6 +144,7 @@ fn raw_facts(f: p::ReportFacts) -> RawFacts {
         caregiver: f.caregiver.map(raw_person),
         actions_taken: f.actions_taken,
         likely_consequence: f.likely_consequence,
+        setting: setting(f.setting),
         follow_up_case_id: f.follow_up_case_id,
     }
 }
@@ -248,6 +253,7 @@ fn facts_to_proto(f: &d::ReportFacts) -> p::ReportFacts {
         caregiver: f.caregiver.as_ref().map(person_to_proto),
         actions_taken: f.actions_taken.clone(),
         likely_consequence: f.likely_consequence.clone(),
+        setting: setting_to_proto(f.setting),
         follow_up_case_id: f
             .follow_up_case_id
             .map(|id| id.to_string())

@@ -45,6 +45,7 @@ fn recorded(follow_up: Option<Uuid>) -> IntakeRecorded {
                 actions_taken: String::new(),
                 likely_consequence: String::new(),
                 follow_up_case_id: follow_up,
+                setting: crate::intake::Setting::Unknown,
             },
         },
         outside_child_law: false,

@@ -30,6 +30,16 @@ fn value(rows: &[Row], indicator: &str, dimension: &str, key: &str) -> (u64, u64
 const JAN_2022: i64 = 1_640_970_000_000;
 const DAY: i64 = 86_400_000;
 
+fn opened_in(setting: crate::intake::Setting, event: CaseEvent) -> CaseEvent {
+    match event {
+        CaseEvent::Opened(mut o) => {
+            o.setting = Some(setting);
+            CaseEvent::Opened(o)
+        }
+        other => other,
+    }
+}
+
 fn opened(
     case_id: Uuid,
     at: i64,
@@ -56,6 +66,7 @@ fn opened(
         follow_up_case_not_found: None,
         child_age_years: age,
         child_sex: Some(sex),
+        setting: None,
     })
 }
 
@@ -254,6 +265,13 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
     let mut by_sex: BTreeMap<&str, u64> = BTreeMap::new();
     let mut by_form: std::collections::HashMap<AbuseType, u64> = std::collections::HashMap::new();
     let mut by_unit: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut by_setting: BTreeMap<&str, u64> = BTreeMap::new();
+    let settings = [
+        (crate::intake::Setting::Home, "home"),
+        (crate::intake::Setting::School, "school"),
+        (crate::intake::Setting::Online, "online"),
+        (crate::intake::Setting::Unknown, "unknown"),
+    ];
     let mut drowning = 0u64;
     let mut deaths = 0u64;
     let mut special_total = 0u64;
@@ -313,6 +331,7 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
                 .special_circumstances
                 .push(SpecialCircumstance::DDisabled);
         }
+        let (setting, setting_key) = settings[g.below(4) as usize];
         let special = !concerns.special_circumstances.is_empty();
         let abused = !concerns.abuse_types.is_empty();
         if in_period && abused {
@@ -328,6 +347,7 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
                     })
                     .or_default() += 1;
                 *by_unit.entry(unit).or_default() += 1;
+                *by_setting.entry(setting_key).or_default() += 1;
                 for a in &concerns.abuse_types {
                     *by_form.entry(*a).or_default() += 1;
                 }
@@ -335,7 +355,7 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
         }
         records.apply(
             id,
-            &opened(id, at, unit, sex, age, concerns, channel),
+            &opened_in(setting, opened(id, at, unit, sex, age, concerns, channel)),
             at + 1_000,
         );
         let mut report = |at: i64, channel: Channel| {
@@ -477,6 +497,9 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
     ] {
         assert_eq!(value(&rows, "0101", "form", key).0, by_form[&form], "{key}");
     }
+    for (setting, n) in &by_setting {
+        assert_eq!(value(&rows, "0101", "setting", setting).0, *n, "{setting}");
+    }
     for (unit, n) in &by_unit {
         assert_eq!(value(&rows, "0101", "unit", unit).0, *n, "{unit}");
     }
@@ -545,4 +568,47 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
     assert!(abused_u16 > 3_000, "{abused_u16}");
     // Folding the same events again gives the same table.
     assert_eq!(indicators(&records.clone(), &period, None, &defs), rows);
+}
+
+#[test]
+fn given_definitions_naming_some_breakdowns_then_only_those_are_shown_and_unknown_ones_are_refused()
+{
+    let mut defs = defs();
+    defs.abused_children_breakdowns = vec!["sex".into(), "setting".into()];
+    let mut records = Records::default();
+    let id = Uuid::from_u128(1);
+    let concerns = Concerns {
+        abuse_types: vec![AbuseType::Violence],
+        ..Concerns::default()
+    };
+    records.apply(
+        id,
+        &opened(
+            id,
+            JAN_2022 + DAY,
+            "u1",
+            Sex::Male,
+            Some(4),
+            concerns,
+            Channel::Web,
+        ),
+        JAN_2022,
+    );
+    let rows = indicators(&records, &Period::parse("2022").unwrap(), None, &defs);
+    let dims: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.indicator == "0101")
+        .map(|r| r.dimension.as_str())
+        .collect();
+    assert_eq!(dims, ["setting", "sex", "total"].into_iter().collect());
+    // Other indicators are unaffected.
+    assert_eq!(value(&rows, "reports", "channel_group", "111").0, 1);
+    let err = Definitions::parse(
+        r#"{"age_groups":[{"key":"a","en":"a","vi":"a","min_years":0,"max_years":17}],"small_cell_threshold":5,"abused_children_breakdowns":["colour"]}"#,
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("abused_children_breakdowns[0]") && err.contains("colour"),
+        "{err}"
+    );
 }

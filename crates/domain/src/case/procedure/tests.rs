@@ -33,6 +33,7 @@ fn opened(immediate_danger: bool) -> CaseOpened {
         follow_up_case_not_found: None,
         child_age_years: Some(9),
         child_sex: None,
+        setting: None,
     }
 }
 
