@@ -76,11 +76,7 @@ impl IntakeApi {
             Report::Police { officer_id, .. } => officer_id,
         };
         match caller.role {
-            Role::HotlineOperator | Role::Police | Role::AgencyStaff
-                if *logged_by == caller.user_id && caller.role != Role::AgencyStaff =>
-            {
-                Some(true)
-            }
+            Role::HotlineOperator | Role::Police if *logged_by == caller.user_id => Some(true),
             Role::Police | Role::AgencyStaff => row
                 .handed_over
                 .and_then(|(case, _)| self.view.referral_to(case, &caller.agency_id)),
