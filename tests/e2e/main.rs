@@ -98,6 +98,17 @@ pub fn province_officer(user: &str) -> Identity {
     Identity::new(user, Role::ProvinceOfficer, "ct.so-yt", &[])
 }
 
+/// Today's date in Vietnam (UTC+7): (year, month, day).
+pub fn vietnam_today() -> (i64, i64, i64) {
+    let offset = time::UtcOffset::from_hms(7, 0, 0).unwrap();
+    let today = time::OffsetDateTime::now_utc().to_offset(offset).date();
+    (
+        i64::from(today.year()),
+        i64::from(u8::from(today.month())),
+        i64::from(today.day()),
+    )
+}
+
 /// One service binary running with its own data directory and port.
 pub struct Service {
     pub name: &'static str,

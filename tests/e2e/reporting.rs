@@ -15,20 +15,7 @@ use crate::{Identity, province_officer};
 /// test running across New Year's Eve in Vietnam would see two; it asks
 /// both years and adds them).
 fn periods() -> Vec<String> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 7 * 3600;
-    // Days since 1970 → civil year (Howard Hinnant's algorithm).
-    let z = (now / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, _, _) = crate::vietnam_today();
     vec![(y - 1).to_string(), y.to_string()]
 }
 
