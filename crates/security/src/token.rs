@@ -2,12 +2,20 @@
 //!
 //! Claims: `sub` (user id), `role` (see [`Role`]), `agency` (agency id from
 //! the directory), `units` (administrative unit ids in scope, for commune
-//! officers), `iat` and `exp` (Unix seconds). The token travels in the gRPC
-//! metadata `authorization: Bearer <jwt>`.
+//! officers), `iat`, optionally `nbf`, and `exp` (Unix seconds). The token
+//! travels in the gRPC metadata `authorization: Bearer <jwt>`.
+//!
+//! A token is refused (UNAUTHENTICATED) when its signature does not verify,
+//! it has expired, it is not valid yet (`nbf`), it was issued in the future
+//! (`iat`, beyond [`LEEWAY_SECS`]), it lives longer than the verifier's
+//! maximum lifetime (default [`DEFAULT_MAX_LIFETIME_SECS`]), or its subject
+//! is empty, longer than [`MAX_SUBJECT_CHARS`] or holds control characters.
 //!
 //! Keys are files: the private key as PKCS#8 PEM, the public key as SPKI
 //! PEM (what `openssl genpkey -algorithm ed25519` and `openssl pkey
-//! -pubout` write; [`generate_key_pair`] writes the same).
+//! -pubout` write; [`generate_key_pair`] writes the same: a PKCS#8 v1
+//! private key without the optional public key, which OpenSSL 3 and
+//! Python's `cryptography` read. Both v1 and v2 files are read.)
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -95,9 +103,21 @@ pub struct Claims {
     pub units: Vec<String>,
     /// Issued at, Unix seconds.
     pub iat: u64,
+    /// Not valid before, Unix seconds (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     /// Expires at, Unix seconds.
     pub exp: u64,
 }
+
+/// Seconds of clock difference tolerated between the issuer and the
+/// services (`exp`, `nbf`, `iat`).
+pub const LEEWAY_SECS: u64 = 30;
+/// The longest lifetime (`exp - iat`) a verifier accepts unless configured
+/// otherwise: one working shift.
+pub const DEFAULT_MAX_LIFETIME_SECS: u64 = 12 * 60 * 60;
+/// The longest subject (user id) accepted.
+pub const MAX_SUBJECT_CHARS: usize = 128;
 
 /// The authenticated caller of one request, with the purpose they stated
 /// (gRPC metadata `baove-purpose`), for the access log.
@@ -163,6 +183,20 @@ pub enum TokenError {
     /// Past its `exp`.
     #[error("token expired")]
     Expired,
+    /// Before its `nbf`, or issued in the future.
+    #[error("token not valid yet: {0}")]
+    NotYetValid(String),
+    /// `exp - iat` longer than the verifier accepts.
+    #[error("token lifetime of {lifetime_secs} s is longer than the {max_secs} s accepted")]
+    TooLong {
+        /// The token's lifetime.
+        lifetime_secs: u64,
+        /// The longest accepted.
+        max_secs: u64,
+    },
+    /// The subject is empty, too long or holds control characters.
+    #[error("token subject (sub) {0}")]
+    BadSubject(&'static str),
 }
 
 /// A key file that could not be used.
@@ -215,9 +249,7 @@ pub fn new_signing_key() -> SigningKey {
 /// When a file exists already or cannot be written.
 pub fn generate_key_pair(private: &Path, public: &Path) -> Result<VerifyingKey, KeyError> {
     let key = new_signing_key();
-    let pem = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| key_error(private, e))?;
+    let pem = pkcs8_v1_pem(&key).map_err(|e| key_error(private, e))?;
     write_new_secret(private, pem.as_bytes())?;
     let verifying = key.verifying_key();
     let public_pem = verifying
@@ -225,6 +257,23 @@ pub fn generate_key_pair(private: &Path, public: &Path) -> Result<VerifyingKey, 
         .map_err(|e| key_error(public, e))?;
     std::fs::write(public, public_pem).map_err(|e| key_error(public, e))?;
     Ok(verifying)
+}
+
+/// The PKCS#8 v1 PEM of `key`: the private key alone, as `openssl genpkey
+/// -algorithm ed25519` writes it. (ed25519-dalek's own encoding is v2, with
+/// the public key attached, which OpenSSL 3 refuses as "extra data".)
+///
+/// # Errors
+/// Never in practice: encoding 32 bytes of key.
+pub fn pkcs8_v1_pem(
+    key: &SigningKey,
+) -> Result<ed25519_dalek::pkcs8::spki::der::zeroize::Zeroizing<String>, ed25519_dalek::pkcs8::Error>
+{
+    ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    }
+    .to_pkcs8_pem(LineEnding::LF)
 }
 
 /// Writes a secret to a file that must not exist yet, readable by its owner
@@ -298,6 +347,7 @@ impl Issuer {
             agency: agency.to_owned(),
             units: units.to_vec(),
             iat: now,
+            nbf: None,
             exp: now.saturating_add(ttl_secs),
         })
     }
@@ -323,6 +373,7 @@ fn now_secs() -> u64 {
 pub struct Verifier {
     keys: Vec<DecodingKey>,
     validation: Validation,
+    max_lifetime_secs: u64,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -340,14 +391,24 @@ impl Verifier {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.validate_exp = true;
-        validation.leeway = 30;
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
         Self {
             keys: keys
                 .iter()
                 .map(|k| DecodingKey::from_ed_der(k.as_bytes()))
                 .collect(),
             validation,
+            max_lifetime_secs: DEFAULT_MAX_LIFETIME_SECS,
         }
+    }
+
+    /// The same verifier accepting tokens that live at most `secs`
+    /// (`exp - iat`).
+    #[must_use]
+    pub const fn with_max_lifetime(mut self, secs: u64) -> Self {
+        self.max_lifetime_secs = secs;
+        self
     }
 
     /// A verifier trusting the public keys in `paths` (SPKI PEM).
@@ -395,10 +456,13 @@ impl Verifier {
         let mut last = TokenError::BadSignature;
         for key in &self.keys {
             match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
-                Ok(data) => return Ok(data.claims),
+                Ok(data) => return self.check_claims(data.claims, now_secs()),
                 Err(e) => {
                     last = match e.kind() {
                         ErrorKind::ExpiredSignature => return Err(TokenError::Expired),
+                        ErrorKind::ImmatureSignature => {
+                            return Err(TokenError::NotYetValid("nbf is in the future".into()));
+                        }
                         ErrorKind::InvalidSignature
                         | ErrorKind::InvalidAlgorithm
                         | ErrorKind::InvalidEddsaKey => TokenError::BadSignature,
@@ -408,6 +472,31 @@ impl Verifier {
             }
         }
         Err(last)
+    }
+
+    /// The checks the JWT crate does not make: `iat` not in the future, a
+    /// lifetime within the maximum, a usable subject.
+    fn check_claims(&self, claims: Claims, now: u64) -> Result<Claims, TokenError> {
+        if claims.iat > now.saturating_add(LEEWAY_SECS) {
+            return Err(TokenError::NotYetValid("iat is in the future".into()));
+        }
+        let lifetime_secs = claims.exp.saturating_sub(claims.iat);
+        if lifetime_secs > self.max_lifetime_secs {
+            return Err(TokenError::TooLong {
+                lifetime_secs,
+                max_secs: self.max_lifetime_secs,
+            });
+        }
+        if claims.sub.trim().is_empty() {
+            return Err(TokenError::BadSubject("is empty"));
+        }
+        if claims.sub.chars().count() > MAX_SUBJECT_CHARS {
+            return Err(TokenError::BadSubject("is longer than 128 characters"));
+        }
+        if claims.sub.chars().any(char::is_control) {
+            return Err(TokenError::BadSubject("holds control characters"));
+        }
+        Ok(claims)
     }
 }
 
@@ -462,6 +551,7 @@ mod tests {
                 agency: String::new(),
                 units: Vec::new(),
                 iat: 1,
+                nbf: None,
                 exp: 2,
             })
             .unwrap();
@@ -504,5 +594,96 @@ mod tests {
             &std::fs::metadata(&private).unwrap().permissions(),
         );
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    fn claims(sub: &str, iat: u64, nbf: Option<u64>, exp: u64) -> Claims {
+        Claims {
+            sub: sub.into(),
+            role: Role::Auditor,
+            agency: String::new(),
+            units: Vec::new(),
+            iat,
+            nbf,
+            exp,
+        }
+    }
+
+    #[test]
+    fn tokens_not_valid_yet_living_too_long_or_without_a_usable_subject_are_refused() {
+        let key = new_signing_key();
+        let issuer = Issuer::new(&key).unwrap();
+        let verifier = Verifier::new(&[key.verifying_key()]);
+        let now = now_secs();
+        let sign = |c: Claims| issuer.sign(&c).unwrap();
+        // nbf an hour ahead.
+        assert!(matches!(
+            verifier.verify(&sign(claims("x", now, Some(now + 3600), now + 7200))),
+            Err(TokenError::NotYetValid(_))
+        ));
+        // iat an hour ahead.
+        assert!(matches!(
+            verifier.verify(&sign(claims("x", now + 3600, None, now + 7200))),
+            Err(TokenError::NotYetValid(_))
+        ));
+        // exp in year 9999.
+        assert!(matches!(
+            verifier.verify(&sign(claims("x", now, None, 253_402_300_799))),
+            Err(TokenError::TooLong { .. })
+        ));
+        // 13 hours: beyond the default 12; accepted where configured.
+        let long = sign(claims("x", now, None, now + 13 * 3600));
+        assert!(matches!(
+            verifier.verify(&long),
+            Err(TokenError::TooLong { .. })
+        ));
+        verifier
+            .clone()
+            .with_max_lifetime(24 * 3600)
+            .verify(&long)
+            .unwrap();
+        for sub in [
+            String::new(),
+            "  ".into(),
+            "a".repeat(129),
+            "a\u{0}b".into(),
+        ] {
+            assert!(
+                matches!(
+                    verifier.verify(&sign(claims(&sub, now, None, now + 60))),
+                    Err(TokenError::BadSubject(_))
+                ),
+                "{sub:?}"
+            );
+        }
+        // Within the leeway, and an nbf already past: accepted.
+        verifier
+            .verify(&sign(claims("x", now + 10, Some(now - 10), now + 60)))
+            .unwrap();
+    }
+
+    #[test]
+    fn generated_private_keys_are_pkcs8_v1_and_v2_keys_are_read_too() {
+        use base64::Engine as _;
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("k.pem");
+        generate_key_pair(&private, &dir.path().join("k.pub.pem")).unwrap();
+        let pem = std::fs::read_to_string(&private).unwrap();
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap();
+        // What `openssl genpkey -algorithm ed25519` writes: 48 bytes,
+        // SEQUENCE { INTEGER 0 (v1), AlgorithmIdentifier 1.3.101.112,
+        // OCTET STRING { OCTET STRING (32 bytes) } }.
+        assert_eq!(der.len(), 48, "{pem}");
+        assert_eq!(
+            &der[..16],
+            &hex::decode("302e020100300506032b657004220420").unwrap()[..]
+        );
+        // A v2 file (ed25519-dalek's own encoding) still reads.
+        let key = read_signing_key(&private).unwrap();
+        let v2 = dir.path().join("v2.pem");
+        std::fs::write(&v2, key.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes()).unwrap();
+        assert_eq!(read_signing_key(&v2).unwrap().to_bytes(), key.to_bytes());
     }
 }
