@@ -63,6 +63,20 @@ fn measures() -> Vec<p::PlanMeasure> {
     }]
 }
 
+impl Officer {
+    /// The usual officer (province scope) on `case_id` at `casework`.
+    pub async fn of(casework: &crate::Service, case_id: &str) -> Self {
+        let mut officer = Self {
+            client: CaseServiceClient::new(casework.channel().await),
+            case_id: case_id.to_owned(),
+            version: 0,
+            n: 0,
+        };
+        officer.version = officer.case().await.version;
+        officer
+    }
+}
+
 pub async fn opened_case(system: &System, request_id: &str) -> Officer {
     let mut intake = intake_client(&system.intake).await;
     let receipt = intake
@@ -71,14 +85,7 @@ pub async fn opened_case(system: &System, request_id: &str) -> Officer {
         .unwrap()
         .into_inner();
     let case_id = case_of(&system.intake, &receipt.intake_id).await;
-    let mut officer = Officer {
-        client: CaseServiceClient::new(system.casework.channel().await),
-        case_id,
-        version: 0,
-        n: 0,
-    };
-    officer.version = officer.case().await.version;
-    officer
+    Officer::of(&system.casework, &case_id).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,8 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod access;
 mod casework;
 mod foundation;
+mod hardening;
 mod intake;
 mod referral;
 mod reporting;

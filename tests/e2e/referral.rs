@@ -14,12 +14,12 @@ use crate::intake::System;
 
 const POLICE: &str = "ct.ca-p-ninh-kieu";
 
-struct Full {
-    system: System,
-    referral: Service,
+pub struct Full {
+    pub system: System,
+    pub referral: Service,
 }
 
-async fn start() -> Full {
+pub async fn start() -> Full {
     let system = System::start().await;
     let referral = Service::start("referral", &system.nats.url());
     referral.wait_health("", ServingStatus::Serving).await;
@@ -48,7 +48,7 @@ async fn referral_client(s: &Service) -> ReferralServiceClient<crate::AuthChanne
 }
 
 /// Waits (up to 30 s) for the referral to reach `agency`'s inbox.
-async fn in_inbox(
+pub async fn in_inbox(
     client: &mut ReferralServiceClient<crate::AuthChannel>,
     agency: &str,
     id: &str,
@@ -89,16 +89,16 @@ async fn request_reloading(o: &mut Officer) -> p::RequestReferralResponse {
     panic!("the case kept moving");
 }
 
-struct Agent {
-    client: ReferralServiceClient<crate::AuthChannel>,
-    referral_id: String,
-    version: u64,
-    agency: String,
-    n: u32,
+pub struct Agent {
+    pub client: ReferralServiceClient<crate::AuthChannel>,
+    pub referral_id: String,
+    pub version: u64,
+    pub agency: String,
+    pub n: u32,
 }
 
 impl Agent {
-    fn header(&mut self) -> Option<p::ReferralHeader> {
+    pub fn header(&mut self) -> Option<p::ReferralHeader> {
         self.n += 1;
         Some(p::ReferralHeader {
             request_id: format!("{}-{}", self.referral_id, self.n),
@@ -110,7 +110,7 @@ impl Agent {
         })
     }
 
-    fn took(
+    pub fn took(
         &mut self,
         r: Result<tonic::Response<p::ReferralStepResponse>, tonic::Status>,
     ) -> Result<String, tonic::Status> {

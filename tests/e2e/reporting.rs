@@ -146,29 +146,41 @@ async fn small_counts_of_children_are_hidden_from_communes_not_from_the_departme
         case_of(&system.intake, &receipt.intake_id).await;
     }
     let period = periods().pop().unwrap();
-    let table_of = |who: Identity, period: String| {
+    let ask = |who: Identity, period: String, unit: &str| {
         let casework = &system.casework;
+        let unit_id = unit.to_owned();
         async move {
             ReportingServiceClient::new(casework.channel_as(&who).await)
                 .get_indicators(p::GetIndicatorsRequest {
                     period,
+                    unit_id,
                     ..Default::default()
                 })
                 .await
-                .unwrap()
-                .into_inner()
         }
     };
     let commune = Identity::new("cb-1", Role::CommuneOfficer, "", &["vn-ct.p-ninh-kieu"]);
-    let seen_by_commune = table_of(commune, period.clone()).await;
+    let seen_by_commune = ask(commune.clone(), period.clone(), "vn-ct.p-ninh-kieu")
+        .await
+        .unwrap()
+        .into_inner();
     let hidden = cell(&seen_by_commune, "0101", "total", "total");
     assert!(seen_by_commune.small_cells_suppressed);
     assert!(hidden.suppressed && hidden.value == 0, "{hidden:?}");
+    // A commune officer sees their own units only: not the province's
+    // table (broken down by commune), not another commune's.
+    for unit in ["", "vn-ct.p-cai-khe"] {
+        let refused = ask(commune.clone(), period.clone(), unit)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{unit:?}");
+        assert!(refused.message().contains("own units"), "{refused:?}");
+    }
     for who in [province_officer("so-yt-1"), crate::auditor()] {
         let mut total = 0;
         for period in periods() {
             let shown = cell(
-                &table_of(who.clone(), period).await,
+                &ask(who.clone(), period, "").await.unwrap().into_inner(),
                 "0101",
                 "total",
                 "total",

@@ -534,7 +534,26 @@ async fn on_nats_each_service_has_its_own_credentials_and_publishes_only_its_own
     for service in [&intake, &casework, &referral] {
         service.wait_health("baove.bus", serving).await;
     }
-    // Under these permissions the flow still works: a report becomes a case.
+    // With intake's credentials: its own subject is accepted, casework's
+    // is not; and the replies other services get (JetStream acks, pulled
+    // messages) cannot be overheard.
+    let client = async_nats::ConnectOptions::with_user_and_password(
+        "intake".into(),
+        env["intake"].0.clone(),
+    )
+    .custom_inbox_prefix(baove_bus::inbox_prefix("intake"))
+    .connect(nats.url())
+    .await
+    .unwrap();
+    let mut snooping = Vec::new();
+    for subject in ["_INBOX.>", "_INBOX_casework.>", "_INBOX_referral.>", ">"] {
+        snooping.push(client.subscribe(subject).await.unwrap());
+    }
+    client.flush().await.unwrap();
+
+    // Under these permissions the flow still works: a report becomes a case
+    // and a referral reaches the police (casework and referral pulling and
+    // publishing all the while).
     let receipt = IntakeServiceClient::new(intake.channel().await)
         .submit_hotline_report(crate::intake::hotline("nats-perm-1", "Trần Văn Nam"))
         .await
@@ -542,16 +561,51 @@ async fn on_nats_each_service_has_its_own_credentials_and_publishes_only_its_own
         .into_inner();
     let case_id = crate::intake::case_of(&intake, &receipt.intake_id).await;
     assert!(!case_id.is_empty());
-
-    // With intake's credentials: its own subject is accepted, casework's
-    // is not.
-    let client = async_nats::ConnectOptions::with_user_and_password(
-        "intake".into(),
-        env["intake"].0.clone(),
+    let mut o = crate::casework::Officer::of(&casework, &case_id).await;
+    refer(
+        &mut o,
+        p::RequestReferralRequest {
+            service: p::RequestedService::PoliceInvestigation as i32,
+            to_agency_id: "ct.ca-p-ninh-kieu".into(),
+            reason: "dấu hiệu tội phạm".into(),
+            shares_identifying_information: true,
+            legal_basis: p::LegalBasis::CriminalInvestigation as i32,
+            ..Default::default()
+        },
     )
-    .connect(nats.url())
-    .await
-    .unwrap();
+    .await;
+    let mut police =
+        p::referral_service_client::ReferralServiceClient::new(referral.channel().await);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while police
+        .list_inbox(p::ListInboxRequest {
+            agency_id: "ct.ca-p-ninh-kieu".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .referrals
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the referral never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for mut subscription in snooping {
+        let overheard = tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            futures_util::StreamExt::next(&mut subscription),
+        )
+        .await;
+        assert!(
+            !matches!(overheard, Ok(Some(_))),
+            "intake's credentials overheard {:?}",
+            overheard.ok().flatten().map(|m| m.subject)
+        );
+    }
     let js = async_nats::jetstream::new(client);
     js.publish("baove.intake.PermissionProbe", "{}".into())
         .await
@@ -585,7 +639,7 @@ fn hex_of(bytes: &[u8]) -> String {
 
 /// Requests a referral as an officer would: when a referral step landed on
 /// the case meanwhile (ABORTED), reload the version and decide again.
-async fn refer(o: &mut crate::casework::Officer, request: p::RequestReferralRequest) {
+pub async fn refer(o: &mut crate::casework::Officer, request: p::RequestReferralRequest) -> String {
     for _ in 0..10 {
         o.version = o.case().await.version;
         let header = o.header();
@@ -597,7 +651,7 @@ async fn refer(o: &mut crate::casework::Officer, request: p::RequestReferralRequ
             })
             .await
         {
-            Ok(_) => return,
+            Ok(r) => return r.into_inner().referral_id,
             Err(status) if status.code() == tonic::Code::Aborted => {}
             Err(status) => panic!("{status:?}"),
         }

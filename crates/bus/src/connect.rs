@@ -41,6 +41,14 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// The inbox prefix of NATS user `user`: `_INBOX_<user>`. The server's
+/// authorization lets each user subscribe to its own prefix only (see
+/// `deploy/nats/authorization.conf.in`).
+#[must_use]
+pub fn inbox_prefix(user: &str) -> String {
+    format!("_INBOX_{user}")
+}
+
 /// As [`connect`], authenticating with `credentials` when given.
 ///
 /// # Errors
@@ -57,7 +65,13 @@ pub async fn connect_as(
     loop {
         let state = connected.clone();
         let options = match credentials.clone() {
-            Some(c) => async_nats::ConnectOptions::with_user_and_password(c.user, c.password),
+            // Replies (JetStream acks, pulled messages) come to an inbox
+            // only this user may subscribe to (`_INBOX_<user>.>`): no
+            // other service can read them.
+            Some(c) => {
+                async_nats::ConnectOptions::with_user_and_password(c.user.clone(), c.password)
+                    .custom_inbox_prefix(inbox_prefix(&c.user))
+            }
             None => async_nats::ConnectOptions::new(),
         };
         let options = options

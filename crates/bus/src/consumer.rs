@@ -4,6 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
+use baove_domain::text::clip;
 use baove_eventlog::{Envelope, EventLog};
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -141,7 +142,7 @@ async fn apply<H: Handler>(
     let envelope = match Envelope::decode(&message.payload) {
         Ok(envelope) => envelope,
         Err(e) => {
-            tracing::error!(subject = %message.subject, error = %e, "undecodable message; terminated");
+            tracing::error!(subject = %clip(&message.subject, 200), bytes = message.payload.len(), error = %clip(&e.to_string(), 300), "undecodable message; terminated");
             ack(&message, AckKind::Term).await;
             return;
         }
@@ -178,7 +179,7 @@ async fn apply<H: Handler>(
                 return;
             }
             Err(HandleError::Retry(reason)) => {
-                tracing::warn!(event_id = %id, reason, retry_in_ms = delay.as_millis() as u64, "handler asked to retry");
+                tracing::warn!(event_id = %id, reason = %clip(&reason, 300), retry_in_ms = delay.as_millis() as u64, "handler asked to retry");
                 // Keeps the message ours while we wait.
                 ack(&message, AckKind::Progress).await;
                 tokio::select! {
@@ -189,7 +190,7 @@ async fn apply<H: Handler>(
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
             Err(HandleError::Reject(reason)) => {
-                tracing::error!(event_id = %id, reason, "handler rejected the event; terminated");
+                tracing::error!(event_id = %id, reason = %clip(&reason, 300), "handler rejected the event; terminated");
                 ack(&message, AckKind::Term).await;
                 return;
             }

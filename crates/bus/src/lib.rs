@@ -23,7 +23,7 @@ mod publish;
 mod relay;
 mod streams;
 
-pub use connect::{Credentials, connect, connect_as};
+pub use connect::{Credentials, connect, connect_as, inbox_prefix};
 pub use consumer::{ConsumerSpec, HandleError, Handler, run_consumer};
 pub use publish::{
     HEADER_CORRELATION_ID, HEADER_EVENT_TYPE, HEADER_STREAM_ID, publish, subject_for,

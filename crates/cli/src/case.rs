@@ -195,6 +195,9 @@ pub enum Command {
         /// The child's identifying information is shared.
         #[arg(long)]
         identifying: bool,
+        /// The informant's details are shared too (with --identifying).
+        #[arg(long)]
+        informant: bool,
         /// The child (7 or older) agreed.
         #[arg(long)]
         child_consent: bool,
@@ -238,7 +241,7 @@ impl Step {
         let request_id = self
             .request_id
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-        eprintln!(
+        err_out!(
             "request id {request_id} (pass --request-id {request_id} to retry this step safely)"
         );
         Some(p::CommandHeader {
@@ -276,12 +279,12 @@ fn done(
 ) -> anyhow::Result<()> {
     let response = result.map_err(|s| refusal(&s))?.into_inner();
     if response.already_applied {
-        println!(
+        out!(
             "already applied: case {case_id} is at version {}",
             response.version
         );
     } else {
-        println!(
+        out!(
             "case {case_id} now at version {} ({})",
             response.version,
             response.event_types.join(", ")
@@ -336,7 +339,7 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 .map_err(status_error)?
                 .into_inner();
             for c in &response.cases {
-                println!(
+                out!(
                     "{}  {}  v{:<3} {:<28} {}{}{}  next due {}",
                     c.opened_at
                         .as_ref()
@@ -354,7 +357,7 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 );
             }
             if !response.next_page_token.is_empty() {
-                println!("more: --page {}", response.next_page_token);
+                out!("more: --page {}", response.next_page_token);
             }
             Ok(())
         }
@@ -562,6 +565,7 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
             reason,
             urgent,
             identifying,
+            informant,
             child_consent,
             guardian_consent,
             legal_basis,
@@ -593,6 +597,7 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 reason,
                 urgent,
                 shares_identifying_information: identifying,
+                shares_informant: informant,
                 child_consent,
                 guardian_consent,
                 legal_basis: legal_basis as i32,
@@ -602,9 +607,10 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| refusal(&s))?
                 .into_inner();
-            println!(
+            out!(
                 "case {id} now at version {}; referral {}",
-                r.version, r.referral_id
+                r.version,
+                r.referral_id
             );
             Ok(())
         }

@@ -103,7 +103,7 @@ pub fn print_json<T: Message>(name: &str, value: &T) -> anyhow::Result<()> {
         &mut out,
         &SerializeOptions::new().use_proto_field_name(true),
     )?;
-    println!();
+    out!();
     Ok(())
 }
 
@@ -113,17 +113,17 @@ fn print_receipt(receipt: &SubmitResponse) {
     } else {
         ""
     };
-    println!("recorded intake {}{again}", receipt.intake_id);
+    out!("recorded intake {}{again}", receipt.intake_id);
     if let Some(at) = &receipt.recorded_at {
-        println!("recorded at {}", rfc3339(at));
+        out!("recorded at {}", rfc3339(at));
     }
     if receipt.outside_child_law {
-        println!(
+        out!(
             "note: the child is 16 or 17, outside the Law on Children; casework routes it as general support"
         );
     }
     if !receipt.possible_duplicate_case_ids.is_empty() {
-        println!(
+        out!(
             "possible duplicate of case(s): {}",
             receipt.possible_duplicate_case_ids.join(", ")
         );
@@ -187,7 +187,7 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| refusal(&s))?
                 .into_inner();
-            println!(
+            out!(
                 "erased the confidential fields of case {case}: intakes {}",
                 erased.intake_ids.join(", ")
             );
@@ -245,7 +245,7 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 let status = IntakeStatus::try_from(i.status).map_or("?", |s| s.as_str_name());
                 let chan =
                     baove_proto::v1::Channel::try_from(i.channel).map_or("?", |c| c.as_str_name());
-                println!(
+                out!(
                     "{}  {}  {:<26} {:<16} {}{}  {}  {}",
                     i.received_at.as_ref().map(rfc3339).unwrap_or_default(),
                     i.intake_id,
@@ -262,7 +262,7 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 );
             }
             if !response.next_page_token.is_empty() {
-                println!("more: --page {}", response.next_page_token);
+                out!("more: --page {}", response.next_page_token);
             }
             Ok(())
         }

@@ -19,6 +19,22 @@
 //!
 //! Every call but `health` sends the token of `--token` / `BAOVE_TOKEN`
 //! and the stated purpose of `--purpose` / `BAOVE_PURPOSE`.
+//!
+//! Everything printed goes through [`terminal_safe`] (the `out!` and
+//! `err_out!` macros): text that came from the services is shown, never
+//! obeyed by the terminal.
+
+/// `println!`, with control and bidi-override characters escaped
+/// ([`terminal_safe`]).
+macro_rules! out {
+    () => { println!() };
+    ($($arg:tt)*) => { println!("{}", $crate::terminal_safe(&format!($($arg)*))) };
+}
+
+/// `eprintln!`, with control and bidi-override characters escaped.
+macro_rules! err_out {
+    ($($arg:tt)*) => { eprintln!("{}", $crate::terminal_safe(&format!($($arg)*))) };
+}
 
 mod case;
 mod intake;
@@ -157,7 +173,7 @@ async fn main() -> std::process::ExitCode {
         Err(e) => {
             // `{:#}`: the message and its causes on one line, no backtrace:
             // this is read by an operator, not a developer.
-            eprintln!("error: {e:#}");
+            err_out!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
@@ -198,7 +214,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_event(event);
             }
             if let Some(head) = response.head {
-                println!(
+                out!(
                     "head: version {} hash {}",
                     head.version,
                     hex::encode(head.hash)
@@ -219,9 +235,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for event in &response.events {
                 print_event(event);
             }
-            println!(
+            out!(
                 "next position {} (last written {})",
-                response.next_position, response.last_position
+                response.next_position,
+                response.last_position
             );
             Ok(())
         }
@@ -246,7 +263,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(case) = &replayed.case {
                 intake::print_json("baove.v1.Case", case)?;
             }
-            println!(
+            out!(
                 "hash of the last event applied: {}",
                 hex::encode(replayed.hash)
             );
@@ -263,12 +280,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             while let Some(progress) = stream.message().await.map_err(status_error)? {
                 for b in &progress.broken {
                     broken += 1;
-                    println!(
+                    out!(
                         "NOT intact: {} first bad seq {}: {}",
-                        b.stream_id, b.first_bad_seq, b.reason
+                        b.stream_id,
+                        b.first_bad_seq,
+                        b.reason
                     );
                 }
-                eprintln!("checked {} of {} streams", progress.checked, progress.total);
+                err_out!("checked {} of {} streams", progress.checked, progress.total);
                 if progress.done {
                     break;
                 }
@@ -276,7 +295,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if broken > 0 {
                 bail!("{broken} stream(s) do not verify");
             }
-            println!("every stream verifies");
+            out!("every stream verifies");
             Ok(())
         }
         Command::Intake(command) => intake::run(&cli.addr, command).await,
@@ -293,7 +312,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .into_inner();
             if response.intact {
                 let head = response.head.unwrap_or_default();
-                println!(
+                out!(
                     "intact: {stream} version {} head hash {}",
                     head.version,
                     hex::encode(head.hash)
@@ -353,13 +372,35 @@ pub(crate) fn refusal(status: &tonic::Status) -> anyhow::Error {
     }
 }
 
+/// `text` with every control character but line break and tab, and every
+/// bidirectional override, written as an escape (`\u{1b}`): stored data
+/// (a name, a reason, a payload) can then never move the cursor, recolour
+/// the terminal, or make what follows read backwards.
+pub(crate) fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c != '\n' && c != '\t' && baove_domain::text::is_forbidden(c);
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if unsafe_char(c) {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
 pub(crate) fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", status.code(), status.message())
 }
 
 pub(crate) fn print_event(e: &EventEnvelope) {
     let actor = e.actor.clone().unwrap_or_default();
-    println!(
+    out!(
         "#{pos} {stream} seq {seq} {ty} v{v} at {at} by {user} ({role}) {payload}",
         pos = e.global_position,
         stream = e.stream_id,
@@ -393,7 +434,7 @@ async fn health(addr: &str, service: &str, wait: Duration) -> anyhow::Result<()>
         };
         match answer {
             Ok(ServingStatus::Serving) => {
-                println!("{addr} {label}: SERVING");
+                out!("{addr} {label}: SERVING");
                 return Ok(());
             }
             Ok(other) if Instant::now() >= deadline => {
@@ -402,5 +443,16 @@ async fn health(addr: &str, service: &str, wait: Duration) -> anyhow::Result<()>
             Err(e) if Instant::now() >= deadline => return Err(e),
             _ => tokio::time::sleep(Duration::from_millis(250)).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stored_text_cannot_drive_the_terminal() {
+        assert_eq!(super::terminal_safe("Nguyễn Thị Bé\n"), "Nguyễn Thị Bé\n");
+        let shown = super::terminal_safe("Bé\u{1b}[2J\u{202E}abc\u{0}");
+        assert_eq!(shown, "Bé\\u{1b}[2J\\u{202e}abc\\u{0}");
+        assert!(!shown.chars().any(char::is_control));
     }
 }

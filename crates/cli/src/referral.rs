@@ -116,7 +116,7 @@ impl Step {
         let request_id = self
             .request_id
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-        eprintln!(
+        err_out!(
             "request id {request_id} (pass --request-id {request_id} to retry this step safely)"
         );
         let header = p::ReferralHeader {
@@ -131,7 +131,7 @@ impl Step {
 }
 
 fn print_referral(r: &p::Referral) {
-    println!(
+    out!(
         "{}  {}  v{:<3} {:<17} {}{}  case {}  from {}  to {} ({})  ack due {}  {}",
         r.offered_at
             .as_ref()
@@ -163,7 +163,7 @@ fn done(
     } else {
         ""
     };
-    println!("referral now {} at version {}{again}", r.status, r.version);
+    out!("referral now {} at version {}{again}", r.status, r.version);
     Ok(())
 }
 
@@ -270,7 +270,7 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 })
                 .await
                 .map_err(|s| refusal(&s))?;
-            println!(
+            out!(
                 "renamed{}",
                 if r.into_inner().already_applied {
                     " (already applied)"
@@ -296,7 +296,7 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 })
                 .await
                 .map_err(|s| refusal(&s))?;
-            println!(
+            out!(
                 "merged{}",
                 if r.into_inner().already_applied {
                     " (already applied)"

@@ -78,7 +78,7 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 .into_inner();
             let svg = chart(&table)?;
             std::fs::write(&out, svg).with_context(|| format!("cannot write {}", out.display()))?;
-            println!(
+            out!(
                 "wrote {} (computed up to position {})",
                 out.display(),
                 table.as_of_position
@@ -101,7 +101,7 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
             .into_inner();
         std::fs::write(&path, &export.csv)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        println!(
+        out!(
             "wrote {} (computed up to position {}; ask again with --at {} for the same figures)",
             path.display(),
             export.as_of_position,
@@ -119,7 +119,7 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
 }
 
 fn print_table(t: &p::IndicatorTable) {
-    println!(
+    out!(
         "{} ({} to {}), {}, computed up to position {}{}",
         t.period,
         t.first_day,
@@ -140,7 +140,7 @@ fn print_table(t: &p::IndicatorTable) {
     for row in &t.rows {
         if row.indicator != current {
             current.clone_from(&row.indicator);
-            println!("\n{} / {}", row.indicator_vi, row.indicator_en);
+            out!("\n{} / {}", row.indicator_vi, row.indicator_en);
         }
         let value = if row.suppressed {
             "*".to_owned()
@@ -172,7 +172,7 @@ fn print_table(t: &p::IndicatorTable) {
         } else {
             format!("{} / {}", row.label_vi, row.label_en)
         };
-        println!("  {:<12} {:<60} {value}{previous}", row.dimension, label);
+        out!("  {:<12} {:<60} {value}{previous}", row.dimension, label);
     }
 }
 

@@ -110,7 +110,7 @@ pub fn token(command: TokenCommand) -> anyhow::Result<()> {
     match command {
         TokenCommand::Keygen { private, public } => {
             baove_security::token::generate_key_pair(&private, &public)?;
-            println!(
+            out!(
                 "private key {} (keep it secret), public key {} (give it to the services as auth_public_keys)",
                 private.display(),
                 public.display()
@@ -143,7 +143,7 @@ pub fn token(command: TokenCommand) -> anyhow::Result<()> {
                     hours.saturating_mul(3600),
                 )
                 .context("cannot sign the token")?;
-            println!("{token}");
+            out!("{token}");
             Ok(())
         }
     }
@@ -168,7 +168,7 @@ pub async fn audit(addr: &str, command: AuditCommand) -> anyhow::Result<()> {
                 .entries;
             for e in entries {
                 let actor = e.actor.unwrap_or_default();
-                println!(
+                out!(
                     "{}ms {:<8} {} ({} {}) {} {} purpose={:?}{}",
                     e.recorded_at_unix_ms,
                     e.outcome,
@@ -221,9 +221,10 @@ pub async fn audit(addr: &str, command: AuditCommand) -> anyhow::Result<()> {
             }
             match checkpoint.check_log(events, trusted.as_ref()) {
                 Ok(()) => {
-                    println!(
+                    out!(
                         "OK: the log up to position {} is what {} signed",
-                        checkpoint.global_position, checkpoint.service
+                        checkpoint.global_position,
+                        checkpoint.service
                     );
                     Ok(())
                 }
@@ -242,7 +243,7 @@ pub async fn audit(addr: &str, command: AuditCommand) -> anyhow::Result<()> {
                 std::fs::write(&out, serde_json::to_vec_pretty(&kept)?)
                     .with_context(|| format!("cannot write {}", out.display()))?;
             }
-            println!(
+            out!(
                 "{} position {} streams {} root {} signed {}ms key {}",
                 c.service,
                 c.global_position,
@@ -263,7 +264,7 @@ pub async fn audit(addr: &str, command: AuditCommand) -> anyhow::Result<()> {
                 .bundle_json;
             std::fs::write(&out, bundle)
                 .with_context(|| format!("cannot write {}", out.display()))?;
-            println!(
+            out!(
                 "wrote {}; check it with `baove audit verify {}`",
                 out.display(),
                 out.display()
@@ -282,12 +283,16 @@ fn verify(path: &std::path::Path, key: Option<&std::path::Path>) -> anyhow::Resu
         .transpose()?;
     match bundle.verify(trusted.as_ref()) {
         Ok(v) => {
-            println!(
+            out!(
                 "OK: stream {} ({} events, head {}) is under the checkpoint signed by {} at position {}",
-                v.stream_id, v.events, v.head_hash, v.service, v.global_position
+                v.stream_id,
+                v.events,
+                v.head_hash,
+                v.service,
+                v.global_position
             );
             if trusted.is_none() {
-                println!(
+                out!(
                     "note: checked with the bundle's own key {}; pass --key to check it is the service's",
                     v.public_key
                 );

@@ -116,6 +116,14 @@ pub struct ReferralStepRecorded {
     pub detail: String,
     /// The referral service's event id.
     pub referral_event_id: Uuid,
+    /// When the referral service recorded the step, Unix ms. Absent in
+    /// events written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<i64>,
+    /// For `ReferralOffered`: the agency that received it (a merged
+    /// agency's successor when the one asked no longer exists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_agency_id: Option<String>,
 }
 
 /// A referral as the case sees it.
@@ -125,6 +133,25 @@ pub struct CaseReferral {
     pub request: crate::referral::ReferralRequest,
     /// The last step recorded (`ReferralRequested` until the first one).
     pub last_step: String,
+    /// Where it stands (offered until a step says otherwise).
+    pub status: crate::referral::Status,
+    /// When it reached that status, if known.
+    pub status_at_ms: Option<i64>,
+    /// The agency it was offered to, once offered (the successor of a
+    /// merged agency).
+    pub receiving_agency_id: Option<String>,
+}
+
+impl CaseReferral {
+    /// Whether staff of `agency_id` may read the case through this
+    /// referral at `now_ms` ([`crate::referral::grants_access`]).
+    #[must_use]
+    pub fn lets_read(&self, agency_id: &str, now_ms: i64) -> bool {
+        !agency_id.is_empty()
+            && (self.request.to_agency_id == agency_id
+                || self.receiving_agency_id.as_deref() == Some(agency_id))
+            && crate::referral::grants_access(self.status, self.status_at_ms, now_ms)
+    }
 }
 
 /// A follow-up report is added to an open case.
@@ -451,12 +478,22 @@ pub fn apply(state: Option<CaseState>, event: &CaseEvent) -> Option<CaseState> {
                 CaseReferral {
                     request: e.request.clone(),
                     last_step: "ReferralRequested".into(),
+                    status: crate::referral::Status::Offered,
+                    status_at_ms: None,
+                    receiving_agency_id: None,
                 },
             );
         }
         CaseEvent::ReferralStepRecorded(e) => {
             if let Some(referral) = state.referrals.get_mut(&e.referral_id) {
                 referral.last_step = e.step.clone();
+                if let Some(status) = crate::referral::status_after(&e.step) {
+                    referral.status = status;
+                    referral.status_at_ms = e.at_ms;
+                }
+                if let Some(agency) = &e.to_agency_id {
+                    referral.receiving_agency_id = Some(agency.clone());
+                }
                 if let (
                     crate::referral::ReferralKind::Transfer { to_unit_id },
                     "ReferralAccepted",

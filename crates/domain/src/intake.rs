@@ -418,6 +418,13 @@ pub struct Confidential {
 }
 
 impl IntakeRecorded {
+    /// Whether the duplicate check flagged an earlier case or report.
+    #[must_use]
+    pub fn has_possible_duplicates(&self) -> bool {
+        !self.possible_duplicate_case_ids.is_empty()
+            || !self.possible_duplicate_intake_ids.is_empty()
+    }
+
     /// Takes the confidential fields out of the report, leaving them blank
     /// (a date of birth becomes the age in years).
     pub fn take_confidential(&mut self) -> Confidential {
@@ -537,7 +544,35 @@ pub struct ReferralNoted {
     pub to_agency_id: String,
     /// The child's identifying information is shared with it.
     pub shares_identifying_information: bool,
+    /// The informant's details are shared with it. Absent in events
+    /// written before it existed: not shared.
+    #[serde(default)]
+    pub shares_informant: bool,
     /// Casework's event that asked it.
+    pub case_event_id: Uuid,
+}
+
+/// The event type of [`ReferralStatusNoted`].
+pub const REFERRAL_STATUS_NOTED: &str = "ReferralStatusNoted";
+
+/// A referral intake noted ([`ReferralNoted`]) took a step: access to the
+/// report follows the referral's life (granted while it is offered,
+/// acknowledged, accepted or in progress, for 30 days after completion,
+/// never once declined or revoked: [`crate::referral::grants_access`]).
+/// Kept in the case's stream of intake's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferralStatusNoted {
+    /// The case.
+    pub case_id: Uuid,
+    /// The referral.
+    pub referral_id: Uuid,
+    /// The step's stored name (`ReferralRevoked`...).
+    pub step: String,
+    /// When the referral service recorded it, Unix ms.
+    pub at_ms: Option<i64>,
+    /// For `ReferralOffered`: the agency that received it.
+    pub to_agency_id: Option<String>,
+    /// Casework's event that recorded the step.
     pub case_event_id: Uuid,
 }
 

@@ -86,6 +86,13 @@ pub struct Sharing {
     pub guardian_consent: bool,
     /// A legal basis that allows sharing without consent.
     pub legal_basis: Option<LegalBasis>,
+    /// The informant's details (who called 111, their phone) go too. The
+    /// consent of the guardian and the child does not cover the neighbour
+    /// who reported: this is a separate, recorded choice (a criminal
+    /// investigation may need the informant). Absent in events written
+    /// before it existed: not shared.
+    #[serde(default)]
+    pub informant: bool,
 }
 
 /// The request, as the case records it (`ReferralRequested` on the case).
@@ -129,6 +136,12 @@ pub fn check_request(
         && to_unit_id.trim().is_empty()
     {
         v.add("to_unit_id", "is required for a transfer");
+    }
+    if request.sharing.informant && !request.sharing.identifying {
+        v.add(
+            "shares_informant",
+            "needs shares_identifying_information: the informant is shared only with the child's identity",
+        );
     }
     v.into_result(()).map_err(RequestRefusal::Invalid)?;
     let s = &request.sharing;
@@ -246,6 +259,45 @@ impl ReferralEvent {
             Self::Escalated { .. } => "ReferralEscalated",
         }
     }
+}
+
+/// How long the receiving agency may still read the case after it
+/// completed the referral: 30 days, to answer questions and finish its
+/// own records. Then its access ends.
+pub const READ_AFTER_COMPLETION_MS: i64 = 30 * 24 * 60 * 60 * 1000;
+
+/// Whether a referral in `status` (since `since_ms`, when known) lets the
+/// receiving agency read the case and the report behind it at `now_ms`:
+/// while it is offered, acknowledged, accepted or in progress; not once it
+/// is declined or revoked; after completion for
+/// [`READ_AFTER_COMPLETION_MS`] (not at all when the completion's time is
+/// unknown).
+#[must_use]
+pub fn grants_access(status: Status, since_ms: Option<i64>, now_ms: i64) -> bool {
+    match status {
+        Status::Offered | Status::Acknowledged | Status::Accepted | Status::OutcomeReported => true,
+        Status::Declined | Status::Revoked => false,
+        Status::Completed => {
+            since_ms.is_some_and(|at| now_ms < at.saturating_add(READ_AFTER_COMPLETION_MS))
+        }
+    }
+}
+
+/// The status a referral reaches with the step stored as `event_type`;
+/// `None` for a step that does not change it (an escalation) or an
+/// unknown name.
+#[must_use]
+pub fn status_after(event_type: &str) -> Option<Status> {
+    Some(match event_type {
+        "ReferralOffered" => Status::Offered,
+        "ReferralAcknowledged" => Status::Acknowledged,
+        "ReferralAccepted" => Status::Accepted,
+        "ReferralDeclined" => Status::Declined,
+        "ReferralOutcomeReported" => Status::OutcomeReported,
+        "ReferralCompleted" => Status::Completed,
+        "ReferralRevoked" => Status::Revoked,
+        _ => return None,
+    })
 }
 
 /// Where a referral stands.

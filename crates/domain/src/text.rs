@@ -16,16 +16,79 @@ pub fn normalize(raw: &str) -> String {
         .collect()
 }
 
+/// At most `max` characters of `text`, with `…` and the number of
+/// characters left out when it is longer: for echoing a caller's value in
+/// an error or a log line without echoing a megabyte.
+#[must_use]
+pub fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((cut, _)) => std::borrow::Cow::Owned(format!(
+            "{}… ({} more characters)",
+            &text[..cut],
+            text[cut..].chars().count()
+        )),
+    }
+}
+
+/// Whether `c` is never stored: a control character other than
+/// whitespace (NUL, escape, C1 controls; tabs and line breaks are folded
+/// into spaces), or a bidirectional embedding, override or isolate control
+/// (U+202A–U+202E, U+2066–U+2069), which makes text display otherwise than
+/// it reads.
+#[must_use]
+pub fn is_forbidden(c: char) -> bool {
+    (c.is_control() && !c.is_whitespace())
+        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters that take no width and are dropped from search keys: a
+/// name typed with one must still be found by a search without it.
+#[must_use]
+pub const fn is_zero_width(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}'
+    )
+}
+
+/// The rule broken by the first forbidden character of `text`, if any.
+fn forbidden_in(text: &str) -> Result<(), String> {
+    match text.chars().find(|c| is_forbidden(*c)) {
+        None => Ok(()),
+        Some(c) => Err(format!(
+            "must not contain control or bidirectional-override characters (found U+{:04X})",
+            u32::from(c)
+        )),
+    }
+}
+
 /// Free text of at most `max` characters, normalised.
 ///
 /// # Errors
-/// The rule, when longer than `max` characters.
+/// The rule, when longer than `max` characters or holding a forbidden
+/// character ([`is_forbidden`]).
 pub fn bounded(raw: &str, max: usize) -> Result<String, String> {
+    forbidden_in(raw)?;
     let text = normalize(raw);
     if text.chars().count() > max {
         return Err(format!("must be at most {max} characters"));
     }
     Ok(text)
+}
+
+/// A client's idempotency key: 1 to 128 characters, trimmed, without
+/// forbidden characters.
+///
+/// # Errors
+/// The rule it breaks.
+pub fn request_id(raw: &str) -> Result<String, String> {
+    let id = raw.trim();
+    if id.is_empty() || id.chars().count() > 128 {
+        return Err("is required: 1 to 128 characters, a UUID is best".into());
+    }
+    forbidden_in(id)?;
+    Ok(id.to_owned())
 }
 
 /// The search key of a name: lowercase, without diacritics (đ → d), words
@@ -34,7 +97,7 @@ pub fn bounded(raw: &str, max: usize) -> Result<String, String> {
 pub fn search_key(raw: &str) -> String {
     let stripped: String = raw
         .nfd()
-        .filter(|c| !is_combining_mark(*c))
+        .filter(|c| !is_combining_mark(*c) && !is_zero_width(*c))
         .map(|c| match c {
             'đ' | 'Đ' => 'd',
             other => other,
@@ -97,6 +160,36 @@ mod tests {
         assert_eq!(search_key("Nguyễn Văn An"), "nguyen van an");
         assert_eq!(search_key("ĐẶNG Thị Ánh"), "dang thi anh");
         assert_eq!(search_key("nguyen van an"), search_key("NGUYỄN  VĂN AN"));
+    }
+
+    #[test]
+    fn control_and_bidi_override_characters_are_refused_zero_width_ones_leave_search_keys() {
+        for bad in [
+            "Bé\u{0}",
+            "\u{202E}ếB",
+            "a\u{1b}[31mb",
+            "x\u{2066}y",
+            "\u{9f}",
+        ] {
+            assert!(
+                bounded(bad, 100).unwrap_err().contains("control"),
+                "{bad:?}"
+            );
+            assert!(request_id(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(bounded("Trần\tThị\nBé", 100).unwrap(), "Trần Thị Bé");
+        assert_eq!(search_key("Ng\u{200B}uyễn Bé"), "nguyen be");
+        assert_eq!(search_key("\u{FEFF}Nguyễn"), search_key("Nguyễn"));
+        assert_eq!(request_id("  r-1 ").unwrap(), "r-1");
+        assert!(request_id("").is_err());
+        assert!(request_id(&"r".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn clipped_text_says_how_much_was_left_out() {
+        assert_eq!(clip("ngắn", 10), "ngắn");
+        assert_eq!(clip("Nguyễn Văn An", 6), "Nguyễn… (7 more characters)");
+        assert!(clip(&"x".repeat(100_000), 64).len() < 100);
     }
 
     #[test]

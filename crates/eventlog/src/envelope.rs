@@ -309,7 +309,14 @@ impl Envelope {
     /// # Errors
     /// [`Error::Corrupt`] when the bytes are not an envelope.
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
-        serde_json::from_slice(bytes).map_err(|e| Error::Corrupt(format!("undecodable event: {e}")))
+        // serde's message can quote the offending value whole: clip it, so
+        // a megabyte of garbage is not echoed into logs and errors.
+        serde_json::from_slice(bytes).map_err(|e| {
+            Error::Corrupt(format!(
+                "undecodable event: {}",
+                baove_domain::text::clip(&e.to_string(), 300)
+            ))
+        })
     }
 
     /// Encodes the envelope as stored (JSON).
@@ -370,6 +377,14 @@ mod tests {
         assert_eq!(back, e);
         assert_eq!(back.payload, r#"{"b":1,"a":"x y"}"#);
         assert_eq!(back.compute_hash(), e.hash);
+    }
+
+    #[test]
+    fn a_huge_undecodable_message_gives_a_short_error() {
+        let poison = format!("{{\"seq\": \"{}\"}}", "x".repeat(1_000_000));
+        let err = Envelope::decode(poison.as_bytes()).unwrap_err().to_string();
+        assert!(err.len() < 1_000, "{} characters", err.len());
+        assert!(err.contains("more characters"), "{err}");
     }
 
     #[test]

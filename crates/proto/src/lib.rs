@@ -7,6 +7,10 @@
 //! # Layout
 //! - [`v1`]: package `baove.v1`: messages, `*_server` and `*_client` modules.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC reflection.
+//! - [`codec`]: prost's codec, with INVALID_ARGUMENT for a message that
+//!   does not decode.
+
+pub mod codec;
 
 /// Package `baove.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

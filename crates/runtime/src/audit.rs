@@ -23,7 +23,7 @@ pub const MAX_LIMIT: u32 = 1000;
 
 /// Computes a case from its events, oldest first (casework provides one);
 /// `Ok(None)` when the events do not make a case.
-pub type Replayer = Arc<dyn Fn(&[Envelope]) -> Result<Option<v1::Case>, String> + Send + Sync>;
+pub type Replayer = Arc<dyn Fn(&[Envelope]) -> Result<Option<v1::Case>, Status> + Send + Sync>;
 
 /// Serves `AuditService` on one event log.
 #[derive(Clone)]
@@ -128,12 +128,14 @@ impl AuditService for AuditApi {
 
     async fn verify_all(
         &self,
-        _request: Request<v1::VerifyAllRequest>,
+        request: Request<v1::VerifyAllRequest>,
     ) -> Result<Response<Self::VerifyAllStream>, Status> {
+        let permit = crate::limits::open_stream(&request)?;
         let log = self.log.clone();
         let total = log.stream_count().await.map_err(|e| from_log(&e))? as u64;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move {
+            let _permit = permit;
             let mut checked = 0u64;
             let mut after = None;
             let mut broken = Vec::new();
@@ -308,9 +310,7 @@ impl AuditService for AuditApi {
         let upto = &events[..cut];
         let not_yet = || Status::not_found(format!("case {stream} did not exist at {moment}"));
         let last = upto.last().ok_or_else(not_yet)?;
-        let case = replayer(upto)
-            .map_err(Status::data_loss)?
-            .ok_or_else(not_yet)?;
+        let case = replayer(upto)?.ok_or_else(not_yet)?;
         Ok(Response::new(ReplayCaseResponse {
             case: Some(case),
             hash: last.hash.0.to_vec(),
@@ -325,6 +325,7 @@ impl AuditService for AuditApi {
         request: Request<v1::StreamHistoryRequest>,
     ) -> Result<Response<Self::StreamHistoryStream>, Status> {
         let caller = caller(&request)?;
+        let permit = crate::limits::open_stream(&request)?;
         let request = request.into_inner();
         let stream = StreamId::parse("case_id", &request.case_id).map_err(|e| from_log(&e))?;
         if self
@@ -348,6 +349,7 @@ impl AuditService for AuditApi {
         let log = self.log.clone();
         let mut from = request.from_seq.max(1);
         tokio::spawn(async move {
+            let _permit = permit;
             loop {
                 match log.read_stream(stream, from, 500).await {
                     Ok(page) if page.is_empty() => return,

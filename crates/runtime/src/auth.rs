@@ -4,11 +4,14 @@
 //! 1. lets health and reflection through (no token);
 //! 2. verifies the bearer token (`authorization: Bearer <jwt>`): missing,
 //!    malformed, badly signed or expired → UNAUTHENTICATED;
-//! 3. looks the RPC up in the policy table ([`baove_security::policy`]): a
+//! 3. takes one call of the caller's rate ([`crate::limits`]): over it →
+//!    RESOURCE_EXHAUSTED;
+//! 4. looks the RPC up in the policy table ([`baove_security::policy`]): a
 //!    role the table does not list → PERMISSION_DENIED, recorded in the
 //!    access log;
-//! 4. hands the [`Caller`] to the handler in the request's extensions
-//!    ([`caller`]), where the scope of the record is checked.
+//! 5. hands the [`Caller`] (and the service's [`Limits`]) to the handler
+//!    in the request's extensions ([`caller`]), where the scope of the
+//!    record is checked.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -18,18 +21,26 @@ use baove_security::{Caller, Verifier};
 use tonic::Status;
 
 use crate::access::AccessLog;
+use crate::limits::Limits;
 
-/// What the layer needs: the token verifier and the access log.
+/// What the layer needs: the token verifier, the access log and the
+/// service's limits.
 pub struct Gate {
     verifier: Verifier,
     access: AccessLog,
+    limits: Arc<Limits>,
 }
 
 impl Gate {
-    /// A gate verifying with `verifier`, recording refusals in `access`.
+    /// A gate verifying with `verifier`, recording refusals in `access`,
+    /// holding callers to `limits`.
     #[must_use]
-    pub const fn new(verifier: Verifier, access: AccessLog) -> Self {
-        Self { verifier, access }
+    pub const fn new(verifier: Verifier, access: AccessLog, limits: Arc<Limits>) -> Self {
+        Self {
+            verifier,
+            access,
+            limits,
+        }
     }
 
     /// The caller of a request to `path` with `headers`, `None` for open
@@ -52,6 +63,10 @@ impl Gate {
             .unwrap_or("")
             .trim()
             .to_owned();
+        if let Err(status) = self.limits.admit_call(&caller) {
+            tracing::warn!(rpc = path, user = %caller.user_id, role = %caller.role, "call over the caller's rate refused");
+            return Err(status);
+        }
         match baove_security::allowed(caller.role, path) {
             Access::Allowed | Access::Open => Ok(Some(caller)),
             Access::Denied => {
@@ -146,6 +161,7 @@ where
             match gate.admit(&path, request.headers()).await {
                 Ok(Some(caller)) => {
                     request.extensions_mut().insert(caller);
+                    request.extensions_mut().insert(gate.limits.clone());
                     inner.call(request).await
                 }
                 Ok(None) => inner.call(request).await,

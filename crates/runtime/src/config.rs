@@ -79,6 +79,62 @@ pub struct Config {
     /// `deploy/statistics/indicators.json`.
     #[serde(default = "default_statistics_file")]
     pub statistics_file: PathBuf,
+    /// The longest lifetime (`exp - iat`) of a token accepted, in seconds
+    /// (`BAOVE_TOKEN_MAX_LIFETIME_SECS`); default 43200 (12 hours).
+    #[serde(default = "default_token_max_lifetime_secs")]
+    pub token_max_lifetime_secs: u64,
+    /// Calls per second one caller may make, sustained
+    /// (`BAOVE_CALLS_PER_SEC`); default 20; 0 turns the limit off.
+    #[serde(default = "default_calls_per_sec")]
+    pub calls_per_sec: u32,
+    /// Calls one caller may make at once before that rate applies
+    /// (`BAOVE_CALL_BURST`); default 200.
+    #[serde(default = "default_call_burst")]
+    pub call_burst: u32,
+    /// Live server streams (`WatchCase`, `WatchInbox`, `StreamHistory`)
+    /// one caller may hold open (`BAOVE_STREAMS_PER_CALLER`); default 8.
+    #[serde(default = "default_streams_per_caller")]
+    pub streams_per_caller: usize,
+    /// Live server streams in all (`BAOVE_STREAMS_TOTAL`); default 256.
+    #[serde(default = "default_streams_total")]
+    pub streams_total: usize,
+}
+
+const fn default_token_max_lifetime_secs() -> u64 {
+    baove_security::token::DEFAULT_MAX_LIFETIME_SECS
+}
+
+const fn default_calls_per_sec() -> u32 {
+    20
+}
+
+const fn default_call_burst() -> u32 {
+    200
+}
+
+const fn default_streams_per_caller() -> usize {
+    8
+}
+
+const fn default_streams_total() -> usize {
+    256
+}
+
+/// Sets `slot` from the variable `variable` when it is set.
+fn number<T: std::str::FromStr>(
+    env: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    rule: &'static str,
+    slot: &mut Option<T>,
+) -> Result<(), ConfigError> {
+    if let Some(value) = env(variable) {
+        *slot = Some(value.trim().parse().map_err(|_| ConfigError::Env {
+            variable,
+            value,
+            rule,
+        })?);
+    }
+    Ok(())
 }
 
 fn default_statistics_file() -> PathBuf {
@@ -175,6 +231,11 @@ struct Partial {
     nats_user: Option<String>,
     nats_password_file: Option<PathBuf>,
     statistics_file: Option<PathBuf>,
+    token_max_lifetime_secs: Option<u64>,
+    calls_per_sec: Option<u32>,
+    call_burst: Option<u32>,
+    streams_per_caller: Option<usize>,
+    streams_total: Option<usize>,
 }
 
 impl Config {
@@ -185,8 +246,9 @@ impl Config {
     /// `BAOVE_DEADLINE_WARN_SHARE`, `BAOVE_CLOCK_OFFSET_FILE`,
     /// `BAOVE_ADDR_FILE`, `BAOVE_AUTH_PUBLIC_KEYS`, `BAOVE_MASTER_KEY_FILE`,
     /// `BAOVE_CHECKPOINT_SECS`, `BAOVE_NATS_USER`, `BAOVE_NATS_PASSWORD_FILE`,
-    /// `BAOVE_STATISTICS_FILE`)
-    /// from the process environment.
+    /// `BAOVE_STATISTICS_FILE`, `BAOVE_TOKEN_MAX_LIFETIME_SECS`,
+    /// `BAOVE_CALLS_PER_SEC`, `BAOVE_CALL_BURST`, `BAOVE_STREAMS_PER_CALLER`,
+    /// `BAOVE_STREAMS_TOTAL`) from the process environment.
     ///
     /// # Errors
     /// [`ConfigError`] naming the file, key or variable at fault.
@@ -297,6 +359,36 @@ impl Config {
                 rule: "must be a whole number of seconds",
             })?);
         }
+        number(
+            &env,
+            "BAOVE_TOKEN_MAX_LIFETIME_SECS",
+            "must be a whole number of seconds",
+            &mut partial.token_max_lifetime_secs,
+        )?;
+        number(
+            &env,
+            "BAOVE_CALLS_PER_SEC",
+            "must be a whole number of calls a second (0: no limit)",
+            &mut partial.calls_per_sec,
+        )?;
+        number(
+            &env,
+            "BAOVE_CALL_BURST",
+            "must be a whole number of calls",
+            &mut partial.call_burst,
+        )?;
+        number(
+            &env,
+            "BAOVE_STREAMS_PER_CALLER",
+            "must be a whole number of streams",
+            &mut partial.streams_per_caller,
+        )?;
+        number(
+            &env,
+            "BAOVE_STREAMS_TOTAL",
+            "must be a whole number of streams",
+            &mut partial.streams_total,
+        )?;
         let deadline_warn_share = partial
             .deadline_warn_share
             .unwrap_or_else(default_warn_share);
@@ -347,7 +439,31 @@ impl Config {
             statistics_file: partial
                 .statistics_file
                 .unwrap_or_else(default_statistics_file),
+            token_max_lifetime_secs: partial
+                .token_max_lifetime_secs
+                .unwrap_or_else(default_token_max_lifetime_secs),
+            calls_per_sec: partial.calls_per_sec.unwrap_or_else(default_calls_per_sec),
+            call_burst: partial.call_burst.unwrap_or_else(default_call_burst),
+            streams_per_caller: partial
+                .streams_per_caller
+                .unwrap_or_else(default_streams_per_caller)
+                .max(1),
+            streams_total: partial
+                .streams_total
+                .unwrap_or_else(default_streams_total)
+                .max(1),
         })
+    }
+
+    /// The call and stream limits of [`Config`].
+    #[must_use]
+    pub const fn limits(&self) -> crate::limits::LimitSettings {
+        crate::limits::LimitSettings {
+            calls_per_sec: self.calls_per_sec,
+            call_burst: self.call_burst,
+            streams_per_caller: self.streams_per_caller,
+            streams_total: self.streams_total,
+        }
     }
 
     /// Loads the reference data from [`Config::reference_dir`].

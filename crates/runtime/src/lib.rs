@@ -15,6 +15,7 @@
 //! - [`status`]: event log errors → `tonic::Status`, one mapping.
 //! - [`auth`]: the token check and the role table in front of every RPC.
 //! - [`access`]: the access log (every read and refusal).
+//! - [`limits`]: calls per second per caller, open server streams.
 //! - [`checkpoint`]: signed Merkle checkpoints of the log.
 //! - [`audit`]: `baove.v1.AuditService` and envelope → proto conversion.
 //! - [`node`]: start-up and shutdown order of a service process.
@@ -27,6 +28,7 @@ pub mod audit;
 pub mod auth;
 pub mod checkpoint;
 pub mod config;
+pub mod limits;
 pub mod node;
 pub mod projection;
 pub mod shutdown;

@@ -105,7 +105,8 @@ pub async fn run(
         ..Default::default()
     };
     let verifier = baove_security::Verifier::from_files(&config.auth_public_keys)
-        .context("failed to load the token public keys (auth_public_keys)")?;
+        .context("failed to load the token public keys (auth_public_keys)")?
+        .with_max_lifetime(config.token_max_lifetime_secs);
     let credentials = config
         .nats_credentials()
         .context("failed to read the NATS credentials")?;
@@ -144,14 +145,28 @@ pub async fn run(
         .set_service_status(BUS_HEALTH, ServingStatus::NotServing)
         .await;
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(baove_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection advertises what this process serves, not every service
+    // of the contract: a client that lists services here can call each.
+    let reflection = || {
+        names
+            .iter()
+            .filter(|name| !name.is_empty())
+            .chain(&[
+                "grpc.health.v1.Health",
+                "grpc.reflection.v1.ServerReflection",
+                "grpc.reflection.v1alpha.ServerReflection",
+            ])
+            .fold(
+                tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(baove_proto::FILE_DESCRIPTOR_SET)
+                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+                |builder, name| builder.with_service_name(*name),
+            )
+    };
+    let reflection_v1 = reflection()
         .build_v1()
         .context("failed to build the reflection service")?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(baove_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = reflection()
         .build_v1alpha()
         .context("failed to build the reflection service")?;
 
@@ -184,6 +199,7 @@ pub async fn run(
         .layer(crate::auth::AuthLayer::new(crate::auth::Gate::new(
             verifier,
             access.clone(),
+            crate::limits::Limits::new(config.limits()),
         )))
         .add_routes(routes);
     let stop = stop_serving.clone();

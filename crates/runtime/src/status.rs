@@ -28,27 +28,139 @@ pub fn from_log(error: &Error) -> Status {
     }
 }
 
+/// Why a record (a case, a referral) could not be loaded from the log.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The log could not be read (UNAVAILABLE, retryable).
+    #[error(transparent)]
+    Log(#[from] Error),
+    /// The stream exists but is not of this kind (an access-log or
+    /// checkpoint stream, another service's id): for a reader, there is no
+    /// such record (NOT_FOUND).
+    #[error("no {0} {1}")]
+    NotFound(&'static str, uuid::Uuid),
+    /// A stored event does not decode: the log holds something this code
+    /// cannot read (DATA_LOSS, never retryable).
+    #[error("stream {stream}: stored event seq {seq} ({event_type}) does not decode: {reason}")]
+    Undecodable {
+        /// The stream.
+        stream: uuid::Uuid,
+        /// The event's seq.
+        seq: u64,
+        /// Its stored type.
+        event_type: String,
+        /// What the decoder said (clipped).
+        reason: String,
+    },
+}
+
+impl LoadError {
+    /// The error of `envelope`, which does not decode for `reason`.
+    #[must_use]
+    pub fn undecodable(envelope: &baove_eventlog::Envelope, reason: &str) -> Self {
+        Self::Undecodable {
+            stream: *envelope.stream_id.as_uuid(),
+            seq: envelope.seq,
+            event_type: baove_domain::text::clip(&envelope.event_type, 64).into_owned(),
+            reason: baove_domain::text::clip(reason, 300).into_owned(),
+        }
+    }
+}
+
+impl From<LoadError> for Status {
+    fn from(e: LoadError) -> Self {
+        match &e {
+            LoadError::Log(log) => from_log(log),
+            LoadError::NotFound(..) => Self::not_found(e.to_string()),
+            LoadError::Undecodable { .. } => Self::data_loss(e.to_string()),
+        }
+    }
+}
+
+impl From<LoadError> for baove_bus::HandleError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Log(_) => Self::Retry(e.to_string()),
+            // Retrying cannot help: the message is set aside (and logged)
+            // so the consumer goes on with the next one.
+            LoadError::NotFound(..) | LoadError::Undecodable { .. } => Self::Reject(e.to_string()),
+        }
+    }
+}
+
+/// The most field violations one error carries; the rest are counted in
+/// a last entry. A request with 100,000 bad list items must not produce a
+/// 5 MB error.
+pub const MAX_VIOLATIONS: usize = 20;
+/// The longest field path or rule echoed back, in characters.
+const MAX_ECHO: usize = 200;
+
 /// `INVALID_ARGUMENT` naming `field` and the rule it breaks, with a
 /// `google.rpc.BadRequest` detail for clients that read details.
 #[must_use]
 pub fn invalid_argument(field: &str, rule: &str) -> Status {
-    Status::with_error_details(
-        Code::InvalidArgument,
-        format!("invalid {field}: {rule}"),
-        ErrorDetails::with_bad_request_violation(field, rule),
-    )
+    violations(&baove_domain::Violations::one(field, rule))
 }
 
-/// `INVALID_ARGUMENT` with one `BadRequest` field violation per bad field.
+/// `INVALID_ARGUMENT` with one `BadRequest` field violation per bad field:
+/// the first [`MAX_VIOLATIONS`], then one entry counting the rest; field
+/// paths and rules are clipped, so that an echoed value stays short.
 #[must_use]
 pub fn violations(violations: &baove_domain::Violations) -> Status {
+    use baove_domain::text::clip;
+    let mut shown = baove_domain::Violations::default();
+    for v in violations.0.iter().take(MAX_VIOLATIONS) {
+        shown.add(clip(&v.field, MAX_ECHO), clip(&v.rule, MAX_ECHO));
+    }
+    if violations.0.len() > MAX_VIOLATIONS {
+        shown.add(
+            "(more)",
+            format!(
+                "{} more violations not shown: fix these and send again",
+                violations.0.len() - MAX_VIOLATIONS
+            ),
+        );
+    }
     let mut details = ErrorDetails::new();
-    for v in &violations.0 {
+    for v in &shown.0 {
         details.add_bad_request_violation(v.field.clone(), v.rule.clone());
     }
-    Status::with_error_details(
-        Code::InvalidArgument,
-        format!("invalid request: {violations}"),
-        details,
-    )
+    let message = match shown.0.as_slice() {
+        [one] => format!("invalid {}: {}", one.field, one.rule),
+        _ => format!("invalid request: {shown}"),
+    };
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn many_or_long_violations_give_a_short_error() {
+        let mut many = baove_domain::Violations::default();
+        for i in 0..100_000 {
+            many.add(
+                format!("report.facts.abuse_types[{i}]"),
+                "is not a known form of abuse",
+            );
+        }
+        let status = violations(&many);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        let bad = details.bad_request().map(|b| b.field_violations.len());
+        assert_eq!(bad, Some(MAX_VIOLATIONS + 1));
+        assert!(
+            status.message().contains("99980 more violations"),
+            "{}",
+            status.message()
+        );
+        assert!(status.message().len() < 10_000);
+        let long = invalid_argument(
+            "unit_id",
+            &format!("unit {} is not known", "x".repeat(10_000)),
+        );
+        assert!(long.message().len() < 400, "{}", long.message().len());
+        assert!(long.details().len() < 1000);
+    }
 }

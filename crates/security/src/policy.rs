@@ -4,11 +4,17 @@
 //!
 //! The table decides by role alone. Scope is then checked by the service
 //! on the record itself, with [`crate::Caller`]:
-//! - commune officers: only cases and intakes of their units;
-//! - hotline operators and police: only the intakes they logged;
+//! - commune officers: only cases and intakes of their units, and the
+//!   statistics (`GetIndicators`, `ExportIndicators`) of their own units
+//!   only, never the province-wide table (it breaks counts down by
+//!   commune);
+//! - hotline operators and police: only the intakes they logged (the same
+//!   user id, role and agency as the token);
 //! - police and agency staff: only referrals offered to their agency, the
-//!   summary of a case referred to them, and the child's identity only
-//!   where that referral's consent or legal basis covers it;
+//!   summary of a case referred to them while that referral grants access
+//!   (offered to completed plus 30 days; never once declined or revoked),
+//!   the child's identity only where that referral's consent or legal
+//!   basis covers it, and the informant only where it says so;
 //! - auditors read everything but see confidential fields redacted.
 //!
 //! Health and reflection are open (`grpc.health.v1`, `grpc.reflection`):

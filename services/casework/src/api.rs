@@ -98,18 +98,10 @@ impl CaseApi {
         id: Uuid,
     ) -> Result<(CaseState, u64), Status> {
         let (state, version) = load(&self.log, id)
-            .await
-            .map_err(Status::unavailable)?
+            .await?
             .ok_or_else(|| Status::not_found(format!("no case {id}")))?;
         let subject = format!("case:{id}");
-        let allowed = caller.covers_unit(&state.responsible_unit_id)
-            || caller.covers_unit(&state.opened.incident_unit_id)
-            || (matches!(caller.role, Role::Police | Role::AgencyStaff)
-                && state
-                    .referrals
-                    .values()
-                    .any(|r| caller.is_of_agency(&r.request.to_agency_id)));
-        if !allowed {
+        if !can_read(caller, &state, (self.rules.clock)()) {
             return Err(self
                 .access
                 .refuse(
@@ -136,13 +128,12 @@ impl CaseApi {
     ) -> Result<Response<p::CommandResponse>, Status> {
         let header = header.unwrap_or_default();
         let mut v = Violations::default();
-        let request_id = header.request_id.trim().to_owned();
-        if request_id.is_empty() || request_id.len() > 128 {
-            v.add(
+        let request_id = v
+            .check(
                 "header.request_id",
-                "is required: 1 to 128 characters, a UUID is best",
-            );
-        }
+                baove_domain::text::request_id(&header.request_id),
+            )
+            .unwrap_or_default();
         let case_id = Uuid::parse_str(header.case_id.trim()).ok();
         if case_id.is_none() {
             v.add("header.case_id", "must be a case id (UUID)");
@@ -195,8 +186,7 @@ impl CaseApi {
             }));
         }
         let (state, version) = load(&self.log, case_id)
-            .await
-            .map_err(Status::unavailable)?
+            .await?
             .ok_or_else(|| Status::not_found(format!("no case {case_id}")))?;
         if !caller.covers_unit(&state.responsible_unit_id) {
             return Err(self
@@ -324,9 +314,26 @@ fn phase_name(phase: Phase) -> &'static str {
     }
 }
 
-/// The case as the proto message.
+/// Whether `caller` may read `state` at `now_ms`: commune officers the
+/// cases of their units (incident or responsible); police and agency staff
+/// a case referred to their agency while that referral grants access
+/// ([`baove_domain::case::CaseReferral::lets_read`]); province officers and
+/// auditors every case.
 #[must_use]
-pub fn case_to_proto(state: &CaseState, version: u64, opened_at_ms: i64) -> p::Case {
+pub fn can_read(caller: &Caller, state: &CaseState, now_ms: i64) -> bool {
+    caller.covers_unit(&state.responsible_unit_id)
+        || caller.covers_unit(&state.opened.incident_unit_id)
+        || (matches!(caller.role, Role::Police | Role::AgencyStaff)
+            && state
+                .referrals
+                .values()
+                .any(|r| r.lets_read(&caller.agency_id, now_ms)))
+}
+
+/// The case as the proto message, as the API shows it; `at_ms` is the instant it is shown as of
+/// (now, or the moment a replay stops at), for whether each referral still
+/// grants access.
+pub fn case_to_proto(state: &CaseState, version: u64, opened_at_ms: i64, at_ms: i64) -> p::Case {
     let opened = &state.opened;
     let mut deadlines: Vec<&baove_domain::case::Deadline> = state.deadlines.values().collect();
     deadlines.sort_by_key(|d| (d.state != DeadlineState::Open, d.due_at_ms));
@@ -398,6 +405,13 @@ pub fn case_to_proto(state: &CaseState, version: u64, opened_at_ms: i64) -> p::C
                 to_agency_id: r.request.to_agency_id.clone(),
                 kind: referral_kind_text(&r.request.kind),
                 last_step: r.last_step.clone(),
+                shares_identifying_information: r.request.sharing.identifying,
+                shares_informant: r.request.sharing.informant,
+                grants_access: baove_domain::referral::grants_access(
+                    r.status,
+                    r.status_at_ms,
+                    at_ms,
+                ),
             })
             .collect(),
     }
@@ -509,6 +523,7 @@ impl CaseService for CaseApi {
         r: Request<p::WatchCaseRequest>,
     ) -> Result<Response<Self::WatchCaseStream>, Status> {
         let caller = caller(&r)?;
+        let permit = baove_runtime::limits::open_stream(&r)?;
         let r = r.into_inner();
         let id = Uuid::parse_str(r.case_id.trim())
             .map_err(|_| invalid_argument("case_id", "must be a case id (UUID)"))?;
@@ -519,6 +534,7 @@ impl CaseService for CaseApi {
         let (log, stopping) = (self.log.clone(), self.stopping.clone());
         let mut next = r.from_seq.max(1);
         tokio::spawn(async move {
+            let _permit = permit;
             let mut committed = log.subscribe();
             loop {
                 committed.borrow_and_update();
@@ -574,7 +590,19 @@ impl CaseService for CaseApi {
             .await
             .map_err(|e| from_log(&e))?;
         let opened_at = first.first().map(|e| e.recorded_at_ms).unwrap_or_default();
-        Ok(Response::new(case_to_proto(&state, version, opened_at)))
+        let now = (self.rules.clock)();
+        let mut case = case_to_proto(&state, version, opened_at, now);
+        // Possible duplicates the caller may not read are not named.
+        let mut visible = Vec::new();
+        for other in &state.opened.possible_duplicate_case_ids {
+            if let Ok(Some((other_state, _))) = load(&self.log, *other).await
+                && can_read(&caller, &other_state, now)
+            {
+                visible.push(other.to_string());
+            }
+        }
+        case.possible_duplicate_case_ids = visible;
+        Ok(Response::new(case))
     }
 
     async fn assign_officer(
@@ -903,6 +931,7 @@ impl CaseService for CaseApi {
                         child_consent: r.child_consent,
                         guardian_consent: r.guardian_consent,
                         legal_basis,
+                        informant: r.shares_informant,
                     },
                 },
             }),

@@ -9,19 +9,19 @@ use baove_eventlog::{
 };
 use uuid::Uuid;
 
+pub use baove_runtime::status::LoadError;
+
 /// Loads a case: its state and version, or `None` if it has no events.
 ///
 /// # Errors
-/// A log error, or the reason a stored event does not decode.
-pub async fn load(log: &EventLog, case_id: Uuid) -> Result<Option<(CaseState, u64)>, String> {
+/// [`LoadError`]: the log failed, the stream is not a case, or a stored
+/// event does not decode.
+pub async fn load(log: &EventLog, case_id: Uuid) -> Result<Option<(CaseState, u64)>, LoadError> {
     let stream = StreamId::from_uuid(case_id);
     let mut events = Vec::new();
     let mut from = 1;
     loop {
-        let page = log
-            .read_stream(stream, from, 1000)
-            .await
-            .map_err(|e| e.to_string())?;
+        let page = log.read_stream(stream, from, 1000).await?;
         let Some(last) = page.last() else { break };
         from = last.seq + 1;
         events.extend(page);
@@ -33,11 +33,17 @@ pub async fn load(log: &EventLog, case_id: Uuid) -> Result<Option<(CaseState, u6
 /// and when it was opened (the first event's time), or `None` for no case.
 ///
 /// # Errors
-/// The reason a stored event does not decode.
-pub fn replay(events: &[Envelope]) -> Result<Option<(CaseState, u64, i64)>, String> {
+/// [`LoadError::NotFound`] when the stream does not start with
+/// `CaseOpened`; [`LoadError::Undecodable`] naming the stored event that
+/// does not decode.
+pub fn replay(events: &[Envelope]) -> Result<Option<(CaseState, u64, i64)>, LoadError> {
     let mut state = None;
     for envelope in events {
-        let event = CaseEvent::decode(&envelope.event_type, &envelope.payload)?;
+        if envelope.seq == 1 && envelope.event_type != c::CASE_OPENED {
+            return Err(LoadError::NotFound("case", *envelope.stream_id.as_uuid()));
+        }
+        let event = CaseEvent::decode(&envelope.event_type, &envelope.payload)
+            .map_err(|reason| LoadError::undecodable(envelope, &reason))?;
         state = c::apply(state, &event);
     }
     let (Some(state), Some(first), Some(last)) = (state, events.first(), events.last()) else {
@@ -67,7 +73,7 @@ impl Handler for OpenCases {
         let command_id = format!("intake:{}", event.event_id);
         for _ in 0..ATTEMPTS {
             let follow_up = match recorded.report.facts().follow_up_case_id {
-                Some(id) => load(&self.log, id).await.map_err(HandleError::Retry)?,
+                Some(id) => load(&self.log, id).await?,
                 None => None,
             };
             let routing = c::route_intake(
@@ -128,7 +134,7 @@ impl Handler for OpenCases {
                 Err(Error::Conflict { .. }) if matches!(routing, Routing::Open(_)) => {
                     // The derived case exists: it can only have come from
                     // this intake.
-                    return match load(&self.log, stream).await.map_err(HandleError::Retry)? {
+                    return match load(&self.log, stream).await? {
                         Some((state, _)) if state.intake_ids.contains(&recorded.intake_id) => {
                             Ok(())
                         }
@@ -170,11 +176,17 @@ impl Handler for RecordReferralSteps {
                 event.event_id
             )));
         };
-        let Some((state, _)) = load(&self.log, case_id).await.map_err(HandleError::Retry)? else {
+        let Some((state, _)) = load(&self.log, case_id).await? else {
             return Err(HandleError::Reject(format!(
                 "referral event {} names unknown case {case_id}",
                 event.event_id
             )));
+        };
+        let to_agency_id = match serde_json::from_str(&event.payload) {
+            Ok(baove_domain::referral::ReferralEvent::Offered { to_agency_id, .. }) => {
+                Some(to_agency_id)
+            }
+            _ => None,
         };
         let step = c::ReferralStepRecorded {
             referral_id: *event.stream_id.as_uuid(),
@@ -183,6 +195,8 @@ impl Handler for RecordReferralSteps {
             agency_id: event.actor.agency_id.clone(),
             detail: event.payload.clone(),
             referral_event_id: event.event_id,
+            at_ms: Some(event.recorded_at_ms),
+            to_agency_id,
         };
         let Some(case_event) = c::procedure::record_referral_step(&state, step) else {
             return Err(HandleError::Reject(format!(
@@ -208,7 +222,7 @@ impl Handler for RecordReferralSteps {
                 causation_id: event.event_id.to_string(),
                 correlation_id: event.correlation_id.clone(),
                 events: vec![new_event],
-                publish: false,
+                publish: true,
             })
             .await
             .map(|_| ())
@@ -351,7 +365,8 @@ mod tests {
                 let keys = tempfile::tempdir().unwrap();
                 let checkpoints = baove_runtime::checkpoint::Checkpointer::open(log.clone(), "casework", keys.path(), log_clock(&clock)).unwrap();
                 let api = baove_runtime::audit::AuditApi::new(log.clone(), baove_runtime::access::AccessLog::new(log.clone()), checkpoints).with_replayer(Some(Arc::new(|events| {
-                    Ok(replay(events)?.map(|(s, v, o)| crate::api::case_to_proto(&s, v, o)))
+                    let at = events.last().map_or(0, |e| e.recorded_at_ms);
+                    Ok(replay(events)?.map(|(s, v, o)| crate::api::case_to_proto(&s, v, o, at)))
                 })));
                 let start = events[0].recorded_at_ms;
                 // Random instants, and each event's own instant (the edge).
@@ -367,7 +382,7 @@ mod tests {
                         None => assert_eq!(answer.unwrap_err().code(), tonic::Code::NotFound),
                         Some((state, version, opened)) => {
                             let answer = answer.unwrap().into_inner();
-                            assert_eq!(answer.case.unwrap(), crate::api::case_to_proto(&state, version, opened));
+                            assert_eq!(answer.case.unwrap(), crate::api::case_to_proto(&state, version, opened, expected.last().map_or(0, |e| e.recorded_at_ms)));
                             assert_eq!(answer.hash, expected.last().unwrap().hash.0.to_vec());
                         }
                     }

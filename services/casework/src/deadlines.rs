@@ -51,7 +51,7 @@ pub async fn scheduler(
 
 /// Appends what is due on one case, deciding from the case as stored.
 async fn check(log: &EventLog, case_id: Uuid, now: i64) -> Result<(), String> {
-    let Some((state, version)) = load(log, case_id).await? else {
+    let Some((state, version)) = load(log, case_id).await.map_err(|e| e.to_string())? else {
         return Ok(());
     };
     let events = due_deadline_events(&state, now);
@@ -104,7 +104,7 @@ impl Handler for Alerts {
             _ => return Ok(()),
         };
         let case_id = *event.stream_id.as_uuid();
-        let Some((state, _)) = load(&self.log, case_id).await.map_err(HandleError::Retry)? else {
+        let Some((state, _)) = load(&self.log, case_id).await? else {
             return Err(HandleError::Reject(format!(
                 "alert for unknown case {case_id}"
             )));

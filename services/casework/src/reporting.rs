@@ -45,15 +45,17 @@ pub struct Reporting {
     defs: Definitions,
     log: EventLog,
     directory: Arc<baove_domain::reference::Directory>,
+    access: baove_runtime::access::AccessLog,
 }
 
 impl Reporting {
-    /// An empty projection over `log`.
+    /// An empty projection over `log`; refusals go to `access`.
     #[must_use]
     pub fn new(
         log: EventLog,
         defs: Definitions,
         directory: Arc<baove_domain::reference::Directory>,
+        access: baove_runtime::access::AccessLog,
     ) -> Arc<Self> {
         Arc::new(Self {
             state: RwLock::default(),
@@ -61,6 +63,7 @@ impl Reporting {
             defs,
             log,
             directory,
+            access,
         })
     }
 
@@ -151,6 +154,21 @@ impl Reporting {
         let r = request.into_inner();
         let period = Period::parse(&r.period).map_err(|rule| invalid_argument("period", &rule))?;
         let unit = Some(r.unit_id.trim()).filter(|u| !u.is_empty());
+        // Commune officers see the indicators of their own units only: a
+        // province-wide table breaks counts down by commune, and another
+        // commune's small counts are not theirs to see.
+        if caller.role == Role::CommuneOfficer && !unit.is_some_and(|u| caller.covers_unit(u)) {
+            return Err(self
+                .access
+                .refuse(
+                    &caller,
+                    "ReportingService/GetIndicators",
+                    None,
+                    &format!("indicators:{}", baove_domain::text::clip(unit.unwrap_or("province"), 64)),
+                    "commune officers see the indicators of their own units: give unit_id, one of the units in your token",
+                )
+                .await);
+        }
         let (mut rows, position) = self
             .table(&period, unit, r.as_of_position, r.compare_previous_year)
             .await?;

@@ -24,7 +24,7 @@ use crate::convert::{
     channel, channel_to_proto, ms, raw_hotline, raw_police, report_to_proto, timestamp,
 };
 use crate::keys::KeyStore;
-use crate::view::{Confidentiality, Cursor, Filter, Row, View};
+use crate::view::{Confidentiality, Cursor, Filter, Row, Shared, View};
 
 /// The hotline's agency id in the reference data (actor of hotline reports).
 pub const HOTLINE_AGENCY: &str = "tongdai-111";
@@ -69,27 +69,61 @@ impl IntakeApi {
     /// and agency staff the reports of a case referred to their agency,
     /// with the child's identity only where that referral shares it
     /// (consent or legal basis); auditors all, redacted.
-    fn visibility(&self, caller: &Caller, row: &Row) -> Option<bool> {
+    fn visibility(&self, caller: &Caller, row: &Row) -> Option<Shared> {
         let facts = row.recorded.report.facts();
-        let logged_by = match &row.recorded.report {
-            Report::Hotline { operator_id, .. } => operator_id,
-            Report::Police { officer_id, .. } => officer_id,
+        let all = Shared {
+            identity: true,
+            informant: true,
         };
         match caller.role {
-            Role::HotlineOperator | Role::Police if *logged_by == caller.user_id => Some(true),
-            Role::Police | Role::AgencyStaff => row
-                .handed_over
-                .and_then(|(case, _)| self.view.referral_to(case, &caller.agency_id)),
+            Role::HotlineOperator | Role::Police if row.logged_by == acting(caller) => Some(all),
+            Role::Police | Role::AgencyStaff => row.handed_over.and_then(|(case, _)| {
+                self.view
+                    .referral_to(case, &caller.agency_id, (self.clock)())
+            }),
             Role::CommuneOfficer | Role::ProvinceOfficer => (caller
                 .covers_unit(&facts.incident_place.unit_id)
                 || facts
                     .residence_place
                     .as_ref()
                     .is_some_and(|p| caller.covers_unit(&p.unit_id)))
-            .then_some(true),
-            Role::Auditor => Some(false),
+            .then_some(all),
+            Role::Auditor => Some(Shared {
+                identity: false,
+                informant: false,
+            }),
             Role::HotlineOperator | Role::Administrator => None,
         }
+    }
+
+    /// The possible duplicates of `row` that `caller` may read: case ids
+    /// (a case whose reports the caller may read) and intake ids.
+    fn visible_duplicates(&self, caller: &Caller, row: &Row) -> (Vec<String>, Vec<String>) {
+        let cases = row
+            .recorded
+            .possible_duplicate_case_ids
+            .iter()
+            .filter(|case| {
+                self.view
+                    .intakes_of_case(**case)
+                    .into_iter()
+                    .filter_map(|id| self.view.get(id))
+                    .any(|other| self.visibility(caller, &other).is_some())
+            })
+            .map(Uuid::to_string)
+            .collect();
+        let intakes = row
+            .recorded
+            .possible_duplicate_intake_ids
+            .iter()
+            .filter(|id| {
+                self.view
+                    .get(**id)
+                    .is_some_and(|other| self.visibility(caller, &other).is_some())
+            })
+            .map(Uuid::to_string)
+            .collect();
+        (cases, intakes)
     }
 
     /// Records a parsed report under `request_id`, or returns the receipt
@@ -101,13 +135,13 @@ impl IntakeApi {
         parse: impl FnOnce(&Context<'_>) -> Result<Report, Violations>,
     ) -> Result<SubmitResponse, Status> {
         let mut violations = Violations::default();
-        let request_id = request_id.trim();
-        if request_id.is_empty() || request_id.len() > 128 {
-            violations.add(
-                "request_id",
-                "is required: 1 to 128 characters, a UUID is best",
-            );
-        } else if let Some(receipt) = self.receipt(request_id).await? {
+        let request_id = violations
+            .check("request_id", text::request_id(request_id))
+            .unwrap_or_default();
+        let request_id = request_id.as_str();
+        if !request_id.is_empty()
+            && let Some(receipt) = self.receipt(caller, request_id).await?
+        {
             return Ok(receipt);
         }
         let ctx = Context {
@@ -126,26 +160,9 @@ impl IntakeApi {
         let (possible_duplicate_case_ids, possible_duplicate_intake_ids) =
             d::possible_duplicates(facts, &self.view.priors(&facts.incident_place.unit_id));
         let intake_id = Uuid::now_v7();
-        let actor = match &report {
-            Report::Hotline { operator_id, .. } => Actor {
-                user_id: operator_id.clone(),
-                role: caller.role.as_str().to_owned(),
-                agency_id: if caller.agency_id.is_empty() {
-                    HOTLINE_AGENCY.into()
-                } else {
-                    caller.agency_id.clone()
-                },
-            },
-            Report::Police {
-                officer_id,
-                police_agency_id,
-                ..
-            } => Actor {
-                user_id: officer_id.clone(),
-                role: caller.role.as_str().to_owned(),
-                agency_id: police_agency_id.clone(),
-            },
-        };
+        // The report names its operator or officer and their police
+        // agency; each was checked to be the caller's own.
+        let actor = acting(caller);
         let mut event = IntakeRecorded {
             intake_id,
             outside_child_law: d::outside_child_law(facts.child.age_years),
@@ -183,7 +200,7 @@ impl IntakeApi {
             Ok(appended) => {
                 self.view.wait_for(appended.last_position).await?;
                 tracing::info!(intake_id = %intake_id, immediate_danger, "intake recorded");
-                self.receipt(request_id)
+                self.receipt(caller, request_id)
                     .await?
                     .map(|mut receipt| {
                         receipt.already_recorded = appended.replayed;
@@ -193,7 +210,7 @@ impl IntakeApi {
             }
             // Two submits with the same request_id raced: the other won.
             Err(Error::CommandIdReused { .. }) => self
-                .receipt(request_id)
+                .receipt(caller, request_id)
                 .await?
                 .ok_or_else(|| Status::internal("request_id used but its intake is missing")),
             Err(e) => Err(from_log(&e)),
@@ -201,7 +218,14 @@ impl IntakeApi {
     }
 
     /// The receipt of an earlier submit with `request_id`, if any.
-    async fn receipt(&self, request_id: &str) -> Result<Option<SubmitResponse>, Status> {
+    /// The receipt of an earlier submit by `caller` with `request_id`, if
+    /// any. A request id someone else used is refused: a receipt names an
+    /// intake and its possible duplicates, which are theirs.
+    async fn receipt(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+    ) -> Result<Option<SubmitResponse>, Status> {
         let Some(first) = self
             .log
             .command(&baove_runtime::client_command_id(request_id))
@@ -214,18 +238,35 @@ impl IntakeApi {
         let row = self.view.get(*first.stream.as_uuid()).ok_or_else(|| {
             Status::internal("request_id recorded but its intake is missing from the read model")
         })?;
+        if row.logged_by != acting(caller) {
+            return Err(invalid_argument(
+                "request_id",
+                "was already used for another report: use a new one (a UUID is best)",
+            ));
+        }
+        let (possible_duplicate_case_ids, _) = self.visible_duplicates(caller, &row);
         Ok(Some(SubmitResponse {
             intake_id: row.recorded.intake_id.to_string(),
             recorded_at: Some(timestamp(row.recorded_at_ms)),
             already_recorded: true,
-            possible_duplicate_case_ids: row
-                .recorded
-                .possible_duplicate_case_ids
-                .iter()
-                .map(Uuid::to_string)
-                .collect(),
+            possible_duplicate_case_ids,
             outside_child_law: row.recorded.outside_child_law,
+            possible_duplicate: row.recorded.has_possible_duplicates(),
         }))
+    }
+}
+
+/// Who `caller` is when recording a report: user, role and agency (the
+/// hotline's agency for an operator whose token names none).
+fn acting(caller: &Caller) -> Actor {
+    Actor {
+        user_id: caller.user_id.clone(),
+        role: caller.role.as_str().to_owned(),
+        agency_id: if caller.agency_id.is_empty() && caller.role == Role::HotlineOperator {
+            HOTLINE_AGENCY.into()
+        } else {
+            caller.agency_id.clone()
+        },
     }
 }
 
@@ -245,10 +286,21 @@ fn redacted(row: &Row, show: bool) -> (Row, p::Confidentiality) {
     (row, state)
 }
 
-fn intake_to_proto(row: &Row, show: bool) -> Intake {
-    let (row, confidential) = redacted(row, show);
+/// The intake as `shared` lets its reader see it, with the possible
+/// duplicates the reader may read (`duplicates`: case ids, intake ids).
+fn intake_to_proto(row: &Row, shared: Shared, duplicates: (Vec<String>, Vec<String>)) -> Intake {
+    let (mut row, confidential) = redacted(row, shared.identity);
+    let informant_withheld = confidential == p::Confidentiality::Shown
+        && !shared.informant
+        && match &mut row.recorded.report {
+            Report::Hotline { informant, .. } => informant.take().is_some(),
+            Report::Police { .. } => false,
+        };
     let row = &row;
+    let (possible_duplicate_case_ids, possible_duplicate_intake_ids) = duplicates;
     Intake {
+        informant_withheld,
+        possible_duplicate: row.recorded.has_possible_duplicates(),
         confidential: confidential as i32,
         intake_id: row.recorded.intake_id.to_string(),
         status: if row.handed_over.is_some() {
@@ -264,18 +316,8 @@ fn intake_to_proto(row: &Row, show: bool) -> Intake {
         handed_over_at: row.handed_over.map(|(_, at)| timestamp(at)),
         channel: channel_to_proto(row.recorded.report.channel()) as i32,
         report: Some(report_to_proto(&row.recorded.report)),
-        possible_duplicate_case_ids: row
-            .recorded
-            .possible_duplicate_case_ids
-            .iter()
-            .map(Uuid::to_string)
-            .collect(),
-        possible_duplicate_intake_ids: row
-            .recorded
-            .possible_duplicate_intake_ids
-            .iter()
-            .map(Uuid::to_string)
-            .collect(),
+        possible_duplicate_case_ids,
+        possible_duplicate_intake_ids,
         outside_child_law: row.recorded.outside_child_law,
         version: row.version,
     }
@@ -401,7 +443,7 @@ impl IntakeService for IntakeApi {
         let rpc = "IntakeService/GetIntake";
         let case = row.handed_over.map(|(case, _)| case);
         let subject = format!("intake:{id}");
-        let Some(show) = self.visibility(&caller, &row) else {
+        let Some(shared) = self.visibility(&caller, &row) else {
             return Err(self
                 .access
                 .refuse(
@@ -414,7 +456,8 @@ impl IntakeService for IntakeApi {
                 .await);
         };
         self.access.read(&caller, rpc, case, &subject).await?;
-        Ok(Response::new(intake_to_proto(&row, show)))
+        let duplicates = self.visible_duplicates(&caller, &row);
+        Ok(Response::new(intake_to_proto(&row, shared, duplicates)))
     }
 
     async fn list_intakes(
@@ -466,7 +509,7 @@ impl IntakeService for IntakeApi {
             channel: channel_filter,
             name_key: Some(name_key).filter(|k| !k.is_empty()),
             logged_by: matches!(caller.role, Role::HotlineOperator | Role::Police)
-                .then(|| caller.user_id.clone()),
+                .then(|| acting(&caller)),
             units: (caller.role == Role::CommuneOfficer).then(|| caller.units.clone()),
         };
         self.access.read(&caller, rpc, None, "list:intakes").await?;
@@ -488,10 +531,9 @@ impl IntakeService for IntakeApi {
         let caller = caller(&request)?;
         let r = request.into_inner();
         let mut v = Violations::default();
-        let request_id = r.request_id.trim();
-        if request_id.is_empty() || request_id.len() > 128 {
-            v.add("request_id", "is required: 1 to 128 characters");
-        }
+        let request_id = v
+            .check("request_id", text::request_id(&r.request_id))
+            .unwrap_or_default();
         let case_id = Uuid::parse_str(r.case_id.trim()).ok();
         if case_id.is_none() {
             v.add("case_id", "must be a case id (UUID)");

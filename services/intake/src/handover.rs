@@ -49,6 +49,9 @@ impl Handler for HandOver {
             CaseEvent::ReferralRequested(requested) => {
                 return self.note_referral(&event, requested).await;
             }
+            CaseEvent::ReferralStepRecorded(step) => {
+                return self.note_referral_step(&event, step).await;
+            }
             _ => return Ok(()),
         };
         // The model must have read intake's own log before it can say
@@ -113,15 +116,56 @@ impl HandOver {
             referral_id: requested.referral_id,
             to_agency_id: requested.request.to_agency_id.clone(),
             shares_identifying_information: requested.request.sharing.identifying,
+            shares_informant: requested.request.sharing.informant,
             case_event_id: event.event_id,
         };
-        let new_event = NewEvent::new(d::REFERRAL_NOTED, d::SCHEMA_VERSION, &payload)
+        self.note(event, d::REFERRAL_NOTED, "referral-noted", &payload)
+            .await
+    }
+
+    /// Records a step of a referral intake noted, so that the receiving
+    /// agency's access to the report follows the referral's life.
+    async fn note_referral_step(
+        &self,
+        event: &Envelope,
+        step: &baove_domain::case::ReferralStepRecorded,
+    ) -> Result<(), HandleError> {
+        let case_id = *event.stream_id.as_uuid();
+        self.view
+            .wait_for(self.log.last_position())
+            .await
+            .map_err(|e| HandleError::Retry(e.to_string()))?;
+        if !self.view.knows_referral(case_id, step.referral_id) {
+            return Ok(());
+        }
+        let payload = d::ReferralStatusNoted {
+            case_id,
+            referral_id: step.referral_id,
+            step: step.step.clone(),
+            at_ms: step.at_ms,
+            to_agency_id: step.to_agency_id.clone(),
+            case_event_id: event.event_id,
+        };
+        self.note(event, d::REFERRAL_STATUS_NOTED, "referral-step", &payload)
+            .await
+    }
+
+    /// Appends intake's own note `event_type` about casework's `event` to
+    /// the case's stream of intake's log, once whatever is redelivered.
+    async fn note(
+        &self,
+        event: &Envelope,
+        event_type: &str,
+        command: &str,
+        payload: &impl serde::Serialize,
+    ) -> Result<(), HandleError> {
+        let new_event = NewEvent::new(event_type, d::SCHEMA_VERSION, payload)
             .map_err(|e| HandleError::Reject(e.to_string()))?;
         self.log
             .append(AppendRequest {
                 stream: event.stream_id,
                 expected: ExpectedVersion::Any,
-                command_id: format!("referral-noted:{}", event.event_id),
+                command_id: format!("{command}:{}", event.event_id),
                 actor: Actor::system("intake"),
                 causation_id: event.event_id.to_string(),
                 correlation_id: event.correlation_id.clone(),
@@ -129,8 +173,8 @@ impl HandOver {
                 publish: false,
             })
             .await
-            .map_err(|e| HandleError::Retry(e.to_string()))?;
-        Ok(())
+            .map(|_| ())
+            .map_err(|e| HandleError::Retry(e.to_string()))
     }
 
     /// Records that a case intake knows was closed or reopened, so that the
@@ -149,22 +193,8 @@ impl HandOver {
             closed,
             case_event_id: event.event_id,
         };
-        let new_event = NewEvent::new(CASE_STATUS_NOTED, d::SCHEMA_VERSION, &payload)
-            .map_err(|e| HandleError::Reject(e.to_string()))?;
-        self.log
-            .append(AppendRequest {
-                stream: event.stream_id,
-                expected: ExpectedVersion::Any,
-                command_id: format!("case-status:{}", event.event_id),
-                actor: Actor::system("intake"),
-                causation_id: event.event_id.to_string(),
-                correlation_id: event.correlation_id.clone(),
-                events: vec![new_event],
-                publish: false,
-            })
+        self.note(event, CASE_STATUS_NOTED, "case-status", &payload)
             .await
-            .map(|_| ())
-            .map_err(|e| HandleError::Retry(e.to_string()))
     }
 }
 

@@ -54,7 +54,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let keys = Arc::new(keys::KeyStore::open(&ctx.log, master)?);
         let view = view::View::new(keys.clone());
         let follower = tokio::spawn(view.clone().follow(ctx.log.clone(), ctx.cancel.clone()));
-        let clock = baove_eventlog::Options::default().clock;
+        let clock = ctx.config.clock();
         let api = api::IntakeApi::new(
             ctx.log.clone(),
             view.clone(),

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use baove_domain::intake::{
     self as d, CASE_STATUS_NOTED, CONFIDENTIAL_ERASED, CaseStatusNoted, ConfidentialErased,
     INTAKE_HANDED_OVER, INTAKE_RECORDED, IntakeHandedOver, IntakeRecorded, Prior, REFERRAL_NOTED,
-    ReferralNoted,
+    REFERRAL_STATUS_NOTED, ReferralNoted, ReferralStatusNoted,
 };
 use baove_eventlog::{Envelope, EventLog};
 use baove_runtime::projection::Follower;
@@ -33,6 +33,10 @@ pub struct Row {
     pub handed_over: Option<(Uuid, i64)>,
     /// Whether the confidential fields in `recorded` can be read.
     pub confidential: Confidentiality,
+    /// Who recorded it: user, role and agency. Hotline operators and police
+    /// read the reports they logged, and only the whole identity counts:
+    /// the same user id in another role or agency is someone else.
+    pub logged_by: baove_eventlog::Actor,
 }
 
 /// The state of a report's confidential fields in the read model.
@@ -70,8 +74,9 @@ pub struct Filter {
     pub channel: Option<d::Channel>,
     /// Search key the child's name must contain.
     pub name_key: Option<String>,
-    /// Only reports logged by this user (hotline operators, police).
-    pub logged_by: Option<String>,
+    /// Only reports logged by this actor: user, role and agency (hotline
+    /// operators, police).
+    pub logged_by: Option<baove_eventlog::Actor>,
     /// Only reports where it happened or the child lives in one of these
     /// units (commune officers).
     pub units: Option<Vec<String>>,
@@ -81,11 +86,7 @@ impl Filter {
     fn matches(&self, row: &Row) -> bool {
         let facts = row.recorded.report.facts();
         let received = facts.received_at_ms;
-        let logged_by = match &row.recorded.report {
-            d::Report::Hotline { operator_id, .. } => operator_id,
-            d::Report::Police { officer_id, .. } => officer_id,
-        };
-        self.logged_by.as_ref().is_none_or(|u| u == logged_by)
+        self.logged_by.as_ref().is_none_or(|a| *a == row.logged_by)
             && self.units.as_ref().is_none_or(|units| {
                 units.iter().any(|u| {
                     *u == facts.incident_place.unit_id
@@ -117,11 +118,37 @@ impl Filter {
 /// A position in the newest-first order: (received at, global position).
 pub type Cursor = (i64, u64);
 
+/// A referral asked on a case, as intake keeps it to decide who may read
+/// the case's reports.
+#[derive(Clone, Debug)]
+struct NotedReferral {
+    referral_id: Uuid,
+    /// The agency asked.
+    to_agency_id: String,
+    /// The agency that received it, once offered (a merged agency's
+    /// successor).
+    receiving_agency_id: Option<String>,
+    shares_identity: bool,
+    shares_informant: bool,
+    status: baove_domain::referral::Status,
+    status_at_ms: Option<i64>,
+}
+
+/// What a receiving agency sees of a case's reports through its
+/// referrals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shared {
+    /// The child's identity (and family, addresses, narrative).
+    pub identity: bool,
+    /// The informant's details.
+    pub informant: bool,
+}
+
 #[derive(Default)]
 struct State {
     rows: HashMap<Uuid, Row>,
-    /// Referrals asked on each case: (agency, identity shared).
-    referrals: HashMap<Uuid, Vec<(String, bool)>>,
+    /// Referrals asked on each case.
+    referrals: HashMap<Uuid, Vec<NotedReferral>>,
     /// Cases casework closed (and did not reopen).
     closed_cases: HashSet<Uuid>,
 }
@@ -196,6 +223,7 @@ impl View {
                             version: envelope.seq,
                             handed_over: None,
                             confidential,
+                            logged_by: envelope.actor.clone(),
                         },
                     );
                 }
@@ -236,15 +264,50 @@ impl View {
                 }
             }
             REFERRAL_NOTED => match serde_json::from_str::<ReferralNoted>(&envelope.payload) {
-                Ok(noted) => state
-                    .referrals
-                    .entry(noted.case_id)
-                    .or_default()
-                    .push((noted.to_agency_id, noted.shares_identifying_information)),
+                Ok(noted) => {
+                    state
+                        .referrals
+                        .entry(noted.case_id)
+                        .or_default()
+                        .push(NotedReferral {
+                            referral_id: noted.referral_id,
+                            to_agency_id: noted.to_agency_id,
+                            receiving_agency_id: None,
+                            shares_identity: noted.shares_identifying_information,
+                            shares_informant: noted.shares_informant,
+                            status: baove_domain::referral::Status::Offered,
+                            status_at_ms: None,
+                        })
+                }
                 Err(e) => {
                     tracing::error!(event_id = %envelope.event_id, error = %e, "undecodable ReferralNoted")
                 }
             },
+            REFERRAL_STATUS_NOTED => {
+                match serde_json::from_str::<ReferralStatusNoted>(&envelope.payload) {
+                    Ok(noted) => {
+                        let found = state
+                            .referrals
+                            .get_mut(&noted.case_id)
+                            .into_iter()
+                            .flatten()
+                            .find(|r| r.referral_id == noted.referral_id);
+                        if let Some(referral) = found {
+                            if let Some(status) = baove_domain::referral::status_after(&noted.step)
+                            {
+                                referral.status = status;
+                                referral.status_at_ms = noted.at_ms;
+                            }
+                            if noted.to_agency_id.is_some() {
+                                referral.receiving_agency_id = noted.to_agency_id;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(event_id = %envelope.event_id, error = %e, "undecodable ReferralStatusNoted")
+                    }
+                }
+            }
             other => tracing::warn!(event_type = other, "unknown event type in intake's log"),
         }
     }
@@ -324,20 +387,44 @@ impl View {
             .collect()
     }
 
-    /// The referrals of `case_id` to `agency_id`: `None` when there is
-    /// none, else whether one of them shares the child's identity.
+    /// What `agency_id` may see of `case_id`'s reports at `now_ms`
+    /// through the case's referrals to it that still grant access
+    /// ([`baove_domain::referral::grants_access`]): `None` when no referral
+    /// does.
     #[must_use]
-    pub fn referral_to(&self, case_id: Uuid, agency_id: &str) -> Option<bool> {
+    pub fn referral_to(&self, case_id: Uuid, agency_id: &str, now_ms: i64) -> Option<Shared> {
+        if agency_id.is_empty() {
+            return None;
+        }
         let state = self.read();
-        let to_agency: Vec<bool> = state
+        state
             .referrals
             .get(&case_id)
             .into_iter()
             .flatten()
-            .filter(|(agency, _)| agency == agency_id)
-            .map(|(_, shares)| *shares)
-            .collect();
-        (!to_agency.is_empty()).then(|| to_agency.contains(&true))
+            .filter(|r| {
+                (r.to_agency_id == agency_id || r.receiving_agency_id.as_deref() == Some(agency_id))
+                    && baove_domain::referral::grants_access(r.status, r.status_at_ms, now_ms)
+            })
+            .fold(None, |shared: Option<Shared>, r| {
+                let before = shared.unwrap_or(Shared {
+                    identity: false,
+                    informant: false,
+                });
+                Some(Shared {
+                    identity: before.identity || r.shares_identity,
+                    informant: before.informant || (r.shares_identity && r.shares_informant),
+                })
+            })
+    }
+
+    /// Whether intake noted referral `referral_id` of `case_id`.
+    #[must_use]
+    pub fn knows_referral(&self, case_id: Uuid, referral_id: Uuid) -> bool {
+        self.read()
+            .referrals
+            .get(&case_id)
+            .is_some_and(|list| list.iter().any(|r| r.referral_id == referral_id))
     }
 
     /// The intakes handed over to `case_id`.

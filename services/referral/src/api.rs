@@ -97,10 +97,12 @@ impl ReferralApi {
     ) -> Result<Response<p::ReferralStepResponse>, Status> {
         let h = header.unwrap_or_default();
         let mut v = Violations::default();
-        let request_id = h.request_id.trim().to_owned();
-        if request_id.is_empty() || request_id.len() > 128 {
-            v.add("header.request_id", "is required: 1 to 128 characters");
-        }
+        let request_id = v
+            .check(
+                "header.request_id",
+                baove_domain::text::request_id(&h.request_id),
+            )
+            .unwrap_or_default();
         let id = Uuid::parse_str(h.referral_id.trim()).ok();
         if id.is_none() {
             v.add("header.referral_id", "must be a referral id (UUID)");
@@ -135,8 +137,7 @@ impl ReferralApi {
             .map_err(|e| from_log(&e))?
         {
             let status = load(&self.log, *first.stream.as_uuid())
-                .await
-                .map_err(Status::unavailable)?
+                .await?
                 .map(|(s, _)| status_name(s.status))
                 .unwrap_or_default();
             return Ok(Response::new(p::ReferralStepResponse {
@@ -146,8 +147,7 @@ impl ReferralApi {
             }));
         }
         let (state, version) = load(&self.log, id)
-            .await
-            .map_err(Status::unavailable)?
+            .await?
             .ok_or_else(|| Status::not_found(format!("no referral {id}")))?;
         if receiving_agency_only && agency_id != state.to_agency_id {
             return Err(self
@@ -222,9 +222,8 @@ impl ReferralApi {
         user_id: &str,
         change: AgencyChange,
     ) -> Result<Response<p::AgencyChangeResponse>, Status> {
-        if request_id.trim().is_empty() {
-            return Err(invalid_argument("request_id", "is required"));
-        }
+        let request_id = &baove_domain::text::request_id(request_id)
+            .map_err(|rule| invalid_argument("request_id", &rule))?;
         self.access
             .own(caller, rpc, "user_id", user_id, &caller.user_id)
             .await?;
@@ -318,6 +317,7 @@ pub fn referral_to_proto(row: &Row) -> p::Referral {
         reason: s.request.reason.clone(),
         urgent: s.request.urgency == r::Urgency::Urgent,
         shares_identifying_information: s.request.sharing.identifying,
+        shares_informant: s.request.sharing.informant,
         status: status_name(s.status),
         ack_due_at: Some(timestamp(s.ack_due_at_ms)),
         escalated: s.escalated,
@@ -518,6 +518,7 @@ impl ReferralService for ReferralApi {
         request: Request<p::WatchInboxRequest>,
     ) -> Result<Response<Self::WatchInboxStream>, Status> {
         let caller = caller(&request)?;
+        let permit = baove_runtime::limits::open_stream(&request)?;
         let request = request.into_inner();
         let mut agency = request.agency_id.trim().to_owned();
         if agency.is_empty() {
@@ -536,6 +537,7 @@ impl ReferralService for ReferralApi {
         );
         let mut next = request.from_position.max(1);
         tokio::spawn(async move {
+            let _permit = permit;
             let mut committed = log.subscribe();
             loop {
                 committed.borrow_and_update();

@@ -22,16 +22,20 @@ use crate::model::Referrals;
 ///
 /// # Errors
 /// A log error or an undecodable event.
-pub async fn load(log: &EventLog, id: Uuid) -> Result<Option<(ReferralState, u64)>, String> {
-    let events = log
-        .read_stream(StreamId::from_uuid(id), 1, 10_000)
-        .await
-        .map_err(|e| e.to_string())?;
+pub async fn load(
+    log: &EventLog,
+    id: Uuid,
+) -> Result<Option<(ReferralState, u64)>, baove_runtime::status::LoadError> {
+    use baove_runtime::status::LoadError;
+    let events = log.read_stream(StreamId::from_uuid(id), 1, 10_000).await?;
     let mut state = None;
     let mut version = 0;
     for envelope in &events {
-        let event: ReferralEvent =
-            serde_json::from_str(&envelope.payload).map_err(|e| format!("referral event: {e}"))?;
+        if envelope.seq == 1 && envelope.event_type != "ReferralOffered" {
+            return Err(LoadError::NotFound("referral", id));
+        }
+        let event: ReferralEvent = serde_json::from_str(&envelope.payload)
+            .map_err(|e| LoadError::undecodable(envelope, &e.to_string()))?;
         state = r::apply(state, &event);
         version = envelope.seq;
     }
@@ -132,7 +136,7 @@ pub async fn escalate(
         let now = clock();
         for id in referrals.due_escalations(now) {
             let result = async {
-                let Some((state, version)) = load(&log, id).await? else { return Ok(()) };
+                let Some((state, version)) = load(&log, id).await.map_err(|e| e.to_string())? else { return Ok(()) };
                 let Some(event) = r::due_escalation(&state, now) else { return Ok(()) };
                 tracing::warn!(referral_id = %id, due = describe(state.ack_due_at_ms), agency = state.to_agency_id, "referral not acknowledged in time: escalated");
                 let appended = log
@@ -177,7 +181,7 @@ impl Handler for Alerts {
             return Ok(());
         };
         let id = *event.stream_id.as_uuid();
-        let Some((state, _)) = load(&self.log, id).await.map_err(HandleError::Retry)? else {
+        let Some((state, _)) = load(&self.log, id).await? else {
             return Err(HandleError::Reject(format!(
                 "escalation of unknown referral {id}"
             )));

@@ -15,8 +15,31 @@ fn request(identifying: bool) -> ReferralRequest {
             child_consent: false,
             guardian_consent: false,
             legal_basis: None,
+            informant: false,
         },
     }
+}
+
+#[test]
+fn given_the_informant_shared_without_the_childs_identity_then_refused_naming_the_field() {
+    let mut r = request(false);
+    r.sharing.informant = true;
+    let Err(RequestRefusal::Invalid(v)) = check_request(&r, 9) else {
+        panic!("accepted");
+    };
+    assert_eq!(v.0[0].field, "shares_informant");
+    let mut r = request(true);
+    r.sharing.informant = true;
+    r.sharing.legal_basis = Some(LegalBasis::CriminalInvestigation);
+    assert_eq!(check_request(&r, 9), Ok(()));
+}
+
+#[test]
+fn given_an_unknown_completion_time_then_a_completed_referral_grants_nothing() {
+    assert!(!grants_access(Status::Completed, None, 0));
+    assert!(grants_access(Status::Offered, None, i64::MAX));
+    assert_eq!(status_after("ReferralEscalated"), None);
+    assert_eq!(status_after("ReferralRevoked"), Some(Status::Revoked));
 }
 
 fn offered() -> ReferralState {

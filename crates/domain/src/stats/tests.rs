@@ -444,6 +444,7 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
                             child_consent: false,
                             guardian_consent: false,
                             legal_basis: None,
+                            informant: false,
                         },
                     },
                 }),
@@ -457,6 +458,8 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
                     agency_id: "ct.ca-tp".into(),
                     detail: String::new(),
                     referral_event_id: Uuid::nil(),
+                    at_ms: None,
+                    to_agency_id: None,
                 })
             };
             records.apply(id, &step("ReferralOffered"), at + DAY);

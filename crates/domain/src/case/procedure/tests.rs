@@ -627,6 +627,7 @@ fn referral(kind: crate::referral::ReferralKind, identifying: bool, consent: boo
                 child_consent: consent,
                 guardian_consent: consent,
                 legal_basis: None,
+                informant: false,
             },
         },
     }
@@ -672,6 +673,8 @@ fn given_an_accepted_transfer_then_the_case_belongs_to_the_childs_commune() {
         agency_id: "ct.ubnd-p-cai-rang".into(),
         detail: "{}".into(),
         referral_event_id: Uuid::now_v7(),
+        at_ms: Some(1_000),
+        to_agency_id: None,
     };
     for name in [
         "ReferralOffered",
@@ -689,4 +692,64 @@ fn given_an_accepted_transfer_then_the_case_belongs_to_the_childs_commune() {
         None,
         "a referral this case did not request"
     );
+}
+
+#[test]
+fn given_a_referral_when_it_is_revoked_declined_or_completed_then_the_agency_reads_the_case_only_while_it_lasts()
+ {
+    use crate::case::ReferralStepRecorded;
+    use crate::referral::{READ_AFTER_COMPLETION_MS, ReferralKind, Service};
+    let police = "ct.ca-p-ninh-kieu";
+    let step = |name: &str, at: i64| ReferralStepRecorded {
+        referral_id: Uuid::from_u128(77),
+        step: name.into(),
+        by: "ca-301".into(),
+        agency_id: police.into(),
+        detail: "{}".into(),
+        referral_event_id: Uuid::now_v7(),
+        at_ms: Some(at),
+        to_agency_id: (name == "ReferralOffered").then(|| "ct.ca-successor".into()),
+    };
+    let lets_read = |case: &Case, agency: &str, now: i64| {
+        case.state().referrals[&Uuid::from_u128(77)].lets_read(agency, now)
+    };
+    let kind = ReferralKind::Refer {
+        service: Service::PoliceInvestigation,
+    };
+    // Given a referral offered (to the successor of the agency asked),
+    // acknowledged, accepted and in progress: both may read.
+    let mut case = Case::given(false);
+    case.ok(referral(kind.clone(), false, false));
+    assert!(lets_read(&case, police, 1));
+    for name in [
+        "ReferralOffered",
+        "ReferralAcknowledged",
+        "ReferralAccepted",
+        "ReferralOutcomeReported",
+        "ReferralEscalated",
+    ] {
+        let event = record_referral_step(&case.state(), step(name, 10)).unwrap();
+        case.events.push(event);
+        assert!(lets_read(&case, police, 20), "{name}");
+        assert!(lets_read(&case, "ct.ca-successor", 20), "{name}");
+        assert!(!lets_read(&case, "ct.so-gddt", 20), "{name}");
+        assert!(!lets_read(&case, "", 20), "{name}");
+    }
+    // When completed: for 30 days, then no more.
+    let event = record_referral_step(&case.state(), step("ReferralCompleted", 1_000)).unwrap();
+    case.events.push(event);
+    assert!(lets_read(
+        &case,
+        police,
+        1_000 + READ_AFTER_COMPLETION_MS - 1
+    ));
+    assert!(!lets_read(&case, police, 1_000 + READ_AFTER_COMPLETION_MS));
+    // When revoked or declined: at once.
+    for end in ["ReferralRevoked", "ReferralDeclined"] {
+        let mut case = Case::given(false);
+        case.ok(referral(kind.clone(), false, false));
+        let event = record_referral_step(&case.state(), step(end, 10)).unwrap();
+        case.events.push(event);
+        assert!(!lets_read(&case, police, 11), "{end}");
+    }
 }
