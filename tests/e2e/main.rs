@@ -11,6 +11,7 @@ mod intake;
 mod referral;
 mod reporting;
 mod security;
+mod wipe;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -303,11 +304,25 @@ impl Service {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Freezes the process (SIGSTOP), as a hung host would.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a frozen process go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: i32) {
         let pid = i32::try_from(self.child.as_ref().unwrap().id()).unwrap();
         #[allow(unsafe_code)]
         // SAFETY: kill(2) on our own child with a valid signal.
         unsafe {
-            libc::kill(pid, libc::SIGTERM);
+            libc::kill(pid, signal);
         }
     }
 

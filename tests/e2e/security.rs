@@ -392,8 +392,8 @@ async fn an_exported_case_verifies_offline_and_fails_after_any_edit() {
     assert!(parse(&bundle).verify(Some(&other)).is_err());
 }
 
-/// The log up to `upto`, as an auditor reads it. (Each ReadAll is itself
-/// recorded in the log, so "to the end" would never end.)
+/// The log up to `upto` (a kept checkpoint's position), as an auditor
+/// reads it.
 async fn whole_log(
     audit: &mut AuditServiceClient<crate::AuthChannel>,
     upto: u64,

@@ -46,7 +46,20 @@ pub enum HandleError {
 pub trait Handler: Send + Sync + 'static {
     /// Applies `event`.
     fn handle(&self, event: Envelope) -> impl Future<Output = Result<(), HandleError>> + Send;
+
+    /// Called for an event the inbox says was already applied (a
+    /// redelivery, or a sender publishing it again because it never heard
+    /// back). By default nothing; a receiver whose answer the sender waits
+    /// for publishes that answer again here, in case it was lost.
+    fn redelivered(&self, event: Envelope) -> impl Future<Output = Result<(), HandleError>> + Send {
+        let _ = event;
+        async { Ok(()) }
+    }
 }
+
+/// How long a consumer may retry one message before its health says it
+/// cannot make progress.
+const STUCK_AFTER: Duration = Duration::from_secs(10);
 
 /// Reads `spec`'s stream through a durable pull consumer until `cancel`
 /// fires. For each message: skip (and ack) if `log`'s inbox has it; else
@@ -58,17 +71,23 @@ pub trait Handler: Send + Sync + 'static {
 /// creates the stream and the consumer again (both idempotent) and goes on
 /// from where the server says the consumer stands; the inbox makes any
 /// replay harmless.
+///
+/// It reports to `bus.health` (part `consumer <durable>`): failing while
+/// the stream or consumer cannot be had, or while one message has been
+/// retried for more than 10 s; ok once it reads again.
 pub async fn run_consumer<H: Handler>(
-    js: jetstream::Context,
+    bus: crate::Bus,
     log: EventLog,
     spec: ConsumerSpec,
     handler: H,
     cancel: CancellationToken,
 ) {
+    let part = format!("consumer {}", spec.durable);
     loop {
-        match consume(&js, &log, &spec, &handler, &cancel).await {
+        match consume(&bus, &part, &log, &spec, &handler, &cancel).await {
             Ok(()) => return,
             Err(e) => {
+                bus.health.failing(&part, e.to_string());
                 tracing::warn!(error = %e, durable = %spec.durable, "consumer interrupted; starting it again");
                 if pause(&cancel).await {
                     return;
@@ -81,7 +100,8 @@ pub async fn run_consumer<H: Handler>(
 /// One life of the consumer: Ok when cancelled, Err when it must be made
 /// again.
 async fn consume<H: Handler>(
-    js: &jetstream::Context,
+    bus: &crate::Bus,
+    part: &str,
     log: &EventLog,
     spec: &ConsumerSpec,
     handler: &H,
@@ -91,7 +111,8 @@ async fn consume<H: Handler>(
     // (NATS permissions forbid it: each service manages only its own
     // stream). While the producer has not created it yet this fails and
     // the caller retries.
-    let stream = js
+    let stream = bus
+        .js
         .get_stream(spec.stream.name)
         .await
         .map_err(|e| BusError::JetStream(format!("get stream {}: {e}", spec.stream.name)))?;
@@ -112,6 +133,7 @@ async fn consume<H: Handler>(
         () = cancel.cancelled() => return Ok(()),
         messages = consumer.messages() => messages.map_err(|e| BusError::JetStream(format!("pull: {e}")))?,
     };
+    bus.health.ok(part);
     loop {
         let next = tokio::select! {
             () = cancel.cancelled() => return Ok(()),
@@ -120,7 +142,18 @@ async fn consume<H: Handler>(
         match next {
             None => return Err(BusError::JetStream("message stream ended".into())),
             Some(Err(e)) => return Err(BusError::JetStream(format!("pull: {e}"))),
-            Some(Ok(message)) => apply(log, &spec.durable, handler, message, cancel).await,
+            Some(Ok(message)) => {
+                apply(
+                    log,
+                    &spec.durable,
+                    handler,
+                    message,
+                    cancel,
+                    &bus.health,
+                    part,
+                )
+                .await;
+            }
         }
     }
 }
@@ -138,6 +171,8 @@ async fn apply<H: Handler>(
     handler: &H,
     message: jetstream::Message,
     cancel: &CancellationToken,
+    health: &crate::BusHealth,
+    part: &str,
 ) {
     let envelope = match Envelope::decode(&message.payload) {
         Ok(envelope) => envelope,
@@ -151,6 +186,10 @@ async fn apply<H: Handler>(
     match log.is_applied(durable, &id).await {
         Ok(true) => {
             tracing::debug!(event_id = %id, "already applied; acking the redelivery");
+            if let Err(e) = handler.redelivered(envelope).await {
+                // The answer goes out again with the next repeat.
+                tracing::warn!(event_id = %id, error = %clip(&e.to_string(), 300), "cannot answer a repeated message");
+            }
             ack(&message, AckKind::Ack).await;
             return;
         }
@@ -164,9 +203,11 @@ async fn apply<H: Handler>(
     // Retried in place rather than NAK'd: a NAK would let later events of
     // the same stream overtake this one, and receivers rely on order.
     let mut delay = Duration::from_millis(200);
+    let started = tokio::time::Instant::now();
     loop {
         match handler.handle(envelope.clone()).await {
             Ok(()) => {
+                health.ok(part);
                 match log.record_applied(durable, &id).await {
                     Ok(()) => ack(&message, AckKind::Ack).await,
                     Err(e) => {
@@ -180,6 +221,9 @@ async fn apply<H: Handler>(
             }
             Err(HandleError::Retry(reason)) => {
                 tracing::warn!(event_id = %id, reason = %clip(&reason, 300), retry_in_ms = delay.as_millis() as u64, "handler asked to retry");
+                if started.elapsed() > STUCK_AFTER {
+                    health.failing(part, format!("stuck on event {id}: {}", clip(&reason, 200)));
+                }
                 // Keeps the message ours while we wait.
                 ack(&message, AckKind::Progress).await;
                 tokio::select! {
@@ -190,6 +234,7 @@ async fn apply<H: Handler>(
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
             Err(HandleError::Reject(reason)) => {
+                health.ok(part);
                 tracing::error!(event_id = %id, reason = %clip(&reason, 300), "handler rejected the event; terminated");
                 ack(&message, AckKind::Term).await;
                 return;

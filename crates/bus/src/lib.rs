@@ -16,17 +16,34 @@
 //! - `publish`: [`publish`] one envelope, the headers it carries.
 //! - `relay`: [`OutboxRelay`].
 //! - `consumer`: [`ConsumerSpec`], [`Handler`], [`run_consumer`].
+//! - `health`: [`Bus`], [`BusHealth`]: whether each part makes progress.
+//!
+//! # After the bus loses its store
+//! Every exchange converges from the services' own logs:
+//! - each service keeps its streams (its own, and the alert stream for
+//!   casework and referral): they are checked every second and made again
+//!   as soon as they are missing;
+//! - each relay remembers the bus sequence of what it delivered
+//!   (`published` in the event log); a stream holding fewer messages than
+//!   that lost some, and the relay publishes the whole log's published
+//!   events again, in order, under their own ids;
+//! - consumers are made again from the start of the new stream; each
+//!   receiver's inbox drops what it had already applied;
+//! - intake re-publishes a report until casework's answer comes back, and
+//!   casework answers a repeated report by publishing its answer again.
 
 mod connect;
 mod consumer;
+mod health;
 mod publish;
 mod relay;
 mod streams;
 
 pub use connect::{Credentials, connect, connect_as, inbox_prefix};
 pub use consumer::{ConsumerSpec, HandleError, Handler, run_consumer};
+pub use health::{Bus, BusHealth, Parts, first_failure};
 pub use publish::{
-    HEADER_CORRELATION_ID, HEADER_EVENT_TYPE, HEADER_STREAM_ID, publish, subject_for,
+    HEADER_CORRELATION_ID, HEADER_EVENT_TYPE, HEADER_STREAM_ID, Published, publish, subject_for,
 };
 pub use relay::OutboxRelay;
 pub use streams::{ALERT, CASE, INTAKE, REFERRAL, StreamSpec, ensure_stream};

@@ -19,9 +19,17 @@ pub fn subject_for(spec: StreamSpec, envelope: &Envelope) -> String {
     format!("{}.{}", spec.prefix, envelope.event_type)
 }
 
+/// What JetStream said of a publish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Published {
+    /// It had already stored a message with that id (a re-publish).
+    pub duplicate: bool,
+    /// The stream sequence of the stored message.
+    pub sequence: u64,
+}
+
 /// Publishes `envelope` (its stored JSON) with `Nats-Msg-Id` = event id and
-/// waits for JetStream's ack. Returns whether JetStream had already stored
-/// a message with that id (a re-publish).
+/// waits for JetStream's ack.
 ///
 /// # Errors
 /// [`BusError::Unavailable`] when the message could not be sent or the ack
@@ -30,7 +38,7 @@ pub async fn publish(
     js: &jetstream::Context,
     spec: StreamSpec,
     envelope: &Envelope,
-) -> Result<bool, BusError> {
+) -> Result<Published, BusError> {
     let payload = envelope.encode()?;
     let message = PublishMessage::build()
         .payload(payload.into())
@@ -45,5 +53,8 @@ pub async fn publish(
     let ack = ack
         .await
         .map_err(|e| BusError::Unavailable(format!("ack for {}: {e}", envelope.event_id)))?;
-    Ok(ack.duplicate)
+    Ok(Published {
+        duplicate: ack.duplicate,
+        sequence: ack.sequence,
+    })
 }

@@ -16,6 +16,7 @@
 //! - `report`: the statistics (module `report`).
 //! - `token`: key pairs and tokens; `audit`: the access log, checkpoints,
 //!   export bundles and their offline verification (module `security`).
+//! - `bench`: load as clients make it, with figures (module `bench`).
 //!
 //! Every call but `health` sends the token of `--token` / `BAOVE_TOKEN`
 //! and the stated purpose of `--purpose` / `BAOVE_PURPOSE`.
@@ -36,6 +37,7 @@ macro_rules! err_out {
     ($($arg:tt)*) => { eprintln!("{}", $crate::terminal_safe(&format!($($arg)*))) };
 }
 
+mod bench;
 mod case;
 mod intake;
 mod referral;
@@ -163,6 +165,9 @@ enum Command {
     /// offline check of a bundle.
     #[command(subcommand)]
     Audit(security::AuditCommand),
+    /// Load as clients make it, with the figures (never asserted).
+    #[command(subcommand)]
+    Bench(bench::Command),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -185,6 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(command) => security::token(command),
         Command::Report(command) => report::run(&cli.addr, command).await,
         Command::Audit(command) => security::audit(&cli.addr, command).await,
+        Command::Bench(command) => bench::run(&cli.addr, command).await,
         Command::Health { service, wait } => {
             health(&cli.addr, &service, Duration::from_secs(wait)).await
         }

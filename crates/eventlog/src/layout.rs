@@ -10,6 +10,7 @@
 //! | `heads` | stream id | last seq (u64 BE) ‖ last hash (32 bytes) |
 //! | `commands` | command id (UTF-8) | the first answer ([`crate::Appended`]) as JSON |
 //! | `outbox` | position (u64 BE) | stream id ‖ seq, until the relay delivered it |
+//! | `published` | position (u64 BE) | the bus's sequence (u64 BE) of its delivery: what was once published, to publish again if the bus loses its store |
 //! | `inbox` | consumer ‖ 0x00 ‖ message id | empty: that message was applied |
 //!
 //! One `events` tree holds every stream: a tree per stream blows up sled's
@@ -30,6 +31,8 @@ pub const COMMANDS: &str = "commands";
 pub const OUTBOX: &str = "outbox";
 /// Incoming messages already applied, per consumer.
 pub const INBOX: &str = "inbox";
+/// Events delivered by the relay, with the bus's sequence of the delivery.
+pub const PUBLISHED: &str = "published";
 
 /// The `events` key of `stream` at `seq`.
 #[must_use]

@@ -190,11 +190,13 @@ struct Trees {
     commands: sled::Tree,
     outbox: sled::Tree,
     inbox: sled::Tree,
+    published: sled::Tree,
 }
 
 impl Trees {
     fn open(db: sled::Db) -> Result<Self, Error> {
         Ok(Self {
+            published: db.open_tree(layout::PUBLISHED)?,
             events: db.open_tree(layout::EVENTS)?,
             global: db.open_tree(layout::GLOBAL)?,
             heads: db.open_tree(layout::HEADS)?,
@@ -601,16 +603,77 @@ impl EventLog {
         self.blocking(move |t| t.outbox(limit)).await
     }
 
-    /// Removes the event at `position` from the outbox once it was delivered.
+    /// Moves the event at `position` from the outbox to the published
+    /// record once the bus stored it as its message `bus_sequence`.
     /// Not flushed: if the removal is lost in a crash the event is published
     /// again under the same id and the receiver's dedupe drops it.
     ///
     /// # Errors
     /// [`Error::Storage`].
-    pub async fn outbox_done(&self, position: u64) -> Result<(), Error> {
+    pub async fn outbox_done(&self, position: u64, bus_sequence: u64) -> Result<(), Error> {
         self.blocking(move |t| {
-            t.outbox.remove(position.to_be_bytes())?;
+            let key = position.to_be_bytes();
+            t.published.insert(key, &bus_sequence.to_be_bytes())?;
+            t.outbox.remove(key)?;
             Ok(())
+        })
+        .await
+    }
+
+    /// The bus sequence of the newest delivery the relay recorded (0 when
+    /// none): the bus's stream holding fewer messages than that has lost
+    /// some.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] or [`Error::Corrupt`].
+    pub async fn last_published_sequence(&self) -> Result<u64, Error> {
+        self.blocking(|t| match t.published.last()? {
+            Some((_, value)) => layout::decode_u64(&value),
+            None => Ok(0),
+        })
+        .await
+    }
+
+    /// Puts the event at `position` back in the outbox, if it was ever
+    /// published: the relay publishes it again under its own event id (a
+    /// receiver that lost it gets it; one that has it drops the repeat).
+    /// Returns whether it was put back.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] or [`Error::Corrupt`].
+    pub async fn republish(&self, position: u64) -> Result<bool, Error> {
+        self.blocking(move |t| {
+            let key = position.to_be_bytes();
+            if !t.published.contains_key(key)? {
+                return Ok(false);
+            }
+            let pointer = t.global.get(key)?.ok_or_else(|| {
+                Error::Corrupt(format!("published position {position} is not in the log"))
+            })?;
+            t.outbox.insert(key, pointer)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Puts every event ever published back in the outbox, in global order,
+    /// for when the bus lost its store: the log is the source of truth and
+    /// the bus is filled again from it. Returns how many.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] or [`Error::Corrupt`].
+    pub async fn republish_all(&self) -> Result<u64, Error> {
+        self.blocking(|t| {
+            let mut count = 0;
+            for item in &t.published {
+                let (key, _) = item?;
+                let pointer = t.global.get(&key)?.ok_or_else(|| {
+                    Error::Corrupt("a published position is not in the log".into())
+                })?;
+                t.outbox.insert(key, pointer)?;
+                count += 1;
+            }
+            Ok(count)
         })
         .await
     }

@@ -1,11 +1,15 @@
 //! The access log: who read which case, when, through which RPC and for what
 //! stated purpose, and every refusal.
 //!
-//! Entries are `AccessRecorded` events in one stream of the service's own
-//! log, [`ACCESS_STREAM`], apart from the case streams: a read never changes
-//! a case's version, and the entries are hash-chained like everything else,
-//! so an auditor can prove none was removed. They are not published on NATS.
-//! Read models skip the stream ([`is_record_stream`]).
+//! Entries are `AccessRecorded` events in one stream, [`ACCESS_STREAM`], of
+//! a log of their own (`<data_dir>/accesslog`, a second sled database with
+//! its own group commit, hash chain and signed checkpoints), apart from the
+//! service's log: a read never changes a case's version or moves the log an
+//! auditor reads (`ReadAll` reaches its end), and reads do not queue behind
+//! the domain's writes. They are not published on NATS. Entries written
+//! before the access log had its own database stay in the service's log
+//! under the same stream id; read models skip that stream
+//! ([`is_record_stream`]).
 //!
 //! A read is answered only once its entry is stored: if the entry cannot be
 //! written the read is refused (UNAVAILABLE), so no read goes unrecorded.
@@ -64,10 +68,17 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    /// The access log in `log`.
+    /// The access log kept in `log` (its own database: see the module
+    /// docs).
     #[must_use]
     pub const fn new(log: EventLog) -> Self {
         Self { log }
+    }
+
+    /// The log the entries are kept in.
+    #[must_use]
+    pub const fn log(&self) -> &EventLog {
+        &self.log
     }
 
     /// Records a read that is about to be answered.

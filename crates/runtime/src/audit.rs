@@ -117,6 +117,18 @@ fn limit(requested: u32) -> Result<usize, Status> {
     }
 }
 
+impl AuditApi {
+    /// The log holding `stream`: the access log's own database for
+    /// [`ACCESS_STREAM`], the service's log for every other stream.
+    fn log_of(&self, stream: StreamId) -> &EventLog {
+        if stream == ACCESS_STREAM {
+            self.access.log()
+        } else {
+            &self.log
+        }
+    }
+}
+
 fn stream_id(text: &str) -> Result<StreamId, Status> {
     StreamId::parse("stream_id", text).map_err(|e| from_log(&e))
 }
@@ -210,8 +222,8 @@ impl AuditService for AuditApi {
                 &format!("stream:{stream}"),
             )
             .await?;
-        let head = self
-            .log
+        let log = self.log_of(stream);
+        let head = log
             .head(stream)
             .await
             .map_err(|e| from_log(&e))?
@@ -219,10 +231,10 @@ impl AuditService for AuditApi {
         let events = match request.direction() {
             Direction::Backward => {
                 let from = (request.from_seq != 0).then_some(request.from_seq);
-                self.log.read_stream_backward(stream, from, limit).await
+                log.read_stream_backward(stream, from, limit).await
             }
             Direction::Unspecified | Direction::Forward => {
-                self.log.read_stream(stream, request.from_seq, limit).await
+                log.read_stream(stream, request.from_seq, limit).await
             }
         }
         .map_err(|e| from_log(&e))?;
@@ -410,7 +422,8 @@ impl AuditService for AuditApi {
         let mut next_before_seq = 0;
         'scan: loop {
             let page = self
-                .log
+                .access
+                .log()
                 .read_stream_backward(ACCESS_STREAM, from, 1000)
                 .await
                 .map_err(|e| from_log(&e))?;
@@ -536,7 +549,12 @@ impl AuditService for AuditApi {
         request: Request<VerifyStreamRequest>,
     ) -> Result<Response<VerifyStreamResponse>, Status> {
         let stream = stream_id(&request.into_inner().stream_id)?;
-        let response = match self.log.verify(stream).await.map_err(|e| from_log(&e))? {
+        let response = match self
+            .log_of(stream)
+            .verify(stream)
+            .await
+            .map_err(|e| from_log(&e))?
+        {
             Verification::NoStream => {
                 return Err(Status::not_found(format!("stream {stream} has no events")));
             }

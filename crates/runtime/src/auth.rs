@@ -160,6 +160,13 @@ where
             let path = request.uri().path().to_owned();
             match gate.admit(&path, request.headers()).await {
                 Ok(Some(caller)) => {
+                    let _place = match gate.limits.enter() {
+                        Ok(place) => place,
+                        Err(status) => {
+                            tracing::warn!(rpc = path, "call refused: too many in flight");
+                            return Ok(status.into_http());
+                        }
+                    };
                     request.extensions_mut().insert(caller);
                     request.extensions_mut().insert(gate.limits.clone());
                     inner.call(request).await

@@ -53,6 +53,8 @@ pub struct Checkpointer {
     clock: baove_eventlog::Clock,
     /// One checkpoint at a time.
     busy: Arc<Mutex<()>>,
+    /// Whether checkpoints go on NATS with the log's other events.
+    publish: bool,
 }
 
 impl Checkpointer {
@@ -81,7 +83,16 @@ impl Checkpointer {
             key: Arc::new(key),
             clock,
             busy: Arc::default(),
+            publish: true,
         })
+    }
+
+    /// The same checkpointer keeping its checkpoints in the log only (the
+    /// access log, which has no relay).
+    #[must_use]
+    pub fn unpublished(mut self) -> Self {
+        self.publish = false;
+        self
     }
 
     /// The heads of every stream as they stood at the log's current
@@ -123,7 +134,7 @@ impl Checkpointer {
                 causation_id: String::new(),
                 correlation_id: String::new(),
                 events: vec![NewEvent::new(CHECKPOINT_SIGNED, 1, &checkpoint)?],
-                publish: true,
+                publish: self.publish,
             })
             .await?;
         Ok((checkpoint, heads))

@@ -98,6 +98,15 @@ pub struct Config {
     /// Live server streams in all (`BAOVE_STREAMS_TOTAL`); default 256.
     #[serde(default = "default_streams_total")]
     pub streams_total: usize,
+    /// Calls being answered at once in the process; beyond it a call is
+    /// refused at once with RESOURCE_EXHAUSTED (`BAOVE_MAX_IN_FLIGHT`);
+    /// default 256.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+}
+
+const fn default_max_in_flight() -> usize {
+    256
 }
 
 const fn default_token_max_lifetime_secs() -> u64 {
@@ -236,6 +245,7 @@ struct Partial {
     call_burst: Option<u32>,
     streams_per_caller: Option<usize>,
     streams_total: Option<usize>,
+    max_in_flight: Option<usize>,
 }
 
 impl Config {
@@ -248,7 +258,8 @@ impl Config {
     /// `BAOVE_CHECKPOINT_SECS`, `BAOVE_NATS_USER`, `BAOVE_NATS_PASSWORD_FILE`,
     /// `BAOVE_STATISTICS_FILE`, `BAOVE_TOKEN_MAX_LIFETIME_SECS`,
     /// `BAOVE_CALLS_PER_SEC`, `BAOVE_CALL_BURST`, `BAOVE_STREAMS_PER_CALLER`,
-    /// `BAOVE_STREAMS_TOTAL`) from the process environment.
+    /// `BAOVE_STREAMS_TOTAL`, `BAOVE_MAX_IN_FLIGHT`) from the process
+    /// environment.
     ///
     /// # Errors
     /// [`ConfigError`] naming the file, key or variable at fault.
@@ -389,6 +400,12 @@ impl Config {
             "must be a whole number of streams",
             &mut partial.streams_total,
         )?;
+        number(
+            &env,
+            "BAOVE_MAX_IN_FLIGHT",
+            "must be a whole number of calls",
+            &mut partial.max_in_flight,
+        )?;
         let deadline_warn_share = partial
             .deadline_warn_share
             .unwrap_or_else(default_warn_share);
@@ -452,6 +469,10 @@ impl Config {
                 .streams_total
                 .unwrap_or_else(default_streams_total)
                 .max(1),
+            max_in_flight: partial
+                .max_in_flight
+                .unwrap_or_else(default_max_in_flight)
+                .max(1),
         })
     }
 
@@ -463,6 +484,7 @@ impl Config {
             call_burst: self.call_burst,
             streams_per_caller: self.streams_per_caller,
             streams_total: self.streams_total,
+            max_in_flight: self.max_in_flight,
         }
     }
 

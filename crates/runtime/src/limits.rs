@@ -1,6 +1,12 @@
 //! What one caller, and all callers together, may take of a service: calls
-//! per second (a token bucket per caller) and open server streams
-//! (`WatchCase`, `WatchInbox`, `StreamHistory`).
+//! per second (a token bucket per caller), calls in flight in the whole
+//! process, and open server streams (`WatchCase`, `WatchInbox`,
+//! `StreamHistory`, `VerifyAll`).
+//!
+//! Beyond what the process can do, a call is refused at once rather than
+//! queued: a hotline client told RESOURCE_EXHAUSTED in a millisecond
+//! retries (with the same request id) or switches to paper; one left
+//! waiting 30 s for a deadline does neither.
 //!
 //! Every read appends an access-log record, so an unbounded reader grows
 //! the service's disk; every open stream holds a task and a buffer. Both
@@ -29,6 +35,8 @@ pub struct LimitSettings {
     pub streams_per_caller: usize,
     /// Open server streams in all.
     pub streams_total: usize,
+    /// Calls being answered at once, in all (health and reflection apart).
+    pub max_in_flight: usize,
 }
 
 impl Default for LimitSettings {
@@ -38,6 +46,7 @@ impl Default for LimitSettings {
             call_burst: 200,
             streams_per_caller: 8,
             streams_total: 256,
+            max_in_flight: 256,
         }
     }
 }
@@ -61,6 +70,7 @@ pub struct Limits {
     calls: Option<Keyed>,
     settings: LimitSettings,
     streams: Mutex<StreamCount>,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Default)]
@@ -93,6 +103,20 @@ impl Limits {
             calls,
             settings,
             streams: Mutex::default(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight.max(1))),
+        })
+    }
+
+    /// A place among the calls in flight, held until the call is answered.
+    ///
+    /// # Errors
+    /// RESOURCE_EXHAUSTED, at once, when every place is taken.
+    pub fn enter(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        self.in_flight.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "the service is answering {} calls, its limit: retry in a moment with the same request_id",
+                self.settings.max_in_flight
+            ))
         })
     }
 
@@ -270,5 +294,20 @@ mod tests {
         drop(first);
         assert_eq!(limits.open_streams(), 2);
         let _again = limits.open_stream(&a).unwrap();
+    }
+
+    #[test]
+    fn calls_beyond_the_in_flight_limit_are_refused_at_once() {
+        let limits = Limits::new(LimitSettings {
+            max_in_flight: 2,
+            ..LimitSettings::default()
+        });
+        let one = limits.enter().unwrap();
+        let _two = limits.enter().unwrap();
+        let refused = limits.enter().unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert!(refused.message().contains("same request_id"), "{refused:?}");
+        drop(one);
+        let _three = limits.enter().unwrap();
     }
 }

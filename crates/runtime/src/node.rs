@@ -7,9 +7,12 @@
 //!    every call but health and reflection passes the token check and the
 //!    role table first ([`crate::auth`]);
 //! 3. in the background: connect to NATS with retries, create the
-//!    service's JetStream stream, run the outbox relay. Health service
-//!    [`BUS_HEALTH`] is SERVING while NATS is connected and the stream
-//!    exists.
+//!    service's JetStream streams (and make them again within a second
+//!    whenever they are missing: the bus lost its store), run the outbox
+//!    relay and the service's consumers. Health service [`BUS_HEALTH`] is
+//!    SERVING while NATS is connected and every bus part (streams, relay,
+//!    consumers) makes progress; the first part that does not, and why, is
+//!    logged.
 //!
 //! Requests are accepted and stored while NATS is away: the outbox keeps
 //! what is to be published until NATS returns. A hotline operator's report
@@ -45,6 +48,8 @@ pub struct ServiceSpec {
     pub name: &'static str,
     /// The JetStream stream its events are published to.
     pub stream: StreamSpec,
+    /// Other streams it publishes to and keeps (the alert stream).
+    pub other_streams: &'static [StreamSpec],
     /// Fully qualified gRPC service names of its own API, for health.
     pub grpc_services: &'static [&'static str],
 }
@@ -68,8 +73,9 @@ pub struct NodeContext {
 }
 
 /// What runs once NATS is connected and the service's stream exists: it
-/// gets the JetStream context and runs until [`NodeContext::cancel`] fires.
-pub type OnBus = Box<dyn FnOnce(async_nats::jetstream::Context) -> BoxFuture + Send>;
+/// gets the bus (JetStream, and where its parts report their health) and
+/// runs until [`NodeContext::cancel`] fires.
+pub type OnBus = Box<dyn FnOnce(baove_bus::Bus) -> BoxFuture + Send>;
 
 /// A boxed future, for [`OnBus`].
 pub type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
@@ -113,7 +119,26 @@ pub async fn run(
     let log = EventLog::open_with(&log_dir, options)
         .await
         .with_context(|| format!("failed to open the event log in {}", log_dir.display()))?;
-    let access = crate::access::AccessLog::new(log.clone());
+    let access_dir = config.data_dir.join("accesslog");
+    let access_log = EventLog::open_with(
+        &access_dir,
+        baove_eventlog::Options {
+            // Appended to and scanned backward: a small cache does.
+            cache_capacity: 64 * 1024 * 1024,
+            ..Default::default()
+        },
+    )
+    .await
+    .with_context(|| format!("failed to open the access log in {}", access_dir.display()))?;
+    let access = crate::access::AccessLog::new(access_log.clone());
+    let access_checkpoints = crate::checkpoint::Checkpointer::open(
+        access_log.clone(),
+        &format!("{}.access", spec.name),
+        &config.data_dir,
+        config.clock(),
+    )
+    .context("failed to open the checkpoint signing key")?
+    .unpublished();
     let checkpoints = crate::checkpoint::Checkpointer::open(
         log.clone(),
         spec.name,
@@ -184,6 +209,10 @@ pub async fn run(
         Duration::from_secs(config.checkpoint_secs),
         background.clone(),
     ));
+    let access_checkpointing = tokio::spawn(access_checkpoints.run(
+        Duration::from_secs(config.checkpoint_secs),
+        background.clone(),
+    ));
     let stop_serving = CancellationToken::new();
     let routes = parts
         .routes
@@ -249,8 +278,10 @@ pub async fn run(
     if let Err(e) = bus.await {
         tracing::error!(error = %e, "bus task failed");
     }
-    if let Err(e) = checkpointing.await {
-        tracing::error!(error = %e, "checkpoint task failed");
+    for task in [checkpointing, access_checkpointing] {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "checkpoint task failed");
+        }
     }
     for task in parts.tasks {
         if let Err(e) = task.await {
@@ -260,6 +291,10 @@ pub async fn run(
     log.close()
         .await
         .context("failed to flush the event log on shutdown")?;
+    access_log
+        .close()
+        .await
+        .context("failed to flush the access log on shutdown")?;
     drop(log);
     server_result
         .context("the gRPC server task failed")?
@@ -274,9 +309,9 @@ async fn set_all(reporter: &HealthReporter, names: &[&str], status: ServingStatu
     }
 }
 
-/// Connects to NATS, ensures the stream, relays the outbox, runs the
+/// Connects to NATS, keeps the streams, relays the outbox, runs the
 /// service's `on_bus` part, and keeps the [`BUS_HEALTH`] status true to the
-/// connection.
+/// connection and to every bus part's progress.
 async fn bus_task(
     spec: ServiceSpec,
     url: String,
@@ -303,10 +338,13 @@ async fn bus_task(
             return;
         }
     };
-    let js = async_nats::jetstream::new(client);
+    let bus = baove_bus::Bus {
+        js: async_nats::jetstream::new(client),
+        health: baove_bus::BusHealth::default(),
+    };
     let mut delay = Duration::from_millis(250);
     loop {
-        match baove_bus::ensure_stream(&js, spec.stream).await {
+        match baove_bus::ensure_stream(&bus.js, spec.stream).await {
             Ok(()) => break,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot create the jetstream stream yet");
@@ -318,27 +356,77 @@ async fn bus_task(
             }
         }
     }
-    let relay =
-        tokio::spawn(baove_bus::OutboxRelay::new(log, js.clone(), spec.stream).run(cancel.clone()));
-    let own = on_bus.map(|start| tokio::spawn(start(js)));
+    let keeper = tokio::spawn(keep_streams(spec, bus.clone(), cancel.clone()));
+    let relay = tokio::spawn(
+        baove_bus::OutboxRelay::new(log, bus.clone(), spec.stream).run(cancel.clone()),
+    );
+    let mut parts = bus.health.subscribe();
+    let own = on_bus.map(|start| tokio::spawn(start(bus)));
+    let mut was = None;
     loop {
-        let status = if *connected.borrow_and_update() {
+        let failure = if *connected.borrow_and_update() {
+            baove_bus::first_failure(&parts.borrow_and_update())
+        } else {
+            Some(("connection".to_owned(), "nats is not connected".to_owned()))
+        };
+        let status = if failure.is_none() {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing
         };
+        if was != Some(failure.clone()) {
+            match &failure {
+                None => tracing::info!("bus: every part makes progress"),
+                Some((part, reason)) => {
+                    tracing::warn!(part, reason = %baove_domain::text::clip(reason, 300), "bus: a part cannot make progress");
+                }
+            }
+            was = Some(failure);
+        }
         reporter.set_service_status(BUS_HEALTH, status).await;
         tokio::select! {
             () = cancel.cancelled() => break,
             changed = connected.changed() => if changed.is_err() { break },
+            changed = parts.changed() => if changed.is_err() { break },
         }
     }
-    if let Err(e) = relay.await {
-        tracing::error!(error = %e, "outbox relay failed");
+    for (name, task) in [("stream keeper", keeper), ("outbox relay", relay)] {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, task = name, "bus task failed");
+        }
     }
     if let Some(own) = own
         && let Err(e) = own.await
     {
         tracing::error!(error = %e, "service bus task failed");
+    }
+}
+
+/// Checks every second that the service's streams exist and makes a
+/// missing one again at once (after the bus lost its store an idle service
+/// must not wait for its next publish), reporting each as a bus part.
+async fn keep_streams(spec: ServiceSpec, bus: baove_bus::Bus, cancel: CancellationToken) {
+    let streams: Vec<StreamSpec> = std::iter::once(spec.stream)
+        .chain(spec.other_streams.iter().copied())
+        .collect();
+    loop {
+        for stream in &streams {
+            let part = format!("stream {}", stream.name);
+            if bus.js.get_stream(stream.name).await.is_ok() {
+                bus.health.ok(&part);
+                continue;
+            }
+            match baove_bus::ensure_stream(&bus.js, *stream).await {
+                Ok(()) => {
+                    tracing::warn!(stream = stream.name, "stream was missing: made again");
+                    bus.health.ok(&part);
+                }
+                Err(e) => bus.health.failing(&part, e.to_string()),
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
     }
 }

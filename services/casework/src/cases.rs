@@ -82,7 +82,7 @@ impl Handler for OpenCases {
                 follow_up.as_ref().map(|(s, v)| (s, *v)),
             );
             let (stream, expected, events) = match &routing {
-                Routing::AlreadyIn { .. } => return Ok(()),
+                Routing::AlreadyIn { .. } => return self.resend_answer(&command_id).await,
                 Routing::Open(opened) => (
                     opened.case_id,
                     ExpectedVersion::NoStream,
@@ -119,7 +119,9 @@ impl Handler for OpenCases {
                 .await;
             match appended {
                 Ok(a) => {
-                    if !a.replayed {
+                    if a.replayed {
+                        return self.resend_answer(&command_id).await;
+                    } else {
                         let what = if matches!(routing, Routing::Open(_)) {
                             "case opened"
                         } else {
@@ -129,8 +131,11 @@ impl Handler for OpenCases {
                     }
                     return Ok(());
                 }
-                // Applied before under another routing decision: done.
-                Err(Error::CommandIdReused { .. }) => return Ok(()),
+                // Applied before under another routing decision: answer
+                // again.
+                Err(Error::CommandIdReused { .. }) => {
+                    return self.resend_answer(&command_id).await;
+                }
                 Err(Error::Conflict { .. }) if matches!(routing, Routing::Open(_)) => {
                     // The derived case exists: it can only have come from
                     // this intake.
@@ -152,6 +157,40 @@ impl Handler for OpenCases {
             "case kept changing while attaching intake {}",
             recorded.intake_id
         )))
+    }
+
+    async fn redelivered(&self, event: Envelope) -> Result<(), HandleError> {
+        if event.event_type != INTAKE_RECORDED {
+            return Ok(());
+        }
+        self.resend_answer(&format!("intake:{}", event.event_id))
+            .await
+    }
+}
+
+impl OpenCases {
+    /// Publishes again the answer casework gave to a report (its
+    /// `CaseOpened` or `IntakeAttached`, under the same event id). intake
+    /// re-sends a report only while that answer has not reached it: the
+    /// answer may have been lost with the bus's store, so repeating the
+    /// report must repeat the answer (JetStream drops it if it still has
+    /// it).
+    async fn resend_answer(&self, command_id: &str) -> Result<(), HandleError> {
+        let Some(answer) = self
+            .log
+            .command(command_id)
+            .await
+            .map_err(|e| HandleError::Retry(e.to_string()))?
+        else {
+            return Ok(());
+        };
+        let again = self
+            .log
+            .republish(answer.first_position)
+            .await
+            .map_err(|e| HandleError::Retry(e.to_string()))?;
+        tracing::info!(case_id = %answer.stream, position = answer.first_position, again, "repeated report: answer published again");
+        Ok(())
     }
 }
 

@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 pub const SPEC: ServiceSpec = ServiceSpec {
     name: "casework",
     stream: baove_bus::CASE,
+    other_streams: &[baove_bus::ALERT],
     grpc_services: &["baove.v1.CaseService", "baove.v1.ReportingService"],
 };
 
@@ -67,10 +68,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ctx.cancel.clone(),
         ));
         let (log, cancel, consumer_rules) = (ctx.log.clone(), ctx.cancel.clone(), rules.clone());
-        let on_bus: OnBus = Box::new(move |js| {
+        let on_bus: OnBus = Box::new(move |bus| {
             Box::pin(async move {
+                let js = bus.js.clone();
                 let intake = run_consumer(
-                    js.clone(),
+                    bus.clone(),
                     log.clone(),
                     ConsumerSpec {
                         stream: baove_bus::INTAKE,
@@ -91,7 +93,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     tracing::warn!(error = %e, "alert stream not ready yet; the alerter retries");
                 }
                 let alerts = run_consumer(
-                    js.clone(),
+                    bus.clone(),
                     log.clone(),
                     ConsumerSpec {
                         stream: baove_bus::CASE,
@@ -105,7 +107,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     cancel.clone(),
                 );
                 let referrals = run_consumer(
-                    js,
+                    bus,
                     log.clone(),
                     ConsumerSpec {
                         stream: baove_bus::REFERRAL,

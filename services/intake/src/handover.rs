@@ -198,8 +198,26 @@ impl HandOver {
     }
 }
 
+/// Whether a report at `position`, still waiting, should be published
+/// again now: when casework handed over a later report (so it skipped
+/// this one: lost), or when no hand-over came back for `base` (casework or
+/// the bus stalled). While hand-overs still come back for reports before
+/// it, casework is only behind: sending more would add to its queue.
+#[must_use]
+pub fn worth_resending(
+    position: u64,
+    progress: (u64, Option<i64>),
+    now_ms: i64,
+    base_ms: i64,
+) -> bool {
+    let (furthest_handed_over, last_handover_at) = progress;
+    position < furthest_handed_over
+        || last_handover_at.is_none_or(|at| now_ms.saturating_sub(at) >= base_ms)
+}
+
 /// Re-publishes each report still waiting for casework: first after
-/// `base`, then doubling up to 10 minutes, until `cancel` fires.
+/// `base`, then doubling up to 10 minutes, until `cancel` fires; but only
+/// while [`worth_resending`] says so.
 pub async fn republish(
     log: EventLog,
     view: Arc<View>,
@@ -217,9 +235,17 @@ pub async fn republish(
         let now = Instant::now();
         let pending = view.pending();
         waiting.retain(|id, _| pending.iter().any(|(p, _)| p == id));
-        for (intake_id, _) in pending {
+        let progress = view.handover_progress();
+        let wall_ms = baove_eventlog::Options::default().clock.as_ref()();
+        let base_ms = i64::try_from(base.as_millis()).unwrap_or(i64::MAX);
+        for (intake_id, position) in pending {
             let (attempts, due) = waiting.entry(intake_id).or_insert((0, now + base));
             if now < *due {
+                continue;
+            }
+            if !worth_resending(position, progress, wall_ms, base_ms) {
+                // casework is working through reports before this one.
+                *due = now + base;
                 continue;
             }
             let envelope = match log.read_stream(StreamId::from_uuid(intake_id), 1, 1).await {
@@ -231,9 +257,9 @@ pub async fn republish(
                 }
             };
             match baove_bus::publish(&js, baove_bus::INTAKE, &envelope).await {
-                Ok(duplicate) => {
+                Ok(ack) => {
                     *attempts += 1;
-                    tracing::warn!(intake_id = %intake_id, attempts = *attempts, duplicate, "casework has not confirmed this intake; re-published");
+                    tracing::warn!(intake_id = %intake_id, attempts = *attempts, duplicate = ack.duplicate, "casework has not confirmed this intake; re-published");
                 }
                 Err(e) => {
                     tracing::warn!(intake_id = %intake_id, error = %e, "re-publish failed; will retry");
@@ -248,5 +274,24 @@ pub async fn republish(
                 .min(MAX_BACKOFF);
             *due = now + backoff;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worth_resending;
+
+    #[test]
+    fn a_report_is_sent_again_when_overtaken_or_when_hand_overs_stall_not_while_casework_is_behind()
+    {
+        let base = 30_000;
+        // Never any hand-over: stalled (or nothing yet): send again.
+        assert!(worth_resending(5, (0, None), 100_000, base));
+        // A later report came back: this one was lost.
+        assert!(worth_resending(5, (9, Some(99_000)), 100_000, base));
+        // Earlier ones still come back: casework is behind, wait.
+        assert!(!worth_resending(5, (4, Some(99_000)), 100_000, base));
+        // Nothing came back for longer than the base wait: send again.
+        assert!(worth_resending(5, (4, Some(60_000)), 100_000, base));
     }
 }

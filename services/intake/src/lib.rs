@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 pub const SPEC: ServiceSpec = ServiceSpec {
     name: "intake",
     stream: baove_bus::INTAKE,
+    other_streams: &[],
     grpc_services: &["baove.v1.IntakeService"],
 };
 
@@ -65,10 +66,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         );
         let (log, cancel) = (ctx.log.clone(), ctx.cancel.clone());
         let retry = Duration::from_secs(ctx.config.handover_retry_secs.max(1));
-        let on_bus: OnBus = Box::new(move |js| {
+        let on_bus: OnBus = Box::new(move |bus| {
             Box::pin(async move {
                 let consumer = run_consumer(
-                    js.clone(),
+                    bus.clone(),
                     log.clone(),
                     ConsumerSpec {
                         stream: baove_bus::CASE,
@@ -81,7 +82,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     },
                     cancel.clone(),
                 );
-                let republisher = handover::republish(log, view, js, retry, cancel);
+                let republisher = handover::republish(log, view, bus.js, retry, cancel);
                 tokio::join!(consumer, republisher);
             })
         });

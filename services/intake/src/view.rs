@@ -447,14 +447,28 @@ impl View {
             .any(|row| row.handed_over.is_some_and(|(case, _)| case == case_id))
     }
 
-    /// Intakes not yet handed over: (intake id, when recorded).
+    /// Intakes not yet handed over: (intake id, global position).
     #[must_use]
-    pub fn pending(&self) -> Vec<(Uuid, i64)> {
+    pub fn pending(&self) -> Vec<(Uuid, u64)> {
         self.read()
             .rows
             .values()
             .filter(|row| row.handed_over.is_none())
-            .map(|row| (row.recorded.intake_id, row.recorded_at_ms))
+            .map(|row| (row.recorded.intake_id, row.position))
             .collect()
+    }
+
+    /// How the hand-over moves: the highest position of an intake handed
+    /// over, and when the last hand-over came back (Unix ms), if any.
+    #[must_use]
+    pub fn handover_progress(&self) -> (u64, Option<i64>) {
+        let state = self.read();
+        state
+            .rows
+            .values()
+            .filter_map(|row| row.handed_over.map(|(_, at)| (row.position, at)))
+            .fold((0, None), |(position, last), (p, at)| {
+                (position.max(p), Some(last.map_or(at, |l: i64| l.max(at))))
+            })
     }
 }

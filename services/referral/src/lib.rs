@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 pub const SPEC: ServiceSpec = ServiceSpec {
     name: "referral",
     stream: baove_bus::REFERRAL,
+    other_streams: &[baove_bus::ALERT],
     grpc_services: &["baove.v1.ReferralService"],
 };
 
@@ -62,10 +63,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ctx.access.clone(),
         );
         let (log, cancel) = (ctx.log.clone(), ctx.cancel.clone());
-        let on_bus: OnBus = Box::new(move |js| {
+        let on_bus: OnBus = Box::new(move |bus| {
             Box::pin(async move {
+                let js = bus.js.clone();
                 let offers = run_consumer(
-                    js.clone(),
+                    bus.clone(),
                     log.clone(),
                     ConsumerSpec {
                         stream: baove_bus::CASE,
@@ -84,7 +86,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     tracing::warn!(error = %e, "alert stream not ready yet; the alerter retries");
                 }
                 let alerts = run_consumer(
-                    js.clone(),
+                    bus,
                     log.clone(),
                     ConsumerSpec {
                         stream: baove_bus::REFERRAL,

@@ -13,7 +13,7 @@ use baove_eventlog::{
 use baove_testkit::NatsServer;
 use tokio_util::sync::CancellationToken;
 
-use crate::{TEST, append};
+use crate::{TEST, append, bus};
 
 /// Copies each incoming event into the receiver's own log (command id =
 /// incoming event id) and counts calls; fails the first call for events
@@ -65,8 +65,7 @@ async fn given_redeliveries_and_duplicates_then_each_event_is_applied_once() {
 
     let sender_dir = tempfile::tempdir().unwrap();
     let sender = EventLog::open(sender_dir.path()).await.unwrap();
-    let relay =
-        tokio::spawn(OutboxRelay::new(sender.clone(), js.clone(), TEST).run(cancel.clone()));
+    let relay = tokio::spawn(OutboxRelay::new(sender.clone(), bus(&js), TEST).run(cancel.clone()));
     append(&sender, "a", 3).await;
     append(&sender, "b", 2).await;
 
@@ -83,7 +82,7 @@ async fn given_redeliveries_and_duplicates_then_each_event_is_applied_once() {
     };
     let consumer_cancel = cancel.child_token();
     let consumer = tokio::spawn(run_consumer(
-        js.clone(),
+        bus(&js),
         receiver.clone(),
         spec.clone(),
         handler.clone(),
@@ -111,7 +110,7 @@ async fn given_redeliveries_and_duplicates_then_each_event_is_applied_once() {
     consumer.await.unwrap();
     append(&sender, "c", 1).await;
     let consumer = tokio::spawn(run_consumer(
-        js.clone(),
+        bus(&js),
         receiver.clone(),
         spec,
         handler.clone(),

@@ -20,6 +20,14 @@ pub const TEST: StreamSpec = StreamSpec {
     prefix: "baove.test",
 };
 
+/// The bus of a test: `js`, with a health record nobody reads.
+pub fn bus(js: &jetstream::Context) -> baove_bus::Bus {
+    baove_bus::Bus {
+        js: js.clone(),
+        health: baove_bus::BusHealth::default(),
+    }
+}
+
 /// Appends `n` published events to a new stream of `log`.
 pub async fn append(log: &EventLog, tag: &str, n: usize) -> StreamId {
     let stream = StreamId::new();
@@ -46,9 +54,20 @@ pub async fn append(log: &EventLog, tag: &str, n: usize) -> StreamId {
 /// 30 s) until the stream holds `expected` messages.
 pub async fn stored(js: &jetstream::Context, expected: u64) -> Vec<(Envelope, String)> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut stream = js.get_stream(TEST.name).await.unwrap();
+    let mut stream = loop {
+        // The stream may be missing for a moment (a server that lost its
+        // store, before its owner makes it again).
+        if let Ok(stream) = js.get_stream(TEST.name).await {
+            break stream;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no stream after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     loop {
-        let count = stream.info().await.unwrap().state.messages;
+        let count = stream.info().await.map_or(0, |i| i.state.messages);
         if count >= expected {
             break;
         }

@@ -7,7 +7,7 @@ use baove_eventlog::EventLog;
 use baove_testkit::NatsServer;
 use tokio_util::sync::CancellationToken;
 
-use crate::{TEST, append, stored};
+use crate::{TEST, append, bus, stored};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_nats_stops_when_events_are_appended_then_after_restart_each_arrives_once_in_order() {
@@ -20,7 +20,7 @@ async fn given_nats_stops_when_events_are_appended_then_after_restart_each_arriv
         .unwrap();
     let js = async_nats::jetstream::new(client);
     ensure_stream(&js, TEST).await.unwrap();
-    let relay = tokio::spawn(OutboxRelay::new(log.clone(), js.clone(), TEST).run(cancel.clone()));
+    let relay = tokio::spawn(OutboxRelay::new(log.clone(), bus(&js), TEST).run(cancel.clone()));
 
     append(&log, "before", 3).await;
     assert_eq!(stored(&js, 3).await.len(), 3);
@@ -71,10 +71,10 @@ async fn given_a_relay_restart_when_the_outbox_was_not_cleared_then_jetstream_dr
     let events = log.outbox(10).await.unwrap();
     // Published once by hand (as if the relay died before clearing)...
     for e in &events {
-        assert!(!baove_bus::publish(&js, TEST, e).await.unwrap());
+        assert!(!baove_bus::publish(&js, TEST, e).await.unwrap().duplicate);
     }
     // ...then the relay publishes the same outbox again.
-    let relay = tokio::spawn(OutboxRelay::new(log.clone(), js.clone(), TEST).run(cancel.clone()));
+    let relay = tokio::spawn(OutboxRelay::new(log.clone(), bus(&js), TEST).run(cancel.clone()));
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while !log.outbox(10).await.unwrap().is_empty() {
         assert!(tokio::time::Instant::now() < deadline, "outbox not cleared");
@@ -82,6 +82,35 @@ async fn given_a_relay_restart_when_the_outbox_was_not_cleared_then_jetstream_dr
     }
     let mut stream = js.get_stream(TEST.name).await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 2);
+    cancel.cancel();
+    relay.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_the_bus_loses_its_store_when_the_relay_is_idle_then_it_makes_the_stream_and_publishes_the_log_again()
+ {
+    let mut nats = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    let cancel = CancellationToken::new();
+    let client = baove_bus::connect(&nats.url(), "relay-wipe", &cancel, None)
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client);
+    ensure_stream(&js, TEST).await.unwrap();
+    let relay = tokio::spawn(OutboxRelay::new(log.clone(), bus(&js), TEST).run(cancel.clone()));
+    append(&log, "before-wipe", 3).await;
+    assert_eq!(stored(&js, 3).await.len(), 3);
+
+    // Everything the server acknowledged is gone; nothing new is appended.
+    nats.restart_empty().unwrap();
+    let messages = stored(&js, 3).await;
+    let in_log = log.read_all(1, 100).await.unwrap();
+    assert_eq!(
+        messages.into_iter().map(|(e, _)| e).collect::<Vec<_>>(),
+        in_log,
+        "the stream holds the log again, in order"
+    );
     cancel.cancel();
     relay.await.unwrap();
 }

@@ -225,7 +225,7 @@ async fn given_published_appends_then_the_outbox_holds_them_in_order_until_done(
             .collect::<Vec<_>>(),
         [1, 2, 4]
     );
-    log.outbox_done(1).await.unwrap();
+    log.outbox_done(1, 1).await.unwrap();
     let pending = log.outbox(10).await.unwrap();
     assert_eq!(
         pending
@@ -234,6 +234,22 @@ async fn given_published_appends_then_the_outbox_holds_them_in_order_until_done(
             .collect::<Vec<_>>(),
         [2, 4]
     );
+    let positions = |events: Vec<baove_eventlog::Envelope>| {
+        events.iter().map(|e| e.global_position).collect::<Vec<_>>()
+    };
+    // What was published is remembered with the bus's sequence, and can be
+    // put back in the outbox: one event, or all (the bus lost its store).
+    assert_eq!(log.last_published_sequence().await.unwrap(), 1);
+    log.outbox_done(2, 2).await.unwrap();
+    assert_eq!(log.last_published_sequence().await.unwrap(), 2);
+    assert!(!log.republish(3).await.unwrap(), "never published");
+    assert!(log.republish(2).await.unwrap());
+    assert_eq!(positions(log.outbox(10).await.unwrap()), [2, 4]);
+    log.outbox_done(2, 2).await.unwrap();
+    assert_eq!(log.republish_all().await.unwrap(), 2);
+    assert_eq!(positions(log.outbox(10).await.unwrap()), [1, 2, 4]);
+    log.outbox_done(1, 1).await.unwrap();
+    log.outbox_done(2, 2).await.unwrap();
 
     assert!(!log.is_applied("casework", "m1").await.unwrap());
     log.record_applied("casework", "m1").await.unwrap();
