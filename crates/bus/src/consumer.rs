@@ -83,6 +83,9 @@ pub async fn run_consumer<H: Handler>(
     cancel: CancellationToken,
 ) {
     let part = format!("consumer {}", spec.durable);
+    // Not serving until it reads: a consumer that never started is no
+    // consumer making progress.
+    bus.health.failing(&part, "starting");
     loop {
         match consume(&bus, &part, &log, &spec, &handler, &cancel).await {
             Ok(()) => return,

@@ -54,6 +54,7 @@ impl OutboxRelay {
     /// Runs until `cancel` fires. Waits on the log's commit notifications
     /// rather than polling when the outbox is empty.
     pub async fn run(self, cancel: CancellationToken) {
+        self.health.failing(&self.part(), "starting");
         let mut committed = self.log.subscribe();
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -145,6 +146,7 @@ impl OutboxRelay {
                 0
             }
         };
+        self.health.ok(&self.part());
         if held >= delivered {
             return;
         }
