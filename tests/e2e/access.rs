@@ -39,7 +39,7 @@ async fn reads(
         })
         .await;
     match (got, case) {
-        (Ok(i), Ok(_)) => Ok(i.into_inner()),
+        (Ok(i), Ok(_)) => Ok(i.into_inner().intake.unwrap()),
         (i, c) => Err((
             i.err().map_or(tonic::Code::Ok, |s| s.code()),
             c.err().map_or(tonic::Code::Ok, |s| s.code()),
@@ -152,7 +152,7 @@ async fn access_follows_the_referral_and_the_informant_goes_only_when_chosen() {
     let h = requester.header();
     let mut c = requester.client.clone();
     let revoked = requester.took(
-        c.revoke(p::ReferralStepRequest {
+        c.revoke(p::RevokeRequest {
             header: h,
             reason: "gia đình chuyển trường".into(),
         })
@@ -204,23 +204,11 @@ async fn access_follows_the_referral_and_the_informant_goes_only_when_chosen() {
     let mut c = agent.client.clone();
     let h = agent.header();
     agent
-        .took(
-            c.acknowledge(p::ReferralStepRequest {
-                header: h,
-                reason: String::new(),
-            })
-            .await,
-        )
+        .took(c.acknowledge(p::AcknowledgeRequest { header: h }).await)
         .unwrap();
     let h = agent.header();
     agent
-        .took(
-            c.accept(p::ReferralStepRequest {
-                header: h,
-                reason: String::new(),
-            })
-            .await,
-        )
+        .took(c.accept(p::AcceptRequest { header: h }).await)
         .unwrap();
     let h = agent.header();
     agent
@@ -241,13 +229,7 @@ async fn access_follows_the_referral_and_the_informant_goes_only_when_chosen() {
     let h = agent.header();
     assert_eq!(
         agent
-            .took(
-                c.complete(p::ReferralStepRequest {
-                    header: h,
-                    reason: String::new()
-                })
-                .await
-            )
+            .took(c.complete(p::CompleteRequest { header: h }).await)
             .unwrap(),
         "completed"
     );
@@ -258,7 +240,7 @@ async fn access_follows_the_referral_and_the_informant_goes_only_when_chosen() {
         .await
         .referrals
         .iter()
-        .any(|r| r.referral_id == to_police && r.last_step == "ReferralCompleted")
+        .any(|r| r.referral_id == to_police && r.last_step == p::ReferralStep::Completed as i32)
     {
         assert!(
             Instant::now() < deadline,
@@ -335,7 +317,7 @@ async fn a_declined_referral_ends_access_and_the_informant_needs_the_childs_iden
     let h = agent.header();
     agent
         .took(
-            c.decline(p::ReferralStepRequest {
+            c.decline(p::DeclineRequest {
                 header: h,
                 reason: "không đúng chuyên môn".into(),
             })
@@ -401,7 +383,9 @@ async fn an_identity_is_user_role_and_agency_and_duplicates_name_only_what_the_c
         })
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .intake
+        .unwrap();
     assert!(own.possible_duplicate && own.possible_duplicate_case_ids.is_empty());
     // A request id another operator used is not answered with their receipt.
     let mut reused = crate::intake::hotline("dup-1", "Ai Đó");
@@ -422,7 +406,9 @@ async fn an_identity_is_user_role_and_agency_and_duplicates_name_only_what_the_c
         })
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .intake
+        .unwrap();
     assert_eq!(paired.possible_duplicate_case_ids, vec![first_case.clone()]);
     let second_case = crate::intake::case_of(&system.intake, &second.intake_id).await;
     let case = CaseServiceClient::new(system.casework.channel_as(&department).await)
@@ -431,6 +417,8 @@ async fn an_identity_is_user_role_and_agency_and_duplicates_name_only_what_the_c
         })
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .case
+        .unwrap();
     assert_eq!(case.possible_duplicate_case_ids, vec![first_case]);
 }

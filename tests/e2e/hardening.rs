@@ -122,6 +122,31 @@ async fn bad_bodies_wrong_ids_and_huge_input_get_short_clear_errors() {
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert!(status.details().len() < 2_000, "{}", status.details().len());
 
+    // A number that is no value of its enum is refused as such, not stored
+    // as "unknown" nor reported as missing.
+    let mut bad_enum = hotline("enum-1", "Lê Văn Tư");
+    if let Some(facts) = bad_enum.report.as_mut().and_then(|r| r.facts.as_mut()) {
+        facts.setting = 55;
+        if let Some(child) = facts.child.as_mut() {
+            child.sex = 9;
+        }
+    }
+    let status = IntakeServiceClient::new(system.intake.channel().await)
+        .submit_hotline_report(bad_enum)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .contains("report.facts.setting: 55 is not a valid AbuseSetting")
+            && status
+                .message()
+                .contains("report.facts.child.sex: 9 is not a valid Sex")
+            && !status.message().contains("sex: is required"),
+        "{status:?}"
+    );
+
     // A name with a bidi override or NUL is refused, naming the field.
     let status = IntakeServiceClient::new(system.intake.channel().await)
         .submit_hotline_report(hotline("bidi-1", "Bé \u{202E}ną"))

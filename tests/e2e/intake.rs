@@ -108,7 +108,7 @@ pub async fn case_of(intake: &Service, intake_id: &str) -> String {
             })
             .await
         {
-            let found = found.into_inner();
+            let found = found.into_inner().intake.unwrap();
             if found.status == IntakeStatus::HandedOver as i32 {
                 assert!(!found.case_id.is_empty());
                 assert!(found.handed_over_at.is_some());
@@ -188,16 +188,21 @@ async fn given_a_hotline_report_and_a_police_notification_then_each_becomes_a_ca
     .into_inner();
 
     let mut cases = CaseServiceClient::new(system.casework.channel().await);
-    for (receipt, police_number) in [(&receipt, None), (&police, Some("BB-2026/118"))] {
-        let case_id = case_of(&system.intake, &receipt.intake_id).await;
+    for (intake_id, police_number) in [
+        (&receipt.intake_id, None),
+        (&police.intake_id, Some("BB-2026/118")),
+    ] {
+        let case_id = case_of(&system.intake, intake_id).await;
         let case = cases
             .get_case(GetCaseRequest {
                 case_id: case_id.clone(),
             })
             .await
             .unwrap()
-            .into_inner();
-        assert_eq!(case.intake_ids, std::slice::from_ref(&receipt.intake_id));
+            .into_inner()
+            .case
+            .unwrap();
+        assert_eq!(case.intake_ids, std::slice::from_ref(intake_id));
         assert_eq!(case.incident_unit_id, "vn-ct.p-ninh-kieu");
         assert!(case.immediate_danger);
         assert_eq!(
@@ -213,7 +218,9 @@ async fn given_a_hotline_report_and_a_police_notification_then_each_becomes_a_ca
         })
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .intake
+        .unwrap();
     let Some(p::intake::Report::Hotline(report)) = got.report else {
         panic!("not a hotline report")
     };

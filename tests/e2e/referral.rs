@@ -110,14 +110,24 @@ impl Agent {
         })
     }
 
-    pub fn took(
+    /// Takes the answer of a step: on success the referral's status, as
+    /// `ReferralStatus`'s value name without its prefix, in lowercase.
+    pub fn took<R: baove_proto::steps::ReferralStepResponse>(
         &mut self,
-        r: Result<tonic::Response<p::ReferralStepResponse>, tonic::Status>,
+        r: Result<tonic::Response<R>, tonic::Status>,
     ) -> Result<String, tonic::Status> {
         let r = r?.into_inner();
-        self.version = r.version;
-        Ok(r.status)
+        self.version = r.version();
+        Ok(status_name(r.status()))
     }
+}
+
+/// `REFERRAL_STATUS_REVOKED` as `revoked`.
+pub fn status_name(status: p::ReferralStatus) -> String {
+    status
+        .as_str_name()
+        .trim_start_matches("REFERRAL_STATUS_")
+        .to_lowercase()
 }
 
 /// The case's referral steps, in the case's own log order.
@@ -184,7 +194,7 @@ async fn the_police_flow_shows_every_step_in_the_case_history() {
     o.version = requested.version;
     let mut police = referral_client(&full.referral).await;
     let offered = in_inbox(&mut police, POLICE, &requested.referral_id).await;
-    assert_eq!(offered.status, "offered");
+    assert_eq!(offered.status(), p::ReferralStatus::Offered);
     assert_eq!(offered.to_agency_name, "Công an phường Ninh Kiều");
     let mut agent = Agent {
         client: police.clone(),
@@ -197,10 +207,7 @@ async fn the_police_flow_shows_every_step_in_the_case_history() {
     let h = agent.header();
     let early = agent
         .client
-        .accept(p::ReferralStepRequest {
-            header: h,
-            reason: String::new(),
-        })
+        .accept(p::AcceptRequest { header: h })
         .await
         .unwrap_err();
     assert_eq!(early.code(), tonic::Code::FailedPrecondition);
@@ -212,26 +219,14 @@ async fn the_police_flow_shows_every_step_in_the_case_history() {
     let mut c = agent.client.clone();
     assert_eq!(
         agent
-            .took(
-                c.acknowledge(p::ReferralStepRequest {
-                    header: h,
-                    reason: String::new()
-                })
-                .await
-            )
+            .took(c.acknowledge(p::AcknowledgeRequest { header: h }).await)
             .unwrap(),
         "acknowledged"
     );
     let h = agent.header();
     assert_eq!(
         agent
-            .took(
-                c.accept(p::ReferralStepRequest {
-                    header: h,
-                    reason: String::new()
-                })
-                .await
-            )
+            .took(c.accept(p::AcceptRequest { header: h }).await)
             .unwrap(),
         "accepted"
     );
@@ -248,13 +243,7 @@ async fn the_police_flow_shows_every_step_in_the_case_history() {
     let h = agent.header();
     assert_eq!(
         agent
-            .took(
-                c.complete(p::ReferralStepRequest {
-                    header: h,
-                    reason: String::new()
-                })
-                .await
-            )
+            .took(c.complete(p::CompleteRequest { header: h }).await)
             .unwrap(),
         "completed"
     );
@@ -275,7 +264,7 @@ async fn the_police_flow_shows_every_step_in_the_case_history() {
     assert_eq!(trail[0].1, "cb-ninh-kieu-1", "the officer requested it");
     assert_eq!(trail[3].1, "ca-301", "the police officer accepted it");
     let case = o.case().await;
-    assert_eq!(case.referrals[0].last_step, "ReferralCompleted");
+    assert_eq!(case.referrals[0].last_step(), p::ReferralStep::Completed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,7 +290,7 @@ async fn a_decline_needs_a_reason_and_returns_the_referral_to_the_requester() {
     let mut c = agent.client.clone();
     let h = agent.header();
     let bare = c
-        .decline(p::ReferralStepRequest {
+        .decline(p::DeclineRequest {
             header: h,
             reason: "  ".into(),
         })
@@ -321,10 +310,7 @@ async fn a_decline_needs_a_reason_and_returns_the_referral_to_the_requester() {
     };
     let h = other.header();
     let denied = c
-        .acknowledge(p::ReferralStepRequest {
-            header: h,
-            reason: String::new(),
-        })
+        .acknowledge(p::AcknowledgeRequest { header: h })
         .await
         .unwrap_err();
     assert_eq!(denied.code(), tonic::Code::PermissionDenied);
@@ -332,7 +318,7 @@ async fn a_decline_needs_a_reason_and_returns_the_referral_to_the_requester() {
     assert_eq!(
         agent
             .took(
-                c.decline(p::ReferralStepRequest {
+                c.decline(p::DeclineRequest {
                     header: h,
                     reason: "không thuộc địa bàn".into()
                 })
@@ -348,7 +334,9 @@ async fn a_decline_needs_a_reason_and_returns_the_referral_to_the_requester() {
         })
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .referral
+        .unwrap();
     assert_eq!(got.last_detail, "không thuộc địa bàn");
 }
 
@@ -394,7 +382,9 @@ async fn an_unacknowledged_urgent_referral_is_escalated_once_with_one_alert() {
         })
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .referral
+        .unwrap();
     assert!(got.escalated);
     let mut audit = p::audit_service_client::AuditServiceClient::new(
         full.referral.channel_as(&crate::auditor()).await,
@@ -474,7 +464,9 @@ async fn after_a_merger_new_referrals_reach_the_successor_and_old_ones_keep_the_
         })
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .referral
+        .unwrap();
     assert_eq!(
         (old.to_agency_id.as_str(), old.to_agency_name.as_str()),
         (POLICE, "Công an phường Ninh Kiều")
@@ -545,7 +537,7 @@ async fn an_agency_watching_its_inbox_sees_offers_live_resumes_and_sees_a_revoca
         .expect("no live offer")
         .unwrap()
         .unwrap();
-    assert_eq!(update.step, "ReferralOffered");
+    assert_eq!(update.step(), p::ReferralStep::Offered);
     assert_eq!(
         update.referral.as_ref().unwrap().referral_id,
         first.referral_id
@@ -570,7 +562,7 @@ async fn an_agency_watching_its_inbox_sees_offers_live_resumes_and_sees_a_revoca
     assert_eq!(
         requester
             .took(
-                c.revoke(p::ReferralStepRequest {
+                c.revoke(p::RevokeRequest {
                     header: h,
                     reason: "gia đình đã tự trình báo".into()
                 })
@@ -594,7 +586,7 @@ async fn an_agency_watching_its_inbox_sees_offers_live_resumes_and_sees_a_revoca
         .expect("no update")
         .unwrap()
         .unwrap();
-    assert_eq!(next.step, "ReferralRevoked");
-    assert_eq!(next.referral.unwrap().status, "revoked");
+    assert_eq!(next.step(), p::ReferralStep::Revoked);
+    assert_eq!(next.referral.unwrap().status(), p::ReferralStatus::Revoked);
     wait_trail(&full, &o.case_id, "ReferralRevoked").await;
 }

@@ -164,6 +164,7 @@ async fn confidential_fields_show_only_where_allowed_every_read_is_logged_and_er
             IntakeServiceClient::new(intake.channel_as(&who).await)
                 .get_intake(p::GetIntakeRequest { intake_id: id })
                 .await
+                .map(|r| r.map(|r| r.intake.unwrap()))
         }
     };
     let name = |i: &p::Intake| match &i.report {
@@ -362,12 +363,12 @@ async fn an_exported_case_verifies_offline_and_fails_after_any_edit() {
         .into_inner();
     let mut seqs = Vec::new();
     while let Some(event) = futures_util::StreamExt::next(&mut history).await {
-        seqs.push(event.unwrap().seq);
+        seqs.push(event.unwrap().event.unwrap().seq);
     }
     assert_eq!(seqs, (1..=verified.events).collect::<Vec<_>>());
     let chain = audit
-        .verify_case(p::VerifyCaseRequest {
-            case_id: o.case_id.clone(),
+        .verify_stream(p::VerifyStreamRequest {
+            stream_id: o.case_id.clone(),
         })
         .await
         .unwrap()
@@ -432,7 +433,9 @@ async fn a_log_rewritten_with_a_consistent_chain_no_longer_matches_an_earlier_ch
             .get_checkpoint(p::GetCheckpointRequest { fresh: true })
             .await
             .unwrap()
-            .into_inner(),
+            .into_inner()
+            .checkpoint
+            .unwrap(),
     );
     let key = baove_security::token::read_verifying_key(
         &system.casework.data.path().join("checkpoint-key.pub.pem"),

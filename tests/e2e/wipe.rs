@@ -189,13 +189,7 @@ async fn idle_services_make_their_streams_again_and_health_says_when_a_consumer_
     let h = agent.header();
     let mut c = agent.client.clone();
     agent
-        .took(
-            c.acknowledge(p::ReferralStepRequest {
-                header: h,
-                reason: String::new(),
-            })
-            .await,
-        )
+        .took(c.acknowledge(p::AcknowledgeRequest { header: h }).await)
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !officer
@@ -203,7 +197,7 @@ async fn idle_services_make_their_streams_again_and_health_says_when_a_consumer_
         .await
         .referrals
         .iter()
-        .any(|r| r.referral_id == before && r.last_step == "ReferralAcknowledged")
+        .any(|r| r.referral_id == before && r.last_step == p::ReferralStep::Acknowledged as i32)
     {
         assert!(Instant::now() < deadline, "the step never reached the case");
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -3,6 +3,7 @@
 //! version.
 
 use anyhow::{Context as _, bail};
+use baove_proto::steps::CaseStepResponse;
 use baove_proto::v1::{self as p, case_service_client::CaseServiceClient};
 use clap::{Args, Subcommand};
 
@@ -273,21 +274,21 @@ fn ratings(raw: &[String]) -> anyhow::Result<Vec<p::RiskRating>> {
         .collect()
 }
 
-fn done(
+fn done<R: CaseStepResponse>(
     case_id: &str,
-    result: Result<tonic::Response<p::CommandResponse>, tonic::Status>,
+    result: Result<tonic::Response<R>, tonic::Status>,
 ) -> anyhow::Result<()> {
     let response = result.map_err(|s| refusal(&s))?.into_inner();
-    if response.already_applied {
+    if response.already_applied() {
         out!(
             "already applied: case {case_id} is at version {}",
-            response.version
+            response.version()
         );
     } else {
         out!(
             "case {case_id} now at version {} ({})",
-            response.version,
-            response.event_types.join(", ")
+            response.version(),
+            response.event_types().join(", ")
         );
     }
     Ok(())
@@ -370,8 +371,10 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 .await
                 .map_err(status_error)?
                 .into_inner();
-            while let Some(event) = stream.message().await.map_err(status_error)? {
-                crate::print_event(&event);
+            while let Some(item) = stream.message().await.map_err(status_error)? {
+                if let Some(event) = &item.event {
+                    crate::print_event(event);
+                }
             }
             Ok(())
         }

@@ -5,7 +5,7 @@
 use anyhow::{Context as _, bail};
 use baove_proto::v1::{
     GetIntakeRequest, IntakeStatus, ListIntakesRequest, PageRequest, SubmitHotlineReportRequest,
-    SubmitPoliceNotificationRequest, SubmitResponse, intake_service_client::IntakeServiceClient,
+    SubmitPoliceNotificationRequest, intake_service_client::IntakeServiceClient,
 };
 use clap::Subcommand;
 use prost::Message;
@@ -107,7 +107,7 @@ pub fn print_json<T: Message>(name: &str, value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_receipt(receipt: &SubmitResponse) {
+fn print_receipt(receipt: &baove_proto::v1::SubmitHotlineReportResponse) {
     let again = if receipt.already_recorded {
         " (already recorded: this is the first receipt)"
     } else {
@@ -127,6 +127,20 @@ fn print_receipt(receipt: &SubmitResponse) {
             "possible duplicate of case(s): {}",
             receipt.possible_duplicate_case_ids.join(", ")
         );
+    } else if receipt.possible_duplicate {
+        out!(
+            "possible duplicate of an earlier report: the officers handling it will see the pairing"
+        );
+    }
+}
+
+/// A report file without `received_at` was received now: fills it in and
+/// says so (the operator types the report while the call goes on).
+fn received_now(facts: &mut baove_proto::v1::ReportFacts) {
+    if facts.received_at.is_none() {
+        let now = prost_types::Timestamp::from(std::time::SystemTime::now());
+        out!("received_at not in the file: now, {now}");
+        facts.received_at = Some(now);
     }
 }
 
@@ -160,12 +174,27 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 if request.request_id.is_empty() {
                     request.request_id = default_id;
                 }
-                client.submit_police_notification(request).await
+                if let Some(facts) = request.notification.as_mut().and_then(|n| n.facts.as_mut()) {
+                    received_now(facts);
+                }
+                client.submit_police_notification(request).await.map(|r| {
+                    r.map(|n| baove_proto::v1::SubmitHotlineReportResponse {
+                        intake_id: n.intake_id,
+                        recorded_at: n.recorded_at,
+                        already_recorded: n.already_recorded,
+                        possible_duplicate_case_ids: n.possible_duplicate_case_ids,
+                        outside_child_law: n.outside_child_law,
+                        possible_duplicate: n.possible_duplicate,
+                    })
+                })
             } else {
                 let mut request: SubmitHotlineReportRequest =
                     from_json(&pool, "baove.v1.SubmitHotlineReportRequest", &text)?;
                 if request.request_id.is_empty() {
                     request.request_id = default_id;
+                }
+                if let Some(facts) = request.report.as_mut().and_then(|r| r.facts.as_mut()) {
+                    received_now(facts);
                 }
                 client.submit_hotline_report(request).await
             };
@@ -199,7 +228,9 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 .get_intake(GetIntakeRequest { intake_id: id })
                 .await
                 .map_err(status_error)?
-                .into_inner();
+                .into_inner()
+                .intake
+                .unwrap_or_default();
             print_json("baove.v1.Intake", &intake)
         }
         Command::List {

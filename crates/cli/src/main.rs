@@ -257,7 +257,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )),
                 (None, None) => None,
             };
-            let mut client = AuditServiceClient::new(channel(&cli.addr).await?);
+            let mut client = baove_proto::v1::case_service_client::CaseServiceClient::new(
+                channel(&cli.addr).await?,
+            );
             let replayed = client
                 .replay_case(baove_proto::v1::ReplayCaseRequest {
                     case_id: case,

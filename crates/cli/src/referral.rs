@@ -2,7 +2,8 @@
 //! receiving a handoff: its inbox, one referral, each step, a live watch,
 //! and the directory changes administrators make.
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
+use baove_proto::steps::ReferralStepResponse;
 use baove_proto::v1::{self as p, referral_service_client::ReferralServiceClient};
 use clap::{Args, Subcommand};
 
@@ -139,7 +140,7 @@ fn print_referral(r: &p::Referral) {
             .unwrap_or_default(),
         r.referral_id,
         r.version,
-        r.status,
+        enum_name(r.status().as_str_name(), "REFERRAL_STATUS_"),
         if r.urgent { "URGENT " } else { "" },
         if r.escalated { "ESCALATED " } else { "" },
         r.case_id,
@@ -150,20 +151,37 @@ fn print_referral(r: &p::Referral) {
             .as_ref()
             .map(ToString::to_string)
             .unwrap_or_default(),
-        r.kind,
+        match &r.kind {
+            Some(p::referral::Kind::Service(service)) => p::RequestedService::try_from(*service)
+                .map_or_else(
+                    |_| service.to_string(),
+                    |s| enum_name(s.as_str_name(), "REQUESTED_SERVICE_")
+                ),
+            Some(p::referral::Kind::TransferToUnitId(unit)) => format!("transfer to {unit}"),
+            None => String::new(),
+        },
     );
 }
 
-fn done(
-    result: Result<tonic::Response<p::ReferralStepResponse>, tonic::Status>,
+/// `PREFIX_SOME_NAME` as `some_name`.
+fn enum_name(name: &str, prefix: &str) -> String {
+    name.trim_start_matches(prefix).to_lowercase()
+}
+
+fn done<R: ReferralStepResponse>(
+    result: Result<tonic::Response<R>, tonic::Status>,
 ) -> anyhow::Result<()> {
     let r = result.map_err(|s| refusal(&s))?.into_inner();
-    let again = if r.already_applied {
+    let again = if r.already_applied() {
         " (already applied)"
     } else {
         ""
     };
-    out!("referral now {} at version {}{again}", r.status, r.version);
+    out!(
+        "referral now {} at version {}{again}",
+        enum_name(r.status().as_str_name(), "REFERRAL_STATUS_"),
+        r.version()
+    );
     Ok(())
 }
 
@@ -176,10 +194,19 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
     let mut c = ReferralServiceClient::new(channel(addr).await?);
     match command {
         Command::Inbox { agency, status } => {
+            let status = if status.trim().is_empty() {
+                p::ReferralStatus::Unspecified
+            } else {
+                p::ReferralStatus::from_str_name(&format!(
+                    "REFERRAL_STATUS_{}",
+                    status.trim().to_uppercase()
+                ))
+                .with_context(|| format!("--status {status}: not a referral status"))?
+            };
             let inbox = c
                 .list_inbox(p::ListInboxRequest {
                     agency_id: agency,
-                    status,
+                    status: status as i32,
                     page: None,
                 })
                 .await
@@ -193,7 +220,9 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 .get_referral(p::GetReferralRequest { referral_id: id })
                 .await
                 .map_err(status_error)?
-                .into_inner();
+                .into_inner()
+                .referral
+                .unwrap_or_default();
             crate::intake::print_json("baove.v1.Referral", &r)
         }
         Command::Watch { agency, from } => {
@@ -206,7 +235,11 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 .map_err(status_error)?
                 .into_inner();
             while let Some(update) = stream.message().await.map_err(status_error)? {
-                print!("#{} {}  ", update.position, update.step);
+                print!(
+                    "#{} {}  ",
+                    update.position,
+                    enum_name(update.step().as_str_name(), "REFERRAL_STEP_")
+                );
                 if let Some(r) = &update.referral {
                     print_referral(r);
                 }
@@ -215,18 +248,17 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
         }
         Command::Ack(step) => {
             let (header, reason) = step.split();
-            done(
-                c.acknowledge(p::ReferralStepRequest { header, reason })
-                    .await,
-            )
+            drop(reason);
+            done(c.acknowledge(p::AcknowledgeRequest { header }).await)
         }
         Command::Accept(step) => {
             let (header, reason) = step.split();
-            done(c.accept(p::ReferralStepRequest { header, reason }).await)
+            drop(reason);
+            done(c.accept(p::AcceptRequest { header }).await)
         }
         Command::Decline(step) => {
             let (header, reason) = step.split();
-            done(c.decline(p::ReferralStepRequest { header, reason }).await)
+            done(c.decline(p::DeclineRequest { header, reason }).await)
         }
         Command::Outcome {
             step,
@@ -245,11 +277,12 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
         }
         Command::Complete(step) => {
             let (header, reason) = step.split();
-            done(c.complete(p::ReferralStepRequest { header, reason }).await)
+            drop(reason);
+            done(c.complete(p::CompleteRequest { header }).await)
         }
         Command::Revoke(step) => {
             let (header, reason) = step.split();
-            done(c.revoke(p::ReferralStepRequest { header, reason }).await)
+            done(c.revoke(p::RevokeRequest { header, reason }).await)
         }
         Command::Rename {
             agency,

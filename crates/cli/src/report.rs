@@ -75,7 +75,9 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 })
                 .await
                 .map_err(|s| crate::refusal(&s))?
-                .into_inner();
+                .into_inner()
+                .table
+                .unwrap_or_default();
             let svg = chart(&table)?;
             std::fs::write(&out, svg).with_context(|| format!("cannot write {}", out.display()))?;
             out!(
@@ -95,7 +97,12 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
     let mut client = ReportingServiceClient::new(channel(addr).await?);
     if let Some(path) = csv {
         let export = client
-            .export_indicators(request)
+            .export_indicators(p::ExportIndicatorsRequest {
+                period: request.period,
+                unit_id: request.unit_id,
+                as_of_position: request.as_of_position,
+                compare_previous_year: request.compare_previous_year,
+            })
             .await
             .map_err(|s| crate::refusal(&s))?
             .into_inner();
@@ -113,7 +120,9 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
         .get_indicators(request)
         .await
         .map_err(|s| crate::refusal(&s))?
-        .into_inner();
+        .into_inner()
+        .table
+        .unwrap_or_default();
     print_table(&table);
     Ok(())
 }

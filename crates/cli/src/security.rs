@@ -237,7 +237,9 @@ pub async fn audit(addr: &str, command: AuditCommand) -> anyhow::Result<()> {
                 .get_checkpoint(p::GetCheckpointRequest { fresh })
                 .await
                 .map_err(|s| crate::refusal(&s))?
-                .into_inner();
+                .into_inner()
+                .checkpoint
+                .unwrap_or_default();
             if let Some(out) = out {
                 let kept = baove_security::checkpoint::checkpoint_from_proto(&c);
                 std::fs::write(&out, serde_json::to_vec_pretty(&kept)?)

@@ -7,6 +7,8 @@
 //! # Layout
 //! - [`v1`]: package `baove.v1`: messages, `*_server` and `*_client` modules.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC reflection.
+//! - [`steps`]: the answers to steps, one message per RPC, one outcome.
+//! - [`receipt`]: the receipt of a submit, for both submit RPCs.
 //! - [`codec`]: prost's codec, with INVALID_ARGUMENT for a message that
 //!   does not decode.
 
@@ -22,3 +24,152 @@ pub mod v1 {
 /// gRPC reflection so generic clients (grpcurl, grpcui) can call the services.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/baove_descriptor.bin"));
+
+/// The answers to steps: each RPC has its own response message (buf's
+/// standard rules), the same fields for every step of a service. A server
+/// builds the outcome once and converts it; a client reads any step's
+/// answer through the traits.
+pub mod steps {
+    use crate::v1;
+
+    /// What a case step did: the case's version after it, the events it
+    /// appended (stored names), whether the request id was applied before.
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct CaseStepOutcome {
+        /// The case's version after the step.
+        pub version: u64,
+        /// The events the step appended, by stored name.
+        pub event_types: Vec<String>,
+        /// The request id was applied before: this is that answer.
+        pub already_applied: bool,
+    }
+
+    /// Any case step's response.
+    pub trait CaseStepResponse {
+        /// The case's version after the step.
+        fn version(&self) -> u64;
+        /// The events the step appended.
+        fn event_types(&self) -> &[String];
+        /// Applied before.
+        fn already_applied(&self) -> bool;
+    }
+
+    /// What a referral step did.
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct ReferralStepOutcome {
+        /// The referral's version after the step.
+        pub version: u64,
+        /// Its status after the step.
+        pub status: v1::ReferralStatus,
+        /// Applied before.
+        pub already_applied: bool,
+    }
+
+    /// Any referral step's response.
+    pub trait ReferralStepResponse {
+        /// The referral's version after the step.
+        fn version(&self) -> u64;
+        /// Its status after the step.
+        fn status(&self) -> v1::ReferralStatus;
+        /// Applied before.
+        fn already_applied(&self) -> bool;
+    }
+
+    macro_rules! case_steps {
+        ($($t:ident),+ $(,)?) => {$(
+            impl From<CaseStepOutcome> for v1::$t {
+                fn from(o: CaseStepOutcome) -> Self {
+                    Self { version: o.version, event_types: o.event_types, already_applied: o.already_applied }
+                }
+            }
+            impl CaseStepResponse for v1::$t {
+                fn version(&self) -> u64 { self.version }
+                fn event_types(&self) -> &[String] { &self.event_types }
+                fn already_applied(&self) -> bool { self.already_applied }
+            }
+        )+};
+    }
+
+    case_steps!(
+        AssignOfficerResponse,
+        RecordInitialAssessmentResponse,
+        RecordEmergencyMeasureResponse,
+        RecordDetailedAssessmentResponse,
+        DraftPlanResponse,
+        ApprovePlanResponse,
+        SendBackPlanResponse,
+        RecordInterventionResponse,
+        RecordReviewResponse,
+        CloseCaseResponse,
+        ReopenCaseResponse,
+        AddNoteResponse,
+    );
+
+    macro_rules! referral_steps {
+        ($($t:ident),+ $(,)?) => {$(
+            impl From<ReferralStepOutcome> for v1::$t {
+                fn from(o: ReferralStepOutcome) -> Self {
+                    Self { version: o.version, status: o.status as i32, already_applied: o.already_applied }
+                }
+            }
+            impl ReferralStepResponse for v1::$t {
+                fn version(&self) -> u64 { self.version }
+                fn status(&self) -> v1::ReferralStatus { v1::$t::status(self) }
+                fn already_applied(&self) -> bool { self.already_applied }
+            }
+        )+};
+    }
+
+    referral_steps!(
+        AcknowledgeResponse,
+        AcceptResponse,
+        DeclineResponse,
+        ReportOutcomeResponse,
+        CompleteResponse,
+        RevokeResponse,
+    );
+}
+
+/// The receipt of a report, the same for both ways of submitting one.
+pub mod receipt {
+    use crate::v1;
+
+    /// What intake answers to a submit.
+    #[derive(Clone, Debug, Default, PartialEq)]
+    pub struct Receipt {
+        /// The intake id.
+        pub intake_id: String,
+        /// When intake recorded it durably.
+        pub recorded_at: Option<prost_types::Timestamp>,
+        /// This request id was already recorded: this is that receipt.
+        pub already_recorded: bool,
+        /// Possible duplicate cases the caller may read.
+        pub possible_duplicate_case_ids: Vec<String>,
+        /// The child is 16 or 17.
+        pub outside_child_law: bool,
+        /// Some possible duplicate exists.
+        pub possible_duplicate: bool,
+    }
+
+    macro_rules! receipts {
+        ($($t:ident),+) => {$(
+            impl From<Receipt> for v1::$t {
+                fn from(r: Receipt) -> Self {
+                    Self {
+                        intake_id: r.intake_id,
+                        recorded_at: r.recorded_at,
+                        already_recorded: r.already_recorded,
+                        possible_duplicate_case_ids: r.possible_duplicate_case_ids,
+                        outside_child_law: r.outside_child_law,
+                        possible_duplicate: r.possible_duplicate,
+                    }
+                }
+            }
+        )+};
+    }
+
+    receipts!(
+        SubmitHotlineReportResponse,
+        SubmitPoliceNotificationResponse
+    );
+}

@@ -4,10 +4,8 @@
 use baove_eventlog::{Envelope, EventLog, Head, StreamId, Verification};
 use baove_proto::v1::{
     self, Direction, ReadAllRequest, ReadAllResponse, ReadStreamRequest, ReadStreamResponse,
-    ReplayCaseRequest, ReplayCaseResponse, StreamHead, VerifyStreamRequest, VerifyStreamResponse,
-    audit_service_server::AuditService,
+    StreamHead, VerifyStreamRequest, VerifyStreamResponse, audit_service_server::AuditService,
 };
-use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
@@ -21,38 +19,24 @@ pub const DEFAULT_LIMIT: u32 = 100;
 /// Largest page size a read RPC accepts.
 pub const MAX_LIMIT: u32 = 1000;
 
-/// Computes a case from its events, oldest first (casework provides one);
-/// `Ok(None)` when the events do not make a case.
-pub type Replayer = Arc<dyn Fn(&[Envelope]) -> Result<Option<v1::Case>, Status> + Send + Sync>;
-
 /// Serves `AuditService` on one event log.
 #[derive(Clone)]
 pub struct AuditApi {
     log: EventLog,
     access: AccessLog,
     checkpoints: Checkpointer,
-    replayer: Option<Replayer>,
 }
 
 impl AuditApi {
     /// The API over `log`, recording reads in `access`, signing with
-    /// `checkpoints`; `ReplayCase` answers UNIMPLEMENTED until a replayer
-    /// is given.
+    /// `checkpoints`.
     #[must_use]
     pub const fn new(log: EventLog, access: AccessLog, checkpoints: Checkpointer) -> Self {
         Self {
             log,
             access,
             checkpoints,
-            replayer: None,
         }
-    }
-
-    /// The API, replaying cases with `replayer`.
-    #[must_use]
-    pub fn with_replayer(mut self, replayer: Option<Replayer>) -> Self {
-        self.replayer = replayer;
-        self
     }
 
     /// The tonic service, ready for `add_service`.
@@ -117,6 +101,51 @@ fn limit(requested: u32) -> Result<usize, Status> {
     }
 }
 
+/// The events of `stream` in `log` up to the moment `as_of` names (the
+/// event with that seq, or every event recorded at or before that
+/// instant; all when `None`), and the moment in words for messages.
+///
+/// # Errors
+/// UNAVAILABLE when the log cannot be read.
+pub async fn events_as_of(
+    log: &EventLog,
+    stream: StreamId,
+    as_of: Option<v1::replay_case_request::AsOf>,
+) -> Result<(Vec<Envelope>, String), Status> {
+    let mut events = Vec::new();
+    let mut from = 1;
+    loop {
+        let page = log
+            .read_stream(stream, from, 1000)
+            .await
+            .map_err(|e| from_log(&e))?;
+        let Some(last) = page.last() else { break };
+        from = last.seq + 1;
+        events.extend(page);
+    }
+    let (cut, moment) = match as_of {
+        None => (events.len(), "now".to_owned()),
+        Some(v1::replay_case_request::AsOf::AsOfSeq(seq)) => (
+            events.iter().take_while(|e| e.seq <= seq).count(),
+            format!("seq {seq}"),
+        ),
+        Some(v1::replay_case_request::AsOf::AsOfTime(at)) => {
+            let at_ms = crate::unix_ms(&at);
+            // recorded_at never decreases along a stream: the writer stamps
+            // each append after the ones before it.
+            (
+                events
+                    .iter()
+                    .take_while(|e| e.recorded_at_ms <= at_ms)
+                    .count(),
+                at.to_string(),
+            )
+        }
+    };
+    events.truncate(cut);
+    Ok((events, moment))
+}
+
 impl AuditApi {
     /// The log holding `stream`: the access log's own database for
     /// [`ACCESS_STREAM`], the service's log for every other stream.
@@ -136,7 +165,7 @@ fn stream_id(text: &str) -> Result<StreamId, Status> {
 #[tonic::async_trait]
 impl AuditService for AuditApi {
     type VerifyAllStream =
-        tokio_stream::wrappers::ReceiverStream<Result<v1::VerifyAllProgress, Status>>;
+        tokio_stream::wrappers::ReceiverStream<Result<v1::VerifyAllResponse, Status>>;
 
     async fn verify_all(
         &self,
@@ -182,7 +211,7 @@ impl AuditService for AuditApi {
                         }
                     }
                 }
-                let progress = v1::VerifyAllProgress {
+                let progress = v1::VerifyAllResponse {
                     checked,
                     total,
                     broken: std::mem::take(&mut broken),
@@ -193,7 +222,7 @@ impl AuditService for AuditApi {
                 }
             }
             let _ = tx
-                .send(Ok(v1::VerifyAllProgress {
+                .send(Ok(v1::VerifyAllResponse {
                     checked,
                     total,
                     broken,
@@ -269,68 +298,8 @@ impl AuditService for AuditApi {
         }))
     }
 
-    async fn replay_case(
-        &self,
-        request: Request<ReplayCaseRequest>,
-    ) -> Result<Response<ReplayCaseResponse>, Status> {
-        let replayer = self
-            .replayer
-            .as_ref()
-            .ok_or_else(|| Status::unimplemented("this service keeps no cases: ask casework"))?;
-        let caller = caller(&request)?;
-        let request = request.into_inner();
-        let stream = StreamId::parse("case_id", &request.case_id).map_err(|e| from_log(&e))?;
-        self.access
-            .read(
-                &caller,
-                "AuditService/ReplayCase",
-                Some(*stream.as_uuid()),
-                &format!("case:{stream}"),
-            )
-            .await?;
-        let mut events = Vec::new();
-        let mut from = 1;
-        loop {
-            let page = self
-                .log
-                .read_stream(stream, from, 1000)
-                .await
-                .map_err(|e| from_log(&e))?;
-            let Some(last) = page.last() else { break };
-            from = last.seq + 1;
-            events.extend(page);
-        }
-        let (cut, moment) = match request.as_of {
-            None => (events.len(), "now".to_owned()),
-            Some(v1::replay_case_request::AsOf::AsOfSeq(seq)) => (
-                events.iter().take_while(|e| e.seq <= seq).count(),
-                format!("seq {seq}"),
-            ),
-            Some(v1::replay_case_request::AsOf::AsOfTime(at)) => {
-                let at_ms = crate::unix_ms(&at);
-                // recorded_at never decreases along a stream: the writer
-                // stamps each append after the ones before it.
-                (
-                    events
-                        .iter()
-                        .take_while(|e| e.recorded_at_ms <= at_ms)
-                        .count(),
-                    at.to_string(),
-                )
-            }
-        };
-        let upto = &events[..cut];
-        let not_yet = || Status::not_found(format!("case {stream} did not exist at {moment}"));
-        let last = upto.last().ok_or_else(not_yet)?;
-        let case = replayer(upto)?.ok_or_else(not_yet)?;
-        Ok(Response::new(ReplayCaseResponse {
-            case: Some(case),
-            hash: last.hash.0.to_vec(),
-        }))
-    }
-
     type StreamHistoryStream =
-        tokio_stream::wrappers::ReceiverStream<Result<v1::EventEnvelope, Status>>;
+        tokio_stream::wrappers::ReceiverStream<Result<v1::StreamHistoryResponse, Status>>;
 
     async fn stream_history(
         &self,
@@ -368,7 +337,10 @@ impl AuditService for AuditApi {
                     Ok(page) => {
                         for event in &page {
                             from = event.seq + 1;
-                            if tx.send(Ok(envelope_to_proto(event))).await.is_err() {
+                            let item = v1::StreamHistoryResponse {
+                                event: Some(envelope_to_proto(event)),
+                            };
+                            if tx.send(Ok(item)).await.is_err() {
                                 return;
                             }
                         }
@@ -383,21 +355,6 @@ impl AuditService for AuditApi {
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             rx,
         )))
-    }
-
-    async fn verify_case(
-        &self,
-        request: Request<v1::VerifyCaseRequest>,
-    ) -> Result<Response<VerifyStreamResponse>, Status> {
-        let (metadata, extensions, message) = request.into_parts();
-        self.verify_stream(Request::from_parts(
-            metadata,
-            extensions,
-            VerifyStreamRequest {
-                stream_id: message.case_id,
-            },
-        ))
-        .await
     }
 
     async fn list_access(
@@ -471,7 +428,7 @@ impl AuditService for AuditApi {
     async fn get_checkpoint(
         &self,
         request: Request<v1::GetCheckpointRequest>,
-    ) -> Result<Response<v1::Checkpoint>, Status> {
+    ) -> Result<Response<v1::GetCheckpointResponse>, Status> {
         let checkpoint = if request.into_inner().fresh {
             self.checkpoints
                 .sign_now()
@@ -485,7 +442,9 @@ impl AuditService for AuditApi {
                 .map_err(|e| from_log(&e))?
                 .ok_or_else(|| Status::not_found("no checkpoint signed yet: ask with fresh"))?
         };
-        Ok(Response::new(checkpoint_to_proto(&checkpoint)))
+        Ok(Response::new(v1::GetCheckpointResponse {
+            checkpoint: Some(checkpoint_to_proto(&checkpoint)),
+        }))
     }
 
     async fn export_case(

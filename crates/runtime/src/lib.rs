@@ -15,6 +15,7 @@
 //! - [`status`]: event log errors → `tonic::Status`, one mapping.
 //! - [`auth`]: the token check and the role table in front of every RPC.
 //! - [`access`]: the access log (every read and refusal).
+//! - [`convert`]: domain values ↔ proto enums several services show.
 //! - [`limits`]: calls per second per caller, open server streams.
 //! - [`checkpoint`]: signed Merkle checkpoints of the log.
 //! - [`audit`]: `baove.v1.AuditService` and envelope → proto conversion.
@@ -28,6 +29,7 @@ pub mod audit;
 pub mod auth;
 pub mod checkpoint;
 pub mod config;
+pub mod convert;
 pub mod limits;
 pub mod node;
 pub mod projection;

@@ -89,8 +89,6 @@ pub struct Parts {
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Its consumers and publishers, started once NATS is there.
     pub on_bus: Option<OnBus>,
-    /// How its cases are replayed for `AuditService.ReplayCase` (casework).
-    pub replayer: Option<crate::audit::Replayer>,
 }
 
 /// Runs the service until `shutdown` fires, then stops cleanly. `build`
@@ -219,11 +217,7 @@ pub async fn run(
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(
-            AuditApi::new(log.clone(), access.clone(), checkpoints.clone())
-                .with_replayer(parts.replayer)
-                .into_server(),
-        );
+        .add_service(AuditApi::new(log.clone(), access.clone(), checkpoints.clone()).into_server());
     let router = tonic::transport::Server::builder()
         .layer(crate::auth::AuthLayer::new(crate::auth::Gate::new(
             verifier,

@@ -75,6 +75,7 @@ pub const POLICY: &[(&str, &[Role])] = &[
     ("/baove.v1.CaseService/ReopenCase", CASE_WRITERS),
     ("/baove.v1.CaseService/AddNote", CASE_WRITERS),
     ("/baove.v1.CaseService/RequestReferral", CASE_WRITERS),
+    ("/baove.v1.CaseService/ReplayCase", AUDIT),
     ("/baove.v1.ReferralService/ListInbox", &[Pol, Ags, Pro, Aud]),
     (
         "/baove.v1.ReferralService/GetReferral",
@@ -100,11 +101,9 @@ pub const POLICY: &[(&str, &[Role])] = &[
     ("/baove.v1.AuditService/ReadStream", AUDIT),
     ("/baove.v1.AuditService/ReadAll", AUDIT),
     ("/baove.v1.AuditService/VerifyStream", AUDIT),
-    ("/baove.v1.AuditService/ReplayCase", AUDIT),
     ("/baove.v1.AuditService/VerifyAll", AUDIT),
     ("/baove.v1.AuditService/ListAccess", AUDIT),
     ("/baove.v1.AuditService/StreamHistory", AUDIT),
-    ("/baove.v1.AuditService/VerifyCase", AUDIT),
     ("/baove.v1.AuditService/GetCheckpoint", AUDIT),
     ("/baove.v1.AuditService/ExportCase", AUDIT),
 ];
@@ -193,7 +192,7 @@ mod tests {
             }
         }
         // Auditors read, never change a case or a referral.
-        assert!(may(Role::Auditor, "AuditService/ReplayCase"));
+        assert!(may(Role::Auditor, "CaseService/ReplayCase"));
         assert!(!may(Role::Auditor, "CaseService/CloseCase"));
         assert!(!may(Role::Auditor, "ReferralService/Accept"));
         assert!(!may(Role::Auditor, "IntakeService/SubmitHotlineReport"));

@@ -12,6 +12,7 @@ use baove_domain::time::{format_date, parse_date};
 use baove_eventlog::{
     Actor, AppendRequest, Clock, Error, EventLog, ExpectedVersion, NewEvent, StreamId,
 };
+use baove_proto::steps::CaseStepOutcome;
 use baove_proto::v1::{self as p, case_service_server::CaseService};
 use baove_runtime::access::AccessLog;
 use baove_runtime::auth::caller;
@@ -125,7 +126,7 @@ impl CaseApi {
         rpc: &str,
         header: Option<p::CommandHeader>,
         command: Result<Command, Violations>,
-    ) -> Result<Response<p::CommandResponse>, Status> {
+    ) -> Result<CaseStepOutcome, Status> {
         let header = header.unwrap_or_default();
         let mut v = Violations::default();
         let request_id = v
@@ -179,11 +180,11 @@ impl CaseApi {
                     "was already used for another case",
                 ));
             }
-            return Ok(Response::new(p::CommandResponse {
+            return Ok(CaseStepOutcome {
                 version: first.last_seq,
                 event_types: Vec::new(),
                 already_applied: true,
-            }));
+            });
         }
         let (state, version) = load(&self.log, case_id)
             .await?
@@ -243,11 +244,11 @@ impl CaseApi {
             })
             .await;
         match appended {
-            Ok(a) => Ok(Response::new(p::CommandResponse {
+            Ok(a) => Ok(CaseStepOutcome {
                 version: a.last_seq,
                 event_types: if a.replayed { Vec::new() } else { event_types },
                 already_applied: a.replayed,
-            })),
+            }),
             Err(Error::Conflict { current, .. }) => {
                 Err(stale(case_id, header.expected_version, current))
             }
@@ -298,20 +299,48 @@ fn ratings(v: &mut Violations, raw: Vec<p::RiskRating>) -> Vec<proc::RiskRating>
         .collect()
 }
 
-fn phase_name(phase: Phase) -> &'static str {
+const fn phase_to_proto(phase: Phase) -> p::CasePhase {
     match phase {
-        Phase::AwaitingInitialAssessment => "awaiting_initial_assessment",
-        Phase::InitiallyAssessed => "initially_assessed",
-        Phase::DetailedAssessed => "detailed_assessed",
-        Phase::PlanAwaitingDecision => "plan_awaiting_decision",
-        Phase::PlanSentBack => "plan_sent_back",
-        Phase::PlanApproved => "plan_approved",
-        Phase::Reviewed { risk_remains: true } => "reviewed_risk_remains",
+        Phase::AwaitingInitialAssessment => p::CasePhase::AwaitingInitialAssessment,
+        Phase::InitiallyAssessed => p::CasePhase::InitiallyAssessed,
+        Phase::DetailedAssessed => p::CasePhase::DetailedAssessed,
+        Phase::PlanAwaitingDecision => p::CasePhase::PlanAwaitingDecision,
+        Phase::PlanSentBack => p::CasePhase::PlanSentBack,
+        Phase::PlanApproved => p::CasePhase::PlanApproved,
+        Phase::Reviewed { risk_remains: true } => p::CasePhase::ReviewedRiskRemains,
         Phase::Reviewed {
             risk_remains: false,
-        } => "reviewed_no_risk",
-        Phase::Closed => "closed",
+        } => p::CasePhase::ReviewedNoRisk,
+        Phase::Closed => p::CasePhase::Closed,
     }
+}
+
+/// The case `id` as it stood at the moment `as_of` names (now when
+/// `None`), from its events up to then, with the hash of the last one.
+///
+/// # Errors
+/// NOT_FOUND when the case did not exist then (or is no case); DATA_LOSS
+/// when a stored event does not decode; UNAVAILABLE when the log cannot be
+/// read.
+pub async fn replay_as_of(
+    log: &EventLog,
+    id: Uuid,
+    as_of: Option<p::replay_case_request::AsOf>,
+) -> Result<p::ReplayCaseResponse, Status> {
+    let (upto, moment) =
+        baove_runtime::audit::events_as_of(log, StreamId::from_uuid(id), as_of).await?;
+    let not_yet = || Status::not_found(format!("case {id} did not exist at {moment}"));
+    let last = upto.last().ok_or_else(not_yet)?;
+    let (state, version, opened_at) = crate::cases::replay(&upto)?.ok_or_else(not_yet)?;
+    Ok(p::ReplayCaseResponse {
+        case: Some(case_to_proto(
+            &state,
+            version,
+            opened_at,
+            last.recorded_at_ms,
+        )),
+        hash: last.hash.0.to_vec(),
+    })
 }
 
 /// Whether `caller` may read `state` at `now_ms`: commune officers the
@@ -358,7 +387,7 @@ pub fn case_to_proto(state: &CaseState, version: u64, opened_at_ms: i64, at_ms: 
             .map(Uuid::to_string)
             .collect(),
         police_case_numbers: state.police_case_numbers.clone(),
-        phase: phase_name(state.phase).to_owned(),
+        phase: phase_to_proto(state.phase) as i32,
         officer_id: state.officer_id.clone().unwrap_or_default(),
         deadlines: deadlines
             .into_iter()
@@ -372,11 +401,10 @@ pub fn case_to_proto(state: &CaseState, version: u64, opened_at_ms: i64, at_ms: 
                 due_at: Some(timestamp(d.due_at_ms)),
                 warn_at: Some(timestamp(d.warn_at_ms)),
                 state: match d.state {
-                    DeadlineState::Open => "open",
-                    DeadlineState::Met => "met",
-                    DeadlineState::Cleared => "cleared",
-                }
-                .to_owned(),
+                    DeadlineState::Open => p::DeadlineState::Open,
+                    DeadlineState::Met => p::DeadlineState::Met,
+                    DeadlineState::Cleared => p::DeadlineState::Cleared,
+                } as i32,
                 warned: d.warned,
                 missed: d.missed,
                 satisfied_by: d.kind.satisfied_by().to_owned(),
@@ -403,8 +431,9 @@ pub fn case_to_proto(state: &CaseState, version: u64, opened_at_ms: i64, at_ms: 
             .map(|(id, r)| p::CaseReferral {
                 referral_id: id.to_string(),
                 to_agency_id: r.request.to_agency_id.clone(),
-                kind: referral_kind_text(&r.request.kind),
-                last_step: r.last_step.clone(),
+                kind: Some(baove_runtime::convert::case_referral_kind(&r.request.kind)),
+                last_step: baove_runtime::convert::referral_step(&r.last_step) as i32,
+                status: baove_runtime::convert::referral_status(r.status) as i32,
                 shares_identifying_information: r.request.sharing.identifying,
                 shares_informant: r.request.sharing.informant,
                 grants_access: baove_domain::referral::grants_access(
@@ -417,23 +446,6 @@ pub fn case_to_proto(state: &CaseState, version: u64, opened_at_ms: i64, at_ms: 
     }
 }
 
-/// "refer:SERVICE" or "transfer:UNIT_ID".
-#[must_use]
-pub fn referral_kind_text(kind: &baove_domain::referral::ReferralKind) -> String {
-    match kind {
-        baove_domain::referral::ReferralKind::Refer { service } => format!(
-            "refer:{}",
-            serde_json::to_value(service)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        ),
-        baove_domain::referral::ReferralKind::Transfer { to_unit_id } => {
-            format!("transfer:{to_unit_id}")
-        }
-    }
-}
-
 fn summary(row: &Row) -> p::CaseSummary {
     let s = &row.state;
     p::CaseSummary {
@@ -442,7 +454,7 @@ fn summary(row: &Row) -> p::CaseSummary {
             CaseStatus::Open => p::CaseStatus::Open,
             CaseStatus::Closed => p::CaseStatus::Closed,
         } as i32,
-        phase: phase_name(s.phase).to_owned(),
+        phase: phase_to_proto(s.phase) as i32,
         version: row.version,
         opened_at: Some(timestamp(row.opened_at_ms)),
         incident_unit_id: s.opened.incident_unit_id.clone(),
@@ -467,7 +479,7 @@ fn parse_cursor(token: &str) -> Result<Option<Cursor>, Status> {
 
 #[tonic::async_trait]
 impl CaseService for CaseApi {
-    type WatchCaseStream = ReceiverStream<Result<p::EventEnvelope, Status>>;
+    type WatchCaseStream = ReceiverStream<Result<p::WatchCaseResponse, Status>>;
 
     async fn list_cases(
         &self,
@@ -542,11 +554,10 @@ impl CaseService for CaseApi {
                     Ok(events) if !events.is_empty() => {
                         for event in &events {
                             next = event.seq + 1;
-                            if tx
-                                .send(Ok(baove_runtime::audit::envelope_to_proto(event)))
-                                .await
-                                .is_err()
-                            {
+                            let item = p::WatchCaseResponse {
+                                event: Some(baove_runtime::audit::envelope_to_proto(event)),
+                            };
+                            if tx.send(Ok(item)).await.is_err() {
                                 return;
                             }
                         }
@@ -576,7 +587,7 @@ impl CaseService for CaseApi {
     async fn get_case(
         &self,
         request: Request<p::GetCaseRequest>,
-    ) -> Result<Response<p::Case>, Status> {
+    ) -> Result<Response<p::GetCaseResponse>, Status> {
         let caller = caller(&request)?;
         let id = request.into_inner().case_id;
         let id = Uuid::parse_str(id.trim())
@@ -602,13 +613,34 @@ impl CaseService for CaseApi {
             }
         }
         case.possible_duplicate_case_ids = visible;
-        Ok(Response::new(case))
+        Ok(Response::new(p::GetCaseResponse { case: Some(case) }))
+    }
+
+    async fn replay_case(
+        &self,
+        request: Request<p::ReplayCaseRequest>,
+    ) -> Result<Response<p::ReplayCaseResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let id = Uuid::parse_str(request.case_id.trim())
+            .map_err(|_| invalid_argument("case_id", "must be a case id (UUID)"))?;
+        self.access
+            .read(
+                &caller,
+                "/baove.v1.CaseService/ReplayCase",
+                Some(id),
+                &format!("case:{id}"),
+            )
+            .await?;
+        replay_as_of(&self.log, id, request.as_of)
+            .await
+            .map(Response::new)
     }
 
     async fn assign_officer(
         &self,
         r: Request<p::AssignOfficerRequest>,
-    ) -> Result<Response<p::CommandResponse>, Status> {
+    ) -> Result<Response<p::AssignOfficerResponse>, Status> {
         let caller = caller(&r)?;
         let r = r.into_inner();
         self.execute(
@@ -620,12 +652,13 @@ impl CaseService for CaseApi {
             }),
         )
         .await
+        .map(|o| Response::new(o.into()))
     }
 
     async fn record_initial_assessment(
         &self,
         r: Request<p::RecordInitialAssessmentRequest>,
-    ) -> Result<Response<p::CommandResponse>, Status> {
+    ) -> Result<Response<p::RecordInitialAssessmentResponse>, Status> {
         let caller = caller(&r)?;
         let r = r.into_inner();
         let mut v = Violations::default();
@@ -642,12 +675,13 @@ impl CaseService for CaseApi {
             command,
         )
         .await
+        .map(|o| Response::new(o.into()))
     }
 
     async fn record_emergency_measure(
         &self,
         r: Request<p::RecordEmergencyMeasureRequest>,
-    ) -> Result<Response<p::CommandResponse>, Status> {
+    ) -> Result<Response<p::RecordEmergencyMeasureResponse>, Status> {
         let caller = caller(&r)?;
         let r = r.into_inner();
         let mut v = Violations::default();
@@ -687,12 +721,13 @@ impl CaseService for CaseApi {
             command,
         )
         .await
+        .map(|o| Response::new(o.into()))
     }
 
     async fn record_detailed_assessment(
         &self,
         r: Request<p::RecordDetailedAssessmentRequest>,
-    ) -> Result<Response<p::CommandResponse>, Status> {
+    ) -> Result<Response<p::RecordDetailedAssessmentResponse>, Status> {
         let caller = caller(&r)?;
         let r = r.into_inner();
         let command = Command::RecordDetailedAssessment {
@@ -708,12 +743,13 @@ impl CaseService for CaseApi {
             Ok(command),
         )
         .await
+        .map(|o| Response::new(o.into()))
     }
 
     async fn draft_plan(
         &self,
         r: Request<p::DraftPlanRequest>,
-    ) -> Result<Response<p::CommandResponse>, Status> {
+    ) -> Result<Response<p::DraftPlanResponse>, Status> {
         let caller = caller(&r)?;
         let r = r.into_inner();
         let mut v = Violations::default();
@@ -739,12 +775,13 @@ impl CaseService for CaseApi {
             command,
         )
         .await
+        .map(|o| Response::new(o.into()))
     }
 
     async fn approve_plan(
         &self,
         r: Request<p::ApprovePlanRequest>,
-    ) -> Result<Response<p::CommandResponse>, Status> {
+    ) -> Result<Response<p::ApprovePlanResponse>, Status> {
         let caller = caller(&r)?;
         let r = r.into_inner();
         self.execute(
@@ -756,12 +793,13 @@ impl CaseService for CaseApi {
             }),
         )
         .await
+        .map(|o| Response::new(o.into()))
     }
 
     async fn send_back_plan(
         &self,
         r: Request<p::SendBackPlanRequest>,
-    ) -> Result<Response<p::CommandResponse>, Status> {
+    ) -> Result<Response<p::SendBackPlanResponse>, Status> {
         let caller = caller(&r)?;
         let r = r.into_inner();
         self.execute(
@@ -771,12 +809,13 @@ impl CaseService for CaseApi {
             Ok(Command::SendBackPlan { reason: r.reason }),
         )
         .await
+        .map(|o| Response::new(o.into()))
     }
 
     async fn record_intervention(
         &self,
         r: Request<p::RecordInterventionRequest>,
-    ) -> Result<Response<p::CommandResponse>, Status> {
+    ) -> Result<Response<p::RecordInterventionResponse>, Status> {
         let caller = caller(&r)?;
         let r = r.into_inner();
         let mut v = Violations::default();
@@ -796,12 +835,13 @@ impl CaseService for CaseApi {
             command,
         )
         .await
+        .map(|o| Response::new(o.into()))
     }
 
     async fn record_review(
         &self,
         r: Request<p::RecordReviewRequest>,
-    ) -> Result<Response<p::CommandResponse>, Status> {
+    ) -> Result<Response<p::RecordReviewResponse>, Status> {
         let caller = caller(&r)?;
         let r = r.into_inner();
         let mut v = Violations::default();
@@ -817,12 +857,13 @@ impl CaseService for CaseApi {
             command,
         )
         .await
+        .map(|o| Response::new(o.into()))
     }
 
     async fn close_case(
         &self,
         r: Request<p::CloseCaseRequest>,
-    ) -> Result<Response<p::CommandResponse>, Status> {
+    ) -> Result<Response<p::CloseCaseResponse>, Status> {
         let caller = caller(&r)?;
         let r = r.into_inner();
         self.execute(
@@ -832,12 +873,13 @@ impl CaseService for CaseApi {
             Ok(Command::Close { reason: r.reason }),
         )
         .await
+        .map(|o| Response::new(o.into()))
     }
 
     async fn reopen_case(
         &self,
         r: Request<p::ReopenCaseRequest>,
-    ) -> Result<Response<p::CommandResponse>, Status> {
+    ) -> Result<Response<p::ReopenCaseResponse>, Status> {
         let caller = caller(&r)?;
         let r = r.into_inner();
         self.execute(
@@ -847,6 +889,7 @@ impl CaseService for CaseApi {
             Ok(Command::Reopen { reason: r.reason }),
         )
         .await
+        .map(|o| Response::new(o.into()))
     }
 
     async fn request_referral(
@@ -944,8 +987,7 @@ impl CaseService for CaseApi {
                 r.header,
                 command,
             )
-            .await?
-            .into_inner();
+            .await?;
         Ok(Response::new(p::RequestReferralResponse {
             version: response.version,
             referral_id: referral_id.to_string(),
@@ -956,7 +998,7 @@ impl CaseService for CaseApi {
     async fn add_note(
         &self,
         r: Request<p::AddNoteRequest>,
-    ) -> Result<Response<p::CommandResponse>, Status> {
+    ) -> Result<Response<p::AddNoteResponse>, Status> {
         let caller = caller(&r)?;
         let r = r.into_inner();
         self.execute(
@@ -966,5 +1008,6 @@ impl CaseService for CaseApi {
             Ok(Command::AddNote { text: r.text }),
         )
         .await
+        .map(|o| Response::new(o.into()))
     }
 }

@@ -281,7 +281,7 @@ mod tests {
     use baove_eventlog::{
         Actor, AppendRequest, EventLog, ExpectedVersion, NewEvent, Options, StreamId,
     };
-    use baove_proto::v1::{self as p, audit_service_server::AuditService};
+    use baove_proto::v1 as p;
     use proptest::prelude::*;
     use uuid::Uuid;
 
@@ -365,24 +365,6 @@ mod tests {
         (case_id, events)
     }
 
-    fn log_clock(clock: &Arc<AtomicI64>) -> baove_eventlog::Clock {
-        let clock = clock.clone();
-        Arc::new(move || clock.load(Ordering::SeqCst))
-    }
-
-    /// A request as it reaches the API past the auth layer: an auditor's.
-    fn as_auditor<T>(message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request.extensions_mut().insert(baove_security::Caller {
-            user_id: "kiem-tra-1".into(),
-            role: baove_security::Role::Auditor,
-            agency_id: String::new(),
-            units: Vec::new(),
-            purpose: "property test".into(),
-        });
-        request
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 
@@ -401,34 +383,25 @@ mod tests {
                 let options = Options { clock: Arc::new(move || ticking.load(Ordering::SeqCst)), ..Options::default() };
                 let log = EventLog::open_with(dir.path(), options).await.unwrap();
                 let (case_id, events) = stored_case(&log, &clock, &steps).await;
-                let keys = tempfile::tempdir().unwrap();
-                let checkpoints = baove_runtime::checkpoint::Checkpointer::open(log.clone(), "casework", keys.path(), log_clock(&clock)).unwrap();
-                let api = baove_runtime::audit::AuditApi::new(log.clone(), baove_runtime::access::AccessLog::new(log.clone()), checkpoints).with_replayer(Some(Arc::new(|events| {
-                    let at = events.last().map_or(0, |e| e.recorded_at_ms);
-                    Ok(replay(events)?.map(|(s, v, o)| crate::api::case_to_proto(&s, v, o, at)))
-                })));
                 let start = events[0].recorded_at_ms;
                 // Random instants, and each event's own instant (the edge).
                 let instants: Vec<i64> = probes.iter().map(|p| start - 1_000 + p).chain(events.iter().map(|e| e.recorded_at_ms)).collect();
                 for at in instants {
                     let expected: Vec<Envelope> = events.iter().filter(|e| e.recorded_at_ms <= at).cloned().collect();
-                    let request = p::ReplayCaseRequest {
-                        case_id: case_id.to_string(),
-                        as_of: Some(p::replay_case_request::AsOf::AsOfTime(baove_runtime::timestamp(at))),
-                    };
-                    let answer = api.replay_case(as_auditor(request)).await;
+                    let as_of = Some(p::replay_case_request::AsOf::AsOfTime(baove_runtime::timestamp(at)));
+                    let answer = crate::api::replay_as_of(&log, case_id, as_of).await;
                     match replay(&expected).unwrap() {
                         None => assert_eq!(answer.unwrap_err().code(), tonic::Code::NotFound),
                         Some((state, version, opened)) => {
-                            let answer = answer.unwrap().into_inner();
+                            let answer = answer.unwrap();
                             assert_eq!(answer.case.unwrap(), crate::api::case_to_proto(&state, version, opened, expected.last().map_or(0, |e| e.recorded_at_ms)));
                             assert_eq!(answer.hash, expected.last().unwrap().hash.0.to_vec());
                         }
                     }
                 }
                 let seq = events.len() as u64 / 2 + 1;
-                let request = p::ReplayCaseRequest { case_id: case_id.to_string(), as_of: Some(p::replay_case_request::AsOf::AsOfSeq(seq)) };
-                let answer = api.replay_case(as_auditor(request)).await.unwrap().into_inner();
+                let as_of = Some(p::replay_case_request::AsOf::AsOfSeq(seq));
+                let answer = crate::api::replay_as_of(&log, case_id, as_of).await.unwrap();
                 assert_eq!(answer.case.unwrap().version, seq);
             });
         }

@@ -145,12 +145,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ),
             tasks: vec![follower, scheduler, statistics],
             on_bus: Some(on_bus),
-            replayer: Some(Arc::new(|events| {
-                let at = events.last().map_or(0, |e| e.recorded_at_ms);
-                Ok(cases::replay(events)?.map(|(state, version, opened_at)| {
-                    api::case_to_proto(&state, version, opened_at, at)
-                }))
-            })),
         })
     })
     .await

@@ -148,10 +148,10 @@ impl Reporting {
 
     async fn answer(
         &self,
-        request: Request<p::GetIndicatorsRequest>,
+        caller: &baove_security::Caller,
+        rpc: &str,
+        r: p::GetIndicatorsRequest,
     ) -> Result<p::IndicatorTable, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
         let period = Period::parse(&r.period).map_err(|rule| invalid_argument("period", &rule))?;
         let unit = Some(r.unit_id.trim()).filter(|u| !u.is_empty());
         // Commune officers see the indicators of their own units only: a
@@ -161,8 +161,8 @@ impl Reporting {
             return Err(self
                 .access
                 .refuse(
-                    &caller,
-                    "ReportingService/GetIndicators",
+                    caller,
+                    rpc,
                     None,
                     &format!("indicators:{}", baove_domain::text::clip(unit.unwrap_or("province"), 64)),
                     "commune officers see the indicators of their own units: give unit_id, one of the units in your token",
@@ -289,15 +289,37 @@ impl ReportingService for ReportingApi {
     async fn get_indicators(
         &self,
         request: Request<p::GetIndicatorsRequest>,
-    ) -> Result<Response<p::IndicatorTable>, Status> {
-        self.0.answer(request).await.map(Response::new)
+    ) -> Result<Response<p::GetIndicatorsResponse>, Status> {
+        let caller = caller(&request)?;
+        let table = self
+            .0
+            .answer(
+                &caller,
+                "ReportingService/GetIndicators",
+                request.into_inner(),
+            )
+            .await?;
+        Ok(Response::new(p::GetIndicatorsResponse {
+            table: Some(table),
+        }))
     }
 
     async fn export_indicators(
         &self,
-        request: Request<p::GetIndicatorsRequest>,
-    ) -> Result<Response<p::IndicatorExport>, Status> {
-        let table = self.0.answer(request).await?;
+        request: Request<p::ExportIndicatorsRequest>,
+    ) -> Result<Response<p::ExportIndicatorsResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let asked = p::GetIndicatorsRequest {
+            period: r.period,
+            unit_id: r.unit_id,
+            as_of_position: r.as_of_position,
+            compare_previous_year: r.compare_previous_year,
+        };
+        let table = self
+            .0
+            .answer(&caller, "ReportingService/ExportIndicators", asked)
+            .await?;
         let csv =
             to_csv(&table).map_err(|e| Status::internal(format!("cannot write the CSV: {e}")))?;
         let unit = if table.unit_id.is_empty() {
@@ -305,7 +327,7 @@ impl ReportingService for ReportingApi {
         } else {
             table.unit_id.clone()
         };
-        Ok(Response::new(p::IndicatorExport {
+        Ok(Response::new(p::ExportIndicatorsResponse {
             csv,
             as_of_position: table.as_of_position,
             file_name: format!(

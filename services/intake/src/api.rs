@@ -11,7 +11,7 @@ use baove_eventlog::{
 use baove_proto::v1::{
     self as p, GetIntakeRequest, Intake, IntakeStatus, IntakeSummary, ListIntakesRequest,
     ListIntakesResponse, SubmitHotlineReportRequest, SubmitPoliceNotificationRequest,
-    SubmitResponse, intake_service_server::IntakeService,
+    intake_service_server::IntakeService,
 };
 use baove_runtime::access::AccessLog;
 use baove_runtime::auth::caller;
@@ -25,6 +25,7 @@ use crate::convert::{
 };
 use crate::keys::KeyStore;
 use crate::view::{Confidentiality, Cursor, Filter, Row, Shared, View};
+use baove_proto::receipt::Receipt;
 
 /// The hotline's agency id in the reference data (actor of hotline reports).
 pub const HOTLINE_AGENCY: &str = "tongdai-111";
@@ -133,7 +134,7 @@ impl IntakeApi {
         caller: &Caller,
         request_id: &str,
         parse: impl FnOnce(&Context<'_>) -> Result<Report, Violations>,
-    ) -> Result<SubmitResponse, Status> {
+    ) -> Result<Receipt, Status> {
         let mut violations = Violations::default();
         let request_id = violations
             .check("request_id", text::request_id(request_id))
@@ -221,11 +222,7 @@ impl IntakeApi {
     /// The receipt of an earlier submit by `caller` with `request_id`, if
     /// any. A request id someone else used is refused: a receipt names an
     /// intake and its possible duplicates, which are theirs.
-    async fn receipt(
-        &self,
-        caller: &Caller,
-        request_id: &str,
-    ) -> Result<Option<SubmitResponse>, Status> {
+    async fn receipt(&self, caller: &Caller, request_id: &str) -> Result<Option<Receipt>, Status> {
         let Some(first) = self
             .log
             .command(&baove_runtime::client_command_id(request_id))
@@ -245,7 +242,7 @@ impl IntakeApi {
             ));
         }
         let (possible_duplicate_case_ids, _) = self.visible_duplicates(caller, &row);
-        Ok(Some(SubmitResponse {
+        Ok(Some(Receipt {
             intake_id: row.recorded.intake_id.to_string(),
             recorded_at: Some(timestamp(row.recorded_at_ms)),
             already_recorded: true,
@@ -364,7 +361,7 @@ impl IntakeService for IntakeApi {
     async fn submit_hotline_report(
         &self,
         request: Request<SubmitHotlineReportRequest>,
-    ) -> Result<Response<SubmitResponse>, Status> {
+    ) -> Result<Response<p::SubmitHotlineReportResponse>, Status> {
         let caller = caller(&request)?;
         let mut request = request.into_inner();
         if let Some(report) = request.report.as_mut() {
@@ -379,20 +376,39 @@ impl IntakeService for IntakeApi {
                 )
                 .await?;
         }
+        let mut bad_enums = request
+            .report
+            .as_ref()
+            .and_then(|r| r.facts.as_ref())
+            .map(|f| crate::convert::invalid_enums(f, "report.facts"))
+            .unwrap_or_default();
+        if let Some(r) = &request.report
+            && p::Channel::try_from(r.channel).is_err()
+        {
+            bad_enums.add(
+                "report.channel",
+                format!("{} is not a valid Channel", r.channel),
+            );
+        }
         let raw = request.report.map(raw_hotline);
         let receipt = self
-            .submit(&caller, &request.request_id, |ctx| match raw {
-                Some(raw) => d::parse_hotline(raw, "report", ctx),
-                None => Err(Violations::one("report", "is required")),
+            .submit(&caller, &request.request_id, |ctx| {
+                crate::convert::with_enum_checks(
+                    bad_enums,
+                    match raw {
+                        Some(raw) => d::parse_hotline(raw, "report", ctx),
+                        None => Err(Violations::one("report", "is required")),
+                    },
+                )
             })
             .await?;
-        Ok(Response::new(receipt))
+        Ok(Response::new(receipt.into()))
     }
 
     async fn submit_police_notification(
         &self,
         request: Request<SubmitPoliceNotificationRequest>,
-    ) -> Result<Response<SubmitResponse>, Status> {
+    ) -> Result<Response<p::SubmitPoliceNotificationResponse>, Status> {
         let caller = caller(&request)?;
         let mut request = request.into_inner();
         if let Some(n) = request.notification.as_mut() {
@@ -418,20 +434,31 @@ impl IntakeService for IntakeApi {
                 )
                 .await?;
         }
+        let bad_enums = request
+            .notification
+            .as_ref()
+            .and_then(|n| n.facts.as_ref())
+            .map(|f| crate::convert::invalid_enums(f, "notification.facts"))
+            .unwrap_or_default();
         let raw = request.notification.map(raw_police);
         let receipt = self
-            .submit(&caller, &request.request_id, |ctx| match raw {
-                Some(raw) => d::parse_police(raw, "notification", ctx),
-                None => Err(Violations::one("notification", "is required")),
+            .submit(&caller, &request.request_id, |ctx| {
+                crate::convert::with_enum_checks(
+                    bad_enums,
+                    match raw {
+                        Some(raw) => d::parse_police(raw, "notification", ctx),
+                        None => Err(Violations::one("notification", "is required")),
+                    },
+                )
             })
             .await?;
-        Ok(Response::new(receipt))
+        Ok(Response::new(receipt.into()))
     }
 
     async fn get_intake(
         &self,
         request: Request<GetIntakeRequest>,
-    ) -> Result<Response<Intake>, Status> {
+    ) -> Result<Response<p::GetIntakeResponse>, Status> {
         let caller = caller(&request)?;
         let id = request.into_inner().intake_id;
         let id = Uuid::parse_str(id.trim())
@@ -457,7 +484,9 @@ impl IntakeService for IntakeApi {
         };
         self.access.read(&caller, rpc, case, &subject).await?;
         let duplicates = self.visible_duplicates(&caller, &row);
-        Ok(Response::new(intake_to_proto(&row, shared, duplicates)))
+        Ok(Response::new(p::GetIntakeResponse {
+            intake: Some(intake_to_proto(&row, shared, duplicates)),
+        }))
     }
 
     async fn list_intakes(

@@ -309,6 +309,97 @@ pub fn report_to_proto(report: &Report) -> p::intake::Report {
     }
 }
 
+/// Every enum field of a report's facts (under `prefix`) whose number is
+/// not a value of its enum: a client sending `setting = 55` is told so,
+/// naming the field, instead of having it stored as "unknown".
+#[must_use]
+pub fn invalid_enums(facts: &p::ReportFacts, prefix: &str) -> baove_domain::Violations {
+    fn check<E: TryFrom<i32>>(
+        v: &mut baove_domain::Violations,
+        field: String,
+        raw: i32,
+        name: &str,
+    ) {
+        if E::try_from(raw).is_err() {
+            v.add(field, format!("{raw} is not a valid {name}"));
+        }
+    }
+    let mut v = baove_domain::Violations::default();
+    if let Some(child) = &facts.child {
+        check::<p::Sex>(&mut v, format!("{prefix}.child.sex"), child.sex, "Sex");
+    }
+    if let Some(c) = &facts.concerns {
+        for (i, raw) in c.abuse_types.iter().enumerate() {
+            check::<p::AbuseType>(
+                &mut v,
+                format!("{prefix}.concerns.abuse_types[{i}]"),
+                *raw,
+                "AbuseType",
+            );
+        }
+        for (i, raw) in c.sexual_abuse_forms.iter().enumerate() {
+            check::<p::SexualAbuseForm>(
+                &mut v,
+                format!("{prefix}.concerns.sexual_abuse_forms[{i}]"),
+                *raw,
+                "SexualAbuseForm",
+            );
+        }
+        for (i, raw) in c.special_circumstances.iter().enumerate() {
+            check::<p::SpecialCircumstance>(
+                &mut v,
+                format!("{prefix}.concerns.special_circumstances[{i}]"),
+                *raw,
+                "SpecialCircumstance",
+            );
+        }
+        if let Some(injury) = &c.injury {
+            check::<p::InjuryCause>(
+                &mut v,
+                format!("{prefix}.concerns.injury.cause"),
+                injury.cause,
+                "InjuryCause",
+            );
+            check::<p::InjuryOutcome>(
+                &mut v,
+                format!("{prefix}.concerns.injury.outcome"),
+                injury.outcome,
+                "InjuryOutcome",
+            );
+        }
+    }
+    check::<p::AbuseSetting>(
+        &mut v,
+        format!("{prefix}.setting"),
+        facts.setting,
+        "AbuseSetting",
+    );
+    v
+}
+
+/// `parsed`, unless `bad_enums` found something: then every violation, the
+/// enum ones first and none twice for the same field.
+///
+/// # Errors
+/// The violations.
+pub fn with_enum_checks<T>(
+    bad_enums: baove_domain::Violations,
+    parsed: Result<T, baove_domain::Violations>,
+) -> Result<T, baove_domain::Violations> {
+    if bad_enums.is_empty() {
+        return parsed;
+    }
+    let mut all = bad_enums;
+    if let Err(more) = parsed {
+        for v in more.0 {
+            if !all.0.iter().any(|seen| seen.field == v.field) {
+                all.0.push(v);
+            }
+        }
+    }
+    Err(all)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

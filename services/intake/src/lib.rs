@@ -90,7 +90,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             routes: tonic::service::Routes::new(api::server(api)),
             tasks: vec![follower],
             on_bus: Some(on_bus),
-            replayer: None,
         })
     })
     .await

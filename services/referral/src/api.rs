@@ -6,9 +6,11 @@ use baove_domain::Violations;
 use baove_domain::reference::AgencyChange;
 use baove_domain::referral::{self as r, Command, Refusal, Status as RStatus};
 use baove_eventlog::{AppendRequest, EventLog, ExpectedVersion, NewEvent, StreamId};
+use baove_proto::steps::ReferralStepOutcome;
 use baove_proto::v1::{self as p, referral_service_server::ReferralService};
 use baove_runtime::access::AccessLog;
 use baove_runtime::auth::caller;
+use baove_runtime::convert::referral_status;
 use baove_runtime::status::{CURRENT_VERSION_KEY, from_log, invalid_argument};
 use baove_runtime::timestamp;
 use baove_security::{Caller, Role};
@@ -94,7 +96,7 @@ impl ReferralApi {
         header: Option<p::ReferralHeader>,
         command: Command,
         receiving_agency_only: bool,
-    ) -> Result<Response<p::ReferralStepResponse>, Status> {
+    ) -> Result<ReferralStepOutcome, Status> {
         let h = header.unwrap_or_default();
         let mut v = Violations::default();
         let request_id = v
@@ -138,13 +140,14 @@ impl ReferralApi {
         {
             let status = load(&self.log, *first.stream.as_uuid())
                 .await?
-                .map(|(s, _)| status_name(s.status))
-                .unwrap_or_default();
-            return Ok(Response::new(p::ReferralStepResponse {
+                .map_or(p::ReferralStatus::Unspecified, |(s, _)| {
+                    referral_status(s.status)
+                });
+            return Ok(ReferralStepOutcome {
                 version: first.last_seq,
                 status,
                 already_applied: true,
-            }));
+            });
         }
         let (state, version) = load(&self.log, id)
             .await?
@@ -186,8 +189,9 @@ impl ReferralApi {
             Refusal::Invalid(v) => baove_runtime::status::violations(&v),
             Refusal::NotAllowed(rule) => Status::failed_precondition(rule),
         })?;
-        let status =
-            status_name(r::apply(Some(state.clone()), &event).map_or(state.status, |s| s.status));
+        let status = referral_status(
+            r::apply(Some(state.clone()), &event).map_or(state.status, |s| s.status),
+        );
         let appended = self
             .log
             .append(AppendRequest {
@@ -202,11 +206,11 @@ impl ReferralApi {
             })
             .await;
         match appended {
-            Ok(a) => Ok(Response::new(p::ReferralStepResponse {
+            Ok(a) => Ok(ReferralStepOutcome {
                 version: a.last_seq,
                 status,
                 already_applied: a.replayed,
-            })),
+            }),
             Err(baove_eventlog::Error::Conflict { current, .. }) => {
                 Err(stale(id, h.expected_version, current))
             }
@@ -221,7 +225,7 @@ impl ReferralApi {
         request_id: &str,
         user_id: &str,
         change: AgencyChange,
-    ) -> Result<Response<p::AgencyChangeResponse>, Status> {
+    ) -> Result<bool, Status> {
         let request_id = &baove_domain::text::request_id(request_id)
             .map_err(|rule| invalid_argument("request_id", &rule))?;
         self.access
@@ -234,9 +238,7 @@ impl ReferralApi {
             .map_err(|e| from_log(&e))?
             .is_some()
         {
-            return Ok(Response::new(p::AgencyChangeResponse {
-                already_applied: true,
-            }));
+            return Ok(true);
         }
         self.referrals.wait_for(self.log.last_position()).await?;
         self.referrals
@@ -257,9 +259,7 @@ impl ReferralApi {
             .await
             .map_err(|e| from_log(&e))?;
         self.referrals.wait_for(appended.last_position).await?;
-        Ok(Response::new(p::AgencyChangeResponse {
-            already_applied: appended.replayed,
-        }))
+        Ok(appended.replayed)
     }
 }
 
@@ -273,33 +273,10 @@ fn stale(id: Uuid, expected: u64, current: u64) -> Status {
     status
 }
 
-fn status_name(status: RStatus) -> String {
-    serde_json::to_value(status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-fn parse_status(raw: &str) -> Result<Option<RStatus>, Status> {
-    if raw.trim().is_empty() {
-        return Ok(None);
-    }
-    serde_json::from_value(serde_json::Value::String(raw.trim().to_owned()))
-        .map(Some)
-        .map_err(|_| invalid_argument("status", "must be offered, acknowledged, accepted, declined, outcome_reported, completed or revoked"))
-}
-
-fn kind_text(kind: &r::ReferralKind) -> String {
-    match kind {
-        r::ReferralKind::Refer { service } => format!(
-            "refer:{}",
-            serde_json::to_value(service)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        ),
-        r::ReferralKind::Transfer { to_unit_id } => format!("transfer:{to_unit_id}"),
-    }
+fn parse_status(raw: i32) -> Result<Option<RStatus>, Status> {
+    p::ReferralStatus::try_from(raw)
+        .map(baove_runtime::convert::referral_status_from_proto)
+        .map_err(|_| invalid_argument("status", "is not a valid ReferralStatus"))
 }
 
 /// The referral as the proto message.
@@ -313,12 +290,12 @@ pub fn referral_to_proto(row: &Row) -> p::Referral {
         to_agency_id: s.to_agency_id.clone(),
         to_agency_name: row.to_agency_name.clone(),
         requested_agency_id: row.requested_agency_id.clone(),
-        kind: kind_text(&s.request.kind),
+        kind: Some(baove_runtime::convert::referral_kind(&s.request.kind)),
         reason: s.request.reason.clone(),
         urgent: s.request.urgency == r::Urgency::Urgent,
         shares_identifying_information: s.request.sharing.identifying,
         shares_informant: s.request.sharing.informant,
-        status: status_name(s.status),
+        status: referral_status(s.status) as i32,
         ack_due_at: Some(timestamp(s.ack_due_at_ms)),
         escalated: s.escalated,
         version: row.version,
@@ -333,7 +310,7 @@ fn date(field: &str, raw: &str) -> Result<::time::Date, Status> {
 
 #[tonic::async_trait]
 impl ReferralService for ReferralApi {
-    type WatchInboxStream = ReceiverStream<Result<p::InboxUpdate, Status>>;
+    type WatchInboxStream = ReceiverStream<Result<p::WatchInboxResponse, Status>>;
 
     async fn list_inbox(
         &self,
@@ -373,7 +350,7 @@ impl ReferralService for ReferralApi {
         self.referrals.wait_for(self.log.last_position()).await?;
         let (rows, next) = self.referrals.inbox(
             request.agency_id.trim(),
-            parse_status(&request.status)?,
+            parse_status(request.status)?,
             after,
             limit,
         );
@@ -388,7 +365,7 @@ impl ReferralService for ReferralApi {
     async fn get_referral(
         &self,
         request: Request<p::GetReferralRequest>,
-    ) -> Result<Response<p::Referral>, Status> {
+    ) -> Result<Response<p::GetReferralResponse>, Status> {
         let caller = caller(&request)?;
         let id = Uuid::parse_str(request.into_inner().referral_id.trim())
             .map_err(|_| invalid_argument("referral_id", "must be a referral id (UUID)"))?;
@@ -414,13 +391,15 @@ impl ReferralService for ReferralApi {
         self.access
             .read(&caller, rpc, Some(row.state.case_id), &subject)
             .await?;
-        Ok(Response::new(referral_to_proto(&row)))
+        Ok(Response::new(p::GetReferralResponse {
+            referral: Some(referral_to_proto(&row)),
+        }))
     }
 
     async fn acknowledge(
         &self,
-        request: Request<p::ReferralStepRequest>,
-    ) -> Result<Response<p::ReferralStepResponse>, Status> {
+        request: Request<p::AcknowledgeRequest>,
+    ) -> Result<Response<p::AcknowledgeResponse>, Status> {
         let caller = caller(&request)?;
         self.step(
             &caller,
@@ -430,12 +409,13 @@ impl ReferralService for ReferralApi {
             true,
         )
         .await
+        .map(|o| Response::new(o.into()))
     }
 
     async fn accept(
         &self,
-        request: Request<p::ReferralStepRequest>,
-    ) -> Result<Response<p::ReferralStepResponse>, Status> {
+        request: Request<p::AcceptRequest>,
+    ) -> Result<Response<p::AcceptResponse>, Status> {
         let caller = caller(&request)?;
         self.step(
             &caller,
@@ -445,12 +425,13 @@ impl ReferralService for ReferralApi {
             true,
         )
         .await
+        .map(|o| Response::new(o.into()))
     }
 
     async fn decline(
         &self,
-        request: Request<p::ReferralStepRequest>,
-    ) -> Result<Response<p::ReferralStepResponse>, Status> {
+        request: Request<p::DeclineRequest>,
+    ) -> Result<Response<p::DeclineResponse>, Status> {
         let caller = caller(&request)?;
         let r = request.into_inner();
         self.step(
@@ -461,12 +442,13 @@ impl ReferralService for ReferralApi {
             true,
         )
         .await
+        .map(|o| Response::new(o.into()))
     }
 
     async fn report_outcome(
         &self,
         request: Request<p::ReportOutcomeRequest>,
-    ) -> Result<Response<p::ReferralStepResponse>, Status> {
+    ) -> Result<Response<p::ReportOutcomeResponse>, Status> {
         let caller = caller(&request)?;
         let r = request.into_inner();
         self.step(
@@ -480,12 +462,13 @@ impl ReferralService for ReferralApi {
             true,
         )
         .await
+        .map(|o| Response::new(o.into()))
     }
 
     async fn complete(
         &self,
-        request: Request<p::ReferralStepRequest>,
-    ) -> Result<Response<p::ReferralStepResponse>, Status> {
+        request: Request<p::CompleteRequest>,
+    ) -> Result<Response<p::CompleteResponse>, Status> {
         let caller = caller(&request)?;
         self.step(
             &caller,
@@ -495,12 +478,13 @@ impl ReferralService for ReferralApi {
             true,
         )
         .await
+        .map(|o| Response::new(o.into()))
     }
 
     async fn revoke(
         &self,
-        request: Request<p::ReferralStepRequest>,
-    ) -> Result<Response<p::ReferralStepResponse>, Status> {
+        request: Request<p::RevokeRequest>,
+    ) -> Result<Response<p::RevokeResponse>, Status> {
         let caller = caller(&request)?;
         let r = request.into_inner();
         self.step(
@@ -511,6 +495,7 @@ impl ReferralService for ReferralApi {
             false,
         )
         .await
+        .map(|o| Response::new(o.into()))
     }
 
     async fn watch_inbox(
@@ -563,9 +548,10 @@ impl ReferralService for ReferralApi {
                             if row.state.to_agency_id != agency {
                                 continue;
                             }
-                            let update = p::InboxUpdate {
+                            let update = p::WatchInboxResponse {
                                 position: envelope.global_position,
-                                step: envelope.event_type.clone(),
+                                step: baove_runtime::convert::referral_step(&envelope.event_type)
+                                    as i32,
                                 referral: Some(referral_to_proto(&row)),
                             };
                             if tx.send(Ok(update)).await.is_err() {
@@ -598,7 +584,7 @@ impl ReferralService for ReferralApi {
     async fn rename_agency(
         &self,
         request: Request<p::RenameAgencyRequest>,
-    ) -> Result<Response<p::AgencyChangeResponse>, Status> {
+    ) -> Result<Response<p::RenameAgencyResponse>, Status> {
         let caller = caller(&request)?;
         let r = request.into_inner();
         let change = AgencyChange::Renamed {
@@ -614,12 +600,13 @@ impl ReferralService for ReferralApi {
             change,
         )
         .await
+        .map(|already_applied| Response::new(p::RenameAgencyResponse { already_applied }))
     }
 
     async fn merge_agency(
         &self,
         request: Request<p::MergeAgencyRequest>,
-    ) -> Result<Response<p::AgencyChangeResponse>, Status> {
+    ) -> Result<Response<p::MergeAgencyResponse>, Status> {
         let caller = caller(&request)?;
         let r = request.into_inner();
         let change = AgencyChange::Merged {
@@ -635,5 +622,6 @@ impl ReferralService for ReferralApi {
             change,
         )
         .await
+        .map(|already_applied| Response::new(p::MergeAgencyResponse { already_applied }))
     }
 }

@@ -103,7 +103,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             routes: tonic::service::Routes::new(api.into_server()),
             tasks: vec![follower, escalator],
             on_bus: Some(on_bus),
-            replayer: None,
         })
     })
     .await
