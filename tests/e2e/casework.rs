@@ -385,13 +385,14 @@ async fn given_two_officers_with_the_same_version_then_one_wins_and_the_other_ge
     };
     let (h1, h2) = (first.header(), second.header());
     let (mut c1, mut c2) = (first.client.clone(), second.client.clone());
-    let a = c1.add_note(p::AddNoteRequest {
+    // Assigning is a decision, not bookkeeping: the second must look again.
+    let a = c1.assign_officer(p::AssignOfficerRequest {
         header: h1,
-        text: "gọi cho mẹ".into(),
+        assignee_id: "cb-ninh-kieu-2".into(),
     });
-    let b = c2.add_note(p::AddNoteRequest {
+    let b = c2.assign_officer(p::AssignOfficerRequest {
         header: h2,
-        text: "gọi cho trường".into(),
+        assignee_id: "cb-ninh-kieu-3".into(),
     });
     let (a, b) = tokio::join!(a, b);
     let (won, lost) = match (a, b) {
@@ -412,6 +413,65 @@ async fn given_two_officers_with_the_same_version_then_one_wins_and_the_other_ge
             .contains(&format!("at version {}", won.version)),
         "{}",
         lost.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_only_a_deadline_warning_and_a_note_since_her_version_then_an_officers_step_is_decided_again_and_accepted()
+ {
+    let system = System::start().await;
+    let mut officer = opened_case(&system, "bookkeeping-1").await;
+    let decided_on = officer.version;
+    // The scheduler warns of the 12-hour deadline (at 9 hours)...
+    system.casework.move_clock(9 * 3_600_000 + 30 * 60_000);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while officer.case().await.deadlines.iter().all(|d| !d.warned) {
+        assert!(Instant::now() < deadline, "no warning appended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ...and a colleague adds a note.
+    let mut colleague = Officer {
+        client: officer.client.clone(),
+        case_id: officer.case_id.clone(),
+        version: officer.case().await.version,
+        n: 100,
+    };
+    let h = colleague.header();
+    let mut c = colleague.client.clone();
+    colleague
+        .took(
+            c.add_note(p::AddNoteRequest {
+                header: h,
+                text: "đã gọi cho mẹ".into(),
+            })
+            .await,
+        )
+        .unwrap();
+    assert!(colleague.version >= decided_on + 2);
+    // The officer's assessment, decided on the version before both, is
+    // accepted: nothing it depends on changed.
+    officer.version = decided_on;
+    let h = officer.header();
+    let mut c = officer.client.clone();
+    let types = officer
+        .took(
+            c.record_initial_assessment(p::RecordInitialAssessmentRequest {
+                header: h,
+                ratings: rating(p::RiskLevel::High),
+                emergency_measures_apply: false,
+                summary: String::new(),
+            })
+            .await,
+        )
+        .unwrap();
+    assert!(
+        types.contains(&"InitialAssessmentRecorded".to_owned()),
+        "{types:?}"
+    );
+    assert!(officer.version > colleague.version);
+    assert_eq!(
+        officer.case().await.phase(),
+        p::CasePhase::InitiallyAssessed
     );
 }
 

@@ -348,7 +348,10 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                         .unwrap_or_default(),
                     c.case_id,
                     c.version,
-                    c.phase,
+                    c.phase()
+                        .as_str_name()
+                        .trim_start_matches("CASE_PHASE_")
+                        .to_lowercase(),
                     if c.overdue { "OVERDUE " } else { "" },
                     if c.immediate_danger { "DANGER " } else { "" },
                     c.incident_unit_id,

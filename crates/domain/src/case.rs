@@ -361,6 +361,33 @@ event_names! {
     ReferralStepRecorded => "ReferralStepRecorded",
 }
 
+impl CaseEvent {
+    /// Whether this event is bookkeeping that no officer's decision depends
+    /// on: the scheduler's deadline warnings and misses, notes, and the
+    /// referral steps that change nothing on the case (offered,
+    /// acknowledged, escalated, outcome reported). A step decided on a
+    /// version made stale only by such events is decided again on the
+    /// current state rather than refused: an officer does not lose a plan
+    /// she typed because the scheduler warned of a deadline meanwhile.
+    /// Everything else (another officer's step, a new report attached, a
+    /// referral accepted, declined, revoked or completed, a deadline met or
+    /// set) may change the decision, and the step is refused as stale.
+    #[must_use]
+    pub fn is_bookkeeping(&self) -> bool {
+        match self {
+            Self::DeadlineWarned(_) | Self::DeadlineMissed(_) | Self::NoteAdded(_) => true,
+            Self::ReferralStepRecorded(step) => matches!(
+                step.step.as_str(),
+                "ReferralOffered"
+                    | "ReferralAcknowledged"
+                    | "ReferralEscalated"
+                    | "ReferralOutcomeReported"
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// Folds one event into the state. No logic: [`procedure::decide`]
 /// already checked.
 #[must_use]

@@ -118,8 +118,11 @@ impl CaseApi {
         Ok((state, version))
     }
 
-    /// Checks the header, decides the command against the case at the
-    /// expected version and appends what it decided.
+    /// Checks the header, decides the command against the case and
+    /// appends what it decided: at the expected version, or at the current
+    /// one when only bookkeeping came since
+    /// ([`baove_domain::case::CaseEvent::is_bookkeeping`]); otherwise
+    /// ABORTED with the current version.
     async fn execute(
         &self,
         caller: &Caller,
@@ -186,30 +189,93 @@ impl CaseApi {
                 already_applied: true,
             });
         }
-        let (state, version) = load(&self.log, case_id)
-            .await?
-            .ok_or_else(|| Status::not_found(format!("no case {case_id}")))?;
-        if !caller.covers_unit(&state.responsible_unit_id) {
-            return Err(self
-                .access
-                .refuse(
+        // Decided again (on the current state) only while every event since
+        // the officer's version is bookkeeping; a few rounds, as other
+        // bookkeeping may land while we decide.
+        let mut last_status = None;
+        for _ in 0..5 {
+            match self
+                .decide_and_append(
                     caller,
                     rpc,
-                    Some(case_id),
-                    &format!("case:{case_id}"),
-                    &format!(
-                        "case {case_id} is handled by {}, which is not among your units",
-                        state.responsible_unit_id
-                    ),
+                    case_id,
+                    &header,
+                    &request_id,
+                    &officer_id,
+                    &command,
                 )
-                .await);
+                .await
+            {
+                Err(Decided::Moved(current)) => {
+                    last_status = Some(stale(case_id, header.expected_version, current));
+                }
+                Err(Decided::Refused(status)) => return Err(status),
+                Ok(outcome) => return Ok(outcome),
+            }
         }
-        if version != header.expected_version {
-            return Err(stale(case_id, header.expected_version, version));
+        Err(last_status
+            .unwrap_or_else(|| Status::aborted("the case kept moving: reload it and decide again")))
+    }
+}
+
+/// Why a step was not appended.
+enum Decided {
+    /// The case moved on by more than bookkeeping since the officer's
+    /// version (or during the append): stale, at this current version.
+    Moved(u64),
+    /// Refused: the status to answer with.
+    Refused(Status),
+}
+
+impl From<Status> for Decided {
+    fn from(status: Status) -> Self {
+        Self::Refused(status)
+    }
+}
+
+impl CaseApi {
+    /// One round of a step: load the case, check the caller's scope and
+    /// the version, decide and append at the version loaded.
+    #[allow(clippy::too_many_arguments)]
+    async fn decide_and_append(
+        &self,
+        caller: &Caller,
+        rpc: &str,
+        case_id: Uuid,
+        header: &p::CommandHeader,
+        request_id: &str,
+        officer_id: &str,
+        command: &Command,
+    ) -> Result<CaseStepOutcome, Decided> {
+        let (state, version) = load(&self.log, case_id)
+            .await
+            .map_err(Status::from)?
+            .ok_or_else(|| Status::not_found(format!("no case {case_id}")))?;
+        if !caller.covers_unit(&state.responsible_unit_id) {
+            return Err(Decided::Refused(
+                self.access
+                    .refuse(
+                        caller,
+                        rpc,
+                        Some(case_id),
+                        &format!("case:{case_id}"),
+                        &format!(
+                            "case {case_id} is handled by {}, which is not among your units",
+                            state.responsible_unit_id
+                        ),
+                    )
+                    .await,
+            ));
+        }
+        let expected = header.expected_version;
+        if version < expected
+            || (version > expected && !self.only_bookkeeping(case_id, expected, version).await?)
+        {
+            return Err(Decided::Refused(stale(case_id, expected, version)));
         }
         let events = self
             .rules
-            .with_context(|ctx| proc::decide(&state, command, ctx))
+            .with_context(|ctx| proc::decide(&state, command.clone(), ctx))
             .map_err(|refusal| match refusal {
                 Refusal::Invalid(v) => baove_runtime::status::violations(&v),
                 Refusal::NotAllowed(rule) => Status::failed_precondition(rule),
@@ -231,9 +297,9 @@ impl CaseApi {
             .append(AppendRequest {
                 stream: StreamId::from_uuid(case_id),
                 expected: ExpectedVersion::Exact(version),
-                command_id: baove_runtime::client_command_id(&request_id),
+                command_id: baove_runtime::client_command_id(request_id),
                 actor: Actor {
-                    user_id: officer_id,
+                    user_id: officer_id.to_owned(),
                     role: caller.role.as_str().to_owned(),
                     agency_id: caller.agency_id.clone(),
                 },
@@ -249,11 +315,25 @@ impl CaseApi {
                 event_types: if a.replayed { Vec::new() } else { event_types },
                 already_applied: a.replayed,
             }),
-            Err(Error::Conflict { current, .. }) => {
-                Err(stale(case_id, header.expected_version, current))
-            }
-            Err(e) => Err(from_log(&e)),
+            Err(Error::Conflict { current, .. }) => Err(Decided::Moved(current)),
+            Err(e) => Err(from_log(&e).into()),
         }
+    }
+
+    /// Whether every event of `case_id` after `from` up to `to` is
+    /// bookkeeping ([`baove_domain::case::CaseEvent::is_bookkeeping`]).
+    async fn only_bookkeeping(&self, case_id: Uuid, from: u64, to: u64) -> Result<bool, Status> {
+        let limit = usize::try_from(to - from).unwrap_or(usize::MAX).min(1000);
+        let since = self
+            .log
+            .read_stream(StreamId::from_uuid(case_id), from + 1, limit)
+            .await
+            .map_err(|e| from_log(&e))?;
+        Ok(since.len() as u64 == to - from
+            && since.iter().all(|e| {
+                baove_domain::case::CaseEvent::decode(&e.event_type, &e.payload)
+                    .is_ok_and(|event| event.is_bookkeeping())
+            }))
     }
 }
 

@@ -156,3 +156,42 @@ fn case_events_decode_by_their_stored_names() {
             .contains("unknown")
     );
 }
+
+#[test]
+fn given_events_since_an_officers_version_then_only_bookkeeping_lets_her_step_be_decided_again() {
+    use crate::case::procedure::{DeadlineKind, DeadlineWarned, NoteAdded, OfficerAssigned};
+    let step = |name: &str| {
+        CaseEvent::ReferralStepRecorded(ReferralStepRecorded {
+            referral_id: Uuid::nil(),
+            step: name.into(),
+            by: "ca-301".into(),
+            agency_id: "ct.ca-p-ninh-kieu".into(),
+            detail: "{}".into(),
+            referral_event_id: Uuid::nil(),
+            at_ms: None,
+            to_agency_id: None,
+        })
+    };
+    let warned = CaseEvent::DeadlineWarned(DeadlineWarned {
+        kind: DeadlineKind::Emergency,
+        due_at_ms: 0,
+    });
+    let note = CaseEvent::NoteAdded(NoteAdded {
+        text: "đã gọi".into(),
+    });
+    for event in [
+        warned,
+        note,
+        step("ReferralAcknowledged"),
+        step("ReferralEscalated"),
+    ] {
+        assert!(event.is_bookkeeping(), "{event:?}");
+    }
+    let assigned = CaseEvent::OfficerAssigned(OfficerAssigned {
+        officer_id: "cb-2".into(),
+        previous_officer_id: None,
+    });
+    for event in [assigned, step("ReferralAccepted"), step("ReferralRevoked")] {
+        assert!(!event.is_bookkeeping(), "{event:?}");
+    }
+}
