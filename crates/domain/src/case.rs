@@ -301,43 +301,8 @@ pub enum CaseEvent {
     ReferralStepRecorded(ReferralStepRecorded),
 }
 
-/// Declares the stored name of each event variant, and its decoding and
-/// encoding, in one place so that they cannot drift apart.
-macro_rules! event_names {
-    ($($variant:ident => $name:literal),+ $(,)?) => {
-        impl CaseEvent {
-            /// Decodes a stored event by its type name.
-            ///
-            /// # Errors
-            /// The reason, for an unknown type or a payload that does not decode.
-            pub fn decode(event_type: &str, payload: &str) -> Result<Self, String> {
-                match event_type {
-                    $($name => serde_json::from_str(payload).map(Self::$variant).map_err(|e| format!("{}: {e}", $name)),)+
-                    other => Err(format!("unknown case event type {other}")),
-                }
-            }
-
-            /// The stored type name. Never changes for a variant.
-            #[must_use]
-            pub const fn event_type(&self) -> &'static str {
-                match self {
-                    $(Self::$variant(_) => $name,)+
-                }
-            }
-
-            /// The payload as JSON.
-            #[must_use]
-            pub fn payload(&self) -> serde_json::Value {
-                match self {
-                    // Serialising these plain structs to a Value cannot fail.
-                    $(Self::$variant(e) => serde_json::to_value(e).unwrap_or(serde_json::Value::Null),)+
-                }
-            }
-        }
-    };
-}
-
-event_names! {
+crate::event::stored_events! {
+    CaseEvent, SCHEMA_VERSION,
     Opened => "CaseOpened",
     Attached => "IntakeAttached",
     OfficerAssigned => "OfficerAssigned",

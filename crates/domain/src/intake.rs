@@ -24,6 +24,37 @@ pub const CASE_STATUS_NOTED: &str = "CaseStatusNoted";
 /// Schema version of the intake events.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// An intake event, decoded: the events of an intake's stream, and the
+/// notes intake keeps in a case's stream of its own log. (The report is
+/// far larger than the notes; events are decoded one at a time, so the
+/// size of the enum does not matter.)
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
+pub enum IntakeEvent {
+    /// [`IntakeRecorded`].
+    Recorded(IntakeRecorded),
+    /// [`IntakeHandedOver`].
+    HandedOver(IntakeHandedOver),
+    /// [`CaseStatusNoted`].
+    CaseStatusNoted(CaseStatusNoted),
+    /// [`ConfidentialErased`].
+    ConfidentialErased(ConfidentialErased),
+    /// [`ReferralNoted`].
+    ReferralNoted(ReferralNoted),
+    /// [`ReferralStatusNoted`].
+    ReferralStatusNoted(ReferralStatusNoted),
+}
+
+crate::event::stored_events! {
+    IntakeEvent, SCHEMA_VERSION,
+    Recorded => "IntakeRecorded",
+    HandedOver => "IntakeHandedOver",
+    CaseStatusNoted => "CaseStatusNoted",
+    ConfidentialErased => "ConfidentialErased",
+    ReferralNoted => "ReferralNoted",
+    ReferralStatusNoted => "ReferralStatusNoted",
+}
+
 /// Oldest age baove records: the Law on Children covers under 16; 16 and
 /// 17 are recorded for general support.
 pub const MAX_AGE: u32 = 17;

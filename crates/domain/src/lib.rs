@@ -3,6 +3,8 @@
 //! these types at the edge, decide with them, and store their events.
 //!
 //! # Layout
+//! - [`event`]: [`event::StoredEvent`]: stored names, schema versions,
+//!   decoding and upcasting, one enum per aggregate.
 //! - [`text`]: NFC normalisation, diacritic-free search keys, phone numbers.
 //! - [`time`](mod@crate::time): dates and instants in Vietnam time (UTC+7).
 //! - [`violation`]: [`Violation`]/[`Violations`]: every bad field at once.
@@ -16,6 +18,7 @@
 
 pub mod calendar;
 pub mod case;
+pub mod event;
 pub mod intake;
 pub mod reference;
 pub mod referral;

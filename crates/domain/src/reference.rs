@@ -90,6 +90,22 @@ pub enum AgencyChange {
     },
 }
 
+/// Schema version of the directory events.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A directory event, decoded (kept by the referral service, which owns
+/// the agency directory's changes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DirectoryEvent {
+    /// An agency renamed or merged.
+    AgencyChanged(AgencyChange),
+}
+
+crate::event::stored_events! {
+    DirectoryEvent, SCHEMA_VERSION,
+    AgencyChanged => "AgencyChanged",
+}
+
 /// Something with names valid over time.
 trait Dated {
     fn names(&self) -> &[ValidName];

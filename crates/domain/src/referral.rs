@@ -300,6 +300,59 @@ pub fn status_after(event_type: &str) -> Option<Status> {
     })
 }
 
+impl crate::event::StoredEvent for ReferralEvent {
+    const EVENT_TYPES: &'static [&'static str] = &[
+        "ReferralOffered",
+        "ReferralAcknowledged",
+        "ReferralAccepted",
+        "ReferralDeclined",
+        "ReferralOutcomeReported",
+        "ReferralCompleted",
+        "ReferralRevoked",
+        "ReferralEscalated",
+    ];
+
+    fn event_type(&self) -> &'static str {
+        Self::event_type(self)
+    }
+
+    fn schema_version(&self) -> u32 {
+        SCHEMA_VERSION
+    }
+
+    /// The payload carries its step as a tag (`"step": "offered"`); it must
+    /// agree with the stored name.
+    fn decode(
+        event_type: &str,
+        schema_version: u32,
+        payload: &str,
+    ) -> Result<Self, crate::event::DecodeError> {
+        use crate::event::DecodeError;
+        if !Self::EVENT_TYPES.contains(&event_type) {
+            return Err(DecodeError::UnknownType(event_type.to_owned()));
+        }
+        if schema_version != SCHEMA_VERSION {
+            return Err(DecodeError::UnknownVersion {
+                event_type: event_type.to_owned(),
+                version: schema_version,
+            });
+        }
+        let event: Self = crate::event::payload_as(event_type, schema_version, payload)?;
+        if Self::event_type(&event) != event_type {
+            return Err(DecodeError::Payload {
+                event_type: event_type.to_owned(),
+                version: schema_version,
+                reason: format!("the payload is a {}", Self::event_type(&event)),
+            });
+        }
+        Ok(event)
+    }
+
+    fn payload(&self) -> serde_json::Value {
+        crate::event::to_payload(self)
+    }
+}
+
 /// Where a referral stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -331,7 +331,7 @@ impl CaseApi {
             .map_err(|e| from_log(&e))?;
         Ok(since.len() as u64 == to - from
             && since.iter().all(|e| {
-                baove_domain::case::CaseEvent::decode(&e.event_type, &e.payload)
+                baove_domain::case::CaseEvent::decode(&e.event_type, e.schema_version, &e.payload)
                     .is_ok_and(|event| event.is_bookkeeping())
             }))
     }

@@ -42,8 +42,12 @@ pub fn replay(events: &[Envelope]) -> Result<Option<(CaseState, u64, i64)>, Load
         if envelope.seq == 1 && envelope.event_type != c::CASE_OPENED {
             return Err(LoadError::NotFound("case", *envelope.stream_id.as_uuid()));
         }
-        let event = CaseEvent::decode(&envelope.event_type, &envelope.payload)
-            .map_err(|reason| LoadError::undecodable(envelope, &reason))?;
+        let event = CaseEvent::decode(
+            &envelope.event_type,
+            envelope.schema_version,
+            &envelope.payload,
+        )
+        .map_err(|reason| LoadError::undecodable(envelope, &reason.to_string()))?;
         state = c::apply(state, &event);
     }
     let (Some(state), Some(first), Some(last)) = (state, events.first(), events.last()) else {

@@ -98,11 +98,12 @@ pub struct Alerts {
 
 impl Handler for Alerts {
     async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
-        let (kind, due_at_ms, missed) = match CaseEvent::decode(&event.event_type, &event.payload) {
-            Ok(CaseEvent::DeadlineMissed(e)) => (e.kind, e.due_at_ms, true),
-            Ok(CaseEvent::DeadlineWarned(e)) => (e.kind, e.due_at_ms, false),
-            _ => return Ok(()),
-        };
+        let (kind, due_at_ms, missed) =
+            match CaseEvent::decode(&event.event_type, event.schema_version, &event.payload) {
+                Ok(CaseEvent::DeadlineMissed(e)) => (e.kind, e.due_at_ms, true),
+                Ok(CaseEvent::DeadlineWarned(e)) => (e.kind, e.due_at_ms, false),
+                _ => return Ok(()),
+            };
         let case_id = *event.stream_id.as_uuid();
         let Some((state, _)) = load(&self.log, case_id).await? else {
             return Err(HandleError::Reject(format!(

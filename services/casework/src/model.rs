@@ -115,7 +115,11 @@ impl Cases {
     }
 
     fn apply(&self, envelope: &Envelope) {
-        let event = match CaseEvent::decode(&envelope.event_type, &envelope.payload) {
+        let event = match CaseEvent::decode(
+            &envelope.event_type,
+            envelope.schema_version,
+            &envelope.payload,
+        ) {
             Ok(event) => event,
             Err(e) => {
                 tracing::error!(event_id = %envelope.event_id, error = %e, "undecodable case event");

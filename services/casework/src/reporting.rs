@@ -28,7 +28,11 @@ struct State {
 }
 
 fn apply(state: &mut State, envelope: &Envelope) {
-    if let Ok(event) = CaseEvent::decode(&envelope.event_type, &envelope.payload) {
+    if let Ok(event) = CaseEvent::decode(
+        &envelope.event_type,
+        envelope.schema_version,
+        &envelope.payload,
+    ) {
         state.records.apply(
             *envelope.stream_id.as_uuid(),
             &event,

@@ -38,7 +38,9 @@ impl Handler for HandOver {
     async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
         // Only the events that name an intake matter here; casework has
         // many others.
-        let Ok(case_event) = CaseEvent::decode(&event.event_type, &event.payload) else {
+        let Ok(case_event) =
+            CaseEvent::decode(&event.event_type, event.schema_version, &event.payload)
+        else {
             return Ok(());
         };
         let (intake_id, case_id) = match &case_event {

@@ -6,11 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use baove_domain::intake::{
-    self as d, CASE_STATUS_NOTED, CONFIDENTIAL_ERASED, CaseStatusNoted, ConfidentialErased,
-    INTAKE_HANDED_OVER, INTAKE_RECORDED, IntakeHandedOver, IntakeRecorded, Prior, REFERRAL_NOTED,
-    REFERRAL_STATUS_NOTED, ReferralNoted, ReferralStatusNoted,
-};
+use baove_domain::intake::{self as d, IntakeEvent, IntakeRecorded, Prior};
 use baove_eventlog::{Envelope, EventLog};
 use baove_runtime::projection::Follower;
 use tokio_util::sync::CancellationToken;
@@ -206,109 +202,90 @@ impl View {
     }
 
     fn apply(&self, envelope: &Envelope) {
+        if baove_runtime::access::is_record_stream(envelope) {
+            return;
+        }
+        let event = match IntakeEvent::decode(
+            &envelope.event_type,
+            envelope.schema_version,
+            &envelope.payload,
+        ) {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::error!(event_id = %envelope.event_id, error = %e, "undecodable event in intake's log");
+                return;
+            }
+        };
         let mut state = self
             .state
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match envelope.event_type.as_str() {
-            INTAKE_RECORDED => match serde_json::from_str::<IntakeRecorded>(&envelope.payload) {
-                Ok(mut recorded) => {
-                    let confidential = self.unseal(&mut recorded);
-                    state.rows.insert(
-                        recorded.intake_id,
-                        Row {
-                            recorded,
-                            recorded_at_ms: envelope.recorded_at_ms,
-                            position: envelope.global_position,
-                            version: envelope.seq,
-                            handed_over: None,
-                            confidential,
-                            logged_by: envelope.actor.clone(),
-                        },
-                    );
+        match event {
+            IntakeEvent::Recorded(mut recorded) => {
+                let confidential = self.unseal(&mut recorded);
+                state.rows.insert(
+                    recorded.intake_id,
+                    Row {
+                        recorded,
+                        recorded_at_ms: envelope.recorded_at_ms,
+                        position: envelope.global_position,
+                        version: envelope.seq,
+                        handed_over: None,
+                        confidential,
+                        logged_by: envelope.actor.clone(),
+                    },
+                );
+            }
+            IntakeEvent::HandedOver(handed) => {
+                if let Some(row) = state.rows.get_mut(envelope.stream_id.as_uuid()) {
+                    row.handed_over = Some((handed.case_id, envelope.recorded_at_ms));
+                    row.version = envelope.seq;
                 }
-                Err(e) => {
-                    tracing::error!(event_id = %envelope.event_id, error = %e, "undecodable IntakeRecorded")
-                }
-            },
-            INTAKE_HANDED_OVER => match serde_json::from_str::<IntakeHandedOver>(&envelope.payload)
-            {
-                Ok(handed) => {
-                    if let Some(row) = state.rows.get_mut(envelope.stream_id.as_uuid()) {
-                        row.handed_over = Some((handed.case_id, envelope.recorded_at_ms));
-                        row.version = envelope.seq;
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(event_id = %envelope.event_id, error = %e, "undecodable IntakeHandedOver")
-                }
-            },
-            CASE_STATUS_NOTED => match serde_json::from_str::<CaseStatusNoted>(&envelope.payload) {
-                Ok(noted) if noted.closed => {
+            }
+            IntakeEvent::CaseStatusNoted(noted) => {
+                if noted.closed {
                     state.closed_cases.insert(noted.case_id);
-                }
-                Ok(noted) => {
+                } else {
                     state.closed_cases.remove(&noted.case_id);
                 }
-                Err(e) => {
-                    tracing::error!(event_id = %envelope.event_id, error = %e, "undecodable CaseStatusNoted")
-                }
-            },
-            CONFIDENTIAL_ERASED => {
+            }
+            IntakeEvent::ConfidentialErased(_) => {
                 if let Some(row) = state.rows.get_mut(envelope.stream_id.as_uuid()) {
                     drop(row.recorded.take_confidential());
                     row.confidential = Confidentiality::Erased;
                     row.version = envelope.seq;
-                } else if serde_json::from_str::<ConfidentialErased>(&envelope.payload).is_err() {
-                    tracing::error!(event_id = %envelope.event_id, "undecodable ConfidentialErased");
                 }
             }
-            REFERRAL_NOTED => match serde_json::from_str::<ReferralNoted>(&envelope.payload) {
-                Ok(noted) => {
-                    state
-                        .referrals
-                        .entry(noted.case_id)
-                        .or_default()
-                        .push(NotedReferral {
-                            referral_id: noted.referral_id,
-                            to_agency_id: noted.to_agency_id,
-                            receiving_agency_id: None,
-                            shares_identity: noted.shares_identifying_information,
-                            shares_informant: noted.shares_informant,
-                            status: baove_domain::referral::Status::Offered,
-                            status_at_ms: None,
-                        })
-                }
-                Err(e) => {
-                    tracing::error!(event_id = %envelope.event_id, error = %e, "undecodable ReferralNoted")
-                }
-            },
-            REFERRAL_STATUS_NOTED => {
-                match serde_json::from_str::<ReferralStatusNoted>(&envelope.payload) {
-                    Ok(noted) => {
-                        let found = state
-                            .referrals
-                            .get_mut(&noted.case_id)
-                            .into_iter()
-                            .flatten()
-                            .find(|r| r.referral_id == noted.referral_id);
-                        if let Some(referral) = found {
-                            if let Some(status) = baove_domain::referral::status_after(&noted.step)
-                            {
-                                referral.status = status;
-                                referral.status_at_ms = noted.at_ms;
-                            }
-                            if noted.to_agency_id.is_some() {
-                                referral.receiving_agency_id = noted.to_agency_id;
-                            }
-                        }
+            IntakeEvent::ReferralNoted(noted) => state
+                .referrals
+                .entry(noted.case_id)
+                .or_default()
+                .push(NotedReferral {
+                    referral_id: noted.referral_id,
+                    to_agency_id: noted.to_agency_id,
+                    receiving_agency_id: None,
+                    shares_identity: noted.shares_identifying_information,
+                    shares_informant: noted.shares_informant,
+                    status: baove_domain::referral::Status::Offered,
+                    status_at_ms: None,
+                }),
+            IntakeEvent::ReferralStatusNoted(noted) => {
+                let found = state
+                    .referrals
+                    .get_mut(&noted.case_id)
+                    .into_iter()
+                    .flatten()
+                    .find(|r| r.referral_id == noted.referral_id);
+                if let Some(referral) = found {
+                    if let Some(status) = baove_domain::referral::status_after(&noted.step) {
+                        referral.status = status;
+                        referral.status_at_ms = noted.at_ms;
                     }
-                    Err(e) => {
-                        tracing::error!(event_id = %envelope.event_id, error = %e, "undecodable ReferralStatusNoted")
+                    if noted.to_agency_id.is_some() {
+                        referral.receiving_agency_id = noted.to_agency_id;
                     }
                 }
             }
-            other => tracing::warn!(event_type = other, "unknown event type in intake's log"),
         }
     }
 

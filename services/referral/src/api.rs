@@ -21,7 +21,8 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::flows::{load, new_event};
-use crate::model::{AGENCY_CHANGED, DIRECTORY_STREAM, Referrals, Row};
+use crate::model::{DIRECTORY_STREAM, Referrals, Row};
+use baove_domain::reference::SCHEMA_VERSION;
 
 /// Serves ReferralService.
 #[derive(Clone)]
@@ -253,7 +254,11 @@ impl ReferralApi {
                 actor: baove_runtime::access::actor(caller),
                 causation_id: String::new(),
                 correlation_id: String::new(),
-                events: vec![NewEvent::new(AGENCY_CHANGED, 1, &change).map_err(|e| from_log(&e))?],
+                events: vec![{
+                    let event = baove_domain::reference::DirectoryEvent::AgencyChanged(change);
+                    NewEvent::new(event.event_type(), SCHEMA_VERSION, &event.payload())
+                        .map_err(|e| from_log(&e))?
+                }],
                 publish: false,
             })
             .await

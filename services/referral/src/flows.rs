@@ -34,8 +34,12 @@ pub async fn load(
         if envelope.seq == 1 && envelope.event_type != "ReferralOffered" {
             return Err(LoadError::NotFound("referral", id));
         }
-        let event: ReferralEvent = serde_json::from_str(&envelope.payload)
-            .map_err(|e| LoadError::undecodable(envelope, &e.to_string()))?;
+        let event = <ReferralEvent as baove_domain::event::StoredEvent>::decode(
+            &envelope.event_type,
+            envelope.schema_version,
+            &envelope.payload,
+        )
+        .map_err(|e| LoadError::undecodable(envelope, &e.to_string()))?;
         state = r::apply(state, &event);
         version = envelope.seq;
     }
@@ -69,7 +73,7 @@ impl Handler for Offer {
             referral_id,
             from_unit_id,
             request,
-        })) = CaseEvent::decode(&event.event_type, &event.payload)
+        })) = CaseEvent::decode(&event.event_type, event.schema_version, &event.payload)
         else {
             return Ok(());
         };
@@ -176,7 +180,11 @@ pub struct Alerts {
 impl Handler for Alerts {
     async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
         let Ok(ReferralEvent::Escalated { ack_due_at_ms }) =
-            serde_json::from_str::<ReferralEvent>(&event.payload)
+            <ReferralEvent as baove_domain::event::StoredEvent>::decode(
+                &event.event_type,
+                event.schema_version,
+                &event.payload,
+            )
         else {
             return Ok(());
         };

@@ -5,15 +5,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use baove_domain::reference::{AgencyChange, Directory};
+use baove_domain::event::StoredEvent as _;
+use baove_domain::reference::Directory;
+use baove_domain::reference::DirectoryEvent;
 use baove_domain::referral::{self as r, ReferralEvent, ReferralState};
 use baove_eventlog::{Envelope, EventLog};
 use baove_runtime::projection::Follower;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// Stored name of a directory change event (stream [`DIRECTORY_STREAM`]).
-pub const AGENCY_CHANGED: &str = "AgencyChanged";
 /// The stream of directory changes in referral's log.
 pub const DIRECTORY_STREAM: Uuid = Uuid::from_u128(0x6261_6f76_652d_6469_7265_6374_6f72_7900);
 
@@ -57,9 +57,13 @@ impl Referrals {
     }
 
     fn apply(&self, envelope: &Envelope) {
-        if envelope.event_type == AGENCY_CHANGED {
-            match serde_json::from_str::<AgencyChange>(&envelope.payload) {
-                Ok(change) => {
+        if DirectoryEvent::EVENT_TYPES.contains(&envelope.event_type.as_str()) {
+            match DirectoryEvent::decode(
+                &envelope.event_type,
+                envelope.schema_version,
+                &envelope.payload,
+            ) {
+                Ok(DirectoryEvent::AgencyChanged(change)) => {
                     let mut directory = self
                         .directory
                         .write()
@@ -72,7 +76,11 @@ impl Referrals {
             }
             return;
         }
-        let event: ReferralEvent = match serde_json::from_str(&envelope.payload) {
+        let event = match <ReferralEvent as baove_domain::event::StoredEvent>::decode(
+            &envelope.event_type,
+            envelope.schema_version,
+            &envelope.payload,
+        ) {
             Ok(event) => event,
             Err(e) => {
                 tracing::error!(event_id = %envelope.event_id, error = %e, "undecodable referral event");

@@ -147,14 +147,17 @@ fn case_events_decode_by_their_stored_names() {
     };
     let json = serde_json::to_string(&opened).unwrap();
     assert_eq!(
-        CaseEvent::decode(CASE_OPENED, &json).unwrap(),
+        CaseEvent::decode(CASE_OPENED, SCHEMA_VERSION, &json).unwrap(),
         CaseEvent::Opened(opened)
     );
-    assert!(
-        CaseEvent::decode("CaseMerged", &json)
-            .unwrap_err()
-            .contains("unknown")
+    assert_eq!(
+        CaseEvent::decode("CaseMerged", SCHEMA_VERSION, &json).unwrap_err(),
+        crate::event::DecodeError::UnknownType("CaseMerged".into())
     );
+    assert!(matches!(
+        CaseEvent::decode(CASE_OPENED, 7, &json).unwrap_err(),
+        crate::event::DecodeError::UnknownVersion { version: 7, .. }
+    ));
 }
 
 #[test]

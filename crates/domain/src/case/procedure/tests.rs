@@ -516,7 +516,12 @@ fn case_events_round_trip_through_their_stored_names() {
     let mut case = Case::given(true);
     case.ok(initial(true));
     for event in &case.events {
-        let back = CaseEvent::decode(event.event_type(), &event.payload().to_string()).unwrap();
+        let back = CaseEvent::decode(
+            event.event_type(),
+            crate::case::SCHEMA_VERSION,
+            &event.payload().to_string(),
+        )
+        .unwrap();
         assert_eq!(&back, event);
     }
 }
