@@ -146,14 +146,32 @@ async fn consume<H: Handler>(
             None => return Err(BusError::JetStream("message stream ended".into())),
             Some(Err(e)) => return Err(BusError::JetStream(format!("pull: {e}"))),
             Some(Ok(message)) => {
-                apply(
-                    log,
-                    &spec.durable,
-                    handler,
-                    message,
-                    cancel,
-                    &bus.health,
-                    part,
+                // One span per consumed message, carrying the flow's
+                // correlation id (a header, so no decoding is needed) so
+                // that one report can be followed through every service.
+                let correlation = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(crate::HEADER_CORRELATION_ID))
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default();
+                let span = tracing::info_span!(
+                    "consume",
+                    durable = %spec.durable,
+                    subject = %clip(&message.subject, 200),
+                    correlation_id = %clip(&correlation, 100)
+                );
+                tracing::Instrument::instrument(
+                    apply(
+                        log,
+                        &spec.durable,
+                        handler,
+                        message,
+                        cancel,
+                        &bus.health,
+                        part,
+                    ),
+                    span,
                 )
                 .await;
             }

@@ -12,12 +12,8 @@ use tonic::{Request, Response, Status};
 use crate::access::{ACCESS_STREAM, AccessEntry, AccessLog};
 use crate::auth::caller;
 use crate::checkpoint::Checkpointer;
-use crate::status::{from_log, invalid_argument};
+use crate::status::from_log;
 
-/// Default page size of the read RPCs.
-pub const DEFAULT_LIMIT: u32 = 100;
-/// Largest page size a read RPC accepts.
-pub const MAX_LIMIT: u32 = 1000;
 
 /// Serves `AuditService` on one event log.
 #[derive(Clone)]
@@ -94,11 +90,7 @@ fn head_to_proto(head: &Head) -> StreamHead {
 }
 
 fn limit(requested: u32) -> Result<usize, Status> {
-    match requested {
-        0 => Ok(DEFAULT_LIMIT as usize),
-        n if n <= MAX_LIMIT => Ok(n as usize),
-        _ => Err(invalid_argument("limit", "must be at most 1000")),
-    }
+    crate::request::page_size("limit", requested)
 }
 
 /// The events of `stream` in `log` up to the moment `as_of` names (the

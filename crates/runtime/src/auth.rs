@@ -156,24 +156,37 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let gate = self.gate.clone();
-        Box::pin(async move {
-            let path = request.uri().path().to_owned();
-            match gate.admit(&path, request.headers()).await {
-                Ok(Some(caller)) => {
-                    let _place = match gate.limits.enter() {
-                        Ok(place) => place,
-                        Err(status) => {
-                            tracing::warn!(rpc = path, "call refused: too many in flight");
-                            return Ok(status.into_http());
-                        }
-                    };
-                    request.extensions_mut().insert(caller);
-                    request.extensions_mut().insert(gate.limits.clone());
-                    inner.call(request).await
+        // One span per RPC; handlers' spans and log lines nest under it.
+        let span = tracing::info_span!(
+            "rpc",
+            rpc = %request.uri().path(),
+            user = tracing::field::Empty,
+            role = tracing::field::Empty
+        );
+        let inner_span = span.clone();
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let path = request.uri().path().to_owned();
+                match gate.admit(&path, request.headers()).await {
+                    Ok(Some(caller)) => {
+                        inner_span.record("user", caller.user_id.as_str());
+                        inner_span.record("role", caller.role.as_str());
+                        let _place = match gate.limits.enter() {
+                            Ok(place) => place,
+                            Err(status) => {
+                                tracing::warn!(rpc = path, "call refused: too many in flight");
+                                return Ok(status.into_http());
+                            }
+                        };
+                        request.extensions_mut().insert(caller);
+                        request.extensions_mut().insert(gate.limits.clone());
+                        inner.call(request).await
+                    }
+                    Ok(None) => inner.call(request).await,
+                    Err(status) => Ok(status.into_http()),
                 }
-                Ok(None) => inner.call(request).await,
-                Err(status) => Ok(status.into_http()),
-            }
-        })
+            },
+            span,
+        ))
     }
 }

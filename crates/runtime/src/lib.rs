@@ -20,6 +20,7 @@
 //! - [`checkpoint`]: signed Merkle checkpoints of the log.
 //! - [`audit`]: `baove.v1.AuditService` and envelope → proto conversion.
 //! - [`node`]: start-up and shutdown order of a service process.
+//! - [`request`]: page sizes and page tokens, one set of rules.
 //! - [`projection`]: following the log to keep a read model.
 //! - [`main`]: what a service's `main.rs` calls.
 //! - [`timestamp`], [`unix_ms`]: protobuf timestamps ↔ Unix milliseconds.
@@ -33,6 +34,7 @@ pub mod convert;
 pub mod limits;
 pub mod node;
 pub mod projection;
+pub mod request;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;

@@ -23,7 +23,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::cases::load;
-use crate::model::{Cases, Cursor, Filter, Row};
+use crate::model::{Cases, Filter, Row};
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -123,6 +123,15 @@ impl CaseApi {
     /// one when only bookkeeping came since
     /// ([`baove_domain::case::CaseEvent::is_bookkeeping`]); otherwise
     /// ABORTED with the current version.
+    #[tracing::instrument(
+        name = "step",
+        skip_all,
+        fields(
+            rpc = %rpc.trim_start_matches("/baove.v1."),
+            case_id = header.as_ref().map_or("", |h| h.case_id.as_str()),
+            request_id = header.as_ref().map_or("", |h| h.request_id.as_str()),
+        )
+    )]
     async fn execute(
         &self,
         caller: &Caller,
@@ -545,18 +554,6 @@ fn summary(row: &Row) -> p::CaseSummary {
     }
 }
 
-fn parse_cursor(token: &str) -> Result<Option<Cursor>, Status> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let bad = || invalid_argument("page.page_token", "is not a token this service returned");
-    let (at, position) = token.split_once(':').ok_or_else(bad)?;
-    Ok(Some((
-        at.parse().map_err(|_| bad())?,
-        position.parse().map_err(|_| bad())?,
-    )))
-}
-
 #[tonic::async_trait]
 impl CaseService for CaseApi {
     type WatchCaseStream = ReceiverStream<Result<p::WatchCaseResponse, Status>>;
@@ -568,11 +565,7 @@ impl CaseService for CaseApi {
         let caller = caller(&r)?;
         let r = r.into_inner();
         let page = r.page.unwrap_or_default();
-        let limit = match page.page_size {
-            0 => 100,
-            n @ 1..=1000 => n as usize,
-            _ => return Err(invalid_argument("page.page_size", "must be at most 1000")),
-        };
+        let limit = baove_runtime::request::page_size("page.page_size", page.page_size)?;
         let status = match p::CaseStatus::try_from(r.status) {
             Ok(p::CaseStatus::Unspecified) => None,
             Ok(p::CaseStatus::Open) => Some(CaseStatus::Open),
@@ -599,14 +592,14 @@ impl CaseService for CaseApi {
             .await?;
         // Read-your-writes: the model catches up with what is committed now.
         self.cases.wait_for(self.log.last_position()).await?;
-        let (rows, next) = self
-            .cases
-            .list(&filter, parse_cursor(&page.page_token)?, limit);
+        let (rows, next) = self.cases.list(
+            &filter,
+            baove_runtime::request::cursor(&page.page_token)?,
+            limit,
+        );
         Ok(Response::new(p::ListCasesResponse {
             cases: rows.iter().map(summary).collect(),
-            next_page_token: next
-                .map(|(at, position)| format!("{at}:{position}"))
-                .unwrap_or_default(),
+            next_page_token: baove_runtime::request::page_token(next),
         }))
     }
 

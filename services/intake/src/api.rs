@@ -129,6 +129,7 @@ impl IntakeApi {
 
     /// Records a parsed report under `request_id`, or returns the receipt
     /// of the first submit with that id.
+    #[tracing::instrument(name = "submit", skip_all, fields(request_id = %baove_domain::text::clip(request_id, 128)))]
     async fn submit(
         &self,
         caller: &Caller,
@@ -177,10 +178,14 @@ impl IntakeApi {
         let immediate_danger = event.report.facts().immediate_danger;
         let confidential = serde_json::to_vec(&event.take_confidential())
             .map_err(|e| Status::internal(format!("cannot encode confidential fields: {e}")))?;
-        let sealed = self
-            .keys
-            .seal_new(StreamId::from_uuid(intake_id), &confidential)
-            .map_err(|e| Status::unavailable(format!("cannot store the data key: {e}")))?;
+        // sled writes block: off the async executor.
+        let keys = self.keys.clone();
+        let sealed = tokio::task::spawn_blocking(move || {
+            keys.seal_new(StreamId::from_uuid(intake_id), &confidential)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("sealing task failed: {e}")))?
+        .map_err(|e| Status::unavailable(format!("cannot store the data key: {e}")))?;
         event.sealed = serde_json::to_value(sealed).ok();
         let new_event =
             NewEvent::new(INTAKE_RECORDED, d::SCHEMA_VERSION, &event).map_err(|e| from_log(&e))?;
@@ -344,18 +349,6 @@ fn summary(row: &Row, show: bool) -> IntakeSummary {
     }
 }
 
-fn parse_cursor(token: &str) -> Result<Option<Cursor>, Status> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let bad = || invalid_argument("page.page_token", "is not a token this service returned");
-    let (received, position) = token.split_once(':').ok_or_else(bad)?;
-    Ok(Some((
-        received.parse().map_err(|_| bad())?,
-        position.parse().map_err(|_| bad())?,
-    )))
-}
-
 #[tonic::async_trait]
 impl IntakeService for IntakeApi {
     async fn submit_hotline_report(
@@ -509,12 +502,8 @@ impl IntakeService for IntakeApi {
                 .await);
         }
         let page = request.page.unwrap_or_default();
-        let limit = match page.page_size {
-            0 => 100,
-            n @ 1..=1000 => n as usize,
-            _ => return Err(invalid_argument("page.page_size", "must be at most 1000")),
-        };
-        let after = parse_cursor(&page.page_token)?;
+        let limit = baove_runtime::request::page_size("page.page_size", page.page_size)?;
+        let after: Option<Cursor> = baove_runtime::request::cursor(&page.page_token)?;
         let channel_filter = match request.channel {
             0 => None,
             raw => Some(
@@ -546,9 +535,7 @@ impl IntakeService for IntakeApi {
         let (rows, next) = self.view.list(&filter, after, limit);
         Ok(Response::new(ListIntakesResponse {
             intakes: rows.iter().map(|row| summary(row, show)).collect(),
-            next_page_token: next
-                .map(|(received, position)| format!("{received}:{position}"))
-                .unwrap_or_default(),
+            next_page_token: baove_runtime::request::page_token(next),
         }))
     }
 
@@ -588,8 +575,10 @@ impl IntakeService for IntakeApi {
         let mut last = 0;
         for intake_id in &intakes {
             let stream = StreamId::from_uuid(*intake_id);
-            self.keys
-                .destroy(stream)
+            let keys = self.keys.clone();
+            tokio::task::spawn_blocking(move || keys.destroy(stream))
+                .await
+                .map_err(|e| Status::internal(format!("erasing task failed: {e}")))?
                 .map_err(|e| Status::unavailable(format!("cannot destroy the data key: {e}")))?;
             // The append's flush makes the key's removal durable too.
             let appended = self

@@ -90,6 +90,15 @@ impl ReferralApi {
         p::referral_service_server::ReferralServiceServer::new(self)
     }
 
+    #[tracing::instrument(
+        name = "step",
+        skip_all,
+        fields(
+            rpc = %rpc.trim_start_matches("/baove.v1."),
+            referral_id = header.as_ref().map_or("", |h| h.referral_id.as_str()),
+            request_id = header.as_ref().map_or("", |h| h.request_id.as_str()),
+        )
+    )]
     async fn step(
         &self,
         caller: &Caller,
@@ -336,22 +345,8 @@ impl ReferralService for ReferralApi {
         )
         .await?;
         let page = request.page.unwrap_or_default();
-        let limit = match page.page_size {
-            0 => 100,
-            n @ 1..=1000 => n as usize,
-            _ => return Err(invalid_argument("page.page_size", "must be at most 1000")),
-        };
-        let after = if page.page_token.is_empty() {
-            None
-        } else {
-            let bad =
-                || invalid_argument("page.page_token", "is not a token this service returned");
-            let (at, id) = page.page_token.split_once('/').ok_or_else(bad)?;
-            Some((
-                at.parse().map_err(|_| bad())?,
-                Uuid::parse_str(id).map_err(|_| bad())?,
-            ))
-        };
+        let limit = baove_runtime::request::page_size("page.page_size", page.page_size)?;
+        let after = baove_runtime::request::cursor::<i64, Uuid>(&page.page_token)?;
         self.referrals.wait_for(self.log.last_position()).await?;
         let (rows, next) = self.referrals.inbox(
             request.agency_id.trim(),
@@ -361,9 +356,7 @@ impl ReferralService for ReferralApi {
         );
         Ok(Response::new(p::ListInboxResponse {
             referrals: rows.iter().map(referral_to_proto).collect(),
-            next_page_token: next
-                .map(|(at, id)| format!("{at}/{id}"))
-                .unwrap_or_default(),
+            next_page_token: baove_runtime::request::page_token(next),
         }))
     }
 

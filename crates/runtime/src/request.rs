@@ -1,0 +1,76 @@
+//! The request edge every service shares: page sizes and page tokens read
+//! by one set of rules. (Request ids: [`baove_domain::text::request_id`].)
+
+use std::fmt::Display;
+use std::str::FromStr;
+
+use tonic::Status;
+
+use crate::status::invalid_argument;
+
+/// The page size when a request gives none.
+pub const DEFAULT_PAGE: usize = 100;
+/// The largest page a request may ask for.
+pub const MAX_PAGE: u32 = 1000;
+
+/// The page size `requested` in `field`: 0 means [`DEFAULT_PAGE`].
+///
+/// # Errors
+/// INVALID_ARGUMENT naming `field` above [`MAX_PAGE`].
+pub fn page_size(field: &str, requested: u32) -> Result<usize, Status> {
+    match requested {
+        0 => Ok(DEFAULT_PAGE),
+        n if n <= MAX_PAGE => Ok(n as usize),
+        _ => Err(invalid_argument(field, "must be at most 1000")),
+    }
+}
+
+/// The position a page token names: a pair `a:b` this service wrote with
+/// [`page_token`]; `None` for an empty token (the first page).
+///
+/// # Errors
+/// INVALID_ARGUMENT (`page.page_token`) for a token this service did not
+/// write.
+pub fn cursor<A: FromStr, B: FromStr>(token: &str) -> Result<Option<(A, B)>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || invalid_argument("page.page_token", "is not a token this service returned");
+    let (a, b) = token.split_once(':').ok_or_else(bad)?;
+    Ok(Some((
+        a.parse().map_err(|_| bad())?,
+        b.parse().map_err(|_| bad())?,
+    )))
+}
+
+/// The page token of the next page's position (empty on the last page).
+#[must_use]
+pub fn page_token<A: Display, B: Display>(next: Option<(A, B)>) -> String {
+    next.map(|(a, b)| format!("{a}:{b}")).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn page_tokens_read_back_what_was_written_and_nothing_else() {
+        let token = page_token(Some((1_796_000_000_000_i64, 42_u64)));
+        assert_eq!(
+            cursor::<i64, u64>(&token).unwrap(),
+            Some((1_796_000_000_000, 42))
+        );
+        assert_eq!(cursor::<i64, u64>("").unwrap(), None);
+        assert_eq!(page_token::<i64, u64>(None), "");
+        for bad in ["x", "1:x", "1/2"] {
+            assert_eq!(
+                cursor::<i64, u64>(bad).unwrap_err().code(),
+                tonic::Code::InvalidArgument
+            );
+        }
+        assert_eq!(page_size("page.page_size", 0).unwrap(), 100);
+        assert_eq!(page_size("page.page_size", 1000).unwrap(), 1000);
+        assert!(page_size("page.page_size", 1001).is_err());
+    }
+}
