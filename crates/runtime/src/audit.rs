@@ -14,7 +14,6 @@ use crate::auth::caller;
 use crate::checkpoint::Checkpointer;
 use crate::status::from_log;
 
-
 /// Serves `AuditService` on one event log.
 #[derive(Clone)]
 pub struct AuditApi {

@@ -3,55 +3,28 @@
 use std::sync::Arc;
 
 use baove_domain::Violations;
-use baove_domain::calendar::Calendar;
-use baove_domain::case::procedure::{
-    self as proc, Command, Context, MeasureKind, Refusal, RiskLevel,
-};
-use baove_domain::case::{CaseState, CaseStatus, DeadlineKind, DeadlineState, Phase};
-use baove_domain::time::{format_date, parse_date};
-use baove_eventlog::{
-    Actor, AppendRequest, Clock, Error, EventLog, ExpectedVersion, NewEvent, StreamId,
-};
+use baove_domain::case::procedure::{self as proc, Command, MeasureKind, Refusal, RiskLevel};
+use baove_domain::case::{CaseState, CaseStatus};
+use baove_domain::time::parse_date;
+use baove_eventlog::{Actor, AppendRequest, Error, EventLog, ExpectedVersion, NewEvent, StreamId};
 use baove_proto::steps::CaseStepOutcome;
 use baove_proto::v1::{self as p, case_service_server::CaseService};
 use baove_runtime::access::AccessLog;
 use baove_runtime::auth::caller;
 use baove_runtime::status::{CURRENT_VERSION_KEY, from_log, invalid_argument};
-use baove_runtime::timestamp;
 use baove_security::{Caller, Role};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::cases::load;
-use crate::model::{Cases, Filter, Row};
+use crate::cases::{load, replay_as_of};
+use crate::convert::{case_to_proto, summary};
+use crate::model::{Cases, Filter};
+use crate::rules::Rules;
+use crate::scope::can_read;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-
-/// What deciding a step needs that is not in the case.
-#[derive(Clone)]
-pub struct Rules {
-    /// Working days.
-    pub calendar: Arc<Calendar>,
-    /// The service clock.
-    pub clock: Clock,
-    /// Share of a deadline's time before the warning.
-    pub warn_share: f64,
-    /// Agencies and units, to check the ones a referral names.
-    pub directory: Arc<baove_domain::reference::Directory>,
-}
-
-impl Rules {
-    /// Runs `f` with a decision context at the current time.
-    pub fn with_context<T>(&self, f: impl FnOnce(&Context<'_>) -> T) -> T {
-        f(&Context {
-            now_ms: (self.clock)(),
-            calendar: &self.calendar,
-            warn_share: self.warn_share,
-        })
-    }
-}
 
 /// Serves CaseService on casework's log.
 #[derive(Clone)]
@@ -386,172 +359,6 @@ fn ratings(v: &mut Violations, raw: Vec<p::RiskRating>) -> Vec<proc::RiskRating>
             })
         })
         .collect()
-}
-
-const fn phase_to_proto(phase: Phase) -> p::CasePhase {
-    match phase {
-        Phase::AwaitingInitialAssessment => p::CasePhase::AwaitingInitialAssessment,
-        Phase::InitiallyAssessed => p::CasePhase::InitiallyAssessed,
-        Phase::DetailedAssessed => p::CasePhase::DetailedAssessed,
-        Phase::PlanAwaitingDecision => p::CasePhase::PlanAwaitingDecision,
-        Phase::PlanSentBack => p::CasePhase::PlanSentBack,
-        Phase::PlanApproved => p::CasePhase::PlanApproved,
-        Phase::Reviewed { risk_remains: true } => p::CasePhase::ReviewedRiskRemains,
-        Phase::Reviewed {
-            risk_remains: false,
-        } => p::CasePhase::ReviewedNoRisk,
-        Phase::Closed => p::CasePhase::Closed,
-    }
-}
-
-/// The case `id` as it stood at the moment `as_of` names (now when
-/// `None`), from its events up to then, with the hash of the last one.
-///
-/// # Errors
-/// NOT_FOUND when the case did not exist then (or is no case); DATA_LOSS
-/// when a stored event does not decode; UNAVAILABLE when the log cannot be
-/// read.
-pub async fn replay_as_of(
-    log: &EventLog,
-    id: Uuid,
-    as_of: Option<p::replay_case_request::AsOf>,
-) -> Result<p::ReplayCaseResponse, Status> {
-    let (upto, moment) =
-        baove_runtime::audit::events_as_of(log, StreamId::from_uuid(id), as_of).await?;
-    let not_yet = || Status::not_found(format!("case {id} did not exist at {moment}"));
-    let last = upto.last().ok_or_else(not_yet)?;
-    let (state, version, opened_at) = crate::cases::replay(&upto)?.ok_or_else(not_yet)?;
-    Ok(p::ReplayCaseResponse {
-        case: Some(case_to_proto(
-            &state,
-            version,
-            opened_at,
-            last.recorded_at_ms,
-        )),
-        hash: last.hash.0.to_vec(),
-    })
-}
-
-/// Whether `caller` may read `state` at `now_ms`: commune officers the
-/// cases of their units (incident or responsible); police and agency staff
-/// a case referred to their agency while that referral grants access
-/// ([`baove_domain::case::CaseReferral::lets_read`]); province officers and
-/// auditors every case.
-#[must_use]
-pub fn can_read(caller: &Caller, state: &CaseState, now_ms: i64) -> bool {
-    caller.covers_unit(&state.responsible_unit_id)
-        || caller.covers_unit(&state.opened.incident_unit_id)
-        || (matches!(caller.role, Role::Police | Role::AgencyStaff)
-            && state
-                .referrals
-                .values()
-                .any(|r| r.lets_read(&caller.agency_id, now_ms)))
-}
-
-/// The case as the proto message, as the API shows it; `at_ms` is the instant it is shown as of
-/// (now, or the moment a replay stops at), for whether each referral still
-/// grants access.
-pub fn case_to_proto(state: &CaseState, version: u64, opened_at_ms: i64, at_ms: i64) -> p::Case {
-    let opened = &state.opened;
-    let mut deadlines: Vec<&baove_domain::case::Deadline> = state.deadlines.values().collect();
-    deadlines.sort_by_key(|d| (d.state != DeadlineState::Open, d.due_at_ms));
-    p::Case {
-        case_id: state.case_id.to_string(),
-        status: match state.status {
-            CaseStatus::Open => p::CaseStatus::Open,
-            CaseStatus::Closed => p::CaseStatus::Closed,
-        } as i32,
-        version,
-        opened_at: Some(timestamp(opened_at_ms)),
-        received_at: Some(timestamp(opened.received_at_ms)),
-        intake_ids: state.intake_ids.iter().map(Uuid::to_string).collect(),
-        incident_unit_id: opened.incident_unit_id.clone(),
-        residence_unit_id: opened.residence_unit_id.clone().unwrap_or_default(),
-        immediate_danger: state.immediate_danger,
-        caregiver_is_alleged_abuser: opened.caregiver_is_alleged_abuser,
-        outside_child_law: opened.outside_child_law,
-        possible_duplicate_case_ids: opened
-            .possible_duplicate_case_ids
-            .iter()
-            .map(Uuid::to_string)
-            .collect(),
-        police_case_numbers: state.police_case_numbers.clone(),
-        phase: phase_to_proto(state.phase) as i32,
-        officer_id: state.officer_id.clone().unwrap_or_default(),
-        deadlines: deadlines
-            .into_iter()
-            .map(|d| p::Deadline {
-                kind: match d.kind {
-                    DeadlineKind::Emergency => p::DeadlineKind::Emergency,
-                    DeadlineKind::PlanDrafted => p::DeadlineKind::PlanDrafted,
-                    DeadlineKind::PlanApproved => p::DeadlineKind::PlanApproved,
-                } as i32,
-                start_at: Some(timestamp(d.start_ms)),
-                due_at: Some(timestamp(d.due_at_ms)),
-                warn_at: Some(timestamp(d.warn_at_ms)),
-                state: match d.state {
-                    DeadlineState::Open => p::DeadlineState::Open,
-                    DeadlineState::Met => p::DeadlineState::Met,
-                    DeadlineState::Cleared => p::DeadlineState::Cleared,
-                } as i32,
-                warned: d.warned,
-                missed: d.missed,
-                satisfied_by: d.kind.satisfied_by().to_owned(),
-            })
-            .collect(),
-        plan_no: state.plan.as_ref().map_or(0, |p| p.draft.plan_no),
-        plan_measures: state
-            .plan
-            .iter()
-            .flat_map(|plan| &plan.draft.measures)
-            .map(|m| p::PlanMeasure {
-                id: m.id.clone(),
-                description: m.description.clone(),
-                responsible: m.responsible.clone(),
-                due_date: format_date(m.due_date),
-            })
-            .collect(),
-        plan_approved: state.plan.as_ref().is_some_and(|p| p.approved.is_some()),
-        notes: state.notes.clone(),
-        responsible_unit_id: state.responsible_unit_id.clone(),
-        referrals: state
-            .referrals
-            .iter()
-            .map(|(id, r)| p::CaseReferral {
-                referral_id: id.to_string(),
-                to_agency_id: r.request.to_agency_id.clone(),
-                kind: Some(baove_runtime::convert::case_referral_kind(&r.request.kind)),
-                last_step: baove_runtime::convert::referral_step(&r.last_step) as i32,
-                status: baove_runtime::convert::referral_status(r.status) as i32,
-                shares_identifying_information: r.request.sharing.identifying,
-                shares_informant: r.request.sharing.informant,
-                grants_access: baove_domain::referral::grants_access(
-                    r.status,
-                    r.status_at_ms,
-                    at_ms,
-                ),
-            })
-            .collect(),
-    }
-}
-
-fn summary(row: &Row) -> p::CaseSummary {
-    let s = &row.state;
-    p::CaseSummary {
-        case_id: s.case_id.to_string(),
-        status: match s.status {
-            CaseStatus::Open => p::CaseStatus::Open,
-            CaseStatus::Closed => p::CaseStatus::Closed,
-        } as i32,
-        phase: phase_to_proto(s.phase) as i32,
-        version: row.version,
-        opened_at: Some(timestamp(row.opened_at_ms)),
-        incident_unit_id: s.opened.incident_unit_id.clone(),
-        officer_id: s.officer_id.clone().unwrap_or_default(),
-        overdue: row.overdue(),
-        next_due_at: row.next_due_ms().map(timestamp),
-        immediate_danger: s.immediate_danger,
-    }
 }
 
 #[tonic::async_trait]

@@ -7,6 +7,8 @@ use baove_domain::intake::{INTAKE_RECORDED, IntakeRecorded};
 use baove_eventlog::{
     Actor, AppendRequest, Envelope, Error, EventLog, ExpectedVersion, NewEvent, StreamId,
 };
+use baove_proto::v1 as p;
+use tonic::Status;
 use uuid::Uuid;
 
 pub use baove_runtime::status::LoadError;
@@ -56,12 +58,40 @@ pub fn replay(events: &[Envelope]) -> Result<Option<(CaseState, u64, i64)>, Load
     Ok(Some((state, last.seq, first.recorded_at_ms)))
 }
 
+/// The case `id` as it stood at the moment `as_of` names (now when
+/// `None`), from its events up to then, with the hash of the last one.
+///
+/// # Errors
+/// NOT_FOUND when the case did not exist then (or is no case); DATA_LOSS
+/// when a stored event does not decode; UNAVAILABLE when the log cannot be
+/// read.
+pub async fn replay_as_of(
+    log: &EventLog,
+    id: Uuid,
+    as_of: Option<p::replay_case_request::AsOf>,
+) -> Result<p::ReplayCaseResponse, Status> {
+    let (upto, moment) =
+        baove_runtime::audit::events_as_of(log, StreamId::from_uuid(id), as_of).await?;
+    let not_yet = || Status::not_found(format!("case {id} did not exist at {moment}"));
+    let last = upto.last().ok_or_else(not_yet)?;
+    let (state, version, opened_at) = replay(&upto)?.ok_or_else(not_yet)?;
+    Ok(p::ReplayCaseResponse {
+        case: Some(crate::convert::case_to_proto(
+            &state,
+            version,
+            opened_at,
+            last.recorded_at_ms,
+        )),
+        hash: last.hash.0.to_vec(),
+    })
+}
+
 /// Opens a case for each new intake, or attaches a follow-up to its case.
 pub struct OpenCases {
     /// casework's log.
     pub log: EventLog,
     /// Calendar, clock and warning share for the opening deadlines.
-    pub rules: crate::api::Rules,
+    pub rules: crate::rules::Rules,
 }
 
 /// How many times an attach is retried on a version conflict.
@@ -393,19 +423,19 @@ mod tests {
                 for at in instants {
                     let expected: Vec<Envelope> = events.iter().filter(|e| e.recorded_at_ms <= at).cloned().collect();
                     let as_of = Some(p::replay_case_request::AsOf::AsOfTime(baove_runtime::timestamp(at)));
-                    let answer = crate::api::replay_as_of(&log, case_id, as_of).await;
+                    let answer = crate::cases::replay_as_of(&log, case_id, as_of).await;
                     match replay(&expected).unwrap() {
                         None => assert_eq!(answer.unwrap_err().code(), tonic::Code::NotFound),
                         Some((state, version, opened)) => {
                             let answer = answer.unwrap();
-                            assert_eq!(answer.case.unwrap(), crate::api::case_to_proto(&state, version, opened, expected.last().map_or(0, |e| e.recorded_at_ms)));
+                            assert_eq!(answer.case.unwrap(), crate::convert::case_to_proto(&state, version, opened, expected.last().map_or(0, |e| e.recorded_at_ms)));
                             assert_eq!(answer.hash, expected.last().unwrap().hash.0.to_vec());
                         }
                     }
                 }
                 let seq = events.len() as u64 / 2 + 1;
                 let as_of = Some(p::replay_case_request::AsOf::AsOfSeq(seq));
-                let answer = crate::api::replay_as_of(&log, case_id, as_of).await.unwrap();
+                let answer = crate::cases::replay_as_of(&log, case_id, as_of).await.unwrap();
                 assert_eq!(answer.case.unwrap().version, seq);
             });
         }

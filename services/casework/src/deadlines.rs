@@ -23,9 +23,9 @@ use baove_eventlog::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::api::Rules;
 use crate::cases::load;
 use crate::model::Cases;
+use crate::rules::Rules;
 
 /// Appends due warnings and misses every `tick` until `cancel` fires.
 pub async fn scheduler(

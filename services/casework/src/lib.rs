@@ -11,7 +11,11 @@
 //! # Layout
 //! - [`SPEC`], [`run`]: the service and its start-up.
 //! - `cases`: the intake consumer's handler; loading a case.
-//! - `api`: `baove.v1.CaseService`.
+//! - `api`: `baove.v1.CaseService`: the handlers, one per RPC, and the one
+//!   path a step takes (load, check, decide, append).
+//! - `rules`: what deciding needs besides the case (calendar, clock).
+//! - `scope`: who may read a case (pure, unit-tested).
+//! - `convert`: the case and its summary as proto messages.
 //! - `model`: the case read model (ListCases, due deadlines).
 //! - `deadlines`: the scheduler, the alerter.
 //! - `reporting`: `baove.v1.ReportingService`, the statistics projection.
@@ -23,9 +27,12 @@
 
 mod api;
 mod cases;
+mod convert;
 mod deadlines;
 mod model;
 mod reporting;
+mod rules;
+mod scope;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +59,7 @@ const SCHEDULER_TICK: Duration = Duration::from_secs(1);
 /// When start-up fails (event log, port, calendar) or the server fails.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     baove_runtime::node::run(SPEC, config, shutdown, |ctx| {
-        let rules = api::Rules {
+        let rules = rules::Rules {
             calendar: Arc::new(ctx.config.calendar()?),
             clock: ctx.config.clock(),
             warn_share: ctx.config.deadline_warn_share,

@@ -1,0 +1,170 @@
+//! Who may read a case: a pure function of the caller and the case, so
+//! that the rule is in one place and unit-tested (the API records each
+//! read and refusal in the access log around it).
+
+use baove_domain::case::CaseState;
+use baove_security::{Caller, Role};
+
+/// Whether `caller` may read `state` at `now_ms`: commune officers the
+/// cases of their units (incident or responsible); police and agency staff
+/// a case referred to their agency while that referral grants access
+/// ([`baove_domain::case::CaseReferral::lets_read`]); province officers and
+/// auditors every case.
+#[must_use]
+pub fn can_read(caller: &Caller, state: &CaseState, now_ms: i64) -> bool {
+    caller.covers_unit(&state.responsible_unit_id)
+        || caller.covers_unit(&state.opened.incident_unit_id)
+        || (matches!(caller.role, Role::Police | Role::AgencyStaff)
+            && state
+                .referrals
+                .values()
+                .any(|r| r.lets_read(&caller.agency_id, now_ms)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use baove_domain::case::{CaseReferral, Routing, route_intake};
+    use baove_domain::intake::{
+        Age, Channel, Child, Concerns, IntakeRecorded, Place, Report, ReportFacts, Setting, Sex,
+    };
+    use baove_domain::referral::{
+        READ_AFTER_COMPLETION_MS, ReferralKind, ReferralRequest, Service, Sharing, Status, Urgency,
+    };
+    use uuid::Uuid;
+
+    fn case() -> CaseState {
+        let recorded = IntakeRecorded {
+            intake_id: Uuid::from_u128(1),
+            report: Report::Hotline {
+                channel: Channel::Phone,
+                operator_id: "op-17".into(),
+                facts: ReportFacts {
+                    received_at_ms: 1_000,
+                    child: Child {
+                        full_name: String::new(),
+                        name_key: String::new(),
+                        age: Age::EstimatedYears(9),
+                        age_years: 9,
+                        sex: Sex::Female,
+                        ethnicity: String::new(),
+                        current_condition: String::new(),
+                    },
+                    incident_place: Place {
+                        unit_id: "vn-ct.p-ninh-kieu".into(),
+                        address: String::new(),
+                    },
+                    residence_place: None,
+                    concerns: Concerns::default(),
+                    narrative: String::new(),
+                    immediate_danger: false,
+                    caregiver_is_alleged_abuser: false,
+                    father: None,
+                    mother: None,
+                    caregiver: None,
+                    actions_taken: String::new(),
+                    likely_consequence: String::new(),
+                    follow_up_case_id: None,
+                    setting: Setting::Home,
+                },
+                informant: None,
+            },
+            outside_child_law: false,
+            possible_duplicate_case_ids: Vec::new(),
+            possible_duplicate_intake_ids: Vec::new(),
+            sealed: None,
+        };
+        let Routing::Open(opened) = route_intake(&recorded, Uuid::from_u128(2), None) else {
+            panic!("a new report opens a case")
+        };
+        baove_domain::case::apply(None, &baove_domain::case::CaseEvent::Opened(opened)).unwrap()
+    }
+
+    fn caller(role: Role, agency: &str, units: &[&str]) -> Caller {
+        Caller {
+            user_id: "u".into(),
+            role,
+            agency_id: agency.into(),
+            units: units.iter().map(|u| (*u).to_owned()).collect(),
+            purpose: String::new(),
+        }
+    }
+
+    fn referred(state: &mut CaseState, to: &str, status: Status, at: Option<i64>) {
+        state.referrals.insert(
+            Uuid::from_u128(7),
+            CaseReferral {
+                request: ReferralRequest {
+                    kind: ReferralKind::Refer {
+                        service: Service::PoliceInvestigation,
+                    },
+                    to_agency_id: to.into(),
+                    reason: "x".into(),
+                    urgency: Urgency::Normal,
+                    sharing: Sharing {
+                        identifying: false,
+                        child_consent: false,
+                        guardian_consent: false,
+                        legal_basis: None,
+                        informant: false,
+                    },
+                },
+                last_step: String::new(),
+                status,
+                status_at_ms: at,
+                receiving_agency_id: None,
+            },
+        );
+    }
+
+    #[test]
+    fn communes_read_their_units_the_province_and_auditors_all() {
+        let state = case();
+        assert!(can_read(
+            &caller(Role::CommuneOfficer, "", &["vn-ct.p-ninh-kieu"]),
+            &state,
+            0
+        ));
+        assert!(!can_read(
+            &caller(Role::CommuneOfficer, "", &["vn-ct.p-cai-khe"]),
+            &state,
+            0
+        ));
+        assert!(can_read(
+            &caller(Role::ProvinceOfficer, "ct.so-yt", &[]),
+            &state,
+            0
+        ));
+        assert!(can_read(&caller(Role::Auditor, "", &[]), &state, 0));
+        assert!(!can_read(
+            &caller(Role::HotlineOperator, "tongdai-111", &[]),
+            &state,
+            0
+        ));
+        assert!(!can_read(
+            &caller(Role::Administrator, "ct.so-yt", &[]),
+            &state,
+            0
+        ));
+    }
+
+    #[test]
+    fn an_agency_reads_a_case_only_while_its_referral_lasts() {
+        let police = caller(Role::Police, "ct.ca-p-ninh-kieu", &[]);
+        let mut state = case();
+        assert!(!can_read(&police, &state, 0));
+        referred(&mut state, "ct.ca-p-ninh-kieu", Status::Accepted, Some(10));
+        assert!(can_read(&police, &state, 20));
+        assert!(!can_read(
+            &caller(Role::Police, "ct.ca-tp", &[]),
+            &state,
+            20
+        ));
+        referred(&mut state, "ct.ca-p-ninh-kieu", Status::Revoked, Some(10));
+        assert!(!can_read(&police, &state, 20));
+        referred(&mut state, "ct.ca-p-ninh-kieu", Status::Completed, Some(10));
+        assert!(can_read(&police, &state, 10 + READ_AFTER_COMPLETION_MS - 1));
+        assert!(!can_read(&police, &state, 10 + READ_AFTER_COMPLETION_MS));
+    }
+}
