@@ -417,6 +417,82 @@ async fn given_two_officers_with_the_same_version_then_one_wins_and_the_other_ge
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_follow_up_reporting_danger_on_an_open_case_then_it_gets_its_own_12_hour_clock_and_one_measure_meets_both()
+ {
+    let system = System::start().await;
+    let mut o = opened_case(&system, "second-clock-1").await;
+    let first = o.case().await;
+    assert_eq!(
+        first
+            .deadlines
+            .iter()
+            .filter(|d| d.kind == p::DeadlineKind::Emergency as i32)
+            .count(),
+        1
+    );
+    // A neighbour calls again two hours later: the child is in danger now.
+    let mut follow_up = hotline("second-clock-2", "Nguyễn Thị Bé");
+    if let Some(facts) = follow_up.report.as_mut().and_then(|r| r.facts.as_mut()) {
+        facts.follow_up_case_id = o.case_id.clone();
+        facts.immediate_danger = true;
+    }
+    let receipt = intake_client(&system.intake)
+        .await
+        .submit_hotline_report(follow_up)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(case_of(&system.intake, &receipt.intake_id).await, o.case_id);
+    let case = o.case().await;
+    let clocks: Vec<&p::Deadline> = case
+        .deadlines
+        .iter()
+        .filter(|d| d.kind == p::DeadlineKind::Emergency as i32)
+        .collect();
+    assert_eq!(clocks.len(), 2, "{:?}", case.deadlines);
+    assert!(clocks.iter().any(|d| d.id == "emergency-2"));
+    // One emergency measure meets both clocks.
+    o.version = case.version;
+    let h = o.header();
+    let mut c = o.client.clone();
+    o.took(
+        c.record_initial_assessment(p::RecordInitialAssessmentRequest {
+            header: h,
+            ratings: rating(p::RiskLevel::High),
+            emergency_measures_apply: true,
+            summary: "nguy cơ cao".into(),
+        })
+        .await,
+    )
+    .unwrap();
+    let h = o.header();
+    let events = o
+        .took(
+            c.record_emergency_measure(p::RecordEmergencyMeasureRequest {
+                header: h,
+                kind: p::MeasureKind::SafeShelter as i32,
+                description: "đưa trẻ đến nơi an toàn".into(),
+                decision_ref: "QĐ 04/QĐ-UBND".into(),
+                separation: None,
+            })
+            .await,
+        )
+        .unwrap();
+    assert_eq!(
+        events,
+        ["EmergencyMeasureRecorded", "DeadlineMet", "DeadlineMet"]
+    );
+    assert!(
+        o.case()
+            .await
+            .deadlines
+            .iter()
+            .filter(|d| d.kind == p::DeadlineKind::Emergency as i32)
+            .all(|d| d.state() == p::DeadlineState::Met)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_only_a_deadline_warning_and_a_note_since_her_version_then_an_officers_step_is_decided_again_and_accepted()
  {
     let system = System::start().await;

@@ -174,6 +174,7 @@ async fn given_a_hotline_report_and_a_police_notification_then_each_becomes_a_ca
             criminal_proceedings_opened: true,
             support_needed: "tư vấn tâm lý".into(),
             facts: Some(facts("Lê Văn Tú")),
+            police_received_at: None,
         }),
     };
     let police = IntakeServiceClient::new(

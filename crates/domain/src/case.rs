@@ -87,6 +87,11 @@ pub struct CaseOpened {
     /// before it existed.
     #[serde(default)]
     pub setting: Option<crate::intake::Setting>,
+    /// When the 12-hour clock starts, when not at `received_at_ms`: when
+    /// the police received the information, for a notification. Absent:
+    /// `received_at_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_start_ms: Option<i64>,
 }
 
 /// A referral to another agency was requested on the case.
@@ -169,8 +174,16 @@ pub struct IntakeAttached {
     pub concerns: Concerns,
     /// Immediate danger reported.
     pub immediate_danger: bool,
+    /// The caregiver is the alleged abuser. Absent in events written
+    /// before it was carried: false.
+    #[serde(default)]
+    pub caregiver_is_alleged_abuser: bool,
     /// The police case number, if a police notification.
     pub police_case_number: Option<String>,
+    /// When its 12-hour clock starts, when not at `received_at_ms` (see
+    /// [`CaseOpened::clock_start_ms`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_start_ms: Option<i64>,
 }
 
 /// Where a case stands.
@@ -210,8 +223,8 @@ pub struct CaseState {
     pub plan: Option<Plan>,
     /// Interventions recorded against the current plan.
     pub interventions: Vec<InterventionRecorded>,
-    /// Deadlines, by kind.
-    pub deadlines: BTreeMap<DeadlineKind, Deadline>,
+    /// Deadlines, by occurrence id (`emergency-1`, `emergency-2`...).
+    pub deadlines: BTreeMap<String, Deadline>,
     /// Notes, in order.
     pub notes: Vec<String>,
     /// The commune responsible now: where it happened, until a transfer to
@@ -431,9 +444,21 @@ pub fn apply(state: Option<CaseState>, event: &CaseEvent) -> Option<CaseState> {
         }
         CaseEvent::NoteAdded(e) => state.notes.push(e.text.clone()),
         CaseEvent::DeadlineSet(e) => {
+            let id = e.id.clone().unwrap_or_else(|| {
+                let n = state
+                    .deadlines
+                    .values()
+                    .filter(|d| d.kind == e.kind)
+                    .count();
+                procedure::deadline_id(
+                    e.kind,
+                    u32::try_from(n).unwrap_or(u32::MAX).saturating_add(1),
+                )
+            });
             state.deadlines.insert(
-                e.kind,
+                id.clone(),
                 Deadline {
+                    id,
                     kind: e.kind,
                     start_ms: e.start_ms,
                     due_at_ms: e.due_at_ms,
@@ -445,22 +470,22 @@ pub fn apply(state: Option<CaseState>, event: &CaseEvent) -> Option<CaseState> {
             );
         }
         CaseEvent::DeadlineMet(e) => {
-            if let Some(d) = state.deadlines.get_mut(&e.kind) {
+            if let Some(d) = deadline_named(&mut state, e.id.as_deref(), e.kind) {
                 d.state = DeadlineState::Met;
             }
         }
         CaseEvent::DeadlineCleared(e) => {
-            if let Some(d) = state.deadlines.get_mut(&e.kind) {
+            if let Some(d) = deadline_named(&mut state, e.id.as_deref(), e.kind) {
                 d.state = DeadlineState::Cleared;
             }
         }
         CaseEvent::DeadlineWarned(e) => {
-            if let Some(d) = state.deadlines.get_mut(&e.kind) {
+            if let Some(d) = deadline_named(&mut state, e.id.as_deref(), e.kind) {
                 d.warned = true;
             }
         }
         CaseEvent::DeadlineMissed(e) => {
-            if let Some(d) = state.deadlines.get_mut(&e.kind) {
+            if let Some(d) = deadline_named(&mut state, e.id.as_deref(), e.kind) {
                 d.missed = true;
             }
         }
@@ -499,6 +524,23 @@ pub fn apply(state: Option<CaseState>, event: &CaseEvent) -> Option<CaseState> {
     Some(state)
 }
 
+/// The deadline an event names: by its occurrence id, or (an event written
+/// before occurrences existed) the latest occurrence of its kind.
+fn deadline_named<'a>(
+    state: &'a mut CaseState,
+    id: Option<&str>,
+    kind: DeadlineKind,
+) -> Option<&'a mut Deadline> {
+    match id {
+        Some(id) => state.deadlines.get_mut(id),
+        None => state
+            .deadlines
+            .values_mut()
+            .filter(|d| d.kind == kind)
+            .max_by_key(|d| d.start_ms),
+    }
+}
+
 /// What casework does with an incoming intake.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Routing {
@@ -531,6 +573,8 @@ pub fn route_intake(
 ) -> Routing {
     let facts = recorded.report.facts();
     let police_case_number = recorded.report.police_case_number().map(str::to_owned);
+    let clock_start =
+        Some(recorded.report.clock_start_ms()).filter(|at| *at != facts.received_at_ms);
     if let Some((case, version)) = follow_up
         && Some(case.case_id) == facts.follow_up_case_id
         && case.status == CaseStatus::Open
@@ -550,7 +594,9 @@ pub fn route_intake(
                 received_at_ms: facts.received_at_ms,
                 concerns: facts.concerns.clone(),
                 immediate_danger: facts.immediate_danger,
+                caregiver_is_alleged_abuser: facts.caregiver_is_alleged_abuser,
                 police_case_number,
+                clock_start_ms: clock_start,
             },
         };
     }
@@ -572,6 +618,7 @@ pub fn route_intake(
         child_age_years: Some(facts.child.age_years),
         child_sex: Some(facts.child.sex),
         setting: Some(facts.setting),
+        clock_start_ms: clock_start,
     })
 }
 

@@ -353,6 +353,11 @@ pub enum Report {
         support_needed: String,
         /// The facts.
         facts: ReportFacts,
+        /// When the police received the information, Unix ms: the 12-hour
+        /// clock runs from it. Absent in reports recorded before it
+        /// existed (the clock then runs from `facts.received_at_ms`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        police_received_at_ms: Option<i64>,
     },
 }
 
@@ -371,6 +376,21 @@ impl Report {
         match self {
             Self::Hotline { channel, .. } => *channel,
             Self::Police { .. } => Channel::Police,
+        }
+    }
+
+    /// When the 12-hour clock of this report starts: when the police
+    /// received the information, for a notification that says so; else
+    /// when the report was received.
+    #[must_use]
+    pub fn clock_start_ms(&self) -> i64 {
+        match self {
+            Self::Police {
+                police_received_at_ms: Some(at),
+                facts,
+                ..
+            } => (*at).min(facts.received_at_ms),
+            _ => self.facts().received_at_ms,
         }
     }
 
@@ -715,6 +735,7 @@ pub struct RawPoliceNotification {
     pub criminal_proceedings_opened: bool,
     pub support_needed: String,
     pub facts: Option<RawFacts>,
+    pub police_received_at_ms: Option<i64>,
 }
 
 /// What parsing needs besides the request: the reference data and the time.
@@ -835,6 +856,22 @@ pub fn parse_police(
         format!("{path}.support_needed"),
         text::bounded(&raw.support_needed, TEXT_MAX),
     );
+    let police_received_at_ms = raw.police_received_at_ms;
+    if let Some(at) = police_received_at_ms {
+        if at > ctx.now_ms + CLOCK_SKEW_MS {
+            v.add(
+                format!("{path}.police_received_at"),
+                "must not be in the future",
+            );
+        } else if let Some(facts) = &facts
+            && at > facts.received_at_ms + CLOCK_SKEW_MS
+        {
+            v.add(
+                format!("{path}.police_received_at"),
+                "must not be after facts.received_at: the police received the information before they passed it on",
+            );
+        }
+    }
     match (
         agency,
         officer_id,
@@ -867,6 +904,7 @@ pub fn parse_police(
             criminal_proceedings_opened: raw.criminal_proceedings_opened,
             support_needed,
             facts,
+            police_received_at_ms,
         }),
         _ => Err(v),
     }

@@ -127,11 +127,22 @@ impl Handler for OpenCases {
                     case_id,
                     version,
                     event,
-                } => (
-                    *case_id,
-                    ExpectedVersion::Exact(*version),
-                    vec![CaseEvent::Attached(event.clone())],
-                ),
+                } => {
+                    let Some((state, _)) = follow_up.as_ref() else {
+                        return Err(HandleError::Retry("the case to attach to is gone".into()));
+                    };
+                    (
+                        *case_id,
+                        ExpectedVersion::Exact(*version),
+                        self.rules.with_context(|ctx| {
+                            baove_domain::case::procedure::attaching_events(
+                                state,
+                                event.clone(),
+                                ctx,
+                            )
+                        }),
+                    )
+                }
             };
             let new_events = events
                 .iter()
@@ -354,6 +365,7 @@ mod tests {
             child_age_years: Some(9),
             child_sex: None,
             setting: None,
+            clock_start_ms: None,
         };
         let mut batches = vec![opening_events(opened, &ctx)];
         let mut state: Option<CaseState> = batches[0].iter().fold(None, c::apply);

@@ -59,6 +59,7 @@ pub fn case_to_proto(state: &CaseState, version: u64, opened_at_ms: i64, at_ms: 
         deadlines: deadlines
             .into_iter()
             .map(|d| p::Deadline {
+                id: d.id.clone(),
                 kind: match d.kind {
                     DeadlineKind::Emergency => p::DeadlineKind::Emergency,
                     DeadlineKind::PlanDrafted => p::DeadlineKind::PlanDrafted,

@@ -300,6 +300,7 @@ mod tests {
                     child_age_years: Some(9),
                     child_sex: None,
                     setting: None,
+                    clock_start_ms: None,
                 },
                 &ctx,
             );

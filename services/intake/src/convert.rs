@@ -180,6 +180,7 @@ pub fn raw_police(n: p::PoliceNotification) -> RawPoliceNotification {
         criminal_proceedings_opened: n.criminal_proceedings_opened,
         support_needed: n.support_needed,
         facts: n.facts.map(raw_facts),
+        police_received_at_ms: n.police_received_at.as_ref().map(ms),
     }
 }
 
@@ -292,7 +293,9 @@ pub fn report_to_proto(report: &Report) -> p::intake::Report {
             criminal_proceedings_opened,
             support_needed,
             facts,
+            police_received_at_ms,
         } => p::intake::Report::Police(p::PoliceNotification {
+            police_received_at: police_received_at_ms.map(timestamp),
             police_agency_id: police_agency_id.clone(),
             officer_id: officer_id.clone(),
             officer_name: officer_name.clone(),

@@ -243,9 +243,28 @@ impl DeadlineKind {
     }
 }
 
+/// Which occurrence of a deadline: one case can run several 12-hour clocks
+/// over its life (one per report of new danger, one per reopening), so a
+/// deadline is named by its kind and its number, `emergency-2`. Events
+/// written before occurrences existed name none: they mean the latest
+/// occurrence of their kind.
+#[must_use]
+pub fn deadline_id(kind: DeadlineKind, n: u32) -> String {
+    let name = match kind {
+        DeadlineKind::Emergency => "emergency",
+        DeadlineKind::PlanDrafted => "plan_drafted",
+        DeadlineKind::PlanApproved => "plan_approved",
+    };
+    format!("{name}-{n}")
+}
+
 /// A deadline was set.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadlineSet {
+    /// Which occurrence ([`deadline_id`]); absent in events written before
+    /// occurrences existed (the first of its kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// Which.
     pub kind: DeadlineKind,
     /// When its clock started, Unix ms.
@@ -259,6 +278,10 @@ pub struct DeadlineSet {
 /// A deadline was satisfied.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadlineMet {
+    /// Which occurrence; absent in events written before occurrences
+    /// existed (the latest of its kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// Which.
     pub kind: DeadlineKind,
     /// Met after it had been missed.
@@ -268,6 +291,10 @@ pub struct DeadlineMet {
 /// A deadline no longer applies (the case closed).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadlineCleared {
+    /// Which occurrence; absent in events written before occurrences
+    /// existed (the latest of its kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// Which.
     pub kind: DeadlineKind,
     /// Why.
@@ -277,6 +304,10 @@ pub struct DeadlineCleared {
 /// The configured share of a deadline's time has passed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadlineWarned {
+    /// Which occurrence; absent in events written before occurrences
+    /// existed (the latest of its kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// Which.
     pub kind: DeadlineKind,
     /// When it falls due.
@@ -286,6 +317,10 @@ pub struct DeadlineWarned {
 /// A deadline passed unmet. Appended once per deadline.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadlineMissed {
+    /// Which occurrence; absent in events written before occurrences
+    /// existed (the latest of its kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// Which.
     pub kind: DeadlineKind,
     /// When it fell due.
@@ -306,6 +341,8 @@ pub enum DeadlineState {
 /// A deadline of a case.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Deadline {
+    /// Which occurrence ([`deadline_id`]).
+    pub id: String,
     /// Which.
     pub kind: DeadlineKind,
     /// When its clock started.
@@ -333,7 +370,17 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn deadline(&self, kind: DeadlineKind, start_ms: i64) -> DeadlineSet {
+    /// The next occurrence of a `kind` deadline on `state` (the first on a
+    /// case being opened), its clock starting at `start_ms`.
+    fn deadline(
+        &self,
+        state: Option<&CaseState>,
+        kind: DeadlineKind,
+        start_ms: i64,
+    ) -> DeadlineSet {
+        let n = state.map_or(0, |s| {
+            s.deadlines.values().filter(|d| d.kind == kind).count()
+        });
         let due_at_ms = match kind {
             DeadlineKind::Emergency => start_ms + TWELVE_HOURS_MS,
             DeadlineKind::PlanDrafted => self
@@ -348,6 +395,10 @@ impl Context<'_> {
         #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
         let warn_at_ms = start_ms + ((due_at_ms - start_ms) as f64 * share) as i64;
         DeadlineSet {
+            id: Some(deadline_id(
+                kind,
+                u32::try_from(n).unwrap_or(u32::MAX).saturating_add(1),
+            )),
             kind,
             start_ms,
             due_at_ms,
@@ -456,32 +507,76 @@ fn ratings_valid(v: &mut Violations, ratings: &[RiskRating]) {
 pub fn opening_events(opened: CaseOpened, ctx: &Context<'_>) -> Vec<CaseEvent> {
     let received = opened.received_at_ms;
     let mut events = Vec::new();
+    // The 12-hour clock applies whatever the child's age (16 and 17 get
+    // general support without the plan deadlines, not less protection).
+    if opened.immediate_danger || opened.caregiver_is_alleged_abuser {
+        events.push(CaseEvent::DeadlineSet(ctx.deadline(
+            None,
+            DeadlineKind::Emergency,
+            opened.clock_start_ms.unwrap_or(received),
+        )));
+    }
     if !opened.outside_child_law {
-        if opened.immediate_danger || opened.caregiver_is_alleged_abuser {
-            events.push(CaseEvent::DeadlineSet(
-                ctx.deadline(DeadlineKind::Emergency, received),
-            ));
-        }
-        events.push(CaseEvent::DeadlineSet(
-            ctx.deadline(DeadlineKind::PlanDrafted, received),
-        ));
-        events.push(CaseEvent::DeadlineSet(
-            ctx.deadline(DeadlineKind::PlanApproved, received),
-        ));
+        events.push(CaseEvent::DeadlineSet(ctx.deadline(
+            None,
+            DeadlineKind::PlanDrafted,
+            received,
+        )));
+        events.push(CaseEvent::DeadlineSet(ctx.deadline(
+            None,
+            DeadlineKind::PlanApproved,
+            received,
+        )));
     }
     events.insert(0, CaseEvent::Opened(opened));
     events
 }
 
+/// Meets every open occurrence of `kind`: an emergency measure answers
+/// every report of danger still waiting for one.
 fn meet(state: &CaseState, kind: DeadlineKind, events: &mut Vec<CaseEvent>) {
-    if let Some(d) = state.deadlines.get(&kind)
-        && d.state == DeadlineState::Open
+    for d in state
+        .deadlines
+        .values()
+        .filter(|d| d.kind == kind && d.state == DeadlineState::Open)
     {
         events.push(CaseEvent::DeadlineMet(DeadlineMet {
+            id: Some(d.id.clone()),
             kind,
             late: d.missed,
         }));
     }
+}
+
+/// Whether `state` has an open occurrence of `kind`.
+fn open_deadline(state: &CaseState, kind: DeadlineKind) -> bool {
+    state
+        .deadlines
+        .values()
+        .any(|d| d.kind == kind && d.state == DeadlineState::Open)
+}
+
+/// The events of a follow-up report attached to an open case: the
+/// attachment and, when it reports immediate danger or the caregiver as
+/// the alleged abuser, a new 12-hour clock from its own receipt (Đ26.3,
+/// Đ31.1): every new piece of information about danger gets its clock.
+#[must_use]
+pub fn attaching_events(
+    state: &CaseState,
+    attached: super::IntakeAttached,
+    ctx: &Context<'_>,
+) -> Vec<CaseEvent> {
+    let clock = attached.immediate_danger || attached.caregiver_is_alleged_abuser;
+    let received = attached.clock_start_ms.unwrap_or(attached.received_at_ms);
+    let mut events = vec![CaseEvent::Attached(attached)];
+    if clock {
+        events.push(CaseEvent::DeadlineSet(ctx.deadline(
+            Some(state),
+            DeadlineKind::Emergency,
+            received,
+        )));
+    }
+    events
 }
 
 /// Decides a command against the case's state: the events to append, or why
@@ -563,17 +658,15 @@ pub fn decide(
                     summary,
                 },
             ));
-            match (
-                emergency_measures_apply,
-                state.deadlines.get(&DeadlineKind::Emergency),
-            ) {
-                (false, Some(d)) if d.state == DeadlineState::Open => {
-                    meet(state, DeadlineKind::Emergency, &mut events)
-                }
-                (true, None) if !state.opened.outside_child_law => {
-                    events.push(CaseEvent::DeadlineSet(
-                        ctx.deadline(DeadlineKind::Emergency, state.opened.received_at_ms),
-                    ));
+            let emergency_clock = open_deadline(state, DeadlineKind::Emergency);
+            match (emergency_measures_apply, emergency_clock) {
+                (false, true) => meet(state, DeadlineKind::Emergency, &mut events),
+                (true, false) if !state.opened.outside_child_law => {
+                    events.push(CaseEvent::DeadlineSet(ctx.deadline(
+                        Some(state),
+                        DeadlineKind::Emergency,
+                        state.opened.received_at_ms,
+                    )));
                 }
                 _ => {}
             }
@@ -797,6 +890,7 @@ pub fn decide(
                 .filter(|d| d.state == DeadlineState::Open)
             {
                 events.push(CaseEvent::DeadlineCleared(DeadlineCleared {
+                    id: Some(d.id.clone()),
                     kind: d.kind,
                     reason: "case closed".into(),
                 }));
@@ -809,6 +903,15 @@ pub fn decide(
                 return Err(not_allowed("only a closed case can be reopened"));
             }
             events.push(CaseEvent::Reopened(CaseReopened { reason }));
+            // A reopening is new information: its own 12-hour clock, from
+            // now (Đ26.3), not from the first report's receipt.
+            if !state.opened.outside_child_law {
+                events.push(CaseEvent::DeadlineSet(ctx.deadline(
+                    Some(state),
+                    DeadlineKind::Emergency,
+                    ctx.now_ms,
+                )));
+            }
         }
     }
     Ok(events)
@@ -832,12 +935,14 @@ pub fn due_deadline_events(state: &CaseState, now_ms: i64) -> Vec<CaseEvent> {
         if now_ms >= d.due_at_ms {
             if !d.missed {
                 events.push(CaseEvent::DeadlineMissed(DeadlineMissed {
+                    id: Some(d.id.clone()),
                     kind: d.kind,
                     due_at_ms: d.due_at_ms,
                 }));
             }
         } else if now_ms >= d.warn_at_ms && !d.warned {
             events.push(CaseEvent::DeadlineWarned(DeadlineWarned {
+                id: Some(d.id.clone()),
                 kind: d.kind,
                 due_at_ms: d.due_at_ms,
             }));

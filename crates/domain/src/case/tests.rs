@@ -47,6 +47,7 @@ fn recorded(follow_up: Option<Uuid>) -> IntakeRecorded {
                 follow_up_case_id: follow_up,
                 setting: crate::intake::Setting::Unknown,
             },
+            police_received_at_ms: None,
         },
         outside_child_law: false,
         possible_duplicate_case_ids: vec![Uuid::from_u128(9)],
@@ -176,6 +177,7 @@ fn given_events_since_an_officers_version_then_only_bookkeeping_lets_her_step_be
         })
     };
     let warned = CaseEvent::DeadlineWarned(DeadlineWarned {
+        id: None,
         kind: DeadlineKind::Emergency,
         due_at_ms: 0,
     });
@@ -197,4 +199,45 @@ fn given_events_since_an_officers_version_then_only_bookkeeping_lets_her_step_be
     for event in [assigned, step("ReferralAccepted"), step("ReferralRevoked")] {
         assert!(!event.is_bookkeeping(), "{event:?}");
     }
+}
+
+#[test]
+fn given_a_police_notification_when_the_police_received_it_earlier_then_the_12_hour_clock_runs_from_then()
+ {
+    let mut police = recorded(None);
+    if let Report::Police {
+        police_received_at_ms,
+        ..
+    } = &mut police.report
+    {
+        *police_received_at_ms = Some(400);
+    }
+    let Routing::Open(opened) = route_intake(&police, Uuid::from_u128(1), None) else {
+        panic!()
+    };
+    assert_eq!(opened.received_at_ms, 1_000);
+    assert_eq!(opened.clock_start_ms, Some(400));
+    let calendar =
+        crate::calendar::Calendar::parse(include_str!("../../../../deploy/calendar/vietnam.json"))
+            .unwrap();
+    let ctx = crate::case::procedure::Context {
+        now_ms: 1_000,
+        calendar: &calendar,
+        warn_share: 0.75,
+    };
+    let events = crate::case::procedure::opening_events(opened, &ctx);
+    let emergency = events
+        .iter()
+        .find_map(|e| match e {
+            CaseEvent::DeadlineSet(d) if d.kind == crate::case::DeadlineKind::Emergency => Some(d),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(emergency.start_ms, 400);
+    assert_eq!(emergency.due_at_ms, 400 + 12 * 3_600_000);
+    // Without the police's time, the clock runs from the receipt.
+    let Routing::Open(plain) = route_intake(&recorded(None), Uuid::from_u128(1), None) else {
+        panic!()
+    };
+    assert_eq!(plain.clock_start_ms, None);
 }

@@ -67,6 +67,7 @@ fn opened(
         child_age_years: age,
         child_sex: Some(sex),
         setting: None,
+        clock_start_ms: None,
     })
 }
 
@@ -384,7 +385,9 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
                     received_at_ms: later,
                     concerns: Concerns::default(),
                     immediate_danger: false,
+                    caregiver_is_alleged_abuser: false,
                     police_case_number: None,
+                    clock_start_ms: None,
                 }),
                 later,
             );
@@ -409,11 +412,13 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
             let in_time = g.chance(80);
             let event = if in_time {
                 CaseEvent::DeadlineMet(DeadlineMet {
+                    id: None,
                     kind: DeadlineKind::Emergency,
                     late: false,
                 })
             } else {
                 CaseEvent::DeadlineMissed(DeadlineMissed {
+                    id: None,
                     kind: DeadlineKind::Emergency,
                     due_at_ms: at + 12 * 3_600_000,
                 })

@@ -34,6 +34,7 @@ fn opened(immediate_danger: bool) -> CaseOpened {
         child_age_years: Some(9),
         child_sex: None,
         setting: None,
+        clock_start_ms: None,
     }
 }
 
@@ -169,7 +170,7 @@ fn given_a_report_with_immediate_danger_when_opened_then_three_deadlines_run() {
         ["CaseOpened", "DeadlineSet", "DeadlineSet", "DeadlineSet"]
     );
     let state = case.state();
-    let emergency = &state.deadlines[&DeadlineKind::Emergency];
+    let emergency = &state.deadlines["emergency-1"];
     assert_eq!(
         emergency.due_at_ms,
         RECEIVED + TWELVE_HOURS_MS,
@@ -178,27 +179,140 @@ fn given_a_report_with_immediate_danger_when_opened_then_three_deadlines_run() {
     assert_eq!(describe(emergency.due_at_ms), "2026-11-27 10:00 (UTC+7)");
     // Thu 26 Nov: Fri 27, Mon 30, Tue 1, Wed 2, Thu 3 → end of Thu 3 Dec; 7 → end of Mon 7 Dec.
     assert_eq!(
-        describe(state.deadlines[&DeadlineKind::PlanDrafted].due_at_ms),
+        describe(state.deadlines["plan_drafted-1"].due_at_ms),
         "2026-12-04 00:00 (UTC+7)"
     );
     assert_eq!(
-        describe(state.deadlines[&DeadlineKind::PlanApproved].due_at_ms),
+        describe(state.deadlines["plan_approved-1"].due_at_ms),
         "2026-12-08 00:00 (UTC+7)"
     );
     assert_eq!(emergency.warn_at_ms, RECEIVED + TWELVE_HOURS_MS * 3 / 4);
 }
 
 #[test]
-fn given_a_child_of_16_when_opened_then_no_procedure_deadlines() {
+fn given_a_child_of_16_when_opened_then_no_plan_deadlines_but_danger_still_gets_its_12_hours() {
     let calendar = calendar();
     let ctx = Context {
         now_ms: RECEIVED,
         calendar: &calendar,
         warn_share: 0.75,
     };
-    let mut older = opened(true);
+    let mut older = opened(false);
     older.outside_child_law = true;
-    assert_eq!(kinds(&opening_events(older, &ctx)), ["CaseOpened"]);
+    assert_eq!(kinds(&opening_events(older.clone(), &ctx)), ["CaseOpened"]);
+    older.immediate_danger = true;
+    let events = opening_events(older, &ctx);
+    assert_eq!(kinds(&events), ["CaseOpened", "DeadlineSet"]);
+    assert!(matches!(
+        &events[1],
+        CaseEvent::DeadlineSet(DeadlineSet {
+            kind: DeadlineKind::Emergency,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn given_an_open_case_when_a_follow_up_reports_danger_then_a_second_12_hour_clock_runs_from_its_receipt_and_one_measure_meets_both()
+ {
+    let mut case = Case::given(true);
+    let follow_up_at = RECEIVED + 3 * 3_600_000;
+    let attached = crate::case::IntakeAttached {
+        intake_id: Uuid::from_u128(20),
+        intake_event_id: Uuid::from_u128(21),
+        channel: Channel::Phone,
+        received_at_ms: follow_up_at,
+        concerns: Concerns::default(),
+        immediate_danger: true,
+        caregiver_is_alleged_abuser: false,
+        police_case_number: None,
+        clock_start_ms: None,
+    };
+    let ctx = Context {
+        now_ms: follow_up_at,
+        calendar: &case.calendar,
+        warn_share: 0.75,
+    };
+    let events = attaching_events(&case.state(), attached.clone(), &ctx);
+    assert_eq!(kinds(&events), ["IntakeAttached", "DeadlineSet"]);
+    case.events.extend(events);
+    let state = case.state();
+    assert_eq!(
+        state.deadlines["emergency-1"].due_at_ms,
+        RECEIVED + 12 * 3_600_000
+    );
+    assert_eq!(state.deadlines["emergency-2"].start_ms, follow_up_at);
+    assert_eq!(
+        state.deadlines["emergency-2"].due_at_ms,
+        follow_up_at + 12 * 3_600_000
+    );
+    // A follow-up with neither danger nor the caregiver as abuser: no clock.
+    let calm = crate::case::IntakeAttached {
+        immediate_danger: false,
+        intake_id: Uuid::from_u128(22),
+        ..attached.clone()
+    };
+    assert_eq!(
+        kinds(&attaching_events(&state, calm, &ctx)),
+        ["IntakeAttached"]
+    );
+    // The caregiver named as the abuser, without "immediate danger": a clock.
+    let caregiver = crate::case::IntakeAttached {
+        immediate_danger: false,
+        caregiver_is_alleged_abuser: true,
+        intake_id: Uuid::from_u128(23),
+        ..attached
+    };
+    assert_eq!(
+        kinds(&attaching_events(&state, caregiver, &ctx)),
+        ["IntakeAttached", "DeadlineSet"]
+    );
+    // One emergency measure answers both reports.
+    case.ok(initial(true));
+    let met = case.ok(Command::RecordEmergencyMeasure {
+        kind: MeasureKind::SafeShelter,
+        description: "đưa trẻ đến nơi an toàn".into(),
+        decision_ref: "QĐ-1".into(),
+        separation: None,
+    });
+    assert_eq!(
+        kinds(&met),
+        ["EmergencyMeasureRecorded", "DeadlineMet", "DeadlineMet"]
+    );
+    assert!(
+        case.state()
+            .deadlines
+            .values()
+            .filter(|d| d.kind == DeadlineKind::Emergency)
+            .all(|d| d.state == DeadlineState::Met)
+    );
+}
+
+#[test]
+fn given_a_closed_case_when_reopened_then_a_new_12_hour_clock_runs_from_the_reopening() {
+    let mut case = Case::given(false);
+    case.ok(initial(false));
+    case.ok(detailed());
+    case.ok(plan());
+    case.ok(approve());
+    case.ok(review(RiskLevel::Low));
+    case.ok(Command::Close {
+        reason: "hết nguy cơ".into(),
+    });
+    case.now_ms = RECEIVED + 90 * 24 * 3_600_000;
+    let events = case.ok(Command::Reopen {
+        reason: "tái diễn bạo lực".into(),
+    });
+    assert_eq!(kinds(&events), ["CaseReopened", "DeadlineSet"]);
+    let state = case.state();
+    let clock = state
+        .deadlines
+        .values()
+        .find(|d| d.kind == DeadlineKind::Emergency && d.state == DeadlineState::Open)
+        .unwrap();
+    assert_eq!(clock.start_ms, case.now_ms);
+    // Not missed at once: it runs 12 hours from the reopening.
+    assert!(due_deadline_events(&state, case.now_ms + 60_000).is_empty());
 }
 
 #[test]
@@ -380,12 +494,7 @@ fn given_a_temporary_separation_then_15_days_unless_an_extension_is_named() {
 fn given_no_danger_flag_when_mau_02_finds_emergency_measures_apply_then_the_12_hours_start_from_receipt()
  {
     let mut case = Case::given(false);
-    assert!(
-        !case
-            .state()
-            .deadlines
-            .contains_key(&DeadlineKind::Emergency)
-    );
+    assert!(!case.state().deadlines.contains_key("emergency-1"));
     let events = case.ok(initial(true));
     let CaseEvent::DeadlineSet(set) = &events[1] else {
         panic!("{events:?}")
@@ -405,7 +514,7 @@ fn given_danger_flagged_when_mau_02_finds_no_emergency_measure_applies_then_the_
         ["InitialAssessmentRecorded", "DeadlineMet"]
     );
     assert_eq!(
-        case.state().deadlines[&DeadlineKind::Emergency].state,
+        case.state().deadlines["emergency-1"].state,
         DeadlineState::Met
     );
 }
@@ -425,6 +534,7 @@ fn given_the_clock_moves_then_one_warning_and_one_miss_per_deadline() {
     assert_eq!(
         warned,
         [CaseEvent::DeadlineWarned(DeadlineWarned {
+            id: Some("emergency-1".into()),
             kind: DeadlineKind::Emergency,
             due_at_ms: due
         })]
@@ -440,6 +550,7 @@ fn given_the_clock_moves_then_one_warning_and_one_miss_per_deadline() {
     assert_eq!(
         missed,
         [CaseEvent::DeadlineMissed(DeadlineMissed {
+            id: Some("emergency-1".into()),
             kind: DeadlineKind::Emergency,
             due_at_ms: due
         })]
@@ -450,7 +561,7 @@ fn given_the_clock_moves_then_one_warning_and_one_miss_per_deadline() {
         "missed once, however often the clock ticks"
     );
     // Five working days later both plan deadlines are missed too, once each.
-    let later = state.deadlines[&DeadlineKind::PlanApproved].due_at_ms;
+    let later = state.deadlines["plan_approved-1"].due_at_ms;
     assert_eq!(
         kinds(&due_deadline_events(&state, later)),
         ["DeadlineMissed", "DeadlineMissed"]
@@ -461,6 +572,7 @@ fn given_the_clock_moves_then_one_warning_and_one_miss_per_deadline() {
 fn given_a_missed_deadline_when_the_step_is_done_late_then_it_is_met_late() {
     let mut case = Case::given(true);
     case.events.push(CaseEvent::DeadlineMissed(DeadlineMissed {
+        id: Some("emergency-1".into()),
         kind: DeadlineKind::Emergency,
         due_at_ms: RECEIVED + TWELVE_HOURS_MS,
     }));
@@ -474,6 +586,7 @@ fn given_a_missed_deadline_when_the_step_is_done_late_then_it_is_met_late() {
     assert_eq!(
         events[1],
         CaseEvent::DeadlineMet(DeadlineMet {
+            id: Some("emergency-1".into()),
             kind: DeadlineKind::Emergency,
             late: true
         })
