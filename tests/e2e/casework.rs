@@ -253,6 +253,8 @@ async fn given_a_case_when_walked_through_the_procedure_then_out_of_order_steps_
         .close_case(p::CloseCaseRequest {
             header,
             reason: "xong".into(),
+            grounds: p::CloseGrounds::NoRiskAfterReview as i32,
+            decision_ref: "QĐ 30/QĐ-UBND".into(),
         })
         .await
         .unwrap_err();
@@ -299,6 +301,8 @@ async fn given_a_case_when_walked_through_the_procedure_then_out_of_order_steps_
             .close_case(p::CloseCaseRequest {
                 header,
                 reason: "không còn nguy cơ".into(),
+                grounds: p::CloseGrounds::NoRiskAfterReview as i32,
+                decision_ref: "QĐ 30/QĐ-UBND".into(),
             })
             .await,
     )
@@ -364,6 +368,8 @@ async fn given_a_case_when_walked_through_the_procedure_then_out_of_order_steps_
         .close_case(p::CloseCaseRequest {
             header,
             reason: "x".into(),
+            grounds: p::CloseGrounds::NoRiskAfterReview as i32,
+            decision_ref: "QĐ 30/QĐ-UBND".into(),
         })
         .await
         .unwrap()
@@ -489,6 +495,59 @@ async fn given_a_follow_up_reporting_danger_on_an_open_case_then_it_gets_its_own
             .iter()
             .filter(|d| d.kind == p::DeadlineKind::Emergency as i32)
             .all(|d| d.state() == p::DeadlineState::Met)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_report_found_unfounded_at_mau_02_then_the_case_closes_by_the_chairs_decision_without_a_plan()
+ {
+    let system = System::start().await;
+    let mut o = opened_case(&system, "unfounded-1").await;
+    let h = o.header();
+    let mut c = o.client.clone();
+    o.took(
+        c.record_initial_assessment(p::RecordInitialAssessmentRequest {
+            header: h,
+            ratings: rating(p::RiskLevel::Low),
+            emergency_measures_apply: false,
+            summary: "xác minh: không có dấu hiệu xâm hại".into(),
+        })
+        .await,
+    )
+    .unwrap();
+    // The grounds and the chair's decision are required.
+    let h = o.header();
+    let missing = c
+        .close_case(p::CloseCaseRequest {
+            header: h,
+            reason: "tin báo không đúng sự thật".into(),
+            grounds: p::CloseGrounds::Unspecified as i32,
+            decision_ref: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::InvalidArgument);
+    assert!(missing.message().contains("grounds"), "{missing:?}");
+    let h = o.header();
+    let events = o
+        .took(
+            c.close_case(p::CloseCaseRequest {
+                header: h,
+                reason: "tin báo không đúng sự thật".into(),
+                grounds: p::CloseGrounds::Unfounded as i32,
+                decision_ref: "QĐ 31/QĐ-UBND ngày 01/12/2026".into(),
+            })
+            .await,
+        )
+        .unwrap();
+    assert_eq!(events[0], "CaseClosed");
+    let case = o.case().await;
+    assert_eq!(case.phase(), p::CasePhase::Closed);
+    assert_eq!(case.plan_no, 0, "no plan was invented to close it");
+    assert!(
+        case.deadlines
+            .iter()
+            .all(|d| d.state() != p::DeadlineState::Open)
     );
 }
 
@@ -843,6 +902,8 @@ impl Officer {
             c.close_case(p::CloseCaseRequest {
                 header: h,
                 reason: "hết nguy cơ".into(),
+                grounds: p::CloseGrounds::NoRiskAfterReview as i32,
+                decision_ref: "QĐ 30/QĐ-UBND".into(),
             })
             .await,
         )

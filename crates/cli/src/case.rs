@@ -164,6 +164,12 @@ pub enum Command {
         /// Why.
         #[arg(long)]
         reason: String,
+        /// no-risk-after-review, unfounded or no-support-needed.
+        #[arg(long, default_value = "no-risk-after-review")]
+        grounds: String,
+        /// The commune chair's decision (number and date).
+        #[arg(long)]
+        decision: String,
     },
     /// Reopen a closed case.
     Reopen {
@@ -539,14 +545,28 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
             };
             done(&id, client.record_review(request).await)
         }
-        Command::Close { step, reason } => {
+        Command::Close {
+            step,
+            reason,
+            grounds,
+            decision,
+        } => {
             let id = step.case_id.clone();
+            let grounds = p::CloseGrounds::from_str_name(&format!(
+                "CLOSE_GROUNDS_{}",
+                grounds.to_uppercase().replace('-', "_")
+            ))
+            .with_context(|| {
+                format!("--grounds {grounds}: no-risk-after-review, unfounded or no-support-needed")
+            })?;
             done(
                 &id,
                 client
                     .close_case(p::CloseCaseRequest {
                         header: step.header(),
                         reason,
+                        grounds: grounds as i32,
+                        decision_ref: decision,
                     })
                     .await,
             )

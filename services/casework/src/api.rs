@@ -746,11 +746,28 @@ impl CaseService for CaseApi {
     ) -> Result<Response<p::CloseCaseResponse>, Status> {
         let caller = caller(&r)?;
         let r = r.into_inner();
+        let grounds = match p::CloseGrounds::try_from(r.grounds) {
+            Ok(p::CloseGrounds::NoRiskAfterReview) => Ok(proc::CloseGrounds::NoRiskAfterReview),
+            Ok(p::CloseGrounds::Unfounded) => Ok(proc::CloseGrounds::Unfounded),
+            Ok(p::CloseGrounds::NoSupportNeeded) => Ok(proc::CloseGrounds::NoSupportNeeded),
+            Ok(p::CloseGrounds::Unspecified) => Err(Violations::one(
+                "grounds",
+                "is required: no risk after review, unfounded, or no support needed",
+            )),
+            Err(_) => Err(Violations::one(
+                "grounds",
+                format!("{} is not a valid CloseGrounds", r.grounds),
+            )),
+        };
         self.execute(
             &caller,
             "/baove.v1.CaseService/CloseCase",
             r.header,
-            Ok(Command::Close { reason: r.reason }),
+            grounds.map(|grounds| Command::Close {
+                reason: r.reason,
+                grounds,
+                decision_ref: r.decision_ref,
+            }),
         )
         .await
         .map(|o| Response::new(o.into()))

@@ -196,11 +196,32 @@ pub struct ReviewRecorded {
     pub summary: String,
 }
 
+/// On what ground a case is closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseGrounds {
+    /// A review (Mẫu 06) found no risk remaining; the commune chair ends
+    /// the plan (Đ30.1.b).
+    NoRiskAfterReview,
+    /// Checking the report (Mẫu 02 or Mẫu 03) showed it unfounded.
+    Unfounded,
+    /// The assessment (Mẫu 02 or Mẫu 03) found the child needs no support.
+    NoSupportNeeded,
+}
+
 /// The case was closed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaseClosed {
     /// Why.
     pub reason: String,
+    /// On what ground. Absent in events written before it existed: after a
+    /// review that found no risk (the only way then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grounds: Option<CloseGrounds>,
+    /// The commune chair's decision (number and date). Absent in events
+    /// written before it was required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_ref: Option<String>,
 }
 
 /// The case was reopened.
@@ -450,8 +471,12 @@ pub enum Command {
         ratings: Vec<RiskRating>,
         summary: String,
     },
-    /// Close the case.
-    Close { reason: String },
+    /// Close the case, on `grounds`, by the chair's decision.
+    Close {
+        reason: String,
+        grounds: CloseGrounds,
+        decision_ref: String,
+    },
     /// Reopen a closed case.
     Reopen { reason: String },
     /// Add a note.
@@ -871,19 +896,47 @@ pub fn decide(
                 summary,
             }));
         }
-        Command::Close { reason } => {
+        Command::Close {
+            reason,
+            grounds,
+            decision_ref,
+        } => {
             required(&mut v, "reason", &reason);
+            required(&mut v, "decision_ref", &decision_ref);
             v.into_result(())?;
-            if state.phase
-                != (Phase::Reviewed {
-                    risk_remains: false,
-                })
-            {
-                return Err(not_allowed(
-                    "a case closes only after a review (Mẫu 06) that found no risk remaining; otherwise draft a new plan",
-                ));
+            match grounds {
+                CloseGrounds::NoRiskAfterReview => {
+                    if state.phase
+                        != (Phase::Reviewed {
+                            risk_remains: false,
+                        })
+                    {
+                        return Err(not_allowed(
+                            "a case closes for no risk remaining only after a review (Mẫu 06) that found none; otherwise draft a new plan",
+                        ));
+                    }
+                }
+                CloseGrounds::Unfounded | CloseGrounds::NoSupportNeeded => {
+                    if !matches!(
+                        state.phase,
+                        Phase::InitiallyAssessed | Phase::DetailedAssessed
+                    ) {
+                        return Err(not_allowed(
+                            "a report is closed as unfounded or needing no support after the initial (Mẫu 02) or detailed (Mẫu 03) assessment and before a plan",
+                        ));
+                    }
+                    if state.emergency_measures_apply == Some(true) {
+                        return Err(not_allowed(
+                            "the initial assessment (Mẫu 02) found emergency measures apply: the report is not unfounded and the child needs support",
+                        ));
+                    }
+                }
             }
-            events.push(CaseEvent::Closed(CaseClosed { reason }));
+            events.push(CaseEvent::Closed(CaseClosed {
+                reason,
+                grounds: Some(grounds),
+                decision_ref: Some(decision_ref),
+            }));
             for d in state
                 .deadlines
                 .values()

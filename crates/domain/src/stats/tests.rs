@@ -485,7 +485,11 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
         if g.chance(20) {
             records.apply(
                 id,
-                &CaseEvent::Closed(CaseClosed { reason: "x".into() }),
+                &CaseEvent::Closed(CaseClosed {
+                    reason: "x".into(),
+                    grounds: None,
+                    decision_ref: None,
+                }),
                 at + 10 * DAY,
             );
         }

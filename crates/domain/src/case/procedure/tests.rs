@@ -298,6 +298,8 @@ fn given_a_closed_case_when_reopened_then_a_new_12_hour_clock_runs_from_the_reop
     case.ok(review(RiskLevel::Low));
     case.ok(Command::Close {
         reason: "hết nguy cơ".into(),
+        grounds: CloseGrounds::NoRiskAfterReview,
+        decision_ref: "QĐ-30/UBND".into(),
     });
     case.now_ms = RECEIVED + 90 * 24 * 3_600_000;
     let events = case.ok(Command::Reopen {
@@ -355,9 +357,11 @@ fn the_whole_procedure_with_a_plan_sent_back_and_a_new_plan_after_review() {
     case.ok(review(RiskLevel::Medium));
     assert_eq!(
         case.refused(Command::Close {
-            reason: "xong".into()
+            reason: "xong".into(),
+            grounds: CloseGrounds::NoRiskAfterReview,
+            decision_ref: "QĐ-30/UBND".into(),
         }),
-        "a case closes only after a review (Mẫu 06) that found no risk remaining; otherwise draft a new plan"
+        "a case closes for no risk remaining only after a review (Mẫu 06) that found none; otherwise draft a new plan"
     );
     let third = case.ok(plan());
     assert!(matches!(&third[0], CaseEvent::PlanDrafted(p) if p.plan_no == 3));
@@ -365,7 +369,9 @@ fn the_whole_procedure_with_a_plan_sent_back_and_a_new_plan_after_review() {
     case.ok(review(RiskLevel::Low));
     assert_eq!(
         kinds(&case.ok(Command::Close {
-            reason: "không còn nguy cơ".into()
+            reason: "không còn nguy cơ".into(),
+            grounds: CloseGrounds::NoRiskAfterReview,
+            decision_ref: "QĐ-30/UBND".into(),
         })),
         ["CaseClosed"]
     );
@@ -603,6 +609,8 @@ fn given_a_closed_case_then_only_notes_and_reopening_are_allowed() {
     case.ok(review(RiskLevel::Low));
     case.ok(Command::Close {
         reason: "hết nguy cơ".into(),
+        grounds: CloseGrounds::NoRiskAfterReview,
+        decision_ref: "QĐ-30/UBND".into(),
     });
     assert!(
         case.refused(Command::Assign {
@@ -658,8 +666,12 @@ fn every_refusal_of_the_procedure_names_its_rule() {
             .contains("the plan must be approved")
     );
     assert!(
-        case.refused(Command::Close { reason: "x".into() })
-            .contains("closes only after a review")
+        case.refused(Command::Close {
+            reason: "x".into(),
+            grounds: CloseGrounds::NoRiskAfterReview,
+            decision_ref: "QĐ-30/UBND".into()
+        })
+        .contains("only after a review")
     );
     case.ok(initial(true));
     case.ok(detailed());
@@ -692,6 +704,8 @@ fn every_refusal_of_the_procedure_names_its_rule() {
     );
     case.ok(Command::Close {
         reason: "hết nguy cơ".into(),
+        grounds: CloseGrounds::NoRiskAfterReview,
+        decision_ref: "QĐ-30/UBND".into(),
     });
     let measure = Command::RecordEmergencyMeasure {
         kind: MeasureKind::MedicalCare,
@@ -870,4 +884,65 @@ fn given_a_referral_when_it_is_revoked_declined_or_completed_then_the_agency_rea
         case.events.push(event);
         assert!(!lets_read(&case, police, 11), "{end}");
     }
+}
+
+#[test]
+fn given_an_assessed_report_found_unfounded_then_it_closes_with_the_chairs_decision_and_without_a_plan()
+ {
+    let close = |grounds, decision: &str| Command::Close {
+        reason: "kiểm tra không có dấu hiệu xâm hại".into(),
+        grounds,
+        decision_ref: decision.into(),
+    };
+    // Before Mẫu 02: not yet.
+    let mut case = Case::given(false);
+    assert!(
+        case.refused(close(CloseGrounds::Unfounded, "QĐ-1"))
+            .contains("Mẫu 02")
+    );
+    // After Mẫu 02 finding no emergency: closed as unfounded, open
+    // deadlines cleared; the chair's decision is required.
+    case.ok(initial(false));
+    assert_eq!(
+        case.invalid(close(CloseGrounds::Unfounded, "")),
+        ["decision_ref"]
+    );
+    let events = case.ok(close(CloseGrounds::Unfounded, "QĐ-1"));
+    assert_eq!(kinds(&events)[0], "CaseClosed");
+    assert!(matches!(
+        &events[0],
+        CaseEvent::Closed(CaseClosed { grounds: Some(CloseGrounds::Unfounded), decision_ref: Some(d), .. }) if d == "QĐ-1"
+    ));
+    assert_eq!(case.state().status, CaseStatus::Closed);
+    assert!(
+        case.state()
+            .deadlines
+            .values()
+            .all(|d| d.state != DeadlineState::Open)
+    );
+    // After Mẫu 03: a child who needs no support.
+    let mut case = Case::given(false);
+    case.ok(initial(false));
+    case.ok(detailed());
+    case.ok(close(CloseGrounds::NoSupportNeeded, "QĐ-2"));
+    // Not when Mẫu 02 found emergency measures apply.
+    let mut case = Case::given(true);
+    case.ok(initial(true));
+    assert!(
+        case.refused(close(CloseGrounds::Unfounded, "QĐ-3"))
+            .contains("not unfounded")
+    );
+    // Not once a plan is drafted: that case ends by review.
+    let mut case = Case::given(false);
+    case.ok(initial(false));
+    case.ok(detailed());
+    case.ok(plan());
+    assert!(
+        case.refused(close(CloseGrounds::NoSupportNeeded, "QĐ-4"))
+            .contains("before a plan")
+    );
+    assert!(
+        case.refused(close(CloseGrounds::NoRiskAfterReview, "QĐ-4"))
+            .contains("review")
+    );
 }
