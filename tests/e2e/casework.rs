@@ -10,12 +10,23 @@ use crate::intake::{System, case_of, hotline, intake_client};
 
 pub struct Officer {
     pub client: CaseServiceClient<crate::AuthChannel>,
+    /// The commune chair, who approves plans (not the officer who drafts
+    /// them).
+    pub chair: CaseServiceClient<crate::AuthChannel>,
     pub case_id: String,
     pub version: u64,
     pub n: u32,
 }
 
 impl Officer {
+    /// A header for the chair's step: the chair acts in their own name.
+    pub fn chair_header(&mut self) -> Option<p::CommandHeader> {
+        self.header().map(|h| p::CommandHeader {
+            officer_id: String::new(),
+            ..h
+        })
+    }
+
     pub fn header(&mut self) -> Option<p::CommandHeader> {
         self.n += 1;
         Some(p::CommandHeader {
@@ -70,6 +81,11 @@ impl Officer {
     pub async fn of(casework: &crate::Service, case_id: &str) -> Self {
         let mut officer = Self {
             client: CaseServiceClient::new(casework.channel().await),
+            chair: CaseServiceClient::new(
+                casework
+                    .channel_as(&crate::province_officer("chu-tich-ninh-kieu"))
+                    .await,
+            ),
             case_id: case_id.to_owned(),
             version: 0,
             n: 0,
@@ -106,6 +122,7 @@ async fn given_a_case_when_walked_through_the_procedure_then_out_of_order_steps_
         .draft_plan(p::DraftPlanRequest {
             header,
             measures: measures(),
+            keep_despite_residence_ref: String::new(),
         })
         .await
         .unwrap_err();
@@ -171,6 +188,7 @@ async fn given_a_case_when_walked_through_the_procedure_then_out_of_order_steps_
             .draft_plan(p::DraftPlanRequest {
                 header,
                 measures: measures(),
+                keep_despite_residence_ref: String::new(),
             })
             .await,
     )
@@ -210,13 +228,14 @@ async fn given_a_case_when_walked_through_the_procedure_then_out_of_order_steps_
             .draft_plan(p::DraftPlanRequest {
                 header,
                 measures: measures(),
+                keep_despite_residence_ref: String::new(),
             })
             .await,
     )
     .unwrap();
-    let header = o.header();
+    let header = o.chair_header();
     o.took(
-        o.client
+        o.chair
             .clone()
             .approve_plan(p::ApprovePlanRequest {
                 header,
@@ -267,13 +286,14 @@ async fn given_a_case_when_walked_through_the_procedure_then_out_of_order_steps_
             .draft_plan(p::DraftPlanRequest {
                 header,
                 measures: measures(),
+                keep_despite_residence_ref: String::new(),
             })
             .await,
     )
     .unwrap();
-    let header = o.header();
+    let header = o.chair_header();
     o.took(
-        o.client
+        o.chair
             .clone()
             .approve_plan(p::ApprovePlanRequest {
                 header,
@@ -385,6 +405,7 @@ async fn given_two_officers_with_the_same_version_then_one_wins_and_the_other_ge
     let mut first = opened_case(&system, "race-1").await;
     let mut second = Officer {
         client: first.client.clone(),
+        chair: first.chair.clone(),
         case_id: first.case_id.clone(),
         version: first.version,
         n: 100,
@@ -567,6 +588,7 @@ async fn given_only_a_deadline_warning_and_a_note_since_her_version_then_an_offi
     // ...and a colleague adds a note.
     let mut colleague = Officer {
         client: officer.client.clone(),
+        chair: officer.chair.clone(),
         case_id: officer.case_id.clone(),
         version: officer.case().await.version,
         n: 100,
@@ -874,17 +896,20 @@ impl Officer {
             c.draft_plan(p::DraftPlanRequest {
                 header: h,
                 measures: measures(),
+                keep_despite_residence_ref: String::new(),
             })
             .await,
         )
         .unwrap();
-        let h = self.header();
+        let h = self.chair_header();
+        let mut chair = self.chair.clone();
         self.took(
-            c.approve_plan(p::ApprovePlanRequest {
-                header: h,
-                decision_ref: "QĐ 20".into(),
-            })
-            .await,
+            chair
+                .approve_plan(p::ApprovePlanRequest {
+                    header: h,
+                    decision_ref: "QĐ 20".into(),
+                })
+                .await,
         )
         .unwrap();
         let h = self.header();
@@ -934,6 +959,7 @@ async fn given_an_open_case_about_the_same_child_then_a_new_report_is_flagged_un
     first.close_after_the_procedure().await;
     let mut second_officer = Officer {
         client: first.client.clone(),
+        chair: first.chair.clone(),
         case_id: second_case,
         version: 0,
         n: 500,

@@ -489,6 +489,7 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                     .draft_plan(p::DraftPlanRequest {
                         header: step.header(),
                         measures,
+                        keep_despite_residence_ref: String::new(),
                     })
                     .await,
             )

@@ -380,7 +380,7 @@ const SPECIAL: [(SpecialCircumstance, &str, &str, &str); 14] = [
     (
         SpecialCircumstance::DdHivAids,
         "dd",
-        "đ) HIV/AIDS",
+        "đ) Infected with HIV",
         "đ) Nhiễm HIV/AIDS",
     ),
     (
@@ -398,8 +398,8 @@ const SPECIAL: [(SpecialCircumstance, &str, &str, &str); 14] = [
     (
         SpecialCircumstance::HOutOfSchoolWorking,
         "h",
-        "h) Out of school, working",
-        "h) Phải bỏ học kiếm sống",
+        "h) Left school to earn a living before completing lower-secondary education",
+        "h) Bỏ học kiếm sống chưa hoàn thành phổ cập giáo dục trung học cơ sở",
     ),
     (
         SpecialCircumstance::IHarmedByViolence,

@@ -647,7 +647,13 @@ impl CaseService for CaseApi {
                 })
             })
             .collect();
-        let command = v.into_result(Command::DraftPlan { measures });
+        // Who acts is the token's subject (the header names no one else).
+        let command = v.into_result(Command::DraftPlan {
+            measures,
+            by: caller.user_id.clone(),
+            keep_despite_residence: Some(r.keep_despite_residence_ref)
+                .filter(|k| !k.trim().is_empty()),
+        });
         self.execute(
             &caller,
             "/baove.v1.CaseService/DraftPlan",
@@ -670,6 +676,7 @@ impl CaseService for CaseApi {
             r.header,
             Ok(Command::ApprovePlan {
                 decision_ref: r.decision_ref,
+                by: caller.user_id.clone(),
             }),
         )
         .await

@@ -151,6 +151,16 @@ pub struct PlanDrafted {
     pub plan_no: u32,
     /// Its measures.
     pub measures: Vec<PlanMeasure>,
+    /// Who drafted it (the officer), so that an inspector sees the chair
+    /// who approved it was someone else. Absent in events written before
+    /// it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drafted_by: Option<String>,
+    /// The decision to keep the plan in the commune where it happened
+    /// although the child lives in another (Law on Children Đ52.2 gives the
+    /// plan to the child's commune), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_despite_residence: Option<String>,
 }
 
 /// The commune chair approved the plan (Mẫu 05).
@@ -455,9 +465,13 @@ pub enum Command {
         minutes_ref: String,
     },
     /// Draft a plan (Mẫu 04).
-    DraftPlan { measures: Vec<PlanMeasure> },
+    DraftPlan {
+        measures: Vec<PlanMeasure>,
+        by: String,
+        keep_despite_residence: Option<String>,
+    },
     /// The chair approves the plan (Mẫu 05).
-    ApprovePlan { decision_ref: String },
+    ApprovePlan { decision_ref: String, by: String },
     /// The chair sends the plan back.
     SendBackPlan { reason: String },
     /// Record an intervention against a plan measure.
@@ -781,7 +795,11 @@ pub fn decide(
                 },
             ));
         }
-        Command::DraftPlan { measures } => {
+        Command::DraftPlan {
+            measures,
+            by,
+            keep_despite_residence,
+        } => {
             if measures.is_empty() {
                 v.add("measures", "a plan needs at least one measure");
             }
@@ -814,11 +832,28 @@ pub fn decide(
                     "a plan (Mẫu 04) is drafted after the detailed assessment (Mẫu 03), after the chair sends a plan back, or after a review that found risk remaining",
                 ));
             }
+            // The plan belongs to the commune where the child lives (Law
+            // on Children Đ52.2): transfer the case there first, or record
+            // the decision to keep it here.
+            let keep = keep_despite_residence.filter(|k| !k.trim().is_empty());
+            if let Some(residence) = &state.opened.residence_unit_id
+                && *residence != state.responsible_unit_id
+                && keep.is_none()
+            {
+                return Err(not_allowed(&format!(
+                    "the plan belongs to the commune where the child lives ({residence}, Law on Children Đ52.2): transfer the case there (RequestReferral with transfer_to_unit_id), or give keep_despite_residence_ref, the decision to keep it here"
+                )));
+            }
             let plan_no = state.plan.as_ref().map_or(1, |p| p.draft.plan_no + 1);
-            events.push(CaseEvent::PlanDrafted(PlanDrafted { plan_no, measures }));
+            events.push(CaseEvent::PlanDrafted(PlanDrafted {
+                plan_no,
+                measures,
+                drafted_by: Some(by).filter(|b| !b.is_empty()),
+                kept_despite_residence: keep,
+            }));
             meet(state, DeadlineKind::PlanDrafted, &mut events);
         }
-        Command::ApprovePlan { decision_ref } => {
+        Command::ApprovePlan { decision_ref, by } => {
             required(&mut v, "decision_ref", &decision_ref);
             v.into_result(())?;
             let Some(plan) = state
@@ -830,6 +865,11 @@ pub fn decide(
                     "only a drafted plan awaiting the commune chair can be approved",
                 ));
             };
+            if plan.draft.drafted_by.as_deref() == Some(by.as_str()) && !by.is_empty() {
+                return Err(not_allowed(
+                    "the plan's approval (Mẫu 05) is the commune chair's decision: the officer who drafted it cannot approve it",
+                ));
+            }
             events.push(CaseEvent::PlanApproved(PlanApproved {
                 plan_no: plan.draft.plan_no,
                 decision_ref,
@@ -895,6 +935,20 @@ pub fn decide(
                 risk_remains,
                 summary,
             }));
+            // Risk left (Đ30.1.c): a new plan, with its own 5 and 7
+            // working days from the review.
+            if risk_remains && !state.opened.outside_child_law {
+                events.push(CaseEvent::DeadlineSet(ctx.deadline(
+                    Some(state),
+                    DeadlineKind::PlanDrafted,
+                    ctx.now_ms,
+                )));
+                events.push(CaseEvent::DeadlineSet(ctx.deadline(
+                    Some(state),
+                    DeadlineKind::PlanApproved,
+                    ctx.now_ms,
+                )));
+            }
         }
         Command::Close {
             reason,

@@ -134,12 +134,15 @@ fn plan() -> Command {
             responsible: "Trung tâm Công tác xã hội".into(),
             due_date: date!(2026 - 12 - 31),
         }],
+        by: "cb-ninh-kieu-1".into(),
+        keep_despite_residence: None,
     }
 }
 
 fn approve() -> Command {
     Command::ApprovePlan {
         decision_ref: "QĐ 12/QĐ-UBND".into(),
+        by: "chu-tich-ninh-kieu".into(),
     }
 }
 
@@ -457,6 +460,8 @@ fn given_bad_input_then_every_bad_field_is_named() {
                 due_date: date!(2026 - 12 - 01),
             },
         ],
+        by: String::new(),
+        keep_despite_residence: None,
     };
     assert_eq!(
         case.invalid(twice),
@@ -945,4 +950,80 @@ fn given_an_assessed_report_found_unfounded_then_it_closes_with_the_chairs_decis
         case.refused(close(CloseGrounds::NoRiskAfterReview, "QĐ-4"))
             .contains("review")
     );
+}
+
+#[test]
+fn given_a_plan_when_its_drafter_approves_it_then_refused_the_chair_decides() {
+    let mut case = Case::given(false);
+    case.ok(initial(false));
+    case.ok(detailed());
+    case.ok(plan());
+    let rule = case.refused(Command::ApprovePlan {
+        decision_ref: "QĐ 1".into(),
+        by: "cb-ninh-kieu-1".into(),
+    });
+    assert!(rule.contains("cannot approve"), "{rule}");
+    case.ok(approve());
+}
+
+#[test]
+fn given_a_review_finding_risk_then_a_new_plan_runs_against_new_5_and_7_working_days() {
+    let mut case = Case::given(false);
+    case.ok(initial(false));
+    case.ok(detailed());
+    case.ok(plan());
+    case.ok(approve());
+    case.now_ms = RECEIVED + 30 * 24 * 3_600_000;
+    let events = case.ok(review(RiskLevel::High));
+    assert_eq!(
+        kinds(&events),
+        ["ReviewRecorded", "DeadlineSet", "DeadlineSet"]
+    );
+    let state = case.state();
+    let second = &state.deadlines["plan_drafted-2"];
+    assert_eq!(second.start_ms, case.now_ms);
+    assert_eq!(second.state, DeadlineState::Open);
+    assert_eq!(state.deadlines["plan_approved-2"].start_ms, case.now_ms);
+    // The new plan meets it.
+    let met = case.ok(plan());
+    assert_eq!(kinds(&met), ["PlanDrafted", "DeadlineMet"]);
+}
+
+#[test]
+fn given_a_child_living_in_another_commune_when_a_plan_is_drafted_then_the_transfer_is_prompted_or_the_decision_to_keep_it_recorded()
+ {
+    let calendar = calendar();
+    let ctx = Context {
+        now_ms: RECEIVED,
+        calendar: &calendar,
+        warn_share: 0.75,
+    };
+    let mut elsewhere = opened(false);
+    elsewhere.residence_unit_id = Some("vn-ct.p-cai-rang".into());
+    let mut case = Case {
+        events: opening_events(elsewhere, &ctx),
+        calendar: calendar.clone(),
+        now_ms: RECEIVED + 60_000,
+    };
+    case.ok(initial(false));
+    case.ok(detailed());
+    let rule = case.refused(plan());
+    assert!(
+        rule.contains("vn-ct.p-cai-rang") && rule.contains("Đ52.2"),
+        "{rule}"
+    );
+    let kept = case.ok(Command::DraftPlan {
+        measures: vec![PlanMeasure {
+            id: "m1".into(),
+            description: "tư vấn".into(),
+            responsible: "UBND".into(),
+            due_date: date!(2026 - 12 - 31),
+        }],
+        by: "cb-ninh-kieu-1".into(),
+        keep_despite_residence: Some("QĐ 7: gia đình tạm trú tại Ninh Kiều".into()),
+    });
+    assert!(matches!(
+        &kept[0],
+        CaseEvent::PlanDrafted(p) if p.kept_despite_residence.as_deref() == Some("QĐ 7: gia đình tạm trú tại Ninh Kiều")
+    ));
 }
