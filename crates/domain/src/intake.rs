@@ -195,6 +195,21 @@ pub struct Child {
     pub current_condition: String,
 }
 
+impl Child {
+    /// The youngest age the child may be, in whole years: the age from a
+    /// known birth date, or one year under an estimate (an estimated "16"
+    /// may be 15). Where the law turns on an age (the Law on Children
+    /// covers under 16), an uncertain age counts as the youngest possible,
+    /// as the criminal procedure code treats victims under 18 (Đ417).
+    #[must_use]
+    pub const fn youngest_possible_age(&self) -> u32 {
+        match self.age {
+            Age::DateOfBirth(_) => self.age_years,
+            Age::EstimatedYears(years) => years.saturating_sub(1),
+        }
+    }
+}
+
 /// A place: a unit in force when the report was received, and an address.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Place {

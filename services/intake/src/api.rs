@@ -167,7 +167,8 @@ impl IntakeApi {
         let actor = acting(caller);
         let mut event = IntakeRecorded {
             intake_id,
-            outside_child_law: d::outside_child_law(facts.child.age_years),
+            // An estimated age counts as the youngest it may be.
+            outside_child_law: d::outside_child_law(facts.child.youngest_possible_age()),
             report,
             possible_duplicate_case_ids,
             possible_duplicate_intake_ids,

@@ -440,3 +440,27 @@ fn given_a_report_when_its_confidential_fields_are_taken_then_none_is_left_and_t
     event.restore_confidential(confidential);
     assert_eq!(event, original);
 }
+
+#[test]
+fn given_an_estimated_age_then_the_youngest_possible_age_decides_whether_the_child_law_applies() {
+    let child = |age: Age, years: u32| Child {
+        full_name: String::new(),
+        name_key: String::new(),
+        age,
+        age_years: years,
+        sex: Sex::Female,
+        ethnicity: String::new(),
+        current_condition: String::new(),
+    };
+    // A guessed 16 may be 15: inside the Law on Children, with its clocks.
+    let guessed = child(Age::EstimatedYears(16), 16);
+    assert_eq!(guessed.youngest_possible_age(), 15);
+    assert!(!outside_child_law(guessed.youngest_possible_age()));
+    // A guessed 17 is at least 16.
+    assert!(outside_child_law(child(Age::EstimatedYears(17), 17).youngest_possible_age()));
+    // A known birth date decides exactly.
+    let born = child(Age::DateOfBirth(::time::macros::date!(2010 - 01 - 01)), 16);
+    assert_eq!(born.youngest_possible_age(), 16);
+    assert!(outside_child_law(born.youngest_possible_age()));
+    assert_eq!(child(Age::EstimatedYears(0), 0).youngest_possible_age(), 0);
+}
