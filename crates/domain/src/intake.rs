@@ -454,9 +454,13 @@ pub struct ConfidentialErased {
 
 /// The confidential fields of a report (Law on Children Điều 6.11, Decree
 /// 56 Điều 33, Decree 13/2023): what identifies the child, the family and
-/// the informant, and the free text that may name them. Everything else
-/// (units, concerns, age in years, sex, dates) stays in clear for the
-/// procedure and the statistics.
+/// the informant, the child's health and condition, ethnicity (sensitive
+/// data under Decree 13), what was done and is needed, and the free text
+/// that may name them. Everything else (units, concerns, age in years, sex,
+/// dates) stays in clear for the procedure and the statistics.
+///
+/// The fields added later are options: a report sealed before they were
+/// sealed has them in clear, and `None` leaves them as they are.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confidential {
     /// The child's full name.
@@ -481,6 +485,24 @@ pub struct Confidential {
     pub informant: Option<Informant>,
     /// The offence in words (police notifications).
     pub offence_description: Option<String>,
+    /// The child's ethnicity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_ethnicity: Option<String>,
+    /// The child's current condition (health, injuries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_current_condition: Option<String>,
+    /// Actions already taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions_taken: Option<String>,
+    /// The likely consequence without intervention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub likely_consequence: Option<String>,
+    /// The injury's details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injury_detail: Option<String>,
+    /// The support the victim needs (police notifications).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub support_needed: Option<String>,
 }
 
 impl IntakeRecorded {
@@ -495,15 +517,21 @@ impl IntakeRecorded {
     /// (a date of birth becomes the age in years).
     pub fn take_confidential(&mut self) -> Confidential {
         let age_years = self.report.facts().child.age_years;
-        let (facts, informant, offence) = match &mut self.report {
+        let (facts, informant, offence, support) = match &mut self.report {
             Report::Hotline {
                 facts, informant, ..
-            } => (facts, informant.take(), None),
+            } => (facts, informant.take(), None, None),
             Report::Police {
                 facts,
                 offence_description,
+                support_needed,
                 ..
-            } => (facts, None, Some(std::mem::take(offence_description))),
+            } => (
+                facts,
+                None,
+                Some(std::mem::take(offence_description)),
+                Some(std::mem::take(support_needed)),
+            ),
         };
         let date_of_birth = match facts.child.age {
             Age::DateOfBirth(date) => Some(crate::time::format_date(date)),
@@ -525,6 +553,16 @@ impl IntakeRecorded {
             caregiver: facts.caregiver.take(),
             informant,
             offence_description: offence,
+            child_ethnicity: Some(std::mem::take(&mut facts.child.ethnicity)),
+            child_current_condition: Some(std::mem::take(&mut facts.child.current_condition)),
+            actions_taken: Some(std::mem::take(&mut facts.actions_taken)),
+            likely_consequence: Some(std::mem::take(&mut facts.likely_consequence)),
+            injury_detail: facts
+                .concerns
+                .injury
+                .as_mut()
+                .map(|i| std::mem::take(&mut i.detail)),
+            support_needed: support,
         }
     }
 
@@ -541,12 +579,31 @@ impl IntakeRecorded {
             Report::Police {
                 facts,
                 offence_description,
+                support_needed,
                 ..
             } => {
                 *offence_description = c.offence_description.unwrap_or_default();
+                if let Some(support) = c.support_needed {
+                    *support_needed = support;
+                }
                 facts
             }
         };
+        if let Some(ethnicity) = c.child_ethnicity {
+            facts.child.ethnicity = ethnicity;
+        }
+        if let Some(condition) = c.child_current_condition {
+            facts.child.current_condition = condition;
+        }
+        if let Some(actions) = c.actions_taken {
+            facts.actions_taken = actions;
+        }
+        if let Some(consequence) = c.likely_consequence {
+            facts.likely_consequence = consequence;
+        }
+        if let (Some(injury), Some(detail)) = (facts.concerns.injury.as_mut(), c.injury_detail) {
+            injury.detail = detail;
+        }
         if let Some(date) = c
             .child_date_of_birth
             .as_deref()

@@ -457,10 +457,57 @@ fn given_an_estimated_age_then_the_youngest_possible_age_decides_whether_the_chi
     assert_eq!(guessed.youngest_possible_age(), 15);
     assert!(!outside_child_law(guessed.youngest_possible_age()));
     // A guessed 17 is at least 16.
-    assert!(outside_child_law(child(Age::EstimatedYears(17), 17).youngest_possible_age()));
+    assert!(outside_child_law(
+        child(Age::EstimatedYears(17), 17).youngest_possible_age()
+    ));
     // A known birth date decides exactly.
     let born = child(Age::DateOfBirth(::time::macros::date!(2010 - 01 - 01)), 16);
     assert_eq!(born.youngest_possible_age(), 16);
     assert!(outside_child_law(born.youngest_possible_age()));
     assert_eq!(child(Age::EstimatedYears(0), 0).youngest_possible_age(), 0);
+}
+
+#[test]
+fn given_health_ethnicity_and_what_was_done_then_they_are_sealed_too_and_an_older_seal_leaves_them_in_clear()
+ {
+    let mut raw = facts();
+    if let Some(child) = raw.child.as_mut() {
+        child.ethnicity = "Khmer".into();
+        child.current_condition = "gãy tay trái".into();
+    }
+    raw.actions_taken = "đã báo công an xã".into();
+    raw.likely_consequence = "tiếp tục bị đánh".into();
+    let report = parse(hotline(raw)).unwrap();
+    let mut event = IntakeRecorded {
+        intake_id: Uuid::from_u128(1),
+        report,
+        outside_child_law: false,
+        possible_duplicate_case_ids: vec![],
+        possible_duplicate_intake_ids: vec![],
+        sealed: None,
+    };
+    let original = event.clone();
+    let confidential = event.take_confidential();
+    let left = serde_json::to_string(&event).unwrap();
+    for secret in [
+        "Khmer",
+        "gãy tay trái",
+        "đã báo công an xã",
+        "tiếp tục bị đánh",
+    ] {
+        assert!(!left.contains(secret), "{secret} left in clear: {left}");
+    }
+    event.restore_confidential(confidential.clone());
+    assert_eq!(event, original);
+    // A report sealed before these fields were: its blob has none of them,
+    // and the clear values stay.
+    let mut older = original.clone();
+    let mut old_blob = confidential;
+    old_blob.child_ethnicity = None;
+    old_blob.child_current_condition = None;
+    old_blob.actions_taken = None;
+    old_blob.likely_consequence = None;
+    older.restore_confidential(old_blob);
+    assert_eq!(older.report.facts().child.ethnicity, "Khmer");
+    assert_eq!(older.report.facts().actions_taken, "đã báo công an xã");
 }
