@@ -490,3 +490,59 @@ async fn given_jetstream_loses_its_store_before_casework_reads_then_intake_repub
     assert_eq!(opened, [("CaseOpened".to_owned(), receipt.intake_id)]);
     assert!(!case_id.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_walk_in_at_the_commune_then_the_officer_records_mau_01_and_a_case_opens() {
+    let system = System::start().await;
+    let officer = crate::Identity::new(
+        "cb-ninh-kieu-7",
+        baove_security::Role::CommuneOfficer,
+        "ct.ubnd-p-ninh-kieu",
+        &["vn-ct.p-ninh-kieu"],
+    );
+    let mut report = hotline("walk-in-1", "Trương Thị Nga").report.unwrap();
+    report.channel = p::Channel::InPerson as i32;
+    report.operator_id = String::new();
+    let receipt = IntakeServiceClient::new(system.intake.channel_as(&officer).await)
+        .record_received_report(p::RecordReceivedReportRequest {
+            request_id: "walk-in-1".into(),
+            report: Some(report.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!case_of(&system.intake, &receipt.intake_id).await.is_empty());
+    let recorded = IntakeServiceClient::new(system.intake.channel_as(&officer).await)
+        .get_intake(GetIntakeRequest {
+            intake_id: receipt.intake_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .intake
+        .unwrap();
+    assert_eq!(recorded.channel, p::Channel::InPerson as i32);
+    let Some(p::intake::Report::Hotline(as_recorded)) = recorded.report else {
+        panic!("a Mẫu 01 report")
+    };
+    assert_eq!(as_recorded.operator_id, "cb-ninh-kieu-7", "who received it");
+    // A retry returns the first receipt; a hotline operator may not use it.
+    let again = IntakeServiceClient::new(system.intake.channel_as(&officer).await)
+        .record_received_report(p::RecordReceivedReportRequest {
+            request_id: "walk-in-1".into(),
+            report: Some(report.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.intake_id, receipt.intake_id);
+    assert!(again.already_recorded);
+    let refused = IntakeServiceClient::new(system.intake.channel().await)
+        .record_received_report(p::RecordReceivedReportRequest {
+            request_id: "walk-in-2".into(),
+            report: Some(report),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+}

@@ -170,6 +170,7 @@ pub mod receipt {
 
     receipts!(
         SubmitHotlineReportResponse,
-        SubmitPoliceNotificationResponse
+        SubmitPoliceNotificationResponse,
+        RecordReceivedReportResponse
     );
 }

@@ -44,6 +44,7 @@ const AUDIT: &[Role] = &[Aud];
 pub const POLICY: &[(&str, &[Role])] = &[
     ("/baove.v1.IntakeService/SubmitHotlineReport", &[Hot]),
     ("/baove.v1.IntakeService/SubmitPoliceNotification", &[Pol]),
+    ("/baove.v1.IntakeService/RecordReceivedReport", &[Com, Pro]),
     (
         "/baove.v1.IntakeService/GetIntake",
         &[Hot, Com, Pro, Pol, Ags, Aud],

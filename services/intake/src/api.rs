@@ -77,7 +77,12 @@ impl IntakeApi {
             informant: true,
         };
         match caller.role {
-            Role::HotlineOperator | Role::Police if row.logged_by == acting(caller) => Some(all),
+            // Whoever received and recorded a report reads it back.
+            Role::HotlineOperator | Role::Police | Role::CommuneOfficer | Role::ProvinceOfficer
+                if row.logged_by == acting(caller) =>
+            {
+                Some(all)
+            }
             Role::Police | Role::AgencyStaff => row.handed_over.and_then(|(case, _)| {
                 self.view
                     .referral_to(case, &caller.agency_id, (self.clock)())
@@ -125,6 +130,53 @@ impl IntakeApi {
             .map(Uuid::to_string)
             .collect();
         (cases, intakes)
+    }
+
+    /// Records a Mẫu 01 report, whoever received it (the 111 hotline, a
+    /// commune, the Department): the receiver is the caller.
+    async fn record_mau_01(
+        &self,
+        caller: &Caller,
+        rpc: &str,
+        request_id: &str,
+        mut report: Option<p::HotlineReport>,
+    ) -> Result<Receipt, Status> {
+        if let Some(report) = report.as_mut() {
+            report.operator_id = self
+                .access
+                .own(
+                    caller,
+                    rpc,
+                    "report.operator_id",
+                    &report.operator_id,
+                    &caller.user_id,
+                )
+                .await?;
+        }
+        let mut bad_enums = report
+            .as_ref()
+            .and_then(|r| r.facts.as_ref())
+            .map(|f| crate::convert::invalid_enums(f, "report.facts"))
+            .unwrap_or_default();
+        if let Some(r) = &report
+            && p::Channel::try_from(r.channel).is_err()
+        {
+            bad_enums.add(
+                "report.channel",
+                format!("{} is not a valid Channel", r.channel),
+            );
+        }
+        let raw = report.map(raw_hotline);
+        self.submit(caller, request_id, |ctx| {
+            crate::convert::with_enum_checks(
+                bad_enums,
+                match raw {
+                    Some(raw) => d::parse_hotline(raw, "report", ctx),
+                    None => Err(Violations::one("report", "is required")),
+                },
+            )
+        })
+        .await
     }
 
     /// Records a parsed report under `request_id`, or returns the receipt
@@ -357,46 +409,31 @@ impl IntakeService for IntakeApi {
         request: Request<SubmitHotlineReportRequest>,
     ) -> Result<Response<p::SubmitHotlineReportResponse>, Status> {
         let caller = caller(&request)?;
-        let mut request = request.into_inner();
-        if let Some(report) = request.report.as_mut() {
-            report.operator_id = self
-                .access
-                .own(
-                    &caller,
-                    "IntakeService/SubmitHotlineReport",
-                    "report.operator_id",
-                    &report.operator_id,
-                    &caller.user_id,
-                )
-                .await?;
-        }
-        let mut bad_enums = request
-            .report
-            .as_ref()
-            .and_then(|r| r.facts.as_ref())
-            .map(|f| crate::convert::invalid_enums(f, "report.facts"))
-            .unwrap_or_default();
-        if let Some(r) = &request.report
-            && p::Channel::try_from(r.channel).is_err()
-        {
-            bad_enums.add(
-                "report.channel",
-                format!("{} is not a valid Channel", r.channel),
-            );
-        }
-        let raw = request.report.map(raw_hotline);
-        let receipt = self
-            .submit(&caller, &request.request_id, |ctx| {
-                crate::convert::with_enum_checks(
-                    bad_enums,
-                    match raw {
-                        Some(raw) => d::parse_hotline(raw, "report", ctx),
-                        None => Err(Violations::one("report", "is required")),
-                    },
-                )
-            })
-            .await?;
-        Ok(Response::new(receipt.into()))
+        let request = request.into_inner();
+        self.record_mau_01(
+            &caller,
+            "IntakeService/SubmitHotlineReport",
+            &request.request_id,
+            request.report,
+        )
+        .await
+        .map(|receipt| Response::new(receipt.into()))
+    }
+
+    async fn record_received_report(
+        &self,
+        request: Request<p::RecordReceivedReportRequest>,
+    ) -> Result<Response<p::RecordReceivedReportResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        self.record_mau_01(
+            &caller,
+            "IntakeService/RecordReceivedReport",
+            &request.request_id,
+            request.report,
+        )
+        .await
+        .map(|receipt| Response::new(receipt.into()))
     }
 
     async fn submit_police_notification(
