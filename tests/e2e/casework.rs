@@ -166,6 +166,7 @@ async fn given_a_case_when_walked_through_the_procedure_then_out_of_order_steps_
             end_date: "2026-12-13".into(),
             extension_decision_ref: String::new(),
         }),
+        grounds: p::MeasureGrounds::Unspecified as i32,
     };
     let events = o
         .took(o.client.clone().record_emergency_measure(request).await)
@@ -501,6 +502,7 @@ async fn given_a_follow_up_reporting_danger_on_an_open_case_then_it_gets_its_own
                 description: "đưa trẻ đến nơi an toàn".into(),
                 decision_ref: "QĐ 04/QĐ-UBND".into(),
                 separation: None,
+                grounds: p::MeasureGrounds::Unspecified as i32,
             })
             .await,
         )

@@ -90,6 +90,9 @@ pub enum Command {
         /// Separation: the extension decision, beyond 15 days.
         #[arg(long, default_value = "")]
         extension: String,
+        /// assessed-danger, parents-refuse-plan or abuse-may-continue (Đ32).
+        #[arg(long, default_value = "assessed-danger")]
+        grounds: String,
     },
     /// Record the detailed assessment and needs meeting (Mẫu 03).
     Detailed {
@@ -422,6 +425,7 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
             from,
             until,
             extension,
+            grounds,
         } => {
             let id = step.case_id.clone();
             let kind = p::MeasureKind::from_str_name(&format!(
@@ -440,12 +444,20 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 (None, None) => None,
                 _ => bail!("a separation needs both --from and --until"),
             };
+            let grounds = p::MeasureGrounds::from_str_name(&format!(
+                "MEASURE_GROUNDS_{}",
+                grounds.to_uppercase().replace('-', "_")
+            ))
+            .with_context(|| {
+                format!("--grounds {grounds}: assessed-danger, parents-refuse-plan or abuse-may-continue")
+            })?;
             let request = p::RecordEmergencyMeasureRequest {
                 kind: kind as i32,
                 description,
                 decision_ref: decision,
                 separation,
                 header: step.header(),
+                grounds: grounds as i32,
             };
             done(&id, client.record_emergency_measure(request).await)
         }

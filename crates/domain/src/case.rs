@@ -408,7 +408,9 @@ pub fn apply(state: Option<CaseState>, event: &CaseEvent) -> Option<CaseState> {
         CaseEvent::OfficerAssigned(e) => state.officer_id = Some(e.officer_id.clone()),
         CaseEvent::InitialAssessmentRecorded(e) => {
             state.emergency_measures_apply = Some(e.emergency_measures_apply);
-            state.phase = Phase::InitiallyAssessed;
+            if !e.reassessment {
+                state.phase = Phase::InitiallyAssessed;
+            }
         }
         CaseEvent::EmergencyMeasureRecorded(e) => state.emergency_measures.push(e.clone()),
         CaseEvent::DetailedAssessmentRecorded(_) => state.phase = Phase::DetailedAssessed,

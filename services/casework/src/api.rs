@@ -585,12 +585,27 @@ impl CaseService for CaseApi {
                     .filter(|e| !e.trim().is_empty()),
             })
         });
+        let grounds = match p::MeasureGrounds::try_from(r.grounds) {
+            Ok(p::MeasureGrounds::Unspecified | p::MeasureGrounds::AssessedDanger) => {
+                proc::MeasureGrounds::AssessedDanger
+            }
+            Ok(p::MeasureGrounds::ParentsRefusePlan) => proc::MeasureGrounds::ParentsRefusePlan,
+            Ok(p::MeasureGrounds::AbuseMayContinue) => proc::MeasureGrounds::AbuseMayContinue,
+            Err(_) => {
+                v.add(
+                    "grounds",
+                    format!("{} is not a valid MeasureGrounds", r.grounds),
+                );
+                proc::MeasureGrounds::AssessedDanger
+            }
+        };
         let command = match kind {
             Some(kind) if v.is_empty() => Ok(Command::RecordEmergencyMeasure {
                 kind,
                 description: r.description,
                 decision_ref: r.decision_ref,
                 separation,
+                grounds,
             }),
             _ => Err(v),
         };

@@ -116,6 +116,23 @@ pub struct InitialAssessmentRecorded {
     pub emergency_measures_apply: bool,
     /// Summary.
     pub summary: String,
+    /// A reassessment of the risk (a new Mẫu 02) later in the procedure:
+    /// it does not move the case back. Absent in events written before
+    /// reassessments existed: the first assessment.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reassessment: bool,
+}
+
+/// On what ground an emergency measure is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeasureGrounds {
+    /// The (latest) assessment (Mẫu 02) found emergency measures apply.
+    AssessedDanger,
+    /// The parents or caregivers refuse the support plan (Đ32).
+    ParentsRefusePlan,
+    /// Abuse by the parents or caregivers may continue (Đ32).
+    AbuseMayContinue,
 }
 
 /// An emergency measure was taken.
@@ -129,6 +146,10 @@ pub struct EmergencyMeasureRecorded {
     pub decision_ref: String,
     /// For a temporary separation: its dates.
     pub separation: Option<Separation>,
+    /// On what ground. Absent in events written before it existed: the
+    /// assessment found danger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grounds: Option<MeasureGrounds>,
 }
 
 /// Mẫu 03 and the needs meeting were recorded.
@@ -456,6 +477,7 @@ pub enum Command {
         description: String,
         decision_ref: String,
         separation: Option<Separation>,
+        grounds: MeasureGrounds,
     },
     /// Record Mẫu 03 and the needs meeting.
     RecordDetailedAssessment {
@@ -685,9 +707,12 @@ pub fn decide(
         } => {
             ratings_valid(&mut v, &ratings);
             v.into_result(())?;
-            if state.phase != Phase::AwaitingInitialAssessment {
+            // The first Mẫu 02 comes first; a reassessment of the risk is
+            // allowed at any later point while the case is open.
+            let reassessment = state.phase != Phase::AwaitingInitialAssessment;
+            if closed {
                 return Err(not_allowed(
-                    "the initial assessment (Mẫu 02) is recorded once, first, after the case opens or reopens",
+                    "a closed case must be reopened before its risk is assessed again",
                 ));
             }
             events.push(CaseEvent::InitialAssessmentRecorded(
@@ -695,16 +720,25 @@ pub fn decide(
                     ratings,
                     emergency_measures_apply,
                     summary,
+                    reassessment,
                 },
             ));
             let emergency_clock = open_deadline(state, DeadlineKind::Emergency);
             match (emergency_measures_apply, emergency_clock) {
                 (false, true) => meet(state, DeadlineKind::Emergency, &mut events),
-                (true, false) if !state.opened.outside_child_law => {
+                // The first assessment finding danger no report flagged:
+                // 12 hours from the receipt; a reassessment finding new
+                // danger: 12 hours from now.
+                (true, false) => {
+                    let start = if reassessment {
+                        ctx.now_ms
+                    } else {
+                        state.opened.received_at_ms
+                    };
                     events.push(CaseEvent::DeadlineSet(ctx.deadline(
                         Some(state),
                         DeadlineKind::Emergency,
-                        state.opened.received_at_ms,
+                        start,
                     )));
                 }
                 _ => {}
@@ -715,6 +749,7 @@ pub fn decide(
             description,
             decision_ref,
             separation,
+            grounds,
         } => {
             required(&mut v, "description", &description);
             required(&mut v, "decision_ref", &decision_ref);
@@ -751,10 +786,23 @@ pub fn decide(
                     "a closed case must be reopened before measures are recorded",
                 ));
             }
-            if state.emergency_measures_apply != Some(true) {
-                return Err(not_allowed(
-                    "emergency measures need an initial assessment (Mẫu 02) that found they apply",
-                ));
+            match grounds {
+                MeasureGrounds::AssessedDanger => {
+                    if state.emergency_measures_apply != Some(true) {
+                        return Err(not_allowed(
+                            "emergency measures on assessed danger need an assessment (Mẫu 02) that found they apply; reassess the risk, or give the Article 32 ground (the parents refuse the plan, abuse by the parents may continue)",
+                        ));
+                    }
+                }
+                // Đ32: whatever the first Mẫu 02 found, once the risk was
+                // assessed.
+                MeasureGrounds::ParentsRefusePlan | MeasureGrounds::AbuseMayContinue => {
+                    if state.emergency_measures_apply.is_none() {
+                        return Err(not_allowed(
+                            "emergency measures follow the initial assessment (Mẫu 02)",
+                        ));
+                    }
+                }
             }
             events.push(CaseEvent::EmergencyMeasureRecorded(
                 EmergencyMeasureRecorded {
@@ -762,6 +810,7 @@ pub fn decide(
                     description,
                     decision_ref,
                     separation,
+                    grounds: Some(grounds),
                 },
             ));
             meet(state, DeadlineKind::Emergency, &mut events);

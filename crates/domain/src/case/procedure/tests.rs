@@ -277,6 +277,7 @@ fn given_an_open_case_when_a_follow_up_reports_danger_then_a_second_12_hour_cloc
         description: "đưa trẻ đến nơi an toàn".into(),
         decision_ref: "QĐ-1".into(),
         separation: None,
+        grounds: MeasureGrounds::AssessedDanger,
     });
     assert_eq!(
         kinds(&met),
@@ -335,6 +336,7 @@ fn the_whole_procedure_with_a_plan_sent_back_and_a_new_plan_after_review() {
         description: "đưa cháu đến nhà bà ngoại".into(),
         decision_ref: "QĐ 01/QĐ-UBND".into(),
         separation: None,
+        grounds: MeasureGrounds::AssessedDanger,
     };
     assert_eq!(
         kinds(&case.ok(measure)),
@@ -410,12 +412,20 @@ fn given_a_new_case_when_steps_come_out_of_order_then_each_is_refused_naming_the
             .contains("only a closed case")
     );
     case.ok(initial(false));
-    assert!(case.refused(initial(false)).contains("recorded once"));
+    // A second Mẫu 02 is a reassessment, allowed (it does not move the
+    // case back).
+    let again = case.ok(initial(false));
+    assert!(matches!(
+        &again[0],
+        CaseEvent::InitialAssessmentRecorded(a) if a.reassessment
+    ));
+    assert_eq!(case.state().phase, Phase::InitiallyAssessed);
     let measure = Command::RecordEmergencyMeasure {
         kind: MeasureKind::MedicalCare,
         description: "khám".into(),
         decision_ref: "QĐ 2".into(),
         separation: None,
+        grounds: MeasureGrounds::AssessedDanger,
     };
     assert!(case.refused(measure).contains("found they apply"));
 }
@@ -433,6 +443,7 @@ fn given_bad_input_then_every_bad_field_is_named() {
             end_date: date!(2026 - 12 - 20),
             extension_decision_ref: None,
         }),
+        grounds: MeasureGrounds::AssessedDanger,
     });
     assert_eq!(
         fields,
@@ -485,6 +496,7 @@ fn given_a_temporary_separation_then_15_days_unless_an_extension_is_named() {
             end_date: end,
             extension_decision_ref: extension.map(str::to_owned),
         }),
+        grounds: MeasureGrounds::AssessedDanger,
     };
     // 27 Nov to 11 Dec inclusive is 15 days: allowed.
     assert_eq!(
@@ -593,6 +605,7 @@ fn given_a_missed_deadline_when_the_step_is_done_late_then_it_is_met_late() {
         description: "khám tại bệnh viện Nhi đồng".into(),
         decision_ref: "QĐ 4".into(),
         separation: None,
+        grounds: MeasureGrounds::AssessedDanger,
     });
     assert_eq!(
         events[1],
@@ -717,10 +730,11 @@ fn every_refusal_of_the_procedure_names_its_rule() {
         description: "khám".into(),
         decision_ref: "QĐ 9".into(),
         separation: None,
+        grounds: MeasureGrounds::AssessedDanger,
     };
     assert!(case.refused(measure).contains("reopened"));
     assert!(
-        case.refused(initial(true)).contains("recorded once"),
+        case.refused(initial(true)).contains("reopened"),
         "a closed case is reopened first"
     );
 }
@@ -739,6 +753,7 @@ fn a_separation_field_on_another_measure_or_a_missing_one_is_invalid() {
         description: "nhà tạm lánh".into(),
         decision_ref: "QĐ 5".into(),
         separation: Some(dates),
+        grounds: MeasureGrounds::AssessedDanger,
     };
     assert_eq!(case.invalid(on_shelter), ["separation"]);
     let without = Command::RecordEmergencyMeasure {
@@ -746,6 +761,7 @@ fn a_separation_field_on_another_measure_or_a_missing_one_is_invalid() {
         description: "cách ly".into(),
         decision_ref: "QĐ 6".into(),
         separation: None,
+        grounds: MeasureGrounds::AssessedDanger,
     };
     assert_eq!(case.invalid(without), ["separation"]);
 }
@@ -1026,4 +1042,68 @@ fn given_a_child_living_in_another_commune_when_a_plan_is_drafted_then_the_trans
         &kept[0],
         CaseEvent::PlanDrafted(p) if p.kept_despite_residence.as_deref() == Some("QĐ 7: gia đình tạm trú tại Ninh Kiều")
     ));
+}
+
+#[test]
+fn given_a_first_assessment_finding_no_danger_when_the_parents_refuse_the_plan_then_separation_is_allowed_on_the_article_32_ground()
+ {
+    let mut case = Case::given(false);
+    case.ok(initial(false));
+    let separate = |grounds| Command::RecordEmergencyMeasure {
+        kind: MeasureKind::TemporarySeparation,
+        description: "tạm thời cách ly".into(),
+        decision_ref: "QĐ 9 (Mẫu 07)".into(),
+        separation: Some(Separation {
+            start_date: date!(2026 - 11 - 27),
+            end_date: date!(2026 - 12 - 05),
+            extension_decision_ref: None,
+        }),
+        grounds,
+    };
+    // On assessed danger: the assessment found none.
+    assert!(
+        case.refused(separate(MeasureGrounds::AssessedDanger))
+            .contains("Article 32")
+    );
+    // The parents refuse the plan: allowed (Đ32).
+    let events = case.ok(separate(MeasureGrounds::ParentsRefusePlan));
+    assert!(matches!(
+        &events[0],
+        CaseEvent::EmergencyMeasureRecorded(m) if m.grounds == Some(MeasureGrounds::ParentsRefusePlan)
+    ));
+}
+
+#[test]
+fn given_a_case_in_progress_when_the_risk_is_reassessed_then_it_stays_where_it_is_and_new_danger_gets_a_clock_from_now()
+ {
+    let mut case = Case::given(false);
+    case.ok(initial(false));
+    case.ok(detailed());
+    case.now_ms = RECEIVED + 5 * 24 * 3_600_000;
+    let events = case.ok(initial(true));
+    assert_eq!(kinds(&events), ["InitialAssessmentRecorded", "DeadlineSet"]);
+    assert!(matches!(
+        &events[0],
+        CaseEvent::InitialAssessmentRecorded(a) if a.reassessment
+    ));
+    let state = case.state();
+    assert_eq!(
+        state.phase,
+        Phase::DetailedAssessed,
+        "a reassessment does not move the case back"
+    );
+    let clock = state
+        .deadlines
+        .values()
+        .find(|d| d.kind == DeadlineKind::Emergency && d.state == DeadlineState::Open)
+        .unwrap();
+    assert_eq!(clock.start_ms, case.now_ms);
+    // Measures on the assessed danger are now allowed.
+    case.ok(Command::RecordEmergencyMeasure {
+        kind: MeasureKind::SafeShelter,
+        description: "nơi an toàn".into(),
+        decision_ref: "QĐ 10".into(),
+        separation: None,
+        grounds: MeasureGrounds::AssessedDanger,
+    });
 }
