@@ -201,16 +201,28 @@ pub enum ReferralEvent {
     },
     /// Seen by the agency.
     Acknowledged {
+        /// The case, so that the step carries its own case (absent in
+        /// steps written before it did: the referral's case).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        case_id: Option<Uuid>,
         /// Who.
         by: String,
     },
     /// Taken on.
     Accepted {
+        /// The case, so that the step carries its own case (absent in
+        /// steps written before it did: the referral's case).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        case_id: Option<Uuid>,
         /// Who.
         by: String,
     },
     /// Refused, with the reason; back to the requester's side.
     Declined {
+        /// The case, so that the step carries its own case (absent in
+        /// steps written before it did: the referral's case).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        case_id: Option<Uuid>,
         /// Who.
         by: String,
         /// Why.
@@ -218,6 +230,10 @@ pub enum ReferralEvent {
     },
     /// The outcome (for the police: criminal case opened or not).
     OutcomeReported {
+        /// The case, so that the step carries its own case (absent in
+        /// steps written before it did: the referral's case).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        case_id: Option<Uuid>,
         /// Who.
         by: String,
         /// What came of it.
@@ -227,11 +243,19 @@ pub enum ReferralEvent {
     },
     /// Done.
     Completed {
+        /// The case, so that the step carries its own case (absent in
+        /// steps written before it did: the referral's case).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        case_id: Option<Uuid>,
         /// Who.
         by: String,
     },
     /// Withdrawn by the requester before acceptance.
     Revoked {
+        /// The case, so that the step carries its own case (absent in
+        /// steps written before it did: the referral's case).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        case_id: Option<Uuid>,
         /// Who.
         by: String,
         /// Why.
@@ -239,12 +263,32 @@ pub enum ReferralEvent {
     },
     /// Not acknowledged in time; the supervising agency was alerted.
     Escalated {
+        /// The case, so that the step carries its own case (absent in
+        /// steps written before it did: the referral's case).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        case_id: Option<Uuid>,
         /// The deadline that passed.
         ack_due_at_ms: i64,
     },
 }
 
 impl ReferralEvent {
+    /// The case the referral belongs to, when the event says (every event
+    /// since steps carry it; the offer always).
+    #[must_use]
+    pub const fn case_id(&self) -> Option<Uuid> {
+        match self {
+            Self::Offered { case_id, .. } => Some(*case_id),
+            Self::Acknowledged { case_id, .. }
+            | Self::Accepted { case_id, .. }
+            | Self::Declined { case_id, .. }
+            | Self::OutcomeReported { case_id, .. }
+            | Self::Completed { case_id, .. }
+            | Self::Revoked { case_id, .. }
+            | Self::Escalated { case_id, .. } => *case_id,
+        }
+    }
+
     /// The stored event type name. Never changes for a variant.
     #[must_use]
     pub const fn event_type(&self) -> &'static str {
@@ -465,6 +509,7 @@ pub enum Refusal {
 pub fn decide(state: &ReferralState, command: Command, by: &str) -> Result<ReferralEvent, Refusal> {
     use Status as S;
     let by = by.to_owned();
+    let case_id = Some(state.case_id);
     let not = |rule: &str| Err(Refusal::NotAllowed(rule.to_owned()));
     let required = |field: &str, value: &str, rule: &str| {
         if value.trim().is_empty() {
@@ -475,11 +520,11 @@ pub fn decide(state: &ReferralState, command: Command, by: &str) -> Result<Refer
     };
     match command {
         Command::Acknowledge => match state.status {
-            S::Offered => Ok(ReferralEvent::Acknowledged { by }),
+            S::Offered => Ok(ReferralEvent::Acknowledged { by, case_id }),
             _ => not("only a referral still offered can be acknowledged"),
         },
         Command::Accept => match state.status {
-            S::Acknowledged => Ok(ReferralEvent::Accepted { by }),
+            S::Acknowledged => Ok(ReferralEvent::Accepted { by, case_id }),
             S::Offered => not("acknowledge the referral before accepting it"),
             _ => not("only an acknowledged referral can be accepted"),
         },
@@ -490,7 +535,11 @@ pub fn decide(state: &ReferralState, command: Command, by: &str) -> Result<Refer
                 "a decline needs the reason, for the requester",
             )?;
             match state.status {
-                S::Offered | S::Acknowledged => Ok(ReferralEvent::Declined { by, reason }),
+                S::Offered | S::Acknowledged => Ok(ReferralEvent::Declined {
+                    by,
+                    reason,
+                    case_id,
+                }),
                 _ => not("only a referral not yet accepted can be declined"),
             }
         }
@@ -499,6 +548,7 @@ pub fn decide(state: &ReferralState, command: Command, by: &str) -> Result<Refer
             match state.status {
                 S::Accepted | S::OutcomeReported => Ok(ReferralEvent::OutcomeReported {
                     by,
+                    case_id,
                     outcome,
                     reference,
                 }),
@@ -506,13 +556,17 @@ pub fn decide(state: &ReferralState, command: Command, by: &str) -> Result<Refer
             }
         }
         Command::Complete => match state.status {
-            S::OutcomeReported => Ok(ReferralEvent::Completed { by }),
+            S::OutcomeReported => Ok(ReferralEvent::Completed { by, case_id }),
             _ => not("report the outcome before completing the referral"),
         },
         Command::Revoke { reason } => {
             required("reason", &reason, "is required")?;
             match state.status {
-                S::Offered | S::Acknowledged => Ok(ReferralEvent::Revoked { by, reason }),
+                S::Offered | S::Acknowledged => Ok(ReferralEvent::Revoked {
+                    by,
+                    reason,
+                    case_id,
+                }),
                 _ => not("a referral can be revoked only before it is accepted"),
             }
         }
@@ -525,6 +579,7 @@ pub fn decide(state: &ReferralState, command: Command, by: &str) -> Result<Refer
 pub fn due_escalation(state: &ReferralState, now_ms: i64) -> Option<ReferralEvent> {
     (state.status == Status::Offered && !state.escalated && now_ms >= state.ack_due_at_ms)
         .then_some(ReferralEvent::Escalated {
+            case_id: Some(state.case_id),
             ack_due_at_ms: state.ack_due_at_ms,
         })
 }

@@ -254,7 +254,19 @@ impl Handler for RecordReferralSteps {
         if baove_runtime::access::is_record_stream(&event) {
             return Ok(());
         }
-        let Ok(case_id) = Uuid::parse_str(&event.correlation_id) else {
+        let referral_event =
+            <baove_domain::referral::ReferralEvent as baove_domain::event::StoredEvent>::decode(
+                &event.event_type,
+                event.schema_version,
+                &event.payload,
+            )
+            .map_err(|e| HandleError::Reject(format!("referral event {}: {e}", event.event_id)))?;
+        // The case is in the step's payload; steps written before they
+        // carried it name it only in their correlation id.
+        let Some(case_id) = referral_event
+            .case_id()
+            .or_else(|| Uuid::parse_str(&event.correlation_id).ok())
+        else {
             return Err(HandleError::Reject(format!(
                 "referral event {} names no case",
                 event.event_id
@@ -266,8 +278,8 @@ impl Handler for RecordReferralSteps {
                 event.event_id
             )));
         };
-        let to_agency_id = match serde_json::from_str(&event.payload) {
-            Ok(baove_domain::referral::ReferralEvent::Offered { to_agency_id, .. }) => {
+        let to_agency_id = match referral_event {
+            baove_domain::referral::ReferralEvent::Offered { to_agency_id, .. } => {
                 Some(to_agency_id)
             }
             _ => None,

@@ -179,7 +179,7 @@ pub struct Alerts {
 
 impl Handler for Alerts {
     async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
-        let Ok(ReferralEvent::Escalated { ack_due_at_ms }) =
+        let Ok(ReferralEvent::Escalated { ack_due_at_ms, .. }) =
             <ReferralEvent as baove_domain::event::StoredEvent>::decode(
                 &event.event_type,
                 event.schema_version,

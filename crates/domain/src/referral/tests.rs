@@ -200,7 +200,9 @@ fn referral_events_round_trip_through_their_stored_json() {
     let event = ReferralEvent::Declined {
         by: "ca-1".into(),
         reason: "r".into(),
+        case_id: Some(Uuid::from_u128(2)),
     };
+    assert_eq!(event.case_id(), Some(Uuid::from_u128(2)));
     let json = serde_json::to_string(&event).unwrap();
     assert_eq!(serde_json::from_str::<ReferralEvent>(&json).unwrap(), event);
     assert_eq!(event.event_type(), "ReferralDeclined");
