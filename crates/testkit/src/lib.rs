@@ -7,14 +7,18 @@
 //! - [`free_port`]: a loopback port nobody listens on.
 //! - [`wait_for_port`]: wait until something accepts TCP connections.
 
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A nats-server child process with JetStream.
 pub struct NatsServer {
     port: u16,
+    /// Its `server_name`, unique, so the kit knows its own server.
+    name: String,
     store: tempfile::TempDir,
     binary: PathBuf,
     child: Option<Child>,
@@ -106,6 +110,7 @@ impl NatsServer {
         };
         let mut server = Self {
             port,
+            name: unique_name(),
             store,
             binary,
             child: None,
@@ -126,6 +131,8 @@ impl NatsServer {
                 "127.0.0.1",
                 "-p",
                 &self.port.to_string(),
+                "-n",
+                &self.name,
                 "-js",
                 "-sd",
             ])
@@ -135,18 +142,34 @@ impl NatsServer {
             .spawn()
             .map_err(|e| format!("starting {}: {e}", self.binary.display()))?;
         self.child = Some(child);
-        wait_for_port(self.port, Duration::from_secs(10))?;
-        // Something answers on the port: make sure it is our server.
-        if let Some(child) = self.child.as_mut()
-            && let Ok(Some(status)) = child.try_wait()
-        {
-            self.child = None;
-            return Err(format!(
-                "nats-server exited ({status}): port {} is taken",
-                self.port
-            ));
+        // Something answering on the port is not enough: while this server
+        // was stopped (a restart) or between the probe and the bind (a
+        // start), a parallel test's server may have taken the port, and our
+        // process takes a moment to fail. Only a server that introduces
+        // itself by our name is ours.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if introduces_itself_as(self.port, &self.name) {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Err(format!(
+                    "nats-server exited ({status}): port {} is taken",
+                    self.port
+                ));
+            }
+            if Instant::now() >= deadline {
+                self.stop();
+                return Err(format!(
+                    "nats-server {} did not answer on 127.0.0.1:{} within 10 s",
+                    self.name, self.port
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(25));
         }
-        Ok(())
     }
 
     /// The client URL, `nats://127.0.0.1:<port>`.
@@ -234,6 +257,36 @@ fn terminate(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// A server name no other test server of this machine has.
+fn unique_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "baove-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Whether the NATS server on 127.0.0.1:`port` greets with `name` as its
+/// `server_name` (the INFO line every NATS server sends first).
+fn introduces_itself_as(port: u16, name: &str) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    if stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .is_err()
+    {
+        return false;
+    }
+    let mut info = String::new();
+    if BufReader::new(stream).read_line(&mut info).is_err() {
+        return false;
+    }
+    info.starts_with("INFO ") && info.contains(&format!("\"server_name\":\"{name}\""))
+}
+
 /// A loopback TCP port that nothing listens on right now.
 ///
 /// # Errors
@@ -263,4 +316,36 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> Result<(), String> {
     Err(format!(
         "nothing accepted connections on 127.0.0.1:{port} within {timeout:?}"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NatsServer;
+
+    #[test]
+    fn given_a_port_held_by_another_server_then_starting_on_it_fails() {
+        let other = NatsServer::start().unwrap();
+        let taken = NatsServer::start_on(other.port());
+        assert!(
+            taken.is_err(),
+            "a server on a taken port was taken for ours"
+        );
+    }
+
+    #[test]
+    fn given_a_port_taken_while_stopped_then_the_restart_fails_instead_of_using_it() {
+        let mut first = NatsServer::start().unwrap();
+        first.stop();
+        let squatter = NatsServer::start_on(first.port()).unwrap();
+        let restarted = first.restart();
+        assert!(
+            restarted.is_err(),
+            "restarted onto another test's server on port {}",
+            squatter.port()
+        );
+        drop(squatter);
+        // Once the port is free again, the restart works.
+        first.restart().unwrap();
+        assert_eq!(first.url(), format!("nats://127.0.0.1:{}", first.port()));
+    }
 }
