@@ -31,7 +31,7 @@ pub enum HandleError {
     #[error("retry: {0}")]
     Retry(String),
     /// This event can never be applied (it breaks a rule of the receiver):
-    /// logged as an error and not redelivered.
+    /// parked in the receiver's log, logged once, and not redelivered.
     #[error("rejected: {0}")]
     Reject(String),
 }
@@ -65,7 +65,8 @@ const STUCK_AFTER: Duration = Duration::from_secs(10);
 /// fires. For each message: skip (and ack) if `log`'s inbox has it; else
 /// call the handler; on `Ok` record it in the inbox (durably) and ack; on
 /// `Retry` call it again with backoff, before any later message; on
-/// `Reject` or an undecodable message, log an error and terminate it.
+/// `Reject` or an undecodable message, park it ([`EventLog::park`]: kept
+/// whole in the receiver's log, counted, logged once) and terminate it.
 ///
 /// When NATS or JetStream fails (restart, a lost store), it pauses and
 /// creates the stream and the consumer again (both idempotent) and goes on
@@ -198,8 +199,7 @@ async fn apply<H: Handler>(
     let envelope = match Envelope::decode(&message.payload) {
         Ok(envelope) => envelope,
         Err(e) => {
-            tracing::error!(subject = %clip(&message.subject, 200), bytes = message.payload.len(), error = %clip(&e.to_string(), 300), "undecodable message; terminated");
-            ack(&message, AckKind::Term).await;
+            park(log, durable, &message, &format!("undecodable: {e}")).await;
             return;
         }
     };
@@ -256,10 +256,42 @@ async fn apply<H: Handler>(
             }
             Err(HandleError::Reject(reason)) => {
                 health.ok(part);
-                tracing::error!(event_id = %id, reason = %clip(&reason, 300), "handler rejected the event; terminated");
-                ack(&message, AckKind::Term).await;
+                park(
+                    log,
+                    durable,
+                    &message,
+                    &format!("rejected event {id}: {reason}"),
+                )
+                .await;
                 return;
             }
+        }
+    }
+}
+
+/// Sets `message` aside in the receiver's log (tree `parked`, whole, with
+/// `reason`), logs it once and terminates it, so that one bad message never
+/// stops the consumer. Should the log refuse to keep it, the message is
+/// left to the bus for another try rather than dropped.
+async fn park(log: &EventLog, durable: &str, message: &jetstream::Message, reason: &str) {
+    match log
+        .park(durable, &message.subject, &message.payload, reason)
+        .await
+    {
+        Ok(count) => {
+            tracing::error!(
+                durable = %durable,
+                subject = %clip(&message.subject, 200),
+                bytes = message.payload.len(),
+                reason = %clip(reason, 300),
+                parked_so_far = count,
+                "message cannot be applied; parked (kept in the log's `parked` tree) and terminated"
+            );
+            ack(message, AckKind::Term).await;
+        }
+        Err(e) => {
+            tracing::error!(durable = %durable, error = %e, reason = %clip(reason, 300), "cannot park a message that cannot be applied; the bus keeps it");
+            ack(message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
         }
     }
 }

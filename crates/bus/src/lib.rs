@@ -5,7 +5,11 @@
 //! (one envelope per message, `Nats-Msg-Id` = event id) and clears the mark
 //! only after JetStream's ack. A receiver reads through a durable pull
 //! consumer ([`run_consumer`]), applies the event, records it in its own
-//! inbox and only then acks, so a redelivery changes nothing.
+//! inbox and only then acks, so a redelivery changes nothing. A message
+//! that can never be applied (it does not decode, or the receiver's rules
+//! refuse it) is parked: kept whole in the receiver's log (tree `parked`,
+//! [`baove_eventlog::EventLog::parked`]), counted and logged once, and the
+//! consumer goes on with the next one.
 //!
 //! Works against nats-server 2.9 (Debian's package) and newer: no feature
 //! newer than 2.9 is used.

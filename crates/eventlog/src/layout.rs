@@ -33,6 +33,26 @@ pub const OUTBOX: &str = "outbox";
 pub const INBOX: &str = "inbox";
 /// Events delivered by the relay, with the bus's sequence of the delivery.
 pub const PUBLISHED: &str = "published";
+/// Incoming messages a consumer could not apply (undecodable or refused),
+/// kept aside whole for an engineer to look at.
+pub const PARKED: &str = "parked";
+
+/// The `parked` key of the `n`th message `consumer` set aside.
+#[must_use]
+pub fn parked_key(consumer: &str, n: u64) -> Vec<u8> {
+    let mut key = parked_prefix(consumer);
+    key.extend_from_slice(&n.to_be_bytes());
+    key
+}
+
+/// The prefix of every `parked` key of `consumer`.
+#[must_use]
+pub fn parked_prefix(consumer: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(consumer.len() + 9);
+    key.extend_from_slice(consumer.as_bytes());
+    key.push(0);
+    key
+}
 
 /// The `events` key of `stream` at `seq`.
 #[must_use]

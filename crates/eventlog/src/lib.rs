@@ -60,5 +60,5 @@ pub use envelope::{Actor, ChainHash, Envelope, NewEvent, StreamId};
 pub use error::Error;
 pub use log::{
     AppendRequest, Appended, Clock, EventLog, ExpectedVersion, Head, MAX_EVENTS_PER_APPEND,
-    Options, Verification, verify_copy,
+    Options, Parked, Verification, verify_copy,
 };

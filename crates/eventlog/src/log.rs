@@ -181,6 +181,19 @@ impl Drop for Inner {
     }
 }
 
+/// A message a consumer set aside ([`EventLog::park`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Parked {
+    /// The subject it came on.
+    pub subject: String,
+    /// Why it could not be applied.
+    pub reason: String,
+    /// When it was set aside (Unix milliseconds).
+    pub parked_at_ms: i64,
+    /// The message as it arrived.
+    pub payload: Vec<u8>,
+}
+
 #[derive(Clone)]
 struct Trees {
     db: sled::Db,
@@ -191,12 +204,14 @@ struct Trees {
     outbox: sled::Tree,
     inbox: sled::Tree,
     published: sled::Tree,
+    parked: sled::Tree,
 }
 
 impl Trees {
     fn open(db: sled::Db) -> Result<Self, Error> {
         Ok(Self {
             published: db.open_tree(layout::PUBLISHED)?,
+            parked: db.open_tree(layout::PARKED)?,
             events: db.open_tree(layout::EVENTS)?,
             global: db.open_tree(layout::GLOBAL)?,
             heads: db.open_tree(layout::HEADS)?,
@@ -701,6 +716,57 @@ impl EventLog {
             .await
             .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Durably sets aside a message `consumer` could not apply (its
+    /// `subject`, the raw `payload` and the `reason`), so that it is kept
+    /// for an engineer to look at while the consumer goes on with the next
+    /// one. Returns how many messages `consumer` has parked so far.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] or [`Error::Closed`].
+    pub async fn park(
+        &self,
+        consumer: &str,
+        subject: &str,
+        payload: &[u8],
+        reason: &str,
+    ) -> Result<u64, Error> {
+        let consumer = consumer.to_owned();
+        let record = Parked {
+            subject: subject.to_owned(),
+            reason: reason.to_owned(),
+            parked_at_ms: system_now_ms(),
+            payload: payload.to_vec(),
+        };
+        self.blocking(move |t| {
+            let n = t.db.generate_id()?;
+            let value = serde_json::to_vec(&record).map_err(|e| Error::Corrupt(e.to_string()))?;
+            t.parked.insert(layout::parked_key(&consumer, n), value)?;
+            t.parked.flush()?;
+            Ok(t.parked
+                .scan_prefix(layout::parked_prefix(&consumer))
+                .count() as u64)
+        })
+        .await
+    }
+
+    /// The messages `consumer` set aside, oldest first.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], or [`Error::Corrupt`] for an unreadable record.
+    pub async fn parked(&self, consumer: &str) -> Result<Vec<Parked>, Error> {
+        let prefix = layout::parked_prefix(consumer);
+        self.blocking(move |t| {
+            t.parked
+                .scan_prefix(prefix)
+                .values()
+                .map(|value| {
+                    serde_json::from_slice(&value?).map_err(|e| Error::Corrupt(e.to_string()))
+                })
+                .collect()
+        })
+        .await
     }
 
     /// Finishes the appends already queued, flushes, and stops the writer.

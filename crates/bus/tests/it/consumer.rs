@@ -145,3 +145,79 @@ async fn wait_for(log: &EventLog, events: u64) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Refuses events tagged "bad"; copies the rest as [`Copy`] does.
+#[derive(Clone)]
+struct RefuseBad(Copy);
+
+impl Handler for RefuseBad {
+    async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
+        if event.payload.contains(r#""tag":"bad""#) {
+            return Err(HandleError::Reject("tagged bad".into()));
+        }
+        self.0.handle(event).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_an_undecodable_and_a_refused_message_then_both_are_parked_and_the_next_is_applied() {
+    let nats = NatsServer::start().unwrap();
+    let cancel = CancellationToken::new();
+    let js = async_nats::jetstream::new(
+        baove_bus::connect(&nats.url(), "t", &cancel, None)
+            .await
+            .unwrap(),
+    );
+    ensure_stream(&js, TEST).await.unwrap();
+    let garbage: &[u8] = b"\x00not an envelope";
+    js.send_publish(
+        "baove.test.poison",
+        PublishMessage::build()
+            .payload(garbage.to_vec().into())
+            .message_id("poison"),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let sender_dir = tempfile::tempdir().unwrap();
+    let sender = EventLog::open(sender_dir.path()).await.unwrap();
+    let relay = tokio::spawn(OutboxRelay::new(sender.clone(), bus(&js), TEST).run(cancel.clone()));
+    append(&sender, "bad", 1).await;
+    append(&sender, "good", 1).await;
+
+    let receiver_dir = tempfile::tempdir().unwrap();
+    let receiver = EventLog::open(receiver_dir.path()).await.unwrap();
+    let consumer = tokio::spawn(run_consumer(
+        bus(&js),
+        receiver.clone(),
+        ConsumerSpec {
+            stream: TEST,
+            durable: "receiver".into(),
+            filter_subject: String::new(),
+        },
+        RefuseBad(Copy {
+            log: receiver.clone(),
+            calls: Arc::default(),
+        }),
+        cancel.child_token(),
+    ));
+    // The good event behind both is applied: neither stopped the consumer.
+    wait_for(&receiver, 1).await;
+    let received = receiver.read_all(1, 10).await.unwrap();
+    assert!(received[0].payload.contains(r#""tag":"good""#));
+
+    let parked = receiver.parked("receiver").await.unwrap();
+    assert_eq!(parked.len(), 2, "{parked:?}");
+    assert_eq!(parked[0].subject, "baove.test.poison");
+    assert_eq!(parked[0].payload, garbage, "kept whole");
+    assert!(parked[0].reason.starts_with("undecodable"), "{parked:?}");
+    assert!(parked[1].reason.contains("tagged bad"), "{parked:?}");
+    let bad = Envelope::decode(&parked[1].payload).unwrap();
+    assert!(bad.payload.contains(r#""tag":"bad""#));
+    assert!(receiver.parked("another").await.unwrap().is_empty());
+
+    cancel.cancel();
+    consumer.await.unwrap();
+    relay.await.unwrap();
+}
