@@ -545,4 +545,54 @@ async fn given_a_walk_in_at_the_commune_then_the_officer_records_mau_01_and_a_ca
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+
+    // The same from the command line: `baove intake submit --received`.
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/examples/hotline-report.json"
+    );
+    let cli = |args: &[&str]| {
+        std::process::Command::new(crate::bin_dir().join("baove"))
+            .args(args)
+            .env("BAOVE_ADDR", &system.intake.addr)
+            .env("BAOVE_TOKEN", officer.token())
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["intake", "submit", "--received", "--file", file]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let intake_id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("recorded intake "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no receipt in {stdout}"))
+        .to_owned();
+    let by_cli = IntakeServiceClient::new(system.intake.channel_as(&officer).await)
+        .get_intake(GetIntakeRequest { intake_id })
+        .await
+        .unwrap()
+        .into_inner()
+        .intake
+        .unwrap();
+    let Some(p::intake::Report::Hotline(as_recorded)) = by_cli.report else {
+        panic!("a Mẫu 01 report")
+    };
+    assert_eq!(as_recorded.operator_id, "cb-ninh-kieu-7", "who received it");
+    // A police notification is not a report received at the commune.
+    let police = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/examples/police-notification.json"
+    );
+    let out = cli(&["intake", "submit", "--received", "--file", police]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a police notification"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

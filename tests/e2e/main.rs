@@ -26,7 +26,7 @@ use tonic_health::pb::{
 
 /// The directory holding the workspace's binaries: this test binary lives in
 /// `<target>/<profile>/deps/`.
-fn bin_dir() -> PathBuf {
+pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     exe.parent()
         .and_then(|deps| deps.parent())

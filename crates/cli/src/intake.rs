@@ -4,8 +4,9 @@
 
 use anyhow::{Context as _, bail};
 use baove_proto::v1::{
-    GetIntakeRequest, IntakeStatus, ListIntakesRequest, PageRequest, SubmitHotlineReportRequest,
-    SubmitPoliceNotificationRequest, intake_service_client::IntakeServiceClient,
+    GetIntakeRequest, IntakeStatus, ListIntakesRequest, PageRequest, RecordReceivedReportRequest,
+    SubmitHotlineReportRequest, SubmitPoliceNotificationRequest,
+    intake_service_client::IntakeServiceClient,
 };
 use clap::Subcommand;
 use prost::Message;
@@ -25,6 +26,12 @@ pub enum Command {
         /// The JSON file (`-` for standard input).
         #[arg(long)]
         file: String,
+        /// A report (`{"report": ...}`) the caller received directly, in
+        /// person or by phone at the commune or the Department
+        /// (RecordReceivedReport: for commune and province officers; the
+        /// receiver recorded is the token's user).
+        #[arg(long)]
+        received: bool,
     },
     /// Show one intake as JSON.
     Show {
@@ -155,7 +162,7 @@ fn rfc3339(ts: &prost_types::Timestamp) -> String {
 pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
     let pool = pool()?;
     match command {
-        Command::Submit { file } => {
+        Command::Submit { file, received } => {
             let text = if file == "-" {
                 std::io::read_to_string(std::io::stdin()).context("reading standard input")?
             } else {
@@ -168,6 +175,11 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 hex::encode(&Sha256::digest(text.as_bytes())[..16])
             );
             let mut client = IntakeServiceClient::new(channel(addr).await?);
+            if received && value.get("notification").is_some() {
+                anyhow::bail!(
+                    "--received records a report received directly ({{\"report\": ...}}), not a police notification"
+                );
+            }
             let receipt = if value.get("notification").is_some() {
                 let mut request: SubmitPoliceNotificationRequest =
                     from_json(&pool, "baove.v1.SubmitPoliceNotificationRequest", &text)?;
@@ -196,7 +208,26 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 if let Some(facts) = request.report.as_mut().and_then(|r| r.facts.as_mut()) {
                     received_now(facts);
                 }
-                client.submit_hotline_report(request).await
+                if received {
+                    client
+                        .record_received_report(RecordReceivedReportRequest {
+                            request_id: request.request_id,
+                            report: request.report,
+                        })
+                        .await
+                        .map(|r| {
+                            r.map(|n| baove_proto::v1::SubmitHotlineReportResponse {
+                                intake_id: n.intake_id,
+                                recorded_at: n.recorded_at,
+                                already_recorded: n.already_recorded,
+                                possible_duplicate_case_ids: n.possible_duplicate_case_ids,
+                                outside_child_law: n.outside_child_law,
+                                possible_duplicate: n.possible_duplicate,
+                            })
+                        })
+                } else {
+                    client.submit_hotline_report(request).await
+                }
             };
             print_receipt(&receipt.map_err(|s| refusal(&s))?.into_inner());
             Ok(())
