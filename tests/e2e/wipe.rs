@@ -108,10 +108,10 @@ async fn idle_services_make_their_streams_again_and_health_says_when_a_consumer_
     // has not made its stream), so its bus is not serving though NATS is.
     let casework = Service::start("casework", &nats.url());
     casework.wait_health("", ServingStatus::Serving).await;
-    casework
-        .wait_health("baove.bus", ServingStatus::NotServing)
-        .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Once it is connected (it has made its own stream, which holds
+    // nothing yet), its bus is still not serving: its consumer of
+    // BAOVE_INTAKE cannot run yet.
+    stream_holds(&nats.url(), "BAOVE_CASE", 0).await;
     assert_eq!(
         casework.health("baove.bus").await,
         Some(ServingStatus::NotServing),
