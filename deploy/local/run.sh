@@ -85,8 +85,8 @@ for svc in intake casework referral; do
 done
 echo
 token() { "$bin/baove" token issue --key "$keys/issuer.pem" "$@"; }
-operator=$(token --user op-17 --role hotline_operator --agency tongdai-111)
-department=$(token --user so-yt-1 --role province_officer --agency ct.so-yt)
+operator=$(token --user op-17 --role hotline_operator --agency vn/tong-dai-111)
+department=$(token --user so-yt-1 --role province_officer --agency vn:92/so-y-te --unit vn:92)
 echo "baove is up. Every call carries a token; mint one with"
 echo "  $bin/baove token issue --key $keys/issuer.pem --user U --role ROLE [--agency A] [--unit U]"
 echo "(roles: hotline_operator commune_officer province_officer police agency_staff auditor administrator)."

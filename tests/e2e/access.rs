@@ -16,8 +16,8 @@ use crate::referral::{Agent, in_inbox, start};
 use crate::security::refer;
 use crate::{Identity, Service, hotline_operator, police, province_officer};
 
-const SCHOOLS: &str = "ct.so-gddt";
-const POLICE: &str = "ct.ca-p-ninh-kieu";
+const SCHOOLS: &str = "vn:92/so-gd-dt";
+const POLICE: &str = "vn:31135/cong-an";
 
 /// What `who` gets from GetIntake and GetCase: `Ok(intake)` when both
 /// answer, the codes otherwise.
@@ -277,7 +277,7 @@ async fn a_declined_referral_ends_access_and_the_informant_needs_the_childs_iden
         .request_referral(p::RequestReferralRequest {
             header,
             service: p::RequestedService::MedicalExamination as i32,
-            to_agency_id: "ct.so-yt".into(),
+            to_agency_id: "vn:92/so-y-te".into(),
             reason: "khám".into(),
             shares_informant: true,
             ..Default::default()
@@ -294,23 +294,23 @@ async fn a_declined_referral_ends_access_and_the_informant_needs_the_childs_iden
         &mut o,
         p::RequestReferralRequest {
             service: p::RequestedService::MedicalExamination as i32,
-            to_agency_id: "ct.so-yt".into(),
+            to_agency_id: "vn:92/so-y-te".into(),
             reason: "khám sức khỏe".into(),
             ..Default::default()
         },
     )
     .await;
-    let doctor = Identity::new("yt-1", Role::AgencyStaff, "ct.so-yt", &[]);
+    let doctor = Identity::new("yt-1", Role::AgencyStaff, "vn:92/so-y-te", &[]);
     let seen = until(intake, casework, &doctor, ids, true).await.unwrap();
     assert_eq!(seen.confidential, p::Confidentiality::Redacted as i32);
     let mut agent = Agent {
         client: ReferralServiceClient::new(full.referral.channel_as(&doctor).await),
         referral_id: id.clone(),
         version: 0,
-        agency: "ct.so-yt".into(),
+        agency: "vn:92/so-y-te".into(),
         n: 0,
     };
-    agent.version = in_inbox(&mut agent.client.clone(), "ct.so-yt", &id)
+    agent.version = in_inbox(&mut agent.client.clone(), "vn:92/so-y-te", &id)
         .await
         .version;
     let mut c = agent.client.clone();

@@ -317,7 +317,7 @@ async fn tokens_with_bad_times_or_subjects_are_unauthenticated() {
     let claims = |sub: &str, iat: u64, nbf: Option<u64>, exp: u64| baove_security::token::Claims {
         sub: sub.into(),
         role: Role::ProvinceOfficer,
-        agency: "ct.so-yt".into(),
+        agency: "vn:92/so-y-te".into(),
         units: Vec::new(),
         iat,
         nbf,

@@ -35,7 +35,7 @@ pub fn facts(name: &str) -> p::ReportFacts {
             ..Default::default()
         }),
         incident_place: Some(p::Place {
-            unit_id: "vn-ct.p-ninh-kieu".into(),
+            unit_id: "vn:31135".into(),
             address: "hẻm 51, đường 3/2".into(),
         }),
         concerns: Some(p::Concerns {
@@ -162,7 +162,7 @@ async fn given_a_hotline_report_and_a_police_notification_then_each_becomes_a_ca
     let notification = SubmitPoliceNotificationRequest {
         request_id: "police-1".into(),
         notification: Some(p::PoliceNotification {
-            police_agency_id: "ct.ca-p-ninh-kieu".into(),
+            police_agency_id: "vn:31135/cong-an".into(),
             officer_id: "ca-301".into(),
             officer_name: "Lê Văn Dũng".into(),
             case_number: "BB-2026/118".into(),
@@ -180,7 +180,7 @@ async fn given_a_hotline_report_and_a_police_notification_then_each_becomes_a_ca
     let police = IntakeServiceClient::new(
         system
             .intake
-            .channel_as(&crate::police("ca-301", "ct.ca-p-ninh-kieu"))
+            .channel_as(&crate::police("ca-301", "vn:31135/cong-an"))
             .await,
     )
     .submit_police_notification(notification)
@@ -204,7 +204,7 @@ async fn given_a_hotline_report_and_a_police_notification_then_each_becomes_a_ca
             .case
             .unwrap();
         assert_eq!(case.intake_ids, std::slice::from_ref(intake_id));
-        assert_eq!(case.incident_unit_id, "vn-ct.p-ninh-kieu");
+        assert_eq!(case.incident_unit_id, "vn:31135");
         assert!(case.immediate_danger);
         assert_eq!(
             case.police_case_numbers.first().map(String::as_str),
@@ -271,7 +271,7 @@ async fn given_several_bad_fields_then_all_come_back_and_nothing_is_stored() {
     report.channel = 0;
     let facts = report.facts.as_mut().unwrap();
     facts.child.as_mut().unwrap().age = Some(p::child::Age::EstimatedAgeYears(21));
-    facts.incident_place.as_mut().unwrap().unit_id = "vn-ct.p-khong-co".into();
+    facts.incident_place.as_mut().unwrap().unit_id = "vn:99998".into();
     facts.received_at = Some(prost_types::Timestamp {
         seconds: now().seconds + 86_400,
         nanos: 0,
@@ -497,8 +497,8 @@ async fn given_a_walk_in_at_the_commune_then_the_officer_records_mau_01_and_a_ca
     let officer = crate::Identity::new(
         "cb-ninh-kieu-7",
         baove_security::Role::CommuneOfficer,
-        "ct.ubnd-p-ninh-kieu",
-        &["vn-ct.p-ninh-kieu"],
+        "vn:31135/ubnd",
+        &["vn:31135"],
     );
     let mut report = hotline("walk-in-1", "Trương Thị Nga").report.unwrap();
     report.channel = p::Channel::InPerson as i32;

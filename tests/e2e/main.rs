@@ -8,6 +8,7 @@ mod casework;
 mod foundation;
 mod hardening;
 mod intake;
+mod reference;
 mod referral;
 mod reporting;
 mod security;
@@ -86,11 +87,11 @@ impl Identity {
 }
 
 pub fn auditor() -> Identity {
-    Identity::new("kiem-tra-1", Role::Auditor, "ct.thanh-tra", &[])
+    Identity::new("kiem-tra-1", Role::Auditor, "vn:92/thanh-tra", &[])
 }
 
 pub fn hotline_operator(user: &str) -> Identity {
-    Identity::new(user, Role::HotlineOperator, "tongdai-111", &[])
+    Identity::new(user, Role::HotlineOperator, "vn/tong-dai-111", &[])
 }
 
 pub fn police(user: &str, agency: &str) -> Identity {
@@ -98,7 +99,7 @@ pub fn police(user: &str, agency: &str) -> Identity {
 }
 
 pub fn province_officer(user: &str) -> Identity {
-    Identity::new(user, Role::ProvinceOfficer, "ct.so-yt", &[])
+    Identity::new(user, Role::ProvinceOfficer, "vn:92/so-y-te", &[])
 }
 
 /// Today's date in Vietnam (UTC+7): (year, month, day).
@@ -224,7 +225,7 @@ impl Service {
         let identity = match self.name {
             "intake" => hotline_operator("op-17"),
             "casework" => province_officer("cb-ninh-kieu-1"),
-            _ => police("ca-301", "ct.ca-p-ninh-kieu"),
+            _ => police("ca-301", "vn:31135/cong-an"),
         };
         self.channel_as(&identity).await
     }

@@ -12,7 +12,7 @@ use crate::Service;
 use crate::casework::{Officer, opened_case};
 use crate::intake::System;
 
-const POLICE: &str = "ct.ca-p-ninh-kieu";
+const POLICE: &str = "vn:31135/cong-an";
 
 pub struct Full {
     pub system: System,
@@ -299,7 +299,7 @@ async fn a_decline_needs_a_reason_and_returns_the_referral_to_the_requester() {
     assert_eq!(bare.code(), tonic::Code::InvalidArgument);
     // Another agency cannot act on it.
     let mut other = Agent {
-        agency: "ct.so-yt".into(),
+        agency: "vn:92/so-y-te".into(),
         ..Agent {
             client: c.clone(),
             referral_id: agent.referral_id.clone(),
@@ -363,7 +363,7 @@ async fn an_unacknowledged_urgent_referral_is_escalated_once_with_one_alert() {
         .unwrap();
     assert_eq!(
         message.subject.as_str(),
-        "baove.alert.referral.ct.ca-tp",
+        "baove.alert.referral.vn:92/cong-an",
         "the supervising agency"
     );
     let alert: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
@@ -438,7 +438,7 @@ async fn after_a_merger_new_referrals_reach_the_successor_and_old_ones_keep_the_
             .channel_as(&crate::Identity::new(
                 "admin-1",
                 baove_security::Role::Administrator,
-                "ct.so-yt",
+                "vn:92/so-y-te",
                 &[],
             ))
             .await,
@@ -446,7 +446,7 @@ async fn after_a_merger_new_referrals_reach_the_successor_and_old_ones_keep_the_
     .merge_agency(p::MergeAgencyRequest {
         request_id: "merge-1".into(),
         agency_id: POLICE.into(),
-        into_agency_id: "ct.ca-tp".into(),
+        into_agency_id: "vn:92/cong-an".into(),
         effective_date: today,
         user_id: "admin-1".into(),
     })
@@ -455,7 +455,7 @@ async fn after_a_merger_new_referrals_reach_the_successor_and_old_ones_keep_the_
     // The offer's step is recorded on the case meanwhile: the officer
     // decides on the case as it is now.
     let after = request_reloading(&mut o).await;
-    let reached = in_inbox(&mut department, "ct.ca-tp", &after.referral_id).await;
+    let reached = in_inbox(&mut department, "vn:92/cong-an", &after.referral_id).await;
     assert_eq!(reached.requested_agency_id, POLICE);
     assert_eq!(reached.to_agency_name, "Công an thành phố Cần Thơ");
     let old = department

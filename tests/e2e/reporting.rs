@@ -173,8 +173,8 @@ async fn small_counts_of_children_are_hidden_from_communes_not_from_the_departme
                 .await
         }
     };
-    let commune = Identity::new("cb-1", Role::CommuneOfficer, "", &["vn-ct.p-ninh-kieu"]);
-    let seen_by_commune = ask(commune.clone(), period.clone(), "vn-ct.p-ninh-kieu")
+    let commune = Identity::new("cb-1", Role::CommuneOfficer, "", &["vn:31135"]);
+    let seen_by_commune = ask(commune.clone(), period.clone(), "vn:31135")
         .await
         .unwrap()
         .into_inner()
@@ -185,7 +185,7 @@ async fn small_counts_of_children_are_hidden_from_communes_not_from_the_departme
     assert!(hidden.suppressed && hidden.value == 0, "{hidden:?}");
     // A commune officer sees their own units only: not the province's
     // table (broken down by commune), not another commune's.
-    for unit in ["", "vn-ct.p-cai-khe"] {
+    for unit in ["", "vn:31120"] {
         let refused = ask(commune.clone(), period.clone(), unit)
             .await
             .unwrap_err();

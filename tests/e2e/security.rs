@@ -36,14 +36,12 @@ async fn probe(channel: crate::AuthChannel, path: &'static str) -> Result<(), to
 fn identity_of(role: Role) -> Identity {
     match role {
         Role::HotlineOperator => crate::hotline_operator("op-17"),
-        Role::CommuneOfficer => {
-            Identity::new("cb-1", role, "ct.ubnd-p-ninh-kieu", &["vn-ct.p-ninh-kieu"])
-        }
+        Role::CommuneOfficer => Identity::new("cb-1", role, "vn:31135/ubnd", &["vn:31135"]),
         Role::ProvinceOfficer => province_officer("so-yt-1"),
-        Role::Police => police("ca-301", "ct.ca-p-ninh-kieu"),
-        Role::AgencyStaff => Identity::new("yt-1", role, "ct.so-yt", &[]),
+        Role::Police => police("ca-301", "vn:31135/cong-an"),
+        Role::AgencyStaff => Identity::new("yt-1", role, "vn:92/so-y-te", &[]),
         Role::Auditor => auditor(),
-        Role::Administrator => Identity::new("admin-1", role, "ct.so-yt", &[]),
+        Role::Administrator => Identity::new("admin-1", role, "vn:92/so-y-te", &[]),
     }
 }
 
@@ -181,7 +179,7 @@ async fn confidential_fields_show_only_where_allowed_every_read_is_logged_and_er
     let shown = get(province_officer("so-yt-1")).await.unwrap().into_inner();
     assert_eq!(shown.confidential, p::Confidentiality::Shown as i32);
     assert_eq!(name(&shown), "Nguyễn Thị Bé");
-    let commune = Identity::new("cb-1", Role::CommuneOfficer, "", &["vn-ct.p-ninh-kieu"]);
+    let commune = Identity::new("cb-1", Role::CommuneOfficer, "", &["vn:31135"]);
     assert_eq!(
         name(&get(commune).await.unwrap().into_inner()),
         "Nguyễn Thị Bé"
@@ -190,12 +188,12 @@ async fn confidential_fields_show_only_where_allowed_every_read_is_logged_and_er
     assert_eq!(audited.confidential, p::Confidentiality::Redacted as i32);
     assert_eq!(name(&audited), "");
     // Another commune, and the police before any referral: refused.
-    let elsewhere = Identity::new("cb-9", Role::CommuneOfficer, "", &["vn-ct.p-cai-khe"]);
+    let elsewhere = Identity::new("cb-9", Role::CommuneOfficer, "", &["vn:31120"]);
     assert_eq!(
         get(elsewhere).await.unwrap_err().code(),
         tonic::Code::PermissionDenied
     );
-    let ca = police("ca-301", "ct.ca-p-ninh-kieu");
+    let ca = police("ca-301", "vn:31135/cong-an");
     assert_eq!(
         get(ca.clone()).await.unwrap_err().code(),
         tonic::Code::PermissionDenied
@@ -207,7 +205,7 @@ async fn confidential_fields_show_only_where_allowed_every_read_is_logged_and_er
         &mut o,
         p::RequestReferralRequest {
             service: p::RequestedService::PoliceInvestigation as i32,
-            to_agency_id: "ct.ca-p-ninh-kieu".into(),
+            to_agency_id: "vn:31135/cong-an".into(),
             reason: "dấu hiệu tội phạm".into(),
             shares_identifying_information: true,
             legal_basis: p::LegalBasis::CriminalInvestigation as i32,
@@ -219,13 +217,13 @@ async fn confidential_fields_show_only_where_allowed_every_read_is_logged_and_er
         &mut o,
         p::RequestReferralRequest {
             service: p::RequestedService::MedicalExamination as i32,
-            to_agency_id: "ct.so-yt".into(),
+            to_agency_id: "vn:92/so-y-te".into(),
             reason: "khám sức khỏe".into(),
             ..Default::default()
         },
     )
     .await;
-    let health = Identity::new("yt-1", Role::AgencyStaff, "ct.so-yt", &[]);
+    let health = Identity::new("yt-1", Role::AgencyStaff, "vn:92/so-y-te", &[]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let (for_police, for_health) = loop {
         if let (Ok(a), Ok(b)) = (get(ca.clone()).await, get(health.clone()).await) {
@@ -569,7 +567,7 @@ async fn on_nats_each_service_has_its_own_credentials_and_publishes_only_its_own
         &mut o,
         p::RequestReferralRequest {
             service: p::RequestedService::PoliceInvestigation as i32,
-            to_agency_id: "ct.ca-p-ninh-kieu".into(),
+            to_agency_id: "vn:31135/cong-an".into(),
             reason: "dấu hiệu tội phạm".into(),
             shares_identifying_information: true,
             legal_basis: p::LegalBasis::CriminalInvestigation as i32,
@@ -582,7 +580,7 @@ async fn on_nats_each_service_has_its_own_credentials_and_publishes_only_its_own
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while police
         .list_inbox(p::ListInboxRequest {
-            agency_id: "ct.ca-p-ninh-kieu".into(),
+            agency_id: "vn:31135/cong-an".into(),
             ..Default::default()
         })
         .await

@@ -206,7 +206,7 @@ async fn idle_services_make_their_streams_again_and_health_says_when_a_consumer_
     crate::referral::in_inbox(&mut inbox, POLICE, &after).await;
 }
 
-const POLICE: &str = "ct.ca-p-ninh-kieu";
+const POLICE: &str = "vn:31135/cong-an";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_are_recorded_apart_and_an_auditor_reaches_the_end_of_the_log() {

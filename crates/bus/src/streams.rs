@@ -33,8 +33,8 @@ pub const REFERRAL: StreamSpec = StreamSpec {
 };
 
 /// Alerts for people on duty: `baove.alert.deadline.<commune unit id>`
-/// (unit ids contain dots: subscribe to `baove.alert.deadline.>` or to the
-/// full subject).
+/// (official ids such as `vn:31135`, one subject token) and
+/// `baove.alert.referral.<agency id>` (`vn:92/cong-an`).
 pub const ALERT: StreamSpec = StreamSpec {
     name: "BAOVE_ALERT",
     prefix: "baove.alert",

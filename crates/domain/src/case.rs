@@ -92,6 +92,15 @@ pub struct CaseOpened {
     /// `received_at_ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock_start_ms: Option<i64>,
+    /// The commune responsible when the case opened, when it is not the
+    /// incident unit (which had ended: its successor). Absent: the incident
+    /// unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responsible_unit_id: Option<String>,
+    /// The province the case belongs to (of the responsible commune).
+    /// Absent in events written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub province_id: Option<String>,
 }
 
 /// A referral to another agency was requested on the case.
@@ -152,9 +161,16 @@ impl CaseReferral {
     /// referral at `now_ms` ([`crate::referral::grants_access`]).
     #[must_use]
     pub fn lets_read(&self, agency_id: &str, now_ms: i64) -> bool {
-        !agency_id.is_empty()
-            && (self.request.to_agency_id == agency_id
-                || self.receiving_agency_id.as_deref() == Some(agency_id))
+        !agency_id.is_empty() && self.lets_read_as(|id| id == agency_id, now_ms)
+    }
+
+    /// Whether staff of the agency that `is_theirs` recognises (by a stored
+    /// id, which may be an alias of the early seed) may read the case
+    /// through this referral at `now_ms`.
+    #[must_use]
+    pub fn lets_read_as(&self, is_theirs: impl Fn(&str) -> bool, now_ms: i64) -> bool {
+        (is_theirs(&self.request.to_agency_id)
+            || self.receiving_agency_id.as_deref().is_some_and(&is_theirs))
             && crate::referral::grants_access(self.status, self.status_at_ms, now_ms)
     }
 }
@@ -387,7 +403,10 @@ pub fn apply(state: Option<CaseState>, event: &CaseEvent) -> Option<CaseState> {
                 interventions: Vec::new(),
                 deadlines: BTreeMap::new(),
                 notes: Vec::new(),
-                responsible_unit_id: opened.incident_unit_id.clone(),
+                responsible_unit_id: opened
+                    .responsible_unit_id
+                    .clone()
+                    .unwrap_or_else(|| opened.incident_unit_id.clone()),
                 referrals: BTreeMap::new(),
             });
         }
@@ -621,6 +640,11 @@ pub fn route_intake(
         child_sex: Some(facts.child.sex),
         setting: Some(facts.setting),
         clock_start_ms: clock_start,
+        responsible_unit_id: facts
+            .responsible_unit_id
+            .clone()
+            .filter(|unit| *unit != facts.incident_place.unit_id),
+        province_id: facts.province_id.clone(),
     })
 }
 

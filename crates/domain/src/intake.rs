@@ -311,6 +311,30 @@ pub struct ReportFacts {
     /// Where the abuse happened. Absent in events written before it existed.
     #[serde(default)]
     pub setting: Setting,
+    /// When it happened, if known (Unix ms). Absent in events written
+    /// before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at_ms: Option<i64>,
+    /// The commune responsible for the case when the report was received:
+    /// the incident unit, or its successor when that unit had ended (see
+    /// [`crate::reference::Directory::responsible_unit`]). Absent in events
+    /// written before it existed: the incident unit then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responsible_unit_id: Option<String>,
+    /// The province-level unit of the responsible commune: the province the
+    /// report is routed to. Absent in events written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub province_id: Option<String>,
+}
+
+impl ReportFacts {
+    /// The commune responsible when the report was received.
+    #[must_use]
+    pub fn responsible_unit(&self) -> &str {
+        self.responsible_unit_id
+            .as_deref()
+            .unwrap_or(&self.incident_place.unit_id)
+    }
 }
 
 /// Where abuse happened (the setting of TT 13 indicator 0101).
@@ -781,6 +805,8 @@ pub struct RawFacts {
     pub likely_consequence: String,
     pub follow_up_case_id: String,
     pub setting: Option<Setting>,
+    pub occurred_at_ms: Option<i64>,
+    pub responsible_unit_id: String,
 }
 
 /// A hotline report as a request carries it.
@@ -849,7 +875,7 @@ pub fn parse_hotline(
         Some(channel) => Some(channel),
     };
     let operator_id = required_id(&mut v, &format!("{path}.operator_id"), &raw.operator_id);
-    let facts = parse_facts(raw.facts, &format!("{path}.facts"), ctx, &mut v);
+    let facts = parse_facts(raw.facts, &format!("{path}.facts"), ctx, None, &mut v);
     let informant = raw
         .informant
         .and_then(|i| parse_informant(i, &format!("{path}.informant"), &mut v));
@@ -874,7 +900,14 @@ pub fn parse_police(
     ctx: &Context<'_>,
 ) -> Result<Report, Violations> {
     let mut v = Violations::default();
-    let facts = parse_facts(raw.facts, &format!("{path}.facts"), ctx, &mut v);
+    let facts = parse_facts(
+        raw.facts,
+        &format!("{path}.facts"),
+        ctx,
+        raw.occurred_at_ms
+            .filter(|ms| *ms <= ctx.now_ms + CLOCK_SKEW_MS),
+        &mut v,
+    );
     let on = vietnam_date(facts.as_ref().map_or(ctx.now_ms, |f| f.received_at_ms));
     let agency_field = format!("{path}.police_agency_id");
     let agency = if raw.police_agency_id.trim().is_empty() {
@@ -1003,10 +1036,13 @@ fn required_text(raw: &str, max: usize) -> Result<String, String> {
     Ok(text)
 }
 
+/// `occurred_hint`: when it happened, from outside the facts (a police
+/// notification's `occurred_at`), used when the facts do not say.
 fn parse_facts(
     raw: Option<RawFacts>,
     path: &str,
     ctx: &Context<'_>,
+    occurred_hint: Option<i64>,
     v: &mut Violations,
 ) -> Option<ReportFacts> {
     let Some(raw) = raw else {
@@ -1025,6 +1061,21 @@ fn parse_facts(
         Some(ms) => Some(ms),
     };
     let received_on = vietnam_date(received_at_ms.unwrap_or(ctx.now_ms));
+    let occurred_at_ms = match raw.occurred_at_ms {
+        Some(ms) if ms > ctx.now_ms + CLOCK_SKEW_MS => {
+            v.add(format!("{path}.occurred_at"), "must not be in the future");
+            None
+        }
+        Some(ms) if received_at_ms.is_some_and(|r| ms > r + CLOCK_SKEW_MS) => {
+            v.add(
+                format!("{path}.occurred_at"),
+                "must not be after received_at",
+            );
+            None
+        }
+        other => other,
+    };
+    let occurred_on = occurred_at_ms.or(occurred_hint).map(vietnam_date);
     let child = match raw.child {
         None => {
             v.add(format!("{path}.child"), "is required");
@@ -1043,15 +1094,43 @@ fn parse_facts(
         Some(place) => parse_place(
             place,
             &format!("{path}.incident_place"),
-            received_on,
+            (received_on, occurred_on),
             ctx,
             v,
         ),
     };
+    let chosen = raw.responsible_unit_id.trim();
+    let responsible_unit_id = incident_place.as_ref().and_then(|place| {
+        v.check(
+            format!("{path}.responsible_unit_id"),
+            ctx.directory.responsible_unit(
+                &place.unit_id,
+                received_on,
+                (!chosen.is_empty()).then_some(chosen),
+            ),
+        )
+    });
+    let province_id = responsible_unit_id.as_deref().and_then(|unit| {
+        v.check(
+            format!("{path}.incident_place.unit_id"),
+            ctx.directory
+                .province_of(unit)
+                .map(|p| p.id.clone())
+                .ok_or_else(|| format!("{unit:?} belongs to no province in the reference data")),
+        )
+    });
     let residence_place = raw
         .residence_place
         .filter(|p| !p.unit_id.trim().is_empty() || !p.address.trim().is_empty())
-        .and_then(|p| parse_place(p, &format!("{path}.residence_place"), received_on, ctx, v));
+        .and_then(|p| {
+            parse_place(
+                p,
+                &format!("{path}.residence_place"),
+                (received_on, None),
+                ctx,
+                v,
+            )
+        });
     let concerns = parse_concerns(
         raw.concerns.unwrap_or_default(),
         &format!("{path}.concerns"),
@@ -1113,6 +1192,9 @@ fn parse_facts(
         likely_consequence: likely_consequence?,
         follow_up_case_id: follow_up_case_id?,
         setting: raw.setting.unwrap_or_default(),
+        occurred_at_ms,
+        responsible_unit_id,
+        province_id,
     })
 }
 
@@ -1198,10 +1280,12 @@ fn parse_child(raw: RawChild, path: &str, received_on: Date, v: &mut Violations)
     })
 }
 
+/// `days`: the day received and, when known, the day it happened; the unit
+/// must be a commune in force on one of them.
 fn parse_place(
     raw: RawPlace,
     path: &str,
-    on: Date,
+    (received_on, occurred_on): (Date, Option<Date>),
     ctx: &Context<'_>,
     v: &mut Violations,
 ) -> Option<Place> {
@@ -1213,7 +1297,7 @@ fn parse_place(
         v.check(
             field,
             ctx.directory
-                .unit_in_force(raw.unit_id.trim(), on)
+                .unit_for_report(raw.unit_id.trim(), received_on, occurred_on)
                 .map(|u| u.id.clone()),
         )
     };

@@ -42,6 +42,7 @@ use crate::case::DeadlineKind;
 use crate::intake::{
     AbuseType, Channel, InjuryCause, InjuryOutcome, Setting, Sex, SpecialCircumstance,
 };
+use crate::reference::Directory;
 
 /// One age group of the breakdown.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,6 +285,9 @@ pub struct CaseRecord {
     pub received_at_ms: i64,
     /// Where it happened.
     pub unit_id: String,
+    /// The commune responsible when it opened (the incident unit's
+    /// successor for a unit that had ended).
+    pub responsible_unit_id: String,
     /// Sex (unknown for cases opened before it was recorded).
     pub sex: Sex,
     /// Where the abuse happened (unknown when not reported).
@@ -578,6 +582,10 @@ impl Records {
             let mut record = CaseRecord {
                 received_at_ms: opened.received_at_ms,
                 unit_id: opened.incident_unit_id.clone(),
+                responsible_unit_id: opened
+                    .responsible_unit_id
+                    .clone()
+                    .unwrap_or_else(|| opened.incident_unit_id.clone()),
                 sex: opened.child_sex.unwrap_or(Sex::Unknown),
                 setting: opened.setting.unwrap_or_default(),
                 age_years: opened.child_age_years,
@@ -795,16 +803,32 @@ const REFERRALS: (&str, &str, &str) = (
 );
 const REPORTS: (&str, &str, &str) = ("reports", "Reports received", "Số tin báo tiếp nhận");
 
-/// The table for `period`, for the cases of `unit` (incident unit; `None`:
-/// the whole province).
+/// The table for `period`, for the cases of `unit` (a commune or a
+/// province; `None`: every case).
+///
+/// A case counts under its incident unit while that unit was in force on
+/// the period's last day, and under its successor for periods ending after
+/// the unit ended ([`Directory::roll_up`]): a 2024 case in a former Hậu
+/// Giang ward counts under that ward in 2024 and under today's commune (and
+/// Cần Thơ) in a period ending in 2026. A province counts the cases of its
+/// communes as rolled up.
 #[must_use]
 pub fn indicators(
     records: &Records,
     period: &Period,
     unit: Option<&str>,
+    directory: &Directory,
     defs: &Definitions,
 ) -> Vec<Row> {
-    let in_unit = |c: &&CaseRecord| unit.is_none_or(|u| c.unit_id == u);
+    let unit = unit.map(|u| directory.canonical_unit(u));
+    let unit_of =
+        |c: &CaseRecord| directory.roll_up(&c.unit_id, &c.responsible_unit_id, period.last_day);
+    let in_unit = |c: &&CaseRecord| {
+        unit.is_none_or(|u| {
+            let at = unit_of(c);
+            at == u || directory.province_of(&at).is_some_and(|p| p.id == u)
+        })
+    };
     let cases: Vec<&CaseRecord> = records
         .cases
         .values()
@@ -931,18 +955,12 @@ pub fn indicators(
             "children",
         );
     }
-    let units: BTreeSet<&str> = under16.iter().map(|c| c.unit_id.as_str()).collect();
-    for u in units {
-        b.push(
-            ABUSED,
-            "unit",
-            u,
-            u,
-            u,
-            count(under16.iter().copied(), |c| c.unit_id == u),
-            0,
-            "children",
-        );
+    let mut units: BTreeMap<String, u64> = BTreeMap::new();
+    for c in &under16 {
+        *units.entry(unit_of(c)).or_default() += 1;
+    }
+    for (u, n) in &units {
+        b.push(ABUSED, "unit", u, u, u, *n, 0, "children");
     }
 
     // Only the breakdowns the definitions ask for.

@@ -23,23 +23,31 @@ use tonic::Status;
 use crate::access::AccessLog;
 use crate::limits::Limits;
 
-/// What the layer needs: the token verifier, the access log and the
-/// service's limits.
+/// What the layer needs: the token verifier, the access log, the
+/// service's limits and the reference data (a token's unit and agency ids
+/// of the early seed are read as the official ids they map to).
 pub struct Gate {
     verifier: Verifier,
     access: AccessLog,
     limits: Arc<Limits>,
+    directory: Arc<baove_domain::reference::Directory>,
 }
 
 impl Gate {
     /// A gate verifying with `verifier`, recording refusals in `access`,
-    /// holding callers to `limits`.
+    /// holding callers to `limits`, reading ids with `directory`.
     #[must_use]
-    pub const fn new(verifier: Verifier, access: AccessLog, limits: Arc<Limits>) -> Self {
+    pub const fn new(
+        verifier: Verifier,
+        access: AccessLog,
+        limits: Arc<Limits>,
+        directory: Arc<baove_domain::reference::Directory>,
+    ) -> Self {
         Self {
             verifier,
             access,
             limits,
+            directory,
         }
     }
 
@@ -57,6 +65,13 @@ impl Gate {
             Status::unauthenticated(e.to_string())
         })?;
         let mut caller = Caller::from_claims(claims);
+        for unit in &mut caller.units {
+            *unit = self.directory.canonical_unit(unit).to_owned();
+        }
+        caller.agency_id = self
+            .directory
+            .canonical_agency(&caller.agency_id)
+            .to_owned();
         caller.purpose = headers
             .get(baove_security::client::PURPOSE_METADATA)
             .and_then(|v| v.to_str().ok())
@@ -189,4 +204,24 @@ where
             span,
         ))
     }
+}
+
+/// Whether `caller`'s scope covers records of `unit_id` (an official id or
+/// an alias), with the provinces it belongs to then and now
+/// ([`Caller::covers_unit`]).
+#[must_use]
+pub fn covers(
+    caller: &Caller,
+    directory: &baove_domain::reference::Directory,
+    unit_id: &str,
+) -> bool {
+    let unit = directory.canonical_unit(unit_id);
+    caller.covers_unit(unit, &directory.provinces_of(unit))
+}
+
+/// Whether agency ids `a` and `b` name the same agency (official ids or
+/// aliases of the early seed); an empty id names none.
+#[must_use]
+pub fn same_agency(directory: &baove_domain::reference::Directory, a: &str, b: &str) -> bool {
+    !a.is_empty() && directory.canonical_agency(a) == directory.canonical_agency(b)
 }

@@ -25,7 +25,8 @@ pub struct Config {
     /// 1024. Global-order replay slows sharply once the log outgrows it.
     #[serde(default = "default_cache_mb")]
     pub cache_mb: u64,
-    /// Directory of the reference data, `units.json` and `agencies.json`
+    /// Directory of the reference data, `units.json`, `agencies.json` and
+    /// (when present) `aliases.json`
     /// (`BAOVE_REFERENCE_DIR`); default `deploy/reference`.
     #[serde(default = "default_reference_dir")]
     pub reference_dir: PathBuf,
@@ -498,7 +499,13 @@ impl Config {
             std::fs::read_to_string(&path)
                 .map_err(|e| anyhow::anyhow!("cannot read reference data {}: {e}", path.display()))
         };
+        let aliases = if self.reference_dir.join("aliases.json").exists() {
+            read("aliases.json")?
+        } else {
+            "{}".to_owned()
+        };
         baove_domain::reference::Directory::parse(&read("units.json")?, &read("agencies.json")?)
+            .and_then(|d| d.with_aliases(&aliases))
             .map_err(|e| {
                 anyhow::anyhow!(
                     "invalid reference data in {}: {e}",

@@ -23,6 +23,7 @@
 //! in-flight requests (appends finish); the relay stops; the event log is
 //! closed, which flushes it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -70,6 +71,8 @@ pub struct NodeContext {
     /// The access log: handlers record each read of a case and each
     /// refusal of scope here.
     pub access: crate::access::AccessLog,
+    /// The reference data (units and agencies), loaded once at start.
+    pub directory: Arc<baove_domain::reference::Directory>,
 }
 
 /// What runs once NATS is connected and the service's stream exists: it
@@ -193,6 +196,7 @@ pub async fn run(
         .build_v1alpha()
         .context("failed to build the reflection service")?;
 
+    let directory = Arc::new(config.directory()?);
     let background = CancellationToken::new();
     let context = NodeContext {
         log: log.clone(),
@@ -200,6 +204,7 @@ pub async fn run(
         stopping: shutdown.clone(),
         config: config.clone(),
         access: access.clone(),
+        directory: directory.clone(),
     };
     let parts = build(&context).with_context(|| format!("failed to start {}", spec.name))?;
 
@@ -223,6 +228,7 @@ pub async fn run(
             verifier,
             access.clone(),
             crate::limits::Limits::new(config.limits()),
+            directory,
         )))
         .add_routes(routes);
     let stop = stop_serving.clone();

@@ -148,13 +148,22 @@ impl Caller {
         }
     }
 
-    /// Whether the caller's scope covers records of `unit_id`: province
-    /// officers and auditors cover the whole province, commune officers
-    /// the units in their token, nobody else any unit.
+    /// Whether the caller's scope covers records of `unit_id`, a commune
+    /// whose province-level units (its province and that province's
+    /// successors) are `provinces`: commune officers cover the units in
+    /// their token; province officers and auditors the provinces in their
+    /// token, or every unit when their token lists none (a deployment that
+    /// serves one province); nobody else any unit.
     #[must_use]
-    pub fn covers_unit(&self, unit_id: &str) -> bool {
+    pub fn covers_unit(&self, unit_id: &str, provinces: &[&str]) -> bool {
         match self.role {
-            Role::ProvinceOfficer | Role::Auditor => true,
+            Role::ProvinceOfficer | Role::Auditor => {
+                self.units.is_empty()
+                    || self
+                        .units
+                        .iter()
+                        .any(|u| u == unit_id || provinces.contains(&u.as_str()))
+            }
             Role::CommuneOfficer => self.units.iter().any(|u| u == unit_id),
             _ => false,
         }
@@ -506,7 +515,35 @@ mod tests {
     use super::*;
 
     fn units() -> Vec<String> {
-        vec!["ct.p-ninh-kieu".to_owned()]
+        vec!["vn:31135".to_owned()]
+    }
+
+    fn caller(role: Role, units: &[&str]) -> Caller {
+        Caller {
+            user_id: "u".into(),
+            role,
+            agency_id: String::new(),
+            units: units.iter().map(|u| (*u).to_owned()).collect(),
+            purpose: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_province_officer_covers_the_provinces_in_the_token_or_every_unit_without_one() {
+        let ninh_kieu = ("vn:31135", &["vn:92"][..]);
+        let hoan_kiem = ("vn:00070", &["vn:01"][..]);
+        let can_tho = caller(Role::ProvinceOfficer, &["vn:92"]);
+        assert!(can_tho.covers_unit(ninh_kieu.0, ninh_kieu.1));
+        assert!(!can_tho.covers_unit(hoan_kiem.0, hoan_kiem.1));
+        // A 2024 ward of Hậu Giang belongs to Cần Thơ now.
+        assert!(can_tho.covers_unit("vn-pre2025:31318", &["vn-pre2025:93", "vn:92"]));
+        let single = caller(Role::ProvinceOfficer, &[]);
+        assert!(single.covers_unit(hoan_kiem.0, hoan_kiem.1));
+        let commune = caller(Role::CommuneOfficer, &["vn:31135"]);
+        assert!(commune.covers_unit(ninh_kieu.0, ninh_kieu.1));
+        assert!(!commune.covers_unit("vn:31120", &["vn:92"]));
+        assert!(!caller(Role::CommuneOfficer, &[]).covers_unit(ninh_kieu.0, ninh_kieu.1));
+        assert!(!caller(Role::Police, &["vn:92"]).covers_unit(ninh_kieu.0, ninh_kieu.1));
     }
 
     #[test]

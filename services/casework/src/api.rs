@@ -75,7 +75,7 @@ impl CaseApi {
             .await?
             .ok_or_else(|| Status::not_found(format!("no case {id}")))?;
         let subject = format!("case:{id}");
-        if !can_read(caller, &state, (self.rules.clock)()) {
+        if !can_read(caller, &state, (self.rules.clock)(), &self.rules.directory) {
             return Err(self
                 .access
                 .refuse(
@@ -233,7 +233,7 @@ impl CaseApi {
             .await
             .map_err(Status::from)?
             .ok_or_else(|| Status::not_found(format!("no case {case_id}")))?;
-        if !caller.covers_unit(&state.responsible_unit_id) {
+        if !baove_runtime::auth::covers(caller, &self.rules.directory, &state.responsible_unit_id) {
             return Err(Decided::Refused(
                 self.access
                     .refuse(
@@ -380,14 +380,24 @@ impl CaseService for CaseApi {
             Err(_) => return Err(invalid_argument("status", "is not a known status")),
         };
         let filter = Filter {
-            incident_unit_id: Some(r.incident_unit_id.trim().to_owned()).filter(|u| !u.is_empty()),
+            incident_unit_id: Some(r.incident_unit_id.trim())
+                .filter(|u| !u.is_empty())
+                .map(|u| self.rules.directory.scope_units(&[u.to_owned()])),
             status,
             officer_id: Some(r.officer_id.trim().to_owned()).filter(|o| !o.is_empty()),
             overdue: r.overdue,
             opened_from_ms: r.opened_from.as_ref().map(baove_runtime::unix_ms),
             opened_to_ms: r.opened_to.as_ref().map(baove_runtime::unix_ms),
-            // Commune officers see the cases of their units only.
-            units: (caller.role == Role::CommuneOfficer).then(|| caller.units.clone()),
+            // Commune officers see the cases of their units only; province
+            // officers and auditors those of the provinces their token
+            // names, if it names any.
+            units: match caller.role {
+                Role::CommuneOfficer => Some(self.rules.directory.scope_units(&caller.units)),
+                Role::ProvinceOfficer | Role::Auditor if !caller.units.is_empty() => {
+                    Some(self.rules.directory.scope_units(&caller.units))
+                }
+                _ => None,
+            },
         };
         self.access
             .read(
@@ -487,7 +497,7 @@ impl CaseService for CaseApi {
         let mut visible = Vec::new();
         for other in &state.opened.possible_duplicate_case_ids {
             if let Ok(Some((other_state, _))) = load(&self.log, *other).await
-                && can_read(&caller, &other_state, now)
+                && can_read(&caller, &other_state, now, &self.rules.directory)
             {
                 visible.push(other.to_string());
             }
@@ -835,12 +845,16 @@ impl CaseService for CaseApi {
         let kind = match (service, transfer.is_empty()) {
             (Some(service), true) => Some(ReferralKind::Refer { service }),
             (None, false) => {
-                if let Err(rule) = self.rules.directory.unit_in_force(transfer, today) {
-                    v.add("transfer_to_unit_id", rule);
-                }
-                Some(ReferralKind::Transfer {
-                    to_unit_id: transfer.to_owned(),
-                })
+                // A transfer goes to a commune in force today, by its
+                // official id.
+                let to_unit_id = match self.rules.directory.unit_for_report(transfer, today, None) {
+                    Ok(unit) => unit.id.clone(),
+                    Err(rule) => {
+                        v.add("transfer_to_unit_id", rule);
+                        transfer.to_owned()
+                    }
+                };
+                Some(ReferralKind::Transfer { to_unit_id })
             }
             (Some(_), false) => {
                 v.add(
@@ -881,7 +895,11 @@ impl CaseService for CaseApi {
                 referral_id,
                 request: ReferralRequest {
                     kind,
-                    to_agency_id: r.to_agency_id.trim().to_owned(),
+                    to_agency_id: self
+                        .rules
+                        .directory
+                        .canonical_agency(r.to_agency_id.trim())
+                        .to_owned(),
                     reason: r.reason,
                     urgency: if r.urgent {
                         Urgency::Urgent

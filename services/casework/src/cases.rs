@@ -365,7 +365,7 @@ mod tests {
             intake_event_id: Uuid::now_v7(),
             channel: Channel::Phone,
             received_at_ms: ctx.now_ms,
-            incident_unit_id: "vn-ct.p-ninh-kieu".into(),
+            incident_unit_id: "vn:31135".into(),
             residence_unit_id: None,
             concerns: Concerns::default(),
             immediate_danger: true,
@@ -378,6 +378,8 @@ mod tests {
             child_sex: None,
             setting: None,
             clock_start_ms: None,
+            responsible_unit_id: None,
+            province_id: None,
         };
         let mut batches = vec![opening_events(opened, &ctx)];
         let mut state: Option<CaseState> = batches[0].iter().fold(None, c::apply);

@@ -44,6 +44,7 @@ pub fn case_to_proto(state: &CaseState, version: u64, opened_at_ms: i64, at_ms: 
         received_at: Some(timestamp(opened.received_at_ms)),
         intake_ids: state.intake_ids.iter().map(Uuid::to_string).collect(),
         incident_unit_id: opened.incident_unit_id.clone(),
+        province_id: opened.province_id.clone().unwrap_or_default(),
         residence_unit_id: opened.residence_unit_id.clone().unwrap_or_default(),
         immediate_danger: state.immediate_danger,
         caregiver_is_alleged_abuser: opened.caregiver_is_alleged_abuser,

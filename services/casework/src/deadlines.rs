@@ -94,6 +94,9 @@ pub struct Alerts {
     pub log: EventLog,
     /// Where to publish.
     pub js: jetstream::Context,
+    /// The reference data: the alert goes to the commune's official id
+    /// (a case stored under an id of the early seed included).
+    pub directory: std::sync::Arc<baove_domain::reference::Directory>,
 }
 
 impl Handler for Alerts {
@@ -110,7 +113,7 @@ impl Handler for Alerts {
                 "alert for unknown case {case_id}"
             )));
         };
-        let unit = &state.responsible_unit_id;
+        let unit = self.directory.canonical_unit(&state.responsible_unit_id);
         let alert = serde_json::json!({
             "case_id": case_id,
             "kind": kind,

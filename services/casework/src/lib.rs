@@ -63,7 +63,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             calendar: Arc::new(ctx.config.calendar()?),
             clock: ctx.config.clock(),
             warn_share: ctx.config.deadline_warn_share,
-            directory: Arc::new(ctx.config.directory()?),
+            directory: ctx.directory.clone(),
         };
         let cases = model::Cases::new();
         let follower = tokio::spawn(cases.clone().follow(ctx.log.clone(), ctx.cancel.clone()));
@@ -92,7 +92,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     },
                     cases::OpenCases {
                         log: log.clone(),
-                        rules: consumer_rules,
+                        rules: consumer_rules.clone(),
                     },
                     cancel.clone(),
                 );
@@ -110,6 +110,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     deadlines::Alerts {
                         log: log.clone(),
                         js: js.clone(),
+                        directory: consumer_rules.directory.clone(),
                     },
                     cancel.clone(),
                 );

@@ -4,7 +4,7 @@
 //! Rebuilt from the log at start-up; folding the same log from scratch
 //! gives the same model (see the tests).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use baove_domain::case::procedure::next_deadline_check;
@@ -54,8 +54,8 @@ impl Row {
 /// What ListCases asks for.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
-    /// Incident unit.
-    pub incident_unit_id: Option<String>,
+    /// Incident unit: the ids that name it (official id and aliases).
+    pub incident_unit_id: Option<HashSet<String>>,
     /// Status.
     pub status: Option<CaseStatus>,
     /// Officer.
@@ -67,21 +67,20 @@ pub struct Filter {
     /// Opened before.
     pub opened_to_ms: Option<i64>,
     /// Only cases where one of these units is the incident or the
-    /// responsible unit (a commune officer's scope); `None`: all.
-    pub units: Option<Vec<String>>,
+    /// responsible unit (the caller's scope,
+    /// [`baove_domain::reference::Directory::scope_units`]); `None`: all.
+    pub units: Option<HashSet<String>>,
 }
 
 impl Filter {
     fn matches(&self, row: &Row) -> bool {
         let s = &row.state;
         self.units.as_ref().is_none_or(|units| {
-            units
-                .iter()
-                .any(|u| *u == s.opened.incident_unit_id || *u == s.responsible_unit_id)
+            units.contains(&s.opened.incident_unit_id) || units.contains(&s.responsible_unit_id)
         }) && self
             .incident_unit_id
             .as_ref()
-            .is_none_or(|u| *u == s.opened.incident_unit_id)
+            .is_none_or(|u| u.contains(&s.opened.incident_unit_id))
             && self.status.is_none_or(|st| st == s.status)
             && self
                 .officer_id
@@ -276,10 +275,7 @@ mod tests {
         let live = Cases::new();
         let follower = tokio::spawn(live.clone().follow(log.clone(), cancel.clone()));
 
-        for (i, unit) in ["vn-ct.p-ninh-kieu", "vn-ct.p-cai-rang", "vn-ct.p-ninh-kieu"]
-            .into_iter()
-            .enumerate()
-        {
+        for (i, unit) in ["vn:31135", "vn:31186", "vn:31135"].into_iter().enumerate() {
             let case = Uuid::from_u128(i as u128 + 1);
             let mut events = opening_events(
                 CaseOpened {
@@ -301,6 +297,8 @@ mod tests {
                     child_sex: None,
                     setting: None,
                     clock_start_ms: None,
+                    responsible_unit_id: None,
+                    province_id: None,
                 },
                 &ctx,
             );
@@ -338,7 +336,7 @@ mod tests {
             [Uuid::from_u128(1)]
         );
         let ninh_kieu = Filter {
-            incident_unit_id: Some("vn-ct.p-ninh-kieu".into()),
+            incident_unit_id: Some(HashSet::from(["vn:31135".to_owned()])),
             ..Filter::default()
         };
         let (page, next) = live.list(&ninh_kieu, None, 1);

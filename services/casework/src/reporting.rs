@@ -98,9 +98,15 @@ impl Reporting {
         compare: bool,
     ) -> Result<(Vec<Row>, u64), Status> {
         let compute = |records: &Records| {
-            let mut rows = stats::indicators(records, period, unit, &self.defs);
+            let mut rows = stats::indicators(records, period, unit, &self.directory, &self.defs);
             if compare {
-                let earlier = stats::indicators(records, &period.year_earlier(), unit, &self.defs);
+                let earlier = stats::indicators(
+                    records,
+                    &period.year_earlier(),
+                    unit,
+                    &self.directory,
+                    &self.defs,
+                );
                 stats::compare(&mut rows, &earlier);
             }
             rows
@@ -157,11 +163,23 @@ impl Reporting {
         r: p::GetIndicatorsRequest,
     ) -> Result<p::IndicatorTable, Status> {
         let period = Period::parse(&r.period).map_err(|rule| invalid_argument("period", &rule))?;
-        let unit = Some(r.unit_id.trim()).filter(|u| !u.is_empty());
+        let unit = Some(r.unit_id.trim())
+            .filter(|u| !u.is_empty())
+            .map(|u| self.directory.canonical_unit(u));
+        if let Some(u) = unit
+            && self.directory.unit_name(u, period.last_day).is_none()
+        {
+            return Err(invalid_argument(
+                "unit_id",
+                &format!("unknown administrative unit {u:?}"),
+            ));
+        }
         // Commune officers see the indicators of their own units only: a
         // province-wide table breaks counts down by commune, and another
         // commune's small counts are not theirs to see.
-        if caller.role == Role::CommuneOfficer && !unit.is_some_and(|u| caller.covers_unit(u)) {
+        if caller.role == Role::CommuneOfficer
+            && !unit.is_some_and(|u| baove_runtime::auth::covers(caller, &self.directory, u))
+        {
             return Err(self
                 .access
                 .refuse(
@@ -327,9 +345,9 @@ impl ReportingService for ReportingApi {
         let csv =
             to_csv(&table).map_err(|e| Status::internal(format!("cannot write the CSV: {e}")))?;
         let unit = if table.unit_id.is_empty() {
-            "province".to_owned()
+            "all".to_owned()
         } else {
-            table.unit_id.clone()
+            table.unit_id.replace([':', '/'], "-")
         };
         Ok(Response::new(p::ExportIndicatorsResponse {
             csv,

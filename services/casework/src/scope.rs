@@ -3,6 +3,8 @@
 //! read and refusal in the access log around it).
 
 use baove_domain::case::CaseState;
+use baove_domain::reference::Directory;
+use baove_runtime::auth::{covers, same_agency};
 use baove_security::{Caller, Role};
 
 /// Whether `caller` may read `state` at `now_ms`: commune officers the
@@ -10,15 +12,19 @@ use baove_security::{Caller, Role};
 /// a case referred to their agency while that referral grants access
 /// ([`baove_domain::case::CaseReferral::lets_read`]); province officers and
 /// auditors every case.
+/// Stored ids of the early seed count as the official ids they map to
+/// (`directory`).
 #[must_use]
-pub fn can_read(caller: &Caller, state: &CaseState, now_ms: i64) -> bool {
-    caller.covers_unit(&state.responsible_unit_id)
-        || caller.covers_unit(&state.opened.incident_unit_id)
+pub fn can_read(caller: &Caller, state: &CaseState, now_ms: i64, directory: &Directory) -> bool {
+    covers(caller, directory, &state.responsible_unit_id)
+        || covers(caller, directory, &state.opened.incident_unit_id)
         || (matches!(caller.role, Role::Police | Role::AgencyStaff)
-            && state
-                .referrals
-                .values()
-                .any(|r| r.lets_read(&caller.agency_id, now_ms)))
+            && state.referrals.values().any(|r| {
+                r.lets_read_as(
+                    |stored| same_agency(directory, &caller.agency_id, stored),
+                    now_ms,
+                )
+            }))
 }
 
 #[cfg(test)]
@@ -52,7 +58,7 @@ mod tests {
                         current_condition: String::new(),
                     },
                     incident_place: Place {
-                        unit_id: "vn-ct.p-ninh-kieu".into(),
+                        unit_id: "vn:31135".into(),
                         address: String::new(),
                     },
                     residence_place: None,
@@ -67,6 +73,9 @@ mod tests {
                     likely_consequence: String::new(),
                     follow_up_case_id: None,
                     setting: Setting::Home,
+                    occurred_at_ms: None,
+                    responsible_unit_id: None,
+                    province_id: None,
                 },
                 informant: None,
             },
@@ -79,6 +88,30 @@ mod tests {
             panic!("a new report opens a case")
         };
         baove_domain::case::apply(None, &baove_domain::case::CaseEvent::Opened(opened)).unwrap()
+    }
+
+    fn directory() -> Directory {
+        Directory::parse(
+            r#"{"units":[
+              {"id":"vn:92","kind":"city","parent":null,"names":[{"name":"Thành phố Cần Thơ","valid_from":"2025-07-01","valid_to":null}]},
+              {"id":"vn:31135","kind":"ward","parent":"vn:92","names":[{"name":"Phường Ninh Kiều","valid_from":"2025-07-01","valid_to":null}]},
+              {"id":"vn:31120","kind":"ward","parent":"vn:92","names":[{"name":"Phường Cái Khế","valid_from":"2025-07-01","valid_to":null}]},
+              {"id":"vn:01","kind":"city","parent":null,"names":[{"name":"Thành phố Hà Nội","valid_from":"2025-07-01","valid_to":null}]}
+            ]}"#,
+            r#"{"agencies":[
+              {"id":"vn:31135/cong-an","kind":"police","unit":"vn:31135","names":[{"name":"Công an phường Ninh Kiều","valid_from":"2025-07-01","valid_to":null}]},
+              {"id":"vn:92/cong-an","kind":"police","unit":"vn:92","names":[{"name":"Công an thành phố Cần Thơ","valid_from":null,"valid_to":null}]}
+            ]}"#,
+        )
+        .unwrap()
+        .with_aliases(
+            r#"{"units":{"vn-ct.p-ninh-kieu":"vn:31135"},"agencies":{"ct.ca-p-ninh-kieu":"vn:31135/cong-an"}}"#,
+        )
+        .unwrap()
+    }
+
+    fn read(caller: &Caller, state: &CaseState, now_ms: i64) -> bool {
+        can_read(caller, state, now_ms, &directory())
     }
 
     fn caller(role: Role, agency: &str, units: &[&str]) -> Caller {
@@ -121,29 +154,29 @@ mod tests {
     #[test]
     fn communes_read_their_units_the_province_and_auditors_all() {
         let state = case();
-        assert!(can_read(
-            &caller(Role::CommuneOfficer, "", &["vn-ct.p-ninh-kieu"]),
+        assert!(read(
+            &caller(Role::CommuneOfficer, "", &["vn:31135"]),
             &state,
             0
         ));
-        assert!(!can_read(
-            &caller(Role::CommuneOfficer, "", &["vn-ct.p-cai-khe"]),
+        assert!(!read(
+            &caller(Role::CommuneOfficer, "", &["vn:31120"]),
             &state,
             0
         ));
-        assert!(can_read(
-            &caller(Role::ProvinceOfficer, "ct.so-yt", &[]),
+        assert!(read(
+            &caller(Role::ProvinceOfficer, "vn:92/so-y-te", &[]),
             &state,
             0
         ));
-        assert!(can_read(&caller(Role::Auditor, "", &[]), &state, 0));
-        assert!(!can_read(
-            &caller(Role::HotlineOperator, "tongdai-111", &[]),
+        assert!(read(&caller(Role::Auditor, "", &[]), &state, 0));
+        assert!(!read(
+            &caller(Role::HotlineOperator, "vn/tong-dai-111", &[]),
             &state,
             0
         ));
-        assert!(!can_read(
-            &caller(Role::Administrator, "ct.so-yt", &[]),
+        assert!(!read(
+            &caller(Role::Administrator, "vn:92/so-y-te", &[]),
             &state,
             0
         ));
@@ -151,20 +184,59 @@ mod tests {
 
     #[test]
     fn an_agency_reads_a_case_only_while_its_referral_lasts() {
-        let police = caller(Role::Police, "ct.ca-p-ninh-kieu", &[]);
+        let police = caller(Role::Police, "vn:31135/cong-an", &[]);
         let mut state = case();
-        assert!(!can_read(&police, &state, 0));
-        referred(&mut state, "ct.ca-p-ninh-kieu", Status::Accepted, Some(10));
-        assert!(can_read(&police, &state, 20));
-        assert!(!can_read(
-            &caller(Role::Police, "ct.ca-tp", &[]),
+        assert!(!read(&police, &state, 0));
+        referred(&mut state, "vn:31135/cong-an", Status::Accepted, Some(10));
+        assert!(read(&police, &state, 20));
+        assert!(!read(
+            &caller(Role::Police, "vn:92/cong-an", &[]),
             &state,
             20
         ));
-        referred(&mut state, "ct.ca-p-ninh-kieu", Status::Revoked, Some(10));
-        assert!(!can_read(&police, &state, 20));
-        referred(&mut state, "ct.ca-p-ninh-kieu", Status::Completed, Some(10));
-        assert!(can_read(&police, &state, 10 + READ_AFTER_COMPLETION_MS - 1));
-        assert!(!can_read(&police, &state, 10 + READ_AFTER_COMPLETION_MS));
+        referred(&mut state, "vn:31135/cong-an", Status::Revoked, Some(10));
+        assert!(!read(&police, &state, 20));
+        referred(&mut state, "vn:31135/cong-an", Status::Completed, Some(10));
+        assert!(read(&police, &state, 10 + READ_AFTER_COMPLETION_MS - 1));
+        assert!(!read(&police, &state, 10 + READ_AFTER_COMPLETION_MS));
+    }
+
+    #[test]
+    fn province_officers_whose_token_names_provinces_read_only_those() {
+        let state = case();
+        assert!(read(
+            &caller(Role::ProvinceOfficer, "", &["vn:92"]),
+            &state,
+            0
+        ));
+        assert!(!read(
+            &caller(Role::ProvinceOfficer, "", &["vn:01"]),
+            &state,
+            0
+        ));
+        assert!(!read(&caller(Role::Auditor, "", &["vn:01"]), &state, 0));
+    }
+
+    #[test]
+    fn a_case_stored_under_seed_ids_is_read_as_the_official_units_and_agencies() {
+        let mut state = case();
+        state.responsible_unit_id = "vn-ct.p-ninh-kieu".into();
+        state.opened.incident_unit_id = "vn-ct.p-ninh-kieu".into();
+        assert!(read(
+            &caller(Role::CommuneOfficer, "", &["vn:31135"]),
+            &state,
+            0
+        ));
+        assert!(read(
+            &caller(Role::ProvinceOfficer, "", &["vn:92"]),
+            &state,
+            0
+        ));
+        referred(&mut state, "ct.ca-p-ninh-kieu", Status::Accepted, Some(10));
+        assert!(read(
+            &caller(Role::Police, "vn:31135/cong-an", &[]),
+            &state,
+            20
+        ));
     }
 }

@@ -28,7 +28,7 @@ use crate::view::{Confidentiality, Cursor, Filter, Row, Shared, View};
 use baove_proto::receipt::Receipt;
 
 /// The hotline's agency id in the reference data (actor of hotline reports).
-pub const HOTLINE_AGENCY: &str = "tongdai-111";
+pub const HOTLINE_AGENCY: &str = "vn/tong-dai-111";
 
 /// Serves IntakeService on intake's log and read model.
 #[derive(Clone)]
@@ -87,12 +87,13 @@ impl IntakeApi {
                 self.view
                     .referral_to(case, &caller.agency_id, (self.clock)())
             }),
-            Role::CommuneOfficer | Role::ProvinceOfficer => (caller
-                .covers_unit(&facts.incident_place.unit_id)
-                || facts
-                    .residence_place
-                    .as_ref()
-                    .is_some_and(|p| caller.covers_unit(&p.unit_id)))
+            Role::CommuneOfficer | Role::ProvinceOfficer => ([
+                facts.responsible_unit(),
+                facts.incident_place.unit_id.as_str(),
+            ]
+            .into_iter()
+            .chain(facts.residence_place.as_ref().map(|p| p.unit_id.as_str()))
+            .any(|unit| baove_runtime::auth::covers(caller, &self.directory, unit)))
             .then_some(all),
             Role::Auditor => Some(Shared {
                 identity: false,
@@ -560,13 +561,20 @@ impl IntakeService for IntakeApi {
             received_from_ms: request.received_from.as_ref().map(ms),
             received_to_ms: request.received_to.as_ref().map(ms),
             handed_over,
-            incident_unit_id: Some(request.incident_unit_id.trim().to_owned())
-                .filter(|u| !u.is_empty()),
+            incident_unit_id: Some(request.incident_unit_id.trim())
+                .filter(|u| !u.is_empty())
+                .map(|u| self.directory.scope_units(&[u.to_owned()])),
             channel: channel_filter,
             name_key: Some(name_key).filter(|k| !k.is_empty()),
             logged_by: matches!(caller.role, Role::HotlineOperator | Role::Police)
                 .then(|| acting(&caller)),
-            units: (caller.role == Role::CommuneOfficer).then(|| caller.units.clone()),
+            units: match caller.role {
+                Role::CommuneOfficer => Some(self.directory.scope_units(&caller.units)),
+                Role::ProvinceOfficer | Role::Auditor if !caller.units.is_empty() => {
+                    Some(self.directory.scope_units(&caller.units))
+                }
+                _ => None,
+            },
         };
         self.access.read(&caller, rpc, None, "list:intakes").await?;
         let show = caller.role != Role::Auditor;

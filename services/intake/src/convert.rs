@@ -146,6 +146,8 @@ fn raw_facts(f: p::ReportFacts) -> RawFacts {
         likely_consequence: f.likely_consequence,
         setting: setting(f.setting),
         follow_up_case_id: f.follow_up_case_id,
+        occurred_at_ms: f.occurred_at.as_ref().map(ms),
+        responsible_unit_id: f.responsible_unit_id,
     }
 }
 
@@ -255,6 +257,9 @@ fn facts_to_proto(f: &d::ReportFacts) -> p::ReportFacts {
         actions_taken: f.actions_taken.clone(),
         likely_consequence: f.likely_consequence.clone(),
         setting: setting_to_proto(f.setting),
+        occurred_at: f.occurred_at_ms.map(timestamp),
+        responsible_unit_id: f.responsible_unit().to_owned(),
+        province_id: f.province_id.clone().unwrap_or_default(),
         follow_up_case_id: f
             .follow_up_case_id
             .map(|id| id.to_string())

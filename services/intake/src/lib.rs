@@ -45,7 +45,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
 /// When start-up fails (event log, port, reference data) or the server fails.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     baove_runtime::node::run(SPEC, config, shutdown, |ctx| {
-        let directory = Arc::new(ctx.config.directory()?);
+        let directory = ctx.directory.clone();
         let master_key_file = ctx.config.master_key_file.as_ref().ok_or_else(|| {
             anyhow::anyhow!(
                 "missing setting master_key_file (BAOVE_MASTER_KEY_FILE): intake seals confidential fields with it"

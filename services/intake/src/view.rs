@@ -64,8 +64,8 @@ pub struct Filter {
     pub received_to_ms: Option<i64>,
     /// `Some(true)`: handed over only; `Some(false)`: not yet.
     pub handed_over: Option<bool>,
-    /// Incident unit.
-    pub incident_unit_id: Option<String>,
+    /// Incident unit: the ids that name it (official id and aliases).
+    pub incident_unit_id: Option<std::collections::HashSet<String>>,
     /// Channel.
     pub channel: Option<d::Channel>,
     /// Search key the child's name must contain.
@@ -73,9 +73,10 @@ pub struct Filter {
     /// Only reports logged by this actor: user, role and agency (hotline
     /// operators, police).
     pub logged_by: Option<baove_eventlog::Actor>,
-    /// Only reports where it happened or the child lives in one of these
-    /// units (commune officers).
-    pub units: Option<Vec<String>>,
+    /// Only reports where it happened, the child lives, or whose
+    /// responsible commune is one of these units (the caller's scope,
+    /// [`baove_domain::reference::Directory::scope_units`]).
+    pub units: Option<std::collections::HashSet<String>>,
 }
 
 impl Filter {
@@ -84,13 +85,12 @@ impl Filter {
         let received = facts.received_at_ms;
         self.logged_by.as_ref().is_none_or(|a| *a == row.logged_by)
             && self.units.as_ref().is_none_or(|units| {
-                units.iter().any(|u| {
-                    *u == facts.incident_place.unit_id
-                        || facts
-                            .residence_place
-                            .as_ref()
-                            .is_some_and(|p| p.unit_id == *u)
-                })
+                units.contains(&facts.incident_place.unit_id)
+                    || units.contains(facts.responsible_unit())
+                    || facts
+                        .residence_place
+                        .as_ref()
+                        .is_some_and(|p| units.contains(&p.unit_id))
             })
             && self.received_from_ms.is_none_or(|from| received >= from)
             && self.received_to_ms.is_none_or(|to| received < to)
@@ -100,7 +100,7 @@ impl Filter {
             && self
                 .incident_unit_id
                 .as_ref()
-                .is_none_or(|u| *u == facts.incident_place.unit_id)
+                .is_none_or(|u| u.contains(&facts.incident_place.unit_id))
             && self
                 .channel
                 .is_none_or(|c| c == row.recorded.report.channel())

@@ -55,7 +55,9 @@ impl ReferralApi {
     async fn may_read_inbox(&self, caller: &Caller, rpc: &str, agency: &str) -> Result<(), Status> {
         let subject = format!("inbox:{agency}");
         let allowed = match caller.role {
-            Role::Police | Role::AgencyStaff => caller.is_of_agency(agency),
+            Role::Police | Role::AgencyStaff => self
+                .referrals
+                .with_directory(|d| baove_runtime::auth::same_agency(d, &caller.agency_id, agency)),
             Role::ProvinceOfficer | Role::Auditor => true,
             _ => false,
         };
@@ -77,11 +79,13 @@ impl ReferralApi {
     /// Whether `caller` may see referral `row`: the receiving agency's
     /// staff, the requesting commune's officers, province officers and
     /// auditors.
-    fn may_see(caller: &Caller, row: &Row) -> bool {
-        match caller.role {
-            Role::Police | Role::AgencyStaff => caller.is_of_agency(&row.state.to_agency_id),
-            _ => caller.covers_unit(&row.state.from_unit_id),
-        }
+    fn may_see(&self, caller: &Caller, row: &Row) -> bool {
+        self.referrals.with_directory(|d| match caller.role {
+            Role::Police | Role::AgencyStaff => {
+                baove_runtime::auth::same_agency(d, &caller.agency_id, &row.state.to_agency_id)
+            }
+            _ => baove_runtime::auth::covers(caller, d, &row.state.from_unit_id),
+        })
     }
 
     /// The proto service.
@@ -162,7 +166,11 @@ impl ReferralApi {
         let (state, version) = load(&self.log, id)
             .await?
             .ok_or_else(|| Status::not_found(format!("no referral {id}")))?;
-        if receiving_agency_only && agency_id != state.to_agency_id {
+        if receiving_agency_only
+            && !self.referrals.with_directory(|d| {
+                baove_runtime::auth::same_agency(d, &agency_id, &state.to_agency_id)
+            })
+        {
             return Err(self
                 .access
                 .refuse(
@@ -177,7 +185,11 @@ impl ReferralApi {
                 )
                 .await);
         }
-        if !receiving_agency_only && !caller.covers_unit(&state.from_unit_id) {
+        if !receiving_agency_only
+            && !self
+                .referrals
+                .with_directory(|d| baove_runtime::auth::covers(caller, d, &state.from_unit_id))
+        {
             return Err(self
                 .access
                 .refuse(
@@ -374,7 +386,7 @@ impl ReferralService for ReferralApi {
             .ok_or_else(|| Status::not_found(format!("no referral {id}")))?;
         let rpc = "ReferralService/GetReferral";
         let subject = format!("referral:{id}");
-        if !Self::may_see(&caller, &row) {
+        if !self.may_see(&caller, &row) {
             return Err(self
                 .access
                 .refuse(
@@ -543,7 +555,13 @@ impl ReferralService for ReferralApi {
                             let Some(row) = referrals.get(*envelope.stream_id.as_uuid()) else {
                                 continue;
                             };
-                            if row.state.to_agency_id != agency {
+                            if !referrals.with_directory(|d| {
+                                baove_runtime::auth::same_agency(
+                                    d,
+                                    &agency,
+                                    &row.state.to_agency_id,
+                                )
+                            }) {
                                 continue;
                             }
                             let update = p::WatchInboxResponse {

@@ -41,7 +41,7 @@ const ESCALATION_TICK: Duration = Duration::from_secs(1);
 /// server fails.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     baove_runtime::node::run(SPEC, config, shutdown, |ctx| {
-        let referrals = model::Referrals::new(ctx.config.directory()?);
+        let referrals = model::Referrals::new((*ctx.directory).clone());
         let calendar = Arc::new(ctx.config.calendar()?);
         let clock = ctx.config.clock();
         let follower = tokio::spawn(

@@ -179,9 +179,15 @@ impl Referrals {
             .rows
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let directory = self
+            .directory
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut matching: Vec<&Row> = rows
             .values()
-            .filter(|row| row.state.to_agency_id == agency_id)
+            .filter(|row| {
+                baove_runtime::auth::same_agency(&directory, agency_id, &row.state.to_agency_id)
+            })
             .filter(|row| status.is_none_or(|s| s == row.state.status))
             .filter(|row| {
                 after.is_none_or(|cursor| (row.offered_at_ms, row.state.referral_id) < cursor)

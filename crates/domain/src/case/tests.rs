@@ -7,7 +7,7 @@ fn recorded(follow_up: Option<Uuid>) -> IntakeRecorded {
     IntakeRecorded {
         intake_id: Uuid::from_u128(42),
         report: Report::Police {
-            police_agency_id: "ct.ca-tp".into(),
+            police_agency_id: "vn:92/cong-an".into(),
             officer_id: "ca-1".into(),
             officer_name: "Lê Văn Dũng".into(),
             case_number: "BB-1".into(),
@@ -46,6 +46,9 @@ fn recorded(follow_up: Option<Uuid>) -> IntakeRecorded {
                 likely_consequence: String::new(),
                 follow_up_case_id: follow_up,
                 setting: crate::intake::Setting::Unknown,
+                occurred_at_ms: None,
+                responsible_unit_id: None,
+                province_id: None,
             },
             police_received_at_ms: None,
         },
@@ -169,7 +172,7 @@ fn given_events_since_an_officers_version_then_only_bookkeeping_lets_her_step_be
             referral_id: Uuid::nil(),
             step: name.into(),
             by: "ca-301".into(),
-            agency_id: "ct.ca-p-ninh-kieu".into(),
+            agency_id: "vn:31135/cong-an".into(),
             detail: "{}".into(),
             referral_event_id: Uuid::nil(),
             at_ms: None,

@@ -5,13 +5,21 @@ use crate::reference::Directory;
 use ::time::macros::date;
 
 const UNITS: &str = r#"{"units":[
-  {"id":"vn-ct","kind":"city","parent":null,"successor":null,"names":[{"name":"Thành phố Cần Thơ","valid_from":"2004-01-01","valid_to":null}]},
-  {"id":"vn-ct.p-ninh-kieu","kind":"ward","parent":"vn-ct","successor":null,"names":[{"name":"Phường Ninh Kiều","valid_from":"2025-07-01","valid_to":null}]},
-  {"id":"vn-hg.p-1","kind":"ward","parent":null,"successor":"vn-ct.p-ninh-kieu","names":[{"name":"Phường I","valid_from":"2004-01-01","valid_to":"2025-06-30"}]}
+  {"id":"vn:92","kind":"city","parent":null,"names":[{"name":"Thành phố Cần Thơ","valid_from":"2025-07-01","valid_to":null}]},
+  {"id":"vn:31135","kind":"ward","parent":"vn:92","names":[{"name":"Phường Ninh Kiều","valid_from":"2025-07-01","valid_to":null}]},
+  {"id":"vn:31321","kind":"ward","parent":"vn:92","names":[{"name":"Phường Vị Thanh","valid_from":"2025-07-01","valid_to":null}]},
+  {"id":"vn:31408","kind":"commune","parent":"vn:92","names":[{"name":"Xã Thạnh Hòa","valid_from":"2025-07-01","valid_to":null}]},
+  {"id":"vn:31741","kind":"commune","parent":"vn:92","names":[{"name":"Xã Tân Long","valid_from":"2025-07-01","valid_to":null}]},
+  {"id":"vn:01","kind":"city","parent":null,"names":[{"name":"Thành phố Hà Nội","valid_from":"2025-07-01","valid_to":null}]},
+  {"id":"vn:00070","kind":"ward","parent":"vn:01","names":[{"name":"Phường Hoàn Kiếm","valid_from":"2025-07-01","valid_to":null}]},
+  {"id":"vn-pre2025:93","kind":"province","parent":null,"successors":["vn:92"],"names":[{"name":"Tỉnh Hậu Giang","valid_from":null,"valid_to":"2025-06-30"}]},
+  {"id":"vn-pre2025:930","kind":"district","parent":"vn-pre2025:93","successors":["vn:92"],"names":[{"name":"Thành phố Vị Thanh","valid_from":null,"valid_to":"2025-06-30"}]},
+  {"id":"vn-pre2025:31318","kind":"ward","parent":"vn-pre2025:930","successors":["vn:31321"],"names":[{"name":"Phường I","valid_from":null,"valid_to":"2025-06-30"}]},
+  {"id":"vn-pre2025:31438","kind":"commune","parent":"vn-pre2025:930","successors":["vn:31408","vn:31741"],"names":[{"name":"Xã Tân Long","valid_from":null,"valid_to":"2025-06-30"}]}
 ]}"#;
 const AGENCIES: &str = r#"{"agencies":[
-  {"id":"ct.ca-tp","kind":"police","unit":"vn-ct","successor":null,"names":[{"name":"Công an thành phố Cần Thơ","valid_from":"2004-01-01","valid_to":null}]},
-  {"id":"ct.so-yt","kind":"health","unit":"vn-ct","successor":null,"names":[{"name":"Sở Y tế","valid_from":"2004-01-01","valid_to":null}]}
+  {"id":"vn:92/cong-an","kind":"police","unit":"vn:92","successor":null,"names":[{"name":"Công an thành phố Cần Thơ","valid_from":"2004-01-01","valid_to":null}]},
+  {"id":"vn:92/so-y-te","kind":"health","unit":"vn:92","successor":null,"names":[{"name":"Sở Y tế","valid_from":"2004-01-01","valid_to":null}]}
 ]}"#;
 
 /// 2026-11-29 02:00 in Vietnam (a 3 a.m. call would be a little later).
@@ -31,7 +39,7 @@ fn facts() -> RawFacts {
             ..Default::default()
         }),
         incident_place: Some(RawPlace {
-            unit_id: "vn-ct.p-ninh-kieu".into(),
+            unit_id: "vn:31135".into(),
             address: "hẻm 51, đường 3/2".into(),
         }),
         concerns: Some(RawConcerns {
@@ -96,7 +104,7 @@ fn given_several_bad_fields_when_parsed_then_every_one_is_reported_at_once() {
     raw.received_at_ms = Some(NOW + DAY_MS);
     raw.child.as_mut().unwrap().estimated_age_years = Some(19);
     raw.child.as_mut().unwrap().sex = None;
-    raw.incident_place.as_mut().unwrap().unit_id = "vn-ct.p-atlantis".into();
+    raw.incident_place.as_mut().unwrap().unit_id = "vn:99999".into();
     raw.narrative = "x".repeat(8001);
     let mut report = hotline(raw);
     report.channel = None;
@@ -177,10 +185,74 @@ fn given_an_informant_with_consent_then_recorded_and_without_details_then_nothin
 #[test]
 fn given_a_unit_abolished_before_the_report_then_refused_naming_its_successor() {
     let mut raw = facts();
-    raw.incident_place.as_mut().unwrap().unit_id = "vn-hg.p-1".into();
+    raw.incident_place.as_mut().unwrap().unit_id = "vn-pre2025:31318".into();
     let v = parse(hotline(raw)).unwrap_err();
     assert_eq!(fields(&v), ["report.facts.incident_place.unit_id"]);
-    assert!(v.0[0].rule.contains("vn-ct.p-ninh-kieu"), "{v}");
+    assert!(v.0[0].rule.contains("vn:31321"), "{v}");
+}
+
+/// 2024-11-02 in Vietnam, when Phường I of Vị Thanh (Hậu Giang) existed.
+const IN_2024: i64 = 1_730_505_600_000;
+
+#[test]
+fn given_a_2024_incident_in_a_former_hau_giang_ward_then_it_is_recorded_there_and_routed_to_its_successor()
+ {
+    let mut raw = facts();
+    raw.incident_place.as_mut().unwrap().unit_id = "vn-pre2025:31318".into();
+    raw.occurred_at_ms = Some(IN_2024);
+    let report = parse(hotline(raw)).unwrap();
+    let facts = report.facts();
+    assert_eq!(facts.incident_place.unit_id, "vn-pre2025:31318");
+    assert_eq!(facts.occurred_at_ms, Some(IN_2024));
+    assert_eq!(facts.responsible_unit(), "vn:31321");
+    assert_eq!(facts.province_id.as_deref(), Some("vn:92"));
+}
+
+#[test]
+fn given_a_report_from_another_province_then_it_is_routed_to_that_province() {
+    let mut raw = facts();
+    raw.incident_place.as_mut().unwrap().unit_id = "vn:00070".into();
+    let report = parse(hotline(raw)).unwrap();
+    assert_eq!(report.facts().responsible_unit(), "vn:00070");
+    assert_eq!(report.facts().province_id.as_deref(), Some("vn:01"));
+}
+
+#[test]
+fn given_a_former_commune_split_in_two_then_the_successor_of_the_address_is_required_and_checked() {
+    let mut raw = facts();
+    raw.incident_place.as_mut().unwrap().unit_id = "vn-pre2025:31438".into();
+    raw.occurred_at_ms = Some(IN_2024);
+    let v = parse(hotline(raw.clone())).unwrap_err();
+    assert_eq!(fields(&v), ["report.facts.responsible_unit_id"]);
+    assert!(v.0[0].rule.contains("Xã Tân Long (vn:31741)"), "{v}");
+    raw.responsible_unit_id = "vn:31135".into();
+    let v = parse(hotline(raw.clone())).unwrap_err();
+    assert_eq!(fields(&v), ["report.facts.responsible_unit_id"]);
+    assert!(v.0[0].rule.contains("one of the successors"), "{v}");
+    raw.responsible_unit_id = "vn:31408".into();
+    let report = parse(hotline(raw)).unwrap();
+    assert_eq!(report.facts().responsible_unit(), "vn:31408");
+}
+
+#[test]
+fn given_an_incident_day_in_the_future_or_after_the_report_then_refused() {
+    let mut raw = facts();
+    raw.occurred_at_ms = Some(NOW + DAY_MS);
+    let v = parse(hotline(raw.clone())).unwrap_err();
+    assert_eq!(fields(&v), ["report.facts.occurred_at"]);
+    raw.received_at_ms = Some(NOW - DAY_MS);
+    raw.occurred_at_ms = Some(NOW - 1_000);
+    let v = parse(hotline(raw)).unwrap_err();
+    assert!(v.0[0].rule.contains("after received_at"), "{v}");
+}
+
+#[test]
+fn given_a_province_as_the_incident_place_then_refused_as_not_a_commune() {
+    let mut raw = facts();
+    raw.incident_place.as_mut().unwrap().unit_id = "vn:92".into();
+    let v = parse(hotline(raw)).unwrap_err();
+    assert_eq!(fields(&v), ["report.facts.incident_place.unit_id"]);
+    assert!(v.0[0].rule.contains("ward, commune or special zone"), "{v}");
 }
 
 #[test]
@@ -212,7 +284,7 @@ fn given_a_police_notification_then_agency_kind_and_case_number_are_checked() {
         now_ms: NOW,
     };
     let raw = RawPoliceNotification {
-        police_agency_id: "ct.so-yt".into(),
+        police_agency_id: "vn:92/so-y-te".into(),
         officer_id: "ca-301".into(),
         officer_name: "Lê Văn Dũng".into(),
         case_number: " ".into(),
@@ -230,7 +302,7 @@ fn given_a_police_notification_then_agency_kind_and_case_number_are_checked() {
     assert!(v.0[0].rule.contains("not police"));
     let ok = parse_police(
         RawPoliceNotification {
-            police_agency_id: "ct.ca-tp".into(),
+            police_agency_id: "vn:92/cong-an".into(),
             case_number: "BB-2026/118".into(),
             ..raw
         },
@@ -240,6 +312,43 @@ fn given_a_police_notification_then_agency_kind_and_case_number_are_checked() {
     .unwrap();
     assert_eq!(ok.channel(), Channel::Police);
     assert_eq!(ok.police_case_number(), Some("BB-2026/118"));
+}
+
+#[test]
+fn given_a_police_notification_of_a_2024_offence_then_its_occurred_at_lets_the_former_ward_be_named()
+ {
+    let d = directory();
+    let ctx = Context {
+        directory: &d,
+        now_ms: NOW,
+    };
+    let mut facts = facts();
+    facts.incident_place.as_mut().unwrap().unit_id = "vn-pre2025:31318".into();
+    let raw = RawPoliceNotification {
+        police_agency_id: "vn:92/cong-an".into(),
+        officer_id: "ca-301".into(),
+        officer_name: "Lê Văn Dũng".into(),
+        case_number: "BB-2026/7".into(),
+        offence_article: "146".into(),
+        offence_description: "Tội dâm ô đối với người dưới 16 tuổi".into(),
+        occurred_at_ms: Some(IN_2024),
+        facts: Some(facts),
+        ..Default::default()
+    };
+    let ok = parse_police(raw.clone(), "notification", &ctx).unwrap();
+    assert_eq!(ok.facts().responsible_unit(), "vn:31321");
+    // Without it the former ward is refused, naming its successor.
+    let v = parse_police(
+        RawPoliceNotification {
+            occurred_at_ms: Some(NOW - DAY_MS),
+            ..raw
+        },
+        "notification",
+        &ctx,
+    )
+    .unwrap_err();
+    assert_eq!(fields(&v), ["notification.facts.incident_place.unit_id"]);
+    assert!(v.0[0].rule.contains("vn:31321"), "{v}");
 }
 
 fn prior(
@@ -267,7 +376,7 @@ fn given_an_open_case_about_the_same_child_within_30_days_then_flagged_not_merge
     let report = parse(hotline(facts())).unwrap();
     let case = Uuid::from_u128(7);
     let other_case = Uuid::from_u128(8);
-    let unit = "vn-ct.p-ninh-kieu";
+    let unit = "vn:31135";
     let priors = [
         // same child, case opened 10 days ago: flagged
         prior(
@@ -292,7 +401,7 @@ fn given_an_open_case_about_the_same_child_within_30_days_then_flagged_not_merge
             "Nguyễn Văn An",
             Age::EstimatedYears(9),
             9,
-            "vn-ct",
+            "vn:92",
             NOW - DAY_MS,
             Some((other_case, NOW - DAY_MS)),
         ),
@@ -327,7 +436,7 @@ fn given_birth_dates_on_both_then_they_must_match_and_an_unnamed_child_is_never_
     child.estimated_age_years = None;
     child.date_of_birth = Some("2017-03-04".into());
     let report = parse(hotline(raw.clone())).unwrap();
-    let unit = "vn-ct.p-ninh-kieu";
+    let unit = "vn:31135";
     let dob = |d| Age::DateOfBirth(d);
     let priors = [
         prior(
@@ -382,7 +491,7 @@ fn events_round_trip_through_their_stored_json() {
 #[test]
 fn given_the_matching_case_was_closed_then_it_is_not_a_candidate() {
     let report = parse(hotline(facts())).unwrap();
-    let unit = "vn-ct.p-ninh-kieu";
+    let unit = "vn:31135";
     let mut closed = prior(
         "Nguyễn Văn An",
         Age::EstimatedYears(9),

@@ -7,7 +7,7 @@ fn request(identifying: bool) -> ReferralRequest {
         kind: ReferralKind::Refer {
             service: Service::PoliceInvestigation,
         },
-        to_agency_id: "ct.ca-p-ninh-kieu".into(),
+        to_agency_id: "vn:31135/cong-an".into(),
         reason: "dấu hiệu tội phạm dâm ô".into(),
         urgency: Urgency::Urgent,
         sharing: Sharing {
@@ -48,11 +48,11 @@ fn offered() -> ReferralState {
         &ReferralEvent::Offered {
             referral_id: Uuid::from_u128(1),
             case_id: Uuid::from_u128(2),
-            from_unit_id: "vn-ct.p-ninh-kieu".into(),
-            to_agency_id: "ct.ca-p-ninh-kieu".into(),
+            from_unit_id: "vn:31135".into(),
+            to_agency_id: "vn:31135/cong-an".into(),
             request: request(false),
             ack_due_at_ms: 1_000 + URGENT_ACK_MS,
-            supervisor_agency_id: Some("ct.ca-tp".into()),
+            supervisor_agency_id: Some("vn:92/cong-an".into()),
         },
     )
     .unwrap()

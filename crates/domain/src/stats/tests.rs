@@ -18,6 +18,79 @@ fn defs() -> Definitions {
     .unwrap()
 }
 
+/// Phường I of Vị Thanh (Hậu Giang, vn-pre2025:93) became part of Phường
+/// Vị Thanh of Cần Thơ (vn:31321) on 1 July 2025.
+fn hau_giang() -> Directory {
+    Directory::parse(
+        r#"{"units":[
+          {"id":"vn:92","kind":"city","parent":null,"names":[{"name":"Thành phố Cần Thơ","valid_from":"2025-07-01","valid_to":null}]},
+          {"id":"vn:31321","kind":"ward","parent":"vn:92","names":[{"name":"Phường Vị Thanh","valid_from":"2025-07-01","valid_to":null}]},
+          {"id":"vn-pre2025:93","kind":"province","parent":null,"successors":["vn:92"],"names":[{"name":"Tỉnh Hậu Giang","valid_from":null,"valid_to":"2025-06-30"}]},
+          {"id":"vn-pre2025:31318","kind":"ward","parent":"vn-pre2025:93","successors":["vn:31321"],"names":[{"name":"Phường I","valid_from":null,"valid_to":"2025-06-30"}]}
+        ]}"#,
+        r#"{"agencies":[]}"#,
+    )
+    .unwrap()
+}
+
+#[test]
+fn given_a_2024_case_in_a_former_ward_then_2024_counts_it_there_and_a_period_ending_after_the_reform_under_the_successor()
+ {
+    let mut records = Records::default();
+    let id = Uuid::from_u128(1);
+    // 2024-05-01 in Vietnam.
+    let at = 1_714_496_400_000;
+    let concerns = Concerns {
+        abuse_types: vec![AbuseType::Violence],
+        ..Concerns::default()
+    };
+    let event = opened(
+        id,
+        at,
+        "vn-pre2025:31318",
+        Sex::Female,
+        Some(9),
+        concerns,
+        Channel::Phone,
+    );
+    records.apply(id, &event, at);
+    let d = hau_giang();
+    let rows = indicators(&records, &Period::parse("2024").unwrap(), None, &d, &defs());
+    assert_eq!(value(&rows, "0101", "unit", "vn-pre2025:31318").0, 1);
+    let rows = indicators(
+        &records,
+        &Period::parse("2024-01-01..2026-06-30").unwrap(),
+        None,
+        &d,
+        &defs(),
+    );
+    assert_eq!(value(&rows, "0101", "unit", "vn:31321").0, 1);
+    assert!(!rows.iter().any(|r| r.key == "vn-pre2025:31318"));
+    // Asked by unit: the former ward and province in 2024, the successor
+    // and Cần Thơ after.
+    for (period, unit, n) in [
+        ("2024", "vn-pre2025:31318", 1),
+        ("2024", "vn-pre2025:93", 1),
+        ("2024", "vn:31321", 0),
+        ("2024-01-01..2026-06-30", "vn:31321", 1),
+        ("2024-01-01..2026-06-30", "vn:92", 1),
+        ("2024-01-01..2026-06-30", "vn-pre2025:31318", 0),
+    ] {
+        let rows = indicators(
+            &records,
+            &Period::parse(period).unwrap(),
+            Some(unit),
+            &d,
+            &defs(),
+        );
+        assert_eq!(
+            value(&rows, "0101", "total", "total").0,
+            n,
+            "{period} {unit}"
+        );
+    }
+}
+
 fn value(rows: &[Row], indicator: &str, dimension: &str, key: &str) -> (u64, u64) {
     let row = rows
         .iter()
@@ -68,6 +141,8 @@ fn opened(
         child_sex: Some(sex),
         setting: None,
         clock_start_ms: None,
+        responsible_unit_id: None,
+        province_id: None,
     })
 }
 
@@ -163,7 +238,13 @@ fn given_a_16_year_old_then_they_are_shown_apart_not_in_the_under_16_total() {
         ),
         JAN_2022 + DAY,
     );
-    let rows = indicators(&records, &Period::parse("2022").unwrap(), None, &defs());
+    let rows = indicators(
+        &records,
+        &Period::parse("2022").unwrap(),
+        None,
+        &Directory::default(),
+        &defs(),
+    );
     assert_eq!(value(&rows, "0101", "total", "total").0, 1);
     assert_eq!(value(&rows, "0101", "age_group", "16-17").0, 1);
     assert_eq!(value(&rows, "0101", "age_group", "6-10").0, 1);
@@ -197,7 +278,13 @@ fn given_small_counts_then_they_are_suppressed_and_larger_ones_kept() {
             JAN_2022,
         );
     }
-    let mut rows = indicators(&records, &Period::parse("2022").unwrap(), None, &defs());
+    let mut rows = indicators(
+        &records,
+        &Period::parse("2022").unwrap(),
+        None,
+        &Directory::default(),
+        &defs(),
+    );
     suppress_small_cells(&mut rows, defs().small_cell_threshold);
     let neglect = rows
         .iter()
@@ -245,11 +332,11 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
     let period = Period::parse("2022-H1").unwrap();
     let (from, to) = period.range_ms();
     let units = [
-        "vn-ct.p-ninh-kieu",
-        "vn-ct.p-cai-khe",
-        "vn-ct.x-phong-dien",
-        "vn-ct.p-vi-thanh",
-        "vn-ct.x-long-my",
+        "vn:31135",
+        "vn:31120",
+        "vn:31299",
+        "vn:31321",
+        "vn:92.x-long-my",
     ];
     let sexes = [Sex::Male, Sex::Female, Sex::Unknown];
     let channels = [
@@ -441,7 +528,7 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
                         kind: ReferralKind::Refer {
                             service: Service::PoliceInvestigation,
                         },
-                        to_agency_id: "ct.ca-tp".into(),
+                        to_agency_id: "vn:92/cong-an".into(),
                         reason: "x".into(),
                         urgency: Urgency::Normal,
                         sharing: Sharing {
@@ -460,7 +547,7 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
                     referral_id: referral,
                     step: name.into(),
                     by: "x".into(),
-                    agency_id: "ct.ca-tp".into(),
+                    agency_id: "vn:92/cong-an".into(),
                     detail: String::new(),
                     referral_event_id: Uuid::nil(),
                     at_ms: None,
@@ -495,7 +582,7 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
         }
     }
 
-    let rows = indicators(&records, &period, None, &defs);
+    let rows = indicators(&records, &period, None, &Directory::default(), &defs);
     assert_eq!(value(&rows, "0101", "total", "total").0, abused_u16);
     assert_eq!(value(&rows, "0101", "age_group", "16-17").0, abused_16_17);
     for (sex, n) in &by_sex {
@@ -526,7 +613,7 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
         emergency
     );
     assert_eq!(
-        value(&rows, "referrals", "agency", "ct.ca-tp"),
+        value(&rows, "referrals", "agency", "vn:92/cong-an"),
         referral_police
     );
     assert_eq!(value(&rows, "reports", "total", "total").0, reports_total);
@@ -579,7 +666,16 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
     // The data set is province-sized and the period holds a good share.
     assert!(abused_u16 > 3_000, "{abused_u16}");
     // Folding the same events again gives the same table.
-    assert_eq!(indicators(&records.clone(), &period, None, &defs), rows);
+    assert_eq!(
+        indicators(
+            &records.clone(),
+            &period,
+            None,
+            &Directory::default(),
+            &defs
+        ),
+        rows
+    );
 }
 
 #[test]
@@ -606,7 +702,13 @@ fn given_definitions_naming_some_breakdowns_then_only_those_are_shown_and_unknow
         ),
         JAN_2022,
     );
-    let rows = indicators(&records, &Period::parse("2022").unwrap(), None, &defs);
+    let rows = indicators(
+        &records,
+        &Period::parse("2022").unwrap(),
+        None,
+        &Directory::default(),
+        &defs,
+    );
     let dims: std::collections::BTreeSet<&str> = rows
         .iter()
         .filter(|r| r.indicator == "0101")

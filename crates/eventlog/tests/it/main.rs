@@ -25,7 +25,7 @@ pub fn request(
         actor: Actor {
             user_id: "op-7".into(),
             role: "hotline_operator".into(),
-            agency_id: "tongdai-111".into(),
+            agency_id: "vn/tong-dai-111".into(),
         },
         causation_id: String::new(),
         correlation_id: format!("corr-{command_id}"),

@@ -22,7 +22,7 @@ fn opened(immediate_danger: bool) -> CaseOpened {
         intake_event_id: Uuid::from_u128(3),
         channel: Channel::Phone,
         received_at_ms: RECEIVED,
-        incident_unit_id: "vn-ct.p-ninh-kieu".into(),
+        incident_unit_id: "vn:31135".into(),
         residence_unit_id: None,
         concerns: Concerns::default(),
         immediate_danger,
@@ -35,6 +35,8 @@ fn opened(immediate_danger: bool) -> CaseOpened {
         child_sex: None,
         setting: None,
         clock_start_ms: None,
+        responsible_unit_id: None,
+        province_id: None,
     }
 }
 
@@ -772,7 +774,7 @@ fn referral(kind: crate::referral::ReferralKind, identifying: bool, consent: boo
         referral_id: Uuid::from_u128(77),
         request: ReferralRequest {
             kind,
-            to_agency_id: "ct.ca-p-ninh-kieu".into(),
+            to_agency_id: "vn:31135/cong-an".into(),
             reason: "dấu hiệu tội phạm".into(),
             urgency: Urgency::Urgent,
             sharing: Sharing {
@@ -813,17 +815,17 @@ fn given_an_accepted_transfer_then_the_case_belongs_to_the_childs_commune() {
     let mut case = Case::given(false);
     case.ok(referral(
         ReferralKind::Transfer {
-            to_unit_id: "vn-ct.p-cai-rang".into(),
+            to_unit_id: "vn:31186".into(),
         },
         false,
         false,
     ));
-    assert_eq!(case.state().responsible_unit_id, "vn-ct.p-ninh-kieu");
+    assert_eq!(case.state().responsible_unit_id, "vn:31135");
     let step = |name: &str| ReferralStepRecorded {
         referral_id: Uuid::from_u128(77),
         step: name.into(),
         by: "cb-cai-rang".into(),
-        agency_id: "ct.ubnd-p-cai-rang".into(),
+        agency_id: "vn:31186/ubnd".into(),
         detail: "{}".into(),
         referral_event_id: Uuid::now_v7(),
         at_ms: Some(1_000),
@@ -837,7 +839,7 @@ fn given_an_accepted_transfer_then_the_case_belongs_to_the_childs_commune() {
         let event = record_referral_step(&case.state(), step(name)).unwrap();
         case.events.push(event);
     }
-    assert_eq!(case.state().responsible_unit_id, "vn-ct.p-cai-rang");
+    assert_eq!(case.state().responsible_unit_id, "vn:31186");
     let mut unknown = step("ReferralAccepted");
     unknown.referral_id = Uuid::from_u128(78);
     assert_eq!(
@@ -852,7 +854,7 @@ fn given_a_referral_when_it_is_revoked_declined_or_completed_then_the_agency_rea
  {
     use crate::case::ReferralStepRecorded;
     use crate::referral::{READ_AFTER_COMPLETION_MS, ReferralKind, Service};
-    let police = "ct.ca-p-ninh-kieu";
+    let police = "vn:31135/cong-an";
     let step = |name: &str, at: i64| ReferralStepRecorded {
         referral_id: Uuid::from_u128(77),
         step: name.into(),
@@ -861,7 +863,7 @@ fn given_a_referral_when_it_is_revoked_declined_or_completed_then_the_agency_rea
         detail: "{}".into(),
         referral_event_id: Uuid::now_v7(),
         at_ms: Some(at),
-        to_agency_id: (name == "ReferralOffered").then(|| "ct.ca-successor".into()),
+        to_agency_id: (name == "ReferralOffered").then(|| "vn:31120/cong-an".into()),
     };
     let lets_read = |case: &Case, agency: &str, now: i64| {
         case.state().referrals[&Uuid::from_u128(77)].lets_read(agency, now)
@@ -884,8 +886,8 @@ fn given_a_referral_when_it_is_revoked_declined_or_completed_then_the_agency_rea
         let event = record_referral_step(&case.state(), step(name, 10)).unwrap();
         case.events.push(event);
         assert!(lets_read(&case, police, 20), "{name}");
-        assert!(lets_read(&case, "ct.ca-successor", 20), "{name}");
-        assert!(!lets_read(&case, "ct.so-gddt", 20), "{name}");
+        assert!(lets_read(&case, "vn:31120/cong-an", 20), "{name}");
+        assert!(!lets_read(&case, "vn:92/so-gd-dt", 20), "{name}");
         assert!(!lets_read(&case, "", 20), "{name}");
     }
     // When completed: for 30 days, then no more.
@@ -1015,7 +1017,7 @@ fn given_a_child_living_in_another_commune_when_a_plan_is_drafted_then_the_trans
         warn_share: 0.75,
     };
     let mut elsewhere = opened(false);
-    elsewhere.residence_unit_id = Some("vn-ct.p-cai-rang".into());
+    elsewhere.residence_unit_id = Some("vn:31186".into());
     let mut case = Case {
         events: opening_events(elsewhere, &ctx),
         calendar: calendar.clone(),
@@ -1025,7 +1027,7 @@ fn given_a_child_living_in_another_commune_when_a_plan_is_drafted_then_the_trans
     case.ok(detailed());
     let rule = case.refused(plan());
     assert!(
-        rule.contains("vn-ct.p-cai-rang") && rule.contains("Đ52.2"),
+        rule.contains("vn:31186") && rule.contains("Đ52.2"),
         "{rule}"
     );
     let kept = case.ok(Command::DraftPlan {

@@ -6,8 +6,6 @@
 //! A renamed or retyped field fails here: give the event a new schema
 //! version with an upcaster instead, and keep the old fixture.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
 use baove_domain::case::CaseEvent;
 use baove_domain::event::StoredEvent;
 use baove_domain::intake::IntakeEvent;
