@@ -595,4 +595,14 @@ async fn given_a_walk_in_at_the_commune_then_the_officer_records_mau_01_and_a_ca
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The place's unit id, typed without diacritics: `baove intake units`.
+    let out = cli(&["intake", "units", "ninh kieu", "--limit", "3"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.lines().next().is_some_and(
+            |l| l.starts_with("vn:31135") && l.ends_with("Phường Ninh Kiều, Thành phố Cần Thơ")
+        ),
+        "{stdout}"
+    );
 }

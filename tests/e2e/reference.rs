@@ -2,11 +2,13 @@
 //! 2024 incident in a former Hậu Giang ward is recorded under that ward,
 //! handled by its successor commune of Cần Thơ and counted under each as
 //! the period asks; a report from Hà Nội is routed to Hà Nội; a split
-//! commune needs the successor of the address.
+//! commune needs the successor of the address; the search box finds units
+//! typed without diacritics.
 
 use baove_proto::v1::{
-    self as p, GetCaseRequest, GetIntakeRequest, case_service_client::CaseServiceClient,
-    intake_service_client::IntakeServiceClient, reporting_service_client::ReportingServiceClient,
+    self as p, GetCaseRequest, GetIntakeRequest, SearchUnitsRequest,
+    case_service_client::CaseServiceClient, intake_service_client::IntakeServiceClient,
+    reporting_service_client::ReportingServiceClient,
 };
 use baove_security::Role;
 use tonic_types::StatusExt;
@@ -243,4 +245,48 @@ async fn a_report_from_ha_noi_is_routed_to_ha_noi_and_a_split_commune_needs_the_
         .intake
         .unwrap();
     assert_eq!(recorded_facts(recorded).responsible_unit_id, "vn:31741");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_search_box_finds_units_typed_without_diacritics_with_their_province_and_successors() {
+    let system = System::start().await;
+    let mut intake = IntakeServiceClient::new(system.intake.channel().await);
+    let search = |query: &str, on: &str| SearchUnitsRequest {
+        query: query.into(),
+        on: on.into(),
+        limit: 5,
+    };
+    let found = intake
+        .search_units(search("ninh kieu", ""))
+        .await
+        .unwrap()
+        .into_inner()
+        .units;
+    assert_eq!(found[0].unit_id, "vn:31135");
+    assert_eq!(found[0].label, "Phường Ninh Kiều, Thành phố Cần Thơ");
+    assert_eq!(found[0].province_id, "vn:92");
+    // A former ward, found by its name and district, with its successor.
+    let found = intake
+        .search_units(search("phuong i vi thanh", ""))
+        .await
+        .unwrap()
+        .into_inner()
+        .units;
+    let ward = found.iter().find(|u| u.unit_id == FORMER_WARD).unwrap();
+    assert_eq!(ward.label, "Phường I, Thành phố Vị Thanh, Tỉnh Hậu Giang");
+    assert_eq!(ward.valid_to, "2025-06-30");
+    assert_eq!(ward.successor_unit_ids, [SUCCESSOR]);
+    // As on a day before the reform: in force then, no successor.
+    let found = intake
+        .search_units(search("phuong i vi thanh", "2024-11-02"))
+        .await
+        .unwrap()
+        .into_inner()
+        .units;
+    let ward = found.iter().find(|u| u.unit_id == FORMER_WARD).unwrap();
+    assert!(ward.successor_unit_ids.is_empty());
+    let refused = intake.search_units(search(" ", "")).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let violations = refused.get_details_bad_request().unwrap().field_violations;
+    assert_eq!(violations[0].field, "query");
 }

@@ -5,7 +5,7 @@
 use anyhow::{Context as _, bail};
 use baove_proto::v1::{
     GetIntakeRequest, IntakeStatus, ListIntakesRequest, PageRequest, RecordReceivedReportRequest,
-    SubmitHotlineReportRequest, SubmitPoliceNotificationRequest,
+    SearchUnitsRequest, SubmitHotlineReportRequest, SubmitPoliceNotificationRequest,
     intake_service_client::IntakeServiceClient,
 };
 use clap::Subcommand;
@@ -58,6 +58,20 @@ pub enum Command {
         /// A page token printed by a previous list.
         #[arg(long, default_value = "")]
         page: String,
+    },
+    /// Find an administrative unit for a report's place by name, typed
+    /// with or without diacritics ("ninh kieu"): one line per unit, its id
+    /// first (for `unit_id`), then its name with district and province.
+    Units {
+        /// Words of the name.
+        query: String,
+        /// Names and ranking as on this day (YYYY-MM-DD), e.g. the day the
+        /// incident happened; default today.
+        #[arg(long, default_value = "")]
+        on: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
     },
     /// Erase the confidential fields of every report of a case (a lawful
     /// deletion request, the end of retention): province officers only.
@@ -251,6 +265,33 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 "erased the confidential fields of case {case}: intakes {}",
                 erased.intake_ids.join(", ")
             );
+            Ok(())
+        }
+        Command::Units { query, on, limit } => {
+            let mut client = IntakeServiceClient::new(channel(addr).await?);
+            let found = client
+                .search_units(SearchUnitsRequest { query, on, limit })
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .units;
+            if found.is_empty() {
+                out!("no unit found");
+            }
+            for unit in found {
+                let ended = if unit.valid_to.is_empty() {
+                    String::new()
+                } else if unit.successor_unit_ids.is_empty() {
+                    format!(" (until {})", unit.valid_to)
+                } else {
+                    format!(
+                        " (until {}; now {})",
+                        unit.valid_to,
+                        unit.successor_unit_ids.join(", ")
+                    )
+                };
+                out!("{:<18} {}{ended}", unit.unit_id, unit.label);
+            }
             Ok(())
         }
         Command::Show { id } => {

@@ -54,6 +54,10 @@ pub const POLICY: &[(&str, &[Role])] = &[
         &[Hot, Com, Pro, Pol, Aud],
     ),
     ("/baove.v1.IntakeService/EraseCase", &[Pro]),
+    (
+        "/baove.v1.IntakeService/SearchUnits",
+        &[Hot, Com, Pro, Pol, Ags, Aud],
+    ),
     ("/baove.v1.CaseService/GetCase", CASE_READERS),
     ("/baove.v1.CaseService/ListCases", &[Com, Pro, Aud]),
     ("/baove.v1.CaseService/WatchCase", &[Com, Pro, Aud]),

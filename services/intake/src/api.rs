@@ -585,6 +585,66 @@ impl IntakeService for IntakeApi {
         }))
     }
 
+    async fn search_units(
+        &self,
+        request: Request<p::SearchUnitsRequest>,
+    ) -> Result<Response<p::SearchUnitsResponse>, Status> {
+        const DEFAULT_LIMIT: usize = 20;
+        const MAX_LIMIT: u32 = 100;
+        let r = request.into_inner();
+        let mut v = Violations::default();
+        let query = text::normalize(&r.query);
+        if query.chars().count() > 100 {
+            v.add("query", "must be at most 100 characters");
+        } else if !query.chars().any(char::is_alphanumeric) {
+            v.add("query", "is required: a word of the unit's name");
+        }
+        let on = if r.on.trim().is_empty() {
+            Some(baove_domain::time::vietnam_date((self.clock)()))
+        } else {
+            v.check("on", baove_domain::time::parse_date(r.on.trim()))
+        };
+        if r.limit > MAX_LIMIT {
+            v.add("limit", format!("must be at most {MAX_LIMIT}"));
+        }
+        let (Some(on), true) = (on, v.is_empty()) else {
+            return Err(baove_runtime::status::violations(&v));
+        };
+        let limit = if r.limit == 0 {
+            DEFAULT_LIMIT
+        } else {
+            r.limit as usize
+        };
+        let units = self
+            .directory
+            .search(&query, on, limit)
+            .into_iter()
+            .map(|m| {
+                let successor_unit_ids = if m.valid_to.is_some_and(|to| to < on) {
+                    self.directory
+                        .successors_on(&m.id, on)
+                        .into_iter()
+                        .map(|u| u.id.clone())
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                p::UnitMatch {
+                    unit_id: m.id,
+                    kind: m.kind,
+                    label: m.label,
+                    province_id: m.province_id,
+                    valid_to: m
+                        .valid_to
+                        .map(baove_domain::time::format_date)
+                        .unwrap_or_default(),
+                    successor_unit_ids,
+                }
+            })
+            .collect();
+        Ok(Response::new(p::SearchUnitsResponse { units }))
+    }
+
     async fn erase_case(
         &self,
         request: Request<p::EraseCaseRequest>,
