@@ -5,7 +5,7 @@
 //! end of the Nth working day, 24:00 in Vietnam. Which days are holidays is
 //! configuration (`deploy/calendar/vietnam.json`): Tết moves every year.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ::time::{Date, Duration, Time, Weekday};
 use serde::Deserialize;
@@ -18,6 +18,8 @@ pub struct Calendar {
     weekend: Vec<Weekday>,
     holidays: BTreeSet<Date>,
     working_days: BTreeSet<Date>,
+    /// For each year, the notices its days follow.
+    basis: BTreeMap<i32, String>,
 }
 
 #[derive(Deserialize)]
@@ -26,7 +28,19 @@ struct CalendarFile {
     holidays: Vec<String>,
     #[serde(default)]
     working_days: Vec<String>,
+    #[serde(default)]
+    years: Vec<YearBasis>,
 }
+
+#[derive(Deserialize)]
+struct YearBasis {
+    year: i32,
+    basis: String,
+}
+
+/// Public holidays a year under the Labour Code 2019 (Art. 112): New Year
+/// 1, Tết 5, Hùng Kings 1, 30 April 1, 1 May 1, National Day 2.
+pub const LABOUR_CODE_HOLIDAYS: usize = 11;
 
 impl Calendar {
     /// Parses the calendar file's JSON text.
@@ -59,7 +73,39 @@ impl Calendar {
             weekend,
             holidays: dates(&file.holidays, "holiday")?,
             working_days: dates(&file.working_days, "working day")?,
+            basis: file.years.into_iter().map(|y| (y.year, y.basis)).collect(),
         })
+    }
+
+    /// The notices `year`'s days follow, as the file records them.
+    #[must_use]
+    pub fn basis(&self, year: i32) -> Option<&str> {
+        self.basis.get(&year).map(String::as_str)
+    }
+
+    /// The years the file lists holidays for.
+    #[must_use]
+    pub fn years(&self) -> BTreeSet<i32> {
+        self.holidays.iter().map(|d| d.year()).collect()
+    }
+
+    /// `year`'s days off that fall on weekdays, less its swapped working
+    /// days: the Labour Code's [`LABOUR_CODE_HOLIDAYS`] when the year is
+    /// right (a holiday on a weekend is compensated by a weekday; a
+    /// weekday swapped off is paid back by a working Saturday).
+    #[must_use]
+    pub fn net_weekday_holidays(&self, year: i32) -> usize {
+        let off = self
+            .holidays
+            .iter()
+            .filter(|d| d.year() == year && !self.weekend.contains(&d.weekday()))
+            .count();
+        let worked = self
+            .working_days
+            .iter()
+            .filter(|d| d.year() == year)
+            .count();
+        off.saturating_sub(worked)
     }
 
     /// Whether `date` is a working day.
@@ -176,6 +222,41 @@ mod tests {
                 .unwrap_err()
                 .contains("caturday")
         );
+    }
+
+    #[test]
+    fn given_each_year_of_the_file_then_its_days_off_equal_the_labour_codes_and_it_names_its_notices()
+     {
+        let c = calendar();
+        assert!(c.years().contains(&2026), "{:?}", c.years());
+        for year in c.years() {
+            assert_eq!(
+                c.net_weekday_holidays(year),
+                LABOUR_CODE_HOLIDAYS,
+                "{year}: weekday holidays less swapped Saturdays"
+            );
+            assert!(c.basis(year).is_some_and(|b| !b.is_empty()), "{year}");
+        }
+        // Every swapped working day is a weekend day.
+        for day in &c.working_days {
+            assert!(c.weekend.contains(&day.weekday()), "{day}");
+        }
+    }
+
+    #[test]
+    fn given_new_year_2026_then_friday_2_january_is_off_and_saturday_10_january_worked() {
+        let c = calendar();
+        assert!(!c.is_working_day(date!(2026 - 01 - 02)));
+        assert!(c.is_working_day(date!(2026 - 01 - 10)));
+        // Tết 2027: five weekdays; 1 May 2027 is a Saturday, Monday 3 off.
+        for day in [
+            date!(2027 - 02 - 05),
+            date!(2027 - 02 - 08),
+            date!(2027 - 02 - 11),
+            date!(2027 - 05 - 03),
+        ] {
+            assert!(!c.is_working_day(day), "{day}");
+        }
     }
 
     #[test]
