@@ -152,6 +152,7 @@ async fn given_a_case_when_walked_through_the_procedure_then_out_of_order_steps_
         ratings: rating(p::RiskLevel::High),
         emergency_measures_apply: true,
         summary: "nguy cơ cao".into(),
+        ..Default::default()
     };
     o.took(o.client.clone().record_initial_assessment(request).await)
         .unwrap();
@@ -179,6 +180,7 @@ async fn given_a_case_when_walked_through_the_procedure_then_out_of_order_steps_
         needs: "tâm lý".into(),
         meeting_participants: vec!["cán bộ xã".into()],
         minutes_ref: "BB-01".into(),
+        ..Default::default()
     };
     o.took(o.client.clone().record_detailed_assessment(request).await)
         .unwrap();
@@ -489,6 +491,7 @@ async fn given_a_follow_up_reporting_danger_on_an_open_case_then_it_gets_its_own
             ratings: rating(p::RiskLevel::High),
             emergency_measures_apply: true,
             summary: "nguy cơ cao".into(),
+            ..Default::default()
         })
         .await,
     )
@@ -534,6 +537,7 @@ async fn given_a_report_found_unfounded_at_mau_02_then_the_case_closes_by_the_ch
             ratings: rating(p::RiskLevel::Low),
             emergency_measures_apply: false,
             summary: "xác minh: không có dấu hiệu xâm hại".into(),
+            ..Default::default()
         })
         .await,
     )
@@ -619,6 +623,7 @@ async fn given_only_a_deadline_warning_and_a_note_since_her_version_then_an_offi
                 ratings: rating(p::RiskLevel::High),
                 emergency_measures_apply: false,
                 summary: String::new(),
+                ..Default::default()
             })
             .await,
         )
@@ -879,6 +884,7 @@ impl Officer {
             ratings: rating(p::RiskLevel::High),
             emergency_measures_apply: false,
             summary: String::new(),
+            ..Default::default()
         };
         self.took(c.record_initial_assessment(r).await).unwrap();
         let h = self.header();
@@ -888,6 +894,7 @@ impl Officer {
             needs: String::new(),
             meeting_participants: vec!["cán bộ xã".into()],
             minutes_ref: "BB-2".into(),
+            ..Default::default()
         };
         self.took(c.record_detailed_assessment(r).await).unwrap();
         let h = self.header();

@@ -38,6 +38,7 @@ fn former_ward_report(
     let facts = request.report.as_mut().unwrap().facts.as_mut().unwrap();
     facts.incident_place.as_mut().unwrap().unit_id = FORMER_WARD.into();
     facts.occurred_at = Some(at(received.unwrap_or(NOV_2024)));
+    facts.report_status = p::ReportStatus::Abused as i32;
     if let Some(received) = received {
         facts.received_at = Some(at(received));
     }
@@ -96,7 +97,11 @@ async fn a_2024_incident_in_a_former_hau_giang_ward_opens_a_case_for_its_success
     assert_eq!(facts.province_id, "vn:92");
 
     let case_id = case_of(&system.intake, &late.intake_id).await;
-    case_of(&system.intake, &then.intake_id).await;
+    let case_2024 = case_of(&system.intake, &then.intake_id).await;
+    // 0101 counts confirmed abuse: Mẫu 02 confirms both.
+    for case in [&case_id, &case_2024] {
+        crate::reporting::verify(&system.casework, case, p::AbuseType::Violence, true).await;
+    }
     // The successor's commune officer handles it; a Cần Thơ province
     // officer sees it.
     for reader in [
@@ -121,6 +126,8 @@ async fn a_2024_incident_in_a_former_hau_giang_ward_opens_a_case_for_its_success
         assert_eq!(case.incident_unit_id, FORMER_WARD);
         assert_eq!(case.responsible_unit_id, SUCCESSOR);
         assert_eq!(case.province_id, "vn:92");
+        assert_eq!(case.report_status, p::ReportStatus::Abused as i32);
+        assert_eq!(case.confirmed_abuse_types, [p::AbuseType::Violence as i32]);
     }
 
     let mut reporting = ReportingServiceClient::new(

@@ -28,10 +28,36 @@ fn cell(table: &p::IndicatorTable, indicator: &str, dimension: &str, key: &str) 
         .unwrap_or_else(|| panic!("no cell {indicator}/{dimension}/{key}"))
 }
 
+/// Mẫu 02 on `case_id` finding `form` confirmed (or untrue): 0101 counts
+/// a child once a form is confirmed.
+pub async fn verify(casework: &crate::Service, case_id: &str, form: p::AbuseType, confirmed: bool) {
+    let mut o = crate::casework::Officer::of(casework, case_id).await;
+    let header = o.header();
+    let (confirmed_abuse_types, unconfirmed_abuse_types) = if confirmed {
+        (vec![form as i32], vec![])
+    } else {
+        (vec![], vec![form as i32])
+    };
+    let request = p::RecordInitialAssessmentRequest {
+        header,
+        ratings: vec![p::RiskRating {
+            factor: "bạo lực".into(),
+            level: p::RiskLevel::High as i32,
+        }],
+        emergency_measures_apply: false,
+        summary: "đã xác minh".into(),
+        confirmed_abuse_types,
+        unconfirmed_abuse_types,
+    };
+    o.took(o.client.clone().record_initial_assessment(request).await)
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn figures_come_from_the_reports_and_a_stated_position_gives_the_same_bytes_later() {
     let system = System::start().await;
     let mut intake = IntakeServiceClient::new(system.intake.channel().await);
+    let mut cases = Vec::new();
     for (i, name) in ["Lê Thị Hoa", "Trần Văn Bình", "Phạm Thị Cúc"]
         .iter()
         .enumerate()
@@ -41,7 +67,7 @@ async fn figures_come_from_the_reports_and_a_stated_position_gives_the_same_byte
             .await
             .unwrap()
             .into_inner();
-        case_of(&system.intake, &receipt.intake_id).await;
+        cases.push(case_of(&system.intake, &receipt.intake_id).await);
     }
     let department = province_officer("so-yt-1");
     let mut reporting = ReportingServiceClient::new(system.casework.channel_as(&department).await);
@@ -50,6 +76,23 @@ async fn figures_come_from_the_reports_and_a_stated_position_gives_the_same_byte
         as_of_position: at,
         ..Default::default()
     };
+    // Reported, not verified: beside 0101, not in it.
+    let (mut abused, mut unconfirmed) = (0, 0);
+    for period in periods() {
+        let table = reporting
+            .get_indicators(ask(&period, 0))
+            .await
+            .unwrap()
+            .into_inner()
+            .table
+            .unwrap();
+        abused += cell(&table, "0101", "total", "total").value;
+        unconfirmed += cell(&table, "0101-unconfirmed", "total", "total").value;
+    }
+    assert_eq!((abused, unconfirmed), (0, 3));
+    for case_id in &cases {
+        verify(&system.casework, case_id, p::AbuseType::Violence, true).await;
+    }
     // Three girls aged 9, violence, reported by phone, this year.
     let mut abused = 0;
     let mut first = Vec::new();
@@ -122,7 +165,9 @@ async fn figures_come_from_the_reports_and_a_stated_position_gives_the_same_byte
         .await
         .unwrap()
         .into_inner();
-    case_of(&system.intake, &receipt.intake_id).await;
+    let unfounded = case_of(&system.intake, &receipt.intake_id).await;
+    // Its report is found untrue: neither in 0101 nor beside it.
+    verify(&system.casework, &unfounded, p::AbuseType::Violence, false).await;
     let again = export(position).await;
     assert_eq!(again.csv, before.csv);
     assert_eq!(again.as_of_position, position);
@@ -138,6 +183,13 @@ async fn figures_come_from_the_reports_and_a_stated_position_gives_the_same_byte
         cell(&now, "reports", "total", "total").value,
         cell(&this_year, "reports", "total", "total").value + 1
     );
+    for indicator in ["0101", "0101-unconfirmed"] {
+        assert_eq!(
+            cell(&now, indicator, "total", "total").value,
+            cell(&this_year, indicator, "total", "total").value,
+            "{indicator}"
+        );
+    }
 
     // A position beyond the log is refused, naming the field.
     let beyond = reporting
@@ -157,7 +209,8 @@ async fn small_counts_of_children_are_hidden_from_communes_not_from_the_departme
             .await
             .unwrap()
             .into_inner();
-        case_of(&system.intake, &receipt.intake_id).await;
+        let case_id = case_of(&system.intake, &receipt.intake_id).await;
+        verify(&system.casework, &case_id, p::AbuseType::Violence, true).await;
     }
     let period = periods().pop().unwrap();
     let ask = |who: Identity, period: String, unit: &str| {

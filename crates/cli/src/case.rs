@@ -67,6 +67,14 @@ pub enum Command {
         /// Summary.
         #[arg(long, default_value = "")]
         summary: String,
+        /// A form of abuse the verification confirmed (violence,
+        /// sexual-abuse, exploitation, trafficking, abandonment, neglect,
+        /// other; repeat): 0101 counts the child once one is confirmed.
+        #[arg(long = "confirmed")]
+        confirmed: Vec<String>,
+        /// A form of abuse reported and found untrue (repeat).
+        #[arg(long = "unconfirmed")]
+        unconfirmed: Vec<String>,
     },
     /// Record an emergency measure with the chair's decision.
     Emergency {
@@ -110,6 +118,14 @@ pub enum Command {
         /// The minutes' reference.
         #[arg(long)]
         minutes: String,
+        /// A form of abuse the verification confirmed (violence,
+        /// sexual-abuse, exploitation, trafficking, abandonment, neglect,
+        /// other; repeat): 0101 counts the child once one is confirmed.
+        #[arg(long = "confirmed")]
+        confirmed: Vec<String>,
+        /// A form of abuse reported and found untrue (repeat).
+        #[arg(long = "unconfirmed")]
+        unconfirmed: Vec<String>,
     },
     /// Draft a plan (Mẫu 04).
     Plan {
@@ -263,6 +279,26 @@ impl Step {
     }
 }
 
+/// Forms of abuse named on the command line (`sexual-abuse`), as proto
+/// values.
+fn abuse_types(flag: &str, names: &[String]) -> anyhow::Result<Vec<i32>> {
+    names
+        .iter()
+        .map(|name| {
+            p::AbuseType::from_str_name(&format!(
+                "ABUSE_TYPE_{}",
+                name.to_uppercase().replace('-', "_")
+            ))
+            .map(|t| t as i32)
+            .with_context(|| {
+                format!(
+                    "{flag} {name}: violence, sexual-abuse, exploitation, trafficking, abandonment, neglect or other"
+                )
+            })
+        })
+        .collect()
+}
+
 fn ratings(raw: &[String]) -> anyhow::Result<Vec<p::RiskRating>> {
     raw.iter()
         .map(|r| {
@@ -407,6 +443,8 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
             ratings: raw,
             emergency,
             summary,
+            confirmed,
+            unconfirmed,
         } => {
             let id = step.case_id.clone();
             let request = p::RecordInitialAssessmentRequest {
@@ -414,6 +452,8 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 emergency_measures_apply: emergency,
                 summary,
                 header: step.header(),
+                confirmed_abuse_types: abuse_types("--confirmed", &confirmed)?,
+                unconfirmed_abuse_types: abuse_types("--unconfirmed", &unconfirmed)?,
             };
             done(&id, client.record_initial_assessment(request).await)
         }
@@ -467,6 +507,8 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
             needs,
             participants,
             minutes,
+            confirmed,
+            unconfirmed,
         } => {
             let id = step.case_id.clone();
             let request = p::RecordDetailedAssessmentRequest {
@@ -475,6 +517,8 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 meeting_participants: participants,
                 minutes_ref: minutes,
                 header: step.header(),
+                confirmed_abuse_types: abuse_types("--confirmed", &confirmed)?,
+                unconfirmed_abuse_types: abuse_types("--unconfirmed", &unconfirmed)?,
             };
             done(&id, client.record_detailed_assessment(request).await)
         }

@@ -101,6 +101,13 @@ pub struct CaseOpened {
     /// Absent in events written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub province_id: Option<String>,
+    /// What the opening report said the child is (Mẫu 01). Absent in
+    /// events written before it existed: unknown.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::intake::ReportStatus::is_unknown"
+    )]
+    pub report_status: crate::intake::ReportStatus,
 }
 
 /// A referral to another agency was requested on the case.
@@ -248,6 +255,9 @@ pub struct CaseState {
     pub responsible_unit_id: String,
     /// Referrals, by id.
     pub referrals: BTreeMap<Uuid, CaseReferral>,
+    /// What verification found about the forms of abuse so far (the latest
+    /// finding on each form).
+    pub verification: procedure::Verification,
 }
 
 /// Where a case is in the Decree 56 procedure.
@@ -408,6 +418,7 @@ pub fn apply(state: Option<CaseState>, event: &CaseEvent) -> Option<CaseState> {
                     .clone()
                     .unwrap_or_else(|| opened.incident_unit_id.clone()),
                 referrals: BTreeMap::new(),
+                verification: procedure::Verification::default(),
             });
         }
         (None, _) => return None,
@@ -426,13 +437,17 @@ pub fn apply(state: Option<CaseState>, event: &CaseEvent) -> Option<CaseState> {
         }
         CaseEvent::OfficerAssigned(e) => state.officer_id = Some(e.officer_id.clone()),
         CaseEvent::InitialAssessmentRecorded(e) => {
+            state.verification = e.verification.over(&state.verification);
             state.emergency_measures_apply = Some(e.emergency_measures_apply);
             if !e.reassessment {
                 state.phase = Phase::InitiallyAssessed;
             }
         }
         CaseEvent::EmergencyMeasureRecorded(e) => state.emergency_measures.push(e.clone()),
-        CaseEvent::DetailedAssessmentRecorded(_) => state.phase = Phase::DetailedAssessed,
+        CaseEvent::DetailedAssessmentRecorded(e) => {
+            state.verification = e.verification.over(&state.verification);
+            state.phase = Phase::DetailedAssessed;
+        }
         CaseEvent::PlanDrafted(e) => {
             state.plan = Some(Plan {
                 draft: e.clone(),
@@ -645,6 +660,7 @@ pub fn route_intake(
             .clone()
             .filter(|unit| *unit != facts.incident_place.unit_id),
         province_id: facts.province_id.clone(),
+        report_status: facts.report_status,
     })
 }
 

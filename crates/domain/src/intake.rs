@@ -325,6 +325,35 @@ pub struct ReportFacts {
     /// report is routed to. Absent in events written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub province_id: Option<String>,
+    /// What the report says the child is (Mẫu 01): abused, at risk of
+    /// abuse, or in special circumstances. A report's word, not a finding:
+    /// indicator 0101 counts abuse verification confirmed. Absent in events
+    /// written before it existed: unknown.
+    #[serde(default, skip_serializing_if = "ReportStatus::is_unknown")]
+    pub report_status: ReportStatus,
+}
+
+/// The status a report gives the child (Mẫu 01).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportStatus {
+    /// Bị xâm hại: abused.
+    Abused,
+    /// Có nguy cơ bị xâm hại: at risk of abuse.
+    AtRisk,
+    /// Có hoàn cảnh đặc biệt: in special circumstances.
+    SpecialCircumstances,
+    /// Not given.
+    #[default]
+    Unknown,
+}
+
+impl ReportStatus {
+    /// Not given.
+    #[must_use]
+    pub fn is_unknown(&self) -> bool {
+        *self == Self::Unknown
+    }
 }
 
 impl ReportFacts {
@@ -807,6 +836,7 @@ pub struct RawFacts {
     pub setting: Option<Setting>,
     pub occurred_at_ms: Option<i64>,
     pub responsible_unit_id: String,
+    pub report_status: Option<ReportStatus>,
 }
 
 /// A hotline report as a request carries it.
@@ -1195,6 +1225,7 @@ fn parse_facts(
         occurred_at_ms,
         responsible_unit_id,
         province_id,
+        report_status: raw.report_status.unwrap_or_default(),
     })
 }
 

@@ -16,12 +16,17 @@
 //! the same child; possible duplicates are flagged, not merged, so a child
 //! reported twice into two cases counts twice until an officer closes one):
 //! - a case counts in a period when its first report was received in it;
-//! - abused children (0101): cases reporting at least one form of abuse,
-//!   children under 16; 16–17-year-olds are shown apart;
+//! - abused children (0101): cases where verification (Mẫu 02 or Mẫu 03)
+//!   confirmed at least one form of abuse, children under 16 (Thông tư 13);
+//!   16–17-year-olds are shown apart; a form found untrue leaves the count;
+//! - reported abuse not (yet) confirmed (`0101-unconfirmed`, beside 0101,
+//!   never in it): under-16 children with no confirmed form and a reported
+//!   form not yet verified either way, and by form every reported form not
+//!   yet verified;
 //! - injuries: cases reporting an injury, by cause and by outcome;
-//! - special circumstances: cases naming a group; supported when an
-//!   emergency measure, an approved plan, an intervention or a referral
-//!   was recorded;
+//! - special circumstances: cases naming a group; helped when support was
+//!   given: an emergency measure taken, an intervention carried out, or a
+//!   referral completed (not a plan approved or a referral merely asked);
 //! - deadlines: met in time (`DeadlineMet` not late) over those met or
 //!   missed; cleared ones (no longer applicable) are left out;
 //! - first action: the first officer step (assignment, assessment,
@@ -294,13 +299,18 @@ pub struct CaseRecord {
     pub setting: Setting,
     /// Age in years when reported.
     pub age_years: Option<u32>,
-    /// Forms of abuse, over all its reports.
+    /// Forms of abuse confirmed by verification (what 0101 counts).
     pub abuse: BTreeSet<AbuseKey>,
+    /// Forms of abuse reported, over all its reports.
+    pub reported_abuse: BTreeSet<AbuseKey>,
+    /// Forms of abuse reported and found untrue.
+    pub ruled_out: BTreeSet<AbuseKey>,
     /// The injury reported first, if any.
     pub injury: Option<(InjuryCause, InjuryOutcome)>,
     /// Special-circumstance groups, over all its reports.
     pub special: BTreeSet<SpecialKey>,
-    /// Support or intervention recorded.
+    /// Support given: an emergency measure, an intervention or a completed
+    /// referral.
     pub supported: bool,
     /// How each deadline ended.
     pub deadlines: BTreeMap<DeadlineKey, DeadlineOutcome>,
@@ -590,6 +600,8 @@ impl Records {
                 setting: opened.setting.unwrap_or_default(),
                 age_years: opened.child_age_years,
                 abuse: BTreeSet::new(),
+                reported_abuse: BTreeSet::new(),
+                ruled_out: BTreeSet::new(),
                 injury: None,
                 special: BTreeSet::new(),
                 supported: false,
@@ -620,22 +632,22 @@ impl Records {
                 if matches!(event, CaseEvent::EmergencyMeasureRecorded(_)) {
                     record.supported = true;
                 }
-            }
-            CaseEvent::PlanApproved(_)
-            | CaseEvent::InterventionRecorded(_)
-            | CaseEvent::ReferralRequested(_) => {
-                record.supported = true;
-                if let CaseEvent::ReferralRequested(r) = event {
-                    record.referrals.insert(
-                        r.referral_id,
-                        ReferralRecord {
-                            agency_id: r.request.to_agency_id.clone(),
-                            acknowledged: false,
-                            escalated_first: false,
-                            offered: false,
-                        },
-                    );
+                if let CaseEvent::InitialAssessmentRecorded(a) = event {
+                    record.verified(&a.verification);
                 }
+            }
+            CaseEvent::DetailedAssessmentRecorded(a) => record.verified(&a.verification),
+            CaseEvent::InterventionRecorded(_) => record.supported = true,
+            CaseEvent::ReferralRequested(r) => {
+                record.referrals.insert(
+                    r.referral_id,
+                    ReferralRecord {
+                        agency_id: r.request.to_agency_id.clone(),
+                        acknowledged: false,
+                        escalated_first: false,
+                        offered: false,
+                    },
+                );
             }
             CaseEvent::Closed(_) => {
                 record.closed_ms.get_or_insert(at_ms);
@@ -672,6 +684,7 @@ impl Records {
                             }
                         }
                         "ReferralAcknowledged" => r.acknowledged = true,
+                        "ReferralCompleted" => record.supported = true,
                         "ReferralEscalated" if !r.acknowledged => r.escalated_first = true,
                         _ => {}
                     }
@@ -689,8 +702,31 @@ impl Records {
 }
 
 impl CaseRecord {
+    /// Forms reported and not yet verified either way.
+    #[must_use]
+    pub fn unverified_abuse(&self) -> BTreeSet<AbuseKey> {
+        self.reported_abuse
+            .iter()
+            .filter(|k| !self.abuse.contains(k) && !self.ruled_out.contains(k))
+            .copied()
+            .collect()
+    }
+
+    fn verified(&mut self, verification: &crate::case::procedure::Verification) {
+        for a in &verification.confirmed {
+            let k = abuse_key(*a);
+            self.abuse.insert(k);
+            self.ruled_out.remove(&k);
+        }
+        for a in &verification.not_confirmed {
+            let k = abuse_key(*a);
+            self.ruled_out.insert(k);
+            self.abuse.remove(&k);
+        }
+    }
+
     fn add_concerns(&mut self, concerns: &crate::intake::Concerns) {
-        self.abuse
+        self.reported_abuse
             .extend(concerns.abuse_types.iter().map(|a| abuse_key(*a)));
         self.special.extend(
             concerns
@@ -781,6 +817,11 @@ fn percentile(sorted: &[u64], p: u64) -> u64 {
 }
 
 const ABUSED: (&str, &str, &str) = ("0101", "Abused children", "Số trẻ em bị xâm hại");
+const UNCONFIRMED: (&str, &str, &str) = (
+    "0101-unconfirmed",
+    "Reported abuse not (yet) confirmed (not in 0101)",
+    "Tin báo xâm hại chưa được xác minh (không tính vào 0101)",
+);
 const INJURED: (&str, &str, &str) = (
     "injuries",
     "Child injuries",
@@ -963,6 +1004,34 @@ pub fn indicators(
         b.push(ABUSED, "unit", u, u, u, *n, 0, "children");
     }
 
+    // Beside 0101: reported abuse not verified yet, never counted in it.
+    let young: Vec<&CaseRecord> = cases.iter().copied().filter(|c| !apart(c)).collect();
+    b.push(
+        UNCONFIRMED,
+        "total",
+        "total",
+        "Total (under 16, no form confirmed)",
+        "Tổng số (dưới 16 tuổi, chưa xác minh hình thức nào)",
+        count(young.iter().copied(), |c| {
+            c.abuse.is_empty() && !c.unverified_abuse().is_empty()
+        }),
+        0,
+        "children",
+    );
+    for (a, key, en, vi) in ABUSE {
+        let k = abuse_key(a);
+        b.push(
+            UNCONFIRMED,
+            "form",
+            key,
+            en,
+            vi,
+            count(young.iter().copied(), |c| c.unverified_abuse().contains(&k)),
+            0,
+            "children",
+        );
+    }
+
     // Only the breakdowns the definitions ask for.
     b.rows.retain(|r| {
         r.indicator != ABUSED.0
@@ -1048,8 +1117,8 @@ pub fn indicators(
         SPECIAL_IND,
         "supported",
         "supported",
-        "Received support or intervention",
-        "Được hỗ trợ, can thiệp",
+        "Helped: an emergency measure, an intervention or a completed referral",
+        "Được trợ giúp: biện pháp khẩn cấp, can thiệp hoặc chuyển tuyến đã hoàn thành",
         count(special.iter().copied(), |c| c.supported),
         special.len() as u64,
         "share",

@@ -1,8 +1,60 @@
 //! Domain values ↔ their proto enums and oneofs, for the values more than
-//! one service shows (referral status, steps and kinds). Each service keeps
-//! the conversions only it needs next to its API.
+//! one service shows (referral status, steps and kinds, forms of abuse).
+//! Each service keeps the conversions only it needs next to its API.
 
+use baove_domain::intake::{AbuseType, ReportStatus};
 use baove_domain::referral::{ReferralKind, Service, Status};
+
+/// The form of abuse of a proto value; none for unspecified or unknown.
+#[must_use]
+pub fn abuse_type(raw: i32) -> Option<AbuseType> {
+    match p::AbuseType::try_from(raw).ok()? {
+        p::AbuseType::Violence => Some(AbuseType::Violence),
+        p::AbuseType::SexualAbuse => Some(AbuseType::SexualAbuse),
+        p::AbuseType::Exploitation => Some(AbuseType::Exploitation),
+        p::AbuseType::Trafficking => Some(AbuseType::Trafficking),
+        p::AbuseType::Abandonment => Some(AbuseType::Abandonment),
+        p::AbuseType::Neglect => Some(AbuseType::Neglect),
+        p::AbuseType::Other => Some(AbuseType::Other),
+        p::AbuseType::Unspecified => None,
+    }
+}
+
+/// The report status of a proto value; none when unspecified or unknown.
+#[must_use]
+pub fn report_status(raw: i32) -> Option<ReportStatus> {
+    match p::ReportStatus::try_from(raw).ok()? {
+        p::ReportStatus::Abused => Some(ReportStatus::Abused),
+        p::ReportStatus::AtRisk => Some(ReportStatus::AtRisk),
+        p::ReportStatus::SpecialCircumstances => Some(ReportStatus::SpecialCircumstances),
+        p::ReportStatus::Unspecified => None,
+    }
+}
+
+/// The proto value of a report status (unknown: unspecified).
+#[must_use]
+pub fn report_status_to_proto(value: ReportStatus) -> i32 {
+    (match value {
+        ReportStatus::Abused => p::ReportStatus::Abused,
+        ReportStatus::AtRisk => p::ReportStatus::AtRisk,
+        ReportStatus::SpecialCircumstances => p::ReportStatus::SpecialCircumstances,
+        ReportStatus::Unknown => p::ReportStatus::Unspecified,
+    }) as i32
+}
+
+/// The proto value of a form of abuse.
+#[must_use]
+pub fn abuse_type_to_proto(value: AbuseType) -> i32 {
+    (match value {
+        AbuseType::Violence => p::AbuseType::Violence,
+        AbuseType::SexualAbuse => p::AbuseType::SexualAbuse,
+        AbuseType::Exploitation => p::AbuseType::Exploitation,
+        AbuseType::Trafficking => p::AbuseType::Trafficking,
+        AbuseType::Abandonment => p::AbuseType::Abandonment,
+        AbuseType::Neglect => p::AbuseType::Neglect,
+        AbuseType::Other => p::AbuseType::Other,
+    }) as i32
+}
 use baove_proto::v1 as p;
 
 /// The proto status of a referral status.

@@ -337,6 +337,26 @@ fn date(v: &mut Violations, field: &str, raw: &str) -> Option<::time::Date> {
     v.check(field, parse_date(raw.trim()))
 }
 
+/// The forms of abuse a verification confirmed and found untrue, each
+/// named by its field when it is not a known form.
+fn verification(v: &mut Violations, confirmed: &[i32], unconfirmed: &[i32]) -> proc::Verification {
+    let mut forms = |field: &str, raw: &[i32]| -> Vec<baove_domain::intake::AbuseType> {
+        let mut out = Vec::new();
+        for (i, value) in raw.iter().enumerate() {
+            match baove_runtime::convert::abuse_type(*value) {
+                Some(form) if !out.contains(&form) => out.push(form),
+                Some(_) => {}
+                None => v.add(format!("{field}[{i}]"), "is unspecified or unknown"),
+            }
+        }
+        out
+    };
+    proc::Verification {
+        confirmed: forms("confirmed_abuse_types", confirmed),
+        not_confirmed: forms("unconfirmed_abuse_types", unconfirmed),
+    }
+}
+
 fn ratings(v: &mut Violations, raw: Vec<p::RiskRating>) -> Vec<proc::RiskRating> {
     raw.into_iter()
         .enumerate()
@@ -553,10 +573,13 @@ impl CaseService for CaseApi {
         let r = r.into_inner();
         let mut v = Violations::default();
         let ratings = ratings(&mut v, r.ratings);
+        let verification =
+            verification(&mut v, &r.confirmed_abuse_types, &r.unconfirmed_abuse_types);
         let command = v.into_result(Command::RecordInitialAssessment {
             ratings,
             emergency_measures_apply: r.emergency_measures_apply,
             summary: r.summary,
+            verification,
         });
         self.execute(
             &caller,
@@ -635,17 +658,21 @@ impl CaseService for CaseApi {
     ) -> Result<Response<p::RecordDetailedAssessmentResponse>, Status> {
         let caller = caller(&r)?;
         let r = r.into_inner();
-        let command = Command::RecordDetailedAssessment {
+        let mut v = Violations::default();
+        let verification =
+            verification(&mut v, &r.confirmed_abuse_types, &r.unconfirmed_abuse_types);
+        let command = v.into_result(Command::RecordDetailedAssessment {
             summary: r.summary,
             needs: r.needs,
             meeting_participants: r.meeting_participants,
             minutes_ref: r.minutes_ref,
-        };
+            verification,
+        });
         self.execute(
             &caller,
             "/baove.v1.CaseService/RecordDetailedAssessment",
             r.header,
-            Ok(command),
+            command,
         )
         .await
         .map(|o| Response::new(o.into()))

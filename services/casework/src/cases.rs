@@ -380,6 +380,7 @@ mod tests {
             clock_start_ms: None,
             responsible_unit_id: None,
             province_id: None,
+            report_status: Default::default(),
         };
         let mut batches = vec![opening_events(opened, &ctx)];
         let mut state: Option<CaseState> = batches[0].iter().fold(None, c::apply);

@@ -45,6 +45,19 @@ pub fn case_to_proto(state: &CaseState, version: u64, opened_at_ms: i64, at_ms: 
         intake_ids: state.intake_ids.iter().map(Uuid::to_string).collect(),
         incident_unit_id: opened.incident_unit_id.clone(),
         province_id: opened.province_id.clone().unwrap_or_default(),
+        report_status: baove_runtime::convert::report_status_to_proto(opened.report_status),
+        confirmed_abuse_types: state
+            .verification
+            .confirmed
+            .iter()
+            .map(|a| baove_runtime::convert::abuse_type_to_proto(*a))
+            .collect(),
+        unconfirmed_abuse_types: state
+            .verification
+            .not_confirmed
+            .iter()
+            .map(|a| baove_runtime::convert::abuse_type_to_proto(*a))
+            .collect(),
         residence_unit_id: opened.residence_unit_id.clone().unwrap_or_default(),
         immediate_danger: state.immediate_danger,
         caregiver_is_alleged_abuser: opened.caregiver_is_alleged_abuser,

@@ -299,6 +299,7 @@ mod tests {
                     clock_start_ms: None,
                     responsible_unit_id: None,
                     province_id: None,
+                    report_status: Default::default(),
                 },
                 &ctx,
             );

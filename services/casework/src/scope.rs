@@ -76,6 +76,7 @@ mod tests {
                     occurred_at_ms: None,
                     responsible_unit_id: None,
                     province_id: None,
+                    report_status: Default::default(),
                 },
                 informant: None,
             },

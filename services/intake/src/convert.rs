@@ -58,14 +58,14 @@ macro_rules! enum_pair {
     };
 }
 
+use baove_runtime::convert::{
+    abuse_type, abuse_type_to_proto, report_status, report_status_to_proto,
+};
+
 enum_pair!(sex, sex_to_proto, p::Sex, d::Sex, [Male <=> Male, Female <=> Female, Unknown <=> Unknown]);
 enum_pair!(setting, setting_to_proto, p::AbuseSetting, d::Setting, [
     Home <=> Home, School <=> School, PublicPlace <=> PublicPlace, Online <=> Online,
     Workplace <=> Workplace, CareInstitution <=> CareInstitution, Other <=> Other, Unknown <=> Unknown,
-]);
-enum_pair!(abuse_type, abuse_type_to_proto, p::AbuseType, d::AbuseType, [
-    Violence <=> Violence, SexualAbuse <=> SexualAbuse, Exploitation <=> Exploitation,
-    Trafficking <=> Trafficking, Abandonment <=> Abandonment, Neglect <=> Neglect, Other <=> Other,
 ]);
 enum_pair!(sexual_form, sexual_form_to_proto, p::SexualAbuseForm, d::SexualAbuseForm, [
     Rape <=> Rape, CoercedIntercourse <=> CoercedIntercourse, IntercourseWithChild <=> IntercourseWithChild,
@@ -148,6 +148,7 @@ fn raw_facts(f: p::ReportFacts) -> RawFacts {
         follow_up_case_id: f.follow_up_case_id,
         occurred_at_ms: f.occurred_at.as_ref().map(ms),
         responsible_unit_id: f.responsible_unit_id,
+        report_status: report_status(f.report_status),
     }
 }
 
@@ -260,6 +261,7 @@ fn facts_to_proto(f: &d::ReportFacts) -> p::ReportFacts {
         occurred_at: f.occurred_at_ms.map(timestamp),
         responsible_unit_id: f.responsible_unit().to_owned(),
         province_id: f.province_id.clone().unwrap_or_default(),
+        report_status: report_status_to_proto(f.report_status),
         follow_up_case_id: f
             .follow_up_case_id
             .map(|id| id.to_string())

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CaseEvent, CaseOpened, CaseState, CaseStatus, Phase};
 use crate::calendar::{Calendar, TWELVE_HOURS_MS, describe};
+use crate::intake::AbuseType;
 use crate::time::date_serde;
 use crate::violation::Violations;
 
@@ -121,6 +122,76 @@ pub struct InitialAssessmentRecorded {
     /// reassessments existed: the first assessment.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reassessment: bool,
+    /// What the verification found about the forms of abuse. Absent in
+    /// events written before it was recorded, and when nothing was
+    /// verified yet.
+    #[serde(default, skip_serializing_if = "Verification::is_empty")]
+    pub verification: Verification,
+}
+
+/// What verification (Mẫu 02, Mẫu 03) found about the forms of abuse:
+/// indicator 0101 counts confirmed abuse only (Thông tư 13); a form found
+/// untrue leaves the count. A later assessment's finding on a form replaces
+/// an earlier one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// Forms of abuse confirmed.
+    #[serde(default)]
+    pub confirmed: Vec<AbuseType>,
+    /// Forms of abuse reported and found untrue.
+    #[serde(default)]
+    pub not_confirmed: Vec<AbuseType>,
+}
+
+impl Verification {
+    /// Nothing found either way.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.confirmed.is_empty() && self.not_confirmed.is_empty()
+    }
+
+    /// The findings over `earlier`: each form as this verification found
+    /// it, the others as before.
+    #[must_use]
+    pub fn over(&self, earlier: &Self) -> Self {
+        let mut confirmed: Vec<AbuseType> = earlier
+            .confirmed
+            .iter()
+            .copied()
+            .filter(|a| !self.not_confirmed.contains(a))
+            .collect();
+        let mut not_confirmed: Vec<AbuseType> = earlier
+            .not_confirmed
+            .iter()
+            .copied()
+            .filter(|a| !self.confirmed.contains(a))
+            .collect();
+        for a in &self.confirmed {
+            if !confirmed.contains(a) {
+                confirmed.push(*a);
+            }
+        }
+        for a in &self.not_confirmed {
+            if !not_confirmed.contains(a) {
+                not_confirmed.push(*a);
+            }
+        }
+        Self {
+            confirmed,
+            not_confirmed,
+        }
+    }
+
+    fn check(&self, v: &mut Violations) {
+        for a in &self.not_confirmed {
+            if self.confirmed.contains(a) {
+                v.add(
+                    "verification.not_confirmed",
+                    format!("{a:?} is also confirmed: a form is confirmed or not, not both"),
+                );
+            }
+        }
+    }
 }
 
 /// On what ground an emergency measure is taken.
@@ -163,6 +234,10 @@ pub struct DetailedAssessmentRecorded {
     pub meeting_participants: Vec<String>,
     /// Reference of the meeting minutes (biên bản).
     pub minutes_ref: String,
+    /// What the verification found about the forms of abuse (see
+    /// [`InitialAssessmentRecorded::verification`]).
+    #[serde(default, skip_serializing_if = "Verification::is_empty")]
+    pub verification: Verification,
 }
 
 /// A plan (Mẫu 04) was drafted.
@@ -470,6 +545,7 @@ pub enum Command {
         ratings: Vec<RiskRating>,
         emergency_measures_apply: bool,
         summary: String,
+        verification: Verification,
     },
     /// Record an emergency measure.
     RecordEmergencyMeasure {
@@ -485,6 +561,7 @@ pub enum Command {
         needs: String,
         meeting_participants: Vec<String>,
         minutes_ref: String,
+        verification: Verification,
     },
     /// Draft a plan (Mẫu 04).
     DraftPlan {
@@ -704,8 +781,10 @@ pub fn decide(
             ratings,
             emergency_measures_apply,
             summary,
+            verification,
         } => {
             ratings_valid(&mut v, &ratings);
+            verification.check(&mut v);
             v.into_result(())?;
             // The first Mẫu 02 comes first; a reassessment of the risk is
             // allowed at any later point while the case is open.
@@ -721,6 +800,7 @@ pub fn decide(
                     emergency_measures_apply,
                     summary,
                     reassessment,
+                    verification,
                 },
             ));
             let emergency_clock = open_deadline(state, DeadlineKind::Emergency);
@@ -820,8 +900,10 @@ pub fn decide(
             needs,
             meeting_participants,
             minutes_ref,
+            verification,
         } => {
             required(&mut v, "summary", &summary);
+            verification.check(&mut v);
             required(&mut v, "minutes_ref", &minutes_ref);
             if meeting_participants.iter().all(|p| p.trim().is_empty()) {
                 v.add(
@@ -841,6 +923,7 @@ pub fn decide(
                     needs,
                     meeting_participants,
                     minutes_ref,
+                    verification,
                 },
             ));
         }

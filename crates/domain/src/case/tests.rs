@@ -49,6 +49,7 @@ fn recorded(follow_up: Option<Uuid>) -> IntakeRecorded {
                 occurred_at_ms: None,
                 responsible_unit_id: None,
                 province_id: None,
+                report_status: Default::default(),
             },
             police_received_at_ms: None,
         },

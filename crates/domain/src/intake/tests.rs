@@ -200,8 +200,10 @@ fn given_a_2024_incident_in_a_former_hau_giang_ward_then_it_is_recorded_there_an
     let mut raw = facts();
     raw.incident_place.as_mut().unwrap().unit_id = "vn-pre2025:31318".into();
     raw.occurred_at_ms = Some(IN_2024);
+    raw.report_status = Some(ReportStatus::Abused);
     let report = parse(hotline(raw)).unwrap();
     let facts = report.facts();
+    assert_eq!(facts.report_status, ReportStatus::Abused);
     assert_eq!(facts.incident_place.unit_id, "vn-pre2025:31318");
     assert_eq!(facts.occurred_at_ms, Some(IN_2024));
     assert_eq!(facts.responsible_unit(), "vn:31321");

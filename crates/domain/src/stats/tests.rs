@@ -6,7 +6,10 @@ use time::macros::date;
 use uuid::Uuid;
 
 use super::*;
-use crate::case::procedure::{CaseClosed, DeadlineMet, DeadlineMissed, OfficerAssigned};
+use crate::case::procedure::{
+    CaseClosed, DeadlineMet, DeadlineMissed, DetailedAssessmentRecorded, InitialAssessmentRecorded,
+    OfficerAssigned, Verification,
+};
 use crate::case::{CaseOpened, IntakeAttached, ReferralRequested, ReferralStepRecorded};
 use crate::intake::{Concerns, Injury};
 use crate::referral::{ReferralKind, ReferralRequest, Service, Sharing, Urgency};
@@ -53,7 +56,7 @@ fn given_a_2024_case_in_a_former_ward_then_2024_counts_it_there_and_a_period_end
         concerns,
         Channel::Phone,
     );
-    records.apply(id, &event, at);
+    open_confirmed(&mut records, id, &event, at);
     let d = hau_giang();
     let rows = indicators(&records, &Period::parse("2024").unwrap(), None, &d, &defs());
     assert_eq!(value(&rows, "0101", "unit", "vn-pre2025:31318").0, 1);
@@ -87,6 +90,43 @@ fn given_a_2024_case_in_a_former_ward_then_2024_counts_it_there_and_a_period_end
             value(&rows, "0101", "total", "total").0,
             n,
             "{period} {unit}"
+        );
+    }
+}
+
+/// Mẫu 02 with `verification`.
+fn assessed(verification: Verification) -> CaseEvent {
+    CaseEvent::InitialAssessmentRecorded(InitialAssessmentRecorded {
+        ratings: vec![],
+        emergency_measures_apply: false,
+        summary: "x".into(),
+        reassessment: false,
+        verification,
+    })
+}
+
+/// Mẫu 03 with `verification`.
+fn assessed_in_detail(verification: Verification) -> CaseEvent {
+    CaseEvent::DetailedAssessmentRecorded(DetailedAssessmentRecorded {
+        summary: "x".into(),
+        needs: "x".into(),
+        meeting_participants: vec!["x".into()],
+        minutes_ref: "x".into(),
+        verification,
+    })
+}
+
+/// Opens the case, then Mẫu 02 confirms every form it reports.
+fn open_confirmed(records: &mut Records, id: Uuid, event: &CaseEvent, at: i64) {
+    records.apply(id, event, at);
+    if let CaseEvent::Opened(o) = event {
+        records.apply(
+            id,
+            &assessed(Verification {
+                confirmed: o.concerns.abuse_types.clone(),
+                not_confirmed: vec![],
+            }),
+            at,
         );
     }
 }
@@ -143,6 +183,7 @@ fn opened(
         clock_start_ms: None,
         responsible_unit_id: None,
         province_id: None,
+        report_status: Default::default(),
     })
 }
 
@@ -212,7 +253,8 @@ fn given_a_16_year_old_then_they_are_shown_apart_not_in_the_under_16_total() {
         ..Concerns::default()
     };
     let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
-    records.apply(
+    open_confirmed(
+        &mut records,
         a,
         &opened(
             a,
@@ -225,7 +267,8 @@ fn given_a_16_year_old_then_they_are_shown_apart_not_in_the_under_16_total() {
         ),
         JAN_2022 + DAY,
     );
-    records.apply(
+    open_confirmed(
+        &mut records,
         b,
         &opened(
             b,
@@ -264,7 +307,8 @@ fn given_small_counts_then_they_are_suppressed_and_larger_ones_kept() {
             }],
             ..Concerns::default()
         };
-        records.apply(
+        open_confirmed(
+            &mut records,
             id,
             &opened(
                 id,
@@ -349,6 +393,9 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
     let mut records = Records::default();
     // What the generator knows, counted its own way.
     let mut abused_u16 = 0u64;
+    let mut unconfirmed_u16 = 0u64;
+    let mut unconfirmed_by_form: std::collections::HashMap<AbuseType, u64> =
+        std::collections::HashMap::new();
     let mut abused_16_17 = 0u64;
     let mut by_sex: BTreeMap<&str, u64> = BTreeMap::new();
     let mut by_form: std::collections::HashMap<AbuseType, u64> = std::collections::HashMap::new();
@@ -421,7 +468,35 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
         }
         let (setting, setting_key) = settings[g.below(4) as usize];
         let special = !concerns.special_circumstances.is_empty();
-        let abused = !concerns.abuse_types.is_empty();
+        // Verification: each reported form confirmed (Mẫu 02), confirmed
+        // then found untrue (Mẫu 03), found untrue, or not verified yet.
+        let mut initial = Verification::default();
+        let mut detailed = Verification::default();
+        let mut confirmed_forms = Vec::new();
+        let mut pending_forms = Vec::new();
+        for a in &concerns.abuse_types {
+            match g.below(100) {
+                0..60 => {
+                    initial.confirmed.push(*a);
+                    confirmed_forms.push(*a);
+                }
+                60..70 => {
+                    initial.confirmed.push(*a);
+                    detailed.not_confirmed.push(*a);
+                }
+                70..85 => initial.not_confirmed.push(*a),
+                _ => pending_forms.push(*a),
+            }
+        }
+        let abused = !confirmed_forms.is_empty();
+        if in_period && age.is_none_or(|a| a < 16) {
+            if !abused && !pending_forms.is_empty() {
+                unconfirmed_u16 += 1;
+            }
+            for a in &pending_forms {
+                *unconfirmed_by_form.entry(*a).or_default() += 1;
+            }
+        }
         if in_period && abused {
             if age.is_some_and(|a| a >= 16) {
                 abused_16_17 += 1;
@@ -436,7 +511,7 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
                     .or_default() += 1;
                 *by_unit.entry(unit).or_default() += 1;
                 *by_setting.entry(setting_key).or_default() += 1;
-                for a in &concerns.abuse_types {
+                for a in &confirmed_forms {
                     *by_form.entry(*a).or_default() += 1;
                 }
             }
@@ -481,7 +556,8 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
             report(later, Channel::Police);
         }
         let mut supported = false;
-        if g.chance(70) {
+        let assigned = g.chance(70);
+        if assigned {
             let minutes = g.below(3_000);
             records.apply(
                 id,
@@ -517,7 +593,6 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
             }
         }
         if g.chance(25) {
-            supported = true;
             let referral = Uuid::from_u128(i + 2_000_000);
             records.apply(
                 id,
@@ -560,10 +635,24 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
                 records.apply(id, &step("ReferralEscalated"), at + 2 * DAY);
             }
             records.apply(id, &step("ReferralAcknowledged"), at + 3 * DAY);
+            // Support is given when the referral is completed, not when
+            // it is asked.
+            if g.chance(50) {
+                records.apply(id, &step("ReferralAccepted"), at + 3 * DAY);
+                records.apply(id, &step("ReferralCompleted"), at + 9 * DAY);
+                supported = true;
+            }
             if in_period {
                 referral_police.1 += 1;
                 referral_police.0 += u64::from(!escalated);
             }
+        }
+        // Mẫu 02 two days after the report (the first action when no
+        // officer was assigned), then Mẫu 03.
+        records.apply(id, &assessed(initial), at + 2 * DAY);
+        records.apply(id, &assessed_in_detail(detailed), at + 3 * DAY);
+        if in_period && !assigned {
+            first_action_minutes.push(2 * 24 * 60);
         }
         if in_period && special {
             special_total += 1;
@@ -585,6 +674,10 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
     let rows = indicators(&records, &period, None, &Directory::default(), &defs);
     assert_eq!(value(&rows, "0101", "total", "total").0, abused_u16);
     assert_eq!(value(&rows, "0101", "age_group", "16-17").0, abused_16_17);
+    assert_eq!(
+        value(&rows, "0101-unconfirmed", "total", "total").0,
+        unconfirmed_u16
+    );
     for (sex, n) in &by_sex {
         assert_eq!(value(&rows, "0101", "sex", sex).0, *n, "{sex}");
     }
@@ -595,6 +688,11 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
         (AbuseType::Trafficking, "trafficking"),
     ] {
         assert_eq!(value(&rows, "0101", "form", key).0, by_form[&form], "{key}");
+        assert_eq!(
+            value(&rows, "0101-unconfirmed", "form", key).0,
+            unconfirmed_by_form[&form],
+            "{key}"
+        );
     }
     for (setting, n) in &by_setting {
         assert_eq!(value(&rows, "0101", "setting", setting).0, *n, "{setting}");
@@ -664,7 +762,8 @@ fn given_a_province_sized_generated_data_set_then_every_indicator_equals_the_gen
         6
     );
     // The data set is province-sized and the period holds a good share.
-    assert!(abused_u16 > 3_000, "{abused_u16}");
+    assert!(abused_u16 > 2_000, "{abused_u16}");
+    assert!(unconfirmed_u16 > 200, "{unconfirmed_u16}");
     // Folding the same events again gives the same table.
     assert_eq!(
         indicators(
@@ -689,7 +788,8 @@ fn given_definitions_naming_some_breakdowns_then_only_those_are_shown_and_unknow
         abuse_types: vec![AbuseType::Violence],
         ..Concerns::default()
     };
-    records.apply(
+    open_confirmed(
+        &mut records,
         id,
         &opened(
             id,
@@ -725,4 +825,145 @@ fn given_definitions_naming_some_breakdowns_then_only_those_are_shown_and_unknow
         err.contains("abused_children_breakdowns[0]") && err.contains("colour"),
         "{err}"
     );
+}
+
+#[test]
+fn given_reported_abuse_then_0101_counts_it_only_once_verification_confirms_it_and_not_after_it_is_found_untrue()
+ {
+    let id = Uuid::from_u128(1);
+    let concerns = Concerns {
+        abuse_types: vec![AbuseType::Violence, AbuseType::Neglect],
+        ..Concerns::default()
+    };
+    let mut records = Records::default();
+    let table = |records: &Records| {
+        indicators(
+            records,
+            &Period::parse("2022").unwrap(),
+            None,
+            &Directory::default(),
+            &defs(),
+        )
+    };
+    records.apply(
+        id,
+        &opened(
+            id,
+            JAN_2022 + DAY,
+            "u1",
+            Sex::Female,
+            Some(9),
+            concerns,
+            Channel::Phone,
+        ),
+        JAN_2022 + DAY,
+    );
+    // Reported, not verified: beside 0101, not in it.
+    let rows = table(&records);
+    assert_eq!(value(&rows, "0101", "total", "total").0, 0);
+    assert_eq!(value(&rows, "0101-unconfirmed", "total", "total").0, 1);
+    assert_eq!(value(&rows, "0101-unconfirmed", "form", "violence").0, 1);
+    // Mẫu 02 confirms violence, finds neglect untrue.
+    records.apply(
+        id,
+        &assessed(Verification {
+            confirmed: vec![AbuseType::Violence],
+            not_confirmed: vec![AbuseType::Neglect],
+        }),
+        JAN_2022 + 2 * DAY,
+    );
+    let rows = table(&records);
+    assert_eq!(value(&rows, "0101", "total", "total").0, 1);
+    assert_eq!(value(&rows, "0101", "form", "violence").0, 1);
+    assert_eq!(value(&rows, "0101", "form", "neglect").0, 0);
+    assert_eq!(value(&rows, "0101-unconfirmed", "total", "total").0, 0);
+    assert_eq!(value(&rows, "0101-unconfirmed", "form", "neglect").0, 0);
+    // Mẫu 03 finds the violence untrue after all: out of 0101.
+    records.apply(
+        id,
+        &assessed_in_detail(Verification {
+            confirmed: vec![],
+            not_confirmed: vec![AbuseType::Violence],
+        }),
+        JAN_2022 + 3 * DAY,
+    );
+    let rows = table(&records);
+    assert_eq!(value(&rows, "0101", "total", "total").0, 0);
+    assert_eq!(value(&rows, "0101-unconfirmed", "total", "total").0, 0);
+}
+
+#[test]
+fn given_a_child_in_special_circumstances_then_helped_counts_support_given_not_a_referral_asked() {
+    let id = Uuid::from_u128(1);
+    let concerns = Concerns {
+        special_circumstances: vec![SpecialCircumstance::DDisabled],
+        ..Concerns::default()
+    };
+    let mut records = Records::default();
+    records.apply(
+        id,
+        &opened(
+            id,
+            JAN_2022 + DAY,
+            "u1",
+            Sex::Male,
+            Some(8),
+            concerns,
+            Channel::Phone,
+        ),
+        JAN_2022 + DAY,
+    );
+    let helped = |records: &Records| {
+        let rows = indicators(
+            records,
+            &Period::parse("2022").unwrap(),
+            None,
+            &Directory::default(),
+            &defs(),
+        );
+        rows.iter()
+            .find(|r| r.dimension == "supported")
+            .map(|r| r.value)
+            .unwrap()
+    };
+    let referral = Uuid::from_u128(9);
+    records.apply(
+        id,
+        &CaseEvent::ReferralRequested(ReferralRequested {
+            referral_id: referral,
+            from_unit_id: "u1".into(),
+            request: ReferralRequest {
+                kind: ReferralKind::Refer {
+                    service: Service::MedicalExamination,
+                },
+                to_agency_id: "a".into(),
+                reason: "x".into(),
+                urgency: Urgency::Normal,
+                sharing: Sharing {
+                    identifying: false,
+                    child_consent: false,
+                    guardian_consent: false,
+                    legal_basis: None,
+                    informant: false,
+                },
+            },
+        }),
+        JAN_2022 + 2 * DAY,
+    );
+    assert_eq!(helped(&records), 0, "a referral asked is not help given");
+    records.apply(
+        id,
+        &CaseEvent::ReferralStepRecorded(ReferralStepRecorded {
+            referral_id: referral,
+            step: "ReferralCompleted".into(),
+            by: "x".into(),
+            agency_id: "a".into(),
+            detail: String::new(),
+            referral_event_id: Uuid::nil(),
+            at_ms: None,
+            to_agency_id: None,
+        }),
+        JAN_2022 + 9 * DAY,
+    );
+    assert_eq!(helped(&records), 1);
 }

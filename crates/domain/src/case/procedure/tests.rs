@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::case::{CaseEvent, CaseOpened, apply};
-use crate::intake::{Channel, Concerns};
+use crate::intake::{AbuseType, Channel, Concerns};
 
 /// Thursday 2026-11-26 22:00 in Vietnam.
 const RECEIVED: i64 = 1_795_705_200_000;
@@ -37,6 +37,7 @@ fn opened(immediate_danger: bool) -> CaseOpened {
         clock_start_ms: None,
         responsible_unit_id: None,
         province_id: None,
+        report_status: Default::default(),
     }
 }
 
@@ -116,6 +117,7 @@ fn initial(apply: bool) -> Command {
         ratings: rate(RiskLevel::High),
         emergency_measures_apply: apply,
         summary: "nguy cơ cao".into(),
+        verification: Verification::default(),
     }
 }
 
@@ -125,6 +127,7 @@ fn detailed() -> Command {
         needs: "chăm sóc y tế, tâm lý".into(),
         meeting_participants: vec!["cán bộ xã".into(), "mẹ".into()],
         minutes_ref: "BB-01/2026".into(),
+        verification: Verification::default(),
     }
 }
 
@@ -1108,4 +1111,37 @@ fn given_a_case_in_progress_when_the_risk_is_reassessed_then_it_stays_where_it_i
         separation: None,
         grounds: MeasureGrounds::AssessedDanger,
     });
+}
+
+#[test]
+fn given_assessments_when_they_verify_forms_of_abuse_then_the_case_keeps_the_latest_finding_per_form()
+ {
+    let mut case = Case::given(false);
+    let verified = |confirmed: Vec<AbuseType>, not_confirmed: Vec<AbuseType>| Verification {
+        confirmed,
+        not_confirmed,
+    };
+    // A form cannot be both.
+    let mut both = initial(false);
+    if let Command::RecordInitialAssessment { verification, .. } = &mut both {
+        *verification = verified(vec![AbuseType::Violence], vec![AbuseType::Violence]);
+    }
+    assert_eq!(case.invalid(both), ["verification.not_confirmed"]);
+    let mut first = initial(false);
+    if let Command::RecordInitialAssessment { verification, .. } = &mut first {
+        *verification = verified(vec![AbuseType::Violence], vec![AbuseType::Neglect]);
+    }
+    let events = case.ok(first);
+    assert!(matches!(
+        &events[0],
+        CaseEvent::InitialAssessmentRecorded(a) if a.verification.confirmed == [AbuseType::Violence]
+    ));
+    let mut then = detailed();
+    if let Command::RecordDetailedAssessment { verification, .. } = &mut then {
+        *verification = verified(vec![AbuseType::Neglect], vec![AbuseType::Violence]);
+    }
+    case.ok(then);
+    let state = case.state();
+    assert_eq!(state.verification.confirmed, [AbuseType::Neglect]);
+    assert_eq!(state.verification.not_confirmed, [AbuseType::Violence]);
 }
