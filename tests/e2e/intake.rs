@@ -606,3 +606,57 @@ async fn given_a_walk_in_at_the_commune_then_the_officer_records_mau_01_and_a_ca
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_birth_year_only_then_the_child_counts_as_the_youngest_she_may_be_and_the_year_is_kept()
+ {
+    let system = System::start().await;
+    let mut intake = IntakeServiceClient::new(system.intake.channel().await);
+    // Born "in" the year that makes her 16 by 31 December of this year:
+    // she may still be 15, so the Law on Children applies.
+    let (year, _, _) = crate::vietnam_today();
+    let born = (year - 16).to_string();
+    let mut request = hotline("birth-year", "Hồ Thị Mai");
+    let child = request
+        .report
+        .as_mut()
+        .unwrap()
+        .facts
+        .as_mut()
+        .unwrap()
+        .child
+        .as_mut()
+        .unwrap();
+    child.age = Some(p::child::Age::DateOfBirth(born.clone()));
+    let receipt = intake
+        .submit_hotline_report(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!receipt.outside_child_law);
+    let recorded = intake
+        .get_intake(GetIntakeRequest {
+            intake_id: receipt.intake_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .intake
+        .unwrap();
+    let Some(p::intake::Report::Hotline(report)) = recorded.report else {
+        panic!("a hotline report")
+    };
+    assert_eq!(
+        report.facts.unwrap().child.unwrap().age,
+        Some(p::child::Age::DateOfBirth(born))
+    );
+    let case_id = case_of(&system.intake, &receipt.intake_id).await;
+    let case = CaseServiceClient::new(system.casework.channel().await)
+        .get_case(GetCaseRequest { case_id })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert!(!case.outside_child_law);
+}

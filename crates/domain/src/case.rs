@@ -108,6 +108,16 @@ pub struct CaseOpened {
         skip_serializing_if = "crate::intake::ReportStatus::is_unknown"
     )]
     pub report_status: crate::intake::ReportStatus,
+    /// The first day the child may be old enough to consent herself
+    /// ([`crate::intake::Age::consent_possible_from`]): from then a
+    /// referral sharing her identity needs her consent too. Absent: the age
+    /// on the report decides.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::optional_date_serde"
+    )]
+    pub consent_possible_from: Option<::time::Date>,
 }
 
 /// A referral to another agency was requested on the case.
@@ -661,6 +671,7 @@ pub fn route_intake(
             .filter(|unit| *unit != facts.incident_place.unit_id),
         province_id: facts.province_id.clone(),
         report_status: facts.report_status,
+        consent_possible_from: recorded.consent_possible_from,
     })
 }
 

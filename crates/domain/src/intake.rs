@@ -172,8 +172,119 @@ pub enum SpecialCircumstance {
 pub enum Age {
     /// A known date of birth.
     DateOfBirth(#[serde(with = "date_serde")] Date),
+    /// A birth date known only to the month, or only to the year.
+    PartialDateOfBirth {
+        /// The year.
+        year: i32,
+        /// The month (1–12), when known.
+        month: Option<u8>,
+    },
     /// An estimate in whole years.
     EstimatedYears(u32),
+}
+
+impl Age {
+    /// A date of birth as written: `YYYY-MM-DD`, or `YYYY-MM` / `YYYY` when
+    /// only the month or the year is known.
+    ///
+    /// # Errors
+    /// The rule, when it is none of these.
+    pub fn parse_birth(text: &str) -> Result<Self, String> {
+        let rule = || {
+            "must be a date YYYY-MM-DD, or YYYY-MM or YYYY when only the month or the year is known"
+                .to_owned()
+        };
+        let parts: Vec<&str> = text.split('-').collect();
+        let year = |t: &str| -> Result<i32, String> {
+            (t.len() == 4 && t.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| t.parse().ok())
+                .flatten()
+                .ok_or_else(rule)
+        };
+        match parts.as_slice() {
+            [_, _, _] => parse_date(text).map(Self::DateOfBirth).map_err(|_| rule()),
+            [y, m] => {
+                let month: u8 = (m.len() == 2)
+                    .then(|| m.parse().ok())
+                    .flatten()
+                    .filter(|m| (1..=12).contains(m))
+                    .ok_or_else(rule)?;
+                Ok(Self::PartialDateOfBirth {
+                    year: year(y)?,
+                    month: Some(month),
+                })
+            }
+            [y] => Ok(Self::PartialDateOfBirth {
+                year: year(y)?,
+                month: None,
+            }),
+            _ => Err(rule()),
+        }
+    }
+
+    /// The birth date as written (see [`Age::parse_birth`]); none for an
+    /// estimate.
+    #[must_use]
+    pub fn birth_text(&self) -> Option<String> {
+        match *self {
+            Self::DateOfBirth(date) => Some(crate::time::format_date(date)),
+            Self::PartialDateOfBirth {
+                year,
+                month: Some(month),
+            } => Some(format!("{year:04}-{month:02}")),
+            Self::PartialDateOfBirth { year, month: None } => Some(format!("{year:04}")),
+            Self::EstimatedYears(_) => None,
+        }
+    }
+
+    /// The earliest and the latest birth date the report allows; the
+    /// latest is not after `on`. None for an estimate or an impossible
+    /// date.
+    fn birth_range(&self, on: Date) -> Option<(Date, Date)> {
+        let (first, last) = match *self {
+            Self::DateOfBirth(date) => (date, date),
+            Self::PartialDateOfBirth { year, month } => {
+                let (from, to) = month.map_or((1, 12), |m| (m, m));
+                let first =
+                    Date::from_calendar_date(year, ::time::Month::try_from(from).ok()?, 1).ok()?;
+                let to_month = ::time::Month::try_from(to).ok()?;
+                let last = Date::from_calendar_date(year, to_month, to_month.length(year)).ok()?;
+                (first, last)
+            }
+            Self::EstimatedYears(_) => return None,
+        };
+        Some((first, last.min(on.max(first))))
+    }
+
+    /// The first day from which the child may be old enough to consent
+    /// herself (Law on Children: from [`crate::referral::CHILD_CONSENT_AGE`]),
+    /// as of a report received on `received_on`: the first of the month in
+    /// which the oldest birth date the report allows reaches that age. None
+    /// when she may be that old already (the age on the report decides).
+    /// Only the month, not the birth date, leaves intake with the case.
+    #[must_use]
+    pub fn consent_possible_from(&self, received_on: Date) -> Option<Date> {
+        let years = i32::try_from(crate::referral::CHILD_CONSENT_AGE).unwrap_or(7);
+        let oldest_birth = match *self {
+            Self::EstimatedYears(n) => {
+                // "n years old" may be a day short of n + 1.
+                let n = i32::try_from(n).ok()?;
+                add_years(received_on, -(n + 1))?.next_day()?
+            }
+            _ => self.birth_range(received_on)?.0,
+        };
+        let reaches = add_years(oldest_birth, years)?;
+        (reaches > received_on)
+            .then(|| reaches.replace_day(1).ok())
+            .flatten()
+    }
+}
+
+/// `date` moved by `years` (29 February to 28 February in a common year).
+fn add_years(date: Date, years: i32) -> Option<Date> {
+    let year = date.year() + years;
+    let day = date.day().min(date.month().length(year));
+    Date::from_calendar_date(year, date.month(), day).ok()
 }
 
 /// The child, parsed.
@@ -204,7 +315,8 @@ impl Child {
     #[must_use]
     pub const fn youngest_possible_age(&self) -> u32 {
         match self.age {
-            Age::DateOfBirth(_) => self.age_years,
+            // Computed from the latest birth date allowed: the youngest.
+            Age::DateOfBirth(_) | Age::PartialDateOfBirth { .. } => self.age_years,
             Age::EstimatedYears(years) => years.saturating_sub(1),
         }
     }
@@ -485,6 +597,15 @@ pub struct IntakeRecorded {
     pub possible_duplicate_case_ids: Vec<Uuid>,
     /// Intakes not yet handed over that may be about the same child.
     pub possible_duplicate_intake_ids: Vec<Uuid>,
+    /// The first day the child may be old enough to consent herself
+    /// ([`Age::consent_possible_from`]); none when she may be already.
+    /// Absent in events written before it existed.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::optional_date_serde"
+    )]
+    pub consent_possible_from: Option<Date>,
     /// The confidential fields, sealed ([`Confidential`] as JSON, encrypted
     /// by the intake service with the case's data key). When present, those
     /// fields are blank in `report`. Opaque here: the domain holds no keys.
@@ -586,10 +707,7 @@ impl IntakeRecorded {
                 Some(std::mem::take(support_needed)),
             ),
         };
-        let date_of_birth = match facts.child.age {
-            Age::DateOfBirth(date) => Some(crate::time::format_date(date)),
-            Age::EstimatedYears(_) => None,
-        };
+        let date_of_birth = facts.child.age.birth_text();
         facts.child.age = Age::EstimatedYears(age_years);
         Confidential {
             child_full_name: std::mem::take(&mut facts.child.full_name),
@@ -657,12 +775,12 @@ impl IntakeRecorded {
         if let (Some(injury), Some(detail)) = (facts.concerns.injury.as_mut(), c.injury_detail) {
             injury.detail = detail;
         }
-        if let Some(date) = c
+        if let Some(age) = c
             .child_date_of_birth
             .as_deref()
-            .and_then(|d| crate::time::parse_date(d).ok())
+            .and_then(|d| Age::parse_birth(d).ok())
         {
-            facts.child.age = Age::DateOfBirth(date);
+            facts.child.age = age;
         }
         facts.child.full_name = c.child_full_name;
         facts.child.name_key = c.child_name_key;
@@ -1237,17 +1355,22 @@ fn parse_child(raw: RawChild, path: &str, received_on: Date, v: &mut Violations)
     let age = match (raw.date_of_birth, raw.estimated_age_years) {
         (Some(dob), None) => {
             let field = format!("{path}.date_of_birth");
-            match parse_date(dob.trim()) {
+            match Age::parse_birth(dob.trim()).and_then(|age| {
+                age.birth_range(received_on)
+                    .map(|range| (age, range))
+                    .ok_or_else(|| "is not a date".to_owned())
+            }) {
                 Err(rule) => {
                     v.add(field, rule);
                     None
                 }
-                Ok(date) if date > received_on => {
+                Ok((_, (first, _))) if first > received_on => {
                     v.add(field, "must not be in the future");
                     None
                 }
-                Ok(date) => {
-                    let years = u32::try_from(age_on(date, received_on)).unwrap_or(0);
+                Ok((age, (_, latest))) => {
+                    // Known to the month or year only: the youngest possible.
+                    let years = u32::try_from(age_on(latest, received_on)).unwrap_or(0);
                     if years > MAX_AGE {
                         v.add(
                             field,
@@ -1255,7 +1378,7 @@ fn parse_child(raw: RawChild, path: &str, received_on: Date, v: &mut Violations)
                         );
                         None
                     } else {
-                        Some((Age::DateOfBirth(date), years))
+                        Some((age, years))
                     }
                 }
             }

@@ -37,10 +37,10 @@ pub struct ValidName {
     /// The name.
     pub name: String,
     /// First day in force, if known.
-    #[serde(default, with = "optional_date")]
+    #[serde(default, with = "crate::time::optional_date_serde")]
     pub valid_from: Option<Date>,
     /// Last day in force, or none.
-    #[serde(default, with = "optional_date")]
+    #[serde(default, with = "crate::time::optional_date_serde")]
     pub valid_to: Option<Date>,
 }
 
@@ -837,17 +837,6 @@ fn name_on<T: Dated>(item: &T, on: Date) -> Option<&str> {
         .find(|n| n.covers(on))
         .or_else(|| item.names().last())
         .map(|n| n.name.as_str())
-}
-
-mod optional_date {
-    use ::time::Date;
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Date>, D::Error> {
-        Option::<String>::deserialize(d)?
-            .map(|text| crate::time::parse_date(&text).map_err(serde::de::Error::custom))
-            .transpose()
-    }
 }
 
 #[cfg(test)]

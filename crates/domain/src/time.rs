@@ -73,6 +73,33 @@ pub mod date_serde {
     }
 }
 
+/// serde for `Option<Date>` as `YYYY-MM-DD` or null.
+pub mod optional_date_serde {
+    use ::time::Date;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialises as `YYYY-MM-DD`, or null.
+    ///
+    /// # Errors
+    /// Never, but serde's signature requires a `Result`.
+    pub fn serialize<S: Serializer>(date: &Option<Date>, s: S) -> Result<S::Ok, S::Error> {
+        match date {
+            Some(date) => s.serialize_str(&super::format_date(*date)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Parses `YYYY-MM-DD` or null.
+    ///
+    /// # Errors
+    /// When the text is not such a date.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Date>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| super::parse_date(&text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -381,6 +381,7 @@ mod tests {
             responsible_unit_id: None,
             province_id: None,
             report_status: Default::default(),
+            consent_possible_from: None,
         };
         let mut batches = vec![opening_events(opened, &ctx)];
         let mut state: Option<CaseState> = batches[0].iter().fold(None, c::apply);

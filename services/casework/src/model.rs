@@ -300,6 +300,7 @@ mod tests {
                     responsible_unit_id: None,
                     province_id: None,
                     report_status: Default::default(),
+                    consent_possible_from: None,
                 },
                 &ctx,
             );

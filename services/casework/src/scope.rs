@@ -83,6 +83,7 @@ mod tests {
             outside_child_law: false,
             possible_duplicate_case_ids: Vec::new(),
             possible_duplicate_intake_ids: Vec::new(),
+            consent_possible_from: None,
             sealed: None,
         };
         let Routing::Open(opened) = route_intake(&recorded, Uuid::from_u128(2), None) else {

@@ -218,13 +218,20 @@ impl IntakeApi {
         // The report names its operator or officer and their police
         // agency; each was checked to be the caller's own.
         let actor = acting(caller);
+        // An estimated age counts as the youngest it may be.
+        let outside_child_law = d::outside_child_law(facts.child.youngest_possible_age());
+        // Before sealing: only the month leaves with the case.
+        let consent_possible_from = facts
+            .child
+            .age
+            .consent_possible_from(baove_domain::time::vietnam_date(facts.received_at_ms));
         let mut event = IntakeRecorded {
             intake_id,
-            // An estimated age counts as the youngest it may be.
-            outside_child_law: d::outside_child_law(facts.child.youngest_possible_age()),
+            outside_child_law,
             report,
             possible_duplicate_case_ids,
             possible_duplicate_intake_ids,
+            consent_possible_from,
             sealed: None,
         };
         // Confidential fields are sealed with the report's own data key

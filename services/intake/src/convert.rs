@@ -190,11 +190,10 @@ pub fn raw_police(n: p::PoliceNotification) -> RawPoliceNotification {
 fn child_to_proto(c: &d::Child) -> p::Child {
     p::Child {
         full_name: c.full_name.clone(),
-        age: Some(match c.age {
-            d::Age::DateOfBirth(date) => {
-                p::child::Age::DateOfBirth(baove_domain::time::format_date(date))
-            }
-            d::Age::EstimatedYears(years) => p::child::Age::EstimatedAgeYears(years),
+        age: Some(match (c.age.birth_text(), c.age) {
+            (Some(text), _) => p::child::Age::DateOfBirth(text),
+            (None, d::Age::EstimatedYears(years)) => p::child::Age::EstimatedAgeYears(years),
+            (None, _) => p::child::Age::EstimatedAgeYears(c.age_years),
         }),
         sex: sex_to_proto(c.sex),
         ethnicity: c.ethnicity.clone(),

@@ -741,11 +741,21 @@ pub fn decide(
                     "a closed case must be reopened before a referral is requested",
                 ));
             }
-            // Without a known age, the stricter rule applies (7 or older).
-            let age = state
-                .opened
-                .child_age_years
-                .unwrap_or(crate::referral::CHILD_CONSENT_AGE);
+            // Without a known age, the stricter rule applies (7 or older);
+            // a child who may have reached the consent age since the
+            // report is asked too (her age on the day of the referral).
+            let today = crate::time::vietnam_date(ctx.now_ms);
+            let age = match state.opened.child_age_years {
+                _ if state
+                    .opened
+                    .consent_possible_from
+                    .is_some_and(|from| from <= today) =>
+                {
+                    crate::referral::CHILD_CONSENT_AGE
+                }
+                Some(age) => age,
+                None => crate::referral::CHILD_CONSENT_AGE,
+            };
             crate::referral::check_request(&request, age).map_err(|refusal| match refusal {
                 crate::referral::RequestRefusal::Invalid(v) => Refusal::Invalid(v),
                 crate::referral::RequestRefusal::NoConsent(rule) => Refusal::NotAllowed(rule),

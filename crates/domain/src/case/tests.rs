@@ -56,6 +56,7 @@ fn recorded(follow_up: Option<Uuid>) -> IntakeRecorded {
         outside_child_law: false,
         possible_duplicate_case_ids: vec![Uuid::from_u128(9)],
         possible_duplicate_intake_ids: vec![],
+        consent_possible_from: None,
         sealed: None,
     }
 }

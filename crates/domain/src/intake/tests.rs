@@ -479,6 +479,7 @@ fn events_round_trip_through_their_stored_json() {
         outside_child_law: false,
         possible_duplicate_case_ids: vec![],
         possible_duplicate_intake_ids: vec![],
+        consent_possible_from: None,
         sealed: None,
     };
     let json = serde_json::to_string(&event).unwrap();
@@ -524,6 +525,7 @@ fn given_a_report_when_its_confidential_fields_are_taken_then_none_is_left_and_t
         outside_child_law: false,
         possible_duplicate_case_ids: vec![],
         possible_duplicate_intake_ids: vec![],
+        consent_possible_from: None,
         sealed: None,
     };
     let original = event.clone();
@@ -595,6 +597,7 @@ fn given_health_ethnicity_and_what_was_done_then_they_are_sealed_too_and_an_olde
         outside_child_law: false,
         possible_duplicate_case_ids: vec![],
         possible_duplicate_intake_ids: vec![],
+        consent_possible_from: None,
         sealed: None,
     };
     let original = event.clone();
@@ -621,4 +624,92 @@ fn given_health_ethnicity_and_what_was_done_then_they_are_sealed_too_and_an_olde
     older.restore_confidential(old_blob);
     assert_eq!(older.report.facts().child.ethnicity, "Khmer");
     assert_eq!(older.report.facts().actions_taken, "đã báo công an xã");
+}
+
+#[test]
+fn given_a_birth_date_known_only_to_the_month_or_year_then_the_youngest_possible_age_counts() {
+    // NOW is 29 November 2026 in Vietnam.
+    let age_of = |dob: &str| {
+        let mut raw = facts();
+        raw.child.as_mut().unwrap().estimated_age_years = None;
+        raw.child.as_mut().unwrap().date_of_birth = Some(dob.into());
+        parse(hotline(raw)).map(|r| r.facts().child.clone())
+    };
+    // Born some time in 2010: may have turned 16 only on 31 December.
+    let child = age_of("2010").unwrap();
+    assert_eq!(
+        child.age,
+        Age::PartialDateOfBirth {
+            year: 2010,
+            month: None
+        }
+    );
+    assert_eq!(child.age_years, 15);
+    assert!(!outside_child_law(child.youngest_possible_age()));
+    // An exact date in January 2010 would be 16.
+    assert_eq!(age_of("2010-01-05").unwrap().age_years, 16);
+    assert_eq!(age_of("2014-06").unwrap().age_years, 12);
+    // This month of this year: not in the future, age 0.
+    assert_eq!(age_of("2026-11").unwrap().age_years, 0);
+    for bad in ["2026-13", "14-06", "2014-6", "2014-06-31", "2014/06"] {
+        let v = age_of(bad).unwrap_err();
+        assert_eq!(fields(&v), ["report.facts.child.date_of_birth"], "{bad}");
+        assert!(v.0[0].rule.contains("YYYY-MM or YYYY"), "{bad}: {v}");
+    }
+    let v = age_of("2027").unwrap_err();
+    assert!(v.0[0].rule.contains("future"), "{v}");
+}
+
+#[test]
+fn given_a_partial_birth_date_when_sealed_and_restored_then_it_comes_back_as_written() {
+    let mut raw = facts();
+    raw.child.as_mut().unwrap().estimated_age_years = None;
+    raw.child.as_mut().unwrap().date_of_birth = Some("2014-06".into());
+    let original = IntakeRecorded {
+        intake_id: Uuid::from_u128(1),
+        report: parse(hotline(raw)).unwrap(),
+        outside_child_law: false,
+        possible_duplicate_case_ids: vec![],
+        possible_duplicate_intake_ids: vec![],
+        consent_possible_from: None,
+        sealed: None,
+    };
+    let mut event = original.clone();
+    let confidential = event.take_confidential();
+    assert_eq!(confidential.child_date_of_birth.as_deref(), Some("2014-06"));
+    assert_eq!(event.report.facts().child.age, Age::EstimatedYears(12));
+    event.restore_confidential(confidential);
+    assert_eq!(event, original);
+}
+
+#[test]
+fn given_a_young_child_then_the_month_she_may_first_be_7_leaves_intake_not_her_birth_date() {
+    let on = date!(2026 - 11 - 29);
+    let born = |d| Age::DateOfBirth(d);
+    // Born 15 March 2020: 7 on 15 March 2027; from 1 March on.
+    assert_eq!(
+        born(date!(2020 - 03 - 15)).consent_possible_from(on),
+        Some(date!(2027 - 03 - 01))
+    );
+    // Already 7: the age on the report decides.
+    assert_eq!(born(date!(2019 - 01 - 01)).consent_possible_from(on), None);
+    // Known to the year: the oldest she may be, from 1 January 2027.
+    assert_eq!(
+        Age::PartialDateOfBirth {
+            year: 2020,
+            month: None
+        }
+        .consent_possible_from(on),
+        Some(date!(2027 - 01 - 01))
+    );
+    // An estimated 6 may turn 7 tomorrow: from this month.
+    assert_eq!(
+        Age::EstimatedYears(6).consent_possible_from(on),
+        Some(date!(2026 - 11 - 01))
+    );
+    assert_eq!(Age::EstimatedYears(7).consent_possible_from(on), None);
+    assert_eq!(
+        Age::EstimatedYears(3).consent_possible_from(on),
+        Some(date!(2029 - 11 - 01))
+    );
 }

@@ -184,6 +184,7 @@ fn opened(
         responsible_unit_id: None,
         province_id: None,
         report_status: Default::default(),
+        consent_possible_from: None,
     })
 }
 

@@ -38,6 +38,7 @@ fn opened(immediate_danger: bool) -> CaseOpened {
         responsible_unit_id: None,
         province_id: None,
         report_status: Default::default(),
+        consent_possible_from: None,
     }
 }
 
@@ -1144,4 +1145,46 @@ fn given_assessments_when_they_verify_forms_of_abuse_then_the_case_keeps_the_lat
     let state = case.state();
     assert_eq!(state.verification.confirmed, [AbuseType::Neglect]);
     assert_eq!(state.verification.not_confirmed, [AbuseType::Violence]);
+}
+
+#[test]
+fn given_a_child_of_6_who_may_be_7_by_the_referral_then_her_own_consent_is_needed_from_that_month()
+{
+    use crate::referral::{ReferralKind, Service};
+    // Reported at 6 (born in March 2020, say): she may be 7 from March 2027.
+    let mut opened = opened(false);
+    opened.child_age_years = Some(6);
+    opened.consent_possible_from = Some(date!(2027 - 03 - 01));
+    let calendar = calendar();
+    let ctx = Context {
+        now_ms: RECEIVED,
+        calendar: &calendar,
+        warn_share: 0.75,
+    };
+    let events = opening_events(opened, &ctx);
+    let police = ReferralKind::Refer {
+        service: Service::PoliceInvestigation,
+    };
+    let only_guardian = |mut command: Command| {
+        if let Command::RequestReferral { request, .. } = &mut command {
+            request.sharing.child_consent = false;
+        }
+        command
+    };
+    // Before: the guardian's consent is enough.
+    let mut before = Case {
+        events: events.clone(),
+        calendar: calendar.clone(),
+        now_ms: RECEIVED + 60_000,
+    };
+    before.ok(only_guardian(referral(police.clone(), true, true)));
+    // From 1 March 2027 (Vietnam time): hers too.
+    let mut after = Case {
+        events,
+        calendar,
+        now_ms: 1_803_834_000_000, // 2027-03-01 00:00 in Vietnam
+    };
+    let rule = after.refused(only_guardian(referral(police.clone(), true, true)));
+    assert!(rule.contains("and of the child"), "{rule}");
+    after.ok(referral(police, true, true));
 }
