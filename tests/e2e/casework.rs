@@ -1071,7 +1071,7 @@ async fn given_bytes_altered_on_disk_then_verify_names_the_case_and_seq() {
 }
 
 /// Runs VerifyAll to the end: (checked, broken streams, total).
-async fn verify_all(
+pub async fn verify_all(
     audit: &mut baove_proto::v1::audit_service_client::AuditServiceClient<crate::AuthChannel>,
 ) -> (u64, Vec<p::BrokenStream>, u64) {
     let mut stream = audit

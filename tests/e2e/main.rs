@@ -5,6 +5,7 @@
 
 mod access;
 mod casework;
+mod corruption;
 mod foundation;
 mod hardening;
 mod intake;
@@ -139,6 +140,37 @@ impl Service {
         data: tempfile::TempDir,
         env: &[(&str, String)],
     ) -> Self {
+        Self::launch(name, nats_url, data, env, None)
+            .unwrap_or_else(|(status, _)| panic!("baove-{name} exited ({status}) before listening"))
+    }
+
+    /// Starts `baove-<name>` on `data`: the running service once it
+    /// listens, or, when it exits before, its exit status with what it
+    /// wrote on stderr, and the data directory back.
+    pub fn try_start_in(
+        name: &'static str,
+        nats_url: &str,
+        data: tempfile::TempDir,
+    ) -> Result<Self, (String, tempfile::TempDir)> {
+        let stderr = tempfile::NamedTempFile::new().unwrap();
+        Self::launch(name, nats_url, data, &[], Some(stderr.path())).map_err(|(status, data)| {
+            (
+                format!(
+                    "{status}: {}",
+                    std::fs::read_to_string(stderr.path()).unwrap_or_default()
+                ),
+                data,
+            )
+        })
+    }
+
+    fn launch(
+        name: &'static str,
+        nats_url: &str,
+        data: tempfile::TempDir,
+        env: &[(&str, String)],
+        stderr_file: Option<&std::path::Path>,
+    ) -> Result<Self, (std::process::ExitStatus, tempfile::TempDir)> {
         // Port 0: the service binds a port the system chooses and writes it
         // to a file, so parallel tests can never race for a port.
         let addr_file = data.path().join("grpc-addr");
@@ -185,10 +217,10 @@ impl Service {
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()),
             )
             .stdout(Stdio::null())
-            .stderr(if std::env::var_os("TEST_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
+            .stderr(match stderr_file {
+                Some(file) => std::fs::File::create(file).unwrap().into(),
+                None if std::env::var_os("TEST_LOG").is_some() => Stdio::inherit(),
+                None => Stdio::null(),
             })
             .spawn()
             .unwrap();
@@ -201,7 +233,7 @@ impl Service {
                 break text;
             }
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("baove-{name} exited ({status}) before listening");
+                return Err((status, data));
             }
             assert!(
                 Instant::now() < deadline,
@@ -209,12 +241,12 @@ impl Service {
             );
             std::thread::sleep(Duration::from_millis(10));
         };
-        Self {
+        Ok(Self {
             name,
             addr: format!("http://{addr}"),
             data,
             child: Some(child),
-        }
+        })
     }
 
     /// A connection as the usual user of this service: a hotline operator

@@ -473,6 +473,14 @@ async fn a_log_rewritten_with_a_consistent_chain_no_longer_matches_an_earlier_ch
     }
     let nats_url = system.nats.url();
     let data = std::mem::replace(&mut system.casework.data, tempfile::tempdir().unwrap());
+    // casework itself refuses the rewritten log: its heads no longer match
+    // the checkpoint it kept outside the sled files at its last stop.
+    let (refused, data) = Service::try_start_in("casework", &nats_url, data)
+        .err()
+        .expect("a rewritten log must not be served");
+    assert!(refused.contains("no longer matches"), "{refused}");
+    // Someone who deletes that file too gets it served...
+    std::fs::remove_file(data.path().join("eventlog.checkpoint.json")).unwrap();
     system.casework = Service::start_in("casework", &nats_url, data);
     system
         .casework
@@ -482,7 +490,7 @@ async fn a_log_rewritten_with_a_consistent_chain_no_longer_matches_an_earlier_ch
         )
         .await;
     let mut audit = AuditServiceClient::new(system.casework.channel_as(&auditor()).await);
-    // The chain alone cannot tell...
+    // ...and the chain alone cannot tell...
     let chain = audit
         .verify_stream(p::VerifyStreamRequest {
             stream_id: o.case_id.clone(),

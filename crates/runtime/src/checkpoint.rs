@@ -9,8 +9,16 @@
 //! checkpoint stream and publishes it on NATS with its other events. An
 //! auditor who kept a checkpoint can later recompute the heads at that
 //! position and compare: a rewritten log no longer matches.
+//!
+//! The newest checkpoint is also kept outside the log's sled files, in
+//! `<data_dir>/<log dir>.checkpoint.json` (written aside, synced, renamed),
+//! and one is signed at every clean stop. At start the service checks its
+//! log against it ([`Checkpointer::check_kept`]): a log that ends before
+//! the kept position (sled recovered an older state of damaged files, or
+//! an older copy was put back) or whose heads there differ is refused, with
+//! what is missing and how to restore, instead of being served short.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use baove_eventlog::{Actor, AppendRequest, EventLog, ExpectedVersion, NewEvent, StreamId};
@@ -137,7 +145,114 @@ impl Checkpointer {
                 publish: self.publish,
             })
             .await?;
+        // Durable in the log: now kept outside it too.
+        if let Err(e) = self.keep(&checkpoint).await {
+            tracing::error!(file = %self.kept_file().display(), error = %e, "cannot keep the checkpoint outside the log");
+        }
         Ok((checkpoint, heads))
+    }
+
+    /// Signs a checkpoint unless the log has not moved since the newest
+    /// (its own append moves it by one): at a clean stop.
+    ///
+    /// # Errors
+    /// As [`Checkpointer::sign_now`].
+    pub async fn sign_if_moved(&self) -> Result<(), baove_eventlog::Error> {
+        let signed_at = self.latest().await?.map_or(0, |c| c.global_position);
+        if self.log.last_position() > signed_at + 1 || !self.kept_file().exists() {
+            self.sign_now().await?;
+        }
+        Ok(())
+    }
+
+    /// Where the newest checkpoint is kept outside the log's sled files:
+    /// beside the log's directory.
+    #[must_use]
+    pub fn kept_file(&self) -> PathBuf {
+        let dir = self.log.path();
+        let name = dir
+            .file_name()
+            .map_or_else(|| "log".into(), |n| n.to_string_lossy().into_owned());
+        dir.with_file_name(format!("{name}.checkpoint.json"))
+    }
+
+    async fn keep(&self, checkpoint: &Checkpoint) -> std::io::Result<()> {
+        let file = self.kept_file();
+        let text = serde_json::to_vec_pretty(checkpoint).map_err(std::io::Error::other)?;
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write as _;
+            let aside = file.with_extension("json.tmp");
+            let mut out = std::fs::File::create(&aside)?;
+            out.write_all(&text)?;
+            out.sync_all()?;
+            std::fs::rename(&aside, &file)?;
+            if let Some(dir) = file.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
+    /// Checks the log against the checkpoint kept outside it: the log must
+    /// reach its position, and the heads there must give its root. Returns
+    /// the kept checkpoint (none on a first start).
+    ///
+    /// # Errors
+    /// What is wrong, where, and how to recover: the kept file unreadable or
+    /// not signed by this service's key, the log ending before the kept
+    /// position (acknowledged events missing), or the heads differing.
+    pub async fn check_kept(&self) -> anyhow::Result<Option<Checkpoint>> {
+        let file = self.kept_file();
+        let dir = self.log.path().display().to_string();
+        let text = match std::fs::read(&file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => anyhow::bail!("cannot read the kept checkpoint {}: {e}", file.display()),
+        };
+        let kept: Checkpoint = serde_json::from_slice(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "the kept checkpoint {} is damaged ({e}); it is how baove knows how far the log in {dir} went. Restore it with the data directory from a backup",
+                file.display()
+            )
+        })?;
+        kept.verify(Some(&self.key.verifying_key())).map_err(|e| {
+            anyhow::anyhow!(
+                "the kept checkpoint {} is not this service's ({e})",
+                file.display()
+            )
+        })?;
+        let signed = baove_domain::calendar::describe(kept.signed_at_unix_ms);
+        let last = self.log.last_position();
+        if last < kept.global_position {
+            anyhow::bail!(
+                "the event log in {dir} ends at position {last}, but the checkpoint signed {signed} ({}) covers position {}: {} acknowledged events are missing from its sled files (damaged files recovered to an earlier state, or an older copy put back). baove does not serve a shortened log. Restore the data directory from a backup taken at or after that checkpoint (README, \"When a disk is damaged\"), then start again",
+                file.display(),
+                kept.global_position,
+                kept.global_position - last,
+            );
+        }
+        let heads = heads_at(&self.log, kept.global_position)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read the event log in {dir} to check it against {}: {e}",
+                    file.display()
+                )
+            })?;
+        let leaves = heads.leaves();
+        let root = hex::encode(merkle::root(&leaves));
+        if root != kept.root_hash || leaves.len() as u64 != kept.tree_size {
+            anyhow::bail!(
+                "the event log in {dir} no longer matches the checkpoint signed {signed} ({}) at position {}: its stream heads there differ ({} streams, {} signed), so an event was lost or changed. baove does not serve it. Restore the data directory from a backup taken at or after that checkpoint, then start again",
+                file.display(),
+                kept.global_position,
+                leaves.len(),
+                kept.tree_size,
+            );
+        }
+        Ok(Some(kept))
     }
 
     /// The newest kept checkpoint.

@@ -1,7 +1,11 @@
 //! One service process, from start-up to a clean stop.
 //!
 //! Start-up order:
-//! 1. open the service's event log (`<data_dir>/eventlog`);
+//! 1. open the service's event log (`<data_dir>/eventlog`) and access log,
+//!    and check each against the checkpoint kept outside its sled files
+//!    ([`crate::checkpoint::Checkpointer::check_kept`]): a log shorter than
+//!    what was acknowledged, or changed, is refused with an error naming
+//!    the data directory and what to restore;
 //! 2. bind the gRPC port and serve health, reflection, `AuditService` and
 //!    the service's own API, health SERVING as soon as the log is open;
 //!    every call but health and reflection passes the token check and the
@@ -20,8 +24,9 @@
 //!
 //! Shutdown (SIGINT/SIGTERM): health goes NOT_SERVING for every service
 //! name first; the server stops accepting and waits up to `drain_secs` for
-//! in-flight requests (appends finish); the relay stops; the event log is
-//! closed, which flushes it.
+//! in-flight requests (appends finish); the relay stops; a checkpoint of
+//! each log is signed and kept outside it; the logs are closed, which
+//! flushes them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,9 +122,13 @@ pub async fn run(
     let credentials = config
         .nats_credentials()
         .context("failed to read the NATS credentials")?;
-    let log = EventLog::open_with(&log_dir, options)
-        .await
-        .with_context(|| format!("failed to open the event log in {}", log_dir.display()))?;
+    let log = EventLog::open_with(&log_dir, options).await.with_context(|| {
+        format!(
+            "failed to open the event log in {} (its sled files may be damaged). Restore the data directory {} from a backup (README \"When a disk is damaged\"), then start again",
+            log_dir.display(),
+            config.data_dir.display()
+        )
+    })?;
     let access_dir = config.data_dir.join("accesslog");
     let access_log = EventLog::open_with(
         &access_dir,
@@ -130,7 +139,13 @@ pub async fn run(
         },
     )
     .await
-    .with_context(|| format!("failed to open the access log in {}", access_dir.display()))?;
+    .with_context(|| {
+        format!(
+            "failed to open the access log in {} (its sled files may be damaged). Restore the data directory {} from a backup, then start again",
+            access_dir.display(),
+            config.data_dir.display()
+        )
+    })?;
     let access = crate::access::AccessLog::new(access_log.clone());
     let access_checkpoints = crate::checkpoint::Checkpointer::open(
         access_log.clone(),
@@ -147,6 +162,23 @@ pub async fn run(
         config.clock(),
     )
     .context("failed to open the checkpoint signing key")?;
+    // Never serve a log shorter than what was acknowledged, or changed.
+    for (kept, what) in [
+        (&checkpoints, "event log"),
+        (&access_checkpoints, "access log"),
+    ] {
+        if let Some(checkpoint) = kept
+            .check_kept()
+            .await
+            .with_context(|| format!("refusing to start on a damaged {what}"))?
+        {
+            tracing::info!(
+                log = what,
+                position = checkpoint.global_position,
+                "the log reaches its kept checkpoint and matches it"
+            );
+        }
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("failed to listen on {}", config.listen))?;
@@ -212,7 +244,7 @@ pub async fn run(
         Duration::from_secs(config.checkpoint_secs),
         background.clone(),
     ));
-    let access_checkpointing = tokio::spawn(access_checkpoints.run(
+    let access_checkpointing = tokio::spawn(access_checkpoints.clone().run(
         Duration::from_secs(config.checkpoint_secs),
         background.clone(),
     ));
@@ -286,6 +318,16 @@ pub async fn run(
     for task in parts.tasks {
         if let Err(e) = task.await {
             tracing::error!(error = %e, "background task failed");
+        }
+    }
+    // A last checkpoint, kept outside the logs: the next start checks that
+    // nothing acknowledged until now is missing.
+    for (kept, what) in [
+        (&checkpoints, "event log"),
+        (&access_checkpoints, "access log"),
+    ] {
+        if let Err(e) = kept.sign_if_moved().await {
+            tracing::error!(log = what, error = %e, "cannot sign the checkpoint at stop");
         }
     }
     log.close()
