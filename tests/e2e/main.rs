@@ -9,6 +9,7 @@ mod corruption;
 mod foundation;
 mod hardening;
 mod intake;
+mod privacy;
 mod reference;
 mod referral;
 mod reporting;
@@ -164,6 +165,23 @@ impl Service {
         })
     }
 
+    /// Starts `baove-<name>` writing its log, at `rust_log`, to `log`.
+    pub fn start_logging(
+        name: &'static str,
+        nats_url: &str,
+        log: &std::path::Path,
+        rust_log: &str,
+    ) -> Self {
+        Self::launch(
+            name,
+            nats_url,
+            tempfile::tempdir().unwrap(),
+            &[("RUST_LOG", rust_log.to_owned())],
+            Some(log),
+        )
+        .unwrap_or_else(|(status, _)| panic!("baove-{name} exited ({status}) before listening"))
+    }
+
     fn launch(
         name: &'static str,
         nats_url: &str,
@@ -184,7 +202,6 @@ impl Service {
         let child = Command::new(&binary)
             .env("BAOVE_LISTEN", "127.0.0.1:0")
             .env("BAOVE_ADDR_FILE", &addr_file)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("BAOVE_DATA_DIR", data.path())
             .env("BAOVE_AUTH_PUBLIC_KEYS", keys().dir.join("issuer.pub.pem"))
             .env("BAOVE_MASTER_KEY_FILE", keys().dir.join("master.key"))
@@ -216,6 +233,7 @@ impl Service {
                 "RUST_LOG",
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()),
             )
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(match stderr_file {
                 Some(file) => std::fs::File::create(file).unwrap().into(),

@@ -43,7 +43,7 @@ fn police_request(
     }
 }
 
-async fn referral_client(s: &Service) -> ReferralServiceClient<crate::AuthChannel> {
+pub async fn referral_client(s: &Service) -> ReferralServiceClient<crate::AuthChannel> {
     ReferralServiceClient::new(s.channel().await)
 }
 
@@ -76,7 +76,7 @@ pub async fn in_inbox(
 
 /// Requests a police referral as an officer would: on ABORTED (a referral
 /// step landed on the case meanwhile), reload the version and try again.
-async fn request_reloading(o: &mut Officer) -> p::RequestReferralResponse {
+pub async fn request_reloading(o: &mut Officer) -> p::RequestReferralResponse {
     for _ in 0..10 {
         o.version = o.case().await.version;
         let request = police_request(o, p::LegalBasis::CriminalInvestigation, false);
