@@ -6,7 +6,10 @@
 //! - [`SPEC`], [`run`]: the service and its start-up (see
 //!   `baove_runtime::node` for the order).
 //! - `api`: `baove.v1.IntakeService`: submit (idempotent on `request_id`),
-//!   get, list.
+//!   get, list, erase, and the search box for a report's place
+//!   (`SearchUnits`). A report is placed in a commune of the official list
+//!   (`deploy/reference/`) and routed to its responsible commune and
+//!   province, so one intake serves the national hotline.
 //! - `convert`: proto ↔ domain.
 //! - `view`: the in-memory read model folded from intake's log.
 //! - `handover`: applying casework's events, re-publishing unconfirmed

@@ -186,7 +186,7 @@ impl Verification {
         for a in &self.not_confirmed {
             if self.confirmed.contains(a) {
                 v.add(
-                    "verification.not_confirmed",
+                    "unconfirmed_abuse_types",
                     format!("{a:?} is also confirmed: a form is confirmed or not, not both"),
                 );
             }

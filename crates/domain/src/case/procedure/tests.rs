@@ -1127,7 +1127,7 @@ fn given_assessments_when_they_verify_forms_of_abuse_then_the_case_keeps_the_lat
     if let Command::RecordInitialAssessment { verification, .. } = &mut both {
         *verification = verified(vec![AbuseType::Violence], vec![AbuseType::Violence]);
     }
-    assert_eq!(case.invalid(both), ["verification.not_confirmed"]);
+    assert_eq!(case.invalid(both), ["unconfirmed_abuse_types"]);
     let mut first = initial(false);
     if let Command::RecordInitialAssessment { verification, .. } = &mut first {
         *verification = verified(vec![AbuseType::Violence], vec![AbuseType::Neglect]);
