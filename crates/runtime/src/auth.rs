@@ -9,9 +9,9 @@
 //! 4. looks the RPC up in the policy table ([`baove_security::policy`]): a
 //!    role the table does not list → PERMISSION_DENIED, recorded in the
 //!    access log;
-//! 5. hands the [`Caller`] (and the service's [`Limits`]) to the handler
-//!    in the request's extensions ([`caller`]), where the scope of the
-//!    record is checked.
+//! 5. hands the [`Caller`], the RPC's path ([`rpc`]) and the service's
+//!    [`Limits`] to the handler in the request's extensions ([`caller`]),
+//!    where the scope of the record is checked.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -112,6 +112,22 @@ pub fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, Status> {
         .ok_or_else(|| Status::unauthenticated("no authenticated caller"))
 }
 
+/// The gRPC method path of a call (`/baove.v1.CaseService/GetCase`), as
+/// the layer saw it: handlers name their RPC in the access log with it.
+#[derive(Clone, Debug)]
+pub struct Rpc(pub Arc<str>);
+
+/// The gRPC method path of a request that passed [`AuthLayer`] (empty when
+/// there is none: a server built without the layer refuses anyway).
+#[must_use]
+pub fn rpc<T>(request: &tonic::Request<T>) -> String {
+    request
+        .extensions()
+        .get::<Rpc>()
+        .map(|r| r.0.to_string())
+        .unwrap_or_default()
+}
+
 /// The tower layer of [`Gate`].
 #[derive(Clone)]
 pub struct AuthLayer {
@@ -194,6 +210,7 @@ where
                             }
                         };
                         request.extensions_mut().insert(caller);
+                        request.extensions_mut().insert(Rpc(path.as_str().into()));
                         request.extensions_mut().insert(gate.limits.clone());
                         inner.call(request).await
                     }

@@ -390,6 +390,7 @@ impl CaseService for CaseApi {
         r: Request<p::ListCasesRequest>,
     ) -> Result<Response<p::ListCasesResponse>, Status> {
         let caller = caller(&r)?;
+        let rpc = baove_runtime::auth::rpc(&r);
         let r = r.into_inner();
         let page = r.page.unwrap_or_default();
         let limit = baove_runtime::request::page_size("page.page_size", page.page_size)?;
@@ -419,14 +420,7 @@ impl CaseService for CaseApi {
                 _ => None,
             },
         };
-        self.access
-            .read(
-                &caller,
-                "/baove.v1.CaseService/ListCases",
-                None,
-                "list:cases",
-            )
-            .await?;
+        self.access.read(&caller, &rpc, None, "list:cases").await?;
         // Read-your-writes: the model catches up with what is committed now.
         self.cases.wait_for(self.log.last_position()).await?;
         let (rows, next) = self.cases.list(
@@ -445,13 +439,13 @@ impl CaseService for CaseApi {
         r: Request<p::WatchCaseRequest>,
     ) -> Result<Response<Self::WatchCaseStream>, Status> {
         let caller = caller(&r)?;
+        let rpc = baove_runtime::auth::rpc(&r);
         let permit = baove_runtime::limits::open_stream(&r)?;
         let r = r.into_inner();
         let id = Uuid::parse_str(r.case_id.trim())
             .map_err(|_| invalid_argument("case_id", "must be a case id (UUID)"))?;
         let stream = StreamId::from_uuid(id);
-        self.may_read(&caller, "/baove.v1.CaseService/WatchCase", id)
-            .await?;
+        self.may_read(&caller, &rpc, id).await?;
         let (tx, rx) = mpsc::channel(64);
         let (log, stopping) = (self.log.clone(), self.stopping.clone());
         let mut next = r.from_seq.max(1);
@@ -499,12 +493,11 @@ impl CaseService for CaseApi {
         request: Request<p::GetCaseRequest>,
     ) -> Result<Response<p::GetCaseResponse>, Status> {
         let caller = caller(&request)?;
+        let rpc = baove_runtime::auth::rpc(&request);
         let id = request.into_inner().case_id;
         let id = Uuid::parse_str(id.trim())
             .map_err(|_| invalid_argument("case_id", "must be a case id (UUID)"))?;
-        let (state, version) = self
-            .may_read(&caller, "/baove.v1.CaseService/GetCase", id)
-            .await?;
+        let (state, version) = self.may_read(&caller, &rpc, id).await?;
         let first = self
             .log
             .read_stream(StreamId::from_uuid(id), 1, 1)
@@ -531,16 +524,12 @@ impl CaseService for CaseApi {
         request: Request<p::ReplayCaseRequest>,
     ) -> Result<Response<p::ReplayCaseResponse>, Status> {
         let caller = caller(&request)?;
+        let rpc = baove_runtime::auth::rpc(&request);
         let request = request.into_inner();
         let id = Uuid::parse_str(request.case_id.trim())
             .map_err(|_| invalid_argument("case_id", "must be a case id (UUID)"))?;
         self.access
-            .read(
-                &caller,
-                "/baove.v1.CaseService/ReplayCase",
-                Some(id),
-                &format!("case:{id}"),
-            )
+            .read(&caller, &rpc, Some(id), &format!("case:{id}"))
             .await?;
         replay_as_of(&self.log, id, request.as_of)
             .await
@@ -552,10 +541,11 @@ impl CaseService for CaseApi {
         r: Request<p::AssignOfficerRequest>,
     ) -> Result<Response<p::AssignOfficerResponse>, Status> {
         let caller = caller(&r)?;
+        let rpc = baove_runtime::auth::rpc(&r);
         let r = r.into_inner();
         self.execute(
             &caller,
-            "/baove.v1.CaseService/AssignOfficer",
+            &rpc,
             r.header,
             Ok(Command::Assign {
                 officer_id: r.assignee_id,
@@ -570,6 +560,7 @@ impl CaseService for CaseApi {
         r: Request<p::RecordInitialAssessmentRequest>,
     ) -> Result<Response<p::RecordInitialAssessmentResponse>, Status> {
         let caller = caller(&r)?;
+        let rpc = baove_runtime::auth::rpc(&r);
         let r = r.into_inner();
         let mut v = Violations::default();
         let ratings = ratings(&mut v, r.ratings);
@@ -581,14 +572,9 @@ impl CaseService for CaseApi {
             summary: r.summary,
             verification,
         });
-        self.execute(
-            &caller,
-            "/baove.v1.CaseService/RecordInitialAssessment",
-            r.header,
-            command,
-        )
-        .await
-        .map(|o| Response::new(o.into()))
+        self.execute(&caller, &rpc, r.header, command)
+            .await
+            .map(|o| Response::new(o.into()))
     }
 
     async fn record_emergency_measure(
@@ -596,6 +582,7 @@ impl CaseService for CaseApi {
         r: Request<p::RecordEmergencyMeasureRequest>,
     ) -> Result<Response<p::RecordEmergencyMeasureResponse>, Status> {
         let caller = caller(&r)?;
+        let rpc = baove_runtime::auth::rpc(&r);
         let r = r.into_inner();
         let mut v = Violations::default();
         let kind = match p::MeasureKind::try_from(r.kind) {
@@ -642,14 +629,9 @@ impl CaseService for CaseApi {
             }),
             _ => Err(v),
         };
-        self.execute(
-            &caller,
-            "/baove.v1.CaseService/RecordEmergencyMeasure",
-            r.header,
-            command,
-        )
-        .await
-        .map(|o| Response::new(o.into()))
+        self.execute(&caller, &rpc, r.header, command)
+            .await
+            .map(|o| Response::new(o.into()))
     }
 
     async fn record_detailed_assessment(
@@ -657,6 +639,7 @@ impl CaseService for CaseApi {
         r: Request<p::RecordDetailedAssessmentRequest>,
     ) -> Result<Response<p::RecordDetailedAssessmentResponse>, Status> {
         let caller = caller(&r)?;
+        let rpc = baove_runtime::auth::rpc(&r);
         let r = r.into_inner();
         let mut v = Violations::default();
         let verification =
@@ -668,14 +651,9 @@ impl CaseService for CaseApi {
             minutes_ref: r.minutes_ref,
             verification,
         });
-        self.execute(
-            &caller,
-            "/baove.v1.CaseService/RecordDetailedAssessment",
-            r.header,
-            command,
-        )
-        .await
-        .map(|o| Response::new(o.into()))
+        self.execute(&caller, &rpc, r.header, command)
+            .await
+            .map(|o| Response::new(o.into()))
     }
 
     async fn draft_plan(
@@ -683,6 +661,7 @@ impl CaseService for CaseApi {
         r: Request<p::DraftPlanRequest>,
     ) -> Result<Response<p::DraftPlanResponse>, Status> {
         let caller = caller(&r)?;
+        let rpc = baove_runtime::auth::rpc(&r);
         let r = r.into_inner();
         let mut v = Violations::default();
         let measures: Vec<_> = r
@@ -706,14 +685,9 @@ impl CaseService for CaseApi {
             keep_despite_residence: Some(r.keep_despite_residence_ref)
                 .filter(|k| !k.trim().is_empty()),
         });
-        self.execute(
-            &caller,
-            "/baove.v1.CaseService/DraftPlan",
-            r.header,
-            command,
-        )
-        .await
-        .map(|o| Response::new(o.into()))
+        self.execute(&caller, &rpc, r.header, command)
+            .await
+            .map(|o| Response::new(o.into()))
     }
 
     async fn approve_plan(
@@ -721,10 +695,11 @@ impl CaseService for CaseApi {
         r: Request<p::ApprovePlanRequest>,
     ) -> Result<Response<p::ApprovePlanResponse>, Status> {
         let caller = caller(&r)?;
+        let rpc = baove_runtime::auth::rpc(&r);
         let r = r.into_inner();
         self.execute(
             &caller,
-            "/baove.v1.CaseService/ApprovePlan",
+            &rpc,
             r.header,
             Ok(Command::ApprovePlan {
                 decision_ref: r.decision_ref,
@@ -740,10 +715,11 @@ impl CaseService for CaseApi {
         r: Request<p::SendBackPlanRequest>,
     ) -> Result<Response<p::SendBackPlanResponse>, Status> {
         let caller = caller(&r)?;
+        let rpc = baove_runtime::auth::rpc(&r);
         let r = r.into_inner();
         self.execute(
             &caller,
-            "/baove.v1.CaseService/SendBackPlan",
+            &rpc,
             r.header,
             Ok(Command::SendBackPlan { reason: r.reason }),
         )
@@ -756,6 +732,7 @@ impl CaseService for CaseApi {
         r: Request<p::RecordInterventionRequest>,
     ) -> Result<Response<p::RecordInterventionResponse>, Status> {
         let caller = caller(&r)?;
+        let rpc = baove_runtime::auth::rpc(&r);
         let r = r.into_inner();
         let mut v = Violations::default();
         let when = date(&mut v, "date", &r.date);
@@ -767,14 +744,9 @@ impl CaseService for CaseApi {
             }),
             _ => Err(v),
         };
-        self.execute(
-            &caller,
-            "/baove.v1.CaseService/RecordIntervention",
-            r.header,
-            command,
-        )
-        .await
-        .map(|o| Response::new(o.into()))
+        self.execute(&caller, &rpc, r.header, command)
+            .await
+            .map(|o| Response::new(o.into()))
     }
 
     async fn record_review(
@@ -782,6 +754,7 @@ impl CaseService for CaseApi {
         r: Request<p::RecordReviewRequest>,
     ) -> Result<Response<p::RecordReviewResponse>, Status> {
         let caller = caller(&r)?;
+        let rpc = baove_runtime::auth::rpc(&r);
         let r = r.into_inner();
         let mut v = Violations::default();
         let ratings = ratings(&mut v, r.ratings);
@@ -789,14 +762,9 @@ impl CaseService for CaseApi {
             ratings,
             summary: r.summary,
         });
-        self.execute(
-            &caller,
-            "/baove.v1.CaseService/RecordReview",
-            r.header,
-            command,
-        )
-        .await
-        .map(|o| Response::new(o.into()))
+        self.execute(&caller, &rpc, r.header, command)
+            .await
+            .map(|o| Response::new(o.into()))
     }
 
     async fn close_case(
@@ -804,6 +772,7 @@ impl CaseService for CaseApi {
         r: Request<p::CloseCaseRequest>,
     ) -> Result<Response<p::CloseCaseResponse>, Status> {
         let caller = caller(&r)?;
+        let rpc = baove_runtime::auth::rpc(&r);
         let r = r.into_inner();
         let grounds = match p::CloseGrounds::try_from(r.grounds) {
             Ok(p::CloseGrounds::NoRiskAfterReview) => Ok(proc::CloseGrounds::NoRiskAfterReview),
@@ -820,7 +789,7 @@ impl CaseService for CaseApi {
         };
         self.execute(
             &caller,
-            "/baove.v1.CaseService/CloseCase",
+            &rpc,
             r.header,
             grounds.map(|grounds| Command::Close {
                 reason: r.reason,
@@ -837,10 +806,11 @@ impl CaseService for CaseApi {
         r: Request<p::ReopenCaseRequest>,
     ) -> Result<Response<p::ReopenCaseResponse>, Status> {
         let caller = caller(&r)?;
+        let rpc = baove_runtime::auth::rpc(&r);
         let r = r.into_inner();
         self.execute(
             &caller,
-            "/baove.v1.CaseService/ReopenCase",
+            &rpc,
             r.header,
             Ok(Command::Reopen { reason: r.reason }),
         )
@@ -856,6 +826,7 @@ impl CaseService for CaseApi {
             LegalBasis, ReferralKind, ReferralRequest, Service, Sharing, Urgency,
         };
         let caller = caller(&r)?;
+        let rpc = baove_runtime::auth::rpc(&r);
         let r = r.into_inner();
         let mut v = Violations::default();
         let today = baove_domain::time::vietnam_date((self.rules.clock)());
@@ -944,14 +915,7 @@ impl CaseService for CaseApi {
             }),
             _ => Err(v),
         };
-        let response = self
-            .execute(
-                &caller,
-                "/baove.v1.CaseService/RequestReferral",
-                r.header,
-                command,
-            )
-            .await?;
+        let response = self.execute(&caller, &rpc, r.header, command).await?;
         Ok(Response::new(p::RequestReferralResponse {
             version: response.version,
             referral_id: referral_id.to_string(),
@@ -964,10 +928,11 @@ impl CaseService for CaseApi {
         r: Request<p::AddNoteRequest>,
     ) -> Result<Response<p::AddNoteResponse>, Status> {
         let caller = caller(&r)?;
+        let rpc = baove_runtime::auth::rpc(&r);
         let r = r.into_inner();
         self.execute(
             &caller,
-            "/baove.v1.CaseService/AddNote",
+            &rpc,
             r.header,
             Ok(Command::AddNote { text: r.text }),
         )

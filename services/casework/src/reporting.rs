@@ -313,14 +313,8 @@ impl ReportingService for ReportingApi {
         request: Request<p::GetIndicatorsRequest>,
     ) -> Result<Response<p::GetIndicatorsResponse>, Status> {
         let caller = caller(&request)?;
-        let table = self
-            .0
-            .answer(
-                &caller,
-                "ReportingService/GetIndicators",
-                request.into_inner(),
-            )
-            .await?;
+        let rpc = baove_runtime::auth::rpc(&request);
+        let table = self.0.answer(&caller, &rpc, request.into_inner()).await?;
         Ok(Response::new(p::GetIndicatorsResponse {
             table: Some(table),
         }))
@@ -331,6 +325,7 @@ impl ReportingService for ReportingApi {
         request: Request<p::ExportIndicatorsRequest>,
     ) -> Result<Response<p::ExportIndicatorsResponse>, Status> {
         let caller = caller(&request)?;
+        let rpc = baove_runtime::auth::rpc(&request);
         let r = request.into_inner();
         let asked = p::GetIndicatorsRequest {
             period: r.period,
@@ -338,10 +333,7 @@ impl ReportingService for ReportingApi {
             as_of_position: r.as_of_position,
             compare_previous_year: r.compare_previous_year,
         };
-        let table = self
-            .0
-            .answer(&caller, "ReportingService/ExportIndicators", asked)
-            .await?;
+        let table = self.0.answer(&caller, &rpc, asked).await?;
         let csv =
             to_csv(&table).map_err(|e| Status::internal(format!("cannot write the CSV: {e}")))?;
         let unit = if table.unit_id.is_empty() {

@@ -417,15 +417,11 @@ impl IntakeService for IntakeApi {
         request: Request<SubmitHotlineReportRequest>,
     ) -> Result<Response<p::SubmitHotlineReportResponse>, Status> {
         let caller = caller(&request)?;
+        let rpc = baove_runtime::auth::rpc(&request);
         let request = request.into_inner();
-        self.record_mau_01(
-            &caller,
-            "IntakeService/SubmitHotlineReport",
-            &request.request_id,
-            request.report,
-        )
-        .await
-        .map(|receipt| Response::new(receipt.into()))
+        self.record_mau_01(&caller, &rpc, &request.request_id, request.report)
+            .await
+            .map(|receipt| Response::new(receipt.into()))
     }
 
     async fn record_received_report(
@@ -433,15 +429,11 @@ impl IntakeService for IntakeApi {
         request: Request<p::RecordReceivedReportRequest>,
     ) -> Result<Response<p::RecordReceivedReportResponse>, Status> {
         let caller = caller(&request)?;
+        let rpc = baove_runtime::auth::rpc(&request);
         let request = request.into_inner();
-        self.record_mau_01(
-            &caller,
-            "IntakeService/RecordReceivedReport",
-            &request.request_id,
-            request.report,
-        )
-        .await
-        .map(|receipt| Response::new(receipt.into()))
+        self.record_mau_01(&caller, &rpc, &request.request_id, request.report)
+            .await
+            .map(|receipt| Response::new(receipt.into()))
     }
 
     async fn submit_police_notification(
@@ -449,14 +441,14 @@ impl IntakeService for IntakeApi {
         request: Request<SubmitPoliceNotificationRequest>,
     ) -> Result<Response<p::SubmitPoliceNotificationResponse>, Status> {
         let caller = caller(&request)?;
+        let rpc = baove_runtime::auth::rpc(&request);
         let mut request = request.into_inner();
         if let Some(n) = request.notification.as_mut() {
-            let rpc = "IntakeService/SubmitPoliceNotification";
             n.officer_id = self
                 .access
                 .own(
                     &caller,
-                    rpc,
+                    &rpc,
                     "notification.officer_id",
                     &n.officer_id,
                     &caller.user_id,
@@ -466,7 +458,7 @@ impl IntakeService for IntakeApi {
                 .access
                 .own(
                     &caller,
-                    rpc,
+                    &rpc,
                     "notification.police_agency_id",
                     &n.police_agency_id,
                     &caller.agency_id,
@@ -499,6 +491,7 @@ impl IntakeService for IntakeApi {
         request: Request<GetIntakeRequest>,
     ) -> Result<Response<p::GetIntakeResponse>, Status> {
         let caller = caller(&request)?;
+        let rpc = baove_runtime::auth::rpc(&request);
         let id = request.into_inner().intake_id;
         let id = Uuid::parse_str(id.trim())
             .map_err(|_| invalid_argument("intake_id", "must be an intake id (UUID)"))?;
@@ -506,7 +499,6 @@ impl IntakeService for IntakeApi {
             .view
             .get(id)
             .ok_or_else(|| Status::not_found(format!("no intake {id}")))?;
-        let rpc = "IntakeService/GetIntake";
         let case = row.handed_over.map(|(case, _)| case);
         let subject = format!("intake:{id}");
         let Some(shared) = self.visibility(&caller, &row) else {
@@ -514,14 +506,14 @@ impl IntakeService for IntakeApi {
                 .access
                 .refuse(
                     &caller,
-                    rpc,
+                    &rpc,
                     case,
                     &subject,
                     &format!("intake {id} is not yours, not in your units and not referred to your agency"),
                 )
                 .await);
         };
-        self.access.read(&caller, rpc, case, &subject).await?;
+        self.access.read(&caller, &rpc, case, &subject).await?;
         let duplicates = self.visible_duplicates(&caller, &row);
         Ok(Response::new(p::GetIntakeResponse {
             intake: Some(intake_to_proto(&row, shared, duplicates)),
@@ -533,14 +525,14 @@ impl IntakeService for IntakeApi {
         request: Request<ListIntakesRequest>,
     ) -> Result<Response<ListIntakesResponse>, Status> {
         let caller = caller(&request)?;
+        let rpc = baove_runtime::auth::rpc(&request);
         let request = request.into_inner();
-        let rpc = "IntakeService/ListIntakes";
         if caller.role == Role::Auditor && !request.child_name.trim().is_empty() {
             return Err(self
                 .access
                 .refuse(
                     &caller,
-                    rpc,
+                    &rpc,
                     None,
                     "list:intakes",
                     "auditors see children's names redacted and cannot search by them",
@@ -583,7 +575,9 @@ impl IntakeService for IntakeApi {
                 _ => None,
             },
         };
-        self.access.read(&caller, rpc, None, "list:intakes").await?;
+        self.access
+            .read(&caller, &rpc, None, "list:intakes")
+            .await?;
         let show = caller.role != Role::Auditor;
         let (rows, next) = self.view.list(&filter, after, limit);
         Ok(Response::new(ListIntakesResponse {

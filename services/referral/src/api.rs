@@ -343,6 +343,7 @@ impl ReferralService for ReferralApi {
         request: Request<p::ListInboxRequest>,
     ) -> Result<Response<p::ListInboxResponse>, Status> {
         let caller = caller(&request)?;
+        let rpc = baove_runtime::auth::rpc(&request);
         let mut request = request.into_inner();
         if request.agency_id.trim().is_empty() {
             request.agency_id.clone_from(&caller.agency_id);
@@ -350,12 +351,8 @@ impl ReferralService for ReferralApi {
         if request.agency_id.trim().is_empty() {
             return Err(invalid_argument("agency_id", "is required"));
         }
-        self.may_read_inbox(
-            &caller,
-            "ReferralService/ListInbox",
-            request.agency_id.trim(),
-        )
-        .await?;
+        self.may_read_inbox(&caller, &rpc, request.agency_id.trim())
+            .await?;
         let page = request.page.unwrap_or_default();
         let limit = baove_runtime::request::page_size("page.page_size", page.page_size)?;
         let after = baove_runtime::request::cursor::<i64, Uuid>(&page.page_token)?;
@@ -377,6 +374,7 @@ impl ReferralService for ReferralApi {
         request: Request<p::GetReferralRequest>,
     ) -> Result<Response<p::GetReferralResponse>, Status> {
         let caller = caller(&request)?;
+        let rpc = baove_runtime::auth::rpc(&request);
         let id = Uuid::parse_str(request.into_inner().referral_id.trim())
             .map_err(|_| invalid_argument("referral_id", "must be a referral id (UUID)"))?;
         self.referrals.wait_for(self.log.last_position()).await?;
@@ -384,14 +382,13 @@ impl ReferralService for ReferralApi {
             .referrals
             .get(id)
             .ok_or_else(|| Status::not_found(format!("no referral {id}")))?;
-        let rpc = "ReferralService/GetReferral";
         let subject = format!("referral:{id}");
         if !self.may_see(&caller, &row) {
             return Err(self
                 .access
                 .refuse(
                     &caller,
-                    rpc,
+                    &rpc,
                     Some(row.state.case_id),
                     &subject,
                     &format!("referral {id} is neither to your agency nor from your units"),
@@ -399,7 +396,7 @@ impl ReferralService for ReferralApi {
                 .await);
         }
         self.access
-            .read(&caller, rpc, Some(row.state.case_id), &subject)
+            .read(&caller, &rpc, Some(row.state.case_id), &subject)
             .await?;
         Ok(Response::new(p::GetReferralResponse {
             referral: Some(referral_to_proto(&row)),
@@ -411,9 +408,10 @@ impl ReferralService for ReferralApi {
         request: Request<p::AcknowledgeRequest>,
     ) -> Result<Response<p::AcknowledgeResponse>, Status> {
         let caller = caller(&request)?;
+        let rpc = baove_runtime::auth::rpc(&request);
         self.step(
             &caller,
-            "/baove.v1.ReferralService/Acknowledge",
+            &rpc,
             request.into_inner().header,
             Command::Acknowledge,
             true,
@@ -427,9 +425,10 @@ impl ReferralService for ReferralApi {
         request: Request<p::AcceptRequest>,
     ) -> Result<Response<p::AcceptResponse>, Status> {
         let caller = caller(&request)?;
+        let rpc = baove_runtime::auth::rpc(&request);
         self.step(
             &caller,
-            "/baove.v1.ReferralService/Accept",
+            &rpc,
             request.into_inner().header,
             Command::Accept,
             true,
@@ -443,10 +442,11 @@ impl ReferralService for ReferralApi {
         request: Request<p::DeclineRequest>,
     ) -> Result<Response<p::DeclineResponse>, Status> {
         let caller = caller(&request)?;
+        let rpc = baove_runtime::auth::rpc(&request);
         let r = request.into_inner();
         self.step(
             &caller,
-            "/baove.v1.ReferralService/Decline",
+            &rpc,
             r.header,
             Command::Decline { reason: r.reason },
             true,
@@ -460,10 +460,11 @@ impl ReferralService for ReferralApi {
         request: Request<p::ReportOutcomeRequest>,
     ) -> Result<Response<p::ReportOutcomeResponse>, Status> {
         let caller = caller(&request)?;
+        let rpc = baove_runtime::auth::rpc(&request);
         let r = request.into_inner();
         self.step(
             &caller,
-            "/baove.v1.ReferralService/ReportOutcome",
+            &rpc,
             r.header,
             Command::ReportOutcome {
                 outcome: r.outcome,
@@ -480,9 +481,10 @@ impl ReferralService for ReferralApi {
         request: Request<p::CompleteRequest>,
     ) -> Result<Response<p::CompleteResponse>, Status> {
         let caller = caller(&request)?;
+        let rpc = baove_runtime::auth::rpc(&request);
         self.step(
             &caller,
-            "/baove.v1.ReferralService/Complete",
+            &rpc,
             request.into_inner().header,
             Command::Complete,
             true,
@@ -496,10 +498,11 @@ impl ReferralService for ReferralApi {
         request: Request<p::RevokeRequest>,
     ) -> Result<Response<p::RevokeResponse>, Status> {
         let caller = caller(&request)?;
+        let rpc = baove_runtime::auth::rpc(&request);
         let r = request.into_inner();
         self.step(
             &caller,
-            "/baove.v1.ReferralService/Revoke",
+            &rpc,
             r.header,
             Command::Revoke { reason: r.reason },
             false,
@@ -513,6 +516,7 @@ impl ReferralService for ReferralApi {
         request: Request<p::WatchInboxRequest>,
     ) -> Result<Response<Self::WatchInboxStream>, Status> {
         let caller = caller(&request)?;
+        let rpc = baove_runtime::auth::rpc(&request);
         let permit = baove_runtime::limits::open_stream(&request)?;
         let request = request.into_inner();
         let mut agency = request.agency_id.trim().to_owned();
@@ -522,8 +526,7 @@ impl ReferralService for ReferralApi {
         if agency.is_empty() {
             return Err(invalid_argument("agency_id", "is required"));
         }
-        self.may_read_inbox(&caller, "ReferralService/WatchInbox", &agency)
-            .await?;
+        self.may_read_inbox(&caller, &rpc, &agency).await?;
         let (tx, rx) = mpsc::channel(64);
         let (log, referrals, stopping) = (
             self.log.clone(),
@@ -602,21 +605,16 @@ impl ReferralService for ReferralApi {
         request: Request<p::RenameAgencyRequest>,
     ) -> Result<Response<p::RenameAgencyResponse>, Status> {
         let caller = caller(&request)?;
+        let rpc = baove_runtime::auth::rpc(&request);
         let r = request.into_inner();
         let change = AgencyChange::Renamed {
             agency_id: r.agency_id.trim().to_owned(),
             name: r.name,
             effective: date("effective_date", &r.effective_date)?,
         };
-        self.change_directory(
-            &caller,
-            "/baove.v1.ReferralService/RenameAgency",
-            &r.request_id,
-            &r.user_id,
-            change,
-        )
-        .await
-        .map(|already_applied| Response::new(p::RenameAgencyResponse { already_applied }))
+        self.change_directory(&caller, &rpc, &r.request_id, &r.user_id, change)
+            .await
+            .map(|already_applied| Response::new(p::RenameAgencyResponse { already_applied }))
     }
 
     async fn merge_agency(
@@ -624,20 +622,15 @@ impl ReferralService for ReferralApi {
         request: Request<p::MergeAgencyRequest>,
     ) -> Result<Response<p::MergeAgencyResponse>, Status> {
         let caller = caller(&request)?;
+        let rpc = baove_runtime::auth::rpc(&request);
         let r = request.into_inner();
         let change = AgencyChange::Merged {
             agency_id: r.agency_id.trim().to_owned(),
             into: r.into_agency_id.trim().to_owned(),
             effective: date("effective_date", &r.effective_date)?,
         };
-        self.change_directory(
-            &caller,
-            "/baove.v1.ReferralService/MergeAgency",
-            &r.request_id,
-            &r.user_id,
-            change,
-        )
-        .await
-        .map(|already_applied| Response::new(p::MergeAgencyResponse { already_applied }))
+        self.change_directory(&caller, &rpc, &r.request_id, &r.user_id, change)
+            .await
+            .map(|already_applied| Response::new(p::MergeAgencyResponse { already_applied }))
     }
 }
