@@ -205,6 +205,9 @@ pub struct Directory {
     agency_aliases: HashMap<String, String>,
     /// Search words of each unit's names, in file order.
     unit_keys: Vec<SearchKey>,
+    /// For each province-level unit, the units that belong to it then or
+    /// now (its own, and those of the former provinces that became it).
+    within_province: HashMap<String, HashSet<String>>,
 }
 
 #[derive(Deserialize)]
@@ -300,6 +303,16 @@ impl Directory {
             }
         }
         directory.unit_keys = directory.search_keys(&units_order);
+        let mut within: HashMap<String, HashSet<String>> = HashMap::new();
+        for id in directory.units.keys() {
+            for province in directory.provinces_of(id) {
+                within
+                    .entry(province.to_owned())
+                    .or_default()
+                    .insert(id.clone());
+            }
+        }
+        directory.within_province = within;
         Ok(directory)
     }
 
@@ -581,11 +594,12 @@ impl Directory {
     /// became it), and the aliases of all those.
     #[must_use]
     pub fn scope_units(&self, ids: &[String]) -> HashSet<String> {
-        let wanted: HashSet<&str> = ids.iter().map(|id| self.canonical_unit(id)).collect();
-        let mut out: HashSet<String> = wanted.iter().map(|id| (*id).to_owned()).collect();
-        for id in self.units.keys() {
-            if self.provinces_of(id).iter().any(|p| wanted.contains(p)) {
-                out.insert(id.clone());
+        let mut out: HashSet<String> = HashSet::new();
+        for id in ids {
+            let id = self.canonical_unit(id);
+            out.insert(id.to_owned());
+            if let Some(units) = self.within_province.get(id) {
+                out.extend(units.iter().cloned());
             }
         }
         for (alias, target) in &self.unit_aliases {
