@@ -184,3 +184,45 @@ async fn an_older_copy_of_the_log_put_back_is_refused_naming_what_is_missing() {
         "{stderr}"
     );
 }
+
+/// VerifyAll's last message, as an auditor.
+async fn last_verify_all(service: &Service) -> baove_proto::v1::VerifyAllResponse {
+    use futures_util::StreamExt;
+    let mut audit = AuditServiceClient::new(service.channel_as(&crate::auditor()).await);
+    let mut stream = audit
+        .verify_all(baove_proto::v1::VerifyAllRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = None;
+    while let Some(progress) = stream.next().await {
+        last = Some(progress.unwrap());
+    }
+    last.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_all_checks_the_log_against_the_checkpoint_kept_outside_it() {
+    let nats = NatsServer::start().unwrap();
+    let (data, _) = stopped_intake_with_reports(&nats, 3).await;
+    let intake = Service::start_in("intake", &nats.url(), data);
+    intake.wait_health("", ServingStatus::Serving).await;
+    let healthy = last_verify_all(&intake).await;
+    assert!(healthy.done && healthy.broken.is_empty());
+    assert_eq!(healthy.kept_checkpoint_problem, "");
+    // The kept file damaged while the service runs: VerifyAll says so.
+    std::fs::write(
+        intake.data.path().join("eventlog.checkpoint.json"),
+        b"{\"x\":",
+    )
+    .unwrap();
+    let damaged = last_verify_all(&intake).await;
+    assert!(
+        damaged
+            .kept_checkpoint_problem
+            .contains("eventlog.checkpoint.json")
+            && damaged.kept_checkpoint_problem.contains("damaged"),
+        "{}",
+        damaged.kept_checkpoint_problem
+    );
+}

@@ -297,6 +297,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 err_out!("checked {} of {} streams", progress.checked, progress.total);
                 if progress.done {
+                    if !progress.kept_checkpoint_problem.is_empty() {
+                        out!("NOT intact: {}", progress.kept_checkpoint_problem);
+                        bail!("the log does not match the checkpoint kept outside it");
+                    }
                     break;
                 }
             }

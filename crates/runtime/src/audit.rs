@@ -164,6 +164,7 @@ impl AuditService for AuditApi {
     ) -> Result<Response<Self::VerifyAllStream>, Status> {
         let permit = crate::limits::open_stream(&request)?;
         let log = self.log.clone();
+        let checkpoints = self.checkpoints.clone();
         let total = log.stream_count().await.map_err(|e| from_log(&e))? as u64;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move {
@@ -207,17 +208,27 @@ impl AuditService for AuditApi {
                     total,
                     broken: std::mem::take(&mut broken),
                     done: false,
+                    kept_checkpoint_problem: String::new(),
                 };
                 if tx.send(Ok(progress)).await.is_err() {
                     return;
                 }
             }
+            // The log against the checkpoint kept outside its sled files.
+            let kept_checkpoint_problem = match checkpoints.check_kept().await {
+                Ok(_) => String::new(),
+                Err(problem) => {
+                    tracing::error!(error = %format!("{problem:#}"), "the log does not match its kept checkpoint");
+                    format!("{problem:#}")
+                }
+            };
             let _ = tx
                 .send(Ok(v1::VerifyAllResponse {
                     checked,
                     total,
                     broken,
                     done: true,
+                    kept_checkpoint_problem,
                 }))
                 .await;
         });
