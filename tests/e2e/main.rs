@@ -9,6 +9,7 @@ mod corruption;
 mod foundation;
 mod hardening;
 mod intake;
+mod metrics;
 mod privacy;
 mod reference;
 mod referral;

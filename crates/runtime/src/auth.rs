@@ -212,14 +212,52 @@ where
                         request.extensions_mut().insert(caller);
                         request.extensions_mut().insert(Rpc(path.as_str().into()));
                         request.extensions_mut().insert(gate.limits.clone());
-                        inner.call(request).await
+                        let started = std::time::Instant::now();
+                        let response = inner.call(request).await;
+                        if let Ok(response) = &response {
+                            let code = response
+                                .headers()
+                                .get("grpc-status")
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|v| v.parse::<i32>().ok())
+                                .map_or(tonic::Code::Ok, tonic::Code::from);
+                            record_call(&path, code, Some(started.elapsed()));
+                        }
+                        response
                     }
                     Ok(None) => inner.call(request).await,
-                    Err(status) => Ok(status.into_http()),
+                    Err(status) => {
+                        record_call(&path, status.code(), None);
+                        Ok(status.into_http())
+                    }
                 }
             },
             span,
         ))
+    }
+}
+
+/// Counts a call in the metrics ([`crate::metrics`]): by its path when the
+/// policy table knows it, as `unknown` otherwise (a caller must not grow
+/// the labels without end); how long it took when it was served.
+fn record_call(path: &str, code: tonic::Code, took: Option<std::time::Duration>) {
+    let method = if baove_security::policy::POLICY
+        .iter()
+        .any(|(known, _)| *known == path)
+    {
+        path.to_owned()
+    } else {
+        "unknown".to_owned()
+    };
+    metrics::counter!(
+        crate::metrics::GRPC_REQUESTS,
+        "method" => method.clone(),
+        "code" => format!("{code:?}")
+    )
+    .increment(1);
+    if let Some(took) = took {
+        metrics::histogram!(crate::metrics::GRPC_DURATION, "method" => method)
+            .record(took.as_secs_f64());
     }
 }
 

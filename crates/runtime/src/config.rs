@@ -49,6 +49,11 @@ pub struct Config {
     /// production.
     #[serde(default)]
     pub clock_offset_file: Option<PathBuf>,
+    /// Where Prometheus scrapes the service's metrics
+    /// (`BAOVE_METRICS_LISTEN`, e.g. `127.0.0.1:9101`); none (the default):
+    /// no metrics endpoint. See [`crate::metrics`].
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// A file the service writes its bound gRPC address to once listening
     /// (`BAOVE_ADDR_FILE`): with `listen` on port 0, how a supervisor or a
     /// test learns the port the system chose.
@@ -225,6 +230,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct Partial {
     listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     nats_url: Option<String>,
     drain_secs: Option<u64>,
@@ -255,7 +261,8 @@ impl Config {
     /// `BAOVE_DRAIN_SECS`, `BAOVE_CACHE_MB`, `BAOVE_REFERENCE_DIR`,
     /// `BAOVE_HANDOVER_RETRY_SECS`, `BAOVE_CALENDAR_FILE`,
     /// `BAOVE_DEADLINE_WARN_SHARE`, `BAOVE_CLOCK_OFFSET_FILE`,
-    /// `BAOVE_ADDR_FILE`, `BAOVE_AUTH_PUBLIC_KEYS`, `BAOVE_MASTER_KEY_FILE`,
+    /// `BAOVE_ADDR_FILE`, `BAOVE_METRICS_LISTEN`, `BAOVE_AUTH_PUBLIC_KEYS`,
+    /// `BAOVE_MASTER_KEY_FILE`,
     /// `BAOVE_CHECKPOINT_SECS`, `BAOVE_NATS_USER`, `BAOVE_NATS_PASSWORD_FILE`,
     /// `BAOVE_STATISTICS_FILE`, `BAOVE_TOKEN_MAX_LIFETIME_SECS`,
     /// `BAOVE_CALLS_PER_SEC`, `BAOVE_CALL_BURST`, `BAOVE_STREAMS_PER_CALLER`,
@@ -294,6 +301,13 @@ impl Config {
                 variable: "BAOVE_LISTEN",
                 value,
                 rule: "must be a socket address such as 127.0.0.1:50051",
+            })?);
+        }
+        if let Some(value) = env("BAOVE_METRICS_LISTEN") {
+            partial.metrics_listen = Some(value.parse().map_err(|_| ConfigError::Env {
+                variable: "BAOVE_METRICS_LISTEN",
+                value,
+                rule: "must be a socket address such as 127.0.0.1:9101",
             })?);
         }
         if let Some(value) = env("BAOVE_DATA_DIR") {
@@ -440,6 +454,7 @@ impl Config {
             deadline_warn_share,
             clock_offset_file: partial.clock_offset_file,
             addr_file: partial.addr_file,
+            metrics_listen: partial.metrics_listen,
             auth_public_keys: partial
                 .auth_public_keys
                 .filter(|keys| !keys.is_empty())

@@ -32,6 +32,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod convert;
 pub mod limits;
+pub mod metrics;
 pub mod node;
 pub mod projection;
 pub mod request;

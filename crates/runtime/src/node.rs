@@ -58,6 +58,9 @@ pub struct ServiceSpec {
     pub other_streams: &'static [StreamSpec],
     /// Fully qualified gRPC service names of its own API, for health.
     pub grpc_services: &'static [&'static str],
+    /// The durable names of its consumers (their parked messages are
+    /// counted in the metrics).
+    pub consumers: &'static [&'static str],
 }
 
 /// What a service hands its parts at start-up.
@@ -228,6 +231,10 @@ pub async fn run(
         .build_v1alpha()
         .context("failed to build the reflection service")?;
 
+    if let Some(listen) = config.metrics_listen {
+        crate::metrics::install(listen)?;
+        tracing::info!(listen = %listen, "serving metrics");
+    }
     let directory = Arc::new(config.directory()?);
     let background = CancellationToken::new();
     let context = NodeContext {
@@ -242,6 +249,14 @@ pub async fn run(
 
     let checkpointing = tokio::spawn(checkpoints.clone().run(
         Duration::from_secs(config.checkpoint_secs),
+        background.clone(),
+    ));
+    let sampling = tokio::spawn(crate::metrics::sample(
+        log.clone(),
+        access_log.clone(),
+        spec.consumers.iter().map(|c| (*c).to_owned()).collect(),
+        config.clock(),
+        Duration::from_secs(5),
         background.clone(),
     ));
     let access_checkpointing = tokio::spawn(access_checkpoints.clone().run(
@@ -310,7 +325,7 @@ pub async fn run(
     if let Err(e) = bus.await {
         tracing::error!(error = %e, "bus task failed");
     }
-    for task in [checkpointing, access_checkpointing] {
+    for task in [checkpointing, access_checkpointing, sampling] {
         if let Err(e) = task.await {
             tracing::error!(error = %e, "checkpoint task failed");
         }

@@ -48,6 +48,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     stream: baove_bus::CASE,
     other_streams: &[baove_bus::ALERT],
     grpc_services: &["baove.v1.CaseService", "baove.v1.ReportingService"],
+    consumers: &["casework", "casework-alerts", "casework-referrals"],
 };
 
 /// How often the scheduler looks for due deadlines.

@@ -40,6 +40,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     stream: baove_bus::INTAKE,
     other_streams: &[],
     grpc_services: &["baove.v1.IntakeService"],
+    consumers: &["intake"],
 };
 
 /// Runs the service until `shutdown` fires.

@@ -29,6 +29,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     stream: baove_bus::REFERRAL,
     other_streams: &[baove_bus::ALERT],
     grpc_services: &["baove.v1.ReferralService"],
+    consumers: &["referral", "referral-alerts"],
 };
 
 /// How often escalations are looked for.

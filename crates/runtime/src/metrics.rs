@@ -1,0 +1,114 @@
+//! Prometheus metrics, through the `metrics` facade and its Prometheus
+//! exporter, on their own HTTP listener (`metrics_listen`; none by
+//! default, so nothing listens unless an operator asks).
+//!
+//! What is measured (every name starts with `baove_`):
+//! - `grpc_requests_total{method, code}` and
+//!   `grpc_request_duration_seconds{method}`: every call that passed the
+//!   token check, by gRPC method path and status code
+//!   ([`crate::auth`] records them);
+//! - `eventlog_position{log}`: the last global position of the event log
+//!   and of the access log (how far each has grown);
+//! - `outbox_backlog`: events stored but not yet acknowledged by JetStream
+//!   (counted up to 10,000), and `outbox_oldest_age_seconds`: how long the
+//!   oldest of them has waited (an alert when it passes a minute: the bus
+//!   is not taking the service's events);
+//! - `parked_messages{consumer}`: messages a consumer could never apply,
+//!   kept whole in the log (each one is a report or step that did not
+//!   arrive where it should).
+//!
+//! No label carries a confidential value: labels are method paths, status
+//! codes, log and consumer names.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use baove_eventlog::EventLog;
+use tokio_util::sync::CancellationToken;
+
+/// Calls by method and code.
+pub const GRPC_REQUESTS: &str = "baove_grpc_requests_total";
+/// Call durations by method.
+pub const GRPC_DURATION: &str = "baove_grpc_request_duration_seconds";
+/// The last global position of a log.
+pub const LOG_POSITION: &str = "baove_eventlog_position";
+/// Events not yet acknowledged by JetStream.
+pub const OUTBOX_BACKLOG: &str = "baove_outbox_backlog";
+/// Age of the oldest event waiting in the outbox.
+pub const OUTBOX_OLDEST_AGE: &str = "baove_outbox_oldest_age_seconds";
+/// Messages parked by a consumer.
+pub const PARKED: &str = "baove_parked_messages";
+
+/// How many outbox events are counted at most.
+const BACKLOG_COUNTED: usize = 10_000;
+
+/// Serves the metrics on `listen` for the rest of the process.
+///
+/// # Errors
+/// When the listener cannot be set up (the address is taken...).
+pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(listen)
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+            &[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
+        )?
+        .install()
+        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {listen}: {e}"))?;
+    metrics::describe_counter!(GRPC_REQUESTS, "gRPC calls by method and status code");
+    metrics::describe_histogram!(
+        GRPC_DURATION,
+        metrics::Unit::Seconds,
+        "gRPC call durations by method"
+    );
+    metrics::describe_gauge!(LOG_POSITION, "last global position of the log");
+    metrics::describe_gauge!(
+        OUTBOX_BACKLOG,
+        "events stored but not yet acknowledged by JetStream (counted up to 10,000)"
+    );
+    metrics::describe_gauge!(
+        OUTBOX_OLDEST_AGE,
+        metrics::Unit::Seconds,
+        "how long the oldest unpublished event has waited"
+    );
+    metrics::describe_gauge!(PARKED, "messages a consumer could never apply");
+    Ok(())
+}
+
+/// Samples the logs every `every` until `cancel`: positions, the outbox and
+/// the messages parked by `consumers`.
+pub async fn sample(
+    log: EventLog,
+    access_log: EventLog,
+    consumers: Vec<String>,
+    clock: baove_eventlog::Clock,
+    every: Duration,
+    cancel: CancellationToken,
+) {
+    loop {
+        #[allow(clippy::cast_precision_loss)]
+        {
+            metrics::gauge!(LOG_POSITION, "log" => "event").set(log.last_position() as f64);
+            metrics::gauge!(LOG_POSITION, "log" => "access").set(access_log.last_position() as f64);
+            if let Ok(waiting) = log.outbox(BACKLOG_COUNTED).await {
+                metrics::gauge!(OUTBOX_BACKLOG).set(waiting.len() as f64);
+                let age = waiting
+                    .first()
+                    .map_or(0, |e| (clock() - e.recorded_at_ms).max(0));
+                metrics::gauge!(OUTBOX_OLDEST_AGE).set(age as f64 / 1000.0);
+            }
+            for consumer in &consumers {
+                if let Ok(parked) = log.parked(consumer).await {
+                    metrics::gauge!(PARKED, "consumer" => consumer.clone())
+                        .set(parked.len() as f64);
+                }
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
