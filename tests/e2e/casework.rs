@@ -642,7 +642,8 @@ async fn given_only_a_deadline_warning_and_a_note_since_her_version_then_an_offi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_immediate_danger_when_the_clock_passes_12_hours_then_the_miss_is_recorded_once_and_alerted()
  {
-    let system = System::start().await;
+    let metrics = format!("127.0.0.1:{}", baove_testkit::free_port().unwrap());
+    let system = System::start_with(&[("BAOVE_METRICS_LISTEN", metrics.clone())]).await;
     let client = async_nats::connect(system.nats.url()).await.unwrap();
     let mut alerts = client.subscribe("baove.alert.deadline.>").await.unwrap();
     let mut o = opened_case(&system, "late-1").await;
@@ -688,6 +689,13 @@ async fn given_immediate_danger_when_the_clock_passes_12_hours_then_the_miss_is_
     assert!(
         !emergency.warned,
         "past due at once: a miss, not a late warning"
+    );
+    // The on-call engineer sees it in the metrics.
+    let page = crate::metrics::scrape(&metrics);
+    assert_eq!(
+        crate::metrics::sample(&page, "baove_deadlines_missed_total{kind=\"emergency\"}"),
+        Some(1.0),
+        "{page}"
     );
 
     // A restart and more ticks: still exactly one DeadlineMissed for it. To

@@ -74,9 +74,19 @@ pub struct System {
 
 impl System {
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// The system with more environment for casework (`casework_env`).
+    pub async fn start_with(casework_env: &[(&str, String)]) -> Self {
         let nats = NatsServer::start().unwrap();
         let intake = Service::start("intake", &nats.url());
-        let casework = Service::start("casework", &nats.url());
+        let casework = Service::start_with(
+            "casework",
+            &nats.url(),
+            tempfile::tempdir().unwrap(),
+            casework_env,
+        );
         for s in [&intake, &casework] {
             s.wait_health("", ServingStatus::Serving).await;
         }

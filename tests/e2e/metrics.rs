@@ -12,7 +12,7 @@ use crate::Service;
 use crate::intake::{hotline, intake_client};
 
 /// The metrics page at `addr`.
-fn scrape(addr: &str) -> String {
+pub fn scrape(addr: &str) -> String {
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
@@ -23,7 +23,7 @@ fn scrape(addr: &str) -> String {
 }
 
 /// The value of the sample `name{labels}` on `page` (labels as written).
-fn sample(page: &str, series: &str) -> Option<f64> {
+pub fn sample(page: &str, series: &str) -> Option<f64> {
     page.lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
 }

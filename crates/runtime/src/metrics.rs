@@ -15,7 +15,10 @@
 //!   is not taking the service's events);
 //! - `parked_messages{consumer}`: messages a consumer could never apply,
 //!   kept whole in the log (each one is a report or step that did not
-//!   arrive where it should).
+//!   arrive where it should);
+//! - `deadlines_missed_total{kind}`, `deadlines_warned_total{kind}`
+//!   (casework): each miss or warning the scheduler recorded; a missed
+//!   `emergency` deadline is a child left without action for 12 hours.
 //!
 //! No label carries a confidential value: labels are method paths, status
 //! codes, log and consumer names.
@@ -38,6 +41,11 @@ pub const OUTBOX_BACKLOG: &str = "baove_outbox_backlog";
 pub const OUTBOX_OLDEST_AGE: &str = "baove_outbox_oldest_age_seconds";
 /// Messages parked by a consumer.
 pub const PARKED: &str = "baove_parked_messages";
+
+/// Deadlines missed, by kind (casework).
+pub const DEADLINES_MISSED: &str = "baove_deadlines_missed_total";
+/// Deadlines warned before they fall due, by kind (casework).
+pub const DEADLINES_WARNED: &str = "baove_deadlines_warned_total";
 
 /// How many outbox events are counted at most.
 const BACKLOG_COUNTED: usize = 10_000;
@@ -74,6 +82,11 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
         "how long the oldest unpublished event has waited"
     );
     metrics::describe_gauge!(PARKED, "messages a consumer could never apply");
+    metrics::describe_counter!(
+        DEADLINES_MISSED,
+        "procedure deadlines missed, by kind (emergency is the 12-hour clock)"
+    );
+    metrics::describe_counter!(DEADLINES_WARNED, "procedure deadlines warned, by kind");
     Ok(())
 }
 

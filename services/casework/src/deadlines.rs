@@ -81,10 +81,33 @@ async fn check(log: &EventLog, case_id: Uuid, now: i64) -> Result<(), String> {
         })
         .await;
     match appended {
+        Ok(_) => {
+            for event in &events {
+                let (name, kind) = match event {
+                    CaseEvent::DeadlineMissed(e) => {
+                        (baove_runtime::metrics::DEADLINES_MISSED, e.kind)
+                    }
+                    CaseEvent::DeadlineWarned(e) => {
+                        (baove_runtime::metrics::DEADLINES_WARNED, e.kind)
+                    }
+                    _ => continue,
+                };
+                metrics::counter!(name, "kind" => kind_label(kind)).increment(1);
+            }
+            Ok(())
+        }
         // Someone else moved the case on: the next tick decides again.
-        Ok(_) | Err(Error::Conflict { .. }) => Ok(()),
+        Err(Error::Conflict { .. }) => Ok(()),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// A deadline kind as stored (`emergency`, `plan_drafted`...), for a label.
+fn kind_label(kind: baove_domain::case::DeadlineKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Publishes each `DeadlineWarned` / `DeadlineMissed` as an alert to the
