@@ -697,6 +697,11 @@ async fn given_immediate_danger_when_the_clock_passes_12_hours_then_the_miss_is_
         Some(1.0),
         "{page}"
     );
+    assert_eq!(
+        crate::metrics::sample(&page, "baove_consumer_pending{consumer=\"casework\"}"),
+        Some(0.0),
+        "casework has read intake's report: {page}"
+    );
 
     // A restart and more ticks: still exactly one DeadlineMissed for it. To
     // know the restarted scheduler has looked at this case, move the clock

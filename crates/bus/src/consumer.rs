@@ -11,6 +11,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{BusError, StreamSpec};
 
+/// Messages of the stream the consumer has not been handed yet, by
+/// consumer (its lag), as of its last message.
+pub const CONSUMER_PENDING: &str = "baove_consumer_pending";
+/// Messages handed to a consumer again, by consumer.
+pub const CONSUMER_REDELIVERED: &str = "baove_consumer_redelivered_total";
+
 /// Which stream to read, under which durable name.
 #[derive(Clone, Debug)]
 pub struct ConsumerSpec {
@@ -147,6 +153,18 @@ async fn consume<H: Handler>(
             None => return Err(BusError::JetStream("message stream ended".into())),
             Some(Err(e)) => return Err(BusError::JetStream(format!("pull: {e}"))),
             Some(Ok(message)) => {
+                // How far behind this consumer is, and whether this
+                // message comes again (a consumer stuck on one message
+                // redelivers it over and over).
+                if let Ok(info) = message.info() {
+                    #[allow(clippy::cast_precision_loss)]
+                    metrics::gauge!(CONSUMER_PENDING, "consumer" => spec.durable.clone())
+                        .set(info.pending as f64);
+                    if info.delivered > 1 {
+                        metrics::counter!(CONSUMER_REDELIVERED, "consumer" => spec.durable.clone())
+                            .increment(1);
+                    }
+                }
                 // One span per consumed message, carrying the flow's
                 // correlation id (a header, so no decoding is needed) so
                 // that one report can be followed through every service.

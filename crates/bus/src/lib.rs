@@ -44,7 +44,9 @@ mod relay;
 mod streams;
 
 pub use connect::{Credentials, connect, connect_as, inbox_prefix};
-pub use consumer::{ConsumerSpec, HandleError, Handler, run_consumer};
+pub use consumer::{
+    CONSUMER_PENDING, CONSUMER_REDELIVERED, ConsumerSpec, HandleError, Handler, run_consumer,
+};
 pub use health::{Bus, BusHealth, Parts, first_failure};
 pub use publish::{
     HEADER_CORRELATION_ID, HEADER_EVENT_TYPE, HEADER_STREAM_ID, Published, publish, subject_for,

@@ -16,6 +16,10 @@
 //! - `parked_messages{consumer}`: messages a consumer could never apply,
 //!   kept whole in the log (each one is a report or step that did not
 //!   arrive where it should);
+//! - `consumer_pending{consumer}` (its lag: messages of the stream not yet
+//!   handed to it, as of its last message) and
+//!   `consumer_redelivered_total{consumer}` (a consumer stuck on a message
+//!   sees it again and again), kept by `baove_bus`;
 //! - `deadlines_missed_total{kind}`, `deadlines_warned_total{kind}`
 //!   (casework): each miss or warning the scheduler recorded; a missed
 //!   `emergency` deadline is a child left without action for 12 hours.
@@ -87,6 +91,14 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
         "procedure deadlines missed, by kind (emergency is the 12-hour clock)"
     );
     metrics::describe_counter!(DEADLINES_WARNED, "procedure deadlines warned, by kind");
+    metrics::describe_gauge!(
+        baove_bus::CONSUMER_PENDING,
+        "messages of the stream not yet handed to the consumer (its lag)"
+    );
+    metrics::describe_counter!(
+        baove_bus::CONSUMER_REDELIVERED,
+        "messages handed to the consumer again"
+    );
     Ok(())
 }
 
