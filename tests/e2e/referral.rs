@@ -20,8 +20,18 @@ pub struct Full {
 }
 
 pub async fn start() -> Full {
+    start_with(&[]).await
+}
+
+/// The three services, referral with more environment (`referral_env`).
+pub async fn start_with(referral_env: &[(&str, String)]) -> Full {
     let system = System::start().await;
-    let referral = Service::start("referral", &system.nats.url());
+    let referral = Service::start_with(
+        "referral",
+        &system.nats.url(),
+        tempfile::tempdir().unwrap(),
+        referral_env,
+    );
     referral.wait_health("", ServingStatus::Serving).await;
     Full { system, referral }
 }
@@ -342,7 +352,8 @@ async fn a_decline_needs_a_reason_and_returns_the_referral_to_the_requester() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unacknowledged_urgent_referral_is_escalated_once_with_one_alert() {
-    let mut full = start().await;
+    let metrics = format!("127.0.0.1:{}", baove_testkit::free_port().unwrap());
+    let mut full = start_with(&[("BAOVE_METRICS_LISTEN", metrics.clone())]).await;
     let client = async_nats::connect(full.system.nats.url()).await.unwrap();
     let mut alerts = client.subscribe("baove.alert.referral.>").await.unwrap();
     let mut o = opened_case(&full.system, "escalate").await;
@@ -368,6 +379,18 @@ async fn an_unacknowledged_urgent_referral_is_escalated_once_with_one_alert() {
     );
     let alert: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
     assert_eq!(alert["referral_id"], requested.referral_id.as_str());
+    // The on-call engineer sees the escalation and the offer still waiting.
+    let page = crate::metrics::scrape(&metrics);
+    assert_eq!(
+        crate::metrics::sample(&page, "baove_referrals_escalated_total"),
+        Some(1.0),
+        "{page}"
+    );
+    assert_eq!(
+        crate::metrics::sample(&page, "baove_referrals_awaiting_acknowledgement"),
+        Some(1.0),
+        "{page}"
+    );
 
     // After a restart, still one escalation.
     let url = full.system.nats.url();

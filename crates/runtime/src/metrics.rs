@@ -20,6 +20,8 @@
 //!   handed to it, as of its last message) and
 //!   `consumer_redelivered_total{consumer}` (a consumer stuck on a message
 //!   sees it again and again), kept by `baove_bus`;
+//! - `referrals_awaiting_acknowledgement` and `referrals_escalated_total`
+//!   (referral): offers no agency has taken up yet, and escalations;
 //! - `deadlines_missed_total{kind}`, `deadlines_warned_total{kind}`
 //!   (casework): each miss or warning the scheduler recorded; a missed
 //!   `emergency` deadline is a child left without action for 12 hours.
@@ -50,6 +52,11 @@ pub const PARKED: &str = "baove_parked_messages";
 pub const DEADLINES_MISSED: &str = "baove_deadlines_missed_total";
 /// Deadlines warned before they fall due, by kind (casework).
 pub const DEADLINES_WARNED: &str = "baove_deadlines_warned_total";
+
+/// Referrals offered and not yet acknowledged (referral).
+pub const REFERRALS_AWAITING_ACK: &str = "baove_referrals_awaiting_acknowledgement";
+/// Referrals escalated to the supervising agency (referral).
+pub const REFERRALS_ESCALATED: &str = "baove_referrals_escalated_total";
 
 /// How many outbox events are counted at most.
 const BACKLOG_COUNTED: usize = 10_000;
@@ -91,6 +98,14 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
         "procedure deadlines missed, by kind (emergency is the 12-hour clock)"
     );
     metrics::describe_counter!(DEADLINES_WARNED, "procedure deadlines warned, by kind");
+    metrics::describe_gauge!(
+        REFERRALS_AWAITING_ACK,
+        "referrals offered to an agency and not yet acknowledged"
+    );
+    metrics::describe_counter!(
+        REFERRALS_ESCALATED,
+        "referrals escalated to the supervising agency for want of an acknowledgement"
+    );
     metrics::describe_gauge!(
         baove_bus::CONSUMER_PENDING,
         "messages of the stream not yet handed to the consumer (its lag)"

@@ -138,6 +138,9 @@ pub async fn escalate(
             () = tokio::time::sleep(tick) => {}
         }
         let now = clock();
+        #[allow(clippy::cast_precision_loss)]
+        metrics::gauge!(baove_runtime::metrics::REFERRALS_AWAITING_ACK)
+            .set(referrals.awaiting_acknowledgement() as f64);
         for id in referrals.due_escalations(now) {
             let result = async {
                 let Some((state, version)) = load(&log, id).await.map_err(|e| e.to_string())? else { return Ok(()) };
@@ -156,7 +159,11 @@ pub async fn escalate(
                     })
                     .await;
                 match appended {
-                    Ok(_) | Err(Error::Conflict { .. }) => Ok(()),
+                    Ok(_) => {
+                        metrics::counter!(baove_runtime::metrics::REFERRALS_ESCALATED).increment(1);
+                        Ok(())
+                    }
+                    Err(Error::Conflict { .. }) => Ok(()),
                     Err(e) => Err(e.to_string()),
                 }
             }

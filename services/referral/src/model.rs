@@ -155,6 +155,17 @@ impl Referrals {
         self.follower.wait_for(position).await
     }
 
+    /// How many referrals wait for the receiving agency's acknowledgement.
+    #[must_use]
+    pub fn awaiting_acknowledgement(&self) -> usize {
+        self.rows
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .filter(|row| row.state.status == r::Status::Offered)
+            .count()
+    }
+
     /// One referral.
     #[must_use]
     pub fn get(&self, id: Uuid) -> Option<Row> {
