@@ -159,7 +159,11 @@ impl Checkpointer {
     /// As [`Checkpointer::sign_now`].
     pub async fn sign_if_moved(&self) -> Result<(), baove_eventlog::Error> {
         let signed_at = self.latest().await?.map_or(0, |c| c.global_position);
-        if self.log.last_position() > signed_at + 1 || !self.kept_file().exists() {
+        let file = self.kept_file();
+        let kept = tokio::task::spawn_blocking(move || file.exists())
+            .await
+            .unwrap_or(false);
+        if self.log.last_position() > signed_at + 1 || !kept {
             self.sign_now().await?;
         }
         Ok(())
@@ -206,7 +210,13 @@ impl Checkpointer {
     pub async fn check_kept(&self) -> anyhow::Result<Option<Checkpoint>> {
         let file = self.kept_file();
         let dir = self.log.path().display().to_string();
-        let text = match std::fs::read(&file) {
+        let read = {
+            let file = file.clone();
+            tokio::task::spawn_blocking(move || std::fs::read(file))
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the kept checkpoint failed: {e}"))?
+        };
+        let text = match read {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => anyhow::bail!("cannot read the kept checkpoint {}: {e}", file.display()),

@@ -15,7 +15,10 @@
 //!   (offered to completed plus 30 days; never once declined or revoked),
 //!   the child's identity only where that referral's consent or legal
 //!   basis covers it, and the informant only where it says so;
-//! - auditors read everything but see confidential fields redacted.
+//! - province officers and auditors: the records of the provinces in their
+//!   token's `units` (a province that merged into theirs included), or
+//!   every record when it lists none; auditors see confidential fields
+//!   redacted.
 //!
 //! Health and reflection are open (`grpc.health.v1`, `grpc.reflection`):
 //! they say nothing about cases.

@@ -1,8 +1,9 @@
 //! Bearer tokens: EdDSA (Ed25519) JWTs.
 //!
 //! Claims: `sub` (user id), `role` (see [`Role`]), `agency` (agency id from
-//! the directory), `units` (administrative unit ids in scope, for commune
-//! officers), `iat`, optionally `nbf`, and `exp` (Unix seconds). The token
+//! the directory), `units` (administrative unit ids in scope: a commune
+//! officer's communes, a province officer's or auditor's provinces; none
+//! for those two: every unit), `iat`, optionally `nbf`, and `exp` (Unix seconds). The token
 //! travels in the gRPC metadata `authorization: Bearer <jwt>`.
 //!
 //! A token is refused (UNAUTHENTICATED) when its signature does not verify,
@@ -98,7 +99,8 @@ pub struct Claims {
     /// The agency id (directory), empty when none.
     #[serde(default)]
     pub agency: String,
-    /// Administrative unit ids in scope (commune officers).
+    /// Administrative unit ids in scope: a commune officer's communes, a
+    /// province officer's or auditor's provinces (none: every unit).
     #[serde(default)]
     pub units: Vec<String>,
     /// Issued at, Unix seconds.
