@@ -397,6 +397,7 @@ impl Trees {
 
 enum Job {
     Append(Box<AppendRequest>, oneshot::Sender<Result<Appended, Error>>),
+    Import(Vec<Envelope>, oneshot::Sender<Result<(), Error>>),
     RecordApplied {
         key: Vec<u8>,
         reply: oneshot::Sender<Result<(), Error>>,
@@ -460,6 +461,36 @@ impl EventLog {
         self.inner
             .jobs
             .send(Job::Append(Box::new(request), tx))
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Appends envelopes made by another copy of this log (a backup being
+    /// restored), exactly as they are: same ids, seqs, global positions
+    /// and hashes. Returns once they are durable.
+    ///
+    /// Each envelope must continue this log: its global position the next
+    /// one, its seq its stream's next, its `prev_hash` that stream's head
+    /// hash, and its `hash` recomputed from its content. The commands'
+    /// stored answers are rebuilt from the envelopes (a command's events are
+    /// contiguous in global order), so a retried request id is answered as
+    /// on the original. Nothing goes to the outbox: these events were
+    /// published by the log that made them.
+    ///
+    /// # Errors
+    /// - [`Error::Corrupt`] naming the first envelope that does not continue
+    ///   the log or whose hash does not verify; nothing of the batch is
+    ///   written.
+    /// - [`Error::Storage`] or [`Error::Closed`] as for [`EventLog::append`].
+    pub async fn import(&self, envelopes: Vec<Envelope>) -> Result<(), Error> {
+        if envelopes.is_empty() {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .jobs
+            .send(Job::Import(envelopes, tx))
             .await
             .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
@@ -1041,6 +1072,10 @@ impl Writer {
                         let result = self.decide(&request, &mut group);
                         done.push(Done::Append(reply, result));
                     }
+                    Job::Import(envelopes, reply) => {
+                        let result = self.decide_import(&envelopes, &mut group);
+                        done.push(Done::Record(reply, result));
+                    }
                     Job::RecordApplied { key, reply } => {
                         let result = self.refuse_if_failed();
                         if result.is_ok() {
@@ -1133,6 +1168,98 @@ impl Writer {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// Checks that `envelopes` continue the log (stored state plus the group
+    /// so far) and adds them to the group; on the first that does not,
+    /// adds nothing.
+    fn decide_import(&self, envelopes: &[Envelope], group: &mut Group) -> Result<(), Error> {
+        self.refuse_if_failed()?;
+        let t = &self.trees;
+        let mut heads: HashMap<StreamId, (u64, ChainHash)> = HashMap::new();
+        let mut commands: HashMap<String, Appended> = HashMap::new();
+        let mut rows = Vec::with_capacity(envelopes.len());
+        let first = self.next_position + group.events.len() as u64;
+        for (position, e) in (first..).zip(envelopes) {
+            let at = |rule: String| {
+                Error::Corrupt(format!(
+                    "event at global position {} ({} seq {}): {rule}",
+                    e.global_position, e.stream_id, e.seq
+                ))
+            };
+            if e.global_position != position {
+                return Err(at(format!("the log's next position is {position}")));
+            }
+            let (version, prev) = match heads.get(&e.stream_id).or(group.heads.get(&e.stream_id)) {
+                Some(head) => *head,
+                None => t
+                    .head(e.stream_id)?
+                    .map_or((0, ChainHash::GENESIS), |h| (h.version, h.hash)),
+            };
+            if e.seq != version + 1 {
+                return Err(at(format!("the stream's next seq is {}", version + 1)));
+            }
+            if e.prev_hash != prev {
+                return Err(at("prev_hash is not the stream's head hash".into()));
+            }
+            if e.compute_hash() != e.hash {
+                return Err(at("hash does not match the event's content".into()));
+            }
+            if !e.command_id.is_empty() {
+                let known = match commands
+                    .get(&e.command_id)
+                    .or(group.commands.get(&e.command_id))
+                {
+                    Some(a) => Some(a.clone()),
+                    None => t
+                        .commands
+                        .get(e.command_id.as_bytes())?
+                        .map(|stored| {
+                            serde_json::from_slice::<Appended>(&stored).map_err(|err| {
+                                Error::Corrupt(format!("command record {}: {err}", e.command_id))
+                            })
+                        })
+                        .transpose()?,
+                };
+                match known {
+                    // The command's next event: its answer grows.
+                    Some(mut a)
+                        if a.stream == e.stream_id && a.last_position + 1 == e.global_position =>
+                    {
+                        a.last_seq = e.seq;
+                        a.last_position = e.global_position;
+                        a.head_hash = e.hash;
+                        commands.insert(e.command_id.clone(), a);
+                    }
+                    Some(_) => {}
+                    None => {
+                        commands.insert(
+                            e.command_id.clone(),
+                            Appended {
+                                stream: e.stream_id,
+                                first_seq: e.seq,
+                                last_seq: e.seq,
+                                first_position: e.global_position,
+                                last_position: e.global_position,
+                                head_hash: e.hash,
+                                replayed: false,
+                            },
+                        );
+                    }
+                }
+            }
+            heads.insert(e.stream_id, (e.seq, e.hash));
+            rows.push((
+                layout::event_key(e.stream_id, e.seq),
+                e.encode()?,
+                e.global_position,
+                false,
+            ));
+        }
+        group.events.extend(rows);
+        group.heads.extend(heads);
+        group.commands.extend(commands);
+        Ok(())
     }
 
     /// Decides one append against the stored state and the group so far;

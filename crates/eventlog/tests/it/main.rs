@@ -6,6 +6,7 @@
 mod append;
 mod concurrency;
 mod crash;
+mod import;
 mod properties;
 mod tamper;
 
