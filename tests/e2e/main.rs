@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod access;
+mod backup;
 mod casework;
 mod corruption;
 mod foundation;
@@ -117,6 +118,52 @@ pub fn vietnam_today() -> (i64, i64, i64) {
 }
 
 /// One service binary running with its own data directory and port.
+/// `baove-<name>` with the environment every test service runs with, on
+/// the data directory `data` (`BAOVE_*`; port 0, its address written to
+/// `<data>/grpc-addr`).
+pub fn service_command(name: &str, nats_url: &str, data: &std::path::Path) -> Command {
+    let addr_file = data.join("grpc-addr");
+    let binary = bin_dir().join(format!("baove-{name}"));
+    assert!(
+        binary.is_file(),
+        "{} is missing: run `cargo build --bins` before the tests",
+        binary.display()
+    );
+    let mut command = Command::new(&binary);
+    command
+        .env("BAOVE_LISTEN", "127.0.0.1:0")
+        .env("BAOVE_ADDR_FILE", &addr_file)
+        .env("BAOVE_DATA_DIR", data)
+        .env("BAOVE_AUTH_PUBLIC_KEYS", keys().dir.join("issuer.pub.pem"))
+        .env("BAOVE_MASTER_KEY_FILE", keys().dir.join("master.key"))
+        .env("BAOVE_NATS_URL", nats_url)
+        .env(
+            "BAOVE_REFERENCE_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/reference"),
+        )
+        .env("BAOVE_HANDOVER_RETRY_SECS", "1")
+        .env(
+            "BAOVE_STATISTICS_FILE",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../deploy/statistics/indicators.json"
+            ),
+        )
+        .env(
+            "BAOVE_CALENDAR_FILE",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../deploy/calendar/vietnam.json"
+            ),
+        )
+        .env("BAOVE_CLOCK_OFFSET_FILE", data.join("clock-offset-ms"))
+        .env(
+            "RUST_LOG",
+            std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()),
+        );
+    command
+}
+
 pub struct Service {
     pub name: &'static str,
     pub addr: String,
@@ -194,46 +241,7 @@ impl Service {
         // to a file, so parallel tests can never race for a port.
         let addr_file = data.path().join("grpc-addr");
         let _ = std::fs::remove_file(&addr_file);
-        let binary = bin_dir().join(format!("baove-{name}"));
-        assert!(
-            binary.is_file(),
-            "{} is missing: run `cargo build --bins` before the tests",
-            binary.display()
-        );
-        let child = Command::new(&binary)
-            .env("BAOVE_LISTEN", "127.0.0.1:0")
-            .env("BAOVE_ADDR_FILE", &addr_file)
-            .env("BAOVE_DATA_DIR", data.path())
-            .env("BAOVE_AUTH_PUBLIC_KEYS", keys().dir.join("issuer.pub.pem"))
-            .env("BAOVE_MASTER_KEY_FILE", keys().dir.join("master.key"))
-            .env("BAOVE_NATS_URL", nats_url)
-            .env(
-                "BAOVE_REFERENCE_DIR",
-                concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/reference"),
-            )
-            .env("BAOVE_HANDOVER_RETRY_SECS", "1")
-            .env(
-                "BAOVE_STATISTICS_FILE",
-                concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../deploy/statistics/indicators.json"
-                ),
-            )
-            .env(
-                "BAOVE_CALENDAR_FILE",
-                concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../deploy/calendar/vietnam.json"
-                ),
-            )
-            .env(
-                "BAOVE_CLOCK_OFFSET_FILE",
-                data.path().join("clock-offset-ms"),
-            )
-            .env(
-                "RUST_LOG",
-                std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()),
-            )
+        let child = service_command(name, nats_url, data.path())
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(match stderr_file {

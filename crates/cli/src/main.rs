@@ -6,6 +6,7 @@
 //! - `log`: the whole log in global order through `AuditService.ReadAll`.
 //! - `verify`: a stream's hash chain through `AuditService.VerifyStream`.
 //! - `verify-all`: every stream of a service's log (`AuditService.VerifyAll`).
+//! - `backup`: a service's whole log into a file (`AuditService.Backup`).
 //! - `replay`: a case as it stood at a seq or instant (`AuditService.ReplayCase`).
 //! - `intake`: submit a report from a JSON file, show one, list them
 //!   (module `intake`).
@@ -37,6 +38,7 @@ macro_rules! err_out {
     ($($arg:tt)*) => { eprintln!("{}", $crate::terminal_safe(&format!($($arg)*))) };
 }
 
+mod backup;
 mod bench;
 mod case;
 mod intake;
@@ -146,6 +148,14 @@ enum Command {
     },
     /// Verify every stream of a service's log; exit 1 if any is broken.
     VerifyAll,
+    /// Copy a service's whole event log, while it serves, into a file
+    /// (`AuditService.Backup`); `baove-<service> restore --from FILE`
+    /// rebuilds a data directory from it.
+    Backup {
+        /// The file to write (written aside and renamed when complete).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Intake reports (IntakeService).
     #[command(subcommand)]
     Intake(intake::Command),
@@ -277,6 +287,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Backup { out } => backup::run(&cli.addr, &out).await,
         Command::VerifyAll => {
             let mut client = AuditServiceClient::new(channel(&cli.addr).await?);
             let mut stream = client
@@ -468,3 +479,4 @@ mod tests {
         assert!(!shown.chars().any(char::is_control));
     }
 }
+

@@ -20,7 +20,14 @@ pub struct AuditApi {
     log: EventLog,
     access: AccessLog,
     checkpoints: Checkpointer,
+    side_trees: &'static [&'static str],
 }
+
+/// The `format` of a backup's manifest.
+pub const BACKUP_FORMAT: &str = "baove-backup/1";
+
+/// Events per page of a backup.
+const BACKUP_PAGE: usize = 500;
 
 impl AuditApi {
     /// The API over `log`, recording reads in `access`, signing with
@@ -31,7 +38,15 @@ impl AuditApi {
             log,
             access,
             checkpoints,
+            side_trees: &[],
         }
+    }
+
+    /// The same API, with `trees` copied into backups.
+    #[must_use]
+    pub const fn with_side_trees(mut self, trees: &'static [&'static str]) -> Self {
+        self.side_trees = trees;
+        self
     }
 
     /// The tonic service, ready for `add_service`.
@@ -155,6 +170,128 @@ fn stream_id(text: &str) -> Result<StreamId, Status> {
 
 #[tonic::async_trait]
 impl AuditService for AuditApi {
+    type BackupStream = tokio_stream::wrappers::ReceiverStream<Result<v1::BackupResponse, Status>>;
+
+    async fn backup(
+        &self,
+        request: Request<v1::BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        use v1::backup_response::Part;
+        let permit = crate::limits::open_stream(&request)?;
+        let caller = caller(&request)?;
+        self.access
+            .read(&caller, "AuditService/Backup", None, "log")
+            .await?;
+        let taken_at_unix_ms = self.checkpoints.now_ms();
+        // Signed at the log's position now: the copy ends exactly there.
+        let (checkpoint, _) = self
+            .checkpoints
+            .sign_now()
+            .await
+            .map_err(|e| from_log(&e))?;
+        let end = checkpoint.global_position;
+        let manifest = v1::BackupManifest {
+            format: BACKUP_FORMAT.to_owned(),
+            service: checkpoint.service.clone(),
+            checkpoint: Some(checkpoint_to_proto(&checkpoint)),
+            taken_at_unix_ms,
+        };
+        let log = self.log.clone();
+        let side_trees = self.side_trees;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let send = |part| {
+                let tx = tx.clone();
+                async move {
+                    tx.send(Ok(v1::BackupResponse { part: Some(part) }))
+                        .await
+                        .is_ok()
+                }
+            };
+            if !send(Part::Manifest(manifest)).await {
+                return;
+            }
+            let mut next = 1;
+            while next <= end {
+                let want =
+                    usize::try_from(end - next + 1).map_or(BACKUP_PAGE, |n| n.min(BACKUP_PAGE));
+                let page = match log.read_all(next, want).await {
+                    Ok(page) if !page.is_empty() => page,
+                    Ok(_) => {
+                        let _ = tx
+                            .send(Err(Status::data_loss(format!(
+                                "the log ends before position {next}, which its checkpoint covers"
+                            ))))
+                            .await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(from_log(&e))).await;
+                        return;
+                    }
+                };
+                next += page.len() as u64;
+                let events = page.iter().map(envelope_to_proto).collect();
+                if !send(Part::Events(v1::BackupEvents { events })).await {
+                    return;
+                }
+            }
+            let mut side_entries = 0u64;
+            for name in side_trees {
+                let tree = match log.side_tree(name) {
+                    Ok(tree) => tree,
+                    Err(e) => {
+                        let _ = tx.send(Err(from_log(&e))).await;
+                        return;
+                    }
+                };
+                let (entries_tx, mut entries) = tokio::sync::mpsc::channel(256);
+                let reader = tokio::task::spawn_blocking(move || {
+                    for item in &tree {
+                        let entry = item.map_err(|e| e.to_string());
+                        let failed = entry.is_err();
+                        if entries_tx.blocking_send(entry).is_err() || failed {
+                            return;
+                        }
+                    }
+                });
+                while let Some(entry) = entries.recv().await {
+                    let (key, value) = match entry {
+                        Ok(entry) => entry,
+                        Err(e) => {
+                            let _ = tx
+                                .send(Err(Status::unavailable(format!(
+                                    "cannot read the side tree {name}: {e}"
+                                ))))
+                                .await;
+                            return;
+                        }
+                    };
+                    side_entries += 1;
+                    let entry = v1::BackupSideEntry {
+                        tree: (*name).to_owned(),
+                        key: key.to_vec(),
+                        value: value.to_vec(),
+                    };
+                    if !send(Part::SideEntry(entry)).await {
+                        return;
+                    }
+                }
+                let _ = reader.await;
+            }
+            tracing::info!(events = end, side_entries, "backup sent");
+            let _ = send(Part::End(v1::BackupEnd {
+                events: end,
+                side_entries,
+            }))
+            .await;
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
     type VerifyAllStream =
         tokio_stream::wrappers::ReceiverStream<Result<v1::VerifyAllResponse, Status>>;
 

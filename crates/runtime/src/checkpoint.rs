@@ -103,6 +103,12 @@ impl Checkpointer {
         self
     }
 
+    /// The time on this checkpointer's clock, Unix milliseconds.
+    #[must_use]
+    pub fn now_ms(&self) -> i64 {
+        (self.clock)()
+    }
+
     /// The heads of every stream as they stood at the log's current
     /// position.
     ///

@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod node;
 pub mod projection;
 pub mod request;
+pub mod restore;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;
@@ -45,6 +46,7 @@ pub use config::Config;
 use std::future::Future;
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -88,15 +90,35 @@ struct Args {
     /// override it.
     #[arg(long, short)]
     config: Option<PathBuf>,
+    /// Without a command: run the service.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Rebuild the data directory's event log from a backup file
+    /// (`baove backup`), with the service stopped; see the README, "Backup
+    /// and restore".
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// The public key (PEM) the backup's checkpoint must be signed
+        /// with; default: the data directory's own checkpoint key.
+        #[arg(long)]
+        trusted_key: Option<PathBuf>,
+    },
 }
 
 /// The body of a service's `main`: parses the command line, installs
 /// logging to stderr, loads the configuration, arms SIGINT/SIGTERM and runs
-/// `service` until it returns.
+/// `service` until it returns; or, with `restore`, rebuilds the data
+/// directory of `spec` from a backup and exits.
 ///
 /// # Errors
 /// Whatever start-up or `service` fails with, with context.
-pub async fn main<F, Fut>(service: F) -> anyhow::Result<()>
+pub async fn main<F, Fut>(spec: &node::ServiceSpec, service: F) -> anyhow::Result<()>
 where
     F: FnOnce(Config, CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
@@ -105,6 +127,41 @@ where
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     telemetry::install(telemetry::subscriber(std::io::stderr, ansi))?;
     let config = Config::load(args.config.as_deref())?;
+    if let Some(Command::Restore { from, trusted_key }) = args.command {
+        let restored = restore::restore(spec, &config, &from, trusted_key.as_deref())
+            .await
+            .with_context(|| format!("restore from {} refused", from.display()))?;
+        let c = &restored.checkpoint;
+        println!(
+            "restored {} events of {} streams and {} side entries into {}",
+            restored.events,
+            restored.streams,
+            restored.side_entries,
+            config.data_dir.join("eventlog").display()
+        );
+        println!(
+            "every chain verifies; the heads give the root {} of the checkpoint signed {} at position {}",
+            c.root_hash,
+            baove_domain::calendar::describe(c.signed_at_unix_ms),
+            c.global_position
+        );
+        println!("its signature was checked against {}", restored.key_checked);
+        if let Some(position) = restored.newer_kept {
+            println!(
+                "WARNING: this data directory's kept checkpoint covers position {position}: {} acknowledged events are not in this backup, and the service will refuse to start until eventlog.checkpoint.json is moved aside (keep it: it records what was lost)",
+                position - c.global_position
+            );
+        } else if restored.kept {
+            println!(
+                "the checkpoint is kept beside the log: the next start checks the log against it"
+            );
+        } else {
+            println!(
+                "the checkpoint was signed with another key than this data directory's (or it has none): the service signs new checkpoints with its own key; give auditors its public key"
+            );
+        }
+        return Ok(());
+    }
     let shutdown = shutdown::on_signals()?;
     service(config, shutdown).await
 }

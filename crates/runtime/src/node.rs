@@ -61,6 +61,9 @@ pub struct ServiceSpec {
     /// The durable names of its consumers (their parked messages are
     /// counted in the metrics).
     pub consumers: &'static [&'static str],
+    /// The side trees of its log that a backup carries
+    /// ([`baove_eventlog::EventLog::side_tree`]): intake's `data-keys`.
+    pub side_trees: &'static [&'static str],
 }
 
 /// What a service hands its parts at start-up.
@@ -269,7 +272,11 @@ pub async fn run(
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(AuditApi::new(log.clone(), access.clone(), checkpoints.clone()).into_server());
+        .add_service(
+            AuditApi::new(log.clone(), access.clone(), checkpoints.clone())
+                .with_side_trees(spec.side_trees)
+                .into_server(),
+        );
     let router = tonic::transport::Server::builder()
         .layer(crate::auth::AuthLayer::new(crate::auth::Gate::new(
             verifier,

@@ -114,6 +114,7 @@ pub const POLICY: &[(&str, &[Role])] = &[
     ("/baove.v1.AuditService/StreamHistory", AUDIT),
     ("/baove.v1.AuditService/GetCheckpoint", AUDIT),
     ("/baove.v1.AuditService/ExportCase", AUDIT),
+    ("/baove.v1.AuditService/Backup", AUDIT),
 ];
 
 /// Open without a token: health checks and reflection.

@@ -49,6 +49,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     other_streams: &[baove_bus::ALERT],
     grpc_services: &["baove.v1.CaseService", "baove.v1.ReportingService"],
     consumers: &["casework", "casework-alerts", "casework-referrals"],
+    side_trees: &[],
 };
 
 /// How often the scheduler looks for due deadlines.

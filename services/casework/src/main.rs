@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    baove_runtime::main(baove_casework::run).await
+    baove_runtime::main(&baove_casework::SPEC, baove_casework::run).await
 }

@@ -41,6 +41,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     other_streams: &[],
     grpc_services: &["baove.v1.IntakeService"],
     consumers: &["intake"],
+    side_trees: &["data-keys"],
 };
 
 /// Runs the service until `shutdown` fires.

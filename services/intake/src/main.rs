@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    baove_runtime::main(baove_intake::run).await
+    baove_runtime::main(&baove_intake::SPEC, baove_intake::run).await
 }

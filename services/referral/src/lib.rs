@@ -30,6 +30,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     other_streams: &[baove_bus::ALERT],
     grpc_services: &["baove.v1.ReferralService"],
     consumers: &["referral", "referral-alerts"],
+    side_trees: &[],
 };
 
 /// How often escalations are looked for.

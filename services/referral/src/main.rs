@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    baove_runtime::main(baove_referral::run).await
+    baove_runtime::main(&baove_referral::SPEC, baove_referral::run).await
 }

@@ -1,0 +1,370 @@
+//! Rebuilds a service's data directory from a backup file
+//! (`AuditService.Backup`, written by `baove backup`):
+//! `baove-<service> --config FILE restore --from BACKUP`.
+//!
+//! The service must be stopped, and its data directory must hold no event
+//! log (move a damaged one aside first: it is evidence). The log is rebuilt
+//! in `eventlog.restoring` beside it and renamed into place only once
+//! everything checked out, so a failed restore leaves nothing half-written
+//! where the service would open it:
+//! 1. the manifest names this service and the backup format, and its
+//!    checkpoint's signature verifies (against `--trusted-key`, else the
+//!    checkpoint key already in the data directory, else only the key the
+//!    checkpoint names, which the output says);
+//! 2. every event continues the log: position, seq, `prev_hash` and the
+//!    recomputed hash ([`baove_eventlog::EventLog::import`]);
+//! 3. the file ends with its end record and the counts agree with it and
+//!    with the checkpoint's position;
+//! 4. the heads at that position give the checkpoint's Merkle root, and
+//!    every stream's chain verifies as stored.
+//!
+//! Then the checkpoint is kept beside the log (`eventlog.checkpoint.json`)
+//! when the data directory's signing key is the one that signed it, so the
+//! next start checks the restored log against it. A kept checkpoint already
+//! there that covers more than the backup is left as it is: the service will
+//! refuse to start on the shorter log, and the restore says how many
+//! acknowledged events the backup lacks.
+
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail};
+use baove_eventlog::{Actor, ChainHash, Envelope, EventLog, StreamId, Verification};
+use baove_proto::v1::{self, backup_response::Part};
+use baove_security::checkpoint::Checkpoint;
+use baove_security::merkle;
+use prost::Message;
+
+use crate::audit::BACKUP_FORMAT;
+use crate::node::ServiceSpec;
+use crate::{Config, checkpoint};
+
+/// What a restore did.
+#[derive(Debug)]
+pub struct Restored {
+    /// The events restored (the checkpoint's position).
+    pub events: u64,
+    /// The streams.
+    pub streams: u64,
+    /// The side-tree entries restored.
+    pub side_entries: u64,
+    /// The checkpoint the restored log matches.
+    pub checkpoint: Checkpoint,
+    /// What the checkpoint's signature was checked against.
+    pub key_checked: String,
+    /// Whether the checkpoint is now kept beside the log.
+    pub kept: bool,
+    /// A kept checkpoint found in the data directory that covers more
+    /// than the backup: its position.
+    pub newer_kept: Option<u64>,
+}
+
+/// Reads length-delimited messages from a backup file.
+struct Parts<R> {
+    reader: R,
+    read: u64,
+}
+
+impl<R: Read> Parts<R> {
+    /// The next part; `None` at the end of the file.
+    fn next(&mut self) -> anyhow::Result<Option<Part>> {
+        let mut length = 0u64;
+        let mut shift = 0;
+        loop {
+            let mut byte = [0u8; 1];
+            match self.reader.read(&mut byte)? {
+                0 if shift == 0 => return Ok(None),
+                0 => bail!("the backup ends inside a length at byte {}", self.read),
+                _ => {}
+            }
+            self.read += 1;
+            length |= u64::from(byte[0] & 0x7f) << shift;
+            if byte[0] & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 28 {
+                bail!("a part length at byte {} is too large", self.read);
+            }
+        }
+        let at = self.read;
+        let mut bytes = vec![0u8; usize::try_from(length)?];
+        self.reader
+            .read_exact(&mut bytes)
+            .with_context(|| format!("the backup ends inside the part at byte {at}"))?;
+        self.read += length;
+        let message = v1::BackupResponse::decode(bytes.as_slice())
+            .map_err(|e| anyhow!("the part at byte {at} is not a backup part: {e}"))?;
+        match message.part {
+            Some(part) => Ok(Some(part)),
+            None => bail!("the part at byte {at} is empty"),
+        }
+    }
+}
+
+/// The envelope of a backup's event, every field as stored.
+///
+/// # Errors
+/// A field that is not what the log stores (an id that is not a UUID, a
+/// hash that is not 32 bytes).
+pub fn envelope_from_proto(e: &v1::EventEnvelope) -> anyhow::Result<Envelope> {
+    let hash = |field: &str, bytes: &[u8]| -> anyhow::Result<ChainHash> {
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
+            anyhow!(
+                "{field} of the event at position {} is not 32 bytes",
+                e.global_position
+            )
+        })?;
+        Ok(ChainHash(bytes))
+    };
+    let actor = e.actor.clone().unwrap_or_default();
+    Ok(Envelope {
+        event_id: uuid::Uuid::parse_str(&e.event_id).map_err(|err| {
+            anyhow!(
+                "event_id of the event at position {}: {err}",
+                e.global_position
+            )
+        })?,
+        stream_id: StreamId::parse("stream_id", &e.stream_id)?,
+        seq: e.seq,
+        global_position: e.global_position,
+        event_type: e.event_type.clone(),
+        schema_version: e.schema_version,
+        recorded_at_ms: e.recorded_at_unix_ms,
+        actor: Actor {
+            user_id: actor.user_id,
+            role: actor.role,
+            agency_id: actor.agency_id,
+        },
+        command_id: e.command_id.clone(),
+        causation_id: e.causation_id.clone(),
+        correlation_id: e.correlation_id.clone(),
+        payload: e.payload_json.clone(),
+        prev_hash: hash("prev_hash", &e.prev_hash)?,
+        hash: hash("hash", &e.hash)?,
+    })
+}
+
+fn checkpoint_from_proto(c: &v1::Checkpoint) -> Checkpoint {
+    Checkpoint {
+        service: c.service.clone(),
+        global_position: c.global_position,
+        tree_size: c.tree_size,
+        root_hash: hex::encode(&c.root_hash),
+        signed_at_unix_ms: c.signed_at_unix_ms,
+        public_key: hex::encode(&c.public_key),
+        signature: hex::encode(&c.signature),
+    }
+}
+
+/// Restores `spec`'s data directory (from `config`) from the backup file
+/// `from`; see the module docs for what is checked.
+///
+/// # Errors
+/// What did not check out, naming the part of the backup; the data
+/// directory is then left as it was.
+pub async fn restore(
+    spec: &ServiceSpec,
+    config: &Config,
+    from: &Path,
+    trusted_key: Option<&Path>,
+) -> anyhow::Result<Restored> {
+    let data_dir = &config.data_dir;
+    let log_dir = data_dir.join("eventlog");
+    if log_dir.exists() && std::fs::read_dir(&log_dir)?.next().is_some() {
+        bail!(
+            "{} already holds an event log: move it aside (keep it for the investigation) and restore again; a restore never writes over a log",
+            log_dir.display()
+        );
+    }
+    let file = std::fs::File::open(from)
+        .with_context(|| format!("cannot open the backup {}", from.display()))?;
+    let mut parts = Parts {
+        reader: BufReader::with_capacity(1 << 20, file),
+        read: 0,
+    };
+    let Some(Part::Manifest(manifest)) = parts.next()? else {
+        bail!("{} does not start with a backup manifest", from.display());
+    };
+    if manifest.format != BACKUP_FORMAT {
+        bail!(
+            "the backup's format is {:?}, this restore reads {BACKUP_FORMAT:?}",
+            manifest.format
+        );
+    }
+    if manifest.service != spec.name {
+        bail!(
+            "the backup is of {}'s log, not {}'s",
+            manifest.service,
+            spec.name
+        );
+    }
+    let checkpoint = checkpoint_from_proto(
+        manifest
+            .checkpoint
+            .as_ref()
+            .ok_or_else(|| anyhow!("the backup's manifest has no checkpoint"))?,
+    );
+    let local_key = data_dir.join("checkpoint-key.pub.pem");
+    let (trusted, key_checked) = match trusted_key {
+        Some(path) => (
+            Some(baove_security::token::read_verifying_key(path)?),
+            format!("the trusted key {}", path.display()),
+        ),
+        None if local_key.exists() => (
+            Some(baove_security::token::read_verifying_key(&local_key)?),
+            format!("this data directory's key {}", local_key.display()),
+        ),
+        None => (
+            None,
+            "only the key the checkpoint names (give --trusted-key to check it against a key you hold)".to_owned(),
+        ),
+    };
+    checkpoint
+        .verify(trusted.as_ref())
+        .map_err(|e| anyhow!("the backup's checkpoint does not verify: {e}"))?;
+
+    std::fs::create_dir_all(data_dir)?;
+    let building = data_dir.join("eventlog.restoring");
+    if building.exists() {
+        std::fs::remove_dir_all(&building)?;
+    }
+    let result = rebuild(spec, &mut parts, &building, &checkpoint).await;
+    let (streams, side_entries) = match result {
+        Ok(counts) => counts,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&building);
+            return Err(e);
+        }
+    };
+    if log_dir.exists() {
+        std::fs::remove_dir(&log_dir)?;
+    }
+    std::fs::rename(&building, &log_dir)?;
+    std::fs::File::open(data_dir)?.sync_all()?;
+
+    let kept_file = data_dir.join("eventlog.checkpoint.json");
+    let newer_kept = std::fs::read(&kept_file)
+        .ok()
+        .and_then(|text| serde_json::from_slice::<Checkpoint>(&text).ok())
+        .map(|kept| kept.global_position)
+        .filter(|position| *position > checkpoint.global_position);
+    let signed_here = local_key.exists()
+        && baove_security::token::read_verifying_key(&local_key)
+            .is_ok_and(|key| hex::encode(key.as_bytes()) == checkpoint.public_key);
+    let kept = newer_kept.is_none() && signed_here;
+    if kept {
+        let aside = kept_file.with_extension("json.tmp");
+        std::fs::write(&aside, serde_json::to_vec_pretty(&checkpoint)?)?;
+        std::fs::File::open(&aside)?.sync_all()?;
+        std::fs::rename(&aside, &kept_file)?;
+        std::fs::File::open(data_dir)?.sync_all()?;
+    }
+    Ok(Restored {
+        events: checkpoint.global_position,
+        streams,
+        side_entries,
+        checkpoint,
+        key_checked,
+        kept,
+        newer_kept,
+    })
+}
+
+/// Imports the events and side entries into a new log in `dir` and checks
+/// it against the checkpoint; returns (streams, side entries).
+async fn rebuild<R: Read>(
+    spec: &ServiceSpec,
+    parts: &mut Parts<R>,
+    dir: &PathBuf,
+    checkpoint: &Checkpoint,
+) -> anyhow::Result<(u64, u64)> {
+    let log = EventLog::open(dir)
+        .await
+        .with_context(|| format!("cannot create the log in {}", dir.display()))?;
+    let mut side_entries = 0u64;
+    let end = loop {
+        match parts.next()? {
+            None => bail!(
+                "the backup ends without its end record (at position {}): the file is truncated",
+                log.last_position()
+            ),
+            Some(Part::Manifest(_)) => bail!("the backup holds a second manifest"),
+            Some(Part::Events(page)) => {
+                if side_entries > 0 {
+                    bail!("the backup holds events after side entries");
+                }
+                let events = page
+                    .events
+                    .iter()
+                    .map(envelope_from_proto)
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                if events
+                    .last()
+                    .is_some_and(|e| e.global_position > checkpoint.global_position)
+                {
+                    bail!(
+                        "the backup holds events beyond its checkpoint's position {}",
+                        checkpoint.global_position
+                    );
+                }
+                log.import(events)
+                    .await
+                    .context("the backup's events do not verify")?;
+            }
+            Some(Part::SideEntry(entry)) => {
+                if !spec.side_trees.contains(&entry.tree.as_str()) {
+                    bail!(
+                        "the backup holds an entry of side tree {:?}, which {} does not have",
+                        entry.tree,
+                        spec.name
+                    );
+                }
+                log.side_tree(&entry.tree)?.insert(entry.key, entry.value)?;
+                side_entries += 1;
+            }
+            Some(Part::End(end)) => break end,
+        }
+    };
+    if parts.next()?.is_some() {
+        bail!("the backup holds parts after its end record");
+    }
+    let position = log.last_position();
+    if end.events != position || position != checkpoint.global_position {
+        bail!(
+            "the backup holds {position} events, its end record says {} and its checkpoint covers {}",
+            end.events,
+            checkpoint.global_position
+        );
+    }
+    if end.side_entries != side_entries {
+        bail!(
+            "the backup holds {side_entries} side entries, its end record says {}",
+            end.side_entries
+        );
+    }
+    let heads = checkpoint::heads_at(&log, position).await?;
+    let leaves = heads.leaves();
+    if hex::encode(merkle::root(&leaves)) != checkpoint.root_hash
+        || leaves.len() as u64 != checkpoint.tree_size
+    {
+        bail!(
+            "the restored heads ({} streams) do not give the checkpoint's root ({} streams): the backup was altered or is of another log",
+            leaves.len(),
+            checkpoint.tree_size
+        );
+    }
+    for (stream, _, _) in &heads.heads {
+        match log.verify(*stream).await? {
+            Verification::Intact(_) => {}
+            Verification::NoStream => bail!("stream {stream} has a head but no events"),
+            Verification::Broken {
+                first_bad_seq,
+                reason,
+            } => bail!("stream {stream} does not verify at seq {first_bad_seq}: {reason}"),
+        }
+    }
+    // Durable before the directory is renamed into place.
+    log.close().await?;
+    Ok((heads.heads.len() as u64, side_entries))
+}
