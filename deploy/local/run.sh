@@ -26,29 +26,12 @@ echo "building (cargo build --bins)..."
 cargo build --quiet --bins
 bin=${CARGO_TARGET_DIR:-$root/target}/debug
 
-# First start: the key pair that signs tokens, and intake's master key.
+# First start: the key pair that signs tokens, intake's master key, the
+# NATS users' passwords and their permissions (deploy/local/secrets.sh).
 keys=$state/keys
-if [ ! -f "$keys/issuer.pem" ]; then
-  "$bin/baove" token keygen --private "$keys/issuer.pem" --public "$keys/issuer.pub.pem" >/dev/null
-  echo "created the token key pair in $keys"
-fi
-for svc in intake casework referral; do
-  if [ ! -f "$keys/nats-$svc.password" ]; then
-    (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$keys/nats-$svc.password")
-  fi
-done
-# NATS with one user per service and its permissions (deploy/nats/), the
-# passwords substituted; the file lives with the other secrets.
-sed -e "s/@INTAKE_PASSWORD@/$(cat "$keys/nats-intake.password")/" \
-    -e "s/@CASEWORK_PASSWORD@/$(cat "$keys/nats-casework.password")/" \
-    -e "s/@REFERRAL_PASSWORD@/$(cat "$keys/nats-referral.password")/" \
-    deploy/nats/authorization.conf.in >"$keys/nats-authorization.conf"
+deploy/local/secrets.sh "$bin" "$keys"
 cat deploy/local/nats.conf >"$keys/nats.conf"
 echo "include ./nats-authorization.conf" >>"$keys/nats.conf"
-if [ ! -f "$keys/master.key" ]; then
-  (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$keys/master.key"; echo >>"$keys/master.key")
-  echo "created intake's master key $keys/master.key"
-fi
 
 pids=()
 nats_pid=""

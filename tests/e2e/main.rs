@@ -6,6 +6,7 @@
 mod access;
 mod backup;
 mod casework;
+mod cluster;
 mod corruption;
 mod foundation;
 mod hardening;

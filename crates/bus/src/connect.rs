@@ -8,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::BusError;
 
-/// Connects to `url` as client `name`, retrying with backoff (0.25 s doubling
+/// Connects to `url` (one NATS URL, or several of one cluster separated by
+/// commas) as client `name`, retrying with backoff (0.25 s doubling
 /// to 5 s) until it succeeds or `cancel` fires. Once connected the client
 /// reconnects on its own, forever; `connected`, if given, follows the
 /// connection (true while connected), for health reporting.
@@ -95,7 +96,14 @@ pub async fn connect_as(
                     }
                 }
             });
-        match options.connect(url).await {
+        // Several servers of one cluster, separated by commas: the client
+        // tries them in turn and, once connected, learns the others.
+        let servers: Vec<&str> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        match options.connect(servers.as_slice()).await {
             Ok(client) => {
                 tracing::info!(url, attempt, "connected to nats");
                 if let Some(state) = &connected {

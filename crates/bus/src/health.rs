@@ -85,6 +85,8 @@ pub struct Bus {
     pub js: jetstream::Context,
     /// Where parts report.
     pub health: BusHealth,
+    /// The copies of each stream it creates (`stream_replicas`).
+    pub replicas: usize,
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ pub struct OutboxRelay {
     js: jetstream::Context,
     spec: StreamSpec,
     health: BusHealth,
+    replicas: usize,
 }
 
 impl OutboxRelay {
@@ -44,6 +45,7 @@ impl OutboxRelay {
             js: bus.js,
             spec,
             health: bus.health,
+            replicas: bus.replicas,
         }
     }
 
@@ -136,7 +138,7 @@ impl OutboxRelay {
             Ok(held) => held,
             Err(e) => {
                 tracing::warn!(stream = self.spec.name, error = %e, "stream not reachable; making it again");
-                if let Err(e) = crate::ensure_stream(&self.js, self.spec).await {
+                if let Err(e) = crate::ensure_stream(&self.js, self.spec, self.replicas).await {
                     self.health.failing(
                         &self.part(),
                         format!("stream {} missing: {e}", self.spec.name),

@@ -47,13 +47,21 @@ pub const ALERT: StreamSpec = StreamSpec {
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Creates the stream, or updates it to this configuration: file storage,
-/// limits retention (kept), a duplicate window of 24 hours.
+/// limits retention (kept), a duplicate window of 24 hours, and `replicas`
+/// copies (1 on a single server; 3 on a three-node JetStream cluster, so
+/// that a publish is acknowledged only once a quorum of the nodes stored
+/// it and any one node can be lost).
 ///
 /// # Errors
 /// [`BusError::JetStream`] when JetStream refuses (for example JetStream is
 /// not enabled on the server).
-pub async fn ensure_stream(js: &jetstream::Context, spec: StreamSpec) -> Result<(), BusError> {
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    spec: StreamSpec,
+    replicas: usize,
+) -> Result<(), BusError> {
     let config = stream::Config {
+        num_replicas: replicas.max(1),
         name: spec.name.to_owned(),
         subjects: vec![format!("{}.>", spec.prefix)],
         storage: stream::StorageType::File,

@@ -479,4 +479,3 @@ mod tests {
         assert!(!shown.chars().any(char::is_control));
     }
 }
-

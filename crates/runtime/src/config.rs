@@ -15,8 +15,15 @@ pub struct Config {
     /// Directory of the service's sled database (`BAOVE_DATA_DIR`); created
     /// if missing. Never shared between services.
     pub data_dir: PathBuf,
-    /// NATS URL (`BAOVE_NATS_URL`), e.g. `nats://127.0.0.1:4222`.
+    /// NATS URL (`BAOVE_NATS_URL`), e.g. `nats://127.0.0.1:4222`; for a
+    /// cluster, every node's URL separated by commas.
     pub nats_url: String,
+    /// Copies JetStream keeps of each of the service's streams
+    /// (`BAOVE_STREAM_REPLICAS`), 1 to 5; default 1 (one nats-server). 3
+    /// on a three-node cluster: a publish is then acknowledged once two
+    /// nodes stored it, and any one node can be lost.
+    #[serde(default = "default_stream_replicas")]
+    pub stream_replicas: usize,
     /// How long shutdown waits for in-flight requests after health went
     /// NOT_SERVING (`BAOVE_DRAIN_SECS`); default 10.
     #[serde(default = "default_drain_secs")]
@@ -180,6 +187,10 @@ const fn default_cache_mb() -> u64 {
     1024
 }
 
+const fn default_stream_replicas() -> usize {
+    1
+}
+
 const fn default_drain_secs() -> u64 {
     10
 }
@@ -233,6 +244,7 @@ struct Partial {
     metrics_listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     nats_url: Option<String>,
+    stream_replicas: Option<usize>,
     drain_secs: Option<u64>,
     cache_mb: Option<u64>,
     reference_dir: Option<PathBuf>,
@@ -258,7 +270,7 @@ struct Partial {
 impl Config {
     /// Loads `file` (if given), then applies the `BAOVE_*` variable of each
     /// key (`BAOVE_LISTEN`, `BAOVE_DATA_DIR`, `BAOVE_NATS_URL`,
-    /// `BAOVE_DRAIN_SECS`, `BAOVE_CACHE_MB`, `BAOVE_REFERENCE_DIR`,
+    /// `BAOVE_STREAM_REPLICAS`, `BAOVE_DRAIN_SECS`, `BAOVE_CACHE_MB`, `BAOVE_REFERENCE_DIR`,
     /// `BAOVE_HANDOVER_RETRY_SECS`, `BAOVE_CALENDAR_FILE`,
     /// `BAOVE_DEADLINE_WARN_SHARE`, `BAOVE_CLOCK_OFFSET_FILE`,
     /// `BAOVE_ADDR_FILE`, `BAOVE_METRICS_LISTEN`, `BAOVE_AUTH_PUBLIC_KEYS`,
@@ -315,6 +327,13 @@ impl Config {
         }
         if let Some(value) = env("BAOVE_NATS_URL") {
             partial.nats_url = Some(value);
+        }
+        if let Some(value) = env("BAOVE_STREAM_REPLICAS") {
+            partial.stream_replicas = Some(value.parse().map_err(|_| ConfigError::Env {
+                variable: "BAOVE_STREAM_REPLICAS",
+                value,
+                rule: "must be a whole number from 1 to 5",
+            })?);
         }
         if let Some(value) = env("BAOVE_DRAIN_SECS") {
             partial.drain_secs = Some(value.parse().map_err(|_| ConfigError::Env {
@@ -431,6 +450,16 @@ impl Config {
                 rule: "must be a number from 0 to 1",
             });
         }
+        let stream_replicas = partial
+            .stream_replicas
+            .unwrap_or_else(default_stream_replicas);
+        if !(1..=5).contains(&stream_replicas) {
+            return Err(ConfigError::Env {
+                variable: "stream_replicas (BAOVE_STREAM_REPLICAS)",
+                value: stream_replicas.to_string(),
+                rule: "must be a whole number from 1 to 5 (JetStream keeps at most 5 copies)",
+            });
+        }
         Ok(Self {
             listen: partial.listen.ok_or(ConfigError::Missing {
                 key: "listen",
@@ -444,6 +473,7 @@ impl Config {
                 key: "nats_url",
                 variable: "BAOVE_NATS_URL",
             })?,
+            stream_replicas,
             drain_secs: partial.drain_secs.unwrap_or_else(default_drain_secs),
             cache_mb: partial.cache_mb.unwrap_or_else(default_cache_mb),
             reference_dir: partial.reference_dir.unwrap_or_else(default_reference_dir),
@@ -625,6 +655,32 @@ mod tests {
         assert_eq!(config.listen.port(), 2);
         assert_eq!(config.data_dir, PathBuf::from("/a"));
         assert_eq!(config.drain_secs, 10);
+    }
+
+    #[test]
+    fn stream_replicas_default_to_one_and_must_be_one_to_five() {
+        let f = file(
+            "listen = \"127.0.0.1:1\"\ndata_dir = \"/a\"\nnats_url = \"nats://x:1\"\nauth_public_keys = [\"/k.pem\"]\n",
+        );
+        let with = |value: &'static str| {
+            Config::load_with(Some(f.path()), move |name| {
+                (name == "BAOVE_STREAM_REPLICAS").then(|| value.to_owned())
+            })
+        };
+        assert_eq!(
+            Config::load_with(Some(f.path()), |_| None)
+                .unwrap()
+                .stream_replicas,
+            1
+        );
+        assert_eq!(with("3").unwrap().stream_replicas, 3);
+        for bad in ["0", "6", "three"] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("BAOVE_STREAM_REPLICAS") && err.contains("1 to 5"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -295,8 +295,11 @@ pub async fn run(
 
     let bus = tokio::spawn(bus_task(
         spec,
-        config.nats_url.clone(),
-        credentials,
+        NatsSettings {
+            url: config.nats_url.clone(),
+            replicas: config.stream_replicas,
+            credentials,
+        },
         log.clone(),
         reporter.clone(),
         background.clone(),
@@ -376,10 +379,19 @@ async fn set_all(reporter: &HealthReporter, names: &[&str], status: ServingStatu
 /// Connects to NATS, keeps the streams, relays the outbox, runs the
 /// service's `on_bus` part, and keeps the [`BUS_HEALTH`] status true to the
 /// connection and to every bus part's progress.
+/// How a service reaches NATS.
+struct NatsSettings {
+    /// One URL, or several of a cluster separated by commas.
+    url: String,
+    /// Copies of each stream it creates.
+    replicas: usize,
+    /// Its NATS user, when configured.
+    credentials: Option<baove_bus::Credentials>,
+}
+
 async fn bus_task(
     spec: ServiceSpec,
-    url: String,
-    credentials: Option<baove_bus::Credentials>,
+    nats: NatsSettings,
     log: EventLog,
     reporter: HealthReporter,
     cancel: CancellationToken,
@@ -387,9 +399,9 @@ async fn bus_task(
 ) {
     let (connected_tx, mut connected) = watch::channel(false);
     let client = match baove_bus::connect_as(
-        &url,
+        &nats.url,
         &format!("baove-{}", spec.name),
-        credentials,
+        nats.credentials,
         &cancel,
         Some(connected_tx),
     )
@@ -405,10 +417,11 @@ async fn bus_task(
     let bus = baove_bus::Bus {
         js: async_nats::jetstream::new(client),
         health: baove_bus::BusHealth::default(),
+        replicas: nats.replicas,
     };
     let mut delay = Duration::from_millis(250);
     loop {
-        match baove_bus::ensure_stream(&bus.js, spec.stream).await {
+        match baove_bus::ensure_stream(&bus.js, spec.stream, bus.replicas).await {
             Ok(()) => break,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot create the jetstream stream yet");
@@ -480,7 +493,7 @@ async fn keep_streams(spec: ServiceSpec, bus: baove_bus::Bus, cancel: Cancellati
                 bus.health.ok(&part);
                 continue;
             }
-            match baove_bus::ensure_stream(&bus.js, *stream).await {
+            match baove_bus::ensure_stream(&bus.js, *stream, bus.replicas).await {
                 Ok(()) => {
                     tracing::warn!(stream = stream.name, "stream was missing: made again");
                     bus.health.ok(&part);

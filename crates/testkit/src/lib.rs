@@ -3,7 +3,9 @@
 //! touch a server that may already run on 4222.
 //!
 //! # Layout
-//! - [`NatsServer`]: start, stop, restart on the same port and store.
+//! - [`NatsServer`]: start, stop, kill, restart on the same port and store.
+//! - [`NatsCluster`]: three servers clustered over loopback routes, each
+//!   with its own store (JetStream clustering).
 //! - [`free_port`]: a loopback port nobody listens on.
 //! - [`wait_for_port`]: wait until something accepts TCP connections.
 
@@ -197,6 +199,27 @@ impl NatsServer {
         }
     }
 
+    /// Kills it at once (SIGKILL: no goodbye to the cluster, no flush), as
+    /// a machine that dies; [`NatsServer::restart`] brings it back.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether it is running (started and not stopped or killed).
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Its `server_name`, as JetStream names it (stream leaders, replicas).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Stops it, deletes everything JetStream stored (as a crash of a
     /// server whose file store had not synced would), and starts it again
     /// on the same port.
@@ -228,6 +251,70 @@ impl NatsServer {
     pub fn restart(&mut self) -> Result<(), String> {
         self.stop();
         self.spawn()
+    }
+}
+
+/// Three nats-servers with JetStream, clustered over loopback: each has
+/// its own client port, route port and store; every route lists all three.
+/// A stream created with 3 replicas lives on all of them, and any one can
+/// be killed and brought back.
+pub struct NatsCluster {
+    /// The nodes, in start order.
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts three clustered servers and waits until each answers; the
+    /// JetStream meta group may need a few more seconds to elect its leader
+    /// (clients retry until it has).
+    ///
+    /// # Errors
+    /// As [`NatsServer::start`].
+    pub fn start() -> Result<Self, String> {
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Self::try_start() {
+                Ok(cluster) => return Ok(cluster),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn try_start() -> Result<Self, String> {
+        let cluster_name = unique_name();
+        let ports: Vec<(u16, u16)> = (0..3)
+            .map(|_| Ok((free_port()?, free_port()?)))
+            .collect::<Result<_, String>>()?;
+        let routes = ports
+            .iter()
+            .map(|(_, route)| format!("nats-route://127.0.0.1:{route}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut nodes = Vec::new();
+        for (client, route) in &ports {
+            let config = format!(
+                "cluster {{\n  name: {cluster_name}\n  listen: 127.0.0.1:{route}\n  routes: [{routes}]\n}}\n"
+            );
+            nodes.push(NatsServer::start_on_with(*client, Some(&config))?);
+        }
+        Ok(Self { nodes })
+    }
+
+    /// Every node's client URL, separated by commas (what a service's
+    /// `nats_url` holds in a cluster).
+    #[must_use]
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node whose `server_name` is `name`.
+    pub fn node_named(&mut self, name: &str) -> Option<&mut NatsServer> {
+        self.nodes.iter_mut().find(|n| n.name == name)
     }
 }
 

@@ -98,7 +98,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     },
                     cancel.clone(),
                 );
-                if let Err(e) = baove_bus::ensure_stream(&js, baove_bus::ALERT).await {
+                if let Err(e) = baove_bus::ensure_stream(&js, baove_bus::ALERT, bus.replicas).await
+                {
                     tracing::warn!(error = %e, "alert stream not ready yet; the alerter retries");
                 }
                 let alerts = run_consumer(

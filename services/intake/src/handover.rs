@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream;
 use baove_bus::{HandleError, Handler};
 use baove_domain::case::CaseEvent;
 use baove_domain::intake::{
@@ -223,10 +222,11 @@ pub fn worth_resending(
 pub async fn republish(
     log: EventLog,
     view: Arc<View>,
-    js: jetstream::Context,
+    bus: baove_bus::Bus,
     base: Duration,
     cancel: CancellationToken,
 ) {
+    let js = bus.js;
     let tick = (base / 2).clamp(Duration::from_millis(200), Duration::from_secs(30));
     let mut waiting: HashMap<Uuid, (u32, Instant)> = HashMap::new();
     loop {
@@ -266,7 +266,9 @@ pub async fn republish(
                 Err(e) => {
                     tracing::warn!(intake_id = %intake_id, error = %e, "re-publish failed; will retry");
                     // NATS may have come back without its store.
-                    if let Err(e) = baove_bus::ensure_stream(&js, baove_bus::INTAKE).await {
+                    if let Err(e) =
+                        baove_bus::ensure_stream(&js, baove_bus::INTAKE, bus.replicas).await
+                    {
                         tracing::debug!(error = %e, "stream not ensured yet");
                     }
                 }

@@ -87,7 +87,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     },
                     cancel.clone(),
                 );
-                let republisher = handover::republish(log, view, bus.js, retry, cancel);
+                let republisher = handover::republish(log, view, bus, retry, cancel);
                 tokio::join!(consumer, republisher);
             })
         });

@@ -61,7 +61,7 @@ async fn given_redeliveries_and_duplicates_then_each_event_is_applied_once() {
             .await
             .unwrap(),
     );
-    ensure_stream(&js, TEST).await.unwrap();
+    ensure_stream(&js, TEST, 1).await.unwrap();
 
     let sender_dir = tempfile::tempdir().unwrap();
     let sender = EventLog::open(sender_dir.path()).await.unwrap();
@@ -168,7 +168,7 @@ async fn given_an_undecodable_and_a_refused_message_then_both_are_parked_and_the
             .await
             .unwrap(),
     );
-    ensure_stream(&js, TEST).await.unwrap();
+    ensure_stream(&js, TEST, 1).await.unwrap();
     let garbage: &[u8] = b"\x00not an envelope";
     js.send_publish(
         "baove.test.poison",

@@ -25,6 +25,7 @@ pub fn bus(js: &jetstream::Context) -> baove_bus::Bus {
     baove_bus::Bus {
         js: js.clone(),
         health: baove_bus::BusHealth::default(),
+        replicas: 1,
     }
 }
 

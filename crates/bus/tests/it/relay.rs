@@ -19,7 +19,7 @@ async fn given_nats_stops_when_events_are_appended_then_after_restart_each_arriv
         .await
         .unwrap();
     let js = async_nats::jetstream::new(client);
-    ensure_stream(&js, TEST).await.unwrap();
+    ensure_stream(&js, TEST, 1).await.unwrap();
     let relay = tokio::spawn(OutboxRelay::new(log.clone(), bus(&js), TEST).run(cancel.clone()));
 
     append(&log, "before", 3).await;
@@ -65,8 +65,8 @@ async fn given_a_relay_restart_when_the_outbox_was_not_cleared_then_jetstream_dr
             .await
             .unwrap(),
     );
-    ensure_stream(&js, TEST).await.unwrap();
-    ensure_stream(&js, TEST).await.unwrap(); // idempotent
+    ensure_stream(&js, TEST, 1).await.unwrap();
+    ensure_stream(&js, TEST, 1).await.unwrap(); // idempotent
     append(&log, "x", 2).await;
     let events = log.outbox(10).await.unwrap();
     // Published once by hand (as if the relay died before clearing)...
@@ -97,7 +97,7 @@ async fn given_the_bus_loses_its_store_when_the_relay_is_idle_then_it_makes_the_
         .await
         .unwrap();
     let js = async_nats::jetstream::new(client);
-    ensure_stream(&js, TEST).await.unwrap();
+    ensure_stream(&js, TEST, 1).await.unwrap();
     let relay = tokio::spawn(OutboxRelay::new(log.clone(), bus(&js), TEST).run(cancel.clone()));
     append(&log, "before-wipe", 3).await;
     assert_eq!(stored(&js, 3).await.len(), 3);
