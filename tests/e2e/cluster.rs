@@ -174,7 +174,12 @@ async fn on_a_three_node_cluster_a_dead_nats_node_loses_no_report_and_catches_up
     assert_eq!(listed, cases, "casework opened no other case");
 
     // The node that died holds the streams again, caught up.
-    for name in ["BAOVE_INTAKE", "BAOVE_CASE"] {
+    for name in [
+        "BAOVE_INTAKE",
+        "BAOVE_CASE",
+        "BAOVE_INTAKE_LOG",
+        "BAOVE_CASE_LOG",
+    ] {
         let holders = replicas_current(&js, name).await;
         assert!(
             holders.contains(&killed),

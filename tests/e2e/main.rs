@@ -11,6 +11,7 @@ mod corruption;
 mod foundation;
 mod hardening;
 mod intake;
+mod logstream;
 mod metrics;
 mod privacy;
 mod reference;

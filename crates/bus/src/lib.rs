@@ -19,6 +19,9 @@
 //! - `streams`: [`StreamSpec`], the services' streams, [`ensure_stream`].
 //! - `publish`: [`publish`] one envelope, the headers it carries.
 //! - `relay`: [`OutboxRelay`].
+//! - [`logstream`]: every event of a log on its own stream ([`LogRelay`]),
+//!   the record a shortened log is repaired from and a data directory
+//!   rebuilt from ([`logstream::catch_up`]).
 //! - `consumer`: [`ConsumerSpec`], [`Handler`], [`run_consumer`].
 //! - `health`: [`Bus`], [`BusHealth`]: whether each part makes progress.
 //!
@@ -39,6 +42,7 @@
 mod connect;
 mod consumer;
 mod health;
+pub mod logstream;
 mod publish;
 mod relay;
 mod streams;
@@ -48,6 +52,7 @@ pub use consumer::{
     CONSUMER_PENDING, CONSUMER_REDELIVERED, ConsumerSpec, HandleError, Handler, run_consumer,
 };
 pub use health::{Bus, BusHealth, Parts, first_failure};
+pub use logstream::LogRelay;
 pub use publish::{
     HEADER_CORRELATION_ID, HEADER_EVENT_TYPE, HEADER_STREAM_ID, Published, publish, subject_for,
 };
@@ -66,6 +71,17 @@ pub enum BusError {
     /// The event log failed underneath.
     #[error(transparent)]
     Log(#[from] baove_eventlog::Error),
+    /// The log and its log stream hold different events at a position:
+    /// two processes wrote the same log, or one was changed on disk.
+    #[error(
+        "the event log and its log stream {stream} hold different events at position {position}: another process wrote this log, or it was changed on disk; stop this process and rebuild its data directory from the stream (README, \"Backup and restore\")"
+    )]
+    Diverged {
+        /// The position.
+        position: u64,
+        /// The log stream.
+        stream: &'static str,
+    },
     /// Shut down while waiting.
     #[error("cancelled")]
     Cancelled,

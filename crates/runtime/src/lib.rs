@@ -102,8 +102,16 @@ enum Command {
     /// and restore".
     Restore {
         /// The backup file.
+        #[arg(
+            long,
+            required_unless_present = "from_stream",
+            conflicts_with = "from_stream"
+        )]
+        from: Option<PathBuf>,
+        /// Rebuild from the service's log stream on NATS instead (every
+        /// event; intake's data keys come only from a backup file).
         #[arg(long)]
-        from: PathBuf,
+        from_stream: bool,
         /// The public key (PEM) the backup's checkpoint must be signed
         /// with; default: the data directory's own checkpoint key.
         #[arg(long)]
@@ -127,7 +135,45 @@ where
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     telemetry::install(telemetry::subscriber(std::io::stderr, ansi))?;
     let config = Config::load(args.config.as_deref())?;
-    if let Some(Command::Restore { from, trusted_key }) = args.command {
+    if let Some(Command::Restore {
+        from_stream: true,
+        trusted_key,
+        ..
+    }) = &args.command
+    {
+        let rebuilt = restore::rebuild_from_stream(spec, &config, trusted_key.as_deref())
+            .await
+            .context("rebuild from the log stream refused")?;
+        println!(
+            "rebuilt {} events of {} streams from the log stream {} into {}; every hash and chain verifies",
+            rebuilt.events,
+            rebuilt.streams,
+            spec.log_stream.name,
+            config.data_dir.join("eventlog").display()
+        );
+        match &rebuilt.checkpoint {
+            Some(c) => println!(
+                "the log's newest checkpoint (position {}, signed {}) matches the rebuilt heads; its signature was checked against {}",
+                c.global_position,
+                baove_domain::calendar::describe(c.signed_at_unix_ms),
+                rebuilt.key_checked
+            ),
+            None => println!("the log holds no checkpoint yet"),
+        }
+        if !spec.side_trees.is_empty() {
+            println!(
+                "not on the stream: {}; restore them from a backup file, or the fields they unlock stay unreadable",
+                spec.side_trees.join(", ")
+            );
+        }
+        return Ok(());
+    }
+    if let Some(Command::Restore {
+        from: Some(from),
+        trusted_key,
+        ..
+    }) = args.command
+    {
         let restored = restore::restore(spec, &config, &from, trusted_key.as_deref())
             .await
             .with_context(|| format!("restore from {} refused", from.display()))?;
@@ -148,7 +194,7 @@ where
         println!("its signature was checked against {}", restored.key_checked);
         if let Some(position) = restored.newer_kept {
             println!(
-                "WARNING: this data directory's kept checkpoint covers position {position}: {} acknowledged events are not in this backup, and the service will refuse to start until eventlog.checkpoint.json is moved aside (keep it: it records what was lost)",
+                "WARNING: this data directory's kept checkpoint covers position {position}: {} acknowledged events are not in this backup. At start the service takes them from its log stream on NATS if it holds them (side-tree entries excepted); if not, it refuses to start until eventlog.checkpoint.json is moved aside (keep it: it records what was lost)",
                 position - c.global_position
             );
         } else if restored.kept {

@@ -54,6 +54,9 @@ pub struct ServiceSpec {
     pub name: &'static str,
     /// The JetStream stream its events are published to.
     pub stream: StreamSpec,
+    /// The stream every event of its log is copied to, in order
+    /// ([`baove_bus::logstream`]).
+    pub log_stream: StreamSpec,
     /// Other streams it publishes to and keeps (the alert stream).
     pub other_streams: &'static [StreamSpec],
     /// Fully qualified gRPC service names of its own API, for health.
@@ -168,6 +171,9 @@ pub async fn run(
         config.clock(),
     )
     .context("failed to open the checkpoint signing key")?;
+    // Never serve a log shorter than its log stream (sled recovered an
+    // earlier state): take the missing events from the stream first.
+    catch_up_at_start(&spec, &config, &log).await?;
     // Never serve a log shorter than what was acknowledged, or changed.
     for (kept, what) in [
         (&checkpoints, "event log"),
@@ -379,6 +385,91 @@ async fn set_all(reporter: &HealthReporter, names: &[&str], status: ServingStatu
 /// Connects to NATS, keeps the streams, relays the outbox, runs the
 /// service's `on_bus` part, and keeps the [`BUS_HEALTH`] status true to the
 /// connection and to every bus part's progress.
+/// How long a starting service waits for NATS to compare its log with its
+/// log stream before starting without (the kept checkpoint still checks
+/// it; the log relay compares again once NATS is there).
+const STREAM_CHECK_WAIT: Duration = Duration::from_secs(10);
+
+/// Compares the log with its log stream and imports what the stream holds
+/// beyond it ([`baove_bus::logstream::catch_up`]).
+///
+/// # Errors
+/// When the log and the stream hold different events at one position, or
+/// the stream's events do not verify: the service must not serve.
+async fn catch_up_at_start(
+    spec: &ServiceSpec,
+    config: &Config,
+    log: &EventLog,
+) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    let timer = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(STREAM_CHECK_WAIT).await;
+            cancel.cancel();
+        })
+    };
+    let credentials = config
+        .nats_credentials()
+        .context("failed to read the NATS credentials")?;
+    let connected = baove_bus::connect_as(
+        &config.nats_url,
+        &format!("baove-{}-start", spec.name),
+        credentials,
+        &cancel,
+        None,
+    )
+    .await;
+    timer.abort();
+    let client = match connected {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::warn!(error = %e, wait_secs = STREAM_CHECK_WAIT.as_secs(), "NATS not reachable at start: the log is not compared with its log stream now (the kept checkpoint still is; the log relay compares once NATS is there)");
+            return Ok(());
+        }
+    };
+    let js = async_nats::jetstream::new(client);
+    if js.get_stream(spec.log_stream.name).await.is_err() {
+        tracing::info!(stream = spec.log_stream.name, "no log stream yet");
+        return Ok(());
+    }
+    match baove_bus::logstream::catch_up(log, &js, spec.log_stream).await {
+        Ok(0) => {
+            tracing::info!(stream = spec.log_stream.name, position = log.last_position(), "the log reaches the end of its log stream");
+            Ok(())
+        }
+        Ok(imported) => {
+            tracing::warn!(
+                stream = spec.log_stream.name,
+                imported,
+                position = log.last_position(),
+                "the log ended before its log stream (sled recovered an earlier state, or an older copy was put back): imported the missing events from the stream, every hash verified"
+            );
+            if !spec.side_trees.is_empty() {
+                tracing::error!(
+                    side_trees = ?spec.side_trees,
+                    imported,
+                    "the side trees are not on the log stream: entries written with the imported events are missing (for intake: the data keys of the reports among them, whose confidential fields cannot be read). Merge them from a backup taken after those events, if there is one"
+                );
+            }
+            Ok(())
+        }
+        Err(e @ baove_bus::BusError::Diverged { .. }) => Err(anyhow::anyhow!(e))
+            .with_context(|| format!("refusing to start on the event log in {}", log.path().display())),
+        Err(baove_bus::BusError::Log(e)) => Err(anyhow::anyhow!(e)).with_context(|| {
+            format!(
+                "the events of log stream {} do not continue the event log in {}; refusing to start",
+                spec.log_stream.name,
+                log.path().display()
+            )
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the log stream at start; starting on the kept checkpoint's word");
+            Ok(())
+        }
+    }
+}
+
 /// How a service reaches NATS.
 struct NatsSettings {
     /// One URL, or several of a cluster separated by commas.
@@ -435,7 +526,10 @@ async fn bus_task(
     }
     let keeper = tokio::spawn(keep_streams(spec, bus.clone(), cancel.clone()));
     let relay = tokio::spawn(
-        baove_bus::OutboxRelay::new(log, bus.clone(), spec.stream).run(cancel.clone()),
+        baove_bus::OutboxRelay::new(log.clone(), bus.clone(), spec.stream).run(cancel.clone()),
+    );
+    let log_relay = tokio::spawn(
+        baove_bus::LogRelay::new(log, bus.clone(), spec.log_stream).run(cancel.clone()),
     );
     let mut parts = bus.health.subscribe();
     let own = on_bus.map(|start| tokio::spawn(start(bus)));
@@ -467,7 +561,11 @@ async fn bus_task(
             changed = parts.changed() => if changed.is_err() { break },
         }
     }
-    for (name, task) in [("stream keeper", keeper), ("outbox relay", relay)] {
+    for (name, task) in [
+        ("stream keeper", keeper),
+        ("outbox relay", relay),
+        ("log relay", log_relay),
+    ] {
         if let Err(e) = task.await {
             tracing::error!(error = %e, task = name, "bus task failed");
         }
@@ -483,7 +581,8 @@ async fn bus_task(
 /// missing one again at once (after the bus lost its store an idle service
 /// must not wait for its next publish), reporting each as a bus part.
 async fn keep_streams(spec: ServiceSpec, bus: baove_bus::Bus, cancel: CancellationToken) {
-    let streams: Vec<StreamSpec> = std::iter::once(spec.stream)
+    let streams: Vec<StreamSpec> = [spec.stream, spec.log_stream]
+        .into_iter()
         .chain(spec.other_streams.iter().copied())
         .collect();
     loop {

@@ -18,6 +18,14 @@
 //! 4. the heads at that position give the checkpoint's Merkle root, and
 //!    every stream's chain verifies as stored.
 //!
+//! `restore --from-stream` rebuilds the log from the service's log stream
+//! on NATS instead ([`baove_bus::logstream`]): every event from position 1,
+//! each hash and link checked as it is imported, every stream's chain
+//! verified, and the newest checkpoint the log itself holds checked (its
+//! signature, and its root against the rebuilt heads at its position).
+//! Side trees (intake's data keys) are not on the stream: they come back
+//! only from a backup file.
+//!
 //! Then the checkpoint is kept beside the log (`eventlog.checkpoint.json`)
 //! when the data directory's signing key is the one that signed it, so the
 //! next start checks the restored log against it. A kept checkpoint already
@@ -367,4 +375,175 @@ async fn rebuild<R: Read>(
     // Durable before the directory is renamed into place.
     log.close().await?;
     Ok((heads.heads.len() as u64, side_entries))
+}
+
+/// What a rebuild from the log stream did.
+#[derive(Debug)]
+pub struct Rebuilt {
+    /// Events imported.
+    pub events: u64,
+    /// Streams.
+    pub streams: u64,
+    /// The newest checkpoint in the rebuilt log, checked against it.
+    pub checkpoint: Option<Checkpoint>,
+    /// What its signature was checked against.
+    pub key_checked: String,
+}
+
+/// Rebuilds `spec`'s event log in `config.data_dir` from its log stream on
+/// NATS (`config.nats_url`), as [`restore`] does from a file.
+///
+/// # Errors
+/// NATS unreachable within 30 s, the stream missing or empty, an event
+/// that does not verify, or the log's newest checkpoint not matching; the
+/// data directory is then left as it was.
+pub async fn rebuild_from_stream(
+    spec: &ServiceSpec,
+    config: &Config,
+    trusted_key: Option<&Path>,
+) -> anyhow::Result<Rebuilt> {
+    let data_dir = &config.data_dir;
+    let log_dir = data_dir.join("eventlog");
+    if log_dir.exists() && std::fs::read_dir(&log_dir)?.next().is_some() {
+        bail!(
+            "{} already holds an event log: move it aside (keep it for the investigation) and rebuild again; a rebuild never writes over a log",
+            log_dir.display()
+        );
+    }
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let timer = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            cancel.cancel();
+        })
+    };
+    let client = baove_bus::connect_as(
+        &config.nats_url,
+        &format!("baove-{}-rebuild", spec.name),
+        config.nats_credentials()?,
+        &cancel,
+        None,
+    )
+    .await
+    .map_err(|e| anyhow!("cannot reach NATS at {} within 30 s: {e}", config.nats_url))?;
+    timer.abort();
+    let js = async_nats::jetstream::new(client);
+    let stream = spec.log_stream;
+    if baove_bus::logstream::stream_end(&js, stream)
+        .await?
+        .is_none()
+    {
+        bail!("the log stream {} holds no events", stream.name);
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let building = data_dir.join("eventlog.restoring");
+    if building.exists() {
+        std::fs::remove_dir_all(&building)?;
+    }
+    let result = async {
+        let log = EventLog::open(&building)
+            .await
+            .with_context(|| format!("cannot create the log in {}", building.display()))?;
+        let events = baove_bus::logstream::catch_up(&log, &js, stream)
+            .await
+            .with_context(|| format!("the events of {} do not verify", stream.name))?;
+        let (checkpoint, key_checked) =
+            check_newest_checkpoint(&log, data_dir, trusted_key).await?;
+        let streams = verify_every_stream(&log).await?;
+        log.close().await?;
+        anyhow::Ok(Rebuilt {
+            events,
+            streams,
+            checkpoint,
+            key_checked,
+        })
+    }
+    .await;
+    let rebuilt = match result {
+        Ok(rebuilt) => rebuilt,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&building);
+            return Err(e);
+        }
+    };
+    if log_dir.exists() {
+        std::fs::remove_dir(&log_dir)?;
+    }
+    std::fs::rename(&building, &log_dir)?;
+    std::fs::File::open(data_dir)?.sync_all()?;
+    Ok(rebuilt)
+}
+
+/// Verifies every stream's chain; returns how many streams there are.
+async fn verify_every_stream(log: &EventLog) -> anyhow::Result<u64> {
+    let mut after = None;
+    let mut count = 0u64;
+    loop {
+        let heads = log.heads(after, 1000).await?;
+        let Some(last) = heads.last() else {
+            return Ok(count);
+        };
+        after = Some(last.stream);
+        for head in &heads {
+            count += 1;
+            match log.verify(head.stream).await? {
+                Verification::Intact(_) => {}
+                Verification::NoStream => bail!("stream {} has a head but no events", head.stream),
+                Verification::Broken {
+                    first_bad_seq,
+                    reason,
+                } => bail!(
+                    "stream {} does not verify at seq {first_bad_seq}: {reason}",
+                    head.stream
+                ),
+            }
+        }
+    }
+}
+
+/// The newest checkpoint the log holds, its signature checked and its root
+/// recomputed from the log's heads at its position.
+async fn check_newest_checkpoint(
+    log: &EventLog,
+    data_dir: &Path,
+    trusted_key: Option<&Path>,
+) -> anyhow::Result<(Option<Checkpoint>, String)> {
+    let newest = log
+        .read_stream_backward(crate::access::CHECKPOINT_STREAM, None, 1)
+        .await?;
+    let Some(event) = newest.first() else {
+        return Ok((None, "no checkpoint in the log".to_owned()));
+    };
+    let checkpoint: Checkpoint = serde_json::from_str(&event.payload)
+        .map_err(|e| anyhow!("the log's newest checkpoint does not decode: {e}"))?;
+    let local_key = data_dir.join("checkpoint-key.pub.pem");
+    let (trusted, key_checked) = match trusted_key {
+        Some(path) => (
+            Some(baove_security::token::read_verifying_key(path)?),
+            format!("the trusted key {}", path.display()),
+        ),
+        None if local_key.exists() => (
+            Some(baove_security::token::read_verifying_key(&local_key)?),
+            format!("this data directory's key {}", local_key.display()),
+        ),
+        None => (
+            None,
+            "only the key the checkpoint names (give --trusted-key to check it against a key you hold)".to_owned(),
+        ),
+    };
+    checkpoint
+        .verify(trusted.as_ref())
+        .map_err(|e| anyhow!("the log's newest checkpoint does not verify: {e}"))?;
+    let heads = checkpoint::heads_at(log, checkpoint.global_position).await?;
+    let leaves = heads.leaves();
+    if hex::encode(merkle::root(&leaves)) != checkpoint.root_hash
+        || leaves.len() as u64 != checkpoint.tree_size
+    {
+        bail!(
+            "the rebuilt heads at position {} do not give the root of the checkpoint signed there",
+            checkpoint.global_position
+        );
+    }
+    Ok((Some(checkpoint), key_checked))
 }

@@ -46,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 pub const SPEC: ServiceSpec = ServiceSpec {
     name: "casework",
     stream: baove_bus::CASE,
+    log_stream: baove_bus::logstream::CASE_LOG,
     other_streams: &[baove_bus::ALERT],
     grpc_services: &["baove.v1.CaseService", "baove.v1.ReportingService"],
     consumers: &["casework", "casework-alerts", "casework-referrals"],

@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 pub const SPEC: ServiceSpec = ServiceSpec {
     name: "intake",
     stream: baove_bus::INTAKE,
+    log_stream: baove_bus::logstream::INTAKE_LOG,
     other_streams: &[],
     grpc_services: &["baove.v1.IntakeService"],
     consumers: &["intake"],

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 pub const SPEC: ServiceSpec = ServiceSpec {
     name: "referral",
     stream: baove_bus::REFERRAL,
+    log_stream: baove_bus::logstream::REFERRAL_LOG,
     other_streams: &[baove_bus::ALERT],
     grpc_services: &["baove.v1.ReferralService"],
     consumers: &["referral", "referral-alerts"],

@@ -1,0 +1,371 @@
+//! The log stream: every event of a service's log, in global order, on a
+//! JetStream stream of its own (`BAOVE_<SERVICE>_LOG`, one subject
+//! `baove.log.<service>.events`), one message per event: the envelope as
+//! stored, `Nats-Msg-Id` its event id, header `Baove-Position` its global
+//! position. With `stream_replicas = 3` it lives on three machines.
+//!
+//! It is the independent record of how far the log went: a service whose
+//! sled log ends before its stream imports the missing events from it at
+//! start (verifying every hash, [`baove_eventlog::EventLog::import`])
+//! before it serves, and a data directory can be rebuilt from it alone
+//! (`baove-<service> restore --from-stream`). Side trees (intake's data
+//! keys) are not on it.
+//!
+//! The stream's sequence of the event at position `p` is `p`: the
+//! [`LogRelay`] publishes position `p` only with
+//! `Nats-Expected-Last-Subject-Sequence: p - 1`, so JetStream stores it
+//! only right after position `p - 1`. A second writer of the same log (a
+//! deposed process, a copy started by mistake) cannot extend it: its
+//! publishes are refused, and the relay reports the log as diverged instead
+//! of publishing.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, context::PublishErrorKind};
+use baove_eventlog::{Envelope, EventLog};
+use futures_util::StreamExt as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Bus, BusError, BusHealth, StreamSpec};
+
+/// Header carrying the event's global position.
+pub const HEADER_POSITION: &str = "Baove-Position";
+
+/// intake's log stream.
+pub const INTAKE_LOG: StreamSpec = StreamSpec {
+    name: "BAOVE_INTAKE_LOG",
+    prefix: "baove.log.intake",
+};
+/// casework's log stream.
+pub const CASE_LOG: StreamSpec = StreamSpec {
+    name: "BAOVE_CASE_LOG",
+    prefix: "baove.log.case",
+};
+/// referral's log stream.
+pub const REFERRAL_LOG: StreamSpec = StreamSpec {
+    name: "BAOVE_REFERRAL_LOG",
+    prefix: "baove.log.referral",
+};
+
+/// Events per page read from the log or from the stream.
+const PAGE: usize = 256;
+
+/// The one subject of a log stream.
+#[must_use]
+pub fn log_subject(spec: StreamSpec) -> String {
+    format!("{}.events", spec.prefix)
+}
+
+fn decode(message: &[u8], sequence: u64) -> Result<Envelope, BusError> {
+    let envelope = Envelope::decode(message)?;
+    if envelope.global_position != sequence {
+        return Err(BusError::JetStream(format!(
+            "the log stream holds position {} at sequence {sequence}: not a log stream",
+            envelope.global_position
+        )));
+    }
+    Ok(envelope)
+}
+
+/// The last event the log stream holds, or `None` when it holds none.
+///
+/// # Errors
+/// [`BusError::JetStream`] when the stream cannot be read.
+pub async fn stream_end(
+    js: &jetstream::Context,
+    spec: StreamSpec,
+) -> Result<Option<Envelope>, BusError> {
+    let stream = js
+        .get_stream(spec.name)
+        .await
+        .map_err(|e| BusError::JetStream(format!("get stream {}: {e}", spec.name)))?;
+    match stream
+        .get_last_raw_message_by_subject(&log_subject(spec))
+        .await
+    {
+        Ok(message) => Ok(Some(decode(&message.payload, message.sequence)?)),
+        Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => {
+            Ok(None)
+        }
+        Err(e) => Err(BusError::JetStream(format!(
+            "last message of {}: {e}",
+            spec.name
+        ))),
+    }
+}
+
+/// The events at positions `from..=to` of the log stream, in order, handed
+/// to `page` a page at a time.
+///
+/// # Errors
+/// [`BusError::JetStream`] when the stream cannot be read or a message is
+/// not the event of its position; whatever `page` returns.
+pub async fn read_stream<F, Fut>(
+    js: &jetstream::Context,
+    spec: StreamSpec,
+    from: u64,
+    to: u64,
+    mut page: F,
+) -> Result<(), BusError>
+where
+    F: FnMut(Vec<Envelope>) -> Fut,
+    Fut: Future<Output = Result<(), BusError>>,
+{
+    if from > to {
+        return Ok(());
+    }
+    let stream = js
+        .get_stream(spec.name)
+        .await
+        .map_err(|e| BusError::JetStream(format!("get stream {}: {e}", spec.name)))?;
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subject: log_subject(spec),
+            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| BusError::JetStream(format!("read {}: {e}", spec.name)))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| BusError::JetStream(format!("read {}: {e}", spec.name)))?;
+    let mut next = from;
+    let mut batch = Vec::with_capacity(PAGE);
+    while next <= to {
+        let message = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .map_err(|_| {
+                BusError::JetStream(format!(
+                    "{} did not deliver position {next} within 10 s",
+                    spec.name
+                ))
+            })?
+            .ok_or_else(|| BusError::JetStream(format!("{} ended early", spec.name)))?
+            .map_err(|e| BusError::JetStream(format!("read {}: {e}", spec.name)))?;
+        let sequence = message
+            .info()
+            .map_err(|e| BusError::JetStream(format!("read {}: {e}", spec.name)))?
+            .stream_sequence;
+        if sequence != next {
+            return Err(BusError::JetStream(format!(
+                "{} delivered sequence {sequence} where position {next} was expected",
+                spec.name
+            )));
+        }
+        batch.push(decode(&message.payload, sequence)?);
+        next += 1;
+        if batch.len() == PAGE || next > to {
+            page(std::mem::take(&mut batch)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes `log` reach the end of its log stream: imports the events the
+/// stream holds beyond the log's last position (every hash and link
+/// checked). Returns how many it imported.
+///
+/// # Errors
+/// - [`BusError::Diverged`] when the log and the stream hold different
+///   events at the same position (two writers, or a log changed on disk).
+/// - [`BusError::JetStream`] when the stream cannot be read, and the
+///   log's own errors.
+pub async fn catch_up(
+    log: &EventLog,
+    js: &jetstream::Context,
+    spec: StreamSpec,
+) -> Result<u64, BusError> {
+    let Some(end) = stream_end(js, spec).await? else {
+        return Ok(0);
+    };
+    let last = log.last_position();
+    let common = last.min(end.global_position);
+    if common > 0 {
+        check_same(log, js, spec, common).await?;
+    }
+    if end.global_position <= last {
+        return Ok(0);
+    }
+    read_stream(js, spec, last + 1, end.global_position, |events| async {
+        log.import(events).await.map_err(BusError::from)
+    })
+    .await?;
+    Ok(end.global_position - last)
+}
+
+/// Checks that the log and the stream hold the same event at `position`.
+async fn check_same(
+    log: &EventLog,
+    js: &jetstream::Context,
+    spec: StreamSpec,
+    position: u64,
+) -> Result<(), BusError> {
+    let stream = js
+        .get_stream(spec.name)
+        .await
+        .map_err(|e| BusError::JetStream(format!("get stream {}: {e}", spec.name)))?;
+    let message = stream
+        .get_raw_message(position)
+        .await
+        .map_err(|e| BusError::JetStream(format!("message {position} of {}: {e}", spec.name)))?;
+    let theirs = decode(&message.payload, message.sequence)?;
+    let ours = log.read_all(position, 1).await?;
+    match ours.first() {
+        Some(ours) if ours.hash == theirs.hash && ours.event_id == theirs.event_id => Ok(()),
+        _ => Err(BusError::Diverged {
+            position,
+            stream: spec.name,
+        }),
+    }
+}
+
+/// Publishes every event of a log to its log stream, in order, from where
+/// the stream ends; see the module docs.
+pub struct LogRelay {
+    log: EventLog,
+    js: jetstream::Context,
+    spec: StreamSpec,
+    health: BusHealth,
+    replicas: usize,
+}
+
+impl LogRelay {
+    /// A relay of `log` to `spec`'s log stream.
+    #[must_use]
+    pub fn new(log: EventLog, bus: Bus, spec: StreamSpec) -> Self {
+        Self {
+            log,
+            js: bus.js,
+            spec,
+            health: bus.health,
+            replicas: bus.replicas,
+        }
+    }
+
+    fn part(&self) -> String {
+        format!("log relay to {}", self.spec.name)
+    }
+
+    /// Runs until `cancel` fires.
+    pub async fn run(self, cancel: CancellationToken) {
+        self.health.failing(&self.part(), "starting");
+        let mut committed = self.log.subscribe();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            committed.borrow_and_update();
+            match self.step().await {
+                Ok(true) => {
+                    backoff = Duration::from_millis(100);
+                    continue;
+                }
+                Ok(false) => {
+                    backoff = Duration::from_millis(100);
+                    self.health.ok(&self.part());
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        changed = committed.changed() => if changed.is_err() { return },
+                        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    match &e {
+                        BusError::Diverged { .. } => {
+                            tracing::error!(error = %e, "the log and its log stream disagree; not publishing");
+                        }
+                        _ => tracing::warn!(error = %e, "log relay cannot publish; will retry"),
+                    }
+                    self.health.failing(&self.part(), e.to_string());
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Publishes one page from where the stream ends; true when it
+    /// published something.
+    async fn step(&self) -> Result<bool, BusError> {
+        let end = match stream_end(&self.js, self.spec).await {
+            Ok(end) => end,
+            Err(e) => {
+                // Gone (the bus lost its store): make it again, then
+                // publish the whole log into it.
+                crate::ensure_stream(&self.js, self.spec, self.replicas).await?;
+                tracing::debug!(error = %e, "log stream made again");
+                None
+            }
+        };
+        let published = end.as_ref().map_or(0, |e| e.global_position);
+        let last = self.log.last_position();
+        if published > last {
+            // The stream went further than this log, which started while
+            // NATS was away (at start it would have caught up): this log
+            // is serving without events it once had. Say so; never write
+            // over the stream.
+            return Err(BusError::JetStream(format!(
+                "the event log ends at position {last} but its log stream {} holds {published} events: restart the service so that it takes the missing events from the stream before serving",
+                self.spec.name
+            )));
+        }
+        if published > 0 {
+            check_same(&self.log, &self.js, self.spec, published).await?;
+        }
+        if published == last {
+            return Ok(false);
+        }
+        let events = self.log.read_all(published + 1, PAGE).await?;
+        let subject = log_subject(self.spec);
+        // One at a time: on a replicated stream JetStream checks the
+        // expected last sequence against what is committed, so a second
+        // publish sent before the first's ack would be refused.
+        for envelope in &events {
+            let position = envelope.global_position;
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", envelope.event_id.to_string().as_str());
+            headers.insert(
+                "Nats-Expected-Last-Subject-Sequence",
+                (position - 1).to_string().as_str(),
+            );
+            headers.insert(HEADER_POSITION, position.to_string().as_str());
+            let ack = self
+                .js
+                .publish_with_headers(subject.clone(), headers, envelope.encode()?.into())
+                .await
+                .map_err(|e| {
+                    BusError::Unavailable(format!("publish to {}: {e}", self.spec.name))
+                })?;
+            match ack.await {
+                Ok(ack) if ack.sequence == position => {}
+                Ok(ack) => {
+                    return Err(BusError::JetStream(format!(
+                        "{} stored position {position} at sequence {}",
+                        self.spec.name, ack.sequence
+                    )));
+                }
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                    // Someone else extended the stream since we looked: the
+                    // next step compares what they wrote with this log.
+                    return Err(BusError::JetStream(format!(
+                        "{} was extended by another writer before position {position}",
+                        self.spec.name
+                    )));
+                }
+                Err(e) => {
+                    return Err(BusError::Unavailable(format!(
+                        "ack from {} for position {position}: {e}",
+                        self.spec.name
+                    )));
+                }
+            }
+        }
+        Ok(true)
+    }
+}

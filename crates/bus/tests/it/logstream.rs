@@ -1,0 +1,158 @@
+//! The log stream against a real nats-server: every event in global order,
+//! a log behind its stream catches up from it, and a second writer of the
+//! same log cannot extend the stream.
+
+use std::time::Duration;
+
+use baove_bus::logstream::{self, LogRelay};
+use baove_bus::{BusError, StreamSpec, ensure_stream};
+use baove_eventlog::EventLog;
+use baove_testkit::NatsServer;
+use tokio_util::sync::CancellationToken;
+
+use crate::{append, bus};
+
+const LOG: StreamSpec = StreamSpec {
+    name: "BAOVE_TEST_LOG",
+    prefix: "baove.log.test",
+};
+
+/// Waits (30 s) until the log stream ends at `position`.
+async fn stream_reaches(js: &async_nats::jetstream::Context, position: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let end = logstream::stream_end(js, LOG)
+            .await
+            .ok()
+            .flatten()
+            .map_or(0, |e| e.global_position);
+        if end >= position {
+            assert_eq!(end, position, "the stream went past the log");
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the log stream ends at {end}, not {position}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn setup() -> (
+    NatsServer,
+    async_nats::jetstream::Context,
+    CancellationToken,
+) {
+    let nats = NatsServer::start().unwrap();
+    let cancel = CancellationToken::new();
+    let client = baove_bus::connect(&nats.url(), "log-test", &cancel, None)
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client);
+    ensure_stream(&js, LOG, 1).await.unwrap();
+    (nats, js, cancel)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_is_on_the_stream_in_order_and_a_log_behind_it_catches_up() {
+    let (_nats, js, cancel) = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    append(&log, "a", 3).await;
+    let older = tempfile::tempdir().unwrap();
+    {
+        // A copy of the log as it is now: 3 events.
+        let copy = EventLog::open(older.path()).await.unwrap();
+        copy.import(log.read_all(1, 100).await.unwrap())
+            .await
+            .unwrap();
+        copy.close().await.unwrap();
+    }
+    let relay = tokio::spawn(LogRelay::new(log.clone(), bus(&js), LOG).run(cancel.clone()));
+    append(&log, "b", 2).await;
+    append(&log, "c", 4).await;
+    stream_reaches(&js, 9).await;
+    let mut on_stream = Vec::new();
+    logstream::read_stream(&js, LOG, 1, 9, |page| {
+        on_stream.extend(page);
+        async { Ok(()) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        on_stream,
+        log.read_all(1, 100).await.unwrap(),
+        "byte for byte, in order"
+    );
+
+    // The older copy is 6 events behind: it takes them from the stream.
+    let copy = EventLog::open(older.path()).await.unwrap();
+    assert_eq!(logstream::catch_up(&copy, &js, LOG).await.unwrap(), 6);
+    assert_eq!(copy.read_all(1, 100).await.unwrap(), on_stream);
+    // Caught up: nothing more to take.
+    assert_eq!(logstream::catch_up(&copy, &js, LOG).await.unwrap(), 0);
+    cancel.cancel();
+    relay.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_writer_of_the_log_cannot_extend_the_stream_and_is_told_it_diverged() {
+    let (_nats, js, cancel) = setup().await;
+    let first_dir = tempfile::tempdir().unwrap();
+    let first = EventLog::open(first_dir.path()).await.unwrap();
+    append(&first, "shared", 2).await;
+    // A copy that goes on on its own (a deposed process, a copy started by
+    // mistake): same first two events, then different ones.
+    let second_dir = tempfile::tempdir().unwrap();
+    let second = EventLog::open(second_dir.path()).await.unwrap();
+    second
+        .import(first.read_all(1, 100).await.unwrap())
+        .await
+        .unwrap();
+    append(&first, "first", 1).await;
+    append(&second, "second", 3).await;
+
+    let first_relay = tokio::spawn(LogRelay::new(first.clone(), bus(&js), LOG).run(cancel.clone()));
+    stream_reaches(&js, 3).await;
+    let second_bus = bus(&js);
+    let health = second_bus.health.clone();
+    let second_relay =
+        tokio::spawn(LogRelay::new(second.clone(), second_bus, LOG).run(cancel.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let reason = loop {
+        if let Some((part, reason)) = health.first_failure()
+            && reason.contains("different events at position 3")
+        {
+            assert!(part.contains("BAOVE_TEST_LOG"), "{part}");
+            break reason;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second writer was not told: {:?}",
+            health.first_failure()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(reason.contains("rebuild"), "{reason}");
+    // The stream holds the first writer's events only.
+    stream_reaches(&js, 3).await;
+    let on_stream = {
+        let mut all = Vec::new();
+        logstream::read_stream(&js, LOG, 1, 3, |page| {
+            all.extend(page);
+            async { Ok(()) }
+        })
+        .await
+        .unwrap();
+        all
+    };
+    assert_eq!(on_stream, first.read_all(1, 100).await.unwrap());
+    // And catching the second up from the stream is refused, not merged.
+    assert!(matches!(
+        logstream::catch_up(&second, &js, LOG).await,
+        Err(BusError::Diverged { position: 3, .. })
+    ));
+    cancel.cancel();
+    first_relay.await.unwrap();
+    second_relay.await.unwrap();
+}
