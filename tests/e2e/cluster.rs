@@ -9,7 +9,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use baove_proto::v1::{self as p, case_service_client::CaseServiceClient};
+use baove_proto::v1::{
+    self as p, case_service_client::CaseServiceClient, intake_service_client::IntakeServiceClient,
+};
 use baove_testkit::NatsCluster;
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -68,15 +70,22 @@ async fn replicas_current(js: &jetstream::Context, name: &str) -> Vec<String> {
 /// Submits like a real client: the same request id again until it is
 /// acknowledged (60 s).
 async fn submit(intake: &Service, request_id: &str) -> String {
+    submit_counting(intake, request_id).await.0
+}
+
+/// As [`submit`]; also how many attempts were refused.
+async fn submit_counting(intake: &Service, request_id: &str) -> (String, u32) {
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut refused = 0;
     loop {
         match intake_client(intake)
             .await
             .submit_hotline_report(hotline(request_id, "Đinh Thị Hoa"))
             .await
         {
-            Ok(receipt) => return receipt.into_inner().intake_id,
+            Ok(receipt) => return (receipt.into_inner().intake_id, refused),
             Err(status) => {
+                refused += 1;
                 assert!(
                     Instant::now() < deadline,
                     "{request_id} never acknowledged: {status}"
@@ -116,6 +125,7 @@ async fn on_a_three_node_cluster_a_dead_nats_node_loses_no_report_and_catches_up
 
     let mut intake_ids = Vec::new();
     let mut killed = None;
+    let mut killed_at = None;
     for i in 0..45 {
         if i == 15 {
             // The node leading the intake stream dies, as a machine does.
@@ -127,12 +137,22 @@ async fn on_a_three_node_cluster_a_dead_nats_node_loses_no_report_and_catches_up
                 .unwrap();
             cluster.node_named(&leader).unwrap().kill();
             killed = Some(leader);
+            killed_at = Some(Instant::now());
         }
         if i == 30 {
             let name = killed.clone().unwrap();
             cluster.node_named(&name).unwrap().restart().unwrap();
         }
-        intake_ids.push(submit(&intake, &format!("cluster-{i}")).await);
+        let (intake_id, refused) = submit_counting(&intake, &format!("cluster-{i}")).await;
+        if let Some(at) = killed_at.take() {
+            // A figure, not an assertion: how long writes waited for the
+            // stream's new leader.
+            println!(
+                "first report acknowledged {:?} after the leader was killed ({refused} attempts refused before)",
+                at.elapsed()
+            );
+        }
+        intake_ids.push(intake_id);
     }
     let killed = killed.unwrap();
     let new_leader = leader_of(&js, "BAOVE_INTAKE")
@@ -190,4 +210,57 @@ async fn on_a_three_node_cluster_a_dead_nats_node_loses_no_report_and_catches_up
     for s in [&intake, &casework, &referral] {
         s.wait_health("baove.bus", ServingStatus::Serving).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_quorum_writes_are_refused_reads_answer_and_a_retry_succeeds_once_it_returns() {
+    let mut cluster = NatsCluster::start().unwrap();
+    let env = [("BAOVE_STREAM_REPLICAS", "3".to_owned())];
+    let intake = Service::start_with(
+        "intake",
+        &cluster.urls(),
+        tempfile::tempdir().unwrap(),
+        &env,
+    );
+    intake.wait_health("", ServingStatus::Serving).await;
+    let js = jetstream_of(&cluster).await;
+    replicas_current(&js, "BAOVE_INTAKE_LOG").await;
+    let first = submit(&intake, "quorum-0").await;
+
+    // Two of three nodes die: JetStream has no quorum.
+    cluster.nodes[1].kill();
+    cluster.nodes[2].kill();
+    let refused = intake_client(&intake)
+        .await
+        .submit_hotline_report(hotline("quorum-1", "Mai Văn Tú"))
+        .await
+        .expect_err("acknowledged without a quorum");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused}");
+    assert!(
+        refused.message().contains("not acknowledged"),
+        "{}",
+        refused.message()
+    );
+    // Reads still answer.
+    let read = IntakeServiceClient::new(intake.channel_as(&province_officer("so-yt-1")).await)
+        .get_intake(p::GetIntakeRequest {
+            intake_id: first.clone(),
+        })
+        .await;
+    assert!(read.is_ok(), "{read:?}");
+
+    // The quorum returns; the client's retry of the same request succeeds,
+    // and the report exists once.
+    cluster.nodes[1].restart().unwrap();
+    cluster.nodes[2].restart().unwrap();
+    let second = submit(&intake, "quorum-1").await;
+    assert_ne!(second, first);
+    let again = submit(&intake, "quorum-1").await;
+    assert_eq!(again, second, "the retry is the same report");
+    let listed = IntakeServiceClient::new(intake.channel_as(&province_officer("so-yt-1")).await)
+        .list_intakes(p::ListIntakesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.intakes.len(), 2, "{listed:?}");
 }

@@ -231,6 +231,7 @@ pub struct LogRelay {
     spec: StreamSpec,
     health: BusHealth,
     replicas: usize,
+    reached: Option<tokio::sync::watch::Sender<u64>>,
 }
 
 impl LogRelay {
@@ -243,11 +244,27 @@ impl LogRelay {
             spec,
             health: bus.health,
             replicas: bus.replicas,
+            reached: None,
         }
+    }
+
+    /// The same relay, telling `reached` the last position the stream is
+    /// known to hold (what [`baove_eventlog::EventLog::gate_acks`] waits
+    /// for in a cluster).
+    #[must_use]
+    pub fn telling(mut self, reached: tokio::sync::watch::Sender<u64>) -> Self {
+        self.reached = Some(reached);
+        self
     }
 
     fn part(&self) -> String {
         format!("log relay to {}", self.spec.name)
+    }
+
+    fn reached(&self, position: u64) {
+        if let Some(reached) = &self.reached {
+            reached.send_if_modified(|p| std::mem::replace(p, (*p).max(position)) != *p);
+        }
     }
 
     /// Runs until `cancel` fires.
@@ -317,6 +334,7 @@ impl LogRelay {
         }
         if published > 0 {
             check_same(&self.log, &self.js, self.spec, published).await?;
+            self.reached(published);
         }
         if published == last {
             return Ok(false);
@@ -343,7 +361,7 @@ impl LogRelay {
                     BusError::Unavailable(format!("publish to {}: {e}", self.spec.name))
                 })?;
             match ack.await {
-                Ok(ack) if ack.sequence == position => {}
+                Ok(ack) if ack.sequence == position => self.reached(position),
                 Ok(ack) => {
                     return Err(BusError::JetStream(format!(
                         "{} stored position {position} at sequence {}",

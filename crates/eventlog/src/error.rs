@@ -44,6 +44,18 @@ pub enum Error {
     /// The log was closed (shutdown) or its writer stopped after a failure.
     #[error("event log is closed")]
     Closed,
+    /// The append is durable here but was not stored by the cluster within
+    /// the wait ([`crate::EventLog::gate_acks`]): not acknowledged. A retry
+    /// with the same command id writes nothing and waits again.
+    #[error(
+        "written here at position {position} but not stored by a quorum of the cluster within {waited_ms} ms: not acknowledged; retry with the same request id"
+    )]
+    NotReplicated {
+        /// The append's last global position.
+        position: u64,
+        /// How long it waited.
+        waited_ms: u64,
+    },
 }
 
 impl From<sled::Error> for Error {

@@ -59,6 +59,6 @@ mod log;
 pub use envelope::{Actor, ChainHash, Envelope, NewEvent, StreamId};
 pub use error::Error;
 pub use log::{
-    AppendRequest, Appended, Clock, EventLog, ExpectedVersion, Head, MAX_EVENTS_PER_APPEND,
-    Options, Parked, Verification, verify_copy,
+    AckGate, AppendRequest, Appended, Clock, EventLog, ExpectedVersion, Head,
+    MAX_EVENTS_PER_APPEND, Options, Parked, Verification, verify_copy,
 };

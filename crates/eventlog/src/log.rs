@@ -164,6 +164,18 @@ struct Inner {
     committed: watch::Receiver<u64>,
     writer: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
+    gate: std::sync::OnceLock<AckGate>,
+}
+
+/// What an append waits for besides the local disk, once set
+/// ([`EventLog::gate_acks`]): another record of the log (the cluster's
+/// copy) reaching its position.
+#[derive(Clone, Debug)]
+pub struct AckGate {
+    /// The last global position the other record holds.
+    pub reached: watch::Receiver<u64>,
+    /// How long an append waits for it before [`Error::NotReplicated`].
+    pub wait: std::time::Duration,
 }
 
 impl Drop for Inner {
@@ -435,6 +447,7 @@ impl EventLog {
                 committed,
                 writer: Mutex::new(Some(writer)),
                 path,
+                gate: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -456,6 +469,8 @@ impl EventLog {
     /// - [`Error::Storage`] or [`Error::Closed`] when the write could not be
     ///   made durable; the caller must treat the append as not acknowledged
     ///   and retry with the same command id.
+    /// - [`Error::NotReplicated`] when acks are gated
+    ///   ([`EventLog::gate_acks`]) and the gate was not reached in time.
     pub async fn append(&self, request: AppendRequest) -> Result<Appended, Error> {
         let (tx, rx) = oneshot::channel();
         self.inner
@@ -463,7 +478,29 @@ impl EventLog {
             .send(Job::Append(Box::new(request), tx))
             .await
             .map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
+        let appended = rx.await.map_err(|_| Error::Closed)??;
+        if let Some(gate) = self.inner.gate.get() {
+            let mut reached = gate.reached.clone();
+            let position = appended.last_position;
+            let waited =
+                tokio::time::timeout(gate.wait, reached.wait_for(|p| *p >= position)).await;
+            if !matches!(waited, Ok(Ok(_))) {
+                return Err(Error::NotReplicated {
+                    position,
+                    waited_ms: u64::try_from(gate.wait.as_millis()).unwrap_or(u64::MAX),
+                });
+            }
+        }
+        Ok(appended)
+    }
+
+    /// From now on, [`EventLog::append`] (a retry's replayed answer too)
+    /// returns only once `gate.reached` reaches the append's last
+    /// position, and otherwise [`Error::NotReplicated`] after `gate.wait`:
+    /// in a cluster, a command is acknowledged only once a quorum stored
+    /// it. Set once; later calls are ignored. Imports are not gated.
+    pub fn gate_acks(&self, gate: AckGate) {
+        let _ = self.inner.gate.set(gate);
     }
 
     /// Appends envelopes made by another copy of this log (a backup being

@@ -136,7 +136,8 @@ impl Checkpointer {
             &merkle::root(&leaves),
             (self.clock)(),
         );
-        self.log
+        let appended = self
+            .log
             .append(AppendRequest {
                 stream: CHECKPOINT_STREAM,
                 expected: ExpectedVersion::Any,
@@ -150,7 +151,12 @@ impl Checkpointer {
                 events: vec![NewEvent::new(CHECKPOINT_SIGNED, 1, &checkpoint)?],
                 publish: self.publish,
             })
-            .await?;
+            .await;
+        match appended {
+            // Durable in this log; the cluster's copy follows when it can.
+            Ok(_) | Err(baove_eventlog::Error::NotReplicated { .. }) => {}
+            Err(e) => return Err(e),
+        }
         // Durable in the log: now kept outside it too.
         if let Err(e) = self.keep(&checkpoint).await {
             tracing::error!(file = %self.kept_file().display(), error = %e, "cannot keep the checkpoint outside the log");

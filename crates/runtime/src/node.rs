@@ -174,6 +174,15 @@ pub async fn run(
     // Never serve a log shorter than its log stream (sled recovered an
     // earlier state): take the missing events from the stream first.
     catch_up_at_start(&spec, &config, &log).await?;
+    // In a cluster a command is acknowledged only once the log stream's
+    // quorum holds it: the log relay tells how far that is.
+    let (reached_tx, reached) = watch::channel(0);
+    if config.stream_replicas > 1 {
+        log.gate_acks(baove_eventlog::AckGate {
+            reached,
+            wait: REPLICATION_WAIT,
+        });
+    }
     // Never serve a log shorter than what was acknowledged, or changed.
     for (kept, what) in [
         (&checkpoints, "event log"),
@@ -305,6 +314,7 @@ pub async fn run(
             url: config.nats_url.clone(),
             replicas: config.stream_replicas,
             credentials,
+            reached: reached_tx,
         },
         log.clone(),
         reporter.clone(),
@@ -385,6 +395,10 @@ async fn set_all(reporter: &HealthReporter, names: &[&str], status: ServingStatu
 /// Connects to NATS, keeps the streams, relays the outbox, runs the
 /// service's `on_bus` part, and keeps the [`BUS_HEALTH`] status true to the
 /// connection and to every bus part's progress.
+/// How long an append waits, in a cluster (`stream_replicas` > 1), for
+/// its log stream's quorum to store it before the caller gets UNAVAILABLE.
+const REPLICATION_WAIT: Duration = Duration::from_secs(5);
+
 /// How long a starting service waits for NATS to compare its log with its
 /// log stream before starting without (the kept checkpoint still checks
 /// it; the log relay compares again once NATS is there).
@@ -478,6 +492,8 @@ struct NatsSettings {
     replicas: usize,
     /// Its NATS user, when configured.
     credentials: Option<baove_bus::Credentials>,
+    /// Told how far the log stream holds the log.
+    reached: watch::Sender<u64>,
 }
 
 async fn bus_task(
@@ -529,7 +545,9 @@ async fn bus_task(
         baove_bus::OutboxRelay::new(log.clone(), bus.clone(), spec.stream).run(cancel.clone()),
     );
     let log_relay = tokio::spawn(
-        baove_bus::LogRelay::new(log, bus.clone(), spec.log_stream).run(cancel.clone()),
+        baove_bus::LogRelay::new(log, bus.clone(), spec.log_stream)
+            .telling(nats.reached)
+            .run(cancel.clone()),
     );
     let mut parts = bus.health.subscribe();
     let own = on_bus.map(|start| tokio::spawn(start(bus)));

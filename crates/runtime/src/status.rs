@@ -24,7 +24,9 @@ pub fn from_log(error: &Error) -> Status {
         Error::CommandIdReused { .. } => Status::failed_precondition(error.to_string()),
         Error::InvalidArgument { field, rule } => invalid_argument(field, rule),
         Error::Corrupt(_) => Status::data_loss(error.to_string()),
-        Error::Storage(_) | Error::Closed => Status::unavailable(error.to_string()),
+        Error::Storage(_) | Error::Closed | Error::NotReplicated { .. } => {
+            Status::unavailable(error.to_string())
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 mod append;
 mod concurrency;
 mod crash;
+mod gate;
 mod import;
 mod properties;
 mod tamper;
