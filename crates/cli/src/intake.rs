@@ -89,13 +89,13 @@ pub enum Command {
     },
 }
 
-fn pool() -> anyhow::Result<DescriptorPool> {
+pub(crate) fn pool() -> anyhow::Result<DescriptorPool> {
     DescriptorPool::decode(baove_proto::FILE_DESCRIPTOR_SET)
         .context("the built-in proto descriptors do not decode")
 }
 
 /// Parses proto3 JSON into message `T` named `name`.
-fn from_json<T: Message + Default>(
+pub(crate) fn from_json<T: Message + Default>(
     pool: &DescriptorPool,
     name: &str,
     json: &str,
