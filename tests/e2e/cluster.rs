@@ -69,7 +69,7 @@ async fn replicas_current(js: &jetstream::Context, name: &str) -> Vec<String> {
 
 /// Submits like a real client: the same request id again until it is
 /// acknowledged (60 s).
-async fn submit(intake: &Service, request_id: &str) -> String {
+pub async fn submit(intake: &Service, request_id: &str) -> String {
     submit_counting(intake, request_id).await.0
 }
 

@@ -18,6 +18,7 @@ mod reference;
 mod referral;
 mod reporting;
 mod security;
+mod standby;
 mod wipe;
 
 use std::path::PathBuf;
@@ -203,8 +204,18 @@ impl Service {
         nats_url: &str,
         data: tempfile::TempDir,
     ) -> Result<Self, (String, tempfile::TempDir)> {
+        Self::try_start_in_with(name, nats_url, data, &[])
+    }
+
+    /// As [`Service::try_start_in`], with more environment (`env`).
+    pub fn try_start_in_with(
+        name: &'static str,
+        nats_url: &str,
+        data: tempfile::TempDir,
+        env: &[(&str, String)],
+    ) -> Result<Self, (String, tempfile::TempDir)> {
         let stderr = tempfile::NamedTempFile::new().unwrap();
-        Self::launch(name, nats_url, data, &[], Some(stderr.path())).map_err(|(status, data)| {
+        Self::launch(name, nats_url, data, env, Some(stderr.path())).map_err(|(status, data)| {
             (
                 format!(
                     "{status}: {}",

@@ -387,3 +387,45 @@ impl LogRelay {
         Ok(true)
     }
 }
+
+/// How often a follower looks for new events on the log stream.
+const FOLLOW_EVERY: Duration = Duration::from_millis(250);
+
+/// Follows the log stream into `log` (a standby's): imports each event the
+/// active publishes, every hash and link checked, until `cancel`. Reports
+/// as the bus part `log follower of <stream>`: failing while the stream
+/// cannot be read, and when the log and the stream diverged (then it
+/// imports nothing more).
+pub async fn follow(log: EventLog, bus: Bus, spec: StreamSpec, cancel: CancellationToken) {
+    let part = format!("log follower of {}", spec.name);
+    bus.health.failing(&part, "starting");
+    loop {
+        let wait = match catch_up(&log, &bus.js, spec).await {
+            Ok(imported) => {
+                bus.health.ok(&part);
+                if imported > 0 {
+                    tracing::debug!(
+                        imported,
+                        position = log.last_position(),
+                        "followed the active's log"
+                    );
+                    continue;
+                }
+                FOLLOW_EVERY
+            }
+            Err(e) => {
+                if matches!(e, BusError::Diverged { .. }) {
+                    tracing::error!(error = %e, "this standby's log and the log stream disagree");
+                } else {
+                    tracing::warn!(error = %e, "cannot follow the log stream yet");
+                }
+                bus.health.failing(&part, e.to_string());
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}

@@ -44,6 +44,15 @@ pub enum Error {
     /// The log was closed (shutdown) or its writer stopped after a failure.
     #[error("event log is closed")]
     Closed,
+    /// This log only follows another (a standby): it takes no appends.
+    #[error(
+        "this process is a standby: it follows the active's log and takes no writes; send writes to the active{}",
+        if active.is_empty() { String::new() } else { format!(" at {active}") }
+    )]
+    ReadOnly {
+        /// The active's address, when known.
+        active: String,
+    },
     /// The append is durable here but was not stored by the cluster within
     /// the wait ([`crate::EventLog::gate_acks`]): not acknowledged. A retry
     /// with the same command id writes nothing and waits again.

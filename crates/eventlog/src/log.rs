@@ -165,6 +165,8 @@ struct Inner {
     writer: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
     gate: std::sync::OnceLock<AckGate>,
+    /// Set on a standby: the active's address; appends are refused.
+    read_only: std::sync::OnceLock<String>,
 }
 
 /// What an append waits for besides the local disk, once set
@@ -448,6 +450,7 @@ impl EventLog {
                 writer: Mutex::new(Some(writer)),
                 path,
                 gate: std::sync::OnceLock::new(),
+                read_only: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -472,6 +475,11 @@ impl EventLog {
     /// - [`Error::NotReplicated`] when acks are gated
     ///   ([`EventLog::gate_acks`]) and the gate was not reached in time.
     pub async fn append(&self, request: AppendRequest) -> Result<Appended, Error> {
+        if let Some(active) = self.inner.read_only.get() {
+            return Err(Error::ReadOnly {
+                active: active.clone(),
+            });
+        }
         let (tx, rx) = oneshot::channel();
         self.inner
             .jobs
@@ -492,6 +500,20 @@ impl EventLog {
             }
         }
         Ok(appended)
+    }
+
+    /// Makes this log a follower (a standby's): from now on every
+    /// [`EventLog::append`] is refused with [`Error::ReadOnly`] naming
+    /// `active` (the active's address, or empty), and only
+    /// [`EventLog::import`] extends it. Set once.
+    pub fn follow_only(&self, active: &str) {
+        let _ = self.inner.read_only.set(active.to_owned());
+    }
+
+    /// Whether this log only follows another ([`EventLog::follow_only`]).
+    #[must_use]
+    pub fn is_follower(&self) -> bool {
+        self.inner.read_only.get().is_some()
     }
 
     /// From now on, [`EventLog::append`] (a retry's replayed answer too)

@@ -24,6 +24,16 @@ pub struct Config {
     /// nodes stored it, and any one node can be lost.
     #[serde(default = "default_stream_replicas")]
     pub stream_replicas: usize,
+    /// `active` (the default) or `standby` (`BAOVE_ROLE`): a standby follows
+    /// the active's log stream into its own log, answers reads and refuses
+    /// writes; it runs no consumer, relay, scheduler or checkpoint. Promote
+    /// it by restarting it as `active` (docs/cluster.md).
+    #[serde(default)]
+    pub role: Role,
+    /// The active's gRPC address, which a standby names when it refuses a
+    /// write (`BAOVE_ACTIVE_ADDR`, metadata `baove-active`).
+    #[serde(default)]
+    pub active_addr: Option<String>,
     /// How long shutdown waits for in-flight requests after health went
     /// NOT_SERVING (`BAOVE_DRAIN_SECS`); default 10.
     #[serde(default = "default_drain_secs")]
@@ -187,6 +197,17 @@ const fn default_cache_mb() -> u64 {
     1024
 }
 
+/// Whether a process writes its service's log or follows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Writes the log: serves every call, runs consumers and relays.
+    #[default]
+    Active,
+    /// Follows the active's log stream; answers reads, refuses writes.
+    Standby,
+}
+
 const fn default_stream_replicas() -> usize {
     1
 }
@@ -245,6 +266,8 @@ struct Partial {
     data_dir: Option<PathBuf>,
     nats_url: Option<String>,
     stream_replicas: Option<usize>,
+    role: Option<Role>,
+    active_addr: Option<String>,
     drain_secs: Option<u64>,
     cache_mb: Option<u64>,
     reference_dir: Option<PathBuf>,
@@ -270,7 +293,8 @@ struct Partial {
 impl Config {
     /// Loads `file` (if given), then applies the `BAOVE_*` variable of each
     /// key (`BAOVE_LISTEN`, `BAOVE_DATA_DIR`, `BAOVE_NATS_URL`,
-    /// `BAOVE_STREAM_REPLICAS`, `BAOVE_DRAIN_SECS`, `BAOVE_CACHE_MB`, `BAOVE_REFERENCE_DIR`,
+    /// `BAOVE_STREAM_REPLICAS`, `BAOVE_ROLE`, `BAOVE_ACTIVE_ADDR`,
+    /// `BAOVE_DRAIN_SECS`, `BAOVE_CACHE_MB`, `BAOVE_REFERENCE_DIR`,
     /// `BAOVE_HANDOVER_RETRY_SECS`, `BAOVE_CALENDAR_FILE`,
     /// `BAOVE_DEADLINE_WARN_SHARE`, `BAOVE_CLOCK_OFFSET_FILE`,
     /// `BAOVE_ADDR_FILE`, `BAOVE_METRICS_LISTEN`, `BAOVE_AUTH_PUBLIC_KEYS`,
@@ -334,6 +358,22 @@ impl Config {
                 value,
                 rule: "must be a whole number from 1 to 5",
             })?);
+        }
+        if let Some(value) = env("BAOVE_ROLE") {
+            partial.role = Some(match value.trim() {
+                "active" => Role::Active,
+                "standby" => Role::Standby,
+                _ => {
+                    return Err(ConfigError::Env {
+                        variable: "BAOVE_ROLE",
+                        value,
+                        rule: "must be active or standby",
+                    });
+                }
+            });
+        }
+        if let Some(value) = env("BAOVE_ACTIVE_ADDR") {
+            partial.active_addr = Some(value);
         }
         if let Some(value) = env("BAOVE_DRAIN_SECS") {
             partial.drain_secs = Some(value.parse().map_err(|_| ConfigError::Env {
@@ -474,6 +514,8 @@ impl Config {
                 variable: "BAOVE_NATS_URL",
             })?,
             stream_replicas,
+            role: partial.role.unwrap_or_default(),
+            active_addr: partial.active_addr.filter(|a| !a.trim().is_empty()),
             drain_secs: partial.drain_secs.unwrap_or_else(default_drain_secs),
             cache_mb: partial.cache_mb.unwrap_or_else(default_cache_mb),
             reference_dir: partial.reference_dir.unwrap_or_else(default_reference_dir),

@@ -47,6 +47,11 @@ use crate::audit::AuditApi;
 /// Health service name that reports the NATS connection and stream.
 pub const BUS_HEALTH: &str = "baove.bus";
 
+/// Health service name that is SERVING on the process that takes writes
+/// (the active) and NOT_SERVING on a standby: what a load balancer routes
+/// writes by.
+pub const ACTIVE_HEALTH: &str = "baove.active";
+
 /// What makes one service different from another at start-up.
 #[derive(Clone, Copy, Debug)]
 pub struct ServiceSpec {
@@ -87,6 +92,9 @@ pub struct NodeContext {
     pub access: crate::access::AccessLog,
     /// The reference data (units and agencies), loaded once at start.
     pub directory: Arc<baove_domain::reference::Directory>,
+    /// This process is a standby ([`crate::config::Role::Standby`]): its
+    /// log takes no appends, so it must start no scheduler or other writer.
+    pub standby: bool,
 }
 
 /// What runs once NATS is connected and the service's stream exists: it
@@ -173,11 +181,23 @@ pub async fn run(
     .context("failed to open the checkpoint signing key")?;
     // Never serve a log shorter than its log stream (sled recovered an
     // earlier state): take the missing events from the stream first.
+    let standby = config.role == crate::config::Role::Standby;
+    if standby && !spec.side_trees.is_empty() {
+        anyhow::bail!(
+            "{} cannot run as a standby yet: its side trees ({}) are not on the log stream, so a standby promoted to active could not read what they unlock (for intake: the reports' confidential fields). Run it as the active only",
+            spec.name,
+            spec.side_trees.join(", ")
+        );
+    }
+    if standby {
+        // It follows the active's log stream; it never writes its own.
+        log.follow_only(config.active_addr.as_deref().unwrap_or_default());
+    }
     catch_up_at_start(&spec, &config, &log).await?;
     // In a cluster a command is acknowledged only once the log stream's
     // quorum holds it: the log relay tells how far that is.
     let (reached_tx, reached) = watch::channel(0);
-    if config.stream_replicas > 1 {
+    if config.stream_replicas > 1 && !standby {
         log.gate_acks(baove_eventlog::AckGate {
             reached,
             wait: REPLICATION_WAIT,
@@ -223,6 +243,17 @@ pub async fn run(
     reporter
         .set_service_status(BUS_HEALTH, ServingStatus::NotServing)
         .await;
+    // Where a load balancer sends writes: SERVING on the active only.
+    reporter
+        .set_service_status(
+            ACTIVE_HEALTH,
+            if config.role == crate::config::Role::Standby {
+                ServingStatus::NotServing
+            } else {
+                ServingStatus::Serving
+            },
+        )
+        .await;
 
     // Reflection advertises what this process serves, not every service
     // of the contract: a client that lists services here can call each.
@@ -262,13 +293,21 @@ pub async fn run(
         config: config.clone(),
         access: access.clone(),
         directory: directory.clone(),
+        standby,
     };
     let parts = build(&context).with_context(|| format!("failed to start {}", spec.name))?;
 
-    let checkpointing = tokio::spawn(checkpoints.clone().run(
-        Duration::from_secs(config.checkpoint_secs),
-        background.clone(),
-    ));
+    // A standby's log is the active's: only the active signs it.
+    let checkpointing = {
+        let checkpoints = checkpoints.clone();
+        let every = Duration::from_secs(config.checkpoint_secs);
+        let cancel = background.clone();
+        tokio::spawn(async move {
+            if !standby {
+                checkpoints.run(every, cancel).await;
+            }
+        })
+    };
     let sampling = tokio::spawn(crate::metrics::sample(
         log.clone(),
         access_log.clone(),
@@ -315,6 +354,7 @@ pub async fn run(
             replicas: config.stream_replicas,
             credentials,
             reached: reached_tx,
+            standby,
         },
         log.clone(),
         reporter.clone(),
@@ -329,6 +369,9 @@ pub async fn run(
     set_all(&reporter, &names, ServingStatus::NotServing).await;
     reporter
         .set_service_status(BUS_HEALTH, ServingStatus::NotServing)
+        .await;
+    reporter
+        .set_service_status(ACTIVE_HEALTH, ServingStatus::NotServing)
         .await;
     let server_result = match server_result {
         Some(result) => result,
@@ -367,6 +410,9 @@ pub async fn run(
         (&checkpoints, "event log"),
         (&access_checkpoints, "access log"),
     ] {
+        if standby && what == "event log" {
+            continue;
+        }
         if let Err(e) = kept.sign_if_moved().await {
             tracing::error!(log = what, error = %e, "cannot sign the checkpoint at stop");
         }
@@ -392,9 +438,6 @@ async fn set_all(reporter: &HealthReporter, names: &[&str], status: ServingStatu
     }
 }
 
-/// Connects to NATS, keeps the streams, relays the outbox, runs the
-/// service's `on_bus` part, and keeps the [`BUS_HEALTH`] status true to the
-/// connection and to every bus part's progress.
 /// How long an append waits, in a cluster (`stream_replicas` > 1), for
 /// its log stream's quorum to store it before the caller gets UNAVAILABLE.
 const REPLICATION_WAIT: Duration = Duration::from_secs(5);
@@ -494,8 +537,13 @@ struct NatsSettings {
     credentials: Option<baove_bus::Credentials>,
     /// Told how far the log stream holds the log.
     reached: watch::Sender<u64>,
+    /// A standby: follow the log stream instead of relaying and consuming.
+    standby: bool,
 }
 
+/// Connects to NATS, keeps the streams, relays the outbox and the log, runs the
+/// service's `on_bus` part, and keeps the [`BUS_HEALTH`] status true to the
+/// connection and to every bus part's progress.
 async fn bus_task(
     spec: ServiceSpec,
     nats: NatsSettings,
@@ -526,6 +574,25 @@ async fn bus_task(
         health: baove_bus::BusHealth::default(),
         replicas: nats.replicas,
     };
+    let mut tasks = Vec::new();
+    if nats.standby {
+        tasks.push((
+            "log follower",
+            tokio::spawn(baove_bus::logstream::follow(
+                log,
+                bus.clone(),
+                spec.log_stream,
+                cancel.clone(),
+            )),
+        ));
+        watch_bus_health(&bus, &mut connected, &reporter, &cancel).await;
+        for (name, task) in tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, task = name, "bus task failed");
+            }
+        }
+        return;
+    }
     let mut delay = Duration::from_millis(250);
     loop {
         match baove_bus::ensure_stream(&bus.js, spec.stream, bus.replicas).await {
@@ -549,8 +616,33 @@ async fn bus_task(
             .telling(nats.reached)
             .run(cancel.clone()),
     );
+    let own = on_bus.map(|start| tokio::spawn(start(bus.clone())));
+    watch_bus_health(&bus, &mut connected, &reporter, &cancel).await;
+    for (name, task) in [
+        ("stream keeper", keeper),
+        ("outbox relay", relay),
+        ("log relay", log_relay),
+    ] {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, task = name, "bus task failed");
+        }
+    }
+    if let Some(own) = own
+        && let Err(e) = own.await
+    {
+        tracing::error!(error = %e, "service bus task failed");
+    }
+}
+
+/// Keeps the [`BUS_HEALTH`] status true to the connection and to every bus
+/// part's progress, until `cancel`.
+async fn watch_bus_health(
+    bus: &baove_bus::Bus,
+    connected: &mut watch::Receiver<bool>,
+    reporter: &HealthReporter,
+    cancel: &CancellationToken,
+) {
     let mut parts = bus.health.subscribe();
-    let own = on_bus.map(|start| tokio::spawn(start(bus)));
     let mut was = None;
     loop {
         let failure = if *connected.borrow_and_update() {
@@ -578,20 +670,6 @@ async fn bus_task(
             changed = connected.changed() => if changed.is_err() { break },
             changed = parts.changed() => if changed.is_err() { break },
         }
-    }
-    for (name, task) in [
-        ("stream keeper", keeper),
-        ("outbox relay", relay),
-        ("log relay", log_relay),
-    ] {
-        if let Err(e) = task.await {
-            tracing::error!(error = %e, task = name, "bus task failed");
-        }
-    }
-    if let Some(own) = own
-        && let Err(e) = own.await
-    {
-        tracing::error!(error = %e, "service bus task failed");
     }
 }
 

@@ -7,10 +7,14 @@ use tonic_types::{ErrorDetails, StatusExt};
 /// Metadata key carrying the current version on an `ABORTED` conflict.
 pub const CURRENT_VERSION_KEY: &str = "baove-current-version";
 
+/// Metadata of a standby's refusal: the active's address.
+pub const ACTIVE_KEY: &str = "baove-active";
+
 /// Maps an event log error to its status: conflict → `ABORTED` (with the
 /// current version in the message and in `baove-current-version`), bad input
-/// → `INVALID_ARGUMENT` with a `BadRequest` field violation, storage or
-/// shutdown → `UNAVAILABLE`, corruption → `DATA_LOSS`.
+/// → `INVALID_ARGUMENT` with a `BadRequest` field violation, storage,
+/// shutdown, a quorum not reached or a standby's refusal (with the active's
+/// address in `baove-active`) → `UNAVAILABLE`, corruption → `DATA_LOSS`.
 #[must_use]
 pub fn from_log(error: &Error) -> Status {
     match error {
@@ -26,6 +30,13 @@ pub fn from_log(error: &Error) -> Status {
         Error::Corrupt(_) => Status::data_loss(error.to_string()),
         Error::Storage(_) | Error::Closed | Error::NotReplicated { .. } => {
             Status::unavailable(error.to_string())
+        }
+        Error::ReadOnly { active } => {
+            let mut status = Status::unavailable(error.to_string());
+            if let Ok(value) = active.parse() {
+                status.metadata_mut().insert(ACTIVE_KEY, value);
+            }
+            status
         }
     }
 }

@@ -70,13 +70,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         };
         let cases = model::Cases::new();
         let follower = tokio::spawn(cases.clone().follow(ctx.log.clone(), ctx.cancel.clone()));
-        let scheduler = tokio::spawn(deadlines::scheduler(
-            ctx.log.clone(),
-            cases.clone(),
-            rules.clone(),
-            SCHEDULER_TICK,
-            ctx.cancel.clone(),
-        ));
+        // Deadlines are recorded by the active; a standby follows them.
+        let scheduler = {
+            let (log, cases, rules, cancel) = (
+                ctx.log.clone(),
+                cases.clone(),
+                rules.clone(),
+                ctx.cancel.clone(),
+            );
+            let standby = ctx.standby;
+            tokio::spawn(async move {
+                if !standby {
+                    deadlines::scheduler(log, cases, rules, SCHEDULER_TICK, cancel).await;
+                }
+            })
+        };
         let (log, cancel, consumer_rules) = (ctx.log.clone(), ctx.cancel.clone(), rules.clone());
         let on_bus: OnBus = Box::new(move |bus| {
             Box::pin(async move {

@@ -52,13 +52,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 .clone()
                 .follow(ctx.log.clone(), ctx.cancel.clone()),
         );
-        let escalator = tokio::spawn(flows::escalate(
-            ctx.log.clone(),
-            referrals.clone(),
-            clock.clone(),
-            ESCALATION_TICK,
-            ctx.cancel.clone(),
-        ));
+        // Escalations are recorded by the active; a standby follows them.
+        let escalator = {
+            let (log, referrals, clock, cancel) = (
+                ctx.log.clone(),
+                referrals.clone(),
+                clock.clone(),
+                ctx.cancel.clone(),
+            );
+            let standby = ctx.standby;
+            tokio::spawn(async move {
+                if !standby {
+                    flows::escalate(log, referrals, clock, ESCALATION_TICK, cancel).await;
+                }
+            })
+        };
         let api = api::ReferralApi::new(
             ctx.log.clone(),
             referrals.clone(),
