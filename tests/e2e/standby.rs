@@ -1,8 +1,10 @@
-//! A standby casework on a three-node cluster: it follows the active's log
-//! stream into its own log (same events, same hashes), answers reads,
-//! refuses writes naming the active, and, when the active dies, is
-//! promoted by restarting it as the active: it takes what it lacked from
-//! the stream and goes on opening cases. intake cannot be a standby yet.
+//! Standby caseworks on a three-node cluster: a standby follows the
+//! active's log stream into its own log (same events, same hashes),
+//! answers reads, refuses writes naming the active, and, when the active
+//! dies, is promoted by restarting it as the active (`role = standby`) or
+//! takes the lease by itself (`role = auto`); an active paused past its
+//! lease stops when it resumes, having written nothing the new active's log
+//! lacks. intake cannot be a standby yet.
 
 use std::time::{Duration, Instant};
 
@@ -170,4 +172,105 @@ async fn a_standby_follows_refuses_writes_and_takes_over_when_promoted() {
         panic!("intake ran as a standby without its data keys")
     };
     assert!(stderr.contains("cannot run as a standby"), "{stderr}");
+}
+
+/// Waits (60 s) until `service` says whether it takes writes.
+async fn becomes(service: &Service, active: bool) {
+    let status = if active {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while service.health("baove.active").await != Some(status) {
+        assert!(
+            Instant::now() < deadline,
+            "{} never became {}",
+            service.name,
+            if active { "the active" } else { "a standby" }
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_role_auto_a_standby_takes_the_lease_when_the_active_dies_and_a_paused_active_stops() {
+    let cluster = NatsCluster::start().unwrap();
+    let urls = cluster.urls();
+    let r3 = ("BAOVE_STREAM_REPLICAS", "3".to_owned());
+    let auto = ("BAOVE_ROLE", "auto".to_owned());
+    let start = |name: &'static str, env: &[(&str, String)]| {
+        Service::start_with(name, &urls, tempfile::tempdir().unwrap(), env)
+    };
+    let intake = start("intake", std::slice::from_ref(&r3));
+    let referral = start("referral", std::slice::from_ref(&r3));
+    let mut first = start("casework", &[r3.clone(), auto.clone()]);
+    becomes(&first, true).await;
+    let mut second = start("casework", &[r3.clone(), auto.clone()]);
+    second.wait_health("", ServingStatus::Serving).await;
+    becomes(&second, false).await;
+    for s in [&intake, &referral] {
+        s.wait_health("", ServingStatus::Serving).await;
+    }
+    let mut cases = reports(&intake, "auto-before", 3).await;
+    follows(&first, &second).await;
+    // The standby refuses writes, naming the lease holder.
+    let mut officer = crate::casework::Officer::of(&second, &cases[0]).await;
+    let header = officer.header();
+    let refused = officer
+        .client
+        .add_note(p::AddNoteRequest {
+            header,
+            text: "ghi chú".into(),
+        })
+        .await
+        .expect_err("a standby took a write");
+    assert_eq!(refused.code(), tonic::Code::Unavailable);
+    assert_eq!(
+        refused
+            .metadata()
+            .get("baove-active")
+            .and_then(|v| v.to_str().ok()),
+        Some(first.addr.as_str())
+    );
+
+    // The active dies: the standby takes the lease by itself.
+    first.kill();
+    let killed = Instant::now();
+    becomes(&second, true).await;
+    let took_over = killed.elapsed();
+    cases.extend(reports(&intake, "auto-after", 2).await);
+    println!(
+        "failover: the standby took the lease {took_over:?} after the active was killed; its first case {:?} after",
+        killed.elapsed()
+    );
+
+    // The new active is paused past its lease; a third process takes over;
+    // the paused one, resumed, stops without taking a write.
+    let third = start("casework", &[r3.clone(), auto.clone()]);
+    third.wait_health("", ServingStatus::Serving).await;
+    follows(&second, &third).await;
+    second.pause();
+    becomes(&third, true).await;
+    let before_resume = whole_log(&third).await;
+    second.resume();
+    let stopped = second.exit_status().await;
+    assert!(stopped.success(), "{stopped:?}");
+    cases.extend(reports(&intake, "auto-third", 1).await);
+    let log = whole_log(&third).await;
+    assert!(
+        log.starts_with(&before_resume),
+        "the log the third process holds only grew"
+    );
+    let mut officer = crate::casework::Officer::of(&third, &cases[0]).await;
+    let mut seen = std::collections::HashSet::new();
+    for case_id in &cases {
+        officer.case_id = case_id.clone();
+        assert_eq!(&officer.case().await.case_id, case_id);
+        seen.insert(case_id.clone());
+    }
+    assert_eq!(seen.len(), 6, "one case per report");
+    let mut audit = AuditServiceClient::new(third.channel_as(&auditor()).await);
+    let (checked, broken, total) = crate::casework::verify_all(&mut audit).await;
+    assert!(broken.is_empty() && checked == total, "{broken:?}");
 }

@@ -19,6 +19,8 @@
 //! - `streams`: [`StreamSpec`], the services' streams, [`ensure_stream`].
 //! - `publish`: [`publish`] one envelope, the headers it carries.
 //! - `relay`: [`OutboxRelay`].
+//! - [`lease`]: which process of a service is the active (a key-value
+//!   bucket with expiring entries, compare-and-set renewals).
 //! - [`logstream`]: every event of a log on its own stream ([`LogRelay`]),
 //!   the record a shortened log is repaired from and a data directory
 //!   rebuilt from ([`logstream::catch_up`]).
@@ -42,6 +44,7 @@
 mod connect;
 mod consumer;
 mod health;
+pub mod lease;
 pub mod logstream;
 mod publish;
 mod relay;

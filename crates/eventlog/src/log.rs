@@ -165,8 +165,8 @@ struct Inner {
     writer: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
     gate: std::sync::OnceLock<AckGate>,
-    /// Set on a standby: the active's address; appends are refused.
-    read_only: std::sync::OnceLock<String>,
+    /// Set while a standby: the active's address; appends are refused.
+    read_only: Mutex<Option<String>>,
 }
 
 /// What an append waits for besides the local disk, once set
@@ -450,7 +450,7 @@ impl EventLog {
                 writer: Mutex::new(Some(writer)),
                 path,
                 gate: std::sync::OnceLock::new(),
-                read_only: std::sync::OnceLock::new(),
+                read_only: Mutex::new(None),
             }),
         })
     }
@@ -475,10 +475,8 @@ impl EventLog {
     /// - [`Error::NotReplicated`] when acks are gated
     ///   ([`EventLog::gate_acks`]) and the gate was not reached in time.
     pub async fn append(&self, request: AppendRequest) -> Result<Appended, Error> {
-        if let Some(active) = self.inner.read_only.get() {
-            return Err(Error::ReadOnly {
-                active: active.clone(),
-            });
+        if let Some(active) = self.follows() {
+            return Err(Error::ReadOnly { active });
         }
         let (tx, rx) = oneshot::channel();
         self.inner
@@ -502,18 +500,35 @@ impl EventLog {
         Ok(appended)
     }
 
-    /// Makes this log a follower (a standby's): from now on every
-    /// [`EventLog::append`] is refused with [`Error::ReadOnly`] naming
-    /// `active` (the active's address, or empty), and only
-    /// [`EventLog::import`] extends it. Set once.
+    /// Makes this log a follower (a standby's): until
+    /// [`EventLog::take_writes`], every [`EventLog::append`] is refused with
+    /// [`Error::ReadOnly`] naming `active` (the active's address, or
+    /// empty), and only [`EventLog::import`] extends it.
     pub fn follow_only(&self, active: &str) {
-        let _ = self.inner.read_only.set(active.to_owned());
+        *self
+            .inner
+            .read_only
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(active.to_owned());
     }
 
-    /// Whether this log only follows another ([`EventLog::follow_only`]).
+    /// Takes appends again (a standby promoted to active).
+    pub fn take_writes(&self) {
+        *self
+            .inner
+            .read_only
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    /// The active's address while this log only follows another.
     #[must_use]
-    pub fn is_follower(&self) -> bool {
-        self.inner.read_only.get().is_some()
+    pub fn follows(&self) -> Option<String> {
+        self.inner
+            .read_only
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// From now on, [`EventLog::append`] (a retry's replayed answer too)

@@ -24,10 +24,12 @@ pub struct Config {
     /// nodes stored it, and any one node can be lost.
     #[serde(default = "default_stream_replicas")]
     pub stream_replicas: usize,
-    /// `active` (the default) or `standby` (`BAOVE_ROLE`): a standby follows
-    /// the active's log stream into its own log, answers reads and refuses
-    /// writes; it runs no consumer, relay, scheduler or checkpoint. Promote
-    /// it by restarting it as `active` (docs/cluster.md).
+    /// `active` (the default), `standby` or `auto` (`BAOVE_ROLE`): a
+    /// standby follows the active's log stream into its own log, answers
+    /// reads and refuses writes; it runs no consumer, relay, scheduler or
+    /// checkpoint; promote it by restarting it as `active`. `auto` is a
+    /// standby that becomes the active when it takes the service's lease,
+    /// and stops when it loses it (docs/cluster.md).
     #[serde(default)]
     pub role: Role,
     /// The active's gRPC address, which a standby names when it refuses a
@@ -206,6 +208,10 @@ pub enum Role {
     Active,
     /// Follows the active's log stream; answers reads, refuses writes.
     Standby,
+    /// A standby until it takes the service's lease (when the active's
+    /// expires), then the active until it loses it: automatic failover
+    /// between the processes of a service (docs/cluster.md).
+    Auto,
 }
 
 const fn default_stream_replicas() -> usize {
@@ -363,11 +369,12 @@ impl Config {
             partial.role = Some(match value.trim() {
                 "active" => Role::Active,
                 "standby" => Role::Standby,
+                "auto" => Role::Auto,
                 _ => {
                     return Err(ConfigError::Env {
                         variable: "BAOVE_ROLE",
                         value,
-                        rule: "must be active or standby",
+                        rule: "must be active, standby or auto",
                     });
                 }
             });

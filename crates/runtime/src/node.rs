@@ -92,9 +92,10 @@ pub struct NodeContext {
     pub access: crate::access::AccessLog,
     /// The reference data (units and agencies), loaded once at start.
     pub directory: Arc<baove_domain::reference::Directory>,
-    /// This process is a standby ([`crate::config::Role::Standby`]): its
-    /// log takes no appends, so it must start no scheduler or other writer.
-    pub standby: bool,
+    /// Whether this process is the active (takes writes): false on a
+    /// standby, and on an `auto` process until it takes the lease. Writers
+    /// of the service's own (schedulers) wait for it.
+    pub active: watch::Receiver<bool>,
 }
 
 /// What runs once NATS is connected and the service's stream exists: it
@@ -181,7 +182,8 @@ pub async fn run(
     .context("failed to open the checkpoint signing key")?;
     // Never serve a log shorter than its log stream (sled recovered an
     // earlier state): take the missing events from the stream first.
-    let standby = config.role == crate::config::Role::Standby;
+    let role = config.role;
+    let standby = role != crate::config::Role::Active;
     if standby && !spec.side_trees.is_empty() {
         anyhow::bail!(
             "{} cannot run as a standby yet: its side trees ({}) are not on the log stream, so a standby promoted to active could not read what they unlock (for intake: the reports' confidential fields). Run it as the active only",
@@ -197,7 +199,8 @@ pub async fn run(
     // In a cluster a command is acknowledged only once the log stream's
     // quorum holds it: the log relay tells how far that is.
     let (reached_tx, reached) = watch::channel(0);
-    if config.stream_replicas > 1 && !standby {
+    let (active_tx, active_rx) = watch::channel(!standby);
+    if config.stream_replicas > 1 {
         log.gate_acks(baove_eventlog::AckGate {
             reached,
             wait: REPLICATION_WAIT,
@@ -247,7 +250,7 @@ pub async fn run(
     reporter
         .set_service_status(
             ACTIVE_HEALTH,
-            if config.role == crate::config::Role::Standby {
+            if standby {
                 ServingStatus::NotServing
             } else {
                 ServingStatus::Serving
@@ -293,7 +296,7 @@ pub async fn run(
         config: config.clone(),
         access: access.clone(),
         directory: directory.clone(),
-        standby,
+        active: active_rx.clone(),
     };
     let parts = build(&context).with_context(|| format!("failed to start {}", spec.name))?;
 
@@ -302,10 +305,13 @@ pub async fn run(
         let checkpoints = checkpoints.clone();
         let every = Duration::from_secs(config.checkpoint_secs);
         let cancel = background.clone();
+        let mut active = active_rx.clone();
         tokio::spawn(async move {
-            if !standby {
-                checkpoints.run(every, cancel).await;
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                became = active.wait_for(|a| *a) => if became.is_err() { return },
             }
+            checkpoints.run(every, cancel).await;
         })
     };
     let sampling = tokio::spawn(crate::metrics::sample(
@@ -354,7 +360,10 @@ pub async fn run(
             replicas: config.stream_replicas,
             credentials,
             reached: reached_tx,
-            standby,
+            role,
+            active: active_tx,
+            shutdown: shutdown.clone(),
+            address: format!("http://{listening}"),
         },
         log.clone(),
         reporter.clone(),
@@ -410,7 +419,7 @@ pub async fn run(
         (&checkpoints, "event log"),
         (&access_checkpoints, "access log"),
     ] {
-        if standby && what == "event log" {
+        if what == "event log" && log.follows().is_some() {
             continue;
         }
         if let Err(e) = kept.sign_if_moved().await {
@@ -537,8 +546,14 @@ struct NatsSettings {
     credentials: Option<baove_bus::Credentials>,
     /// Told how far the log stream holds the log.
     reached: watch::Sender<u64>,
-    /// A standby: follow the log stream instead of relaying and consuming.
-    standby: bool,
+    /// Active, standby, or auto (lease).
+    role: crate::config::Role,
+    /// Set to true when this process becomes the active.
+    active: watch::Sender<bool>,
+    /// Cancelled to stop the process (an active that lost its lease).
+    shutdown: CancellationToken,
+    /// This process's gRPC address, held in the lease.
+    address: String,
 }
 
 /// Connects to NATS, keeps the streams, relays the outbox and the log, runs the
@@ -574,24 +589,33 @@ async fn bus_task(
         health: baove_bus::BusHealth::default(),
         replicas: nats.replicas,
     };
-    let mut tasks = Vec::new();
-    if nats.standby {
-        tasks.push((
-            "log follower",
-            tokio::spawn(baove_bus::logstream::follow(
-                log,
-                bus.clone(),
-                spec.log_stream,
-                cancel.clone(),
-            )),
-        ));
-        watch_bus_health(&bus, &mut connected, &reporter, &cancel).await;
-        for (name, task) in tasks {
-            if let Err(e) = task.await {
-                tracing::error!(error = %e, task = name, "bus task failed");
-            }
+    let health = {
+        let (bus, reporter, cancel) = (bus.clone(), reporter.clone(), cancel.clone());
+        tokio::spawn(
+            async move { watch_bus_health(&bus, &mut connected, &reporter, &cancel).await },
+        )
+    };
+    let mut lease = None;
+    match nats.role {
+        crate::config::Role::Active => {}
+        crate::config::Role::Standby => {
+            baove_bus::logstream::follow(log, bus.clone(), spec.log_stream, cancel.clone()).await;
+            let _ = health.await;
+            return;
         }
-        return;
+        crate::config::Role::Auto => {
+            match take_over(spec, &log, &bus, &nats.address, &cancel).await {
+                Some(taken) => lease = Some(taken),
+                None => {
+                    let _ = health.await;
+                    return;
+                }
+            }
+            let _ = nats.active.send_replace(true);
+            reporter
+                .set_service_status(ACTIVE_HEALTH, ServingStatus::Serving)
+                .await;
+        }
     }
     let mut delay = Duration::from_millis(250);
     loop {
@@ -611,13 +635,18 @@ async fn bus_task(
     let relay = tokio::spawn(
         baove_bus::OutboxRelay::new(log.clone(), bus.clone(), spec.stream).run(cancel.clone()),
     );
+    let log_for_lease = log.clone();
     let log_relay = tokio::spawn(
         baove_bus::LogRelay::new(log, bus.clone(), spec.log_stream)
             .telling(nats.reached)
             .run(cancel.clone()),
     );
     let own = on_bus.map(|start| tokio::spawn(start(bus.clone())));
-    watch_bus_health(&bus, &mut connected, &reporter, &cancel).await;
+    if let Some(lease) = lease {
+        keep_lease(lease, &log_for_lease, &reporter, &nats.shutdown, &cancel).await;
+    }
+    cancel.cancelled().await;
+    let _ = health.await;
     for (name, task) in [
         ("stream keeper", keeper),
         ("outbox relay", relay),
@@ -631,6 +660,125 @@ async fn bus_task(
         && let Err(e) = own.await
     {
         tracing::error!(error = %e, "service bus task failed");
+    }
+}
+
+/// How long a lease lasts unrenewed (`role = "auto"`): the longest a dead
+/// active keeps the service from taking writes, less the time to notice.
+const LEASE_TTL: Duration = Duration::from_secs(4);
+
+/// An `auto` process's wait for the service's lease: follows the log stream
+/// as a standby until it takes the lease, then imports whatever the stream
+/// holds beyond its log and takes writes. `None` when cancelled first.
+async fn take_over(
+    spec: ServiceSpec,
+    log: &EventLog,
+    bus: &baove_bus::Bus,
+    address: &str,
+    cancel: &CancellationToken,
+) -> Option<baove_bus::lease::Lease> {
+    let following = cancel.child_token();
+    let follower = tokio::spawn(baove_bus::logstream::follow(
+        log.clone(),
+        bus.clone(),
+        spec.log_stream,
+        following.clone(),
+    ));
+    let holder = format!("{address} {}", uuid::Uuid::now_v7());
+    let part = "lease";
+    let lease = loop {
+        let attempt = async {
+            let store = baove_bus::lease::bucket(&bus.js, LEASE_TTL, bus.replicas).await?;
+            if let Some(lease) =
+                baove_bus::lease::try_take(&store, spec.name, &holder, LEASE_TTL).await?
+            {
+                return Ok(Some(lease));
+            }
+            // Writes are refused naming whoever holds it now.
+            if let Some(active) = baove_bus::lease::holder(&store, spec.name).await? {
+                log.follow_only(active.split(' ').next().unwrap_or_default());
+            }
+            Ok::<_, baove_bus::BusError>(None)
+        };
+        match attempt.await {
+            Ok(Some(lease)) => break lease,
+            Ok(None) => bus.health.ok(part),
+            Err(e) => bus.health.failing(part, e.to_string()),
+        }
+        tokio::select! {
+            () = cancel.cancelled() => {
+                following.cancel();
+                let _ = follower.await;
+                return None;
+            }
+            () = tokio::time::sleep(LEASE_TTL / 8) => {}
+        }
+    };
+    following.cancel();
+    let _ = follower.await;
+    // The previous active's lease expired: what it published is final.
+    // (On the very first start there is no log stream yet: make it.)
+    loop {
+        let caught_up = async {
+            baove_bus::ensure_stream(&bus.js, spec.log_stream, bus.replicas).await?;
+            baove_bus::logstream::catch_up(log, &bus.js, spec.log_stream).await
+        };
+        match caught_up.await {
+            Ok(imported) => {
+                tracing::warn!(
+                    term = lease.term,
+                    imported,
+                    position = log.last_position(),
+                    "took the lease: this process is now the active"
+                );
+                break;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "took the lease but cannot reach the end of the log stream; retrying");
+                bus.health.failing(part, e.to_string());
+                tokio::select! {
+                    () = cancel.cancelled() => return None,
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+        }
+    }
+    bus.health.ok(part);
+    log.take_writes();
+    Some(lease)
+}
+
+/// Renews the lease until `cancel`; when it cannot, stops taking writes
+/// before the lease could expire and stops the process (a supervisor starts
+/// it again, as a standby while another holds the lease).
+async fn keep_lease(
+    mut lease: baove_bus::lease::Lease,
+    log: &EventLog,
+    reporter: &HealthReporter,
+    shutdown: &CancellationToken,
+    cancel: &CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(lease.every()) => {}
+        }
+        match lease.renew().await {
+            Ok(()) => continue,
+            Err(e) if !lease.must_stop() => {
+                tracing::warn!(error = %e, "cannot renew the lease yet");
+                continue;
+            }
+            Err(e) => {
+                log.follow_only("");
+                reporter
+                    .set_service_status(ACTIVE_HEALTH, ServingStatus::NotServing)
+                    .await;
+                tracing::error!(error = %e, term = lease.term, "lost the lease: taking no more writes and stopping");
+                shutdown.cancel();
+                return;
+            }
+        }
     }
 }
 

@@ -70,7 +70,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         };
         let cases = model::Cases::new();
         let follower = tokio::spawn(cases.clone().follow(ctx.log.clone(), ctx.cancel.clone()));
-        // Deadlines are recorded by the active; a standby follows them.
+        // Deadlines are recorded by the active; a standby follows them, and
+        // starts recording them when it becomes the active.
         let scheduler = {
             let (log, cases, rules, cancel) = (
                 ctx.log.clone(),
@@ -78,11 +79,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 rules.clone(),
                 ctx.cancel.clone(),
             );
-            let standby = ctx.standby;
+            let mut active = ctx.active.clone();
             tokio::spawn(async move {
-                if !standby {
-                    deadlines::scheduler(log, cases, rules, SCHEDULER_TICK, cancel).await;
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    became = active.wait_for(|a| *a) => if became.is_err() { return },
                 }
+                deadlines::scheduler(log, cases, rules, SCHEDULER_TICK, cancel).await;
             })
         };
         let (log, cancel, consumer_rules) = (ctx.log.clone(), ctx.cancel.clone(), rules.clone());

@@ -52,7 +52,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 .clone()
                 .follow(ctx.log.clone(), ctx.cancel.clone()),
         );
-        // Escalations are recorded by the active; a standby follows them.
+        // Escalations are recorded by the active; a standby follows them, and
+        // starts recording them when it becomes the active.
         let escalator = {
             let (log, referrals, clock, cancel) = (
                 ctx.log.clone(),
@@ -60,11 +61,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 clock.clone(),
                 ctx.cancel.clone(),
             );
-            let standby = ctx.standby;
+            let mut active = ctx.active.clone();
             tokio::spawn(async move {
-                if !standby {
-                    flows::escalate(log, referrals, clock, ESCALATION_TICK, cancel).await;
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    became = active.wait_for(|a| *a) => if became.is_err() { return },
                 }
+                flows::escalate(log, referrals, clock, ESCALATION_TICK, cancel).await;
             })
         };
         let api = api::ReferralApi::new(
