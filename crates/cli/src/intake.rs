@@ -89,6 +89,15 @@ pub enum Command {
     },
 }
 
+/// The first `n` of `ids`, and how many more there are.
+fn some_of(ids: &[String], n: usize) -> String {
+    let shown = ids.iter().take(n).cloned().collect::<Vec<_>>().join(", ");
+    match ids.len().checked_sub(n) {
+        Some(more) if more > 0 => format!("{shown} (and {more} more: `baove case list`)"),
+        _ => shown,
+    }
+}
+
 pub(crate) fn pool() -> anyhow::Result<DescriptorPool> {
     DescriptorPool::decode(baove_proto::FILE_DESCRIPTOR_SET)
         .context("the built-in proto descriptors do not decode")
@@ -146,7 +155,7 @@ fn print_receipt(receipt: &baove_proto::v1::SubmitHotlineReportResponse) {
     if !receipt.possible_duplicate_case_ids.is_empty() {
         out!(
             "possible duplicate of case(s): {}",
-            receipt.possible_duplicate_case_ids.join(", ")
+            some_of(&receipt.possible_duplicate_case_ids, 10)
         );
     } else if receipt.possible_duplicate {
         out!(
@@ -369,5 +378,20 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::some_of;
+
+    #[test]
+    fn a_long_list_of_possible_duplicates_is_cut_to_the_first_ten_with_a_count() {
+        let ids: Vec<String> = (0..300).map(|i| format!("case-{i}")).collect();
+        let shown = some_of(&ids, 10);
+        assert!(shown.starts_with("case-0, case-1,"), "{shown}");
+        assert!(shown.contains("case-9 (and 290 more"), "{shown}");
+        assert!(!shown.contains("case-10,"), "{shown}");
+        assert_eq!(some_of(&ids[..3], 10), "case-0, case-1, case-2");
     }
 }
