@@ -4,8 +4,8 @@
 //! `AuditService` over the service's own event log.
 //!
 //! A service's `lib.rs` calls [`node::run`] with its name, its JetStream
-//! stream and the gRPC routes of its own API; its `main.rs` only parses the
-//! command line and calls that.
+//! streams and the gRPC routes of its own API; its `main.rs` calls
+//! [`main`] with its [`node::ServiceSpec`] and that.
 //!
 //! # Layout
 //! - [`config`]: [`Config`], loaded from a TOML file with `BAOVE_*`
@@ -19,7 +19,11 @@
 //! - [`limits`]: calls per second per caller, open server streams.
 //! - [`checkpoint`]: signed Merkle checkpoints of the log.
 //! - [`audit`]: `baove.v1.AuditService` and envelope → proto conversion.
-//! - [`node`]: start-up and shutdown order of a service process.
+//! - [`node`]: start-up and shutdown order of a service process; its role
+//!   (active, standby, or `auto`: the lease decides), the log stream
+//!   compared at start, acknowledgements gated on the cluster's quorum.
+//! - [`restore`]: a data directory rebuilt from a backup file or from the
+//!   log stream (`<service> restore`).
 //! - [`request`]: page sizes and page tokens, one set of rules.
 //! - [`projection`]: following the log to keep a read model.
 //! - [`main`]: what a service's `main.rs` calls.

@@ -364,6 +364,7 @@ pub async fn run(
             active: active_tx,
             shutdown: shutdown.clone(),
             address: format!("http://{listening}"),
+            checkpoints: checkpoints.clone(),
         },
         log.clone(),
         reporter.clone(),
@@ -554,6 +555,8 @@ struct NatsSettings {
     shutdown: CancellationToken,
     /// This process's gRPC address, held in the lease.
     address: String,
+    /// Signs the checkpoint that fences the log stream on taking over.
+    checkpoints: crate::checkpoint::Checkpointer,
 }
 
 /// Connects to NATS, keeps the streams, relays the outbox and the log, runs the
@@ -604,17 +607,18 @@ async fn bus_task(
             return;
         }
         crate::config::Role::Auto => {
-            match take_over(spec, &log, &bus, &nats.address, &cancel).await {
-                Some(taken) => lease = Some(taken),
-                None => {
-                    let _ = health.await;
-                    return;
-                }
-            }
-            let _ = nats.active.send_replace(true);
-            reporter
-                .set_service_status(ACTIVE_HEALTH, ServingStatus::Serving)
-                .await;
+            let Some(taken) = take_over(spec, &log, &bus, &nats.address, &cancel).await else {
+                let _ = health.await;
+                return;
+            };
+            // Renewed from now on, whatever the rest takes.
+            lease = Some(tokio::spawn(keep_lease(
+                taken,
+                log.clone(),
+                reporter.clone(),
+                nats.shutdown.clone(),
+                cancel.clone(),
+            )));
         }
     }
     let mut delay = Duration::from_millis(250);
@@ -635,17 +639,35 @@ async fn bus_task(
     let relay = tokio::spawn(
         baove_bus::OutboxRelay::new(log.clone(), bus.clone(), spec.stream).run(cancel.clone()),
     );
-    let log_for_lease = log.clone();
     let log_relay = tokio::spawn(
         baove_bus::LogRelay::new(log, bus.clone(), spec.log_stream)
             .telling(nats.reached)
             .run(cancel.clone()),
     );
     let own = on_bus.map(|start| tokio::spawn(start(bus.clone())));
-    if let Some(lease) = lease {
-        keep_lease(lease, &log_for_lease, &reporter, &nats.shutdown, &cancel).await;
+    if lease.is_some() {
+        // Fence before taking the role: the first position after the
+        // previous active's last goes on the log stream now, signed by this
+        // process, so an active that was paused and has not noticed can no
+        // longer extend the stream when it resumes.
+        match nats.checkpoints.sign_now().await {
+            Ok((checkpoint, _)) => tracing::info!(
+                position = checkpoint.global_position,
+                "fenced the log stream with a checkpoint"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign the fencing checkpoint; the next write fences")
+            }
+        }
+        let _ = nats.active.send_replace(true);
+        reporter
+            .set_service_status(ACTIVE_HEALTH, ServingStatus::Serving)
+            .await;
     }
     cancel.cancelled().await;
+    if let Some(lease) = lease {
+        let _ = lease.await;
+    }
     let _ = health.await;
     for (name, task) in [
         ("stream keeper", keeper),
@@ -753,10 +775,10 @@ async fn take_over(
 /// it again, as a standby while another holds the lease).
 async fn keep_lease(
     mut lease: baove_bus::lease::Lease,
-    log: &EventLog,
-    reporter: &HealthReporter,
-    shutdown: &CancellationToken,
-    cancel: &CancellationToken,
+    log: EventLog,
+    reporter: HealthReporter,
+    shutdown: CancellationToken,
+    cancel: CancellationToken,
 ) {
     loop {
         tokio::select! {
