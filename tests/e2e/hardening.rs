@@ -342,3 +342,26 @@ async fn tokens_with_bad_times_or_subjects_are_unauthenticated() {
         );
     }
 }
+
+#[test]
+fn the_cli_ends_quietly_when_the_reader_of_its_output_went_away() {
+    // `baove ... | head`: the reader closed before the CLI wrote.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let keys = tempfile::tempdir().unwrap();
+    let child = std::process::Command::new(crate::bin_dir().join("baove"))
+        .args(["token", "keygen", "--private"])
+        .arg(keys.path().join("k.pem"))
+        .arg("--public")
+        .arg(keys.path().join("k.pub.pem"))
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // The work was done all the same.
+    assert!(keys.path().join("k.pub.pem").is_file());
+}

@@ -27,10 +27,10 @@
 //! obeyed by the terminal.
 
 /// `println!`, with control and bidi-override characters escaped
-/// ([`terminal_safe`]).
+/// ([`terminal_safe`]), through [`print_line`].
 macro_rules! out {
-    () => { println!() };
-    ($($arg:tt)*) => { println!("{}", $crate::terminal_safe(&format!($($arg)*))) };
+    () => { $crate::print_line("") };
+    ($($arg:tt)*) => { $crate::print_line(&$crate::terminal_safe(&format!($($arg)*))) };
 }
 
 /// `eprintln!`, with control and bidi-override characters escaped.
@@ -392,6 +392,21 @@ pub(crate) fn refusal(status: &tonic::Status) -> anyhow::Error {
             status.message()
         ),
         _ => status_error(status.clone()),
+    }
+}
+
+/// Writes one line to standard output. A reader that went away (`baove
+/// intake list | head`) ends the program quietly with success, as other
+/// command-line tools do, instead of a panic.
+pub(crate) fn print_line(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
     }
 }
 
