@@ -98,6 +98,36 @@ pub struct NodeContext {
     pub active: watch::Receiver<bool>,
 }
 
+impl NodeContext {
+    /// Spawns `task` once this process is the active (at once on an active;
+    /// never on a standby; when an `auto` process takes the lease), unless
+    /// the service stops first: a writer of the service's own (a scheduler)
+    /// must not run on a standby.
+    pub fn spawn_when_active<F>(&self, task: F) -> tokio::task::JoinHandle<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        when_active(self.active.clone(), self.cancel.clone(), task)
+    }
+}
+
+fn when_active<F>(
+    mut active: watch::Receiver<bool>,
+    cancel: CancellationToken,
+    task: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            became = active.wait_for(|a| *a) => if became.is_err() { return },
+        }
+        task.await;
+    })
+}
+
 /// What runs once NATS is connected and the service's stream exists: it
 /// gets the bus (JetStream, and where its parts report their health) and
 /// runs until [`NodeContext::cancel`] fires.
@@ -301,19 +331,14 @@ pub async fn run(
     let parts = build(&context).with_context(|| format!("failed to start {}", spec.name))?;
 
     // A standby's log is the active's: only the active signs it.
-    let checkpointing = {
-        let checkpoints = checkpoints.clone();
-        let every = Duration::from_secs(config.checkpoint_secs);
-        let cancel = background.clone();
-        let mut active = active_rx.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                became = active.wait_for(|a| *a) => if became.is_err() { return },
-            }
-            checkpoints.run(every, cancel).await;
-        })
-    };
+    let checkpointing = when_active(
+        active_rx.clone(),
+        background.clone(),
+        checkpoints.clone().run(
+            Duration::from_secs(config.checkpoint_secs),
+            background.clone(),
+        ),
+    );
     let sampling = tokio::spawn(crate::metrics::sample(
         log.clone(),
         access_log.clone(),

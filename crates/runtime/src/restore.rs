@@ -178,13 +178,7 @@ pub async fn restore(
     trusted_key: Option<&Path>,
 ) -> anyhow::Result<Restored> {
     let data_dir = &config.data_dir;
-    let log_dir = data_dir.join("eventlog");
-    if log_dir.exists() && std::fs::read_dir(&log_dir)?.next().is_some() {
-        bail!(
-            "{} already holds an event log: move it aside (keep it for the investigation) and restore again; a restore never writes over a log",
-            log_dir.display()
-        );
-    }
+    let log_dir = empty_log_dir(data_dir)?;
     let file = std::fs::File::open(from)
         .with_context(|| format!("cannot open the backup {}", from.display()))?;
     let mut parts = Parts {
@@ -213,30 +207,12 @@ pub async fn restore(
             .as_ref()
             .ok_or_else(|| anyhow!("the backup's manifest has no checkpoint"))?,
     );
-    let local_key = data_dir.join("checkpoint-key.pub.pem");
-    let (trusted, key_checked) = match trusted_key {
-        Some(path) => (
-            Some(baove_security::token::read_verifying_key(path)?),
-            format!("the trusted key {}", path.display()),
-        ),
-        None if local_key.exists() => (
-            Some(baove_security::token::read_verifying_key(&local_key)?),
-            format!("this data directory's key {}", local_key.display()),
-        ),
-        None => (
-            None,
-            "only the key the checkpoint names (give --trusted-key to check it against a key you hold)".to_owned(),
-        ),
-    };
+    let (trusted, key_checked) = trusted_key_of(data_dir, trusted_key)?;
     checkpoint
         .verify(trusted.as_ref())
         .map_err(|e| anyhow!("the backup's checkpoint does not verify: {e}"))?;
 
-    std::fs::create_dir_all(data_dir)?;
-    let building = data_dir.join("eventlog.restoring");
-    if building.exists() {
-        std::fs::remove_dir_all(&building)?;
-    }
+    let building = fresh_building_dir(data_dir)?;
     let result = rebuild(spec, &mut parts, &building, &checkpoint).await;
     let (streams, side_entries) = match result {
         Ok(counts) => counts,
@@ -245,11 +221,7 @@ pub async fn restore(
             return Err(e);
         }
     };
-    if log_dir.exists() {
-        std::fs::remove_dir(&log_dir)?;
-    }
-    std::fs::rename(&building, &log_dir)?;
-    std::fs::File::open(data_dir)?.sync_all()?;
+    put_in_place(&building, &log_dir, data_dir)?;
 
     let kept_file = data_dir.join("eventlog.checkpoint.json");
     let newer_kept = std::fs::read(&kept_file)
@@ -257,6 +229,7 @@ pub async fn restore(
         .and_then(|text| serde_json::from_slice::<Checkpoint>(&text).ok())
         .map(|kept| kept.global_position)
         .filter(|position| *position > checkpoint.global_position);
+    let local_key = data_dir.join("checkpoint-key.pub.pem");
     let signed_here = local_key.exists()
         && baove_security::token::read_verifying_key(&local_key)
             .is_ok_and(|key| hex::encode(key.as_bytes()) == checkpoint.public_key);
@@ -403,13 +376,7 @@ pub async fn rebuild_from_stream(
     trusted_key: Option<&Path>,
 ) -> anyhow::Result<Rebuilt> {
     let data_dir = &config.data_dir;
-    let log_dir = data_dir.join("eventlog");
-    if log_dir.exists() && std::fs::read_dir(&log_dir)?.next().is_some() {
-        bail!(
-            "{} already holds an event log: move it aside (keep it for the investigation) and rebuild again; a rebuild never writes over a log",
-            log_dir.display()
-        );
-    }
+    let log_dir = empty_log_dir(data_dir)?;
     let cancel = tokio_util::sync::CancellationToken::new();
     let timer = {
         let cancel = cancel.clone();
@@ -436,11 +403,7 @@ pub async fn rebuild_from_stream(
     {
         bail!("the log stream {} holds no events", stream.name);
     }
-    std::fs::create_dir_all(data_dir)?;
-    let building = data_dir.join("eventlog.restoring");
-    if building.exists() {
-        std::fs::remove_dir_all(&building)?;
-    }
+    let building = fresh_building_dir(data_dir)?;
     let result = async {
         let log = EventLog::open(&building)
             .await
@@ -467,11 +430,7 @@ pub async fn rebuild_from_stream(
             return Err(e);
         }
     };
-    if log_dir.exists() {
-        std::fs::remove_dir(&log_dir)?;
-    }
-    std::fs::rename(&building, &log_dir)?;
-    std::fs::File::open(data_dir)?.sync_all()?;
+    put_in_place(&building, &log_dir, data_dir)?;
     Ok(rebuilt)
 }
 
@@ -517,21 +476,7 @@ async fn check_newest_checkpoint(
     };
     let checkpoint: Checkpoint = serde_json::from_str(&event.payload)
         .map_err(|e| anyhow!("the log's newest checkpoint does not decode: {e}"))?;
-    let local_key = data_dir.join("checkpoint-key.pub.pem");
-    let (trusted, key_checked) = match trusted_key {
-        Some(path) => (
-            Some(baove_security::token::read_verifying_key(path)?),
-            format!("the trusted key {}", path.display()),
-        ),
-        None if local_key.exists() => (
-            Some(baove_security::token::read_verifying_key(&local_key)?),
-            format!("this data directory's key {}", local_key.display()),
-        ),
-        None => (
-            None,
-            "only the key the checkpoint names (give --trusted-key to check it against a key you hold)".to_owned(),
-        ),
-    };
+    let (trusted, key_checked) = trusted_key_of(data_dir, trusted_key)?;
     checkpoint
         .verify(trusted.as_ref())
         .map_err(|e| anyhow!("the log's newest checkpoint does not verify: {e}"))?;
@@ -546,4 +491,62 @@ async fn check_newest_checkpoint(
         );
     }
     Ok((Some(checkpoint), key_checked))
+}
+
+/// The key a checkpoint's signature is checked against: `trusted_key`,
+/// else the data directory's own checkpoint key, else none (only the key
+/// the checkpoint names); and how to say which.
+fn trusted_key_of(
+    data_dir: &Path,
+    trusted_key: Option<&Path>,
+) -> anyhow::Result<(Option<ed25519_dalek::VerifyingKey>, String)> {
+    let local_key = data_dir.join("checkpoint-key.pub.pem");
+    Ok(match trusted_key {
+        Some(path) => (
+            Some(baove_security::token::read_verifying_key(path)?),
+            format!("the trusted key {}", path.display()),
+        ),
+        None if local_key.exists() => (
+            Some(baove_security::token::read_verifying_key(&local_key)?),
+            format!("this data directory's key {}", local_key.display()),
+        ),
+        None => (
+            None,
+            "only the key the checkpoint names (give --trusted-key to check it against a key you hold)".to_owned(),
+        ),
+    })
+}
+
+/// `<data_dir>/eventlog`, refused when it already holds a log: a restore
+/// never writes over one.
+fn empty_log_dir(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let log_dir = data_dir.join("eventlog");
+    if log_dir.exists() && std::fs::read_dir(&log_dir)?.next().is_some() {
+        bail!(
+            "{} already holds an event log: move it aside (keep it for the investigation) and restore again; a restore never writes over a log",
+            log_dir.display()
+        );
+    }
+    Ok(log_dir)
+}
+
+/// `<data_dir>/eventlog.restoring`, emptied: where a log is rebuilt before
+/// it is renamed into place.
+fn fresh_building_dir(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(data_dir)?;
+    let building = data_dir.join("eventlog.restoring");
+    if building.exists() {
+        std::fs::remove_dir_all(&building)?;
+    }
+    Ok(building)
+}
+
+/// Renames the rebuilt log into place, durably.
+fn put_in_place(building: &Path, log_dir: &Path, data_dir: &Path) -> anyhow::Result<()> {
+    if log_dir.exists() {
+        std::fs::remove_dir(log_dir)?;
+    }
+    std::fs::rename(building, log_dir)?;
+    std::fs::File::open(data_dir)?.sync_all()?;
+    Ok(())
 }

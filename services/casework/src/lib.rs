@@ -72,22 +72,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let follower = tokio::spawn(cases.clone().follow(ctx.log.clone(), ctx.cancel.clone()));
         // Deadlines are recorded by the active; a standby follows them, and
         // starts recording them when it becomes the active.
-        let scheduler = {
-            let (log, cases, rules, cancel) = (
-                ctx.log.clone(),
-                cases.clone(),
-                rules.clone(),
-                ctx.cancel.clone(),
-            );
-            let mut active = ctx.active.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    became = active.wait_for(|a| *a) => if became.is_err() { return },
-                }
-                deadlines::scheduler(log, cases, rules, SCHEDULER_TICK, cancel).await;
-            })
-        };
+        let scheduler = ctx.spawn_when_active(deadlines::scheduler(
+            ctx.log.clone(),
+            cases.clone(),
+            rules.clone(),
+            SCHEDULER_TICK,
+            ctx.cancel.clone(),
+        ));
         let (log, cancel, consumer_rules) = (ctx.log.clone(), ctx.cancel.clone(), rules.clone());
         let on_bus: OnBus = Box::new(move |bus| {
             Box::pin(async move {

@@ -54,22 +54,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         );
         // Escalations are recorded by the active; a standby follows them, and
         // starts recording them when it becomes the active.
-        let escalator = {
-            let (log, referrals, clock, cancel) = (
-                ctx.log.clone(),
-                referrals.clone(),
-                clock.clone(),
-                ctx.cancel.clone(),
-            );
-            let mut active = ctx.active.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    became = active.wait_for(|a| *a) => if became.is_err() { return },
-                }
-                flows::escalate(log, referrals, clock, ESCALATION_TICK, cancel).await;
-            })
-        };
+        let escalator = ctx.spawn_when_active(flows::escalate(
+            ctx.log.clone(),
+            referrals.clone(),
+            clock.clone(),
+            ESCALATION_TICK,
+            ctx.cancel.clone(),
+        ));
         let api = api::ReferralApi::new(
             ctx.log.clone(),
             referrals.clone(),
