@@ -37,7 +37,7 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
-use baove_eventlog::{Actor, ChainHash, Envelope, EventLog, StreamId, Verification};
+use baove_eventlog::{Envelope, EventLog, Verification};
 use baove_proto::v1::{self, backup_response::Part};
 use baove_security::checkpoint::Checkpoint;
 use baove_security::merkle;
@@ -110,47 +110,15 @@ impl<R: Read> Parts<R> {
     }
 }
 
-/// The envelope of a backup's event, every field as stored.
+/// The envelope of a backup's event, every field as stored
+/// ([`baove_security::checkpoint::envelope_from_proto`]).
 ///
 /// # Errors
 /// A field that is not what the log stores (an id that is not a UUID, a
-/// hash that is not 32 bytes).
+/// hash that is not 32 bytes), naming the event's position.
 pub fn envelope_from_proto(e: &v1::EventEnvelope) -> anyhow::Result<Envelope> {
-    let hash = |field: &str, bytes: &[u8]| -> anyhow::Result<ChainHash> {
-        let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
-            anyhow!(
-                "{field} of the event at position {} is not 32 bytes",
-                e.global_position
-            )
-        })?;
-        Ok(ChainHash(bytes))
-    };
-    let actor = e.actor.clone().unwrap_or_default();
-    Ok(Envelope {
-        event_id: uuid::Uuid::parse_str(&e.event_id).map_err(|err| {
-            anyhow!(
-                "event_id of the event at position {}: {err}",
-                e.global_position
-            )
-        })?,
-        stream_id: StreamId::parse("stream_id", &e.stream_id)?,
-        seq: e.seq,
-        global_position: e.global_position,
-        event_type: e.event_type.clone(),
-        schema_version: e.schema_version,
-        recorded_at_ms: e.recorded_at_unix_ms,
-        actor: Actor {
-            user_id: actor.user_id,
-            role: actor.role,
-            agency_id: actor.agency_id,
-        },
-        command_id: e.command_id.clone(),
-        causation_id: e.causation_id.clone(),
-        correlation_id: e.correlation_id.clone(),
-        payload: e.payload_json.clone(),
-        prev_hash: hash("prev_hash", &e.prev_hash)?,
-        hash: hash("hash", &e.hash)?,
-    })
+    baove_security::checkpoint::envelope_from_proto(e)
+        .map_err(|why| anyhow!("the event at position {}: {why}", e.global_position))
 }
 
 fn checkpoint_from_proto(c: &v1::Checkpoint) -> Checkpoint {
