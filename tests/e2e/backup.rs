@@ -19,16 +19,8 @@ use baove_proto::v1::{
 use baove_testkit::NatsServer;
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use crate::Service;
 use crate::intake::hotline;
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use crate::{Service, output_text as text};
 
 /// `baove <args>` as an auditor against `service`.
 fn auditor_cli(service: &Service, args: &[&std::ffi::OsStr]) -> Output {

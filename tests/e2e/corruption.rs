@@ -11,8 +11,8 @@ use baove_proto::v1::{
 use baove_testkit::NatsServer;
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use crate::Service;
 use crate::intake::hotline;
+use crate::{Service, copy_dir};
 
 /// A tiny fixed-seed generator (the trials must be the same every run).
 struct Lcg(u64);
@@ -24,19 +24,6 @@ impl Lcg {
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         (self.0 >> 33) % n.max(1)
-    }
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
     }
 }
 

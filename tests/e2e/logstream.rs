@@ -5,35 +5,13 @@
 //! (`baove-casework restore --from-stream`), verifying against a checkpoint
 //! an auditor kept from before.
 
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use baove_proto::v1::{self as p, audit_service_client::AuditServiceClient};
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::intake::{System, case_of, hotline, intake_client};
-use crate::{Service, auditor};
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
+use crate::{Service, auditor, copy_dir, output_text as text};
 
 /// Submits `n` reports and waits for each one's case.
 async fn reports_with_cases(system: &System, tag: &str, n: usize) -> Vec<String> {

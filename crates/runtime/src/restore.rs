@@ -121,18 +121,6 @@ pub fn envelope_from_proto(e: &v1::EventEnvelope) -> anyhow::Result<Envelope> {
         .map_err(|why| anyhow!("the event at position {}: {why}", e.global_position))
 }
 
-fn checkpoint_from_proto(c: &v1::Checkpoint) -> Checkpoint {
-    Checkpoint {
-        service: c.service.clone(),
-        global_position: c.global_position,
-        tree_size: c.tree_size,
-        root_hash: hex::encode(&c.root_hash),
-        signed_at_unix_ms: c.signed_at_unix_ms,
-        public_key: hex::encode(&c.public_key),
-        signature: hex::encode(&c.signature),
-    }
-}
-
 /// Restores `spec`'s data directory (from `config`) from the backup file
 /// `from`; see the module docs for what is checked.
 ///
@@ -169,7 +157,7 @@ pub async fn restore(
             spec.name
         );
     }
-    let checkpoint = checkpoint_from_proto(
+    let checkpoint = baove_security::checkpoint::checkpoint_from_proto(
         manifest
             .checkpoint
             .as_ref()
