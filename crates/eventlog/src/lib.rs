@@ -49,12 +49,15 @@
 //! - `log`: [`EventLog`], [`AppendRequest`], [`Appended`], [`Head`],
 //!   [`Verification`], the writer thread.
 //! - [`layout`]: sled tree names and key encodings.
+//! - [`tlog`]: the log as a Merkle tree (a transparency log): roots,
+//!   inclusion and consistency proofs.
 //! - `error`: [`Error`].
 
 pub mod envelope;
 mod error;
 pub mod layout;
 mod log;
+pub mod tlog;
 
 pub use envelope::{Actor, ChainHash, Envelope, NewEvent, StreamId};
 pub use error::Error;

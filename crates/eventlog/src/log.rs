@@ -219,6 +219,9 @@ struct Trees {
     inbox: sled::Tree,
     published: sled::Tree,
     parked: sled::Tree,
+    tree: sled::Tree,
+    /// One growth of the Merkle tree at a time.
+    growing: Arc<Mutex<()>>,
 }
 
 impl Trees {
@@ -226,6 +229,8 @@ impl Trees {
         Ok(Self {
             published: db.open_tree(layout::PUBLISHED)?,
             parked: db.open_tree(layout::PARKED)?,
+            tree: db.open_tree(layout::TREE)?,
+            growing: Arc::default(),
             events: db.open_tree(layout::EVENTS)?,
             global: db.open_tree(layout::GLOBAL)?,
             heads: db.open_tree(layout::HEADS)?,
@@ -303,6 +308,14 @@ impl Trees {
             .take(limit)
             .map(|item| self.event_at(&item?.1))
             .collect()
+    }
+
+    fn grow_tree(&self, target: u64) -> Result<(), Error> {
+        let _one = self
+            .growing
+            .lock()
+            .map_err(|_| Error::Storage("a Merkle tree growth panicked".into()))?;
+        crate::tlog::grow(&self.tree, target, |from, limit| self.read_all(from, limit))
     }
 
     fn outbox(&self, limit: usize) -> Result<Vec<Envelope>, Error> {
@@ -680,6 +693,58 @@ impl EventLog {
                     layout::decode_head(StreamId::from_uuid(uuid::Uuid::from_bytes(id)), &value)
                 })
                 .collect()
+        })
+        .await
+    }
+
+    /// The root of the log's Merkle tree over its first `size` events
+    /// ([`crate::tlog`]); the tree grows to `size` first if needed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] (`tree_size`) past the log's end;
+    /// [`Error::Corrupt`] when the tree covers events the log no longer
+    /// holds or an event is missing; [`Error::Storage`].
+    pub async fn tree_root(&self, size: u64) -> Result<crate::tlog::Hash, Error> {
+        let last = self.last_position();
+        self.blocking(move |t| {
+            t.grow_tree(size.min(last))?;
+            crate::tlog::root(&t.tree, size, last)
+        })
+        .await
+    }
+
+    /// The inclusion proof of the event at global `position` in the tree of
+    /// the first `size` events (RFC 9162 §2.1.3, leaf up).
+    ///
+    /// # Errors
+    /// As [`EventLog::tree_root`]; `position` outside 1..=size.
+    pub async fn prove_inclusion(
+        &self,
+        position: u64,
+        size: u64,
+    ) -> Result<Vec<crate::tlog::Hash>, Error> {
+        let last = self.last_position();
+        self.blocking(move |t| {
+            t.grow_tree(size.min(last))?;
+            crate::tlog::inclusion(&t.tree, position, size, last)
+        })
+        .await
+    }
+
+    /// The consistency proof that the tree of the first `new` events
+    /// extends that of the first `old` (RFC 9162 §2.1.4).
+    ///
+    /// # Errors
+    /// As [`EventLog::tree_root`]; `old` outside 1..=new.
+    pub async fn prove_consistency(
+        &self,
+        old: u64,
+        new: u64,
+    ) -> Result<Vec<crate::tlog::Hash>, Error> {
+        let last = self.last_position();
+        self.blocking(move |t| {
+            t.grow_tree(new.min(last))?;
+            crate::tlog::consistency(&t.tree, old, new, last)
         })
         .await
     }

@@ -10,6 +10,7 @@ mod gate;
 mod import;
 mod properties;
 mod tamper;
+mod tlog;
 
 use baove_eventlog::{Actor, AppendRequest, ExpectedVersion, NewEvent, StreamId};
 

@@ -30,7 +30,7 @@ async fn stored_stream() -> (tempfile::TempDir, StreamId) {
 
 /// Opens the closed log's database directly, as an auditor's tool would;
 /// sled's I/O threads may hold its lock a moment after the log closed.
-fn open_raw(path: &std::path::Path) -> sled::Db {
+pub fn open_raw(path: &std::path::Path) -> sled::Db {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         match sled::open(path) {
