@@ -23,7 +23,7 @@ use crate::intake::hotline;
 use crate::{Service, output_text as text};
 
 /// `baove <args>` as an auditor against `service`.
-fn auditor_cli(service: &Service, args: &[&std::ffi::OsStr]) -> Output {
+pub fn auditor_cli(service: &Service, args: &[&std::ffi::OsStr]) -> Output {
     std::process::Command::new(crate::bin_dir().join("baove"))
         .args(args)
         .env("BAOVE_ADDR", &service.addr)

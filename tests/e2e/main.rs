@@ -20,6 +20,7 @@ mod reporting;
 mod security;
 mod standby;
 mod wipe;
+mod witness;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -346,7 +346,7 @@ async fn an_exported_case_verifies_offline_and_fails_after_any_edit() {
     let parse = |bytes: &[u8]| -> baove_security::checkpoint::Bundle {
         serde_json::from_slice(bytes).unwrap()
     };
-    let verified = parse(&bundle).verify(Some(&key)).unwrap();
+    let verified = parse(&bundle).verify(Some(&key), &[]).unwrap();
     assert_eq!(verified.stream_id, o.case_id);
     assert!(verified.events >= 1);
     // The auditor's other views of the same case agree with the bundle.
@@ -377,18 +377,39 @@ async fn an_exported_case_verifies_offline_and_fails_after_any_edit() {
     // checkpoint's root, another signing key.
     let mut edited = parse(&bundle);
     edited.events[0].payload = edited.events[0].payload.replacen("true", "false", 1);
-    assert!(edited.verify(Some(&key)).unwrap_err().contains("seq 1"));
+    assert!(
+        edited
+            .verify(Some(&key), &[])
+            .unwrap_err()
+            .contains("seq 1")
+    );
     let mut edited = parse(&bundle);
     edited.events[0].actor.user_id = "someone-else".into();
-    assert!(edited.verify(Some(&key)).is_err());
+    assert!(edited.verify(Some(&key), &[]).is_err());
     let mut edited = parse(&bundle);
     edited.events.pop();
-    assert!(edited.verify(Some(&key)).is_err());
+    assert!(edited.verify(Some(&key), &[]).is_err());
     let mut edited = parse(&bundle);
     edited.checkpoint.global_position += 1;
-    assert!(edited.verify(Some(&key)).unwrap_err().contains("signature"));
+    assert!(
+        edited
+            .verify(Some(&key), &[])
+            .unwrap_err()
+            .contains("note says")
+    );
+    let mut edited = parse(&bundle);
+    edited.checkpoint.root_hash = hex_of(&[7u8; 32]);
+    assert!(edited.verify(Some(&key), &[]).is_err());
+    let mut edited = parse(&bundle);
+    edited.proofs[0].pop();
+    assert!(
+        edited
+            .verify(Some(&key), &[])
+            .unwrap_err()
+            .contains("seq 1")
+    );
     let other = baove_security::token::new_signing_key().verifying_key();
-    assert!(parse(&bundle).verify(Some(&other)).is_err());
+    assert!(parse(&bundle).verify(Some(&other), &[]).is_err());
 }
 
 /// The log up to `upto` (a kept checkpoint's position), as an auditor
@@ -473,12 +494,16 @@ async fn a_log_rewritten_with_a_consistent_chain_no_longer_matches_an_earlier_ch
     }
     let nats_url = system.nats.url();
     let data = std::mem::replace(&mut system.casework.data, tempfile::tempdir().unwrap());
-    // casework itself refuses the rewritten log: its heads no longer match
-    // the checkpoint it kept outside the sled files at its last stop.
+    // casework itself refuses the rewritten log: the case's last event is
+    // not the one under the root of the checkpoint it kept outside the
+    // sled files at its last stop.
     let (refused, data) = Service::try_start_in("casework", &nats_url, data)
         .err()
         .expect("a rewritten log must not be served");
-    assert!(refused.contains("no longer matches"), "{refused}");
+    assert!(
+        refused.contains("does not match") && refused.contains("it was changed"),
+        "{refused}"
+    );
     // Someone who deletes that file too gets it served...
     std::fs::remove_file(data.path().join("eventlog.checkpoint.json")).unwrap();
     system.casework = Service::start_in("casework", &nats_url, data);

@@ -67,10 +67,11 @@ pub async fn run(addr: &str, out: &std::path::Path) -> anyhow::Result<()> {
         end.side_entries
     );
     out!(
-        "checkpoint: {} streams, root {}, signed with {}",
+        "checkpoint: {} at {} events, root {}, verifier key {}",
+        checkpoint.origin,
         checkpoint.tree_size,
         hex::encode(&checkpoint.root_hash),
-        hex::encode(&checkpoint.public_key)
+        checkpoint.verifier_key
     );
     out!("sha256 {}", hex::encode(digest.finalize()));
     Ok(())

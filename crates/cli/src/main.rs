@@ -18,6 +18,8 @@
 //! - `token`: key pairs and tokens; `audit`: the access log, checkpoints,
 //!   export bundles and their offline verification (module `security`).
 //! - `bench`: load as clients make it, with figures (module `bench`).
+//! - `witness`: an independent witness that cosigns a service's
+//!   checkpoints only while its log grows (module `witness`).
 //!
 //! Every call but `health` sends the token of `--token` / `BAOVE_TOKEN`
 //! and the stated purpose of `--purpose` / `BAOVE_PURPOSE`.
@@ -45,6 +47,7 @@ mod intake;
 mod referral;
 mod report;
 mod security;
+mod witness;
 
 use std::time::{Duration, Instant};
 
@@ -175,6 +178,10 @@ enum Command {
     /// offline check of a bundle.
     #[command(subcommand)]
     Audit(security::AuditCommand),
+    /// An independent witness of a service's transparency log: cosigns its
+    /// checkpoints only while the log only grows.
+    #[command(subcommand)]
+    Witness(witness::Command),
     /// Load as clients make it, with the figures (never asserted).
     #[command(subcommand)]
     Bench(bench::Command),
@@ -201,6 +208,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(command) => report::run(&cli.addr, command).await,
         Command::Audit(command) => security::audit(&cli.addr, command).await,
         Command::Bench(command) => bench::run(&cli.addr, command).await,
+        Command::Witness(command) => witness::run(&cli.addr, command).await,
         Command::Health { service, wait } => {
             health(&cli.addr, &service, Duration::from_secs(wait)).await
         }

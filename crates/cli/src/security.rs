@@ -74,7 +74,8 @@ pub enum AuditCommand {
     },
     /// Check that the service's log still is what a kept checkpoint signed:
     /// reads the whole log (ReadAll), checks every event's hash and chain,
-    /// recomputes the Merkle root at the checkpoint's position and compares.
+    /// recomputes the Merkle tree's root over the checkpoint's first events
+    /// and compares.
     /// Exit 1 if the log was rewritten.
     CheckLog {
         /// The checkpoint file (from `baove audit checkpoint --out`).
@@ -92,16 +93,22 @@ pub enum AuditCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Verify an exported bundle offline, with no server; exit 1 on any
-    /// edit.
+    /// Verify offline, with no server, an exported bundle or a checkpoint
+    /// file (`audit checkpoint --out`); exit 1 on any edit or a missing
+    /// witness cosignature.
     Verify {
-        /// The bundle file.
+        /// The bundle or checkpoint file.
         bundle: PathBuf,
         /// The service's trusted checkpoint public key (SPKI PEM, e.g.
-        /// `<data_dir>/checkpoint-key.pub.pem`); without it the bundle's
+        /// `<data_dir>/checkpoint-key.pub.pem`); without it the file's
         /// own key is used and its fingerprint printed to compare.
         #[arg(long)]
         key: Option<PathBuf>,
+        /// A witness's verifier key (`<name>+<id>+<base64>`, or a file
+        /// holding it, from `baove witness keygen`); the checkpoint must be
+        /// cosigned by every one given.
+        #[arg(long = "witness-key")]
+        witness_keys: Vec<String>,
     },
 }
 
@@ -152,7 +159,11 @@ pub fn token(command: TokenCommand) -> anyhow::Result<()> {
 /// Runs an `audit` command against `addr` (or offline for `verify`).
 pub async fn audit(addr: &str, command: AuditCommand) -> anyhow::Result<()> {
     match command {
-        AuditCommand::Verify { bundle, key } => verify(&bundle, key.as_deref()),
+        AuditCommand::Verify {
+            bundle,
+            key,
+            witness_keys,
+        } => verify(&bundle, key.as_deref(), &witness_keys),
         AuditCommand::Access { case, user, limit } => {
             let mut client = AuditServiceClient::new(channel(addr).await?);
             let entries = client
@@ -246,14 +257,17 @@ pub async fn audit(addr: &str, command: AuditCommand) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot write {}", out.display()))?;
             }
             out!(
-                "{} position {} streams {} root {} signed {}ms key {}",
+                "{} origin {} tree size {} root {} signed {}ms key {}",
                 c.service,
-                c.global_position,
+                c.origin,
                 c.tree_size,
                 hex::encode(&c.root_hash),
                 c.signed_at_unix_ms,
-                hex::encode(&c.public_key)
+                c.verifier_key
             );
+            for line in c.note.lines() {
+                out!("  {line}");
+            }
             Ok(())
         }
         AuditCommand::Export { case, out } => {
@@ -276,22 +290,54 @@ pub async fn audit(addr: &str, command: AuditCommand) -> anyhow::Result<()> {
     }
 }
 
-fn verify(path: &std::path::Path, key: Option<&std::path::Path>) -> anyhow::Result<()> {
+fn verify(
+    path: &std::path::Path,
+    key: Option<&std::path::Path>,
+    witness_keys: &[String],
+) -> anyhow::Result<()> {
     let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let bundle: baove_security::checkpoint::Bundle = serde_json::from_slice(&text)
-        .with_context(|| format!("{} is not a baove export bundle", path.display()))?;
+    let json: serde_json::Value = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a bundle or a checkpoint (JSON)", path.display()))?;
+    let witness_keys = witness_keys
+        .iter()
+        .map(|k| crate::witness::key_text(k))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let trusted = key
         .map(baove_security::token::read_verifying_key)
         .transpose()?;
-    match bundle.verify(trusted.as_ref()) {
+    if json.get("format").is_none() {
+        let checkpoint: baove_security::checkpoint::Checkpoint = serde_json::from_value(json)
+            .with_context(|| format!("{} is not a checkpoint", path.display()))?;
+        let checked = checkpoint
+            .verify(trusted.as_ref())
+            .and_then(|key| Ok((key, checkpoint.witnessed_by(&witness_keys)?)));
+        return match checked {
+            Ok((key, witnesses)) => {
+                out!(
+                    "OK: checkpoint of {} at {} events (root {}) signed by {}{}",
+                    checkpoint.origin,
+                    checkpoint.tree_size,
+                    checkpoint.root_hash,
+                    hex::encode(key.as_bytes()),
+                    cosigned_by(&witnesses)
+                );
+                Ok(())
+            }
+            Err(reason) => bail!("the checkpoint does NOT verify: {reason}"),
+        };
+    }
+    let bundle: baove_security::checkpoint::Bundle = serde_json::from_value(json)
+        .with_context(|| format!("{} is not a baove export bundle", path.display()))?;
+    match bundle.verify(trusted.as_ref(), &witness_keys) {
         Ok(v) => {
             out!(
-                "OK: stream {} ({} events, head {}) is under the checkpoint signed by {} at position {}",
+                "OK: stream {} ({} events, head {}) is under the checkpoint signed by {} at position {}{}",
                 v.stream_id,
                 v.events,
                 v.head_hash,
                 v.service,
-                v.global_position
+                v.global_position,
+                cosigned_by(&v.witnesses)
             );
             if trusted.is_none() {
                 out!(
@@ -302,5 +348,13 @@ fn verify(path: &std::path::Path, key: Option<&std::path::Path>) -> anyhow::Resu
             Ok(())
         }
         Err(reason) => bail!("the bundle does NOT verify: {reason}"),
+    }
+}
+
+fn cosigned_by(witnesses: &[String]) -> String {
+    if witnesses.is_empty() {
+        String::new()
+    } else {
+        format!(", cosigned by {}", witnesses.join(", "))
     }
 }

@@ -13,6 +13,7 @@ use crate::access::{ACCESS_STREAM, AccessEntry, AccessLog};
 use crate::auth::caller;
 use crate::checkpoint::Checkpointer;
 use crate::status::from_log;
+use baove_security::checkpoint::checkpoint_to_proto;
 
 /// Serves `AuditService` on one event log.
 #[derive(Clone)]
@@ -78,20 +79,6 @@ pub fn envelope_to_proto(e: &Envelope) -> v1::EventEnvelope {
         payload_json: e.payload.clone(),
         prev_hash: e.prev_hash.0.to_vec(),
         hash: e.hash.0.to_vec(),
-    }
-}
-
-/// The checkpoint as the proto message.
-#[must_use]
-pub fn checkpoint_to_proto(c: &baove_security::checkpoint::Checkpoint) -> v1::Checkpoint {
-    v1::Checkpoint {
-        service: c.service.clone(),
-        global_position: c.global_position,
-        tree_size: c.tree_size,
-        root_hash: hex::decode(&c.root_hash).unwrap_or_default(),
-        signed_at_unix_ms: c.signed_at_unix_ms,
-        public_key: hex::decode(&c.public_key).unwrap_or_default(),
-        signature: hex::decode(&c.signature).unwrap_or_default(),
     }
 }
 
@@ -184,7 +171,7 @@ impl AuditService for AuditApi {
             .await?;
         let taken_at_unix_ms = self.checkpoints.now_ms();
         // Signed at the log's position now: the copy ends exactly there.
-        let (checkpoint, _) = self
+        let checkpoint = self
             .checkpoints
             .sign_now()
             .await
@@ -573,7 +560,6 @@ impl AuditService for AuditApi {
                 .sign_now()
                 .await
                 .map_err(|e| from_log(&e))?
-                .0
         } else {
             self.checkpoints
                 .latest()
@@ -581,9 +567,82 @@ impl AuditService for AuditApi {
                 .map_err(|e| from_log(&e))?
                 .ok_or_else(|| Status::not_found("no checkpoint signed yet: ask with fresh"))?
         };
+        let witnessed = self.checkpoints.witnessed().await.map_err(|e| {
+            tracing::error!(error = %format!("{e:#}"), "cannot read the witnessed checkpoint");
+            Status::internal(format!("{e:#}"))
+        })?;
         Ok(Response::new(v1::GetCheckpointResponse {
             checkpoint: Some(checkpoint_to_proto(&checkpoint)),
+            witnessed: witnessed.as_ref().map(checkpoint_to_proto),
         }))
+    }
+
+    async fn prove_inclusion(
+        &self,
+        request: Request<v1::ProveInclusionRequest>,
+    ) -> Result<Response<v1::ProveInclusionResponse>, Status> {
+        let v1::ProveInclusionRequest {
+            position,
+            tree_size,
+        } = request.into_inner();
+        let tree_size = if tree_size == 0 {
+            self.log.last_position()
+        } else {
+            tree_size
+        };
+        let hashes = self
+            .log
+            .prove_inclusion(position, tree_size)
+            .await
+            .map_err(|e| from_log(&e))?;
+        let event = self
+            .log
+            .read_all(position, 1)
+            .await
+            .map_err(|e| from_log(&e))?
+            .into_iter()
+            .find(|e| e.global_position == position)
+            .ok_or_else(|| Status::not_found(format!("no event at position {position}")))?;
+        Ok(Response::new(v1::ProveInclusionResponse {
+            tree_size,
+            hashes: hashes.iter().map(|h| h.0.to_vec()).collect(),
+            event: Some(envelope_to_proto(&event)),
+        }))
+    }
+
+    async fn prove_consistency(
+        &self,
+        request: Request<v1::ProveConsistencyRequest>,
+    ) -> Result<Response<v1::ProveConsistencyResponse>, Status> {
+        let v1::ProveConsistencyRequest { old_size, new_size } = request.into_inner();
+        let hashes = self
+            .log
+            .prove_consistency(old_size, new_size)
+            .await
+            .map_err(|e| from_log(&e))?;
+        Ok(Response::new(v1::ProveConsistencyResponse {
+            hashes: hashes.iter().map(|h| h.0.to_vec()).collect(),
+        }))
+    }
+
+    async fn add_cosignature(
+        &self,
+        request: Request<v1::AddCosignatureRequest>,
+    ) -> Result<Response<v1::AddCosignatureResponse>, Status> {
+        let checkpoint = request
+            .into_inner()
+            .checkpoint
+            .ok_or_else(|| Status::invalid_argument("checkpoint: required"))?;
+        let checkpoint = baove_security::checkpoint::checkpoint_from_proto(&checkpoint);
+        let tree_size = self
+            .checkpoints
+            .add_cosignature(&checkpoint)
+            .await
+            .map_err(|problem| {
+                tracing::warn!(%problem, "a witnessed checkpoint was refused");
+                Status::failed_precondition(format!("checkpoint: {problem}"))
+            })?;
+        Ok(Response::new(v1::AddCosignatureResponse { tree_size }))
     }
 
     async fn export_case(
@@ -602,20 +661,9 @@ impl AuditService for AuditApi {
                 &format!("case:{stream}"),
             )
             .await?;
-        let (checkpoint, heads) = self
-            .checkpoints
-            .sign_now()
-            .await
-            .map_err(|e| from_log(&e))?;
-        let index = heads
-            .heads
-            .iter()
-            .position(|(s, _, _)| *s == stream)
-            .ok_or_else(|| Status::not_found(format!("stream {stream} has no events")))?;
-        let version = heads.heads[index].1;
         let mut events = Vec::new();
         let mut from = 1;
-        while from <= version {
+        loop {
             let page = self
                 .log
                 .read_stream(stream, from, 1000)
@@ -623,19 +671,38 @@ impl AuditService for AuditApi {
                 .map_err(|e| from_log(&e))?;
             let Some(last) = page.last() else { break };
             from = last.seq + 1;
-            events.extend(page.into_iter().filter(|e| e.seq <= version));
+            events.extend(page);
         }
-        let proof = baove_security::merkle::inclusion_proof(&heads.leaves(), index)
-            .iter()
-            .map(hex::encode)
-            .collect();
+        let Some(last_position) = events.last().map(|e| e.global_position) else {
+            return Err(Status::not_found(format!("stream {stream} has no events")));
+        };
+        // The newest witnessed checkpoint when it covers the whole stream
+        // (the auditor can then check the witnesses too), else a fresh one.
+        let witnessed = self.checkpoints.witnessed().await.ok().flatten();
+        let checkpoint = match witnessed {
+            Some(w) if w.tree_size >= last_position && !w.note.is_empty() => w,
+            _ => self
+                .checkpoints
+                .sign_now()
+                .await
+                .map_err(|e| from_log(&e))?,
+        };
+        events.retain(|e| e.global_position <= checkpoint.tree_size);
+        let mut proofs = Vec::with_capacity(events.len());
+        for event in &events {
+            let proof = self
+                .log
+                .prove_inclusion(event.global_position, checkpoint.tree_size)
+                .await
+                .map_err(|e| from_log(&e))?;
+            proofs.push(proof.iter().map(|h| hex::encode(h.0)).collect());
+        }
         let bundle = Bundle {
             format: BUNDLE_FORMAT.to_owned(),
             stream_id: stream.to_string(),
             events,
             checkpoint,
-            leaf_index: index as u64,
-            proof,
+            proofs,
         };
         let bundle_json = serde_json::to_vec_pretty(&bundle)
             .map_err(|e| Status::internal(format!("cannot encode the bundle: {e}")))?;

@@ -1,29 +1,29 @@
-//! Signed checkpoints of a service's log.
+//! Signed checkpoints of a service's log, and the witnessed one.
 //!
 //! Every `checkpoint_secs` (and on demand: `GetCheckpoint { fresh }`,
-//! `ExportCase`) the service computes the heads of all its streams as they
-//! stood at its current global position, builds the Merkle root over them
-//! ([`baove_security::merkle`]), signs it with its Ed25519 key
-//! (`<data_dir>/checkpoint-key.pem`, created on first start, public half in
-//! `checkpoint-key.pub.pem`), appends it as `CheckpointSigned` to its
-//! checkpoint stream and publishes it on NATS with its other events. An
-//! auditor who kept a checkpoint can later recompute the heads at that
-//! position and compare: a rewritten log no longer matches.
+//! `ExportCase`, `Backup`) the service signs the tree head of its log's
+//! Merkle tree ([`baove_eventlog::tlog`]) as a C2SP checkpoint under the
+//! origin `<log_origin>/<service>` with its Ed25519 key
+//! (`<data_dir>/checkpoint-key.pem`, created on first start; public half in
+//! `checkpoint-key.pub.pem`, signed-note verifier key in
+//! `<log dir>.vkey`), appends it as `CheckpointSigned` to its checkpoint
+//! stream and publishes it on NATS with its other events.
 //!
 //! The newest checkpoint is also kept outside the log's sled files, in
 //! `<data_dir>/<log dir>.checkpoint.json` (written aside, synced, renamed),
-//! and one is signed at every clean stop. At start the service checks its
-//! log against it ([`Checkpointer::check_kept`]): a log that ends before
-//! the kept position (sled recovered an older state of damaged files, or
-//! an older copy was put back) or whose heads there differ is refused, with
+//! and one is signed at every clean stop. The newest checkpoint a witness
+//! cosigned (`AddCosignature`) is kept the same way in
+//! `<log dir>.witnessed.json`. At start the service checks its log against
+//! both ([`Checkpointer::check_kept`]): a log that ends before either's
+//! tree size (sled recovered an older state of damaged files, or an older
+//! copy was put back) or whose tree there has another root is refused, with
 //! what is missing and how to restore, instead of being served short.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use baove_eventlog::{Actor, AppendRequest, EventLog, ExpectedVersion, NewEvent, StreamId};
-use baove_security::checkpoint::{Checkpoint, head_leaf};
-use baove_security::merkle::{self, Hash};
+use baove_eventlog::{Actor, AppendRequest, EventLog, ExpectedVersion, NewEvent};
+use baove_security::checkpoint::{Checkpoint, verifier_key};
 use ed25519_dalek::SigningKey;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -33,23 +33,31 @@ use crate::access::CHECKPOINT_STREAM;
 /// The event type of a checkpoint.
 pub const CHECKPOINT_SIGNED: &str = "CheckpointSigned";
 
-/// The heads of every stream at a global position, sorted by stream id.
-pub struct HeadsAt {
-    /// The position.
-    pub position: u64,
-    /// `(stream, version, head hash)`.
-    pub heads: Vec<(StreamId, u64, [u8; 32])>,
-}
-
-impl HeadsAt {
-    /// The leaf hashes, in tree order.
-    #[must_use]
-    pub fn leaves(&self) -> Vec<Hash> {
-        self.heads
-            .iter()
-            .map(|(s, v, h)| merkle::leaf_hash(&head_leaf(s.as_bytes(), *v, h)))
-            .collect()
+/// Whether `log`'s tree of the checkpoint's size has the checkpoint's root
+/// and every stream's last event there is under it
+/// ([`EventLog::check_tree`]): `Err` says, in words, what does not hold
+/// (the log too short, another root, a changed event, a Merkle tree that
+/// covers events the log lost).
+///
+/// # Errors
+/// As said; the log unreadable too.
+pub async fn check_root(log: &EventLog, checkpoint: &Checkpoint) -> Result<(), String> {
+    let last = log.last_position();
+    if last < checkpoint.tree_size {
+        return Err(format!(
+            "the log ends at position {last}, but the checkpoint covers position {}: {} acknowledged events are missing",
+            checkpoint.tree_size,
+            checkpoint.tree_size - last
+        ));
     }
+    let root = checkpoint.root()?;
+    log.check_tree(checkpoint.tree_size, root)
+        .await
+        .map_err(|e| match e {
+            baove_eventlog::Error::Corrupt(problem) => problem,
+            other => other.to_string(),
+        })?;
+    Ok(())
 }
 
 /// Signs checkpoints of one log.
@@ -57,23 +65,26 @@ impl HeadsAt {
 pub struct Checkpointer {
     log: EventLog,
     service: String,
+    origin: String,
     key: Arc<SigningKey>,
     clock: baove_eventlog::Clock,
-    /// One checkpoint at a time.
+    /// One checkpoint (or one witnessed checkpoint kept) at a time.
     busy: Arc<Mutex<()>>,
     /// Whether checkpoints go on NATS with the log's other events.
     publish: bool,
 }
 
 impl Checkpointer {
-    /// A checkpointer of `log` for `service`, with the key in `data_dir`
-    /// (created if missing).
+    /// A checkpointer of `log` for `service` under `origin`, with the key in
+    /// `data_dir` (created if missing); writes the signed-note verifier key
+    /// beside the log (`<log dir>.vkey`).
     ///
     /// # Errors
     /// When the key cannot be read or created.
     pub fn open(
         log: EventLog,
         service: &str,
+        origin: &str,
         data_dir: &Path,
         clock: baove_eventlog::Clock,
     ) -> anyhow::Result<Self> {
@@ -85,14 +96,21 @@ impl Checkpointer {
             tracing::info!(key = %public.display(), "created the checkpoint signing key");
         }
         let key = baove_security::token::read_signing_key(&private)?;
-        Ok(Self {
+        let checkpointer = Self {
             log,
             service: service.to_owned(),
+            origin: origin.to_owned(),
             key: Arc::new(key),
             clock,
             busy: Arc::default(),
             publish: true,
-        })
+        };
+        let vkey = checkpointer.file("vkey");
+        let text = format!("{}\n", checkpointer.verifier_key());
+        if std::fs::read_to_string(&vkey).ok().as_deref() != Some(text.as_str()) {
+            std::fs::write(&vkey, text)?;
+        }
+        Ok(checkpointer)
     }
 
     /// The same checkpointer keeping its checkpoints in the log only (the
@@ -109,46 +127,43 @@ impl Checkpointer {
         (self.clock)()
     }
 
-    /// The heads of every stream as they stood at the log's current
-    /// position.
-    ///
-    /// # Errors
-    /// When the log cannot be read.
-    pub async fn heads_now(&self) -> Result<HeadsAt, baove_eventlog::Error> {
-        heads_at(&self.log, self.log.last_position()).await
+    /// The signed-note verifier key of this log's checkpoints.
+    #[must_use]
+    pub fn verifier_key(&self) -> String {
+        verifier_key(&self.origin, &self.key.verifying_key())
     }
 
     /// Signs a checkpoint of the log as it is now and keeps it (appended to
-    /// the checkpoint stream, published on NATS); returns it with the heads
-    /// it covers.
+    /// the checkpoint stream, published on NATS).
     ///
     /// # Errors
     /// When the log cannot be read or written.
-    pub async fn sign_now(&self) -> Result<(Checkpoint, HeadsAt), baove_eventlog::Error> {
+    pub async fn sign_now(&self) -> Result<Checkpoint, baove_eventlog::Error> {
         let _one = self.busy.lock().await;
-        let heads = self.heads_now().await?;
-        let leaves = heads.leaves();
+        let size = self.log.last_position();
+        let root = self.log.tree_root(size).await?;
         let checkpoint = Checkpoint::sign(
             &self.key,
             &self.service,
-            heads.position,
-            leaves.len() as u64,
-            &merkle::root(&leaves),
+            &self.origin,
+            size,
+            &root,
             (self.clock)(),
-        );
+        )
+        .map_err(|rule| baove_eventlog::Error::InvalidArgument {
+            field: "log_origin",
+            rule,
+        })?;
         let appended = self
             .log
             .append(AppendRequest {
                 stream: CHECKPOINT_STREAM,
                 expected: ExpectedVersion::Any,
-                command_id: format!(
-                    "checkpoint:{}:{}",
-                    heads.position, checkpoint.signed_at_unix_ms
-                ),
+                command_id: format!("checkpoint:{size}:{}", checkpoint.signed_at_unix_ms),
                 actor: Actor::system(&self.service),
                 causation_id: String::new(),
                 correlation_id: String::new(),
-                events: vec![NewEvent::new(CHECKPOINT_SIGNED, 1, &checkpoint)?],
+                events: vec![NewEvent::new(CHECKPOINT_SIGNED, 2, &checkpoint)?],
                 publish: self.publish,
             })
             .await;
@@ -158,10 +173,11 @@ impl Checkpointer {
             Err(e) => return Err(e),
         }
         // Durable in the log: now kept outside it too.
-        if let Err(e) = self.keep(&checkpoint).await {
-            tracing::error!(file = %self.kept_file().display(), error = %e, "cannot keep the checkpoint outside the log");
+        let file = self.kept_file();
+        if let Err(e) = keep(&file, &checkpoint).await {
+            tracing::error!(file = %file.display(), error = %e, "cannot keep the checkpoint outside the log");
         }
-        Ok((checkpoint, heads))
+        Ok(checkpoint)
     }
 
     /// Signs a checkpoint unless the log has not moved since the newest
@@ -181,103 +197,137 @@ impl Checkpointer {
         Ok(())
     }
 
-    /// Where the newest checkpoint is kept outside the log's sled files:
-    /// beside the log's directory.
-    #[must_use]
-    pub fn kept_file(&self) -> PathBuf {
+    /// A file beside the log's directory: `<log dir>.<extension>`.
+    fn file(&self, extension: &str) -> PathBuf {
         let dir = self.log.path();
         let name = dir
             .file_name()
             .map_or_else(|| "log".into(), |n| n.to_string_lossy().into_owned());
-        dir.with_file_name(format!("{name}.checkpoint.json"))
+        dir.with_file_name(format!("{name}.{extension}"))
     }
 
-    async fn keep(&self, checkpoint: &Checkpoint) -> std::io::Result<()> {
-        let file = self.kept_file();
-        let text = serde_json::to_vec_pretty(checkpoint).map_err(std::io::Error::other)?;
-        tokio::task::spawn_blocking(move || {
-            use std::io::Write as _;
-            let aside = file.with_extension("json.tmp");
-            let mut out = std::fs::File::create(&aside)?;
-            out.write_all(&text)?;
-            out.sync_all()?;
-            std::fs::rename(&aside, &file)?;
-            if let Some(dir) = file.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        })
-        .await
-        .map_err(std::io::Error::other)?
+    /// Where the newest checkpoint is kept outside the log's sled files:
+    /// beside the log's directory.
+    #[must_use]
+    pub fn kept_file(&self) -> PathBuf {
+        self.file("checkpoint.json")
     }
 
-    /// Checks the log against the checkpoint kept outside it: the log must
-    /// reach its position, and the heads there must give its root. Returns
-    /// the kept checkpoint (none on a first start).
+    /// Where the newest witnessed checkpoint is kept.
+    #[must_use]
+    pub fn witnessed_file(&self) -> PathBuf {
+        self.file("witnessed.json")
+    }
+
+    /// Keeps a checkpoint a witness cosigned, after checking that it is
+    /// this log's (signed with this service's key) and that the log's tree
+    /// of its size has its root. A witnessed checkpoint smaller than the one
+    /// already kept is checked but does not replace it. Returns the tree
+    /// size of the witnessed checkpoint now kept.
     ///
     /// # Errors
-    /// What is wrong, where, and how to recover: the kept file unreadable or
-    /// not signed by this service's key, the log ending before the kept
-    /// position (acknowledged events missing), or the heads differing.
-    pub async fn check_kept(&self) -> anyhow::Result<Option<Checkpoint>> {
-        let file = self.kept_file();
-        let dir = self.log.path().display().to_string();
-        let read = {
-            let file = file.clone();
-            tokio::task::spawn_blocking(move || std::fs::read(file))
-                .await
-                .map_err(|e| anyhow::anyhow!("reading the kept checkpoint failed: {e}"))?
-        };
-        let text = match read {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => anyhow::bail!("cannot read the kept checkpoint {}: {e}", file.display()),
-        };
-        let kept: Checkpoint = serde_json::from_slice(&text).map_err(|e| {
-            anyhow::anyhow!(
-                "the kept checkpoint {} is damaged ({e}); it is how baove knows how far the log in {dir} went. Restore it with the data directory from a backup",
-                file.display()
-            )
-        })?;
-        kept.verify(Some(&self.key.verifying_key())).map_err(|e| {
-            anyhow::anyhow!(
-                "the kept checkpoint {} is not this service's ({e})",
-                file.display()
-            )
-        })?;
-        let signed = baove_domain::calendar::describe(kept.signed_at_unix_ms);
-        let last = self.log.last_position();
-        if last < kept.global_position {
-            anyhow::bail!(
-                "the event log in {dir} ends at position {last}, but the checkpoint signed {signed} ({}) covers position {}: {} acknowledged events are missing from its sled files (damaged files recovered to an earlier state, or an older copy put back). baove does not serve a shortened log. Restore the data directory from a backup taken at or after that checkpoint (README, \"When a disk is damaged\"), then start again",
-                file.display(),
-                kept.global_position,
-                kept.global_position - last,
+    /// What does not hold, in words.
+    pub async fn add_cosignature(&self, checkpoint: &Checkpoint) -> Result<u64, String> {
+        checkpoint.verify(Some(&self.key.verifying_key()))?;
+        if checkpoint.origin != self.origin {
+            return Err(format!(
+                "the checkpoint's origin is {:?}, this log's is {:?}",
+                checkpoint.origin, self.origin
+            ));
+        }
+        let own = self.verifier_key();
+        let note = signed_note::Note::from_bytes(checkpoint.note.as_bytes())
+            .map_err(|e| format!("the note is malformed: {e}"))?;
+        let (_, others) = note
+            .verify(&signed_note::VerifierList::new(vec![Box::new(
+                signed_note::StandardVerifier::new(&own).map_err(|e| e.to_string())?,
+            )]))
+            .map_err(|e| e.to_string())?;
+        if others.is_empty() {
+            return Err(
+                "the note carries no signature but the service's own: no witness cosigned it"
+                    .into(),
             );
         }
-        let heads = heads_at(&self.log, kept.global_position)
+        check_root(&self.log, checkpoint).await?;
+        let _one = self.busy.lock().await;
+        let file = self.witnessed_file();
+        if let Some(kept) = read_kept(&file).await.map_err(|e| format!("{e:#}"))?
+            && kept.tree_size > checkpoint.tree_size
+        {
+            return Ok(kept.tree_size);
+        }
+        keep(&file, checkpoint)
             .await
-            .map_err(|e| {
+            .map_err(|e| format!("cannot keep it in {}: {e}", file.display()))?;
+        Ok(checkpoint.tree_size)
+    }
+
+    /// The newest witnessed checkpoint kept, if any.
+    ///
+    /// # Errors
+    /// When the file is unreadable or damaged.
+    pub async fn witnessed(&self) -> anyhow::Result<Option<Checkpoint>> {
+        read_kept(&self.witnessed_file()).await
+    }
+
+    /// Checks the log against the checkpoints kept outside it (the newest
+    /// signed, the newest witnessed): the log must reach their tree size,
+    /// and its tree there must have their root. Returns the newest signed
+    /// one (none on a first start).
+    ///
+    /// # Errors
+    /// What is wrong, where, and how to recover: a kept file unreadable or
+    /// not signed by this service's key, the log ending before its size
+    /// (acknowledged events missing), or another root.
+    pub async fn check_kept(&self) -> anyhow::Result<Option<Checkpoint>> {
+        let dir = self.log.path().display().to_string();
+        let kept = read_kept(&self.kept_file()).await?;
+        for (file, checkpoint, what) in [
+            (self.kept_file(), kept.clone(), "the checkpoint signed"),
+            (
+                self.witnessed_file(),
+                read_kept(&self.witnessed_file()).await?,
+                "the checkpoint a witness cosigned",
+            ),
+        ] {
+            let Some(checkpoint) = checkpoint else {
+                continue;
+            };
+            let signed = baove_domain::calendar::describe(checkpoint.signed_at_unix_ms);
+            if checkpoint.note.is_empty() {
+                // Signed over stream heads by an earlier version: only its
+                // position can be checked.
+                let last = self.log.last_position();
+                if last < checkpoint.global_position {
+                    anyhow::bail!(
+                        "the event log in {dir} ends at position {last}, but {what} {signed} ({}) covers position {}: {} acknowledged events are missing from its sled files (damaged files recovered to an earlier state, or an older copy put back). baove does not serve a shortened log. Restore the data directory from a backup taken at or after that checkpoint (README, \"When a disk is damaged\"), then start again",
+                        file.display(),
+                        checkpoint.global_position,
+                        checkpoint.global_position - last,
+                    );
+                }
+                tracing::warn!(file = %file.display(), "the kept checkpoint predates the transparency log: only its position was checked; a new one is signed at the next checkpoint");
+                continue;
+            }
+            checkpoint.verify(Some(&self.key.verifying_key())).map_err(|e| {
                 anyhow::anyhow!(
-                    "cannot read the event log in {dir} to check it against {}: {e}",
+                    "{} is not this service's checkpoint ({e}); it is how baove knows how far the log in {dir} went. Restore it with the data directory from a backup",
                     file.display()
                 )
             })?;
-        let leaves = heads.leaves();
-        let root = hex::encode(merkle::root(&leaves));
-        if root != kept.root_hash || leaves.len() as u64 != kept.tree_size {
-            anyhow::bail!(
-                "the event log in {dir} no longer matches the checkpoint signed {signed} ({}) at position {}: its stream heads there differ ({} streams, {} signed), so an event was lost or changed. baove does not serve it. Restore the data directory from a backup taken at or after that checkpoint, then start again",
-                file.display(),
-                kept.global_position,
-                leaves.len(),
-                kept.tree_size,
-            );
+            check_root(&self.log, &checkpoint).await.map_err(|problem| {
+                anyhow::anyhow!(
+                    "the event log in {dir} does not match {what} {signed} ({}) at position {}: {problem}. baove does not serve a shortened or rewritten log. Restore the data directory from a backup taken at or after that checkpoint (README, \"When a disk is damaged\"), then start again",
+                    file.display(),
+                    checkpoint.tree_size,
+                )
+            })?;
         }
-        Ok(Some(kept))
+        Ok(kept)
     }
 
-    /// The newest kept checkpoint.
+    /// The newest checkpoint in the log.
     ///
     /// # Errors
     /// When the log cannot be read.
@@ -309,7 +359,7 @@ impl Checkpointer {
                 continue;
             }
             match self.sign_now().await {
-                Ok((checkpoint, _)) => {
+                Ok(checkpoint) => {
                     signed_at = checkpoint.global_position;
                     tracing::info!(position = signed_at, root = %checkpoint.root_hash, "checkpoint signed");
                 }
@@ -319,38 +369,43 @@ impl Checkpointer {
     }
 }
 
-/// The heads of every stream of `log` as they stood at `position`: a
-/// stream appended to since is walked back to its last event at or before
-/// it; a stream that began after it is left out.
-///
-/// # Errors
-/// When the log cannot be read.
-pub async fn heads_at(log: &EventLog, position: u64) -> Result<HeadsAt, baove_eventlog::Error> {
-    let mut heads = Vec::new();
-    let mut after = None;
-    loop {
-        let page = log.heads(after, 1000).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.stream);
-        for head in page {
-            let mut from = Some(head.version);
-            'walk: loop {
-                let events = log.read_stream_backward(head.stream, from, 64).await?;
-                if events.is_empty() {
-                    break;
-                }
-                for event in &events {
-                    if event.global_position <= position {
-                        heads.push((head.stream, event.seq, event.hash.0));
-                        break 'walk;
-                    }
-                    from = event.seq.checked_sub(1).filter(|s| *s > 0);
-                }
-                if from.is_none() {
-                    break;
-                }
-            }
+/// Reads a kept checkpoint file (none when it does not exist).
+async fn read_kept(file: &Path) -> anyhow::Result<Option<Checkpoint>> {
+    let read = {
+        let file = file.to_path_buf();
+        tokio::task::spawn_blocking(move || std::fs::read(file))
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the kept checkpoint failed: {e}"))?
+    };
+    let text = match read {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => anyhow::bail!("cannot read the kept checkpoint {}: {e}", file.display()),
+    };
+    serde_json::from_slice(&text).map(Some).map_err(|e| {
+        anyhow::anyhow!(
+            "the kept checkpoint {} is damaged ({e}); it is how baove knows how far the log beside it went. Restore it with the data directory from a backup",
+            file.display()
+        )
+    })
+}
+
+/// Writes a checkpoint to `file`: aside, synced, renamed, directory synced.
+async fn keep(file: &Path, checkpoint: &Checkpoint) -> std::io::Result<()> {
+    let file = file.to_path_buf();
+    let text = serde_json::to_vec_pretty(checkpoint).map_err(std::io::Error::other)?;
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let aside = file.with_extension("json.tmp");
+        let mut out = std::fs::File::create(&aside)?;
+        out.write_all(&text)?;
+        out.sync_all()?;
+        std::fs::rename(&aside, &file)?;
+        if let Some(dir) = file.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
         }
-    }
-    Ok(HeadsAt { position, heads })
+        Ok(())
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }

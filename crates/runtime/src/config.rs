@@ -92,6 +92,13 @@ pub struct Config {
     /// half beside it.
     #[serde(default = "default_checkpoint_secs")]
     pub checkpoint_secs: u64,
+    /// The deployment's name in checkpoint origins (`BAOVE_LOG_ORIGIN`):
+    /// a service's checkpoints start with `<log_origin>/<service>` and its
+    /// signed-note key has that name. Default `baove.local`; a province
+    /// sets its own (e.g. `baove.hanoi.gov.vn`) so that witnesses and
+    /// auditors tell its logs from another's. No spaces, no `+`.
+    #[serde(default = "default_log_origin")]
+    pub log_origin: String,
     /// The service's NATS user (`BAOVE_NATS_USER`); none: connect
     /// anonymously (tests, a server without authorization).
     #[serde(default)]
@@ -173,6 +180,10 @@ fn number<T: std::str::FromStr>(
 
 fn default_statistics_file() -> PathBuf {
     PathBuf::from("deploy/statistics/indicators.json")
+}
+
+fn default_log_origin() -> String {
+    "baove.local".to_owned()
 }
 
 const fn default_checkpoint_secs() -> u64 {
@@ -285,6 +296,7 @@ struct Partial {
     auth_public_keys: Option<Vec<PathBuf>>,
     master_key_file: Option<PathBuf>,
     checkpoint_secs: Option<u64>,
+    log_origin: Option<String>,
     nats_user: Option<String>,
     nats_password_file: Option<PathBuf>,
     statistics_file: Option<PathBuf>,
@@ -305,7 +317,7 @@ impl Config {
     /// `BAOVE_DEADLINE_WARN_SHARE`, `BAOVE_CLOCK_OFFSET_FILE`,
     /// `BAOVE_ADDR_FILE`, `BAOVE_METRICS_LISTEN`, `BAOVE_AUTH_PUBLIC_KEYS`,
     /// `BAOVE_MASTER_KEY_FILE`,
-    /// `BAOVE_CHECKPOINT_SECS`, `BAOVE_NATS_USER`, `BAOVE_NATS_PASSWORD_FILE`,
+    /// `BAOVE_CHECKPOINT_SECS`, `BAOVE_LOG_ORIGIN`, `BAOVE_NATS_USER`, `BAOVE_NATS_PASSWORD_FILE`,
     /// `BAOVE_STATISTICS_FILE`, `BAOVE_TOKEN_MAX_LIFETIME_SECS`,
     /// `BAOVE_CALLS_PER_SEC`, `BAOVE_CALL_BURST`, `BAOVE_STREAMS_PER_CALLER`,
     /// `BAOVE_STREAMS_TOTAL`, `BAOVE_MAX_IN_FLIGHT`) from the process
@@ -444,6 +456,9 @@ impl Config {
         if let Some(value) = env("BAOVE_NATS_PASSWORD_FILE") {
             partial.nats_password_file = Some(value.into());
         }
+        if let Some(value) = env("BAOVE_LOG_ORIGIN") {
+            partial.log_origin = Some(value);
+        }
         if let Some(value) = env("BAOVE_CHECKPOINT_SECS") {
             partial.checkpoint_secs = Some(value.parse().map_err(|_| ConfigError::Env {
                 variable: "BAOVE_CHECKPOINT_SECS",
@@ -497,6 +512,18 @@ impl Config {
                 rule: "must be a number from 0 to 1",
             });
         }
+        let log_origin = partial.log_origin.unwrap_or_else(default_log_origin);
+        if log_origin.is_empty()
+            || log_origin
+                .chars()
+                .any(|c| c.is_whitespace() || c == '+' || c.is_control())
+        {
+            return Err(ConfigError::Env {
+                variable: "log_origin (BAOVE_LOG_ORIGIN)",
+                value: log_origin,
+                rule: "must be a non-empty name without spaces or '+' (it names the checkpoints' signing key)",
+            });
+        }
         let stream_replicas = partial
             .stream_replicas
             .unwrap_or_else(default_stream_replicas);
@@ -546,6 +573,7 @@ impl Config {
                 .checkpoint_secs
                 .unwrap_or_else(default_checkpoint_secs)
                 .max(1),
+            log_origin,
             nats_user: partial.nats_user.filter(|u| !u.trim().is_empty()),
             nats_password_file: partial.nats_password_file,
             statistics_file: partial

@@ -198,6 +198,7 @@ pub async fn run(
     let access_checkpoints = crate::checkpoint::Checkpointer::open(
         access_log.clone(),
         &format!("{}.access", spec.name),
+        &format!("{}/{}.access", config.log_origin, spec.name),
         &config.data_dir,
         config.clock(),
     )
@@ -206,6 +207,7 @@ pub async fn run(
     let checkpoints = crate::checkpoint::Checkpointer::open(
         log.clone(),
         spec.name,
+        &format!("{}/{}", config.log_origin, spec.name),
         &config.data_dir,
         config.clock(),
     )
@@ -676,7 +678,7 @@ async fn bus_task(
         // process, so an active that was paused and has not noticed can no
         // longer extend the stream when it resumes.
         match nats.checkpoints.sign_now().await {
-            Ok((checkpoint, _)) => tracing::info!(
+            Ok(checkpoint) => tracing::info!(
                 position = checkpoint.global_position,
                 "fenced the log stream with a checkpoint"
             ),

@@ -15,14 +15,14 @@
 //!    recomputed hash ([`baove_eventlog::EventLog::import`]);
 //! 3. the file ends with its end record and the counts agree with it and
 //!    with the checkpoint's position;
-//! 4. the heads at that position give the checkpoint's Merkle root, and
-//!    every stream's chain verifies as stored.
+//! 4. the log's Merkle tree at that position has the checkpoint's root,
+//!    and every stream's chain verifies as stored.
 //!
 //! `restore --from-stream` rebuilds the log from the service's log stream
 //! on NATS instead ([`baove_bus::logstream`]): every event from position 1,
 //! each hash and link checked as it is imported, every stream's chain
 //! verified, and the newest checkpoint the log itself holds checked (its
-//! signature, and its root against the rebuilt heads at its position).
+//! signature, and its root against the rebuilt log's tree at its size).
 //! Side trees (intake's data keys) are not on the stream: they come back
 //! only from a backup file.
 //!
@@ -40,7 +40,6 @@ use anyhow::{Context, anyhow, bail};
 use baove_eventlog::{Envelope, EventLog, Verification};
 use baove_proto::v1::{self, backup_response::Part};
 use baove_security::checkpoint::Checkpoint;
-use baove_security::merkle;
 use prost::Message;
 
 use crate::audit::BACKUP_FORMAT;
@@ -280,30 +279,13 @@ async fn rebuild<R: Read>(
             end.side_entries
         );
     }
-    let heads = checkpoint::heads_at(&log, position).await?;
-    let leaves = heads.leaves();
-    if hex::encode(merkle::root(&leaves)) != checkpoint.root_hash
-        || leaves.len() as u64 != checkpoint.tree_size
-    {
-        bail!(
-            "the restored heads ({} streams) do not give the checkpoint's root ({} streams): the backup was altered or is of another log",
-            leaves.len(),
-            checkpoint.tree_size
-        );
-    }
-    for (stream, _, _) in &heads.heads {
-        match log.verify(*stream).await? {
-            Verification::Intact(_) => {}
-            Verification::NoStream => bail!("stream {stream} has a head but no events"),
-            Verification::Broken {
-                first_bad_seq,
-                reason,
-            } => bail!("stream {stream} does not verify at seq {first_bad_seq}: {reason}"),
-        }
-    }
+    checkpoint::check_root(&log, checkpoint).await.map_err(|problem| {
+        anyhow!("the restored log does not match the backup's checkpoint ({problem}): the backup was altered or is of another log")
+    })?;
+    let streams = verify_every_stream(&log).await?;
     // Durable before the directory is renamed into place.
     log.close().await?;
-    Ok((heads.heads.len() as u64, side_entries))
+    Ok((streams, side_entries))
 }
 
 /// What a rebuild from the log stream did.
@@ -418,7 +400,7 @@ async fn verify_every_stream(log: &EventLog) -> anyhow::Result<u64> {
 }
 
 /// The newest checkpoint the log holds, its signature checked and its root
-/// recomputed from the log's heads at its position.
+/// compared with the rebuilt log's tree at its size.
 async fn check_newest_checkpoint(
     log: &EventLog,
     data_dir: &Path,
@@ -436,16 +418,11 @@ async fn check_newest_checkpoint(
     checkpoint
         .verify(trusted.as_ref())
         .map_err(|e| anyhow!("the log's newest checkpoint does not verify: {e}"))?;
-    let heads = checkpoint::heads_at(log, checkpoint.global_position).await?;
-    let leaves = heads.leaves();
-    if hex::encode(merkle::root(&leaves)) != checkpoint.root_hash
-        || leaves.len() as u64 != checkpoint.tree_size
-    {
-        bail!(
-            "the rebuilt heads at position {} do not give the root of the checkpoint signed there",
-            checkpoint.global_position
-        );
-    }
+    checkpoint::check_root(log, &checkpoint)
+        .await
+        .map_err(|problem| {
+            anyhow!("the rebuilt log does not match the newest checkpoint it holds: {problem}")
+        })?;
     Ok((Some(checkpoint), key_checked))
 }
 

@@ -1,95 +1,176 @@
-//! Signed checkpoints and export bundles.
+//! Signed checkpoints of a service's transparency log, witness
+//! cosignatures and export bundles.
 //!
-//! A [`Checkpoint`] states, signed with the service's Ed25519 key, the
-//! Merkle root over the heads of every stream of its log at a global
-//! position ([`crate::merkle`]). Kept and published, it later proves the
-//! log at that point was not rewritten: recompute the heads and compare.
+//! A service's event log is a Merkle tree over every event in global order
+//! ([`baove_eventlog::tlog`]). A [`Checkpoint`] is its tree head in the
+//! C2SP `tlog-checkpoint` format (origin line, tree size, base64 root hash),
+//! signed as a C2SP `signed-note` with the service's Ed25519 key: any
+//! signed-note implementation checks it with the service's verifier key
+//! ([`verifier_key`], `<name>+<key id>+<base64 key>`). Two checkpoints are
+//! compared with a consistency proof (`AuditService.ProveConsistency`):
+//! the later tree extends the earlier, or the log was rewritten.
 //!
-//! A [`Bundle`] (`ExportCase`) carries one stream's events, a checkpoint
-//! and the inclusion proof of that stream's head; [`Bundle::verify`]
-//! checks it with nothing but the bundle (and, better, a trusted public
-//! key): each event's hash, the chain, the leaf under the signed root and
-//! the signature.
+//! A **witness** (`baove witness`) keeps the newest checkpoint it accepted
+//! per log, accepts a new one only with a consistency proof from it
+//! ([`Witness::accept`]), and then adds its own signed-note signature (an
+//! Ed25519 signature over the same checkpoint text, by the witness's key).
+//! That is the essence of C2SP `tlog-witness`; the protocol's timestamped
+//! `cosignature/v1` form is not used.
+//!
+//! A [`Bundle`] (`ExportCase`) carries one stream's events, a checkpoint and
+//! each event's inclusion proof under it; [`Bundle::verify`] checks it with
+//! nothing but the bundle and the keys the auditor trusts.
 
 use baove_eventlog::Envelope;
+use baove_eventlog::tlog::{self, Hash};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use serde::{Deserialize, Serialize};
+use signed_note::{Note, StandardSigner, StandardVerifier, VerifierList};
 
-use crate::merkle::{self, Hash};
+/// The signed-note algorithm byte of Ed25519 keys.
+const ALG_ED25519: u8 = 1;
 
-/// The leaf of a stream head: `stream id ‖ version (u64 BE) ‖ head hash`.
+/// The signed-note verifier key of `key` under `name` (a checkpoint's
+/// origin): `<name>+<key id, 8 hex>+<base64 of 0x01 ‖ key>`, the form every
+/// signed-note implementation reads.
 #[must_use]
-pub fn head_leaf(stream: &[u8; 16], version: u64, hash: &[u8; 32]) -> Vec<u8> {
-    let mut leaf = Vec::with_capacity(56);
-    leaf.extend_from_slice(stream);
-    leaf.extend_from_slice(&version.to_be_bytes());
-    leaf.extend_from_slice(hash);
-    leaf
+pub fn verifier_key(name: &str, key: &VerifyingKey) -> String {
+    let mut encoded = vec![ALG_ED25519];
+    encoded.extend_from_slice(key.as_bytes());
+    format!(
+        "{name}+{:08x}+{}",
+        signed_note::key_id(name, &encoded),
+        BASE64.encode(&encoded)
+    )
 }
 
-/// A signed checkpoint (hex for bytes, as in bundles and on NATS).
+/// The signed-note signer key (`PRIVATE+KEY+<name>+<id>+<base64>`) of
+/// `key` under `name`: what `baove witness keygen` writes.
+#[must_use]
+pub fn signer_key(name: &str, key: &SigningKey) -> String {
+    let mut public = vec![ALG_ED25519];
+    public.extend_from_slice(key.verifying_key().as_bytes());
+    let mut private = vec![ALG_ED25519];
+    private.extend_from_slice(&key.to_bytes());
+    format!(
+        "PRIVATE+KEY+{name}+{:08x}+{}",
+        signed_note::key_id(name, &public),
+        BASE64.encode(&private)
+    )
+}
+
+fn standard_verifier(vkey: &str) -> Result<StandardVerifier, String> {
+    StandardVerifier::new(vkey.trim())
+        .map_err(|e| format!("{:?} is not a signed-note verifier key ({e})", vkey.trim()))
+}
+
+/// A signed checkpoint, as kept (JSON) and sent (proto `Checkpoint`). The
+/// note is the whole truth; the other fields repeat what it says, for
+/// reading, and [`Checkpoint::verify`] checks that they do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// The service.
     pub service: String,
-    /// The global position covered.
+    /// The checkpoint's origin line: `<deployment>/<service>`.
+    #[serde(default)]
+    pub origin: String,
+    /// The global position covered: every event up to it.
     pub global_position: u64,
-    /// Number of leaves.
+    /// Number of leaves (events); equals `global_position`.
     pub tree_size: u64,
     /// Merkle root, hex.
     pub root_hash: String,
-    /// When signed, Unix ms.
+    /// When signed, Unix ms (not part of the signed text).
     pub signed_at_unix_ms: i64,
-    /// Ed25519 public key, hex.
+    /// The service's Ed25519 public key, hex.
     pub public_key: String,
-    /// Signature, hex.
+    /// The service's Ed25519 signature in the note, hex.
     pub signature: String,
+    /// The C2SP signed note: the checkpoint text, a blank line, then one
+    /// signature line per signer (the service's first, then witnesses').
+    #[serde(default)]
+    pub note: String,
+}
+
+/// What a checkpoint's note says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeHead {
+    /// The origin line.
+    pub origin: String,
+    /// The tree size.
+    pub size: u64,
+    /// The root.
+    pub root: [u8; 32],
+}
+
+/// Parses the checkpoint text of a signed note (C2SP `tlog-checkpoint`).
+///
+/// # Errors
+/// When the note or its text is malformed.
+pub fn tree_head(note: &str) -> Result<TreeHead, String> {
+    let note = Note::from_bytes(note.as_bytes())
+        .map_err(|e| format!("the checkpoint note is malformed ({e})"))?;
+    let head = tlog_tiles::Checkpoint::from_bytes(note.text())
+        .map_err(|e| format!("the note's text is not a C2SP checkpoint ({e})"))?;
+    Ok(TreeHead {
+        origin: head.origin().to_owned(),
+        size: head.size(),
+        root: head.hash().0,
+    })
 }
 
 impl Checkpoint {
-    /// The text that is signed.
-    #[must_use]
-    pub fn signed_text(&self) -> String {
-        format!(
-            "baove-checkpoint/1\n{}\n{}\n{}\n{}\n{}",
-            self.service,
-            self.global_position,
-            self.tree_size,
-            self.root_hash,
-            self.signed_at_unix_ms
-        )
-    }
-
-    /// Signs a checkpoint of `root` over `tree_size` heads at `position`.
-    #[must_use]
+    /// Signs a checkpoint of the tree of `size` events with `root`, under
+    /// `origin`.
+    ///
+    /// # Errors
+    /// When `origin` is not a valid signed-note name (empty, with spaces
+    /// or `+`).
     pub fn sign(
         key: &SigningKey,
         service: &str,
-        global_position: u64,
-        tree_size: u64,
+        origin: &str,
+        size: u64,
         root: &Hash,
         signed_at_unix_ms: i64,
-    ) -> Self {
-        let mut checkpoint = Self {
+    ) -> Result<Self, String> {
+        let text = tlog_tiles::Checkpoint::new(origin, size, *root, "")
+            .map_err(|_| format!("origin {origin:?} cannot start a checkpoint"))?
+            .to_bytes();
+        let mut note =
+            Note::new(&text, &[]).map_err(|e| format!("cannot make the checkpoint note: {e}"))?;
+        let signer = StandardSigner::new(&signer_key(origin, key)).map_err(|e| {
+            format!("origin {origin:?} is not a valid signed-note key name (no spaces or '+'): {e}")
+        })?;
+        note.add_sigs(&[&signer]).map_err(|e| {
+            format!("origin {origin:?} is not a valid signed-note key name (no spaces or '+'): {e}")
+        })?;
+        let signature = key.sign(note.text()).to_bytes();
+        Ok(Self {
             service: service.to_owned(),
-            global_position,
-            tree_size,
-            root_hash: hex::encode(root),
+            origin: origin.to_owned(),
+            global_position: size,
+            tree_size: size,
+            root_hash: hex::encode(root.0),
             signed_at_unix_ms,
             public_key: hex::encode(key.verifying_key().as_bytes()),
-            signature: String::new(),
-        };
-        checkpoint.signature =
-            hex::encode(key.sign(checkpoint.signed_text().as_bytes()).to_bytes());
-        checkpoint
+            signature: hex::encode(signature),
+            note: String::from_utf8(note.to_bytes()).map_err(|e| e.to_string())?,
+        })
     }
 
-    /// Checks the signature with the key it names, or with `trusted` when
-    /// given (which must then be that key).
+    /// Checks the note's signature by the key the checkpoint names, or by
+    /// `trusted` when given (which must then be that key), and that the
+    /// other fields say what the note says.
     ///
     /// # Errors
     /// What does not hold, in words.
     pub fn verify(&self, trusted: Option<&VerifyingKey>) -> Result<VerifyingKey, String> {
+        if self.note.is_empty() {
+            return Err("the checkpoint has no signed note: it was signed by a version of baove before the transparency log, over stream heads, and cannot be checked by this one".into());
+        }
         let named = decode32(&self.public_key, "public_key")?;
         let key = VerifyingKey::from_bytes(&named)
             .map_err(|e| format!("checkpoint public_key is not an Ed25519 key: {e}"))?;
@@ -98,13 +179,59 @@ impl Checkpoint {
         {
             return Err("the checkpoint is signed by another key than the trusted one".into());
         }
+        let head = self.verify_note(&verifier_key(&self.origin, &key))?;
+        if head.origin != self.origin
+            || head.size != self.tree_size
+            || head.size != self.global_position
+            || hex::encode(head.root) != self.root_hash
+        {
+            return Err("the checkpoint's fields do not say what its signed note says".into());
+        }
         let signature = hex::decode(&self.signature)
             .ok()
             .and_then(|b| Signature::from_slice(&b).ok())
             .ok_or("checkpoint signature is not 64 hex-encoded bytes")?;
-        key.verify(self.signed_text().as_bytes(), &signature)
+        let text = Note::from_bytes(self.note.as_bytes())
+            .map_err(|e| e.to_string())?
+            .text()
+            .to_vec();
+        key.verify(&text, &signature)
             .map_err(|_| "the checkpoint signature does not verify".to_owned())?;
         Ok(key)
+    }
+
+    /// Checks the note against a signed-note verifier key (the log's or a
+    /// witness's) and returns what it says.
+    ///
+    /// # Errors
+    /// A malformed note or key, or no valid signature by that key.
+    pub fn verify_note(&self, vkey: &str) -> Result<TreeHead, String> {
+        let verifier = standard_verifier(vkey)?;
+        let name = signed_note::Verifier::name(&verifier).to_owned();
+        let note = Note::from_bytes(self.note.as_bytes())
+            .map_err(|e| format!("the checkpoint note is malformed ({e})"))?;
+        note.verify(&VerifierList::new(vec![Box::new(verifier)]))
+            .map_err(|e| format!("the checkpoint is not signed by {name} ({e})"))?;
+        tree_head(&self.note)
+    }
+
+    /// The names of the witnesses among `vkeys` whose signature the note
+    /// carries; every one of them must verify.
+    ///
+    /// # Errors
+    /// A key that is malformed, or a witness whose signature is missing or
+    /// does not verify.
+    pub fn witnessed_by(&self, vkeys: &[String]) -> Result<Vec<String>, String> {
+        vkeys
+            .iter()
+            .map(|vkey| {
+                let verifier = standard_verifier(vkey)?;
+                let name = signed_note::Verifier::name(&verifier).to_owned();
+                self.verify_note(vkey)
+                    .map_err(|_| format!("the checkpoint is not cosigned by witness {name}"))?;
+                Ok(name)
+            })
+            .collect()
     }
 
     /// The root as bytes.
@@ -112,7 +239,37 @@ impl Checkpoint {
     /// # Errors
     /// When it is not 32 hex-encoded bytes.
     pub fn root(&self) -> Result<Hash, String> {
-        decode32(&self.root_hash, "root_hash")
+        decode32(&self.root_hash, "root_hash").map(Hash)
+    }
+
+    /// Whether the log given as `events` (global order, from the start)
+    /// still is what this checkpoint signed: the signature holds, every
+    /// event's content matches its hash and continues its stream's chain,
+    /// and the root recomputed over the first `tree_size` events is the
+    /// signed one.
+    ///
+    /// # Errors
+    /// What does not hold, in words.
+    pub fn check_log(
+        &self,
+        events: impl IntoIterator<Item = Envelope>,
+        trusted: Option<&VerifyingKey>,
+    ) -> Result<(), String> {
+        self.verify(trusted)?;
+        let (root, size) = root_at(events, self.tree_size)?;
+        if size < self.tree_size {
+            return Err(format!(
+                "the log ends at position {size}, but the checkpoint signed at {}ms covers {}: events were removed",
+                self.signed_at_unix_ms, self.tree_size
+            ));
+        }
+        if root != self.root()? {
+            return Err(format!(
+                "the log's first {} events no longer give the root signed at {}ms: it was rewritten",
+                self.tree_size, self.signed_at_unix_ms
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -123,8 +280,203 @@ fn decode32(text: &str, field: &str) -> Result<[u8; 32], String> {
         .ok_or_else(|| format!("{field} is not 32 hex-encoded bytes"))
 }
 
+/// Recomputes, from a log's events in global order (as `ReadAll` returns
+/// them), the Merkle root over the first `size` events, checking each
+/// event's hash, its position and its stream's chain on the way: what an
+/// auditor does with a checkpoint kept from earlier, trusting nothing the
+/// service says. Returns the root and how many events it covers (fewer
+/// than `size` when the log ends before).
+///
+/// # Errors
+/// An event that does not verify, a gap, or a stream out of order, in words.
+pub fn root_at(
+    events: impl IntoIterator<Item = Envelope>,
+    size: u64,
+) -> Result<(Hash, u64), String> {
+    let mut heads: std::collections::HashMap<[u8; 16], (u64, [u8; 32])> =
+        std::collections::HashMap::new();
+    let mut hashes = Vec::new();
+    for event in events {
+        if event.global_position > size {
+            break;
+        }
+        let position = hashes.len() as u64 + 1;
+        if event.global_position != position {
+            return Err(format!(
+                "position {position} is missing from the log (the next event is at {})",
+                event.global_position
+            ));
+        }
+        let stream = *event.stream_id.as_bytes();
+        let (seq, prev) = heads.get(&stream).copied().unwrap_or((0, [0; 32]));
+        if event.seq != seq + 1 || event.prev_hash.0 != prev {
+            return Err(format!(
+                "stream {} seq {}: does not follow seq {seq} (missing, reordered or rewritten)",
+                event.stream_id, event.seq
+            ));
+        }
+        if event.compute_hash() != event.hash {
+            return Err(format!(
+                "stream {} seq {}: the content does not match its hash",
+                event.stream_id, event.seq
+            ));
+        }
+        heads.insert(stream, (event.seq, event.hash.0));
+        hashes.push(event.hash.0);
+    }
+    Ok(tlog::root_of(&hashes))
+}
+
+/// Why a witness refuses a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Not signed by the log's key, or malformed.
+    #[error("not the log's checkpoint: {0}")]
+    NotTheLogs(String),
+    /// Another origin than the one the witness follows.
+    #[error("the checkpoint's origin is {got:?}, not {expected:?}")]
+    Origin {
+        /// What the witness follows.
+        expected: String,
+        /// What came.
+        got: String,
+    },
+    /// A smaller tree than one already accepted: the log shrank.
+    #[error(
+        "the log shrank: the checkpoint has {size} events, but {accepted} were already witnessed"
+    )]
+    Smaller {
+        /// The new size.
+        size: u64,
+        /// The size accepted before.
+        accepted: u64,
+    },
+    /// Same size, another root, or a consistency proof that fails.
+    #[error(
+        "the log was rewritten: its tree of {size} events does not extend the {accepted} already witnessed ({reason})"
+    )]
+    Inconsistent {
+        /// The new size.
+        size: u64,
+        /// The size accepted before.
+        accepted: u64,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// A witness of one log: the log's verifier key, the witness's signer, and
+/// the newest checkpoint it cosigned.
+pub struct Witness {
+    log_key: String,
+    signer: StandardSigner,
+}
+
+impl Witness {
+    /// A witness of the log with verifier key `log_key` signing with the
+    /// signed-note signer key `signer_key` (`PRIVATE+KEY+...`).
+    ///
+    /// # Errors
+    /// A malformed key, named.
+    pub fn new(log_key: &str, signer_key: &str) -> Result<Self, String> {
+        standard_verifier(log_key)?;
+        let signer = StandardSigner::new(signer_key.trim())
+            .map_err(|e| format!("the witness key is not a signed-note signer key ({e})"))?;
+        Ok(Self {
+            log_key: log_key.trim().to_owned(),
+            signer,
+        })
+    }
+
+    /// The origin of the log it follows (the verifier key's name).
+    #[must_use]
+    pub fn origin(&self) -> &str {
+        self.log_key.split('+').next().unwrap_or_default()
+    }
+
+    /// What the witness needs before it can accept `checkpoint` after
+    /// `accepted`: the sizes of the consistency proof to ask for (none on
+    /// first sight or when the size did not change).
+    ///
+    /// # Errors
+    /// A checkpoint that is not the log's, of another origin, or smaller
+    /// than the accepted one: refused without asking anything.
+    pub fn needs(
+        &self,
+        accepted: Option<&Checkpoint>,
+        checkpoint: &Checkpoint,
+    ) -> Result<Option<(u64, u64)>, Refusal> {
+        let head = checkpoint
+            .verify_note(&self.log_key)
+            .map_err(Refusal::NotTheLogs)?;
+        if head.origin != self.origin() {
+            return Err(Refusal::Origin {
+                expected: self.origin().to_owned(),
+                got: head.origin,
+            });
+        }
+        let Some(accepted) = accepted else {
+            return Ok(None);
+        };
+        let old = tree_head(&accepted.note).map_err(Refusal::NotTheLogs)?;
+        if head.size < old.size {
+            return Err(Refusal::Smaller {
+                size: head.size,
+                accepted: old.size,
+            });
+        }
+        if head.size == old.size || old.size == 0 {
+            return Ok(None);
+        }
+        Ok(Some((old.size, head.size)))
+    }
+
+    /// Accepts `checkpoint` after `accepted` with the consistency `proof`
+    /// between them (empty when [`Witness::needs`] asked for none) and
+    /// returns it cosigned: the note with the witness's signature added.
+    ///
+    /// # Errors
+    /// Any [`Refusal`]; nothing is signed then.
+    pub fn accept(
+        &self,
+        accepted: Option<&Checkpoint>,
+        checkpoint: &Checkpoint,
+        proof: &[[u8; 32]],
+    ) -> Result<Checkpoint, Refusal> {
+        let needs = self.needs(accepted, checkpoint)?;
+        let head = tree_head(&checkpoint.note).map_err(Refusal::NotTheLogs)?;
+        if let Some(accepted) = accepted {
+            let old = tree_head(&accepted.note).map_err(Refusal::NotTheLogs)?;
+            let inconsistent = |reason: String| Refusal::Inconsistent {
+                size: head.size,
+                accepted: old.size,
+                reason,
+            };
+            match needs {
+                None if old.size == head.size && old.root != head.root => {
+                    return Err(inconsistent("another root for the same size".into()));
+                }
+                None => {}
+                Some((m, n)) => {
+                    let proof = proof.iter().copied().map(Hash).collect();
+                    tlog_tiles::check_tree(&proof, n, Hash(head.root), m, Hash(old.root))
+                        .map_err(|e| inconsistent(format!("consistency proof: {e}")))?;
+                }
+            }
+        }
+        let mut note = Note::from_bytes(checkpoint.note.as_bytes())
+            .map_err(|e| Refusal::NotTheLogs(e.to_string()))?;
+        note.add_sigs(&[&self.signer])
+            .map_err(|e| Refusal::NotTheLogs(format!("cannot cosign: {e}")))?;
+        let mut cosigned = checkpoint.clone();
+        cosigned.note =
+            String::from_utf8(note.to_bytes()).map_err(|e| Refusal::NotTheLogs(e.to_string()))?;
+        Ok(cosigned)
+    }
+}
+
 /// The export format name.
-pub const BUNDLE_FORMAT: &str = "baove-export/1";
+pub const BUNDLE_FORMAT: &str = "baove-export/2";
 
 /// An export of one stream.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -136,12 +488,12 @@ pub struct Bundle {
     /// Every event of the stream up to the checkpoint, in seq order, as
     /// stored (payload as stored, confidential fields sealed).
     pub events: Vec<Envelope>,
-    /// The checkpoint covering them.
+    /// The checkpoint covering them (cosigned by witnesses when the newest
+    /// witnessed checkpoint covered the whole stream).
     pub checkpoint: Checkpoint,
-    /// Index of the stream's leaf in the checkpoint's tree.
-    pub leaf_index: u64,
-    /// The inclusion proof, hex, from the leaf up.
-    pub proof: Vec<String>,
+    /// For each event, its inclusion proof under the checkpoint's root, hex,
+    /// from the leaf up (leaf index: the event's global position - 1).
+    pub proofs: Vec<Vec<String>>,
 }
 
 /// What a verified bundle shows.
@@ -153,26 +505,43 @@ pub struct Verified {
     pub events: u64,
     /// The head hash, hex.
     pub head_hash: String,
-    /// The checkpoint's service, position and signing time.
+    /// The checkpoint's service.
     pub service: String,
-    /// The global position.
+    /// The tree size (global position) of the checkpoint.
     pub global_position: u64,
     /// The key that signed, hex.
     pub public_key: String,
+    /// The witnesses, among those given, that cosigned the checkpoint.
+    pub witnesses: Vec<String>,
 }
 
 impl Bundle {
-    /// Checks everything the bundle claims, offline.
+    /// Checks everything the bundle claims, offline: each event's hash and
+    /// chain, each event under the signed root, the service's signature
+    /// (by `trusted` when given) and every witness in `witness_keys`.
     ///
     /// # Errors
     /// The first thing that does not hold, in words (which seq, which part).
-    pub fn verify(&self, trusted: Option<&VerifyingKey>) -> Result<Verified, String> {
+    pub fn verify(
+        &self,
+        trusted: Option<&VerifyingKey>,
+        witness_keys: &[String],
+    ) -> Result<Verified, String> {
         if self.format != BUNDLE_FORMAT {
             return Err(format!("format {:?} is not {BUNDLE_FORMAT}", self.format));
         }
+        let key = self.checkpoint.verify(trusted)?;
+        let witnesses = self.checkpoint.witnessed_by(witness_keys)?;
+        let root = self.checkpoint.root()?;
+        if self.proofs.len() != self.events.len() {
+            return Err(format!(
+                "the bundle has {} events but {} inclusion proofs",
+                self.events.len(),
+                self.proofs.len()
+            ));
+        }
         let mut prev = [0u8; 32];
-        let mut stream_bytes = None;
-        for (i, event) in self.events.iter().enumerate() {
+        for (i, (event, proof)) in self.events.iter().zip(&self.proofs).enumerate() {
             let seq = i as u64 + 1;
             if event.stream_id.to_string() != self.stream_id {
                 return Err(format!(
@@ -197,25 +566,29 @@ impl Bundle {
                     "seq {seq}: the event's content does not match its hash"
                 ));
             }
+            let proof = proof
+                .iter()
+                .map(|p| decode32(p, "proof").map(Hash))
+                .collect::<Result<Vec<_>, _>>()?;
+            let position = event.global_position;
+            if position == 0
+                || tlog_tiles::check_record(
+                    &proof,
+                    self.checkpoint.tree_size,
+                    root,
+                    position - 1,
+                    tlog::leaf(&event.hash.0),
+                )
+                .is_err()
+            {
+                return Err(format!(
+                    "seq {seq} (position {position}) is not under the checkpoint's root: the event or its proof was changed"
+                ));
+            }
             prev = event.hash.0;
-            stream_bytes = Some(*event.stream_id.as_bytes());
         }
-        let stream = stream_bytes.ok_or("the bundle has no events")?;
-        let key = self.checkpoint.verify(trusted)?;
-        let leaf = merkle::leaf_hash(&head_leaf(&stream, self.events.len() as u64, &prev));
-        let proof = self
-            .proof
-            .iter()
-            .map(|p| decode32(p, "proof"))
-            .collect::<Result<Vec<_>, _>>()?;
-        if !merkle::verify_inclusion(
-            &leaf,
-            self.leaf_index,
-            self.checkpoint.tree_size,
-            &proof,
-            &self.checkpoint.root()?,
-        ) {
-            return Err("the stream's head is not under the checkpoint's root: the events or the proof were changed".into());
+        if self.events.is_empty() {
+            return Err("the bundle has no events".into());
         }
         Ok(Verified {
             stream_id: self.stream_id.clone(),
@@ -224,71 +597,8 @@ impl Bundle {
             service: self.checkpoint.service.clone(),
             global_position: self.checkpoint.global_position,
             public_key: hex::encode(key.as_bytes()),
+            witnesses,
         })
-    }
-}
-
-/// Recomputes, from a log's events in global order (as `ReadAll` returns
-/// them), the Merkle root over every stream's head at `position`, checking
-/// each event's hash and chain on the way: what an auditor does with a
-/// checkpoint kept from earlier, trusting nothing the service says.
-///
-/// # Errors
-/// An event that does not verify, or a gap in a stream, in words.
-pub fn root_at(
-    events: impl IntoIterator<Item = Envelope>,
-    position: u64,
-) -> Result<(Hash, u64), String> {
-    let mut heads: std::collections::BTreeMap<[u8; 16], (u64, [u8; 32])> =
-        std::collections::BTreeMap::new();
-    for event in events {
-        if event.global_position > position {
-            break;
-        }
-        let stream = *event.stream_id.as_bytes();
-        let (seq, prev) = heads.get(&stream).copied().unwrap_or((0, [0; 32]));
-        if event.seq != seq + 1 || event.prev_hash.0 != prev {
-            return Err(format!(
-                "stream {} seq {}: does not follow seq {seq} (missing, reordered or rewritten)",
-                event.stream_id, event.seq
-            ));
-        }
-        if event.compute_hash() != event.hash {
-            return Err(format!(
-                "stream {} seq {}: the content does not match its hash",
-                event.stream_id, event.seq
-            ));
-        }
-        heads.insert(stream, (event.seq, event.hash.0));
-    }
-    let leaves: Vec<Hash> = heads
-        .iter()
-        .map(|(s, (v, h))| merkle::leaf_hash(&head_leaf(s, *v, h)))
-        .collect();
-    Ok((merkle::root(&leaves), leaves.len() as u64))
-}
-
-impl Checkpoint {
-    /// Whether the log given as `events` (global order, from the start)
-    /// still is what this checkpoint signed: the signature holds and the
-    /// root recomputed at its position is the signed one.
-    ///
-    /// # Errors
-    /// What does not hold, in words.
-    pub fn check_log(
-        &self,
-        events: impl IntoIterator<Item = Envelope>,
-        trusted: Option<&VerifyingKey>,
-    ) -> Result<(), String> {
-        self.verify(trusted)?;
-        let (root, size) = root_at(events, self.global_position)?;
-        if size != self.tree_size || root != self.root()? {
-            return Err(format!(
-                "the log at position {} no longer matches the checkpoint signed at {}ms: it was rewritten",
-                self.global_position, self.signed_at_unix_ms
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -334,11 +644,228 @@ pub fn envelope_from_proto(e: &baove_proto::v1::EventEnvelope) -> Result<Envelop
 pub fn checkpoint_from_proto(c: &baove_proto::v1::Checkpoint) -> Checkpoint {
     Checkpoint {
         service: c.service.clone(),
+        origin: c.origin.clone(),
         global_position: c.global_position,
         tree_size: c.tree_size,
         root_hash: hex::encode(&c.root_hash),
         signed_at_unix_ms: c.signed_at_unix_ms,
         public_key: hex::encode(&c.public_key),
         signature: hex::encode(&c.signature),
+        note: c.note.clone(),
+    }
+}
+
+/// The proto message of a checkpoint.
+#[must_use]
+pub fn checkpoint_to_proto(c: &Checkpoint) -> baove_proto::v1::Checkpoint {
+    let verifier = decode32(&c.public_key, "public_key")
+        .ok()
+        .and_then(|k| VerifyingKey::from_bytes(&k).ok())
+        .map(|k| verifier_key(&c.origin, &k))
+        .unwrap_or_default();
+    baove_proto::v1::Checkpoint {
+        service: c.service.clone(),
+        global_position: c.global_position,
+        tree_size: c.tree_size,
+        root_hash: hex::decode(&c.root_hash).unwrap_or_default(),
+        signed_at_unix_ms: c.signed_at_unix_ms,
+        public_key: hex::decode(&c.public_key).unwrap_or_default(),
+        signature: hex::decode(&c.signature).unwrap_or_default(),
+        origin: c.origin.clone(),
+        note: c.note.clone(),
+        verifier_key: verifier,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::new_signing_key;
+    use tlog_tiles::{HashReader, prove_tree, stored_hashes, tree_hash};
+
+    /// A tree kept in memory: stored hashes are dense in index order.
+    struct Tree(Vec<Hash>);
+
+    impl HashReader for Tree {
+        fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+            Ok(indexes.iter().map(|i| self.0[*i as usize]).collect())
+        }
+    }
+
+    impl Tree {
+        fn of(records: u64) -> Self {
+            let mut tree = Self(Vec::new());
+            for n in 0..records {
+                let hashes = stored_hashes(n, &n.to_be_bytes(), &tree).unwrap();
+                tree.0.extend(hashes);
+            }
+            tree
+        }
+        fn root(&self, size: u64) -> Hash {
+            tree_hash(size, self).unwrap()
+        }
+        fn proof(&self, old: u64, new: u64) -> Vec<[u8; 32]> {
+            prove_tree(new, old, self)
+                .unwrap()
+                .iter()
+                .map(|h| h.0)
+                .collect()
+        }
+    }
+
+    const ORIGIN: &str = "baove.test/casework";
+
+    fn signed(key: &SigningKey, tree: &Tree, size: u64) -> Checkpoint {
+        Checkpoint::sign(key, "casework", ORIGIN, size, &tree.root(size), 1_000).unwrap()
+    }
+
+    fn witness() -> (Witness, String, SigningKey) {
+        let log = new_signing_key();
+        let w = new_signing_key();
+        let name = "thanh-tra.test";
+        let witness = Witness::new(
+            &verifier_key(ORIGIN, &log.verifying_key()),
+            &signer_key(name, &w),
+        )
+        .unwrap();
+        (witness, verifier_key(name, &w.verifying_key()), log)
+    }
+
+    #[test]
+    fn given_a_tree_when_signed_then_the_note_is_a_c2sp_checkpoint_any_signed_note_verifier_reads()
+    {
+        let key = new_signing_key();
+        let tree = Tree::of(5);
+        let checkpoint = signed(&key, &tree, 5);
+        let text = format!("{ORIGIN}\n5\n{}\n", BASE64.encode(tree.root(5).0));
+        assert!(
+            checkpoint
+                .note
+                .starts_with(&format!("{text}\n\u{2014} {ORIGIN} "))
+        );
+        let vkey = verifier_key(ORIGIN, &key.verifying_key());
+        let head = checkpoint.verify_note(&vkey).unwrap();
+        assert_eq!((head.size, head.root), (5, tree.root(5).0));
+        assert_eq!(
+            checkpoint.verify(Some(&key.verifying_key())).unwrap(),
+            key.verifying_key()
+        );
+    }
+
+    #[test]
+    fn given_a_signed_checkpoint_when_any_field_or_the_note_is_edited_then_it_is_refused() {
+        let key = new_signing_key();
+        let tree = Tree::of(8);
+        let checkpoint = signed(&key, &tree, 8);
+        let mut edited = checkpoint.clone();
+        edited.tree_size = 9;
+        assert!(edited.verify(None).unwrap_err().contains("note says"));
+        let mut edited = checkpoint.clone();
+        edited.note = edited.note.replacen("\n8\n", "\n7\n", 1);
+        assert!(edited.verify(None).is_err());
+        let other = new_signing_key();
+        assert!(
+            checkpoint
+                .verify(Some(&other.verifying_key()))
+                .unwrap_err()
+                .contains("another key")
+        );
+        let mut legacy = checkpoint;
+        legacy.note.clear();
+        assert!(
+            legacy
+                .verify(None)
+                .unwrap_err()
+                .contains("before the transparency log")
+        );
+    }
+
+    #[test]
+    fn given_no_state_when_a_witness_first_sees_a_log_then_it_cosigns_it() {
+        let (witness, witness_key, log) = witness();
+        let tree = Tree::of(3);
+        let cosigned = witness.accept(None, &signed(&log, &tree, 3), &[]).unwrap();
+        assert_eq!(
+            cosigned
+                .witnessed_by(std::slice::from_ref(&witness_key))
+                .unwrap(),
+            vec!["thanh-tra.test".to_owned()]
+        );
+        // Still the log's checkpoint, and nobody else's cosignature.
+        cosigned.verify(Some(&log.verifying_key())).unwrap();
+        let stranger = verifier_key("stranger", &new_signing_key().verifying_key());
+        assert!(
+            cosigned
+                .witnessed_by(&[stranger])
+                .unwrap_err()
+                .contains("stranger")
+        );
+    }
+
+    #[test]
+    fn given_an_accepted_checkpoint_when_the_log_grew_with_a_valid_proof_then_the_witness_cosigns()
+    {
+        let (witness, _, log) = witness();
+        let tree = Tree::of(20);
+        let old = witness.accept(None, &signed(&log, &tree, 7), &[]).unwrap();
+        let new = signed(&log, &tree, 20);
+        assert_eq!(witness.needs(Some(&old), &new).unwrap(), Some((7, 20)));
+        witness
+            .accept(Some(&old), &new, &tree.proof(7, 20))
+            .unwrap();
+    }
+
+    #[test]
+    fn given_an_accepted_checkpoint_when_the_log_shrank_then_the_witness_refuses() {
+        let (witness, _, log) = witness();
+        let tree = Tree::of(20);
+        let old = witness.accept(None, &signed(&log, &tree, 20), &[]).unwrap();
+        let shorter = signed(&log, &tree, 12);
+        assert_eq!(
+            witness.accept(Some(&old), &shorter, &[]).unwrap_err(),
+            Refusal::Smaller {
+                size: 12,
+                accepted: 20
+            }
+        );
+    }
+
+    #[test]
+    fn given_an_accepted_checkpoint_when_the_log_was_rewritten_then_the_witness_refuses() {
+        let (witness, _, log) = witness();
+        let tree = Tree::of(20);
+        let old = witness.accept(None, &signed(&log, &tree, 10), &[]).unwrap();
+        // Another log of the same size (record 4 changed), then grown.
+        let mut rewritten = Tree(Vec::new());
+        for n in 0..20u64 {
+            let data = if n == 4 {
+                b"changed".to_vec()
+            } else {
+                n.to_be_bytes().to_vec()
+            };
+            let hashes = stored_hashes(n, &data, &rewritten).unwrap();
+            rewritten.0.extend(hashes);
+        }
+        let same_size = signed(&log, &rewritten, 10);
+        assert!(matches!(
+            witness.accept(Some(&old), &same_size, &[]),
+            Err(Refusal::Inconsistent { .. })
+        ));
+        let grown = signed(&log, &rewritten, 20);
+        assert!(matches!(
+            witness.accept(Some(&old), &grown, &rewritten.proof(10, 20)),
+            Err(Refusal::Inconsistent { .. })
+        ));
+    }
+
+    #[test]
+    fn given_a_witness_when_a_checkpoint_is_signed_by_another_key_or_origin_then_it_refuses() {
+        let (witness, _, _) = witness();
+        let tree = Tree::of(4);
+        let forged = signed(&new_signing_key(), &tree, 4);
+        assert!(matches!(
+            witness.accept(None, &forged, &[]),
+            Err(Refusal::NotTheLogs(_))
+        ));
     }
 }

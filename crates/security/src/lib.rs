@@ -10,13 +10,13 @@
 //! - [`seal`]: per-case data keys and the AEAD that seals confidential
 //!   fields before they are hashed into the log; the data keys are kept
 //!   wrapped under a master key, and destroying one erases those fields.
-//! - [`merkle`], [`checkpoint`]: signed checkpoints (a Merkle root over
-//!   every stream head) and export bundles verifiable offline.
+//! - [`checkpoint`]: C2SP checkpoints of each service's transparency log
+//!   (signed notes), witnesses that cosign only a log that grew, and export
+//!   bundles verifiable offline.
 //! - [`client`]: the client side: an interceptor that sends the token.
 
 pub mod checkpoint;
 pub mod client;
-pub mod merkle;
 pub mod policy;
 pub mod seal;
 pub mod token;

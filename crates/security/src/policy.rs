@@ -113,6 +113,9 @@ pub const POLICY: &[(&str, &[Role])] = &[
     ("/baove.v1.AuditService/ListAccess", AUDIT),
     ("/baove.v1.AuditService/StreamHistory", AUDIT),
     ("/baove.v1.AuditService/GetCheckpoint", AUDIT),
+    ("/baove.v1.AuditService/ProveInclusion", AUDIT),
+    ("/baove.v1.AuditService/ProveConsistency", AUDIT),
+    ("/baove.v1.AuditService/AddCosignature", AUDIT),
     ("/baove.v1.AuditService/ExportCase", AUDIT),
     ("/baove.v1.AuditService/Backup", AUDIT),
 ];
