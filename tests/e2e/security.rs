@@ -504,8 +504,23 @@ async fn a_log_rewritten_with_a_consistent_chain_no_longer_matches_an_earlier_ch
         refused.contains("does not match") && refused.contains("it was changed"),
         "{refused}"
     );
-    // Someone who deletes that file too gets it served...
+    // Someone who deletes that file too is still refused: the log's own
+    // Merkle tree holds the case's original last event...
     std::fs::remove_file(data.path().join("eventlog.checkpoint.json")).unwrap();
+    let (refused, data) = Service::try_start_in("casework", &nats_url, data)
+        .err()
+        .expect("a log that no longer matches its own Merkle tree must not be served");
+    assert!(
+        refused.contains("its own Merkle tree") && refused.contains("it was changed"),
+        "{refused}"
+    );
+    // ...someone who also drops the tree (it grows again from the rewritten
+    // events) gets it served...
+    {
+        let db = sled::open(data.path().join("eventlog")).unwrap();
+        assert!(db.drop_tree(baove_eventlog::layout::TREE).unwrap());
+        db.flush().unwrap();
+    }
     system.casework = Service::start_in("casework", &nats_url, data);
     system
         .casework

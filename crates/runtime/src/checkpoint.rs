@@ -273,8 +273,10 @@ impl Checkpointer {
 
     /// Checks the log against the checkpoints kept outside it (the newest
     /// signed, the newest witnessed): the log must reach their tree size,
-    /// and its tree there must have their root. Returns the newest signed
-    /// one (none on a first start).
+    /// and its tree there must have their root. With neither, the log must
+    /// still be what its own Merkle tree holds (every stream's last event
+    /// under the tree's root). Returns the newest signed one (none on a
+    /// first start).
     ///
     /// # Errors
     /// What is wrong, where, and how to recover: a kept file unreadable or
@@ -283,11 +285,28 @@ impl Checkpointer {
     pub async fn check_kept(&self) -> anyhow::Result<Option<Checkpoint>> {
         let dir = self.log.path().display().to_string();
         let kept = read_kept(&self.kept_file()).await?;
+        let witnessed = read_kept(&self.witnessed_file()).await?;
+        if kept.is_none() && witnessed.is_none() {
+            // Nothing outside the sled files says how far the log went (a
+            // first start, or the files deleted): at least the log must
+            // still be what its own Merkle tree holds.
+            let size = self.log.last_position();
+            let checked = match self.log.tree_root(size).await {
+                Ok(root) => self.log.check_tree(size, root).await,
+                Err(e) => Err(e),
+            };
+            checked.map_err(|e| {
+                anyhow::anyhow!(
+                    "the event log in {dir} no longer matches its own Merkle tree ({e}). baove does not serve a rewritten log. Restore the data directory from a backup (README, \"When a disk is damaged\"), then start again"
+                )
+            })?;
+            return Ok(None);
+        }
         for (file, checkpoint, what) in [
             (self.kept_file(), kept.clone(), "the checkpoint signed"),
             (
                 self.witnessed_file(),
-                read_kept(&self.witnessed_file()).await?,
+                witnessed,
                 "the checkpoint a witness cosigned",
             ),
         ] {

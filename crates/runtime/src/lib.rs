@@ -17,7 +17,8 @@
 //! - [`access`]: the access log (every read and refusal).
 //! - [`convert`]: domain values ↔ proto enums several services show.
 //! - [`limits`]: calls per second per caller, open server streams.
-//! - [`checkpoint`]: signed Merkle checkpoints of the log.
+//! - [`checkpoint`]: signed C2SP checkpoints of the log's Merkle tree, the
+//!   kept and the witnessed one, checked at start.
 //! - [`audit`]: `baove.v1.AuditService` and envelope → proto conversion.
 //! - [`node`]: start-up and shutdown order of a service process; its role
 //!   (active, standby, or `auto`: the lease decides), the log stream
@@ -157,7 +158,7 @@ where
         );
         match &rebuilt.checkpoint {
             Some(c) => println!(
-                "the log's newest checkpoint (position {}, signed {}) matches the rebuilt heads; its signature was checked against {}",
+                "the log's newest checkpoint (position {}, signed {}) matches the rebuilt log's Merkle tree; its signature was checked against {}",
                 c.global_position,
                 baove_domain::calendar::describe(c.signed_at_unix_ms),
                 rebuilt.key_checked
@@ -190,7 +191,7 @@ where
             config.data_dir.join("eventlog").display()
         );
         println!(
-            "every chain verifies; the heads give the root {} of the checkpoint signed {} at position {}",
+            "every chain verifies; the log's Merkle tree has the root {} of the checkpoint signed {} at position {}",
             c.root_hash,
             baove_domain::calendar::describe(c.signed_at_unix_ms),
             c.global_position
@@ -198,7 +199,7 @@ where
         println!("its signature was checked against {}", restored.key_checked);
         if let Some(position) = restored.newer_kept {
             println!(
-                "WARNING: this data directory's kept checkpoint covers position {position}: {} acknowledged events are not in this backup. At start the service takes them from its log stream on NATS if it holds them (side-tree entries excepted); if not, it refuses to start until eventlog.checkpoint.json is moved aside (keep it: it records what was lost)",
+                "WARNING: this data directory's kept checkpoint covers position {position}: {} acknowledged events are not in this backup. At start the service takes them from its log stream on NATS if it holds them (side-tree entries excepted); if not, it refuses to start until eventlog.checkpoint.json (and eventlog.witnessed.json) are moved aside (keep them: they record what was lost)",
                 position - c.global_position
             );
         } else if restored.kept {

@@ -179,10 +179,13 @@ pub async fn restore(
     put_in_place(&building, &log_dir, data_dir)?;
 
     let kept_file = data_dir.join("eventlog.checkpoint.json");
-    let newer_kept = std::fs::read(&kept_file)
-        .ok()
-        .and_then(|text| serde_json::from_slice::<Checkpoint>(&text).ok())
+    // The kept checkpoint, or the witnessed one, may cover more.
+    let newer_kept = [kept_file.clone(), data_dir.join("eventlog.witnessed.json")]
+        .iter()
+        .filter_map(|file| std::fs::read(file).ok())
+        .filter_map(|text| serde_json::from_slice::<Checkpoint>(&text).ok())
         .map(|kept| kept.global_position)
+        .max()
         .filter(|position| *position > checkpoint.global_position);
     let local_key = data_dir.join("checkpoint-key.pub.pem");
     let signed_here = local_key.exists()

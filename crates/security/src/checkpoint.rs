@@ -752,6 +752,65 @@ mod tests {
         );
     }
 
+    /// C2SP signed-note verification written from the spec, without the
+    /// `signed_note` crate: text up to the blank line; each signature line
+    /// `— <name> <base64(key id ‖ signature)>`; key id = the first 4 bytes
+    /// of SHA-256(name ‖ "\n" ‖ 0x01 ‖ public key).
+    fn verified_by_hand(note: &str, name: &str, key: &VerifyingKey) -> Option<TreeHead> {
+        use sha2::{Digest as _, Sha256};
+        let (text, signatures) = note.split_once("\n\n")?;
+        let text = format!("{text}\n");
+        let mut id_input = format!("{name}\n").into_bytes();
+        id_input.push(1);
+        id_input.extend_from_slice(key.as_bytes());
+        let id = &Sha256::digest(&id_input)[..4];
+        let signed = signatures.lines().any(|line| {
+            let Some(rest) = line.strip_prefix("\u{2014} ") else {
+                return false;
+            };
+            let Some((who, blob)) = rest.split_once(' ') else {
+                return false;
+            };
+            let Ok(blob) = BASE64.decode(blob) else {
+                return false;
+            };
+            who == name
+                && blob.len() == 68
+                && &blob[..4] == id
+                && Signature::from_slice(&blob[4..])
+                    .is_ok_and(|sig| key.verify(text.as_bytes(), &sig).is_ok())
+        });
+        let mut lines = text.lines();
+        let head = TreeHead {
+            origin: lines.next()?.to_owned(),
+            size: lines.next()?.parse().ok()?,
+            root: BASE64.decode(lines.next()?).ok()?.try_into().ok()?,
+        };
+        signed.then_some(head)
+    }
+
+    #[test]
+    fn given_a_checkpoint_and_its_cosignature_when_checked_by_a_second_implementation_then_both_verify()
+     {
+        let (witness, witness_vkey, log) = witness();
+        let tree = Tree::of(11);
+        let cosigned = witness.accept(None, &signed(&log, &tree, 11), &[]).unwrap();
+        let head = verified_by_hand(&cosigned.note, ORIGIN, &log.verifying_key()).unwrap();
+        assert_eq!(
+            (head.origin.as_str(), head.size, head.root),
+            (ORIGIN, 11, tree.root(11).0)
+        );
+        // The witness's line too, with the key its verifier key names.
+        let public = BASE64
+            .decode(witness_vkey.rsplit('+').next().unwrap())
+            .unwrap();
+        let key = VerifyingKey::from_bytes(&public[1..].try_into().unwrap()).unwrap();
+        assert!(verified_by_hand(&cosigned.note, "thanh-tra.test", &key).is_some());
+        // An edited size is no longer signed.
+        let edited = cosigned.note.replacen("\n11\n", "\n12\n", 1);
+        assert!(verified_by_hand(&edited, ORIGIN, &log.verifying_key()).is_none());
+    }
+
     #[test]
     fn given_a_signed_checkpoint_when_any_field_or_the_note_is_edited_then_it_is_refused() {
         let key = new_signing_key();
