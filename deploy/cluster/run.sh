@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Starts baove on a three-node NATS JetStream cluster on this machine
 # (loopback ports 14231-14233, routes 16231-16233, monitoring 8221-8223),
-# every stream with 3 replicas, and intake (port 50061), casework (50062,
-# and a second process on 50064) and referral (50063, and 50065), all state
-# under .baove-cluster/. casework and referral run with role = "auto": one
-# process of each holds the lease and takes writes, the other follows its
-# log and takes over when it dies. Shows each process's health and role and
+# every stream with 3 replicas, and intake (port 50061, and a second
+# process on 50066), casework (50062, and 50064) and referral (50063, and
+# 50065), all state under .baove-cluster/. Every service runs with role =
+# "auto": one process of each holds the lease and takes writes, the other
+# follows its log (intake's also takes each report's data key from the
+# cluster's bucket) and takes over when it dies. Shows each process's health and role and
 # which NATS node leads the JetStream cluster, then stays in the
 # foreground: Ctrl-C stops everything (services first). Try killing a NATS
-# node or the active casework (the pids are printed): the system goes on.
-# What this does not do yet (an intake standby): see docs/cluster.md.
+# node or an active process (the pids are printed): the system goes on.
+# What this does not do yet: see docs/cluster.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -21,7 +22,7 @@ deploy/local/ensure-nats.sh
 nats=$(command -v nats-server 2>/dev/null || echo /usr/sbin/nats-server)
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in 14231 14232 14233 16231 16232 16233 8221 8222 8223 50061 50062 50063 50064 50065; do
+for port in 14231 14232 14233 16231 16232 16233 8221 8222 8223 50061 50062 50063 50064 50065 50066; do
   if port_busy "$port"; then
     echo "port $port is already in use (another baove cluster run?); stop it first" >&2
     exit 1
@@ -69,18 +70,17 @@ for svc in intake casework referral; do
   pids+=($!)
   pid_of[$svc]=$!
 done
-# The second process of casework and referral: same configuration, its own
-# port and data directory.
-port=50064
-for svc in casework referral; do
-  BAOVE_LISTEN="127.0.0.1:$port" BAOVE_DATA_DIR=".baove-cluster/data/$svc-2" \
+# The second process of each service: same configuration, its own port
+# and data directory.
+for entry in casework:50064 referral:50065 intake:50066; do
+  svc=${entry%%:*}
+  BAOVE_LISTEN="127.0.0.1:${entry##*:}" BAOVE_DATA_DIR=".baove-cluster/data/$svc-2" \
     setsid "$bin/baove-$svc" --config "deploy/cluster/$svc.toml" >"$state/logs/$svc-2.log" 2>&1 &
   pids+=($!)
   pid_of[$svc-2]=$!
-  port=$((port + 1))
 done
 
-for entry in intake:50061 casework:50062 referral:50063 casework-2:50064 referral-2:50065; do
+for entry in intake:50061 casework:50062 referral:50063 casework-2:50064 referral-2:50065 intake-2:50066; do
   port=${entry##*:}
   "$bin/baove" health --addr "http://127.0.0.1:$port" --wait 60 >/dev/null
   # The bus part is SERVING once its streams exist with 3 replicas, which
@@ -89,13 +89,13 @@ for entry in intake:50061 casework:50062 referral:50063 casework-2:50064 referra
 done
 is_active() { "$bin/baove" health --addr "http://127.0.0.1:$1" --service baove.active >/dev/null 2>&1; }
 # One process of each pair takes the lease within a few seconds.
-for pair in 50062:50064 50063:50065; do
+for pair in 50061:50066 50062:50064 50063:50065; do
   for _ in $(seq 100); do
     is_active "${pair%%:*}" || is_active "${pair##*:}" && break
     sleep 0.2
   done
 done
-for entry in intake:50061 casework:50062 referral:50063 casework-2:50064 referral-2:50065; do
+for entry in intake:50061 casework:50062 referral:50063 casework-2:50064 referral-2:50065 intake-2:50066; do
   name=${entry%%:*}
   port=${entry##*:}
   if is_active "$port"; then role=active; else role="standby (follows the active's log)"; fi
@@ -113,7 +113,8 @@ operator=$(token --user op-17 --role hotline_operator --agency vn/tong-dai-111)
 echo "baove is up on three NATS nodes. Try:"
 echo "  export BAOVE_TOKEN=$operator"
 echo "  $bin/baove intake submit --addr http://127.0.0.1:50061 --file deploy/examples/hotline-report.json"
+echo "  (if 50061 answers UNAVAILABLE, the active intake is on 50066: the address is in the error)"
 echo "  kill -9 ${nats_pids[1]}     (node baove-n2 dies; submit again: it still works)"
-echo "  kill -9 <the active casework's pid>   (its standby takes the lease within about 5 s)"
+echo "  kill -9 <an active process's pid>   (its standby takes the lease within about 5 s)"
 echo "Ctrl-C stops everything."
 wait "${pids[@]}"

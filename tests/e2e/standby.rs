@@ -4,7 +4,10 @@
 //! dies, is promoted by restarting it as the active (`role = standby`) or
 //! takes the lease by itself (`role = auto`); an active paused past its
 //! lease stops when it resumes, having written nothing the new active's log
-//! lacks. intake cannot be a standby yet.
+//! lacks. An intake standby takes each report's data key from the cluster's
+//! bucket, so it reads the confidential fields the active sealed and keeps
+//! them when it takes over; an erased report's key is gone from the bucket
+//! too.
 
 use std::time::{Duration, Instant};
 
@@ -161,12 +164,16 @@ async fn a_standby_follows_refuses_writes_and_takes_over_when_promoted() {
         .wait_health("baove.bus", ServingStatus::Serving)
         .await;
 
-    // intake refuses to be a standby, and says why.
+    // Outside a cluster intake refuses to be a standby (its data keys are
+    // replicated only with stream_replicas > 1), and says why.
     let refused = Service::try_start_in_with(
         "intake",
         &urls,
         tempfile::tempdir().unwrap(),
-        &[r3, ("BAOVE_ROLE", "standby".to_owned())],
+        &[
+            ("BAOVE_STREAM_REPLICAS", "1".to_owned()),
+            ("BAOVE_ROLE", "standby".to_owned()),
+        ],
     );
     let Err((stderr, _)) = refused else {
         panic!("intake ran as a standby without its data keys")
@@ -273,4 +280,120 @@ async fn with_role_auto_a_standby_takes_the_lease_when_the_active_dies_and_a_pau
     let mut audit = AuditServiceClient::new(third.channel_as(&auditor()).await);
     let (checked, broken, total) = crate::casework::verify_all(&mut audit).await;
     assert!(broken.is_empty() && checked == total, "{broken:?}");
+}
+
+/// The child's name as `intake` serves it to a province officer, waiting
+/// (30 s) until its read model holds the report.
+async fn child_name_on(intake: &Service, intake_id: &str) -> (String, i32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = p::intake_service_client::IntakeServiceClient::new(
+            intake.channel_as(&crate::province_officer("so-yt-1")).await,
+        )
+        .get_intake(p::GetIntakeRequest {
+            intake_id: intake_id.to_owned(),
+        })
+        .await;
+        match got {
+            Ok(response) => {
+                let intake = response.into_inner().intake.unwrap();
+                let Some(p::intake::Report::Hotline(report)) = intake.report.clone() else {
+                    panic!("a hotline report");
+                };
+                return (
+                    report.facts.unwrap().child.unwrap().full_name,
+                    intake.confidential,
+                );
+            }
+            Err(status) => {
+                assert!(Instant::now() < deadline, "{intake_id}: {status}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intake_standby_reads_the_sealed_fields_takes_over_with_them_and_erasure_reaches_the_cluster()
+ {
+    let cluster = NatsCluster::start().unwrap();
+    let urls = cluster.urls();
+    let r3 = ("BAOVE_STREAM_REPLICAS", "3".to_owned());
+    let auto = ("BAOVE_ROLE", "auto".to_owned());
+    let start = |name: &'static str, env: &[(&str, String)]| {
+        Service::start_with(name, &urls, tempfile::tempdir().unwrap(), env)
+    };
+    let mut first = start("intake", &[r3.clone(), auto.clone()]);
+    becomes(&first, true).await;
+    let second = start("intake", &[r3.clone(), auto.clone()]);
+    second.wait_health("", ServingStatus::Serving).await;
+    becomes(&second, false).await;
+    let casework = start("casework", std::slice::from_ref(&r3));
+    casework.wait_health("", ServingStatus::Serving).await;
+
+    let kept = crate::cluster::submit(&first, "keys-kept").await;
+    let erased = crate::cluster::submit(&first, "keys-erased").await;
+    let erased_case = case_of(&first, &erased).await;
+    follows(&first, &second).await;
+    // The standby opens what the active sealed: the key came from the
+    // cluster, not from its own sealing.
+    let shown = p::Confidentiality::Shown as i32;
+    assert_eq!(
+        child_name_on(&second, &kept).await,
+        ("Đinh Thị Hoa".to_owned(), shown)
+    );
+
+    // The active dies; the standby takes over with every report readable.
+    first.kill();
+    becomes(&second, true).await;
+    assert_eq!(
+        child_name_on(&second, &kept).await,
+        ("Đinh Thị Hoa".to_owned(), shown)
+    );
+    let after = crate::cluster::submit(&second, "keys-after").await;
+    assert_eq!(child_name_on(&second, &after).await.0, "Đinh Thị Hoa");
+
+    // An erasure on the new active purges the key from the cluster: a new
+    // standby that follows the log finds none for that report, and the
+    // others' keys.
+    p::intake_service_client::IntakeServiceClient::new(
+        second.channel_as(&crate::province_officer("so-yt-1")).await,
+    )
+    .erase_case(p::EraseCaseRequest {
+        request_id: "keys-erase".into(),
+        case_id: erased_case,
+        reason: "yêu cầu xóa của người giám hộ".into(),
+    })
+    .await
+    .unwrap();
+    // The bucket itself holds the other keys and not the erased one.
+    let js = async_nats::jetstream::new(
+        async_nats::connect(urls.split(',').next().unwrap())
+            .await
+            .unwrap(),
+    );
+    let bucket = js
+        .get_key_value(baove_bus::kv::DATA_KEYS.name)
+        .await
+        .unwrap();
+    assert!(bucket.get(&kept).await.unwrap().is_some());
+    assert!(bucket.get(&after).await.unwrap().is_some());
+    assert!(bucket.get(&erased).await.unwrap().is_none());
+    let third = start("intake", &[r3.clone(), auto.clone()]);
+    third.wait_health("", ServingStatus::Serving).await;
+    becomes(&third, false).await;
+    follows(&second, &third).await;
+    let (name, state) = child_name_on(&third, &erased).await;
+    assert_eq!(
+        (name.as_str(), state),
+        ("", p::Confidentiality::Erased as i32)
+    );
+    assert_eq!(
+        child_name_on(&third, &kept).await,
+        ("Đinh Thị Hoa".to_owned(), shown)
+    );
+    assert_eq!(
+        child_name_on(&third, &after).await,
+        ("Đinh Thị Hoa".to_owned(), shown)
+    );
 }

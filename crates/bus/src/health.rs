@@ -56,6 +56,13 @@ impl BusHealth {
         });
     }
 
+    /// `part` stopped on purpose (a standby's log follower when its process
+    /// takes over): it no longer counts.
+    pub fn gone(&self, part: &str) {
+        self.0
+            .send_if_modified(|parts| parts.remove(part).is_some());
+    }
+
     /// The first part that cannot make progress, and why.
     #[must_use]
     pub fn first_failure(&self) -> Option<(String, String)> {

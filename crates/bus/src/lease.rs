@@ -11,12 +11,11 @@
 //! cannot know; the log stream's expected sequence fences it
 //! ([`crate::logstream`]).
 //!
-//! On nats-server 2.9 `create_key_value` does not work, so the bucket's
-//! stream `KV_BAOVE_LEASES` is made here as a key-value bucket's stream.
+//! The bucket's stream `KV_BAOVE_LEASES` is made by [`crate::kv::bucket`].
 
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, kv};
 
 use crate::BusError;
 
@@ -33,25 +32,16 @@ pub async fn bucket(
     ttl: Duration,
     replicas: usize,
 ) -> Result<kv::Store, BusError> {
-    let config = stream::Config {
-        name: format!("KV_{BUCKET}"),
-        subjects: vec![format!("$KV.{BUCKET}.>")],
-        max_messages_per_subject: 1,
-        max_age: ttl,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        discard: stream::DiscardPolicy::New,
-        storage: stream::StorageType::File,
-        num_replicas: replicas.max(1),
-        ..Default::default()
-    };
-    js.create_or_update_stream(config)
-        .await
-        .map_err(|e| BusError::JetStream(format!("lease bucket: {e}")))?;
-    js.get_key_value(BUCKET)
-        .await
-        .map_err(|e| BusError::JetStream(format!("lease bucket: {e}")))
+    crate::kv::bucket(
+        js,
+        crate::kv::BucketSpec {
+            name: BUCKET,
+            ttl: Some(ttl),
+            deletes: false,
+        },
+        replicas,
+    )
+    .await
 }
 
 /// A lease held: what to renew it with.

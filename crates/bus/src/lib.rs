@@ -19,6 +19,8 @@
 //! - `streams`: [`StreamSpec`], the services' streams, [`ensure_stream`].
 //! - `publish`: [`publish`] one envelope, the headers it carries.
 //! - `relay`: [`OutboxRelay`].
+//! - [`kv`]: the key-value buckets (leases, intake's data keys), made by
+//!   hand for nats-server 2.9.
 //! - [`lease`]: which process of a service is the active (a key-value
 //!   bucket with expiring entries, compare-and-set renewals).
 //! - [`logstream`]: every event of a log on its own stream ([`LogRelay`]),
@@ -44,6 +46,7 @@
 mod connect;
 mod consumer;
 mod health;
+pub mod kv;
 pub mod lease;
 pub mod logstream;
 mod publish;

@@ -424,7 +424,12 @@ pub async fn follow(log: EventLog, bus: Bus, spec: StreamSpec, cancel: Cancellat
             }
         };
         tokio::select! {
-            () = cancel.cancelled() => return,
+            () = cancel.cancelled() => {
+                // Stopped (the process took over): its last failure, if
+                // any, must not keep the bus NOT_SERVING.
+                bus.health.gone(&part);
+                return;
+            }
             () = tokio::time::sleep(wait) => {}
         }
     }

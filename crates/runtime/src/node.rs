@@ -72,6 +72,11 @@ pub struct ServiceSpec {
     /// The side trees of its log that a backup carries
     /// ([`baove_eventlog::EventLog::side_tree`]): intake's `data-keys`.
     pub side_trees: &'static [&'static str],
+    /// Whether the service copies its side trees into the cluster itself
+    /// when `stream_replicas` > 1 (intake: its data keys in
+    /// [`baove_bus::kv::DATA_KEYS`], written before a report is
+    /// acknowledged), so that a standby can take over.
+    pub side_trees_replicated: bool,
 }
 
 /// What a service hands its parts at start-up.
@@ -96,6 +101,9 @@ pub struct NodeContext {
     /// standby, and on an `auto` process until it takes the lease. Writers
     /// of the service's own (schedulers) wait for it.
     pub active: watch::Receiver<bool>,
+    /// The bus once connected (any role): for what a service keeps on
+    /// NATS besides its streams (intake's replicated data keys).
+    pub bus: watch::Receiver<Option<baove_bus::Bus>>,
 }
 
 impl NodeContext {
@@ -216,10 +224,14 @@ pub async fn run(
     // earlier state): take the missing events from the stream first.
     let role = config.role;
     let standby = role != crate::config::Role::Active;
-    if standby && !spec.side_trees.is_empty() {
+    if standby
+        && !spec.side_trees.is_empty()
+        && !(spec.side_trees_replicated && config.stream_replicas > 1)
+    {
         anyhow::bail!(
-            "{} cannot run as a standby yet: its side trees ({}) are not on the log stream, so a standby promoted to active could not read what they unlock (for intake: the reports' confidential fields). Run it as the active only",
+            "{} cannot run as a standby with stream_replicas = {}: its side trees ({}) are not on the log stream and are copied into the cluster only with stream_replicas of 2 or more, so a standby promoted to active could not read what they unlock (for intake: the reports' confidential fields). Run it as the active only, or in a cluster",
             spec.name,
+            config.stream_replicas,
             spec.side_trees.join(", ")
         );
     }
@@ -321,6 +333,7 @@ pub async fn run(
     }
     let directory = Arc::new(config.directory()?);
     let background = CancellationToken::new();
+    let (bus_tx, bus_rx) = watch::channel(None);
     let context = NodeContext {
         log: log.clone(),
         cancel: background.clone(),
@@ -329,6 +342,7 @@ pub async fn run(
         access: access.clone(),
         directory: directory.clone(),
         active: active_rx.clone(),
+        bus: bus_rx,
     };
     let parts = build(&context).with_context(|| format!("failed to start {}", spec.name))?;
 
@@ -392,6 +406,7 @@ pub async fn run(
             shutdown: shutdown.clone(),
             address: format!("http://{listening}"),
             checkpoints: checkpoints.clone(),
+            bus: bus_tx,
         },
         log.clone(),
         reporter.clone(),
@@ -584,6 +599,8 @@ struct NatsSettings {
     address: String,
     /// Signs the checkpoint that fences the log stream on taking over.
     checkpoints: crate::checkpoint::Checkpointer,
+    /// Told the bus once connected.
+    bus: watch::Sender<Option<baove_bus::Bus>>,
 }
 
 /// Connects to NATS, keeps the streams, relays the outbox and the log, runs the
@@ -619,6 +636,7 @@ async fn bus_task(
         health: baove_bus::BusHealth::default(),
         replicas: nats.replicas,
     };
+    nats.bus.send_replace(Some(bus.clone()));
     let health = {
         let (bus, reporter, cancel) = (bus.clone(), reporter.clone(), cancel.clone());
         tokio::spawn(

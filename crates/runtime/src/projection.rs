@@ -69,14 +69,40 @@ impl Follower {
         &self,
         log: &EventLog,
         cancel: &CancellationToken,
-        mut apply: impl FnMut(&Envelope),
+        apply: impl FnMut(&Envelope),
     ) {
+        self.follow_prepared(log, cancel, |_| async { Ok(()) }, apply)
+            .await;
+    }
+
+    /// As [`Follower::follow`], with `prepare` run on each page of events
+    /// before they are applied (intake fetches the data keys of reports a
+    /// standby has not seen yet). A page `prepare` fails on is retried a
+    /// second later, not skipped.
+    pub async fn follow_prepared<P, F>(
+        &self,
+        log: &EventLog,
+        cancel: &CancellationToken,
+        mut prepare: P,
+        mut apply: impl FnMut(&Envelope),
+    ) where
+        P: FnMut(Vec<Envelope>) -> F,
+        F: Future<Output = Result<(), String>>,
+    {
         let mut committed = log.subscribe();
         loop {
             committed.borrow_and_update();
             let from = *self.position.borrow() + 1;
             match log.read_all(from, 1000).await {
                 Ok(events) if !events.is_empty() => {
+                    if let Err(e) = prepare(events.clone()).await {
+                        tracing::warn!(error = %e, position = from, "read model cannot prepare the next events; retrying in a second");
+                        tokio::select! {
+                            () = cancel.cancelled() => return,
+                            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        }
+                        continue;
+                    }
                     for envelope in events
                         .iter()
                         .filter(|e| !crate::access::is_record_stream(e))

@@ -51,6 +51,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     grpc_services: &["baove.v1.CaseService", "baove.v1.ReportingService"],
     consumers: &["casework", "casework-alerts", "casework-referrals"],
     side_trees: &[],
+    side_trees_replicated: false,
 };
 
 /// How often the scheduler looks for due deadlines.

@@ -239,14 +239,11 @@ impl IntakeApi {
         let immediate_danger = event.report.facts().immediate_danger;
         let confidential = serde_json::to_vec(&event.take_confidential())
             .map_err(|e| Status::internal(format!("cannot encode confidential fields: {e}")))?;
-        // sled writes block: off the async executor.
-        let keys = self.keys.clone();
-        let sealed = tokio::task::spawn_blocking(move || {
-            keys.seal_new(StreamId::from_uuid(intake_id), &confidential)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("sealing task failed: {e}")))?
-        .map_err(|e| Status::unavailable(format!("cannot store the data key: {e}")))?;
+        let sealed = self
+            .keys
+            .seal_new(StreamId::from_uuid(intake_id), confidential)
+            .await
+            .map_err(|e| Status::unavailable(format!("data key: {e}")))?;
         event.sealed = serde_json::to_value(sealed).ok();
         let new_event =
             NewEvent::new(INTAKE_RECORDED, d::SCHEMA_VERSION, &event).map_err(|e| from_log(&e))?;
@@ -682,10 +679,9 @@ impl IntakeService for IntakeApi {
         let mut last = 0;
         for intake_id in &intakes {
             let stream = StreamId::from_uuid(*intake_id);
-            let keys = self.keys.clone();
-            tokio::task::spawn_blocking(move || keys.destroy(stream))
+            self.keys
+                .destroy(stream)
                 .await
-                .map_err(|e| Status::internal(format!("erasing task failed: {e}")))?
                 .map_err(|e| Status::unavailable(format!("cannot destroy the data key: {e}")))?;
             // The append's flush makes the key's removal durable too.
             let appended = self

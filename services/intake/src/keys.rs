@@ -2,18 +2,45 @@
 //! random, kept wrapped under the master key in a side tree of intake's
 //! sled database, outside the hash chain, so that it can be destroyed.
 //!
+//! In a cluster (`stream_replicas` > 1) each wrapped key is also written to
+//! the replicated key-value bucket [`baove_bus::kv::DATA_KEYS`] before its
+//! report is appended (a report is acknowledged only once its key is held
+//! by the cluster's quorum), and purged there on erasure before the erasure
+//! is recorded. A standby's read model takes the key of each report it
+//! follows from the bucket before it applies the report
+//! ([`KeyStore::prepare`]), and drops the keys of erased reports, so it can
+//! open what the active opens and take over. The master key must be the
+//! same on every intake process of a cluster.
+//!
 //! Limits: sled is log-structured, so a destroyed key's old bytes may stay
-//! in a segment file until sled reclaims it; for erasure that must hold
-//! against a copy of the disk, keep the master key in an HSM/KMS and
-//! rotate it after erasures (not done here).
+//! in a segment file until sled reclaims it, and a purged bucket entry's
+//! bytes stay in nats-server's files until it compacts them; for erasure
+//! that must hold against a copy of the disk, keep the master key in an
+//! HSM/KMS and rotate it after erasures (not done here).
 
-use baove_eventlog::{EventLog, StreamId};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use baove_eventlog::{Envelope, EventLog, StreamId};
 use baove_security::seal::{Key, Sealed};
+use tokio::sync::{OnceCell, watch};
+
+/// How long a write waits for the bus before it is refused.
+const BUS_WAIT: Duration = Duration::from_secs(5);
 
 /// Where data keys live.
 pub struct KeyStore {
     tree: sled::Tree,
     master: Key,
+    cluster: Option<Cluster>,
+}
+
+/// The cluster's copy of the keys.
+struct Cluster {
+    bus: watch::Receiver<Option<baove_bus::Bus>>,
+    replicas: usize,
+    store: OnceCell<kv::Store>,
 }
 
 /// The fields of this report were erased (its key destroyed).
@@ -21,34 +48,91 @@ pub struct KeyStore {
 pub struct Erased;
 
 impl KeyStore {
-    /// The store in `log`'s database, wrapping with `master`.
+    /// The store in `log`'s database, wrapping with `master`; with
+    /// `cluster` (the bus as it connects, and the number of replicas), each
+    /// key is also kept in the cluster's bucket.
     ///
     /// # Errors
     /// When sled cannot open the tree.
-    pub fn open(log: &EventLog, master: Key) -> Result<Self, baove_eventlog::Error> {
+    pub fn open(
+        log: &EventLog,
+        master: Key,
+        cluster: Option<(watch::Receiver<Option<baove_bus::Bus>>, usize)>,
+    ) -> Result<Self, baove_eventlog::Error> {
         Ok(Self {
             tree: log.side_tree("data-keys")?,
             master,
+            cluster: cluster.map(|(bus, replicas)| Cluster {
+                bus,
+                replicas,
+                store: OnceCell::new(),
+            }),
         })
     }
 
-    /// Creates the key of `stream` and seals `plaintext` with it. The key
-    /// is written before the event that carries the blob is appended, and
-    /// that append's flush makes both durable.
+    /// The cluster's bucket (none outside a cluster).
+    async fn replicated(&self) -> Result<Option<&kv::Store>, String> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(None);
+        };
+        cluster
+            .store
+            .get_or_try_init(|| async {
+                let mut bus = cluster.bus.clone();
+                let bus = tokio::time::timeout(BUS_WAIT, bus.wait_for(Option::is_some))
+                    .await
+                    .map_err(|_| "not connected to the cluster's NATS yet".to_owned())?
+                    .map_err(|_| "the bus is gone (shutting down)".to_owned())?
+                    .clone()
+                    .ok_or("not connected to the cluster's NATS yet")?;
+                baove_bus::kv::bucket(&bus.js, baove_bus::kv::DATA_KEYS, cluster.replicas)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .map(Some)
+    }
+
+    /// Creates the key of `stream` (or takes the one a retry made) and
+    /// seals `plaintext` with it. The key is written before the event that
+    /// carries the blob is appended: that append's flush makes it durable
+    /// here, and in a cluster it is in the bucket's quorum before this
+    /// returns.
     ///
     /// # Errors
-    /// When sled cannot write.
-    pub fn seal_new(&self, stream: StreamId, plaintext: &[u8]) -> Result<Sealed, sled::Error> {
-        let key = match self.key(stream) {
-            Ok(Some(key)) => key,
-            _ => {
-                let key = Key::generate();
-                self.tree
-                    .insert(stream.as_bytes(), key.wrap(&self.master, stream.as_bytes()))?;
-                key
-            }
-        };
-        Ok(key.seal(stream.as_bytes(), plaintext))
+    /// When sled cannot write, or in a cluster the bucket cannot.
+    pub async fn seal_new(
+        self: &Arc<Self>,
+        stream: StreamId,
+        plaintext: Vec<u8>,
+    ) -> Result<Sealed, String> {
+        let this = self.clone();
+        let (sealed, wrapped) = tokio::task::spawn_blocking(move || {
+            let wrapped = match this.tree.get(stream.as_bytes()) {
+                Ok(Some(wrapped)) => wrapped.to_vec(),
+                _ => {
+                    let wrapped = Key::generate().wrap(&this.master, stream.as_bytes());
+                    this.tree
+                        .insert(stream.as_bytes(), wrapped.clone())
+                        .map_err(|e| e.to_string())?;
+                    wrapped
+                }
+            };
+            let key = Key::unwrap_key(&this.master, stream.as_bytes(), &wrapped)
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((key.seal(stream.as_bytes(), &plaintext), wrapped))
+        })
+        .await
+        .map_err(|e| format!("sealing task failed: {e}"))??;
+        if let Some(store) = self.replicated().await? {
+            store
+                .put(stream.to_string(), wrapped.into())
+                .await
+                .map_err(|e| {
+                    format!("not acknowledged: the cluster's quorum does not hold the report's data key ({e}); nothing was recorded, retry with the same request_id")
+                })?;
+        }
+        Ok(sealed)
     }
 
     fn key(&self, stream: StreamId) -> Result<Option<Key>, String> {
@@ -84,11 +168,98 @@ impl KeyStore {
     }
 
     /// Destroys the key of `stream`: its sealed fields can no longer be
-    /// read anywhere. Durable with the next append (the erasure event).
+    /// read anywhere. In a cluster it is purged from the bucket first (a
+    /// failure there changes nothing). Durable here with the next append
+    /// (the erasure event).
     ///
     /// # Errors
-    /// When sled cannot write.
-    pub fn destroy(&self, stream: StreamId) -> Result<bool, sled::Error> {
-        Ok(self.tree.remove(stream.as_bytes())?.is_some())
+    /// When sled, or in a cluster the bucket, cannot write.
+    pub async fn destroy(self: &Arc<Self>, stream: StreamId) -> Result<bool, String> {
+        if let Some(store) = self.replicated().await? {
+            store
+                .purge(stream.to_string())
+                .await
+                .map_err(|e| format!("the cluster's key bucket refused the purge: {e}"))?;
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            this.tree
+                .remove(stream.as_bytes())
+                .map(|old| old.is_some())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("erasing task failed: {e}"))?
+    }
+
+    /// Before the read model applies `events` (in a cluster): takes from
+    /// the bucket the key of each report this process does not hold yet (a
+    /// standby following the active, or a log repaired from its stream),
+    /// and drops the key of each erased report. Outside a cluster nothing.
+    ///
+    /// # Errors
+    /// When the bucket or sled cannot be read or written: the read model
+    /// tries the page again.
+    pub async fn prepare(self: &Arc<Self>, events: Vec<Envelope>) -> Result<(), String> {
+        use baove_domain::intake::{CONFIDENTIAL_ERASED, INTAKE_RECORDED};
+        if self.cluster.is_none() {
+            return Ok(());
+        }
+        let this = self.clone();
+        let missing = tokio::task::spawn_blocking(move || {
+            let mut missing = Vec::new();
+            for event in &events {
+                let stream = event.stream_id;
+                match event.event_type.as_str() {
+                    INTAKE_RECORDED
+                        if !this
+                            .tree
+                            .contains_key(stream.as_bytes())
+                            .map_err(|e| e.to_string())? =>
+                    {
+                        missing.push(stream);
+                    }
+                    CONFIDENTIAL_ERASED => {
+                        this.tree
+                            .remove(stream.as_bytes())
+                            .map_err(|e| e.to_string())?;
+                        missing.retain(|s| *s != stream);
+                    }
+                    _ => {}
+                }
+            }
+            Ok::<_, String>(missing)
+        })
+        .await
+        .map_err(|e| format!("key task failed: {e}"))??;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let Some(store) = self.replicated().await? else {
+            return Ok(());
+        };
+        let mut found = Vec::new();
+        for stream in missing {
+            // None: erased since (purged), or a report sealed before keys
+            // were replicated; it then reads as erased, as it would here.
+            if let Some(wrapped) = store
+                .get(stream.to_string())
+                .await
+                .map_err(|e| format!("cannot read the cluster's key bucket: {e}"))?
+            {
+                found.push((stream, wrapped));
+            }
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            for (stream, wrapped) in found {
+                this.tree
+                    .insert(stream.as_bytes(), wrapped.to_vec())
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| format!("key task failed: {e}"))?
     }
 }

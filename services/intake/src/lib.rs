@@ -43,6 +43,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     grpc_services: &["baove.v1.IntakeService"],
     consumers: &["intake"],
     side_trees: &["data-keys"],
+    side_trees_replicated: true,
 };
 
 /// Runs the service until `shutdown` fires.
@@ -58,7 +59,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             )
         })?;
         let master = baove_security::seal::Key::read_master(master_key_file)?;
-        let keys = Arc::new(keys::KeyStore::open(&ctx.log, master)?);
+        // In a cluster the data keys are also kept in the cluster's bucket.
+        let cluster = (ctx.config.stream_replicas > 1)
+            .then(|| (ctx.bus.clone(), ctx.config.stream_replicas));
+        let keys = Arc::new(keys::KeyStore::open(&ctx.log, master, cluster)?);
         let view = view::View::new(keys.clone());
         let follower = tokio::spawn(view.clone().follow(ctx.log.clone(), ctx.cancel.clone()));
         let clock = ctx.config.clock();

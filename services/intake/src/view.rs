@@ -292,8 +292,19 @@ impl View {
     /// Folds the log from where the model stands, then follows it until
     /// `cancel` fires.
     pub async fn follow(self: Arc<Self>, log: EventLog, cancel: CancellationToken) {
+        // In a cluster the keys of reports this process has not sealed
+        // itself (a standby's) come from the cluster before they are read.
+        let keys = self.keys.clone();
         self.follower
-            .follow(&log, &cancel, |envelope| self.apply(envelope))
+            .follow_prepared(
+                &log,
+                &cancel,
+                |events| {
+                    let keys = keys.clone();
+                    async move { keys.prepare(events).await }
+                },
+                |envelope| self.apply(envelope),
+            )
             .await;
     }
 

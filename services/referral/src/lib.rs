@@ -32,6 +32,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     grpc_services: &["baove.v1.ReferralService"],
     consumers: &["referral", "referral-alerts"],
     side_trees: &[],
+    side_trees_replicated: false,
 };
 
 /// How often escalations are looked for.

@@ -156,3 +156,32 @@ async fn a_second_writer_of_the_log_cannot_extend_the_stream_and_is_told_it_dive
     first_relay.await.unwrap();
     second_relay.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_stopped_while_its_stream_is_missing_leaves_the_bus_healthy() {
+    let nats = NatsServer::start().unwrap();
+    let cancel = CancellationToken::new();
+    let client = baove_bus::connect(&nats.url(), "follow-test", &cancel, None)
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client);
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    let bus = bus(&js);
+    // No log stream yet (a cluster's first start): the follower fails.
+    let following = CancellationToken::new();
+    let follower = tokio::spawn(logstream::follow(log, bus.clone(), LOG, following.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !bus
+        .health
+        .first_failure()
+        .is_some_and(|(_, why)| why.contains("not found"))
+    {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", bus.health);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The process takes over: the follower stops and no longer counts.
+    following.cancel();
+    follower.await.unwrap();
+    assert_eq!(bus.health.first_failure(), None);
+}
