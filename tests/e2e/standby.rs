@@ -241,12 +241,38 @@ async fn with_role_auto_a_standby_takes_the_lease_when_the_active_dies_and_a_pau
         Some(first.addr.as_str())
     );
 
+    // The CLI given both addresses, the standby's first, writes to the
+    // active.
+    let noted_case = cases[0].clone();
+    let cli_note = |addrs: String, version: u64, text: &str| {
+        std::process::Command::new(crate::bin_dir().join("baove"))
+            .args(["case", "note", "--case", &noted_case, "--version"])
+            .arg(version.to_string())
+            .args(["--text", text])
+            .env("BAOVE_ADDR", addrs)
+            .env(
+                "BAOVE_TOKEN",
+                crate::province_officer("cb-ninh-kieu-1").token(),
+            )
+            .output()
+            .unwrap()
+    };
+    let both = format!("{},{}", second.addr, first.addr);
+    let noted = cli_note(both.clone(), officer.case().await.version, "qua CLI");
+    assert!(noted.status.success(), "{}", crate::output_text(&noted));
+
     // The active dies: the standby takes the lease by itself.
     first.kill();
     let killed = Instant::now();
     becomes(&second, true).await;
     let took_over = killed.elapsed();
     cases.extend(reports(&intake, "auto-after", 2).await);
+    // The same command line reaches the new active (the old one is gone).
+    let version = crate::casework::Officer::of(&second, &cases[0])
+        .await
+        .version;
+    let noted = cli_note(both, version, "qua CLI, sau khi chuyển");
+    assert!(noted.status.success(), "{}", crate::output_text(&noted));
     println!(
         "failover: the standby took the lease {took_over:?} after the active was killed; its first case {:?} after",
         killed.elapsed()

@@ -69,7 +69,9 @@ use tonic_health::pb::{
     about = "command-line client of the baove services"
 )]
 struct Cli {
-    /// The service's gRPC address.
+    /// The service's gRPC address; or the addresses of one service's
+    /// processes in a cluster, separated by commas: the active one is used
+    /// (`baove.active` health), else the first that answers.
     #[arg(
         long,
         short,
@@ -374,12 +376,55 @@ pub(crate) async fn channel(addr: &str) -> anyhow::Result<baove_security::client
 }
 
 async fn plain_channel(addr: &str) -> anyhow::Result<Channel> {
+    let addresses: Vec<&str> = addr
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect();
+    let [only] = addresses.as_slice() else {
+        return active_of(&addresses).await;
+    };
+    connect(only).await
+}
+
+async fn connect(addr: &str) -> anyhow::Result<Channel> {
     Channel::from_shared(addr.to_owned())
         .with_context(|| format!("invalid address {addr}"))?
         .connect_timeout(Duration::from_secs(2))
         .connect()
         .await
         .with_context(|| format!("cannot reach {addr}"))
+}
+
+/// Of the processes of one service (a cluster's), the one whose
+/// `baove.active` health is SERVING; else the first that answers (a
+/// standby serves reads and names the active when it refuses a write).
+async fn active_of(addresses: &[&str]) -> anyhow::Result<Channel> {
+    let mut reachable = None;
+    let mut problems = Vec::new();
+    for addr in addresses {
+        let channel = match connect(addr).await {
+            Ok(channel) => channel,
+            Err(e) => {
+                problems.push(format!("{e:#}"));
+                continue;
+            }
+        };
+        let status = tokio::time::timeout(
+            Duration::from_secs(2),
+            HealthClient::new(channel.clone()).check(HealthCheckRequest {
+                service: "baove.active".into(),
+            }),
+        )
+        .await;
+        if let Ok(Ok(answer)) = status
+            && answer.into_inner().status == ServingStatus::Serving as i32
+        {
+            return Ok(channel);
+        }
+        reachable.get_or_insert(channel);
+    }
+    reachable.ok_or_else(|| anyhow::anyhow!("no address answers: {}", problems.join("; ")))
 }
 
 /// A refused request: the fields to fix, the procedure's rule, or the
