@@ -35,6 +35,13 @@ bin=${CARGO_TARGET_DIR:-$root/target}/debug
 
 keys=$state/keys
 deploy/local/secrets.sh "$bin" "$keys"
+# One checkpoint signing key per service, shared by its processes, so that
+# a witness follows its log across a failover.
+for svc in intake casework referral; do
+  if [ ! -f "$keys/checkpoint-$svc.pem" ]; then
+    "$bin/baove" token keygen --private "$keys/checkpoint-$svc.pem" --public "$keys/checkpoint-$svc.pub.pem" >/dev/null
+  fi
+done
 for i in 1 2 3; do
   cat "deploy/cluster/nats-$i.conf" >"$keys/nats-$i.conf"
   echo "include ./nats-authorization.conf" >>"$keys/nats-$i.conf"

@@ -41,7 +41,7 @@ async fn whole_log(service: &Service) -> Vec<p::EventEnvelope> {
 }
 
 /// Waits (30 s) until `standby` holds exactly `active`'s log.
-async fn follows(active: &Service, standby: &Service) {
+pub async fn follows(active: &Service, standby: &Service) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (theirs, ours) = (whole_log(active).await, whole_log(standby).await);
@@ -182,7 +182,7 @@ async fn a_standby_follows_refuses_writes_and_takes_over_when_promoted() {
 }
 
 /// Waits (60 s) until `service` says whether it takes writes.
-async fn becomes(service: &Service, active: bool) {
+pub async fn becomes(service: &Service, active: bool) {
     let status = if active {
         ServingStatus::Serving
     } else {

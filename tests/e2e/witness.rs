@@ -240,3 +240,74 @@ async fn a_witness_cosigns_a_growing_log_and_a_log_put_back_shorter_is_refused()
     .unwrap();
     assert_eq!(kept.tree_size, grown.tree_size);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_checkpoint_key_per_service_a_witness_follows_the_log_across_a_failover() {
+    let cluster = baove_testkit::NatsCluster::start().unwrap();
+    let urls = cluster.urls();
+    let keys = tempfile::tempdir().unwrap();
+    let shared = keys.path().join("checkpoint-casework.pem");
+    baove_security::token::generate_key_pair(
+        &shared,
+        &keys.path().join("checkpoint-casework.pub.pem"),
+    )
+    .unwrap();
+    let env = [
+        ("BAOVE_STREAM_REPLICAS", "3".to_owned()),
+        ("BAOVE_ROLE", "auto".to_owned()),
+        ("BAOVE_CHECKPOINT_KEY_FILE", shared.display().to_string()),
+    ];
+    let start = |name: &'static str, env: &[(&str, String)]| {
+        Service::start_with(name, &urls, tempfile::tempdir().unwrap(), env)
+    };
+    let intake = start("intake", &env[..1]);
+    let mut first = start("casework", &env);
+    crate::standby::becomes(&first, true).await;
+    let second = start("casework", &env);
+    second.wait_health("", ServingStatus::Serving).await;
+    crate::standby::becomes(&second, false).await;
+    intake.wait_health("", ServingStatus::Serving).await;
+    let report = crate::cluster::submit(&intake, "witness-failover-1").await;
+    crate::intake::case_of(&intake, &report).await;
+
+    let witness_key = keys.path().join("witness.key");
+    let keygen = auditor_cli(
+        &first,
+        &[
+            "witness".as_ref(),
+            "keygen".as_ref(),
+            "--name".as_ref(),
+            "thanh-tra.test".as_ref(),
+            "--out".as_ref(),
+            witness_key.as_os_str(),
+        ],
+    );
+    assert!(keygen.status.success(), "{}", text(&keygen));
+    let log_key = first.data.path().join("eventlog.vkey");
+    // Both processes name the same verifier key.
+    assert_eq!(
+        std::fs::read_to_string(&log_key).unwrap(),
+        std::fs::read_to_string(second.data.path().join("eventlog.vkey")).unwrap()
+    );
+    let state = tempfile::tempdir().unwrap();
+    let before = fresh_checkpoint(&first).await;
+    let run = witness_run(&first, &witness_key, &log_key, state.path());
+    assert!(run.status.success(), "{}", text(&run));
+
+    // The active dies; the standby takes over and signs with the same key
+    // a tree that extends the one the witness cosigned.
+    crate::standby::follows(&first, &second).await;
+    first.kill();
+    crate::standby::becomes(&second, true).await;
+    let report = crate::cluster::submit(&intake, "witness-failover-2").await;
+    crate::intake::case_of(&intake, &report).await;
+    let after = fresh_checkpoint(&second).await;
+    assert!(after.tree_size > before.tree_size);
+    let run = witness_run(&second, &witness_key, &log_key, state.path());
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(
+        text(&run).contains(&format!("at {} events", after.tree_size)),
+        "{}",
+        text(&run)
+    );
+}

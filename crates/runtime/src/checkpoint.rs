@@ -75,9 +75,11 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// A checkpointer of `log` for `service` under `origin`, with the key in
-    /// `data_dir` (created if missing); writes the signed-note verifier key
-    /// beside the log (`<log dir>.vkey`).
+    /// A checkpointer of `log` for `service` under `origin`, signing with
+    /// `key_file` when given (it must exist: the processes of a service in a
+    /// cluster share it), else with the key in `data_dir` (created if
+    /// missing); writes the public half to `data_dir` and the signed-note
+    /// verifier key beside the log (`<log dir>.vkey`).
     ///
     /// # Errors
     /// When the key cannot be read or created.
@@ -85,17 +87,33 @@ impl Checkpointer {
         log: EventLog,
         service: &str,
         origin: &str,
+        key_file: Option<&Path>,
         data_dir: &Path,
         clock: baove_eventlog::Clock,
     ) -> anyhow::Result<Self> {
         let private = data_dir.join("checkpoint-key.pem");
         let public = data_dir.join("checkpoint-key.pub.pem");
-        if !private.exists() {
-            std::fs::create_dir_all(data_dir)?;
-            baove_security::token::generate_key_pair(&private, &public)?;
-            tracing::info!(key = %public.display(), "created the checkpoint signing key");
-        }
-        let key = baove_security::token::read_signing_key(&private)?;
+        let key = if let Some(file) = key_file {
+            let key = baove_security::token::read_signing_key(file).map_err(|e| {
+                anyhow::anyhow!(
+                    "checkpoint_key_file {}: {e} (make it once with `baove token keygen` and give every process of the service the same file)",
+                    file.display()
+                )
+            })?;
+            let pem = baove_security::token::public_key_pem(&key.verifying_key());
+            if std::fs::read_to_string(&public).ok().as_deref() != Some(pem.as_str()) {
+                std::fs::create_dir_all(data_dir)?;
+                std::fs::write(&public, pem)?;
+            }
+            key
+        } else {
+            if !private.exists() {
+                std::fs::create_dir_all(data_dir)?;
+                baove_security::token::generate_key_pair(&private, &public)?;
+                tracing::info!(key = %public.display(), "created the checkpoint signing key");
+            }
+            baove_security::token::read_signing_key(&private)?
+        };
         let checkpointer = Self {
             log,
             service: service.to_owned(),

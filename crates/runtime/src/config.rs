@@ -99,6 +99,13 @@ pub struct Config {
     /// auditors tell its logs from another's. No spaces, no `+`.
     #[serde(default = "default_log_origin")]
     pub log_origin: String,
+    /// The key that signs checkpoints (`BAOVE_CHECKPOINT_KEY_FILE`, PKCS#8
+    /// PEM, made with `baove token keygen`); none: the data directory's own
+    /// `checkpoint-key.pem`, created on first start. In a cluster give every
+    /// process of a service the same key, so that a witness follows the log
+    /// across a failover.
+    #[serde(default)]
+    pub checkpoint_key_file: Option<PathBuf>,
     /// The service's NATS user (`BAOVE_NATS_USER`); none: connect
     /// anonymously (tests, a server without authorization).
     #[serde(default)]
@@ -297,6 +304,7 @@ struct Partial {
     master_key_file: Option<PathBuf>,
     checkpoint_secs: Option<u64>,
     log_origin: Option<String>,
+    checkpoint_key_file: Option<PathBuf>,
     nats_user: Option<String>,
     nats_password_file: Option<PathBuf>,
     statistics_file: Option<PathBuf>,
@@ -317,7 +325,8 @@ impl Config {
     /// `BAOVE_DEADLINE_WARN_SHARE`, `BAOVE_CLOCK_OFFSET_FILE`,
     /// `BAOVE_ADDR_FILE`, `BAOVE_METRICS_LISTEN`, `BAOVE_AUTH_PUBLIC_KEYS`,
     /// `BAOVE_MASTER_KEY_FILE`,
-    /// `BAOVE_CHECKPOINT_SECS`, `BAOVE_LOG_ORIGIN`, `BAOVE_NATS_USER`, `BAOVE_NATS_PASSWORD_FILE`,
+    /// `BAOVE_CHECKPOINT_SECS`, `BAOVE_LOG_ORIGIN`,
+    /// `BAOVE_CHECKPOINT_KEY_FILE`, `BAOVE_NATS_USER`, `BAOVE_NATS_PASSWORD_FILE`,
     /// `BAOVE_STATISTICS_FILE`, `BAOVE_TOKEN_MAX_LIFETIME_SECS`,
     /// `BAOVE_CALLS_PER_SEC`, `BAOVE_CALL_BURST`, `BAOVE_STREAMS_PER_CALLER`,
     /// `BAOVE_STREAMS_TOTAL`, `BAOVE_MAX_IN_FLIGHT`) from the process
@@ -459,6 +468,9 @@ impl Config {
         if let Some(value) = env("BAOVE_LOG_ORIGIN") {
             partial.log_origin = Some(value);
         }
+        if let Some(value) = env("BAOVE_CHECKPOINT_KEY_FILE") {
+            partial.checkpoint_key_file = Some(value.into());
+        }
         if let Some(value) = env("BAOVE_CHECKPOINT_SECS") {
             partial.checkpoint_secs = Some(value.parse().map_err(|_| ConfigError::Env {
                 variable: "BAOVE_CHECKPOINT_SECS",
@@ -574,6 +586,7 @@ impl Config {
                 .unwrap_or_else(default_checkpoint_secs)
                 .max(1),
             log_origin,
+            checkpoint_key_file: partial.checkpoint_key_file,
             nats_user: partial.nats_user.filter(|u| !u.trim().is_empty()),
             nats_password_file: partial.nats_password_file,
             statistics_file: partial

@@ -207,6 +207,7 @@ pub async fn run(
         access_log.clone(),
         &format!("{}.access", spec.name),
         &format!("{}/{}.access", config.log_origin, spec.name),
+        config.checkpoint_key_file.as_deref(),
         &config.data_dir,
         config.clock(),
     )
@@ -216,6 +217,7 @@ pub async fn run(
         log.clone(),
         spec.name,
         &format!("{}/{}", config.log_origin, spec.name),
+        config.checkpoint_key_file.as_deref(),
         &config.data_dir,
         config.clock(),
     )
