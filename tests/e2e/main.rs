@@ -257,12 +257,16 @@ impl Service {
         nats_url: &str,
         log: &std::path::Path,
         rust_log: &str,
+        log_format: &str,
     ) -> Self {
         Self::launch(
             name,
             nats_url,
             tempfile::tempdir().unwrap(),
-            &[("RUST_LOG", rust_log.to_owned())],
+            &[
+                ("RUST_LOG", rust_log.to_owned()),
+                ("BAOVE_LOG_FORMAT", log_format.to_owned()),
+            ],
             Some(log),
         )
         .unwrap_or_else(|(status, _)| panic!("baove-{name} exited ({status}) before listening"))

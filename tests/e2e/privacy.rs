@@ -1,7 +1,9 @@
 //! No confidential field in any log line: the three services run a report's
 //! whole path (report, case, referral with the child's identity, the
-//! police reading it) with their own crates logging at debug, and their logs
-//! are searched for the test's names, phone, address and narrative.
+//! police reading it) with their own crates logging at debug, in JSON lines
+//! (`log_format = "json"`, span fields included), and their logs are
+//! searched for the test's names, phone, address and narrative; the
+//! report's correlation id is on spans in all three.
 
 use baove_proto::v1::{self as p, GetCaseRequest, GetIntakeRequest};
 use baove_testkit::NatsServer;
@@ -34,7 +36,8 @@ async fn no_name_phone_address_or_narrative_appears_in_any_services_log() {
     let log_of = |name: &str| logs.path().join(format!("{name}.log"));
     let mut services = Vec::new();
     for name in ["intake", "casework", "referral"] {
-        let service = Service::start_logging(name, &nats.url(), &log_of(name), RUST_LOG);
+        // JSON lines: span fields too, the most a log can hold.
+        let service = Service::start_logging(name, &nats.url(), &log_of(name), RUST_LOG, "json");
         service.wait_health("", ServingStatus::Serving).await;
         services.push(service);
     }
@@ -111,5 +114,31 @@ async fn no_name_phone_address_or_narrative_appears_in_any_services_log() {
     assert!(lines > 20, "only {lines} log lines");
     for id in [&receipt.intake_id, &case_id, &asked.referral_id] {
         assert!(all.contains(id.as_str()), "no log line names {id}");
+    }
+    // Every line is one JSON object, and the report's correlation id (its
+    // intake id, carried in the NATS headers) is on a span in each of the
+    // three services' logs: one report followed through all three.
+    for name in ["intake", "casework", "referral"] {
+        let text = std::fs::read_to_string(log_of(name)).unwrap();
+        let mut correlated = 0;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{name}: not a JSON line ({e}): {line}"));
+            assert!(
+                value["timestamp"].is_string() && value["level"].is_string(),
+                "{name}: {line}"
+            );
+            let spans = value["spans"].as_array().cloned().unwrap_or_default();
+            if spans
+                .iter()
+                .any(|span| span["correlation_id"] == receipt.intake_id.as_str())
+            {
+                correlated += 1;
+            }
+        }
+        assert!(
+            correlated > 0,
+            "no span in {name}'s log carries the report's correlation id"
+        );
     }
 }

@@ -99,6 +99,10 @@ pub struct Config {
     /// auditors tell its logs from another's. No spaces, no `+`.
     #[serde(default = "default_log_origin")]
     pub log_origin: String,
+    /// How log lines are written (`BAOVE_LOG_FORMAT`): `text` (default) or
+    /// `json`, one object per line for a log collector.
+    #[serde(default)]
+    pub log_format: crate::telemetry::LogFormat,
     /// The key that signs checkpoints (`BAOVE_CHECKPOINT_KEY_FILE`, PKCS#8
     /// PEM, made with `baove token keygen`); none: the data directory's own
     /// `checkpoint-key.pem`, created on first start. In a cluster give every
@@ -304,6 +308,7 @@ struct Partial {
     master_key_file: Option<PathBuf>,
     checkpoint_secs: Option<u64>,
     log_origin: Option<String>,
+    log_format: Option<crate::telemetry::LogFormat>,
     checkpoint_key_file: Option<PathBuf>,
     nats_user: Option<String>,
     nats_password_file: Option<PathBuf>,
@@ -325,7 +330,7 @@ impl Config {
     /// `BAOVE_DEADLINE_WARN_SHARE`, `BAOVE_CLOCK_OFFSET_FILE`,
     /// `BAOVE_ADDR_FILE`, `BAOVE_METRICS_LISTEN`, `BAOVE_AUTH_PUBLIC_KEYS`,
     /// `BAOVE_MASTER_KEY_FILE`,
-    /// `BAOVE_CHECKPOINT_SECS`, `BAOVE_LOG_ORIGIN`,
+    /// `BAOVE_CHECKPOINT_SECS`, `BAOVE_LOG_ORIGIN`, `BAOVE_LOG_FORMAT`,
     /// `BAOVE_CHECKPOINT_KEY_FILE`, `BAOVE_NATS_USER`, `BAOVE_NATS_PASSWORD_FILE`,
     /// `BAOVE_STATISTICS_FILE`, `BAOVE_TOKEN_MAX_LIFETIME_SECS`,
     /// `BAOVE_CALLS_PER_SEC`, `BAOVE_CALL_BURST`, `BAOVE_STREAMS_PER_CALLER`,
@@ -468,6 +473,15 @@ impl Config {
         if let Some(value) = env("BAOVE_LOG_ORIGIN") {
             partial.log_origin = Some(value);
         }
+        if let Some(value) = env("BAOVE_LOG_FORMAT") {
+            partial.log_format = Some(crate::telemetry::LogFormat::parse(&value).ok_or(
+                ConfigError::Env {
+                    variable: "BAOVE_LOG_FORMAT",
+                    value,
+                    rule: "must be text or json",
+                },
+            )?);
+        }
         if let Some(value) = env("BAOVE_CHECKPOINT_KEY_FILE") {
             partial.checkpoint_key_file = Some(value.into());
         }
@@ -586,6 +600,7 @@ impl Config {
                 .unwrap_or_else(default_checkpoint_secs)
                 .max(1),
             log_origin,
+            log_format: partial.log_format.unwrap_or_default(),
             checkpoint_key_file: partial.checkpoint_key_file,
             nats_user: partial.nats_user.filter(|u| !u.trim().is_empty()),
             nats_password_file: partial.nats_password_file,
@@ -745,6 +760,37 @@ mod tests {
         assert_eq!(config.listen.port(), 2);
         assert_eq!(config.data_dir, PathBuf::from("/a"));
         assert_eq!(config.drain_secs, 10);
+    }
+
+    #[test]
+    fn log_format_and_origin_have_defaults_and_bad_values_are_named() {
+        let f = file(
+            "listen = \"127.0.0.1:1\"\ndata_dir = \"/a\"\nnats_url = \"nats://x:1\"\nauth_public_keys = [\"/k.pem\"]\nlog_format = \"json\"\n",
+        );
+        let with = |name: &'static str, value: &'static str| {
+            Config::load_with(Some(f.path()), move |n| {
+                (n == name).then(|| value.to_owned())
+            })
+        };
+        let config = with("NONE", "").unwrap();
+        assert_eq!(config.log_format, crate::telemetry::LogFormat::Json);
+        assert_eq!(config.log_origin, "baove.local");
+        assert_eq!(
+            with("BAOVE_LOG_FORMAT", "text").unwrap().log_format,
+            crate::telemetry::LogFormat::Text
+        );
+        let bad = with("BAOVE_LOG_FORMAT", "xml").unwrap_err().to_string();
+        assert!(
+            bad.contains("BAOVE_LOG_FORMAT") && bad.contains("text or json"),
+            "{bad}"
+        );
+        let bad = with("BAOVE_LOG_ORIGIN", "tỉnh a+b")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad.contains("BAOVE_LOG_ORIGIN") && bad.contains("'+'"),
+            "{bad}"
+        );
     }
 
     #[test]

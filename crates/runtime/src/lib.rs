@@ -137,9 +137,15 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let args = Args::parse();
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    telemetry::install(telemetry::subscriber(std::io::stderr, ansi))?;
+    // Loaded before logging starts: it says how to log (a bad file is
+    // reported by the error this returns).
     let config = Config::load(args.config.as_deref())?;
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    telemetry::install(telemetry::subscriber(
+        std::io::stderr,
+        ansi,
+        config.log_format,
+    ))?;
     if let Some(Command::Restore {
         from_stream: true,
         trusted_key,

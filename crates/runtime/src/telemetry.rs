@@ -4,19 +4,56 @@
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-/// A subscriber that writes human-readable lines to `sink`, filtered by
-/// `RUST_LOG` (default `info`), coloured only when `ansi` (a terminal).
-pub fn subscriber<W>(sink: W, ansi: bool) -> impl tracing::Subscriber + Send + Sync
+/// How log lines are written (`log_format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event (the default).
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, `span`
+    /// and `spans` with their fields: the RPC, ids, the correlation id),
+    /// for a log collector.
+    Json,
+}
+
+impl LogFormat {
+    /// The format named `text` or `json`.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim() {
+            "text" => Some(Self::Text),
+            "json" => Some(Self::Json),
+            _ => None,
+        }
+    }
+}
+
+/// A subscriber that writes to `sink` in `format`, filtered by `RUST_LOG`
+/// (default `info`); text is coloured only when `ansi` (a terminal).
+pub fn subscriber<W>(
+    sink: W,
+    ansi: bool,
+    format: LogFormat,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(sink)
-        .with_ansi(ansi)
-        .with_target(false)
-        .finish()
+        .with_target(false);
+    match format {
+        LogFormat::Text => Box::new(builder.with_ansi(ansi).finish()),
+        LogFormat::Json => Box::new(
+            builder
+                .json()
+                .with_current_span(true)
+                .with_span_list(true)
+                .finish(),
+        ),
+    }
 }
 
 /// Installs `subscriber` as the process's global default. Call once, at
