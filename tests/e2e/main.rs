@@ -8,6 +8,7 @@ mod backup;
 mod casework;
 mod cluster;
 mod corruption;
+mod deploy;
 mod foundation;
 mod hardening;
 mod intake;

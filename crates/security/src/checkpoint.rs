@@ -800,9 +800,10 @@ mod tests {
             (head.origin.as_str(), head.size, head.root),
             (ORIGIN, 11, tree.root(11).0)
         );
-        // The witness's line too, with the key its verifier key names.
+        // The witness's line too, with the key its verifier key names
+        // (`<name>+<id>+<base64>`; base64 itself may hold '+').
         let public = BASE64
-            .decode(witness_vkey.rsplit('+').next().unwrap())
+            .decode(witness_vkey.splitn(3, '+').nth(2).unwrap())
             .unwrap();
         let key = VerifyingKey::from_bytes(&public[1..].try_into().unwrap()).unwrap();
         assert!(verified_by_hand(&cosigned.note, "thanh-tra.test", &key).is_some());
