@@ -39,6 +39,23 @@ fn witness_run(
     )
 }
 
+/// `baove witness keygen --name thanh-tra.test --out KEY` (the verifier
+/// key beside it, `.pub`).
+fn witness_keygen(service: &Service, key: &Path) {
+    let keygen = auditor_cli(
+        service,
+        &[
+            "witness".as_ref(),
+            "keygen".as_ref(),
+            "--name".as_ref(),
+            "thanh-tra.test".as_ref(),
+            "--out".as_ref(),
+            key.as_os_str(),
+        ],
+    );
+    assert!(keygen.status.success(), "{}", text(&keygen));
+}
+
 async fn fresh_checkpoint(service: &Service) -> p::Checkpoint {
     AuditServiceClient::new(service.channel_as(&auditor()).await)
         .get_checkpoint(p::GetCheckpointRequest { fresh: true })
@@ -64,18 +81,7 @@ async fn a_witness_cosigns_a_growing_log_and_a_log_put_back_shorter_is_refused()
     let keys = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let witness_key = keys.path().join("witness.key");
-    let keygen = auditor_cli(
-        &system.casework,
-        &[
-            "witness".as_ref(),
-            "keygen".as_ref(),
-            "--name".as_ref(),
-            "thanh-tra.test".as_ref(),
-            "--out".as_ref(),
-            witness_key.as_os_str(),
-        ],
-    );
-    assert!(keygen.status.success(), "{}", text(&keygen));
+    witness_keygen(&system.casework, &witness_key);
     let witness_pub = keys.path().join("witness.pub");
     // The log's verifier key, as the operator publishes it.
     let log_key = keys.path().join("casework.vkey");
@@ -271,18 +277,7 @@ async fn with_one_checkpoint_key_per_service_a_witness_follows_the_log_across_a_
     crate::intake::case_of(&intake, &report).await;
 
     let witness_key = keys.path().join("witness.key");
-    let keygen = auditor_cli(
-        &first,
-        &[
-            "witness".as_ref(),
-            "keygen".as_ref(),
-            "--name".as_ref(),
-            "thanh-tra.test".as_ref(),
-            "--out".as_ref(),
-            witness_key.as_os_str(),
-        ],
-    );
-    assert!(keygen.status.success(), "{}", text(&keygen));
+    witness_keygen(&first, &witness_key);
     let log_key = first.data.path().join("eventlog.vkey");
     // Both processes name the same verifier key.
     assert_eq!(

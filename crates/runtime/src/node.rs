@@ -357,6 +357,10 @@ pub async fn run(
             background.clone(),
         ),
     );
+    // The Merkle tree grows as the log does, on every process (a standby's
+    // too), so that a checkpoint, and the fence checkpoint of a standby
+    // taking over, add only the newest events.
+    let tree_growing = tokio::spawn(grow_tree(log.clone(), background.clone()));
     let sampling = tokio::spawn(crate::metrics::sample(
         log.clone(),
         access_log.clone(),
@@ -448,7 +452,7 @@ pub async fn run(
     if let Err(e) = bus.await {
         tracing::error!(error = %e, "bus task failed");
     }
-    for task in [checkpointing, access_checkpointing, sampling] {
+    for task in [checkpointing, access_checkpointing, sampling, tree_growing] {
         if let Err(e) = task.await {
             tracing::error!(error = %e, "checkpoint task failed");
         }
@@ -603,6 +607,29 @@ struct NatsSettings {
     checkpoints: crate::checkpoint::Checkpointer,
     /// Told the bus once connected.
     bus: watch::Sender<Option<baove_bus::Bus>>,
+}
+
+/// How often the Merkle tree is grown to the log's end.
+const TREE_EVERY: Duration = Duration::from_secs(2);
+
+/// Grows `log`'s Merkle tree to its end every [`TREE_EVERY`] while it
+/// moved, until `cancel`.
+async fn grow_tree(log: EventLog, cancel: CancellationToken) {
+    let mut grown = 0;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(TREE_EVERY) => {}
+        }
+        let last = log.last_position();
+        if last <= grown {
+            continue;
+        }
+        match log.tree_root(last).await {
+            Ok(_) => grown = last,
+            Err(e) => tracing::warn!(error = %e, "cannot grow the log's Merkle tree"),
+        }
+    }
 }
 
 /// Connects to NATS, keeps the streams, relays the outbox and the log, runs the
