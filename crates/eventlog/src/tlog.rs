@@ -40,7 +40,7 @@ pub fn leaf(event_hash: &[u8; 32]) -> Hash {
 /// Hashes kept in memory over a sled tree: what a batch being built adds.
 struct Reader<'a> {
     stored: &'a sled::Tree,
-    pending: &'a BTreeMap<u64, Hash>,
+    pending: Option<&'a BTreeMap<u64, Hash>>,
 }
 
 impl HashReader for Reader<'_> {
@@ -48,7 +48,7 @@ impl HashReader for Reader<'_> {
         indexes
             .iter()
             .map(|i| {
-                if let Some(h) = self.pending.get(i) {
+                if let Some(h) = self.pending.and_then(|p| p.get(i)) {
                     return Ok(*h);
                 }
                 let stored = self
@@ -62,6 +62,16 @@ impl HashReader for Reader<'_> {
                     .map_err(|_| tlog_tiles::Error::MalformedHash)
             })
             .collect()
+    }
+}
+
+impl<'a> Reader<'a> {
+    /// The hashes stored in `tree`, nothing pending.
+    fn stored(tree: &'a sled::Tree) -> Self {
+        Self {
+            stored: tree,
+            pending: None,
+        }
     }
 }
 
@@ -104,7 +114,7 @@ pub(crate) fn grow(
             }
             let reader = Reader {
                 stored: tree,
-                pending: &pending,
+                pending: Some(&pending),
             };
             let hashes = stored_hashes_for_record_hash(n, leaf(&event.hash.0), &reader)
                 .map_err(|e| Error::Corrupt(format!("Merkle tree at {n}: {e}")))?;
@@ -147,15 +157,7 @@ fn proof_error(e: &tlog_tiles::Error) -> Error {
 /// The root of the tree of the first `size` events (the log holds `last`).
 pub(crate) fn root(tree: &sled::Tree, size: u64, last: u64) -> Result<Hash, Error> {
     check_size(tree, size, last)?;
-    let pending = BTreeMap::new();
-    tree_hash(
-        size,
-        &Reader {
-            stored: tree,
-            pending: &pending,
-        },
-    )
-    .map_err(|e| proof_error(&e))
+    tree_hash(size, &Reader::stored(tree)).map_err(|e| proof_error(&e))
 }
 
 /// The inclusion proof of the event at `position` in the tree of `size`.
@@ -172,16 +174,7 @@ pub(crate) fn inclusion(
             rule: format!("must be between 1 and the tree size, {size}"),
         });
     }
-    let pending = BTreeMap::new();
-    prove_record(
-        size,
-        position - 1,
-        &Reader {
-            stored: tree,
-            pending: &pending,
-        },
-    )
-    .map_err(|e| proof_error(&e))
+    prove_record(size, position - 1, &Reader::stored(tree)).map_err(|e| proof_error(&e))
 }
 
 /// The consistency proof from the tree of `old` events to that of `new`.
@@ -198,16 +191,7 @@ pub(crate) fn consistency(
             rule: format!("must be between 1 and the new size, {new}"),
         });
     }
-    let pending = BTreeMap::new();
-    prove_tree(
-        new,
-        old,
-        &Reader {
-            stored: tree,
-            pending: &pending,
-        },
-    )
-    .map_err(|e| proof_error(&e))
+    prove_tree(new, old, &Reader::stored(tree)).map_err(|e| proof_error(&e))
 }
 
 /// The root over the given event hashes, in order, computed from them

@@ -88,8 +88,8 @@ pub struct Config {
     pub master_key_file: Option<PathBuf>,
     /// Seconds between signed checkpoints of the log
     /// (`BAOVE_CHECKPOINT_SECS`); default 300. The signing key is
-    /// `<data_dir>/checkpoint-key.pem`, created on first start, its public
-    /// half beside it.
+    /// `checkpoint_key_file`, else `<data_dir>/checkpoint-key.pem`, created
+    /// on first start; its public half is in the data directory.
     #[serde(default = "default_checkpoint_secs")]
     pub checkpoint_secs: u64,
     /// The deployment's name in checkpoint origins (`BAOVE_LOG_ORIGIN`):
