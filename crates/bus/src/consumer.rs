@@ -67,6 +67,12 @@ pub trait Handler: Send + Sync + 'static {
 /// cannot make progress.
 const STUCK_AFTER: Duration = Duration::from_secs(10);
 
+/// The health part of the consumer `durable` ([`crate::BusHealth`]).
+#[must_use]
+pub fn consumer_part(durable: &str) -> String {
+    format!("consumer {durable}")
+}
+
 /// Reads `spec`'s stream through a durable pull consumer until `cancel`
 /// fires. For each message: skip (and ack) if `log`'s inbox has it; else
 /// call the handler; on `Ok` record it in the inbox (durably) and ack; on
@@ -89,7 +95,7 @@ pub async fn run_consumer<H: Handler>(
     handler: H,
     cancel: CancellationToken,
 ) {
-    let part = format!("consumer {}", spec.durable);
+    let part = consumer_part(&spec.durable);
     // Not serving until it reads: a consumer that never started is no
     // consumer making progress.
     bus.health.failing(&part, "starting");

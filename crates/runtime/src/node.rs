@@ -66,8 +66,10 @@ pub struct ServiceSpec {
     pub other_streams: &'static [StreamSpec],
     /// Fully qualified gRPC service names of its own API, for health.
     pub grpc_services: &'static [&'static str],
-    /// The durable names of its consumers (their parked messages are
-    /// counted in the metrics).
+    /// The durable names of its consumers, every one of which its active
+    /// runs: each counts as starting in `baove.bus` from the moment the
+    /// process starts its bus parts, and their parked messages are counted
+    /// in the metrics.
     pub consumers: &'static [&'static str],
     /// The side trees of its log that a backup carries
     /// ([`baove_eventlog::EventLog::side_tree`]): intake's `data-keys`.
@@ -694,6 +696,13 @@ async fn bus_task(
                 cancel.clone(),
             )));
         }
+    }
+    // This process runs its consumers from here on: each counts as starting
+    // until it reads, from now, not from whenever its task first runs (the
+    // bus must not look SERVING in between).
+    for durable in spec.consumers {
+        bus.health
+            .failing(&baove_bus::consumer_part(durable), "starting");
     }
     let mut delay = Duration::from_millis(250);
     loop {
