@@ -787,11 +787,26 @@ async fn given_a_watcher_when_steps_are_taken_then_it_sees_them_live_and_resumes
         .unwrap()
         .into_inner();
     let mut seen = Vec::new();
+    let mut typed = Vec::new();
     while seen.len() < o.version as usize {
-        let event = watch.next().await.unwrap().unwrap().event.unwrap();
+        let item = watch.next().await.unwrap().unwrap();
+        let event = item.event.unwrap();
         seen.push((event.seq, event.event_type));
+        typed.push(item.case_event.and_then(|e| e.event));
     }
     assert_eq!(seen[0], (1, "CaseOpened".to_owned()));
+    // The history is typed: the opening event's message names the case.
+    match &typed[0] {
+        Some(p::case_event::Event::CaseOpened(opened)) => {
+            assert_eq!(opened.case_id, o.case_id);
+            assert!(opened.received_at.is_some());
+        }
+        other => panic!("CaseOpened came as {other:?}"),
+    }
+    assert!(
+        typed.iter().all(Option::is_some),
+        "an event came without its typed message: {seen:?}"
+    );
     let header = o.header();
     o.took(
         o.client
@@ -807,9 +822,12 @@ async fn given_a_watcher_when_steps_are_taken_then_it_sees_them_live_and_resumes
         .await
         .expect("no live event")
         .unwrap()
-        .unwrap()
-        .event
         .unwrap();
+    match live.case_event.and_then(|e| e.event) {
+        Some(p::case_event::Event::NoteAdded(note)) => assert_eq!(note.text, "đã gọi cho mẹ"),
+        other => panic!("the note came as {other:?}"),
+    }
+    let live = live.event.unwrap();
     assert_eq!(
         (live.seq, live.event_type.as_str()),
         (o.version, "NoteAdded")
@@ -837,7 +855,14 @@ async fn given_a_watcher_when_steps_are_taken_then_it_sees_them_live_and_resumes
         .await
         .unwrap()
         .into_inner();
-    let next = resumed.next().await.unwrap().unwrap().event.unwrap();
+    let next = resumed.next().await.unwrap().unwrap();
+    match next.case_event.and_then(|e| e.event) {
+        Some(p::case_event::Event::OfficerAssigned(assigned)) => {
+            assert_eq!(assigned.officer_id, "cb-2");
+        }
+        other => panic!("the assignment came as {other:?}"),
+    }
+    let next = next.event.unwrap();
     assert_eq!(
         (next.seq, next.event_type.as_str()),
         (live.seq + 1, "OfficerAssigned")

@@ -360,8 +360,19 @@ async fn an_exported_case_verifies_offline_and_fails_after_any_edit() {
         .unwrap()
         .into_inner();
     let mut seqs = Vec::new();
-    while let Some(event) = futures_util::StreamExt::next(&mut history).await {
-        seqs.push(event.unwrap().event.unwrap().seq);
+    while let Some(item) = futures_util::StreamExt::next(&mut history).await {
+        let item = item.unwrap();
+        let event = item.event.unwrap();
+        // Each event also comes typed, as the case's own model reads it.
+        let typed = item.case_event.and_then(|e| e.event);
+        assert!(typed.is_some(), "{} came untyped", event.event_type);
+        if event.seq == 1 {
+            assert!(
+                matches!(&typed, Some(p::case_event::Event::CaseOpened(c)) if c.case_id == o.case_id),
+                "{typed:?}"
+            );
+        }
+        seqs.push(event.seq);
     }
     assert_eq!(seqs, (1..=verified.events).collect::<Vec<_>>());
     let chain = audit

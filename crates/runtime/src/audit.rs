@@ -452,32 +452,17 @@ impl AuditService for AuditApi {
                 &format!("case:{stream}"),
             )
             .await?;
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let log = self.log.clone();
-        let mut from = request.from_seq.max(1);
-        tokio::spawn(async move {
-            let _permit = permit;
-            loop {
-                match log.read_stream(stream, from, 500).await {
-                    Ok(page) if page.is_empty() => return,
-                    Ok(page) => {
-                        for event in &page {
-                            from = event.seq + 1;
-                            let item = v1::StreamHistoryResponse {
-                                event: Some(envelope_to_proto(event)),
-                            };
-                            if tx.send(Ok(item)).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(from_log(&e))).await;
-                        return;
-                    }
-                }
-            }
-        });
+        let rx = crate::history::tail(
+            self.log.clone(),
+            stream,
+            request.from_seq,
+            crate::history::Until::End,
+            permit,
+            |event| v1::StreamHistoryResponse {
+                event: Some(envelope_to_proto(event)),
+                case_event: crate::history::case_event_of(event),
+            },
+        );
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             rx,
         )))

@@ -1,9 +1,118 @@
 //! Domain values ↔ their proto enums and oneofs, for the values more than
-//! one service shows (referral status, steps and kinds, forms of abuse).
-//! Each service keeps the conversions only it needs next to its API.
+//! one service shows (referral status, steps and kinds, the report's
+//! enums, concerns), and a case's events as the typed history
+//! ([`case_event`]). Each service keeps the conversions only it needs next
+//! to its API.
 
-use baove_domain::intake::{AbuseType, ReportStatus};
+use baove_domain::intake::{self as d, AbuseType, ReportStatus};
 use baove_domain::referral::{ReferralKind, Service, Status};
+use baove_proto::v1 as p;
+
+/// Proto channel → domain (None when unspecified or unknown).
+#[must_use]
+pub fn channel(raw: i32) -> Option<d::Channel> {
+    Some(match p::Channel::try_from(raw).ok()? {
+        p::Channel::Unspecified => return None,
+        p::Channel::Phone => d::Channel::Phone,
+        p::Channel::Zalo => d::Channel::Zalo,
+        p::Channel::App => d::Channel::App,
+        p::Channel::Web => d::Channel::Web,
+        p::Channel::InPerson => d::Channel::InPerson,
+        p::Channel::Letter => d::Channel::Letter,
+        p::Channel::Press => d::Channel::Press,
+        p::Channel::Police => d::Channel::Police,
+    })
+}
+
+/// Domain channel → proto.
+#[must_use]
+pub fn channel_to_proto(c: d::Channel) -> p::Channel {
+    match c {
+        d::Channel::Phone => p::Channel::Phone,
+        d::Channel::Zalo => p::Channel::Zalo,
+        d::Channel::App => p::Channel::App,
+        d::Channel::Web => p::Channel::Web,
+        d::Channel::InPerson => p::Channel::InPerson,
+        d::Channel::Letter => p::Channel::Letter,
+        d::Channel::Press => p::Channel::Press,
+        d::Channel::Police => p::Channel::Police,
+    }
+}
+
+/// Declares a pair of enum conversions proto i32 ↔ domain, with the
+/// unspecified value mapping to None.
+macro_rules! enum_pair {
+    ($from:ident, $to:ident, $proto:ty, $domain:ty, [$($p:ident <=> $d:ident),+ $(,)?]) => {
+        /// The domain value of a proto value; none when unspecified or unknown.
+        #[must_use]
+        pub fn $from(raw: i32) -> Option<$domain> {
+            match <$proto>::try_from(raw).ok()? {
+                $(<$proto>::$p => Some(<$domain>::$d),)+
+                _ => None,
+            }
+        }
+        /// The proto value of a domain value.
+        #[must_use]
+        pub fn $to(value: $domain) -> i32 {
+            match value {
+                $(<$domain>::$d => <$proto>::$p as i32,)+
+            }
+        }
+    };
+}
+
+enum_pair!(sex, sex_to_proto, p::Sex, d::Sex, [Male <=> Male, Female <=> Female, Unknown <=> Unknown]);
+enum_pair!(setting, setting_to_proto, p::AbuseSetting, d::Setting, [
+    Home <=> Home, School <=> School, PublicPlace <=> PublicPlace, Online <=> Online,
+    Workplace <=> Workplace, CareInstitution <=> CareInstitution, Other <=> Other, Unknown <=> Unknown,
+]);
+enum_pair!(sexual_form, sexual_form_to_proto, p::SexualAbuseForm, d::SexualAbuseForm, [
+    Rape <=> Rape, CoercedIntercourse <=> CoercedIntercourse, IntercourseWithChild <=> IntercourseWithChild,
+    IndecentActs <=> IndecentActs, ProstitutionOrPornography <=> ProstitutionOrPornography,
+]);
+enum_pair!(injury_cause, injury_cause_to_proto, p::InjuryCause, d::InjuryCause, [
+    Traffic <=> Traffic, Work <=> Work, Fall <=> Fall, Drowning <=> Drowning, Burn <=> Burn,
+    Poisoning <=> Poisoning, Animal <=> Animal, Suicide <=> Suicide, Violence <=> Violence, Other <=> Other,
+]);
+enum_pair!(injury_outcome, injury_outcome_to_proto, p::InjuryOutcome, d::InjuryOutcome, [
+    Died <=> Died, PermanentlyDisabled <=> PermanentlyDisabled, NotDisabled <=> NotDisabled,
+    Undetermined <=> Undetermined,
+]);
+enum_pair!(special, special_to_proto, p::SpecialCircumstance, d::SpecialCircumstance, [
+    AOrphaned <=> AOrphaned, BAbandoned <=> BAbandoned, CWithoutCarer <=> CWithoutCarer,
+    DDisabled <=> DDisabled, DdHivAids <=> DdHivAids, EInConflictWithLaw <=> EInConflictWithLaw,
+    GDrugAddicted <=> GDrugAddicted, HOutOfSchoolWorking <=> HOutOfSchoolWorking,
+    IHarmedByViolence <=> IHarmedByViolence, KExploited <=> KExploited, LSexuallyAbused <=> LSexuallyAbused,
+    MTrafficked <=> MTrafficked, NSeriouslyIllPoor <=> NSeriouslyIllPoor,
+    OMigrantUnaccompanied <=> OMigrantUnaccompanied,
+]);
+
+/// The proto message of a report's concerns.
+#[must_use]
+pub fn concerns_to_proto(c: &d::Concerns) -> p::Concerns {
+    p::Concerns {
+        abuse_types: c
+            .abuse_types
+            .iter()
+            .map(|t| abuse_type_to_proto(*t))
+            .collect(),
+        sexual_abuse_forms: c
+            .sexual_abuse_forms
+            .iter()
+            .map(|t| sexual_form_to_proto(*t))
+            .collect(),
+        injury: c.injury.as_ref().map(|i| p::Injury {
+            cause: injury_cause_to_proto(i.cause),
+            outcome: injury_outcome_to_proto(i.outcome),
+            detail: i.detail.clone(),
+        }),
+        special_circumstances: c
+            .special_circumstances
+            .iter()
+            .map(|s| special_to_proto(*s))
+            .collect(),
+    }
+}
 
 /// The form of abuse of a proto value; none for unspecified or unknown.
 #[must_use]
@@ -55,7 +164,6 @@ pub fn abuse_type_to_proto(value: AbuseType) -> i32 {
         AbuseType::Other => p::AbuseType::Other,
     }) as i32
 }
-use baove_proto::v1 as p;
 
 /// The proto status of a referral status.
 #[must_use]
@@ -146,6 +254,21 @@ pub fn referral_kind(kind: &ReferralKind) -> p::referral::Kind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unspecified_and_unknown_enum_values_are_none() {
+        assert_eq!(channel(0), None);
+        assert_eq!(channel(99), None);
+        assert_eq!(channel(p::Channel::Zalo as i32), Some(d::Channel::Zalo));
+        assert_eq!(
+            special(p::SpecialCircumstance::DdHivAids as i32),
+            Some(d::SpecialCircumstance::DdHivAids)
+        );
+        assert_eq!(
+            special_to_proto(d::SpecialCircumstance::OMigrantUnaccompanied),
+            14
+        );
+    }
 
     #[test]
     fn every_status_and_step_has_its_proto_value() {

@@ -36,6 +36,7 @@ pub mod auth;
 pub mod checkpoint;
 pub mod config;
 pub mod convert;
+pub mod history;
 pub mod limits;
 pub mod metrics;
 pub mod node;

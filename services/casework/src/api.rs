@@ -22,7 +22,6 @@ use crate::model::{Cases, Filter};
 use crate::rules::Rules;
 use crate::scope::can_read;
 
-use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
@@ -446,45 +445,20 @@ impl CaseService for CaseApi {
             .map_err(|_| invalid_argument("case_id", "must be a case id (UUID)"))?;
         let stream = StreamId::from_uuid(id);
         self.may_read(&caller, &rpc, id).await?;
-        let (tx, rx) = mpsc::channel(64);
-        let (log, stopping) = (self.log.clone(), self.stopping.clone());
-        let mut next = r.from_seq.max(1);
-        tokio::spawn(async move {
-            let _permit = permit;
-            let mut committed = log.subscribe();
-            loop {
-                committed.borrow_and_update();
-                match log.read_stream(stream, next, 100).await {
-                    Ok(events) if !events.is_empty() => {
-                        for event in &events {
-                            next = event.seq + 1;
-                            let item = p::WatchCaseResponse {
-                                event: Some(baove_runtime::audit::envelope_to_proto(event)),
-                            };
-                            if tx.send(Ok(item)).await.is_err() {
-                                return;
-                            }
-                        }
-                        continue;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        let _ = tx.send(Err(from_log(&e))).await;
-                        return;
-                    }
-                }
-                if !baove_runtime::projection::wait_for_commit(
-                    &mut committed,
-                    &tx,
-                    &stopping,
-                    "casework",
-                )
-                .await
-                {
-                    return;
-                }
-            }
-        });
+        let rx = baove_runtime::history::tail(
+            self.log.clone(),
+            stream,
+            r.from_seq,
+            baove_runtime::history::Until::Live {
+                stopping: self.stopping.clone(),
+                service: "casework",
+            },
+            permit,
+            |event| p::WatchCaseResponse {
+                event: Some(baove_runtime::audit::envelope_to_proto(event)),
+                case_event: baove_runtime::history::case_event_of(event),
+            },
+        );
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 

@@ -2,7 +2,7 @@
 //! them. (Requests become commands in the API's handlers, each next to its
 //! RPC.)
 
-use baove_domain::case::{CaseState, CaseStatus, DeadlineKind, DeadlineState, Phase};
+use baove_domain::case::{CaseState, CaseStatus, DeadlineState, Phase};
 use baove_domain::time::format_date;
 use baove_proto::v1 as p;
 use baove_runtime::timestamp;
@@ -74,11 +74,7 @@ pub fn case_to_proto(state: &CaseState, version: u64, opened_at_ms: i64, at_ms: 
             .into_iter()
             .map(|d| p::Deadline {
                 id: d.id.clone(),
-                kind: match d.kind {
-                    DeadlineKind::Emergency => p::DeadlineKind::Emergency,
-                    DeadlineKind::PlanDrafted => p::DeadlineKind::PlanDrafted,
-                    DeadlineKind::PlanApproved => p::DeadlineKind::PlanApproved,
-                } as i32,
+                kind: baove_runtime::history::deadline_kind_to_proto(d.kind) as i32,
                 start_at: Some(timestamp(d.start_ms)),
                 due_at: Some(timestamp(d.due_at_ms)),
                 warn_at: Some(timestamp(d.warn_at_ms)),

@@ -9,84 +9,11 @@ use baove_proto::v1 as p;
 
 pub use baove_runtime::{timestamp, unix_ms as ms};
 
-/// Proto channel → domain (None when unspecified or unknown).
-#[must_use]
-pub fn channel(raw: i32) -> Option<d::Channel> {
-    Some(match p::Channel::try_from(raw).ok()? {
-        p::Channel::Unspecified => return None,
-        p::Channel::Phone => d::Channel::Phone,
-        p::Channel::Zalo => d::Channel::Zalo,
-        p::Channel::App => d::Channel::App,
-        p::Channel::Web => d::Channel::Web,
-        p::Channel::InPerson => d::Channel::InPerson,
-        p::Channel::Letter => d::Channel::Letter,
-        p::Channel::Press => d::Channel::Press,
-        p::Channel::Police => d::Channel::Police,
-    })
-}
-
-/// Domain channel → proto.
-#[must_use]
-pub fn channel_to_proto(c: d::Channel) -> p::Channel {
-    match c {
-        d::Channel::Phone => p::Channel::Phone,
-        d::Channel::Zalo => p::Channel::Zalo,
-        d::Channel::App => p::Channel::App,
-        d::Channel::Web => p::Channel::Web,
-        d::Channel::InPerson => p::Channel::InPerson,
-        d::Channel::Letter => p::Channel::Letter,
-        d::Channel::Press => p::Channel::Press,
-        d::Channel::Police => p::Channel::Police,
-    }
-}
-
-/// Declares a pair of enum conversions proto i32 ↔ domain, with the
-/// unspecified value mapping to None.
-macro_rules! enum_pair {
-    ($from:ident, $to:ident, $proto:ty, $domain:ty, [$($p:ident <=> $d:ident),+ $(,)?]) => {
-        fn $from(raw: i32) -> Option<$domain> {
-            match <$proto>::try_from(raw).ok()? {
-                $(<$proto>::$p => Some(<$domain>::$d),)+
-                _ => None,
-            }
-        }
-        fn $to(value: $domain) -> i32 {
-            match value {
-                $(<$domain>::$d => <$proto>::$p as i32,)+
-            }
-        }
-    };
-}
-
 use baove_runtime::convert::{
-    abuse_type, abuse_type_to_proto, report_status, report_status_to_proto,
+    abuse_type, concerns_to_proto, injury_cause, injury_outcome, report_status,
+    report_status_to_proto, setting, setting_to_proto, sex, sex_to_proto, sexual_form, special,
 };
-
-enum_pair!(sex, sex_to_proto, p::Sex, d::Sex, [Male <=> Male, Female <=> Female, Unknown <=> Unknown]);
-enum_pair!(setting, setting_to_proto, p::AbuseSetting, d::Setting, [
-    Home <=> Home, School <=> School, PublicPlace <=> PublicPlace, Online <=> Online,
-    Workplace <=> Workplace, CareInstitution <=> CareInstitution, Other <=> Other, Unknown <=> Unknown,
-]);
-enum_pair!(sexual_form, sexual_form_to_proto, p::SexualAbuseForm, d::SexualAbuseForm, [
-    Rape <=> Rape, CoercedIntercourse <=> CoercedIntercourse, IntercourseWithChild <=> IntercourseWithChild,
-    IndecentActs <=> IndecentActs, ProstitutionOrPornography <=> ProstitutionOrPornography,
-]);
-enum_pair!(injury_cause, injury_cause_to_proto, p::InjuryCause, d::InjuryCause, [
-    Traffic <=> Traffic, Work <=> Work, Fall <=> Fall, Drowning <=> Drowning, Burn <=> Burn,
-    Poisoning <=> Poisoning, Animal <=> Animal, Suicide <=> Suicide, Violence <=> Violence, Other <=> Other,
-]);
-enum_pair!(injury_outcome, injury_outcome_to_proto, p::InjuryOutcome, d::InjuryOutcome, [
-    Died <=> Died, PermanentlyDisabled <=> PermanentlyDisabled, NotDisabled <=> NotDisabled,
-    Undetermined <=> Undetermined,
-]);
-enum_pair!(special, special_to_proto, p::SpecialCircumstance, d::SpecialCircumstance, [
-    AOrphaned <=> AOrphaned, BAbandoned <=> BAbandoned, CWithoutCarer <=> CWithoutCarer,
-    DDisabled <=> DDisabled, DdHivAids <=> DdHivAids, EInConflictWithLaw <=> EInConflictWithLaw,
-    GDrugAddicted <=> GDrugAddicted, HOutOfSchoolWorking <=> HOutOfSchoolWorking,
-    IHarmedByViolence <=> IHarmedByViolence, KExploited <=> KExploited, LSexuallyAbused <=> LSexuallyAbused,
-    MTrafficked <=> MTrafficked, NSeriouslyIllPoor <=> NSeriouslyIllPoor,
-    OMigrantUnaccompanied <=> OMigrantUnaccompanied,
-]);
+pub use baove_runtime::convert::{channel, channel_to_proto};
 
 fn raw_child(c: p::Child) -> RawChild {
     let (date_of_birth, estimated_age_years) = match c.age {
@@ -223,31 +150,7 @@ fn facts_to_proto(f: &d::ReportFacts) -> p::ReportFacts {
         child: Some(child_to_proto(&f.child)),
         incident_place: Some(place_to_proto(&f.incident_place)),
         residence_place: f.residence_place.as_ref().map(place_to_proto),
-        concerns: Some(p::Concerns {
-            abuse_types: f
-                .concerns
-                .abuse_types
-                .iter()
-                .map(|t| abuse_type_to_proto(*t))
-                .collect(),
-            sexual_abuse_forms: f
-                .concerns
-                .sexual_abuse_forms
-                .iter()
-                .map(|t| sexual_form_to_proto(*t))
-                .collect(),
-            injury: f.concerns.injury.as_ref().map(|i| p::Injury {
-                cause: injury_cause_to_proto(i.cause),
-                outcome: injury_outcome_to_proto(i.outcome),
-                detail: i.detail.clone(),
-            }),
-            special_circumstances: f
-                .concerns
-                .special_circumstances
-                .iter()
-                .map(|s| special_to_proto(*s))
-                .collect(),
-        }),
+        concerns: Some(concerns_to_proto(&f.concerns)),
         narrative: f.narrative.clone(),
         immediate_danger: f.immediate_danger,
         caregiver_is_alleged_abuser: f.caregiver_is_alleged_abuser,
@@ -418,20 +321,5 @@ mod tests {
         for value in [0, 1, 999, 1_764_356_400_123, -1, -1001] {
             assert_eq!(ms(&timestamp(value)), value);
         }
-    }
-
-    #[test]
-    fn unspecified_and_unknown_enum_values_are_none() {
-        assert_eq!(channel(0), None);
-        assert_eq!(channel(99), None);
-        assert_eq!(channel(p::Channel::Zalo as i32), Some(d::Channel::Zalo));
-        assert_eq!(
-            special(p::SpecialCircumstance::DdHivAids as i32),
-            Some(d::SpecialCircumstance::DdHivAids)
-        );
-        assert_eq!(
-            special_to_proto(d::SpecialCircumstance::OMigrantUnaccompanied),
-            14
-        );
     }
 }
