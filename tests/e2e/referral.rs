@@ -325,17 +325,31 @@ async fn a_decline_needs_a_reason_and_returns_the_referral_to_the_requester() {
         .unwrap_err();
     assert_eq!(denied.code(), tonic::Code::PermissionDenied);
     let h = agent.header();
+    let decline = |header| p::DeclineRequest {
+        header,
+        reason: "không thuộc địa bàn".into(),
+    };
     assert_eq!(
-        agent
-            .took(
-                c.decline(p::DeclineRequest {
-                    header: h,
-                    reason: "không thuộc địa bàn".into()
-                })
-                .await
-            )
-            .unwrap(),
+        agent.took(c.decline(decline(h.clone())).await).unwrap(),
         "declined"
+    );
+    // Sent again (a lost answer), the decline answers what it did, and
+    // appends nothing; its request id on another referral is refused,
+    // naming the field, rather than answered with this one's outcome.
+    let again = c.decline(decline(h.clone())).await.unwrap().into_inner();
+    assert!(again.already_applied);
+    assert_eq!(
+        (again.version, status_name(again.status())),
+        (agent.version, "declined".to_owned())
+    );
+    let mut elsewhere = h.unwrap();
+    elsewhere.referral_id = uuid::Uuid::now_v7().to_string();
+    let reused = c.decline(decline(Some(elsewhere))).await.unwrap_err();
+    assert_eq!(reused.code(), tonic::Code::InvalidArgument, "{reused:?}");
+    assert!(
+        reused.message().contains("header.request_id"),
+        "{}",
+        reused.message()
     );
     wait_trail(&full, &o.case_id, "ReferralDeclined").await;
     let got = c

@@ -402,6 +402,28 @@ impl CaseEvent {
     }
 }
 
+impl crate::event::Aggregate for CaseState {
+    type Event = CaseEvent;
+    const KIND: &'static str = "case";
+    const FIRST_EVENT: &'static str = CASE_OPENED;
+
+    fn apply(state: Option<Self>, event: &CaseEvent) -> Option<Self> {
+        apply(state, event)
+    }
+
+    fn case_id(&self) -> Uuid {
+        self.case_id
+    }
+
+    fn correlation_id(&self) -> String {
+        self.opened.intake_id.to_string()
+    }
+
+    fn is_bookkeeping(event: &CaseEvent) -> bool {
+        event.is_bookkeeping()
+    }
+}
+
 /// Folds one event into the state. No logic: [`procedure::decide`]
 /// already checked.
 #[must_use]

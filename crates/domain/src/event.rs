@@ -60,6 +60,53 @@ pub trait StoredEvent: Sized {
     fn payload(&self) -> serde_json::Value;
 }
 
+/// One aggregate: a record whose state is the fold of its stream's
+/// events (a case, a referral). Implemented on the state type, so that one
+/// generic path in the services loads any of them, decides a command on
+/// it and appends what was decided.
+pub trait Aggregate: Sized {
+    /// Its events.
+    type Event: StoredEvent;
+    /// What a person calls one ("case", "referral"): in errors.
+    const KIND: &'static str;
+    /// The stored name of the event every stream of this aggregate starts
+    /// with; a stream starting otherwise is not one of these.
+    const FIRST_EVENT: &'static str;
+
+    /// Folds one event into the state (`None` before the first).
+    fn apply(state: Option<Self>, event: &Self::Event) -> Option<Self>;
+
+    /// The correlation id every event appended to this record carries (a
+    /// case's intake, a referral's case).
+    fn correlation_id(&self) -> String;
+
+    /// The case this record is, or belongs to (access log entries name it).
+    fn case_id(&self) -> uuid::Uuid;
+
+    /// Whether `event` changes nothing a decision rests on, so that a
+    /// command decided on a version made stale only by such events may be
+    /// decided again on the current state. None by default.
+    fn is_bookkeeping(_event: &Self::Event) -> bool {
+        false
+    }
+}
+
+/// Why a command was refused by an aggregate's `decide`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Bad input (gRPC `INVALID_ARGUMENT`): every bad field.
+    Invalid(crate::Violations),
+    /// The procedure does not allow this step now (gRPC
+    /// `FAILED_PRECONDITION`): the rule, in words.
+    NotAllowed(String),
+}
+
+impl From<crate::Violations> for Refusal {
+    fn from(v: crate::Violations) -> Self {
+        Self::Invalid(v)
+    }
+}
+
 /// Decodes `payload` as `T` for the stored `event_type` at `version`.
 ///
 /// # Errors

@@ -440,6 +440,24 @@ pub struct ReferralState {
     pub supervisor_agency_id: Option<String>,
 }
 
+impl crate::event::Aggregate for ReferralState {
+    type Event = ReferralEvent;
+    const KIND: &'static str = "referral";
+    const FIRST_EVENT: &'static str = "ReferralOffered";
+
+    fn apply(state: Option<Self>, event: &ReferralEvent) -> Option<Self> {
+        apply(state, event)
+    }
+
+    fn case_id(&self) -> Uuid {
+        self.case_id
+    }
+
+    fn correlation_id(&self) -> String {
+        self.case_id.to_string()
+    }
+}
+
 /// Folds one event. No logic: [`decide`] already checked.
 #[must_use]
 pub fn apply(state: Option<ReferralState>, event: &ReferralEvent) -> Option<ReferralState> {
@@ -492,14 +510,7 @@ pub enum Command {
     Revoke { reason: String },
 }
 
-/// Why a step was refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// Bad fields.
-    Invalid(Violations),
-    /// Not allowed now: the rule.
-    NotAllowed(String),
-}
+pub use crate::event::Refusal;
 
 /// Decides a step by `by` (user id).
 ///

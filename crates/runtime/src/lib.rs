@@ -25,6 +25,8 @@
 //!   compared at start, acknowledgements gated on the cluster's quorum.
 //! - [`restore`]: a data directory rebuilt from a backup file or from the
 //!   log stream (`<service> restore`).
+//! - [`command`]: the one load–decide–append path of a person's command
+//!   to a case or a referral, and how each failure answers.
 //! - [`request`]: page sizes and page tokens, one set of rules.
 //! - [`projection`]: following the log to keep a read model.
 //! - [`main`]: what a service's `main.rs` calls.
@@ -34,6 +36,7 @@ pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod checkpoint;
+pub mod command;
 pub mod config;
 pub mod convert;
 pub mod history;

@@ -3,24 +3,26 @@
 use std::sync::Arc;
 
 use baove_domain::Violations;
-use baove_domain::case::procedure::{self as proc, Command, MeasureKind, Refusal, RiskLevel};
+use baove_domain::case::procedure::{self as proc, Command, MeasureKind, RiskLevel};
 use baove_domain::case::{CaseState, CaseStatus};
 use baove_domain::time::parse_date;
-use baove_eventlog::{Actor, AppendRequest, Error, EventLog, ExpectedVersion, NewEvent, StreamId};
+use baove_eventlog::{EventLog, StreamId};
 use baove_proto::steps::CaseStepOutcome;
 use baove_proto::v1::{self as p, case_service_server::CaseService};
 use baove_runtime::access::AccessLog;
 use baove_runtime::auth::caller;
-use baove_runtime::status::{CURRENT_VERSION_KEY, from_log, invalid_argument};
+use baove_runtime::command::{Commands, Step};
+use baove_runtime::status::{from_log, invalid_argument};
 use baove_security::{Caller, Role};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::cases::{load, replay_as_of};
+use crate::cases::replay_as_of;
 use crate::convert::{case_to_proto, summary};
 use crate::model::{Cases, Filter};
 use crate::rules::Rules;
 use crate::scope::can_read;
+use baove_runtime::command::load;
 
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -33,12 +35,13 @@ pub struct CaseApi {
     cases: Arc<Cases>,
     stopping: CancellationToken,
     access: AccessLog,
+    commands: Commands,
 }
 
 impl CaseApi {
     /// The API; `stopping` ends live WatchCase streams at shutdown.
     #[must_use]
-    pub const fn new(
+    pub fn new(
         log: EventLog,
         rules: Rules,
         cases: Arc<Cases>,
@@ -46,6 +49,7 @@ impl CaseApi {
         access: AccessLog,
     ) -> Self {
         Self {
+            commands: Commands::new(log.clone(), access.clone()),
             log,
             rules,
             cases,
@@ -70,7 +74,7 @@ impl CaseApi {
         rpc: &str,
         id: Uuid,
     ) -> Result<(CaseState, u64), Status> {
-        let (state, version) = load(&self.log, id)
+        let (state, version) = load::<CaseState>(&self.log, id)
             .await?
             .ok_or_else(|| Status::not_found(format!("no case {id}")))?;
         let subject = format!("case:{id}");
@@ -90,11 +94,11 @@ impl CaseApi {
         Ok((state, version))
     }
 
-    /// Checks the header, decides the command against the case and
-    /// appends what it decided: at the expected version, or at the current
-    /// one when only bookkeeping came since
-    /// ([`baove_domain::case::CaseEvent::is_bookkeeping`]); otherwise
-    /// ABORTED with the current version.
+    /// Checks the header, then runs the command on the one command path
+    /// ([`baove_runtime::command`]): the caller must cover the case's
+    /// responsible unit; a version made stale only by bookkeeping
+    /// ([`baove_domain::case::CaseEvent::is_bookkeeping`]) is decided again
+    /// on the current state; otherwise ABORTED with the current version.
     #[tracing::instrument(
         name = "step",
         skip_all,
@@ -129,8 +133,7 @@ impl CaseApi {
                 "is required: the case version you decided on (Case.version)",
             );
         }
-        let officer_id = self
-            .access
+        self.access
             .own(
                 caller,
                 rpc,
@@ -146,191 +149,52 @@ impl CaseApi {
                 None
             }
         };
-        let (Some(case_id), Some(command)) = (case_id, command) else {
+        let (Some(case_id), Some(command), true) = (case_id, command, v.is_empty()) else {
             return Err(baove_runtime::status::violations(&v));
         };
-        if !v.is_empty() {
-            return Err(baove_runtime::status::violations(&v));
-        }
-        if let Some(first) = self
-            .log
-            .command(&baove_runtime::client_command_id(&request_id))
-            .await
-            .map_err(|e| from_log(&e))?
-        {
-            if *first.stream.as_uuid() != case_id {
-                return Err(invalid_argument(
-                    "header.request_id",
-                    "was already used for another case",
-                ));
-            }
-            return Ok(CaseStepOutcome {
-                version: first.last_seq,
-                event_types: Vec::new(),
-                already_applied: true,
-            });
-        }
-        // Decided again (on the current state) only while every event since
-        // the officer's version is bookkeeping; a few rounds, as other
-        // bookkeeping may land while we decide.
-        let mut last_status = None;
-        for _ in 0..5 {
-            match self
-                .decide_and_append(
-                    caller,
-                    rpc,
-                    case_id,
-                    &header,
-                    &request_id,
-                    &officer_id,
-                    &command,
-                )
-                .await
-            {
-                Err(Decided::Moved(current)) => {
-                    last_status = Some(stale(case_id, header.expected_version, current));
-                }
-                Err(Decided::Refused(status)) => return Err(status),
-                Ok(outcome) => return Ok(outcome),
-            }
-        }
-        Err(last_status
-            .unwrap_or_else(|| Status::aborted("the case kept moving: reload it and decide again")))
-    }
-}
-
-/// Why a step was not appended.
-enum Decided {
-    /// The case moved on by more than bookkeeping since the officer's
-    /// version (or during the append): stale, at this current version.
-    Moved(u64),
-    /// Refused: the status to answer with.
-    Refused(Status),
-}
-
-impl From<Status> for Decided {
-    fn from(status: Status) -> Self {
-        Self::Refused(status)
-    }
-}
-
-impl CaseApi {
-    /// One round of a step: load the case, check the caller's scope and
-    /// the version, decide and append at the version loaded.
-    #[allow(clippy::too_many_arguments)]
-    async fn decide_and_append(
-        &self,
-        caller: &Caller,
-        rpc: &str,
-        case_id: Uuid,
-        header: &p::CommandHeader,
-        request_id: &str,
-        officer_id: &str,
-        command: &Command,
-    ) -> Result<CaseStepOutcome, Decided> {
-        let (state, version) = load(&self.log, case_id)
-            .await
-            .map_err(Status::from)?
-            .ok_or_else(|| Status::not_found(format!("no case {case_id}")))?;
-        if !baove_runtime::auth::covers(caller, &self.rules.directory, &state.responsible_unit_id) {
-            return Err(Decided::Refused(
-                self.access
-                    .refuse(
-                        caller,
-                        rpc,
-                        Some(case_id),
-                        &format!("case:{case_id}"),
-                        &format!(
+        let step = Step {
+            caller,
+            rpc,
+            id: case_id,
+            expected: header.expected_version,
+            request_id: &request_id,
+            request_id_field: "header.request_id",
+        };
+        let directory = &self.rules.directory;
+        let executed = self
+            .commands
+            .execute(
+                &step,
+                |state: &CaseState| {
+                    if baove_runtime::auth::covers(caller, directory, &state.responsible_unit_id) {
+                        Ok(())
+                    } else {
+                        Err(format!(
                             "case {case_id} is handled by {}, which is not among your units",
                             state.responsible_unit_id
-                        ),
-                    )
-                    .await,
-            ));
-        }
-        let expected = header.expected_version;
-        if version < expected
-            || (version > expected && !self.only_bookkeeping(case_id, expected, version).await?)
-        {
-            return Err(Decided::Refused(stale(case_id, expected, version)));
-        }
-        let events = self
-            .rules
-            .with_context(|ctx| proc::decide(&state, command.clone(), ctx))
-            .map_err(|refusal| match refusal {
-                Refusal::Invalid(v) => baove_runtime::status::violations(&v),
-                Refusal::NotAllowed(rule) => Status::failed_precondition(rule),
-            })?;
-        let event_types: Vec<String> = events.iter().map(|e| e.event_type().to_owned()).collect();
-        let new_events = events
-            .iter()
-            .map(|e| {
-                NewEvent::new(
-                    e.event_type(),
-                    baove_domain::case::SCHEMA_VERSION,
-                    &e.payload(),
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| from_log(&e))?;
-        let appended = self
-            .log
-            .append(AppendRequest {
-                stream: StreamId::from_uuid(case_id),
-                expected: ExpectedVersion::Exact(version),
-                command_id: baove_runtime::client_command_id(request_id),
-                actor: Actor {
-                    user_id: officer_id.to_owned(),
-                    role: caller.role.as_str().to_owned(),
-                    agency_id: caller.agency_id.clone(),
+                        ))
+                    }
                 },
-                causation_id: String::new(),
-                correlation_id: state.opened.intake_id.to_string(),
-                events: new_events,
-                publish: true,
-            })
-            .await;
-        match appended {
-            Ok(a) => Ok(CaseStepOutcome {
-                version: a.last_seq,
-                event_types: if a.replayed { Vec::new() } else { event_types },
-                already_applied: a.replayed,
-            }),
-            Err(Error::Conflict { current, .. }) => Err(Decided::Moved(current)),
-            Err(e) => Err(from_log(&e).into()),
-        }
-    }
-
-    /// Whether every event of `case_id` after `from` up to `to` is
-    /// bookkeeping ([`baove_domain::case::CaseEvent::is_bookkeeping`]).
-    async fn only_bookkeeping(&self, case_id: Uuid, from: u64, to: u64) -> Result<bool, Status> {
-        let limit = usize::try_from(to - from).unwrap_or(usize::MAX).min(1000);
-        let since = self
-            .log
-            .read_stream(StreamId::from_uuid(case_id), from + 1, limit)
-            .await
-            .map_err(|e| from_log(&e))?;
-        Ok(since.len() as u64 == to - from
-            && since.iter().all(|e| {
-                baove_domain::case::CaseEvent::decode(&e.event_type, e.schema_version, &e.payload)
-                    .is_ok_and(|event| event.is_bookkeeping())
-            }))
+                |state| {
+                    self.rules
+                        .with_context(|ctx| proc::decide(state, command.clone(), ctx))
+                },
+            )
+            .await?;
+        Ok(CaseStepOutcome {
+            version: executed.version,
+            event_types: executed
+                .events
+                .iter()
+                .map(|e| e.event_type().to_owned())
+                .collect(),
+            already_applied: executed.already_applied,
+        })
     }
 }
 
 /// Namespace of referral ids derived from (case, request_id).
 const REFERRAL_IDS: Uuid = Uuid::from_u128(0x6261_6f76_652d_7265_6665_7272_616c_0002);
-
-/// ABORTED with the current version, in words and in metadata.
-fn stale(case_id: Uuid, expected: u64, current: u64) -> Status {
-    let mut status = Status::aborted(format!(
-        "case {case_id} is at version {current}, not {expected}: reload it and decide again"
-    ));
-    if let Ok(value) = current.to_string().parse() {
-        status.metadata_mut().insert(CURRENT_VERSION_KEY, value);
-    }
-    status
-}
 
 fn date(v: &mut Violations, field: &str, raw: &str) -> Option<::time::Date> {
     v.check(field, parse_date(raw.trim()))
@@ -483,7 +347,7 @@ impl CaseService for CaseApi {
         // Possible duplicates the caller may not read are not named.
         let mut visible = Vec::new();
         for other in &state.opened.possible_duplicate_case_ids {
-            if let Ok(Some((other_state, _))) = load(&self.log, *other).await
+            if let Ok(Some((other_state, _))) = load::<CaseState>(&self.log, *other).await
                 && can_read(&caller, &other_state, now, &self.rules.directory)
             {
                 visible.push(other.to_string());

@@ -2,61 +2,14 @@
 
 use baove_bus::{HandleError, Handler};
 use baove_domain::case::procedure::opening_events;
-use baove_domain::case::{self as c, CaseEvent, CaseState, Routing};
+use baove_domain::case::{self as c, CaseState, Routing};
 use baove_domain::intake::{INTAKE_RECORDED, IntakeRecorded};
-use baove_eventlog::{
-    Actor, AppendRequest, Envelope, Error, EventLog, ExpectedVersion, NewEvent, StreamId,
-};
+use baove_eventlog::{Actor, AppendRequest, Envelope, Error, EventLog, ExpectedVersion, StreamId};
 use baove_proto::v1 as p;
 use tonic::Status;
 use uuid::Uuid;
 
-pub use baove_runtime::status::LoadError;
-
-/// Loads a case: its state and version, or `None` if it has no events.
-///
-/// # Errors
-/// [`LoadError`]: the log failed, the stream is not a case, or a stored
-/// event does not decode.
-pub async fn load(log: &EventLog, case_id: Uuid) -> Result<Option<(CaseState, u64)>, LoadError> {
-    let stream = StreamId::from_uuid(case_id);
-    let mut events = Vec::new();
-    let mut from = 1;
-    loop {
-        let page = log.read_stream(stream, from, 1000).await?;
-        let Some(last) = page.last() else { break };
-        from = last.seq + 1;
-        events.extend(page);
-    }
-    Ok(replay(&events)?.map(|(state, version, _)| (state, version)))
-}
-
-/// The case its events make, oldest first: state, version (the last seq)
-/// and when it was opened (the first event's time), or `None` for no case.
-///
-/// # Errors
-/// [`LoadError::NotFound`] when the stream does not start with
-/// `CaseOpened`; [`LoadError::Undecodable`] naming the stored event that
-/// does not decode.
-pub fn replay(events: &[Envelope]) -> Result<Option<(CaseState, u64, i64)>, LoadError> {
-    let mut state = None;
-    for envelope in events {
-        if envelope.seq == 1 && envelope.event_type != c::CASE_OPENED {
-            return Err(LoadError::NotFound("case", *envelope.stream_id.as_uuid()));
-        }
-        let event = CaseEvent::decode(
-            &envelope.event_type,
-            envelope.schema_version,
-            &envelope.payload,
-        )
-        .map_err(|reason| LoadError::undecodable(envelope, &reason.to_string()))?;
-        state = c::apply(state, &event);
-    }
-    let (Some(state), Some(first), Some(last)) = (state, events.first(), events.last()) else {
-        return Ok(None);
-    };
-    Ok(Some((state, last.seq, first.recorded_at_ms)))
-}
+use baove_runtime::command::{load, replay};
 
 /// The case `id` as it stood at the moment `as_of` names (now when
 /// `None`), from its events up to then, with the hash of the last one.
@@ -74,7 +27,7 @@ pub async fn replay_as_of(
         baove_runtime::audit::events_as_of(log, StreamId::from_uuid(id), as_of).await?;
     let not_yet = || Status::not_found(format!("case {id} did not exist at {moment}"));
     let last = upto.last().ok_or_else(not_yet)?;
-    let (state, version, opened_at) = replay(&upto)?.ok_or_else(not_yet)?;
+    let (state, version, opened_at) = replay::<CaseState>(&upto)?.ok_or_else(not_yet)?;
     Ok(p::ReplayCaseResponse {
         case: Some(crate::convert::case_to_proto(
             &state,
@@ -107,7 +60,7 @@ impl Handler for OpenCases {
         let command_id = format!("intake:{}", event.event_id);
         for _ in 0..ATTEMPTS {
             let follow_up = match recorded.report.facts().follow_up_case_id {
-                Some(id) => load(&self.log, id).await?,
+                Some(id) => load::<CaseState>(&self.log, id).await?,
                 None => None,
             };
             let routing = c::route_intake(
@@ -146,7 +99,7 @@ impl Handler for OpenCases {
             };
             let new_events = events
                 .iter()
-                .map(|e| NewEvent::new(e.event_type(), c::SCHEMA_VERSION, &e.payload()))
+                .map(baove_runtime::command::stored)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| HandleError::Reject(e.to_string()))?;
             let appended = self
@@ -184,7 +137,7 @@ impl Handler for OpenCases {
                 Err(Error::Conflict { .. }) if matches!(routing, Routing::Open(_)) => {
                     // The derived case exists: it can only have come from
                     // this intake.
-                    return match load(&self.log, stream).await? {
+                    return match load::<CaseState>(&self.log, stream).await? {
                         Some((state, _)) if state.intake_ids.contains(&recorded.intake_id) => {
                             Ok(())
                         }
@@ -272,7 +225,7 @@ impl Handler for RecordReferralSteps {
                 event.event_id
             )));
         };
-        let Some((state, _)) = load(&self.log, case_id).await? else {
+        let Some((state, _)) = load::<CaseState>(&self.log, case_id).await? else {
             return Err(HandleError::Reject(format!(
                 "referral event {} names unknown case {case_id}",
                 event.event_id
@@ -300,12 +253,8 @@ impl Handler for RecordReferralSteps {
                 event.stream_id
             )));
         };
-        let new_event = NewEvent::new(
-            case_event.event_type(),
-            c::SCHEMA_VERSION,
-            &case_event.payload(),
-        )
-        .map_err(|e| HandleError::Reject(e.to_string()))?;
+        let new_event = baove_runtime::command::stored(&case_event)
+            .map_err(|e| HandleError::Reject(e.to_string()))?;
         self.log
             .append(AppendRequest {
                 stream: StreamId::from_uuid(case_id),
@@ -335,9 +284,7 @@ mod tests {
     use baove_domain::case::procedure::{Command, Context, decide, opening_events};
     use baove_domain::case::{CaseOpened, CaseState};
     use baove_domain::intake::{Channel, Concerns};
-    use baove_eventlog::{
-        Actor, AppendRequest, EventLog, ExpectedVersion, NewEvent, Options, StreamId,
-    };
+    use baove_eventlog::{Actor, AppendRequest, EventLog, ExpectedVersion, Options, StreamId};
     use baove_proto::v1 as p;
     use proptest::prelude::*;
     use uuid::Uuid;
@@ -410,9 +357,7 @@ mod tests {
                     correlation_id: String::new(),
                     events: batch
                         .iter()
-                        .map(|e| {
-                            NewEvent::new(e.event_type(), c::SCHEMA_VERSION, &e.payload()).unwrap()
-                        })
+                        .map(|e| baove_runtime::command::stored(e).unwrap())
                         .collect(),
                     publish: false,
                 })
@@ -452,7 +397,7 @@ mod tests {
                     let expected: Vec<Envelope> = events.iter().filter(|e| e.recorded_at_ms <= at).cloned().collect();
                     let as_of = Some(p::replay_case_request::AsOf::AsOfTime(baove_runtime::timestamp(at)));
                     let answer = crate::cases::replay_as_of(&log, case_id, as_of).await;
-                    match replay(&expected).unwrap() {
+                    match replay::<CaseState>(&expected).unwrap() {
                         None => assert_eq!(answer.unwrap_err().code(), tonic::Code::NotFound),
                         Some((state, version, opened)) => {
                             let answer = answer.unwrap();

@@ -15,17 +15,16 @@ use std::time::Duration;
 use async_nats::jetstream::{self, message::PublishMessage};
 use baove_bus::{HandleError, Handler};
 use baove_domain::calendar::describe;
+use baove_domain::case::CaseEvent;
 use baove_domain::case::procedure::due_deadline_events;
-use baove_domain::case::{self as c, CaseEvent};
-use baove_eventlog::{
-    Actor, AppendRequest, Envelope, Error, EventLog, ExpectedVersion, NewEvent, StreamId,
-};
+use baove_eventlog::{Actor, AppendRequest, Envelope, Error, EventLog, ExpectedVersion, StreamId};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::cases::load;
 use crate::model::Cases;
 use crate::rules::Rules;
+use baove_domain::case::CaseState;
+use baove_runtime::command::load;
 
 /// Appends due warnings and misses every `tick` until `cancel` fires.
 pub async fn scheduler(
@@ -65,7 +64,7 @@ async fn check(log: &EventLog, case_id: Uuid, now: i64) -> Result<(), String> {
     }
     let new_events = events
         .iter()
-        .map(|e| NewEvent::new(e.event_type(), c::SCHEMA_VERSION, &e.payload()))
+        .map(baove_runtime::command::stored)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
     let appended = log
@@ -131,7 +130,7 @@ impl Handler for Alerts {
                 _ => return Ok(()),
             };
         let case_id = *event.stream_id.as_uuid();
-        let Some((state, _)) = load(&self.log, case_id).await? else {
+        let Some((state, _)) = load::<CaseState>(&self.log, case_id).await? else {
             return Err(HandleError::Reject(format!(
                 "alert for unknown case {case_id}"
             )));

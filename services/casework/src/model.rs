@@ -231,7 +231,7 @@ mod tests {
     };
     use baove_domain::case::{CaseOpened, CaseState};
     use baove_domain::intake::{Channel, Concerns};
-    use baove_eventlog::{Actor, AppendRequest, ExpectedVersion, NewEvent, StreamId};
+    use baove_eventlog::{Actor, AppendRequest, ExpectedVersion, StreamId};
 
     async fn append(log: &EventLog, case: Uuid, version: u64, events: &[CaseEvent]) -> u64 {
         let appended = log
@@ -244,9 +244,7 @@ mod tests {
                 correlation_id: String::new(),
                 events: events
                     .iter()
-                    .map(|e| {
-                        NewEvent::new(e.event_type(), c::SCHEMA_VERSION, &e.payload()).unwrap()
-                    })
+                    .map(|e| baove_runtime::command::stored(e).unwrap())
                     .collect(),
                 publish: false,
             })

@@ -4,14 +4,15 @@ use std::sync::Arc;
 
 use baove_domain::Violations;
 use baove_domain::reference::AgencyChange;
-use baove_domain::referral::{self as r, Command, Refusal, Status as RStatus};
-use baove_eventlog::{AppendRequest, EventLog, ExpectedVersion, NewEvent, StreamId};
+use baove_domain::referral::{self as r, Command, ReferralState, Status as RStatus};
+use baove_eventlog::{AppendRequest, EventLog, ExpectedVersion, StreamId};
 use baove_proto::steps::ReferralStepOutcome;
 use baove_proto::v1::{self as p, referral_service_server::ReferralService};
 use baove_runtime::access::AccessLog;
 use baove_runtime::auth::caller;
+use baove_runtime::command::{Commands, Step, stored};
 use baove_runtime::convert::referral_status;
-use baove_runtime::status::{CURRENT_VERSION_KEY, from_log, invalid_argument};
+use baove_runtime::status::{from_log, invalid_argument};
 use baove_runtime::timestamp;
 use baove_security::{Caller, Role};
 use tokio::sync::mpsc;
@@ -20,9 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::flows::{load, new_event};
 use crate::model::{DIRECTORY_STREAM, Referrals, Row};
-use baove_domain::reference::SCHEMA_VERSION;
 
 /// Serves ReferralService.
 #[derive(Clone)]
@@ -31,18 +30,20 @@ pub struct ReferralApi {
     referrals: Arc<Referrals>,
     stopping: CancellationToken,
     access: AccessLog,
+    commands: Commands,
 }
 
 impl ReferralApi {
     /// The API; `stopping` ends live WatchInbox streams at shutdown.
     #[must_use]
-    pub const fn new(
+    pub fn new(
         log: EventLog,
         referrals: Arc<Referrals>,
         stopping: CancellationToken,
         access: AccessLog,
     ) -> Self {
         Self {
+            commands: Commands::new(log.clone(), access.clone()),
             log,
             referrals,
             stopping,
@@ -146,98 +147,47 @@ impl ReferralApi {
         let Some(id) = id.filter(|_| v.is_empty()) else {
             return Err(baove_runtime::status::violations(&v));
         };
-        if let Some(first) = self
-            .log
-            .command(&baove_runtime::client_command_id(&request_id))
-            .await
-            .map_err(|e| from_log(&e))?
-        {
-            let status = load(&self.log, *first.stream.as_uuid())
-                .await?
-                .map_or(p::ReferralStatus::Unspecified, |(s, _)| {
-                    referral_status(s.status)
-                });
-            return Ok(ReferralStepOutcome {
-                version: first.last_seq,
-                status,
-                already_applied: true,
-            });
-        }
-        let (state, version) = load(&self.log, id)
-            .await?
-            .ok_or_else(|| Status::not_found(format!("no referral {id}")))?;
-        if receiving_agency_only
-            && !self.referrals.with_directory(|d| {
-                baove_runtime::auth::same_agency(d, &agency_id, &state.to_agency_id)
-            })
-        {
-            return Err(self
-                .access
-                .refuse(
-                    caller,
-                    rpc,
-                    Some(state.case_id),
-                    &format!("referral:{id}"),
-                    &format!(
-                        "only the receiving agency ({}) takes this step on referral {id}",
-                        state.to_agency_id
-                    ),
-                )
-                .await);
-        }
-        if !receiving_agency_only
-            && !self
-                .referrals
-                .with_directory(|d| baove_runtime::auth::covers(caller, d, &state.from_unit_id))
-        {
-            return Err(self
-                .access
-                .refuse(
-                    caller,
-                    rpc,
-                    Some(state.case_id),
-                    &format!("referral:{id}"),
-                    &format!(
-                        "only the requesting commune ({}) revokes referral {id}",
-                        state.from_unit_id
-                    ),
-                )
-                .await);
-        }
-        if version != h.expected_version {
-            return Err(stale(id, h.expected_version, version));
-        }
-        let event = r::decide(&state, command, &user_id).map_err(|refusal| match refusal {
-            Refusal::Invalid(v) => baove_runtime::status::violations(&v),
-            Refusal::NotAllowed(rule) => Status::failed_precondition(rule),
-        })?;
-        let status = referral_status(
-            r::apply(Some(state.clone()), &event).map_or(state.status, |s| s.status),
-        );
-        let appended = self
-            .log
-            .append(AppendRequest {
-                stream: StreamId::from_uuid(id),
-                expected: ExpectedVersion::Exact(version),
-                command_id: baove_runtime::client_command_id(&request_id),
-                actor: baove_runtime::access::actor(caller),
-                causation_id: String::new(),
-                correlation_id: state.case_id.to_string(),
-                events: vec![new_event(&event).map_err(|e| from_log(&e))?],
-                publish: true,
-            })
-            .await;
-        match appended {
-            Ok(a) => Ok(ReferralStepOutcome {
-                version: a.last_seq,
-                status,
-                already_applied: a.replayed,
-            }),
-            Err(baove_eventlog::Error::Conflict { current, .. }) => {
-                Err(stale(id, h.expected_version, current))
-            }
-            Err(e) => Err(from_log(&e)),
-        }
+        let step = Step {
+            caller,
+            rpc,
+            id,
+            expected: h.expected_version,
+            request_id: &request_id,
+            request_id_field: "header.request_id",
+        };
+        let executed = self
+            .commands
+            .execute(
+                &step,
+                |state: &ReferralState| {
+                    self.referrals.with_directory(|d| {
+                        if receiving_agency_only {
+                            if baove_runtime::auth::same_agency(d, &agency_id, &state.to_agency_id)
+                            {
+                                return Ok(());
+                            }
+                            return Err(format!(
+                                "only the receiving agency ({}) takes this step on referral {id}",
+                                state.to_agency_id
+                            ));
+                        }
+                        if baove_runtime::auth::covers(caller, d, &state.from_unit_id) {
+                            return Ok(());
+                        }
+                        Err(format!(
+                            "only the requesting commune ({}) revokes referral {id}",
+                            state.from_unit_id
+                        ))
+                    })
+                },
+                |state| r::decide(state, command.clone(), &user_id).map(|event| vec![event]),
+            )
+            .await?;
+        Ok(ReferralStepOutcome {
+            version: executed.version,
+            status: referral_status(executed.state.status),
+            already_applied: executed.already_applied,
+        })
     }
 
     async fn change_directory(
@@ -275,11 +225,12 @@ impl ReferralApi {
                 actor: baove_runtime::access::actor(caller),
                 causation_id: String::new(),
                 correlation_id: String::new(),
-                events: vec![{
-                    let event = baove_domain::reference::DirectoryEvent::AgencyChanged(change);
-                    NewEvent::new(event.event_type(), SCHEMA_VERSION, &event.payload())
-                        .map_err(|e| from_log(&e))?
-                }],
+                events: vec![
+                    stored(&baove_domain::reference::DirectoryEvent::AgencyChanged(
+                        change,
+                    ))
+                    .map_err(|e| from_log(&e))?,
+                ],
                 publish: false,
             })
             .await
@@ -287,16 +238,6 @@ impl ReferralApi {
         self.referrals.wait_for(appended.last_position).await?;
         Ok(appended.replayed)
     }
-}
-
-fn stale(id: Uuid, expected: u64, current: u64) -> Status {
-    let mut status = Status::aborted(format!(
-        "referral {id} is at version {current}, not {expected}: reload it and decide again"
-    ));
-    if let Ok(value) = current.to_string().parse() {
-        status.metadata_mut().insert(CURRENT_VERSION_KEY, value);
-    }
-    status
 }
 
 fn parse_status(raw: i32) -> Result<Option<RStatus>, Status> {

@@ -11,48 +11,13 @@ use baove_domain::calendar::{Calendar, describe};
 use baove_domain::case::{CaseEvent, ReferralRequested};
 use baove_domain::referral::{self as r, ReferralEvent, ReferralState};
 use baove_eventlog::{
-    Actor, AppendRequest, Clock, Envelope, Error, EventLog, ExpectedVersion, NewEvent, StreamId,
+    Actor, AppendRequest, Clock, Envelope, Error, EventLog, ExpectedVersion, StreamId,
 };
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
+
+use baove_runtime::command::{load, stored};
 
 use crate::model::Referrals;
-
-/// Loads a referral from the log: its state and version.
-///
-/// # Errors
-/// A log error or an undecodable event.
-pub async fn load(
-    log: &EventLog,
-    id: Uuid,
-) -> Result<Option<(ReferralState, u64)>, baove_runtime::status::LoadError> {
-    use baove_runtime::status::LoadError;
-    let events = log.read_stream(StreamId::from_uuid(id), 1, 10_000).await?;
-    let mut state = None;
-    let mut version = 0;
-    for envelope in &events {
-        if envelope.seq == 1 && envelope.event_type != "ReferralOffered" {
-            return Err(LoadError::NotFound("referral", id));
-        }
-        let event = <ReferralEvent as baove_domain::event::StoredEvent>::decode(
-            &envelope.event_type,
-            envelope.schema_version,
-            &envelope.payload,
-        )
-        .map_err(|e| LoadError::undecodable(envelope, &e.to_string()))?;
-        state = r::apply(state, &event);
-        version = envelope.seq;
-    }
-    Ok(state.map(|s| (s, version)))
-}
-
-/// The new event for `event`.
-///
-/// # Errors
-/// Only if the event does not serialise, which it does.
-pub fn new_event(event: &ReferralEvent) -> Result<NewEvent, Error> {
-    NewEvent::new(event.event_type(), r::SCHEMA_VERSION, event)
-}
 
 /// Offers each referral casework recorded (`ReferralRequested`) to the
 /// receiving agency: the one asked, or its successor if it was merged.
@@ -109,7 +74,7 @@ impl Handler for Offer {
                 // Every referral event carries its case id here: casework
                 // files each step under that case.
                 correlation_id: event.stream_id.to_string(),
-                events: vec![new_event(&offered).map_err(|e| HandleError::Reject(e.to_string()))?],
+                events: vec![stored(&offered).map_err(|e| HandleError::Reject(e.to_string()))?],
                 publish: true,
             })
             .await;
@@ -143,7 +108,7 @@ pub async fn escalate(
             .set(referrals.awaiting_acknowledgement() as f64);
         for id in referrals.due_escalations(now) {
             let result = async {
-                let Some((state, version)) = load(&log, id).await.map_err(|e| e.to_string())? else { return Ok(()) };
+                let Some((state, version)) = load::<ReferralState>(&log, id).await.map_err(|e| e.to_string())? else { return Ok(()) };
                 let Some(event) = r::due_escalation(&state, now) else { return Ok(()) };
                 tracing::warn!(referral_id = %id, due = describe(state.ack_due_at_ms), agency = state.to_agency_id, "referral not acknowledged in time: escalated");
                 let appended = log
@@ -154,7 +119,7 @@ pub async fn escalate(
                         actor: Actor::system("referral"),
                         causation_id: String::new(),
                         correlation_id: state.case_id.to_string(),
-                        events: vec![new_event(&event).map_err(|e| e.to_string())?],
+                        events: vec![stored(&event).map_err(|e| e.to_string())?],
                         publish: true,
                     })
                     .await;
@@ -196,7 +161,7 @@ impl Handler for Alerts {
             return Ok(());
         };
         let id = *event.stream_id.as_uuid();
-        let Some((state, _)) = load(&self.log, id).await? else {
+        let Some((state, _)) = load::<ReferralState>(&self.log, id).await? else {
             return Err(HandleError::Reject(format!(
                 "escalation of unknown referral {id}"
             )));

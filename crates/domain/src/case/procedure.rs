@@ -602,21 +602,7 @@ pub enum Command {
     },
 }
 
-/// Why a command was refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// Bad input (gRPC `INVALID_ARGUMENT`): every bad field.
-    Invalid(Violations),
-    /// The procedure does not allow this step now (gRPC
-    /// `FAILED_PRECONDITION`): the rule, in words.
-    NotAllowed(String),
-}
-
-impl From<Violations> for Refusal {
-    fn from(v: Violations) -> Self {
-        Self::Invalid(v)
-    }
-}
+pub use crate::event::Refusal;
 
 fn not_allowed(rule: &str) -> Refusal {
     Refusal::NotAllowed(rule.to_owned())

@@ -246,3 +246,20 @@ fn given_a_police_notification_when_the_police_received_it_earlier_then_the_12_h
     };
     assert_eq!(plain.clock_start_ms, None);
 }
+
+#[test]
+fn given_a_case_as_an_aggregate_then_its_stream_starts_with_the_opening_and_its_events_carry_the_intake()
+ {
+    use crate::event::Aggregate;
+    let Routing::Open(opened) = route_intake(&recorded(None), Uuid::from_u128(1), None) else {
+        panic!()
+    };
+    let first = CaseEvent::Opened(opened);
+    assert_eq!(first.event_type(), <CaseState as Aggregate>::FIRST_EVENT);
+    let state = <CaseState as Aggregate>::apply(None, &first).unwrap();
+    assert_eq!(state.correlation_id(), Uuid::from_u128(42).to_string());
+    assert_eq!(Aggregate::case_id(&state), state.case_id);
+    let note = CaseEvent::decode("NoteAdded", SCHEMA_VERSION, r#"{"text":"gọi lại"}"#).unwrap();
+    assert!(<CaseState as Aggregate>::is_bookkeeping(&note));
+    assert!(!<CaseState as Aggregate>::is_bookkeeping(&first));
+}

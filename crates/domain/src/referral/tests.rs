@@ -207,3 +207,15 @@ fn referral_events_round_trip_through_their_stored_json() {
     assert_eq!(serde_json::from_str::<ReferralEvent>(&json).unwrap(), event);
     assert_eq!(event.event_type(), "ReferralDeclined");
 }
+
+#[test]
+fn given_a_referral_as_an_aggregate_then_its_stream_starts_with_the_offer_and_its_events_carry_the_case()
+ {
+    use crate::event::Aggregate;
+    let state = offered();
+    assert_eq!(ReferralState::FIRST_EVENT, "ReferralOffered");
+    assert_eq!(state.correlation_id(), Uuid::from_u128(2).to_string());
+    assert_eq!(Aggregate::case_id(&state), Uuid::from_u128(2));
+    let acknowledged = decide(&state, Command::Acknowledge, "u1").unwrap();
+    assert!(!ReferralState::is_bookkeeping(&acknowledged));
+}
