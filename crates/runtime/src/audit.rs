@@ -454,14 +454,16 @@ impl AuditService for AuditApi {
             .await?;
         let rx = crate::history::tail(
             self.log.clone(),
-            stream,
+            crate::history::OneStream {
+                stream,
+                item: |event: &baove_eventlog::Envelope| v1::StreamHistoryResponse {
+                    event: Some(envelope_to_proto(event)),
+                    case_event: crate::history::case_event_of(event),
+                },
+            },
             request.from_seq,
             crate::history::Until::End,
             permit,
-            |event| v1::StreamHistoryResponse {
-                event: Some(envelope_to_proto(event)),
-                case_event: crate::history::case_event_of(event),
-            },
         );
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             rx,

@@ -1,8 +1,8 @@
 //! A case's history as a client reads it: each stored event of a case's log
 //! with its typed proto message (`CaseEvent` in case.proto), decoded by the
 //! domain's own event model so that the proto cannot drift from what is
-//! stored; and [`tail`], the one loop that streams a stream's events to a
-//! client (WatchCase live, StreamHistory to the end).
+//! stored; and [`tail`], the one loop that streams the log to a client
+//! (WatchCase and WatchInbox live, StreamHistory to the end).
 
 use baove_domain::case::{
     CaseEvent, DeadlineKind,
@@ -296,21 +296,79 @@ pub enum Until {
     },
 }
 
-/// Streams `stream`'s events from seq `from` to a client, each mapped by
-/// `item`, in pages; [`Until::Live`] then waits for each commit of the log
-/// and sends what it added. A log error ends the stream with its status.
-/// The one loop behind WatchCase and StreamHistory; the caller holds the
-/// stream's permit in `hold` for as long as the loop runs.
-pub fn tail<T, H>(
+/// One page of a [`Feed`]: what to send, and where the next page starts.
+#[derive(Debug)]
+pub struct Page<T> {
+    /// The items to send, in order (none when the page held nothing for
+    /// this client).
+    pub items: Vec<T>,
+    /// Where the next page starts: the page's start itself when the log
+    /// had nothing new there.
+    pub next: u64,
+}
+
+/// What [`tail`] pages through and sends: a stream's events by seq
+/// ([`OneStream`]), or the whole log by position, filtered (an agency's
+/// inbox).
+pub trait Feed: Send + 'static {
+    /// What the client gets.
+    type Item: Send + 'static;
+
+    /// The page of the log from `next` (a seq or a position) on.
+    ///
+    /// # Errors
+    /// The status that ends the client's stream.
+    fn page(
+        &mut self,
+        log: &EventLog,
+        next: u64,
+    ) -> impl std::future::Future<Output = Result<Page<Self::Item>, Status>> + Send;
+}
+
+/// The events of one stream, by seq, each mapped by `item`.
+pub struct OneStream<F> {
+    /// The stream.
+    pub stream: StreamId,
+    /// What each event becomes.
+    pub item: F,
+}
+
+/// Events read per page of one stream.
+const STREAM_PAGE: usize = 256;
+
+impl<T, F> Feed for OneStream<F>
+where
+    T: Send + 'static,
+    F: Fn(&Envelope) -> T + Send + Sync + 'static,
+{
+    type Item = T;
+
+    async fn page(&mut self, log: &EventLog, next: u64) -> Result<Page<T>, Status> {
+        let events = log
+            .read_stream(self.stream, next, STREAM_PAGE)
+            .await
+            .map_err(|e| crate::status::from_log(&e))?;
+        Ok(Page {
+            next: events.last().map_or(next, |e| e.seq + 1),
+            items: events.iter().map(&self.item).collect(),
+        })
+    }
+}
+
+/// Streams `feed` from `from` to a client, page by page; [`Until::Live`]
+/// then waits for each commit of the log and sends what it added. An error
+/// ends the stream with its status. The one loop behind WatchCase,
+/// StreamHistory and WatchInbox; the caller holds the stream's permit in
+/// `hold` for as long as the loop runs.
+pub fn tail<D, H>(
     log: EventLog,
-    stream: StreamId,
+    mut feed: D,
     from: u64,
     until: Until,
     hold: H,
-    item: impl Fn(&Envelope) -> T + Send + 'static,
-) -> mpsc::Receiver<Result<T, Status>>
+) -> mpsc::Receiver<Result<D::Item, Status>>
 where
-    T: Send + 'static,
+    D: Feed,
     H: Send + 'static,
 {
     let (tx, rx) = mpsc::channel(64);
@@ -320,19 +378,20 @@ where
         let mut next = from.max(1);
         loop {
             committed.borrow_and_update();
-            match log.read_stream(stream, next, 256).await {
-                Ok(events) if !events.is_empty() => {
-                    for event in &events {
-                        next = event.seq + 1;
-                        if tx.send(Ok(item(event))).await.is_err() {
+            match feed.page(&log, next).await {
+                Ok(page) => {
+                    for item in page.items {
+                        if tx.send(Ok(item)).await.is_err() {
                             return;
                         }
                     }
-                    continue;
+                    if page.next > next {
+                        next = page.next;
+                        continue;
+                    }
                 }
-                Ok(_) => {}
-                Err(e) => {
-                    let _ = tx.send(Err(crate::status::from_log(&e))).await;
+                Err(status) => {
+                    let _ = tx.send(Err(status)).await;
                     return;
                 }
             }
@@ -441,5 +500,89 @@ mod tests {
             typed.insert(event_type.to_owned());
         }
         assert_eq!(typed.len(), CaseEvent::EVENT_TYPES.len(), "{typed:?}");
+    }
+
+    /// Appends `n` events to `stream`.
+    async fn append(log: &EventLog, stream: StreamId, n: usize) {
+        let note = baove_eventlog::NewEvent::new("Noted", 1, &serde_json::json!({})).unwrap();
+        log.append(baove_eventlog::AppendRequest {
+            stream,
+            expected: baove_eventlog::ExpectedVersion::Any,
+            command_id: format!("test:{}", Uuid::now_v7()),
+            actor: baove_eventlog::Actor::system("test"),
+            causation_id: String::new(),
+            correlation_id: String::new(),
+            events: vec![note; n],
+            publish: false,
+        })
+        .await
+        .unwrap();
+    }
+
+    /// The whole log by position, keeping one stream's events: most pages
+    /// hold nothing for the client, as an agency's inbox does.
+    struct Only(StreamId);
+
+    impl Feed for Only {
+        type Item = u64;
+
+        async fn page(&mut self, log: &EventLog, next: u64) -> Result<Page<u64>, Status> {
+            let events = log.read_all(next, 50).await.unwrap();
+            Ok(Page {
+                next: events.last().map_or(next, |e| e.global_position + 1),
+                items: events
+                    .iter()
+                    .filter(|e| e.stream_id == self.0)
+                    .map(|e| e.global_position)
+                    .collect(),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn given_a_stream_longer_than_a_page_then_a_history_sends_every_event_from_the_seq_asked_and_ends()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).await.unwrap();
+        let stream = StreamId::from_uuid(Uuid::now_v7());
+        append(&log, stream, 600).await;
+        let feed = OneStream {
+            stream,
+            item: |e: &Envelope| e.seq,
+        };
+        let mut rx = tail(log, feed, 5, Until::End, ());
+        let mut seqs = Vec::new();
+        while let Some(seq) = rx.recv().await {
+            seqs.push(seq.unwrap());
+        }
+        assert_eq!(seqs, (5..=600).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn given_pages_with_nothing_for_the_client_then_a_watch_reads_past_them_and_sends_what_comes_live()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).await.unwrap();
+        let (other, mine) = (
+            StreamId::from_uuid(Uuid::now_v7()),
+            StreamId::from_uuid(Uuid::now_v7()),
+        );
+        append(&log, other, 300).await;
+        append(&log, mine, 1).await;
+        let stopping = CancellationToken::new();
+        let live = Until::Live {
+            stopping: stopping.clone(),
+            service: "test",
+        };
+        let mut rx = tail(log.clone(), Only(mine), 1, live, ());
+        assert_eq!(rx.recv().await.unwrap().unwrap(), 301);
+        append(&log, other, 120).await;
+        append(&log, mine, 2).await;
+        assert_eq!(rx.recv().await.unwrap().unwrap(), 422);
+        assert_eq!(rx.recv().await.unwrap().unwrap(), 423);
+        stopping.cancel();
+        let goodbye = rx.recv().await.unwrap().unwrap_err();
+        assert_eq!(goodbye.code(), tonic::Code::Unavailable);
+        assert!(rx.recv().await.is_none());
     }
 }

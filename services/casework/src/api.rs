@@ -311,17 +311,19 @@ impl CaseService for CaseApi {
         self.may_read(&caller, &rpc, id).await?;
         let rx = baove_runtime::history::tail(
             self.log.clone(),
-            stream,
+            baove_runtime::history::OneStream {
+                stream,
+                item: |event: &baove_eventlog::Envelope| p::WatchCaseResponse {
+                    event: Some(baove_runtime::audit::envelope_to_proto(event)),
+                    case_event: baove_runtime::history::case_event_of(event),
+                },
+            },
             r.from_seq,
             baove_runtime::history::Until::Live {
                 stopping: self.stopping.clone(),
                 service: "casework",
             },
             permit,
-            |event| p::WatchCaseResponse {
-                event: Some(baove_runtime::audit::envelope_to_proto(event)),
-                case_event: baove_runtime::history::case_event_of(event),
-            },
         );
         Ok(Response::new(ReceiverStream::new(rx)))
     }

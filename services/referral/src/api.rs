@@ -15,7 +15,6 @@ use baove_runtime::convert::referral_status;
 use baove_runtime::status::{from_log, invalid_argument};
 use baove_runtime::timestamp;
 use baove_security::{Caller, Role};
-use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -237,6 +236,63 @@ impl ReferralApi {
             .map_err(|e| from_log(&e))?;
         self.referrals.wait_for(appended.last_position).await?;
         Ok(appended.replayed)
+    }
+}
+
+/// An agency's inbox as WatchInbox sends it: each step of a referral to
+/// the agency (or an agency it merged into), by the log's position, once
+/// the read model has it.
+struct Inbox {
+    referrals: Arc<Referrals>,
+    agency: String,
+}
+
+/// Log events read per page of an inbox.
+const INBOX_PAGE: usize = 200;
+
+impl baove_runtime::history::Feed for Inbox {
+    type Item = p::WatchInboxResponse;
+
+    async fn page(
+        &mut self,
+        log: &EventLog,
+        next: u64,
+    ) -> Result<baove_runtime::history::Page<p::WatchInboxResponse>, Status> {
+        let events = log
+            .read_all(next, INBOX_PAGE)
+            .await
+            .map_err(|e| from_log(&e))?;
+        let Some(last) = events.last() else {
+            return Ok(baove_runtime::history::Page {
+                items: Vec::new(),
+                next,
+            });
+        };
+        self.referrals
+            .wait_for(last.global_position)
+            .await
+            .map_err(|_| {
+                Status::unavailable("the referral read model is behind the log; watch again")
+            })?;
+        let items = events
+            .iter()
+            .filter_map(|envelope| {
+                let row = self.referrals.get(*envelope.stream_id.as_uuid())?;
+                self.referrals
+                    .with_directory(|d| {
+                        baove_runtime::auth::same_agency(d, &self.agency, &row.state.to_agency_id)
+                    })
+                    .then(|| p::WatchInboxResponse {
+                        position: envelope.global_position,
+                        step: baove_runtime::convert::referral_step(&envelope.event_type) as i32,
+                        referral: Some(referral_to_proto(&row)),
+                    })
+            })
+            .collect();
+        Ok(baove_runtime::history::Page {
+            items,
+            next: last.global_position + 1,
+        })
     }
 }
 
@@ -468,76 +524,19 @@ impl ReferralService for ReferralApi {
             return Err(invalid_argument("agency_id", "is required"));
         }
         self.may_read_inbox(&caller, &rpc, &agency).await?;
-        let (tx, rx) = mpsc::channel(64);
-        let (log, referrals, stopping) = (
+        let rx = baove_runtime::history::tail(
             self.log.clone(),
-            self.referrals.clone(),
-            self.stopping.clone(),
+            Inbox {
+                referrals: self.referrals.clone(),
+                agency,
+            },
+            request.from_position,
+            baove_runtime::history::Until::Live {
+                stopping: self.stopping.clone(),
+                service: "referral",
+            },
+            permit,
         );
-        let mut next = request.from_position.max(1);
-        tokio::spawn(async move {
-            let _permit = permit;
-            let mut committed = log.subscribe();
-            loop {
-                committed.borrow_and_update();
-                match log.read_all(next, 200).await {
-                    Ok(events) if !events.is_empty() => {
-                        if referrals
-                            .wait_for(events.last().map_or(0, |e| e.global_position))
-                            .await
-                            .is_err()
-                        {
-                            let _ = tx
-                                .send(Err(Status::unavailable(
-                                    "the referral read model is behind the log; watch again",
-                                )))
-                                .await;
-                            return;
-                        }
-                        for envelope in &events {
-                            next = envelope.global_position + 1;
-                            let Some(row) = referrals.get(*envelope.stream_id.as_uuid()) else {
-                                continue;
-                            };
-                            if !referrals.with_directory(|d| {
-                                baove_runtime::auth::same_agency(
-                                    d,
-                                    &agency,
-                                    &row.state.to_agency_id,
-                                )
-                            }) {
-                                continue;
-                            }
-                            let update = p::WatchInboxResponse {
-                                position: envelope.global_position,
-                                step: baove_runtime::convert::referral_step(&envelope.event_type)
-                                    as i32,
-                                referral: Some(referral_to_proto(&row)),
-                            };
-                            if tx.send(Ok(update)).await.is_err() {
-                                return;
-                            }
-                        }
-                        continue;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        let _ = tx.send(Err(from_log(&e))).await;
-                        return;
-                    }
-                }
-                if !baove_runtime::projection::wait_for_commit(
-                    &mut committed,
-                    &tx,
-                    &stopping,
-                    "referral",
-                )
-                .await
-                {
-                    return;
-                }
-            }
-        });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
