@@ -3,9 +3,8 @@
 use std::sync::Arc;
 
 use baove_domain::Violations;
-use baove_domain::case::procedure::{self as proc, Command, MeasureKind, RiskLevel};
+use baove_domain::case::procedure::{self as proc, Command};
 use baove_domain::case::{CaseState, CaseStatus};
-use baove_domain::time::parse_date;
 use baove_eventlog::{EventLog, StreamId};
 use baove_proto::steps::CaseStepOutcome;
 use baove_proto::v1::{self as p, case_service_server::CaseService};
@@ -20,6 +19,7 @@ use uuid::Uuid;
 use crate::cases::replay_as_of;
 use crate::convert::{case_to_proto, summary};
 use crate::model::{Cases, Filter};
+use crate::requests::{Context, StepRequest, referral_id};
 use crate::rules::Rules;
 use crate::scope::can_read;
 use baove_runtime::command::load;
@@ -193,55 +193,20 @@ impl CaseApi {
     }
 }
 
-/// Namespace of referral ids derived from (case, request_id).
-const REFERRAL_IDS: Uuid = Uuid::from_u128(0x6261_6f76_652d_7265_6665_7272_616c_0002);
-
-fn date(v: &mut Violations, field: &str, raw: &str) -> Option<::time::Date> {
-    v.check(field, parse_date(raw.trim()))
-}
-
-/// The forms of abuse a verification confirmed and found untrue, each
-/// named by its field when it is not a known form.
-fn verification(v: &mut Violations, confirmed: &[i32], unconfirmed: &[i32]) -> proc::Verification {
-    let mut forms = |field: &str, raw: &[i32]| -> Vec<baove_domain::intake::AbuseType> {
-        let mut out = Vec::new();
-        for (i, value) in raw.iter().enumerate() {
-            match baove_runtime::convert::abuse_type(*value) {
-                Some(form) if !out.contains(&form) => out.push(form),
-                Some(_) => {}
-                None => v.add(format!("{field}[{i}]"), "is unspecified or unknown"),
-            }
-        }
-        out
-    };
-    proc::Verification {
-        confirmed: forms("confirmed_abuse_types", confirmed),
-        not_confirmed: forms("unconfirmed_abuse_types", unconfirmed),
+impl CaseApi {
+    /// A step RPC: its request read as the procedure's command
+    /// ([`StepRequest`]), then [`Self::execute`].
+    async fn step<R: StepRequest>(&self, r: Request<R>) -> Result<CaseStepOutcome, Status> {
+        let caller = caller(&r)?;
+        let rpc = baove_runtime::auth::rpc(&r);
+        let cx = Context {
+            user_id: &caller.user_id,
+            directory: &self.rules.directory,
+            today: baove_domain::time::vietnam_date((self.rules.clock)()),
+        };
+        let (header, command) = r.into_inner().command(&cx);
+        self.execute(&caller, &rpc, header, command).await
     }
-}
-
-fn ratings(v: &mut Violations, raw: Vec<p::RiskRating>) -> Vec<proc::RiskRating> {
-    raw.into_iter()
-        .enumerate()
-        .filter_map(|(i, r)| {
-            let level = match p::RiskLevel::try_from(r.level) {
-                Ok(p::RiskLevel::High) => RiskLevel::High,
-                Ok(p::RiskLevel::Medium) => RiskLevel::Medium,
-                Ok(p::RiskLevel::Low) => RiskLevel::Low,
-                _ => {
-                    v.add(
-                        format!("ratings[{i}].level"),
-                        "is required: high, medium or low",
-                    );
-                    return None;
-                }
-            };
-            Some(proc::RiskRating {
-                factor: r.factor,
-                level,
-            })
-        })
-        .collect()
 }
 
 #[tonic::async_trait]
@@ -380,403 +345,84 @@ impl CaseService for CaseApi {
         &self,
         r: Request<p::AssignOfficerRequest>,
     ) -> Result<Response<p::AssignOfficerResponse>, Status> {
-        let caller = caller(&r)?;
-        let rpc = baove_runtime::auth::rpc(&r);
-        let r = r.into_inner();
-        self.execute(
-            &caller,
-            &rpc,
-            r.header,
-            Ok(Command::Assign {
-                officer_id: r.assignee_id,
-            }),
-        )
-        .await
-        .map(|o| Response::new(o.into()))
+        self.step(r).await.map(|done| Response::new(done.into()))
     }
-
     async fn record_initial_assessment(
         &self,
         r: Request<p::RecordInitialAssessmentRequest>,
     ) -> Result<Response<p::RecordInitialAssessmentResponse>, Status> {
-        let caller = caller(&r)?;
-        let rpc = baove_runtime::auth::rpc(&r);
-        let r = r.into_inner();
-        let mut v = Violations::default();
-        let ratings = ratings(&mut v, r.ratings);
-        let verification =
-            verification(&mut v, &r.confirmed_abuse_types, &r.unconfirmed_abuse_types);
-        let command = v.into_result(Command::RecordInitialAssessment {
-            ratings,
-            emergency_measures_apply: r.emergency_measures_apply,
-            summary: r.summary,
-            verification,
-        });
-        self.execute(&caller, &rpc, r.header, command)
-            .await
-            .map(|o| Response::new(o.into()))
+        self.step(r).await.map(|done| Response::new(done.into()))
     }
-
     async fn record_emergency_measure(
         &self,
         r: Request<p::RecordEmergencyMeasureRequest>,
     ) -> Result<Response<p::RecordEmergencyMeasureResponse>, Status> {
-        let caller = caller(&r)?;
-        let rpc = baove_runtime::auth::rpc(&r);
-        let r = r.into_inner();
-        let mut v = Violations::default();
-        let kind = match p::MeasureKind::try_from(r.kind) {
-            Ok(p::MeasureKind::MedicalCare) => Some(MeasureKind::MedicalCare),
-            Ok(p::MeasureKind::SafeShelter) => Some(MeasureKind::SafeShelter),
-            Ok(p::MeasureKind::TemporarySeparation) => Some(MeasureKind::TemporarySeparation),
-            Ok(p::MeasureKind::Other) => Some(MeasureKind::Other),
-            _ => {
-                v.add("kind", "is required");
-                None
-            }
-        };
-        let separation = r.separation.and_then(|s| {
-            let start = date(&mut v, "separation.start_date", &s.start_date);
-            let end = date(&mut v, "separation.end_date", &s.end_date);
-            Some(proc::Separation {
-                start_date: start?,
-                end_date: end?,
-                extension_decision_ref: Some(s.extension_decision_ref)
-                    .filter(|e| !e.trim().is_empty()),
-            })
-        });
-        let grounds = match p::MeasureGrounds::try_from(r.grounds) {
-            Ok(p::MeasureGrounds::Unspecified | p::MeasureGrounds::AssessedDanger) => {
-                proc::MeasureGrounds::AssessedDanger
-            }
-            Ok(p::MeasureGrounds::ParentsRefusePlan) => proc::MeasureGrounds::ParentsRefusePlan,
-            Ok(p::MeasureGrounds::AbuseMayContinue) => proc::MeasureGrounds::AbuseMayContinue,
-            Err(_) => {
-                v.add(
-                    "grounds",
-                    format!("{} is not a valid MeasureGrounds", r.grounds),
-                );
-                proc::MeasureGrounds::AssessedDanger
-            }
-        };
-        let command = match kind {
-            Some(kind) if v.is_empty() => Ok(Command::RecordEmergencyMeasure {
-                kind,
-                description: r.description,
-                decision_ref: r.decision_ref,
-                separation,
-                grounds,
-            }),
-            _ => Err(v),
-        };
-        self.execute(&caller, &rpc, r.header, command)
-            .await
-            .map(|o| Response::new(o.into()))
+        self.step(r).await.map(|done| Response::new(done.into()))
     }
-
     async fn record_detailed_assessment(
         &self,
         r: Request<p::RecordDetailedAssessmentRequest>,
     ) -> Result<Response<p::RecordDetailedAssessmentResponse>, Status> {
-        let caller = caller(&r)?;
-        let rpc = baove_runtime::auth::rpc(&r);
-        let r = r.into_inner();
-        let mut v = Violations::default();
-        let verification =
-            verification(&mut v, &r.confirmed_abuse_types, &r.unconfirmed_abuse_types);
-        let command = v.into_result(Command::RecordDetailedAssessment {
-            summary: r.summary,
-            needs: r.needs,
-            meeting_participants: r.meeting_participants,
-            minutes_ref: r.minutes_ref,
-            verification,
-        });
-        self.execute(&caller, &rpc, r.header, command)
-            .await
-            .map(|o| Response::new(o.into()))
+        self.step(r).await.map(|done| Response::new(done.into()))
     }
-
     async fn draft_plan(
         &self,
         r: Request<p::DraftPlanRequest>,
     ) -> Result<Response<p::DraftPlanResponse>, Status> {
-        let caller = caller(&r)?;
-        let rpc = baove_runtime::auth::rpc(&r);
-        let r = r.into_inner();
-        let mut v = Violations::default();
-        let measures: Vec<_> = r
-            .measures
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, m)| {
-                let due_date = date(&mut v, &format!("measures[{i}].due_date"), &m.due_date)?;
-                Some(proc::PlanMeasure {
-                    id: m.id,
-                    description: m.description,
-                    responsible: m.responsible,
-                    due_date,
-                })
-            })
-            .collect();
-        // Who acts is the token's subject (the header names no one else).
-        let command = v.into_result(Command::DraftPlan {
-            measures,
-            by: caller.user_id.clone(),
-            keep_despite_residence: Some(r.keep_despite_residence_ref)
-                .filter(|k| !k.trim().is_empty()),
-        });
-        self.execute(&caller, &rpc, r.header, command)
-            .await
-            .map(|o| Response::new(o.into()))
+        self.step(r).await.map(|done| Response::new(done.into()))
     }
-
     async fn approve_plan(
         &self,
         r: Request<p::ApprovePlanRequest>,
     ) -> Result<Response<p::ApprovePlanResponse>, Status> {
-        let caller = caller(&r)?;
-        let rpc = baove_runtime::auth::rpc(&r);
-        let r = r.into_inner();
-        self.execute(
-            &caller,
-            &rpc,
-            r.header,
-            Ok(Command::ApprovePlan {
-                decision_ref: r.decision_ref,
-                by: caller.user_id.clone(),
-            }),
-        )
-        .await
-        .map(|o| Response::new(o.into()))
+        self.step(r).await.map(|done| Response::new(done.into()))
     }
-
     async fn send_back_plan(
         &self,
         r: Request<p::SendBackPlanRequest>,
     ) -> Result<Response<p::SendBackPlanResponse>, Status> {
-        let caller = caller(&r)?;
-        let rpc = baove_runtime::auth::rpc(&r);
-        let r = r.into_inner();
-        self.execute(
-            &caller,
-            &rpc,
-            r.header,
-            Ok(Command::SendBackPlan { reason: r.reason }),
-        )
-        .await
-        .map(|o| Response::new(o.into()))
+        self.step(r).await.map(|done| Response::new(done.into()))
     }
-
     async fn record_intervention(
         &self,
         r: Request<p::RecordInterventionRequest>,
     ) -> Result<Response<p::RecordInterventionResponse>, Status> {
-        let caller = caller(&r)?;
-        let rpc = baove_runtime::auth::rpc(&r);
-        let r = r.into_inner();
-        let mut v = Violations::default();
-        let when = date(&mut v, "date", &r.date);
-        let command = match when {
-            Some(date) if v.is_empty() => Ok(Command::RecordIntervention {
-                measure_id: r.measure_id,
-                description: r.description,
-                date,
-            }),
-            _ => Err(v),
-        };
-        self.execute(&caller, &rpc, r.header, command)
-            .await
-            .map(|o| Response::new(o.into()))
+        self.step(r).await.map(|done| Response::new(done.into()))
     }
-
     async fn record_review(
         &self,
         r: Request<p::RecordReviewRequest>,
     ) -> Result<Response<p::RecordReviewResponse>, Status> {
-        let caller = caller(&r)?;
-        let rpc = baove_runtime::auth::rpc(&r);
-        let r = r.into_inner();
-        let mut v = Violations::default();
-        let ratings = ratings(&mut v, r.ratings);
-        let command = v.into_result(Command::RecordReview {
-            ratings,
-            summary: r.summary,
-        });
-        self.execute(&caller, &rpc, r.header, command)
-            .await
-            .map(|o| Response::new(o.into()))
+        self.step(r).await.map(|done| Response::new(done.into()))
     }
-
     async fn close_case(
         &self,
         r: Request<p::CloseCaseRequest>,
     ) -> Result<Response<p::CloseCaseResponse>, Status> {
-        let caller = caller(&r)?;
-        let rpc = baove_runtime::auth::rpc(&r);
-        let r = r.into_inner();
-        let grounds = match p::CloseGrounds::try_from(r.grounds) {
-            Ok(p::CloseGrounds::NoRiskAfterReview) => Ok(proc::CloseGrounds::NoRiskAfterReview),
-            Ok(p::CloseGrounds::Unfounded) => Ok(proc::CloseGrounds::Unfounded),
-            Ok(p::CloseGrounds::NoSupportNeeded) => Ok(proc::CloseGrounds::NoSupportNeeded),
-            Ok(p::CloseGrounds::Unspecified) => Err(Violations::one(
-                "grounds",
-                "is required: no risk after review, unfounded, or no support needed",
-            )),
-            Err(_) => Err(Violations::one(
-                "grounds",
-                format!("{} is not a valid CloseGrounds", r.grounds),
-            )),
-        };
-        self.execute(
-            &caller,
-            &rpc,
-            r.header,
-            grounds.map(|grounds| Command::Close {
-                reason: r.reason,
-                grounds,
-                decision_ref: r.decision_ref,
-            }),
-        )
-        .await
-        .map(|o| Response::new(o.into()))
+        self.step(r).await.map(|done| Response::new(done.into()))
     }
-
     async fn reopen_case(
         &self,
         r: Request<p::ReopenCaseRequest>,
     ) -> Result<Response<p::ReopenCaseResponse>, Status> {
-        let caller = caller(&r)?;
-        let rpc = baove_runtime::auth::rpc(&r);
-        let r = r.into_inner();
-        self.execute(
-            &caller,
-            &rpc,
-            r.header,
-            Ok(Command::Reopen { reason: r.reason }),
-        )
-        .await
-        .map(|o| Response::new(o.into()))
+        self.step(r).await.map(|done| Response::new(done.into()))
     }
-
     async fn request_referral(
         &self,
         r: Request<p::RequestReferralRequest>,
     ) -> Result<Response<p::RequestReferralResponse>, Status> {
-        use baove_domain::referral::{
-            LegalBasis, ReferralKind, ReferralRequest, Service, Sharing, Urgency,
-        };
-        let caller = caller(&r)?;
-        let rpc = baove_runtime::auth::rpc(&r);
-        let r = r.into_inner();
-        let mut v = Violations::default();
-        let today = baove_domain::time::vietnam_date((self.rules.clock)());
-        let service = match p::RequestedService::try_from(r.service) {
-            Ok(p::RequestedService::PoliceInvestigation) => Some(Service::PoliceInvestigation),
-            Ok(p::RequestedService::MedicalExamination) => Some(Service::MedicalExamination),
-            Ok(p::RequestedService::PsychologicalSupport) => Some(Service::PsychologicalSupport),
-            Ok(p::RequestedService::LegalAid) => Some(Service::LegalAid),
-            Ok(p::RequestedService::SchoolSupport) => Some(Service::SchoolSupport),
-            Ok(p::RequestedService::Shelter) => Some(Service::Shelter),
-            _ => None,
-        };
-        let transfer = r.transfer_to_unit_id.trim();
-        let kind = match (service, transfer.is_empty()) {
-            (Some(service), true) => Some(ReferralKind::Refer { service }),
-            (None, false) => {
-                // A transfer goes to a commune in force today, by its
-                // official id.
-                let to_unit_id = match self.rules.directory.unit_for_report(transfer, today, None) {
-                    Ok(unit) => unit.id.clone(),
-                    Err(rule) => {
-                        v.add("transfer_to_unit_id", rule);
-                        transfer.to_owned()
-                    }
-                };
-                Some(ReferralKind::Transfer { to_unit_id })
-            }
-            (Some(_), false) => {
-                v.add(
-                    "service",
-                    "give a service (a referral) or transfer_to_unit_id (a transfer), not both",
-                );
-                None
-            }
-            (None, true) => {
-                v.add(
-                    "service",
-                    "is required: the service asked, or transfer_to_unit_id for a transfer",
-                );
-                None
-            }
-        };
-        if !r.to_agency_id.trim().is_empty()
-            && let Err(rule) = self
-                .rules
-                .directory
-                .receiving_agency(r.to_agency_id.trim(), today)
-        {
-            v.add("to_agency_id", rule);
-        }
-        let legal_basis = match p::LegalBasis::try_from(r.legal_basis) {
-            Ok(p::LegalBasis::CriminalInvestigation) => Some(LegalBasis::CriminalInvestigation),
-            Ok(p::LegalBasis::Emergency) => Some(LegalBasis::Emergency),
-            _ => None,
-        };
-        let header = r.header.clone().unwrap_or_default();
-        // The same request_id always names the same referral.
-        let referral_id = Uuid::new_v5(
-            &REFERRAL_IDS,
-            format!("{}:{}", header.case_id.trim(), header.request_id.trim()).as_bytes(),
-        );
-        let command = match kind {
-            Some(kind) if v.is_empty() => Ok(Command::RequestReferral {
-                referral_id,
-                request: ReferralRequest {
-                    kind,
-                    to_agency_id: self
-                        .rules
-                        .directory
-                        .canonical_agency(r.to_agency_id.trim())
-                        .to_owned(),
-                    reason: r.reason,
-                    urgency: if r.urgent {
-                        Urgency::Urgent
-                    } else {
-                        Urgency::Normal
-                    },
-                    sharing: Sharing {
-                        identifying: r.shares_identifying_information,
-                        child_consent: r.child_consent,
-                        guardian_consent: r.guardian_consent,
-                        legal_basis,
-                        informant: r.shares_informant,
-                    },
-                },
-            }),
-            _ => Err(v),
-        };
-        let response = self.execute(&caller, &rpc, r.header, command).await?;
+        let referral_id = referral_id(r.get_ref().header.as_ref());
+        let done = self.step(r).await?;
         Ok(Response::new(p::RequestReferralResponse {
-            version: response.version,
+            version: done.version,
             referral_id: referral_id.to_string(),
-            already_applied: response.already_applied,
+            already_applied: done.already_applied,
         }))
     }
-
     async fn add_note(
         &self,
         r: Request<p::AddNoteRequest>,
     ) -> Result<Response<p::AddNoteResponse>, Status> {
-        let caller = caller(&r)?;
-        let rpc = baove_runtime::auth::rpc(&r);
-        let r = r.into_inner();
-        self.execute(
-            &caller,
-            &rpc,
-            r.header,
-            Ok(Command::AddNote { text: r.text }),
-        )
-        .await
-        .map(|o| Response::new(o.into()))
+        self.step(r).await.map(|done| Response::new(done.into()))
     }
 }

@@ -11,8 +11,10 @@
 //! # Layout
 //! - [`SPEC`], [`run`]: the service and its start-up.
 //! - `cases`: the intake consumer's handler; loading a case.
-//! - `api`: `baove.v1.CaseService`: the handlers, one per RPC, and the one
-//!   path a step takes (load, check, decide, append).
+//! - `api`: `baove.v1.CaseService`: the handlers, one per RPC; a step's
+//!   handler is one line onto the command path
+//!   (`baove_runtime::command`: load, check, decide, append).
+//! - `requests`: a step's request as the procedure's command (pure).
 //! - `rules`: what deciding needs besides the case (calendar, clock).
 //! - `scope`: who may read a case (pure, unit-tested).
 //! - `convert`: the case and its summary as proto messages.
@@ -31,6 +33,7 @@ mod convert;
 mod deadlines;
 mod model;
 mod reporting;
+mod requests;
 mod rules;
 mod scope;
 
