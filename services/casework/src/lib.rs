@@ -10,7 +10,8 @@
 //!
 //! # Layout
 //! - [`SPEC`], [`run`]: the service and its start-up.
-//! - `cases`: the intake consumer's handler; loading a case.
+//! - `cases`: the intake consumer's handler, referral steps copied into the
+//!   case, a case as it stood at a moment (`ReplayCase`).
 //! - `api`: `baove.v1.CaseService`: the handlers, one per RPC; a step's
 //!   handler is one line onto the command path
 //!   (`baove_runtime::command`: load, check, decide, append).

@@ -9,7 +9,8 @@
 //! - [`SPEC`], [`run`]: the service and its start-up.
 //! - `model`: referrals and the directory, folded from referral's log.
 //! - `flows`: offering, escalating, alerting.
-//! - `api`: `baove.v1.ReferralService`.
+//! - `api`: `baove.v1.ReferralService`: steps on the command path
+//!   (`baove_runtime::command`), the inbox as a feed of `history::tail`.
 
 mod api;
 mod flows;
