@@ -15,6 +15,8 @@
 //! newer than 2.9 is used.
 //!
 //! # Layout
+//! - [`alert`]: the alerts a person must act on, one typed payload each,
+//!   published on `BAOVE_ALERT`.
 //! - `connect`: [`connect`] with retries.
 //! - `streams`: [`StreamSpec`], the services' streams, [`ensure_stream`].
 //! - `publish`: [`publish`] one envelope, the headers it carries.
@@ -43,6 +45,7 @@
 //! - intake re-publishes a report until casework's answer comes back, and
 //!   casework answers a repeated report by publishing its answer again.
 
+pub mod alert;
 mod connect;
 mod consumer;
 mod health;

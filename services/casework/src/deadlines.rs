@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::jetstream;
 use baove_bus::{HandleError, Handler};
 use baove_domain::calendar::describe;
 use baove_domain::case::CaseEvent;
@@ -136,28 +136,20 @@ impl Handler for Alerts {
             )));
         };
         let unit = self.directory.canonical_unit(&state.responsible_unit_id);
-        let alert = serde_json::json!({
-            "case_id": case_id,
-            "kind": kind,
-            "missed": missed,
-            "due_at_ms": due_at_ms,
-            "due": describe(due_at_ms),
-            "satisfied_by": kind.satisfied_by(),
-            "unit_id": unit,
-            "officer_id": state.officer_id,
-            "event_id": event.event_id,
-        });
-        let subject = format!("{}.deadline.{unit}", baove_bus::ALERT.prefix);
-        let message = PublishMessage::build()
-            .payload(alert.to_string().into())
-            .message_id(format!("alert:{}", event.event_id));
-        let ack = self
-            .js
-            .send_publish(subject, message)
+        let alert = baove_bus::alert::DeadlineAlert {
+            case_id,
+            kind,
+            missed,
+            due_at_ms,
+            due: describe(due_at_ms),
+            satisfied_by: kind.satisfied_by().to_owned(),
+            unit_id: unit.to_owned(),
+            officer_id: state.officer_id.clone(),
+            event_id: event.event_id,
+        };
+        baove_bus::alert::publish(&self.js, unit, &alert)
             .await
-            .map_err(|e| HandleError::Retry(format!("alert publish: {e}")))?;
-        ack.await
-            .map_err(|e| HandleError::Retry(format!("alert ack: {e}")))?;
+            .map_err(HandleError::Retry)?;
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::jetstream;
 use baove_bus::{HandleError, Handler};
 use baove_domain::calendar::{Calendar, describe};
 use baove_domain::case::{CaseEvent, ReferralRequested};
@@ -170,29 +170,19 @@ impl Handler for Alerts {
             .supervisor_agency_id
             .clone()
             .unwrap_or_else(|| state.to_agency_id.clone());
-        let alert = serde_json::json!({
-            "referral_id": id,
-            "case_id": state.case_id,
-            "not_acknowledged_by": state.to_agency_id,
-            "ack_due_at_ms": ack_due_at_ms,
-            "due": describe(ack_due_at_ms),
-            "from_unit_id": state.from_unit_id,
-            "urgent": state.request.urgency == r::Urgency::Urgent,
-            "event_id": event.event_id,
-        });
-        let message = PublishMessage::build()
-            .payload(alert.to_string().into())
-            .message_id(format!("alert:{}", event.event_id));
-        let ack = self
-            .js
-            .send_publish(
-                format!("{}.referral.{to}", baove_bus::ALERT.prefix),
-                message,
-            )
+        let alert = baove_bus::alert::ReferralAlert {
+            referral_id: id,
+            case_id: state.case_id,
+            not_acknowledged_by: state.to_agency_id.clone(),
+            ack_due_at_ms,
+            due: describe(ack_due_at_ms),
+            from_unit_id: state.from_unit_id.clone(),
+            urgent: state.request.urgency == r::Urgency::Urgent,
+            event_id: event.event_id,
+        };
+        baove_bus::alert::publish(&self.js, &to, &alert)
             .await
-            .map_err(|e| HandleError::Retry(format!("alert publish: {e}")))?;
-        ack.await
-            .map_err(|e| HandleError::Retry(format!("alert ack: {e}")))?;
+            .map_err(HandleError::Retry)?;
         Ok(())
     }
 }
