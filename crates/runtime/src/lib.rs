@@ -25,6 +25,9 @@
 //!   compared at start, acknowledgements gated on the cluster's quorum.
 //! - [`restore`]: a data directory rebuilt from a backup file or from the
 //!   log stream (`<service> restore`).
+//! - [`history`]: a case's events as typed proto messages, and [`history::tail`],
+//!   the one loop that streams the log to a client (WatchCase, WatchInbox,
+//!   StreamHistory).
 //! - [`command`]: the one load–decide–append path of a person's command
 //!   to a case or a referral, and how each failure answers.
 //! - [`request`]: page sizes and page tokens, one set of rules.
