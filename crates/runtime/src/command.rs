@@ -3,7 +3,7 @@
 //! append at the version loaded; and the one way each failure answers.
 //!
 //! A record is any [`Aggregate`] (a case, a referral). [`load`] and
-//! [`replay`] fold its stream; [`execute`] runs one command:
+//! [`replay`] fold its stream; [`Commands::execute`] runs one command:
 //!
 //! - a `request_id` seen before answers with what it did then
 //!   (`already_applied`), or INVALID_ARGUMENT when it was used for another

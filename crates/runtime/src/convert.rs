@@ -1,7 +1,7 @@
 //! Domain values ↔ their proto enums and oneofs, for the values more than
 //! one service shows (referral status, steps and kinds, the report's
 //! enums, concerns), and a case's events as the typed history
-//! ([`case_event`]). Each service keeps the conversions only it needs next
+//! ([`crate::history::case_event`]). Each service keeps the conversions only it needs next
 //! to its API.
 
 use baove_domain::intake::{self as d, AbuseType, ReportStatus};
