@@ -8,11 +8,15 @@
 //!   concurrent writers for S seconds, closed loop, each call a new report
 //!   (its own request id): acknowledged reports/s and latency, the write
 //!   path as a hotline sees it (in a cluster: until the quorum stored it).
+//! - `load`: hotline reports open-loop at fixed rates, with the hand-over
+//!   to casework and each process's CPU per report ([`load`]).
 
 use std::time::{Duration, Instant};
 
 use baove_proto::v1::{GetIntakeRequest, intake_service_client::IntakeServiceClient};
 use clap::Subcommand;
+
+pub mod load;
 
 /// `baove bench ...`.
 #[derive(Subcommand)]
@@ -31,6 +35,9 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         secs: u64,
     },
+    /// Hotline reports open-loop at fixed rates: submit and hand-over
+    /// (submit to CaseOpened) latency, refusals, CPU and memory per process.
+    Load(load::Load),
     /// Concurrent `GetIntake` calls: calls/s, p50/p99 latency, errors.
     Reads {
         /// The intake to read (the token must be allowed to read it).
@@ -61,6 +68,7 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
             concurrency,
             secs,
         } => submits(addr, &file, concurrency.max(1), Duration::from_secs(secs)).await,
+        Command::Load(load) => load::run(addr, load).await,
     }
 }
 

@@ -387,7 +387,7 @@ async fn plain_channel(addr: &str) -> anyhow::Result<Channel> {
     connect(only).await
 }
 
-async fn connect(addr: &str) -> anyhow::Result<Channel> {
+pub(crate) async fn connect(addr: &str) -> anyhow::Result<Channel> {
     Channel::from_shared(addr.to_owned())
         .with_context(|| format!("invalid address {addr}"))?
         .connect_timeout(Duration::from_secs(2))

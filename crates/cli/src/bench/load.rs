@@ -1,0 +1,547 @@
+//! `baove bench load`: hotline reports submitted open-loop at fixed rates,
+//! as a province's hotline makes them, and the figures of each rate.
+//!
+//! Open loop: report `i` of a run is sent at `start + i / rate` whether or
+//! not earlier calls have been answered, so a slow service meets the load it
+//! would meet, not a load that slows down with it. Each report is a new one
+//! (its own request id, a child's name and age drawn from the index), logged
+//! by one of `rate / 10` hotline operators (a caller's sustained limit is
+//! 20 calls/s), each call with a 10 s deadline.
+//!
+//! For each rate it prints:
+//! - reports acknowledged per second and the errors by gRPC code;
+//! - submit latency p50/p99/max (call to receipt);
+//! - hand-over latency p50/p99/max: from the submit to the `CaseOpened`
+//!   event casework recorded for that report, read afterwards from
+//!   casework's log (`ReadAll`, as an auditor) by the event's correlation id
+//!   (the intake id) and its `recorded_at` (same machine, same clock,
+//!   millisecond resolution); reports acknowledged but without a case after
+//!   the settle time are counted;
+//! - each named process's CPU time per acknowledged report (utime + stime
+//!   from `/proc/<pid>/stat`, over the run and its settle time) and its
+//!   resident and peak resident memory (`VmRSS`, `VmHWM`).
+//!
+//! And at the end, the highest rate whose hand-over p99 stayed under 50 ms
+//! with nothing refused. It asserts nothing: `deploy/local/bench.sh` starts a
+//! fresh system of release binaries and runs it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use baove_proto::v1::{
+    ReadAllRequest, SubmitHotlineReportRequest, audit_service_client::AuditServiceClient,
+    child::Age, intake_service_client::IntakeServiceClient,
+};
+use baove_security::Role;
+use baove_security::client::{AuthChannel, Bearer};
+
+/// `baove bench load`'s arguments.
+#[derive(clap::Args)]
+pub struct Load {
+    /// The report each call varies (a `SubmitHotlineReportRequest` as proto3
+    /// JSON, e.g. deploy/examples/hotline-report.json).
+    #[arg(long)]
+    pub file: PathBuf,
+    /// Reports per second, one run each, in this order.
+    #[arg(long, value_delimiter = ',', default_value = "50,100,200,400")]
+    pub rates: Vec<u32>,
+    /// Seconds each rate is offered.
+    #[arg(long, default_value_t = 30)]
+    pub secs: u64,
+    /// The key that signs tokens (the services' issuer): the bench mints the
+    /// operators' tokens and an auditor's with it.
+    #[arg(long)]
+    pub issuer_key: PathBuf,
+    /// casework's address: its log tells when each report's case opened.
+    #[arg(long)]
+    pub casework: String,
+    /// A process to measure, as NAME=PID (repeatable): CPU per report, memory.
+    #[arg(long = "pid")]
+    pub pids: Vec<String>,
+    /// After a run, how long to wait for the last cases to open.
+    #[arg(long, default_value_t = 60)]
+    pub settle_secs: u64,
+    /// Pause between two rates, so that one run's backlog is not the next's.
+    #[arg(long, default_value_t = 5)]
+    pub pause_secs: u64,
+}
+
+/// What one submit came to.
+struct Sent {
+    /// Wall clock at the call, ms since the epoch.
+    at_ms: i64,
+    latency: Duration,
+    /// The intake id, or the gRPC code that refused it.
+    outcome: Result<String, tonic::Code>,
+}
+
+/// A rate's figures.
+struct RunFigures {
+    rate: u32,
+    acked: usize,
+    refused: usize,
+    handover_p99_ms: Option<f64>,
+    missing: usize,
+}
+
+/// Runs `baove bench load` against intake at `addr`.
+///
+/// # Errors
+/// When the report cannot be read, a service cannot be reached, or a
+/// process named with `--pid` cannot be read.
+pub async fn run(addr: &str, args: Load) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let template: SubmitHotlineReportRequest = crate::intake::from_json(
+        &crate::intake::pool()?,
+        "baove.v1.SubmitHotlineReportRequest",
+        &text,
+    )?;
+    let processes = args
+        .pids
+        .iter()
+        .map(|p| Process::parse(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let issuer = baove_security::Issuer::from_file(&args.issuer_key)?;
+    let mint = |user: &str, role: Role, agency: &str| -> anyhow::Result<Bearer> {
+        let token = issuer
+            .issue(user, role, agency, &[], 3600 * 4)
+            .context("cannot sign a token")?;
+        Bearer::new(&token, "benchmark").map_err(|e| anyhow::anyhow!(e))
+    };
+    let intake = crate::connect(addr).await?;
+    let casework = crate::connect(&args.casework).await?;
+    let mut auditor = AuditServiceClient::new(AuthChannel::new(
+        casework,
+        mint("bench-auditor", Role::Auditor, "vn:92/thanh-tra")?,
+    ));
+    let run_id = uuid::Uuid::now_v7().simple().to_string();
+    out!(
+        "bench load: {} s per rate, processes measured: {}",
+        args.secs,
+        if processes.is_empty() {
+            "none (pass --pid NAME=PID)".to_owned()
+        } else {
+            processes
+                .iter()
+                .map(|p| format!("{}={}", p.name, p.pid))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    let mut figures = Vec::new();
+    let mut serial = 0u64;
+    for (n, &rate) in args.rates.iter().enumerate() {
+        if rate == 0 {
+            bail!("--rates: a rate must be at least 1 report/s");
+        }
+        if n > 0 {
+            tokio::time::sleep(Duration::from_secs(args.pause_secs)).await;
+        }
+        let operators = (rate as usize).div_ceil(10);
+        let clients = (0..operators)
+            .map(|k| {
+                Ok(IntakeServiceClient::new(AuthChannel::new(
+                    intake.clone(),
+                    mint(
+                        &format!("bench-op-{k}"),
+                        Role::HotlineOperator,
+                        "vn/tong-dai-111",
+                    )?,
+                )))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let from = next_position(&mut auditor).await?;
+        let cpu_before = processes
+            .iter()
+            .map(Process::cpu_secs)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let total = rate as u64 * args.secs;
+        let started = Instant::now();
+        let mut calls = Vec::with_capacity(total as usize);
+        for i in 0..total {
+            let due = started + Duration::from_secs_f64(i as f64 / f64::from(rate));
+            tokio::time::sleep_until(due.into()).await;
+            let mut client = clients[(i as usize) % clients.len()].clone();
+            let request = varied(&template, &run_id, serial);
+            serial += 1;
+            calls.push(tokio::spawn(async move {
+                let at_ms = now_ms();
+                let call = Instant::now();
+                let mut request = tonic::Request::new(request);
+                request.set_timeout(Duration::from_secs(10));
+                let outcome = client
+                    .submit_hotline_report(request)
+                    .await
+                    .map(|r| r.into_inner().intake_id)
+                    .map_err(|s| s.code());
+                Sent {
+                    at_ms,
+                    latency: call.elapsed(),
+                    outcome,
+                }
+            }));
+        }
+        let offered_secs = started.elapsed().as_secs_f64();
+        let mut sent = Vec::with_capacity(calls.len());
+        for call in calls {
+            sent.push(call.await?);
+        }
+        let answered_secs = started.elapsed().as_secs_f64();
+        let submitted: HashMap<&str, i64> = sent
+            .iter()
+            .filter_map(|s| s.outcome.as_ref().ok().map(|id| (id.as_str(), s.at_ms)))
+            .collect();
+        let opened = opened_cases(
+            &mut auditor,
+            from,
+            &submitted,
+            Duration::from_secs(args.settle_secs),
+        )
+        .await?;
+        let cpu = processes
+            .iter()
+            .zip(&cpu_before)
+            .map(|(p, before)| Ok(p.cpu_secs()? - before))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        figures.push(print_run(
+            rate,
+            offered_secs,
+            answered_secs,
+            &sent,
+            &submitted,
+            &opened,
+            &processes,
+            &cpu,
+        )?);
+    }
+    let best = figures
+        .iter()
+        .filter(|f| f.refused == 0 && f.missing == 0 && f.acked > 0)
+        .filter(|f| f.handover_p99_ms.is_some_and(|p99| p99 < 50.0))
+        .map(|f| f.rate)
+        .max();
+    out!(
+        "reports acknowledged in all: {}",
+        figures.iter().map(|f| f.acked).sum::<usize>()
+    );
+    match best {
+        Some(rate) => out!(
+            "highest rate with hand-over p99 under 50 ms and nothing refused: {rate} reports/s"
+        ),
+        None => out!("no rate kept hand-over p99 under 50 ms with nothing refused"),
+    }
+    Ok(())
+}
+
+/// casework's next global position.
+async fn next_position(auditor: &mut AuditServiceClient<AuthChannel>) -> anyhow::Result<u64> {
+    let head = auditor
+        .read_all(ReadAllRequest {
+            from_position: 0,
+            limit: 1,
+        })
+        .await
+        .context("casework ReadAll (as an auditor)")?
+        .into_inner();
+    Ok(head.last_position + 1)
+}
+
+/// For each submitted intake id, when casework recorded its `CaseOpened`
+/// (ms since the epoch), read from casework's log from `from`; waits up to
+/// `settle` for the last ones.
+async fn opened_cases(
+    auditor: &mut AuditServiceClient<AuthChannel>,
+    mut from: u64,
+    submitted: &HashMap<&str, i64>,
+    settle: Duration,
+) -> anyhow::Result<HashMap<String, i64>> {
+    let until = Instant::now() + settle;
+    let mut opened = HashMap::new();
+    while opened.len() < submitted.len() {
+        let page = auditor
+            .read_all(ReadAllRequest {
+                from_position: from,
+                limit: 1000,
+            })
+            .await
+            .context("casework ReadAll (as an auditor)")?
+            .into_inner();
+        for event in &page.events {
+            if event.event_type == baove_domain::case::CASE_OPENED
+                && submitted.contains_key(event.correlation_id.as_str())
+            {
+                opened.insert(event.correlation_id.clone(), event.recorded_at_unix_ms);
+            }
+        }
+        if page.events.is_empty() {
+            if Instant::now() >= until {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        from = page.next_position.max(from);
+    }
+    Ok(opened)
+}
+
+/// Prints one rate's figures.
+#[allow(clippy::too_many_arguments)]
+fn print_run(
+    rate: u32,
+    offered_secs: f64,
+    answered_secs: f64,
+    sent: &[Sent],
+    submitted: &HashMap<&str, i64>,
+    opened: &HashMap<String, i64>,
+    processes: &[Process],
+    cpu: &[f64],
+) -> anyhow::Result<RunFigures> {
+    let mut submit_ms: Vec<f64> = sent
+        .iter()
+        .filter(|s| s.outcome.is_ok())
+        .map(|s| s.latency.as_secs_f64() * 1000.0)
+        .collect();
+    let mut errors: std::collections::BTreeMap<String, usize> = Default::default();
+    for s in sent {
+        if let Err(code) = s.outcome {
+            *errors.entry(format!("{code:?}")).or_default() += 1;
+        }
+    }
+    let mut handover_ms: Vec<f64> = submitted
+        .iter()
+        .filter_map(|(id, at)| opened.get(*id).map(|done| (done - at) as f64))
+        .collect();
+    let acked = submit_ms.len();
+    let refused = sent.len() - acked;
+    let missing = submitted.len() - handover_ms.len();
+    let submit = Quantiles::of(&mut submit_ms);
+    let handover = Quantiles::of(&mut handover_ms);
+    out!(
+        "rate {rate}/s: {} offered in {offered_secs:.1} s, {acked} acknowledged ({:.1}/s until the last answer at {answered_secs:.1} s), refused {refused} {errors:?}",
+        sent.len(),
+        acked as f64 / answered_secs,
+    );
+    out!("  submit    {}", submit.line());
+    out!(
+        "  hand-over {} (submit to CaseOpened); without a case after the settle time: {missing}",
+        handover.line()
+    );
+    for (process, cpu) in processes.iter().zip(cpu) {
+        let (rss, hwm) = process.memory()?;
+        out!(
+            "  {:<9} CPU {:.1} s = {:.2} ms per acknowledged report; RSS {:.0} MiB, peak {:.0} MiB",
+            process.name,
+            cpu,
+            if acked == 0 {
+                0.0
+            } else {
+                cpu * 1000.0 / acked as f64
+            },
+            rss as f64 / 1024.0,
+            hwm as f64 / 1024.0,
+        );
+    }
+    Ok(RunFigures {
+        rate,
+        acked,
+        refused,
+        handover_p99_ms: handover.map(|q| q.p99),
+        missing,
+    })
+}
+
+/// p50/p99/max of a sample, in ms.
+#[derive(Clone, Copy)]
+struct Quantiles {
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Quantiles {
+    fn of(sample: &mut [f64]) -> Option<Self> {
+        if sample.is_empty() {
+            return None;
+        }
+        sample.sort_by(f64::total_cmp);
+        let at = |q: f64| sample[((sample.len() as f64 * q) as usize).min(sample.len() - 1)];
+        Some(Self {
+            p50: at(0.50),
+            p99: at(0.99),
+            max: sample[sample.len() - 1],
+        })
+    }
+}
+
+trait Line {
+    fn line(&self) -> String;
+}
+
+impl Line for Option<Quantiles> {
+    fn line(&self) -> String {
+        match self {
+            Some(q) => format!(
+                "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                q.p50, q.p99, q.max
+            ),
+            None => "no sample".to_owned(),
+        }
+    }
+}
+
+/// A report unlike the others: its own request id, child's name and age.
+fn varied(
+    template: &SubmitHotlineReportRequest,
+    run_id: &str,
+    serial: u64,
+) -> SubmitHotlineReportRequest {
+    const FAMILY: [&str; 12] = [
+        "Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ",
+    ];
+    const MIDDLE: [&str; 8] = ["Thị", "Văn", "Minh", "Ngọc", "Gia", "Thanh", "Hữu", "Khánh"];
+    const GIVEN: [&str; 16] = [
+        "An", "Bình", "Châu", "Dung", "Giang", "Hà", "Khoa", "Lan", "Mai", "Nam", "Oanh", "Phúc",
+        "Quân", "Sơn", "Tâm", "Vy",
+    ];
+    let mut request = template.clone();
+    request.request_id = format!("bench-{run_id}-{serial}");
+    let n = serial as usize;
+    if let Some(facts) = request.report.as_mut().and_then(|r| r.facts.as_mut()) {
+        facts.received_at = Some(prost_types::Timestamp::from(SystemTime::now()));
+        if let Some(child) = facts.child.as_mut() {
+            child.full_name = format!(
+                "{} {} {} {}",
+                FAMILY[n % FAMILY.len()],
+                MIDDLE[(n / FAMILY.len()) % MIDDLE.len()],
+                GIVEN[(n / (FAMILY.len() * MIDDLE.len())) % GIVEN.len()],
+                GIVEN[(n / (FAMILY.len() * MIDDLE.len() * GIVEN.len())) % GIVEN.len()],
+            );
+            child.age = Some(Age::EstimatedAgeYears((n % 15) as u32 + 1));
+        }
+    }
+    request
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A process named on the command line.
+struct Process {
+    name: String,
+    pid: u32,
+}
+
+impl Process {
+    fn parse(spec: &str) -> anyhow::Result<Self> {
+        let Some((name, pid)) = spec.split_once('=') else {
+            bail!("--pid {spec:?}: expected NAME=PID");
+        };
+        let pid = pid
+            .trim()
+            .parse()
+            .with_context(|| format!("--pid {spec:?}: the PID is not a number"))?;
+        let process = Self {
+            name: name.trim().to_owned(),
+            pid,
+        };
+        process.cpu_secs()?;
+        Ok(process)
+    }
+
+    /// CPU seconds (user + system) the process used so far, all threads.
+    fn cpu_secs(&self) -> anyhow::Result<f64> {
+        let path = format!("/proc/{}/stat", self.pid);
+        let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+        // After the command name in parentheses: state is field 3, utime 14,
+        // stime 15 (proc(5)).
+        let rest = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .with_context(|| format!("{path}: unexpected format"))?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| -> anyhow::Result<f64> {
+            Ok(fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .with_context(|| format!("{path}: field {} is not a number", i + 3))?
+                as f64)
+        };
+        // SAFETY: sysconf takes no pointer and only reads a constant.
+        #[allow(unsafe_code)]
+        let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        Ok((ticks(11)? + ticks(12)?) / per_sec)
+    }
+
+    /// Resident and peak resident memory, KiB.
+    fn memory(&self) -> anyhow::Result<(u64, u64)> {
+        let path = format!("/proc/{}/status", self.pid);
+        let status =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok((field("VmRSS:"), field("VmHWM:")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_of_a_sample() {
+        let mut sample: Vec<f64> = (1..=100).map(f64::from).collect();
+        sample.reverse();
+        let q = Quantiles::of(&mut sample).unwrap();
+        assert_eq!((q.p50, q.p99, q.max), (51.0, 100.0, 100.0));
+        assert!(Quantiles::of(&mut []).is_none());
+    }
+
+    #[test]
+    fn each_report_is_another_child_and_request() {
+        let template = SubmitHotlineReportRequest {
+            report: Some(baove_proto::v1::HotlineReport {
+                facts: Some(baove_proto::v1::ReportFacts {
+                    child: Some(baove_proto::v1::Child::default()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let names: std::collections::HashSet<_> = (0..1536)
+            .map(|n| {
+                let r = varied(&template, "run", n);
+                let child = r.report.unwrap().facts.unwrap().child.unwrap();
+                (r.request_id, child.full_name)
+            })
+            .collect();
+        assert_eq!(names.len(), 1536, "request ids and names repeat");
+    }
+
+    #[test]
+    fn this_process_reads_its_own_cpu_and_memory() {
+        let me = Process::parse(&format!("me={}", std::process::id())).unwrap();
+        // Busy until the kernel has counted a tick of this process's CPU.
+        let mut spins = 0u64;
+        while me.cpu_secs().unwrap() == 0.0 {
+            spins = std::hint::black_box(spins + 1);
+            assert!(spins < 10_000_000_000, "no CPU time counted");
+        }
+        let (rss, hwm) = me.memory().unwrap();
+        assert!(rss > 0 && hwm >= rss);
+        assert!(Process::parse("me").is_err());
+        assert!(Process::parse("me=abc").is_err());
+    }
+}
