@@ -134,23 +134,19 @@ fn report(
     what: &str,
     concurrency: usize,
     started: Instant,
-    mut latencies: Vec<Duration>,
+    latencies: Vec<Duration>,
     errors: &std::collections::BTreeMap<String, u64>,
 ) -> anyhow::Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    let at = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
+    let mut ms: Vec<f64> = latencies.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    let quantiles = load::Quantiles::of(&mut ms);
     out!(
         "{what}: {concurrency} callers, {:.1} s: {} answered ({:.0}/s), p50 {:.2} ms, p99 {:.2} ms, errors {errors:?}",
         elapsed,
         latencies.len(),
         latencies.len() as f64 / elapsed,
-        at(0.50),
-        at(0.99),
+        quantiles.map_or(0.0, |q| q.p50),
+        quantiles.map_or(0.0, |q| q.p99),
     );
     if latencies.is_empty() {
         anyhow::bail!("no call succeeded: {errors:?}");

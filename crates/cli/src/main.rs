@@ -375,7 +375,7 @@ pub(crate) async fn channel(addr: &str) -> anyhow::Result<baove_security::client
     ))
 }
 
-async fn plain_channel(addr: &str) -> anyhow::Result<Channel> {
+pub(crate) async fn plain_channel(addr: &str) -> anyhow::Result<Channel> {
     let addresses: Vec<&str> = addr
         .split(',')
         .map(str::trim)
@@ -387,7 +387,7 @@ async fn plain_channel(addr: &str) -> anyhow::Result<Channel> {
     connect(only).await
 }
 
-pub(crate) async fn connect(addr: &str) -> anyhow::Result<Channel> {
+async fn connect(addr: &str) -> anyhow::Result<Channel> {
     Channel::from_shared(addr.to_owned())
         .with_context(|| format!("invalid address {addr}"))?
         .connect_timeout(Duration::from_secs(2))

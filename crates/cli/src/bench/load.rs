@@ -54,7 +54,8 @@ pub struct Load {
     /// operators' tokens and an auditor's with it.
     #[arg(long)]
     pub issuer_key: PathBuf,
-    /// casework's address: its log tells when each report's case opened.
+    /// casework's address (or its processes' addresses, `a,b`: the active
+    /// one is used): its log tells when each report's case opened.
     #[arg(long)]
     pub casework: String,
     /// A process to measure, as NAME=PID (repeatable): CPU per report, memory.
@@ -111,8 +112,8 @@ pub async fn run(addr: &str, args: Load) -> anyhow::Result<()> {
             .context("cannot sign a token")?;
         Bearer::new(&token, "benchmark").map_err(|e| anyhow::anyhow!(e))
     };
-    let intake = crate::connect(addr).await?;
-    let casework = crate::connect(&args.casework).await?;
+    let intake = crate::plain_channel(addr).await?;
+    let casework = crate::plain_channel(&args.casework).await?;
     let mut auditor = AuditServiceClient::new(AuthChannel::new(
         casework,
         mint("bench-auditor", Role::Auditor, "vn:92/thanh-tra")?,
@@ -355,14 +356,15 @@ fn print_run(
 
 /// p50/p99/max of a sample, in ms.
 #[derive(Clone, Copy)]
-struct Quantiles {
-    p50: f64,
-    p99: f64,
-    max: f64,
+pub(crate) struct Quantiles {
+    pub(crate) p50: f64,
+    pub(crate) p99: f64,
+    pub(crate) max: f64,
 }
 
 impl Quantiles {
-    fn of(sample: &mut [f64]) -> Option<Self> {
+    /// Sorts `sample`; `None` when it is empty.
+    pub(crate) fn of(sample: &mut [f64]) -> Option<Self> {
         if sample.is_empty() {
             return None;
         }
