@@ -15,7 +15,7 @@ deploy/local/ensure-nats.sh
 nats=$(command -v nats-server 2>/dev/null || echo /usr/sbin/nats-server)
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in 14222 50051 50052 50053; do
+for port in 14222 50051 50052 50053 8080; do
   if port_busy "$port"; then
     echo "port $port is already in use (another baove run?); stop it first" >&2
     exit 1
@@ -66,6 +66,14 @@ for svc in intake casework referral; do
   echo "  $svc on 127.0.0.1:$port, log $state/logs/$svc.log"
   port=$((port + 1))
 done
+# The console, with the development sign-in (it mints tokens with the local
+# issuer key: never configure that outside a developer's machine).
+BAOVE_AUTH_PUBLIC_KEYS="$keys/issuer.pub.pem" BAOVE_CONSOLE_DEV_ISSUER_KEY="$keys/issuer.pem" \
+  setsid "$bin/baove-console" --listen 127.0.0.1:8080 >"$state/logs/console.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do port_busy 8080 && break; sleep 0.1; done
+port_busy 8080 || { echo "the console did not start; see $state/logs/console.log" >&2; exit 1; }
+echo "  console on http://127.0.0.1:8080/ (development sign-in), log $state/logs/console.log"
 echo
 token() { "$bin/baove" token issue --key "$keys/issuer.pem" "$@"; }
 operator=$(token --user op-17 --role hotline_operator --agency vn/tong-dai-111)
@@ -73,7 +81,8 @@ department=$(token --user so-yt-1 --role province_officer --agency vn:92/so-y-te
 echo "baove is up. Every call carries a token; mint one with"
 echo "  $bin/baove token issue --key $keys/issuer.pem --user U --role ROLE [--agency A] [--unit U]"
 echo "(roles: hotline_operator commune_officer province_officer police agency_staff auditor administrator)."
-echo "Try, as a hotline operator and then as the province's department:"
+echo "Open http://127.0.0.1:8080/ in a browser and sign in as any user and role (local only)."
+echo "Or try, as a hotline operator and then as the province's department:"
 echo "  export BAOVE_TOKEN=$operator"
 echo "  $bin/baove intake submit --file deploy/examples/hotline-report.json"
 echo "  $bin/baove intake list        (the report, then its case id once casework opened it)"

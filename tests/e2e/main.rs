@@ -7,6 +7,7 @@ mod access;
 mod backup;
 mod casework;
 mod cluster;
+mod console;
 mod corruption;
 mod deploy;
 mod foundation;

@@ -1,0 +1,770 @@
+//! `baove-console`: the web application of baove, in Vietnamese, over the
+//! intake, casework and referral gRPC services.
+//!
+//! The console holds no privileges and stores no case data: every page is
+//! made by calling the services with the signed-in user's own token, so the
+//! services' permissions, redaction and access log apply unchanged. Pages
+//! are rendered on the server (maud, escaped at compile time) and work
+//! without JavaScript; the Content-Security-Policy forbids inline script.
+//!
+//! # Layout
+//! - [`config`]: flags and environment.
+//! - [`session`]: the session cookie, CSRF tokens.
+//! - [`view`]: the layout, Vietnamese names, times in Asia/Ho_Chi_Minh.
+//! - [`form`]: posted forms; a service's refusal as messages beside fields.
+//! - [`hotline`]: the operator's Mẫu 01 form, receipt and reports.
+//! - [`cases`]: the officers' case list and case page.
+//! - this file: the routes, sign-in, security headers and error pages.
+
+pub mod cases;
+pub mod config;
+pub mod form;
+pub mod hotline;
+pub mod session;
+pub mod view;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use baove_proto::v1 as p;
+use baove_security::client::{AuthChannel, Bearer};
+use baove_security::{Claims, Issuer, Role, Verifier};
+use maud::{Markup, html};
+use tonic::transport::Channel;
+
+pub use config::Config;
+use form::{Errors, FormData};
+use session::{CSRF_FIELD, SESSION_COOKIE, SIGN_IN_COOKIE, Session, Sessions};
+use view::Viewer;
+
+/// The console's shared state.
+pub struct App {
+    config: Config,
+    verifier: Verifier,
+    dev_issuer: Option<Issuer>,
+    sessions: Sessions,
+    intake: Channel,
+    casework: Channel,
+}
+
+/// The stylesheet, shipped in the binary.
+const CSS: &str = include_str!("../static/console.css");
+
+/// The Content-Security-Policy of every answer: nothing inline, nothing
+/// from elsewhere, no framing.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
+
+/// A token minted by the development sign-in lives this long (a shift).
+const DEV_TOKEN_SECS: u64 = 12 * 3600;
+
+impl App {
+    /// The console for `config`: reads the trusted keys (and the
+    /// development issuer key when set); connects to the services lazily.
+    ///
+    /// # Errors
+    /// A refused setting, an unreadable key, an invalid service address.
+    pub fn new(config: Config) -> anyhow::Result<Arc<Self>> {
+        config.check().map_err(anyhow::Error::msg)?;
+        let keys = config
+            .auth_public_keys
+            .iter()
+            .map(|path| baove_security::token::read_verifying_key(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dev_issuer = match &config.dev_issuer_key {
+            Some(path) => {
+                tracing::warn!(
+                    "development sign-in is ON: anyone who reaches this console can sign in as anyone"
+                );
+                Some(Issuer::from_file(path)?)
+            }
+            None => None,
+        };
+        let lazy = |addr: &str| -> anyhow::Result<Channel> {
+            Ok(Channel::from_shared(addr.to_owned())?
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(10))
+                .connect_lazy())
+        };
+        Ok(Arc::new(Self {
+            verifier: Verifier::new(&keys),
+            dev_issuer,
+            sessions: Sessions::default(),
+            intake: lazy(&config.intake)?,
+            casework: lazy(&config.casework)?,
+            config,
+        }))
+    }
+
+    fn with_token(channel: &Channel, token: &str) -> Result<AuthChannel, Problem> {
+        let bearer =
+            Bearer::new(token, "").map_err(|e| Problem::Page(StatusCode::UNAUTHORIZED, e))?;
+        Ok(tonic::service::interceptor::InterceptedService::new(
+            channel.clone(),
+            bearer,
+        ))
+    }
+
+    fn intake(
+        &self,
+        s: &Session,
+    ) -> Result<p::intake_service_client::IntakeServiceClient<AuthChannel>, Problem> {
+        Ok(p::intake_service_client::IntakeServiceClient::new(
+            Self::with_token(&self.intake, &s.token)?,
+        ))
+    }
+
+    fn casework(
+        &self,
+        s: &Session,
+    ) -> Result<p::case_service_client::CaseServiceClient<AuthChannel>, Problem> {
+        Ok(p::case_service_client::CaseServiceClient::new(
+            Self::with_token(&self.casework, &s.token)?,
+        ))
+    }
+}
+
+/// The routes, with the security headers on every answer.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/dang-nhap", get(sign_in_page).post(sign_in))
+        .route("/dang-xuat", post(sign_out))
+        .route("/bao-cao/moi", get(new_report).post(submit_report))
+        .route("/bao-cao", get(my_reports))
+        .route("/bao-cao/{id}", get(report_receipt))
+        .route("/ho-so", get(case_list))
+        .route("/ho-so/{id}", get(case_page))
+        .route("/ho-so/{id}/mau-02", post(record_assessment))
+        .route(
+            "/static/console.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS) }),
+        )
+        .fallback(|| async { error_page(StatusCode::NOT_FOUND, "Không có trang này.") })
+        .layer(middleware::from_fn(guard))
+        .with_state(app)
+}
+
+/// Binds, writes the address file, serves until SIGTERM or Ctrl-C.
+///
+/// # Errors
+/// A refused setting, a key that cannot be read, an address in use.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let addr_file = config.addr_file.clone();
+    let app = App::new(config)?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let bound = listener.local_addr()?;
+    if let Some(path) = addr_file {
+        std::fs::write(path, bound.to_string())?;
+    }
+    tracing::info!(%bound, "console listening: http://{bound}/");
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+        })
+        .await?;
+    Ok(())
+}
+
+/// Security headers on every answer; a cross-site post (an `Origin` that is
+/// not this host) is refused before any handler runs.
+async fn guard(request: Request, next: Next) -> Response {
+    if request.method() == Method::POST && !same_origin(request.headers()) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Biểu mẫu được gửi từ một trang khác: đã từ chối.",
+        );
+    }
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CSP),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        // same-origin, not no-referrer: under no-referrer browsers send
+        // `Origin: null` with the console's own form posts.
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// Whether a post's `Origin` (when the browser sent one) is this host.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| !host.is_empty() && rest == host)
+}
+
+/// A page for a refusal or a failure: the status, a message, a way back.
+/// Never a stack trace.
+fn error_page(status: StatusCode, message: &str) -> Response {
+    let body = html! {
+        p.error #problem role="alert" { (message) }
+        p { a href="/" { "Về trang chính" } }
+    };
+    (status, view::page("Không thực hiện được", None, &body)).into_response()
+}
+
+/// The signed-in session of a request, or a redirect to sign in.
+fn signed(app: &App, headers: &HeaderMap) -> Result<Session, Problem> {
+    let id = session::cookie_value(headers, SESSION_COOKIE);
+    id.as_deref()
+        .and_then(|id| app.sessions.get(id))
+        .ok_or(Problem::SignIn {
+            expired: id.is_some(),
+        })
+}
+
+/// Why a request gets no page of its own: not signed in (or the session
+/// ended), or a refusal shown as a page.
+#[derive(Debug)]
+pub enum Problem {
+    /// To the sign-in page; `expired` says the session had ended.
+    SignIn {
+        /// A session cookie came, its session is gone.
+        expired: bool,
+    },
+    /// A page with this status and message.
+    Page(StatusCode, String),
+}
+
+impl Problem {
+    fn of(status: &tonic::Status) -> Self {
+        Self::Page(status_http(status), form::code_vi(status))
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        match self {
+            Self::SignIn { expired: true } => Redirect::to("/dang-nhap?het-han=1").into_response(),
+            Self::SignIn { expired: false } => Redirect::to("/dang-nhap").into_response(),
+            Self::Page(status, message) => error_page(status, &message),
+        }
+    }
+}
+
+/// A posted form of a signed-in session, its CSRF token checked.
+fn posted(
+    session: &Session,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<FormData, Problem> {
+    let Ok(Form(pairs)) = form else {
+        return Err(Problem::Page(
+            StatusCode::BAD_REQUEST,
+            "Biểu mẫu không đọc được.".into(),
+        ));
+    };
+    let form = FormData(pairs);
+    if !session::same_secret(form.get(CSRF_FIELD), &session.csrf) {
+        return Err(Problem::Page(
+            StatusCode::FORBIDDEN,
+            "Biểu mẫu thiếu mã bảo vệ hoặc mã đã hết hạn (CSRF): mở lại trang rồi gửi lại.".into(),
+        ));
+    }
+    Ok(form)
+}
+
+fn viewer(s: &Session) -> Viewer<'_> {
+    Viewer {
+        claims: &s.claims,
+        csrf: &s.csrf,
+    }
+}
+
+fn signed_page(s: &Session, title: &str, body: &Markup) -> Response {
+    view::page(title, Some(&viewer(s)), body).into_response()
+}
+
+/// A page, or why there is none.
+type Page = Result<Response, Problem>;
+
+fn now_secs() -> i64 {
+    i64::try_from(session::now_secs()).unwrap_or(i64::MAX)
+}
+
+async fn home(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
+    let s = signed(&app, &headers)?;
+    let body = html! {
+        p { "Xin chào " strong { (s.claims.sub) } ". Chọn việc cần làm:" }
+        ul {
+            @for (href, label) in view::menu(s.claims.role) { li { a href=(href) { (label) } } }
+        }
+        @if view::menu(s.claims.role).is_empty() {
+            p { "Các trang cho vai trò này đang được xây dựng; dùng công cụ dòng lệnh `baove`." }
+        }
+    };
+    Ok(signed_page(&s, "Trang chính", &body))
+}
+
+#[derive(serde::Deserialize)]
+struct SignInQuery {
+    #[serde(rename = "het-han")]
+    expired: Option<String>,
+}
+
+async fn sign_in_page(
+    State(app): State<Arc<App>>,
+    query: axum::extract::Query<SignInQuery>,
+) -> Response {
+    let csrf = session::random_token();
+    let body = sign_in_body(&app, &csrf, query.expired.is_some(), None);
+    let cookie = session::set_cookie(SIGN_IN_COOKIE, &csrf, app.config.secure_cookies, 600);
+    (
+        [(header::SET_COOKIE, cookie)],
+        view::page("Đăng nhập", None, &body),
+    )
+        .into_response()
+}
+
+fn sign_in_body(app: &App, csrf: &str, expired: bool, problem: Option<&str>) -> Markup {
+    html! {
+        @if expired { p.warning #expired { "Phiên làm việc đã hết hạn: hãy đăng nhập lại." } }
+        @if let Some(problem) = problem { p.error #problem role="alert" { (problem) } }
+        form method="post" action="/dang-nhap" {
+            input type="hidden" name=(CSRF_FIELD) value=(csrf);
+            input type="hidden" name="mode" value="token";
+            div.field {
+                label for="token" { "Mã đăng nhập do hệ thống định danh cấp (JWT)" }
+                textarea id="token" name="token" rows="3" autocomplete="off" {}
+            }
+            button.primary type="submit" { "Đăng nhập" }
+        }
+        @if app.dev_issuer.is_some() {
+            section.dev #dev-sign-in {
+                h2 { "Đăng nhập thử (chỉ trên máy phát triển)" }
+                p.warning { "CHỈ DÙNG TRÊN MÁY CỤC BỘ: trang này tự cấp mã cho bất kỳ ai. Không bao giờ bật ở nơi có dữ liệu thật." }
+                form method="post" action="/dang-nhap" {
+                    input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                    input type="hidden" name="mode" value="dev";
+                    div.field { label for="user" { "Người dùng" } input type="text" id="user" name="user" value="op-17"; }
+                    div.field {
+                        label for="role" { "Vai trò" }
+                        select id="role" name="role" {
+                            @for r in Role::ALL { option value=(r.as_str()) { (view::role_vi(r)) } }
+                        }
+                    }
+                    div.field { label for="agency" { "Cơ quan (mã)" } input type="text" id="agency" name="agency" value="vn/tong-dai-111"; }
+                    div.field { label for="units" { "Đơn vị phụ trách (mã, cách nhau bởi dấu phẩy)" } input type="text" id="units" name="units"; }
+                    button type="submit" { "Đăng nhập thử" }
+                }
+            }
+        }
+    }
+}
+
+async fn sign_in(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let Ok(Form(pairs)) = form else {
+        return error_page(StatusCode::BAD_REQUEST, "Biểu mẫu không đọc được.");
+    };
+    let form = FormData(pairs);
+    let cookie = session::cookie_value(&headers, SIGN_IN_COOKIE).unwrap_or_default();
+    if !session::same_secret(form.get(CSRF_FIELD), &cookie) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Biểu mẫu đăng nhập thiếu mã bảo vệ hoặc đã quá 10 phút (CSRF): mở lại trang đăng nhập.",
+        );
+    }
+    let token = match (form.get("mode"), &app.dev_issuer) {
+        ("dev", Some(issuer)) => {
+            let Some(role) = Role::parse(form.get("role")) else {
+                return error_page(StatusCode::BAD_REQUEST, "Vai trò không hợp lệ.");
+            };
+            let units: Vec<String> = form
+                .get("units")
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect();
+            match issuer.issue(
+                form.get("user"),
+                role,
+                form.get("agency"),
+                &units,
+                DEV_TOKEN_SECS,
+            ) {
+                Ok(t) => t,
+                Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            }
+        }
+        ("dev", None) => return error_page(StatusCode::FORBIDDEN, "Đăng nhập thử không được bật."),
+        _ => form.get("token").to_owned(),
+    };
+    let claims: Claims = match app.verifier.verify(&token) {
+        Ok(c) => c,
+        Err(e) => {
+            let csrf = session::random_token();
+            let body = sign_in_body(
+                &app,
+                &csrf,
+                false,
+                Some(&format!("Mã đăng nhập không được chấp nhận: {e}")),
+            );
+            let cookie = session::set_cookie(SIGN_IN_COOKIE, &csrf, app.config.secure_cookies, 600);
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::SET_COOKIE, cookie)],
+                view::page("Đăng nhập", None, &body),
+            )
+                .into_response();
+        }
+    };
+    let ttl = i64::try_from(claims.exp.saturating_sub(session::now_secs())).unwrap_or(0);
+    tracing::info!(user = %claims.sub, role = %claims.role, "signed in");
+    let id = app.sessions.open(token, claims);
+    let mut response = Redirect::to("/").into_response();
+    let secure = app.config.secure_cookies;
+    for cookie in [
+        session::set_cookie(SESSION_COOKIE, &id, secure, ttl),
+        session::set_cookie(SIGN_IN_COOKIE, "", secure, 0),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    response
+}
+
+async fn sign_out(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Page {
+    let s = signed(&app, &headers)?;
+    posted(&s, form)?;
+    if let Some(id) = session::cookie_value(&headers, SESSION_COOKIE) {
+        app.sessions.close(&id);
+    }
+    let cookie = session::set_cookie(SESSION_COOKIE, "", app.config.secure_cookies, 0);
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/dang-nhap")).into_response())
+}
+
+async fn new_report(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
+    let s = signed(&app, &headers)?;
+    let form = FormData(vec![(
+        "request_id".into(),
+        uuid::Uuid::now_v7().to_string(),
+    )]);
+    let body = hotline::form_page(&form, &Errors::default(), &Vec::new(), &s.csrf);
+    Ok(signed_page(&s, "Tiếp nhận thông báo (Mẫu 01)", &body))
+}
+
+async fn submit_report(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Page {
+    let s = signed(&app, &headers)?;
+    let form = posted(&s, form)?;
+    let again = |errors: &Errors, choices: &hotline::UnitChoices| {
+        let body = hotline::form_page(&form, errors, choices, &s.csrf);
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            signed_page(&s, "Tiếp nhận thông báo (Mẫu 01)", &body),
+        )
+            .into_response()
+    };
+    let mut intake = app.intake(&s)?;
+    // The place: a unit picked from the choices, an id, or words to search.
+    let typed = form.get("incident_unit");
+    let mut unit_id = form.get("incident_unit_pick").to_owned();
+    let mut choices = Vec::new();
+    let mut errors = Errors::default();
+    if unit_id.is_empty() && hotline::is_unit_id(typed) {
+        typed.clone_into(&mut unit_id);
+    } else if unit_id.is_empty() && !typed.is_empty() {
+        match intake
+            .search_units(p::SearchUnitsRequest {
+                query: typed.to_owned(),
+                on: String::new(),
+                limit: 10,
+            })
+            .await
+        {
+            Ok(found) => {
+                let found = found.into_inner().units;
+                match found.as_slice() {
+                    [only] => unit_id.clone_from(&only.unit_id),
+                    [] => errors.field("incident_unit", "Không tìm thấy đơn vị nào có tên này."),
+                    _ => {
+                        errors.field(
+                            "incident_unit",
+                            "Có nhiều đơn vị trùng tên: chọn một đơn vị bên dưới.",
+                        );
+                        choices = found;
+                    }
+                }
+            }
+            Err(status) => errors = form::from_status::<hotline::HotlineFields>(&status),
+        }
+    }
+    let request = match hotline::request(&form, &unit_id) {
+        Ok(r) => r,
+        Err(more) => {
+            for (field, messages) in more.fields {
+                for m in messages {
+                    errors.field(field, m);
+                }
+            }
+            return Ok(again(&errors, &choices));
+        }
+    };
+    match intake.submit_hotline_report(request).await {
+        Ok(receipt) => {
+            let receipt = receipt.into_inner();
+            tracing::info!(intake_id = %receipt.intake_id, already = receipt.already_recorded, "report recorded");
+            Ok(Redirect::to(&format!("/bao-cao/{}", receipt.intake_id)).into_response())
+        }
+        Err(status) => {
+            let mut refused = form::from_status::<hotline::HotlineFields>(&status);
+            // A place error of the search stays unless the service has its own.
+            for (field, messages) in errors.fields {
+                refused.fields.entry(field).or_insert(messages);
+            }
+            Ok(again(&refused, &choices))
+        }
+    }
+}
+
+async fn my_reports(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
+    let s = signed(&app, &headers)?;
+    let mut intake = app.intake(&s)?;
+    match intake
+        .list_intakes(p::ListIntakesRequest {
+            page: Some(p::PageRequest {
+                page_size: 50,
+                page_token: String::new(),
+            }),
+            ..p::ListIntakesRequest::default()
+        })
+        .await
+    {
+        Ok(list) => Ok(signed_page(
+            &s,
+            "Thông báo tôi đã tiếp nhận",
+            &hotline::list(&list.into_inner().intakes),
+        )),
+        Err(status) => Err(Problem::of(&status)),
+    }
+}
+
+async fn report_receipt(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Page {
+    let s = signed(&app, &headers)?;
+    let mut intake = app.intake(&s)?;
+    match intake
+        .get_intake(p::GetIntakeRequest { intake_id: id })
+        .await
+    {
+        Ok(found) => {
+            let found = found.into_inner().intake.unwrap_or_default();
+            Ok(signed_page(
+                &s,
+                "Đã ghi thông báo",
+                &hotline::receipt(&found),
+            ))
+        }
+        Err(status) => Err(Problem::of(&status)),
+    }
+}
+
+fn status_http(status: &tonic::Status) -> StatusCode {
+    match status.code() {
+        tonic::Code::NotFound => StatusCode::NOT_FOUND,
+        tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
+        tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+async fn case_list(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
+    let s = signed(&app, &headers)?;
+    let mut casework = app.casework(&s)?;
+    match casework
+        .list_cases(p::ListCasesRequest {
+            status: p::CaseStatus::Open as i32,
+            page: Some(p::PageRequest {
+                page_size: 200,
+                page_token: String::new(),
+            }),
+            ..p::ListCasesRequest::default()
+        })
+        .await
+    {
+        Ok(list) => {
+            let mut cases = list.into_inner().cases;
+            cases::sort_by_urgency(&mut cases);
+            Ok(signed_page(
+                &s,
+                "Hồ sơ vụ việc đang xử lý",
+                &cases::list(&cases, now_secs()),
+            ))
+        }
+        Err(status) => Err(Problem::of(&status)),
+    }
+}
+
+/// The case's events, read from WatchCase up to the case's version.
+async fn timeline(
+    casework: &mut p::case_service_client::CaseServiceClient<AuthChannel>,
+    case: &p::Case,
+) -> Vec<cases::TimelineEntry> {
+    let mut entries = Vec::new();
+    let Ok(stream) = casework
+        .watch_case(p::WatchCaseRequest {
+            case_id: case.case_id.clone(),
+            from_seq: 1,
+        })
+        .await
+    else {
+        return entries;
+    };
+    let mut stream = stream.into_inner();
+    let read = async {
+        while let Ok(Some(item)) = stream.message().await {
+            let Some(e) = item.event else { continue };
+            let seq = e.seq;
+            let actor = e
+                .actor
+                .map(|a| format!("{} ({})", a.user_id, a.role))
+                .unwrap_or_default();
+            entries.push(cases::TimelineEntry {
+                seq,
+                event_type: e.event_type,
+                recorded_at_ms: e.recorded_at_unix_ms,
+                actor,
+            });
+            if seq >= case.version {
+                break;
+            }
+        }
+    };
+    // The events up to the version are stored: they come at once.
+    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+    entries
+}
+
+async fn show_case(
+    app: &App,
+    s: &Session,
+    id: String,
+    form: &FormData,
+    errors: &Errors,
+    status: StatusCode,
+) -> Page {
+    let mut casework = app.casework(s)?;
+    let case = match casework.get_case(p::GetCaseRequest { case_id: id }).await {
+        Ok(found) => found.into_inner().case.unwrap_or_default(),
+        Err(status) => return Err(Problem::of(&status)),
+    };
+    let events = timeline(&mut casework, &case).await;
+    let body = cases::page(&case, &events, now_secs(), &s.csrf, form, errors);
+    Ok((
+        status,
+        signed_page(s, &format!("Hồ sơ {}", case.case_id), &body),
+    )
+        .into_response())
+}
+
+async fn case_page(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Page {
+    let s = signed(&app, &headers)?;
+    let form = FormData(vec![(
+        "request_id".into(),
+        uuid::Uuid::now_v7().to_string(),
+    )]);
+    show_case(&app, &s, id, &form, &Errors::default(), StatusCode::OK).await
+}
+
+async fn record_assessment(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Page {
+    let s = signed(&app, &headers)?;
+    let form = posted(&s, form)?;
+    let mut casework = app.casework(&s)?;
+    match casework
+        .record_initial_assessment(cases::assessment_request(&form, &id))
+        .await
+    {
+        Ok(_) => Ok(Redirect::to(&format!("/ho-so/{id}")).into_response()),
+        Err(status) => {
+            // Shown again on the case as it is now (an ABORTED step shows
+            // what someone else did first); nothing is resubmitted for the
+            // officer.
+            let errors = form::from_status::<cases::AssessmentFields>(&status);
+            show_case(
+                &app,
+                &s,
+                id,
+                &form,
+                &errors,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_a_post_then_only_a_same_host_origin_or_none_passes() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
+        assert!(
+            same_origin(&headers),
+            "no Origin: a form post from an old browser"
+        );
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:8080"),
+        );
+        assert!(same_origin(&headers));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
+        assert!(!same_origin(&headers));
+        headers.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(!same_origin(&headers));
+    }
+}

@@ -1,0 +1,397 @@
+//! The console in a real headless Chromium (Debian's `chromium` and
+//! `chromium-driver`, driven over WebDriver by fantoccini), against the
+//! real intake and casework binaries and nats-server: the walk the users
+//! make. Screenshots of each page go to `<target>/console-screenshots/`.
+
+use std::io::{Read as _, Write as _};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+
+use crate::Service;
+use crate::intake::System;
+
+/// chromedriver on a free port, killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    fn start() -> Self {
+        let binary = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .expect(
+                "chromedriver is missing: run deploy/local/ensure-browser.sh \
+                 (Debian's chromium and chromium-driver)",
+            );
+        let port = baove_testkit::free_port().unwrap();
+        let child = Command::new(binary)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        baove_testkit::wait_for_port(port, Duration::from_secs(20)).unwrap();
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// A headless Chromium with no background networking.
+    async fn browser(&self, width: u32, height: u32) -> Client {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu",
+                    "--disable-dev-shm-usage", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--disable-default-apps", "--no-first-run",
+                    "--lang=vi", format!("--window-size={width},{height}"),
+                ],
+            }),
+        );
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn screenshots() -> PathBuf {
+    let dir = crate::bin_dir().join("console-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shot(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.unwrap();
+    std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
+}
+
+/// The text of the element `css`, once it is there (20 s at most; then
+/// the test fails showing the page it was on).
+async fn text_of(browser: &Client, css: &str) -> String {
+    match browser
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(css))
+        .await
+    {
+        Ok(found) => found.text().await.unwrap(),
+        Err(e) => {
+            let url = browser.current_url().await.map(|u| u.to_string());
+            let page = browser.source().await.unwrap_or_default();
+            panic!("{css}: {e} on {url:?}:\n{page}")
+        }
+    }
+}
+
+async fn fill(browser: &Client, id: &str, value: &str) {
+    let input = browser.find(Locator::Id(id)).await.unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(value).await.unwrap();
+}
+
+async fn click(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Signs in on the development sign-in form.
+async fn sign_in(browser: &Client, console: &str, user: &str, role: &str, agency: &str) {
+    browser.goto(&format!("{console}/dang-nhap")).await.unwrap();
+    fill(browser, "user", user).await;
+    browser
+        .find(Locator::Id("role"))
+        .await
+        .unwrap()
+        .select_by_value(role)
+        .await
+        .unwrap();
+    fill(browser, "agency", agency).await;
+    click(browser, "#dev-sign-in button[type=submit]").await;
+    let who = text_of(browser, "#who .user").await;
+    assert_eq!(who, user);
+}
+
+async fn sign_out(browser: &Client) {
+    click(browser, "#who form button").await;
+    browser
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Id("dev-sign-in"))
+        .await
+        .unwrap();
+}
+
+/// One raw HTTP/1.1 exchange with the console: what a forged request or a
+/// non-browser client gets. Returns the status line, headers and body.
+fn raw_http(console: &str, request: &str) -> String {
+    let addr = console.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+fn start_console(system: &System) -> Service {
+    Service::start_with(
+        "console",
+        &system.nats.url(),
+        tempfile::tempdir().unwrap(),
+        &[
+            ("BAOVE_CONSOLE_LISTEN", "127.0.0.1:0".into()),
+            ("BAOVE_CONSOLE_INTAKE", system.intake.addr.clone()),
+            ("BAOVE_CONSOLE_CASEWORK", system.casework.addr.clone()),
+            (
+                "BAOVE_CONSOLE_DEV_ISSUER_KEY",
+                crate::keys().dir.join("issuer.pem").display().to_string(),
+            ),
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then_each_sees_it_in_a_browser()
+ {
+    let system = System::start().await;
+    let console = start_console(&system);
+    let base = console.addr.clone();
+    let driver = Driver::start();
+    let browser = driver.browser(1280, 1100).await;
+
+    // The hotline operator at 3 a.m.: two wrong fields, both shown at once.
+    sign_in(
+        &browser,
+        &base,
+        "op-17",
+        "hotline_operator",
+        "vn/tong-dai-111",
+    )
+    .await;
+    assert!(
+        text_of(&browser, "#who .role")
+            .await
+            .contains("Tổng đài 111")
+    );
+    browser.goto(&format!("{base}/bao-cao/moi")).await.unwrap();
+    shot(&browser, "01-mau-01-empty").await;
+    browser
+        .find(Locator::Id("channel"))
+        .await
+        .unwrap()
+        .select_by_value("1")
+        .await
+        .unwrap();
+    fill(&browser, "child_name", "Lê Thị Mai").await;
+    fill(&browser, "child_age", "21").await;
+    browser
+        .find(Locator::Id("child_sex"))
+        .await
+        .unwrap()
+        .select_by_value("2")
+        .await
+        .unwrap();
+    fill(&browser, "incident_unit", "vn:31135").await;
+    click(&browser, "input[name=abuse][value='1']").await;
+    click(&browser, "#immediate_danger").await;
+    fill(
+        &browser,
+        "narrative",
+        "Hàng xóm nghe tiếng trẻ khóc lúc 2 giờ sáng.",
+    )
+    .await;
+    fill(&browser, "informant_phone", "0903 111 222").await;
+    let request_id = browser
+        .find(Locator::Css("input[name=request_id]"))
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap()
+        .unwrap();
+    click(&browser, "button.primary").await;
+    let age_error = text_of(&browser, "#child_age-error").await;
+    let consent_error = text_of(&browser, "#informant_consent-error").await;
+    assert!(age_error.contains("0 đến 17"), "{age_error}");
+    assert!(consent_error.contains("đồng ý"), "{consent_error}");
+    assert!(text_of(&browser, "#errors").await.contains("chưa được ghi"));
+    // What she typed is still there, and the same request id.
+    let kept = browser
+        .find(Locator::Id("child_name"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("Lê Thị Mai"));
+    let same_id = browser
+        .find(Locator::Css("input[name=request_id]"))
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap();
+    assert_eq!(same_id.as_deref(), Some(request_id.as_str()));
+    shot(&browser, "02-mau-01-two-errors").await;
+
+    // She fixes both and submits: the receipt, then the case number.
+    fill(&browser, "child_age", "9").await;
+    click(&browser, "#informant_consent").await;
+    click(&browser, "button.primary").await;
+    let intake_id = text_of(&browser, "#intake-id").await;
+    assert!(!intake_id.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let case_id = loop {
+        let shown = text_of(&browser, "#case-id").await;
+        if !shown.contains("đang chuyển") {
+            break shown;
+        }
+        assert!(Instant::now() < deadline, "no case within 60 s");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        browser.refresh().await.unwrap();
+    };
+    shot(&browser, "03-receipt-with-case").await;
+    browser.goto(&format!("{base}/bao-cao")).await.unwrap();
+    assert!(text_of(&browser, "#intakes").await.contains(&intake_id));
+
+    // A forged post (the operator's own session, no CSRF token) and a
+    // cross-site one are refused; nothing is recorded by them.
+    let session = browser
+        .get_named_cookie("baove_session")
+        .await
+        .unwrap()
+        .value()
+        .to_owned();
+    let host = base.trim_start_matches("http://");
+    let body = "request_id=forged-1&channel=1&child_age=9&child_sex=2&incident_unit=vn%3A31135&narrative=x";
+    let forged = raw_http(
+        &base,
+        &format!(
+            "POST /bao-cao/moi HTTP/1.1\r\nHost: {host}\r\nCookie: baove_session={session}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(forged.starts_with("HTTP/1.1 403"), "{forged}");
+    assert!(forged.contains("CSRF"));
+    let cross_site = raw_http(
+        &base,
+        &format!(
+            "POST /dang-xuat HTTP/1.1\r\nHost: {host}\r\nOrigin: http://evil.example\r\nCookie: baove_session={session}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(cross_site.starts_with("HTTP/1.1 403"), "{cross_site}");
+    let page = raw_http(
+        &base,
+        &format!("GET /dang-nhap HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    )
+    .to_ascii_lowercase();
+    assert!(page.contains("content-security-policy: default-src 'self'; script-src 'self'"));
+    assert!(page.contains("x-frame-options: deny"));
+    assert!(page.contains("httponly") && page.contains("samesite=strict"));
+    browser.goto(&format!("{base}/bao-cao")).await.unwrap();
+    let listed = browser
+        .find_all(Locator::Css("#intakes tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1, "the forged post recorded nothing");
+    sign_out(&browser).await;
+
+    // The province's officer: the case with its 12-hour clock.
+    sign_in(
+        &browser,
+        &base,
+        "cb-tinh-1",
+        "province_officer",
+        "vn:92/so-y-te",
+    )
+    .await;
+    browser.goto(&format!("{base}/ho-so")).await.unwrap();
+    let row = text_of(
+        &browser,
+        &format!("#cases tr:has(a[href='/ho-so/{case_id}'])"),
+    )
+    .await;
+    assert!(row.contains("nguy hiểm ngay"), "{row}");
+    assert!(
+        row.contains("còn 11 giờ"),
+        "a 12-hour clock from the report: {row}"
+    );
+    shot(&browser, "04-cases").await;
+    browser
+        .goto(&format!("{base}/ho-so/{case_id}"))
+        .await
+        .unwrap();
+    assert!(text_of(&browser, "#phase").await.contains("Mẫu 02"));
+    assert!(text_of(&browser, "#deadlines").await.contains("12 giờ"));
+    assert!(text_of(&browser, "#timeline").await.contains("Mở hồ sơ"));
+    fill(&browser, "factor", "Bị cha dượng đánh nhiều lần").await;
+    browser
+        .find(Locator::Id("level"))
+        .await
+        .unwrap()
+        .select_by_value("1")
+        .await
+        .unwrap();
+    fill(&browser, "summary", "Nguy cơ cao, cần can thiệp khẩn cấp.").await;
+    click(&browser, "button.primary").await;
+    browser
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::XPath(
+            "//ol[@id='timeline']//strong[contains(., 'Mẫu 02')]",
+        ))
+        .await
+        .unwrap();
+    assert!(text_of(&browser, "#phase").await.contains("Mẫu 03"));
+    shot(&browser, "05-case-assessed").await;
+
+    // On a phone-sized screen the case page still reads.
+    let phone = driver.browser(390, 844).await;
+    sign_in(
+        &phone,
+        &base,
+        "cb-tinh-1",
+        "province_officer",
+        "vn:92/so-y-te",
+    )
+    .await;
+    phone
+        .goto(&format!("{base}/ho-so/{case_id}"))
+        .await
+        .unwrap();
+    assert!(text_of(&phone, "#deadlines").await.contains("12 giờ"));
+    shot(&phone, "06-case-phone").await;
+    phone.close().await.unwrap();
+    browser.close().await.unwrap();
+    drop(console);
+    drop(system);
+}
