@@ -160,7 +160,7 @@ fn raw_http(console: &str, request: &str) -> String {
     answer
 }
 
-fn start_console(system: &System) -> Service {
+fn start_console(system: &System, referral: &Service) -> Service {
     Service::start_with(
         "console",
         &system.nats.url(),
@@ -169,6 +169,7 @@ fn start_console(system: &System) -> Service {
             ("BAOVE_CONSOLE_LISTEN", "127.0.0.1:0".into()),
             ("BAOVE_CONSOLE_INTAKE", system.intake.addr.clone()),
             ("BAOVE_CONSOLE_CASEWORK", system.casework.addr.clone()),
+            ("BAOVE_CONSOLE_REFERRAL", referral.addr.clone()),
             (
                 "BAOVE_CONSOLE_DEV_ISSUER_KEY",
                 crate::keys().dir.join("issuer.pem").display().to_string(),
@@ -181,7 +182,8 @@ fn start_console(system: &System) -> Service {
 async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then_each_sees_it_in_a_browser()
  {
     let system = System::start().await;
-    let console = start_console(&system);
+    let referral = Service::start("referral", &system.nats.url());
+    let console = start_console(&system, &referral);
     let base = console.addr.clone();
     let driver = Driver::start();
     let browser = driver.browser(1280, 1100).await;
@@ -374,6 +376,134 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
     assert!(text_of(&browser, "#phase").await.contains("Mẫu 03"));
     shot(&browser, "05-case-assessed").await;
 
+    // The police officer of Ninh Kiều has the inbox open, empty.
+    let police = driver.browser(1280, 1100).await;
+    sign_in(&police, &base, "ca-301", "police", "vn:31135/cong-an").await;
+    police.goto(&format!("{base}/hop-thu")).await.unwrap();
+    assert!(text_of(&police, "#inbox").await.contains("trống"));
+
+    // The officer records an emergency measure (a safe shelter, on the
+    // assessment's finding), then asks the police to investigate.
+    let measure = browser.find(Locator::Id("measure_kind")).await.unwrap();
+    measure.select_by_value("2").await.unwrap();
+    fill(&browser, "measure_description", "Đưa trẻ đến nhà bà ngoại").await;
+    fill(&browser, "decision_ref", "QĐ 12/2026/QĐ-UBND").await;
+    click(&browser, "#emergency button.primary").await;
+    browser
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::XPath(
+            "//ol[@id='timeline']//strong[contains(., 'Biện pháp khẩn cấp')]",
+        ))
+        .await
+        .unwrap();
+    assert!(
+        text_of(&browser, "#deadlines")
+            .await
+            .contains("đã thực hiện đúng hạn")
+    );
+    assert!(
+        text_of(&browser, "#consent-rule")
+            .await
+            .contains("đủ 7 tuổi")
+    );
+    fill(&browser, "reason", "Nghi cha dượng bạo hành trẻ").await;
+    click(&browser, "#urgent").await;
+    click(&browser, "#shares_identifying_information").await;
+    browser
+        .find(Locator::Id("legal_basis"))
+        .await
+        .unwrap()
+        .select_by_value("1")
+        .await
+        .unwrap();
+    click(&browser, "#referral button.primary").await;
+    let referrals = text_of(&browser, "#referrals").await;
+    assert!(referrals.contains("vn:31135/cong-an"), "{referrals}");
+    shot(&browser, "06-case-referred").await;
+
+    // It arrives in the police inbox live, without a reload.
+    let row = police
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("#inbox tr[id^='ref-']"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(row.contains(&case_id), "{row}");
+    assert!(row.contains("chờ xác nhận"), "{row}");
+    assert!(
+        row.contains("còn 2 giờ 0 phút") || row.contains("còn 1 giờ 59 phút"),
+        "urgent: acknowledge within 2 hours: {row}"
+    );
+    shot(&police, "07-inbox-live").await;
+    click(&police, "#inbox form[action$='/xac-nhan'] button").await;
+    assert!(
+        text_of(&police, "#inbox td.status")
+            .await
+            .contains("đã xác nhận")
+    );
+    click(&police, "#inbox form[action$='/nhan'] button").await;
+    assert!(
+        text_of(&police, "#inbox td.status")
+            .await
+            .contains("đã nhận xử lý")
+    );
+    shot(&police, "08-inbox-accepted").await;
+    police.close().await.unwrap();
+    sign_out(&browser).await;
+
+    // The auditor replays the case to the moment before the emergency
+    // measure: the 12-hour clock still running then.
+    sign_in(&browser, &base, "kiem-tra-1", "auditor", "vn:92/thanh-tra").await;
+    browser
+        .goto(&format!("{base}/ho-so/{case_id}"))
+        .await
+        .unwrap();
+    assert!(text_of(&browser, "#chain").await.contains("nguyên vẹn"));
+    let before = browser
+        .find(Locator::XPath(
+            "//ol[@id='timeline']/li[strong[contains(., 'Biện pháp khẩn cấp')]]//a[@class='replay-before']",
+        ))
+        .await
+        .unwrap();
+    before.click().await.unwrap();
+    assert!(text_of(&browser, "#as-of").await.contains("sự kiện #"));
+    assert!(text_of(&browser, "#phase").await.contains("Mẫu 03"));
+    let then = text_of(&browser, "#deadlines").await;
+    assert!(
+        then.contains("còn 11 giờ") && !then.contains("đúng hạn"),
+        "{then}"
+    );
+    shot(&browser, "09-auditor-replay").await;
+    browser
+        .goto(&format!("{base}/ho-so/{case_id}"))
+        .await
+        .unwrap();
+    assert!(text_of(&browser, "#access").await.contains("cb-tinh-1"));
+    shot(&browser, "10-auditor-access").await;
+    let auditor = browser
+        .get_named_cookie("baove_session")
+        .await
+        .unwrap()
+        .value()
+        .to_owned();
+    let export = raw_http(
+        &base,
+        &format!(
+            "GET /ho-so/{case_id}/xuat HTTP/1.1\r\nHost: {host}\r\nCookie: baove_session={auditor}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(export.starts_with("HTTP/1.1 200"), "{export}");
+    assert!(
+        export
+            .to_ascii_lowercase()
+            .contains("content-disposition: attachment")
+    );
+    assert!(export.contains("baove-export/2"));
+
     // On a phone-sized screen the case page still reads.
     let phone = driver.browser(390, 844).await;
     sign_in(
@@ -389,9 +519,10 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
         .await
         .unwrap();
     assert!(text_of(&phone, "#deadlines").await.contains("12 giờ"));
-    shot(&phone, "06-case-phone").await;
+    shot(&phone, "11-case-phone").await;
     phone.close().await.unwrap();
     browser.close().await.unwrap();
     drop(console);
+    drop(referral);
     drop(system);
 }

@@ -190,20 +190,353 @@ pub fn assessment_request(form: &FormData, case_id: &str) -> p::RecordInitialAss
     }
 }
 
-/// The case page.
+/// Kinds of emergency measure (Đ31), in Vietnamese.
+pub const MEASURES: [(p::MeasureKind, &str); 4] = [
+    (p::MeasureKind::MedicalCare, "Chăm sóc y tế"),
+    (p::MeasureKind::SafeShelter, "Bố trí nơi tạm trú an toàn"),
+    (
+        p::MeasureKind::TemporarySeparation,
+        "Tạm thời cách ly trẻ khỏi người xâm hại (Mẫu 07)",
+    ),
+    (p::MeasureKind::Other, "Biện pháp khác"),
+];
+
+/// Grounds of an emergency measure, in Vietnamese.
+pub const GROUNDS: [(p::MeasureGrounds, &str); 3] = [
+    (
+        p::MeasureGrounds::AssessedDanger,
+        "Đánh giá ban đầu xác định cần can thiệp khẩn cấp",
+    ),
+    (
+        p::MeasureGrounds::ParentsRefusePlan,
+        "Cha mẹ, người chăm sóc từ chối kế hoạch (Đ32)",
+    ),
+    (
+        p::MeasureGrounds::AbuseMayContinue,
+        "Cha mẹ, người chăm sóc có thể tiếp tục xâm hại (Đ32)",
+    ),
+];
+
+/// Services a referral may ask for, in Vietnamese.
+pub const SERVICES: [(p::RequestedService, &str); 6] = [
+    (
+        p::RequestedService::PoliceInvestigation,
+        "Điều tra (Công an)",
+    ),
+    (p::RequestedService::MedicalExamination, "Khám, chữa bệnh"),
+    (p::RequestedService::PsychologicalSupport, "Hỗ trợ tâm lý"),
+    (p::RequestedService::LegalAid, "Trợ giúp pháp lý"),
+    (p::RequestedService::SchoolSupport, "Hỗ trợ học tập"),
+    (p::RequestedService::Shelter, "Nơi ở an toàn"),
+];
+
+/// The Vietnamese name of a requested service.
+#[must_use]
+pub fn service_vi(value: i32) -> &'static str {
+    SERVICES
+        .iter()
+        .find(|(s, _)| *s as i32 == value)
+        .map_or("?", |(_, n)| n)
+}
+
+/// The emergency-measure form's fields.
+pub struct MeasureFields;
+
+impl FieldMap for MeasureFields {
+    fn form_field(path: &str) -> &'static str {
+        match path {
+            "kind" => "measure_kind",
+            "description" => "measure_description",
+            "decision_ref" => "decision_ref",
+            p if p.starts_with("separation") => "separation",
+            "grounds" => "grounds",
+            _ => "",
+        }
+    }
+    fn rule_vi(form_field: &str) -> Option<&'static str> {
+        match form_field {
+            "measure_kind" => Some("Chọn biện pháp."),
+            "separation" => Some(
+                "Cách ly tạm thời cần ngày bắt đầu và kết thúc (năm-tháng-ngày), tối đa 15 ngày nếu không có quyết định gia hạn.",
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// The RecordEmergencyMeasure request of a posted form.
+#[must_use]
+pub fn measure_request(form: &FormData, case_id: &str) -> p::RecordEmergencyMeasureRequest {
+    let kind = form.get("measure_kind").parse().unwrap_or(0);
+    let separation = (kind == p::MeasureKind::TemporarySeparation as i32).then(|| p::Separation {
+        start_date: form.get("separation_start").to_owned(),
+        end_date: form.get("separation_end").to_owned(),
+        extension_decision_ref: String::new(),
+    });
+    p::RecordEmergencyMeasureRequest {
+        header: Some(header(form, case_id)),
+        kind,
+        description: form.get("measure_description").to_owned(),
+        decision_ref: form.get("decision_ref").to_owned(),
+        separation,
+        grounds: form.get("grounds").parse().unwrap_or(0),
+    }
+}
+
+/// The referral form's fields.
+pub struct ReferralFields;
+
+impl FieldMap for ReferralFields {
+    fn form_field(path: &str) -> &'static str {
+        match path {
+            "service" | "kind" => "service",
+            "to_agency_id" => "to_agency_id",
+            "reason" => "reason",
+            "child_consent"
+            | "guardian_consent"
+            | "legal_basis"
+            | "shares_identifying_information" => "consent",
+            "shares_informant" => "shares_informant",
+            _ => "",
+        }
+    }
+    fn rule_vi(form_field: &str) -> Option<&'static str> {
+        match form_field {
+            "consent" => Some(CONSENT_RULE),
+            "to_agency_id" => Some("Mã cơ quan trong danh mục, ví dụ vn:31135/cong-an."),
+            _ => None,
+        }
+    }
+}
+
+/// The consent rule, as the referral form explains it.
+pub const CONSENT_RULE: &str = "Chia sẻ thông tin nhận dạng của trẻ cần sự đồng ý của cha mẹ hoặc người giám hộ, và của chính trẻ nếu trẻ từ đủ 7 tuổi (tính theo ngày chuyển gửi), trừ khi có căn cứ pháp lý: điều tra hình sự, hoặc tình huống khẩn cấp đe dọa tính mạng, sức khỏe.";
+
+/// The RequestReferral request of a posted form.
+#[must_use]
+pub fn referral_request(form: &FormData, case_id: &str) -> p::RequestReferralRequest {
+    p::RequestReferralRequest {
+        header: Some(header(form, case_id)),
+        service: form.get("service").parse().unwrap_or(0),
+        transfer_to_unit_id: String::new(),
+        to_agency_id: form.get("to_agency_id").to_owned(),
+        reason: form.get("reason").to_owned(),
+        urgent: form.checked("urgent"),
+        shares_identifying_information: form.checked("shares_identifying_information"),
+        child_consent: form.checked("child_consent"),
+        guardian_consent: form.checked("guardian_consent"),
+        legal_basis: form.get("legal_basis").parse().unwrap_or(0),
+        shares_informant: form.checked("shares_informant"),
+    }
+}
+
+fn header(form: &FormData, case_id: &str) -> p::CommandHeader {
+    p::CommandHeader {
+        request_id: form.get("request_id").to_owned(),
+        case_id: case_id.to_owned(),
+        expected_version: form.get("expected_version").parse().unwrap_or(0),
+        officer_id: String::new(),
+    }
+}
+
+/// Which form of the case page was posted (its errors are shown beside
+/// it, its values kept).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Mẫu 02.
+    InitialAssessment,
+    /// An emergency measure.
+    EmergencyMeasure,
+    /// A referral request.
+    Referral,
+}
+
+/// What the case page shows besides the case: who looks (may they act,
+/// may they replay), the form posted and its errors.
+pub struct PageContext<'a> {
+    /// The officer may take steps (not an auditor).
+    pub may_act: bool,
+    /// The auditor's replay links.
+    pub may_replay: bool,
+    /// The form posted, if any, and what was refused.
+    pub posted: Option<(Step, &'a FormData, &'a Errors)>,
+    /// A fresh request id for each form not posted.
+    pub request_id: &'a str,
+    /// The session's CSRF token.
+    pub csrf: &'a str,
+}
+
+impl PageContext<'_> {
+    fn form(&self, step: Step) -> (FormData, Errors) {
+        match self.posted {
+            Some((posted, form, errors)) if posted == step => (form.clone(), errors.clone()),
+            _ => (
+                FormData(vec![("request_id".into(), self.request_id.to_owned())]),
+                Errors::default(),
+            ),
+        }
+    }
+}
+
+fn field_errors(errors: &Errors, name: &str) -> Markup {
+    html! { @for e in errors.of(name) { p.error id=(format!("{name}-error")) role="alert" { (e) } } }
+}
+
+fn top_errors(errors: &Errors, id: &str) -> Markup {
+    html! {
+        @if !errors.top.is_empty() {
+            div.errors role="alert" id=(id) { @for e in &errors.top { p.error { (e) } } }
+        }
+    }
+}
+
+fn emergency_form(case: &p::Case, ctx: &PageContext<'_>) -> Markup {
+    let (form, errors) = ctx.form(Step::EmergencyMeasure);
+    html! {
+        section #emergency {
+            h2 { "Biện pháp can thiệp khẩn cấp (Đ31, Đ32)" }
+            (top_errors(&errors, "emergency-errors"))
+            form method="post" action=(format!("/ho-so/{}/khan-cap", case.case_id)) {
+                (csrf_input(ctx.csrf))
+                input type="hidden" name="request_id" value=(form.get("request_id"));
+                input type="hidden" name="expected_version" value=(case.version);
+                div.field {
+                    label for="measure_kind" { "Biện pháp" }
+                    select id="measure_kind" name="measure_kind" {
+                        option value="0" { "— chọn —" }
+                        @for (k, name) in MEASURES {
+                            option value=(k as i32) selected[form.get("measure_kind") == (k as i32).to_string()] { (name) }
+                        }
+                    }
+                    (field_errors(&errors, "measure_kind"))
+                }
+                div.field {
+                    label for="grounds" { "Căn cứ" }
+                    select id="grounds" name="grounds" {
+                        @for (g, name) in GROUNDS {
+                            option value=(g as i32) selected[form.get("grounds") == (g as i32).to_string()] { (name) }
+                        }
+                    }
+                    (field_errors(&errors, "grounds"))
+                }
+                div.field {
+                    label for="measure_description" { "Đã làm gì" }
+                    textarea id="measure_description" name="measure_description" rows="2" { (form.get("measure_description")) }
+                    (field_errors(&errors, "measure_description"))
+                }
+                div.field {
+                    label for="decision_ref" { "Quyết định của Chủ tịch UBND xã (số, ngày)" }
+                    input type="text" id="decision_ref" name="decision_ref" value=(form.get("decision_ref"));
+                    (field_errors(&errors, "decision_ref"))
+                }
+                div.field {
+                    label for="separation_start" { "Cách ly từ ngày (năm-tháng-ngày)" }
+                    input type="text" id="separation_start" name="separation_start" value=(form.get("separation_start"));
+                    label for="separation_end" { "đến ngày" }
+                    input type="text" id="separation_end" name="separation_end" value=(form.get("separation_end"));
+                    (field_errors(&errors, "separation"))
+                }
+                button.primary type="submit" { "Ghi biện pháp khẩn cấp" }
+            }
+        }
+    }
+}
+
+fn referral_form(case: &p::Case, ctx: &PageContext<'_>) -> Markup {
+    let (form, errors) = ctx.form(Step::Referral);
+    let agency = if form.get("to_agency_id").is_empty() {
+        format!("{}/cong-an", case.responsible_unit_id)
+    } else {
+        form.get("to_agency_id").to_owned()
+    };
+    html! {
+        section #referral {
+            h2 { "Đề nghị chuyển gửi" }
+            (top_errors(&errors, "referral-errors"))
+            form method="post" action=(format!("/ho-so/{}/chuyen-gui", case.case_id)) {
+                (csrf_input(ctx.csrf))
+                input type="hidden" name="request_id" value=(form.get("request_id"));
+                input type="hidden" name="expected_version" value=(case.version);
+                div.field {
+                    label for="service" { "Đề nghị" }
+                    select id="service" name="service" {
+                        @for (sv, name) in SERVICES {
+                            option value=(sv as i32) selected[form.get("service") == (sv as i32).to_string()] { (name) }
+                        }
+                    }
+                    (field_errors(&errors, "service"))
+                }
+                div.field {
+                    label for="to_agency_id" { "Cơ quan nhận (mã)" }
+                    input type="text" id="to_agency_id" name="to_agency_id" value=(agency);
+                    (field_errors(&errors, "to_agency_id"))
+                }
+                div.field {
+                    label for="reason" { "Lý do" }
+                    textarea id="reason" name="reason" rows="2" { (form.get("reason")) }
+                    (field_errors(&errors, "reason"))
+                }
+                label.check { input type="checkbox" id="urgent" name="urgent" checked[form.checked("urgent")]; " Khẩn: xác nhận trong 2 giờ (không khẩn: 1 ngày làm việc)" }
+                fieldset {
+                    legend { "Chia sẻ thông tin" }
+                    p.rule #consent-rule { (CONSENT_RULE) }
+                    label.check { input type="checkbox" id="shares_identifying_information" name="shares_identifying_information" checked[form.checked("shares_identifying_information")]; " Chia sẻ thông tin nhận dạng của trẻ" }
+                    label.check { input type="checkbox" id="guardian_consent" name="guardian_consent" checked[form.checked("guardian_consent")]; " Cha mẹ, người giám hộ đã đồng ý" }
+                    label.check { input type="checkbox" id="child_consent" name="child_consent" checked[form.checked("child_consent")]; " Trẻ (từ đủ 7 tuổi) đã đồng ý" }
+                    div.field {
+                        label for="legal_basis" { "Hoặc căn cứ pháp lý" }
+                        select id="legal_basis" name="legal_basis" {
+                            option value="0" { "Không có: cần sự đồng ý" }
+                            option value=(p::LegalBasis::CriminalInvestigation as i32) selected[form.get("legal_basis") == (p::LegalBasis::CriminalInvestigation as i32).to_string()] { "Điều tra hình sự" }
+                            option value=(p::LegalBasis::Emergency as i32) selected[form.get("legal_basis") == (p::LegalBasis::Emergency as i32).to_string()] { "Khẩn cấp: tính mạng, sức khỏe bị đe dọa" }
+                        }
+                    }
+                    label.check { input type="checkbox" id="shares_informant" name="shares_informant" checked[form.checked("shares_informant")]; " Chia sẻ cả thông tin người báo tin (quyết định riêng)" }
+                    (field_errors(&errors, "consent"))
+                    (field_errors(&errors, "shares_informant"))
+                }
+                button.primary type="submit" { "Gửi đề nghị chuyển gửi" }
+            }
+        }
+    }
+}
+
+/// The Vietnamese name of a referral's status.
+#[must_use]
+pub fn referral_status_vi(status: i32) -> &'static str {
+    use p::ReferralStatus as S;
+    match S::try_from(status).unwrap_or(S::Unspecified) {
+        S::Offered => "đã gửi, chờ xác nhận",
+        S::Acknowledged => "đã xác nhận nhận",
+        S::Accepted => "đã nhận xử lý",
+        S::Declined => "bị từ chối",
+        S::OutcomeReported => "đã báo kết quả",
+        S::Completed => "hoàn thành",
+        S::Revoked => "đã thu hồi",
+        S::Unspecified => "?",
+    }
+}
+
+/// The case page: the case (as it is, or as it stood at `as_of` for an
+/// auditor's replay), its deadlines, referrals, the next steps' forms, the
+/// timeline.
 #[must_use]
 pub fn page(
     case: &p::Case,
     timeline: &[TimelineEntry],
     now: i64,
-    csrf: &str,
-    form: &FormData,
-    errors: &Errors,
+    ctx: &PageContext<'_>,
+    as_of: Option<u64>,
 ) -> Markup {
-    let field_errors = |name: &str| {
-        html! { @for e in errors.of(name) { p.error id=(format!("{name}-error")) role="alert" { (e) } } }
-    };
+    let (form, errors) = ctx.form(Step::InitialAssessment);
+    let open = case.status == p::CaseStatus::Open as i32;
     html! {
+        @if let Some(seq) = as_of {
+            p.warning #as-of {
+                "Hồ sơ như tại sự kiện #" (seq) " (phiên bản " (case.version) "). "
+                a href=(format!("/ho-so/{}", case.case_id)) { "Xem hiện tại" }
+            }
+        }
         dl.case #case {
             dt { "Giai đoạn" } dd #phase { (phase_vi(case.phase)) }
             dt { "Xã chịu trách nhiệm" } dd { (case.responsible_unit_id) }
@@ -214,7 +547,7 @@ pub fn page(
             @if !case.possible_duplicate_case_ids.is_empty() {
                 dt { "Có thể trùng" } dd { (case.possible_duplicate_case_ids.join(", ")) }
             }
-            dt { "Phiên bản" } dd { (case.version) }
+            dt { "Phiên bản" } dd #version { (case.version) }
         }
         h2 { "Thời hạn" }
         @if case.deadlines.is_empty() { p { "Không có thời hạn." } }
@@ -224,12 +557,12 @@ pub fn page(
                 tbody {
                     @for d in &case.deadlines {
                         @let due = d.due_at.as_ref().map_or(0, |t| t.seconds);
-                        @let open = d.state == p::DeadlineState::Open as i32;
-                        tr class=(if open { urgency(due, now) } else { "closed" }) {
+                        @let running = d.state == p::DeadlineState::Open as i32;
+                        tr class=(if running { urgency(due, now) } else { "closed" }) {
                             td { (deadline_vi(d.kind)) }
                             td { (when(d.due_at.as_ref())) }
                             td {
-                                @if open { strong { (time_left(due, now)) } }
+                                @if running { strong { (time_left(due, now)) } }
                                 @else if d.state == p::DeadlineState::Met as i32 {
                                     @if d.missed { "đã thực hiện, trễ hạn" } @else { "đã thực hiện đúng hạn" }
                                 } @else { "không còn áp dụng" }
@@ -241,51 +574,72 @@ pub fn page(
         }
         @if !case.referrals.is_empty() {
             h2 { "Chuyển gửi" }
-            ul #referrals {
-                @for r in &case.referrals { li { (r.referral_id) " → " (r.to_agency_id) } }
+            table #referrals {
+                thead { tr { th { "Mã" } th { "Cơ quan" } th { "Đề nghị" } th { "Tình trạng" } } }
+                tbody {
+                    @for r in &case.referrals {
+                        tr {
+                            td { (r.referral_id) }
+                            td { (r.to_agency_id) }
+                            td { @match &r.kind { Some(p::case_referral::Kind::Service(sv)) => (service_vi(*sv)), Some(p::case_referral::Kind::TransferToUnitId(u)) => { "chuyển hồ sơ cho " (u) }, None => "" } }
+                            td { (referral_status_vi(r.status)) }
+                        }
+                    }
+                }
             }
         }
-        @if case.phase == p::CasePhase::AwaitingInitialAssessment as i32 {
-            h2 { "Đánh giá ban đầu (Mẫu 02)" }
-            @if !errors.is_empty() {
-                div.errors role="alert" #errors { @for e in &errors.top { p.error { (e) } } }
-            }
-            form method="post" action=(format!("/ho-so/{}/mau-02", case.case_id)) {
-                (csrf_input(csrf))
-                input type="hidden" name="request_id" value=(form.get("request_id"));
-                input type="hidden" name="expected_version" value=(case.version);
-                div.field {
-                    label for="factor" { "Yếu tố nguy cơ" }
-                    input type="text" id="factor" name="factor" value=(form.get("factor"));
-                    label for="level" { "Mức độ" }
-                    select id="level" name="level" {
-                        option value="0" { "— chọn —" }
-                        option value=(p::RiskLevel::High as i32) { "Cao" }
-                        option value=(p::RiskLevel::Medium as i32) { "Trung bình" }
-                        option value=(p::RiskLevel::Low as i32) { "Thấp" }
+        @if ctx.may_act && open && as_of.is_none() {
+            @if case.phase == p::CasePhase::AwaitingInitialAssessment as i32 {
+                section #assessment {
+                    h2 { "Đánh giá ban đầu (Mẫu 02)" }
+                    (top_errors(&errors, "errors"))
+                    form method="post" action=(format!("/ho-so/{}/mau-02", case.case_id)) {
+                        (csrf_input(ctx.csrf))
+                        input type="hidden" name="request_id" value=(form.get("request_id"));
+                        input type="hidden" name="expected_version" value=(case.version);
+                        div.field {
+                            label for="factor" { "Yếu tố nguy cơ" }
+                            input type="text" id="factor" name="factor" value=(form.get("factor"));
+                            label for="level" { "Mức độ" }
+                            select id="level" name="level" {
+                                option value="0" { "— chọn —" }
+                                option value=(p::RiskLevel::High as i32) { "Cao" }
+                                option value=(p::RiskLevel::Medium as i32) { "Trung bình" }
+                                option value=(p::RiskLevel::Low as i32) { "Thấp" }
+                            }
+                            (field_errors(&errors, "factor"))
+                        }
+                        fieldset {
+                            legend { "Cần áp dụng biện pháp khẩn cấp?" }
+                            label.check { input type="radio" name="emergency" value="yes" checked; " Có: thời hạn 12 giờ tiếp tục chạy" }
+                            label.check { input type="radio" name="emergency" value="no"; " Không" }
+                        }
+                        div.field {
+                            label for="summary" { "Tóm tắt" }
+                            textarea id="summary" name="summary" rows="3" { (form.get("summary")) }
+                            (field_errors(&errors, "summary"))
+                        }
+                        button.primary type="submit" { "Ghi đánh giá ban đầu" }
                     }
-                    (field_errors("factor"))
                 }
-                fieldset {
-                    legend { "Cần áp dụng biện pháp khẩn cấp?" }
-                    label.check { input type="radio" name="emergency" value="yes" checked; " Có: thời hạn 12 giờ tiếp tục chạy" }
-                    label.check { input type="radio" name="emergency" value="no"; " Không" }
-                }
-                div.field {
-                    label for="summary" { "Tóm tắt" }
-                    textarea id="summary" name="summary" rows="3" { (form.get("summary")) }
-                    (field_errors("summary"))
-                }
-                button.primary type="submit" { "Ghi đánh giá ban đầu" }
+            } @else {
+                (emergency_form(case, ctx))
             }
+            (referral_form(case, ctx))
         }
         h2 { "Diễn biến" }
         ol.timeline #timeline {
             @for e in timeline {
-                li {
+                li data-seq=(e.seq) class=[as_of.is_some_and(|a| e.seq > a).then_some("after")] {
                     span.seq { "#" (e.seq) } " "
                     time { (when(Some(&prost_types::Timestamp { seconds: e.recorded_at_ms.div_euclid(1000), nanos: 0 }))) } " · "
                     strong { (event_vi(&e.event_type)) } " · " (e.actor)
+                    @if ctx.may_replay {
+                        " · " a.replay href=(format!("/ho-so/{}?tai={}", case.case_id, e.seq)) { "hồ sơ tại đây" }
+                        @if e.seq > 1 {
+                            " · " a.replay-before href=(format!("/ho-so/{}?tai={}", case.case_id, e.seq - 1)) { "ngay trước" }
+                        }
+                    }
                 }
             }
         }

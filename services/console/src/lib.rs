@@ -13,13 +13,18 @@
 //! - [`view`]: the layout, Vietnamese names, times in Asia/Ho_Chi_Minh.
 //! - [`form`]: posted forms; a service's refusal as messages beside fields.
 //! - [`hotline`]: the operator's Mẫu 01 form, receipt and reports.
-//! - [`cases`]: the officers' case list and case page.
+//! - [`cases`]: the officers' case list and case page with the steps'
+//!   forms (Mẫu 02, emergency measures, referral requests).
+//! - [`referrals`]: the police's and agencies' live inbox.
+//! - [`audit`]: the auditor's panel: chain, checkpoint, export, access log.
 //! - this file: the routes, sign-in, security headers and error pages.
 
+pub mod audit;
 pub mod cases;
 pub mod config;
 pub mod form;
 pub mod hotline;
+pub mod referrals;
 pub mod session;
 pub mod view;
 
@@ -52,10 +57,13 @@ pub struct App {
     sessions: Sessions,
     intake: Channel,
     casework: Channel,
+    referral: Channel,
 }
 
 /// The stylesheet, shipped in the binary.
 const CSS: &str = include_str!("../static/console.css");
+/// The script of the live parts (no inline script anywhere).
+const JS: &str = include_str!("../static/console.js");
 
 /// The Content-Security-Policy of every answer: nothing inline, nothing
 /// from elsewhere, no framing.
@@ -99,6 +107,7 @@ impl App {
             sessions: Sessions::default(),
             intake: lazy(&config.intake)?,
             casework: lazy(&config.casework)?,
+            referral: lazy(&config.referral)?,
             config,
         }))
     }
@@ -129,6 +138,24 @@ impl App {
             Self::with_token(&self.casework, &s.token)?,
         ))
     }
+
+    fn referral(
+        &self,
+        s: &Session,
+    ) -> Result<p::referral_service_client::ReferralServiceClient<AuthChannel>, Problem> {
+        Ok(p::referral_service_client::ReferralServiceClient::new(
+            Self::with_token(&self.referral, &s.token)?,
+        ))
+    }
+
+    fn audit(
+        &self,
+        s: &Session,
+    ) -> Result<p::audit_service_client::AuditServiceClient<AuthChannel>, Problem> {
+        Ok(p::audit_service_client::AuditServiceClient::new(
+            Self::with_token(&self.casework, &s.token)?,
+        ))
+    }
 }
 
 /// The routes, with the security headers on every answer.
@@ -143,9 +170,25 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ho-so", get(case_list))
         .route("/ho-so/{id}", get(case_page))
         .route("/ho-so/{id}/mau-02", post(record_assessment))
+        .route("/ho-so/{id}/khan-cap", post(record_measure))
+        .route("/ho-so/{id}/chuyen-gui", post(request_referral))
+        .route("/ho-so/{id}/xuat", get(export_case))
+        .route("/hop-thu", get(inbox))
+        .route("/hop-thu/bang", get(inbox_table))
+        .route("/hop-thu/su-kien", get(inbox_events))
+        .route("/hop-thu/{id}/{action}", post(referral_step))
         .route(
             "/static/console.css",
             get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS) }),
+        )
+        .route(
+            "/static/console.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    JS,
+                )
+            }),
         )
         .fallback(|| async { error_page(StatusCode::NOT_FOUND, "Không có trang này.") })
         .layer(middleware::from_fn(guard))
@@ -675,21 +718,55 @@ async fn timeline(
     entries
 }
 
+/// Shows a case (as it stands, or as it stood after event `as_of` for an
+/// auditor), with the form `posted` and its errors when a step was
+/// refused.
 async fn show_case(
     app: &App,
     s: &Session,
     id: String,
-    form: &FormData,
-    errors: &Errors,
+    as_of: Option<u64>,
+    posted: Option<(cases::Step, &FormData, &Errors)>,
     status: StatusCode,
 ) -> Page {
     let mut casework = app.casework(s)?;
-    let case = match casework.get_case(p::GetCaseRequest { case_id: id }).await {
-        Ok(found) => found.into_inner().case.unwrap_or_default(),
-        Err(status) => return Err(Problem::of(&status)),
+    let current = casework
+        .get_case(p::GetCaseRequest {
+            case_id: id.clone(),
+        })
+        .await
+        .map_err(|status| Problem::of(&status))?
+        .into_inner()
+        .case
+        .unwrap_or_default();
+    let case = match as_of {
+        None => current.clone(),
+        Some(seq) => casework
+            .replay_case(p::ReplayCaseRequest {
+                case_id: id.clone(),
+                as_of: Some(p::replay_case_request::AsOf::AsOfSeq(seq)),
+            })
+            .await
+            .map_err(|status| Problem::of(&status))?
+            .into_inner()
+            .case
+            .unwrap_or_default(),
     };
-    let events = timeline(&mut casework, &case).await;
-    let body = cases::page(&case, &events, now_secs(), &s.csrf, form, errors);
+    let events = timeline(&mut casework, &current).await;
+    let role = s.claims.role;
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let ctx = cases::PageContext {
+        may_act: matches!(role, Role::CommuneOfficer | Role::ProvinceOfficer),
+        may_replay: role == Role::Auditor,
+        posted,
+        request_id: &request_id,
+        csrf: &s.csrf,
+    };
+    let mut body = cases::page(&case, &events, now_secs(), &ctx, as_of);
+    if role == Role::Auditor {
+        let audit = audit_of(app, s, &id).await?;
+        body = html! { (body) (audit::panel(&id, &audit)) };
+    }
     Ok((
         status,
         signed_page(s, &format!("Hồ sơ {}", case.case_id), &body),
@@ -697,17 +774,88 @@ async fn show_case(
         .into_response())
 }
 
+/// What the auditor's panel shows: each part asked on its own.
+async fn audit_of(app: &App, s: &Session, case_id: &str) -> Result<audit::Audit, Problem> {
+    let mut client = app.audit(s)?;
+    let chain = client
+        .verify_stream(p::VerifyStreamRequest {
+            stream_id: case_id.to_owned(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|e| form::code_vi(&e));
+    let checkpoint = client
+        .get_checkpoint(p::GetCheckpointRequest { fresh: false })
+        .await
+        .map_err(|e| form::code_vi(&e))
+        .and_then(|r| {
+            r.into_inner()
+                .checkpoint
+                .ok_or_else(|| "chưa có".to_owned())
+        })
+        .map(|c| {
+            let checked = audit::check_signature(&c);
+            (c, checked)
+        });
+    let access = client
+        .list_access(p::ListAccessRequest {
+            case_id: case_id.to_owned(),
+            limit: 50,
+            ..p::ListAccessRequest::default()
+        })
+        .await
+        .map(|r| r.into_inner().entries)
+        .map_err(|e| form::code_vi(&e));
+    Ok(audit::Audit {
+        chain,
+        checkpoint,
+        access,
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct CaseQuery {
+    /// Replay: the case as it stood after this event.
+    tai: Option<u64>,
+}
+
 async fn case_page(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    query: axum::extract::Query<CaseQuery>,
 ) -> Page {
     let s = signed(&app, &headers)?;
-    let form = FormData(vec![(
-        "request_id".into(),
-        uuid::Uuid::now_v7().to_string(),
-    )]);
-    show_case(&app, &s, id, &form, &Errors::default(), StatusCode::OK).await
+    show_case(&app, &s, id, query.tai, None, StatusCode::OK).await
+}
+
+/// After a step: to the case; when refused, the case as it is now with
+/// the form kept and the errors beside it (an ABORTED step shows what
+/// someone else did first; nothing is resubmitted for the officer).
+async fn after_step<T>(
+    app: &App,
+    s: &Session,
+    id: String,
+    step: cases::Step,
+    form: &FormData,
+    outcome: Result<T, tonic::Status>,
+    errors_of: fn(&tonic::Status) -> Errors,
+) -> Page {
+    match outcome {
+        Ok(_) => Ok(Redirect::to(&format!("/ho-so/{id}")).into_response()),
+        Err(status) => {
+            let errors = errors_of(&status);
+            show_case(
+                app,
+                s,
+                id,
+                None,
+                Some((step, form, &errors)),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+    }
 }
 
 async fn record_assessment(
@@ -718,26 +866,218 @@ async fn record_assessment(
 ) -> Page {
     let s = signed(&app, &headers)?;
     let form = posted(&s, form)?;
-    let mut casework = app.casework(&s)?;
-    match casework
+    let outcome = app
+        .casework(&s)?
         .record_initial_assessment(cases::assessment_request(&form, &id))
+        .await;
+    after_step(
+        &app,
+        &s,
+        id,
+        cases::Step::InitialAssessment,
+        &form,
+        outcome,
+        form::from_status::<cases::AssessmentFields>,
+    )
+    .await
+}
+
+async fn record_measure(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Page {
+    let s = signed(&app, &headers)?;
+    let form = posted(&s, form)?;
+    let outcome = app
+        .casework(&s)?
+        .record_emergency_measure(cases::measure_request(&form, &id))
+        .await;
+    after_step(
+        &app,
+        &s,
+        id,
+        cases::Step::EmergencyMeasure,
+        &form,
+        outcome,
+        form::from_status::<cases::MeasureFields>,
+    )
+    .await
+}
+
+async fn request_referral(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Page {
+    let s = signed(&app, &headers)?;
+    let form = posted(&s, form)?;
+    let outcome = app
+        .casework(&s)?
+        .request_referral(cases::referral_request(&form, &id))
+        .await;
+    after_step(
+        &app,
+        &s,
+        id,
+        cases::Step::Referral,
+        &form,
+        outcome,
+        form::from_status::<cases::ReferralFields>,
+    )
+    .await
+}
+
+/// The case's export bundle, as a file to keep and check offline.
+async fn export_case(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Page {
+    let s = signed(&app, &headers)?;
+    let bundle = app
+        .audit(&s)?
+        .export_case(p::ExportCaseRequest {
+            case_id: id.clone(),
+        })
         .await
-    {
-        Ok(_) => Ok(Redirect::to(&format!("/ho-so/{id}")).into_response()),
-        Err(status) => {
-            // Shown again on the case as it is now (an ABORTED step shows
-            // what someone else did first); nothing is resubmitted for the
-            // officer.
-            let errors = form::from_status::<cases::AssessmentFields>(&status);
-            show_case(
-                &app,
-                &s,
-                id,
-                &form,
-                &errors,
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
+        .map_err(|status| Problem::of(&status))?
+        .into_inner()
+        .bundle_json;
+    let file = format!(
+        "attachment; filename=\"ho-so-{}.json\"",
+        id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::CONTENT_DISPOSITION, file),
+        ],
+        bundle,
+    )
+        .into_response())
+}
+
+/// The inbox of the signed-in user's agency.
+async fn inbox_of(app: &App, s: &Session) -> Result<Vec<p::Referral>, Problem> {
+    Ok(app
+        .referral(s)?
+        .list_inbox(p::ListInboxRequest {
+            agency_id: s.claims.agency.clone(),
+            status: 0,
+            page: Some(p::PageRequest {
+                page_size: 200,
+                page_token: String::new(),
+            }),
+        })
+        .await
+        .map_err(|status| Problem::of(&status))?
+        .into_inner()
+        .referrals)
+}
+
+async fn inbox(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
+    let s = signed(&app, &headers)?;
+    let referrals = inbox_of(&app, &s).await?;
+    Ok(signed_page(
+        &s,
+        "Hộp thư chuyển gửi",
+        &referrals::page(&referrals, now_secs(), &s.csrf, None),
+    ))
+}
+
+async fn inbox_table(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
+    let s = signed(&app, &headers)?;
+    let referrals = inbox_of(&app, &s).await?;
+    Ok(referrals::table(&referrals, now_secs(), &s.csrf, None).into_response())
+}
+
+/// Server-sent events: one `referral` event per change to the agency's
+/// inbox (WatchInbox), carrying only the referral id; the page then
+/// reloads its table through the user's own session.
+async fn inbox_events(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
+    use futures_util::StreamExt as _;
+    let s = signed(&app, &headers)?;
+    let stream = app
+        .referral(&s)?
+        .watch_inbox(p::WatchInboxRequest {
+            agency_id: s.claims.agency.clone(),
+            from_position: 0,
+        })
+        .await
+        .map_err(|status| Problem::of(&status))?
+        .into_inner();
+    let events = stream
+        .take_while(|item| std::future::ready(item.is_ok()))
+        .map(|item| {
+            let id = item
+                .ok()
+                .and_then(|m| m.referral)
+                .map(|r| r.referral_id)
+                .unwrap_or_default();
+            Ok::<_, std::convert::Infallible>(axum::response::sse::Event::default().data(id))
+        });
+    Ok(axum::response::sse::Sse::new(events)
+        .keep_alive(axum::response::sse::KeepAlive::default())
+        .into_response())
+}
+
+async fn referral_step(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Page {
+    use referrals::Action;
+    let s = signed(&app, &headers)?;
+    let form = posted(&s, form)?;
+    let Some(action) = Action::parse(&action) else {
+        return Err(Problem::Page(
+            StatusCode::NOT_FOUND,
+            "Không có thao tác này.".into(),
+        ));
+    };
+    let mut client = app.referral(&s)?;
+    let header = Some(referrals::header(&form, &id));
+    let outcome = match action {
+        Action::Acknowledge => client
+            .acknowledge(p::AcknowledgeRequest { header })
             .await
+            .map(|_| ()),
+        Action::Accept => client.accept(p::AcceptRequest { header }).await.map(|_| ()),
+        Action::Decline => client
+            .decline(p::DeclineRequest {
+                header,
+                reason: form.get("reason").to_owned(),
+            })
+            .await
+            .map(|_| ()),
+        Action::ReportOutcome => client
+            .report_outcome(p::ReportOutcomeRequest {
+                header,
+                outcome: form.get("outcome").to_owned(),
+                reference: form.get("reference").to_owned(),
+            })
+            .await
+            .map(|_| ()),
+        Action::Complete => client
+            .complete(p::CompleteRequest { header })
+            .await
+            .map(|_| ()),
+    };
+    match outcome {
+        Ok(()) => Ok(Redirect::to("/hop-thu").into_response()),
+        Err(status) => {
+            let errors = form::from_status::<referrals::StepFields>(&status);
+            let referrals = inbox_of(&app, &s).await?;
+            let body = referrals::page(&referrals, now_secs(), &s.csrf, Some((&id, &errors)));
+            Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                signed_page(&s, "Hộp thư chuyển gửi", &body),
+            )
+                .into_response())
         }
     }
 }

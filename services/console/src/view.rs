@@ -119,7 +119,8 @@ pub fn menu(role: Role) -> Vec<(&'static str, &'static str)> {
         Role::CommuneOfficer | Role::ProvinceOfficer | Role::Auditor => {
             vec![("/ho-so", "Hồ sơ vụ việc")]
         }
-        Role::Police | Role::AgencyStaff | Role::Administrator => vec![],
+        Role::Police | Role::AgencyStaff => vec![("/hop-thu", "Hộp thư chuyển gửi")],
+        Role::Administrator => vec![],
     }
 }
 
