@@ -80,27 +80,64 @@ fn screenshots() -> PathBuf {
     dir
 }
 
+/// Writes a screenshot of the page, and checks the page with axe-core
+/// (WCAG 2 A and AA: labels, contrast, names of controls...): any
+/// violation fails the test, naming the rule and the elements.
 async fn shot(browser: &Client, name: &str) {
     let png = browser.screenshot().await.unwrap();
     std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
+    let violations = axe_violations(browser).await;
+    assert!(violations.is_empty(), "{name}: {violations:#?}");
+}
+
+/// What axe-core finds wrong on the current page, one line per rule.
+async fn axe_violations(browser: &Client) -> Vec<String> {
+    let axe = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../.ci/node/node_modules/axe-core/axe.min.js"
+    ))
+    .expect("axe-core is missing: run deploy/local/ensure-browser.sh");
+    browser.execute(&axe, vec![]).await.unwrap();
+    let found = browser
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21aa'] } })
+               .then((r) => done(r.violations.map((v) => v.id + ': ' + v.nodes.map((n) => n.target.join(' ')).join(', '))))
+               .catch((e) => done(['axe failed: ' + e]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(found).unwrap()
 }
 
 /// The text of the element `css`, once it is there (20 s at most; then
 /// the test fails showing the page it was on).
 async fn text_of(browser: &Client, css: &str) -> String {
-    match browser
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css(css))
-        .await
-    {
-        Ok(found) => found.text().await.unwrap(),
-        Err(e) => {
-            let url = browser.current_url().await.map(|u| u.to_string());
-            let page = browser.source().await.unwrap_or_default();
-            panic!("{css}: {e} on {url:?}:\n{page}")
+    wait_text(browser, css, "").await
+}
+
+/// The text of the element `css` once it contains `expected`: after a
+/// click the page may still be the old one, or be replaced while it is
+/// read (a live update), so this looks again until it holds (20 s at
+/// most; then the test fails showing the page it was on).
+async fn wait_text(browser: &Client, css: &str, expected: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Ok(found) = browser.find(Locator::Css(css)).await
+            && let Ok(text) = found.text().await
+        {
+            if text.contains(expected) {
+                return text;
+            }
+            last = text;
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let url = browser.current_url().await.map(|u| u.to_string());
+    let page = browser.source().await.unwrap_or_default();
+    panic!("{css}: no {expected:?} within 20 s (last {last:?}) on {url:?}:\n{page}")
 }
 
 async fn fill(browser: &Client, id: &str, value: &str) {
@@ -187,6 +224,18 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
     let base = console.addr.clone();
     let driver = Driver::start();
     let browser = driver.browser(1280, 1100).await;
+    // The checker finds what it should: an image without a text.
+    browser
+        .goto(
+            "data:text/html,<html lang='vi'><title>t</title><main><img src='x.png'></main></html>",
+        )
+        .await
+        .unwrap();
+    let found = axe_violations(&browser).await;
+    assert!(
+        found.iter().any(|v| v.starts_with("image-alt")),
+        "{found:?}"
+    );
 
     // The hotline operator at 3 a.m.: two wrong fields, both shown at once.
     sign_in(
@@ -423,16 +472,7 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
     shot(&browser, "06-case-referred").await;
 
     // It arrives in the police inbox live, without a reload.
-    let row = police
-        .wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(Locator::Css("#inbox tr[id^='ref-']"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(row.contains(&case_id), "{row}");
+    let row = wait_text(&police, "#inbox tr[id^='ref-']", &case_id).await;
     assert!(row.contains("chờ xác nhận"), "{row}");
     assert!(
         row.contains("còn 2 giờ 0 phút") || row.contains("còn 1 giờ 59 phút"),
@@ -440,17 +480,9 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
     );
     shot(&police, "07-inbox-live").await;
     click(&police, "#inbox form[action$='/xac-nhan'] button").await;
-    assert!(
-        text_of(&police, "#inbox td.status")
-            .await
-            .contains("đã xác nhận")
-    );
+    wait_text(&police, "#inbox td.status", "đã xác nhận").await;
     click(&police, "#inbox form[action$='/nhan'] button").await;
-    assert!(
-        text_of(&police, "#inbox td.status")
-            .await
-            .contains("đã nhận xử lý")
-    );
+    wait_text(&police, "#inbox td.status", "đã nhận xử lý").await;
     shot(&police, "08-inbox-accepted").await;
     police.close().await.unwrap();
     sign_out(&browser).await;
