@@ -485,6 +485,35 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
     wait_text(&police, "#inbox td.status", "đã nhận xử lý").await;
     shot(&police, "08-inbox-accepted").await;
     police.close().await.unwrap();
+
+    // The department's indicators for this year, with the CSV.
+    browser.goto(&format!("{base}/thong-ke")).await.unwrap();
+    let indicators = text_of(&browser, "#indicators").await;
+    assert!(indicators.contains("Kỳ này"), "{indicators}");
+    text_of(&browser, "#chart").await;
+    shot(&browser, "09-statistics").await;
+    let officer = browser
+        .get_named_cookie("baove_session")
+        .await
+        .unwrap()
+        .value()
+        .to_owned();
+    let csv_path = browser
+        .find(Locator::Id("csv"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let csv = raw_http(
+        &base,
+        &format!(
+            "GET {csv_path} HTTP/1.1\r\nHost: {host}\r\nCookie: baove_session={officer}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(csv.starts_with("HTTP/1.1 200"), "{csv}");
+    assert!(csv.to_ascii_lowercase().contains("content-type: text/csv"));
     sign_out(&browser).await;
 
     // The auditor replays the case to the moment before the emergency
@@ -509,13 +538,13 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
         then.contains("còn 11 giờ") && !then.contains("đúng hạn"),
         "{then}"
     );
-    shot(&browser, "09-auditor-replay").await;
+    shot(&browser, "10-auditor-replay").await;
     browser
         .goto(&format!("{base}/ho-so/{case_id}"))
         .await
         .unwrap();
     assert!(text_of(&browser, "#access").await.contains("cb-tinh-1"));
-    shot(&browser, "10-auditor-access").await;
+    shot(&browser, "11-auditor-access").await;
     let auditor = browser
         .get_named_cookie("baove_session")
         .await
@@ -551,7 +580,7 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
         .await
         .unwrap();
     assert!(text_of(&phone, "#deadlines").await.contains("12 giờ"));
-    shot(&phone, "11-case-phone").await;
+    shot(&phone, "12-case-phone").await;
     phone.close().await.unwrap();
     browser.close().await.unwrap();
     drop(console);

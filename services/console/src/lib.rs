@@ -17,6 +17,7 @@
 //!   forms (Mẫu 02, emergency measures, referral requests).
 //! - [`referrals`]: the police's and agencies' live inbox.
 //! - [`audit`]: the auditor's panel: chain, checkpoint, export, access log.
+//! - [`stats`]: the department's Thông tư 13 indicators, chart and CSV.
 //! - this file: the routes, sign-in, security headers and error pages.
 
 pub mod audit;
@@ -26,6 +27,7 @@ pub mod form;
 pub mod hotline;
 pub mod referrals;
 pub mod session;
+pub mod stats;
 pub mod view;
 
 use std::sync::Arc;
@@ -148,6 +150,15 @@ impl App {
         ))
     }
 
+    fn reporting(
+        &self,
+        s: &Session,
+    ) -> Result<p::reporting_service_client::ReportingServiceClient<AuthChannel>, Problem> {
+        Ok(p::reporting_service_client::ReportingServiceClient::new(
+            Self::with_token(&self.casework, &s.token)?,
+        ))
+    }
+
     fn audit(
         &self,
         s: &Session,
@@ -173,6 +184,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ho-so/{id}/khan-cap", post(record_measure))
         .route("/ho-so/{id}/chuyen-gui", post(request_referral))
         .route("/ho-so/{id}/xuat", get(export_case))
+        .route("/thong-ke", get(statistics))
+        .route("/thong-ke/csv", get(statistics_csv))
         .route("/hop-thu", get(inbox))
         .route("/hop-thu/bang", get(inbox_table))
         .route("/hop-thu/su-kien", get(inbox_events))
@@ -956,6 +969,115 @@ async fn export_case(
             (header::CONTENT_DISPOSITION, file),
         ],
         bundle,
+    )
+        .into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct StatsQuery {
+    ky: Option<String>,
+    #[serde(rename = "don-vi")]
+    don_vi: Option<String>,
+}
+
+/// The Thông tư 13 indicators of a period (default: this year so far),
+/// with the year before.
+async fn statistics(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    query: axum::extract::Query<StatsQuery>,
+) -> Page {
+    let s = signed(&app, &headers)?;
+    let this_year = time::OffsetDateTime::now_utc()
+        .to_offset(view::VIETNAM)
+        .year();
+    let period = query
+        .ky
+        .clone()
+        .filter(|k| !k.trim().is_empty())
+        .unwrap_or_else(|| this_year.to_string());
+    let unit = query.don_vi.clone().unwrap_or_default();
+    let answer = app
+        .reporting(&s)?
+        .get_indicators(p::GetIndicatorsRequest {
+            period: period.trim().to_owned(),
+            unit_id: unit.trim().to_owned(),
+            as_of_position: 0,
+            compare_previous_year: true,
+        })
+        .await;
+    let body = match answer {
+        Ok(found) => {
+            let t = found.into_inner().table.unwrap_or_default();
+            let csv = format!(
+                "/thong-ke/csv?{}",
+                serde_urlencoded::to_string([("ky", &period), ("don-vi", &unit)])
+                    .unwrap_or_default()
+            );
+            html! {
+                (stats::query_form(&period, &unit))
+                p { a #csv href=(csv) download { "Tải CSV" } }
+                (stats::chart(&t))
+                (stats::table(&t))
+            }
+        }
+        Err(status) => {
+            let errors = form::from_status::<NoFields>(&status);
+            html! {
+                (stats::query_form(&period, &unit))
+                div.errors role="alert" #errors { @for e in &errors.top { p.error { (e) } } }
+            }
+        }
+    };
+    Ok(signed_page(
+        &s,
+        "Thống kê bảo vệ trẻ em (Thông tư 13/2021)",
+        &body,
+    ))
+}
+
+/// A form without fields of its own: every violation at the top.
+struct NoFields;
+
+impl form::FieldMap for NoFields {
+    fn form_field(_: &str) -> &'static str {
+        ""
+    }
+    fn rule_vi(_: &str) -> Option<&'static str> {
+        None
+    }
+}
+
+async fn statistics_csv(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    query: axum::extract::Query<StatsQuery>,
+) -> Page {
+    let s = signed(&app, &headers)?;
+    let export = app
+        .reporting(&s)?
+        .export_indicators(p::ExportIndicatorsRequest {
+            period: query.ky.clone().unwrap_or_default().trim().to_owned(),
+            unit_id: query.don_vi.clone().unwrap_or_default().trim().to_owned(),
+            as_of_position: 0,
+            compare_previous_year: true,
+        })
+        .await
+        .map_err(|status| Problem::of(&status))?
+        .into_inner();
+    let name = export.file_name.replace(
+        |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '.',
+        "_",
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        export.csv,
     )
         .into_response())
 }

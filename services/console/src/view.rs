@@ -116,9 +116,10 @@ pub fn menu(role: Role) -> Vec<(&'static str, &'static str)> {
             ("/bao-cao/moi", "Tiếp nhận thông báo (Mẫu 01)"),
             ("/bao-cao", "Thông báo tôi đã tiếp nhận"),
         ],
-        Role::CommuneOfficer | Role::ProvinceOfficer | Role::Auditor => {
-            vec![("/ho-so", "Hồ sơ vụ việc")]
-        }
+        Role::CommuneOfficer | Role::ProvinceOfficer | Role::Auditor => vec![
+            ("/ho-so", "Hồ sơ vụ việc"),
+            ("/thong-ke", "Thống kê (Thông tư 13)"),
+        ],
         Role::Police | Role::AgencyStaff => vec![("/hop-thu", "Hộp thư chuyển gửi")],
         Role::Administrator => vec![],
     }

@@ -1,0 +1,180 @@
+//! The department's page: the Thông tư 13/2021 indicator table for a
+//! period, beside the same period a year earlier, a chart of abused
+//! children (indicator 0101) by month, and the CSV the ministry's forms are
+//! filled from. Small counts of children are suppressed by the service and
+//! shown as such, never as 0.
+
+use baove_proto::v1 as p;
+use maud::{Markup, html};
+
+/// A share as a percentage with one decimal, the Vietnamese way
+/// ("12,5%").
+#[must_use]
+pub fn percent(value: u64, of: u64) -> String {
+    if of == 0 {
+        return String::new();
+    }
+    let tenths = (u128::from(value) * 1000 + u128::from(of) / 2) / u128::from(of);
+    format!("{},{}%", tenths / 10, tenths % 10)
+}
+
+/// A cell's value as shown: a suppressed small count, a share, minutes, or
+/// a count.
+#[must_use]
+pub fn cell(row: &p::IndicatorRow) -> String {
+    if row.suppressed {
+        "< ngưỡng (ẩn)".to_owned()
+    } else if row.unit == "share" {
+        format!(
+            "{} / {} ({})",
+            row.value,
+            row.of,
+            percent(row.value, row.of)
+        )
+    } else if row.unit == "minutes" {
+        format!("{} phút", row.value)
+    } else {
+        row.value.to_string()
+    }
+}
+
+/// The form choosing the period and the unit.
+#[must_use]
+pub fn query_form(period: &str, unit: &str) -> Markup {
+    html! {
+        form.query method="get" action="/thong-ke" {
+            div.field {
+                label for="ky" { "Kỳ báo cáo (2026, 2026-H1, 2026-Q3, 2026-05 hoặc 2026-01-01..2026-06-30)" }
+                input type="text" id="ky" name="ky" value=(period);
+            }
+            div.field {
+                label for="don-vi" { "Đơn vị (mã; để trống: cả tỉnh)" }
+                input type="text" id="don-vi" name="don-vi" value=(unit);
+            }
+            button.primary type="submit" { "Xem" }
+        }
+    }
+}
+
+/// Abused children by month (indicator 0101), a bar per month, the year
+/// before beside it when compared: an SVG drawn here (no script).
+#[must_use]
+pub fn chart(table: &p::IndicatorTable) -> Markup {
+    let months: Vec<&p::IndicatorRow> = table
+        .rows
+        .iter()
+        .filter(|r| r.indicator == "0101" && r.dimension == "month")
+        .collect();
+    let top = months
+        .iter()
+        .map(|r| r.value.max(r.previous))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    if months.is_empty() {
+        return html! { p #chart { "Không có số liệu theo tháng của chỉ tiêu 0101 trong kỳ này." } };
+    }
+    let (w, h, bar) = (40_u64, 200_u64, 14_u64);
+    let width = w * u64::try_from(months.len()).unwrap_or(0) + 40;
+    html! {
+        figure #chart {
+            svg xmlns="http://www.w3.org/2000/svg" width=(width) height=(h + 40) role="img"
+                aria-label="Số trẻ em bị xâm hại theo tháng" {
+                @for (i, r) in months.iter().enumerate() {
+                    @let x = 30 + w * u64::try_from(i).unwrap_or(0);
+                    @let now_h = r.value * h / top;
+                    @let then_h = r.previous * h / top;
+                    rect x=(x) y=(h - now_h + 10) width=(bar) height=(now_h) fill="#0b4f8a" {
+                        title { (r.key) ": " (r.value) }
+                    }
+                    @if r.has_previous {
+                        rect x=(x + bar + 2) y=(h - then_h + 10) width=(bar / 2) height=(then_h) fill="#6b6b6b" {
+                            title { (r.key) " (năm trước): " (r.previous) }
+                        }
+                    }
+                    text x=(x) y=(h + 28) font-size="10" fill="#1b1b1b" { (r.key.get(5..).unwrap_or(&r.key)) }
+                }
+                line x1="28" y1=(h + 10) x2=(width) y2=(h + 10) stroke="#1b1b1b" {}
+            }
+            figcaption { "Trẻ em bị xâm hại (chỉ tiêu 0101) theo tháng: xanh là kỳ này, xám là cùng kỳ năm trước. Tối đa " (top) "." }
+        }
+    }
+}
+
+/// The indicator table.
+#[must_use]
+pub fn table(table: &p::IndicatorTable) -> Markup {
+    html! {
+        p #period {
+            "Kỳ " (table.period) ": từ " (table.first_day) " đến " (table.last_day)
+            @if !table.unit_id.is_empty() { ", đơn vị " (table.unit_id) }
+            " · tính đến vị trí nhật ký " (table.as_of_position)
+        }
+        @if table.small_cells_suppressed {
+            p.warning { "Các ô có số trẻ nhỏ hơn ngưỡng được ẩn để không nhận diện được trẻ." }
+        }
+        table #indicators {
+            thead { tr { th { "Chỉ tiêu" } th { "Phân tổ" } th { "Kỳ này" } th { "Cùng kỳ năm trước" } } }
+            tbody {
+                @for r in &table.rows {
+                    @if r.dimension != "month_form" {
+                        tr {
+                            td { (r.indicator) " " (r.indicator_vi) }
+                            td { (r.label_vi) }
+                            td.num { (cell(r)) }
+                            td.num {
+                                @if r.has_previous {
+                                    (cell(&p::IndicatorRow { value: r.previous, ..r.clone() }))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_shares_and_suppressed_cells_then_they_read_the_vietnamese_way() {
+        assert_eq!(percent(1, 8), "12,5%");
+        assert_eq!(percent(2, 3), "66,7%");
+        assert_eq!(percent(1, 0), "");
+        let hidden = p::IndicatorRow {
+            suppressed: true,
+            ..p::IndicatorRow::default()
+        };
+        assert_eq!(cell(&hidden), "< ngưỡng (ẩn)");
+        let share = p::IndicatorRow {
+            unit: "share".into(),
+            value: 3,
+            of: 4,
+            ..p::IndicatorRow::default()
+        };
+        assert_eq!(cell(&share), "3 / 4 (75,0%)");
+    }
+
+    #[test]
+    fn given_months_then_the_chart_has_a_bar_each_and_the_year_before_beside() {
+        let month = |key: &str, value, previous| p::IndicatorRow {
+            indicator: "0101".into(),
+            dimension: "month".into(),
+            key: key.into(),
+            value,
+            has_previous: true,
+            previous,
+            ..p::IndicatorRow::default()
+        };
+        let t = p::IndicatorTable {
+            rows: vec![month("2026-01", 4, 2), month("2026-02", 0, 1)],
+            ..p::IndicatorTable::default()
+        };
+        let svg = chart(&t).into_string();
+        assert_eq!(svg.matches("<rect").count(), 4, "{svg}");
+        assert!(svg.contains("2026-01: 4") && svg.contains("2026-02 (năm trước): 1"));
+    }
+}
