@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 
+use baove_proto::v1::case_service_client::CaseServiceClient;
+use baove_proto::v1::{AssignOfficerRequest, CommandHeader, GetCaseRequest};
+
 use crate::Service;
 use crate::intake::System;
 
@@ -404,6 +407,38 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
     assert!(text_of(&browser, "#phase").await.contains("Mẫu 02"));
     assert!(text_of(&browser, "#deadlines").await.contains("12 giờ"));
     assert!(text_of(&browser, "#timeline").await.contains("Mở hồ sơ"));
+    // Meanwhile another officer assigns the case: the page shows it live.
+    let mut other = CaseServiceClient::new(
+        system
+            .casework
+            .channel_as(&crate::province_officer("cb-tinh-2"))
+            .await,
+    );
+    let seen = other
+        .get_case(GetCaseRequest {
+            case_id: case_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap()
+        .version;
+    other
+        .assign_officer(AssignOfficerRequest {
+            header: Some(CommandHeader {
+                request_id: "assign-1".into(),
+                case_id: case_id.clone(),
+                expected_version: seen,
+                officer_id: String::new(),
+            }),
+            assignee_id: "cb-tinh-2".into(),
+        })
+        .await
+        .unwrap();
+    wait_text(&browser, "#timeline", "Phân công cán bộ").await;
+    // Her form was decided on the old version: refused, the change marked,
+    // what she typed kept; she resubmits.
     fill(&browser, "factor", "Bị cha dượng đánh nhiều lần").await;
     browser
         .find(Locator::Id("level"))
@@ -413,7 +448,29 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
         .await
         .unwrap();
     fill(&browser, "summary", "Nguy cơ cao, cần can thiệp khẩn cấp.").await;
-    click(&browser, "button.primary").await;
+    click(&browser, "#assessment button.primary").await;
+    let stale = text_of(&browser, "#stale").await;
+    assert!(stale.contains(&format!("phiên bản {seen}")), "{stale}");
+    assert!(
+        text_of(&browser, "#errors")
+            .await
+            .contains("người khác cập nhật")
+    );
+    assert!(
+        text_of(&browser, "#timeline li.new")
+            .await
+            .contains("Phân công cán bộ")
+    );
+    shot(&browser, "05-case-stale").await;
+    let kept = browser
+        .find(Locator::Id("factor"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("Bị cha dượng đánh nhiều lần"));
+    click(&browser, "#assessment button.primary").await;
     browser
         .wait()
         .at_most(Duration::from_secs(20))
@@ -423,7 +480,7 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
         .await
         .unwrap();
     assert!(text_of(&browser, "#phase").await.contains("Mẫu 03"));
-    shot(&browser, "05-case-assessed").await;
+    shot(&browser, "05-case-assessed-after-resubmit").await;
 
     // The police officer of Ninh Kiều has the inbox open, empty.
     let police = driver.browser(1280, 1100).await;

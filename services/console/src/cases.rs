@@ -362,6 +362,9 @@ pub struct PageContext<'a> {
     pub posted: Option<(Step, &'a FormData, &'a Errors)>,
     /// A fresh request id for each form not posted.
     pub request_id: &'a str,
+    /// The version the refused step was decided on, when someone else
+    /// acted first: later events are marked new.
+    pub seen_version: Option<u64>,
     /// The session's CSRF token.
     pub csrf: &'a str,
 }
@@ -531,6 +534,18 @@ pub fn page(
     let (form, errors) = ctx.form(Step::InitialAssessment);
     let open = case.status == p::CaseStatus::Open as i32;
     html! {
+        @if as_of.is_none() {
+            p.live #live data-events=(format!("/ho-so/{}/su-kien?tu={}", case.case_id, case.version + 1))
+                data-fragment=(format!("/ho-so/{}", case.case_id)) data-target="case deadlines referrals timeline" data-every="60" {
+                "Trang tự cập nhật khi hồ sơ có diễn biến mới."
+            }
+        }
+        @if let Some(seen) = ctx.seen_version {
+            p.warning #stale role="alert" {
+                "Bạn đã quyết định trên phiên bản " (seen) "; hồ sơ nay ở phiên bản " (case.version)
+                ". Các diễn biến mới được đánh dấu bên dưới: xem lại rồi gửi lại."
+            }
+        }
         @if let Some(seq) = as_of {
             p.warning #as-of {
                 "Hồ sơ như tại sự kiện #" (seq) " (phiên bản " (case.version) "). "
@@ -550,7 +565,7 @@ pub fn page(
             dt { "Phiên bản" } dd #version { (case.version) }
         }
         h2 { "Thời hạn" }
-        @if case.deadlines.is_empty() { p { "Không có thời hạn." } }
+        @if case.deadlines.is_empty() { p #deadlines { "Không có thời hạn." } }
         @else {
             table #deadlines {
                 thead { tr { th { "Thời hạn" } th { "Hạn chót" } th { "Tình trạng" } } }
@@ -572,8 +587,8 @@ pub fn page(
                 }
             }
         }
-        @if !case.referrals.is_empty() {
-            h2 { "Chuyển gửi" }
+        h2 { "Chuyển gửi" }
+        @if case.referrals.is_empty() { p #referrals { "Chưa có." } } @else {
             table #referrals {
                 thead { tr { th { "Mã" } th { "Cơ quan" } th { "Đề nghị" } th { "Tình trạng" } } }
                 tbody {
@@ -603,9 +618,9 @@ pub fn page(
                             label for="level" { "Mức độ" }
                             select id="level" name="level" {
                                 option value="0" { "— chọn —" }
-                                option value=(p::RiskLevel::High as i32) { "Cao" }
-                                option value=(p::RiskLevel::Medium as i32) { "Trung bình" }
-                                option value=(p::RiskLevel::Low as i32) { "Thấp" }
+                                @for (level, name) in [(p::RiskLevel::High, "Cao"), (p::RiskLevel::Medium, "Trung bình"), (p::RiskLevel::Low, "Thấp")] {
+                                    option value=(level as i32) selected[form.get("level") == (level as i32).to_string()] { (name) }
+                                }
                             }
                             (field_errors(&errors, "factor"))
                         }
@@ -630,7 +645,9 @@ pub fn page(
         h2 { "Diễn biến" }
         ol.timeline #timeline {
             @for e in timeline {
-                li data-seq=(e.seq) class=[as_of.is_some_and(|a| e.seq > a).then_some("after")] {
+                @let new = ctx.seen_version.is_some_and(|v| e.seq > v);
+                li data-seq=(e.seq) class=[as_of.is_some_and(|a| e.seq > a).then_some("after").or(new.then_some("new"))] {
+                    @if new { span.badge { "mới" } " " }
                     span.seq { "#" (e.seq) } " "
                     time { (when(Some(&prost_types::Timestamp { seconds: e.recorded_at_ms.div_euclid(1000), nanos: 0 }))) } " · "
                     strong { (event_vi(&e.event_type)) } " · " (e.actor)

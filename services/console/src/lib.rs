@@ -184,6 +184,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ho-so/{id}/khan-cap", post(record_measure))
         .route("/ho-so/{id}/chuyen-gui", post(request_referral))
         .route("/ho-so/{id}/xuat", get(export_case))
+        .route("/ho-so/{id}/su-kien", get(case_events))
         .route("/thong-ke", get(statistics))
         .route("/thong-ke/csv", get(statistics_csv))
         .route("/hop-thu", get(inbox))
@@ -740,6 +741,7 @@ async fn show_case(
     id: String,
     as_of: Option<u64>,
     posted: Option<(cases::Step, &FormData, &Errors)>,
+    seen_version: Option<u64>,
     status: StatusCode,
 ) -> Page {
     let mut casework = app.casework(s)?;
@@ -773,6 +775,7 @@ async fn show_case(
         may_replay: role == Role::Auditor,
         posted,
         request_id: &request_id,
+        seen_version,
         csrf: &s.csrf,
     };
     let mut body = cases::page(&case, &events, now_secs(), &ctx, as_of);
@@ -839,7 +842,7 @@ async fn case_page(
     query: axum::extract::Query<CaseQuery>,
 ) -> Page {
     let s = signed(&app, &headers)?;
-    show_case(&app, &s, id, query.tai, None, StatusCode::OK).await
+    show_case(&app, &s, id, query.tai, None, None, StatusCode::OK).await
 }
 
 /// After a step: to the case; when refused, the case as it is now with
@@ -858,12 +861,16 @@ async fn after_step<T>(
         Ok(_) => Ok(Redirect::to(&format!("/ho-so/{id}")).into_response()),
         Err(status) => {
             let errors = errors_of(&status);
+            let seen = (status.code() == tonic::Code::Aborted)
+                .then(|| form.get("expected_version").parse().ok())
+                .flatten();
             show_case(
                 app,
                 s,
                 id,
                 None,
                 Some((step, form, &errors)),
+                seen,
                 StatusCode::UNPROCESSABLE_ENTITY,
             )
             .await
@@ -941,6 +948,45 @@ async fn request_referral(
         form::from_status::<cases::ReferralFields>,
     )
     .await
+}
+
+#[derive(serde::Deserialize)]
+struct EventsQuery {
+    /// The first seq to tell about.
+    tu: Option<u64>,
+}
+
+/// Server-sent events: one per new event of the case (WatchCase from the
+/// version the page shows), carrying only its seq; the page then reloads
+/// its parts through the user's own session.
+async fn case_events(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: axum::extract::Query<EventsQuery>,
+) -> Page {
+    use futures_util::StreamExt as _;
+    let s = signed(&app, &headers)?;
+    let stream = app
+        .casework(&s)?
+        .watch_case(p::WatchCaseRequest {
+            case_id: id,
+            from_seq: query.tu.unwrap_or(0),
+        })
+        .await
+        .map_err(|status| Problem::of(&status))?
+        .into_inner();
+    let events = stream
+        .take_while(|item| std::future::ready(item.is_ok()))
+        .map(|item| {
+            let seq = item.ok().and_then(|m| m.event).map_or(0, |e| e.seq);
+            Ok::<_, std::convert::Infallible>(
+                axum::response::sse::Event::default().data(seq.to_string()),
+            )
+        });
+    Ok(axum::response::sse::Sse::new(events)
+        .keep_alive(axum::response::sse::KeepAlive::default())
+        .into_response())
 }
 
 /// The case's export bundle, as a file to keep and check offline.

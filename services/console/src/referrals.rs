@@ -194,11 +194,10 @@ pub fn page(
     errors: Option<(&str, &Errors)>,
 ) -> Markup {
     html! {
-        p.live #live data-events="/hop-thu/su-kien" data-fragment="/hop-thu/bang" data-target="inbox" {
+        p.live #live data-events="/hop-thu/su-kien" data-fragment="/hop-thu/bang" data-target="inbox" data-every="60" {
             "Hộp thư tự cập nhật khi có chuyển gửi mới."
         }
         (table(referrals, now, csrf, errors))
-        script src="/static/console.js" defer {}
     }
 }
 

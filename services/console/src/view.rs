@@ -137,6 +137,7 @@ pub fn page(title: &str, viewer: Option<&Viewer<'_>>, body: &Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · baove" }
                 link rel="stylesheet" href="/static/console.css";
+                script src="/static/console.js" defer {}
             }
             body {
                 header {

@@ -1,23 +1,29 @@
-// baove console: live parts. A page element with data-events (a
-// server-sent events URL), data-fragment (a URL serving the part) and
-// data-target (the part's id) gets the part reloaded after each event
-// (several events in a burst reload once). Without JavaScript the page
-// works the same; reloading it shows the same.
+// baove console: live parts. An element with data-fragment (a URL serving
+// the page or part again) and data-target (the ids of the parts, separated
+// by spaces) gets those parts reloaded after each server-sent event of
+// data-events (a burst reloads once), and every data-every seconds (the
+// time left on deadlines). Forms are never replaced: what an officer is
+// typing stays. Without JavaScript the page works the same; reloading it
+// shows the same.
 "use strict";
-document.querySelectorAll("[data-events]").forEach((live) => {
-  const target = live.dataset.target;
+document.querySelectorAll("[data-fragment]").forEach((live) => {
+  const targets = live.dataset.target.split(/\s+/).filter((t) => t !== "");
   let timer = null;
   const reload = async () => {
     timer = null;
     const response = await fetch(live.dataset.fragment, { credentials: "same-origin" });
     if (!response.ok) return;
-    const html = await response.text();
-    const part = new DOMParser().parseFromString(html, "text/html").getElementById(target);
-    const current = document.getElementById(target);
-    if (part && current) current.replaceWith(part);
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    for (const id of targets) {
+      const part = fresh.getElementById(id);
+      const current = document.getElementById(id);
+      if (part && current) current.replaceWith(part);
+    }
   };
-  const events = new EventSource(live.dataset.events);
-  events.onmessage = () => {
+  const soon = () => {
     if (timer === null) timer = setTimeout(reload, 300);
   };
+  if (live.dataset.events) new EventSource(live.dataset.events).onmessage = soon;
+  const every = Number(live.dataset.every || 0);
+  if (every > 0) setInterval(soon, every * 1000);
 });
