@@ -528,6 +528,54 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
     assert!(referrals.contains("vn:31135/cong-an"), "{referrals}");
     shot(&browser, "06-case-referred").await;
 
+    // Mẫu 03, then the plan (Mẫu 04); approving her own plan is refused
+    // beside the form (the chair, not the drafter, approves).
+    fill(
+        &browser,
+        "mau-03-summary",
+        "Trẻ bị bạo lực thể chất kéo dài",
+    )
+    .await;
+    fill(&browser, "mau-03-needs", "An toàn, tâm lý, học tập").await;
+    fill(&browser, "mau-03-minutes_ref", "BB 03/2026").await;
+    fill(
+        &browser,
+        "mau-03-meeting_participants",
+        "cb-tinh-1, bà ngoại, giáo viên chủ nhiệm",
+    )
+    .await;
+    click(&browser, "#step-mau-03 button.primary").await;
+    wait_text(&browser, "#phase", "Mẫu 04").await;
+    fill(
+        &browser,
+        "mau-04-measure1_description",
+        "Tư vấn tâm lý cho trẻ",
+    )
+    .await;
+    fill(
+        &browser,
+        "mau-04-measure1_responsible",
+        "Trung tâm công tác xã hội",
+    )
+    .await;
+    fill(&browser, "mau-04-measure1_due_date", "2026-12-31").await;
+    click(&browser, "#step-mau-04 button.primary").await;
+    wait_text(&browser, "#phase", "Mẫu 05").await;
+    fill(&browser, "mau-05-duyet-decision_ref", "QĐ 15/2026/QĐ-UBND").await;
+    click(&browser, "#step-mau-05-duyet button.primary").await;
+    let refused = text_of(&browser, "#step-mau-05-duyet .errors").await;
+    assert!(!refused.is_empty());
+    assert!(
+        text_of(&browser, "#refused")
+            .await
+            .contains("chưa được ghi")
+    );
+    assert!(
+        text_of(&browser, "#phase").await.contains("Mẫu 05"),
+        "nothing approved"
+    );
+    shot(&browser, "06b-plan-approval-refused").await;
+
     // It arrives in the police inbox live, without a reload.
     let row = wait_text(&police, "#inbox tr[id^='ref-']", &case_id).await;
     assert!(row.contains("chờ xác nhận"), "{row}");

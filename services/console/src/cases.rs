@@ -349,6 +349,8 @@ pub enum Step {
     EmergencyMeasure,
     /// A referral request.
     Referral,
+    /// One of [`crate::steps`].
+    Other(crate::steps::Kind),
 }
 
 /// What the case page shows besides the case: who looks (may they act,
@@ -369,7 +371,26 @@ pub struct PageContext<'a> {
     pub csrf: &'a str,
 }
 
+impl Step {
+    /// The id of the page section holding its form.
+    #[must_use]
+    pub fn section(self) -> String {
+        match self {
+            Self::InitialAssessment => "assessment".into(),
+            Self::EmergencyMeasure => "emergency".into(),
+            Self::Referral => "referral".into(),
+            Self::Other(kind) => format!("step-{}", kind.segment()),
+        }
+    }
+}
+
 impl PageContext<'_> {
+    /// The values and errors of a [`crate::steps`] form.
+    #[must_use]
+    pub fn step_form(&self, kind: crate::steps::Kind) -> (FormData, Errors) {
+        self.form(Step::Other(kind))
+    }
+
     fn form(&self, step: Step) -> (FormData, Errors) {
         match self.posted {
             Some((posted, form, errors)) if posted == step => (form.clone(), errors.clone()),
@@ -540,6 +561,13 @@ pub fn page(
                 "Trang tự cập nhật khi hồ sơ có diễn biến mới."
             }
         }
+        @if let Some((step, _, errors)) = ctx.posted {
+            @if !errors.is_empty() {
+                p.errors #refused role="alert" {
+                    "Bước này chưa được ghi: " a href=(format!("#{}", step.section())) { "xem lý do bên cạnh biểu mẫu" } "."
+                }
+            }
+        }
         @if let Some(seen) = ctx.seen_version {
             p.warning #stale role="alert" {
                 "Bạn đã quyết định trên phiên bản " (seen) "; hồ sơ nay ở phiên bản " (case.version)
@@ -641,6 +669,9 @@ pub fn page(
                 (emergency_form(case, ctx))
             }
             (referral_form(case, ctx))
+        }
+        @if ctx.may_act && as_of.is_none() {
+            (crate::steps::forms(case, ctx))
         }
         h2 { "Diễn biến" }
         ol.timeline #timeline {

@@ -15,6 +15,8 @@
 //! - [`hotline`]: the operator's Mẫu 01 form, receipt and reports.
 //! - [`cases`]: the officers' case list and case page with the steps'
 //!   forms (Mẫu 02, emergency measures, referral requests).
+//! - [`steps`]: the procedure's other steps (Mẫu 03–06, closing, reopening,
+//!   notes).
 //! - [`referrals`]: the police's and agencies' live inbox.
 //! - [`audit`]: the auditor's panel: chain, checkpoint, export, access log.
 //! - [`stats`]: the department's Thông tư 13 indicators, chart and CSV.
@@ -28,6 +30,7 @@ pub mod hotline;
 pub mod referrals;
 pub mod session;
 pub mod stats;
+pub mod steps;
 pub mod view;
 
 use std::sync::Arc;
@@ -183,6 +186,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ho-so/{id}/mau-02", post(record_assessment))
         .route("/ho-so/{id}/khan-cap", post(record_measure))
         .route("/ho-so/{id}/chuyen-gui", post(request_referral))
+        .route("/ho-so/{id}/buoc/{step}", post(record_step))
         .route("/ho-so/{id}/xuat", get(export_case))
         .route("/ho-so/{id}/su-kien", get(case_events))
         .route("/thong-ke", get(statistics))
@@ -987,6 +991,45 @@ async fn case_events(
     Ok(axum::response::sse::Sse::new(events)
         .keep_alive(axum::response::sse::KeepAlive::default())
         .into_response())
+}
+
+async fn record_step(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((id, step)): Path<(String, String)>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Page {
+    use steps::Request as R;
+    let s = signed(&app, &headers)?;
+    let form = posted(&s, form)?;
+    let Some(kind) = steps::Kind::parse(&step) else {
+        return Err(Problem::Page(
+            StatusCode::NOT_FOUND,
+            "Không có bước này.".into(),
+        ));
+    };
+    let mut casework = app.casework(&s)?;
+    let outcome = match steps::request(kind, &form, &id) {
+        R::DetailedAssessment(r) => casework.record_detailed_assessment(r).await.map(|_| ()),
+        R::DraftPlan(r) => casework.draft_plan(r).await.map(|_| ()),
+        R::ApprovePlan(r) => casework.approve_plan(r).await.map(|_| ()),
+        R::SendBackPlan(r) => casework.send_back_plan(r).await.map(|_| ()),
+        R::Intervention(r) => casework.record_intervention(r).await.map(|_| ()),
+        R::Review(r) => casework.record_review(r).await.map(|_| ()),
+        R::Close(r) => casework.close_case(r).await.map(|_| ()),
+        R::Reopen(r) => casework.reopen_case(r).await.map(|_| ()),
+        R::Note(r) => casework.add_note(r).await.map(|_| ()),
+    };
+    after_step(
+        &app,
+        &s,
+        id,
+        cases::Step::Other(kind),
+        &form,
+        outcome,
+        form::from_status::<steps::StepFields>,
+    )
+    .await
 }
 
 /// The case's export bundle, as a file to keep and check offline.
