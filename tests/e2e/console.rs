@@ -669,6 +669,17 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
             .contains("content-disposition: attachment")
     );
     assert!(export.contains("baove-export/2"));
+    let garbled = raw_http(
+        &base,
+        &format!(
+            "GET /ho-so/{case_id}?tai=abc HTTP/1.1\r\nHost: {host}\r\nCookie: baove_session={auditor}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(garbled.starts_with("HTTP/1.1 400"), "{garbled}");
+    assert!(
+        garbled.contains("tham số không hợp lệ") && garbled.contains("tai"),
+        "{garbled}"
+    );
 
     // On a phone-sized screen the case page still reads.
     let phone = driver.browser(390, 844).await;

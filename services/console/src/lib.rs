@@ -36,7 +36,7 @@ pub mod view;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::FormRejection;
+use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -357,6 +357,14 @@ fn viewer(s: &Session) -> Viewer<'_> {
 
 fn signed_page(s: &Session, title: &str, body: &Markup) -> Response {
     view::page(title, Some(&viewer(s)), body).into_response()
+}
+
+/// A query string that does not read: a page naming the parameter.
+fn bad_query(e: &QueryRejection) -> Problem {
+    Problem::Page(
+        StatusCode::BAD_REQUEST,
+        format!("Địa chỉ trang có tham số không hợp lệ: {}", e.body_text()),
+    )
 }
 
 /// A page, or why there is none.
@@ -843,9 +851,10 @@ async fn case_page(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    query: axum::extract::Query<CaseQuery>,
+    query: Result<axum::extract::Query<CaseQuery>, QueryRejection>,
 ) -> Page {
     let s = signed(&app, &headers)?;
+    let query = query.map_err(|e| bad_query(&e))?;
     show_case(&app, &s, id, query.tai, None, None, StatusCode::OK).await
 }
 
@@ -1074,9 +1083,10 @@ struct StatsQuery {
 async fn statistics(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    query: axum::extract::Query<StatsQuery>,
+    query: Result<axum::extract::Query<StatsQuery>, QueryRejection>,
 ) -> Page {
     let s = signed(&app, &headers)?;
+    let query = query.map_err(|e| bad_query(&e))?;
     let this_year = time::OffsetDateTime::now_utc()
         .to_offset(view::VIETNAM)
         .year();
@@ -1140,9 +1150,10 @@ impl form::FieldMap for NoFields {
 async fn statistics_csv(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    query: axum::extract::Query<StatsQuery>,
+    query: Result<axum::extract::Query<StatsQuery>, QueryRejection>,
 ) -> Page {
     let s = signed(&app, &headers)?;
+    let query = query.map_err(|e| bad_query(&e))?;
     let export = app
         .reporting(&s)?
         .export_indicators(p::ExportIndicatorsRequest {
