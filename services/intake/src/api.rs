@@ -212,8 +212,12 @@ impl IntakeApi {
             }
         };
         let facts = report.facts();
-        let (possible_duplicate_case_ids, possible_duplicate_intake_ids) =
-            d::possible_duplicates(facts, &self.view.priors(&facts.incident_place.unit_id));
+        let (possible_duplicate_case_ids, possible_duplicate_intake_ids) = d::possible_duplicates(
+            facts,
+            &self
+                .view
+                .priors(&facts.incident_place.unit_id, &facts.child.name_key),
+        );
         let intake_id = Uuid::now_v7();
         // The report names its operator or officer and their police
         // agency; each was checked to be the caller's own.

@@ -147,6 +147,10 @@ struct State {
     referrals: HashMap<Uuid, Vec<NotedReferral>>,
     /// Cases casework closed (and did not reopen).
     closed_cases: HashSet<Uuid>,
+    /// The intakes of each (incident unit, child's name key), in the order
+    /// recorded: the duplicate check reads only those, so its cost does
+    /// not grow with the log.
+    by_unit_and_name: HashMap<(String, String), Vec<Uuid>>,
 }
 
 /// The read model. It holds the confidential fields opened (in memory
@@ -223,6 +227,19 @@ impl View {
         match event {
             IntakeEvent::Recorded(mut recorded) => {
                 let confidential = self.unseal(&mut recorded);
+                let facts = recorded.report.facts();
+                if !facts.child.name_key.is_empty() && !state.rows.contains_key(&recorded.intake_id)
+                {
+                    let key = (
+                        facts.incident_place.unit_id.clone(),
+                        facts.child.name_key.clone(),
+                    );
+                    state
+                        .by_unit_and_name
+                        .entry(key)
+                        .or_default()
+                        .push(recorded.intake_id);
+                }
                 state.rows.insert(
                     recorded.intake_id,
                     Row {
@@ -349,14 +366,22 @@ impl View {
         (page, next)
     }
 
-    /// What the duplicate check needs of earlier intakes in `unit_id`.
+    /// What the duplicate check needs of earlier intakes in `unit_id` about
+    /// a child with `name_key` (none for an empty key: without a name
+    /// nothing is flagged), read from the index, not by scanning every
+    /// intake.
     #[must_use]
-    pub fn priors(&self, unit_id: &str) -> Vec<Prior> {
+    pub fn priors(&self, unit_id: &str, name_key: &str) -> Vec<Prior> {
+        if name_key.is_empty() {
+            return Vec::new();
+        }
         let state = self.read();
         state
-            .rows
-            .values()
-            .filter(|row| row.recorded.report.facts().incident_place.unit_id == unit_id)
+            .by_unit_and_name
+            .get(&(unit_id.to_owned(), name_key.to_owned()))
+            .into_iter()
+            .flatten()
+            .filter_map(|id| state.rows.get(id))
             .map(|row| {
                 let child = &row.recorded.report.facts().child;
                 Prior {
