@@ -377,6 +377,46 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
         .await
         .unwrap();
     assert_eq!(listed.len(), 1, "the forged post recorded nothing");
+
+    // A second call about the same child: the operator is warned before
+    // anything is recorded, asks the caller, confirms.
+    browser.goto(&format!("{base}/bao-cao/moi")).await.unwrap();
+    browser
+        .find(Locator::Id("channel"))
+        .await
+        .unwrap()
+        .select_by_value("1")
+        .await
+        .unwrap();
+    fill(&browser, "child_name", "Le Thi Mai").await;
+    fill(&browser, "child_age", "9").await;
+    browser
+        .find(Locator::Id("child_sex"))
+        .await
+        .unwrap()
+        .select_by_value("2")
+        .await
+        .unwrap();
+    fill(&browser, "incident_unit", "vn:31135").await;
+    fill(&browser, "narrative", "Cô giáo thấy trẻ có vết bầm mới.").await;
+    click(&browser, "button.primary").await;
+    let warning = text_of(&browser, "#duplicate-warning").await;
+    assert!(warning.contains(&case_id), "{warning}");
+    shot(&browser, "03b-duplicate-warning").await;
+    click(&browser, "#confirm_duplicate").await;
+    click(&browser, "button.primary").await;
+    let second = text_of(&browser, "#intake-id").await;
+    assert_ne!(second, intake_id);
+    browser.goto(&format!("{base}/bao-cao")).await.unwrap();
+    let listed = browser
+        .find_all(Locator::Css("#intakes tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.len(),
+        2,
+        "the warning recorded nothing; the confirmed report did"
+    );
     sign_out(&browser).await;
 
     // The province's officer: the case with its 12-hour clock.

@@ -670,3 +670,76 @@ async fn given_a_birth_year_only_then_the_child_counts_as_the_youngest_she_may_b
         .unwrap();
     assert!(!case.outside_child_law);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_recorded_report_when_the_operator_checks_another_about_the_same_child_then_it_is_flagged_and_nothing_is_recorded()
+ {
+    let system = System::start().await;
+    let mut intake = intake_client(&system.intake).await;
+    let first = intake
+        .submit_hotline_report(hotline("check-1", "Đỗ Thị Hoa"))
+        .await
+        .unwrap()
+        .into_inner();
+    let first_case = case_of(&system.intake, &first.intake_id).await;
+    let check = |name: &str| p::CheckHotlineReportRequest {
+        report: hotline("unused", name).report,
+    };
+    // The same child, with and without diacritics: flagged, with the case
+    // the operator logged herself.
+    let same = intake
+        .check_hotline_report(check("Do Thi Hoa"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(same.possible_duplicate);
+    assert_eq!(same.possible_duplicate_case_ids, vec![first_case]);
+    let other = intake
+        .check_hotline_report(check("Trần Văn Nam"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!other.possible_duplicate && other.possible_duplicate_case_ids.is_empty());
+    // A report that would be refused is refused the same way, every field.
+    let mut bad = check("Đỗ Thị Hoa");
+    bad.report.as_mut().unwrap().channel = 0;
+    let refused = intake.check_hotline_report(bad).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let fields: Vec<String> = refused
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(fields, ["report.channel"]);
+    // Nothing was recorded by the checks; each is in the access log.
+    let listed = intake
+        .list_intakes(ListIntakesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.intakes.len(), 1);
+    let entries = AuditServiceClient::new(system.intake.channel_as(&crate::auditor()).await)
+        .list_access(p::ListAccessRequest {
+            user_id: "op-17".into(),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let checks = entries
+        .iter()
+        .filter(|e| e.rpc == "IntakeService/CheckHotlineReport" && e.outcome == "read")
+        .count();
+    assert_eq!(checks, 2, "{entries:?}");
+    assert!(
+        entries
+            .iter()
+            .all(|e| !e.subject.contains("Hoa") && !e.subject.contains("Nam")),
+        "no name in the access log: {entries:?}"
+    );
+    drop(system);
+}

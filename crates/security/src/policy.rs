@@ -46,6 +46,7 @@ const AUDIT: &[Role] = &[Aud];
 /// The table: gRPC method path → the roles that may call it.
 pub const POLICY: &[(&str, &[Role])] = &[
     ("/baove.v1.IntakeService/SubmitHotlineReport", &[Hot]),
+    ("/baove.v1.IntakeService/CheckHotlineReport", &[Hot]),
     ("/baove.v1.IntakeService/SubmitPoliceNotification", &[Pol]),
     ("/baove.v1.IntakeService/RecordReceivedReport", &[Com, Pro]),
     (

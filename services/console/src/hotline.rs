@@ -215,11 +215,23 @@ fn person(form: &FormData, prefix: &str) -> Option<p::Person> {
 /// Units to choose from when the typed words matched several.
 pub type UnitChoices = Vec<p::UnitMatch>;
 
+/// What the form shows besides the report: the places to choose from when
+/// the words typed matched several units, and the duplicate check's
+/// warning to confirm.
+#[derive(Clone, Debug, Default)]
+pub struct Prompts {
+    /// Units matching the place typed.
+    pub choices: UnitChoices,
+    /// The report may be about a child already reported: the cases the
+    /// operator may read (possibly none of them).
+    pub duplicate: Option<Vec<String>>,
+}
+
 /// The Mẫu 01 form, filled with `form` (empty for a new report), with
-/// `errors` beside their fields and, when the place matched several units,
-/// the choices.
+/// `errors` beside their fields and the `prompts`.
 #[must_use]
-pub fn form_page(form: &FormData, errors: &Errors, choices: &UnitChoices, csrf: &str) -> Markup {
+pub fn form_page(form: &FormData, errors: &Errors, prompts: &Prompts, csrf: &str) -> Markup {
+    let choices = &prompts.choices;
     let field_errors = |name: &str| {
         html! {
             @for e in errors.of(name) { p.error id=(format!("{name}-error")) role="alert" { (e) } }
@@ -253,6 +265,21 @@ pub fn form_page(form: &FormData, errors: &Errors, choices: &UnitChoices, csrf: 
         form method="post" action="/bao-cao/moi" novalidate {
             (csrf_input(csrf))
             input type="hidden" name="request_id" value=(form.get("request_id"));
+            @if let Some(cases) = &prompts.duplicate {
+                div.warning.box #duplicate-warning role="alert" {
+                    p {
+                        "Có thể đã có thông báo hoặc hồ sơ về cùng trẻ này (cùng họ tên, tuổi, xã trong 30 ngày). "
+                        "Hỏi lại người báo tin: đây là việc mới, hay thông tin thêm về việc cũ?"
+                    }
+                    @if !cases.is_empty() {
+                        p { "Hồ sơ bạn đã tiếp nhận: " (cases.join(", ")) }
+                    }
+                    label.check {
+                        input type="checkbox" id="confirm_duplicate" name="confirm_duplicate";
+                        " Tôi đã hỏi lại: vẫn ghi thông báo này (hồ sơ sẽ được đánh dấu có thể trùng, không gộp)"
+                    }
+                }
+            }
             fieldset {
                 legend { "Tiếp nhận" }
                 div.field.invalid[!errors.of("channel").is_empty()] {
@@ -504,7 +531,14 @@ mod tests {
         errors.field("child_age", "tuổi sai");
         errors.field("informant_consent", "cần đồng ý");
         let filled = form(&[("request_id", "r-7"), ("child_name", "<b>Mai</b>")]);
-        let html = form_page(&filled, &errors, &Vec::new(), "tok").into_string();
+        let html = form_page(&filled, &errors, &Prompts::default(), "tok").into_string();
+        assert!(!html.contains("duplicate-warning"));
+        let warned = Prompts {
+            duplicate: Some(vec!["c-9".into()]),
+            ..Prompts::default()
+        };
+        let again = form_page(&filled, &Errors::default(), &warned, "tok").into_string();
+        assert!(again.contains(r#"id="confirm_duplicate""#) && again.contains("c-9"));
         assert!(html.contains(r#"id="child_age-error""#), "{html}");
         assert!(html.contains(r#"id="informant_consent-error""#));
         assert!(html.contains(r#"value="r-7""#), "the request id is kept");

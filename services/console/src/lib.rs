@@ -541,7 +541,12 @@ async fn new_report(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
         "request_id".into(),
         uuid::Uuid::now_v7().to_string(),
     )]);
-    let body = hotline::form_page(&form, &Errors::default(), &Vec::new(), &s.csrf);
+    let body = hotline::form_page(
+        &form,
+        &Errors::default(),
+        &hotline::Prompts::default(),
+        &s.csrf,
+    );
     Ok(signed_page(&s, "Tiếp nhận thông báo (Mẫu 01)", &body))
 }
 
@@ -552,10 +557,10 @@ async fn submit_report(
 ) -> Page {
     let s = signed(&app, &headers)?;
     let form = posted(&s, form)?;
-    let again = |errors: &Errors, choices: &hotline::UnitChoices| {
-        let body = hotline::form_page(&form, errors, choices, &s.csrf);
+    let again = |status: StatusCode, errors: &Errors, prompts: &hotline::Prompts| {
+        let body = hotline::form_page(&form, errors, prompts, &s.csrf);
         (
-            StatusCode::UNPROCESSABLE_ENTITY,
+            status,
             signed_page(&s, "Tiếp nhận thông báo (Mẫu 01)", &body),
         )
             .into_response()
@@ -602,9 +607,43 @@ async fn submit_report(
                     errors.field(field, m);
                 }
             }
-            return Ok(again(&errors, &choices));
+            let prompts = hotline::Prompts {
+                choices,
+                duplicate: None,
+            };
+            return Ok(again(StatusCode::UNPROCESSABLE_ENTITY, &errors, &prompts));
         }
     };
+    let mut prompts = hotline::Prompts {
+        choices,
+        duplicate: None,
+    };
+    // Before recording: may it be about a child already reported? The
+    // operator asks the caller, then confirms. A check that cannot be made
+    // never holds a report back: the submit makes the same check and the
+    // receipt shows its warning.
+    if !form.checked("confirm_duplicate") {
+        match intake
+            .check_hotline_report(p::CheckHotlineReportRequest {
+                report: request.report.clone(),
+            })
+            .await
+        {
+            Ok(check) => {
+                let check = check.into_inner();
+                if check.possible_duplicate {
+                    prompts.duplicate = Some(check.possible_duplicate_case_ids);
+                    return Ok(again(StatusCode::OK, &errors, &prompts));
+                }
+            }
+            // A refused report is refused again by the submit, beside its
+            // fields.
+            Err(status) if status.code() == tonic::Code::InvalidArgument => {}
+            Err(status) => {
+                tracing::warn!(code = ?status.code(), "duplicate check not made; submitting");
+            }
+        }
+    }
     match intake.submit_hotline_report(request).await {
         Ok(receipt) => {
             let receipt = receipt.into_inner();
@@ -617,7 +656,7 @@ async fn submit_report(
             for (field, messages) in errors.fields {
                 refused.fields.entry(field).or_insert(messages);
             }
-            Ok(again(&refused, &choices))
+            Ok(again(StatusCode::UNPROCESSABLE_ENTITY, &refused, &prompts))
         }
     }
 }

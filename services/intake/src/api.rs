@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use baove_domain::intake::{self as d, Context, INTAKE_RECORDED, IntakeRecorded, Report};
+use baove_domain::intake::{
+    self as d, Context, INTAKE_RECORDED, IntakeRecorded, RawHotlineReport, Report,
+};
 use baove_domain::reference::Directory;
 use baove_domain::{Violations, text};
 use baove_eventlog::{
@@ -103,12 +105,9 @@ impl IntakeApi {
         }
     }
 
-    /// The possible duplicates of `row` that `caller` may read: case ids
-    /// (a case whose reports the caller may read) and intake ids.
-    fn visible_duplicates(&self, caller: &Caller, row: &Row) -> (Vec<String>, Vec<String>) {
-        let cases = row
-            .recorded
-            .possible_duplicate_case_ids
+    /// Of `cases`, those with a report `caller` may read.
+    fn readable_cases(&self, caller: &Caller, cases: &[Uuid]) -> Vec<String> {
+        cases
             .iter()
             .filter(|case| {
                 self.view
@@ -118,7 +117,13 @@ impl IntakeApi {
                     .any(|other| self.visibility(caller, &other).is_some())
             })
             .map(Uuid::to_string)
-            .collect();
+            .collect()
+    }
+
+    /// The possible duplicates of `row` that `caller` may read: case ids
+    /// (a case whose reports the caller may read) and intake ids.
+    fn visible_duplicates(&self, caller: &Caller, row: &Row) -> (Vec<String>, Vec<String>) {
+        let cases = self.readable_cases(caller, &row.recorded.possible_duplicate_case_ids);
         let intakes = row
             .recorded
             .possible_duplicate_intake_ids
@@ -135,13 +140,15 @@ impl IntakeApi {
 
     /// Records a Mẫu 01 report, whoever received it (the 111 hotline, a
     /// commune, the Department): the receiver is the caller.
-    async fn record_mau_01(
+    /// What a Mẫu 01 report is before it is parsed: its operator checked to
+    /// be the caller, its enum values checked (violations to add to the
+    /// parse's), and the raw report.
+    async fn prepare_mau_01(
         &self,
         caller: &Caller,
         rpc: &str,
-        request_id: &str,
         mut report: Option<p::HotlineReport>,
-    ) -> Result<Receipt, Status> {
+    ) -> Result<(Violations, Option<RawHotlineReport>), Status> {
         if let Some(report) = report.as_mut() {
             report.operator_id = self
                 .access
@@ -167,17 +174,57 @@ impl IntakeApi {
                 format!("{} is not a valid Channel", r.channel),
             );
         }
-        let raw = report.map(raw_hotline);
-        self.submit(caller, request_id, |ctx| {
-            crate::convert::with_enum_checks(
-                bad_enums,
-                match raw {
-                    Some(raw) => d::parse_hotline(raw, "report", ctx),
-                    None => Err(Violations::one("report", "is required")),
-                },
+        Ok((bad_enums, report.map(raw_hotline)))
+    }
+
+    async fn record_mau_01(
+        &self,
+        caller: &Caller,
+        rpc: &str,
+        request_id: &str,
+        report: Option<p::HotlineReport>,
+    ) -> Result<Receipt, Status> {
+        let (bad_enums, raw) = self.prepare_mau_01(caller, rpc, report).await?;
+        self.submit(caller, request_id, |ctx| parse_mau_01(bad_enums, raw, ctx))
+            .await
+    }
+
+    /// Checks a Mẫu 01 report as [`Self::record_mau_01`] would, without
+    /// recording it: whether it may be about the same child as an earlier
+    /// report or case, and which of those cases `caller` may read. The
+    /// check is written to the access log.
+    async fn check_mau_01(
+        &self,
+        caller: &Caller,
+        rpc: &str,
+        report: Option<p::HotlineReport>,
+    ) -> Result<p::CheckHotlineReportResponse, Status> {
+        let (bad_enums, raw) = self.prepare_mau_01(caller, rpc, report).await?;
+        let ctx = Context {
+            directory: &self.directory,
+            now_ms: (self.clock)(),
+        };
+        let parsed = parse_mau_01(bad_enums, raw, &ctx)
+            .map_err(|v| baove_runtime::status::violations(&v))?;
+        let facts = parsed.facts();
+        let (cases, intakes) = d::possible_duplicates(
+            facts,
+            &self
+                .view
+                .priors(&facts.incident_place.unit_id, &facts.child.name_key),
+        );
+        self.access
+            .read(
+                caller,
+                rpc,
+                None,
+                &format!("possible duplicates in {}", facts.incident_place.unit_id),
             )
+            .await?;
+        Ok(p::CheckHotlineReportResponse {
+            possible_duplicate: !cases.is_empty() || !intakes.is_empty(),
+            possible_duplicate_case_ids: self.readable_cases(caller, &cases),
         })
-        .await
     }
 
     /// Records a parsed report under `request_id`, or returns the receipt
@@ -351,6 +398,22 @@ fn redacted(row: &Row, show: bool) -> (Row, p::Confidentiality) {
 }
 
 /// The intake as `shared` lets its reader see it, with the possible
+/// Parses a prepared Mẫu 01 report: the parse's violations and the enum
+/// violations found before, all at once.
+fn parse_mau_01(
+    bad_enums: Violations,
+    raw: Option<RawHotlineReport>,
+    ctx: &Context<'_>,
+) -> Result<Report, Violations> {
+    crate::convert::with_enum_checks(
+        bad_enums,
+        match raw {
+            Some(raw) => d::parse_hotline(raw, "report", ctx),
+            None => Err(Violations::one("report", "is required")),
+        },
+    )
+}
+
 /// duplicates the reader may read (`duplicates`: case ids, intake ids).
 fn intake_to_proto(row: &Row, shared: Shared, duplicates: (Vec<String>, Vec<String>)) -> Intake {
     let (mut row, confidential) = redacted(row, shared.identity);
@@ -423,6 +486,17 @@ impl IntakeService for IntakeApi {
         self.record_mau_01(&caller, &rpc, &request.request_id, request.report)
             .await
             .map(|receipt| Response::new(receipt.into()))
+    }
+
+    async fn check_hotline_report(
+        &self,
+        request: Request<p::CheckHotlineReportRequest>,
+    ) -> Result<Response<p::CheckHotlineReportResponse>, Status> {
+        let caller = caller(&request)?;
+        let rpc = baove_runtime::auth::rpc(&request);
+        self.check_mau_01(&caller, &rpc, request.into_inner().report)
+            .await
+            .map(Response::new)
     }
 
     async fn record_received_report(
