@@ -148,6 +148,9 @@ pub fn page(title: &str, viewer: Option<&Viewer<'_>>, body: &Markup) -> Markup {
                             " · " span.role { (role_vi(v.claims.role)) }
                             @if !v.claims.agency.is_empty() { " · " span.agency { (v.claims.agency) } }
                             @if !v.claims.units.is_empty() { " · " span.units { (v.claims.units.join(", ")) } }
+                            " · " span.session-end title="Phiên đăng nhập kết thúc lúc này: lưu việc đang làm trước đó" {
+                                "phiên đến " (when(Some(&prost_types::Timestamp { seconds: i64::try_from(v.claims.exp).unwrap_or(i64::MAX), nanos: 0 })))
+                            }
                             form.inline method="post" action="/dang-xuat" {
                                 (csrf_input(v.csrf))
                                 button type="submit" { "Đăng xuất" }
