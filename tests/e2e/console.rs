@@ -200,6 +200,29 @@ fn raw_http(console: &str, request: &str) -> String {
     answer
 }
 
+/// The browser's session id (HttpOnly: read through WebDriver), to make
+/// requests outside the browser as that user.
+async fn session_of(browser: &Client) -> String {
+    browser
+        .get_named_cookie("baove_session")
+        .await
+        .unwrap()
+        .value()
+        .to_owned()
+}
+
+/// `GET path` with the session `session`, outside the browser: what a
+/// download gets (the browser would save it).
+fn get_as(console: &str, path: &str, session: &str) -> String {
+    let host = console.trim_start_matches("http://");
+    raw_http(
+        console,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: baove_session={session}\r\nConnection: close\r\n\r\n"
+        ),
+    )
+}
+
 fn start_console(system: &System, referral: &Service) -> Service {
     Service::start_with(
         "console",
@@ -337,12 +360,7 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
 
     // A forged post (the operator's own session, no CSRF token) and a
     // cross-site one are refused; nothing is recorded by them.
-    let session = browser
-        .get_named_cookie("baove_session")
-        .await
-        .unwrap()
-        .value()
-        .to_owned();
+    let session = session_of(&browser).await;
     let host = base.trim_start_matches("http://");
     let body = "request_id=forged-1&channel=1&child_age=9&child_sex=2&incident_unit=vn%3A31135&narrative=x";
     let forged = raw_http(
@@ -637,12 +655,7 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
     assert!(indicators.contains("Kỳ này"), "{indicators}");
     text_of(&browser, "#chart").await;
     shot(&browser, "09-statistics").await;
-    let officer = browser
-        .get_named_cookie("baove_session")
-        .await
-        .unwrap()
-        .value()
-        .to_owned();
+    let officer = session_of(&browser).await;
     let csv_path = browser
         .find(Locator::Id("csv"))
         .await
@@ -651,12 +664,7 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
         .await
         .unwrap()
         .unwrap();
-    let csv = raw_http(
-        &base,
-        &format!(
-            "GET {csv_path} HTTP/1.1\r\nHost: {host}\r\nCookie: baove_session={officer}\r\nConnection: close\r\n\r\n"
-        ),
-    );
+    let csv = get_as(&base, &csv_path, &officer);
     assert!(csv.starts_with("HTTP/1.1 200"), "{csv}");
     assert!(csv.to_ascii_lowercase().contains("content-type: text/csv"));
     sign_out(&browser).await;
@@ -690,18 +698,8 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
         .unwrap();
     assert!(text_of(&browser, "#access").await.contains("cb-tinh-1"));
     shot(&browser, "11-auditor-access").await;
-    let auditor = browser
-        .get_named_cookie("baove_session")
-        .await
-        .unwrap()
-        .value()
-        .to_owned();
-    let export = raw_http(
-        &base,
-        &format!(
-            "GET /ho-so/{case_id}/xuat HTTP/1.1\r\nHost: {host}\r\nCookie: baove_session={auditor}\r\nConnection: close\r\n\r\n"
-        ),
-    );
+    let auditor = session_of(&browser).await;
+    let export = get_as(&base, &format!("/ho-so/{case_id}/xuat"), &auditor);
     assert!(export.starts_with("HTTP/1.1 200"), "{export}");
     assert!(
         export
@@ -709,12 +707,7 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
             .contains("content-disposition: attachment")
     );
     assert!(export.contains("baove-export/2"));
-    let garbled = raw_http(
-        &base,
-        &format!(
-            "GET /ho-so/{case_id}?tai=abc HTTP/1.1\r\nHost: {host}\r\nCookie: baove_session={auditor}\r\nConnection: close\r\n\r\n"
-        ),
-    );
+    let garbled = get_as(&base, &format!("/ho-so/{case_id}?tai=abc"), &auditor);
     assert!(garbled.starts_with("HTTP/1.1 400"), "{garbled}");
     assert!(
         garbled.contains("tham số không hợp lệ") && garbled.contains("tai"),

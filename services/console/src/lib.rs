@@ -744,10 +744,7 @@ async fn case_list(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
 }
 
 /// The case's events, read from WatchCase up to the case's version.
-async fn timeline(
-    casework: &mut p::case_service_client::CaseServiceClient<AuthChannel>,
-    case: &p::Case,
-) -> Vec<cases::TimelineEntry> {
+async fn timeline(casework: &mut CaseClient, case: &p::Case) -> Vec<cases::TimelineEntry> {
     let mut entries = Vec::new();
     let Ok(stream) = casework
         .watch_case(p::WatchCaseRequest {
@@ -930,26 +927,44 @@ async fn after_step<T>(
     }
 }
 
+/// A casework client with the user's token.
+type CaseClient = p::case_service_client::CaseServiceClient<AuthChannel>;
+
+/// One step posted on a case page: the session and CSRF checked, `call`
+/// made with the posted form, then [`after_step`].
+async fn case_step<T>(
+    app: &App,
+    headers: &HeaderMap,
+    id: &str,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+    step: cases::Step,
+    errors_of: fn(&tonic::Status) -> Errors,
+    call: impl AsyncFnOnce(&mut CaseClient, &FormData) -> Result<T, tonic::Status>,
+) -> Page {
+    let s = signed(app, headers)?;
+    let form = posted(&s, form)?;
+    let outcome = call(&mut app.casework(&s)?, &form).await;
+    after_step(app, &s, id.to_owned(), step, &form, outcome, errors_of).await
+}
+
 async fn record_assessment(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Page {
-    let s = signed(&app, &headers)?;
-    let form = posted(&s, form)?;
-    let outcome = app
-        .casework(&s)?
-        .record_initial_assessment(cases::assessment_request(&form, &id))
-        .await;
-    after_step(
+    let step = cases::Step::InitialAssessment;
+    case_step(
         &app,
-        &s,
-        id,
-        cases::Step::InitialAssessment,
-        &form,
-        outcome,
+        &headers,
+        &id,
+        form,
+        step,
         form::from_status::<cases::AssessmentFields>,
+        async |c: &mut CaseClient, f: &FormData| {
+            c.record_initial_assessment(cases::assessment_request(f, &id))
+                .await
+        },
     )
     .await
 }
@@ -960,20 +975,18 @@ async fn record_measure(
     Path(id): Path<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Page {
-    let s = signed(&app, &headers)?;
-    let form = posted(&s, form)?;
-    let outcome = app
-        .casework(&s)?
-        .record_emergency_measure(cases::measure_request(&form, &id))
-        .await;
-    after_step(
+    let step = cases::Step::EmergencyMeasure;
+    case_step(
         &app,
-        &s,
-        id,
-        cases::Step::EmergencyMeasure,
-        &form,
-        outcome,
+        &headers,
+        &id,
+        form,
+        step,
         form::from_status::<cases::MeasureFields>,
+        async |c: &mut CaseClient, f: &FormData| {
+            c.record_emergency_measure(cases::measure_request(f, &id))
+                .await
+        },
     )
     .await
 }
@@ -984,20 +997,17 @@ async fn request_referral(
     Path(id): Path<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Page {
-    let s = signed(&app, &headers)?;
-    let form = posted(&s, form)?;
-    let outcome = app
-        .casework(&s)?
-        .request_referral(cases::referral_request(&form, &id))
-        .await;
-    after_step(
+    let step = cases::Step::Referral;
+    case_step(
         &app,
-        &s,
-        id,
-        cases::Step::Referral,
-        &form,
-        outcome,
+        &headers,
+        &id,
+        form,
+        step,
         form::from_status::<cases::ReferralFields>,
+        async |c: &mut CaseClient, f: &FormData| {
+            c.request_referral(cases::referral_request(f, &id)).await
+        },
     )
     .await
 }
@@ -1048,34 +1058,31 @@ async fn record_step(
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Page {
     use steps::Request as R;
-    let s = signed(&app, &headers)?;
-    let form = posted(&s, form)?;
     let Some(kind) = steps::Kind::parse(&step) else {
         return Err(Problem::Page(
             StatusCode::NOT_FOUND,
             "Không có bước này.".into(),
         ));
     };
-    let mut casework = app.casework(&s)?;
-    let outcome = match steps::request(kind, &form, &id) {
-        R::DetailedAssessment(r) => casework.record_detailed_assessment(r).await.map(|_| ()),
-        R::DraftPlan(r) => casework.draft_plan(r).await.map(|_| ()),
-        R::ApprovePlan(r) => casework.approve_plan(r).await.map(|_| ()),
-        R::SendBackPlan(r) => casework.send_back_plan(r).await.map(|_| ()),
-        R::Intervention(r) => casework.record_intervention(r).await.map(|_| ()),
-        R::Review(r) => casework.record_review(r).await.map(|_| ()),
-        R::Close(r) => casework.close_case(r).await.map(|_| ()),
-        R::Reopen(r) => casework.reopen_case(r).await.map(|_| ()),
-        R::Note(r) => casework.add_note(r).await.map(|_| ()),
-    };
-    after_step(
+    let step = cases::Step::Other(kind);
+    case_step(
         &app,
-        &s,
-        id,
-        cases::Step::Other(kind),
-        &form,
-        outcome,
+        &headers,
+        &id,
+        form,
+        step,
         form::from_status::<steps::StepFields>,
+        async |c: &mut CaseClient, f: &FormData| match steps::request(kind, f, &id) {
+            R::DetailedAssessment(r) => c.record_detailed_assessment(r).await.map(|_| ()),
+            R::DraftPlan(r) => c.draft_plan(r).await.map(|_| ()),
+            R::ApprovePlan(r) => c.approve_plan(r).await.map(|_| ()),
+            R::SendBackPlan(r) => c.send_back_plan(r).await.map(|_| ()),
+            R::Intervention(r) => c.record_intervention(r).await.map(|_| ()),
+            R::Review(r) => c.record_review(r).await.map(|_| ()),
+            R::Close(r) => c.close_case(r).await.map(|_| ()),
+            R::Reopen(r) => c.reopen_case(r).await.map(|_| ()),
+            R::Note(r) => c.add_note(r).await.map(|_| ()),
+        },
     )
     .await
 }
