@@ -162,6 +162,11 @@ async fn click(browser: &Client, css: &str) {
 /// Signs in on the development sign-in form.
 async fn sign_in(browser: &Client, console: &str, user: &str, role: &str, agency: &str) {
     browser.goto(&format!("{console}/dang-nhap")).await.unwrap();
+    sign_in_here(browser, user, role, agency).await;
+}
+
+/// Signs in on the development sign-in form of the page the browser is on.
+async fn sign_in_here(browser: &Client, user: &str, role: &str, agency: &str) {
     fill(browser, "user", user).await;
     browser
         .find(Locator::Id("role"))
@@ -435,6 +440,84 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
         2,
         "the warning recorded nothing; the confirmed report did"
     );
+
+    // Her session ends while she types a report: nothing she typed is lost.
+    browser.goto(&format!("{base}/bao-cao/moi")).await.unwrap();
+    let request_id = browser
+        .find(Locator::Css("input[name=request_id]"))
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap()
+        .unwrap();
+    browser
+        .find(Locator::Id("channel"))
+        .await
+        .unwrap()
+        .select_by_value("1")
+        .await
+        .unwrap();
+    fill(&browser, "child_name", "Phan Văn Tú").await;
+    fill(&browser, "child_age", "7").await;
+    browser
+        .find(Locator::Id("child_sex"))
+        .await
+        .unwrap()
+        .select_by_value("1")
+        .await
+        .unwrap();
+    fill(&browser, "incident_unit", "vn:31135").await;
+    fill(&browser, "narrative", "Trẻ bị bỏ đói nhiều ngày.").await;
+    // (The session ends on the server: signed out from elsewhere, as
+    // when it expires.)
+    let session = session_of(&browser).await;
+    let csrf = browser
+        .find(Locator::Css("#who form input[name=csrf]"))
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap()
+        .unwrap();
+    let body = format!("csrf={csrf}");
+    let ended = raw_http(
+        &base,
+        &format!(
+            "POST /dang-xuat HTTP/1.1\r\nHost: {host}\r\nCookie: baove_session={session}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(ended.starts_with("HTTP/1.1 303"), "{ended}");
+    click(&browser, "button.primary").await;
+    assert!(text_of(&browser, "#expired").await.contains("hết hạn"));
+    assert!(text_of(&browser, "#resume").await.contains("không bị mất"));
+    shot(&browser, "03c-session-ended-resume").await;
+    sign_in_here(&browser, "op-17", "hotline_operator", "vn/tong-dai-111").await;
+    assert!(
+        text_of(&browser, "#resumed")
+            .await
+            .contains("chưa được ghi")
+    );
+    let kept = browser
+        .find(Locator::Id("child_name"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("Phan Văn Tú"));
+    let same_id = browser
+        .find(Locator::Css("input[name=request_id]"))
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap();
+    assert_eq!(same_id.as_deref(), Some(request_id.as_str()));
+    click(&browser, "button.primary").await;
+    text_of(&browser, "#intake-id").await;
     sign_out(&browser).await;
 
     // The province's officer: the case with its 12-hour clock.

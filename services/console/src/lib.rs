@@ -399,7 +399,7 @@ async fn sign_in_page(
     query: axum::extract::Query<SignInQuery>,
 ) -> Response {
     let csrf = session::random_token();
-    let body = sign_in_body(&app, &csrf, query.expired.is_some(), None);
+    let body = sign_in_body(&app, &csrf, query.expired.is_some(), None, &[]);
     let cookie = session::set_cookie(SIGN_IN_COOKIE, &csrf, app.config.secure_cookies, 600);
     (
         [(header::SET_COOKIE, cookie)],
@@ -408,13 +408,30 @@ async fn sign_in_page(
         .into_response()
 }
 
-fn sign_in_body(app: &App, csrf: &str, expired: bool, problem: Option<&str>) -> Markup {
+/// The prefix of the fields a sign-in form carries back to the form whose
+/// post found the session ended (the Mẫu 01 report being typed).
+const RESUME: &str = "resume.";
+
+fn sign_in_body(
+    app: &App,
+    csrf: &str,
+    expired: bool,
+    problem: Option<&str>,
+    resume: &[(String, String)],
+) -> Markup {
+    let carried = html! {
+        @for (name, value) in resume { input type="hidden" name=(format!("{RESUME}{name}")) value=(value); }
+    };
     html! {
         @if expired { p.warning #expired { "Phiên làm việc đã hết hạn: hãy đăng nhập lại." } }
+        @if !resume.is_empty() {
+            p.warning #resume { "Thông báo bạn đang nhập chưa được ghi và không bị mất: đăng nhập lại để xem lại và gửi." }
+        }
         @if let Some(problem) = problem { p.error #problem role="alert" { (problem) } }
         form method="post" action="/dang-nhap" {
             input type="hidden" name=(CSRF_FIELD) value=(csrf);
             input type="hidden" name="mode" value="token";
+            (carried)
             div.field {
                 label for="token" { "Mã đăng nhập do hệ thống định danh cấp (JWT)" }
                 textarea id="token" name="token" rows="3" autocomplete="off" {}
@@ -428,6 +445,7 @@ fn sign_in_body(app: &App, csrf: &str, expired: bool, problem: Option<&str>) -> 
                 form method="post" action="/dang-nhap" {
                     input type="hidden" name=(CSRF_FIELD) value=(csrf);
                     input type="hidden" name="mode" value="dev";
+                    (carried)
                     div.field { label for="user" { "Người dùng" } input type="text" id="user" name="user" value="op-17"; }
                     div.field {
                         label for="role" { "Vai trò" }
@@ -495,6 +513,7 @@ async fn sign_in(
                 &csrf,
                 false,
                 Some(&format!("Mã đăng nhập không được chấp nhận: {e}")),
+                &resumed(&form),
             );
             let cookie = session::set_cookie(SIGN_IN_COOKIE, &csrf, app.config.secure_cookies, 600);
             return (
@@ -508,7 +527,29 @@ async fn sign_in(
     let ttl = i64::try_from(claims.exp.saturating_sub(session::now_secs())).unwrap_or(0);
     tracing::info!(user = %claims.sub, role = %claims.role, "signed in");
     let id = app.sessions.open(token, claims);
-    let mut response = Redirect::to("/").into_response();
+    let resume = resumed(&form);
+    let mut response = match app.sessions.get(&id) {
+        // The report whose post found the session ended, shown again with
+        // the new session's CSRF token and its own request id (a report
+        // that did get recorded is not recorded twice).
+        Some(s) if !resume.is_empty() => {
+            let notice = html! {
+                p.warning #resumed { "Đã đăng nhập lại. Thông báo chưa được ghi: kiểm tra rồi bấm “Ghi thông báo”." }
+            };
+            let form = hotline::form_page(
+                &FormData(resume),
+                &Errors::default(),
+                &hotline::Prompts::default(),
+                &s.csrf,
+            );
+            signed_page(
+                &s,
+                "Tiếp nhận thông báo (Mẫu 01)",
+                &html! { (notice) (form) },
+            )
+        }
+        _ => Redirect::to("/").into_response(),
+    };
     let secure = app.config.secure_cookies;
     for cookie in [
         session::set_cookie(SESSION_COOKIE, &id, secure, ttl),
@@ -519,6 +560,39 @@ async fn sign_in(
         }
     }
     response
+}
+
+/// The fields a sign-in form carried back, without their prefix.
+fn resumed(form: &FormData) -> Vec<(String, String)> {
+    form.0
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(RESUME)?.to_owned(), v.clone())))
+        .collect()
+}
+
+/// A Mẫu 01 post that found no live session: the sign-in page, carrying
+/// what was typed (never the old CSRF token) so nothing is lost.
+fn sign_in_resuming(
+    app: &App,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+    expired: bool,
+) -> Response {
+    let Ok(Form(pairs)) = form else {
+        return Problem::SignIn { expired }.into_response();
+    };
+    let carried: Vec<(String, String)> = pairs
+        .into_iter()
+        .filter(|(k, _)| k != CSRF_FIELD && !k.starts_with(RESUME))
+        .collect();
+    let csrf = session::random_token();
+    let body = sign_in_body(app, &csrf, expired, None, &carried);
+    let cookie = session::set_cookie(SIGN_IN_COOKIE, &csrf, app.config.secure_cookies, 600);
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::SET_COOKIE, cookie)],
+        view::page("Đăng nhập", None, &body),
+    )
+        .into_response()
 }
 
 async fn sign_out(
@@ -555,7 +629,11 @@ async fn submit_report(
     headers: HeaderMap,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Page {
-    let s = signed(&app, &headers)?;
+    let s = match signed(&app, &headers) {
+        Ok(s) => s,
+        Err(Problem::SignIn { expired }) => return Ok(sign_in_resuming(&app, form, expired)),
+        Err(other) => return Err(other),
+    };
     let form = posted(&s, form)?;
     let again = |status: StatusCode, errors: &Errors, prompts: &hotline::Prompts| {
         let body = hotline::form_page(&form, errors, prompts, &s.csrf);
