@@ -541,6 +541,10 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
         "a 12-hour clock from the report: {row}"
     );
     shot(&browser, "04-cases").await;
+    // Filtered to her own cases: none is assigned to her yet.
+    click(&browser, "#cua-toi").await;
+    click(&browser, "form.filters button").await;
+    wait_text(&browser, "#cases", "Không có hồ sơ nào khớp").await;
     browser
         .goto(&format!("{base}/ho-so/{case_id}"))
         .await

@@ -94,11 +94,50 @@ pub fn urgency(due: i64, now: i64) -> &'static str {
     }
 }
 
-/// The case list.
+/// The case list's filters (a GET form: they stay in the address).
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct ListFilter {
+    /// Only the cases assigned to me.
+    #[serde(rename = "cua-toi", default)]
+    pub mine: Option<String>,
+    /// Only cases with a missed deadline not yet met.
+    #[serde(rename = "qua-han", default)]
+    pub overdue: Option<String>,
+}
+
+impl ListFilter {
+    /// The query string of these filters ("" for none).
+    #[must_use]
+    pub fn query(&self) -> String {
+        let mut parts = Vec::new();
+        if self.mine.is_some() {
+            parts.push("cua-toi=1");
+        }
+        if self.overdue.is_some() {
+            parts.push("qua-han=1");
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", parts.join("&"))
+        }
+    }
+}
+
+/// The case list, with its filters; it reloads itself every minute (the
+/// time left, new cases).
 #[must_use]
-pub fn list(cases: &[p::CaseSummary], now: i64) -> Markup {
+pub fn list(cases: &[p::CaseSummary], now: i64, filter: &ListFilter) -> Markup {
     html! {
-        @if cases.is_empty() { p { "Không có hồ sơ nào trong phạm vi của bạn." } }
+        form.filters method="get" action="/ho-so" {
+            label.check { input type="checkbox" id="cua-toi" name="cua-toi" value="1" checked[filter.mine.is_some()]; " Chỉ hồ sơ tôi phụ trách" }
+            label.check { input type="checkbox" id="qua-han" name="qua-han" value="1" checked[filter.overdue.is_some()]; " Chỉ hồ sơ quá hạn" }
+            button type="submit" { "Lọc" }
+        }
+        p.live data-fragment=(format!("/ho-so{}", filter.query())) data-target="cases" data-every="60" {
+            "Danh sách tự cập nhật mỗi phút."
+        }
+        @if cases.is_empty() { p #cases { "Không có hồ sơ nào khớp trong phạm vi của bạn." } }
         @else {
             table #cases {
                 thead { tr { th { "Hồ sơ" } th { "Giai đoạn" } th { "Thời hạn gần nhất" } th { "Mở lúc" } th { "Cán bộ" } } }

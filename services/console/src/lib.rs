@@ -794,12 +794,23 @@ fn status_http(status: &tonic::Status) -> StatusCode {
     }
 }
 
-async fn case_list(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
+async fn case_list(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<cases::ListFilter>, QueryRejection>,
+) -> Page {
     let s = signed(&app, &headers)?;
+    let axum::extract::Query(filter) = query.map_err(|e| bad_query(&e))?;
     let mut casework = app.casework(&s)?;
     match casework
         .list_cases(p::ListCasesRequest {
             status: p::CaseStatus::Open as i32,
+            officer_id: if filter.mine.is_some() {
+                s.claims.sub.clone()
+            } else {
+                String::new()
+            },
+            overdue: filter.overdue.is_some(),
             page: Some(p::PageRequest {
                 page_size: 200,
                 page_token: String::new(),
@@ -814,7 +825,7 @@ async fn case_list(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
             Ok(signed_page(
                 &s,
                 "Hồ sơ vụ việc đang xử lý",
-                &cases::list(&cases, now_secs()),
+                &cases::list(&cases, now_secs(), &filter),
             ))
         }
         Err(status) => Err(Problem::of(&status)),
