@@ -22,7 +22,11 @@ fn the_systemd_units_verify_without_a_warning() {
         .status()
         .unwrap();
     assert!(copied.success());
-    for unit in ["baove@.service", "baove-nats.service"] {
+    for unit in [
+        "baove@.service",
+        "baove-nats.service",
+        "baove-console.service",
+    ] {
         std::fs::copy(Path::new(UNITS).join(unit), units.join(unit)).unwrap();
     }
     // What the units start, as executables in the scratch root.
@@ -30,6 +34,7 @@ fn the_systemd_units_verify_without_a_warning() {
         "usr/local/bin/baove-intake",
         "usr/local/bin/baove-casework",
         "usr/local/bin/baove-referral",
+        "usr/local/bin/baove-console",
         "usr/sbin/nats-server",
         "bin/kill",
     ] {
@@ -45,6 +50,7 @@ fn the_systemd_units_verify_without_a_warning() {
         "baove@casework.service",
         "baove@referral.service",
         "baove-nats.service",
+        "baove-console.service",
     ] {
         let out = std::process::Command::new("systemd-analyze")
             .arg("verify")
