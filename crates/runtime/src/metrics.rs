@@ -152,3 +152,81 @@ pub async fn sample(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every metric the services declare, by its exposed name.
+    const DECLARED: [&str; 12] = [
+        super::GRPC_REQUESTS,
+        super::GRPC_DURATION,
+        super::LOG_POSITION,
+        super::OUTBOX_BACKLOG,
+        super::OUTBOX_OLDEST_AGE,
+        super::PARKED,
+        super::DEADLINES_MISSED,
+        super::DEADLINES_WARNED,
+        super::REFERRALS_AWAITING_ACK,
+        super::REFERRALS_ESCALATED,
+        baove_bus::CONSUMER_PENDING,
+        baove_bus::CONSUMER_REDELIVERED,
+    ];
+
+    /// The `baove_*` metric names in `text` (a histogram's series by its
+    /// name).
+    fn named(text: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("baove_") {
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .unwrap_or(tail.len());
+            let name = &tail[..end];
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name);
+            names.push(base.to_owned());
+            rest = &tail[end..];
+        }
+        names
+    }
+
+    #[test]
+    fn given_the_alert_rules_and_the_dashboard_then_every_metric_they_name_exists() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/observability");
+        for file in ["alerts.yml", "dashboard.json"] {
+            let text = std::fs::read_to_string(format!("{dir}/{file}"))
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            let names = named(&text);
+            assert!(names.len() >= 10, "{file} names {} metrics", names.len());
+            for name in names {
+                assert!(
+                    DECLARED.contains(&name.as_str()),
+                    "{file} names {name}, which no service declares"
+                );
+            }
+        }
+        let dashboard: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{dir}/dashboard.json")).unwrap_or_default(),
+        )
+        .unwrap_or_else(|e| panic!("dashboard.json: {e}"));
+        assert!(
+            dashboard["panels"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty())
+        );
+    }
+
+    #[test]
+    fn given_text_then_metric_names_are_found_with_histogram_suffixes_removed() {
+        assert_eq!(
+            named("rate(baove_grpc_request_duration_seconds_bucket[5m]) + baove_outbox_backlog"),
+            [
+                "baove_grpc_request_duration_seconds",
+                "baove_outbox_backlog"
+            ]
+        );
+        assert_eq!(named("baove_nope_total"), ["baove_nope_total"]);
+    }
+}
