@@ -138,8 +138,6 @@ impl IntakeApi {
         (cases, intakes)
     }
 
-    /// Records a Mẫu 01 report, whoever received it (the 111 hotline, a
-    /// commune, the Department): the receiver is the caller.
     /// What a Mẫu 01 report is before it is parsed: its operator checked to
     /// be the caller, its enum values checked (violations to add to the
     /// parse's), and the raw report.
@@ -177,6 +175,8 @@ impl IntakeApi {
         Ok((bad_enums, report.map(raw_hotline)))
     }
 
+    /// Records a Mẫu 01 report, whoever received it (the 111 hotline, a
+    /// commune, the Department): the receiver is the caller.
     async fn record_mau_01(
         &self,
         caller: &Caller,
@@ -397,7 +397,6 @@ fn redacted(row: &Row, show: bool) -> (Row, p::Confidentiality) {
     (row, state)
 }
 
-/// The intake as `shared` lets its reader see it, with the possible
 /// Parses a prepared Mẫu 01 report: the parse's violations and the enum
 /// violations found before, all at once.
 fn parse_mau_01(
@@ -414,6 +413,7 @@ fn parse_mau_01(
     )
 }
 
+/// The intake as `shared` lets its reader see it, with the possible
 /// duplicates the reader may read (`duplicates`: case ids, intake ids).
 fn intake_to_proto(row: &Row, shared: Shared, duplicates: (Vec<String>, Vec<String>)) -> Intake {
     let (mut row, confidential) = redacted(row, shared.identity);
