@@ -823,3 +823,93 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
     drop(referral);
     drop(system);
 }
+
+/// The notes on the case page the browser shows.
+async fn notes_on(browser: &Client) -> usize {
+    wait_text(browser, "#timeline", "")
+        .await
+        .matches("Ghi chú")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_two_casework_processes_the_console_writes_to_the_active_and_follows_a_failover() {
+    let nats = baove_testkit::NatsServer::start().unwrap();
+    let url = nats.url();
+    let auto = [("BAOVE_ROLE", "auto".to_owned())];
+    let intake = Service::start("intake", &url);
+    let referral = Service::start("referral", &url);
+    let mut first = Service::start_with("casework", &url, tempfile::tempdir().unwrap(), &auto);
+    crate::standby::becomes(&first, true).await;
+    let second = Service::start_with("casework", &url, tempfile::tempdir().unwrap(), &auto);
+    crate::standby::becomes(&second, false).await;
+    let submitted = crate::intake::intake_client(&intake)
+        .await
+        .submit_hotline_report(crate::intake::hotline("fo-1", "Vũ Thị Lan"))
+        .await
+        .unwrap()
+        .into_inner();
+    let case_id = crate::intake::case_of(&intake, &submitted.intake_id).await;
+    // The console is given both processes, the standby first.
+    let console = Service::start_with(
+        "console",
+        &url,
+        tempfile::tempdir().unwrap(),
+        &[
+            ("BAOVE_CONSOLE_LISTEN", "127.0.0.1:0".into()),
+            ("BAOVE_CONSOLE_INTAKE", intake.addr.clone()),
+            (
+                "BAOVE_CONSOLE_CASEWORK",
+                format!("{},{}", second.addr, first.addr),
+            ),
+            ("BAOVE_CONSOLE_REFERRAL", referral.addr.clone()),
+            (
+                "BAOVE_CONSOLE_DEV_ISSUER_KEY",
+                crate::keys().dir.join("issuer.pem").display().to_string(),
+            ),
+        ],
+    );
+    let base = console.addr.clone();
+    let driver = Driver::start();
+    let browser = driver.browser(1280, 1100).await;
+    sign_in(
+        &browser,
+        &base,
+        "cb-tinh-1",
+        "province_officer",
+        "vn:92/so-y-te",
+    )
+    .await;
+    // Opens the case and adds a note; false when the page did not come
+    // (a process down: the page says to try again).
+    let note = async |text: &str| -> bool {
+        browser
+            .goto(&format!("{base}/ho-so/{case_id}"))
+            .await
+            .unwrap();
+        if browser.find(Locator::Id("ghi-chu-text")).await.is_err() {
+            return false;
+        }
+        fill(&browser, "ghi-chu-text", text).await;
+        click(&browser, "#step-ghi-chu button.primary").await;
+        browser.find(Locator::Id("timeline")).await.is_ok()
+    };
+    // A step goes to the active, not to the standby named first.
+    assert!(note("Gọi điện cho nhà trường").await);
+    assert_eq!(notes_on(&browser).await, 1, "the note was taken");
+    // The active dies; the standby takes the lease; the console follows.
+    first.kill();
+    crate::standby::becomes(&second, true).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if note("Đã gặp bà ngoại").await && notes_on(&browser).await == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the console never wrote to the new active"
+        );
+    }
+    browser.close().await.unwrap();
+    drop(console);
+}

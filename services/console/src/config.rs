@@ -17,21 +17,22 @@ pub struct Config {
     /// one).
     #[arg(long, env = "BAOVE_ADDR_FILE")]
     pub addr_file: Option<PathBuf>,
-    /// intake's gRPC address.
+    /// intake's gRPC address; in a cluster every process's, separated by
+    /// commas (calls go to the active one).
     #[arg(
         long,
         env = "BAOVE_CONSOLE_INTAKE",
         default_value = "http://127.0.0.1:50051"
     )]
     pub intake: String,
-    /// casework's gRPC address.
+    /// casework's gRPC address (or every process's, as for intake).
     #[arg(
         long,
         env = "BAOVE_CONSOLE_CASEWORK",
         default_value = "http://127.0.0.1:50052"
     )]
     pub casework: String,
-    /// referral's gRPC address.
+    /// referral's gRPC address (or every process's, as for intake).
     #[arg(
         long,
         env = "BAOVE_CONSOLE_REFERRAL",

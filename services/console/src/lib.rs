@@ -20,6 +20,7 @@
 //! - [`referrals`]: the police's and agencies' live inbox.
 //! - [`audit`]: the auditor's panel: chain, checkpoint, export, access log.
 //! - [`stats`]: the department's Thông tư 13 indicators, chart and CSV.
+//! - [`upstream`]: the processes of each service; calls go to the active.
 //! - this file: the routes, sign-in, security headers and error pages.
 
 pub mod audit;
@@ -31,6 +32,7 @@ pub mod referrals;
 pub mod session;
 pub mod stats;
 pub mod steps;
+pub mod upstream;
 pub mod view;
 
 use std::sync::Arc;
@@ -47,7 +49,6 @@ use baove_proto::v1 as p;
 use baove_security::client::{AuthChannel, Bearer};
 use baove_security::{Claims, Issuer, Role, Verifier};
 use maud::{Markup, html};
-use tonic::transport::Channel;
 
 pub use config::Config;
 use form::{Errors, FormData};
@@ -60,9 +61,9 @@ pub struct App {
     verifier: Verifier,
     dev_issuer: Option<Issuer>,
     sessions: Sessions,
-    intake: Channel,
-    casework: Channel,
-    referral: Channel,
+    intake: Arc<upstream::Upstream>,
+    casework: Arc<upstream::Upstream>,
+    referral: Arc<upstream::Upstream>,
 }
 
 /// The stylesheet, shipped in the binary.
@@ -100,28 +101,22 @@ impl App {
             }
             None => None,
         };
-        let lazy = |addr: &str| -> anyhow::Result<Channel> {
-            Ok(Channel::from_shared(addr.to_owned())?
-                .connect_timeout(Duration::from_secs(2))
-                .timeout(Duration::from_secs(10))
-                .connect_lazy())
-        };
         Ok(Arc::new(Self {
             verifier: Verifier::new(&keys),
             dev_issuer,
             sessions: Sessions::default(),
-            intake: lazy(&config.intake)?,
-            casework: lazy(&config.casework)?,
-            referral: lazy(&config.referral)?,
+            intake: upstream::Upstream::new(&config.intake)?,
+            casework: upstream::Upstream::new(&config.casework)?,
+            referral: upstream::Upstream::new(&config.referral)?,
             config,
         }))
     }
 
-    fn with_token(channel: &Channel, token: &str) -> Result<AuthChannel, Problem> {
+    fn with_token(up: &upstream::Upstream, token: &str) -> Result<AuthChannel, Problem> {
         let bearer =
             Bearer::new(token, "").map_err(|e| Problem::Page(StatusCode::UNAUTHORIZED, e))?;
         Ok(tonic::service::interceptor::InterceptedService::new(
-            channel.clone(),
+            up.channel(),
             bearer,
         ))
     }
@@ -221,6 +216,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let addr_file = config.addr_file.clone();
     let app = App::new(config)?;
+    // Which process of each service is active, before the first page.
+    for up in [&app.intake, &app.casework, &app.referral] {
+        up.refresh().await;
+        up.watch();
+    }
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let bound = listener.local_addr()?;
     if let Some(path) = addr_file {

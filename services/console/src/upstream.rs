@@ -1,0 +1,136 @@
+//! The processes of one service the console talks to. In a three-node
+//! deployment each service runs one process per host, one of them active
+//! (it takes writes), the others standbys (they answer reads and refuse
+//! writes naming the active). The console is given every process's
+//! address (`a,b,c`) and sends every call to the active one: a watcher
+//! asks each process's `baove.active` health every 2 seconds, so after a
+//! failover the console follows the new active within seconds. A call
+//! made in between is refused UNAVAILABLE and the page says to send again
+//! (every form carries its request id, so nothing is recorded twice).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+/// How often the watcher asks which process is active.
+pub const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// The processes of one service.
+pub struct Upstream {
+    addrs: Vec<String>,
+    channels: Vec<Channel>,
+    active: AtomicUsize,
+}
+
+impl Upstream {
+    /// The processes at `addrs` (one address, or several separated by
+    /// commas), connected lazily; the first is taken as active until the
+    /// watcher knows better.
+    ///
+    /// # Errors
+    /// No address, or one that is not a URI.
+    pub fn new(addrs: &str) -> anyhow::Result<Arc<Self>> {
+        let addrs: Vec<String> = addrs
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect();
+        anyhow::ensure!(!addrs.is_empty(), "no service address given");
+        let channels = addrs
+            .iter()
+            .map(|addr| {
+                Ok(Channel::from_shared(addr.clone())?
+                    .connect_timeout(Duration::from_secs(2))
+                    .timeout(Duration::from_secs(10))
+                    .connect_lazy())
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Arc::new(Self {
+            addrs,
+            channels,
+            active: AtomicUsize::new(0),
+        }))
+    }
+
+    /// The channel to the process taken as active now.
+    #[must_use]
+    pub fn channel(&self) -> Channel {
+        let i = self
+            .active
+            .load(Ordering::Relaxed)
+            .min(self.channels.len() - 1);
+        self.channels[i].clone()
+    }
+
+    /// The address of the process taken as active now.
+    #[must_use]
+    pub fn active_addr(&self) -> &str {
+        &self.addrs[self
+            .active
+            .load(Ordering::Relaxed)
+            .min(self.addrs.len() - 1)]
+    }
+
+    /// Asks each process whether it is active; takes the first that says
+    /// SERVING. Nothing changes when none does (a failover in progress), or
+    /// when there is only one process.
+    pub async fn refresh(&self) {
+        if self.channels.len() < 2 {
+            return;
+        }
+        for (i, channel) in self.channels.iter().enumerate() {
+            let answer = tokio::time::timeout(
+                Duration::from_secs(1),
+                HealthClient::new(channel.clone()).check(HealthCheckRequest {
+                    service: "baove.active".into(),
+                }),
+            )
+            .await;
+            if let Ok(Ok(answer)) = answer
+                && answer.into_inner().status == ServingStatus::Serving as i32
+            {
+                if self.active.swap(i, Ordering::Relaxed) != i {
+                    tracing::info!(active = %self.addrs[i], "calls now go to this process");
+                }
+                return;
+            }
+        }
+    }
+
+    /// Keeps [`Self::refresh`]ing for the life of the process, when there
+    /// is more than one process to choose from.
+    pub fn watch(self: &Arc<Self>) {
+        if self.channels.len() < 2 {
+            return;
+        }
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                this.refresh().await;
+                tokio::time::sleep(WATCH_EVERY).await;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn given_addresses_then_each_is_a_process_and_the_first_is_taken_until_known() {
+        let up = Upstream::new(" http://127.0.0.1:1, http://127.0.0.1:2 ,")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(up.active_addr(), "http://127.0.0.1:1");
+        // Nobody answers: nothing changes.
+        up.refresh().await;
+        assert_eq!(up.active_addr(), "http://127.0.0.1:1");
+        assert!(Upstream::new(" , ").is_err());
+        assert!(Upstream::new("not a uri with spaces").is_err());
+    }
+}
