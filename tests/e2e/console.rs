@@ -149,6 +149,39 @@ async fn fill(browser: &Client, id: &str, value: &str) {
     input.send_keys(value).await.unwrap();
 }
 
+/// Chooses `value` in the select `id`.
+async fn choose(browser: &Client, id: &str, value: &str) {
+    browser
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .select_by_value(value)
+        .await
+        .unwrap();
+}
+
+/// What the input `id` holds now.
+async fn value_of(browser: &Client, id: &str) -> Option<String> {
+    browser
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+}
+
+/// The request id the form on the page carries.
+async fn request_id_on(browser: &Client) -> Option<String> {
+    browser
+        .find(Locator::Css("input[name=request_id]"))
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap()
+}
+
 async fn click(browser: &Client, css: &str) {
     browser
         .find(Locator::Css(css))
@@ -168,13 +201,7 @@ async fn sign_in(browser: &Client, console: &str, user: &str, role: &str, agency
 /// Signs in on the development sign-in form of the page the browser is on.
 async fn sign_in_here(browser: &Client, user: &str, role: &str, agency: &str) {
     fill(browser, "user", user).await;
-    browser
-        .find(Locator::Id("role"))
-        .await
-        .unwrap()
-        .select_by_value(role)
-        .await
-        .unwrap();
+    choose(browser, "role", role).await;
     fill(browser, "agency", agency).await;
     click(browser, "#dev-sign-in button[type=submit]").await;
     let who = text_of(browser, "#who .user").await;
@@ -284,22 +311,10 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
     );
     browser.goto(&format!("{base}/bao-cao/moi")).await.unwrap();
     shot(&browser, "01-mau-01-empty").await;
-    browser
-        .find(Locator::Id("channel"))
-        .await
-        .unwrap()
-        .select_by_value("1")
-        .await
-        .unwrap();
+    choose(&browser, "channel", "1").await;
     fill(&browser, "child_name", "Lê Thị Mai").await;
     fill(&browser, "child_age", "21").await;
-    browser
-        .find(Locator::Id("child_sex"))
-        .await
-        .unwrap()
-        .select_by_value("2")
-        .await
-        .unwrap();
+    choose(&browser, "child_sex", "2").await;
     fill(&browser, "incident_unit", "vn:31135").await;
     click(&browser, "input[name=abuse][value='1']").await;
     click(&browser, "#immediate_danger").await;
@@ -310,14 +325,7 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
     )
     .await;
     fill(&browser, "informant_phone", "0903 111 222").await;
-    let request_id = browser
-        .find(Locator::Css("input[name=request_id]"))
-        .await
-        .unwrap()
-        .attr("value")
-        .await
-        .unwrap()
-        .unwrap();
+    let request_id = request_id_on(&browser).await.unwrap();
     click(&browser, "button.primary").await;
     let age_error = text_of(&browser, "#child_age-error").await;
     let consent_error = text_of(&browser, "#informant_consent-error").await;
@@ -325,21 +333,9 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
     assert!(consent_error.contains("đồng ý"), "{consent_error}");
     assert!(text_of(&browser, "#errors").await.contains("chưa được ghi"));
     // What she typed is still there, and the same request id.
-    let kept = browser
-        .find(Locator::Id("child_name"))
-        .await
-        .unwrap()
-        .prop("value")
-        .await
-        .unwrap();
+    let kept = value_of(&browser, "child_name").await;
     assert_eq!(kept.as_deref(), Some("Lê Thị Mai"));
-    let same_id = browser
-        .find(Locator::Css("input[name=request_id]"))
-        .await
-        .unwrap()
-        .attr("value")
-        .await
-        .unwrap();
+    let same_id = request_id_on(&browser).await;
     assert_eq!(same_id.as_deref(), Some(request_id.as_str()));
     shot(&browser, "02-mau-01-two-errors").await;
 
@@ -404,22 +400,10 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
     // A second call about the same child: the operator is warned before
     // anything is recorded, asks the caller, confirms.
     browser.goto(&format!("{base}/bao-cao/moi")).await.unwrap();
-    browser
-        .find(Locator::Id("channel"))
-        .await
-        .unwrap()
-        .select_by_value("1")
-        .await
-        .unwrap();
+    choose(&browser, "channel", "1").await;
     fill(&browser, "child_name", "Le Thi Mai").await;
     fill(&browser, "child_age", "9").await;
-    browser
-        .find(Locator::Id("child_sex"))
-        .await
-        .unwrap()
-        .select_by_value("2")
-        .await
-        .unwrap();
+    choose(&browser, "child_sex", "2").await;
     fill(&browser, "incident_unit", "vn:31135").await;
     fill(&browser, "narrative", "Cô giáo thấy trẻ có vết bầm mới.").await;
     click(&browser, "button.primary").await;
@@ -443,30 +427,11 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
 
     // Her session ends while she types a report: nothing she typed is lost.
     browser.goto(&format!("{base}/bao-cao/moi")).await.unwrap();
-    let request_id = browser
-        .find(Locator::Css("input[name=request_id]"))
-        .await
-        .unwrap()
-        .attr("value")
-        .await
-        .unwrap()
-        .unwrap();
-    browser
-        .find(Locator::Id("channel"))
-        .await
-        .unwrap()
-        .select_by_value("1")
-        .await
-        .unwrap();
+    let request_id = request_id_on(&browser).await.unwrap();
+    choose(&browser, "channel", "1").await;
     fill(&browser, "child_name", "Phan Văn Tú").await;
     fill(&browser, "child_age", "7").await;
-    browser
-        .find(Locator::Id("child_sex"))
-        .await
-        .unwrap()
-        .select_by_value("1")
-        .await
-        .unwrap();
+    choose(&browser, "child_sex", "1").await;
     fill(&browser, "incident_unit", "vn:31135").await;
     fill(&browser, "narrative", "Trẻ bị bỏ đói nhiều ngày.").await;
     // (The session ends on the server: signed out from elsewhere, as
@@ -500,21 +465,9 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
             .await
             .contains("chưa được ghi")
     );
-    let kept = browser
-        .find(Locator::Id("child_name"))
-        .await
-        .unwrap()
-        .prop("value")
-        .await
-        .unwrap();
+    let kept = value_of(&browser, "child_name").await;
     assert_eq!(kept.as_deref(), Some("Phan Văn Tú"));
-    let same_id = browser
-        .find(Locator::Css("input[name=request_id]"))
-        .await
-        .unwrap()
-        .attr("value")
-        .await
-        .unwrap();
+    let same_id = request_id_on(&browser).await;
     assert_eq!(same_id.as_deref(), Some(request_id.as_str()));
     click(&browser, "button.primary").await;
     text_of(&browser, "#intake-id").await;
@@ -585,13 +538,7 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
     // Her form was decided on the old version: refused, the change marked,
     // what she typed kept; she resubmits.
     fill(&browser, "factor", "Bị cha dượng đánh nhiều lần").await;
-    browser
-        .find(Locator::Id("level"))
-        .await
-        .unwrap()
-        .select_by_value("1")
-        .await
-        .unwrap();
+    choose(&browser, "level", "1").await;
     fill(&browser, "summary", "Nguy cơ cao, cần can thiệp khẩn cấp.").await;
     click(&browser, "#assessment button.primary").await;
     let stale = text_of(&browser, "#stale").await;
@@ -607,13 +554,7 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
             .contains("Phân công cán bộ")
     );
     shot(&browser, "05-case-stale").await;
-    let kept = browser
-        .find(Locator::Id("factor"))
-        .await
-        .unwrap()
-        .prop("value")
-        .await
-        .unwrap();
+    let kept = value_of(&browser, "factor").await;
     assert_eq!(kept.as_deref(), Some("Bị cha dượng đánh nhiều lần"));
     click(&browser, "#assessment button.primary").await;
     browser
@@ -635,8 +576,7 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
 
     // The officer records an emergency measure (a safe shelter, on the
     // assessment's finding), then asks the police to investigate.
-    let measure = browser.find(Locator::Id("measure_kind")).await.unwrap();
-    measure.select_by_value("2").await.unwrap();
+    choose(&browser, "measure_kind", "2").await;
     fill(&browser, "measure_description", "Đưa trẻ đến nhà bà ngoại").await;
     fill(&browser, "decision_ref", "QĐ 12/2026/QĐ-UBND").await;
     click(&browser, "#emergency button.primary").await;
@@ -661,13 +601,7 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
     fill(&browser, "reason", "Nghi cha dượng bạo hành trẻ").await;
     click(&browser, "#urgent").await;
     click(&browser, "#shares_identifying_information").await;
-    browser
-        .find(Locator::Id("legal_basis"))
-        .await
-        .unwrap()
-        .select_by_value("1")
-        .await
-        .unwrap();
+    choose(&browser, "legal_basis", "1").await;
     click(&browser, "#referral button.primary").await;
     let referrals = text_of(&browser, "#referrals").await;
     assert!(referrals.contains("vn:31135/cong-an"), "{referrals}");
