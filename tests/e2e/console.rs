@@ -593,6 +593,13 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
             .await
             .contains("đã thực hiện đúng hạn")
     );
+    // The timeline says which measure, on whose decision.
+    wait_text(
+        &browser,
+        "#timeline",
+        "Bố trí nơi tạm trú an toàn, quyết định QĐ 12/2026/QĐ-UBND",
+    )
+    .await;
     assert!(
         text_of(&browser, "#consent-rule")
             .await

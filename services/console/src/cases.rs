@@ -165,6 +165,68 @@ pub fn list(cases: &[p::CaseSummary], now: i64, filter: &ListFilter) -> Markup {
     }
 }
 
+/// What an event of the timeline did, in a few Vietnamese words: which
+/// deadline, which measure, to which agency, on what ground (empty when
+/// the event's name says it all).
+#[must_use]
+pub fn event_detail(event: &p::CaseEvent) -> String {
+    use p::case_event::Event as E;
+    let measure = |kind: i32| {
+        MEASURES
+            .iter()
+            .find(|(k, _)| *k as i32 == kind)
+            .map_or("?", |(_, n)| n)
+    };
+    match &event.event {
+        Some(E::DeadlineSet(d)) => {
+            format!("{}, hạn {}", deadline_vi(d.kind), when(d.due_at.as_ref()))
+        }
+        Some(E::DeadlineMet(d)) => format!(
+            "{}{}",
+            deadline_vi(d.kind),
+            if d.late { ", trễ hạn" } else { "" }
+        ),
+        Some(E::DeadlineWarned(d)) => deadline_vi(d.kind).to_owned(),
+        Some(E::DeadlineMissed(d)) => deadline_vi(d.kind).to_owned(),
+        Some(E::DeadlineCleared(d)) => deadline_vi(d.kind).to_owned(),
+        Some(E::OfficerAssigned(a)) => format!("cho {}", a.officer_id),
+        Some(E::InitialAssessmentRecorded(a)) => {
+            if a.emergency_measures_apply {
+                "cần can thiệp khẩn cấp".to_owned()
+            } else {
+                "không cần can thiệp khẩn cấp".to_owned()
+            }
+        }
+        Some(E::EmergencyMeasureRecorded(m)) => {
+            format!("{}, quyết định {}", measure(m.kind), m.decision_ref)
+        }
+        Some(E::ReferralRequested(r)) => format!("đến {}", r.to_agency_id),
+        Some(E::ReferralStepRecorded(r)) => {
+            format!("{}: {}", r.agency_id, referral_step_vi(r.step))
+        }
+        Some(E::CaseClosed(c)) => format!("quyết định {}", c.decision_ref),
+        _ => String::new(),
+    }
+}
+
+/// The Vietnamese name of a step of a referral.
+#[must_use]
+pub fn referral_step_vi(step: i32) -> &'static str {
+    use p::ReferralStep as S;
+    match S::try_from(step).unwrap_or(S::Unspecified) {
+        S::Requested => "đề nghị",
+        S::Offered => "đã gửi",
+        S::Acknowledged => "xác nhận đã nhận",
+        S::Accepted => "nhận xử lý",
+        S::Declined => "từ chối",
+        S::OutcomeReported => "báo kết quả",
+        S::Completed => "hoàn thành",
+        S::Revoked => "thu hồi",
+        S::Escalated => "báo cấp trên (quá hạn xác nhận)",
+        S::Unspecified => "?",
+    }
+}
+
 /// One event of the timeline.
 #[derive(Clone, Debug)]
 pub struct TimelineEntry {
@@ -176,6 +238,8 @@ pub struct TimelineEntry {
     pub recorded_at_ms: i64,
     /// Who: user id and role.
     pub actor: String,
+    /// What it did ([`event_detail`]).
+    pub detail: String,
 }
 
 /// The Mẫu 02 form's fields.
@@ -720,7 +784,9 @@ pub fn page(
                     @if new { span.badge { "mới" } " " }
                     span.seq { "#" (e.seq) } " "
                     time { (when(Some(&prost_types::Timestamp { seconds: e.recorded_at_ms.div_euclid(1000), nanos: 0 }))) } " · "
-                    strong { (event_vi(&e.event_type)) } " · " (e.actor)
+                    strong { (event_vi(&e.event_type)) }
+                    @if !e.detail.is_empty() { ": " span.detail { (e.detail) } }
+                    " · " (e.actor)
                     @if ctx.may_replay {
                         " · " a.replay href=(format!("/ho-so/{}?tai={}", case.case_id, e.seq)) { "hồ sơ tại đây" }
                         @if e.seq > 1 {
@@ -764,6 +830,34 @@ mod tests {
         assert_eq!(urgency(100, 200), "overdue");
         assert_eq!(urgency(200 + 2 * 3600, 200), "due-soon");
         assert_eq!(urgency(201 + 2 * 3600, 200), "due-later");
+    }
+
+    #[test]
+    fn given_events_then_the_timeline_says_which_deadline_measure_and_step() {
+        use p::case_event::Event as E;
+        let set = p::CaseEvent {
+            event: Some(E::DeadlineMet(p::DeadlineMet {
+                kind: p::DeadlineKind::Emergency as i32,
+                late: true,
+                ..p::DeadlineMet::default()
+            })),
+        };
+        assert_eq!(
+            event_detail(&set),
+            "Can thiệp khẩn cấp trong 12 giờ, trễ hạn"
+        );
+        let measure = p::CaseEvent {
+            event: Some(E::EmergencyMeasureRecorded(p::EmergencyMeasureRecorded {
+                kind: p::MeasureKind::SafeShelter as i32,
+                decision_ref: "QĐ 1".into(),
+                ..p::EmergencyMeasureRecorded::default()
+            })),
+        };
+        assert_eq!(
+            event_detail(&measure),
+            "Bố trí nơi tạm trú an toàn, quyết định QĐ 1"
+        );
+        assert_eq!(event_detail(&p::CaseEvent::default()), "");
     }
 
     #[test]

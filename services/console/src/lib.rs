@@ -847,6 +847,11 @@ async fn timeline(casework: &mut CaseClient, case: &p::Case) -> Vec<cases::Timel
     let mut stream = stream.into_inner();
     let read = async {
         while let Ok(Some(item)) = stream.message().await {
+            let detail = item
+                .case_event
+                .as_ref()
+                .map(cases::event_detail)
+                .unwrap_or_default();
             let Some(e) = item.event else { continue };
             let seq = e.seq;
             let actor = e
@@ -858,6 +863,7 @@ async fn timeline(casework: &mut CaseClient, case: &p::Case) -> Vec<cases::Timel
                 event_type: e.event_type,
                 recorded_at_ms: e.recorded_at_unix_ms,
                 actor,
+                detail,
             });
             if seq >= case.version {
                 break;
