@@ -85,7 +85,7 @@ impl Upstream {
         }
         for (i, channel) in self.channels.iter().enumerate() {
             let answer = tokio::time::timeout(
-                Duration::from_secs(1),
+                WATCH_EVERY,
                 HealthClient::new(channel.clone()).check(HealthCheckRequest {
                     service: "baove.active".into(),
                 }),
