@@ -125,13 +125,29 @@ async fn text_of(browser: &Client, css: &str) -> String {
 /// read (a live update), so this looks again until it holds (20 s at
 /// most; then the test fails showing the page it was on).
 async fn wait_text(browser: &Client, css: &str, expected: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_until(browser, css, Duration::from_secs(20), expected, |text| {
+        text.contains(expected)
+    })
+    .await
+}
+
+/// The text of the element `css` once `holds` says yes of it, looked at
+/// every 100 ms (the page may reload itself meanwhile) for at most
+/// `within`; then the test fails showing the page, saying it wanted `what`.
+async fn wait_until(
+    browser: &Client,
+    css: &str,
+    within: Duration,
+    what: &str,
+    holds: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + within;
     let mut last = String::new();
     while Instant::now() < deadline {
         if let Ok(found) = browser.find(Locator::Css(css)).await
             && let Ok(text) = found.text().await
         {
-            if text.contains(expected) {
+            if holds(&text) {
                 return text;
             }
             last = text;
@@ -140,7 +156,7 @@ async fn wait_text(browser: &Client, css: &str, expected: &str) -> String {
     }
     let url = browser.current_url().await.map(|u| u.to_string());
     let page = browser.source().await.unwrap_or_default();
-    panic!("{css}: no {expected:?} within 20 s (last {last:?}) on {url:?}:\n{page}")
+    panic!("{css}: no {what:?} within {within:?} (last {last:?}) on {url:?}:\n{page}")
 }
 
 async fn fill(browser: &Client, id: &str, value: &str) {
@@ -345,16 +361,15 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
     click(&browser, "button.primary").await;
     let intake_id = text_of(&browser, "#intake-id").await;
     assert!(!intake_id.is_empty());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let case_id = loop {
-        let shown = text_of(&browser, "#case-id").await;
-        if !shown.contains("đang chuyển") {
-            break shown;
-        }
-        assert!(Instant::now() < deadline, "no case within 60 s");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        browser.refresh().await.unwrap();
-    };
+    // The receipt reloads itself until casework has opened the case.
+    let case_id = wait_until(
+        &browser,
+        "#case-id",
+        Duration::from_secs(60),
+        "a case number",
+        |shown| !shown.is_empty() && !shown.contains("đang chuyển"),
+    )
+    .await;
     shot(&browser, "03-receipt-with-case").await;
     browser.goto(&format!("{base}/bao-cao")).await.unwrap();
     assert!(text_of(&browser, "#intakes").await.contains(&intake_id));
