@@ -26,8 +26,9 @@ echo "building (cargo build --bins)..."
 cargo build --quiet --bins
 bin=${CARGO_TARGET_DIR:-$root/target}/debug
 
-# First start: the key pair that signs tokens, intake's master key, the
-# NATS users' passwords and their permissions (deploy/local/secrets.sh).
+# First start: the key pair that signs tokens, intake's and casework's
+# master keys, the NATS users' passwords and their permissions
+# (deploy/local/secrets.sh).
 keys=$state/keys
 deploy/local/secrets.sh "$bin" "$keys"
 cat deploy/local/nats.conf >"$keys/nats.conf"

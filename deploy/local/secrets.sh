@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates, once, the secrets a baove run needs in directory KEYS (mode 700):
 # the key pair that signs tokens (issuer.pem, issuer.pub.pem), intake's
-# master key (master.key), a NATS password per service
+# master key (master.key), casework's (casework-master.key: it seals the
+# cases' private text), a NATS password per service
 # (nats-<service>.password), and (each time) nats-authorization.conf: the
 # users and permissions of deploy/nats/authorization.conf.in with those
 # passwords, for a nats-server configuration to include.
@@ -29,4 +30,8 @@ sed -e "s/@INTAKE_PASSWORD@/$(cat "$keys/nats-intake.password")/" \
 if [ ! -f "$keys/master.key" ]; then
   (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$keys/master.key"; echo >>"$keys/master.key")
   echo "created intake's master key $keys/master.key"
+fi
+if [ ! -f "$keys/casework-master.key" ]; then
+  (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$keys/casework-master.key"; echo >>"$keys/casework-master.key")
+  echo "created casework's master key $keys/casework-master.key"
 fi

@@ -654,6 +654,36 @@ async fn on_nats_each_service_has_its_own_credentials_and_publishes_only_its_own
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    // An erasure at intake reaches casework's own consumer of it, which
+    // erases the case's private text.
+    IntakeServiceClient::new(intake.channel_as(&province_officer("so-yt-1")).await)
+        .erase_case(p::EraseCaseRequest {
+            request_id: "nats-perm-erase-1".into(),
+            case_id: case_id.clone(),
+            reason: "yêu cầu xóa của người giám hộ".into(),
+        })
+        .await
+        .unwrap();
+    let mut audit = AuditServiceClient::new(casework.channel_as(&auditor()).await);
+    loop {
+        let events = audit
+            .read_stream(p::ReadStreamRequest {
+                stream_id: case_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        if events.iter().any(|e| e.event_type == "PrivateTextErased") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "casework never received the erasure"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     for mut subscription in snooping {
         let overheard = tokio::time::timeout(
             std::time::Duration::from_millis(300),
@@ -717,4 +747,187 @@ pub async fn refer(o: &mut crate::casework::Officer, request: p::RequestReferral
         }
     }
     panic!("the case kept moving");
+}
+
+/// The events of `case_id` in casework's log as stored, and as a reader's
+/// typed history (`CaseEvent`) gets them.
+async fn stored_and_read(
+    system: &System,
+    case_id: &str,
+) -> (Vec<p::EventEnvelope>, Vec<Option<p::CaseEvent>>) {
+    let mut audit = AuditServiceClient::new(system.casework.channel_as(&auditor()).await);
+    let stored = audit
+        .read_stream(p::ReadStreamRequest {
+            stream_id: case_id.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let mut history = audit
+        .stream_history(p::StreamHistoryRequest {
+            case_id: case_id.to_owned(),
+            from_seq: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut read = Vec::new();
+    while let Some(item) = futures_util::StreamExt::next(&mut history).await {
+        read.push(item.unwrap().case_event);
+    }
+    (stored, read)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cases_private_text_is_sealed_at_rest_read_by_those_who_may_and_erased_with_its_reports()
+{
+    const NOTE: &str = "Cháu kể dượng đánh bằng roi mây, bầm ở lưng";
+    const SUMMARY: &str = "Nguy cơ cao: dượng say rượu hằng đêm";
+    const FACTOR: &str = "dượng nghiện rượu";
+    let system = System::start().await;
+    let mut o = opened_case(&system, "private-1").await;
+    let h = o.header();
+    let mut c = o.client.clone();
+    o.took(
+        c.record_initial_assessment(p::RecordInitialAssessmentRequest {
+            header: h,
+            ratings: vec![p::RiskRating {
+                factor: FACTOR.into(),
+                level: p::RiskLevel::High as i32,
+            }],
+            emergency_measures_apply: true,
+            summary: SUMMARY.into(),
+            ..Default::default()
+        })
+        .await,
+    )
+    .unwrap();
+    let h = o.header();
+    o.took(
+        c.add_note(p::AddNoteRequest {
+            header: h,
+            text: NOTE.into(),
+        })
+        .await,
+    )
+    .unwrap();
+
+    // Stored (and so published, backed up, exported): sealed, at schema
+    // version 2; the chain verifies.
+    let (stored, read) = stored_and_read(&system, &o.case_id).await;
+    let note_at = stored
+        .iter()
+        .position(|e| e.event_type == "NoteAdded")
+        .unwrap();
+    let assessed_at = stored
+        .iter()
+        .position(|e| e.event_type == "InitialAssessmentRecorded")
+        .unwrap();
+    for event in &stored {
+        for secret in [NOTE, SUMMARY, FACTOR, "roi mây", "rượu"] {
+            assert!(
+                !event.payload_json.contains(secret),
+                "{} holds {secret:?} in clear: {}",
+                event.event_type,
+                event.payload_json
+            );
+        }
+    }
+    assert_eq!(stored[note_at].schema_version, 2);
+    assert!(stored[note_at].payload_json.contains("sealed:"));
+    let mut audit = AuditServiceClient::new(system.casework.channel_as(&auditor()).await);
+    let verified = audit
+        .verify_stream(p::VerifyStreamRequest {
+            stream_id: o.case_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(verified.intact, "{verified:?}");
+
+    // Read: opened, in the case, its history and its replay.
+    use p::case_event::Event as E;
+    assert!(
+        matches!(&read[note_at], Some(p::CaseEvent { event: Some(E::NoteAdded(n)) }) if n.text == NOTE),
+        "{:?}",
+        read[note_at]
+    );
+    assert!(
+        matches!(&read[assessed_at], Some(p::CaseEvent { event: Some(E::InitialAssessmentRecorded(a)) })
+            if a.summary == SUMMARY && a.ratings[0].factor == FACTOR),
+        "{:?}",
+        read[assessed_at]
+    );
+    assert_eq!(o.case().await.notes, [NOTE]);
+    let replayed = CaseServiceClient::new(system.casework.channel_as(&auditor()).await)
+        .replay_case(p::ReplayCaseRequest {
+            case_id: o.case_id.clone(),
+            as_of: Some(p::replay_case_request::AsOf::AsOfSeq(stored.len() as u64)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(replayed.case.unwrap().notes, [NOTE]);
+
+    // Erasing the case's reports at intake erases its private text too:
+    // casework destroys the case's key and records why.
+    IntakeServiceClient::new(system.intake.channel_as(&province_officer("so-yt-1")).await)
+        .erase_case(p::EraseCaseRequest {
+            request_id: "erase-private-1".into(),
+            case_id: o.case_id.clone(),
+            reason: "yêu cầu xóa của người giám hộ".into(),
+        })
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (stored, read) = loop {
+        let (stored, read) = stored_and_read(&system, &o.case_id).await;
+        if stored.iter().any(|e| e.event_type == "PrivateTextErased") {
+            break (stored, read);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "casework never erased the case's text"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let erasure = stored
+        .iter()
+        .find(|e| e.event_type == "PrivateTextErased")
+        .unwrap();
+    assert_eq!(erasure.actor.as_ref().unwrap().user_id, "so-yt-1");
+    assert!(erasure.payload_json.contains("người giám hộ"));
+    assert!(
+        matches!(&read[note_at], Some(p::CaseEvent { event: Some(E::NoteAdded(n)) }) if n.text == "[erased]"),
+        "{:?}",
+        read[note_at]
+    );
+    let case = o.case().await;
+    assert_eq!(case.notes, ["[erased]"]);
+    // The procedure goes on: a note written after the erasure is sealed
+    // under a new key and reads; the old one stays erased.
+    o.version = case.version;
+    let h = o.header();
+    o.took(
+        c.add_note(p::AddNoteRequest {
+            header: h,
+            text: "đã chuyển cháu đến nhà bà ngoại".into(),
+        })
+        .await,
+    )
+    .unwrap();
+    assert_eq!(
+        o.case().await.notes,
+        ["[erased]", "đã chuyển cháu đến nhà bà ngoại"]
+    );
+    let verified = audit
+        .verify_stream(p::VerifyStreamRequest {
+            stream_id: o.case_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(verified.intact, "{verified:?}");
 }

@@ -273,6 +273,14 @@ async fn with_role_auto_a_standby_takes_the_lease_when_the_active_dies_and_a_pau
         .version;
     let noted = cli_note(both, version, "qua CLI, sau khi chuyển");
     assert!(noted.status.success(), "{}", crate::output_text(&noted));
+    // The note the dead active sealed opens on the new one (the case's key
+    // came from the cluster's bucket), beside the one written since.
+    let notes = crate::casework::Officer::of(&second, &cases[0])
+        .await
+        .case()
+        .await
+        .notes;
+    assert_eq!(notes, ["qua CLI", "qua CLI, sau khi chuyển"]);
     println!(
         "failover: the standby took the lease {took_over:?} after the active was killed; its first case {:?} after",
         killed.elapsed()

@@ -1,5 +1,6 @@
 //! JetStream key-value buckets baove keeps: the leases
-//! ([`crate::lease`]) and intake's data keys ([`DATA_KEYS`]).
+//! ([`crate::lease`]), intake's data keys ([`DATA_KEYS`]) and casework's
+//! ([`CASE_KEYS`]).
 //!
 //! On nats-server 2.9 `create_key_value` does not work, so each bucket's
 //! stream (`KV_<name>`) is made here as a key-value bucket's stream: one
@@ -30,6 +31,14 @@ pub struct BucketSpec {
 /// there when the report reaches a standby.
 pub const DATA_KEYS: BucketSpec = BucketSpec {
     name: "BAOVE_INTAKE_KEYS",
+    ttl: None,
+    deletes: true,
+};
+
+/// casework's data keys (one per case, key = the case's id), which seal the
+/// free text of its assessments, plans and notes; kept as [`DATA_KEYS`].
+pub const CASE_KEYS: BucketSpec = BucketSpec {
+    name: "BAOVE_CASE_KEYS",
     ttl: None,
     deletes: true,
 };

@@ -6,9 +6,12 @@
 //!
 //! # Layout
 //! - this module: events, state, `apply`, the hand-over.
+//! - [`private`]: which strings of its events are private free text,
+//!   stored sealed.
 //! - [`procedure`]: commands, the rules that refuse a step out of order,
 //!   deadlines (set, met, warned, missed).
 
+pub mod private;
 pub mod procedure;
 
 use std::collections::BTreeMap;
@@ -155,6 +158,18 @@ pub struct ReferralStepRecorded {
     /// agency's successor when the one asked no longer exists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_agency_id: Option<String>,
+}
+
+/// The case's private text ([`private`]) was erased: its data key was
+/// destroyed because intake erased a report of the case (`EraseCase`, on a
+/// legal ground). What it sealed reads as [`private::ERASED`] from then on;
+/// text recorded later is sealed under a new key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivateTextErased {
+    /// The report whose erasure it follows.
+    pub intake_id: Uuid,
+    /// The legal ground given for the erasure.
+    pub reason: String,
 }
 
 /// A referral as the case sees it.
@@ -348,10 +363,12 @@ pub enum CaseEvent {
     ReferralRequested(ReferralRequested),
     /// [`ReferralStepRecorded`].
     ReferralStepRecorded(ReferralStepRecorded),
+    /// [`PrivateTextErased`].
+    PrivateTextErased(PrivateTextErased),
 }
 
 crate::event::stored_events! {
-    CaseEvent, SCHEMA_VERSION,
+    CaseEvent, SCHEMA_VERSION; private::is_sealed_version,
     Opened => "CaseOpened",
     Attached => "IntakeAttached",
     OfficerAssigned => "OfficerAssigned",
@@ -373,11 +390,13 @@ crate::event::stored_events! {
     DeadlineCleared => "DeadlineCleared",
     ReferralRequested => "ReferralRequested",
     ReferralStepRecorded => "ReferralStepRecorded",
+    PrivateTextErased => "PrivateTextErased",
 }
 
 impl CaseEvent {
     /// Whether this event is bookkeeping that no officer's decision depends
-    /// on: the scheduler's deadline warnings and misses, notes, and the
+    /// on: the scheduler's deadline warnings and misses, notes, an erasure of
+    /// the private text, and the
     /// referral steps that change nothing on the case (offered,
     /// acknowledged, escalated, outcome reported). A step decided on a
     /// version made stale only by such events is decided again on the
@@ -389,7 +408,10 @@ impl CaseEvent {
     #[must_use]
     pub fn is_bookkeeping(&self) -> bool {
         match self {
-            Self::DeadlineWarned(_) | Self::DeadlineMissed(_) | Self::NoteAdded(_) => true,
+            Self::DeadlineWarned(_)
+            | Self::DeadlineMissed(_)
+            | Self::NoteAdded(_)
+            | Self::PrivateTextErased(_) => true,
             Self::ReferralStepRecorded(step) => matches!(
                 step.step.as_str(),
                 "ReferralOffered"
@@ -588,6 +610,8 @@ pub fn apply(state: Option<CaseState>, event: &CaseEvent) -> Option<CaseState> {
                 }
             }
         }
+        // The text it erased is read as erased; the procedure goes on.
+        CaseEvent::PrivateTextErased(_) => {}
     }
     Some(state)
 }

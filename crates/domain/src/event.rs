@@ -134,9 +134,11 @@ pub fn to_payload<T: serde::Serialize>(event: &T) -> serde_json::Value {
 /// each variant, in one place so that names, decoding and encoding cannot
 /// drift apart; and the inherent `event_type`, `payload` and `decode`.
 /// Every event is at the aggregate's schema version; an event that gets a
-/// version 2 gets its upcaster here.
+/// version 2 gets its upcaster here. `$version; $also` names a function
+/// `(event_type, schema_version) -> bool` for other versions whose payload
+/// has the current shape (a case's sealed events).
 macro_rules! stored_events {
-    ($enum:ident, $version:expr, $($variant:ident => $name:literal),+ $(,)?) => {
+    ($enum:ident, $version:expr $(; $also:path)?, $($variant:ident => $name:literal),+ $(,)?) => {
         impl $crate::event::StoredEvent for $enum {
             const EVENT_TYPES: &'static [&'static str] = &[$($name,)+];
 
@@ -158,7 +160,7 @@ macro_rules! stored_events {
                 if !Self::EVENT_TYPES.contains(&event_type) {
                     return Err($crate::event::DecodeError::UnknownType(event_type.to_owned()));
                 }
-                if schema_version != $version {
+                if schema_version != $version $(&& !$also(event_type, schema_version))? {
                     return Err($crate::event::DecodeError::UnknownVersion {
                         event_type: event_type.to_owned(),
                         version: schema_version,

@@ -12,6 +12,9 @@ use tonic::{Request, Response, Status};
 use crate::access::{ACCESS_STREAM, AccessEntry, AccessLog};
 use crate::auth::caller;
 use crate::checkpoint::Checkpointer;
+use std::sync::Arc;
+
+use crate::private::PrivateText;
 use crate::status::from_log;
 use baove_security::checkpoint::checkpoint_to_proto;
 
@@ -22,6 +25,7 @@ pub struct AuditApi {
     access: AccessLog,
     checkpoints: Checkpointer,
     side_trees: &'static [&'static str],
+    private: Option<Arc<PrivateText>>,
 }
 
 /// The `format` of a backup's manifest.
@@ -40,7 +44,16 @@ impl AuditApi {
             access,
             checkpoints,
             side_trees: &[],
+            private: None,
         }
+    }
+
+    /// The same API, with the private text of a case's history opened by
+    /// `private` for StreamHistory (casework's cases).
+    #[must_use]
+    pub fn with_private(mut self, private: Option<Arc<PrivateText>>) -> Self {
+        self.private = private;
+        self
     }
 
     /// The same API, with `trees` copied into backups.
@@ -452,13 +465,20 @@ impl AuditService for AuditApi {
                 &format!("case:{stream}"),
             )
             .await?;
+        let private = self.private.clone();
         let rx = crate::history::tail(
             self.log.clone(),
             crate::history::OneStream {
                 stream,
-                item: |event: &baove_eventlog::Envelope| v1::StreamHistoryResponse {
-                    event: Some(envelope_to_proto(event)),
-                    case_event: crate::history::case_event_of(event),
+                private: self.private.clone(),
+                item: move |event: &baove_eventlog::Envelope| {
+                    Ok(v1::StreamHistoryResponse {
+                        event: Some(envelope_to_proto(event)),
+                        case_event: crate::history::case_event_for_reader(
+                            event,
+                            private.as_deref(),
+                        )?,
+                    })
                 },
             },
             request.from_seq,

@@ -27,7 +27,10 @@ use baove_security::Caller;
 use tonic::Status;
 use uuid::Uuid;
 
+use std::sync::Arc;
+
 use crate::access::AccessLog;
+use crate::private::{Outgoing, PrivateText};
 use crate::status::{CURRENT_VERSION_KEY, LoadError, from_log, invalid_argument};
 
 /// The stored form of `event`, at the schema version this code writes.
@@ -76,6 +79,29 @@ const PAGE: usize = 1000;
 /// [`LoadError`]: the log failed, the stream is not this kind of record,
 /// or a stored event does not decode.
 pub async fn load<A: Aggregate>(log: &EventLog, id: Uuid) -> Result<Option<(A, u64)>, LoadError> {
+    let events = events_of(log, id).await?;
+    Ok(replay::<A>(&events)?.map(|(state, version, _)| (state, version)))
+}
+
+/// Loads record `id` as a reader sees it: with its private text opened by
+/// `private` when given ([`crate::private`]), else as [`load`].
+///
+/// # Errors
+/// As [`load`], as its status; those of [`PrivateText::open_all`].
+pub async fn load_opened<A: Aggregate>(
+    log: &EventLog,
+    private: Option<&PrivateText>,
+    id: Uuid,
+) -> Result<Option<(A, u64)>, Status> {
+    let mut events = events_of(log, id).await?;
+    if let Some(private) = private {
+        events = private.open_all(events).await?;
+    }
+    Ok(replay::<A>(&events)?.map(|(state, version, _)| (state, version)))
+}
+
+/// Every event of record `id`'s stream, oldest first.
+async fn events_of(log: &EventLog, id: Uuid) -> Result<Vec<Envelope>, LoadError> {
     let stream = StreamId::from_uuid(id);
     let mut events = Vec::new();
     let mut from = 1;
@@ -89,7 +115,7 @@ pub async fn load<A: Aggregate>(log: &EventLog, id: Uuid) -> Result<Option<(A, u
             break;
         }
     }
-    Ok(replay::<A>(&events)?.map(|(state, version, _)| (state, version)))
+    Ok(events)
 }
 
 /// Loads record `id` for a reader: NOT_FOUND ("no case …") when it has no
@@ -166,13 +192,26 @@ const ROUNDS: usize = 5;
 pub struct Commands {
     log: EventLog,
     access: AccessLog,
+    private: Option<Arc<PrivateText>>,
 }
 
 impl Commands {
     /// Commands on `log`, refusals recorded in `access`.
     #[must_use]
     pub const fn new(log: EventLog, access: AccessLog) -> Self {
-        Self { log, access }
+        Self {
+            log,
+            access,
+            private: None,
+        }
+    }
+
+    /// The same, with the private text of each event sealed by `private`
+    /// before it is appended (casework's cases).
+    #[must_use]
+    pub fn sealing(mut self, private: Arc<PrivateText>) -> Self {
+        self.private = Some(private);
+        self
     }
 
     /// Runs `step`: `scope` says whether the caller may change the record
@@ -222,11 +261,7 @@ impl Commands {
                 return Err(stale(A::KIND, step.id, step.expected, version));
             }
             let events = decide(&state).map_err(refused)?;
-            let stored = events
-                .iter()
-                .map(stored)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| from_log(&e))?;
+            let stored = self.stored(step.id, &events).await?;
             let appended = self
                 .log
                 .append(AppendRequest {
@@ -266,6 +301,26 @@ impl Commands {
             }
         }
         Err(stale(A::KIND, step.id, step.expected, current))
+    }
+
+    /// The stored form of `events` of record `id`, private text sealed.
+    async fn stored<E: StoredEvent>(
+        &self,
+        id: Uuid,
+        events: &[E],
+    ) -> Result<Vec<NewEvent>, Status> {
+        let mut outgoing: Vec<Outgoing> = events
+            .iter()
+            .map(|e| (e.event_type(), e.schema_version(), e.payload()))
+            .collect();
+        if let Some(private) = &self.private {
+            private.seal(StreamId::from_uuid(id), &mut outgoing).await?;
+        }
+        outgoing
+            .into_iter()
+            .map(|(event_type, version, payload)| NewEvent::new(event_type, version, &payload))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| from_log(&e))
     }
 
     /// The answer to a request id applied before: the version it reached

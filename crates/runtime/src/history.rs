@@ -37,6 +37,21 @@ pub fn case_event_of(envelope: &Envelope) -> Option<p::CaseEvent> {
     .map(|event| case_event(&event))
 }
 
+/// [`case_event_of`] for a reader: the private text opened by `private`
+/// when given ([`crate::private`]).
+///
+/// # Errors
+/// Those of [`crate::private::PrivateText::open`].
+pub fn case_event_for_reader(
+    envelope: &Envelope,
+    private: Option<&crate::private::PrivateText>,
+) -> Result<Option<p::CaseEvent>, Status> {
+    Ok(match private {
+        Some(private) => case_event_of(&private.open(envelope)?),
+        None => case_event_of(envelope),
+    })
+}
+
 /// The proto value of a deadline kind.
 #[must_use]
 pub const fn deadline_kind_to_proto(kind: DeadlineKind) -> p::DeadlineKind {
@@ -276,6 +291,10 @@ pub fn case_event(event: &CaseEvent) -> p::CaseEvent {
             at: e.at_ms.map(timestamp),
             to_agency_id: e.to_agency_id.clone().unwrap_or_default(),
         }),
+        CaseEvent::PrivateTextErased(e) => E::PrivateTextErased(p::PrivateTextErased {
+            intake_id: e.intake_id.to_string(),
+            reason: e.reason.clone(),
+        }),
     };
     p::CaseEvent { event: Some(event) }
 }
@@ -329,8 +348,11 @@ pub trait Feed: Send + 'static {
 pub struct OneStream<F> {
     /// The stream.
     pub stream: StreamId,
-    /// What each event becomes.
+    /// What each event becomes (an error ends the client's stream).
     pub item: F,
+    /// The keys of the private text `item` opens, made ready for each page
+    /// ([`crate::private::PrivateText::ready`]).
+    pub private: Option<std::sync::Arc<crate::private::PrivateText>>,
 }
 
 /// Events read per page of one stream.
@@ -339,7 +361,7 @@ const STREAM_PAGE: usize = 256;
 impl<T, F> Feed for OneStream<F>
 where
     T: Send + 'static,
-    F: Fn(&Envelope) -> T + Send + Sync + 'static,
+    F: Fn(&Envelope) -> Result<T, Status> + Send + Sync + 'static,
 {
     type Item = T;
 
@@ -348,9 +370,12 @@ where
             .read_stream(self.stream, next, STREAM_PAGE)
             .await
             .map_err(|e| crate::status::from_log(&e))?;
+        if let Some(private) = &self.private {
+            private.ready(&events).await?;
+        }
         Ok(Page {
             next: events.last().map_or(next, |e| e.seq + 1),
-            items: events.iter().map(&self.item).collect(),
+            items: events.iter().map(&self.item).collect::<Result<_, _>>()?,
         })
     }
 }
@@ -548,7 +573,8 @@ mod tests {
         append(&log, stream, 600).await;
         let feed = OneStream {
             stream,
-            item: |e: &Envelope| e.seq,
+            item: |e: &Envelope| Ok(e.seq),
+            private: None,
         };
         let mut rx = tail(log, feed, 5, Until::End, ());
         let mut seqs = Vec::new();

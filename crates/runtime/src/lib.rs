@@ -28,6 +28,10 @@
 //! - [`history`]: a case's events as typed proto messages, and [`history::tail`],
 //!   the one loop that streams the log to a client (WatchCase, WatchInbox,
 //!   StreamHistory).
+//! - [`keys`]: the per-record data keys of sealed fields, wrapped under the
+//!   master key, replicated in a cluster, destroyed on erasure.
+//! - [`private`]: a case's private free text sealed in its events as they
+//!   are appended, and opened as they are read.
 //! - [`command`]: the one load–decide–append path of a person's command
 //!   to a case or a referral, and how each failure answers.
 //! - [`request`]: page sizes and page tokens, one set of rules.
@@ -43,9 +47,11 @@ pub mod command;
 pub mod config;
 pub mod convert;
 pub mod history;
+pub mod keys;
 pub mod limits;
 pub mod metrics;
 pub mod node;
+pub mod private;
 pub mod projection;
 pub mod request;
 pub mod restore;

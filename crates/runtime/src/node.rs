@@ -155,6 +155,9 @@ pub struct Parts {
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Its consumers and publishers, started once NATS is there.
     pub on_bus: Option<OnBus>,
+    /// How it seals and opens a case's private text (casework), so that
+    /// `AuditService.StreamHistory` opens it as the service's own reads do.
+    pub private: Option<Arc<crate::private::PrivateText>>,
 }
 
 /// Runs the service until `shutdown` fires, then stops cleanly. `build`
@@ -233,7 +236,7 @@ pub async fn run(
         && !(spec.side_trees_replicated && config.stream_replicas > 1)
     {
         anyhow::bail!(
-            "{} cannot run as a standby with stream_replicas = {}: its side trees ({}) are not on the log stream and are copied into the cluster only with stream_replicas of 2 or more, so a standby promoted to active could not read what they unlock (for intake: the reports' confidential fields). Run it as the active only, or in a cluster",
+            "{} cannot run as a standby with stream_replicas = {}: its side trees ({}) are not on the log stream and are copied into the cluster only with stream_replicas of 2 or more, so a standby promoted to active could not read what they unlock (intake: the reports' confidential fields; casework: the cases' private text). Run it as the active only, or in a cluster",
             spec.name,
             config.stream_replicas,
             spec.side_trees.join(", ")
@@ -384,6 +387,7 @@ pub async fn run(
         .add_service(
             AuditApi::new(log.clone(), access.clone(), checkpoints.clone())
                 .with_side_trees(spec.side_trees)
+                .with_private(parts.private.clone())
                 .into_server(),
         );
     let router = tonic::transport::Server::builder()

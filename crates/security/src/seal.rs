@@ -90,6 +90,19 @@ impl Key {
         Ok(key)
     }
 
+    /// A short public name of this key (16 hex digits of a SHA-256 of
+    /// it; reveals nothing of the key): which key sealed a blob, so that a
+    /// blob sealed under a key since destroyed is told from an altered one.
+    #[must_use]
+    pub fn id(&self) -> String {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::new()
+            .chain_update(b"baove-data-key-id/v1")
+            .chain_update(self.0)
+            .finalize();
+        hex::encode(&digest[..8])
+    }
+
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new(&self.0.into())
     }
@@ -184,6 +197,14 @@ pub struct Sealed {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn a_keys_id_is_the_same_each_time_and_differs_between_keys() {
+        let (a, b) = (Key::generate(), Key::generate());
+        assert_eq!(a.id(), a.clone().id());
+        assert_eq!(a.id().len(), 16);
+        assert_ne!(a.id(), b.id());
+    }
 
     #[test]
     fn a_sealed_blob_opens_only_with_its_key_and_stream_and_unaltered() {

@@ -22,7 +22,8 @@ use crate::model::{Cases, Filter};
 use crate::requests::{Context, StepRequest, referral_id};
 use crate::rules::Rules;
 use crate::scope::can_read;
-use baove_runtime::command::load;
+use baove_runtime::command::{load, load_opened};
+use baove_runtime::private::PrivateText;
 
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +37,7 @@ pub struct CaseApi {
     stopping: CancellationToken,
     access: AccessLog,
     commands: Commands,
+    private: Arc<PrivateText>,
 }
 
 impl CaseApi {
@@ -47,14 +49,16 @@ impl CaseApi {
         cases: Arc<Cases>,
         stopping: CancellationToken,
         access: AccessLog,
+        private: Arc<PrivateText>,
     ) -> Self {
         Self {
-            commands: Commands::new(log.clone(), access.clone()),
+            commands: Commands::new(log.clone(), access.clone()).sealing(private.clone()),
             log,
             rules,
             cases,
             stopping,
             access,
+            private,
         }
     }
 
@@ -64,17 +68,18 @@ impl CaseApi {
         p::case_service_server::CaseServiceServer::new(self)
     }
 
-    /// The case, if `caller` may read it: the access is recorded, a refusal
-    /// too. Commune officers read the cases of their units (incident or
-    /// responsible); police and agency staff the cases referred to their
-    /// agency; province officers and auditors every case.
+    /// The case, if `caller` may read it, its private text opened: the
+    /// access is recorded, a refusal too. Commune officers read the cases
+    /// of their units (incident or responsible); police and agency staff
+    /// the cases referred to their agency; province officers and auditors
+    /// every case.
     async fn may_read(
         &self,
         caller: &Caller,
         rpc: &str,
         id: Uuid,
     ) -> Result<(CaseState, u64), Status> {
-        let (state, version) = load::<CaseState>(&self.log, id)
+        let (state, version) = load_opened::<CaseState>(&self.log, Some(&self.private), id)
             .await?
             .ok_or_else(|| Status::not_found(format!("no case {id}")))?;
         let subject = format!("case:{id}");
@@ -274,13 +279,20 @@ impl CaseService for CaseApi {
             .map_err(|_| invalid_argument("case_id", "must be a case id (UUID)"))?;
         let stream = StreamId::from_uuid(id);
         self.may_read(&caller, &rpc, id).await?;
+        let private = self.private.clone();
         let rx = baove_runtime::history::tail(
             self.log.clone(),
             baove_runtime::history::OneStream {
                 stream,
-                item: |event: &baove_eventlog::Envelope| p::WatchCaseResponse {
-                    event: Some(baove_runtime::audit::envelope_to_proto(event)),
-                    case_event: baove_runtime::history::case_event_of(event),
+                private: Some(self.private.clone()),
+                item: move |event: &baove_eventlog::Envelope| {
+                    Ok(p::WatchCaseResponse {
+                        event: Some(baove_runtime::audit::envelope_to_proto(event)),
+                        case_event: baove_runtime::history::case_event_for_reader(
+                            event,
+                            Some(&private),
+                        )?,
+                    })
                 },
             },
             r.from_seq,
@@ -336,7 +348,7 @@ impl CaseService for CaseApi {
         self.access
             .read(&caller, &rpc, Some(id), &format!("case:{id}"))
             .await?;
-        replay_as_of(&self.log, id, request.as_of)
+        replay_as_of(&self.log, &self.private, id, request.as_of)
             .await
             .map(Response::new)
     }

@@ -9,7 +9,10 @@ use baove_proto::v1 as p;
 use tonic::Status;
 use uuid::Uuid;
 
+use std::sync::Arc;
+
 use baove_runtime::command::{load, replay};
+use baove_runtime::private::PrivateText;
 
 /// The case `id` as it stood at the moment `as_of` names (now when
 /// `None`), from its events up to then, with the hash of the last one.
@@ -20,6 +23,7 @@ use baove_runtime::command::{load, replay};
 /// read.
 pub async fn replay_as_of(
     log: &EventLog,
+    private: &PrivateText,
     id: Uuid,
     as_of: Option<p::replay_case_request::AsOf>,
 ) -> Result<p::ReplayCaseResponse, Status> {
@@ -27,16 +31,85 @@ pub async fn replay_as_of(
         baove_runtime::audit::events_as_of(log, StreamId::from_uuid(id), as_of).await?;
     let not_yet = || Status::not_found(format!("case {id} did not exist at {moment}"));
     let last = upto.last().ok_or_else(not_yet)?;
+    let hash = last.hash.0.to_vec();
+    let recorded_at_ms = last.recorded_at_ms;
+    // As it stood then, read now: text erased since reads as erased.
+    let upto = private.open_all(upto).await?;
     let (state, version, opened_at) = replay::<CaseState>(&upto)?.ok_or_else(not_yet)?;
     Ok(p::ReplayCaseResponse {
         case: Some(crate::convert::case_to_proto(
             &state,
             version,
             opened_at,
-            last.recorded_at_ms,
+            recorded_at_ms,
         )),
-        hash: last.hash.0.to_vec(),
+        hash,
     })
+}
+
+/// Erases a case's private text when intake erases one of its reports
+/// (`ConfidentialErased` on intake's stream): destroys the case's data key
+/// (in a cluster, in the cluster's bucket first), then records
+/// [`c::PrivateTextErased`] in the case's log. A redelivery finds the key
+/// gone and the event's command id recorded, and adds nothing.
+pub struct EraseText {
+    /// casework's log.
+    pub log: EventLog,
+    /// The case's keys.
+    pub private: Arc<PrivateText>,
+}
+
+impl Handler for EraseText {
+    async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
+        use baove_domain::intake::{CONFIDENTIAL_ERASED, ConfidentialErased};
+        if event.event_type != CONFIDENTIAL_ERASED {
+            return Ok(());
+        }
+        let erased: ConfidentialErased = serde_json::from_str(&event.payload).map_err(|e| {
+            HandleError::Reject(format!(
+                "undecodable ConfidentialErased {}: {e}",
+                event.event_id
+            ))
+        })?;
+        let Some(case_id) = erased.case_id else {
+            // A report erased before it reached a case: no case text.
+            return Ok(());
+        };
+        if load::<CaseState>(&self.log, case_id).await?.is_none() {
+            return Err(HandleError::Reject(format!(
+                "erasure {} names unknown case {case_id}",
+                event.event_id
+            )));
+        }
+        let stream = StreamId::from_uuid(case_id);
+        self.private
+            .keys()
+            .destroy(stream)
+            .await
+            .map_err(HandleError::Retry)?;
+        let new_event = baove_runtime::command::stored(&c::CaseEvent::PrivateTextErased(
+            c::PrivateTextErased {
+                intake_id: *event.stream_id.as_uuid(),
+                reason: erased.reason,
+            },
+        ))
+        .map_err(|e| HandleError::Reject(e.to_string()))?;
+        // The append's flush makes the key's removal durable too.
+        self.log
+            .append(AppendRequest {
+                stream,
+                expected: ExpectedVersion::Any,
+                command_id: format!("text-erased:{}", event.event_id),
+                actor: event.actor.clone(),
+                causation_id: event.event_id.to_string(),
+                correlation_id: event.correlation_id.clone(),
+                events: vec![new_event],
+                publish: true,
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| HandleError::Retry(e.to_string()))
+    }
 }
 
 /// Opens a case for each new intake, or attaches a follow-up to its case.
@@ -390,13 +463,15 @@ mod tests {
                 let options = Options { clock: Arc::new(move || ticking.load(Ordering::SeqCst)), ..Options::default() };
                 let log = EventLog::open_with(dir.path(), options).await.unwrap();
                 let (case_id, events) = stored_case(&log, &clock, &steps).await;
+                let keys = baove_runtime::keys::KeyStore::open(&log, baove_security::seal::Key::generate(), None).unwrap();
+                let private = baove_runtime::private::PrivateText::new(Arc::new(keys));
                 let start = events[0].recorded_at_ms;
                 // Random instants, and each event's own instant (the edge).
                 let instants: Vec<i64> = probes.iter().map(|p| start - 1_000 + p).chain(events.iter().map(|e| e.recorded_at_ms)).collect();
                 for at in instants {
                     let expected: Vec<Envelope> = events.iter().filter(|e| e.recorded_at_ms <= at).cloned().collect();
                     let as_of = Some(p::replay_case_request::AsOf::AsOfTime(baove_runtime::timestamp(at)));
-                    let answer = crate::cases::replay_as_of(&log, case_id, as_of).await;
+                    let answer = crate::cases::replay_as_of(&log, &private, case_id, as_of).await;
                     match replay::<CaseState>(&expected).unwrap() {
                         None => assert_eq!(answer.unwrap_err().code(), tonic::Code::NotFound),
                         Some((state, version, opened)) => {
@@ -408,7 +483,7 @@ mod tests {
                 }
                 let seq = events.len() as u64 / 2 + 1;
                 let as_of = Some(p::replay_case_request::AsOf::AsOfSeq(seq));
-                let answer = crate::cases::replay_as_of(&log, case_id, as_of).await.unwrap();
+                let answer = crate::cases::replay_as_of(&log, &private, case_id, as_of).await.unwrap();
                 assert_eq!(answer.case.unwrap().version, seq);
             });
         }

@@ -23,6 +23,13 @@
 //! - `deadlines`: the scheduler, the alerter.
 //! - `reporting`: `baove.v1.ReportingService`, the statistics projection.
 //!
+//! Private text: each step's free text (summaries, risk factors, measures,
+//! notes...) is sealed under the case's data key before it is appended
+//! (`baove_runtime::private`, keys in the `data-keys` side tree and, in a
+//! cluster, the bucket `BAOVE_CASE_KEYS`) and opened for readers; an
+//! erasure at intake (`ConfidentialErased`, consumer `casework-erasures`,
+//! `cases::EraseText`) destroys the key and records `PrivateTextErased`.
+//!
 //! Referrals: `RequestReferral` records the request on the case (consent
 //! checked); the referral service offers it; each step it publishes comes
 //! back here and is appended to the case's log (`ReferralStepRecorded`). An
@@ -53,9 +60,14 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     log_stream: baove_bus::logstream::CASE_LOG,
     other_streams: &[baove_bus::ALERT],
     grpc_services: &["baove.v1.CaseService", "baove.v1.ReportingService"],
-    consumers: &["casework", "casework-alerts", "casework-referrals"],
-    side_trees: &[],
-    side_trees_replicated: false,
+    consumers: &[
+        "casework",
+        "casework-alerts",
+        "casework-referrals",
+        "casework-erasures",
+    ],
+    side_trees: &["data-keys"],
+    side_trees_replicated: true,
 };
 
 /// How often the scheduler looks for due deadlines.
@@ -73,8 +85,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             warn_share: ctx.config.deadline_warn_share,
             directory: ctx.directory.clone(),
         };
+        let master_key_file = ctx.config.master_key_file.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "missing setting master_key_file (BAOVE_MASTER_KEY_FILE): casework seals the private text of cases with it"
+            )
+        })?;
+        let master = baove_security::seal::Key::read_master(master_key_file)?;
+        // In a cluster the cases' keys are also kept in the cluster's bucket.
+        let cluster = (ctx.config.stream_replicas > 1).then(|| {
+            (
+                ctx.bus.clone(),
+                ctx.config.stream_replicas,
+                baove_bus::kv::CASE_KEYS,
+            )
+        });
+        let private = Arc::new(baove_runtime::private::PrivateText::new(Arc::new(
+            baove_runtime::keys::KeyStore::open(&ctx.log, master, cluster)?,
+        )));
         let cases = model::Cases::new();
-        let follower = tokio::spawn(cases.clone().follow(ctx.log.clone(), ctx.cancel.clone()));
+        let follower = tokio::spawn(cases.clone().follow(
+            ctx.log.clone(),
+            private.keys().clone(),
+            ctx.cancel.clone(),
+        ));
         // Deadlines are recorded by the active; a standby follows them, and
         // starts recording them when it becomes the active.
         let scheduler = ctx.spawn_when_active(deadlines::scheduler(
@@ -85,6 +118,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ctx.cancel.clone(),
         ));
         let (log, cancel, consumer_rules) = (ctx.log.clone(), ctx.cancel.clone(), rules.clone());
+        let erasing = private.clone();
         let on_bus: OnBus = Box::new(move |bus| {
             Box::pin(async move {
                 let js = bus.js.clone();
@@ -125,6 +159,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     },
                     cancel.clone(),
                 );
+                let erasures = run_consumer(
+                    bus.clone(),
+                    log.clone(),
+                    ConsumerSpec {
+                        stream: baove_bus::INTAKE,
+                        durable: "casework-erasures".into(),
+                        filter_subject: format!(
+                            "{}.{}",
+                            baove_bus::INTAKE.prefix,
+                            baove_domain::intake::CONFIDENTIAL_ERASED
+                        ),
+                    },
+                    cases::EraseText {
+                        log: log.clone(),
+                        private: erasing,
+                    },
+                    cancel.clone(),
+                );
                 let referrals = run_consumer(
                     bus,
                     log.clone(),
@@ -136,7 +188,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     cases::RecordReferralSteps { log },
                     cancel,
                 );
-                tokio::join!(intake, alerts, referrals);
+                tokio::join!(intake, alerts, erasures, referrals);
             })
         });
         let reporting = reporting::Reporting::new(
@@ -154,6 +206,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     cases,
                     ctx.stopping.clone(),
                     ctx.access.clone(),
+                    private.clone(),
                 )
                 .into_server(),
             )
@@ -164,6 +217,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ),
             tasks: vec![follower, scheduler, statistics],
             on_bus: Some(on_bus),
+            private: Some(private),
         })
     })
     .await

@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use baove_domain::case::procedure::next_deadline_check;
 use baove_domain::case::{self as c, CaseEvent, CaseState, CaseStatus, DeadlineState};
 use baove_eventlog::{Envelope, EventLog};
+use baove_runtime::keys::{KeyStore, KeyUse};
 use baove_runtime::projection::Follower;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -151,9 +152,27 @@ impl Cases {
 
     /// Folds the log from where the model stands, then follows it until
     /// `cancel` fires.
-    pub async fn follow(self: Arc<Self>, log: EventLog, cancel: CancellationToken) {
+    ///
+    /// In a cluster `keys` first takes from the cluster the key of each
+    /// case with sealed text this process does not hold yet (a standby's),
+    /// and drops the key of each case whose text was erased, so that a
+    /// standby opens what the active opens and takes over.
+    pub async fn follow(
+        self: Arc<Self>,
+        log: EventLog,
+        keys: Arc<KeyStore>,
+        cancel: CancellationToken,
+    ) {
         self.follower
-            .follow(&log, &cancel, |envelope| self.apply(envelope))
+            .follow_prepared(
+                &log,
+                &cancel,
+                |events| {
+                    let keys = keys.clone();
+                    async move { keys.prepare(events, key_use).await }
+                },
+                |envelope| self.apply(envelope),
+            )
             .await;
     }
 
@@ -222,6 +241,19 @@ impl Cases {
     }
 }
 
+/// What a case's event means for its data key: an event with sealed text
+/// needs it, an erasure of the text destroys it.
+fn key_use(event: &Envelope) -> Option<KeyUse> {
+    use baove_domain::case::private::is_sealed_version;
+    if is_sealed_version(&event.event_type, event.schema_version) {
+        Some(KeyUse::Needs)
+    } else if event.event_type == "PrivateTextErased" {
+        Some(KeyUse::Erases)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,8 +302,13 @@ mod tests {
             warn_share: 0.75,
         };
         let cancel = CancellationToken::new();
+        let keys =
+            Arc::new(KeyStore::open(&log, baove_security::seal::Key::generate(), None).unwrap());
         let live = Cases::new();
-        let follower = tokio::spawn(live.clone().follow(log.clone(), cancel.clone()));
+        let follower = tokio::spawn(
+            live.clone()
+                .follow(log.clone(), keys.clone(), cancel.clone()),
+        );
 
         for (i, unit) in ["vn:31135", "vn:31186", "vn:31135"].into_iter().enumerate() {
             let case = Uuid::from_u128(i as u128 + 1);
@@ -321,7 +358,7 @@ mod tests {
         live.wait_for(log.last_position()).await.unwrap();
 
         let rebuilt = Cases::new();
-        let again = tokio::spawn(rebuilt.clone().follow(log.clone(), cancel.clone()));
+        let again = tokio::spawn(rebuilt.clone().follow(log.clone(), keys, cancel.clone()));
         rebuilt.wait_for(log.last_position()).await.unwrap();
         assert_eq!(rebuilt.snapshot(), live.snapshot());
         assert_eq!(live.snapshot().len(), 3);

@@ -66,6 +66,7 @@ pub fn event_vi(event_type: &str) -> &str {
         "DeadlineCleared" => "Thời hạn không còn áp dụng",
         "ReferralRequested" => "Đề nghị chuyển gửi",
         "ReferralStepRecorded" => "Cập nhật chuyển gửi",
+        "PrivateTextErased" => "Xoá thông tin riêng tư",
         other => other,
     }
 }
@@ -205,7 +206,18 @@ pub fn event_detail(event: &p::CaseEvent) -> String {
             format!("{}: {}", r.agency_id, referral_step_vi(r.step))
         }
         Some(E::CaseClosed(c)) => format!("quyết định {}", c.decision_ref),
+        Some(E::PrivateTextErased(e)) => format!("căn cứ: {}", e.reason),
+        Some(E::NoteAdded(n)) => private_text(&n.text).to_owned(),
         _ => String::new(),
+    }
+}
+
+/// A case's private text as the service gave it: opened, or erased.
+fn private_text(text: &str) -> &str {
+    if text == "[erased]" {
+        "(đã xoá theo quyết định xoá thông tin)"
+    } else {
+        text
     }
 }
 
@@ -802,6 +814,19 @@ pub fn page(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_note_shows_its_text_and_an_erased_one_says_it_was_erased() {
+        let note = |text: &str| p::CaseEvent {
+            event: Some(p::case_event::Event::NoteAdded(p::NoteAdded {
+                text: text.into(),
+            })),
+        };
+        assert_eq!(event_detail(&note("đã gọi cho mẹ")), "đã gọi cho mẹ");
+        let erased = event_detail(&note("[erased]"));
+        assert!(erased.contains("đã xoá"), "{erased}");
+        assert!(!erased.contains("[erased]"), "{erased}");
+    }
 
     fn summary(id: &str, overdue: bool, due: Option<i64>) -> p::CaseSummary {
         p::CaseSummary {

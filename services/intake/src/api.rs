@@ -25,9 +25,9 @@ use uuid::Uuid;
 use crate::convert::{
     channel, channel_to_proto, ms, raw_hotline, raw_police, report_to_proto, timestamp,
 };
-use crate::keys::KeyStore;
 use crate::view::{Confidentiality, Cursor, Filter, Row, Shared, View};
 use baove_proto::receipt::Receipt;
+use baove_runtime::keys::KeyStore;
 
 /// The hotline's agency id in the reference data (actor of hotline reports).
 pub const HOTLINE_AGENCY: &str = "vn/tong-dai-111";
@@ -775,7 +775,9 @@ impl IntakeService for IntakeApi {
                         NewEvent::new(CONFIDENTIAL_ERASED, d::SCHEMA_VERSION, &payload)
                             .map_err(|e| from_log(&e))?,
                     ],
-                    publish: false,
+                    // Published: casework erases the case's private text
+                    // (notes, assessments, plans) when it receives it.
+                    publish: true,
                 })
                 .await
                 .map_err(|e| from_log(&e))?;

@@ -14,7 +14,8 @@
 //! - `view`: the in-memory read model folded from intake's log.
 //! - `handover`: applying casework's events, re-publishing unconfirmed
 //!   reports.
-//! - `keys`: the per-report data keys that seal confidential fields.
+//! - the per-report data keys that seal confidential fields are
+//!   `baove_runtime::keys` (side tree `data-keys`, bucket `BAOVE_INTAKE_KEYS`).
 //!
 //! Confidential fields are sealed before a report is hashed, stored or
 //! published; the read model opens them in memory only, and `GetIntake` /
@@ -23,7 +24,6 @@
 mod api;
 mod convert;
 mod handover;
-mod keys;
 mod view;
 
 use std::sync::Arc;
@@ -61,8 +61,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let master = baove_security::seal::Key::read_master(master_key_file)?;
         // In a cluster the data keys are also kept in the cluster's bucket.
         let cluster = (ctx.config.stream_replicas > 1)
-            .then(|| (ctx.bus.clone(), ctx.config.stream_replicas));
-        let keys = Arc::new(keys::KeyStore::open(&ctx.log, master, cluster)?);
+            .then(|| {
+                (
+                    ctx.bus.clone(),
+                    ctx.config.stream_replicas,
+                    baove_bus::kv::DATA_KEYS,
+                )
+            });
+        let keys = Arc::new(baove_runtime::keys::KeyStore::open(
+            &ctx.log, master, cluster,
+        )?);
         let view = view::View::new(keys.clone());
         let follower = tokio::spawn(view.clone().follow(ctx.log.clone(), ctx.cancel.clone()));
         let clock = ctx.config.clock();
@@ -100,6 +108,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             routes: tonic::service::Routes::new(api::server(api)),
             tasks: vec![follower],
             on_bus: Some(on_bus),
+            private: None,
         })
     })
     .await

@@ -12,7 +12,7 @@ use baove_runtime::projection::Follower;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::keys::{Erased, KeyStore};
+use baove_runtime::keys::{Erased, KeyStore, KeyUse};
 
 /// One intake as the read model holds it.
 #[derive(Clone, Debug)]
@@ -318,7 +318,7 @@ impl View {
                 &cancel,
                 |events| {
                     let keys = keys.clone();
-                    async move { keys.prepare(events).await }
+                    async move { keys.prepare(events, key_use).await }
                 },
                 |envelope| self.apply(envelope),
             )
@@ -483,5 +483,16 @@ impl View {
             .fold((0, None), |(position, last), (p, at)| {
                 (position.max(p), Some(last.map_or(at, |l: i64| l.max(at))))
             })
+    }
+}
+
+/// What a report's event means for its data key: a recorded report carries
+/// sealed fields, an erasure destroys the key.
+fn key_use(event: &Envelope) -> Option<KeyUse> {
+    use baove_domain::intake::{CONFIDENTIAL_ERASED, INTAKE_RECORDED};
+    match event.event_type.as_str() {
+        INTAKE_RECORDED => Some(KeyUse::Needs),
+        CONFIDENTIAL_ERASED => Some(KeyUse::Erases),
+        _ => None,
     }
 }

@@ -111,6 +111,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             routes: tonic::service::Routes::new(api.into_server()),
             tasks: vec![follower, escalator],
             on_bus: Some(on_bus),
+            private: None,
         })
     })
     .await

@@ -1,16 +1,19 @@
-//! The data keys of confidential fields: one per report (intake stream),
-//! random, kept wrapped under the master key in a side tree of intake's
-//! sled database, outside the hash chain, so that it can be destroyed.
+//! The data keys of confidential fields: one per record (an intake report's
+//! stream, a case's stream), random, kept wrapped under the service's
+//! master key in the `data-keys` side tree of its sled database, outside
+//! the hash chain, so that it can be destroyed (erasure).
 //!
 //! In a cluster (`stream_replicas` > 1) each wrapped key is also written to
-//! the replicated key-value bucket [`baove_bus::kv::DATA_KEYS`] before its
-//! report is appended (a report is acknowledged only once its key is held
+//! the service's replicated key-value bucket ([`baove_bus::kv::DATA_KEYS`]
+//! for intake, [`baove_bus::kv::CASE_KEYS`] for casework) before the event
+//! that needs it is appended (it is acknowledged only once its key is held
 //! by the cluster's quorum), and purged there on erasure before the erasure
-//! is recorded. A standby's read model takes the key of each report it
-//! follows from the bucket before it applies the report
-//! ([`KeyStore::prepare`]), and drops the keys of erased reports, so it can
+//! is recorded. A standby's read model takes the key of each record it
+//! follows from the bucket before it applies its events
+//! ([`KeyStore::prepare`], told by the service what each event means for
+//! the key: [`KeyUse`]), and drops the keys of erased records, so it can
 //! open what the active opens and take over. The master key must be the
-//! same on every intake process of a cluster.
+//! same on every process of a service in a cluster.
 //!
 //! Limits: sled is log-structured, so a destroyed key's old bytes may stay
 //! in a segment file until sled reclaims it, and a purged bucket entry's
@@ -22,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
+use baove_bus::kv::BucketSpec;
 use baove_eventlog::{Envelope, EventLog, StreamId};
 use baove_security::seal::{Key, Sealed};
 use tokio::sync::{OnceCell, watch};
@@ -40,7 +44,21 @@ pub struct KeyStore {
 struct Cluster {
     bus: watch::Receiver<Option<baove_bus::Bus>>,
     replicas: usize,
+    bucket: BucketSpec,
     store: OnceCell<kv::Store>,
+}
+
+/// Where a service keeps its keys in a cluster: the bus as it connects,
+/// the number of replicas, the bucket.
+pub type ClusterKeys = (watch::Receiver<Option<baove_bus::Bus>>, usize, BucketSpec);
+
+/// What a stored event means for its stream's key ([`KeyStore::prepare`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyUse {
+    /// It carries sealed fields: the key must be held to read it.
+    Needs,
+    /// It records the erasure: the key is dropped.
+    Erases,
 }
 
 /// The fields of this report were erased (its key destroyed).
@@ -49,22 +67,23 @@ pub struct Erased;
 
 impl KeyStore {
     /// The store in `log`'s database, wrapping with `master`; with
-    /// `cluster` (the bus as it connects, and the number of replicas), each
-    /// key is also kept in the cluster's bucket.
+    /// `cluster` (the bus as it connects, the number of replicas, the
+    /// bucket), each key is also kept in the cluster's bucket.
     ///
     /// # Errors
     /// When sled cannot open the tree.
     pub fn open(
         log: &EventLog,
         master: Key,
-        cluster: Option<(watch::Receiver<Option<baove_bus::Bus>>, usize)>,
+        cluster: Option<ClusterKeys>,
     ) -> Result<Self, baove_eventlog::Error> {
         Ok(Self {
             tree: log.side_tree("data-keys")?,
             master,
-            cluster: cluster.map(|(bus, replicas)| Cluster {
+            cluster: cluster.map(|(bus, replicas, bucket)| Cluster {
                 bus,
                 replicas,
+                bucket,
                 store: OnceCell::new(),
             }),
         })
@@ -85,7 +104,7 @@ impl KeyStore {
                     .map_err(|_| "the bus is gone (shutting down)".to_owned())?
                     .clone()
                     .ok_or("not connected to the cluster's NATS yet")?;
-                baove_bus::kv::bucket(&bus.js, baove_bus::kv::DATA_KEYS, cluster.replicas)
+                baove_bus::kv::bucket(&bus.js, cluster.bucket, cluster.replicas)
                     .await
                     .map_err(|e| e.to_string())
             })
@@ -93,49 +112,97 @@ impl KeyStore {
             .map(Some)
     }
 
-    /// Creates the key of `stream` (or takes the one a retry made) and
-    /// seals `plaintext` with it. The key is written before the event that
-    /// carries the blob is appended: that append's flush makes it durable
-    /// here, and in a cluster it is in the bucket's quorum before this
+    /// The key of `stream` for sealing new fields: the one it has, or a new
+    /// one. It is written before the event that carries what it seals is
+    /// appended: that append's flush makes it durable here. In a cluster the
+    /// cluster's bucket decides which key a record has (a process never
+    /// replaces a key another process sealed with, nor brings back one an
+    /// erasure purged), and the key is in the bucket's quorum before this
     /// returns.
     ///
     /// # Errors
     /// When sled cannot write, or in a cluster the bucket cannot.
+    pub async fn key_for_sealing(self: &Arc<Self>, stream: StreamId) -> Result<Key, String> {
+        let this = self.clone();
+        let local = tokio::task::spawn_blocking(move || {
+            this.tree
+                .get(stream.as_bytes())
+                .map(|w| w.map(|w| w.to_vec()))
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("key task failed: {e}"))??;
+        let new = || Key::generate().wrap(&self.master, stream.as_bytes());
+        let wrapped = match self.replicated().await? {
+            None => local.clone().unwrap_or_else(new),
+            Some(store) => {
+                let unheld = |e: &dyn std::fmt::Display| {
+                    format!(
+                        "not acknowledged: the cluster's quorum does not hold the record's data key ({e}); nothing was recorded, retry with the same request_id"
+                    )
+                };
+                let key = stream.to_string();
+                let held = store.entry(&key).await.map_err(|e| unheld(&e))?;
+                match held {
+                    Some(entry) if entry.operation == kv::Operation::Put => entry.value.to_vec(),
+                    erased_or_never => {
+                        // Never held: this process's own key (an attempt
+                        // that did not reach the bucket) or a new one;
+                        // erased: always a new one.
+                        let mine = match (&erased_or_never, &local) {
+                            (None, Some(local)) => local.clone(),
+                            _ => new(),
+                        };
+                        match store.create(&key, mine.clone().into()).await {
+                            Ok(_) => mine,
+                            // Another process made it meanwhile: theirs.
+                            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => store
+                                .get(&key)
+                                .await
+                                .map_err(|e| unheld(&e))?
+                                .ok_or_else(|| unheld(&"it vanished"))?
+                                .to_vec(),
+                            Err(e) => return Err(unheld(&e)),
+                        }
+                    }
+                }
+            }
+        };
+        if local.as_ref() != Some(&wrapped) {
+            let (this, keep) = (self.clone(), wrapped.clone());
+            tokio::task::spawn_blocking(move || {
+                this.tree
+                    .insert(stream.as_bytes(), keep)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| format!("key task failed: {e}"))??;
+        }
+        Key::unwrap_key(&self.master, stream.as_bytes(), &wrapped).map_err(|e| e.to_string())
+    }
+
+    /// Seals `plaintext` as the one blob of `stream`
+    /// ([`Self::key_for_sealing`]).
+    ///
+    /// # Errors
+    /// As [`Self::key_for_sealing`].
     pub async fn seal_new(
         self: &Arc<Self>,
         stream: StreamId,
         plaintext: Vec<u8>,
     ) -> Result<Sealed, String> {
-        let this = self.clone();
-        let (sealed, wrapped) = tokio::task::spawn_blocking(move || {
-            let wrapped = match this.tree.get(stream.as_bytes()) {
-                Ok(Some(wrapped)) => wrapped.to_vec(),
-                _ => {
-                    let wrapped = Key::generate().wrap(&this.master, stream.as_bytes());
-                    this.tree
-                        .insert(stream.as_bytes(), wrapped.clone())
-                        .map_err(|e| e.to_string())?;
-                    wrapped
-                }
-            };
-            let key = Key::unwrap_key(&this.master, stream.as_bytes(), &wrapped)
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>((key.seal(stream.as_bytes(), &plaintext), wrapped))
-        })
-        .await
-        .map_err(|e| format!("sealing task failed: {e}"))??;
-        if let Some(store) = self.replicated().await? {
-            store
-                .put(stream.to_string(), wrapped.into())
-                .await
-                .map_err(|e| {
-                    format!("not acknowledged: the cluster's quorum does not hold the report's data key ({e}); nothing was recorded, retry with the same request_id")
-                })?;
-        }
-        Ok(sealed)
+        let key = self.key_for_sealing(stream).await?;
+        Ok(key.seal(stream.as_bytes(), &plaintext))
     }
 
-    fn key(&self, stream: StreamId) -> Result<Option<Key>, String> {
+    /// The key of `stream`, if this process holds it (none: never made, or
+    /// destroyed).
+    ///
+    /// # Errors
+    /// When sled cannot be read, or the key does not unwrap (another master
+    /// key).
+    pub fn key(&self, stream: StreamId) -> Result<Option<Key>, String> {
         match self
             .tree
             .get(stream.as_bytes())
@@ -193,15 +260,19 @@ impl KeyStore {
     }
 
     /// Before the read model applies `events` (in a cluster): takes from
-    /// the bucket the key of each report this process does not hold yet (a
-    /// standby following the active, or a log repaired from its stream),
-    /// and drops the key of each erased report. Outside a cluster nothing.
+    /// the bucket the key of each record this process does not hold yet
+    /// and needs (`uses`; a standby following the active, or a log repaired
+    /// from its stream), and drops the key of each erased record. Outside a
+    /// cluster nothing.
     ///
     /// # Errors
     /// When the bucket or sled cannot be read or written: the read model
     /// tries the page again.
-    pub async fn prepare(self: &Arc<Self>, events: Vec<Envelope>) -> Result<(), String> {
-        use baove_domain::intake::{CONFIDENTIAL_ERASED, INTAKE_RECORDED};
+    pub async fn prepare(
+        self: &Arc<Self>,
+        events: Vec<Envelope>,
+        uses: fn(&Envelope) -> Option<KeyUse>,
+    ) -> Result<(), String> {
         if self.cluster.is_none() {
             return Ok(());
         }
@@ -210,16 +281,17 @@ impl KeyStore {
             let mut missing = Vec::new();
             for event in &events {
                 let stream = event.stream_id;
-                match event.event_type.as_str() {
-                    INTAKE_RECORDED
-                        if !this
-                            .tree
-                            .contains_key(stream.as_bytes())
-                            .map_err(|e| e.to_string())? =>
+                match uses(event) {
+                    Some(KeyUse::Needs)
+                        if !missing.contains(&stream)
+                            && !this
+                                .tree
+                                .contains_key(stream.as_bytes())
+                                .map_err(|e| e.to_string())? =>
                     {
                         missing.push(stream);
                     }
-                    CONFIDENTIAL_ERASED => {
+                    Some(KeyUse::Erases) => {
                         this.tree
                             .remove(stream.as_bytes())
                             .map_err(|e| e.to_string())?;

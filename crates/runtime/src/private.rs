@@ -1,0 +1,423 @@
+//! A case's private free text ([`baove_domain::case::private`] says which
+//! strings) sealed under the case's data key ([`crate::keys`]) as its
+//! events are appended, and opened as they are read for someone allowed to
+//! read the case.
+//!
+//! What is stored, published on NATS, backed up and exported holds the
+//! sealed form; only the typed views a reader gets (GetCase, ReplayCase,
+//! WatchCase's and StreamHistory's `CaseEvent`) are opened, in memory.
+//! The raw envelope a client also gets is the stored one, so the chain
+//! still verifies. Once the case's key is destroyed (erasure), every
+//! private string of it reads as [`ERASED`]; the rest of the case, its
+//! procedure and its deadlines, stays readable and verifiable.
+//!
+//! Opening reads the key from sled (a small tree, in sled's cache after
+//! first use) on the caller's task.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use baove_domain::case::private::{
+    ERASED, SEALED_PREFIX, SEALED_SCHEMA_VERSION, associated_data, for_each_private,
+    is_sealed_version, private_paths,
+};
+use baove_eventlog::{Envelope, StreamId};
+use baove_security::seal::{Key, Sealed};
+use serde_json::Value;
+use tonic::Status;
+
+use crate::keys::{KeyStore, KeyUse};
+
+/// Seals and opens the private text of one service's case logs.
+pub struct PrivateText {
+    keys: Arc<KeyStore>,
+}
+
+/// An event about to be stored: its type, schema version and payload.
+pub type Outgoing = (&'static str, u32, Value);
+
+impl PrivateText {
+    /// Private text sealed with the data keys of `keys`.
+    #[must_use]
+    pub const fn new(keys: Arc<KeyStore>) -> Self {
+        Self { keys }
+    }
+
+    /// The key store (for erasure and a standby's keys).
+    #[must_use]
+    pub const fn keys(&self) -> &Arc<KeyStore> {
+        &self.keys
+    }
+
+    /// Seals each non-empty private string of `events`, about to be
+    /// appended to `stream`, and marks each event that has one as
+    /// [`SEALED_SCHEMA_VERSION`]. The case's key is made (and in a cluster
+    /// held by the quorum) first.
+    ///
+    /// # Errors
+    /// UNAVAILABLE when the key cannot be made or kept: nothing is
+    /// appended, and a retry with the same request id is safe.
+    pub async fn seal(&self, stream: StreamId, events: &mut [Outgoing]) -> Result<(), Status> {
+        let private = |(event_type, _, payload): &Outgoing| {
+            let mut any = false;
+            for_each_private(event_type, &mut payload.clone(), &mut |_, text| {
+                any |= !text.is_empty();
+            });
+            any
+        };
+        if !events.iter().any(private) {
+            return Ok(());
+        }
+        let key =
+            self.keys.key_for_sealing(stream).await.map_err(|e| {
+                Status::unavailable(format!("cannot keep the case's data key: {e}"))
+            })?;
+        for (event_type, version, payload) in events.iter_mut() {
+            if private_paths(event_type).is_empty() {
+                continue;
+            }
+            for_each_private(event_type, payload, &mut |path, text| {
+                if !text.is_empty() {
+                    *text = seal_text(&key, stream, path, text);
+                }
+            });
+            *version = SEALED_SCHEMA_VERSION;
+        }
+        Ok(())
+    }
+
+    /// Makes sure this process holds the keys `events` were sealed with:
+    /// in a cluster, a key this process has not taken from the cluster yet
+    /// (a standby, or an active just promoted, whose read model has not
+    /// reached these events) is taken now, so that a reader never sees as
+    /// erased what is only not fetched. Outside a cluster nothing.
+    ///
+    /// # Errors
+    /// UNAVAILABLE when the cluster's bucket cannot be read.
+    pub async fn ready(&self, events: &[Envelope]) -> Result<(), Status> {
+        let sealed: Vec<Envelope> = events
+            .iter()
+            .filter(|e| is_sealed_version(&e.event_type, e.schema_version))
+            .cloned()
+            .collect();
+        if sealed.is_empty() {
+            return Ok(());
+        }
+        self.keys
+            .prepare(sealed, |_| Some(KeyUse::Needs))
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot take a case's data key: {e}")))
+    }
+
+    /// `envelopes` with their private strings opened ([`ERASED`] where the
+    /// case's key was destroyed), after [`Self::ready`].
+    ///
+    /// # Errors
+    /// DATA_LOSS when a sealed string does not open with its case's key
+    /// (altered, or sealed under another master key); UNAVAILABLE when the
+    /// key cannot be read.
+    pub async fn open_all(&self, envelopes: Vec<Envelope>) -> Result<Vec<Envelope>, Status> {
+        self.ready(&envelopes).await?;
+        self.open_held(envelopes)
+    }
+
+    /// [`Self::open_all`] with the keys this process holds now.
+    fn open_held(&self, mut envelopes: Vec<Envelope>) -> Result<Vec<Envelope>, Status> {
+        let mut keys = HashMap::new();
+        for envelope in &mut envelopes {
+            self.open_in_place(envelope, &mut keys)?;
+        }
+        Ok(envelopes)
+    }
+
+    /// One envelope, opened with the keys this process holds: call
+    /// [`Self::ready`] on it (or its page) first.
+    ///
+    /// # Errors
+    /// As [`Self::open_all`].
+    pub fn open(&self, envelope: &Envelope) -> Result<Envelope, Status> {
+        let mut opened = envelope.clone();
+        self.open_in_place(&mut opened, &mut HashMap::new())?;
+        Ok(opened)
+    }
+
+    fn open_in_place(
+        &self,
+        envelope: &mut Envelope,
+        keys: &mut HashMap<StreamId, Option<Key>>,
+    ) -> Result<(), Status> {
+        if !is_sealed_version(&envelope.event_type, envelope.schema_version) {
+            return Ok(());
+        }
+        let stream = envelope.stream_id;
+        let key = match keys.get(&stream) {
+            Some(key) => key.clone(),
+            None => {
+                let key = self.keys.key(stream).map_err(|e| {
+                    Status::unavailable(format!("cannot read the data key of case {stream}: {e}"))
+                })?;
+                keys.insert(stream, key.clone());
+                key
+            }
+        };
+        let mut payload: Value = serde_json::from_str(&envelope.payload).map_err(|e| {
+            Status::data_loss(format!(
+                "event {} of case {stream} is not JSON: {e}",
+                envelope.seq
+            ))
+        })?;
+        let mut failed = None;
+        for_each_private(&envelope.event_type, &mut payload, &mut |path, text| {
+            if failed.is_some() || !text.starts_with(SEALED_PREFIX) {
+                return;
+            }
+            match key.as_ref().map(|key| open_text(key, stream, path, text)) {
+                // The case's key was destroyed, or replaced after an
+                // erasure: what it sealed is gone.
+                None | Some(Opened::OtherKey) => ERASED.clone_into(text),
+                Some(Opened::Text(open)) => *text = open,
+                Some(Opened::Fails) => failed = Some(path.to_owned()),
+            }
+        });
+        if let Some(path) = failed {
+            return Err(Status::data_loss(format!(
+                "the sealed {path} of event {} of case {stream} does not open with the case's key: altered, or sealed under another master key",
+                envelope.seq
+            )));
+        }
+        envelope.payload = payload.to_string();
+        Ok(())
+    }
+}
+
+/// `text` sealed as the string at `path` of `stream`:
+/// `sealed:<algorithm>:<key id>:<nonce>:<ciphertext>`.
+fn seal_text(key: &Key, stream: StreamId, path: &str, text: &str) -> String {
+    let sealed = key.seal(&associated_data(stream.as_bytes(), path), text.as_bytes());
+    format!(
+        "{SEALED_PREFIX}{}:{}:{}:{}",
+        sealed.alg,
+        key.id(),
+        sealed.nonce,
+        sealed.ciphertext
+    )
+}
+
+/// What a sealed string holds.
+enum Opened {
+    /// The text.
+    Text(String),
+    /// It was sealed under another key of the case, since destroyed.
+    OtherKey,
+    /// It does not open: altered, or malformed.
+    Fails,
+}
+
+/// The text `sealed` holds, opened with `key` as the string at `path` of
+/// `stream`.
+fn open_text(key: &Key, stream: StreamId, path: &str, sealed: &str) -> Opened {
+    // The algorithm's name, the key id and base64 have no ':'.
+    let mut parts = sealed
+        .strip_prefix(SEALED_PREFIX)
+        .unwrap_or("")
+        .splitn(4, ':');
+    let (Some(alg), Some(key_id), Some(nonce), Some(ciphertext)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Opened::Fails;
+    };
+    if key_id != key.id() {
+        return Opened::OtherKey;
+    }
+    let sealed = Sealed {
+        alg: alg.to_owned(),
+        nonce: nonce.to_owned(),
+        ciphertext: ciphertext.to_owned(),
+    };
+    key.open(&associated_data(stream.as_bytes(), path), &sealed)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .map_or(Opened::Fails, Opened::Text)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Sealing and opening on a real sled log and key store.
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use baove_domain::case::CaseEvent;
+    use baove_eventlog::{Actor, AppendRequest, EventLog, ExpectedVersion, NewEvent};
+    use uuid::Uuid;
+
+    use super::*;
+
+    struct Kit {
+        _dir: tempfile::TempDir,
+        log: EventLog,
+        private: PrivateText,
+    }
+
+    async fn kit() -> Kit {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path().join("log")).await.unwrap();
+        let keys = KeyStore::open(&log, Key::generate(), None).unwrap();
+        Kit {
+            _dir: dir,
+            private: PrivateText::new(Arc::new(keys)),
+            log,
+        }
+    }
+
+    const NOTE: &str = "Cháu kể bố đánh bằng roi, vết bầm ở lưng";
+
+    fn note(text: &str) -> Outgoing {
+        ("NoteAdded", 1, serde_json::json!({ "text": text }))
+    }
+
+    fn plan() -> Outgoing {
+        (
+            "PlanDrafted",
+            1,
+            serde_json::json!({
+                "plan_no": 1,
+                "measures": [{"id": "m1", "description": "khám tâm lý cho cháu", "responsible": "Trạm y tế", "due_date": "2026-03-01"}]
+            }),
+        )
+    }
+
+    /// Seals `events` for `stream` and appends them; returns what is stored.
+    async fn append(kit: &Kit, stream: StreamId, mut events: Vec<Outgoing>) -> Vec<Envelope> {
+        kit.private.seal(stream, &mut events).await.unwrap();
+        let next = kit.log.head(stream).await.unwrap().map_or(0, |h| h.version);
+        kit.log
+            .append(AppendRequest {
+                stream,
+                expected: ExpectedVersion::Any,
+                command_id: Uuid::now_v7().to_string(),
+                actor: Actor {
+                    user_id: "officer-1".into(),
+                    role: "commune_officer".into(),
+                    agency_id: String::new(),
+                },
+                causation_id: String::new(),
+                correlation_id: String::new(),
+                events: events
+                    .into_iter()
+                    .map(|(t, v, p)| NewEvent::new(t, v, &p).unwrap())
+                    .collect(),
+                publish: false,
+            })
+            .await
+            .unwrap();
+        kit.log.read_stream(stream, next + 1, 100).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn given_a_note_and_a_plan_when_appended_then_no_private_text_is_stored_and_a_reader_gets_it_back()
+     {
+        let kit = kit().await;
+        let case = StreamId::from_uuid(Uuid::now_v7());
+        let stored = append(&kit, case, vec![note(NOTE), plan()]).await;
+        for event in &stored {
+            assert_eq!(event.schema_version, SEALED_SCHEMA_VERSION);
+            assert!(!event.payload.contains("roi"), "{}", event.payload);
+            assert!(!event.payload.contains("tâm lý"), "{}", event.payload);
+            // What no rule reads stays as it was.
+            assert!(event.payload.contains(SEALED_PREFIX));
+        }
+        assert!(stored[1].payload.contains("\"m1\"") && stored[1].payload.contains("Trạm y tế"));
+        assert!(matches!(
+            kit.log.verify(case).await.unwrap(),
+            baove_eventlog::Verification::Intact(_)
+        ));
+
+        let opened = kit.private.open_all(stored.clone()).await.unwrap();
+        let decoded: Vec<CaseEvent> = opened
+            .iter()
+            .map(|e| CaseEvent::decode(&e.event_type, e.schema_version, &e.payload).unwrap())
+            .collect();
+        assert!(matches!(&decoded[0], CaseEvent::NoteAdded(n) if n.text == NOTE));
+        assert!(
+            matches!(&decoded[1], CaseEvent::PlanDrafted(p) if p.measures[0].description == "khám tâm lý cho cháu")
+        );
+    }
+
+    #[tokio::test]
+    async fn given_events_without_free_text_when_appended_then_they_stay_version_1_and_no_key_is_made()
+     {
+        let kit = kit().await;
+        let case = StreamId::from_uuid(Uuid::now_v7());
+        let approved = (
+            "PlanApproved",
+            1,
+            serde_json::json!({"plan_no": 1, "decision_ref": "QĐ 12/UBND"}),
+        );
+        let stored = append(&kit, case, vec![approved, note("")]).await;
+        assert!(stored.iter().all(|e| e.schema_version == 1));
+        assert!(kit.private.keys().key(case).unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn given_a_destroyed_key_when_read_then_the_private_text_reads_as_erased_and_new_text_opens_under_a_new_key()
+     {
+        let kit = kit().await;
+        let case = StreamId::from_uuid(Uuid::now_v7());
+        let before = append(&kit, case, vec![note(NOTE)]).await;
+        assert!(kit.private.keys().destroy(case).await.unwrap());
+        let erased = kit.private.open(&before[0]).unwrap();
+        assert!(erased.payload.contains(ERASED), "{}", erased.payload);
+        assert!(!erased.payload.contains("roi"));
+
+        let after = append(&kit, case, vec![note("ghi chú sau khi xoá")]).await;
+        let all = kit
+            .private
+            .open_all(vec![before[0].clone(), after[0].clone()])
+            .await
+            .unwrap();
+        assert!(all[0].payload.contains(ERASED));
+        assert!(all[1].payload.contains("ghi chú sau khi xoá"));
+    }
+
+    #[tokio::test]
+    async fn given_a_sealed_string_moved_to_another_case_or_altered_when_opened_then_it_is_data_loss()
+     {
+        let kit = kit().await;
+        let (a, b) = (
+            StreamId::from_uuid(Uuid::now_v7()),
+            StreamId::from_uuid(Uuid::now_v7()),
+        );
+        let in_a = append(&kit, a, vec![note(NOTE)]).await;
+        let in_b = append(&kit, b, vec![note("khác")]).await;
+        // Case a's sealed note copied over case b's, under b's key id: the
+        // stream is associated data, so it does not open there.
+        let sealed_a: Value = serde_json::from_str(&in_a[0].payload).unwrap();
+        let sealed_b: Value = serde_json::from_str(&in_b[0].payload).unwrap();
+        let key_b = sealed_b["text"]
+            .as_str()
+            .unwrap()
+            .split(':')
+            .nth(2)
+            .unwrap();
+        let mut parts: Vec<&str> = sealed_a["text"].as_str().unwrap().split(':').collect();
+        parts[2] = key_b;
+        let mut moved = in_b[0].clone();
+        moved.payload = serde_json::json!({ "text": parts.join(":") }).to_string();
+        let status = kit.private.open(&moved).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::DataLoss, "{status:?}");
+        assert!(status.message().contains("text"), "{status:?}");
+        // One ciphertext character changed.
+        let mut altered = in_a[0].clone();
+        let text = sealed_a["text"].as_str().unwrap();
+        let last = text.chars().last().unwrap();
+        let flipped = format!(
+            "{}{}",
+            &text[..text.len() - 1],
+            if last == 'A' { 'B' } else { 'A' }
+        );
+        altered.payload = serde_json::json!({ "text": flipped }).to_string();
+        assert_eq!(
+            kit.private.open(&altered).unwrap_err().code(),
+            tonic::Code::DataLoss
+        );
+    }
+}
