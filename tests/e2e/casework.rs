@@ -1127,3 +1127,138 @@ pub async fn verify_all(
     }
     panic!("VerifyAll ended without its last message");
 }
+
+/// One request a webhook receiver got: its headers and body.
+type Received = (axum::http::HeaderMap, bytes::Bytes);
+
+/// A webhook receiver on a free loopback port, as a commune's system would
+/// run one: it keeps every request, and answers 503 to the first
+/// `refuse_first` of them (down for a moment), 200 after.
+async fn webhook_receiver(
+    refuse_first: usize,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Received>>>) {
+    use axum::http::StatusCode;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Received>::new()));
+    let kept = seen.clone();
+    let app = axum::Router::new().route(
+        "/alerts",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: bytes::Bytes| {
+            let kept = kept.clone();
+            async move {
+                let mut all = kept.lock().unwrap();
+                all.push((headers, body));
+                if all.len() <= refuse_first {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/alerts", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_webhook_for_the_commune_when_a_12_hour_deadline_is_missed_then_the_alert_reaches_it_signed_and_again_after_a_failure()
+ {
+    let (url, seen) = webhook_receiver(1).await;
+    let config = tempfile::tempdir().unwrap();
+    let secret = "c2f1e0d9b8a7968574635241302f1e0d-uy-ban-ninh-kieu";
+    std::fs::write(
+        config.path().join("ninh-kieu.secret"),
+        format!("{secret}\n"),
+    )
+    .unwrap();
+    let webhooks = config.path().join("webhooks.json");
+    std::fs::write(
+        &webhooks,
+        serde_json::json!({"webhooks": [
+            {"recipient": "vn:31135", "url": url, "secret_file": "ninh-kieu.secret"}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let metrics = format!("127.0.0.1:{}", baove_testkit::free_port().unwrap());
+    let system = System::start_with(&[
+        ("BAOVE_ALERT_WEBHOOKS_FILE", webhooks.display().to_string()),
+        ("BAOVE_METRICS_LISTEN", metrics.clone()),
+    ])
+    .await;
+    let o = opened_case(&system, "webhook-1").await;
+
+    // Thirteen hours later, nobody acted: the miss is alerted, the
+    // commune's receiver is down at the first attempt, up at the next.
+    system.casework.move_clock(13 * 3_600_000);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let attempts = loop {
+        let attempts: Vec<Received> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, body)| {
+                let alert: serde_json::Value = serde_json::from_slice(body).unwrap();
+                alert["case_id"] == o.case_id.as_str()
+                    && alert["kind"] == "emergency"
+                    && alert["missed"] == true
+            })
+            .cloned()
+            .collect();
+        if attempts.len() >= 2 {
+            break attempts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the missed deadline did not reach the webhook twice: {} attempts",
+            attempts.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let header = |h: &axum::http::HeaderMap, name: &str| {
+        h.get(name)
+            .unwrap_or_else(|| panic!("no {name}"))
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    // The same alert id on both attempts, so the receiver can drop the
+    // repeat; each attempt signed with the commune's secret.
+    assert_eq!(
+        header(&attempts[0].0, "baove-alert-id"),
+        header(&attempts[1].0, "baove-alert-id")
+    );
+    assert!(header(&attempts[0].0, "baove-alert-id").starts_with("alert:"));
+    assert_eq!(header(&attempts[0].0, "baove-alert-kind"), "deadline");
+    for (headers, body) in &attempts {
+        let timestamp: u64 = header(headers, "baove-timestamp").parse().unwrap();
+        assert_eq!(
+            header(headers, "baove-signature"),
+            baove_runtime::delivery::signature(secret.as_bytes(), timestamp, body),
+            "signed with the commune's secret over the timestamp and body"
+        );
+        assert_ne!(
+            header(headers, "baove-signature"),
+            baove_runtime::delivery::signature(b"another secret", timestamp, body)
+        );
+    }
+    // Delivered: nothing more is sent for it.
+    let page = crate::metrics::scrape(&metrics);
+    assert_eq!(
+        crate::metrics::sample(
+            &page,
+            "baove_alert_deliveries_total{kind=\"deadline\",outcome=\"failed\"}"
+        ),
+        Some(1.0),
+        "{page}"
+    );
+    assert!(
+        crate::metrics::sample(
+            &page,
+            "baove_alert_deliveries_total{kind=\"deadline\",outcome=\"delivered\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{page}"
+    );
+}

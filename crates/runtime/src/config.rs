@@ -82,10 +82,16 @@ pub struct Config {
     /// (`BAOVE_AUTH_PUBLIC_KEYS`, paths separated by commas). Required:
     /// without a key every call would be refused.
     pub auth_public_keys: Vec<PathBuf>,
-    /// intake: the master key (64 hex digits) that wraps the per-case data
-    /// keys of confidential fields (`BAOVE_MASTER_KEY_FILE`).
+    /// intake and casework: the master key (64 hex digits) that wraps the
+    /// data keys of a report's confidential fields or a case's private text
+    /// (`BAOVE_MASTER_KEY_FILE`).
     #[serde(default)]
     pub master_key_file: Option<PathBuf>,
+    /// casework and referral: where their alerts are delivered by webhook
+    /// (`BAOVE_ALERT_WEBHOOKS_FILE`, JSON, [`crate::delivery::Webhooks`]);
+    /// none: alerts stay on the `BAOVE_ALERT` stream only.
+    #[serde(default)]
+    pub alert_webhooks_file: Option<PathBuf>,
     /// Seconds between signed checkpoints of the log
     /// (`BAOVE_CHECKPOINT_SECS`); default 300. The signing key is
     /// `checkpoint_key_file`, else `<data_dir>/checkpoint-key.pem`, created
@@ -306,6 +312,7 @@ struct Partial {
     addr_file: Option<PathBuf>,
     auth_public_keys: Option<Vec<PathBuf>>,
     master_key_file: Option<PathBuf>,
+    alert_webhooks_file: Option<PathBuf>,
     checkpoint_secs: Option<u64>,
     log_origin: Option<String>,
     log_format: Option<crate::telemetry::LogFormat>,
@@ -461,6 +468,9 @@ impl Config {
         if let Some(value) = env("BAOVE_MASTER_KEY_FILE") {
             partial.master_key_file = Some(value.into());
         }
+        if let Some(value) = env("BAOVE_ALERT_WEBHOOKS_FILE") {
+            partial.alert_webhooks_file = Some(value.into());
+        }
         if let Some(value) = env("BAOVE_STATISTICS_FILE") {
             partial.statistics_file = Some(value.into());
         }
@@ -595,6 +605,7 @@ impl Config {
                     variable: "BAOVE_AUTH_PUBLIC_KEYS",
                 })?,
             master_key_file: partial.master_key_file,
+            alert_webhooks_file: partial.alert_webhooks_file,
             checkpoint_secs: partial
                 .checkpoint_secs
                 .unwrap_or_else(default_checkpoint_secs)
@@ -674,6 +685,18 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("cannot read calendar {}: {e}", path.display()))?;
         baove_domain::calendar::Calendar::parse(&text)
             .map_err(|e| anyhow::anyhow!("invalid calendar {}: {e}", path.display()))
+    }
+
+    /// The webhooks of [`Config::alert_webhooks_file`], if set.
+    ///
+    /// # Errors
+    /// When the file or a secret it names cannot be read or is invalid;
+    /// names the file and the entry.
+    pub fn alert_webhooks(&self) -> anyhow::Result<Option<crate::delivery::Webhooks>> {
+        self.alert_webhooks_file
+            .as_deref()
+            .map(crate::delivery::Webhooks::load)
+            .transpose()
     }
 
     /// Loads the statistics definitions from [`Config::statistics_file`].

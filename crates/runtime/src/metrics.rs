@@ -24,7 +24,11 @@
 //!   (referral): offers no agency has taken up yet, and escalations;
 //! - `deadlines_missed_total{kind}`, `deadlines_warned_total{kind}`
 //!   (casework): each miss or warning the scheduler recorded; a missed
-//!   `emergency` deadline is a child left without action for 12 hours.
+//!   `emergency` deadline is a child left without action for 12 hours;
+//! - `alert_deliveries_total{kind, outcome}` and
+//!   `alert_delivery_oldest_age_seconds{kind}` (casework, referral): alerts
+//!   posted to webhooks ([`crate::delivery`]), and how long the one being
+//!   retried has waited.
 //!
 //! No label carries a confidential value: labels are method paths, status
 //! codes, log and consumer names.
@@ -106,6 +110,15 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
         REFERRALS_ESCALATED,
         "referrals escalated to the supervising agency for want of an acknowledgement"
     );
+    metrics::describe_counter!(
+        crate::delivery::DELIVERIES,
+        "alert deliveries to webhooks, by kind and outcome (delivered, failed, no_endpoint)"
+    );
+    metrics::describe_gauge!(
+        crate::delivery::DELIVERY_OLDEST_AGE,
+        metrics::Unit::Seconds,
+        "how long the alert being retried has waited since it was raised (0: none failing)"
+    );
     metrics::describe_gauge!(
         baove_bus::CONSUMER_PENDING,
         "messages of the stream not yet handed to the consumer (its lag)"
@@ -156,7 +169,7 @@ pub async fn sample(
 #[cfg(test)]
 mod tests {
     /// Every metric the services declare, by its exposed name.
-    const DECLARED: [&str; 12] = [
+    const DECLARED: [&str; 14] = [
         super::GRPC_REQUESTS,
         super::GRPC_DURATION,
         super::LOG_POSITION,
@@ -169,6 +182,8 @@ mod tests {
         super::REFERRALS_ESCALATED,
         baove_bus::CONSUMER_PENDING,
         baove_bus::CONSUMER_REDELIVERED,
+        crate::delivery::DELIVERIES,
+        crate::delivery::DELIVERY_OLDEST_AGE,
     ];
 
     /// The `baove_*` metric names in `text` (a histogram's series by its

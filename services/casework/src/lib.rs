@@ -119,6 +119,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         ));
         let (log, cancel, consumer_rules) = (ctx.log.clone(), ctx.cancel.clone(), rules.clone());
         let erasing = private.clone();
+        // Deadline alerts go to the webhooks of their commune, if any.
+        let webhooks = ctx.config.alert_webhooks()?.map(Arc::new);
         let on_bus: OnBus = Box::new(move |bus| {
             Box::pin(async move {
                 let js = bus.js.clone();
@@ -159,6 +161,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     },
                     cancel.clone(),
                 );
+                let deliveries = baove_runtime::delivery::run(
+                    bus.clone(),
+                    <baove_bus::alert::DeadlineAlert as baove_bus::alert::Alert>::KIND,
+                    "casework-deliveries".into(),
+                    webhooks,
+                    cancel.clone(),
+                );
                 let erasures = run_consumer(
                     bus.clone(),
                     log.clone(),
@@ -188,7 +197,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     cases::RecordReferralSteps { log },
                     cancel,
                 );
-                tokio::join!(intake, alerts, erasures, referrals);
+                tokio::join!(intake, alerts, erasures, referrals, deliveries);
             })
         });
         let reporting = reporting::Reporting::new(

@@ -70,6 +70,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ctx.access.clone(),
         );
         let (log, cancel) = (ctx.log.clone(), ctx.cancel.clone());
+        // Escalation alerts go to the webhooks of their agency, if any.
+        let webhooks = ctx.config.alert_webhooks()?.map(Arc::new);
         let on_bus: OnBus = Box::new(move |bus| {
             Box::pin(async move {
                 let js = bus.js.clone();
@@ -93,6 +95,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 {
                     tracing::warn!(error = %e, "alert stream not ready yet; the alerter retries");
                 }
+                let deliveries = baove_runtime::delivery::run(
+                    bus.clone(),
+                    <baove_bus::alert::ReferralAlert as baove_bus::alert::Alert>::KIND,
+                    "referral-deliveries".into(),
+                    webhooks,
+                    cancel.clone(),
+                );
                 let alerts = run_consumer(
                     bus,
                     log.clone(),
@@ -104,7 +113,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     flows::Alerts { log, js },
                     cancel,
                 );
-                tokio::join!(offers, alerts);
+                tokio::join!(offers, alerts, deliveries);
             })
         });
         Ok(Parts {
