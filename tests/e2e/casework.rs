@@ -1161,10 +1161,27 @@ async fn webhook_receiver(
     (url, seen)
 }
 
+/// The requests of `seen` about the missed emergency deadline of `case_id`.
+fn missed_of(seen: &std::sync::Mutex<Vec<Received>>, case_id: &str) -> Vec<Received> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, body)| {
+            let alert: serde_json::Value = serde_json::from_slice(body).unwrap();
+            alert["case_id"] == case_id && alert["kind"] == "emergency" && alert["missed"] == true
+        })
+        .cloned()
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn given_a_webhook_for_the_commune_when_a_12_hour_deadline_is_missed_then_the_alert_reaches_it_signed_and_again_after_a_failure()
+async fn given_webhooks_and_an_address_for_the_commune_when_a_12_hour_deadline_is_missed_then_each_gets_the_alert_once_signed_even_after_failures()
  {
-    let (url, seen) = webhook_receiver(1).await;
+    // The commune's own system is down twice; the province's is up; the
+    // commune's mail server is busy once.
+    let (flaky, flaky_seen) = webhook_receiver(2).await;
+    let (steady, steady_seen) = webhook_receiver(0).await;
+    let sink = baove_testkit::smtp::SmtpSink::start(1).unwrap();
     let config = tempfile::tempdir().unwrap();
     let secret = "c2f1e0d9b8a7968574635241302f1e0d-uy-ban-ninh-kieu";
     std::fs::write(
@@ -1172,46 +1189,50 @@ async fn given_a_webhook_for_the_commune_when_a_12_hour_deadline_is_missed_then_
         format!("{secret}\n"),
     )
     .unwrap();
-    let webhooks = config.path().join("webhooks.json");
     std::fs::write(
-        &webhooks,
-        serde_json::json!({"webhooks": [
-            {"recipient": "vn:31135", "url": url, "secret_file": "ninh-kieu.secret"}
-        ]})
+        config.path().join("province.secret"),
+        "province-secret-of-at-least-32-bytes",
+    )
+    .unwrap();
+    let delivery = config.path().join("delivery.json");
+    std::fs::write(
+        &delivery,
+        serde_json::json!({
+            "smtp": {"host": "127.0.0.1", "port": sink.port(), "security": "none",
+                     "from": "baove <canh-bao@cantho.example.gov.vn>"},
+            "endpoints": [
+                {"recipient": "vn:31135", "webhook": flaky, "secret_file": "ninh-kieu.secret"},
+                {"recipient": "vn:31135", "email": "tre-em@ninhkieu.example.gov.vn"},
+                {"recipient": "*", "webhook": steady, "secret_file": "province.secret"}
+            ]
+        })
         .to_string(),
     )
     .unwrap();
     let metrics = format!("127.0.0.1:{}", baove_testkit::free_port().unwrap());
     let system = System::start_with(&[
-        ("BAOVE_ALERT_WEBHOOKS_FILE", webhooks.display().to_string()),
+        ("BAOVE_ALERT_DELIVERY_FILE", delivery.display().to_string()),
         ("BAOVE_METRICS_LISTEN", metrics.clone()),
     ])
     .await;
     let o = opened_case(&system, "webhook-1").await;
 
-    // Thirteen hours later, nobody acted: the miss is alerted, the
-    // commune's receiver is down at the first attempt, up at the next.
+    // Thirteen hours later, nobody acted: the miss is alerted.
     system.casework.move_clock(13 * 3_600_000);
     let deadline = Instant::now() + Duration::from_secs(60);
     let attempts = loop {
-        let attempts: Vec<Received> = seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(_, body)| {
-                let alert: serde_json::Value = serde_json::from_slice(body).unwrap();
-                alert["case_id"] == o.case_id.as_str()
-                    && alert["kind"] == "emergency"
-                    && alert["missed"] == true
-            })
-            .cloned()
-            .collect();
-        if attempts.len() >= 2 {
+        let attempts = missed_of(&flaky_seen, &o.case_id);
+        // Taken by every endpoint: nothing is being retried any more.
+        let settled = crate::metrics::sample(
+            &crate::metrics::scrape(&metrics),
+            "baove_alert_delivery_oldest_age_seconds{kind=\"deadline\"}",
+        ) == Some(0.0);
+        if attempts.len() >= 3 && settled {
             break attempts;
         }
         assert!(
             Instant::now() < deadline,
-            "the missed deadline did not reach the webhook twice: {} attempts",
+            "the missed deadline was not taken by every endpoint: {} attempts at the commune's webhook",
             attempts.len()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1223,15 +1244,15 @@ async fn given_a_webhook_for_the_commune_when_a_12_hour_deadline_is_missed_then_
             .unwrap()
             .to_owned()
     };
-    // The same alert id on both attempts, so the receiver can drop the
-    // repeat; each attempt signed with the commune's secret.
-    assert_eq!(
-        header(&attempts[0].0, "baove-alert-id"),
-        header(&attempts[1].0, "baove-alert-id")
-    );
-    assert!(header(&attempts[0].0, "baove-alert-id").starts_with("alert:"));
-    assert_eq!(header(&attempts[0].0, "baove-alert-kind"), "deadline");
+    // Two refusals, then taken: the same alert id each time, so the
+    // receiver can drop a repeat; each attempt signed with the commune's
+    // secret, which another secret does not reproduce.
+    assert_eq!(attempts.len(), 3, "nothing more once it was taken");
+    let id = header(&attempts[0].0, "baove-alert-id");
+    assert!(id.starts_with("alert:"), "{id}");
     for (headers, body) in &attempts {
+        assert_eq!(header(headers, "baove-alert-id"), id);
+        assert_eq!(header(headers, "baove-alert-kind"), "deadline");
         let timestamp: u64 = header(headers, "baove-timestamp").parse().unwrap();
         assert_eq!(
             header(headers, "baove-signature"),
@@ -1243,22 +1264,41 @@ async fn given_a_webhook_for_the_commune_when_a_12_hour_deadline_is_missed_then_
             baove_runtime::delivery::signature(b"another secret", timestamp, body)
         );
     }
-    // Delivered: nothing more is sent for it.
+    // The province's webhook got it once, not again with each retry for
+    // the commune's; the mail server, busy once, got it once.
+    let steady_got = missed_of(&steady_seen, &o.case_id);
+    assert_eq!(steady_got.len(), 1);
+    assert_eq!(header(&steady_got[0].0, "baove-alert-id"), id);
+    let mails = sink.accepted();
+    assert_eq!(sink.refused(), 1);
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].to, ["tre-em@ninhkieu.example.gov.vn"]);
+    assert_eq!(mails[0].from, "canh-bao@cantho.example.gov.vn");
+    assert!(
+        mails[0]
+            .data
+            .contains(&format!("Message-ID: <{}@baove>", id.replace(':', "."))),
+        "{}",
+        mails[0].data
+    );
+    assert!(!mails[0].data.contains("Nguyễn"), "no name in an alert");
     let page = crate::metrics::scrape(&metrics);
-    assert_eq!(
+    let count = |channel: &str, outcome: &str| {
         crate::metrics::sample(
             &page,
-            "baove_alert_deliveries_total{kind=\"deadline\",outcome=\"failed\"}"
-        ),
-        Some(1.0),
+            &format!(
+                "baove_alert_deliveries_total{{kind=\"deadline\",channel=\"{channel}\",outcome=\"{outcome}\"}}"
+            ),
+        )
+    };
+    assert_eq!(count("webhook", "failed"), Some(2.0), "{page}");
+    assert_eq!(count("email", "failed"), Some(1.0), "{page}");
+    assert!(
+        count("webhook", "delivered").is_some_and(|n| n >= 2.0),
         "{page}"
     );
     assert!(
-        crate::metrics::sample(
-            &page,
-            "baove_alert_deliveries_total{kind=\"deadline\",outcome=\"delivered\"}"
-        )
-        .is_some_and(|n| n >= 1.0),
+        count("email", "delivered").is_some_and(|n| n >= 1.0),
         "{page}"
     );
 }

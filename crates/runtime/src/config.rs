@@ -87,11 +87,12 @@ pub struct Config {
     /// (`BAOVE_MASTER_KEY_FILE`).
     #[serde(default)]
     pub master_key_file: Option<PathBuf>,
-    /// casework and referral: where their alerts are delivered by webhook
-    /// (`BAOVE_ALERT_WEBHOOKS_FILE`, JSON, [`crate::delivery::Webhooks`]);
-    /// none: alerts stay on the `BAOVE_ALERT` stream only.
+    /// casework and referral: where their alerts are delivered, by webhook
+    /// and e-mail (`BAOVE_ALERT_DELIVERY_FILE`, JSON,
+    /// [`crate::delivery::Endpoints`]); none: alerts stay on the
+    /// `BAOVE_ALERT` stream only.
     #[serde(default)]
-    pub alert_webhooks_file: Option<PathBuf>,
+    pub alert_delivery_file: Option<PathBuf>,
     /// Seconds between signed checkpoints of the log
     /// (`BAOVE_CHECKPOINT_SECS`); default 300. The signing key is
     /// `checkpoint_key_file`, else `<data_dir>/checkpoint-key.pem`, created
@@ -312,7 +313,7 @@ struct Partial {
     addr_file: Option<PathBuf>,
     auth_public_keys: Option<Vec<PathBuf>>,
     master_key_file: Option<PathBuf>,
-    alert_webhooks_file: Option<PathBuf>,
+    alert_delivery_file: Option<PathBuf>,
     checkpoint_secs: Option<u64>,
     log_origin: Option<String>,
     log_format: Option<crate::telemetry::LogFormat>,
@@ -468,8 +469,8 @@ impl Config {
         if let Some(value) = env("BAOVE_MASTER_KEY_FILE") {
             partial.master_key_file = Some(value.into());
         }
-        if let Some(value) = env("BAOVE_ALERT_WEBHOOKS_FILE") {
-            partial.alert_webhooks_file = Some(value.into());
+        if let Some(value) = env("BAOVE_ALERT_DELIVERY_FILE") {
+            partial.alert_delivery_file = Some(value.into());
         }
         if let Some(value) = env("BAOVE_STATISTICS_FILE") {
             partial.statistics_file = Some(value.into());
@@ -605,7 +606,7 @@ impl Config {
                     variable: "BAOVE_AUTH_PUBLIC_KEYS",
                 })?,
             master_key_file: partial.master_key_file,
-            alert_webhooks_file: partial.alert_webhooks_file,
+            alert_delivery_file: partial.alert_delivery_file,
             checkpoint_secs: partial
                 .checkpoint_secs
                 .unwrap_or_else(default_checkpoint_secs)
@@ -687,15 +688,15 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("invalid calendar {}: {e}", path.display()))
     }
 
-    /// The webhooks of [`Config::alert_webhooks_file`], if set.
+    /// The endpoints of [`Config::alert_delivery_file`], if set.
     ///
     /// # Errors
     /// When the file or a secret it names cannot be read or is invalid;
     /// names the file and the entry.
-    pub fn alert_webhooks(&self) -> anyhow::Result<Option<crate::delivery::Webhooks>> {
-        self.alert_webhooks_file
+    pub fn alert_endpoints(&self) -> anyhow::Result<Option<crate::delivery::Endpoints>> {
+        self.alert_delivery_file
             .as_deref()
-            .map(crate::delivery::Webhooks::load)
+            .map(crate::delivery::Endpoints::load)
             .transpose()
     }
 

@@ -28,8 +28,8 @@
 //! - [`history`]: a case's events as typed proto messages, and [`history::tail`],
 //!   the one loop that streams the log to a client (WatchCase, WatchInbox,
 //!   StreamHistory).
-//! - [`delivery`]: alerts sent to the webhooks of their recipient, signed,
-//!   at least once.
+//! - [`delivery`]: alerts sent to the webhooks (signed) and e-mail
+//!   addresses of their recipient, at least once each.
 //! - [`keys`]: the per-record data keys of sealed fields, wrapped under the
 //!   master key, replicated in a cluster, destroyed on erasure.
 //! - [`private`]: a case's private free text sealed in its events as they

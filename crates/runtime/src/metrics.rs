@@ -25,10 +25,10 @@
 //! - `deadlines_missed_total{kind}`, `deadlines_warned_total{kind}`
 //!   (casework): each miss or warning the scheduler recorded; a missed
 //!   `emergency` deadline is a child left without action for 12 hours;
-//! - `alert_deliveries_total{kind, outcome}` and
+//! - `alert_deliveries_total{kind, channel, outcome}` and
 //!   `alert_delivery_oldest_age_seconds{kind}` (casework, referral): alerts
-//!   posted to webhooks ([`crate::delivery`]), and how long the one being
-//!   retried has waited.
+//!   sent to webhooks and e-mail ([`crate::delivery`]), and how long the
+//!   one being retried has waited.
 //!
 //! No label carries a confidential value: labels are method paths, status
 //! codes, log and consumer names.
@@ -112,7 +112,7 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
     );
     metrics::describe_counter!(
         crate::delivery::DELIVERIES,
-        "alert deliveries to webhooks, by kind and outcome (delivered, failed, no_endpoint)"
+        "alert deliveries, by kind, channel (webhook, email) and outcome (delivered, failed, no_endpoint)"
     );
     metrics::describe_gauge!(
         crate::delivery::DELIVERY_OLDEST_AGE,

@@ -8,6 +8,10 @@
 //!   with its own store (JetStream clustering).
 //! - [`free_port`]: a loopback port nobody listens on.
 //! - [`wait_for_port`]: wait until something accepts TCP connections.
+//! - [`smtp::SmtpSink`]: a small SMTP server that keeps what it is sent
+//!   (alert e-mail in tests).
+
+pub mod smtp;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -119,8 +119,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         ));
         let (log, cancel, consumer_rules) = (ctx.log.clone(), ctx.cancel.clone(), rules.clone());
         let erasing = private.clone();
-        // Deadline alerts go to the webhooks of their commune, if any.
-        let webhooks = ctx.config.alert_webhooks()?.map(Arc::new);
+        // Deadline alerts go to the webhooks and e-mail of their commune, if any.
+        let endpoints = ctx.config.alert_endpoints()?.map(Arc::new);
         let on_bus: OnBus = Box::new(move |bus| {
             Box::pin(async move {
                 let js = bus.js.clone();
@@ -165,7 +165,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     bus.clone(),
                     <baove_bus::alert::DeadlineAlert as baove_bus::alert::Alert>::KIND,
                     "casework-deliveries".into(),
-                    webhooks,
+                    endpoints,
                     cancel.clone(),
                 );
                 let erasures = run_consumer(

@@ -70,8 +70,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ctx.access.clone(),
         );
         let (log, cancel) = (ctx.log.clone(), ctx.cancel.clone());
-        // Escalation alerts go to the webhooks of their agency, if any.
-        let webhooks = ctx.config.alert_webhooks()?.map(Arc::new);
+        // Escalation alerts go to the webhooks and e-mail of their agency, if any.
+        let endpoints = ctx.config.alert_endpoints()?.map(Arc::new);
         let on_bus: OnBus = Box::new(move |bus| {
             Box::pin(async move {
                 let js = bus.js.clone();
@@ -99,7 +99,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     bus.clone(),
                     <baove_bus::alert::ReferralAlert as baove_bus::alert::Alert>::KIND,
                     "referral-deliveries".into(),
-                    webhooks,
+                    endpoints,
                     cancel.clone(),
                 );
                 let alerts = run_consumer(
