@@ -362,6 +362,51 @@ async fn a_decline_needs_a_reason_and_returns_the_referral_to_the_requester() {
         .referral
         .unwrap();
     assert_eq!(got.last_detail, "không thuộc địa bàn");
+    // In the case's log the step's detail (the reason) is sealed under the
+    // case's key; the case's history, read by whoever may read the case,
+    // has it.
+    let mut audit = p::audit_service_client::AuditServiceClient::new(
+        full.system.casework.channel_as(&crate::auditor()).await,
+    );
+    let stored = audit
+        .read_stream(p::ReadStreamRequest {
+            stream_id: o.case_id.clone(),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let declined_at = stored
+        .iter()
+        .position(|e| {
+            e.event_type == "ReferralStepRecorded" && e.payload_json.contains("ReferralDeclined")
+        })
+        .unwrap();
+    assert!(
+        !stored[declined_at].payload_json.contains("địa bàn"),
+        "{}",
+        stored[declined_at].payload_json
+    );
+    assert_eq!(stored[declined_at].schema_version, 2);
+    let mut history = audit
+        .stream_history(p::StreamHistoryRequest {
+            case_id: o.case_id.clone(),
+            from_seq: stored[declined_at].seq,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let read = history.next().await.unwrap().unwrap().case_event.unwrap();
+    let Some(p::case_event::Event::ReferralStepRecorded(step)) = read.event else {
+        panic!("{read:?}")
+    };
+    assert!(
+        step.detail.contains("không thuộc địa bàn"),
+        "{}",
+        step.detail
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,7 +30,7 @@ use uuid::Uuid;
 use std::sync::Arc;
 
 use crate::access::AccessLog;
-use crate::private::{Outgoing, PrivateText};
+use crate::private::PrivateText;
 use crate::status::{CURRENT_VERSION_KEY, LoadError, from_log, invalid_argument};
 
 /// The stored form of `event`, at the schema version this code writes.
@@ -309,18 +309,7 @@ impl Commands {
         id: Uuid,
         events: &[E],
     ) -> Result<Vec<NewEvent>, Status> {
-        let mut outgoing: Vec<Outgoing> = events
-            .iter()
-            .map(|e| (e.event_type(), e.schema_version(), e.payload()))
-            .collect();
-        if let Some(private) = &self.private {
-            private.seal(StreamId::from_uuid(id), &mut outgoing).await?;
-        }
-        outgoing
-            .into_iter()
-            .map(|(event_type, version, payload)| NewEvent::new(event_type, version, &payload))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| from_log(&e))
+        crate::private::stored(self.private.as_deref(), StreamId::from_uuid(id), events).await
     }
 
     /// The answer to a request id applied before: the version it reached

@@ -190,6 +190,33 @@ impl PrivateText {
     }
 }
 
+/// The stored form of `events` about to be appended to `stream`, their
+/// private text sealed by `private` when given.
+///
+/// # Errors
+/// Those of [`PrivateText::seal`]; INVALID_ARGUMENT if a payload does not
+/// serialise (it does, for these types).
+pub async fn stored<E: baove_domain::event::StoredEvent>(
+    private: Option<&PrivateText>,
+    stream: StreamId,
+    events: &[E],
+) -> Result<Vec<baove_eventlog::NewEvent>, Status> {
+    let mut outgoing: Vec<Outgoing> = events
+        .iter()
+        .map(|e| (e.event_type(), e.schema_version(), e.payload()))
+        .collect();
+    if let Some(private) = private {
+        private.seal(stream, &mut outgoing).await?;
+    }
+    outgoing
+        .into_iter()
+        .map(|(event_type, version, payload)| {
+            baove_eventlog::NewEvent::new(event_type, version, &payload)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| crate::status::from_log(&e))
+}
+
 /// `text` sealed as the string at `path` of `stream`:
 /// `sealed:<algorithm>:<key id>:<nonce>:<ciphertext>`.
 fn seal_text(key: &Key, stream: StreamId, path: &str, text: &str) -> String {

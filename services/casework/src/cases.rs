@@ -271,6 +271,9 @@ impl OpenCases {
 pub struct RecordReferralSteps {
     /// casework's log.
     pub log: EventLog,
+    /// Seals the step's detail (a decline's reason, an outcome) under the
+    /// case's key.
+    pub private: Arc<PrivateText>,
 }
 
 impl Handler for RecordReferralSteps {
@@ -326,8 +329,13 @@ impl Handler for RecordReferralSteps {
                 event.stream_id
             )));
         };
-        let new_event = baove_runtime::command::stored(&case_event)
-            .map_err(|e| HandleError::Reject(e.to_string()))?;
+        let new_events = baove_runtime::private::stored(
+            Some(&self.private),
+            StreamId::from_uuid(case_id),
+            &[case_event],
+        )
+        .await
+        .map_err(|e| HandleError::Retry(e.message().to_owned()))?;
         self.log
             .append(AppendRequest {
                 stream: StreamId::from_uuid(case_id),
@@ -339,7 +347,7 @@ impl Handler for RecordReferralSteps {
                 actor: event.actor.clone(),
                 causation_id: event.event_id.to_string(),
                 correlation_id: event.correlation_id.clone(),
-                events: vec![new_event],
+                events: new_events,
                 publish: true,
             })
             .await

@@ -119,6 +119,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         ));
         let (log, cancel, consumer_rules) = (ctx.log.clone(), ctx.cancel.clone(), rules.clone());
         let erasing = private.clone();
+        let referral_private = private.clone();
         // Deadline alerts go to the webhooks and e-mail of their commune, if any.
         let endpoints = ctx.config.alert_endpoints()?.map(Arc::new);
         let on_bus: OnBus = Box::new(move |bus| {
@@ -194,7 +195,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                         durable: "casework-referrals".into(),
                         filter_subject: format!("{}.>", baove_bus::REFERRAL.prefix),
                     },
-                    cases::RecordReferralSteps { log },
+                    cases::RecordReferralSteps {
+                        log,
+                        private: referral_private,
+                    },
                     cancel,
                 );
                 tokio::join!(intake, alerts, erasures, referrals, deliveries);

@@ -1,8 +1,9 @@
 //! What of a case's log is private (Decree 56 Đ33; Law on Children Đ33:
 //! the child's health, family, school and the services given to her): the
 //! free text of assessments (their summaries and the risk factors rated),
-//! measures, plans, interventions, reviews, closing and reopening, and
-//! notes. Each such string is stored sealed
+//! measures, plans, interventions, reviews, closing and reopening, notes,
+//! and the details of referral steps copied into the case (a decline's
+//! reason, an outcome). Each such string is stored sealed
 //! under the case's data key (the service seals and opens it; this module
 //! only says which strings, and how a sealed one is written), so that the
 //! log, its backups, its stream in NATS and an audit export hold no private
@@ -52,6 +53,9 @@ const PRIVATE: &[(&str, &[&str])] = &[
     ("CaseClosed", &["reason"]),
     ("CaseReopened", &["reason"]),
     ("NoteAdded", &["text"]),
+    // The referral event's payload as copied into the case: a decline's
+    // reason, an outcome in words.
+    ("ReferralStepRecorded", &["detail"]),
 ];
 
 /// The private paths of `event_type` (none for an event without free
