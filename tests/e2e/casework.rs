@@ -747,19 +747,7 @@ async fn given_immediate_danger_when_the_clock_passes_12_hours_then_the_miss_is_
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut audit = baove_proto::v1::audit_service_client::AuditServiceClient::new(
-        system.casework.channel_as(&crate::auditor()).await,
-    );
-    let events = audit
-        .read_stream(p::ReadStreamRequest {
-            stream_id: o.case_id.clone(),
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let events = crate::stored_events(&system.casework, &o.case_id).await;
     let missed: Vec<_> = events
         .iter()
         .filter(|e| e.event_type == "DeadlineMissed" && e.payload_json.contains("\"emergency\""))

@@ -96,6 +96,26 @@ impl Identity {
     }
 }
 
+/// The events of stream `stream_id` in `service`'s log, as stored (read
+/// by an auditor, up to 1,000).
+pub async fn stored_events(
+    service: &Service,
+    stream_id: &str,
+) -> Vec<baove_proto::v1::EventEnvelope> {
+    baove_proto::v1::audit_service_client::AuditServiceClient::new(
+        service.channel_as(&auditor()).await,
+    )
+    .read_stream(baove_proto::v1::ReadStreamRequest {
+        stream_id: stream_id.to_owned(),
+        limit: 1000,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .events
+}
+
 pub fn auditor() -> Identity {
     Identity::new("kiem-tra-1", Role::Auditor, "vn:92/thanh-tra", &[])
 }

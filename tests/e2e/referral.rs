@@ -142,20 +142,8 @@ pub fn status_name(status: p::ReferralStatus) -> String {
 
 /// The case's referral steps, in the case's own log order.
 async fn case_trail(full: &Full, case_id: &str) -> Vec<(String, String)> {
-    let mut audit = p::audit_service_client::AuditServiceClient::new(
-        full.system.casework.channel_as(&crate::auditor()).await,
-    );
-    let events = audit
-        .read_stream(p::ReadStreamRequest {
-            stream_id: case_id.into(),
-            limit: 1000,
-            ..Default::default()
-        })
+    crate::stored_events(&full.system.casework, case_id)
         .await
-        .unwrap()
-        .into_inner()
-        .events;
-    events
         .into_iter()
         .filter(|e| e.event_type.starts_with("Referral"))
         .map(|e| {
@@ -365,19 +353,7 @@ async fn a_decline_needs_a_reason_and_returns_the_referral_to_the_requester() {
     // In the case's log the step's detail (the reason) is sealed under the
     // case's key; the case's history, read by whoever may read the case,
     // has it.
-    let mut audit = p::audit_service_client::AuditServiceClient::new(
-        full.system.casework.channel_as(&crate::auditor()).await,
-    );
-    let stored = audit
-        .read_stream(p::ReadStreamRequest {
-            stream_id: o.case_id.clone(),
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let stored = crate::stored_events(&full.system.casework, &o.case_id).await;
     let declined_at = stored
         .iter()
         .position(|e| {
@@ -390,14 +366,16 @@ async fn a_decline_needs_a_reason_and_returns_the_referral_to_the_requester() {
         stored[declined_at].payload_json
     );
     assert_eq!(stored[declined_at].schema_version, 2);
-    let mut history = audit
-        .stream_history(p::StreamHistoryRequest {
-            case_id: o.case_id.clone(),
-            from_seq: stored[declined_at].seq,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut history = p::audit_service_client::AuditServiceClient::new(
+        full.system.casework.channel_as(&crate::auditor()).await,
+    )
+    .stream_history(p::StreamHistoryRequest {
+        case_id: o.case_id.clone(),
+        from_seq: stored[declined_at].seq,
+    })
+    .await
+    .unwrap()
+    .into_inner();
     let read = history.next().await.unwrap().unwrap().case_event.unwrap();
     let Some(p::case_event::Event::ReferralStepRecorded(step)) = read.event else {
         panic!("{read:?}")
@@ -468,19 +446,7 @@ async fn an_unacknowledged_urgent_referral_is_escalated_once_with_one_alert() {
         .referral
         .unwrap();
     assert!(got.escalated);
-    let mut audit = p::audit_service_client::AuditServiceClient::new(
-        full.referral.channel_as(&crate::auditor()).await,
-    );
-    let events = audit
-        .read_stream(p::ReadStreamRequest {
-            stream_id: requested.referral_id.clone(),
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let events = crate::stored_events(&full.referral, &requested.referral_id).await;
     assert_eq!(
         events
             .iter()

@@ -664,17 +664,8 @@ async fn on_nats_each_service_has_its_own_credentials_and_publishes_only_its_own
         })
         .await
         .unwrap();
-    let mut audit = AuditServiceClient::new(casework.channel_as(&auditor()).await);
     loop {
-        let events = audit
-            .read_stream(p::ReadStreamRequest {
-                stream_id: case_id.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .events;
+        let events = crate::stored_events(&casework, &case_id).await;
         if events.iter().any(|e| e.event_type == "PrivateTextErased") {
             break;
         }
@@ -755,17 +746,8 @@ async fn stored_and_read(
     system: &System,
     case_id: &str,
 ) -> (Vec<p::EventEnvelope>, Vec<Option<p::CaseEvent>>) {
-    let mut audit = AuditServiceClient::new(system.casework.channel_as(&auditor()).await);
-    let stored = audit
-        .read_stream(p::ReadStreamRequest {
-            stream_id: case_id.to_owned(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
-    let mut history = audit
+    let stored = crate::stored_events(&system.casework, case_id).await;
+    let mut history = AuditServiceClient::new(system.casework.channel_as(&auditor()).await)
         .stream_history(p::StreamHistoryRequest {
             case_id: case_id.to_owned(),
             from_seq: 0,

@@ -69,17 +69,7 @@ async fn an_answer_lost_with_the_store_is_sent_again_and_the_report_is_handed_ov
     let handed_over = case_of(&system.intake, &receipt.intake_id).await;
     assert_eq!(handed_over, case_id);
     // One case, opened once.
-    let mut audit = AuditServiceClient::new(system.casework.channel_as(&auditor()).await);
-    let events = audit
-        .read_stream(p::ReadStreamRequest {
-            stream_id: case_id,
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let events = crate::stored_events(&system.casework, &case_id).await;
     assert_eq!(
         events
             .iter()

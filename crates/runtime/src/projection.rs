@@ -75,6 +75,31 @@ impl Follower {
             .await;
     }
 
+    /// As [`Follower::follow`], taking first, for each page, the data keys
+    /// its events need that this process does not hold yet and dropping
+    /// those of erased records ([`crate::keys::KeyStore::prepare`], `uses`
+    /// saying what each event means for its key): in a cluster a standby
+    /// reads what the active sealed.
+    pub async fn follow_with_keys(
+        &self,
+        log: &EventLog,
+        cancel: &CancellationToken,
+        keys: &std::sync::Arc<crate::keys::KeyStore>,
+        uses: fn(&Envelope) -> Option<crate::keys::KeyUse>,
+        apply: impl FnMut(&Envelope),
+    ) {
+        self.follow_prepared(
+            log,
+            cancel,
+            |events| {
+                let keys = keys.clone();
+                async move { keys.prepare(events, uses).await }
+            },
+            apply,
+        )
+        .await;
+    }
+
     /// As [`Follower::follow`], with `prepare` run on each page of events
     /// before they are applied (intake fetches the data keys of reports a
     /// standby has not seen yet). A page `prepare` fails on is retried a

@@ -164,15 +164,9 @@ impl Cases {
         cancel: CancellationToken,
     ) {
         self.follower
-            .follow_prepared(
-                &log,
-                &cancel,
-                |events| {
-                    let keys = keys.clone();
-                    async move { keys.prepare(events, key_use).await }
-                },
-                |envelope| self.apply(envelope),
-            )
+            .follow_with_keys(&log, &cancel, &keys, key_use, |envelope| {
+                self.apply(envelope);
+            })
             .await;
     }
 

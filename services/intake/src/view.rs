@@ -311,17 +311,10 @@ impl View {
     pub async fn follow(self: Arc<Self>, log: EventLog, cancel: CancellationToken) {
         // In a cluster the keys of reports this process has not sealed
         // itself (a standby's) come from the cluster before they are read.
-        let keys = self.keys.clone();
         self.follower
-            .follow_prepared(
-                &log,
-                &cancel,
-                |events| {
-                    let keys = keys.clone();
-                    async move { keys.prepare(events, key_use).await }
-                },
-                |envelope| self.apply(envelope),
-            )
+            .follow_with_keys(&log, &cancel, &self.keys, key_use, |envelope| {
+                self.apply(envelope);
+            })
             .await;
     }
 
