@@ -42,6 +42,17 @@ struct YearBasis {
 /// 1, Tết 5, Hùng Kings 1, 30 April 1, 1 May 1, National Day 2.
 pub const LABOUR_CODE_HOLIDAYS: usize = 11;
 
+/// Paid days off in `year`: the Labour Code's [`LABOUR_CODE_HOLIDAYS`],
+/// and from 2026 Vietnam Culture Day (24 November, Resolution 80-NQ/TW).
+#[must_use]
+pub const fn public_holidays(year: i32) -> usize {
+    if year >= 2026 {
+        LABOUR_CODE_HOLIDAYS + 1
+    } else {
+        LABOUR_CODE_HOLIDAYS
+    }
+}
+
 impl Calendar {
     /// Parses the calendar file's JSON text.
     ///
@@ -90,7 +101,7 @@ impl Calendar {
     }
 
     /// `year`'s days off that fall on weekdays, less its swapped working
-    /// days: the Labour Code's [`LABOUR_CODE_HOLIDAYS`] when the year is
+    /// days: [`public_holidays`] of the year when the year is
     /// right (a holiday on a weekend is compensated by a weekday; a
     /// weekday swapped off is paid back by a working Saturday).
     #[must_use]
@@ -232,7 +243,7 @@ mod tests {
         for year in c.years() {
             assert_eq!(
                 c.net_weekday_holidays(year),
-                LABOUR_CODE_HOLIDAYS,
+                public_holidays(year),
                 "{year}: weekday holidays less swapped Saturdays"
             );
             assert!(c.basis(year).is_some_and(|b| !b.is_empty()), "{year}");
@@ -241,6 +252,31 @@ mod tests {
         for day in &c.working_days {
             assert!(c.weekend.contains(&day.weekday()), "{day}");
         }
+    }
+
+    #[test]
+    fn given_national_day_and_culture_day_2026_then_monday_31_august_is_off_for_saturday_22_and_24_november_is_off()
+     {
+        let c = calendar();
+        for day in [
+            date!(2026 - 08 - 31),
+            date!(2026 - 09 - 01),
+            date!(2026 - 09 - 02),
+            date!(2026 - 11 - 24),
+            date!(2027 - 11 - 24),
+        ] {
+            assert!(!c.is_working_day(day), "{day}");
+        }
+        assert!(
+            c.is_working_day(date!(2026 - 08 - 22)),
+            "Saturday 22 August is worked"
+        );
+        assert!(c.is_working_day(date!(2026 - 09 - 03)));
+        // A plan's 5 working days from Friday 28 August 2026: Sat 29, Sun 30,
+        // Mon 31, Tue 1 and Wed 2 are off; Thu 3, Fri 4, Mon 7, Tue 8, Wed 9.
+        let due = c.working_days_after(at(date!(2026 - 08 - 28), 3), 5);
+        assert_eq!(due, end_of_day_ms(date!(2026 - 09 - 09)));
+        assert_eq!((public_holidays(2025), public_holidays(2026)), (11, 12));
     }
 
     #[test]
