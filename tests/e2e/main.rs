@@ -96,6 +96,21 @@ impl Identity {
     }
 }
 
+/// Asserts that the hash chain of stream `stream_id` in `service`'s log
+/// verifies (AuditService.VerifyStream, as an auditor).
+pub async fn assert_chain_intact(service: &Service, stream_id: &str) {
+    let verified = baove_proto::v1::audit_service_client::AuditServiceClient::new(
+        service.channel_as(&auditor()).await,
+    )
+    .verify_stream(baove_proto::v1::VerifyStreamRequest {
+        stream_id: stream_id.to_owned(),
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    assert!(verified.intact, "{stream_id}: {verified:?}");
+}
+
 /// The events of stream `stream_id` in `service`'s log, as stored (read
 /// by an auditor, up to 1,000).
 pub async fn stored_events(

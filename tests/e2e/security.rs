@@ -301,14 +301,7 @@ async fn confidential_fields_show_only_where_allowed_every_read_is_logged_and_er
     let after = get(province_officer("so-yt-1")).await.unwrap().into_inner();
     assert_eq!(after.confidential, p::Confidentiality::Erased as i32);
     assert_eq!(name(&after), "");
-    let verified = audit
-        .verify_stream(p::VerifyStreamRequest {
-            stream_id: intake_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(verified.intact, "{verified:?}");
+    crate::assert_chain_intact(&system.intake, &intake_id).await;
     let history = audit
         .read_stream(p::ReadStreamRequest {
             stream_id: intake_id,
@@ -542,14 +535,7 @@ async fn a_log_rewritten_with_a_consistent_chain_no_longer_matches_an_earlier_ch
         .await;
     let mut audit = AuditServiceClient::new(system.casework.channel_as(&auditor()).await);
     // ...and the chain alone cannot tell...
-    let chain = audit
-        .verify_stream(p::VerifyStreamRequest {
-            stream_id: o.case_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(chain.intact, "{chain:?}");
+    crate::assert_chain_intact(&system.casework, &o.case_id).await;
     // ...the kept checkpoint can.
     let err = kept
         .check_log(
@@ -819,15 +805,7 @@ async fn a_cases_private_text_is_sealed_at_rest_read_by_those_who_may_and_erased
     }
     assert_eq!(stored[note_at].schema_version, 2);
     assert!(stored[note_at].payload_json.contains("sealed:"));
-    let mut audit = AuditServiceClient::new(system.casework.channel_as(&auditor()).await);
-    let verified = audit
-        .verify_stream(p::VerifyStreamRequest {
-            stream_id: o.case_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(verified.intact, "{verified:?}");
+    crate::assert_chain_intact(&system.casework, &o.case_id).await;
 
     // Read: opened, in the case, its history and its replay.
     use p::case_event::Event as E;
@@ -904,12 +882,5 @@ async fn a_cases_private_text_is_sealed_at_rest_read_by_those_who_may_and_erased
         o.case().await.notes,
         ["[erased]", "đã chuyển cháu đến nhà bà ngoại"]
     );
-    let verified = audit
-        .verify_stream(p::VerifyStreamRequest {
-            stream_id: o.case_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(verified.intact, "{verified:?}");
+    crate::assert_chain_intact(&system.casework, &o.case_id).await;
 }

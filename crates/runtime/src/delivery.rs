@@ -280,12 +280,6 @@ impl Endpoints {
             .enumerate()
             .filter(move |(_, e)| e.recipient == recipient || e.recipient == "*")
     }
-
-    /// Whether no endpoint is configured.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.endpoints.is_empty()
-    }
 }
 
 /// The SMTP server of `entry`; errors name the field.
