@@ -1068,7 +1068,13 @@ async fn given_bytes_altered_on_disk_then_verify_names_the_case_and_seq() {
     }
     let nats_url = system.nats.url();
     let data = std::mem::replace(&mut system.casework.data, tempfile::tempdir().unwrap());
-    system.casework = crate::Service::start_in("casework", &nats_url, data);
+    let metrics = format!("127.0.0.1:{}", baove_testkit::free_port().unwrap());
+    system.casework = crate::Service::start_with(
+        "casework",
+        &nats_url,
+        data,
+        &[("BAOVE_METRICS_LISTEN", metrics.clone())],
+    );
     system
         .casework
         .wait_health(
@@ -1076,6 +1082,11 @@ async fn given_bytes_altered_on_disk_then_verify_names_the_case_and_seq() {
             tonic_health::pb::health_check_response::ServingStatus::Serving,
         )
         .await;
+    let failures = "baove_chain_verification_failures_total{check=\"audit\"}";
+    assert_eq!(
+        crate::metrics::sample(&crate::metrics::scrape(&metrics), failures),
+        Some(0.0)
+    );
     let mut audit = baove_proto::v1::audit_service_client::AuditServiceClient::new(
         system.casework.channel_as(&crate::auditor()).await,
     );
@@ -1094,6 +1105,12 @@ async fn given_bytes_altered_on_disk_then_verify_names_the_case_and_seq() {
         .into_inner();
     assert!(!one.intact);
     assert_eq!(one.first_bad_seq, 2);
+    // Each check that found it broken is counted, for the alert
+    // ChainVerificationFailed.
+    assert_eq!(
+        crate::metrics::sample(&crate::metrics::scrape(&metrics), failures),
+        Some(2.0)
+    );
 }
 
 /// Runs VerifyAll to the end: (checked, broken streams, total).

@@ -76,6 +76,18 @@ async fn a_service_serves_its_calls_logs_and_outbox_as_prometheus_metrics() {
         Some(0.0),
         "{page}"
     );
+    // What the load balancer sees, for the alerts: the process serves and,
+    // alone, is the active one; no chain has failed a check.
+    for (series, value) in [
+        ("baove_health_serving{service=\"process\"}", 1.0),
+        ("baove_health_serving{service=\"baove.active\"}", 1.0),
+        (
+            "baove_chain_verification_failures_total{check=\"follower\"}",
+            0.0,
+        ),
+    ] {
+        assert_eq!(sample(&page, series), Some(value), "{series} in {page}");
+    }
     // Nothing confidential in a label or value.
     assert!(!page.contains("Phan Thị Hạnh") && !page.contains("phan thi hanh"));
 }

@@ -62,7 +62,7 @@ pub use consumer::{
     run_consumer,
 };
 pub use health::{Bus, BusHealth, Parts, first_failure};
-pub use logstream::LogRelay;
+pub use logstream::{CHAIN_FAILURES, LogRelay};
 pub use publish::{
     HEADER_CORRELATION_ID, HEADER_EVENT_TYPE, HEADER_STREAM_ID, Published, publish, subject_for,
 };

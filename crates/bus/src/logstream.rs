@@ -29,6 +29,25 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Bus, BusError, BusHealth, StreamSpec};
 
+/// Checks of a log against its chain or its copy that failed, by `check`:
+/// `follower` (a standby's log and the log stream disagree, or the stream
+/// holds an event that does not continue the chain), `relay` (the active's
+/// log and its stream disagree), `audit` (VerifyStream or VerifyAll found a
+/// broken chain). Counted at each failed check: a standby that stays
+/// diverged counts once per retry, every second.
+pub const CHAIN_FAILURES: &str = "baove_chain_verification_failures_total";
+
+/// Counts a failed check of `check` when `e` is one (the log and its
+/// stream disagree, or an imported event breaks the chain).
+fn count_chain_failure(check: &'static str, e: &BusError) {
+    if matches!(
+        e,
+        BusError::Diverged { .. } | BusError::Log(baove_eventlog::Error::Corrupt(_))
+    ) {
+        metrics::counter!(CHAIN_FAILURES, "check" => check).increment(1);
+    }
+}
+
 /// Header carrying the event's global position.
 pub const HEADER_POSITION: &str = "Baove-Position";
 
@@ -290,6 +309,7 @@ impl LogRelay {
                     continue;
                 }
                 Err(e) => {
+                    count_chain_failure("relay", &e);
                     match &e {
                         BusError::Diverged { .. } => {
                             tracing::error!(error = %e, "the log and its log stream disagree; not publishing");
@@ -414,6 +434,7 @@ pub async fn follow(log: EventLog, bus: Bus, spec: StreamSpec, cancel: Cancellat
                 FOLLOW_EVERY
             }
             Err(e) => {
+                count_chain_failure("follower", &e);
                 if matches!(e, BusError::Diverged { .. }) {
                     tracing::error!(error = %e, "this standby's log and the log stream disagree");
                 } else {

@@ -327,6 +327,7 @@ impl AuditService for AuditApi {
                             reason,
                         }) => {
                             tracing::error!(stream = %head.stream, first_bad_seq, reason, "hash chain does not verify");
+                            count_broken_chain();
                             broken.push(v1::BrokenStream {
                                 stream_id: head.stream.to_string(),
                                 first_bad_seq,
@@ -741,6 +742,7 @@ impl AuditService for AuditApi {
                 reason,
             } => {
                 tracing::error!(stream = %stream, first_bad_seq, reason, "hash chain does not verify");
+                count_broken_chain();
                 VerifyStreamResponse {
                     intact: false,
                     head: None,
@@ -751,4 +753,10 @@ impl AuditService for AuditApi {
         };
         Ok(Response::new(response))
     }
+}
+
+/// Counts a chain an audit found broken
+/// ([`baove_bus::CHAIN_FAILURES`]`{check="audit"}`).
+fn count_broken_chain() {
+    metrics::counter!(baove_bus::CHAIN_FAILURES, "check" => "audit").increment(1);
 }

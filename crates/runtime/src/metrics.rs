@@ -28,7 +28,16 @@
 //! - `alert_deliveries_total{kind, channel, outcome}` and
 //!   `alert_delivery_oldest_age_seconds{kind}` (casework, referral): alerts
 //!   sent to webhooks and e-mail ([`crate::delivery`]), and how long the
-//!   one being retried has waited.
+//!   one being retried has waited;
+//! - `health_serving{service}`: 1 while the process serves `service` as
+//!   SERVING on `grpc.health.v1`, 0 while NOT_SERVING (`process` is the
+//!   whole process, `baove.active` whether it takes writes, `baove.bus`
+//!   whether every bus part makes progress), so that an alert sees what a
+//!   load balancer sees;
+//! - `chain_verification_failures_total{check}`: a hash chain or a copy of
+//!   the log that did not verify (`audit`, `follower`, `relay`:
+//!   [`baove_bus::CHAIN_FAILURES`]); any increase means a log was altered
+//!   or two processes wrote one log.
 //!
 //! No label carries a confidential value: labels are method paths, status
 //! codes, log and consumer names.
@@ -51,6 +60,8 @@ pub const OUTBOX_BACKLOG: &str = "baove_outbox_backlog";
 pub const OUTBOX_OLDEST_AGE: &str = "baove_outbox_oldest_age_seconds";
 /// Messages parked by a consumer.
 pub const PARKED: &str = "baove_parked_messages";
+/// 1 while a health service name is SERVING, 0 while NOT_SERVING.
+pub const HEALTH_SERVING: &str = "baove_health_serving";
 
 /// Deadlines missed, by kind (casework).
 pub const DEADLINES_MISSED: &str = "baove_deadlines_missed_total";
@@ -127,6 +138,18 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
         baove_bus::CONSUMER_REDELIVERED,
         "messages handed to the consumer again"
     );
+    metrics::describe_gauge!(
+        HEALTH_SERVING,
+        "1 while the health service name is SERVING, 0 while NOT_SERVING"
+    );
+    metrics::describe_counter!(
+        baove_bus::CHAIN_FAILURES,
+        "hash chains or log copies that did not verify, by check (audit, follower, relay)"
+    );
+    // Shown from 0, so that the first failure is an increase.
+    for check in ["audit", "follower", "relay"] {
+        metrics::counter!(baove_bus::CHAIN_FAILURES, "check" => check).absolute(0);
+    }
     Ok(())
 }
 
@@ -169,7 +192,7 @@ pub async fn sample(
 #[cfg(test)]
 mod tests {
     /// Every metric the services declare, by its exposed name.
-    const DECLARED: [&str; 14] = [
+    const DECLARED: [&str; 16] = [
         super::GRPC_REQUESTS,
         super::GRPC_DURATION,
         super::LOG_POSITION,
@@ -184,6 +207,8 @@ mod tests {
         baove_bus::CONSUMER_REDELIVERED,
         crate::delivery::DELIVERIES,
         crate::delivery::DELIVERY_OLDEST_AGE,
+        super::HEALTH_SERVING,
+        baove_bus::CHAIN_FAILURES,
     ];
 
     /// The `baove_*` metric names in `text` (a histogram's series by its

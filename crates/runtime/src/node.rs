@@ -290,24 +290,27 @@ pub async fn run(
             .with_context(|| format!("failed to write the address file {}", file.display()))?;
     }
 
+    // Before any health is set: its gauges record from the start.
+    if let Some(listen) = config.metrics_listen {
+        crate::metrics::install(listen)?;
+        tracing::info!(listen = %listen, "serving metrics");
+    }
     let (reporter, health) = tonic_health::server::health_reporter();
     let mut names: Vec<&str> = vec!["", "baove.v1.AuditService"];
     names.extend(spec.grpc_services);
     set_all(&reporter, &names, ServingStatus::Serving).await;
-    reporter
-        .set_service_status(BUS_HEALTH, ServingStatus::NotServing)
-        .await;
+    set_status(&reporter, BUS_HEALTH, ServingStatus::NotServing).await;
     // Where a load balancer sends writes: SERVING on the active only.
-    reporter
-        .set_service_status(
-            ACTIVE_HEALTH,
-            if standby {
-                ServingStatus::NotServing
-            } else {
-                ServingStatus::Serving
-            },
-        )
-        .await;
+    set_status(
+        &reporter,
+        ACTIVE_HEALTH,
+        if standby {
+            ServingStatus::NotServing
+        } else {
+            ServingStatus::Serving
+        },
+    )
+    .await;
 
     // Reflection advertises what this process serves, not every service
     // of the contract: a client that lists services here can call each.
@@ -334,10 +337,6 @@ pub async fn run(
         .build_v1alpha()
         .context("failed to build the reflection service")?;
 
-    if let Some(listen) = config.metrics_listen {
-        crate::metrics::install(listen)?;
-        tracing::info!(listen = %listen, "serving metrics");
-    }
     let directory = Arc::new(config.directory()?);
     let background = CancellationToken::new();
     let (bus_tx, bus_rx) = watch::channel(None);
@@ -431,12 +430,8 @@ pub async fn run(
         result = &mut server => Some(result),
     };
     set_all(&reporter, &names, ServingStatus::NotServing).await;
-    reporter
-        .set_service_status(BUS_HEALTH, ServingStatus::NotServing)
-        .await;
-    reporter
-        .set_service_status(ACTIVE_HEALTH, ServingStatus::NotServing)
-        .await;
+    set_status(&reporter, BUS_HEALTH, ServingStatus::NotServing).await;
+    set_status(&reporter, ACTIVE_HEALTH, ServingStatus::NotServing).await;
     let server_result = match server_result {
         Some(result) => result,
         None => {
@@ -498,8 +493,23 @@ pub async fn run(
 
 async fn set_all(reporter: &HealthReporter, names: &[&str], status: ServingStatus) {
     for name in names {
-        reporter.set_service_status(*name, status).await;
+        set_status(reporter, name, status).await;
     }
+}
+
+/// Sets the health of `name` (`""`: the process) and its gauge
+/// ([`crate::metrics::HEALTH_SERVING`]`{service}`, 1 when SERVING, with
+/// `process` for `""`), so that an alert sees what a load balancer sees.
+async fn set_status(reporter: &HealthReporter, name: &str, status: ServingStatus) {
+    let label = if name.is_empty() { "process" } else { name };
+    metrics::gauge!(crate::metrics::HEALTH_SERVING, "service" => label.to_owned()).set(
+        if status == ServingStatus::Serving {
+            1.0
+        } else {
+            0.0
+        },
+    );
+    reporter.set_service_status(name, status).await;
 }
 
 /// How long an append waits, in a cluster (`stream_replicas` > 1), for
@@ -747,9 +757,7 @@ async fn bus_task(
             }
         }
         let _ = nats.active.send_replace(true);
-        reporter
-            .set_service_status(ACTIVE_HEALTH, ServingStatus::Serving)
-            .await;
+        set_status(&reporter, ACTIVE_HEALTH, ServingStatus::Serving).await;
     }
     cancel.cancelled().await;
     if let Some(lease) = lease {
@@ -880,9 +888,7 @@ async fn keep_lease(
             }
             Err(e) => {
                 log.follow_only("");
-                reporter
-                    .set_service_status(ACTIVE_HEALTH, ServingStatus::NotServing)
-                    .await;
+                set_status(&reporter, ACTIVE_HEALTH, ServingStatus::NotServing).await;
                 tracing::error!(error = %e, term = lease.term, "lost the lease: taking no more writes and stopping");
                 shutdown.cancel();
                 return;
@@ -921,7 +927,7 @@ async fn watch_bus_health(
             }
             was = Some(failure);
         }
-        reporter.set_service_status(BUS_HEALTH, status).await;
+        set_status(reporter, BUS_HEALTH, status).await;
         tokio::select! {
             () = cancel.cancelled() => break,
             changed = connected.changed() => if changed.is_err() { break },

@@ -97,6 +97,11 @@ async fn every_event_is_on_the_stream_in_order_and_a_log_behind_it_catches_up() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_writer_of_the_log_cannot_extend_the_stream_and_is_told_it_diverged() {
+    // What the bus counts (the only test of this binary that installs a
+    // recorder).
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let counted = recorder.snapshotter();
+    recorder.install().unwrap();
     let (_nats, js, cancel) = setup().await;
     let first_dir = tempfile::tempdir().unwrap();
     let first = EventLog::open(first_dir.path()).await.unwrap();
@@ -152,6 +157,24 @@ async fn a_second_writer_of_the_log_cannot_extend_the_stream_and_is_told_it_dive
         logstream::catch_up(&second, &js, LOG).await,
         Err(BusError::Diverged { position: 3, .. })
     ));
+    // And counted, for the alert ChainVerificationFailed.
+    let failures: Vec<_> = counted
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| {
+            key.key().name() == baove_bus::CHAIN_FAILURES
+                && key
+                    .key()
+                    .labels()
+                    .any(|l| l.key() == "check" && l.value() == "relay")
+        })
+        .map(|(.., value)| value)
+        .collect();
+    assert!(
+        matches!(failures.as_slice(), [metrics_util::debugging::DebugValue::Counter(n)] if *n >= 1),
+        "{failures:?}"
+    );
     cancel.cancel();
     first_relay.await.unwrap();
     second_relay.await.unwrap();
