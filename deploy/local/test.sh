@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: installs nats-server if missing (the tests
 # start their own on free ports; they never use one on 4222) and Debian's
-# chromium and chromium-driver (the console's browser tests), builds the
+# chromium and chromium-driver (the console's browser tests) and the
+# checkers of the deployment files (ensure-deploy-tools.sh), builds the
 # service binaries the end-to-end tests drive, then runs cargo test and
 # prints the total over all test binaries.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 deploy/local/ensure-nats.sh
 deploy/local/ensure-browser.sh
+deploy/local/ensure-deploy-tools.sh
 cargo build --workspace --bins
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT

@@ -35,7 +35,11 @@ pub struct NatsServer {
 /// Where Debian installs nats-server, tried after `PATH`.
 const FALLBACK: &str = "/usr/sbin/nats-server";
 
-fn find_binary() -> Result<PathBuf, String> {
+/// The nats-server binary: on `PATH`, else where Debian installs it.
+///
+/// # Errors
+/// Saying how to install it, when it is in neither place.
+pub fn nats_server_binary() -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
             let candidate = dir.join("nats-server");
@@ -103,7 +107,7 @@ impl NatsServer {
     }
 
     fn start_on_with(port: u16, config: Option<&str>) -> Result<Self, String> {
-        let binary = find_binary()?;
+        let binary = nats_server_binary()?;
         let store = tempfile::tempdir().map_err(|e| format!("temp dir for the nats store: {e}"))?;
         let config = match config {
             None => None,
