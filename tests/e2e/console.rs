@@ -694,8 +694,64 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
         "urgent: acknowledge within 2 hours: {row}"
     );
     shot(&police, "07-inbox-live").await;
-    click(&police, "#inbox form[action$='/xac-nhan'] button").await;
+    // She starts typing a decline reason; meanwhile a colleague of her unit
+    // acknowledges the referral. The row updates live, and what she typed
+    // stays, where she was typing.
+    let referral_id = police
+        .find(Locator::Css("#inbox tr[id^='ref-']"))
+        .await
+        .unwrap()
+        .attr("id")
+        .await
+        .unwrap()
+        .unwrap()
+        .trim_start_matches("ref-")
+        .to_owned();
+    let reason_field = format!("reason-{referral_id}");
+    let typing = police.find(Locator::Id(&reason_field)).await.unwrap();
+    typing.click().await.unwrap();
+    typing.send_keys("Chưa đủ căn cứ").await.unwrap();
+    let version: u64 = police
+        .find(Locator::Css(&format!(
+            "form[action='/hop-thu/{referral_id}/tu-choi'] input[name=expected_version]"
+        )))
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    baove_proto::v1::referral_service_client::ReferralServiceClient::new(
+        referral
+            .channel_as(&crate::police("ca-302", "vn:31135/cong-an"))
+            .await,
+    )
+    .acknowledge(baove_proto::v1::AcknowledgeRequest {
+        header: Some(baove_proto::v1::ReferralHeader {
+            request_id: uuid::Uuid::now_v7().to_string(),
+            referral_id: referral_id.clone(),
+            expected_version: version,
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
     wait_text(&police, "#inbox td.status", "đã xác nhận").await;
+    assert_eq!(
+        value_of(&police, &reason_field).await.as_deref(),
+        Some("Chưa đủ căn cứ"),
+        "the live update kept what she typed"
+    );
+    let focused = police
+        .active_element()
+        .await
+        .unwrap()
+        .attr("id")
+        .await
+        .unwrap();
+    assert_eq!(focused.as_deref(), Some(reason_field.as_str()));
     click(&police, "#inbox form[action$='/nhan'] button").await;
     wait_text(&police, "#inbox td.status", "đã nhận xử lý").await;
     shot(&police, "08-inbox-accepted").await;

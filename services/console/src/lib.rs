@@ -1109,8 +1109,19 @@ async fn request_referral(
 
 #[derive(serde::Deserialize)]
 struct EventsQuery {
-    /// The first seq to tell about.
+    /// The first seq (case) or log position (inbox) to tell about.
     tu: Option<u64>,
+}
+
+/// Where a server-sent event stream starts: after the last event the
+/// browser saw (`Last-Event-ID`, sent when it reconnects, each event's id
+/// being its seq or position), else at `tu` from the page, else at 1.
+fn resume_from(query: &EventsQuery, headers: &HeaderMap) -> u64 {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or_else(|| query.tu.unwrap_or(1), |seen| seen.saturating_add(1))
 }
 
 /// Server-sent events: one per new event of the case (WatchCase from the
@@ -1128,7 +1139,7 @@ async fn case_events(
         .casework(&s)?
         .watch_case(p::WatchCaseRequest {
             case_id: id,
-            from_seq: query.tu.unwrap_or(0),
+            from_seq: resume_from(&query, &headers),
         })
         .await
         .map_err(|status| Problem::of(&status))?
@@ -1138,7 +1149,9 @@ async fn case_events(
         .map(|item| {
             let seq = item.ok().and_then(|m| m.event).map_or(0, |e| e.seq);
             Ok::<_, std::convert::Infallible>(
-                axum::response::sse::Event::default().data(seq.to_string()),
+                axum::response::sse::Event::default()
+                    .id(seq.to_string())
+                    .data(seq.to_string()),
             )
         });
     Ok(axum::response::sse::Sse::new(events)
@@ -1324,8 +1337,10 @@ async fn statistics_csv(
 }
 
 /// The inbox of the signed-in user's agency.
-async fn inbox_of(app: &App, s: &Session) -> Result<Vec<p::Referral>, Problem> {
-    Ok(app
+/// The agency's inbox (its first 200 referrals) and the referral log's
+/// position it reflects (the live updates start after it).
+async fn inbox_of(app: &App, s: &Session) -> Result<(Vec<p::Referral>, u64), Problem> {
+    let inbox = app
         .referral(s)?
         .list_inbox(p::ListInboxRequest {
             agency_id: s.claims.agency.clone(),
@@ -1337,37 +1352,44 @@ async fn inbox_of(app: &App, s: &Session) -> Result<Vec<p::Referral>, Problem> {
         })
         .await
         .map_err(|status| Problem::of(&status))?
-        .into_inner()
-        .referrals)
+        .into_inner();
+    Ok((inbox.referrals, inbox.position))
 }
 
 async fn inbox(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
     let s = signed(&app, &headers)?;
-    let referrals = inbox_of(&app, &s).await?;
+    let (referrals, position) = inbox_of(&app, &s).await?;
     Ok(signed_page(
         &s,
         "Hộp thư chuyển gửi",
-        &referrals::page(&referrals, now_secs(), &s.csrf, None),
+        &referrals::page(&referrals, position, now_secs(), &s.csrf, None),
     ))
 }
 
 async fn inbox_table(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
     let s = signed(&app, &headers)?;
-    let referrals = inbox_of(&app, &s).await?;
+    let (referrals, _) = inbox_of(&app, &s).await?;
     Ok(referrals::table(&referrals, now_secs(), &s.csrf, None).into_response())
 }
 
 /// Server-sent events: one `referral` event per change to the agency's
-/// inbox (WatchInbox), carrying only the referral id; the page then
-/// reloads its table through the user's own session.
-async fn inbox_events(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
+/// inbox (WatchInbox) after the position the page's list showed (`tu`),
+/// carrying only the referral id, with the change's log position as its
+/// id so that a reconnecting browser resumes after it (never the whole
+/// history again); the page then reloads its table through the user's own
+/// session.
+async fn inbox_events(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    query: axum::extract::Query<EventsQuery>,
+) -> Page {
     use futures_util::StreamExt as _;
     let s = signed(&app, &headers)?;
     let stream = app
         .referral(&s)?
         .watch_inbox(p::WatchInboxRequest {
             agency_id: s.claims.agency.clone(),
-            from_position: 0,
+            from_position: resume_from(&query, &headers),
         })
         .await
         .map_err(|status| Problem::of(&status))?
@@ -1375,12 +1397,17 @@ async fn inbox_events(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
     let events = stream
         .take_while(|item| std::future::ready(item.is_ok()))
         .map(|item| {
-            let id = item
-                .ok()
-                .and_then(|m| m.referral)
-                .map(|r| r.referral_id)
-                .unwrap_or_default();
-            Ok::<_, std::convert::Infallible>(axum::response::sse::Event::default().data(id))
+            let (position, id) = item.ok().map_or((0, String::new()), |m| {
+                (
+                    m.position,
+                    m.referral.map(|r| r.referral_id).unwrap_or_default(),
+                )
+            });
+            Ok::<_, std::convert::Infallible>(
+                axum::response::sse::Event::default()
+                    .id(position.to_string())
+                    .data(id),
+            )
         });
     Ok(axum::response::sse::Sse::new(events)
         .keep_alive(axum::response::sse::KeepAlive::default())
@@ -1434,8 +1461,14 @@ async fn referral_step(
         Ok(()) => Ok(Redirect::to("/hop-thu").into_response()),
         Err(status) => {
             let errors = form::from_status::<referrals::StepFields>(&status);
-            let referrals = inbox_of(&app, &s).await?;
-            let body = referrals::page(&referrals, now_secs(), &s.csrf, Some((&id, &errors)));
+            let (referrals, position) = inbox_of(&app, &s).await?;
+            let body = referrals::page(
+                &referrals,
+                position,
+                now_secs(),
+                &s.csrf,
+                Some((&id, &errors)),
+            );
             Ok((
                 StatusCode::UNPROCESSABLE_ENTITY,
                 signed_page(&s, "Hộp thư chuyển gửi", &body),
@@ -1448,6 +1481,21 @@ async fn referral_step(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn given_a_reconnecting_browser_then_the_events_resume_after_the_last_it_saw() {
+        let query = |tu| EventsQuery { tu };
+        let mut headers = HeaderMap::new();
+        // First connection: where the page said, else the start.
+        assert_eq!(resume_from(&query(Some(42)), &headers), 42);
+        assert_eq!(resume_from(&query(None), &headers), 1);
+        // A reconnection names the last event's id (its seq or position).
+        headers.insert("last-event-id", HeaderValue::from_static("57"));
+        assert_eq!(resume_from(&query(Some(42)), &headers), 58);
+        // An id that is not a number is ignored.
+        headers.insert("last-event-id", HeaderValue::from_static("x"));
+        assert_eq!(resume_from(&query(Some(42)), &headers), 42);
+    }
 
     #[test]
     fn given_a_post_then_only_a_same_host_origin_or_none_passes() {

@@ -185,16 +185,18 @@ fn step_form(
     }
 }
 
-/// The inbox page: the table, live.
+/// The inbox page: the table, live from the change after `position` (the
+/// referral log's position the list reflects).
 #[must_use]
 pub fn page(
     referrals: &[p::Referral],
+    position: u64,
     now: i64,
     csrf: &str,
     errors: Option<(&str, &Errors)>,
 ) -> Markup {
     html! {
-        p.live #live data-events="/hop-thu/su-kien" data-fragment="/hop-thu/bang" data-target="inbox" data-every="60" {
+        p.live #live data-events=(format!("/hop-thu/su-kien?tu={}", position + 1)) data-fragment="/hop-thu/bang" data-target="inbox" data-every="60" {
             "Hộp thư tự cập nhật khi có chuyển gửi mới."
         }
         (table(referrals, now, csrf, errors))
@@ -247,5 +249,14 @@ mod tests {
         assert!(html.contains("quá hạn"));
         assert!(html.contains(r#"action="/hop-thu/r-1/xac-nhan""#));
         assert!(html.contains(r#"name="expected_version" value="3""#));
+    }
+
+    #[test]
+    fn given_the_list_at_a_log_position_then_the_live_updates_start_after_it() {
+        let html = page(&[], 41, 200, "tok", None).into_string();
+        assert!(
+            html.contains(r#"data-events="/hop-thu/su-kien?tu=42""#),
+            "{html}"
+        );
     }
 }

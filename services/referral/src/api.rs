@@ -353,7 +353,8 @@ impl ReferralService for ReferralApi {
         let page = request.page.unwrap_or_default();
         let limit = baove_runtime::request::page_size("page.page_size", page.page_size)?;
         let after = baove_runtime::request::cursor::<i64, Uuid>(&page.page_token)?;
-        self.referrals.wait_for(self.log.last_position()).await?;
+        let position = self.log.last_position();
+        self.referrals.wait_for(position).await?;
         let (rows, next) = self.referrals.inbox(
             request.agency_id.trim(),
             parse_status(request.status)?,
@@ -363,6 +364,7 @@ impl ReferralService for ReferralApi {
         Ok(Response::new(p::ListInboxResponse {
             referrals: rows.iter().map(referral_to_proto).collect(),
             next_page_token: baove_runtime::request::page_token(next),
+            position,
         }))
     }
 
