@@ -3,8 +3,9 @@
 # start their own on free ports; they never use one on 4222) and Debian's
 # chromium and chromium-driver (the console's browser tests) and the
 # checkers of the deployment files (ensure-deploy-tools.sh), builds the
-# service binaries the end-to-end tests drive, then runs cargo test and
-# prints the total over all test binaries.
+# service binaries the end-to-end tests drive, then runs cargo test (and
+# the test of the `otlp` feature) and prints the total over all test
+# binaries.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 deploy/local/ensure-nats.sh
@@ -15,6 +16,8 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 status=0
 cargo test --workspace 2>&1 | tee "$out" || status=$?
+# The OTLP export is behind a feature (off by default): its test, apart.
+cargo test -p baove-runtime --features otlp --test otlp 2>&1 | tee -a "$out" || status=$?
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "total: %d passed, %d failed\n", p, f }' "$out"
 exit "$status"

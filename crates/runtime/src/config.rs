@@ -110,6 +110,12 @@ pub struct Config {
     /// `json`, one object per line for a log collector.
     #[serde(default)]
     pub log_format: crate::telemetry::LogFormat,
+    /// Where to export the spans over OTLP/gRPC (`BAOVE_OTLP_ENDPOINT`,
+    /// e.g. `http://127.0.0.1:4317`, an OpenTelemetry collector); none: no
+    /// export. Only a build with the `otlp` feature exports; another
+    /// refuses to start with this set.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
     /// The key that signs checkpoints (`BAOVE_CHECKPOINT_KEY_FILE`, PKCS#8
     /// PEM, made with `baove token keygen`); none: the data directory's own
     /// `checkpoint-key.pem`, created on first start. In a cluster give every
@@ -303,6 +309,7 @@ struct Partial {
     stream_replicas: Option<usize>,
     role: Option<Role>,
     active_addr: Option<String>,
+    otlp_endpoint: Option<String>,
     drain_secs: Option<u64>,
     cache_mb: Option<u64>,
     reference_dir: Option<PathBuf>,
@@ -339,6 +346,7 @@ impl Config {
     /// `BAOVE_ADDR_FILE`, `BAOVE_METRICS_LISTEN`, `BAOVE_AUTH_PUBLIC_KEYS`,
     /// `BAOVE_MASTER_KEY_FILE`,
     /// `BAOVE_CHECKPOINT_SECS`, `BAOVE_LOG_ORIGIN`, `BAOVE_LOG_FORMAT`,
+    /// `BAOVE_OTLP_ENDPOINT`,
     /// `BAOVE_CHECKPOINT_KEY_FILE`, `BAOVE_NATS_USER`, `BAOVE_NATS_PASSWORD_FILE`,
     /// `BAOVE_STATISTICS_FILE`, `BAOVE_TOKEN_MAX_LIFETIME_SECS`,
     /// `BAOVE_CALLS_PER_SEC`, `BAOVE_CALL_BURST`, `BAOVE_STREAMS_PER_CALLER`,
@@ -415,6 +423,9 @@ impl Config {
         }
         if let Some(value) = env("BAOVE_ACTIVE_ADDR") {
             partial.active_addr = Some(value);
+        }
+        if let Some(value) = env("BAOVE_OTLP_ENDPOINT") {
+            partial.otlp_endpoint = Some(value);
         }
         if let Some(value) = env("BAOVE_DRAIN_SECS") {
             partial.drain_secs = Some(value.parse().map_err(|_| ConfigError::Env {
@@ -587,6 +598,7 @@ impl Config {
             stream_replicas,
             role: partial.role.unwrap_or_default(),
             active_addr: partial.active_addr.filter(|a| !a.trim().is_empty()),
+            otlp_endpoint: partial.otlp_endpoint.filter(|a| !a.trim().is_empty()),
             drain_secs: partial.drain_secs.unwrap_or_else(default_drain_secs),
             cache_mb: partial.cache_mb.unwrap_or_else(default_cache_mb),
             reference_dir: partial.reference_dir.unwrap_or_else(default_reference_dir),

@@ -157,11 +157,14 @@ where
     // reported by the error this returns).
     let config = Config::load(args.config.as_deref())?;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    telemetry::install(telemetry::subscriber(
+    let (subscriber, _exporting) = telemetry::subscriber_exporting(
         std::io::stderr,
         ansi,
         config.log_format,
-    ))?;
+        config.otlp_endpoint.as_deref(),
+        spec.name,
+    )?;
+    telemetry::install(subscriber)?;
     if let Some(Command::Restore {
         from_stream: true,
         trusted_key,
