@@ -51,6 +51,13 @@ fn count_chain_failure(check: &'static str, e: &BusError) {
 /// Header carrying the event's global position.
 pub const HEADER_POSITION: &str = "Baove-Position";
 
+/// Header (`1`) on a log stream message whose event was appended to be
+/// handed on: published on the service's stream, for the other services.
+/// A process that takes over the writes hands on what its predecessor
+/// stored with the cluster but had not published
+/// ([`requeue_unpublished`]).
+pub const HEADER_FOR_BUS: &str = "Baove-For-Bus";
+
 /// intake's log stream.
 pub const INTAKE_LOG: StreamSpec = StreamSpec {
     name: "BAOVE_INTAKE_LOG",
@@ -112,6 +119,72 @@ pub async fn stream_end(
             spec.name
         ))),
     }
+}
+
+/// On taking over the writes (a cluster's new active): puts back in
+/// `log`'s outbox every event the log stream `spec` marks for the bus
+/// ([`HEADER_FOR_BUS`]) that `events`, the service's stream for the other
+/// services, does not hold yet: what the previous active stored with the
+/// cluster but had not handed on when it died (its outbox relay hands on
+/// only what the cluster holds, so there is always such a moment). Without
+/// this an acknowledged report would never reach casework. The outbox relay
+/// publishes them in order; the stream and every receiver drop a duplicate.
+/// Returns how many.
+///
+/// # Errors
+/// [`BusError::JetStream`] when a stream cannot be read; the log's own
+/// errors.
+pub async fn requeue_unpublished(
+    log: &EventLog,
+    js: &jetstream::Context,
+    spec: StreamSpec,
+    events: StreamSpec,
+) -> Result<u64, BusError> {
+    let handed_on = last_handed_on(js, events).await?;
+    let stored = stream_end(js, spec).await?.map_or(0, |e| e.global_position);
+    let end = log.last_position().min(stored);
+    if handed_on >= end {
+        return Ok(0);
+    }
+    let stream = js
+        .get_stream(spec.name)
+        .await
+        .map_err(|e| BusError::JetStream(format!("get stream {}: {e}", spec.name)))?;
+    let mut positions = Vec::new();
+    for position in handed_on + 1..=end {
+        let message = stream.get_raw_message(position).await.map_err(|e| {
+            BusError::JetStream(format!("message {position} of {}: {e}", spec.name))
+        })?;
+        if message.headers.get(HEADER_FOR_BUS).is_some() {
+            positions.push(position);
+        }
+    }
+    let count = positions.len() as u64;
+    log.requeue(positions).await?;
+    Ok(count)
+}
+
+/// The global position of the last event the service's stream `events`
+/// holds (0: none).
+async fn last_handed_on(js: &jetstream::Context, events: StreamSpec) -> Result<u64, BusError> {
+    let mut stream = js
+        .get_stream(events.name)
+        .await
+        .map_err(|e| BusError::JetStream(format!("get stream {}: {e}", events.name)))?;
+    let last = stream
+        .info()
+        .await
+        .map_err(|e| BusError::JetStream(format!("info of {}: {e}", events.name)))?
+        .state
+        .last_sequence;
+    if last == 0 {
+        return Ok(0);
+    }
+    let message = stream
+        .get_raw_message(last)
+        .await
+        .map_err(|e| BusError::JetStream(format!("message {last} of {}: {e}", events.name)))?;
+    Ok(Envelope::decode(&message.payload)?.global_position)
 }
 
 /// The events at positions `from..=to` of the log stream, in order, handed
@@ -373,6 +446,9 @@ impl LogRelay {
                 (position - 1).to_string().as_str(),
             );
             headers.insert(HEADER_POSITION, position.to_string().as_str());
+            if self.log.is_for_bus(position).await? {
+                headers.insert(HEADER_FOR_BUS, "1");
+            }
             let ack = self
                 .js
                 .publish_with_headers(subject.clone(), headers, envelope.encode()?.into())

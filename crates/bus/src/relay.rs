@@ -54,14 +54,18 @@ impl OutboxRelay {
     }
 
     /// Runs until `cancel` fires. Waits on the log's commit notifications
-    /// rather than polling when the outbox is empty.
+    /// (in a cluster, on the cluster's copy growing) rather than polling
+    /// when nothing may leave.
     pub async fn run(self, cancel: CancellationToken) {
         self.health.failing(&self.part(), "starting");
-        let mut committed = self.log.subscribe();
+        // In a cluster: woken as the cluster's copy grows, and handed only
+        // what it holds (a report lost with a dying active must not have
+        // opened a case).
+        let mut committed = self.log.subscribe_publishable();
         let mut backoff = Duration::from_millis(100);
         loop {
             committed.borrow_and_update();
-            let pending = match self.log.outbox(PAGE).await {
+            let pending = match self.log.outbox_publishable(PAGE).await {
                 Ok(pending) => pending,
                 Err(e) => {
                     tracing::error!(error = %e, "relay cannot read the outbox");

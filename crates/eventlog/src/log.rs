@@ -848,6 +848,72 @@ impl EventLog {
         self.blocking(move |t| t.outbox(limit)).await
     }
 
+    /// Up to `limit` events of the outbox that may leave for other
+    /// services now, in global order: in a cluster ([`EventLog::gate_acks`])
+    /// only those the cluster's copy holds, so that nothing is handed on
+    /// that a failover could lose (a report no surviving node has must not
+    /// open a case); otherwise all of them.
+    ///
+    /// # Errors
+    /// As [`EventLog::outbox`].
+    pub async fn outbox_publishable(&self, limit: usize) -> Result<Vec<Envelope>, Error> {
+        // Read first: whatever the outbox holds up to here is stored by
+        // the cluster.
+        let stored = self.inner.gate.get().map(|gate| *gate.reached.borrow());
+        let mut events = self.outbox(limit).await?;
+        if let Some(stored) = stored {
+            events.retain(|e| e.global_position <= stored);
+        }
+        Ok(events)
+    }
+
+    /// Changes whenever more of the outbox may leave
+    /// ([`EventLog::outbox_publishable`]): the cluster's copy grew, or
+    /// (outside a cluster) a group was committed.
+    #[must_use]
+    pub fn subscribe_publishable(&self) -> watch::Receiver<u64> {
+        match self.inner.gate.get() {
+            Some(gate) => gate.reached.clone(),
+            None => self.subscribe(),
+        }
+    }
+
+    /// Whether the event at `position` was appended to be published: it is
+    /// waiting in the outbox or was published.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub async fn is_for_bus(&self, position: u64) -> Result<bool, Error> {
+        self.blocking(move |t| {
+            let key = position.to_be_bytes();
+            Ok(t.outbox.contains_key(key)? || t.published.contains_key(key)?)
+        })
+        .await
+    }
+
+    /// Puts the events at `positions` in the outbox, for the relay to
+    /// publish (again, under their own ids: the bus and every receiver
+    /// drop a duplicate). A process that takes over the writes puts back
+    /// what the previous active stored with the cluster but had not handed
+    /// on when it died.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for a position the log does not hold;
+    /// [`Error::Storage`].
+    pub async fn requeue(&self, positions: Vec<u64>) -> Result<(), Error> {
+        self.blocking(move |t| {
+            for position in positions {
+                let key = position.to_be_bytes();
+                let pointer = t.global.get(key)?.ok_or_else(|| {
+                    Error::Corrupt(format!("position {position} is not in the log"))
+                })?;
+                t.outbox.insert(key, pointer)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Moves the event at `position` from the outbox to the published
     /// record once the bus stored it as its message `bus_sequence`.
     /// Not flushed: if the removal is lost in a crash the event is published

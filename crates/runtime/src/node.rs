@@ -733,6 +733,9 @@ async fn bus_task(
         }
     }
     let keeper = tokio::spawn(keep_streams(spec, bus.clone(), cancel.clone()));
+    if bus.replicas > 1 {
+        requeue_unpublished(&spec, &log, &bus, &cancel).await;
+    }
     let relay = tokio::spawn(
         baove_bus::OutboxRelay::new(log.clone(), bus.clone(), spec.stream).run(cancel.clone()),
     );
@@ -777,6 +780,40 @@ async fn bus_task(
         && let Err(e) = own.await
     {
         tracing::error!(error = %e, "service bus task failed");
+    }
+}
+
+/// The active of a cluster, before its outbox relay starts: hands on what
+/// a previous active stored with the cluster but had not published
+/// ([`baove_bus::logstream::requeue_unpublished`]), retrying until it can
+/// (or `cancel`): starting the relay first could leave a report
+/// acknowledged and never handed on.
+async fn requeue_unpublished(
+    spec: &ServiceSpec,
+    log: &EventLog,
+    bus: &baove_bus::Bus,
+    cancel: &CancellationToken,
+) {
+    loop {
+        match baove_bus::logstream::requeue_unpublished(log, &bus.js, spec.log_stream, spec.stream)
+            .await
+        {
+            Ok(0) => return,
+            Ok(requeued) => {
+                tracing::warn!(
+                    requeued,
+                    "handing on events the previous active stored but had not published"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot yet tell what the previous active had not published; retrying");
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
     }
 }
 

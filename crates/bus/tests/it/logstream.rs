@@ -208,3 +208,71 @@ async fn a_follower_stopped_while_its_stream_is_missing_leaves_the_bus_healthy()
     follower.await.unwrap();
     assert_eq!(bus.health.first_failure(), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_active_hands_on_what_the_dead_one_stored_with_the_cluster_but_had_not_published() {
+    const EVENTS: StreamSpec = StreamSpec {
+        name: "BAOVE_TEST",
+        prefix: "baove.test",
+    };
+    let (_nats, js, cancel) = setup().await;
+    ensure_stream(&js, EVENTS, 1).await.unwrap();
+    // The active: three events to hand on, then one kept to itself.
+    let active_dir = tempfile::tempdir().unwrap();
+    let active = EventLog::open(active_dir.path()).await.unwrap();
+    append(&active, "handed", 3).await;
+    active
+        .append(baove_eventlog::AppendRequest {
+            stream: baove_eventlog::StreamId::new(),
+            expected: baove_eventlog::ExpectedVersion::NoStream,
+            command_id: "kept".into(),
+            actor: baove_eventlog::Actor::system("test"),
+            causation_id: String::new(),
+            correlation_id: String::new(),
+            events: vec![baove_eventlog::NewEvent::new("Kept", 1, &serde_json::json!({})).unwrap()],
+            publish: false,
+        })
+        .await
+        .unwrap();
+    // The cluster stores all four; only the first was published for the
+    // other services when the active died.
+    let log_relay = tokio::spawn(LogRelay::new(active.clone(), bus(&js), LOG).run(cancel.clone()));
+    stream_reaches(&js, 4).await;
+    let first = active.read_all(1, 1).await.unwrap().remove(0);
+    baove_bus::publish(&js, EVENTS, &first).await.unwrap();
+    cancel.cancel();
+    log_relay.await.unwrap();
+
+    // The standby that takes over holds the same log, nothing in its
+    // outbox (it imported it).
+    let next_dir = tempfile::tempdir().unwrap();
+    let next = EventLog::open(next_dir.path()).await.unwrap();
+    assert_eq!(logstream::catch_up(&next, &js, LOG).await.unwrap(), 4);
+    assert!(next.outbox(10).await.unwrap().is_empty());
+    // It hands on the two the dead active had not, and not the one kept.
+    assert_eq!(
+        logstream::requeue_unpublished(&next, &js, LOG, EVENTS)
+            .await
+            .unwrap(),
+        2
+    );
+    let waiting: Vec<u64> = next
+        .outbox(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.global_position)
+        .collect();
+    assert_eq!(waiting, [2, 3]);
+    // Once they are published nothing is left to hand on.
+    for event in next.outbox(10).await.unwrap() {
+        baove_bus::publish(&js, EVENTS, &event).await.unwrap();
+        next.outbox_done(event.global_position, 0).await.unwrap();
+    }
+    assert_eq!(
+        logstream::requeue_unpublished(&next, &js, LOG, EVENTS)
+            .await
+            .unwrap(),
+        0
+    );
+}

@@ -39,3 +39,66 @@ async fn a_gated_append_is_refused_until_the_gate_reaches_it_and_its_retry_then_
         Err(Error::NotReplicated { position: 3, .. })
     ));
 }
+
+#[tokio::test]
+async fn a_gated_outbox_hands_on_only_what_the_other_record_holds_and_wakes_its_relay_when_it_grows()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    let (reached, gate) = tokio::sync::watch::channel(0);
+    log.gate_acks(baove_eventlog::AckGate {
+        reached: gate,
+        wait: std::time::Duration::from_millis(10),
+    });
+    let woken = log.subscribe_publishable();
+    let stream = StreamId::new();
+    // Durable here, not yet held by the cluster: in the outbox, but
+    // nothing may leave (a failover now would lose it, and what it started
+    // in the other services would stay behind).
+    let _ = log
+        .append(request(stream, ExpectedVersion::NoStream, "o1", 3))
+        .await;
+    assert_eq!(log.outbox(10).await.unwrap().len(), 3);
+    assert!(log.outbox_publishable(10).await.unwrap().is_empty());
+    // The cluster holds the first two: those may leave, in order, and the
+    // relay waiting on it is woken.
+    reached.send_replace(2);
+    assert!(woken.has_changed().unwrap());
+    let positions: Vec<u64> = log
+        .outbox_publishable(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.global_position)
+        .collect();
+    assert_eq!(positions, [1, 2]);
+    // Each was appended to be handed on; a requeued position goes back in
+    // the outbox once handed on.
+    assert!(log.is_for_bus(3).await.unwrap());
+    log.outbox_done(1, 1).await.unwrap();
+    assert!(log.is_for_bus(1).await.unwrap(), "published counts too");
+    log.requeue(vec![1]).await.unwrap();
+    assert_eq!(log.outbox(10).await.unwrap().len(), 3);
+    assert!(matches!(
+        log.requeue(vec![9]).await,
+        Err(baove_eventlog::Error::Corrupt(_))
+    ));
+}
+
+#[tokio::test]
+async fn without_a_gate_the_whole_outbox_may_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    let mut unpublished = request(StreamId::new(), ExpectedVersion::NoStream, "u1", 1);
+    unpublished.publish = false;
+    log.append(unpublished).await.unwrap();
+    log.append(request(StreamId::new(), ExpectedVersion::NoStream, "p1", 2))
+        .await
+        .unwrap();
+    assert_eq!(log.outbox_publishable(10).await.unwrap().len(), 2);
+    assert!(
+        !log.is_for_bus(1).await.unwrap(),
+        "appended not to be published"
+    );
+    assert!(log.is_for_bus(2).await.unwrap());
+}
