@@ -88,6 +88,30 @@ async fn a_service_serves_its_calls_logs_and_outbox_as_prometheus_metrics() {
     ] {
         assert_eq!(sample(&page, series), Some(value), "{series} in {page}");
     }
+    // The log's work, the relay's, the read model's, the connection and
+    // the process itself.
+    for series in [
+        "baove_eventlog_appended_events_total{log=\"event\"}",
+        "baove_eventlog_sync_seconds_count{log=\"event\"}",
+        "baove_eventlog_group_size_count{log=\"event\"}",
+        "baove_eventlog_size_bytes{log=\"event\"}",
+        "baove_relay_publish_seconds_count{stream=\"BAOVE_INTAKE\"}",
+        "baove_read_model_position{model=\"intakes\"}",
+        "baove_nats_connected",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+    ] {
+        let value = sample(&page, series);
+        assert!(
+            value.is_some_and(|v| v >= 1.0),
+            "{series} = {value:?} in {page}"
+        );
+    }
+    // The access log has recorded no read here, and is measured all the same.
+    assert!(
+        sample(&page, "baove_eventlog_size_bytes{log=\"access\"}").is_some(),
+        "{page}"
+    );
     // Nothing confidential in a label or value.
     assert!(!page.contains("Phan Thị Hạnh") && !page.contains("phan thi hanh"));
 }

@@ -9,6 +9,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Bus, BusHealth, StreamSpec, publish};
 
+/// How long one publish to the service's stream took until JetStream's
+/// ack, by stream (a histogram).
+pub const RELAY_PUBLISH_SECONDS: &str = "baove_relay_publish_seconds";
+
 /// How many outbox entries one pass reads.
 const PAGE: usize = 256;
 
@@ -90,12 +94,15 @@ impl OutboxRelay {
                 if cancel.is_cancelled() {
                     return;
                 }
+                let started = std::time::Instant::now();
                 let published = tokio::select! {
                     () = cancel.cancelled() => return,
                     result = publish(&self.js, self.spec, &envelope) => result,
                 };
                 match published {
                     Ok(ack) => {
+                        metrics::histogram!(RELAY_PUBLISH_SECONDS, "stream" => self.spec.name)
+                            .record(started.elapsed());
                         backoff = Duration::from_millis(100);
                         self.health.ok(&self.part());
                         tracing::debug!(event_id = %envelope.event_id, position = envelope.global_position, duplicate = ack.duplicate, "relayed");

@@ -62,6 +62,6 @@ pub mod tlog;
 pub use envelope::{Actor, ChainHash, Envelope, NewEvent, StreamId};
 pub use error::Error;
 pub use log::{
-    AckGate, AppendRequest, Appended, Clock, EventLog, ExpectedVersion, Head,
-    MAX_EVENTS_PER_APPEND, Options, Parked, Verification, verify_copy,
+    APPENDED, AckGate, AppendRequest, Appended, Clock, EventLog, ExpectedVersion, GROUP_SIZE, Head,
+    MAX_EVENTS_PER_APPEND, Options, Parked, SYNC_SECONDS, Verification, verify_copy,
 };

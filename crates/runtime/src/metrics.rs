@@ -34,6 +34,20 @@
 //!   whole process, `baove.active` whether it takes writes, `baove.bus`
 //!   whether every bus part makes progress), so that an alert sees what a
 //!   load balancer sees;
+//! - `eventlog_appended_events_total{log}`, `eventlog_group_size{log}`
+//!   (appends per group commit), `eventlog_sync_seconds{log}` (one flush +
+//!   fdatasync) and `eventlog_size_bytes{log}`, for the event log and the
+//!   access log (whose appends are the reads recorded);
+//! - `relay_publish_seconds{stream}`: one publish of the outbox relay until
+//!   JetStream's ack;
+//! - `read_model_position{model}`: how far each read model applied the log
+//!   (behind `eventlog_position`: readers wait);
+//! - `deadlines_due_soon{kind}` (casework): open deadlines falling due
+//!   within 2 hours;
+//! - `nats_connected`: 1 while the NATS connection is up;
+//! - the process's own figures (`process_resident_memory_bytes`,
+//!   `process_cpu_seconds_total`, `process_open_fds`...,
+//!   `metrics-process`);
 //! - `chain_verification_failures_total{check}`: a hash chain or a copy of
 //!   the log that did not verify (`audit`, `follower`, `relay`:
 //!   [`baove_bus::CHAIN_FAILURES`]); any increase means a log was altered
@@ -62,6 +76,14 @@ pub const OUTBOX_OLDEST_AGE: &str = "baove_outbox_oldest_age_seconds";
 pub const PARKED: &str = "baove_parked_messages";
 /// 1 while a health service name is SERVING, 0 while NOT_SERVING.
 pub const HEALTH_SERVING: &str = "baove_health_serving";
+/// The last global position a read model applied, by model.
+pub const READ_MODEL_POSITION: &str = "baove_read_model_position";
+/// 1 while the NATS connection is up, 0 while it is not.
+pub const NATS_CONNECTED: &str = "baove_nats_connected";
+/// A log's files on disk, in bytes, by log.
+pub const LOG_SIZE: &str = "baove_eventlog_size_bytes";
+/// Open deadlines falling due within the next 2 hours, by kind (casework).
+pub const DEADLINES_DUE_SOON: &str = "baove_deadlines_due_soon";
 
 /// Deadlines missed, by kind (casework).
 pub const DEADLINES_MISSED: &str = "baove_deadlines_missed_total";
@@ -86,8 +108,13 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
             &[
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
             ],
+        )?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(baove_eventlog::GROUP_SIZE.into()),
+            &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
         )?
         .install()
         .map_err(|e| anyhow::anyhow!("cannot serve metrics on {listen}: {e}"))?;
@@ -146,6 +173,35 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
         baove_bus::CHAIN_FAILURES,
         "hash chains or log copies that did not verify, by check (audit, follower, relay)"
     );
+    metrics::describe_gauge!(
+        READ_MODEL_POSITION,
+        "last global position a read model applied (compare with baove_eventlog_position)"
+    );
+    metrics::describe_gauge!(NATS_CONNECTED, "1 while connected to NATS");
+    metrics::describe_gauge!(LOG_SIZE, metrics::Unit::Bytes, "the log's files on disk");
+    metrics::describe_gauge!(
+        DEADLINES_DUE_SOON,
+        "open procedure deadlines falling due within 2 hours, by kind"
+    );
+    metrics::describe_counter!(
+        baove_eventlog::APPENDED,
+        "events made durable in the log (the access log: reads recorded)"
+    );
+    metrics::describe_histogram!(
+        baove_eventlog::GROUP_SIZE,
+        "appends written by one group commit"
+    );
+    metrics::describe_histogram!(
+        baove_eventlog::SYNC_SECONDS,
+        metrics::Unit::Seconds,
+        "one flush + fdatasync of the log"
+    );
+    metrics::describe_histogram!(
+        baove_bus::RELAY_PUBLISH_SECONDS,
+        metrics::Unit::Seconds,
+        "one publish to the service's stream, until JetStream's ack"
+    );
+    metrics_process::Collector::default().describe();
     // Shown from 0, so that the first failure is an increase.
     for check in ["audit", "follower", "relay"] {
         metrics::counter!(baove_bus::CHAIN_FAILURES, "check" => check).absolute(0);
@@ -163,9 +219,16 @@ pub async fn sample(
     every: Duration,
     cancel: CancellationToken,
 ) {
+    let process = metrics_process::Collector::default();
     loop {
+        process.collect();
         #[allow(clippy::cast_precision_loss)]
         {
+            for (name, of) in [("event", &log), ("access", &access_log)] {
+                if let Ok(bytes) = of.size_on_disk().await {
+                    metrics::gauge!(LOG_SIZE, "log" => name).set(bytes as f64);
+                }
+            }
             metrics::gauge!(LOG_POSITION, "log" => "event").set(log.last_position() as f64);
             metrics::gauge!(LOG_POSITION, "log" => "access").set(access_log.last_position() as f64);
             if let Ok(waiting) = log.outbox(BACKLOG_COUNTED).await {
@@ -192,7 +255,7 @@ pub async fn sample(
 #[cfg(test)]
 mod tests {
     /// Every metric the services declare, by its exposed name.
-    const DECLARED: [&str; 16] = [
+    const DECLARED: [&str; 24] = [
         super::GRPC_REQUESTS,
         super::GRPC_DURATION,
         super::LOG_POSITION,
@@ -209,6 +272,14 @@ mod tests {
         crate::delivery::DELIVERY_OLDEST_AGE,
         super::HEALTH_SERVING,
         baove_bus::CHAIN_FAILURES,
+        super::READ_MODEL_POSITION,
+        super::NATS_CONNECTED,
+        super::LOG_SIZE,
+        super::DEADLINES_DUE_SOON,
+        baove_eventlog::APPENDED,
+        baove_eventlog::GROUP_SIZE,
+        baove_eventlog::SYNC_SECONDS,
+        baove_bus::RELAY_PUBLISH_SECONDS,
     ];
 
     /// The `baove_*` metric names in `text` (a histogram's series by its

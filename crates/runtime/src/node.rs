@@ -196,6 +196,7 @@ pub async fn run(
         baove_eventlog::Options {
             // Appended to and scanned backward: a small cache does.
             cache_capacity: 64 * 1024 * 1024,
+            name: "access",
             ..Default::default()
         },
     )
@@ -955,6 +956,11 @@ async fn watch_bus_health(
         } else {
             ServingStatus::NotServing
         };
+        metrics::gauge!(crate::metrics::NATS_CONNECTED).set(if *connected.borrow() {
+            1.0
+        } else {
+            0.0
+        });
         if was != Some(failure.clone()) {
             match &failure {
                 None => tracing::info!("bus: every part makes progress"),

@@ -49,17 +49,21 @@ impl From<Behind> for tonic::Status {
 /// How far a read model has applied the log, and the loop that moves it.
 pub struct Follower {
     position: watch::Sender<u64>,
-}
-
-impl Default for Follower {
-    fn default() -> Self {
-        Self {
-            position: watch::channel(0).0,
-        }
-    }
+    /// The `model` label of [`crate::metrics::READ_MODEL_POSITION`].
+    name: &'static str,
 }
 
 impl Follower {
+    /// A model named `name` (its metric's label: `intakes`, `cases`...),
+    /// at position 0.
+    #[must_use]
+    pub fn named(name: &'static str) -> Self {
+        Self {
+            position: watch::channel(0).0,
+            name,
+        }
+    }
+
     /// Applies the log from where the model stands to its end with `apply`
     /// (skipping the access log and checkpoints, which are no model's
     /// business),
@@ -136,6 +140,9 @@ impl Follower {
                     }
                     if let Some(last) = events.last() {
                         self.position.send_replace(last.global_position);
+                        #[allow(clippy::cast_precision_loss)]
+                        metrics::gauge!(crate::metrics::READ_MODEL_POSITION, "model" => self.name)
+                            .set(last.global_position as f64);
                     }
                     continue;
                 }
@@ -176,7 +183,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn given_a_model_that_cannot_catch_up_then_readers_get_an_answer_not_a_hang() {
-        let follower = Follower::default();
+        let follower = Follower::named("test");
         follower.position.send_replace(3);
         assert!(follower.wait_for(3).await.is_ok());
         let behind = follower.wait_for(4).await.unwrap_err();

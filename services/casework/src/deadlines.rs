@@ -26,7 +26,11 @@ use crate::rules::Rules;
 use baove_domain::case::CaseState;
 use baove_runtime::command::load;
 
-/// Appends due warnings and misses every `tick` until `cancel` fires.
+/// What "about to fall due" means for the metric: 2 hours.
+const DUE_SOON_MS: i64 = 2 * 60 * 60 * 1000;
+
+/// Appends due warnings and misses every `tick` until `cancel` fires, and
+/// counts the deadlines falling due within 2 hours.
 pub async fn scheduler(
     log: EventLog,
     cases: Arc<Cases>,
@@ -40,6 +44,11 @@ pub async fn scheduler(
             () = tokio::time::sleep(tick) => {}
         }
         let now = (rules.clock)();
+        for (kind, due) in cases.due_within(now, DUE_SOON_MS) {
+            #[allow(clippy::cast_precision_loss)]
+            metrics::gauge!(baove_runtime::metrics::DEADLINES_DUE_SOON, "kind" => kind_label(kind))
+                .set(due as f64);
+        }
         for case_id in cases.due(now) {
             if let Err(e) = check(&log, case_id, now).await {
                 tracing::error!(case_id = %case_id, error = %e, "deadline check failed; will retry");

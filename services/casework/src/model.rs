@@ -110,7 +110,7 @@ impl Cases {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             rows: RwLock::default(),
-            follower: Follower::default(),
+            follower: Follower::named("cases"),
         })
     }
 
@@ -188,6 +188,39 @@ impl Cases {
             .filter(|(_, row)| next_deadline_check(&row.state).is_some_and(|at| at <= now_ms))
             .map(|(id, _)| *id)
             .collect()
+    }
+
+    /// How many open deadlines of each kind fall due in `now_ms ..
+    /// now_ms + window_ms` (every kind named, 0 included), for the metric
+    /// of deadlines about to be missed.
+    #[must_use]
+    pub fn due_within(&self, now_ms: i64, window_ms: i64) -> Vec<(c::DeadlineKind, usize)> {
+        let rows = self
+            .rows
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        [
+            c::DeadlineKind::Emergency,
+            c::DeadlineKind::PlanDrafted,
+            c::DeadlineKind::PlanApproved,
+        ]
+        .into_iter()
+        .map(|kind| {
+            let due = rows
+                .values()
+                .filter(|row| row.state.status != CaseStatus::Closed)
+                .flat_map(|row| row.state.deadlines.values())
+                .filter(|d| {
+                    d.kind == kind
+                        && d.state == DeadlineState::Open
+                        && !d.missed
+                        && d.due_at_ms >= now_ms
+                        && d.due_at_ms < now_ms.saturating_add(window_ms)
+                })
+                .count();
+            (kind, due)
+        })
+        .collect()
     }
 
     /// Up to `limit` cases matching `filter`, newest opened first, strictly
@@ -383,5 +416,73 @@ mod tests {
         cancel.cancel();
         follower.await.unwrap();
         again.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn given_a_child_in_danger_when_11_hours_have_passed_then_its_12_hour_deadline_is_due_within_2_hours()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).await.unwrap();
+        let calendar =
+            Calendar::parse(include_str!("../../../deploy/calendar/vietnam.json")).unwrap();
+        let received = 1_795_705_200_000;
+        let ctx = Context {
+            now_ms: received,
+            calendar: &calendar,
+            warn_share: 0.75,
+        };
+        let cancel = CancellationToken::new();
+        let keys =
+            Arc::new(KeyStore::open(&log, baove_security::seal::Key::generate(), None).unwrap());
+        let live = Cases::new();
+        let follower = tokio::spawn(live.clone().follow(log.clone(), keys, cancel.clone()));
+        for (i, danger) in [true, false].into_iter().enumerate() {
+            let case = Uuid::from_u128(i as u128 + 1);
+            let events = opening_events(
+                CaseOpened {
+                    case_id: case,
+                    intake_id: Uuid::from_u128(100 + i as u128),
+                    intake_event_id: Uuid::from_u128(200 + i as u128),
+                    channel: Channel::Phone,
+                    received_at_ms: received,
+                    incident_unit_id: "vn:31135".into(),
+                    residence_unit_id: None,
+                    concerns: Concerns::default(),
+                    immediate_danger: danger,
+                    caregiver_is_alleged_abuser: false,
+                    outside_child_law: false,
+                    possible_duplicate_case_ids: vec![],
+                    police_case_number: None,
+                    follow_up_case_not_found: None,
+                    child_age_years: Some(9),
+                    child_sex: None,
+                    setting: None,
+                    clock_start_ms: None,
+                    responsible_unit_id: None,
+                    province_id: None,
+                    report_status: Default::default(),
+                    consent_possible_from: None,
+                },
+                &ctx,
+            );
+            append(&log, case, 0, &events).await;
+        }
+        live.wait_for(log.last_position()).await.unwrap();
+        let hour = 3_600_000;
+        let emergency = |now| {
+            live.due_within(now, 2 * hour)
+                .into_iter()
+                .find(|(kind, _)| *kind == c::DeadlineKind::Emergency)
+                .map(|(_, n)| n)
+        };
+        // At the start the 12-hour clock is far; 11 hours in, it is due
+        // within 2 hours; past it, no longer "about to fall due".
+        assert_eq!(emergency(received), Some(0));
+        assert_eq!(emergency(received + 11 * hour), Some(1));
+        assert_eq!(emergency(received + 13 * hour), Some(0));
+        // Every kind is named, with 0 where none is due.
+        assert_eq!(live.due_within(received, 2 * hour).len(), 3);
+        cancel.cancel();
+        follower.await.unwrap();
     }
 }

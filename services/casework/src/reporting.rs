@@ -63,7 +63,7 @@ impl Reporting {
     ) -> Arc<Self> {
         Arc::new(Self {
             state: RwLock::default(),
-            follower: Follower::default(),
+            follower: Follower::named("statistics"),
             defs,
             log,
             directory,

@@ -167,7 +167,7 @@ impl View {
     pub fn new(keys: Arc<KeyStore>) -> Arc<Self> {
         Arc::new(Self {
             state: RwLock::default(),
-            follower: Follower::default(),
+            follower: Follower::named("intakes"),
             keys,
         })
     }

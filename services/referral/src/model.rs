@@ -52,7 +52,7 @@ impl Referrals {
         Arc::new(Self {
             rows: RwLock::default(),
             directory: RwLock::new(directory),
-            follower: Follower::default(),
+            follower: Follower::named("referrals"),
         })
     }
 
