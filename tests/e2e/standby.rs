@@ -318,6 +318,21 @@ async fn with_role_auto_a_standby_takes_the_lease_when_the_active_dies_and_a_pau
     assert!(broken.is_empty() && checked == total, "{broken:?}");
 }
 
+/// Two intake processes with `role = auto` on `urls` (three replicas):
+/// the first holds the lease, the second follows it as a standby.
+async fn intake_pair(urls: &str) -> (Service, Service) {
+    let env = [
+        ("BAOVE_STREAM_REPLICAS", "3".to_owned()),
+        ("BAOVE_ROLE", "auto".to_owned()),
+    ];
+    let first = Service::start_with("intake", urls, tempfile::tempdir().unwrap(), &env);
+    becomes(&first, true).await;
+    let second = Service::start_with("intake", urls, tempfile::tempdir().unwrap(), &env);
+    second.wait_health("", ServingStatus::Serving).await;
+    becomes(&second, false).await;
+    (first, second)
+}
+
 /// The child's name as `intake` serves it to a province officer, waiting
 /// (30 s) until its read model holds the report.
 async fn child_name_on(intake: &Service, intake_id: &str) -> (String, i32) {
@@ -355,15 +370,10 @@ async fn an_intake_standby_reads_the_sealed_fields_takes_over_with_them_and_eras
     let cluster = NatsCluster::start().unwrap();
     let urls = cluster.urls();
     let r3 = ("BAOVE_STREAM_REPLICAS", "3".to_owned());
-    let auto = ("BAOVE_ROLE", "auto".to_owned());
     let start = |name: &'static str, env: &[(&str, String)]| {
         Service::start_with(name, &urls, tempfile::tempdir().unwrap(), env)
     };
-    let mut first = start("intake", &[r3.clone(), auto.clone()]);
-    becomes(&first, true).await;
-    let second = start("intake", &[r3.clone(), auto.clone()]);
-    second.wait_health("", ServingStatus::Serving).await;
-    becomes(&second, false).await;
+    let (mut first, second) = intake_pair(&urls).await;
     let casework = start("casework", std::slice::from_ref(&r3));
     casework.wait_health("", ServingStatus::Serving).await;
 
@@ -415,7 +425,7 @@ async fn an_intake_standby_reads_the_sealed_fields_takes_over_with_them_and_eras
     assert!(bucket.get(&kept).await.unwrap().is_some());
     assert!(bucket.get(&after).await.unwrap().is_some());
     assert!(bucket.get(&erased).await.unwrap().is_none());
-    let third = start("intake", &[r3.clone(), auto.clone()]);
+    let third = start("intake", &[r3.clone(), ("BAOVE_ROLE", "auto".to_owned())]);
     third.wait_health("", ServingStatus::Serving).await;
     becomes(&third, false).await;
     follows(&second, &third).await;
@@ -449,15 +459,10 @@ async fn under_load_the_active_intake_killed_loses_no_acknowledged_report_and_op
     let cluster = NatsCluster::start().unwrap();
     let urls = cluster.urls();
     let r3 = ("BAOVE_STREAM_REPLICAS", "3".to_owned());
-    let auto = ("BAOVE_ROLE", "auto".to_owned());
     let start = |name: &'static str, env: &[(&str, String)]| {
         Service::start_with(name, &urls, tempfile::tempdir().unwrap(), env)
     };
-    let mut first = start("intake", &[r3.clone(), auto.clone()]);
-    becomes(&first, true).await;
-    let second = start("intake", &[r3.clone(), auto.clone()]);
-    second.wait_health("", ServingStatus::Serving).await;
-    becomes(&second, false).await;
+    let (mut first, second) = intake_pair(&urls).await;
     let casework = start("casework", std::slice::from_ref(&r3));
     let referral = start("referral", std::slice::from_ref(&r3));
     for s in [&casework, &referral] {

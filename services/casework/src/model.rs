@@ -316,6 +316,36 @@ mod tests {
         events.iter().fold(None, c::apply).unwrap()
     }
 
+    /// Case number `i` (its id `i + 1`), opened on a report from `unit`
+    /// received at `received` (ms), a child of 9 in immediate danger or
+    /// not.
+    fn opened(i: usize, unit: &str, danger: bool, received: i64) -> CaseOpened {
+        CaseOpened {
+            case_id: Uuid::from_u128(i as u128 + 1),
+            intake_id: Uuid::from_u128(100 + i as u128),
+            intake_event_id: Uuid::from_u128(200 + i as u128),
+            channel: Channel::Phone,
+            received_at_ms: received,
+            incident_unit_id: unit.into(),
+            residence_unit_id: None,
+            concerns: Concerns::default(),
+            immediate_danger: danger,
+            caregiver_is_alleged_abuser: false,
+            outside_child_law: false,
+            possible_duplicate_case_ids: vec![],
+            police_case_number: None,
+            follow_up_case_not_found: None,
+            child_age_years: Some(9),
+            child_sex: None,
+            setting: None,
+            clock_start_ms: None,
+            responsible_unit_id: None,
+            province_id: None,
+            report_status: Default::default(),
+            consent_possible_from: None,
+        }
+    }
+
     #[tokio::test]
     async fn given_a_live_model_when_rebuilt_from_scratch_then_it_is_the_same() {
         let dir = tempfile::tempdir().unwrap();
@@ -339,33 +369,7 @@ mod tests {
 
         for (i, unit) in ["vn:31135", "vn:31186", "vn:31135"].into_iter().enumerate() {
             let case = Uuid::from_u128(i as u128 + 1);
-            let mut events = opening_events(
-                CaseOpened {
-                    case_id: case,
-                    intake_id: Uuid::from_u128(100 + i as u128),
-                    intake_event_id: Uuid::from_u128(200 + i as u128),
-                    channel: Channel::Phone,
-                    received_at_ms: received,
-                    incident_unit_id: unit.into(),
-                    residence_unit_id: None,
-                    concerns: Concerns::default(),
-                    immediate_danger: i == 0,
-                    caregiver_is_alleged_abuser: false,
-                    outside_child_law: false,
-                    possible_duplicate_case_ids: vec![],
-                    police_case_number: None,
-                    follow_up_case_not_found: None,
-                    child_age_years: Some(9),
-                    child_sex: None,
-                    setting: None,
-                    clock_start_ms: None,
-                    responsible_unit_id: None,
-                    province_id: None,
-                    report_status: Default::default(),
-                    consent_possible_from: None,
-                },
-                &ctx,
-            );
+            let mut events = opening_events(opened(i, unit, i == 0, received), &ctx);
             let mut version = append(&log, case, 0, &events).await;
             let assign = decide(
                 &fold(&events),
@@ -438,33 +442,7 @@ mod tests {
         let follower = tokio::spawn(live.clone().follow(log.clone(), keys, cancel.clone()));
         for (i, danger) in [true, false].into_iter().enumerate() {
             let case = Uuid::from_u128(i as u128 + 1);
-            let events = opening_events(
-                CaseOpened {
-                    case_id: case,
-                    intake_id: Uuid::from_u128(100 + i as u128),
-                    intake_event_id: Uuid::from_u128(200 + i as u128),
-                    channel: Channel::Phone,
-                    received_at_ms: received,
-                    incident_unit_id: "vn:31135".into(),
-                    residence_unit_id: None,
-                    concerns: Concerns::default(),
-                    immediate_danger: danger,
-                    caregiver_is_alleged_abuser: false,
-                    outside_child_law: false,
-                    possible_duplicate_case_ids: vec![],
-                    police_case_number: None,
-                    follow_up_case_not_found: None,
-                    child_age_years: Some(9),
-                    child_sex: None,
-                    setting: None,
-                    clock_start_ms: None,
-                    responsible_unit_id: None,
-                    province_id: None,
-                    report_status: Default::default(),
-                    consent_possible_from: None,
-                },
-                &ctx,
-            );
+            let events = opening_events(opened(i, "vn:31135", danger, received), &ctx);
             append(&log, case, 0, &events).await;
         }
         live.wait_for(log.last_position()).await.unwrap();
