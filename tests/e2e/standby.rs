@@ -453,8 +453,6 @@ const CLIENTS: usize = 4;
 async fn under_load_the_active_intake_killed_loses_no_acknowledged_report_and_opens_no_case_twice()
 {
     use std::collections::{HashMap, HashSet};
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     let cluster = NatsCluster::start().unwrap();
     let urls = cluster.urls();
@@ -473,7 +471,8 @@ async fn under_load_the_active_intake_killed_loses_no_acknowledged_report_and_op
     // is: a refused or failed call is sent again, with the same request id,
     // to the other process, until acknowledged.
     let channels = [first.channel().await, second.channel().await];
-    let acknowledged = Arc::new(AtomicUsize::new(0));
+    // How many reports are acknowledged so far, for the kill to wait on.
+    let (acknowledged, mut counted) = tokio::sync::watch::channel(0_usize);
     let mut clients = Vec::new();
     for c in 0..CLIENTS {
         let channels = channels.clone();
@@ -505,7 +504,7 @@ async fn under_load_the_active_intake_killed_loses_no_acknowledged_report_and_op
                         }
                     }
                 };
-                acknowledged.fetch_add(1, Ordering::SeqCst);
+                acknowledged.send_modify(|n| *n += 1);
                 receipts.push((request_id, intake_id));
             }
             (receipts, refused)
@@ -513,12 +512,13 @@ async fn under_load_the_active_intake_killed_loses_no_acknowledged_report_and_op
     }
 
     // A third of the way through, the active dies as a machine does.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acknowledged.load(Ordering::SeqCst) < CLIENTS * PER_CLIENT / 3 {
-        assert!(Instant::now() < deadline, "the load never got going");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let before_kill = acknowledged.load(Ordering::SeqCst);
+    let before_kill = *tokio::time::timeout(
+        Duration::from_secs(60),
+        counted.wait_for(|n| *n >= CLIENTS * PER_CLIENT / 3),
+    )
+    .await
+    .expect("the load never got going")
+    .unwrap();
     first.kill();
     let killed = Instant::now();
     becomes(&second, true).await;

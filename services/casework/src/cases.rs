@@ -362,15 +362,15 @@ mod tests {
     use std::sync::atomic::{AtomicI64, Ordering};
 
     use baove_domain::calendar::Calendar;
+    use baove_domain::case::CaseState;
     use baove_domain::case::procedure::{Command, Context, decide, opening_events};
-    use baove_domain::case::{CaseOpened, CaseState};
-    use baove_domain::intake::{Channel, Concerns};
     use baove_eventlog::{Actor, AppendRequest, EventLog, ExpectedVersion, Options, StreamId};
     use baove_proto::v1 as p;
     use proptest::prelude::*;
     use uuid::Uuid;
 
     use super::*;
+    use crate::test_support::opened;
 
     /// A case with `notes` notes, appended one command at a time with the
     /// clock moving `steps[i]` ms before each; and every event as stored.
@@ -387,30 +387,7 @@ mod tests {
             warn_share: 0.75,
         };
         let case_id = Uuid::now_v7();
-        let opened = CaseOpened {
-            case_id,
-            intake_id: Uuid::now_v7(),
-            intake_event_id: Uuid::now_v7(),
-            channel: Channel::Phone,
-            received_at_ms: ctx.now_ms,
-            incident_unit_id: "vn:31135".into(),
-            residence_unit_id: None,
-            concerns: Concerns::default(),
-            immediate_danger: true,
-            caregiver_is_alleged_abuser: false,
-            outside_child_law: false,
-            possible_duplicate_case_ids: vec![],
-            police_case_number: None,
-            follow_up_case_not_found: None,
-            child_age_years: Some(9),
-            child_sex: None,
-            setting: None,
-            clock_start_ms: None,
-            responsible_unit_id: None,
-            province_id: None,
-            report_status: Default::default(),
-            consent_possible_from: None,
-        };
+        let opened = opened(case_id, Uuid::now_v7(), "vn:31135", true, ctx.now_ms);
         let mut batches = vec![opening_events(opened, &ctx)];
         let mut state: Option<CaseState> = batches[0].iter().fold(None, c::apply);
         for (i, _) in steps.iter().enumerate().skip(1) {

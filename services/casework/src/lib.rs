@@ -44,6 +44,8 @@ mod reporting;
 mod requests;
 mod rules;
 mod scope;
+#[cfg(test)]
+mod test_support;
 
 use std::sync::Arc;
 use std::time::Duration;

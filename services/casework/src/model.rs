@@ -285,12 +285,13 @@ fn key_use(event: &Envelope) -> Option<KeyUse> {
 mod tests {
     use super::*;
     use baove_domain::calendar::Calendar;
+    use baove_domain::case::CaseState;
     use baove_domain::case::procedure::{
         Command, Context, decide, due_deadline_events, opening_events,
     };
-    use baove_domain::case::{CaseOpened, CaseState};
-    use baove_domain::intake::{Channel, Concerns};
     use baove_eventlog::{Actor, AppendRequest, ExpectedVersion, StreamId};
+
+    use crate::test_support::opened;
 
     async fn append(log: &EventLog, case: Uuid, version: u64, events: &[CaseEvent]) -> u64 {
         let appended = log
@@ -316,36 +317,6 @@ mod tests {
         events.iter().fold(None, c::apply).unwrap()
     }
 
-    /// Case number `i` (its id `i + 1`), opened on a report from `unit`
-    /// received at `received` (ms), a child of 9 in immediate danger or
-    /// not.
-    fn opened(i: usize, unit: &str, danger: bool, received: i64) -> CaseOpened {
-        CaseOpened {
-            case_id: Uuid::from_u128(i as u128 + 1),
-            intake_id: Uuid::from_u128(100 + i as u128),
-            intake_event_id: Uuid::from_u128(200 + i as u128),
-            channel: Channel::Phone,
-            received_at_ms: received,
-            incident_unit_id: unit.into(),
-            residence_unit_id: None,
-            concerns: Concerns::default(),
-            immediate_danger: danger,
-            caregiver_is_alleged_abuser: false,
-            outside_child_law: false,
-            possible_duplicate_case_ids: vec![],
-            police_case_number: None,
-            follow_up_case_not_found: None,
-            child_age_years: Some(9),
-            child_sex: None,
-            setting: None,
-            clock_start_ms: None,
-            responsible_unit_id: None,
-            province_id: None,
-            report_status: Default::default(),
-            consent_possible_from: None,
-        }
-    }
-
     #[tokio::test]
     async fn given_a_live_model_when_rebuilt_from_scratch_then_it_is_the_same() {
         let dir = tempfile::tempdir().unwrap();
@@ -369,7 +340,16 @@ mod tests {
 
         for (i, unit) in ["vn:31135", "vn:31186", "vn:31135"].into_iter().enumerate() {
             let case = Uuid::from_u128(i as u128 + 1);
-            let mut events = opening_events(opened(i, unit, i == 0, received), &ctx);
+            let mut events = opening_events(
+                opened(
+                    case,
+                    Uuid::from_u128(100 + i as u128),
+                    unit,
+                    i == 0,
+                    received,
+                ),
+                &ctx,
+            );
             let mut version = append(&log, case, 0, &events).await;
             let assign = decide(
                 &fold(&events),
@@ -442,7 +422,16 @@ mod tests {
         let follower = tokio::spawn(live.clone().follow(log.clone(), keys, cancel.clone()));
         for (i, danger) in [true, false].into_iter().enumerate() {
             let case = Uuid::from_u128(i as u128 + 1);
-            let events = opening_events(opened(i, "vn:31135", danger, received), &ctx);
+            let events = opening_events(
+                opened(
+                    case,
+                    Uuid::from_u128(100 + i as u128),
+                    "vn:31135",
+                    danger,
+                    received,
+                ),
+                &ctx,
+            );
             append(&log, case, 0, &events).await;
         }
         live.wait_for(log.last_position()).await.unwrap();
