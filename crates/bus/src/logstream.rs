@@ -433,6 +433,10 @@ impl LogRelay {
             return Ok(false);
         }
         let events = self.log.read_all(published + 1, PAGE).await?;
+        let for_bus = self
+            .log
+            .for_bus(events.iter().map(|e| e.global_position).collect())
+            .await?;
         let subject = log_subject(self.spec);
         // One at a time: on a replicated stream JetStream checks the
         // expected last sequence against what is committed, so a second
@@ -446,7 +450,7 @@ impl LogRelay {
                 (position - 1).to_string().as_str(),
             );
             headers.insert(HEADER_POSITION, position.to_string().as_str());
-            if self.log.is_for_bus(position).await? {
+            if for_bus.contains(&position) {
                 headers.insert(HEADER_FOR_BUS, "1");
             }
             let ack = self

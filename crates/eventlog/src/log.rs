@@ -10,7 +10,7 @@
 //!
 //! Reads run on tokio's blocking pool: sled calls block.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -898,15 +898,22 @@ impl EventLog {
         self.blocking(|t| Ok(t.db.size_on_disk()?)).await
     }
 
-    /// Whether the event at `position` was appended to be published: it is
-    /// waiting in the outbox or was published.
+    /// Of `positions`, those whose events were appended to be published:
+    /// waiting in the outbox or published. One read of the store for a
+    /// whole page (the log relay asks once per page it replicates).
     ///
     /// # Errors
     /// [`Error::Storage`].
-    pub async fn is_for_bus(&self, position: u64) -> Result<bool, Error> {
+    pub async fn for_bus(&self, positions: Vec<u64>) -> Result<HashSet<u64>, Error> {
         self.blocking(move |t| {
-            let key = position.to_be_bytes();
-            Ok(t.outbox.contains_key(key)? || t.published.contains_key(key)?)
+            let mut marked = HashSet::new();
+            for position in positions {
+                let key = position.to_be_bytes();
+                if t.outbox.contains_key(key)? || t.published.contains_key(key)? {
+                    marked.insert(position);
+                }
+            }
+            Ok(marked)
         })
         .await
     }

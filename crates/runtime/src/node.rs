@@ -795,19 +795,28 @@ async fn requeue_unpublished(
     bus: &baove_bus::Bus,
     cancel: &CancellationToken,
 ) {
+    // Named in `baove.bus` health while it cannot finish, so that the
+    // engineer on call sees why the hand-over has not started.
+    let part = "hand-on after taking the writes";
     loop {
         match baove_bus::logstream::requeue_unpublished(log, &bus.js, spec.log_stream, spec.stream)
             .await
         {
-            Ok(0) => return,
             Ok(requeued) => {
-                tracing::warn!(
-                    requeued,
-                    "handing on events the previous active stored but had not published"
-                );
+                if requeued > 0 {
+                    tracing::warn!(
+                        requeued,
+                        "handing on events the previous active stored but had not published"
+                    );
+                }
+                bus.health.gone(part);
                 return;
             }
             Err(e) => {
+                bus.health.failing(
+                    part,
+                    format!("cannot tell what the previous active had not published: {e}"),
+                );
                 tracing::warn!(error = %e, "cannot yet tell what the previous active had not published; retrying");
                 tokio::select! {
                     () = cancel.cancelled() => return,
