@@ -12,6 +12,7 @@
 //! | `outbox` | position (u64 BE) | stream id ‖ seq, until the relay delivered it |
 //! | `published` | position (u64 BE) | the bus's sequence (u64 BE) of its delivery: what was once published, to publish again if the bus loses its store |
 //! | `inbox` | consumer ‖ 0x00 ‖ message id | empty: that message was applied |
+//! | `set-aside` | n (u64 BE): the n-th tail set aside | a [`crate::SetAside`] as JSON: events the cluster never stored, moved out of the log ([`crate::set_aside_after`]) |
 //! | `tlog` | stored-hash index (u64 BE), or `size` | a Merkle tree hash (32 bytes); under `size` the events covered (u64 BE) ([`crate::tlog`]) |
 //!
 //! One `events` tree holds every stream: a tree per stream blows up sled's
@@ -37,6 +38,9 @@ pub const PUBLISHED: &str = "published";
 /// Incoming messages a consumer could not apply (undecodable or refused),
 /// kept aside whole for an engineer to look at.
 pub const PARKED: &str = "parked";
+/// Tails of the log the cluster never stored, moved out of it
+/// ([`crate::set_aside_after`]), kept for an auditor.
+pub const SET_ASIDE: &str = "set-aside";
 /// The stored hashes of the log's Merkle tree ([`crate::tlog`]).
 pub const TREE: &str = "tlog";
 

@@ -49,6 +49,8 @@
 //! - `log`: [`EventLog`], [`AppendRequest`], [`Appended`], [`Head`],
 //!   [`Verification`], the writer thread.
 //! - [`layout`]: sled tree names and key encodings.
+//! - `setaside`: [`set_aside_after`], moving a tail the cluster never
+//!   stored out of the log, into its `set-aside` tree ([`SetAside`]).
 //! - [`tlog`]: the log as a Merkle tree (a transparency log): roots,
 //!   inclusion and consistency proofs.
 //! - `error`: [`Error`].
@@ -57,6 +59,7 @@ pub mod envelope;
 mod error;
 pub mod layout;
 mod log;
+mod setaside;
 pub mod tlog;
 
 pub use envelope::{Actor, ChainHash, Envelope, NewEvent, StreamId};
@@ -65,3 +68,4 @@ pub use log::{
     APPENDED, AckGate, AppendRequest, Appended, Clock, EventLog, ExpectedVersion, GROUP_SIZE, Head,
     MAX_EVENTS_PER_APPEND, Options, Parked, SYNC_SECONDS, Verification, verify_copy,
 };
+pub use setaside::{SetAside, set_aside_after};

@@ -221,24 +221,26 @@ pub struct Parked {
 }
 
 #[derive(Clone)]
-struct Trees {
-    db: sled::Db,
-    events: sled::Tree,
-    global: sled::Tree,
-    heads: sled::Tree,
-    commands: sled::Tree,
-    outbox: sled::Tree,
+pub(crate) struct Trees {
+    pub(crate) db: sled::Db,
+    pub(crate) events: sled::Tree,
+    pub(crate) global: sled::Tree,
+    pub(crate) heads: sled::Tree,
+    pub(crate) commands: sled::Tree,
+    pub(crate) outbox: sled::Tree,
     inbox: sled::Tree,
-    published: sled::Tree,
+    pub(crate) published: sled::Tree,
     parked: sled::Tree,
-    tree: sled::Tree,
+    pub(crate) tree: sled::Tree,
+    pub(crate) set_aside: sled::Tree,
     /// One growth of the Merkle tree at a time.
     growing: Arc<Mutex<()>>,
 }
 
 impl Trees {
-    fn open(db: sled::Db) -> Result<Self, Error> {
+    pub(crate) fn open(db: sled::Db) -> Result<Self, Error> {
         Ok(Self {
+            set_aside: db.open_tree(layout::SET_ASIDE)?,
             published: db.open_tree(layout::PUBLISHED)?,
             parked: db.open_tree(layout::PARKED)?,
             tree: db.open_tree(layout::TREE)?,
@@ -253,7 +255,7 @@ impl Trees {
         })
     }
 
-    fn last_position(&self) -> Result<u64, Error> {
+    pub(crate) fn last_position(&self) -> Result<u64, Error> {
         match self.global.last()? {
             Some((key, _)) => layout::decode_u64(&key),
             None => Ok(0),
@@ -267,7 +269,7 @@ impl Trees {
             .transpose()
     }
 
-    fn event(&self, stream: StreamId, seq: u64) -> Result<Option<Envelope>, Error> {
+    pub(crate) fn event(&self, stream: StreamId, seq: u64) -> Result<Option<Envelope>, Error> {
         self.events
             .get(layout::event_key(stream, seq))?
             .map(|bytes| Envelope::decode(&bytes))
@@ -314,7 +316,7 @@ impl Trees {
             .collect()
     }
 
-    fn read_all(&self, from: u64, limit: usize) -> Result<Vec<Envelope>, Error> {
+    pub(crate) fn read_all(&self, from: u64, limit: usize) -> Result<Vec<Envelope>, Error> {
         self.global
             .range(from.max(1).to_be_bytes()..)
             .take(limit)
@@ -648,6 +650,15 @@ impl EventLog {
     /// [`Error::Storage`] or [`Error::Corrupt`].
     pub async fn head(&self, stream: StreamId) -> Result<Option<Head>, Error> {
         self.blocking(move |t| t.head(stream)).await
+    }
+
+    /// Every tail set aside from this log ([`crate::set_aside_after`]),
+    /// oldest first: events the cluster never stored, kept for an auditor.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] or [`Error::Corrupt`].
+    pub async fn set_aside(&self) -> Result<Vec<crate::SetAside>, Error> {
+        self.blocking(crate::setaside::read).await
     }
 
     /// The stored answer to `command_id`, if that command was applied.
@@ -1133,7 +1144,7 @@ pub fn verify_copy(db: &sled::Db, stream: StreamId) -> Result<Verification, Erro
 /// Opens sled, waiting up to 5 s for its file lock: after a log of this
 /// process is closed, sled's own I/O threads can hold the database for a
 /// moment longer, and a reopen must not fail because of that.
-fn open_retrying_lock(config: &sled::Config) -> Result<sled::Db, Error> {
+pub(crate) fn open_retrying_lock(config: &sled::Config) -> Result<sled::Db, Error> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         match config.open() {

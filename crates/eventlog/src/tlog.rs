@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 
 pub use tlog_tiles::Hash;
 use tlog_tiles::{
-    HashReader, prove_record, prove_tree, record_hash, split_stored_hash_index, stored_hash_index,
-    stored_hashes_for_record_hash, tree_hash,
+    HashReader, prove_record, prove_tree, record_hash, split_stored_hash_index, stored_hash_count,
+    stored_hash_index, stored_hashes_for_record_hash, tree_hash,
 };
 
 use crate::{Envelope, Error};
@@ -83,6 +83,27 @@ pub(crate) fn covered(tree: &sled::Tree) -> Result<u64, Error> {
             .map(u64::from_be_bytes)
             .map_err(|_| Error::Corrupt("malformed Merkle tree size".into())),
     }
+}
+
+/// Drops the stored hashes of every event after the first `size`: the
+/// events after them were set aside ([`crate::set_aside_after`]). The
+/// hashes of a tree of `n` events are the first `stored_hash_count(n)`
+/// indexes, so what stays is exactly the tree of `size`.
+pub(crate) fn truncate(tree: &sled::Tree, size: u64) -> Result<(), Error> {
+    if covered(tree)? <= size {
+        return Ok(());
+    }
+    let keep = stored_hash_count(size);
+    let mut batch = sled::Batch::default();
+    for key in tree.range(keep.to_be_bytes()..) {
+        let (key, _) = key?;
+        if key.len() == 8 {
+            batch.remove(key);
+        }
+    }
+    batch.insert(SIZE_KEY, &size.to_be_bytes());
+    tree.apply_batch(batch)?;
+    Ok(())
 }
 
 /// Adds the stored hashes of the events after those `tree` covers, up to

@@ -9,6 +9,7 @@ mod crash;
 mod gate;
 mod import;
 mod properties;
+mod setaside;
 mod tamper;
 mod tlog;
 
