@@ -84,7 +84,7 @@ pub enum BusError {
     /// The log and its log stream hold different events at a position:
     /// two processes wrote the same log, or one was changed on disk.
     #[error(
-        "the event log and its log stream {stream} hold different events at position {position}: another process wrote this log, or it was changed on disk; stop this process and rebuild its data directory from the stream (README, \"Backup and restore\")"
+        "the event log and its log stream {stream} hold different events at position {position}: another process wrote this log, or it was changed on disk. In a cluster (stream_replicas above 1) the process stops, and started again sets aside what it wrote that the cluster never stored (docs/cluster.md, \"Rejoining\"); otherwise stop this process and rebuild its data directory from the stream (README, \"Backup and restore\")"
     )]
     Diverged {
         /// The position.

@@ -300,19 +300,73 @@ async fn check_same(
         .get_stream(spec.name)
         .await
         .map_err(|e| BusError::JetStream(format!("get stream {}: {e}", spec.name)))?;
+    if same_at(log, &stream, spec, position).await? {
+        Ok(())
+    } else {
+        Err(BusError::Diverged {
+            position,
+            stream: spec.name,
+        })
+    }
+}
+
+/// Whether the log and the stream hold the same event at `position`.
+async fn same_at(
+    log: &EventLog,
+    stream: &jetstream::stream::Stream,
+    spec: StreamSpec,
+    position: u64,
+) -> Result<bool, BusError> {
     let message = stream
         .get_raw_message(position)
         .await
         .map_err(|e| BusError::JetStream(format!("message {position} of {}: {e}", spec.name)))?;
     let theirs = decode(&message.payload, message.sequence)?;
     let ours = log.read_all(position, 1).await?;
-    match ours.first() {
-        Some(ours) if ours.hash == theirs.hash && ours.event_id == theirs.event_id => Ok(()),
-        _ => Err(BusError::Diverged {
-            position,
-            stream: spec.name,
-        }),
+    Ok(
+        matches!(ours.first(), Some(ours) if ours.hash == theirs.hash && ours.event_id == theirs.event_id),
+    )
+}
+
+/// The first position at which `log` and its log stream hold different
+/// events, or `None` when they agree up to where the shorter ends. Found by
+/// bisection: once two copies hold different events at one position they
+/// hold different events at every later one both hold (each event has an
+/// id of its own, and a copy's later events chain to its earlier ones).
+///
+/// # Errors
+/// [`BusError::JetStream`] when the stream cannot be read; the log's own
+/// errors.
+pub async fn fork_point(
+    log: &EventLog,
+    js: &jetstream::Context,
+    spec: StreamSpec,
+) -> Result<Option<u64>, BusError> {
+    let Some(end) = stream_end(js, spec).await? else {
+        return Ok(None);
+    };
+    let common = log.last_position().min(end.global_position);
+    if common == 0 {
+        return Ok(None);
     }
+    let stream = js
+        .get_stream(spec.name)
+        .await
+        .map_err(|e| BusError::JetStream(format!("get stream {}: {e}", spec.name)))?;
+    if same_at(log, &stream, spec, common).await? {
+        return Ok(None);
+    }
+    // Every position before `low` agrees; `high` differs.
+    let (mut low, mut high) = (1, common);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if same_at(log, &stream, spec, middle).await? {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    Ok(Some(high))
 }
 
 /// Publishes every event of a log to its log stream, in order, from where
@@ -496,7 +550,19 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 /// as the bus part `log follower of <stream>`: failing while the stream
 /// cannot be read, and when the log and the stream diverged (then it
 /// imports nothing more).
-pub async fn follow(log: EventLog, bus: Bus, spec: StreamSpec, cancel: CancellationToken) {
+///
+/// # Errors
+/// In a cluster (`bus.replicas` above 1), [`BusError::Diverged`] as soon as
+/// the log and the stream hold different events: the log holds events the
+/// cluster never stored, which only a restart can set aside (the read
+/// models hold them too), so the caller stops the process. Outside a
+/// cluster it keeps reporting the divergence instead.
+pub async fn follow(
+    log: EventLog,
+    bus: Bus,
+    spec: StreamSpec,
+    cancel: CancellationToken,
+) -> Result<(), BusError> {
     let part = format!("log follower of {}", spec.name);
     bus.health.failing(&part, "starting");
     loop {
@@ -517,6 +583,10 @@ pub async fn follow(log: EventLog, bus: Bus, spec: StreamSpec, cancel: Cancellat
                 count_chain_failure("follower", &e);
                 if matches!(e, BusError::Diverged { .. }) {
                     tracing::error!(error = %e, "this standby's log and the log stream disagree");
+                    if bus.replicas > 1 {
+                        bus.health.failing(&part, e.to_string());
+                        return Err(e);
+                    }
                 } else {
                     tracing::warn!(error = %e, "cannot follow the log stream yet");
                 }
@@ -529,7 +599,7 @@ pub async fn follow(log: EventLog, bus: Bus, spec: StreamSpec, cancel: Cancellat
                 // Stopped (the process took over): its last failure, if
                 // any, must not keep the bus NOT_SERVING.
                 bus.health.gone(&part);
-                return;
+                return Ok(());
             }
             () = tokio::time::sleep(wait) => {}
         }

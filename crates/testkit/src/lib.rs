@@ -230,7 +230,8 @@ impl NatsServer {
 
     /// Stops it, deletes everything JetStream stored (as a crash of a
     /// server whose file store had not synced would), and starts it again
-    /// on the same port.
+    /// on the same port, with the same configuration (a cluster node
+    /// rejoins its cluster with nothing stored).
     ///
     /// # Errors
     /// As [`NatsServer::start`], or when the store cannot be emptied.
@@ -242,6 +243,10 @@ impl NatsServer {
             let path = entry
                 .map_err(|e| format!("reading the nats store: {e}"))?
                 .path();
+            if self.config.as_ref() == Some(&path) {
+                // Its configuration (a cluster node's routes) is kept there.
+                continue;
+            }
             let removed = if path.is_dir() {
                 std::fs::remove_dir_all(&path)
             } else {

@@ -1,6 +1,6 @@
 //! The log stream against a real nats-server: every event in global order,
 //! a log behind its stream catches up from it, and a second writer of the
-//! same log cannot extend the stream.
+//! same log cannot extend the stream; where the two copies part is found.
 
 use std::time::Duration;
 
@@ -157,6 +157,33 @@ async fn a_second_writer_of_the_log_cannot_extend_the_stream_and_is_told_it_dive
         logstream::catch_up(&second, &js, LOG).await,
         Err(BusError::Diverged { position: 3, .. })
     ));
+    // Where they part: position 3, also once the stream went further.
+    assert_eq!(
+        logstream::fork_point(&second, &js, LOG).await.unwrap(),
+        Some(3)
+    );
+    assert_eq!(logstream::fork_point(&first, &js, LOG).await.unwrap(), None);
+    append(&first, "more", 6).await;
+    stream_reaches(&js, 9).await;
+    assert_eq!(
+        logstream::fork_point(&second, &js, LOG).await.unwrap(),
+        Some(3)
+    );
+    assert_eq!(logstream::fork_point(&first, &js, LOG).await.unwrap(), None);
+    // In a cluster, a standby following it stops at once (only a restart
+    // can set aside what it holds that the stream does not).
+    let mut cluster_bus = bus(&js);
+    cluster_bus.replicas = 3;
+    let followed = tokio::time::timeout(
+        Duration::from_secs(30),
+        logstream::follow(second.clone(), cluster_bus, LOG, cancel.child_token()),
+    )
+    .await
+    .expect("the follower went on past the divergence");
+    assert!(
+        matches!(followed, Err(BusError::Diverged { .. })),
+        "{followed:?}"
+    );
     // And counted, for the alert ChainVerificationFailed.
     let failures: Vec<_> = counted
         .snapshot()
@@ -205,7 +232,7 @@ async fn a_follower_stopped_while_its_stream_is_missing_leaves_the_bus_healthy()
     }
     // The process takes over: the follower stops and no longer counts.
     following.cancel();
-    follower.await.unwrap();
+    follower.await.unwrap().unwrap();
     assert_eq!(bus.health.first_failure(), None);
 }
 
