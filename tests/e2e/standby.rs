@@ -588,3 +588,118 @@ async fn under_load_the_active_intake_killed_loses_no_acknowledged_report_and_op
     let (checked, broken, total) = crate::casework::verify_all(&mut audit).await;
     assert!(broken.is_empty() && checked == total, "{broken:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_cut_off_with_events_the_cluster_never_stored_rejoins_as_a_standby_with_them_set_aside()
+ {
+    let mut cluster = NatsCluster::start().unwrap();
+    let urls = cluster.urls();
+    let r3 = ("BAOVE_STREAM_REPLICAS", "3".to_owned());
+    let auto = ("BAOVE_ROLE", "auto".to_owned());
+    let env = [r3.clone(), auto];
+    let intake = Service::start_with(
+        "intake",
+        &urls,
+        tempfile::tempdir().unwrap(),
+        std::slice::from_ref(&r3),
+    );
+    let mut first = Service::start_with("casework", &urls, tempfile::tempdir().unwrap(), &env);
+    becomes(&first, true).await;
+    let second = Service::start_with("casework", &urls, tempfile::tempdir().unwrap(), &env);
+    second.wait_health("", ServingStatus::Serving).await;
+    becomes(&second, false).await;
+    intake.wait_health("", ServingStatus::Serving).await;
+    let case_id = reports(&intake, "cut", 1).await.remove(0);
+    follows(&first, &second).await;
+    let stored = whole_log(&first).await.len() as u64;
+
+    // Two of the three NATS nodes die: no quorum. An auditor asks the
+    // active for a fresh checkpoint: signed and appended on its own disk,
+    // but the cluster never stores it; the active,
+    // unable to renew its lease, stops.
+    cluster.nodes[1].kill();
+    cluster.nodes[2].kill();
+    let fresh = {
+        let mut audit = AuditServiceClient::new(first.channel_as(&auditor()).await);
+        tokio::spawn(async move {
+            audit
+                .get_checkpoint(p::GetCheckpointRequest { fresh: true })
+                .await
+        })
+    };
+    let stopped = first.exit_status().await;
+    assert!(stopped.success(), "{stopped:?}");
+    let _ = fresh.await.unwrap();
+    let unstored = {
+        let log = baove_eventlog::EventLog::open(first.data.path().join("eventlog"))
+            .await
+            .unwrap();
+        let events = log.read_all(stored + 1, 100_000).await.unwrap();
+        log.close().await.unwrap();
+        events
+    };
+    assert!(
+        unstored.iter().any(|e| e.event_type == "CheckpointSigned"),
+        "the checkpoint is on the old active's disk: {unstored:?}"
+    );
+
+    // The node that was left may hold the checkpoint as a proposal not yet
+    // agreed, which would be agreed on when the others return (a write that
+    // timed out may still land): that node dies too, and comes back with
+    // an empty store, after the other two have made a quorum without it.
+    cluster.nodes[0].kill();
+    cluster.nodes[1].restart().unwrap();
+    cluster.nodes[2].restart().unwrap();
+    cluster.nodes[0].restart_empty().unwrap();
+    becomes(&second, true).await;
+    let mut officer = crate::casework::Officer::of(&second, &case_id).await;
+    let header = officer.header();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(status) = officer
+        .client
+        .add_note(p::AddNoteRequest {
+            header: header.clone(),
+            text: "sau khi chuyển".into(),
+        })
+        .await
+    {
+        assert!(Instant::now() < deadline, "the note was refused: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The old active, started again on its own disk, sets aside what the
+    // cluster never stored and follows the new active as a standby, with
+    // exactly its log (before, it refused to start: "diverged").
+    let data = first.into_data();
+    let mut rejoined = Service::start_with("casework", &urls, data, &env);
+    rejoined.wait_health("", ServingStatus::Serving).await;
+    becomes(&rejoined, false).await;
+    follows(&second, &rejoined).await;
+    let log = whole_log(&rejoined).await;
+    assert!(
+        unstored.iter().all(|e| log
+            .iter()
+            .all(|theirs| theirs.event_id != e.event_id.to_string())),
+        "an event the cluster never stored is still in the log"
+    );
+    let mut reader = crate::casework::Officer::of(&rejoined, &case_id).await;
+    assert_eq!(reader.case().await.notes, ["sau khi chuyển"]);
+    let mut audit = AuditServiceClient::new(rejoined.channel_as(&auditor()).await);
+    let (checked, broken, total) = crate::casework::verify_all(&mut audit).await;
+    assert!(broken.is_empty() && checked == total, "{broken:?}");
+
+    // What was set aside is kept, whole, for an auditor.
+    rejoined.terminate();
+    assert!(rejoined.exit_status().await.success());
+    let log = baove_eventlog::EventLog::open(rejoined.data.path().join("eventlog"))
+        .await
+        .unwrap();
+    let aside = log.set_aside().await.unwrap();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(aside[0].events, unstored);
+    assert!(
+        aside[0].reason.contains("never stored by the cluster"),
+        "{}",
+        aside[0].reason
+    );
+}

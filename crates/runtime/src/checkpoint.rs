@@ -19,6 +19,7 @@
 //! copy was put back) or whose tree there has another root is refused, with
 //! what is missing and how to restore, instead of being served short.
 
+use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -407,6 +408,37 @@ impl Checkpointer {
 }
 
 /// Reads a kept checkpoint file (none when it does not exist).
+/// After the events of the log in `log_dir` past position `keep` were set
+/// aside ([`baove_eventlog::set_aside_after`]: the cluster never stored
+/// them), moves its kept checkpoint aside when it covers any of them
+/// (renamed `<file>.set-aside-<ms>`, kept for an auditor): it speaks of
+/// events the log no longer holds, so it would refuse the log at the next
+/// start. The checkpoint a witness cosigned stays: a witness only sees
+/// checkpoints the cluster stored. Returns the new name, if moved.
+///
+/// # Errors
+/// When the kept file cannot be read or renamed.
+pub async fn set_aside_kept(
+    log_dir: &Path,
+    keep: u64,
+    now_ms: i64,
+) -> anyhow::Result<Option<PathBuf>> {
+    let name = log_dir
+        .file_name()
+        .map_or_else(|| "log".into(), |n| n.to_string_lossy().into_owned());
+    let file = log_dir.with_file_name(format!("{name}.checkpoint.json"));
+    match read_kept(&file).await? {
+        Some(kept) if kept.global_position > keep || kept.tree_size > keep => {
+            let aside = file.with_file_name(format!("{name}.checkpoint.json.set-aside-{now_ms}"));
+            tokio::fs::rename(&file, &aside).await.with_context(|| {
+                format!("cannot move the kept checkpoint {} aside", file.display())
+            })?;
+            Ok(Some(aside))
+        }
+        _ => Ok(None),
+    }
+}
+
 async fn read_kept(file: &Path) -> anyhow::Result<Option<Checkpoint>> {
     let read = {
         let file = file.to_path_buf();
@@ -445,4 +477,92 @@ async fn keep(file: &Path, checkpoint: &Checkpoint) -> std::io::Result<()> {
     })
     .await
     .map_err(std::io::Error::other)?
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use baove_eventlog::{Actor, AppendRequest, EventLog, ExpectedVersion, NewEvent, StreamId};
+
+    use super::{Checkpointer, set_aside_kept};
+
+    async fn append(log: &EventLog, n: usize) {
+        log.append(AppendRequest {
+            stream: StreamId::new(),
+            expected: ExpectedVersion::NoStream,
+            command_id: uuid::Uuid::now_v7().to_string(),
+            actor: Actor::system("test"),
+            causation_id: String::new(),
+            correlation_id: String::new(),
+            events: (0..n)
+                .map(|i| NewEvent::new("NoteAdded", 1, &serde_json::json!({ "i": i })).unwrap())
+                .collect(),
+            publish: false,
+        })
+        .await
+        .unwrap();
+    }
+
+    fn checkpointer(log: &EventLog, data: &std::path::Path) -> Checkpointer {
+        Checkpointer::open(
+            log.clone(),
+            "casework",
+            "baove.test/casework",
+            None,
+            data,
+            baove_eventlog::Options::default().clock,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn given_a_kept_checkpoint_over_events_set_aside_then_it_is_moved_aside_and_the_log_starts_again()
+     {
+        let data = tempfile::tempdir().unwrap();
+        let dir = data.path().join("eventlog");
+        let log = EventLog::open(&dir).await.unwrap();
+        append(&log, 3).await;
+        let checkpoints = checkpointer(&log, data.path());
+        // Signed at 3, appended at 4.
+        checkpoints.sign_now().await.unwrap();
+        assert_eq!(
+            set_aside_kept(&dir, 4, 1).await.unwrap(),
+            None,
+            "it covers nothing set aside"
+        );
+        append(&log, 2).await;
+        assert_eq!(checkpoints.sign_now().await.unwrap().tree_size, 6);
+        drop(checkpoints);
+        log.close().await.unwrap();
+        drop(log);
+
+        assert_eq!(
+            baove_eventlog::set_aside_after(&dir, 4, "never stored", 2)
+                .await
+                .unwrap(),
+            3
+        );
+        let aside = set_aside_kept(&dir, 4, 2)
+            .await
+            .unwrap()
+            .expect("moved aside");
+        assert_eq!(
+            aside.file_name().unwrap().to_string_lossy(),
+            "eventlog.checkpoint.json.set-aside-2"
+        );
+        let log = EventLog::open(&dir).await.unwrap();
+        let checkpoints = checkpointer(&log, data.path());
+        checkpoints.check_kept().await.unwrap();
+        // Left in place, it would have refused the shortened log.
+        std::fs::rename(&aside, checkpoints.kept_file()).unwrap();
+        let refused = checkpoints
+            .check_kept()
+            .await
+            .expect_err("a shortened log passed");
+        assert!(
+            refused.to_string().contains("does not match"),
+            "{refused:#}"
+        );
+    }
 }

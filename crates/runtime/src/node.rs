@@ -1,7 +1,10 @@
 //! One service process, from start-up to a clean stop.
 //!
 //! Start-up order:
-//! 1. open the service's event log (`<data_dir>/eventlog`) and access log,
+//! 1. open the service's event log (`<data_dir>/eventlog`), compare it with
+//!    its log stream and take what the stream holds beyond it (in a
+//!    cluster, first setting aside what the stream never stored: docs/
+//!    cluster.md, "Rejoining"); open the access log,
 //!    and check each against the checkpoint kept outside its sled files
 //!    ([`crate::checkpoint::Checkpointer::check_kept`]): a log shorter than
 //!    what was acknowledged, or changed, is refused with an error naming
@@ -183,13 +186,12 @@ pub async fn run(
     let credentials = config
         .nats_credentials()
         .context("failed to read the NATS credentials")?;
-    let log = EventLog::open_with(&log_dir, options).await.with_context(|| {
-        format!(
-            "failed to open the event log in {} (its sled files may be damaged). Restore the data directory {} from a backup (README \"When a disk is damaged\"), then start again",
-            log_dir.display(),
-            config.data_dir.display()
-        )
-    })?;
+    let log = open_log(&log_dir, &options, &config).await?;
+    // Never serve a log shorter than its log stream (sled recovered an
+    // earlier state): take the missing events from the stream first. In a
+    // cluster, a tail the stream never stored is set aside first (the log
+    // is reopened then: nothing else may hold it yet).
+    let log = catch_up_at_start(&spec, &config, log, &options).await?;
     let access_dir = config.data_dir.join("accesslog");
     let access_log = EventLog::open_with(
         &access_dir,
@@ -228,8 +230,6 @@ pub async fn run(
         config.clock(),
     )
     .context("failed to open the checkpoint signing key")?;
-    // Never serve a log shorter than its log stream (sled recovered an
-    // earlier state): take the missing events from the stream first.
     let role = config.role;
     let standby = role != crate::config::Role::Active;
     if standby
@@ -247,7 +247,6 @@ pub async fn run(
         // It follows the active's log stream; it never writes its own.
         log.follow_only(config.active_addr.as_deref().unwrap_or_default());
     }
-    catch_up_at_start(&spec, &config, &log).await?;
     // In a cluster a command is acknowledged only once the log stream's
     // quorum holds it: the log relay tells how far that is.
     let (reached_tx, reached) = watch::channel(0);
@@ -522,17 +521,42 @@ const REPLICATION_WAIT: Duration = Duration::from_secs(5);
 /// it; the log relay compares again once NATS is there).
 const STREAM_CHECK_WAIT: Duration = Duration::from_secs(10);
 
+/// Opens the service's event log in `dir`.
+async fn open_log(
+    dir: &std::path::Path,
+    options: &baove_eventlog::Options,
+    config: &Config,
+) -> anyhow::Result<EventLog> {
+    EventLog::open_with(dir, options.clone()).await.with_context(|| {
+        format!(
+            "failed to open the event log in {} (its sled files may be damaged). Restore the data directory {} from a backup (README \"When a disk is damaged\"), then start again",
+            dir.display(),
+            config.data_dir.display()
+        )
+    })
+}
+
 /// Compares the log with its log stream and imports what the stream holds
-/// beyond it ([`baove_bus::logstream::catch_up`]).
+/// beyond it ([`baove_bus::logstream::catch_up`]). In a cluster
+/// (`stream_replicas` above 1), when the stream holds other events than the
+/// log from some position on, the log's events from there were never
+/// stored by the cluster, so never acknowledged nor handed on (this process
+/// died, or was cut off, while another took over the writes): they are set
+/// aside ([`baove_eventlog::set_aside_after`]), with the kept checkpoint
+/// that covers them, and the log takes the stream's events instead.
+/// `log` must be the only handle to the log: it is closed and reopened
+/// then. Returns the log to go on with.
 ///
 /// # Errors
-/// When the log and the stream hold different events at one position, or
-/// the stream's events do not verify: the service must not serve.
+/// When the log and the stream hold different events at one position
+/// outside a cluster, or the stream's events do not verify: the service
+/// must not serve.
 async fn catch_up_at_start(
     spec: &ServiceSpec,
     config: &Config,
-    log: &EventLog,
-) -> anyhow::Result<()> {
+    log: EventLog,
+    options: &baove_eventlog::Options,
+) -> anyhow::Result<EventLog> {
     let cancel = CancellationToken::new();
     let timer = {
         let cancel = cancel.clone();
@@ -557,15 +581,52 @@ async fn catch_up_at_start(
         Ok(client) => client,
         Err(e) => {
             tracing::warn!(error = %e, wait_secs = STREAM_CHECK_WAIT.as_secs(), "NATS not reachable at start: the log is not compared with its log stream now (the kept checkpoint still is; the log relay compares once NATS is there)");
-            return Ok(());
+            return Ok(log);
         }
     };
     let js = async_nats::jetstream::new(client);
     if js.get_stream(spec.log_stream.name).await.is_err() {
         tracing::info!(stream = spec.log_stream.name, "no log stream yet");
-        return Ok(());
+        return Ok(log);
     }
-    match baove_bus::logstream::catch_up(log, &js, spec.log_stream).await {
+    let log = match baove_bus::logstream::catch_up(&log, &js, spec.log_stream).await {
+        Err(baove_bus::BusError::Diverged { position, .. }) if config.stream_replicas > 1 => {
+            let log = set_aside_unstored(spec, config, log, options, &js, position).await?;
+            match baove_bus::logstream::catch_up(&log, &js, spec.log_stream).await {
+                Ok(imported) => {
+                    tracing::warn!(
+                        stream = spec.log_stream.name,
+                        imported,
+                        position = log.last_position(),
+                        "took the log stream's events in place of those set aside"
+                    );
+                    return Ok(log);
+                }
+                Err(e) => {
+                    return Err(anyhow::anyhow!(e)).with_context(|| {
+                        format!(
+                            "the event log in {} still does not continue its log stream after setting aside what the cluster never stored; refusing to start",
+                            log.path().display()
+                        )
+                    });
+                }
+            }
+        }
+        outcome => {
+            checked_at_start(spec, &log, outcome)?;
+            log
+        }
+    };
+    Ok(log)
+}
+
+/// What a catch-up at start found, said, or refused.
+fn checked_at_start(
+    spec: &ServiceSpec,
+    log: &EventLog,
+    outcome: Result<u64, baove_bus::BusError>,
+) -> anyhow::Result<()> {
+    match outcome {
         Ok(0) => {
             tracing::info!(stream = spec.log_stream.name, position = log.last_position(), "the log reaches the end of its log stream");
             Ok(())
@@ -600,6 +661,50 @@ async fn catch_up_at_start(
             Ok(())
         }
     }
+}
+
+/// Sets aside the log's events from where it and its log stream part
+/// (found from `diverged`, the position a catch-up saw differ), closing and
+/// reopening the log around it; see [`catch_up_at_start`].
+async fn set_aside_unstored(
+    spec: &ServiceSpec,
+    config: &Config,
+    log: EventLog,
+    options: &baove_eventlog::Options,
+    js: &async_nats::jetstream::Context,
+    diverged: u64,
+) -> anyhow::Result<EventLog> {
+    let from = baove_bus::logstream::fork_point(&log, js, spec.log_stream)
+        .await
+        .context("cannot find where the event log and its log stream part")?
+        .unwrap_or(diverged);
+    let last = log.last_position();
+    let dir = log.path().to_path_buf();
+    log.close().await.context("closing the event log")?;
+    drop(log);
+    let now = (config.clock())();
+    let reason = format!(
+        "positions {from} to {last} were written by this process but never stored by the cluster: its log stream {} holds other events from position {from} on (another process took over the writes), so they were never acknowledged nor handed on",
+        spec.log_stream.name
+    );
+    let moved = baove_eventlog::set_aside_after(&dir, from - 1, &reason, now)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot set aside the events of {} the cluster never stored",
+                dir.display()
+            )
+        })?;
+    let checkpoint = crate::checkpoint::set_aside_kept(&dir, from - 1, now).await?;
+    tracing::error!(
+        stream = spec.log_stream.name,
+        from,
+        last,
+        moved,
+        kept_checkpoint_moved_to = ?checkpoint,
+        "set aside the events this process wrote that the cluster never stored (an auditor reads them in the log's set-aside tree); taking the cluster's events in their place"
+    );
+    open_log(&dir, options, config).await
 }
 
 /// How a service reaches NATS.
@@ -693,12 +798,19 @@ async fn bus_task(
     match nats.role {
         crate::config::Role::Active => {}
         crate::config::Role::Standby => {
-            baove_bus::logstream::follow(log, bus.clone(), spec.log_stream, cancel.clone()).await;
+            let followed =
+                baove_bus::logstream::follow(log, bus.clone(), spec.log_stream, cancel.clone())
+                    .await;
+            if let Err(e) = followed {
+                stop_to_set_aside(&nats.shutdown, &e);
+            }
             let _ = health.await;
             return;
         }
         crate::config::Role::Auto => {
-            let Some(taken) = take_over(spec, &log, &bus, &nats.address, &cancel).await else {
+            let Some(taken) =
+                take_over(spec, &log, &bus, &nats.address, &cancel, &nats.shutdown).await
+            else {
                 let _ = health.await;
                 return;
             };
@@ -833,16 +945,19 @@ const LEASE_TTL: Duration = Duration::from_secs(4);
 
 /// An `auto` process's wait for the service's lease: follows the log stream
 /// as a standby until it takes the lease, then imports whatever the stream
-/// holds beyond its log and takes writes. `None` when cancelled first.
+/// holds beyond its log and takes writes. `None` when cancelled first, or
+/// when its log and the stream part (then it fires `shutdown`: see
+/// [`stop_to_set_aside`]).
 async fn take_over(
     spec: ServiceSpec,
     log: &EventLog,
     bus: &baove_bus::Bus,
     address: &str,
     cancel: &CancellationToken,
+    shutdown: &CancellationToken,
 ) -> Option<baove_bus::lease::Lease> {
     let following = cancel.child_token();
-    let follower = tokio::spawn(baove_bus::logstream::follow(
+    let mut follower = tokio::spawn(baove_bus::logstream::follow(
         log.clone(),
         bus.clone(),
         spec.log_stream,
@@ -875,6 +990,12 @@ async fn take_over(
                 let _ = follower.await;
                 return None;
             }
+            followed = &mut follower => {
+                if let Ok(Err(e)) = followed {
+                    stop_to_set_aside(shutdown, &e);
+                }
+                return None;
+            }
             () = tokio::time::sleep(LEASE_TTL / 8) => {}
         }
     };
@@ -897,6 +1018,11 @@ async fn take_over(
                 );
                 break;
             }
+            Err(e @ baove_bus::BusError::Diverged { .. }) if bus.replicas > 1 => {
+                // Its lease expires unrenewed: another process takes it.
+                stop_to_set_aside(shutdown, &e);
+                return None;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "took the lease but cannot reach the end of the log stream; retrying");
                 bus.health.failing(part, e.to_string());
@@ -910,6 +1036,15 @@ async fn take_over(
     bus.health.ok(part);
     log.take_writes();
     Some(lease)
+}
+
+/// Stops a process whose log holds events its log stream does not (its
+/// follower found them differ, `diverged`): they were never stored by the
+/// cluster, and the read models applied them, so only a start sets them
+/// aside ([`catch_up_at_start`]). A supervisor starts it again.
+fn stop_to_set_aside(shutdown: &CancellationToken, diverged: &baove_bus::BusError) {
+    tracing::error!(error = %diverged, "this process's log holds events the cluster never stored: stopping; started again, it sets them aside and follows the cluster");
+    shutdown.cancel();
 }
 
 /// Renews the lease until `cancel`; when it cannot, stops taking writes
