@@ -186,6 +186,20 @@ pub async fn run(
     let credentials = config
         .nats_credentials()
         .context("failed to read the NATS credentials")?;
+    // A role it cannot play is refused before anything is opened.
+    let role = config.role;
+    let standby = role != crate::config::Role::Active;
+    if standby
+        && !spec.side_trees.is_empty()
+        && !(spec.side_trees_replicated && config.stream_replicas > 1)
+    {
+        anyhow::bail!(
+            "{} cannot run as a standby with stream_replicas = {}: its side trees ({}) are not on the log stream and are copied into the cluster only with stream_replicas of 2 or more, so a standby promoted to active could not read what they unlock (intake: the reports' confidential fields; casework: the cases' private text). Run it as the active only, or in a cluster",
+            spec.name,
+            config.stream_replicas,
+            spec.side_trees.join(", ")
+        );
+    }
     let log = open_log(&log_dir, &options, &config).await?;
     // Never serve a log shorter than its log stream (sled recovered an
     // earlier state): take the missing events from the stream first. In a
@@ -230,19 +244,6 @@ pub async fn run(
         config.clock(),
     )
     .context("failed to open the checkpoint signing key")?;
-    let role = config.role;
-    let standby = role != crate::config::Role::Active;
-    if standby
-        && !spec.side_trees.is_empty()
-        && !(spec.side_trees_replicated && config.stream_replicas > 1)
-    {
-        anyhow::bail!(
-            "{} cannot run as a standby with stream_replicas = {}: its side trees ({}) are not on the log stream and are copied into the cluster only with stream_replicas of 2 or more, so a standby promoted to active could not read what they unlock (intake: the reports' confidential fields; casework: the cases' private text). Run it as the active only, or in a cluster",
-            spec.name,
-            config.stream_replicas,
-            spec.side_trees.join(", ")
-        );
-    }
     if standby {
         // It follows the active's log stream; it never writes its own.
         log.follow_only(config.active_addr.as_deref().unwrap_or_default());
