@@ -806,7 +806,60 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
         .unwrap();
     assert!(text_of(&browser, "#access").await.contains("cb-tinh-1"));
     shot(&browser, "11-auditor-access").await;
+
+    // The same page in English, by the switch in the header, and back.
+    let lang = |b: &Client| {
+        let b = b.clone();
+        async move {
+            b.find(Locator::Css("html"))
+                .await
+                .unwrap()
+                .attr("lang")
+                .await
+                .unwrap()
+                .unwrap_or_default()
+        }
+    };
+    assert_eq!(lang(&browser).await, "vi");
+    click(&browser, "#lang-switch").await;
+    wait_text(&browser, "#chain", "Hash chain intact").await;
+    assert_eq!(lang(&browser).await, "en");
+    assert!(
+        browser
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with(&format!("/ho-so/{case_id}")),
+        "the switch comes back to the page it was on"
+    );
+    assert_eq!(text_of(&browser, "#who .role").await, "Inspector, auditor");
+    let menu = text_of(&browser, "nav").await;
+    assert!(
+        menu.contains("Case file") && menu.contains("Circular 13"),
+        "{menu}"
+    );
+    assert!(
+        text_of(&browser, "#timeline")
+            .await
+            .contains("Emergency measure")
+    );
+    assert_eq!(text_of(&browser, "#lang-switch").await, "Tiếng Việt");
+    shot(&browser, "11-auditor-access-english").await;
+    click(&browser, "#lang-switch").await;
+    wait_text(&browser, "#chain", "nguyên vẹn").await;
+    assert_eq!(lang(&browser).await, "vi");
     let auditor = session_of(&browser).await;
+    let away = get_as(&base, "/ngon-ngu?chon=en&ve=//example.org/x", &auditor);
+    assert!(
+        away.starts_with("HTTP/1.1 303") && away.contains("\r\nlocation: /\r\n"),
+        "the switch goes back only to this console's own pages: {away}"
+    );
+    let unknown = get_as(&base, "/ngon-ngu?chon=fr", &auditor);
+    assert!(
+        unknown.starts_with("HTTP/1.1 400") && unknown.contains("chọn vi hoặc en"),
+        "{unknown}"
+    );
     let export = get_as(&base, &format!("/ho-so/{case_id}/xuat"), &auditor);
     assert!(export.starts_with("HTTP/1.1 200"), "{export}");
     assert!(

@@ -4,6 +4,8 @@
 //! download, and who read the case, when and why (the access log).
 
 use baove_proto::v1 as p;
+
+use crate::i18n::tr;
 use maud::{Markup, html};
 
 use crate::view::when;
@@ -34,40 +36,40 @@ pub fn check_signature(checkpoint: &p::Checkpoint) -> Result<(), String> {
 pub fn panel(case_id: &str, audit: &Audit) -> Markup {
     html! {
         section #audit {
-            h2 { "Kiểm tra tính toàn vẹn" }
+            h2 { (tr("Kiểm tra tính toàn vẹn")) }
             p #chain {
                 @match &audit.chain {
                     Ok(v) if v.intact => {
-                        strong.ok { "Chuỗi băm nguyên vẹn" }
-                        ": " (v.head.as_ref().map_or(0, |h| h.version)) " sự kiện, băm cuối "
+                        strong.ok { (tr("Chuỗi băm nguyên vẹn")) }
+                        ": " (v.head.as_ref().map_or(0, |h| h.version)) (tr(" sự kiện, băm cuối "))
                         code { (hex(v.head.as_ref().map_or(&[][..], |h| &h.hash[..]))) }
                     }
                     Ok(v) => {
-                        strong.danger { "CHUỖI BĂM BỊ HỎNG" }
-                        " từ sự kiện #" (v.first_bad_seq) ": " (v.reason)
+                        strong.danger { (tr("CHUỖI BĂM BỊ HỎNG")) }
+                        (tr(" từ sự kiện #")) (v.first_bad_seq) ": " (v.reason)
                     }
-                    Err(e) => { strong.danger { "Không kiểm tra được: " } (e) }
+                    Err(e) => { strong.danger { (tr("Không kiểm tra được: ")) } (e) }
                 }
             }
             p #checkpoint {
                 @match &audit.checkpoint {
                     Ok((c, Ok(()))) => {
-                        "Điểm kiểm tra mới nhất của nhật ký: " (c.tree_size) " sự kiện, ký lúc "
+                        (tr("Điểm kiểm tra mới nhất của nhật ký: ")) (c.tree_size) (tr(" sự kiện, ký lúc "))
                         (when(Some(&prost_types::Timestamp { seconds: c.signed_at_unix_ms.div_euclid(1000), nanos: 0 })))
-                        "; " strong.ok { "chữ ký hợp lệ" }
-                        " với khóa " code { (c.verifier_key) }
-                        " (đối chiếu khóa này với khóa công bố của tỉnh)."
+                        "; " strong.ok { (tr("chữ ký hợp lệ")) }
+                        (tr(" với khóa ")) code { (c.verifier_key) }
+                        (tr(" (đối chiếu khóa này với khóa công bố của tỉnh)."))
                     }
-                    Ok((_, Err(e))) => { strong.danger { "Chữ ký điểm kiểm tra KHÔNG hợp lệ: " } (e) }
-                    Err(e) => { "Chưa có điểm kiểm tra: " (e) }
+                    Ok((_, Err(e))) => { strong.danger { (tr("Chữ ký điểm kiểm tra KHÔNG hợp lệ: ")) } (e) }
+                    Err(e) => { (tr("Chưa có điểm kiểm tra: ")) (e) }
                 }
             }
-            p { a #export href=(format!("/ho-so/{case_id}/xuat")) download { "Tải gói xuất hồ sơ (JSON, kiểm tra được ngoại tuyến)" } }
-            h2 { "Ai đã xem hồ sơ" }
+            p { a #export href=(format!("/ho-so/{case_id}/xuat")) download { (tr("Tải gói xuất hồ sơ (JSON, kiểm tra được ngoại tuyến)")) } }
+            h2 { (tr("Ai đã xem hồ sơ")) }
             @match &audit.access {
-                Ok(entries) if entries.is_empty() => p { "Chưa có lượt truy cập nào được ghi." },
+                Ok(entries) if entries.is_empty() => p { (tr("Chưa có lượt truy cập nào được ghi.")) },
                 Ok(entries) => table #access {
-                    thead { tr { th { "Lúc" } th { "Người" } th { "Thao tác" } th { "Mục đích" } th { "Kết quả" } } }
+                    thead { tr { th { (tr("Lúc")) } th { (tr("Người")) } th { (tr("Thao tác")) } th { (tr("Mục đích")) } th { (tr("Kết quả")) } } }
                     tbody {
                         @for a in entries {
                             tr {
@@ -80,7 +82,7 @@ pub fn panel(case_id: &str, audit: &Audit) -> Markup {
                         }
                     }
                 },
-                Err(e) => p.error { "Không đọc được nhật ký truy cập: " (e) },
+                Err(e) => p.error { (tr("Không đọc được nhật ký truy cập: ")) (e) },
             }
         }
     }

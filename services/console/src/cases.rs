@@ -6,6 +6,8 @@
 //! overwriting.
 
 use baove_proto::v1 as p;
+
+use crate::i18n::{tr, trf};
 use maud::{Markup, html};
 
 use crate::form::{Errors, FieldMap, FormData};
@@ -16,15 +18,15 @@ use crate::view::{csrf_input, time_left, when};
 pub fn phase_vi(phase: i32) -> &'static str {
     use p::CasePhase as P;
     match P::try_from(phase).unwrap_or(P::Unspecified) {
-        P::AwaitingInitialAssessment => "Chờ đánh giá ban đầu (Mẫu 02)",
-        P::InitiallyAssessed => "Đã đánh giá ban đầu; chờ đánh giá chi tiết (Mẫu 03)",
-        P::DetailedAssessed => "Đã đánh giá chi tiết; chờ lập kế hoạch (Mẫu 04)",
-        P::PlanAwaitingDecision => "Kế hoạch chờ Chủ tịch UBND xã phê duyệt (Mẫu 05)",
-        P::PlanSentBack => "Kế hoạch bị trả lại; lập lại",
-        P::PlanApproved => "Kế hoạch đã phê duyệt; đang can thiệp, chờ đánh giá (Mẫu 06)",
-        P::ReviewedRiskRemains => "Đánh giá lại: còn nguy cơ; lập kế hoạch mới",
-        P::ReviewedNoRisk => "Đánh giá lại: hết nguy cơ; có thể đóng",
-        P::Closed => "Đã đóng",
+        P::AwaitingInitialAssessment => tr("Chờ đánh giá ban đầu (Mẫu 02)"),
+        P::InitiallyAssessed => tr("Đã đánh giá ban đầu; chờ đánh giá chi tiết (Mẫu 03)"),
+        P::DetailedAssessed => tr("Đã đánh giá chi tiết; chờ lập kế hoạch (Mẫu 04)"),
+        P::PlanAwaitingDecision => tr("Kế hoạch chờ Chủ tịch UBND xã phê duyệt (Mẫu 05)"),
+        P::PlanSentBack => tr("Kế hoạch bị trả lại; lập lại"),
+        P::PlanApproved => tr("Kế hoạch đã phê duyệt; đang can thiệp, chờ đánh giá (Mẫu 06)"),
+        P::ReviewedRiskRemains => tr("Đánh giá lại: còn nguy cơ; lập kế hoạch mới"),
+        P::ReviewedNoRisk => tr("Đánh giá lại: hết nguy cơ; có thể đóng"),
+        P::Closed => tr("Đã đóng"),
         P::Unspecified => "?",
     }
 }
@@ -34,9 +36,9 @@ pub fn phase_vi(phase: i32) -> &'static str {
 pub fn deadline_vi(kind: i32) -> &'static str {
     use p::DeadlineKind as K;
     match K::try_from(kind).unwrap_or(K::Unspecified) {
-        K::Emergency => "Can thiệp khẩn cấp trong 12 giờ",
-        K::PlanDrafted => "Lập kế hoạch trong 5 ngày làm việc",
-        K::PlanApproved => "Phê duyệt kế hoạch trong 7 ngày làm việc",
+        K::Emergency => tr("Can thiệp khẩn cấp trong 12 giờ"),
+        K::PlanDrafted => tr("Lập kế hoạch trong 5 ngày làm việc"),
+        K::PlanApproved => tr("Phê duyệt kế hoạch trong 7 ngày làm việc"),
         K::Unspecified => "?",
     }
 }
@@ -45,28 +47,28 @@ pub fn deadline_vi(kind: i32) -> &'static str {
 #[must_use]
 pub fn event_vi(event_type: &str) -> &str {
     match event_type {
-        "CaseOpened" => "Mở hồ sơ từ thông báo (Mẫu 01)",
-        "IntakeAttached" => "Bổ sung thông báo mới",
-        "OfficerAssigned" => "Phân công cán bộ",
-        "InitialAssessmentRecorded" => "Đánh giá ban đầu (Mẫu 02)",
-        "EmergencyMeasureRecorded" => "Biện pháp khẩn cấp",
-        "DetailedAssessmentRecorded" => "Đánh giá chi tiết (Mẫu 03)",
-        "PlanDrafted" => "Lập kế hoạch (Mẫu 04)",
-        "PlanApproved" => "Phê duyệt kế hoạch (Mẫu 05)",
-        "PlanSentBack" => "Trả lại kế hoạch",
-        "InterventionRecorded" => "Can thiệp",
-        "ReviewRecorded" => "Đánh giá lại (Mẫu 06)",
-        "CaseClosed" => "Đóng hồ sơ",
-        "CaseReopened" => "Mở lại hồ sơ",
-        "NoteAdded" => "Ghi chú",
-        "DeadlineSet" => "Bắt đầu tính thời hạn",
-        "DeadlineMet" => "Đáp ứng thời hạn",
-        "DeadlineWarned" => "Cảnh báo sắp hết thời hạn",
-        "DeadlineMissed" => "Quá thời hạn",
-        "DeadlineCleared" => "Thời hạn không còn áp dụng",
-        "ReferralRequested" => "Đề nghị chuyển gửi",
-        "ReferralStepRecorded" => "Cập nhật chuyển gửi",
-        "PrivateTextErased" => "Xoá thông tin riêng tư",
+        "CaseOpened" => tr("Mở hồ sơ từ thông báo (Mẫu 01)"),
+        "IntakeAttached" => tr("Bổ sung thông báo mới"),
+        "OfficerAssigned" => tr("Phân công cán bộ"),
+        "InitialAssessmentRecorded" => tr("Đánh giá ban đầu (Mẫu 02)"),
+        "EmergencyMeasureRecorded" => tr("Biện pháp khẩn cấp"),
+        "DetailedAssessmentRecorded" => tr("Đánh giá chi tiết (Mẫu 03)"),
+        "PlanDrafted" => tr("Lập kế hoạch (Mẫu 04)"),
+        "PlanApproved" => tr("Phê duyệt kế hoạch (Mẫu 05)"),
+        "PlanSentBack" => tr("Trả lại kế hoạch"),
+        "InterventionRecorded" => tr("Can thiệp"),
+        "ReviewRecorded" => tr("Đánh giá lại (Mẫu 06)"),
+        "CaseClosed" => tr("Đóng hồ sơ"),
+        "CaseReopened" => tr("Mở lại hồ sơ"),
+        "NoteAdded" => tr("Ghi chú"),
+        "DeadlineSet" => tr("Bắt đầu tính thời hạn"),
+        "DeadlineMet" => tr("Đáp ứng thời hạn"),
+        "DeadlineWarned" => tr("Cảnh báo sắp hết thời hạn"),
+        "DeadlineMissed" => tr("Quá thời hạn"),
+        "DeadlineCleared" => tr("Thời hạn không còn áp dụng"),
+        "ReferralRequested" => tr("Đề nghị chuyển gửi"),
+        "ReferralStepRecorded" => tr("Cập nhật chuyển gửi"),
+        "PrivateTextErased" => tr("Xoá thông tin riêng tư"),
         other => other,
     }
 }
@@ -131,24 +133,24 @@ impl ListFilter {
 pub fn list(cases: &[p::CaseSummary], now: i64, filter: &ListFilter) -> Markup {
     html! {
         form.filters method="get" action="/ho-so" {
-            label.check { input type="checkbox" id="cua-toi" name="cua-toi" value="1" checked[filter.mine.is_some()]; " Chỉ hồ sơ tôi phụ trách" }
-            label.check { input type="checkbox" id="qua-han" name="qua-han" value="1" checked[filter.overdue.is_some()]; " Chỉ hồ sơ quá hạn" }
-            button type="submit" { "Lọc" }
+            label.check { input type="checkbox" id="cua-toi" name="cua-toi" value="1" checked[filter.mine.is_some()]; (tr(" Chỉ hồ sơ tôi phụ trách")) }
+            label.check { input type="checkbox" id="qua-han" name="qua-han" value="1" checked[filter.overdue.is_some()]; (tr(" Chỉ hồ sơ quá hạn")) }
+            button type="submit" { (tr("Lọc")) }
         }
         p.live data-fragment=(format!("/ho-so{}", filter.query())) data-target="cases" data-every="60" {
-            "Danh sách tự cập nhật mỗi phút."
+            (tr("Danh sách tự cập nhật mỗi phút."))
         }
-        @if cases.is_empty() { p #cases { "Không có hồ sơ nào khớp trong phạm vi của bạn." } }
+        @if cases.is_empty() { p #cases { (tr("Không có hồ sơ nào khớp trong phạm vi của bạn.")) } }
         @else {
             table #cases {
-                thead { tr { th { "Hồ sơ" } th { "Giai đoạn" } th { "Thời hạn gần nhất" } th { "Mở lúc" } th { "Cán bộ" } } }
+                thead { tr { th { (tr("Hồ sơ")) } th { (tr("Giai đoạn")) } th { (tr("Thời hạn gần nhất")) } th { (tr("Mở lúc")) } th { (tr("Cán bộ")) } } }
                 tbody {
                     @for c in cases {
                         @let due = c.next_due_at.as_ref().map(|t| t.seconds);
                         tr class=(due.map_or("", |d| urgency(d, now))) {
                             td {
                                 a href=(format!("/ho-so/{}", c.case_id)) { (c.case_id) }
-                                @if c.immediate_danger { " " span.badge { "nguy hiểm ngay" } }
+                                @if c.immediate_danger { " " span.badge { (tr("nguy hiểm ngay")) } }
                             }
                             td { (phase_vi(c.phase)) }
                             td.due {
@@ -173,40 +175,41 @@ pub fn list(cases: &[p::CaseSummary], now: i64, filter: &ListFilter) -> Markup {
 pub fn event_detail(event: &p::CaseEvent) -> String {
     use p::case_event::Event as E;
     let measure = |kind: i32| {
-        MEASURES
+        measures()
             .iter()
             .find(|(k, _)| *k as i32 == kind)
             .map_or("?", |(_, n)| n)
     };
     match &event.event {
-        Some(E::DeadlineSet(d)) => {
-            format!("{}, hạn {}", deadline_vi(d.kind), when(d.due_at.as_ref()))
-        }
+        Some(E::DeadlineSet(d)) => trf(
+            "{0}, hạn {1}",
+            &[&deadline_vi(d.kind), &when(d.due_at.as_ref())],
+        ),
         Some(E::DeadlineMet(d)) => format!(
             "{}{}",
             deadline_vi(d.kind),
-            if d.late { ", trễ hạn" } else { "" }
+            if d.late { tr(", trễ hạn") } else { "" }
         ),
         Some(E::DeadlineWarned(d)) => deadline_vi(d.kind).to_owned(),
         Some(E::DeadlineMissed(d)) => deadline_vi(d.kind).to_owned(),
         Some(E::DeadlineCleared(d)) => deadline_vi(d.kind).to_owned(),
-        Some(E::OfficerAssigned(a)) => format!("cho {}", a.officer_id),
+        Some(E::OfficerAssigned(a)) => trf("cho {0}", &[&a.officer_id]),
         Some(E::InitialAssessmentRecorded(a)) => {
             if a.emergency_measures_apply {
-                "cần can thiệp khẩn cấp".to_owned()
+                tr("cần can thiệp khẩn cấp").to_owned()
             } else {
-                "không cần can thiệp khẩn cấp".to_owned()
+                tr("không cần can thiệp khẩn cấp").to_owned()
             }
         }
         Some(E::EmergencyMeasureRecorded(m)) => {
-            format!("{}, quyết định {}", measure(m.kind), m.decision_ref)
+            trf("{0}, quyết định {1}", &[&measure(m.kind), &m.decision_ref])
         }
-        Some(E::ReferralRequested(r)) => format!("đến {}", r.to_agency_id),
+        Some(E::ReferralRequested(r)) => trf("đến {0}", &[&r.to_agency_id]),
         Some(E::ReferralStepRecorded(r)) => {
             format!("{}: {}", r.agency_id, referral_step_vi(r.step))
         }
-        Some(E::CaseClosed(c)) => format!("quyết định {}", c.decision_ref),
-        Some(E::PrivateTextErased(e)) => format!("căn cứ: {}", e.reason),
+        Some(E::CaseClosed(c)) => trf("quyết định {0}", &[&c.decision_ref]),
+        Some(E::PrivateTextErased(e)) => trf("căn cứ: {0}", &[&e.reason]),
         Some(E::NoteAdded(n)) => private_text(&n.text).to_owned(),
         _ => String::new(),
     }
@@ -215,7 +218,7 @@ pub fn event_detail(event: &p::CaseEvent) -> String {
 /// A case's private text as the service gave it: opened, or erased.
 fn private_text(text: &str) -> &str {
     if text == "[erased]" {
-        "(đã xoá theo quyết định xoá thông tin)"
+        tr("(đã xoá theo quyết định xoá thông tin)")
     } else {
         text
     }
@@ -226,15 +229,15 @@ fn private_text(text: &str) -> &str {
 pub fn referral_step_vi(step: i32) -> &'static str {
     use p::ReferralStep as S;
     match S::try_from(step).unwrap_or(S::Unspecified) {
-        S::Requested => "đề nghị",
-        S::Offered => "đã gửi",
-        S::Acknowledged => "xác nhận đã nhận",
-        S::Accepted => "nhận xử lý",
-        S::Declined => "từ chối",
-        S::OutcomeReported => "báo kết quả",
-        S::Completed => "hoàn thành",
-        S::Revoked => "thu hồi",
-        S::Escalated => "báo cấp trên (quá hạn xác nhận)",
+        S::Requested => tr("đề nghị"),
+        S::Offered => tr("đã gửi"),
+        S::Acknowledged => tr("xác nhận đã nhận"),
+        S::Accepted => tr("nhận xử lý"),
+        S::Declined => tr("từ chối"),
+        S::OutcomeReported => tr("báo kết quả"),
+        S::Completed => tr("hoàn thành"),
+        S::Revoked => tr("thu hồi"),
+        S::Escalated => tr("báo cấp trên (quá hạn xác nhận)"),
         S::Unspecified => "?",
     }
 }
@@ -268,7 +271,7 @@ impl FieldMap for AssessmentFields {
     }
     fn rule_vi(form_field: &str) -> Option<&'static str> {
         match form_field {
-            "factor" => Some("Cần ít nhất một yếu tố nguy cơ có mức đánh giá."),
+            "factor" => Some(tr("Cần ít nhất một yếu tố nguy cơ có mức đánh giá.")),
             _ => None,
         }
     }
@@ -305,50 +308,65 @@ pub fn assessment_request(form: &FormData, case_id: &str) -> p::RecordInitialAss
     }
 }
 
-/// Kinds of emergency measure (Đ31), in Vietnamese.
-pub const MEASURES: [(p::MeasureKind, &str); 4] = [
-    (p::MeasureKind::MedicalCare, "Chăm sóc y tế"),
-    (p::MeasureKind::SafeShelter, "Bố trí nơi tạm trú an toàn"),
-    (
-        p::MeasureKind::TemporarySeparation,
-        "Tạm thời cách ly trẻ khỏi người xâm hại (Mẫu 07)",
-    ),
-    (p::MeasureKind::Other, "Biện pháp khác"),
-];
+/// Kinds of emergency measure (Đ31), in the request's language.
+pub fn measures() -> [(p::MeasureKind, &'static str); 4] {
+    [
+        (p::MeasureKind::MedicalCare, tr("Chăm sóc y tế")),
+        (
+            p::MeasureKind::SafeShelter,
+            tr("Bố trí nơi tạm trú an toàn"),
+        ),
+        (
+            p::MeasureKind::TemporarySeparation,
+            tr("Tạm thời cách ly trẻ khỏi người xâm hại (Mẫu 07)"),
+        ),
+        (p::MeasureKind::Other, tr("Biện pháp khác")),
+    ]
+}
 
-/// Grounds of an emergency measure, in Vietnamese.
-pub const GROUNDS: [(p::MeasureGrounds, &str); 3] = [
-    (
-        p::MeasureGrounds::AssessedDanger,
-        "Đánh giá ban đầu xác định cần can thiệp khẩn cấp",
-    ),
-    (
-        p::MeasureGrounds::ParentsRefusePlan,
-        "Cha mẹ, người chăm sóc từ chối kế hoạch (Đ32)",
-    ),
-    (
-        p::MeasureGrounds::AbuseMayContinue,
-        "Cha mẹ, người chăm sóc có thể tiếp tục xâm hại (Đ32)",
-    ),
-];
+/// Grounds of an emergency measure, in the request's language.
+pub fn grounds() -> [(p::MeasureGrounds, &'static str); 3] {
+    [
+        (
+            p::MeasureGrounds::AssessedDanger,
+            tr("Đánh giá ban đầu xác định cần can thiệp khẩn cấp"),
+        ),
+        (
+            p::MeasureGrounds::ParentsRefusePlan,
+            tr("Cha mẹ, người chăm sóc từ chối kế hoạch (Đ32)"),
+        ),
+        (
+            p::MeasureGrounds::AbuseMayContinue,
+            tr("Cha mẹ, người chăm sóc có thể tiếp tục xâm hại (Đ32)"),
+        ),
+    ]
+}
 
-/// Services a referral may ask for, in Vietnamese.
-pub const SERVICES: [(p::RequestedService, &str); 6] = [
-    (
-        p::RequestedService::PoliceInvestigation,
-        "Điều tra (Công an)",
-    ),
-    (p::RequestedService::MedicalExamination, "Khám, chữa bệnh"),
-    (p::RequestedService::PsychologicalSupport, "Hỗ trợ tâm lý"),
-    (p::RequestedService::LegalAid, "Trợ giúp pháp lý"),
-    (p::RequestedService::SchoolSupport, "Hỗ trợ học tập"),
-    (p::RequestedService::Shelter, "Nơi ở an toàn"),
-];
+/// Services a referral may ask for, in the request's language.
+pub fn services() -> [(p::RequestedService, &'static str); 6] {
+    [
+        (
+            p::RequestedService::PoliceInvestigation,
+            tr("Điều tra (Công an)"),
+        ),
+        (
+            p::RequestedService::MedicalExamination,
+            tr("Khám, chữa bệnh"),
+        ),
+        (
+            p::RequestedService::PsychologicalSupport,
+            tr("Hỗ trợ tâm lý"),
+        ),
+        (p::RequestedService::LegalAid, tr("Trợ giúp pháp lý")),
+        (p::RequestedService::SchoolSupport, tr("Hỗ trợ học tập")),
+        (p::RequestedService::Shelter, tr("Nơi ở an toàn")),
+    ]
+}
 
 /// The Vietnamese name of a requested service.
 #[must_use]
 pub fn service_vi(value: i32) -> &'static str {
-    SERVICES
+    services()
         .iter()
         .find(|(s, _)| *s as i32 == value)
         .map_or("?", |(_, n)| n)
@@ -370,10 +388,10 @@ impl FieldMap for MeasureFields {
     }
     fn rule_vi(form_field: &str) -> Option<&'static str> {
         match form_field {
-            "measure_kind" => Some("Chọn biện pháp."),
-            "separation" => Some(
+            "measure_kind" => Some(tr("Chọn biện pháp.")),
+            "separation" => Some(tr(
                 "Cách ly tạm thời cần ngày bắt đầu và kết thúc (năm-tháng-ngày), tối đa 15 ngày nếu không có quyết định gia hạn.",
-            ),
+            )),
             _ => None,
         }
     }
@@ -417,15 +435,19 @@ impl FieldMap for ReferralFields {
     }
     fn rule_vi(form_field: &str) -> Option<&'static str> {
         match form_field {
-            "consent" => Some(CONSENT_RULE),
-            "to_agency_id" => Some("Mã cơ quan trong danh mục, ví dụ vn:31135/cong-an."),
+            "consent" => Some(consent_rule()),
+            "to_agency_id" => Some(tr("Mã cơ quan trong danh mục, ví dụ vn:31135/cong-an.")),
             _ => None,
         }
     }
 }
 
 /// The consent rule, as the referral form explains it.
-pub const CONSENT_RULE: &str = "Chia sẻ thông tin nhận dạng của trẻ cần sự đồng ý của cha mẹ hoặc người giám hộ, và của chính trẻ nếu trẻ từ đủ 7 tuổi (tính theo ngày chuyển gửi), trừ khi có căn cứ pháp lý: điều tra hình sự, hoặc tình huống khẩn cấp đe dọa tính mạng, sức khỏe.";
+pub fn consent_rule() -> &'static str {
+    tr(
+        "Chia sẻ thông tin nhận dạng của trẻ cần sự đồng ý của cha mẹ hoặc người giám hộ, và của chính trẻ nếu trẻ từ đủ 7 tuổi (tính theo ngày chuyển gửi), trừ khi có căn cứ pháp lý: điều tra hình sự, hoặc tình huống khẩn cấp đe dọa tính mạng, sức khỏe.",
+    )
+}
 
 /// The RequestReferral request of a posted form.
 #[must_use]
@@ -533,49 +555,49 @@ fn emergency_form(case: &p::Case, ctx: &PageContext<'_>) -> Markup {
     let (form, errors) = ctx.form(Step::EmergencyMeasure);
     html! {
         section #emergency {
-            h2 { "Biện pháp can thiệp khẩn cấp (Đ31, Đ32)" }
+            h2 { (tr("Biện pháp can thiệp khẩn cấp (Đ31, Đ32)")) }
             (top_errors(&errors, "emergency-errors"))
             form method="post" action=(format!("/ho-so/{}/khan-cap", case.case_id)) {
                 (csrf_input(ctx.csrf))
                 input type="hidden" name="request_id" value=(form.get("request_id"));
                 input type="hidden" name="expected_version" value=(case.version);
                 div.field {
-                    label for="measure_kind" { "Biện pháp" }
+                    label for="measure_kind" { (tr("Biện pháp")) }
                     select id="measure_kind" name="measure_kind" {
-                        option value="0" { "— chọn —" }
-                        @for (k, name) in MEASURES {
+                        option value="0" { (tr("— chọn —")) }
+                        @for (k, name) in measures() {
                             option value=(k as i32) selected[form.get("measure_kind") == (k as i32).to_string()] { (name) }
                         }
                     }
                     (field_errors(&errors, "measure_kind"))
                 }
                 div.field {
-                    label for="grounds" { "Căn cứ" }
+                    label for="grounds" { (tr("Căn cứ")) }
                     select id="grounds" name="grounds" {
-                        @for (g, name) in GROUNDS {
+                        @for (g, name) in grounds() {
                             option value=(g as i32) selected[form.get("grounds") == (g as i32).to_string()] { (name) }
                         }
                     }
                     (field_errors(&errors, "grounds"))
                 }
                 div.field {
-                    label for="measure_description" { "Đã làm gì" }
+                    label for="measure_description" { (tr("Đã làm gì")) }
                     textarea id="measure_description" name="measure_description" rows="2" { (form.get("measure_description")) }
                     (field_errors(&errors, "measure_description"))
                 }
                 div.field {
-                    label for="decision_ref" { "Quyết định của Chủ tịch UBND xã (số, ngày)" }
+                    label for="decision_ref" { (tr("Quyết định của Chủ tịch UBND xã (số, ngày)")) }
                     input type="text" id="decision_ref" name="decision_ref" value=(form.get("decision_ref"));
                     (field_errors(&errors, "decision_ref"))
                 }
                 div.field {
-                    label for="separation_start" { "Cách ly từ ngày (năm-tháng-ngày)" }
+                    label for="separation_start" { (tr("Cách ly từ ngày (năm-tháng-ngày)")) }
                     input type="text" id="separation_start" name="separation_start" value=(form.get("separation_start"));
-                    label for="separation_end" { "đến ngày" }
+                    label for="separation_end" { (tr("đến ngày")) }
                     input type="text" id="separation_end" name="separation_end" value=(form.get("separation_end"));
                     (field_errors(&errors, "separation"))
                 }
-                button.primary type="submit" { "Ghi biện pháp khẩn cấp" }
+                button.primary type="submit" { (tr("Ghi biện pháp khẩn cấp")) }
             }
         }
     }
@@ -590,51 +612,51 @@ fn referral_form(case: &p::Case, ctx: &PageContext<'_>) -> Markup {
     };
     html! {
         section #referral {
-            h2 { "Đề nghị chuyển gửi" }
+            h2 { (tr("Đề nghị chuyển gửi")) }
             (top_errors(&errors, "referral-errors"))
             form method="post" action=(format!("/ho-so/{}/chuyen-gui", case.case_id)) {
                 (csrf_input(ctx.csrf))
                 input type="hidden" name="request_id" value=(form.get("request_id"));
                 input type="hidden" name="expected_version" value=(case.version);
                 div.field {
-                    label for="service" { "Đề nghị" }
+                    label for="service" { (tr("Đề nghị")) }
                     select id="service" name="service" {
-                        @for (sv, name) in SERVICES {
+                        @for (sv, name) in services() {
                             option value=(sv as i32) selected[form.get("service") == (sv as i32).to_string()] { (name) }
                         }
                     }
                     (field_errors(&errors, "service"))
                 }
                 div.field {
-                    label for="to_agency_id" { "Cơ quan nhận (mã)" }
+                    label for="to_agency_id" { (tr("Cơ quan nhận (mã)")) }
                     input type="text" id="to_agency_id" name="to_agency_id" value=(agency);
                     (field_errors(&errors, "to_agency_id"))
                 }
                 div.field {
-                    label for="reason" { "Lý do" }
+                    label for="reason" { (tr("Lý do")) }
                     textarea id="reason" name="reason" rows="2" { (form.get("reason")) }
                     (field_errors(&errors, "reason"))
                 }
-                label.check { input type="checkbox" id="urgent" name="urgent" checked[form.checked("urgent")]; " Khẩn: xác nhận trong 2 giờ (không khẩn: 1 ngày làm việc)" }
+                label.check { input type="checkbox" id="urgent" name="urgent" checked[form.checked("urgent")]; (tr(" Khẩn: xác nhận trong 2 giờ (không khẩn: 1 ngày làm việc)")) }
                 fieldset {
-                    legend { "Chia sẻ thông tin" }
-                    p.rule #consent-rule { (CONSENT_RULE) }
-                    label.check { input type="checkbox" id="shares_identifying_information" name="shares_identifying_information" checked[form.checked("shares_identifying_information")]; " Chia sẻ thông tin nhận dạng của trẻ" }
-                    label.check { input type="checkbox" id="guardian_consent" name="guardian_consent" checked[form.checked("guardian_consent")]; " Cha mẹ, người giám hộ đã đồng ý" }
-                    label.check { input type="checkbox" id="child_consent" name="child_consent" checked[form.checked("child_consent")]; " Trẻ (từ đủ 7 tuổi) đã đồng ý" }
+                    legend { (tr("Chia sẻ thông tin")) }
+                    p.rule #consent-rule { (consent_rule()) }
+                    label.check { input type="checkbox" id="shares_identifying_information" name="shares_identifying_information" checked[form.checked("shares_identifying_information")]; (tr(" Chia sẻ thông tin nhận dạng của trẻ")) }
+                    label.check { input type="checkbox" id="guardian_consent" name="guardian_consent" checked[form.checked("guardian_consent")]; (tr(" Cha mẹ, người giám hộ đã đồng ý")) }
+                    label.check { input type="checkbox" id="child_consent" name="child_consent" checked[form.checked("child_consent")]; (tr(" Trẻ (từ đủ 7 tuổi) đã đồng ý")) }
                     div.field {
-                        label for="legal_basis" { "Hoặc căn cứ pháp lý" }
+                        label for="legal_basis" { (tr("Hoặc căn cứ pháp lý")) }
                         select id="legal_basis" name="legal_basis" {
-                            option value="0" { "Không có: cần sự đồng ý" }
-                            option value=(p::LegalBasis::CriminalInvestigation as i32) selected[form.get("legal_basis") == (p::LegalBasis::CriminalInvestigation as i32).to_string()] { "Điều tra hình sự" }
-                            option value=(p::LegalBasis::Emergency as i32) selected[form.get("legal_basis") == (p::LegalBasis::Emergency as i32).to_string()] { "Khẩn cấp: tính mạng, sức khỏe bị đe dọa" }
+                            option value="0" { (tr("Không có: cần sự đồng ý")) }
+                            option value=(p::LegalBasis::CriminalInvestigation as i32) selected[form.get("legal_basis") == (p::LegalBasis::CriminalInvestigation as i32).to_string()] { (tr("Điều tra hình sự")) }
+                            option value=(p::LegalBasis::Emergency as i32) selected[form.get("legal_basis") == (p::LegalBasis::Emergency as i32).to_string()] { (tr("Khẩn cấp: tính mạng, sức khỏe bị đe dọa")) }
                         }
                     }
-                    label.check { input type="checkbox" id="shares_informant" name="shares_informant" checked[form.checked("shares_informant")]; " Chia sẻ cả thông tin người báo tin (quyết định riêng)" }
+                    label.check { input type="checkbox" id="shares_informant" name="shares_informant" checked[form.checked("shares_informant")]; (tr(" Chia sẻ cả thông tin người báo tin (quyết định riêng)")) }
                     (field_errors(&errors, "consent"))
                     (field_errors(&errors, "shares_informant"))
                 }
-                button.primary type="submit" { "Gửi đề nghị chuyển gửi" }
+                button.primary type="submit" { (tr("Gửi đề nghị chuyển gửi")) }
             }
         }
     }
@@ -645,13 +667,13 @@ fn referral_form(case: &p::Case, ctx: &PageContext<'_>) -> Markup {
 pub fn referral_status_vi(status: i32) -> &'static str {
     use p::ReferralStatus as S;
     match S::try_from(status).unwrap_or(S::Unspecified) {
-        S::Offered => "đã gửi, chờ xác nhận",
-        S::Acknowledged => "đã xác nhận nhận",
-        S::Accepted => "đã nhận xử lý",
-        S::Declined => "bị từ chối",
-        S::OutcomeReported => "đã báo kết quả",
-        S::Completed => "hoàn thành",
-        S::Revoked => "đã thu hồi",
+        S::Offered => tr("đã gửi, chờ xác nhận"),
+        S::Acknowledged => tr("đã xác nhận nhận"),
+        S::Accepted => tr("đã nhận xử lý"),
+        S::Declined => tr("bị từ chối"),
+        S::OutcomeReported => tr("đã báo kết quả"),
+        S::Completed => tr("hoàn thành"),
+        S::Revoked => tr("đã thu hồi"),
         S::Unspecified => "?",
     }
 }
@@ -673,45 +695,45 @@ pub fn page(
         @if as_of.is_none() {
             p.live #live data-events=(format!("/ho-so/{}/su-kien?tu={}", case.case_id, case.version + 1))
                 data-fragment=(format!("/ho-so/{}", case.case_id)) data-target="case deadlines referrals timeline" data-every="60" {
-                "Trang tự cập nhật khi hồ sơ có diễn biến mới."
+                (tr("Trang tự cập nhật khi hồ sơ có diễn biến mới."))
             }
         }
         @if let Some((step, _, errors)) = ctx.posted {
             @if !errors.is_empty() {
                 p.errors #refused role="alert" {
-                    "Bước này chưa được ghi: " a href=(format!("#{}", step.section())) { "xem lý do bên cạnh biểu mẫu" } "."
+                    (tr("Bước này chưa được ghi: ")) a href=(format!("#{}", step.section())) { (tr("xem lý do bên cạnh biểu mẫu")) } "."
                 }
             }
         }
         @if let Some(seen) = ctx.seen_version {
             p.warning #stale role="alert" {
-                "Bạn đã quyết định trên phiên bản " (seen) "; hồ sơ nay ở phiên bản " (case.version)
-                ". Các diễn biến mới được đánh dấu bên dưới: xem lại rồi gửi lại."
+                (tr("Bạn đã quyết định trên phiên bản ")) (seen) (tr("; hồ sơ nay ở phiên bản ")) (case.version)
+                (tr(". Các diễn biến mới được đánh dấu bên dưới: xem lại rồi gửi lại."))
             }
         }
         @if let Some(seq) = as_of {
             p.warning #as-of {
-                "Hồ sơ như tại sự kiện #" (seq) " (phiên bản " (case.version) "). "
-                a href=(format!("/ho-so/{}", case.case_id)) { "Xem hiện tại" }
+                (tr("Hồ sơ như tại sự kiện #")) (seq) (tr(" (phiên bản ")) (case.version) "). "
+                a href=(format!("/ho-so/{}", case.case_id)) { (tr("Xem hiện tại")) }
             }
         }
         dl.case #case {
-            dt { "Giai đoạn" } dd #phase { (phase_vi(case.phase)) }
-            dt { "Xã chịu trách nhiệm" } dd { (case.responsible_unit_id) }
-            dt { "Nhận thông tin lúc" } dd { (when(case.received_at.as_ref())) }
-            dt { "Cán bộ phụ trách" } dd { @if case.officer_id.is_empty() { "chưa phân công" } @else { (case.officer_id) } }
-            @if case.immediate_danger { dt { "Nguy hiểm" } dd.danger { "Trẻ đang gặp nguy hiểm ngay" } }
-            @if case.caregiver_is_alleged_abuser { dt { "Người chăm sóc" } dd.danger { "là người bị tố cáo xâm hại" } }
+            dt { (tr("Giai đoạn")) } dd #phase { (phase_vi(case.phase)) }
+            dt { (tr("Xã chịu trách nhiệm")) } dd { (case.responsible_unit_id) }
+            dt { (tr("Nhận thông tin lúc")) } dd { (when(case.received_at.as_ref())) }
+            dt { (tr("Cán bộ phụ trách")) } dd { @if case.officer_id.is_empty() { (tr("chưa phân công")) } @else { (case.officer_id) } }
+            @if case.immediate_danger { dt { (tr("Nguy hiểm")) } dd.danger { (tr("Trẻ đang gặp nguy hiểm ngay")) } }
+            @if case.caregiver_is_alleged_abuser { dt { (tr("Người chăm sóc")) } dd.danger { (tr("là người bị tố cáo xâm hại")) } }
             @if !case.possible_duplicate_case_ids.is_empty() {
-                dt { "Có thể trùng" } dd { (case.possible_duplicate_case_ids.join(", ")) }
+                dt { (tr("Có thể trùng")) } dd { (case.possible_duplicate_case_ids.join(", ")) }
             }
-            dt { "Phiên bản" } dd #version { (case.version) }
+            dt { (tr("Phiên bản")) } dd #version { (case.version) }
         }
-        h2 { "Thời hạn" }
-        @if case.deadlines.is_empty() { p #deadlines { "Không có thời hạn." } }
+        h2 { (tr("Thời hạn")) }
+        @if case.deadlines.is_empty() { p #deadlines { (tr("Không có thời hạn.")) } }
         @else {
             table #deadlines {
-                thead { tr { th { "Thời hạn" } th { "Hạn chót" } th { "Tình trạng" } } }
+                thead { tr { th { (tr("Thời hạn")) } th { (tr("Hạn chót")) } th { (tr("Tình trạng")) } } }
                 tbody {
                     @for d in &case.deadlines {
                         @let due = d.due_at.as_ref().map_or(0, |t| t.seconds);
@@ -722,24 +744,24 @@ pub fn page(
                             td {
                                 @if running { strong { (time_left(due, now)) } }
                                 @else if d.state == p::DeadlineState::Met as i32 {
-                                    @if d.missed { "đã thực hiện, trễ hạn" } @else { "đã thực hiện đúng hạn" }
-                                } @else { "không còn áp dụng" }
+                                    @if d.missed { (tr("đã thực hiện, trễ hạn")) } @else { (tr("đã thực hiện đúng hạn")) }
+                                } @else { (tr("không còn áp dụng")) }
                             }
                         }
                     }
                 }
             }
         }
-        h2 { "Chuyển gửi" }
-        @if case.referrals.is_empty() { p #referrals { "Chưa có." } } @else {
+        h2 { (tr("Chuyển gửi")) }
+        @if case.referrals.is_empty() { p #referrals { (tr("Chưa có.")) } } @else {
             table #referrals {
-                thead { tr { th { "Mã" } th { "Cơ quan" } th { "Đề nghị" } th { "Tình trạng" } } }
+                thead { tr { th { (tr("Mã")) } th { (tr("Cơ quan")) } th { (tr("Đề nghị")) } th { (tr("Tình trạng")) } } }
                 tbody {
                     @for r in &case.referrals {
                         tr {
                             td { (r.referral_id) }
                             td { (r.to_agency_id) }
-                            td { @match &r.kind { Some(p::case_referral::Kind::Service(sv)) => (service_vi(*sv)), Some(p::case_referral::Kind::TransferToUnitId(u)) => { "chuyển hồ sơ cho " (u) }, None => "" } }
+                            td { @match &r.kind { Some(p::case_referral::Kind::Service(sv)) => (service_vi(*sv)), Some(p::case_referral::Kind::TransferToUnitId(u)) => { (tr("chuyển hồ sơ cho ")) (u) }, None => "" } }
                             td { (referral_status_vi(r.status)) }
                         }
                     }
@@ -749,35 +771,35 @@ pub fn page(
         @if ctx.may_act && open && as_of.is_none() {
             @if case.phase == p::CasePhase::AwaitingInitialAssessment as i32 {
                 section #assessment {
-                    h2 { "Đánh giá ban đầu (Mẫu 02)" }
+                    h2 { (tr("Đánh giá ban đầu (Mẫu 02)")) }
                     (top_errors(&errors, "errors"))
                     form method="post" action=(format!("/ho-so/{}/mau-02", case.case_id)) {
                         (csrf_input(ctx.csrf))
                         input type="hidden" name="request_id" value=(form.get("request_id"));
                         input type="hidden" name="expected_version" value=(case.version);
                         div.field {
-                            label for="factor" { "Yếu tố nguy cơ" }
+                            label for="factor" { (tr("Yếu tố nguy cơ")) }
                             input type="text" id="factor" name="factor" value=(form.get("factor"));
-                            label for="level" { "Mức độ" }
+                            label for="level" { (tr("Mức độ")) }
                             select id="level" name="level" {
-                                option value="0" { "— chọn —" }
-                                @for (level, name) in [(p::RiskLevel::High, "Cao"), (p::RiskLevel::Medium, "Trung bình"), (p::RiskLevel::Low, "Thấp")] {
+                                option value="0" { (tr("— chọn —")) }
+                                @for (level, name) in [(p::RiskLevel::High, tr("Cao")), (p::RiskLevel::Medium, tr("Trung bình")), (p::RiskLevel::Low, tr("Thấp"))] {
                                     option value=(level as i32) selected[form.get("level") == (level as i32).to_string()] { (name) }
                                 }
                             }
                             (field_errors(&errors, "factor"))
                         }
                         fieldset {
-                            legend { "Cần áp dụng biện pháp khẩn cấp?" }
-                            label.check { input type="radio" name="emergency" value="yes" checked; " Có: thời hạn 12 giờ tiếp tục chạy" }
-                            label.check { input type="radio" name="emergency" value="no"; " Không" }
+                            legend { (tr("Cần áp dụng biện pháp khẩn cấp?")) }
+                            label.check { input type="radio" name="emergency" value="yes" checked; (tr(" Có: thời hạn 12 giờ tiếp tục chạy")) }
+                            label.check { input type="radio" name="emergency" value="no"; (tr(" Không")) }
                         }
                         div.field {
-                            label for="summary" { "Tóm tắt" }
+                            label for="summary" { (tr("Tóm tắt")) }
                             textarea id="summary" name="summary" rows="3" { (form.get("summary")) }
                             (field_errors(&errors, "summary"))
                         }
-                        button.primary type="submit" { "Ghi đánh giá ban đầu" }
+                        button.primary type="submit" { (tr("Ghi đánh giá ban đầu")) }
                     }
                 }
             } @else {
@@ -788,21 +810,21 @@ pub fn page(
         @if ctx.may_act && as_of.is_none() {
             (crate::steps::forms(case, ctx))
         }
-        h2 { "Diễn biến" }
+        h2 { (tr("Diễn biến")) }
         ol.timeline #timeline {
             @for e in timeline {
                 @let new = ctx.seen_version.is_some_and(|v| e.seq > v);
                 li data-seq=(e.seq) class=[as_of.is_some_and(|a| e.seq > a).then_some("after").or(new.then_some("new"))] {
-                    @if new { span.badge { "mới" } " " }
+                    @if new { span.badge { (tr("mới")) } " " }
                     span.seq { "#" (e.seq) } " "
                     time { (when(Some(&prost_types::Timestamp { seconds: e.recorded_at_ms.div_euclid(1000), nanos: 0 }))) } " · "
                     strong { (event_vi(&e.event_type)) }
                     @if !e.detail.is_empty() { ": " span.detail { (e.detail) } }
                     " · " (e.actor)
                     @if ctx.may_replay {
-                        " · " a.replay href=(format!("/ho-so/{}?tai={}", case.case_id, e.seq)) { "hồ sơ tại đây" }
+                        " · " a.replay href=(format!("/ho-so/{}?tai={}", case.case_id, e.seq)) { (tr("hồ sơ tại đây")) }
                         @if e.seq > 1 {
-                            " · " a.replay-before href=(format!("/ho-so/{}?tai={}", case.case_id, e.seq - 1)) { "ngay trước" }
+                            " · " a.replay-before href=(format!("/ho-so/{}?tai={}", case.case_id, e.seq - 1)) { (tr("ngay trước")) }
                         }
                     }
                 }

@@ -1,9 +1,11 @@
 //! Posted forms and their errors: the fields as posted (kept to show the
 //! form again), and the mapping from a service's refusal (a gRPC status,
-//! with its `BadRequest` field violations) to messages in Vietnamese beside
-//! each field.
+//! with its `BadRequest` field violations) to messages beside each field,
+//! in the request's language.
 
 use std::collections::BTreeMap;
+
+use crate::i18n::tr;
 
 use tonic::{Code, Status};
 use tonic_types::StatusExt as _;
@@ -78,16 +80,16 @@ impl Errors {
 
 /// How one form names the service's fields: the form field for a
 /// violation's field path ("" when none: shown at the top), and the rule of
-/// a form field in Vietnamese (None: the service's own words).
+/// a form field in the request's language (None: the service's own words).
 pub trait FieldMap {
     /// The form field showing errors of the request field `path`.
     fn form_field(path: &str) -> &'static str;
-    /// The rule of a form field, in Vietnamese.
+    /// The rule of a form field, in the request's language.
     fn rule_vi(form_field: &str) -> Option<&'static str>;
 }
 
 /// A refusal, as the user reads it: every field violation beside its field
-/// (all at once), anything else at the top, in Vietnamese.
+/// (all at once), anything else at the top, in the request's language.
 #[must_use]
 pub fn from_status<M: FieldMap>(status: &Status) -> Errors {
     let mut errors = Errors::default();
@@ -114,25 +116,27 @@ pub fn from_status<M: FieldMap>(status: &Status) -> Errors {
     errors
 }
 
-/// A refusal that is not about a field, in Vietnamese, with the service's
-/// own words after it.
+/// A refusal that is not about a field, in the request's language, with
+/// the service's own words after it.
 #[must_use]
 pub fn code_vi(status: &Status) -> String {
     let what = match status.code() {
-        Code::Unauthenticated => "Phiên đăng nhập không còn hiệu lực: hãy đăng nhập lại.",
-        Code::PermissionDenied => "Vai trò hoặc phạm vi của bạn không cho phép việc này.",
-        Code::NotFound => "Không tìm thấy (hoặc bạn không có quyền xem).",
+        Code::Unauthenticated => tr("Phiên đăng nhập không còn hiệu lực: hãy đăng nhập lại."),
+        Code::PermissionDenied => tr("Vai trò hoặc phạm vi của bạn không cho phép việc này."),
+        Code::NotFound => tr("Không tìm thấy (hoặc bạn không có quyền xem)."),
         Code::Aborted => {
-            "Hồ sơ vừa được người khác cập nhật: xem thay đổi bên dưới rồi quyết định lại."
+            tr("Hồ sơ vừa được người khác cập nhật: xem thay đổi bên dưới rồi quyết định lại.")
         }
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
-            "Hệ thống tạm thời không trả lời. Hãy bấm gửi lại: cùng một biểu mẫu không bao giờ được ghi hai lần."
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => tr(
+            "Hệ thống tạm thời không trả lời. Hãy bấm gửi lại: cùng một biểu mẫu không bao giờ được ghi hai lần.",
+        ),
+        Code::ResourceExhausted => tr("Quá nhiều yêu cầu cùng lúc: chờ vài giây rồi gửi lại."),
+        Code::FailedPrecondition => {
+            tr("Bước này chưa thể thực hiện ở giai đoạn hiện tại của hồ sơ.")
         }
-        Code::ResourceExhausted => "Quá nhiều yêu cầu cùng lúc: chờ vài giây rồi gửi lại.",
-        Code::FailedPrecondition => "Bước này chưa thể thực hiện ở giai đoạn hiện tại của hồ sơ.",
-        Code::InvalidArgument => "Có thông tin chưa hợp lệ.",
-        Code::DataLoss => "Dữ liệu lưu trữ bị lỗi: báo ngay cho kỹ thuật viên trực.",
-        _ => "Lỗi hệ thống: báo cho kỹ thuật viên trực.",
+        Code::InvalidArgument => tr("Có thông tin chưa hợp lệ."),
+        Code::DataLoss => tr("Dữ liệu lưu trữ bị lỗi: báo ngay cho kỹ thuật viên trực."),
+        _ => tr("Lỗi hệ thống: báo cho kỹ thuật viên trực."),
     };
     if status.message().is_empty() {
         what.to_owned()

@@ -1,10 +1,12 @@
 //! The hotline operator's pages: the Mẫu 01 form (every refused field shown
-//! beside it, in Vietnamese, all at once; the form carries its request id,
+//! beside it, in the user's language, all at once; the form carries its request id,
 //! so a retry or a double click never records a second report), the
 //! receipt that shows the case number once casework has opened it, and the
 //! operator's own recent reports.
 
 use baove_proto::v1 as p;
+
+use crate::i18n::tr;
 use maud::{Markup, html};
 
 use crate::form::{Errors, FieldMap, FormData};
@@ -42,22 +44,22 @@ impl FieldMap for HotlineFields {
 
     fn rule_vi(form_field: &str) -> Option<&'static str> {
         Some(match form_field {
-            "channel" => "Chọn kênh tiếp nhận.",
-            "received_at" => "Thời điểm tiếp nhận không được ở tương lai.",
-            "child_name" => "Họ tên trẻ tối đa 200 ký tự.",
-            "child_age" => {
-                "Nhập ngày sinh (năm-tháng-ngày, hoặc chỉ năm-tháng, năm) hoặc tuổi ước tính từ 0 đến 17, một trong hai."
-            }
-            "child_sex" => "Chọn giới tính của trẻ (có thể chọn “Không rõ”).",
-            "incident_unit" => {
-                "Chọn xã, phường hoặc đặc khu nơi xảy ra vụ việc trong danh mục đơn vị hành chính."
-            }
-            "abuse" => "Cần ít nhất một hình thức xâm hại hoặc phần mô tả sự việc.",
-            "informant_consent" => {
-                "Chỉ ghi thông tin người báo tin khi họ đồng ý: đánh dấu ô đồng ý, hoặc để trống các thông tin đó."
-            }
+            "channel" => tr("Chọn kênh tiếp nhận."),
+            "received_at" => tr("Thời điểm tiếp nhận không được ở tương lai."),
+            "child_name" => tr("Họ tên trẻ tối đa 200 ký tự."),
+            "child_age" => tr(
+                "Nhập ngày sinh (năm-tháng-ngày, hoặc chỉ năm-tháng, năm) hoặc tuổi ước tính từ 0 đến 17, một trong hai.",
+            ),
+            "child_sex" => tr("Chọn giới tính của trẻ (có thể chọn “Không rõ”)."),
+            "incident_unit" => tr(
+                "Chọn xã, phường hoặc đặc khu nơi xảy ra vụ việc trong danh mục đơn vị hành chính.",
+            ),
+            "abuse" => tr("Cần ít nhất một hình thức xâm hại hoặc phần mô tả sự việc."),
+            "informant_consent" => tr(
+                "Chỉ ghi thông tin người báo tin khi họ đồng ý: đánh dấu ô đồng ý, hoặc để trống các thông tin đó.",
+            ),
             "informant_phone" | "caregiver_phone" => {
-                "Số điện thoại Việt Nam, ví dụ 0912 345 678 hoặc +84 912 345 678."
+                tr("Số điện thoại Việt Nam, ví dụ 0912 345 678 hoặc +84 912 345 678.")
             }
             _ => return None,
         })
@@ -65,38 +67,44 @@ impl FieldMap for HotlineFields {
 }
 
 /// Channels an operator may choose (not POLICE), with Vietnamese names.
-pub const CHANNELS: [(p::Channel, &str); 7] = [
-    (p::Channel::Phone, "Điện thoại 111"),
-    (p::Channel::Zalo, "Zalo"),
-    (p::Channel::App, "Ứng dụng"),
-    (p::Channel::Web, "Trang web"),
-    (p::Channel::InPerson, "Trực tiếp"),
-    (p::Channel::Letter, "Thư"),
-    (p::Channel::Press, "Báo chí"),
-];
+pub fn channels() -> [(p::Channel, &'static str); 7] {
+    [
+        (p::Channel::Phone, tr("Điện thoại 111")),
+        (p::Channel::Zalo, "Zalo"),
+        (p::Channel::App, tr("Ứng dụng")),
+        (p::Channel::Web, "Trang web"),
+        (p::Channel::InPerson, tr("Trực tiếp")),
+        (p::Channel::Letter, tr("Thư")),
+        (p::Channel::Press, tr("Báo chí")),
+    ]
+}
 
 /// Sexes, with Vietnamese names.
-pub const SEXES: [(p::Sex, &str); 3] = [
-    (p::Sex::Female, "Nữ"),
-    (p::Sex::Male, "Nam"),
-    (p::Sex::Unknown, "Không rõ"),
-];
+pub fn sexes() -> [(p::Sex, &'static str); 3] {
+    [
+        (p::Sex::Female, tr("Nữ")),
+        (p::Sex::Male, tr("Nam")),
+        (p::Sex::Unknown, tr("Không rõ")),
+    ]
+}
 
 /// Forms of abuse, with their Vietnamese names (Luật Trẻ em Đ4).
-pub const ABUSE_TYPES: [(p::AbuseType, &str); 7] = [
-    (p::AbuseType::Violence, "Bạo lực"),
-    (p::AbuseType::SexualAbuse, "Xâm hại tình dục"),
-    (p::AbuseType::Exploitation, "Bóc lột"),
-    (p::AbuseType::Trafficking, "Mua bán"),
-    (p::AbuseType::Abandonment, "Bỏ rơi"),
-    (p::AbuseType::Neglect, "Bỏ mặc"),
-    (p::AbuseType::Other, "Hình thức khác"),
-];
+pub fn abuse_types() -> [(p::AbuseType, &'static str); 7] {
+    [
+        (p::AbuseType::Violence, tr("Bạo lực")),
+        (p::AbuseType::SexualAbuse, tr("Xâm hại tình dục")),
+        (p::AbuseType::Exploitation, tr("Bóc lột")),
+        (p::AbuseType::Trafficking, tr("Mua bán")),
+        (p::AbuseType::Abandonment, tr("Bỏ rơi")),
+        (p::AbuseType::Neglect, tr("Bỏ mặc")),
+        (p::AbuseType::Other, tr("Hình thức khác")),
+    ]
+}
 
 /// The Vietnamese name of a form of abuse.
 #[must_use]
 pub fn abuse_vi(value: i32) -> &'static str {
-    ABUSE_TYPES
+    abuse_types()
         .iter()
         .find(|(t, _)| *t as i32 == value)
         .map_or("?", |(_, n)| n)
@@ -124,7 +132,7 @@ pub fn request(form: &FormData, unit_id: &str) -> Result<p::SubmitHotlineReportR
             if parsed.is_none() {
                 errors.field(
                     "received_at",
-                    "Ngày giờ không hợp lệ (ngày/tháng/năm giờ:phút).",
+                    tr("Ngày giờ không hợp lệ (ngày/tháng/năm giờ:phút)."),
                 );
             }
             parsed
@@ -138,7 +146,7 @@ pub fn request(form: &FormData, unit_id: &str) -> Result<p::SubmitHotlineReportR
             Err(_) => {
                 errors.field(
                     "child_age",
-                    "Tuổi ước tính phải là một số nguyên, từ 0 đến 17.",
+                    tr("Tuổi ước tính phải là một số nguyên, từ 0 đến 17."),
                 );
                 None
             }
@@ -146,7 +154,7 @@ pub fn request(form: &FormData, unit_id: &str) -> Result<p::SubmitHotlineReportR
         _ => {
             errors.field(
                 "child_age",
-                "Chỉ nhập một trong hai: ngày sinh hoặc tuổi ước tính.",
+                tr("Chỉ nhập một trong hai: ngày sinh hoặc tuổi ước tính."),
             );
             None
         }
@@ -258,7 +266,7 @@ pub fn form_page(form: &FormData, errors: &Errors, prompts: &Prompts, csrf: &str
     html! {
         @if !errors.is_empty() {
             div.errors role="alert" #errors {
-                p { "Thông báo chưa được ghi. Sửa các mục được đánh dấu rồi gửi lại." }
+                p { (tr("Thông báo chưa được ghi. Sửa các mục được đánh dấu rồi gửi lại.")) }
                 @for e in &errors.top { p.error { (e) } }
             }
         }
@@ -268,69 +276,69 @@ pub fn form_page(form: &FormData, errors: &Errors, prompts: &Prompts, csrf: &str
             @if let Some(cases) = &prompts.duplicate {
                 div.warning.box #duplicate-warning role="alert" {
                     p {
-                        "Có thể đã có thông báo hoặc hồ sơ về cùng trẻ này (cùng họ tên, tuổi, xã trong 30 ngày). "
-                        "Hỏi lại người báo tin: đây là việc mới, hay thông tin thêm về việc cũ?"
+                        (tr("Có thể đã có thông báo hoặc hồ sơ về cùng trẻ này (cùng họ tên, tuổi, xã trong 30 ngày). "))
+                        (tr("Hỏi lại người báo tin: đây là việc mới, hay thông tin thêm về việc cũ?"))
                     }
                     @if !cases.is_empty() {
-                        p { "Hồ sơ bạn đã tiếp nhận: " (cases.join(", ")) }
+                        p { (tr("Hồ sơ bạn đã tiếp nhận: ")) (cases.join(", ")) }
                     }
                     label.check {
                         input type="checkbox" id="confirm_duplicate" name="confirm_duplicate";
-                        " Tôi đã hỏi lại: vẫn ghi thông báo này (hồ sơ sẽ được đánh dấu có thể trùng, không gộp)"
+                        (tr(" Tôi đã hỏi lại: vẫn ghi thông báo này (hồ sơ sẽ được đánh dấu có thể trùng, không gộp)"))
                     }
                 }
             }
             fieldset {
-                legend { "Tiếp nhận" }
+                legend { (tr("Tiếp nhận")) }
                 div.field.invalid[!errors.of("channel").is_empty()] {
-                    label for="channel" { "Kênh tiếp nhận" }
+                    label for="channel" { (tr("Kênh tiếp nhận")) }
                     select id="channel" name="channel" {
-                        option value="0" { "— chọn —" }
-                        @for (c, name) in CHANNELS {
+                        option value="0" { (tr("— chọn —")) }
+                        @for (c, name) in channels() {
                             option value=(c as i32) selected[form.get("channel") == (c as i32).to_string()] { (name) }
                         }
                     }
                     (field_errors("channel"))
                 }
                 div.field.invalid[!errors.of("received_at").is_empty()] {
-                    label for="received_at" { "Thời điểm nhận thông tin (giờ Việt Nam)" }
+                    label for="received_at" { (tr("Thời điểm nhận thông tin (giờ Việt Nam)")) }
                     input type="text" id="received_at" name="received_at" value=(received)
-                        inputmode="numeric" placeholder="ngày/tháng/năm giờ:phút";
+                        inputmode="numeric" placeholder=(tr("ngày/tháng/năm giờ:phút"));
                     (field_errors("received_at"))
                 }
             }
             fieldset {
-                legend { "Trẻ em" }
-                (text("child_name", "Họ và tên trẻ", "Để trống nếu chưa biết."))
+                legend { (tr("Trẻ em")) }
+                (text("child_name", tr("Họ và tên trẻ"), tr("Để trống nếu chưa biết.")))
                 div.field.invalid[!errors.of("child_age").is_empty()] {
-                    label for="child_dob" { "Ngày sinh (năm-tháng-ngày, hoặc năm-tháng, năm)" }
+                    label for="child_dob" { (tr("Ngày sinh (năm-tháng-ngày, hoặc năm-tháng, năm)")) }
                     input type="text" id="child_dob" name="child_dob" value=(form.get("child_dob")) placeholder="2016-05-20";
-                    label for="child_age" { "hoặc tuổi ước tính" }
+                    label for="child_age" { (tr("hoặc tuổi ước tính")) }
                     input type="number" id="child_age" name="child_age" min="0" max="17" value=(form.get("child_age"))
                         aria-invalid=[(!errors.of("child_age").is_empty()).then_some("true")];
                     (field_errors("child_age"))
                 }
                 div.field.invalid[!errors.of("child_sex").is_empty()] {
-                    label for="child_sex" { "Giới tính" }
+                    label for="child_sex" { (tr("Giới tính")) }
                     select id="child_sex" name="child_sex" {
-                        option value="0" { "— chọn —" }
-                        @for (s, name) in SEXES {
+                        option value="0" { (tr("— chọn —")) }
+                        @for (s, name) in sexes() {
                             option value=(s as i32) selected[form.get("child_sex") == (s as i32).to_string()] { (name) }
                         }
                     }
                     (field_errors("child_sex"))
                 }
-                (text("child_ethnicity", "Dân tộc", ""))
-                (text("child_condition", "Tình trạng hiện tại của trẻ", ""))
+                (text("child_ethnicity", tr("Dân tộc"), ""))
+                (text("child_condition", tr("Tình trạng hiện tại của trẻ"), ""))
             }
             fieldset {
-                legend { "Nơi xảy ra vụ việc" }
+                legend { (tr("Nơi xảy ra vụ việc")) }
                 div.field.invalid[!errors.of("incident_unit").is_empty()] {
-                    label for="incident_unit" { "Xã, phường, đặc khu" }
+                    label for="incident_unit" { (tr("Xã, phường, đặc khu")) }
                     input type="text" id="incident_unit" name="incident_unit" value=(form.get("incident_unit"))
-                        placeholder="tên đơn vị (có dấu hoặc không) hoặc mã vn:…";
+                        placeholder=(tr("tên đơn vị (có dấu hoặc không) hoặc mã vn:…"));
                     @if !choices.is_empty() {
-                        div.choices role="radiogroup" aria-label="Chọn một đơn vị" {
+                        div.choices role="radiogroup" aria-label=(tr("Chọn một đơn vị")) {
                             @for u in choices {
                                 label.choice {
                                     input type="radio" name="incident_unit_pick" value=(u.unit_id);
@@ -341,13 +349,13 @@ pub fn form_page(form: &FormData, errors: &Errors, prompts: &Prompts, csrf: &str
                     }
                     (field_errors("incident_unit"))
                 }
-                (text("incident_address", "Địa chỉ cụ thể", ""))
+                (text("incident_address", tr("Địa chỉ cụ thể"), ""))
             }
             fieldset {
-                legend { "Nội dung" }
+                legend { (tr("Nội dung")) }
                 div.field.invalid[!errors.of("abuse").is_empty()] {
-                    span.label { "Hình thức xâm hại" }
-                    @for (t, name) in ABUSE_TYPES {
+                    span.label { (tr("Hình thức xâm hại")) }
+                    @for (t, name) in abuse_types() {
                         label.check {
                             input type="checkbox" name="abuse" value=(t as i32) checked[form.has("abuse", &(t as i32).to_string())];
                             " " (name)
@@ -358,39 +366,39 @@ pub fn form_page(form: &FormData, errors: &Errors, prompts: &Prompts, csrf: &str
                 div.field.danger {
                     label.check {
                         input type="checkbox" id="immediate_danger" name="immediate_danger" checked[form.checked("immediate_danger")];
-                        " Trẻ đang gặp nguy hiểm ngay (tính mạng, sức khỏe, nhân phẩm): thời hạn 12 giờ"
+                        (tr(" Trẻ đang gặp nguy hiểm ngay (tính mạng, sức khỏe, nhân phẩm): thời hạn 12 giờ"))
                     }
                     label.check {
                         input type="checkbox" id="caregiver_abuser" name="caregiver_abuser" checked[form.checked("caregiver_abuser")];
-                        " Người xâm hại là người đang chăm sóc trẻ: thời hạn 12 giờ"
+                        (tr(" Người xâm hại là người đang chăm sóc trẻ: thời hạn 12 giờ"))
                     }
                 }
                 div.field.invalid[!errors.of("narrative").is_empty()] {
-                    label for="narrative" { "Mô tả sự việc" }
+                    label for="narrative" { (tr("Mô tả sự việc")) }
                     textarea id="narrative" name="narrative" rows="5" { (form.get("narrative")) }
                     (field_errors("narrative"))
                 }
             }
             fieldset {
-                legend { "Người đang chăm sóc trẻ" }
-                (text("caregiver_name", "Họ và tên", ""))
-                (text("caregiver_phone", "Điện thoại", ""))
-                (text("caregiver_relation", "Quan hệ với trẻ", ""))
+                legend { (tr("Người đang chăm sóc trẻ")) }
+                (text("caregiver_name", tr("Họ và tên"), ""))
+                (text("caregiver_phone", tr("Điện thoại"), ""))
+                (text("caregiver_relation", tr("Quan hệ với trẻ"), ""))
             }
             fieldset {
-                legend { "Người báo tin" }
+                legend { (tr("Người báo tin")) }
                 div.field.invalid[!errors.of("informant_consent").is_empty()] {
                     label.check {
                         input type="checkbox" id="informant_consent" name="informant_consent" checked[form.checked("informant_consent")];
-                        " Người báo tin đồng ý để ghi lại thông tin của họ"
+                        (tr(" Người báo tin đồng ý để ghi lại thông tin của họ"))
                     }
                     (field_errors("informant_consent"))
                 }
-                (text("informant_name", "Họ và tên", ""))
-                (text("informant_phone", "Điện thoại", ""))
-                (text("informant_relation", "Quan hệ với trẻ", ""))
+                (text("informant_name", tr("Họ và tên"), ""))
+                (text("informant_phone", tr("Điện thoại"), ""))
+                (text("informant_relation", tr("Quan hệ với trẻ"), ""))
             }
-            button.primary type="submit" { "Ghi thông báo" }
+            button.primary type="submit" { (tr("Ghi thông báo")) }
         }
     }
 }
@@ -403,22 +411,22 @@ pub fn receipt(intake: &p::Intake) -> Markup {
     html! {
         @if !opened { meta http-equiv="refresh" content="3"; }
         dl.receipt #receipt {
-            dt { "Mã tiếp nhận" } dd #intake-id { (intake.intake_id) }
-            dt { "Ghi lúc" } dd { (crate::view::when(intake.recorded_at.as_ref())) }
-            dt { "Hồ sơ vụ việc" }
+            dt { (tr("Mã tiếp nhận")) } dd #intake-id { (intake.intake_id) }
+            dt { (tr("Ghi lúc")) } dd { (crate::view::when(intake.recorded_at.as_ref())) }
+            dt { (tr("Hồ sơ vụ việc")) }
             dd #case-id {
-                @if opened { (intake.case_id) } @else { "đang chuyển cho cấp xã…" }
+                @if opened { (intake.case_id) } @else { (tr("đang chuyển cho cấp xã…")) }
             }
         }
         @if intake.possible_duplicate {
             p.warning #duplicate {
-                "Có thể trùng với một vụ việc hoặc thông báo đã có về cùng trẻ. Cán bộ xử lý sẽ đối chiếu; không gộp tự động."
+                (tr("Có thể trùng với một vụ việc hoặc thông báo đã có về cùng trẻ. Cán bộ xử lý sẽ đối chiếu; không gộp tự động."))
             }
         }
         @if intake.outside_child_law {
-            p.warning { "Trẻ 16–17 tuổi: hỗ trợ chung, thời hạn 12 giờ vẫn áp dụng." }
+            p.warning { (tr("Trẻ 16–17 tuổi: hỗ trợ chung, thời hạn 12 giờ vẫn áp dụng.")) }
         }
-        p { a href="/bao-cao/moi" { "Tiếp nhận thông báo mới" } }
+        p { a href="/bao-cao/moi" { (tr("Tiếp nhận thông báo mới")) } }
     }
 }
 
@@ -426,17 +434,17 @@ pub fn receipt(intake: &p::Intake) -> Markup {
 #[must_use]
 pub fn list(intakes: &[p::IntakeSummary]) -> Markup {
     html! {
-        @if intakes.is_empty() { p { "Chưa có thông báo nào." } }
+        @if intakes.is_empty() { p { (tr("Chưa có thông báo nào.")) } }
         @else {
             table #intakes {
-                thead { tr { th { "Mã tiếp nhận" } th { "Nhận lúc" } th { "Trẻ" } th { "Nguy hiểm" } th { "Hồ sơ" } } }
+                thead { tr { th { (tr("Mã tiếp nhận")) } th { (tr("Nhận lúc")) } th { (tr("Trẻ")) } th { (tr("Nguy hiểm")) } th { (tr("Hồ sơ")) } } }
                 tbody {
                     @for i in intakes {
                         tr {
                             td { a href=(format!("/bao-cao/{}", i.intake_id)) { (i.intake_id) } }
                             td { (crate::view::when(i.received_at.as_ref())) }
-                            td { @if i.child_name.is_empty() { "(không rõ)" } @else { (i.child_name) } }
-                            td { @if i.immediate_danger { strong { "Có" } } @else { "Không" } }
+                            td { @if i.child_name.is_empty() { (tr("(không rõ)")) } @else { (i.child_name) } }
+                            td { @if i.immediate_danger { strong { (tr("Có")) } } @else { (tr("Không")) } }
                             td { (i.case_id) }
                         }
                     }

@@ -1,5 +1,5 @@
-//! `baove-console`: the web application of baove, in Vietnamese, over the
-//! intake, casework and referral gRPC services.
+//! `baove-console`: the web application of baove, in Vietnamese (English
+//! by a switch), over the intake, casework and referral gRPC services.
 //!
 //! The console holds no privileges and stores no case data: every page is
 //! made by calling the services with the signed-in user's own token, so the
@@ -10,6 +10,8 @@
 //! # Layout
 //! - [`config`]: flags and environment.
 //! - [`session`]: the session cookie, CSRF tokens.
+//! - [`i18n`]: the request's language; every label through `tr`, its
+//!   English in `en.txt`.
 //! - [`view`]: the layout, Vietnamese names, times in Asia/Ho_Chi_Minh.
 //! - [`form`]: posted forms; a service's refusal as messages beside fields.
 //! - [`hotline`]: the operator's Mẫu 01 form, receipt and reports.
@@ -21,13 +23,15 @@
 //! - [`audit`]: the auditor's panel: chain, checkpoint, export, access log.
 //! - [`stats`]: the department's Thông tư 13 indicators, chart and CSV.
 //! - [`upstream`]: the processes of each service; calls go to the active.
-//! - this file: the routes, sign-in, security headers and error pages.
+//! - this file: the routes, sign-in, the language switch, security headers
+//!   and error pages.
 
 pub mod audit;
 pub mod cases;
 pub mod config;
 pub mod form;
 pub mod hotline;
+pub mod i18n;
 pub mod referrals;
 pub mod session;
 pub mod stats;
@@ -36,6 +40,8 @@ pub mod upstream;
 pub mod view;
 
 use std::sync::Arc;
+
+use i18n::{tr, trf};
 use std::time::Duration;
 
 use axum::extract::rejection::{FormRejection, QueryRejection};
@@ -171,6 +177,7 @@ impl App {
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(home))
+        .route("/ngon-ngu", get(choose_language))
         .route("/dang-nhap", get(sign_in_page).post(sign_in))
         .route("/dang-xuat", post(sign_out))
         .route("/bao-cao/moi", get(new_report).post(submit_report))
@@ -203,8 +210,9 @@ pub fn router(app: Arc<App>) -> Router {
                 )
             }),
         )
-        .fallback(|| async { error_page(StatusCode::NOT_FOUND, "Không có trang này.") })
+        .fallback(|| async { error_page(StatusCode::NOT_FOUND, tr("Không có trang này.")) })
         .layer(middleware::from_fn(guard))
+        .layer(middleware::from_fn(language))
         .with_state(app)
 }
 
@@ -239,13 +247,66 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the request in its language (the `lang` cookie; Vietnamese
+/// without one), with its path for the language switch.
+async fn language(request: Request, next: Next) -> Response {
+    let lang = session::cookie_value(request.headers(), i18n::LANG_COOKIE)
+        .and_then(|tag| i18n::Lang::parse(&tag))
+        .unwrap_or_default();
+    let here = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+    i18n::scope(i18n::Context { lang, here }, next.run(request)).await
+}
+
+#[derive(serde::Deserialize)]
+struct LanguageQuery {
+    chon: String,
+    #[serde(default)]
+    ve: String,
+}
+
+/// The language switch: keeps the choice in the `lang` cookie (a year) and
+/// goes back to the page it came from (a path of this console only).
+async fn choose_language(
+    State(app): State<Arc<App>>,
+    query: Result<axum::extract::Query<LanguageQuery>, QueryRejection>,
+) -> Page {
+    let axum::extract::Query(query) = query.map_err(|e| bad_query(&e))?;
+    let Some(lang) = i18n::Lang::parse(&query.chon) else {
+        return Err(Problem::Page(
+            StatusCode::BAD_REQUEST,
+            trf("Không có ngôn ngữ “{0}”: chọn vi hoặc en.", &[&query.chon]),
+        ));
+    };
+    let back = local_path(&query.ve);
+    let cookie = session::set_cookie(
+        i18n::LANG_COOKIE,
+        lang.tag(),
+        app.config.secure_cookies,
+        365 * 86_400,
+    );
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to(back)).into_response())
+}
+
+/// `path` when it is a path of this console (`/…`, not `//host` nor
+/// `/\host`, which browsers read as another site); `/` otherwise.
+fn local_path(path: &str) -> &str {
+    let local = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.starts_with("/\\")
+        && !path.chars().any(char::is_control);
+    if local { path } else { "/" }
+}
+
 /// Security headers on every answer; a cross-site post (an `Origin` that is
 /// not this host) is refused before any handler runs.
 async fn guard(request: Request, next: Next) -> Response {
     if request.method() == Method::POST && !same_origin(request.headers()) {
         return error_page(
             StatusCode::FORBIDDEN,
-            "Biểu mẫu được gửi từ một trang khác: đã từ chối.",
+            tr("Biểu mẫu được gửi từ một trang khác: đã từ chối."),
         );
     }
     let mut response = next.run(request).await;
@@ -283,9 +344,9 @@ fn same_origin(headers: &HeaderMap) -> bool {
 fn error_page(status: StatusCode, message: &str) -> Response {
     let body = html! {
         p.error #problem role="alert" { (message) }
-        p { a href="/" { "Về trang chính" } }
+        p { a href="/" { (tr("Về trang chính")) } }
     };
-    (status, view::page("Không thực hiện được", None, &body)).into_response()
+    (status, view::page(tr("Không thực hiện được"), None, &body)).into_response()
 }
 
 /// The signed-in session of a request, or a redirect to sign in.
@@ -335,14 +396,15 @@ fn posted(
     let Ok(Form(pairs)) = form else {
         return Err(Problem::Page(
             StatusCode::BAD_REQUEST,
-            "Biểu mẫu không đọc được.".into(),
+            tr("Biểu mẫu không đọc được.").into(),
         ));
     };
     let form = FormData(pairs);
     if !session::same_secret(form.get(CSRF_FIELD), &session.csrf) {
         return Err(Problem::Page(
             StatusCode::FORBIDDEN,
-            "Biểu mẫu thiếu mã bảo vệ hoặc mã đã hết hạn (CSRF): mở lại trang rồi gửi lại.".into(),
+            tr("Biểu mẫu thiếu mã bảo vệ hoặc mã đã hết hạn (CSRF): mở lại trang rồi gửi lại.")
+                .into(),
         ));
     }
     Ok(form)
@@ -363,7 +425,10 @@ fn signed_page(s: &Session, title: &str, body: &Markup) -> Response {
 fn bad_query(e: &QueryRejection) -> Problem {
     Problem::Page(
         StatusCode::BAD_REQUEST,
-        format!("Địa chỉ trang có tham số không hợp lệ: {}", e.body_text()),
+        trf(
+            "Địa chỉ trang có tham số không hợp lệ: {0}",
+            &[&e.body_text()],
+        ),
     )
 }
 
@@ -377,15 +442,15 @@ fn now_secs() -> i64 {
 async fn home(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
     let s = signed(&app, &headers)?;
     let body = html! {
-        p { "Xin chào " strong { (s.claims.sub) } ". Chọn việc cần làm:" }
+        p { (tr("Xin chào ")) strong { (s.claims.sub) } (tr(". Chọn việc cần làm:")) }
         ul {
             @for (href, label) in view::menu(s.claims.role) { li { a href=(href) { (label) } } }
         }
         @if view::menu(s.claims.role).is_empty() {
-            p { "Các trang cho vai trò này đang được xây dựng; dùng công cụ dòng lệnh `baove`." }
+            p { (tr("Các trang cho vai trò này đang được xây dựng; dùng công cụ dòng lệnh `baove`.")) }
         }
     };
-    Ok(signed_page(&s, "Trang chính", &body))
+    Ok(signed_page(&s, tr("Trang chính"), &body))
 }
 
 #[derive(serde::Deserialize)]
@@ -403,7 +468,7 @@ async fn sign_in_page(
     let cookie = session::set_cookie(SIGN_IN_COOKIE, &csrf, app.config.secure_cookies, 600);
     (
         [(header::SET_COOKIE, cookie)],
-        view::page("Đăng nhập", None, &body),
+        view::page(tr("Đăng nhập"), None, &body),
     )
         .into_response()
 }
@@ -423,9 +488,9 @@ fn sign_in_body(
         @for (name, value) in resume { input type="hidden" name=(format!("{RESUME}{name}")) value=(value); }
     };
     html! {
-        @if expired { p.warning #expired { "Phiên làm việc đã hết hạn: hãy đăng nhập lại." } }
+        @if expired { p.warning #expired { (tr("Phiên làm việc đã hết hạn: hãy đăng nhập lại.")) } }
         @if !resume.is_empty() {
-            p.warning #resume { "Thông báo bạn đang nhập chưa được ghi và không bị mất: đăng nhập lại để xem lại và gửi." }
+            p.warning #resume { (tr("Thông báo bạn đang nhập chưa được ghi và không bị mất: đăng nhập lại để xem lại và gửi.")) }
         }
         @if let Some(problem) = problem { p.error #problem role="alert" { (problem) } }
         form method="post" action="/dang-nhap" {
@@ -433,29 +498,29 @@ fn sign_in_body(
             input type="hidden" name="mode" value="token";
             (carried)
             div.field {
-                label for="token" { "Mã đăng nhập do hệ thống định danh cấp (JWT)" }
+                label for="token" { (tr("Mã đăng nhập do hệ thống định danh cấp (JWT)")) }
                 textarea id="token" name="token" rows="3" autocomplete="off" {}
             }
-            button.primary type="submit" { "Đăng nhập" }
+            button.primary type="submit" { (tr("Đăng nhập")) }
         }
         @if app.dev_issuer.is_some() {
             section.dev #dev-sign-in {
-                h2 { "Đăng nhập thử (chỉ trên máy phát triển)" }
-                p.warning { "CHỈ DÙNG TRÊN MÁY CỤC BỘ: trang này tự cấp mã cho bất kỳ ai. Không bao giờ bật ở nơi có dữ liệu thật." }
+                h2 { (tr("Đăng nhập thử (chỉ trên máy phát triển)")) }
+                p.warning { (tr("CHỈ DÙNG TRÊN MÁY CỤC BỘ: trang này tự cấp mã cho bất kỳ ai. Không bao giờ bật ở nơi có dữ liệu thật.")) }
                 form method="post" action="/dang-nhap" {
                     input type="hidden" name=(CSRF_FIELD) value=(csrf);
                     input type="hidden" name="mode" value="dev";
                     (carried)
-                    div.field { label for="user" { "Người dùng" } input type="text" id="user" name="user" value="op-17"; }
+                    div.field { label for="user" { (tr("Người dùng")) } input type="text" id="user" name="user" value="op-17"; }
                     div.field {
-                        label for="role" { "Vai trò" }
+                        label for="role" { (tr("Vai trò")) }
                         select id="role" name="role" {
                             @for r in Role::ALL { option value=(r.as_str()) { (view::role_vi(r)) } }
                         }
                     }
-                    div.field { label for="agency" { "Cơ quan (mã)" } input type="text" id="agency" name="agency" value="vn/tong-dai-111"; }
-                    div.field { label for="units" { "Đơn vị phụ trách (mã, cách nhau bởi dấu phẩy)" } input type="text" id="units" name="units"; }
-                    button type="submit" { "Đăng nhập thử" }
+                    div.field { label for="agency" { (tr("Cơ quan (mã)")) } input type="text" id="agency" name="agency" value="vn/tong-dai-111"; }
+                    div.field { label for="units" { (tr("Đơn vị phụ trách (mã, cách nhau bởi dấu phẩy)")) } input type="text" id="units" name="units"; }
+                    button type="submit" { (tr("Đăng nhập thử")) }
                 }
             }
         }
@@ -468,20 +533,22 @@ async fn sign_in(
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
     let Ok(Form(pairs)) = form else {
-        return error_page(StatusCode::BAD_REQUEST, "Biểu mẫu không đọc được.");
+        return error_page(StatusCode::BAD_REQUEST, tr("Biểu mẫu không đọc được."));
     };
     let form = FormData(pairs);
     let cookie = session::cookie_value(&headers, SIGN_IN_COOKIE).unwrap_or_default();
     if !session::same_secret(form.get(CSRF_FIELD), &cookie) {
         return error_page(
             StatusCode::FORBIDDEN,
-            "Biểu mẫu đăng nhập thiếu mã bảo vệ hoặc đã quá 10 phút (CSRF): mở lại trang đăng nhập.",
+            tr(
+                "Biểu mẫu đăng nhập thiếu mã bảo vệ hoặc đã quá 10 phút (CSRF): mở lại trang đăng nhập.",
+            ),
         );
     }
     let token = match (form.get("mode"), &app.dev_issuer) {
         ("dev", Some(issuer)) => {
             let Some(role) = Role::parse(form.get("role")) else {
-                return error_page(StatusCode::BAD_REQUEST, "Vai trò không hợp lệ.");
+                return error_page(StatusCode::BAD_REQUEST, tr("Vai trò không hợp lệ."));
             };
             let units: Vec<String> = form
                 .get("units")
@@ -501,7 +568,9 @@ async fn sign_in(
                 Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
             }
         }
-        ("dev", None) => return error_page(StatusCode::FORBIDDEN, "Đăng nhập thử không được bật."),
+        ("dev", None) => {
+            return error_page(StatusCode::FORBIDDEN, tr("Đăng nhập thử không được bật."));
+        }
         _ => form.get("token").to_owned(),
     };
     let claims: Claims = match app.verifier.verify(&token) {
@@ -512,14 +581,14 @@ async fn sign_in(
                 &app,
                 &csrf,
                 false,
-                Some(&format!("Mã đăng nhập không được chấp nhận: {e}")),
+                Some(&trf("Mã đăng nhập không được chấp nhận: {0}", &[&e])),
                 &resumed(&form),
             );
             let cookie = session::set_cookie(SIGN_IN_COOKIE, &csrf, app.config.secure_cookies, 600);
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::SET_COOKIE, cookie)],
-                view::page("Đăng nhập", None, &body),
+                view::page(tr("Đăng nhập"), None, &body),
             )
                 .into_response();
         }
@@ -534,7 +603,7 @@ async fn sign_in(
         // that did get recorded is not recorded twice).
         Some(s) if !resume.is_empty() => {
             let notice = html! {
-                p.warning #resumed { "Đã đăng nhập lại. Thông báo chưa được ghi: kiểm tra rồi bấm “Ghi thông báo”." }
+                p.warning #resumed { (tr("Đã đăng nhập lại. Thông báo chưa được ghi: kiểm tra rồi bấm “Ghi thông báo”.")) }
             };
             let form = hotline::form_page(
                 &FormData(resume),
@@ -544,7 +613,7 @@ async fn sign_in(
             );
             signed_page(
                 &s,
-                "Tiếp nhận thông báo (Mẫu 01)",
+                tr("Tiếp nhận thông báo (Mẫu 01)"),
                 &html! { (notice) (form) },
             )
         }
@@ -590,7 +659,7 @@ fn sign_in_resuming(
     (
         StatusCode::UNAUTHORIZED,
         [(header::SET_COOKIE, cookie)],
-        view::page("Đăng nhập", None, &body),
+        view::page(tr("Đăng nhập"), None, &body),
     )
         .into_response()
 }
@@ -621,7 +690,7 @@ async fn new_report(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
         &hotline::Prompts::default(),
         &s.csrf,
     );
-    Ok(signed_page(&s, "Tiếp nhận thông báo (Mẫu 01)", &body))
+    Ok(signed_page(&s, tr("Tiếp nhận thông báo (Mẫu 01)"), &body))
 }
 
 async fn submit_report(
@@ -639,7 +708,7 @@ async fn submit_report(
         let body = hotline::form_page(&form, errors, prompts, &s.csrf);
         (
             status,
-            signed_page(&s, "Tiếp nhận thông báo (Mẫu 01)", &body),
+            signed_page(&s, tr("Tiếp nhận thông báo (Mẫu 01)"), &body),
         )
             .into_response()
     };
@@ -664,11 +733,13 @@ async fn submit_report(
                 let found = found.into_inner().units;
                 match found.as_slice() {
                     [only] => unit_id.clone_from(&only.unit_id),
-                    [] => errors.field("incident_unit", "Không tìm thấy đơn vị nào có tên này."),
+                    [] => {
+                        errors.field("incident_unit", tr("Không tìm thấy đơn vị nào có tên này."))
+                    }
                     _ => {
                         errors.field(
                             "incident_unit",
-                            "Có nhiều đơn vị trùng tên: chọn một đơn vị bên dưới.",
+                            tr("Có nhiều đơn vị trùng tên: chọn một đơn vị bên dưới."),
                         );
                         choices = found;
                     }
@@ -754,7 +825,7 @@ async fn my_reports(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
     {
         Ok(list) => Ok(signed_page(
             &s,
-            "Thông báo tôi đã tiếp nhận",
+            tr("Thông báo tôi đã tiếp nhận"),
             &hotline::list(&list.into_inner().intakes),
         )),
         Err(status) => Err(Problem::of(&status)),
@@ -776,7 +847,7 @@ async fn report_receipt(
             let found = found.into_inner().intake.unwrap_or_default();
             Ok(signed_page(
                 &s,
-                "Đã ghi thông báo",
+                tr("Đã ghi thông báo"),
                 &hotline::receipt(&found),
             ))
         }
@@ -824,7 +895,7 @@ async fn case_list(
             cases::sort_by_urgency(&mut cases);
             Ok(signed_page(
                 &s,
-                "Hồ sơ vụ việc đang xử lý",
+                tr("Hồ sơ vụ việc đang xử lý"),
                 &cases::list(&cases, now_secs(), &filter),
             ))
         }
@@ -928,7 +999,7 @@ async fn show_case(
     }
     Ok((
         status,
-        signed_page(s, &format!("Hồ sơ {}", case.case_id), &body),
+        signed_page(s, &trf("Hồ sơ {0}", &[&case.case_id]), &body),
     )
         .into_response())
 }
@@ -950,7 +1021,7 @@ async fn audit_of(app: &App, s: &Session, case_id: &str) -> Result<audit::Audit,
         .and_then(|r| {
             r.into_inner()
                 .checkpoint
-                .ok_or_else(|| "chưa có".to_owned())
+                .ok_or_else(|| tr("chưa có").to_owned())
         })
         .map(|c| {
             let checked = audit::check_signature(&c);
@@ -1169,7 +1240,7 @@ async fn record_step(
     let Some(kind) = steps::Kind::parse(&step) else {
         return Err(Problem::Page(
             StatusCode::NOT_FOUND,
-            "Không có bước này.".into(),
+            tr("Không có bước này.").into(),
         ));
     };
     let step = cases::Step::Other(kind);
@@ -1269,7 +1340,7 @@ async fn statistics(
             );
             html! {
                 (stats::query_form(&period, &unit))
-                p { a #csv href=(csv) download { "Tải CSV" } }
+                p { a #csv href=(csv) download { (tr("Tải CSV")) } }
                 (stats::chart(&t))
                 (stats::table(&t))
             }
@@ -1284,7 +1355,7 @@ async fn statistics(
     };
     Ok(signed_page(
         &s,
-        "Thống kê bảo vệ trẻ em (Thông tư 13/2021)",
+        tr("Thống kê bảo vệ trẻ em (Thông tư 13/2021)"),
         &body,
     ))
 }
@@ -1361,7 +1432,7 @@ async fn inbox(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
     let (referrals, position) = inbox_of(&app, &s).await?;
     Ok(signed_page(
         &s,
-        "Hộp thư chuyển gửi",
+        tr("Hộp thư chuyển gửi"),
         &referrals::page(&referrals, position, now_secs(), &s.csrf, None),
     ))
 }
@@ -1426,7 +1497,7 @@ async fn referral_step(
     let Some(action) = Action::parse(&action) else {
         return Err(Problem::Page(
             StatusCode::NOT_FOUND,
-            "Không có thao tác này.".into(),
+            tr("Không có thao tác này.").into(),
         ));
     };
     let mut client = app.referral(&s)?;
@@ -1471,7 +1542,7 @@ async fn referral_step(
             );
             Ok((
                 StatusCode::UNPROCESSABLE_ENTITY,
-                signed_page(&s, "Hộp thư chuyển gửi", &body),
+                signed_page(&s, tr("Hộp thư chuyển gửi"), &body),
             )
                 .into_response())
         }
@@ -1481,6 +1552,21 @@ async fn referral_step(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn given_a_page_to_come_back_to_then_only_this_consoles_own_paths_are_followed() {
+        assert_eq!(local_path("/ho-so/HS-1?tai=3"), "/ho-so/HS-1?tai=3");
+        for elsewhere in [
+            "",
+            "https://example.org/",
+            "//example.org/",
+            "/\\example.org/",
+            "/a\r\nSet-Cookie: x=1",
+            "ho-so",
+        ] {
+            assert_eq!(local_path(elsewhere), "/", "{elsewhere:?}");
+        }
+    }
 
     #[test]
     fn given_a_reconnecting_browser_then_the_events_resume_after_the_last_it_saw() {

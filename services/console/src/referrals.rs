@@ -7,6 +7,8 @@
 //! same.
 
 use baove_proto::v1 as p;
+
+use crate::i18n::tr;
 use maud::{Markup, html};
 
 use crate::cases::{referral_status_vi, service_vi};
@@ -81,8 +83,8 @@ impl FieldMap for StepFields {
     }
     fn rule_vi(form_field: &str) -> Option<&'static str> {
         match form_field {
-            "reason" => Some("Ghi lý do từ chối."),
-            "outcome" => Some("Ghi kết quả xử lý."),
+            "reason" => Some(tr("Ghi lý do từ chối.")),
+            "outcome" => Some(tr("Ghi kết quả xử lý.")),
             _ => None,
         }
     }
@@ -110,23 +112,23 @@ pub fn table(
 ) -> Markup {
     html! {
         div #inbox {
-            @if referrals.is_empty() { p { "Hộp thư trống." } }
+            @if referrals.is_empty() { p { (tr("Hộp thư trống.")) } }
             @else {
                 table {
-                    thead { tr { th { "Chuyển gửi" } th { "Từ" } th { "Đề nghị" } th { "Tình trạng" } th { "Hạn xác nhận" } th { "Việc cần làm" } } }
+                    thead { tr { th { (tr("Chuyển gửi")) } th { (tr("Từ")) } th { (tr("Đề nghị")) } th { (tr("Tình trạng")) } th { (tr("Hạn xác nhận")) } th { (tr("Việc cần làm")) } } }
                     tbody {
                         @for r in referrals {
                             @let offered = r.status == p::ReferralStatus::Offered as i32;
                             @let due = r.ack_due_at.as_ref().map_or(0, |t| t.seconds);
                             tr id=(format!("ref-{}", r.referral_id)) class=[(offered && due < now).then_some("overdue")] {
                                 td {
-                                    (r.referral_id) br; "hồ sơ " (r.case_id)
-                                    @if r.urgent { " " span.badge { "khẩn" } }
-                                    @if r.escalated { " " span.badge { "đã báo cấp trên" } }
+                                    (r.referral_id) br; (tr("hồ sơ ")) (r.case_id)
+                                    @if r.urgent { " " span.badge { (tr("khẩn")) } }
+                                    @if r.escalated { " " span.badge { (tr("đã báo cấp trên")) } }
                                 }
                                 td { (r.from_unit_id) br; (when(r.offered_at.as_ref())) }
                                 td {
-                                    @match &r.kind { Some(p::referral::Kind::Service(sv)) => (service_vi(*sv)), Some(p::referral::Kind::TransferToUnitId(u)) => { "nhận hồ sơ chuyển từ " (u) }, None => "" }
+                                    @match &r.kind { Some(p::referral::Kind::Service(sv)) => (service_vi(*sv)), Some(p::referral::Kind::TransferToUnitId(u)) => { (tr("nhận hồ sơ chuyển từ ")) (u) }, None => "" }
                                     br; small { (r.reason) }
                                 }
                                 td.status { (referral_status_vi(r.status)) }
@@ -163,22 +165,22 @@ fn step_form(
             input type="hidden" name="request_id" value=(request_id);
             input type="hidden" name="expected_version" value=(r.version);
             @match action {
-                Action::Acknowledge => button.primary type="submit" { "Xác nhận đã nhận" },
-                Action::Accept => button.primary type="submit" { "Nhận xử lý" },
-                Action::Complete => button.primary type="submit" { "Hoàn thành" },
+                Action::Acknowledge => button.primary type="submit" { (tr("Xác nhận đã nhận")) },
+                Action::Accept => button.primary type="submit" { (tr("Nhận xử lý")) },
+                Action::Complete => button.primary type="submit" { (tr("Hoàn thành")) },
                 Action::Decline => {
-                    label for=(format!("reason-{}", r.referral_id)) { "Lý do từ chối" }
+                    label for=(format!("reason-{}", r.referral_id)) { (tr("Lý do từ chối")) }
                     input type="text" id=(format!("reason-{}", r.referral_id)) name="reason";
                     (field_errors("reason"))
-                    button type="submit" { "Từ chối" }
+                    button type="submit" { (tr("Từ chối")) }
                 }
                 Action::ReportOutcome => {
-                    label for=(format!("outcome-{}", r.referral_id)) { "Kết quả" }
+                    label for=(format!("outcome-{}", r.referral_id)) { (tr("Kết quả")) }
                     input type="text" id=(format!("outcome-{}", r.referral_id)) name="outcome";
-                    label for=(format!("reference-{}", r.referral_id)) { "Số hồ sơ, văn bản" }
+                    label for=(format!("reference-{}", r.referral_id)) { (tr("Số hồ sơ, văn bản")) }
                     input type="text" id=(format!("reference-{}", r.referral_id)) name="reference";
                     (field_errors("outcome"))
-                    button.primary type="submit" { "Báo kết quả" }
+                    button.primary type="submit" { (tr("Báo kết quả")) }
                 }
             }
         }
@@ -197,7 +199,7 @@ pub fn page(
 ) -> Markup {
     html! {
         p.live #live data-events=(format!("/hop-thu/su-kien?tu={}", position + 1)) data-fragment="/hop-thu/bang" data-target="inbox" data-every="60" {
-            "Hộp thư tự cập nhật khi có chuyển gửi mới."
+            (tr("Hộp thư tự cập nhật khi có chuyển gửi mới."))
         }
         (table(referrals, now, csrf, errors))
     }

@@ -5,6 +5,8 @@
 //! shown as such, never as 0.
 
 use baove_proto::v1 as p;
+
+use crate::i18n::{tr, trf};
 use maud::{Markup, html};
 
 /// A share as a percentage with one decimal, the Vietnamese way
@@ -23,7 +25,7 @@ pub fn percent(value: u64, of: u64) -> String {
 #[must_use]
 pub fn cell(row: &p::IndicatorRow) -> String {
     if row.suppressed {
-        "< ngưỡng (ẩn)".to_owned()
+        tr("< ngưỡng (ẩn)").to_owned()
     } else if row.unit == "share" {
         format!(
             "{} / {} ({})",
@@ -32,7 +34,7 @@ pub fn cell(row: &p::IndicatorRow) -> String {
             percent(row.value, row.of)
         )
     } else if row.unit == "minutes" {
-        format!("{} phút", row.value)
+        trf("{0} phút", &[&row.value])
     } else {
         row.value.to_string()
     }
@@ -44,11 +46,11 @@ pub fn query_form(period: &str, unit: &str) -> Markup {
     html! {
         form.query method="get" action="/thong-ke" {
             div.field {
-                label for="ky" { "Kỳ báo cáo (2026, 2026-H1, 2026-Q3, 2026-05 hoặc 2026-01-01..2026-06-30)" }
+                label for="ky" { (tr("Kỳ báo cáo (2026, 2026-H1, 2026-Q3, 2026-05 hoặc 2026-01-01..2026-06-30)")) }
                 input type="text" id="ky" name="ky" value=(period);
             }
             div.field {
-                label for="don-vi" { "Đơn vị (mã; để trống: cả tỉnh)" }
+                label for="don-vi" { (tr("Đơn vị (mã; để trống: cả tỉnh)")) }
                 input type="text" id="don-vi" name="don-vi" value=(unit);
             }
             button.primary type="submit" { "Xem" }
@@ -72,14 +74,14 @@ pub fn chart(table: &p::IndicatorTable) -> Markup {
         .unwrap_or(0)
         .max(1);
     if months.is_empty() {
-        return html! { p #chart { "Không có số liệu theo tháng của chỉ tiêu 0101 trong kỳ này." } };
+        return html! { p #chart { (tr("Không có số liệu theo tháng của chỉ tiêu 0101 trong kỳ này.")) } };
     }
     let (w, h, bar) = (40_u64, 200_u64, 14_u64);
     let width = w * u64::try_from(months.len()).unwrap_or(0) + 40;
     html! {
         figure #chart {
             svg xmlns="http://www.w3.org/2000/svg" width=(width) height=(h + 40) role="img"
-                aria-label="Số trẻ em bị xâm hại theo tháng" {
+                aria-label=(tr("Số trẻ em bị xâm hại theo tháng")) {
                 @for (i, r) in months.iter().enumerate() {
                     @let x = 30 + w * u64::try_from(i).unwrap_or(0);
                     @let now_h = r.value * h / top;
@@ -89,14 +91,14 @@ pub fn chart(table: &p::IndicatorTable) -> Markup {
                     }
                     @if r.has_previous {
                         rect x=(x + bar + 2) y=(h - then_h + 10) width=(bar / 2) height=(then_h) fill="#6b6b6b" {
-                            title { (r.key) " (năm trước): " (r.previous) }
+                            title { (r.key) (tr(" (năm trước): ")) (r.previous) }
                         }
                     }
                     text x=(x) y=(h + 28) font-size="10" fill="#1b1b1b" { (r.key.get(5..).unwrap_or(&r.key)) }
                 }
                 line x1="28" y1=(h + 10) x2=(width) y2=(h + 10) stroke="#1b1b1b" {}
             }
-            figcaption { "Trẻ em bị xâm hại (chỉ tiêu 0101) theo tháng: xanh là kỳ này, xám là cùng kỳ năm trước. Tối đa " (top) "." }
+            figcaption { (tr("Trẻ em bị xâm hại (chỉ tiêu 0101) theo tháng: xanh là kỳ này, xám là cùng kỳ năm trước. Tối đa ")) (top) "." }
         }
     }
 }
@@ -106,15 +108,15 @@ pub fn chart(table: &p::IndicatorTable) -> Markup {
 pub fn table(table: &p::IndicatorTable) -> Markup {
     html! {
         p #period {
-            "Kỳ " (table.period) ": từ " (table.first_day) " đến " (table.last_day)
-            @if !table.unit_id.is_empty() { ", đơn vị " (table.unit_id) }
-            " · tính đến vị trí nhật ký " (table.as_of_position)
+            (tr("Kỳ ")) (table.period) (tr(": từ ")) (table.first_day) (tr(" đến ")) (table.last_day)
+            @if !table.unit_id.is_empty() { (tr(", đơn vị ")) (table.unit_id) }
+            (tr(" · tính đến vị trí nhật ký ")) (table.as_of_position)
         }
         @if table.small_cells_suppressed {
-            p.warning { "Các ô có số trẻ nhỏ hơn ngưỡng được ẩn để không nhận diện được trẻ." }
+            p.warning { (tr("Các ô có số trẻ nhỏ hơn ngưỡng được ẩn để không nhận diện được trẻ.")) }
         }
         table #indicators {
-            thead { tr { th { "Chỉ tiêu" } th { "Phân tổ" } th { "Kỳ này" } th { "Cùng kỳ năm trước" } } }
+            thead { tr { th { (tr("Chỉ tiêu")) } th { (tr("Phân tổ")) } th { (tr("Kỳ này")) } th { (tr("Cùng kỳ năm trước")) } } }
             tbody {
                 @for r in &table.rows {
                     @if r.dimension != "month_form" {

@@ -8,6 +8,8 @@
 //! refused field lands beside its input.
 
 use baove_proto::v1 as p;
+
+use crate::i18n::tr;
 use maud::{Markup, html};
 
 use crate::cases::PageContext;
@@ -76,19 +78,19 @@ impl Kind {
         ALL.into_iter().find(|k| k.segment() == segment)
     }
 
-    /// Its title, in Vietnamese.
+    /// Its title, in the request's language.
     #[must_use]
-    pub const fn title(self) -> &'static str {
+    pub fn title(self) -> &'static str {
         match self {
-            Self::DetailedAssessment => "Đánh giá chi tiết (Mẫu 03)",
-            Self::DraftPlan => "Kế hoạch hỗ trợ, can thiệp (Mẫu 04)",
-            Self::ApprovePlan => "Phê duyệt kế hoạch (Mẫu 05)",
-            Self::SendBackPlan => "Trả lại kế hoạch",
-            Self::Intervention => "Ghi nhận can thiệp",
-            Self::Review => "Đánh giá lại (Mẫu 06)",
-            Self::Close => "Đóng hồ sơ",
-            Self::Reopen => "Mở lại hồ sơ",
-            Self::Note => "Ghi chú",
+            Self::DetailedAssessment => tr("Đánh giá chi tiết (Mẫu 03)"),
+            Self::DraftPlan => tr("Kế hoạch hỗ trợ, can thiệp (Mẫu 04)"),
+            Self::ApprovePlan => tr("Phê duyệt kế hoạch (Mẫu 05)"),
+            Self::SendBackPlan => tr("Trả lại kế hoạch"),
+            Self::Intervention => tr("Ghi nhận can thiệp"),
+            Self::Review => tr("Đánh giá lại (Mẫu 06)"),
+            Self::Close => tr("Đóng hồ sơ"),
+            Self::Reopen => tr("Mở lại hồ sơ"),
+            Self::Note => tr("Ghi chú"),
         }
     }
 
@@ -141,14 +143,14 @@ impl FieldMap for StepFields {
     }
     fn rule_vi(form_field: &str) -> Option<&'static str> {
         Some(match form_field {
-            "measures" => {
-                "Cần ít nhất một biện pháp: nội dung, người chịu trách nhiệm, thời hạn (năm-tháng-ngày)."
-            }
-            "factor" => "Cần ít nhất một yếu tố nguy cơ có mức đánh giá.",
-            "decision_ref" => "Ghi số, ngày quyết định của Chủ tịch UBND cấp xã.",
-            "grounds" => "Chọn căn cứ đóng hồ sơ.",
-            "date" => "Ngày dạng năm-tháng-ngày, ví dụ 2026-12-02.",
-            "meeting_participants" => "Ghi tên những người đã họp đánh giá nhu cầu của trẻ.",
+            "measures" => tr(
+                "Cần ít nhất một biện pháp: nội dung, người chịu trách nhiệm, thời hạn (năm-tháng-ngày).",
+            ),
+            "factor" => tr("Cần ít nhất một yếu tố nguy cơ có mức đánh giá."),
+            "decision_ref" => tr("Ghi số, ngày quyết định của Chủ tịch UBND cấp xã."),
+            "grounds" => tr("Chọn căn cứ đóng hồ sơ."),
+            "date" => tr("Ngày dạng năm-tháng-ngày, ví dụ 2026-12-02."),
+            "meeting_participants" => tr("Ghi tên những người đã họp đánh giá nhu cầu của trẻ."),
             _ => return None,
         })
     }
@@ -271,21 +273,23 @@ pub fn request(kind: Kind, form: &FormData, case_id: &str) -> Request {
     }
 }
 
-/// Grounds for closing, in Vietnamese.
-pub const CLOSE_GROUNDS: [(p::CloseGrounds, &str); 3] = [
-    (
-        p::CloseGrounds::NoRiskAfterReview,
-        "Đánh giá lại (Mẫu 06): không còn nguy cơ",
-    ),
-    (
-        p::CloseGrounds::Unfounded,
-        "Thông báo không có cơ sở (sau Mẫu 02 hoặc Mẫu 03)",
-    ),
-    (
-        p::CloseGrounds::NoSupportNeeded,
-        "Trẻ không cần hỗ trợ (sau Mẫu 02 hoặc Mẫu 03)",
-    ),
-];
+/// Grounds for closing, in the request's language.
+pub fn close_grounds() -> [(p::CloseGrounds, &'static str); 3] {
+    [
+        (
+            p::CloseGrounds::NoRiskAfterReview,
+            tr("Đánh giá lại (Mẫu 06): không còn nguy cơ"),
+        ),
+        (
+            p::CloseGrounds::Unfounded,
+            tr("Thông báo không có cơ sở (sau Mẫu 02 hoặc Mẫu 03)"),
+        ),
+        (
+            p::CloseGrounds::NoSupportNeeded,
+            tr("Trẻ không cần hỗ trợ (sau Mẫu 02 hoặc Mẫu 03)"),
+        ),
+    ]
+}
 
 /// A labelled input; its id is the step's segment and the field's name, so
 /// that two forms of one page never share an id.
@@ -337,33 +341,33 @@ fn fields(kind: Kind, case: &p::Case, form: &FormData, errors: &Errors) -> Marku
     let prefix = kind.segment();
     match kind {
         Kind::DetailedAssessment => html! {
-            (field(prefix, errors, "summary", "Kết quả đánh giá", form.get("summary"), true))
-            (field(prefix, errors, "needs", "Nhu cầu của trẻ", form.get("needs"), true))
-            (field(prefix, errors, "meeting_participants", "Người tham gia họp (cách nhau bởi dấu phẩy)", form.get("meeting_participants"), false))
-            (field(prefix, errors, "minutes_ref", "Biên bản họp (số, ngày)", form.get("minutes_ref"), false))
+            (field(prefix, errors, "summary", tr("Kết quả đánh giá"), form.get("summary"), true))
+            (field(prefix, errors, "needs", tr("Nhu cầu của trẻ"), form.get("needs"), true))
+            (field(prefix, errors, "meeting_participants", tr("Người tham gia họp (cách nhau bởi dấu phẩy)"), form.get("meeting_participants"), false))
+            (field(prefix, errors, "minutes_ref", tr("Biên bản họp (số, ngày)"), form.get("minutes_ref"), false))
         },
         Kind::DraftPlan => html! {
             @for e in errors.of("measures") { p.error id=(format!("{prefix}-measures-error")) role="alert" { (e) } }
             @for i in 1..=PLAN_ROWS {
                 fieldset {
-                    legend { "Biện pháp " (i) }
-                    (field(prefix, errors, &format!("measure{i}_description"), "Nội dung", form.get(&format!("measure{i}_description")), false))
-                    (field(prefix, errors, &format!("measure{i}_responsible"), "Người, cơ quan thực hiện", form.get(&format!("measure{i}_responsible")), false))
-                    (field(prefix, errors, &format!("measure{i}_due_date"), "Thời hạn (năm-tháng-ngày)", form.get(&format!("measure{i}_due_date")), false))
+                    legend { (tr("Biện pháp ")) (i) }
+                    (field(prefix, errors, &format!("measure{i}_description"), tr("Nội dung"), form.get(&format!("measure{i}_description")), false))
+                    (field(prefix, errors, &format!("measure{i}_responsible"), tr("Người, cơ quan thực hiện"), form.get(&format!("measure{i}_responsible")), false))
+                    (field(prefix, errors, &format!("measure{i}_due_date"), tr("Thời hạn (năm-tháng-ngày)"), form.get(&format!("measure{i}_due_date")), false))
                 }
             }
-            (field(prefix, errors, "keep_despite_residence_ref", "Quyết định giữ hồ sơ tại xã này dù trẻ cư trú nơi khác (nếu có)", form.get("keep_despite_residence_ref"), false))
+            (field(prefix, errors, "keep_despite_residence_ref", tr("Quyết định giữ hồ sơ tại xã này dù trẻ cư trú nơi khác (nếu có)"), form.get("keep_despite_residence_ref"), false))
         },
         Kind::ApprovePlan => html! {
-            p { "Người phê duyệt phải khác người lập kế hoạch." }
-            (field(prefix, errors, "decision_ref", "Quyết định phê duyệt của Chủ tịch UBND xã (số, ngày)", form.get("decision_ref"), false))
+            p { (tr("Người phê duyệt phải khác người lập kế hoạch.")) }
+            (field(prefix, errors, "decision_ref", tr("Quyết định phê duyệt của Chủ tịch UBND xã (số, ngày)"), form.get("decision_ref"), false))
         },
         Kind::SendBackPlan | Kind::Reopen => html! {
-            (field(prefix, errors, "reason", "Lý do", form.get("reason"), true))
+            (field(prefix, errors, "reason", tr("Lý do"), form.get("reason"), true))
         },
         Kind::Intervention => html! {
             div.field.invalid[!errors.of("measure_id").is_empty()] {
-                label for=(format!("{prefix}-measure_id")) { "Biện pháp của kế hoạch" }
+                label for=(format!("{prefix}-measure_id")) { (tr("Biện pháp của kế hoạch")) }
                 select id=(format!("{prefix}-measure_id")) name="measure_id" {
                     @for m in &case.plan_measures {
                         option value=(m.id) selected[form.get("measure_id") == m.id] { (m.id) ": " (m.description) }
@@ -371,37 +375,37 @@ fn fields(kind: Kind, case: &p::Case, form: &FormData, errors: &Errors) -> Marku
                 }
                 @for e in errors.of("measure_id") { p.error role="alert" { (e) } }
             }
-            (field(prefix, errors, "description", "Đã làm gì", form.get("description"), true))
-            (field(prefix, errors, "date", "Ngày (năm-tháng-ngày)", form.get("date"), false))
+            (field(prefix, errors, "description", tr("Đã làm gì"), form.get("description"), true))
+            (field(prefix, errors, "date", tr("Ngày (năm-tháng-ngày)"), form.get("date"), false))
         },
         Kind::Review => html! {
-            (field(prefix, errors, "factor", "Yếu tố nguy cơ", form.get("factor"), false))
+            (field(prefix, errors, "factor", tr("Yếu tố nguy cơ"), form.get("factor"), false))
             div.field {
-                label for=(format!("{prefix}-level")) { "Mức độ" }
+                label for=(format!("{prefix}-level")) { (tr("Mức độ")) }
                 select id=(format!("{prefix}-level")) name="level" {
-                    option value="0" { "— chọn —" }
-                    @for (level, name) in [(p::RiskLevel::High, "Cao"), (p::RiskLevel::Medium, "Trung bình"), (p::RiskLevel::Low, "Thấp")] {
+                    option value="0" { (tr("— chọn —")) }
+                    @for (level, name) in [(p::RiskLevel::High, tr("Cao")), (p::RiskLevel::Medium, tr("Trung bình")), (p::RiskLevel::Low, tr("Thấp"))] {
                         option value=(level as i32) selected[form.get("level") == (level as i32).to_string()] { (name) }
                     }
                 }
             }
-            (field(prefix, errors, "summary", "Kết luận", form.get("summary"), true))
+            (field(prefix, errors, "summary", tr("Kết luận"), form.get("summary"), true))
         },
         Kind::Close => html! {
             div.field.invalid[!errors.of("grounds").is_empty()] {
-                label for=(format!("{prefix}-grounds")) { "Căn cứ" }
+                label for=(format!("{prefix}-grounds")) { (tr("Căn cứ")) }
                 select id=(format!("{prefix}-grounds")) name="grounds" {
-                    @for (g, name) in CLOSE_GROUNDS {
+                    @for (g, name) in close_grounds() {
                         option value=(g as i32) selected[form.get("grounds") == (g as i32).to_string()] { (name) }
                     }
                 }
                 @for e in errors.of("grounds") { p.error role="alert" { (e) } }
             }
-            (field(prefix, errors, "reason", "Lý do", form.get("reason"), true))
-            (field(prefix, errors, "decision_ref", "Quyết định của Chủ tịch UBND xã (số, ngày)", form.get("decision_ref"), false))
+            (field(prefix, errors, "reason", tr("Lý do"), form.get("reason"), true))
+            (field(prefix, errors, "decision_ref", tr("Quyết định của Chủ tịch UBND xã (số, ngày)"), form.get("decision_ref"), false))
         },
         Kind::Note => html! {
-            (field(prefix, errors, "text", "Ghi chú", form.get("text"), true))
+            (field(prefix, errors, "text", tr("Ghi chú"), form.get("text"), true))
         },
     }
 }

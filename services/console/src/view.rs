@@ -1,8 +1,11 @@
 //! What every page shares: the layout (who is signed in, the menu for the
-//! role), times written the Vietnamese way in Asia/Ho_Chi_Minh, and the
-//! Vietnamese names of roles, steps and enum values.
+//! role, the language switch), times written the Vietnamese way in
+//! Asia/Ho_Chi_Minh (in English too), and the names of roles, steps and
+//! enum values.
 
 use baove_security::{Claims, Role};
+
+use crate::i18n::{self, tr, trf};
 use maud::{DOCTYPE, Markup, html};
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset, macros::format_description};
 
@@ -63,34 +66,46 @@ pub fn parse_datetime_field(text: &str) -> Option<prost_types::Timestamp> {
     })
 }
 
-/// Time left until `due` from `now` (Unix seconds), in Vietnamese words:
+/// Time left until `due` from `now` (Unix seconds), in the request's language:
 /// "còn 11 giờ 58 phút", "quá hạn 2 giờ 5 phút".
 #[must_use]
 pub fn time_left(due: i64, now: i64) -> String {
-    let (word, secs) = if due >= now {
-        ("còn", due - now)
-    } else {
-        ("quá hạn", now - due)
-    };
+    let late = due < now;
+    let secs = (due - now).abs();
     let (days, hours, minutes) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
-    if days > 0 {
-        format!("{word} {days} ngày {hours} giờ")
-    } else {
-        format!("{word} {hours} giờ {minutes} phút")
+    match (late, days > 0) {
+        (false, true) => trf("còn {0} ngày {1} giờ", &[&days, &hours]),
+        (false, false) => trf("còn {0} giờ {1} phút", &[&hours, &minutes]),
+        (true, true) => trf("quá hạn {0} ngày {1} giờ", &[&days, &hours]),
+        (true, false) => trf("quá hạn {0} giờ {1} phút", &[&hours, &minutes]),
     }
 }
 
-/// A role's name in Vietnamese.
+/// A role's name, in the request's language.
 #[must_use]
-pub const fn role_vi(role: Role) -> &'static str {
+pub fn role_vi(role: Role) -> &'static str {
     match role {
-        Role::HotlineOperator => "Điện thoại viên Tổng đài 111",
-        Role::CommuneOfficer => "Cán bộ bảo vệ trẻ em cấp xã",
-        Role::ProvinceOfficer => "Cán bộ cấp tỉnh",
-        Role::Police => "Công an",
-        Role::AgencyStaff => "Cán bộ cơ quan, tổ chức",
-        Role::Auditor => "Thanh tra, kiểm tra",
-        Role::Administrator => "Quản trị danh mục",
+        Role::HotlineOperator => tr("Điện thoại viên Tổng đài 111"),
+        Role::CommuneOfficer => tr("Cán bộ bảo vệ trẻ em cấp xã"),
+        Role::ProvinceOfficer => tr("Cán bộ cấp tỉnh"),
+        Role::Police => tr("Công an"),
+        Role::AgencyStaff => tr("Cán bộ cơ quan, tổ chức"),
+        Role::Auditor => tr("Thanh tra, kiểm tra"),
+        Role::Administrator => tr("Quản trị danh mục"),
+    }
+}
+
+/// The link to the page in the other language: `/ngon-ngu?chon=<tag>&ve=<this page>`
+/// sets the `lang` cookie and comes back here.
+#[must_use]
+pub fn language_switch() -> Markup {
+    let other = i18n::current().other();
+    let back = serde_urlencoded::to_string([("chon", other.tag()), ("ve", &i18n::here())])
+        .unwrap_or_default();
+    html! {
+        a.lang #lang-switch href=(format!("/ngon-ngu?{back}")) lang=(other.tag()) hreflang=(other.tag()) {
+            (other.own_name())
+        }
     }
 }
 
@@ -113,14 +128,14 @@ pub struct Viewer<'a> {
 pub fn menu(role: Role) -> Vec<(&'static str, &'static str)> {
     match role {
         Role::HotlineOperator => vec![
-            ("/bao-cao/moi", "Tiếp nhận thông báo (Mẫu 01)"),
-            ("/bao-cao", "Thông báo tôi đã tiếp nhận"),
+            ("/bao-cao/moi", tr("Tiếp nhận thông báo (Mẫu 01)")),
+            ("/bao-cao", tr("Thông báo tôi đã tiếp nhận")),
         ],
         Role::CommuneOfficer | Role::ProvinceOfficer | Role::Auditor => vec![
-            ("/ho-so", "Hồ sơ vụ việc"),
-            ("/thong-ke", "Thống kê (Thông tư 13)"),
+            ("/ho-so", tr("Hồ sơ vụ việc")),
+            ("/thong-ke", tr("Thống kê (Thông tư 13)")),
         ],
-        Role::Police | Role::AgencyStaff => vec![("/hop-thu", "Hộp thư chuyển gửi")],
+        Role::Police | Role::AgencyStaff => vec![("/hop-thu", tr("Hộp thư chuyển gửi"))],
         Role::Administrator => vec![],
     }
 }
@@ -131,7 +146,7 @@ pub fn menu(role: Role) -> Vec<(&'static str, &'static str)> {
 pub fn page(title: &str, viewer: Option<&Viewer<'_>>, body: &Markup) -> Markup {
     html! {
         (DOCTYPE)
-        html lang="vi" {
+        html lang=(i18n::current().tag()) {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
@@ -141,19 +156,20 @@ pub fn page(title: &str, viewer: Option<&Viewer<'_>>, body: &Markup) -> Markup {
             }
             body {
                 header {
-                    a.brand href="/" { "baove · Bảo vệ trẻ em" }
+                    a.brand href="/" { (tr("baove · Bảo vệ trẻ em")) }
+                    (language_switch())
                     @if let Some(v) = viewer {
                         div.who #who {
                             span.user { (v.claims.sub) }
                             " · " span.role { (role_vi(v.claims.role)) }
                             @if !v.claims.agency.is_empty() { " · " span.agency { (v.claims.agency) } }
                             @if !v.claims.units.is_empty() { " · " span.units { (v.claims.units.join(", ")) } }
-                            " · " span.session-end title="Phiên đăng nhập kết thúc lúc này: lưu việc đang làm trước đó" {
-                                "phiên đến " (when(Some(&prost_types::Timestamp { seconds: i64::try_from(v.claims.exp).unwrap_or(i64::MAX), nanos: 0 })))
+                            " · " span.session-end title=(tr("Phiên đăng nhập kết thúc lúc này: lưu việc đang làm trước đó")) {
+                                (tr("phiên đến ")) (when(Some(&prost_types::Timestamp { seconds: i64::try_from(v.claims.exp).unwrap_or(i64::MAX), nanos: 0 })))
                             }
                             form.inline method="post" action="/dang-xuat" {
                                 (csrf_input(v.csrf))
-                                button type="submit" { "Đăng xuất" }
+                                button type="submit" { (tr("Đăng xuất")) }
                             }
                         }
                         nav {
