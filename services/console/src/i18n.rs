@@ -14,9 +14,9 @@
 //! handlers and templates read it with [`current`] instead of carrying it
 //! through every function.
 //!
-//! What the services send is shown as they send it: names of units and
-//! agencies, the indicator names of the statistics, and their own words
-//! after a refusal.
+//! What the services send is shown as they send it (names of units and
+//! agencies, their own words after a refusal), except the statistics'
+//! indicators, which the reporting service names in both languages.
 
 use std::collections::HashMap;
 use std::fmt::Display;

@@ -106,6 +106,7 @@ pub fn chart(table: &p::IndicatorTable) -> Markup {
 /// The indicator table.
 #[must_use]
 pub fn table(table: &p::IndicatorTable) -> Markup {
+    let english = crate::i18n::current() == crate::i18n::Lang::En;
     html! {
         p #period {
             (tr("Kỳ ")) (table.period) (tr(": từ ")) (table.first_day) (tr(" đến ")) (table.last_day)
@@ -121,8 +122,13 @@ pub fn table(table: &p::IndicatorTable) -> Markup {
                 @for r in &table.rows {
                     @if r.dimension != "month_form" {
                         tr {
-                            td { (r.indicator) " " (r.indicator_vi) }
-                            td { (r.label_vi) }
+                            @if english {
+                                td { (r.indicator) " " (r.indicator_en) }
+                                td { (r.label_en) }
+                            } @else {
+                                td { (r.indicator) " " (r.indicator_vi) }
+                                td { (r.label_vi) }
+                            }
                             td.num { (cell(r)) }
                             td.num {
                                 @if r.has_previous {
@@ -178,5 +184,48 @@ mod tests {
         let svg = chart(&t).into_string();
         assert_eq!(svg.matches("<rect").count(), 4, "{svg}");
         assert!(svg.contains("2026-01: 4") && svg.contains("2026-02 (năm trước): 1"));
+    }
+
+    #[test]
+    fn given_english_then_the_table_names_indicators_as_the_service_does_in_english() {
+        let t = p::IndicatorTable {
+            rows: vec![p::IndicatorRow {
+                indicator: "0101".into(),
+                indicator_en: "Abused children".into(),
+                indicator_vi: "Số trẻ em bị xâm hại".into(),
+                dimension: "sex".into(),
+                label_en: "Girls".into(),
+                label_vi: "Trẻ em gái".into(),
+                value: 3,
+                ..p::IndicatorRow::default()
+            }],
+            ..p::IndicatorTable::default()
+        };
+        let render = |lang| {
+            let context = crate::i18n::Context {
+                lang,
+                here: "/thong-ke".into(),
+            };
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("a runtime")
+                .block_on(crate::i18n::scope(context, async {
+                    table(&t).into_string()
+                }))
+        };
+        let en = render(crate::i18n::Lang::En);
+        assert!(
+            en.contains("0101 Abused children") && en.contains("Girls"),
+            "{en}"
+        );
+        assert!(
+            en.contains("This period") && !en.contains("Trẻ em gái"),
+            "{en}"
+        );
+        let vi = render(crate::i18n::Lang::Vi);
+        assert!(
+            vi.contains("Số trẻ em bị xâm hại") && vi.contains("Trẻ em gái"),
+            "{vi}"
+        );
     }
 }
