@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::reference::Directory;
+use crate::violation::Violations;
 use ::time::macros::date;
 
 const UNITS: &str = r#"{"units":[
