@@ -1,0 +1,314 @@
+//! The bus side of a process: connecting to NATS, the streams, the relays
+//! and consumers, the Merkle tree's growth and the bus health.
+
+use super::*;
+
+/// How a service reaches NATS.
+pub(super) struct NatsSettings {
+    /// One URL, or several of a cluster separated by commas.
+    pub(super) url: String,
+    /// Copies of each stream it creates.
+    pub(super) replicas: usize,
+    /// Its NATS user, when configured.
+    pub(super) credentials: Option<baove_bus::Credentials>,
+    /// Told how far the log stream holds the log.
+    pub(super) reached: watch::Sender<u64>,
+    /// Active, standby, or auto (lease).
+    pub(super) role: crate::config::Role,
+    /// Set to true when this process becomes the active.
+    pub(super) active: watch::Sender<bool>,
+    /// Cancelled to stop the process (an active that lost its lease).
+    pub(super) shutdown: CancellationToken,
+    /// This process's gRPC address, held in the lease.
+    pub(super) address: String,
+    /// Signs the checkpoint that fences the log stream on taking over.
+    pub(super) checkpoints: crate::checkpoint::Checkpointer,
+    /// Told the bus once connected.
+    pub(super) bus: watch::Sender<Option<baove_bus::Bus>>,
+}
+
+/// How often the Merkle tree is grown to the log's end.
+pub(super) const TREE_EVERY: Duration = Duration::from_secs(2);
+
+/// Grows `log`'s Merkle tree to its end every [`TREE_EVERY`] while it
+/// moved, until `cancel`.
+pub(super) async fn grow_tree(log: EventLog, cancel: CancellationToken) {
+    let mut grown = 0;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(TREE_EVERY) => {}
+        }
+        let last = log.last_position();
+        if last <= grown {
+            continue;
+        }
+        match log.tree_root(last).await {
+            Ok(_) => grown = last,
+            Err(e) => tracing::warn!(error = %e, "cannot grow the log's Merkle tree"),
+        }
+    }
+}
+
+/// Connects to NATS, keeps the streams, relays the outbox and the log, runs the
+/// service's `on_bus` part, and keeps the [`BUS_HEALTH`] status true to the
+/// connection and to every bus part's progress.
+pub(super) async fn bus_task(
+    spec: ServiceSpec,
+    nats: NatsSettings,
+    log: EventLog,
+    reporter: HealthReporter,
+    cancel: CancellationToken,
+    on_bus: Option<OnBus>,
+) {
+    let (connected_tx, mut connected) = watch::channel(false);
+    let client = match baove_bus::connect_as(
+        &nats.url,
+        &format!("baove-{}", spec.name),
+        nats.credentials,
+        &cancel,
+        Some(connected_tx),
+    )
+    .await
+    {
+        Ok(client) => client,
+        Err(baove_bus::BusError::Cancelled) => return,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot use nats; events stay in the outbox");
+            return;
+        }
+    };
+    let bus = baove_bus::Bus {
+        js: async_nats::jetstream::new(client),
+        health: baove_bus::BusHealth::default(),
+        replicas: nats.replicas,
+    };
+    nats.bus.send_replace(Some(bus.clone()));
+    let health = {
+        let (bus, reporter, cancel) = (bus.clone(), reporter.clone(), cancel.clone());
+        tokio::spawn(
+            async move { watch_bus_health(&bus, &mut connected, &reporter, &cancel).await },
+        )
+    };
+    let mut lease = None;
+    match nats.role {
+        crate::config::Role::Active => {}
+        crate::config::Role::Standby => {
+            let followed =
+                baove_bus::logstream::follow(log, bus.clone(), spec.log_stream, cancel.clone())
+                    .await;
+            if let Err(e) = followed {
+                stop_to_set_aside(&nats.shutdown, &e);
+            }
+            let _ = health.await;
+            return;
+        }
+        crate::config::Role::Auto => {
+            let Some(taken) =
+                take_over(spec, &log, &bus, &nats.address, &cancel, &nats.shutdown).await
+            else {
+                let _ = health.await;
+                return;
+            };
+            // Renewed from now on, whatever the rest takes.
+            lease = Some(tokio::spawn(keep_lease(
+                taken,
+                log.clone(),
+                reporter.clone(),
+                nats.shutdown.clone(),
+                cancel.clone(),
+            )));
+        }
+    }
+    // This process runs its consumers from here on: each counts as starting
+    // until it reads, from now, not from whenever its task first runs (the
+    // bus must not look SERVING in between).
+    for durable in spec.consumers {
+        bus.health
+            .failing(&baove_bus::consumer_part(durable), "starting");
+    }
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match baove_bus::ensure_stream(&bus.js, spec.stream, bus.replicas).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create the jetstream stream yet");
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    let keeper = tokio::spawn(keep_streams(spec, bus.clone(), cancel.clone()));
+    if bus.replicas > 1 {
+        requeue_unpublished(&spec, &log, &bus, &cancel).await;
+    }
+    let relay = tokio::spawn(
+        baove_bus::OutboxRelay::new(log.clone(), bus.clone(), spec.stream).run(cancel.clone()),
+    );
+    let log_relay = tokio::spawn(
+        baove_bus::LogRelay::new(log, bus.clone(), spec.log_stream)
+            .telling(nats.reached)
+            .run(cancel.clone()),
+    );
+    let own = on_bus.map(|start| tokio::spawn(start(bus.clone())));
+    if lease.is_some() {
+        // Fence before taking the role: the first position after the
+        // previous active's last goes on the log stream now, signed by this
+        // process, so an active that was paused and has not noticed can no
+        // longer extend the stream when it resumes.
+        match nats.checkpoints.sign_now().await {
+            Ok(checkpoint) => tracing::info!(
+                position = checkpoint.global_position,
+                "fenced the log stream with a checkpoint"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign the fencing checkpoint; the next write fences")
+            }
+        }
+        let _ = nats.active.send_replace(true);
+        set_status(&reporter, ACTIVE_HEALTH, ServingStatus::Serving).await;
+    }
+    cancel.cancelled().await;
+    if let Some(lease) = lease {
+        let _ = lease.await;
+    }
+    let _ = health.await;
+    for (name, task) in [
+        ("stream keeper", keeper),
+        ("outbox relay", relay),
+        ("log relay", log_relay),
+    ] {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, task = name, "bus task failed");
+        }
+    }
+    if let Some(own) = own
+        && let Err(e) = own.await
+    {
+        tracing::error!(error = %e, "service bus task failed");
+    }
+}
+
+/// The active of a cluster, before its outbox relay starts: hands on what
+/// a previous active stored with the cluster but had not published
+/// ([`baove_bus::logstream::requeue_unpublished`]), retrying until it can
+/// (or `cancel`): starting the relay first could leave a report
+/// acknowledged and never handed on.
+pub(super) async fn requeue_unpublished(
+    spec: &ServiceSpec,
+    log: &EventLog,
+    bus: &baove_bus::Bus,
+    cancel: &CancellationToken,
+) {
+    // Named in `baove.bus` health while it cannot finish, so that the
+    // engineer on call sees why the hand-over has not started.
+    let part = "hand-on after taking the writes";
+    loop {
+        match baove_bus::logstream::requeue_unpublished(log, &bus.js, spec.log_stream, spec.stream)
+            .await
+        {
+            Ok(requeued) => {
+                if requeued > 0 {
+                    tracing::warn!(
+                        requeued,
+                        "handing on events the previous active stored but had not published"
+                    );
+                }
+                bus.health.gone(part);
+                return;
+            }
+            Err(e) => {
+                bus.health.failing(
+                    part,
+                    format!("cannot tell what the previous active had not published: {e}"),
+                );
+                tracing::warn!(error = %e, "cannot yet tell what the previous active had not published; retrying");
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Keeps the [`BUS_HEALTH`] status true to the connection and to every bus
+/// part's progress, until `cancel`.
+pub(super) async fn watch_bus_health(
+    bus: &baove_bus::Bus,
+    connected: &mut watch::Receiver<bool>,
+    reporter: &HealthReporter,
+    cancel: &CancellationToken,
+) {
+    let mut parts = bus.health.subscribe();
+    let mut was = None;
+    loop {
+        let failure = if *connected.borrow_and_update() {
+            baove_bus::first_failure(&parts.borrow_and_update())
+        } else {
+            Some(("connection".to_owned(), "nats is not connected".to_owned()))
+        };
+        let status = if failure.is_none() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        metrics::gauge!(crate::metrics::NATS_CONNECTED).set(if *connected.borrow() {
+            1.0
+        } else {
+            0.0
+        });
+        if was != Some(failure.clone()) {
+            match &failure {
+                None => tracing::info!("bus: every part makes progress"),
+                Some((part, reason)) => {
+                    tracing::warn!(part, reason = %baove_domain::text::clip(reason, 300), "bus: a part cannot make progress");
+                }
+            }
+            was = Some(failure);
+        }
+        set_status(reporter, BUS_HEALTH, status).await;
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            changed = connected.changed() => if changed.is_err() { break },
+            changed = parts.changed() => if changed.is_err() { break },
+        }
+    }
+}
+
+/// Checks every second that the service's streams exist and makes a
+/// missing one again at once (after the bus lost its store an idle service
+/// must not wait for its next publish), reporting each as a bus part.
+pub(super) async fn keep_streams(
+    spec: ServiceSpec,
+    bus: baove_bus::Bus,
+    cancel: CancellationToken,
+) {
+    let streams: Vec<StreamSpec> = [spec.stream, spec.log_stream]
+        .into_iter()
+        .chain(spec.other_streams.iter().copied())
+        .collect();
+    loop {
+        for stream in &streams {
+            let part = format!("stream {}", stream.name);
+            if bus.js.get_stream(stream.name).await.is_ok() {
+                bus.health.ok(&part);
+                continue;
+            }
+            match baove_bus::ensure_stream(&bus.js, *stream, bus.replicas).await {
+                Ok(()) => {
+                    tracing::warn!(stream = stream.name, "stream was missing: made again");
+                    bus.health.ok(&part);
+                }
+                Err(e) => bus.health.failing(&part, e.to_string()),
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}

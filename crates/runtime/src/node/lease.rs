@@ -1,0 +1,144 @@
+//! The lease of an `auto` process: taking it over, keeping it, and
+//! stopping when the log and the cluster part.
+
+use super::*;
+
+/// How long a lease lasts unrenewed (`role = "auto"`): the longest a dead
+/// active keeps the service from taking writes, less the time to notice.
+pub(super) const LEASE_TTL: Duration = Duration::from_secs(4);
+
+/// An `auto` process's wait for the service's lease: follows the log stream
+/// as a standby until it takes the lease, then imports whatever the stream
+/// holds beyond its log and takes writes. `None` when cancelled first, or
+/// when its log and the stream part (then it fires `shutdown`: see
+/// [`stop_to_set_aside`]).
+pub(super) async fn take_over(
+    spec: ServiceSpec,
+    log: &EventLog,
+    bus: &baove_bus::Bus,
+    address: &str,
+    cancel: &CancellationToken,
+    shutdown: &CancellationToken,
+) -> Option<baove_bus::lease::Lease> {
+    let following = cancel.child_token();
+    let mut follower = tokio::spawn(baove_bus::logstream::follow(
+        log.clone(),
+        bus.clone(),
+        spec.log_stream,
+        following.clone(),
+    ));
+    let holder = format!("{address} {}", uuid::Uuid::now_v7());
+    let part = "lease";
+    let lease = loop {
+        let attempt = async {
+            let store = baove_bus::lease::bucket(&bus.js, LEASE_TTL, bus.replicas).await?;
+            if let Some(lease) =
+                baove_bus::lease::try_take(&store, spec.name, &holder, LEASE_TTL).await?
+            {
+                return Ok(Some(lease));
+            }
+            // Writes are refused naming whoever holds it now.
+            if let Some(active) = baove_bus::lease::holder(&store, spec.name).await? {
+                log.follow_only(active.split(' ').next().unwrap_or_default());
+            }
+            Ok::<_, baove_bus::BusError>(None)
+        };
+        match attempt.await {
+            Ok(Some(lease)) => break lease,
+            Ok(None) => bus.health.ok(part),
+            Err(e) => bus.health.failing(part, e.to_string()),
+        }
+        tokio::select! {
+            () = cancel.cancelled() => {
+                following.cancel();
+                let _ = follower.await;
+                return None;
+            }
+            followed = &mut follower => {
+                if let Ok(Err(e)) = followed {
+                    stop_to_set_aside(shutdown, &e);
+                }
+                return None;
+            }
+            () = tokio::time::sleep(LEASE_TTL / 8) => {}
+        }
+    };
+    following.cancel();
+    let _ = follower.await;
+    // The previous active's lease expired: what it published is final.
+    // (On the very first start there is no log stream yet: make it.)
+    loop {
+        let caught_up = async {
+            baove_bus::ensure_stream(&bus.js, spec.log_stream, bus.replicas).await?;
+            baove_bus::logstream::catch_up(log, &bus.js, spec.log_stream).await
+        };
+        match caught_up.await {
+            Ok(imported) => {
+                tracing::warn!(
+                    term = lease.term,
+                    imported,
+                    position = log.last_position(),
+                    "took the lease: this process is now the active"
+                );
+                break;
+            }
+            Err(e @ baove_bus::BusError::Diverged { .. }) if bus.replicas > 1 => {
+                // Its lease expires unrenewed: another process takes it.
+                stop_to_set_aside(shutdown, &e);
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "took the lease but cannot reach the end of the log stream; retrying");
+                bus.health.failing(part, e.to_string());
+                tokio::select! {
+                    () = cancel.cancelled() => return None,
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+        }
+    }
+    bus.health.ok(part);
+    log.take_writes();
+    Some(lease)
+}
+
+/// Stops a process whose log holds events its log stream does not (its
+/// follower found them differ, `diverged`): they were never stored by the
+/// cluster, and the read models applied them, so only a start sets them
+/// aside ([`catch_up_at_start`]). A supervisor starts it again.
+pub(super) fn stop_to_set_aside(shutdown: &CancellationToken, diverged: &baove_bus::BusError) {
+    tracing::error!(error = %diverged, "this process's log holds events the cluster never stored: stopping; started again, it sets them aside and follows the cluster");
+    shutdown.cancel();
+}
+
+/// Renews the lease until `cancel`; when it cannot, stops taking writes
+/// before the lease could expire and stops the process (a supervisor starts
+/// it again, as a standby while another holds the lease).
+pub(super) async fn keep_lease(
+    mut lease: baove_bus::lease::Lease,
+    log: EventLog,
+    reporter: HealthReporter,
+    shutdown: CancellationToken,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(lease.every()) => {}
+        }
+        match lease.renew().await {
+            Ok(()) => continue,
+            Err(e) if !lease.must_stop() => {
+                tracing::warn!(error = %e, "cannot renew the lease yet");
+                continue;
+            }
+            Err(e) => {
+                log.follow_only("");
+                set_status(&reporter, ACTIVE_HEALTH, ServingStatus::NotServing).await;
+                tracing::error!(error = %e, term = lease.term, "lost the lease: taking no more writes and stopping");
+                shutdown.cancel();
+                return;
+            }
+        }
+    }
+}
