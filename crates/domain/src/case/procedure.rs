@@ -25,7 +25,6 @@
 
 use std::collections::BTreeSet;
 
-
 use super::{CaseEvent, CaseOpened, CaseState, CaseStatus, Phase};
 use crate::calendar::{Calendar, TWELVE_HOURS_MS, describe};
 use crate::intake::AbuseType;

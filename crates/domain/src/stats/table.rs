@@ -66,7 +66,10 @@ impl Builder {
     }
 }
 
-pub(super) fn count<'a>(cases: impl Iterator<Item = &'a CaseRecord>, f: impl Fn(&CaseRecord) -> bool) -> u64 {
+pub(super) fn count<'a>(
+    cases: impl Iterator<Item = &'a CaseRecord>,
+    f: impl Fn(&CaseRecord) -> bool,
+) -> u64 {
     cases.filter(|c| f(c)).count() as u64
 }
 
@@ -105,7 +108,8 @@ pub(super) const REFERRALS: (&str, &str, &str) = (
     "Referrals acknowledged in time",
     "Chuyển tuyến được tiếp nhận đúng hạn",
 );
-pub(super) const REPORTS: (&str, &str, &str) = ("reports", "Reports received", "Số tin báo tiếp nhận");
+pub(super) const REPORTS: (&str, &str, &str) =
+    ("reports", "Reports received", "Số tin báo tiếp nhận");
 
 /// The table for `period`, for the cases of `unit` (a commune or a
 /// province; `None`: every case).
