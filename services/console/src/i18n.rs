@@ -169,22 +169,31 @@ pub fn trf(vi: &'static str, args: &[&dyn Display]) -> String {
 mod tests {
     use super::*;
 
-    /// The sources whose labels must all go through `tr`.
-    const SOURCES: &[(&str, &str)] = &[
-        ("audit.rs", include_str!("audit.rs")),
-        ("cases.rs", include_str!("cases.rs")),
-        ("config.rs", include_str!("config.rs")),
-        ("form.rs", include_str!("form.rs")),
-        ("hotline.rs", include_str!("hotline.rs")),
-        ("i18n.rs", include_str!("i18n.rs")),
-        ("lib.rs", include_str!("lib.rs")),
-        ("referrals.rs", include_str!("referrals.rs")),
-        ("session.rs", include_str!("session.rs")),
-        ("stats.rs", include_str!("stats.rs")),
-        ("steps.rs", include_str!("steps.rs")),
-        ("upstream.rs", include_str!("upstream.rs")),
-        ("view.rs", include_str!("view.rs")),
-    ];
+    /// Every source file of the console (`src/**/*.rs`), read at test time
+    /// so that a new file is checked too: (path under `src/`, text).
+    fn sources() -> Vec<(String, String)> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
+            let mut entries: Vec<_> = std::fs::read_dir(dir)
+                .expect("the console's src directory")
+                .map(|e| e.expect("a directory entry").path())
+                .collect();
+            entries.sort();
+            for path in entries {
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).expect("a source file");
+                    out.push((path.display().to_string(), text));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut out,
+        );
+        out
+    }
 
     /// Labels written in Vietnamese without a diacritic, which the
     /// diacritic rule below cannot tell from code.
@@ -276,9 +285,15 @@ mod tests {
         let mut missing = Vec::new();
         let mut bare = Vec::new();
         let mut labels = 0;
-        for (file, src) in SOURCES {
+        let sources = sources();
+        assert!(
+            sources.len() > 15,
+            "found only {} source files",
+            sources.len()
+        );
+        for (file, src) in &sources {
             for lit in literals(src) {
-                if !vietnamese(&lit.text) || *file == "i18n.rs" {
+                if !vietnamese(&lit.text) || file.ends_with("/i18n.rs") {
                     continue;
                 }
                 if !(lit.before.ends_with("tr(") || lit.before.ends_with("trf(")) {
@@ -327,7 +342,7 @@ mod tests {
                 );
             }
         }
-        let sources: Vec<Literal> = SOURCES.iter().flat_map(|(_, s)| literals(s)).collect();
+        let sources: Vec<Literal> = sources().iter().flat_map(|(_, s)| literals(s)).collect();
         let unused: Vec<&&str> = pairs
             .iter()
             .map(|(vi, _)| vi)

@@ -1,0 +1,114 @@
+//! The department's statistics: the indicator table, the chart, the CSV.
+
+use crate::*;
+
+#[derive(serde::Deserialize)]
+pub(crate) struct StatsQuery {
+    ky: Option<String>,
+    #[serde(rename = "don-vi")]
+    don_vi: Option<String>,
+}
+
+/// The Thông tư 13 indicators of a period (default: this year so far),
+/// with the year before.
+pub(crate) async fn statistics(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<StatsQuery>, QueryRejection>,
+) -> Page {
+    let s = signed(&app, &headers)?;
+    let query = query.map_err(|e| bad_query(&e))?;
+    let this_year = time::OffsetDateTime::now_utc()
+        .to_offset(view::VIETNAM)
+        .year();
+    let period = query
+        .ky
+        .clone()
+        .filter(|k| !k.trim().is_empty())
+        .unwrap_or_else(|| this_year.to_string());
+    let unit = query.don_vi.clone().unwrap_or_default();
+    let answer = app
+        .reporting(&s)?
+        .get_indicators(p::GetIndicatorsRequest {
+            period: period.trim().to_owned(),
+            unit_id: unit.trim().to_owned(),
+            as_of_position: 0,
+            compare_previous_year: true,
+        })
+        .await;
+    let body = match answer {
+        Ok(found) => {
+            let t = found.into_inner().table.unwrap_or_default();
+            let csv = format!(
+                "/thong-ke/csv?{}",
+                serde_urlencoded::to_string([("ky", &period), ("don-vi", &unit)])
+                    .unwrap_or_default()
+            );
+            html! {
+                (stats::query_form(&period, &unit))
+                p { a #csv href=(csv) download { (tr("Tải CSV")) } }
+                (stats::chart(&t))
+                (stats::table(&t))
+            }
+        }
+        Err(status) => {
+            let errors = form::from_status::<NoFields>(&status);
+            html! {
+                (stats::query_form(&period, &unit))
+                div.errors role="alert" #errors { @for e in &errors.top { p.error { (e) } } }
+            }
+        }
+    };
+    Ok(signed_page(
+        &s,
+        tr("Thống kê bảo vệ trẻ em (Thông tư 13/2021)"),
+        &body,
+    ))
+}
+
+/// A form without fields of its own: every violation at the top.
+pub(crate) struct NoFields;
+
+impl form::FieldMap for NoFields {
+    fn form_field(_: &str) -> &'static str {
+        ""
+    }
+    fn rule_vi(_: &str) -> Option<&'static str> {
+        None
+    }
+}
+
+pub(crate) async fn statistics_csv(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<StatsQuery>, QueryRejection>,
+) -> Page {
+    let s = signed(&app, &headers)?;
+    let query = query.map_err(|e| bad_query(&e))?;
+    let export = app
+        .reporting(&s)?
+        .export_indicators(p::ExportIndicatorsRequest {
+            period: query.ky.clone().unwrap_or_default().trim().to_owned(),
+            unit_id: query.don_vi.clone().unwrap_or_default().trim().to_owned(),
+            as_of_position: 0,
+            compare_previous_year: true,
+        })
+        .await
+        .map_err(|status| Problem::of(&status))?
+        .into_inner();
+    let name = export.file_name.replace(
+        |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '.',
+        "_",
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        export.csv,
+    )
+        .into_response())
+}
