@@ -92,6 +92,20 @@ pub enum BusError {
         /// The log stream.
         stream: &'static str,
     },
+    /// The log stream holds more than the event log, which agrees with it
+    /// as far as it goes: another process extended the stream, or this log
+    /// started while NATS was away and serves without events it once had.
+    #[error(
+        "the event log ends at position {last} but its log stream {stream} holds {published} events: restart the service so that it takes the missing events from the stream before serving"
+    )]
+    Behind {
+        /// Where the event log ends.
+        last: u64,
+        /// Where the log stream ends.
+        published: u64,
+        /// The log stream.
+        stream: &'static str,
+    },
     /// Shut down while waiting.
     #[error("cancelled")]
     Cancelled,

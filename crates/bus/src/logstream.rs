@@ -414,7 +414,17 @@ impl LogRelay {
     }
 
     /// Runs until `cancel` fires.
-    pub async fn run(self, cancel: CancellationToken) {
+    ///
+    /// # Errors
+    /// In a cluster (`bus.replicas` above 1), [`BusError::Diverged`] as soon
+    /// as the stream holds another event where this log has its own: the
+    /// events from there on were never stored by the cluster, so never
+    /// acknowledged, and only a restart sets them aside; and
+    /// [`BusError::Behind`] when the stream went further than this log
+    /// (another process writes it), which only a restart catches up. The
+    /// caller stops the process. With one copy the relay says so in the bus
+    /// health and tries again.
+    pub async fn run(self, cancel: CancellationToken) -> Result<(), BusError> {
         self.health.failing(&self.part(), "starting");
         let mut committed = self.log.subscribe();
         let mut backoff = Duration::from_millis(100);
@@ -429,25 +439,30 @@ impl LogRelay {
                     backoff = Duration::from_millis(100);
                     self.health.ok(&self.part());
                     tokio::select! {
-                        () = cancel.cancelled() => return,
-                        changed = committed.changed() => if changed.is_err() { return },
+                        () = cancel.cancelled() => return Ok(()),
+                        changed = committed.changed() => if changed.is_err() { return Ok(()) },
                         () = tokio::time::sleep(Duration::from_secs(5)) => {}
                     }
                     continue;
                 }
                 Err(e) => {
                     count_chain_failure("relay", &e);
+                    self.health.failing(&self.part(), e.to_string());
                     match &e {
+                        BusError::Diverged { .. } | BusError::Behind { .. }
+                            if self.replicas > 1 =>
+                        {
+                            return Err(e);
+                        }
                         BusError::Diverged { .. } => {
                             tracing::error!(error = %e, "the log and its log stream disagree; not publishing");
                         }
                         _ => tracing::warn!(error = %e, "log relay cannot publish; will retry"),
                     }
-                    self.health.failing(&self.part(), e.to_string());
                 }
             }
             tokio::select! {
-                () = cancel.cancelled() => return,
+                () = cancel.cancelled() => return Ok(()),
                 () = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -470,14 +485,24 @@ impl LogRelay {
         let published = end.as_ref().map_or(0, |e| e.global_position);
         let last = self.log.last_position();
         if published > last {
-            // The stream went further than this log, which started while
-            // NATS was away (at start it would have caught up): this log
-            // is serving without events it once had. Say so; never write
-            // over the stream.
-            return Err(BusError::JetStream(format!(
-                "the event log ends at position {last} but its log stream {} holds {published} events: restart the service so that it takes the missing events from the stream before serving",
-                self.spec.name
-            )));
+            // The stream went further than this log: another process wrote
+            // it (in a cluster, the active that took the lease), or this
+            // log started while NATS was away (at start it would have
+            // caught up) and serves without events it once had. Say which;
+            // never write over the stream.
+            if self.replicas > 1
+                && let Some(position) = fork_point(&self.log, &self.js, self.spec).await?
+            {
+                return Err(BusError::Diverged {
+                    position,
+                    stream: self.spec.name,
+                });
+            }
+            return Err(BusError::Behind {
+                last,
+                published,
+                stream: self.spec.name,
+            });
         }
         if published > 0 {
             check_same(&self.log, &self.js, self.spec, published).await?;

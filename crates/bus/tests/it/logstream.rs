@@ -92,7 +92,7 @@ async fn every_event_is_on_the_stream_in_order_and_a_log_behind_it_catches_up() 
     // Caught up: nothing more to take.
     assert_eq!(logstream::catch_up(&copy, &js, LOG).await.unwrap(), 0);
     cancel.cancel();
-    relay.await.unwrap();
+    relay.await.unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,6 +184,47 @@ async fn a_second_writer_of_the_log_cannot_extend_the_stream_and_is_told_it_dive
         matches!(followed, Err(BusError::Diverged { .. })),
         "{followed:?}"
     );
+    // And so does its log relay, on an active: its runtime then stops the
+    // process, which sets the events aside when started again.
+    let mut cluster_bus = bus(&js);
+    cluster_bus.replicas = 3;
+    let relayed = tokio::time::timeout(
+        Duration::from_secs(30),
+        LogRelay::new(second.clone(), cluster_bus, LOG).run(cancel.child_token()),
+    )
+    .await
+    .expect("the relay went on past the divergence");
+    assert!(
+        matches!(relayed, Err(BusError::Diverged { position: 3, .. })),
+        "{relayed:?}"
+    );
+    // A log that agrees with the stream but is behind it (another process
+    // went on writing): the relay stops too, for a restart to catch up.
+    let behind_dir = tempfile::tempdir().unwrap();
+    let behind = EventLog::open(behind_dir.path()).await.unwrap();
+    behind
+        .import(first.read_all(1, 4).await.unwrap())
+        .await
+        .unwrap();
+    let mut cluster_bus = bus(&js);
+    cluster_bus.replicas = 3;
+    let relayed = tokio::time::timeout(
+        Duration::from_secs(30),
+        LogRelay::new(behind.clone(), cluster_bus, LOG).run(cancel.child_token()),
+    )
+    .await
+    .expect("the relay went on behind the stream");
+    assert!(
+        matches!(
+            relayed,
+            Err(BusError::Behind {
+                last: 4,
+                published: 9,
+                ..
+            })
+        ),
+        "{relayed:?}"
+    );
     // And counted, for the alert ChainVerificationFailed.
     let failures: Vec<_> = counted
         .snapshot()
@@ -203,8 +244,9 @@ async fn a_second_writer_of_the_log_cannot_extend_the_stream_and_is_told_it_dive
         "{failures:?}"
     );
     cancel.cancel();
-    first_relay.await.unwrap();
-    second_relay.await.unwrap();
+    first_relay.await.unwrap().unwrap();
+    // With one copy the relay of the diverged log goes on saying so.
+    second_relay.await.unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,7 +310,7 @@ async fn a_new_active_hands_on_what_the_dead_one_stored_with_the_cluster_but_had
     let first = active.read_all(1, 1).await.unwrap().remove(0);
     baove_bus::publish(&js, EVENTS, &first).await.unwrap();
     cancel.cancel();
-    log_relay.await.unwrap();
+    log_relay.await.unwrap().unwrap();
 
     // The standby that takes over holds the same log, nothing in its
     // outbox (it imported it).

@@ -148,11 +148,28 @@ pub(super) async fn bus_task(
     let relay = tokio::spawn(
         baove_bus::OutboxRelay::new(log.clone(), bus.clone(), spec.stream).run(cancel.clone()),
     );
-    let log_relay = tokio::spawn(
-        baove_bus::LogRelay::new(log, bus.clone(), spec.log_stream)
+    // In a cluster, an active whose log parts from its stream (another
+    // process extended the stream first: the fencing race of
+    // docs/cluster.md) holds events the cluster never stored and never
+    // acknowledged, and one whose stream went further than its log is not
+    // the one writing it: either stops, so that the lease can pass on;
+    // started again, it sets the first aside and catches up.
+    let log_relay = tokio::spawn({
+        let relay = baove_bus::LogRelay::new(log, bus.clone(), spec.log_stream)
             .telling(nats.reached)
-            .run(cancel.clone()),
-    );
+            .run(cancel.clone());
+        let shutdown = nats.shutdown.clone();
+        async move {
+            match relay.await {
+                Ok(()) => {}
+                Err(e @ baove_bus::BusError::Diverged { .. }) => stop_to_set_aside(&shutdown, &e),
+                Err(e) => {
+                    tracing::error!(error = %e, "another process extends this service's log stream: stopping; started again, this process takes the stream's events and follows");
+                    shutdown.cancel();
+                }
+            }
+        }
+    });
     let own = on_bus.map(|start| tokio::spawn(start(bus.clone())));
     if lease.is_some() {
         // Fence before taking the role: the first position after the

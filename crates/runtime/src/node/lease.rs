@@ -103,9 +103,10 @@ pub(super) async fn take_over(
 }
 
 /// Stops a process whose log holds events its log stream does not (its
-/// follower found them differ, `diverged`): they were never stored by the
-/// cluster, and the read models applied them, so only a start sets them
-/// aside ([`catch_up_at_start`]). A supervisor starts it again.
+/// follower or, on the active, its log relay found them differ,
+/// `diverged`): they were never stored by the cluster, so never
+/// acknowledged, and the read models applied them, so only a start sets
+/// them aside ([`catch_up_at_start`]). A supervisor starts it again.
 pub(super) fn stop_to_set_aside(shutdown: &CancellationToken, diverged: &baove_bus::BusError) {
     tracing::error!(error = %diverged, "this process's log holds events the cluster never stored: stopping; started again, it sets them aside and follows the cluster");
     shutdown.cancel();
