@@ -4,7 +4,7 @@
 //! dies, is promoted by restarting it as the active (`role = standby`) or
 //! takes the lease by itself (`role = auto`); an active paused past its
 //! lease stops when it resumes, having written nothing the new active's log
-//! lacks. An intake standby takes each report's data key from the cluster's
+//! lacks (casework), and having acknowledged no report (intake). An intake standby takes each report's data key from the cluster's
 //! bucket, so it reads the confidential fields the active sealed and keeps
 //! them when it takes over; an erased report's key is gone from the bucket
 //! too. Under load (four hotline clients at once), the active intake killed
@@ -314,6 +314,75 @@ async fn with_role_auto_a_standby_takes_the_lease_when_the_active_dies_and_a_pau
     }
     assert_eq!(seen.len(), 6, "one case per report");
     let mut audit = AuditServiceClient::new(third.channel_as(&auditor()).await);
+    let (checked, broken, total) = crate::casework::verify_all(&mut audit).await;
+    assert!(broken.is_empty() && checked == total, "{broken:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_intake_active_resumed_after_a_takeover_acknowledges_no_report_and_stops() {
+    let cluster = NatsCluster::start().unwrap();
+    let urls = cluster.urls();
+    let r3 = ("BAOVE_STREAM_REPLICAS", "3".to_owned());
+    let (mut first, second) = intake_pair(&urls).await;
+    let casework = Service::start_with(
+        "casework",
+        &urls,
+        tempfile::tempdir().unwrap(),
+        std::slice::from_ref(&r3),
+    );
+    casework.wait_health("", ServingStatus::Serving).await;
+    let mut cases = reports(&first, "split-before", 2).await;
+    follows(&first, &second).await;
+    // An operator's client already connected to the active, as the
+    // console's is.
+    let mut operator = crate::intake::intake_client(&first).await;
+
+    // The active is paused past its lease (a stalled host, a long GC, a VM
+    // migration); the standby takes the lease and takes reports.
+    first.pause();
+    becomes(&second, true).await;
+    cases.extend(reports(&second, "split-after", 2).await);
+    let before_resume = whole_log(&second).await;
+    // A report sent to the paused process waits in its socket, and is
+    // read the moment it resumes, before it can have noticed that it lost
+    // the lease: it must not be acknowledged.
+    let stale = tokio::spawn(async move {
+        operator
+            .submit_hotline_report(crate::intake::hotline("split-stale", "Đinh Thị Hoa"))
+            .await
+    });
+    first.resume();
+    let stopped = first.exit_status().await;
+    assert!(stopped.success(), "{stopped:?}");
+    let answered = stale.await.unwrap();
+    println!("the deposed active answered: {answered:?}");
+    assert!(
+        answered.is_err(),
+        "the deposed active acknowledged a report: {answered:?}"
+    );
+    // The operator sends it again, same request id, to the process that
+    // now answers: recorded once, one case.
+    let stale_intake = crate::cluster::submit(&second, "split-stale").await;
+    cases.push(case_of(&second, &stale_intake).await);
+    let log = whole_log(&second).await;
+    assert!(
+        log.starts_with(&before_resume),
+        "the log the new active holds only grew"
+    );
+    let recorded = log
+        .iter()
+        .filter(|e| e.event_type == "IntakeRecorded")
+        .count();
+    assert_eq!(recorded, 5, "each acknowledged report recorded once");
+    let unique: std::collections::HashSet<&String> = cases.iter().collect();
+    assert_eq!(unique.len(), 5, "one case per report");
+    let opened = whole_log(&casework)
+        .await
+        .iter()
+        .filter(|e| e.event_type == "CaseOpened")
+        .count();
+    assert_eq!(opened, 5, "no case for a report the deposed active wrote");
+    let mut audit = AuditServiceClient::new(second.channel_as(&auditor()).await);
     let (checked, broken, total) = crate::casework::verify_all(&mut audit).await;
     assert!(broken.is_empty() && checked == total, "{broken:?}");
 }
