@@ -1307,3 +1307,124 @@ async fn given_webhooks_and_an_address_for_the_commune_when_a_12_hour_deadline_i
         "{page}"
     );
 }
+
+/// The report `request_id` about a child in danger in `unit`, received
+/// `hours_ago` hours ago, and its case.
+async fn case_in(system: &System, request_id: &str, unit: &str, hours_ago: i64) -> String {
+    let mut request = hotline(request_id, "Lê Thị Thu");
+    let facts = request
+        .report
+        .as_mut()
+        .and_then(|r| r.facts.as_mut())
+        .unwrap();
+    facts.incident_place.as_mut().unwrap().unit_id = unit.into();
+    facts.received_at.as_mut().unwrap().seconds -= hours_ago * 3600;
+    let receipt = intake_client(&system.intake)
+        .await
+        .submit_hotline_report(request)
+        .await
+        .unwrap()
+        .into_inner();
+    case_of(&system.intake, &receipt.intake_id).await
+}
+
+/// Takes alerts from `alerts` (60 s at most) until one for `case_id` with
+/// `missed`; returns them all.
+async fn alerts_until(
+    alerts: &mut tonic::Streaming<p::WatchDeadlinesResponse>,
+    case_id: &str,
+    missed: bool,
+) -> Vec<p::WatchDeadlinesResponse> {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let next = tokio::time::timeout_at(deadline.into(), alerts.next())
+            .await
+            .unwrap_or_else(|_| panic!("no alert for {case_id} within 60 s: {seen:?}"))
+            .expect("the alert stream ended")
+            .expect("an alert");
+        let done = next.case_id == case_id && next.missed == missed;
+        seen.push(next);
+        if done {
+            return seen;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_officers_watching_deadlines_when_cases_are_warned_and_missed_then_each_is_alerted_of_the_cases_in_scope()
+ {
+    let system = System::start().await;
+    // Cái Khế's case reported an hour before Ninh Kiều's: its 12-hour
+    // deadline is warned and missed first.
+    let elsewhere = case_in(&system, "alert-cai-khe", "vn:31120", 2).await;
+    let ours = case_in(&system, "alert-ninh-kieu", "vn:31135", 1).await;
+    let watch = |identity: crate::Identity| {
+        let casework = &system.casework;
+        async move {
+            CaseServiceClient::new(casework.channel_as(&identity).await)
+                .watch_deadlines(p::WatchDeadlinesRequest { from_position: 0 })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let mut commune = watch(crate::Identity::new(
+        "cb-ninh-kieu-1",
+        baove_security::Role::CommuneOfficer,
+        "",
+        &["vn:31135"],
+    ))
+    .await;
+    let mut province = watch(crate::province_officer("so-yt-1")).await;
+
+    // 10.5 hours on: Cái Khế's deadline missed (past due at once: no
+    // warning), Ninh Kiều's warned.
+    system.casework.move_clock(10 * 3_600_000 + 1_800_000);
+    let first = alerts_until(&mut province, &elsewhere, true).await;
+    // 11.5 hours on: Ninh Kiều's missed too.
+    system.casework.move_clock(11 * 3_600_000 + 1_800_000);
+    let mut all = first;
+    if !all.iter().any(|a| a.case_id == ours && a.missed) {
+        all.extend(alerts_until(&mut province, &ours, true).await);
+    }
+    for (case, missed) in [(&elsewhere, true), (&ours, false), (&ours, true)] {
+        assert!(
+            all.iter().any(|a| &a.case_id == case
+                && a.missed == missed
+                && a.kind == p::DeadlineKind::Emergency as i32
+                && a.due_at.is_some()),
+            "the province officer was not alerted of {case} missed={missed}: {all:?}"
+        );
+    }
+    // The commune officer of Ninh Kiều: her case's warning and miss, and
+    // nothing of Cái Khế's, though its alerts came first in the log.
+    let hers = alerts_until(&mut commune, &ours, true).await;
+    assert!(
+        hers.iter()
+            .all(|a| a.case_id == ours && a.responsible_unit_id == "vn:31135"),
+        "{hers:?}"
+    );
+    assert!(hers.iter().any(|a| !a.missed), "the warning: {hers:?}");
+    let before_hers = all
+        .iter()
+        .filter(|a| a.case_id == elsewhere)
+        .map(|a| a.position)
+        .max()
+        .unwrap();
+    assert!(
+        hers.last().unwrap().position > before_hers,
+        "Cái Khế's alerts precede her miss in the log, so a leak would have shown"
+    );
+    // A hotline operator may not watch.
+    let refused = CaseServiceClient::new(
+        system
+            .casework
+            .channel_as(&crate::hotline_operator("op-17"))
+            .await,
+    )
+    .watch_deadlines(p::WatchDeadlinesRequest { from_position: 0 })
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+}

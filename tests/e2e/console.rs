@@ -891,6 +891,16 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
         .unwrap();
     assert!(text_of(&phone, "#deadlines").await.contains("12 giờ"));
     shot(&phone, "12-case-phone").await;
+
+    // The case list open when the plan's approval is missed: casework's
+    // alert (WatchDeadlines, server-sent) reloads it, and the case's row
+    // says the deadline was missed.
+    phone.goto(&format!("{base}/ho-so")).await.unwrap();
+    let row = format!("#case-{case_id}");
+    assert!(!text_of(&phone, &row).await.contains("trễ hạn"));
+    system.casework.move_clock(13 * 24 * 3_600_000);
+    wait_text(&phone, &row, "trễ hạn").await;
+    shot(&phone, "13-cases-deadline-missed").await;
     phone.close().await.unwrap();
     browser.close().await.unwrap();
     drop(console);

@@ -65,6 +65,7 @@ pub const POLICY: &[(&str, &[Role])] = &[
     ("/baove.v1.CaseService/GetCase", CASE_READERS),
     ("/baove.v1.CaseService/ListCases", &[Com, Pro, Aud]),
     ("/baove.v1.CaseService/WatchCase", &[Com, Pro, Aud]),
+    ("/baove.v1.CaseService/WatchDeadlines", &[Com, Pro, Aud]),
     ("/baove.v1.CaseService/AssignOfficer", CASE_WRITERS),
     (
         "/baove.v1.CaseService/RecordInitialAssessment",

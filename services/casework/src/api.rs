@@ -217,6 +217,7 @@ impl CaseApi {
 #[tonic::async_trait]
 impl CaseService for CaseApi {
     type WatchCaseStream = ReceiverStream<Result<p::WatchCaseResponse, Status>>;
+    type WatchDeadlinesStream = ReceiverStream<Result<p::WatchDeadlinesResponse, Status>>;
 
     async fn list_cases(
         &self,
@@ -296,6 +297,37 @@ impl CaseService for CaseApi {
                 },
             },
             r.from_seq,
+            baove_runtime::history::Until::Live {
+                stopping: self.stopping.clone(),
+                service: "casework",
+            },
+            permit,
+        );
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn watch_deadlines(
+        &self,
+        r: Request<p::WatchDeadlinesRequest>,
+    ) -> Result<Response<Self::WatchDeadlinesStream>, Status> {
+        let caller = caller(&r)?;
+        let rpc = baove_runtime::auth::rpc(&r);
+        let permit = baove_runtime::limits::open_stream(&r)?;
+        let from = match r.into_inner().from_position {
+            0 => self.log.last_position() + 1,
+            position => position,
+        };
+        self.access
+            .read(&caller, &rpc, None, "watch:deadlines")
+            .await?;
+        let rx = baove_runtime::history::tail(
+            self.log.clone(),
+            crate::alerts::Alerts {
+                cases: self.cases.clone(),
+                caller,
+                rules: self.rules.clone(),
+            },
+            from,
             baove_runtime::history::Until::Live {
                 stopping: self.stopping.clone(),
                 service: "casework",

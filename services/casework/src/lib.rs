@@ -21,6 +21,8 @@
 //! - `convert`: the case and its summary as proto messages.
 //! - `model`: the case read model (ListCases, due deadlines).
 //! - `deadlines`: the scheduler, the alerter.
+//! - `alerts`: WatchDeadlines, the alerts of the cases a caller may read,
+//!   live from the log (for the console, which is not on NATS).
 //! - `reporting`: `baove.v1.ReportingService`, the statistics projection.
 //!
 //! Private text: each step's free text (summaries, risk factors, measures,
@@ -35,6 +37,7 @@
 //! back here and is appended to the case's log (`ReferralStepRecorded`). An
 //! accepted transfer moves the case to the receiving commune.
 
+mod alerts;
 mod api;
 mod cases;
 mod convert;

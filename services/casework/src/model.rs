@@ -252,6 +252,15 @@ impl Cases {
         (page, next)
     }
 
+    /// `f` of the state of case `id`, if the model has it.
+    pub fn with_state<T>(&self, id: Uuid, f: impl FnOnce(&CaseState) -> T) -> Option<T> {
+        self.rows
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&id)
+            .map(|row| f(&row.state))
+    }
+
     /// Every row, by case id: for comparing two models.
     #[cfg(test)]
     #[must_use]

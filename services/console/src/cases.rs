@@ -137,8 +137,8 @@ pub fn list(cases: &[p::CaseSummary], now: i64, filter: &ListFilter) -> Markup {
             label.check { input type="checkbox" id="qua-han" name="qua-han" value="1" checked[filter.overdue.is_some()]; (tr(" Chỉ hồ sơ quá hạn")) }
             button type="submit" { (tr("Lọc")) }
         }
-        p.live data-fragment=(format!("/ho-so{}", filter.query())) data-target="cases" data-every="60" {
-            (tr("Danh sách tự cập nhật mỗi phút."))
+        p.live data-fragment=(format!("/ho-so{}", filter.query())) data-target="cases" data-every="60" data-events="/ho-so/canh-bao" {
+            (tr("Danh sách tự cập nhật mỗi phút, và ngay khi có cảnh báo thời hạn."))
         }
         @if cases.is_empty() { p #cases { (tr("Không có hồ sơ nào khớp trong phạm vi của bạn.")) } }
         @else {
@@ -147,10 +147,11 @@ pub fn list(cases: &[p::CaseSummary], now: i64, filter: &ListFilter) -> Markup {
                 tbody {
                     @for c in cases {
                         @let due = c.next_due_at.as_ref().map(|t| t.seconds);
-                        tr class=(due.map_or("", |d| urgency(d, now))) {
+                        tr id=(format!("case-{}", c.case_id)) class=(if c.overdue { "overdue" } else { due.map_or("", |d| urgency(d, now)) }) {
                             td {
                                 a href=(format!("/ho-so/{}", c.case_id)) { (c.case_id) }
                                 @if c.immediate_danger { " " span.badge { (tr("nguy hiểm ngay")) } }
+                                @if c.overdue { " " span.badge.missed { (tr("trễ hạn")) } }
                             }
                             td { (phase_vi(c.phase)) }
                             td.due {
@@ -870,6 +871,30 @@ mod tests {
         sort_by_urgency(&mut cases);
         let order: Vec<&str> = cases.iter().map(|c| c.case_id.as_str()).collect();
         assert_eq!(order, ["overdue", "soon", "later", "none"]);
+    }
+
+    #[test]
+    fn given_a_case_casework_found_overdue_then_its_row_says_so_whatever_the_consoles_clock() {
+        // Due in an hour by the console's clock, missed by casework's.
+        let html = list(
+            &[
+                summary("missed", true, Some(3_600)),
+                summary("fine", false, Some(3_600)),
+            ],
+            0,
+            &ListFilter::default(),
+        )
+        .into_string();
+        assert!(
+            html.contains(r#"<tr id="case-missed" class="overdue">"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<tr id="case-fine" class="due-soon">"#),
+            "{html}"
+        );
+        assert_eq!(html.matches("trễ hạn").count(), 1, "{html}");
+        assert!(html.contains(r#"data-events="/ho-so/canh-bao""#), "{html}");
     }
 
     #[test]

@@ -194,6 +194,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/bao-cao", get(my_reports))
         .route("/bao-cao/{id}", get(report_receipt))
         .route("/ho-so", get(case_list))
+        .route("/ho-so/canh-bao", get(deadline_events))
         .route("/ho-so/{id}", get(case_page))
         .route("/ho-so/{id}/mau-02", post(record_assessment))
         .route("/ho-so/{id}/khan-cap", post(record_measure))

@@ -333,11 +333,53 @@ pub(crate) struct EventsQuery {
 /// browser saw (`Last-Event-ID`, sent when it reconnects, each event's id
 /// being its seq or position), else at `tu` from the page, else at 1.
 pub(crate) fn resume_from(query: &EventsQuery, headers: &HeaderMap) -> u64 {
+    resume_or(query, headers, 1)
+}
+
+/// As [`resume_from`], with `otherwise` when neither says.
+fn resume_or(query: &EventsQuery, headers: &HeaderMap, otherwise: u64) -> u64 {
     headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or_else(|| query.tu.unwrap_or(1), |seen| seen.saturating_add(1))
+        .map_or_else(
+            || query.tu.unwrap_or(otherwise),
+            |seen| seen.saturating_add(1),
+        )
+}
+
+/// Server-sent events: one per deadline alert (a warning or a miss:
+/// WatchDeadlines) of a case the user may read, raised from now on (or
+/// after the last the browser saw), carrying only its position; the case
+/// list then reloads itself at once rather than at its next minute.
+pub(crate) async fn deadline_events(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    query: axum::extract::Query<EventsQuery>,
+) -> Page {
+    use futures_util::StreamExt as _;
+    let s = signed(&app, &headers)?;
+    let stream = app
+        .casework(&s)?
+        .watch_deadlines(p::WatchDeadlinesRequest {
+            from_position: resume_or(&query, &headers, 0),
+        })
+        .await
+        .map_err(|status| Problem::of(&status))?
+        .into_inner();
+    let events = stream
+        .take_while(|item| std::future::ready(item.is_ok()))
+        .map(|item| {
+            let position = item.map_or(0, |alert| alert.position);
+            Ok::<_, std::convert::Infallible>(
+                axum::response::sse::Event::default()
+                    .id(position.to_string())
+                    .data(position.to_string()),
+            )
+        });
+    Ok(axum::response::sse::Sse::new(events)
+        .keep_alive(axum::response::sse::KeepAlive::default())
+        .into_response())
 }
 
 /// Server-sent events: one per new event of the case (WatchCase from the
