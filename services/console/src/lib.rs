@@ -264,11 +264,28 @@ async fn language(request: Request, next: Next) -> Response {
     let lang = session::cookie_value(request.headers(), i18n::LANG_COOKIE)
         .and_then(|tag| i18n::Lang::parse(&tag))
         .unwrap_or_default();
-    let here = request
-        .uri()
-        .path_and_query()
-        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+    let here = here_of(&request);
     i18n::scope(i18n::Context { lang, here }, next.run(request)).await
+}
+
+/// The page the language switch comes back to: the address of a GET; for
+/// a posted form (its answer is at an address only a post reaches), the
+/// page the form was on, as the browser's `Referer` says (sent to this
+/// console's own pages: Referrer-Policy same-origin), else `/`.
+fn here_of(request: &Request) -> String {
+    if request.method() == Method::GET || request.method() == Method::HEAD {
+        return request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+    }
+    request
+        .headers()
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|referer| referer.split_once("://"))
+        .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned()))
+        .unwrap_or_else(|| "/".to_owned())
 }
 
 #[derive(serde::Deserialize)]
@@ -477,6 +494,32 @@ fn status_http(status: &tonic::Status) -> StatusCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn given_a_posted_form_then_the_switch_comes_back_to_the_page_it_was_on() {
+        let request = |method: Method, referer: Option<&str>| {
+            let mut r = axum::http::Request::builder()
+                .method(method)
+                .uri("/ho-so/HS-1/mau-02?x=1");
+            if let Some(referer) = referer {
+                r = r.header(header::REFERER, referer);
+            }
+            r.body(axum::body::Body::empty()).unwrap_or_default()
+        };
+        assert_eq!(
+            here_of(&request(Method::GET, None)),
+            "/ho-so/HS-1/mau-02?x=1"
+        );
+        assert_eq!(
+            here_of(&request(
+                Method::POST,
+                Some("http://127.0.0.1:8080/ho-so/HS-1?tai=3")
+            )),
+            "/ho-so/HS-1?tai=3"
+        );
+        assert_eq!(here_of(&request(Method::POST, None)), "/");
+        assert_eq!(here_of(&request(Method::POST, Some("garbage"))), "/");
+    }
 
     #[test]
     fn given_a_page_to_come_back_to_then_only_this_consoles_own_paths_are_followed() {
