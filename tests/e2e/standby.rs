@@ -356,6 +356,12 @@ async fn a_paused_intake_active_resumed_after_a_takeover_acknowledges_no_report_
     assert!(stopped.success(), "{stopped:?}");
     let answered = stale.await.unwrap();
     println!("the deposed active answered: {answered:?}");
+    if let Err(refused) = &answered {
+        assert!(
+            refused.metadata().get("baove-active").is_none(),
+            "a deposed active names no active it does not know: {refused:?}"
+        );
+    }
     assert!(
         answered.is_err(),
         "the deposed active acknowledged a report: {answered:?}"

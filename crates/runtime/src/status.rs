@@ -33,7 +33,11 @@ pub fn from_log(error: &Error) -> Status {
         }
         Error::ReadOnly { active } => {
             let mut status = Status::unavailable(error.to_string());
-            if let Ok(value) = active.parse() {
+            // Not known (a process that just lost its lease): no address
+            // rather than an empty one, which a client would try to reach.
+            if !active.trim().is_empty()
+                && let Ok(value) = active.parse()
+            {
                 status.metadata_mut().insert(ACTIVE_KEY, value);
             }
             status
@@ -148,6 +152,27 @@ pub fn violations(violations: &baove_domain::Violations) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_standby_refusal_names_the_active_only_when_it_is_known() {
+        let refusal = |active: &str| {
+            from_log(&Error::ReadOnly {
+                active: active.into(),
+            })
+        };
+        let known = refusal("http://10.0.0.2:50052");
+        assert_eq!(known.code(), Code::Unavailable);
+        assert_eq!(
+            known
+                .metadata()
+                .get(ACTIVE_KEY)
+                .and_then(|v| v.to_str().ok()),
+            Some("http://10.0.0.2:50052")
+        );
+        let unknown = refusal("");
+        assert_eq!(unknown.code(), Code::Unavailable);
+        assert!(unknown.metadata().get(ACTIVE_KEY).is_none());
+    }
 
     #[test]
     fn many_or_long_violations_give_a_short_error() {
