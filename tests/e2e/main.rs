@@ -471,6 +471,11 @@ impl Service {
         std::mem::replace(&mut self.data, tempfile::tempdir().unwrap())
     }
 
+    /// The process's exit status if it has exited, without waiting.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().unwrap())
+    }
+
     /// Waits (up to 30 s) for the process to exit.
     pub async fn exit_status(&mut self) -> ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -535,7 +535,7 @@ async fn under_load_the_active_intake_killed_loses_no_acknowledged_report_and_op
     let start = |name: &'static str, env: &[(&str, String)]| {
         Service::start_with(name, &urls, tempfile::tempdir().unwrap(), env)
     };
-    let (mut first, second) = intake_pair(&urls).await;
+    let (mut first, mut second) = intake_pair(&urls).await;
     let casework = start("casework", std::slice::from_ref(&r3));
     let referral = start("referral", std::slice::from_ref(&r3));
     for s in [&casework, &referral] {
@@ -572,7 +572,7 @@ async fn under_load_the_active_intake_killed_loses_no_acknowledged_report_and_op
                             *refused.entry(format!("{:?}", status.code())).or_default() += 1;
                             assert!(
                                 Instant::now() < deadline,
-                                "{request_id} never acknowledged: {status}"
+                                "{request_id} never acknowledged: {status}; this client's refusals by code: {refused:?}"
                             );
                             at += 1;
                             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -602,7 +602,16 @@ async fn under_load_the_active_intake_killed_loses_no_acknowledged_report_and_op
     let mut receipts = Vec::new();
     let mut refused: HashMap<String, u32> = HashMap::new();
     for client in clients {
-        let (theirs, refusals) = client.await.unwrap();
+        let (theirs, refusals) = match client.await {
+            Ok(done) => done,
+            Err(failed) => panic!(
+                "a hotline client failed ({failed}); the surviving process {}",
+                match second.exited() {
+                    Some(status) => format!("had exited: {status}"),
+                    None => "still ran".to_owned(),
+                }
+            ),
+        };
         receipts.extend(theirs);
         for (code, n) in refusals {
             *refused.entry(code).or_default() += n;
