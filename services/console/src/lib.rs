@@ -460,6 +460,30 @@ fn bad_query(e: &QueryRejection) -> Problem {
     )
 }
 
+/// A service's live stream as server-sent events: one per message, its id
+/// and data from `event` (the id a reconnecting browser sends back as
+/// `Last-Event-ID`); the stream ends at the service's first error, and the
+/// browser reconnects from the last id it saw.
+fn live_events<T: Send + 'static>(
+    stream: tonic::Streaming<T>,
+    event: impl Fn(T) -> (u64, String) + Send + 'static,
+) -> Response {
+    use futures_util::StreamExt as _;
+    let events = stream
+        .take_while(|item| std::future::ready(item.is_ok()))
+        .filter_map(move |item| std::future::ready(item.ok().map(&event)))
+        .map(|(id, data)| {
+            Ok::<_, std::convert::Infallible>(
+                axum::response::sse::Event::default()
+                    .id(id.to_string())
+                    .data(data),
+            )
+        });
+    axum::response::sse::Sse::new(events)
+        .keep_alive(axum::response::sse::KeepAlive::default())
+        .into_response()
+}
+
 /// A page, or why there is none.
 type Page = Result<Response, Problem>;
 

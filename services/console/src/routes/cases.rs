@@ -357,7 +357,6 @@ pub(crate) async fn deadline_events(
     headers: HeaderMap,
     query: axum::extract::Query<EventsQuery>,
 ) -> Page {
-    use futures_util::StreamExt as _;
     let s = signed(&app, &headers)?;
     let stream = app
         .casework(&s)?
@@ -367,19 +366,9 @@ pub(crate) async fn deadline_events(
         .await
         .map_err(|status| Problem::of(&status))?
         .into_inner();
-    let events = stream
-        .take_while(|item| std::future::ready(item.is_ok()))
-        .map(|item| {
-            let position = item.map_or(0, |alert| alert.position);
-            Ok::<_, std::convert::Infallible>(
-                axum::response::sse::Event::default()
-                    .id(position.to_string())
-                    .data(position.to_string()),
-            )
-        });
-    Ok(axum::response::sse::Sse::new(events)
-        .keep_alive(axum::response::sse::KeepAlive::default())
-        .into_response())
+    Ok(live_events(stream, |alert| {
+        (alert.position, alert.position.to_string())
+    }))
 }
 
 /// Server-sent events: one per new event of the case (WatchCase from the
@@ -391,7 +380,6 @@ pub(crate) async fn case_events(
     Path(id): Path<String>,
     query: axum::extract::Query<EventsQuery>,
 ) -> Page {
-    use futures_util::StreamExt as _;
     let s = signed(&app, &headers)?;
     let stream = app
         .casework(&s)?
@@ -402,19 +390,10 @@ pub(crate) async fn case_events(
         .await
         .map_err(|status| Problem::of(&status))?
         .into_inner();
-    let events = stream
-        .take_while(|item| std::future::ready(item.is_ok()))
-        .map(|item| {
-            let seq = item.ok().and_then(|m| m.event).map_or(0, |e| e.seq);
-            Ok::<_, std::convert::Infallible>(
-                axum::response::sse::Event::default()
-                    .id(seq.to_string())
-                    .data(seq.to_string()),
-            )
-        });
-    Ok(axum::response::sse::Sse::new(events)
-        .keep_alive(axum::response::sse::KeepAlive::default())
-        .into_response())
+    Ok(live_events(stream, |m| {
+        let seq = m.event.map_or(0, |e| e.seq);
+        (seq, seq.to_string())
+    }))
 }
 
 pub(crate) async fn record_step(

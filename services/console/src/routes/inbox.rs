@@ -48,7 +48,6 @@ pub(crate) async fn inbox_events(
     headers: HeaderMap,
     query: axum::extract::Query<EventsQuery>,
 ) -> Page {
-    use futures_util::StreamExt as _;
     let s = signed(&app, &headers)?;
     let stream = app
         .referral(&s)?
@@ -59,24 +58,12 @@ pub(crate) async fn inbox_events(
         .await
         .map_err(|status| Problem::of(&status))?
         .into_inner();
-    let events = stream
-        .take_while(|item| std::future::ready(item.is_ok()))
-        .map(|item| {
-            let (position, id) = item.ok().map_or((0, String::new()), |m| {
-                (
-                    m.position,
-                    m.referral.map(|r| r.referral_id).unwrap_or_default(),
-                )
-            });
-            Ok::<_, std::convert::Infallible>(
-                axum::response::sse::Event::default()
-                    .id(position.to_string())
-                    .data(id),
-            )
-        });
-    Ok(axum::response::sse::Sse::new(events)
-        .keep_alive(axum::response::sse::KeepAlive::default())
-        .into_response())
+    Ok(live_events(stream, |m| {
+        (
+            m.position,
+            m.referral.map(|r| r.referral_id).unwrap_or_default(),
+        )
+    }))
 }
 
 pub(crate) async fn referral_step(
