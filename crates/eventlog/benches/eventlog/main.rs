@@ -7,9 +7,17 @@
 //! - `BAOVE_BENCH_EVENTS`: size of the large log (default 1,000,000).
 //! - `BAOVE_BENCH_SECS`: seconds per throughput run (default 3).
 //! - `BAOVE_BENCH_CACHE_MB`: sled cache of the large log (default 1024).
+//! - `BAOVE_BENCH_PG`: a PostgreSQL connection string (`host=127.0.0.1
+//!   user=postgres dbname=postgres`, or a `postgres://` URL). When it is
+//!   set, the same appends (1, 8 and 64 writers) are run against an event
+//!   store in that server ([`postgres`] says how it is made) right after
+//!   baove's, and each figure is printed beside baove's with their ratio.
+//!   `deploy/local/bench-peer.sh` installs and starts PostgreSQL when it is
+//!   missing and runs this bench with it.
 //!
-//! Targets (issue 2): 1 writer ≥ 0.5× fdatasync; 64 writers ≥ 8×; appends/s
-//! on the large log within 20% of the empty log; replay ≥ 200,000 events/s.
+//! Targets (issue #15): 1 writer ≥ 0.8× fdatasync, 8 writers ≥ 3× and 64
+//! writers ≥ 8×; ≥ 3× the PostgreSQL peer at 8 and 64 writers; appends/s on
+//! the large log within 20% of the empty log; replay ≥ 300,000 events/s.
 //! The bench prints; it asserts nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_precision_loss)]
@@ -19,6 +27,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use baove_eventlog::{Actor, AppendRequest, EventLog, ExpectedVersion, NewEvent, StreamId};
+
+mod postgres;
 
 fn main() {
     let base = std::env::var("BAOVE_BENCH_DIR").map_or_else(|_| std::env::temp_dir(), Into::into);
@@ -36,7 +46,8 @@ fn main() {
     println!("fdatasync baseline (1 KiB write + fdatasync): {baseline:.0} ops/s");
 
     rt.block_on(async {
-        for writers in [1usize, 8, 64] {
+        let mut ours = Vec::new();
+        for writers in WRITERS {
             let log = EventLog::open(dir.path().join(format!("w{writers}"))).await.unwrap();
             let r = appends(&log, writers, run).await;
             println!(
@@ -47,6 +58,10 @@ fn main() {
                 r.rate / baseline
             );
             log.close().await.unwrap();
+            ours.push(r);
+        }
+        if let Ok(url) = std::env::var("BAOVE_BENCH_PG") {
+            beside_postgres(&url, &ours, baseline, run).await;
         }
 
         let empty = EventLog::open(dir.path().join("empty")).await.unwrap();
@@ -128,6 +143,33 @@ fn main() {
     });
 }
 
+/// The writer counts of the append runs, baove's and the peer's.
+const WRITERS: [usize; 3] = [1, 8, 64];
+
+/// The same appends against the PostgreSQL peer at `url`, each printed
+/// beside baove's (`ours`, in the order of [`WRITERS`]).
+async fn beside_postgres(url: &str, ours: &[Run], baseline: f64, run: Duration) {
+    let peer = match postgres::Peer::start(url).await {
+        Ok(peer) => peer,
+        Err(why) => {
+            println!("PostgreSQL peer not measured: {why}");
+            return;
+        }
+    };
+    for (writers, ours) in WRITERS.into_iter().zip(ours) {
+        let theirs = peer.appends(writers, run).await;
+        println!(
+            "PostgreSQL appends, {writers:>2} writers: {:>8.0} appends/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ratio to fdatasync {:.2}x  baove / PostgreSQL {:.2}x",
+            theirs.rate,
+            theirs.p50_ms,
+            theirs.p99_ms,
+            theirs.rate / baseline,
+            ours.rate / theirs.rate
+        );
+    }
+    peer.finish().await;
+}
+
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -156,7 +198,7 @@ fn request(
     command_id: &str,
     events: usize,
 ) -> AppendRequest {
-    let text = "x".repeat(900);
+    let payload = event_payload();
     AppendRequest {
         stream,
         expected,
@@ -170,22 +212,43 @@ fn request(
         correlation_id: command_id.to_owned(),
         events: (0..events)
             .map(|i| {
-                NewEvent::new(
-                    "BenchEvent",
-                    1,
-                    &serde_json::json!({ "i": i, "text": text }),
-                )
-                .unwrap()
+                let mut payload = payload.clone();
+                payload["i"] = i.into();
+                NewEvent::new("BenchEvent", 1, &payload).unwrap()
             })
             .collect(),
         publish: false,
     }
 }
 
+/// About 1 KiB of JSON: the payload of every appended event, baove's and
+/// the peer's.
+fn event_payload() -> serde_json::Value {
+    serde_json::json!({ "i": 0, "text": "x".repeat(900) })
+}
+
 struct Run {
     rate: f64,
     p50_ms: f64,
     p99_ms: f64,
+}
+
+impl Run {
+    /// The rate and latency percentiles of `latencies`, one per append,
+    /// made in `took`.
+    fn of(mut latencies: Vec<Duration>, took: Duration) -> Self {
+        latencies.sort_unstable();
+        let pct = |p: f64| {
+            latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)]
+                .as_secs_f64()
+                * 1000.0
+        };
+        Self {
+            rate: latencies.len() as f64 / took.as_secs_f64(),
+            p50_ms: pct(0.50),
+            p99_ms: pct(0.99),
+        }
+    }
 }
 
 /// `writers` tasks, each on its own stream, appending one event at a time.
@@ -219,15 +282,7 @@ async fn appends(log: &EventLog, writers: usize, run: Duration) -> Run {
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    let took = started.elapsed().as_secs_f64();
-    all.sort_unstable();
-    let pct =
-        |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1000.0;
-    Run {
-        rate: all.len() as f64 / took,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-    }
+    Run::of(all, started.elapsed())
 }
 
 /// `n` events in appends of 1,000 over 1,000 streams, 8 appends in flight.
