@@ -247,7 +247,8 @@ async fn with_role_auto_a_standby_takes_the_lease_when_the_active_dies_and_a_pau
     // active.
     let noted_case = cases[0].clone();
     let cli_note = |addrs: String, version: u64, text: &str| {
-        std::process::Command::new(crate::bin_dir().join("baove"))
+        let mut command = std::process::Command::new(crate::bin_dir().join("baove"));
+        command
             .args(["case", "note", "--case", &noted_case, "--version"])
             .arg(version.to_string())
             .args(["--text", text])
@@ -256,33 +257,72 @@ async fn with_role_auto_a_standby_takes_the_lease_when_the_active_dies_and_a_pau
                 "BAOVE_TOKEN",
                 crate::province_officer("cb-ninh-kieu-1").token(),
             )
-            .output()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command.spawn().unwrap()
+    };
+    let finished = |child: std::process::Child| async move {
+        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
             .unwrap()
     };
     let both = format!("{},{}", second.addr, first.addr);
-    let noted = cli_note(both.clone(), officer.case().await.version, "qua CLI");
+    let noted = finished(cli_note(
+        both.clone(),
+        officer.case().await.version,
+        "qua CLI",
+    ))
+    .await;
     assert!(noted.status.success(), "{}", crate::output_text(&noted));
+    // Given only the standby's address, the CLI follows the refusal to the
+    // active it names (the same request: stored once).
+    let noted = finished(cli_note(
+        second.addr.clone(),
+        officer.case().await.version,
+        "qua CLI, địa chỉ dự phòng",
+    ))
+    .await;
+    assert!(noted.status.success(), "{}", crate::output_text(&noted));
+    assert!(
+        crate::output_text(&noted).contains("following the service's active"),
+        "{}",
+        crate::output_text(&noted)
+    );
 
-    // The active dies: the standby takes the lease by itself.
+    // The active dies: the standby takes the lease by itself. A note sent
+    // at once, to both addresses, waits through the failover and lands on
+    // the new active, once.
+    let version = officer.case().await.version;
     first.kill();
     let killed = Instant::now();
+    let during = cli_note(both.clone(), version, "qua CLI, trong khi chuyển");
     becomes(&second, true).await;
     let took_over = killed.elapsed();
+    let noted = finished(during).await;
+    assert!(noted.status.success(), "{}", crate::output_text(&noted));
     cases.extend(reports(&intake, "auto-after", 2).await);
     // The same command line reaches the new active (the old one is gone).
     let version = crate::casework::Officer::of(&second, &cases[0])
         .await
         .version;
-    let noted = cli_note(both, version, "qua CLI, sau khi chuyển");
+    let noted = finished(cli_note(both, version, "qua CLI, sau khi chuyển")).await;
     assert!(noted.status.success(), "{}", crate::output_text(&noted));
-    // The note the dead active sealed opens on the new one (the case's key
-    // came from the cluster's bucket), beside the one written since.
+    // The notes the dead active sealed open on the new one (the case's key
+    // came from the cluster's bucket), beside those written since.
     let notes = crate::casework::Officer::of(&second, &cases[0])
         .await
         .case()
         .await
         .notes;
-    assert_eq!(notes, ["qua CLI", "qua CLI, sau khi chuyển"]);
+    assert_eq!(
+        notes,
+        [
+            "qua CLI",
+            "qua CLI, địa chỉ dự phòng",
+            "qua CLI, trong khi chuyển",
+            "qua CLI, sau khi chuyển"
+        ]
+    );
     println!(
         "failover: the standby took the lease {took_over:?} after the active was killed; its first case {:?} after",
         killed.elapsed()

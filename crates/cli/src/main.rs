@@ -43,6 +43,7 @@ macro_rules! err_out {
 mod backup;
 mod bench;
 mod case;
+mod follow;
 mod intake;
 mod referral;
 mod report;
@@ -71,7 +72,10 @@ use tonic_health::pb::{
 struct Cli {
     /// The service's gRPC address; or the addresses of one service's
     /// processes in a cluster, separated by commas: the active one is used
-    /// (`baove.active` health), else the first that answers.
+    /// (`baove.active` health), else the first that answers. A call the
+    /// process refuses as not the active (UNAVAILABLE) is sent again to the
+    /// active it names, and, with several addresses, to whichever becomes
+    /// the active, for up to --wait-active.
     #[arg(
         long,
         short,
@@ -92,12 +96,19 @@ struct Cli {
     /// Why you read (recorded in the access log; printable ASCII).
     #[arg(long, global = true, default_value = "", env = "BAOVE_PURPOSE")]
     purpose: String,
+    /// Seconds to keep following a cluster's active while it moves (a
+    /// failover) before giving the refusal as it is; 0: never resend.
+    #[arg(long, global = true, default_value_t = 30, env = "BAOVE_WAIT_ACTIVE")]
+    wait_active: u64,
     #[command(subcommand)]
     command: Command,
 }
 
 /// The token and purpose every call sends, set once from the command line.
 static CREDENTIALS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+
+/// How long a call follows a moving active (`--wait-active`), set once.
+static WAIT_ACTIVE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Command {
@@ -205,6 +216,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let _ = CREDENTIALS.set((cli.token.clone(), cli.purpose.clone()));
+    let _ = WAIT_ACTIVE.set(Duration::from_secs(cli.wait_active));
     match cli.command {
         Command::Token(command) => security::token(command),
         Command::Report(command) => report::run(&cli.addr, command).await,
@@ -362,7 +374,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-pub(crate) async fn channel(addr: &str) -> anyhow::Result<baove_security::client::AuthChannel> {
+/// A channel to the service at `addr` (one address, or a cluster's,
+/// separated by commas) that sends the token and purpose with every call
+/// and follows the active ([`follow`]).
+pub(crate) async fn channel(
+    addr: &str,
+) -> anyhow::Result<
+    tonic::service::interceptor::InterceptedService<
+        follow::Following,
+        baove_security::client::Bearer,
+    >,
+> {
     let channel = plain_channel(addr).await?;
     let (token, purpose) = CREDENTIALS.get().cloned().unwrap_or_default();
     if token.is_empty() {
@@ -375,16 +397,38 @@ pub(crate) async fn channel(addr: &str) -> anyhow::Result<baove_security::client
     ))
 }
 
-pub(crate) async fn plain_channel(addr: &str) -> anyhow::Result<Channel> {
-    let addresses: Vec<&str> = addr
-        .split(',')
+/// A channel without a token to the service at `addr`, following its
+/// active ([`follow`]).
+pub(crate) async fn plain_channel(addr: &str) -> anyhow::Result<follow::Following> {
+    let addresses = addresses(addr);
+    let refs: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    let (chosen, channel) = match refs.as_slice() {
+        [only] => ((*only).to_owned(), connect(only).await?),
+        several => active_of(several).await?,
+    };
+    let wait = WAIT_ACTIVE.get().copied().unwrap_or_default();
+    Ok(follow::Following::new(addresses, chosen, channel, wait))
+}
+
+/// A channel to the process at `addr` chosen as [`plain_channel`] chooses
+/// it, that does not follow a moving active: for the load bench, whose
+/// figures must not include resent calls.
+pub(crate) async fn direct_channel(addr: &str) -> anyhow::Result<Channel> {
+    let addresses = addresses(addr);
+    let refs: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    match refs.as_slice() {
+        [only] => connect(only).await,
+        several => Ok(active_of(several).await?.1),
+    }
+}
+
+/// The addresses of `--addr`, separated by commas.
+fn addresses(addr: &str) -> Vec<String> {
+    addr.split(',')
         .map(str::trim)
         .filter(|a| !a.is_empty())
-        .collect();
-    let [only] = addresses.as_slice() else {
-        return active_of(&addresses).await;
-    };
-    connect(only).await
+        .map(str::to_owned)
+        .collect()
 }
 
 async fn connect(addr: &str) -> anyhow::Result<Channel> {
@@ -399,7 +443,7 @@ async fn connect(addr: &str) -> anyhow::Result<Channel> {
 /// Of the processes of one service (a cluster's), the one whose
 /// `baove.active` health is SERVING; else the first that answers (a
 /// standby serves reads and names the active when it refuses a write).
-async fn active_of(addresses: &[&str]) -> anyhow::Result<Channel> {
+async fn active_of(addresses: &[&str]) -> anyhow::Result<(String, Channel)> {
     let mut reachable = None;
     let mut problems = Vec::new();
     for addr in addresses {
@@ -420,9 +464,12 @@ async fn active_of(addresses: &[&str]) -> anyhow::Result<Channel> {
         if let Ok(Ok(answer)) = status
             && answer.into_inner().status == ServingStatus::Serving as i32
         {
-            return Ok(channel);
+            return Ok(((*addr).to_owned(), channel));
         }
-        reachable.get_or_insert(channel);
+        reachable.get_or_insert(((*addr).to_owned(), channel));
+    }
+    if addresses.is_empty() {
+        problems.push("--addr names no address".to_owned());
     }
     reachable.ok_or_else(|| anyhow::anyhow!("no address answers: {}", problems.join("; ")))
 }
@@ -513,7 +560,7 @@ async fn health(addr: &str, service: &str, wait: Duration) -> anyhow::Result<()>
         service
     };
     loop {
-        let answer = match plain_channel(addr).await {
+        let answer = match direct_channel(addr).await {
             Ok(channel) => HealthClient::new(channel)
                 .check(HealthCheckRequest {
                     service: service.to_owned(),

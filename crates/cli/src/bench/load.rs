@@ -112,8 +112,8 @@ pub async fn run(addr: &str, args: Load) -> anyhow::Result<()> {
             .context("cannot sign a token")?;
         Bearer::new(&token, "benchmark").map_err(|e| anyhow::anyhow!(e))
     };
-    let intake = crate::plain_channel(addr).await?;
-    let casework = crate::plain_channel(&args.casework).await?;
+    let intake = crate::direct_channel(addr).await?;
+    let casework = crate::direct_channel(&args.casework).await?;
     let mut auditor = AuditServiceClient::new(AuthChannel::new(
         casework,
         mint("bench-auditor", Role::Auditor, "vn:92/thanh-tra")?,

@@ -1,0 +1,219 @@
+//! A channel to one service that follows its active process (issue #14):
+//! what lets a command typed at 3 a.m. land while a cluster fails over.
+//!
+//! Every call is sent to the process chosen at start (the active among
+//! `--addr`'s, [`crate::direct_channel`]). When the answer is UNAVAILABLE
+//! the call is sent again, with the same bytes (so the same request id:
+//! the services make a repeated write a no-op that returns the first
+//! answer):
+//! - at once to the process the refusal names in `baove-active` (a standby,
+//!   or an active that lost its lease, names the lease holder);
+//! - and, when several addresses were given, after a pause, to whichever
+//!   of them then answers as the active (the active died: its lease has to
+//!   expire before a standby takes it over; a quorum briefly lost).
+//!
+//! It gives up after `--wait-active` and returns the last answer as it
+//! was. With one address and no `baove-active` in the refusal, the answer
+//! is returned at once, as without this channel. Only the start of a call
+//! is followed: a watch already streaming that loses its process ends with
+//! the error (rerun it, with its `--from` position where it has one).
+//!
+//! Requests are small (no call of the API streams its request), so each is
+//! kept in memory until its answer comes.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt as _;
+use tonic::body::Body;
+use tonic::transport::Channel;
+use tower::ServiceExt as _;
+
+/// The header a standby's refusal names the active in.
+const ACTIVE: &str = "baove-active";
+
+/// The first pause before asking the addresses again; it doubles up to
+/// [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(250);
+const MAX_PAUSE: Duration = Duration::from_secs(2);
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The channel ([`tower::Service`] of gRPC calls).
+#[derive(Clone)]
+pub(crate) struct Following {
+    addresses: Arc<[String]>,
+    current: Arc<Mutex<(String, Channel)>>,
+    wait: Duration,
+}
+
+impl Following {
+    /// Calls to `channel` (at `addr`, chosen among `addresses`), followed
+    /// for up to `wait`.
+    pub(crate) fn new(
+        addresses: Vec<String>,
+        addr: String,
+        channel: Channel,
+        wait: Duration,
+    ) -> Self {
+        Self {
+            addresses: addresses.into(),
+            current: Arc::new(Mutex::new((addr, channel))),
+            wait,
+        }
+    }
+
+    fn current(&self) -> (String, Channel) {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn moved_to(&self, addr: String, channel: Channel) {
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = (addr, channel);
+    }
+
+    /// Sends `head` with `body` until an answer other than UNAVAILABLE, or
+    /// until the wait is over.
+    async fn follow(
+        self,
+        head: http::request::Parts,
+        body: bytes::Bytes,
+    ) -> Result<http::Response<Body>, Error> {
+        let deadline = Instant::now() + self.wait;
+        let mut pause = FIRST_PAUSE;
+        let mut told = false;
+        loop {
+            let (addr, channel) = self.current();
+            let mut request =
+                http::Request::new(Body::new(http_body_util::Full::new(body.clone())));
+            *request.method_mut() = head.method.clone();
+            *request.uri_mut() = head.uri.clone();
+            *request.version_mut() = head.version;
+            *request.headers_mut() = head.headers.clone();
+            let answer = channel.oneshot(request).await.map_err(Error::from);
+            let named = match &answer {
+                Ok(response) => match refusal(response) {
+                    None => return answer,
+                    Some(named) => named,
+                },
+                Err(_) => None,
+            };
+            let several = self.addresses.len() > 1;
+            let elsewhere = named.as_deref().filter(|a| *a != addr);
+            if Instant::now() >= deadline || (!several && elsewhere.is_none()) {
+                return answer;
+            }
+            if !told {
+                err_out!(
+                    "{addr} is not the active process now; following the service's active for up to {} s (the same request is sent again: it is stored once)",
+                    self.wait.as_secs()
+                );
+                told = true;
+            }
+            if let Some(active) = elsewhere
+                && let Ok(channel) = crate::connect(active).await
+            {
+                self.moved_to(active.to_owned(), channel);
+                continue;
+            }
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+            pause = (pause * 2).min(MAX_PAUSE);
+            let addresses: Vec<&str> = self.addresses.iter().map(String::as_str).collect();
+            if let Ok((addr, channel)) = crate::active_of(&addresses).await {
+                self.moved_to(addr, channel);
+            }
+        }
+    }
+}
+
+/// The address a refusal names as the active (`Some(None)` when it names
+/// none), or `None` when `response` is not an UNAVAILABLE refusal.
+fn refusal(response: &http::Response<Body>) -> Option<Option<String>> {
+    let headers = response.headers();
+    let unavailable = headers
+        .get("grpc-status")
+        .is_some_and(|s| s.as_bytes() == b"14");
+    if !unavailable {
+        return None;
+    }
+    Some(
+        headers
+            .get(ACTIVE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned),
+    )
+}
+
+impl tower::Service<http::Request<Body>> for Following {
+    type Response = http::Response<Body>;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        // Each call waits for its channel's readiness itself (`oneshot`).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let (head, body) = request.into_parts();
+            let body = body.collect().await?.to_bytes();
+            this.follow(head, body).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refusal;
+    use tonic::body::Body;
+
+    fn answer(headers: &[(&'static str, &str)]) -> http::Response<Body> {
+        let mut response = http::Response::new(Body::empty());
+        for (k, v) in headers {
+            response
+                .headers_mut()
+                .insert(*k, http::HeaderValue::from_str(v).unwrap());
+        }
+        response
+    }
+
+    #[test]
+    fn given_a_standbys_refusal_then_the_active_it_names_is_followed() {
+        let named = refusal(&answer(&[
+            ("grpc-status", "14"),
+            ("baove-active", "http://b:1"),
+        ]));
+        assert_eq!(named, Some(Some("http://b:1".to_owned())));
+    }
+
+    #[test]
+    fn given_unavailable_without_an_active_then_it_is_a_refusal_naming_none() {
+        assert_eq!(
+            refusal(&answer(&[("grpc-status", "14"), ("baove-active", " ")])),
+            Some(None)
+        );
+    }
+
+    #[test]
+    fn given_any_other_answer_then_it_is_returned_as_it_is() {
+        // An answer with its status in the trailers (a success), and a
+        // refusal of another kind, even naming an address.
+        assert_eq!(refusal(&answer(&[])), None);
+        assert_eq!(
+            refusal(&answer(&[
+                ("grpc-status", "9"),
+                ("baove-active", "http://b:1")
+            ])),
+            None
+        );
+    }
+}
