@@ -242,6 +242,13 @@ where
             .info()
             .map_err(|e| BusError::JetStream(format!("read {}: {e}", spec.name)))?
             .stream_sequence;
+        if sequence < next {
+            // Delivered again from an earlier point: the ordered consumer
+            // was made again (a NATS node died, heartbeats were missed)
+            // before it had delivered anything, which starts it over from
+            // the stream's first message. Already seen or before `from`.
+            continue;
+        }
         if sequence != next {
             return Err(BusError::JetStream(format!(
                 "{} delivered sequence {sequence} where position {next} was expected",
