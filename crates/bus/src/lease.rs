@@ -121,6 +121,31 @@ impl Lease {
         self.renewed.elapsed() >= self.ttl * 2 / 3
     }
 
+    /// When [`Lease::must_stop`] becomes true unless a renewal succeeds
+    /// first: a renewal still unanswered then (a NATS node died with the
+    /// bucket's leader, and the request waits for its timeout) must not
+    /// keep the holder writing past it.
+    #[must_use]
+    pub fn stop_at(&self) -> Instant {
+        self.renewed + self.ttl * 2 / 3
+    }
+
+    /// Renews it, giving up at [`Lease::stop_at`].
+    ///
+    /// # Errors
+    /// As [`Lease::renew`]; [`BusError::Unavailable`] when no answer came
+    /// before the holder must stop.
+    pub async fn renew_in_time(&mut self) -> Result<(), BusError> {
+        let stop_at = tokio::time::Instant::from_std(self.stop_at());
+        match tokio::time::timeout_at(stop_at, self.renew()).await {
+            Ok(renewed) => renewed,
+            Err(_) => Err(BusError::Unavailable(format!(
+                "renew lease {}: no answer before two thirds of the lease had passed",
+                self.key
+            ))),
+        }
+    }
+
     /// How often to renew: a quarter of the ttl.
     #[must_use]
     pub fn every(&self) -> Duration {

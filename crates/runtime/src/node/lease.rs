@@ -65,41 +65,81 @@ pub(super) async fn take_over(
     };
     following.cancel();
     let _ = follower.await;
+    // Catching up may take longer than the lease lasts (a NATS node died
+    // and the stream has to elect a leader): the lease is renewed meanwhile,
+    // so that nobody else takes it while this process is about to write.
+    let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel::<()>();
+    let keeper = tokio::spawn(renew_until(lease, caught_up_rx));
     // The previous active's lease expired: what it published is final.
     // (On the very first start there is no log stream yet: make it.)
-    loop {
+    let reached = loop {
         let caught_up = async {
             baove_bus::ensure_stream(&bus.js, spec.log_stream, bus.replicas).await?;
             baove_bus::logstream::catch_up(log, &bus.js, spec.log_stream).await
         };
         match caught_up.await {
-            Ok(imported) => {
-                tracing::warn!(
-                    term = lease.term,
-                    imported,
-                    position = log.last_position(),
-                    "took the lease: this process is now the active"
-                );
-                break;
-            }
+            Ok(imported) => break Some(imported),
             Err(e @ baove_bus::BusError::Diverged { .. }) if bus.replicas > 1 => {
                 // Its lease expires unrenewed: another process takes it.
                 stop_to_set_aside(shutdown, &e);
-                return None;
+                break None;
             }
             Err(e) => {
                 tracing::error!(error = %e, "took the lease but cannot reach the end of the log stream; retrying");
                 bus.health.failing(part, e.to_string());
                 tokio::select! {
-                    () = cancel.cancelled() => return None,
+                    () = cancel.cancelled() => break None,
                     () = tokio::time::sleep(Duration::from_millis(200)) => {}
                 }
             }
         }
-    }
+    };
+    let _ = caught_up_tx.send(());
+    let lease = match keeper.await {
+        Ok(Ok(lease)) => lease,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "took the lease but could not keep it while catching up: stopping; started again, this process follows whoever holds it");
+            shutdown.cancel();
+            return None;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the lease keeper failed while catching up: stopping");
+            shutdown.cancel();
+            return None;
+        }
+    };
+    let imported = reached?;
+    tracing::warn!(
+        term = lease.term,
+        imported,
+        position = log.last_position(),
+        "took the lease: this process is now the active"
+    );
     bus.health.ok(part);
     log.take_writes();
     Some(lease)
+}
+
+/// Renews `lease` every quarter of its ttl until `done` fires (or its
+/// sender is dropped), then gives it back; an error when it could not be
+/// renewed in time (it may expire, and another take it).
+async fn renew_until(
+    mut lease: baove_bus::lease::Lease,
+    mut done: tokio::sync::oneshot::Receiver<()>,
+) -> Result<baove_bus::lease::Lease, baove_bus::BusError> {
+    loop {
+        tokio::select! {
+            _ = &mut done => return Ok(lease),
+            () = tokio::time::sleep(lease.every()) => {}
+        }
+        match lease.renew_in_time().await {
+            Ok(()) => {}
+            Err(e) if !lease.must_stop() => {
+                tracing::warn!(error = %e, "cannot renew the lease yet");
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Stops a process whose log holds events its log stream does not (its
@@ -127,7 +167,9 @@ pub(super) async fn keep_lease(
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(lease.every()) => {}
         }
-        match lease.renew().await {
+        // Bounded: an answer that comes after the holder must stop is no
+        // answer (another process may take the lease a third later).
+        match lease.renew_in_time().await {
             Ok(()) => continue,
             Err(e) if !lease.must_stop() => {
                 tracing::warn!(error = %e, "cannot renew the lease yet");
