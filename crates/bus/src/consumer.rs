@@ -40,7 +40,22 @@ pub enum HandleError {
     /// parked in the receiver's log, logged once, and not redelivered.
     #[error("rejected: {0}")]
     Reject(String),
+    /// This event names a record the receiver's log does not hold, which
+    /// it may hold soon: in a cluster, the process that wrote the record
+    /// may have lost its lease with the record on its way to the cluster,
+    /// and this process then stops to take it (docs/cluster.md). Retried in
+    /// place like [`HandleError::Retry`] for [`MISSING_FOR`], then parked
+    /// as [`HandleError::Reject`] is: never terminated at once, which would
+    /// lose the hand-over it carries for the process that will hold the
+    /// record.
+    #[error("names a record not held (yet): {0}")]
+    Missing(String),
 }
+
+/// How long an event naming a record the receiver does not hold is retried
+/// before it is parked ([`HandleError::Missing`]): longer than a failover
+/// with a restart takes.
+pub const MISSING_FOR: Duration = Duration::from_secs(60);
 
 /// Applies one incoming event.
 ///
@@ -264,7 +279,21 @@ async fn apply<H: Handler>(
                 }
                 return;
             }
-            Err(HandleError::Retry(reason)) => {
+            Err(HandleError::Missing(reason)) if started.elapsed() >= MISSING_FOR => {
+                health.ok(part);
+                park(
+                    log,
+                    durable,
+                    &message,
+                    &format!(
+                        "event {id} still names a record not held after {} s: {reason}",
+                        MISSING_FOR.as_secs()
+                    ),
+                )
+                .await;
+                return;
+            }
+            Err(HandleError::Retry(reason) | HandleError::Missing(reason)) => {
                 tracing::warn!(event_id = %id, reason = %clip(&reason, 300), retry_in_ms = delay.as_millis() as u64, "handler asked to retry");
                 if started.elapsed() > STUCK_AFTER {
                     health.failing(part, format!("stuck on event {id}: {}", clip(&reason, 200)));

@@ -76,7 +76,7 @@ impl Handler for EraseText {
             return Ok(());
         };
         if load::<CaseState>(&self.log, case_id).await?.is_none() {
-            return Err(HandleError::Reject(format!(
+            return Err(HandleError::Missing(format!(
                 "erasure {} names unknown case {case_id}",
                 event.event_id
             )));
@@ -302,7 +302,7 @@ impl Handler for RecordReferralSteps {
             )));
         };
         let Some((state, _)) = load::<CaseState>(&self.log, case_id).await? else {
-            return Err(HandleError::Reject(format!(
+            return Err(HandleError::Missing(format!(
                 "referral event {} names unknown case {case_id}",
                 event.event_id
             )));

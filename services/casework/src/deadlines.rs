@@ -140,7 +140,7 @@ impl Handler for Alerts {
             };
         let case_id = *event.stream_id.as_uuid();
         let Some((state, _)) = load::<CaseState>(&self.log, case_id).await? else {
-            return Err(HandleError::Reject(format!(
+            return Err(HandleError::Missing(format!(
                 "alert for unknown case {case_id}"
             )));
         };

@@ -162,7 +162,7 @@ impl Handler for Alerts {
         };
         let id = *event.stream_id.as_uuid();
         let Some((state, _)) = load::<ReferralState>(&self.log, id).await? else {
-            return Err(HandleError::Reject(format!(
+            return Err(HandleError::Missing(format!(
                 "escalation of unknown referral {id}"
             )));
         };

@@ -221,3 +221,84 @@ async fn given_an_undecodable_and_a_refused_message_then_both_are_parked_and_the
     consumer.await.unwrap();
     relay.await.unwrap();
 }
+
+/// Says an event tagged "later" names a record not held until `held` is
+/// set (a record on its way from another process); copies the rest as
+/// [`Copy`] does.
+#[derive(Clone)]
+struct NotYet {
+    copy: Copy,
+    held: Arc<std::sync::atomic::AtomicBool>,
+    asked: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Handler for NotYet {
+    async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if event.payload.contains(r#""tag":"later""#) && !self.held.load(SeqCst) {
+            self.asked.fetch_add(1, SeqCst);
+            return Err(HandleError::Missing("record not held yet".into()));
+        }
+        self.copy.handle(event).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_an_event_naming_a_record_not_held_yet_then_it_waits_for_it_in_order_and_is_not_parked()
+ {
+    use std::sync::atomic::Ordering::SeqCst;
+    let nats = NatsServer::start().unwrap();
+    let cancel = CancellationToken::new();
+    let js = async_nats::jetstream::new(
+        baove_bus::connect(&nats.url(), "t", &cancel, None)
+            .await
+            .unwrap(),
+    );
+    ensure_stream(&js, TEST, 1).await.unwrap();
+    let sender_dir = tempfile::tempdir().unwrap();
+    let sender = EventLog::open(sender_dir.path()).await.unwrap();
+    let relay = tokio::spawn(OutboxRelay::new(sender.clone(), bus(&js), TEST).run(cancel.clone()));
+    append(&sender, "later", 1).await;
+    append(&sender, "next", 1).await;
+
+    let receiver_dir = tempfile::tempdir().unwrap();
+    let receiver = EventLog::open(receiver_dir.path()).await.unwrap();
+    let handler = NotYet {
+        copy: Copy {
+            log: receiver.clone(),
+            calls: Arc::default(),
+        },
+        held: Arc::default(),
+        asked: Arc::default(),
+    };
+    let consumer = tokio::spawn(run_consumer(
+        bus(&js),
+        receiver.clone(),
+        ConsumerSpec {
+            stream: TEST,
+            durable: "receiver".into(),
+            filter_subject: String::new(),
+        },
+        handler.clone(),
+        cancel.child_token(),
+    ));
+    // Asked again, not parked, and nothing after it applied meanwhile.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while handler.asked.load(SeqCst) < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "not asked again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(receiver.parked("receiver").await.unwrap().is_empty());
+    assert_eq!(receiver.last_position(), 0, "the next event overtook it");
+    // The record arrives: the event is applied, then the next.
+    handler.held.store(true, SeqCst);
+    wait_for(&receiver, 2).await;
+    let received = receiver.read_all(1, 10).await.unwrap();
+    assert!(received[0].payload.contains(r#""tag":"later""#));
+    assert!(received[1].payload.contains(r#""tag":"next""#));
+    assert!(receiver.parked("receiver").await.unwrap().is_empty());
+
+    cancel.cancel();
+    consumer.await.unwrap();
+    relay.await.unwrap();
+}
