@@ -628,6 +628,21 @@ impl EventLog {
         Ok(events)
     }
 
+    /// The last position that may leave this process: in a cluster (acks
+    /// gated, [`EventLog::gate_acks`]) the last the cluster's copy holds;
+    /// otherwise the log's last (durable once appended). A sender that
+    /// publishes outside the outbox relay (a re-publish of what a receiver
+    /// has not confirmed) must send nothing beyond it: an event the
+    /// cluster does not hold may be set aside when this process loses its
+    /// lease, and must not have reached another service.
+    #[must_use]
+    pub fn stored_up_to(&self) -> u64 {
+        match self.inner.gate.get() {
+            Some(gate) => *gate.reached.borrow(),
+            None => self.last_position(),
+        }
+    }
+
     /// Changes whenever more of the outbox may leave
     /// ([`EventLog::outbox_publishable`]): the cluster's copy grew, or
     /// (outside a cluster) a group was committed.

@@ -62,7 +62,7 @@ impl Handler for HandOver {
             .await
             .map_err(|e| HandleError::Retry(e.to_string()))?;
         let Some(row) = self.view.get(intake_id) else {
-            return Err(HandleError::Reject(format!(
+            return Err(HandleError::Missing(format!(
                 "casework names intake {intake_id}, which intake does not have"
             )));
         };
@@ -240,7 +240,14 @@ pub async fn republish(
         let progress = view.handover_progress();
         let wall_ms = baove_eventlog::Options::default().clock.as_ref()();
         let base_ms = i64::try_from(base.as_millis()).unwrap_or(i64::MAX);
+        // Only what the cluster holds: a report this process wrote that
+        // the cluster does not hold yet may be set aside when it loses its
+        // lease, and casework must never open a case for it.
+        let stored = log.stored_up_to();
         for (intake_id, position) in pending {
+            if position > stored {
+                continue;
+            }
             let (attempts, due) = waiting.entry(intake_id).or_insert((0, now + base));
             if now < *due {
                 continue;
