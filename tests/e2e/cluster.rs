@@ -3,7 +3,11 @@
 //! node): reports keep being acknowledged and handed over while the node
 //! leading the intake stream is killed (SIGKILL) and brought back; every
 //! acknowledged report ends in exactly one case, and the node that died
-//! catches up with the others.
+//! catches up with the others. Whole nodes (a NATS node and a process of
+//! each service, all with `role = "auto"`) killed one after the other
+//! under continuous load, each brought back before the next: no
+//! acknowledged report lost or opened twice, every process of a service
+//! ends with the same log, every chain verifies.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -263,4 +267,430 @@ async fn without_a_quorum_writes_are_refused_reads_answer_and_a_retry_succeeds_o
         .unwrap()
         .into_inner();
     assert_eq!(listed.intakes.len(), 2, "{listed:?}");
+}
+
+/// One machine of the three: its NATS node (by index in the cluster) and a
+/// process of each service, every one with `role = "auto"`. What each
+/// process writes on stderr (errors, unless `TEST_LOG` says more) is kept
+/// in `logs`, a file per start, for whoever reads a failure.
+struct Node {
+    nats: usize,
+    processes: Vec<Service>,
+    logs: std::path::PathBuf,
+    starts: usize,
+    /// Processes that stopped by themselves and were started again.
+    self_stops: usize,
+}
+
+impl Node {
+    fn start(nats: usize, urls: &str, logs: &std::path::Path) -> Self {
+        let mut node = Self {
+            nats,
+            processes: Vec::new(),
+            logs: logs.to_owned(),
+            starts: 0,
+            self_stops: 0,
+        };
+        for name in ["intake", "casework", "referral"] {
+            let process = node.launch(name, urls, tempfile::tempdir().unwrap(), None);
+            node.processes.push(process);
+        }
+        node
+    }
+
+    /// Starts `baove-<name>` on `data` with three replicas and `role =
+    /// "auto"`, on `listen` when given (its own port again).
+    fn launch(
+        &mut self,
+        name: &'static str,
+        urls: &str,
+        data: tempfile::TempDir,
+        listen: Option<String>,
+    ) -> Service {
+        let mut env = vec![
+            ("BAOVE_STREAM_REPLICAS", "3".to_owned()),
+            ("BAOVE_ROLE", "auto".to_owned()),
+        ];
+        if let Some(listen) = listen {
+            env.push(("BAOVE_LISTEN", listen));
+        }
+        self.starts += 1;
+        let log = self
+            .logs
+            .join(format!("node{}-{name}-{}.log", self.nats, self.starts));
+        Service::launch(name, urls, data, &env, Some(&log)).unwrap_or_else(|(status, _)| {
+            panic!(
+                "baove-{name} on node {} exited ({status}) before listening: {}",
+                self.nats,
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        })
+    }
+
+    /// Starts process `k` again on its data directory and its port, as a
+    /// supervisor (systemd `Restart=always`) does.
+    fn relaunch(&mut self, k: usize, urls: &str) {
+        let old = &mut self.processes[k];
+        old.kill();
+        let listen = old.addr.trim_start_matches("http://").to_owned();
+        let data = std::mem::replace(&mut old.data, tempfile::tempdir().unwrap());
+        let name = old.name;
+        self.processes[k] = self.launch(name, urls, data, Some(listen));
+    }
+
+    /// The machine dies: its NATS node and its processes, SIGKILL.
+    fn kill(&mut self, cluster: &mut NatsCluster) {
+        cluster.nodes[self.nats].kill();
+        for process in &mut self.processes {
+            process.kill();
+        }
+    }
+
+    /// The machine comes back: its NATS node on its store, each process on
+    /// its data directory and its port.
+    fn restart(&mut self, cluster: &mut NatsCluster, urls: &str) {
+        cluster.nodes[self.nats].restart().unwrap();
+        for k in 0..self.processes.len() {
+            self.relaunch(k, urls);
+        }
+    }
+
+    /// Starts again each process that stopped by itself (one that lost its
+    /// lease, or found its log parted from the cluster's, stops so that a
+    /// supervisor starts it again).
+    fn supervise(&mut self, urls: &str) {
+        for k in 0..self.processes.len() {
+            if self.processes[k].exited().is_some() {
+                self.relaunch(k, urls);
+                self.self_stops += 1;
+            }
+        }
+    }
+}
+
+/// The supervisor's round over every machine that is up.
+fn supervise(nodes: &mut [Node], urls: &str, down: Option<usize>) {
+    for (n, node) in nodes.iter_mut().enumerate() {
+        if Some(n) != down {
+            node.supervise(urls);
+        }
+    }
+}
+
+/// The machine whose process of `service` holds its lease, waiting (60 s)
+/// for one; meanwhile the supervisor starts again what stops on the
+/// machines that are up (all but `down`).
+async fn active_of(nodes: &mut [Node], urls: &str, service: &str, down: Option<usize>) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        supervise(nodes, urls, down);
+        for (n, node) in nodes.iter().enumerate() {
+            for process in node.processes.iter().filter(|p| p.name == service) {
+                if process.health("baove.active").await == Some(ServingStatus::Serving) {
+                    return n;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no {service} took the lease");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The name of every stream (and key-value bucket) of the cluster.
+async fn stream_names(js: &jetstream::Context) -> Vec<String> {
+    use futures_util::TryStreamExt as _;
+    js.stream_names().try_collect().await.unwrap()
+}
+
+/// Hotline clients submitting at once through the whole-node test.
+const NODE_CLIENTS: usize = 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_nodes_killed_one_after_another_under_load_lose_no_acknowledged_report_and_end_identical()
+ {
+    use std::collections::HashMap;
+
+    let mut cluster = NatsCluster::start().unwrap();
+    let urls = cluster.urls();
+    let logs = std::env::temp_dir().join(format!("baove-node-loss-{}", std::process::id()));
+    std::fs::create_dir_all(&logs).unwrap();
+    println!("each process's stderr: {}", logs.display());
+    let mut nodes: Vec<Node> = (0..3).map(|n| Node::start(n, &urls, &logs)).collect();
+    for node in &nodes {
+        for process in &node.processes {
+            process.wait_health("", ServingStatus::Serving).await;
+        }
+    }
+    for service in ["intake", "casework", "referral"] {
+        active_of(&mut nodes, &urls, service, None).await;
+    }
+    let js = jetstream_of(&cluster).await;
+
+    // Hotline clients, each given the three intake processes' addresses
+    // (their ports stay across restarts): a refused or failed call is sent
+    // again, with the same request id, to the next one, until
+    // acknowledged; new reports until told to stop.
+    let mut channels = Vec::new();
+    for node in &nodes {
+        channels.push(node.processes[0].channel().await);
+    }
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let (acknowledged, mut counted) = tokio::sync::watch::channel(0_usize);
+    let mut clients = Vec::new();
+    for c in 0..NODE_CLIENTS {
+        let channels = channels.clone();
+        let acknowledged = acknowledged.clone();
+        let stopping = stopping.clone();
+        clients.push(tokio::spawn(async move {
+            let mut receipts = Vec::new();
+            let mut refused: HashMap<String, u32> = HashMap::new();
+            let mut at = c;
+            for i in 0.. {
+                if *stopping.borrow() {
+                    break;
+                }
+                let request_id = format!("node-loss-{c}-{i}");
+                let deadline = Instant::now() + Duration::from_secs(90);
+                let intake_id = loop {
+                    let mut client = IntakeServiceClient::new(channels[at % channels.len()].clone());
+                    match client
+                        .submit_hotline_report(hotline(&request_id, "Lò Thị Mai"))
+                        .await
+                    {
+                        Ok(receipt) => break receipt.into_inner().intake_id,
+                        Err(status) => {
+                            *refused.entry(format!("{:?}", status.code())).or_default() += 1;
+                            assert!(
+                                Instant::now() < deadline,
+                                "{request_id} never acknowledged: {status}; this client's refusals by code: {refused:?}"
+                            );
+                            at += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                };
+                acknowledged.send_modify(|n| *n += 1);
+                receipts.push((request_id, intake_id));
+            }
+            (receipts, refused)
+        }));
+    }
+
+    // Three rounds: the machine holding intake's lease, then casework's,
+    // then referral's, dies while the load goes on; the load must go on
+    // (the next reports acknowledged by the survivors) before the machine
+    // comes back and rejoins, and the next round starts.
+    let mut figures = Vec::new();
+    for service in ["intake", "casework", "referral"] {
+        let victim = active_of(&mut nodes, &urls, service, None).await;
+        let before = *counted.borrow();
+        nodes[victim].kill(&mut cluster);
+        let killed = Instant::now();
+        let survivor = active_of(&mut nodes, &urls, service, Some(victim)).await;
+        let took_lease = killed.elapsed();
+        tokio::time::timeout(
+            Duration::from_secs(90),
+            counted.wait_for(|n| *n >= before + 2 * NODE_CLIENTS),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            panic!("no report acknowledged within 90 s of the {service} machine's death")
+        })
+        .unwrap();
+        figures.push(format!(
+            "machine of the active {service} (node {victim}) killed: node {survivor} took the lease after {took_lease:?}; {} more reports acknowledged {:?} after the kill",
+            2 * NODE_CLIENTS,
+            killed.elapsed()
+        ));
+        nodes[victim].restart(&mut cluster, &urls);
+        supervise(&mut nodes, &urls, None);
+        for process in nodes.iter().flat_map(|n| &n.processes) {
+            process.wait_health("", ServingStatus::Serving).await;
+        }
+        // Its NATS node holds every stream and bucket again, current,
+        // before another machine may die (two of three must hold each).
+        for name in stream_names(&js).await {
+            replicas_current(&js, &name).await;
+        }
+    }
+    stop.send(true).unwrap();
+    let mut receipts = Vec::new();
+    let mut refused: HashMap<String, u32> = HashMap::new();
+    for client in clients {
+        let (theirs, refusals) = client.await.expect("a hotline client failed");
+        receipts.extend(theirs);
+        for (code, n) in refusals {
+            *refused.entry(code).or_default() += n;
+        }
+    }
+    for line in &figures {
+        println!("{line}");
+    }
+    println!(
+        "whole-node loss: {} reports acknowledged; calls refused or failed meanwhile, by code: {refused:?}",
+        receipts.len()
+    );
+
+    // Every report acknowledged once, each its own.
+    let intake_ids: HashSet<&String> = receipts.iter().map(|(_, id)| id).collect();
+    assert_eq!(
+        intake_ids.len(),
+        receipts.len(),
+        "a report id was given twice"
+    );
+    // The system settles: a supervisor starts again whatever stops by
+    // itself (a process that finds its log parted from the cluster's stops
+    // to set its unacknowledged events aside), until every process of each
+    // service holds the same log (none lost an event, none holds one the
+    // others lack), casework has a case for every acknowledged report, and
+    // intake has heard of each (its own IntakeHandedOver).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let logs = loop {
+        supervise(&mut nodes, &urls, None);
+        let why = match settled(&nodes, &intake_ids).await {
+            Ok(logs) => break logs,
+            Err(why) => why,
+        };
+        assert!(Instant::now() < deadline, "not settled within 120 s: {why}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    println!(
+        "processes that stopped by themselves and were started again, in all: {}",
+        nodes.iter().map(|n| n.self_stops).sum::<usize>()
+    );
+    // Every chain of every process verifies.
+    for node in &nodes {
+        for process in &node.processes {
+            let mut audit = p::audit_service_client::AuditServiceClient::new(
+                process.channel_as(&crate::auditor()).await,
+            );
+            let (checked, broken, total) = crate::casework::verify_all(&mut audit).await;
+            assert!(
+                broken.is_empty() && checked == total,
+                "{} at {}: {broken:?}",
+                process.name,
+                process.addr
+            );
+        }
+    }
+    // Each acknowledged report is recorded once, and became exactly one
+    // case; casework opened no other.
+    let recorded: Vec<&String> = logs[0]
+        .iter()
+        .filter(|e| e.event_type == "IntakeRecorded")
+        .map(|e| &e.stream_id)
+        .collect();
+    let recorded_set: HashSet<&String> = recorded.iter().copied().collect();
+    assert_eq!(
+        recorded.len(),
+        recorded_set.len(),
+        "a report recorded twice"
+    );
+    assert_eq!(
+        recorded_set, intake_ids,
+        "the reports recorded are those acknowledged"
+    );
+    let opened: Vec<String> = logs[1]
+        .iter()
+        .filter(|e| e.event_type == "CaseOpened")
+        .filter_map(opened_for)
+        .collect();
+    let opened_set: HashSet<&String> = opened.iter().collect();
+    assert_eq!(
+        opened.len(),
+        opened_set.len(),
+        "a report opened as two cases"
+    );
+    assert_eq!(
+        opened_set, intake_ids,
+        "casework opened a case for no other report"
+    );
+}
+
+/// The intake a `CaseOpened` event names.
+fn opened_for(event: &p::EventEnvelope) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(&event.payload_json).ok()?["intake_id"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// The whole log of `service` as an auditor reads it, or `None` while it
+/// does not answer.
+async fn try_whole_log(service: &Service) -> Option<Vec<p::EventEnvelope>> {
+    let mut audit = p::audit_service_client::AuditServiceClient::new(
+        service.channel_as(&crate::auditor()).await,
+    );
+    let mut events = Vec::new();
+    let mut from = 1;
+    loop {
+        let page = audit
+            .read_all(p::ReadAllRequest {
+                from_position: from,
+                limit: 200,
+            })
+            .await
+            .ok()?
+            .into_inner();
+        if page.events.is_empty() {
+            return Some(events);
+        }
+        from = page.next_position;
+        events.extend(page.events);
+    }
+}
+
+/// The logs of intake, casework and referral once every process of each
+/// holds the same one, casework opened a case for each of `acknowledged`
+/// and intake recorded each hand-over; else what is not so yet.
+async fn settled(
+    nodes: &[Node],
+    acknowledged: &HashSet<&String>,
+) -> Result<Vec<Vec<p::EventEnvelope>>, String> {
+    let mut logs = Vec::new();
+    for (k, service) in ["intake", "casework", "referral"].into_iter().enumerate() {
+        let mut first: Option<Vec<p::EventEnvelope>> = None;
+        for node in nodes {
+            let process = &node.processes[k];
+            let log = try_whole_log(process)
+                .await
+                .ok_or_else(|| format!("{service} at {} does not answer", process.addr))?;
+            match &first {
+                None => first = Some(log),
+                Some(theirs) if *theirs == log => {}
+                Some(theirs) => {
+                    return Err(format!(
+                        "{service} processes hold different logs ({} and {} events)",
+                        theirs.len(),
+                        log.len()
+                    ));
+                }
+            }
+        }
+        logs.extend(first);
+    }
+    let opened: HashSet<String> = logs[1]
+        .iter()
+        .filter(|e| e.event_type == "CaseOpened")
+        .filter_map(opened_for)
+        .collect();
+    let handed: HashSet<&String> = logs[0]
+        .iter()
+        .filter(|e| e.event_type == "IntakeHandedOver")
+        .map(|e| &e.stream_id)
+        .collect();
+    let no_case: Vec<&&String> = acknowledged
+        .iter()
+        .filter(|id| !opened.contains(**id))
+        .collect();
+    let not_heard: Vec<&&String> = acknowledged
+        .iter()
+        .filter(|id| !handed.contains(*id))
+        .collect();
+    if no_case.is_empty() && not_heard.is_empty() {
+        Ok(logs)
+    } else {
+        Err(format!(
+            "acknowledged reports without a case: {no_case:?}; whose case intake has not heard of: {not_heard:?}"
+        ))
+    }
 }

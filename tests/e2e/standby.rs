@@ -21,7 +21,7 @@ use crate::intake::case_of;
 use crate::{Service, auditor};
 
 /// The whole log of `service`, as an auditor reads it.
-async fn whole_log(service: &Service) -> Vec<p::EventEnvelope> {
+pub async fn whole_log(service: &Service) -> Vec<p::EventEnvelope> {
     let mut audit = AuditServiceClient::new(service.channel_as(&auditor()).await);
     let mut events = Vec::new();
     let mut from = 1;
@@ -29,7 +29,7 @@ async fn whole_log(service: &Service) -> Vec<p::EventEnvelope> {
         let page = audit
             .read_all(p::ReadAllRequest {
                 from_position: from,
-                limit: 1000,
+                limit: 200,
             })
             .await
             .unwrap()
