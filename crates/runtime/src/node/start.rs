@@ -105,7 +105,7 @@ pub(super) async fn catch_up_at_start(
             }
         }
         outcome => {
-            checked_at_start(spec, &log, outcome)?;
+            checked_at_start(spec, &log, config.stream_replicas, outcome)?;
             log
         }
     };
@@ -116,11 +116,24 @@ pub(super) async fn catch_up_at_start(
 pub(super) fn checked_at_start(
     spec: &ServiceSpec,
     log: &EventLog,
+    replicas: usize,
     outcome: Result<u64, baove_bus::BusError>,
 ) -> anyhow::Result<()> {
     match outcome {
         Ok(0) => {
             tracing::info!(stream = spec.log_stream.name, position = log.last_position(), "the log reaches the end of its log stream");
+            Ok(())
+        }
+        Ok(imported) if replicas > 1 => {
+            // In a cluster the other processes went on while this one was
+            // down: nothing to fix. The side trees' entries (data keys)
+            // come from the cluster's buckets as the read model needs them.
+            tracing::info!(
+                stream = spec.log_stream.name,
+                imported,
+                position = log.last_position(),
+                "took the events the service wrote while this process was down from the log stream, every hash verified"
+            );
             Ok(())
         }
         Ok(imported) => {
