@@ -58,8 +58,8 @@ mod streams;
 
 pub use connect::{Credentials, connect, connect_as, inbox_prefix};
 pub use consumer::{
-    CONSUMER_PENDING, CONSUMER_REDELIVERED, ConsumerSpec, HandleError, Handler, consumer_part,
-    run_consumer,
+    CONSUMER_PENDING, CONSUMER_REDELIVERED, ConsumerSpec, HandleError, Handler, MISSING_FOR,
+    consumer_part, run_consumer,
 };
 pub use health::{Bus, BusHealth, Parts, first_failure};
 pub use logstream::{CHAIN_FAILURES, LogRelay};
