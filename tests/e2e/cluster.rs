@@ -450,25 +450,9 @@ async fn whole_nodes_killed_one_after_another_under_load_lose_no_acknowledged_re
                     break;
                 }
                 let request_id = format!("node-loss-{c}-{i}");
-                let deadline = Instant::now() + Duration::from_secs(90);
-                let intake_id = loop {
-                    let mut client = IntakeServiceClient::new(channels[at % channels.len()].clone());
-                    match client
-                        .submit_hotline_report(hotline(&request_id, "Lò Thị Mai"))
-                        .await
-                    {
-                        Ok(receipt) => break receipt.into_inner().intake_id,
-                        Err(status) => {
-                            *refused.entry(format!("{:?}", status.code())).or_default() += 1;
-                            assert!(
-                                Instant::now() < deadline,
-                                "{request_id} never acknowledged: {status}; this client's refusals by code: {refused:?}"
-                            );
-                            at += 1;
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
-                };
+                let intake_id =
+                    crate::standby::submit_rotating(&channels, &mut at, &request_id, &mut refused)
+                        .await;
                 acknowledged.send_modify(|n| *n += 1);
                 receipts.push((request_id, intake_id));
             }

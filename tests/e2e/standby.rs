@@ -440,9 +440,16 @@ async fn intake_pair(urls: &str) -> (Service, Service) {
         ("BAOVE_STREAM_REPLICAS", "3".to_owned()),
         ("BAOVE_ROLE", "auto".to_owned()),
     ];
-    let first = Service::start_with("intake", urls, tempfile::tempdir().unwrap(), &env);
+    // Each process's stderr (errors) is kept, for a failure to show.
+    let start = |data: tempfile::TempDir| {
+        let stderr = data.path().with_extension("stderr");
+        Service::launch("intake", urls, data, &env, Some(&stderr))
+            .map_err(|(status, _)| status)
+            .unwrap()
+    };
+    let first = start(tempfile::tempdir().unwrap());
     becomes(&first, true).await;
-    let second = Service::start_with("intake", urls, tempfile::tempdir().unwrap(), &env);
+    let second = start(tempfile::tempdir().unwrap());
     second.wait_health("", ServingStatus::Serving).await;
     becomes(&second, false).await;
     (first, second)
@@ -559,6 +566,39 @@ async fn an_intake_standby_reads_the_sealed_fields_takes_over_with_them_and_eras
     );
 }
 
+/// Submits a hotline report as a hotline client given every intake
+/// process's address does: a refused or failed call is sent again, with
+/// the same request id, to the next of `channels` (from `at` on), until
+/// acknowledged (90 s). Counts the refusals by code in `refused`.
+pub async fn submit_rotating(
+    channels: &[crate::AuthChannel],
+    at: &mut usize,
+    request_id: &str,
+    refused: &mut std::collections::HashMap<String, u32>,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut client = p::intake_service_client::IntakeServiceClient::new(
+            channels[*at % channels.len()].clone(),
+        );
+        match client
+            .submit_hotline_report(crate::intake::hotline(request_id, "Lò Thị Mai"))
+            .await
+        {
+            Ok(receipt) => return receipt.into_inner().intake_id,
+            Err(status) => {
+                *refused.entry(format!("{:?}", status.code())).or_default() += 1;
+                assert!(
+                    Instant::now() < deadline,
+                    "{request_id} never acknowledged: {status}; this client's refusals by code: {refused:?}"
+                );
+                *at += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// Reports each hotline client submits in the load test.
 const PER_CLIENT: usize = 15;
 /// Hotline clients submitting at once.
@@ -597,28 +637,9 @@ async fn under_load_the_active_intake_killed_loses_no_acknowledged_report_and_op
             let mut refused: HashMap<String, u32> = HashMap::new();
             for i in 0..PER_CLIENT {
                 let request_id = format!("load-{c}-{i}");
-                let deadline = Instant::now() + Duration::from_secs(90);
                 let mut at = c;
-                let intake_id = loop {
-                    let mut client = p::intake_service_client::IntakeServiceClient::new(
-                        channels[at % 2].clone(),
-                    );
-                    match client
-                        .submit_hotline_report(crate::intake::hotline(&request_id, "Lò Thị Mai"))
-                        .await
-                    {
-                        Ok(receipt) => break receipt.into_inner().intake_id,
-                        Err(status) => {
-                            *refused.entry(format!("{:?}", status.code())).or_default() += 1;
-                            assert!(
-                                Instant::now() < deadline,
-                                "{request_id} never acknowledged: {status}; this client's refusals by code: {refused:?}"
-                            );
-                            at += 1;
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
-                };
+                let intake_id =
+                    submit_rotating(&channels, &mut at, &request_id, &mut refused).await;
                 acknowledged.send_modify(|n| *n += 1);
                 receipts.push((request_id, intake_id));
             }
@@ -645,11 +666,13 @@ async fn under_load_the_active_intake_killed_loses_no_acknowledged_report_and_op
         let (theirs, refusals) = match client.await {
             Ok(done) => done,
             Err(failed) => panic!(
-                "a hotline client failed ({failed}); the surviving process {}",
+                "a hotline client failed ({failed}); the surviving process {}; its stderr: {}",
                 match second.exited() {
                     Some(status) => format!("had exited: {status}"),
                     None => "still ran".to_owned(),
-                }
+                },
+                std::fs::read_to_string(second.data.path().with_extension("stderr"))
+                    .unwrap_or_default()
             ),
         };
         receipts.extend(theirs);
