@@ -292,7 +292,10 @@ impl Node {
             self_stops: 0,
         };
         for name in ["intake", "casework", "referral"] {
-            let process = node.launch(name, urls, tempfile::tempdir().unwrap(), None);
+            // A port it keeps across restarts (outside the ephemeral range,
+            // which parallel tests draw from).
+            let listen = format!("127.0.0.1:{}", baove_testkit::lasting_port().unwrap());
+            let process = node.launch(name, urls, tempfile::tempdir().unwrap(), Some(listen));
             node.processes.push(process);
         }
         node

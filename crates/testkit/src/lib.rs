@@ -7,6 +7,8 @@
 //! - [`NatsCluster`]: three servers clustered over loopback routes, each
 //!   with its own store (JetStream clustering).
 //! - [`free_port`]: a loopback port nobody listens on.
+//! - [`lasting_port`]: one outside the system's ephemeral range, for a
+//!   server a test kills and starts again on the same port.
 //! - [`wait_for_port`]: wait until something accepts TCP connections.
 //! - [`smtp::SmtpSink`]: a small SMTP server that keeps what it is sent
 //!   (alert e-mail in tests).
@@ -296,8 +298,11 @@ impl NatsCluster {
 
     fn try_start() -> Result<Self, String> {
         let cluster_name = unique_name();
+        // Outside the ephemeral range: a node killed and started again on
+        // its ports must find them free, and a parallel test binding port
+        // 0 could otherwise be given one meanwhile.
         let ports: Vec<(u16, u16)> = (0..3)
-            .map(|_| Ok((free_port()?, free_port()?)))
+            .map(|_| Ok((lasting_port()?, lasting_port()?)))
             .collect::<Result<_, String>>()?;
         let routes = ports
             .iter()
@@ -387,7 +392,34 @@ fn introduces_itself_as(port: u16, name: &str) -> bool {
     info.starts_with("INFO ") && info.contains(&format!("\"server_name\":\"{name}\""))
 }
 
-/// A loopback TCP port that nothing listens on right now.
+/// A loopback port nobody listens on, below the system's ephemeral range
+/// (Linux's default starts at 32768): one the system never hands to a bind
+/// on port 0 or to an outgoing connection, so that a server killed and
+/// started again on it finds it free however many tests run beside it.
+/// Picked at random between 20000 and 32000; only two tests picking the
+/// same one at once can collide.
+///
+/// # Errors
+/// When no port of the range can be bound after many tries.
+pub fn lasting_port() -> Result<u16, String> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ (u64::from(std::process::id()) << 20);
+    for _ in 0..200 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        // A step coprime with 12000 walks the whole range.
+        let port = 20_000 + (seed.wrapping_add(n.wrapping_mul(7_919)) % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err("no free port between 20000 and 32000".to_owned())
+}
+
+/// A loopback TCP port that nothing listens on right now, as the system
+/// gives for port 0.
 ///
 /// # Errors
 /// When the OS gives no port.
