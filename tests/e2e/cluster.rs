@@ -380,6 +380,30 @@ fn supervise(nodes: &mut [Node], urls: &str, down: Option<usize>) {
     }
 }
 
+/// Waits (90 s) until every process serves, the supervisor starting again
+/// meanwhile whatever stops by itself.
+async fn all_serving(nodes: &mut [Node], urls: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        supervise(nodes, urls, None);
+        let mut waiting = Vec::new();
+        for process in nodes.iter().flat_map(|n| &n.processes) {
+            let health = process.health("").await;
+            if health != Some(ServingStatus::Serving) {
+                waiting.push(format!("{} at {}: {health:?}", process.name, process.addr));
+            }
+        }
+        if waiting.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not serving after 90 s: {waiting:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The machine whose process of `service` holds its lease, waiting (60 s)
 /// for one; meanwhile the supervisor starts again what stops on the
 /// machines that are up (all but `down`).
@@ -490,10 +514,7 @@ async fn whole_nodes_killed_one_after_another_under_load_lose_no_acknowledged_re
             killed.elapsed()
         ));
         nodes[victim].restart(&mut cluster, &urls);
-        supervise(&mut nodes, &urls, None);
-        for process in nodes.iter().flat_map(|n| &n.processes) {
-            process.wait_health("", ServingStatus::Serving).await;
-        }
+        all_serving(&mut nodes, &urls).await;
         // Its NATS node holds every stream and bucket again, current,
         // before another machine may die (two of three must hold each).
         for name in stream_names(&js).await {
@@ -530,15 +551,15 @@ async fn whole_nodes_killed_one_after_another_under_load_lose_no_acknowledged_re
     // to set its unacknowledged events aside), until every process of each
     // service holds the same log (none lost an event, none holds one the
     // others lack), casework has a case for every acknowledged report, and
-    // intake has heard of each (its own IntakeHandedOver).
-    let deadline = Instant::now() + Duration::from_secs(120);
+    // intake has heard of each (its own IntakeHandedOver), within 240 s.
+    let deadline = Instant::now() + Duration::from_secs(240);
     let logs = loop {
         supervise(&mut nodes, &urls, None);
         let why = match settled(&nodes, &intake_ids).await {
             Ok(logs) => break logs,
             Err(why) => why,
         };
-        assert!(Instant::now() < deadline, "not settled within 120 s: {why}");
+        assert!(Instant::now() < deadline, "not settled within 240 s: {why}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     println!(
@@ -613,31 +634,6 @@ fn opened_for(event: &p::EventEnvelope) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The whole log of `service` as an auditor reads it, or `None` while it
-/// does not answer.
-async fn try_whole_log(service: &Service) -> Option<Vec<p::EventEnvelope>> {
-    let mut audit = p::audit_service_client::AuditServiceClient::new(
-        service.channel_as(&crate::auditor()).await,
-    );
-    let mut events = Vec::new();
-    let mut from = 1;
-    loop {
-        let page = audit
-            .read_all(p::ReadAllRequest {
-                from_position: from,
-                limit: 200,
-            })
-            .await
-            .ok()?
-            .into_inner();
-        if page.events.is_empty() {
-            return Some(events);
-        }
-        from = page.next_position;
-        events.extend(page.events);
-    }
-}
-
 /// The logs of intake, casework and referral once every process of each
 /// holds the same one, casework opened a case for each of `acknowledged`
 /// and intake recorded each hand-over; else what is not so yet.
@@ -650,9 +646,9 @@ async fn settled(
         let mut first: Option<Vec<p::EventEnvelope>> = None;
         for node in nodes {
             let process = &node.processes[k];
-            let log = try_whole_log(process)
+            let log = crate::standby::read_whole_log(process)
                 .await
-                .ok_or_else(|| format!("{service} at {} does not answer", process.addr))?;
+                .map_err(|e| format!("{service} at {} does not answer: {e}", process.addr))?;
             match &first {
                 None => first = Some(log),
                 Some(theirs) if *theirs == log => {}

@@ -22,6 +22,14 @@ use crate::{Service, auditor};
 
 /// The whole log of `service`, as an auditor reads it.
 pub async fn whole_log(service: &Service) -> Vec<p::EventEnvelope> {
+    read_whole_log(service)
+        .await
+        .unwrap_or_else(|e| panic!("reading {}'s log at {}: {e}", service.name, service.addr))
+}
+
+/// The whole log of `service` as an auditor reads it, or the refusal of
+/// the first page that could not be read (a process not answering).
+pub async fn read_whole_log(service: &Service) -> Result<Vec<p::EventEnvelope>, tonic::Status> {
     let mut audit = AuditServiceClient::new(service.channel_as(&auditor()).await);
     let mut events = Vec::new();
     let mut from = 1;
@@ -31,11 +39,10 @@ pub async fn whole_log(service: &Service) -> Vec<p::EventEnvelope> {
                 from_position: from,
                 limit: 200,
             })
-            .await
-            .unwrap()
+            .await?
             .into_inner();
         if page.events.is_empty() {
-            return events;
+            return Ok(events);
         }
         from = page.next_position;
         events.extend(page.events);
