@@ -21,6 +21,11 @@
 //! sealed with the case's stream id and the string's path as associated
 //! data, so a sealed string cannot be moved to another case or field. A
 //! string whose key was destroyed reads as [`ERASED`].
+//!
+//! The request of a referral (`ReferralRequested.request.reason`) is the
+//! referral's as much as the case's: it is sealed under the referral's own
+//! key, shared with the referral service ([`crate::referral::private`]),
+//! and stored at [`SEALED_SCHEMA_VERSION`] too.
 
 use serde_json::Value;
 
@@ -69,10 +74,14 @@ pub fn private_paths(event_type: &str) -> &'static [&'static str] {
 }
 
 /// Whether an event of `event_type` stored at `schema_version` is one this
-/// module's sealing wrote (decoded as the current version).
+/// module's sealing wrote, or whose referral text is sealed under the
+/// referral's key ([`crate::referral::private`]: `ReferralRequested`);
+/// decoded as the current version.
 #[must_use]
 pub fn is_sealed_version(event_type: &str, schema_version: u32) -> bool {
-    schema_version == SEALED_SCHEMA_VERSION && !private_paths(event_type).is_empty()
+    schema_version == SEALED_SCHEMA_VERSION
+        && (!private_paths(event_type).is_empty()
+            || !crate::referral::private::referral_paths(event_type).is_empty())
 }
 
 /// Calls `f` with the path (`measures[1].description`) and the value of
@@ -82,13 +91,21 @@ pub fn for_each_private(
     payload: &mut Value,
     f: &mut dyn FnMut(&str, &mut String),
 ) {
-    for path in private_paths(event_type) {
+    for_each_path(private_paths(event_type), payload, f);
+}
+
+/// Calls `f` with the path and the value of each string of `payload` that
+/// `paths` name: a field (`summary`), a field of a field
+/// (`request.reason`), each string of a list (`meeting_participants[]`),
+/// or a field of each object of a list (`measures[].description`).
+pub fn for_each_path(paths: &[&str], payload: &mut Value, f: &mut dyn FnMut(&str, &mut String)) {
+    for path in paths {
         let (list, field) = match path.split_once("[]") {
             None => (None, *path),
             Some((list, rest)) => (Some(list), rest.trim_start_matches('.')),
         };
         match list {
-            None => visit(payload.get_mut(field), field, f),
+            None => visit(field_at(payload, field), field, f),
             Some(list) => {
                 let Some(Value::Array(items)) = payload.get_mut(list) else {
                     continue;
@@ -97,12 +114,17 @@ pub fn for_each_private(
                     if field.is_empty() {
                         visit(Some(item), &format!("{list}[{i}]"), f);
                     } else {
-                        visit(item.get_mut(field), &format!("{list}[{i}].{field}"), f);
+                        visit(field_at(item, field), &format!("{list}[{i}].{field}"), f);
                     }
                 }
             }
         }
     }
+}
+
+/// The value at `field` of `value`, following dots into objects.
+fn field_at<'a>(value: &'a mut Value, field: &str) -> Option<&'a mut Value> {
+    field.split('.').try_fold(value, |v, name| v.get_mut(name))
 }
 
 fn visit(value: Option<&mut Value>, path: &str, f: &mut dyn FnMut(&str, &mut String)) {
