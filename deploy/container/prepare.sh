@@ -33,6 +33,11 @@ give 10001 "$keys/nats-intake.password"
 give 10002 "$keys/casework-master.key"
 give 10002 "$keys/nats-casework.password"
 give 10003 "$keys/nats-referral.password"
+# The referral key is read by casework and referral: one copy each.
+cp "$keys/referral.key" "$keys/casework-referral.key"
+cp "$keys/referral.key" "$keys/referral-referral.key"
+give 10002 "$keys/casework-referral.key"
+give 10003 "$keys/referral-referral.key"
 # The official NATS image runs nats-server as root.
 chmod 0400 "$keys/nats-authorization.conf"
 echo "secrets ready in $keys"

@@ -2,7 +2,8 @@
 # Creates, once, the secrets a baove run needs in directory KEYS (mode 700):
 # the key pair that signs tokens (issuer.pem, issuer.pub.pem), intake's
 # master key (master.key), casework's (casework-master.key: it seals the
-# cases' private text), a NATS password per service
+# cases' private text), the referral key casework and referral share
+# (referral.key: it wraps each referral's data key), a NATS password per service
 # (nats-<service>.password), and (each time) nats-authorization.conf: the
 # users and permissions of deploy/nats/authorization.conf.in with those
 # passwords, for a nats-server configuration to include.
@@ -30,6 +31,10 @@ sed -e "s/@INTAKE_PASSWORD@/$(cat "$keys/nats-intake.password")/" \
 if [ ! -f "$keys/master.key" ]; then
   (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$keys/master.key"; echo >>"$keys/master.key")
   echo "created intake's master key $keys/master.key"
+fi
+if [ ! -f "$keys/referral.key" ]; then
+  (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$keys/referral.key"; echo >>"$keys/referral.key")
+  echo "created the referral key (casework's and referral's) $keys/referral.key"
 fi
 if [ ! -f "$keys/casework-master.key" ]; then
   (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$keys/casework-master.key"; echo >>"$keys/casework-master.key")

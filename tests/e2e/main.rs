@@ -63,6 +63,7 @@ fn keys() -> &'static Keys {
         )
         .unwrap();
         baove_security::seal::Key::create_master(&dir.join("master.key")).unwrap();
+        baove_security::seal::Key::create_master(&dir.join("referral.key")).unwrap();
         let issuer = baove_security::Issuer::from_file(&dir.join("issuer.pem")).unwrap();
         Keys { dir, issuer }
     })
@@ -177,6 +178,7 @@ pub fn service_command(name: &str, nats_url: &str, data: &std::path::Path) -> Co
         .env("BAOVE_DATA_DIR", data)
         .env("BAOVE_AUTH_PUBLIC_KEYS", keys().dir.join("issuer.pub.pem"))
         .env("BAOVE_MASTER_KEY_FILE", keys().dir.join("master.key"))
+        .env("BAOVE_REFERRAL_KEY_FILE", keys().dir.join("referral.key"))
         .env("BAOVE_NATS_URL", nats_url)
         .env(
             "BAOVE_REFERENCE_DIR",

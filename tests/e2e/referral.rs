@@ -638,3 +638,183 @@ async fn an_agency_watching_its_inbox_sees_offers_live_resumes_and_sees_a_revoca
     assert_eq!(next.referral.unwrap().status(), p::ReferralStatus::Revoked);
     wait_trail(&full, &o.case_id, "ReferralRevoked").await;
 }
+
+/// The text of every message JetStream keeps in stream `name`.
+async fn stream_text(nats_url: &str, name: &str) -> String {
+    let js = async_nats::jetstream::new(async_nats::connect(nats_url).await.unwrap());
+    let mut stream = js.get_stream(name).await.unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let mut all = String::new();
+    for seq in 1..=last {
+        let message = stream.get_raw_message(seq).await.unwrap();
+        all.push_str(&String::from_utf8_lossy(&message.payload));
+        all.push('\n');
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_referrals_reasons_and_outcome_are_sealed_in_both_logs_and_on_nats_read_by_its_parties_and_erased_with_the_case()
+ {
+    const REASON: &str = "dấu hiệu tội phạm bạo lực";
+    const OUTCOME: &str = "đã khởi tố bị can Nguyễn Văn Bính";
+    const REFERENCE: &str = "VA-2026/9137";
+    let full = start().await;
+    let mut o = opened_case(&full.system, "sealed-referral").await;
+    let request = police_request(&mut o, p::LegalBasis::CriminalInvestigation, false);
+    assert_eq!(request.reason, REASON);
+    let requested = o
+        .client
+        .request_referral(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let mut police = referral_client(&full.referral).await;
+    // The receiving agency reads why the child is handed to it.
+    let offered = in_inbox(&mut police, POLICE, &requested.referral_id).await;
+    assert_eq!(offered.reason, REASON);
+    let mut agent = Agent {
+        client: police.clone(),
+        referral_id: offered.referral_id.clone(),
+        version: offered.version,
+        agency: POLICE.into(),
+        n: 0,
+    };
+    let mut c = police.clone();
+    let h = agent.header();
+    agent
+        .took(c.acknowledge(p::AcknowledgeRequest { header: h }).await)
+        .unwrap();
+    let h = agent.header();
+    agent
+        .took(c.accept(p::AcceptRequest { header: h }).await)
+        .unwrap();
+    let h = agent.header();
+    let outcome = p::ReportOutcomeRequest {
+        header: h,
+        outcome: OUTCOME.into(),
+        reference: REFERENCE.into(),
+    };
+    assert_eq!(
+        agent.took(c.report_outcome(outcome).await).unwrap(),
+        "outcome_reported"
+    );
+    wait_trail(&full, &o.case_id, "ReferralOutcomeReported").await;
+    let read = |mut c: ReferralServiceClient<crate::AuthChannel>, id: String| async move {
+        c.get_referral(p::GetReferralRequest { referral_id: id })
+            .await
+            .unwrap()
+            .into_inner()
+            .referral
+            .unwrap()
+    };
+    let got = read(c.clone(), agent.referral_id.clone()).await;
+    assert_eq!(got.reason, REASON);
+    assert_eq!(got.last_detail, format!("{OUTCOME} ({REFERENCE})"));
+
+    // At rest: neither log, nor either NATS stream, holds any of it in
+    // clear.
+    let case_log = crate::stored_events(&full.system.casework, &o.case_id).await;
+    let referral_log = crate::stored_events(&full.referral, &agent.referral_id).await;
+    assert!(referral_log.len() >= 4, "{referral_log:?}");
+    let nats = full.system.nats.url();
+    let streams = [
+        stream_text(&nats, "BAOVE_CASE").await,
+        stream_text(&nats, "BAOVE_REFERRAL").await,
+    ];
+    let stored_text = case_log
+        .iter()
+        .chain(&referral_log)
+        .map(|e| e.payload_json.as_str())
+        .chain(streams.iter().map(String::as_str));
+    for text in stored_text {
+        for secret in [REASON, "tội phạm", OUTCOME, "Nguyễn Văn Bính", REFERENCE] {
+            assert!(!text.contains(secret), "{secret:?} in clear: {text}");
+        }
+    }
+    for step in ["ReferralOffered", "ReferralOutcomeReported"] {
+        let stored = referral_log.iter().find(|e| e.event_type == step).unwrap();
+        assert_eq!(stored.schema_version, 2, "{step}");
+        assert!(stored.payload_json.contains("sealed:"), "{step}");
+    }
+    let request_at = case_log
+        .iter()
+        .position(|e| e.event_type == "ReferralRequested")
+        .unwrap();
+    assert_eq!(case_log[request_at].schema_version, 2);
+    // The case's history, read by whoever may read the case, has the
+    // request's reason and the outcome opened.
+    let history = |from_seq: u64| {
+        let casework = &full.system.casework;
+        let case_id = o.case_id.clone();
+        async move {
+            let mut stream = p::audit_service_client::AuditServiceClient::new(
+                casework.channel_as(&crate::auditor()).await,
+            )
+            .stream_history(p::StreamHistoryRequest { case_id, from_seq })
+            .await
+            .unwrap()
+            .into_inner();
+            let mut read = Vec::new();
+            while let Some(Ok(item)) = tokio::time::timeout(Duration::from_secs(2), stream.next())
+                .await
+                .ok()
+                .flatten()
+            {
+                read.push(item.case_event.unwrap());
+            }
+            read
+        }
+    };
+    let read_case = history(case_log[request_at].seq).await;
+    let texts: Vec<String> = read_case
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(p::case_event::Event::ReferralRequested(r)) => Some(r.reason.clone()),
+            Some(p::case_event::Event::ReferralStepRecorded(s)) => Some(s.detail.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts[0], REASON, "{texts:?}");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains(OUTCOME) && t.contains(REFERENCE)),
+        "{texts:?}"
+    );
+
+    // Erasing the case's reports erases the referral's text too, in the
+    // referral service as in the case.
+    p::intake_service_client::IntakeServiceClient::new(
+        full.system
+            .intake
+            .channel_as(&crate::province_officer("so-yt-1"))
+            .await,
+    )
+    .erase_case(p::EraseCaseRequest {
+        request_id: "erase-sealed-referral".into(),
+        case_id: o.case_id.clone(),
+        reason: "yêu cầu xóa của người giám hộ".into(),
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let erased = loop {
+        let got = read(c.clone(), agent.referral_id.clone()).await;
+        if got.reason == "[erased]" {
+            break got;
+        }
+        assert_eq!(got.reason, REASON, "neither the text nor erased");
+        assert!(
+            Instant::now() < deadline,
+            "the referral's text was never erased"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(erased.last_detail, "[erased] ([erased])");
+    let read_case = history(case_log[request_at].seq).await;
+    let Some(p::case_event::Event::ReferralRequested(request)) = &read_case[0].event else {
+        panic!("{:?}", read_case[0])
+    };
+    assert_eq!(request.reason, "[erased]");
+}

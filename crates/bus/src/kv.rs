@@ -1,6 +1,6 @@
 //! JetStream key-value buckets baove keeps: the leases
-//! ([`crate::lease`]), intake's data keys ([`DATA_KEYS`]) and casework's
-//! ([`CASE_KEYS`]).
+//! ([`crate::lease`]), intake's data keys ([`DATA_KEYS`]), casework's
+//! ([`CASE_KEYS`]) and the referrals' ([`REFERRAL_KEYS`]).
 //!
 //! On nats-server 2.9 `create_key_value` does not work, so each bucket's
 //! stream (`KV_<name>`) is made here as a key-value bucket's stream: one
@@ -39,6 +39,18 @@ pub const DATA_KEYS: BucketSpec = BucketSpec {
 /// free text of its assessments, plans and notes; kept as [`DATA_KEYS`].
 pub const CASE_KEYS: BucketSpec = BucketSpec {
     name: "BAOVE_CASE_KEYS",
+    ttl: None,
+    deletes: true,
+};
+
+/// The referrals' data keys (one per referral, key = the referral's id),
+/// which seal a referral's reasons and outcome in the case's log and in the
+/// referral service's: made by casework, read by both services, purged
+/// with the case's text on erasure. Unlike the others this bucket exists
+/// outside a cluster too (one replica): it is how the two services share
+/// the keys.
+pub const REFERRAL_KEYS: BucketSpec = BucketSpec {
+    name: "BAOVE_REFERRAL_KEYS",
     ttl: None,
     deletes: true,
 };

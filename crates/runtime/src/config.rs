@@ -87,6 +87,12 @@ pub struct Config {
     /// (`BAOVE_MASTER_KEY_FILE`).
     #[serde(default)]
     pub master_key_file: Option<PathBuf>,
+    /// casework and referral: the key (64 hex digits) that wraps each
+    /// referral's data key in the cluster's bucket of referral keys, the
+    /// same file on both services (`BAOVE_REFERRAL_KEY_FILE`); it seals a
+    /// referral's reasons and outcome ([`crate::referral_keys`]).
+    #[serde(default)]
+    pub referral_key_file: Option<PathBuf>,
     /// casework and referral: where their alerts are delivered, by webhook
     /// and e-mail (`BAOVE_ALERT_DELIVERY_FILE`, JSON,
     /// [`crate::delivery::Endpoints`]); none: alerts stay on the
@@ -320,6 +326,7 @@ struct Partial {
     addr_file: Option<PathBuf>,
     auth_public_keys: Option<Vec<PathBuf>>,
     master_key_file: Option<PathBuf>,
+    referral_key_file: Option<PathBuf>,
     alert_delivery_file: Option<PathBuf>,
     checkpoint_secs: Option<u64>,
     log_origin: Option<String>,
@@ -344,7 +351,7 @@ impl Config {
     /// `BAOVE_HANDOVER_RETRY_SECS`, `BAOVE_CALENDAR_FILE`,
     /// `BAOVE_DEADLINE_WARN_SHARE`, `BAOVE_CLOCK_OFFSET_FILE`,
     /// `BAOVE_ADDR_FILE`, `BAOVE_METRICS_LISTEN`, `BAOVE_AUTH_PUBLIC_KEYS`,
-    /// `BAOVE_MASTER_KEY_FILE`,
+    /// `BAOVE_MASTER_KEY_FILE`, `BAOVE_REFERRAL_KEY_FILE`,
     /// `BAOVE_CHECKPOINT_SECS`, `BAOVE_LOG_ORIGIN`, `BAOVE_LOG_FORMAT`,
     /// `BAOVE_OTLP_ENDPOINT`,
     /// `BAOVE_CHECKPOINT_KEY_FILE`, `BAOVE_NATS_USER`, `BAOVE_NATS_PASSWORD_FILE`,
@@ -479,6 +486,9 @@ impl Config {
         }
         if let Some(value) = env("BAOVE_MASTER_KEY_FILE") {
             partial.master_key_file = Some(value.into());
+        }
+        if let Some(value) = env("BAOVE_REFERRAL_KEY_FILE") {
+            partial.referral_key_file = Some(value.into());
         }
         if let Some(value) = env("BAOVE_ALERT_DELIVERY_FILE") {
             partial.alert_delivery_file = Some(value.into());
@@ -618,6 +628,7 @@ impl Config {
                     variable: "BAOVE_AUTH_PUBLIC_KEYS",
                 })?,
             master_key_file: partial.master_key_file,
+            referral_key_file: partial.referral_key_file,
             alert_delivery_file: partial.alert_delivery_file,
             checkpoint_secs: partial
                 .checkpoint_secs

@@ -32,8 +32,11 @@
 //!   addresses of their recipient, at least once each.
 //! - [`keys`]: the per-record data keys of sealed fields, wrapped under the
 //!   master key, replicated in a cluster, destroyed on erasure.
-//! - [`private`]: a case's private free text sealed in its events as they
-//!   are appended, and opened as they are read.
+//! - [`referral_keys`]: the per-referral data keys casework and referral
+//!   share, in a NATS bucket, wrapped under the referral key.
+//! - [`private`]: a case's private free text, and a referral's reasons and
+//!   outcome, sealed in their events as they are appended, and opened as
+//!   they are read.
 //! - [`command`]: the one load–decide–append path of a person's command
 //!   to a case or a referral, and how each failure answers.
 //! - [`request`]: page sizes and page tokens, one set of rules.
@@ -56,6 +59,7 @@ pub mod metrics;
 pub mod node;
 pub mod private;
 pub mod projection;
+pub mod referral_keys;
 pub mod request;
 pub mod restore;
 pub mod shutdown;

@@ -1,63 +1,151 @@
 //! A case's private free text ([`baove_domain::case::private`] says which
 //! strings) sealed under the case's data key ([`crate::keys`]) as its
 //! events are appended, and opened as they are read for someone allowed to
-//! read the case.
+//! read the case; and a referral's reasons and outcome
+//! ([`baove_domain::referral::private`]) sealed under the referral's data
+//! key ([`crate::referral_keys`]), which casework and the referral service
+//! share, in the case's log and in the referral's.
 //!
 //! What is stored, published on NATS, backed up and exported holds the
 //! sealed form; only the typed views a reader gets (GetCase, ReplayCase,
-//! WatchCase's and StreamHistory's `CaseEvent`) are opened, in memory.
-//! The raw envelope a client also gets is the stored one, so the chain
-//! still verifies. Once the case's key is destroyed (erasure), every
-//! private string of it reads as [`ERASED`]; the rest of the case, its
-//! procedure and its deadlines, stays readable and verifiable.
+//! WatchCase's and StreamHistory's `CaseEvent`, a referral in GetReferral,
+//! ListInbox and WatchInbox) are opened, in memory. The raw envelope a
+//! client also gets is the stored one, so the chain still verifies. Once
+//! the case's key is destroyed (erasure), every private string of it reads
+//! as [`ERASED`]; so does every string of its referrals, whose keys are
+//! destroyed with it. The rest of the case, its procedure and its
+//! deadlines, stays readable and verifiable.
 //!
-//! Opening reads the key from sled (a small tree, in sled's cache after
-//! first use) on the caller's task.
+//! A case's key is read from sled (a small tree, in sled's cache after
+//! first use) on the caller's task; a referral's key from the bucket, in
+//! [`PrivateText::ready`], for the page about to be opened.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use baove_domain::case::private::{
     ERASED, SEALED_PREFIX, SEALED_SCHEMA_VERSION, associated_data, for_each_private,
     is_sealed_version, private_paths,
 };
+use baove_domain::referral::private::{for_each_referral_private, referral_paths};
 use baove_eventlog::{Envelope, StreamId};
 use baove_security::seal::{Key, Sealed};
 use serde_json::Value;
 use tonic::Status;
+use uuid::Uuid;
 
 use crate::keys::{KeyStore, KeyUse};
+use crate::referral_keys::ReferralKeys;
 
-/// Seals and opens the private text of one service's case logs.
+/// Seals and opens the private text of one service's logs: casework's
+/// (the case's key, and the referrals' for their strings), or the
+/// referral service's (the referrals' keys only).
 pub struct PrivateText {
-    keys: Arc<KeyStore>,
+    keys: Option<Arc<KeyStore>>,
+    referrals: Option<Arc<ReferralKeys>>,
+    /// The referral keys read by the last [`Self::ready`] of a page that
+    /// needed them (none: erased), for [`Self::open`].
+    fetched: Mutex<HashMap<Uuid, Option<Key>>>,
 }
 
 /// An event about to be stored: its type, schema version and payload.
 pub type Outgoing = (&'static str, u32, Value);
 
+/// The referral a string of `payload`, an event of stream `stream`, is
+/// sealed for: the payload's `referral_id` (a case's request or step), else
+/// the stream (a referral's own event).
+fn referral_of(stream: StreamId, payload: &Value) -> Uuid {
+    payload
+        .get("referral_id")
+        .and_then(Value::as_str)
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .unwrap_or(*stream.as_uuid())
+}
+
+/// Whether a stored event holds strings sealed under a referral's key: a
+/// referral's step, or a case's request, at the sealed version.
+fn has_referral_text(event_type: &str, schema_version: u32) -> bool {
+    schema_version == SEALED_SCHEMA_VERSION && !referral_paths(event_type).is_empty()
+}
+
 impl PrivateText {
-    /// Private text sealed with the data keys of `keys`.
+    /// Private text sealed with the case data keys of `keys`.
     #[must_use]
-    pub const fn new(keys: Arc<KeyStore>) -> Self {
-        Self { keys }
+    pub fn new(keys: Arc<KeyStore>) -> Self {
+        Self {
+            keys: Some(keys),
+            referrals: None,
+            fetched: Mutex::default(),
+        }
     }
 
-    /// The key store (for erasure and a standby's keys).
+    /// A referral service's: its referrals' strings only.
     #[must_use]
-    pub const fn keys(&self) -> &Arc<KeyStore> {
-        &self.keys
+    pub fn for_referrals(referrals: Arc<ReferralKeys>) -> Self {
+        Self {
+            keys: None,
+            referrals: Some(referrals),
+            fetched: Mutex::default(),
+        }
+    }
+
+    /// The same, also sealing and opening the strings of the case's
+    /// referrals with their keys (casework).
+    #[must_use]
+    pub fn with_referrals(mut self, referrals: Arc<ReferralKeys>) -> Self {
+        self.referrals = Some(referrals);
+        self
+    }
+
+    /// The case key store (casework; for erasure and a standby's keys).
+    #[must_use]
+    pub const fn keys(&self) -> Option<&Arc<KeyStore>> {
+        self.keys.as_ref()
+    }
+
+    /// The referral keys, when this service seals referral text.
+    #[must_use]
+    pub const fn referral_keys(&self) -> Option<&Arc<ReferralKeys>> {
+        self.referrals.as_ref()
     }
 
     /// Seals each non-empty private string of `events`, about to be
     /// appended to `stream`, and marks each event that has one as
-    /// [`SEALED_SCHEMA_VERSION`]. The case's key is made (and in a cluster
-    /// held by the quorum) first.
+    /// [`SEALED_SCHEMA_VERSION`]: a referral's strings under the
+    /// referral's key (made by casework if new), then a case's under the
+    /// case's key (made, and in a cluster held by the quorum, first).
     ///
     /// # Errors
-    /// UNAVAILABLE when the key cannot be made or kept: nothing is
-    /// appended, and a retry with the same request id is safe.
+    /// UNAVAILABLE when a key cannot be made or kept: nothing is appended,
+    /// and a retry with the same request id is safe.
     pub async fn seal(&self, stream: StreamId, events: &mut [Outgoing]) -> Result<(), Status> {
+        if let Some(referrals) = &self.referrals {
+            for (event_type, version, payload) in events.iter_mut() {
+                if referral_paths(event_type).is_empty() {
+                    continue;
+                }
+                let mut any = false;
+                for_each_referral_private(event_type, &mut payload.clone(), &mut |_, text| {
+                    any |= !text.is_empty();
+                });
+                if any {
+                    let referral = referral_of(stream, payload);
+                    let key = referrals.for_sealing(referral).await.map_err(|e| {
+                        Status::unavailable(format!("cannot keep the referral's data key: {e}"))
+                    })?;
+                    let at = StreamId::from_uuid(referral);
+                    for_each_referral_private(event_type, payload, &mut |path, text| {
+                        if !text.is_empty() {
+                            *text = seal_text(&key, at, path, text);
+                        }
+                    });
+                }
+                *version = SEALED_SCHEMA_VERSION;
+            }
+        }
+        let Some(keys) = &self.keys else {
+            return Ok(());
+        };
         let private = |(event_type, _, payload): &Outgoing| {
             let mut any = false;
             for_each_private(event_type, &mut payload.clone(), &mut |_, text| {
@@ -68,10 +156,10 @@ impl PrivateText {
         if !events.iter().any(private) {
             return Ok(());
         }
-        let key =
-            self.keys.key_for_sealing(stream).await.map_err(|e| {
-                Status::unavailable(format!("cannot keep the case's data key: {e}"))
-            })?;
+        let key = keys
+            .key_for_sealing(stream)
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot keep the case's data key: {e}")))?;
         for (event_type, version, payload) in events.iter_mut() {
             if private_paths(event_type).is_empty() {
                 continue;
@@ -87,35 +175,63 @@ impl PrivateText {
     }
 
     /// Makes sure this process holds the keys `events` were sealed with:
-    /// in a cluster, a key this process has not taken from the cluster yet
-    /// (a standby, or an active just promoted, whose read model has not
-    /// reached these events) is taken now, so that a reader never sees as
-    /// erased what is only not fetched. Outside a cluster nothing.
+    /// in a cluster, a case key this process has not taken from the
+    /// cluster yet (a standby, or an active just promoted, whose read model
+    /// has not reached these events) is taken now, so that a reader never
+    /// sees as erased what is only not fetched; and the key of each
+    /// referral whose strings they hold is read from the bucket now (an
+    /// erasure since the last read holds).
     ///
     /// # Errors
-    /// UNAVAILABLE when the cluster's bucket cannot be read.
+    /// UNAVAILABLE when a bucket cannot be read.
     pub async fn ready(&self, events: &[Envelope]) -> Result<(), Status> {
+        if let Some(referrals) = &self.referrals {
+            let mut wanted = Vec::new();
+            for event in events {
+                if let Some(referral) = referral_text_of(event)
+                    && !wanted.contains(&referral)
+                {
+                    wanted.push(referral);
+                }
+            }
+            for referral in wanted {
+                let key = referrals.key(referral).await.map_err(|e| {
+                    Status::unavailable(format!(
+                        "cannot read the data key of referral {referral}: {e}"
+                    ))
+                })?;
+                self.fetched
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(referral, key);
+            }
+        }
+        let Some(keys) = &self.keys else {
+            return Ok(());
+        };
         let sealed: Vec<Envelope> = events
             .iter()
-            .filter(|e| is_sealed_version(&e.event_type, e.schema_version))
+            .filter(|e| {
+                is_sealed_version(&e.event_type, e.schema_version)
+                    && !private_paths(&e.event_type).is_empty()
+            })
             .cloned()
             .collect();
         if sealed.is_empty() {
             return Ok(());
         }
-        self.keys
-            .prepare(sealed, |_| Some(KeyUse::Needs))
+        keys.prepare(sealed, |_| Some(KeyUse::Needs))
             .await
             .map_err(|e| Status::unavailable(format!("cannot take a case's data key: {e}")))
     }
 
     /// `envelopes` with their private strings opened ([`ERASED`] where the
-    /// case's key was destroyed), after [`Self::ready`].
+    /// key was destroyed), after [`Self::ready`].
     ///
     /// # Errors
-    /// DATA_LOSS when a sealed string does not open with its case's key
-    /// (altered, or sealed under another master key); UNAVAILABLE when the
-    /// key cannot be read.
+    /// DATA_LOSS when a sealed string does not open with its key (altered,
+    /// or sealed under another master key); UNAVAILABLE when the key cannot
+    /// be read.
     pub async fn open_all(&self, envelopes: Vec<Envelope>) -> Result<Vec<Envelope>, Status> {
         self.ready(&envelopes).await?;
         self.open_held(envelopes)
@@ -141,53 +257,184 @@ impl PrivateText {
         Ok(opened)
     }
 
+    /// Opens, in place, `strings` of referral `referral` (each with its
+    /// path in its event) sealed under the referral's key, read from the
+    /// bucket now; a string not sealed stays as it is (written before
+    /// referral text was sealed).
+    ///
+    /// # Errors
+    /// UNAVAILABLE when the bucket cannot be read; DATA_LOSS when a sealed
+    /// string does not open with the referral's key.
+    pub async fn open_referral_strings(
+        &self,
+        referral: Uuid,
+        strings: Vec<(&str, &mut String)>,
+    ) -> Result<(), Status> {
+        if !strings
+            .iter()
+            .any(|(_, text)| text.starts_with(SEALED_PREFIX))
+        {
+            return Ok(());
+        }
+        let referrals = self.referrals.as_ref().ok_or_else(|| {
+            Status::internal("this service holds no referral keys to open referral text")
+        })?;
+        let key = referrals.key(referral).await.map_err(|e| {
+            Status::unavailable(format!(
+                "cannot read the data key of referral {referral}: {e}"
+            ))
+        })?;
+        self.fetched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(referral, key);
+        for (path, text) in strings {
+            if self.open_referral_string(referral, path, text).is_err() {
+                return Err(Status::data_loss(format!(
+                    "the sealed {path} of referral {referral} does not open with its key: altered, or sealed under another referral key"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens `text`, the string at `path` of an event of `referral` sealed
+    /// under the referral's key, with the key [`Self::ready`] read.
+    fn open_referral_string(
+        &self,
+        referral: Uuid,
+        path: &str,
+        text: &mut String,
+    ) -> Result<(), ()> {
+        if !text.starts_with(SEALED_PREFIX) {
+            return Ok(());
+        }
+        let fetched = self
+            .fetched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Not read by `ready`: shown as nothing rather than risk an old
+        // key (an erasure since).
+        let key = fetched.get(&referral).cloned().flatten();
+        match key.map(|key| open_text(&key, StreamId::from_uuid(referral), path, text)) {
+            None | Some(Opened::OtherKey) => ERASED.clone_into(text),
+            Some(Opened::Text(open)) => *text = open,
+            Some(Opened::Fails) => return Err(()),
+        }
+        Ok(())
+    }
+
     fn open_in_place(
         &self,
         envelope: &mut Envelope,
         keys: &mut HashMap<StreamId, Option<Key>>,
     ) -> Result<(), Status> {
-        if !is_sealed_version(&envelope.event_type, envelope.schema_version) {
+        let stream = envelope.stream_id;
+        let case_sealed = self.keys.is_some()
+            && is_sealed_version(&envelope.event_type, envelope.schema_version)
+            && !private_paths(&envelope.event_type).is_empty();
+        let referral_sealed = self.referrals.is_some()
+            && has_referral_text(&envelope.event_type, envelope.schema_version);
+        let step_detail = self.referrals.is_some()
+            && envelope.event_type == "ReferralStepRecorded"
+            && envelope.schema_version == SEALED_SCHEMA_VERSION;
+        if !case_sealed && !referral_sealed && !step_detail {
             return Ok(());
         }
-        let stream = envelope.stream_id;
-        let key = match keys.get(&stream) {
-            Some(key) => key.clone(),
-            None => {
-                let key = self.keys.key(stream).map_err(|e| {
-                    Status::unavailable(format!("cannot read the data key of case {stream}: {e}"))
-                })?;
-                keys.insert(stream, key.clone());
-                key
-            }
-        };
         let mut payload: Value = serde_json::from_str(&envelope.payload).map_err(|e| {
             Status::data_loss(format!(
-                "event {} of case {stream} is not JSON: {e}",
+                "event {} of {stream} is not JSON: {e}",
                 envelope.seq
             ))
         })?;
+        if case_sealed {
+            let store = self
+                .keys
+                .as_ref()
+                .ok_or_else(|| Status::internal("no case keys"))?;
+            let key = match keys.get(&stream) {
+                Some(key) => key.clone(),
+                None => {
+                    let key = store.key(stream).map_err(|e| {
+                        Status::unavailable(format!(
+                            "cannot read the data key of case {stream}: {e}"
+                        ))
+                    })?;
+                    keys.insert(stream, key.clone());
+                    key
+                }
+            };
+            let mut failed = None;
+            for_each_private(&envelope.event_type, &mut payload, &mut |path, text| {
+                if failed.is_some() || !text.starts_with(SEALED_PREFIX) {
+                    return;
+                }
+                match key.as_ref().map(|key| open_text(key, stream, path, text)) {
+                    // The case's key was destroyed, or replaced after an
+                    // erasure: what it sealed is gone.
+                    None | Some(Opened::OtherKey) => ERASED.clone_into(text),
+                    Some(Opened::Text(open)) => *text = open,
+                    Some(Opened::Fails) => failed = Some(path.to_owned()),
+                }
+            });
+            if let Some(path) = failed {
+                return Err(Status::data_loss(format!(
+                    "the sealed {path} of event {} of case {stream} does not open with the case's key: altered, or sealed under another master key",
+                    envelope.seq
+                )));
+            }
+        }
+        let referral = referral_of(stream, &payload);
         let mut failed = None;
-        for_each_private(&envelope.event_type, &mut payload, &mut |path, text| {
-            if failed.is_some() || !text.starts_with(SEALED_PREFIX) {
-                return;
+        if referral_sealed {
+            for_each_referral_private(&envelope.event_type, &mut payload, &mut |path, text| {
+                if failed.is_none() && self.open_referral_string(referral, path, text).is_err() {
+                    failed = Some(path.to_owned());
+                }
+            });
+        }
+        if step_detail {
+            // A referral's step as the case copied it: the step's payload,
+            // whose strings are sealed under the referral's key.
+            let step = payload
+                .get("step")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            if let Some(Value::String(detail)) = payload.get_mut("detail")
+                && let Ok(mut inner) = serde_json::from_str::<Value>(detail)
+            {
+                for_each_referral_private(&step, &mut inner, &mut |path, text| {
+                    if failed.is_none() && self.open_referral_string(referral, path, text).is_err()
+                    {
+                        failed = Some(format!("detail.{path}"));
+                    }
+                });
+                *detail = inner.to_string();
             }
-            match key.as_ref().map(|key| open_text(key, stream, path, text)) {
-                // The case's key was destroyed, or replaced after an
-                // erasure: what it sealed is gone.
-                None | Some(Opened::OtherKey) => ERASED.clone_into(text),
-                Some(Opened::Text(open)) => *text = open,
-                Some(Opened::Fails) => failed = Some(path.to_owned()),
-            }
-        });
+        }
         if let Some(path) = failed {
             return Err(Status::data_loss(format!(
-                "the sealed {path} of event {} of case {stream} does not open with the case's key: altered, or sealed under another master key",
+                "the sealed {path} of event {} of {stream} does not open with referral {referral}'s key: altered, or sealed under another referral key",
                 envelope.seq
             )));
         }
         envelope.payload = payload.to_string();
         Ok(())
     }
+}
+
+/// The referral whose key opens strings of `event`, when it holds any: a
+/// referral's step or a case's request at the sealed version, or a step
+/// the case copied (its detail may hold some).
+fn referral_text_of(event: &Envelope) -> Option<Uuid> {
+    let copied_step =
+        event.event_type == "ReferralStepRecorded" && event.schema_version == SEALED_SCHEMA_VERSION;
+    if !copied_step && !has_referral_text(&event.event_type, event.schema_version) {
+        return None;
+    }
+    let payload: Value = serde_json::from_str(&event.payload).ok()?;
+    Some(referral_of(event.stream_id, &payload))
 }
 
 /// The stored form of `events` about to be appended to `stream`, their
@@ -381,7 +628,7 @@ mod tests {
         );
         let stored = append(&kit, case, vec![approved, note("")]).await;
         assert!(stored.iter().all(|e| e.schema_version == 1));
-        assert!(kit.private.keys().key(case).unwrap().is_none());
+        assert!(kit.private.keys().unwrap().key(case).unwrap().is_none());
     }
 
     #[tokio::test]
@@ -390,7 +637,7 @@ mod tests {
         let kit = kit().await;
         let case = StreamId::from_uuid(Uuid::now_v7());
         let before = append(&kit, case, vec![note(NOTE)]).await;
-        assert!(kit.private.keys().destroy(case).await.unwrap());
+        assert!(kit.private.keys().unwrap().destroy(case).await.unwrap());
         let erased = kit.private.open(&before[0]).unwrap();
         assert!(erased.payload.contains(ERASED), "{}", erased.payload);
         assert!(!erased.payload.contains("roi"));

@@ -75,15 +75,26 @@ impl Handler for EraseText {
             // A report erased before it reached a case: no case text.
             return Ok(());
         };
-        if load::<CaseState>(&self.log, case_id).await?.is_none() {
+        let Some((state, _)) = load::<CaseState>(&self.log, case_id).await? else {
             return Err(HandleError::Missing(format!(
                 "erasure {} names unknown case {case_id}",
                 event.event_id
             )));
-        }
+        };
         let stream = StreamId::from_uuid(case_id);
+        // The referrals' keys first: their reasons and outcomes are the
+        // case's text too, in the referral service's log as well.
+        if let Some(referral_keys) = self.private.referral_keys() {
+            for referral in state.referrals.keys() {
+                referral_keys
+                    .destroy(*referral)
+                    .await
+                    .map_err(HandleError::Retry)?;
+            }
+        }
         self.private
             .keys()
+            .ok_or_else(|| HandleError::Reject("casework holds no case keys".into()))?
             .destroy(stream)
             .await
             .map_err(HandleError::Retry)?;

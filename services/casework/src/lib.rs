@@ -71,7 +71,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
         "casework-referrals",
         "casework-erasures",
     ],
-    side_trees: &["data-keys"],
+    side_trees: &["data-keys", baove_runtime::referral_keys::LOCAL_TREE],
     side_trees_replicated: true,
 };
 
@@ -104,15 +104,35 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 baove_bus::kv::CASE_KEYS,
             )
         });
-        let private = Arc::new(baove_runtime::private::PrivateText::new(Arc::new(
-            baove_runtime::keys::KeyStore::open(&ctx.log, master, cluster)?,
-        )));
+        let referral_key_file = ctx.config.referral_key_file.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "missing setting referral_key_file (BAOVE_REFERRAL_KEY_FILE): casework seals each referral's reason with a key it shares with the referral service through this file"
+            )
+        })?;
+        let referral_keys = Arc::new(
+            baove_runtime::referral_keys::ReferralKeys::new(
+                ctx.bus.clone(),
+                ctx.config.stream_replicas,
+                baove_security::seal::Key::read_master(referral_key_file)?,
+                true,
+            )
+            .with_local_copy(ctx.log.side_tree(baove_runtime::referral_keys::LOCAL_TREE)?),
+        );
+        let sweep = tokio::spawn(referral_keys.clone().keep_bucket(ctx.cancel.clone()));
+        let case_keys = Arc::new(baove_runtime::keys::KeyStore::open(
+            &ctx.log, master, cluster,
+        )?);
+        let private = Arc::new(
+            baove_runtime::private::PrivateText::new(case_keys.clone())
+                .with_referrals(referral_keys),
+        );
         let cases = model::Cases::new();
-        let follower = tokio::spawn(cases.clone().follow(
-            ctx.log.clone(),
-            private.keys().clone(),
-            ctx.cancel.clone(),
-        ));
+        let follower =
+            tokio::spawn(
+                cases
+                    .clone()
+                    .follow(ctx.log.clone(), case_keys, ctx.cancel.clone()),
+            );
         // Deadlines are recorded by the active; a standby follows them, and
         // starts recording them when it becomes the active.
         let scheduler = ctx.spawn_when_active(deadlines::scheduler(
@@ -233,7 +253,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     reporting::ReportingApi(reporting),
                 ),
             ),
-            tasks: vec![follower, scheduler, statistics],
+            tasks: vec![follower, scheduler, statistics, sweep],
             on_bus: Some(on_bus),
             private: Some(private),
         })

@@ -280,8 +280,11 @@ impl Cases {
 /// What a case's event means for its data key: an event with sealed text
 /// needs it, an erasure of the text destroys it.
 fn key_use(event: &Envelope) -> Option<KeyUse> {
-    use baove_domain::case::private::is_sealed_version;
-    if is_sealed_version(&event.event_type, event.schema_version) {
+    use baove_domain::case::private::{is_sealed_version, private_paths};
+    // A request sealed only under its referral's key needs no case key.
+    if is_sealed_version(&event.event_type, event.schema_version)
+        && !private_paths(&event.event_type).is_empty()
+    {
         Some(KeyUse::Needs)
     } else if event.event_type == "PrivateTextErased" {
         Some(KeyUse::Erases)

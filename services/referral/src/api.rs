@@ -21,6 +21,18 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::model::{DIRECTORY_STREAM, Referrals, Row};
+use baove_runtime::private::PrivateText;
+
+/// `row` as a reader sees it: its reason and last detail opened with the
+/// referral's key, read now ([`PrivateText::open_referral_strings`]).
+async fn shown(private: &PrivateText, mut row: Row) -> Result<p::Referral, Status> {
+    let mut strings = row.last_detail.strings_mut();
+    strings.push(("request.reason", &mut row.state.request.reason));
+    private
+        .open_referral_strings(row.state.referral_id, strings)
+        .await?;
+    Ok(referral_to_proto(&row))
+}
 
 /// Serves ReferralService.
 #[derive(Clone)]
@@ -30,23 +42,28 @@ pub struct ReferralApi {
     stopping: CancellationToken,
     access: AccessLog,
     commands: Commands,
+    private: Arc<PrivateText>,
 }
 
 impl ReferralApi {
-    /// The API; `stopping` ends live WatchInbox streams at shutdown.
+    /// The API; `stopping` ends live WatchInbox streams at shutdown;
+    /// `private` seals the steps' reasons and outcomes under each
+    /// referral's key and opens them for readers.
     #[must_use]
     pub fn new(
         log: EventLog,
         referrals: Arc<Referrals>,
         stopping: CancellationToken,
         access: AccessLog,
+        private: Arc<PrivateText>,
     ) -> Self {
         Self {
-            commands: Commands::new(log.clone(), access.clone()),
+            commands: Commands::new(log.clone(), access.clone()).sealing(private.clone()),
             log,
             referrals,
             stopping,
             access,
+            private,
         }
     }
 
@@ -245,6 +262,7 @@ impl ReferralApi {
 struct Inbox {
     referrals: Arc<Referrals>,
     agency: String,
+    private: Arc<PrivateText>,
 }
 
 /// Log events read per page of an inbox.
@@ -274,21 +292,22 @@ impl baove_runtime::history::Feed for Inbox {
             .map_err(|_| {
                 Status::unavailable("the referral read model is behind the log; watch again")
             })?;
-        let items = events
-            .iter()
-            .filter_map(|envelope| {
-                let row = self.referrals.get(*envelope.stream_id.as_uuid())?;
-                self.referrals
-                    .with_directory(|d| {
-                        baove_runtime::auth::same_agency(d, &self.agency, &row.state.to_agency_id)
-                    })
-                    .then(|| p::WatchInboxResponse {
-                        position: envelope.global_position,
-                        step: baove_runtime::convert::referral_step(&envelope.event_type) as i32,
-                        referral: Some(referral_to_proto(&row)),
-                    })
-            })
-            .collect();
+        let mut items = Vec::new();
+        for envelope in &events {
+            let Some(row) = self.referrals.get(*envelope.stream_id.as_uuid()) else {
+                continue;
+            };
+            let ours = self.referrals.with_directory(|d| {
+                baove_runtime::auth::same_agency(d, &self.agency, &row.state.to_agency_id)
+            });
+            if ours {
+                items.push(p::WatchInboxResponse {
+                    position: envelope.global_position,
+                    step: baove_runtime::convert::referral_step(&envelope.event_type) as i32,
+                    referral: Some(shown(&self.private, row).await?),
+                });
+            }
+        }
         Ok(baove_runtime::history::Page {
             items,
             next: last.global_position + 1,
@@ -323,7 +342,7 @@ pub fn referral_to_proto(row: &Row) -> p::Referral {
         escalated: s.escalated,
         version: row.version,
         offered_at: Some(timestamp(row.offered_at_ms)),
-        last_detail: row.last_detail.clone(),
+        last_detail: row.last_detail.text(),
     }
 }
 
@@ -361,8 +380,12 @@ impl ReferralService for ReferralApi {
             after,
             limit,
         );
+        let mut referrals = Vec::with_capacity(rows.len());
+        for row in rows {
+            referrals.push(shown(&self.private, row).await?);
+        }
         Ok(Response::new(p::ListInboxResponse {
-            referrals: rows.iter().map(referral_to_proto).collect(),
+            referrals,
             next_page_token: baove_runtime::request::page_token(next),
             position,
         }))
@@ -398,7 +421,7 @@ impl ReferralService for ReferralApi {
             .read(&caller, &rpc, Some(row.state.case_id), &subject)
             .await?;
         Ok(Response::new(p::GetReferralResponse {
-            referral: Some(referral_to_proto(&row)),
+            referral: Some(shown(&self.private, row).await?),
         }))
     }
 
@@ -531,6 +554,7 @@ impl ReferralService for ReferralApi {
             Inbox {
                 referrals: self.referrals.clone(),
                 agency,
+                private: self.private.clone(),
             },
             request.from_position,
             baove_runtime::history::Until::Live {

@@ -9,9 +9,10 @@ use async_nats::jetstream;
 use baove_bus::{HandleError, Handler};
 use baove_domain::calendar::{Calendar, describe};
 use baove_domain::case::{CaseEvent, ReferralRequested};
+use baove_domain::event::StoredEvent as _;
 use baove_domain::referral::{self as r, ReferralEvent, ReferralState};
 use baove_eventlog::{
-    Actor, AppendRequest, Clock, Envelope, Error, EventLog, ExpectedVersion, StreamId,
+    Actor, AppendRequest, Clock, Envelope, Error, EventLog, ExpectedVersion, NewEvent, StreamId,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -54,6 +55,10 @@ impl Handler for Offer {
         });
         let (to_agency_id, supervisor_agency_id) =
             receiving.map_err(|e| HandleError::Reject(format!("referral {referral_id}: {e}")))?;
+        // The request's reason comes sealed under the referral's key when
+        // casework sealed it (the case's event at the sealed version): it
+        // is kept as it is, at the same path, and so is the version.
+        let sealed = event.schema_version == r::private::SEALED_SCHEMA_VERSION;
         let offered = ReferralEvent::Offered {
             referral_id,
             case_id: *event.stream_id.as_uuid(),
@@ -74,7 +79,18 @@ impl Handler for Offer {
                 // Every referral event carries its case id here: casework
                 // files each step under that case.
                 correlation_id: event.stream_id.to_string(),
-                events: vec![stored(&offered).map_err(|e| HandleError::Reject(e.to_string()))?],
+                events: vec![
+                    NewEvent::new(
+                        offered.event_type(),
+                        if sealed {
+                            r::private::SEALED_SCHEMA_VERSION
+                        } else {
+                            r::SCHEMA_VERSION
+                        },
+                        &offered.payload(),
+                    )
+                    .map_err(|e| HandleError::Reject(e.to_string()))?,
+                ],
                 publish: true,
             })
             .await;

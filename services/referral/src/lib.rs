@@ -63,11 +63,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ESCALATION_TICK,
             ctx.cancel.clone(),
         ));
+        let referral_key_file = ctx.config.referral_key_file.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "missing setting referral_key_file (BAOVE_REFERRAL_KEY_FILE): the referral service opens and seals each referral's reasons and outcome with the key it shares with casework through this file"
+            )
+        })?;
+        let private = Arc::new(baove_runtime::private::PrivateText::for_referrals(
+            Arc::new(baove_runtime::referral_keys::ReferralKeys::new(
+                ctx.bus.clone(),
+                ctx.config.stream_replicas,
+                baove_security::seal::Key::read_master(referral_key_file)?,
+                false,
+            )),
+        ));
         let api = api::ReferralApi::new(
             ctx.log.clone(),
             referrals.clone(),
             ctx.stopping.clone(),
             ctx.access.clone(),
+            private,
         );
         let (log, cancel) = (ctx.log.clone(), ctx.cancel.clone());
         // Escalation alerts go to the webhooks and e-mail of their agency, if any.

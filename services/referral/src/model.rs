@@ -30,12 +30,54 @@ pub struct Row {
     pub to_agency_name: String,
     /// The agency the requester named.
     pub requested_agency_id: String,
-    /// The last reason or outcome given.
-    pub last_detail: String,
+    /// The last reason or outcome given, as stored (sealed under the
+    /// referral's key since referral text is sealed: opened for a reader).
+    pub last_detail: Detail,
     /// Global position of its last event.
     pub position: u64,
     /// Its last step's stored name.
     pub last_step: String,
+}
+
+/// The last reason or outcome given on a referral, each string as stored
+/// with its path in its event.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Detail {
+    /// None yet.
+    #[default]
+    None,
+    /// A decline's or a revocation's reason (`reason`).
+    Reason(String),
+    /// An outcome (`outcome`) and its reference (`reference`).
+    Outcome {
+        /// What came of it.
+        outcome: String,
+        /// The police case number, or the like.
+        reference: String,
+    },
+}
+
+impl Detail {
+    /// Each string with its path in its event, to be opened in place.
+    pub fn strings_mut(&mut self) -> Vec<(&'static str, &mut String)> {
+        match self {
+            Self::None => Vec::new(),
+            Self::Reason(reason) => vec![("reason", reason)],
+            Self::Outcome { outcome, reference } => {
+                vec![("outcome", outcome), ("reference", reference)]
+            }
+        }
+    }
+
+    /// As a reader sees it: the reason, or the outcome with its reference.
+    #[must_use]
+    pub fn text(&self) -> String {
+        match self {
+            Self::None => String::new(),
+            Self::Reason(reason) => reason.clone(),
+            Self::Outcome { outcome, reference } => format!("{outcome} ({reference})"),
+        }
+    }
 }
 
 /// The model.
@@ -95,11 +137,14 @@ impl Referrals {
         let previous = rows.remove(&id);
         let detail = match &event {
             ReferralEvent::Declined { reason, .. } | ReferralEvent::Revoked { reason, .. } => {
-                Some(reason.clone())
+                Some(Detail::Reason(reason.clone()))
             }
             ReferralEvent::OutcomeReported {
                 outcome, reference, ..
-            } => Some(format!("{outcome} ({reference})")),
+            } => Some(Detail::Outcome {
+                outcome: outcome.clone(),
+                reference: reference.clone(),
+            }),
             _ => None,
         };
         let Some(state) = r::apply(previous.as_ref().map(|row| row.state.clone()), &event) else {
@@ -131,7 +176,7 @@ impl Referrals {
                     version: envelope.seq,
                     offered_at_ms: envelope.recorded_at_ms,
                     to_agency_name: name,
-                    last_detail: String::new(),
+                    last_detail: Detail::None,
                     position: envelope.global_position,
                     last_step: envelope.event_type.clone(),
                 }

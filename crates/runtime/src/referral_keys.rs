@@ -1,0 +1,542 @@
+//! The data keys of referrals, shared by casework and the referral
+//! service: one random key per referral, kept wrapped under the referral
+//! key (`referral_key_file`, the same file on both services) in the
+//! replicated bucket [`baove_bus::kv::REFERRAL_KEYS`], its entry named
+//! by the referral's id.
+//!
+//! A referral's private strings ([`baove_domain::referral::private`]: the
+//! request's reason, a decline's or a revocation's reason, an outcome and
+//! its reference) are sealed under it, in the case's log and in the
+//! referral's, so both services can open them for a reader and neither
+//! stores them in clear. casework makes the key when it records the
+//! request (the key is in the bucket's quorum before the request is
+//! appended) and purges it when the case's private text is erased; the
+//! referral service only reads it. Nothing is cached: every seal and open
+//! reads the bucket, so an erasure holds at once in every process.
+//!
+//! Outside a cluster the bucket has one replica on the one NATS server;
+//! the services need NATS anyway to hand referrals to each other.
+//!
+//! casework also keeps each wrapped key in the `referral-keys` side tree of
+//! its sled database, so that its backups carry them: after a restore onto
+//! NATS stores that lost the bucket, [`ReferralKeys::sweep`] (run at
+//! start) puts back every key the bucket never held, and drops the local
+//! copy of every key the bucket says was erased (a purge marker), which is
+//! how a process that was not the one erasing loses its copy. An erased
+//! key's entry stays in the tree, empty, so that a bucket lost with the
+//! NATS stores gets its purge marker back rather than a key.
+
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use baove_security::seal::Key;
+use tokio::sync::{Mutex, watch};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How long a call waits for the bus before it is refused.
+const BUS_WAIT: Duration = Duration::from_secs(5);
+
+/// Where referral keys live, for one service.
+pub struct ReferralKeys {
+    bus: watch::Receiver<Option<baove_bus::Bus>>,
+    replicas: usize,
+    master: Key,
+    makes: bool,
+    /// The bucket, once found; forgotten when a call on it fails (the
+    /// stream deleted, NATS stores lost), so the next call finds or makes
+    /// it again.
+    store: Mutex<Option<kv::Store>>,
+    local: Option<sled::Tree>,
+}
+
+/// The side tree of casework's sled database that keeps a copy of each
+/// wrapped referral key (carried by backups).
+pub const LOCAL_TREE: &str = "referral-keys";
+
+impl std::fmt::Debug for ReferralKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReferralKeys")
+            .field("replicas", &self.replicas)
+            .field("makes", &self.makes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The associated data a referral's key is wrapped with: it opens only as
+/// that referral's.
+fn wrapping_aad(referral: Uuid) -> Vec<u8> {
+    let mut aad = b"baove-referral-key/".to_vec();
+    aad.extend_from_slice(referral.as_bytes());
+    aad
+}
+
+impl ReferralKeys {
+    /// The keys as casework holds them (`makes`: it makes the bucket, the
+    /// keys and purges them) or as the referral service does (reads only),
+    /// wrapped under `master`, on the bus as it connects, the bucket kept
+    /// `replicas` times.
+    #[must_use]
+    pub fn new(
+        bus: watch::Receiver<Option<baove_bus::Bus>>,
+        replicas: usize,
+        master: Key,
+        makes: bool,
+    ) -> Self {
+        Self {
+            bus,
+            replicas,
+            master,
+            makes,
+            store: Mutex::new(None),
+            local: None,
+        }
+    }
+
+    /// The same, keeping a copy of each wrapped key in `tree` (casework's
+    /// [`LOCAL_TREE`]).
+    #[must_use]
+    pub fn with_local_copy(mut self, tree: sled::Tree) -> Self {
+        self.local = Some(tree);
+        self
+    }
+
+    async fn local_get(&self, referral: Uuid) -> Result<Option<Vec<u8>>, String> {
+        let Some(tree) = self.local.clone() else {
+            return Ok(None);
+        };
+        tokio::task::spawn_blocking(move || {
+            tree.get(referral.as_bytes())
+                .map(|w| w.map(|w| w.to_vec()))
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("key task failed: {e}"))?
+    }
+
+    async fn local_put(&self, referral: Uuid, wrapped: Option<Vec<u8>>) -> Result<(), String> {
+        let Some(tree) = self.local.clone() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || {
+            // None: erased, kept as an empty value (no key, only the fact
+            // that there was one), so that a bucket lost with the NATS
+            // stores gets its erasure back too.
+            tree.insert(referral.as_bytes(), wrapped.unwrap_or_default())
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("key task failed: {e}"))?
+    }
+
+    /// The wrapped key of `referral` as the bucket holds it; when the
+    /// bucket never held it (stores restored without it) and this process
+    /// keeps a copy (casework), that copy, put back first.
+    async fn held(&self, referral: Uuid) -> Result<Option<Vec<u8>>, String> {
+        let store = self.store().await?;
+        match self.held_in(&store, referral).await {
+            Ok(held) => Ok(held),
+            Err(first) => {
+                self.forget().await;
+                let store = self
+                    .store()
+                    .await
+                    .map_err(|e| format!("{first}; then {e}"))?;
+                self.held_in(&store, referral).await
+            }
+        }
+    }
+
+    async fn held_in(&self, store: &kv::Store, referral: Uuid) -> Result<Option<Vec<u8>>, String> {
+        let name = referral.to_string();
+        let entry = store
+            .entry(&name)
+            .await
+            .map_err(|e| format!("the bucket of referral keys: {e}"))?;
+        match entry {
+            Some(entry) if entry.operation == kv::Operation::Put => Ok(Some(entry.value.to_vec())),
+            // Erased.
+            Some(_) => Ok(None),
+            None => {
+                let copy = self.local_get(referral).await?;
+                if copy.as_ref().is_some_and(Vec::is_empty) {
+                    // Erased here: the bucket gets its purge marker back.
+                    store
+                        .purge(&name)
+                        .await
+                        .map_err(|e| format!("the bucket of referral keys: {e}"))?;
+                    return Ok(None);
+                }
+                let Some(copy) = copy else {
+                    if self.makes {
+                        // Never made: nothing of it was sealed.
+                        return Ok(None);
+                    }
+                    // casework made it before anything was sealed under
+                    // it: the bucket lost it (NATS stores restored
+                    // without it), and casework puts it back.
+                    return Err(format!(
+                        "the key of referral {referral} is not in the bucket of referral keys (lost with the NATS stores?): casework puts it back from its copy; try again"
+                    ));
+                };
+                match store.create(&name, copy.clone().into()).await {
+                    Ok(_) => {
+                        tracing::warn!(referral_id = %referral, "the bucket of referral keys had never held this referral's key: put back from casework's copy");
+                        Ok(Some(copy))
+                    }
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(store
+                        .get(&name)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map(|v| v.to_vec())),
+                    Err(e) => Err(format!("the bucket of referral keys: {e}")),
+                }
+            }
+        }
+    }
+
+    /// Puts back into the bucket each key of this process's copy that the
+    /// bucket never held, and drops the copy of each key the bucket says
+    /// was erased. Returns how many were put back and dropped.
+    ///
+    /// # Errors
+    /// When the bucket or sled cannot be read or written.
+    pub async fn sweep(&self) -> Result<(usize, usize), String> {
+        let Some(tree) = self.local.clone() else {
+            return Ok((0, 0));
+        };
+        let store = &self.store().await?;
+        let ids: Vec<Uuid> = tokio::task::spawn_blocking(move || {
+            tree.iter()
+                .keys()
+                .filter_map(|k| k.ok().and_then(|k| Uuid::from_slice(&k).ok()))
+                .collect()
+        })
+        .await
+        .map_err(|e| format!("key task failed: {e}"))?;
+        let (mut restored, mut dropped) = (0, 0);
+        for referral in ids {
+            let entry = match store.entry(referral.to_string()).await {
+                Ok(entry) => entry,
+                Err(e) => {
+                    self.forget().await;
+                    return Err(format!("the bucket of referral keys: {e}"));
+                }
+            };
+            match entry {
+                Some(entry) if entry.operation == kv::Operation::Put => {}
+                Some(_) => {
+                    if self
+                        .local_get(referral)
+                        .await?
+                        .is_some_and(|c| !c.is_empty())
+                    {
+                        self.local_put(referral, None).await?;
+                        dropped += 1;
+                    }
+                }
+                None => {
+                    if self.held_in(store, referral).await?.is_some() {
+                        restored += 1;
+                    }
+                }
+            }
+        }
+        Ok((restored, dropped))
+    }
+
+    async fn store(&self) -> Result<kv::Store, String> {
+        let mut held = self.store.lock().await;
+        if let Some(store) = held.as_ref() {
+            return Ok(store.clone());
+        }
+        let mut bus = self.bus.clone();
+        let bus = tokio::time::timeout(BUS_WAIT, bus.wait_for(Option::is_some))
+            .await
+            .map_err(|_| "not connected to NATS yet".to_owned())?
+            .map_err(|_| "the bus is gone (shutting down)".to_owned())?
+            .clone()
+            .ok_or("not connected to NATS yet")?;
+        let spec = baove_bus::kv::REFERRAL_KEYS;
+        let store = if self.makes {
+            baove_bus::kv::bucket(&bus.js, spec, self.replicas)
+                .await
+                .map_err(|e| e.to_string())?
+        } else {
+            bus.js
+                .get_key_value(spec.name)
+                .await
+                .map_err(|e| format!("bucket {} (casework makes it): {e}", spec.name))?
+        };
+        *held = Some(store.clone());
+        Ok(store)
+    }
+
+    async fn forget(&self) {
+        *self.store.lock().await = None;
+    }
+
+    /// [`Self::sweep`] once the bus answers, tried again every 5 s until it
+    /// succeeds; then every 5 s checks that the bucket is still there, and
+    /// when it is gone (deleted, NATS stores lost) makes it again and
+    /// sweeps, so that the referral service finds the keys again without
+    /// waiting for casework to need one. Until `cancel` fires (casework
+    /// runs it from start).
+    pub async fn keep_bucket(self: std::sync::Arc<Self>, cancel: CancellationToken) {
+        let mut swept = false;
+        loop {
+            if swept {
+                let present = match self.store().await {
+                    Ok(store) => store.status().await.is_ok(),
+                    Err(_) => false,
+                };
+                if !present {
+                    tracing::warn!("the bucket of referral keys is gone: making it again");
+                    self.forget().await;
+                    swept = false;
+                }
+            }
+            if !swept {
+                match self.sweep().await {
+                    Ok((0, 0)) => swept = true,
+                    Ok((restored, dropped)) => {
+                        tracing::info!(
+                            restored,
+                            dropped,
+                            "referral keys: put back those the bucket had never held, dropped the copies of erased ones"
+                        );
+                        swept = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "referral keys not checked against the bucket yet; trying again")
+                    }
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
+    }
+
+    /// The key of `referral` for sealing: the one it has, or (casework
+    /// only) a new one, in the bucket's quorum before this returns.
+    ///
+    /// # Errors
+    /// When the bucket cannot be read or written, the key does not unwrap
+    /// (another referral key file), or the referral service finds no key
+    /// (erased, or never made).
+    pub async fn for_sealing(&self, referral: Uuid) -> Result<Key, String> {
+        let name = referral.to_string();
+        let unheld = |e: &dyn std::fmt::Display| {
+            format!(
+                "the referral's data key is not held by NATS ({e}); nothing was recorded, retry with the same request_id"
+            )
+        };
+        let held = self.held(referral).await.map_err(|e| unheld(&e))?;
+        let store = self.store().await?;
+        let wrapped = match held {
+            Some(wrapped) => wrapped,
+            None if !self.makes => {
+                return Err(format!(
+                    "referral {referral} has no data key: its text was erased with its case"
+                ));
+            }
+            None => {
+                let mine = Key::generate().wrap(&self.master, &wrapping_aad(referral));
+                match store.create(&name, mine.clone().into()).await {
+                    Ok(_) => mine,
+                    // Made meanwhile (a retried request): theirs.
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => store
+                        .get(&name)
+                        .await
+                        .map_err(|e| unheld(&e))?
+                        .ok_or_else(|| unheld(&"it was erased meanwhile"))?
+                        .to_vec(),
+                    Err(e) => return Err(unheld(&e)),
+                }
+            }
+        };
+        // The copy casework's backups carry; durable with the append that
+        // follows (the same sled database).
+        if self.local.is_some() && self.local_get(referral).await?.as_ref() != Some(&wrapped) {
+            self.local_put(referral, Some(wrapped.clone())).await?;
+        }
+        Key::unwrap_key(&self.master, &wrapping_aad(referral), &wrapped)
+            .map_err(|e| format!("the data key of referral {referral} does not unwrap: {e}"))
+    }
+
+    /// The key of `referral` (none: erased with its case, or never made).
+    ///
+    /// # Errors
+    /// When the bucket cannot be read, or the key does not unwrap (another
+    /// referral key file).
+    pub async fn key(&self, referral: Uuid) -> Result<Option<Key>, String> {
+        let Some(wrapped) = self.held(referral).await? else {
+            return Ok(None);
+        };
+        Key::unwrap_key(&self.master, &wrapping_aad(referral), &wrapped)
+            .map(Some)
+            .map_err(|e| format!("the data key of referral {referral} does not unwrap: {e}"))
+    }
+
+    /// Destroys the key of `referral` (casework, on the erasure of its
+    /// case's text): every string sealed under it reads as erased, in
+    /// both services.
+    ///
+    /// # Errors
+    /// When the bucket refuses the purge.
+    pub async fn destroy(&self, referral: Uuid) -> Result<(), String> {
+        if let Err(first) = self.store().await?.purge(referral.to_string()).await {
+            self.forget().await;
+            self.store()
+                .await?
+                .purge(referral.to_string())
+                .await
+                .map_err(|e| {
+                    format!("the bucket of referral keys refused the purge: {first}; then {e}")
+                })?;
+        }
+        self.local_put(referral, None).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against a real nats-server and a real sled tree.
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::Arc;
+
+    use super::*;
+
+    struct Kit {
+        _nats: baove_testkit::NatsServer,
+        _dir: tempfile::TempDir,
+        js: async_nats::jetstream::Context,
+        bus: watch::Receiver<Option<baove_bus::Bus>>,
+        master: Key,
+        tree: sled::Tree,
+    }
+
+    async fn kit() -> Kit {
+        let nats = baove_testkit::NatsServer::start().unwrap();
+        let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+        let (_, bus) = watch::channel(Some(baove_bus::Bus {
+            js: js.clone(),
+            health: baove_bus::BusHealth::default(),
+            replicas: 1,
+        }));
+        let dir = tempfile::tempdir().unwrap();
+        let tree = sled::open(dir.path())
+            .unwrap()
+            .open_tree(LOCAL_TREE)
+            .unwrap();
+        Kit {
+            _nats: nats,
+            _dir: dir,
+            js,
+            bus,
+            master: Key::generate(),
+            tree,
+        }
+    }
+
+    impl Kit {
+        fn casework(&self, tree: sled::Tree) -> Arc<ReferralKeys> {
+            Arc::new(
+                ReferralKeys::new(self.bus.clone(), 1, self.master.clone(), true)
+                    .with_local_copy(tree),
+            )
+        }
+
+        fn referral(&self) -> ReferralKeys {
+            ReferralKeys::new(self.bus.clone(), 1, self.master.clone(), false)
+        }
+    }
+
+    #[tokio::test]
+    async fn given_a_key_casework_made_when_the_referral_service_reads_it_then_it_is_the_same_and_it_cannot_make_one()
+     {
+        let kit = kit().await;
+        let casework = kit.casework(kit.tree.clone());
+        let id = Uuid::now_v7();
+        let key = casework.for_sealing(id).await.unwrap();
+        // Asked again (a retried request): the same key.
+        assert_eq!(casework.for_sealing(id).await.unwrap().id(), key.id());
+        assert_eq!(
+            kit.referral().key(id).await.unwrap().unwrap().id(),
+            key.id()
+        );
+        // A key the bucket never held is one it lost, for the referral
+        // service: refused (try again), never shown as erased.
+        let unknown = Uuid::now_v7();
+        let lost = kit.referral().key(unknown).await.unwrap_err();
+        assert!(lost.contains("not in the bucket"), "{lost}");
+        let refused = kit.referral().for_sealing(unknown).await.unwrap_err();
+        assert!(refused.contains("not in the bucket"), "{refused}");
+        // The copy backups carry.
+        assert!(kit.tree.get(id.as_bytes()).unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn given_nats_stores_restored_without_the_bucket_when_casework_sweeps_then_its_keys_are_back_but_erased_ones_are_not()
+     {
+        let kit = kit().await;
+        let casework = kit.casework(kit.tree.clone());
+        let (kept, erased) = (Uuid::now_v7(), Uuid::now_v7());
+        let key = casework.for_sealing(kept).await.unwrap();
+        casework.for_sealing(erased).await.unwrap();
+        // A standby's copy, made before the erasure.
+        let standby_tree = sled::Config::new()
+            .temporary(true)
+            .open()
+            .unwrap()
+            .open_tree(LOCAL_TREE)
+            .unwrap();
+        for (k, v) in kit.tree.iter().map(Result::unwrap) {
+            standby_tree.insert(k, v).unwrap();
+        }
+        casework.destroy(erased).await.unwrap();
+        assert!(kit.referral().key(erased).await.unwrap().is_none());
+        // Only the fact of the erasure stays.
+        assert!(kit.tree.get(erased.as_bytes()).unwrap().unwrap().is_empty());
+
+        // The standby's sweep drops its copy of the erased key and keeps
+        // the other: the bucket's purge marker says which.
+        let standby = kit.casework(standby_tree.clone());
+        assert_eq!(standby.sweep().await.unwrap(), (0, 1));
+        assert!(
+            standby_tree
+                .get(erased.as_bytes())
+                .unwrap()
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            !standby_tree
+                .get(kept.as_bytes())
+                .unwrap()
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(standby.sweep().await.unwrap(), (0, 0));
+
+        // The bucket is lost with the NATS stores; casework's copy (as a
+        // backup restores it) puts it back, and the referral service reads
+        // the same key again.
+        kit.js
+            .delete_stream(format!("KV_{}", baove_bus::kv::REFERRAL_KEYS.name))
+            .await
+            .unwrap();
+        let restored = kit.casework(kit.tree.clone());
+        assert_eq!(restored.sweep().await.unwrap(), (1, 0));
+        assert_eq!(
+            kit.referral().key(kept).await.unwrap().unwrap().id(),
+            key.id()
+        );
+        // The erased key stays erased: its purge marker is back.
+        assert!(kit.referral().key(erased).await.unwrap().is_none());
+    }
+}
