@@ -117,7 +117,9 @@ impl PrivateText {
     ///
     /// # Errors
     /// UNAVAILABLE when a key cannot be made or kept: nothing is appended,
-    /// and a retry with the same request id is safe.
+    /// and a retry with the same request id is safe; FAILED_PRECONDITION
+    /// when the referral's text was erased with its case (a decline's
+    /// reason cannot be written on it any more).
     pub async fn seal(&self, stream: StreamId, events: &mut [Outgoing]) -> Result<(), Status> {
         if let Some(referrals) = &self.referrals {
             for (event_type, version, payload) in events.iter_mut() {
@@ -130,8 +132,11 @@ impl PrivateText {
                 });
                 if any {
                     let referral = referral_of(stream, payload);
-                    let key = referrals.for_sealing(referral).await.map_err(|e| {
-                        Status::unavailable(format!("cannot keep the referral's data key: {e}"))
+                    let key = referrals.for_sealing(referral).await.map_err(|e| match e {
+                        crate::referral_keys::NoKey::Erased(m) => Status::failed_precondition(m),
+                        crate::referral_keys::NoKey::Unavailable(m) => {
+                            Status::unavailable(format!("cannot keep the referral's data key: {m}"))
+                        }
                     })?;
                     let at = StreamId::from_uuid(referral);
                     for_each_referral_private(event_type, payload, &mut |path, text| {
@@ -195,15 +200,7 @@ impl PrivateText {
                 }
             }
             for referral in wanted {
-                let key = referrals.key(referral).await.map_err(|e| {
-                    Status::unavailable(format!(
-                        "cannot read the data key of referral {referral}: {e}"
-                    ))
-                })?;
-                self.fetched
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(referral, key);
+                self.fetch_referral_key(referrals, referral).await?;
             }
         }
         let Some(keys) = &self.keys else {
@@ -279,6 +276,24 @@ impl PrivateText {
         let referrals = self.referrals.as_ref().ok_or_else(|| {
             Status::internal("this service holds no referral keys to open referral text")
         })?;
+        self.fetch_referral_key(referrals, referral).await?;
+        for (path, text) in strings {
+            if self.open_referral_string(referral, path, text).is_err() {
+                return Err(Status::data_loss(format!(
+                    "the sealed {path} of referral {referral} does not open with its key: altered, or sealed under another referral key"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the key of `referral` from the bucket now, for
+    /// [`Self::open_referral_string`].
+    async fn fetch_referral_key(
+        &self,
+        referrals: &ReferralKeys,
+        referral: Uuid,
+    ) -> Result<(), Status> {
         let key = referrals.key(referral).await.map_err(|e| {
             Status::unavailable(format!(
                 "cannot read the data key of referral {referral}: {e}"
@@ -288,13 +303,6 @@ impl PrivateText {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(referral, key);
-        for (path, text) in strings {
-            if self.open_referral_string(referral, path, text).is_err() {
-                return Err(Status::data_loss(format!(
-                    "the sealed {path} of referral {referral} does not open with its key: altered, or sealed under another referral key"
-                )));
-            }
-        }
         Ok(())
     }
 

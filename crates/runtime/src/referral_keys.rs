@@ -63,6 +63,23 @@ impl std::fmt::Debug for ReferralKeys {
     }
 }
 
+/// Why no key to seal with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoKey {
+    /// The bucket, sled or the key file failed: try again.
+    Unavailable(String),
+    /// The referral's text was erased with its case.
+    Erased(String),
+}
+
+impl std::fmt::Display for NoKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unavailable(m) | Self::Erased(m) => f.write_str(m),
+        }
+    }
+}
+
 /// The associated data a referral's key is wrapped with: it opens only as
 /// that referral's.
 fn wrapping_aad(referral: Uuid) -> Vec<u8> {
@@ -325,23 +342,26 @@ impl ReferralKeys {
     ///
     /// # Errors
     /// When the bucket cannot be read or written, the key does not unwrap
-    /// (another referral key file), or the referral service finds no key
-    /// (erased, or never made).
-    pub async fn for_sealing(&self, referral: Uuid) -> Result<Key, String> {
+    /// (another referral key file); [`NoKey::Erased`] when the referral
+    /// service finds the key erased with the case.
+    pub async fn for_sealing(&self, referral: Uuid) -> Result<Key, NoKey> {
         let name = referral.to_string();
         let unheld = |e: &dyn std::fmt::Display| {
             format!(
                 "the referral's data key is not held by NATS ({e}); nothing was recorded, retry with the same request_id"
             )
         };
-        let held = self.held(referral).await.map_err(|e| unheld(&e))?;
-        let store = self.store().await?;
+        let held = self
+            .held(referral)
+            .await
+            .map_err(|e| NoKey::Unavailable(unheld(&e)))?;
+        let store = self.store().await.map_err(NoKey::Unavailable)?;
         let wrapped = match held {
             Some(wrapped) => wrapped,
             None if !self.makes => {
-                return Err(format!(
-                    "referral {referral} has no data key: its text was erased with its case"
-                ));
+                return Err(NoKey::Erased(format!(
+                    "the text of referral {referral} was erased with its case: no more text can be written on it"
+                )));
             }
             None => {
                 let mine = Key::generate().wrap(&self.master, &wrapping_aad(referral));
@@ -351,20 +371,32 @@ impl ReferralKeys {
                     Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => store
                         .get(&name)
                         .await
-                        .map_err(|e| unheld(&e))?
-                        .ok_or_else(|| unheld(&"it was erased meanwhile"))?
+                        .map_err(|e| NoKey::Unavailable(unheld(&e)))?
+                        .ok_or_else(|| NoKey::Unavailable(unheld(&"it was erased meanwhile")))?
                         .to_vec(),
-                    Err(e) => return Err(unheld(&e)),
+                    Err(e) => return Err(NoKey::Unavailable(unheld(&e))),
                 }
             }
         };
         // The copy casework's backups carry; durable with the append that
         // follows (the same sled database).
-        if self.local.is_some() && self.local_get(referral).await?.as_ref() != Some(&wrapped) {
-            self.local_put(referral, Some(wrapped.clone())).await?;
+        if self.local.is_some()
+            && self
+                .local_get(referral)
+                .await
+                .map_err(NoKey::Unavailable)?
+                .as_ref()
+                != Some(&wrapped)
+        {
+            self.local_put(referral, Some(wrapped.clone()))
+                .await
+                .map_err(NoKey::Unavailable)?;
         }
-        Key::unwrap_key(&self.master, &wrapping_aad(referral), &wrapped)
-            .map_err(|e| format!("the data key of referral {referral} does not unwrap: {e}"))
+        Key::unwrap_key(&self.master, &wrapping_aad(referral), &wrapped).map_err(|e| {
+            NoKey::Unavailable(format!(
+                "the data key of referral {referral} does not unwrap: {e}"
+            ))
+        })
     }
 
     /// The key of `referral` (none: erased with its case, or never made).
@@ -475,7 +507,10 @@ mod tests {
         let lost = kit.referral().key(unknown).await.unwrap_err();
         assert!(lost.contains("not in the bucket"), "{lost}");
         let refused = kit.referral().for_sealing(unknown).await.unwrap_err();
-        assert!(refused.contains("not in the bucket"), "{refused}");
+        assert!(
+            matches!(&refused, NoKey::Unavailable(m) if m.contains("not in the bucket")),
+            "{refused}"
+        );
         // The copy backups carry.
         assert!(kit.tree.get(id.as_bytes()).unwrap().is_some());
     }
@@ -500,6 +535,11 @@ mod tests {
         }
         casework.destroy(erased).await.unwrap();
         assert!(kit.referral().key(erased).await.unwrap().is_none());
+        // Nothing more is written on an erased referral.
+        assert!(matches!(
+            kit.referral().for_sealing(erased).await,
+            Err(NoKey::Erased(_))
+        ));
         // Only the fact of the erasure stays.
         assert!(kit.tree.get(erased.as_bytes()).unwrap().unwrap().is_empty());
 
