@@ -14,13 +14,14 @@ use baove_runtime::command::{Commands, Step, stored};
 use baove_runtime::convert::referral_status;
 use baove_runtime::status::{from_log, invalid_argument};
 use baove_runtime::timestamp;
-use baove_security::{Caller, Role};
+use baove_security::Caller;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::model::{DIRECTORY_STREAM, Referrals, Row};
+use crate::scope;
 use baove_runtime::private::PrivateText;
 
 /// `row` as a reader sees it: its reason and last detail opened with the
@@ -71,13 +72,9 @@ impl ReferralApi {
     /// their own agency's, province officers and auditors any.
     async fn may_read_inbox(&self, caller: &Caller, rpc: &str, agency: &str) -> Result<(), Status> {
         let subject = format!("inbox:{agency}");
-        let allowed = match caller.role {
-            Role::Police | Role::AgencyStaff => self
-                .referrals
-                .with_directory(|d| baove_runtime::auth::same_agency(d, &caller.agency_id, agency)),
-            Role::ProvinceOfficer | Role::Auditor => true,
-            _ => false,
-        };
+        let allowed = self
+            .referrals
+            .with_directory(|d| scope::may_read_inbox(caller, d, agency));
         if !allowed {
             return Err(self
                 .access
@@ -97,11 +94,8 @@ impl ReferralApi {
     /// staff, the requesting commune's officers, province officers and
     /// auditors.
     fn may_see(&self, caller: &Caller, row: &Row) -> bool {
-        self.referrals.with_directory(|d| match caller.role {
-            Role::Police | Role::AgencyStaff => {
-                baove_runtime::auth::same_agency(d, &caller.agency_id, &row.state.to_agency_id)
-            }
-            _ => baove_runtime::auth::covers(caller, d, &row.state.from_unit_id),
+        self.referrals.with_directory(|d| {
+            scope::may_see(caller, d, &row.state.to_agency_id, &row.state.from_unit_id)
         })
     }
 
@@ -177,23 +171,7 @@ impl ReferralApi {
                 &step,
                 |state: &ReferralState| {
                     self.referrals.with_directory(|d| {
-                        if receiving_agency_only {
-                            if baove_runtime::auth::same_agency(d, &agency_id, &state.to_agency_id)
-                            {
-                                return Ok(());
-                            }
-                            return Err(format!(
-                                "only the receiving agency ({}) takes this step on referral {id}",
-                                state.to_agency_id
-                            ));
-                        }
-                        if baove_runtime::auth::covers(caller, d, &state.from_unit_id) {
-                            return Ok(());
-                        }
-                        Err(format!(
-                            "only the requesting commune ({}) revokes referral {id}",
-                            state.from_unit_id
-                        ))
+                        scope::may_step(caller, &agency_id, d, state, receiving_agency_only)
                     })
                 },
                 |state| r::decide(state, command.clone(), &user_id).map(|event| vec![event]),

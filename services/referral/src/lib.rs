@@ -9,12 +9,15 @@
 //! - [`SPEC`], [`run`]: the service and its start-up.
 //! - `model`: referrals and the directory, folded from referral's log.
 //! - `flows`: offering, escalating, alerting.
+//! - `scope`: who may read an inbox, see a referral, take a step (pure,
+//!   unit-tested).
 //! - `api`: `baove.v1.ReferralService`: steps on the command path
 //!   (`baove_runtime::command`), the inbox as a feed of `history::tail`.
 
 mod api;
 mod flows;
 mod model;
+mod scope;
 
 use std::sync::Arc;
 use std::time::Duration;
