@@ -7,9 +7,7 @@ use baove_domain::intake::{
 };
 use baove_domain::reference::Directory;
 use baove_domain::{Violations, text};
-use baove_eventlog::{
-    Actor, AppendRequest, Clock, Error, EventLog, ExpectedVersion, NewEvent, StreamId,
-};
+use baove_eventlog::{AppendRequest, Clock, Error, EventLog, ExpectedVersion, NewEvent, StreamId};
 use baove_proto::v1::{
     self as p, GetIntakeRequest, Intake, IntakeStatus, IntakeSummary, ListIntakesRequest,
     ListIntakesResponse, SubmitHotlineReportRequest, SubmitPoliceNotificationRequest,
@@ -25,12 +23,10 @@ use uuid::Uuid;
 use crate::convert::{
     channel, channel_to_proto, ms, raw_hotline, raw_police, report_to_proto, timestamp,
 };
+use crate::scope::{self, acting};
 use crate::view::{Confidentiality, Cursor, Filter, Row, Shared, View};
 use baove_proto::receipt::Receipt;
 use baove_runtime::keys::KeyStore;
-
-/// The hotline's agency id in the reference data (actor of hotline reports).
-pub const HOTLINE_AGENCY: &str = "vn/tong-dai-111";
 
 /// Serves IntakeService on intake's log and read model.
 #[derive(Clone)]
@@ -64,45 +60,12 @@ impl IntakeApi {
         }
     }
 
-    /// Whether `caller` may read `row`: `None` not at all, `Some(true)`
-    /// with its confidential fields, `Some(false)` redacted.
-    ///
-    /// Hotline operators and police read what they logged; commune
-    /// officers the reports of their units; province officers all; police
-    /// and agency staff the reports of a case referred to their agency,
-    /// with the child's identity only where that referral shares it
-    /// (consent or legal basis); auditors all, redacted.
+    /// Whether `caller` may read `row`, and how much ([`scope::visibility`]).
     fn visibility(&self, caller: &Caller, row: &Row) -> Option<Shared> {
-        let facts = row.recorded.report.facts();
-        let all = Shared {
-            identity: true,
-            informant: true,
-        };
-        match caller.role {
-            // Whoever received and recorded a report reads it back.
-            Role::HotlineOperator | Role::Police | Role::CommuneOfficer | Role::ProvinceOfficer
-                if row.logged_by == acting(caller) =>
-            {
-                Some(all)
-            }
-            Role::Police | Role::AgencyStaff => row.handed_over.and_then(|(case, _)| {
-                self.view
-                    .referral_to(case, &caller.agency_id, (self.clock)())
-            }),
-            Role::CommuneOfficer | Role::ProvinceOfficer => ([
-                facts.responsible_unit(),
-                facts.incident_place.unit_id.as_str(),
-            ]
-            .into_iter()
-            .chain(facts.residence_place.as_ref().map(|p| p.unit_id.as_str()))
-            .any(|unit| baove_runtime::auth::covers(caller, &self.directory, unit)))
-            .then_some(all),
-            Role::Auditor => Some(Shared {
-                identity: false,
-                informant: false,
-            }),
-            Role::HotlineOperator | Role::Administrator => None,
-        }
+        scope::visibility(caller, row, &self.directory, |case| {
+            self.view
+                .referral_to(case, &caller.agency_id, (self.clock)())
+        })
     }
 
     /// Of `cases`, those with a report `caller` may read.
@@ -364,20 +327,6 @@ impl IntakeApi {
             outside_child_law: row.recorded.outside_child_law,
             possible_duplicate: row.recorded.has_possible_duplicates(),
         }))
-    }
-}
-
-/// Who `caller` is when recording a report: user, role and agency (the
-/// hotline's agency for an operator whose token names none).
-fn acting(caller: &Caller) -> Actor {
-    Actor {
-        user_id: caller.user_id.clone(),
-        role: caller.role.as_str().to_owned(),
-        agency_id: if caller.agency_id.is_empty() && caller.role == Role::HotlineOperator {
-            HOTLINE_AGENCY.into()
-        } else {
-            caller.agency_id.clone()
-        },
     }
 }
 

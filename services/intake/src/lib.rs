@@ -11,6 +11,8 @@
 //!   (`deploy/reference/`) and routed to its responsible commune and
 //!   province, so one intake serves the national hotline.
 //! - `convert`: proto ↔ domain.
+//! - `scope`: who may read a report, and how much of it (pure,
+//!   unit-tested).
 //! - `view`: the in-memory read model folded from intake's log.
 //! - `handover`: applying casework's events, re-publishing unconfirmed
 //!   reports.
@@ -24,6 +26,7 @@
 mod api;
 mod convert;
 mod handover;
+mod scope;
 mod view;
 
 use std::sync::Arc;
