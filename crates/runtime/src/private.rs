@@ -18,7 +18,10 @@
 //!
 //! A case's key is read from sled (a small tree, in sled's cache after
 //! first use) on the caller's task; a referral's key from the bucket, in
-//! [`PrivateText::ready`], for the page about to be opened.
+//! [`PrivateText::ready`], for the page about to be opened. When NATS does
+//! not answer, a referral's key this process read before still opens its
+//! text (an erasure made meanwhile holds once NATS answers again); one it
+//! never read is UNAVAILABLE.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -294,11 +297,27 @@ impl PrivateText {
         referrals: &ReferralKeys,
         referral: Uuid,
     ) -> Result<(), Status> {
-        let key = referrals.key(referral).await.map_err(|e| {
-            Status::unavailable(format!(
-                "cannot read the data key of referral {referral}: {e}"
-            ))
-        })?;
+        let key = match referrals.key(referral).await {
+            Ok(key) => key,
+            Err(e) => {
+                // NATS is down: a key this process read before still opens
+                // (an erasure made meanwhile holds once NATS answers);
+                // one it never read cannot.
+                let known = self
+                    .fetched
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get(&referral)
+                    .cloned();
+                let Some(known) = known else {
+                    return Err(Status::unavailable(format!(
+                        "cannot read the data key of referral {referral}: {e}"
+                    )));
+                };
+                tracing::warn!(referral_id = %referral, error = %e, "the bucket of referral keys does not answer: opening with the key read before");
+                known
+            }
+        };
         self.fetched
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -474,7 +493,7 @@ pub async fn stored<E: baove_domain::event::StoredEvent>(
 
 /// `text` sealed as the string at `path` of `stream`:
 /// `sealed:<algorithm>:<key id>:<nonce>:<ciphertext>`.
-fn seal_text(key: &Key, stream: StreamId, path: &str, text: &str) -> String {
+pub(crate) fn seal_text(key: &Key, stream: StreamId, path: &str, text: &str) -> String {
     let sealed = key.seal(&associated_data(stream.as_bytes(), path), text.as_bytes());
     format!(
         "{SEALED_PREFIX}{}:{}:{}:{}",

@@ -11,8 +11,10 @@
 //! stores them in clear. casework makes the key when it records the
 //! request (the key is in the bucket's quorum before the request is
 //! appended) and purges it when the case's private text is erased; the
-//! referral service only reads it. Nothing is cached: every seal and open
-//! reads the bucket, so an erasure holds at once in every process.
+//! referral service only reads it. Every seal and open reads the bucket,
+//! so an erasure holds at once in every process; only while NATS does not
+//! answer does a process open with a key it read before
+//! ([`crate::private`]).
 //!
 //! Outside a cluster the bucket has one replica on the one NATS server;
 //! the services need NATS anyway to hand referrals to each other.
@@ -404,7 +406,16 @@ impl ReferralKeys {
     /// # Errors
     /// When the bucket cannot be read, or the key does not unwrap (another
     /// referral key file).
+    /// While this process is not connected to NATS it fails at once rather
+    /// than wait for NATS (a page of an inbox would otherwise wait once per
+    /// referral).
     pub async fn key(&self, referral: Uuid) -> Result<Option<Key>, String> {
+        let connected = self.bus.borrow().as_ref().is_some_and(|bus| {
+            bus.js.client().connection_state() == async_nats::connection::State::Connected
+        });
+        if !connected {
+            return Err("not connected to NATS".into());
+        }
         let Some(wrapped) = self.held(referral).await? else {
             return Ok(None);
         };
@@ -444,7 +455,7 @@ mod tests {
     use super::*;
 
     struct Kit {
-        _nats: baove_testkit::NatsServer,
+        nats: baove_testkit::NatsServer,
         _dir: tempfile::TempDir,
         js: async_nats::jetstream::Context,
         bus: watch::Receiver<Option<baove_bus::Bus>>,
@@ -466,7 +477,7 @@ mod tests {
             .open_tree(LOCAL_TREE)
             .unwrap();
         Kit {
-            _nats: nats,
+            nats,
             _dir: dir,
             js,
             bus,
@@ -578,5 +589,56 @@ mod tests {
         );
         // The erased key stays erased: its purge marker is back.
         assert!(kit.referral().key(erased).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn given_nats_gone_when_a_referral_is_read_then_a_key_read_before_still_opens_and_an_unread_one_is_unavailable()
+     {
+        let mut kit = kit().await;
+        let casework = kit.casework(kit.tree.clone());
+        let (read_before, never_read) = (Uuid::now_v7(), Uuid::now_v7());
+        let key = casework.for_sealing(read_before).await.unwrap();
+        let other = casework.for_sealing(never_read).await.unwrap();
+        let sealed = |key: &Key, id: Uuid| {
+            crate::private::seal_text(
+                key,
+                baove_eventlog::StreamId::from_uuid(id),
+                "reason",
+                "không đúng địa bàn",
+            )
+        };
+        let (mut a, mut b) = (sealed(&key, read_before), sealed(&other, never_read));
+        let private = crate::private::PrivateText::for_referrals(Arc::new(kit.referral()));
+        let mut first = a.clone();
+        private
+            .open_referral_strings(read_before, vec![("reason", &mut first)])
+            .await
+            .unwrap();
+        assert_eq!(first, "không đúng địa bàn");
+
+        kit.nats.kill();
+        private
+            .open_referral_strings(read_before, vec![("reason", &mut a)])
+            .await
+            .unwrap();
+        assert_eq!(a, "không đúng địa bàn");
+        let refused = private
+            .open_referral_strings(never_read, vec![("reason", &mut b)])
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+        assert!(b.starts_with("sealed:"), "nothing opened: {b}");
+        // Once the client knows it is disconnected, a read does not wait
+        // for NATS.
+        let keys = kit.referral();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let refused = keys.key(never_read).await.unwrap_err();
+            if refused == "not connected to NATS" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{refused}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
