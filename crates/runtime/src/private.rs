@@ -281,11 +281,7 @@ impl PrivateText {
         })?;
         self.fetch_referral_key(referrals, referral).await?;
         for (path, text) in strings {
-            if self.open_referral_string(referral, path, text).is_err() {
-                return Err(Status::data_loss(format!(
-                    "the sealed {path} of referral {referral} does not open with its key: altered, or sealed under another referral key"
-                )));
-            }
+            self.open_referral_string(referral, path, text)?;
         }
         Ok(())
     }
@@ -326,13 +322,18 @@ impl PrivateText {
     }
 
     /// Opens `text`, the string at `path` of an event of `referral` sealed
-    /// under the referral's key, with the key [`Self::ready`] read.
+    /// under the referral's key, with the key [`Self::ready`] read
+    /// ([`ERASED`] when that read found none).
+    ///
+    /// # Errors
+    /// DATA_LOSS when it does not open (altered, or sealed under another
+    /// referral key); UNAVAILABLE when the key was not read first.
     fn open_referral_string(
         &self,
         referral: Uuid,
         path: &str,
         text: &mut String,
-    ) -> Result<(), ()> {
+    ) -> Result<(), Status> {
         if !text.starts_with(SEALED_PREFIX) {
             return Ok(());
         }
@@ -340,13 +341,20 @@ impl PrivateText {
             .fetched
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Not read by `ready`: shown as nothing rather than risk an old
-        // key (an erasure since).
-        let key = fetched.get(&referral).cloned().flatten();
+        let Some(key) = fetched.get(&referral).cloned() else {
+            // Never read: not shown as erased, which it may not be.
+            return Err(Status::unavailable(format!(
+                "the data key of referral {referral} was not read before opening its {path}; read again"
+            )));
+        };
         match key.map(|key| open_text(&key, StreamId::from_uuid(referral), path, text)) {
             None | Some(Opened::OtherKey) => ERASED.clone_into(text),
             Some(Opened::Text(open)) => *text = open,
-            Some(Opened::Fails) => return Err(()),
+            Some(Opened::Fails) => {
+                return Err(Status::data_loss(format!(
+                    "the sealed {path} of referral {referral} does not open with its key: altered, or sealed under another referral key"
+                )));
+            }
         }
         Ok(())
     }
@@ -412,11 +420,11 @@ impl PrivateText {
             }
         }
         let referral = referral_of(stream, &payload);
-        let mut failed = None;
+        let mut failed: Option<Status> = None;
         if referral_sealed {
             for_each_referral_private(&envelope.event_type, &mut payload, &mut |path, text| {
-                if failed.is_none() && self.open_referral_string(referral, path, text).is_err() {
-                    failed = Some(path.to_owned());
+                if failed.is_none() {
+                    failed = self.open_referral_string(referral, path, text).err();
                 }
             });
         }
@@ -432,19 +440,22 @@ impl PrivateText {
                 && let Ok(mut inner) = serde_json::from_str::<Value>(detail)
             {
                 for_each_referral_private(&step, &mut inner, &mut |path, text| {
-                    if failed.is_none() && self.open_referral_string(referral, path, text).is_err()
-                    {
-                        failed = Some(format!("detail.{path}"));
+                    if failed.is_none() {
+                        // The path it was sealed at is the step's own.
+                        failed = self
+                            .open_referral_string(referral, path, text)
+                            .err()
+                            .map(|s| Status::new(s.code(), format!("detail: {}", s.message())));
                     }
                 });
                 *detail = inner.to_string();
             }
         }
-        if let Some(path) = failed {
-            return Err(Status::data_loss(format!(
-                "the sealed {path} of event {} of {stream} does not open with referral {referral}'s key: altered, or sealed under another referral key",
-                envelope.seq
-            )));
+        if let Some(status) = failed {
+            return Err(Status::new(
+                status.code(),
+                format!("event {} of {stream}: {}", envelope.seq, status.message()),
+            ));
         }
         envelope.payload = payload.to_string();
         Ok(())
@@ -720,5 +731,43 @@ mod tests {
             kit.private.open(&altered).unwrap_err().code(),
             tonic::Code::DataLoss
         );
+    }
+
+    #[test]
+    fn given_a_referral_string_whose_key_was_not_read_when_opened_then_unavailable_not_erased() {
+        let (_, bus) = tokio::sync::watch::channel(None);
+        let keys = crate::referral_keys::ReferralKeys::new(bus, 1, Key::generate(), false);
+        let private = PrivateText::for_referrals(Arc::new(keys));
+        let referral = Uuid::now_v7();
+        let key = Key::generate();
+        let sealed = seal_text(
+            &key,
+            StreamId::from_uuid(referral),
+            "reason",
+            "không đúng địa bàn",
+        );
+        let mut text = sealed.clone();
+        let status = private
+            .open_referral_string(referral, "reason", &mut text)
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert_eq!(text, sealed, "left as it was");
+        // Read, and found erased: erased.
+        private.fetched.lock().unwrap().insert(referral, None);
+        private
+            .open_referral_string(referral, "reason", &mut text)
+            .unwrap();
+        assert_eq!(text, ERASED);
+        // Read, found: opened, at the path it was sealed at only.
+        private.fetched.lock().unwrap().insert(referral, Some(key));
+        let mut text = sealed.clone();
+        let moved = private
+            .open_referral_string(referral, "outcome", &mut text)
+            .unwrap_err();
+        assert_eq!(moved.code(), tonic::Code::DataLoss);
+        private
+            .open_referral_string(referral, "reason", &mut text)
+            .unwrap();
+        assert_eq!(text, "không đúng địa bàn");
     }
 }
