@@ -351,7 +351,7 @@ impl Config {
     /// `BAOVE_HANDOVER_RETRY_SECS`, `BAOVE_CALENDAR_FILE`,
     /// `BAOVE_DEADLINE_WARN_SHARE`, `BAOVE_CLOCK_OFFSET_FILE`,
     /// `BAOVE_ADDR_FILE`, `BAOVE_METRICS_LISTEN`, `BAOVE_AUTH_PUBLIC_KEYS`,
-    /// `BAOVE_MASTER_KEY_FILE`, `BAOVE_REFERRAL_KEY_FILE`,
+    /// `BAOVE_MASTER_KEY_FILE`, `BAOVE_REFERRAL_KEY_FILE`, `BAOVE_ALERT_DELIVERY_FILE`,
     /// `BAOVE_CHECKPOINT_SECS`, `BAOVE_LOG_ORIGIN`, `BAOVE_LOG_FORMAT`,
     /// `BAOVE_OTLP_ENDPOINT`,
     /// `BAOVE_CHECKPOINT_KEY_FILE`, `BAOVE_NATS_USER`, `BAOVE_NATS_PASSWORD_FILE`,
@@ -882,5 +882,49 @@ mod tests {
         let f = file("listen = \"127.0.0.1:1\"\nlisten_port = 3\n");
         let err = Config::load_with(Some(f.path()), |_| None).unwrap_err();
         assert!(err.to_string().contains("listen_port"), "{err}");
+    }
+
+    /// Each key is written in several places (this file's structs, the
+    /// environment, `load`'s list of variables, the README's table): a key
+    /// missing from one of them fails here, named.
+    #[test]
+    fn every_key_has_its_variable_in_load_and_its_docs_and_a_readme_row() {
+        let source = include_str!("config.rs");
+        let readme = include_str!("../../../README.md");
+        let partial = source
+            .split("struct Partial {")
+            .nth(1)
+            .and_then(|rest| rest.split("\n}").next())
+            .unwrap();
+        let keys: Vec<&str> = partial
+            .lines()
+            .filter_map(|line| line.trim().split_once(':'))
+            .map(|(key, _)| key.trim())
+            .collect();
+        assert!(keys.len() > 30, "{keys:?}");
+        let load_docs = source
+            .split("/// Loads `file` (if given)")
+            .nth(1)
+            .and_then(|rest| rest.split("pub fn load(").next())
+            .unwrap();
+        let mut missing = Vec::new();
+        for key in keys {
+            let variable = format!("BAOVE_{}", key.to_uppercase());
+            // Read as env("BAOVE_X") or number(&env, "BAOVE_X", ...).
+            if !source.contains(&format!("\"{variable}\"")) {
+                missing.push(format!("{key}: {variable} is not read"));
+            }
+            if !load_docs.contains(&format!("`{variable}`")) {
+                missing.push(format!(
+                    "{key}: {variable} is not in load's list of variables"
+                ));
+            }
+            if !readme.contains(&format!("| `{key}` | `{variable}` |")) {
+                missing.push(format!(
+                    "{key}: the README's configuration table has no row for it"
+                ));
+            }
+        }
+        assert!(missing.is_empty(), "{missing:#?}");
     }
 }
