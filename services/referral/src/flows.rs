@@ -35,11 +35,25 @@ pub struct Offer {
 
 impl Handler for Offer {
     async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
-        let Ok(CaseEvent::ReferralRequested(ReferralRequested {
+        // casework's signed checkpoints travel on its stream too.
+        if baove_runtime::access::is_record_stream(&event) {
+            return Ok(());
+        }
+        // A request that does not decode (a newer schema, a damaged
+        // payload) is set aside and counted, never acknowledged as if
+        // offered: a child's referral would be lost without a word.
+        let decoded = CaseEvent::decode(&event.event_type, event.schema_version, &event.payload)
+            .map_err(|e| {
+                HandleError::Reject(format!(
+                    "case event {} ({} v{}) does not decode: {e}; the referral it requests is not offered",
+                    event.event_id, event.event_type, event.schema_version
+                ))
+            })?;
+        let CaseEvent::ReferralRequested(ReferralRequested {
             referral_id,
             from_unit_id,
             request,
-        })) = CaseEvent::decode(&event.event_type, event.schema_version, &event.payload)
+        }) = decoded
         else {
             return Ok(());
         };
@@ -200,5 +214,65 @@ impl Handler for Alerts {
             .await
             .map_err(HandleError::Retry)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use baove_domain::reference::Directory;
+    use baove_eventlog::NewEvent;
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// A `ReferralRequested` stored at `version` with `payload`, read back
+    /// from a real log as the consumer gets it.
+    async fn stored_request(log: &EventLog, version: u32, payload: &serde_json::Value) -> Envelope {
+        let stream = StreamId::from_uuid(Uuid::now_v7());
+        log.append(AppendRequest {
+            stream,
+            expected: ExpectedVersion::Any,
+            command_id: Uuid::now_v7().to_string(),
+            actor: Actor::system("casework"),
+            causation_id: String::new(),
+            correlation_id: String::new(),
+            events: vec![NewEvent::new("ReferralRequested", version, payload).unwrap()],
+            publish: false,
+        })
+        .await
+        .unwrap();
+        log.read_stream(stream, 1, 1).await.unwrap().remove(0)
+    }
+
+    #[tokio::test]
+    async fn given_a_request_that_does_not_decode_when_offered_then_it_is_set_aside_not_acknowledged()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).await.unwrap();
+        let offer = Offer {
+            log: log.clone(),
+            referrals: Referrals::new(
+                Directory::parse(r#"{"units":[]}"#, r#"{"agencies":[]}"#).unwrap(),
+            ),
+            calendar: Arc::new(
+                Calendar::parse(include_str!("../../../deploy/calendar/vietnam.json")).unwrap(),
+            ),
+            clock: Arc::new(|| 0),
+        };
+        // A schema version this build does not know, and a payload that is
+        // no request.
+        for (version, payload) in [
+            (9, serde_json::json!({"referral_id": Uuid::now_v7()})),
+            (1, serde_json::json!({"not": "a request"})),
+        ] {
+            let event = stored_request(&log, version, &payload).await;
+            let answer = offer.handle(event).await;
+            assert!(
+                matches!(&answer, Err(HandleError::Reject(m)) if m.contains("does not decode")),
+                "{answer:?}"
+            );
+        }
     }
 }
