@@ -31,6 +31,10 @@
 //! cluster, the bucket `BAOVE_CASE_KEYS`) and opened for readers; an
 //! erasure at intake (`ConfidentialErased`, consumer `casework-erasures`,
 //! `cases::EraseText`) destroys the key and records `PrivateTextErased`.
+//! A referral's reason is sealed under the referral's own key, shared with
+//! the referral service (`baove_runtime::referral_keys`: bucket
+//! `BAOVE_REFERRAL_KEYS`, a copy in the `referral-keys` side tree), and
+//! the erasure destroys the keys of the case's referrals first.
 //!
 //! Referrals: `RequestReferral` records the request on the case (consent
 //! checked); the referral service offers it; each step it publishes comes
