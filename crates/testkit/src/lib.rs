@@ -10,9 +10,12 @@
 //! - [`lasting_port`]: one outside the system's ephemeral range, for a
 //!   server a test kills and starts again on the same port.
 //! - [`wait_for_port`]: wait until something accepts TCP connections.
+//! - [`fixtures`]: the directory and callers of the scope rules' unit
+//!   tests.
 //! - [`smtp::SmtpSink`]: a small SMTP server that keeps what it is sent
 //!   (alert e-mail in tests).
 
+pub mod fixtures;
 pub mod smtp;
 
 use std::io::{BufRead, BufReader};

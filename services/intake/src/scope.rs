@@ -82,22 +82,12 @@ mod tests {
     use super::*;
     use crate::view::Confidentiality;
     use baove_domain::intake::IntakeEvent;
+    use baove_testkit::fixtures::caller;
 
     const WARD: &str = "vn:31135";
 
     fn directory() -> Directory {
-        Directory::parse(
-            r#"{"units":[
-              {"id":"vn:92","kind":"city","parent":null,"names":[{"name":"Thành phố Cần Thơ","valid_from":"2025-07-01","valid_to":null}]},
-              {"id":"vn:31135","kind":"ward","parent":"vn:92","names":[{"name":"Phường Ninh Kiều","valid_from":"2025-07-01","valid_to":null}]},
-              {"id":"vn:31120","kind":"ward","parent":"vn:92","names":[{"name":"Phường Cái Khế","valid_from":"2025-07-01","valid_to":null}]},
-              {"id":"vn:01","kind":"city","parent":null,"names":[{"name":"Thành phố Hà Nội","valid_from":"2025-07-01","valid_to":null}]}
-            ]}"#,
-            r#"{"agencies":[]}"#,
-        )
-        .unwrap()
-        .with_aliases(r#"{"units":{"vn-ct.p-ninh-kieu":"vn:31135"},"agencies":{}}"#)
-        .unwrap()
+        baove_testkit::fixtures::directory()
     }
 
     /// A hotline report of the stored fixture (incident in the seed's id of
@@ -124,16 +114,6 @@ mod tests {
                 role: "hotline_operator".into(),
                 agency_id: HOTLINE_AGENCY.into(),
             },
-        }
-    }
-
-    fn caller(user: &str, role: Role, agency: &str, units: &[&str]) -> Caller {
-        Caller {
-            user_id: user.into(),
-            role,
-            agency_id: agency.into(),
-            units: units.iter().map(|u| (*u).to_owned()).collect(),
-            purpose: String::new(),
         }
     }
 

@@ -85,33 +85,11 @@ mod tests {
     const WARD: &str = "vn:31135";
 
     fn directory() -> Directory {
-        Directory::parse(
-            r#"{"units":[
-              {"id":"vn:92","kind":"city","parent":null,"names":[{"name":"Thành phố Cần Thơ","valid_from":"2025-07-01","valid_to":null}]},
-              {"id":"vn:31135","kind":"ward","parent":"vn:92","names":[{"name":"Phường Ninh Kiều","valid_from":"2025-07-01","valid_to":null}]},
-              {"id":"vn:31120","kind":"ward","parent":"vn:92","names":[{"name":"Phường Cái Khế","valid_from":"2025-07-01","valid_to":null}]},
-              {"id":"vn:01","kind":"city","parent":null,"names":[{"name":"Thành phố Hà Nội","valid_from":"2025-07-01","valid_to":null}]}
-            ]}"#,
-            r#"{"agencies":[
-              {"id":"vn:31135/cong-an","kind":"police","unit":"vn:31135","names":[{"name":"Công an phường Ninh Kiều","valid_from":"2025-07-01","valid_to":null}]},
-              {"id":"vn:92/cong-an","kind":"police","unit":"vn:92","names":[{"name":"Công an thành phố Cần Thơ","valid_from":null,"valid_to":null}]}
-            ]}"#,
-        )
-        .unwrap()
-        .with_aliases(
-            r#"{"units":{"vn-ct.p-ninh-kieu":"vn:31135"},"agencies":{"ct.ca-p-ninh-kieu":"vn:31135/cong-an"}}"#,
-        )
-        .unwrap()
+        baove_testkit::fixtures::directory()
     }
 
     fn caller(role: Role, agency: &str, units: &[&str]) -> Caller {
-        Caller {
-            user_id: "u".into(),
-            role,
-            agency_id: agency.into(),
-            units: units.iter().map(|u| (*u).to_owned()).collect(),
-            purpose: String::new(),
-        }
+        baove_testkit::fixtures::caller("u", role, agency, units)
     }
 
     fn referral(to: &str, from: &str) -> ReferralState {
