@@ -61,9 +61,13 @@ pub const MISSING_FOR: Duration = Duration::from_secs(60);
 ///
 /// Contract: return `Ok` only once the effect is durable (for example an
 /// append to the receiver's own log has returned). The handler may be called
-/// again for the same event if the process dies between its return and the
-/// inbox record; appends it makes should therefore use the incoming event id
-/// as (part of) their command id, which makes them idempotent.
+/// again for the same event if the process dies before the inbox record is
+/// durable (it is written without a flush of its own and made durable by
+/// the log's next append, [`EventLog::record_applied`]); appends it makes
+/// must therefore use the incoming event id as (part of) their command id,
+/// which makes them idempotent, and anything else it does must be safe to
+/// repeat (an alert is published under the event's id, which JetStream
+/// deduplicates).
 pub trait Handler: Send + Sync + 'static {
     /// Applies `event`.
     fn handle(&self, event: Envelope) -> impl Future<Output = Result<(), HandleError>> + Send;

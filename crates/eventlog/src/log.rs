@@ -190,6 +190,8 @@ struct Inner {
     gate: std::sync::OnceLock<AckGate>,
     /// Set while a standby: the active's address; appends are refused.
     read_only: Mutex<Option<String>>,
+    /// Flushes made so far ([`EventLog::syncs`]).
+    syncs: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What an append waits for besides the local disk, once set
@@ -253,7 +255,7 @@ impl EventLog {
                 .await
                 .map_err(|e| Error::Storage(format!("open task failed: {e}")))??
         };
-        let (trees, jobs, committed, writer) = opened;
+        let (trees, jobs, committed, writer, syncs) = opened;
         Ok(Self {
             inner: Arc::new(Inner {
                 trees,
@@ -263,8 +265,17 @@ impl EventLog {
                 path,
                 gate: std::sync::OnceLock::new(),
                 read_only: Mutex::new(None),
+                syncs,
             }),
         })
+    }
+
+    /// How many times this handle's log was made durable (one sled flush
+    /// and one fdatasync each) since it was opened: each group commit
+    /// that appended, and the final one at close.
+    #[must_use]
+    pub fn syncs(&self) -> u64 {
+        self.inner.syncs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The directory the log lives in.
@@ -789,8 +800,14 @@ impl EventLog {
         self.blocking(move |t| Ok(t.inbox.contains_key(key)?)).await
     }
 
-    /// Durably records that `consumer` applied `message_id`, so that a
-    /// redelivery is recognised (shares the group commit with appends).
+    /// Records that `consumer` applied `message_id`, so that a redelivery
+    /// is recognised. Answered once written, without a flush of its own:
+    /// the record is durable with the next group that appends (any later
+    /// acknowledged append of this log) or the close. A crash before that
+    /// loses only the record, so the message is applied again, and a
+    /// consumer's handler must be idempotent anyway (it appends under the
+    /// message's id as its command id, `baove_bus::Handler`); one device
+    /// wait per consumed message would cost every hand-over a second one.
     ///
     /// # Errors
     /// [`Error::Storage`] or [`Error::Closed`].

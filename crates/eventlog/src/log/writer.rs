@@ -3,6 +3,7 @@
 //! per batch of groups).
 
 use super::*;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub(super) enum Job {
     Append(Box<AppendRequest>, oneshot::Sender<Result<Appended, Error>>),
@@ -39,6 +40,7 @@ pub(super) type Opened = (
     mpsc::Sender<Job>,
     watch::Receiver<u64>,
     JoinHandle<()>,
+    Arc<AtomicU64>,
 );
 
 pub(super) fn open_blocking(path: &Path, options: Options) -> Result<Opened, Error> {
@@ -60,11 +62,13 @@ pub(super) fn open_blocking(path: &Path, options: Options) -> Result<Opened, Err
     let (committed_tx, committed) = watch::channel(last);
     let failed = Arc::new(Mutex::new(None));
     let (to_syncer, from_writer) = std::sync::mpsc::channel();
+    let syncs = Arc::new(AtomicU64::new(0));
     let mut syncer = Syncer {
         db: trees.db.clone(),
         data_file,
         committed: committed_tx,
         failed: failed.clone(),
+        syncs: syncs.clone(),
         name: options.name,
     };
     let syncer = std::thread::Builder::new()
@@ -88,7 +92,7 @@ pub(super) fn open_blocking(path: &Path, options: Options) -> Result<Opened, Err
             drop(writer);
             let _ = syncer.join();
         })?;
-    Ok((trees, jobs, committed, handle))
+    Ok((trees, jobs, committed, handle, syncs))
 }
 
 /// The write path, in two threads so that deciding and writing the next
@@ -126,6 +130,8 @@ pub(super) struct Syncer {
     data_file: File,
     committed: watch::Sender<u64>,
     failed: Arc<Mutex<Option<String>>>,
+    /// How many flushes (sled flush + fdatasync) it made.
+    syncs: Arc<AtomicU64>,
     /// The metrics' `log` label.
     name: &'static str,
 }
@@ -206,6 +212,7 @@ impl Syncer {
         let started = std::time::Instant::now();
         self.db.flush().map_err(|e| e.to_string())?;
         self.data_file.sync_data().map_err(|e| e.to_string())?;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         metrics::histogram!(SYNC_SECONDS, "log" => self.name).record(started.elapsed());
         Ok(())
     }
@@ -251,6 +258,7 @@ impl Writer {
             }
             let mut group = Group::default();
             let mut done = Vec::with_capacity(jobs.len());
+            let mut written = Vec::new();
             for job in jobs {
                 match job {
                     Job::Append(request, reply) => {
@@ -261,22 +269,24 @@ impl Writer {
                         let result = self.decide_import(&envelopes, &mut group);
                         done.push(Done::Record(reply, result));
                     }
-                    Job::RecordApplied { key, reply } => {
-                        let result = self.refuse_if_failed();
-                        if result.is_ok() {
+                    // Answered once written, without waiting for the
+                    // flush (see `EventLog::record_applied`).
+                    Job::RecordApplied { key, reply } => match self.refuse_if_failed() {
+                        Ok(()) => {
                             group.inbox.push(key);
+                            written.push(reply);
                         }
-                        done.push(Done::Record(reply, result));
-                    }
+                        Err(e) => done.push(Done::Record(reply, Err(e))),
+                    },
                     // Jobs after a Close in the same group are answered
                     // too; later ones find the channel closed.
                     Job::Close(reply) => close = Some(reply),
                 }
             }
-            let wrote = !group.is_empty();
             #[allow(clippy::cast_precision_loss)]
-            metrics::histogram!(GROUP_SIZE, "log" => self.name).record(done.len() as f64);
-            if wrote {
+            metrics::histogram!(GROUP_SIZE, "log" => self.name)
+                .record((done.len() + written.len()) as f64);
+            if !group.is_empty() {
                 match self.commit(&group) {
                     Ok(()) => {
                         self.next_position += group.events.len() as u64;
@@ -287,9 +297,15 @@ impl Writer {
                     Err(e) => set_failure(&self.failed, &e),
                 }
             }
+            // Inbox records are answered here, once in sled; they become
+            // durable with the next flush, which only a group with events
+            // (or the close) asks for.
+            for reply in written {
+                let _ = reply.send(self.refuse_if_failed());
+            }
             let batch = Batch {
                 done,
-                wrote,
+                wrote: !group.events.is_empty(),
                 last_position: self.next_position - 1,
                 close: close.take(),
             };

@@ -258,6 +258,41 @@ async fn given_published_appends_then_the_outbox_holds_them_in_order_until_done(
 }
 
 #[tokio::test]
+async fn given_consumed_messages_when_recorded_as_applied_then_no_flush_is_made_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    let stream = StreamId::new();
+    log.append(request(stream, ExpectedVersion::NoStream, "c1", 1))
+        .await
+        .unwrap();
+    let before = log.syncs();
+    assert!(before >= 1, "an acknowledged append was flushed");
+    for i in 0..50 {
+        log.record_applied("casework", &format!("m{i}"))
+            .await
+            .unwrap();
+    }
+    // A consumer's inbox record rides on the next flush: one device wait
+    // per consumed message would double the cost of every hand-over.
+    assert_eq!(
+        log.syncs(),
+        before,
+        "inbox records made flushes of their own"
+    );
+    assert!(log.is_applied("casework", "m49").await.unwrap());
+    log.append(request(stream, ExpectedVersion::Exact(1), "c2", 1))
+        .await
+        .unwrap();
+    assert_eq!(log.syncs(), before + 1);
+    log.close().await.unwrap();
+    drop(log);
+    let log = EventLog::open(dir.path()).await.unwrap();
+    for i in 0..50 {
+        assert!(log.is_applied("casework", &format!("m{i}")).await.unwrap());
+    }
+}
+
+#[tokio::test]
 async fn given_a_closed_log_when_appending_then_closed() {
     let dir = tempfile::tempdir().unwrap();
     let log = EventLog::open(dir.path()).await.unwrap();

@@ -1,6 +1,8 @@
 //! Kill -9 a process that appends in a loop; every append it acknowledged
 //! must be there after reopening, the chains must verify, and appends must
-//! go on.
+//! go on. Before each append the writer records a consumed message as
+//! applied (answered without a flush of its own): every record made before
+//! an acknowledged append must be there too.
 //!
 //! The child is this same test binary, re-run with `BAOVE_CRASH_CHILD` set
 //! to the log directory: the test function then acts as the writer.
@@ -17,6 +19,8 @@ use crate::request;
 const CHILD_ENV: &str = "BAOVE_CRASH_CHILD";
 const TEST_NAME: &str = "crash::acknowledged_appends_survive_sigkill";
 const WRITERS: usize = 4;
+/// The consumer name of the child's inbox records.
+const INBOX: &str = "crash";
 
 #[test]
 fn acknowledged_appends_survive_sigkill() {
@@ -70,6 +74,12 @@ fn acknowledged_appends_survive_sigkill() {
                     Some((*seq, hash.clone())),
                     "round {round}: acknowledged {stream}/{seq} lost"
                 );
+                assert!(
+                    log.is_applied(INBOX, &format!("{stream}/{seq}"))
+                        .await
+                        .unwrap(),
+                    "round {round}: the inbox record made before {stream}/{seq} was acknowledged is lost"
+                );
             }
             let streams: std::collections::HashSet<StreamId> = acked.keys().map(|k| k.0).collect();
             for stream in streams {
@@ -118,6 +128,11 @@ fn child(dir: &str) {
                 let stream = StreamId::new();
                 let mut version = 0;
                 loop {
+                    // Recorded before the append that follows it: durable
+                    // once that append is.
+                    log.record_applied(INBOX, &format!("{stream}/{}", version + 1))
+                        .await
+                        .unwrap();
                     let command = format!("{stream}-{w}-{version}");
                     let a = log
                         .append(request(
