@@ -69,6 +69,19 @@ pub const MISSING_FOR: Duration = Duration::from_secs(60);
 /// repeat (an alert is published under the event's id, which JetStream
 /// deduplicates).
 pub trait Handler: Send + Sync + 'static {
+    /// Whether events of `event_type` (the last token of the message's
+    /// subject) can matter to this handler; by default all. A message of
+    /// a type it does not want is acknowledged as it arrives: not decoded,
+    /// not handed to [`Handler::handle`] or [`Handler::redelivered`], and
+    /// not recorded in the inbox. On NATS 2.9 a consumer has one filter
+    /// subject, so a handler that needs a few types of a stream reads all
+    /// of it; this keeps the others from costing a decode and an inbox
+    /// write each.
+    fn wants(&self, event_type: &str) -> bool {
+        let _ = event_type;
+        true
+    }
+
     /// Applies `event`.
     fn handle(&self, event: Envelope) -> impl Future<Output = Result<(), HandleError>> + Send;
 
@@ -93,7 +106,8 @@ pub fn consumer_part(durable: &str) -> String {
 }
 
 /// Reads `spec`'s stream through a durable pull consumer until `cancel`
-/// fires. For each message: skip (and ack) if `log`'s inbox has it; else
+/// fires. For each message: ack it at once if the handler does not want
+/// its type ([`Handler::wants`]); skip (and ack) if `log`'s inbox has it; else
 /// call the handler; on `Ok` record it in the inbox (durably) and ack; on
 /// `Retry` call it again with backoff, before any later message; on
 /// `Reject` or an undecodable message, park it ([`EventLog::park`]: kept
@@ -205,6 +219,16 @@ async fn consume<H: Handler>(
                     subject = %clip(&message.subject, 200),
                     correlation_id = %clip(&correlation, 100)
                 );
+                // The subject is `<prefix>.<event type>` (publish.rs).
+                let unwanted = message
+                    .subject
+                    .strip_prefix(spec.stream.prefix)
+                    .and_then(|rest| rest.strip_prefix('.'))
+                    .is_some_and(|event_type| !handler.wants(event_type));
+                if unwanted {
+                    ack(&message, AckKind::Ack).await;
+                    continue;
+                }
                 tracing::Instrument::instrument(
                     apply(
                         log,

@@ -130,7 +130,15 @@ pub struct Alerts {
     pub directory: std::sync::Arc<baove_domain::reference::Directory>,
 }
 
+/// The case events that make an alert; every other event of casework's
+/// stream is acknowledged unread ([`Handler::wants`]).
+pub const ALERTING: &[&str] = &["DeadlineWarned", "DeadlineMissed"];
+
 impl Handler for Alerts {
+    fn wants(&self, event_type: &str) -> bool {
+        ALERTING.contains(&event_type)
+    }
+
     async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
         let (kind, due_at_ms, missed) =
             match CaseEvent::decode(&event.event_type, event.schema_version, &event.payload) {
@@ -160,5 +168,19 @@ impl Handler for Alerts {
             .await
             .map_err(HandleError::Retry)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use baove_domain::event::StoredEvent;
+
+    use super::*;
+
+    #[test]
+    fn the_alerting_events_are_case_events_casework_stores() {
+        for name in ALERTING {
+            assert!(CaseEvent::EVENT_TYPES.contains(name), "{name}");
+        }
     }
 }

@@ -33,7 +33,24 @@ pub struct HandOver {
     pub view: Arc<View>,
 }
 
+/// The case events that tell intake something: where a report went, a
+/// case's status, and the referrals that let an agency read a report.
+/// Every other case event (deadlines, steps, notes, checkpoints) is
+/// acknowledged unread ([`Handler::wants`]).
+pub const WANTED: &[&str] = &[
+    "CaseOpened",
+    "IntakeAttached",
+    "CaseClosed",
+    "CaseReopened",
+    "ReferralRequested",
+    "ReferralStepRecorded",
+];
+
 impl Handler for HandOver {
+    fn wants(&self, event_type: &str) -> bool {
+        WANTED.contains(&event_type)
+    }
+
     async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
         // Only the events that name an intake matter here; casework has
         // many others, and its signed checkpoints travel on its stream too.
@@ -357,6 +374,14 @@ mod tests {
         }
         let newer = stored(&log, "SomethingCaseworkAddsLater", 1, &payload).await;
         assert!(hand_over.handle(newer).await.is_ok());
+    }
+
+    #[test]
+    fn every_case_event_intake_wants_is_one_casework_stores() {
+        use baove_domain::event::StoredEvent;
+        for name in WANTED {
+            assert!(CaseEvent::EVENT_TYPES.contains(name), "{name}");
+        }
     }
 
     #[test]

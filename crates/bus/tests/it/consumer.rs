@@ -302,3 +302,107 @@ async fn given_an_event_naming_a_record_not_held_yet_then_it_waits_for_it_in_ord
     consumer.await.unwrap();
     relay.await.unwrap();
 }
+
+/// Wants only events of type `Tested`; copies them as [`Copy`] does.
+#[derive(Clone)]
+struct OnlyTested(Copy);
+
+impl Handler for OnlyTested {
+    fn wants(&self, event_type: &str) -> bool {
+        event_type == "Tested"
+    }
+
+    async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
+        self.0.handle(event).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_type_the_handler_does_not_want_then_it_is_acked_unread_and_not_recorded() {
+    let nats = NatsServer::start().unwrap();
+    let cancel = CancellationToken::new();
+    let js = async_nats::jetstream::new(
+        baove_bus::connect(&nats.url(), "t", &cancel, None)
+            .await
+            .unwrap(),
+    );
+    ensure_stream(&js, TEST, 1).await.unwrap();
+    let sender_dir = tempfile::tempdir().unwrap();
+    let sender = EventLog::open(sender_dir.path()).await.unwrap();
+    let relay = tokio::spawn(OutboxRelay::new(sender.clone(), bus(&js), TEST).run(cancel.clone()));
+    append(&sender, "first", 1).await;
+    sender
+        .append(AppendRequest {
+            stream: StreamId::new(),
+            expected: ExpectedVersion::NoStream,
+            command_id: "other".into(),
+            actor: Actor::system("test"),
+            causation_id: String::new(),
+            correlation_id: "other".into(),
+            events: vec![
+                NewEvent::new("Other", 1, &serde_json::json!({ "tag": "other" })).unwrap(),
+            ],
+            publish: true,
+        })
+        .await
+        .unwrap();
+    append(&sender, "last", 1).await;
+    let other = sender.read_all(2, 1).await.unwrap().remove(0);
+    assert_eq!(other.event_type, "Other");
+
+    let receiver_dir = tempfile::tempdir().unwrap();
+    let receiver = EventLog::open(receiver_dir.path()).await.unwrap();
+    let handler = OnlyTested(Copy {
+        log: receiver.clone(),
+        calls: Arc::default(),
+    });
+    let consumer = tokio::spawn(run_consumer(
+        bus(&js),
+        receiver.clone(),
+        ConsumerSpec {
+            stream: TEST,
+            durable: "receiver".into(),
+            filter_subject: String::new(),
+        },
+        handler.clone(),
+        cancel.child_token(),
+    ));
+    wait_for(&receiver, 2).await;
+    let received = receiver.read_all(1, 10).await.unwrap();
+    assert_eq!(received.len(), 2);
+    assert!(received[0].payload.contains(r#""tag":"first""#));
+    assert!(received[1].payload.contains(r#""tag":"last""#));
+    let calls = handler.0.calls.lock().unwrap().clone();
+    assert!(!calls.contains(&other.event_id), "{calls:?}");
+    assert!(
+        !receiver
+            .is_applied("receiver", &other.event_id.to_string())
+            .await
+            .unwrap(),
+        "an unwanted message takes no inbox record"
+    );
+    // And it was acknowledged, not left to be delivered again.
+    let mut consumer_info = js
+        .get_stream(TEST.name)
+        .await
+        .unwrap()
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("receiver")
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = consumer_info.info().await.unwrap();
+        if info.ack_floor.stream_sequence == 3 && info.num_ack_pending == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not all acknowledged: {:?}",
+            info.ack_floor
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cancel.cancel();
+    consumer.await.unwrap();
+    relay.await.unwrap();
+}
