@@ -28,8 +28,11 @@ use uuid::Uuid;
 use crate::envelope::{Actor, ChainHash, Envelope, MAX_FIELD_BYTES, NewEvent, StreamId};
 use crate::{Error, layout};
 
+mod recent;
 mod trees;
 mod writer;
+
+use recent::Recent;
 
 pub(crate) use trees::Trees;
 pub(crate) use writer::open_retrying_lock;
@@ -192,6 +195,8 @@ struct Inner {
     read_only: Mutex<Option<String>>,
     /// Flushes made so far ([`EventLog::syncs`]).
     syncs: Arc<std::sync::atomic::AtomicU64>,
+    /// The newest events written, decoded (`log/recent.rs`).
+    recent: Arc<Mutex<Recent>>,
 }
 
 /// What an append waits for besides the local disk, once set
@@ -255,7 +260,7 @@ impl EventLog {
                 .await
                 .map_err(|e| Error::Storage(format!("open task failed: {e}")))??
         };
-        let (trees, jobs, committed, writer, syncs) = opened;
+        let (trees, jobs, committed, writer, syncs, recent) = opened;
         Ok(Self {
             inner: Arc::new(Inner {
                 trees,
@@ -266,6 +271,7 @@ impl EventLog {
                 gate: std::sync::OnceLock::new(),
                 read_only: Mutex::new(None),
                 syncs,
+                recent,
             }),
         })
     }
@@ -480,8 +486,20 @@ impl EventLog {
     /// # Errors
     /// [`Error::Storage`] or [`Error::Corrupt`].
     pub async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<Envelope>, Error> {
+        // A follower of the tail gets the events the writer just wrote as
+        // they were written, without reading them back from sled.
+        if let Some(events) = self.recent().read(from_position, limit) {
+            return Ok(events);
+        }
         self.blocking(move |t| t.read_all(from_position, limit))
             .await
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.inner
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Up to `limit` stream heads in stream-id order, after `after` (for
@@ -617,7 +635,26 @@ impl EventLog {
     /// # Errors
     /// [`Error::Storage`] or [`Error::Corrupt`].
     pub async fn outbox(&self, limit: usize) -> Result<Vec<Envelope>, Error> {
-        self.blocking(move |t| t.outbox(limit)).await
+        let recent = self.inner.recent.clone();
+        self.blocking(move |t| {
+            // The outbox's keys are positions: the newest events come from
+            // memory (`log/recent.rs`), older ones from sled.
+            let mut events = Vec::new();
+            for item in t.outbox.iter().take(limit) {
+                let (key, pointer) = item?;
+                let position = layout::decode_u64(&key)?;
+                let held = recent
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .at(position);
+                match held {
+                    Some(event) => events.push(event),
+                    None => events.push(t.event_at(&pointer)?),
+                }
+            }
+            Ok(events)
+        })
+        .await
     }
 
     /// Up to `limit` events of the outbox that may leave for other

@@ -161,14 +161,6 @@ impl Trees {
         Ok(())
     }
 
-    pub(crate) fn outbox(&self, limit: usize) -> Result<Vec<Envelope>, Error> {
-        self.outbox
-            .iter()
-            .take(limit)
-            .map(|item| self.event_at(&item?.1))
-            .collect()
-    }
-
     pub(crate) fn verify(&self, stream: StreamId) -> Result<Verification, Error> {
         let broken = |first_bad_seq, reason: String| {
             Ok(Verification::Broken {

@@ -41,6 +41,7 @@ pub(super) type Opened = (
     watch::Receiver<u64>,
     JoinHandle<()>,
     Arc<AtomicU64>,
+    Arc<Mutex<Recent>>,
 );
 
 pub(super) fn open_blocking(path: &Path, options: Options) -> Result<Opened, Error> {
@@ -63,6 +64,7 @@ pub(super) fn open_blocking(path: &Path, options: Options) -> Result<Opened, Err
     let failed = Arc::new(Mutex::new(None));
     let (to_syncer, from_writer) = std::sync::mpsc::channel();
     let syncs = Arc::new(AtomicU64::new(0));
+    let recent = Arc::new(Mutex::new(Recent::default()));
     let mut syncer = Syncer {
         db: trees.db.clone(),
         data_file,
@@ -80,6 +82,7 @@ pub(super) fn open_blocking(path: &Path, options: Options) -> Result<Opened, Err
         next_position: last + 1,
         failed,
         to_syncer,
+        recent: recent.clone(),
         name: options.name,
     };
     let handle = std::thread::Builder::new()
@@ -92,7 +95,7 @@ pub(super) fn open_blocking(path: &Path, options: Options) -> Result<Opened, Err
             drop(writer);
             let _ = syncer.join();
         })?;
-    Ok((trees, jobs, committed, handle, syncs))
+    Ok((trees, jobs, committed, handle, syncs, recent))
 }
 
 /// The write path, in two threads so that deciding and writing the next
@@ -111,6 +114,8 @@ pub(super) struct Writer {
     next_position: u64,
     failed: Arc<Mutex<Option<String>>>,
     to_syncer: std::sync::mpsc::Sender<Batch>,
+    /// The newest events written, for the tail's readers.
+    recent: Arc<Mutex<Recent>>,
     /// The metrics' `log` label.
     name: &'static str,
 }
@@ -232,6 +237,8 @@ pub(super) enum Done {
 pub(super) struct Group {
     /// (`events` key, envelope bytes, global position, publish)
     events: Vec<([u8; 24], Vec<u8>, u64, bool)>,
+    /// The same events, decoded, in the same order.
+    envelopes: Vec<Envelope>,
     heads: HashMap<StreamId, (u64, ChainHash)>,
     commands: HashMap<String, Appended>,
     inbox: Vec<Vec<u8>>,
@@ -290,6 +297,12 @@ impl Writer {
                 match self.commit(&group) {
                     Ok(()) => {
                         self.next_position += group.events.len() as u64;
+                        // Before the syncer moves the commit watch: a
+                        // follower woken for a position finds it here.
+                        self.recent
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .extend(std::mem::take(&mut group.envelopes));
                         metrics::counter!(APPENDED, "log" => self.name)
                             .increment(group.events.len() as u64);
                     }
@@ -464,6 +477,7 @@ impl Writer {
             ));
         }
         group.events.extend(rows);
+        group.envelopes.extend(envelopes.iter().cloned());
         group.heads.extend(heads);
         group.commands.extend(commands);
         Ok(())
@@ -518,6 +532,7 @@ impl Writer {
         let recorded_at_ms = (self.clock)();
         let first_position = self.next_position + group.events.len() as u64;
         let mut rows = Vec::with_capacity(request.events.len());
+        let mut decoded = Vec::with_capacity(request.events.len());
         for (i, event) in (0u64..).zip(&request.events) {
             let mut envelope = Envelope {
                 event_id: Uuid::now_v7(),
@@ -543,6 +558,7 @@ impl Writer {
                 envelope.global_position,
                 request.publish,
             ));
+            decoded.push(envelope);
         }
         let count = rows.len() as u64;
         let appended = Appended {
@@ -555,6 +571,7 @@ impl Writer {
             replayed: false,
         };
         group.events.extend(rows);
+        group.envelopes.extend(decoded);
         group
             .heads
             .insert(request.stream, (appended.last_seq, prev));
