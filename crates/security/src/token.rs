@@ -18,7 +18,9 @@
 //! private key without the optional public key, which OpenSSL 3 and
 //! Python's `cryptography` read. Both v1 and v2 files are read.)
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
@@ -372,6 +374,21 @@ impl Issuer {
     }
 }
 
+/// The time rules the JWT crate applies (with [`LEEWAY_SECS`]), for a
+/// token remembered as verified: it expires as it would have.
+fn check_time(claims: Claims, now: u64) -> Result<Claims, TokenError> {
+    if claims.exp < now.saturating_sub(LEEWAY_SECS) {
+        return Err(TokenError::Expired);
+    }
+    if claims
+        .nbf
+        .is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_SECS))
+    {
+        return Err(TokenError::NotYetValid("nbf is in the future".into()));
+    }
+    Ok(claims)
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -385,7 +402,17 @@ pub struct Verifier {
     keys: Vec<DecodingKey>,
     validation: Validation,
     max_lifetime_secs: u64,
+    /// Tokens whose signature verified, with their claims: a caller sends
+    /// the same token with every call of a shift, and an Ed25519
+    /// verification costs more than the rest of a small call. Keyed by the
+    /// whole token, so only the very string that verified is found; the
+    /// time rules are checked again on every use. Emptied when full.
+    verified: Arc<Mutex<HashMap<String, Claims>>>,
 }
+
+/// Most tokens [`Verifier`] remembers as verified (a few thousand callers
+/// on one shift); past that it forgets them all and starts again.
+pub const VERIFIED_KEPT: usize = 4096;
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -411,6 +438,7 @@ impl Verifier {
                 .collect(),
             validation,
             max_lifetime_secs: DEFAULT_MAX_LIFETIME_SECS,
+            verified: Arc::default(),
         }
     }
 
@@ -458,6 +486,38 @@ impl Verifier {
     /// # Errors
     /// [`TokenError`], saying why.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        self.verify_at(token, now_secs())
+    }
+
+    /// [`Verifier::verify`] at Unix second `now` for a remembered token (a
+    /// new one is checked against the system clock by the JWT crate).
+    fn verify_at(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
+        if let Some(claims) = self.remembered(token) {
+            return self.check_claims(check_time(claims, now)?, now);
+        }
+        let claims = self.verify_signature(token)?;
+        let mut verified = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if verified.len() >= VERIFIED_KEPT {
+            verified.clear();
+        }
+        verified.insert(token.to_owned(), claims.clone());
+        Ok(claims)
+    }
+
+    fn remembered(&self, token: &str) -> Option<Claims> {
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(token)
+            .cloned()
+    }
+
+    /// Verifies the token's signature and claims with the JWT crate, then
+    /// [`Verifier::check_claims`].
+    fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
         use jsonwebtoken::errors::ErrorKind;
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
@@ -485,7 +545,8 @@ impl Verifier {
         Err(last)
     }
 
-    /// The checks the JWT crate does not make: `iat` not in the future, a
+    /// The checks the JWT crate does not make (and that a remembered token
+    /// goes through again): `iat` not in the future, a
     /// lifetime within the maximum, a usable subject.
     fn check_claims(&self, claims: Claims, now: u64) -> Result<Claims, TokenError> {
         if claims.iat > now.saturating_add(LEEWAY_SECS) {
@@ -546,6 +607,38 @@ mod tests {
         assert!(!commune.covers_unit("vn:31120", &["vn:92"]));
         assert!(!caller(Role::CommuneOfficer, &[]).covers_unit(ninh_kieu.0, ninh_kieu.1));
         assert!(!caller(Role::Police, &["vn:92"]).covers_unit(ninh_kieu.0, ninh_kieu.1));
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_a_changed_one_is_verified_afresh() {
+        let key = new_signing_key();
+        let token = Issuer::new(&key)
+            .unwrap()
+            .issue("cb-1", Role::CommuneOfficer, "", &units(), 600)
+            .unwrap();
+        let verifier = Verifier::new(&[key.verifying_key()]);
+        let claims = verifier.verify(&token).unwrap();
+        assert_eq!(verifier.remembered(&token).as_ref(), Some(&claims));
+        assert_eq!(verifier.verify(&token).unwrap(), claims);
+        // Past its expiry (and the leeway) the remembered token is refused
+        // as it would have been without the memory.
+        let later = claims.exp + LEEWAY_SECS + 1;
+        assert!(matches!(
+            verifier.verify_at(&token, later),
+            Err(TokenError::Expired)
+        ));
+        assert!(verifier.verify_at(&token, claims.exp).is_ok());
+        // One character changed in the signed part: not found, verified,
+        // refused.
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let mut claims_part = parts[1].clone().into_bytes();
+        claims_part[3] = if claims_part[3] == b'A' { b'B' } else { b'A' };
+        parts[1] = String::from_utf8(claims_part).unwrap();
+        let forged = parts.join(".");
+        assert!(verifier.verify(&forged).is_err());
+        assert!(verifier.remembered(&forged).is_none());
+        // Clones share what was verified.
+        assert!(verifier.clone().remembered(&token).is_some());
     }
 
     #[test]
