@@ -23,7 +23,12 @@
 //!   fdatasync and only then answers the callers (who wait on a oneshot).
 //!   Deciding the next group overlaps with syncing the previous one.
 //!   Nothing blocking runs on the async executor: reads go to tokio's
-//!   blocking pool.
+//!   blocking pool, except reads of the newest events, which are served
+//!   from the decoded copy the writer keeps of them (`log/recent.rs`).
+//! - **Consumers' inbox records** ([`EventLog::record_applied`]) are
+//!   written without a flush of their own and made durable by the next
+//!   group that appends: a crash may only make a message be applied again,
+//!   which a consumer's idempotent handler absorbs.
 //! - **Tamper evidence**: see below; [`EventLog::verify`] names the first seq
 //!   that was altered, removed, reordered or inserted.
 //!

@@ -8,11 +8,13 @@
 //! flush (group commit) and each still returns only once its events are on
 //! stable storage.
 //!
-//! Reads run on tokio's blocking pool: sled calls block.
+//! Reads run on tokio's blocking pool: sled calls block. Reads of the
+//! newest events (`read_all` and `outbox` from a recent position) are
+//! served from the writer's decoded copy of them (`log/recent.rs`).
 //!
 //! This file holds the public type and its methods; `log/trees.rs` the sled
 //! trees and the reads over them; `log/writer.rs` opening the database and
-//! the writer and sync threads.
+//! the writer and sync threads; `log/recent.rs` the newest events, decoded.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
