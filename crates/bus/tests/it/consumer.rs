@@ -52,8 +52,13 @@ impl Handler for Copy {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn given_redeliveries_and_duplicates_then_each_event_is_applied_once() {
+/// A nats-server of the test's own, a connection to it (closed by the
+/// token) and the test stream.
+async fn test_stream() -> (
+    NatsServer,
+    CancellationToken,
+    async_nats::jetstream::Context,
+) {
     let nats = NatsServer::start().unwrap();
     let cancel = CancellationToken::new();
     let js = async_nats::jetstream::new(
@@ -62,15 +67,36 @@ async fn given_redeliveries_and_duplicates_then_each_event_is_applied_once() {
             .unwrap(),
     );
     ensure_stream(&js, TEST, 1).await.unwrap();
+    (nats, cancel, js)
+}
 
-    let sender_dir = tempfile::tempdir().unwrap();
-    let sender = EventLog::open(sender_dir.path()).await.unwrap();
-    let relay = tokio::spawn(OutboxRelay::new(sender.clone(), bus(&js), TEST).run(cancel.clone()));
+/// An empty log in a new directory (kept while the first value lives).
+async fn new_log() -> (tempfile::TempDir, EventLog) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    (dir, log)
+}
+
+/// A sender's log whose outbox a relay publishes on the test stream until
+/// `cancel` fires.
+async fn relayed_sender(
+    js: &async_nats::jetstream::Context,
+    cancel: &CancellationToken,
+) -> (tempfile::TempDir, EventLog, tokio::task::JoinHandle<()>) {
+    let (dir, log) = new_log().await;
+    let relay = tokio::spawn(OutboxRelay::new(log.clone(), bus(js), TEST).run(cancel.clone()));
+    (dir, log, relay)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_redeliveries_and_duplicates_then_each_event_is_applied_once() {
+    let (_nats, cancel, js) = test_stream().await;
+
+    let (_sender_dir, sender, relay) = relayed_sender(&js, &cancel).await;
     append(&sender, "a", 3).await;
     append(&sender, "b", 2).await;
 
-    let receiver_dir = tempfile::tempdir().unwrap();
-    let receiver = EventLog::open(receiver_dir.path()).await.unwrap();
+    let (_receiver_dir, receiver) = new_log().await;
     let handler = Copy {
         log: receiver.clone(),
         calls: Arc::default(),
@@ -161,14 +187,7 @@ impl Handler for RefuseBad {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_an_undecodable_and_a_refused_message_then_both_are_parked_and_the_next_is_applied() {
-    let nats = NatsServer::start().unwrap();
-    let cancel = CancellationToken::new();
-    let js = async_nats::jetstream::new(
-        baove_bus::connect(&nats.url(), "t", &cancel, None)
-            .await
-            .unwrap(),
-    );
-    ensure_stream(&js, TEST, 1).await.unwrap();
+    let (_nats, cancel, js) = test_stream().await;
     let garbage: &[u8] = b"\x00not an envelope";
     js.send_publish(
         "baove.test.poison",
@@ -180,14 +199,11 @@ async fn given_an_undecodable_and_a_refused_message_then_both_are_parked_and_the
     .unwrap()
     .await
     .unwrap();
-    let sender_dir = tempfile::tempdir().unwrap();
-    let sender = EventLog::open(sender_dir.path()).await.unwrap();
-    let relay = tokio::spawn(OutboxRelay::new(sender.clone(), bus(&js), TEST).run(cancel.clone()));
+    let (_sender_dir, sender, relay) = relayed_sender(&js, &cancel).await;
     append(&sender, "bad", 1).await;
     append(&sender, "good", 1).await;
 
-    let receiver_dir = tempfile::tempdir().unwrap();
-    let receiver = EventLog::open(receiver_dir.path()).await.unwrap();
+    let (_receiver_dir, receiver) = new_log().await;
     let consumer = tokio::spawn(run_consumer(
         bus(&js),
         receiver.clone(),
@@ -247,22 +263,12 @@ impl Handler for NotYet {
 async fn given_an_event_naming_a_record_not_held_yet_then_it_waits_for_it_in_order_and_is_not_parked()
  {
     use std::sync::atomic::Ordering::SeqCst;
-    let nats = NatsServer::start().unwrap();
-    let cancel = CancellationToken::new();
-    let js = async_nats::jetstream::new(
-        baove_bus::connect(&nats.url(), "t", &cancel, None)
-            .await
-            .unwrap(),
-    );
-    ensure_stream(&js, TEST, 1).await.unwrap();
-    let sender_dir = tempfile::tempdir().unwrap();
-    let sender = EventLog::open(sender_dir.path()).await.unwrap();
-    let relay = tokio::spawn(OutboxRelay::new(sender.clone(), bus(&js), TEST).run(cancel.clone()));
+    let (_nats, cancel, js) = test_stream().await;
+    let (_sender_dir, sender, relay) = relayed_sender(&js, &cancel).await;
     append(&sender, "later", 1).await;
     append(&sender, "next", 1).await;
 
-    let receiver_dir = tempfile::tempdir().unwrap();
-    let receiver = EventLog::open(receiver_dir.path()).await.unwrap();
+    let (_receiver_dir, receiver) = new_log().await;
     let handler = NotYet {
         copy: Copy {
             log: receiver.clone(),
@@ -319,17 +325,8 @@ impl Handler for OnlyTested {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_type_the_handler_does_not_want_then_it_is_acked_unread_and_not_recorded() {
-    let nats = NatsServer::start().unwrap();
-    let cancel = CancellationToken::new();
-    let js = async_nats::jetstream::new(
-        baove_bus::connect(&nats.url(), "t", &cancel, None)
-            .await
-            .unwrap(),
-    );
-    ensure_stream(&js, TEST, 1).await.unwrap();
-    let sender_dir = tempfile::tempdir().unwrap();
-    let sender = EventLog::open(sender_dir.path()).await.unwrap();
-    let relay = tokio::spawn(OutboxRelay::new(sender.clone(), bus(&js), TEST).run(cancel.clone()));
+    let (_nats, cancel, js) = test_stream().await;
+    let (_sender_dir, sender, relay) = relayed_sender(&js, &cancel).await;
     append(&sender, "first", 1).await;
     sender
         .append(AppendRequest {
@@ -350,8 +347,7 @@ async fn given_a_type_the_handler_does_not_want_then_it_is_acked_unread_and_not_
     let other = sender.read_all(2, 1).await.unwrap().remove(0);
     assert_eq!(other.event_type, "Other");
 
-    let receiver_dir = tempfile::tempdir().unwrap();
-    let receiver = EventLog::open(receiver_dir.path()).await.unwrap();
+    let (_receiver_dir, receiver) = new_log().await;
     let handler = OnlyTested(Copy {
         log: receiver.clone(),
         calls: Arc::default(),
