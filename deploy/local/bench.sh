@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The service path under load (issue #15): starts a fresh system of release
 # binaries (nats-server and the three services, all state in a new
-# directory, ports 24222 and 50161-50163 so that it never meets run.sh's),
-# runs `baove bench load` against it (hotline reports open-loop at 50, 100,
-# 200 and 400 reports/s, 30 s each, unless other arguments are given: they
-# are passed on, e.g. --rates 100 --secs 10), then prints each service's
-# disk use per acknowledged report, and stops everything. Asserts nothing:
+# directory, ports 24222, 50161-50163 and their metrics on 51161-51163 so
+# that it never meets run.sh's), runs `baove bench load` against it
+# (hotline reports open-loop at 50, 100, 200 and 400 reports/s, 30 s each,
+# unless other arguments are given: they are passed on, e.g. --rates 100
+# --secs 10), then prints each service's disk use and flushes (sled flush +
+# fdatasync, by log) per acknowledged report, and stops everything. Asserts nothing:
 # figures only, from this machine, now.
 # Usage: deploy/local/bench.sh [baove bench load arguments]
 # BAOVE_BENCH_DIR: where to keep the state (kept afterwards; default: a
@@ -17,7 +18,7 @@ deploy/local/ensure-nats.sh
 nats=$(command -v nats-server 2>/dev/null || echo /usr/sbin/nats-server)
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in 24222 50161 50162 50163; do
+for port in 24222 50161 50162 50163 51161 51162 51163; do
   if port_busy "$port"; then
     echo "port $port is already in use (another bench run?); stop it first" >&2
     exit 1
@@ -65,6 +66,7 @@ port_busy 24222 || { echo "nats-server did not start; see $state/logs/nats.log" 
 port=50161
 for svc in intake casework referral; do
   (cd "$work" && BAOVE_LISTEN=127.0.0.1:$port BAOVE_NATS_URL=nats://127.0.0.1:24222 \
+    BAOVE_METRICS_LISTEN=127.0.0.1:$((port + 1000)) \
     exec "$bin/baove-$svc" --config "$root/deploy/local/$svc.toml" >"$state/logs/$svc.log" 2>&1) &
   pids+=($!)
   port=$((port + 1))
@@ -93,4 +95,17 @@ if [ "${reports:-0}" -gt 0 ]; then
   done
   bytes=$(du -sb "$state/nats" | cut -f1)
   echo "disk: nats $((bytes / 1024)) KiB (JetStream), $((bytes / reports)) bytes per acknowledged report"
+  # Device waits: each flush is one sled flush + fdatasync
+  # (baove_eventlog_sync_seconds, by log), from each service's metrics.
+  port=51161
+  for svc in intake casework referral; do
+    metrics=$( (exec 3<>"/dev/tcp/127.0.0.1/$port" &&
+      printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 && cat <&3) 2>/dev/null || true)
+    echo "$metrics" | awk -v svc="$svc" -v reports="$reports" '
+      /^baove_eventlog_sync_seconds_count/ {
+        name = $1; sub(/.*log="/, "", name); sub(/".*/, "", name)
+        printf "flushes: %s log %s: %d, %.2f per acknowledged report\n", svc, name, $2, $2 / reports
+      }'
+    port=$((port + 1))
+  done
 fi
