@@ -1,9 +1,14 @@
-//! Fixtures of the scope rules' unit tests (casework, referral, intake):
-//! a small directory of Cần Thơ (two wards, the city) and Hà Nội, with
-//! the ward's and its police's ids of the early seed as aliases, and a
-//! caller with a role, an agency and units.
+//! Fixtures of the services' unit tests: for the scope rules (casework,
+//! referral, intake), a small directory of Cần Thơ (two wards, the city)
+//! and Hà Nội, with the ward's and its police's ids of the early seed as
+//! aliases, a caller with a role, an agency and units, and a referral
+//! request to an agency; for the consumers, an event as a consumer gets it.
 
 use baove_domain::reference::Directory;
+use baove_domain::referral::{ReferralKind, ReferralRequest, Service, Sharing, Urgency};
+use baove_eventlog::{
+    Actor, AppendRequest, Envelope, EventLog, ExpectedVersion, NewEvent, StreamId,
+};
 use baove_security::{Caller, Role};
 
 /// Cần Thơ city (`vn:92`) with wards `vn:31135` (Ninh Kiều, seed id
@@ -46,4 +51,54 @@ pub fn caller(user: &str, role: Role, agency: &str, units: &[&str]) -> Caller {
         units: units.iter().map(|u| (*u).to_owned()).collect(),
         purpose: String::new(),
     }
+}
+
+/// A request to `to` for a police investigation, at normal urgency,
+/// sharing nothing that identifies the child.
+#[must_use]
+pub fn referral_request(to: &str) -> ReferralRequest {
+    ReferralRequest {
+        kind: ReferralKind::Refer {
+            service: Service::PoliceInvestigation,
+        },
+        to_agency_id: to.into(),
+        reason: "x".into(),
+        urgency: Urgency::Normal,
+        sharing: Sharing {
+            identifying: false,
+            child_consent: false,
+            guardian_consent: false,
+            legal_basis: None,
+            informant: false,
+        },
+    }
+}
+
+/// An event of type `event_type` at schema `version` with `payload`, as
+/// casework would have stored it (on a new stream of `log`), read back
+/// from the log as a consumer gets it.
+///
+/// # Panics
+/// When the log refuses the append or cannot be read.
+#[allow(clippy::unwrap_used)]
+pub async fn stored_event(
+    log: &EventLog,
+    event_type: &str,
+    version: u32,
+    payload: &serde_json::Value,
+) -> Envelope {
+    let stream = StreamId::new();
+    log.append(AppendRequest {
+        stream,
+        expected: ExpectedVersion::Any,
+        command_id: stream.to_string(),
+        actor: Actor::system("casework"),
+        causation_id: String::new(),
+        correlation_id: String::new(),
+        events: vec![NewEvent::new(event_type, version, payload).unwrap()],
+        publish: false,
+    })
+    .await
+    .unwrap();
+    log.read_stream(stream, 1, 1).await.unwrap().remove(0)
 }

@@ -35,9 +35,7 @@ mod tests {
     use baove_domain::intake::{
         Age, Channel, Child, Concerns, IntakeRecorded, Place, Report, ReportFacts, Setting, Sex,
     };
-    use baove_domain::referral::{
-        READ_AFTER_COMPLETION_MS, ReferralKind, ReferralRequest, Service, Sharing, Status, Urgency,
-    };
+    use baove_domain::referral::{READ_AFTER_COMPLETION_MS, Status};
     use uuid::Uuid;
 
     fn case() -> CaseState {
@@ -108,21 +106,7 @@ mod tests {
         state.referrals.insert(
             Uuid::from_u128(7),
             CaseReferral {
-                request: ReferralRequest {
-                    kind: ReferralKind::Refer {
-                        service: Service::PoliceInvestigation,
-                    },
-                    to_agency_id: to.into(),
-                    reason: "x".into(),
-                    urgency: Urgency::Normal,
-                    sharing: Sharing {
-                        identifying: false,
-                        child_consent: false,
-                        guardian_consent: false,
-                        legal_basis: None,
-                        informant: false,
-                    },
-                },
+                request: baove_testkit::fixtures::referral_request(to),
                 last_step: String::new(),
                 status,
                 status_at_ms: at,

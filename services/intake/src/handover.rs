@@ -321,31 +321,9 @@ pub async fn republish(
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::*;
+    use baove_testkit::fixtures::stored_event;
 
-    /// A case event stored as `event_type` v`version` with `payload`,
-    /// read back from a real log as the consumer gets it.
-    async fn stored(
-        log: &EventLog,
-        event_type: &str,
-        version: u32,
-        payload: &serde_json::Value,
-    ) -> Envelope {
-        let stream = baove_eventlog::StreamId::from_uuid(Uuid::now_v7());
-        log.append(baove_eventlog::AppendRequest {
-            stream,
-            expected: baove_eventlog::ExpectedVersion::Any,
-            command_id: Uuid::now_v7().to_string(),
-            actor: baove_eventlog::Actor::system("casework"),
-            causation_id: String::new(),
-            correlation_id: String::new(),
-            events: vec![baove_eventlog::NewEvent::new(event_type, version, payload).unwrap()],
-            publish: false,
-        })
-        .await
-        .unwrap();
-        log.read_stream(stream, 1, 1).await.unwrap().remove(0)
-    }
+    use super::*;
 
     #[tokio::test]
     async fn given_a_case_event_of_intakes_types_that_does_not_decode_then_it_is_set_aside_and_an_unknown_type_is_let_go()
@@ -365,14 +343,14 @@ mod tests {
             ("CaseOpened", 1),
             ("ReferralRequested", 1),
         ] {
-            let event = stored(&log, event_type, version, &payload).await;
+            let event = stored_event(&log, event_type, version, &payload).await;
             let answer = hand_over.handle(event).await;
             assert!(
                 matches!(&answer, Err(HandleError::Reject(m)) if m.contains("does not decode")),
                 "{event_type} v{version}: {answer:?}"
             );
         }
-        let newer = stored(&log, "SomethingCaseworkAddsLater", 1, &payload).await;
+        let newer = stored_event(&log, "SomethingCaseworkAddsLater", 1, &payload).await;
         assert!(hand_over.handle(newer).await.is_ok());
     }
 

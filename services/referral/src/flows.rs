@@ -222,29 +222,10 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use baove_domain::reference::Directory;
-    use baove_eventlog::NewEvent;
+    use baove_testkit::fixtures::stored_event;
     use uuid::Uuid;
 
     use super::*;
-
-    /// A `ReferralRequested` stored at `version` with `payload`, read back
-    /// from a real log as the consumer gets it.
-    async fn stored_request(log: &EventLog, version: u32, payload: &serde_json::Value) -> Envelope {
-        let stream = StreamId::from_uuid(Uuid::now_v7());
-        log.append(AppendRequest {
-            stream,
-            expected: ExpectedVersion::Any,
-            command_id: Uuid::now_v7().to_string(),
-            actor: Actor::system("casework"),
-            causation_id: String::new(),
-            correlation_id: String::new(),
-            events: vec![NewEvent::new("ReferralRequested", version, payload).unwrap()],
-            publish: false,
-        })
-        .await
-        .unwrap();
-        log.read_stream(stream, 1, 1).await.unwrap().remove(0)
-    }
 
     #[tokio::test]
     async fn given_a_request_that_does_not_decode_when_offered_then_it_is_set_aside_not_acknowledged()
@@ -267,7 +248,7 @@ mod tests {
             (9, serde_json::json!({"referral_id": Uuid::now_v7()})),
             (1, serde_json::json!({"not": "a request"})),
         ] {
-            let event = stored_request(&log, version, &payload).await;
+            let event = stored_event(&log, "ReferralRequested", version, &payload).await;
             let answer = offer.handle(event).await;
             assert!(
                 matches!(&answer, Err(HandleError::Reject(m)) if m.contains("does not decode")),

@@ -76,9 +76,7 @@ pub fn may_step(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use baove_domain::referral::{
-        ReferralKind, ReferralRequest, Service, Sharing, Status, Urgency,
-    };
+    use baove_domain::referral::Status;
     use uuid::Uuid;
 
     const POLICE: &str = "vn:31135/cong-an";
@@ -98,21 +96,7 @@ mod tests {
             case_id: Uuid::from_u128(8),
             from_unit_id: from.into(),
             to_agency_id: to.into(),
-            request: ReferralRequest {
-                kind: ReferralKind::Refer {
-                    service: Service::PoliceInvestigation,
-                },
-                to_agency_id: to.into(),
-                reason: "x".into(),
-                urgency: Urgency::Normal,
-                sharing: Sharing {
-                    identifying: false,
-                    child_consent: false,
-                    guardian_consent: false,
-                    legal_basis: None,
-                    informant: false,
-                },
-            },
+            request: baove_testkit::fixtures::referral_request(to),
             status: Status::Offered,
             ack_due_at_ms: 0,
             escalated: false,
