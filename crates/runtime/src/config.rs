@@ -1,4 +1,11 @@
 //! Service configuration: a TOML file, then `BAOVE_*` environment overrides.
+//!
+//! Every setting is one row of the key table below ([`KEYS`]): its key in
+//! the file, its variable, which services read it, its default (or that it
+//! is required) and the rule a variable's value must follow. The
+//! [`Config`] struct, the file's parser and the environment's overrides are
+//! all made from that table; the README's configuration table is checked
+//! against it by a test. To add a setting, add a row.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -6,238 +13,336 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// Where a service listens, keeps its data and finds NATS.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
+/// Services that read a key (for [`Key::services`]): all three.
+pub const ALL_SERVICES: &[&str] = &["intake", "casework", "referral"];
+
+/// One row of the key table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key {
+    /// The key in the TOML file.
+    pub name: &'static str,
+    /// The environment variable that overrides it.
+    pub variable: &'static str,
+    /// The services that read it ([`ALL_SERVICES`] for all).
+    pub services: &'static [&'static str],
+}
+
+/// A value as a variable gives it: `None` when the text does not parse.
+trait FromVariable: Sized {
+    fn from_variable(text: &str) -> Option<Self>;
+}
+
+macro_rules! parsed_from_variable {
+    ($($ty:ty),*) => {$(
+        impl FromVariable for $ty {
+            fn from_variable(text: &str) -> Option<Self> {
+                text.trim().parse().ok()
+            }
+        }
+    )*};
+}
+parsed_from_variable!(SocketAddr, u32, u64, usize, f64);
+
+impl FromVariable for String {
+    fn from_variable(text: &str) -> Option<Self> {
+        Some(text.to_owned())
+    }
+}
+
+impl FromVariable for PathBuf {
+    fn from_variable(text: &str) -> Option<Self> {
+        Some(text.into())
+    }
+}
+
+/// Paths separated by commas.
+impl FromVariable for Vec<PathBuf> {
+    fn from_variable(text: &str) -> Option<Self> {
+        Some(
+            text.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+        )
+    }
+}
+
+impl FromVariable for Role {
+    fn from_variable(text: &str) -> Option<Self> {
+        match text.trim() {
+            "active" => Some(Self::Active),
+            "standby" => Some(Self::Standby),
+            "auto" => Some(Self::Auto),
+            _ => None,
+        }
+    }
+}
+
+impl FromVariable for crate::telemetry::LogFormat {
+    fn from_variable(text: &str) -> Option<Self> {
+        Self::parse(text)
+    }
+}
+
+impl<T: FromVariable> FromVariable for Option<T> {
+    fn from_variable(text: &str) -> Option<Self> {
+        T::from_variable(text).map(Some)
+    }
+}
+
+/// Makes [`Config`], the file's parser, the environment's overrides and
+/// [`KEYS`] from one table. A row:
+/// `/// docs` `key: Type, "BAOVE_KEY", services, default, "rule";` where
+/// the default is `required`, `optional` (an `Option`, none) or
+/// `default(expression)`, and the rule says what the variable's value must
+/// be (`""` for text, which always parses).
+macro_rules! key_table {
+    (@value $value:expr, $key:ident, $variable:literal, required) => {
+        $value.ok_or(ConfigError::Missing {
+            key: stringify!($key),
+            variable: $variable,
+        })?
+    };
+    (@value $value:expr, $key:ident, $variable:literal, optional) => {
+        $value.flatten()
+    };
+    (@value $value:expr, $key:ident, $variable:literal, default($default:expr)) => {
+        $value.unwrap_or_else(|| $default)
+    };
+    ($(
+        $(#[doc = $doc:literal])*
+        $key:ident: $ty:ty, $variable:literal, $services:expr,
+            $default:ident $(($default_value:expr))?, $rule:literal;
+    )*) => {
+        /// Where a service listens, keeps its data and finds NATS: one
+        /// field per row of the key table ([`KEYS`]).
+        #[derive(Clone, Debug, PartialEq)]
+        pub struct Config {
+            $(
+                $(#[doc = $doc])*
+                pub $key: $ty,
+            )*
+            /// The keys set in the file or the environment.
+            set: Vec<&'static str>,
+        }
+
+        /// The file's keys before overrides: everything optional, so that
+        /// the environment can supply what the file lacks.
+        #[derive(Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Partial {
+            $(
+                #[serde(default)]
+                $key: Option<$ty>,
+            )*
+        }
+
+        /// Every key: its name, its variable, the services that read it.
+        pub const KEYS: &[Key] = &[$(Key {
+            name: stringify!($key),
+            variable: $variable,
+            services: $services,
+        }),*];
+
+        impl Partial {
+            /// Applies each key's variable, when set, over the file's value.
+            fn override_from(
+                &mut self,
+                env: &impl Fn(&str) -> Option<String>,
+            ) -> Result<(), ConfigError> {
+                $(
+                    if let Some(value) = env($variable) {
+                        self.$key = Some(<$ty as FromVariable>::from_variable(&value).ok_or(
+                            ConfigError::Env {
+                                variable: $variable,
+                                value,
+                                rule: $rule,
+                            },
+                        )?);
+                    }
+                )*
+                Ok(())
+            }
+
+            /// The keys that have a value.
+            fn set(&self) -> Vec<&'static str> {
+                let mut set = Vec::new();
+                $(
+                    if self.$key.is_some() {
+                        set.push(stringify!($key));
+                    }
+                )*
+                set
+            }
+
+            /// The configuration: defaults for what is unset; refuses a
+            /// missing required key.
+            fn complete(self) -> Result<Config, ConfigError> {
+                let set = self.set();
+                Ok(Config {
+                    $($key: key_table!(@value self.$key, $key, $variable,
+                        $default $(($default_value))?),)*
+                    set,
+                })
+            }
+        }
+    };
+}
+
+key_table! {
     /// gRPC listen address (`BAOVE_LISTEN`), e.g. `127.0.0.1:50051`.
-    pub listen: SocketAddr,
+    listen: SocketAddr, "BAOVE_LISTEN", ALL_SERVICES, required,
+        "must be a socket address such as 127.0.0.1:50051";
+    /// Where Prometheus scrapes the service's metrics
+    /// (`BAOVE_METRICS_LISTEN`, e.g. `127.0.0.1:9101`); none (the default):
+    /// no metrics endpoint. See [`crate::metrics`].
+    metrics_listen: Option<SocketAddr>, "BAOVE_METRICS_LISTEN", ALL_SERVICES, optional,
+        "must be a socket address such as 127.0.0.1:9101";
     /// Directory of the service's sled database (`BAOVE_DATA_DIR`); created
     /// if missing. Never shared between services.
-    pub data_dir: PathBuf,
+    data_dir: PathBuf, "BAOVE_DATA_DIR", ALL_SERVICES, required, "";
     /// NATS URL (`BAOVE_NATS_URL`), e.g. `nats://127.0.0.1:4222`; for a
     /// cluster, every node's URL separated by commas.
-    pub nats_url: String,
+    nats_url: String, "BAOVE_NATS_URL", ALL_SERVICES, required, "";
     /// Copies JetStream keeps of each of the service's streams
     /// (`BAOVE_STREAM_REPLICAS`), 1 to 5; default 1 (one nats-server). 3
     /// on a three-node cluster: a publish is then acknowledged once two
     /// nodes stored it, and any one node can be lost.
-    #[serde(default = "default_stream_replicas")]
-    pub stream_replicas: usize,
+    stream_replicas: usize, "BAOVE_STREAM_REPLICAS", ALL_SERVICES, default(1),
+        "must be a whole number from 1 to 5";
     /// `active` (the default), `standby` or `auto` (`BAOVE_ROLE`): a
     /// standby follows the active's log stream into its own log, answers
     /// reads and refuses writes; it runs no consumer, relay, scheduler or
     /// checkpoint; promote it by restarting it as `active`. `auto` is a
     /// standby that becomes the active when it takes the service's lease,
     /// and stops when it loses it (docs/cluster.md).
-    #[serde(default)]
-    pub role: Role,
+    role: Role, "BAOVE_ROLE", ALL_SERVICES, default(Role::Active),
+        "must be active, standby or auto";
     /// The active's gRPC address, which a standby names when it refuses a
     /// write (`BAOVE_ACTIVE_ADDR`, metadata `baove-active`).
-    #[serde(default)]
-    pub active_addr: Option<String>,
+    active_addr: Option<String>, "BAOVE_ACTIVE_ADDR", ALL_SERVICES, optional, "";
     /// How long shutdown waits for in-flight requests after health went
     /// NOT_SERVING (`BAOVE_DRAIN_SECS`); default 10.
-    #[serde(default = "default_drain_secs")]
-    pub drain_secs: u64,
+    drain_secs: u64, "BAOVE_DRAIN_SECS", ALL_SERVICES, default(10),
+        "must be a whole number of seconds";
     /// sled page cache of the event log, in MiB (`BAOVE_CACHE_MB`); default
     /// 1024. Global-order replay slows sharply once the log outgrows it.
-    #[serde(default = "default_cache_mb")]
-    pub cache_mb: u64,
+    cache_mb: u64, "BAOVE_CACHE_MB", ALL_SERVICES, default(1024),
+        "must be a whole number of MiB";
     /// Directory of the reference data, `units.json`, `agencies.json` and
-    /// (when present) `aliases.json`
-    /// (`BAOVE_REFERENCE_DIR`); default `deploy/reference`.
-    #[serde(default = "default_reference_dir")]
-    pub reference_dir: PathBuf,
+    /// (when present) `aliases.json` (`BAOVE_REFERENCE_DIR`); default
+    /// `deploy/reference`.
+    reference_dir: PathBuf, "BAOVE_REFERENCE_DIR", ALL_SERVICES,
+        default(PathBuf::from("deploy/reference")), "";
     /// intake: first wait before re-publishing a report whose hand-over to
     /// casework has not come back, doubling up to 10 minutes
     /// (`BAOVE_HANDOVER_RETRY_SECS`); default 30.
-    #[serde(default = "default_handover_retry_secs")]
-    pub handover_retry_secs: u64,
-    /// casework: the working-day calendar (`BAOVE_CALENDAR_FILE`); default
-    /// `deploy/calendar/vietnam.json`.
-    #[serde(default = "default_calendar_file")]
-    pub calendar_file: PathBuf,
+    handover_retry_secs: u64, "BAOVE_HANDOVER_RETRY_SECS", &["intake"], default(30),
+        "must be a whole number of seconds";
+    /// casework and referral: the working-day calendar
+    /// (`BAOVE_CALENDAR_FILE`); default `deploy/calendar/vietnam.json`.
+    calendar_file: PathBuf, "BAOVE_CALENDAR_FILE", &["casework", "referral"],
+        default(PathBuf::from("deploy/calendar/vietnam.json")), "";
     /// casework: share of a deadline's time after which the early warning is
     /// raised, 0 to 1 (`BAOVE_DEADLINE_WARN_SHARE`); default 0.75.
-    #[serde(default = "default_warn_share")]
-    pub deadline_warn_share: f64,
+    deadline_warn_share: f64, "BAOVE_DEADLINE_WARN_SHARE", &["casework"], default(0.75),
+        "must be a number from 0 to 1";
     /// For drills and tests only: a file holding a number of milliseconds
     /// by which this service's clock runs ahead (`BAOVE_CLOCK_OFFSET_FILE`).
     /// Read at each tick; missing or empty means no offset. Never set in
     /// production.
-    #[serde(default)]
-    pub clock_offset_file: Option<PathBuf>,
-    /// Where Prometheus scrapes the service's metrics
-    /// (`BAOVE_METRICS_LISTEN`, e.g. `127.0.0.1:9101`); none (the default):
-    /// no metrics endpoint. See [`crate::metrics`].
-    #[serde(default)]
-    pub metrics_listen: Option<SocketAddr>,
+    clock_offset_file: Option<PathBuf>, "BAOVE_CLOCK_OFFSET_FILE", ALL_SERVICES, optional, "";
     /// A file the service writes its bound gRPC address to once listening
     /// (`BAOVE_ADDR_FILE`): with `listen` on port 0, how a supervisor or a
     /// test learns the port the system chose.
-    #[serde(default)]
-    pub addr_file: Option<PathBuf>,
+    addr_file: Option<PathBuf>, "BAOVE_ADDR_FILE", ALL_SERVICES, optional, "";
     /// Public keys (Ed25519, SPKI PEM files) whose tokens are accepted
     /// (`BAOVE_AUTH_PUBLIC_KEYS`, paths separated by commas). Required:
     /// without a key every call would be refused.
-    pub auth_public_keys: Vec<PathBuf>,
+    auth_public_keys: Vec<PathBuf>, "BAOVE_AUTH_PUBLIC_KEYS", ALL_SERVICES, required, "";
     /// intake and casework: the master key (64 hex digits) that wraps the
     /// data keys of a report's confidential fields or a case's private text
     /// (`BAOVE_MASTER_KEY_FILE`).
-    #[serde(default)]
-    pub master_key_file: Option<PathBuf>,
+    master_key_file: Option<PathBuf>, "BAOVE_MASTER_KEY_FILE", &["intake", "casework"],
+        optional, "";
     /// casework and referral: the key (64 hex digits) that wraps each
     /// referral's data key in the cluster's bucket of referral keys, the
     /// same file on both services (`BAOVE_REFERRAL_KEY_FILE`); it seals a
     /// referral's reasons and outcome ([`crate::referral_keys`]).
-    #[serde(default)]
-    pub referral_key_file: Option<PathBuf>,
+    referral_key_file: Option<PathBuf>, "BAOVE_REFERRAL_KEY_FILE", &["casework", "referral"],
+        optional, "";
     /// casework and referral: where their alerts are delivered, by webhook
     /// and e-mail (`BAOVE_ALERT_DELIVERY_FILE`, JSON,
     /// [`crate::delivery::Endpoints`]); none: alerts stay on the
     /// `BAOVE_ALERT` stream only.
-    #[serde(default)]
-    pub alert_delivery_file: Option<PathBuf>,
+    alert_delivery_file: Option<PathBuf>, "BAOVE_ALERT_DELIVERY_FILE",
+        &["casework", "referral"], optional, "";
     /// Seconds between signed checkpoints of the log
     /// (`BAOVE_CHECKPOINT_SECS`); default 300. The signing key is
     /// `checkpoint_key_file`, else `<data_dir>/checkpoint-key.pem`, created
     /// on first start; its public half is in the data directory.
-    #[serde(default = "default_checkpoint_secs")]
-    pub checkpoint_secs: u64,
-    /// The deployment's name in checkpoint origins (`BAOVE_LOG_ORIGIN`):
-    /// a service's checkpoints start with `<log_origin>/<service>` and its
-    /// signed-note key has that name. Default `baove.local`; a province
-    /// sets its own (e.g. `baove.hanoi.gov.vn`) so that witnesses and
-    /// auditors tell its logs from another's. No spaces, no `+`.
-    #[serde(default = "default_log_origin")]
-    pub log_origin: String,
-    /// How log lines are written (`BAOVE_LOG_FORMAT`): `text` (default) or
-    /// `json`, one object per line for a log collector.
-    #[serde(default)]
-    pub log_format: crate::telemetry::LogFormat,
-    /// Where to export the spans over OTLP/gRPC (`BAOVE_OTLP_ENDPOINT`,
-    /// e.g. `http://127.0.0.1:4317`, an OpenTelemetry collector); none: no
-    /// export. Only a build with the `otlp` feature exports; another
-    /// refuses to start with this set.
-    #[serde(default)]
-    pub otlp_endpoint: Option<String>,
+    checkpoint_secs: u64, "BAOVE_CHECKPOINT_SECS", ALL_SERVICES, default(300),
+        "must be a whole number of seconds";
     /// The key that signs checkpoints (`BAOVE_CHECKPOINT_KEY_FILE`, PKCS#8
     /// PEM, made with `baove token keygen`); none: the data directory's own
     /// `checkpoint-key.pem`, created on first start. In a cluster give every
     /// process of a service the same key, so that a witness follows the log
     /// across a failover.
-    #[serde(default)]
-    pub checkpoint_key_file: Option<PathBuf>,
-    /// The service's NATS user (`BAOVE_NATS_USER`); none: connect
-    /// anonymously (tests, a server without authorization).
-    #[serde(default)]
-    pub nats_user: Option<String>,
-    /// A file holding that user's password (`BAOVE_NATS_PASSWORD_FILE`).
-    #[serde(default)]
-    pub nats_password_file: Option<PathBuf>,
+    checkpoint_key_file: Option<PathBuf>, "BAOVE_CHECKPOINT_KEY_FILE", ALL_SERVICES,
+        optional, "";
+    /// How log lines are written (`BAOVE_LOG_FORMAT`): `text` (default) or
+    /// `json`, one object per line for a log collector.
+    log_format: crate::telemetry::LogFormat, "BAOVE_LOG_FORMAT", ALL_SERVICES,
+        default(crate::telemetry::LogFormat::Text), "must be text or json";
+    /// Where to export the spans over OTLP/gRPC (`BAOVE_OTLP_ENDPOINT`,
+    /// e.g. `http://127.0.0.1:4317`, an OpenTelemetry collector); none: no
+    /// export. Only a build with the `otlp` feature exports; another
+    /// refuses to start with this set.
+    otlp_endpoint: Option<String>, "BAOVE_OTLP_ENDPOINT", ALL_SERVICES, optional, "";
+    /// The deployment's name in checkpoint origins (`BAOVE_LOG_ORIGIN`):
+    /// a service's checkpoints start with `<log_origin>/<service>` and its
+    /// signed-note key has that name. Default `baove.local`; a province
+    /// sets its own (e.g. `baove.hanoi.gov.vn`) so that witnesses and
+    /// auditors tell its logs from another's. No spaces, no `+`.
+    log_origin: String, "BAOVE_LOG_ORIGIN", ALL_SERVICES,
+        default("baove.local".to_owned()), "";
     /// casework: the statistics definitions (age groups, small-cell
     /// threshold) (`BAOVE_STATISTICS_FILE`); default
     /// `deploy/statistics/indicators.json`.
-    #[serde(default = "default_statistics_file")]
-    pub statistics_file: PathBuf,
+    statistics_file: PathBuf, "BAOVE_STATISTICS_FILE", &["casework"],
+        default(PathBuf::from("deploy/statistics/indicators.json")), "";
     /// The longest lifetime (`exp - iat`) of a token accepted, in seconds
     /// (`BAOVE_TOKEN_MAX_LIFETIME_SECS`); default 43200 (12 hours).
-    #[serde(default = "default_token_max_lifetime_secs")]
-    pub token_max_lifetime_secs: u64,
+    token_max_lifetime_secs: u64, "BAOVE_TOKEN_MAX_LIFETIME_SECS", ALL_SERVICES,
+        default(baove_security::token::DEFAULT_MAX_LIFETIME_SECS),
+        "must be a whole number of seconds";
     /// Calls per second one caller may make, sustained
     /// (`BAOVE_CALLS_PER_SEC`); default 20; 0 turns the limit off.
-    #[serde(default = "default_calls_per_sec")]
-    pub calls_per_sec: u32,
+    calls_per_sec: u32, "BAOVE_CALLS_PER_SEC", ALL_SERVICES, default(20),
+        "must be a whole number of calls a second (0: no limit)";
     /// Calls one caller may make at once before that rate applies
     /// (`BAOVE_CALL_BURST`); default 200.
-    #[serde(default = "default_call_burst")]
-    pub call_burst: u32,
+    call_burst: u32, "BAOVE_CALL_BURST", ALL_SERVICES, default(200),
+        "must be a whole number of calls";
     /// Live server streams (`WatchCase`, `WatchInbox`, `StreamHistory`)
     /// one caller may hold open (`BAOVE_STREAMS_PER_CALLER`); default 8.
-    #[serde(default = "default_streams_per_caller")]
-    pub streams_per_caller: usize,
+    streams_per_caller: usize, "BAOVE_STREAMS_PER_CALLER", ALL_SERVICES, default(8),
+        "must be a whole number of streams";
     /// Live server streams in all (`BAOVE_STREAMS_TOTAL`); default 256.
-    #[serde(default = "default_streams_total")]
-    pub streams_total: usize,
+    streams_total: usize, "BAOVE_STREAMS_TOTAL", ALL_SERVICES, default(256),
+        "must be a whole number of streams";
     /// Calls being answered at once in the process; beyond it a call is
     /// refused at once with RESOURCE_EXHAUSTED (`BAOVE_MAX_IN_FLIGHT`);
     /// default 256.
-    #[serde(default = "default_max_in_flight")]
-    pub max_in_flight: usize,
-}
-
-const fn default_max_in_flight() -> usize {
-    256
-}
-
-const fn default_token_max_lifetime_secs() -> u64 {
-    baove_security::token::DEFAULT_MAX_LIFETIME_SECS
-}
-
-const fn default_calls_per_sec() -> u32 {
-    20
-}
-
-const fn default_call_burst() -> u32 {
-    200
-}
-
-const fn default_streams_per_caller() -> usize {
-    8
-}
-
-const fn default_streams_total() -> usize {
-    256
-}
-
-/// Sets `slot` from the variable `variable` when it is set.
-fn number<T: std::str::FromStr>(
-    env: &impl Fn(&str) -> Option<String>,
-    variable: &'static str,
-    rule: &'static str,
-    slot: &mut Option<T>,
-) -> Result<(), ConfigError> {
-    if let Some(value) = env(variable) {
-        *slot = Some(value.trim().parse().map_err(|_| ConfigError::Env {
-            variable,
-            value,
-            rule,
-        })?);
-    }
-    Ok(())
-}
-
-fn default_statistics_file() -> PathBuf {
-    PathBuf::from("deploy/statistics/indicators.json")
-}
-
-fn default_log_origin() -> String {
-    "baove.local".to_owned()
-}
-
-const fn default_checkpoint_secs() -> u64 {
-    300
-}
-
-fn default_calendar_file() -> PathBuf {
-    PathBuf::from("deploy/calendar/vietnam.json")
-}
-
-const fn default_warn_share() -> f64 {
-    0.75
-}
-
-fn default_reference_dir() -> PathBuf {
-    PathBuf::from("deploy/reference")
-}
-
-const fn default_handover_retry_secs() -> u64 {
-    30
-}
-
-const fn default_cache_mb() -> u64 {
-    1024
+    max_in_flight: usize, "BAOVE_MAX_IN_FLIGHT", ALL_SERVICES, default(256),
+        "must be a whole number of calls";
+    /// The service's NATS user (`BAOVE_NATS_USER`); none: connect
+    /// anonymously (tests, a server without authorization).
+    nats_user: Option<String>, "BAOVE_NATS_USER", ALL_SERVICES, optional, "";
+    /// A file holding that user's password (`BAOVE_NATS_PASSWORD_FILE`).
+    nats_password_file: Option<PathBuf>, "BAOVE_NATS_PASSWORD_FILE", ALL_SERVICES,
+        optional, "";
 }
 
 /// Whether a process writes its service's log or follows it.
@@ -253,14 +358,6 @@ pub enum Role {
     /// expires), then the active until it loses it: automatic failover
     /// between the processes of a service (docs/cluster.md).
     Auto,
-}
-
-const fn default_stream_replicas() -> usize {
-    1
-}
-
-const fn default_drain_secs() -> u64 {
-    10
 }
 
 /// A configuration that could not be loaded; says which file or variable
@@ -303,62 +400,10 @@ pub enum ConfigError {
     },
 }
 
-/// The file's keys before overrides: everything optional, so that the
-/// environment can supply what the file lacks.
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Partial {
-    listen: Option<SocketAddr>,
-    metrics_listen: Option<SocketAddr>,
-    data_dir: Option<PathBuf>,
-    nats_url: Option<String>,
-    stream_replicas: Option<usize>,
-    role: Option<Role>,
-    active_addr: Option<String>,
-    otlp_endpoint: Option<String>,
-    drain_secs: Option<u64>,
-    cache_mb: Option<u64>,
-    reference_dir: Option<PathBuf>,
-    handover_retry_secs: Option<u64>,
-    calendar_file: Option<PathBuf>,
-    deadline_warn_share: Option<f64>,
-    clock_offset_file: Option<PathBuf>,
-    addr_file: Option<PathBuf>,
-    auth_public_keys: Option<Vec<PathBuf>>,
-    master_key_file: Option<PathBuf>,
-    referral_key_file: Option<PathBuf>,
-    alert_delivery_file: Option<PathBuf>,
-    checkpoint_secs: Option<u64>,
-    log_origin: Option<String>,
-    log_format: Option<crate::telemetry::LogFormat>,
-    checkpoint_key_file: Option<PathBuf>,
-    nats_user: Option<String>,
-    nats_password_file: Option<PathBuf>,
-    statistics_file: Option<PathBuf>,
-    token_max_lifetime_secs: Option<u64>,
-    calls_per_sec: Option<u32>,
-    call_burst: Option<u32>,
-    streams_per_caller: Option<usize>,
-    streams_total: Option<usize>,
-    max_in_flight: Option<usize>,
-}
-
 impl Config {
-    /// Loads `file` (if given), then applies the `BAOVE_*` variable of each
-    /// key (`BAOVE_LISTEN`, `BAOVE_DATA_DIR`, `BAOVE_NATS_URL`,
-    /// `BAOVE_STREAM_REPLICAS`, `BAOVE_ROLE`, `BAOVE_ACTIVE_ADDR`,
-    /// `BAOVE_DRAIN_SECS`, `BAOVE_CACHE_MB`, `BAOVE_REFERENCE_DIR`,
-    /// `BAOVE_HANDOVER_RETRY_SECS`, `BAOVE_CALENDAR_FILE`,
-    /// `BAOVE_DEADLINE_WARN_SHARE`, `BAOVE_CLOCK_OFFSET_FILE`,
-    /// `BAOVE_ADDR_FILE`, `BAOVE_METRICS_LISTEN`, `BAOVE_AUTH_PUBLIC_KEYS`,
-    /// `BAOVE_MASTER_KEY_FILE`, `BAOVE_REFERRAL_KEY_FILE`, `BAOVE_ALERT_DELIVERY_FILE`,
-    /// `BAOVE_CHECKPOINT_SECS`, `BAOVE_LOG_ORIGIN`, `BAOVE_LOG_FORMAT`,
-    /// `BAOVE_OTLP_ENDPOINT`,
-    /// `BAOVE_CHECKPOINT_KEY_FILE`, `BAOVE_NATS_USER`, `BAOVE_NATS_PASSWORD_FILE`,
-    /// `BAOVE_STATISTICS_FILE`, `BAOVE_TOKEN_MAX_LIFETIME_SECS`,
-    /// `BAOVE_CALLS_PER_SEC`, `BAOVE_CALL_BURST`, `BAOVE_STREAMS_PER_CALLER`,
-    /// `BAOVE_STREAMS_TOTAL`, `BAOVE_MAX_IN_FLIGHT`) from the process
-    /// environment.
+    /// Loads `file` (if given), then applies the variable of each key in
+    /// [`KEYS`] (`BAOVE_` and the key in capitals, e.g. `BAOVE_LISTEN`)
+    /// from the process environment.
     ///
     /// # Errors
     /// [`ConfigError`] naming the file, key or variable at fault.
@@ -374,7 +419,7 @@ impl Config {
         file: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut partial = match file {
+        let mut partial: Partial = match file {
             None => Partial::default(),
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -387,279 +432,65 @@ impl Config {
                 })?
             }
         };
-        if let Some(value) = env("BAOVE_LISTEN") {
-            partial.listen = Some(value.parse().map_err(|_| ConfigError::Env {
-                variable: "BAOVE_LISTEN",
-                value,
-                rule: "must be a socket address such as 127.0.0.1:50051",
-            })?);
-        }
-        if let Some(value) = env("BAOVE_METRICS_LISTEN") {
-            partial.metrics_listen = Some(value.parse().map_err(|_| ConfigError::Env {
-                variable: "BAOVE_METRICS_LISTEN",
-                value,
-                rule: "must be a socket address such as 127.0.0.1:9101",
-            })?);
-        }
-        if let Some(value) = env("BAOVE_DATA_DIR") {
-            partial.data_dir = Some(value.into());
-        }
-        if let Some(value) = env("BAOVE_NATS_URL") {
-            partial.nats_url = Some(value);
-        }
-        if let Some(value) = env("BAOVE_STREAM_REPLICAS") {
-            partial.stream_replicas = Some(value.parse().map_err(|_| ConfigError::Env {
-                variable: "BAOVE_STREAM_REPLICAS",
-                value,
-                rule: "must be a whole number from 1 to 5",
-            })?);
-        }
-        if let Some(value) = env("BAOVE_ROLE") {
-            partial.role = Some(match value.trim() {
-                "active" => Role::Active,
-                "standby" => Role::Standby,
-                "auto" => Role::Auto,
-                _ => {
-                    return Err(ConfigError::Env {
-                        variable: "BAOVE_ROLE",
-                        value,
-                        rule: "must be active, standby or auto",
-                    });
-                }
-            });
-        }
-        if let Some(value) = env("BAOVE_ACTIVE_ADDR") {
-            partial.active_addr = Some(value);
-        }
-        if let Some(value) = env("BAOVE_OTLP_ENDPOINT") {
-            partial.otlp_endpoint = Some(value);
-        }
-        if let Some(value) = env("BAOVE_DRAIN_SECS") {
-            partial.drain_secs = Some(value.parse().map_err(|_| ConfigError::Env {
-                variable: "BAOVE_DRAIN_SECS",
-                value,
-                rule: "must be a whole number of seconds",
-            })?);
-        }
-        if let Some(value) = env("BAOVE_CACHE_MB") {
-            partial.cache_mb = Some(value.parse().map_err(|_| ConfigError::Env {
-                variable: "BAOVE_CACHE_MB",
-                value,
-                rule: "must be a whole number of MiB",
-            })?);
-        }
-        if let Some(value) = env("BAOVE_REFERENCE_DIR") {
-            partial.reference_dir = Some(value.into());
-        }
-        if let Some(value) = env("BAOVE_HANDOVER_RETRY_SECS") {
-            partial.handover_retry_secs = Some(value.parse().map_err(|_| ConfigError::Env {
-                variable: "BAOVE_HANDOVER_RETRY_SECS",
-                value,
-                rule: "must be a whole number of seconds",
-            })?);
-        }
-        if let Some(value) = env("BAOVE_CALENDAR_FILE") {
-            partial.calendar_file = Some(value.into());
-        }
-        if let Some(value) = env("BAOVE_DEADLINE_WARN_SHARE") {
-            partial.deadline_warn_share = Some(value.parse().map_err(|_| ConfigError::Env {
-                variable: "BAOVE_DEADLINE_WARN_SHARE",
-                value,
-                rule: "must be a number from 0 to 1",
-            })?);
-        }
-        if let Some(value) = env("BAOVE_CLOCK_OFFSET_FILE") {
-            partial.clock_offset_file = Some(value.into());
-        }
-        if let Some(value) = env("BAOVE_ADDR_FILE") {
-            partial.addr_file = Some(value.into());
-        }
-        if let Some(value) = env("BAOVE_AUTH_PUBLIC_KEYS") {
-            partial.auth_public_keys = Some(
-                value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(PathBuf::from)
-                    .collect(),
-            );
-        }
-        if let Some(value) = env("BAOVE_MASTER_KEY_FILE") {
-            partial.master_key_file = Some(value.into());
-        }
-        if let Some(value) = env("BAOVE_REFERRAL_KEY_FILE") {
-            partial.referral_key_file = Some(value.into());
-        }
-        if let Some(value) = env("BAOVE_ALERT_DELIVERY_FILE") {
-            partial.alert_delivery_file = Some(value.into());
-        }
-        if let Some(value) = env("BAOVE_STATISTICS_FILE") {
-            partial.statistics_file = Some(value.into());
-        }
-        if let Some(value) = env("BAOVE_NATS_USER") {
-            partial.nats_user = Some(value);
-        }
-        if let Some(value) = env("BAOVE_NATS_PASSWORD_FILE") {
-            partial.nats_password_file = Some(value.into());
-        }
-        if let Some(value) = env("BAOVE_LOG_ORIGIN") {
-            partial.log_origin = Some(value);
-        }
-        if let Some(value) = env("BAOVE_LOG_FORMAT") {
-            partial.log_format = Some(crate::telemetry::LogFormat::parse(&value).ok_or(
-                ConfigError::Env {
-                    variable: "BAOVE_LOG_FORMAT",
-                    value,
-                    rule: "must be text or json",
-                },
-            )?);
-        }
-        if let Some(value) = env("BAOVE_CHECKPOINT_KEY_FILE") {
-            partial.checkpoint_key_file = Some(value.into());
-        }
-        if let Some(value) = env("BAOVE_CHECKPOINT_SECS") {
-            partial.checkpoint_secs = Some(value.parse().map_err(|_| ConfigError::Env {
-                variable: "BAOVE_CHECKPOINT_SECS",
-                value,
-                rule: "must be a whole number of seconds",
-            })?);
-        }
-        number(
-            &env,
-            "BAOVE_TOKEN_MAX_LIFETIME_SECS",
-            "must be a whole number of seconds",
-            &mut partial.token_max_lifetime_secs,
-        )?;
-        number(
-            &env,
-            "BAOVE_CALLS_PER_SEC",
-            "must be a whole number of calls a second (0: no limit)",
-            &mut partial.calls_per_sec,
-        )?;
-        number(
-            &env,
-            "BAOVE_CALL_BURST",
-            "must be a whole number of calls",
-            &mut partial.call_burst,
-        )?;
-        number(
-            &env,
-            "BAOVE_STREAMS_PER_CALLER",
-            "must be a whole number of streams",
-            &mut partial.streams_per_caller,
-        )?;
-        number(
-            &env,
-            "BAOVE_STREAMS_TOTAL",
-            "must be a whole number of streams",
-            &mut partial.streams_total,
-        )?;
-        number(
-            &env,
-            "BAOVE_MAX_IN_FLIGHT",
-            "must be a whole number of calls",
-            &mut partial.max_in_flight,
-        )?;
-        let deadline_warn_share = partial
-            .deadline_warn_share
-            .unwrap_or_else(default_warn_share);
-        if !(0.0..=1.0).contains(&deadline_warn_share) {
+        partial.override_from(&env)?;
+        partial.complete()?.checked()
+    }
+
+    /// Refuses values outside their key's range and drops empty texts; some
+    /// counts have a floor of 1.
+    fn checked(mut self) -> Result<Self, ConfigError> {
+        if !(0.0..=1.0).contains(&self.deadline_warn_share) {
             return Err(ConfigError::Env {
                 variable: "deadline_warn_share (BAOVE_DEADLINE_WARN_SHARE)",
-                value: deadline_warn_share.to_string(),
+                value: self.deadline_warn_share.to_string(),
                 rule: "must be a number from 0 to 1",
             });
         }
-        let log_origin = partial.log_origin.unwrap_or_else(default_log_origin);
-        if log_origin.is_empty()
-            || log_origin
+        if self.log_origin.is_empty()
+            || self
+                .log_origin
                 .chars()
                 .any(|c| c.is_whitespace() || c == '+' || c.is_control())
         {
             return Err(ConfigError::Env {
                 variable: "log_origin (BAOVE_LOG_ORIGIN)",
-                value: log_origin,
+                value: self.log_origin,
                 rule: "must be a non-empty name without spaces or '+' (it names the checkpoints' signing key)",
             });
         }
-        let stream_replicas = partial
-            .stream_replicas
-            .unwrap_or_else(default_stream_replicas);
-        if !(1..=5).contains(&stream_replicas) {
+        if !(1..=5).contains(&self.stream_replicas) {
             return Err(ConfigError::Env {
                 variable: "stream_replicas (BAOVE_STREAM_REPLICAS)",
-                value: stream_replicas.to_string(),
+                value: self.stream_replicas.to_string(),
                 rule: "must be a whole number from 1 to 5 (JetStream keeps at most 5 copies)",
             });
         }
-        Ok(Self {
-            listen: partial.listen.ok_or(ConfigError::Missing {
-                key: "listen",
-                variable: "BAOVE_LISTEN",
-            })?,
-            data_dir: partial.data_dir.ok_or(ConfigError::Missing {
-                key: "data_dir",
-                variable: "BAOVE_DATA_DIR",
-            })?,
-            nats_url: partial.nats_url.ok_or(ConfigError::Missing {
-                key: "nats_url",
-                variable: "BAOVE_NATS_URL",
-            })?,
-            stream_replicas,
-            role: partial.role.unwrap_or_default(),
-            active_addr: partial.active_addr.filter(|a| !a.trim().is_empty()),
-            otlp_endpoint: partial.otlp_endpoint.filter(|a| !a.trim().is_empty()),
-            drain_secs: partial.drain_secs.unwrap_or_else(default_drain_secs),
-            cache_mb: partial.cache_mb.unwrap_or_else(default_cache_mb),
-            reference_dir: partial.reference_dir.unwrap_or_else(default_reference_dir),
-            handover_retry_secs: partial
-                .handover_retry_secs
-                .unwrap_or_else(default_handover_retry_secs),
-            calendar_file: partial.calendar_file.unwrap_or_else(default_calendar_file),
-            deadline_warn_share,
-            clock_offset_file: partial.clock_offset_file,
-            addr_file: partial.addr_file,
-            metrics_listen: partial.metrics_listen,
-            auth_public_keys: partial
-                .auth_public_keys
-                .filter(|keys| !keys.is_empty())
-                .ok_or(ConfigError::Missing {
-                    key: "auth_public_keys",
-                    variable: "BAOVE_AUTH_PUBLIC_KEYS",
-                })?,
-            master_key_file: partial.master_key_file,
-            referral_key_file: partial.referral_key_file,
-            alert_delivery_file: partial.alert_delivery_file,
-            checkpoint_secs: partial
-                .checkpoint_secs
-                .unwrap_or_else(default_checkpoint_secs)
-                .max(1),
-            log_origin,
-            log_format: partial.log_format.unwrap_or_default(),
-            checkpoint_key_file: partial.checkpoint_key_file,
-            nats_user: partial.nats_user.filter(|u| !u.trim().is_empty()),
-            nats_password_file: partial.nats_password_file,
-            statistics_file: partial
-                .statistics_file
-                .unwrap_or_else(default_statistics_file),
-            token_max_lifetime_secs: partial
-                .token_max_lifetime_secs
-                .unwrap_or_else(default_token_max_lifetime_secs),
-            calls_per_sec: partial.calls_per_sec.unwrap_or_else(default_calls_per_sec),
-            call_burst: partial.call_burst.unwrap_or_else(default_call_burst),
-            streams_per_caller: partial
-                .streams_per_caller
-                .unwrap_or_else(default_streams_per_caller)
-                .max(1),
-            streams_total: partial
-                .streams_total
-                .unwrap_or_else(default_streams_total)
-                .max(1),
-            max_in_flight: partial
-                .max_in_flight
-                .unwrap_or_else(default_max_in_flight)
-                .max(1),
-        })
+        if self.auth_public_keys.is_empty() {
+            return Err(ConfigError::Missing {
+                key: "auth_public_keys",
+                variable: "BAOVE_AUTH_PUBLIC_KEYS",
+            });
+        }
+        let not_blank = |text: &String| !text.trim().is_empty();
+        self.active_addr = self.active_addr.filter(not_blank);
+        self.otlp_endpoint = self.otlp_endpoint.filter(not_blank);
+        self.nats_user = self.nats_user.filter(not_blank);
+        self.checkpoint_secs = self.checkpoint_secs.max(1);
+        self.streams_per_caller = self.streams_per_caller.max(1);
+        self.streams_total = self.streams_total.max(1);
+        self.max_in_flight = self.max_in_flight.max(1);
+        Ok(self)
+    }
+
+    /// The keys set (in the file or the environment) that `service` does
+    /// not read: a setting the operator meant for another service, or put
+    /// in the wrong file. The service warns of each at start.
+    #[must_use]
+    pub fn unread_keys(&self, service: &str) -> Vec<&'static str> {
+        KEYS.iter()
+            .filter(|key| self.set.contains(&key.name) && !key.services.contains(&service))
+            .map(|key| key.name)
+            .collect()
     }
 
     /// The call and stream limits of [`Config`].
@@ -884,47 +715,120 @@ mod tests {
         assert!(err.to_string().contains("listen_port"), "{err}");
     }
 
-    /// Each key is written in several places (this file's structs, the
-    /// environment, `load`'s list of variables, the README's table): a key
-    /// missing from one of them fails here, named.
+    /// The key table is the one list of keys; each has the variable its
+    /// name gives and a README row that names the services reading it
+    /// when not all do. A key missing from the README fails here, named.
     #[test]
-    fn every_key_has_its_variable_in_load_and_its_docs_and_a_readme_row() {
-        let source = include_str!("config.rs");
+    fn every_key_has_its_variable_and_a_readme_row_naming_its_services() {
         let readme = include_str!("../../../README.md");
-        let partial = source
-            .split("struct Partial {")
-            .nth(1)
-            .and_then(|rest| rest.split("\n}").next())
-            .unwrap();
-        let keys: Vec<&str> = partial
-            .lines()
-            .filter_map(|line| line.trim().split_once(':'))
-            .map(|(key, _)| key.trim())
-            .collect();
-        assert!(keys.len() > 30, "{keys:?}");
-        let load_docs = source
-            .split("/// Loads `file` (if given)")
-            .nth(1)
-            .and_then(|rest| rest.split("pub fn load(").next())
-            .unwrap();
-        let mut missing = Vec::new();
-        for key in keys {
-            let variable = format!("BAOVE_{}", key.to_uppercase());
-            // Read as env("BAOVE_X") or number(&env, "BAOVE_X", ...).
-            if !source.contains(&format!("\"{variable}\"")) {
-                missing.push(format!("{key}: {variable} is not read"));
+        assert!(KEYS.len() > 30, "{KEYS:?}");
+        let mut wrong = Vec::new();
+        for key in KEYS {
+            let variable = format!("BAOVE_{}", key.name.to_uppercase());
+            if key.variable != variable {
+                wrong.push(format!("{}: its variable must be {variable}", key.name));
             }
-            if !load_docs.contains(&format!("`{variable}`")) {
-                missing.push(format!(
-                    "{key}: {variable} is not in load's list of variables"
+            let row = format!("| `{}` | `{}` | ", key.name, key.variable);
+            let Some(meaning) = readme
+                .lines()
+                .find_map(|line| line.strip_prefix(row.as_str()))
+            else {
+                wrong.push(format!(
+                    "{}: the README's configuration table has no row for it",
+                    key.name
                 ));
-            }
-            if !readme.contains(&format!("| `{key}` | `{variable}` |")) {
-                missing.push(format!(
-                    "{key}: the README's configuration table has no row for it"
-                ));
+                continue;
+            };
+            let names_services = ALL_SERVICES.iter().any(|s| meaning.starts_with(s));
+            if key.services == ALL_SERVICES {
+                if names_services {
+                    wrong.push(format!(
+                        "{}: every service reads it, the README row names one",
+                        key.name
+                    ));
+                }
+            } else {
+                let services = key.services.join(" and ");
+                if !(meaning.starts_with(&format!("{services}:"))
+                    || meaning.starts_with(&format!("{services},")))
+                {
+                    wrong.push(format!(
+                        "{}: the README row must start with \"{services}\"",
+                        key.name
+                    ));
+                }
             }
         }
-        assert!(missing.is_empty(), "{missing:#?}");
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    #[test]
+    fn given_keys_another_service_reads_when_loaded_then_they_are_named_as_unread() {
+        let f = file(
+            "listen = \"127.0.0.1:1\"\ndata_dir = \"/a\"\nnats_url = \"nats://x:1\"\nauth_public_keys = [\"/k.pem\"]\nmaster_key_file = \"/m.key\"\n",
+        );
+        let config = Config::load_with(Some(f.path()), |name| {
+            (name == "BAOVE_DEADLINE_WARN_SHARE").then(|| "0.5".to_owned())
+        })
+        .unwrap();
+        assert_eq!(config.master_key_file, Some(PathBuf::from("/m.key")));
+        assert_eq!(config.metrics_listen, None);
+        assert_eq!(config.unread_keys("intake"), ["deadline_warn_share"]);
+        assert_eq!(config.unread_keys("casework"), Vec::<&str>::new());
+        assert_eq!(
+            config.unread_keys("referral"),
+            ["deadline_warn_share", "master_key_file"]
+        );
+    }
+
+    #[test]
+    fn every_variable_is_read_and_a_malformed_one_is_named_with_its_rule() {
+        let f = file(
+            "listen = \"127.0.0.1:1\"\ndata_dir = \"/a\"\nnats_url = \"nats://x:1\"\nauth_public_keys = [\"/k.pem\"]\n",
+        );
+        for key in KEYS {
+            let read = std::cell::Cell::new(false);
+            let _ = Config::load_with(Some(f.path()), |name| {
+                read.set(read.get() || name == key.variable);
+                None
+            });
+            assert!(read.get(), "{} is not read", key.variable);
+        }
+        let err = Config::load_with(Some(f.path()), |name| {
+            (name == "BAOVE_CACHE_MB").then(|| "lots".to_owned())
+        })
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "invalid BAOVE_CACHE_MB=lots: must be a whole number of MiB"
+        );
+    }
+
+    /// The shipped configuration files (`deploy/*/<service>.toml`) load,
+    /// and set no key their service does not read.
+    #[test]
+    fn every_shipped_config_file_loads_and_sets_only_keys_its_service_reads() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+        let mut checked = 0;
+        for dir in std::fs::read_dir(&deploy).unwrap() {
+            let dir = dir.unwrap().path();
+            for service in ALL_SERVICES {
+                let path = dir.join(format!("{service}.toml"));
+                if !path.exists() {
+                    continue;
+                }
+                let config = Config::load_with(Some(&path), |_| None)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert_eq!(
+                    config.unread_keys(service),
+                    Vec::<&str>::new(),
+                    "{}",
+                    path.display()
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 9, "only {checked} files found under {}", deploy.display());
     }
 }

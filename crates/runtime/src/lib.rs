@@ -169,6 +169,13 @@ where
         spec.name,
     )?;
     telemetry::install(subscriber)?;
+    for key in config.unread_keys(spec.name) {
+        tracing::warn!(
+            key,
+            service = spec.name,
+            "configuration key set but not read by this service (meant for another service?)"
+        );
+    }
     if let Some(Command::Restore {
         from_stream: true,
         trusted_key,
