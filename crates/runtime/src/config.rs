@@ -829,6 +829,10 @@ mod tests {
                 checked += 1;
             }
         }
-        assert!(checked >= 9, "only {checked} files found under {}", deploy.display());
+        assert!(
+            checked >= 9,
+            "only {checked} files found under {}",
+            deploy.display()
+        );
     }
 }

@@ -15,13 +15,19 @@
 //! open what the active opens and take over. The master key must be the
 //! same on every process of a service in a cluster.
 //!
+//! The keys read are also held in memory, unwrapped ([`KeyStore::load`]):
+//! the read model and the readers load a page's keys off the async
+//! executor first, so that opening a field never waits on sled there.
+//!
 //! Limits: sled is log-structured, so a destroyed key's old bytes may stay
 //! in a segment file until sled reclaims it, and a purged bucket entry's
 //! bytes stay in nats-server's files until it compacts them; for erasure
 //! that must hold against a copy of the disk, keep the master key in an
 //! HSM/KMS and rotate it after erasures (not done here).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
@@ -38,6 +44,12 @@ pub struct KeyStore {
     tree: sled::Tree,
     master: Key,
     cluster: Option<Cluster>,
+    /// The keys read or written so far, unwrapped (none: destroyed or
+    /// never made). An erasure overwrites its entry; [`Self::load`] only
+    /// adds entries, so a read racing an erasure cannot bring a key back.
+    held: Mutex<HashMap<StreamId, Option<Key>>>,
+    /// Reads of sled made by [`Self::key`] because the key was not loaded.
+    unloaded_reads: AtomicU64,
 }
 
 /// The cluster's copy of the keys.
@@ -86,7 +98,67 @@ impl KeyStore {
                 bucket,
                 store: OnceCell::new(),
             }),
+            held: Mutex::default(),
+            unloaded_reads: AtomicU64::new(0),
         })
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, Option<Key>>> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads the keys of `streams` that are not held yet from sled, off the
+    /// async executor, so that [`Self::key`] and [`Self::open_sealed`] find
+    /// them in memory.
+    ///
+    /// # Errors
+    /// When sled cannot be read, or a key does not unwrap (another master
+    /// key).
+    pub async fn load(self: &Arc<Self>, streams: Vec<StreamId>) -> Result<(), String> {
+        let wanted: Vec<StreamId> = {
+            let held = self.held();
+            streams
+                .into_iter()
+                .filter(|s| !held.contains_key(s))
+                .collect()
+        };
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            for stream in wanted {
+                let key = this.read(stream)?;
+                this.held().entry(stream).or_insert(key);
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| format!("key task failed: {e}"))?
+    }
+
+    /// How many times [`Self::key`] had to read sled because the key had not
+    /// been loaded ([`Self::load`]): on the async executor, each is a wait
+    /// on sled there.
+    #[must_use]
+    pub fn unloaded_reads(&self) -> u64 {
+        self.unloaded_reads.load(Ordering::Relaxed)
+    }
+
+    /// The key of `stream` as sled holds it.
+    fn read(&self, stream: StreamId) -> Result<Option<Key>, String> {
+        match self
+            .tree
+            .get(stream.as_bytes())
+            .map_err(|e| e.to_string())?
+        {
+            None => Ok(None),
+            Some(wrapped) => Key::unwrap_key(&self.master, stream.as_bytes(), &wrapped)
+                .map(Some)
+                .map_err(|e| e.to_string()),
+        }
     }
 
     /// The cluster's bucket (none outside a cluster).
@@ -179,7 +251,10 @@ impl KeyStore {
             .await
             .map_err(|e| format!("key task failed: {e}"))??;
         }
-        Key::unwrap_key(&self.master, stream.as_bytes(), &wrapped).map_err(|e| e.to_string())
+        let key = Key::unwrap_key(&self.master, stream.as_bytes(), &wrapped)
+            .map_err(|e| e.to_string())?;
+        self.held().insert(stream, Some(key.clone()));
+        Ok(key)
     }
 
     /// Seals `plaintext` as the one blob of `stream`
@@ -197,22 +272,20 @@ impl KeyStore {
     }
 
     /// The key of `stream`, if this process holds it (none: never made, or
-    /// destroyed).
+    /// destroyed): from memory once loaded ([`Self::load`]), else read
+    /// from sled here and counted ([`Self::unloaded_reads`]).
     ///
     /// # Errors
     /// When sled cannot be read, or the key does not unwrap (another master
     /// key).
     pub fn key(&self, stream: StreamId) -> Result<Option<Key>, String> {
-        match self
-            .tree
-            .get(stream.as_bytes())
-            .map_err(|e| e.to_string())?
-        {
-            None => Ok(None),
-            Some(wrapped) => Key::unwrap_key(&self.master, stream.as_bytes(), &wrapped)
-                .map(Some)
-                .map_err(|e| e.to_string()),
+        if let Some(key) = self.held().get(&stream) {
+            return Ok(key.clone());
         }
+        self.unloaded_reads.fetch_add(1, Ordering::Relaxed);
+        let key = self.read(stream)?;
+        self.held().entry(stream).or_insert(key.clone());
+        Ok(key)
     }
 
     /// Opens the blob of `stream`.
@@ -250,25 +323,44 @@ impl KeyStore {
         }
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            this.tree
+            let removed = this
+                .tree
                 .remove(stream.as_bytes())
                 .map(|old| old.is_some())
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string());
+            this.held().insert(stream, None);
+            removed
         })
         .await
         .map_err(|e| format!("erasing task failed: {e}"))?
     }
 
-    /// Before the read model applies `events` (in a cluster): takes from
-    /// the bucket the key of each record this process does not hold yet
-    /// and needs (`uses`; a standby following the active, or a log repaired
-    /// from its stream), and drops the key of each erased record. Outside a
-    /// cluster nothing.
+    /// Before the read model (or a reader) applies `events`: in a cluster,
+    /// takes from the bucket the key of each record this process does not
+    /// hold yet and needs (`uses`; a standby following the active, or a log
+    /// repaired from its stream), and drops the key of each erased record;
+    /// then, everywhere, loads the keys the events need into memory
+    /// ([`Self::load`]), so that opening them does not read sled.
     ///
     /// # Errors
     /// When the bucket or sled cannot be read or written: the read model
     /// tries the page again.
     pub async fn prepare(
+        self: &Arc<Self>,
+        events: Vec<Envelope>,
+        uses: fn(&Envelope) -> Option<KeyUse>,
+    ) -> Result<(), String> {
+        let needed: std::collections::HashSet<StreamId> = events
+            .iter()
+            .filter(|event| uses(event) == Some(KeyUse::Needs))
+            .map(|event| event.stream_id)
+            .collect();
+        self.take_from_cluster(events, uses).await?;
+        self.load(needed.into_iter().collect()).await
+    }
+
+    /// The cluster's part of [`Self::prepare`].
+    async fn take_from_cluster(
         self: &Arc<Self>,
         events: Vec<Envelope>,
         uses: fn(&Envelope) -> Option<KeyUse>,
@@ -295,6 +387,7 @@ impl KeyStore {
                         this.tree
                             .remove(stream.as_bytes())
                             .map_err(|e| e.to_string())?;
+                        this.held().insert(stream, None);
                         missing.retain(|s| *s != stream);
                     }
                     _ => {}
@@ -328,10 +421,109 @@ impl KeyStore {
                 this.tree
                     .insert(stream.as_bytes(), wrapped.to_vec())
                     .map_err(|e| e.to_string())?;
+                // One that does not unwrap is left to `key`, which says so
+                // when the record is read.
+                match Key::unwrap_key(&this.master, stream.as_bytes(), &wrapped) {
+                    Ok(key) => this.held().insert(stream, Some(key)),
+                    Err(_) => this.held().remove(&stream),
+                };
             }
             Ok(())
         })
         .await
         .map_err(|e| format!("key task failed: {e}"))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The keys held in memory, on a real sled log.
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use baove_eventlog::{Actor, AppendRequest, ExpectedVersion, NewEvent};
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// Appends one event of `event_type` to `stream`; returns it as stored.
+    async fn append(log: &EventLog, stream: StreamId, event_type: &str) -> Envelope {
+        log.append(AppendRequest {
+            stream,
+            expected: ExpectedVersion::Any,
+            command_id: Uuid::now_v7().to_string(),
+            actor: Actor {
+                user_id: "operator-1".into(),
+                role: "hotline_operator".into(),
+                agency_id: String::new(),
+            },
+            causation_id: String::new(),
+            correlation_id: String::new(),
+            events: vec![NewEvent::new(event_type, 1, &serde_json::json!({})).unwrap()],
+            publish: false,
+        })
+        .await
+        .unwrap();
+        log.read_stream(stream, 1, 100)
+            .await
+            .unwrap()
+            .pop()
+            .unwrap()
+    }
+
+    fn uses(event: &Envelope) -> Option<KeyUse> {
+        (event.event_type == "Sealed").then_some(KeyUse::Needs)
+    }
+
+    #[tokio::test]
+    async fn given_keys_made_before_a_restart_when_a_page_is_prepared_then_opening_reads_no_sled() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = Key::generate();
+        let (a, b) = (
+            StreamId::from_uuid(Uuid::now_v7()),
+            StreamId::from_uuid(Uuid::now_v7()),
+        );
+        let (sealed_a, sealed_b, page) = {
+            let log = EventLog::open(dir.path().join("log")).await.unwrap();
+            let keys = Arc::new(KeyStore::open(&log, master.clone(), None).unwrap());
+            let sealed_a = keys.seal_new(a, b"Nguyen Van A".to_vec()).await.unwrap();
+            let sealed_b = keys.seal_new(b, b"Tran Thi B".to_vec()).await.unwrap();
+            let page = vec![
+                append(&log, a, "Sealed").await,
+                append(&log, b, "Sealed").await,
+            ];
+            log.close().await.unwrap();
+            (sealed_a, sealed_b, page)
+        };
+
+        // Given the store opened again, nothing held in memory.
+        let log = EventLog::open(dir.path().join("log")).await.unwrap();
+        let keys = Arc::new(KeyStore::open(&log, master, None).unwrap());
+        // When the page is prepared, then both open from memory.
+        keys.prepare(page, uses).await.unwrap();
+        assert_eq!(keys.open_sealed(a, &sealed_a).unwrap(), b"Nguyen Van A");
+        assert_eq!(keys.open_sealed(b, &sealed_b).unwrap(), b"Tran Thi B");
+        assert_eq!(keys.unloaded_reads(), 0);
+
+        // A key asked for without preparing is read from sled, and counted.
+        let unknown = StreamId::from_uuid(Uuid::now_v7());
+        assert!(keys.key(unknown).unwrap().is_none());
+        assert_eq!(keys.unloaded_reads(), 1);
+    }
+
+    #[tokio::test]
+    async fn given_a_held_key_when_destroyed_then_it_is_gone_from_memory_and_a_later_load_does_not_bring_it_back()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path().join("log")).await.unwrap();
+        let keys = Arc::new(KeyStore::open(&log, Key::generate(), None).unwrap());
+        let stream = StreamId::from_uuid(Uuid::now_v7());
+        let sealed = keys.seal_new(stream, b"Le Van C".to_vec()).await.unwrap();
+        assert_eq!(keys.open_sealed(stream, &sealed).unwrap(), b"Le Van C");
+
+        assert!(keys.destroy(stream).await.unwrap());
+        assert!(matches!(keys.open_sealed(stream, &sealed), Err(Ok(Erased))));
+        keys.load(vec![stream]).await.unwrap();
+        assert!(keys.key(stream).unwrap().is_none());
+        assert_eq!(keys.unloaded_reads(), 0);
     }
 }
