@@ -81,11 +81,6 @@ pub struct ServiceSpec {
     pub other_streams: &'static [StreamSpec],
     /// Fully qualified gRPC service names of its own API, for health.
     pub grpc_services: &'static [&'static str],
-    /// The durable names of its consumers, every one of which its active
-    /// runs: each counts as starting in `baove.bus` from the moment the
-    /// process starts its bus parts, and their parked messages are counted
-    /// in the metrics.
-    pub consumers: &'static [&'static str],
     /// The side trees of its log that a backup carries
     /// ([`baove_eventlog::EventLog::side_tree`]): intake's `data-keys`.
     pub side_trees: &'static [&'static str],
@@ -155,8 +150,84 @@ where
 
 /// What runs once NATS is connected and the service's stream exists: it
 /// gets the bus (JetStream, and where its parts report their health) and
-/// runs until [`NodeContext::cancel`] fires.
+/// runs until [`NodeContext::cancel`] fires. For what is not a
+/// [`Consumer`] or a [`Delivery`] (intake's re-publisher).
 pub type OnBus = Box<dyn FnOnce(baove_bus::Bus) -> BoxFuture + Send>;
+
+/// One of the service's consumers, as data: the stream it reads, its
+/// durable name, the events it takes and the handler that applies them
+/// (into the service's log, whose inbox keeps what was applied). The node
+/// runs every consumer of [`Parts::consumers`] on the active only, counts
+/// each as starting in [`BUS_HEALTH`] until it reads, and counts its parked
+/// messages in the metrics.
+pub struct Consumer {
+    spec: baove_bus::ConsumerSpec,
+    run: Box<dyn FnOnce(baove_bus::Bus, EventLog, CancellationToken) -> BoxFuture + Send>,
+}
+
+impl Consumer {
+    /// Reads `stream` as `durable`: the events of `event_type` only, or all
+    /// of them (`None`), each applied by `handler`
+    /// ([`baove_bus::run_consumer`]).
+    #[must_use]
+    pub fn new<H: baove_bus::Handler>(
+        stream: StreamSpec,
+        durable: &str,
+        event_type: Option<&str>,
+        handler: H,
+    ) -> Self {
+        Self::with_bus(stream, durable, event_type, move |_| handler)
+    }
+
+    /// As [`Consumer::new`], with a handler made from the bus once it is
+    /// connected (one that publishes: the alerters).
+    #[must_use]
+    pub fn with_bus<H: baove_bus::Handler>(
+        stream: StreamSpec,
+        durable: &str,
+        event_type: Option<&str>,
+        make: impl FnOnce(&baove_bus::Bus) -> H + Send + 'static,
+    ) -> Self {
+        let spec = baove_bus::ConsumerSpec {
+            stream,
+            durable: durable.to_owned(),
+            filter_subject: format!("{}.{}", stream.prefix, event_type.unwrap_or(">")),
+        };
+        let run_spec = spec.clone();
+        Self {
+            spec,
+            run: Box::new(move |bus, log, cancel| {
+                let handler = make(&bus);
+                Box::pin(baove_bus::run_consumer(bus, log, run_spec, handler, cancel))
+            }),
+        }
+    }
+
+    /// What it reads, under which name.
+    #[must_use]
+    pub const fn spec(&self) -> &baove_bus::ConsumerSpec {
+        &self.spec
+    }
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Consumer").field(&self.spec).finish()
+    }
+}
+
+/// One of the service's alert deliveries, as data: the alerts of `kind` on
+/// the alert stream, read as `durable`, sent to `endpoints`
+/// ([`crate::delivery::run`]; none configured: not run).
+#[derive(Debug)]
+pub struct Delivery {
+    /// The alert kind ([`baove_bus::alert::Alert::KIND`]).
+    pub kind: &'static str,
+    /// The durable name of its consumer on the alert stream.
+    pub durable: &'static str,
+    /// Where they go ([`Config::alert_endpoints`]).
+    pub endpoints: Option<Arc<crate::delivery::Endpoints>>,
+}
 
 /// A boxed future, for [`OnBus`].
 pub type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
@@ -168,7 +239,11 @@ pub struct Parts {
     pub routes: Routes,
     /// Tasks it started (projections...); awaited at shutdown after cancel.
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Its consumers and publishers, started once NATS is there.
+    /// Its consumers, run on the active once NATS is there.
+    pub consumers: Vec<Consumer>,
+    /// Its alert deliveries, run on the active once NATS is there.
+    pub deliveries: Vec<Delivery>,
+    /// Anything else it runs on the bus, started with the consumers.
     pub on_bus: Option<OnBus>,
     /// How it seals and opens a case's private text (casework), so that
     /// `AuditService.StreamHistory` opens it as the service's own reads do.
@@ -381,7 +456,11 @@ pub async fn run(
     let sampling = tokio::spawn(crate::metrics::sample(
         log.clone(),
         access_log.clone(),
-        spec.consumers.iter().map(|c| (*c).to_owned()).collect(),
+        parts
+            .consumers
+            .iter()
+            .map(|c| c.spec().durable.clone())
+            .collect(),
         config.clock(),
         Duration::from_secs(5),
         background.clone(),
@@ -435,7 +514,11 @@ pub async fn run(
         log.clone(),
         reporter.clone(),
         background.clone(),
-        parts.on_bus,
+        BusParts {
+            consumers: parts.consumers,
+            deliveries: parts.deliveries,
+            on_bus: parts.on_bus,
+        },
     ));
 
     let server_result = tokio::select! {

@@ -57,9 +57,8 @@ mod test_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use baove_bus::{ConsumerSpec, run_consumer};
 use baove_runtime::Config;
-use baove_runtime::node::{OnBus, Parts, ServiceSpec};
+use baove_runtime::node::{Consumer, Delivery, Parts, ServiceSpec};
 use tokio_util::sync::CancellationToken;
 
 /// What distinguishes casework at start-up.
@@ -69,12 +68,6 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     log_stream: baove_bus::logstream::CASE_LOG,
     other_streams: &[baove_bus::ALERT],
     grpc_services: &["baove.v1.CaseService", "baove.v1.ReportingService"],
-    consumers: &[
-        "casework",
-        "casework-alerts",
-        "casework-referrals",
-        "casework-erasures",
-    ],
     side_trees: &["data-keys", baove_runtime::referral_keys::LOCAL_TREE],
     side_trees_replicated: true,
 };
@@ -146,93 +139,54 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             SCHEDULER_TICK,
             ctx.cancel.clone(),
         ));
-        let (log, cancel, consumer_rules) = (ctx.log.clone(), ctx.cancel.clone(), rules.clone());
-        let erasing = private.clone();
-        let referral_private = private.clone();
-        // Deadline alerts go to the webhooks and e-mail of their commune, if any.
-        let endpoints = ctx.config.alert_endpoints()?.map(Arc::new);
-        let on_bus: OnBus = Box::new(move |bus| {
-            Box::pin(async move {
-                let js = bus.js.clone();
-                let intake = run_consumer(
-                    bus.clone(),
-                    log.clone(),
-                    ConsumerSpec {
-                        stream: baove_bus::INTAKE,
-                        durable: "casework".into(),
-                        filter_subject: format!(
-                            "{}.{}",
-                            baove_bus::INTAKE.prefix,
-                            baove_domain::intake::INTAKE_RECORDED
-                        ),
-                    },
-                    cases::OpenCases {
-                        log: log.clone(),
-                        rules: consumer_rules.clone(),
-                    },
-                    cancel.clone(),
-                );
-                if let Err(e) = baove_bus::ensure_stream(&js, baove_bus::ALERT, bus.replicas).await
-                {
-                    tracing::warn!(error = %e, "alert stream not ready yet; the alerter retries");
+        let consumers = vec![
+            // A report from intake opens a case.
+            Consumer::new(
+                baove_bus::INTAKE,
+                "casework",
+                Some(baove_domain::intake::INTAKE_RECORDED),
+                cases::OpenCases {
+                    log: ctx.log.clone(),
+                    rules: rules.clone(),
+                },
+            ),
+            // Deadline warnings and misses become alerts to their commune.
+            Consumer::with_bus(baove_bus::CASE, "casework-alerts", None, {
+                let (log, directory) = (ctx.log.clone(), rules.directory.clone());
+                move |bus| deadlines::Alerts {
+                    log,
+                    js: bus.js.clone(),
+                    directory,
                 }
-                let alerts = run_consumer(
-                    bus.clone(),
-                    log.clone(),
-                    ConsumerSpec {
-                        stream: baove_bus::CASE,
-                        durable: "casework-alerts".into(),
-                        filter_subject: format!("{}.>", baove_bus::CASE.prefix),
-                    },
-                    deadlines::Alerts {
-                        log: log.clone(),
-                        js: js.clone(),
-                        directory: consumer_rules.directory.clone(),
-                    },
-                    cancel.clone(),
-                );
-                let deliveries = baove_runtime::delivery::run(
-                    bus.clone(),
-                    <baove_bus::alert::DeadlineAlert as baove_bus::alert::Alert>::KIND,
-                    "casework-deliveries".into(),
-                    endpoints,
-                    cancel.clone(),
-                );
-                let erasures = run_consumer(
-                    bus.clone(),
-                    log.clone(),
-                    ConsumerSpec {
-                        stream: baove_bus::INTAKE,
-                        durable: "casework-erasures".into(),
-                        filter_subject: format!(
-                            "{}.{}",
-                            baove_bus::INTAKE.prefix,
-                            baove_domain::intake::CONFIDENTIAL_ERASED
-                        ),
-                    },
-                    cases::EraseText {
-                        log: log.clone(),
-                        private: erasing,
-                    },
-                    cancel.clone(),
-                );
-                let referrals = run_consumer(
-                    bus,
-                    log.clone(),
-                    ConsumerSpec {
-                        stream: baove_bus::REFERRAL,
-                        durable: "casework-referrals".into(),
-                        filter_subject: format!("{}.>", baove_bus::REFERRAL.prefix),
-                    },
-                    cases::RecordReferralSteps {
-                        log,
-                        private: referral_private,
-                    },
-                    cancel,
-                );
-                tokio::join!(intake, alerts, erasures, referrals, deliveries);
-            })
-        });
+            }),
+            // A report's confidential fields erased in intake erase the
+            // case's copy of them.
+            Consumer::new(
+                baove_bus::INTAKE,
+                "casework-erasures",
+                Some(baove_domain::intake::CONFIDENTIAL_ERASED),
+                cases::EraseText {
+                    log: ctx.log.clone(),
+                    private: private.clone(),
+                },
+            ),
+            // The steps of a referral come back into its case.
+            Consumer::new(
+                baove_bus::REFERRAL,
+                "casework-referrals",
+                None,
+                cases::RecordReferralSteps {
+                    log: ctx.log.clone(),
+                    private: private.clone(),
+                },
+            ),
+        ];
+        // Deadline alerts go to the webhooks and e-mail of their commune, if any.
+        let deliveries = vec![Delivery {
+            kind: <baove_bus::alert::DeadlineAlert as baove_bus::alert::Alert>::KIND,
+            durable: "casework-deliveries",
+            endpoints: ctx.config.alert_endpoints()?.map(Arc::new),
+        }];
         let reporting = reporting::Reporting::new(
             ctx.log.clone(),
             ctx.config.statistics()?,
@@ -258,7 +212,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 ),
             ),
             tasks: vec![follower, scheduler, statistics, sweep],
-            on_bus: Some(on_bus),
+            consumers,
+            deliveries,
+            on_bus: None,
             private: Some(private),
         })
     })

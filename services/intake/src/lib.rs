@@ -32,9 +32,8 @@ mod view;
 use std::sync::Arc;
 use std::time::Duration;
 
-use baove_bus::{ConsumerSpec, run_consumer};
 use baove_runtime::Config;
-use baove_runtime::node::{OnBus, Parts, ServiceSpec};
+use baove_runtime::node::{Consumer, OnBus, Parts, ServiceSpec};
 use tokio_util::sync::CancellationToken;
 
 /// What distinguishes intake at start-up.
@@ -44,7 +43,6 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     log_stream: baove_bus::logstream::INTAKE_LOG,
     other_streams: &[],
     grpc_services: &["baove.v1.IntakeService"],
-    consumers: &["intake"],
     side_trees: &["data-keys"],
     side_trees_replicated: true,
 };
@@ -87,29 +85,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         );
         let (log, cancel) = (ctx.log.clone(), ctx.cancel.clone());
         let retry = Duration::from_secs(ctx.config.handover_retry_secs.max(1));
-        let on_bus: OnBus = Box::new(move |bus| {
-            Box::pin(async move {
-                let consumer = run_consumer(
-                    bus.clone(),
-                    log.clone(),
-                    ConsumerSpec {
-                        stream: baove_bus::CASE,
-                        durable: "intake".into(),
-                        filter_subject: format!("{}.>", baove_bus::CASE.prefix),
-                    },
-                    handover::HandOver {
-                        log: log.clone(),
-                        view: view.clone(),
-                    },
-                    cancel.clone(),
-                );
-                let republisher = handover::republish(log, view, bus, retry, cancel);
-                tokio::join!(consumer, republisher);
-            })
-        });
+        // Casework's answers (a case opened, closed, reopened, a referral's
+        // steps) are noted on the reports they concern.
+        let consumers = vec![Consumer::new(
+            baove_bus::CASE,
+            "intake",
+            None,
+            handover::HandOver {
+                log: log.clone(),
+                view: view.clone(),
+            },
+        )];
+        // A report whose hand-over has not come back is published again.
+        let on_bus: OnBus =
+            Box::new(move |bus| Box::pin(handover::republish(log, view, bus, retry, cancel)));
         Ok(Parts {
             routes: tonic::service::Routes::new(api::server(api)),
             tasks: vec![follower],
+            consumers,
+            deliveries: Vec::new(),
             on_bus: Some(on_bus),
             private: None,
         })

@@ -22,9 +22,8 @@ mod scope;
 use std::sync::Arc;
 use std::time::Duration;
 
-use baove_bus::{ConsumerSpec, run_consumer};
 use baove_runtime::Config;
-use baove_runtime::node::{OnBus, Parts, ServiceSpec};
+use baove_runtime::node::{Consumer, Delivery, Parts, ServiceSpec};
 use tokio_util::sync::CancellationToken;
 
 /// What distinguishes referral at start-up.
@@ -34,7 +33,6 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     log_stream: baove_bus::logstream::REFERRAL_LOG,
     other_streams: &[baove_bus::ALERT],
     grpc_services: &["baove.v1.ReferralService"],
-    consumers: &["referral", "referral-alerts"],
     side_trees: &[],
     side_trees_replicated: false,
 };
@@ -86,57 +84,40 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ctx.access.clone(),
             private,
         );
-        let (log, cancel) = (ctx.log.clone(), ctx.cancel.clone());
-        // Escalation alerts go to the webhooks and e-mail of their agency, if any.
-        let endpoints = ctx.config.alert_endpoints()?.map(Arc::new);
-        let on_bus: OnBus = Box::new(move |bus| {
-            Box::pin(async move {
-                let js = bus.js.clone();
-                let offers = run_consumer(
-                    bus.clone(),
-                    log.clone(),
-                    ConsumerSpec {
-                        stream: baove_bus::CASE,
-                        durable: "referral".into(),
-                        filter_subject: format!("{}.ReferralRequested", baove_bus::CASE.prefix),
-                    },
-                    flows::Offer {
-                        log: log.clone(),
-                        referrals,
-                        calendar,
-                        clock,
-                    },
-                    cancel.clone(),
-                );
-                if let Err(e) = baove_bus::ensure_stream(&js, baove_bus::ALERT, bus.replicas).await
-                {
-                    tracing::warn!(error = %e, "alert stream not ready yet; the alerter retries");
+        let consumers = vec![
+            // A referral requested in a case is offered to its agency.
+            Consumer::new(
+                baove_bus::CASE,
+                "referral",
+                Some("ReferralRequested"),
+                flows::Offer {
+                    log: ctx.log.clone(),
+                    referrals,
+                    calendar,
+                    clock,
+                },
+            ),
+            // An escalated referral becomes an alert to its agency.
+            Consumer::with_bus(baove_bus::REFERRAL, "referral-alerts", Some("ReferralEscalated"), {
+                let log = ctx.log.clone();
+                move |bus| flows::Alerts {
+                    log,
+                    js: bus.js.clone(),
                 }
-                let deliveries = baove_runtime::delivery::run(
-                    bus.clone(),
-                    <baove_bus::alert::ReferralAlert as baove_bus::alert::Alert>::KIND,
-                    "referral-deliveries".into(),
-                    endpoints,
-                    cancel.clone(),
-                );
-                let alerts = run_consumer(
-                    bus,
-                    log.clone(),
-                    ConsumerSpec {
-                        stream: baove_bus::REFERRAL,
-                        durable: "referral-alerts".into(),
-                        filter_subject: format!("{}.ReferralEscalated", baove_bus::REFERRAL.prefix),
-                    },
-                    flows::Alerts { log, js },
-                    cancel,
-                );
-                tokio::join!(offers, alerts, deliveries);
-            })
-        });
+            }),
+        ];
+        // Escalation alerts go to the webhooks and e-mail of their agency, if any.
+        let deliveries = vec![Delivery {
+            kind: <baove_bus::alert::ReferralAlert as baove_bus::alert::Alert>::KIND,
+            durable: "referral-deliveries",
+            endpoints: ctx.config.alert_endpoints()?.map(Arc::new),
+        }];
         Ok(Parts {
             routes: tonic::service::Routes::new(api.into_server()),
             tasks: vec![follower, escalator],
-            on_bus: Some(on_bus),
+            consumers,
+            deliveries,
+            on_bus: None,
             private: None,
         })
     })

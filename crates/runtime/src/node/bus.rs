@@ -50,16 +50,17 @@ pub(super) async fn grow_tree(log: EventLog, cancel: CancellationToken) {
     }
 }
 
-/// Connects to NATS, keeps the streams, relays the outbox and the log, runs the
-/// service's `on_bus` part, and keeps the [`BUS_HEALTH`] status true to the
-/// connection and to every bus part's progress.
+/// Connects to NATS, keeps the streams, relays the outbox and the log, runs
+/// the service's consumers, alert deliveries and `on_bus` part, and keeps
+/// the [`BUS_HEALTH`] status true to the connection and to every bus part's
+/// progress.
 pub(super) async fn bus_task(
     spec: ServiceSpec,
     nats: NatsSettings,
     log: EventLog,
     reporter: HealthReporter,
     cancel: CancellationToken,
-    on_bus: Option<OnBus>,
+    own: BusParts,
 ) {
     let (connected_tx, mut connected) = watch::channel(false);
     let client = match baove_bus::connect_as(
@@ -123,9 +124,11 @@ pub(super) async fn bus_task(
     // This process runs its consumers from here on: each counts as starting
     // until it reads, from now, not from whenever its task first runs (the
     // bus must not look SERVING in between).
-    for durable in spec.consumers {
-        bus.health
-            .failing(&baove_bus::consumer_part(durable), "starting");
+    for consumer in &own.consumers {
+        bus.health.failing(
+            &baove_bus::consumer_part(&consumer.spec().durable),
+            "starting",
+        );
     }
     let mut delay = Duration::from_millis(250);
     loop {
@@ -155,7 +158,7 @@ pub(super) async fn bus_task(
     // the one writing it: either stops, so that the lease can pass on;
     // started again, it sets the first aside and catches up.
     let log_relay = tokio::spawn({
-        let relay = baove_bus::LogRelay::new(log, bus.clone(), spec.log_stream)
+        let relay = baove_bus::LogRelay::new(log.clone(), bus.clone(), spec.log_stream)
             .telling(nats.reached)
             .run(cancel.clone());
         let shutdown = nats.shutdown.clone();
@@ -170,7 +173,7 @@ pub(super) async fn bus_task(
             }
         }
     });
-    let own = on_bus.map(|start| tokio::spawn(start(bus.clone())));
+    let own = tokio::spawn(own.run(spec, bus.clone(), log.clone(), cancel.clone()));
     if lease.is_some() {
         // Fence before taking the role: the first position after the
         // previous active's last goes on the log stream now, signed by this
@@ -202,10 +205,59 @@ pub(super) async fn bus_task(
             tracing::error!(error = %e, task = name, "bus task failed");
         }
     }
-    if let Some(own) = own
-        && let Err(e) = own.await
-    {
+    if let Err(e) = own.await {
         tracing::error!(error = %e, "service bus task failed");
+    }
+}
+
+/// The service's own parts on the bus ([`super::Parts`]).
+pub(super) struct BusParts {
+    pub(super) consumers: Vec<Consumer>,
+    pub(super) deliveries: Vec<Delivery>,
+    pub(super) on_bus: Option<OnBus>,
+}
+
+impl BusParts {
+    /// Runs every part until `cancel`; the streams they publish to (the
+    /// alert stream) are made first, if they can be yet (the stream
+    /// keeper goes on trying, and so do the publishers).
+    async fn run(
+        self,
+        spec: ServiceSpec,
+        bus: baove_bus::Bus,
+        log: EventLog,
+        cancel: CancellationToken,
+    ) {
+        for stream in spec.other_streams {
+            if let Err(e) = baove_bus::ensure_stream(&bus.js, *stream, bus.replicas).await {
+                tracing::warn!(stream = stream.name, error = %e, "stream not ready yet; its publishers retry");
+            }
+        }
+        let mut tasks = Vec::new();
+        for consumer in self.consumers {
+            tasks.push(tokio::spawn((consumer.run)(
+                bus.clone(),
+                log.clone(),
+                cancel.clone(),
+            )));
+        }
+        for delivery in self.deliveries {
+            tasks.push(tokio::spawn(crate::delivery::run(
+                bus.clone(),
+                delivery.kind,
+                delivery.durable.to_owned(),
+                delivery.endpoints,
+                cancel.clone(),
+            )));
+        }
+        if let Some(start) = self.on_bus {
+            tasks.push(tokio::spawn(start(bus)));
+        }
+        for task in tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "a consumer or delivery task failed");
+            }
+        }
     }
 }
 
