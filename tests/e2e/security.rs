@@ -336,7 +336,7 @@ async fn an_exported_case_verifies_offline_and_fails_after_any_edit() {
         &system.casework.data.path().join("checkpoint-key.pub.pem"),
     )
     .unwrap();
-    let parse = |bytes: &[u8]| -> baove_security::checkpoint::Bundle {
+    let parse = |bytes: &[u8]| -> baove_audit::checkpoint::Bundle {
         serde_json::from_slice(bytes).unwrap()
     };
     let verified = parse(&bundle).verify(Some(&key), &[]).unwrap();
@@ -440,7 +440,7 @@ async fn whole_log(
         events.extend(
             page.events
                 .iter()
-                .map(|e| baove_security::checkpoint::envelope_from_proto(e).unwrap()),
+                .map(|e| baove_audit::checkpoint::envelope_from_proto(e).unwrap()),
         );
     }
     events
@@ -451,7 +451,7 @@ async fn a_log_rewritten_with_a_consistent_chain_no_longer_matches_an_earlier_ch
     let mut system = System::start().await;
     let o = opened_case(&system, "rewrite-1").await;
     let mut audit = AuditServiceClient::new(system.casework.channel_as(&auditor()).await);
-    let kept = baove_security::checkpoint::checkpoint_from_proto(
+    let kept = baove_audit::checkpoint::checkpoint_from_proto(
         &audit
             .get_checkpoint(p::GetCheckpointRequest { fresh: true })
             .await

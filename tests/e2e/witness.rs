@@ -139,10 +139,7 @@ async fn a_witness_cosigns_a_growing_log_and_a_log_put_back_shorter_is_refused()
     let file = keys.path().join("witnessed.json");
     std::fs::write(
         &file,
-        serde_json::to_vec(&baove_security::checkpoint::checkpoint_from_proto(
-            &witnessed,
-        ))
-        .unwrap(),
+        serde_json::to_vec(&baove_audit::checkpoint::checkpoint_from_proto(&witnessed)).unwrap(),
     )
     .unwrap();
     let service_key = system.casework.data.path().join("checkpoint-key.pub.pem");
@@ -171,7 +168,7 @@ async fn a_witness_cosigns_a_growing_log_and_a_log_put_back_shorter_is_refused()
     let stranger = keys.path().join("stranger.pub");
     std::fs::write(
         &stranger,
-        baove_security::checkpoint::verifier_key(
+        baove_audit::checkpoint::verifier_key(
             "stranger",
             &baove_security::token::new_signing_key().verifying_key(),
         ),
@@ -240,7 +237,7 @@ async fn a_witness_cosigns_a_growing_log_and_a_log_put_back_shorter_is_refused()
         text(&run)
     );
     // Its state still holds the larger checkpoint.
-    let kept: baove_security::checkpoint::Checkpoint = serde_json::from_slice(
+    let kept: baove_audit::checkpoint::Checkpoint = serde_json::from_slice(
         &std::fs::read(state.path().join("baove.local_casework.json")).unwrap(),
     )
     .unwrap();

@@ -201,7 +201,7 @@ pub async fn audit(addr: &str, command: AuditCommand) -> anyhow::Result<()> {
         AuditCommand::CheckLog { checkpoint, key } => {
             let text = std::fs::read(&checkpoint)
                 .with_context(|| format!("cannot read {}", checkpoint.display()))?;
-            let checkpoint: baove_security::checkpoint::Checkpoint = serde_json::from_slice(&text)
+            let checkpoint: baove_audit::checkpoint::Checkpoint = serde_json::from_slice(&text)
                 .with_context(|| format!("{} is not a checkpoint", checkpoint.display()))?;
             let trusted = key
                 .as_deref()
@@ -224,7 +224,7 @@ pub async fn audit(addr: &str, command: AuditCommand) -> anyhow::Result<()> {
                 }
                 for e in &page.events {
                     events.push(
-                        baove_security::checkpoint::envelope_from_proto(e)
+                        baove_audit::checkpoint::envelope_from_proto(e)
                             .map_err(|e| anyhow::anyhow!(e))?,
                     );
                 }
@@ -252,7 +252,7 @@ pub async fn audit(addr: &str, command: AuditCommand) -> anyhow::Result<()> {
                 .checkpoint
                 .unwrap_or_default();
             if let Some(out) = out {
-                let kept = baove_security::checkpoint::checkpoint_from_proto(&c);
+                let kept = baove_audit::checkpoint::checkpoint_from_proto(&c);
                 std::fs::write(&out, serde_json::to_vec_pretty(&kept)?)
                     .with_context(|| format!("cannot write {}", out.display()))?;
             }
@@ -306,7 +306,7 @@ fn verify(
         .map(baove_security::token::read_verifying_key)
         .transpose()?;
     if json.get("format").is_none() {
-        let checkpoint: baove_security::checkpoint::Checkpoint = serde_json::from_value(json)
+        let checkpoint: baove_audit::checkpoint::Checkpoint = serde_json::from_value(json)
             .with_context(|| format!("{} is not a checkpoint", path.display()))?;
         let checked = checkpoint
             .verify(trusted.as_ref())
@@ -326,7 +326,7 @@ fn verify(
             Err(reason) => bail!("the checkpoint does NOT verify: {reason}"),
         };
     }
-    let bundle: baove_security::checkpoint::Bundle = serde_json::from_value(json)
+    let bundle: baove_audit::checkpoint::Bundle = serde_json::from_value(json)
         .with_context(|| format!("{} is not a baove export bundle", path.display()))?;
     match bundle.verify(trusted.as_ref(), &witness_keys) {
         Ok(v) => {

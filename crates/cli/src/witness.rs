@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use baove_audit::checkpoint::{Checkpoint, Witness, checkpoint_from_proto, checkpoint_to_proto};
 use baove_proto::v1 as p;
 use baove_proto::v1::audit_service_client::AuditServiceClient;
-use baove_security::checkpoint::{Checkpoint, Witness, checkpoint_from_proto, checkpoint_to_proto};
 use clap::Subcommand;
 
 /// `baove witness ...`.
@@ -61,8 +61,8 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Keygen { name, out } => {
             let key = baove_security::token::new_signing_key();
-            let signer = baove_security::checkpoint::signer_key(&name, &key);
-            let verifier = baove_security::checkpoint::verifier_key(&name, &key.verifying_key());
+            let signer = baove_audit::checkpoint::signer_key(&name, &key);
+            let verifier = baove_audit::checkpoint::verifier_key(&name, &key.verifying_key());
             Witness::new(&verifier, &signer).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
             baove_security::token::write_new_secret(&out, format!("{signer}\n").as_bytes())?;
             let public = out.with_extension("pub");

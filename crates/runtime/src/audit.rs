@@ -9,14 +9,14 @@ use baove_proto::v1::{
 
 use tonic::{Request, Response, Status};
 
-use crate::access::{ACCESS_STREAM, AccessEntry, AccessLog};
 use crate::auth::caller;
-use crate::checkpoint::Checkpointer;
+use baove_audit::access::{ACCESS_STREAM, AccessEntry, AccessLog};
+use baove_audit::checkpointer::Checkpointer;
 use std::sync::Arc;
 
 use crate::private::PrivateText;
 use crate::status::from_log;
-use baove_security::checkpoint::checkpoint_to_proto;
+use baove_audit::checkpoint::{checkpoint_to_proto, envelope_to_proto};
 
 /// Serves `AuditService` on one event log.
 #[derive(Clone)]
@@ -67,31 +67,6 @@ impl AuditApi {
     #[must_use]
     pub fn into_server(self) -> v1::audit_service_server::AuditServiceServer<Self> {
         v1::audit_service_server::AuditServiceServer::new(self)
-    }
-}
-
-/// The envelope as the proto message, every field as stored.
-#[must_use]
-pub fn envelope_to_proto(e: &Envelope) -> v1::EventEnvelope {
-    v1::EventEnvelope {
-        event_id: e.event_id.to_string(),
-        stream_id: e.stream_id.to_string(),
-        seq: e.seq,
-        global_position: e.global_position,
-        event_type: e.event_type.clone(),
-        schema_version: e.schema_version,
-        recorded_at_unix_ms: e.recorded_at_ms,
-        actor: Some(v1::Actor {
-            user_id: e.actor.user_id.clone(),
-            role: e.actor.role.clone(),
-            agency_id: e.actor.agency_id.clone(),
-        }),
-        command_id: e.command_id.clone(),
-        causation_id: e.causation_id.clone(),
-        correlation_id: e.correlation_id.clone(),
-        payload_json: e.payload.clone(),
-        prev_hash: e.prev_hash.0.to_vec(),
-        hash: e.hash.0.to_vec(),
     }
 }
 
@@ -641,7 +616,7 @@ impl AuditService for AuditApi {
             .into_inner()
             .checkpoint
             .ok_or_else(|| Status::invalid_argument("checkpoint: required"))?;
-        let checkpoint = baove_security::checkpoint::checkpoint_from_proto(&checkpoint);
+        let checkpoint = baove_audit::checkpoint::checkpoint_from_proto(&checkpoint);
         let tree_size = self
             .checkpoints
             .add_cosignature(&checkpoint)
@@ -657,7 +632,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<v1::ExportCaseRequest>,
     ) -> Result<Response<v1::ExportCaseResponse>, Status> {
-        use baove_security::checkpoint::{BUNDLE_FORMAT, Bundle};
+        use baove_audit::checkpoint::{BUNDLE_FORMAT, Bundle};
         let caller = caller(&request)?;
         let stream =
             StreamId::parse("case_id", &request.into_inner().case_id).map_err(|e| from_log(&e))?;

@@ -20,8 +20,8 @@ use baove_security::policy::Access;
 use baove_security::{Caller, Verifier};
 use tonic::Status;
 
-use crate::access::AccessLog;
 use crate::limits::Limits;
+use baove_audit::access::AccessLog;
 
 /// What the layer needs: the token verifier, the access log, the
 /// service's limits and the reference data (a token's unit and agency ids

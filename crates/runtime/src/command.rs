@@ -29,9 +29,9 @@ use uuid::Uuid;
 
 use std::sync::Arc;
 
-use crate::access::AccessLog;
 use crate::private::PrivateText;
 use crate::status::{CURRENT_VERSION_KEY, LoadError, from_log, invalid_argument};
+use baove_audit::access::AccessLog;
 
 /// The stored form of `event`, at the schema version this code writes.
 ///
@@ -268,7 +268,7 @@ impl Commands {
                     stream: StreamId::from_uuid(step.id),
                     expected: ExpectedVersion::Exact(version),
                     command_id: command_id.clone(),
-                    actor: crate::access::actor(step.caller),
+                    actor: baove_audit::access::actor(step.caller),
                     causation_id: String::new(),
                     correlation_id: state.correlation_id(),
                     events: stored,

@@ -14,12 +14,11 @@
 //! - [`shutdown`]: a cancellation token fired by SIGINT or SIGTERM.
 //! - [`status`]: event log errors → `tonic::Status`, one mapping.
 //! - [`auth`]: the token check and the role table in front of every RPC.
-//! - [`access`]: the access log (every read and refusal).
 //! - [`convert`]: domain values ↔ proto enums several services show.
 //! - [`limits`]: calls per second per caller, open server streams.
-//! - [`checkpoint`]: signed C2SP checkpoints of the log's Merkle tree, the
-//!   kept and the witnessed one, checked at start.
-//! - [`audit`]: `baove.v1.AuditService` and envelope → proto conversion.
+//! - [`audit`]: `baove.v1.AuditService`, hosted with every service; the
+//!   records it serves (the access log, signed checkpoints) are the
+//!   `baove-audit` crate's.
 //! - [`node`]: start-up and shutdown order of a service process; its role
 //!   (active, standby, or `auto`: the lease decides), the log stream
 //!   compared at start, acknowledgements gated on the cluster's quorum.
@@ -44,10 +43,8 @@
 //! - [`main`]: what a service's `main.rs` calls.
 //! - [`timestamp`], [`unix_ms`]: protobuf timestamps ↔ Unix milliseconds.
 
-pub mod access;
 pub mod audit;
 pub mod auth;
-pub mod checkpoint;
 pub mod command;
 pub mod config;
 pub mod convert;

@@ -6,7 +6,7 @@
 //!    cluster, first setting aside what the stream never stored: docs/
 //!    cluster.md, "Rejoining"); open the access log,
 //!    and check each against the checkpoint kept outside its sled files
-//!    ([`crate::checkpoint::Checkpointer::check_kept`]): a log shorter than
+//!    ([`baove_audit::checkpointer::Checkpointer::check_kept`]): a log shorter than
 //!    what was acknowledged, or changed, is refused with an error naming
 //!    the data directory and what to restore;
 //! 2. bind the gRPC port and serve health, reflection, `AuditService` and
@@ -106,7 +106,7 @@ pub struct NodeContext {
     pub config: Config,
     /// The access log: handlers record each read of a case and each
     /// refusal of scope here.
-    pub access: crate::access::AccessLog,
+    pub access: baove_audit::access::AccessLog,
     /// The reference data (units and agencies), loaded once at start.
     pub directory: Arc<baove_domain::reference::Directory>,
     /// Whether this process is the active (takes writes): false on a
@@ -311,8 +311,8 @@ pub async fn run(
             config.data_dir.display()
         )
     })?;
-    let access = crate::access::AccessLog::new(access_log.clone());
-    let access_checkpoints = crate::checkpoint::Checkpointer::open(
+    let access = baove_audit::access::AccessLog::new(access_log.clone());
+    let access_checkpoints = baove_audit::checkpointer::Checkpointer::open(
         access_log.clone(),
         &format!("{}.access", spec.name),
         &format!("{}/{}.access", config.log_origin, spec.name),
@@ -322,7 +322,7 @@ pub async fn run(
     )
     .context("failed to open the checkpoint signing key")?
     .unpublished();
-    let checkpoints = crate::checkpoint::Checkpointer::open(
+    let checkpoints = baove_audit::checkpointer::Checkpointer::open(
         log.clone(),
         spec.name,
         &format!("{}/{}", config.log_origin, spec.name),

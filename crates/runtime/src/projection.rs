@@ -134,7 +134,7 @@ impl Follower {
                     }
                     for envelope in events
                         .iter()
-                        .filter(|e| !crate::access::is_record_stream(e))
+                        .filter(|e| !baove_audit::access::is_record_stream(e))
                     {
                         apply(envelope);
                     }

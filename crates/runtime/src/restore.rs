@@ -37,14 +37,15 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
+use baove_audit::checkpoint::Checkpoint;
 use baove_eventlog::{Envelope, EventLog, Verification};
 use baove_proto::v1::{self, backup_response::Part};
-use baove_security::checkpoint::Checkpoint;
 use prost::Message;
 
+use crate::Config;
 use crate::audit::BACKUP_FORMAT;
 use crate::node::ServiceSpec;
-use crate::{Config, checkpoint};
+use baove_audit::checkpointer;
 
 /// What a restore did.
 #[derive(Debug)]
@@ -110,13 +111,13 @@ impl<R: Read> Parts<R> {
 }
 
 /// The envelope of a backup's event, every field as stored
-/// ([`baove_security::checkpoint::envelope_from_proto`]).
+/// ([`baove_audit::checkpoint::envelope_from_proto`]).
 ///
 /// # Errors
 /// A field that is not what the log stores (an id that is not a UUID, a
 /// hash that is not 32 bytes), naming the event's position.
 pub fn envelope_from_proto(e: &v1::EventEnvelope) -> anyhow::Result<Envelope> {
-    baove_security::checkpoint::envelope_from_proto(e)
+    baove_audit::checkpoint::envelope_from_proto(e)
         .map_err(|why| anyhow!("the event at position {}: {why}", e.global_position))
 }
 
@@ -156,7 +157,7 @@ pub async fn restore(
             spec.name
         );
     }
-    let checkpoint = baove_security::checkpoint::checkpoint_from_proto(
+    let checkpoint = baove_audit::checkpoint::checkpoint_from_proto(
         manifest
             .checkpoint
             .as_ref()
@@ -282,7 +283,7 @@ async fn rebuild<R: Read>(
             end.side_entries
         );
     }
-    checkpoint::check_root(&log, checkpoint).await.map_err(|problem| {
+    checkpointer::check_root(&log, checkpoint).await.map_err(|problem| {
         anyhow!("the restored log does not match the backup's checkpoint ({problem}): the backup was altered or is of another log")
     })?;
     let streams = verify_every_stream(&log).await?;
@@ -410,7 +411,7 @@ async fn check_newest_checkpoint(
     trusted_key: Option<&Path>,
 ) -> anyhow::Result<(Option<Checkpoint>, String)> {
     let newest = log
-        .read_stream_backward(crate::access::CHECKPOINT_STREAM, None, 1)
+        .read_stream_backward(baove_audit::access::CHECKPOINT_STREAM, None, 1)
         .await?;
     let Some(event) = newest.first() else {
         return Ok((None, "no checkpoint in the log".to_owned()));
@@ -421,7 +422,7 @@ async fn check_newest_checkpoint(
     checkpoint
         .verify(trusted.as_ref())
         .map_err(|e| anyhow!("the log's newest checkpoint does not verify: {e}"))?;
-    checkpoint::check_root(log, &checkpoint)
+    checkpointer::check_root(log, &checkpoint)
         .await
         .map_err(|problem| {
             anyhow!("the rebuilt log does not match the newest checkpoint it holds: {problem}")

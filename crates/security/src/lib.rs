@@ -10,12 +10,11 @@
 //! - [`seal`]: per-case data keys and the AEAD that seals confidential
 //!   fields before they are hashed into the log; the data keys are kept
 //!   wrapped under a master key, and destroying one erases those fields.
-//! - [`checkpoint`]: C2SP checkpoints of each service's transparency log
-//!   (signed notes), witnesses that cosign only a log that grew, and export
-//!   bundles verifiable offline.
+//!
+//! The signed checkpoints of the logs are the audit feature's
+//! (`baove-audit`).
 //! - [`client`]: the client side: an interceptor that sends the token.
 
-pub mod checkpoint;
 pub mod client;
 pub mod policy;
 pub mod seal;

@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
+use baove_audit::access::AccessLog;
 use baove_domain::Violations;
 use baove_domain::case::procedure::{self as proc, Command};
 use baove_domain::case::{CaseState, CaseStatus};
 use baove_eventlog::{EventLog, StreamId};
 use baove_proto::steps::CaseStepOutcome;
 use baove_proto::v1::{self as p, case_service_server::CaseService};
-use baove_runtime::access::AccessLog;
 use baove_runtime::auth::caller;
 use baove_runtime::command::{Commands, Step};
 use baove_runtime::status::{from_log, invalid_argument};
@@ -288,7 +288,7 @@ impl CaseService for CaseApi {
                 private: Some(self.private.clone()),
                 item: move |event: &baove_eventlog::Envelope| {
                     Ok(p::WatchCaseResponse {
-                        event: Some(baove_runtime::audit::envelope_to_proto(event)),
+                        event: Some(baove_audit::checkpoint::envelope_to_proto(event)),
                         case_event: baove_runtime::history::case_event_for_reader(
                             event,
                             Some(&private),

@@ -291,7 +291,7 @@ impl Handler for RecordReferralSteps {
     async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
         // The referral service's signed checkpoints travel on its stream
         // too; they are no referral step.
-        if baove_runtime::access::is_record_stream(&event) {
+        if baove_audit::access::is_record_stream(&event) {
             return Ok(());
         }
         let referral_event =

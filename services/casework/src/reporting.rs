@@ -49,7 +49,7 @@ pub struct Reporting {
     defs: Definitions,
     log: EventLog,
     directory: Arc<baove_domain::reference::Directory>,
-    access: baove_runtime::access::AccessLog,
+    access: baove_audit::access::AccessLog,
 }
 
 impl Reporting {
@@ -59,7 +59,7 @@ impl Reporting {
         log: EventLog,
         defs: Definitions,
         directory: Arc<baove_domain::reference::Directory>,
-        access: baove_runtime::access::AccessLog,
+        access: baove_audit::access::AccessLog,
     ) -> Arc<Self> {
         Arc::new(Self {
             state: RwLock::default(),
@@ -143,7 +143,7 @@ impl Reporting {
             for envelope in page
                 .iter()
                 .filter(|e| e.global_position <= as_of)
-                .filter(|e| !baove_runtime::access::is_record_stream(e))
+                .filter(|e| !baove_audit::access::is_record_stream(e))
             {
                 apply(&mut state, envelope);
             }

@@ -26,7 +26,7 @@ pub struct Audit {
 /// # Errors
 /// What does not hold, in words.
 pub fn check_signature(checkpoint: &p::Checkpoint) -> Result<(), String> {
-    baove_security::checkpoint::checkpoint_from_proto(checkpoint)
+    baove_audit::checkpoint::checkpoint_from_proto(checkpoint)
         .verify(None)
         .map(|_| ())
 }

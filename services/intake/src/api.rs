@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use baove_audit::access::AccessLog;
 use baove_domain::intake::{
     self as d, Context, INTAKE_RECORDED, IntakeRecorded, RawHotlineReport, Report,
 };
@@ -13,7 +14,6 @@ use baove_proto::v1::{
     ListIntakesResponse, SubmitHotlineReportRequest, SubmitPoliceNotificationRequest,
     intake_service_server::IntakeService,
 };
-use baove_runtime::access::AccessLog;
 use baove_runtime::auth::caller;
 use baove_runtime::status::{from_log, invalid_argument};
 use baove_security::{Caller, Role};
@@ -717,7 +717,7 @@ impl IntakeService for IntakeApi {
                     stream,
                     expected: ExpectedVersion::Any,
                     command_id: format!("erase:{request_id}:{intake_id}"),
-                    actor: baove_runtime::access::actor(&caller),
+                    actor: baove_audit::access::actor(&caller),
                     causation_id: String::new(),
                     correlation_id: case_id.to_string(),
                     events: vec![

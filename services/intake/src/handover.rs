@@ -54,7 +54,7 @@ impl Handler for HandOver {
     async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
         // Only the events that name an intake matter here; casework has
         // many others, and its signed checkpoints travel on its stream too.
-        if baove_runtime::access::is_record_stream(&event) {
+        if baove_audit::access::is_record_stream(&event) {
             return Ok(());
         }
         let case_event =

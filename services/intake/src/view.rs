@@ -206,7 +206,7 @@ impl View {
     }
 
     fn apply(&self, envelope: &Envelope) {
-        if baove_runtime::access::is_record_stream(envelope) {
+        if baove_audit::access::is_record_stream(envelope) {
             return;
         }
         let event = match IntakeEvent::decode(

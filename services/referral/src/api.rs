@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
+use baove_audit::access::AccessLog;
 use baove_domain::Violations;
 use baove_domain::reference::AgencyChange;
 use baove_domain::referral::{self as r, Command, ReferralState, Status as RStatus};
 use baove_eventlog::{AppendRequest, EventLog, ExpectedVersion, StreamId};
 use baove_proto::steps::ReferralStepOutcome;
 use baove_proto::v1::{self as p, referral_service_server::ReferralService};
-use baove_runtime::access::AccessLog;
 use baove_runtime::auth::caller;
 use baove_runtime::command::{Commands, Step, stored};
 use baove_runtime::convert::referral_status;
@@ -216,7 +216,7 @@ impl ReferralApi {
                 stream: StreamId::from_uuid(DIRECTORY_STREAM),
                 expected: ExpectedVersion::Any,
                 command_id: baove_runtime::client_command_id(request_id),
-                actor: baove_runtime::access::actor(caller),
+                actor: baove_audit::access::actor(caller),
                 causation_id: String::new(),
                 correlation_id: String::new(),
                 events: vec![

@@ -36,7 +36,7 @@ pub struct Offer {
 impl Handler for Offer {
     async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
         // casework's signed checkpoints travel on its stream too.
-        if baove_runtime::access::is_record_stream(&event) {
+        if baove_audit::access::is_record_stream(&event) {
             return Ok(());
         }
         // A request that does not decode (a newer schema, a damaged

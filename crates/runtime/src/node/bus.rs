@@ -22,7 +22,7 @@ pub(super) struct NatsSettings {
     /// This process's gRPC address, held in the lease.
     pub(super) address: String,
     /// Signs the checkpoint that fences the log stream on taking over.
-    pub(super) checkpoints: crate::checkpoint::Checkpointer,
+    pub(super) checkpoints: baove_audit::checkpointer::Checkpointer,
     /// Told the bus once connected.
     pub(super) bus: watch::Sender<Option<baove_bus::Bus>>,
 }

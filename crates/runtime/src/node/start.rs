@@ -200,7 +200,7 @@ pub(super) async fn set_aside_unstored(
                 dir.display()
             )
         })?;
-    let checkpoint = crate::checkpoint::set_aside_kept(&dir, from - 1, now).await?;
+    let checkpoint = baove_audit::checkpointer::set_aside_kept(&dir, from - 1, now).await?;
     tracing::error!(
         stream = spec.log_stream.name,
         from,

@@ -132,8 +132,8 @@ impl AccessLog {
     }
 
     async fn record(&self, caller: &Caller, entry: AccessEntry) -> Result<(), Status> {
-        let event =
-            NewEvent::new(ACCESS_RECORDED, 1, &entry).map_err(|e| crate::status::from_log(&e))?;
+        let event = NewEvent::new(ACCESS_RECORDED, 1, &entry)
+            .map_err(|e| Status::internal(format!("the access entry cannot be encoded: {e}")))?;
         self.log
             .append(AppendRequest {
                 stream: ACCESS_STREAM,

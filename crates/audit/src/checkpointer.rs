@@ -23,8 +23,8 @@ use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::checkpoint::{Checkpoint, verifier_key};
 use baove_eventlog::{Actor, AppendRequest, EventLog, ExpectedVersion, NewEvent};
-use baove_security::checkpoint::{Checkpoint, verifier_key};
 use ed25519_dalek::SigningKey;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;

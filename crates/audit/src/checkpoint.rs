@@ -602,6 +602,32 @@ impl Bundle {
     }
 }
 
+/// The envelope as the proto message, every field as stored.
+#[must_use]
+pub fn envelope_to_proto(e: &Envelope) -> baove_proto::v1::EventEnvelope {
+    use baove_proto::v1;
+    v1::EventEnvelope {
+        event_id: e.event_id.to_string(),
+        stream_id: e.stream_id.to_string(),
+        seq: e.seq,
+        global_position: e.global_position,
+        event_type: e.event_type.clone(),
+        schema_version: e.schema_version,
+        recorded_at_unix_ms: e.recorded_at_ms,
+        actor: Some(v1::Actor {
+            user_id: e.actor.user_id.clone(),
+            role: e.actor.role.clone(),
+            agency_id: e.actor.agency_id.clone(),
+        }),
+        command_id: e.command_id.clone(),
+        causation_id: e.causation_id.clone(),
+        correlation_id: e.correlation_id.clone(),
+        payload_json: e.payload.clone(),
+        prev_hash: e.prev_hash.0.to_vec(),
+        hash: e.hash.0.to_vec(),
+    }
+}
+
 /// The stored envelope of a proto `EventEnvelope` (as `ReadAll` returns
 /// it), for checking it offline.
 ///
@@ -680,7 +706,7 @@ pub fn checkpoint_to_proto(c: &Checkpoint) -> baove_proto::v1::Checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::new_signing_key;
+    use baove_security::token::new_signing_key;
     use tlog_tiles::{HashReader, prove_tree, stored_hashes, tree_hash};
 
     /// A tree kept in memory: stored hashes are dense in index order.
