@@ -432,12 +432,12 @@ async fn stream_names(js: &jetstream::Context) -> Vec<String> {
 /// Hotline clients submitting at once through the whole-node test.
 const NODE_CLIENTS: usize = 3;
 
-// Not in the default run: beside the other tests on a 2-core machine it
-// fails about one run in two (a hand-over or the intake service not back
-// within its deadlines), which issue #14's note records as the lead to
-// follow. Run it alone: `cargo test -p baove-e2e --test e2e -- --ignored
-// cluster::whole_nodes`.
-#[ignore = "flaky under the full suite's load (issue #14 note); run alone with --ignored"]
+// Not in the main run: beside the other tests on a 2-core machine it
+// failed about one run in two (a hand-over or the intake service not back
+// within its deadlines; issue #14's note). deploy/local/test.sh runs it
+// alone after the rest, so CI runs it; by hand: `cargo test -p baove-e2e
+// --test e2e -- --ignored cluster::whole_nodes`.
+#[ignore = "run alone by deploy/local/test.sh after the suite: load-sensitive beside it (issue #14 note)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_nodes_killed_one_after_another_under_load_lose_no_acknowledged_report_and_end_identical()
  {
