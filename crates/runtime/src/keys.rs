@@ -114,8 +114,8 @@ impl KeyStore {
     /// them in memory.
     ///
     /// # Errors
-    /// When sled cannot be read, or a key does not unwrap (another master
-    /// key).
+    /// When sled cannot be read. A key that does not unwrap (another master
+    /// key) is left out: [`Self::key`] says so for its record alone.
     pub async fn load(self: &Arc<Self>, streams: Vec<StreamId>) -> Result<(), String> {
         let wanted: Vec<StreamId> = {
             let held = self.held();
@@ -130,7 +130,22 @@ impl KeyStore {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             for stream in wanted {
-                let key = this.read(stream)?;
+                let wrapped = this
+                    .tree
+                    .get(stream.as_bytes())
+                    .map_err(|e| e.to_string())?;
+                // A key that does not unwrap (another master key) is not
+                // held: reading its record says so, and only that record
+                // is unreadable; the page goes on.
+                let key = match wrapped {
+                    None => None,
+                    Some(wrapped) => {
+                        match Key::unwrap_key(&this.master, stream.as_bytes(), &wrapped) {
+                            Ok(key) => Some(key),
+                            Err(_) => continue,
+                        }
+                    }
+                };
                 this.held().entry(stream).or_insert(key);
             }
             Ok(())
@@ -525,5 +540,32 @@ mod tests {
         keys.load(vec![stream]).await.unwrap();
         assert!(keys.key(stream).unwrap().is_none());
         assert_eq!(keys.unloaded_reads(), 0);
+    }
+
+    #[tokio::test]
+    async fn given_a_key_wrapped_under_another_master_when_its_page_is_prepared_then_the_others_open_and_only_it_is_refused()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path().join("log")).await.unwrap();
+        let keys = Arc::new(KeyStore::open(&log, Key::generate(), None).unwrap());
+        let (good, foreign) = (
+            StreamId::from_uuid(Uuid::now_v7()),
+            StreamId::from_uuid(Uuid::now_v7()),
+        );
+        let sealed = keys.seal_new(good, b"Pham Van D".to_vec()).await.unwrap();
+        let other_master = Key::generate();
+        keys.tree
+            .insert(
+                foreign.as_bytes(),
+                Key::generate().wrap(&other_master, foreign.as_bytes()),
+            )
+            .unwrap();
+        let page = vec![
+            append(&log, foreign, "Sealed").await,
+            append(&log, good, "Sealed").await,
+        ];
+        keys.prepare(page, uses).await.unwrap();
+        assert_eq!(keys.open_sealed(good, &sealed).unwrap(), b"Pham Van D");
+        assert!(matches!(keys.open_sealed(foreign, &sealed), Err(Err(_))));
     }
 }
