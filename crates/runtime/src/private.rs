@@ -16,9 +16,9 @@
 //! destroyed with it. The rest of the case, its procedure and its
 //! deadlines, stays readable and verifiable.
 //!
-//! A case's key is read from sled (a small tree, in sled's cache after
-//! first use) on the caller's task; a referral's key from the bucket, in
-//! [`PrivateText::ready`], for the page about to be opened. When NATS does
+//! [`PrivateText::ready`] takes the keys of the page about to be opened: a
+//! case's from sled, off the async executor, into memory
+//! ([`KeyStore::prepare`]); a referral's from the bucket, several at once. When NATS does
 //! not answer, a referral's key this process read before still opens its
 //! text (an erasure made meanwhile holds once NATS answers again); one it
 //! never read is UNAVAILABLE.
@@ -33,12 +33,17 @@ use baove_domain::case::private::{
 use baove_domain::referral::private::{for_each_referral_private, referral_paths};
 use baove_eventlog::{Envelope, StreamId};
 use baove_security::seal::{Key, Sealed};
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde_json::Value;
 use tonic::Status;
 use uuid::Uuid;
 
 use crate::keys::{KeyStore, KeyUse};
 use crate::referral_keys::ReferralKeys;
+
+/// Referral keys read from the bucket at once when a page of events is
+/// made ready ([`PrivateText::ready`]).
+const REFERRAL_KEY_READS: usize = 16;
 
 /// Seals and opens the private text of one service's logs: casework's
 /// (the case's key, and the referrals' for their strings), or the
@@ -202,9 +207,15 @@ impl PrivateText {
                     wanted.push(referral);
                 }
             }
-            for referral in wanted {
-                self.fetch_referral_key(referrals, referral).await?;
-            }
+            // At most REFERRAL_KEY_READS round trips to the bucket at once.
+            futures_util::stream::iter(
+                wanted
+                    .into_iter()
+                    .map(|referral| self.fetch_referral_key(referrals, referral)),
+            )
+            .buffer_unordered(REFERRAL_KEY_READS)
+            .try_collect::<()>()
+            .await?;
         }
         let Some(keys) = &self.keys else {
             return Ok(());

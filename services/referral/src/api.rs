@@ -15,6 +15,7 @@ use baove_runtime::convert::referral_status;
 use baove_runtime::status::{from_log, invalid_argument};
 use baove_runtime::timestamp;
 use baove_security::Caller;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -23,6 +24,10 @@ use uuid::Uuid;
 use crate::model::{DIRECTORY_STREAM, Referrals, Row};
 use crate::scope;
 use baove_runtime::private::PrivateText;
+
+/// Referral keys read from the bucket at once for one page of an inbox,
+/// instead of one round trip after another.
+const INBOX_KEY_READS: usize = 16;
 
 /// `row` as a reader sees it: its reason and last detail opened with the
 /// referral's key, read now ([`PrivateText::open_referral_strings`]).
@@ -358,10 +363,13 @@ impl ReferralService for ReferralApi {
             after,
             limit,
         );
-        let mut referrals = Vec::with_capacity(rows.len());
-        for row in rows {
-            referrals.push(shown(&self.private, row).await?);
-        }
+        // Each row's referral key is read from the cluster's bucket: up to
+        // INBOX_KEY_READS at once, in the rows' order.
+        let referrals: Vec<p::Referral> =
+            futures_util::stream::iter(rows.into_iter().map(|row| shown(&self.private, row)))
+                .buffered(INBOX_KEY_READS)
+                .try_collect()
+                .await?;
         Ok(Response::new(p::ListInboxResponse {
             referrals,
             next_page_token: baove_runtime::request::page_token(next),
