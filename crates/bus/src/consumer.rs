@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use baove_domain::text::clip;
-use baove_eventlog::{Envelope, EventLog};
+use baove_eventlog::{Envelope, EventLog, StreamId};
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -82,6 +82,16 @@ pub trait Handler: Send + Sync + 'static {
         true
     }
 
+    /// How many messages may be applied at once; by default 1: one after
+    /// another, in the stream's order. More lets their appends share the
+    /// receiver's flushes. Messages of one stream id are still applied one
+    /// after another in order, but a message of another stream may overtake
+    /// one being retried: answer more than 1 only where the messages of
+    /// different streams commute (casework opening a case per report).
+    fn at_once(&self) -> usize {
+        1
+    }
+
     /// Applies `event`.
     fn handle(&self, event: Envelope) -> impl Future<Output = Result<(), HandleError>> + Send;
 
@@ -109,7 +119,9 @@ pub fn consumer_part(durable: &str) -> String {
 /// fires. For each message: ack it at once if the handler does not want
 /// its type ([`Handler::wants`]); skip (and ack) if `log`'s inbox has it; else
 /// call the handler; on `Ok` record it in the inbox (durably) and ack; on
-/// `Retry` call it again with backoff, before any later message; on
+/// `Retry` call it again with backoff, before any later message (of its
+/// stream id only, for a handler that applies several at once:
+/// [`Handler::at_once`]); on
 /// `Reject` or an undecodable message, park it ([`EventLog::park`]: kept
 /// whole in the receiver's log, counted, logged once) and terminate it.
 ///
@@ -183,10 +195,19 @@ async fn consume<H: Handler>(
         messages = consumer.messages() => messages.map_err(|e| BusError::JetStream(format!("pull: {e}")))?,
     };
     bus.health.ok(part);
+    let at_once = handler.at_once().max(1);
+    // Messages being applied (at most `at_once`), each giving back its
+    // stream id when done, and the stream ids they hold.
+    let mut running = futures_util::stream::FuturesUnordered::new();
+    let mut busy: Vec<StreamId> = Vec::new();
     loop {
         let next = tokio::select! {
             () = cancel.cancelled() => return Ok(()),
-            next = messages.next() => next,
+            Some(done) = running.next(), if !running.is_empty() => {
+                busy.retain(|s| *s != done);
+                continue;
+            }
+            next = messages.next(), if running.len() < at_once => next,
         };
         match next {
             None => return Err(BusError::JetStream("message stream ended".into())),
@@ -229,19 +250,44 @@ async fn consume<H: Handler>(
                     ack(&message, AckKind::Ack).await;
                     continue;
                 }
-                tracing::Instrument::instrument(
+                let envelope = match Envelope::decode(&message.payload) {
+                    Ok(envelope) => envelope,
+                    Err(e) => {
+                        park(log, &spec.durable, &message, &format!("undecodable: {e}")).await;
+                        continue;
+                    }
+                };
+                let stream = envelope.stream_id;
+                let applying = tracing::Instrument::instrument(
                     apply(
                         log,
                         &spec.durable,
                         handler,
+                        envelope,
                         message,
                         cancel,
                         &bus.health,
                         part,
                     ),
                     span,
-                )
-                .await;
+                );
+                if at_once == 1 {
+                    applying.await;
+                    continue;
+                }
+                // One stream's messages one after another: wait until the
+                // one before of this stream is applied.
+                while busy.contains(&stream) {
+                    tokio::select! {
+                        () = cancel.cancelled() => return Ok(()),
+                        Some(done) = running.next() => busy.retain(|s| *s != done),
+                    }
+                }
+                busy.push(stream);
+                running.push(async move {
+                    applying.await;
+                    stream
+                });
             }
         }
     }
@@ -254,22 +300,17 @@ async fn pause(cancel: &CancellationToken) -> bool {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn apply<H: Handler>(
     log: &EventLog,
     durable: &str,
     handler: &H,
+    envelope: Envelope,
     message: jetstream::Message,
     cancel: &CancellationToken,
     health: &crate::BusHealth,
     part: &str,
 ) {
-    let envelope = match Envelope::decode(&message.payload) {
-        Ok(envelope) => envelope,
-        Err(e) => {
-            park(log, durable, &message, &format!("undecodable: {e}")).await;
-            return;
-        }
-    };
     let id = envelope.event_id.to_string();
     match log.is_applied(durable, &id).await {
         Ok(true) => {

@@ -134,7 +134,18 @@ pub struct OpenCases {
 /// How many times an attach is retried on a version conflict.
 const ATTEMPTS: usize = 5;
 
+/// Reports opened into cases at once ([`Handler::at_once`]): their appends
+/// share casework's flushes. Two reports commute: each opens its own case,
+/// or attaches to a case opened before intake could name it (a follow-up),
+/// under an expected version that a concurrent attachment makes conflict
+/// and try again.
+pub const OPENING_AT_ONCE: usize = 16;
+
 impl Handler for OpenCases {
+    fn at_once(&self) -> usize {
+        OPENING_AT_ONCE
+    }
+
     async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
         if event.event_type != INTAKE_RECORDED {
             return Ok(());

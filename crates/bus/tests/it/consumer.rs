@@ -402,3 +402,101 @@ async fn given_a_type_the_handler_does_not_want_then_it_is_acked_unread_and_not_
     consumer.await.unwrap();
     relay.await.unwrap();
 }
+
+/// Applies as [`Copy`] does, four at once: each call waits (up to 30 s)
+/// until four calls have been in flight together, and notes whether two of
+/// one stream were ever in flight at once.
+#[derive(Clone)]
+struct FourAtOnce {
+    copy: Copy,
+    in_flight: Arc<Mutex<Vec<StreamId>>>,
+    most: Arc<std::sync::atomic::AtomicUsize>,
+    overlapped: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Handler for FourAtOnce {
+    fn at_once(&self) -> usize {
+        4
+    }
+
+    async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
+        use std::sync::atomic::Ordering;
+        {
+            let mut in_flight = self.in_flight.lock().unwrap();
+            if in_flight.contains(&event.stream_id) {
+                self.overlapped.store(true, Ordering::SeqCst);
+            }
+            in_flight.push(event.stream_id);
+            self.most.fetch_max(in_flight.len(), Ordering::SeqCst);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.most.load(Ordering::SeqCst) < 4 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let result = self.copy.handle(event.clone()).await;
+        let mut in_flight = self.in_flight.lock().unwrap();
+        if let Some(at) = in_flight.iter().position(|s| *s == event.stream_id) {
+            in_flight.remove(at);
+        }
+        result
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_handler_applying_four_at_once_then_four_streams_are_applied_together_and_one_streams_events_in_order()
+ {
+    let (_nats, cancel, js) = test_stream().await;
+    let (_sender_dir, sender, relay) = relayed_sender(&js, &cancel).await;
+    for tag in ["b", "c", "d"] {
+        append(&sender, tag, 1).await;
+    }
+    // Its second event is refused once (Copy): the third must still wait.
+    append(&sender, "a", 3).await;
+
+    let (_receiver_dir, receiver) = new_log().await;
+    let handler = FourAtOnce {
+        copy: Copy {
+            log: receiver.clone(),
+            calls: Arc::default(),
+        },
+        in_flight: Arc::default(),
+        most: Arc::default(),
+        overlapped: Arc::default(),
+    };
+    let consumer = tokio::spawn(run_consumer(
+        bus(&js),
+        receiver.clone(),
+        ConsumerSpec {
+            stream: TEST,
+            durable: "receiver".into(),
+            filter_subject: String::new(),
+        },
+        handler.clone(),
+        cancel.child_token(),
+    ));
+    wait_for(&receiver, 6).await;
+    assert_eq!(
+        handler.most.load(std::sync::atomic::Ordering::SeqCst),
+        4,
+        "four messages of four streams in flight together"
+    );
+    assert!(
+        !handler.overlapped.load(std::sync::atomic::Ordering::SeqCst),
+        "two events of one stream were applied at once"
+    );
+    let of_a: Vec<String> = receiver
+        .read_all(1, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.payload.contains(r#""tag":"a""#))
+        .map(|e| e.payload)
+        .collect();
+    assert_eq!(of_a.len(), 3);
+    for (i, payload) in of_a.iter().enumerate() {
+        assert!(payload.contains(&format!(r#""i":{i}"#)), "{of_a:?}");
+    }
+    cancel.cancel();
+    consumer.await.unwrap();
+    relay.await.unwrap();
+}
