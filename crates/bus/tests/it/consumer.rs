@@ -88,6 +88,27 @@ async fn relayed_sender(
     (dir, log, relay)
 }
 
+/// The receiver's consumer (durable `receiver`, the whole test stream)
+/// applying with `handler` into `receiver` until `cancel` fires.
+fn receiving<H: Handler>(
+    js: &async_nats::jetstream::Context,
+    receiver: &EventLog,
+    handler: H,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(run_consumer(
+        bus(js),
+        receiver.clone(),
+        ConsumerSpec {
+            stream: TEST,
+            durable: "receiver".into(),
+            filter_subject: String::new(),
+        },
+        handler,
+        cancel,
+    ))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_redeliveries_and_duplicates_then_each_event_is_applied_once() {
     let (_nats, cancel, js) = test_stream().await;
@@ -277,17 +298,7 @@ async fn given_an_event_naming_a_record_not_held_yet_then_it_waits_for_it_in_ord
         held: Arc::default(),
         asked: Arc::default(),
     };
-    let consumer = tokio::spawn(run_consumer(
-        bus(&js),
-        receiver.clone(),
-        ConsumerSpec {
-            stream: TEST,
-            durable: "receiver".into(),
-            filter_subject: String::new(),
-        },
-        handler.clone(),
-        cancel.child_token(),
-    ));
+    let consumer = receiving(&js, &receiver, handler.clone(), cancel.child_token());
     // Asked again, not parked, and nothing after it applied meanwhile.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while handler.asked.load(SeqCst) < 3 {
@@ -352,17 +363,7 @@ async fn given_a_type_the_handler_does_not_want_then_it_is_acked_unread_and_not_
         log: receiver.clone(),
         calls: Arc::default(),
     });
-    let consumer = tokio::spawn(run_consumer(
-        bus(&js),
-        receiver.clone(),
-        ConsumerSpec {
-            stream: TEST,
-            durable: "receiver".into(),
-            filter_subject: String::new(),
-        },
-        handler.clone(),
-        cancel.child_token(),
-    ));
+    let consumer = receiving(&js, &receiver, handler.clone(), cancel.child_token());
     wait_for(&receiver, 2).await;
     let received = receiver.read_all(1, 10).await.unwrap();
     assert_eq!(received.len(), 2);
@@ -463,17 +464,7 @@ async fn given_a_handler_applying_four_at_once_then_four_streams_are_applied_tog
         most: Arc::default(),
         overlapped: Arc::default(),
     };
-    let consumer = tokio::spawn(run_consumer(
-        bus(&js),
-        receiver.clone(),
-        ConsumerSpec {
-            stream: TEST,
-            durable: "receiver".into(),
-            filter_subject: String::new(),
-        },
-        handler.clone(),
-        cancel.child_token(),
-    ));
+    let consumer = receiving(&js, &receiver, handler.clone(), cancel.child_token());
     wait_for(&receiver, 6).await;
     assert_eq!(
         handler.most.load(std::sync::atomic::Ordering::SeqCst),
