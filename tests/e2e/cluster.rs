@@ -313,6 +313,8 @@ impl Node {
         let mut env = vec![
             ("BAOVE_STREAM_REPLICAS", "3".to_owned()),
             ("BAOVE_ROLE", "auto".to_owned()),
+            // Kept in its file, for a failure to show what it did.
+            ("RUST_LOG", "info".to_owned()),
         ];
         if let Some(listen) = listen {
             env.push(("BAOVE_LISTEN", listen));
@@ -561,11 +563,21 @@ async fn whole_nodes_killed_one_after_another_under_load_lose_no_acknowledged_re
     let deadline = Instant::now() + Duration::from_secs(240);
     let logs = loop {
         supervise(&mut nodes, &urls, None);
-        let why = match settled(&nodes, &intake_ids).await {
+        let (why, stuck) = match settled(&nodes, &intake_ids).await {
             Ok(logs) => break logs,
             Err(why) => why,
         };
-        assert!(Instant::now() < deadline, "not settled within 240 s: {why}");
+        if Instant::now() >= deadline {
+            let files: Vec<_> = std::fs::read_dir(&logs_dir)
+                .unwrap()
+                .map(|entry| entry.unwrap().path())
+                .collect();
+            let stuck: Vec<&str> = stuck.iter().take(3).map(String::as_str).collect();
+            panic!(
+                "not settled within 240 s: {why}\nwhat each process logged of {stuck:?}:\n{}",
+                crate::lines_naming(&files, &stuck)
+            );
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     println!(
@@ -643,26 +655,34 @@ fn opened_for(event: &p::EventEnvelope) -> Option<String> {
 /// The logs of intake, casework and referral once every process of each
 /// holds the same one, casework opened a case for each of `acknowledged`
 /// and intake recorded each hand-over; else what is not so yet.
+/// Err: why not, and the reports still waiting (none when the processes
+/// differ or do not answer).
 async fn settled(
     nodes: &[Node],
     acknowledged: &HashSet<&String>,
-) -> Result<Vec<Vec<p::EventEnvelope>>, String> {
+) -> Result<Vec<Vec<p::EventEnvelope>>, (String, Vec<String>)> {
     let mut logs = Vec::new();
     for (k, service) in ["intake", "casework", "referral"].into_iter().enumerate() {
         let mut first: Option<Vec<p::EventEnvelope>> = None;
         for node in nodes {
             let process = &node.processes[k];
-            let log = crate::standby::read_whole_log(process)
-                .await
-                .map_err(|e| format!("{service} at {} does not answer: {e}", process.addr))?;
+            let log = crate::standby::read_whole_log(process).await.map_err(|e| {
+                (
+                    format!("{service} at {} does not answer: {e}", process.addr),
+                    Vec::new(),
+                )
+            })?;
             match &first {
                 None => first = Some(log),
                 Some(theirs) if *theirs == log => {}
                 Some(theirs) => {
-                    return Err(format!(
-                        "{service} processes hold different logs ({} and {} events)",
-                        theirs.len(),
-                        log.len()
+                    return Err((
+                        format!(
+                            "{service} processes hold different logs ({} and {} events)",
+                            theirs.len(),
+                            log.len()
+                        ),
+                        Vec::new(),
                     ));
                 }
             }
@@ -690,8 +710,16 @@ async fn settled(
     if no_case.is_empty() && not_heard.is_empty() {
         Ok(logs)
     } else {
-        Err(format!(
-            "acknowledged reports without a case: {no_case:?}; whose case intake has not heard of: {not_heard:?}"
+        let stuck = no_case
+            .iter()
+            .chain(&not_heard)
+            .map(|id| (**id).clone())
+            .collect();
+        Err((
+            format!(
+                "acknowledged reports without a case: {no_case:?}; whose case intake has not heard of: {not_heard:?}"
+            ),
+            stuck,
         ))
     }
 }

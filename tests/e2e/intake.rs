@@ -104,6 +104,14 @@ pub async fn intake_client(s: &Service) -> IntakeServiceClient<crate::AuthChanne
 
 /// Waits (up to 60 s) until the intake is handed over; returns its case id.
 pub async fn case_of(intake: &Service, intake_id: &str) -> String {
+    try_case_of(intake, intake_id)
+        .await
+        .unwrap_or_else(|status| panic!("{status}"))
+}
+
+/// As [`case_of`], or what intake last said of the report when it was not
+/// handed over within 60 s.
+pub async fn try_case_of(intake: &Service, intake_id: &str) -> Result<String, String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         // Any report, whoever logged it: as the province's department.
@@ -112,23 +120,28 @@ pub async fn case_of(intake: &Service, intake_id: &str) -> String {
                 .channel_as(&crate::province_officer("so-ldtbxh-1"))
                 .await,
         );
-        if let Ok(found) = client
+        let last = match client
             .get_intake(GetIntakeRequest {
                 intake_id: intake_id.into(),
             })
             .await
         {
-            let found = found.into_inner().intake.unwrap();
-            if found.status == IntakeStatus::HandedOver as i32 {
-                assert!(!found.case_id.is_empty());
-                assert!(found.handed_over_at.is_some());
-                return found.case_id;
+            Ok(found) => {
+                let found = found.into_inner().intake.unwrap();
+                if found.status == IntakeStatus::HandedOver as i32 {
+                    assert!(!found.case_id.is_empty());
+                    assert!(found.handed_over_at.is_some());
+                    return Ok(found.case_id);
+                }
+                format!("status {:?}", IntakeStatus::try_from(found.status))
             }
+            Err(status) => format!("{:?}: {}", status.code(), status.message()),
+        };
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "intake {intake_id} not handed over within 60 s; intake last said: {last}"
+            ));
         }
-        assert!(
-            Instant::now() < deadline,
-            "intake {intake_id} not handed over within 60 s"
-        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

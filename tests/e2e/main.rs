@@ -216,6 +216,25 @@ pub fn output_text(out: &std::process::Output) -> String {
     )
 }
 
+/// Each line of the log files `files` that names one of `ids`, prefixed
+/// with its file's name (at most 40 per file): what each process said of
+/// reports a failover test found stuck, for its failure to show.
+pub fn lines_naming(files: &[std::path::PathBuf], ids: &[&str]) -> String {
+    let mut out = String::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let name = file.file_name().unwrap_or_default().to_string_lossy();
+        let naming = text
+            .lines()
+            .filter(|line| ids.iter().any(|id| line.contains(id)))
+            .take(40);
+        for line in naming {
+            out.push_str(&format!("{name}: {line}\n"));
+        }
+    }
+    out
+}
+
 /// Copies directory `from` into `to`, recursively (a data directory, as an
 /// operator's backup copy would).
 pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

@@ -446,8 +446,10 @@ async fn intake_pair(urls: &str) -> (Service, Service) {
     let env = [
         ("BAOVE_STREAM_REPLICAS", "3".to_owned()),
         ("BAOVE_ROLE", "auto".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
     ];
-    // Each process's stderr (errors) is kept, for a failure to show.
+    // Each process's log (at info) is kept beside its data directory, for
+    // a failure to show.
     let start = |data: tempfile::TempDir| {
         let stderr = data.path().with_extension("stderr");
         Service::launch("intake", urls, data, &env, Some(&stderr))
@@ -618,13 +620,33 @@ async fn under_load_the_active_intake_killed_loses_no_acknowledged_report_and_op
 
     let cluster = NatsCluster::start().unwrap();
     let urls = cluster.urls();
-    let r3 = ("BAOVE_STREAM_REPLICAS", "3".to_owned());
-    let start = |name: &'static str, env: &[(&str, String)]| {
-        Service::start_with(name, &urls, tempfile::tempdir().unwrap(), env)
+    // Each process's log, at info, kept for a failure to be read.
+    let logs = std::env::temp_dir().join(format!("baove-intake-load-{}", std::process::id()));
+    std::fs::create_dir_all(&logs).unwrap();
+    println!("each process's log: {}", logs.display());
+    let start = |name: &'static str| {
+        Service::launch(
+            name,
+            &urls,
+            tempfile::tempdir().unwrap(),
+            &[
+                ("BAOVE_STREAM_REPLICAS", "3".to_owned()),
+                ("RUST_LOG", "info".to_owned()),
+            ],
+            Some(&logs.join(format!("{name}.log"))),
+        )
+        .map_err(|(status, _)| status)
+        .unwrap()
     };
     let (mut first, mut second) = intake_pair(&urls).await;
-    let casework = start("casework", std::slice::from_ref(&r3));
-    let referral = start("referral", std::slice::from_ref(&r3));
+    for (which, intake) in [("first", &first), ("second", &second)] {
+        println!(
+            "the {which} intake's log: {}",
+            intake.data.path().with_extension("stderr").display()
+        );
+    }
+    let casework = start("casework");
+    let referral = start("referral");
     for s in [&casework, &referral] {
         s.wait_health("", ServingStatus::Serving).await;
     }
@@ -717,7 +739,20 @@ async fn under_load_the_active_intake_killed_loses_no_acknowledged_report_and_op
     // Each became exactly one case.
     let mut cases = HashSet::new();
     for intake_id in &intake_ids {
-        cases.insert(case_of(&second, intake_id).await);
+        match crate::intake::try_case_of(&second, intake_id).await {
+            Ok(case_id) => cases.insert(case_id),
+            Err(stuck) => {
+                let mut files = vec![
+                    first.data.path().with_extension("stderr"),
+                    second.data.path().with_extension("stderr"),
+                ];
+                files.extend(["casework", "referral"].map(|s| logs.join(format!("{s}.log"))));
+                panic!(
+                    "{stuck}\nwhat each process logged of it:\n{}",
+                    crate::lines_naming(&files, &[intake_id.as_str()])
+                )
+            }
+        };
     }
     assert_eq!(cases.len(), intake_ids.len(), "one case per report");
     let mut officer = p::case_service_client::CaseServiceClient::new(
