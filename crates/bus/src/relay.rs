@@ -7,7 +7,10 @@ use async_nats::jetstream;
 use baove_eventlog::EventLog;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Bus, BusHealth, StreamSpec, publish};
+use baove_eventlog::Envelope;
+
+use crate::publish::{NotStored, send};
+use crate::{Bus, BusHealth, StreamSpec};
 
 /// How long one publish to the service's stream took until JetStream's
 /// ack, by stream (a histogram).
@@ -16,15 +19,35 @@ pub const RELAY_PUBLISH_SECONDS: &str = "baove_relay_publish_seconds";
 /// How many outbox entries one pass reads.
 const PAGE: usize = 256;
 
+/// How many messages the relay sends before waiting for their acks
+/// ([`OutboxRelay::publish_in_order`]).
+pub const WINDOW: usize = 64;
+
+/// How a pass over the outbox ended.
+enum Sent {
+    /// Every event handed was stored.
+    All,
+    /// Told to stop.
+    Cancelled,
+    /// One was refused because another publisher's message came before it.
+    Interleaved,
+    /// One could not be sent or stored.
+    Failed(crate::BusError),
+}
+
 /// How often an idle relay checks that its stream still holds what it
 /// delivered.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Publishes every event appended with an outbox mark, in global order, and
 /// moves the mark to the log's published record (with the bus's sequence)
-/// only after JetStream's ack. When NATS is away it waits and retries the
-/// same event, so order holds and nothing is skipped; a re-publish after a
-/// lost ack is dropped by JetStream's dedupe on `Nats-Msg-Id`.
+/// only after JetStream's ack. It sends up to [`WINDOW`] messages before
+/// waiting for their acks (one round trip per window, not per event), each
+/// but a window's first sent to be stored only right after the one before
+/// it (`Nats-Expected-Last-Msg-Id`), so a lost message is never overtaken.
+/// When NATS is away it waits and retries from the first event not
+/// acknowledged, so order holds and nothing is skipped; a re-publish after
+/// a lost ack is dropped by JetStream's dedupe on `Nats-Msg-Id`.
 ///
 /// While idle it checks every second that the stream exists and holds at
 /// least as many messages as it delivered: a stream made again after the
@@ -90,48 +113,99 @@ impl OutboxRelay {
                 }
                 continue;
             }
-            for envelope in pending {
-                if cancel.is_cancelled() {
-                    return;
+            match self.publish_in_order(pending, &cancel).await {
+                Sent::Cancelled => return,
+                Sent::All => backoff = Duration::from_millis(100),
+                // Another publisher's message came between two of ours
+                // (intake's re-publisher): nothing of ours after it was
+                // stored; the outbox is read again and sent on at once.
+                Sent::Interleaved => {}
+                Sent::Failed(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "relay publish failed; will retry");
+                    self.health
+                        .failing(&self.part(), format!("cannot publish: {e}"));
+                    if sleep_or_cancel(&cancel, backoff).await {
+                        return;
+                    }
+                    // The server may have come back without its store
+                    // (JetStream lost it): make the stream again.
+                    self.check_stream().await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
+            }
+            // Then the outbox is read again from its oldest entry.
+        }
+    }
+
+    /// Publishes `pending` (in global order) up to [`WINDOW`] at a time
+    /// without waiting for each ack: all of a window are sent, then their
+    /// acks awaited in order, each clearing its outbox entry. Each message
+    /// after a window's first is sent to be stored only right after the
+    /// one before it ([`crate::publish::send`]'s `after`), so a message
+    /// lost in the pipeline is never overtaken: what follows it is refused
+    /// too, and everything from the lost one on is sent again.
+    async fn publish_in_order(&self, pending: Vec<Envelope>, cancel: &CancellationToken) -> Sent {
+        for window in pending.chunks(WINDOW) {
+            let mut sent = Vec::with_capacity(window.len());
+            let mut failed = None;
+            let mut after: Option<String> = None;
+            for envelope in window {
                 let started = std::time::Instant::now();
-                let published = tokio::select! {
-                    () = cancel.cancelled() => return,
-                    result = publish(&self.js, self.spec, &envelope) => result,
+                let sending = tokio::select! {
+                    () = cancel.cancelled() => return Sent::Cancelled,
+                    sending = send(&self.js, self.spec, envelope, after.as_deref()) => sending,
                 };
-                match published {
+                match sending {
+                    Ok(message) => sent.push((envelope, started, message)),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                after = Some(envelope.event_id.to_string());
+            }
+            let mut done = Vec::with_capacity(sent.len());
+            let mut ended = None;
+            for (envelope, started, message) in sent {
+                let stored = tokio::select! {
+                    () = cancel.cancelled() => {
+                        ended = Some(Sent::Cancelled);
+                        break;
+                    }
+                    stored = message.stored() => stored,
+                };
+                match stored {
                     Ok(ack) => {
                         metrics::histogram!(RELAY_PUBLISH_SECONDS, "stream" => self.spec.name)
                             .record(started.elapsed());
-                        backoff = Duration::from_millis(100);
-                        self.health.ok(&self.part());
                         tracing::debug!(event_id = %envelope.event_id, position = envelope.global_position, duplicate = ack.duplicate, "relayed");
-                        if let Err(e) = self
-                            .log
-                            .outbox_done(envelope.global_position, ack.sequence)
-                            .await
-                        {
-                            // Left in the outbox: published again later and
-                            // dropped by the dedupe.
-                            tracing::error!(error = %e, position = envelope.global_position, "cannot clear outbox entry");
-                        }
+                        done.push((envelope.global_position, ack.sequence));
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, event_id = %envelope.event_id, retry_in_ms = backoff.as_millis() as u64, "relay publish failed; will retry");
-                        self.health
-                            .failing(&self.part(), format!("cannot publish: {e}"));
-                        if sleep_or_cancel(&cancel, backoff).await {
-                            return;
-                        }
-                        // The server may have come back without its store
-                        // (JetStream lost it): make the stream again.
-                        self.check_stream().await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                        break; // re-read the outbox from its oldest entry
+                    Err(NotStored::NotAfter(why)) => {
+                        tracing::debug!(reason = %why, "another message came between two of the relay's; sending on from here");
+                        ended = Some(Sent::Interleaved);
+                        break;
+                    }
+                    Err(NotStored::Failed(e)) => {
+                        ended = Some(Sent::Failed(e));
+                        break;
                     }
                 }
             }
+            if !done.is_empty() {
+                self.health.ok(&self.part());
+            }
+            // What was acknowledged leaves the outbox, whatever came after.
+            if let Err(e) = self.log.outbox_done_all(done).await {
+                // Left in the outbox: published again later and dropped by
+                // the dedupe.
+                tracing::error!(error = %e, "cannot clear outbox entries");
+            }
+            if let Some(ended) = ended.or(failed.map(Sent::Failed)) {
+                return ended;
+            }
         }
+        Sent::All
     }
 
     /// Makes the stream again if it is gone, and puts the whole published

@@ -763,10 +763,25 @@ impl EventLog {
     /// # Errors
     /// [`Error::Storage`].
     pub async fn outbox_done(&self, position: u64, bus_sequence: u64) -> Result<(), Error> {
+        self.outbox_done_all(vec![(position, bus_sequence)]).await
+    }
+
+    /// As [`EventLog::outbox_done`] for each `(position, bus_sequence)` of
+    /// `done`, in one call: a relay that had a window of messages
+    /// acknowledged at once.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub async fn outbox_done_all(&self, done: Vec<(u64, u64)>) -> Result<(), Error> {
+        if done.is_empty() {
+            return Ok(());
+        }
         self.blocking(move |t| {
-            let key = position.to_be_bytes();
-            t.published.insert(key, &bus_sequence.to_be_bytes())?;
-            t.outbox.remove(key)?;
+            for (position, bus_sequence) in done {
+                let key = position.to_be_bytes();
+                t.published.insert(key, &bus_sequence.to_be_bytes())?;
+                t.outbox.remove(key)?;
+            }
             Ok(())
         })
         .await

@@ -114,3 +114,84 @@ async fn given_the_bus_loses_its_store_when_the_relay_is_idle_then_it_makes_the_
     cancel.cancel();
     relay.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_three_node_stream_and_another_publisher_when_the_relay_sends_many_at_once_then_each_event_is_stored_once_in_global_order()
+ {
+    let nats = baove_testkit::NatsCluster::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    let cancel = CancellationToken::new();
+    let js = async_nats::jetstream::new(
+        baove_bus::connect(&nats.urls(), "relay-window", &cancel, None)
+            .await
+            .unwrap(),
+    );
+    // A new cluster elects its leaders first.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while ensure_stream(&js, TEST, 3).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "no stream");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Several windows' worth, waiting before the relay starts.
+    for i in 0..10 {
+        append(&log, &format!("batch-{i}"), 30).await;
+    }
+    // Another publisher on the same stream meanwhile (intake's
+    // re-publisher publishes outside the relay): its messages come between
+    // the relay's and make some of them refused, to be sent again.
+    let foreign = tokio::spawn({
+        let js = js.clone();
+        async move {
+            for i in 0..40 {
+                js.send_publish(
+                    format!("{}.Foreign", TEST.prefix),
+                    async_nats::jetstream::message::PublishMessage::build()
+                        .payload(format!("{{\"foreign\":{i}}}").into())
+                        .message_id(format!("foreign-{i}")),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            }
+        }
+    });
+    let relay = tokio::spawn(OutboxRelay::new(log.clone(), bus(&js), TEST).run(cancel.clone()));
+    foreign.await.unwrap();
+    let in_log = log.read_all(1, 1000).await.unwrap();
+    assert_eq!(in_log.len(), 300);
+    // Every message, the relay's decoded, the other publisher's left out.
+    let stream = js.get_stream(TEST.name).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let relayed = loop {
+        let last = stream.get_info().await.unwrap().state.last_sequence;
+        let mut relayed = Vec::new();
+        for sequence in 1..=last {
+            let message = stream.get_raw_message(sequence).await.unwrap();
+            if let Ok(envelope) = baove_eventlog::Envelope::decode(&message.payload) {
+                relayed.push(envelope);
+            }
+        }
+        if relayed.len() >= in_log.len() {
+            break relayed;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of 300 events relayed after 30 s",
+            relayed.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        relayed, in_log,
+        "each event once, in the log's global order"
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !log.outbox(10).await.unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "outbox not cleared");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    cancel.cancel();
+    relay.await.unwrap();
+}

@@ -248,8 +248,10 @@ async fn given_published_appends_then_the_outbox_holds_them_in_order_until_done(
     log.outbox_done(2, 2).await.unwrap();
     assert_eq!(log.republish_all().await.unwrap(), 2);
     assert_eq!(positions(log.outbox(10).await.unwrap()), [1, 2, 4]);
-    log.outbox_done(1, 1).await.unwrap();
-    log.outbox_done(2, 2).await.unwrap();
+    // A window acknowledged at once leaves the outbox in one call.
+    log.outbox_done_all(vec![(1, 1), (2, 2)]).await.unwrap();
+    assert_eq!(positions(log.outbox(10).await.unwrap()), [4]);
+    assert_eq!(log.last_published_sequence().await.unwrap(), 2);
 
     assert!(!log.is_applied("casework", "m1").await.unwrap());
     log.record_applied("casework", "m1").await.unwrap();
