@@ -46,9 +46,21 @@ pub const WANTED: &[&str] = &[
     "ReferralStepRecorded",
 ];
 
+/// Casework's events applied at once ([`Handler::at_once`]): their appends
+/// share intake's flushes. The consumer keeps one case's events one after
+/// another, in order, and everything a handler reads or writes is its
+/// case's: a hand-over names the case's own report (one case per report),
+/// and the notes of a case's status and referrals follow its hand-over on
+/// the same case stream.
+pub const HANDING_OVER_AT_ONCE: usize = 16;
+
 impl Handler for HandOver {
     fn wants(&self, event_type: &str) -> bool {
         WANTED.contains(&event_type)
+    }
+
+    fn at_once(&self) -> usize {
+        HANDING_OVER_AT_ONCE
     }
 
     async fn handle(&self, event: Envelope) -> Result<(), HandleError> {
