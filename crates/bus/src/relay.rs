@@ -41,7 +41,7 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Publishes every event appended with an outbox mark, in global order, and
 /// moves the mark to the log's published record (with the bus's sequence)
-/// only after JetStream's ack. It sends up to [`WINDOW`] messages before
+/// only after JetStream's ack. It sends up to 64 messages (`WINDOW`) before
 /// waiting for their acks (one round trip per window, not per event), each
 /// but a window's first sent to be stored only right after the one before
 /// it (`Nats-Expected-Last-Msg-Id`), so a lost message is never overtaken.

@@ -44,11 +44,7 @@ async fn given_nats_stops_when_events_are_appended_then_after_restart_each_arriv
         );
     }
     // Cleared only after the acks: nothing is left to publish.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !log.outbox(10).await.unwrap().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "outbox not cleared");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    outbox_cleared(&log).await;
     cancel.cancel();
     relay.await.unwrap();
 }
@@ -75,11 +71,7 @@ async fn given_a_relay_restart_when_the_outbox_was_not_cleared_then_jetstream_dr
     }
     // ...then the relay publishes the same outbox again.
     let relay = tokio::spawn(OutboxRelay::new(log.clone(), bus(&js), TEST).run(cancel.clone()));
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !log.outbox(10).await.unwrap().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "outbox not cleared");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    outbox_cleared(&log).await;
     let mut stream = js.get_stream(TEST.name).await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 2);
     cancel.cancel();
@@ -187,11 +179,17 @@ async fn given_a_three_node_stream_and_another_publisher_when_the_relay_sends_ma
         relayed, in_log,
         "each event once, in the log's global order"
     );
+    outbox_cleared(&log).await;
+    cancel.cancel();
+    relay.await.unwrap();
+}
+
+/// Waits (up to 10 s) until `log`'s outbox is empty: every event relayed
+/// and its ack recorded.
+async fn outbox_cleared(log: &EventLog) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while !log.outbox(10).await.unwrap().is_empty() {
         assert!(tokio::time::Instant::now() < deadline, "outbox not cleared");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    cancel.cancel();
-    relay.await.unwrap();
 }
