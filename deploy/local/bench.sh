@@ -50,7 +50,10 @@ echo "include ./nats-authorization.conf" >>"$keys/nats.conf"
 pids=()
 nats_pid=""
 stop_all() {
-  trap - EXIT INT TERM
+  # A second Ctrl-C while stopping is ignored: it would end this script
+  # before NATS is stopped.
+  trap - EXIT
+  trap '' INT TERM
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   if [ -n "$nats_pid" ]; then kill -TERM "$nats_pid" 2>/dev/null || true; wait "$nats_pid" 2>/dev/null || true; fi

@@ -37,7 +37,10 @@ echo "include ./nats-authorization.conf" >>"$keys/nats.conf"
 pids=()
 nats_pid=""
 stop_all() {
-  trap - EXIT INT TERM
+  # A second Ctrl-C while stopping is ignored: it would end this script
+  # before NATS (started in its own session) is stopped.
+  trap - EXIT
+  trap '' INT TERM
   echo
   echo "stopping services..."
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
