@@ -55,7 +55,8 @@ pub const REFERRAL_KEYS: BucketSpec = BucketSpec {
     deletes: true,
 };
 
-/// The bucket of `spec`, made if missing, kept `replicas` times.
+/// The bucket of `spec`, made if missing (or updated if it differs),
+/// kept `replicas` times; see [`crate::ensure_stream`].
 ///
 /// # Errors
 /// [`BusError::JetStream`] when JetStream refuses.
@@ -79,7 +80,7 @@ pub async fn bucket(
         num_replicas: replicas.max(1),
         ..Default::default()
     };
-    js.create_or_update_stream(config)
+    crate::streams::ensure(js, config)
         .await
         .map_err(|e| BusError::JetStream(format!("bucket {}: {e}", spec.name)))?;
     js.get_key_value(spec.name)

@@ -67,7 +67,7 @@ pub use publish::{
     HEADER_CORRELATION_ID, HEADER_EVENT_TYPE, HEADER_STREAM_ID, Published, publish, subject_for,
 };
 pub use relay::{OutboxRelay, RELAY_PUBLISH_SECONDS};
-pub use streams::{ALERT, CASE, INTAKE, REFERRAL, StreamSpec, ensure_stream};
+pub use streams::{ALERT, CASE, Ensured, INTAKE, REFERRAL, StreamSpec, ensure_stream};
 
 /// What can go wrong on the bus.
 #[derive(Debug, thiserror::Error)]

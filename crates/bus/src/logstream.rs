@@ -484,8 +484,8 @@ impl LogRelay {
             Err(e) => {
                 // Gone (the bus lost its store): make it again, then
                 // publish the whole log into it.
-                crate::ensure_stream(&self.js, self.spec, self.replicas).await?;
-                tracing::debug!(error = %e, "log stream made again");
+                let ensured = crate::ensure_stream(&self.js, self.spec, self.replicas).await?;
+                tracing::debug!(error = %e, ?ensured, "log stream made again if missing");
                 None
             }
         };

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use baove_bus::{OutboxRelay, ensure_stream};
+use baove_bus::{Ensured, OutboxRelay, ensure_stream};
 use baove_eventlog::EventLog;
 use baove_testkit::NatsServer;
 use tokio_util::sync::CancellationToken;
@@ -61,8 +61,9 @@ async fn given_a_relay_restart_when_the_outbox_was_not_cleared_then_jetstream_dr
             .await
             .unwrap(),
     );
-    ensure_stream(&js, TEST, 1).await.unwrap();
-    ensure_stream(&js, TEST, 1).await.unwrap(); // idempotent
+    assert_eq!(ensure_stream(&js, TEST, 1).await.unwrap(), Ensured::Made);
+    // Idempotent, and nothing written when it is there as configured.
+    assert_eq!(ensure_stream(&js, TEST, 1).await.unwrap(), Ensured::AsWas);
     append(&log, "x", 2).await;
     let events = log.outbox(10).await.unwrap();
     // Published once by hand (as if the relay died before clearing)...
@@ -192,4 +193,37 @@ async fn outbox_cleared(log: &EventLog) {
         assert!(tokio::time::Instant::now() < deadline, "outbox not cleared");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_stream_configured_otherwise_when_ensured_then_it_is_updated_once_and_then_left_alone()
+ {
+    let nats = NatsServer::start().unwrap();
+    let cancel = CancellationToken::new();
+    let js = async_nats::jetstream::new(
+        baove_bus::connect(&nats.url(), "t", &cancel, None)
+            .await
+            .unwrap(),
+    );
+    // Made by an older version, with the server's default duplicate window.
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: TEST.name.to_owned(),
+        subjects: vec![format!("{}.>", TEST.prefix)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(ensure_stream(&js, TEST, 1).await.unwrap(), Ensured::Updated);
+    let info = js
+        .get_stream(TEST.name)
+        .await
+        .unwrap()
+        .cached_info()
+        .clone();
+    assert_eq!(
+        info.config.duplicate_window,
+        std::time::Duration::from_secs(24 * 60 * 60),
+        "the update took (the 24-hour duplicate window)"
+    );
+    assert_eq!(ensure_stream(&js, TEST, 1).await.unwrap(), Ensured::AsWas);
 }

@@ -133,7 +133,7 @@ pub(super) async fn bus_task(
     let mut delay = Duration::from_millis(250);
     loop {
         match baove_bus::ensure_stream(&bus.js, spec.stream, bus.replicas).await {
-            Ok(()) => break,
+            Ok(_) => break,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot create the jetstream stream yet");
                 tokio::select! {
@@ -368,8 +368,12 @@ pub(super) async fn keep_streams(
                 continue;
             }
             match baove_bus::ensure_stream(&bus.js, *stream, bus.replicas).await {
-                Ok(()) => {
-                    tracing::warn!(stream = stream.name, "stream was missing: made again");
+                Ok(ensured) => {
+                    tracing::warn!(
+                        stream = stream.name,
+                        ?ensured,
+                        "stream was not reachable: made again if missing"
+                    );
                     bus.health.ok(&part);
                 }
                 Err(e) => bus.health.failing(&part, e.to_string()),
