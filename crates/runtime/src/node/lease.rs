@@ -7,6 +7,9 @@ use super::*;
 /// active keeps the service from taking writes, less the time to notice.
 pub(super) const LEASE_TTL: Duration = Duration::from_secs(4);
 
+/// The longest one attempt to take the lease waits for the bucket.
+const TAKE_ATTEMPT: Duration = Duration::from_secs(1);
+
 /// An `auto` process's wait for the service's lease: follows the log stream
 /// as a standby until it takes the lease, then imports whatever the stream
 /// holds beyond its log and takes writes. `None` when cancelled first, or
@@ -29,19 +32,41 @@ pub(super) async fn take_over(
     ));
     let holder = format!("{address} {}", uuid::Uuid::now_v7());
     let part = "lease";
+    // The bucket is looked up once: every attempt after that only reads and
+    // writes its key (answered by the bucket stream's leader, not by the
+    // cluster's meta leader, which may have died with the active).
+    let mut store = None;
     let lease = loop {
         let attempt = async {
-            let store = baove_bus::lease::bucket(&bus.js, LEASE_TTL, bus.replicas).await?;
-            if let Some(lease) =
-                baove_bus::lease::try_take(&store, spec.name, &holder, LEASE_TTL).await?
-            {
-                return Ok(Some(lease));
-            }
-            // Writes are refused naming whoever holds it now.
-            if let Some(active) = baove_bus::lease::holder(&store, spec.name).await? {
-                log.follow_only(active.split(' ').next().unwrap_or_default());
-            }
-            Ok::<_, baove_bus::BusError>(None)
+            let store = match &store {
+                Some(store) => store,
+                None => {
+                    store.insert(baove_bus::lease::bucket(&bus.js, LEASE_TTL, bus.replicas).await?)
+                }
+            };
+            // Bounded: while the bucket's stream elects a leader a request
+            // waits out JetStream's 5 s timeout, and the leader may be there
+            // long before; a write stored after this gave up is found again
+            // as this holder's own (`try_take`).
+            let take = async {
+                if let Some(lease) =
+                    baove_bus::lease::try_take(store, spec.name, &holder, LEASE_TTL).await?
+                {
+                    return Ok(Some(lease));
+                }
+                // Writes are refused naming whoever holds it now.
+                if let Some(active) = baove_bus::lease::holder(store, spec.name).await? {
+                    log.follow_only(active.split(' ').next().unwrap_or_default());
+                }
+                Ok(None)
+            };
+            tokio::time::timeout(TAKE_ATTEMPT, take)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(baove_bus::BusError::Unavailable(format!(
+                        "the lease bucket did not answer within {TAKE_ATTEMPT:?}"
+                    )))
+                })
         };
         match attempt.await {
             Ok(Some(lease)) => break lease,
@@ -63,13 +88,15 @@ pub(super) async fn take_over(
             () = tokio::time::sleep(LEASE_TTL / 8) => {}
         }
     };
-    following.cancel();
-    let _ = follower.await;
     // Catching up may take longer than the lease lasts (a NATS node died
-    // and the stream has to elect a leader): the lease is renewed meanwhile,
-    // so that nobody else takes it while this process is about to write.
+    // and the stream has to elect a leader), and so may the follower's
+    // request in flight, which stopping it waits for: the lease is renewed
+    // from now on, so that nobody else takes it while this process is
+    // about to write, and it is not found expired once it does.
     let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel::<()>();
     let keeper = tokio::spawn(renew_until(lease, caught_up_rx));
+    following.cancel();
+    let _ = follower.await;
     // The previous active's lease expired: what it published is final.
     // (On the very first start there is no log stream yet: make it.)
     let reached = loop {
