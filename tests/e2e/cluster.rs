@@ -505,6 +505,10 @@ async fn whole_nodes_killed_one_after_another_under_load_lose_no_acknowledged_re
         let before = *counted.borrow();
         nodes[victim].kill(&mut cluster);
         let killed = Instant::now();
+        // To read beside the processes' logs, which are stamped in UTC.
+        let killed_at = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
         let survivor = active_of(&mut nodes, &urls, service, Some(victim)).await;
         let took_lease = killed.elapsed();
         tokio::time::timeout(
@@ -517,7 +521,7 @@ async fn whole_nodes_killed_one_after_another_under_load_lose_no_acknowledged_re
         })
         .unwrap();
         figures.push(format!(
-            "machine of the active {service} (node {victim}) killed: node {survivor} took the lease after {took_lease:?}; {} more reports acknowledged {:?} after the kill",
+            "machine of the active {service} (node {victim}) killed at {killed_at}: node {survivor} took the lease after {took_lease:?}; {} more reports acknowledged {:?} after the kill",
             2 * NODE_CLIENTS,
             killed.elapsed()
         ));
