@@ -483,11 +483,22 @@ impl EventLog {
         Ok(self.inner.trees.db.open_tree(format!("side:{name}"))?)
     }
 
-    /// Up to `limit` events of the whole log in global order from `from_position`.
+    /// Up to `limit` events of the whole log in global order from
+    /// `from_position`, never past [`EventLog::last_position`]: a group is
+    /// in sled (and in the recent events) before its flush returns, and a
+    /// reader of the global order (the log relay replicating it, a read
+    /// model, an auditor) must not be handed an event that a crash could
+    /// still take back.
     ///
     /// # Errors
     /// [`Error::Storage`] or [`Error::Corrupt`].
     pub async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<Envelope>, Error> {
+        let durable = self.last_position();
+        let from = from_position.max(1);
+        if from > durable {
+            return Ok(Vec::new());
+        }
+        let limit = usize::try_from(durable - from + 1).map_or(limit, |n| limit.min(n));
         // A follower of the tail gets the events the writer just wrote as
         // they were written, without reading them back from sled.
         if let Some(events) = self.recent().read(from_position, limit) {

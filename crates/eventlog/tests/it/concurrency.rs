@@ -68,3 +68,55 @@ async fn given_32_writers_on_one_stream_then_no_gaps_no_duplicates_and_every_los
         matches!(log.verify(stream).await.unwrap(), Verification::Intact(h) if h.version == total)
     );
 }
+
+/// A reader of the global order (the log relay, a follower) must never be
+/// handed an event the log has not made durable: the relay once published
+/// such an event to the replicated stream, found the stream ahead of
+/// `last_position()` on its next step, and stopped the active service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn given_writers_appending_when_the_global_order_is_read_then_no_event_past_the_durable_position_is_returned()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    const WRITERS: usize = 8;
+    const EACH: usize = 60;
+
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let log = log.clone();
+        writers.push(tokio::spawn(async move {
+            let stream = StreamId::new();
+            for i in 0..EACH {
+                log.append(request(
+                    stream,
+                    ExpectedVersion::Exact(i as u64),
+                    &format!("w{w}-{i}"),
+                    1,
+                ))
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    let total = (WRITERS * EACH) as u64;
+    let (mut reads, mut seen) = (0usize, 0u64);
+    while seen < total {
+        let events = log.read_all(seen + 1, 1_000).await.unwrap();
+        // Read after the events: it can only have grown since.
+        let durable = log.last_position();
+        if let Some(beyond) = events.iter().find(|e| e.global_position > durable) {
+            panic!(
+                "read_all returned position {} while the log is durable to {durable}",
+                beyond.global_position
+            );
+        }
+        seen = events.last().map_or(seen, |e| e.global_position);
+        reads += 1;
+        tokio::task::yield_now().await;
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert_eq!(seen, total);
+    assert!(reads > 1, "the reader must have raced the writers");
+}
