@@ -11,6 +11,11 @@
 //! cannot know; the log stream's expected sequence fences it
 //! ([`crate::logstream`]).
 //!
+//! While the bucket's stream elects a leader (a NATS node died) a write can
+//! be stored and its answer lost. The holder's value names one attempt
+//! alone, so a take or renewal that finds its own value at a newer revision
+//! adopts that revision as its term ([`try_take`], [`Lease::renew_in_time`]).
+//!
 //! The bucket's stream `KV_BAOVE_LEASES` is made by [`crate::kv::bucket`].
 
 use std::time::{Duration, Instant};

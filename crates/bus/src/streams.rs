@@ -1,4 +1,7 @@
-//! The services' JetStream streams, created idempotently at start-up.
+//! The services' JetStream streams, created idempotently at start-up:
+//! [`ensure_stream`] reads a stream's info first (answered by the stream's
+//! leader) and writes its config (a request to the cluster's meta leader,
+//! which may be the node just lost) only when it is missing or differs.
 
 use std::time::Duration;
 
@@ -51,7 +54,8 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 /// duplicate window of 24 hours, and `replicas` copies (1 on a single
 /// server; 3 on a three-node JetStream cluster, so that a publish is
 /// acknowledged only once a quorum of the nodes stored it and any one node
-/// can be lost). See [`ensure`] for why it looks before it writes.
+/// can be lost). It reads the stream's configuration first and writes
+/// only when it is missing or differs (the module's docs say why).
 ///
 /// # Errors
 /// [`BusError::JetStream`] when JetStream refuses (for example JetStream is
