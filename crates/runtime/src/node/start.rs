@@ -84,17 +84,21 @@ pub(super) async fn catch_up_at_start(
     let log = match baove_bus::logstream::catch_up(&log, &js, spec.log_stream).await {
         Err(baove_bus::BusError::Diverged { position, .. }) if config.stream_replicas > 1 => {
             let log = set_aside_unstored(spec, config, log, options, &js, position).await?;
-            match baove_bus::logstream::catch_up(&log, &js, spec.log_stream).await {
-                Ok(imported) => {
-                    tracing::warn!(
-                        stream = spec.log_stream.name,
-                        imported,
-                        position = log.last_position(),
-                        "took the log stream's events in place of those set aside"
-                    );
-                    return Ok(log);
-                }
-                Err(e) => {
+            let outcome = baove_bus::logstream::catch_up(&log, &js, spec.log_stream).await;
+            match after_set_aside(outcome) {
+                AfterSetAside::Continues(imported) => tracing::warn!(
+                    stream = spec.log_stream.name,
+                    imported,
+                    position = log.last_position(),
+                    "took the log stream's events in place of those set aside"
+                ),
+                AfterSetAside::NotRead(e) => tracing::warn!(
+                    stream = spec.log_stream.name,
+                    error = %e,
+                    position = log.last_position(),
+                    "set aside what the cluster never stored, but cannot read the log stream's events now (a NATS node just came back?); starting as the log stands, a prefix of the stream: the follower takes the rest once NATS answers, and a process that takes the lease catches up to the stream's end before it writes"
+                ),
+                AfterSetAside::Refuse(e) => {
                     return Err(anyhow::anyhow!(e)).with_context(|| {
                         format!(
                             "the event log in {} still does not continue its log stream after setting aside what the cluster never stored; refusing to start",
@@ -103,6 +107,7 @@ pub(super) async fn catch_up_at_start(
                     });
                 }
             }
+            return Ok(log);
         }
         outcome => {
             checked_at_start(spec, &log, config.stream_replicas, outcome)?;
@@ -110,6 +115,34 @@ pub(super) async fn catch_up_at_start(
         }
     };
     Ok(log)
+}
+
+/// What the catch-up after a set-aside decides ([`after_set_aside`]).
+#[derive(Debug)]
+pub(super) enum AfterSetAside {
+    /// The log continues its stream: this many events imported.
+    Continues(u64),
+    /// The stream could not be read (NATS or JetStream did not answer in
+    /// time): what is left is a prefix of the stream, so the process
+    /// starts and its follower imports the rest.
+    NotRead(baove_bus::BusError),
+    /// The log still parts from its stream, or the stream's events do not
+    /// verify: never served.
+    Refuse(baove_bus::BusError),
+}
+
+/// Whether a process that set aside what the cluster never stored starts:
+/// only a log that still parts from its stream, or events that do not
+/// verify, refuse; a stream that did not answer (a NATS node that just
+/// came back and has not caught up) is not a reason to stay down.
+pub(super) fn after_set_aside(outcome: Result<u64, baove_bus::BusError>) -> AfterSetAside {
+    match outcome {
+        Ok(imported) => AfterSetAside::Continues(imported),
+        Err(e @ (baove_bus::BusError::Diverged { .. } | baove_bus::BusError::Log(_))) => {
+            AfterSetAside::Refuse(e)
+        }
+        Err(e) => AfterSetAside::NotRead(e),
+    }
 }
 
 /// What a catch-up at start found, said, or refused.
@@ -210,4 +243,47 @@ pub(super) async fn set_aside_unstored(
         "set aside the events this process wrote that the cluster never stored (an auditor reads them in the log's set-aside tree); taking the cluster's events in their place"
     );
     open_log(&dir, options, config).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AfterSetAside, after_set_aside};
+    use baove_bus::BusError;
+
+    #[test]
+    fn given_a_set_aside_when_the_stream_does_not_answer_then_the_process_starts_and_follows() {
+        // A whole-machine test restarted intake right after its NATS node
+        // came back: the read timed out, and the process refused to start.
+        let timed_out = BusError::JetStream("read BAOVE_INTAKE_LOG: timed out".into());
+        assert!(matches!(
+            after_set_aside(Err(timed_out)),
+            AfterSetAside::NotRead(_)
+        ));
+        assert!(matches!(
+            after_set_aside(Err(BusError::Unavailable("no servers".into()))),
+            AfterSetAside::NotRead(_)
+        ));
+        assert!(matches!(
+            after_set_aside(Ok(3)),
+            AfterSetAside::Continues(3)
+        ));
+    }
+
+    #[test]
+    fn given_a_set_aside_when_the_log_still_parts_from_the_stream_or_does_not_verify_then_it_refuses()
+     {
+        let parted = BusError::Diverged {
+            position: 212,
+            stream: "BAOVE_INTAKE_LOG",
+        };
+        assert!(matches!(
+            after_set_aside(Err(parted)),
+            AfterSetAside::Refuse(_)
+        ));
+        let broken = BusError::Log(baove_eventlog::Error::Corrupt("hash".into()));
+        assert!(matches!(
+            after_set_aside(Err(broken)),
+            AfterSetAside::Refuse(_)
+        ));
+    }
 }
