@@ -334,7 +334,21 @@ async fn apply<H: Handler>(
     let mut delay = Duration::from_millis(200);
     let started = tokio::time::Instant::now();
     loop {
-        match handler.handle(envelope.clone()).await {
+        let handled = match handler.handle(envelope.clone()).await {
+            // A handler may find its work already done in what this log
+            // holds (a hand-over already noted, a case already holding the
+            // report): in a cluster that may be an event written here that
+            // the cluster does not hold yet, set aside should this process
+            // lose its lease. The message is acknowledged only once the
+            // cluster holds everything the handler could have read; until
+            // then it is retried in place like any other retry.
+            Ok(()) => log
+                .wait_stored(log.last_position())
+                .await
+                .map_err(|e| HandleError::Retry(e.to_string())),
+            Err(e) => Err(e),
+        };
+        match handled {
             Ok(()) => {
                 health.ok(part);
                 match log.record_applied(durable, &id).await {

@@ -316,19 +316,36 @@ impl EventLog {
             .await
             .map_err(|_| Error::Closed)?;
         let appended = rx.await.map_err(|_| Error::Closed)??;
-        if let Some(gate) = self.inner.gate.get() {
-            let mut reached = gate.reached.clone();
-            let position = appended.last_position;
-            let waited =
-                tokio::time::timeout(gate.wait, reached.wait_for(|p| *p >= position)).await;
-            if !matches!(waited, Ok(Ok(_))) {
-                return Err(Error::NotReplicated {
-                    position,
-                    waited_ms: u64::try_from(gate.wait.as_millis()).unwrap_or(u64::MAX),
-                });
-            }
-        }
+        self.wait_stored(appended.last_position).await?;
         Ok(appended)
+    }
+
+    /// Returns once the log holds `position` where an acknowledgement may
+    /// rest on it: in a cluster (acks gated, [`EventLog::gate_acks`]) once
+    /// the cluster's copy holds it, otherwise at once (an append returns
+    /// durable). A consumer calls it with the log's last position before
+    /// it acknowledges a message whose handler found its work already done
+    /// in what the log holds: that may be an event the cluster never
+    /// stored, set aside when this process loses its lease, and the
+    /// message must then come again to whoever writes next.
+    ///
+    /// # Errors
+    /// [`Error::NotReplicated`] when the cluster's copy did not reach
+    /// `position` within the gate's wait.
+    pub async fn wait_stored(&self, position: u64) -> Result<(), Error> {
+        let Some(gate) = self.inner.gate.get() else {
+            return Ok(());
+        };
+        let mut reached = gate.reached.clone();
+        let waited = tokio::time::timeout(gate.wait, reached.wait_for(|p| *p >= position)).await;
+        if matches!(waited, Ok(Ok(_))) {
+            Ok(())
+        } else {
+            Err(Error::NotReplicated {
+                position,
+                waited_ms: u64::try_from(gate.wait.as_millis()).unwrap_or(u64::MAX),
+            })
+        }
     }
 
     /// Makes this log a follower (a standby's): until

@@ -491,3 +491,94 @@ async fn given_a_handler_applying_four_at_once_then_four_streams_are_applied_tog
     consumer.await.unwrap();
     relay.await.unwrap();
 }
+
+/// Finds its work already done in the receiver's log (as intake does with
+/// a hand-over it noted) and so writes nothing; counts its calls.
+#[derive(Clone)]
+struct AlreadyDone {
+    calls: Arc<Mutex<usize>>,
+}
+
+impl Handler for AlreadyDone {
+    async fn handle(&self, _event: Envelope) -> Result<(), HandleError> {
+        *self.calls.lock().unwrap() += 1;
+        Ok(())
+    }
+}
+
+/// The whole-machine test lost hand-overs this way: intake wrote a
+/// hand-over, the cluster did not store it in time, the retried message
+/// found it noted in intake's own log and was acknowledged; the process
+/// then lost its lease, the hand-over was set aside, and the message never
+/// came again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_acks_gated_on_the_cluster_when_a_handler_finds_its_work_done_in_events_the_cluster_lacks_then_the_message_is_acked_only_once_it_holds_them()
+ {
+    let (_nats, cancel, js) = test_stream().await;
+    let (_sender_dir, sender, _relay) = relayed_sender(&js, &cancel).await;
+    append(&sender, "report", 1).await;
+
+    // The receiver is a cluster's active whose copy holds nothing yet: its
+    // own event is durable here but not acknowledged.
+    let (_receiver_dir, receiver) = new_log().await;
+    let (stored, reached) = tokio::sync::watch::channel(0_u64);
+    receiver.gate_acks(baove_eventlog::AckGate {
+        reached,
+        wait: Duration::from_millis(300),
+    });
+    let unstored = receiver
+        .append(AppendRequest {
+            stream: StreamId::new(),
+            expected: ExpectedVersion::NoStream,
+            command_id: "handover-written-here".into(),
+            actor: Actor::system("receiver"),
+            causation_id: String::new(),
+            correlation_id: String::new(),
+            events: vec![NewEvent::from_json("Noted", 1, "{}".into()).unwrap()],
+            publish: false,
+        })
+        .await;
+    assert!(
+        matches!(unstored, Err(baove_eventlog::Error::NotReplicated { .. })),
+        "{unstored:?}"
+    );
+    assert_eq!(receiver.last_position(), 1);
+
+    let calls = Arc::new(Mutex::new(0_usize));
+    let consumer = receiving(
+        &js,
+        &receiver,
+        AlreadyDone {
+            calls: calls.clone(),
+        },
+        cancel.child_token(),
+    );
+    // Retried while the cluster lacks what the handler read, not recorded.
+    let retried = tokio::time::timeout(Duration::from_secs(20), async {
+        while *calls.lock().unwrap() < 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let sent = sender.read_all(1, 1).await.unwrap();
+    let id = sent[0].event_id.to_string();
+    let applied = receiver.is_applied("receiver", &id).await.unwrap();
+    let made = *calls.lock().unwrap();
+    assert!(
+        retried.is_ok(),
+        "the message was taken as applied after {made} call(s), on an event the cluster does not hold (applied: {applied})"
+    );
+    assert!(!applied);
+
+    // The cluster stores it: the message is applied and acknowledged.
+    stored.send(1).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !receiver.is_applied("receiver", &id).await.unwrap() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("applied once the cluster holds the log's end");
+    cancel.cancel();
+    consumer.await.unwrap();
+}
