@@ -188,7 +188,12 @@ async fn last_handed_on(js: &jetstream::Context, events: StreamSpec) -> Result<u
 }
 
 /// The events at positions `from..=to` of the log stream, in order, handed
-/// to `page` a page at a time.
+/// to `page` a page at a time. Up to a page (256 events) is read one
+/// message at a time from the stream's leader; more through an ordered
+/// consumer. Making a consumer is a request to the JetStream cluster's meta
+/// leader, which may be the NATS node that just died with the active's
+/// machine: a standby taking over, with a few events to take, then waited
+/// out two 10 s timeouts while the stream's leader already answered.
 ///
 /// # Errors
 /// [`BusError::JetStream`] when the stream cannot be read or a message is
@@ -211,6 +216,16 @@ where
         .get_stream(spec.name)
         .await
         .map_err(|e| BusError::JetStream(format!("get stream {}: {e}", spec.name)))?;
+    if to - from < PAGE as u64 {
+        let mut batch = Vec::with_capacity(PAGE);
+        for position in from..=to {
+            let message = stream.get_raw_message(position).await.map_err(|e| {
+                BusError::JetStream(format!("message {position} of {}: {e}", spec.name))
+            })?;
+            batch.push(decode(&message.payload, position)?);
+        }
+        return page(batch).await;
+    }
     let consumer = stream
         .create_consumer(jetstream::consumer::pull::OrderedConfig {
             filter_subject: log_subject(spec),
@@ -598,7 +613,20 @@ pub async fn follow(
     let part = format!("log follower of {}", spec.name);
     bus.health.failing(&part, "starting");
     loop {
-        let wait = match catch_up(&log, &bus.js, spec).await {
+        // Stopped at once, even with a request in flight: a standby that
+        // took the lease stops its follower before it catches up itself,
+        // and a request sent while a stream elects a leader waits out
+        // JetStream's 5 s timeout. An import cut short here still
+        // completes in the log's writer; the next catch-up reads the log's
+        // end after it.
+        let outcome = tokio::select! {
+            () = cancel.cancelled() => {
+                bus.health.gone(&part);
+                return Ok(());
+            }
+            outcome = catch_up(&log, &bus.js, spec) => outcome,
+        };
+        let wait = match outcome {
             Ok(imported) => {
                 bus.health.ok(&part);
                 if imported > 0 {

@@ -89,10 +89,10 @@ pub(super) async fn take_over(
         }
     };
     // Catching up may take longer than the lease lasts (a NATS node died
-    // and the stream has to elect a leader), and so may the follower's
-    // request in flight, which stopping it waits for: the lease is renewed
-    // from now on, so that nobody else takes it while this process is
-    // about to write, and it is not found expired once it does.
+    // and the stream has to elect a leader): the lease is renewed from now
+    // on, so that nobody else takes it while this process is about to
+    // write, and it is not found expired once it does. The follower stops
+    // at once, its request in flight dropped.
     let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel::<()>();
     let keeper = tokio::spawn(renew_until(lease, caught_up_rx));
     following.cancel();
@@ -101,6 +101,18 @@ pub(super) async fn take_over(
     // (On the very first start there is no log stream yet: make it.)
     let reached = loop {
         let caught_up = async {
+            // Bounded like a take attempt: while the log stream elects a
+            // leader a request waits out JetStream's 5 s timeout, and the
+            // leader may be there long before. Once it answers (or says
+            // the stream is missing), the catch-up runs unbounded: it may
+            // have many events to take.
+            let probe = bus.js.get_stream(spec.log_stream.name);
+            if tokio::time::timeout(TAKE_ATTEMPT, probe).await.is_err() {
+                return Err(baove_bus::BusError::Unavailable(format!(
+                    "log stream {} did not answer within {TAKE_ATTEMPT:?}",
+                    spec.log_stream.name
+                )));
+            }
             baove_bus::ensure_stream(&bus.js, spec.log_stream, bus.replicas).await?;
             baove_bus::logstream::catch_up(log, &bus.js, spec.log_stream).await
         };
