@@ -67,7 +67,10 @@ pub const MISSING_FOR: Duration = Duration::from_secs(60);
 /// must therefore use the incoming event id as (part of) their command id,
 /// which makes them idempotent, and anything else it does must be safe to
 /// repeat (an alert is published under the event's id, which JetStream
-/// deduplicates).
+/// deduplicates). A handler may return `Ok` on finding its work already
+/// done in its own log: in a cluster the message is acknowledged only once
+/// the cluster holds the log's end ([`EventLog::wait_stored`]), so that
+/// work is never something a lost lease sets aside.
 pub trait Handler: Send + Sync + 'static {
     /// Whether events of `event_type` (the last token of the message's
     /// subject) can matter to this handler; by default all. A message of

@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// How long the new active waits for its stream's answer in one attempt
+/// before asking again.
+const ENSURE_ATTEMPT: Duration = Duration::from_secs(2);
+
 /// How a service reaches NATS.
 pub(super) struct NatsSettings {
     /// One URL, or several of a cluster separated by commas.
@@ -132,7 +136,23 @@ pub(super) async fn bus_task(
     }
     let mut delay = Duration::from_millis(250);
     loop {
-        match baove_bus::ensure_stream(&bus.js, spec.stream, bus.replicas).await {
+        // Bounded: while the stream elects a leader (a NATS node died with
+        // the previous active's machine) a request waits out its timeout,
+        // 10 s, and the leader may be there long before. A write cut short
+        // here is still carried out by the cluster; the next attempt finds
+        // it done.
+        let ensured = tokio::time::timeout(
+            ENSURE_ATTEMPT,
+            baove_bus::ensure_stream(&bus.js, spec.stream, bus.replicas),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(baove_bus::BusError::Unavailable(format!(
+                "stream {} did not answer within {ENSURE_ATTEMPT:?}",
+                spec.stream.name
+            )))
+        });
+        match ensured {
             Ok(_) => break,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot create the jetstream stream yet");
