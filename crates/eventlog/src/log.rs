@@ -435,9 +435,47 @@ impl EventLog {
         self.blocking(crate::setaside::read).await
     }
 
+    /// The stored answer to `command_id`, to answer a retry of that
+    /// command with, once it may be acknowledged as the first answer could
+    /// have been: durable here and, in a cluster (acks gated,
+    /// [`EventLog::gate_acks`]), held by the cluster. [`EventLog::command`]
+    /// alone finds an answer from the moment its group is in sled: a retry
+    /// answered from it was acknowledged while the cluster lacked the
+    /// report, and the report was set aside when the process lost its
+    /// lease (the whole-machine test found it).
+    ///
+    /// # Errors
+    /// [`Error::NotReplicated`] when the cluster's copy did not reach it in
+    /// time; [`Error::Storage`] when it is not durable within 5 s;
+    /// [`Error::Corrupt`].
+    pub async fn acknowledged_command(&self, command_id: &str) -> Result<Option<Appended>, Error> {
+        let Some(first) = self.command(command_id).await? else {
+            return Ok(None);
+        };
+        let position = first.last_position;
+        let mut committed = self.subscribe();
+        // A bool, not the watch's borrow, across the next await.
+        let durable = matches!(
+            tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                committed.wait_for(|p| *p >= position),
+            )
+            .await,
+            Ok(Ok(_))
+        );
+        if !durable {
+            return Err(Error::Storage(format!(
+                "the answer at position {position} is not durable yet"
+            )));
+        }
+        self.wait_stored(position).await?;
+        Ok(Some(first))
+    }
+
     /// The stored answer to `command_id`, if that command was applied.
     /// Lets a caller that derives the stream from the request find the
-    /// stream a retry belongs to.
+    /// stream a retry belongs to. To answer a retry with it, use
+    /// [`EventLog::acknowledged_command`].
     ///
     /// # Errors
     /// [`Error::Storage`] or [`Error::Corrupt`].

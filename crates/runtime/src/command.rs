@@ -236,7 +236,7 @@ impl Commands {
         let command_id = crate::client_command_id(step.request_id);
         if let Some(first) = self
             .log
-            .command(&command_id)
+            .acknowledged_command(&command_id)
             .await
             .map_err(|e| from_log(&e))?
         {
@@ -607,6 +607,35 @@ mod tests {
         assert_eq!(stored[0].actor.user_id, "officer-1");
         assert_eq!(stored[0].correlation_id, "tally-of-vn:31135");
         assert_eq!(stored[0].event_type, "Added");
+    }
+
+    #[tokio::test]
+    async fn given_acks_gated_on_the_cluster_when_a_step_the_cluster_lacks_is_sent_again_then_it_is_refused_until_the_cluster_holds_it()
+     {
+        let kit = kit().await;
+        let id = kit.started("vn:31135").await;
+        // A cluster's active whose copy holds the log as it is now.
+        let (stored, reached) = tokio::sync::watch::channel(kit.log.last_position());
+        kit.log.gate_acks(baove_eventlog::AckGate {
+            reached,
+            wait: std::time::Duration::from_millis(200),
+        });
+        let first = kit.run(id, 1, "r-1", 3).await.unwrap_err();
+        assert_eq!(first.code(), Code::Unavailable, "{first}");
+        // The step is in this log, not in the cluster's: a retry must not
+        // be acknowledged (the process may lose its lease and set it aside).
+        let again = kit.run(id, 1, "r-1", 3).await;
+        assert!(
+            matches!(&again, Err(status) if status.code() == Code::Unavailable),
+            "a retry was acknowledged on a step the cluster does not hold: {:?}",
+            again.map(|done| (done.version, done.already_applied))
+        );
+        stored.send(kit.log.last_position()).unwrap();
+        let held = kit.run(id, 1, "r-1", 3).await.unwrap();
+        assert_eq!(
+            (held.version, held.state.total, held.already_applied),
+            (2, 3, true)
+        );
     }
 
     #[tokio::test]

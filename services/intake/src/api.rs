@@ -302,7 +302,7 @@ impl IntakeApi {
     async fn receipt(&self, caller: &Caller, request_id: &str) -> Result<Option<Receipt>, Status> {
         let Some(first) = self
             .log
-            .command(&baove_runtime::client_command_id(request_id))
+            .acknowledged_command(&baove_runtime::client_command_id(request_id))
             .await
             .map_err(|e| from_log(&e))?
         else {

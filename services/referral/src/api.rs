@@ -204,7 +204,7 @@ impl ReferralApi {
             .await?;
         if self
             .log
-            .command(&baove_runtime::client_command_id(request_id))
+            .acknowledged_command(&baove_runtime::client_command_id(request_id))
             .await
             .map_err(|e| from_log(&e))?
             .is_some()
