@@ -616,7 +616,7 @@ pub async fn follow(
         // Stopped at once, even with a request in flight: a standby that
         // took the lease stops its follower before it catches up itself,
         // and a request sent while a stream elects a leader waits out
-        // JetStream's 5 s timeout. An import cut short here still
+        // its timeout (5 or 10 s). An import cut short here still
         // completes in the log's writer; the next catch-up reads the log's
         // end after it.
         let outcome = tokio::select! {

@@ -45,7 +45,7 @@ pub(super) async fn take_over(
                 }
             };
             // Bounded: while the bucket's stream elects a leader a request
-            // waits out JetStream's 5 s timeout, and the leader may be there
+            // waits out its timeout (5 or 10 s), and the leader may be there
             // long before; a write stored after this gave up is found again
             // as this holder's own (`try_take`).
             let take = async {
@@ -102,7 +102,7 @@ pub(super) async fn take_over(
     let reached = loop {
         let caught_up = async {
             // Bounded like a take attempt: while the log stream elects a
-            // leader a request waits out JetStream's 5 s timeout, and the
+            // leader a request waits out its timeout (5 or 10 s), and the
             // leader may be there long before. Once it answers (or says
             // the stream is missing), the catch-up runs unbounded: it may
             // have many events to take.
