@@ -465,7 +465,7 @@ impl EventLog {
         );
         if !durable {
             return Err(Error::Storage(format!(
-                "the answer at position {position} is not durable yet"
+                "the first answer to this request (position {position}) is not on disk yet: not acknowledged; retry with the same request id"
             )));
         }
         self.wait_stored(position).await?;

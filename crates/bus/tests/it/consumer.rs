@@ -496,12 +496,12 @@ async fn given_a_handler_applying_four_at_once_then_four_streams_are_applied_tog
 /// a hand-over it noted) and so writes nothing; counts its calls.
 #[derive(Clone)]
 struct AlreadyDone {
-    calls: Arc<Mutex<usize>>,
+    calls: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 impl Handler for AlreadyDone {
     async fn handle(&self, _event: Envelope) -> Result<(), HandleError> {
-        *self.calls.lock().unwrap() += 1;
+        self.calls.send_modify(|n| *n += 1);
         Ok(())
     }
 }
@@ -544,7 +544,8 @@ async fn given_acks_gated_on_the_cluster_when_a_handler_finds_its_work_done_in_e
     );
     assert_eq!(receiver.last_position(), 1);
 
-    let calls = Arc::new(Mutex::new(0_usize));
+    let (calls, mut called) = tokio::sync::watch::channel(0_usize);
+    let calls = Arc::new(calls);
     let consumer = receiving(
         &js,
         &receiver,
@@ -554,18 +555,17 @@ async fn given_acks_gated_on_the_cluster_when_a_handler_finds_its_work_done_in_e
         cancel.child_token(),
     );
     // Retried while the cluster lacks what the handler read, not recorded.
-    let retried = tokio::time::timeout(Duration::from_secs(20), async {
-        while *calls.lock().unwrap() < 3 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    // A bool, not the watch's borrow: the handler writes to it.
+    let retried = matches!(
+        tokio::time::timeout(Duration::from_secs(20), called.wait_for(|n| *n >= 3)).await,
+        Ok(Ok(_))
+    );
     let sent = sender.read_all(1, 1).await.unwrap();
     let id = sent[0].event_id.to_string();
     let applied = receiver.is_applied("receiver", &id).await.unwrap();
-    let made = *calls.lock().unwrap();
+    let made = *calls.borrow();
     assert!(
-        retried.is_ok(),
+        retried,
         "the message was taken as applied after {made} call(s), on an event the cluster does not hold (applied: {applied})"
     );
     assert!(!applied);
