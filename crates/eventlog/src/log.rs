@@ -497,7 +497,10 @@ impl EventLog {
         .await
     }
 
-    /// Up to `limit` events of a stream in seq order from `from_seq`.
+    /// Up to `limit` events of a stream in seq order from `from_seq`, never
+    /// past [`EventLog::last_position`]: an event of a group whose flush
+    /// has not returned is not shown (a case's page, a replay, a follower),
+    /// since a crash could still take it back. Like [`EventLog::read_all`].
     ///
     /// # Errors
     /// [`Error::Storage`] or [`Error::Corrupt`].
@@ -507,12 +510,14 @@ impl EventLog {
         from_seq: u64,
         limit: usize,
     ) -> Result<Vec<Envelope>, Error> {
-        self.blocking(move |t| t.read_stream(stream, from_seq, limit))
+        let durable = self.last_position();
+        self.blocking(move |t| t.read_stream(stream, from_seq, limit, durable))
             .await
     }
 
     /// Up to `limit` events of a stream in descending seq order from
-    /// `from_seq`, or from the head when `None`.
+    /// `from_seq`, or from the last durable event when `None`; never past
+    /// [`EventLog::last_position`], like [`EventLog::read_stream`].
     ///
     /// # Errors
     /// [`Error::Storage`] or [`Error::Corrupt`].
@@ -522,7 +527,8 @@ impl EventLog {
         from_seq: Option<u64>,
         limit: usize,
     ) -> Result<Vec<Envelope>, Error> {
-        self.blocking(move |t| t.read_stream_backward(stream, from_seq, limit))
+        let durable = self.last_position();
+        self.blocking(move |t| t.read_stream_backward(stream, from_seq, limit, durable))
             .await
     }
 

@@ -67,35 +67,51 @@ impl Trees {
         })
     }
 
+    /// The events of `stream` from seq `from` on, up to `limit`, stopping
+    /// at the first one past the global position `durable` (a stream's
+    /// positions grow with its seqs).
     pub(crate) fn read_stream(
         &self,
         stream: StreamId,
         from: u64,
         limit: usize,
+        durable: u64,
     ) -> Result<Vec<Envelope>, Error> {
         let start = layout::event_key(stream, from.max(1));
         let end = layout::event_key(stream, u64::MAX);
-        self.events
-            .range(start..=end)
-            .take(limit)
-            .map(|item| Envelope::decode(&item?.1))
-            .collect()
+        let mut events = Vec::new();
+        for item in self.events.range(start..=end).take(limit) {
+            let event = Envelope::decode(&item?.1)?;
+            if event.global_position > durable {
+                break;
+            }
+            events.push(event);
+        }
+        Ok(events)
     }
 
+    /// The events of `stream` from seq `from` (or its last) down, up to
+    /// `limit`, leaving out those past the global position `durable`.
     pub(crate) fn read_stream_backward(
         &self,
         stream: StreamId,
         from: Option<u64>,
         limit: usize,
+        durable: u64,
     ) -> Result<Vec<Envelope>, Error> {
         let start = layout::event_key(stream, 1);
         let end = layout::event_key(stream, from.unwrap_or(u64::MAX));
-        self.events
-            .range(start..=end)
-            .rev()
-            .take(limit)
-            .map(|item| Envelope::decode(&item?.1))
-            .collect()
+        let mut events = Vec::new();
+        for item in self.events.range(start..=end).rev() {
+            if events.len() == limit {
+                break;
+            }
+            let event = Envelope::decode(&item?.1)?;
+            if event.global_position <= durable {
+                events.push(event);
+            }
+        }
+        Ok(events)
     }
 
     pub(crate) fn read_all(&self, from: u64, limit: usize) -> Result<Vec<Envelope>, Error> {

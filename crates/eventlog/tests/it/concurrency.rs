@@ -120,3 +120,71 @@ async fn given_writers_appending_when_the_global_order_is_read_then_no_event_pas
     assert_eq!(seen, total);
     assert!(reads > 1, "the reader must have raced the writers");
 }
+
+/// A case's page (GetCase reads its stream forward, the timeline backward)
+/// must never show an event the log has not made durable: a crash could
+/// still take it back, and an officer would have acted on a step that
+/// never happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn given_writers_appending_when_a_stream_is_read_either_way_then_no_event_past_the_durable_position_is_returned()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    const WRITERS: usize = 8;
+    const EACH: u64 = 60;
+
+    let streams: Vec<StreamId> = (0..WRITERS).map(|_| StreamId::new()).collect();
+    let mut writers = Vec::new();
+    for (w, stream) in streams.iter().copied().enumerate() {
+        let log = log.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                log.append(request(
+                    stream,
+                    ExpectedVersion::Exact(i),
+                    &format!("w{w}-{i}"),
+                    1,
+                ))
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    let mut reads = 0usize;
+    let mut done = [false; WRITERS];
+    while done.contains(&false) {
+        for (at, stream) in streams.iter().copied().enumerate() {
+            let forward = log.read_stream(stream, 1, 1_000).await.unwrap();
+            let backward = log.read_stream_backward(stream, None, 2).await.unwrap();
+            // Read after the events: it can only have grown since.
+            let durable = log.last_position();
+            for (how, events) in [
+                ("read_stream", &forward),
+                ("read_stream_backward", &backward),
+            ] {
+                if let Some(beyond) = events.iter().find(|e| e.global_position > durable) {
+                    panic!(
+                        "{how} returned position {} while the log is durable to {durable}",
+                        beyond.global_position
+                    );
+                }
+            }
+            let seqs: Vec<u64> = forward.iter().map(|e| e.seq).collect();
+            assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "a gap");
+            if let [last, before] = backward.as_slice() {
+                assert_eq!(
+                    before.seq + 1,
+                    last.seq,
+                    "the backward read goes down by one"
+                );
+            }
+            done[at] = forward.len() as u64 == EACH;
+            reads += 1;
+        }
+        tokio::task::yield_now().await;
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert!(reads > WRITERS, "the reader must have raced the writers");
+}
