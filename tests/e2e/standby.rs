@@ -345,7 +345,11 @@ async fn with_role_auto_a_standby_takes_the_lease_when_the_active_dies_and_a_pau
     let before_resume = whole_log(&third).await;
     second.resume();
     let stopped = second.exit_status().await;
-    assert!(stopped.success(), "{stopped:?}");
+    assert_eq!(
+        stopped.code(),
+        Some(1),
+        "a deposed active exits with an error, so that a supervisor (Restart=on-failure) starts it again: {stopped:?}"
+    );
     cases.extend(reports(&intake, "auto-third", 1).await);
     let log = whole_log(&third).await;
     assert!(
@@ -400,7 +404,11 @@ async fn a_paused_intake_active_resumed_after_a_takeover_acknowledges_no_report_
     });
     first.resume();
     let stopped = first.exit_status().await;
-    assert!(stopped.success(), "{stopped:?}");
+    assert_eq!(
+        stopped.code(),
+        Some(1),
+        "a deposed active exits with an error, so that a supervisor (Restart=on-failure) starts it again: {stopped:?}"
+    );
     let answered = stale.await.unwrap();
     println!("the deposed active answered: {answered:?}");
     if let Err(refused) = &answered {
@@ -817,7 +825,11 @@ async fn an_active_cut_off_with_events_the_cluster_never_stored_rejoins_as_a_sta
         })
     };
     let stopped = first.exit_status().await;
-    assert!(stopped.success(), "{stopped:?}");
+    assert_eq!(
+        stopped.code(),
+        Some(1),
+        "a deposed active exits with an error, so that a supervisor (Restart=on-failure) starts it again: {stopped:?}"
+    );
     let _ = fresh.await.unwrap();
     let unstored = {
         let log = baove_eventlog::EventLog::open(first.data.path().join("eventlog"))

@@ -54,10 +54,12 @@ use crate::audit::AuditApi;
 mod bus;
 mod lease;
 mod start;
+mod stop;
 
 use bus::*;
 use lease::*;
 use start::*;
+use stop::Stop;
 
 /// Health service name that reports the NATS connection and stream.
 pub const BUS_HEALTH: &str = "baove.bus";
@@ -256,6 +258,9 @@ pub struct Parts {
 /// # Errors
 /// When the event log cannot be opened, the port cannot be bound, the parts
 /// cannot be built, or the server fails; each error says which and where.
+/// Also when the process stopped by itself rather than on `shutdown` (it
+/// lost its lease, or its log parted from the cluster's): the error says
+/// why, and the non-zero exit tells a supervisor to start it again.
 pub async fn run(
     spec: ServiceSpec,
     config: Config,
@@ -497,6 +502,7 @@ pub async fn run(
     );
     tracing::info!(service = spec.name, listen = %listening, data_dir = %config.data_dir.display(), "serving");
 
+    let stop = Stop::new(shutdown.clone());
     let bus = tokio::spawn(bus_task(
         spec,
         NatsSettings {
@@ -506,7 +512,7 @@ pub async fn run(
             reached: reached_tx,
             role,
             active: active_tx,
-            shutdown: shutdown.clone(),
+            shutdown: stop.clone(),
             address: format!("http://{listening}"),
             checkpoints: checkpoints.clone(),
             bus: bus_tx,
@@ -583,6 +589,10 @@ pub async fn run(
     server_result
         .context("the gRPC server task failed")?
         .context("the gRPC server failed")?;
+    if let Some(reason) = stop.reason() {
+        // Non-zero, so that a supervisor starts it again.
+        anyhow::bail!("{} stopped by itself: {reason}", spec.name);
+    }
     tracing::info!(service = spec.name, "stopped");
     Ok(())
 }

@@ -21,8 +21,8 @@ pub(super) struct NatsSettings {
     pub(super) role: crate::config::Role,
     /// Set to true when this process becomes the active.
     pub(super) active: watch::Sender<bool>,
-    /// Cancelled to stop the process (an active that lost its lease).
-    pub(super) shutdown: CancellationToken,
+    /// Stops the process from inside (an active that lost its lease).
+    pub(super) shutdown: Stop,
     /// This process's gRPC address, held in the lease.
     pub(super) address: String,
     /// Signs the checkpoint that fences the log stream on taking over.
@@ -188,7 +188,9 @@ pub(super) async fn bus_task(
                 Err(e @ baove_bus::BusError::Diverged { .. }) => stop_to_set_aside(&shutdown, &e),
                 Err(e) => {
                     tracing::error!(error = %e, "another process extends this service's log stream: stopping; started again, this process takes the stream's events and follows");
-                    shutdown.cancel();
+                    shutdown.by_itself(format!(
+                        "another process extends this service's log stream ({e}); started again, this process takes the stream's events and follows"
+                    ));
                 }
             }
         }

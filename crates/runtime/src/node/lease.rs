@@ -21,7 +21,7 @@ pub(super) async fn take_over(
     bus: &baove_bus::Bus,
     address: &str,
     cancel: &CancellationToken,
-    shutdown: &CancellationToken,
+    shutdown: &Stop,
 ) -> Option<baove_bus::lease::Lease> {
     let following = cancel.child_token();
     let mut follower = tokio::spawn(baove_bus::logstream::follow(
@@ -138,12 +138,14 @@ pub(super) async fn take_over(
         Ok(Ok(lease)) => lease,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "took the lease but could not keep it while catching up: stopping; started again, this process follows whoever holds it");
-            shutdown.cancel();
+            shutdown.by_itself(format!(
+                "took the lease but could not keep it while catching up: {e}"
+            ));
             return None;
         }
         Err(e) => {
             tracing::error!(error = %e, "the lease keeper failed while catching up: stopping");
-            shutdown.cancel();
+            shutdown.by_itself(format!("the lease keeper failed while catching up: {e}"));
             return None;
         }
     };
@@ -186,9 +188,11 @@ async fn renew_until(
 /// `diverged`): they were never stored by the cluster, so never
 /// acknowledged, and the read models applied them, so only a start sets
 /// them aside ([`catch_up_at_start`]). A supervisor starts it again.
-pub(super) fn stop_to_set_aside(shutdown: &CancellationToken, diverged: &baove_bus::BusError) {
+pub(super) fn stop_to_set_aside(shutdown: &Stop, diverged: &baove_bus::BusError) {
     tracing::error!(error = %diverged, "this process's log holds events the cluster never stored: stopping; started again, it sets them aside and follows the cluster");
-    shutdown.cancel();
+    shutdown.by_itself(format!(
+        "its log holds events the cluster never stored ({diverged}); started again, it sets them aside and follows the cluster"
+    ));
 }
 
 /// Renews the lease until `cancel`; when it cannot, stops taking writes
@@ -198,7 +202,7 @@ pub(super) async fn keep_lease(
     mut lease: baove_bus::lease::Lease,
     log: EventLog,
     reporter: HealthReporter,
-    shutdown: CancellationToken,
+    shutdown: Stop,
     cancel: CancellationToken,
 ) {
     loop {
@@ -218,7 +222,10 @@ pub(super) async fn keep_lease(
                 log.follow_only("");
                 set_status(&reporter, ACTIVE_HEALTH, ServingStatus::NotServing).await;
                 tracing::error!(error = %e, term = lease.term, "lost the lease: taking no more writes and stopping");
-                shutdown.cancel();
+                shutdown.by_itself(format!(
+                    "lost the lease (term {}): {e}; started again, it follows whoever holds it",
+                    lease.term
+                ));
                 return;
             }
         }
