@@ -400,6 +400,12 @@ pub struct LogRelay {
     health: BusHealth,
     replicas: usize,
     reached: Option<tokio::sync::watch::Sender<u64>>,
+    /// Where the stream ends, as this relay knows it without asking: the
+    /// last position it published and had acknowledged at its sequence, or
+    /// the end a full check found the same as the log. `None` until then,
+    /// after any error, and at each idle wake-up: then the next step asks
+    /// the stream (its last message, compared with the log).
+    known_end: Option<u64>,
 }
 
 impl LogRelay {
@@ -413,6 +419,7 @@ impl LogRelay {
             health: bus.health,
             replicas: bus.replicas,
             reached: None,
+            known_end: None,
         }
     }
 
@@ -446,7 +453,7 @@ impl LogRelay {
     /// (another process writes it), which only a restart catches up. The
     /// caller stops the process. With one copy the relay says so in the bus
     /// health and tries again.
-    pub async fn run(self, cancel: CancellationToken) -> Result<(), BusError> {
+    pub async fn run(mut self, cancel: CancellationToken) -> Result<(), BusError> {
         self.health.failing(&self.part(), "starting");
         let mut committed = self.log.subscribe();
         let mut backoff = Duration::from_millis(100);
@@ -463,11 +470,14 @@ impl LogRelay {
                     tokio::select! {
                         () = cancel.cancelled() => return Ok(()),
                         changed = committed.changed() => if changed.is_err() { return Ok(()) },
-                        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                        // Idle: look at the stream itself again (deleted,
+                        // or extended by another writer, while idle).
+                        () = tokio::time::sleep(Duration::from_secs(5)) => self.known_end = None,
                     }
                     continue;
                 }
                 Err(e) => {
+                    self.known_end = None;
                     count_chain_failure("relay", &e);
                     self.health.failing(&self.part(), e.to_string());
                     match &e {
@@ -493,7 +503,24 @@ impl LogRelay {
 
     /// Publishes one page from where the stream ends; true when it
     /// published something.
-    async fn step(&self) -> Result<bool, BusError> {
+    ///
+    /// Where the stream ends is asked of the stream (two requests, then two
+    /// more to compare its last event with the log's) only when the relay
+    /// does not know it (after its own acknowledged publish it does, until an
+    /// error or an idle wake-up). Skipping the asking
+    /// costs no safety: every publish carries the position it expects the
+    /// stream to end at (`Nats-Expected-Last-Subject-Sequence`), so if
+    /// anything but this relay changed the stream since (another writer, a
+    /// deleted stream), the publish is refused, and the next step asks and
+    /// compares as before.
+    async fn step(&mut self) -> Result<bool, BusError> {
+        let last = self.log.last_position();
+        if let Some(known) = self.known_end.filter(|known| *known <= last) {
+            if known == last {
+                return Ok(false);
+            }
+            return self.publish_from(known).await;
+        }
         let end = match stream_end(&self.js, self.spec).await {
             Ok(end) => end,
             Err(e) => {
@@ -505,7 +532,6 @@ impl LogRelay {
             }
         };
         let published = end.as_ref().map_or(0, |e| e.global_position);
-        let last = self.log.last_position();
         if published > last {
             // The stream went further than this log: another process wrote
             // it (in a cluster, the active that took the lease), or this
@@ -530,10 +556,20 @@ impl LogRelay {
             check_same(&self.log, &self.js, self.spec, published).await?;
             self.reached(published);
         }
+        self.known_end = Some(published);
         if published == last {
             return Ok(false);
         }
+        self.publish_from(published).await
+    }
+
+    /// Publishes a page of the log after position `published`, where the
+    /// stream is expected to end; true when it published something.
+    async fn publish_from(&mut self, published: u64) -> Result<bool, BusError> {
         let events = self.log.read_all(published + 1, PAGE).await?;
+        if events.is_empty() {
+            return Ok(false);
+        }
         let for_bus = self
             .log
             .for_bus(events.iter().map(|e| e.global_position).collect())
@@ -562,7 +598,10 @@ impl LogRelay {
                     BusError::Unavailable(format!("publish to {}: {e}", self.spec.name))
                 })?;
             match ack.await {
-                Ok(ack) if ack.sequence == position => self.reached(position),
+                Ok(ack) if ack.sequence == position => {
+                    self.known_end = Some(position);
+                    self.reached(position);
+                }
                 Ok(ack) => {
                     return Err(BusError::JetStream(format!(
                         "{} stored position {position} at sequence {}",

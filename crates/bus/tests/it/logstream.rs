@@ -345,3 +345,58 @@ async fn a_new_active_hands_on_what_the_dead_one_stored_with_the_cluster_but_had
         0
     );
 }
+
+/// The relay publishes without asking where the stream ends while it knows
+/// (its own last acknowledged publish): when another writer extended the
+/// stream meanwhile, its next publish is refused by the expected sequence,
+/// and it asks, compares, and stops, the other writer's events untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_knows_where_the_stream_ends_is_still_refused_when_another_writer_extended_it()
+{
+    let (_nats, js, cancel) = setup().await;
+    let first_dir = tempfile::tempdir().unwrap();
+    let first = EventLog::open(first_dir.path()).await.unwrap();
+    append(&first, "shared", 3).await;
+    let mut cluster_bus = bus(&js);
+    cluster_bus.replicas = 3;
+    let first_relay =
+        tokio::spawn(LogRelay::new(first.clone(), cluster_bus, LOG).run(cancel.clone()));
+    stream_reaches(&js, 3).await;
+
+    // Another writer with the same first three events goes on: positions 4
+    // and 5 are its own.
+    let second_dir = tempfile::tempdir().unwrap();
+    let second = EventLog::open(second_dir.path()).await.unwrap();
+    second
+        .import(first.read_all(1, 100).await.unwrap())
+        .await
+        .unwrap();
+    append(&second, "second", 2).await;
+    let second_cancel = cancel.child_token();
+    let second_relay =
+        tokio::spawn(LogRelay::new(second.clone(), bus(&js), LOG).run(second_cancel.clone()));
+    stream_reaches(&js, 5).await;
+    second_cancel.cancel();
+    second_relay.await.unwrap().unwrap();
+
+    // The first log takes one more event: its relay must not put it on
+    // the stream, and stops, naming where the two part.
+    append(&first, "first", 1).await;
+    let relayed = tokio::time::timeout(Duration::from_secs(30), first_relay)
+        .await
+        .expect("the relay went on past another writer's events")
+        .unwrap();
+    assert!(
+        matches!(relayed, Err(BusError::Diverged { position: 4, .. })),
+        "{relayed:?}"
+    );
+    let mut on_stream = Vec::new();
+    logstream::read_stream(&js, LOG, 1, 5, |page| {
+        on_stream.extend(page);
+        async { Ok(()) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(on_stream, second.read_all(1, 100).await.unwrap());
+    cancel.cancel();
+}
