@@ -90,6 +90,10 @@ impl OutboxRelay {
         // opened a case).
         let mut committed = self.log.subscribe_publishable();
         let mut backoff = Duration::from_millis(100);
+        // Checked at the first idle moment, then at most every CHECK_EVERY,
+        // not each time the outbox empties (a stream info request to NATS
+        // per published group), and at once after a failed publish.
+        let mut checked: Option<std::time::Instant> = None;
         loop {
             committed.borrow_and_update();
             let pending = match self.log.outbox_publishable(PAGE).await {
@@ -105,7 +109,10 @@ impl OutboxRelay {
                 }
             };
             if pending.is_empty() {
-                self.check_stream().await;
+                if checked.is_none_or(|at| at.elapsed() >= CHECK_EVERY) {
+                    self.check_stream().await;
+                    checked = Some(std::time::Instant::now());
+                }
                 tokio::select! {
                     () = cancel.cancelled() => return,
                     changed = committed.changed() => if changed.is_err() { return },
