@@ -418,12 +418,33 @@ impl EventLog {
         rx.await.map_err(|_| Error::Closed)?
     }
 
-    /// The stream's head, or `None` when it has no events.
+    /// The stream's head, or `None` when it has no events; never past
+    /// [`EventLog::last_position`], like [`EventLog::read_stream`]: the
+    /// stored head moves with a group's write, before its flush, and is
+    /// then shown as the stream's last durable event.
     ///
     /// # Errors
     /// [`Error::Storage`] or [`Error::Corrupt`].
     pub async fn head(&self, stream: StreamId) -> Result<Option<Head>, Error> {
-        self.blocking(move |t| t.head(stream)).await
+        let durable = self.last_position();
+        self.blocking(move |t| {
+            let Some(head) = t.head(stream)? else {
+                return Ok(None);
+            };
+            if t.event(stream, head.version)?
+                .is_none_or(|last| last.global_position <= durable)
+            {
+                return Ok(Some(head));
+            }
+            Ok(t.read_stream_backward(stream, None, 1, durable)?
+                .pop()
+                .map(|last| Head {
+                    stream,
+                    version: last.seq,
+                    hash: last.hash,
+                }))
+        })
+        .await
     }
 
     /// Every tail set aside from this log ([`crate::set_aside_after`]),

@@ -188,3 +188,70 @@ async fn given_writers_appending_when_a_stream_is_read_either_way_then_no_event_
     }
     assert!(reads > WRITERS, "the reader must have raced the writers");
 }
+
+/// A stream's head (the version an auditor's page shows beside its events)
+/// must not name an event the log has not made durable either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn given_writers_appending_when_a_head_is_read_then_it_names_no_event_past_the_durable_position()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    const WRITERS: usize = 8;
+    const EACH: u64 = 60;
+
+    let streams: Vec<StreamId> = (0..WRITERS).map(|_| StreamId::new()).collect();
+    let mut writers = Vec::new();
+    for (w, stream) in streams.iter().copied().enumerate() {
+        let log = log.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                log.append(request(
+                    stream,
+                    ExpectedVersion::Exact(i),
+                    &format!("w{w}-{i}"),
+                    1,
+                ))
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    let mut reads = 0usize;
+    let mut done = [false; WRITERS];
+    while done.contains(&false) {
+        for (at, stream) in streams.iter().copied().enumerate() {
+            let Some(head) = log.head(stream).await.unwrap() else {
+                continue;
+            };
+            // Read after the head: it can only have grown since.
+            let durable = log.last_position();
+            let named = loop {
+                // The named event, once durable (it is, unless the head ran
+                // ahead: then this waits for its flush).
+                if let Some(event) = log
+                    .read_stream(stream, head.version, 1)
+                    .await
+                    .unwrap()
+                    .pop()
+                {
+                    break event;
+                }
+                tokio::task::yield_now().await;
+            };
+            assert_eq!(named.seq, head.version);
+            assert_eq!(named.hash, head.hash, "the head's hash is its event's");
+            assert!(
+                named.global_position <= durable,
+                "head named position {} while the log is durable to {durable}",
+                named.global_position
+            );
+            done[at] = head.version == EACH;
+            reads += 1;
+        }
+        tokio::task::yield_now().await;
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert!(reads > WRITERS, "the reader must have raced the writers");
+}
