@@ -27,18 +27,23 @@ pub struct Prior {
 /// name without diacritics (a name is needed), same birth date or ages
 /// within one year, same incident commune, and an open case opened (or a report
 /// received, if not yet handed over) within 30 days before `facts` was
-/// received. Closed cases are not candidates. Returns (case ids, intake ids not yet handed over), each sorted
-/// and without repeats. Flagged only: never merged.
+/// received. Closed cases are not candidates. Returns (case ids, intake ids
+/// not yet handed over), each sorted and without repeats, and each at most
+/// the [`MAX_POSSIBLE_DUPLICATES`] most recent (latest opened or received;
+/// of equal times, the lowest ids): a child reported hundreds of times
+/// within the window must not make the next report's event too large to
+/// store. Flagged only: never merged.
 #[must_use]
 pub fn possible_duplicates<'a>(
     facts: &ReportFacts,
     priors: impl IntoIterator<Item = &'a Prior>,
 ) -> (Vec<Uuid>, Vec<Uuid>) {
     let child = &facts.child;
-    let mut cases = Vec::new();
-    let mut intakes = Vec::new();
+    // (when, id) of each candidate; a case may be named by several priors.
+    let mut cases: Vec<(i64, Uuid)> = Vec::new();
+    let mut intakes: Vec<(i64, Uuid)> = Vec::new();
     if child.name_key.is_empty() {
-        return (cases, intakes);
+        return (Vec::new(), Vec::new());
     }
     for prior in priors {
         let same_age = match (child.age, prior.age) {
@@ -57,16 +62,32 @@ pub fn possible_duplicates<'a>(
             && recent
         {
             match prior.case {
-                Some((case, _)) => cases.push(case),
-                None => intakes.push(prior.intake_id),
+                Some((case, _)) => cases.push((when, case)),
+                None => intakes.push((when, prior.intake_id)),
             }
         }
     }
-    cases.sort_unstable();
-    cases.dedup();
-    intakes.sort_unstable();
-    intakes.dedup();
-    (cases, intakes)
+    (most_recent(cases), most_recent(intakes))
+}
+
+/// Most possible duplicates of each kind one report names.
+pub const MAX_POSSIBLE_DUPLICATES: usize = 20;
+
+/// The ids of the [`MAX_POSSIBLE_DUPLICATES`] most recent `candidates`
+/// (latest first, then lowest id), each once, sorted by id.
+fn most_recent(mut candidates: Vec<(i64, Uuid)>) -> Vec<Uuid> {
+    candidates.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut ids: Vec<Uuid> = Vec::with_capacity(MAX_POSSIBLE_DUPLICATES);
+    for (_, id) in candidates {
+        if ids.len() == MAX_POSSIBLE_DUPLICATES {
+            break;
+        }
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    ids
 }
 
 /// Whether a child of this age is outside the Law on Children (16 or 17).

@@ -433,6 +433,56 @@ fn given_an_open_case_about_the_same_child_within_30_days_then_flagged_not_merge
 }
 
 #[test]
+fn given_the_same_child_reported_hundreds_of_times_then_only_the_most_recent_are_named() {
+    // Found by the whole-node load test, which reports one child over and
+    // over: past about 840 open cases the list made the next report's
+    // event larger than an event may be, and every report was refused.
+    let report = parse(hotline(facts())).unwrap();
+    let unit = "vn:31135";
+    let minute = 60_000;
+    let mut priors = Vec::new();
+    for i in 0..900_i64 {
+        let received = NOW - (i + 1) * minute;
+        let case = (i % 2 == 0).then(|| (Uuid::from_u128(1_000_000 + i as u128), received));
+        priors.push(prior(
+            "Nguyễn Văn An",
+            Age::EstimatedYears(9),
+            9,
+            unit,
+            received,
+            case,
+        ));
+    }
+    // A case named by two reports counts once.
+    priors.push(prior(
+        "Nguyễn Văn An",
+        Age::EstimatedYears(9),
+        9,
+        unit,
+        NOW - 30 * minute,
+        Some((Uuid::from_u128(1_000_000), NOW - minute)),
+    ));
+    let (cases, intakes) = possible_duplicates(report.facts(), &priors);
+    let newest = |case: bool| -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = priors
+            .iter()
+            .take(2 * MAX_POSSIBLE_DUPLICATES)
+            .filter_map(|p| match (case, p.case) {
+                (true, Some((id, _))) => Some(id),
+                (false, None) => Some(p.intake_id),
+                _ => None,
+            })
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    assert_eq!(cases.len(), MAX_POSSIBLE_DUPLICATES);
+    assert_eq!(cases, newest(true));
+    assert_eq!(intakes.len(), MAX_POSSIBLE_DUPLICATES);
+    assert_eq!(intakes, newest(false));
+}
+
+#[test]
 fn given_birth_dates_on_both_then_they_must_match_and_an_unnamed_child_is_never_matched() {
     let mut raw = facts();
     let child = raw.child.as_mut().unwrap();
