@@ -756,3 +756,146 @@ async fn given_a_recorded_report_when_the_operator_checks_another_about_the_same
     );
     drop(system);
 }
+
+/// `len` characters of Vietnamese text: a sentence, repeated and cut (not
+/// at a space, which normalising would trim).
+fn vietnamese(len: usize) -> String {
+    let mut text: String =
+        "Bé bị đánh nhiều lần, người mẹ kể rằng việc này xảy ra từ tháng trước. "
+            .chars()
+            .cycle()
+            .take(len)
+            .collect();
+    if text.ends_with(' ') {
+        text.pop();
+        text.push('.');
+    }
+    text
+}
+
+/// `len` characters each three bytes long in UTF-8 ("ệ"): the most a
+/// field within its limit in Vietnamese may take.
+fn widest(len: usize) -> String {
+    "ệ".repeat(len)
+}
+
+/// A hotline report whose every text field holds `text(its limit)`.
+fn at_every_limit(request_id: &str, text: fn(usize) -> String) -> SubmitHotlineReportRequest {
+    let mut request = hotline(request_id, &text(200));
+    let report = request.report.as_mut().unwrap();
+    let informant = report.informant.as_mut().unwrap();
+    informant.full_name = text(200);
+    informant.relation = text(200);
+    let facts = report.facts.as_mut().unwrap();
+    let child = facts.child.as_mut().unwrap();
+    child.ethnicity = text(100);
+    child.current_condition = text(4000);
+    facts.incident_place.as_mut().unwrap().address = text(500);
+    facts.residence_place = Some(p::Place {
+        unit_id: "vn:31135".into(),
+        address: text(500),
+    });
+    facts.narrative = text(8000);
+    facts.actions_taken = text(4000);
+    facts.likely_consequence = text(4000);
+    facts.concerns.as_mut().unwrap().injury = Some(p::Injury {
+        cause: p::InjuryCause::Fall as i32,
+        outcome: p::InjuryOutcome::NotDisabled as i32,
+        detail: text(500),
+    });
+    let person = || p::Person {
+        full_name: text(200),
+        phone: "0912 345 678".into(),
+        address: text(500),
+        relation: text(200),
+    };
+    facts.father = Some(p::Person {
+        relation: String::new(),
+        ..person()
+    });
+    facts.mother = Some(p::Person {
+        relation: String::new(),
+        ..person()
+    });
+    facts.caregiver = Some(person());
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_report_filled_to_every_documented_limit_then_it_is_recorded_and_reads_back_whole()
+{
+    let system = System::start().await;
+    let mut intake = intake_client(&system.intake).await;
+
+    // Every field within its limit but each character three bytes: too
+    // large to store as one event. Refused naming the report, not as a
+    // fault of the service, and nothing is stored.
+    let status = intake
+        .submit_hotline_report(at_every_limit("widest-1", widest))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
+    let violations = status.get_details_bad_request().unwrap().field_violations;
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert_eq!(violations[0].field, "report");
+    assert!(
+        violations[0].description.contains("facts.narrative"),
+        "{violations:?}"
+    );
+    let listed = intake
+        .list_intakes(ListIntakesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.intakes.is_empty(), "nothing stored");
+
+    // Vietnamese as typed, every field at its limit: recorded whole.
+    let request = at_every_limit("long-1", vietnamese);
+    let sent = request
+        .report
+        .as_ref()
+        .and_then(|r| r.facts.clone())
+        .unwrap();
+
+    let receipt = intake
+        .submit_hotline_report(request)
+        .await
+        .unwrap_or_else(|status| panic!("a report within every limit was refused: {status}"))
+        .into_inner();
+    let got = intake
+        .get_intake(GetIntakeRequest {
+            intake_id: receipt.intake_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .intake
+        .unwrap();
+    let Some(p::intake::Report::Hotline(report)) = got.report else {
+        panic!("not a hotline report")
+    };
+    let facts = report.facts.unwrap();
+    assert_eq!(facts.narrative, sent.narrative);
+    assert_eq!(facts.likely_consequence, sent.likely_consequence);
+    assert_eq!(
+        facts.caregiver.unwrap().address,
+        sent.caregiver.unwrap().address
+    );
+    // How much of an event's room it takes (printed: the limit's doc cites it).
+    let mut audit = AuditServiceClient::new(system.intake.channel_as(&crate::auditor()).await);
+    let stored = audit
+        .read_stream(p::ReadStreamRequest {
+            stream_id: receipt.intake_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    println!(
+        "a report at every limit: {} bytes of payload",
+        stored[0].payload_json.len()
+    );
+    // And it reaches casework whole.
+    case_of(&system.intake, &receipt.intake_id).await;
+}

@@ -259,8 +259,15 @@ impl IntakeApi {
             .await
             .map_err(|e| Status::unavailable(format!("data key: {e}")))?;
         event.sealed = serde_json::to_value(sealed).ok();
-        let new_event =
-            NewEvent::new(INTAKE_RECORDED, d::SCHEMA_VERSION, &event).map_err(|e| from_log(&e))?;
+        let new_event = match NewEvent::new(INTAKE_RECORDED, d::SCHEMA_VERSION, &event) {
+            Ok(new_event) => new_event,
+            // Every field is within its own limit, but the whole, sealed,
+            // is more than one event may hold: the caller's to shorten.
+            Err(Error::InvalidArgument {
+                field: "payload", ..
+            }) => return Err(too_long_to_store(&event.report)),
+            Err(e) => return Err(from_log(&e)),
+        };
         let appended = self
             .log
             .append(AppendRequest {
@@ -295,7 +302,6 @@ impl IntakeApi {
         }
     }
 
-    /// The receipt of an earlier submit with `request_id`, if any.
     /// The receipt of an earlier submit by `caller` with `request_id`, if
     /// any. A request id someone else used is refused: a receipt names an
     /// intake and its possible duplicates, which are theirs.
@@ -744,4 +750,30 @@ impl IntakeService for IntakeApi {
 #[must_use]
 pub fn server(api: IntakeApi) -> p::intake_service_server::IntakeServiceServer<IntakeApi> {
     p::intake_service_server::IntakeServiceServer::new(api)
+}
+
+/// The refusal of a report each of whose fields is within its limit but
+/// which, sealed, is larger than one event may be
+/// ([`baove_eventlog::envelope::MAX_PAYLOAD_BYTES`]): names the report (`report` or
+/// `notification`) and the free-text fields to shorten.
+fn too_long_to_store(report: &Report) -> Status {
+    let field = match report {
+        Report::Hotline { .. } => "report",
+        Report::Police { .. } => "notification",
+    };
+    invalid_argument(
+        field,
+        &format!(
+            "is too long to store as one report: sealed, its text takes more than {} KiB \
+             (about 45,000 bytes of text altogether); shorten the longest free text \
+             (facts.narrative, facts.child.current_condition, facts.actions_taken, \
+             facts.likely_consequence{})",
+            baove_eventlog::envelope::MAX_PAYLOAD_BYTES / 1024,
+            if field == "notification" {
+                ", support_needed"
+            } else {
+                ""
+            }
+        ),
+    )
 }
