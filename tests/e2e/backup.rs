@@ -287,3 +287,89 @@ async fn an_online_backup_restores_on_an_empty_machine_and_altered_or_short_copi
         ),
     }
 }
+
+/// Long reports: what an auditor reads of a log holding them, a page at
+/// a time, and its backup, come in messages a gRPC client accepts by
+/// default (4 MiB). A page of 100 such events is about 4.8 MiB: before, the
+/// auditor's ReadAll, `baove audit check-log` and `baove backup` each
+/// failed on them with "decoded message length too large".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_log_of_long_reports_then_an_auditor_reads_checks_and_backs_it_up_whole() {
+    let nats = NatsServer::start().unwrap();
+    let intake = Service::start("intake", &nats.url());
+    intake.wait_health("", ServingStatus::Serving).await;
+    let mut client = IntakeServiceClient::new(intake.channel().await);
+    const REPORTS: u64 = 110;
+    for i in 0..REPORTS {
+        client
+            .submit_hotline_report(crate::intake::at_every_limit(
+                &format!("long-{i}"),
+                crate::intake::vietnamese,
+            ))
+            .await
+            .unwrap();
+    }
+    let files = tempfile::tempdir().unwrap();
+    let checkpoint = files.path().join("checkpoint.json");
+    let out = auditor_cli(
+        &intake,
+        &[
+            "audit".as_ref(),
+            "checkpoint".as_ref(),
+            "--fresh".as_ref(),
+            "--out".as_ref(),
+            checkpoint.as_os_str(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Page by page, as far as the log goes, each page within the limit.
+    let mut audit = AuditServiceClient::new(intake.channel_as(&crate::auditor()).await);
+    let mut from = 1;
+    let mut read = 0_u64;
+    let mut pages = 0;
+    let last = loop {
+        let page = audit
+            .read_all(p::ReadAllRequest {
+                from_position: from,
+                limit: 1000,
+            })
+            .await
+            .unwrap_or_else(|status| panic!("page from {from}: {status}"))
+            .into_inner();
+        pages += 1;
+        read += page.events.len() as u64;
+        if page.next_position > page.last_position {
+            break page.last_position;
+        }
+        assert!(page.next_position > from, "the page from {from} moved on");
+        from = page.next_position;
+    };
+    assert!(last >= REPORTS, "{last}");
+    assert_eq!(read, last, "every event, once");
+    assert!(
+        pages > 1,
+        "the log fits one page: the test reads nothing large"
+    );
+    println!("{read} events of long reports read in {pages} pages");
+
+    let out = auditor_cli(
+        &intake,
+        &[
+            "audit".as_ref(),
+            "check-log".as_ref(),
+            checkpoint.as_os_str(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("OK: the log"), "{}", text(&out));
+
+    let file = files.path().join("intake.backup");
+    let out = backup(&intake, &file);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("{last} events")),
+        "{}",
+        text(&out)
+    );
+}

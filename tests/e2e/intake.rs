@@ -759,7 +759,7 @@ async fn given_a_recorded_report_when_the_operator_checks_another_about_the_same
 
 /// `len` characters of Vietnamese text: a sentence, repeated and cut (not
 /// at a space, which normalising would trim).
-fn vietnamese(len: usize) -> String {
+pub fn vietnamese(len: usize) -> String {
     let mut text: String =
         "Bé bị đánh nhiều lần, người mẹ kể rằng việc này xảy ra từ tháng trước. "
             .chars()
@@ -780,7 +780,7 @@ fn widest(len: usize) -> String {
 }
 
 /// A hotline report whose every text field holds `text(its limit)`.
-fn at_every_limit(request_id: &str, text: fn(usize) -> String) -> SubmitHotlineReportRequest {
+pub fn at_every_limit(request_id: &str, text: fn(usize) -> String) -> SubmitHotlineReportRequest {
     let mut request = hotline(request_id, &text(200));
     let report = request.report.as_mut().unwrap();
     let informant = report.informant.as_mut().unwrap();

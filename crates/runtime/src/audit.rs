@@ -207,9 +207,15 @@ impl AuditService for AuditApi {
                     }
                 };
                 next += page.len() as u64;
-                let events = page.iter().map(envelope_to_proto).collect();
-                if !send(Part::Events(v1::BackupEvents { events })).await {
-                    return;
+                // In messages a client accepts (a page of large events
+                // would pass its limit and end the backup).
+                let mut events: Vec<_> = page.iter().map(envelope_to_proto).collect();
+                while !events.is_empty() {
+                    let rest = events.split_off(crate::request::fitting(&events));
+                    if !send(Part::Events(v1::BackupEvents { events })).await {
+                        return;
+                    }
+                    events = rest;
                 }
             }
             let mut side_entries = 0u64;
@@ -382,8 +388,12 @@ impl AuditService for AuditApi {
             }
         }
         .map_err(|e| from_log(&e))?;
+        let mut events: Vec<_> = events.iter().map(envelope_to_proto).collect();
+        // A page past what a client accepts ends early: the reader goes on
+        // from its last seq (the head says where the stream ends).
+        events.truncate(crate::request::fitting(&events));
         Ok(Response::new(ReadStreamResponse {
-            events: events.iter().map(envelope_to_proto).collect(),
+            events,
             head: Some(head_to_proto(&head)),
         }))
     }
@@ -405,9 +415,13 @@ impl AuditService for AuditApi {
             .read_all(from, limit)
             .await
             .map_err(|e| from_log(&e))?;
+        let mut events: Vec<_> = events.iter().map(envelope_to_proto).collect();
+        // A page past what a client accepts ends early: next_position says
+        // where to go on.
+        events.truncate(crate::request::fitting(&events));
         let next_position = events.last().map_or(from, |e| e.global_position + 1);
         Ok(Response::new(ReadAllResponse {
-            events: events.iter().map(envelope_to_proto).collect(),
+            events,
             next_position,
             last_position,
         }))

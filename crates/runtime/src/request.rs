@@ -13,6 +13,27 @@ pub const DEFAULT_PAGE: usize = 100;
 /// The largest page a request may ask for.
 pub const MAX_PAGE: u32 = 1000;
 
+/// Most bytes of events one response, or one message of a stream, carries:
+/// well under the 4 MiB a gRPC client accepts by default (tonic's, grpc-go's,
+/// grpc-java's), since one event may hold 64 KiB and a page 1000 events.
+pub const MAX_MESSAGE_BYTES: usize = 3 * 1024 * 1024;
+
+/// How many of `items`, from the first, fit in one message of at most
+/// [`MAX_MESSAGE_BYTES`] encoded (each with its field tag and length): at
+/// least one, so that a reader paging through always moves on.
+#[must_use]
+pub fn fitting<T: prost::Message>(items: &[T]) -> usize {
+    let mut total = 0;
+    for (i, item) in items.iter().enumerate() {
+        let len = item.encoded_len();
+        total += len + 1 + prost::length_delimiter_len(len);
+        if total > MAX_MESSAGE_BYTES && i > 0 {
+            return i;
+        }
+    }
+    items.len()
+}
+
 /// The page size `requested` in `field`: 0 means [`DEFAULT_PAGE`].
 ///
 /// # Errors
@@ -53,6 +74,36 @@ pub fn page_token<A: Display, B: Display>(next: Option<(A, B)>) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn given_events_larger_than_a_message_when_paged_then_each_page_fits_and_none_is_skipped() {
+        use baove_proto::v1::EventEnvelope;
+        use prost::Message as _;
+        let event = |kib: usize| EventEnvelope {
+            payload_json: "x".repeat(kib * 1024),
+            ..Default::default()
+        };
+        // 100 events of 48 KiB (and 4 bytes of tag and length each): 63 fit
+        // in 3 MiB, the rest on the next page.
+        let mut rest: Vec<EventEnvelope> = (0..100).map(|_| event(48)).collect();
+        let mut pages = Vec::new();
+        while !rest.is_empty() {
+            let n = fitting(&rest);
+            assert!(n >= 1);
+            let later = rest.split_off(n);
+            let message = baove_proto::v1::ReadAllResponse {
+                events: std::mem::replace(&mut rest, later),
+                ..Default::default()
+            };
+            assert!(message.encoded_len() <= MAX_MESSAGE_BYTES);
+            pages.push(message.events.len());
+        }
+        assert_eq!(pages, [63, 37]);
+        // Small events: the whole page.
+        assert_eq!(fitting(&vec![event(1); 1000]), 1000);
+        // One event alone larger than a message still goes (at least one).
+        assert_eq!(fitting(&[event(4096), event(1)]), 1);
+    }
 
     #[test]
     fn page_tokens_read_back_what_was_written_and_nothing_else() {
