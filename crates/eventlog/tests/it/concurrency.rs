@@ -1,10 +1,48 @@
 //! Many writers racing on one stream with expected versions.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use baove_eventlog::{Error, EventLog, ExpectedVersion, StreamId, Verification};
 
 use crate::request;
+
+/// Writers racing the readers below, each on its own stream.
+const WRITERS: usize = 8;
+/// Events each writer appends, one command at a time.
+const EACH: u64 = 60;
+
+/// The streams and the tasks of [`WRITERS`] writers on `log`.
+fn spawn_writers(log: &EventLog) -> (Vec<StreamId>, Vec<tokio::task::JoinHandle<()>>) {
+    let streams: Vec<StreamId> = (0..WRITERS).map(|_| StreamId::new()).collect();
+    let writers = streams
+        .iter()
+        .copied()
+        .enumerate()
+        .map(|(w, stream)| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    log.append(request(
+                        stream,
+                        ExpectedVersion::Exact(i),
+                        &format!("w{w}-{i}"),
+                        1,
+                    ))
+                    .await
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    (streams, writers)
+}
+
+/// A reader's loop gives up (failing) after this long: the writers are
+/// done in well under a second, or one of them failed.
+fn give_up_at() -> Instant {
+    Instant::now() + Duration::from_secs(60)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn given_32_writers_on_one_stream_then_no_gaps_no_duplicates_and_every_loser_gets_a_conflict()
@@ -78,29 +116,12 @@ async fn given_writers_appending_when_the_global_order_is_read_then_no_event_pas
  {
     let dir = tempfile::tempdir().unwrap();
     let log = EventLog::open(dir.path()).await.unwrap();
-    const WRITERS: usize = 8;
-    const EACH: usize = 60;
-
-    let mut writers = Vec::new();
-    for w in 0..WRITERS {
-        let log = log.clone();
-        writers.push(tokio::spawn(async move {
-            let stream = StreamId::new();
-            for i in 0..EACH {
-                log.append(request(
-                    stream,
-                    ExpectedVersion::Exact(i as u64),
-                    &format!("w{w}-{i}"),
-                    1,
-                ))
-                .await
-                .unwrap();
-            }
-        }));
-    }
-    let total = (WRITERS * EACH) as u64;
+    let (_, writers) = spawn_writers(&log);
+    let total = WRITERS as u64 * EACH;
     let (mut reads, mut seen) = (0usize, 0u64);
+    let give_up = give_up_at();
     while seen < total {
+        assert!(Instant::now() < give_up, "the writers never finished");
         let events = log.read_all(seen + 1, 1_000).await.unwrap();
         // Read after the events: it can only have grown since.
         let durable = log.last_position();
@@ -130,29 +151,12 @@ async fn given_writers_appending_when_a_stream_is_read_either_way_then_no_event_
  {
     let dir = tempfile::tempdir().unwrap();
     let log = EventLog::open(dir.path()).await.unwrap();
-    const WRITERS: usize = 8;
-    const EACH: u64 = 60;
-
-    let streams: Vec<StreamId> = (0..WRITERS).map(|_| StreamId::new()).collect();
-    let mut writers = Vec::new();
-    for (w, stream) in streams.iter().copied().enumerate() {
-        let log = log.clone();
-        writers.push(tokio::spawn(async move {
-            for i in 0..EACH {
-                log.append(request(
-                    stream,
-                    ExpectedVersion::Exact(i),
-                    &format!("w{w}-{i}"),
-                    1,
-                ))
-                .await
-                .unwrap();
-            }
-        }));
-    }
+    let (streams, writers) = spawn_writers(&log);
     let mut reads = 0usize;
     let mut done = [false; WRITERS];
+    let give_up = give_up_at();
     while done.contains(&false) {
+        assert!(Instant::now() < give_up, "the writers never finished");
         for (at, stream) in streams.iter().copied().enumerate() {
             let forward = log.read_stream(stream, 1, 1_000).await.unwrap();
             let backward = log.read_stream_backward(stream, None, 2).await.unwrap();
@@ -196,29 +200,12 @@ async fn given_writers_appending_when_a_head_is_read_then_it_names_no_event_past
  {
     let dir = tempfile::tempdir().unwrap();
     let log = EventLog::open(dir.path()).await.unwrap();
-    const WRITERS: usize = 8;
-    const EACH: u64 = 60;
-
-    let streams: Vec<StreamId> = (0..WRITERS).map(|_| StreamId::new()).collect();
-    let mut writers = Vec::new();
-    for (w, stream) in streams.iter().copied().enumerate() {
-        let log = log.clone();
-        writers.push(tokio::spawn(async move {
-            for i in 0..EACH {
-                log.append(request(
-                    stream,
-                    ExpectedVersion::Exact(i),
-                    &format!("w{w}-{i}"),
-                    1,
-                ))
-                .await
-                .unwrap();
-            }
-        }));
-    }
+    let (streams, writers) = spawn_writers(&log);
     let mut reads = 0usize;
     let mut done = [false; WRITERS];
+    let give_up = give_up_at();
     while done.contains(&false) {
+        assert!(Instant::now() < give_up, "the writers never finished");
         for (at, stream) in streams.iter().copied().enumerate() {
             let Some(head) = log.head(stream).await.unwrap() else {
                 continue;
@@ -236,6 +223,11 @@ async fn given_writers_appending_when_a_head_is_read_then_it_names_no_event_past
                 {
                     break event;
                 }
+                assert!(
+                    Instant::now() < give_up,
+                    "the head named seq {} but the event never became readable",
+                    head.version
+                );
                 tokio::task::yield_now().await;
             };
             assert_eq!(named.seq, head.version);
