@@ -38,6 +38,18 @@ async fn stream_reaches(js: &async_nats::jetstream::Context, position: u64) {
     }
 }
 
+/// Every envelope on the log stream from position 1 to `to`.
+async fn on_stream(js: &async_nats::jetstream::Context, to: u64) -> Vec<baove_eventlog::Envelope> {
+    let mut all = Vec::new();
+    logstream::read_stream(js, LOG, 1, to, |page| {
+        all.extend(page);
+        async { Ok(()) }
+    })
+    .await
+    .unwrap();
+    all
+}
+
 async fn setup() -> (
     NatsServer,
     async_nats::jetstream::Context,
@@ -72,13 +84,7 @@ async fn every_event_is_on_the_stream_in_order_and_a_log_behind_it_catches_up() 
     append(&log, "b", 2).await;
     append(&log, "c", 4).await;
     stream_reaches(&js, 9).await;
-    let mut on_stream = Vec::new();
-    logstream::read_stream(&js, LOG, 1, 9, |page| {
-        on_stream.extend(page);
-        async { Ok(()) }
-    })
-    .await
-    .unwrap();
+    let on_stream = on_stream(&js, 9).await;
     assert_eq!(
         on_stream,
         log.read_all(1, 100).await.unwrap(),
@@ -141,16 +147,7 @@ async fn a_second_writer_of_the_log_cannot_extend_the_stream_and_is_told_it_dive
     assert!(reason.contains("rebuild"), "{reason}");
     // The stream holds the first writer's events only.
     stream_reaches(&js, 3).await;
-    let on_stream = {
-        let mut all = Vec::new();
-        logstream::read_stream(&js, LOG, 1, 3, |page| {
-            all.extend(page);
-            async { Ok(()) }
-        })
-        .await
-        .unwrap();
-        all
-    };
+    let on_stream = on_stream(&js, 3).await;
     assert_eq!(on_stream, first.read_all(1, 100).await.unwrap());
     // And catching the second up from the stream is refused, not merged.
     assert!(matches!(
@@ -390,13 +387,7 @@ async fn a_relay_that_knows_where_the_stream_ends_is_still_refused_when_another_
         matches!(relayed, Err(BusError::Diverged { position: 4, .. })),
         "{relayed:?}"
     );
-    let mut on_stream = Vec::new();
-    logstream::read_stream(&js, LOG, 1, 5, |page| {
-        on_stream.extend(page);
-        async { Ok(()) }
-    })
-    .await
-    .unwrap();
+    let on_stream = on_stream(&js, 5).await;
     assert_eq!(on_stream, second.read_all(1, 100).await.unwrap());
     cancel.cancel();
 }
