@@ -3,8 +3,9 @@
 //! Every write goes through the writer thread, which takes whatever appends
 //! are waiting, decides each (a bad one is answered alone), writes the group
 //! in one sled transaction and hands it to the sync thread, which makes all
-//! groups handed to it durable with one `flush` + `fdatasync` before
-//! answering any of their callers. Concurrent callers therefore share a
+//! groups handed to it durable with one `flush` + `fdatasync` (after
+//! fsyncing any blob file sled wrote, which sled itself never syncs:
+//! `log/blobs.rs`) before answering any of their callers. Concurrent callers therefore share a
 //! flush (group commit) and each still returns only once its events are on
 //! stable storage.
 //!
@@ -14,7 +15,8 @@
 //!
 //! This file holds the public type and its methods; `log/trees.rs` the sled
 //! trees and the reads over them; `log/writer.rs` opening the database and
-//! the writer and sync threads; `log/recent.rs` the newest events, decoded.
+//! the writer and sync threads; `log/recent.rs` the newest events, decoded;
+//! `log/blobs.rs` sled's blob files, synced with the log.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -30,6 +32,7 @@ use uuid::Uuid;
 use crate::envelope::{Actor, ChainHash, Envelope, MAX_FIELD_BYTES, NewEvent, StreamId};
 use crate::{Error, layout};
 
+mod blobs;
 mod recent;
 mod trees;
 mod writer;
@@ -199,6 +202,8 @@ struct Inner {
     syncs: Arc<std::sync::atomic::AtomicU64>,
     /// The newest events written, decoded (`log/recent.rs`).
     recent: Arc<Mutex<Recent>>,
+    /// sled's blob files and what of them is synced (`log/blobs.rs`).
+    blobs: Arc<Mutex<blobs::Blobs>>,
 }
 
 /// What an append waits for besides the local disk, once set
@@ -262,7 +267,7 @@ impl EventLog {
                 .await
                 .map_err(|e| Error::Storage(format!("open task failed: {e}")))??
         };
-        let (trees, jobs, committed, writer, syncs, recent) = opened;
+        let (trees, jobs, committed, writer, syncs, recent, blobs) = opened;
         Ok(Self {
             inner: Arc::new(Inner {
                 trees,
@@ -274,6 +279,7 @@ impl EventLog {
                 read_only: Mutex::new(None),
                 syncs,
                 recent,
+                blobs,
             }),
         })
     }
@@ -284,6 +290,23 @@ impl EventLog {
     #[must_use]
     pub fn syncs(&self) -> u64 {
         self.inner.syncs.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The blob files sled wrote for this log (log messages over a quarter
+    /// of a segment, such as a leaf of large events rewritten whole) that
+    /// are not fsynced as they stand: sled never syncs them, the log does
+    /// before each flush (`log/blobs.rs`), so this is empty once every
+    /// acknowledged append has returned.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled's `blobs` directory cannot be read.
+    pub fn unsynced_blobs(&self) -> Result<Vec<PathBuf>, Error> {
+        self.inner
+            .blobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unsynced()
+            .map_err(|e| Error::Storage(format!("cannot list sled's blob files: {e}")))
     }
 
     /// The directory the log lives in.

@@ -42,6 +42,7 @@ pub(super) type Opened = (
     JoinHandle<()>,
     Arc<AtomicU64>,
     Arc<Mutex<Recent>>,
+    Arc<Mutex<super::blobs::Blobs>>,
 );
 
 pub(super) fn open_blocking(path: &Path, options: Options) -> Result<Opened, Error> {
@@ -57,6 +58,11 @@ pub(super) fn open_blocking(path: &Path, options: Options) -> Result<Opened, Err
     // flushes the disk's write cache (sled #1452): fdatasync its log file.
     let data_file = File::open(path.join("db"))?;
     File::open(path)?.sync_all()?;
+    // What an earlier process left unsynced, before anything reads it as
+    // durable.
+    let mut blobs = super::blobs::Blobs::new(path);
+    blobs.sync_new()?;
+    let blobs = Arc::new(Mutex::new(blobs));
     let trees = Trees::open(db)?;
     let last = trees.last_position()?;
     let (jobs, rx) = mpsc::channel(MAX_GROUP);
@@ -72,6 +78,7 @@ pub(super) fn open_blocking(path: &Path, options: Options) -> Result<Opened, Err
         failed: failed.clone(),
         syncs: syncs.clone(),
         name: options.name,
+        blobs: blobs.clone(),
     };
     let syncer = std::thread::Builder::new()
         .name("baove-eventlog-sync".into())
@@ -95,7 +102,7 @@ pub(super) fn open_blocking(path: &Path, options: Options) -> Result<Opened, Err
             drop(writer);
             let _ = syncer.join();
         })?;
-    Ok((trees, jobs, committed, handle, syncs, recent))
+    Ok((trees, jobs, committed, handle, syncs, recent, blobs))
 }
 
 /// The write path, in two threads so that deciding and writing the next
@@ -139,6 +146,8 @@ pub(super) struct Syncer {
     syncs: Arc<AtomicU64>,
     /// The metrics' `log` label.
     name: &'static str,
+    /// sled's blob files, synced before each flush (`log/blobs.rs`).
+    blobs: Arc<Mutex<super::blobs::Blobs>>,
 }
 
 pub(super) fn failure_of(failed: &Mutex<Option<String>>) -> Option<String> {
@@ -211,10 +220,17 @@ impl Syncer {
         }
     }
 
-    /// sled flush, then fdatasync of sled's log file. The error is kept as
-    /// text because it is reported to every caller of the groups.
+    /// sled's new blob files fsynced (before the flush makes durable the
+    /// log messages that point to them), sled flush, then fdatasync of
+    /// sled's log file. The error is kept as text because it is reported
+    /// to every caller of the groups.
     fn sync(&self) -> Result<(), String> {
         let started = std::time::Instant::now();
+        self.blobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .sync_new()
+            .map_err(|e| format!("cannot sync sled's blob files: {e}"))?;
         self.db.flush().map_err(|e| e.to_string())?;
         self.data_file.sync_data().map_err(|e| e.to_string())?;
         self.syncs.fetch_add(1, Ordering::Relaxed);
