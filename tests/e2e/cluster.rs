@@ -547,7 +547,7 @@ async fn whole_nodes_killed_one_after_another_under_load_lose_no_acknowledged_re
         println!("{line}");
     }
     println!(
-        "whole-node loss: {} reports acknowledged; calls refused or failed meanwhile, by code: {refused:?}",
+        "whole-node loss: {} reports acknowledged; calls refused or failed meanwhile, by code and message: {refused:?}",
         receipts.len()
     );
 

@@ -586,7 +586,8 @@ async fn an_intake_standby_reads_the_sealed_fields_takes_over_with_them_and_eras
 /// Submits a hotline report as a hotline client given every intake
 /// process's address does: a refused or failed call is sent again, with
 /// the same request id, to the next of `channels` (from `at` on), until
-/// acknowledged (90 s). Counts the refusals by code in `refused`.
+/// acknowledged (90 s). Counts the refusals by code and the start of
+/// their message in `refused`.
 pub async fn submit_rotating(
     channels: &[crate::AuthChannel],
     at: &mut usize,
@@ -604,10 +605,15 @@ pub async fn submit_rotating(
         {
             Ok(receipt) => return receipt.into_inner().intake_id,
             Err(status) => {
-                *refused.entry(format!("{:?}", status.code())).or_default() += 1;
+                // By code and the message's start: what kept the report
+                // waiting (a standby, no quorum, a lease changing hands).
+                let why: String = status.message().chars().take(48).collect();
+                *refused
+                    .entry(format!("{:?}: {why}", status.code()))
+                    .or_default() += 1;
                 assert!(
                     Instant::now() < deadline,
-                    "{request_id} never acknowledged: {status}; this client's refusals by code: {refused:?}"
+                    "{request_id} never acknowledged: {status}; this client's refusals by code and message: {refused:?}"
                 );
                 *at += 1;
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -718,7 +724,7 @@ async fn under_load_the_active_intake_killed_loses_no_acknowledged_report_and_op
         }
     }
     println!(
-        "load failover: {before_kill} reports acknowledged before the kill; the standby took the lease {took_over:?} after it; calls refused or failed meanwhile, by code: {refused:?}"
+        "load failover: {before_kill} reports acknowledged before the kill; the standby took the lease {took_over:?} after it; calls refused or failed meanwhile, by code and message: {refused:?}"
     );
 
     // Every request acknowledged once, each with its own report.
