@@ -634,8 +634,9 @@ async fn given_the_console_when_an_operator_reports_and_an_officer_assesses_then
     click(&browser, "#shares_identifying_information").await;
     choose(&browser, "legal_basis", "1").await;
     click(&browser, "#referral button.primary").await;
-    let referrals = text_of(&browser, "#referrals").await;
-    assert!(referrals.contains("vn:31135/cong-an"), "{referrals}");
+    // The page before the click has #referrals too ("Chưa có."): wait for
+    // the one after it (read at once, a loaded machine saw the old one).
+    wait_text(&browser, "#referrals", "vn:31135/cong-an").await;
     shot(&browser, "06-case-referred").await;
 
     // Mẫu 03, then the plan (Mẫu 04); approving her own plan is refused
