@@ -40,6 +40,22 @@ fn backup(service: &Service, out: &Path) -> Output {
     )
 }
 
+/// `baove audit checkpoint --fresh --out FILE` as an auditor: a checkpoint
+/// the auditor keeps.
+fn fresh_checkpoint(service: &Service, out: &Path) {
+    let done = auditor_cli(
+        service,
+        &[
+            "audit".as_ref(),
+            "checkpoint".as_ref(),
+            "--fresh".as_ref(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ],
+    );
+    assert!(done.status.success(), "{}", text(&done));
+}
+
 /// `baove-intake restore --from FILE` on `data`.
 fn restore(nats: &NatsServer, data: &Path, from: &Path) -> Output {
     crate::service_command("intake", &nats.url(), data)
@@ -116,17 +132,7 @@ async fn an_online_backup_restores_on_an_empty_machine_and_altered_or_short_copi
     // An auditor keeps a checkpoint of their own, before any backup.
     let files = tempfile::tempdir().unwrap();
     let auditors_checkpoint = files.path().join("auditor-checkpoint.json");
-    let out = auditor_cli(
-        &intake,
-        &[
-            "audit".as_ref(),
-            "checkpoint".as_ref(),
-            "--fresh".as_ref(),
-            "--out".as_ref(),
-            auditors_checkpoint.as_os_str(),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    fresh_checkpoint(&intake, &auditors_checkpoint);
     let public_key = intake.data.path().join("checkpoint-key.pub.pem");
 
     // Reports keep arriving while the backup is taken.
@@ -311,17 +317,7 @@ async fn given_a_log_of_long_reports_then_an_auditor_reads_checks_and_backs_it_u
     }
     let files = tempfile::tempdir().unwrap();
     let checkpoint = files.path().join("checkpoint.json");
-    let out = auditor_cli(
-        &intake,
-        &[
-            "audit".as_ref(),
-            "checkpoint".as_ref(),
-            "--fresh".as_ref(),
-            "--out".as_ref(),
-            checkpoint.as_os_str(),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    fresh_checkpoint(&intake, &checkpoint);
 
     // Page by page, as far as the log goes, each page within the limit.
     let mut audit = AuditServiceClient::new(intake.channel_as(&crate::auditor()).await);

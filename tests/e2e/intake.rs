@@ -102,6 +102,26 @@ pub async fn intake_client(s: &Service) -> IntakeServiceClient<crate::AuthChanne
     IntakeServiceClient::new(s.channel().await)
 }
 
+/// The hotline report of intake `intake_id`, as `GetIntake` returns it.
+async fn hotline_report_of(
+    intake: &mut IntakeServiceClient<crate::AuthChannel>,
+    intake_id: &str,
+) -> p::HotlineReport {
+    let got = intake
+        .get_intake(GetIntakeRequest {
+            intake_id: intake_id.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .intake
+        .unwrap();
+    let Some(p::intake::Report::Hotline(report)) = got.report else {
+        panic!("not a hotline report")
+    };
+    report
+}
+
 /// Waits (up to 60 s) until the intake is handed over; returns its case id.
 pub async fn case_of(intake: &Service, intake_id: &str) -> String {
     try_case_of(intake, intake_id)
@@ -236,18 +256,7 @@ async fn given_a_hotline_report_and_a_police_notification_then_each_becomes_a_ca
     }
 
     // The report reads back normalised, and the list finds it without diacritics.
-    let got = intake
-        .get_intake(GetIntakeRequest {
-            intake_id: receipt.intake_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .intake
-        .unwrap();
-    let Some(p::intake::Report::Hotline(report)) = got.report else {
-        panic!("not a hotline report")
-    };
+    let report = hotline_report_of(&mut intake, &receipt.intake_id).await;
     assert_eq!(report.informant.unwrap().phone, "+84903111222");
     let listed = intake
         .list_intakes(ListIntakesRequest {
@@ -862,18 +871,7 @@ async fn given_a_report_filled_to_every_documented_limit_then_it_is_recorded_and
         .await
         .unwrap_or_else(|status| panic!("a report within every limit was refused: {status}"))
         .into_inner();
-    let got = intake
-        .get_intake(GetIntakeRequest {
-            intake_id: receipt.intake_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .intake
-        .unwrap();
-    let Some(p::intake::Report::Hotline(report)) = got.report else {
-        panic!("not a hotline report")
-    };
+    let report = hotline_report_of(&mut intake, &receipt.intake_id).await;
     let facts = report.facts.unwrap();
     assert_eq!(facts.narrative, sent.narrative);
     assert_eq!(facts.likely_consequence, sent.likely_consequence);
