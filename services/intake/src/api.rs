@@ -86,9 +86,8 @@ impl IntakeApi {
     /// The possible duplicates of `row` that `caller` may read: case ids
     /// (a case whose reports the caller may read) and intake ids.
     fn visible_duplicates(&self, caller: &Caller, row: &Row) -> (Vec<String>, Vec<String>) {
-        let cases = self.readable_cases(caller, &row.recorded.possible_duplicate_case_ids);
+        let cases = self.readable_cases(caller, &row.possible_duplicate_case_ids);
         let intakes = row
-            .recorded
             .possible_duplicate_intake_ids
             .iter()
             .filter(|id| {
@@ -326,30 +325,25 @@ impl IntakeApi {
         }
         let (possible_duplicate_case_ids, _) = self.visible_duplicates(caller, &row);
         Ok(Some(Receipt {
-            intake_id: row.recorded.intake_id.to_string(),
+            intake_id: row.intake_id.to_string(),
             recorded_at: Some(timestamp(row.recorded_at_ms)),
             already_recorded: true,
             possible_duplicate_case_ids,
-            outside_child_law: row.recorded.outside_child_law,
-            possible_duplicate: row.recorded.has_possible_duplicates(),
+            outside_child_law: row.outside_child_law,
+            possible_duplicate: row.has_possible_duplicates(),
         }))
     }
 }
 
-/// The confidentiality of `row` for a reader who may (`show`) or may not
-/// see its confidential fields, and the row with them removed if not shown.
-fn redacted(row: &Row, show: bool) -> (Row, p::Confidentiality) {
-    let mut row = row.clone();
-    let state = match row.confidential {
+/// The confidentiality of a report whose fields are in state `state`, for
+/// a reader who may (`show`) or may not see its confidential fields.
+const fn shown(state: Confidentiality, show: bool) -> p::Confidentiality {
+    match state {
         Confidentiality::Erased => p::Confidentiality::Erased,
         Confidentiality::Unreadable => p::Confidentiality::Unreadable,
         Confidentiality::Readable if show => p::Confidentiality::Shown,
         Confidentiality::Readable => p::Confidentiality::Redacted,
-    };
-    if state != p::Confidentiality::Shown {
-        drop(row.recorded.take_confidential());
     }
-    (row, state)
 }
 
 /// Parses a prepared Mẫu 01 report: the parse's violations and the enum
@@ -368,23 +362,33 @@ fn parse_mau_01(
     )
 }
 
-/// The intake as `shared` lets its reader see it, with the possible
-/// duplicates the reader may read (`duplicates`: case ids, intake ids).
-fn intake_to_proto(row: &Row, shared: Shared, duplicates: (Vec<String>, Vec<String>)) -> Intake {
-    let (mut row, confidential) = redacted(row, shared.identity);
+/// The intake of `row`, its report `recorded` (read from the log, its
+/// fields opened as `state` says) as `shared` lets its reader see it, with
+/// the possible duplicates the reader may read (`duplicates`: case ids,
+/// intake ids).
+fn intake_to_proto(
+    row: &Row,
+    mut recorded: IntakeRecorded,
+    state: Confidentiality,
+    shared: Shared,
+    duplicates: (Vec<String>, Vec<String>),
+) -> Intake {
+    let confidential = shown(state, shared.identity);
+    if confidential != p::Confidentiality::Shown {
+        drop(recorded.take_confidential());
+    }
     let informant_withheld = confidential == p::Confidentiality::Shown
         && !shared.informant
-        && match &mut row.recorded.report {
+        && match &mut recorded.report {
             Report::Hotline { informant, .. } => informant.take().is_some(),
             Report::Police { .. } => false,
         };
-    let row = &row;
     let (possible_duplicate_case_ids, possible_duplicate_intake_ids) = duplicates;
     Intake {
         informant_withheld,
-        possible_duplicate: row.recorded.has_possible_duplicates(),
+        possible_duplicate: row.has_possible_duplicates(),
         confidential: confidential as i32,
-        intake_id: row.recorded.intake_id.to_string(),
+        intake_id: row.intake_id.to_string(),
         status: if row.handed_over.is_some() {
             IntakeStatus::HandedOver
         } else {
@@ -396,22 +400,20 @@ fn intake_to_proto(row: &Row, shared: Shared, duplicates: (Vec<String>, Vec<Stri
             .unwrap_or_default(),
         recorded_at: Some(timestamp(row.recorded_at_ms)),
         handed_over_at: row.handed_over.map(|(_, at)| timestamp(at)),
-        channel: channel_to_proto(row.recorded.report.channel()) as i32,
-        report: Some(report_to_proto(&row.recorded.report)),
+        channel: channel_to_proto(row.channel) as i32,
+        report: Some(report_to_proto(&recorded.report)),
         possible_duplicate_case_ids,
         possible_duplicate_intake_ids,
-        outside_child_law: row.recorded.outside_child_law,
+        outside_child_law: row.outside_child_law,
         version: row.version,
     }
 }
 
 fn summary(row: &Row, show: bool) -> IntakeSummary {
-    let (row, confidential) = redacted(row, show);
-    let row = &row;
-    let facts = row.recorded.report.facts();
+    let confidential = shown(row.confidential, show);
     IntakeSummary {
         confidential: confidential as i32,
-        intake_id: row.recorded.intake_id.to_string(),
+        intake_id: row.intake_id.to_string(),
         status: if row.handed_over.is_some() {
             IntakeStatus::HandedOver
         } else {
@@ -421,11 +423,15 @@ fn summary(row: &Row, show: bool) -> IntakeSummary {
             .handed_over
             .map(|(case, _)| case.to_string())
             .unwrap_or_default(),
-        channel: channel_to_proto(row.recorded.report.channel()) as i32,
-        received_at: Some(timestamp(facts.received_at_ms)),
-        child_name: facts.child.full_name.clone(),
-        incident_unit_id: facts.incident_place.unit_id.clone(),
-        immediate_danger: facts.immediate_danger,
+        channel: channel_to_proto(row.channel) as i32,
+        received_at: Some(timestamp(row.received_at_ms)),
+        child_name: if confidential == p::Confidentiality::Shown {
+            row.child_name.clone()
+        } else {
+            String::new()
+        },
+        incident_unit_id: row.incident_unit_id.clone(),
+        immediate_danger: row.immediate_danger,
     }
 }
 
@@ -545,8 +551,21 @@ impl IntakeService for IntakeApi {
         };
         self.access.read(&caller, &rpc, case, &subject).await?;
         let duplicates = self.visible_duplicates(&caller, &row);
+        let (recorded, state) = self
+            .view
+            .report(&self.log, id)
+            .await
+            .map_err(|e| {
+                tracing::error!(intake_id = %id, error = %e, "a report in the read model cannot be read from the log");
+                Status::internal(format!("intake {id} cannot be read from the log: {e}"))
+            })?
+            .ok_or_else(|| {
+                Status::internal(format!(
+                    "intake {id} is in the read model but not in the log"
+                ))
+            })?;
         Ok(Response::new(p::GetIntakeResponse {
-            intake: Some(intake_to_proto(&row, shared, duplicates)),
+            intake: Some(intake_to_proto(&row, recorded, state, shared, duplicates)),
         }))
     }
 

@@ -47,7 +47,6 @@ pub fn visibility(
     directory: &Directory,
     referral_to: impl FnOnce(Uuid) -> Option<Shared>,
 ) -> Option<Shared> {
-    let facts = row.recorded.report.facts();
     let all = Shared {
         identity: true,
         informant: true,
@@ -60,14 +59,13 @@ pub fn visibility(
             Some(all)
         }
         Role::Police | Role::AgencyStaff => row.handed_over.and_then(|(case, _)| referral_to(case)),
-        Role::CommuneOfficer | Role::ProvinceOfficer => ([
-            facts.responsible_unit(),
-            facts.incident_place.unit_id.as_str(),
-        ]
-        .into_iter()
-        .chain(facts.residence_place.as_ref().map(|p| p.unit_id.as_str()))
-        .any(|unit| baove_runtime::auth::covers(caller, directory, unit)))
-        .then_some(all),
+        Role::CommuneOfficer | Role::ProvinceOfficer => {
+            ([row.responsible_unit(), row.incident_unit_id.as_str()]
+                .into_iter()
+                .chain(row.residence_unit_id.as_deref())
+                .any(|unit| baove_runtime::auth::covers(caller, directory, unit)))
+            .then_some(all)
+        }
         Role::Auditor => Some(Shared {
             identity: false,
             informant: false,
@@ -102,19 +100,19 @@ mod tests {
         else {
             panic!("not a recorded report")
         };
-        Row {
-            recorded,
-            recorded_at_ms: 0,
-            position: 1,
-            version: 1,
-            handed_over: Some((Uuid::from_u128(8), 0)),
-            confidential: Confidentiality::Readable,
-            logged_by: Actor {
+        let mut row = Row::new(
+            &recorded,
+            Confidentiality::Readable,
+            Actor {
                 user_id: "op-17".into(),
                 role: "hotline_operator".into(),
                 agency_id: HOTLINE_AGENCY.into(),
             },
-        }
+        );
+        row.position = 1;
+        row.version = 1;
+        row.handed_over = Some((Uuid::from_u128(8), 0));
+        row
     }
 
     fn sees(caller: &Caller) -> Option<Shared> {

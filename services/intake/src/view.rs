@@ -1,4 +1,6 @@
-//! The intake read model: every intake and its hand-over state, folded from
+//! The intake read model: every intake's summary (what lists, searches,
+//! access checks and the duplicate check need; not the report, which
+//! GetIntake reads from the log) and its hand-over state, folded from
 //! intake's own log in global order and kept in memory (a province has tens
 //! of thousands of intakes a year, not millions). Rebuilt from the log at
 //! start-up; it follows new appends through the log's commit notifications.
@@ -14,11 +16,42 @@ use uuid::Uuid;
 
 use baove_runtime::keys::{Erased, KeyStore, KeyUse};
 
-/// One intake as the read model holds it.
+/// One intake as the read model holds it: what lists, searches, access
+/// checks and the duplicate check need, not the report. GetIntake reads
+/// the report from the log ([`View::report`]), so memory does not grow
+/// with the reports' text and the opened narratives, informants and
+/// addresses are not held for every report (issue #15: 100,000 reports
+/// took about 450 MiB here when each row held its report opened).
 #[derive(Clone, Debug)]
 pub struct Row {
-    /// The `IntakeRecorded` event.
-    pub recorded: IntakeRecorded,
+    /// The intake id.
+    pub intake_id: Uuid,
+    /// How it came in.
+    pub channel: d::Channel,
+    /// When the report was received, Unix ms.
+    pub received_at_ms: i64,
+    /// The child's name, opened (empty when unknown, erased or unreadable).
+    pub child_name: String,
+    /// Its search key (empty likewise).
+    pub name_key: String,
+    /// The child's age as reported (after an erasure only the years).
+    pub child_age: d::Age,
+    /// The child's age in years when received.
+    pub child_age_years: u32,
+    /// Where it happened.
+    pub incident_unit_id: String,
+    /// Where the child lives, if known.
+    pub residence_unit_id: Option<String>,
+    /// The commune responsible, when not the incident's.
+    pub responsible_unit_id: Option<String>,
+    /// Immediate danger reported.
+    pub immediate_danger: bool,
+    /// The child is 16 or 17.
+    pub outside_child_law: bool,
+    /// Cases the duplicate check flagged.
+    pub possible_duplicate_case_ids: Vec<Uuid>,
+    /// Reports not yet handed over the duplicate check flagged.
+    pub possible_duplicate_intake_ids: Vec<Uuid>,
     /// When intake recorded it, Unix ms.
     pub recorded_at_ms: i64,
     /// Its global position in intake's log.
@@ -27,7 +60,7 @@ pub struct Row {
     pub version: u64,
     /// The case and when casework's event came back, once handed over.
     pub handed_over: Option<(Uuid, i64)>,
-    /// Whether the confidential fields in `recorded` can be read.
+    /// Whether the confidential fields of the report can be read.
     pub confidential: Confidentiality,
     /// Who recorded it: user, role and agency. Hotline operators and police
     /// read the reports they logged, and only the whole identity counts:
@@ -48,10 +81,68 @@ pub enum Confidentiality {
 }
 
 impl Row {
+    /// The row of `recorded` (its confidential fields opened, or not, as
+    /// `confidential` says), recorded by `logged_by`; not handed over, at
+    /// position and version 0 until the caller sets them.
+    #[must_use]
+    pub fn new(
+        recorded: &IntakeRecorded,
+        confidential: Confidentiality,
+        logged_by: baove_eventlog::Actor,
+    ) -> Self {
+        let facts = recorded.report.facts();
+        Self {
+            intake_id: recorded.intake_id,
+            channel: recorded.report.channel(),
+            received_at_ms: facts.received_at_ms,
+            child_name: facts.child.full_name.clone(),
+            name_key: facts.child.name_key.clone(),
+            child_age: facts.child.age,
+            child_age_years: facts.child.age_years,
+            incident_unit_id: facts.incident_place.unit_id.clone(),
+            residence_unit_id: facts.residence_place.as_ref().map(|p| p.unit_id.clone()),
+            responsible_unit_id: facts.responsible_unit_id.clone(),
+            immediate_danger: facts.immediate_danger,
+            outside_child_law: recorded.outside_child_law,
+            possible_duplicate_case_ids: recorded.possible_duplicate_case_ids.clone(),
+            possible_duplicate_intake_ids: recorded.possible_duplicate_intake_ids.clone(),
+            recorded_at_ms: 0,
+            position: 0,
+            version: 0,
+            handed_over: None,
+            confidential,
+            logged_by,
+        }
+    }
+
     /// When the report was received.
     #[must_use]
     pub const fn received_at_ms(&self) -> i64 {
-        self.recorded.report.facts().received_at_ms
+        self.received_at_ms
+    }
+
+    /// The commune responsible: where it happened, unless the report named
+    /// another.
+    #[must_use]
+    pub fn responsible_unit(&self) -> &str {
+        self.responsible_unit_id
+            .as_deref()
+            .unwrap_or(&self.incident_unit_id)
+    }
+
+    /// Whether the duplicate check flagged an earlier case or report.
+    #[must_use]
+    pub fn has_possible_duplicates(&self) -> bool {
+        !self.possible_duplicate_case_ids.is_empty()
+            || !self.possible_duplicate_intake_ids.is_empty()
+    }
+
+    /// Forgets the opened fields the row keeps (an erasure).
+    fn erase(&mut self) {
+        self.child_name.clear();
+        self.name_key.clear();
+        self.child_age = d::Age::EstimatedYears(self.child_age_years);
+        self.confidential = Confidentiality::Erased;
     }
 }
 
@@ -81,16 +172,15 @@ pub struct Filter {
 
 impl Filter {
     fn matches(&self, row: &Row) -> bool {
-        let facts = row.recorded.report.facts();
-        let received = facts.received_at_ms;
+        let received = row.received_at_ms;
         self.logged_by.as_ref().is_none_or(|a| *a == row.logged_by)
             && self.units.as_ref().is_none_or(|units| {
-                units.contains(&facts.incident_place.unit_id)
-                    || units.contains(facts.responsible_unit())
-                    || facts
-                        .residence_place
+                units.contains(&row.incident_unit_id)
+                    || units.contains(row.responsible_unit())
+                    || row
+                        .residence_unit_id
                         .as_ref()
-                        .is_some_and(|p| units.contains(&p.unit_id))
+                        .is_some_and(|u| units.contains(u))
             })
             && self.received_from_ms.is_none_or(|from| received >= from)
             && self.received_to_ms.is_none_or(|to| received < to)
@@ -100,14 +190,12 @@ impl Filter {
             && self
                 .incident_unit_id
                 .as_ref()
-                .is_none_or(|u| u.contains(&facts.incident_place.unit_id))
-            && self
-                .channel
-                .is_none_or(|c| c == row.recorded.report.channel())
+                .is_none_or(|u| u.contains(&row.incident_unit_id))
+            && self.channel.is_none_or(|c| c == row.channel)
             && self
                 .name_key
                 .as_ref()
-                .is_none_or(|k| facts.child.name_key.contains(k.as_str()))
+                .is_none_or(|k| row.name_key.contains(k.as_str()))
     }
 }
 
@@ -151,6 +239,8 @@ struct State {
     /// recorded: the duplicate check reads only those, so its cost does
     /// not grow with the log.
     by_unit_and_name: HashMap<(String, String), Vec<Uuid>>,
+    /// The intakes handed over to each case, in the order handed over.
+    by_case: HashMap<Uuid, Vec<Uuid>>,
 }
 
 /// The read model. It holds the confidential fields opened (in memory
@@ -227,36 +317,34 @@ impl View {
         match event {
             IntakeEvent::Recorded(mut recorded) => {
                 let confidential = self.unseal(&mut recorded);
-                let facts = recorded.report.facts();
-                if !facts.child.name_key.is_empty() && !state.rows.contains_key(&recorded.intake_id)
-                {
-                    let key = (
-                        facts.incident_place.unit_id.clone(),
-                        facts.child.name_key.clone(),
-                    );
+                let mut row = Row::new(&recorded, confidential, envelope.actor.clone());
+                drop(recorded);
+                row.recorded_at_ms = envelope.recorded_at_ms;
+                row.position = envelope.global_position;
+                row.version = envelope.seq;
+                if !row.name_key.is_empty() && !state.rows.contains_key(&row.intake_id) {
+                    let key = (row.incident_unit_id.clone(), row.name_key.clone());
                     state
                         .by_unit_and_name
                         .entry(key)
                         .or_default()
-                        .push(recorded.intake_id);
+                        .push(row.intake_id);
                 }
-                state.rows.insert(
-                    recorded.intake_id,
-                    Row {
-                        recorded,
-                        recorded_at_ms: envelope.recorded_at_ms,
-                        position: envelope.global_position,
-                        version: envelope.seq,
-                        handed_over: None,
-                        confidential,
-                        logged_by: envelope.actor.clone(),
-                    },
-                );
+                state.rows.insert(row.intake_id, row);
             }
             IntakeEvent::HandedOver(handed) => {
-                if let Some(row) = state.rows.get_mut(envelope.stream_id.as_uuid()) {
+                let intake_id = *envelope.stream_id.as_uuid();
+                if let Some(row) = state.rows.get_mut(&intake_id) {
+                    let first = row.handed_over.is_none();
                     row.handed_over = Some((handed.case_id, envelope.recorded_at_ms));
                     row.version = envelope.seq;
+                    if first {
+                        state
+                            .by_case
+                            .entry(handed.case_id)
+                            .or_default()
+                            .push(intake_id);
+                    }
                 }
             }
             IntakeEvent::CaseStatusNoted(noted) => {
@@ -268,8 +356,7 @@ impl View {
             }
             IntakeEvent::ConfidentialErased(_) => {
                 if let Some(row) = state.rows.get_mut(envelope.stream_id.as_uuid()) {
-                    drop(row.recorded.take_confidential());
-                    row.confidential = Confidentiality::Erased;
+                    row.erase();
                     row.version = envelope.seq;
                 }
             }
@@ -326,6 +413,52 @@ impl View {
         self.follower.wait_for(position).await
     }
 
+    /// The report of intake `intake_id` as recorded, read from `log`
+    /// (the read model keeps only what lists and checks need), with its
+    /// confidential fields opened when they can be, and what became of
+    /// them. `None` when the log holds no such report.
+    ///
+    /// # Errors
+    /// When the log cannot be read, or the intake's first event is not a
+    /// decodable `IntakeRecorded`.
+    pub async fn report(
+        &self,
+        log: &EventLog,
+        intake_id: Uuid,
+    ) -> Result<Option<(IntakeRecorded, Confidentiality)>, String> {
+        let first = log
+            .read_stream(baove_eventlog::StreamId::from_uuid(intake_id), 1, 1)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(envelope) = first.into_iter().next() else {
+            return Ok(None);
+        };
+        let event = IntakeEvent::decode(
+            &envelope.event_type,
+            envelope.schema_version,
+            &envelope.payload,
+        )
+        .map_err(|e| format!("intake {intake_id}'s first event does not decode: {e}"))?;
+        let IntakeEvent::Recorded(mut recorded) = event else {
+            return Err(format!(
+                "intake {intake_id}'s first event is {}, not IntakeRecorded",
+                envelope.event_type
+            ));
+        };
+        let mut confidential = self.unseal(&mut recorded);
+        // An erasure the model has applied counts even if the key were
+        // still found: the fields read as erased everywhere at once.
+        if self
+            .get(intake_id)
+            .is_some_and(|row| row.confidential == Confidentiality::Erased)
+        {
+            drop(recorded.take_confidential());
+            confidential = Confidentiality::Erased;
+        }
+        recorded.sealed = None;
+        Ok(Some((recorded, confidential)))
+    }
+
     /// One intake.
     #[must_use]
     pub fn get(&self, intake_id: Uuid) -> Option<Row> {
@@ -375,20 +508,17 @@ impl View {
             .into_iter()
             .flatten()
             .filter_map(|id| state.rows.get(id))
-            .map(|row| {
-                let child = &row.recorded.report.facts().child;
-                Prior {
-                    intake_id: row.recorded.intake_id,
-                    name_key: child.name_key.clone(),
-                    age: child.age,
-                    age_years: child.age_years,
-                    incident_unit_id: unit_id.to_owned(),
-                    received_at_ms: row.received_at_ms(),
-                    case: row.handed_over,
-                    case_closed: row
-                        .handed_over
-                        .is_some_and(|(case, _)| state.closed_cases.contains(&case)),
-                }
+            .map(|row| Prior {
+                intake_id: row.intake_id,
+                name_key: row.name_key.clone(),
+                age: row.child_age,
+                age_years: row.child_age_years,
+                incident_unit_id: unit_id.to_owned(),
+                received_at_ms: row.received_at_ms(),
+                case: row.handed_over,
+                case_closed: row
+                    .handed_over
+                    .is_some_and(|(case, _)| state.closed_cases.contains(&case)),
             })
             .collect()
     }
@@ -437,20 +567,16 @@ impl View {
     #[must_use]
     pub fn intakes_of_case(&self, case_id: Uuid) -> Vec<Uuid> {
         self.read()
-            .rows
-            .values()
-            .filter(|row| row.handed_over.is_some_and(|(case, _)| case == case_id))
-            .map(|row| row.recorded.intake_id)
-            .collect()
+            .by_case
+            .get(&case_id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Whether one of intake's reports went to `case_id`.
     #[must_use]
     pub fn knows_case(&self, case_id: Uuid) -> bool {
-        self.read()
-            .rows
-            .values()
-            .any(|row| row.handed_over.is_some_and(|(case, _)| case == case_id))
+        self.read().by_case.contains_key(&case_id)
     }
 
     /// Intakes not yet handed over: (intake id, global position).
@@ -460,7 +586,7 @@ impl View {
             .rows
             .values()
             .filter(|row| row.handed_over.is_none())
-            .map(|row| (row.recorded.intake_id, row.position))
+            .map(|row| (row.intake_id, row.position))
             .collect()
     }
 
