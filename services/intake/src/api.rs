@@ -553,7 +553,7 @@ impl IntakeService for IntakeApi {
         let duplicates = self.visible_duplicates(&caller, &row);
         let (recorded, state) = self
             .view
-            .report(&self.log, id)
+            .report(&self.log, &row)
             .await
             .map_err(|e| {
                 tracing::error!(intake_id = %id, error = %e, "a report in the read model cannot be read from the log");
