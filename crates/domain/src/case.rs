@@ -10,9 +10,12 @@
 //!   stored sealed.
 //! - [`procedure`]: commands, the rules that refuse a step out of order,
 //!   deadlines (set, met, warned, missed).
+//! - [`summary`]: a case in brief, folded from the same events, for read
+//!   models that hold every case in memory.
 
 pub mod private;
 pub mod procedure;
+pub mod summary;
 
 use std::collections::BTreeMap;
 
@@ -201,9 +204,14 @@ impl CaseReferral {
     /// through this referral at `now_ms`.
     #[must_use]
     pub fn lets_read_as(&self, is_theirs: impl Fn(&str) -> bool, now_ms: i64) -> bool {
-        (is_theirs(&self.request.to_agency_id)
-            || self.receiving_agency_id.as_deref().is_some_and(&is_theirs))
-            && crate::referral::grants_access(self.status, self.status_at_ms, now_ms)
+        referral_lets_read(
+            &self.request.to_agency_id,
+            self.receiving_agency_id.as_deref(),
+            self.status,
+            self.status_at_ms,
+            is_theirs,
+            now_ms,
+        )
     }
 }
 
@@ -478,8 +486,19 @@ pub fn apply(state: Option<CaseState>, event: &CaseEvent) -> Option<CaseState> {
         (None, _) => return None,
         (Some(state), _) => state,
     };
+    progress(&mut state.status, &mut state.phase, event);
     match event {
-        CaseEvent::Opened(_) => {}
+        CaseEvent::Opened(_)
+        | CaseEvent::PlanSentBack(_)
+        | CaseEvent::ReviewRecorded(_)
+        | CaseEvent::Closed(_)
+        | CaseEvent::DeadlineSet(_)
+        | CaseEvent::DeadlineMet(_)
+        | CaseEvent::DeadlineCleared(_)
+        | CaseEvent::DeadlineWarned(_)
+        | CaseEvent::DeadlineMissed(_)
+        // The text it erased is read as erased; the procedure goes on.
+        | CaseEvent::PrivateTextErased(_) => {}
         CaseEvent::Attached(attached) => {
             state.intake_ids.push(attached.intake_id);
             state.immediate_danger |= attached.immediate_danger;
@@ -493,14 +512,10 @@ pub fn apply(state: Option<CaseState>, event: &CaseEvent) -> Option<CaseState> {
         CaseEvent::InitialAssessmentRecorded(e) => {
             state.verification = e.verification.over(&state.verification);
             state.emergency_measures_apply = Some(e.emergency_measures_apply);
-            if !e.reassessment {
-                state.phase = Phase::InitiallyAssessed;
-            }
         }
         CaseEvent::EmergencyMeasureRecorded(e) => state.emergency_measures.push(e.clone()),
         CaseEvent::DetailedAssessmentRecorded(e) => {
             state.verification = e.verification.over(&state.verification);
-            state.phase = Phase::DetailedAssessed;
         }
         CaseEvent::PlanDrafted(e) => {
             state.plan = Some(Plan {
@@ -508,77 +523,15 @@ pub fn apply(state: Option<CaseState>, event: &CaseEvent) -> Option<CaseState> {
                 approved: None,
             });
             state.interventions.clear();
-            state.phase = Phase::PlanAwaitingDecision;
         }
         CaseEvent::PlanApproved(e) => {
             if let Some(plan) = &mut state.plan {
                 plan.approved = Some(e.decision_ref.clone());
             }
-            state.phase = Phase::PlanApproved;
         }
-        CaseEvent::PlanSentBack(_) => state.phase = Phase::PlanSentBack,
         CaseEvent::InterventionRecorded(e) => state.interventions.push(e.clone()),
-        CaseEvent::ReviewRecorded(e) => {
-            state.phase = Phase::Reviewed {
-                risk_remains: e.risk_remains,
-            };
-        }
-        CaseEvent::Closed(_) => {
-            state.status = CaseStatus::Closed;
-            state.phase = Phase::Closed;
-        }
-        CaseEvent::Reopened(_) => {
-            state.status = CaseStatus::Open;
-            state.phase = Phase::AwaitingInitialAssessment;
-            state.emergency_measures_apply = None;
-        }
+        CaseEvent::Reopened(_) => state.emergency_measures_apply = None,
         CaseEvent::NoteAdded(e) => state.notes.push(e.text.clone()),
-        CaseEvent::DeadlineSet(e) => {
-            let id = e.id.clone().unwrap_or_else(|| {
-                let n = state
-                    .deadlines
-                    .values()
-                    .filter(|d| d.kind == e.kind)
-                    .count();
-                procedure::deadline_id(
-                    e.kind,
-                    u32::try_from(n).unwrap_or(u32::MAX).saturating_add(1),
-                )
-            });
-            state.deadlines.insert(
-                id.clone(),
-                Deadline {
-                    id,
-                    kind: e.kind,
-                    start_ms: e.start_ms,
-                    due_at_ms: e.due_at_ms,
-                    warn_at_ms: e.warn_at_ms,
-                    state: DeadlineState::Open,
-                    warned: false,
-                    missed: false,
-                },
-            );
-        }
-        CaseEvent::DeadlineMet(e) => {
-            if let Some(d) = deadline_named(&mut state, e.id.as_deref(), e.kind) {
-                d.state = DeadlineState::Met;
-            }
-        }
-        CaseEvent::DeadlineCleared(e) => {
-            if let Some(d) = deadline_named(&mut state, e.id.as_deref(), e.kind) {
-                d.state = DeadlineState::Cleared;
-            }
-        }
-        CaseEvent::DeadlineWarned(e) => {
-            if let Some(d) = deadline_named(&mut state, e.id.as_deref(), e.kind) {
-                d.warned = true;
-            }
-        }
-        CaseEvent::DeadlineMissed(e) => {
-            if let Some(d) = deadline_named(&mut state, e.id.as_deref(), e.kind) {
-                d.missed = true;
-            }
-        }
         CaseEvent::ReferralRequested(e) => {
             state.referrals.insert(
                 e.referral_id,
@@ -594,43 +547,179 @@ pub fn apply(state: Option<CaseState>, event: &CaseEvent) -> Option<CaseState> {
         CaseEvent::ReferralStepRecorded(e) => {
             if let Some(referral) = state.referrals.get_mut(&e.referral_id) {
                 referral.last_step = e.step.clone();
-                if let Some(status) = crate::referral::status_after(&e.step) {
-                    referral.status = status;
-                    referral.status_at_ms = e.at_ms;
-                }
-                if let Some(agency) = &e.to_agency_id {
-                    referral.receiving_agency_id = Some(agency.clone());
-                }
-                if let (
-                    crate::referral::ReferralKind::Transfer { to_unit_id },
-                    "ReferralAccepted",
-                ) = (&referral.request.kind, e.step.as_str())
-                {
-                    state.responsible_unit_id = to_unit_id.clone();
+                referral_stepped(
+                    &mut referral.status,
+                    &mut referral.status_at_ms,
+                    &mut referral.receiving_agency_id,
+                    e,
+                );
+                if let Some(unit) = accepted_transfer(transfer_unit(&referral.request.kind), &e.step) {
+                    state.responsible_unit_id = unit.to_owned();
                 }
             }
         }
-        // The text it erased is read as erased; the procedure goes on.
-        CaseEvent::PrivateTextErased(_) => {}
     }
+    deadline_event(&mut state.deadlines, event);
     Some(state)
 }
 
-/// The deadline an event names: by its occurrence id, or (an event written
-/// before occurrences existed) the latest occurrence of its kind.
-fn deadline_named<'a>(
-    state: &'a mut CaseState,
-    id: Option<&str>,
-    kind: DeadlineKind,
-) -> Option<&'a mut Deadline> {
-    match id {
-        Some(id) => state.deadlines.get_mut(id),
-        None => state
-            .deadlines
-            .values_mut()
+/// How `event` moves a case's status and phase. One place for [`apply`]
+/// and [`summary::CaseSummary::apply`].
+fn progress(status: &mut CaseStatus, phase: &mut Phase, event: &CaseEvent) {
+    match event {
+        CaseEvent::InitialAssessmentRecorded(e) if !e.reassessment => {
+            *phase = Phase::InitiallyAssessed;
+        }
+        CaseEvent::DetailedAssessmentRecorded(_) => *phase = Phase::DetailedAssessed,
+        CaseEvent::PlanDrafted(_) => *phase = Phase::PlanAwaitingDecision,
+        CaseEvent::PlanApproved(_) => *phase = Phase::PlanApproved,
+        CaseEvent::PlanSentBack(_) => *phase = Phase::PlanSentBack,
+        CaseEvent::ReviewRecorded(e) => {
+            *phase = Phase::Reviewed {
+                risk_remains: e.risk_remains,
+            };
+        }
+        CaseEvent::Closed(_) => {
+            *status = CaseStatus::Closed;
+            *phase = Phase::Closed;
+        }
+        CaseEvent::Reopened(_) => {
+            *status = CaseStatus::Open;
+            *phase = Phase::AwaitingInitialAssessment;
+        }
+        _ => {}
+    }
+}
+
+/// A case's deadlines, in id order: [`CaseState`]'s map, or a summary's
+/// sorted vector. [`deadline_event`] folds the deadline events into either.
+trait Deadlines {
+    fn all(&self) -> impl Iterator<Item = &Deadline>;
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut Deadline>;
+    /// Adds it, or replaces the one with its id.
+    fn put(&mut self, deadline: Deadline);
+}
+
+impl Deadlines for BTreeMap<String, Deadline> {
+    fn all(&self) -> impl Iterator<Item = &Deadline> {
+        self.values()
+    }
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut Deadline> {
+        self.values_mut()
+    }
+    fn put(&mut self, deadline: Deadline) {
+        self.insert(deadline.id.clone(), deadline);
+    }
+}
+
+impl Deadlines for Vec<Deadline> {
+    fn all(&self) -> impl Iterator<Item = &Deadline> {
+        self.iter()
+    }
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut Deadline> {
+        self.iter_mut()
+    }
+    fn put(&mut self, deadline: Deadline) {
+        match self.binary_search_by(|d| d.id.cmp(&deadline.id)) {
+            Ok(i) => self[i] = deadline,
+            Err(i) => self.insert(i, deadline),
+        }
+    }
+}
+
+/// Folds a deadline event (set, met, cleared, warned, missed) into
+/// `deadlines`; any other event leaves them as they are.
+fn deadline_event(deadlines: &mut impl Deadlines, event: &CaseEvent) {
+    let (id, kind) = match event {
+        CaseEvent::DeadlineSet(e) => {
+            let id = e.id.clone().unwrap_or_else(|| {
+                let n = deadlines.all().filter(|d| d.kind == e.kind).count();
+                procedure::deadline_id(
+                    e.kind,
+                    u32::try_from(n).unwrap_or(u32::MAX).saturating_add(1),
+                )
+            });
+            deadlines.put(Deadline {
+                id,
+                kind: e.kind,
+                start_ms: e.start_ms,
+                due_at_ms: e.due_at_ms,
+                warn_at_ms: e.warn_at_ms,
+                state: DeadlineState::Open,
+                warned: false,
+                missed: false,
+            });
+            return;
+        }
+        CaseEvent::DeadlineMet(e) => (e.id.as_deref(), e.kind),
+        CaseEvent::DeadlineCleared(e) => (e.id.as_deref(), e.kind),
+        CaseEvent::DeadlineWarned(e) => (e.id.as_deref(), e.kind),
+        CaseEvent::DeadlineMissed(e) => (e.id.as_deref(), e.kind),
+        _ => return,
+    };
+    // The deadline the event names: by its occurrence id, or (an event
+    // written before occurrences existed) the latest occurrence of its kind.
+    let named = match id {
+        Some(id) => deadlines.all_mut().find(|d| d.id == id),
+        None => deadlines
+            .all_mut()
             .filter(|d| d.kind == kind)
             .max_by_key(|d| d.start_ms),
+    };
+    let Some(d) = named else { return };
+    match event {
+        CaseEvent::DeadlineMet(_) => d.state = DeadlineState::Met,
+        CaseEvent::DeadlineCleared(_) => d.state = DeadlineState::Cleared,
+        CaseEvent::DeadlineWarned(_) => d.warned = true,
+        CaseEvent::DeadlineMissed(_) => d.missed = true,
+        _ => {}
     }
+}
+
+/// What a referral step does to where the referral stands: the status it
+/// reaches and when, and the agency that received it.
+fn referral_stepped(
+    status: &mut crate::referral::Status,
+    status_at_ms: &mut Option<i64>,
+    receiving_agency_id: &mut Option<String>,
+    e: &ReferralStepRecorded,
+) {
+    if let Some(reached) = crate::referral::status_after(&e.step) {
+        *status = reached;
+        *status_at_ms = e.at_ms;
+    }
+    if let Some(agency) = &e.to_agency_id {
+        *receiving_agency_id = Some(agency.clone());
+    }
+}
+
+/// The commune a transfer asks to take the case (`None`: not a transfer).
+fn transfer_unit(kind: &crate::referral::ReferralKind) -> Option<&str> {
+    match kind {
+        crate::referral::ReferralKind::Transfer { to_unit_id } => Some(to_unit_id),
+        _ => None,
+    }
+}
+
+/// The commune the referral step `step` hands the case to: a transfer's
+/// (`to_unit_id`, [`transfer_unit`]) once it is accepted.
+fn accepted_transfer<'a>(to_unit_id: Option<&'a str>, step: &str) -> Option<&'a str> {
+    to_unit_id.filter(|_| step == "ReferralAccepted")
+}
+
+/// Whether staff of the agency that `is_theirs` recognises may read a case
+/// through a referral asked of `to_agency_id`, received by
+/// `receiving_agency_id`, standing at `status` since `status_at_ms`.
+fn referral_lets_read(
+    to_agency_id: &str,
+    receiving_agency_id: Option<&str>,
+    status: crate::referral::Status,
+    status_at_ms: Option<i64>,
+    is_theirs: impl Fn(&str) -> bool,
+    now_ms: i64,
+) -> bool {
+    (is_theirs(to_agency_id) || receiving_agency_id.is_some_and(&is_theirs))
+        && crate::referral::grants_access(status, status_at_ms, now_ms)
 }
 
 /// What casework does with an incoming intake.

@@ -75,9 +75,9 @@ impl Feed for Alerts {
             .filter_map(|envelope| {
                 let (kind, due_at_ms, missed) = alert_of(envelope)?;
                 let case_id = *envelope.stream_id.as_uuid();
-                let unit = self.cases.with_state(case_id, |state| {
-                    can_read(&self.caller, state, now, &self.rules.directory)
-                        .then(|| state.responsible_unit_id.clone())
+                let unit = self.cases.with_case(case_id, |case| {
+                    can_read(&self.caller, case, now, &self.rules.directory)
+                        .then(|| case.responsible_unit_id.clone())
                 })??;
                 Some(p::WatchDeadlinesResponse {
                     position: envelope.global_position,

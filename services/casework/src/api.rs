@@ -5,6 +5,7 @@ use std::sync::Arc;
 use baove_audit::access::AccessLog;
 use baove_domain::Violations;
 use baove_domain::case::procedure::{self as proc, Command};
+use baove_domain::case::summary::CaseSummary;
 use baove_domain::case::{CaseState, CaseStatus};
 use baove_eventlog::{EventLog, StreamId};
 use baove_proto::steps::CaseStepOutcome;
@@ -83,7 +84,12 @@ impl CaseApi {
             .await?
             .ok_or_else(|| Status::not_found(format!("no case {id}")))?;
         let subject = format!("case:{id}");
-        if !can_read(caller, &state, (self.rules.clock)(), &self.rules.directory) {
+        if !can_read(
+            caller,
+            &CaseSummary::of(&state),
+            (self.rules.clock)(),
+            &self.rules.directory,
+        ) {
             return Err(self
                 .access
                 .refuse(
@@ -359,7 +365,12 @@ impl CaseService for CaseApi {
         let mut visible = Vec::new();
         for other in &state.opened.possible_duplicate_case_ids {
             if let Ok(Some((other_state, _))) = load::<CaseState>(&self.log, *other).await
-                && can_read(&caller, &other_state, now, &self.rules.directory)
+                && can_read(
+                    &caller,
+                    &CaseSummary::of(&other_state),
+                    now,
+                    &self.rules.directory,
+                )
             {
                 visible.push(other.to_string());
             }

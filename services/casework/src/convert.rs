@@ -127,7 +127,7 @@ pub fn case_to_proto(state: &CaseState, version: u64, opened_at_ms: i64, at_ms: 
 /// One line of ListCases.
 #[must_use]
 pub fn summary(row: &Row) -> p::CaseSummary {
-    let s = &row.state;
+    let s = &row.case;
     p::CaseSummary {
         case_id: s.case_id.to_string(),
         status: match s.status {
@@ -137,10 +137,10 @@ pub fn summary(row: &Row) -> p::CaseSummary {
         phase: phase_to_proto(s.phase) as i32,
         version: row.version,
         opened_at: Some(timestamp(row.opened_at_ms)),
-        incident_unit_id: s.opened.incident_unit_id.clone(),
+        incident_unit_id: s.incident_unit_id.clone(),
         officer_id: s.officer_id.clone().unwrap_or_default(),
-        overdue: row.overdue(),
-        next_due_at: row.next_due_ms().map(timestamp),
+        overdue: s.overdue(),
+        next_due_at: s.next_due_ms().map(timestamp),
         immediate_danger: s.immediate_danger,
     }
 }

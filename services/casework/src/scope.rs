@@ -2,24 +2,24 @@
 //! that the rule is in one place and unit-tested (the API records each
 //! read and refusal in the access log around it).
 
-use baove_domain::case::CaseState;
+use baove_domain::case::summary::CaseSummary;
 use baove_domain::reference::Directory;
 use baove_runtime::auth::{covers, same_agency};
 use baove_security::{Caller, Role};
 
-/// Whether `caller` may read `state` at `now_ms`: commune officers the
+/// Whether `caller` may read `case` at `now_ms`: commune officers the
 /// cases of their units (incident or responsible); police and agency staff
 /// a case referred to their agency while that referral grants access
-/// ([`baove_domain::case::CaseReferral::lets_read`]); province officers and
+/// ([`baove_domain::case::summary::ReferralAccess::lets_read_as`]); province officers and
 /// auditors every case.
 /// Stored ids of the early seed count as the official ids they map to
 /// (`directory`).
 #[must_use]
-pub fn can_read(caller: &Caller, state: &CaseState, now_ms: i64, directory: &Directory) -> bool {
-    covers(caller, directory, &state.responsible_unit_id)
-        || covers(caller, directory, &state.opened.incident_unit_id)
+pub fn can_read(caller: &Caller, case: &CaseSummary, now_ms: i64, directory: &Directory) -> bool {
+    covers(caller, directory, &case.responsible_unit_id)
+        || covers(caller, directory, &case.incident_unit_id)
         || (matches!(caller.role, Role::Police | Role::AgencyStaff)
-            && state.referrals.values().any(|r| {
+            && case.referrals.iter().any(|r| {
                 r.lets_read_as(
                     |stored| same_agency(directory, &caller.agency_id, stored),
                     now_ms,
@@ -31,7 +31,7 @@ pub fn can_read(caller: &Caller, state: &CaseState, now_ms: i64, directory: &Dir
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use baove_domain::case::{CaseReferral, Routing, route_intake};
+    use baove_domain::case::{CaseReferral, CaseState, Routing, route_intake};
     use baove_domain::intake::{
         Age, Channel, Child, Concerns, IntakeRecorded, Place, Report, ReportFacts, Setting, Sex,
     };
@@ -95,7 +95,7 @@ mod tests {
     }
 
     fn read(caller: &Caller, state: &CaseState, now_ms: i64) -> bool {
-        can_read(caller, state, now_ms, &directory())
+        can_read(caller, &CaseSummary::of(state), now_ms, &directory())
     }
 
     fn caller(role: Role, agency: &str, units: &[&str]) -> Caller {

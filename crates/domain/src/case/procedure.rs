@@ -712,7 +712,7 @@ pub fn decide(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// The case event that records a referral step, or `None` when the case
 /// did not request that referral. (Redeliveries are absorbed by the command

@@ -185,12 +185,18 @@ pub fn due_deadline_events(state: &CaseState, now_ms: i64) -> Vec<CaseEvent> {
 /// something, if any: when the scheduler needs to look at this case next.
 #[must_use]
 pub fn next_deadline_check(state: &CaseState) -> Option<i64> {
-    if state.status == CaseStatus::Closed {
+    next_check(state.status, state.deadlines.values())
+}
+
+/// [`next_deadline_check`] of a case at `status` with `deadlines`.
+pub(crate) fn next_check<'a>(
+    status: CaseStatus,
+    deadlines: impl Iterator<Item = &'a Deadline>,
+) -> Option<i64> {
+    if status == CaseStatus::Closed {
         return None;
     }
-    state
-        .deadlines
-        .values()
+    deadlines
         .filter(|d| d.state == DeadlineState::Open && !d.missed)
         .map(|d| if d.warned { d.due_at_ms } else { d.warn_at_ms })
         .min()

@@ -5,7 +5,7 @@ use ::time::macros::date;
 use uuid::Uuid;
 
 use super::*;
-use crate::case::{CaseEvent, CaseOpened, apply};
+use crate::case::{CaseEvent, CaseOpened};
 use crate::intake::{AbuseType, Channel, Concerns};
 
 /// Thursday 2026-11-26 22:00 in Vietnam.
@@ -15,7 +15,7 @@ fn calendar() -> Calendar {
     Calendar::parse(include_str!("../../../../../deploy/calendar/vietnam.json")).unwrap()
 }
 
-fn opened(immediate_danger: bool) -> CaseOpened {
+pub(crate) fn opened(immediate_danger: bool) -> CaseOpened {
     CaseOpened {
         case_id: Uuid::from_u128(1),
         intake_id: Uuid::from_u128(2),
@@ -42,8 +42,11 @@ fn opened(immediate_danger: bool) -> CaseOpened {
     }
 }
 
+/// The state the events fold to. Every test's events also fold into the
+/// summary a read model keeps, which must agree with the state after each
+/// event ([`crate::case::summary`]).
 fn fold(events: &[CaseEvent]) -> CaseState {
-    events.iter().fold(None, apply).unwrap()
+    crate::case::summary::tests::fold_both(events).unwrap()
 }
 
 struct Case {
