@@ -141,6 +141,25 @@ enum Command {
     },
 }
 
+/// The malloc arenas glibc may create, unless `MALLOC_ARENA_MAX` sets it.
+const MALLOC_ARENAS: i32 = 2;
+
+/// Caps glibc's malloc arenas at [`MALLOC_ARENAS`] (its default is 8 per
+/// core), unless the operator set `MALLOC_ARENA_MAX`, which glibc reads
+/// itself. Each tokio worker, sled thread and blocking thread otherwise
+/// gets an arena of its own, and freed memory stays spread over them: at
+/// 100,000 cases casework's resident memory was 462 MiB with the default,
+/// 352 MiB with 2, for the same CPU per report (closing note of issue 15).
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a tuning parameter of the allocator;
+        // it is called before the service allocates in earnest.
+        #[allow(unsafe_code)]
+        let _ = unsafe { libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS) };
+    }
+}
+
 /// The body of a service's `main`: parses the command line, installs
 /// logging to stderr, loads the configuration, arms SIGINT/SIGTERM and runs
 /// `service` until it returns; or, with `restore`, rebuilds the data
@@ -153,6 +172,7 @@ where
     F: FnOnce(Config, CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
+    limit_malloc_arenas();
     let args = Args::parse();
     // Loaded before logging starts: it says how to log (a bad file is
     // reported by the error this returns).
