@@ -507,10 +507,65 @@ pub async fn stored<E: baove_domain::event::StoredEvent>(
     outgoing
         .into_iter()
         .map(|(event_type, version, payload)| {
-            baove_eventlog::NewEvent::new(event_type, version, &payload)
+            baove_eventlog::NewEvent::new(event_type, version, &payload).map_err(|e| match e {
+                // A Value we built serialises, and is valid JSON: the only
+                // refusal of its payload is its size.
+                baove_eventlog::Error::InvalidArgument {
+                    field: "payload", ..
+                } => too_long_to_store(event_type, &payload),
+                e => crate::status::from_log(&e),
+            })
         })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| crate::status::from_log(&e))
+        .collect()
+}
+
+/// The refusal of a step each of whose fields is within its limit but
+/// whose event, sealed, is larger than one event may be
+/// ([`baove_eventlog::envelope::MAX_PAYLOAD_BYTES`]): names the longest
+/// text of the event (its path in the event, as in the request: `notes`,
+/// `measures[2].description`) and the two next longest, rather than a
+/// `payload` the caller never sent.
+fn too_long_to_store(event_type: &str, payload: &Value) -> Status {
+    fn strings(value: &Value, path: String, out: &mut Vec<(usize, String)>) {
+        match value {
+            Value::String(text) => out.push((text.len(), path)),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    strings(item, format!("{path}[{i}]"), out);
+                }
+            }
+            Value::Object(fields) => {
+                for (name, field) in fields {
+                    let inner = if path.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    strings(field, inner, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut texts = Vec::new();
+    strings(payload, String::new(), &mut texts);
+    texts.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let mut longest = texts.into_iter().map(|(_, path)| path);
+    let field = longest.next().unwrap_or_else(|| "request".to_owned());
+    let others: Vec<String> = longest.take(2).collect();
+    crate::status::invalid_argument(
+        &field,
+        &format!(
+            "makes the step too long to store as one {event_type} event: stored (sealed), its \
+             text takes more than {} KiB; shorten this text{}",
+            baove_eventlog::envelope::MAX_PAYLOAD_BYTES / 1024,
+            if others.is_empty() {
+                String::new()
+            } else {
+                format!(" (the next longest: {})", others.join(", "))
+            }
+        ),
+    )
 }
 
 /// `text` sealed as the string at `path` of `stream`:
@@ -570,6 +625,7 @@ mod tests {
 
     use baove_domain::case::CaseEvent;
     use baove_eventlog::{Actor, AppendRequest, EventLog, ExpectedVersion, NewEvent};
+    use tonic_types::StatusExt as _;
     use uuid::Uuid;
 
     use super::*;
@@ -663,6 +719,34 @@ mod tests {
         assert!(
             matches!(&decoded[1], CaseEvent::PlanDrafted(p) if p.measures[0].description == "khám tâm lý cho cháu")
         );
+    }
+
+    /// Given a note within the log's limit as typed but past it once
+    /// sealed, when stored, then the refusal names the note's text and
+    /// the event, not a `payload` the caller never sent.
+    #[tokio::test]
+    async fn given_text_too_long_once_sealed_when_stored_then_the_refusal_names_the_text() {
+        let kit = kit().await;
+        let text = "x".repeat(60_000);
+        assert!(text.len() < baove_eventlog::envelope::MAX_PAYLOAD_BYTES);
+        let event = CaseEvent::NoteAdded(baove_domain::case::NoteAdded { text });
+        let refused = stored(Some(&kit.private), StreamId::new(), &[event])
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        let details = refused.get_error_details();
+        let fields: Vec<String> = details
+            .bad_request()
+            .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+            .unwrap_or_default();
+        assert_eq!(fields, ["text"]);
+        assert!(
+            refused.message().contains("NoteAdded") && refused.message().contains("64 KiB"),
+            "{}",
+            refused.message()
+        );
+        // Nothing was appended.
+        assert_eq!(kit.log.last_position(), 0);
     }
 
     #[tokio::test]
