@@ -1428,3 +1428,75 @@ async fn given_officers_watching_deadlines_when_cases_are_warned_and_missed_then
     .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
 }
+
+/// Given risk ratings each within their limit but together past what one
+/// event may hold once sealed, when the officer records the assessment,
+/// then it is refused naming a rating's text (not a `payload` she never
+/// sent), nothing is recorded, and the same step with shorter text lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_an_assessment_too_long_to_store_when_recorded_then_the_refusal_names_its_text_and_nothing_changes()
+ {
+    use tonic_types::StatusExt as _;
+    let system = System::start().await;
+    let mut o = opened_case(&system, "too-long-1").await;
+    let before = o.case().await;
+    // 30 ratings of 2,000 characters (about 6 KB of UTF-8 each).
+    let factor = "cha dượng đánh đập thường xuyên; ".repeat(60);
+    let ratings: Vec<p::RiskRating> = (0..30)
+        .map(|i| p::RiskRating {
+            factor: format!("{i:02} {}", &factor),
+            level: p::RiskLevel::High as i32,
+        })
+        .collect();
+    let header = o.header();
+    let refused = o
+        .client
+        .clone()
+        .record_initial_assessment(p::RecordInitialAssessmentRequest {
+            header,
+            ratings,
+            emergency_measures_apply: false,
+            summary: "nguy cơ cao".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    let fields: Vec<String> = refused
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(fields, ["ratings[0].factor"], "{}", refused.message());
+    assert!(
+        refused.message().contains("InitialAssessmentRecorded")
+            && refused.message().contains("64 KiB"),
+        "{}",
+        refused.message()
+    );
+    let after = o.case().await;
+    assert_eq!(after.version, before.version, "nothing was recorded");
+    assert_eq!(after.phase(), p::CasePhase::AwaitingInitialAssessment);
+
+    let header = o.header();
+    let events = o
+        .took(
+            o.client
+                .clone()
+                .record_initial_assessment(p::RecordInitialAssessmentRequest {
+                    header,
+                    ratings: rating(p::RiskLevel::High),
+                    emergency_measures_apply: false,
+                    summary: "nguy cơ cao".into(),
+                    ..Default::default()
+                })
+                .await,
+        )
+        .unwrap();
+    assert!(
+        events.contains(&"InitialAssessmentRecorded".to_owned()),
+        "{events:?}"
+    );
+}
