@@ -7,8 +7,9 @@
 //!
 //! It keeps the summary, not the whole [`baove_domain::case::CaseState`]:
 //! the reports, assessments, plans and notes of every case would be held
-//! in memory for nothing (at 100,000 cases they were most of casework's
-//! heap). GetCase folds the case's own log.
+//! in memory for nothing (at 100,000 cases, restarted with a 64 MiB sled
+//! cache: peak heap 415 MiB with whole states, 285 MiB with summaries).
+//! GetCase folds the case's own log.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};

@@ -3,8 +3,9 @@
 //! without the reports, assessments, plans, measures and notes.
 //!
 //! A read model that holds every case of a province in memory keeps this,
-//! not the state: at 100,000 cases the whole state is hundreds of MiB. A
-//! reader that needs the whole case folds its log ([`super::apply`]).
+//! not the state: at 100,000 cases casework's peak heap was 415 MiB with
+//! the whole states and 285 MiB with summaries. A reader that needs the
+//! whole case folds its log ([`super::apply`]).
 //!
 //! [`CaseSummary::apply`] and [`super::apply`] share the rules that move
 //! the status and phase, the deadlines and the referrals, so the two agree:
