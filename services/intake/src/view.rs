@@ -116,12 +116,6 @@ impl Row {
         }
     }
 
-    /// When the report was received.
-    #[must_use]
-    pub const fn received_at_ms(&self) -> i64 {
-        self.received_at_ms
-    }
-
     /// The commune responsible: where it happened, unless the report named
     /// another.
     #[must_use]
@@ -478,13 +472,13 @@ impl View {
             .rows
             .values()
             .filter(|row| filter.matches(row))
-            .filter(|row| after.is_none_or(|cursor| (row.received_at_ms(), row.position) < cursor))
+            .filter(|row| after.is_none_or(|cursor| (row.received_at_ms, row.position) < cursor))
             .collect();
-        rows.sort_unstable_by_key(|row| std::cmp::Reverse((row.received_at_ms(), row.position)));
+        rows.sort_unstable_by_key(|row| std::cmp::Reverse((row.received_at_ms, row.position)));
         let more = rows.len() > limit;
         let page: Vec<Row> = rows.into_iter().take(limit).cloned().collect();
         let next = if more {
-            page.last().map(|row| (row.received_at_ms(), row.position))
+            page.last().map(|row| (row.received_at_ms, row.position))
         } else {
             None
         };
@@ -513,7 +507,7 @@ impl View {
                 age: row.child_age,
                 age_years: row.child_age_years,
                 incident_unit_id: unit_id.to_owned(),
-                received_at_ms: row.received_at_ms(),
+                received_at_ms: row.received_at_ms,
                 case: row.handed_over,
                 case_closed: row
                     .handed_over
