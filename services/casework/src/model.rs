@@ -333,6 +333,75 @@ mod tests {
 
     use crate::test_support::opened;
 
+    const RECEIVED: i64 = 1_795_705_200_000;
+
+    /// A log on a temporary directory, its keys, and a model following it.
+    struct Kit {
+        _dir: tempfile::TempDir,
+        log: EventLog,
+        calendar: Calendar,
+        keys: Arc<KeyStore>,
+        cancel: CancellationToken,
+        live: Arc<Cases>,
+        followers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    }
+
+    impl Kit {
+        async fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let log = EventLog::open(dir.path()).await.unwrap();
+            let keys = Arc::new(
+                KeyStore::open(&log, baove_security::seal::Key::generate(), None).unwrap(),
+            );
+            let kit = Self {
+                _dir: dir,
+                calendar: Calendar::parse(include_str!("../../../deploy/calendar/vietnam.json"))
+                    .unwrap(),
+                keys,
+                cancel: CancellationToken::new(),
+                live: Cases::new(),
+                followers: std::sync::Mutex::default(),
+                log,
+            };
+            kit.follow(kit.live.clone());
+            kit
+        }
+
+        fn follow(&self, cases: Arc<Cases>) {
+            let task = tokio::spawn(cases.follow(
+                self.log.clone(),
+                self.keys.clone(),
+                self.cancel.clone(),
+            ));
+            self.followers.lock().unwrap().push(task);
+        }
+
+        /// The procedure's context at RECEIVED.
+        fn ctx(&self) -> Context<'_> {
+            Context {
+                now_ms: RECEIVED,
+                calendar: &self.calendar,
+                warn_share: 0.75,
+            }
+        }
+
+        /// Another model, folded from scratch up to the end of the log.
+        async fn rebuilt(&self) -> Arc<Cases> {
+            let rebuilt = Cases::new();
+            self.follow(rebuilt.clone());
+            rebuilt.wait_for(self.log.last_position()).await.unwrap();
+            rebuilt
+        }
+
+        async fn stop(self) {
+            self.cancel.cancel();
+            let followers = std::mem::take(&mut *self.followers.lock().unwrap());
+            for task in followers {
+                task.await.unwrap();
+            }
+        }
+    }
+
     async fn append(log: &EventLog, case: Uuid, version: u64, events: &[CaseEvent]) -> u64 {
         let appended = log
             .append(AppendRequest {
@@ -359,24 +428,8 @@ mod tests {
 
     #[tokio::test]
     async fn given_a_live_model_when_rebuilt_from_scratch_then_it_is_the_same() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::open(dir.path()).await.unwrap();
-        let calendar =
-            Calendar::parse(include_str!("../../../deploy/calendar/vietnam.json")).unwrap();
-        let received = 1_795_705_200_000;
-        let ctx = Context {
-            now_ms: received,
-            calendar: &calendar,
-            warn_share: 0.75,
-        };
-        let cancel = CancellationToken::new();
-        let keys =
-            Arc::new(KeyStore::open(&log, baove_security::seal::Key::generate(), None).unwrap());
-        let live = Cases::new();
-        let follower = tokio::spawn(
-            live.clone()
-                .follow(log.clone(), keys.clone(), cancel.clone()),
-        );
+        let kit = Kit::new().await;
+        let (log, live, ctx, received) = (&kit.log, &kit.live, kit.ctx(), RECEIVED);
 
         for (i, unit) in ["vn:31135", "vn:31186", "vn:31135"].into_iter().enumerate() {
             let case = Uuid::from_u128(i as u128 + 1);
@@ -390,7 +443,7 @@ mod tests {
                 ),
                 &ctx,
             );
-            let mut version = append(&log, case, 0, &events).await;
+            let mut version = append(log, case, 0, &events).await;
             let assign = decide(
                 &fold(&events),
                 Command::Assign {
@@ -399,18 +452,16 @@ mod tests {
                 &ctx,
             )
             .unwrap();
-            version = append(&log, case, version, &assign).await;
+            version = append(log, case, version, &assign).await;
             events.extend(assign);
             if i == 0 {
                 let missed = due_deadline_events(&fold(&events), received + 13 * 3_600_000);
-                append(&log, case, version, &missed).await;
+                append(log, case, version, &missed).await;
             }
         }
         live.wait_for(log.last_position()).await.unwrap();
 
-        let rebuilt = Cases::new();
-        let again = tokio::spawn(rebuilt.clone().follow(log.clone(), keys, cancel.clone()));
-        rebuilt.wait_for(log.last_position()).await.unwrap();
+        let rebuilt = kit.rebuilt().await;
         assert_eq!(rebuilt.snapshot(), live.snapshot());
         assert_eq!(live.snapshot().len(), 3);
 
@@ -437,9 +488,7 @@ mod tests {
             rebuilt.list(&ninh_kieu, None, 10).0,
             live.list(&ninh_kieu, None, 10).0
         );
-        cancel.cancel();
-        follower.await.unwrap();
-        again.await.unwrap();
+        kit.stop().await;
     }
 
     const HOUR: i64 = 3_600_000;
@@ -478,24 +527,8 @@ mod tests {
     #[tokio::test]
     async fn given_deadlines_warned_missed_met_and_a_case_closed_when_the_scheduler_asks_then_the_indexes_answer_as_a_scan()
      {
-        let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::open(dir.path()).await.unwrap();
-        let calendar =
-            Calendar::parse(include_str!("../../../deploy/calendar/vietnam.json")).unwrap();
-        let received = 1_795_705_200_000;
-        let ctx = Context {
-            now_ms: received,
-            calendar: &calendar,
-            warn_share: 0.75,
-        };
-        let cancel = CancellationToken::new();
-        let keys =
-            Arc::new(KeyStore::open(&log, baove_security::seal::Key::generate(), None).unwrap());
-        let live = Cases::new();
-        let follower = tokio::spawn(
-            live.clone()
-                .follow(log.clone(), keys.clone(), cancel.clone()),
-        );
+        let kit = Kit::new().await;
+        let (log, live, ctx, received) = (&kit.log, &kit.live, kit.ctx(), RECEIVED);
         // Every hour over the ten days the plan deadlines run.
         let nows = || (0..240).map(|h| received - HOUR + h * HOUR);
         let mut cases = Vec::new();
@@ -505,18 +538,18 @@ mod tests {
                 opened(case, Uuid::from_u128(100 + i), "vn:31135", i < 2, received),
                 &ctx,
             );
-            let version = append(&log, case, 0, &events).await;
+            let version = append(log, case, 0, &events).await;
             cases.push((case, version, events));
         }
         live.wait_for(log.last_position()).await.unwrap();
-        assert_indexes_agree(&live, nows());
+        assert_indexes_agree(live, nows());
 
         // Case 1: its 12-hour deadline warned, then missed.
         let (case, version, events) = &mut cases[0];
         for at in [received + 10 * HOUR, received + 13 * HOUR] {
             let due = due_deadline_events(&fold(events), at);
             assert!(!due.is_empty());
-            *version = append(&log, *case, *version, &due).await;
+            *version = append(log, *case, *version, &due).await;
             events.extend(due);
         }
         // Case 2: its 12-hour deadline met.
@@ -526,7 +559,7 @@ mod tests {
             kind: c::DeadlineKind::Emergency,
             late: false,
         })];
-        *version = append(&log, *case, *version, &met).await;
+        *version = append(log, *case, *version, &met).await;
         events.extend(met);
         // Case 3: closed with its deadlines open.
         let (case, version, _) = &mut cases[2];
@@ -535,9 +568,9 @@ mod tests {
             grounds: None,
             decision_ref: None,
         })];
-        *version = append(&log, *case, *version, &closed).await;
+        *version = append(log, *case, *version, &closed).await;
         live.wait_for(log.last_position()).await.unwrap();
-        assert_indexes_agree(&live, nows());
+        assert_indexes_agree(live, nows());
         assert!(
             !live
                 .due(received + 300 * HOUR)
@@ -549,14 +582,12 @@ mod tests {
         let reopened = [CaseEvent::Reopened(c::CaseReopened {
             reason: "báo cáo mới".into(),
         })];
-        append(&log, Uuid::from_u128(3), cases[2].1, &reopened).await;
+        append(log, Uuid::from_u128(3), cases[2].1, &reopened).await;
         live.wait_for(log.last_position()).await.unwrap();
-        assert_indexes_agree(&live, nows());
+        assert_indexes_agree(live, nows());
 
         // Rebuilt from scratch, the indexes are the same.
-        let rebuilt = Cases::new();
-        let again = tokio::spawn(rebuilt.clone().follow(log.clone(), keys, cancel.clone()));
-        rebuilt.wait_for(log.last_position()).await.unwrap();
+        let rebuilt = kit.rebuilt().await;
         assert_indexes_agree(&rebuilt, nows());
         for now in nows() {
             assert_eq!(rebuilt.due(now).len(), live.due(now).len());
@@ -565,29 +596,14 @@ mod tests {
                 live.due_within(now, 2 * HOUR)
             );
         }
-        cancel.cancel();
-        follower.await.unwrap();
-        again.await.unwrap();
+        kit.stop().await;
     }
 
     #[tokio::test]
     async fn given_a_child_in_danger_when_11_hours_have_passed_then_its_12_hour_deadline_is_due_within_2_hours()
      {
-        let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::open(dir.path()).await.unwrap();
-        let calendar =
-            Calendar::parse(include_str!("../../../deploy/calendar/vietnam.json")).unwrap();
-        let received = 1_795_705_200_000;
-        let ctx = Context {
-            now_ms: received,
-            calendar: &calendar,
-            warn_share: 0.75,
-        };
-        let cancel = CancellationToken::new();
-        let keys =
-            Arc::new(KeyStore::open(&log, baove_security::seal::Key::generate(), None).unwrap());
-        let live = Cases::new();
-        let follower = tokio::spawn(live.clone().follow(log.clone(), keys, cancel.clone()));
+        let kit = Kit::new().await;
+        let (log, live, ctx, received) = (&kit.log, &kit.live, kit.ctx(), RECEIVED);
         for (i, danger) in [true, false].into_iter().enumerate() {
             let case = Uuid::from_u128(i as u128 + 1);
             let events = opening_events(
@@ -600,7 +616,7 @@ mod tests {
                 ),
                 &ctx,
             );
-            append(&log, case, 0, &events).await;
+            append(log, case, 0, &events).await;
         }
         live.wait_for(log.last_position()).await.unwrap();
         let hour = 3_600_000;
@@ -617,7 +633,6 @@ mod tests {
         assert_eq!(emergency(received + 13 * hour), Some(0));
         // Every kind is named, with 0 where none is due.
         assert_eq!(live.due_within(received, 2 * hour).len(), 3);
-        cancel.cancel();
-        follower.await.unwrap();
+        kit.stop().await;
     }
 }
