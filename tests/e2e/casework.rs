@@ -1436,7 +1436,6 @@ async fn given_officers_watching_deadlines_when_cases_are_warned_and_missed_then
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_an_assessment_too_long_to_store_when_recorded_then_the_refusal_names_its_text_and_nothing_changes()
  {
-    use tonic_types::StatusExt as _;
     let system = System::start().await;
     let mut o = opened_case(&system, "too-long-1").await;
     let before = o.case().await;
@@ -1462,13 +1461,7 @@ async fn given_an_assessment_too_long_to_store_when_recorded_then_the_refusal_na
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
-    let fields: Vec<String> = refused
-        .get_details_bad_request()
-        .unwrap()
-        .field_violations
-        .into_iter()
-        .map(|v| v.field)
-        .collect();
+    let fields = crate::bad_fields(&refused);
     assert_eq!(fields, ["ratings[0].factor"], "{}", refused.message());
     assert!(
         refused.message().contains("InitialAssessmentRecorded")

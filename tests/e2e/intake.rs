@@ -312,13 +312,7 @@ async fn given_several_bad_fields_then_all_come_back_and_nothing_is_stored() {
 
     let status = intake.submit_hotline_report(request).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    let fields: Vec<String> = status
-        .get_details_bad_request()
-        .unwrap()
-        .field_violations
-        .into_iter()
-        .map(|v| v.field)
-        .collect();
+    let fields = crate::bad_fields(&status);
     assert_eq!(
         fields,
         [
@@ -727,13 +721,7 @@ async fn given_a_recorded_report_when_the_operator_checks_another_about_the_same
     bad.report.as_mut().unwrap().channel = 0;
     let refused = intake.check_hotline_report(bad).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
-    let fields: Vec<String> = refused
-        .get_details_bad_request()
-        .unwrap()
-        .field_violations
-        .into_iter()
-        .map(|v| v.field)
-        .collect();
+    let fields = crate::bad_fields(&refused);
     assert_eq!(fields, ["report.channel"]);
     // Nothing was recorded by the checks; each is in the access log.
     let listed = intake

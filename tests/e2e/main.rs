@@ -97,6 +97,14 @@ impl Identity {
     }
 }
 
+/// The fields an INVALID_ARGUMENT names, in order (its `BadRequest`
+/// field violations); none when it carries no such details.
+pub fn bad_fields(status: &tonic::Status) -> Vec<String> {
+    tonic_types::StatusExt::get_details_bad_request(status)
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
 /// Asserts that the hash chain of stream `stream_id` in `service`'s log
 /// verifies (AuditService.VerifyStream, as an auditor).
 pub async fn assert_chain_intact(service: &Service, stream_id: &str) {
