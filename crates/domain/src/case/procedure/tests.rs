@@ -775,23 +775,33 @@ fn a_separation_field_on_another_measure_or_a_missing_one_is_invalid() {
     assert_eq!(case.invalid(without), ["separation"]);
 }
 
-fn referral(kind: crate::referral::ReferralKind, identifying: bool, consent: bool) -> Command {
+/// A request of `kind` to the Ninh Kiều police, sharing identifying
+/// information or not, with the child's and guardian's consent or not.
+pub(crate) fn referral_request(
+    kind: crate::referral::ReferralKind,
+    identifying: bool,
+    consent: bool,
+) -> crate::referral::ReferralRequest {
     use crate::referral::{ReferralRequest, Sharing, Urgency};
+    ReferralRequest {
+        kind,
+        to_agency_id: "vn:31135/cong-an".into(),
+        reason: "dấu hiệu tội phạm".into(),
+        urgency: Urgency::Urgent,
+        sharing: Sharing {
+            identifying,
+            child_consent: consent,
+            guardian_consent: consent,
+            legal_basis: None,
+            informant: false,
+        },
+    }
+}
+
+fn referral(kind: crate::referral::ReferralKind, identifying: bool, consent: bool) -> Command {
     Command::RequestReferral {
         referral_id: Uuid::from_u128(77),
-        request: ReferralRequest {
-            kind,
-            to_agency_id: "vn:31135/cong-an".into(),
-            reason: "dấu hiệu tội phạm".into(),
-            urgency: Urgency::Urgent,
-            sharing: Sharing {
-                identifying,
-                child_consent: consent,
-                guardian_consent: consent,
-                legal_basis: None,
-                informant: false,
-            },
-        },
+        request: referral_request(kind, identifying, consent),
     }
 }
 

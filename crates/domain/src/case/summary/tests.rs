@@ -14,7 +14,7 @@ use crate::case::{
     CaseEvent, CaseState, IntakeAttached, ReferralRequested, ReferralStepRecorded, apply,
 };
 use crate::intake::{Channel, Concerns};
-use crate::referral::{ReferralKind, ReferralRequest, Service, Sharing, Urgency};
+use crate::referral::{ReferralKind, Service};
 
 /// Folds `events` into the state and into the summary, and checks after
 /// each event that the summary is the state's.
@@ -55,20 +55,8 @@ const REFER: ReferralKind = ReferralKind::Refer {
     service: Service::PoliceInvestigation,
 };
 
-fn request(kind: ReferralKind) -> ReferralRequest {
-    ReferralRequest {
-        kind,
-        to_agency_id: "vn:31135/cong-an".into(),
-        reason: "dấu hiệu tội phạm".into(),
-        urgency: Urgency::Urgent,
-        sharing: Sharing {
-            identifying: false,
-            child_consent: false,
-            guardian_consent: false,
-            legal_basis: None,
-            informant: false,
-        },
-    }
+fn request(kind: ReferralKind) -> crate::referral::ReferralRequest {
+    crate::case::procedure::tests::referral_request(kind, false, false)
 }
 
 /// An occurrence id from a small set, so that events name the same
