@@ -512,7 +512,7 @@ pub async fn stored<E: baove_domain::event::StoredEvent>(
                 // refusal of its payload is its size.
                 baove_eventlog::Error::InvalidArgument {
                     field: "payload", ..
-                } => too_long_to_store(event_type, &payload),
+                } => too_long_to_store(event_type, &payload, private.is_some()),
                 e => crate::status::from_log(&e),
             })
         })
@@ -520,12 +520,12 @@ pub async fn stored<E: baove_domain::event::StoredEvent>(
 }
 
 /// The refusal of a step each of whose fields is within its limit but
-/// whose event, sealed, is larger than one event may be
-/// ([`baove_eventlog::envelope::MAX_PAYLOAD_BYTES`]): names the longest
-/// text of the event (its path in the event, as in the request: `notes`,
-/// `measures[2].description`) and the two next longest, rather than a
+/// whose event as stored (`sealed`: its private text sealed) is larger
+/// than one event may be ([`baove_eventlog::envelope::MAX_PAYLOAD_BYTES`]):
+/// names the longest text of the event (its path in the event, as in the
+/// request: `text`, `measures[2].description`) and the two next longest, rather than a
 /// `payload` the caller never sent.
-fn too_long_to_store(event_type: &str, payload: &Value) -> Status {
+fn too_long_to_store(event_type: &str, payload: &Value, sealed: bool) -> Status {
     fn strings(value: &Value, path: String, out: &mut Vec<(usize, String)>) {
         match value {
             Value::String(text) => out.push((text.len(), path)),
@@ -556,8 +556,9 @@ fn too_long_to_store(event_type: &str, payload: &Value) -> Status {
     crate::status::invalid_argument(
         &field,
         &format!(
-            "makes the step too long to store as one {event_type} event: stored (sealed), its \
-             text takes more than {} KiB; shorten this text{}",
+            "makes the step too long to store as one {event_type} event: stored{}, its text \
+             takes more than {} KiB; shorten this text{}",
+            if sealed { " (sealed)" } else { "" },
             baove_eventlog::envelope::MAX_PAYLOAD_BYTES / 1024,
             if others.is_empty() {
                 String::new()
