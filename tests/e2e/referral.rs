@@ -36,7 +36,7 @@ pub async fn start_with(referral_env: &[(&str, String)]) -> Full {
     Full { system, referral }
 }
 
-fn police_request(
+pub fn police_request(
     o: &mut Officer,
     legal_basis: p::LegalBasis,
     urgent: bool,

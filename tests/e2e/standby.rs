@@ -145,12 +145,101 @@ async fn a_standby_follows_refuses_writes_and_takes_over_when_promoted() {
         "nothing written"
     );
 
+    // Two referrals, the second case's text then erased: the standby's
+    // copy of the referral keys (what its backups carry) holds the first
+    // key and only the fact of the second's erasure.
+    let mut referred = Vec::new();
+    for case_id in &cases[..2] {
+        let mut officer = crate::casework::Officer::of(&active, case_id).await;
+        let request = crate::referral::police_request(
+            &mut officer,
+            p::LegalBasis::CriminalInvestigation,
+            false,
+        );
+        referred.push(crate::security::refer(&mut officer, request).await);
+    }
+    p::intake_service_client::IntakeServiceClient::new(
+        intake.channel_as(&crate::province_officer("so-yt-1")).await,
+    )
+    .erase_case(p::EraseCaseRequest {
+        request_id: "erase-on-the-active".into(),
+        case_id: cases[1].clone(),
+        reason: "yêu cầu xóa của người giám hộ".into(),
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !whole_log(&active)
+        .await
+        .iter()
+        .any(|e| e.event_type == "PrivateTextErased" && e.stream_id == cases[1])
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the case's text was never erased"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    follows(&active, &standby).await;
+    // The standby's read model has followed its log up to the erasure.
+    let erased_at = whole_log(&active)
+        .await
+        .iter()
+        .filter(|e| e.stream_id == cases[1])
+        .map(|e| e.seq)
+        .max();
+    let mut lists = p::case_service_client::CaseServiceClient::new(
+        standby
+            .channel_as(&crate::province_officer("so-yt-1"))
+            .await,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = lists
+            .list_cases(p::ListCasesRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .cases;
+        let version = listed
+            .iter()
+            .find(|c| c.case_id == cases[1])
+            .map(|c| c.version);
+        if version == erased_at {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the standby's model is at {version:?}, the log at {erased_at:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // The active's host dies; the standby is promoted.
     active.kill();
     let killed = Instant::now();
     let data = std::mem::replace(&mut standby.data, tempfile::tempdir().unwrap());
     standby.terminate();
     assert!(standby.exit_status().await.success());
+    {
+        let db = sled::open(data.path().join("eventlog")).unwrap();
+        let copies = db
+            .open_tree(baove_eventlog::layout::side_tree(
+                baove_runtime::referral_keys::LOCAL_TREE,
+            ))
+            .unwrap();
+        let copy = |referral: &str| {
+            copies
+                .get(uuid::Uuid::parse_str(referral).unwrap().as_bytes())
+                .unwrap()
+                .map(|v| v.len())
+        };
+        assert!(
+            copy(&referred[0]).is_some_and(|len| len > 0),
+            "the standby holds no copy of the referral's key"
+        );
+        assert_eq!(copy(&referred[1]), Some(0), "only the fact of the erasure");
+    }
     let promoted = Service::start_with("casework", &urls, data, std::slice::from_ref(&r3));
     promoted.wait_health("", ServingStatus::Serving).await;
     promoted

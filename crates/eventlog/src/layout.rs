@@ -14,6 +14,7 @@
 //! | `inbox` | consumer ‖ 0x00 ‖ message id | empty: that message was applied |
 //! | `set-aside` | n (u64 BE): the n-th tail set aside | a [`crate::SetAside`] as JSON: events the cluster never stored, moved out of the log ([`crate::set_aside_after`]) |
 //! | `tlog` | stored-hash index (u64 BE), or `size` | a Merkle tree hash (32 bytes); under `size` the events covered (u64 BE) ([`crate::tlog`]) |
+//! | `side:<name>` | the service's | a side tree ([`side_tree`]): a service's deletable data outside the log (data keys), carried by backups |
 //!
 //! One `events` tree holds every stream: a tree per stream blows up sled's
 //! disk use (sled #1484).
@@ -43,6 +44,12 @@ pub const PARKED: &str = "parked";
 pub const SET_ASIDE: &str = "set-aside";
 /// The stored hashes of the log's Merkle tree ([`crate::tlog`]).
 pub const TREE: &str = "tlog";
+
+/// The sled name of the side tree `name` ([`crate::EventLog::side_tree`]).
+#[must_use]
+pub fn side_tree(name: &str) -> String {
+    format!("side:{name}")
+}
 
 /// The `parked` key of the `n`th message `consumer` set aside.
 #[must_use]

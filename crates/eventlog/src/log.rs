@@ -585,7 +585,11 @@ impl EventLog {
     /// # Errors
     /// When sled cannot open the tree.
     pub fn side_tree(&self, name: &str) -> Result<sled::Tree, Error> {
-        Ok(self.inner.trees.db.open_tree(format!("side:{name}"))?)
+        Ok(self
+            .inner
+            .trees
+            .db
+            .open_tree(crate::layout::side_tree(name))?)
     }
 
     /// Up to `limit` events of the whole log in global order from

@@ -424,6 +424,82 @@ impl ReferralKeys {
             .map_err(|e| format!("the data key of referral {referral} does not unwrap: {e}"))
     }
 
+    /// Keeps this process's copy (casework's [`LOCAL_TREE`]) in step with
+    /// the case log it follows, one page at a time: takes from the bucket
+    /// the wrapped key of each referral in `requested` it holds no copy of
+    /// (a standby following the active, a log rebuilt from its stream),
+    /// then marks each of `erased` as erased here (an empty copy), so that
+    /// this process's backups carry the key of every referral its log
+    /// holds and none that the case's erasure destroyed. A key the bucket
+    /// says was erased is copied as erased; one the bucket never held is
+    /// left to the copy of the process that made it ([`Self::sweep`]). The
+    /// active made its copy before it appended the request, so it reads
+    /// only sled here.
+    ///
+    /// # Errors
+    /// When sled, or the bucket for a copy missing here, cannot be read or
+    /// written: the caller tries the page again.
+    pub async fn follow_log(&self, requested: Vec<Uuid>, erased: Vec<Uuid>) -> Result<(), String> {
+        let Some(tree) = self.local.clone() else {
+            return Ok(());
+        };
+        let missing = {
+            let tree = tree.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut missing = Vec::new();
+                for referral in requested {
+                    if !missing.contains(&referral)
+                        && !tree
+                            .contains_key(referral.as_bytes())
+                            .map_err(|e| e.to_string())?
+                    {
+                        missing.push(referral);
+                    }
+                }
+                Ok::<_, String>(missing)
+            })
+            .await
+            .map_err(|e| format!("key task failed: {e}"))??
+        };
+        let mut found = Vec::new();
+        if !missing.is_empty() {
+            let store = self.store().await?;
+            for referral in missing {
+                let entry = match store.entry(referral.to_string()).await {
+                    Ok(entry) => entry,
+                    Err(e) => {
+                        self.forget().await;
+                        return Err(format!("the bucket of referral keys: {e}"));
+                    }
+                };
+                match entry {
+                    Some(entry) if entry.operation == kv::Operation::Put => {
+                        found.push((referral, entry.value.to_vec()));
+                    }
+                    // Erased: only the fact of it.
+                    Some(_) => found.push((referral, Vec::new())),
+                    None => {}
+                }
+            }
+        }
+        tokio::task::spawn_blocking(move || {
+            for (referral, wrapped) in found {
+                // Only where there is no copy yet: an erasure written
+                // meanwhile stays.
+                tree.compare_and_swap(referral.as_bytes(), None::<&[u8]>, Some(wrapped))
+                    .map_err(|e| e.to_string())?
+                    .ok();
+            }
+            for referral in erased {
+                tree.insert(referral.as_bytes(), Vec::new())
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| format!("key task failed: {e}"))?
+    }
+
     /// Destroys the key of `referral` (casework, on the erasure of its
     /// case's text): every string sealed under it reads as erased, in
     /// both services.
@@ -589,6 +665,72 @@ mod tests {
         );
         // The erased key stays erased: its purge marker is back.
         assert!(kit.referral().key(erased).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn given_a_standby_following_the_log_when_requests_and_an_erasure_pass_then_its_copy_holds_the_keys_and_the_erasure()
+     {
+        let mut kit = kit().await;
+        let active = kit.casework(kit.tree.clone());
+        let (kept, erased_before, later) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        active.for_sealing(kept).await.unwrap();
+        active.for_sealing(erased_before).await.unwrap();
+        active.destroy(erased_before).await.unwrap();
+        let standby_tree = sled::Config::new()
+            .temporary(true)
+            .open()
+            .unwrap()
+            .open_tree(LOCAL_TREE)
+            .unwrap();
+        let standby = kit.casework(standby_tree.clone());
+        // A page with the three requests, one of them for a key the bucket
+        // never held (made by nobody yet).
+        let unknown = Uuid::now_v7();
+        standby
+            .follow_log(vec![kept, erased_before, unknown], vec![])
+            .await
+            .unwrap();
+        assert_eq!(
+            standby_tree.get(kept.as_bytes()).unwrap(),
+            kit.tree.get(kept.as_bytes()).unwrap(),
+            "the active's wrapped key"
+        );
+        assert!(
+            standby_tree
+                .get(erased_before.as_bytes())
+                .unwrap()
+                .unwrap()
+                .is_empty(),
+            "an erased key is copied as erased"
+        );
+        assert!(standby_tree.get(unknown.as_bytes()).unwrap().is_none());
+
+        // A later request, then the case's erasure, in one page.
+        active.for_sealing(later).await.unwrap();
+        active.destroy(later).await.unwrap();
+        standby
+            .follow_log(vec![later], vec![kept, later])
+            .await
+            .unwrap();
+        for erased in [kept, later] {
+            assert!(
+                standby_tree
+                    .get(erased.as_bytes())
+                    .unwrap()
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+
+        // A copy held is never asked of the bucket again: the active
+        // follows its own log with NATS gone.
+        kit.nats.kill();
+        active.follow_log(vec![kept, later], vec![]).await.unwrap();
+        standby.follow_log(vec![kept], vec![]).await.unwrap();
+        assert!(
+            standby.follow_log(vec![unknown], vec![]).await.is_err(),
+            "a missing copy needs the bucket"
+        );
     }
 
     #[tokio::test]

@@ -33,8 +33,10 @@
 //! `cases::EraseText`) destroys the key and records `PrivateTextErased`.
 //! A referral's reason is sealed under the referral's own key, shared with
 //! the referral service (`baove_runtime::referral_keys`: bucket
-//! `BAOVE_REFERRAL_KEYS`, a copy in the `referral-keys` side tree), and
-//! the erasure destroys the keys of the case's referrals first.
+//! `BAOVE_REFERRAL_KEYS`, a copy in the `referral-keys` side tree, which
+//! a standby's read model takes from the bucket as it follows each
+//! request), and the erasure destroys the keys of the case's referrals
+//! first.
 //!
 //! Referrals: `RequestReferral` records the request on the case (consent
 //! checked); the referral service offers it; each step it publishes comes
@@ -121,15 +123,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         )?);
         let private = Arc::new(
             baove_runtime::private::PrivateText::new(case_keys.clone())
-                .with_referrals(referral_keys),
+                .with_referrals(referral_keys.clone()),
         );
         let cases = model::Cases::new();
-        let follower =
-            tokio::spawn(
-                cases
-                    .clone()
-                    .follow(ctx.log.clone(), case_keys, ctx.cancel.clone()),
-            );
+        let follower = tokio::spawn(cases.clone().follow(
+            ctx.log.clone(),
+            case_keys,
+            Some(referral_keys),
+            ctx.cancel.clone(),
+        ));
         // Deadlines are recorded by the active; a standby follows them, and
         // starts recording them when it becomes the active.
         let scheduler = ctx.spawn_when_active(deadlines::scheduler(

@@ -19,6 +19,7 @@ use baove_domain::case::{self as c, CaseEvent, CaseStatus, DeadlineState};
 use baove_eventlog::{Envelope, EventLog};
 use baove_runtime::keys::{KeyStore, KeyUse};
 use baove_runtime::projection::Follower;
+use baove_runtime::referral_keys::ReferralKeys;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -198,17 +199,83 @@ impl Cases {
     /// case with sealed text this process does not hold yet (a standby's),
     /// and drops the key of each case whose text was erased, so that a
     /// standby opens what the active opens and takes over.
+    ///
+    /// `referral_keys` (casework's, with its local copy) keeps the copy of
+    /// each referral's key in step with the log: a standby copies the key
+    /// of each request it follows and marks those of an erased case as
+    /// erased ([`ReferralKeys::follow_log`]), so that its backups carry
+    /// them as the active's do.
     pub async fn follow(
         self: Arc<Self>,
         log: EventLog,
         keys: Arc<KeyStore>,
+        referral_keys: Option<Arc<ReferralKeys>>,
         cancel: CancellationToken,
     ) {
         self.follower
-            .follow_with_keys(&log, &cancel, &keys, key_use, |envelope| {
-                self.apply(envelope);
-            })
+            .follow_prepared(
+                &log,
+                &cancel,
+                |events| {
+                    let (requested, erased) = self.referral_key_work(&events);
+                    let (keys, referral_keys) = (keys.clone(), referral_keys.clone());
+                    async move {
+                        keys.prepare(events, key_use).await?;
+                        match referral_keys {
+                            Some(referral_keys) => {
+                                referral_keys.follow_log(requested, erased).await
+                            }
+                            None => Ok(()),
+                        }
+                    }
+                },
+                |envelope| self.apply(envelope),
+            )
             .await;
+    }
+
+    /// The referrals whose key a page of the log asks for (each sealed
+    /// request), and those whose key it erases (every referral of a case
+    /// whose text is erased: those the model holds, and those requested
+    /// earlier in the page).
+    fn referral_key_work(&self, events: &[Envelope]) -> (Vec<Uuid>, Vec<Uuid>) {
+        let (mut requested, mut erased) = (Vec::new(), Vec::new());
+        let mut in_page: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+        for envelope in events {
+            let case = *envelope.stream_id.as_uuid();
+            match envelope.event_type.as_str() {
+                "ReferralRequested"
+                    if baove_domain::case::private::is_sealed_version(
+                        &envelope.event_type,
+                        envelope.schema_version,
+                    ) =>
+                {
+                    // An undecodable one is the model's to report.
+                    if let Ok(CaseEvent::ReferralRequested(r)) = CaseEvent::decode(
+                        &envelope.event_type,
+                        envelope.schema_version,
+                        &envelope.payload,
+                    ) {
+                        requested.push(r.referral_id);
+                        in_page.entry(case).or_default().push(r.referral_id);
+                    }
+                }
+                "PrivateTextErased" => {
+                    erased.extend(in_page.remove(&case).unwrap_or_default());
+                    erased.extend(
+                        self.with_case(case, |c| {
+                            c.referrals
+                                .iter()
+                                .map(|r| r.referral_id)
+                                .collect::<Vec<_>>()
+                        })
+                        .unwrap_or_default(),
+                    );
+                }
+                _ => {}
+            }
+        }
+        (requested, erased)
     }
 
     /// Waits until the model has applied the log up to `position`.
@@ -371,6 +438,7 @@ mod tests {
             let task = tokio::spawn(cases.follow(
                 self.log.clone(),
                 self.keys.clone(),
+                None,
                 self.cancel.clone(),
             ));
             self.followers.lock().unwrap().push(task);
@@ -488,6 +556,99 @@ mod tests {
             rebuilt.list(&ninh_kieu, None, 10).0,
             live.list(&ninh_kieu, None, 10).0
         );
+        kit.stop().await;
+    }
+
+    /// A referral to the police, not identifying the child.
+    fn police(case: &CaseState, referral_id: Uuid, ctx: &Context<'_>) -> Vec<CaseEvent> {
+        use baove_domain::referral as r;
+        decide(
+            case,
+            Command::RequestReferral {
+                referral_id,
+                request: r::ReferralRequest {
+                    kind: r::ReferralKind::Refer {
+                        service: r::Service::PoliceInvestigation,
+                    },
+                    to_agency_id: "vn:31135/cong-an".into(),
+                    reason: "dấu hiệu tội phạm".into(),
+                    urgency: r::Urgency::Normal,
+                    sharing: r::Sharing {
+                        identifying: false,
+                        child_consent: false,
+                        guardian_consent: false,
+                        legal_basis: None,
+                        informant: false,
+                    },
+                },
+            },
+            ctx,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn given_referrals_requested_and_cases_erased_when_a_page_is_followed_then_it_names_the_keys_to_copy_and_to_erase()
+     {
+        let kit = Kit::new().await;
+        let (log, ctx) = (&kit.log, kit.ctx());
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let (r1, r2, r3) = (
+            Uuid::from_u128(11),
+            Uuid::from_u128(12),
+            Uuid::from_u128(13),
+        );
+        let erased = CaseEvent::PrivateTextErased(c::PrivateTextErased {
+            intake_id: Uuid::from_u128(100),
+            reason: "yêu cầu xóa".into(),
+        });
+        // Case a and its referral r1: what the model holds before the page.
+        let opened_a = opening_events(
+            opened(a, Uuid::from_u128(100), "vn:31135", false, RECEIVED),
+            &ctx,
+        );
+        let mut version_a = append(log, a, 0, &opened_a).await;
+        version_a = append(log, a, version_a, &police(&fold(&opened_a), r1, &ctx)).await;
+        let before = log.last_position();
+        // The page: case b opened, r2 asked on it; a's text erased; b's
+        // erased; then r3 asked on b, after its erasure.
+        let opened_b = opening_events(
+            opened(b, Uuid::from_u128(101), "vn:31135", false, RECEIVED),
+            &ctx,
+        );
+        let mut version_b = append(log, b, 0, &opened_b).await;
+        let asked = police(&fold(&opened_b), r2, &ctx);
+        version_b = append(log, b, version_b, &asked).await;
+        append(log, a, version_a, std::slice::from_ref(&erased)).await;
+        version_b = append(log, b, version_b, std::slice::from_ref(&erased)).await;
+        let state_b = fold(&[opened_b, asked].concat());
+        append(log, b, version_b, &police(&state_b, r3, &ctx)).await;
+
+        let all = log.read_all(1, 100).await.unwrap();
+        let model = Cases::new();
+        for envelope in all.iter().filter(|e| e.global_position <= before) {
+            model.apply(envelope);
+        }
+        let page: Vec<Envelope> = all
+            .into_iter()
+            .filter(|e| e.global_position > before)
+            .collect();
+        // Requests in clear (schema 1) made no key.
+        assert_eq!(model.referral_key_work(&page), (vec![], vec![r1]));
+        // Sealed ones did.
+        let sealed: Vec<Envelope> = page
+            .into_iter()
+            .map(|mut e| {
+                if e.event_type == "ReferralRequested" {
+                    e.schema_version = baove_domain::case::private::SEALED_SCHEMA_VERSION;
+                }
+                e
+            })
+            .collect();
+        let (requested, mut erased) = model.referral_key_work(&sealed);
+        erased.sort_unstable();
+        assert_eq!(requested, [r2, r3]);
+        assert_eq!(erased, [r1, r2], "r3 was asked after the erasure");
         kit.stop().await;
     }
 
