@@ -12,11 +12,18 @@
 //!   of them then answers as the active (the active died: its lease has to
 //!   expire before a standby takes it over; a quorum briefly lost).
 //!
+//! The same holds for an answer that breaks before its first message: its
+//! status in the trailers (UNAVAILABLE after the headers, naming the
+//! active or not), or its body cut off (the process died, or its
+//! connection dropped, after it sent the headers). Nothing of such an
+//! answer reached the caller, so it is sent again like a refusal.
+//!
 //! It gives up after `--wait-active` and returns the last answer as it
 //! was. With one address and no `baove-active` in the refusal, the answer
 //! is returned at once, as without this channel. Only the start of a call
-//! is followed: a watch already streaming that loses its process ends with
-//! the error (rerun it, with its `--from` position where it has one).
+//! is followed, up to its first message: a watch already streaming that
+//! loses its process ends with the error (rerun it, with its `--from`
+//! position where it has one).
 //!
 //! Requests are small (no call of the API streams its request), so each is
 //! kept in memory until its answer comes.
@@ -95,7 +102,10 @@ impl Following {
             *request.uri_mut() = head.uri.clone();
             *request.version_mut() = head.version;
             *request.headers_mut() = head.headers.clone();
-            let answer = channel.oneshot(request).await.map_err(Error::from);
+            let answer = match channel.oneshot(request).await {
+                Ok(response) => first_message(response).await,
+                Err(e) => Err(Error::from(e)),
+            };
             let named = match &answer {
                 Ok(response) => match refusal(response) {
                     None => return answer,
@@ -129,6 +139,37 @@ impl Following {
             }
         }
     }
+}
+
+/// `response` once its body's first frame came: with the body as it was
+/// (that frame, then the rest), or, when that frame is the trailers (no
+/// message), as the same answer in gRPC's trailers-only form (the
+/// trailers in the headers, an empty body), so that a refusal in the
+/// trailers reads as one in the headers. An error before the first frame
+/// (the body cut off) is the call's error.
+async fn first_message(response: http::Response<Body>) -> Result<http::Response<Body>, Error> {
+    let (mut head, mut body) = response.into_parts();
+    let first = match body.frame().await {
+        None => return Ok(http::Response::from_parts(head, Body::empty())),
+        Some(Err(e)) => return Err(Error::from(e)),
+        Some(Ok(frame)) => frame,
+    };
+    let first = match first.into_trailers() {
+        Ok(trailers) => {
+            head.headers.extend(trailers);
+            return Ok(http::Response::from_parts(head, Body::empty()));
+        }
+        Err(data) => data,
+    };
+    let rest = http_body_util::BodyStream::new(body);
+    let whole = futures_util::StreamExt::chain(
+        futures_util::stream::once(std::future::ready(Ok(first))),
+        rest,
+    );
+    Ok(http::Response::from_parts(
+        head,
+        Body::new(http_body_util::StreamBody::new(whole)),
+    ))
 }
 
 /// The address a refusal names as the active (`Some(None)` when it names
@@ -173,8 +214,153 @@ impl tower::Service<http::Request<Body>> for Following {
 
 #[cfg(test)]
 mod tests {
-    use super::refusal;
+    use super::{Following, refusal};
+    use std::time::Duration;
     use tonic::body::Body;
+    use tonic_health::ServingStatus;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    /// A process whose every answer breaks after its headers: UNAVAILABLE
+    /// in the trailers (naming `active`, if any), or its body cut off.
+    #[derive(Clone)]
+    struct Breaking {
+        active: Option<String>,
+        cut: bool,
+    }
+
+    impl tonic::server::NamedService for Breaking {
+        const NAME: &'static str = "grpc.health.v1.Health";
+    }
+
+    impl tower::Service<http::Request<Body>> for Breaking {
+        type Response = http::Response<Body>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<Body>) -> Self::Future {
+            let frame = if self.cut {
+                Err(tonic::Status::internal("the process died"))
+            } else {
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", http::HeaderValue::from_static("14"));
+                trailers.insert(
+                    "grpc-message",
+                    http::HeaderValue::from_static("not the active"),
+                );
+                if let Some(active) = &self.active {
+                    trailers.insert(super::ACTIVE, active.parse().unwrap());
+                }
+                Ok(http_body::Frame::trailers(trailers))
+            };
+            // The headers go first; the body breaks a moment later.
+            let body = http_body_util::StreamBody::new(futures_util::stream::once(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                frame
+            }));
+            let mut response = http::Response::new(Body::new(body));
+            response.headers_mut().insert(
+                "content-type",
+                http::HeaderValue::from_static("application/grpc"),
+            );
+            std::future::ready(Ok(response))
+        }
+    }
+
+    /// Serves `service` on a free loopback port; its address.
+    async fn serve<S>(service: S) -> String
+    where
+        S: tower::Service<
+                http::Request<Body>,
+                Response = http::Response<Body>,
+                Error = std::convert::Infallible,
+            > + tonic::server::NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        addr
+    }
+
+    /// A process that answers as the active.
+    async fn active() -> String {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("baove.active", ServingStatus::Serving)
+            .await;
+        serve(health).await
+    }
+
+    async fn following(addresses: &[&String]) -> Following {
+        Following::new(
+            addresses.iter().map(|a| (*a).clone()).collect(),
+            addresses[0].clone(),
+            crate::connect(addresses[0]).await.unwrap(),
+            Duration::from_secs(20),
+        )
+    }
+
+    async fn ask(channel: Following) -> Result<i32, tonic::Status> {
+        HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: "baove.active".into(),
+            })
+            .await
+            .map(|answer| answer.into_inner().status)
+    }
+
+    #[tokio::test]
+    async fn given_unavailable_in_the_trailers_naming_the_active_then_the_call_is_sent_there() {
+        let active = active().await;
+        let refusing = serve(Breaking {
+            active: Some(active.clone()),
+            cut: false,
+        })
+        .await;
+        let answer = ask(following(&[&refusing]).await).await.unwrap();
+        assert_eq!(answer, ServingStatus::Serving as i32);
+    }
+
+    #[tokio::test]
+    async fn given_an_answer_cut_off_after_its_headers_then_the_call_is_sent_to_the_active() {
+        let active = active().await;
+        let cut = serve(Breaking {
+            active: None,
+            cut: true,
+        })
+        .await;
+        let answer = ask(following(&[&cut, &active]).await).await.unwrap();
+        assert_eq!(answer, ServingStatus::Serving as i32);
+    }
+
+    #[tokio::test]
+    async fn given_unavailable_in_the_trailers_with_no_other_process_then_it_is_returned_as_it_was()
+    {
+        let refusing = serve(Breaking {
+            active: None,
+            cut: false,
+        })
+        .await;
+        let refused = ask(following(&[&refusing]).await).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+        assert_eq!(refused.message(), "not the active");
+    }
 
     fn answer(headers: &[(&'static str, &str)]) -> http::Response<Body> {
         let mut response = http::Response::new(Body::empty());
