@@ -684,6 +684,24 @@ async fn on_nats_each_service_has_its_own_credentials_and_publishes_only_its_own
         Err(_) => true,
     };
     assert!(forged, "intake must not publish casework's events");
+    // intake may ask the leader of its own streams and buckets to step
+    // down (refused here only because this NATS is not a cluster), not
+    // casework's.
+    let asking = async_nats::jetstream::ContextBuilder::new()
+        .timeout(std::time::Duration::from_secs(2))
+        .build(js.client());
+    for own in ["BAOVE_INTAKE", "BAOVE_INTAKE_LOG", "KV_BAOVE_LEASES"] {
+        let answer = baove_bus::replicas::step_down(&asking, own).await;
+        assert!(
+            matches!(answer, Ok(()) | Err(baove_bus::BusError::JetStream(_))),
+            "{own}: {answer:?}"
+        );
+    }
+    let theirs = baove_bus::replicas::step_down(&asking, "BAOVE_CASE").await;
+    assert!(
+        matches!(theirs, Err(baove_bus::BusError::Unavailable(_))),
+        "intake stepped casework's stream's leader down: {theirs:?}"
+    );
     // A wrong password, or none, is refused.
     for options in [
         async_nats::ConnectOptions::with_user_and_password("intake".into(), "wrong".into()),

@@ -28,6 +28,8 @@
 //! - [`logstream`]: every event of a log on its own stream ([`LogRelay`]),
 //!   the record a shortened log is repaired from and a data directory
 //!   rebuilt from ([`logstream::catch_up`]).
+//! - [`replicas`]: a stream's stalled replicas in a cluster, and the step-down
+//!   of its leader that restarts their catch-up.
 //! - `consumer`: [`ConsumerSpec`], [`Handler`], [`run_consumer`].
 //! - `health`: [`Bus`], [`BusHealth`]: whether each part makes progress.
 //!
@@ -54,6 +56,7 @@ pub mod lease;
 pub mod logstream;
 mod publish;
 mod relay;
+pub mod replicas;
 mod streams;
 
 pub use connect::{Credentials, connect, connect_as, inbox_prefix};

@@ -178,6 +178,14 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
         "last global position a read model applied (compare with baove_eventlog_position)"
     );
     metrics::describe_gauge!(NATS_CONNECTED, "1 while connected to NATS");
+    metrics::describe_gauge!(
+        baove_bus::replicas::REPLICAS_STALLED,
+        "replicas of this service's streams and buckets that stopped catching up (in a cluster)"
+    );
+    metrics::describe_counter!(
+        baove_bus::replicas::LEADER_STEP_DOWNS,
+        "step-downs of a stream's leader asked for because a replica stalled, by stream"
+    );
     metrics::describe_gauge!(LOG_SIZE, metrics::Unit::Bytes, "the log's files on disk");
     metrics::describe_gauge!(
         DEADLINES_DUE_SOON,
@@ -255,7 +263,7 @@ pub async fn sample(
 #[cfg(test)]
 mod tests {
     /// Every metric the services declare, by its exposed name.
-    const DECLARED: [&str; 24] = [
+    const DECLARED: [&str; 26] = [
         super::GRPC_REQUESTS,
         super::GRPC_DURATION,
         super::LOG_POSITION,
@@ -280,6 +288,8 @@ mod tests {
         baove_eventlog::GROUP_SIZE,
         baove_eventlog::SYNC_SECONDS,
         baove_bus::RELAY_PUBLISH_SECONDS,
+        baove_bus::replicas::REPLICAS_STALLED,
+        baove_bus::replicas::LEADER_STEP_DOWNS,
     ];
 
     /// The `baove_*` metric names in `text` (a histogram's series by its

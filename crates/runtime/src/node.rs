@@ -91,6 +91,11 @@ pub struct ServiceSpec {
     /// [`baove_bus::kv::DATA_KEYS`], written before a report is
     /// acknowledged), so that a standby can take over.
     pub side_trees_replicated: bool,
+    /// The key-value buckets whose replicas its active watches with its
+    /// streams' (in a cluster: a stalled replica's stream leader is asked
+    /// to step down, [`baove_bus::replicas`]): the buckets it writes
+    /// (intake also the lease bucket).
+    pub buckets: &'static [&'static str],
 }
 
 /// What a service hands its parts at start-up.

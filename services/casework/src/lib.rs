@@ -72,6 +72,10 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     grpc_services: &["baove.v1.CaseService", "baove.v1.ReportingService"],
     side_trees: &["data-keys", baove_runtime::referral_keys::LOCAL_TREE],
     side_trees_replicated: true,
+    buckets: &[
+        baove_bus::kv::CASE_KEYS.name,
+        baove_bus::kv::REFERRAL_KEYS.name,
+    ],
 };
 
 /// How often the scheduler looks for due deadlines.

@@ -45,6 +45,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     grpc_services: &["baove.v1.IntakeService"],
     side_trees: &["data-keys"],
     side_trees_replicated: true,
+    buckets: &[baove_bus::kv::DATA_KEYS.name, baove_bus::lease::BUCKET],
 };
 
 /// Runs the service until `shutdown` fires.

@@ -35,6 +35,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     grpc_services: &["baove.v1.ReferralService"],
     side_trees: &[],
     side_trees_replicated: false,
+    buckets: &[],
 };
 
 /// How often escalations are looked for.

@@ -7,6 +7,7 @@ mod consumer;
 mod lease;
 mod logstream;
 mod relay;
+mod replicas;
 
 use std::time::Duration;
 

@@ -372,7 +372,9 @@ pub(super) async fn watch_bus_health(
 
 /// Checks every second that the service's streams exist and makes a
 /// missing one again at once (after the bus lost its store an idle service
-/// must not wait for its next publish), reporting each as a bus part.
+/// must not wait for its next publish), reporting each as a bus part; in a
+/// cluster, also looks at the replicas of those streams and of its buckets
+/// and has a stalled one's stream leader step down ([`watch_replicas`]).
 pub(super) async fn keep_streams(
     spec: ServiceSpec,
     bus: baove_bus::Bus,
@@ -382,10 +384,15 @@ pub(super) async fn keep_streams(
         .into_iter()
         .chain(spec.other_streams.iter().copied())
         .collect();
+    let mut step_downs = baove_bus::replicas::StepDowns::default();
     loop {
+        let mut clusters = Vec::new();
         for stream in &streams {
             let part = format!("stream {}", stream.name);
-            if bus.js.get_stream(stream.name).await.is_ok() {
+            if let Ok(found) = bus.js.get_stream(stream.name).await {
+                if let Some(cluster) = &found.cached_info().cluster {
+                    clusters.push((stream.name.to_owned(), cluster.clone()));
+                }
                 bus.health.ok(&part);
                 continue;
             }
@@ -401,9 +408,59 @@ pub(super) async fn keep_streams(
                 Err(e) => bus.health.failing(&part, e.to_string()),
             }
         }
+        if bus.replicas > 1 {
+            watch_replicas(&spec, &bus, clusters, &mut step_downs).await;
+        }
         tokio::select! {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// With the cluster info of the service's streams (`clusters`) and that of
+/// its buckets, read here: counts the stalled replicas
+/// ([`baove_bus::replicas::stalled`]) and asks each one's stream leader to
+/// step down, at most once per stream in
+/// [`baove_bus::replicas::STEP_DOWN_EVERY`].
+async fn watch_replicas(
+    spec: &ServiceSpec,
+    bus: &baove_bus::Bus,
+    mut clusters: Vec<(String, async_nats::jetstream::stream::ClusterInfo)>,
+    step_downs: &mut baove_bus::replicas::StepDowns,
+) {
+    use baove_bus::replicas;
+    for bucket in spec.buckets {
+        let name = format!("KV_{bucket}");
+        // One that is not there yet is made by whoever writes it first.
+        if let Ok(found) = bus.js.get_stream(&name).await
+            && let Some(cluster) = &found.cached_info().cluster
+        {
+            clusters.push((name, cluster.clone()));
+        }
+    }
+    let stalls = replicas::stalled(&clusters);
+    #[allow(clippy::cast_precision_loss)]
+    metrics::gauge!(replicas::REPLICAS_STALLED).set(stalls.len() as f64);
+    for stall in stalls {
+        if !step_downs.may_ask(&stall.stream, std::time::Instant::now()) {
+            continue;
+        }
+        tracing::warn!(
+            stream = %stall.stream,
+            replica = %stall.peer,
+            unseen_s = stall.unseen.as_secs(),
+            lag = ?stall.lag,
+            "a replica of this stream stopped catching up while its node runs: asking the stream's leader to step down, which starts its catch-up again"
+        );
+        match replicas::step_down(&bus.js, &stall.stream).await {
+            Ok(()) => {
+                metrics::counter!(replicas::LEADER_STEP_DOWNS, "stream" => stall.stream.clone())
+                    .increment(1);
+            }
+            Err(e) => {
+                tracing::warn!(stream = %stall.stream, error = %e, "the stream's leader did not step down");
+            }
         }
     }
 }
