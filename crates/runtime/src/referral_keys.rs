@@ -50,6 +50,9 @@ pub struct ReferralKeys {
     /// it again.
     store: Mutex<Option<kv::Store>>,
     local: Option<sled::Tree>,
+    /// Referrals whose key [`Self::follow_log`] could not copy from the
+    /// bucket yet.
+    pending: std::sync::Mutex<Vec<Uuid>>,
 }
 
 /// The side tree of casework's sled database that keeps a copy of each
@@ -109,6 +112,7 @@ impl ReferralKeys {
             makes,
             store: Mutex::new(None),
             local: None,
+            pending: std::sync::Mutex::default(),
         }
     }
 
@@ -300,8 +304,9 @@ impl ReferralKeys {
     /// succeeds; then every 5 s checks that the bucket is still there, and
     /// when it is gone (deleted, NATS stores lost) makes it again and
     /// sweeps, so that the referral service finds the keys again without
-    /// waiting for casework to need one. Until `cancel` fires (casework
-    /// runs it from start).
+    /// waiting for casework to need one; every 5 s also takes the copies
+    /// [`Self::follow_log`] could not take yet. Until `cancel` fires
+    /// (casework runs it from start).
     pub async fn keep_bucket(self: std::sync::Arc<Self>, cancel: CancellationToken) {
         let mut swept = false;
         loop {
@@ -330,6 +335,18 @@ impl ReferralKeys {
                     Err(e) => {
                         tracing::warn!(error = %e, "referral keys not checked against the bucket yet; trying again")
                     }
+                }
+            }
+            let pending = std::mem::take(
+                &mut *self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            if !pending.is_empty() {
+                // Put back in `pending` by `follow_log` if it fails again.
+                if let Err(e) = self.follow_log(pending, Vec::new()).await {
+                    tracing::warn!(error = %e, "referral keys not copied yet");
                 }
             }
             tokio::select! {
@@ -424,6 +441,34 @@ impl ReferralKeys {
             .map_err(|e| format!("the data key of referral {referral} does not unwrap: {e}"))
     }
 
+    /// The bucket's entry of each of `referrals`: its wrapped key, or an
+    /// empty value for one erased; none for one the bucket never held.
+    async fn copies_of(&self, referrals: &[Uuid]) -> Result<Vec<(Uuid, Vec<u8>)>, String> {
+        let mut found = Vec::new();
+        if referrals.is_empty() {
+            return Ok(found);
+        }
+        let store = self.store().await?;
+        for referral in referrals {
+            let entry = match store.entry(referral.to_string()).await {
+                Ok(entry) => entry,
+                Err(e) => {
+                    self.forget().await;
+                    return Err(format!("the bucket of referral keys: {e}"));
+                }
+            };
+            match entry {
+                Some(entry) if entry.operation == kv::Operation::Put => {
+                    found.push((*referral, entry.value.to_vec()));
+                }
+                // Erased: only the fact of it.
+                Some(_) => found.push((*referral, Vec::new())),
+                None => {}
+            }
+        }
+        Ok(found)
+    }
+
     /// Keeps this process's copy (casework's [`LOCAL_TREE`]) in step with
     /// the case log it follows, one page at a time: takes from the bucket
     /// the wrapped key of each referral in `requested` it holds no copy of
@@ -436,9 +481,13 @@ impl ReferralKeys {
     /// active made its copy before it appended the request, so it reads
     /// only sled here.
     ///
+    /// A copy the bucket cannot give now (NATS away) does not hold the
+    /// caller up: it is taken by [`Self::keep_bucket`] once the bucket
+    /// answers, or on the next start, when the read model follows the log
+    /// again.
+    ///
     /// # Errors
-    /// When sled, or the bucket for a copy missing here, cannot be read or
-    /// written: the caller tries the page again.
+    /// When sled cannot be read or written: the caller tries the page again.
     pub async fn follow_log(&self, requested: Vec<Uuid>, erased: Vec<Uuid>) -> Result<(), String> {
         let Some(tree) = self.local.clone() else {
             return Ok(());
@@ -461,27 +510,19 @@ impl ReferralKeys {
             .await
             .map_err(|e| format!("key task failed: {e}"))??
         };
-        let mut found = Vec::new();
-        if !missing.is_empty() {
-            let store = self.store().await?;
-            for referral in missing {
-                let entry = match store.entry(referral.to_string()).await {
-                    Ok(entry) => entry,
-                    Err(e) => {
-                        self.forget().await;
-                        return Err(format!("the bucket of referral keys: {e}"));
-                    }
-                };
-                match entry {
-                    Some(entry) if entry.operation == kv::Operation::Put => {
-                        found.push((referral, entry.value.to_vec()));
-                    }
-                    // Erased: only the fact of it.
-                    Some(_) => found.push((referral, Vec::new())),
-                    None => {}
-                }
+        let found = match self.copies_of(&missing).await {
+            Ok(found) => found,
+            Err(e) => {
+                // Not worth stopping the read model for: the copies are
+                // taken when the bucket answers ([`Self::keep_bucket`]).
+                tracing::warn!(error = %e, referrals = missing.len(), "referral keys not copied from the bucket yet; trying again in 5 s");
+                self.pending
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .extend(missing);
+                Vec::new()
             }
-        }
+        };
         tokio::task::spawn_blocking(move || {
             for (referral, wrapped) in found {
                 // Only where there is no copy yet: an erasure written
@@ -724,13 +765,26 @@ mod tests {
 
         // A copy held is never asked of the bucket again: the active
         // follows its own log with NATS gone.
+        let fresh = Uuid::now_v7();
+        active.for_sealing(fresh).await.unwrap();
         kit.nats.kill();
         active.follow_log(vec![kept, later], vec![]).await.unwrap();
         standby.follow_log(vec![kept], vec![]).await.unwrap();
-        assert!(
-            standby.follow_log(vec![unknown], vec![]).await.is_err(),
-            "a missing copy needs the bucket"
-        );
+        // A copy the bucket cannot give now does not hold the standby's
+        // read model up: it is taken once NATS is back.
+        standby.follow_log(vec![fresh], vec![]).await.unwrap();
+        assert!(standby_tree.get(fresh.as_bytes()).unwrap().is_none());
+        kit.nats.restart().unwrap();
+        let cancel = CancellationToken::new();
+        let keeper = tokio::spawn(standby.clone().keep_bucket(cancel.clone()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while standby_tree.get(fresh.as_bytes()).unwrap() != kit.tree.get(fresh.as_bytes()).unwrap()
+        {
+            assert!(std::time::Instant::now() < deadline, "never copied");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        cancel.cancel();
+        keeper.await.unwrap();
     }
 
     #[tokio::test]
