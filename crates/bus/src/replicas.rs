@@ -10,9 +10,10 @@
 //! unseen for [`STALLED_AFTER`], while its node is current in another of
 //! the streams looked at (so the node runs). The active of each service
 //! looks at its own streams and buckets every second (the runtime's stream
-//! keeper), logs and counts each stall, and asks the stream's leader to
-//! step down ([`step_down`]) at most once per [`STEP_DOWN_EVERY`] per
-//! stream: the new leader, elected among the current replicas in well under
+//! keeper), counts each stall, and once it has seen one last
+//! [`STALLED_AFTER`] too ([`StepDowns`]) logs it and asks the stream's
+//! leader to step down ([`step_down`]), at most once per
+//! [`STEP_DOWN_EVERY`] per stream: the new leader, elected among the current replicas in well under
 //! a second, starts the lagging one's catch-up again. The same by hand:
 //! `nats stream cluster step-down <stream>`.
 
@@ -112,24 +113,45 @@ pub async fn step_down(js: &async_nats::jetstream::Context, stream: &str) -> Res
     }
 }
 
-/// When each stream's leader was last asked to step down, so that a stall
-/// that lasts is not answered by an election every second.
+/// Which stalls have lasted, and when each stream's leader was last asked
+/// to step down: a replica must be seen stalled for [`STALLED_AFTER`] by
+/// this process too (not only unseen by its leader: a node that just came
+/// back is heard by some of its streams' leaders a moment before others),
+/// and a stall that lasts is not answered by an election every second.
 #[derive(Debug, Default)]
 pub struct StepDowns {
+    since: HashMap<(String, String), std::time::Instant>,
     last: HashMap<String, std::time::Instant>,
 }
 
 impl StepDowns {
-    /// Whether `stream`'s leader may be asked now (none asked within
-    /// [`STEP_DOWN_EVERY`]); if so, notes it asked at `now`.
-    pub fn may_ask(&mut self, stream: &str, now: std::time::Instant) -> bool {
-        match self.last.get(stream) {
-            Some(at) if now.saturating_duration_since(*at) < STEP_DOWN_EVERY => false,
-            _ => {
-                self.last.insert(stream.to_owned(), now);
-                true
+    /// Of `stalls`, seen at `now`, the streams whose leader to ask now:
+    /// those with a replica stalled since at least [`STALLED_AFTER`] ago
+    /// (as seen by these calls) and no step-down asked within
+    /// [`STEP_DOWN_EVERY`]. Notes each as asked at `now`.
+    pub fn to_ask(&mut self, stalls: &[Stall], now: std::time::Instant) -> Vec<String> {
+        self.since.retain(|(stream, peer), _| {
+            stalls
+                .iter()
+                .any(|s| s.stream == *stream && s.peer == *peer)
+        });
+        let mut ask = Vec::new();
+        for stall in stalls {
+            let since = *self
+                .since
+                .entry((stall.stream.clone(), stall.peer.clone()))
+                .or_insert(now);
+            let lasted = now.saturating_duration_since(since) >= STALLED_AFTER;
+            let asked_lately = self
+                .last
+                .get(&stall.stream)
+                .is_some_and(|at| now.saturating_duration_since(*at) < STEP_DOWN_EVERY);
+            if lasted && !asked_lately && !ask.contains(&stall.stream) {
+                self.last.insert(stall.stream.clone(), now);
+                ask.push(stall.stream.clone());
             }
         }
+        ask
     }
 }
 
@@ -223,12 +245,34 @@ mod tests {
     }
 
     #[test]
-    fn given_a_step_down_asked_then_the_same_stream_waits_five_minutes() {
+    fn given_a_stall_when_it_lasts_30_s_here_then_its_leader_is_asked_once_in_five_minutes() {
+        let stall = |stream: &str, peer: &str| Stall {
+            stream: stream.into(),
+            peer: peer.into(),
+            unseen: Duration::from_secs(40),
+            lag: Some(7),
+        };
         let mut asked = StepDowns::default();
-        let now = std::time::Instant::now();
-        assert!(asked.may_ask("BAOVE_INTAKE", now));
-        assert!(!asked.may_ask("BAOVE_INTAKE", now + Duration::from_secs(299)));
-        assert!(asked.may_ask("KV_BAOVE_LEASES", now + Duration::from_secs(1)));
-        assert!(asked.may_ask("BAOVE_INTAKE", now + STEP_DOWN_EVERY));
+        let t0 = std::time::Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let intake = [stall("BAOVE_INTAKE", "n3")];
+        // Seen for the first time: not yet (a node just back).
+        assert!(asked.to_ask(&intake, at(0)).is_empty());
+        assert!(asked.to_ask(&intake, at(29)).is_empty());
+        assert_eq!(asked.to_ask(&intake, at(30)), ["BAOVE_INTAKE"]);
+        // Still stalled: not again within five minutes.
+        assert!(asked.to_ask(&intake, at(31)).is_empty());
+        assert!(asked.to_ask(&intake, at(329)).is_empty());
+        assert_eq!(asked.to_ask(&intake, at(330)), ["BAOVE_INTAKE"]);
+        // A stall that went away starts its 30 s again.
+        let leases = [stall("KV_BAOVE_LEASES", "n2")];
+        assert!(asked.to_ask(&leases, at(331)).is_empty());
+        assert!(asked.to_ask(&[], at(340)).is_empty());
+        assert!(asked.to_ask(&leases, at(362)).is_empty());
+        assert_eq!(asked.to_ask(&leases, at(392)), ["KV_BAOVE_LEASES"]);
+        // Two replicas of one stream: one step-down.
+        let both = [stall("BAOVE_CASE", "n2"), stall("BAOVE_CASE", "n3")];
+        assert!(asked.to_ask(&both, at(400)).is_empty());
+        assert_eq!(asked.to_ask(&both, at(430)), ["BAOVE_CASE"]);
     }
 }

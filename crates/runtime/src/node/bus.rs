@@ -420,9 +420,10 @@ pub(super) async fn keep_streams(
 
 /// With the cluster info of the service's streams (`clusters`) and that of
 /// its buckets, read here: counts the stalled replicas
-/// ([`baove_bus::replicas::stalled`]) and asks each one's stream leader to
-/// step down, at most once per stream in
-/// [`baove_bus::replicas::STEP_DOWN_EVERY`].
+/// ([`baove_bus::replicas::stalled`]) and asks the stream leader of each
+/// stall that lasted to step down, at most once per stream in
+/// [`baove_bus::replicas::STEP_DOWN_EVERY`]
+/// ([`baove_bus::replicas::StepDowns`]).
 async fn watch_replicas(
     spec: &ServiceSpec,
     bus: &baove_bus::Bus,
@@ -442,24 +443,23 @@ async fn watch_replicas(
     let stalls = replicas::stalled(&clusters);
     #[allow(clippy::cast_precision_loss)]
     metrics::gauge!(replicas::REPLICAS_STALLED).set(stalls.len() as f64);
-    for stall in stalls {
-        if !step_downs.may_ask(&stall.stream, std::time::Instant::now()) {
-            continue;
+    for stream in step_downs.to_ask(&stalls, std::time::Instant::now()) {
+        for stall in stalls.iter().filter(|s| s.stream == stream) {
+            tracing::warn!(
+                stream = %stall.stream,
+                replica = %stall.peer,
+                unseen_s = stall.unseen.as_secs(),
+                lag = ?stall.lag,
+                "a replica of this stream stopped catching up while its node runs: asking the stream's leader to step down, which starts its catch-up again"
+            );
         }
-        tracing::warn!(
-            stream = %stall.stream,
-            replica = %stall.peer,
-            unseen_s = stall.unseen.as_secs(),
-            lag = ?stall.lag,
-            "a replica of this stream stopped catching up while its node runs: asking the stream's leader to step down, which starts its catch-up again"
-        );
-        match replicas::step_down(&bus.js, &stall.stream).await {
+        match replicas::step_down(&bus.js, &stream).await {
             Ok(()) => {
-                metrics::counter!(replicas::LEADER_STEP_DOWNS, "stream" => stall.stream.clone())
+                metrics::counter!(replicas::LEADER_STEP_DOWNS, "stream" => stream.clone())
                     .increment(1);
             }
             Err(e) => {
-                tracing::warn!(stream = %stall.stream, error = %e, "the stream's leader did not step down");
+                tracing::warn!(stream = %stream, error = %e, "the stream's leader did not step down");
             }
         }
     }
