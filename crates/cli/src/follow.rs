@@ -260,7 +260,11 @@ mod tests {
                 }
                 Ok(http_body::Frame::trailers(trailers))
             };
-            // The headers go first; the body breaks a moment later.
+            // The headers go first; the body breaks a moment later. This
+            // is the process's behaviour, not a wait on the test's side: a
+            // break sent with the headers would reach the client as a
+            // failed call, which the old code retried too, so a late
+            // scheduler can only make the test weaker, never fail it.
             let body = http_body_util::StreamBody::new(futures_util::stream::once(async move {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 frame

@@ -219,6 +219,22 @@ impl ReferralKeys {
         }
     }
 
+    /// The bucket's entry of `referral`; on an error the bucket handle is
+    /// forgotten, so that the next call finds or makes the bucket again.
+    async fn entry_in(
+        &self,
+        store: &kv::Store,
+        referral: Uuid,
+    ) -> Result<Option<kv::Entry>, String> {
+        match store.entry(referral.to_string()).await {
+            Ok(entry) => Ok(entry),
+            Err(e) => {
+                self.forget().await;
+                Err(format!("the bucket of referral keys: {e}"))
+            }
+        }
+    }
+
     /// Puts back into the bucket each key of this process's copy that the
     /// bucket never held, and drops the copy of each key the bucket says
     /// was erased. Returns how many were put back and dropped.
@@ -240,13 +256,7 @@ impl ReferralKeys {
         .map_err(|e| format!("key task failed: {e}"))?;
         let (mut restored, mut dropped) = (0, 0);
         for referral in ids {
-            let entry = match store.entry(referral.to_string()).await {
-                Ok(entry) => entry,
-                Err(e) => {
-                    self.forget().await;
-                    return Err(format!("the bucket of referral keys: {e}"));
-                }
-            };
+            let entry = self.entry_in(store, referral).await?;
             match entry {
                 Some(entry) if entry.operation == kv::Operation::Put => {}
                 Some(_) => {
@@ -450,13 +460,7 @@ impl ReferralKeys {
         }
         let store = self.store().await?;
         for referral in referrals {
-            let entry = match store.entry(referral.to_string()).await {
-                Ok(entry) => entry,
-                Err(e) => {
-                    self.forget().await;
-                    return Err(format!("the bucket of referral keys: {e}"));
-                }
-            };
+            let entry = self.entry_in(&store, *referral).await?;
             match entry {
                 Some(entry) if entry.operation == kv::Operation::Put => {
                     found.push((*referral, entry.value.to_vec()));
