@@ -80,6 +80,10 @@ fn main() {
             started.elapsed().as_secs_f64(),
             large as f64 / started.elapsed().as_secs_f64()
         );
+        println!(
+            "disk: {:.0} bytes per event in the large log's directory (sled's files after the fill, ~1 KiB of payload per event)",
+            dir_bytes(&dir.path().join("large")) as f64 / big.last_position() as f64
+        );
         let on_large = appends(&big, 8, run).await.rate;
         println!(
             "appends/s with 8 writers: empty log {on_empty:.0}, log of {large} events {on_large:.0} (ratio {:.2})",
@@ -168,6 +172,22 @@ async fn beside_postgres(url: &str, ours: &[Run], baseline: f64, run: Duration) 
         );
     }
     peer.finish().await;
+}
+
+/// The bytes of the files under `dir`, as `du --apparent-size` counts them.
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                dir_bytes(&entry.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
