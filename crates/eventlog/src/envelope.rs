@@ -10,9 +10,9 @@ use crate::Error;
 /// Largest accepted payload, in bytes of JSON: 64 KiB, room for a report
 /// whose every free-text field is at its limit in Vietnamese as typed,
 /// sealed (47 KiB, measured; 32 KiB refused such reports). One stored event
-/// (the envelope's JSON, the payload escaped inside it) stays under sled's
-/// blob threshold (segment size / 4 = 128 KiB), which sled writes to a file
-/// of its own, unless most of its payload is characters JSON must escape.
+/// (the envelope's compact form, the payload's bytes inside it) stays under
+/// sled's blob threshold (segment size / 4 = 128 KiB), which sled writes to
+/// a file of its own.
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 
 /// Largest accepted length of the short text fields (event type, actor
@@ -99,12 +99,19 @@ impl fmt::Display for ChainHash {
 
 impl Serialize for ChainHash {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(self.0))
+        if s.is_human_readable() {
+            s.serialize_str(&hex::encode(self.0))
+        } else {
+            self.0.serialize(s)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for ChainHash {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if !d.is_human_readable() {
+            return <[u8; 32]>::deserialize(d).map(Self);
+        }
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         let mut out = [0u8; 32];
         hex::decode_to_slice(text.as_bytes(), &mut out).map_err(serde::de::Error::custom)?;
@@ -216,8 +223,10 @@ impl NewEvent {
     }
 }
 
-/// One stored event. What is stored in sled is this struct as JSON; the
-/// payload is embedded byte for byte as it was appended.
+/// One stored event. What is stored in sled is this struct in its compact
+/// form ([`Envelope::encode_stored`]); logs written before that form hold
+/// it as JSON ([`Envelope::encode`]), which is also the form published on
+/// NATS. In both the payload is kept byte for byte as it was appended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     /// Unique id (UUIDv7); the `Nats-Msg-Id` when published.
@@ -307,11 +316,23 @@ impl Envelope {
         ChainHash(hasher.finalize().into())
     }
 
-    /// Decodes an envelope from its stored JSON bytes.
+    /// Decodes an envelope from either of its forms: the compact stored
+    /// form ([`Envelope::encode_stored`], first byte [`STORED_FORM`]) or
+    /// JSON ([`Envelope::encode`], first byte `{`).
     ///
     /// # Errors
     /// [`Error::Corrupt`] when the bytes are not an envelope.
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        if let Some((&STORED_FORM, compact)) = bytes.split_first() {
+            return match postcard::take_from_bytes::<Self>(compact) {
+                Ok((envelope, [])) => Ok(envelope),
+                Ok((_, rest)) => Err(Error::Corrupt(format!(
+                    "undecodable event: {} bytes after the envelope's last field",
+                    rest.len()
+                ))),
+                Err(e) => Err(Error::Corrupt(format!("undecodable event: {e}"))),
+            };
+        }
         // serde's message can quote the offending value whole: clip it, so
         // a megabyte of garbage is not echoed into logs and errors.
         serde_json::from_slice(bytes).map_err(|e| {
@@ -322,7 +343,9 @@ impl Envelope {
         })
     }
 
-    /// Encodes the envelope as stored (JSON).
+    /// Encodes the envelope as JSON: the form published on NATS (every
+    /// version of baove reads it) and the one logs written before the
+    /// compact form hold in sled.
     ///
     /// # Errors
     /// Only if serde_json fails, which it does not for this type; kept as a
@@ -330,19 +353,63 @@ impl Envelope {
     pub fn encode(&self) -> Result<Vec<u8>, Error> {
         serde_json::to_vec(self).map_err(|e| Error::Corrupt(format!("unencodable event: {e}")))
     }
+
+    /// Encodes the envelope in the compact form it is stored in: the byte
+    /// [`STORED_FORM`], then the fields in their declared order in postcard's
+    /// wire format (version 1, <https://postcard.jamesmunns.com>): integers as
+    /// varints, each text (the payload too) as a varint length and its UTF-8
+    /// bytes, the ids as 16 bytes and the hashes as 32. About a third of
+    /// the JSON form's bytes go (the field names, hex and quoting) and
+    /// reading it back does not parse the payload.
+    ///
+    /// # Errors
+    /// Only if postcard fails, which it does not for this type.
+    pub fn encode_stored(&self) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::with_capacity(256 + self.payload.len());
+        out.push(STORED_FORM);
+        postcard::to_extend(self, out)
+            .map_err(|e| Error::Corrupt(format!("unencodable event: {e}")))
+    }
+
+    /// Encodes the envelope again in the form `stored` is in, to check that
+    /// stored bytes are exactly what this envelope encodes to.
+    ///
+    /// # Errors
+    /// As [`Envelope::encode`] and [`Envelope::encode_stored`].
+    pub fn encode_like(&self, stored: &[u8]) -> Result<Vec<u8>, Error> {
+        if stored.first() == Some(&STORED_FORM) {
+            self.encode_stored()
+        } else {
+            self.encode()
+        }
+    }
 }
 
-/// Stores a JSON string as embedded raw JSON and reads it back byte for byte.
+/// The first byte of an envelope in its compact stored form
+/// ([`Envelope::encode_stored`]); the JSON form starts with `{`.
+pub const STORED_FORM: u8 = 0x01;
+
+/// In JSON, stores a JSON string as embedded raw JSON and reads it back
+/// byte for byte; in the compact form, as a plain string. The compact form
+/// does not parse the payload again when read: it was checked to be JSON
+/// when appended, the chain hash covers its bytes, and every reader parses
+/// it as its event type anyway.
 mod raw_json {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use serde_json::value::RawValue;
 
     pub fn serialize<S: Serializer>(payload: &str, s: S) -> Result<S::Ok, S::Error> {
+        if !s.is_human_readable() {
+            return s.serialize_str(payload);
+        }
         let raw: &RawValue = serde_json::from_str(payload).map_err(serde::ser::Error::custom)?;
         raw.serialize(s)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        if !d.is_human_readable() {
+            return String::deserialize(d);
+        }
         let raw = <Box<RawValue>>::deserialize(d)?;
         Ok(raw.get().to_owned())
     }
@@ -380,6 +447,42 @@ mod tests {
         assert_eq!(back, e);
         assert_eq!(back.payload, r#"{"b":1,"a":"x y"}"#);
         assert_eq!(back.compute_hash(), e.hash);
+    }
+
+    #[test]
+    fn the_compact_form_round_trips_the_payload_byte_for_byte_and_is_smaller() {
+        let e = sample();
+        let compact = e.encode_stored().unwrap();
+        assert_eq!(compact[0], STORED_FORM);
+        let back = Envelope::decode(&compact).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(back.payload, r#"{"b":1,"a":"x y"}"#);
+        assert_eq!(back.compute_hash(), e.hash);
+        let json = e.encode().unwrap();
+        assert_eq!(json[0], b'{');
+        assert!(
+            compact.len() * 2 < json.len(),
+            "{} vs {}",
+            compact.len(),
+            json.len()
+        );
+        assert_eq!(e.encode_like(&compact).unwrap(), compact);
+        assert_eq!(e.encode_like(&json).unwrap(), json);
+    }
+
+    #[test]
+    fn a_cut_or_lengthened_compact_envelope_does_not_decode() {
+        let compact = sample().encode_stored().unwrap();
+        for len in 1..compact.len() {
+            assert!(
+                Envelope::decode(&compact[..len]).is_err(),
+                "cut to {len} bytes"
+            );
+        }
+        let mut longer = compact;
+        longer.push(0);
+        let err = Envelope::decode(&longer).unwrap_err().to_string();
+        assert!(err.contains("1 bytes after"), "{err}");
     }
 
     #[test]

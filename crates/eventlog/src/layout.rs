@@ -5,7 +5,7 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `events` | stream id (16 bytes) ‖ seq (u64 BE) | the envelope as JSON |
+//! | `events` | stream id (16 bytes) ‖ seq (u64 BE) | the envelope in its compact form ([`crate::Envelope::encode_stored`]: the byte [`crate::envelope::STORED_FORM`], then postcard); logs written before it hold JSON, which still reads |
 //! | `global` | position (u64 BE) | stream id ‖ seq |
 //! | `heads` | stream id | last seq (u64 BE) ‖ last hash (32 bytes) |
 //! | `commands` | command id (UTF-8) | the first answer ([`crate::Appended`]) as JSON |

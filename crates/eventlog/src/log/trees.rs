@@ -204,7 +204,7 @@ impl Trees {
                     "stored bytes do not decode as an envelope".into(),
                 );
             };
-            if event.encode()? != value.as_ref() {
+            if event.encode_like(&value)? != value.as_ref() {
                 return broken(
                     expected_seq,
                     "stored bytes are not the canonical encoding of the event".into(),

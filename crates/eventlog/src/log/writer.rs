@@ -487,7 +487,7 @@ impl Writer {
             heads.insert(e.stream_id, (e.seq, e.hash));
             rows.push((
                 layout::event_key(e.stream_id, e.seq),
-                e.encode()?,
+                e.encode_stored()?,
                 e.global_position,
                 false,
             ));
@@ -570,7 +570,7 @@ impl Writer {
             prev = envelope.hash;
             rows.push((
                 layout::event_key(request.stream, envelope.seq),
-                envelope.encode()?,
+                envelope.encode_stored()?,
                 envelope.global_position,
                 request.publish,
             ));

@@ -6,6 +6,7 @@
 mod append;
 mod concurrency;
 mod crash;
+mod forms;
 mod gate;
 mod import;
 mod properties;

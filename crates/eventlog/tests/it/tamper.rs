@@ -131,14 +131,15 @@ async fn an_altered_event_is_reported_through_the_reopened_log() {
         let db = open_raw(dir.path());
         let events = db.open_tree(layout::EVENTS).unwrap();
         let key = layout::event_key(s, 3);
-        let text = String::from_utf8(events.get(key).unwrap().unwrap().to_vec()).unwrap();
-        events
-            .insert(
-                key,
-                text.replace("hotline_operator", "province_officer")
-                    .as_bytes(),
-            )
+        // The role's bytes, in whichever form the event is stored, replaced
+        // by another role of the same length.
+        let mut stored = events.get(key).unwrap().unwrap().to_vec();
+        let at = stored
+            .windows(16)
+            .position(|w| w == b"hotline_operator")
             .unwrap();
+        stored[at..at + 16].copy_from_slice(b"province_officer");
+        events.insert(key, stored).unwrap();
         db.flush().unwrap();
     }
     let log = EventLog::open(dir.path()).await.unwrap();
