@@ -5,7 +5,8 @@
 # that it never meets run.sh's), runs `baove bench load` against it
 # (hotline reports open-loop at 50, 100, 200 and 400 reports/s, 30 s each,
 # unless other arguments are given: they are passed on, e.g. --rates 100
-# --secs 10), then prints each service's disk use and flushes (sled flush +
+# --secs 10; after the rates it reads one report's intake and case with 50
+# concurrent province officers), then prints each service's disk use and flushes (sled flush +
 # fdatasync, by log) per acknowledged report, and stops everything. Asserts nothing:
 # figures only, from this machine, now.
 # Usage: deploy/local/bench.sh [baove bench load arguments]

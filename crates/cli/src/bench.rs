@@ -1,9 +1,10 @@
 //! `baove bench`: load from a client, as users make it, with the figures a
 //! benchmark prints (never asserted).
 //!
-//! - `reads`: `GetIntake` of one intake by N concurrent readers for S
-//!   seconds, closed loop: each call is answered only once its access-log
-//!   entry is durable, so this measures the read path with that write.
+//! - `reads`: `GetIntake` of one intake, or `GetCase` of one case, by N
+//!   concurrent readers for S seconds, closed loop: each call is answered
+//!   only once its access-log entry is durable, so this measures the read
+//!   path with that write. `load` runs the same reads after its rates.
 //! - `submits`: `SubmitHotlineReport` of the report in a file by N
 //!   concurrent writers for S seconds, closed loop, each call a new report
 //!   (its own request id): acknowledged reports/s and latency, the write
@@ -13,7 +14,10 @@
 
 use std::time::{Duration, Instant};
 
-use baove_proto::v1::{GetIntakeRequest, intake_service_client::IntakeServiceClient};
+use baove_proto::v1::{
+    GetCaseRequest, GetIntakeRequest, case_service_client::CaseServiceClient,
+    intake_service_client::IntakeServiceClient,
+};
 use clap::Subcommand;
 
 pub mod load;
@@ -40,9 +44,13 @@ pub enum Command {
     Load(load::Load),
     /// Concurrent `GetIntake` calls: calls/s, p50/p99 latency, errors.
     Reads {
-        /// The intake to read (the token must be allowed to read it).
+        /// The intake to read with `GetIntake` (the token must be allowed
+        /// to read it).
+        #[arg(long, required_unless_present = "case", conflicts_with = "case")]
+        intake: Option<String>,
+        /// Or the case to read with `GetCase` (the address is casework's).
         #[arg(long)]
-        intake: String,
+        case: Option<String>,
         /// Readers calling at once, each as soon as its last call returned.
         #[arg(long, default_value_t = 50)]
         concurrency: usize,
@@ -50,6 +58,24 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         secs: u64,
     },
+}
+
+/// What `reads` reads.
+#[derive(Clone, Debug)]
+pub enum Read {
+    /// `IntakeService/GetIntake` of this intake id.
+    Intake(String),
+    /// `CaseService/GetCase` of this case id.
+    Case(String),
+}
+
+impl Read {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Intake(_) => "GetIntake",
+            Self::Case(_) => "GetCase",
+        }
+    }
 }
 
 /// Runs `command` against `addr`.
@@ -60,9 +86,23 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Reads {
             intake,
+            case,
             concurrency,
             secs,
-        } => reads(addr, &intake, concurrency.max(1), Duration::from_secs(secs)).await,
+        } => {
+            let read = match (intake, case) {
+                (Some(id), None) => Read::Intake(id),
+                (None, Some(id)) => Read::Case(id),
+                _ => anyhow::bail!("name one of --intake and --case"),
+            };
+            // One token: one caller, whose calls the services limit
+            // (`bench load` reads with one officer per reader).
+            let channel = crate::channel(addr).await?;
+            let channels = vec![channel; concurrency.max(1)];
+            let (started, latencies, errors) =
+                reads(channels, &read, Duration::from_secs(secs)).await;
+            report(read.name(), concurrency.max(1), started, latencies, &errors)
+        }
         Command::Submits {
             file,
             concurrency,
@@ -92,41 +132,111 @@ async fn submits(
         facts.received_at = Some(prost_types::Timestamp::from(std::time::SystemTime::now()));
     }
     let run = uuid::Uuid::now_v7().simple().to_string();
-    let channel = crate::channel(addr).await?;
-    let until = Instant::now() + length;
+    let client = IntakeServiceClient::new(crate::channel(addr).await?);
+    let serial = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = Instant::now();
-    let mut writers = Vec::new();
-    for writer in 0..concurrency {
-        let mut client = IntakeServiceClient::new(channel.clone());
-        let template = template.clone();
-        let run = run.clone();
-        writers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut errors: std::collections::BTreeMap<String, u64> = Default::default();
-            let mut n = 0u64;
-            while Instant::now() < until {
-                let mut request = template.clone();
-                request.request_id = format!("bench-{run}-{writer}-{n}");
-                n += 1;
-                let call = Instant::now();
-                match client.submit_hotline_report(request).await {
-                    Ok(_) => latencies.push(call.elapsed()),
-                    Err(status) => *errors.entry(format!("{:?}", status.code())).or_default() += 1,
+    let (latencies, errors) = closed_loop(concurrency, length, move |_| {
+        let mut client = client.clone();
+        let mut request = template.clone();
+        let n = serial.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        request.request_id = format!("bench-{run}-{n}");
+        async move { client.submit_hotline_report(request).await.map(drop) }
+    })
+    .await;
+    report("submits", concurrency, started, latencies, &errors)
+}
+
+/// `read` by one reader per channel (each carrying a token allowed to read
+/// it) for `length`, closed loop: when they started, each answered call's
+/// latency, and the refused calls by gRPC code.
+pub async fn reads<C>(
+    channels: Vec<C>,
+    read: &Read,
+    length: Duration,
+) -> (Instant, Vec<Duration>, Errors)
+where
+    C: tonic::client::GrpcService<tonic::body::Body> + Clone + Send + 'static,
+    C::Future: Send,
+    C::Error: Into<tonic::codegen::StdError>,
+    C::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <C::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    let started = Instant::now();
+    let (latencies, errors) = match read.clone() {
+        Read::Intake(intake_id) => {
+            let clients: Vec<_> = channels.into_iter().map(IntakeServiceClient::new).collect();
+            closed_loop(clients.len(), length, move |k| {
+                let mut client = clients[k].clone();
+                let request = GetIntakeRequest {
+                    intake_id: intake_id.clone(),
+                };
+                async move { client.get_intake(request).await.map(drop) }
+            })
+            .await
+        }
+        Read::Case(case_id) => {
+            let clients: Vec<_> = channels.into_iter().map(CaseServiceClient::new).collect();
+            closed_loop(clients.len(), length, move |k| {
+                let mut client = clients[k].clone();
+                let request = GetCaseRequest {
+                    case_id: case_id.clone(),
+                };
+                async move { client.get_case(request).await.map(drop) }
+            })
+            .await
+        }
+    };
+    (started, latencies, errors)
+}
+
+/// Refused calls by gRPC code.
+pub type Errors = std::collections::BTreeMap<String, u64>;
+
+/// `concurrency` callers, caller `k` making `call(k)` as soon as its last
+/// one was answered, until `length` has passed: each answered call's
+/// latency, and the refused ones by gRPC code.
+async fn closed_loop<F, Fut>(
+    concurrency: usize,
+    length: Duration,
+    call: F,
+) -> (Vec<Duration>, Errors)
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send,
+{
+    let until = Instant::now() + length;
+    let callers: Vec<_> = (0..concurrency)
+        .map(|k| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut errors = Errors::default();
+                while Instant::now() < until {
+                    let started = Instant::now();
+                    match call(k).await {
+                        Ok(()) => latencies.push(started.elapsed()),
+                        Err(status) => {
+                            *errors.entry(format!("{:?}", status.code())).or_default() += 1;
+                        }
+                    }
                 }
-            }
-            (latencies, errors)
-        }));
-    }
+                (latencies, errors)
+            })
+        })
+        .collect();
     let mut latencies = Vec::new();
-    let mut errors: std::collections::BTreeMap<String, u64> = Default::default();
-    for writer in writers {
-        let (mine, failed) = writer.await?;
+    let mut errors = Errors::default();
+    for caller in callers {
+        // A caller that panicked counts as one refused call.
+        let (mine, failed) = caller
+            .await
+            .unwrap_or_else(|_| (Vec::new(), Errors::from([("Panicked".to_owned(), 1)])));
         latencies.extend(mine);
         for (code, n) in failed {
             *errors.entry(code).or_default() += n;
         }
     }
-    report("submits", concurrency, started, latencies, &errors)
+    (latencies, errors)
 }
 
 /// Prints a closed-loop run's figures; fails when no call succeeded.
@@ -135,7 +245,7 @@ fn report(
     concurrency: usize,
     started: Instant,
     latencies: Vec<Duration>,
-    errors: &std::collections::BTreeMap<String, u64>,
+    errors: &Errors,
 ) -> anyhow::Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
     let mut ms: Vec<f64> = latencies.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
@@ -154,45 +264,37 @@ fn report(
     Ok(())
 }
 
-async fn reads(
-    addr: &str,
-    intake: &str,
-    concurrency: usize,
-    length: Duration,
-) -> anyhow::Result<()> {
-    let channel = crate::channel(addr).await?;
-    let until = Instant::now() + length;
-    let started = Instant::now();
-    let mut readers = Vec::new();
-    for _ in 0..concurrency {
-        let mut client = IntakeServiceClient::new(channel.clone());
-        let intake_id = intake.to_owned();
-        readers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut errors: std::collections::BTreeMap<String, u64> = Default::default();
-            while Instant::now() < until {
-                let call = Instant::now();
-                match client
-                    .get_intake(GetIntakeRequest {
-                        intake_id: intake_id.clone(),
-                    })
-                    .await
-                {
-                    Ok(_) => latencies.push(call.elapsed()),
-                    Err(status) => *errors.entry(format!("{:?}", status.code())).or_default() += 1,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn closed_loop_gives_each_caller_its_index_and_counts_refusals_by_code() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (latencies, errors) = closed_loop(3, Duration::from_millis(200), {
+            let seen = seen.clone();
+            let calls = calls.clone();
+            move |k| {
+                seen.lock().unwrap().insert(k);
+                let n = calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    if n.is_multiple_of(4) {
+                        Err(tonic::Status::resource_exhausted("slow down"))
+                    } else {
+                        Ok(())
+                    }
                 }
             }
-            (latencies, errors)
-        }));
+        })
+        .await;
+        assert_eq!(*seen.lock().unwrap(), [0, 1, 2].into());
+        let made = calls.load(std::sync::atomic::Ordering::Relaxed);
+        let refused = errors.get("ResourceExhausted").copied().unwrap_or(0);
+        assert_eq!(errors.len(), usize::from(refused > 0));
+        assert_eq!(latencies.len() as u64 + refused, made);
+        assert_eq!(refused, made.div_ceil(4));
+        assert!(latencies.iter().all(|d| *d >= Duration::from_millis(5)));
     }
-    let mut latencies = Vec::new();
-    let mut errors: std::collections::BTreeMap<String, u64> = Default::default();
-    for reader in readers {
-        let (mine, failed) = reader.await?;
-        latencies.extend(mine);
-        for (code, n) in failed {
-            *errors.entry(code).or_default() += n;
-        }
-    }
-    report("reads", concurrency, started, latencies, &errors)
 }

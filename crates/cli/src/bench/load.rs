@@ -22,7 +22,10 @@
 //!   resident and peak resident memory (`VmRSS`, `VmHWM`).
 //!
 //! And at the end, the highest rate whose hand-over p99 stayed under 50 ms
-//! with nothing refused. It asserts nothing: `deploy/local/bench.sh` starts a
+//! with nothing refused; then `--readers` province officers (50 by default)
+//! read the last report whose case opened, closed loop, for `--read-secs`
+//! each: its intake (`GetIntake`), then its case (`GetCase`), each call
+//! answered once its access-log record is durable: calls/s and p50/p99. It asserts nothing: `deploy/local/bench.sh` starts a
 //! fresh system of release binaries and runs it.
 
 use std::collections::HashMap;
@@ -67,6 +70,20 @@ pub struct Load {
     /// Pause between two rates, so that one run's backlog is not the next's.
     #[arg(long, default_value_t = 5)]
     pub pause_secs: u64,
+    /// After the rates, readers reading one of the reports at once: its
+    /// intake (`GetIntake`), then its case (`GetCase`); 0 reads nothing.
+    #[arg(long, default_value_t = 50)]
+    pub readers: usize,
+    /// Seconds each of the two reads runs.
+    #[arg(long, default_value_t = 10)]
+    pub read_secs: u64,
+    /// The readers' agency: a province officer of the report's province
+    /// (that of deploy/examples/hotline-report.json by default).
+    #[arg(long, default_value = "vn:92/so-y-te")]
+    pub reader_agency: String,
+    /// The readers' unit (their scope).
+    #[arg(long, default_value = "vn:92")]
+    pub reader_unit: String,
 }
 
 /// What one submit came to.
@@ -106,16 +123,18 @@ pub async fn run(addr: &str, args: Load) -> anyhow::Result<()> {
         .map(|p| Process::parse(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let issuer = baove_security::Issuer::from_file(&args.issuer_key)?;
-    let mint = |user: &str, role: Role, agency: &str| -> anyhow::Result<Bearer> {
-        let token = issuer
-            .issue(user, role, agency, &[], 3600 * 4)
-            .context("cannot sign a token")?;
-        Bearer::new(&token, "benchmark").map_err(|e| anyhow::anyhow!(e))
-    };
+    let mint_in =
+        |user: &str, role: Role, agency: &str, units: &[String]| -> anyhow::Result<Bearer> {
+            let token = issuer
+                .issue(user, role, agency, units, 3600 * 4)
+                .context("cannot sign a token")?;
+            Bearer::new(&token, "benchmark").map_err(|e| anyhow::anyhow!(e))
+        };
+    let mint = |user: &str, role: Role, agency: &str| mint_in(user, role, agency, &[]);
     let intake = crate::direct_channel(addr).await?;
     let casework = crate::direct_channel(&args.casework).await?;
     let mut auditor = AuditServiceClient::new(AuthChannel::new(
-        casework,
+        casework.clone(),
         mint("bench-auditor", Role::Auditor, "vn:92/thanh-tra")?,
     ));
     let run_id = uuid::Uuid::now_v7().simple().to_string();
@@ -134,6 +153,8 @@ pub async fn run(addr: &str, args: Load) -> anyhow::Result<()> {
     );
     let mut figures = Vec::new();
     let mut serial = 0u64;
+    // The last report whose case opened: what the readers read.
+    let mut sample = None;
     for (n, &rate) in args.rates.iter().enumerate() {
         if rate == 0 {
             bail!("--rates: a rate must be at least 1 report/s");
@@ -202,6 +223,9 @@ pub async fn run(addr: &str, args: Load) -> anyhow::Result<()> {
             Duration::from_secs(args.settle_secs),
         )
         .await?;
+        if let Some((id, _)) = opened.iter().max_by_key(|(_, at)| **at) {
+            sample = Some(id.clone());
+        }
         let cpu = processes
             .iter()
             .zip(&cpu_before)
@@ -233,6 +257,44 @@ pub async fn run(addr: &str, args: Load) -> anyhow::Result<()> {
             "highest rate with hand-over p99 under 50 ms and nothing refused: {rate} reports/s"
         ),
         None => out!("no rate kept hand-over p99 under 50 ms with nothing refused"),
+    }
+    match sample {
+        Some(intake_id) if args.readers > 0 => {
+            let case_id = baove_domain::case::case_id_for_intake(
+                uuid::Uuid::parse_str(&intake_id).context("an intake id from casework's log")?,
+            );
+            // One officer per reader: the services limit each caller.
+            let officers = (0..args.readers)
+                .map(|k| {
+                    mint_in(
+                        &format!("bench-reader-{k}"),
+                        Role::ProvinceOfficer,
+                        &args.reader_agency,
+                        std::slice::from_ref(&args.reader_unit),
+                    )
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let length = Duration::from_secs(args.read_secs);
+            for (read, channel) in [
+                (super::Read::Intake(intake_id), intake),
+                (super::Read::Case(case_id.to_string()), casework),
+            ] {
+                let channels = officers
+                    .iter()
+                    .map(|officer| AuthChannel::new(channel.clone(), officer.clone()))
+                    .collect();
+                let (started, latencies, errors) = super::reads(channels, &read, length).await;
+                // Printed either way: a refusal here is the readers' scope
+                // (--reader-unit), not a failed load run.
+                if let Err(e) =
+                    super::report(read.name(), args.readers, started, latencies, &errors)
+                {
+                    out!("{}: {e}", read.name());
+                }
+            }
+        }
+        Some(_) => {}
+        None => out!("reads: no report got a case, nothing to read"),
     }
     Ok(())
 }
