@@ -358,8 +358,9 @@ impl Envelope {
     /// [`STORED_FORM`], then the fields in their declared order in postcard's
     /// wire format (version 1, <https://postcard.jamesmunns.com>): integers as
     /// varints, each text (the payload too) as a varint length and its UTF-8
-    /// bytes, the ids as 16 bytes and the hashes as 32. About a third of
-    /// the JSON form's bytes go (the field names, hex and quoting) and
+    /// bytes, the ids as 16 bytes and the hashes as 32. The field names, the
+    /// hex and the quoting of the JSON form go (on the bench's events of
+    /// ~1 KiB of payload, 1,984 → 1,574 bytes on disk per event), and
     /// reading it back does not parse the payload.
     ///
     /// # Errors

@@ -25,8 +25,9 @@
 //! with nothing refused; then `--readers` province officers (50 by default)
 //! read the last report whose case opened, closed loop, for `--read-secs`
 //! each: its intake (`GetIntake`), then its case (`GetCase`), each call
-//! answered once its access-log record is durable: calls/s and p50/p99. It asserts nothing: `deploy/local/bench.sh` starts a
-//! fresh system of release binaries and runs it.
+//! answered once its access-log record is durable: calls/s and p50/p99.
+//! It asserts nothing: `deploy/local/bench.sh` starts a fresh system of
+//! release binaries and runs it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
