@@ -42,7 +42,8 @@ pub enum Command {
     /// Hotline reports open-loop at fixed rates: submit and hand-over
     /// (submit to CaseOpened) latency, refusals, CPU and memory per process.
     Load(load::Load),
-    /// Concurrent `GetIntake` calls: calls/s, p50/p99 latency, errors.
+    /// Concurrent `GetIntake` or `GetCase` calls with one token: calls/s,
+    /// p50/p99 latency, errors.
     Reads {
         /// The intake to read with `GetIntake` (the token must be allowed
         /// to read it).
