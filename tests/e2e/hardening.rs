@@ -365,3 +365,50 @@ fn the_cli_ends_quietly_when_the_reader_of_its_output_went_away() {
     // The work was done all the same.
     assert!(keys.path().join("k.pub.pem").is_file());
 }
+
+/// A refused call is answered once its request has been read, so the
+/// refusal reaches the client as its own code. Answered while the client
+/// was still sending, the server had to reset the stream, and a client
+/// that lost that race (hyper's, under a flood of refusals) reported
+/// "transport error: broken pipe" (UNKNOWN) instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_waits_for_the_request_and_does_not_reset_the_stream() {
+    let nats = baove_testkit::NatsServer::start().unwrap();
+    let intake = Service::start("intake", &nats.url());
+    intake.wait_health("", ServingStatus::Serving).await;
+    let tcp = tokio::net::TcpStream::connect(intake.addr.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    // No token: refused by the gate before any handler runs.
+    let request = http::Request::post(format!("{}/baove.v1.IntakeService/GetIntake", intake.addr))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (mut response, mut send) = client.send_request(request, false).unwrap();
+    // Only the headers are sent: the server must not answer yet.
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut response).await;
+    assert!(
+        early.is_err(),
+        "answered before the request was sent: {early:?}"
+    );
+    // The request: one empty protobuf message, gRPC-framed.
+    send.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+        .unwrap();
+    let response = response.await.unwrap();
+    let status = response
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(status.as_deref(), Some("16"), "{response:?}");
+    // The stream ended without a reset: nothing the client sent was cut off.
+    let reset = std::future::poll_fn(|cx| match send.poll_reset(cx) {
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+        std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+    })
+    .await;
+    assert!(reset.is_none(), "the stream was reset: {reset:?}");
+}
