@@ -87,7 +87,13 @@ pub type Cursor = (i64, u64);
 /// 100,000 cases, 5% of a core with nothing happening).
 #[derive(Default)]
 struct Table {
-    rows: HashMap<Uuid, Row>,
+    /// Every case's row, in the list's order: (opened at, position, case).
+    /// A page is read from its cursor onwards, and a filter few cases
+    /// match walks the rows in place, instead of sorting every case
+    /// under the lock at each call.
+    rows: BTreeMap<(i64, u64, Uuid), Row>,
+    /// Where each case's row is in `rows`.
+    keys: HashMap<Uuid, (i64, u64)>,
     /// (when the scheduler must look at the case next, the case): what
     /// [`CaseSummary::next_deadline_check`] says, for [`Cases::due`].
     checks: BTreeSet<(i64, Uuid)>,
@@ -169,7 +175,10 @@ impl Cases {
         };
         let mut table = self.write();
         let id = *envelope.stream_id.as_uuid();
-        let previous = table.rows.remove(&id);
+        let previous = table
+            .keys
+            .remove(&id)
+            .and_then(|(at, position)| table.rows.remove(&(at, position, id)));
         if let Some(row) = &previous {
             table.index(&row.case, false);
         }
@@ -180,8 +189,9 @@ impl Cases {
             });
         if let Some(case) = CaseSummary::apply(previous.map(|r| r.case), &event) {
             table.index(&case, true);
+            table.keys.insert(id, (opened_at_ms, position));
             table.rows.insert(
-                id,
+                (opened_at_ms, position, id),
                 Row {
                     case,
                     version: envelope.seq,
@@ -327,6 +337,11 @@ impl Cases {
 
     /// Up to `limit` cases matching `filter`, newest opened first, strictly
     /// after `after`; and the cursor of the next page, if any.
+    ///
+    /// Read from the list's order backwards, from the cursor (or the
+    /// filter's `opened_to_ms`) down to its `opened_from_ms`, stopping at
+    /// the first row past the page: a page costs the rows it looks at, not
+    /// a sort of every case.
     #[must_use]
     pub fn list(
         &self,
@@ -334,16 +349,38 @@ impl Cases {
         after: Option<Cursor>,
         limit: usize,
     ) -> (Vec<Row>, Option<Cursor>) {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
         let table = self.read();
-        let mut matching: Vec<&Row> = table
+        // Keys are (opened at, position, case id): `(ms, position, nil)`
+        // is below every key of that (ms, position).
+        let upper = [
+            after.map(|(ms, position)| (ms, position, Uuid::nil())),
+            filter.opened_to_ms.map(|to| (to, 0, Uuid::nil())),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let lower = filter.opened_from_ms.map(|from| (from, 0, Uuid::nil()));
+        if let (Some(lower), Some(upper)) = (lower, upper)
+            && lower >= upper
+        {
+            return (Vec::new(), None);
+        }
+        let range = (
+            lower.map_or(Unbounded, Included),
+            upper.map_or(Unbounded, Excluded),
+        );
+        let mut page: Vec<Row> = table
             .rows
-            .values()
+            .range(range)
+            .rev()
+            .map(|(_, row)| row)
             .filter(|row| filter.matches(row))
-            .filter(|row| after.is_none_or(|cursor| (row.opened_at_ms, row.position) < cursor))
+            .take(limit.saturating_add(1))
+            .cloned()
             .collect();
-        matching.sort_unstable_by_key(|row| std::cmp::Reverse((row.opened_at_ms, row.position)));
-        let more = matching.len() > limit;
-        let page: Vec<Row> = matching.into_iter().take(limit).cloned().collect();
+        let more = page.len() > limit;
+        page.truncate(limit);
         let next = if more {
             page.last().map(|r| (r.opened_at_ms, r.position))
         } else {
@@ -354,7 +391,12 @@ impl Cases {
 
     /// `f` of the summary of case `id`, if the model has it.
     pub fn with_case<T>(&self, id: Uuid, f: impl FnOnce(&CaseSummary) -> T) -> Option<T> {
-        self.read().rows.get(&id).map(|row| f(&row.case))
+        let table = self.read();
+        let (at, position) = table.keys.get(&id)?;
+        table
+            .rows
+            .get(&(*at, *position, id))
+            .map(|row| f(&row.case))
     }
 
     /// Every row, by case id: for comparing two models.
@@ -365,7 +407,7 @@ impl Cases {
             .read()
             .rows
             .iter()
-            .map(|(id, row)| (*id, row.clone()))
+            .map(|((_, _, id), row)| (*id, row.clone()))
             .collect();
         all.sort_by_key(|(id, _)| *id);
         all
@@ -556,6 +598,104 @@ mod tests {
             rebuilt.list(&ninh_kieu, None, 10).0,
             live.list(&ninh_kieu, None, 10).0
         );
+        kit.stop().await;
+    }
+
+    /// Every page of `filter`, `limit` rows at a time, following the cursor.
+    fn all_pages(cases: &Cases, filter: &Filter, limit: usize) -> Vec<Uuid> {
+        let mut ids = Vec::new();
+        let mut after = None;
+        loop {
+            let (page, next) = cases.list(filter, after, limit);
+            assert!(page.len() <= limit);
+            ids.extend(page.iter().map(|r| r.case.case_id));
+            match next {
+                Some(cursor) => {
+                    assert!(after.is_none_or(|a| cursor < a), "the cursor went back");
+                    after = Some(cursor);
+                }
+                None => return ids,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn given_many_cases_when_listed_page_by_page_then_each_matching_case_comes_once_newest_first()
+     {
+        let kit = Kit::new().await;
+        let (log, live, ctx) = (&kit.log, &kit.live, kit.ctx());
+        let units = ["vn:31135", "vn:31186", "vn:31153"];
+        for i in 0..40_u128 {
+            let case = Uuid::from_u128(1000 + i);
+            let unit = units[(i % 3) as usize];
+            let events = opening_events(
+                opened(case, Uuid::from_u128(2000 + i), unit, i % 4 == 0, RECEIVED),
+                &ctx,
+            );
+            append(log, case, 0, &events).await;
+        }
+        live.wait_for(log.last_position()).await.unwrap();
+        let rows: Vec<Row> = live.snapshot().into_iter().map(|(_, r)| r).collect();
+        assert_eq!(rows.len(), 40);
+        // What the list must give: every matching row, newest opened first,
+        // ties by position (many cases open in the same millisecond here).
+        let expected = |filter: &Filter| {
+            let mut matching: Vec<&Row> = rows.iter().filter(|r| filter.matches(r)).collect();
+            matching.sort_by_key(|r| std::cmp::Reverse((r.opened_at_ms, r.position)));
+            matching.iter().map(|r| r.case.case_id).collect::<Vec<_>>()
+        };
+        let mut times: Vec<i64> = rows.iter().map(|r| r.opened_at_ms).collect();
+        times.sort_unstable();
+        let (first, middle, last) = (times[0], times[20], times[39]);
+        let filters = [
+            Filter::default(),
+            Filter {
+                incident_unit_id: Some(HashSet::from(["vn:31186".to_owned()])),
+                ..Filter::default()
+            },
+            Filter {
+                units: Some(HashSet::from([
+                    "vn:31135".to_owned(),
+                    "vn:31153".to_owned(),
+                ])),
+                ..Filter::default()
+            },
+            Filter {
+                opened_from_ms: Some(middle),
+                ..Filter::default()
+            },
+            Filter {
+                opened_to_ms: Some(middle),
+                ..Filter::default()
+            },
+            Filter {
+                opened_from_ms: Some(first),
+                opened_to_ms: Some(last + 1),
+                incident_unit_id: Some(HashSet::from(["vn:31135".to_owned()])),
+                ..Filter::default()
+            },
+            Filter {
+                opened_from_ms: Some(last + 1),
+                ..Filter::default()
+            },
+            Filter {
+                opened_from_ms: Some(middle),
+                opened_to_ms: Some(middle),
+                ..Filter::default()
+            },
+        ];
+        for filter in &filters {
+            let want = expected(filter);
+            for limit in [1, 3, 7, 40, 100] {
+                assert_eq!(
+                    all_pages(live, filter, limit),
+                    want,
+                    "{filter:?}, limit {limit}"
+                );
+            }
+        }
+        assert_eq!(expected(&filters[0]).len(), 40);
+        assert!(!expected(&filters[3]).is_empty());
         kit.stop().await;
     }
 
