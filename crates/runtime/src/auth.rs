@@ -176,7 +176,7 @@ type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send
 const DRAIN_BYTES: usize = 1024 * 1024;
 
 /// The longest [`drain`] waits for the rest of a refused call's request.
-const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reads the request of a call about to be refused to its end (at most
 /// [`DRAIN_BYTES`], for at most [`DRAIN_WAIT`]), so that the refusal is
