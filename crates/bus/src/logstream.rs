@@ -13,16 +13,16 @@
 //!
 //! The stream's sequence of the event at position `p` is `p`: the
 //! [`LogRelay`] publishes position `p` only with
-//! `Nats-Expected-Last-Subject-Sequence: p - 1`, so JetStream stores it
-//! only right after position `p - 1`. A second writer of the same log (a
-//! deposed process, a copy started by mistake) cannot extend it: its
-//! publishes are refused, and the relay reports the log as diverged instead
-//! of publishing.
+//! `Nats-Expected-Last-Sequence: p - 1` and, after the first message of a
+//! pipeline, `Nats-Expected-Last-Msg-Id` = the event id at `p - 1`, so
+//! JetStream stores it only right after this log's position `p - 1`. A
+//! second writer of the same log (a deposed process, a copy started by
+//! mistake) cannot extend it: its publishes are refused, and the relay
+//! reports the log as diverged instead of publishing.
 
 use std::time::Duration;
 
-use async_nats::HeaderMap;
-use async_nats::jetstream::{self, context::PublishErrorKind};
+use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
 use baove_eventlog::{Envelope, EventLog};
 use futures_util::StreamExt as _;
 use tokio_util::sync::CancellationToken;
@@ -509,7 +509,7 @@ impl LogRelay {
     /// does not know it (after its own acknowledged publish it does, until an
     /// error or an idle wake-up). Skipping the asking
     /// costs no safety: every publish carries the position it expects the
-    /// stream to end at (`Nats-Expected-Last-Subject-Sequence`), so if
+    /// stream to end at (`Nats-Expected-Last-Sequence`), so if
     /// anything but this relay changed the stream since (another writer, a
     /// deleted stream), the publish is refused, and the next step asks and
     /// compares as before.
@@ -565,6 +565,24 @@ impl LogRelay {
 
     /// Publishes a page of the log after position `published`, where the
     /// stream is expected to end; true when it published something.
+    ///
+    /// Up to [`crate::relay::WINDOW`] messages are sent before their acks
+    /// are awaited, in order (one quorum round trip per window in a
+    /// cluster, not per event). Each is fenced twice, so that a pipeline can
+    /// never put an event anywhere but right after its predecessor in this
+    /// log:
+    /// - `Nats-Expected-Last-Sequence: p - 1`: stored only if the stream
+    ///   then ends at `p - 1`. JetStream checks it when it applies the
+    ///   message, in order, so messages sent one after another pass it
+    ///   without waiting for each other's acks (the per-subject variant is
+    ///   checked against what is committed before the message is proposed,
+    ///   and would refuse every message of a pipeline but the first);
+    /// - every message after the page's first also carries
+    ///   `Nats-Expected-Last-Msg-Id` = the event id of the one before it:
+    ///   the position alone would let a deposed writer's second message land
+    ///   right after a new writer's event at the first one's position. The
+    ///   first carries only the position: the stream's last message id is
+    ///   unknown to JetStream once it is older than the duplicate window.
     async fn publish_from(&mut self, published: u64) -> Result<bool, BusError> {
         let events = self.log.read_all(published + 1, PAGE).await?;
         if events.is_empty() {
@@ -575,52 +593,67 @@ impl LogRelay {
             .for_bus(events.iter().map(|e| e.global_position).collect())
             .await?;
         let subject = log_subject(self.spec);
-        // One at a time: on a replicated stream JetStream checks the
-        // expected last sequence against what is committed, so a second
-        // publish sent before the first's ack would be refused.
-        for envelope in &events {
-            let position = envelope.global_position;
-            let mut headers = HeaderMap::new();
-            headers.insert("Nats-Msg-Id", envelope.event_id.to_string().as_str());
-            headers.insert(
-                "Nats-Expected-Last-Subject-Sequence",
-                (position - 1).to_string().as_str(),
-            );
-            headers.insert(HEADER_POSITION, position.to_string().as_str());
-            if for_bus.contains(&position) {
-                headers.insert(HEADER_FOR_BUS, "1");
+        let mut after: Option<String> = None;
+        for window in events.chunks(crate::relay::WINDOW) {
+            let mut sent = Vec::with_capacity(window.len());
+            for envelope in window {
+                let position = envelope.global_position;
+                let mut message = PublishMessage::build()
+                    .payload(envelope.encode()?.into())
+                    .message_id(envelope.event_id.to_string())
+                    .expected_last_sequence(position - 1)
+                    .header(HEADER_POSITION, position.to_string().as_str());
+                if let Some(after) = &after {
+                    message = message.expected_last_message_id(after);
+                }
+                if for_bus.contains(&position) {
+                    message = message.header(HEADER_FOR_BUS, "1");
+                }
+                let ack = self
+                    .js
+                    .send_publish(subject.clone(), message)
+                    .await
+                    .map_err(|e| {
+                        BusError::Unavailable(format!("publish to {}: {e}", self.spec.name))
+                    })?;
+                sent.push((position, ack));
+                after = Some(envelope.event_id.to_string());
             }
-            let ack = self
-                .js
-                .publish_with_headers(subject.clone(), headers, envelope.encode()?.into())
-                .await
-                .map_err(|e| {
-                    BusError::Unavailable(format!("publish to {}: {e}", self.spec.name))
-                })?;
-            match ack.await {
-                Ok(ack) if ack.sequence == position => {
-                    self.known_end = Some(position);
-                    self.reached(position);
-                }
-                Ok(ack) => {
-                    return Err(BusError::JetStream(format!(
-                        "{} stored position {position} at sequence {}",
-                        self.spec.name, ack.sequence
-                    )));
-                }
-                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
-                    // Someone else extended the stream since we looked: the
-                    // next step compares what they wrote with this log.
-                    return Err(BusError::JetStream(format!(
-                        "{} was extended by another writer before position {position}",
-                        self.spec.name
-                    )));
-                }
-                Err(e) => {
-                    return Err(BusError::Unavailable(format!(
-                        "ack from {} for position {position}: {e}",
-                        self.spec.name
-                    )));
+            // In order: the first refused ends the page (what follows it
+            // was refused too, or is found on the stream by the next step).
+            for (position, ack) in sent {
+                match ack.await {
+                    Ok(ack) if ack.sequence == position => {
+                        self.known_end = Some(position);
+                        self.reached(position);
+                    }
+                    Ok(ack) => {
+                        return Err(BusError::JetStream(format!(
+                            "{} stored position {position} at sequence {}",
+                            self.spec.name, ack.sequence
+                        )));
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            PublishErrorKind::WrongLastSequence
+                                | PublishErrorKind::WrongLastMessageId
+                        ) =>
+                    {
+                        // Someone else extended the stream since we looked:
+                        // the next step compares what they wrote with this
+                        // log.
+                        return Err(BusError::JetStream(format!(
+                            "{} was extended by another writer before position {position}",
+                            self.spec.name
+                        )));
+                    }
+                    Err(e) => {
+                        return Err(BusError::Unavailable(format!(
+                            "ack from {} for position {position}: {e}",
+                            self.spec.name
+                        )));
+                    }
                 }
             }
         }

@@ -350,6 +350,27 @@ async fn a_new_active_hands_on_what_the_dead_one_stored_with_the_cluster_but_had
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_that_knows_where_the_stream_ends_is_still_refused_when_another_writer_extended_it()
 {
+    deposed_relay_meets_another_writer(2, 1).await;
+}
+
+/// The relay sends a page's events without waiting for each ack. A
+/// deposed writer whose relay still thinks the stream ends at 3 sends
+/// positions 4, 5 and 6 at once, while a new writer already stored its
+/// own position 4: the first is refused by its position, and the second,
+/// whose position (4) the stream does end at, by the event it must follow
+/// (`Nats-Expected-Last-Msg-Id`): nothing of the deposed writer lands
+/// after the new writer's event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_relay_sending_several_events_at_once_stores_none_after_another_writers_event() {
+    deposed_relay_meets_another_writer(1, 3).await;
+}
+
+/// A relay (of a cluster's process) publishes three shared events and so
+/// knows the stream ends at 3; another writer with the same three events
+/// then stores `theirs` of its own; the first log then takes `ours` events
+/// in one command. Its relay must put none of them on the stream, and
+/// stops, naming position 4, where the two part.
+async fn deposed_relay_meets_another_writer(theirs: usize, ours: usize) {
     let (_nats, js, cancel) = setup().await;
     let first_dir = tempfile::tempdir().unwrap();
     let first = EventLog::open(first_dir.path()).await.unwrap();
@@ -360,25 +381,22 @@ async fn a_relay_that_knows_where_the_stream_ends_is_still_refused_when_another_
         tokio::spawn(LogRelay::new(first.clone(), cluster_bus, LOG).run(cancel.clone()));
     stream_reaches(&js, 3).await;
 
-    // Another writer with the same first three events goes on: positions 4
-    // and 5 are its own.
     let second_dir = tempfile::tempdir().unwrap();
     let second = EventLog::open(second_dir.path()).await.unwrap();
     second
         .import(first.read_all(1, 100).await.unwrap())
         .await
         .unwrap();
-    append(&second, "second", 2).await;
+    append(&second, "second", theirs).await;
+    let end = 3 + theirs as u64;
     let second_cancel = cancel.child_token();
     let second_relay =
         tokio::spawn(LogRelay::new(second.clone(), bus(&js), LOG).run(second_cancel.clone()));
-    stream_reaches(&js, 5).await;
+    stream_reaches(&js, end).await;
     second_cancel.cancel();
     second_relay.await.unwrap().unwrap();
 
-    // The first log takes one more event: its relay must not put it on
-    // the stream, and stops, naming where the two part.
-    append(&first, "first", 1).await;
+    append(&first, "first", ours).await;
     let relayed = tokio::time::timeout(Duration::from_secs(30), first_relay)
         .await
         .expect("the relay went on past another writer's events")
@@ -387,7 +405,14 @@ async fn a_relay_that_knows_where_the_stream_ends_is_still_refused_when_another_
         matches!(relayed, Err(BusError::Diverged { position: 4, .. })),
         "{relayed:?}"
     );
-    let on_stream = on_stream(&js, 5).await;
-    assert_eq!(on_stream, second.read_all(1, 100).await.unwrap());
+    let stream_end = logstream::stream_end(&js, LOG).await.unwrap().unwrap();
+    assert_eq!(
+        stream_end.global_position, end,
+        "the deposed writer's events were stored after the other writer's"
+    );
+    assert_eq!(
+        on_stream(&js, end).await,
+        second.read_all(1, 100).await.unwrap()
+    );
     cancel.cancel();
 }
