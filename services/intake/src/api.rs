@@ -171,9 +171,11 @@ impl IntakeApi {
         let facts = parsed.facts();
         let (cases, intakes) = d::possible_duplicates(
             facts,
-            &self
-                .view
-                .priors(&facts.incident_place.unit_id, &facts.child.name_key),
+            &self.view.priors(
+                &facts.incident_place.unit_id,
+                &facts.child.name_key,
+                facts.received_at_ms,
+            ),
         );
         self.access
             .read(
@@ -223,9 +225,11 @@ impl IntakeApi {
         let facts = report.facts();
         let (possible_duplicate_case_ids, possible_duplicate_intake_ids) = d::possible_duplicates(
             facts,
-            &self
-                .view
-                .priors(&facts.incident_place.unit_id, &facts.child.name_key),
+            &self.view.priors(
+                &facts.incident_place.unit_id,
+                &facts.child.name_key,
+                facts.received_at_ms,
+            ),
         );
         let intake_id = Uuid::now_v7();
         // The report names its operator or officer and their police

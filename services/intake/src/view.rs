@@ -5,7 +5,7 @@
 //! of thousands of intakes a year, not millions). Rebuilt from the log at
 //! start-up; it follows new appends through the log's commit notifications.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use baove_domain::intake::{self as d, IntakeEvent, IntakeRecorded, Prior};
@@ -230,10 +230,13 @@ struct State {
     referrals: HashMap<Uuid, Vec<NotedReferral>>,
     /// Cases casework closed (and did not reopen).
     closed_cases: HashSet<Uuid>,
-    /// The intakes of each (incident unit, child's name key), in the order
-    /// recorded: the duplicate check reads only those, so its cost does
-    /// not grow with the log.
-    by_unit_and_name: HashMap<(String, String), Vec<Uuid>>,
+    /// The intakes of each (incident unit, child's name key), by the time
+    /// the duplicate check compares (its case's opening once handed over,
+    /// else its receipt; [`d::duplicate_window`]): the check reads only
+    /// those of its window, so its cost does not grow with the log, nor
+    /// with the years of reports about children of one name in one
+    /// commune.
+    by_unit_and_name: HashMap<(String, String), BTreeSet<(i64, Uuid)>>,
     /// The intakes handed over to each case, in the order handed over.
     by_case: HashMap<Uuid, Vec<Uuid>>,
 }
@@ -323,7 +326,7 @@ impl View {
                         .by_unit_and_name
                         .entry(key)
                         .or_default()
-                        .push(row.intake_id);
+                        .insert((row.received_at_ms, row.intake_id));
                 }
                 state.rows.insert(row.intake_id, row);
             }
@@ -331,8 +334,15 @@ impl View {
                 let intake_id = *envelope.stream_id.as_uuid();
                 if let Some(row) = state.rows.get_mut(&intake_id) {
                     let first = row.handed_over.is_none();
+                    let was = row.handed_over.map_or(row.received_at_ms, |(_, at)| at);
                     row.handed_over = Some((handed.case_id, envelope.recorded_at_ms));
                     row.version = envelope.seq;
+                    let key = (row.incident_unit_id.clone(), row.name_key.clone());
+                    if let Some(by_time) = state.by_unit_and_name.get_mut(&key)
+                        && by_time.remove(&(was, intake_id))
+                    {
+                        by_time.insert((envelope.recorded_at_ms, intake_id));
+                    }
                     if first {
                         state
                             .by_case
@@ -487,20 +497,24 @@ impl View {
 
     /// What the duplicate check needs of earlier intakes in `unit_id` about
     /// a child with `name_key` (none for an empty key: without a name
-    /// nothing is flagged), read from the index, not by scanning every
-    /// intake.
+    /// nothing is flagged) whose time is in the window of a report received
+    /// at `received_at_ms` ([`d::duplicate_window`]), read from the index,
+    /// not by scanning every intake.
     #[must_use]
-    pub fn priors(&self, unit_id: &str, name_key: &str) -> Vec<Prior> {
+    pub fn priors(&self, unit_id: &str, name_key: &str, received_at_ms: i64) -> Vec<Prior> {
         if name_key.is_empty() {
             return Vec::new();
         }
+        let window = d::duplicate_window(received_at_ms);
         let state = self.read();
         state
             .by_unit_and_name
             .get(&(unit_id.to_owned(), name_key.to_owned()))
             .into_iter()
-            .flatten()
-            .filter_map(|id| state.rows.get(id))
+            .flat_map(|by_time| {
+                by_time.range((*window.start(), Uuid::nil())..=(*window.end(), Uuid::max()))
+            })
+            .filter_map(|(_, id)| state.rows.get(id))
             .map(|row| Prior {
                 intake_id: row.intake_id,
                 name_key: row.name_key.clone(),

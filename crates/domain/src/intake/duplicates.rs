@@ -53,8 +53,7 @@ pub fn possible_duplicates<'a>(
         let when = prior
             .case
             .map_or(prior.received_at_ms, |(_, opened)| opened);
-        let recent = when <= facts.received_at_ms + CLOCK_SKEW_MS
-            && facts.received_at_ms - when <= DUPLICATE_WINDOW_MS;
+        let recent = duplicate_window(facts.received_at_ms).contains(&when);
         if !prior.case_closed
             && prior.name_key == child.name_key
             && same_age
@@ -68,6 +67,17 @@ pub fn possible_duplicates<'a>(
         }
     }
     (most_recent(cases), most_recent(intakes))
+}
+
+/// When an earlier report must have had its case opened (or, not handed
+/// over yet, have been received) to be a possible duplicate of a report
+/// received at `received_at_ms`: from [`DUPLICATE_WINDOW_MS`] before to
+/// [`CLOCK_SKEW_MS`] after, both included. A read model keeps its reports
+/// ordered by that time, so that it hands [`possible_duplicates`] only
+/// these, however many reports it holds.
+#[must_use]
+pub const fn duplicate_window(received_at_ms: i64) -> std::ops::RangeInclusive<i64> {
+    (received_at_ms - DUPLICATE_WINDOW_MS)..=(received_at_ms + CLOCK_SKEW_MS)
 }
 
 /// Most possible duplicates of each kind one report names.

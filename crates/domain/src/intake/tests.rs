@@ -764,3 +764,32 @@ fn given_a_young_child_then_the_month_she_may_first_be_7_leaves_intake_not_her_b
         Some(date!(2029 - 11 - 01))
     );
 }
+
+#[test]
+fn given_a_report_when_its_duplicate_window_is_asked_then_it_holds_exactly_the_times_the_check_accepts()
+ {
+    // A read model hands the check only the reports whose time is in the
+    // window: so the window must not leave out one the check would flag.
+    let report = parse(hotline(facts())).unwrap();
+    let received = report.facts().received_at_ms;
+    let window = duplicate_window(received);
+    for (when, flagged) in [
+        (received - DUPLICATE_WINDOW_MS - 1, false),
+        (received - DUPLICATE_WINDOW_MS, true),
+        (received, true),
+        (received + CLOCK_SKEW_MS, true),
+        (received + CLOCK_SKEW_MS + 1, false),
+    ] {
+        let priors = [prior(
+            "Nguyễn Văn An",
+            Age::EstimatedYears(9),
+            9,
+            "vn:31135",
+            when,
+            None,
+        )];
+        let (_, intakes) = possible_duplicates(report.facts(), &priors);
+        assert_eq!(!intakes.is_empty(), flagged, "received at {when}");
+        assert_eq!(window.contains(&when), flagged, "window at {when}");
+    }
+}
