@@ -322,11 +322,10 @@ impl View {
                 row.version = envelope.seq;
                 if !row.name_key.is_empty() && !state.rows.contains_key(&row.intake_id) {
                     let key = (row.incident_unit_id.clone(), row.name_key.clone());
-                    state
-                        .by_unit_and_name
-                        .entry(key)
-                        .or_default()
-                        .insert((row.received_at_ms, row.intake_id));
+                    state.by_unit_and_name.entry(key).or_default().insert((
+                        d::compared_at(row.received_at_ms, row.handed_over),
+                        row.intake_id,
+                    ));
                 }
                 state.rows.insert(row.intake_id, row);
             }
@@ -334,14 +333,17 @@ impl View {
                 let intake_id = *envelope.stream_id.as_uuid();
                 if let Some(row) = state.rows.get_mut(&intake_id) {
                     let first = row.handed_over.is_none();
-                    let was = row.handed_over.map_or(row.received_at_ms, |(_, at)| at);
+                    let was = d::compared_at(row.received_at_ms, row.handed_over);
                     row.handed_over = Some((handed.case_id, envelope.recorded_at_ms));
                     row.version = envelope.seq;
-                    let key = (row.incident_unit_id.clone(), row.name_key.clone());
-                    if let Some(by_time) = state.by_unit_and_name.get_mut(&key)
-                        && by_time.remove(&(was, intake_id))
-                    {
-                        by_time.insert((envelope.recorded_at_ms, intake_id));
+                    let now = d::compared_at(row.received_at_ms, row.handed_over);
+                    if !row.name_key.is_empty() {
+                        let key = (row.incident_unit_id.clone(), row.name_key.clone());
+                        if let Some(by_time) = state.by_unit_and_name.get_mut(&key)
+                            && by_time.remove(&(was, intake_id))
+                        {
+                            by_time.insert((now, intake_id));
+                        }
                     }
                     if first {
                         state

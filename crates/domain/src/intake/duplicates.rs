@@ -50,9 +50,7 @@ pub fn possible_duplicates<'a>(
             (Age::DateOfBirth(a), Age::DateOfBirth(b)) => a == b,
             _ => child.age_years.abs_diff(prior.age_years) <= 1,
         };
-        let when = prior
-            .case
-            .map_or(prior.received_at_ms, |(_, opened)| opened);
+        let when = compared_at(prior.received_at_ms, prior.case);
         let recent = duplicate_window(facts.received_at_ms).contains(&when);
         if !prior.case_closed
             && prior.name_key == child.name_key
@@ -67,6 +65,17 @@ pub fn possible_duplicates<'a>(
         }
     }
     (most_recent(cases), most_recent(intakes))
+}
+
+/// The time of an earlier report that [`duplicate_window`] is compared
+/// with: its case's opening once handed over (`case`: the case and when it
+/// was opened), else its receipt.
+#[must_use]
+pub const fn compared_at(received_at_ms: i64, case: Option<(Uuid, i64)>) -> i64 {
+    match case {
+        Some((_, opened_at_ms)) => opened_at_ms,
+        None => received_at_ms,
+    }
 }
 
 /// When an earlier report must have had its case opened (or, not handed
