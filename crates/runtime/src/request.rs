@@ -70,6 +70,57 @@ pub fn page_token<A: Display, B: Display>(next: Option<(A, B)>) -> String {
     next.map(|(a, b)| format!("{a}:{b}")).unwrap_or_default()
 }
 
+/// A row's place in a newest-first list: (its time, Unix ms; its global
+/// position, which orders rows of one millisecond; its id).
+pub type ListKey = (i64, u64, uuid::Uuid);
+
+/// One page of `rows`, newest first: up to `limit` rows that `matches`,
+/// with times in `from_ms..to_ms` (each bound optional), strictly after
+/// the cursor `after` (the (time, position) of the previous page's last
+/// row); and the next page's cursor, if there are more. Read backwards from
+/// the cursor in place: a page costs the rows it passes, not a sort of
+/// every row.
+#[must_use]
+pub fn newest_first<R: Clone>(
+    rows: &std::collections::BTreeMap<ListKey, R>,
+    (from_ms, to_ms): (Option<i64>, Option<i64>),
+    after: Option<(i64, u64)>,
+    limit: usize,
+    matches: impl Fn(&R) -> bool,
+) -> (Vec<R>, Option<(i64, u64)>) {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    // `(ms, position, nil)` is below every key of that (ms, position).
+    let nil = uuid::Uuid::nil();
+    let upper = [
+        after.map(|(ms, position)| (ms, position, nil)),
+        to_ms.map(|to| (to, 0, nil)),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
+    let lower = from_ms.map(|from| (from, 0, nil));
+    if let (Some(lower), Some(upper)) = (lower, upper)
+        && lower >= upper
+    {
+        return (Vec::new(), None);
+    }
+    let range = (
+        lower.map_or(Unbounded, Included),
+        upper.map_or(Unbounded, Excluded),
+    );
+    let mut page = Vec::new();
+    let mut last = None;
+    for ((ms, position, _), row) in rows.range(range).rev().filter(|(_, row)| matches(row)) {
+        if page.len() == limit {
+            // One more matches: the next page starts after the last.
+            return (page, last);
+        }
+        last = Some((*ms, *position));
+        page.push(row.clone());
+    }
+    (page, None)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

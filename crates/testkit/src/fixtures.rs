@@ -102,3 +102,33 @@ pub async fn stored_event(
     .unwrap();
     log.read_stream(stream, 1, 1).await.unwrap().remove(0)
 }
+
+/// Every page of a list, `limit` rows at a time, following its cursor:
+/// `list(after, limit)` gives a page and the next page's cursor. Asserts
+/// that no page is longer than `limit` and that the cursor only moves on
+/// (strictly down: the lists are newest first).
+///
+/// # Panics
+/// When a page is too long or the cursor goes back.
+pub fn all_pages<T, C: Ord + Copy + std::fmt::Debug>(
+    limit: usize,
+    mut list: impl FnMut(Option<C>, usize) -> (Vec<T>, Option<C>),
+) -> Vec<T> {
+    let mut rows = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, next) = list(after, limit);
+        assert!(page.len() <= limit, "a page of {} for {limit}", page.len());
+        rows.extend(page);
+        match next {
+            Some(cursor) => {
+                assert!(
+                    after.is_none_or(|a| cursor < a),
+                    "the cursor went back: {cursor:?} after {after:?}"
+                );
+                after = Some(cursor);
+            }
+            None => return rows,
+        }
+    }
+}

@@ -338,10 +338,9 @@ impl Cases {
     /// Up to `limit` cases matching `filter`, newest opened first, strictly
     /// after `after`; and the cursor of the next page, if any.
     ///
-    /// Read from the list's order backwards, from the cursor (or the
-    /// filter's `opened_to_ms`) down to its `opened_from_ms`, stopping at
-    /// the first row past the page: a page costs the rows it looks at, not
-    /// a sort of every case.
+    /// Read from the list's order backwards
+    /// ([`baove_runtime::request::newest_first`]): a page costs the rows it
+    /// looks at, not a sort of every case.
     #[must_use]
     pub fn list(
         &self,
@@ -349,44 +348,14 @@ impl Cases {
         after: Option<Cursor>,
         limit: usize,
     ) -> (Vec<Row>, Option<Cursor>) {
-        use std::ops::Bound::{Excluded, Included, Unbounded};
         let table = self.read();
-        // Keys are (opened at, position, case id): `(ms, position, nil)`
-        // is below every key of that (ms, position).
-        let upper = [
-            after.map(|(ms, position)| (ms, position, Uuid::nil())),
-            filter.opened_to_ms.map(|to| (to, 0, Uuid::nil())),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        let lower = filter.opened_from_ms.map(|from| (from, 0, Uuid::nil()));
-        if let (Some(lower), Some(upper)) = (lower, upper)
-            && lower >= upper
-        {
-            return (Vec::new(), None);
-        }
-        let range = (
-            lower.map_or(Unbounded, Included),
-            upper.map_or(Unbounded, Excluded),
-        );
-        let mut page: Vec<Row> = table
-            .rows
-            .range(range)
-            .rev()
-            .map(|(_, row)| row)
-            .filter(|row| filter.matches(row))
-            .take(limit.saturating_add(1))
-            .cloned()
-            .collect();
-        let more = page.len() > limit;
-        page.truncate(limit);
-        let next = if more {
-            page.last().map(|r| (r.opened_at_ms, r.position))
-        } else {
-            None
-        };
-        (page, next)
+        baove_runtime::request::newest_first(
+            &table.rows,
+            (filter.opened_from_ms, filter.opened_to_ms),
+            after,
+            limit,
+            |row| filter.matches(row),
+        )
     }
 
     /// `f` of the summary of case `id`, if the model has it.
@@ -601,24 +570,6 @@ mod tests {
         kit.stop().await;
     }
 
-    /// Every page of `filter`, `limit` rows at a time, following the cursor.
-    fn all_pages(cases: &Cases, filter: &Filter, limit: usize) -> Vec<Uuid> {
-        let mut ids = Vec::new();
-        let mut after = None;
-        loop {
-            let (page, next) = cases.list(filter, after, limit);
-            assert!(page.len() <= limit);
-            ids.extend(page.iter().map(|r| r.case.case_id));
-            match next {
-                Some(cursor) => {
-                    assert!(after.is_none_or(|a| cursor < a), "the cursor went back");
-                    after = Some(cursor);
-                }
-                None => return ids,
-            }
-        }
-    }
-
     #[tokio::test]
     async fn given_many_cases_when_listed_page_by_page_then_each_matching_case_comes_once_newest_first()
      {
@@ -688,7 +639,10 @@ mod tests {
             let want = expected(filter);
             for limit in [1, 3, 7, 40, 100] {
                 assert_eq!(
-                    all_pages(live, filter, limit),
+                    baove_testkit::fixtures::all_pages(limit, |after, limit| {
+                        let (page, next) = live.list(filter, after, limit);
+                        (page.into_iter().map(|r| r.case.case_id).collect(), next)
+                    }),
                     want,
                     "{filter:?}, limit {limit}"
                 );

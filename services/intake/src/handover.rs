@@ -4,7 +4,7 @@
 //! case JetStream lost it (its file store syncs lazily); casework
 //! deduplicates, so a re-publish never opens a second case.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -278,7 +278,8 @@ pub async fn republish(
         }
         let now = Instant::now();
         let pending = view.pending();
-        waiting.retain(|id, _| pending.iter().any(|(p, _)| p == id));
+        let still: HashSet<Uuid> = pending.iter().map(|(id, _)| *id).collect();
+        waiting.retain(|id, _| still.contains(id));
         let progress = view.handover_progress();
         let wall_ms = baove_eventlog::Options::default().clock.as_ref()();
         let base_ms = i64::try_from(base.as_millis()).unwrap_or(i64::MAX);

@@ -5,12 +5,13 @@
 //! of thousands of intakes a year, not millions). Rebuilt from the log at
 //! start-up; it follows new appends through the log's commit notifications.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use baove_domain::intake::{self as d, IntakeEvent, IntakeRecorded, Prior};
 use baove_eventlog::{Envelope, EventLog};
 use baove_runtime::projection::Follower;
+use baove_runtime::request::ListKey;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -225,7 +226,16 @@ pub struct Shared {
 
 #[derive(Default)]
 struct State {
-    rows: HashMap<Uuid, Row>,
+    /// Every intake's row in the list's order: (received at, position,
+    /// id). A page is read from its cursor, not by sorting every row.
+    rows: BTreeMap<ListKey, Row>,
+    /// Each intake's key in `rows`.
+    keys: HashMap<Uuid, ListKey>,
+    /// The intakes not yet handed over, by position.
+    waiting: BTreeMap<u64, Uuid>,
+    /// The highest position of an intake handed over, and when the last
+    /// hand-over came back (Unix ms), if any.
+    handover_progress: (u64, Option<i64>),
     /// Referrals asked on each case.
     referrals: HashMap<Uuid, Vec<NotedReferral>>,
     /// Cases casework closed (and did not reopen).
@@ -239,6 +249,18 @@ struct State {
     by_unit_and_name: HashMap<(String, String), BTreeSet<(i64, Uuid)>>,
     /// The intakes handed over to each case, in the order handed over.
     by_case: HashMap<Uuid, Vec<Uuid>>,
+}
+
+impl State {
+    fn row(&self, intake_id: &Uuid) -> Option<&Row> {
+        self.keys.get(intake_id).and_then(|key| self.rows.get(key))
+    }
+
+    fn row_mut(&mut self, intake_id: &Uuid) -> Option<&mut Row> {
+        self.keys
+            .get(intake_id)
+            .and_then(|key| self.rows.get_mut(key))
+    }
 }
 
 /// The read model. It holds the confidential fields opened (in memory
@@ -320,19 +342,30 @@ impl View {
                 row.recorded_at_ms = envelope.recorded_at_ms;
                 row.position = envelope.global_position;
                 row.version = envelope.seq;
-                if !row.name_key.is_empty() && !state.rows.contains_key(&row.intake_id) {
+                if !row.name_key.is_empty() && !state.keys.contains_key(&row.intake_id) {
                     let key = (row.incident_unit_id.clone(), row.name_key.clone());
                     state.by_unit_and_name.entry(key).or_default().insert((
                         d::compared_at(row.received_at_ms, row.handed_over),
                         row.intake_id,
                     ));
                 }
-                state.rows.insert(row.intake_id, row);
+                if let Some(old) = state.keys.remove(&row.intake_id) {
+                    // Never in a log intake wrote (an intake's stream
+                    // starts with its one IntakeRecorded): the new row
+                    // stands alone in the list and the waiting all the same.
+                    state.rows.remove(&old);
+                    state.waiting.remove(&old.1);
+                }
+                let key = (row.received_at_ms, row.position, row.intake_id);
+                state.keys.insert(row.intake_id, key);
+                state.waiting.insert(row.position, row.intake_id);
+                state.rows.insert(key, row);
             }
             IntakeEvent::HandedOver(handed) => {
                 let intake_id = *envelope.stream_id.as_uuid();
-                if let Some(row) = state.rows.get_mut(&intake_id) {
+                if let Some(row) = state.row_mut(&intake_id) {
                     let first = row.handed_over.is_none();
+                    let position = row.position;
                     let was = d::compared_at(row.received_at_ms, row.handed_over);
                     row.handed_over = Some((handed.case_id, envelope.recorded_at_ms));
                     row.version = envelope.seq;
@@ -351,7 +384,16 @@ impl View {
                             .entry(handed.case_id)
                             .or_default()
                             .push(intake_id);
+                        state.waiting.remove(&position);
                     }
+                    let (furthest, last) = state.handover_progress;
+                    state.handover_progress =
+                        (
+                            furthest.max(position),
+                            Some(last.map_or(envelope.recorded_at_ms, |l| {
+                                l.max(envelope.recorded_at_ms)
+                            })),
+                        );
                 }
             }
             IntakeEvent::CaseStatusNoted(noted) => {
@@ -362,7 +404,7 @@ impl View {
                 }
             }
             IntakeEvent::ConfidentialErased(_) => {
-                if let Some(row) = state.rows.get_mut(envelope.stream_id.as_uuid()) {
+                if let Some(row) = state.row_mut(envelope.stream_id.as_uuid()) {
                     row.erase();
                     row.version = envelope.seq;
                 }
@@ -467,7 +509,7 @@ impl View {
     /// One intake.
     #[must_use]
     pub fn get(&self, intake_id: Uuid) -> Option<Row> {
-        self.read().rows.get(&intake_id).cloned()
+        self.read().row(&intake_id).cloned()
     }
 
     /// Up to `limit` intakes matching `filter`, newest received first,
@@ -480,21 +522,13 @@ impl View {
         limit: usize,
     ) -> (Vec<Row>, Option<Cursor>) {
         let state = self.read();
-        let mut rows: Vec<&Row> = state
-            .rows
-            .values()
-            .filter(|row| filter.matches(row))
-            .filter(|row| after.is_none_or(|cursor| (row.received_at_ms, row.position) < cursor))
-            .collect();
-        rows.sort_unstable_by_key(|row| std::cmp::Reverse((row.received_at_ms, row.position)));
-        let more = rows.len() > limit;
-        let page: Vec<Row> = rows.into_iter().take(limit).cloned().collect();
-        let next = if more {
-            page.last().map(|row| (row.received_at_ms, row.position))
-        } else {
-            None
-        };
-        (page, next)
+        baove_runtime::request::newest_first(
+            &state.rows,
+            (filter.received_from_ms, filter.received_to_ms),
+            after,
+            limit,
+            |row| filter.matches(row),
+        )
     }
 
     /// What the duplicate check needs of earlier intakes in `unit_id` about
@@ -516,7 +550,7 @@ impl View {
             .flat_map(|by_time| {
                 by_time.range((*window.start(), Uuid::nil())..=(*window.end(), Uuid::max()))
             })
-            .filter_map(|(_, id)| state.rows.get(id))
+            .filter_map(|(_, id)| state.row(id))
             .map(|row| Prior {
                 intake_id: row.intake_id,
                 name_key: row.name_key.clone(),
@@ -588,14 +622,14 @@ impl View {
         self.read().by_case.contains_key(&case_id)
     }
 
-    /// Intakes not yet handed over: (intake id, global position).
+    /// Intakes not yet handed over: (intake id, global position), in the
+    /// order of their positions.
     #[must_use]
     pub fn pending(&self) -> Vec<(Uuid, u64)> {
         self.read()
-            .rows
-            .values()
-            .filter(|row| row.handed_over.is_none())
-            .map(|row| (row.intake_id, row.position))
+            .waiting
+            .iter()
+            .map(|(position, id)| (*id, *position))
             .collect()
     }
 
@@ -603,14 +637,7 @@ impl View {
     /// over, and when the last hand-over came back (Unix ms), if any.
     #[must_use]
     pub fn handover_progress(&self) -> (u64, Option<i64>) {
-        let state = self.read();
-        state
-            .rows
-            .values()
-            .filter_map(|row| row.handed_over.map(|(_, at)| (row.position, at)))
-            .fold((0, None), |(position, last), (p, at)| {
-                (position.max(p), Some(last.map_or(at, |l: i64| l.max(at))))
-            })
+        self.read().handover_progress
     }
 }
 
@@ -622,5 +649,180 @@ fn key_use(event: &Envelope) -> Option<KeyUse> {
         INTAKE_RECORDED => Some(KeyUse::Needs),
         CONFIDENTIAL_ERASED => Some(KeyUse::Erases),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use baove_eventlog::{Actor, AppendRequest, ExpectedVersion, NewEvent, StreamId};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// A hotline report as intake stores it (the stored-event fixture of
+    /// the domain), unsealed, about `name` in `unit`, received at `at`.
+    fn recorded(intake_id: Uuid, at: i64, unit: &str, name: &str) -> Value {
+        let mut stored: Value = serde_json::from_str(include_str!(
+            "../../../crates/domain/tests/stored/IntakeRecorded.hotline.v1.json"
+        ))
+        .unwrap();
+        let payload = &mut stored["payload"];
+        payload["intake_id"] = json!(intake_id);
+        payload["sealed"] = Value::Null;
+        let facts = &mut payload["report"]["facts"];
+        facts["received_at_ms"] = json!(at);
+        facts["incident_place"]["unit_id"] = json!(unit);
+        facts["child"]["full_name"] = json!(name);
+        facts["child"]["name_key"] = json!(name.to_lowercase());
+        payload.take()
+    }
+
+    async fn append(log: &EventLog, intake_id: Uuid, event_type: &str, payload: &Value) {
+        log.append(AppendRequest {
+            stream: StreamId::from_uuid(intake_id),
+            expected: ExpectedVersion::Any,
+            command_id: Uuid::now_v7().to_string(),
+            actor: Actor::system("intake"),
+            causation_id: String::new(),
+            correlation_id: String::new(),
+            events: vec![NewEvent::new(event_type, 1, payload).unwrap()],
+            publish: false,
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn given_many_reports_when_listed_page_by_page_then_each_matching_one_comes_once_newest_first_and_the_waiting_ones_are_known()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).await.unwrap();
+        let keys =
+            baove_runtime::keys::KeyStore::open(&log, baove_security::seal::Key::generate(), None)
+                .unwrap();
+        let view = View::new(Arc::new(keys));
+        let units = ["vn:31135", "vn:31120", "vn:31186"];
+        let names = ["An", "Binh", "Chi", "Dung", "Anh"];
+        let start = 1_796_087_531_515;
+        for i in 0..40_u128 {
+            let id = Uuid::from_u128(1000 + i);
+            // Three reports a second, so that times tie and the position
+            // breaks the tie; and not in the order received.
+            let at = start + i64::try_from((i * 7) % 40 / 3).unwrap() * 1000;
+            let unit = units[usize::try_from(i % 3).unwrap()];
+            let name = names[usize::try_from(i % 5).unwrap()];
+            append(&log, id, "IntakeRecorded", &recorded(id, at, unit, name)).await;
+        }
+        // Every fourth report handed over, newest first (as a lagging
+        // casework may), one of them twice.
+        for i in (0..40_u128).rev().filter(|i| i % 4 == 1).chain([1]) {
+            let handed = json!({
+                "case_event_id": Uuid::now_v7(),
+                "case_event_type": "CaseOpened",
+                "case_id": Uuid::from_u128(5000 + i),
+            });
+            append(&log, Uuid::from_u128(1000 + i), "IntakeHandedOver", &handed).await;
+        }
+        for event in log.read_all(1, 1000).await.unwrap() {
+            view.apply(&event);
+        }
+        let rows: Vec<Row> = view.read().rows.values().cloned().collect();
+        assert_eq!(rows.len(), 40);
+
+        // What the list must give: every matching row, newest received
+        // first, ties by position.
+        let expected = |filter: &Filter| {
+            let mut matching: Vec<&Row> = rows.iter().filter(|r| filter.matches(r)).collect();
+            matching.sort_by_key(|r| std::cmp::Reverse((r.received_at_ms, r.position)));
+            matching.iter().map(|r| r.intake_id).collect::<Vec<_>>()
+        };
+        let mut times: Vec<i64> = rows.iter().map(|r| r.received_at_ms).collect();
+        times.sort_unstable();
+        let (first, middle, last) = (times[0], times[20], times[39]);
+        let set = |units: &[&str]| Some(units.iter().map(|u| (*u).to_owned()).collect());
+        let filters = [
+            Filter::default(),
+            Filter {
+                incident_unit_id: set(&["vn:31120"]),
+                ..Filter::default()
+            },
+            Filter {
+                units: set(&["vn:31135", "vn:31186"]),
+                ..Filter::default()
+            },
+            Filter {
+                received_from_ms: Some(middle),
+                ..Filter::default()
+            },
+            Filter {
+                received_to_ms: Some(middle),
+                ..Filter::default()
+            },
+            Filter {
+                received_from_ms: Some(first),
+                received_to_ms: Some(last + 1),
+                incident_unit_id: set(&["vn:31135"]),
+                ..Filter::default()
+            },
+            Filter {
+                received_from_ms: Some(last + 1),
+                ..Filter::default()
+            },
+            Filter {
+                received_from_ms: Some(middle),
+                received_to_ms: Some(middle),
+                ..Filter::default()
+            },
+            Filter {
+                handed_over: Some(false),
+                name_key: Some("an".to_owned()),
+                ..Filter::default()
+            },
+            Filter {
+                handed_over: Some(true),
+                received_to_ms: Some(middle + 1),
+                ..Filter::default()
+            },
+        ];
+        for filter in &filters {
+            let want = expected(filter);
+            for limit in [1, 3, 7, 40, 100] {
+                assert_eq!(
+                    baove_testkit::fixtures::all_pages(limit, |after, limit| {
+                        let (page, next) = view.list(filter, after, limit);
+                        (page.into_iter().map(|r| r.intake_id).collect(), next)
+                    }),
+                    want,
+                    "{filter:?}, limit {limit}"
+                );
+            }
+        }
+        assert_eq!(expected(&filters[0]).len(), 40);
+        assert!(!expected(&filters[3]).is_empty());
+        assert!(!expected(&filters[8]).is_empty());
+        assert!(!expected(&filters[9]).is_empty());
+
+        // The reports still waiting for casework, in the order of their
+        // positions, and how far the hand-over came.
+        let mut waiting: Vec<(Uuid, u64)> = rows
+            .iter()
+            .filter(|r| r.handed_over.is_none())
+            .map(|r| (r.intake_id, r.position))
+            .collect();
+        waiting.sort_by_key(|(_, position)| *position);
+        assert_eq!(waiting.len(), 30);
+        assert_eq!(view.pending(), waiting);
+        let handed: Vec<&Row> = rows.iter().filter(|r| r.handed_over.is_some()).collect();
+        let furthest = handed.iter().map(|r| r.position).max();
+        let last_back = handed
+            .iter()
+            .filter_map(|r| r.handed_over)
+            .map(|h| h.1)
+            .max();
+        assert_eq!(
+            view.handover_progress(),
+            (furthest.unwrap(), Some(last_back.unwrap()))
+        );
     }
 }
