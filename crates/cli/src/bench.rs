@@ -7,8 +7,11 @@
 //!   path with that write. `load` runs the same reads after its rates.
 //! - `submits`: `SubmitHotlineReport` of the report in a file by N
 //!   concurrent writers for S seconds, closed loop, each call a new report
-//!   (its own request id): acknowledged reports/s and latency, the write
-//!   path as a hotline sees it (in a cluster: until the quorum stored it).
+//!   (its own request id) about another child (its own name and age, as
+//!   `load` makes them; `--same-child` keeps the file's child, so every
+//!   report is a possible duplicate of the ones before it):
+//!   acknowledged reports/s and latency, the write path as a hotline sees
+//!   it (in a cluster: until the quorum stored it).
 //! - `load`: hotline reports open-loop at fixed rates, with the hand-over
 //!   to casework and each process's CPU per report ([`load`]).
 
@@ -38,6 +41,11 @@ pub enum Command {
         /// How long.
         #[arg(long, default_value_t = 10)]
         secs: u64,
+        /// Every report about the file's child, not each about another:
+        /// a flood of calls about one child, where each report's
+        /// duplicate check meets every report of the last 30 days.
+        #[arg(long)]
+        same_child: bool,
     },
     /// Hotline reports open-loop at fixed rates: submit and hand-over
     /// (submit to CaseOpened) latency, refusals, CPU and memory per process.
@@ -108,7 +116,11 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
             file,
             concurrency,
             secs,
-        } => submits(addr, &file, concurrency.max(1), Duration::from_secs(secs)).await,
+            same_child,
+        } => {
+            let length = Duration::from_secs(secs);
+            submits(addr, &file, concurrency.max(1), length, same_child).await
+        }
         Command::Load(load) => load::run(addr, load).await,
     }
 }
@@ -118,6 +130,7 @@ async fn submits(
     file: &std::path::Path,
     concurrency: usize,
     length: Duration,
+    same_child: bool,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let text =
@@ -138,9 +151,14 @@ async fn submits(
     let started = Instant::now();
     let (latencies, errors) = closed_loop(concurrency, length, move |_| {
         let mut client = client.clone();
-        let mut request = template.clone();
         let n = serial.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        request.request_id = format!("bench-{run}-{n}");
+        let request = if same_child {
+            let mut request = template.clone();
+            request.request_id = format!("bench-{run}-{n}");
+            request
+        } else {
+            load::varied(&template, &run, n)
+        };
         async move { client.submit_hotline_report(request).await.map(drop) }
     })
     .await;

@@ -457,8 +457,9 @@ impl Line for Option<Quantiles> {
     }
 }
 
-/// A report unlike the others: its own request id, child's name and age.
-fn varied(
+/// A report unlike the others: its own request id, child's name and age,
+/// received now.
+pub(crate) fn varied(
     template: &SubmitHotlineReportRequest,
     run_id: &str,
     serial: u64,
