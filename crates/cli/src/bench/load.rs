@@ -18,8 +18,11 @@
 //!   millisecond resolution); reports acknowledged but without a case after
 //!   the settle time are counted;
 //! - each named process's CPU time per acknowledged report (utime + stime
-//!   from `/proc/<pid>/stat`, over the run and its settle time) and its
-//!   resident and peak resident memory (`VmRSS`, `VmHWM`).
+//!   from `/proc/<pid>/stat`, over the run and its settle time), its
+//!   context switches per acknowledged report (voluntary and not, summed
+//!   over its threads in `/proc/<pid>/task/*/status`: a thread that ended
+//!   during the run is not counted), and its resident and peak resident
+//!   memory (`VmRSS`, `VmHWM`).
 //!
 //! And at the end, the highest rate whose hand-over p99 stayed under 50 ms
 //! with nothing refused; then `--readers` province officers (50 by default)
@@ -177,9 +180,9 @@ pub async fn run(addr: &str, args: Load) -> anyhow::Result<()> {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let from = next_position(&mut auditor).await?;
-        let cpu_before = processes
+        let before = processes
             .iter()
-            .map(Process::cpu_secs)
+            .map(Process::usage)
             .collect::<anyhow::Result<Vec<_>>>()?;
         let total = rate as u64 * args.secs;
         let started = Instant::now();
@@ -227,10 +230,10 @@ pub async fn run(addr: &str, args: Load) -> anyhow::Result<()> {
         if let Some((id, _)) = opened.iter().max_by_key(|(_, at)| **at) {
             sample = Some(id.clone());
         }
-        let cpu = processes
+        let used = processes
             .iter()
-            .zip(&cpu_before)
-            .map(|(p, before)| Ok(p.cpu_secs()? - before))
+            .zip(&before)
+            .map(|(p, before)| Ok(p.usage()?.since(before)))
             .collect::<anyhow::Result<Vec<_>>>()?;
         figures.push(print_run(
             rate,
@@ -240,7 +243,7 @@ pub async fn run(addr: &str, args: Load) -> anyhow::Result<()> {
             &submitted,
             &opened,
             &processes,
-            &cpu,
+            &used,
         )?);
     }
     let best = figures
@@ -361,7 +364,7 @@ fn print_run(
     submitted: &HashMap<&str, i64>,
     opened: &HashMap<String, i64>,
     processes: &[Process],
-    cpu: &[f64],
+    used: &[Usage],
 ) -> anyhow::Result<RunFigures> {
     let mut submit_ms: Vec<f64> = sent
         .iter()
@@ -393,17 +396,15 @@ fn print_run(
         "  hand-over {} (submit to CaseOpened); without a case after the settle time: {missing}",
         handover.line()
     );
-    for (process, cpu) in processes.iter().zip(cpu) {
+    for (process, used) in processes.iter().zip(used) {
         let (rss, hwm) = process.memory()?;
+        let per_report = |x: f64| if acked == 0 { 0.0 } else { x / acked as f64 };
         out!(
-            "  {:<9} CPU {:.1} s = {:.2} ms per acknowledged report; RSS {:.0} MiB, peak {:.0} MiB",
+            "  {:<9} CPU {:.1} s = {:.2} ms per acknowledged report, {:.0} context switches per report; RSS {:.0} MiB, peak {:.0} MiB",
             process.name,
-            cpu,
-            if acked == 0 {
-                0.0
-            } else {
-                cpu * 1000.0 / acked as f64
-            },
+            used.cpu_secs,
+            per_report(used.cpu_secs * 1000.0),
+            per_report(used.switches as f64),
             rss as f64 / 1024.0,
             hwm as f64 / 1024.0,
         );
@@ -497,6 +498,23 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// CPU time and context switches of a process, so far or over a run.
+#[derive(Clone, Copy, Debug)]
+struct Usage {
+    cpu_secs: f64,
+    switches: u64,
+}
+
+impl Usage {
+    /// What was used after `before`.
+    fn since(self, before: &Self) -> Self {
+        Self {
+            cpu_secs: self.cpu_secs - before.cpu_secs,
+            switches: self.switches.saturating_sub(before.switches),
+        }
+    }
+}
+
 /// A process named on the command line.
 struct Process {
     name: String,
@@ -516,8 +534,37 @@ impl Process {
             name: name.trim().to_owned(),
             pid,
         };
-        process.cpu_secs()?;
+        process.usage()?;
         Ok(process)
+    }
+
+    /// What the process used so far.
+    fn usage(&self) -> anyhow::Result<Usage> {
+        Ok(Usage {
+            cpu_secs: self.cpu_secs()?,
+            switches: self.switches()?,
+        })
+    }
+
+    /// Context switches (voluntary and not) of the threads it has now.
+    fn switches(&self) -> anyhow::Result<u64> {
+        let dir = format!("/proc/{}/task", self.pid);
+        let mut total = 0;
+        for task in std::fs::read_dir(&dir).with_context(|| format!("cannot read {dir}"))? {
+            // A thread may end between the listing and the read.
+            let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
+                continue;
+            };
+            total += status
+                .lines()
+                .filter_map(|l| {
+                    l.strip_prefix("voluntary_ctxt_switches:")
+                        .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                })
+                .filter_map(|v| v.trim().parse::<u64>().ok())
+                .sum::<u64>();
+        }
+        Ok(total)
     }
 
     /// CPU seconds (user + system) the process used so far, all threads.
@@ -607,6 +654,13 @@ mod tests {
         }
         let (rss, hwm) = me.memory().unwrap();
         assert!(rss > 0 && hwm >= rss);
+        // A thread that sleeps switches out at least once.
+        let before = me.usage().unwrap();
+        std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_millis(20)))
+            .join()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(me.usage().unwrap().since(&before).switches > 0);
         assert!(Process::parse("me").is_err());
         assert!(Process::parse("me=abc").is_err());
     }
