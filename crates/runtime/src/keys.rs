@@ -210,6 +210,32 @@ impl KeyStore {
     /// # Errors
     /// When sled cannot write, or in a cluster the bucket cannot.
     pub async fn key_for_sealing(self: &Arc<Self>, stream: StreamId) -> Result<Key, String> {
+        if self.cluster.is_none() {
+            // One trip to sled: the key it has, or a new one, written only
+            // if none was there (of two callers at once, both get the one
+            // written first).
+            let this = self.clone();
+            let wrapped = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+                let id = stream.as_bytes();
+                if let Some(held) = this.tree.get(id).map_err(|e| e.to_string())? {
+                    return Ok(held.to_vec());
+                }
+                let new = Key::generate().wrap(&this.master, id);
+                match this
+                    .tree
+                    .compare_and_swap(id, None::<&[u8]>, Some(new.clone()))
+                    .map_err(|e| e.to_string())?
+                {
+                    Ok(()) => Ok(new),
+                    Err(sled::CompareAndSwapError { current, .. }) => {
+                        Ok(current.map_or(new, |w| w.to_vec()))
+                    }
+                }
+            })
+            .await
+            .map_err(|e| format!("key task failed: {e}"))??;
+            return self.hold_for_sealing(stream, &wrapped);
+        }
         let this = self.clone();
         let local = tokio::task::spawn_blocking(move || {
             this.tree
@@ -266,8 +292,13 @@ impl KeyStore {
             .await
             .map_err(|e| format!("key task failed: {e}"))??;
         }
-        let key = Key::unwrap_key(&self.master, stream.as_bytes(), &wrapped)
-            .map_err(|e| e.to_string())?;
+        self.hold_for_sealing(stream, &wrapped)
+    }
+
+    /// The key of `stream` unwrapped from `wrapped`, kept in memory.
+    fn hold_for_sealing(&self, stream: StreamId, wrapped: &[u8]) -> Result<Key, String> {
+        let key =
+            Key::unwrap_key(&self.master, stream.as_bytes(), wrapped).map_err(|e| e.to_string())?;
         self.held().insert(stream, Some(key.clone()));
         Ok(key)
     }
@@ -523,6 +554,39 @@ mod tests {
         let unknown = StreamId::from_uuid(Uuid::now_v7());
         assert!(keys.key(unknown).unwrap().is_none());
         assert_eq!(keys.unloaded_reads(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn given_one_record_when_many_ask_its_key_at_once_then_all_seal_with_the_one_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = Key::generate();
+        let log = EventLog::open(dir.path().join("log")).await.unwrap();
+        let keys = Arc::new(KeyStore::open(&log, master.clone(), None).unwrap());
+        for _ in 0..20 {
+            let stream = StreamId::from_uuid(Uuid::now_v7());
+            let asked: Vec<_> = (0..8)
+                .map(|_| {
+                    let keys = keys.clone();
+                    tokio::spawn(async move { keys.key_for_sealing(stream).await.unwrap() })
+                })
+                .collect();
+            let mut sealed = Vec::new();
+            for ask in asked {
+                sealed.push(ask.await.unwrap().seal(stream.as_bytes(), b"Nguyen Van A"));
+            }
+            // Whoever asked, what they sealed opens with the key sled
+            // keeps, also in a store that holds nothing in memory yet.
+            let fresh = KeyStore::open(&log, master.clone(), None).unwrap();
+            for blob in &sealed {
+                assert_eq!(fresh.open_sealed(stream, blob).unwrap(), b"Nguyen Van A");
+            }
+            // And asked again, the same key.
+            let again = keys.key_for_sealing(stream).await.unwrap();
+            assert_eq!(
+                again.open(stream.as_bytes(), &sealed[0]).unwrap(),
+                b"Nguyen Van A"
+            );
+        }
     }
 
     #[tokio::test]
