@@ -285,17 +285,24 @@ impl IntakeApi {
             })
             .await;
         match appended {
-            Ok(appended) => {
+            // Recorded now, and durable (in a cluster, stored by its
+            // quorum): the receipt is this report's, read from the model.
+            Ok(appended) if !appended.replayed => {
                 self.view.wait_for(appended.last_position).await?;
                 tracing::info!(intake_id = %intake_id, immediate_danger, "intake recorded");
-                self.receipt(caller, request_id)
-                    .await?
-                    .map(|mut receipt| {
-                        receipt.already_recorded = appended.replayed;
-                        receipt
-                    })
-                    .ok_or_else(|| Status::internal("recorded intake missing from the read model"))
+                let row = self.view.get(intake_id).ok_or_else(|| {
+                    Status::internal("recorded intake missing from the read model")
+                })?;
+                let mut receipt = self.receipt_of(caller, &row)?;
+                receipt.already_recorded = false;
+                Ok(receipt)
             }
+            // A submit with the same request_id was recorded meanwhile:
+            // its receipt, once that one is acknowledged.
+            Ok(_) => self
+                .receipt(caller, request_id)
+                .await?
+                .ok_or_else(|| Status::internal("request_id used but its intake is missing")),
             // Two submits with the same request_id raced: the other won.
             Err(Error::CommandIdReused { .. }) => self
                 .receipt(caller, request_id)
@@ -321,21 +328,27 @@ impl IntakeApi {
         let row = self.view.get(*first.stream.as_uuid()).ok_or_else(|| {
             Status::internal("request_id recorded but its intake is missing from the read model")
         })?;
+        self.receipt_of(caller, &row).map(Some)
+    }
+
+    /// The receipt of `row`, recorded before (`already_recorded`), if
+    /// `caller` logged it. A request id someone else used is refused.
+    fn receipt_of(&self, caller: &Caller, row: &Row) -> Result<Receipt, Status> {
         if row.logged_by != acting(caller) {
             return Err(invalid_argument(
                 "request_id",
                 "was already used for another report: use a new one (a UUID is best)",
             ));
         }
-        let (possible_duplicate_case_ids, _) = self.visible_duplicates(caller, &row);
-        Ok(Some(Receipt {
+        let (possible_duplicate_case_ids, _) = self.visible_duplicates(caller, row);
+        Ok(Receipt {
             intake_id: row.intake_id.to_string(),
             recorded_at: Some(timestamp(row.recorded_at_ms)),
             already_recorded: true,
             possible_duplicate_case_ids,
             outside_child_law: row.outside_child_law,
             possible_duplicate: row.has_possible_duplicates(),
-        }))
+        })
     }
 }
 
