@@ -38,7 +38,8 @@
 //!   they are read.
 //! - [`command`]: the one load–decide–append path of a person's command
 //!   to a case or a referral, and how each failure answers.
-//! - [`request`]: page sizes and page tokens, one set of rules.
+//! - [`request`]: page sizes and page tokens, one set of rules; the
+//!   newest-first page walk of ListIntakes and ListCases.
 //! - [`projection`]: following the log to keep a read model.
 //! - [`main`]: what a service's `main.rs` calls.
 //! - [`timestamp`], [`unix_ms`]: protobuf timestamps ↔ Unix milliseconds.

@@ -1,5 +1,7 @@
 //! The request edge every service shares: page sizes and page tokens read
-//! by one set of rules. (Request ids: [`baove_domain::text::request_id`].)
+//! by one set of rules, and the newest-first page walk of a read model's
+//! rows ([`newest_first`]). (Request ids:
+//! [`baove_domain::text::request_id`].)
 
 use std::fmt::Display;
 use std::str::FromStr;
