@@ -91,7 +91,7 @@ struct Table {
     /// A page is read from its cursor onwards, and a filter few cases
     /// match walks the rows in place, instead of sorting every case
     /// under the lock at each call.
-    rows: BTreeMap<(i64, u64, Uuid), Row>,
+    rows: BTreeMap<baove_runtime::request::ListKey, Row>,
     /// Where each case's row is in `rows`.
     keys: HashMap<Uuid, (i64, u64)>,
     /// (when the scheduler must look at the case next, the case): what
