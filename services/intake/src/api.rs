@@ -169,14 +169,7 @@ impl IntakeApi {
         let parsed = parse_mau_01(bad_enums, raw, &ctx)
             .map_err(|v| baove_runtime::status::violations(&v))?;
         let facts = parsed.facts();
-        let (cases, intakes) = d::possible_duplicates(
-            facts,
-            &self.view.priors(
-                &facts.incident_place.unit_id,
-                &facts.child.name_key,
-                facts.received_at_ms,
-            ),
-        );
+        let (cases, intakes) = self.view.possible_duplicates(facts);
         self.access
             .read(
                 caller,
@@ -223,14 +216,8 @@ impl IntakeApi {
             }
         };
         let facts = report.facts();
-        let (possible_duplicate_case_ids, possible_duplicate_intake_ids) = d::possible_duplicates(
-            facts,
-            &self.view.priors(
-                &facts.incident_place.unit_id,
-                &facts.child.name_key,
-                facts.received_at_ms,
-            ),
-        );
+        let (possible_duplicate_case_ids, possible_duplicate_intake_ids) =
+            self.view.possible_duplicates(facts);
         let intake_id = Uuid::now_v7();
         // The report names its operator or officer and their police
         // agency; each was checked to be the caller's own.

@@ -240,20 +240,127 @@ struct State {
     referrals: HashMap<Uuid, Vec<NotedReferral>>,
     /// Cases casework closed (and did not reopen).
     closed_cases: HashSet<Uuid>,
-    /// The intakes of each (incident unit, child's name key), by the time
-    /// the duplicate check compares (its case's opening once handed over,
-    /// else its receipt; [`d::duplicate_window`]): the check reads only
-    /// those of its window, so its cost does not grow with the log, nor
-    /// with the years of reports about children of one name in one
-    /// commune.
-    by_unit_and_name: HashMap<(String, String), BTreeSet<(i64, Uuid)>>,
+    /// The intakes of each (incident unit, child's name key) that the
+    /// duplicate check may flag ([`Earlier`]).
+    by_unit_and_name: HashMap<UnitAndName, Earlier>,
     /// The intakes handed over to each case, in the order handed over.
     by_case: HashMap<Uuid, Vec<Uuid>>,
+}
+
+/// A report's key in [`Earlier`]'s sets: (the time the duplicate check
+/// compares, its id).
+type ByTime = (i64, Uuid);
+
+/// The key of one child's name in one commune: (incident unit, name key).
+type UnitAndName = (String, String);
+
+/// The intakes of one (incident unit, child's name key) that the duplicate
+/// check may flag, by the time it compares (its case's opening, as intake
+/// learnt it, once handed over, else its receipt; [`d::duplicate_window`]).
+/// The check reads each set newest first from the end of its window and
+/// stops once it has its answer ([`d::possible_duplicates`]); so its cost
+/// grows neither with the log, nor with the years of reports about children
+/// of one name in one commune, nor with a flood of calls about one child in
+/// one month that each open a case.
+#[derive(Default)]
+struct Earlier {
+    /// Handed over to a case that is open; those of closed cases are out
+    /// until the case is reopened.
+    handed_over: BTreeSet<ByTime>,
+    /// Not handed over yet.
+    waiting: BTreeSet<ByTime>,
 }
 
 impl State {
     fn row(&self, intake_id: &Uuid) -> Option<&Row> {
         self.keys.get(intake_id).and_then(|key| self.rows.get(key))
+    }
+
+    /// Where `row` stands in the duplicate check's index: its (unit, name
+    /// key), its key there and whether it is handed over; `None` without a
+    /// name.
+    fn index_slot(row: &Row) -> Option<(UnitAndName, ByTime, bool)> {
+        (!row.name_key.is_empty()).then(|| {
+            (
+                (row.incident_unit_id.clone(), row.name_key.clone()),
+                (
+                    d::compared_at(row.received_at_ms, row.handed_over),
+                    row.intake_id,
+                ),
+                row.handed_over.is_some(),
+            )
+        })
+    }
+
+    /// Takes intake `intake_id` out of the duplicate check's index.
+    fn unindex(&mut self, intake_id: &Uuid) {
+        let Some((key, entry, handed_over)) = self.row(intake_id).and_then(Self::index_slot) else {
+            return;
+        };
+        if let Some(earlier) = self.by_unit_and_name.get_mut(&key) {
+            if handed_over {
+                earlier.handed_over.remove(&entry);
+            } else {
+                earlier.waiting.remove(&entry);
+            }
+            if earlier.handed_over.is_empty() && earlier.waiting.is_empty() {
+                self.by_unit_and_name.remove(&key);
+            }
+        }
+    }
+
+    /// Puts intake `intake_id` in the duplicate check's index, where it
+    /// belongs: waiting, handed over to an open case, or (a closed case's)
+    /// nowhere.
+    fn index(&mut self, intake_id: &Uuid) {
+        let Some(row) = self.row(intake_id) else {
+            return;
+        };
+        let closed = row
+            .handed_over
+            .is_some_and(|(case, _)| self.closed_cases.contains(&case));
+        let Some((key, entry, handed_over)) = Self::index_slot(row) else {
+            return;
+        };
+        if closed {
+            return;
+        }
+        let earlier = self.by_unit_and_name.entry(key).or_default();
+        if handed_over {
+            earlier.handed_over.insert(entry);
+        } else {
+            earlier.waiting.insert(entry);
+        }
+    }
+
+    /// The reports of `set` whose time is in `window`, newest first, as
+    /// the duplicate check reads them (lazily: it stops when it has its
+    /// answer).
+    fn newest_first<'s>(
+        &'s self,
+        set: &'s BTreeSet<ByTime>,
+        window: &std::ops::RangeInclusive<i64>,
+    ) -> impl Iterator<Item = Prior> + 's {
+        set.range((*window.start(), Uuid::nil())..=(*window.end(), Uuid::max()))
+            .rev()
+            .filter_map(|(_, id)| self.row(id))
+            .map(|row| self.prior(row))
+    }
+
+    /// What the duplicate check needs of `row`.
+    fn prior(&self, row: &Row) -> Prior {
+        Prior {
+            intake_id: row.intake_id,
+            name_key: row.name_key.clone(),
+            age: row.child_age,
+            age_years: row.child_age_years,
+            incident_unit_id: row.incident_unit_id.clone(),
+            received_at_ms: row.received_at_ms,
+            case: row.handed_over,
+            case_closed: row
+                .handed_over
+                .is_some_and(|(case, _)| self.closed_cases.contains(&case)),
+        }
     }
 
     fn row_mut(&mut self, intake_id: &Uuid) -> Option<&mut Row> {
@@ -342,13 +449,8 @@ impl View {
                 row.recorded_at_ms = envelope.recorded_at_ms;
                 row.position = envelope.global_position;
                 row.version = envelope.seq;
-                if !row.name_key.is_empty() && !state.keys.contains_key(&row.intake_id) {
-                    let key = (row.incident_unit_id.clone(), row.name_key.clone());
-                    state.by_unit_and_name.entry(key).or_default().insert((
-                        d::compared_at(row.received_at_ms, row.handed_over),
-                        row.intake_id,
-                    ));
-                }
+                let intake_id = row.intake_id;
+                let new = !state.keys.contains_key(&intake_id);
                 if let Some(old) = state.keys.remove(&row.intake_id) {
                     // Never in a log intake wrote (an intake's stream
                     // starts with its one IntakeRecorded): the new row
@@ -360,24 +462,19 @@ impl View {
                 state.keys.insert(row.intake_id, key);
                 state.waiting.insert(row.position, row.intake_id);
                 state.rows.insert(key, row);
+                if new {
+                    state.index(&intake_id);
+                }
             }
             IntakeEvent::HandedOver(handed) => {
                 let intake_id = *envelope.stream_id.as_uuid();
+                state.unindex(&intake_id);
                 if let Some(row) = state.row_mut(&intake_id) {
                     let first = row.handed_over.is_none();
                     let position = row.position;
-                    let was = d::compared_at(row.received_at_ms, row.handed_over);
                     row.handed_over = Some((handed.case_id, envelope.recorded_at_ms));
                     row.version = envelope.seq;
-                    let now = d::compared_at(row.received_at_ms, row.handed_over);
-                    if !row.name_key.is_empty() {
-                        let key = (row.incident_unit_id.clone(), row.name_key.clone());
-                        if let Some(by_time) = state.by_unit_and_name.get_mut(&key)
-                            && by_time.remove(&(was, intake_id))
-                        {
-                            by_time.insert((now, intake_id));
-                        }
-                    }
+                    state.index(&intake_id);
                     if first {
                         state
                             .by_case
@@ -397,13 +494,31 @@ impl View {
                 }
             }
             IntakeEvent::CaseStatusNoted(noted) => {
-                if noted.closed {
-                    state.closed_cases.insert(noted.case_id);
+                // A closed case's reports leave the duplicate check's
+                // index, and come back when it is reopened.
+                let changed = if noted.closed {
+                    state.closed_cases.insert(noted.case_id)
                 } else {
-                    state.closed_cases.remove(&noted.case_id);
+                    state.closed_cases.remove(&noted.case_id)
+                };
+                if changed {
+                    let handed: Vec<Uuid> = state
+                        .by_case
+                        .get(&noted.case_id)
+                        .cloned()
+                        .unwrap_or_default();
+                    for intake_id in &handed {
+                        if noted.closed {
+                            state.unindex(intake_id);
+                        } else {
+                            state.index(intake_id);
+                        }
+                    }
                 }
             }
             IntakeEvent::ConfidentialErased(_) => {
+                // Without its name a report is no one's duplicate.
+                state.unindex(envelope.stream_id.as_uuid());
                 if let Some(row) = state.row_mut(envelope.stream_id.as_uuid()) {
                     row.erase();
                     row.version = envelope.seq;
@@ -531,39 +646,31 @@ impl View {
         )
     }
 
-    /// What the duplicate check needs of earlier intakes in `unit_id` about
-    /// a child with `name_key` (none for an empty key: without a name
-    /// nothing is flagged) whose time is in the window of a report received
-    /// at `received_at_ms` ([`d::duplicate_window`]), read from the index,
-    /// not by scanning every intake.
+    /// The possible duplicates of a report with `facts` among the intakes
+    /// recorded ([`d::possible_duplicates`]): (case ids, intake ids not
+    /// handed over yet). Reads, newest first, only the intakes of its
+    /// commune and child's name whose time is in its window, and of those
+    /// only as many as the answer needs ([`Earlier`]).
     #[must_use]
-    pub fn priors(&self, unit_id: &str, name_key: &str, received_at_ms: i64) -> Vec<Prior> {
-        if name_key.is_empty() {
-            return Vec::new();
+    pub fn possible_duplicates(&self, facts: &d::ReportFacts) -> (Vec<Uuid>, Vec<Uuid>) {
+        let none = || (Vec::new(), Vec::new());
+        if facts.child.name_key.is_empty() {
+            return none();
         }
-        let window = d::duplicate_window(received_at_ms);
+        let window = d::duplicate_window(facts.received_at_ms);
         let state = self.read();
-        state
-            .by_unit_and_name
-            .get(&(unit_id.to_owned(), name_key.to_owned()))
-            .into_iter()
-            .flat_map(|by_time| {
-                by_time.range((*window.start(), Uuid::nil())..=(*window.end(), Uuid::max()))
-            })
-            .filter_map(|(_, id)| state.row(id))
-            .map(|row| Prior {
-                intake_id: row.intake_id,
-                name_key: row.name_key.clone(),
-                age: row.child_age,
-                age_years: row.child_age_years,
-                incident_unit_id: unit_id.to_owned(),
-                received_at_ms: row.received_at_ms,
-                case: row.handed_over,
-                case_closed: row
-                    .handed_over
-                    .is_some_and(|(case, _)| state.closed_cases.contains(&case)),
-            })
-            .collect()
+        let key = (
+            facts.incident_place.unit_id.clone(),
+            facts.child.name_key.clone(),
+        );
+        let Some(earlier) = state.by_unit_and_name.get(&key) else {
+            return none();
+        };
+        d::possible_duplicates(
+            facts,
+            state.newest_first(&earlier.handed_over, &window),
+            state.newest_first(&earlier.waiting, &window),
+        )
     }
 
     /// What `agency_id` may see of `case_id`'s reports at `now_ms`
@@ -678,6 +785,23 @@ mod tests {
         payload.take()
     }
 
+    /// `recorded` with the child's age estimated at `years`.
+    fn aged(mut recorded: Value, years: i64) -> Value {
+        let child = &mut recorded["report"]["facts"]["child"];
+        child["age"] = json!({ "estimated_years": years });
+        child["age_years"] = json!(years);
+        recorded
+    }
+
+    /// An empty log in `dir` and its read model.
+    async fn empty(dir: &std::path::Path) -> (EventLog, Arc<View>) {
+        let log = EventLog::open(dir).await.unwrap();
+        let keys =
+            baove_runtime::keys::KeyStore::open(&log, baove_security::seal::Key::generate(), None)
+                .unwrap();
+        (log, View::new(Arc::new(keys)))
+    }
+
     async fn append(log: &EventLog, intake_id: Uuid, event_type: &str, payload: &Value) {
         log.append(AppendRequest {
             stream: StreamId::from_uuid(intake_id),
@@ -697,11 +821,7 @@ mod tests {
     async fn given_many_reports_when_listed_page_by_page_then_each_matching_one_comes_once_newest_first_and_the_waiting_ones_are_known()
      {
         let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::open(dir.path()).await.unwrap();
-        let keys =
-            baove_runtime::keys::KeyStore::open(&log, baove_security::seal::Key::generate(), None)
-                .unwrap();
-        let view = View::new(Arc::new(keys));
+        let (log, view) = empty(dir.path()).await;
         let units = ["vn:31135", "vn:31120", "vn:31186"];
         let names = ["An", "Binh", "Chi", "Dung", "Anh"];
         let start = 1_796_087_531_515;
@@ -824,5 +944,173 @@ mod tests {
             view.handover_progress(),
             (furthest.unwrap(), Some(last_back.unwrap()))
         );
+    }
+
+    #[tokio::test]
+    async fn given_a_child_reported_hundreds_of_times_and_cases_closed_and_reopened_when_checked_then_the_index_answers_as_a_scan_of_every_report()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, view) = empty(dir.path()).await;
+        let minute = 60_000;
+        // A hand-over's time is when it was written: now.
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap();
+        // 300 reports about one child in one commune over 40 days (some
+        // outside the window), and a few about others.
+        for i in 0..300_i64 {
+            let id = Uuid::from_u128(10_000 + u128::try_from(i).unwrap());
+            let (unit, name) = match i % 10 {
+                7 => ("vn:31120", "An"),
+                8 => ("vn:31135", "Binh"),
+                _ => ("vn:31135", "An"),
+            };
+            let at = now - (i * 191 % 300) * 192 * minute;
+            // Ages 8 to 11: within a year of 9 or 10 or not.
+            let report = aged(recorded(id, at, unit, name), 8 + i % 4);
+            append(&log, id, "IntakeRecorded", &report).await;
+        }
+        // Two of every three handed over; every fifth case takes two
+        // reports and case 50_002 takes a flood of them (follow-up reports
+        // casework attached), of every age.
+        for i in (0..300_u128).filter(|i| i % 3 != 0) {
+            let case = 50_000
+                + match i {
+                    _ if i % 7 == 2 => 2,
+                    _ if i % 5 == 0 => i - 1,
+                    _ => i,
+                };
+            let handed = json!({
+                "case_event_id": Uuid::now_v7(),
+                "case_event_type": "CaseOpened",
+                "case_id": Uuid::from_u128(case),
+            });
+            append(
+                &log,
+                Uuid::from_u128(10_000 + i),
+                "IntakeHandedOver",
+                &handed,
+            )
+            .await;
+        }
+        let status = |case: u128, closed: bool| {
+            json!({
+                "case_id": Uuid::from_u128(50_000 + case),
+                "closed": closed,
+                "case_event_id": Uuid::now_v7(),
+            })
+        };
+        // Cases closed, some reopened, one closed twice.
+        for case in (0..300_u128).filter(|c| c % 3 == 1 && c % 4 == 0) {
+            append(
+                &log,
+                Uuid::from_u128(90_000),
+                "CaseStatusNoted",
+                &status(case, true),
+            )
+            .await;
+        }
+        for case in [4_u128, 16, 28, 160] {
+            append(
+                &log,
+                Uuid::from_u128(90_000),
+                "CaseStatusNoted",
+                &status(case, false),
+            )
+            .await;
+        }
+        append(
+            &log,
+            Uuid::from_u128(90_000),
+            "CaseStatusNoted",
+            &status(40, true),
+        )
+        .await;
+        // Some reports' names erased, among them some of the flooded case.
+        let erased = json!({ "case_id": null, "reason": "deletion request" });
+        for i in [2_u128, 16, 23, 299, 150] {
+            append(
+                &log,
+                Uuid::from_u128(10_000 + i),
+                "ConfidentialErased",
+                &erased,
+            )
+            .await;
+        }
+        // The newest two cases: in one, the report of the highest id is of
+        // another age (14); in the other it is erased.
+        for (id, years, case) in [
+            (20_001, 9, 60_000),
+            (20_002, 14, 60_000),
+            (20_003, 9, 60_001),
+            (20_004, 9, 60_001),
+        ] {
+            let intake_id = Uuid::from_u128(id);
+            let report = aged(
+                recorded(intake_id, now - 60 * minute, "vn:31135", "An"),
+                years,
+            );
+            append(&log, intake_id, "IntakeRecorded", &report).await;
+            let handed = json!({
+                "case_event_id": Uuid::now_v7(),
+                "case_event_type": "IntakeAttached",
+                "case_id": Uuid::from_u128(case),
+            });
+            append(&log, intake_id, "IntakeHandedOver", &handed).await;
+        }
+        append(&log, Uuid::from_u128(20_004), "ConfidentialErased", &erased).await;
+        for event in log.read_all(1, 10_000).await.unwrap() {
+            view.apply(&event);
+        }
+        let state = view.read();
+        let all: Vec<Prior> = state.rows.values().map(|row| state.prior(row)).collect();
+        drop(state);
+        assert_eq!(all.len(), 304);
+        assert!(all.iter().any(|p| p.case_closed));
+        assert!(all.iter().any(|p| p.case.is_some() && !p.case_closed));
+
+        // A scan of every report, newest first, as the duplicate check's
+        // own tests check it.
+        let scan = |facts: &d::ReportFacts| {
+            let mut newest_first: Vec<&Prior> = all.iter().collect();
+            newest_first
+                .sort_by_key(|p| std::cmp::Reverse(d::compared_at(p.received_at_ms, p.case)));
+            d::possible_duplicates(
+                facts,
+                newest_first.iter().copied(),
+                newest_first.iter().copied(),
+            )
+        };
+        let mut named = 0;
+        let flooded = Uuid::from_u128(50_002);
+        let mut flooded_named = false;
+        for (at, unit, name, years) in [
+            (now, "vn:31135", "An", 9),
+            (now, "vn:31135", "An", 11),
+            (now, "vn:31135", "An", 13),
+            (now - 10 * 24 * 60 * minute, "vn:31135", "An", 9),
+            (now - 35 * 24 * 60 * minute, "vn:31135", "An", 10),
+            (now, "vn:31120", "An", 9),
+            (now, "vn:31135", "Binh", 8),
+            (now, "vn:31135", "Chi", 9),
+        ] {
+            let report = aged(recorded(Uuid::nil(), at, unit, name), years);
+            let report: IntakeRecorded = serde_json::from_value(report).unwrap();
+            let facts = report.report.facts();
+            let found = view.possible_duplicates(facts);
+            assert_eq!(found, scan(facts), "{unit} {name} {years} at {at}");
+            named += found.0.len() + found.1.len();
+            flooded_named |= found.0.contains(&flooded);
+            if (at, unit, name, years) == (now, "vn:31135", "An", 9) {
+                assert!(found.0.contains(&Uuid::from_u128(60_000)));
+                assert!(found.0.contains(&Uuid::from_u128(60_001)));
+            }
+        }
+        assert!(named > 2 * d::MAX_POSSIBLE_DUPLICATES, "{named}");
+        assert!(flooded_named);
     }
 }

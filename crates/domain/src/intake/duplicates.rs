@@ -1,6 +1,8 @@
 //! Possible duplicates: an earlier intake about what may be the same child.
 
 use super::*;
+use std::borrow::Borrow;
+use std::collections::HashSet;
 
 /// What the duplicate check knows of an earlier intake.
 #[derive(Clone, Debug)]
@@ -33,38 +35,89 @@ pub struct Prior {
 /// of equal times, the lowest ids): a child reported hundreds of times
 /// within the window must not make the next report's event too large to
 /// store. Flagged only: never merged.
+///
+/// The earlier reports come in two runs, each **newest first** by
+/// [`compared_at`]: `handed_over` is read for the cases and `waiting` for
+/// the reports not handed over yet (a report of the other kind in a run is
+/// passed over). Each run is read only as far as its answer needs: up to
+/// its [`MAX_POSSIBLE_DUPLICATES`]th distinct candidate and the ones of
+/// the same time, and not past the window's start; so a child reported
+/// thousands of times in a month, each report its own case, costs the next
+/// report no more than one reported twenty times. (Reports of one case
+/// count as one candidate: a case's follow-ups are all read.) A read
+/// model hands its reports in that order from an index
+/// ([`duplicate_window`]).
 #[must_use]
-pub fn possible_duplicates<'a>(
+pub fn possible_duplicates(
     facts: &ReportFacts,
-    priors: impl IntoIterator<Item = &'a Prior>,
+    handed_over: impl IntoIterator<Item = impl Borrow<Prior>>,
+    waiting: impl IntoIterator<Item = impl Borrow<Prior>>,
 ) -> (Vec<Uuid>, Vec<Uuid>) {
-    let child = &facts.child;
-    // (when, id) of each candidate; a case may be named by several priors.
-    let mut cases: Vec<(i64, Uuid)> = Vec::new();
-    let mut intakes: Vec<(i64, Uuid)> = Vec::new();
-    if child.name_key.is_empty() {
+    if facts.child.name_key.is_empty() {
         return (Vec::new(), Vec::new());
     }
+    (
+        most_recent(facts, handed_over, |p| p.case.map(|(case, _)| case)),
+        most_recent(facts, waiting, |p| p.case.is_none().then_some(p.intake_id)),
+    )
+}
+
+/// Whether `prior` may be about the same child as `facts`, whatever its
+/// time.
+fn same_child(facts: &ReportFacts, prior: &Prior) -> bool {
+    let child = &facts.child;
+    let same_age = match (child.age, prior.age) {
+        (Age::DateOfBirth(a), Age::DateOfBirth(b)) => a == b,
+        _ => child.age_years.abs_diff(prior.age_years) <= 1,
+    };
+    !prior.case_closed
+        && prior.name_key == child.name_key
+        && same_age
+        && prior.incident_unit_id == facts.incident_place.unit_id
+}
+
+/// The ids (`id_of`) of the [`MAX_POSSIBLE_DUPLICATES`] most recent
+/// candidates among `priors` (newest first), latest first then lowest id,
+/// each once, sorted by id; reading `priors` no further than that needs.
+fn most_recent(
+    facts: &ReportFacts,
+    priors: impl IntoIterator<Item = impl Borrow<Prior>>,
+    id_of: impl Fn(&Prior) -> Option<Uuid>,
+) -> Vec<Uuid> {
+    let window = duplicate_window(facts.received_at_ms);
+    // (when, id) of each candidate, once per id at its latest time: the
+    // first seen, newest first. Many may tie at the last time needed, so
+    // an id is looked up in a set, not in the list.
+    let mut found: Vec<(i64, Uuid)> = Vec::new();
+    let mut seen: HashSet<Uuid> = HashSet::new();
+    // The time of the MAX_POSSIBLE_DUPLICATES-th distinct id: only ties
+    // of it may still rank before a found one.
+    let mut last_needed: Option<i64> = None;
+    let mut previous = i64::MAX;
     for prior in priors {
-        let same_age = match (child.age, prior.age) {
-            (Age::DateOfBirth(a), Age::DateOfBirth(b)) => a == b,
-            _ => child.age_years.abs_diff(prior.age_years) <= 1,
-        };
+        let prior = prior.borrow();
         let when = compared_at(prior.received_at_ms, prior.case);
-        let recent = duplicate_window(facts.received_at_ms).contains(&when);
-        if !prior.case_closed
-            && prior.name_key == child.name_key
-            && same_age
-            && prior.incident_unit_id == facts.incident_place.unit_id
-            && recent
-        {
-            match prior.case {
-                Some((case, _)) => cases.push((when, case)),
-                None => intakes.push((when, prior.intake_id)),
+        debug_assert!(when <= previous, "earlier reports must come newest first");
+        previous = when;
+        if when < *window.start() || last_needed.is_some_and(|last| when < last) {
+            break;
+        }
+        if when > *window.end() || !same_child(facts, prior) {
+            continue;
+        }
+        let Some(id) = id_of(prior) else { continue };
+        if seen.insert(id) {
+            found.push((when, id));
+            if found.len() == MAX_POSSIBLE_DUPLICATES {
+                last_needed = Some(when);
             }
         }
     }
-    (most_recent(cases), most_recent(intakes))
+    found.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    found.truncate(MAX_POSSIBLE_DUPLICATES);
+    let mut ids: Vec<Uuid> = found.into_iter().map(|(_, id)| id).collect();
+    ids.sort_unstable();
+    ids
 }
 
 /// The time of an earlier report that [`duplicate_window`] is compared
@@ -91,23 +144,6 @@ pub const fn duplicate_window(received_at_ms: i64) -> std::ops::RangeInclusive<i
 
 /// Most possible duplicates of each kind one report names.
 pub const MAX_POSSIBLE_DUPLICATES: usize = 20;
-
-/// The ids of the [`MAX_POSSIBLE_DUPLICATES`] most recent `candidates`
-/// (latest first, then lowest id), each once, sorted by id.
-fn most_recent(mut candidates: Vec<(i64, Uuid)>) -> Vec<Uuid> {
-    candidates.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut ids: Vec<Uuid> = Vec::with_capacity(MAX_POSSIBLE_DUPLICATES);
-    for (_, id) in candidates {
-        if ids.len() == MAX_POSSIBLE_DUPLICATES {
-            break;
-        }
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
-    }
-    ids.sort_unstable();
-    ids
-}
 
 /// Whether a child of this age is outside the Law on Children (16 or 17).
 #[must_use]

@@ -374,6 +374,18 @@ fn prior(
     }
 }
 
+/// The duplicate check over `priors` in any order, as a read model hands
+/// them: each kind newest first.
+fn check(facts: &ReportFacts, priors: &[Prior]) -> (Vec<Uuid>, Vec<Uuid>) {
+    let mut newest_first: Vec<&Prior> = priors.iter().collect();
+    newest_first.sort_by_key(|p| std::cmp::Reverse(compared_at(p.received_at_ms, p.case)));
+    possible_duplicates(
+        facts,
+        newest_first.iter().copied(),
+        newest_first.iter().copied(),
+    )
+}
+
 #[test]
 fn given_an_open_case_about_the_same_child_within_30_days_then_flagged_not_merged() {
     let report = parse(hotline(facts())).unwrap();
@@ -427,7 +439,7 @@ fn given_an_open_case_about_the_same_child_within_30_days_then_flagged_not_merge
             None,
         ),
     ];
-    let (cases, intakes) = possible_duplicates(report.facts(), &priors);
+    let (cases, intakes) = check(report.facts(), &priors);
     assert_eq!(cases, [case]);
     assert_eq!(intakes, [priors[4].intake_id]);
 }
@@ -462,7 +474,7 @@ fn given_the_same_child_reported_hundreds_of_times_then_only_the_most_recent_are
         NOW - 30 * minute,
         Some((Uuid::from_u128(1_000_000), NOW - minute)),
     ));
-    let (cases, intakes) = possible_duplicates(report.facts(), &priors);
+    let (cases, intakes) = check(report.facts(), &priors);
     let newest = |case: bool| -> Vec<Uuid> {
         let mut ids: Vec<Uuid> = priors
             .iter()
@@ -480,6 +492,128 @@ fn given_the_same_child_reported_hundreds_of_times_then_only_the_most_recent_are
     assert_eq!(cases, newest(true));
     assert_eq!(intakes.len(), MAX_POSSIBLE_DUPLICATES);
     assert_eq!(intakes, newest(false));
+}
+
+/// `priors` counting how many the check reads.
+fn counted<'a>(
+    priors: &'a [Prior],
+    read: &'a std::cell::Cell<usize>,
+) -> impl Iterator<Item = &'a Prior> {
+    priors.iter().inspect(move |_| read.set(read.get() + 1))
+}
+
+#[test]
+fn given_a_child_reported_thousands_of_times_in_a_month_when_checked_then_only_the_newest_are_read()
+{
+    // A flood of calls about one child (a viral video, a bench) made every
+    // next report read every earlier one of the month: each report cost
+    // more than the one before.
+    let report = parse(hotline(facts())).unwrap();
+    let unit = "vn:31135";
+    let minute = 60_000;
+    let one = |i: i64, case: bool| {
+        let received = NOW - (i + 1) * minute;
+        let case = case.then(|| (Uuid::from_u128(1_000_000 + i as u128), received + 1));
+        prior(
+            "Nguyễn Văn An",
+            Age::EstimatedYears(9),
+            9,
+            unit,
+            received,
+            case,
+        )
+    };
+    let handed: Vec<Prior> = (0..5_000).map(|i| one(i, true)).collect();
+    let waiting: Vec<Prior> = (0..3).map(|i| one(i, false)).collect();
+    let (read_handed, read_waiting) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+    let (cases, intakes) = possible_duplicates(
+        report.facts(),
+        counted(&handed, &read_handed),
+        counted(&waiting, &read_waiting),
+    );
+    let newest: Vec<Uuid> = handed[..MAX_POSSIBLE_DUPLICATES]
+        .iter()
+        .map(|p| p.case.unwrap().0)
+        .collect();
+    assert_eq!(cases, sorted(newest));
+    assert_eq!(
+        intakes,
+        sorted(waiting.iter().map(|p| p.intake_id).collect())
+    );
+    // Twenty cases and the one that shows no later one can rank higher.
+    assert_eq!(read_handed.get(), MAX_POSSIBLE_DUPLICATES + 1);
+    assert_eq!(read_waiting.get(), 3);
+    // The same answer as reading all of them in any order.
+    let mut all = handed.clone();
+    all.extend(waiting.iter().cloned());
+    all.reverse();
+    assert_eq!(check(report.facts(), &all), (cases, intakes));
+}
+
+#[test]
+fn given_more_cases_of_one_time_than_named_when_checked_then_all_of_that_time_are_read_and_the_lowest_ids_named()
+ {
+    let report = parse(hotline(facts())).unwrap();
+    let unit = "vn:31135";
+    let at = NOW - DAY_MS;
+    let case = |n: u128, opened: i64| {
+        prior(
+            "Nguyễn Văn An",
+            Age::EstimatedYears(9),
+            9,
+            unit,
+            opened - 1,
+            Some((Uuid::from_u128(n), opened)),
+        )
+    };
+    // Ten newer cases, then 30 opened in the same millisecond (highest
+    // ids first, as they may come), then older ones.
+    let mut priors: Vec<Prior> = (0..10)
+        .map(|n| case(500 + n, at + 1_000 - n as i64))
+        .collect();
+    priors.extend((0..30).rev().map(|n| case(100 + n, at)));
+    priors.extend((0..50).map(|n| case(900 + n, at - 1 - n as i64)));
+    let read = std::cell::Cell::new(0);
+    let (cases, _) = possible_duplicates(report.facts(), counted(&priors, &read), [] as [Prior; 0]);
+    let mut expected: Vec<Uuid> = (0..10).map(|n| Uuid::from_u128(500 + n)).collect();
+    expected.extend((0..10).map(|n| Uuid::from_u128(100 + n)));
+    assert_eq!(cases, sorted(expected));
+    assert_eq!(read.get(), 10 + 30 + 1);
+}
+
+#[test]
+fn given_earlier_reports_of_another_child_or_closed_cases_when_checked_then_they_do_not_count_towards_the_twenty()
+ {
+    let report = parse(hotline(facts())).unwrap();
+    let unit = "vn:31135";
+    let mut priors = Vec::new();
+    for i in 0..150_i64 {
+        let opened = NOW - (i + 1) * 60_000;
+        let mut p = prior(
+            "Nguyễn Văn An",
+            Age::EstimatedYears(if i % 3 == 0 { 9 } else { 14 }),
+            if i % 3 == 0 { 9 } else { 14 },
+            unit,
+            opened - 1,
+            Some((Uuid::from_u128(2_000 + i as u128), opened)),
+        );
+        p.case_closed = i % 3 == 0 && i % 2 == 0;
+        priors.push(p);
+    }
+    let (cases, _) = check(report.facts(), &priors);
+    // Of every third (the same age), the odd ones (open): the 20 newest
+    // of those 25.
+    let expected: Vec<Uuid> = (0..150)
+        .filter(|i| i % 3 == 0 && i % 2 == 1)
+        .take(MAX_POSSIBLE_DUPLICATES)
+        .map(|i| Uuid::from_u128(2_000 + i))
+        .collect();
+    assert_eq!(cases, sorted(expected));
+}
+
+fn sorted(mut ids: Vec<Uuid>) -> Vec<Uuid> {
+    ids.sort_unstable();
+    ids
 }
 
 #[test]
@@ -509,16 +643,10 @@ fn given_birth_dates_on_both_then_they_must_match_and_an_unnamed_child_is_never_
             Some((Uuid::from_u128(2), NOW - DAY_MS)),
         ),
     ];
-    assert_eq!(
-        possible_duplicates(report.facts(), &priors).0,
-        [Uuid::from_u128(2)]
-    );
+    assert_eq!(check(report.facts(), &priors).0, [Uuid::from_u128(2)]);
     raw.child.as_mut().unwrap().full_name = String::new();
     let unnamed = parse(hotline(raw)).unwrap();
-    assert_eq!(
-        possible_duplicates(unnamed.facts(), &priors),
-        (vec![], vec![])
-    );
+    assert_eq!(check(unnamed.facts(), &priors), (vec![], vec![]));
 }
 
 #[test]
@@ -556,12 +684,12 @@ fn given_the_matching_case_was_closed_then_it_is_not_a_candidate() {
     );
     closed.case_closed = true;
     assert_eq!(
-        possible_duplicates(report.facts(), [&closed]),
+        check(report.facts(), std::slice::from_ref(&closed)),
         (vec![], vec![])
     );
     closed.case_closed = false;
     assert_eq!(
-        possible_duplicates(report.facts(), [&closed]).0,
+        check(report.facts(), std::slice::from_ref(&closed)).0,
         [Uuid::from_u128(5)]
     );
 }
@@ -788,7 +916,7 @@ fn given_a_report_when_its_duplicate_window_is_asked_then_it_holds_exactly_the_t
             when,
             None,
         )];
-        let (_, intakes) = possible_duplicates(report.facts(), &priors);
+        let (_, intakes) = check(report.facts(), &priors);
         assert_eq!(!intakes.is_empty(), flagged, "received at {when}");
         assert_eq!(window.contains(&when), flagged, "window at {when}");
     }
