@@ -41,9 +41,10 @@ pub enum Command {
         /// How long.
         #[arg(long, default_value_t = 10)]
         secs: u64,
-        /// Every report about the file's child, not each about another:
-        /// a flood of calls about one child, where each report's
-        /// duplicate check meets every report of the last 30 days.
+        /// Every report about the file's child (each received when sent),
+        /// not each about another: a flood of calls about one child, where
+        /// every report of the last 30 days is a possible duplicate of the
+        /// next.
         #[arg(long)]
         same_child: bool,
     },
@@ -153,8 +154,14 @@ async fn submits(
         let mut client = client.clone();
         let n = serial.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let request = if same_child {
+            // One child, called about again and again, each call at its
+            // own time.
             let mut request = template.clone();
             request.request_id = format!("bench-{run}-{n}");
+            if let Some(facts) = request.report.as_mut().and_then(|r| r.facts.as_mut()) {
+                facts.received_at =
+                    Some(prost_types::Timestamp::from(std::time::SystemTime::now()));
+            }
             request
         } else {
             load::varied(&template, &run, n)
