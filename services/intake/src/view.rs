@@ -255,8 +255,9 @@ type ByTime = (i64, Uuid);
 type UnitAndName = (String, String);
 
 /// The intakes of one (incident unit, child's name key) that the duplicate
-/// check may flag, by the time it compares (its case's opening, as intake
-/// learnt it, once handed over, else its receipt; [`d::duplicate_window`]).
+/// check may flag, by the time it compares ([`d::duplicate_window`]): once
+/// handed over, when its hand-over came back (its case's opening, or, for
+/// a follow-up attached to an open case, the attachment); else its receipt.
 /// The check reads each set newest first from the end of its window and
 /// stops once it has its answer ([`d::possible_duplicates`]); so its cost
 /// grows neither with the log, nor with the years of reports about children
