@@ -451,11 +451,12 @@ impl View {
                 row.position = envelope.global_position;
                 row.version = envelope.seq;
                 let intake_id = row.intake_id;
-                let new = !state.keys.contains_key(&intake_id);
+                // Never in a log intake wrote (an intake's stream starts
+                // with its one IntakeRecorded): the new row stands alone in
+                // the list, the waiting and the duplicate check's index all
+                // the same, whose order must be the rows' own.
+                state.unindex(&intake_id);
                 if let Some(old) = state.keys.remove(&row.intake_id) {
-                    // Never in a log intake wrote (an intake's stream
-                    // starts with its one IntakeRecorded): the new row
-                    // stands alone in the list and the waiting all the same.
                     state.rows.remove(&old);
                     state.waiting.remove(&old.1);
                 }
@@ -463,9 +464,7 @@ impl View {
                 state.keys.insert(row.intake_id, key);
                 state.waiting.insert(row.position, row.intake_id);
                 state.rows.insert(key, row);
-                if new {
-                    state.index(&intake_id);
-                }
+                state.index(&intake_id);
             }
             IntakeEvent::HandedOver(handed) => {
                 let intake_id = *envelope.stream_id.as_uuid();
@@ -1064,6 +1063,11 @@ mod tests {
             append(&log, intake_id, "IntakeHandedOver", &handed).await;
         }
         append(&log, Uuid::from_u128(20_004), "ConfidentialErased", &erased).await;
+        // A report recorded again (never in a log intake wrote): it stands
+        // as recorded last, waiting, in the index too.
+        let again = Uuid::from_u128(10_001);
+        let report = aged(recorded(again, now - 5 * minute, "vn:31135", "An"), 9);
+        append(&log, again, "IntakeRecorded", &report).await;
         for event in log.read_all(1, 10_000).await.unwrap() {
             view.apply(&event);
         }
@@ -1109,6 +1113,7 @@ mod tests {
             if (at, unit, name, years) == (now, "vn:31135", "An", 9) {
                 assert!(found.0.contains(&Uuid::from_u128(60_000)));
                 assert!(found.0.contains(&Uuid::from_u128(60_001)));
+                assert!(found.1.contains(&again));
             }
         }
         assert!(named > 2 * d::MAX_POSSIBLE_DUPLICATES, "{named}");
