@@ -537,7 +537,8 @@ async fn given_a_walk_in_at_the_commune_then_the_officer_records_mau_01_and_a_ca
         .await
         .unwrap()
         .into_inner();
-    assert!(!case_of(&system.intake, &receipt.intake_id).await.is_empty());
+    let case_id = case_of(&system.intake, &receipt.intake_id).await;
+    assert!(!case_id.is_empty());
     let recorded = IntakeServiceClient::new(system.intake.channel_as(&officer).await)
         .get_intake(GetIntakeRequest {
             intake_id: receipt.intake_id.clone(),
@@ -621,6 +622,19 @@ async fn given_a_walk_in_at_the_commune_then_the_officer_records_mau_01_and_a_ca
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The officer follows the case from the command line: `baove case
+    // show` prints the case (it printed casework's answer as if it were
+    // the case, and failed to decode it).
+    let out = cli(&["case", "show", &case_id, "--addr", &system.casework.addr]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(shown["case_id"], case_id.as_str(), "{stdout}");
+    assert_eq!(shown["incident_unit_id"], "vn:31135", "{stdout}");
     // The place's unit id, typed without diacritics: `baove intake units`.
     let out = cli(&["intake", "units", "ninh kieu", "--limit", "3"]);
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -352,7 +352,9 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 .get_case(p::GetCaseRequest { case_id: id })
                 .await
                 .map_err(status_error)?
-                .into_inner();
+                .into_inner()
+                .case
+                .context("casework answered without the case")?;
             crate::intake::print_json("baove.v1.Case", &case)
         }
         Command::List {
