@@ -210,32 +210,47 @@ impl KeyStore {
     /// # Errors
     /// When sled cannot write, or in a cluster the bucket cannot.
     pub async fn key_for_sealing(self: &Arc<Self>, stream: StreamId) -> Result<Key, String> {
-        if self.cluster.is_none() {
-            // One trip to sled: the key it has, or a new one, written only
-            // if none was there (of two callers at once, both get the one
-            // written first).
-            let this = self.clone();
-            let wrapped = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
-                let id = stream.as_bytes();
-                if let Some(held) = this.tree.get(id).map_err(|e| e.to_string())? {
-                    return Ok(held.to_vec());
+        let wrapped = match self.replicated().await? {
+            None => self.stored_or_new(stream).await?,
+            Some(store) => self.agreed_with_cluster(store, stream).await?,
+        };
+        self.hold_for_sealing(stream, &wrapped)
+    }
+
+    /// On one node: the wrapped key sled has for `stream`, or a new one,
+    /// in one trip to sled, written only if none was there (of two callers
+    /// at once, both get the one written first).
+    async fn stored_or_new(self: &Arc<Self>, stream: StreamId) -> Result<Vec<u8>, String> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+            let id = stream.as_bytes();
+            if let Some(held) = this.tree.get(id).map_err(|e| e.to_string())? {
+                return Ok(held.to_vec());
+            }
+            let new = Key::generate().wrap(&this.master, id);
+            match this
+                .tree
+                .compare_and_swap(id, None::<&[u8]>, Some(new.clone()))
+                .map_err(|e| e.to_string())?
+            {
+                Ok(()) => Ok(new),
+                Err(sled::CompareAndSwapError { current, .. }) => {
+                    Ok(current.map_or(new, |w| w.to_vec()))
                 }
-                let new = Key::generate().wrap(&this.master, id);
-                match this
-                    .tree
-                    .compare_and_swap(id, None::<&[u8]>, Some(new.clone()))
-                    .map_err(|e| e.to_string())?
-                {
-                    Ok(()) => Ok(new),
-                    Err(sled::CompareAndSwapError { current, .. }) => {
-                        Ok(current.map_or(new, |w| w.to_vec()))
-                    }
-                }
-            })
-            .await
-            .map_err(|e| format!("key task failed: {e}"))??;
-            return self.hold_for_sealing(stream, &wrapped);
-        }
+            }
+        })
+        .await
+        .map_err(|e| format!("key task failed: {e}"))?
+    }
+
+    /// In a cluster: the wrapped key the cluster's bucket holds for
+    /// `stream` (this process's own or a new one created there if none),
+    /// also written to sled.
+    async fn agreed_with_cluster(
+        self: &Arc<Self>,
+        store: &kv::Store,
+        stream: StreamId,
+    ) -> Result<Vec<u8>, String> {
         let this = self.clone();
         let local = tokio::task::spawn_blocking(move || {
             this.tree
@@ -246,38 +261,33 @@ impl KeyStore {
         .await
         .map_err(|e| format!("key task failed: {e}"))??;
         let new = || Key::generate().wrap(&self.master, stream.as_bytes());
-        let wrapped = match self.replicated().await? {
-            None => local.clone().unwrap_or_else(new),
-            Some(store) => {
-                let unheld = |e: &dyn std::fmt::Display| {
-                    format!(
-                        "not acknowledged: the cluster's quorum does not hold the record's data key ({e}); nothing was recorded, retry with the same request_id"
-                    )
+        let unheld = |e: &dyn std::fmt::Display| {
+            format!(
+                "not acknowledged: the cluster's quorum does not hold the record's data key ({e}); nothing was recorded, retry with the same request_id"
+            )
+        };
+        let key = stream.to_string();
+        let held = store.entry(&key).await.map_err(|e| unheld(&e))?;
+        let wrapped = match held {
+            Some(entry) if entry.operation == kv::Operation::Put => entry.value.to_vec(),
+            erased_or_never => {
+                // Never held: this process's own key (an attempt
+                // that did not reach the bucket) or a new one;
+                // erased: always a new one.
+                let mine = match (&erased_or_never, &local) {
+                    (None, Some(local)) => local.clone(),
+                    _ => new(),
                 };
-                let key = stream.to_string();
-                let held = store.entry(&key).await.map_err(|e| unheld(&e))?;
-                match held {
-                    Some(entry) if entry.operation == kv::Operation::Put => entry.value.to_vec(),
-                    erased_or_never => {
-                        // Never held: this process's own key (an attempt
-                        // that did not reach the bucket) or a new one;
-                        // erased: always a new one.
-                        let mine = match (&erased_or_never, &local) {
-                            (None, Some(local)) => local.clone(),
-                            _ => new(),
-                        };
-                        match store.create(&key, mine.clone().into()).await {
-                            Ok(_) => mine,
-                            // Another process made it meanwhile: theirs.
-                            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => store
-                                .get(&key)
-                                .await
-                                .map_err(|e| unheld(&e))?
-                                .ok_or_else(|| unheld(&"it vanished"))?
-                                .to_vec(),
-                            Err(e) => return Err(unheld(&e)),
-                        }
-                    }
+                match store.create(&key, mine.clone().into()).await {
+                    Ok(_) => mine,
+                    // Another process made it meanwhile: theirs.
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => store
+                        .get(&key)
+                        .await
+                        .map_err(|e| unheld(&e))?
+                        .ok_or_else(|| unheld(&"it vanished"))?
+                        .to_vec(),
+                    Err(e) => return Err(unheld(&e)),
                 }
             }
         };
@@ -292,7 +302,7 @@ impl KeyStore {
             .await
             .map_err(|e| format!("key task failed: {e}"))??;
         }
-        self.hold_for_sealing(stream, &wrapped)
+        Ok(wrapped)
     }
 
     /// The key of `stream` unwrapped from `wrapped`, kept in memory.
