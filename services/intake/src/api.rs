@@ -280,9 +280,7 @@ impl IntakeApi {
                 let row = self.view.get(intake_id).ok_or_else(|| {
                     Status::internal("recorded intake missing from the read model")
                 })?;
-                let mut receipt = self.receipt_of(caller, &row)?;
-                receipt.already_recorded = false;
-                Ok(receipt)
+                self.receipt_of(caller, &row, false)
             }
             // A submit with the same request_id was recorded meanwhile:
             // its receipt, once that one is acknowledged.
@@ -315,12 +313,18 @@ impl IntakeApi {
         let row = self.view.get(*first.stream.as_uuid()).ok_or_else(|| {
             Status::internal("request_id recorded but its intake is missing from the read model")
         })?;
-        self.receipt_of(caller, &row).map(Some)
+        self.receipt_of(caller, &row, true).map(Some)
     }
 
-    /// The receipt of `row`, recorded before (`already_recorded`), if
-    /// `caller` logged it. A request id someone else used is refused.
-    fn receipt_of(&self, caller: &Caller, row: &Row) -> Result<Receipt, Status> {
+    /// The receipt of `row`, recorded now or (`already_recorded`) by an
+    /// earlier submit, if `caller` logged it. A request id someone else
+    /// used is refused.
+    fn receipt_of(
+        &self,
+        caller: &Caller,
+        row: &Row,
+        already_recorded: bool,
+    ) -> Result<Receipt, Status> {
         if row.logged_by != acting(caller) {
             return Err(invalid_argument(
                 "request_id",
@@ -331,7 +335,7 @@ impl IntakeApi {
         Ok(Receipt {
             intake_id: row.intake_id.to_string(),
             recorded_at: Some(timestamp(row.recorded_at_ms)),
-            already_recorded: true,
+            already_recorded,
             possible_duplicate_case_ids,
             outside_child_law: row.outside_child_law,
             possible_duplicate: row.has_possible_duplicates(),
