@@ -16,12 +16,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("baove_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
+    // Every message knows its proto name (`prost::Name`), so that code
+    // reading a message through the descriptors (the CLI's JSON) takes the
+    // name from the type, never from a string beside it.
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
         // prost's codec, but a request that does not decode is the
         // caller's INVALID_ARGUMENT, not INTERNAL (see src/codec.rs).
         .codec_path("crate::codec::Codec")
-        .compile_fds(fds)?;
+        .compile_fds_with_config(fds, config)?;
     Ok(())
 }

@@ -136,11 +136,8 @@ async fn submits(
     use anyhow::Context as _;
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let mut template: baove_proto::v1::SubmitHotlineReportRequest = crate::intake::from_json(
-        &crate::intake::pool()?,
-        "baove.v1.SubmitHotlineReportRequest",
-        &text,
-    )?;
+    let mut template: baove_proto::v1::SubmitHotlineReportRequest =
+        crate::intake::from_json(&crate::intake::pool()?, &text)?;
     if let Some(facts) = template.report.as_mut().and_then(|r| r.facts.as_mut())
         && facts.received_at.is_none()
     {

@@ -355,7 +355,7 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 .into_inner()
                 .case
                 .context("casework answered without the case")?;
-            crate::intake::print_json("baove.v1.Case", &case)
+            crate::intake::print_json(&case)
         }
         Command::List {
             unit,

@@ -9,7 +9,7 @@ use baove_proto::v1::{
     intake_service_client::IntakeServiceClient,
 };
 use clap::Subcommand;
-use prost::Message;
+use prost::{Message, Name};
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use sha2::{Digest, Sha256};
 
@@ -103,12 +103,13 @@ pub(crate) fn pool() -> anyhow::Result<DescriptorPool> {
         .context("the built-in proto descriptors do not decode")
 }
 
-/// Parses proto3 JSON into message `T` named `name`.
-pub(crate) fn from_json<T: Message + Default>(
+/// Parses proto3 JSON into message `T`.
+pub(crate) fn from_json<T: Message + Name + Default>(
     pool: &DescriptorPool,
-    name: &str,
     json: &str,
 ) -> anyhow::Result<T> {
+    let name = T::full_name();
+    let name = name.as_str();
     let descriptor = pool
         .get_message_by_name(name)
         .with_context(|| format!("unknown message {name}"))?;
@@ -121,9 +122,12 @@ pub(crate) fn from_json<T: Message + Default>(
     T::decode(message.encode_to_vec().as_slice()).context("re-encoding the request")
 }
 
-/// Prints message `value` (named `name`) as proto3 JSON.
-pub fn print_json<T: Message>(name: &str, value: &T) -> anyhow::Result<()> {
+/// Prints message `value` as proto3 JSON (read through the descriptor
+/// its type names, [`Name::full_name`]).
+pub fn print_json<T: Message + Name>(value: &T) -> anyhow::Result<()> {
     let pool = pool()?;
+    let name = T::full_name();
+    let name = name.as_str();
     let descriptor = pool
         .get_message_by_name(name)
         .with_context(|| format!("unknown message {name}"))?;
@@ -204,8 +208,7 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 );
             }
             let receipt = if value.get("notification").is_some() {
-                let mut request: SubmitPoliceNotificationRequest =
-                    from_json(&pool, "baove.v1.SubmitPoliceNotificationRequest", &text)?;
+                let mut request: SubmitPoliceNotificationRequest = from_json(&pool, &text)?;
                 if request.request_id.is_empty() {
                     request.request_id = default_id;
                 }
@@ -223,8 +226,7 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                     })
                 })
             } else {
-                let mut request: SubmitHotlineReportRequest =
-                    from_json(&pool, "baove.v1.SubmitHotlineReportRequest", &text)?;
+                let mut request: SubmitHotlineReportRequest = from_json(&pool, &text)?;
                 if request.request_id.is_empty() {
                     request.request_id = default_id;
                 }
@@ -312,7 +314,7 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 .into_inner()
                 .intake
                 .unwrap_or_default();
-            print_json("baove.v1.Intake", &intake)
+            print_json(&intake)
         }
         Command::List {
             status,

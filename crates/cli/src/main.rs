@@ -301,7 +301,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(status_error)?
                 .into_inner();
             if let Some(case) = &replayed.case {
-                intake::print_json("baove.v1.Case", case)?;
+                intake::print_json(case)?;
             }
             out!(
                 "hash of the last event applied: {}",

@@ -223,7 +223,7 @@ pub async fn run(addr: &str, command: Command) -> anyhow::Result<()> {
                 .into_inner()
                 .referral
                 .unwrap_or_default();
-            crate::intake::print_json("baove.v1.Referral", &r)
+            crate::intake::print_json(&r)
         }
         Command::Watch { agency, from } => {
             let mut stream = c

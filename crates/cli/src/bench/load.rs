@@ -116,11 +116,8 @@ struct RunFigures {
 pub async fn run(addr: &str, args: Load) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let template: SubmitHotlineReportRequest = crate::intake::from_json(
-        &crate::intake::pool()?,
-        "baove.v1.SubmitHotlineReportRequest",
-        &text,
-    )?;
+    let template: SubmitHotlineReportRequest =
+        crate::intake::from_json(&crate::intake::pool()?, &text)?;
     let processes = args
         .pids
         .iter()
