@@ -422,3 +422,66 @@ async fn an_identity_is_user_role_and_agency_and_duplicates_name_only_what_the_c
         .unwrap();
     assert_eq!(case.possible_duplicate_case_ids, vec![first_case]);
 }
+
+/// GetCase as `who`, once it answers (30 s).
+async fn case_as(casework: &Service, who: &Identity, case_id: &str) -> p::Case {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match CaseServiceClient::new(casework.channel_as(who).await)
+            .get_case(p::GetCaseRequest {
+                case_id: case_id.into(),
+            })
+            .await
+        {
+            Ok(case) => return case.into_inner().case.unwrap(),
+            Err(status) => assert!(
+                Instant::now() < deadline,
+                "{} never read {case_id}: {status:?}",
+                who.user
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_read_through_a_referral_names_a_duplicate_case_once_that_one_is_referred_too() {
+    let full = start().await;
+    let casework = &full.system.casework;
+    let mut first = opened_case(&full.system, "pair-1").await;
+    let mut second = opened_case(&full.system, "pair-2").await;
+    let officer = province_officer("so-yt-1");
+    assert_eq!(
+        case_as(casework, &officer, &second.case_id)
+            .await
+            .possible_duplicate_case_ids,
+        vec![first.case_id.clone()],
+        "the department reads both and sees the pairing"
+    );
+    let to_schools = p::RequestReferralRequest {
+        service: p::RequestedService::SchoolSupport as i32,
+        to_agency_id: SCHOOLS.into(),
+        reason: "hỗ trợ học tập".into(),
+        shares_identifying_information: true,
+        guardian_consent: true,
+        child_consent: true,
+        ..Default::default()
+    };
+    let teacher = Identity::new("gv-1", Role::AgencyStaff, SCHOOLS, &[]);
+
+    // Only the second case is referred to the schools: the teacher reads
+    // it, and is not told of the first.
+    refer(&mut second, to_schools.clone()).await;
+    let seen = case_as(casework, &teacher, &second.case_id).await;
+    assert!(seen.possible_duplicate_case_ids.is_empty(), "{seen:?}");
+
+    // The first is referred too: as soon as the teacher may read it, the
+    // second case names it.
+    refer(&mut first, to_schools).await;
+    case_as(casework, &teacher, &first.case_id).await;
+    let seen = case_as(casework, &teacher, &second.case_id).await;
+    assert_eq!(
+        seen.possible_duplicate_case_ids,
+        vec![first.case_id.clone()]
+    );
+}

@@ -23,7 +23,7 @@ use crate::model::{Cases, Filter};
 use crate::requests::{Context, StepRequest, referral_id};
 use crate::rules::Rules;
 use crate::scope::can_read;
-use baove_runtime::command::{load, load_opened};
+use baove_runtime::command::load_opened;
 use baove_runtime::private::PrivateText;
 
 use tokio_stream::wrappers::ReceiverStream;
@@ -361,21 +361,28 @@ impl CaseService for CaseApi {
         let opened_at = first.first().map(|e| e.recorded_at_ms).unwrap_or_default();
         let now = (self.rules.clock)();
         let mut case = case_to_proto(&state, version, opened_at, now);
-        // Possible duplicates the caller may not read are not named.
-        let mut visible = Vec::new();
-        for other in &state.opened.possible_duplicate_case_ids {
-            if let Ok(Some((other_state, _))) = load::<CaseState>(&self.log, *other).await
-                && can_read(
-                    &caller,
-                    &CaseSummary::of(&other_state),
-                    now,
-                    &self.rules.directory,
-                )
-            {
-                visible.push(other.to_string());
-            }
-        }
-        case.possible_duplicate_case_ids = visible;
+        // Possible duplicates the caller may not read are not named: asked
+        // of the read model's summaries (each equal to the fold of its
+        // case's log), once the model holds everything logged so far, so
+        // that a referral or transfer already made counts; folding each
+        // duplicate's log instead cost up to 20 log reads per call.
+        let duplicates = &state.opened.possible_duplicate_case_ids;
+        case.possible_duplicate_case_ids = if duplicates.is_empty() {
+            Vec::new()
+        } else {
+            self.cases.wait_for(self.log.last_position()).await?;
+            duplicates
+                .iter()
+                .filter(|other| {
+                    self.cases
+                        .with_case(**other, |summary| {
+                            can_read(&caller, summary, now, &self.rules.directory)
+                        })
+                        .unwrap_or(false)
+                })
+                .map(ToString::to_string)
+                .collect()
+        };
         Ok(Response::new(p::GetCaseResponse { case: Some(case) }))
     }
 
