@@ -15,7 +15,14 @@
 pub mod codec;
 
 /// Package `baove.v1`.
-#[allow(missing_docs, clippy::all, clippy::pedantic)]
+// The proto comments name placeholders as `<id>`, written for readers of
+// the .proto files; rustdoc would take them for HTML tags.
+#[allow(
+    missing_docs,
+    clippy::all,
+    clippy::pedantic,
+    rustdoc::invalid_html_tags
+)]
 pub mod v1 {
     tonic::include_proto!("baove.v1");
 }
