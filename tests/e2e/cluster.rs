@@ -5,9 +5,10 @@
 //! acknowledged report ends in exactly one case, and the node that died
 //! catches up with the others. Whole nodes (a NATS node and a process of
 //! each service, all with `role = "auto"`) killed one after the other
-//! under continuous load, each brought back before the next: no
-//! acknowledged report lost or opened twice, every process of a service
-//! ends with the same log, every chain verifies.
+//! under continuous load, each brought back before the next (first the
+//! machine of each service's active, then machines and moments chosen by a
+//! seeded generator): no acknowledged report lost or opened twice, every
+//! process of a service ends with the same log, every chain verifies.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -343,6 +344,17 @@ impl Node {
         self.processes[k] = self.launch(name, urls, data, Some(listen));
     }
 
+    /// The services whose lease a process of this machine holds now.
+    async fn leases(&self) -> Vec<&'static str> {
+        let mut held = Vec::new();
+        for process in &self.processes {
+            if process.health("baove.active").await == Some(ServingStatus::Serving) {
+                held.push(process.name);
+            }
+        }
+        held
+    }
+
     /// The machine dies: its NATS node and its processes, SIGKILL.
     fn kill(&mut self, cluster: &mut NatsCluster) {
         cluster.nodes[self.nats].kill();
@@ -434,11 +446,30 @@ async fn stream_names(js: &jetstream::Context) -> Vec<String> {
 /// Hotline clients submitting at once through the whole-node test.
 const NODE_CLIENTS: usize = 3;
 
+/// The seed of the whole-node test's random kills and how many there are:
+/// `BAOVE_NODE_LOSS_SEED` (default a fixed one, so that every run kills
+/// the same way) and `BAOVE_NODE_LOSS_ROUNDS` (default 3; more, by hand,
+/// for a failover figure over many kills).
+fn random_schedule() -> (u64, usize) {
+    let read = |name: &str, default: u64| {
+        std::env::var(name).map_or(default, |v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}={v}: must be a whole number"))
+        })
+    };
+    (
+        read("BAOVE_NODE_LOSS_SEED", 0x00ba_07e0_0014),
+        usize::try_from(read("BAOVE_NODE_LOSS_ROUNDS", 3)).unwrap(),
+    )
+}
+
 // Not in the main run: beside the other tests on a 2-core machine it
 // failed about one run in two (a hand-over or the intake service not back
 // within its deadlines; issue #14's note). deploy/local/test.sh runs it
 // alone after the rest, so CI runs it; by hand: `cargo test -p baove-e2e
-// --test e2e -- --ignored cluster::whole_nodes`.
+// --test e2e -- --ignored cluster::whole_nodes`; with
+// `BAOVE_NODE_LOSS_ROUNDS=20` (and another `BAOVE_NODE_LOSS_SEED`) it
+// kills more machines at random and prints the failover figure of each.
 #[ignore = "run alone by deploy/local/test.sh after the suite: load-sensitive beside it (issue #14 note)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_nodes_killed_one_after_another_under_load_lose_no_acknowledged_report_and_end_identical()
@@ -529,6 +560,53 @@ async fn whole_nodes_killed_one_after_another_under_load_lose_no_acknowledged_re
         all_serving(&mut nodes, &urls).await;
         // Its NATS node holds every stream and bucket again, current,
         // before another machine may die (two of three must hold each).
+        for name in stream_names(&js).await {
+            replicas_current(&js, &name).await;
+        }
+    }
+
+    // Then machines chosen at random, killed at a random moment: the one
+    // before is back and its NATS node current again (so that one machine
+    // at a time is lost), but its processes may still be starting or
+    // catching up, and the victim may be that same machine again.
+    let (seed, rounds) = random_schedule();
+    println!("random rounds: {rounds}, seed {seed} (BAOVE_NODE_LOSS_SEED, BAOVE_NODE_LOSS_ROUNDS)");
+    let mut rng = crate::Lcg(seed);
+    for round in 0..rounds {
+        let victim = usize::try_from(rng.below(3)).unwrap();
+        let wait = Duration::from_millis(rng.below(6_000));
+        let until = Instant::now() + wait;
+        while Instant::now() < until {
+            supervise(&mut nodes, &urls, None);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let leases = nodes[victim].leases().await;
+        nodes[victim].kill(&mut cluster);
+        let killed = Instant::now();
+        let before = *counted.borrow();
+        let mut first = None;
+        loop {
+            let now = *counted.borrow();
+            if now > before {
+                first.get_or_insert_with(|| killed.elapsed());
+            }
+            if now >= before + 2 * NODE_CLIENTS {
+                break;
+            }
+            assert!(
+                killed.elapsed() < Duration::from_secs(90),
+                "random round {round}: no report acknowledged within 90 s of node {victim}'s death"
+            );
+            supervise(&mut nodes, &urls, Some(victim));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        figures.push(format!(
+            "random round {round}: node {victim}, holding the lease of {leases:?}, killed {wait:?} after the machine before was back: the next report acknowledged {:?} after the kill, {} more {:?} after it",
+            first.unwrap_or_default(),
+            2 * NODE_CLIENTS,
+            killed.elapsed()
+        ));
+        nodes[victim].restart(&mut cluster, &urls);
         for name in stream_names(&js).await {
             replicas_current(&js, &name).await;
         }

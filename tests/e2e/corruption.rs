@@ -12,20 +12,7 @@ use baove_testkit::NatsServer;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::intake::hotline;
-use crate::{Service, copy_dir};
-
-/// A tiny fixed-seed generator (the trials must be the same every run).
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n.max(1)
-    }
-}
+use crate::{Lcg, Service, copy_dir};
 
 /// intake with `n` acknowledged reports, stopped cleanly: its data
 /// directory and the acknowledged intake ids.

@@ -35,6 +35,21 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
+/// A tiny fixed-seed generator (a test's random choices must be the same
+/// every run, and its seed printed, for a failure to be replayed).
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
 /// The directory holding the workspace's binaries: this test binary lives in
 /// `<target>/<profile>/deps/`.
 pub fn bin_dir() -> PathBuf {
