@@ -437,6 +437,25 @@ async fn active_of(nodes: &mut [Node], urls: &str, service: &str, down: Option<u
     }
 }
 
+/// The streams (and key-value buckets) whose leader is the NATS node
+/// `server`, as far as the cluster answers now.
+async fn led_by(js: &jetstream::Context, server: &str) -> Vec<String> {
+    let mut led = Vec::new();
+    for name in stream_names(js).await {
+        if let Ok(mut stream) = js.get_stream(&name).await
+            && let Ok(info) = stream.info().await
+            && info
+                .cluster
+                .as_ref()
+                .and_then(|c| c.leader.as_deref())
+                .is_some_and(|leader| leader == server)
+        {
+            led.push(name);
+        }
+    }
+    led
+}
+
 /// The name of every stream (and key-value bucket) of the cluster.
 async fn stream_names(js: &jetstream::Context) -> Vec<String> {
     use futures_util::TryStreamExt as _;
@@ -581,6 +600,7 @@ async fn whole_nodes_killed_one_after_another_under_load_lose_no_acknowledged_re
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let leases = nodes[victim].leases().await;
+        let led = led_by(&js, cluster.nodes[nodes[victim].nats].name()).await;
         nodes[victim].kill(&mut cluster);
         let killed = Instant::now();
         let before = *counted.borrow();
@@ -601,7 +621,7 @@ async fn whole_nodes_killed_one_after_another_under_load_lose_no_acknowledged_re
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         figures.push(format!(
-            "random round {round}: node {victim}, holding the lease of {leases:?}, killed {wait:?} after the machine before was back: the next report acknowledged {:?} after the kill, {} more {:?} after it",
+            "random round {round}: node {victim}, holding the lease of {leases:?} and leading {led:?}, killed {wait:?} after the machine before was back: the next report acknowledged {:?} after the kill, {} more {:?} after it",
             first.unwrap_or_default(),
             2 * NODE_CLIENTS,
             killed.elapsed()
