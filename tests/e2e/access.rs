@@ -77,6 +77,20 @@ async fn until(
     }
 }
 
+/// A referral to the schools' support, sharing the child's identity with
+/// the guardian's and the child's consent.
+fn to_schools_with_consent() -> p::RequestReferralRequest {
+    p::RequestReferralRequest {
+        service: p::RequestedService::SchoolSupport as i32,
+        to_agency_id: SCHOOLS.into(),
+        reason: "hỗ trợ học tập".into(),
+        shares_identifying_information: true,
+        guardian_consent: true,
+        child_consent: true,
+        ..Default::default()
+    }
+}
+
 fn informant(i: &p::Intake) -> Option<p::Informant> {
     match &i.report {
         Some(p::intake::Report::Hotline(h)) => h.informant.clone(),
@@ -116,19 +130,7 @@ async fn access_follows_the_referral_and_the_informant_goes_only_when_chosen() {
     );
 
     // Offered to the schools with consent: the child, not the informant.
-    let to_schools = refer(
-        &mut o,
-        p::RequestReferralRequest {
-            service: p::RequestedService::SchoolSupport as i32,
-            to_agency_id: SCHOOLS.into(),
-            reason: "hỗ trợ học tập".into(),
-            shares_identifying_information: true,
-            guardian_consent: true,
-            child_consent: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let to_schools = refer(&mut o, to_schools_with_consent()).await;
     let seen = until(intake, casework, &teacher, ids, true).await.unwrap();
     assert_eq!(seen.confidential, p::Confidentiality::Shown as i32);
     assert_eq!(child_name(&seen), "Nguyễn Thị Bé");
@@ -458,15 +460,7 @@ async fn a_case_read_through_a_referral_names_a_duplicate_case_once_that_one_is_
         vec![first.case_id.clone()],
         "the department reads both and sees the pairing"
     );
-    let to_schools = p::RequestReferralRequest {
-        service: p::RequestedService::SchoolSupport as i32,
-        to_agency_id: SCHOOLS.into(),
-        reason: "hỗ trợ học tập".into(),
-        shares_identifying_information: true,
-        guardian_consent: true,
-        child_consent: true,
-        ..Default::default()
-    };
+    let to_schools = to_schools_with_consent();
     let teacher = Identity::new("gv-1", Role::AgencyStaff, SCHOOLS, &[]);
 
     // Only the second case is referred to the schools: the teacher reads

@@ -594,6 +594,8 @@ async fn whole_nodes_killed_one_after_another_under_load_lose_no_acknowledged_re
     for round in 0..rounds {
         let victim = usize::try_from(rng.below(3)).unwrap();
         let wait = Duration::from_millis(rng.below(6_000));
+        // The random moment itself (no condition to wait for), the
+        // supervisor doing its rounds meanwhile.
         let until = Instant::now() + wait;
         while Instant::now() < until {
             supervise(&mut nodes, &urls, None);
@@ -606,7 +608,7 @@ async fn whole_nodes_killed_one_after_another_under_load_lose_no_acknowledged_re
         let before = *counted.borrow();
         let mut first = None;
         loop {
-            let now = *counted.borrow();
+            let now = *counted.borrow_and_update();
             if now > before {
                 first.get_or_insert_with(|| killed.elapsed());
             }
@@ -618,7 +620,9 @@ async fn whole_nodes_killed_one_after_another_under_load_lose_no_acknowledged_re
                 "random round {round}: no report acknowledged within 90 s of node {victim}'s death"
             );
             supervise(&mut nodes, &urls, Some(victim));
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Woken by the next acknowledgement (so the figure is when it
+            // came), or after 100 ms for the supervisor's next round.
+            let _ = tokio::time::timeout(Duration::from_millis(100), counted.changed()).await;
         }
         figures.push(format!(
             "random round {round}: node {victim}, holding the lease of {leases:?} and leading {led:?}, killed {wait:?} after the machine before was back: the next report acknowledged {:?} after the kill, {} more {:?} after it",
