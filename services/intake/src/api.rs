@@ -68,16 +68,24 @@ impl IntakeApi {
         })
     }
 
-    /// Of `cases`, those with a report `caller` may read.
+    /// Of `cases`, those with a report `caller` may read. Each case's
+    /// reports are checked in place, without copying them: a child
+    /// reported hundreds of times by other operators has hundreds of
+    /// reports in one case, and every new report about the child names it.
     fn readable_cases(&self, caller: &Caller, cases: &[Uuid]) -> Vec<String> {
+        let now_ms = (self.clock)();
         cases
             .iter()
-            .filter(|case| {
-                self.view
-                    .intakes_of_case(**case)
-                    .into_iter()
-                    .filter_map(|id| self.view.get(id))
-                    .any(|other| self.visibility(caller, &other).is_some())
+            .filter(|&&case| {
+                // Asked before the rows are: the check runs under the
+                // model's lock, and every report it sees went to `case`.
+                let referred = self.view.referral_to(case, &caller.agency_id, now_ms);
+                self.view.any_report_of_case(case, |row| {
+                    scope::visibility(caller, row, &self.directory, |of| {
+                        referred.filter(|_| of == case)
+                    })
+                    .is_some()
+                })
             })
             .map(Uuid::to_string)
             .collect()
@@ -325,7 +333,7 @@ impl IntakeApi {
         row: &Row,
         already_recorded: bool,
     ) -> Result<Receipt, Status> {
-        if row.logged_by != acting(caller) {
+        if !scope::logged_by(caller, &row.logged_by) {
             return Err(invalid_argument(
                 "request_id",
                 "was already used for another report: use a new one (a UUID is best)",

@@ -30,6 +30,20 @@ pub fn acting(caller: &Caller) -> Actor {
     }
 }
 
+/// Whether `actor` is `caller` acting as [`acting`] says, compared in
+/// place: the access checks ask it of every row they look at.
+#[must_use]
+pub fn logged_by(caller: &Caller, actor: &Actor) -> bool {
+    let agency = if caller.agency_id.is_empty() && caller.role == Role::HotlineOperator {
+        HOTLINE_AGENCY
+    } else {
+        caller.agency_id.as_str()
+    };
+    actor.user_id == caller.user_id
+        && actor.role == caller.role.as_str()
+        && actor.agency_id == agency
+}
+
 /// Whether `caller` may read `row`: `None` not at all, else what of its
 /// confidential fields is shared.
 ///
@@ -54,7 +68,7 @@ pub fn visibility(
     match caller.role {
         // Whoever received and recorded a report reads it back.
         Role::HotlineOperator | Role::Police | Role::CommuneOfficer | Role::ProvinceOfficer
-            if row.logged_by == acting(caller) =>
+            if logged_by(caller, &row.logged_by) =>
         {
             Some(all)
         }
@@ -123,6 +137,30 @@ mod tests {
         identity: true,
         informant: true,
     });
+
+    #[test]
+    fn given_callers_and_actors_when_compared_in_place_then_only_the_same_whole_identity_matches() {
+        let callers = [
+            caller("op-17", Role::HotlineOperator, "", &[]),
+            caller("op-17", Role::HotlineOperator, HOTLINE_AGENCY, &[]),
+            caller("op-17", Role::HotlineOperator, "vn/other", &[]),
+            caller("op-17", Role::Police, "vn/ca-hn", &[]),
+            caller("op-18", Role::Police, "vn/ca-hn", &[]),
+            caller("op-17", Role::CommuneOfficer, "", &[WARD]),
+        ];
+        for who in &callers {
+            for actor in callers.iter().map(acting) {
+                assert_eq!(
+                    logged_by(who, &actor),
+                    acting(who) == actor,
+                    "{who:?} against {actor:?}"
+                );
+            }
+        }
+        // The hotline's agency stands for an operator's empty one.
+        assert!(logged_by(&callers[0], &acting(&callers[1])));
+        assert!(!logged_by(&callers[2], &acting(&callers[0])));
+    }
 
     #[test]
     fn given_a_report_when_its_operator_reads_it_back_then_whole_and_another_operator_not_at_all() {

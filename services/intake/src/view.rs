@@ -723,6 +723,21 @@ impl View {
             .unwrap_or_default()
     }
 
+    /// Whether one of the reports handed over to `case_id` passes `check`,
+    /// asked of each in the order handed over until one does. The rows are
+    /// not copied; `check` runs under the model's read lock, so it must not
+    /// call the view (a writer waiting for the lock would block it).
+    pub fn any_report_of_case(&self, case_id: Uuid, check: impl FnMut(&Row) -> bool) -> bool {
+        let state = self.read();
+        state
+            .by_case
+            .get(&case_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| state.row(id))
+            .any(check)
+    }
+
     /// Whether one of intake's reports went to `case_id`.
     #[must_use]
     pub fn knows_case(&self, case_id: Uuid) -> bool {
