@@ -152,6 +152,12 @@ impl NatsServer {
                 "-sd",
             ])
             .arg(self.store.path())
+            // Its working directory is its store too: nats-server 2.9 was
+            // seen writing a consumer's `meta.inf` and `meta.sum` to its
+            // working directory once, while a cluster node was killed and
+            // started again. They belong with the rest of its files, which
+            // go when the test ends, not in the test's own directory.
+            .current_dir(self.store.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
