@@ -406,6 +406,10 @@ pub struct LogRelay {
     /// after any error, and at each idle wake-up: then the next step asks
     /// the stream (its last message, compared with the log).
     known_end: Option<u64>,
+    /// Set when the last step's questions went unanswered for
+    /// [`crate::ASK_WITHIN`]: that was the wait, so the next step asks
+    /// again at once instead of after the backoff.
+    unanswered: bool,
 }
 
 impl LogRelay {
@@ -420,6 +424,7 @@ impl LogRelay {
             replicas: bus.replicas,
             reached: None,
             known_end: None,
+            unanswered: false,
         }
     }
 
@@ -493,6 +498,13 @@ impl LogRelay {
                     }
                 }
             }
+            if std::mem::take(&mut self.unanswered) {
+                // The question already waited its bound: a stream electing
+                // a leader answers nothing until it has one, and then at
+                // once; asking again now keeps the acknowledgements that
+                // wait for this relay from waiting out a backoff too.
+                continue;
+            }
             tokio::select! {
                 () = cancel.cancelled() => return Ok(()),
                 () = tokio::time::sleep(backoff) => {}
@@ -521,6 +533,29 @@ impl LogRelay {
             }
             return self.publish_from(known).await;
         }
+        // Bounded: while the stream elects a leader (its NATS node died) a
+        // request waits out the client's 10 s timeout, though the leader
+        // may be there long before.
+        let published = tokio::time::timeout(crate::ASK_WITHIN, self.ask_end(last))
+            .await
+            .map_err(|_| {
+                self.unanswered = true;
+                BusError::Unavailable(format!(
+                    "{} did not say where it ends within {:?} (electing a leader?)",
+                    self.spec.name,
+                    crate::ASK_WITHIN
+                ))
+            })??;
+        self.known_end = Some(published);
+        if published == last {
+            return Ok(false);
+        }
+        self.publish_from(published).await
+    }
+
+    /// Asks the stream where it ends and checks that its last event is the
+    /// log's at that position: the position, which the relay then knows.
+    async fn ask_end(&self, last: u64) -> Result<u64, BusError> {
         let end = match stream_end(&self.js, self.spec).await {
             Ok(end) => end,
             Err(e) => {
@@ -556,11 +591,7 @@ impl LogRelay {
             check_same(&self.log, &self.js, self.spec, published).await?;
             self.reached(published);
         }
-        self.known_end = Some(published);
-        if published == last {
-            return Ok(false);
-        }
-        self.publish_from(published).await
+        Ok(published)
     }
 
     /// Publishes a page of the log after position `published`, where the

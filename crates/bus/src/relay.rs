@@ -226,9 +226,25 @@ impl OutboxRelay {
                 return;
             }
         };
-        let held = match stream_last_sequence(&self.js, self.spec).await {
-            Ok(held) => held,
-            Err(e) => {
+        // Bounded: an unanswered question (the stream electing a leader)
+        // says nothing of whether the stream exists.
+        let asked =
+            tokio::time::timeout(crate::ASK_WITHIN, stream_last_sequence(&self.js, self.spec))
+                .await;
+        let held = match asked {
+            Err(_) => {
+                self.health.failing(
+                    &self.part(),
+                    format!(
+                        "stream {} did not answer within {:?}",
+                        self.spec.name,
+                        crate::ASK_WITHIN
+                    ),
+                );
+                return;
+            }
+            Ok(Ok(held)) => held,
+            Ok(Err(e)) => {
                 tracing::warn!(stream = self.spec.name, error = %e, "stream not reachable; making it again");
                 if let Err(e) = crate::ensure_stream(&self.js, self.spec, self.replicas).await {
                     self.health.failing(

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod consumer;
+mod failover;
 mod lease;
 mod logstream;
 mod relay;

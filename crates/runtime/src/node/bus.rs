@@ -5,7 +5,7 @@ use super::*;
 
 /// How long the new active waits for its stream's answer in one attempt
 /// before asking again.
-const ENSURE_ATTEMPT: Duration = Duration::from_secs(2);
+const ENSURE_ATTEMPT: Duration = baove_bus::ASK_WITHIN;
 
 /// How a service reaches NATS.
 pub(super) struct NatsSettings {
