@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
+use baove_bus::ASK_WITHIN;
 use baove_bus::kv::BucketSpec;
 use baove_eventlog::{Envelope, EventLog, StreamId};
 use baove_security::seal::{Key, Sealed};
@@ -267,7 +268,17 @@ impl KeyStore {
             )
         };
         let key = stream.to_string();
-        let held = store.entry(&key).await.map_err(|e| unheld(&e))?;
+        // Each question bounded: while the bucket elects a leader (its NATS
+        // node died) nobody answers, and the client's 10 s timeout would
+        // hold the report that long though the leader is usually there
+        // sooner. Refused after the bound, the report is sent again (its
+        // request id makes that safe); a create cut short may still be
+        // stored, and the next attempt then finds and uses that key.
+        let unanswered = || unheld(&format!("the bucket did not answer within {ASK_WITHIN:?}"));
+        let held = tokio::time::timeout(ASK_WITHIN, store.entry(&key))
+            .await
+            .map_err(|_| unanswered())?
+            .map_err(|e| unheld(&e))?;
         let wrapped = match held {
             Some(entry) if entry.operation == kv::Operation::Put => entry.value.to_vec(),
             erased_or_never => {
@@ -278,15 +289,21 @@ impl KeyStore {
                     (None, Some(local)) => local.clone(),
                     _ => new(),
                 };
-                match store.create(&key, mine.clone().into()).await {
+                let created =
+                    tokio::time::timeout(ASK_WITHIN, store.create(&key, mine.clone().into()))
+                        .await
+                        .map_err(|_| unanswered())?;
+                match created {
                     Ok(_) => mine,
                     // Another process made it meanwhile: theirs.
-                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => store
-                        .get(&key)
-                        .await
-                        .map_err(|e| unheld(&e))?
-                        .ok_or_else(|| unheld(&"it vanished"))?
-                        .to_vec(),
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                        tokio::time::timeout(ASK_WITHIN, store.get(&key))
+                            .await
+                            .map_err(|_| unanswered())?
+                            .map_err(|e| unheld(&e))?
+                            .ok_or_else(|| unheld(&"it vanished"))?
+                            .to_vec()
+                    }
                     Err(e) => return Err(unheld(&e)),
                 }
             }
@@ -528,6 +545,96 @@ mod tests {
 
     fn uses(event: &Envelope) -> Option<KeyUse> {
         (event.event_type == "Sealed").then_some(KeyUse::Needs)
+    }
+
+    /// The bucket of the failover test, so it never meets a service's.
+    const FAILOVER_KEYS: BucketSpec = BucketSpec {
+        name: "BAOVE_TEST_FAILOVER_KEYS",
+        ttl: None,
+        deletes: true,
+    };
+
+    /// A report's key asked for as its node dies: the bucket's leader is
+    /// killed, then new records ask for keys, each sent again 100 ms after
+    /// a refusal (as a hotline client would), until one is given. Prints
+    /// how long after the kill (a figure, not asserted: `ASK_WITHIN` says
+    /// what it was before and after the bucket's questions were bounded).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn given_keys_in_a_three_node_bucket_when_its_leaders_node_dies_then_a_new_record_gets_its_key()
+     {
+        let mut nats = baove_testkit::NatsCluster::start().unwrap();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let js = async_nats::jetstream::new(
+            baove_bus::connect(&nats.urls(), "keys-failover", &cancel, None)
+                .await
+                .unwrap(),
+        );
+        let bus = baove_bus::Bus {
+            js: js.clone(),
+            health: baove_bus::BusHealth::default(),
+            replicas: 3,
+        };
+        let (_tx, rx) = watch::channel(Some(bus));
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).await.unwrap();
+        let master = Key::generate();
+        let keys =
+            Arc::new(KeyStore::open(&log, master.clone(), Some((rx, 3, FAILOVER_KEYS))).unwrap());
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while keys.key_for_sealing(StreamId::new()).await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "no bucket");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let stream_name = format!("KV_{}", FAILOVER_KEYS.name);
+        let leader = loop {
+            if let Ok(mut stream) = js.get_stream(&stream_name).await
+                && let Ok(info) = stream.info().await
+                && let Some(cluster) = info.cluster.clone()
+                && let Some(leader) = cluster.leader
+                && cluster.replicas.len() == 2
+                && cluster.replicas.iter().all(|r| r.current)
+            {
+                break leader;
+            }
+            assert!(std::time::Instant::now() < deadline, "no current replicas");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+
+        nats.node_named(&leader).unwrap().kill();
+        let killed = std::time::Instant::now();
+        let mut refused = 0;
+        let stream = StreamId::new();
+        let key = loop {
+            match keys.key_for_sealing(stream).await {
+                Ok(key) => break key,
+                Err(e) => {
+                    assert!(
+                        e.contains("not acknowledged")
+                            && killed.elapsed() < Duration::from_secs(60),
+                        "{e}"
+                    );
+                    refused += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        println!(
+            "data keys: a new record got its key {:.2} s after {leader} (the bucket's leader) was killed, after {refused} refusals",
+            killed.elapsed().as_secs_f64()
+        );
+        // The key given is the one the bucket holds (a create cut short by
+        // the bound and stored after is found, never replaced).
+        let wrapped = js
+            .get_key_value(FAILOVER_KEYS.name)
+            .await
+            .unwrap()
+            .get(stream.to_string())
+            .await
+            .unwrap()
+            .expect("the bucket holds the record's key");
+        let held = Key::unwrap_key(&master, stream.as_bytes(), &wrapped).unwrap();
+        assert_eq!(held.id(), key.id());
+        cancel.cancel();
     }
 
     #[tokio::test]
