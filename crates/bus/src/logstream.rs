@@ -533,39 +533,14 @@ impl LogRelay {
             }
             return self.publish_from(known).await;
         }
-        // Bounded: while the stream elects a leader (its NATS node died) a
-        // request waits out the client's 10 s timeout, though the leader
-        // may be there long before.
-        let published = tokio::time::timeout(crate::ASK_WITHIN, self.ask_end(last))
+        // Each question bounded: while the stream elects a leader (its NATS
+        // node died) a request waits out the client's 10 s timeout, though
+        // the leader may be there long before. The search for a fork is
+        // not: it asks as many questions as the log is long, and it only
+        // runs once the stream has answered.
+        let end = tokio::time::timeout(crate::ASK_WITHIN, self.end_or_made())
             .await
-            .map_err(|_| {
-                self.unanswered = true;
-                BusError::Unavailable(format!(
-                    "{} did not say where it ends within {:?} (electing a leader?)",
-                    self.spec.name,
-                    crate::ASK_WITHIN
-                ))
-            })??;
-        self.known_end = Some(published);
-        if published == last {
-            return Ok(false);
-        }
-        self.publish_from(published).await
-    }
-
-    /// Asks the stream where it ends and checks that its last event is the
-    /// log's at that position: the position, which the relay then knows.
-    async fn ask_end(&self, last: u64) -> Result<u64, BusError> {
-        let end = match stream_end(&self.js, self.spec).await {
-            Ok(end) => end,
-            Err(e) => {
-                // Gone (the bus lost its store): make it again, then
-                // publish the whole log into it.
-                let ensured = crate::ensure_stream(&self.js, self.spec, self.replicas).await?;
-                tracing::debug!(error = %e, ?ensured, "log stream made again if missing");
-                None
-            }
-        };
+            .map_err(|_| self.unanswered())??;
         let published = end.as_ref().map_or(0, |e| e.global_position);
         if published > last {
             // The stream went further than this log: another process wrote
@@ -588,10 +563,44 @@ impl LogRelay {
             });
         }
         if published > 0 {
-            check_same(&self.log, &self.js, self.spec, published).await?;
+            tokio::time::timeout(
+                crate::ASK_WITHIN,
+                check_same(&self.log, &self.js, self.spec, published),
+            )
+            .await
+            .map_err(|_| self.unanswered())??;
             self.reached(published);
         }
-        Ok(published)
+        self.known_end = Some(published);
+        if published == last {
+            return Ok(false);
+        }
+        self.publish_from(published).await
+    }
+
+    /// The stream's last event, or none; the stream made again if it is
+    /// gone (the bus lost its store), so that the whole log is published
+    /// into it.
+    async fn end_or_made(&self) -> Result<Option<Envelope>, BusError> {
+        match stream_end(&self.js, self.spec).await {
+            Ok(end) => Ok(end),
+            Err(e) => {
+                let ensured = crate::ensure_stream(&self.js, self.spec, self.replicas).await?;
+                tracing::debug!(error = %e, ?ensured, "log stream made again if missing");
+                Ok(None)
+            }
+        }
+    }
+
+    /// A question that went unanswered for [`crate::ASK_WITHIN`]: the next
+    /// step asks again at once.
+    fn unanswered(&mut self) -> BusError {
+        self.unanswered = true;
+        BusError::Unavailable(format!(
+            "{} did not answer within {:?} (electing a leader?)",
+            self.spec.name,
+            crate::ASK_WITHIN
+        ))
     }
 
     /// Publishes a page of the log after position `published`, where the
