@@ -555,8 +555,8 @@ mod tests {
     };
 
     /// A report's key asked for as its node dies: the bucket's leader is
-    /// killed, then new records ask for keys, each sent again 100 ms after
-    /// a refusal (as a hotline client would), until one is given. Prints
+    /// killed, then a new record asks for its key, again 100 ms after each
+    /// refusal (as a hotline client sends a report again), until given. Prints
     /// how long after the kill (a figure, not asserted: `ASK_WITHIN` says
     /// what it was before and after the bucket's questions were bounded).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
