@@ -18,6 +18,7 @@ use baove_proto::v1::{
     self as p, case_service_client::CaseServiceClient, intake_service_client::IntakeServiceClient,
 };
 use baove_testkit::NatsCluster;
+use baove_testkit::replicas::{leader_of, replicas_current};
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::intake::{case_of, hotline, intake_client};
@@ -31,45 +32,6 @@ async fn jetstream_of(cluster: &NatsCluster) -> jetstream::Context {
         .map(baove_testkit::NatsServer::url)
         .collect();
     jetstream::new(async_nats::connect(urls.as_slice()).await.unwrap())
-}
-
-/// The stream's cluster info, once the stream has a leader (60 s).
-async fn leader_of(js: &jetstream::Context, name: &str) -> jetstream::stream::Info {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(mut stream) = js.get_stream(name).await
-            && let Ok(info) = stream.info().await
-            && info.cluster.as_ref().is_some_and(|c| c.leader.is_some())
-        {
-            return info.clone();
-        }
-        assert!(Instant::now() < deadline, "{name} has no leader");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits (60 s) until every replica of `name` is current and none lags.
-async fn replicas_current(js: &jetstream::Context, name: &str) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let info = leader_of(js, name).await;
-        let cluster = info.cluster.unwrap();
-        let replicas = &cluster.replicas;
-        if replicas.len() == 2
-            && replicas
-                .iter()
-                .all(|r| r.current && !r.offline && r.lag.unwrap_or(0) == 0)
-        {
-            let mut names: Vec<String> = replicas.iter().map(|r| r.name.clone()).collect();
-            names.push(cluster.leader.unwrap());
-            return names;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name}'s replicas never caught up: {replicas:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Submits like a real client: the same request id again until it is

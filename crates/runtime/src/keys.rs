@@ -585,20 +585,11 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "no bucket");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let stream_name = format!("KV_{}", FAILOVER_KEYS.name);
-        let leader = loop {
-            if let Ok(mut stream) = js.get_stream(&stream_name).await
-                && let Ok(info) = stream.info().await
-                && let Some(cluster) = info.cluster.clone()
-                && let Some(leader) = cluster.leader
-                && cluster.replicas.len() == 2
-                && cluster.replicas.iter().all(|r| r.current)
-            {
-                break leader;
-            }
-            assert!(std::time::Instant::now() < deadline, "no current replicas");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let leader =
+            baove_testkit::replicas::replicas_current(&js, &format!("KV_{}", FAILOVER_KEYS.name))
+                .await
+                .pop()
+                .unwrap();
 
         nats.node_named(&leader).unwrap().kill();
         let killed = std::time::Instant::now();

@@ -12,10 +12,13 @@
 //! - [`wait_for_port`]: wait until something accepts TCP connections.
 //! - [`fixtures`]: the directory and callers of the scope rules' unit
 //!   tests.
+//! - [`replicas`]: wait until a replicated stream has a leader and
+//!   current replicas (before a test kills a node).
 //! - [`smtp::SmtpSink`]: a small SMTP server that keeps what it is sent
 //!   (alert e-mail in tests).
 
 pub mod fixtures;
+pub mod replicas;
 pub mod smtp;
 
 use std::io::{BufRead, BufReader};

@@ -17,24 +17,6 @@ const LOG: StreamSpec = StreamSpec {
     prefix: "baove.log.failover",
 };
 
-/// The stream's leader once both other replicas are current.
-async fn leader_with_current_replicas(js: &jetstream::Context) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(mut stream) = js.get_stream(LOG.name).await
-            && let Ok(info) = stream.info().await
-            && let Some(cluster) = info.cluster.clone()
-            && let Some(leader) = cluster.leader
-            && cluster.replicas.len() == 2
-            && cluster.replicas.iter().all(|r| r.current)
-        {
-            return leader;
-        }
-        assert!(Instant::now() < deadline, "no leader with current replicas");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Waits (up to 60 s) until the relay says the stream holds `position`.
 async fn reaches(reached: &mut tokio::sync::watch::Receiver<u64>, position: u64) {
     tokio::time::timeout(
@@ -68,7 +50,10 @@ async fn given_a_log_relay_on_three_nodes_when_the_node_leading_its_stream_dies_
     );
     append(&log, "before", 3).await;
     reaches(&mut reached, 3).await;
-    let leader = leader_with_current_replicas(&js).await;
+    let leader = baove_testkit::replicas::replicas_current(&js, LOG.name)
+        .await
+        .pop()
+        .unwrap();
 
     nats.node_named(&leader).unwrap().kill();
     let killed = Instant::now();
