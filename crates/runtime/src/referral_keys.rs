@@ -14,7 +14,10 @@
 //! referral service only reads it. Every seal and open reads the bucket,
 //! so an erasure holds at once in every process; only while NATS does not
 //! answer does a process open with a key it read before
-//! ([`crate::private`]).
+//! ([`crate::private`]). Each question to the bucket waits at most
+//! [`baove_bus::ASK_WITHIN`]: while the bucket elects a leader (its NATS
+//! node died) nobody answers, and a request or a read gives up after that
+//! bound rather than after the client's 10 s.
 //!
 //! Outside a cluster the bucket has one replica on the one NATS server;
 //! the services need NATS anyway to hand referrals to each other.
@@ -31,6 +34,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
+use baove_bus::ASK_WITHIN;
 use baove_security::seal::Key;
 use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
@@ -87,6 +91,52 @@ impl std::fmt::Display for NoKey {
 
 /// The associated data a referral's key is wrapped with: it opens only as
 /// that referral's.
+/// Why a question to the bucket got no answer.
+#[derive(Debug)]
+enum Unanswered {
+    /// Nobody answered within [`ASK_WITHIN`]: the bucket's stream is
+    /// electing a leader (its NATS node died). The bucket is there: the
+    /// handle is kept, and asking again now would wait as long.
+    Silent,
+    /// Refused or failed (the message says which): the bucket may be
+    /// gone, so the handle is forgotten and the bucket found again.
+    Failed(String),
+}
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Silent => write!(
+                f,
+                "the bucket of referral keys did not answer within {ASK_WITHIN:?} (electing a leader?)"
+            ),
+            Self::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<String> for Unanswered {
+    fn from(failed: String) -> Self {
+        Self::Failed(failed)
+    }
+}
+
+/// `question` to the bucket, bounded by [`ASK_WITHIN`]: while the
+/// bucket's stream elects a leader nobody answers, and async-nats's own
+/// timeout (10 s) would hold a referral's request, or a read of its
+/// text, that long though the leader is usually there sooner.
+async fn ask<T, E: std::fmt::Display>(
+    question: impl Future<Output = Result<T, E>>,
+) -> Result<T, Unanswered> {
+    match tokio::time::timeout(ASK_WITHIN, question).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => Err(Unanswered::Failed(format!(
+            "the bucket of referral keys: {e}"
+        ))),
+        Err(_) => Err(Unanswered::Silent),
+    }
+}
+
 fn wrapping_aad(referral: Uuid) -> Vec<u8> {
     let mut aad = b"baove-referral-key/".to_vec();
     aad.extend_from_slice(referral.as_bytes());
@@ -160,23 +210,27 @@ impl ReferralKeys {
         let store = self.store().await?;
         match self.held_in(&store, referral).await {
             Ok(held) => Ok(held),
-            Err(first) => {
+            Err(silent @ Unanswered::Silent) => Err(silent.to_string()),
+            Err(Unanswered::Failed(first)) => {
                 self.forget().await;
                 let store = self
                     .store()
                     .await
                     .map_err(|e| format!("{first}; then {e}"))?;
-                self.held_in(&store, referral).await
+                self.held_in(&store, referral)
+                    .await
+                    .map_err(|e| e.to_string())
             }
         }
     }
 
-    async fn held_in(&self, store: &kv::Store, referral: Uuid) -> Result<Option<Vec<u8>>, String> {
+    async fn held_in(
+        &self,
+        store: &kv::Store,
+        referral: Uuid,
+    ) -> Result<Option<Vec<u8>>, Unanswered> {
         let name = referral.to_string();
-        let entry = store
-            .entry(&name)
-            .await
-            .map_err(|e| format!("the bucket of referral keys: {e}"))?;
+        let entry = ask(store.entry(&name)).await?;
         match entry {
             Some(entry) if entry.operation == kv::Operation::Put => Ok(Some(entry.value.to_vec())),
             // Erased.
@@ -185,10 +239,7 @@ impl ReferralKeys {
                 let copy = self.local_get(referral).await?;
                 if copy.as_ref().is_some_and(Vec::is_empty) {
                     // Erased here: the bucket gets its purge marker back.
-                    store
-                        .purge(&name)
-                        .await
-                        .map_err(|e| format!("the bucket of referral keys: {e}"))?;
+                    ask(store.purge(&name)).await?;
                     return Ok(None);
                 }
                 let Some(copy) = copy else {
@@ -199,38 +250,45 @@ impl ReferralKeys {
                     // casework made it before anything was sealed under
                     // it: the bucket lost it (NATS stores restored
                     // without it), and casework puts it back.
-                    return Err(format!(
+                    return Err(Unanswered::Failed(format!(
                         "the key of referral {referral} is not in the bucket of referral keys (lost with the NATS stores?): casework puts it back from its copy; try again"
-                    ));
+                    )));
                 };
-                match store.create(&name, copy.clone().into()).await {
+                let created =
+                    tokio::time::timeout(ASK_WITHIN, store.create(&name, copy.clone().into()))
+                        .await
+                        .map_err(|_| Unanswered::Silent)?;
+                match created {
                     Ok(_) => {
                         tracing::warn!(referral_id = %referral, "the bucket of referral keys had never held this referral's key: put back from casework's copy");
                         Ok(Some(copy))
                     }
-                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(store
-                        .get(&name)
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .map(|v| v.to_vec())),
-                    Err(e) => Err(format!("the bucket of referral keys: {e}")),
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                        Ok(ask(store.get(&name)).await?.map(|v| v.to_vec()))
+                    }
+                    Err(e) => Err(Unanswered::Failed(format!(
+                        "the bucket of referral keys: {e}"
+                    ))),
                 }
             }
         }
     }
 
     /// The bucket's entry of `referral`; on an error the bucket handle is
-    /// forgotten, so that the next call finds or makes the bucket again.
+    /// forgotten, so that the next call finds or makes the bucket again
+    /// (not when the bucket did not answer: it is there, electing).
     async fn entry_in(
         &self,
         store: &kv::Store,
         referral: Uuid,
     ) -> Result<Option<kv::Entry>, String> {
-        match store.entry(referral.to_string()).await {
+        match ask(store.entry(referral.to_string())).await {
             Ok(entry) => Ok(entry),
             Err(e) => {
-                self.forget().await;
-                Err(format!("the bucket of referral keys: {e}"))
+                if matches!(e, Unanswered::Failed(_)) {
+                    self.forget().await;
+                }
+                Err(e.to_string())
             }
         }
     }
@@ -270,7 +328,12 @@ impl ReferralKeys {
                     }
                 }
                 None => {
-                    if self.held_in(store, referral).await?.is_some() {
+                    if self
+                        .held_in(store, referral)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .is_some()
+                    {
                         restored += 1;
                     }
                 }
@@ -322,7 +385,11 @@ impl ReferralKeys {
         loop {
             if swept {
                 let present = match self.store().await {
-                    Ok(store) => store.status().await.is_ok(),
+                    // Not answered: electing a leader, not gone; asked
+                    // again in 5 s.
+                    Ok(store) => ask(store.status())
+                        .await
+                        .map_or_else(|e| matches!(e, Unanswered::Silent), |_| true),
                     Err(_) => false,
                 };
                 if !present {
@@ -394,15 +461,23 @@ impl ReferralKeys {
             }
             None => {
                 let mine = Key::generate().wrap(&self.master, &wrapping_aad(referral));
-                match store.create(&name, mine.clone().into()).await {
+                // Bounded as each question ([`ask`]); a create cut short
+                // and stored after is found by the retried request, and
+                // its key used, never replaced.
+                let created =
+                    tokio::time::timeout(ASK_WITHIN, store.create(&name, mine.clone().into()))
+                        .await
+                        .map_err(|_| NoKey::Unavailable(unheld(&Unanswered::Silent)))?;
+                match created {
                     Ok(_) => mine,
                     // Made meanwhile (a retried request): theirs.
-                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => store
-                        .get(&name)
-                        .await
-                        .map_err(|e| NoKey::Unavailable(unheld(&e)))?
-                        .ok_or_else(|| NoKey::Unavailable(unheld(&"it was erased meanwhile")))?
-                        .to_vec(),
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                        ask(store.get(&name))
+                            .await
+                            .map_err(|e| NoKey::Unavailable(unheld(&e)))?
+                            .ok_or_else(|| NoKey::Unavailable(unheld(&"it was erased meanwhile")))?
+                            .to_vec()
+                    }
                     Err(e) => return Err(NoKey::Unavailable(unheld(&e))),
                 }
             }
@@ -552,15 +627,17 @@ impl ReferralKeys {
     /// # Errors
     /// When the bucket refuses the purge.
     pub async fn destroy(&self, referral: Uuid) -> Result<(), String> {
-        if let Err(first) = self.store().await?.purge(referral.to_string()).await {
-            self.forget().await;
-            self.store()
-                .await?
-                .purge(referral.to_string())
-                .await
-                .map_err(|e| {
-                    format!("the bucket of referral keys refused the purge: {first}; then {e}")
-                })?;
+        match ask(self.store().await?.purge(referral.to_string())).await {
+            Ok(_) => {}
+            Err(silent @ Unanswered::Silent) => {
+                return Err(format!("the purge was not acknowledged: {silent}"));
+            }
+            Err(Unanswered::Failed(first)) => {
+                self.forget().await;
+                ask(self.store().await?.purge(referral.to_string()))
+                    .await
+                    .map_err(|e| format!("the purge was refused: {first}; then {e}"))?;
+            }
         }
         self.local_put(referral, None).await
     }
@@ -840,5 +917,119 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "{refused}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// A referral's text read, and a new referral's key asked for, as the
+    /// node leading the bucket dies: the read (of a referral read before)
+    /// right after the kill and, meanwhile, the new key again 100 ms after
+    /// each refusal (as a client sends the request again), until given. Prints
+    /// how long after the kill each answered (figures, not asserted:
+    /// [`ASK_WITHIN`] says what they were before and after the bucket's
+    /// questions were bounded).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn given_referral_keys_in_a_three_node_bucket_when_its_leaders_node_dies_then_a_read_answers_and_a_new_referral_gets_its_key()
+     {
+        let mut nats = baove_testkit::NatsCluster::start().unwrap();
+        let cancel = CancellationToken::new();
+        let js = async_nats::jetstream::new(
+            baove_bus::connect(&nats.urls(), "referral-keys-failover", &cancel, None)
+                .await
+                .unwrap(),
+        );
+        let (_tx, bus) = watch::channel(Some(baove_bus::Bus {
+            js: js.clone(),
+            health: baove_bus::BusHealth::default(),
+            replicas: 3,
+        }));
+        let dir = tempfile::tempdir().unwrap();
+        let tree = sled::open(dir.path())
+            .unwrap()
+            .open_tree(LOCAL_TREE)
+            .unwrap();
+        let master = Key::generate();
+        let casework =
+            ReferralKeys::new(bus.clone(), 3, master.clone(), true).with_local_copy(tree);
+        let private = crate::private::PrivateText::for_referrals(Arc::new(ReferralKeys::new(
+            bus,
+            3,
+            master.clone(),
+            false,
+        )));
+        let before = Uuid::now_v7();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let key = loop {
+            match casework.for_sealing(before).await {
+                Ok(key) => break key,
+                Err(e) => assert!(std::time::Instant::now() < deadline, "no bucket: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let sealed = crate::private::seal_text(
+            &key,
+            baove_eventlog::StreamId::from_uuid(before),
+            "reason",
+            "không đúng địa bàn",
+        );
+        let mut first = sealed.clone();
+        private
+            .open_referral_strings(before, vec![("reason", &mut first)])
+            .await
+            .unwrap();
+        let bucket = format!("KV_{}", baove_bus::kv::REFERRAL_KEYS.name);
+        let leader = baove_testkit::replicas::replicas_current(&js, &bucket)
+            .await
+            .pop()
+            .unwrap();
+
+        nats.node_named(&leader).unwrap().kill();
+        let killed = std::time::Instant::now();
+        // Both at once, so that neither figure waits for the other.
+        let reading = async {
+            let mut read = sealed.clone();
+            private
+                .open_referral_strings(before, vec![("reason", &mut read)])
+                .await
+                .unwrap();
+            assert_eq!(read, "không đúng địa bàn");
+            killed.elapsed()
+        };
+        let referral = Uuid::now_v7();
+        let asking = async {
+            let mut refused = 0;
+            loop {
+                match casework.for_sealing(referral).await {
+                    Ok(key) => break (key, refused, killed.elapsed()),
+                    Err(NoKey::Unavailable(e)) => {
+                        assert!(
+                            e.contains("nothing was recorded")
+                                && killed.elapsed() < Duration::from_secs(60),
+                            "{e}"
+                        );
+                        refused += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        };
+        let (read_after, (key, refused, given_after)) = tokio::join!(reading, asking);
+        println!(
+            "referral keys: a referral's text read {:.2} s after {leader} (the bucket's leader) was killed; a new referral got its key {:.2} s after, after {refused} refusals",
+            read_after.as_secs_f64(),
+            given_after.as_secs_f64()
+        );
+        // The key given is the one the bucket holds (a create cut short by
+        // the bound and stored after is found, never replaced).
+        let wrapped = js
+            .get_key_value(baove_bus::kv::REFERRAL_KEYS.name)
+            .await
+            .unwrap()
+            .get(referral.to_string())
+            .await
+            .unwrap()
+            .expect("the bucket holds the referral's key");
+        let held = Key::unwrap_key(&master, &wrapping_aad(referral), &wrapped).unwrap();
+        assert_eq!(held.id(), key.id());
+        cancel.cancel();
     }
 }
