@@ -533,14 +533,15 @@ impl LogRelay {
             }
             return self.publish_from(known).await;
         }
-        // Each question bounded: while the stream elects a leader (its NATS
-        // node died) a request waits out the client's 10 s timeout, though
-        // the leader may be there long before. The search for a fork is
-        // not: it asks as many questions as the log is long, and it only
-        // runs once the stream has answered.
-        let end = tokio::time::timeout(crate::ASK_WITHIN, self.end_or_made())
+        // Each question bounded and asked again ([`crate::ask`]): while the
+        // stream elects a leader (its NATS node died) a request waits out
+        // the client's 10 s timeout, though the leader may be there long
+        // before. The search for a fork is not: it asks as many questions
+        // as the log is long, and it only runs once the stream has
+        // answered.
+        let end = crate::ask(|| self.end_or_made())
             .await
-            .map_err(|_| self.unanswered())??;
+            .ok_or_else(|| self.unanswered())??;
         let published = end.as_ref().map_or(0, |e| e.global_position);
         if published > last {
             // The stream went further than this log: another process wrote
@@ -563,12 +564,9 @@ impl LogRelay {
             });
         }
         if published > 0 {
-            tokio::time::timeout(
-                crate::ASK_WITHIN,
-                check_same(&self.log, &self.js, self.spec, published),
-            )
-            .await
-            .map_err(|_| self.unanswered())??;
+            crate::ask(|| check_same(&self.log, &self.js, self.spec, published))
+                .await
+                .ok_or_else(|| self.unanswered())??;
             self.reached(published);
         }
         self.known_end = Some(published);

@@ -226,13 +226,12 @@ impl OutboxRelay {
                 return;
             }
         };
-        // Bounded: an unanswered question (the stream electing a leader)
-        // says nothing of whether the stream exists.
-        let asked =
-            tokio::time::timeout(crate::ASK_WITHIN, stream_last_sequence(&self.js, self.spec))
-                .await;
+        // Bounded and asked again ([`crate::ask`]): an unanswered question
+        // (the stream electing a leader) says nothing of whether the
+        // stream exists.
+        let asked = crate::ask(|| stream_last_sequence(&self.js, self.spec)).await;
         let held = match asked {
-            Err(_) => {
+            None => {
                 self.health.failing(
                     &self.part(),
                     format!(
@@ -243,8 +242,8 @@ impl OutboxRelay {
                 );
                 return;
             }
-            Ok(Ok(held)) => held,
-            Ok(Err(e)) => {
+            Some(Ok(held)) => held,
+            Some(Err(e)) => {
                 tracing::warn!(stream = self.spec.name, error = %e, "stream not reachable; making it again");
                 if let Err(e) = crate::ensure_stream(&self.js, self.spec, self.replicas).await {
                     self.health.failing(

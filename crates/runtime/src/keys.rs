@@ -31,8 +31,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
-use baove_bus::ASK_WITHIN;
 use baove_bus::kv::BucketSpec;
+use baove_bus::{ASK_WITHIN, ask};
 use baove_eventlog::{Envelope, EventLog, StreamId};
 use baove_security::seal::{Key, Sealed};
 use tokio::sync::{OnceCell, watch};
@@ -268,16 +268,17 @@ impl KeyStore {
             )
         };
         let key = stream.to_string();
-        // Each question bounded: while the bucket elects a leader (its NATS
-        // node died) nobody answers, and the client's 10 s timeout would
-        // hold the report that long though the leader is usually there
-        // sooner. Refused after the bound, the report is sent again (its
-        // request id makes that safe); a create cut short may still be
-        // stored, and the next attempt then finds and uses that key.
+        // Each question bounded and asked again ([`baove_bus::ask`]): while
+        // the bucket elects a leader (its NATS node died) nobody answers,
+        // and the client's 10 s timeout would hold the report that long
+        // though the leader is usually there sooner. Refused after the
+        // bound, the report is sent again (its request id makes that
+        // safe); a create cut short may still be stored, and the next
+        // attempt then finds and uses that key.
         let unanswered = || unheld(&format!("the bucket did not answer within {ASK_WITHIN:?}"));
-        let held = tokio::time::timeout(ASK_WITHIN, store.entry(&key))
+        let held = ask(|| store.entry(&key))
             .await
-            .map_err(|_| unanswered())?
+            .ok_or_else(unanswered)?
             .map_err(|e| unheld(&e))?;
         let wrapped = match held {
             Some(entry) if entry.operation == kv::Operation::Put => entry.value.to_vec(),
@@ -289,17 +290,17 @@ impl KeyStore {
                     (None, Some(local)) => local.clone(),
                     _ => new(),
                 };
-                let created =
-                    tokio::time::timeout(ASK_WITHIN, store.create(&key, mine.clone().into()))
-                        .await
-                        .map_err(|_| unanswered())?;
+                let created = ask(|| store.create(&key, mine.clone().into()))
+                    .await
+                    .ok_or_else(unanswered)?;
                 match created {
                     Ok(_) => mine,
-                    // Another process made it meanwhile: theirs.
+                    // Another process made it meanwhile (or an earlier
+                    // asking of this create, answered later): the bucket's.
                     Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                        tokio::time::timeout(ASK_WITHIN, store.get(&key))
+                        ask(|| store.get(&key))
                             .await
-                            .map_err(|_| unanswered())?
+                            .ok_or_else(unanswered)?
                             .map_err(|e| unheld(&e))?
                             .ok_or_else(|| unheld(&"it vanished"))?
                             .to_vec()

@@ -121,19 +121,20 @@ impl From<String> for Unanswered {
     }
 }
 
-/// `question` to the bucket, bounded by [`ASK_WITHIN`]: while the
-/// bucket's stream elects a leader nobody answers, and async-nats's own
-/// timeout (10 s) would hold a referral's request, or a read of its
-/// text, that long though the leader is usually there sooner.
-async fn ask<T, E: std::fmt::Display>(
-    question: impl Future<Output = Result<T, E>>,
+/// `question` to the bucket, bounded by [`ASK_WITHIN`] and asked again
+/// ([`baove_bus::ask`]): while the bucket's stream elects a leader nobody
+/// answers, and async-nats's own timeout (10 s) would hold a referral's
+/// request, or a read of its text, that long though the leader is usually
+/// there sooner.
+async fn ask<T, E: std::fmt::Display, Q: Future<Output = Result<T, E>>>(
+    question: impl FnMut() -> Q,
 ) -> Result<T, Unanswered> {
-    match tokio::time::timeout(ASK_WITHIN, question).await {
-        Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(e)) => Err(Unanswered::Failed(format!(
+    match baove_bus::ask(question).await {
+        Some(Ok(answer)) => Ok(answer),
+        Some(Err(e)) => Err(Unanswered::Failed(format!(
             "the bucket of referral keys: {e}"
         ))),
-        Err(_) => Err(Unanswered::Silent),
+        None => Err(Unanswered::Silent),
     }
 }
 
@@ -230,7 +231,7 @@ impl ReferralKeys {
         referral: Uuid,
     ) -> Result<Option<Vec<u8>>, Unanswered> {
         let name = referral.to_string();
-        let entry = ask(store.entry(&name)).await?;
+        let entry = ask(|| store.entry(&name)).await?;
         match entry {
             Some(entry) if entry.operation == kv::Operation::Put => Ok(Some(entry.value.to_vec())),
             // Erased.
@@ -239,7 +240,7 @@ impl ReferralKeys {
                 let copy = self.local_get(referral).await?;
                 if copy.as_ref().is_some_and(Vec::is_empty) {
                     // Erased here: the bucket gets its purge marker back.
-                    ask(store.purge(&name)).await?;
+                    ask(|| store.purge(&name)).await?;
                     return Ok(None);
                 }
                 let Some(copy) = copy else {
@@ -254,17 +255,16 @@ impl ReferralKeys {
                         "the key of referral {referral} is not in the bucket of referral keys (lost with the NATS stores?): casework puts it back from its copy; try again"
                     )));
                 };
-                let created =
-                    tokio::time::timeout(ASK_WITHIN, store.create(&name, copy.clone().into()))
-                        .await
-                        .map_err(|_| Unanswered::Silent)?;
+                let created = baove_bus::ask(|| store.create(&name, copy.clone().into()))
+                    .await
+                    .ok_or(Unanswered::Silent)?;
                 match created {
                     Ok(_) => {
                         tracing::warn!(referral_id = %referral, "the bucket of referral keys had never held this referral's key: put back from casework's copy");
                         Ok(Some(copy))
                     }
                     Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                        Ok(ask(store.get(&name)).await?.map(|v| v.to_vec()))
+                        Ok(ask(|| store.get(&name)).await?.map(|v| v.to_vec()))
                     }
                     Err(e) => Err(Unanswered::Failed(format!(
                         "the bucket of referral keys: {e}"
@@ -282,7 +282,7 @@ impl ReferralKeys {
         store: &kv::Store,
         referral: Uuid,
     ) -> Result<Option<kv::Entry>, String> {
-        match ask(store.entry(referral.to_string())).await {
+        match ask(|| store.entry(referral.to_string())).await {
             Ok(entry) => Ok(entry),
             Err(e) => {
                 if matches!(e, Unanswered::Failed(_)) {
@@ -387,7 +387,7 @@ impl ReferralKeys {
                 let present = match self.store().await {
                     // Not answered: electing a leader, not gone; asked
                     // again in 5 s.
-                    Ok(store) => ask(store.status())
+                    Ok(store) => ask(|| store.status())
                         .await
                         .map_or_else(|e| matches!(e, Unanswered::Silent), |_| true),
                     Err(_) => false,
@@ -464,15 +464,14 @@ impl ReferralKeys {
                 // Bounded as each question ([`ask`]); a create cut short
                 // and stored after is found by the retried request, and
                 // its key used, never replaced.
-                let created =
-                    tokio::time::timeout(ASK_WITHIN, store.create(&name, mine.clone().into()))
-                        .await
-                        .map_err(|_| NoKey::Unavailable(unheld(&Unanswered::Silent)))?;
+                let created = baove_bus::ask(|| store.create(&name, mine.clone().into()))
+                    .await
+                    .ok_or_else(|| NoKey::Unavailable(unheld(&Unanswered::Silent)))?;
                 match created {
                     Ok(_) => mine,
                     // Made meanwhile (a retried request): theirs.
                     Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                        ask(store.get(&name))
+                        ask(|| store.get(&name))
                             .await
                             .map_err(|e| NoKey::Unavailable(unheld(&e)))?
                             .ok_or_else(|| NoKey::Unavailable(unheld(&"it was erased meanwhile")))?
@@ -627,14 +626,16 @@ impl ReferralKeys {
     /// # Errors
     /// When the bucket refuses the purge.
     pub async fn destroy(&self, referral: Uuid) -> Result<(), String> {
-        match ask(self.store().await?.purge(referral.to_string())).await {
+        let store = self.store().await?;
+        match ask(|| store.purge(referral.to_string())).await {
             Ok(_) => {}
             Err(silent @ Unanswered::Silent) => {
                 return Err(format!("the purge was not acknowledged: {silent}"));
             }
             Err(Unanswered::Failed(first)) => {
                 self.forget().await;
-                ask(self.store().await?.purge(referral.to_string()))
+                let store = self.store().await?;
+                ask(|| store.purge(referral.to_string()))
                     .await
                     .map_err(|e| format!("the purge was refused: {first}; then {e}"))?;
             }
