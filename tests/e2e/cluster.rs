@@ -182,14 +182,19 @@ async fn on_a_three_node_cluster_a_dead_nats_node_loses_no_report_and_catches_up
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_quorum_writes_are_refused_reads_answer_and_a_retry_succeeds_once_it_returns() {
     let mut cluster = NatsCluster::start().unwrap();
-    let env = [("BAOVE_STREAM_REPLICAS", "3".to_owned())];
-    let intake = Service::start_with(
+    // As deployed (deploy/cluster): the active holds the service's lease.
+    let env = [
+        ("BAOVE_STREAM_REPLICAS", "3".to_owned()),
+        ("BAOVE_ROLE", "auto".to_owned()),
+    ];
+    let mut intake = Service::start_with(
         "intake",
         &cluster.urls(),
         tempfile::tempdir().unwrap(),
         &env,
     );
     intake.wait_health("", ServingStatus::Serving).await;
+    crate::standby::becomes(&intake, true).await;
     let js = jetstream_of(&cluster).await;
     replicas_current(&js, "BAOVE_INTAKE_LOG").await;
     let first = submit(&intake, "quorum-0").await;
@@ -215,11 +220,21 @@ async fn without_a_quorum_writes_are_refused_reads_answer_and_a_retry_succeeds_o
         })
         .await;
     assert!(read.is_ok(), "{read:?}");
+    // Unable to renew its lease, the active takes no writes.
+    crate::standby::becomes(&intake, false).await;
 
-    // The quorum returns; the client's retry of the same request succeeds,
-    // and the report exists once.
+    // The quorum returns; the same process renews its lease on its term
+    // (nobody took it) and takes writes again, without a restart; the
+    // client's retry of the same request succeeds, and the report exists
+    // once.
     cluster.nodes[1].restart().unwrap();
     cluster.nodes[2].restart().unwrap();
+    crate::standby::becomes(&intake, true).await;
+    assert!(
+        intake.exited().is_none(),
+        "the active stopped instead of renewing its lease: {:?}",
+        intake.exited()
+    );
     let second = submit(&intake, "quorum-1").await;
     assert_ne!(second, first);
     let again = submit(&intake, "quorum-1").await;

@@ -907,8 +907,8 @@ async fn an_active_cut_off_with_events_the_cluster_never_stored_rejoins_as_a_sta
 
     // Two of the three NATS nodes die: no quorum. An auditor asks the
     // active for a fresh checkpoint: signed and appended on its own disk,
-    // but the cluster never stores it; the active,
-    // unable to renew its lease, stops.
+    // but the cluster never stores it; the active, unable to renew its
+    // lease, takes no more writes.
     cluster.nodes[1].kill();
     cluster.nodes[2].kill();
     let fresh = {
@@ -919,25 +919,11 @@ async fn an_active_cut_off_with_events_the_cluster_never_stored_rejoins_as_a_sta
                 .await
         })
     };
-    let stopped = first.exit_status().await;
-    assert_eq!(
-        stopped.code(),
-        Some(1),
-        "a deposed active exits with an error, so that a supervisor (Restart=on-failure) starts it again: {stopped:?}"
-    );
     let _ = fresh.await.unwrap();
-    let unstored = {
-        let log = baove_eventlog::EventLog::open(first.data.path().join("eventlog"))
-            .await
-            .unwrap();
-        let events = log.read_all(stored + 1, 100_000).await.unwrap();
-        log.close().await.unwrap();
-        events
-    };
-    assert!(
-        unstored.iter().any(|e| e.event_type == "CheckpointSigned"),
-        "the checkpoint is on the old active's disk: {unstored:?}"
-    );
+    becomes(&first, false).await;
+    // Cut off (paused here) until another has taken the lease: when the
+    // quorum returns it cannot renew on its term first.
+    first.pause();
 
     // The node that was left may hold the checkpoint as a proposal not yet
     // agreed, which would be agreed on when the others return (a write that
@@ -962,6 +948,27 @@ async fn an_active_cut_off_with_events_the_cluster_never_stored_rejoins_as_a_sta
         assert!(Instant::now() < deadline, "the note was refused: {status}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // Resumed, the old active finds the lease another's, and stops.
+    first.resume();
+    let stopped = first.exit_status().await;
+    assert_eq!(
+        stopped.code(),
+        Some(1),
+        "a deposed active exits with an error, so that a supervisor (Restart=on-failure) starts it again: {stopped:?}"
+    );
+    let unstored = {
+        let log = baove_eventlog::EventLog::open(first.data.path().join("eventlog"))
+            .await
+            .unwrap();
+        let events = log.read_all(stored + 1, 100_000).await.unwrap();
+        log.close().await.unwrap();
+        events
+    };
+    assert!(
+        unstored.iter().any(|e| e.event_type == "CheckpointSigned"),
+        "the checkpoint is on the old active's disk: {unstored:?}"
+    );
 
     // The old active, started again on its own disk, sets aside what the
     // cluster never stored and follows the new active as a standby, with

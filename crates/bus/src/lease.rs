@@ -1,20 +1,42 @@
 //! Leases: which process of a service is the active, in a JetStream
-//! key-value bucket (`BAOVE_LEASES`, key = the service's name) whose entries
-//! expire `ttl` after they were written (the bucket's max age).
+//! key-value bucket (`BAOVE_LEASES`, key = the service's name) whose
+//! entries do not expire on the server: a lease ends when its holder
+//! stops renewing it, as the other processes see it.
 //!
-//! A process takes the lease by creating the key when it is absent (the
-//! previous holder's entry expired), and keeps it by updating it with the
-//! revision it last wrote (compare-and-set) well inside the ttl. The
-//! revision is the lease's term: a process whose update is refused, or that
-//! could not renew for most of the ttl, has lost it and must stop writing
-//! before another can take it. A process that was paused past the ttl
-//! cannot know; the log stream's expected sequence fences it
-//! ([`crate::logstream`]).
+//! A process takes the lease by creating the key when it is absent, or by
+//! updating it (compare-and-set) on a revision it has itself seen unchanged
+//! for the ttl ([`Candidate::look`]). The holder keeps it by updating it
+//! on the revision it last wrote every quarter of the ttl. The revision is
+//! the lease's term. A holder whose update is refused has lost it. One
+//! that could not renew for two thirds of the ttl must stop writing, since
+//! a candidate may take it a third later; its next renewal, once the bucket
+//! answers, succeeds only if nobody wrote the key meanwhile, so nobody took
+//! the lease, and then it writes again ([`Lease::regain`]). A process that
+//! was paused past the ttl cannot know; the log stream's expected sequence
+//! fences it ([`crate::logstream`]).
 //!
-//! While the bucket's stream elects a leader (a NATS node died) a write can
-//! be stored and its answer lost. The holder's value names one attempt
-//! alone, so a take or renewal that finds its own value at a newer revision
-//! adopts that revision as its term ([`try_take`], [`Lease::renew_in_time`]).
+//! Why not entries that expire with the bucket's max age (as until
+//! 2026-12): while the bucket's stream elects a leader (the NATS node
+//! leading it died) nobody can renew, and the election (4 to 9 s here)
+//! outlasts the ttl (4 s), so every holder lost its lease at once,
+//! whichever machine it ran on, and the leases all passed on after the
+//! election. Counted by each process's own monotonic clock instead, an
+//! election only pauses the holders: a candidate that got no answer waits
+//! a quarter of the ttl of answers before it takes a lease, so a live
+//! holder renews first.
+//!
+//! Why it is safe: a candidate counts the ttl from when an answer showed
+//! it the revision, which is after the holder started the write that made
+//! it; the holder stops two thirds of the ttl after it started that write.
+//! So a candidate takes over at least a third of the ttl after the holder
+//! stopped (clocks need only run at about the same rate), and only by
+//! writing the key, which the holder's next renewal then finds.
+//!
+//! While the bucket's stream elects a leader a write can be stored and its
+//! answer lost. The holder's value names one attempt alone, so a take or
+//! renewal that finds its own value at a newer revision adopts that
+//! revision as its term, counted from the first attempt that may have made
+//! it ([`Candidate::look`], [`Lease::renew_in_time`]).
 //!
 //! The bucket's stream `KV_BAOVE_LEASES` is made by [`crate::kv::bucket`].
 
@@ -27,21 +49,17 @@ use crate::BusError;
 /// The bucket.
 pub const BUCKET: &str = "BAOVE_LEASES";
 
-/// The leases bucket, made if missing, with entries that expire after
-/// `ttl`, kept `replicas` times.
+/// The leases bucket, made if missing (or updated, if it still has the
+/// max age leases once had), kept `replicas` times.
 ///
 /// # Errors
 /// [`BusError::JetStream`] when JetStream refuses.
-pub async fn bucket(
-    js: &jetstream::Context,
-    ttl: Duration,
-    replicas: usize,
-) -> Result<kv::Store, BusError> {
+pub async fn bucket(js: &jetstream::Context, replicas: usize) -> Result<kv::Store, BusError> {
     crate::kv::bucket(
         js,
         crate::kv::BucketSpec {
             name: BUCKET,
-            ttl: Some(ttl),
+            ttl: None,
             deletes: false,
         },
         replicas,
@@ -57,59 +75,162 @@ pub struct Lease {
     holder: String,
     /// The revision last written: the term.
     pub term: u64,
+    /// When the write of the term started.
     renewed: Instant,
+    /// When the first attempt since the last answered one started: an
+    /// attempt given up may still be stored, and found later as this
+    /// holder's own.
+    unanswered_since: Option<Instant>,
     ttl: Duration,
 }
 
-/// Takes `key`'s lease for `holder` if nobody holds it; `None` when
-/// somebody else does.
-///
-/// `holder` must name this attempt alone (the process's address and a
-/// fresh id): a lease found under it is this process's own, written by an
-/// earlier attempt whose answer never came (the caller gave up waiting
-/// while the bucket's stream elected a leader, and the write was stored
-/// all the same). That lease is renewed and returned, rather than waited
-/// out as if another held it.
-///
-/// # Errors
-/// [`BusError::JetStream`] when the bucket cannot be written.
-pub async fn try_take(
-    store: &kv::Store,
-    key: &str,
-    holder: &str,
+/// What a candidate found: the lease, taken, or the value of whoever holds
+/// it.
+#[derive(Debug)]
+pub enum Look {
+    /// Taken: this process is the holder now.
+    Taken(Box<Lease>),
+    /// Held by another (its value; empty when a take raced another's).
+    Held(String),
+}
+
+/// A process waiting for `key`'s lease: what it has seen of the key, by
+/// its own clock.
+#[derive(Debug)]
+pub struct Candidate {
+    store: kv::Store,
+    key: String,
+    holder: String,
     ttl: Duration,
-) -> Result<Option<Lease>, BusError> {
-    let started = Instant::now();
-    let mut lease = Lease {
-        store: store.clone(),
-        key: key.to_owned(),
-        holder: holder.to_owned(),
-        term: 0,
-        renewed: started,
-        ttl,
-    };
-    match store.create(key, holder.to_owned().into()).await {
-        Ok(term) => {
-            lease.term = term;
-            Ok(Some(lease))
+    /// The holder's revision last seen, and when it was first seen.
+    seen: Option<(u64, Instant)>,
+    /// Since when every look was answered.
+    answered_since: Option<Instant>,
+    /// Set while a look runs: found set, the last look was given up
+    /// unanswered.
+    looking: bool,
+}
+
+impl Candidate {
+    /// A candidate for `key`'s lease, as `holder`, which must name this
+    /// attempt alone (the process's address and a fresh id): a lease found
+    /// under it is this process's own, written by an earlier look whose
+    /// answer never came.
+    #[must_use]
+    pub fn new(store: &kv::Store, key: &str, holder: &str, ttl: Duration) -> Self {
+        Self {
+            store: store.clone(),
+            key: key.to_owned(),
+            holder: holder.to_owned(),
+            ttl,
+            seen: None,
+            answered_since: None,
+            looking: false,
         }
-        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-            let entry = store
-                .entry(key)
-                .await
-                .map_err(|e| BusError::JetStream(format!("read lease {key}: {e}")))?;
-            match entry {
-                Some(entry) if entry.value == holder.as_bytes() => {
-                    // When it was written is unknown: renewing it now
-                    // says from when it lasts.
-                    lease.term = entry.revision;
-                    lease.renew().await?;
-                    Ok(Some(lease))
-                }
-                _ => Ok(None),
+    }
+
+    /// One look at the key, taking the lease if it is free: absent (or
+    /// deleted), this process's own (written by an earlier look whose
+    /// answer never came: renewed and taken), or another's at a revision
+    /// this candidate has seen unchanged for the ttl while the bucket
+    /// answered it for at least a quarter of the ttl. The caller may give a
+    /// look up (drop it); the next look counts that as no answer.
+    ///
+    /// # Errors
+    /// [`BusError::JetStream`] when the bucket does not answer or refuses.
+    pub async fn look(&mut self) -> Result<Look, BusError> {
+        if std::mem::replace(&mut self.looking, true) {
+            self.unanswered();
+        }
+        let looked = self.look_once().await;
+        self.looking = false;
+        if looked.is_err() {
+            self.unanswered();
+        }
+        looked
+    }
+
+    /// No answer: the holder may not have been answered either, so it
+    /// gets a quarter of the ttl of answers to renew. (What was seen still
+    /// counts: a revision read again is the same write, unchanged since.)
+    fn unanswered(&mut self) {
+        self.answered_since = None;
+    }
+
+    fn lease(&self, term: u64, renewed: Instant) -> Lease {
+        Lease {
+            store: self.store.clone(),
+            key: self.key.clone(),
+            holder: self.holder.clone(),
+            term,
+            renewed,
+            unanswered_since: None,
+            ttl: self.ttl,
+        }
+    }
+
+    async fn look_once(&mut self) -> Result<Look, BusError> {
+        let entry = self
+            .store
+            .entry(&self.key)
+            .await
+            .map_err(|e| BusError::JetStream(format!("read lease {}: {e}", self.key)))?;
+        // The revision read was written before now.
+        let now = Instant::now();
+        let answered = *self.answered_since.get_or_insert(now);
+        let entry = match entry {
+            Some(entry) if entry.operation == kv::Operation::Put => entry,
+            _ => return self.create().await,
+        };
+        if entry.value == self.holder.as_bytes() {
+            // An earlier look's write whose answer never came. When it
+            // was written is unknown: renewing it now says from when it
+            // lasts.
+            let mut lease = self.lease(entry.revision, now);
+            lease.renew().await?;
+            return Ok(Look::Taken(Box::new(lease)));
+        }
+        let by = String::from_utf8_lossy(&entry.value).into_owned();
+        let since = match self.seen {
+            Some((revision, since)) if revision == entry.revision => since,
+            _ => {
+                self.seen = Some((entry.revision, now));
+                now
             }
+        };
+        if since.elapsed() < self.ttl || answered.elapsed() < self.ttl / 4 {
+            return Ok(Look::Held(by));
         }
-        Err(e) => Err(BusError::JetStream(format!("take lease {key}: {e}"))),
+        let started = Instant::now();
+        match self
+            .store
+            .update(&self.key, self.holder.clone().into(), entry.revision)
+            .await
+        {
+            Ok(term) => Ok(Look::Taken(Box::new(self.lease(term, started)))),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                // Renewed (or taken by another) since: count again.
+                self.seen = None;
+                Ok(Look::Held(by))
+            }
+            Err(e) => Err(BusError::JetStream(format!("take lease {}: {e}", self.key))),
+        }
+    }
+
+    async fn create(&mut self) -> Result<Look, BusError> {
+        let started = Instant::now();
+        match self
+            .store
+            .create(&self.key, self.holder.clone().into())
+            .await
+        {
+            Ok(term) => Ok(Look::Taken(Box::new(self.lease(term, started)))),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                self.seen = None;
+                Ok(Look::Held(String::new()))
+            }
+            Err(e) => Err(BusError::JetStream(format!("take lease {}: {e}", self.key))),
+        }
     }
 }
 
@@ -133,29 +254,29 @@ impl Lease {
     /// holds it now) or cannot be made; the caller checks
     /// [`Lease::must_stop`].
     pub async fn renew(&mut self) -> Result<(), BusError> {
-        let started = Instant::now();
-        self.attempt(started).await.map_err(|(_, e)| e)
+        self.attempt().await.map_err(|(_, e)| e)
     }
 
-    /// One renewal, started at `started`; when the update is refused
-    /// because the entry moved past the term, and the entry found is this
-    /// holder's own, it is an earlier attempt's write whose answer never
-    /// came: its revision becomes the term, renewed (conservatively) from
-    /// `since`, when the first of those attempts started. The error says
-    /// whether it is final (the lease is another's, or gone).
-    async fn attempt_since(
-        &mut self,
-        started: Instant,
-        since: Instant,
-    ) -> Result<(), (bool, BusError)> {
+    /// One renewal. When the update is refused because the entry moved
+    /// past the term, and the entry found is this holder's own, it is an
+    /// earlier attempt's write whose answer never came: its revision
+    /// becomes the term, renewed (conservatively) from when the first
+    /// attempt since the last answered one started. The error says whether
+    /// it is final (the lease is another's, or gone).
+    async fn attempt(&mut self) -> Result<(), (bool, BusError)> {
+        let started = Instant::now();
+        let since = *self.unanswered_since.get_or_insert(started);
         match self
             .store
             .update(&self.key, self.holder.clone().into(), self.term)
             .await
         {
             Ok(term) => {
+                // Attempts given up earlier were on the old term: none of
+                // them can be stored now.
                 self.term = term;
                 self.renewed = started;
+                self.unanswered_since = None;
                 Ok(())
             }
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
@@ -167,16 +288,19 @@ impl Lease {
                 })?;
                 match entry {
                     Some(entry)
-                        if entry.value == self.holder.as_bytes() && entry.revision > self.term =>
+                        if entry.operation == kv::Operation::Put
+                            && entry.value == self.holder.as_bytes()
+                            && entry.revision > self.term =>
                     {
                         self.term = entry.revision;
                         self.renewed = since;
+                        self.unanswered_since = None;
                         Ok(())
                     }
                     _ => Err((
                         true,
                         BusError::JetStream(format!(
-                            "renew lease {}: refused, another holds it or it expired: {e}",
+                            "renew lease {}: refused, another holds it: {e}",
                             self.key
                         )),
                     )),
@@ -189,13 +313,9 @@ impl Lease {
         }
     }
 
-    async fn attempt(&mut self, started: Instant) -> Result<(), (bool, BusError)> {
-        self.attempt_since(started, started).await
-    }
-
-    /// Whether the holder must stop writing now: its last successful
-    /// renewal was started more than two thirds of the ttl ago, so the
-    /// entry may expire (and another take it) before it could renew.
+    /// Whether the holder must stop writing now: the write of its term
+    /// started more than two thirds of the ttl ago, so a candidate may
+    /// take the lease a third of the ttl later.
     #[must_use]
     pub fn must_stop(&self) -> bool {
         self.renewed.elapsed() >= self.ttl * 2 / 3
@@ -219,17 +339,17 @@ impl Lease {
     ///
     /// # Errors
     /// [`BusError::JetStream`] when the update is refused (another holds
-    /// the lease, or it expired); [`BusError::Unavailable`] when no attempt
-    /// succeeded before the holder must stop.
+    /// the lease); [`BusError::Unavailable`] when no attempt succeeded
+    /// before the holder must stop: it may [`Lease::regain`] it.
     pub async fn renew_in_time(&mut self) -> Result<(), BusError> {
-        let since = Instant::now();
         let stop_at = self.stop_at();
         let mut last = None;
         while Instant::now() < stop_at {
-            let started = Instant::now();
-            let until = (started + self.ttl / 8).min(stop_at);
-            match tokio::time::timeout_at(until.into(), self.attempt_since(started, since)).await {
-                Ok(Ok(())) => return Ok(()),
+            let until = (Instant::now() + self.ttl / 8).min(stop_at);
+            match tokio::time::timeout_at(until.into(), self.attempt()).await {
+                // An earlier write found may be too old to write on.
+                Ok(Ok(())) if !self.must_stop() => return Ok(()),
+                Ok(Ok(())) => last = Some("found a renewal stored too long ago".into()),
                 Ok(Err((true, e))) => return Err(e),
                 Ok(Err((false, e))) => last = Some(e.to_string()),
                 Err(_) => last = Some(format!("no answer within {:?}", self.ttl / 8)),
@@ -244,6 +364,30 @@ impl Lease {
             self.key,
             last.unwrap_or_else(|| "no attempt".into())
         )))
+    }
+
+    /// Renews it after [`Lease::must_stop`], however long the bucket takes
+    /// to answer: the update on the term is accepted only if nobody wrote
+    /// the key since, so nobody took the lease, and the holder may write
+    /// again. Each attempt waits a sixteenth of the ttl at most, so that
+    /// the holder renews soon after the bucket's stream has a leader again
+    /// (a candidate waits a quarter of the ttl of answers first). The
+    /// caller stops it when the process stops.
+    ///
+    /// # Errors
+    /// [`BusError::JetStream`] when the update is refused: another holds
+    /// the lease.
+    pub async fn regain(&mut self) -> Result<(), BusError> {
+        loop {
+            match tokio::time::timeout(self.ttl / 16, self.attempt()).await {
+                Ok(Ok(())) if !self.must_stop() => return Ok(()),
+                // An old write found: renewed on it at once.
+                Ok(Ok(())) => continue,
+                Ok(Err((true, e))) => return Err(e),
+                Ok(Err((false, _))) | Err(_) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// How often to renew: a quarter of the ttl.

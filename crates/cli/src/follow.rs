@@ -9,8 +9,8 @@
 //! - at once to the process the refusal names in `baove-active` (a standby,
 //!   or an active that lost its lease, names the lease holder);
 //! - and, when several addresses were given, after a pause, to whichever
-//!   of them then answers as the active (the active died: its lease has to
-//!   expire before a standby takes it over; a quorum briefly lost).
+//!   of them then answers as the active (the active died: a standby takes
+//!   its lease over once it went unrenewed for 4 s; a quorum briefly lost).
 //!
 //! The same holds for an answer that breaks before its first message: its
 //! status in the trailers (UNAVAILABLE after the headers, naming the

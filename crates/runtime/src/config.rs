@@ -354,8 +354,8 @@ pub enum Role {
     Active,
     /// Follows the active's log stream; answers reads, refuses writes.
     Standby,
-    /// A standby until it takes the service's lease (when the active's
-    /// expires), then the active until it loses it: automatic failover
+    /// A standby until it takes the service's lease (when the active
+    /// stopped renewing it), then the active until it loses it: automatic failover
     /// between the processes of a service (docs/cluster.md).
     Auto,
 }

@@ -1,62 +1,88 @@
 //! Leases against a real nats-server (2.9): one holder at a time, renewed
-//! by compare-and-set; an unrenewed lease expires and another takes it,
-//! after which the old holder's renewal is refused.
+//! by compare-and-set; a lease its holder stopped renewing passes to a
+//! candidate that saw it unchanged for the ttl, after which the old
+//! holder's renewal is refused; a holder that could not renew in time
+//! renews on its term if nobody took it meanwhile.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use baove_bus::lease;
+use baove_bus::lease::{self, Candidate, Look};
 use baove_testkit::NatsServer;
 use tokio_util::sync::CancellationToken;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_holder_at_a_time_and_an_expired_lease_passes_to_another() {
-    let nats = NatsServer::start().unwrap();
-    let cancel = CancellationToken::new();
-    let client = baove_bus::connect(&nats.url(), "lease-test", &cancel, None)
+async fn store(nats: &NatsServer, cancel: &CancellationToken) -> async_nats::jetstream::kv::Store {
+    let client = baove_bus::connect(&nats.url(), "lease-test", cancel, None)
         .await
         .unwrap();
-    let js = async_nats::jetstream::new(client);
-    let ttl = Duration::from_secs(2);
-    let store = lease::bucket(&js, ttl, 1).await.unwrap();
-
-    let mut first = lease::try_take(&store, "casework", "a", ttl)
+    lease::bucket(&async_nats::jetstream::new(client), 1)
         .await
         .unwrap()
-        .expect("a free lease is taken");
-    assert!(
-        lease::try_take(&store, "casework", "b", ttl)
-            .await
-            .unwrap()
-            .is_none()
-    );
+}
+
+/// Looks every 100 ms until `candidate` takes the lease (30 s at most).
+async fn taken(candidate: &mut Candidate) -> lease::Lease {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Look::Taken(lease) = candidate.look().await.unwrap() {
+            return *lease;
+        }
+        assert!(Instant::now() < deadline, "the lease never passed on");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_holder_at_a_time_and_an_unrenewed_lease_passes_to_another() {
+    let nats = NatsServer::start().unwrap();
+    let cancel = CancellationToken::new();
+    let store = store(&nats, &cancel).await;
+    let ttl = Duration::from_secs(2);
+    let mut a = Candidate::new(&store, "casework", "a", ttl);
+    let mut b = Candidate::new(&store, "casework", "b", ttl);
+
+    let Look::Taken(mut first) = a.look().await.unwrap() else {
+        panic!("a free lease is taken");
+    };
+    // While a renews, b never takes it, however long it looks.
+    let watched = Instant::now();
+    while watched.elapsed() < ttl * 2 {
+        match b.look().await.unwrap() {
+            Look::Held(by) => assert_eq!(by, "a"),
+            Look::Taken(_) => panic!("b took a lease a kept renewing"),
+        }
+        let term = first.term;
+        first.renew().await.unwrap();
+        assert!(first.term > term, "each renewal is a new term");
+        assert!(!first.must_stop());
+        tokio::time::sleep(ttl / 4).await;
+    }
     assert_eq!(
         lease::holder(&store, "casework").await.unwrap().as_deref(),
         Some("a")
     );
-    let term = first.term;
-    first.renew().await.unwrap();
-    assert!(first.term > term, "each renewal is a new term");
-    assert!(!first.must_stop());
 
-    // Not renewed: it expires, and b takes it.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let second = loop {
-        if let Some(lease) = lease::try_take(&store, "casework", "b", ttl).await.unwrap() {
-            break lease;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the lease never expired"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    // Not renewed: b takes it, and not before a full ttl after a's last
+    // renewal was answered (b counts from when it saw that revision).
+    let last_renewed = Instant::now();
+    first.renew().await.unwrap();
+    let second = taken(&mut b).await;
+    assert!(
+        last_renewed.elapsed() >= ttl,
+        "b took the lease {:?} after a's last renewal, within the ttl",
+        last_renewed.elapsed()
+    );
     assert!(second.term > first.term);
     assert!(
         first.must_stop(),
         "a holder that did not renew for the ttl must stop"
     );
-    // The old holder's renewal is refused: b holds it.
+    // The old holder's renewal is refused: b holds it; so is its regaining.
     assert!(first.renew().await.is_err());
+    let refused = first.regain().await.unwrap_err();
+    assert!(
+        refused.to_string().contains("another holds it"),
+        "{refused}"
+    );
     assert_eq!(
         lease::holder(&store, "casework").await.unwrap().as_deref(),
         Some("b")
@@ -64,32 +90,61 @@ async fn one_holder_at_a_time_and_an_expired_lease_passes_to_another() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn given_a_take_stored_but_unanswered_when_the_holder_tries_again_then_the_lease_is_its_own()
+async fn given_a_holder_that_could_not_renew_in_time_when_nobody_took_the_lease_then_it_renews_on_its_term()
+ {
+    let nats = NatsServer::start().unwrap();
+    let cancel = CancellationToken::new();
+    let store = store(&nats, &cancel).await;
+    let ttl = Duration::from_secs(2);
+    let Look::Taken(mut held) = Candidate::new(&store, "casework", "a", ttl)
+        .look()
+        .await
+        .unwrap()
+    else {
+        panic!("a free lease is taken");
+    };
+    let term = held.term;
+    // No renewal for two thirds of the ttl (as while the bucket elects a
+    // leader): the holder must stop writing.
+    tokio::time::sleep_until(held.stop_at().into()).await;
+    assert!(held.must_stop());
+
+    held.regain().await.unwrap();
+    assert!(held.term > term, "renewed on its term: a new term");
+    assert!(!held.must_stop(), "renewed now: it writes again");
+    assert_eq!(
+        lease::holder(&store, "casework").await.unwrap().as_deref(),
+        Some("a")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_take_stored_but_unanswered_when_the_holder_looks_again_then_the_lease_is_its_own()
 {
     let nats = NatsServer::start().unwrap();
     let cancel = CancellationToken::new();
-    let client = baove_bus::connect(&nats.url(), "lease-test", &cancel, None)
-        .await
-        .unwrap();
-    let js = async_nats::jetstream::new(client);
+    let store = store(&nats, &cancel).await;
     let ttl = Duration::from_secs(4);
-    let store = lease::bucket(&js, ttl, 1).await.unwrap();
     // An attempt by "a" whose write was stored but whose answer the holder
     // never saw (it gave up waiting during a leader election).
     let written = store.create("casework", "a".into()).await.unwrap();
 
-    // Another holder still finds it held.
-    assert!(
-        lease::try_take(&store, "casework", "b", ttl)
+    // Another candidate finds it held.
+    assert!(matches!(
+        Candidate::new(&store, "casework", "b", ttl)
+            .look()
             .await
-            .unwrap()
-            .is_none()
-    );
-    // "a" trying again gets it, renewed from now, not waited out.
-    let mut lease = lease::try_take(&store, "casework", "a", ttl)
+            .unwrap(),
+        Look::Held(by) if by == "a"
+    ));
+    // "a" looking again gets it, renewed from now, not waited out.
+    let Look::Taken(mut lease) = Candidate::new(&store, "casework", "a", ttl)
+        .look()
         .await
         .unwrap()
-        .expect("a's own lease is a's");
+    else {
+        panic!("a's own lease is a's");
+    };
     assert!(lease.term > written, "renewed on being found: a new term");
     assert!(!lease.must_stop());
     lease.renew().await.unwrap();
@@ -104,16 +159,15 @@ async fn given_a_renewal_stored_but_unanswered_when_the_holder_renews_again_then
  {
     let nats = NatsServer::start().unwrap();
     let cancel = CancellationToken::new();
-    let client = baove_bus::connect(&nats.url(), "lease-test", &cancel, None)
-        .await
-        .unwrap();
-    let js = async_nats::jetstream::new(client);
+    let store = store(&nats, &cancel).await;
     let ttl = Duration::from_secs(4);
-    let store = lease::bucket(&js, ttl, 1).await.unwrap();
-    let mut lease = lease::try_take(&store, "casework", "a", ttl)
+    let Look::Taken(mut lease) = Candidate::new(&store, "casework", "a", ttl)
+        .look()
         .await
         .unwrap()
-        .expect("a free lease is taken");
+    else {
+        panic!("a free lease is taken");
+    };
     // A renewal by "a" that the bucket stored, whose answer never came
     // (the attempt was given up during a leader election): the entry is
     // past the term the holder knows.

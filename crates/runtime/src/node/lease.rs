@@ -32,35 +32,26 @@ pub(super) async fn take_over(
     ));
     let holder = format!("{address} {}", uuid::Uuid::now_v7());
     let part = "lease";
-    // The bucket is looked up once: every attempt after that only reads and
+    // The bucket is looked up once: every look after that only reads and
     // writes its key (answered by the bucket stream's leader, not by the
     // cluster's meta leader, which may have died with the active).
-    let mut store = None;
+    let mut candidate = None;
     let lease = loop {
         let attempt = async {
-            let store = match &store {
-                Some(store) => store,
-                None => {
-                    store.insert(baove_bus::lease::bucket(&bus.js, LEASE_TTL, bus.replicas).await?)
-                }
+            let candidate = match &mut candidate {
+                Some(candidate) => candidate,
+                None => candidate.insert(baove_bus::lease::Candidate::new(
+                    &baove_bus::lease::bucket(&bus.js, bus.replicas).await?,
+                    spec.name,
+                    &holder,
+                    LEASE_TTL,
+                )),
             };
             // Bounded: while the bucket's stream elects a leader a request
             // waits out its timeout (5 or 10 s), and the leader may be there
             // long before; a write stored after this gave up is found again
-            // as this holder's own (`try_take`).
-            let take = async {
-                if let Some(lease) =
-                    baove_bus::lease::try_take(store, spec.name, &holder, LEASE_TTL).await?
-                {
-                    return Ok(Some(lease));
-                }
-                // Writes are refused naming whoever holds it now.
-                if let Some(active) = baove_bus::lease::holder(store, spec.name).await? {
-                    log.follow_only(active.split(' ').next().unwrap_or_default());
-                }
-                Ok(None)
-            };
-            tokio::time::timeout(TAKE_ATTEMPT, take)
+            // as this holder's own, and a look given up counts as no answer.
+            tokio::time::timeout(TAKE_ATTEMPT, candidate.look())
                 .await
                 .unwrap_or_else(|_| {
                     Err(baove_bus::BusError::Unavailable(format!(
@@ -69,8 +60,14 @@ pub(super) async fn take_over(
                 })
         };
         match attempt.await {
-            Ok(Some(lease)) => break lease,
-            Ok(None) => bus.health.ok(part),
+            Ok(baove_bus::lease::Look::Taken(lease)) => break *lease,
+            Ok(baove_bus::lease::Look::Held(active)) => {
+                // Writes are refused naming whoever holds it now.
+                if !active.is_empty() {
+                    log.follow_only(active.split(' ').next().unwrap_or_default());
+                }
+                bus.health.ok(part);
+            }
             Err(e) => bus.health.failing(part, e.to_string()),
         }
         tokio::select! {
@@ -91,13 +88,14 @@ pub(super) async fn take_over(
     // Catching up may take longer than the lease lasts (a NATS node died
     // and the stream has to elect a leader): the lease is renewed from now
     // on, so that nobody else takes it while this process is about to
-    // write, and it is not found expired once it does. The follower stops
+    // write, and it is not found taken once it does. The follower stops
     // at once, its request in flight dropped.
     let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel::<()>();
     let keeper = tokio::spawn(renew_until(lease, caught_up_rx));
     following.cancel();
     let _ = follower.await;
-    // The previous active's lease expired: what it published is final.
+    // The previous active stopped renewing its lease (or never had one)
+    // and has stopped writing: what it published is final.
     // (On the very first start there is no log stream yet: make it.)
     let reached = loop {
         let caught_up = async {
@@ -119,7 +117,7 @@ pub(super) async fn take_over(
         match caught_up.await {
             Ok(imported) => break Some(imported),
             Err(e @ baove_bus::BusError::Diverged { .. }) if bus.replicas > 1 => {
-                // Its lease expires unrenewed: another process takes it.
+                // Its lease goes unrenewed: another process takes it.
                 stop_to_set_aside(shutdown, &e);
                 break None;
             }
@@ -134,12 +132,12 @@ pub(super) async fn take_over(
         }
     };
     let _ = caught_up_tx.send(());
-    let lease = match keeper.await {
+    let mut lease = match keeper.await {
         Ok(Ok(lease)) => lease,
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "took the lease but could not keep it while catching up: stopping; started again, this process follows whoever holds it");
+            tracing::error!(error = %e, "took the lease but another took it while this process caught up: stopping; started again, this process follows whoever holds it");
             shutdown.by_itself(format!(
-                "took the lease but could not keep it while catching up: {e}"
+                "took the lease but another took it while this process caught up: {e}"
             ));
             return None;
         }
@@ -149,6 +147,20 @@ pub(super) async fn take_over(
             return None;
         }
     };
+    // Not renewed in time while catching up (the bucket elects a leader):
+    // no write before it is renewed on its term.
+    if lease.must_stop() {
+        tokio::select! {
+            () = cancel.cancelled() => return None,
+            regained = lease.regain() => if let Err(e) = regained {
+                tracing::error!(error = %e, "took the lease but another took it while this process caught up: stopping; started again, this process follows whoever holds it");
+                shutdown.by_itself(format!(
+                    "took the lease but another took it while this process caught up: {e}"
+                ));
+                return None;
+            },
+        }
+    }
     let imported = reached?;
     tracing::warn!(
         term = lease.term,
@@ -162,8 +174,8 @@ pub(super) async fn take_over(
 }
 
 /// Renews `lease` every quarter of its ttl until `done` fires (or its
-/// sender is dropped), then gives it back; an error when it could not be
-/// renewed in time (it may expire, and another take it).
+/// sender is dropped), then gives it back, renewed in time or not (the
+/// caller regains it then); an error when another took it.
 async fn renew_until(
     mut lease: baove_bus::lease::Lease,
     mut done: tokio::sync::oneshot::Receiver<()>,
@@ -173,10 +185,19 @@ async fn renew_until(
             _ = &mut done => return Ok(lease),
             () = tokio::time::sleep(lease.every()) => {}
         }
-        match lease.renew_in_time().await {
+        let renewed = tokio::select! {
+            _ = &mut done => return Ok(lease),
+            renewed = lease.renew_in_time() => renewed,
+        };
+        match renewed {
             Ok(()) => {}
-            Err(e) if !lease.must_stop() => {
+            Err(e @ baove_bus::BusError::Unavailable(_)) => {
                 tracing::warn!(error = %e, "cannot renew the lease yet");
+                let regained = tokio::select! {
+                    _ = &mut done => return Ok(lease),
+                    regained = lease.regain() => regained,
+                };
+                regained?;
             }
             Err(e) => return Err(e),
         }
@@ -195,9 +216,12 @@ pub(super) fn stop_to_set_aside(shutdown: &Stop, diverged: &baove_bus::BusError)
     ));
 }
 
-/// Renews the lease until `cancel`; when it cannot, stops taking writes
-/// before the lease could expire and stops the process (a supervisor starts
-/// it again, as a standby while another holds the lease).
+/// Renews the lease until `cancel`. When it cannot in time, it stops
+/// taking writes before another could take the lease, and goes on trying:
+/// renewed on its term (nobody took it meanwhile: the bucket's stream was
+/// electing a leader, or NATS lost its quorum), it takes writes again;
+/// refused (another holds it), it stops the process (a supervisor starts it
+/// again, as a standby).
 pub(super) async fn keep_lease(
     mut lease: baove_bus::lease::Lease,
     log: EventLog,
@@ -212,22 +236,41 @@ pub(super) async fn keep_lease(
         }
         // Bounded: an answer that comes after the holder must stop is no
         // answer (another process may take the lease a third later).
-        match lease.renew_in_time().await {
+        let lost = match lease.renew_in_time().await {
             Ok(()) => continue,
-            Err(e) if !lease.must_stop() => {
-                tracing::warn!(error = %e, "cannot renew the lease yet");
-                continue;
-            }
-            Err(e) => {
+            Err(e @ baove_bus::BusError::Unavailable(_)) => {
                 log.follow_only("");
                 set_status(&reporter, ACTIVE_HEALTH, ServingStatus::NotServing).await;
-                tracing::error!(error = %e, term = lease.term, "lost the lease: taking no more writes and stopping");
-                shutdown.by_itself(format!(
-                    "lost the lease (term {}): {e}; started again, it follows whoever holds it",
-                    lease.term
-                ));
-                return;
+                tracing::error!(error = %e, term = lease.term, "cannot renew the lease: taking no writes until it is renewed on its term, or another holds it");
+                let paused = std::time::Instant::now();
+                let regained = tokio::select! {
+                    () = cancel.cancelled() => return,
+                    regained = lease.regain() => regained,
+                };
+                match regained {
+                    Ok(()) => {
+                        tracing::warn!(
+                            term = lease.term,
+                            paused_ms =
+                                u64::try_from(paused.elapsed().as_millis()).unwrap_or(u64::MAX),
+                            "renewed the lease on its term (nobody took it): taking writes again"
+                        );
+                        log.take_writes();
+                        set_status(&reporter, ACTIVE_HEALTH, ServingStatus::Serving).await;
+                        continue;
+                    }
+                    Err(e) => e,
+                }
             }
-        }
+            Err(e) => e,
+        };
+        log.follow_only("");
+        set_status(&reporter, ACTIVE_HEALTH, ServingStatus::NotServing).await;
+        tracing::error!(error = %lost, term = lease.term, "lost the lease: taking no more writes and stopping");
+        shutdown.by_itself(format!(
+            "lost the lease (term {}): {lost}; started again, it follows whoever holds it",
+            lease.term
+        ));
+        return;
     }
 }
