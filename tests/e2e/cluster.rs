@@ -433,10 +433,22 @@ async fn led_by(js: &jetstream::Context, server: &str) -> Vec<String> {
     led
 }
 
-/// The name of every stream (and key-value bucket) of the cluster.
+/// The name of every stream (and key-value bucket) of the cluster, asked
+/// again (for 60 s) while the cluster's meta group, which answers, elects
+/// a leader (a node just came back, or died).
 async fn stream_names(js: &jetstream::Context) -> Vec<String> {
     use futures_util::TryStreamExt as _;
-    js.stream_names().try_collect().await.unwrap()
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match js.stream_names().try_collect().await {
+            Ok(names) => return names,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "the cluster never listed its streams: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Hotline clients submitting at once through the whole-node test.

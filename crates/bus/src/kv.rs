@@ -72,9 +72,12 @@ pub async fn bucket(
         max_age: spec.ttl.unwrap_or_default(),
         allow_rollup: true,
         deny_delete: !spec.deletes,
-        // A direct get may be answered by a replica that is behind; the
-        // leases tolerate that (a holder re-reads), the data keys do not.
-        allow_direct: !spec.deletes,
+        // Reads go through the stream's leader. A direct get may be
+        // answered by a replica that is behind, which the data keys cannot
+        // have; and by any replica while the stream elects a leader, so a
+        // lease candidate would count answers the holder, whose renewal
+        // needs the leader, cannot get ([`crate::lease`]).
+        allow_direct: false,
         discard: stream::DiscardPolicy::New,
         storage: stream::StorageType::File,
         num_replicas: replicas.max(1),

@@ -23,7 +23,9 @@
 //! election. Counted by each process's own monotonic clock instead, an
 //! election only pauses the holders: a candidate that got no answer waits
 //! a quarter of the ttl of answers before it takes a lease, so a live
-//! holder renews first.
+//! holder renews first. (Its reads are answered by the stream's leader
+//! alone, as the holder's renewals are: the bucket allows no direct get,
+//! which any replica answers, even during the election.)
 //!
 //! Why it is safe: a candidate counts the ttl from when an answer showed
 //! it the revision, which is after the holder started the write that made
