@@ -25,7 +25,7 @@ use crate::intake::{case_of, hotline, intake_client};
 use crate::{Service, province_officer};
 
 /// JetStream through any node of the cluster.
-async fn jetstream_of(cluster: &NatsCluster) -> jetstream::Context {
+pub async fn jetstream_of(cluster: &NatsCluster) -> jetstream::Context {
     let urls: Vec<String> = cluster
         .nodes
         .iter()

@@ -34,6 +34,10 @@
 //! stopped (clocks need only run at about the same rate), and only by
 //! writing the key, which the holder's next renewal then finds.
 //!
+//! A holder that stops (SIGTERM) gives its lease back ([`Lease::release`]):
+//! the key is deleted on its term, and a candidate takes it at its next
+//! look.
+//!
 //! While the bucket's stream elects a leader a write can be stored and its
 //! answer lost. The holder's value names one attempt alone, so a take or
 //! renewal that finds its own value at a newer revision adopts that
@@ -390,6 +394,21 @@ impl Lease {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Gives the lease back (a delete on the term, so only if it is still
+    /// this holder's): a candidate's next look takes it, without waiting
+    /// out the ttl. Only once this process can no longer extend its log
+    /// stream (its log relay has stopped).
+    ///
+    /// # Errors
+    /// [`BusError::JetStream`] when the bucket refuses (another holds it)
+    /// or does not answer; the lease then passes on as if unrenewed.
+    pub async fn release(self) -> Result<(), BusError> {
+        self.store
+            .delete_expect_revision(&self.key, Some(self.term))
+            .await
+            .map_err(|e| BusError::JetStream(format!("give lease {} back: {e}", self.key)))
     }
 
     /// How often to renew: a quarter of the ttl.

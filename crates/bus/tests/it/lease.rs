@@ -2,7 +2,8 @@
 //! by compare-and-set; a lease its holder stopped renewing passes to a
 //! candidate that saw it unchanged for the ttl, after which the old
 //! holder's renewal is refused; a holder that could not renew in time
-//! renews on its term if nobody took it meanwhile.
+//! renews on its term if nobody took it meanwhile; a lease given back is
+//! taken at the next look.
 
 use std::time::{Duration, Instant};
 
@@ -192,5 +193,41 @@ async fn given_a_renewal_stored_but_unanswered_when_the_holder_renews_again_then
     assert!(
         matches!(refused, baove_bus::BusError::JetStream(ref m) if m.contains("another holds it")),
         "{refused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_lease_given_back_when_a_candidate_looks_then_it_takes_it_at_once() {
+    let nats = NatsServer::start().unwrap();
+    let cancel = CancellationToken::new();
+    let store = store(&nats, &cancel).await;
+    let ttl = Duration::from_secs(4);
+    let mut b = Candidate::new(&store, "casework", "b", ttl);
+    let Look::Taken(first) = Candidate::new(&store, "casework", "a", ttl)
+        .look()
+        .await
+        .unwrap()
+    else {
+        panic!("a free lease is taken");
+    };
+    assert!(matches!(b.look().await.unwrap(), Look::Held(by) if by == "a"));
+
+    first.release().await.unwrap();
+    assert_eq!(lease::holder(&store, "casework").await.unwrap(), None);
+    let Look::Taken(second) = b.look().await.unwrap() else {
+        panic!("a lease given back is not taken at the next look");
+    };
+
+    // A lease given back on a term no longer held deletes nothing: c's
+    // lease, once b's, stays c's.
+    store
+        .update("casework", "c".into(), second.term)
+        .await
+        .unwrap();
+    let refused = second.release().await.unwrap_err();
+    assert!(refused.to_string().contains("give lease"), "{refused}");
+    assert_eq!(
+        lease::holder(&store, "casework").await.unwrap().as_deref(),
+        Some("c")
     );
 }

@@ -214,9 +214,10 @@ pub(super) async fn bus_task(
         set_status(&reporter, ACTIVE_HEALTH, ServingStatus::Serving).await;
     }
     cancel.cancelled().await;
-    if let Some(lease) = lease {
-        let _ = lease.await;
-    }
+    let held = match lease {
+        Some(keeper) => keeper.await.ok().flatten(),
+        None => None,
+    };
     let _ = health.await;
     for (name, task) in [
         ("stream keeper", keeper),
@@ -226,6 +227,10 @@ pub(super) async fn bus_task(
         if let Err(e) = task.await {
             tracing::error!(error = %e, task = name, "bus task failed");
         }
+    }
+    // Nothing more of this process reaches the log stream.
+    if let Some(lease) = held {
+        give_back(lease).await;
     }
     if let Err(e) = own.await {
         tracing::error!(error = %e, "service bus task failed");

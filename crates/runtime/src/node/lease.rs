@@ -216,7 +216,8 @@ pub(super) fn stop_to_set_aside(shutdown: &Stop, diverged: &baove_bus::BusError)
     ));
 }
 
-/// Renews the lease until `cancel`. When it cannot in time, it stops
+/// Renews the lease until `cancel`, then hands it back to be given back
+/// once the log relay has stopped. When it cannot renew in time, it stops
 /// taking writes before another could take the lease, and goes on trying:
 /// renewed on its term (nobody took it meanwhile: the bucket's stream was
 /// electing a leader, or NATS lost its quorum), it takes writes again;
@@ -228,10 +229,10 @@ pub(super) async fn keep_lease(
     reporter: HealthReporter,
     shutdown: Stop,
     cancel: CancellationToken,
-) {
+) -> Option<baove_bus::lease::Lease> {
     loop {
         tokio::select! {
-            () = cancel.cancelled() => return,
+            () = cancel.cancelled() => return Some(lease),
             () = tokio::time::sleep(lease.every()) => {}
         }
         // Bounded: an answer that comes after the holder must stop is no
@@ -244,7 +245,7 @@ pub(super) async fn keep_lease(
                 tracing::error!(error = %e, term = lease.term, "cannot renew the lease: taking no writes until it is renewed on its term, or another holds it");
                 let paused = std::time::Instant::now();
                 let regained = tokio::select! {
-                    () = cancel.cancelled() => return,
+                    () = cancel.cancelled() => return Some(lease),
                     regained = lease.regain() => regained,
                 };
                 match regained {
@@ -271,6 +272,24 @@ pub(super) async fn keep_lease(
             "lost the lease (term {}): {lost}; started again, it follows whoever holds it",
             lease.term
         ));
-        return;
+        return None;
+    }
+}
+
+/// Gives `lease` back when the process stops, its log relay stopped: a
+/// standby takes it at its next look instead of 4 s after the last
+/// renewal. Bounded by [`baove_bus::ASK_WITHIN`]: unanswered, the lease
+/// passes on as if unrenewed.
+pub(super) async fn give_back(lease: baove_bus::lease::Lease) {
+    let term = lease.term;
+    match tokio::time::timeout(baove_bus::ASK_WITHIN, lease.release()).await {
+        Ok(Ok(())) => tracing::info!(term, "gave the lease back: a standby takes it at once"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, term, "could not give the lease back: a standby takes it once it goes unrenewed for 4 s");
+        }
+        Err(_) => tracing::warn!(
+            term,
+            "the lease bucket did not answer the lease given back: a standby takes it once it goes unrenewed for 4 s"
+        ),
     }
 }
