@@ -147,7 +147,17 @@ async fn given_a_lease_on_three_nodes_when_the_node_leading_its_bucket_dies_then
     let mut candidate = baove_bus::lease::Candidate::new(&standby, "casework", "b", ttl);
     let until = Instant::now() + Duration::from_secs(20);
     let holding = tokio::spawn(keep(*lease, until));
-    tokio::time::sleep(ttl).await;
+    // The standby looks before the kill too, for a ttl, so that it has seen
+    // the holder's last revision when the leader dies.
+    let before = Instant::now();
+    while before.elapsed() < ttl {
+        let look = tokio::time::timeout(Duration::from_secs(1), candidate.look()).await;
+        assert!(
+            matches!(look, Ok(Ok(baove_bus::lease::Look::Held(ref by))) if by == "a"),
+            "{look:?}"
+        );
+        tokio::time::sleep(ttl / 8).await;
+    }
 
     nats.node_named(&leader).unwrap().kill();
     let killed = Instant::now();
