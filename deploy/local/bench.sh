@@ -93,9 +93,12 @@ out=$(mktemp)
 reports=$(awk '/^reports acknowledged in all:/ { print $NF }' "$out")
 rm -f "$out"
 if [ "${reports:-0}" -gt 0 ]; then
+  # The access log grows with the reads (the read phase's included), not
+  # with the reports: its bytes are given per record, from the metrics below.
   for svc in intake casework referral; do
     bytes=$(du -sb "$state/data/$svc" | cut -f1)
-    echo "disk: $svc $((bytes / 1024)) KiB in $state/data/$svc, $((bytes / reports)) bytes per acknowledged report"
+    events=$(du -sb "$state/data/$svc/eventlog" | cut -f1)
+    echo "disk: $svc $((bytes / 1024)) KiB in $state/data/$svc, $((bytes / reports)) bytes per acknowledged report; its event log alone $((events / reports))"
   done
   bytes=$(du -sb "$state/nats" | cut -f1)
   echo "disk: nats $((bytes / 1024)) KiB (JetStream), $((bytes / reports)) bytes per acknowledged report"
@@ -110,6 +113,11 @@ if [ "${reports:-0}" -gt 0 ]; then
         name = $1; sub(/.*log="/, "", name); sub(/".*/, "", name)
         printf "flushes: %s log %s: %d, %.2f per acknowledged report\n", svc, name, $2, $2 / reports
       }'
+    records=$(echo "$metrics" | awk '/^baove_eventlog_appended_events_total\{.*log="access"/ { print int($2) }')
+    access=$(du -sb "$state/data/$svc/accesslog" | cut -f1)
+    if [ "${records:-0}" -gt 0 ]; then
+      echo "disk: $svc access log $((access / 1024)) KiB for $records records (reads, refusals, checkpoints), $((access / records)) bytes per record"
+    fi
     port=$((port + 1))
   done
 fi
