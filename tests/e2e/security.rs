@@ -902,3 +902,51 @@ async fn a_cases_private_text_is_sealed_at_rest_read_by_those_who_may_and_erased
     );
     crate::assert_chain_intact(&system.casework, &o.case_id).await;
 }
+
+/// Every read is recorded in the access log, and no answer is kept per
+/// record under its command id (each has a new one; nobody appends it
+/// again): after a report and five reads of it, the stopped intake's
+/// access log holds the five records and its `commands` tree nothing.
+/// Before, it held one answer per record, about 250 of each record's 800
+/// bytes (issue #15, disk per report).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_read_is_recorded_in_the_access_log_without_an_answer_kept_per_record() {
+    let nats = baove_testkit::NatsServer::start().unwrap();
+    let mut intake = Service::start("intake", &nats.url());
+    intake
+        .wait_health(
+            "",
+            tonic_health::pb::health_check_response::ServingStatus::Serving,
+        )
+        .await;
+    let mut client = crate::intake::intake_client(&intake).await;
+    let receipt = client
+        .submit_hotline_report(crate::intake::hotline("access-1", "Đặng Thị Thu"))
+        .await
+        .unwrap()
+        .into_inner();
+    for _ in 0..5 {
+        client
+            .get_intake(p::GetIntakeRequest {
+                intake_id: receipt.intake_id.clone(),
+            })
+            .await
+            .unwrap();
+    }
+    intake.terminate();
+    assert!(intake.exit_status().await.success());
+
+    let data = intake.into_data();
+    let db = sled::open(data.path().join("accesslog")).unwrap();
+    let reads = db
+        .open_tree(baove_eventlog::layout::EVENTS)
+        .unwrap()
+        .iter()
+        .map(|item| baove_eventlog::Envelope::decode(&item.unwrap().1).unwrap())
+        .filter(|e| e.payload.contains("IntakeService/GetIntake"))
+        .inspect(|e| assert!(e.command_id.starts_with("access:"), "{}", e.command_id))
+        .count();
+    assert_eq!(reads, 5, "each read recorded");
+    let answers = db.open_tree(baove_eventlog::layout::COMMANDS).unwrap();
+    assert_eq!(answers.len(), 0, "no answer kept per access record");
+}

@@ -13,6 +13,9 @@
 //!
 //! A read is answered only once its entry is stored: if the entry cannot be
 //! written the read is refused (UNAVAILABLE), so no read goes unrecorded.
+//! Each entry's command id is new (`access:<UUIDv7>`), so the service opens
+//! the access log keeping no answer per entry
+//! ([`baove_eventlog::Options::keep_answers`] off).
 
 use baove_eventlog::{
     Actor, AppendRequest, Envelope, EventLog, ExpectedVersion, NewEvent, StreamId,

@@ -8,7 +8,7 @@
 //! | `events` | stream id (16 bytes) ‖ seq (u64 BE) | the envelope in its compact form ([`crate::Envelope::encode_stored`]: the byte [`crate::envelope::STORED_FORM`], then postcard); logs written before it hold JSON, which still reads |
 //! | `global` | position (u64 BE) | stream id ‖ seq |
 //! | `heads` | stream id | last seq (u64 BE) ‖ last hash (32 bytes) |
-//! | `commands` | command id (UTF-8) | the first answer ([`crate::Appended`]) as JSON |
+//! | `commands` | command id (UTF-8) | the first answer ([`crate::Appended`]) as JSON; none in a log that keeps no answers ([`crate::Options::keep_answers`]: the access log) |
 //! | `outbox` | position (u64 BE) | stream id ‖ seq, until the relay delivered it |
 //! | `published` | position (u64 BE) | the bus's sequence (u64 BE) of its delivery: what was once published, to publish again if the bus loses its store |
 //! | `inbox` | consumer ‖ 0x00 ‖ message id | empty: that message was applied |

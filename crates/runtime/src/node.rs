@@ -309,6 +309,9 @@ pub async fn run(
             // Appended to and scanned backward: a small cache does.
             cache_capacity: 64 * 1024 * 1024,
             name: "access",
+            // Each record has a new id and is never appended again: an
+            // answer kept per record would only fill the disk.
+            keep_answers: false,
             ..Default::default()
         },
     )

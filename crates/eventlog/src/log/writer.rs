@@ -91,6 +91,7 @@ pub(super) fn open_blocking(path: &Path, options: Options) -> Result<Opened, Err
         to_syncer,
         recent: recent.clone(),
         name: options.name,
+        keep_answers: options.keep_answers,
     };
     let handle = std::thread::Builder::new()
         .name("baove-eventlog-writer".into())
@@ -125,6 +126,9 @@ pub(super) struct Writer {
     recent: Arc<Mutex<Recent>>,
     /// The metrics' `log` label.
     name: &'static str,
+    /// Whether each append's answer is kept under its command id
+    /// ([`Options::keep_answers`]).
+    keep_answers: bool,
 }
 
 /// One written group, handed from the writer to the syncer.
@@ -441,7 +445,7 @@ impl Writer {
             if e.compute_hash() != e.hash {
                 return Err(at("hash does not match the event's content".into()));
             }
-            if !e.command_id.is_empty() {
+            if self.keep_answers && !e.command_id.is_empty() {
                 let known = match commands
                     .get(&e.command_id)
                     .or(group.commands.get(&e.command_id))
@@ -507,6 +511,7 @@ impl Writer {
         let t = &self.trees;
         let known = match group.commands.get(&request.command_id) {
             Some(first) => Some(first.clone()),
+            None if !self.keep_answers => None,
             None => t
                 .commands
                 .get(request.command_id.as_bytes())?
@@ -591,9 +596,11 @@ impl Writer {
         group
             .heads
             .insert(request.stream, (appended.last_seq, prev));
-        group
-            .commands
-            .insert(request.command_id.clone(), appended.clone());
+        if self.keep_answers {
+            group
+                .commands
+                .insert(request.command_id.clone(), appended.clone());
+        }
         Ok(appended)
     }
 }

@@ -342,3 +342,67 @@ async fn given_an_acknowledged_append_then_last_position_already_includes_it() {
     }
     assert_eq!(behind, 0, "acknowledged appends not yet in last_position");
 }
+
+/// Given a log that keeps no answers (the access log: every record has an
+/// id of its own), when records are appended and the same records are
+/// imported into a copy of that kind, then both logs hold every event
+/// (each still naming its command id) and their chains verify, but neither
+/// wrote a `commands` entry; and an append with an id used before is
+/// stored again instead of answered from a kept answer.
+#[tokio::test]
+async fn given_a_log_that_keeps_no_answers_when_appending_and_importing_then_no_answer_is_written()
+{
+    let options = || baove_eventlog::Options {
+        keep_answers: false,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let copy_dir = tempfile::tempdir().unwrap();
+    let s = StreamId::new();
+    {
+        let log = EventLog::open_with(dir.path(), options()).await.unwrap();
+        for i in 0..3 {
+            let appended = log
+                .append(request(s, ExpectedVersion::Any, &format!("access:{i}"), 1))
+                .await
+                .unwrap();
+            assert!(!appended.replayed);
+        }
+        let again = log
+            .append(request(s, ExpectedVersion::Any, "access:0", 1))
+            .await
+            .unwrap();
+        assert!(!again.replayed, "nothing kept to answer it from");
+        assert_eq!(again.last_seq, 4);
+        assert_eq!(log.command("access:1").await.unwrap(), None);
+        assert!(matches!(
+            log.verify(s).await.unwrap(),
+            Verification::Intact(_)
+        ));
+
+        let copy = EventLog::open_with(copy_dir.path(), options())
+            .await
+            .unwrap();
+        copy.import(log.read_all(1, 100).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(copy.last_position(), 4);
+        assert!(matches!(
+            copy.verify(s).await.unwrap(),
+            Verification::Intact(_)
+        ));
+        let events = copy.read_stream(s, 1, 10).await.unwrap();
+        assert_eq!(events[1].command_id, "access:1");
+        copy.close().await.unwrap();
+        log.close().await.unwrap();
+    }
+    for path in [dir.path(), copy_dir.path()] {
+        let db = crate::tamper::open_raw(path);
+        let commands = db.open_tree(baove_eventlog::layout::COMMANDS).unwrap();
+        assert_eq!(commands.len(), 0, "no answer in {}", path.display());
+        assert_eq!(
+            db.open_tree(baove_eventlog::layout::EVENTS).unwrap().len(),
+            4
+        );
+    }
+}
