@@ -364,6 +364,9 @@ mod tests {
             health: baove_bus::BusHealth::default(),
             replicas: 1,
         };
+        // The bucket made first: the first look takes the free key at once,
+        // before the follower meets the message that is no event.
+        let store = baove_bus::lease::bucket(&js, 1).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let log = EventLog::open(dir.path()).await.unwrap();
         let stopping = CancellationToken::new();
@@ -378,7 +381,6 @@ mod tests {
             }
         });
 
-        let store = baove_bus::lease::bucket(&js, 1).await.unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             let holder = baove_bus::lease::holder(&store, SPEC.name).await.unwrap();
