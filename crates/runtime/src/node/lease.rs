@@ -395,19 +395,21 @@ mod tests {
         }
         // It took the lease and fails to catch up on the message that is
         // no event (its health says so), retrying.
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while bus
-            .health
-            .first_failure()
-            .is_none_or(|(part, why)| part != "lease" || !why.contains("undecodable event"))
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the catch-up never failed: {:?}",
-                bus.health
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let mut parts = bus.health.subscribe();
+        let failing = parts.wait_for(|parts| {
+            parts
+                .get("lease")
+                .and_then(Option::as_deref)
+                .is_some_and(|why| why.contains("undecodable event"))
+        });
+        let waited = tokio::time::timeout(Duration::from_secs(30), failing)
+            .await
+            .map(|seen| seen.map(drop));
+        assert!(
+            matches!(waited, Ok(Ok(()))),
+            "the catch-up never failed: {:?}",
+            bus.health
+        );
 
         stopping.cancel();
         assert!(!taking.await.unwrap(), "stopped before taking writes");
