@@ -6,8 +6,10 @@
 # (hotline reports open-loop at 50, 100, 200 and 400 reports/s, 30 s each,
 # unless other arguments are given: they are passed on, e.g. --rates 100
 # --secs 10; after the rates it reads one report's intake and case with 50
-# concurrent province officers), then prints each service's disk use and flushes (sled flush +
-# fdatasync, by log) per acknowledged report, and stops everything. Asserts nothing:
+# concurrent province officers), then prints each service's disk use (while
+# it runs: write-ahead files not yet checkpointed included) and flushes (one
+# write-ahead fdatasync each, by log) per acknowledged report, and stops
+# everything. Asserts nothing:
 # figures only, from this machine, now.
 # Usage: deploy/local/bench.sh [baove bench load arguments]
 # BAOVE_BENCH_DIR: where to keep the state (kept afterwards; default: a
@@ -102,7 +104,7 @@ if [ "${reports:-0}" -gt 0 ]; then
   done
   bytes=$(du -sb "$state/nats" | cut -f1)
   echo "disk: nats $((bytes / 1024)) KiB (JetStream), $((bytes / reports)) bytes per acknowledged report"
-  # Device waits: each flush is one sled flush + fdatasync
+  # Device waits: each flush is one fdatasync of the write-ahead file
   # (baove_eventlog_sync_seconds, by log), from each service's metrics.
   port=51161
   for svc in intake casework referral; do

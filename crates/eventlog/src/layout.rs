@@ -14,6 +14,7 @@
 //! | `inbox` | consumer ‖ 0x00 ‖ message id | empty: that message was applied |
 //! | `set-aside` | n (u64 BE): the n-th tail set aside | a [`crate::SetAside`] as JSON: events the cluster never stored, moved out of the log ([`crate::set_aside_after`]) |
 //! | `tlog` | stored-hash index (u64 BE), or `size` | a Merkle tree hash (32 bytes); under `size` the events covered (u64 BE) ([`crate::tlog`]) |
+//! | `wal` | `checkpointed` | the number (u64 BE) of the last write-ahead record a checkpoint made durable in sled; records up to it are not replayed (`log/wal.rs`) |
 //! | `side:<name>` | the service's | a side tree ([`side_tree`]): a service's deletable data outside the log (data keys), carried by backups |
 //!
 //! One `events` tree holds every stream: a tree per stream blows up sled's
@@ -44,6 +45,8 @@ pub const PARKED: &str = "parked";
 pub const SET_ASIDE: &str = "set-aside";
 /// The stored hashes of the log's Merkle tree ([`crate::tlog`]).
 pub const TREE: &str = "tlog";
+/// Where the write-ahead files stand: the last record checkpointed.
+pub const WAL: &str = "wal";
 
 /// The sled name of the side tree `name` ([`crate::EventLog::side_tree`]).
 #[must_use]

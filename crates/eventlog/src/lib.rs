@@ -13,15 +13,20 @@
 //! - **Idempotency forever**: the first answer to each `command_id` is
 //!   stored; a retry gets it back (`replayed = true`) and writes nothing,
 //!   also after a restart.
-//! - **Durable before acknowledged**: an append returns after sled's flush
-//!   *and* an `fdatasync` of sled's log file (sled's own flush ends in
-//!   `sync_file_range`, which leaves the disk cache unflushed: sled #1452).
-//!   sled's background flush is off; there is no window of loss.
+//! - **Durable before acknowledged**: an append returns after its group's
+//!   writes are in the log's write-ahead file and that file is
+//!   `fdatasync`ed: one device wait. sled's own flush (which ends in
+//!   `sync_file_range` and needs an `fdatasync` of sled's file besides:
+//!   sled #1452) runs every few seconds as a checkpoint, off that path;
+//!   opening the log writes into sled again whatever the write-ahead files
+//!   hold past the last checkpoint (`log/wal.rs`). There is no window of
+//!   loss.
 //! - **Group commit**: one writer thread drains every waiting append,
 //!   decides each and writes the group in one sled transaction; a sync
-//!   thread makes every group handed to it durable with one flush +
-//!   fdatasync and only then answers the callers (who wait on a oneshot).
-//!   Deciding the next group overlaps with syncing the previous one.
+//!   thread makes every group handed to it durable with one write-ahead
+//!   record each and one fdatasync, and only then answers the callers (who
+//!   wait on a oneshot). Deciding the next group overlaps with syncing the
+//!   previous one.
 //!   Nothing blocking runs on the async executor: reads go to tokio's
 //!   blocking pool, except reads of the newest events, which are served
 //!   from the decoded copy the writer keeps of them (`log/recent.rs`).
@@ -52,7 +57,8 @@
 //! - [`envelope`]: [`StreamId`], [`Actor`], [`NewEvent`], [`Envelope`],
 //!   [`ChainHash`], the canonical encoding.
 //! - `log`: [`EventLog`], [`AppendRequest`], [`Appended`], [`Head`],
-//!   [`Verification`], the writer thread.
+//!   [`Verification`], [`SideTree`], the writer, sync and checkpoint
+//!   threads, the write-ahead files (`wal/` in the log's directory).
 //! - [`layout`]: sled tree names and key encodings.
 //! - `setaside`: [`set_aside_after`], moving a tail the cluster never
 //!   stored out of the log, into its `set-aside` tree ([`SetAside`]).
@@ -71,6 +77,6 @@ pub use envelope::{Actor, ChainHash, Envelope, NewEvent, StreamId};
 pub use error::Error;
 pub use log::{
     APPENDED, AckGate, AppendRequest, Appended, Clock, EventLog, ExpectedVersion, GROUP_SIZE, Head,
-    MAX_EVENTS_PER_APPEND, Options, Parked, SYNC_SECONDS, Verification, verify_copy,
+    MAX_EVENTS_PER_APPEND, Options, Parked, SYNC_SECONDS, SideTree, Verification, verify_copy,
 };
 pub use setaside::{SetAside, set_aside_after};

@@ -2,12 +2,14 @@
 //!
 //! Every write goes through the writer thread, which takes whatever appends
 //! are waiting, decides each (a bad one is answered alone), writes the group
-//! in one sled transaction and hands it to the sync thread, which makes all
-//! groups handed to it durable with one `flush` + `fdatasync` (after
-//! fsyncing any blob file sled wrote, which sled itself never syncs:
-//! `log/blobs.rs`) before answering any of their callers. Concurrent callers therefore share a
-//! flush (group commit) and each still returns only once its events are on
-//! stable storage.
+//! in one sled transaction and hands it to the sync thread, which appends
+//! the groups handed to it to the write-ahead file and makes them durable
+//! with one `fdatasync` (after fsyncing any blob file sled wrote, which
+//! sled itself never syncs: `log/blobs.rs`) before answering any of their
+//! callers. Concurrent callers therefore share a device wait (group
+//! commit) and each still returns only once its events are on stable
+//! storage. sled's own flush runs every few seconds on a checkpoint
+//! thread, off that path (`log/wal.rs`).
 //!
 //! Reads run on tokio's blocking pool: sled calls block. Reads of the
 //! newest events (`read_all` and `outbox` from a recent position) are
@@ -15,8 +17,10 @@
 //!
 //! This file holds the public type and its methods; `log/trees.rs` the sled
 //! trees and the reads over them; `log/writer.rs` opening the database and
-//! the writer and sync threads; `log/recent.rs` the newest events, decoded;
-//! `log/blobs.rs` sled's blob files, synced with the log.
+//! the writer, sync and checkpoint threads; `log/wal.rs` the write-ahead
+//! files, their checkpoints and their replay at open; `log/side.rs` side
+//! trees; `log/recent.rs` the newest events, decoded; `log/blobs.rs`
+//! sled's blob files, synced with the log.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -25,7 +29,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
@@ -34,13 +37,18 @@ use crate::{Error, layout};
 
 mod blobs;
 mod recent;
+mod side;
 mod trees;
+mod wal;
 mod writer;
+
+pub use side::SideTree;
+use wal::SideWrite;
 
 use recent::Recent;
 
 pub(crate) use trees::Trees;
-pub(crate) use writer::open_retrying_lock;
+pub(crate) use writer::open_recovered;
 use writer::*;
 
 /// Most events one append may carry.
@@ -184,7 +192,8 @@ pub const APPENDED: &str = "baove_eventlog_appended_events_total";
 /// Appends (and imports, records) written by one group commit, by log (a
 /// histogram).
 pub const GROUP_SIZE: &str = "baove_eventlog_group_size";
-/// How long one sled flush + fdatasync took, by log (a histogram).
+/// How long making a batch of groups durable took (the write-ahead
+/// file's fdatasync, after sled's new blob files), by log (a histogram).
 pub const SYNC_SECONDS: &str = "baove_eventlog_sync_seconds";
 
 fn system_now_ms() -> i64 {
@@ -216,6 +225,8 @@ struct Inner {
     recent: Arc<Mutex<Recent>>,
     /// sled's blob files and what of them is synced (`log/blobs.rs`).
     blobs: Arc<Mutex<blobs::Blobs>>,
+    /// Side-tree writes waiting for the next group's write-ahead record.
+    side: Arc<Mutex<Vec<SideWrite>>>,
 }
 
 /// What an append waits for besides the local disk, once set
@@ -279,7 +290,7 @@ impl EventLog {
                 .await
                 .map_err(|e| Error::Storage(format!("open task failed: {e}")))??
         };
-        let (trees, jobs, committed, writer, syncs, recent, blobs) = opened;
+        let (trees, jobs, committed, writer, syncs, recent, blobs, side) = opened;
         Ok(Self {
             inner: Arc::new(Inner {
                 trees,
@@ -292,13 +303,14 @@ impl EventLog {
                 syncs,
                 recent,
                 blobs,
+                side,
             }),
         })
     }
 
-    /// How many times this handle's log was made durable (one sled flush
-    /// and one fdatasync each) since it was opened: each group commit
-    /// that appended, and the final one at close.
+    /// How many times this handle's log was made durable (one fdatasync of
+    /// the write-ahead file each) since it was opened: each group commit
+    /// that appended, and the close.
     #[must_use]
     pub fn syncs(&self) -> u64 {
         self.inner.syncs.load(std::sync::atomic::Ordering::Relaxed)
@@ -307,8 +319,8 @@ impl EventLog {
     /// The blob files sled wrote for this log (log messages over a quarter
     /// of a segment, such as a leaf of large events rewritten whole) that
     /// are not fsynced as they stand: sled never syncs them, the log does
-    /// before each flush (`log/blobs.rs`), so this is empty once every
-    /// acknowledged append has returned.
+    /// before each fdatasync and checkpoint (`log/blobs.rs`), so this is
+    /// empty once every acknowledged append has returned.
     ///
     /// # Errors
     /// [`Error::Storage`] when sled's `blobs` directory cannot be read.
@@ -592,17 +604,15 @@ impl EventLog {
     /// A named side tree of this log's sled database, outside the events
     /// and the hash chain, for data that must stay deletable (the intake
     /// service's wrapped data keys). A write to it becomes durable with the
-    /// next append's group flush (sled's flush covers every tree), so write
+    /// next append (it rides in that group's write-ahead record), so write
     /// it before the append that depends on it.
     ///
     /// # Errors
     /// When sled cannot open the tree.
-    pub fn side_tree(&self, name: &str) -> Result<sled::Tree, Error> {
-        Ok(self
-            .inner
-            .trees
-            .db
-            .open_tree(crate::layout::side_tree(name))?)
+    pub fn side_tree(&self, name: &str) -> Result<SideTree, Error> {
+        let name = crate::layout::side_tree(name);
+        let tree = self.inner.trees.db.open_tree(&name)?;
+        Ok(SideTree::new(name, tree, self.inner.side.clone()))
     }
 
     /// Up to `limit` events of the whole log in global order from
@@ -837,12 +847,26 @@ impl EventLog {
         }
     }
 
-    /// The size of the log's files on disk, in bytes (sled's count).
+    /// The size of the log's files on disk, in bytes: sled's count, and
+    /// the write-ahead files not yet checkpointed.
     ///
     /// # Errors
     /// [`Error::Storage`].
     pub async fn size_on_disk(&self) -> Result<u64, Error> {
-        self.blocking(|t| Ok(t.db.size_on_disk()?)).await
+        let wal = self.inner.path.join("wal");
+        self.blocking(move |t| {
+            let mut size = t.db.size_on_disk()?;
+            for entry in std::fs::read_dir(&wal)? {
+                match entry?.metadata() {
+                    Ok(meta) => size += meta.len(),
+                    // Deleted by a checkpoint between listing and reading.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(size)
+        })
+        .await
     }
 
     /// Of `positions`, those whose events were appended to be published:
@@ -1088,6 +1112,9 @@ impl EventLog {
 
 /// Verifies a stream in a sled database opened by someone else: an
 /// auditor's copy of a service's data directory, opened with `sled::open`.
+/// Copy the directory of a cleanly stopped service (its `wal/` is then
+/// empty): after a crash, the last groups may be only in the write-ahead
+/// files until [`EventLog::open`] writes them into sled.
 /// Besides the chain, each stored value must be the exact encoding of the
 /// envelope it decodes to, so even a change that decodes to the same
 /// meaning (a hex digit's case, an escaped character) is reported.

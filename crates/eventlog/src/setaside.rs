@@ -20,7 +20,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::{ChainHash, Envelope, StreamId};
-use crate::log::{Appended, Trees, open_retrying_lock};
+use crate::log::{Appended, Trees, open_recovered};
 use crate::{Error, layout};
 
 /// One tail moved out of a log by [`set_aside_after`].
@@ -79,8 +79,9 @@ pub(crate) fn read(trees: &Trees) -> Result<Vec<SetAside>, Error> {
 }
 
 fn set_aside_blocking(path: &Path, keep: u64, reason: String, now_ms: i64) -> Result<u64, Error> {
-    let config = sled::Config::new().path(path).flush_every_ms(None);
-    let trees = Trees::open(open_retrying_lock(&config)?)?;
+    // Whatever the write-ahead files hold is written into sled first (and
+    // checkpointed): they must not bring the tail back at the next open.
+    let (trees, files, _) = open_recovered(path, 1024 * 1024 * 1024)?;
     let last = trees.last_position()?;
     if last <= keep {
         return Ok(0);
@@ -219,6 +220,6 @@ fn set_aside_blocking(path: &Path, keep: u64, reason: String, now_ms: i64) -> Re
             Error::Storage(format!("setting aside the tail: {e:?}"))
         })?;
     trees.db.flush()?;
-    std::fs::File::open(path.join("db"))?.sync_data()?;
+    files.sync().map_err(Error::Storage)?;
     Ok(count)
 }

@@ -229,7 +229,7 @@ impl AuditService for AuditApi {
                 };
                 let (entries_tx, mut entries) = tokio::sync::mpsc::channel(256);
                 let reader = tokio::task::spawn_blocking(move || {
-                    for item in &tree {
+                    for item in tree.iter() {
                         let entry = item.map_err(|e| e.to_string());
                         let failed = entry.is_err();
                         if entries_tx.blocking_send(entry).is_err() || failed {

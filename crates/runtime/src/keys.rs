@@ -42,7 +42,7 @@ const BUS_WAIT: Duration = Duration::from_secs(5);
 
 /// Where data keys live.
 pub struct KeyStore {
-    tree: sled::Tree,
+    tree: baove_eventlog::SideTree,
     master: Key,
     cluster: Option<Cluster>,
     /// The keys read or written so far, unwrapped (none: destroyed or

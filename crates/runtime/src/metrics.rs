@@ -35,8 +35,8 @@
 //!   whether every bus part makes progress), so that an alert sees what a
 //!   load balancer sees;
 //! - `eventlog_appended_events_total{log}`, `eventlog_group_size{log}`
-//!   (appends per group commit), `eventlog_sync_seconds{log}` (one flush +
-//!   fdatasync) and `eventlog_size_bytes{log}`, for the event log and the
+//!   (appends per group commit), `eventlog_sync_seconds{log}` (one
+//!   fdatasync of the write-ahead file) and `eventlog_size_bytes{log}`, for the event log and the
 //!   access log (whose appends are the reads recorded);
 //! - `relay_publish_seconds{stream}`: one publish of the outbox relay until
 //!   JetStream's ack;
@@ -202,7 +202,7 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
     metrics::describe_histogram!(
         baove_eventlog::SYNC_SECONDS,
         metrics::Unit::Seconds,
-        "one flush + fdatasync of the log"
+        "one fdatasync of the log's write-ahead file"
     );
     metrics::describe_histogram!(
         baove_bus::RELAY_PUBLISH_SECONDS,

@@ -53,7 +53,7 @@ pub struct ReferralKeys {
     /// stream deleted, NATS stores lost), so the next call finds or makes
     /// it again.
     store: Mutex<Option<kv::Store>>,
-    local: Option<sled::Tree>,
+    local: Option<baove_eventlog::SideTree>,
     /// Referrals whose key [`Self::follow_log`] could not copy from the
     /// bucket yet.
     pending: std::sync::Mutex<Vec<Uuid>>,
@@ -170,7 +170,7 @@ impl ReferralKeys {
     /// The same, keeping a copy of each wrapped key in `tree` (casework's
     /// [`LOCAL_TREE`]).
     #[must_use]
-    pub fn with_local_copy(mut self, tree: sled::Tree) -> Self {
+    pub fn with_local_copy(mut self, tree: baove_eventlog::SideTree) -> Self {
         self.local = Some(tree);
         self
     }
@@ -655,11 +655,21 @@ mod tests {
 
     struct Kit {
         nats: baove_testkit::NatsServer,
-        _dir: tempfile::TempDir,
         js: async_nats::jetstream::Context,
         bus: watch::Receiver<Option<baove_bus::Bus>>,
         master: Key,
-        tree: sled::Tree,
+        tree: baove_eventlog::SideTree,
+        _log: (tempfile::TempDir, baove_eventlog::EventLog),
+    }
+
+    /// The local copy's side tree in a log of its own (a process's).
+    async fn local_tree() -> (
+        baove_eventlog::SideTree,
+        (tempfile::TempDir, baove_eventlog::EventLog),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = baove_eventlog::EventLog::open(dir.path()).await.unwrap();
+        (log.side_tree(LOCAL_TREE).unwrap(), (dir, log))
     }
 
     async fn kit() -> Kit {
@@ -670,23 +680,19 @@ mod tests {
             health: baove_bus::BusHealth::default(),
             replicas: 1,
         }));
-        let dir = tempfile::tempdir().unwrap();
-        let tree = sled::open(dir.path())
-            .unwrap()
-            .open_tree(LOCAL_TREE)
-            .unwrap();
+        let (tree, log) = local_tree().await;
         Kit {
             nats,
-            _dir: dir,
             js,
             bus,
             master: Key::generate(),
             tree,
+            _log: log,
         }
     }
 
     impl Kit {
-        fn casework(&self, tree: sled::Tree) -> Arc<ReferralKeys> {
+        fn casework(&self, tree: baove_eventlog::SideTree) -> Arc<ReferralKeys> {
             Arc::new(
                 ReferralKeys::new(self.bus.clone(), 1, self.master.clone(), true)
                     .with_local_copy(tree),
@@ -734,12 +740,7 @@ mod tests {
         let key = casework.for_sealing(kept).await.unwrap();
         casework.for_sealing(erased).await.unwrap();
         // A standby's copy, made before the erasure.
-        let standby_tree = sled::Config::new()
-            .temporary(true)
-            .open()
-            .unwrap()
-            .open_tree(LOCAL_TREE)
-            .unwrap();
+        let (standby_tree, _standby_log) = local_tree().await;
         for (k, v) in kit.tree.iter().map(Result::unwrap) {
             standby_tree.insert(k, v).unwrap();
         }
@@ -799,12 +800,7 @@ mod tests {
         active.for_sealing(kept).await.unwrap();
         active.for_sealing(erased_before).await.unwrap();
         active.destroy(erased_before).await.unwrap();
-        let standby_tree = sled::Config::new()
-            .temporary(true)
-            .open()
-            .unwrap()
-            .open_tree(LOCAL_TREE)
-            .unwrap();
+        let (standby_tree, _standby_log) = local_tree().await;
         let standby = kit.casework(standby_tree.clone());
         // A page with the three requests, one of them for a key the bucket
         // never held (made by nobody yet).
@@ -942,11 +938,7 @@ mod tests {
             health: baove_bus::BusHealth::default(),
             replicas: 3,
         }));
-        let dir = tempfile::tempdir().unwrap();
-        let tree = sled::open(dir.path())
-            .unwrap()
-            .open_tree(LOCAL_TREE)
-            .unwrap();
+        let (tree, _log) = local_tree().await;
         let master = Key::generate();
         let casework =
             ReferralKeys::new(bus.clone(), 3, master.clone(), true).with_local_copy(tree);

@@ -1,6 +1,7 @@
 //! Opening the database, the writer thread (deciding and writing each
-//! group in one transaction) and the sync thread (one flush and fdatasync
-//! per batch of groups).
+//! group in one transaction), the sync thread (one write-ahead record per
+//! group, one fdatasync per batch of groups) and the checkpoint thread
+//! (sled's flush, off the path of the acknowledgements: `log/wal.rs`).
 
 use super::*;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,27 +44,76 @@ pub(super) type Opened = (
     Arc<AtomicU64>,
     Arc<Mutex<Recent>>,
     Arc<Mutex<super::blobs::Blobs>>,
+    Arc<Mutex<Vec<SideWrite>>>,
 );
 
-pub(super) fn open_blocking(path: &Path, options: Options) -> Result<Opened, Error> {
+/// sled's new blob files fsynced, then sled's log file fdatasynced: what
+/// makes a sled flush durable (sled's own ends in `sync_file_range`, which
+/// neither syncs metadata nor flushes the disk's write cache: sled #1452).
+#[derive(Clone)]
+pub(crate) struct SledFiles {
+    data_file: Arc<File>,
+    blobs: Arc<Mutex<super::blobs::Blobs>>,
+}
+
+impl SledFiles {
+    fn sync_blobs(&self) -> Result<(), String> {
+        self.blobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .sync_new()
+            .map(drop)
+            .map_err(|e| format!("cannot sync sled's blob files: {e}"))
+    }
+
+    pub(crate) fn sync(&self) -> Result<(), String> {
+        self.sync_blobs()?;
+        self.data_file
+            .sync_data()
+            .map_err(|e| format!("cannot fdatasync sled's file: {e}"))
+    }
+}
+
+/// Opens sled in `path` and replays into it what the write-ahead files
+/// hold past the last checkpoint (`log/wal.rs`): before anything reads the
+/// log, sled holds every group that was acknowledged.
+pub(crate) fn open_recovered(
+    path: &Path,
+    cache_capacity: u64,
+) -> Result<(Trees, SledFiles, super::wal::Wal), Error> {
     std::fs::create_dir_all(path)?;
     let config = sled::Config::new()
         .path(path)
-        // Our own flush after each group is the only one that counts; a
+        // The checkpoints' flushes are the only ones that count; a
         // background flush would add I/O without adding any guarantee.
         .flush_every_ms(None)
-        .cache_capacity(options.cache_capacity);
+        .cache_capacity(cache_capacity);
     let db = open_retrying_lock(&config)?;
-    // sled's flush ends in sync_file_range, which neither syncs metadata nor
-    // flushes the disk's write cache (sled #1452): fdatasync its log file.
-    let data_file = File::open(path.join("db"))?;
+    let data_file = Arc::new(File::open(path.join("db"))?);
     File::open(path)?.sync_all()?;
     // What an earlier process left unsynced, before anything reads it as
     // durable.
     let mut blobs = super::blobs::Blobs::new(path);
     blobs.sync_new()?;
-    let blobs = Arc::new(Mutex::new(blobs));
+    let files = SledFiles {
+        data_file,
+        blobs: Arc::new(Mutex::new(blobs)),
+    };
     let trees = Trees::open(db)?;
+    let (wal, replayed) = super::wal::recover(path, &trees, &|| files.sync())?;
+    if replayed > 0 {
+        tracing::info!(
+            path = %path.display(),
+            replayed,
+            "groups written again from the write-ahead files (the last stop was not a clean close)"
+        );
+    }
+    Ok((trees, files, wal))
+}
+
+pub(super) fn open_blocking(path: &Path, options: Options) -> Result<Opened, Error> {
+    let (trees, files, wal) = open_recovered(path, options.cache_capacity)?;
+    let blobs = files.blobs.clone();
     let last = trees.last_position()?;
     let (jobs, rx) = mpsc::channel(MAX_GROUP);
     let (committed_tx, committed) = watch::channel(last);
@@ -71,14 +121,22 @@ pub(super) fn open_blocking(path: &Path, options: Options) -> Result<Opened, Err
     let (to_syncer, from_writer) = std::sync::mpsc::channel();
     let syncs = Arc::new(AtomicU64::new(0));
     let recent = Arc::new(Mutex::new(Recent::default()));
+    let side = Arc::new(Mutex::new(Vec::new()));
+    let checkpointer = Checkpointer::start(
+        trees.db.clone(),
+        files.clone(),
+        wal.dir().to_owned(),
+        failed.clone(),
+    )?;
     let mut syncer = Syncer {
         db: trees.db.clone(),
-        data_file,
+        files,
+        wal,
+        checkpointer: Some(checkpointer),
         committed: committed_tx,
         failed: failed.clone(),
         syncs: syncs.clone(),
         name: options.name,
-        blobs: blobs.clone(),
     };
     let syncer = std::thread::Builder::new()
         .name("baove-eventlog-sync".into())
@@ -92,29 +150,94 @@ pub(super) fn open_blocking(path: &Path, options: Options) -> Result<Opened, Err
         recent: recent.clone(),
         name: options.name,
         keep_answers: options.keep_answers,
+        side: side.clone(),
     };
     let handle = std::thread::Builder::new()
         .name("baove-eventlog-writer".into())
         .spawn(move || {
             writer.run(rx);
             // Dropping the writer closes the syncer's channel: it makes its
-            // final flush and ends; wait for it so that the database is
-            // released when this thread is joined.
+            // final checkpoint and ends; wait for it so that the database
+            // is released when this thread is joined.
             drop(writer);
             let _ = syncer.join();
         })?;
-    Ok((trees, jobs, committed, handle, syncs, recent, blobs))
+    Ok((trees, jobs, committed, handle, syncs, recent, blobs, side))
 }
 
-/// The write path, in two threads so that deciding and writing the next
-/// group overlaps with making the previous one durable:
+/// The checkpoint thread: makes sled durable for each full write-ahead
+/// file handed to it, then deletes the file (`log/wal.rs`).
+pub(super) struct Checkpointer {
+    to: std::sync::mpsc::SyncSender<super::wal::Full>,
+    busy: Arc<std::sync::atomic::AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+impl Checkpointer {
+    fn start(
+        db: sled::Db,
+        files: SledFiles,
+        dir: PathBuf,
+        failed: Arc<Mutex<Option<String>>>,
+    ) -> Result<Self, Error> {
+        let (to, from) = std::sync::mpsc::sync_channel::<super::wal::Full>(1);
+        let busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let under_way = busy.clone();
+        let handle = std::thread::Builder::new()
+            .name("baove-eventlog-checkpoint".into())
+            .spawn(move || {
+                while let Ok(full) = from.recv() {
+                    if failure_of(&failed).is_none()
+                        && let Err(e) = super::wal::checkpoint(
+                            &db,
+                            &|| files.sync(),
+                            &dir,
+                            full.last,
+                            full.generation,
+                        )
+                    {
+                        set_failure(&failed, &format!("checkpoint failed: {e}"));
+                    }
+                    under_way.store(false, Ordering::Release);
+                }
+            })?;
+        Ok(Self { to, busy, handle })
+    }
+
+    /// Hands `full` over unless a checkpoint is still under way.
+    fn offer(&self, wal: &mut super::wal::Wal) -> Result<(), String> {
+        if self.busy.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if let Some(full) = wal.rotate()? {
+            self.busy.store(true, Ordering::Release);
+            self.to
+                .send(full)
+                .map_err(|_| "the checkpoint thread is gone".to_owned())?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the checkpoint under way, if any, and ends the thread.
+    fn finish(self) {
+        drop(self.to);
+        let _ = self.handle.join();
+    }
+}
+
+/// The write path, in three threads, so that deciding and writing the next
+/// group overlaps with making the previous one durable, and sled's own
+/// flushes stay off it:
 /// - the writer takes waiting jobs, decides them against sled (which holds
 ///   every earlier group, durable or not), writes the group in one sled
-///   transaction and hands the answers to the syncer;
-/// - the syncer takes every group handed over so far, makes them durable
-///   with one sled flush + fdatasync, and only then answers their callers.
+///   transaction and hands its writes to the syncer;
+/// - the syncer appends every group handed over so far to the write-ahead
+///   file, makes them durable with one fdatasync, and only then answers
+///   their callers; every few seconds it starts a new file and hands the
+///   full one to
+/// - the checkpoint thread, which flushes sled and deletes the file.
 ///
-/// After a failed write or flush both refuse everything (`failed`): what
+/// After a failed write or flush all refuse everything (`failed`): what
 /// reached the disk is then unknown, and no caller may be told otherwise.
 pub(super) struct Writer {
     trees: Trees,
@@ -129,12 +252,17 @@ pub(super) struct Writer {
     /// Whether each append's answer is kept under its command id
     /// ([`Options::keep_answers`]).
     keep_answers: bool,
+    /// Side-tree writes made since the last group (`SideTree`), carried by
+    /// the next group's write-ahead record.
+    side: Arc<Mutex<Vec<SideWrite>>>,
 }
 
 /// One written group, handed from the writer to the syncer.
 pub(super) struct Batch {
     done: Vec<Done>,
-    /// The group wrote something that must be flushed.
+    /// What the group wrote, for the write-ahead file (none when nothing).
+    writes: Option<super::wal::Writes>,
+    /// The group wrote events, which must be made durable now.
     wrote: bool,
     /// The last global position written by it and every group before.
     last_position: u64,
@@ -143,15 +271,15 @@ pub(super) struct Batch {
 
 pub(super) struct Syncer {
     db: sled::Db,
-    data_file: File,
+    files: SledFiles,
+    wal: super::wal::Wal,
+    checkpointer: Option<Checkpointer>,
     committed: watch::Sender<u64>,
     failed: Arc<Mutex<Option<String>>>,
-    /// How many flushes (sled flush + fdatasync) it made.
+    /// How many times it made groups durable (one fdatasync each).
     syncs: Arc<AtomicU64>,
     /// The metrics' `log` label.
     name: &'static str,
-    /// sled's blob files, synced before each flush (`log/blobs.rs`).
-    blobs: Arc<Mutex<super::blobs::Blobs>>,
 }
 
 pub(super) fn failure_of(failed: &Mutex<Option<String>>) -> Option<String> {
@@ -179,11 +307,9 @@ impl Syncer {
             let close_requested = batches.iter().any(|b| b.close.is_some());
             let must_sync = close_requested || batches.iter().any(|b| b.wrote);
             let failure = failure_of(&self.failed).or_else(|| {
-                if must_sync {
-                    self.sync().err().inspect(|e| set_failure(&self.failed, e))
-                } else {
-                    None
-                }
+                self.write(&mut batches, must_sync)
+                    .err()
+                    .inspect(|e| set_failure(&self.failed, e))
             });
             // A fresh error per caller: none may count its append as
             // acknowledged when its group's write or flush failed.
@@ -216,30 +342,59 @@ impl Syncer {
                 }
             }
             if let Some(reply) = close {
-                let _ = reply.send(outcome());
+                // The last checkpoint before the close is answered: once
+                // closed, sled's files hold the whole log.
+                let last = self.finish();
+                let _ = reply.send(outcome().and(last));
+                return;
+            }
+            if failure.is_none()
+                && self.wal.is_full()
+                && let Some(checkpointer) = &self.checkpointer
+                && let Err(e) = checkpointer.offer(&mut self.wal)
+            {
+                set_failure(&self.failed, &e);
             }
         }
-        if let Err(e) = self.sync() {
-            tracing::error!(error = %e, "event log final flush failed");
+        if let Err(e) = self.finish() {
+            tracing::error!(error = %e, "event log final checkpoint failed");
         }
     }
 
-    /// sled's new blob files fsynced (before the flush makes durable the
-    /// log messages that point to them), sled flush, then fdatasync of
-    /// sled's log file. The error is kept as text because it is reported
-    /// to every caller of the groups.
-    fn sync(&self) -> Result<(), String> {
-        let started = std::time::Instant::now();
-        self.blobs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .sync_new()
-            .map_err(|e| format!("cannot sync sled's blob files: {e}"))?;
-        self.db.flush().map_err(|e| e.to_string())?;
-        self.data_file.sync_data().map_err(|e| e.to_string())?;
-        self.syncs.fetch_add(1, Ordering::Relaxed);
-        metrics::histogram!(SYNC_SECONDS, "log" => self.name).record(started.elapsed());
+    /// Appends the batches' writes to the write-ahead file and, when
+    /// `must_sync`, makes them durable: sled's new blob files fsynced (a
+    /// record's events may sit in one; `log/blobs.rs`), then one fdatasync
+    /// of the file. The error is kept as text because it is reported to
+    /// every caller of the groups.
+    fn write(&mut self, batches: &mut [Batch], must_sync: bool) -> Result<(), String> {
+        for batch in batches.iter_mut() {
+            if let Some(writes) = batch.writes.take() {
+                self.wal.append(&writes)?;
+            }
+        }
+        if must_sync {
+            let started = std::time::Instant::now();
+            self.files.sync_blobs()?;
+            self.wal.sync()?;
+            self.syncs.fetch_add(1, Ordering::Relaxed);
+            metrics::histogram!(SYNC_SECONDS, "log" => self.name).record(started.elapsed());
+        }
         Ok(())
+    }
+
+    /// The last checkpoint (after the one under way): sled's files hold
+    /// every group, and no write-ahead file is left.
+    fn finish(&mut self) -> Result<(), Error> {
+        if let Some(checkpointer) = self.checkpointer.take() {
+            checkpointer.finish();
+        }
+        if let Some(e) = failure_of(&self.failed) {
+            return Err(Error::Storage(format!("write failed: {e}")));
+        }
+        let last = self.wal.last();
+        let dir = self.wal.dir().to_owned();
+        super::wal::checkpoint(&self.db, &|| self.files.sync(), &dir, last, u64::MAX)
+            .map_err(|e| Error::Storage(format!("the final checkpoint failed: {e}")))
     }
 }
 
@@ -313,9 +468,10 @@ impl Writer {
             #[allow(clippy::cast_precision_loss)]
             metrics::histogram!(GROUP_SIZE, "log" => self.name)
                 .record((done.len() + written.len()) as f64);
-            if !group.is_empty() {
-                match self.commit(&group) {
-                    Ok(()) => {
+            let mut writes = None;
+            if !group.is_empty() || self.has_side_writes() {
+                match self.commit(&mut group) {
+                    Ok(w) => {
                         self.next_position += group.events.len() as u64;
                         // Before the syncer moves the commit watch: a
                         // follower woken for a position finds it here.
@@ -325,19 +481,21 @@ impl Writer {
                             .extend(std::mem::take(&mut group.envelopes));
                         metrics::counter!(APPENDED, "log" => self.name)
                             .increment(group.events.len() as u64);
+                        writes = Some(w);
                     }
                     // Answered by the syncer, which sees the failure.
                     Err(e) => set_failure(&self.failed, &e),
                 }
             }
             // Inbox records are answered here, once in sled; they become
-            // durable with the next flush, which only a group with events
-            // (or the close) asks for.
+            // durable with the next fdatasync, which only a group with
+            // events (or the close) asks for.
             for reply in written {
                 let _ = reply.send(self.refuse_if_failed());
             }
             let batch = Batch {
                 done,
+                writes,
                 wrote: !group.events.is_empty(),
                 last_position: self.next_position - 1,
                 close: close.take(),
@@ -350,55 +508,59 @@ impl Writer {
         rx.close();
     }
 
-    /// Writes the whole group in one sled transaction: after a crash either
-    /// all of it is there or none, across every tree.
-    fn commit(&self, group: &Group) -> Result<(), String> {
-        let t = &self.trees;
-        let heads: Vec<([u8; 16], [u8; 40])> = group
-            .heads
-            .iter()
-            .map(|(stream, (version, hash))| {
-                (*stream.as_bytes(), layout::encode_head(*version, *hash))
-            })
-            .collect();
-        let mut commands = Vec::with_capacity(group.commands.len());
+    fn has_side_writes(&self) -> bool {
+        !self
+            .side
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_empty()
+    }
+
+    /// Writes the whole group in one sled transaction (after a crash either
+    /// all of it is there or none, across every tree) and returns what it
+    /// wrote, with the side-tree writes made since the last group, for the
+    /// write-ahead file.
+    fn commit(&self, group: &mut Group) -> Result<super::wal::Writes, String> {
+        let mut writes = super::wal::Writes {
+            events: group
+                .events
+                .iter_mut()
+                .map(|(key, bytes, position, publish)| {
+                    (key.to_vec(), std::mem::take(bytes), *position, *publish)
+                })
+                .collect(),
+            heads: group
+                .heads
+                .iter()
+                .map(|(stream, (version, hash))| {
+                    (
+                        stream.as_bytes().to_vec(),
+                        layout::encode_head(*version, *hash).to_vec(),
+                    )
+                })
+                .collect(),
+            commands: Vec::with_capacity(group.commands.len()),
+            inbox: std::mem::take(&mut group.inbox),
+            side: Vec::new(),
+        };
         for (id, appended) in &group.commands {
-            commands.push((
-                id.as_bytes(),
+            writes.commands.push((
+                id.as_bytes().to_vec(),
                 serde_json::to_vec(appended).map_err(|e| e.to_string())?,
             ));
         }
-        (
-            &t.events,
-            &t.global,
-            &t.heads,
-            &t.commands,
-            &t.outbox,
-            &t.inbox,
-        )
-            .transaction(
-                |(events, global, heads_tree, commands_tree, outbox, inbox)| {
-                    for (key, bytes, position, publish) in &group.events {
-                        let position = position.to_be_bytes();
-                        events.insert(&key[..], bytes.as_slice())?;
-                        global.insert(&position[..], &key[..])?;
-                        if *publish {
-                            outbox.insert(&position[..], &key[..])?;
-                        }
-                    }
-                    for (stream, head) in &heads {
-                        heads_tree.insert(&stream[..], &head[..])?;
-                    }
-                    for (id, record) in &commands {
-                        commands_tree.insert(*id, record.as_slice())?;
-                    }
-                    for key in &group.inbox {
-                        inbox.insert(key.as_slice(), &[][..])?;
-                    }
-                    Ok(())
-                },
-            )
-            .map_err(|e: sled::transaction::TransactionError<()>| format!("{e:?}"))
+        super::wal::commit(&self.trees, &writes)?;
+        // Taken after the group's write, each in sled before it was
+        // queued: a replay writes them after the group's events, which for
+        // a side tree (keys of its own, no order with the events) is the
+        // same state.
+        writes.side = std::mem::take(
+            &mut *self
+                .side
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        Ok(writes)
     }
 
     fn refuse_if_failed(&self) -> Result<(), Error> {

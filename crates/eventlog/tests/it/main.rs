@@ -13,6 +13,7 @@ mod properties;
 mod setaside;
 mod tamper;
 mod tlog;
+mod wal;
 
 use baove_eventlog::{Actor, AppendRequest, ExpectedVersion, NewEvent, StreamId};
 
