@@ -267,10 +267,9 @@ pub(super) fn checkpoint(
     sync_data_file()?;
     let gone = files(dir).map_err(|e| e.to_string())?;
     let mut removed = false;
-    for (generation, path) in gone.into_iter().filter(|(g, _)| *g <= upto) {
+    for (_, path) in gone.into_iter().filter(|(g, _)| *g <= upto) {
         std::fs::remove_file(&path)
             .map_err(|e| format!("cannot remove write-ahead file {}: {e}", path.display()))?;
-        let _ = generation;
         removed = true;
     }
     if removed {
