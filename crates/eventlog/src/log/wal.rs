@@ -7,7 +7,10 @@
 //! that file makes every group written so far durable. That is one device
 //! wait per group, where a sled flush (its write and `sync_file_range`)
 //! followed by an `fdatasync` of sled's file cost two, and sled's flush work
-//! leaves the path of every acknowledgement.
+//! leaves the path of every acknowledgement. Measured (issue #15, stop 56):
+//! the services spent about 15% less CPU per report at 100 reports/s; the
+//! eventlog bench did not move, its limit being the writer's CPU (sled's
+//! copy-on-write, allocation), not the device.
 //!
 //! A **checkpoint** makes sled itself durable, off that path: every
 //! [`CHECKPOINT_EVERY`] (or [`CHECKPOINT_BYTES`] of records) the syncer
