@@ -242,7 +242,7 @@ fn files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
             .and_then(|n| n.parse::<u64>().ok())
             .ok_or_else(|| {
                 Error::Corrupt(format!(
-                    "{} is not a write-ahead file of this log",
+                    "{} is not a write-ahead file of this log (their names are numbers): move it out of that directory and start again",
                     entry.path().display()
                 ))
             })?;

@@ -206,23 +206,30 @@ async fn given_a_write_ahead_file_older_than_the_checkpoint_interval_when_the_ne
         .await
         .unwrap();
     let (first_file, _) = the_written_file(dir.path());
-    // Past the interval (2 s): the next durable group starts a new file
-    // and hands this one to the checkpoint.
-    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
-    log.append(request(stream, ExpectedVersion::Exact(1), "second", 1))
-        .await
-        .unwrap();
+    // Groups keep coming, as on a working service: the first one past the
+    // interval (2 s) starts a new file and hands this one to the
+    // checkpoint, which deletes it once sled holds its groups.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut version = 1;
     while first_file.exists() {
         assert!(
             std::time::Instant::now() < deadline,
             "{} was not checkpointed and deleted",
             first_file.display()
         );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        log.append(request(
+            stream,
+            ExpectedVersion::Exact(version),
+            &format!("more-{version}"),
+            1,
+        ))
+        .await
+        .unwrap();
+        version += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    // The next group went to the new file; sled holds the first one's.
-    log.append(request(stream, ExpectedVersion::Exact(2), "third", 1))
+    // The next group goes to the new file; sled holds the first one's.
+    log.append(request(stream, ExpectedVersion::Exact(version), "last", 1))
         .await
         .unwrap();
     let (now, _) = the_written_file(dir.path());
