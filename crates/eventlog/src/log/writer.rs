@@ -127,6 +127,7 @@ pub(super) fn open_blocking(path: &Path, options: Options) -> Result<Opened, Err
         files.clone(),
         wal.dir().to_owned(),
         failed.clone(),
+        options.name,
     )?;
     let mut syncer = Syncer {
         db: trees.db.clone(),
@@ -139,7 +140,7 @@ pub(super) fn open_blocking(path: &Path, options: Options) -> Result<Opened, Err
         name: options.name,
     };
     let syncer = std::thread::Builder::new()
-        .name("baove-eventlog-sync".into())
+        .name(thread_name(options.name, "sync"))
         .spawn(move || syncer.run(&from_writer))?;
     let mut writer = Writer {
         trees: trees.clone(),
@@ -153,7 +154,7 @@ pub(super) fn open_blocking(path: &Path, options: Options) -> Result<Opened, Err
         side: side.clone(),
     };
     let handle = std::thread::Builder::new()
-        .name("baove-eventlog-writer".into())
+        .name(thread_name(options.name, "write"))
         .spawn(move || {
             writer.run(rx);
             // Dropping the writer closes the syncer's channel: it makes its
@@ -163,6 +164,13 @@ pub(super) fn open_blocking(path: &Path, options: Options) -> Result<Opened, Err
             let _ = syncer.join();
         })?;
     Ok((trees, jobs, committed, handle, syncs, recent, blobs, side))
+}
+
+/// A log thread's name, `<log>-<role>` (`event-write`, `access-sync`,
+/// `event-ckpt`): Linux keeps the first 15 bytes, and `top -H`, `perf` and
+/// `/proc/<pid>/task/*/comm` show which log and which of its threads.
+fn thread_name(log: &str, role: &str) -> String {
+    format!("{log}-{role}")
 }
 
 /// The checkpoint thread: makes sled durable for each full write-ahead
@@ -179,12 +187,13 @@ impl Checkpointer {
         files: SledFiles,
         dir: PathBuf,
         failed: Arc<Mutex<Option<String>>>,
+        name: &str,
     ) -> Result<Self, Error> {
         let (to, from) = std::sync::mpsc::sync_channel::<super::wal::Full>(1);
         let busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let under_way = busy.clone();
         let handle = std::thread::Builder::new()
-            .name("baove-eventlog-checkpoint".into())
+            .name(thread_name(name, "ckpt"))
             .spawn(move || {
                 while let Ok(full) = from.recv() {
                     if failure_of(&failed).is_none()

@@ -406,3 +406,36 @@ async fn given_a_log_that_keeps_no_answers_when_appending_and_importing_then_no_
         );
     }
 }
+
+/// Given a log opened under a name (the access log's), when it runs, then
+/// its threads are named `<log>-write`, `<log>-sync` and `<log>-ckpt` in
+/// full (within the 15 bytes Linux keeps), so `top -H`, `perf` and the
+/// load bench tell one log's threads from another's.
+#[tokio::test]
+async fn given_a_named_log_when_it_runs_then_its_threads_carry_its_name() {
+    fn threads() -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|comm| comm.trim().to_owned())
+            .collect()
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open_with(
+        dir.path(),
+        baove_eventlog::Options {
+            name: "access",
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let running = threads();
+    for name in ["access-write", "access-sync", "access-ckpt"] {
+        assert!(
+            running.iter().any(|t| t == name),
+            "{name} not in {running:?}"
+        );
+    }
+    log.close().await.unwrap();
+}
