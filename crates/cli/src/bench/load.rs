@@ -22,7 +22,13 @@
 //!   context switches per acknowledged report (voluntary and not, summed
 //!   over its threads in `/proc/<pid>/task/*/status`: a thread that ended
 //!   during the run is not counted), and its resident and peak resident
-//!   memory (`VmRSS`, `VmHWM`).
+//!   memory (`VmRSS`, `VmHWM`);
+//! - under each process, its CPU per acknowledged report by thread name
+//!   (`/proc/<pid>/task/*/comm` and `stat`; numbered threads such as
+//!   `sled-io-3` counted together as `sled-io`): where a report's CPU goes,
+//!   `tokio-rt-worker` (gRPC, NATS, the read model), each log's
+//!   `<log>-write`, `<log>-sync` and `<log>-ckpt` threads, sled's
+//!   `sled-io` pool; a thread that ended during the run is not counted.
 //!
 //! And at the end, the highest rate whose hand-over p99 stayed under 50 ms
 //! with nothing refused; then `--readers` province officers (50 by default)
@@ -405,6 +411,20 @@ fn print_run(
             rss as f64 / 1024.0,
             hwm as f64 / 1024.0,
         );
+        let mut threads: Vec<(&String, &f64)> = used.threads.iter().collect();
+        threads.sort_by(|a, b| b.1.total_cmp(a.1).then(a.0.cmp(b.0)));
+        let threads: Vec<String> = threads
+            .into_iter()
+            .map(|(name, secs)| (name, per_report(secs * 1000.0)))
+            .filter(|(_, ms)| *ms >= 0.005)
+            .map(|(name, ms)| format!("{name} {ms:.2}"))
+            .collect();
+        if !threads.is_empty() {
+            out!(
+                "            by thread, ms per report: {}",
+                threads.join(", ")
+            );
+        }
     }
     Ok(RunFigures {
         rate,
@@ -496,20 +516,64 @@ fn now_ms() -> i64 {
 }
 
 /// CPU time and context switches of a process, so far or over a run.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Usage {
     cpu_secs: f64,
     switches: u64,
+    /// CPU seconds by thread name (numbered threads together), of the
+    /// threads it has now.
+    threads: std::collections::BTreeMap<String, f64>,
 }
 
 impl Usage {
     /// What was used after `before`.
     fn since(self, before: &Self) -> Self {
+        let threads = self
+            .threads
+            .into_iter()
+            .map(|(name, secs)| {
+                let earlier = before.threads.get(&name).copied().unwrap_or(0.0);
+                (name, (secs - earlier).max(0.0))
+            })
+            .collect();
         Self {
             cpu_secs: self.cpu_secs - before.cpu_secs,
             switches: self.switches.saturating_sub(before.switches),
+            threads,
         }
     }
+}
+
+/// A thread's name with a trailing `-<number>` left out (`sled-io-3` is
+/// `sled-io`): a pool's threads are counted together.
+fn thread_group(comm: &str) -> &str {
+    let comm = comm.trim();
+    match comm.rsplit_once('-') {
+        Some((group, n))
+            if !group.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            group
+        }
+        _ => comm,
+    }
+}
+
+/// utime + stime, in clock ticks, from a `/proc/.../stat` line.
+fn stat_ticks(stat: &str) -> Option<u64> {
+    // After the command name in parentheses: state is field 3, utime 14,
+    // stime 15 (proc(5)).
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    Some(field(11)? + field(12)?)
+}
+
+/// Clock ticks per second, for `/proc` CPU times.
+fn ticks_per_sec() -> f64 {
+    // SAFETY: sysconf takes no pointer and only reads a constant.
+    #[allow(unsafe_code)]
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    per_sec.max(1) as f64
 }
 
 /// A process named on the command line.
@@ -537,21 +601,34 @@ impl Process {
 
     /// What the process used so far.
     fn usage(&self) -> anyhow::Result<Usage> {
+        let (switches, threads) = self.threads()?;
         Ok(Usage {
             cpu_secs: self.cpu_secs()?,
-            switches: self.switches()?,
+            switches,
+            threads,
         })
     }
 
-    /// Context switches (voluntary and not) of the threads it has now.
-    fn switches(&self) -> anyhow::Result<u64> {
+    /// Context switches (voluntary and not) of the threads it has now, and
+    /// their CPU seconds by thread name.
+    fn threads(&self) -> anyhow::Result<(u64, std::collections::BTreeMap<String, f64>)> {
         let dir = format!("/proc/{}/task", self.pid);
+        let per_sec = ticks_per_sec();
         let mut total = 0;
+        let mut cpu = std::collections::BTreeMap::<String, f64>::new();
         for task in std::fs::read_dir(&dir).with_context(|| format!("cannot read {dir}"))? {
-            // A thread may end between the listing and the read.
-            let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
+            let task = task?.path();
+            // A thread may end between the listing and the reads.
+            let (Ok(status), Ok(comm), Ok(stat)) = (
+                std::fs::read_to_string(task.join("status")),
+                std::fs::read_to_string(task.join("comm")),
+                std::fs::read_to_string(task.join("stat")),
+            ) else {
                 continue;
             };
+            if let Some(ticks) = stat_ticks(&stat) {
+                *cpu.entry(thread_group(&comm).to_owned()).or_default() += ticks as f64 / per_sec;
+            }
             total += status
                 .lines()
                 .filter_map(|l| {
@@ -561,31 +638,15 @@ impl Process {
                 .filter_map(|v| v.trim().parse::<u64>().ok())
                 .sum::<u64>();
         }
-        Ok(total)
+        Ok((total, cpu))
     }
 
     /// CPU seconds (user + system) the process used so far, all threads.
     fn cpu_secs(&self) -> anyhow::Result<f64> {
         let path = format!("/proc/{}/stat", self.pid);
         let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-        // After the command name in parentheses: state is field 3, utime 14,
-        // stime 15 (proc(5)).
-        let rest = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest)
-            .with_context(|| format!("{path}: unexpected format"))?;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| -> anyhow::Result<f64> {
-            Ok(fields
-                .get(i)
-                .and_then(|f| f.parse::<u64>().ok())
-                .with_context(|| format!("{path}: field {} is not a number", i + 3))?
-                as f64)
-        };
-        // SAFETY: sysconf takes no pointer and only reads a constant.
-        #[allow(unsafe_code)]
-        let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        Ok((ticks(11)? + ticks(12)?) / per_sec)
+        let ticks = stat_ticks(&stat).with_context(|| format!("{path}: unexpected format"))?;
+        Ok(ticks as f64 / ticks_per_sec())
     }
 
     /// Resident and peak resident memory, KiB.
@@ -641,6 +702,20 @@ mod tests {
     }
 
     #[test]
+    fn numbered_threads_are_counted_together() {
+        assert_eq!(thread_group("sled-io-3\n"), "sled-io");
+        assert_eq!(thread_group("tokio-rt-worker"), "tokio-rt-worker");
+        assert_eq!(thread_group("event-write"), "event-write");
+        assert_eq!(thread_group("worker-"), "worker-");
+        assert_eq!(thread_group("-7"), "-7");
+        assert_eq!(
+            stat_ticks("12 (a) b) S 1 2 3 4 5 6 7 8 9 10 17 25 0"),
+            Some(42)
+        );
+        assert_eq!(stat_ticks("12 (a) S 1"), None);
+    }
+
+    #[test]
     fn this_process_reads_its_own_cpu_and_memory() {
         let me = Process::parse(&format!("me={}", std::process::id())).unwrap();
         // Busy until the kernel has counted a tick of this process's CPU.
@@ -657,7 +732,13 @@ mod tests {
             .join()
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        assert!(me.usage().unwrap().since(&before).switches > 0);
+        let used = me.usage().unwrap().since(&before);
+        assert!(used.switches > 0);
+        // This test's own thread is named after the test and has spent
+        // CPU (the spin above) since the process started.
+        let now = me.usage().unwrap();
+        assert!(now.threads.values().all(|secs| *secs >= 0.0));
+        assert!(now.threads.values().sum::<f64>() > 0.0, "{:?}", now.threads);
         assert!(Process::parse("me").is_err());
         assert!(Process::parse("me=abc").is_err());
     }
