@@ -780,6 +780,11 @@ impl EventLog {
     /// # Errors
     /// [`Error::Storage`] or [`Error::Corrupt`].
     pub async fn outbox(&self, limit: usize) -> Result<Vec<Envelope>, Error> {
+        self.outbox_through(limit, u64::MAX).await
+    }
+
+    /// As [`EventLog::outbox`], only events at positions up to `through`.
+    async fn outbox_through(&self, limit: usize, through: u64) -> Result<Vec<Envelope>, Error> {
         let recent = self.inner.recent.clone();
         self.blocking(move |t| {
             // The outbox's keys are positions: the newest events come from
@@ -788,6 +793,9 @@ impl EventLog {
             for item in t.outbox.iter().take(limit) {
                 let (key, pointer) = item?;
                 let position = layout::decode_u64(&key)?;
+                if position > through {
+                    break;
+                }
                 let held = recent
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -806,19 +814,18 @@ impl EventLog {
     /// services now, in global order: in a cluster ([`EventLog::gate_acks`])
     /// only those the cluster's copy holds, so that nothing is handed on
     /// that a failover could lose (a report no surviving node has must not
-    /// open a case); otherwise all of them.
+    /// open a case); otherwise only those durable here
+    /// ([`EventLog::last_position`]), never a group sled holds whose
+    /// write-ahead record is not synced yet: a crash would lose it here
+    /// after another service acted on it, and the client, never answered,
+    /// would send the report again as a new one.
     ///
     /// # Errors
     /// As [`EventLog::outbox`].
     pub async fn outbox_publishable(&self, limit: usize) -> Result<Vec<Envelope>, Error> {
-        // Read first: whatever the outbox holds up to here is stored by
-        // the cluster.
-        let stored = self.inner.gate.get().map(|gate| *gate.reached.borrow());
-        let mut events = self.outbox(limit).await?;
-        if let Some(stored) = stored {
-            events.retain(|e| e.global_position <= stored);
-        }
-        Ok(events)
+        // Read first: whatever the outbox holds up to here is durable
+        // (stored by the cluster).
+        self.outbox_through(limit, self.stored_up_to()).await
     }
 
     /// The last position that may leave this process: in a cluster (acks
