@@ -162,7 +162,10 @@ pub struct Options {
     /// Reads that miss it go to disk and rebuild pages.
     pub cache_capacity: u64,
     /// The `log` label of its metrics ([`APPENDED`], [`GROUP_SIZE`],
-    /// [`SYNC_SECONDS`]): `event` by default, `access` for an access log.
+    /// [`SYNC_SECONDS`]): `event` by default, `access` for an access log;
+    /// also the start of its threads' names (`event-write`, `event-sync`,
+    /// `event-ckpt`), so keep it within 10 bytes (Linux keeps 15 of a
+    /// thread's name).
     pub name: &'static str,
     /// Whether each append's answer is kept under its command id, forever,
     /// so that an append again with that id returns the first answer and
