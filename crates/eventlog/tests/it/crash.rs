@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 
 use baove_eventlog::{EventLog, ExpectedVersion, NewEvent, StreamId, Verification};
 use rand::Rng;
@@ -37,13 +36,7 @@ fn acknowledged_appends_survive_sigkill() {
     let mut rng = rand::rng();
     for round in 0..5 {
         let kill_after = rng.random_range(5..200);
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let mut child = crate::spawn_child(TEST_NAME, CHILD_ENV, dir.path());
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut seen = 0;
         while seen < kill_after {

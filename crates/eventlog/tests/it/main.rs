@@ -48,3 +48,16 @@ pub fn request(
         publish: true,
     }
 }
+
+/// This test binary run again as a child process, running only the test
+/// `test` with `env` set to `dir`, its stdout piped for the parent to read
+/// (the crash and write-ahead tests SIGKILL it).
+pub fn spawn_child(test: &str, env: &str, dir: impl AsRef<std::ffi::OsStr>) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(env, dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap()
+}

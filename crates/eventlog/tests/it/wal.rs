@@ -10,7 +10,6 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use baove_eventlog::{EventLog, ExpectedVersion, StreamId, Verification};
 
@@ -59,13 +58,7 @@ fn child() {
 /// Runs the child on `dir` until it has acknowledged every group, kills
 /// it, and returns its stream.
 fn killed_after_acknowledging(dir: &Path) -> StreamId {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut child = crate::spawn_child(CHILD_TEST, CHILD_ENV, dir);
     let mut stream = None;
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
