@@ -81,7 +81,7 @@ pub(crate) fn read(trees: &Trees) -> Result<Vec<SetAside>, Error> {
 fn set_aside_blocking(path: &Path, keep: u64, reason: String, now_ms: i64) -> Result<u64, Error> {
     // Whatever the write-ahead files hold is written into sled first (and
     // checkpointed): they must not bring the tail back at the next open.
-    let (trees, files, _) = open_recovered(path, 1024 * 1024 * 1024)?;
+    let (trees, files, _) = open_recovered(path, crate::Options::default().cache_capacity)?;
     let last = trees.last_position()?;
     if last <= keep {
         return Ok(0);
