@@ -430,8 +430,19 @@ async fn given_a_named_log_when_it_runs_then_its_threads_carry_its_name() {
     )
     .await
     .unwrap();
-    let running = threads();
-    for name in ["access-write", "access-sync", "access-ckpt"] {
+    // A thread takes its name itself once it starts running, so a thread
+    // just spawned still shows its parent's name for a moment: wait for
+    // the names (bounded) rather than read them once.
+    let wanted = ["access-write", "access-sync", "access-ckpt"];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut running = threads();
+    while !wanted.iter().all(|name| running.iter().any(|t| t == name))
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        running = threads();
+    }
+    for name in wanted {
         assert!(
             running.iter().any(|t| t == name),
             "{name} not in {running:?}"
