@@ -2,7 +2,7 @@
 //!
 //! Every write goes through the writer thread, which takes whatever appends
 //! are waiting, decides each (a bad one is answered alone), writes the group
-//! in one sled transaction and hands it to the sync thread, which appends
+//! into sled and hands it to the sync thread, which appends
 //! the groups handed to it to the write-ahead file and makes them durable
 //! with one `fdatasync` (after fsyncing any blob file sled wrote, which
 //! sled itself never syncs: `log/blobs.rs`) before answering any of their
@@ -43,6 +43,7 @@ mod wal;
 mod writer;
 
 pub use side::SideTree;
+pub(crate) use wal::CHECKPOINTED_POSITION;
 use wal::SideWrite;
 
 use recent::Recent;
