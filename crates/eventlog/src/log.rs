@@ -770,13 +770,17 @@ impl EventLog {
         self.inner.committed.clone()
     }
 
-    /// Recomputes the hash chain of a stream from seq 1 to its head.
+    /// Recomputes the hash chain of a stream from seq 1 to its head. A
+    /// group being appended to the stream meanwhile is not taken for
+    /// damage: it counts once its head is written (its events past the
+    /// head, not durable yet and named by the global index, are left out).
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails; altered data is reported as
     /// [`Verification::Broken`], not as an error.
     pub async fn verify(&self, stream: StreamId) -> Result<Verification, Error> {
-        self.blocking(move |t| t.verify(stream)).await
+        let durable = self.last_position();
+        self.blocking(move |t| t.verify(stream, durable)).await
     }
 
     /// Up to `limit` events still waiting in the outbox, in global order.
@@ -1133,5 +1137,5 @@ impl EventLog {
 /// # Errors
 /// [`Error::Storage`] when sled fails.
 pub fn verify_copy(db: &sled::Db, stream: StreamId) -> Result<Verification, Error> {
-    Trees::open(db.clone())?.verify(stream)
+    Trees::open(db.clone())?.verify(stream, u64::MAX)
 }

@@ -247,3 +247,35 @@ async fn given_writers_appending_when_a_head_is_read_then_it_names_no_event_past
     }
     assert!(reads > WRITERS, "the reader must have raced the writers");
 }
+
+/// Given writers appending to their streams, when each stream is verified
+/// again and again meanwhile (an auditor's VerifyAll on a serving log),
+/// then every verification finds it intact: a group being written (its
+/// events in sled, its head not yet) is not reported as damage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn given_writers_appending_when_their_streams_are_verified_meanwhile_then_each_is_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    let (streams, writers) = spawn_writers(&log);
+    let mut checks = 0usize;
+    let give_up = give_up_at();
+    while writers.iter().any(|w| !w.is_finished()) {
+        assert!(Instant::now() < give_up, "the writers never finished");
+        for stream in &streams {
+            match log.verify(*stream).await.unwrap() {
+                Verification::Intact(_) | Verification::NoStream => checks += 1,
+                broken => panic!("verification {checks} of a stream being written: {broken:?}"),
+            }
+        }
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    for stream in &streams {
+        let Verification::Intact(head) = log.verify(*stream).await.unwrap() else {
+            panic!("{stream} does not verify once the writers are done")
+        };
+        assert_eq!(head.version, EACH);
+    }
+    assert!(checks > 0, "no verification ran while the writers wrote");
+}
