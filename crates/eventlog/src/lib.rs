@@ -22,9 +22,7 @@
 //!   hold past the last checkpoint (`log/wal.rs`). There is no window of
 //!   loss.
 //! - **Group commit**: one writer thread drains every waiting append,
-//!   decides each and writes the group into sled (no transaction: a group
-//!   a crash left in part is completed from its write-ahead record, or cut
-//!   away when that was never written, `log/wal.rs`); a sync
+//!   decides each and writes the group in one sled transaction; a sync
 //!   thread makes every group handed to it durable with one write-ahead
 //!   record each and one fdatasync, and only then answers the callers (who
 //!   wait on a oneshot). Deciding the next group overlaps with syncing the

@@ -180,10 +180,10 @@ impl Trees {
     /// Recomputes the chain of `stream` up to its head. `durable` is the
     /// log's durable position, read before this call (`u64::MAX` for a log
     /// no process writes): an event past the head whose position is past
-    /// it, and which the global index names, is of a group being written
-    /// now (its events go into sled before its head, `wal::commit`), not
-    /// damage, and ends the chain here; the head is read first, so every
-    /// event up to it is there.
+    /// it, and which the global index names, is of a group written after
+    /// the head was read (a group's events, index entries and heads go
+    /// into sled together, `wal::commit`), not damage, and ends the chain
+    /// here; the head is read first, so every event up to it is there.
     pub(crate) fn verify(&self, stream: StreamId, durable: u64) -> Result<Verification, Error> {
         let head = self.head(stream)?;
         let broken = |first_bad_seq, reason: String| {

@@ -1,11 +1,10 @@
 //! The write-ahead files: where a group becomes durable.
 //!
-//! The writer writes each group into sled with plain inserts ([`commit`]),
-//! in memory (sled writes it to its own files when it likes); the syncer
-//! then appends the group's writes to the current write-ahead file under
-//! `wal/` in the database's directory, as one checksummed record, and one
-//! `fdatasync` of that file makes every group written so far durable.
-//! That is one device
+//! The writer commits each group to sled in one transaction, in memory
+//! (sled writes it to its own files when it likes); the syncer then appends
+//! the group's writes to the current write-ahead file under `wal/` in the
+//! database's directory, as one checksummed record, and one `fdatasync` of
+//! that file makes every group written so far durable. That is one device
 //! wait per group, where a sled flush (its write and `sync_file_range`)
 //! followed by an `fdatasync` of sled's file cost two, and sled's flush work
 //! leaves the path of every acknowledgement. Measured (issue #15, stop 56):
@@ -17,27 +16,22 @@
 //! [`CHECKPOINT_EVERY`] (or [`CHECKPOINT_BYTES`] of records) the syncer
 //! starts a new file and hands the full one to the checkpoint thread, which
 //! notes in sled (tree [`layout::WAL`]) the number of the last record that
-//! file holds and the last global position it reaches, flushes sled and
-//! fdatasyncs its file (and sled's new blob
+//! file holds, flushes sled and fdatasyncs its file (and sled's new blob
 //! files), and only then deletes the file. Closing the log makes a last
 //! checkpoint and leaves no file.
 //!
-//! **Opening** ([`recover`]) first cuts sled back to where the records
-//! end ([`cut_back`]): sled recovers a prefix of the writes it was given,
-//! and without a transaction per group that prefix may end inside a group,
-//! or hold groups whose record was never written (never acknowledged);
-//! those are removed with what they changed. It then replays, in order,
-//! every record numbered after the noted one ([`replay`]): whatever part
-//! of its group sled holds, the rest is written again; a record whose
-//! events start past sled's last position, or an event sled holds with
-//! other bytes than the record's, means sled lost more than any crash
-//! could, and the log refuses to open, naming the file. The heads,
-//! answers, inbox records and side-tree writes a record carries are
-//! written again in order: each is the final value of its key as of that
-//! record. Then it checkpoints and deletes the files, before anything
-//! reads the log. A record cut short by a crash (its group was never
-//! acknowledged: the fdatasync had not returned) ends the replay; a
-//! damaged record with a valid one after it refuses the open.
+//! **Opening** replays, in order, every record numbered after the noted
+//! one ([`recover`]), then checkpoints and deletes the files, before
+//! anything reads the log. sled recovers a prefix of what it was given
+//! (its transactions whole), so a record's events are either all in sled
+//! already (left as they are) or start right after sled's last position
+//! (written again, in one transaction); anything else means sled lost more
+//! than any crash could, and the log refuses to open, naming the file. The
+//! inbox records and side-tree writes a record carries are written again in
+//! order: each is the final value of its key as of that record. A record
+//! cut short by a crash (its group was never acknowledged: the fdatasync
+//! had not returned) ends the replay; a damaged record with a valid one
+//! after it refuses the open.
 //!
 //! Record: `length` (u32 LE) ‖ `crc32` of the rest (u32 LE) ‖ `number` (u64
 //! LE) ‖ the [`Writes`] in postcard. Numbers grow by one across files; file
@@ -49,6 +43,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use sled::Transactional;
 
 use super::Trees;
 use crate::{Error, layout};
@@ -60,10 +55,6 @@ pub(super) const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
 /// The key, in tree [`layout::WAL`], of the last record a checkpoint made
 /// durable in sled (u64 BE).
 const CHECKPOINTED: &[u8] = b"checkpointed";
-/// The key, in tree [`layout::WAL`], of the last global position the
-/// checkpointed records reach (u64 BE): where the log ends when no record
-/// follows, and anything sled holds past it is cut ([`cut_back`]).
-pub(crate) const CHECKPOINTED_POSITION: &[u8] = b"checkpointed-position";
 /// Bytes before a record's content: length and crc32.
 const FRAME: usize = 8;
 
@@ -87,81 +78,73 @@ pub(crate) struct Writes {
 /// One write to a side tree (`crate::SideTree`).
 pub(crate) type SideWrite = (String, Vec<u8>, Option<Vec<u8>>);
 
-/// Writes a group's events, heads, answers and inbox records into sled
-/// with plain inserts, in an order that keeps every prefix of them
-/// recoverable (sled recovers a prefix of its writes after a crash, and
-/// the checkpoint's flush may catch a group half written):
-/// - each event's global index entry and outbox entry before the event
-///   itself, so an event sled holds is always found from its position
-///   (a cut, [`cut_back`], finds it) and an event without its outbox
-///   entry was published (a replay does not put it back);
-/// - the heads after every event of the group, so a head never names an
-///   event that is not there;
-/// - the answers after the heads, so a stored answer's events and heads
-///   are there;
-/// - the inbox records last (each written after the effect it records
-///   was durable, [`crate::EventLog::record_applied`]: never one to undo).
+/// Writes a group's events, heads, answers and inbox records in one sled
+/// transaction: after a crash either all of it is there or none. (Side
+/// writes are in sled already when a group is formed; a replay writes them
+/// with [`write_side`].)
 ///
-/// (Side writes are in sled already when a group is formed; a replay
-/// writes them with [`write_side`].) A reader sees a group whole once the
-/// log's durable position covers it: every read of events is bounded by
-/// it, and the outbox by what may leave ([`crate::EventLog::stored_up_to`]).
-///
-/// Not one sled transaction, which cost most of the write path's CPU:
+/// The transaction is the largest single cost left on the write path.
 /// sled rolls its io buffer before and after each transaction's batch
 /// marker, and each roll is written by sled's `sled-io` thread pool, whose
-/// seven threads are all woken for every job. Measured against one
-/// transaction per group (2026-12-07, release builds, interleaved, two
-/// runs each): `deploy/local/bench.sh --rates 100,200 --secs 20` put
-/// intake at 2.42-2.92 ms of CPU per report at 100 reports/s instead of
-/// 3.08-3.92 and casework at 2.02-2.26 instead of 2.51-3.03, with half the
-/// context switches (intake 60 per report instead of 111) and `sled-io`
-/// at 0.02 ms instead of 0.5-0.8 (10% less CPU at 200 reports/s);
-/// `cargo bench -p baove-eventlog` (200,000-event log) put 1 writer at
-/// 0.45x the fdatasync rate instead of 0.35-0.38x, 64 writers at
-/// 3.9-4.1x instead of 3.4x, and the fill at 48-53k events/s instead of
-/// 38k. Atomicity after a crash comes instead from
-/// the write-ahead record (a group sled holds in part is written again
-/// whole from it, [`replay`]) and, for a group whose record was never
-/// written, from cutting sled back to the last record ([`cut_back`]).
+/// seven threads are all woken for every job: the load bench's CPU by
+/// thread put `sled-io` at 0.6-0.8 ms of intake's ~3 ms per report. With
+/// plain inserts instead (measured once, 2026-12-07, not kept), intake
+/// spent 1.81 ms per report at 200 reports/s instead of 3.21, casework
+/// 1.46 instead of 2.77, with half the context switches. Not kept, because
+/// the transaction is what makes a group all-or-nothing in sled: without
+/// it readers not bounded by the durable position (a stream's events, its
+/// head, `verify`) see half a group (in that run the outbox relay found an
+/// outbox entry whose event was not written yet, took the log for corrupt
+/// and waited a second: hand-over p99 near 1 s), and after a crash sled
+/// may hold part of a group past the last write-ahead record, with no
+/// record to complete it, so opening would have to cut sled back to the
+/// last record (events, index, heads and answers) before the replay.
+///
+/// Tried a second time and reverted (ff2d085, stop 58): plain inserts in
+/// an order whose every prefix is recoverable (index and outbox entries
+/// before each event, heads after the events, answers after the heads),
+/// a cut back to the records' end and a replay over a group sled holds in
+/// part at open. Interleaved runs put intake at 2.42-2.92 ms per report
+/// at 100 reports/s instead of 3.08-3.92 (10% less at 200/s) and the
+/// eventlog bench's single writer at 0.45x the fdatasync rate instead of
+/// 0.35-0.38x. Reverted because damage at rest defeats it: a clean close
+/// leaves no write-ahead file, and the corruption test's truncated sled
+/// file then recovered to a state ending inside the last group (an index
+/// entry without its event), which opening took for the log's end and
+/// served short. Without the transaction sled's recovered state says
+/// nothing about where a group ends; that would need a mark written after
+/// each group's last insert, checked at open, and a refusal when sled ends
+/// past it with no record to complete it.
 pub(crate) fn commit(trees: &Trees, writes: &Writes) -> Result<(), String> {
-    let stored = |e: sled::Error| format!("cannot write to sled: {e}");
-    for (key, bytes, position, publish) in &writes.events {
-        let position = position.to_be_bytes();
-        trees
-            .global
-            .insert(&position[..], key.as_slice())
-            .map_err(stored)?;
-        if *publish {
-            trees
-                .outbox
-                .insert(&position[..], key.as_slice())
-                .map_err(stored)?;
-        }
-        trees
-            .events
-            .insert(key.as_slice(), bytes.as_slice())
-            .map_err(stored)?;
-    }
-    for (key, value) in &writes.heads {
-        trees
-            .heads
-            .insert(key.as_slice(), value.as_slice())
-            .map_err(stored)?;
-    }
-    for (key, value) in &writes.commands {
-        trees
-            .commands
-            .insert(key.as_slice(), value.as_slice())
-            .map_err(stored)?;
-    }
-    for key in &writes.inbox {
-        trees
-            .inbox
-            .insert(key.as_slice(), &[][..])
-            .map_err(stored)?;
-    }
-    Ok(())
+    (
+        &trees.events,
+        &trees.global,
+        &trees.heads,
+        &trees.commands,
+        &trees.outbox,
+        &trees.inbox,
+    )
+        .transaction(|(events, global, heads, commands, outbox, inbox)| {
+            for (key, bytes, position, publish) in &writes.events {
+                let position = position.to_be_bytes();
+                events.insert(key.as_slice(), bytes.as_slice())?;
+                global.insert(&position[..], key.as_slice())?;
+                if *publish {
+                    outbox.insert(&position[..], key.as_slice())?;
+                }
+            }
+            for (key, value) in &writes.heads {
+                heads.insert(key.as_slice(), value.as_slice())?;
+            }
+            for (key, value) in &writes.commands {
+                commands.insert(key.as_slice(), value.as_slice())?;
+            }
+            for key in &writes.inbox {
+                inbox.insert(key.as_slice(), &[][..])?;
+            }
+            Ok(())
+        })
+        .map_err(|e: sled::transaction::TransactionError<()>| format!("{e:?}"))
 }
 
 fn write_side(db: &sled::Db, side: &[SideWrite]) -> Result<(), Error> {
@@ -182,8 +165,6 @@ pub(crate) struct Wal {
     generation: u64,
     /// The number of the next record.
     next: u64,
-    /// The last global position of the records so far.
-    last_position: u64,
     /// Bytes written to the current file.
     bytes: u64,
     /// When the current file was started.
@@ -195,8 +176,6 @@ pub(super) struct Full {
     pub(super) generation: u64,
     /// The number of its last record.
     pub(super) last: u64,
-    /// The last global position its records reach.
-    pub(super) last_position: u64,
 }
 
 impl Wal {
@@ -216,9 +195,6 @@ impl Wal {
             .write_all(&record)
             .map_err(|e| format!("cannot write {}: {e}", self.path().display()))?;
         self.next += 1;
-        if let Some((_, _, position, _)) = writes.events.last() {
-            self.last_position = *position;
-        }
         self.bytes += record.len() as u64;
         Ok(())
     }
@@ -248,7 +224,6 @@ impl Wal {
         let full = Full {
             generation: self.generation,
             last: self.next - 1,
-            last_position: self.last_position,
         };
         self.file = create(&self.dir, self.generation + 1).map_err(|e| {
             format!(
@@ -265,12 +240,6 @@ impl Wal {
     /// The number of the last record appended (0 before any).
     pub(super) fn last(&self) -> u64 {
         self.next - 1
-    }
-
-    /// The last global position of the records appended (or, before any,
-    /// where the log ended when it was opened).
-    pub(super) fn last_position(&self) -> u64 {
-        self.last_position
     }
 
     pub(super) fn dir(&self) -> &Path {
@@ -316,24 +285,19 @@ fn files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
     Ok(found)
 }
 
-/// The checkpoint: notes that every record up to `last` is in sled, and
-/// that they reach global position `last_position`, flushes sled and
-/// fdatasyncs its file (`sync_data_file`, which first syncs sled's blob
-/// files), then deletes the write-ahead files up to generation `upto`.
+/// The checkpoint: notes that every record up to `last` is in sled,
+/// flushes sled and fdatasyncs its file (`sync_data_file`, which first
+/// syncs sled's blob files), then deletes the write-ahead files up to
+/// generation `upto`.
 pub(super) fn checkpoint(
     db: &sled::Db,
     sync_data_file: &dyn Fn() -> Result<(), String>,
     dir: &Path,
-    (last, last_position): (u64, u64),
+    last: u64,
     upto: u64,
 ) -> Result<(), String> {
-    // The position first: a crash between the two leaves the number of
-    // the checkpoint before, whose records are replayed again.
     db.open_tree(layout::WAL)
-        .and_then(|t| {
-            t.insert(CHECKPOINTED_POSITION, &last_position.to_be_bytes())?;
-            t.insert(CHECKPOINTED, &last.to_be_bytes())
-        })
+        .and_then(|t| t.insert(CHECKPOINTED, &last.to_be_bytes()))
         .map_err(|e| format!("cannot note the checkpoint: {e}"))?;
     db.flush().map_err(|e| e.to_string())?;
     sync_data_file()?;
@@ -352,10 +316,9 @@ pub(super) fn checkpoint(
     Ok(())
 }
 
-/// Cuts sled back to the write-ahead records, replays into it every
-/// record not yet checkpointed (see the module doc), checkpoints, and
-/// opens a new write-ahead file. Returns it and how many records were
-/// replayed.
+/// Replays into sled every record not yet checkpointed (see the module
+/// doc), checkpoints, and opens a new write-ahead file. Returns it and how
+/// many records were replayed.
 pub(crate) fn recover(
     path: &Path,
     trees: &Trees,
@@ -363,22 +326,18 @@ pub(crate) fn recover(
 ) -> Result<(Wal, u64), Error> {
     let dir = path.join("wal");
     std::fs::create_dir_all(&dir)?;
-    let noted = trees.db.open_tree(layout::WAL)?;
-    let checkpointed = match noted.get(CHECKPOINTED)? {
+    let checkpointed = match trees.db.open_tree(layout::WAL)?.get(CHECKPOINTED)? {
         Some(v) => layout::decode_u64(&v)?,
         None => 0,
     };
-    let checkpointed_position = noted
-        .get(CHECKPOINTED_POSITION)?
-        .map(|v| layout::decode_u64(&v))
-        .transpose()?;
     let found = files(&dir)?;
-    let mut records = Vec::new();
     let mut last = checkpointed;
+    let mut replayed = 0;
     let count = found.len();
     for (i, (_, file)) in found.iter().enumerate() {
         let bytes = std::fs::read(file)?;
-        for (number, writes) in read_records(&bytes, file, i + 1 == count)? {
+        let records = read_records(&bytes, file, i + 1 == count)?;
+        for (number, writes) in records {
             if number <= checkpointed {
                 continue;
             }
@@ -388,56 +347,20 @@ pub(crate) fn recover(
                     file.display()
                 )));
             }
+            replay(trees, &writes).map_err(|e| match e {
+                Error::Corrupt(why) => Error::Corrupt(format!(
+                    "write-ahead file {}, record {number}: {why}",
+                    file.display()
+                )),
+                other => other,
+            })?;
             last = number;
-            records.push((number, file, writes));
+            replayed += 1;
         }
     }
-    // Where the log ends: the last position a record reaches (records
-    // follow the checkpoint's, or are the ones it noted, when a crash came
-    // between its two notes), or the checkpoint's. (A log last written by a version that noted no
-    // position made each group whole in sled with a transaction: without
-    // a record past the checkpoint, it ends where sled does.)
-    let recorded = records
-        .iter()
-        .filter_map(|(_, _, w)| w.events.last().map(|e| e.2))
-        .max();
-    let end = match (recorded, checkpointed_position) {
-        (Some(p), _) | (None, Some(p)) => p,
-        (None, None) => trees.last_position()?,
-    };
-    let cut = cut_back(trees, end)?;
-    if cut > 0 {
-        tracing::warn!(
-            path = %path.display(),
-            events = cut,
-            position = end,
-            "events sled held past the last write-ahead record were cut (written before a crash, never acknowledged)"
-        );
-    }
-    let mut replayed = 0;
-    for (number, file, writes) in &records {
-        replay(trees, writes).map_err(|e| match e {
-            Error::Corrupt(why) => Error::Corrupt(format!(
-                "write-ahead file {}, record {number}: {why}",
-                file.display()
-            )),
-            other => other,
-        })?;
-        replayed += 1;
-    }
     let generation = found.last().map_or(0, |(g, _)| *g);
-    let last_position = trees.last_position()?;
-    if !found.is_empty() || cut > 0 {
-        // Before anything is written at the positions cut: sled must not
-        // bring the cut events back after another crash.
-        checkpoint(
-            &trees.db,
-            sync_data_file,
-            &dir,
-            (last, last_position),
-            generation,
-        )
-        .map_err(Error::Storage)?;
+    if !found.is_empty() {
+        checkpoint(&trees.db, sync_data_file, &dir, last, generation).map_err(Error::Storage)?;
     }
     let file = create(&dir, generation + 1)?;
     Ok((
@@ -446,74 +369,11 @@ pub(crate) fn recover(
             file,
             generation: generation + 1,
             next: last + 1,
-            last_position,
             bytes: 0,
             started: Instant::now(),
         },
         replayed,
     ))
-}
-
-/// Removes from sled every event past global position `end`, where the
-/// write-ahead records end, with what its group wrote beside it: its
-/// global index and outbox entries, the heads it moved (each stream's head
-/// goes back to its last event kept, or the stream is gone), the answers
-/// of the commands that wrote it, and the Merkle tree past `end`. Such an
-/// event is of a group whose record was never written (a crash, or a
-/// power loss before its fdatasync): it was never acknowledged, and sled
-/// may hold only part of its group. Returns how many events were cut.
-fn cut_back(trees: &Trees, end: u64) -> Result<u64, Error> {
-    if trees.last_position()? <= end {
-        return Ok(0);
-    }
-    let mut streams = std::collections::HashSet::new();
-    let mut cut = 0;
-    let past: Vec<(sled::IVec, sled::IVec)> = trees
-        .global
-        .range((end + 1).to_be_bytes()..)
-        .collect::<Result<_, _>>()?;
-    for (position, pointer) in past {
-        let (stream, seq) = layout::decode_pointer(&pointer)?;
-        trees.events.remove(layout::event_key(stream, seq))?;
-        trees.outbox.remove(&position)?;
-        trees.published.remove(&position)?;
-        trees.global.remove(&position)?;
-        streams.insert(stream);
-        cut += 1;
-    }
-    for stream in streams {
-        let kept = trees
-            .events
-            .range(layout::event_key(stream, 1)..=layout::event_key(stream, u64::MAX))
-            .next_back()
-            .transpose()?;
-        match kept {
-            Some((_, bytes)) => {
-                let last = crate::Envelope::decode(&bytes)?;
-                trees.heads.insert(
-                    stream.as_bytes(),
-                    &layout::encode_head(last.seq, last.hash)[..],
-                )?;
-            }
-            None => {
-                trees.heads.remove(stream.as_bytes())?;
-            }
-        }
-    }
-    let mut answered_past = Vec::new();
-    for item in &trees.commands {
-        let (id, stored) = item?;
-        let answer: super::Appended = serde_json::from_slice(&stored)
-            .map_err(|e| Error::Corrupt(format!("command record: {e}")))?;
-        if answer.last_position > end {
-            answered_past.push(id);
-        }
-    }
-    for id in answered_past {
-        trees.commands.remove(id)?;
-    }
-    crate::tlog::truncate(&trees.tree, end)?;
-    Ok(cut)
 }
 
 /// The records of one file. A record cut short or damaged ends the last
@@ -562,46 +422,25 @@ fn record_at(bytes: &[u8], at: usize) -> Option<(u64, Writes, usize)> {
     Some((number, writes, at + FRAME + length))
 }
 
-/// Writes one record's group into sled again, whichever part of it sled
-/// holds (a prefix, [`commit`]'s order): each event it lacks with its
-/// global index and outbox entries (an event it holds must be the same
-/// bytes), then the heads, answers and inbox records, each the final value
-/// of its key as of this record, and the side writes in order.
+/// Writes one record's group into sled again unless sled holds it; its
+/// inbox records and side writes in any case.
 fn replay(trees: &Trees, writes: &Writes) -> Result<(), Error> {
-    if let Some((_, _, first, _)) = writes.events.first() {
-        let have = trees.last_position()?;
-        if *first > have + 1 {
-            return Err(Error::Corrupt(format!(
-                "its events start at position {first}, but the log's sled files end at position {have}: acknowledged events are missing; restore the data directory from a backup or rebuild it from the cluster's stream"
-            )));
-        }
-    }
-    for (key, bytes, position, publish) in &writes.events {
-        match trees.events.get(key)? {
-            Some(held) if held.as_ref() == bytes.as_slice() => {}
-            Some(_) => {
+    let have = trees.last_position()?;
+    match (writes.events.first(), writes.events.last()) {
+        (Some(first), Some(last)) if last.2 > have => {
+            if first.2 != have + 1 {
                 return Err(Error::Corrupt(format!(
-                    "sled holds another event than the record's at position {position}: restore the data directory from a backup or rebuild it from the cluster's stream"
+                    "its events are at positions {} to {}, but the log's sled files end at position {have}: acknowledged events are missing; restore the data directory from a backup or rebuild it from the cluster's stream",
+                    first.2, last.2
                 )));
             }
-            None => {
-                let at = position.to_be_bytes();
-                trees.global.insert(&at[..], key.as_slice())?;
-                if *publish {
-                    trees.outbox.insert(&at[..], key.as_slice())?;
-                }
-                trees.events.insert(key.as_slice(), bytes.as_slice())?;
+            commit(trees, writes).map_err(Error::Storage)?;
+        }
+        _ => {
+            for key in &writes.inbox {
+                trees.inbox.insert(key.as_slice(), &[][..])?;
             }
         }
-    }
-    for (key, value) in &writes.heads {
-        trees.heads.insert(key.as_slice(), value.as_slice())?;
-    }
-    for (key, value) in &writes.commands {
-        trees.commands.insert(key.as_slice(), value.as_slice())?;
-    }
-    for key in &writes.inbox {
-        trees.inbox.insert(key.as_slice(), &[][..])?;
     }
     write_side(&trees.db, &writes.side)
 }
