@@ -108,10 +108,11 @@ pub(crate) type SideWrite = (String, Vec<u8>, Option<Vec<u8>>);
 /// at 100 reports/s instead of 3.08-3.92 (10% less at 200/s) and the
 /// eventlog bench's single writer at 0.45x the fdatasync rate instead of
 /// 0.35-0.38x. Reverted because damage at rest defeats it: a clean close
-/// leaves no write-ahead file, and the corruption test's truncated sled
-/// file then recovered to a state ending inside the last group (an index
-/// entry without its event), which opening took for the log's end and
-/// served short. Without the transaction sled's recovered state says
+/// leaves no write-ahead file, and in CI the corruption test's truncated
+/// sled file then recovered to a state that intake served short (an
+/// acknowledged report not found): most likely one ending inside the
+/// last group, an index entry without its event, which opening took for
+/// the log's end. Without the transaction sled's recovered state says
 /// nothing about where a group ends; that would need a mark written after
 /// each group's last insert, checked at open, and a refusal when sled ends
 /// past it with no record to complete it.
