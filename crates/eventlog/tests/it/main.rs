@@ -10,6 +10,7 @@ mod forms;
 mod gate;
 mod import;
 mod properties;
+mod rest;
 mod setaside;
 mod tamper;
 mod tlog;
