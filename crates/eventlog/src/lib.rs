@@ -22,7 +22,10 @@
 //!   hold past the last checkpoint (`log/wal.rs`). There is no window of
 //!   loss.
 //! - **Group commit**: one writer thread drains every waiting append,
-//!   decides each and writes the group in one sled transaction; a sync
+//!   decides each and writes the group into sled (no transaction: each
+//!   group ends with a mark, and opening cuts sled back to the last group
+//!   marked whole, or to the last write-ahead record, then writes again the
+//!   records past it, `log/wal.rs`); a sync
 //!   thread makes every group handed to it durable with one write-ahead
 //!   record each and one fdatasync, and only then answers the callers (who
 //!   wait on a oneshot). Deciding the next group overlaps with syncing the

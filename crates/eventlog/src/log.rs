@@ -2,7 +2,7 @@
 //!
 //! Every write goes through the writer thread, which takes whatever appends
 //! are waiting, decides each (a bad one is answered alone), writes the group
-//! in one sled transaction and hands it to the sync thread, which appends
+//! into sled and hands it to the sync thread, which appends
 //! the groups handed to it to the write-ahead file and makes them durable
 //! with one `fdatasync` (after fsyncing any blob file sled wrote, which
 //! sled itself never syncs: `log/blobs.rs`) before answering any of their
@@ -44,6 +44,7 @@ mod writer;
 
 pub use side::SideTree;
 use wal::SideWrite;
+pub(crate) use wal::{CHECKPOINTED_POSITION, WHOLE};
 
 use recent::Recent;
 
@@ -770,9 +771,9 @@ impl EventLog {
     }
 
     /// Recomputes the hash chain of a stream from seq 1 to its head. A
-    /// group appended to the stream meanwhile is not taken for damage: the
-    /// head is read first, and events past it, not durable when the call
-    /// began and named by the global index, are left out.
+    /// group being appended to the stream meanwhile is not taken for
+    /// damage: it counts once its head is written (its events past the
+    /// head, not durable yet and named by the global index, are left out).
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails; altered data is reported as

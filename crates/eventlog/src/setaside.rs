@@ -176,6 +176,7 @@ fn set_aside_blocking(path: &Path, keep: u64, reason: String, now_ms: i64) -> Re
     // a tree the next growth rebuilds, and the same call can be made again.
     crate::tlog::truncate(&trees.tree, keep)?;
     use sled::Transactional as _;
+    let noted = trees.db.open_tree(layout::WAL)?;
     (
         &trees.events,
         &trees.global,
@@ -184,9 +185,10 @@ fn set_aside_blocking(path: &Path, keep: u64, reason: String, now_ms: i64) -> Re
         &trees.outbox,
         &trees.published,
         &trees.set_aside,
+        &noted,
     )
         .transaction(
-            |(events, global, heads_tree, commands_tree, outbox, published, set_aside)| {
+            |(events, global, heads_tree, commands_tree, outbox, published, set_aside, noted)| {
                 for (position, key) in &removed {
                     events.remove(&key[..])?;
                     global.remove(&position[..])?;
@@ -213,6 +215,10 @@ fn set_aside_blocking(path: &Path, keep: u64, reason: String, now_ms: i64) -> Re
                     };
                 }
                 set_aside.insert(&number.to_be_bytes(), record.as_slice())?;
+                // The log now ends at `keep`: a later open must cut sled
+                // back to there, not to the end the last checkpoint noted.
+                noted.insert(crate::log::CHECKPOINTED_POSITION, &keep.to_be_bytes()[..])?;
+                noted.insert(crate::log::WHOLE, &keep.to_be_bytes()[..])?;
                 Ok(())
             },
         )

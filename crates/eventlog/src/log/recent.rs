@@ -3,8 +3,8 @@
 //! each of them would otherwise read back from sled and decode, one after
 //! another, the events the writer has just encoded.
 //!
-//! Filled by the writer thread right after a group's transaction, so it
-//! never holds an event sled does not; the commit watch moves only after
+//! Filled by the writer thread right after it wrote a group into sled, so
+//! it never holds an event sled does not; the commit watch moves only after
 //! that, so a follower woken for position `p` finds `p` here. Only reads
 //! of the tail use it: verification, the Merkle tree and every read of a
 //! stream go to sled.

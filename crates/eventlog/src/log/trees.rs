@@ -15,6 +15,9 @@ pub(crate) struct Trees {
     pub(crate) parked: sled::Tree,
     pub(crate) tree: sled::Tree,
     pub(crate) set_aside: sled::Tree,
+    /// The write-ahead bookkeeping (tree [`layout::WAL`]): the checkpoint's
+    /// notes and the mark of the last group written whole (`log/wal.rs`).
+    pub(crate) noted: sled::Tree,
     /// One growth of the Merkle tree at a time.
     pub(crate) growing: Arc<Mutex<()>>,
 }
@@ -23,6 +26,7 @@ impl Trees {
     pub(crate) fn open(db: sled::Db) -> Result<Self, Error> {
         Ok(Self {
             set_aside: db.open_tree(layout::SET_ASIDE)?,
+            noted: db.open_tree(layout::WAL)?,
             published: db.open_tree(layout::PUBLISHED)?,
             parked: db.open_tree(layout::PARKED)?,
             tree: db.open_tree(layout::TREE)?,
@@ -180,10 +184,10 @@ impl Trees {
     /// Recomputes the chain of `stream` up to its head. `durable` is the
     /// log's durable position, read before this call (`u64::MAX` for a log
     /// no process writes): an event past the head whose position is past
-    /// it, and which the global index names, is of a group written after
-    /// the head was read (a group's events, index entries and heads go
-    /// into sled together, `wal::commit`), not damage, and ends the chain
-    /// here; the head is read first, so every event up to it is there.
+    /// it, and which the global index names, is of a group being written
+    /// now (its events go into sled before its head, `wal::commit`), not
+    /// damage, and ends the chain here; the head is read first, so every
+    /// event up to it is there.
     pub(crate) fn verify(&self, stream: StreamId, durable: u64) -> Result<Verification, Error> {
         let head = self.head(stream)?;
         let broken = |first_bad_seq, reason: String| {

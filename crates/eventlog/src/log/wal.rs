@@ -1,10 +1,11 @@
 //! The write-ahead files: where a group becomes durable.
 //!
-//! The writer commits each group to sled in one transaction, in memory
-//! (sled writes it to its own files when it likes); the syncer then appends
-//! the group's writes to the current write-ahead file under `wal/` in the
-//! database's directory, as one checksummed record, and one `fdatasync` of
-//! that file makes every group written so far durable. That is one device
+//! The writer writes each group into sled with plain inserts ([`commit`]),
+//! in memory (sled writes it to its own files when it likes); the syncer
+//! then appends the group's writes to the current write-ahead file under
+//! `wal/` in the database's directory, as one checksummed record, and one
+//! `fdatasync` of that file makes every group written so far durable.
+//! That is one device
 //! wait per group, where a sled flush (its write and `sync_file_range`)
 //! followed by an `fdatasync` of sled's file cost two, and sled's flush work
 //! leaves the path of every acknowledgement. Measured (issue #15, stop 56):
@@ -16,22 +17,39 @@
 //! [`CHECKPOINT_EVERY`] (or [`CHECKPOINT_BYTES`] of records) the syncer
 //! starts a new file and hands the full one to the checkpoint thread, which
 //! notes in sled (tree [`layout::WAL`]) the number of the last record that
-//! file holds, flushes sled and fdatasyncs its file (and sled's new blob
+//! file holds and the last global position it reaches, flushes sled and
+//! fdatasyncs its file (and sled's new blob
 //! files), and only then deletes the file. Closing the log makes a last
 //! checkpoint and leaves no file.
 //!
-//! **Opening** replays, in order, every record numbered after the noted
-//! one ([`recover`]), then checkpoints and deletes the files, before
-//! anything reads the log. sled recovers a prefix of what it was given
-//! (its transactions whole), so a record's events are either all in sled
-//! already (left as they are) or start right after sled's last position
-//! (written again, in one transaction); anything else means sled lost more
-//! than any crash could, and the log refuses to open, naming the file. The
-//! inbox records and side-tree writes a record carries are written again in
-//! order: each is the final value of its key as of that record. A record
-//! cut short by a crash (its group was never acknowledged: the fdatasync
-//! had not returned) ends the replay; a damaged record with a valid one
-//! after it refuses the open.
+//! Each group ends with a **mark** in the same tree ([`WHOLE`]): the last
+//! position of the last group written whole. sled recovers a prefix of the
+//! writes it was given, after a crash or after damage to its files at rest
+//! (a flipped byte or a truncated file ends its recovery there), and
+//! without a transaction per group that prefix may end inside a group:
+//! the mark says where the whole groups end, which sled's own state cannot
+//! (an index entry whose event was lost reads as the log's end).
+//!
+//! **Opening** ([`recover`]) first cuts sled back ([`cut_back`]) to the
+//! mark, or to where the records end when that is earlier (groups sled
+//! holds whose record was never written were never acknowledged), with
+//! what the groups cut changed. It then replays, in order, every record
+//! numbered after the noted one ([`replay`]): events sled holds stay as
+//! they are, the rest are written again; a record whose events start past
+//! sled's last position, or an event sled holds with other bytes than the
+//! record's, means sled lost more than any crash could, and the log
+//! refuses to open, naming the file. The heads, answers, inbox records and
+//! side-tree writes a record carries are written again in order: each is
+//! the final value of its key as of that record. Then it checkpoints and
+//! deletes the files, before anything reads the log. A record cut short by
+//! a crash (its group was never acknowledged: the fdatasync had not
+//! returned) ends the replay; a damaged record with a valid one after it
+//! refuses the open. With no record to replay (a clean close leaves none)
+//! and sled's groups ending before the position the last checkpoint noted,
+//! damage at rest lost acknowledged events: the log opens as the whole
+//! prefix it holds, logged as an error, and the service repairs it from its
+//! log stream or refuses it against the checkpoint kept outside sled
+//! (`baove-runtime`); it is never served as whole.
 //!
 //! Record: `length` (u32 LE) ‖ `crc32` of the rest (u32 LE) ‖ `number` (u64
 //! LE) ‖ the [`Writes`] in postcard. Numbers grow by one across files; file
@@ -43,7 +61,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
 use super::Trees;
 use crate::{Error, layout};
@@ -55,6 +72,22 @@ pub(super) const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
 /// The key, in tree [`layout::WAL`], of the last record a checkpoint made
 /// durable in sled (u64 BE).
 const CHECKPOINTED: &[u8] = b"checkpointed";
+/// The key, in tree [`layout::WAL`], of the last global position the
+/// checkpointed records reach (u64 BE): where the log ends when no record
+/// follows, and anything sled holds past it is cut ([`cut_back`]).
+pub(crate) const CHECKPOINTED_POSITION: &[u8] = b"checkpointed-position";
+/// The key, in tree [`layout::WAL`], of the last global position of the
+/// last group written whole into sled (u64 BE): [`commit`] writes it after
+/// every other write of a group, so sled, which recovers a prefix of the
+/// writes it was given, holds every write of each group up to it. Past it
+/// sled may hold part of one group (a crash, or damage to its files at
+/// rest), which opening cuts ([`cut_back`]).
+pub(crate) const WHOLE: &[u8] = b"whole";
+/// The key, in tree [`layout::WAL`], that says each group is marked
+/// ([`WHOLE`]): written when the log is first opened by a version that
+/// marks them, before any group. A log without it and with events was
+/// written with one sled transaction per group, each whole.
+const MARKED: &[u8] = b"marked";
 /// Bytes before a record's content: length and crc32.
 const FRAME: usize = 8;
 
@@ -78,74 +111,100 @@ pub(crate) struct Writes {
 /// One write to a side tree (`crate::SideTree`).
 pub(crate) type SideWrite = (String, Vec<u8>, Option<Vec<u8>>);
 
-/// Writes a group's events, heads, answers and inbox records in one sled
-/// transaction: after a crash either all of it is there or none. (Side
-/// writes are in sled already when a group is formed; a replay writes them
-/// with [`write_side`].)
+/// Writes a group's events, heads, answers and inbox records into sled
+/// with plain inserts, in an order that keeps every prefix of them
+/// recoverable (sled recovers a prefix of its writes after a crash, and
+/// the checkpoint's flush may catch a group half written):
+/// - each event's global index entry and outbox entry before the event
+///   itself, so an event sled holds is always found from its position
+///   (a cut, [`cut_back`], finds it) and an event without its outbox
+///   entry was published (a replay does not put it back);
+/// - the heads after every event of the group, so a head never names an
+///   event that is not there;
+/// - the answers after the heads, so a stored answer's events and heads
+///   are there;
+/// - the inbox records after the answers (each written after the effect
+///   it records was durable, [`crate::EventLog::record_applied`]: never
+///   one to undo);
+/// - the mark ([`WHOLE`]) last: where it stands, sled holds the group
+///   whole.
 ///
-/// The transaction is the largest single cost left on the write path.
+/// (Side writes are in sled already when a group is formed; a replay
+/// writes them with [`write_side`].) A reader sees a group whole once the
+/// log's durable position covers it: every read of events is bounded by
+/// it, and the outbox by what may leave ([`crate::EventLog::stored_up_to`]).
+///
+/// Not one sled transaction, which cost most of the write path's CPU:
 /// sled rolls its io buffer before and after each transaction's batch
 /// marker, and each roll is written by sled's `sled-io` thread pool, whose
-/// seven threads are all woken for every job: the load bench's CPU by
-/// thread put `sled-io` at 0.6-0.8 ms of intake's ~3 ms per report. With
-/// plain inserts instead (measured once, 2026-12-07, not kept), intake
-/// spent 1.81 ms per report at 200 reports/s instead of 3.21, casework
-/// 1.46 instead of 2.77, with half the context switches. Not kept, because
-/// the transaction is what makes a group all-or-nothing in sled: without
-/// it readers not bounded by the durable position (a stream's events, its
-/// head, `verify`) see half a group (in that run the outbox relay found an
-/// outbox entry whose event was not written yet, took the log for corrupt
-/// and waited a second: hand-over p99 near 1 s), and after a crash sled
-/// may hold part of a group past the last write-ahead record, with no
-/// record to complete it, so opening would have to cut sled back to the
-/// last record (events, index, heads and answers) before the replay.
+/// seven threads are all woken for every job. Measured against one
+/// transaction per group (2026-12-07, release builds, interleaved, two
+/// runs each): `deploy/local/bench.sh --rates 100,200 --secs 20` put
+/// intake at 2.42-2.92 ms of CPU per report at 100 reports/s instead of
+/// 3.08-3.92 and casework at 2.02-2.26 instead of 2.51-3.03, with half the
+/// context switches (intake 60 per report instead of 111) and `sled-io`
+/// at 0.02 ms instead of 0.5-0.8 (10% less CPU at 200 reports/s);
+/// `cargo bench -p baove-eventlog` (200,000-event log) put 1 writer at
+/// 0.45x the fdatasync rate instead of 0.35-0.38x, 64 writers at
+/// 3.9-4.1x instead of 3.4x, and the fill at 48-53k events/s instead of
+/// 38k (the mark was added after these runs; the figures for the
+/// version with it are in the closing note of stop 59, issue #15).
+/// Atomicity comes instead from the mark: opening cuts sled back to it,
+/// or to the last write-ahead record when that is earlier ([`cut_back`]),
+/// and replays the records after it whole ([`replay`]).
 ///
-/// Tried a second time and reverted (ff2d085, stop 58): plain inserts in
-/// an order whose every prefix is recoverable (index and outbox entries
-/// before each event, heads after the events, answers after the heads),
-/// a cut back to the records' end and a replay over a group sled holds in
-/// part at open. Interleaved runs put intake at 2.42-2.92 ms per report
-/// at 100 reports/s instead of 3.08-3.92 (10% less at 200/s) and the
-/// eventlog bench's single writer at 0.45x the fdatasync rate instead of
-/// 0.35-0.38x. Reverted because damage at rest defeats it: a clean close
-/// leaves no write-ahead file, and in CI the corruption test's truncated
-/// sled file then recovered to a state that intake served short (an
-/// acknowledged report not found): most likely one ending inside the
-/// last group, an index entry without its event, which opening took for
-/// the log's end. Without the transaction sled's recovered state says
-/// nothing about where a group ends; that would need a mark written after
-/// each group's last insert, checked at open, and a refusal when sled ends
-/// past it with no record to complete it.
+/// A first version without the mark (ff2d085, stop 58) was reverted: after
+/// a clean close (no record left to replay) a sled file damaged at rest
+/// could recover to a state ending inside the last group, an index entry
+/// without its event, which opening took for the log's end; CI's
+/// corruption test then found an acknowledged report not served. The test
+/// `rest::given_a_closed_log_damaged_at_rest_...` (240 damaged copies of
+/// a closed log) finds 127 inconsistent opens on that version and none on
+/// this one or on the transaction's.
 pub(crate) fn commit(trees: &Trees, writes: &Writes) -> Result<(), String> {
-    (
-        &trees.events,
-        &trees.global,
-        &trees.heads,
-        &trees.commands,
-        &trees.outbox,
-        &trees.inbox,
-    )
-        .transaction(|(events, global, heads, commands, outbox, inbox)| {
-            for (key, bytes, position, publish) in &writes.events {
-                let position = position.to_be_bytes();
-                events.insert(key.as_slice(), bytes.as_slice())?;
-                global.insert(&position[..], key.as_slice())?;
-                if *publish {
-                    outbox.insert(&position[..], key.as_slice())?;
-                }
-            }
-            for (key, value) in &writes.heads {
-                heads.insert(key.as_slice(), value.as_slice())?;
-            }
-            for (key, value) in &writes.commands {
-                commands.insert(key.as_slice(), value.as_slice())?;
-            }
-            for key in &writes.inbox {
-                inbox.insert(key.as_slice(), &[][..])?;
-            }
-            Ok(())
-        })
-        .map_err(|e: sled::transaction::TransactionError<()>| format!("{e:?}"))
+    let stored = |e: sled::Error| format!("cannot write to sled: {e}");
+    for (key, bytes, position, publish) in &writes.events {
+        let position = position.to_be_bytes();
+        trees
+            .global
+            .insert(&position[..], key.as_slice())
+            .map_err(stored)?;
+        if *publish {
+            trees
+                .outbox
+                .insert(&position[..], key.as_slice())
+                .map_err(stored)?;
+        }
+        trees
+            .events
+            .insert(key.as_slice(), bytes.as_slice())
+            .map_err(stored)?;
+    }
+    for (key, value) in &writes.heads {
+        trees
+            .heads
+            .insert(key.as_slice(), value.as_slice())
+            .map_err(stored)?;
+    }
+    for (key, value) in &writes.commands {
+        trees
+            .commands
+            .insert(key.as_slice(), value.as_slice())
+            .map_err(stored)?;
+    }
+    for key in &writes.inbox {
+        trees
+            .inbox
+            .insert(key.as_slice(), &[][..])
+            .map_err(stored)?;
+    }
+    if let Some(last) = writes.events.iter().map(|e| e.2).max() {
+        trees
+            .noted
+            .insert(WHOLE, &last.to_be_bytes())
+            .map_err(stored)?;
+    }
+    Ok(())
 }
 
 fn write_side(db: &sled::Db, side: &[SideWrite]) -> Result<(), Error> {
@@ -166,6 +225,8 @@ pub(crate) struct Wal {
     generation: u64,
     /// The number of the next record.
     next: u64,
+    /// The last global position of the records so far.
+    last_position: u64,
     /// Bytes written to the current file.
     bytes: u64,
     /// When the current file was started.
@@ -177,6 +238,8 @@ pub(super) struct Full {
     pub(super) generation: u64,
     /// The number of its last record.
     pub(super) last: u64,
+    /// The last global position its records reach.
+    pub(super) last_position: u64,
 }
 
 impl Wal {
@@ -196,6 +259,9 @@ impl Wal {
             .write_all(&record)
             .map_err(|e| format!("cannot write {}: {e}", self.path().display()))?;
         self.next += 1;
+        if let Some((_, _, position, _)) = writes.events.last() {
+            self.last_position = *position;
+        }
         self.bytes += record.len() as u64;
         Ok(())
     }
@@ -225,6 +291,7 @@ impl Wal {
         let full = Full {
             generation: self.generation,
             last: self.next - 1,
+            last_position: self.last_position,
         };
         self.file = create(&self.dir, self.generation + 1).map_err(|e| {
             format!(
@@ -241,6 +308,12 @@ impl Wal {
     /// The number of the last record appended (0 before any).
     pub(super) fn last(&self) -> u64 {
         self.next - 1
+    }
+
+    /// The last global position of the records appended (or, before any,
+    /// where the log ended when it was opened).
+    pub(super) fn last_position(&self) -> u64 {
+        self.last_position
     }
 
     pub(super) fn dir(&self) -> &Path {
@@ -286,19 +359,24 @@ fn files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
     Ok(found)
 }
 
-/// The checkpoint: notes that every record up to `last` is in sled,
-/// flushes sled and fdatasyncs its file (`sync_data_file`, which first
-/// syncs sled's blob files), then deletes the write-ahead files up to
-/// generation `upto`.
+/// The checkpoint: notes that every record up to `last` is in sled, and
+/// that they reach global position `last_position`, flushes sled and
+/// fdatasyncs its file (`sync_data_file`, which first syncs sled's blob
+/// files), then deletes the write-ahead files up to generation `upto`.
 pub(super) fn checkpoint(
     db: &sled::Db,
     sync_data_file: &dyn Fn() -> Result<(), String>,
     dir: &Path,
-    last: u64,
+    (last, last_position): (u64, u64),
     upto: u64,
 ) -> Result<(), String> {
+    // The position first: a crash between the two leaves the number of
+    // the checkpoint before, whose records are replayed again.
     db.open_tree(layout::WAL)
-        .and_then(|t| t.insert(CHECKPOINTED, &last.to_be_bytes()))
+        .and_then(|t| {
+            t.insert(CHECKPOINTED_POSITION, &last_position.to_be_bytes())?;
+            t.insert(CHECKPOINTED, &last.to_be_bytes())
+        })
         .map_err(|e| format!("cannot note the checkpoint: {e}"))?;
     db.flush().map_err(|e| e.to_string())?;
     sync_data_file()?;
@@ -317,9 +395,10 @@ pub(super) fn checkpoint(
     Ok(())
 }
 
-/// Replays into sled every record not yet checkpointed (see the module
-/// doc), checkpoints, and opens a new write-ahead file. Returns it and how
-/// many records were replayed.
+/// Cuts sled back to the write-ahead records, replays into it every
+/// record not yet checkpointed (see the module doc), checkpoints, and
+/// opens a new write-ahead file. Returns it and how many records were
+/// replayed.
 pub(crate) fn recover(
     path: &Path,
     trees: &Trees,
@@ -327,18 +406,22 @@ pub(crate) fn recover(
 ) -> Result<(Wal, u64), Error> {
     let dir = path.join("wal");
     std::fs::create_dir_all(&dir)?;
-    let checkpointed = match trees.db.open_tree(layout::WAL)?.get(CHECKPOINTED)? {
+    let noted = trees.db.open_tree(layout::WAL)?;
+    let checkpointed = match noted.get(CHECKPOINTED)? {
         Some(v) => layout::decode_u64(&v)?,
         None => 0,
     };
+    let checkpointed_position = noted
+        .get(CHECKPOINTED_POSITION)?
+        .map(|v| layout::decode_u64(&v))
+        .transpose()?;
     let found = files(&dir)?;
+    let mut records = Vec::new();
     let mut last = checkpointed;
-    let mut replayed = 0;
     let count = found.len();
     for (i, (_, file)) in found.iter().enumerate() {
         let bytes = std::fs::read(file)?;
-        let records = read_records(&bytes, file, i + 1 == count)?;
-        for (number, writes) in records {
+        for (number, writes) in read_records(&bytes, file, i + 1 == count)? {
             if number <= checkpointed {
                 continue;
             }
@@ -348,20 +431,74 @@ pub(crate) fn recover(
                     file.display()
                 )));
             }
-            replay(trees, &writes).map_err(|e| match e {
-                Error::Corrupt(why) => Error::Corrupt(format!(
-                    "write-ahead file {}, record {number}: {why}",
-                    file.display()
-                )),
-                other => other,
-            })?;
             last = number;
-            replayed += 1;
+            records.push((number, file, writes));
         }
     }
+    // Where sled's groups end whole: the mark (a log written with one
+    // transaction per group, before the marks, ends whole where sled ends).
+    let whole = match (noted.get(WHOLE)?, noted.get(MARKED)?) {
+        (Some(v), _) => layout::decode_u64(&v)?,
+        (None, Some(_)) => 0,
+        (None, None) => trees.last_position()?,
+    };
+    // Where the log ends: the last position a record reaches (records
+    // follow the checkpoint's, or are the ones it noted, when a crash came
+    // between its two notes), or the checkpoint's, or where its groups
+    // end whole.
+    let recorded = records
+        .iter()
+        .filter_map(|(_, _, w)| w.events.last().map(|e| e.2))
+        .max();
+    let end = match (recorded, checkpointed_position) {
+        (Some(p), _) | (None, Some(p)) => p,
+        (None, None) => whole,
+    };
+    let cut = cut_back(trees, whole.min(end))?;
+    if whole < end && recorded.is_none() {
+        tracing::error!(
+            path = %path.display(),
+            events_cut = cut,
+            position = whole,
+            checkpointed = end,
+            "sled's files end at position {whole}, short of position {end} the last checkpoint made durable: acknowledged events are missing (damage at rest); the log opens as that shorter prefix, to be repaired from its log stream or refused against the kept checkpoint"
+        );
+    } else if cut > 0 {
+        tracing::warn!(
+            path = %path.display(),
+            events = cut,
+            position = whole.min(end),
+            "events sled held past the last write-ahead record, or past its last whole group, were cut (written before a crash, never acknowledged, or completed again from their record)"
+        );
+    }
+    if noted.get(MARKED)?.is_none() {
+        noted.insert(WHOLE, &trees.last_position()?.to_be_bytes())?;
+        noted.insert(MARKED, &[][..])?;
+    }
+    let mut replayed = 0;
+    for (number, file, writes) in &records {
+        replay(trees, writes).map_err(|e| match e {
+            Error::Corrupt(why) => Error::Corrupt(format!(
+                "write-ahead file {}, record {number}: {why}",
+                file.display()
+            )),
+            other => other,
+        })?;
+        replayed += 1;
+    }
     let generation = found.last().map_or(0, |(g, _)| *g);
-    if !found.is_empty() {
-        checkpoint(&trees.db, sync_data_file, &dir, last, generation).map_err(Error::Storage)?;
+    let last_position = trees.last_position()?;
+    if !found.is_empty() || cut > 0 {
+        // Before anything is written at the positions cut: sled must not
+        // bring the cut events back after another crash.
+        checkpoint(
+            &trees.db,
+            sync_data_file,
+            &dir,
+            (last, last_position),
+            generation,
+        )
+        .map_err(Error::Storage)?;
     }
     let file = create(&dir, generation + 1)?;
     Ok((
@@ -370,11 +507,75 @@ pub(crate) fn recover(
             file,
             generation: generation + 1,
             next: last + 1,
+            last_position,
             bytes: 0,
             started: Instant::now(),
         },
         replayed,
     ))
+}
+
+/// Removes from sled every event past global position `end`, where the
+/// write-ahead records end, with what its group wrote beside it: its
+/// global index and outbox entries, the heads it moved (each stream's head
+/// goes back to its last event kept, or the stream is gone), the answers
+/// of the commands that wrote it, and the Merkle tree past `end`. Such an
+/// event is of a group whose record was never written (a crash, or a
+/// power loss before its fdatasync): it was never acknowledged, and sled
+/// may hold only part of its group. Returns how many events were cut.
+fn cut_back(trees: &Trees, end: u64) -> Result<u64, Error> {
+    if trees.last_position()? <= end {
+        return Ok(0);
+    }
+    let mut streams = std::collections::HashSet::new();
+    let mut cut = 0;
+    let past: Vec<(sled::IVec, sled::IVec)> = trees
+        .global
+        .range((end + 1).to_be_bytes()..)
+        .collect::<Result<_, _>>()?;
+    for (position, pointer) in past {
+        let (stream, seq) = layout::decode_pointer(&pointer)?;
+        trees.events.remove(layout::event_key(stream, seq))?;
+        trees.outbox.remove(&position)?;
+        trees.published.remove(&position)?;
+        trees.global.remove(&position)?;
+        streams.insert(stream);
+        cut += 1;
+    }
+    for stream in streams {
+        let kept = trees
+            .events
+            .range(layout::event_key(stream, 1)..=layout::event_key(stream, u64::MAX))
+            .next_back()
+            .transpose()?;
+        match kept {
+            Some((_, bytes)) => {
+                let last = crate::Envelope::decode(&bytes)?;
+                trees.heads.insert(
+                    stream.as_bytes(),
+                    &layout::encode_head(last.seq, last.hash)[..],
+                )?;
+            }
+            None => {
+                trees.heads.remove(stream.as_bytes())?;
+            }
+        }
+    }
+    let mut answered_past = Vec::new();
+    for item in &trees.commands {
+        let (id, stored) = item?;
+        let answer: super::Appended = serde_json::from_slice(&stored)
+            .map_err(|e| Error::Corrupt(format!("command record: {e}")))?;
+        if answer.last_position > end {
+            answered_past.push(id);
+        }
+    }
+    for id in answered_past {
+        trees.commands.remove(id)?;
+    }
+    crate::tlog::truncate(&trees.tree, end)?;
+    trees.noted.insert(WHOLE, &end.to_be_bytes())?;
+    Ok(cut)
 }
 
 /// The records of one file. A record cut short or damaged ends the last
@@ -423,25 +624,49 @@ fn record_at(bytes: &[u8], at: usize) -> Option<(u64, Writes, usize)> {
     Some((number, writes, at + FRAME + length))
 }
 
-/// Writes one record's group into sled again unless sled holds it; its
-/// inbox records and side writes in any case.
+/// Writes one record's group into sled again, whichever part of it sled
+/// holds (a prefix, [`commit`]'s order): each event it lacks with its
+/// global index and outbox entries (an event it holds must be the same
+/// bytes), then the heads, answers and inbox records, each the final value
+/// of its key as of this record, and the side writes in order.
 fn replay(trees: &Trees, writes: &Writes) -> Result<(), Error> {
-    let have = trees.last_position()?;
-    match (writes.events.first(), writes.events.last()) {
-        (Some(first), Some(last)) if last.2 > have => {
-            if first.2 != have + 1 {
+    if let Some((_, _, first, _)) = writes.events.first() {
+        let have = trees.last_position()?;
+        if *first > have + 1 {
+            return Err(Error::Corrupt(format!(
+                "its events start at position {first}, but the log's sled files end at position {have}: acknowledged events are missing; restore the data directory from a backup or rebuild it from the cluster's stream"
+            )));
+        }
+    }
+    for (key, bytes, position, publish) in &writes.events {
+        match trees.events.get(key)? {
+            Some(held) if held.as_ref() == bytes.as_slice() => {}
+            Some(_) => {
                 return Err(Error::Corrupt(format!(
-                    "its events are at positions {} to {}, but the log's sled files end at position {have}: acknowledged events are missing; restore the data directory from a backup or rebuild it from the cluster's stream",
-                    first.2, last.2
+                    "sled holds another event than the record's at position {position}: restore the data directory from a backup or rebuild it from the cluster's stream"
                 )));
             }
-            commit(trees, writes).map_err(Error::Storage)?;
-        }
-        _ => {
-            for key in &writes.inbox {
-                trees.inbox.insert(key.as_slice(), &[][..])?;
+            None => {
+                let at = position.to_be_bytes();
+                trees.global.insert(&at[..], key.as_slice())?;
+                if *publish {
+                    trees.outbox.insert(&at[..], key.as_slice())?;
+                }
+                trees.events.insert(key.as_slice(), bytes.as_slice())?;
             }
         }
+    }
+    for (key, value) in &writes.heads {
+        trees.heads.insert(key.as_slice(), value.as_slice())?;
+    }
+    for (key, value) in &writes.commands {
+        trees.commands.insert(key.as_slice(), value.as_slice())?;
+    }
+    for key in &writes.inbox {
+        trees.inbox.insert(key.as_slice(), &[][..])?;
+    }
+    if let Some(last) = writes.events.iter().map(|e| e.2).max() {
+        trees.noted.insert(WHOLE, &last.to_be_bytes())?;
     }
     write_side(&trees.db, &writes.side)
 }

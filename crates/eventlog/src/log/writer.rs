@@ -1,5 +1,5 @@
 //! Opening the database, the writer thread (deciding and writing each
-//! group in one transaction), the sync thread (one write-ahead record per
+//! group into sled), the sync thread (one write-ahead record per
 //! group, one fdatasync per batch of groups) and the checkpoint thread
 //! (sled's flush, off the path of the acknowledgements: `log/wal.rs`).
 
@@ -201,7 +201,7 @@ impl Checkpointer {
                             &db,
                             &|| files.sync(),
                             &dir,
-                            full.last,
+                            (full.last, full.last_position),
                             full.generation,
                         )
                     {
@@ -238,8 +238,9 @@ impl Checkpointer {
 /// group overlaps with making the previous one durable, and sled's own
 /// flushes stay off it:
 /// - the writer takes waiting jobs, decides them against sled (which holds
-///   every earlier group, durable or not), writes the group in one sled
-///   transaction and hands its writes to the syncer;
+///   every earlier group, durable or not), writes the group into sled
+///   (`wal::commit`, in an order every crash leaves recoverable) and hands
+///   its writes to the syncer;
 /// - the syncer appends every group handed over so far to the write-ahead
 ///   file, makes them durable with one fdatasync, and only then answers
 ///   their callers; every few seconds it starts a new file and hands the
@@ -400,7 +401,7 @@ impl Syncer {
         if let Some(e) = failure_of(&self.failed) {
             return Err(Error::Storage(format!("write failed: {e}")));
         }
-        let last = self.wal.last();
+        let last = (self.wal.last(), self.wal.last_position());
         let dir = self.wal.dir().to_owned();
         super::wal::checkpoint(&self.db, &|| self.files.sync(), &dir, last, u64::MAX)
             .map_err(|e| Error::Storage(format!("the final checkpoint failed: {e}")))
@@ -525,10 +526,11 @@ impl Writer {
             .is_empty()
     }
 
-    /// Writes the whole group in one sled transaction (after a crash either
-    /// all of it is there or none, across every tree) and returns what it
-    /// wrote, with the side-tree writes made since the last group, for the
-    /// write-ahead file.
+    /// Writes the whole group into sled (`wal::commit`: after a crash the
+    /// write-ahead record completes it, or opening cuts it away when its
+    /// record was never written) and returns what it wrote, with the
+    /// side-tree writes made since the last group, for the write-ahead
+    /// file.
     fn commit(&self, group: &mut Group) -> Result<super::wal::Writes, String> {
         let mut writes = super::wal::Writes {
             events: group

@@ -5,7 +5,7 @@
 //! tree), it takes the other's events there, and its own tail is kept
 //! aside, whole, for an auditor.
 
-use baove_eventlog::{EventLog, ExpectedVersion, StreamId, Verification, set_aside_after};
+use baove_eventlog::{EventLog, ExpectedVersion, StreamId, Verification, layout, set_aside_after};
 
 use crate::request;
 
@@ -171,4 +171,42 @@ async fn a_log_held_open_cannot_have_its_tail_set_aside() {
     let refused = set_aside_after(ours_dir.path(), 4, "held", 0).await;
     assert!(refused.is_err(), "{refused:?}");
     assert_eq!(ours.last_position(), 8);
+}
+
+/// Given a tail set aside (the log now ends before where its last
+/// checkpoint said it did), when a crash then leaves in sled part of the
+/// next group, written before its write-ahead record was, then opening
+/// cuts that part: the log ends where the set-aside left it.
+#[tokio::test]
+async fn given_a_tail_set_aside_when_a_crash_leaves_part_of_the_next_group_then_opening_cuts_it() {
+    let (ours_dir, ours, _theirs_dir, _theirs, streams) = forked().await;
+    drop(ours);
+    set_aside_after(ours_dir.path(), 4, "the cluster holds others", 1_000)
+        .await
+        .unwrap();
+
+    // What a writer at position 5 had put in sled when it died.
+    let db = crate::tamper::open_raw(ours_dir.path());
+    let events = db.open_tree(layout::EVENTS).unwrap();
+    let copied = events
+        .get(layout::event_key(streams[0], 2))
+        .unwrap()
+        .expect("the stream's kept event");
+    db.open_tree(layout::GLOBAL)
+        .unwrap()
+        .insert(5u64.to_be_bytes(), &layout::pointer(streams[0], 3)[..])
+        .unwrap();
+    events
+        .insert(layout::event_key(streams[0], 3), copied)
+        .unwrap();
+    db.flush().unwrap();
+    drop((events, db));
+
+    let log = EventLog::open(ours_dir.path()).await.unwrap();
+    assert_eq!(log.last_position(), 4);
+    let Verification::Intact(head) = log.verify(streams[0]).await.unwrap() else {
+        panic!("the part of the group left in sled is still there")
+    };
+    assert_eq!(head.version, 2);
+    log.close().await.unwrap();
 }

@@ -11,7 +11,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use baove_eventlog::{EventLog, ExpectedVersion, StreamId, Verification};
+use baove_eventlog::{EventLog, ExpectedVersion, StreamId, Verification, layout};
 
 use crate::request;
 
@@ -246,4 +246,201 @@ async fn given_a_write_ahead_file_older_than_the_checkpoint_interval_when_the_ne
         "the checkpoint did not make sled hold the first group"
     );
     log.close().await.unwrap();
+}
+
+/// Given sled holding a group past the last write-ahead record (a crash
+/// after the writer put it in sled, before the syncer wrote its record:
+/// never acknowledged), in part or whole (no transaction makes a group
+/// all-or-nothing in sled), when the log is opened, then that group is cut
+/// away with what it changed: its events, global index and outbox entries,
+/// the heads it moved (back to the last event kept, or gone for a stream
+/// it began) and its stored answer; every chain verifies, and the next
+/// append takes the positions it held, as a new command.
+#[tokio::test]
+async fn given_sled_holding_a_group_whose_record_was_never_written_when_the_log_is_opened_then_it_is_cut_away()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let kept = StreamId::new();
+    let begun = StreamId::new();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    let before = log
+        .append(request(kept, ExpectedVersion::Exact(0), "kept", 3))
+        .await
+        .unwrap();
+    log.close().await.unwrap();
+    drop(log);
+    let end = before.last_position;
+
+    // What the writer had put in sled of the next group when the process
+    // died, in its order: index and outbox entries, events, heads, answer.
+    let db = crate::tamper::open_raw(dir.path());
+    let global = db.open_tree(layout::GLOBAL).unwrap();
+    let outbox = db.open_tree(layout::OUTBOX).unwrap();
+    let events = db.open_tree(layout::EVENTS).unwrap();
+    let heads = db.open_tree(layout::HEADS).unwrap();
+    let commands = db.open_tree(layout::COMMANDS).unwrap();
+    let copied = events
+        .get(layout::event_key(kept, 3))
+        .unwrap()
+        .expect("the last kept event");
+    for (position, stream, seq) in [(end + 1, kept, 4), (end + 2, begun, 1)] {
+        global
+            .insert(position.to_be_bytes(), &layout::pointer(stream, seq)[..])
+            .unwrap();
+        outbox
+            .insert(position.to_be_bytes(), &layout::pointer(stream, seq)[..])
+            .unwrap();
+        events
+            .insert(layout::event_key(stream, seq), copied.clone())
+            .unwrap();
+    }
+    heads
+        .insert(
+            kept.as_bytes(),
+            &layout::encode_head(4, before.head_hash)[..],
+        )
+        .unwrap();
+    heads
+        .insert(
+            begun.as_bytes(),
+            &layout::encode_head(1, before.head_hash)[..],
+        )
+        .unwrap();
+    let unacknowledged = baove_eventlog::Appended {
+        stream: kept,
+        first_seq: 4,
+        last_seq: 4,
+        first_position: end + 1,
+        last_position: end + 1,
+        head_hash: before.head_hash,
+        replayed: false,
+    };
+    commands
+        .insert(b"cut", serde_json::to_vec(&unacknowledged).unwrap())
+        .unwrap();
+    db.flush().unwrap();
+    drop((global, outbox, events, heads, commands, db));
+
+    let log = EventLog::open(dir.path()).await.unwrap();
+    assert_eq!(log.last_position(), end, "the log ends at its last record");
+    let Verification::Intact(head) = log.verify(kept).await.unwrap() else {
+        panic!("the chain of the stream the cut group extended does not verify")
+    };
+    assert_eq!((head.version, head.hash), (3, before.head_hash));
+    assert_eq!(log.verify(begun).await.unwrap(), Verification::NoStream);
+    assert_eq!(log.head(begun).await.unwrap(), None);
+    assert_eq!(log.command("cut").await.unwrap(), None, "its answer stays");
+    assert!(
+        log.outbox(100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.global_position <= end),
+        "an outbox entry of the cut group would be published"
+    );
+    let again = log
+        .append(request(kept, ExpectedVersion::Exact(3), "cut", 1))
+        .await
+        .unwrap();
+    assert!(!again.replayed, "the cut command was taken as applied");
+    assert_eq!((again.last_seq, again.last_position), (4, end + 1));
+    let Verification::Intact(head) = log.verify(kept).await.unwrap() else {
+        panic!("the chain does not verify after the next append")
+    };
+    assert_eq!(head.version, 4);
+    log.close().await.unwrap();
+}
+
+/// Given a process killed between checkpoints whose first groups sled
+/// holds only in part (a checkpoint's flush or a full io buffer caught the
+/// writer inside a group: its first event and its index entries, then only
+/// the second's index entry, no head), when the log is opened, then each
+/// group is written again whole from its record: every chain verifies to
+/// the last acknowledged event and every event is still to be published.
+#[tokio::test]
+async fn given_sled_holding_part_of_a_recorded_group_when_the_log_is_opened_then_the_record_completes_it()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = killed_after_acknowledging(dir.path());
+    // The bytes the writer stored for the first event, as a replay of a
+    // copy of the directory writes them.
+    let copy = tempfile::tempdir().unwrap();
+    for entry in walk(dir.path()) {
+        let to = copy.path().join(entry.strip_prefix(dir.path()).unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &to).unwrap();
+    }
+    EventLog::open(copy.path())
+        .await
+        .unwrap()
+        .close()
+        .await
+        .unwrap();
+    let first = crate::tamper::open_raw(copy.path())
+        .open_tree(layout::EVENTS)
+        .unwrap()
+        .get(layout::event_key(stream, 1))
+        .unwrap()
+        .expect("the copy's first event");
+
+    let db = crate::tamper::open_raw(dir.path());
+    // Whatever sled's files hold of the groups already (they reach them
+    // when sled likes) is taken out first: sled is made to hold no more of
+    // them than the part below.
+    for tree in [
+        layout::GLOBAL,
+        layout::OUTBOX,
+        layout::EVENTS,
+        layout::HEADS,
+        layout::COMMANDS,
+    ] {
+        db.open_tree(tree).unwrap().clear().unwrap();
+    }
+    let global = db.open_tree(layout::GLOBAL).unwrap();
+    global
+        .insert(1u64.to_be_bytes(), &layout::pointer(stream, 1)[..])
+        .unwrap();
+    db.open_tree(layout::OUTBOX)
+        .unwrap()
+        .insert(1u64.to_be_bytes(), &layout::pointer(stream, 1)[..])
+        .unwrap();
+    db.open_tree(layout::EVENTS)
+        .unwrap()
+        .insert(layout::event_key(stream, 1), first)
+        .unwrap();
+    global
+        .insert(2u64.to_be_bytes(), &layout::pointer(stream, 2)[..])
+        .unwrap();
+    db.flush().unwrap();
+    drop((global, db));
+
+    let log = EventLog::open(dir.path()).await.unwrap();
+    assert_eq!(log.last_position(), GROUPS);
+    let Verification::Intact(head) = log.verify(stream).await.unwrap() else {
+        panic!("the chain does not verify after the replay")
+    };
+    assert_eq!(head.version, GROUPS);
+    let waiting: Vec<u64> = log
+        .outbox(100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.global_position)
+        .collect();
+    assert_eq!(waiting, (1..=GROUPS).collect::<Vec<_>>());
+    log.close().await.unwrap();
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
 }
