@@ -30,12 +30,13 @@
 //!   record each and one fdatasync, and only then answers the callers (who
 //!   wait on a oneshot). Deciding the next group overlaps with syncing the
 //!   previous one.
-//!   Nothing that may wait on the disk runs on the async executor: reads
-//!   go to tokio's blocking pool, except reads of the newest events, which
-//!   are served from the decoded copy the writer keeps of them
+//!   Reads go to tokio's blocking pool, so that a read waiting on the disk
+//!   never holds up the async executor, except reads of the newest events,
+//!   which are served from the decoded copy the writer keeps of them
 //!   (`log/recent.rs`), and the point reads each append triggers (the
-//!   outbox, whether positions were published, a consumer's inbox), which
-//!   sled answers from pages in memory (`EventLog::inline`).
+//!   outbox and whether the tail's positions were published, when their
+//!   events are among those newest; a consumer's inbox), which sled
+//!   answers from pages in memory nearly always (`EventLog::inline`).
 //! - **Consumers' inbox records** ([`EventLog::record_applied`]) are
 //!   written without a flush of their own and made durable by the next
 //!   group that appends: a crash may only make a message be applied again,

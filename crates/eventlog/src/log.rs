@@ -915,8 +915,7 @@ impl EventLog {
     /// # Errors
     /// [`Error::Storage`].
     pub async fn for_bus(&self, positions: Vec<u64>) -> Result<HashSet<u64>, Error> {
-        // Inline: point reads of the newest positions.
-        self.inline(move |t| {
+        fn marked(t: &Trees, positions: Vec<u64>) -> Result<HashSet<u64>, Error> {
             let mut marked = HashSet::new();
             for position in positions {
                 let key = position.to_be_bytes();
@@ -925,7 +924,18 @@ impl EventLog {
                 }
             }
             Ok(marked)
-        })
+        }
+        // A page at the log's tail (the relay keeping up) is read on this
+        // thread: the newest keys, in memory. An older page (the relay
+        // catching up after the bus was away) may need sled to read pages
+        // from the disk: the blocking pool.
+        let (Some(&from), Some(&to)) = (positions.iter().min(), positions.iter().max()) else {
+            return Ok(HashSet::new());
+        };
+        if self.recent().holds(from, to) {
+            return self.inline(move |t| marked(t, positions));
+        }
+        self.blocking(move |t| marked(t, positions)).await
     }
 
     /// Puts the events at `positions` in the outbox, for the relay to
@@ -1047,8 +1057,9 @@ impl EventLog {
     /// [`Error::Storage`].
     pub async fn is_applied(&self, consumer: &str, message_id: &str) -> Result<bool, Error> {
         let key = layout::inbox_key(consumer, message_id);
-        // Inline: one point read (message ids grow with time, so the
-        // newest pages).
+        // Inline: one point read, of the newest keys nearly always (a
+        // consumer takes messages in order, and their ids grow with time);
+        // a redelivery of an old message may find its leaf on the disk.
         self.inline(move |t| Ok(t.inbox.contains_key(key)?))
     }
 
@@ -1141,7 +1152,8 @@ impl EventLog {
 
     /// Runs `f` on the caller's thread: for the few reads every
     /// acknowledged append triggers, of small trees whose newest pages sled
-    /// keeps in memory (the outbox, the newest published and inbox keys).
+    /// keeps in memory (the outbox, the published keys of the tail, the
+    /// inbox keys of new messages).
     /// Each would otherwise hand a closure of microseconds to tokio's
     /// blocking pool and back, waking two threads: those three reads were 6
     /// of the 9 such hand-offs per hotline report intake made (counted with

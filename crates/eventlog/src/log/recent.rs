@@ -63,6 +63,14 @@ impl Recent {
         Some(self.events.iter().skip(skip).take(limit).cloned().collect())
     }
 
+    /// Whether every position from `from` to `to` is held.
+    pub(crate) fn holds(&self, from: u64, to: u64) -> bool {
+        match (self.first(), self.events.back()) {
+            (Some(first), Some(last)) => first <= from && to <= last.global_position,
+            _ => false,
+        }
+    }
+
     /// The event at global position `position`, if held.
     pub(crate) fn at(&self, position: u64) -> Option<Envelope> {
         let skip = usize::try_from(position.checked_sub(self.first()?)?).ok()?;
@@ -116,6 +124,16 @@ mod tests {
         recent.extend(vec![at(20)]);
         assert_eq!(positions(recent.read(5, 10)), None);
         assert_eq!(positions(recent.read(20, 10)), Some(vec![20]));
+    }
+
+    #[test]
+    fn a_range_is_held_only_when_both_ends_are() {
+        let mut recent = Recent::default();
+        assert!(!recent.holds(1, 1), "nothing held yet");
+        recent.extend((5..=9).map(at).collect());
+        assert!(recent.holds(5, 9) && recent.holds(6, 6));
+        assert!(!recent.holds(4, 9), "starts before the run");
+        assert!(!recent.holds(5, 10), "ends after the run");
     }
 
     #[test]
