@@ -272,6 +272,38 @@ pub struct Parked {
     pub payload: Vec<u8>,
 }
 
+/// Up to `limit` events of the outbox, at positions up to `through`, in
+/// global order. The outbox's keys are positions: the newest events come
+/// from memory (`log/recent.rs`); an older one is read from sled when
+/// `from_sled`, else the answer is `None` (the caller asks again where a
+/// read from the disk may wait).
+fn outbox_page(
+    t: &Trees,
+    recent: &Mutex<Recent>,
+    limit: usize,
+    through: u64,
+    from_sled: bool,
+) -> Result<Option<Vec<Envelope>>, Error> {
+    let mut events = Vec::new();
+    for item in t.outbox.iter().take(limit) {
+        let (key, pointer) = item?;
+        let position = layout::decode_u64(&key)?;
+        if position > through {
+            break;
+        }
+        let held = recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .at(position);
+        match held {
+            Some(event) => events.push(event),
+            None if from_sled => events.push(t.event_at(&pointer)?),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(events))
+}
+
 impl EventLog {
     /// Opens (or creates) the log in directory `path` with default options.
     ///
@@ -796,48 +828,15 @@ impl EventLog {
         // The outbox holds only what is not published yet, whose events
         // are nearly always the newest, decoded in memory
         // (`log/recent.rs`): then it is read on this thread. When one of
-        // them is older (the bus was away), the page is read from sled on
-        // the blocking pool.
-        let newest = self.inline(|t| {
-            let recent = self.recent();
-            let mut events = Vec::new();
-            for item in t.outbox.iter().take(limit) {
-                let (key, _) = item?;
-                let position = layout::decode_u64(&key)?;
-                if position > through {
-                    break;
-                }
-                match recent.at(position) {
-                    Some(event) => events.push(event),
-                    None => return Ok(None),
-                }
-            }
-            Ok(Some(events))
-        })?;
-        if let Some(events) = newest {
+        // them is older (the bus was away), the page is read again with
+        // sled's help on the blocking pool.
+        let recent = &self.inner.recent;
+        if let Some(events) = self.inline(|t| outbox_page(t, recent, limit, through, false))? {
             return Ok(events);
         }
-        let recent = self.inner.recent.clone();
+        let recent = recent.clone();
         self.blocking(move |t| {
-            // The outbox's keys are positions: the newest events come from
-            // memory, older ones from sled.
-            let mut events = Vec::new();
-            for item in t.outbox.iter().take(limit) {
-                let (key, pointer) = item?;
-                let position = layout::decode_u64(&key)?;
-                if position > through {
-                    break;
-                }
-                let held = recent
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .at(position);
-                match held {
-                    Some(event) => events.push(event),
-                    None => events.push(t.event_at(&pointer)?),
-                }
-            }
-            Ok(events)
+            outbox_page(t, &recent, limit, through, true).map(|events| events.unwrap_or_default())
         })
         .await
     }
