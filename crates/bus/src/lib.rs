@@ -28,6 +28,8 @@
 //! - [`logstream`]: every event of a log on its own stream ([`LogRelay`]),
 //!   the record a shortened log is repaired from and a data directory
 //!   rebuilt from ([`logstream::catch_up`]).
+//! - [`partition`]: one province's share of a national deployment: its
+//!   own streams and lease key.
 //! - [`replicas`]: a stream's stalled replicas in a cluster, and the step-down
 //!   of its leader that restarts their catch-up.
 //! - `consumer`: [`ConsumerSpec`], [`Handler`], [`run_consumer`].
@@ -54,6 +56,7 @@ mod health;
 pub mod kv;
 pub mod lease;
 pub mod logstream;
+pub mod partition;
 mod publish;
 mod relay;
 pub mod replicas;
