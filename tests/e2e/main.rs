@@ -15,6 +15,7 @@ mod hardening;
 mod intake;
 mod logstream;
 mod metrics;
+mod partition;
 mod privacy;
 mod reference;
 mod referral;

@@ -9,13 +9,19 @@
 //!
 //! Each alert is published once per event it comes from: the message id is
 //! `alert:<event id>`, so a redelivered event does not alert twice.
+//!
+//! In a partition (a province's processes, [`crate::partition`]) the
+//! alerts go on the partition's own alert stream, `BAOVE_ALERT_<P>`, on
+//! `baove.p.<p>.alert.<kind>.<recipient>` (`baove.p.vn-92.alert.deadline.vn:31135`):
+//! whoever watches a unit across partitions subscribes to
+//! `baove.p.*.alert.deadline.<unit>`.
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use baove_domain::case::DeadlineKind;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::ALERT;
+use crate::StreamSpec;
 
 /// A payload published on the alert stream.
 pub trait Alert: Serialize {
@@ -87,18 +93,21 @@ impl Alert for ReferralAlert {
     }
 }
 
-/// The subject of an alert of kind `A` to `recipient`.
+/// The subject of an alert of kind `A` to `recipient` on `stream`
+/// ([`crate::ALERT`], or a partition's: [`crate::partition::Partition::stream`]).
 #[must_use]
-pub fn subject<A: Alert>(recipient: &str) -> String {
-    format!("{}.{}.{recipient}", ALERT.prefix, A::KIND)
+pub fn subject<A: Alert>(stream: StreamSpec, recipient: &str) -> String {
+    format!("{}.{}.{recipient}", stream.prefix, A::KIND)
 }
 
-/// Publishes `alert` to `recipient` and waits for the stream's ack.
+/// Publishes `alert` to `recipient` on `stream` (the alert stream: [`crate::ALERT`]
+/// or a partition's) and waits for the stream's ack.
 ///
 /// # Errors
 /// The publish or its ack failed (retry: the message id dedupes).
 pub async fn publish<A: Alert>(
     js: &jetstream::Context,
+    stream: StreamSpec,
     recipient: &str,
     alert: &A,
 ) -> Result<(), String> {
@@ -106,7 +115,7 @@ pub async fn publish<A: Alert>(
     let message = PublishMessage::build()
         .payload(payload.into())
         .message_id(format!("alert:{}", alert.event_id()));
-    js.send_publish(subject::<A>(recipient), message)
+    js.send_publish(subject::<A>(stream, recipient), message)
         .await
         .map_err(|e| format!("alert publish: {e}"))?
         .await
@@ -139,12 +148,17 @@ mod tests {
         let back: DeadlineAlert = serde_json::from_value(json).unwrap();
         assert_eq!(back, alert);
         assert_eq!(
-            subject::<DeadlineAlert>("vn:31135"),
+            subject::<DeadlineAlert>(crate::ALERT, "vn:31135"),
             "baove.alert.deadline.vn:31135"
         );
         assert_eq!(
-            subject::<ReferralAlert>("vn:92/cong-an"),
+            subject::<ReferralAlert>(crate::ALERT, "vn:92/cong-an"),
             "baove.alert.referral.vn:92/cong-an"
+        );
+        let partition = crate::partition::Partition::new("vn:92").unwrap();
+        assert_eq!(
+            subject::<DeadlineAlert>(partition.stream(crate::ALERT), "vn:31135"),
+            "baove.p.vn-92.alert.deadline.vn:31135"
         );
         let referral = ReferralAlert {
             referral_id: Uuid::from_u128(3),

@@ -1,5 +1,6 @@
 //! Leases: which process of a service is the active, in a JetStream
-//! key-value bucket (`BAOVE_LEASES`, key = the service's name) whose
+//! key-value bucket (`BAOVE_LEASES`, key = the service's name, or
+//! `<service>.<partition>` in a partition: [`crate::partition`]) whose
 //! entries do not expire on the server: a lease ends when its holder
 //! stops renewing it, as the other processes see it.
 //!

@@ -222,6 +222,13 @@ key_table! {
     /// The active's gRPC address, which a standby names when it refuses a
     /// write (`BAOVE_ACTIVE_ADDR`, metadata `baove-active`).
     active_addr: Option<String>, "BAOVE_ACTIVE_ADDR", ALL_SERVICES, optional, "";
+    /// The province whose records this process keeps (`BAOVE_PARTITION`,
+    /// its unit id in the reference data, e.g. `vn:92`); none (the
+    /// default): one partition holding every province. Its streams and its
+    /// lease are that partition's own, so each province has its own active
+    /// (docs/cluster.md, "Partitions"); intake refuses a report for another
+    /// province. Every process of one service and partition sets the same.
+    partition: Option<String>, "BAOVE_PARTITION", ALL_SERVICES, optional, "";
     /// How long shutdown waits for in-flight requests after health went
     /// NOT_SERVING (`BAOVE_DRAIN_SECS`); default 10.
     drain_secs: u64, "BAOVE_DRAIN_SECS", ALL_SERVICES, default(10),
@@ -458,6 +465,15 @@ impl Config {
                 rule: "must be a non-empty name without spaces or '+' (it names the checkpoints' signing key)",
             });
         }
+        if let Some(partition) = self.partition.as_ref().filter(|p| !p.trim().is_empty())
+            && baove_bus::partition::Partition::new(partition).is_err()
+        {
+            return Err(ConfigError::Env {
+                variable: "partition (BAOVE_PARTITION)",
+                value: partition.clone(),
+                rule: "must be a province's unit id such as vn:92 (ASCII letters, digits, ':', '-' and '_', at most 32 characters)",
+            });
+        }
         if !(1..=5).contains(&self.stream_replicas) {
             return Err(ConfigError::Env {
                 variable: "stream_replicas (BAOVE_STREAM_REPLICAS)",
@@ -473,6 +489,7 @@ impl Config {
         }
         let not_blank = |text: &String| !text.trim().is_empty();
         self.active_addr = self.active_addr.filter(not_blank);
+        self.partition = self.partition.filter(not_blank);
         self.otlp_endpoint = self.otlp_endpoint.filter(not_blank);
         self.nats_user = self.nats_user.filter(not_blank);
         self.checkpoint_secs = self.checkpoint_secs.max(1);
@@ -528,6 +545,37 @@ impl Config {
                     self.reference_dir.display()
                 )
             })
+    }
+
+    /// The partition this process keeps ([`Config::partition`]), checked
+    /// against the reference data `directory`: it must name a province
+    /// there (a unit with no parent).
+    ///
+    /// # Errors
+    /// When it names no unit, or a unit below a province; the message names
+    /// the setting, the value and the rule.
+    pub fn partition_in(
+        &self,
+        directory: &baove_domain::reference::Directory,
+    ) -> anyhow::Result<Option<baove_bus::partition::Partition>> {
+        let Some(id) = &self.partition else {
+            return Ok(None);
+        };
+        match directory.province_of(id) {
+            Some(province) if province.id == *id => Ok(Some(
+                baove_bus::partition::Partition::new(id)
+                    .map_err(|e| anyhow::anyhow!("partition (BAOVE_PARTITION) {id:?} {e}"))?,
+            )),
+            Some(province) => anyhow::bail!(
+                "partition (BAOVE_PARTITION) {id:?} must be a province's unit id: {id} lies in province {}; set partition = {:?}",
+                province.id,
+                province.id
+            ),
+            None => anyhow::bail!(
+                "partition (BAOVE_PARTITION) {id:?} must be a province's unit id: no such unit in the reference data {}",
+                self.reference_dir.display()
+            ),
+        }
     }
 
     /// Loads the working-day calendar from [`Config::calendar_file`].

@@ -393,12 +393,14 @@ pub fn email_text(kind: &str, alert: &serde_json::Value, body: &[u8]) -> (String
     (subject, text)
 }
 
-/// Delivers the alerts of `kind` (`baove.alert.<kind>.<recipient>`) to
+/// Delivers the alerts of `kind` on the alert stream `stream`
+/// (`baove.alert.<kind>.<recipient>`, or a partition's) to
 /// `endpoints` through the durable consumer `durable` until `cancel`; a
 /// consumer that breaks is made again after a pause. Without endpoints
 /// (none configured) it returns at once.
 pub async fn run(
     bus: baove_bus::Bus,
+    stream: baove_bus::StreamSpec,
     kind: &'static str,
     durable: String,
     endpoints: Option<Arc<Endpoints>>,
@@ -416,7 +418,12 @@ pub async fn run(
     // acknowledged: a retry goes only to the others.
     let mut taken = HashMap::new();
     loop {
-        match deliver(&bus, kind, &durable, &endpoints, &http, &mut taken, &cancel).await {
+        let feed = Feed {
+            alerts: stream,
+            kind,
+            durable: &durable,
+        };
+        match deliver(&bus, feed, &endpoints, &http, &mut taken, &cancel).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(error = %e, durable = %durable, "alert delivery interrupted; starting it again");
@@ -429,22 +436,35 @@ pub async fn run(
     }
 }
 
+/// What one delivery reads: the alerts of `kind` on the alert stream
+/// `alerts`, through the durable consumer `durable`.
+#[derive(Clone, Copy)]
+struct Feed<'a> {
+    alerts: baove_bus::StreamSpec,
+    kind: &'static str,
+    durable: &'a str,
+}
+
 /// One life of the delivery consumer.
 async fn deliver(
     bus: &baove_bus::Bus,
-    kind: &'static str,
-    durable: &str,
+    feed: Feed<'_>,
     endpoints: &Endpoints,
     http: &reqwest::Client,
     taken: &mut HashMap<String, HashSet<usize>>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
+    let Feed {
+        alerts,
+        kind,
+        durable,
+    } = feed;
     let stream = bus
         .js
-        .get_stream(baove_bus::ALERT.name)
+        .get_stream(alerts.name)
         .await
-        .map_err(|e| anyhow::anyhow!("get stream {}: {e}", baove_bus::ALERT.name))?;
-    let prefix = format!("{}.{kind}.", baove_bus::ALERT.prefix);
+        .map_err(|e| anyhow::anyhow!("get stream {}: {e}", alerts.name))?;
+    let prefix = format!("{}.{kind}.", alerts.prefix);
     let consumer = stream
         .get_or_create_consumer(
             durable,

@@ -194,6 +194,15 @@ where
             "configuration key set but not read by this service (meant for another service?)"
         );
     }
+    // A partition's process restores and rebuilds that partition's log.
+    let partitioned;
+    let spec = if args.command.is_some() {
+        let directory = config.directory()?;
+        partitioned = spec.in_partition(config.partition_in(&directory)?.as_ref());
+        &partitioned
+    } else {
+        spec
+    };
     if let Some(Command::Restore {
         from_stream: true,
         trusted_key,

@@ -1,6 +1,10 @@
 //! One service process, from start-up to a clean stop.
 //!
 //! Start-up order:
+//! 0. load the reference data and check `partition` against it: a
+//!    partition's process names every stream and its lease as the
+//!    partition's ([`ServiceSpec::in_partition`], docs/cluster.md,
+//!    "Partitions");
 //! 1. open the service's event log (`<data_dir>/eventlog`), compare it with
 //!    its log stream and take what the stream holds beyond it (in a
 //!    cluster, first setting aside what the stream never stored: docs/
@@ -97,6 +101,28 @@ pub struct ServiceSpec {
     pub buckets: &'static [&'static str],
 }
 
+impl ServiceSpec {
+    /// This service as `partition` keeps it: its name becomes
+    /// `<name>.<partition>` (`intake.vn-92`: its lease key, its
+    /// checkpoints' name and origin) and each of its streams the
+    /// partition's own ([`baove_bus::partition::Partition::stream`]);
+    /// unchanged without a partition. The new names are made once per
+    /// process (they are leaked, as the spec holds `'static` names).
+    #[must_use]
+    pub fn in_partition(self, partition: Option<&baove_bus::partition::Partition>) -> Self {
+        let Some(p) = partition else { return self };
+        let other_streams: Vec<StreamSpec> =
+            self.other_streams.iter().map(|s| p.stream(*s)).collect();
+        Self {
+            name: Box::leak(p.lease_key(self.name).into_boxed_str()),
+            stream: p.stream(self.stream),
+            log_stream: p.stream(self.log_stream),
+            other_streams: Box::leak(other_streams.into_boxed_slice()),
+            ..self
+        }
+    }
+}
+
 /// What a service hands its parts at start-up.
 #[derive(Clone)]
 pub struct NodeContext {
@@ -115,6 +141,9 @@ pub struct NodeContext {
     pub access: baove_audit::access::AccessLog,
     /// The reference data (units and agencies), loaded once at start.
     pub directory: Arc<baove_domain::reference::Directory>,
+    /// The partition this process keeps (`partition`, checked against the
+    /// reference data), or `None`: every province.
+    pub partition: Option<baove_bus::partition::Partition>,
     /// Whether this process is the active (takes writes): false on a
     /// standby, and on an `auto` process until it takes the lease. Writers
     /// of the service's own (schedulers) wait for it.
@@ -125,6 +154,14 @@ pub struct NodeContext {
 }
 
 impl NodeContext {
+    /// `spec` as this process's partition keeps it: every stream a service
+    /// reads or publishes to goes through here
+    /// ([`baove_bus::partition::stream_in`]).
+    #[must_use]
+    pub fn stream(&self, spec: StreamSpec) -> StreamSpec {
+        baove_bus::partition::stream_in(self.partition.as_ref(), spec)
+    }
+
     /// Spawns `task` once this process is the active (at once on an active;
     /// never on a standby; when an `auto` process takes the lease), unless
     /// the service stops first: a writer of the service's own (a scheduler)
@@ -229,6 +266,9 @@ impl std::fmt::Debug for Consumer {
 pub struct Delivery {
     /// The alert kind ([`baove_bus::alert::Alert::KIND`]).
     pub kind: &'static str,
+    /// The alert stream ([`baove_bus::ALERT`], or the partition's:
+    /// [`NodeContext::stream`]).
+    pub stream: StreamSpec,
     /// The durable name of its consumer on the alert stream.
     pub durable: &'static str,
     /// Where they go ([`Config::alert_endpoints`]).
@@ -271,6 +311,11 @@ pub async fn run(
     shutdown: CancellationToken,
     build: impl FnOnce(&NodeContext) -> anyhow::Result<Parts>,
 ) -> anyhow::Result<()> {
+    // The reference data first: the partition is checked against it, and
+    // names every stream the log is compared with below.
+    let directory = Arc::new(config.directory()?);
+    let partition = config.partition_in(&directory)?;
+    let spec = spec.in_partition(partition.as_ref());
     let log_dir = config.data_dir.join("eventlog");
     let options = baove_eventlog::Options {
         cache_capacity: config.cache_mb.saturating_mul(1024 * 1024),
@@ -437,7 +482,6 @@ pub async fn run(
         .build_v1alpha()
         .context("failed to build the reflection service")?;
 
-    let directory = Arc::new(config.directory()?);
     let background = CancellationToken::new();
     let (bus_tx, bus_rx) = watch::channel(None);
     let context = NodeContext {
@@ -447,6 +491,7 @@ pub async fn run(
         config: config.clone(),
         access: access.clone(),
         directory: directory.clone(),
+        partition: partition.clone(),
         active: active_rx.clone(),
         bus: bus_rx,
     };

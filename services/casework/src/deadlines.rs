@@ -125,6 +125,8 @@ pub struct Alerts {
     pub log: EventLog,
     /// Where to publish.
     pub js: jetstream::Context,
+    /// The alert stream: [`baove_bus::ALERT`], or the partition's.
+    pub stream: baove_bus::StreamSpec,
     /// The reference data: the alert goes to the commune's official id
     /// (a case stored under an id of the early seed included).
     pub directory: std::sync::Arc<baove_domain::reference::Directory>,
@@ -164,7 +166,7 @@ impl Handler for Alerts {
             officer_id: state.officer_id.clone(),
             event_id: event.event_id,
         };
-        baove_bus::alert::publish(&self.js, unit, &alert)
+        baove_bus::alert::publish(&self.js, self.stream, unit, &alert)
             .await
             .map_err(HandleError::Retry)?;
         Ok(())

@@ -148,7 +148,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let consumers = vec![
             // A report from intake opens a case.
             Consumer::new(
-                baove_bus::INTAKE,
+                ctx.stream(baove_bus::INTAKE),
                 "casework",
                 Some(baove_domain::intake::INTAKE_RECORDED),
                 cases::OpenCases {
@@ -157,18 +157,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 },
             ),
             // Deadline warnings and misses become alerts to their commune.
-            Consumer::with_bus(baove_bus::CASE, "casework-alerts", None, {
+            Consumer::with_bus(ctx.stream(baove_bus::CASE), "casework-alerts", None, {
                 let (log, directory) = (ctx.log.clone(), rules.directory.clone());
+                let stream = ctx.stream(baove_bus::ALERT);
                 move |bus| deadlines::Alerts {
                     log,
                     js: bus.js.clone(),
+                    stream,
                     directory,
                 }
             }),
             // A report's confidential fields erased in intake erase the
             // case's copy of them.
             Consumer::new(
-                baove_bus::INTAKE,
+                ctx.stream(baove_bus::INTAKE),
                 "casework-erasures",
                 Some(baove_domain::intake::CONFIDENTIAL_ERASED),
                 cases::EraseText {
@@ -178,7 +180,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ),
             // The steps of a referral come back into its case.
             Consumer::new(
-                baove_bus::REFERRAL,
+                ctx.stream(baove_bus::REFERRAL),
                 "casework-referrals",
                 None,
                 cases::RecordReferralSteps {
@@ -190,6 +192,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         // Deadline alerts go to the webhooks and e-mail of their commune, if any.
         let deliveries = vec![Delivery {
             kind: <baove_bus::alert::DeadlineAlert as baove_bus::alert::Alert>::KIND,
+            stream: ctx.stream(baove_bus::ALERT),
             durable: "casework-deliveries",
             endpoints: ctx.config.alert_endpoints()?.map(Arc::new),
         }];

@@ -37,6 +37,9 @@ pub struct IntakeApi {
     clock: Clock,
     keys: Arc<KeyStore>,
     access: AccessLog,
+    /// The province this process takes reports for (its partition), or
+    /// `None`: every province.
+    partition: Option<String>,
 }
 
 impl IntakeApi {
@@ -49,6 +52,7 @@ impl IntakeApi {
         clock: Clock,
         keys: Arc<KeyStore>,
         access: AccessLog,
+        partition: Option<String>,
     ) -> Self {
         Self {
             log,
@@ -57,6 +61,7 @@ impl IntakeApi {
             clock,
             keys,
             access,
+            partition,
         }
     }
 
@@ -173,6 +178,7 @@ impl IntakeApi {
         let ctx = Context {
             directory: &self.directory,
             now_ms: (self.clock)(),
+            partition: self.partition.as_deref(),
         };
         let parsed = parse_mau_01(bad_enums, raw, &ctx)
             .map_err(|v| baove_runtime::status::violations(&v))?;
@@ -214,6 +220,7 @@ impl IntakeApi {
         let ctx = Context {
             directory: &self.directory,
             now_ms: (self.clock)(),
+            partition: self.partition.as_deref(),
         };
         let report = match parse(&ctx) {
             Ok(report) if violations.is_empty() => report,

@@ -258,13 +258,15 @@ pub fn worth_resending(
         || last_handover_at.is_none_or(|at| now_ms.saturating_sub(at) >= base_ms)
 }
 
-/// Re-publishes each report still waiting for casework: first after
+/// Re-publishes each report still waiting for casework (to `stream`,
+/// intake's own or its partition's): first after
 /// `base`, then doubling up to 10 minutes, until `cancel` fires; but only
 /// while [`worth_resending`] says so.
 pub async fn republish(
     log: EventLog,
     view: Arc<View>,
     bus: baove_bus::Bus,
+    stream: baove_bus::StreamSpec,
     base: Duration,
     cancel: CancellationToken,
 ) {
@@ -308,7 +310,7 @@ pub async fn republish(
                     continue;
                 }
             };
-            match baove_bus::publish(&js, baove_bus::INTAKE, &envelope).await {
+            match baove_bus::publish(&js, stream, &envelope).await {
                 Ok(ack) => {
                     *attempts += 1;
                     tracing::warn!(intake_id = %intake_id, attempts = *attempts, duplicate = ack.duplicate, "casework has not confirmed this intake; re-published");
@@ -316,9 +318,7 @@ pub async fn republish(
                 Err(e) => {
                     tracing::warn!(intake_id = %intake_id, error = %e, "re-publish failed; will retry");
                     // NATS may have come back without its store.
-                    if let Err(e) =
-                        baove_bus::ensure_stream(&js, baove_bus::INTAKE, bus.replicas).await
-                    {
+                    if let Err(e) = baove_bus::ensure_stream(&js, stream, bus.replicas).await {
                         tracing::debug!(error = %e, "stream not ensured yet");
                     }
                 }

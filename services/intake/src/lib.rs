@@ -83,13 +83,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             clock,
             keys,
             ctx.access.clone(),
+            ctx.partition.as_ref().map(|p| p.province().to_owned()),
         );
         let (log, cancel) = (ctx.log.clone(), ctx.cancel.clone());
         let retry = Duration::from_secs(ctx.config.handover_retry_secs.max(1));
         // Casework's answers (a case opened, closed, reopened, a referral's
         // steps) are noted on the reports they concern.
         let consumers = vec![Consumer::new(
-            baove_bus::CASE,
+            ctx.stream(baove_bus::CASE),
             "intake",
             None,
             handover::HandOver {
@@ -98,8 +99,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             },
         )];
         // A report whose hand-over has not come back is published again.
-        let on_bus: OnBus =
-            Box::new(move |bus| Box::pin(handover::republish(log, view, bus, retry, cancel)));
+        let stream = ctx.stream(baove_bus::INTAKE);
+        let on_bus: OnBus = Box::new(move |bus| {
+            Box::pin(handover::republish(log, view, bus, stream, retry, cancel))
+        });
         Ok(Parts {
             routes: tonic::service::Routes::new(api::server(api)),
             tasks: vec![follower],

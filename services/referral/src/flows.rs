@@ -177,6 +177,8 @@ pub struct Alerts {
     pub log: EventLog,
     /// Where to publish.
     pub js: jetstream::Context,
+    /// The alert stream: [`baove_bus::ALERT`], or the partition's.
+    pub stream: baove_bus::StreamSpec,
 }
 
 impl Handler for Alerts {
@@ -210,7 +212,7 @@ impl Handler for Alerts {
             urgent: state.request.urgency == r::Urgency::Urgent,
             event_id: event.event_id,
         };
-        baove_bus::alert::publish(&self.js, &to, &alert)
+        baove_bus::alert::publish(&self.js, self.stream, &to, &alert)
             .await
             .map_err(HandleError::Retry)?;
         Ok(())

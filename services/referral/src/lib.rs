@@ -88,7 +88,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let consumers = vec![
             // A referral requested in a case is offered to its agency.
             Consumer::new(
-                baove_bus::CASE,
+                ctx.stream(baove_bus::CASE),
                 "referral",
                 Some("ReferralRequested"),
                 flows::Offer {
@@ -99,17 +99,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 },
             ),
             // An escalated referral becomes an alert to its agency.
-            Consumer::with_bus(baove_bus::REFERRAL, "referral-alerts", Some("ReferralEscalated"), {
-                let log = ctx.log.clone();
-                move |bus| flows::Alerts {
-                    log,
-                    js: bus.js.clone(),
-                }
-            }),
+            Consumer::with_bus(
+                ctx.stream(baove_bus::REFERRAL),
+                "referral-alerts",
+                Some("ReferralEscalated"),
+                {
+                    let log = ctx.log.clone();
+                    let stream = ctx.stream(baove_bus::ALERT);
+                    move |bus| flows::Alerts {
+                        log,
+                        js: bus.js.clone(),
+                        stream,
+                    }
+                },
+            ),
         ];
         // Escalation alerts go to the webhooks and e-mail of their agency, if any.
         let deliveries = vec![Delivery {
             kind: <baove_bus::alert::ReferralAlert as baove_bus::alert::Alert>::KIND,
+            stream: ctx.stream(baove_bus::ALERT),
             durable: "referral-deliveries",
             endpoints: ctx.config.alert_endpoints()?.map(Arc::new),
         }];

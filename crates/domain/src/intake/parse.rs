@@ -126,6 +126,10 @@ pub struct Context<'a> {
     pub directory: &'a Directory,
     /// Now, Unix ms (injected: tests choose it).
     pub now_ms: i64,
+    /// The province whose reports this intake takes (its partition's unit
+    /// id), or `None`: every province. A report for another province is
+    /// refused, naming the province it belongs to.
+    pub partition: Option<&'a str>,
 }
 
 const NAME_MAX: usize = 200;
@@ -400,7 +404,13 @@ fn parse_facts(
             ctx.directory
                 .province_of(unit)
                 .map(|p| p.id.clone())
-                .ok_or_else(|| format!("{unit:?} belongs to no province in the reference data")),
+                .ok_or_else(|| format!("{unit:?} belongs to no province in the reference data"))
+                .and_then(|province| match ctx.partition {
+                    Some(partition) if partition != province => Err(format!(
+                        "lies in province {province}, and this intake takes the reports of province {partition} only (its partition): send the report to province {province}'s intake"
+                    )),
+                    _ => Ok(province),
+                }),
         )
     });
     let residence_place = raw

@@ -63,6 +63,11 @@ fn hotline(facts: RawFacts) -> RawHotlineReport {
 }
 
 fn parse(raw: RawHotlineReport) -> Result<Report, Violations> {
+    parse_for(raw, None)
+}
+
+/// Parses `raw` as the intake of `partition` does (`None`: every province).
+fn parse_for(raw: RawHotlineReport, partition: Option<&str>) -> Result<Report, Violations> {
     let d = directory();
     parse_hotline(
         raw,
@@ -70,6 +75,7 @@ fn parse(raw: RawHotlineReport) -> Result<Report, Violations> {
         &Context {
             directory: &d,
             now_ms: NOW,
+            partition,
         },
     )
 }
@@ -221,6 +227,31 @@ fn given_a_report_from_another_province_then_it_is_routed_to_that_province() {
 }
 
 #[test]
+fn given_the_intake_of_one_province_when_a_report_from_another_province_comes_then_it_is_refused_naming_that_province()
+ {
+    let mut raw = facts();
+    raw.incident_place.as_mut().unwrap().unit_id = "vn:00070".into();
+    let v = parse_for(hotline(raw), Some("vn:92")).unwrap_err();
+    assert_eq!(fields(&v), ["report.facts.incident_place.unit_id"]);
+    assert!(v.0[0].rule.contains("lies in province vn:01"), "{v}");
+    assert!(v.0[0].rule.contains("province vn:92 only"), "{v}");
+}
+
+#[test]
+fn given_the_intake_of_one_province_when_a_report_routed_there_comes_then_it_is_taken() {
+    // A 2024 report from a ward of former Hậu Giang goes to Cần Thơ (vn:92).
+    let mut raw = facts();
+    raw.incident_place.as_mut().unwrap().unit_id = "vn-pre2025:31318".into();
+    raw.occurred_at_ms = Some(IN_2024);
+    let report = parse_for(hotline(raw), Some("vn:92")).unwrap();
+    assert_eq!(report.facts().province_id.as_deref(), Some("vn:92"));
+    let mut raw = facts();
+    raw.incident_place.as_mut().unwrap().unit_id = "vn:00070".into();
+    let report = parse_for(hotline(raw), Some("vn:01")).unwrap();
+    assert_eq!(report.facts().province_id.as_deref(), Some("vn:01"));
+}
+
+#[test]
 fn given_a_former_commune_split_in_two_then_the_successor_of_the_address_is_required_and_checked() {
     let mut raw = facts();
     raw.incident_place.as_mut().unwrap().unit_id = "vn-pre2025:31438".into();
@@ -285,6 +316,7 @@ fn given_a_police_notification_then_agency_kind_and_case_number_are_checked() {
     let ctx = Context {
         directory: &d,
         now_ms: NOW,
+        partition: None,
     };
     let raw = RawPoliceNotification {
         police_agency_id: "vn:92/so-y-te".into(),
@@ -324,6 +356,7 @@ fn given_a_police_notification_of_a_2024_offence_then_its_occurred_at_lets_the_f
     let ctx = Context {
         directory: &d,
         now_ms: NOW,
+        partition: None,
     };
     let mut facts = facts();
     facts.incident_place.as_mut().unwrap().unit_id = "vn-pre2025:31318".into();

@@ -271,6 +271,7 @@ impl BusParts {
         for delivery in self.deliveries {
             tasks.push(tokio::spawn(crate::delivery::run(
                 bus.clone(),
+                delivery.stream,
                 delivery.kind,
                 delivery.durable.to_owned(),
                 delivery.endpoints,
