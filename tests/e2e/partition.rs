@@ -6,6 +6,9 @@
 //! refused naming the field and the province. The active of one partition
 //! killed, its standby takes over while the other partition's active goes
 //! on undisturbed. A partition that is not a province is refused at start.
+//! Under the NATS users and permissions made for two partitions
+//! (`deploy/nats/partitions.sh`), each partition's three services run and
+//! hand a report over.
 
 use baove_proto::v1 as p;
 use baove_testkit::NatsCluster;
@@ -196,4 +199,58 @@ fn a_partition_that_is_not_a_province_is_refused_at_start_naming_the_setting() {
         refused.contains("partition (BAOVE_PARTITION)") && refused.contains("province vn:92"),
         "{refused}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_nats_users_made_for_two_partitions_each_province_hands_its_reports_over() {
+    let made = std::process::Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/nats/partitions.sh"
+    ))
+    .args(["vn:92", "vn:01"])
+    .stdin(std::fs::File::open(crate::security::AUTHORIZATION).unwrap())
+    .output()
+    .unwrap();
+    assert!(made.status.success(), "{}", crate::output_text(&made));
+    let secrets = tempfile::tempdir().unwrap();
+    let (config, users) =
+        crate::security::with_passwords(String::from_utf8(made.stdout).unwrap(), secrets.path());
+    let nats = baove_testkit::NatsServer::start_with_config(&config).unwrap();
+    let start = |name: &'static str, partition: &str| {
+        let (_, file) = &users[name];
+        Service::start_with(
+            name,
+            &nats.url(),
+            tempfile::tempdir().unwrap(),
+            &[
+                ("BAOVE_PARTITION", partition.to_owned()),
+                ("BAOVE_NATS_USER", name.to_owned()),
+                ("BAOVE_NATS_PASSWORD_FILE", file.display().to_string()),
+            ],
+        )
+    };
+    let mut services = Vec::new();
+    for partition in ["vn:92", "vn:01"] {
+        for name in ["intake", "casework", "referral"] {
+            services.push(start(name, partition));
+        }
+    }
+    // Every part on the bus (streams, relays, consumers) makes progress:
+    // nothing a partition does was refused.
+    for service in &services {
+        service
+            .wait_health("baove.bus", ServingStatus::Serving)
+            .await;
+    }
+    let (can_tho, ha_noi) = (&services[0], &services[3]);
+    let in_can_tho = submit(can_tho, "users-can-tho-1").await;
+    let in_ha_noi = intake_client(ha_noi)
+        .await
+        .submit_hotline_report(hanoi_report("users-ha-noi-1"))
+        .await
+        .unwrap()
+        .into_inner()
+        .intake_id;
+    assert!(holds(&services[1], &case_of(can_tho, &in_can_tho).await).await);
+    assert!(holds(&services[4], &case_of(ha_noi, &in_ha_noi).await).await);
 }

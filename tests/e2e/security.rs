@@ -546,22 +546,37 @@ async fn a_log_rewritten_with_a_consistent_chain_no_longer_matches_an_earlier_ch
     assert!(err.contains("rewritten"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_nats_each_service_has_its_own_credentials_and_publishes_only_its_own_subjects() {
-    let secrets = tempfile::tempdir().unwrap();
-    let mut config = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../deploy/nats/authorization.conf.in"
-    ))
-    .unwrap();
-    let mut env = std::collections::HashMap::new();
+/// The NATS users and permissions of the deployment.
+pub const AUTHORIZATION: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../deploy/nats/authorization.conf.in"
+);
+
+/// Each service's user, password and password file (in `dir`), with
+/// `config` (the users and permissions) made to hold those passwords.
+pub fn with_passwords(
+    mut config: String,
+    dir: &std::path::Path,
+) -> (
+    String,
+    std::collections::HashMap<&'static str, (String, std::path::PathBuf)>,
+) {
+    let mut users = std::collections::HashMap::new();
     for service in ["intake", "casework", "referral"] {
         let password = format!("{service}-{}", uuid::Uuid::now_v7().simple());
         config = config.replace(&format!("@{}_PASSWORD@", service.to_uppercase()), &password);
-        let file = secrets.path().join(service);
+        let file = dir.join(service);
         std::fs::write(&file, &password).unwrap();
-        env.insert(service, (password, file));
+        users.insert(service, (password, file));
     }
+    (config, users)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_nats_each_service_has_its_own_credentials_and_publishes_only_its_own_subjects() {
+    let secrets = tempfile::tempdir().unwrap();
+    let config = std::fs::read_to_string(AUTHORIZATION).unwrap();
+    let (config, env) = with_passwords(config, secrets.path());
     let nats = baove_testkit::NatsServer::start_with_config(&config).unwrap();
     let start = |name: &'static str| {
         let (_, file) = &env[name];
