@@ -247,6 +247,105 @@ async fn without_a_quorum_writes_are_refused_reads_answer_and_a_retry_succeeds_o
     assert_eq!(listed.intakes.len(), 2, "{listed:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_quorum_a_refused_step_is_not_shown_until_the_cluster_stores_it() {
+    let mut cluster = NatsCluster::start().unwrap();
+    let env = [("BAOVE_STREAM_REPLICAS", "3".to_owned())];
+    let urls = cluster.urls();
+    let intake = Service::start_with("intake", &urls, tempfile::tempdir().unwrap(), &env);
+    let casework = Service::start_with("casework", &urls, tempfile::tempdir().unwrap(), &env);
+    for s in [&intake, &casework] {
+        s.wait_health("", ServingStatus::Serving).await;
+    }
+    let case_id = case_of(&intake, &submit(&intake, "shown-0").await).await;
+    let mut officer = crate::casework::Officer::of(&casework, &case_id).await;
+    let assign = |header: Option<p::CommandHeader>, assignee: &str| p::AssignOfficerRequest {
+        header,
+        assignee_id: assignee.into(),
+    };
+    let header = officer.header();
+    let assigned = officer
+        .client
+        .assign_officer(assign(header, "cb-truoc"))
+        .await;
+    officer.took(assigned).unwrap();
+    // What the officer's list shows of the case (the read model).
+    let listed = |officer_id: &'static str| {
+        let casework = &casework;
+        async move {
+            CaseServiceClient::new(casework.channel_as(&province_officer("so-yt-1")).await)
+                .list_cases(p::ListCasesRequest {
+                    officer_id: officer_id.into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .cases
+                .len()
+        }
+    };
+    assert_eq!(listed("cb-truoc").await, 1);
+
+    // Two of three nodes die. The step (it seals no text, so it needs
+    // nothing of the cluster before it is written) is written on
+    // casework's disk, and refused: the cluster cannot store it.
+    cluster.nodes[1].kill();
+    cluster.nodes[2].kill();
+    let header = officer.header();
+    let refused = officer
+        .client
+        .assign_officer(assign(header.clone(), "cb-khi-mat-da-so"))
+        .await
+        .expect_err("acknowledged without a quorum");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused}");
+    let on_disk = crate::stored_events(&casework, &case_id).await;
+    assert_eq!(
+        on_disk.last().map(|e| e.event_type.as_str()),
+        Some("OfficerAssigned")
+    );
+    // Neither the case page nor the list shows it.
+    assert_eq!(
+        officer.case().await.officer_id,
+        "cb-truoc",
+        "a step refused for want of a quorum is shown on the case page"
+    );
+    assert_eq!(listed("cb-truoc").await, 1);
+    assert_eq!(
+        listed("cb-khi-mat-da-so").await,
+        0,
+        "a step refused for want of a quorum is shown in the list"
+    );
+
+    // The quorum returns: the step reaches the cluster, the officer's
+    // retry (same request id) is answered, and both show it.
+    cluster.nodes[1].restart().unwrap();
+    cluster.nodes[2].restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match officer
+            .client
+            .assign_officer(assign(header.clone(), "cb-khi-mat-da-so"))
+            .await
+        {
+            Ok(answer) => {
+                officer.took(Ok(answer)).unwrap();
+                break;
+            }
+            Err(status) => {
+                assert!(Instant::now() < deadline, "the retry was refused: {status}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    assert_eq!(officer.case().await.officer_id, "cb-khi-mat-da-so");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while listed("cb-khi-mat-da-so").await != 1 {
+        assert!(Instant::now() < deadline, "the list never shows the step");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// One machine of the three: its NATS node (by index in the cluster) and a
 /// process of each service, every one with `role = "auto"`. What each
 /// process writes on stderr (errors, unless `TEST_LOG` says more) is kept

@@ -221,6 +221,15 @@ struct Inner {
     writer: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
     gate: std::sync::OnceLock<AckGate>,
+    /// What a reader may be shown once acks are gated, for its wake-ups
+    /// ([`EventLog::subscribe_readable`]); unset until then.
+    readable: std::sync::OnceLock<watch::Receiver<u64>>,
+    /// The last durable position when acks were gated: held before, so
+    /// readable ([`EventLog::readable_position`]).
+    gated_at: std::sync::OnceLock<u64>,
+    /// The last position an [`EventLog::import`] made durable: events
+    /// taken from another record of the log (the cluster's), stored there.
+    imported: watch::Sender<u64>,
     /// Set while a standby: the active's address; appends are refused.
     read_only: Mutex<Option<String>>,
     /// Flushes made so far ([`EventLog::syncs`]).
@@ -270,6 +279,46 @@ pub struct Parked {
     pub parked_at_ms: i64,
     /// The message as it arrived.
     pub payload: Vec<u8>,
+}
+
+/// What a reader may be shown ([`EventLog::readable_position`]): the
+/// position the cluster reached (never past the durable one), imported
+/// from it, or held when acks were gated (`floor`), whichever is furthest.
+fn readable(floor: u64, reached: u64, durable: u64, imported: u64) -> u64 {
+    reached.min(durable).max(imported).max(floor)
+}
+
+/// Moves `shown` to [`readable`] as the cluster's position (`reached`) and
+/// the imports (`imported`) move; ends when the log closes. `reached`
+/// whose sender is gone stops being followed.
+async fn follow_stored(
+    shown: watch::Sender<u64>,
+    floor: u64,
+    committed: watch::Receiver<u64>,
+    mut reached: watch::Receiver<u64>,
+    mut imported: watch::Receiver<u64>,
+) {
+    let mut following_reached = true;
+    loop {
+        let stored = readable(
+            floor,
+            *reached.borrow_and_update(),
+            *committed.borrow(),
+            *imported.borrow_and_update(),
+        );
+        shown.send_if_modified(|shown| {
+            let moved = stored > *shown;
+            *shown = (*shown).max(stored);
+            moved
+        });
+        tokio::select! {
+            changed = reached.changed(), if following_reached => {
+                following_reached = changed.is_ok();
+            }
+            changed = imported.changed() => if changed.is_err() { return },
+            () = shown.closed() => return,
+        }
+    }
 }
 
 /// Up to `limit` events of the outbox, at positions up to `through`, in
@@ -335,6 +384,9 @@ impl EventLog {
                 writer: Mutex::new(Some(writer)),
                 path,
                 gate: std::sync::OnceLock::new(),
+                readable: std::sync::OnceLock::new(),
+                gated_at: std::sync::OnceLock::new(),
+                imported: watch::channel(0).0,
                 read_only: Mutex::new(None),
                 syncs,
                 recent,
@@ -467,8 +519,65 @@ impl EventLog {
     /// position, and otherwise [`Error::NotReplicated`] after `gate.wait`:
     /// in a cluster, a command is acknowledged only once a quorum stored
     /// it. Set once; later calls are ignored. Imports are not gated.
+    ///
+    /// From now on too, [`EventLog::subscribe_readable`] shows a reader
+    /// only what the cluster stored. Call it within a tokio runtime: a
+    /// task follows `gate.reached` and the imports until the log closes.
     pub fn gate_acks(&self, gate: AckGate) {
+        // What the log held when the gate was set counts as stored: a
+        // service sets it at start, after comparing its log with the
+        // cluster's copy and setting aside what the cluster never stored.
+        // Set before the gate, so that no reader sees the gate without it.
+        let floor = self.last_position();
+        if self.inner.gated_at.set(floor).is_err() {
+            return;
+        }
+        let reached = gate.reached.clone();
         let _ = self.inner.gate.set(gate);
+        let (readable, rx) = watch::channel(floor);
+        let _ = self.inner.readable.set(rx);
+        tokio::spawn(follow_stored(
+            readable,
+            floor,
+            self.inner.committed.clone(),
+            reached,
+            self.inner.imported.subscribe(),
+        ));
+    }
+
+    /// The last position a reader may be shown: the last durable one
+    /// ([`EventLog::last_position`]) until acks are gated
+    /// ([`EventLog::gate_acks`]); after, the last one the cluster stored
+    /// (the gate's `reached`), imported from it, or held when the gate was
+    /// set, never past the durable one. A read that shows a record only up
+    /// to it never shows an event its writer was refused with
+    /// [`Error::NotReplicated`] while the cluster does not hold it; and an
+    /// append acknowledged is readable at once.
+    #[must_use]
+    pub fn readable_position(&self) -> u64 {
+        let durable = self.last_position();
+        match (self.inner.gate.get(), self.inner.gated_at.get()) {
+            (Some(gate), Some(floor)) => readable(
+                *floor,
+                *gate.reached.borrow(),
+                durable,
+                *self.inner.imported.borrow(),
+            ),
+            _ => durable,
+        }
+    }
+
+    /// A receiver that wakes (`changed().await`) when
+    /// [`EventLog::readable_position`] moves: what a read model follows.
+    /// Its value may trail that position by a moment; read the position
+    /// itself for what to show. Subscribe after the gate is set.
+    #[must_use]
+    pub fn subscribe_readable(&self) -> watch::Receiver<u64> {
+        self.inner
+            .readable
+            .get()
+            .cloned()
+            .unwrap_or_else(|| self.subscribe())
     }
 
     /// Appends envelopes made by another copy of this log (a backup being
@@ -489,16 +598,22 @@ impl EventLog {
     ///   written.
     /// - [`Error::Storage`] or [`Error::Closed`] as for [`EventLog::append`].
     pub async fn import(&self, envelopes: Vec<Envelope>) -> Result<(), Error> {
-        if envelopes.is_empty() {
+        let Some(last) = envelopes.last().map(|e| e.global_position) else {
             return Ok(());
-        }
+        };
         let (tx, rx) = oneshot::channel();
         self.inner
             .jobs
             .send(Job::Import(envelopes, tx))
             .await
             .map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
+        rx.await.map_err(|_| Error::Closed)??;
+        self.inner.imported.send_if_modified(|imported| {
+            let moved = last > *imported;
+            *imported = (*imported).max(last);
+            moved
+        });
+        Ok(())
     }
 
     /// The stream's head, or `None` when it has no events; never past

@@ -84,7 +84,9 @@ pub async fn load<A: Aggregate>(log: &EventLog, id: Uuid) -> Result<Option<(A, u
 }
 
 /// Loads record `id` as a reader sees it: with its private text opened by
-/// `private` when given ([`crate::private`]), else as [`load`].
+/// `private` when given ([`crate::private`]), else as [`load`]; and only
+/// up to [`EventLog::readable_position`] (in a cluster, what the cluster
+/// stored: never an event its writer was refused).
 ///
 /// # Errors
 /// As [`load`], as its status; those of [`PrivateText::open_all`].
@@ -93,7 +95,9 @@ pub async fn load_opened<A: Aggregate>(
     private: Option<&PrivateText>,
     id: Uuid,
 ) -> Result<Option<(A, u64)>, Status> {
+    let readable = log.readable_position();
     let mut events = events_of(log, id).await?;
+    events.retain(|e| e.global_position <= readable);
     if let Some(private) = private {
         events = private.open_all(events).await?;
     }

@@ -68,7 +68,10 @@ impl Follower {
     /// (skipping the access log and checkpoints, which are no model's
     /// business),
     /// then keeps following it (woken by the log's commit notifications, no
-    /// polling) until `cancel` fires.
+    /// polling) until `cancel` fires. Only what a reader may be shown
+    /// ([`EventLog::readable_position`], woken by
+    /// [`EventLog::subscribe_readable`]): in a cluster, what the cluster
+    /// stored, so that no read shows an event its writer was refused.
     pub async fn follow(
         &self,
         log: &EventLog,
@@ -118,11 +121,21 @@ impl Follower {
         P: FnMut(Vec<Envelope>) -> F,
         F: Future<Output = Result<(), String>>,
     {
-        let mut committed = log.subscribe();
+        let mut readable = log.subscribe_readable();
         loop {
-            committed.borrow_and_update();
+            readable.borrow_and_update();
+            let shown = log.readable_position();
             let from = *self.position.borrow() + 1;
-            match log.read_all(from, 1000).await {
+            let page = if shown < from {
+                Ok(Vec::new())
+            } else {
+                let limit = usize::try_from(shown - from + 1).map_or(1000, |n| n.min(1000));
+                log.read_all(from, limit).await.map(|mut events| {
+                    events.retain(|e| e.global_position <= shown);
+                    events
+                })
+            };
+            match page {
                 Ok(events) if !events.is_empty() => {
                     if let Err(e) = prepare(events.clone()).await {
                         tracing::warn!(error = %e, position = from, "read model cannot prepare the next events; retrying in a second");
@@ -153,7 +166,7 @@ impl Follower {
             }
             tokio::select! {
                 () = cancel.cancelled() => return,
-                changed = committed.changed() => if changed.is_err() { return },
+                changed = readable.changed() => if changed.is_err() { return },
             }
         }
     }

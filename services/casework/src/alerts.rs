@@ -56,7 +56,11 @@ impl Feed for Alerts {
         log: &EventLog,
         next: u64,
     ) -> Result<Page<p::WatchDeadlinesResponse>, Status> {
-        let events = log.read_all(next, PAGE).await.map_err(|e| from_log(&e))?;
+        // Only what a reader may be shown (in a cluster, what the cluster
+        // stored): the model holds no more.
+        let readable = log.readable_position();
+        let mut events = log.read_all(next, PAGE).await.map_err(|e| from_log(&e))?;
+        events.retain(|e| e.global_position <= readable);
         let Some(last) = events.last() else {
             return Ok(Page {
                 items: Vec::new(),

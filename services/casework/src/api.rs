@@ -262,7 +262,7 @@ impl CaseService for CaseApi {
         };
         self.access.read(&caller, &rpc, None, "list:cases").await?;
         // Read-your-writes: the model catches up with what is committed now.
-        self.cases.wait_for(self.log.last_position()).await?;
+        self.cases.wait_for(self.log.readable_position()).await?;
         let (rows, next) = self.cases.list(
             &filter,
             baove_runtime::request::cursor(&page.page_token)?,
@@ -370,7 +370,7 @@ impl CaseService for CaseApi {
         case.possible_duplicate_case_ids = if duplicates.is_empty() {
             Vec::new()
         } else {
-            self.cases.wait_for(self.log.last_position()).await?;
+            self.cases.wait_for(self.log.readable_position()).await?;
             duplicates
                 .iter()
                 .filter(|other| {

@@ -111,7 +111,8 @@ impl Reporting {
             }
             rows
         };
-        let last = self.log.last_position();
+        // What a reader may be shown: in a cluster, what the cluster stored.
+        let last = self.log.readable_position();
         if as_of > last {
             return Err(invalid_argument(
                 "as_of_position",

@@ -259,10 +259,14 @@ impl baove_runtime::history::Feed for Inbox {
         log: &EventLog,
         next: u64,
     ) -> Result<baove_runtime::history::Page<p::WatchInboxResponse>, Status> {
-        let events = log
+        // Only what a reader may be shown (in a cluster, what the cluster
+        // stored): the model holds no more.
+        let readable = log.readable_position();
+        let mut events = log
             .read_all(next, INBOX_PAGE)
             .await
             .map_err(|e| from_log(&e))?;
+        events.retain(|e| e.global_position <= readable);
         let Some(last) = events.last() else {
             return Ok(baove_runtime::history::Page {
                 items: Vec::new(),
@@ -355,7 +359,7 @@ impl ReferralService for ReferralApi {
         let page = request.page.unwrap_or_default();
         let limit = baove_runtime::request::page_size("page.page_size", page.page_size)?;
         let after = baove_runtime::request::cursor::<i64, Uuid>(&page.page_token)?;
-        let position = self.log.last_position();
+        let position = self.log.readable_position();
         self.referrals.wait_for(position).await?;
         let (rows, next) = self.referrals.inbox(
             request.agency_id.trim(),
@@ -385,7 +389,9 @@ impl ReferralService for ReferralApi {
         let rpc = baove_runtime::auth::rpc(&request);
         let id = Uuid::parse_str(request.into_inner().referral_id.trim())
             .map_err(|_| invalid_argument("referral_id", "must be a referral id (UUID)"))?;
-        self.referrals.wait_for(self.log.last_position()).await?;
+        self.referrals
+            .wait_for(self.log.readable_position())
+            .await?;
         let row = self
             .referrals
             .get(id)

@@ -105,3 +105,91 @@ async fn without_a_gate_the_whole_outbox_may_leave() {
         std::collections::HashSet::from([2, 3])
     );
 }
+
+/// Waits (up to 5 s) until `readable` shows `position`.
+async fn shows(readable: &mut tokio::sync::watch::Receiver<u64>, position: u64) {
+    let shown = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        readable.wait_for(|p| *p == position),
+    )
+    .await
+    .is_ok_and(|waited| waited.is_ok());
+    assert!(
+        shown,
+        "never readable at {position}: at {}",
+        *readable.borrow()
+    );
+}
+
+#[tokio::test]
+async fn given_gated_acks_when_an_append_is_refused_then_readers_are_not_shown_it_until_the_cluster_holds_it()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    let stream = StreamId::new();
+    // Held before the gate is set (compared with the cluster at start).
+    log.append(request(stream, ExpectedVersion::NoStream, "before", 2))
+        .await
+        .unwrap();
+    let (reached, gate) = tokio::sync::watch::channel(0);
+    log.gate_acks(baove_eventlog::AckGate {
+        reached: gate,
+        wait: std::time::Duration::from_millis(20),
+    });
+    let mut readable = log.subscribe_readable();
+    assert_eq!(*readable.borrow_and_update(), 2);
+    assert!(matches!(
+        log.append(request(stream, ExpectedVersion::Exact(2), "refused", 1))
+            .await,
+        Err(Error::NotReplicated { position: 3, .. })
+    ));
+    assert_eq!(log.last_position(), 3, "durable here all the same");
+    // Still not shown: refused, and the cluster does not hold it.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(*readable.borrow(), 2);
+    // The cluster reports an older position: nothing moves back.
+    reached.send_replace(1);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(*readable.borrow(), 2);
+    // The cluster stores it: now it may be shown.
+    reached.send_replace(3);
+    shows(&mut readable, 3).await;
+}
+
+#[tokio::test]
+async fn given_gated_acks_when_events_are_imported_from_the_cluster_then_readers_are_shown_them() {
+    // The active's log, and a standby's that imports it.
+    let active_dir = tempfile::tempdir().unwrap();
+    let active = EventLog::open(active_dir.path()).await.unwrap();
+    let stream = StreamId::new();
+    active
+        .append(request(stream, ExpectedVersion::NoStream, "a1", 3))
+        .await
+        .unwrap();
+    let standby_dir = tempfile::tempdir().unwrap();
+    let standby = EventLog::open(standby_dir.path()).await.unwrap();
+    // A standby's gate never moves: its relay does not run.
+    let (_reached, gate) = tokio::sync::watch::channel(0);
+    standby.gate_acks(baove_eventlog::AckGate {
+        reached: gate,
+        wait: std::time::Duration::from_millis(20),
+    });
+    let mut readable = standby.subscribe_readable();
+    assert_eq!(*readable.borrow_and_update(), 0);
+    standby
+        .import(active.read_all(1, 10).await.unwrap())
+        .await
+        .unwrap();
+    shows(&mut readable, 3).await;
+}
+
+#[tokio::test]
+async fn without_a_gate_readers_are_shown_every_durable_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).await.unwrap();
+    let mut readable = log.subscribe_readable();
+    log.append(request(StreamId::new(), ExpectedVersion::NoStream, "n1", 2))
+        .await
+        .unwrap();
+    shows(&mut readable, 2).await;
+}
