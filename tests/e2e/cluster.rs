@@ -247,6 +247,27 @@ async fn without_a_quorum_writes_are_refused_reads_answer_and_a_retry_succeeds_o
     assert_eq!(listed.intakes.len(), 2, "{listed:?}");
 }
 
+/// How many officers were assigned in the history of case `case_id` that
+/// `casework` sends an auditor (`AuditService.StreamHistory`, to its end).
+async fn assignments_in_history(casework: &Service, case_id: &str) -> usize {
+    use futures_util::StreamExt as _;
+    p::audit_service_client::AuditServiceClient::new(casework.channel_as(&crate::auditor()).await)
+        .stream_history(p::StreamHistoryRequest {
+            case_id: case_id.to_owned(),
+            from_seq: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .filter(|item| {
+            let assigned =
+                item.as_ref().unwrap().event.as_ref().unwrap().event_type == "OfficerAssigned";
+            std::future::ready(assigned)
+        })
+        .count()
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_quorum_a_refused_step_is_not_shown_until_the_cluster_stores_it() {
     let mut cluster = NatsCluster::start().unwrap();
@@ -304,7 +325,8 @@ async fn without_a_quorum_a_refused_step_is_not_shown_until_the_cluster_stores_i
         on_disk.last().map(|e| e.event_type.as_str()),
         Some("OfficerAssigned")
     );
-    // Neither the case page nor the list shows it.
+    // Neither the case page, nor the list, nor the case's history shows it.
+    assert_eq!(assignments_in_history(&casework, &case_id).await, 1);
     assert_eq!(
         officer.case().await.officer_id,
         "cb-truoc",
@@ -339,6 +361,7 @@ async fn without_a_quorum_a_refused_step_is_not_shown_until_the_cluster_stores_i
         }
     }
     assert_eq!(officer.case().await.officer_id, "cb-khi-mat-da-so");
+    assert_eq!(assignments_in_history(&casework, &case_id).await, 2);
     let deadline = Instant::now() + Duration::from_secs(10);
     while listed("cb-khi-mat-da-so").await != 1 {
         assert!(Instant::now() < deadline, "the list never shows the step");

@@ -366,10 +366,14 @@ where
     type Item = T;
 
     async fn page(&mut self, log: &EventLog, next: u64) -> Result<Page<T>, Status> {
-        let events = log
+        // Only what a reader may be shown: in a cluster, what the cluster
+        // stored (docs/cluster.md, "Reads during a loss of quorum").
+        let readable = log.readable_position();
+        let mut events = log
             .read_stream(self.stream, next, STREAM_PAGE)
             .await
             .map_err(|e| crate::status::from_log(&e))?;
+        events.retain(|e| e.global_position <= readable);
         if let Some(private) = &self.private {
             private.ready(&events).await?;
         }
@@ -381,7 +385,9 @@ where
 }
 
 /// Streams `feed` from `from` to a client, page by page; [`Until::Live`]
-/// then waits for each commit of the log and sends what it added. An error
+/// then waits for each move of what a reader may be shown
+/// ([`EventLog::subscribe_readable`]: each commit, or in a cluster each
+/// position the cluster stored) and sends what it added. An error
 /// ends the stream with its status. The one loop behind WatchCase,
 /// StreamHistory and WatchInbox; the caller holds the stream's permit in
 /// `hold` for as long as the loop runs.
@@ -399,7 +405,7 @@ where
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let _hold = hold;
-        let mut committed = log.subscribe();
+        let mut committed = log.subscribe_readable();
         let mut next = from.max(1);
         loop {
             committed.borrow_and_update();
