@@ -8,7 +8,8 @@
 //! on undisturbed. A partition that is not a province is refused at start.
 //! Under the NATS users and permissions made for two partitions
 //! (`deploy/nats/partitions.sh`), each partition's three services run and
-//! hand a report over.
+//! hand a report over. The command line given every process of both
+//! partitions sends a report to the one `--province` names.
 
 use baove_proto::v1 as p;
 use baove_testkit::NatsCluster;
@@ -141,6 +142,42 @@ async fn two_provinces_have_an_active_each_their_own_streams_and_cases_and_fail_
     assert!(!holds(&casework_ha_noi, &can_tho_case).await);
     assert!(holds(&casework_ha_noi, &ha_noi_case).await);
     assert!(!holds(&casework_can_tho, &ha_noi_case).await);
+
+    // The command line, given every process of both partitions, sends a
+    // report where `--province` says; without it, to the first active it
+    // finds (Hà Nội's), which refuses it naming the report's province.
+    let every = [&ha_noi, &ha_noi_standby, &can_tho, &can_tho_standby]
+        .map(|s| s.addr.clone())
+        .join(",");
+    let cli = |province: &str| {
+        std::process::Command::new(crate::bin_dir().join("baove"))
+            .args(["intake", "submit", "--file"])
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../deploy/examples/hotline-report.json"
+            ))
+            .env("BAOVE_ADDR", &every)
+            .env("BAOVE_PROVINCE", province)
+            .env("BAOVE_TOKEN", crate::hotline_operator("op-17").token())
+            .output()
+            .unwrap()
+    };
+    let refused = cli("");
+    assert!(!refused.status.success());
+    assert!(
+        crate::output_text(&refused).contains("lies in province vn:92"),
+        "{}",
+        crate::output_text(&refused)
+    );
+    let sent = cli("vn:92");
+    assert!(sent.status.success(), "{}", crate::output_text(&sent));
+    let by_cli = String::from_utf8_lossy(&sent.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("recorded intake "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no receipt in {}", crate::output_text(&sent)))
+        .to_owned();
+    assert!(holds(&casework_can_tho, &case_of(&can_tho, &by_cli).await).await);
 
     // Every stream is the partition's own; none of the unpartitioned names
     // was made.

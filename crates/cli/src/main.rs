@@ -100,6 +100,12 @@ struct Cli {
     /// failover) before giving the refusal as it is; 0: never resend.
     #[arg(long, global = true, default_value_t = 30, env = "BAOVE_WAIT_ACTIVE")]
     wait_active: u64,
+    /// In a deployment partitioned by province: of the processes --addr
+    /// names, use only those of this province's partition (its unit id,
+    /// e.g. vn:92), whose health `baove.partition.<province>` is SERVING;
+    /// intake refuses a report for another province, naming it.
+    #[arg(long, global = true, default_value = "", env = "BAOVE_PROVINCE")]
+    province: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -109,6 +115,9 @@ static CREDENTIALS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock:
 
 /// How long a call follows a moving active (`--wait-active`), set once.
 static WAIT_ACTIVE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
+/// `--province`: the partition whose processes are used, if any.
+static PROVINCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Command {
@@ -217,6 +226,7 @@ async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let _ = CREDENTIALS.set((cli.token.clone(), cli.purpose.clone()));
     let _ = WAIT_ACTIVE.set(Duration::from_secs(cli.wait_active));
+    let _ = PROVINCE.set(cli.province.trim().to_owned());
     match cli.command {
         Command::Token(command) => security::token(command),
         Command::Report(command) => report::run(&cli.addr, command).await,
@@ -440,10 +450,24 @@ async fn connect(addr: &str) -> anyhow::Result<Channel> {
         .with_context(|| format!("cannot reach {addr}"))
 }
 
+/// Whether the process on `channel` says SERVING for health `service`
+/// (within 2 s).
+async fn serving(channel: &Channel, service: String) -> bool {
+    let status = tokio::time::timeout(
+        Duration::from_secs(2),
+        HealthClient::new(channel.clone()).check(HealthCheckRequest { service }),
+    )
+    .await;
+    matches!(status, Ok(Ok(answer)) if answer.get_ref().status == ServingStatus::Serving as i32)
+}
+
 /// Of the processes of one service (a cluster's), the one whose
 /// `baove.active` health is SERVING; else the first that answers (a
 /// standby serves reads and names the active when it refuses a write).
+/// With `--province`, only the processes of that province's partition
+/// count.
 async fn active_of(addresses: &[&str]) -> anyhow::Result<(String, Channel)> {
+    let province = PROVINCE.get().map_or("", String::as_str);
     let mut reachable = None;
     let mut problems = Vec::new();
     for addr in addresses {
@@ -454,16 +478,11 @@ async fn active_of(addresses: &[&str]) -> anyhow::Result<(String, Channel)> {
                 continue;
             }
         };
-        let status = tokio::time::timeout(
-            Duration::from_secs(2),
-            HealthClient::new(channel.clone()).check(HealthCheckRequest {
-                service: "baove.active".into(),
-            }),
-        )
-        .await;
-        if let Ok(Ok(answer)) = status
-            && answer.into_inner().status == ServingStatus::Serving as i32
-        {
+        if !province.is_empty() && !serving(&channel, format!("baove.partition.{province}")).await {
+            problems.push(format!("{addr} keeps another partition than {province}'s"));
+            continue;
+        }
+        if serving(&channel, "baove.active".into()).await {
             return Ok(((*addr).to_owned(), channel));
         }
         reachable.get_or_insert(((*addr).to_owned(), channel));

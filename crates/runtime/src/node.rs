@@ -67,6 +67,11 @@ use stop::Stop;
 /// Health service name that reports the NATS connection and stream.
 pub const BUS_HEALTH: &str = "baove.bus";
 
+/// Health service name, followed by a province's unit id
+/// (`baove.partition.vn:92`), that is SERVING on every process of that
+/// province's partition (`partition`), and unknown elsewhere.
+pub const PARTITION_HEALTH: &str = "baove.partition.";
+
 /// Health service name that is SERVING on the process that takes writes
 /// (the active) and NOT_SERVING on a standby: what a load balancer routes
 /// writes by.
@@ -445,6 +450,16 @@ pub async fn run(
     names.extend(spec.grpc_services);
     set_all(&reporter, &names, ServingStatus::Serving).await;
     set_status(&reporter, BUS_HEALTH, ServingStatus::NotServing).await;
+    // Which partition it keeps: how a client given every partition's
+    // processes picks one province's (`baove --province`).
+    if let Some(partition) = &partition {
+        set_status(
+            &reporter,
+            &format!("{PARTITION_HEALTH}{}", partition.province()),
+            ServingStatus::Serving,
+        )
+        .await;
+    }
     // Where a load balancer sends writes: SERVING on the active only.
     set_status(
         &reporter,
