@@ -57,7 +57,10 @@ pub async fn referral_client(s: &Service) -> ReferralServiceClient<crate::AuthCh
     ReferralServiceClient::new(s.channel().await)
 }
 
-/// Waits (up to 30 s) for the referral to reach `agency`'s inbox.
+/// Waits (up to 30 s) for the referral to reach `agency`'s inbox, asking
+/// again after UNAVAILABLE as a client does (a referral service started
+/// again answers so for a referral whose key it has not read from NATS
+/// until it is connected).
 pub async fn in_inbox(
     client: &mut ReferralServiceClient<crate::AuthChannel>,
     agency: &str,
@@ -65,14 +68,21 @@ pub async fn in_inbox(
 ) -> p::Referral {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let inbox = client
+        let listed = client
             .list_inbox(p::ListInboxRequest {
                 agency_id: agency.into(),
                 ..Default::default()
             })
-            .await
-            .unwrap()
-            .into_inner();
+            .await;
+        let inbox = match listed {
+            Ok(inbox) => inbox.into_inner(),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                assert!(Instant::now() < deadline, "{agency}'s inbox: {status}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(status) => panic!("{agency}'s inbox: {status}"),
+        };
         if let Some(found) = inbox.referrals.into_iter().find(|r| r.referral_id == id) {
             return found;
         }
