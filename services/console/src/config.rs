@@ -39,6 +39,12 @@ pub struct Config {
         default_value = "http://127.0.0.1:50053"
     )]
     pub referral: String,
+    /// In a deployment partitioned by province: the province this console
+    /// serves (its unit id, e.g. vn:92). Of the processes given, only
+    /// those of its partition are used (health
+    /// `baove.partition.<province>` SERVING). Empty: no partitions.
+    #[arg(long, env = "BAOVE_CONSOLE_PROVINCE", default_value = "")]
+    pub province: String,
     /// The token issuers' public keys (PEM files, separated by commas): the
     /// same keys the services trust. A token that does not verify is not
     /// signed in.

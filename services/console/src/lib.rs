@@ -121,9 +121,9 @@ impl App {
             verifier: Verifier::new(&keys),
             dev_issuer,
             sessions: Sessions::default(),
-            intake: upstream::Upstream::new(&config.intake)?,
-            casework: upstream::Upstream::new(&config.casework)?,
-            referral: upstream::Upstream::new(&config.referral)?,
+            intake: upstream::Upstream::new(&config.intake, &config.province)?,
+            casework: upstream::Upstream::new(&config.casework, &config.province)?,
+            referral: upstream::Upstream::new(&config.referral, &config.province)?,
             config,
         }))
     }

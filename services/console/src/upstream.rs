@@ -7,6 +7,10 @@
 //! failover the console follows the new active within seconds. A call
 //! made in between is refused UNAVAILABLE and the page says to send again
 //! (every form carries its request id, so nothing is recorded twice).
+//!
+//! In a deployment partitioned by province the console serves one
+//! province (`--province`): of the processes it is given, it takes only
+//! those whose health `baove.partition.<province>` is SERVING.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,16 +28,20 @@ pub struct Upstream {
     addrs: Vec<String>,
     channels: Vec<Channel>,
     active: AtomicUsize,
+    /// The health name a process of the served province's partition is
+    /// SERVING on (`baove.partition.<province>`), if one is served.
+    partition: Option<String>,
 }
 
 impl Upstream {
     /// The processes at `addrs` (one address, or several separated by
     /// commas), connected lazily; the first is taken as active until the
-    /// watcher knows better.
+    /// watcher knows better. With `province` (non-empty), only the
+    /// processes of that province's partition are taken.
     ///
     /// # Errors
     /// No address, or one that is not a URI.
-    pub fn new(addrs: &str) -> anyhow::Result<Arc<Self>> {
+    pub fn new(addrs: &str, province: &str) -> anyhow::Result<Arc<Self>> {
         let addrs: Vec<String> = addrs
             .split(',')
             .map(str::trim)
@@ -50,10 +58,12 @@ impl Upstream {
                     .connect_lazy())
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let province = province.trim();
         Ok(Arc::new(Self {
             addrs,
             channels,
             active: AtomicUsize::new(0),
+            partition: (!province.is_empty()).then(|| format!("baove.partition.{province}")),
         }))
     }
 
@@ -76,24 +86,21 @@ impl Upstream {
             .min(self.addrs.len() - 1)]
     }
 
-    /// Asks each process whether it is active; takes the first that says
-    /// SERVING. Nothing changes when none does (a failover in progress), or
-    /// when there is only one process.
+    /// Asks each process (of the served province's partition, if one is
+    /// served) whether it is active; takes the first that says SERVING.
+    /// Nothing changes when none does (a failover in progress), or when
+    /// there is only one process.
     pub async fn refresh(&self) {
         if self.channels.len() < 2 {
             return;
         }
         for (i, channel) in self.channels.iter().enumerate() {
-            let answer = tokio::time::timeout(
-                WATCH_EVERY,
-                HealthClient::new(channel.clone()).check(HealthCheckRequest {
-                    service: "baove.active".into(),
-                }),
-            )
-            .await;
-            if let Ok(Ok(answer)) = answer
-                && answer.into_inner().status == ServingStatus::Serving as i32
+            if let Some(partition) = &self.partition
+                && !serving(channel, partition).await
             {
+                continue;
+            }
+            if serving(channel, "baove.active").await {
                 if self.active.swap(i, Ordering::Relaxed) != i {
                     tracing::info!(active = %self.addrs[i], "calls now go to this process");
                 }
@@ -118,19 +125,67 @@ impl Upstream {
     }
 }
 
+/// Whether the process on `channel` says SERVING for health `service`
+/// (within [`WATCH_EVERY`]).
+async fn serving(channel: &Channel, service: &str) -> bool {
+    let answer = tokio::time::timeout(
+        WATCH_EVERY,
+        HealthClient::new(channel.clone()).check(HealthCheckRequest {
+            service: service.into(),
+        }),
+    )
+    .await;
+    matches!(answer, Ok(Ok(answer)) if answer.get_ref().status == ServingStatus::Serving as i32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A process's health service on a free loopback port, SERVING on
+    /// `serving`: its address.
+    async fn health_server(serving: &[&str]) -> String {
+        let (reporter, service) = tonic_health::server::health_reporter();
+        for name in serving {
+            reporter
+                .set_service_status(*name, tonic_health::ServingStatus::Serving)
+                .await;
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn given_two_partitions_actives_then_the_served_provinces_is_taken() {
+        let ha_noi = health_server(&["baove.active", "baove.partition.vn:01"]).await;
+        let can_tho_standby = health_server(&["baove.partition.vn:92"]).await;
+        let can_tho = health_server(&["baove.active", "baove.partition.vn:92"]).await;
+        let every = format!("{can_tho_standby},{ha_noi},{can_tho}");
+        let serving_can_tho = Upstream::new(&every, "vn:92").unwrap_or_else(|e| panic!("{e}"));
+        serving_can_tho.refresh().await;
+        assert_eq!(serving_can_tho.active_addr(), can_tho);
+        // Without a province, the first active there is (not the first
+        // address, taken until the watcher knows better).
+        let any = Upstream::new(&every, "").unwrap_or_else(|e| panic!("{e}"));
+        any.refresh().await;
+        assert_eq!(any.active_addr(), ha_noi);
+    }
+
     #[tokio::test]
     async fn given_addresses_then_each_is_a_process_and_the_first_is_taken_until_known() {
-        let up = Upstream::new(" http://127.0.0.1:1, http://127.0.0.1:2 ,")
+        let up = Upstream::new(" http://127.0.0.1:1, http://127.0.0.1:2 ,", "")
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(up.active_addr(), "http://127.0.0.1:1");
         // Nobody answers: nothing changes.
         up.refresh().await;
         assert_eq!(up.active_addr(), "http://127.0.0.1:1");
-        assert!(Upstream::new(" , ").is_err());
-        assert!(Upstream::new("not a uri with spaces").is_err());
+        assert!(Upstream::new(" , ", "").is_err());
+        assert!(Upstream::new("not a uri with spaces", "").is_err());
     }
 }
