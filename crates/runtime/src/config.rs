@@ -549,11 +549,12 @@ impl Config {
 
     /// The partition this process keeps ([`Config::partition`]), checked
     /// against the reference data `directory`: it must name a province
-    /// there (a unit with no parent).
+    /// there (a unit with no parent) that has not ended (whose records
+    /// now go to its successor).
     ///
     /// # Errors
-    /// When it names no unit, or a unit below a province; the message names
-    /// the setting, the value and the rule.
+    /// When it names no unit, a unit below a province, or a province that
+    /// has ended; the message names the setting, the value and the rule.
     pub fn partition_in(
         &self,
         directory: &baove_domain::reference::Directory,
@@ -562,6 +563,12 @@ impl Config {
             return Ok(None);
         };
         match directory.province_of(id) {
+            Some(province) if province.id == *id && !province.successors.is_empty() => {
+                anyhow::bail!(
+                    "partition (BAOVE_PARTITION) {id:?} must be a province in force: {id} has ended, and its reports go to {}; set partition to that",
+                    province.successors.join(" or ")
+                )
+            }
             Some(province) if province.id == *id => Ok(Some(
                 baove_bus::partition::Partition::new(id)
                     .map_err(|e| anyhow::anyhow!("partition (BAOVE_PARTITION) {id:?} {e}"))?,
@@ -672,6 +679,36 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
         f
+    }
+
+    #[test]
+    fn given_a_partition_then_only_a_province_in_force_is_taken_and_a_refusal_names_the_rule() {
+        let f = file(&format!(
+            "listen = \"127.0.0.1:1\"\ndata_dir = \"/a\"\nnats_url = \"nats://x:1\"\nauth_public_keys = [\"/k.pem\"]\nreference_dir = \"{}/../../deploy/reference\"\n",
+            env!("CARGO_MANIFEST_DIR")
+        ));
+        let with = |partition: &'static str| {
+            let config = Config::load_with(Some(f.path()), move |n| {
+                (n == "BAOVE_PARTITION").then(|| partition.to_owned())
+            })
+            .unwrap();
+            let directory = config.directory().unwrap();
+            config
+                .partition_in(&directory)
+                .map(|p| p.map(|p| p.token().to_owned()))
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(with("vn:92"), Ok(Some("vn-92".to_owned())));
+        assert_eq!(with(""), Ok(None));
+        let commune = with("vn:31135").unwrap_err();
+        assert!(commune.contains("lies in province vn:92"), "{commune}");
+        let ended = with("vn-pre2025:93").unwrap_err();
+        assert!(
+            ended.contains("has ended") && ended.contains("vn:92"),
+            "{ended}"
+        );
+        let unknown = with("vn:999").unwrap_err();
+        assert!(unknown.contains("no such unit"), "{unknown}");
     }
 
     #[test]
