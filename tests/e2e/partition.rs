@@ -9,7 +9,8 @@
 //! Under the NATS users and permissions made for two partitions
 //! (`deploy/nats/partitions.sh`), each partition's three services run and
 //! hand a report over. The command line given every process of both
-//! partitions sends a report to the one `--province` names.
+//! partitions sends a report to the one `--province` names, or, without
+//! it, to the province the report's commune lies in.
 
 use baove_proto::v1 as p;
 use baove_testkit::NatsCluster;
@@ -129,6 +130,15 @@ async fn two_provinces_have_an_active_each_their_own_streams_and_cases_and_fail_
         "{}",
         refused.message()
     );
+    // Named apart, for a client that knows Hà Nội's processes to send it
+    // there unchanged.
+    assert_eq!(
+        refused
+            .metadata()
+            .get("baove-partition")
+            .and_then(|v| v.to_str().ok()),
+        Some("vn:01")
+    );
     let in_ha_noi = intake_client(&ha_noi)
         .await
         .submit_hotline_report(hanoi_report("partition-ha-noi-1"))
@@ -144,8 +154,11 @@ async fn two_provinces_have_an_active_each_their_own_streams_and_cases_and_fail_
     assert!(!holds(&casework_can_tho, &ha_noi_case).await);
 
     // The command line, given every process of both partitions, sends a
-    // report where `--province` says; without it, to the first active it
-    // finds (Hà Nội's), which refuses it naming the report's province.
+    // report where `--province` says. Without it, to the first active it
+    // finds (Hà Nội's), which refuses it naming the report's province, and
+    // then, unchanged, to that province's active: a national hotline
+    // operator need not know the province. With `--province` naming
+    // another, the refusal is shown as it is.
     let every = [&ha_noi, &ha_noi_standby, &can_tho, &can_tho_standby]
         .map(|s| s.addr.clone())
         .join(",");
@@ -162,22 +175,38 @@ async fn two_provinces_have_an_active_each_their_own_streams_and_cases_and_fail_
             .output()
             .unwrap()
     };
-    let refused = cli("");
+    let refused = cli("vn:01");
     assert!(!refused.status.success());
     assert!(
         crate::output_text(&refused).contains("lies in province vn:92"),
         "{}",
         crate::output_text(&refused)
     );
-    let sent = cli("vn:92");
-    assert!(sent.status.success(), "{}", crate::output_text(&sent));
-    let by_cli = String::from_utf8_lossy(&sent.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("recorded intake "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no receipt in {}", crate::output_text(&sent)))
-        .to_owned();
-    assert!(holds(&casework_can_tho, &case_of(&can_tho, &by_cli).await).await);
+    let receipt = |sent: &std::process::Output| {
+        assert!(sent.status.success(), "{}", crate::output_text(sent));
+        String::from_utf8_lossy(&sent.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("recorded intake "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no receipt in {}", crate::output_text(sent)))
+            .to_owned()
+    };
+    let routed = cli("");
+    assert!(
+        crate::output_text(&routed).contains(&format!(
+            "province vn:92's partition: sent, unchanged, to its process at {}",
+            can_tho.addr
+        )),
+        "{}",
+        crate::output_text(&routed)
+    );
+    let by_routing = receipt(&routed);
+    let routed_case = case_of(&can_tho, &by_routing).await;
+    assert!(holds(&casework_can_tho, &routed_case).await);
+    assert!(!holds(&casework_ha_noi, &routed_case).await);
+    // The same file (its request id, the file's hash) sent where
+    // `--province` says: the report recorded once, its first receipt.
+    assert_eq!(receipt(&cli("vn:92")), by_routing);
 
     // Every stream is the partition's own; none of the unpartitioned names
     // was made.

@@ -18,6 +18,15 @@
 //! connection dropped, after it sent the headers). Nothing of such an
 //! answer reached the caller, so it is sent again like a refusal.
 //!
+//! In a deployment partitioned by province, a refusal whose only fault is
+//! the partition (intake refuses a report about a commune of another
+//! province, naming that province in `baove-partition`) is sent, unchanged,
+//! to the active process of that province's partition among the addresses
+//! given, and the channel's later calls go there too; not when
+//! `--province` chose the partition (the refusal is then shown as it is).
+//! A national hotline operator so needs only every intake's address, not
+//! the province of each report.
+//!
 //! It gives up after `--wait-active` and returns the last answer as it
 //! was. With one address and no `baove-active` in the refusal, the answer
 //! is returned at once, as without this channel. Only the start of a call
@@ -41,6 +50,8 @@ use tower::ServiceExt as _;
 
 /// The header a standby's refusal names the active in.
 const ACTIVE: &str = "baove-active";
+/// The header a refusal names the partition that takes the request in.
+const PARTITION: &str = "baove-partition";
 
 /// The first pause before asking the addresses again; it doubles up to
 /// [`MAX_PAUSE`].
@@ -54,6 +65,9 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) struct Following {
     addresses: Arc<[String]>,
     current: Arc<Mutex<(String, Channel)>>,
+    /// The partition a refusal sent the calls to (`baove-partition`), whose
+    /// active is then the one followed.
+    routed: Arc<Mutex<Option<String>>>,
     wait: Duration,
 }
 
@@ -69,8 +83,46 @@ impl Following {
         Self {
             addresses: addresses.into(),
             current: Arc::new(Mutex::new((addr, channel))),
+            routed: Arc::new(Mutex::new(None)),
             wait,
         }
+    }
+
+    fn routed(&self) -> Option<String> {
+        self.routed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The partition whose processes are followed: the one a refusal sent
+    /// the calls to, else `--province`'s, else any.
+    fn partition(&self) -> String {
+        self.routed()
+            .or_else(|| crate::province().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    /// Whether a refusal naming `province`'s partition is sent there: not
+    /// when `--province` chose the partition, nor with one address, nor
+    /// when the calls were already sent there.
+    async fn route(&self, province: &str) -> bool {
+        if crate::province().is_some()
+            || self.addresses.len() < 2
+            || self.routed().as_deref() == Some(province)
+        {
+            return false;
+        }
+        let addresses: Vec<&str> = self.addresses.iter().map(String::as_str).collect();
+        let Ok((addr, channel)) = crate::active_in(&addresses, province).await else {
+            return false;
+        };
+        err_out!(
+            "this is for province {province}'s partition: sent, unchanged, to its process at {addr}"
+        );
+        *self.routed.lock().unwrap_or_else(PoisonError::into_inner) = Some(province.to_owned());
+        self.moved_to(addr, channel);
+        true
     }
 
     fn current(&self) -> (String, Channel) {
@@ -108,7 +160,10 @@ impl Following {
             };
             let named = match &answer {
                 Ok(response) => match refusal(response) {
-                    None => return answer,
+                    None => match elsewhere(response) {
+                        Some(province) if self.route(&province).await => continue,
+                        _ => return answer,
+                    },
                     Some(named) => named,
                 },
                 Err(_) => None,
@@ -134,7 +189,7 @@ impl Following {
             tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
             pause = (pause * 2).min(MAX_PAUSE);
             let addresses: Vec<&str> = self.addresses.iter().map(String::as_str).collect();
-            if let Ok((addr, channel)) = crate::active_of(&addresses).await {
+            if let Ok((addr, channel)) = crate::active_in(&addresses, &self.partition()).await {
                 self.moved_to(addr, channel);
             }
         }
@@ -190,6 +245,25 @@ fn refusal(response: &http::Response<Body>) -> Option<Option<String>> {
             .filter(|a| !a.is_empty())
             .map(str::to_owned),
     )
+}
+
+/// The province a refusal names as the one whose partition takes the
+/// request (`baove-partition`), when `response` is an INVALID_ARGUMENT
+/// refusal naming one.
+fn elsewhere(response: &http::Response<Body>) -> Option<String> {
+    let headers = response.headers();
+    let invalid = headers
+        .get("grpc-status")
+        .is_some_and(|s| s.as_bytes() == b"3");
+    if !invalid {
+        return None;
+    }
+    headers
+        .get(PARTITION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
 }
 
 impl tower::Service<http::Request<Body>> for Following {
@@ -364,6 +438,98 @@ mod tests {
         let refused = ask(following(&[&refusing]).await).await.unwrap_err();
         assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
         assert_eq!(refused.message(), "not the active");
+    }
+
+    /// A process of another partition: refuses every call as intake
+    /// refuses a report about another province, naming the partition
+    /// that takes it.
+    #[derive(Clone)]
+    struct OtherProvince {
+        takes: &'static str,
+    }
+
+    impl tonic::server::NamedService for OtherProvince {
+        const NAME: &'static str = "grpc.health.v1.Health";
+    }
+
+    impl tower::Service<http::Request<Body>> for OtherProvince {
+        type Response = http::Response<Body>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<Body>) -> Self::Future {
+            let mut status = tonic::Status::invalid_argument("lies in another province");
+            status
+                .metadata_mut()
+                .insert(super::PARTITION, self.takes.parse().unwrap());
+            std::future::ready(Ok(status.into_http()))
+        }
+    }
+
+    /// The active process of `province`'s partition.
+    async fn active_of_partition(province: &str) -> String {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("baove.active", ServingStatus::Serving)
+            .await;
+        reporter
+            .set_service_status(
+                format!("baove.partition.{province}"),
+                ServingStatus::Serving,
+            )
+            .await;
+        serve(health).await
+    }
+
+    #[tokio::test]
+    async fn given_a_refusal_naming_the_partition_that_takes_it_then_it_is_sent_to_that_partitions_active()
+     {
+        let ha_noi = serve(OtherProvince { takes: "vn:92" }).await;
+        let other = active_of_partition("vn:01").await;
+        let can_tho = active_of_partition("vn:92").await;
+        let channel = following(&[&ha_noi, &other, &can_tho]).await;
+        let answer = ask(channel.clone()).await.unwrap();
+        assert_eq!(answer, ServingStatus::Serving as i32);
+        assert_eq!(channel.current().0, can_tho);
+        assert_eq!(channel.routed().as_deref(), Some("vn:92"));
+    }
+
+    #[tokio::test]
+    async fn given_a_refusal_naming_a_partition_none_of_the_addresses_keeps_then_it_is_returned_as_it_was()
+     {
+        let ha_noi = serve(OtherProvince { takes: "vn:92" }).await;
+        let other = active_of_partition("vn:01").await;
+        let refused = ask(following(&[&ha_noi, &other]).await).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+        // With one address there is nowhere else to send it.
+        let refused = ask(following(&[&ha_noi]).await).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    }
+
+    #[test]
+    fn given_a_partition_named_on_another_refusal_than_invalid_argument_then_it_is_not_followed() {
+        assert_eq!(
+            super::elsewhere(&answer(&[
+                ("grpc-status", "3"),
+                ("baove-partition", "vn:92")
+            ])),
+            Some("vn:92".to_owned())
+        );
+        assert_eq!(
+            super::elsewhere(&answer(&[
+                ("grpc-status", "7"),
+                ("baove-partition", "vn:92")
+            ])),
+            None
+        );
+        assert_eq!(super::elsewhere(&answer(&[("grpc-status", "3")])), None);
     }
 
     fn answer(headers: &[(&'static str, &str)]) -> http::Response<Body> {

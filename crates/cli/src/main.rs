@@ -103,7 +103,9 @@ struct Cli {
     /// In a deployment partitioned by province: of the processes --addr
     /// names, use only those of this province's partition (its unit id,
     /// e.g. vn:92), whose health `baove.partition.<province>` is SERVING;
-    /// intake refuses a report for another province, naming it.
+    /// intake refuses a report for another province, naming it. Without
+    /// it, such a refusal is sent on, unchanged, to the active of the
+    /// province it names, when --addr names that province's processes.
     #[arg(long, global = true, default_value = "", env = "BAOVE_PROVINCE")]
     province: String,
     #[command(subcommand)]
@@ -467,7 +469,21 @@ async fn serving(channel: &Channel, service: String) -> bool {
 /// With `--province`, only the processes of that province's partition
 /// count.
 async fn active_of(addresses: &[&str]) -> anyhow::Result<(String, Channel)> {
-    let province = PROVINCE.get().map_or("", String::as_str);
+    active_in(addresses, PROVINCE.get().map_or("", String::as_str)).await
+}
+
+/// `--province`: the partition its processes are chosen from, if one was
+/// given (then a refusal naming another partition is shown as it is).
+pub(crate) fn province() -> Option<&'static str> {
+    PROVINCE.get().map(String::as_str).filter(|p| !p.is_empty())
+}
+
+/// [`active_of`] among the processes of `province`'s partition (any
+/// process when `province` is empty).
+pub(crate) async fn active_in(
+    addresses: &[&str],
+    province: &str,
+) -> anyhow::Result<(String, Channel)> {
     let mut reachable = None;
     let mut problems = Vec::new();
     for addr in addresses {

@@ -10,6 +10,9 @@ pub struct Violation {
     pub field: String,
     /// The rule, in words an operator understands.
     pub rule: String,
+    /// When the field is wrong only for this partition: the province whose
+    /// partition takes the request as it is ([`Violations::add_elsewhere`]).
+    pub elsewhere: Option<String>,
 }
 
 /// Every violation found in one request, in the order found.
@@ -30,7 +33,36 @@ impl Violations {
         self.0.push(Violation {
             field: field.into(),
             rule: rule.into(),
+            elsewhere: None,
         });
+    }
+
+    /// Records that `field` breaks `rule` only because this process keeps
+    /// another partition than `province`'s: the request as it is belongs
+    /// to `province`'s (a report about a commune of another province).
+    pub fn add_elsewhere(
+        &mut self,
+        field: impl Into<String>,
+        rule: impl Into<String>,
+        province: impl Into<String>,
+    ) {
+        self.0.push(Violation {
+            field: field.into(),
+            rule: rule.into(),
+            elsewhere: Some(province.into()),
+        });
+    }
+
+    /// The province whose partition takes the request when that is all
+    /// that is wrong with it (one violation, [`Self::add_elsewhere`]'s): a
+    /// client that knows that province's processes may send it there
+    /// unchanged. `None` when anything else must be fixed first.
+    #[must_use]
+    pub fn only_elsewhere(&self) -> Option<&str> {
+        match self.0.as_slice() {
+            [only] => only.elsewhere.as_deref(),
+            _ => None,
+        }
     }
 
     /// Keeps `result`'s value, or records its error against `field`.

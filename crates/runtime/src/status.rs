@@ -10,6 +10,13 @@ pub const CURRENT_VERSION_KEY: &str = "baove-current-version";
 /// Metadata of a standby's refusal: the active's address.
 pub const ACTIVE_KEY: &str = "baove-active";
 
+/// Metadata of a refusal whose only fault is the partition it was sent to
+/// (a report about a commune of another province): the province whose
+/// partition takes the request unchanged
+/// ([`baove_domain::Violations::only_elsewhere`]). The CLI and the console,
+/// given that province's processes, send it there.
+pub const PARTITION_KEY: &str = "baove-partition";
+
 /// Maps an event log error to its status: conflict → `ABORTED` (with the
 /// current version in the message and in `baove-current-version`), bad input
 /// → `INVALID_ARGUMENT` with a `BadRequest` field violation, storage,
@@ -146,7 +153,13 @@ pub fn violations(violations: &baove_domain::Violations) -> Status {
         [one] => format!("invalid {}: {}", one.field, one.rule),
         _ => format!("invalid request: {shown}"),
     };
-    Status::with_error_details(Code::InvalidArgument, message, details)
+    let mut status = Status::with_error_details(Code::InvalidArgument, message, details);
+    if let Some(province) = violations.only_elsewhere()
+        && let Ok(value) = province.parse()
+    {
+        status.metadata_mut().insert(PARTITION_KEY, value);
+    }
+    status
 }
 
 #[cfg(test)]
@@ -172,6 +185,30 @@ mod tests {
         let unknown = refusal("");
         assert_eq!(unknown.code(), Code::Unavailable);
         assert!(unknown.metadata().get(ACTIVE_KEY).is_none());
+    }
+
+    #[test]
+    fn a_refusal_names_the_partition_that_takes_the_request_only_when_nothing_else_is_wrong() {
+        let partition = |v: &baove_domain::Violations| {
+            violations(v)
+                .metadata()
+                .get(PARTITION_KEY)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let mut elsewhere = baove_domain::Violations::default();
+        elsewhere.add_elsewhere(
+            "report.facts.incident_place.unit_id",
+            "lies in province vn:01",
+            "vn:01",
+        );
+        assert_eq!(violations(&elsewhere).code(), Code::InvalidArgument);
+        assert_eq!(partition(&elsewhere).as_deref(), Some("vn:01"));
+        let mut also = elsewhere.clone();
+        also.add("report.facts.occurred_at", "is in the future");
+        assert_eq!(partition(&also), None);
+        let plain = baove_domain::Violations::one("report.facts.occurred_at", "is in the future");
+        assert_eq!(partition(&plain), None);
     }
 
     #[test]

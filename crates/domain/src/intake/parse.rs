@@ -399,19 +399,30 @@ fn parse_facts(
         )
     });
     let province_id = responsible_unit_id.as_deref().and_then(|unit| {
-        v.check(
-            format!("{path}.incident_place.unit_id"),
-            ctx.directory
-                .province_of(unit)
-                .map(|p| p.id.clone())
-                .ok_or_else(|| format!("{unit:?} belongs to no province in the reference data"))
-                .and_then(|province| match ctx.partition {
-                    Some(partition) if partition != province => Err(format!(
+        let field = format!("{path}.incident_place.unit_id");
+        let Some(province) = ctx.directory.province_of(unit).map(|p| p.id.clone()) else {
+            v.add(
+                field,
+                format!("{unit:?} belongs to no province in the reference data"),
+            );
+            return None;
+        };
+        match ctx.partition {
+            // Said apart from the other rules (`add_elsewhere`): the
+            // report is right as it is, for that province's intake, to
+            // which a client knowing its processes sends it unchanged.
+            Some(partition) if partition != province => {
+                v.add_elsewhere(
+                    field,
+                    format!(
                         "lies in province {province}, and this intake takes the reports of province {partition} only (its partition): send the report to province {province}'s intake"
-                    )),
-                    _ => Ok(province),
-                }),
-        )
+                    ),
+                    &province,
+                );
+                None
+            }
+            _ => Some(province),
+        }
     });
     let residence_place = raw
         .residence_place

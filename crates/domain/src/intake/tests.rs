@@ -235,6 +235,34 @@ fn given_the_intake_of_one_province_when_a_report_from_another_province_comes_th
     assert_eq!(fields(&v), ["report.facts.incident_place.unit_id"]);
     assert!(v.0[0].rule.contains("lies in province vn:01"), "{v}");
     assert!(v.0[0].rule.contains("province vn:92 only"), "{v}");
+    // All that is wrong with it: a client may send it to vn:01 unchanged.
+    assert_eq!(v.only_elsewhere(), Some("vn:01"));
+}
+
+#[test]
+fn given_the_intake_of_one_province_when_a_report_from_another_province_has_another_fault_then_it_is_not_sent_on()
+ {
+    let mut raw = facts();
+    raw.incident_place.as_mut().unwrap().unit_id = "vn:00070".into();
+    raw.occurred_at_ms = Some(NOW + 86_400_000);
+    let v = parse_for(hotline(raw), Some("vn:92")).unwrap_err();
+    assert_eq!(
+        fields(&v),
+        [
+            "report.facts.occurred_at",
+            "report.facts.incident_place.unit_id"
+        ]
+    );
+    // Sent to vn:01's intake, it would be refused there for the date.
+    assert_eq!(v.only_elsewhere(), None);
+}
+
+#[test]
+fn given_a_report_refused_for_a_rule_of_its_own_then_no_other_partition_takes_it() {
+    let mut raw = facts();
+    raw.occurred_at_ms = Some(NOW + 86_400_000);
+    let v = parse_for(hotline(raw), Some("vn:92")).unwrap_err();
+    assert_eq!(v.only_elsewhere(), None, "{v}");
 }
 
 #[test]
