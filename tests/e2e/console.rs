@@ -285,17 +285,47 @@ fn start_console(system: &System, referral: &Service) -> Service {
         "console",
         &system.nats.url(),
         tempfile::tempdir().unwrap(),
-        &[
-            ("BAOVE_CONSOLE_LISTEN", "127.0.0.1:0".into()),
-            ("BAOVE_CONSOLE_INTAKE", system.intake.addr.clone()),
-            ("BAOVE_CONSOLE_CASEWORK", system.casework.addr.clone()),
-            ("BAOVE_CONSOLE_REFERRAL", referral.addr.clone()),
-            (
-                "BAOVE_CONSOLE_DEV_ISSUER_KEY",
-                crate::keys().dir.join("issuer.pem").display().to_string(),
-            ),
-        ],
+        &console_env(
+            &system.intake.addr,
+            &system.casework.addr,
+            &referral.addr,
+            "",
+        ),
     )
+}
+
+/// Fills the Mẫu 01 form on the console at `base` with a call about
+/// `child` in commune `unit` (the fewest fields a report needs), and sends it.
+async fn report_by_phone(browser: &Client, base: &str, child: &str, unit: &str) {
+    browser.goto(&format!("{base}/bao-cao/moi")).await.unwrap();
+    choose(browser, "channel", "1").await;
+    fill(browser, "child_name", child).await;
+    fill(browser, "child_age", "8").await;
+    choose(browser, "child_sex", "3").await;
+    fill(browser, "incident_unit", unit).await;
+    fill(browser, "narrative", "Hàng xóm báo trẻ bị đánh nhiều lần.").await;
+    click(browser, "button.primary").await;
+}
+
+/// A console's settings: the services' addresses (each `a,b` when
+/// several), the province it serves (empty: none), the test issuer.
+fn console_env(
+    intake: &str,
+    casework: &str,
+    referral: &str,
+    province: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("BAOVE_CONSOLE_LISTEN", "127.0.0.1:0".into()),
+        ("BAOVE_CONSOLE_INTAKE", intake.to_owned()),
+        ("BAOVE_CONSOLE_CASEWORK", casework.to_owned()),
+        ("BAOVE_CONSOLE_REFERRAL", referral.to_owned()),
+        ("BAOVE_CONSOLE_PROVINCE", province.to_owned()),
+        (
+            "BAOVE_CONSOLE_DEV_ISSUER_KEY",
+            crate::keys().dir.join("issuer.pem").display().to_string(),
+        ),
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -948,19 +978,12 @@ async fn given_two_casework_processes_the_console_writes_to_the_active_and_follo
         "console",
         &url,
         tempfile::tempdir().unwrap(),
-        &[
-            ("BAOVE_CONSOLE_LISTEN", "127.0.0.1:0".into()),
-            ("BAOVE_CONSOLE_INTAKE", intake.addr.clone()),
-            (
-                "BAOVE_CONSOLE_CASEWORK",
-                format!("{},{}", second.addr, first.addr),
-            ),
-            ("BAOVE_CONSOLE_REFERRAL", referral.addr.clone()),
-            (
-                "BAOVE_CONSOLE_DEV_ISSUER_KEY",
-                crate::keys().dir.join("issuer.pem").display().to_string(),
-            ),
-        ],
+        &console_env(
+            &intake.addr,
+            &format!("{},{}", second.addr, first.addr),
+            &referral.addr,
+            "",
+        ),
     );
     let base = console.addr.clone();
     let driver = Driver::start();
@@ -1016,4 +1039,150 @@ async fn given_two_casework_processes_the_console_writes_to_the_active_and_follo
     wait_text(&browser, "#timeline", "Đã gặp bà ngoại").await;
     browser.close().await.unwrap();
     drop(console);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_national_console_and_two_provinces_then_a_report_is_recorded_in_the_province_of_its_commune()
+ {
+    // Two partitions on one NATS server: Hà Nội's intake (given to the
+    // console first, so the one it calls first) and Cần Thơ's, with Cần
+    // Thơ's casework. The console serves no one province: the national
+    // hotline 111.
+    let nats = baove_testkit::NatsServer::start().unwrap();
+    let url = nats.url();
+    let start = |name: &'static str, province: &str| {
+        Service::start_with(
+            name,
+            &url,
+            tempfile::tempdir().unwrap(),
+            &[("BAOVE_PARTITION", province.to_owned())],
+        )
+    };
+    let ha_noi = start("intake", "vn:01");
+    let can_tho = start("intake", "vn:92");
+    let casework_can_tho = start("casework", "vn:92");
+    for s in [&ha_noi, &can_tho, &casework_can_tho] {
+        s.wait_health(
+            "",
+            tonic_health::pb::health_check_response::ServingStatus::Serving,
+        )
+        .await;
+    }
+    let console = Service::start_with(
+        "console",
+        &url,
+        tempfile::tempdir().unwrap(),
+        &console_env(
+            &format!("{},{}", ha_noi.addr, can_tho.addr),
+            &casework_can_tho.addr,
+            &casework_can_tho.addr,
+            "",
+        ),
+    );
+    let base = console.addr.clone();
+    let driver = Driver::start();
+    let browser = driver.browser(1280, 1100).await;
+    sign_in(
+        &browser,
+        &base,
+        "op-17",
+        "hotline_operator",
+        "vn/tong-dai-111",
+    )
+    .await;
+    // A call from Ninh Kiều, Cần Thơ: the operator types the commune, not
+    // the province.
+    report_by_phone(&browser, &base, "Trần Thị Hoa", "vn:31135").await;
+    let intake_id = text_of(&browser, "#intake-id").await;
+    assert!(!intake_id.is_empty(), "no receipt");
+    // The receipt is read from Cần Thơ's intake, and reloads itself until
+    // Cần Thơ's casework opened the case.
+    let case_id = wait_until(
+        &browser,
+        "#case-id",
+        Duration::from_secs(60),
+        "a case number",
+        |shown| !shown.is_empty() && !shown.contains("đang chuyển"),
+    )
+    .await;
+    shot(&browser, "20-national-console-receipt").await;
+    let case = CaseServiceClient::new(casework_can_tho.channel_as(&crate::auditor()).await)
+        .get_case(GetCaseRequest {
+            case_id: case_id.clone(),
+        })
+        .await;
+    assert!(
+        case.is_ok(),
+        "case {case_id} not in Cần Thơ's casework: {case:?}"
+    );
+    // Recorded in Cần Thơ only: Hà Nội's intake does not know it.
+    let in_ha_noi = crate::intake::intake_client(&ha_noi)
+        .await
+        .get_intake(baove_proto::v1::GetIntakeRequest {
+            intake_id: intake_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(in_ha_noi.code(), tonic::Code::NotFound, "{in_ha_noi:?}");
+    // A call from Hà Nội, on the same console: recorded in Hà Nội.
+    report_by_phone(&browser, &base, "Lê Văn Nam", "vn:00070").await;
+    let ha_noi_intake = text_of(&browser, "#intake-id").await;
+    crate::intake::intake_client(&ha_noi)
+        .await
+        .get_intake(baove_proto::v1::GetIntakeRequest {
+            intake_id: ha_noi_intake.clone(),
+        })
+        .await
+        .unwrap();
+    // Her list has both provinces' reports, and each opens from it.
+    browser.goto(&format!("{base}/bao-cao")).await.unwrap();
+    let listed = text_of(&browser, "#intakes").await;
+    assert!(
+        listed.contains(&intake_id) && listed.contains(&ha_noi_intake),
+        "{listed}"
+    );
+    browser
+        .goto(&format!("{base}/bao-cao/{intake_id}"))
+        .await
+        .unwrap();
+    assert_eq!(text_of(&browser, "#intake-id").await, intake_id);
+
+    // Hà Nội's own console (BAOVE_CONSOLE_PROVINCE), given the same
+    // intakes, records Hà Nội's reports only: the Cần Thơ report is
+    // refused, not sent on as the national console does, the form kept,
+    // and the page says which province it is for.
+    let ha_noi_console = Service::start_with(
+        "console",
+        &url,
+        tempfile::tempdir().unwrap(),
+        &console_env(
+            &format!("{},{}", ha_noi.addr, can_tho.addr),
+            &casework_can_tho.addr,
+            &casework_can_tho.addr,
+            "vn:01",
+        ),
+    );
+    let ha_noi_base = ha_noi_console.addr.clone();
+    sign_in(
+        &browser,
+        &ha_noi_base,
+        "op-18",
+        "hotline_operator",
+        "vn/tong-dai-111",
+    )
+    .await;
+    report_by_phone(&browser, &ha_noi_base, "Trần Thị Hoa", "vn:31135").await;
+    let said = text_of(&browser, "#incident_unit-error").await;
+    assert!(
+        said.contains("thuộc tỉnh vn:92") && said.contains("chỉ ghi thông báo của tỉnh mình"),
+        "{said}"
+    );
+    assert_eq!(
+        value_of(&browser, "child_name").await.as_deref(),
+        Some("Trần Thị Hoa")
+    );
+    shot(&browser, "21-province-console-refuses-another-province").await;
+    browser.close().await.unwrap();
+    drop(console);
+    drop(ha_noi_console);
 }

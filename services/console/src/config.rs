@@ -42,7 +42,9 @@ pub struct Config {
     /// In a deployment partitioned by province: the province this console
     /// serves (its unit id, e.g. vn:92). Of the processes given, only
     /// those of its partition are used (health
-    /// `baove.partition.<province>` SERVING). Empty: no partitions.
+    /// `baove.partition.<province>` SERVING). Empty: no partitions, or
+    /// the national hotline's console, which sends a report refused as
+    /// another province's on to that province's intake.
     #[arg(long, env = "BAOVE_CONSOLE_PROVINCE", default_value = "")]
     pub province: String,
     /// The token issuers' public keys (PEM files, separated by commas): the

@@ -129,11 +129,14 @@ impl App {
     }
 
     fn with_token(up: &upstream::Upstream, token: &str) -> Result<AuthChannel, Problem> {
+        Self::authorized(up.channel(), token)
+    }
+
+    fn authorized(channel: tonic::transport::Channel, token: &str) -> Result<AuthChannel, Problem> {
         let bearer =
             Bearer::new(token, "").map_err(|e| Problem::Page(StatusCode::UNAUTHORIZED, e))?;
         Ok(tonic::service::interceptor::InterceptedService::new(
-            up.channel(),
-            bearer,
+            channel, bearer,
         ))
     }
 
@@ -144,6 +147,39 @@ impl App {
         Ok(p::intake_service_client::IntakeServiceClient::new(
             Self::with_token(&self.intake, &s.token)?,
         ))
+    }
+
+    /// intake in `province`'s partition, for a report refused as that
+    /// province's (`baove-partition`) or a receipt read there: `None` when
+    /// this console serves one province, or no process given keeps it.
+    async fn intake_in(
+        &self,
+        s: &Session,
+        province: &str,
+    ) -> Result<Option<p::intake_service_client::IntakeServiceClient<AuthChannel>>, Problem> {
+        let Some(channel) = self.intake.channel_in(province).await else {
+            return Ok(None);
+        };
+        Ok(Some(p::intake_service_client::IntakeServiceClient::new(
+            Self::authorized(channel, &s.token)?,
+        )))
+    }
+
+    /// intake in every partition's active ([`upstream::Upstream::actives`]).
+    async fn intakes(
+        &self,
+        s: &Session,
+    ) -> Result<Vec<p::intake_service_client::IntakeServiceClient<AuthChannel>>, Problem> {
+        self.intake
+            .actives()
+            .await
+            .into_iter()
+            .map(|channel| {
+                Ok(p::intake_service_client::IntakeServiceClient::new(
+                    Self::authorized(channel, &s.token)?,
+                ))
+            })
+            .collect()
     }
 
     fn casework(

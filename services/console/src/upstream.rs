@@ -10,7 +10,10 @@
 //!
 //! In a deployment partitioned by province the console serves one
 //! province (`--province`): of the processes it is given, it takes only
-//! those whose health `baove.partition.<province>` is SERVING.
+//! those whose health `baove.partition.<province>` is SERVING. Without
+//! one, calls go to the first active, and a call refused as another
+//! province's (`baove-partition`) is sent to that province's active
+//! ([`Upstream::channel_in`]): a national hotline console.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -109,6 +112,58 @@ impl Upstream {
         }
     }
 
+    /// Whether this console serves one province's partition (`--province`).
+    #[must_use]
+    pub fn serves_one_province(&self) -> bool {
+        self.partition.is_some()
+    }
+
+    /// The channel to the active process of `province`'s partition, asked
+    /// now; else to one of its processes (a standby answers reads and
+    /// names the active when it refuses a write); `None` when no process
+    /// given keeps that partition. For a call refused as another
+    /// province's: a console serving one province (`--province`) never
+    /// goes elsewhere.
+    pub async fn channel_in(&self, province: &str) -> Option<Channel> {
+        if self.partition.is_some() {
+            return None;
+        }
+        let partition = format!("baove.partition.{province}");
+        let mut reachable = None;
+        for channel in &self.channels {
+            if !serving(channel, &partition).await {
+                continue;
+            }
+            if serving(channel, "baove.active").await {
+                return Some(channel.clone());
+            }
+            reachable.get_or_insert_with(|| channel.clone());
+        }
+        reachable
+    }
+
+    /// The channels to every process that says it is active, asked now:
+    /// one per partition in a deployment partitioned by province (one in
+    /// all otherwise); the one taken as active when none says so (a
+    /// failover in progress) or when this console serves one province.
+    /// For what a national console reads from every province: the
+    /// operator's own reports.
+    pub async fn actives(&self) -> Vec<Channel> {
+        if self.partition.is_some() || self.channels.len() < 2 {
+            return vec![self.channel()];
+        }
+        let mut actives = Vec::new();
+        for channel in &self.channels {
+            if serving(channel, "baove.active").await {
+                actives.push(channel.clone());
+            }
+        }
+        if actives.is_empty() {
+            actives.push(self.channel());
+        }
+        actives
+    }
+
     /// Keeps [`Self::refresh`]ing for the life of the process, when there
     /// is more than one process to choose from.
     pub fn watch(self: &Arc<Self>) {
@@ -175,6 +230,61 @@ mod tests {
         let any = Upstream::new(&every, "").unwrap_or_else(|e| panic!("{e}"));
         any.refresh().await;
         assert_eq!(any.active_addr(), ha_noi);
+    }
+
+    /// The address `channel` reaches: asked of a process SERVING its own
+    /// address as a health name.
+    async fn reaches(channel: Channel, addr: &str) -> bool {
+        serving(&channel, addr).await
+    }
+
+    #[tokio::test]
+    async fn given_a_call_for_another_province_then_that_partitions_active_is_found_unless_one_province_is_served()
+     {
+        let start = async |names: &[&str]| {
+            // Each also SERVING on a name of its own, to tell them apart.
+            let (reporter, service) = tonic_health::server::health_reporter();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = format!("http://{}", listener.local_addr().unwrap());
+            for name in names.iter().copied().chain([addr.as_str()]) {
+                reporter
+                    .set_service_status(name, tonic_health::ServingStatus::Serving)
+                    .await;
+            }
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            );
+            addr
+        };
+        let ha_noi = start(&["baove.active", "baove.partition.vn:01"]).await;
+        let can_tho_standby = start(&["baove.partition.vn:92"]).await;
+        let can_tho = start(&["baove.active", "baove.partition.vn:92"]).await;
+        let every = format!("{ha_noi},{can_tho_standby},{can_tho}");
+        let national = Upstream::new(&every, "").unwrap_or_else(|e| panic!("{e}"));
+        assert!(!national.serves_one_province());
+        let found = national
+            .channel_in("vn:92")
+            .await
+            .expect("Cần Thơ's active");
+        assert!(reaches(found, &can_tho).await);
+        assert!(national.channel_in("vn:79").await.is_none());
+        // Only its standby given: that one (it names the active).
+        let standby_only = Upstream::new(&format!("{ha_noi},{can_tho_standby}"), "")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let found = standby_only.channel_in("vn:92").await.expect("a process");
+        assert!(reaches(found, &can_tho_standby).await);
+        // Every partition's active, in the order given, not the standby.
+        let actives = national.actives().await;
+        assert_eq!(actives.len(), 2);
+        assert!(reaches(actives[0].clone(), &ha_noi).await);
+        assert!(reaches(actives[1].clone(), &can_tho).await);
+        // A console of one province never sends a call elsewhere.
+        let ha_noi_console = Upstream::new(&every, "vn:01").unwrap_or_else(|e| panic!("{e}"));
+        assert!(ha_noi_console.serves_one_province());
+        assert!(ha_noi_console.channel_in("vn:92").await.is_none());
+        assert_eq!(ha_noi_console.actives().await.len(), 1);
     }
 
     #[tokio::test]
