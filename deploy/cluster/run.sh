@@ -63,6 +63,7 @@ mkdir -p "$state/logs" "$state/data"
 for i in 1 2 3; do mkdir -p "$state/nats-$i"; done
 
 deploy/local/ensure-nats.sh
+deploy/local/ensure-build.sh
 nats=$(command -v nats-server 2>/dev/null || echo /usr/sbin/nats-server)
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -18,6 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 deploy/local/ensure-nats.sh
+deploy/local/ensure-build.sh
 nats=$(command -v nats-server 2>/dev/null || echo /usr/sbin/nats-server)
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -12,6 +12,7 @@ mkdir -p "$state/logs" "$state/nats" "$state/data" "$state/keys"
 chmod 700 "$state/keys"
 
 deploy/local/ensure-nats.sh
+deploy/local/ensure-build.sh
 nats=$(command -v nats-server 2>/dev/null || echo /usr/sbin/nats-server)
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

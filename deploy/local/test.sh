@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 deploy/local/ensure-nats.sh
+deploy/local/ensure-build.sh
 deploy/local/ensure-browser.sh
 deploy/local/ensure-deploy-tools.sh
 cargo build --workspace --bins

@@ -308,15 +308,39 @@ pub async fn run(addr: &str, args: Load) -> anyhow::Result<()> {
 
 /// casework's next global position.
 async fn next_position(auditor: &mut AuditServiceClient<AuthChannel>) -> anyhow::Result<u64> {
-    let head = auditor
-        .read_all(ReadAllRequest {
-            from_position: 0,
-            limit: 1,
-        })
-        .await
-        .context("casework ReadAll (as an auditor)")?
-        .into_inner();
+    let head = read_all(auditor, 0, 1).await?;
     Ok(head.last_position + 1)
+}
+
+/// casework's `ReadAll` from `from`, asked again after a pause while it is
+/// refused for too many calls (an auditor may make 20 a second, in bursts
+/// of 200: a long run has more pages than that to read), for up to a
+/// minute of refusals.
+async fn read_all(
+    auditor: &mut AuditServiceClient<AuthChannel>,
+    from: u64,
+    limit: u32,
+) -> anyhow::Result<baove_proto::v1::ReadAllResponse> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = auditor
+            .read_all(ReadAllRequest {
+                from_position: from,
+                limit,
+            })
+            .await;
+        match answer {
+            Ok(page) => return Ok(page.into_inner()),
+            Err(status)
+                if status.code() == tonic::Code::ResourceExhausted && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => {
+                return Err(anyhow::Error::new(status).context("casework ReadAll (as an auditor)"));
+            }
+        }
+    }
 }
 
 /// For each submitted intake id, when casework recorded its `CaseOpened`
@@ -331,14 +355,7 @@ async fn opened_cases(
     let until = Instant::now() + settle;
     let mut opened = HashMap::new();
     while opened.len() < submitted.len() {
-        let page = auditor
-            .read_all(ReadAllRequest {
-                from_position: from,
-                limit: 1000,
-            })
-            .await
-            .context("casework ReadAll (as an auditor)")?
-            .into_inner();
+        let page = read_all(auditor, from, 1000).await?;
         for event in &page.events {
             if event.event_type == baove_domain::case::CASE_OPENED
                 && submitted.contains_key(event.correlation_id.as_str())

@@ -30,6 +30,17 @@ use baove_eventlog::{Actor, AppendRequest, EventLog, ExpectedVersion, NewEvent, 
 
 mod postgres;
 
+/// The services' allocator (`baove-runtime`'s), so that the figures are
+/// those of the log as the services run it.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+// The services' jemalloc options too (`baove-runtime`'s `JEMALLOC_OPTIONS`).
+// SAFETY: read by jemalloc once, at its start, as a NUL-terminated string.
+#[allow(unsafe_code)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static JEMALLOC_OPTIONS: &[u8; 10] = b"narenas:2\0";
+
 fn main() {
     let base = std::env::var("BAOVE_BENCH_DIR").map_or_else(|_| std::env::temp_dir(), Into::into);
     let dir = tempfile::tempdir_in(base).unwrap();
