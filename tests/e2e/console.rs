@@ -1068,17 +1068,21 @@ async fn given_a_national_console_and_two_provinces_then_a_report_is_recorded_in
         )
         .await;
     }
-    let console = Service::start_with(
-        "console",
-        &url,
-        tempfile::tempdir().unwrap(),
-        &console_env(
-            &format!("{},{}", ha_noi.addr, can_tho.addr),
-            &casework_can_tho.addr,
-            &casework_can_tho.addr,
-            "",
-        ),
-    );
+    // A console of both intakes (Hà Nội's first), serving `province`.
+    let console_of = |province: &str| {
+        Service::start_with(
+            "console",
+            &url,
+            tempfile::tempdir().unwrap(),
+            &console_env(
+                &format!("{},{}", ha_noi.addr, can_tho.addr),
+                &casework_can_tho.addr,
+                &casework_can_tho.addr,
+                province,
+            ),
+        )
+    };
+    let console = console_of("");
     let base = console.addr.clone();
     let driver = Driver::start();
     let browser = driver.browser(1280, 1100).await;
@@ -1151,17 +1155,7 @@ async fn given_a_national_console_and_two_provinces_then_a_report_is_recorded_in
     // intakes, records Hà Nội's reports only: the Cần Thơ report is
     // refused, not sent on as the national console does, the form kept,
     // and the page says which province it is for.
-    let ha_noi_console = Service::start_with(
-        "console",
-        &url,
-        tempfile::tempdir().unwrap(),
-        &console_env(
-            &format!("{},{}", ha_noi.addr, can_tho.addr),
-            &casework_can_tho.addr,
-            &casework_can_tho.addr,
-            "vn:01",
-        ),
-    );
+    let ha_noi_console = console_of("vn:01");
     let ha_noi_base = ha_noi_console.addr.clone();
     sign_in(
         &browser,

@@ -295,19 +295,23 @@ mod tests {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
 
-    /// A process whose every answer breaks after its headers: UNAVAILABLE
-    /// in the trailers (naming `active`, if any), or its body cut off.
+    /// A process that answers every call the same way.
     #[derive(Clone)]
-    struct Breaking {
-        active: Option<String>,
-        cut: bool,
+    enum Fake {
+        /// Every answer breaks after its headers: UNAVAILABLE in the
+        /// trailers (naming `active`, if any), or its body cut off.
+        Breaking { active: Option<String>, cut: bool },
+        /// A process of another partition: refuses every call as intake
+        /// refuses a report about another province, naming the partition
+        /// that takes it.
+        OtherProvince { takes: &'static str },
     }
 
-    impl tonic::server::NamedService for Breaking {
+    impl tonic::server::NamedService for Fake {
         const NAME: &'static str = "grpc.health.v1.Health";
     }
 
-    impl tower::Service<http::Request<Body>> for Breaking {
+    impl tower::Service<http::Request<Body>> for Fake {
         type Response = http::Response<Body>;
         type Error = std::convert::Infallible;
         type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
@@ -320,7 +324,17 @@ mod tests {
         }
 
         fn call(&mut self, _: http::Request<Body>) -> Self::Future {
-            let frame = if self.cut {
+            let (active, cut) = match self {
+                Self::Breaking { active, cut } => (active, *cut),
+                Self::OtherProvince { takes } => {
+                    let mut status = tonic::Status::invalid_argument("lies in another province");
+                    status
+                        .metadata_mut()
+                        .insert(super::PARTITION, takes.parse().unwrap());
+                    return std::future::ready(Ok(status.into_http()));
+                }
+            };
+            let frame = if cut {
                 Err(tonic::Status::internal("the process died"))
             } else {
                 let mut trailers = http::HeaderMap::new();
@@ -329,7 +343,7 @@ mod tests {
                     "grpc-message",
                     http::HeaderValue::from_static("not the active"),
                 );
-                if let Some(active) = &self.active {
+                if let Some(active) = active {
                     trailers.insert(super::ACTIVE, active.parse().unwrap());
                 }
                 Ok(http_body::Frame::trailers(trailers))
@@ -406,7 +420,7 @@ mod tests {
     #[tokio::test]
     async fn given_unavailable_in_the_trailers_naming_the_active_then_the_call_is_sent_there() {
         let active = active().await;
-        let refusing = serve(Breaking {
+        let refusing = serve(Fake::Breaking {
             active: Some(active.clone()),
             cut: false,
         })
@@ -418,7 +432,7 @@ mod tests {
     #[tokio::test]
     async fn given_an_answer_cut_off_after_its_headers_then_the_call_is_sent_to_the_active() {
         let active = active().await;
-        let cut = serve(Breaking {
+        let cut = serve(Fake::Breaking {
             active: None,
             cut: true,
         })
@@ -430,7 +444,7 @@ mod tests {
     #[tokio::test]
     async fn given_unavailable_in_the_trailers_with_no_other_process_then_it_is_returned_as_it_was()
     {
-        let refusing = serve(Breaking {
+        let refusing = serve(Fake::Breaking {
             active: None,
             cut: false,
         })
@@ -438,39 +452,6 @@ mod tests {
         let refused = ask(following(&[&refusing]).await).await.unwrap_err();
         assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
         assert_eq!(refused.message(), "not the active");
-    }
-
-    /// A process of another partition: refuses every call as intake
-    /// refuses a report about another province, naming the partition
-    /// that takes it.
-    #[derive(Clone)]
-    struct OtherProvince {
-        takes: &'static str,
-    }
-
-    impl tonic::server::NamedService for OtherProvince {
-        const NAME: &'static str = "grpc.health.v1.Health";
-    }
-
-    impl tower::Service<http::Request<Body>> for OtherProvince {
-        type Response = http::Response<Body>;
-        type Error = std::convert::Infallible;
-        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-
-        fn poll_ready(
-            &mut self,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-
-        fn call(&mut self, _: http::Request<Body>) -> Self::Future {
-            let mut status = tonic::Status::invalid_argument("lies in another province");
-            status
-                .metadata_mut()
-                .insert(super::PARTITION, self.takes.parse().unwrap());
-            std::future::ready(Ok(status.into_http()))
-        }
     }
 
     /// The active process of `province`'s partition.
@@ -491,7 +472,7 @@ mod tests {
     #[tokio::test]
     async fn given_a_refusal_naming_the_partition_that_takes_it_then_it_is_sent_to_that_partitions_active()
      {
-        let ha_noi = serve(OtherProvince { takes: "vn:92" }).await;
+        let ha_noi = serve(Fake::OtherProvince { takes: "vn:92" }).await;
         let other = active_of_partition("vn:01").await;
         let can_tho = active_of_partition("vn:92").await;
         let channel = following(&[&ha_noi, &other, &can_tho]).await;
@@ -504,7 +485,7 @@ mod tests {
     #[tokio::test]
     async fn given_a_refusal_naming_a_partition_none_of_the_addresses_keeps_then_it_is_returned_as_it_was()
      {
-        let ha_noi = serve(OtherProvince { takes: "vn:92" }).await;
+        let ha_noi = serve(Fake::OtherProvince { takes: "vn:92" }).await;
         let other = active_of_partition("vn:01").await;
         let refused = ask(following(&[&ha_noi, &other]).await).await.unwrap_err();
         assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
