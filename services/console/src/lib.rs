@@ -166,13 +166,12 @@ impl App {
     }
 
     /// intake in every partition's active ([`upstream::Upstream::actives`]).
-    async fn intakes(
+    fn intakes(
         &self,
         s: &Session,
     ) -> Result<Vec<p::intake_service_client::IntakeServiceClient<AuthChannel>>, Problem> {
         self.intake
             .actives()
-            .await
             .into_iter()
             .map(|channel| {
                 Ok(p::intake_service_client::IntakeServiceClient::new(

@@ -31,6 +31,11 @@ pub struct Upstream {
     addrs: Vec<String>,
     channels: Vec<Channel>,
     active: AtomicUsize,
+    /// Every process that said it is active at the watcher's last round
+    /// (one per partition in a deployment partitioned by province), by
+    /// index: what a national console reads every province from, without
+    /// asking each process again per page.
+    actives: std::sync::Mutex<Vec<usize>>,
     /// The health name a process of the served province's partition is
     /// SERVING on (`baove.partition.<province>`), if one is served.
     partition: Option<String>,
@@ -66,6 +71,7 @@ impl Upstream {
             addrs,
             channels,
             active: AtomicUsize::new(0),
+            actives: std::sync::Mutex::new(Vec::new()),
             partition: (!province.is_empty()).then(|| format!("baove.partition.{province}")),
         }))
     }
@@ -90,26 +96,35 @@ impl Upstream {
     }
 
     /// Asks each process (of the served province's partition, if one is
-    /// served) whether it is active; takes the first that says SERVING.
-    /// Nothing changes when none does (a failover in progress), or when
+    /// served) whether it is active; takes the first that says SERVING,
+    /// and keeps every one that does ([`Self::actives`]). The one taken
+    /// does not change when none does (a failover in progress), nor when
     /// there is only one process.
     pub async fn refresh(&self) {
         if self.channels.len() < 2 {
             return;
         }
-        for (i, channel) in self.channels.iter().enumerate() {
+        // All asked at once: a dead process (up to WATCH_EVERY to give up
+        // on) delays the round by that much, not by that much each.
+        let answers = futures_util::future::join_all(self.channels.iter().map(|channel| async {
             if let Some(partition) = &self.partition
                 && !serving(channel, partition).await
             {
-                continue;
+                return false;
             }
-            if serving(channel, "baove.active").await {
-                if self.active.swap(i, Ordering::Relaxed) != i {
-                    tracing::info!(active = %self.addrs[i], "calls now go to this process");
-                }
-                return;
-            }
+            serving(channel, "baove.active").await
+        }))
+        .await;
+        let actives: Vec<usize> = (0..answers.len()).filter(|&i| answers[i]).collect();
+        if let Some(&first) = actives.first()
+            && self.active.swap(first, Ordering::Relaxed) != first
+        {
+            tracing::info!(active = %self.addrs[first], "calls now go to this process");
         }
+        *self
+            .actives
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = actives;
     }
 
     /// Whether this console serves one province's partition (`--province`).
@@ -129,6 +144,12 @@ impl Upstream {
             return None;
         }
         let partition = format!("baove.partition.{province}");
+        // The processes known active first: live, and each asked once.
+        for channel in self.actives() {
+            if serving(&channel, &partition).await {
+                return Some(channel);
+            }
+        }
         let mut reachable = None;
         for channel in &self.channels {
             if !serving(channel, &partition).await {
@@ -142,24 +163,27 @@ impl Upstream {
         reachable
     }
 
-    /// The channels to every process that says it is active, asked now:
+    /// The channels to every process that said it is active at the
+    /// watcher's last round ([`Self::refresh`], every [`WATCH_EVERY`]):
     /// one per partition in a deployment partitioned by province (one in
-    /// all otherwise); the one taken as active when none says so (a
-    /// failover in progress) or when this console serves one province.
-    /// For what a national console reads from every province: the
-    /// operator's own reports.
-    pub async fn actives(&self) -> Vec<Channel> {
-        if self.partition.is_some() || self.channels.len() < 2 {
+    /// all otherwise); the one taken as active when none did (a failover in
+    /// progress, or before the first round) or when this console serves
+    /// one province. For what a national console reads from every
+    /// province: the operator's own reports.
+    #[must_use]
+    pub fn actives(&self) -> Vec<Channel> {
+        if self.partition.is_some() {
             return vec![self.channel()];
         }
-        let mut actives = Vec::new();
-        for channel in &self.channels {
-            if serving(channel, "baove.active").await {
-                actives.push(channel.clone());
-            }
-        }
+        let actives: Vec<Channel> = self
+            .actives
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|&i| self.channels[i].clone())
+            .collect();
         if actives.is_empty() {
-            actives.push(self.channel());
+            return vec![self.channel()];
         }
         actives
     }
@@ -276,7 +300,8 @@ mod tests {
         let found = standby_only.channel_in("vn:92").await.expect("a process");
         assert!(reaches(found, &can_tho_standby).await);
         // Every partition's active, in the order given, not the standby.
-        let actives = national.actives().await;
+        national.refresh().await;
+        let actives = national.actives();
         assert_eq!(actives.len(), 2);
         assert!(reaches(actives[0].clone(), &ha_noi).await);
         assert!(reaches(actives[1].clone(), &can_tho).await);
@@ -284,7 +309,7 @@ mod tests {
         let ha_noi_console = Upstream::new(&every, "vn:01").unwrap_or_else(|e| panic!("{e}"));
         assert!(ha_noi_console.serves_one_province());
         assert!(ha_noi_console.channel_in("vn:92").await.is_none());
-        assert_eq!(ha_noi_console.actives().await.len(), 1);
+        assert_eq!(ha_noi_console.actives().len(), 1);
     }
 
     #[tokio::test]

@@ -207,7 +207,7 @@ pub(crate) async fn my_reports(State(app): State<Arc<App>>, headers: HeaderMap) 
     // A national console lists the operator's reports of every province:
     // each partition's newest, merged, newest first.
     let mut intakes = Vec::new();
-    for mut intake in app.intakes(&s).await? {
+    for mut intake in app.intakes(&s)? {
         let page = intake
             .list_intakes(p::ListIntakesRequest {
                 page: Some(p::PageRequest {
@@ -256,7 +256,7 @@ pub(crate) async fn report_receipt(
     // links every province's reports alike).
     let intakes = match there {
         Some(there) => vec![there],
-        None => app.intakes(&s).await?,
+        None => app.intakes(&s)?,
     };
     let mut found = Err(tonic::Status::not_found(format!("intake {id} not found")));
     for mut intake in intakes {
