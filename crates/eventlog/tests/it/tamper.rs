@@ -154,3 +154,27 @@ async fn an_altered_event_is_reported_through_the_reopened_log() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn an_event_deleted_inside_an_append_is_named_by_a_read_of_the_global_order() {
+    // Seqs 1 to 3 of `s` were one append (positions 3 to 5), read back as
+    // one run; each of them, and the run's ends, gone in turn.
+    for seq in 1..=5 {
+        let (dir, s) = stored_stream().await;
+        {
+            let db = open_raw(dir.path());
+            db.open_tree(layout::EVENTS)
+                .unwrap()
+                .remove(layout::event_key(s, seq))
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let log = EventLog::open(dir.path()).await.unwrap();
+        let error = log.read_all(1, 100).await.unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("missing event {s}/{seq}")),
+            "deleted seq {seq}: {error}"
+        );
+        log.close().await.unwrap();
+    }
+}
