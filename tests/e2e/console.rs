@@ -1044,10 +1044,10 @@ async fn given_two_casework_processes_the_console_writes_to_the_active_and_follo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_national_console_and_two_provinces_then_a_report_is_recorded_in_the_province_of_its_commune()
  {
-    // Two partitions on one NATS server: Hà Nội's intake (given to the
-    // console first, so the one it calls first) and Cần Thơ's, with Cần
-    // Thơ's casework. The console serves no one province: the national
-    // hotline 111.
+    // Two partitions on one NATS server: Hà Nội's intake and casework
+    // (given to the console first, so the ones it calls first) and Cần
+    // Thơ's. The console serves no one province: the national hotline 111,
+    // and the officers' console of every province.
     let nats = baove_testkit::NatsServer::start().unwrap();
     let url = nats.url();
     let start = |name: &'static str, province: &str| {
@@ -1061,14 +1061,15 @@ async fn given_a_national_console_and_two_provinces_then_a_report_is_recorded_in
     let ha_noi = start("intake", "vn:01");
     let can_tho = start("intake", "vn:92");
     let casework_can_tho = start("casework", "vn:92");
-    for s in [&ha_noi, &can_tho, &casework_can_tho] {
+    let casework_ha_noi = start("casework", "vn:01");
+    for s in [&ha_noi, &can_tho, &casework_can_tho, &casework_ha_noi] {
         s.wait_health(
             "",
             tonic_health::pb::health_check_response::ServingStatus::Serving,
         )
         .await;
     }
-    // A console of both intakes (Hà Nội's first), serving `province`.
+    // A console of both partitions (Hà Nội's first), serving `province`.
     let console_of = |province: &str| {
         Service::start_with(
             "console",
@@ -1076,7 +1077,7 @@ async fn given_a_national_console_and_two_provinces_then_a_report_is_recorded_in
             tempfile::tempdir().unwrap(),
             &console_env(
                 &format!("{},{}", ha_noi.addr, can_tho.addr),
-                &casework_can_tho.addr,
+                &format!("{},{}", casework_ha_noi.addr, casework_can_tho.addr),
                 &casework_can_tho.addr,
                 province,
             ),
@@ -1138,6 +1139,14 @@ async fn given_a_national_console_and_two_provinces_then_a_report_is_recorded_in
         })
         .await
         .unwrap();
+    let ha_noi_case = wait_until(
+        &browser,
+        "#case-id",
+        Duration::from_secs(60),
+        "a case number",
+        |shown| !shown.is_empty() && !shown.contains("đang chuyển"),
+    )
+    .await;
     // Her list has both provinces' reports, and each opens from it.
     browser.goto(&format!("{base}/bao-cao")).await.unwrap();
     let listed = text_of(&browser, "#intakes").await;
@@ -1150,6 +1159,50 @@ async fn given_a_national_console_and_two_provinces_then_a_report_is_recorded_in
         .await
         .unwrap();
     assert_eq!(text_of(&browser, "#intake-id").await, intake_id);
+    sign_out(&browser).await;
+
+    // An officer on the same console, whose token names no province: the
+    // open cases of both provinces in one list, and the Cần Thơ case
+    // (whose casework is given second) opens and takes a step there.
+    sign_in(
+        &browser,
+        &base,
+        "cb-tinh-1",
+        "province_officer",
+        "vn:92/so-y-te",
+    )
+    .await;
+    browser.goto(&format!("{base}/ho-so")).await.unwrap();
+    for case in [&case_id, &ha_noi_case] {
+        text_of(&browser, &format!("#cases tr:has(a[href='/ho-so/{case}'])")).await;
+    }
+    let version_in_can_tho = async || {
+        CaseServiceClient::new(casework_can_tho.channel_as(&crate::auditor()).await)
+            .get_case(GetCaseRequest {
+                case_id: case_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .case
+            .unwrap()
+            .version
+    };
+    let before = version_in_can_tho().await;
+    browser
+        .goto(&format!("{base}/ho-so/{case_id}"))
+        .await
+        .unwrap();
+    fill(&browser, "ghi-chu-text", "Đã gọi công an phường Ninh Kiều").await;
+    click(&browser, "#step-ghi-chu button.primary").await;
+    wait_text(&browser, "#timeline", "Đã gọi công an phường Ninh Kiều").await;
+    shot(&browser, "22-national-console-case-of-another-partition").await;
+    let after = version_in_can_tho().await;
+    assert!(
+        after > before,
+        "the note is not in Cần Thơ's casework: {before} then {after}"
+    );
+    sign_out(&browser).await;
 
     // Hà Nội's own console (BAOVE_CONSOLE_PROVINCE), given the same
     // intakes, records Hà Nội's reports only: the Cần Thơ report is

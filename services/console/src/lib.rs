@@ -80,6 +80,9 @@ pub struct App {
     intake: Arc<upstream::Upstream>,
     casework: Arc<upstream::Upstream>,
     referral: Arc<upstream::Upstream>,
+    /// The province of each case a national console found: its casework
+    /// partition ([`App::case_channel`]).
+    case_provinces: upstream::Whereabouts,
 }
 
 /// The stylesheet, shipped in the binary.
@@ -124,6 +127,7 @@ impl App {
             intake: upstream::Upstream::new(&config.intake, &config.province)?,
             casework: upstream::Upstream::new(&config.casework, &config.province)?,
             referral: upstream::Upstream::new(&config.referral, &config.province)?,
+            case_provinces: upstream::Whereabouts::default(),
             config,
         }))
     }
@@ -181,12 +185,81 @@ impl App {
             .collect()
     }
 
-    fn casework(
+    /// casework in every partition's active ([`upstream::Upstream::actives`]).
+    fn caseworks(&self, s: &Session) -> Result<Vec<routes::cases::CaseClient>, Problem> {
+        self.casework
+            .actives()
+            .into_iter()
+            .map(|channel| {
+                Ok(p::case_service_client::CaseServiceClient::new(
+                    Self::authorized(channel, &s.token)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The casework process that keeps case `id`, and the case as read
+    /// when finding it took a read. The active, when there is one
+    /// partition (or this console serves one province); in a national
+    /// console over several, the active of the province noted for the case
+    /// when it was found before, else every partition's active asked at once
+    /// (`GetCase`, a read in the access log of the partition that keeps
+    /// it): the one that has it (its province noted for the next call), or
+    /// the active whose refusal is then the page's.
+    async fn case_channel(
         &self,
         s: &Session,
-    ) -> Result<p::case_service_client::CaseServiceClient<AuthChannel>, Problem> {
+        id: &str,
+    ) -> Result<(tonic::transport::Channel, Option<p::Case>), Problem> {
+        let actives = self.casework.actives();
+        if actives.len() < 2 {
+            return Ok((self.casework.channel(), None));
+        }
+        if let Some(province) = self.case_provinces.of(id)
+            && let Some(channel) = self.casework.channel_in(&province).await
+        {
+            return Ok((channel, None));
+        }
+        let asked = futures_util::future::join_all(actives.iter().map(|channel| async {
+            let mut client = p::case_service_client::CaseServiceClient::new(Self::authorized(
+                channel.clone(),
+                &s.token,
+            )?);
+            Ok::<_, Problem>(
+                client
+                    .get_case(p::GetCaseRequest {
+                        case_id: id.to_owned(),
+                    })
+                    .await,
+            )
+        }))
+        .await;
+        let mut refused = None;
+        for (channel, answer) in actives.into_iter().zip(asked) {
+            match answer? {
+                Ok(found) => {
+                    let case = found.into_inner().case.unwrap_or_default();
+                    self.case_provinces.note(id, &case.province_id);
+                    return Ok((channel, Some(case)));
+                }
+                Err(status) if status.code() != tonic::Code::NotFound => {
+                    refused.get_or_insert(channel);
+                }
+                Err(_) => {}
+            }
+        }
+        Ok((refused.unwrap_or_else(|| self.casework.channel()), None))
+    }
+
+    /// casework where case `id` is kept ([`Self::case_channel`]).
+    async fn casework_of(
+        &self,
+        s: &Session,
+        id: &str,
+    ) -> Result<routes::cases::CaseClient, Problem> {
+        let (channel, _) = self.case_channel(s, id).await?;
         Ok(p::case_service_client::CaseServiceClient::new(
-            Self::with_token(&self.casework, &s.token)?,
+            Self::authorized(channel, &s.token)?,
         ))
     }
 
@@ -208,12 +281,14 @@ impl App {
         ))
     }
 
-    fn audit(
-        &self,
+    /// casework's audit service on `channel` (the process that keeps a
+    /// case: [`Self::case_channel`]).
+    fn audit_at(
+        channel: tonic::transport::Channel,
         s: &Session,
-    ) -> Result<p::audit_service_client::AuditServiceClient<AuthChannel>, Problem> {
+    ) -> Result<routes::cases::AuditClient, Problem> {
         Ok(p::audit_service_client::AuditServiceClient::new(
-            Self::with_token(&self.casework, &s.token)?,
+            Self::authorized(channel, &s.token)?,
         ))
     }
 }
@@ -500,7 +575,7 @@ fn bad_query(e: &QueryRejection) -> Problem {
 /// `Last-Event-ID`); the stream ends at the service's first error, and the
 /// browser reconnects from the last id it saw.
 fn live_events<T: Send + 'static>(
-    stream: tonic::Streaming<T>,
+    stream: impl futures_util::Stream<Item = Result<T, tonic::Status>> + Send + 'static,
     event: impl Fn(T) -> (u64, String) + Send + 'static,
 ) -> Response {
     use futures_util::StreamExt as _;

@@ -13,7 +13,12 @@
 //! those whose health `baove.partition.<province>` is SERVING. Without
 //! one, calls go to the first active, and a call refused as another
 //! province's (`baove-partition`) is sent to that province's active
-//! ([`Upstream::channel_in`]): a national hotline console.
+//! ([`Upstream::channel_in`]): a national hotline console. Such a console
+//! is also every province's officers': their case list is each
+//! partition's, merged, and a case's pages and steps go to the casework
+//! partition that keeps it (found by asking each active once, then
+//! remembered: [`Whereabouts`]). The referral inbox and the statistics
+//! still read the first active's partition only.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -204,6 +209,44 @@ impl Upstream {
     }
 }
 
+/// The province of each record a national console has found (a case):
+/// where to send its next call without asking every partition again. At
+/// most [`Whereabouts::MOST`] kept; past it, all are forgotten and found
+/// again as they are asked for.
+#[derive(Debug, Default)]
+pub struct Whereabouts(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+impl Whereabouts {
+    /// How many records are kept.
+    pub const MOST: usize = 100_000;
+
+    /// `id` is kept in `province`'s partition (an empty province: not
+    /// known, not noted).
+    pub fn note(&self, id: &str, province: &str) {
+        if province.is_empty() {
+            return;
+        }
+        let mut known = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.len() >= Self::MOST && !known.contains_key(id) {
+            known.clear();
+        }
+        known.insert(id.to_owned(), province.to_owned());
+    }
+
+    /// The province noted for `id`.
+    #[must_use]
+    pub fn of(&self, id: &str) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+}
+
 /// Whether the process on `channel` says SERVING for health `service`
 /// (within [`WATCH_EVERY`]).
 async fn serving(channel: &Channel, service: &str) -> bool {
@@ -238,6 +281,27 @@ mod tests {
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
         format!("http://{addr}")
+    }
+
+    #[test]
+    fn given_a_record_found_in_a_province_then_its_province_is_kept_until_too_many_are() {
+        let known = Whereabouts::default();
+        known.note("case-1", "vn:92");
+        known.note("case-2", "");
+        assert_eq!(known.of("case-1").as_deref(), Some("vn:92"));
+        assert_eq!(known.of("case-2"), None, "an unknown province is not noted");
+        for i in 1..Whereabouts::MOST {
+            known.note(&format!("other-{i}"), "vn:01");
+        }
+        known.note("case-1", "vn:92");
+        assert_eq!(
+            known.of("other-1").as_deref(),
+            Some("vn:01"),
+            "at most, kept"
+        );
+        known.note("case-3", "vn:79");
+        assert_eq!(known.of("other-1"), None, "past it, forgotten");
+        assert_eq!(known.of("case-3").as_deref(), Some("vn:79"));
     }
 
     #[tokio::test]

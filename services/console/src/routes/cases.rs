@@ -10,35 +10,35 @@ pub(crate) async fn case_list(
 ) -> Page {
     let s = signed(&app, &headers)?;
     let axum::extract::Query(filter) = query.map_err(|e| bad_query(&e))?;
-    let mut casework = app.casework(&s)?;
-    match casework
-        .list_cases(p::ListCasesRequest {
-            status: p::CaseStatus::Open as i32,
-            officer_id: if filter.mine.is_some() {
-                s.claims.sub.clone()
-            } else {
-                String::new()
-            },
-            overdue: filter.overdue.is_some(),
-            page: Some(p::PageRequest {
-                page_size: 200,
-                page_token: String::new(),
-            }),
-            ..p::ListCasesRequest::default()
-        })
-        .await
-    {
-        Ok(list) => {
-            let mut cases = list.into_inner().cases;
-            cases::sort_by_urgency(&mut cases);
-            Ok(signed_page(
-                &s,
-                tr("Hồ sơ vụ việc đang xử lý"),
-                &cases::list(&cases, now_secs(), &filter),
-            ))
-        }
-        Err(status) => Err(Problem::of(&status)),
+    // A national console lists the cases of every province the user may
+    // read: each partition's, merged, most urgent first.
+    let mut cases = Vec::new();
+    for mut casework in app.caseworks(&s)? {
+        let list = casework
+            .list_cases(p::ListCasesRequest {
+                status: p::CaseStatus::Open as i32,
+                officer_id: if filter.mine.is_some() {
+                    s.claims.sub.clone()
+                } else {
+                    String::new()
+                },
+                overdue: filter.overdue.is_some(),
+                page: Some(p::PageRequest {
+                    page_size: 200,
+                    page_token: String::new(),
+                }),
+                ..p::ListCasesRequest::default()
+            })
+            .await
+            .map_err(|status| Problem::of(&status))?;
+        cases.extend(list.into_inner().cases);
     }
+    cases::sort_by_urgency(&mut cases);
+    Ok(signed_page(
+        &s,
+        tr("Hồ sơ vụ việc đang xử lý"),
+        &cases::list(&cases, now_secs(), &filter),
+    ))
 }
 
 /// The case's events, read from WatchCase up to the case's version.
@@ -99,16 +99,20 @@ pub(crate) async fn show_case(
     seen_version: Option<u64>,
     status: StatusCode,
 ) -> Page {
-    let mut casework = app.casework(s)?;
-    let current = casework
-        .get_case(p::GetCaseRequest {
-            case_id: id.clone(),
-        })
-        .await
-        .map_err(|status| Problem::of(&status))?
-        .into_inner()
-        .case
-        .unwrap_or_default();
+    let (channel, found) = app.case_channel(s, &id).await?;
+    let mut casework = CaseClient::new(App::authorized(channel.clone(), &s.token)?);
+    let current = match found {
+        Some(case) => case,
+        None => casework
+            .get_case(p::GetCaseRequest {
+                case_id: id.clone(),
+            })
+            .await
+            .map_err(|status| Problem::of(&status))?
+            .into_inner()
+            .case
+            .unwrap_or_default(),
+    };
     let case = match as_of {
         None => current.clone(),
         Some(seq) => casework
@@ -135,7 +139,7 @@ pub(crate) async fn show_case(
     };
     let mut body = cases::page(&case, &events, now_secs(), &ctx, as_of);
     if role == Role::Auditor {
-        let audit = audit_of(app, s, &id).await?;
+        let audit = audit_of(App::audit_at(channel, s)?, &id).await;
         body = html! { (body) (audit::panel(&id, &audit)) };
     }
     Ok((
@@ -145,13 +149,9 @@ pub(crate) async fn show_case(
         .into_response())
 }
 
-/// What the auditor's panel shows: each part asked on its own.
-pub(crate) async fn audit_of(
-    app: &App,
-    s: &Session,
-    case_id: &str,
-) -> Result<audit::Audit, Problem> {
-    let mut client = app.audit(s)?;
+/// What the auditor's panel shows: each part asked on its own, of the
+/// casework process that keeps the case.
+pub(crate) async fn audit_of(mut client: AuditClient, case_id: &str) -> audit::Audit {
     let chain = client
         .verify_stream(p::VerifyStreamRequest {
             stream_id: case_id.to_owned(),
@@ -181,11 +181,11 @@ pub(crate) async fn audit_of(
         .await
         .map(|r| r.into_inner().entries)
         .map_err(|e| form::code_vi(&e));
-    Ok(audit::Audit {
+    audit::Audit {
         chain,
         checkpoint,
         access,
-    })
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -241,6 +241,9 @@ pub(crate) async fn after_step<T>(
 /// A casework client with the user's token.
 pub(crate) type CaseClient = p::case_service_client::CaseServiceClient<AuthChannel>;
 
+/// casework's audit service with the user's token.
+pub(crate) type AuditClient = p::audit_service_client::AuditServiceClient<AuthChannel>;
+
 /// One step posted on a case page: the session and CSRF checked, `call`
 /// made with the posted form, then [`after_step`].
 pub(crate) async fn case_step<T>(
@@ -254,7 +257,7 @@ pub(crate) async fn case_step<T>(
 ) -> Page {
     let s = signed(app, headers)?;
     let form = posted(&s, form)?;
-    let outcome = call(&mut app.casework(&s)?, &form).await;
+    let outcome = call(&mut app.casework_of(&s, id).await?, &form).await;
     after_step(app, &s, id.to_owned(), step, &form, outcome, errors_of).await
 }
 
@@ -358,17 +361,27 @@ pub(crate) async fn deadline_events(
     query: axum::extract::Query<EventsQuery>,
 ) -> Page {
     let s = signed(&app, &headers)?;
-    let stream = app
-        .casework(&s)?
-        .watch_deadlines(p::WatchDeadlinesRequest {
-            from_position: resume_or(&query, &headers, 0),
-        })
-        .await
-        .map_err(|status| Problem::of(&status))?
-        .into_inner();
-    Ok(live_events(stream, |alert| {
-        (alert.position, alert.position.to_string())
-    }))
+    let caseworks = app.caseworks(&s)?;
+    // Positions are each partition's own: a national console over several
+    // watches each from now on (a reconnected list reloads itself anyway).
+    let from_position = if caseworks.len() > 1 {
+        0
+    } else {
+        resume_or(&query, &headers, 0)
+    };
+    let mut streams = Vec::new();
+    for mut casework in caseworks {
+        let stream = casework
+            .watch_deadlines(p::WatchDeadlinesRequest { from_position })
+            .await
+            .map_err(|status| Problem::of(&status))?
+            .into_inner();
+        streams.push(stream);
+    }
+    Ok(live_events(
+        futures_util::stream::select_all(streams),
+        |alert| (alert.position, alert.position.to_string()),
+    ))
 }
 
 /// Server-sent events: one per new event of the case (WatchCase from the
@@ -382,7 +395,8 @@ pub(crate) async fn case_events(
 ) -> Page {
     let s = signed(&app, &headers)?;
     let stream = app
-        .casework(&s)?
+        .casework_of(&s, &id)
+        .await?
         .watch_case(p::WatchCaseRequest {
             case_id: id,
             from_seq: resume_from(&query, &headers),
@@ -439,8 +453,8 @@ pub(crate) async fn export_case(
     Path(id): Path<String>,
 ) -> Page {
     let s = signed(&app, &headers)?;
-    let bundle = app
-        .audit(&s)?
+    let (channel, _) = app.case_channel(&s, &id).await?;
+    let bundle = App::audit_at(channel, &s)?
         .export_case(p::ExportCaseRequest {
             case_id: id.clone(),
         })
