@@ -1044,10 +1044,11 @@ async fn given_two_casework_processes_the_console_writes_to_the_active_and_follo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_national_console_and_two_provinces_then_a_report_is_recorded_in_the_province_of_its_commune()
  {
-    // Two partitions on one NATS server: Hà Nội's intake and casework
-    // (given to the console first, so the ones it calls first) and Cần
-    // Thơ's. The console serves no one province: the national hotline 111,
-    // and the officers' console of every province.
+    // Two partitions on one NATS server: Hà Nội's intake, casework and
+    // referral service (given to the console first, so the ones it calls
+    // first) and Cần Thơ's. The console serves no one province: the
+    // national hotline 111, and every province's officers' and police's
+    // console.
     let nats = baove_testkit::NatsServer::start().unwrap();
     let url = nats.url();
     let start = |name: &'static str, province: &str| {
@@ -1062,7 +1063,16 @@ async fn given_a_national_console_and_two_provinces_then_a_report_is_recorded_in
     let can_tho = start("intake", "vn:92");
     let casework_can_tho = start("casework", "vn:92");
     let casework_ha_noi = start("casework", "vn:01");
-    for s in [&ha_noi, &can_tho, &casework_can_tho, &casework_ha_noi] {
+    let referral_can_tho = start("referral", "vn:92");
+    let referral_ha_noi = start("referral", "vn:01");
+    for s in [
+        &ha_noi,
+        &can_tho,
+        &casework_can_tho,
+        &casework_ha_noi,
+        &referral_can_tho,
+        &referral_ha_noi,
+    ] {
         s.wait_health(
             "",
             tonic_health::pb::health_check_response::ServingStatus::Serving,
@@ -1078,7 +1088,7 @@ async fn given_a_national_console_and_two_provinces_then_a_report_is_recorded_in
             &console_env(
                 &format!("{},{}", ha_noi.addr, can_tho.addr),
                 &format!("{},{}", casework_ha_noi.addr, casework_can_tho.addr),
-                &casework_can_tho.addr,
+                &format!("{},{}", referral_ha_noi.addr, referral_can_tho.addr),
                 province,
             ),
         )
@@ -1202,6 +1212,51 @@ async fn given_a_national_console_and_two_provinces_then_a_report_is_recorded_in
         after > before,
         "the note is not in Cần Thơ's casework: {before} then {after}"
     );
+    sign_out(&browser).await;
+
+    // The Ninh Kiều police have their inbox open on the same console. The
+    // Cần Thơ case's officer asks them to investigate: the referral, kept
+    // by Cần Thơ's referral service (given second), arrives live, and
+    // their acknowledgement is recorded there.
+    const POLICE: &str = "vn:31135/cong-an";
+    sign_in(&browser, &base, "ca-301", "police", POLICE).await;
+    browser.goto(&format!("{base}/hop-thu")).await.unwrap();
+    assert!(text_of(&browser, "#inbox").await.contains("trống"));
+    let mut officer = crate::casework::Officer::of(&casework_can_tho, &case_id).await;
+    let referral_id = crate::referral::request_reloading(&mut officer)
+        .await
+        .referral_id;
+    let row = wait_text(&browser, &format!("#ref-{referral_id}"), &case_id).await;
+    assert!(row.contains("chờ xác nhận"), "{row}");
+    click(
+        &browser,
+        &format!("form[action='/hop-thu/{referral_id}/xac-nhan'] button"),
+    )
+    .await;
+    wait_text(
+        &browser,
+        &format!("#ref-{referral_id} td.status"),
+        "đã xác nhận",
+    )
+    .await;
+    shot(&browser, "23-national-console-inbox-of-another-partition").await;
+    let mut police = baove_proto::v1::referral_service_client::ReferralServiceClient::new(
+        referral_can_tho
+            .channel_as(&crate::police("ca-302", POLICE))
+            .await,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while crate::referral::in_inbox(&mut police, POLICE, &referral_id)
+        .await
+        .status()
+        != baove_proto::v1::ReferralStatus::Acknowledged
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the acknowledgement is not in Cần Thơ's referral service"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     sign_out(&browser).await;
 
     // Hà Nội's own console (BAOVE_CONSOLE_PROVINCE), given the same

@@ -85,6 +85,9 @@ pub struct App {
     case_provinces: upstream::Whereabouts,
 }
 
+/// A referral client with the user's token.
+type ReferralClient = p::referral_service_client::ReferralServiceClient<AuthChannel>;
+
 /// The stylesheet, shipped in the binary.
 const CSS: &str = include_str!("../static/console.css");
 /// The script of the live parts (no inline script anywhere).
@@ -263,13 +266,21 @@ impl App {
         ))
     }
 
-    fn referral(
-        &self,
-        s: &Session,
-    ) -> Result<p::referral_service_client::ReferralServiceClient<AuthChannel>, Problem> {
-        Ok(p::referral_service_client::ReferralServiceClient::new(
-            Self::with_token(&self.referral, &s.token)?,
-        ))
+    /// referral in every partition's active, each with its process's
+    /// index ([`upstream::Upstream::actives_by_index`]).
+    fn referrals(&self, s: &Session) -> Result<Vec<(usize, ReferralClient)>, Problem> {
+        self.referral
+            .actives_by_index()
+            .into_iter()
+            .map(|(i, channel)| {
+                Ok((
+                    i,
+                    p::referral_service_client::ReferralServiceClient::new(Self::authorized(
+                        channel, &s.token,
+                    )?),
+                ))
+            })
+            .collect()
     }
 
     fn reporting(
@@ -578,15 +589,25 @@ fn live_events<T: Send + 'static>(
     stream: impl futures_util::Stream<Item = Result<T, tonic::Status>> + Send + 'static,
     event: impl Fn(T) -> (u64, String) + Send + 'static,
 ) -> Response {
+    live_events_named(stream, move |item| {
+        let (id, data) = event(item);
+        (id.to_string(), data)
+    })
+}
+
+/// [`live_events`], each event's id given whole (several partitions'
+/// positions: [`referrals::seen`]).
+fn live_events_named<T: Send + 'static>(
+    stream: impl futures_util::Stream<Item = Result<T, tonic::Status>> + Send + 'static,
+    mut event: impl FnMut(T) -> (String, String) + Send + 'static,
+) -> Response {
     use futures_util::StreamExt as _;
     let events = stream
         .take_while(|item| std::future::ready(item.is_ok()))
-        .filter_map(move |item| std::future::ready(item.ok().map(&event)))
+        .filter_map(move |item| std::future::ready(item.ok().map(&mut event)))
         .map(|(id, data)| {
             Ok::<_, std::convert::Infallible>(
-                axum::response::sse::Event::default()
-                    .id(id.to_string())
-                    .data(data),
+                axum::response::sse::Event::default().id(id).data(data),
             )
         });
     axum::response::sse::Sse::new(events)

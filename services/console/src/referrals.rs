@@ -187,27 +187,75 @@ fn step_form(
     }
 }
 
-/// The inbox page: the table, live from the change after `position` (the
-/// referral log's position the list reflects).
+/// Where an inbox's list stood: for each referral partition it was read
+/// from, its active process (by its index among the processes given) and
+/// the position of its log the list reflects.
+pub type Positions = Vec<(usize, u64)>;
+
+/// The inbox page: the table, live from the change after `positions` (the
+/// referral log's position the list reflects; in a national console over
+/// several partitions, each partition's: [`seen`]).
 #[must_use]
 pub fn page(
     referrals: &[p::Referral],
-    position: u64,
+    positions: &[(usize, u64)],
     now: i64,
     csrf: &str,
     errors: Option<(&str, &Errors)>,
 ) -> Markup {
+    let from = match positions {
+        [(_, position)] => (position + 1).to_string(),
+        several => seen(several),
+    };
     html! {
-        p.live #live data-events=(format!("/hop-thu/su-kien?tu={}", position + 1)) data-fragment="/hop-thu/bang" data-target="inbox" data-every="60" {
+        p.live #live data-events=(format!("/hop-thu/su-kien?tu={from}")) data-fragment="/hop-thu/bang" data-target="inbox" data-every="60" {
             (tr("Hộp thư tự cập nhật khi có chuyển gửi mới."))
         }
         (table(referrals, now, csrf, errors))
     }
 }
 
+/// The positions of several partitions' logs seen so far, as the live
+/// updates' start (`tu`) and each update's id: `i:position` for each
+/// partition's active `i`, comma-separated.
+#[must_use]
+pub fn seen(positions: &[(usize, u64)]) -> String {
+    positions
+        .iter()
+        .map(|(i, position)| format!("{i}:{position}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The positions [`seen`] wrote; `None` when `text` is not of that form.
+#[must_use]
+pub fn parse_seen(text: &str) -> Option<Positions> {
+    text.split(',')
+        .map(|part| {
+            let (i, position) = part.trim().split_once(':')?;
+            Some((i.parse().ok()?, position.parse().ok()?))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn given_several_partitions_positions_then_they_read_back_as_written() {
+        let positions = vec![(0, 41), (3, 7)];
+        assert_eq!(seen(&positions), "0:41,3:7");
+        assert_eq!(parse_seen(&seen(&positions)), Some(positions.clone()));
+        for garbled in ["", "41", "0:41,", "0:x", "a:1", "0:41;3:7"] {
+            assert_eq!(parse_seen(garbled), None, "{garbled:?}");
+        }
+        let html = page(&[], &positions, 200, "tok", None).into_string();
+        assert!(
+            html.contains(r#"data-events="/hop-thu/su-kien?tu=0:41,3:7""#),
+            "{html}"
+        );
+    }
 
     #[test]
     fn given_a_referral_status_then_only_its_next_steps_are_offered() {
@@ -255,7 +303,7 @@ mod tests {
 
     #[test]
     fn given_the_list_at_a_log_position_then_the_live_updates_start_after_it() {
-        let html = page(&[], 41, 200, "tok", None).into_string();
+        let html = page(&[], &[(2, 41)], 200, "tok", None).into_string();
         assert!(
             html.contains(r#"data-events="/hop-thu/su-kien?tu=42""#),
             "{html}"

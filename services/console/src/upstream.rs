@@ -17,8 +17,10 @@
 //! is also every province's officers': their case list is each
 //! partition's, merged, and a case's pages and steps go to the casework
 //! partition that keeps it (found by asking each active once, then
-//! remembered: [`Whereabouts`]). The referral inbox and the statistics
-//! still read the first active's partition only.
+//! remembered: [`Whereabouts`]); the police's and agencies' referral
+//! inbox merges each partition's, and a step on a referral goes to the
+//! partition that has it. The statistics still read the first active's
+//! partition only.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -177,18 +179,36 @@ impl Upstream {
     /// province: the operator's own reports.
     #[must_use]
     pub fn actives(&self) -> Vec<Channel> {
+        self.actives_by_index()
+            .into_iter()
+            .map(|(_, channel)| channel)
+            .collect()
+    }
+
+    /// [`Self::actives`], each with its process's index among the
+    /// addresses given: what tells a partition's log positions apart
+    /// while its active stays the same process.
+    #[must_use]
+    pub fn actives_by_index(&self) -> Vec<(usize, Channel)> {
+        let taken = || {
+            let i = self
+                .active
+                .load(Ordering::Relaxed)
+                .min(self.channels.len() - 1);
+            vec![(i, self.channels[i].clone())]
+        };
         if self.partition.is_some() {
-            return vec![self.channel()];
+            return taken();
         }
-        let actives: Vec<Channel> = self
+        let actives: Vec<(usize, Channel)> = self
             .actives
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
-            .map(|&i| self.channels[i].clone())
+            .map(|&i| (i, self.channels[i].clone()))
             .collect();
         if actives.is_empty() {
-            return vec![self.channel()];
+            return taken();
         }
         actives
     }
