@@ -1276,7 +1276,8 @@ async fn given_a_national_console_and_two_provinces_then_a_report_is_recorded_in
     report_by_phone(&browser, &ha_noi_base, "Trần Thị Hoa", "vn:31135").await;
     let said = text_of(&browser, "#incident_unit-error").await;
     assert!(
-        said.contains("thuộc tỉnh vn:92") && said.contains("chỉ ghi thông báo của tỉnh mình"),
+        said.contains("thuộc Thành phố Cần Thơ (vn:92)")
+            && said.contains("chỉ ghi thông báo của tỉnh mình"),
         "{said}"
     );
     assert_eq!(

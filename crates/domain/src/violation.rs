@@ -13,6 +13,8 @@ pub struct Violation {
     /// When the field is wrong only for this partition: the province whose
     /// partition takes the request as it is ([`Violations::add_elsewhere`]).
     pub elsewhere: Option<String>,
+    /// That province's name ("Thành phố Cần Thơ"), when known.
+    pub elsewhere_name: Option<String>,
 }
 
 /// Every violation found in one request, in the order found.
@@ -34,22 +36,26 @@ impl Violations {
             field: field.into(),
             rule: rule.into(),
             elsewhere: None,
+            elsewhere_name: None,
         });
     }
 
     /// Records that `field` breaks `rule` only because this process keeps
     /// another partition than `province`'s: the request as it is belongs
-    /// to `province`'s (a report about a commune of another province).
+    /// to `province`'s (a report about a commune of another province),
+    /// whose name is `name` when known.
     pub fn add_elsewhere(
         &mut self,
         field: impl Into<String>,
         rule: impl Into<String>,
         province: impl Into<String>,
+        name: Option<String>,
     ) {
         self.0.push(Violation {
             field: field.into(),
             rule: rule.into(),
             elsewhere: Some(province.into()),
+            elsewhere_name: name,
         });
     }
 
@@ -63,6 +69,13 @@ impl Violations {
             [only] => only.elsewhere.as_deref(),
             _ => None,
         }
+    }
+
+    /// The name of [`Self::only_elsewhere`]'s province, when known.
+    #[must_use]
+    pub fn only_elsewhere_name(&self) -> Option<&str> {
+        self.only_elsewhere()?;
+        self.0[0].elsewhere_name.as_deref()
     }
 
     /// Keeps `result`'s value, or records its error against `field`.

@@ -17,6 +17,11 @@ pub const ACTIVE_KEY: &str = "baove-active";
 /// given that province's processes, send it there.
 pub const PARTITION_KEY: &str = "baove-partition";
 
+/// Beside [`PARTITION_KEY`], that province's name as UTF-8 ("Thành phố Cần
+/// Thơ"; binary metadata, since names are not ASCII), when known: what a
+/// console tells the person whose report it cannot send on.
+pub const PARTITION_NAME_KEY: &str = "baove-partition-name-bin";
+
 /// Maps an event log error to its status: conflict → `ABORTED` (with the
 /// current version in the message and in `baove-current-version`), bad input
 /// → `INVALID_ARGUMENT` with a `BadRequest` field violation, storage,
@@ -158,6 +163,12 @@ pub fn violations(violations: &baove_domain::Violations) -> Status {
         && let Ok(value) = province.parse()
     {
         status.metadata_mut().insert(PARTITION_KEY, value);
+        if let Some(name) = violations.only_elsewhere_name() {
+            status.metadata_mut().insert_bin(
+                PARTITION_NAME_KEY,
+                tonic::metadata::MetadataValue::from_bytes(name.as_bytes()),
+            );
+        }
     }
     status
 }
@@ -201,9 +212,16 @@ mod tests {
             "report.facts.incident_place.unit_id",
             "lies in province vn:01",
             "vn:01",
+            Some("Thành phố Hà Nội".into()),
         );
         assert_eq!(violations(&elsewhere).code(), Code::InvalidArgument);
         assert_eq!(partition(&elsewhere).as_deref(), Some("vn:01"));
+        let name = violations(&elsewhere)
+            .metadata()
+            .get_bin(PARTITION_NAME_KEY)
+            .and_then(|v| v.to_bytes().ok())
+            .map(|b| String::from_utf8(b.to_vec()).unwrap());
+        assert_eq!(name.as_deref(), Some("Thành phố Hà Nội"));
         let mut also = elsewhere.clone();
         also.add("report.facts.occurred_at", "is in the future");
         assert_eq!(partition(&also), None);

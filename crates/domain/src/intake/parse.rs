@@ -412,12 +412,22 @@ fn parse_facts(
             // report is right as it is, for that province's intake, to
             // which a client knowing its processes sends it unchanged.
             Some(partition) if partition != province => {
+                let named = |id: &str| {
+                    ctx.directory
+                        .unit_name(id, received_on)
+                        .map_or_else(|| id.to_owned(), |name| format!("{id} ({name})"))
+                };
                 v.add_elsewhere(
                     field,
                     format!(
-                        "lies in province {province}, and this intake takes the reports of province {partition} only (its partition): send the report to province {province}'s intake"
+                        "lies in province {}, and this intake takes the reports of province {} only (its partition): send the report to province {province}'s intake",
+                        named(&province),
+                        named(partition),
                     ),
                     &province,
+                    ctx.directory
+                        .unit_name(&province, received_on)
+                        .map(str::to_owned),
                 );
                 None
             }

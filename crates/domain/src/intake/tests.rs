@@ -233,10 +233,22 @@ fn given_the_intake_of_one_province_when_a_report_from_another_province_comes_th
     raw.incident_place.as_mut().unwrap().unit_id = "vn:00070".into();
     let v = parse_for(hotline(raw), Some("vn:92")).unwrap_err();
     assert_eq!(fields(&v), ["report.facts.incident_place.unit_id"]);
-    assert!(v.0[0].rule.contains("lies in province vn:01"), "{v}");
-    assert!(v.0[0].rule.contains("province vn:92 only"), "{v}");
-    // All that is wrong with it: a client may send it to vn:01 unchanged.
+    assert!(
+        v.0[0]
+            .rule
+            .contains("lies in province vn:01 (Thành phố Hà Nội)"),
+        "{v}"
+    );
+    assert!(
+        v.0[0]
+            .rule
+            .contains("province vn:92 (Thành phố Cần Thơ) only"),
+        "{v}"
+    );
+    // All that is wrong with it: a client may send it to vn:01 unchanged,
+    // and a person be told its name.
     assert_eq!(v.only_elsewhere(), Some("vn:01"));
+    assert_eq!(v.only_elsewhere_name(), Some("Thành phố Hà Nội"));
 }
 
 #[test]

@@ -160,11 +160,15 @@ pub(crate) async fn submit_report(
                 // console of one province, or none of that province's
                 // intakes given): said plainly, in place of the rule.
                 if let Some(province) = elsewhere(&status) {
+                    // By its name ("Thành phố Cần Thơ (vn:92)") when the
+                    // refusal gives it.
+                    let named = elsewhere_name(&status)
+                        .map_or_else(|| province.clone(), |name| format!("{name} ({province})"));
                     refused.fields.insert(
                         "incident_unit",
                         vec![trf(
-                            "Xã, phường này thuộc tỉnh {0}; máy này chỉ ghi thông báo của tỉnh mình: chuyển cuộc gọi hoặc thông báo cho tổng đài, cán bộ của tỉnh {0}.",
-                            &[&province],
+                            "Xã, phường này thuộc {0}; máy này chỉ ghi thông báo của tỉnh mình: chuyển cuộc gọi hoặc thông báo cho tổng đài, cán bộ của {0}.",
+                            &[&named],
                         )],
                     );
                 }
@@ -190,6 +194,19 @@ fn elsewhere(status: &tonic::Status) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .filter(|p| is_province_id(p))
         .map(str::to_owned)
+}
+
+/// The name of the province [`elsewhere`] names, when the refusal gives
+/// it (`baove-partition-name-bin`).
+fn elsewhere_name(status: &tonic::Status) -> Option<String> {
+    let name = status
+        .metadata()
+        .get_bin("baove-partition-name-bin")?
+        .to_bytes()
+        .ok()?;
+    String::from_utf8(name.to_vec())
+        .ok()
+        .filter(|n| !n.trim().is_empty() && n.chars().count() <= 100)
 }
 
 /// Whether `id` reads as a unit id (`vn:92`): what a receipt's `tinh`
