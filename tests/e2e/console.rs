@@ -1212,6 +1212,50 @@ async fn given_a_national_console_and_two_provinces_then_a_report_is_recorded_in
         after > before,
         "the note is not in Cần Thơ's casework: {before} then {after}"
     );
+    // Her statistics are the country's: each province's reports added up
+    // (one each), with each province's CSV.
+    let reports_total = |table: &str| {
+        table.lines().find_map(|line| {
+            line.strip_prefix("reports Số tin báo tiếp nhận Tổng số ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        browser.goto(&format!("{base}/thong-ke")).await.unwrap();
+        let table = text_of(&browser, "#indicators").await;
+        if reports_total(&table).as_deref() == Some("2") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the country's reports are not both provinces': {table}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let provinces = text_of(&browser, "#provinces").await;
+    assert!(
+        provinces.contains("2 tỉnh") && provinces.contains("vn:01") && provinces.contains("vn:92"),
+        "{provinces}"
+    );
+    shot(&browser, "24-national-console-statistics").await;
+    let officer = session_of(&browser).await;
+    let year = crate::vietnam_today().0;
+    let csv = get_as(
+        &base,
+        &format!("/thong-ke/csv?ky={year}&don-vi=&tinh=vn%3A92"),
+        &officer,
+    );
+    assert!(
+        csv.starts_with("HTTP/1.1 200") && csv.contains("text/csv"),
+        "{csv}"
+    );
+    let unnamed = get_as(&base, &format!("/thong-ke/csv?ky={year}"), &officer);
+    assert!(
+        unnamed.starts_with("HTTP/1.1 400") && unnamed.contains("chọn tỉnh"),
+        "{unnamed}"
+    );
     sign_out(&browser).await;
 
     // The Ninh Kiều police have their inbox open on the same console. The

@@ -201,6 +201,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ctx.config.statistics()?,
             rules.directory.clone(),
             ctx.access.clone(),
+            ctx.partition.as_ref().map(|p| p.province().to_owned()),
         );
         let statistics = tokio::spawn(reporting.clone().follow(ctx.cancel.clone()));
         Ok(Parts {

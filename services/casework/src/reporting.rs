@@ -50,18 +50,24 @@ pub struct Reporting {
     log: EventLog,
     directory: Arc<baove_domain::reference::Directory>,
     access: baove_audit::access::AccessLog,
+    /// The province this casework keeps (its partition), named in each
+    /// table; `None`: every province.
+    province: Option<String>,
 }
 
 impl Reporting {
-    /// An empty projection over `log`; refusals go to `access`.
+    /// An empty projection over `log`, of `province`'s partition (`None`:
+    /// every province); refusals go to `access`.
     #[must_use]
     pub fn new(
         log: EventLog,
         defs: Definitions,
         directory: Arc<baove_domain::reference::Directory>,
         access: baove_audit::access::AccessLog,
+        province: Option<String>,
     ) -> Arc<Self> {
         Arc::new(Self {
+            province,
             state: RwLock::default(),
             follower: Follower::named("statistics"),
             defs,
@@ -219,6 +225,7 @@ impl Reporting {
             unit_id: unit.unwrap_or_default().to_owned(),
             as_of_position: position,
             small_cells_suppressed: hidden,
+            province_id: self.province.clone().unwrap_or_default(),
             rows: rows
                 .into_iter()
                 .map(|row| p::IndicatorRow {

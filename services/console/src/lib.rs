@@ -88,6 +88,9 @@ pub struct App {
 /// A referral client with the user's token.
 type ReferralClient = p::referral_service_client::ReferralServiceClient<AuthChannel>;
 
+/// casework's reporting service with the user's token.
+type ReportingClient = p::reporting_service_client::ReportingServiceClient<AuthChannel>;
+
 /// The stylesheet, shipped in the binary.
 const CSS: &str = include_str!("../static/console.css");
 /// The script of the live parts (no inline script anywhere).
@@ -177,28 +180,34 @@ impl App {
         &self,
         s: &Session,
     ) -> Result<Vec<p::intake_service_client::IntakeServiceClient<AuthChannel>>, Problem> {
-        self.intake
+        Self::in_actives(
+            &self.intake,
+            s,
+            p::intake_service_client::IntakeServiceClient::new,
+        )
+    }
+
+    /// A client (`client`) with the user's token for every partition's
+    /// active of `service` ([`upstream::Upstream::actives`]).
+    fn in_actives<C>(
+        service: &upstream::Upstream,
+        s: &Session,
+        client: impl Fn(AuthChannel) -> C,
+    ) -> Result<Vec<C>, Problem> {
+        service
             .actives()
             .into_iter()
-            .map(|channel| {
-                Ok(p::intake_service_client::IntakeServiceClient::new(
-                    Self::authorized(channel, &s.token)?,
-                ))
-            })
+            .map(|channel| Ok(client(Self::authorized(channel, &s.token)?)))
             .collect()
     }
 
     /// casework in every partition's active ([`upstream::Upstream::actives`]).
     fn caseworks(&self, s: &Session) -> Result<Vec<routes::cases::CaseClient>, Problem> {
-        self.casework
-            .actives()
-            .into_iter()
-            .map(|channel| {
-                Ok(p::case_service_client::CaseServiceClient::new(
-                    Self::authorized(channel, &s.token)?,
-                ))
-            })
-            .collect()
+        Self::in_actives(
+            &self.casework,
+            s,
+            p::case_service_client::CaseServiceClient::new,
+        )
     }
 
     /// The casework process that keeps case `id`, and the case as read
@@ -283,12 +292,46 @@ impl App {
             .collect()
     }
 
-    fn reporting(
+    /// casework's reporting in every partition's active
+    /// ([`upstream::Upstream::actives`]).
+    fn reportings(&self, s: &Session) -> Result<Vec<ReportingClient>, Problem> {
+        Self::in_actives(
+            &self.casework,
+            s,
+            p::reporting_service_client::ReportingServiceClient::new,
+        )
+    }
+
+    /// casework's reporting for one province's CSV: `province`'s
+    /// partition in a national console (refused when no process given
+    /// keeps it, or when none is named and there are several), else the
+    /// active's.
+    async fn reporting_in(
         &self,
         s: &Session,
-    ) -> Result<p::reporting_service_client::ReportingServiceClient<AuthChannel>, Problem> {
+        province: Option<&str>,
+    ) -> Result<ReportingClient, Problem> {
+        let several = self.casework.actives().len() > 1;
+        let channel = match province {
+            Some(province) if several => {
+                self.casework.channel_in(province).await.ok_or_else(|| {
+                    Problem::Page(
+                        StatusCode::NOT_FOUND,
+                        trf("Không có số liệu của tỉnh {0} ở đây.", &[&province]),
+                    )
+                })?
+            }
+            None if several => {
+                return Err(Problem::Page(
+                    StatusCode::BAD_REQUEST,
+                    tr("Tệp CSV là của một tỉnh: chọn tỉnh trong danh sách trên trang thống kê.")
+                        .into(),
+                ));
+            }
+            _ => self.casework.channel(),
+        };
         Ok(p::reporting_service_client::ReportingServiceClient::new(
-            Self::with_token(&self.casework, &s.token)?,
+            Self::authorized(channel, &s.token)?,
         ))
     }
 

@@ -103,6 +103,82 @@ pub fn chart(table: &p::IndicatorTable) -> Markup {
     }
 }
 
+/// Several provinces' tables of one period and unit as one, for a
+/// national console over every province's casework: counts and shares'
+/// numerators and denominators added up, cell by cell, in the order the
+/// cells first come. A cell hidden as a small count in any province is
+/// hidden in the sum (never a value that would let the hidden one be
+/// worked out); medians and 90th percentiles (minutes), which do not add
+/// up, are left out ([`national_note`] says so). Its position is none
+/// (0): each province's is its own.
+#[must_use]
+pub fn national(tables: &[p::IndicatorTable]) -> p::IndicatorTable {
+    let Some(first) = tables.first() else {
+        return p::IndicatorTable::default();
+    };
+    let mut rows: Vec<p::IndicatorRow> = Vec::new();
+    let mut at = std::collections::HashMap::new();
+    for row in tables.iter().flat_map(|t| &t.rows) {
+        if row.unit == "minutes" {
+            continue;
+        }
+        let key = (
+            row.indicator.clone(),
+            row.dimension.clone(),
+            row.key.clone(),
+        );
+        let Some(&i) = at.get(&key) else {
+            at.insert(key, rows.len());
+            rows.push(row.clone());
+            continue;
+        };
+        let sum: &mut p::IndicatorRow = &mut rows[i];
+        sum.value += row.value;
+        sum.of += row.of;
+        sum.previous += row.previous;
+        sum.has_previous |= row.has_previous;
+        sum.suppressed |= row.suppressed;
+    }
+    for row in rows.iter_mut().filter(|r| r.suppressed) {
+        row.value = 0;
+        row.previous = 0;
+    }
+    p::IndicatorTable {
+        period: first.period.clone(),
+        first_day: first.first_day.clone(),
+        last_day: first.last_day.clone(),
+        unit_id: first.unit_id.clone(),
+        as_of_position: 0,
+        small_cells_suppressed: tables.iter().any(|t| t.small_cells_suppressed),
+        rows,
+        province_id: String::new(),
+    }
+}
+
+/// What a national table ([`national`]) is made of: each province's
+/// table with the position of its log, and where its CSV is.
+#[must_use]
+pub fn national_note(tables: &[p::IndicatorTable], period: &str, unit: &str) -> Markup {
+    html! {
+        div #provinces {
+            p { (trf("Số liệu cả nước: cộng số liệu của {0} tỉnh, thành phố. Trung vị và phân vị 90 (phút) không cộng được giữa các tỉnh: xem bảng của từng tỉnh.", &[&tables.len()])) }
+            ul {
+                @for t in tables {
+                    @let csv = format!(
+                        "/thong-ke/csv?{}",
+                        serde_urlencoded::to_string([("ky", period), ("don-vi", unit), ("tinh", &t.province_id)])
+                            .unwrap_or_default()
+                    );
+                    li {
+                        (t.province_id) (tr(" · tính đến vị trí nhật ký ")) (t.as_of_position) " · "
+                        a href=(csv) download { (tr("Tải CSV")) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The indicator table.
 #[must_use]
 pub fn table(table: &p::IndicatorTable) -> Markup {
@@ -111,7 +187,9 @@ pub fn table(table: &p::IndicatorTable) -> Markup {
         p #period {
             (tr("Kỳ ")) (table.period) (tr(": từ ")) (table.first_day) (tr(" đến ")) (table.last_day)
             @if !table.unit_id.is_empty() { (tr(", đơn vị ")) (table.unit_id) }
-            (tr(" · tính đến vị trí nhật ký ")) (table.as_of_position)
+            @if !table.province_id.is_empty() { (tr(", tỉnh ")) (table.province_id) }
+            // A national table has no one position ([`national`]).
+            @if table.as_of_position > 0 { (tr(" · tính đến vị trí nhật ký ")) (table.as_of_position) }
         }
         @if table.small_cells_suppressed {
             p.warning { (tr("Các ô có số trẻ nhỏ hơn ngưỡng được ẩn để không nhận diện được trẻ.")) }
@@ -164,6 +242,83 @@ mod tests {
             ..p::IndicatorRow::default()
         };
         assert_eq!(cell(&share), "3 / 4 (75,0%)");
+    }
+
+    #[test]
+    fn given_two_provinces_tables_then_the_national_one_adds_them_up_and_hides_what_either_hides() {
+        let row = |dimension: &str, key: &str, unit: &str, value, of, suppressed| p::IndicatorRow {
+            indicator: "0101".into(),
+            dimension: dimension.into(),
+            key: key.into(),
+            unit: unit.into(),
+            value,
+            of,
+            has_previous: true,
+            previous: value / 2,
+            suppressed,
+            ..p::IndicatorRow::default()
+        };
+        let ha_noi = p::IndicatorTable {
+            period: "2026".into(),
+            as_of_position: 40,
+            province_id: "vn:01".into(),
+            rows: vec![
+                row("total", "total", "children", 12, 0, false),
+                row("sex", "female", "children", 0, 0, true),
+                row("handling", "share", "share", 3, 4, false),
+                row("first_action", "median", "minutes", 30, 0, false),
+                row("unit", "vn:00070", "children", 12, 0, false),
+            ],
+            ..p::IndicatorTable::default()
+        };
+        let can_tho = p::IndicatorTable {
+            period: "2026".into(),
+            as_of_position: 7,
+            province_id: "vn:92".into(),
+            small_cells_suppressed: true,
+            rows: vec![
+                row("total", "total", "children", 20, 0, false),
+                row("sex", "female", "children", 9, 0, false),
+                row("handling", "share", "share", 5, 6, false),
+                row("first_action", "median", "minutes", 90, 0, false),
+                row("unit", "vn:31135", "children", 20, 0, false),
+            ],
+            ..p::IndicatorTable::default()
+        };
+        let all = national(&[ha_noi.clone(), can_tho.clone()]);
+        let cells: Vec<(&str, &str, u64, u64, u64, bool)> = all
+            .rows
+            .iter()
+            .map(|r| {
+                (
+                    r.dimension.as_str(),
+                    r.key.as_str(),
+                    r.value,
+                    r.of,
+                    r.previous,
+                    r.suppressed,
+                )
+            })
+            .collect();
+        assert_eq!(
+            cells,
+            [
+                ("total", "total", 32, 0, 16, false),
+                ("sex", "female", 0, 0, 0, true),
+                ("handling", "share", 8, 10, 3, false),
+                ("unit", "vn:00070", 12, 0, 6, false),
+                ("unit", "vn:31135", 20, 0, 10, false),
+            ]
+        );
+        assert!(all.small_cells_suppressed);
+        assert_eq!((all.period.as_str(), all.as_of_position), ("2026", 0));
+        assert_eq!(national(&[]), p::IndicatorTable::default());
+        let note = national_note(&[ha_noi, can_tho], "2026", "").into_string();
+        assert!(note.contains("2 tỉnh"), "{note}");
+        assert!(
+            note.contains("/thong-ke/csv?ky=2026&amp;don-vi=&amp;tinh=vn%3A92"),
+            "{note}"
+        );
     }
 
     #[test]

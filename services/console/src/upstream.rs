@@ -19,8 +19,7 @@
 //! partition that keeps it (found by asking each active once, then
 //! remembered: [`Whereabouts`]); the police's and agencies' referral
 //! inbox merges each partition's, and a step on a referral goes to the
-//! partition that has it. The statistics still read the first active's
-//! partition only.
+//! partition that has it; the statistics add every partition's up.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -7,10 +7,14 @@ pub(crate) struct StatsQuery {
     ky: Option<String>,
     #[serde(rename = "don-vi")]
     don_vi: Option<String>,
+    /// The province whose CSV (a national console's link per province).
+    tinh: Option<String>,
 }
 
 /// The Thông tư 13 indicators of a period (default: this year so far),
-/// with the year before.
+/// with the year before. A national console over several provinces'
+/// caseworks shows their sum ([`stats::national`]), with each province's
+/// CSV.
 pub(crate) async fn statistics(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -27,18 +31,37 @@ pub(crate) async fn statistics(
         .filter(|k| !k.trim().is_empty())
         .unwrap_or_else(|| this_year.to_string());
     let unit = query.don_vi.clone().unwrap_or_default();
-    let answer = app
-        .reporting(&s)?
-        .get_indicators(p::GetIndicatorsRequest {
-            period: period.trim().to_owned(),
-            unit_id: unit.trim().to_owned(),
-            as_of_position: 0,
-            compare_previous_year: true,
-        })
-        .await;
+    let mut tables = Vec::new();
+    let mut answer = Ok(());
+    for mut reporting in app.reportings(&s)? {
+        match reporting
+            .get_indicators(p::GetIndicatorsRequest {
+                period: period.trim().to_owned(),
+                unit_id: unit.trim().to_owned(),
+                as_of_position: 0,
+                compare_previous_year: true,
+            })
+            .await
+        {
+            Ok(found) => tables.push(found.into_inner().table.unwrap_or_default()),
+            Err(status) => {
+                answer = Err(status);
+                break;
+            }
+        }
+    }
     let body = match answer {
-        Ok(found) => {
-            let t = found.into_inner().table.unwrap_or_default();
+        Ok(()) if tables.len() > 1 => {
+            let t = stats::national(&tables);
+            html! {
+                (stats::query_form(&period, &unit))
+                (stats::national_note(&tables, &period, &unit))
+                (stats::chart(&t))
+                (stats::table(&t))
+            }
+        }
+        Ok(()) => {
+            let t = tables.pop().unwrap_or_default();
             let csv = format!(
                 "/thong-ke/csv?{}",
                 serde_urlencoded::to_string([("ky", &period), ("don-vi", &unit)])
@@ -85,8 +108,14 @@ pub(crate) async fn statistics_csv(
 ) -> Page {
     let s = signed(&app, &headers)?;
     let query = query.map_err(|e| bad_query(&e))?;
+    let province = query
+        .tinh
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
     let export = app
-        .reporting(&s)?
+        .reporting_in(&s, province)
+        .await?
         .export_indicators(p::ExportIndicatorsRequest {
             period: query.ky.clone().unwrap_or_default().trim().to_owned(),
             unit_id: query.don_vi.clone().unwrap_or_default().trim().to_owned(),
