@@ -45,6 +45,9 @@ pub struct Upstream {
     /// The health name a process of the served province's partition is
     /// SERVING on (`baove.partition.<province>`), if one is served.
     partition: Option<String>,
+    /// The process found active for each province ([`Self::channel_in`]),
+    /// by index: taken again while the watcher still finds it active.
+    routes: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
 impl Upstream {
@@ -78,6 +81,7 @@ impl Upstream {
             channels,
             active: AtomicUsize::new(0),
             actives: std::sync::Mutex::new(Vec::new()),
+            routes: std::sync::Mutex::default(),
             partition: (!province.is_empty()).then(|| format!("baove.partition.{province}")),
         }))
     }
@@ -139,29 +143,48 @@ impl Upstream {
         self.partition.is_some()
     }
 
-    /// The channel to the active process of `province`'s partition, asked
-    /// now; else to one of its processes (a standby answers reads and
-    /// names the active when it refuses a write); `None` when no process
-    /// given keeps that partition. For a call refused as another
-    /// province's: a console serving one province (`--province`) never
-    /// goes elsewhere.
+    /// The channel to the active process of `province`'s partition: the
+    /// one found before while the watcher still finds it active, else
+    /// asked now; else to one of its processes (a standby answers reads
+    /// and names the active when it refuses a write); `None` when no
+    /// process given keeps that partition. For a call refused as another
+    /// province's, and a national console's pages of one province's
+    /// records: a console serving one province (`--province`) never goes
+    /// elsewhere.
     pub async fn channel_in(&self, province: &str) -> Option<Channel> {
         if self.partition.is_some() {
             return None;
         }
+        let routes = || {
+            self.routes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let known = routes().get(province).copied();
+        if let Some(i) = known
+            && self
+                .actives
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(&i)
+        {
+            return Some(self.channels[i].clone());
+        }
         let partition = format!("baove.partition.{province}");
         // The processes known active first: live, and each asked once.
-        for channel in self.actives() {
+        for (i, channel) in self.actives_by_index() {
             if serving(&channel, &partition).await {
+                routes().insert(province.to_owned(), i);
                 return Some(channel);
             }
         }
         let mut reachable = None;
-        for channel in &self.channels {
+        for (i, channel) in self.channels.iter().enumerate() {
             if !serving(channel, &partition).await {
                 continue;
             }
             if serving(channel, "baove.active").await {
+                routes().insert(province.to_owned(), i);
                 return Some(channel.clone());
             }
             reachable.get_or_insert_with(|| channel.clone());
@@ -345,26 +368,30 @@ mod tests {
         serving(&channel, addr).await
     }
 
+    /// A process's health service SERVING on `names` and on its own
+    /// address (to tell processes apart, [`reaches`]): its address, and
+    /// its reporter to change what it says.
+    async fn named_health_server(names: &[&str]) -> (String, tonic_health::server::HealthReporter) {
+        let (reporter, service) = tonic_health::server::health_reporter();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        for name in names.iter().copied().chain([addr.as_str()]) {
+            reporter
+                .set_service_status(name, tonic_health::ServingStatus::Serving)
+                .await;
+        }
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        (addr, reporter)
+    }
+
     #[tokio::test]
     async fn given_a_call_for_another_province_then_that_partitions_active_is_found_unless_one_province_is_served()
      {
-        let start = async |names: &[&str]| {
-            // Each also SERVING on a name of its own, to tell them apart.
-            let (reporter, service) = tonic_health::server::health_reporter();
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = format!("http://{}", listener.local_addr().unwrap());
-            for name in names.iter().copied().chain([addr.as_str()]) {
-                reporter
-                    .set_service_status(name, tonic_health::ServingStatus::Serving)
-                    .await;
-            }
-            tokio::spawn(
-                tonic::transport::Server::builder()
-                    .add_service(service)
-                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-            );
-            addr
-        };
+        let start = async |names: &[&str]| named_health_server(names).await.0;
         let ha_noi = start(&["baove.active", "baove.partition.vn:01"]).await;
         let can_tho_standby = start(&["baove.partition.vn:92"]).await;
         let can_tho = start(&["baove.active", "baove.partition.vn:92"]).await;
@@ -393,6 +420,40 @@ mod tests {
         assert!(ha_noi_console.serves_one_province());
         assert!(ha_noi_console.channel_in("vn:92").await.is_none());
         assert_eq!(ha_noi_console.actives().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn given_a_provinces_active_found_then_it_is_taken_again_until_another_is_active() {
+        let (ha_noi, _h) = named_health_server(&["baove.active", "baove.partition.vn:01"]).await;
+        let (first, first_health) =
+            named_health_server(&["baove.active", "baove.partition.vn:92"]).await;
+        let (second, second_health) = named_health_server(&["baove.partition.vn:92"]).await;
+        let national = Upstream::new(&format!("{ha_noi},{first},{second}"), "")
+            .unwrap_or_else(|e| panic!("{e}"));
+        national.refresh().await;
+        for _ in 0..2 {
+            let found = national
+                .channel_in("vn:92")
+                .await
+                .expect("Cần Thơ's active");
+            assert!(reaches(found, &first).await);
+        }
+        // A failover in Cần Thơ: once the watcher has seen it, calls go to
+        // the new active.
+        first_health
+            .set_service_status("baove.active", tonic_health::ServingStatus::NotServing)
+            .await;
+        second_health
+            .set_service_status("baove.active", tonic_health::ServingStatus::Serving)
+            .await;
+        national.refresh().await;
+        let found = national
+            .channel_in("vn:92")
+            .await
+            .expect("Cần Thơ's new active");
+        assert!(reaches(found, &second).await);
+        let found = national.channel_in("vn:01").await.expect("Hà Nội's active");
+        assert!(reaches(found, &ha_noi).await);
     }
 
     #[tokio::test]
