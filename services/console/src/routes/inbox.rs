@@ -14,12 +14,13 @@ pub(crate) async fn inbox_of(
 ) -> Result<(Vec<p::Referral>, referrals::Positions), Problem> {
     let mut referrals = Vec::new();
     let mut positions = Vec::new();
-    for (i, mut client) in app.referrals(s)? {
-        let inbox = client
-            .list_inbox(list_request(s, INBOX))
-            .await
-            .map_err(|status| Problem::of(&status))?
-            .into_inner();
+    // Every partition's asked at once.
+    let inboxes = futures_util::future::join_all(app.referrals(s)?.into_iter().map(
+        |(i, mut client)| async move { (i, client.list_inbox(list_request(s, INBOX)).await) },
+    ))
+    .await;
+    for (i, inbox) in inboxes {
+        let inbox = inbox.map_err(|status| Problem::of(&status))?.into_inner();
         referrals.extend(inbox.referrals);
         positions.push((i, inbox.position));
     }

@@ -223,18 +223,21 @@ pub(crate) async fn my_reports(State(app): State<Arc<App>>, headers: HeaderMap) 
     let s = signed(&app, &headers)?;
     // A national console lists the operator's reports of every province:
     // each partition's newest, merged, newest first.
+    let request = p::ListIntakesRequest {
+        page: Some(p::PageRequest {
+            page_size: MY_REPORTS,
+            page_token: String::new(),
+        }),
+        ..p::ListIntakesRequest::default()
+    };
+    let pages = futures_util::future::join_all(app.intakes(&s)?.into_iter().map(|mut intake| {
+        let request = request.clone();
+        async move { intake.list_intakes(request).await }
+    }))
+    .await;
     let mut intakes = Vec::new();
-    for mut intake in app.intakes(&s)? {
-        let page = intake
-            .list_intakes(p::ListIntakesRequest {
-                page: Some(p::PageRequest {
-                    page_size: MY_REPORTS,
-                    page_token: String::new(),
-                }),
-                ..p::ListIntakesRequest::default()
-            })
-            .await
-            .map_err(|status| Problem::of(&status))?;
+    for page in pages {
+        let page = page.map_err(|status| Problem::of(&status))?;
         intakes.extend(page.into_inner().intakes);
     }
     let at = |i: &p::IntakeSummary| i.received_at.map(|t| (t.seconds, t.nanos));

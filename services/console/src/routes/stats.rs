@@ -31,18 +31,23 @@ pub(crate) async fn statistics(
         .filter(|k| !k.trim().is_empty())
         .unwrap_or_else(|| this_year.to_string());
     let unit = query.don_vi.clone().unwrap_or_default();
+    let request = p::GetIndicatorsRequest {
+        period: period.trim().to_owned(),
+        unit_id: unit.trim().to_owned(),
+        as_of_position: 0,
+        compare_previous_year: true,
+    };
+    // Every partition's asked at once; one refusal is the page's.
+    let answers =
+        futures_util::future::join_all(app.reportings(&s)?.into_iter().map(|mut reporting| {
+            let request = request.clone();
+            async move { reporting.get_indicators(request).await }
+        }))
+        .await;
     let mut tables = Vec::new();
     let mut answer = Ok(());
-    for mut reporting in app.reportings(&s)? {
-        match reporting
-            .get_indicators(p::GetIndicatorsRequest {
-                period: period.trim().to_owned(),
-                unit_id: unit.trim().to_owned(),
-                as_of_position: 0,
-                compare_previous_year: true,
-            })
-            .await
-        {
+    for found in answers {
+        match found {
             Ok(found) => tables.push(found.into_inner().table.unwrap_or_default()),
             Err(status) => {
                 answer = Err(status);
