@@ -25,7 +25,11 @@
 //! given, and the channel's later calls go there too; not when
 //! `--province` chose the partition (the refusal is then shown as it is).
 //! A national hotline operator so needs only every intake's address, not
-//! the province of each report.
+//! the province of each report. Likewise a call answered NOT_FOUND (a case
+//! or referral another partition keeps) is sent, unchanged, to each other
+//! address that answers as an active, in the order given, until one
+//! answers otherwise (NOT_FOUND writes nothing, so a step is safe to send
+//! on); without one, the first answer is returned. Not with `--province`.
 //!
 //! It gives up after `--wait-active` and returns the last answer as it
 //! was. With one address and no `baove-active` in the refusal, the answer
@@ -148,22 +152,25 @@ impl Following {
         let mut told = false;
         loop {
             let (addr, channel) = self.current();
-            let mut request =
-                http::Request::new(Body::new(http_body_util::Full::new(body.clone())));
-            *request.method_mut() = head.method.clone();
-            *request.uri_mut() = head.uri.clone();
-            *request.version_mut() = head.version;
-            *request.headers_mut() = head.headers.clone();
+            let request = again(&head, &body);
             let answer = match channel.oneshot(request).await {
                 Ok(response) => first_message(response).await,
                 Err(e) => Err(Error::from(e)),
             };
             let named = match &answer {
                 Ok(response) => match refusal(response) {
-                    None => match elsewhere(response) {
-                        Some(province) if self.route(&province).await => continue,
-                        _ => return answer,
-                    },
+                    None => {
+                        let (province, missing) = (elsewhere(response), not_found(response));
+                        if let Some(province) = province
+                            && self.route(&province).await
+                        {
+                            continue;
+                        }
+                        if missing {
+                            return self.found_elsewhere(&head, &body, &addr, answer).await;
+                        }
+                        return answer;
+                    }
                     Some(named) => named,
                 },
                 Err(_) => None,
@@ -194,6 +201,63 @@ impl Following {
             }
         }
     }
+}
+
+impl Following {
+    /// The answer of another partition's active to a call the process at
+    /// `addr` answered NOT_FOUND (`answer`): each other address that
+    /// answers as an active, in the order given, until one answers
+    /// otherwise; else `answer`. Not with `--province`, nor with one
+    /// address. Later calls stay where they were.
+    async fn found_elsewhere(
+        &self,
+        head: &http::request::Parts,
+        body: &bytes::Bytes,
+        addr: &str,
+        answer: Result<http::Response<Body>, Error>,
+    ) -> Result<http::Response<Body>, Error> {
+        if crate::province().is_some() || self.addresses.len() < 2 {
+            return answer;
+        }
+        for other in self.addresses.iter().filter(|a| a.as_str() != addr) {
+            let Ok(channel) = crate::connect(other).await else {
+                continue;
+            };
+            if !crate::serving(&channel, "baove.active".into()).await {
+                continue;
+            }
+            let Ok(response) = channel.oneshot(again(head, body)).await else {
+                continue;
+            };
+            if let Ok(found) = first_message(response).await
+                && !not_found(&found)
+            {
+                err_out!(
+                    "not kept by the process at {addr}: answered by another partition's, at {other}"
+                );
+                return Ok(found);
+            }
+        }
+        answer
+    }
+}
+
+/// The request `head` with `body`, to send (again).
+fn again(head: &http::request::Parts, body: &bytes::Bytes) -> http::Request<Body> {
+    let mut request = http::Request::new(Body::new(http_body_util::Full::new(body.clone())));
+    *request.method_mut() = head.method.clone();
+    *request.uri_mut() = head.uri.clone();
+    *request.version_mut() = head.version;
+    *request.headers_mut() = head.headers.clone();
+    request
+}
+
+/// Whether `response` is a NOT_FOUND refusal.
+fn not_found(response: &http::Response<Body>) -> bool {
+    response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|s| s.as_bytes() == b"5")
 }
 
 /// `response` once its body's first frame came: with the body as it was
@@ -492,6 +556,52 @@ mod tests {
         // With one address there is nowhere else to send it.
         let refused = ask(following(&[&ha_noi]).await).await.unwrap_err();
         assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    }
+
+    /// A process SERVING or not on each health name of `names`; a name not
+    /// listed is NOT_FOUND there.
+    async fn process(names: &[(&str, ServingStatus)]) -> String {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        for (name, status) in names {
+            reporter.set_service_status(*name, *status).await;
+        }
+        serve(health).await
+    }
+
+    async fn ask_about(channel: Following, record: &str) -> Result<i32, tonic::Status> {
+        HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: record.into(),
+            })
+            .await
+            .map(|answer| answer.into_inner().status)
+    }
+
+    #[tokio::test]
+    async fn given_not_found_then_the_other_partitions_actives_are_asked_and_not_a_standby() {
+        use ServingStatus::{NotServing, Serving};
+        // Hà Nội's active does not know the record ("case-x"); Cần Thơ's
+        // standby, given before Cần Thơ's active, would answer otherwise
+        // if it were asked.
+        let ha_noi = process(&[("baove.active", Serving)]).await;
+        let can_tho_standby = process(&[("case-x", NotServing)]).await;
+        let can_tho = process(&[("baove.active", Serving), ("case-x", Serving)]).await;
+        let channel = following(&[&ha_noi, &can_tho_standby, &can_tho]).await;
+        let answer = ask_about(channel.clone(), "case-x").await.unwrap();
+        assert_eq!(answer, Serving as i32);
+        assert_eq!(
+            channel.current().0,
+            ha_noi,
+            "later calls stay where they were"
+        );
+        // Kept nowhere: the first answer, as it was.
+        let missing = ask_about(channel, "case-y").await.unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::NotFound, "{missing:?}");
+        // One address: nowhere else to ask.
+        let alone = ask_about(following(&[&ha_noi]).await, "case-x")
+            .await
+            .unwrap_err();
+        assert_eq!(alone.code(), tonic::Code::NotFound, "{alone:?}");
     }
 
     #[test]
