@@ -180,6 +180,12 @@ impl CaseSummary {
             | CaseEvent::PrivateTextErased(_) => {}
         }
         deadline_event(&mut summary.deadlines, event);
+        // A read model keeps one summary per case: a list grown by one
+        // item keeps no room for more (a `Vec` grows to 4 at its first
+        // push; at 100,000 cases the deadlines' spare room was 22 MiB of
+        // casework's heap).
+        summary.deadlines.shrink_to_fit();
+        summary.referrals.shrink_to_fit();
         Some(summary)
     }
 

@@ -1,6 +1,8 @@
 //! The summary agrees with the state: on every procedure test's events
 //! (through [`fold_both`]) and on random event sequences, including events
-//! out of order and naming deadlines and referrals that do not exist.
+//! out of order and naming deadlines and referrals that do not exist. A
+//! summary's lists hold no spare capacity (a read model keeps one summary
+//! per case).
 
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -30,6 +32,11 @@ pub(crate) fn fold_both(events: &[CaseEvent]) -> Option<CaseState> {
             "after event {i} ({})",
             event.event_type()
         );
+        // Kept for every case: no spare room in its lists.
+        if let Some(summary) = &summary {
+            assert_eq!(summary.deadlines.capacity(), summary.deadlines.len());
+            assert_eq!(summary.referrals.capacity(), summary.referrals.len());
+        }
     }
     state
 }
