@@ -20,6 +20,7 @@ pub mod calendar;
 pub mod case;
 pub mod event;
 pub mod intake;
+pub mod packed;
 pub mod reference;
 pub mod referral;
 pub mod stats;

@@ -9,13 +9,16 @@
 //! the reports, assessments, plans and notes of every case would be held
 //! in memory for nothing (at 100,000 cases, restarted with a 64 MiB sled
 //! cache: peak heap 415 MiB with whole states, 285 MiB with summaries).
+//! Its maps hold an entry per case and are kept packed
+//! ([`baove_domain::packed::PackedMap`]).
 //! GetCase folds the case's own log.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use baove_domain::case::summary::CaseSummary;
 use baove_domain::case::{self as c, CaseEvent, CaseStatus, DeadlineState};
+use baove_domain::packed::PackedMap;
 use baove_eventlog::{Envelope, EventLog};
 use baove_runtime::keys::{KeyStore, KeyUse};
 use baove_runtime::projection::Follower;
@@ -91,16 +94,18 @@ struct Table {
     /// A page is read from its cursor onwards, and a filter few cases
     /// match walks the rows in place, instead of sorting every case
     /// under the lock at each call.
-    rows: BTreeMap<baove_runtime::request::ListKey, Row>,
+    /// Packed ([`PackedMap`]): rows are added in this order, which would
+    /// leave a plain map's nodes half empty.
+    rows: PackedMap<baove_runtime::request::ListKey, Row>,
     /// Where each case's row is in `rows`.
     keys: HashMap<Uuid, (i64, u64)>,
     /// (when the scheduler must look at the case next, the case): what
     /// [`CaseSummary::next_deadline_check`] says, for [`Cases::due`].
-    checks: BTreeSet<(i64, Uuid)>,
+    checks: PackedMap<(i64, Uuid), ()>,
     /// (kind, due at, case) of each open deadline not yet missed on a case
     /// not closed, and how many (a case may have two due at once): for
     /// [`Cases::due_within`].
-    open: BTreeMap<(c::DeadlineKind, i64, Uuid), u32>,
+    open: PackedMap<(c::DeadlineKind, i64, Uuid), u32>,
 }
 
 impl Table {
@@ -108,7 +113,7 @@ impl Table {
     fn index(&mut self, case: &CaseSummary, add: bool) {
         if let Some(at) = case.next_deadline_check() {
             if add {
-                self.checks.insert((at, case.case_id));
+                self.checks.insert((at, case.case_id), ());
             } else {
                 self.checks.remove(&(at, case.case_id));
             }
@@ -122,7 +127,7 @@ impl Table {
             }
             let key = (d.kind, d.due_at_ms, case.case_id);
             if add {
-                *self.open.entry(key).or_default() += 1;
+                *self.open.get_or_default(key) += 1;
             } else if let Some(n) = self.open.get_mut(&key) {
                 *n -= 1;
                 if *n == 0 {
@@ -302,7 +307,7 @@ impl Cases {
         self.read()
             .checks
             .range(..=(now_ms, Uuid::max()))
-            .map(|(_, id)| *id)
+            .map(|((_, id), ())| *id)
             .collect()
     }
 

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use baove_domain::intake::{self as d, IntakeEvent, IntakeRecorded, Prior};
+use baove_domain::packed::PackedMap;
 use baove_eventlog::{Envelope, EventLog};
 use baove_runtime::projection::Follower;
 use baove_runtime::request::ListKey;
@@ -228,7 +229,9 @@ pub struct Shared {
 struct State {
     /// Every intake's row in the list's order: (received at, position,
     /// id). A page is read from its cursor, not by sorting every row.
-    rows: BTreeMap<ListKey, Row>,
+    /// Packed ([`PackedMap`]): rows are added in this order, which would
+    /// leave a plain map's nodes half empty.
+    rows: PackedMap<ListKey, Row>,
     /// Each intake's key in `rows`.
     keys: HashMap<Uuid, ListKey>,
     /// The intakes not yet handed over, by position.

@@ -2,6 +2,7 @@
 //! the keys and labels of the breakdowns.
 
 use super::*;
+use crate::packed::PackedMap;
 
 /// How a deadline ended, for the handling figures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -324,7 +325,9 @@ pub(super) fn deadline_key(k: DeadlineKind) -> DeadlineKey {
 /// Every case's record, folded from case events.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Records {
-    cases: BTreeMap<Uuid, CaseRecord>,
+    /// Packed: case ids are UUIDv7, so cases are added in id order, which
+    /// would leave a plain map's nodes half empty.
+    cases: PackedMap<Uuid, CaseRecord>,
 }
 
 impl Records {
@@ -438,7 +441,7 @@ impl Records {
 
     /// The records, by case id.
     #[must_use]
-    pub const fn cases(&self) -> &BTreeMap<Uuid, CaseRecord> {
+    pub fn cases(&self) -> &BTreeMap<Uuid, CaseRecord> {
         &self.cases
     }
 }
