@@ -1,17 +1,21 @@
 //! A sorted map for the read models that keep an entry for every case,
-//! repacked as it grows so that it does not hold twice the memory its
-//! entries need.
+//! repacked as it grows so that it does not hold nearly twice the memory
+//! its entries need.
 //!
 //! Keys inserted in ascending order (a case id is a UUIDv7, a list key
 //! starts with the opening time) fill a `BTreeMap` badly: each full node is
 //! split at its middle and the left half is never filled again, so its
 //! nodes stay a little over half full. A map built in one go from sorted
-//! entries (`collect`) has full nodes. [`PackedMap`] rebuilds itself that
-//! way once the keys added since its last rebuild reach a quarter of its
-//! length (at least [`PACK_AFTER`]), so the rebuilds cost a few moves per
-//! insert and at most that quarter is loosely packed. Measured on
-//! casework restarted on 100,000 cases (issue #15): the case list's rows
-//! took 31.6 MiB of heap in a `BTreeMap`, the statistics' records 40.5 MiB.
+//! entries (`collect`, `append`) has full nodes. [`PackedMap`] rebuilds
+//! itself that way once the keys it gained since its last rebuild reach a
+//! quarter of its length (at least [`PACK_AFTER`]), so the rebuilds cost a
+//! few moves per insert and at most that quarter is loosely packed. A key
+//! removed and inserted again counts as gained (the case list takes a
+//! case's row out and puts it back at each of its events): with many
+//! events per new case the rebuilds come sooner, still a few moves per
+//! insert. Measured on casework restarted on 100,000 cases (issue #15):
+//! before, the case list's rows took 31.6 MiB of heap in a `BTreeMap`, the
+//! statistics' records 40.5 MiB.
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
@@ -25,7 +29,7 @@ pub const PACK_AFTER: usize = 1024;
 #[derive(Clone, Debug)]
 pub struct PackedMap<K, V> {
     map: BTreeMap<K, V>,
-    /// Keys added since the last rebuild.
+    /// Keys gained since the last rebuild (inserts of a key not present).
     loose: usize,
 }
 
