@@ -10,11 +10,14 @@
 //! unseen for [`STALLED_AFTER`], while its node is current in another of
 //! the streams looked at (so the node runs). The active of each service
 //! looks at its own streams and buckets every second (the runtime's stream
-//! keeper), counts each stall, and once it has seen one last
-//! [`STALLED_AFTER`] too ([`StepDowns`]) logs it and asks the stream's
-//! leader to step down ([`step_down`]), at most once per
-//! [`STEP_DOWN_EVERY`] per stream: the new leader, elected among the current replicas in well under
-//! a second, starts the lagging one's catch-up again. The same by hand:
+//! keeper), counts each stall, and once it has itself seen one last
+//! [`CONFIRMED_AFTER`] ([`StepDowns`]) logs it and asks the stream's
+//! leader to step down ([`step_down`]), again while it lasts but at most
+//! once per [`STEP_DOWN_EVERY`] per stream: the new leader, elected among
+//! the current replicas in well under a second, starts the lagging one's
+//! catch-up again. A replica that stalled as its node came back thus gets
+//! its first step-down about 10 s after the node's return (25 s after the
+//! kill if the node was down for less than 15 s). The same by hand:
 //! `nats stream cluster step-down <stream>`.
 
 use std::collections::HashMap;
@@ -27,10 +30,16 @@ use crate::BusError;
 /// How long the leader must not have heard from a replica that is not
 /// current before it counts as stalled (a node catching up normally talks
 /// to the leader all the while).
-pub const STALLED_AFTER: Duration = Duration::from_secs(30);
+pub const STALLED_AFTER: Duration = Duration::from_secs(15);
 
-/// The least time between two step-downs of one stream's leader.
-pub const STEP_DOWN_EVERY: Duration = Duration::from_secs(300);
+/// How long a process must itself have seen a stall before it asks for a
+/// step-down: a node just back is heard by some of its streams' leaders a
+/// few seconds before others, and the downtime already counts as unseen.
+pub const CONFIRMED_AFTER: Duration = Duration::from_secs(10);
+
+/// The least time between two step-downs of one stream's leader (each
+/// costs the stream an election, during which its writes wait).
+pub const STEP_DOWN_EVERY: Duration = Duration::from_secs(60);
 
 /// Gauge: replicas of the service's streams stalled now.
 pub const REPLICAS_STALLED: &str = "baove_nats_replicas_stalled";
@@ -114,7 +123,7 @@ pub async fn step_down(js: &async_nats::jetstream::Context, stream: &str) -> Res
 }
 
 /// Which stalls have lasted, and when each stream's leader was last asked
-/// to step down: a replica must be seen stalled for [`STALLED_AFTER`] by
+/// to step down: a replica must be seen stalled for [`CONFIRMED_AFTER`] by
 /// this process too (not only unseen by its leader: a node that just came
 /// back is heard by some of its streams' leaders a moment before others),
 /// and a stall that lasts is not answered by an election every second.
@@ -126,7 +135,7 @@ pub struct StepDowns {
 
 impl StepDowns {
     /// Of `stalls`, seen at `now`, the streams whose leader to ask now:
-    /// those with a replica stalled since at least [`STALLED_AFTER`] ago
+    /// those with a replica stalled since at least [`CONFIRMED_AFTER`] ago
     /// (as seen by these calls) and no step-down asked within
     /// [`STEP_DOWN_EVERY`]. Notes each as asked at `now`.
     pub fn to_ask(&mut self, stalls: &[Stall], now: std::time::Instant) -> Vec<String> {
@@ -141,7 +150,7 @@ impl StepDowns {
                 .since
                 .entry((stall.stream.clone(), stall.peer.clone()))
                 .or_insert(now);
-            let lasted = now.saturating_duration_since(since) >= STALLED_AFTER;
+            let lasted = now.saturating_duration_since(since) >= CONFIRMED_AFTER;
             let asked_lately = self
                 .last
                 .get(&stall.stream)
@@ -245,7 +254,25 @@ mod tests {
     }
 
     #[test]
-    fn given_a_stall_when_it_lasts_30_s_here_then_its_leader_is_asked_once_in_five_minutes() {
+    fn given_a_replica_unseen_for_less_than_15_s_then_it_is_not_yet_stalled() {
+        let streams = |unseen_s| {
+            vec![
+                (
+                    "KV_BAOVE_LEASES".to_owned(),
+                    cluster("n1", vec![peer("n2", true, 0), peer("n3", false, unseen_s)]),
+                ),
+                (
+                    "BAOVE_INTAKE".to_owned(),
+                    cluster("n2", vec![peer("n1", true, 0), peer("n3", true, 0)]),
+                ),
+            ]
+        };
+        assert_eq!(stalled(&streams(14)), []);
+        assert_eq!(stalled(&streams(15)).len(), 1);
+    }
+
+    #[test]
+    fn given_a_stall_when_it_lasts_10_s_here_then_its_leader_is_asked_once_a_minute() {
         let stall = |stream: &str, peer: &str| Stall {
             stream: stream.into(),
             peer: peer.into(),
@@ -258,21 +285,22 @@ mod tests {
         let intake = [stall("BAOVE_INTAKE", "n3")];
         // Seen for the first time: not yet (a node just back).
         assert!(asked.to_ask(&intake, at(0)).is_empty());
-        assert!(asked.to_ask(&intake, at(29)).is_empty());
-        assert_eq!(asked.to_ask(&intake, at(30)), ["BAOVE_INTAKE"]);
-        // Still stalled: not again within five minutes.
-        assert!(asked.to_ask(&intake, at(31)).is_empty());
-        assert!(asked.to_ask(&intake, at(329)).is_empty());
-        assert_eq!(asked.to_ask(&intake, at(330)), ["BAOVE_INTAKE"]);
-        // A stall that went away starts its 30 s again.
+        assert!(asked.to_ask(&intake, at(9)).is_empty());
+        assert_eq!(asked.to_ask(&intake, at(10)), ["BAOVE_INTAKE"]);
+        // Still stalled: not again within the minute, then again.
+        assert!(asked.to_ask(&intake, at(11)).is_empty());
+        assert!(asked.to_ask(&intake, at(69)).is_empty());
+        assert_eq!(asked.to_ask(&intake, at(70)), ["BAOVE_INTAKE"]);
+        // A stall that went away starts its 10 s again.
         let leases = [stall("KV_BAOVE_LEASES", "n2")];
-        assert!(asked.to_ask(&leases, at(331)).is_empty());
-        assert!(asked.to_ask(&[], at(340)).is_empty());
-        assert!(asked.to_ask(&leases, at(362)).is_empty());
-        assert_eq!(asked.to_ask(&leases, at(392)), ["KV_BAOVE_LEASES"]);
+        assert!(asked.to_ask(&leases, at(71)).is_empty());
+        assert!(asked.to_ask(&[], at(75)).is_empty());
+        assert!(asked.to_ask(&leases, at(76)).is_empty());
+        assert!(asked.to_ask(&leases, at(85)).is_empty());
+        assert_eq!(asked.to_ask(&leases, at(86)), ["KV_BAOVE_LEASES"]);
         // Two replicas of one stream: one step-down.
         let both = [stall("BAOVE_CASE", "n2"), stall("BAOVE_CASE", "n3")];
-        assert!(asked.to_ask(&both, at(400)).is_empty());
-        assert_eq!(asked.to_ask(&both, at(430)), ["BAOVE_CASE"]);
+        assert!(asked.to_ask(&both, at(100)).is_empty());
+        assert_eq!(asked.to_ask(&both, at(110)), ["BAOVE_CASE"]);
     }
 }
