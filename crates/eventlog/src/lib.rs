@@ -29,7 +29,11 @@
 //!   thread makes every group handed to it durable with one write-ahead
 //!   record each and one fdatasync, and only then answers the callers (who
 //!   wait on a oneshot). Deciding the next group overlaps with syncing the
-//!   previous one.
+//!   previous one. An append nobody waits on
+//!   ([`EventLog::append_sharing_flush`]: a consumer's record of another
+//!   service's event) lets its group's fdatasync wait up to
+//!   [`SHARED_FLUSH_WAIT`] for the next group that has a caller waiting,
+//!   and shares it.
 //!   Reads go to tokio's blocking pool, so that a read waiting on the disk
 //!   never holds up the async executor, except reads of the newest events,
 //!   which are served from the decoded copy the writer keeps of them
@@ -84,6 +88,7 @@ pub use envelope::{Actor, ChainHash, Envelope, NewEvent, StreamId};
 pub use error::Error;
 pub use log::{
     APPENDED, AckGate, AppendRequest, Appended, Clock, EventLog, ExpectedVersion, GROUP_SIZE, Head,
-    MAX_EVENTS_PER_APPEND, Options, Parked, SYNC_SECONDS, SideTree, Verification, verify_copy,
+    MAX_EVENTS_PER_APPEND, Options, Parked, SHARED_FLUSH_WAIT, SYNC_SECONDS, SideTree,
+    Verification, verify_copy,
 };
 pub use setaside::{SetAside, set_aside_after};

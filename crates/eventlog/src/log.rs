@@ -58,6 +58,21 @@ pub const MAX_EVENTS_PER_APPEND: usize = 1000;
 /// Most appends one group commit takes from the queue before flushing.
 const MAX_GROUP: usize = 1024;
 
+/// Longest an append made with [`EventLog::append_sharing_flush`] lets its
+/// fdatasync wait for other appends to share it, by default
+/// ([`Options::shared_flush_wait`]).
+pub const SHARED_FLUSH_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// When an append's group may be made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flush {
+    /// At once: somebody is waiting ([`EventLog::append`]).
+    Now,
+    /// Within [`Options::shared_flush_wait`], with whatever else comes by
+    /// then ([`EventLog::append_sharing_flush`]).
+    Shared,
+}
+
 /// The clock that stamps `recorded_at_ms` (milliseconds since the Unix epoch).
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
@@ -178,6 +193,10 @@ pub struct Options {
     /// an id used before is stored again. The event keeps its command id
     /// either way; answers kept before stay.
     pub keep_answers: bool,
+    /// Longest the fdatasync of a group made only of appends that share
+    /// their flush ([`EventLog::append_sharing_flush`]) waits for another
+    /// group to share it ([`SHARED_FLUSH_WAIT`] by default).
+    pub shared_flush_wait: std::time::Duration,
 }
 
 impl Default for Options {
@@ -187,6 +206,7 @@ impl Default for Options {
             cache_capacity: 1024 * 1024 * 1024,
             name: "event",
             keep_answers: true,
+            shared_flush_wait: SHARED_FLUSH_WAIT,
         }
     }
 }
@@ -441,13 +461,37 @@ impl EventLog {
     /// - [`Error::NotReplicated`] when acks are gated
     ///   ([`EventLog::gate_acks`]) and the gate was not reached in time.
     pub async fn append(&self, request: AppendRequest) -> Result<Appended, Error> {
+        self.append_flushed(request, Flush::Now).await
+    }
+
+    /// Appends like [`EventLog::append`], and returns as it does once the
+    /// events are durable, but lets their fdatasync wait up to
+    /// [`Options::shared_flush_wait`] (10 ms) for other appends to share
+    /// it: the group is
+    /// made durable with the next group whose caller is waiting, or when
+    /// the wait is over. For appends nobody is waiting on, such as a
+    /// consumer's record of another service's event, acknowledged to NATS
+    /// only once durable: made one by one, each would cost a device wait
+    /// of its own. Durability is the same; only the answer may come later.
+    ///
+    /// # Errors
+    /// As [`EventLog::append`].
+    pub async fn append_sharing_flush(&self, request: AppendRequest) -> Result<Appended, Error> {
+        self.append_flushed(request, Flush::Shared).await
+    }
+
+    async fn append_flushed(
+        &self,
+        request: AppendRequest,
+        flush: Flush,
+    ) -> Result<Appended, Error> {
         if let Some(active) = self.follows() {
             return Err(Error::ReadOnly { active });
         }
         let (tx, rx) = oneshot::channel();
         self.inner
             .jobs
-            .send(Job::Append(Box::new(request), tx))
+            .send(Job::Append(Box::new(request), flush, tx))
             .await
             .map_err(|_| Error::Closed)?;
         let appended = rx.await.map_err(|_| Error::Closed)??;

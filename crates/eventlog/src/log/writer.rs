@@ -7,7 +7,13 @@ use super::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub(super) enum Job {
-    Append(Box<AppendRequest>, oneshot::Sender<Result<Appended, Error>>),
+    /// An append; `Flush::Shared` lets its flush wait for company
+    /// ([`Options::shared_flush_wait`]).
+    Append(
+        Box<AppendRequest>,
+        Flush,
+        oneshot::Sender<Result<Appended, Error>>,
+    ),
     Import(Vec<Envelope>, oneshot::Sender<Result<(), Error>>),
     RecordApplied {
         key: Vec<u8>,
@@ -138,6 +144,7 @@ pub(super) fn open_blocking(path: &Path, options: Options) -> Result<Opened, Err
         failed: failed.clone(),
         syncs: syncs.clone(),
         name: options.name,
+        shared_flush_wait: options.shared_flush_wait,
     };
     let syncer = std::thread::Builder::new()
         .name(thread_name(options.name, "sync"))
@@ -274,6 +281,10 @@ pub(super) struct Batch {
     writes: Option<super::wal::Writes>,
     /// The group wrote events, which must be made durable now.
     wrote: bool,
+    /// Nobody waiting on it is in a hurry: every append in it asked for a
+    /// shared flush (`Flush::Shared`), and it closes nothing, so the syncer
+    /// may wait a little for other groups to share its flush.
+    unhurried: bool,
     /// The last global position written by it and every group before.
     last_position: u64,
     close: Option<oneshot::Sender<Result<(), Error>>>,
@@ -290,6 +301,8 @@ pub(super) struct Syncer {
     syncs: Arc<AtomicU64>,
     /// The metrics' `log` label.
     name: &'static str,
+    /// [`Options::shared_flush_wait`].
+    shared_flush_wait: std::time::Duration,
 }
 
 pub(super) fn failure_of(failed: &Mutex<Option<String>>) -> Option<String> {
@@ -314,6 +327,21 @@ impl Syncer {
         while let Ok(first) = from_writer.recv() {
             let mut batches = vec![first];
             batches.extend(from_writer.try_iter());
+            // Only unhurried groups to make durable: wait a little for
+            // another group to share the fdatasync, and stop waiting as soon
+            // as one comes whose callers are in a hurry.
+            if batches.iter().any(|b| b.wrote) && batches.iter().all(|b| b.unhurried) {
+                let until = std::time::Instant::now() + self.shared_flush_wait;
+                while let Some(left) = until.checked_duration_since(std::time::Instant::now())
+                    && let Ok(next) = from_writer.recv_timeout(left)
+                {
+                    batches.push(next);
+                    batches.extend(from_writer.try_iter());
+                    if batches.iter().any(|b| !b.unhurried) {
+                        break;
+                    }
+                }
+            }
             let close_requested = batches.iter().any(|b| b.close.is_some());
             let must_sync = close_requested || batches.iter().any(|b| b.wrote);
             let failure = failure_of(&self.failed).or_else(|| {
@@ -451,13 +479,16 @@ impl Writer {
             let mut group = Group::default();
             let mut done = Vec::with_capacity(jobs.len());
             let mut written = Vec::new();
+            let mut unhurried = true;
             for job in jobs {
                 match job {
-                    Job::Append(request, reply) => {
+                    Job::Append(request, flush, reply) => {
+                        unhurried &= flush == Flush::Shared;
                         let result = self.decide(&request, &mut group);
                         done.push(Done::Append(reply, result));
                     }
                     Job::Import(envelopes, reply) => {
+                        unhurried = false;
                         let result = self.decide_import(&envelopes, &mut group);
                         done.push(Done::Record(reply, result));
                     }
@@ -507,6 +538,7 @@ impl Writer {
                 done,
                 writes,
                 wrote: !group.events.is_empty(),
+                unhurried: unhurried && close.is_none(),
                 last_position: self.next_position - 1,
                 close: close.take(),
             };

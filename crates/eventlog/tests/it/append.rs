@@ -294,6 +294,114 @@ async fn given_consumed_messages_when_recorded_as_applied_then_no_flush_is_made_
     }
 }
 
+/// Opens a log whose shared flushes wait long enough for a test to see
+/// one waiting (the default is 10 ms).
+async fn open_waiting_long(dir: &std::path::Path) -> EventLog {
+    let options = baove_eventlog::Options {
+        shared_flush_wait: std::time::Duration::from_secs(600),
+        ..Default::default()
+    };
+    EventLog::open_with(dir, options).await.unwrap()
+}
+
+/// Appends one event to the new stream `a` sharing its flush, in a task.
+fn spawn_sharing(
+    log: &EventLog,
+    a: StreamId,
+) -> tokio::task::JoinHandle<Result<baove_eventlog::Appended, Error>> {
+    let log = log.clone();
+    tokio::spawn(async move {
+        log.append_sharing_flush(request(a, ExpectedVersion::NoStream, "handed-over", 1))
+            .await
+    })
+}
+
+/// Waits (10 s at most) until the log's sled holds `streams` streams: an
+/// append's group is written there before its flush.
+async fn until_written(log: &EventLog, streams: usize) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log.stream_count().await.unwrap() < streams {
+        assert!(tokio::time::Instant::now() < deadline, "never written");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn given_an_append_sharing_its_flush_when_an_append_in_a_hurry_comes_then_one_fdatasync_makes_both_durable()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_waiting_long(dir.path()).await;
+    let (a, b) = (StreamId::new(), StreamId::new());
+    let before = log.syncs();
+    let sharing = spawn_sharing(&log, a);
+    until_written(&log, 1).await;
+    // Written, not durable, not answered: its flush waits for company.
+    assert_eq!(log.last_position(), 0);
+    assert_eq!(log.syncs(), before);
+    assert!(!sharing.is_finished());
+    let hurried = log
+        .append(request(b, ExpectedVersion::NoStream, "submitted", 1))
+        .await
+        .unwrap();
+    let shared = sharing.await.unwrap().unwrap();
+    assert_eq!(
+        log.syncs(),
+        before + 1,
+        "the two appends were made durable by two fdatasyncs"
+    );
+    assert_eq!((shared.last_position, hurried.last_position), (1, 2));
+    assert_eq!(log.last_position(), 2);
+    // Durable: there after a reopen.
+    log.close().await.unwrap();
+    drop(log);
+    let log = EventLog::open(dir.path()).await.unwrap();
+    assert_eq!(log.read_stream(a, 1, 10).await.unwrap().len(), 1);
+    assert_eq!(log.read_stream(b, 1, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn given_an_append_sharing_its_flush_when_nothing_else_comes_then_it_is_made_durable_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    // The default wait (10 ms).
+    let log = EventLog::open(dir.path()).await.unwrap();
+    let a = StreamId::new();
+    let before = log.syncs();
+    let shared = log
+        .append_sharing_flush(request(a, ExpectedVersion::NoStream, "handed-over", 2))
+        .await
+        .unwrap();
+    assert_eq!(log.syncs(), before + 1);
+    assert_eq!(log.last_position(), shared.last_position);
+    // Like any append: a retry is answered from the first, a wrong
+    // version is a conflict.
+    let again = log
+        .append_sharing_flush(request(a, ExpectedVersion::NoStream, "handed-over", 2))
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.head_hash, shared.head_hash);
+    let refused = log
+        .append_sharing_flush(request(a, ExpectedVersion::Exact(1), "other", 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, Error::Conflict { .. }), "{refused:?}");
+}
+
+#[tokio::test]
+async fn given_an_append_sharing_its_flush_when_the_log_is_closed_then_the_close_makes_it_durable()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_waiting_long(dir.path()).await;
+    let a = StreamId::new();
+    let sharing = spawn_sharing(&log, a);
+    until_written(&log, 1).await;
+    log.close().await.unwrap();
+    assert_eq!(sharing.await.unwrap().unwrap().last_seq, 1);
+    drop(log);
+    let log = EventLog::open(dir.path()).await.unwrap();
+    assert_eq!(log.read_stream(a, 1, 10).await.unwrap().len(), 1);
+}
+
 #[tokio::test]
 async fn given_a_closed_log_when_appending_then_closed() {
     let dir = tempfile::tempdir().unwrap();

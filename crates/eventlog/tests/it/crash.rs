@@ -2,7 +2,9 @@
 //! must be there after reopening, the chains must verify, and appends must
 //! go on. Before each append the writer records a consumed message as
 //! applied (answered without a flush of its own): every record made before
-//! an acknowledged append must be there too.
+//! an acknowledged append must be there too. Half the writers append
+//! sharing their flush (`append_sharing_flush`), acknowledged as late as
+//! the flush they share.
 //!
 //! The child is this same test binary, re-run with `BAOVE_CRASH_CHILD` set
 //! to the log directory: the test function then acts as the writer.
@@ -103,7 +105,8 @@ fn parse(line: &str) -> Option<(StreamId, u64, String)> {
 }
 
 /// The writer: WRITERS tasks, each on its own stream, appending with exact
-/// expected versions and printing each acknowledgement, until killed.
+/// expected versions (every other task sharing its flushes) and printing
+/// each acknowledgement, until killed.
 fn child(dir: &str) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -127,15 +130,13 @@ fn child(dir: &str) {
                         .await
                         .unwrap();
                     let command = format!("{stream}-{w}-{version}");
-                    let a = log
-                        .append(request(
-                            stream,
-                            ExpectedVersion::Exact(version),
-                            &command,
-                            1,
-                        ))
-                        .await
-                        .unwrap();
+                    let append = request(stream, ExpectedVersion::Exact(version), &command, 1);
+                    let a = if w % 2 == 0 {
+                        log.append(append).await
+                    } else {
+                        log.append_sharing_flush(append).await
+                    }
+                    .unwrap();
                     version = a.last_seq;
                     let mut out = std::io::stdout().lock();
                     writeln!(out, "ACK {stream} {} {}", a.last_seq, a.head_hash).unwrap();
