@@ -253,14 +253,39 @@ impl Upstream {
 
 /// The province of each record a national console has found (a case):
 /// where to send its next call without asking every partition again. At
-/// most [`Whereabouts::MOST`] kept; past it, all are forgotten and found
-/// again as they are asked for.
+/// most [`Whereabouts::MOST`] kept, in two generations of at most half
+/// that each: new records go into the young one; once it is full it
+/// becomes the old one, and the old one before it is forgotten. A record
+/// asked for from the old generation moves back into the young one, so
+/// what is forgotten is what was neither noted nor asked for in the
+/// longest time, and the cases in use keep their route.
 #[derive(Debug, Default)]
-pub struct Whereabouts(std::sync::Mutex<std::collections::HashMap<String, String>>);
+pub struct Whereabouts(std::sync::Mutex<Generations>);
+
+#[derive(Debug, Default)]
+struct Generations {
+    young: std::collections::HashMap<String, String>,
+    old: std::collections::HashMap<String, String>,
+}
+
+impl Generations {
+    fn keep(&mut self, id: String, province: String) {
+        if self.young.len() >= Whereabouts::MOST / 2 && !self.young.contains_key(&id) {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(id, province);
+    }
+}
 
 impl Whereabouts {
-    /// How many records are kept.
+    /// How many records are kept at most.
     pub const MOST: usize = 100_000;
+
+    fn generations(&self) -> std::sync::MutexGuard<'_, Generations> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 
     /// `id` is kept in `province`'s partition (an empty province: not
     /// known, not noted).
@@ -268,24 +293,21 @@ impl Whereabouts {
         if province.is_empty() {
             return;
         }
-        let mut known = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if known.len() >= Self::MOST && !known.contains_key(id) {
-            known.clear();
-        }
-        known.insert(id.to_owned(), province.to_owned());
+        let mut known = self.generations();
+        known.old.remove(id);
+        known.keep(id.to_owned(), province.to_owned());
     }
 
     /// The province noted for `id`.
     #[must_use]
     pub fn of(&self, id: &str) -> Option<String> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(id)
-            .cloned()
+        let mut known = self.generations();
+        if let Some(province) = known.young.get(id) {
+            return Some(province.clone());
+        }
+        let province = known.old.remove(id)?;
+        known.keep(id.to_owned(), province.clone());
+        Some(province)
     }
 }
 
@@ -332,18 +354,42 @@ mod tests {
         known.note("case-2", "");
         assert_eq!(known.of("case-1").as_deref(), Some("vn:92"));
         assert_eq!(known.of("case-2"), None, "an unknown province is not noted");
-        for i in 1..Whereabouts::MOST {
+        for i in 1..=Whereabouts::MOST {
             known.note(&format!("other-{i}"), "vn:01");
         }
+        // Half are forgotten at a time, the longest unused first.
+        assert_eq!(known.of("other-1"), None, "the oldest, forgotten");
+        assert_eq!(known.of("case-1"), None, "the oldest, forgotten");
+        let newest = format!("other-{}", Whereabouts::MOST);
+        assert_eq!(known.of(&newest).as_deref(), Some("vn:01"));
+        let half = format!("other-{}", Whereabouts::MOST / 2 + 1);
+        assert_eq!(known.of(&half).as_deref(), Some("vn:01"), "kept");
+        let total = {
+            let g = known.generations();
+            g.young.len() + g.old.len()
+        };
+        assert!(total <= Whereabouts::MOST, "{total} kept");
+    }
+
+    #[test]
+    fn given_a_record_asked_for_when_the_others_are_forgotten_then_it_is_kept() {
+        let known = Whereabouts::default();
         known.note("case-1", "vn:92");
-        assert_eq!(
-            known.of("other-1").as_deref(),
-            Some("vn:01"),
-            "at most, kept"
-        );
-        known.note("case-3", "vn:79");
-        assert_eq!(known.of("other-1"), None, "past it, forgotten");
-        assert_eq!(known.of("case-3").as_deref(), Some("vn:79"));
+        for i in 1..Whereabouts::MOST / 2 {
+            known.note(&format!("other-{i}"), "vn:01");
+        }
+        // case-1 is now in the old generation; asked for, it is young again.
+        known.note("other-50000", "vn:01");
+        assert_eq!(known.of("case-1").as_deref(), Some("vn:92"));
+        for i in Whereabouts::MOST / 2..Whereabouts::MOST + 10 {
+            known.note(&format!("other-{i}"), "vn:01");
+        }
+        assert_eq!(known.of("other-1"), None, "not asked for: forgotten");
+        assert_eq!(known.of("case-1").as_deref(), Some("vn:92"), "kept");
+        // A record noted again in another province is where it was noted
+        // last, in either generation.
+        known.note("case-1", "vn:79");
+        assert_eq!(known.of("case-1").as_deref(), Some("vn:79"));
     }
 
     #[tokio::test]
