@@ -282,8 +282,9 @@ pub(super) struct Batch {
     /// The group wrote events, which must be made durable now.
     wrote: bool,
     /// Nobody waiting on it is in a hurry: every append in it asked for a
-    /// shared flush (`Flush::Shared`), and it closes nothing, so the syncer
-    /// may wait a little for other groups to share its flush.
+    /// shared flush (`Flush::Shared`; inbox records ask for none), and it
+    /// imports nothing and closes nothing, so the syncer may wait a little
+    /// for other groups to share its flush.
     unhurried: bool,
     /// The last global position written by it and every group before.
     last_position: u64,
