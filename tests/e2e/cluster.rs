@@ -484,6 +484,42 @@ impl Node {
     }
 }
 
+/// Waits (90 s from `killed`, when machine `down` died) until the hotline
+/// clients have had `2 * NODE_CLIENTS` more reports acknowledged than
+/// `before`, the supervisor doing its rounds over the machines that are up
+/// meanwhile: a survivor that stops by itself (it lost its lease to
+/// another candidate, or found its log parted from the cluster's) is
+/// started again, as systemd's `Restart=on-failure` does. The time from
+/// the death to the first acknowledgement.
+async fn until_acknowledged(
+    nodes: &mut [Node],
+    urls: &str,
+    counted: &mut tokio::sync::watch::Receiver<usize>,
+    before: usize,
+    killed: Instant,
+    down: usize,
+    what: &str,
+) -> Duration {
+    let mut first = None;
+    loop {
+        let now = *counted.borrow_and_update();
+        if now > before {
+            first.get_or_insert_with(|| killed.elapsed());
+        }
+        if now >= before + 2 * NODE_CLIENTS {
+            return first.unwrap_or_default();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(90),
+            "no report acknowledged within 90 s of {what}"
+        );
+        supervise(nodes, urls, Some(down));
+        // Woken by the next acknowledgement (so the figure is when it
+        // came), or after 100 ms for the supervisor's next round.
+        let _ = tokio::time::timeout(Duration::from_millis(100), counted.changed()).await;
+    }
+}
+
 /// The supervisor's round over every machine that is up.
 fn supervise(nodes: &mut [Node], urls: &str, down: Option<usize>) {
     for (n, node) in nodes.iter_mut().enumerate() {
@@ -672,15 +708,17 @@ async fn whole_nodes_killed_one_after_another_under_load_lose_no_acknowledged_re
             .unwrap_or_default();
         let survivor = active_of(&mut nodes, &urls, service, Some(victim)).await;
         let took_lease = killed.elapsed();
-        tokio::time::timeout(
-            Duration::from_secs(90),
-            counted.wait_for(|n| *n >= before + 2 * NODE_CLIENTS),
+        let what = format!("the {service} machine's death");
+        until_acknowledged(
+            &mut nodes,
+            &urls,
+            &mut counted,
+            before,
+            killed,
+            victim,
+            &what,
         )
-        .await
-        .unwrap_or_else(|_| {
-            panic!("no report acknowledged within 90 s of the {service} machine's death")
-        })
-        .unwrap();
+        .await;
         figures.push(format!(
             "machine of the active {service} (node {victim}) killed at {killed_at}: node {survivor} took the lease after {took_lease:?}; {} more reports acknowledged {:?} after the kill",
             2 * NODE_CLIENTS,
@@ -717,27 +755,20 @@ async fn whole_nodes_killed_one_after_another_under_load_lose_no_acknowledged_re
         nodes[victim].kill(&mut cluster);
         let killed = Instant::now();
         let before = *counted.borrow();
-        let mut first = None;
-        loop {
-            let now = *counted.borrow_and_update();
-            if now > before {
-                first.get_or_insert_with(|| killed.elapsed());
-            }
-            if now >= before + 2 * NODE_CLIENTS {
-                break;
-            }
-            assert!(
-                killed.elapsed() < Duration::from_secs(90),
-                "random round {round}: no report acknowledged within 90 s of node {victim}'s death"
-            );
-            supervise(&mut nodes, &urls, Some(victim));
-            // Woken by the next acknowledgement (so the figure is when it
-            // came), or after 100 ms for the supervisor's next round.
-            let _ = tokio::time::timeout(Duration::from_millis(100), counted.changed()).await;
-        }
+        let what = format!("node {victim}'s death (random round {round})");
+        let first = until_acknowledged(
+            &mut nodes,
+            &urls,
+            &mut counted,
+            before,
+            killed,
+            victim,
+            &what,
+        )
+        .await;
         figures.push(format!(
             "random round {round}: node {victim}, holding the lease of {leases:?} and leading {led:?}, killed {wait:?} after the machine before was back: the next report acknowledged {:?} after the kill, {} more {:?} after it",
-            first.unwrap_or_default(),
+            first,
             2 * NODE_CLIENTS,
             killed.elapsed()
         ));
